@@ -1,0 +1,2 @@
+//! The rkube node agent: registers the node, runs pods bound to it on rkube-runtime, reports their status.
+#![forbid(unsafe_code)]

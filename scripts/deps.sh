@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs every Debian package rkube's build, tests and demo need. Safe to run again; a clean CI machine runs it.
+set -euo pipefail
+PKGS=(busybox-static runc crun containernetworking-plugins docker-registry skopeo umoci etcd-server etcd-client
+      iputils-ping nftables iproute2 jq hyperfine podman libseccomp-dev pkg-config protobuf-compiler python3-venv)
+missing=()
+for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "deps: cargo not found; install a Rust toolchain >= 1.85 (rustup) first" >&2; exit 1; }

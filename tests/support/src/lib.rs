@@ -1,0 +1,39 @@
+//! Fixtures shared by rkube's tests: a busybox rootfs and OCI image built from Debian's busybox-static, a local
+//! registry bound to 127.0.0.1, unique names for the resources a test makes, and guards that remove them.
+//!
+//! Nothing here knows about rkube's own crates, so every crate can use it as a dev-dependency.
+
+pub mod image;
+pub mod naming;
+pub mod poll;
+pub mod process;
+pub mod registry;
+
+pub use image::{busybox_oci_layout, busybox_rootfs, OciLayout};
+pub use naming::unique_name;
+pub use poll::poll_until;
+pub use process::ChildGuard;
+pub use registry::Registry;
+
+/// Panics with a clear message unless the test runs as root: privileged tests run for real, never skipped silently.
+pub fn require_root() {
+    // SAFETY-free: geteuid via /proc avoids a libc dependency.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("");
+    assert_eq!(euid, "0", "this test needs root (it makes real namespaces, mounts and cgroups); run it as root");
+}
+
+/// Path of a command on this machine, or a panic naming the Debian package that provides it.
+pub fn require_command(cmd: &str, package: &str) -> std::path::PathBuf {
+    for dir in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let p = std::path::Path::new(dir).join(cmd);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("`{cmd}` is not installed: apt-get install -y {package} (scripts/deps.sh installs every test dependency)");
+}
