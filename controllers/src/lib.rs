@@ -1,0 +1,3 @@
+//! rkube's scheduler and controllers. They talk to the apiserver only through kube-rs (watch, cache, reconcile),
+//! never through the apiserver's internals, so they run against rkube's apiserver or a real Kubernetes one.
+#![forbid(unsafe_code)]
