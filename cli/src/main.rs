@@ -1,5 +1,41 @@
-//! `rkube`: the one user-facing command.
+//! `rkube`: the one user-facing command. Each subcommand lives in a module named for it and calls into the
+//! component crates; this file only parses arguments and sets up logging.
+
+mod image;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rkube", version, about = "A small Kubernetes node stack")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run apiserver + scheduler + controllers on the embedded store (or etcd)
+    Server(server::Args),
+    /// Import, pull and list container images in the node's image store
+    #[command(subcommand)]
+    Image(image::Command),
+}
+
 fn main() {
-    eprintln!("rkube: no subcommands yet");
-    std::process::exit(2);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => server::run(args),
+        Command::Image(cmd) => image::run(cmd),
+    };
+    if let Err(err) = result {
+        eprintln!("rkube: {err:#}");
+        std::process::exit(1);
+    }
 }
