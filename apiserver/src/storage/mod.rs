@@ -1,0 +1,110 @@
+//! The storage interface every backend implements: a key-value store with one global, monotonically increasing
+//! revision (etcd's model). A Kubernetes object's resourceVersion is the revision of its last write.
+//!
+//! Keys look like `/registry/<group>/<resource>/<namespace>/<name>` (cluster-scoped: no namespace segment).
+//! Values are opaque bytes (the apiserver stores JSON). Backends: `embedded` (single file under the data dir)
+//! and `etcd` (etcd v3). A watch cache sits in front of either so many watchers cost one backend watch.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+
+/// A global store revision. 0 means "none yet".
+pub type Revision = i64;
+
+/// One stored key with its revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Bytes,
+    /// Revision at which the key was created (stays the same across updates).
+    pub create_revision: Revision,
+    /// Revision of the last write to the key: this is the object's resourceVersion.
+    pub mod_revision: Revision,
+}
+
+/// A page of a list, read at one consistent revision.
+#[derive(Debug, Clone)]
+pub struct ListResult {
+    pub items: Vec<KeyValue>,
+    /// The revision the list was read at (the list's resourceVersion).
+    pub revision: Revision,
+    /// True if `limit` cut the list; continue after the last item's key at the same revision.
+    pub more: bool,
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Only keys starting with this prefix.
+    pub prefix: String,
+    /// Only keys strictly greater than this (for continue tokens).
+    pub start_after: Option<String>,
+    /// At most this many items.
+    pub limit: Option<usize>,
+    /// Read at this past revision (error `Compacted` if it is gone); `None` reads the latest.
+    pub revision: Option<Revision>,
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// Key created (`prev` is None) or updated.
+    Put { kv: KeyValue, prev: Option<KeyValue> },
+    /// Key deleted at `revision`; `prev` is the value it had.
+    Delete { prev: KeyValue, revision: Revision },
+    /// No change for a while; the watcher has seen everything up to this revision.
+    Progress { revision: Revision },
+}
+
+impl WatchEvent {
+    pub fn revision(&self) -> Revision {
+        match self {
+            WatchEvent::Put { kv, .. } => kv.mod_revision,
+            WatchEvent::Delete { revision, .. } | WatchEvent::Progress { revision } => *revision,
+        }
+    }
+}
+
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, StorageError>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("key {key} already exists")]
+    AlreadyExists { key: String },
+    #[error("key {key} not found")]
+    NotFound { key: String },
+    /// Optimistic concurrency: the caller's expected revision is not the key's current one.
+    #[error("key {key} was modified: expected revision {expected}, current {current}")]
+    Conflict { key: String, expected: Revision, current: Revision },
+    /// The requested revision was compacted away (the API answers 410 Gone).
+    #[error("revision {requested} has been compacted (oldest available is {compacted})")]
+    Compacted { requested: Revision, compacted: Revision },
+    /// The requested revision is in the future.
+    #[error("revision {requested} is newer than the store's current revision {current}")]
+    FutureRevision { requested: Revision, current: Revision },
+    #[error("storage backend {backend}: {message}")]
+    Backend { backend: &'static str, message: String },
+}
+
+/// The interface every backend implements. All writes are durable when they return Ok.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The latest revision.
+    async fn current_revision(&self) -> Result<Revision, StorageError>;
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StorageError>;
+    async fn list(&self, opts: ListOptions) -> Result<ListResult, StorageError>;
+    /// Creates `key`; `AlreadyExists` if present. Returns the new KeyValue.
+    async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, StorageError>;
+    /// Replaces `key` only if its mod_revision is `expected` (`Conflict` otherwise, `NotFound` if absent).
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue, StorageError>;
+    /// Deletes `key` (only if its mod_revision is `expected`, when given). Returns the deleted value and the
+    /// revision of the delete.
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision), StorageError>;
+    /// Every change under `prefix` with revision > `after`, in revision order, then live changes.
+    /// `Compacted` if `after` is older than the compaction point.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StorageError>;
+    /// Forgets history at and below `revision` (deleted keys and old versions); reads below it fail `Compacted`.
+    async fn compact(&self, revision: Revision) -> Result<(), StorageError>;
+}
