@@ -11,4 +11,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+"$(dirname "$0")/vm-deps.sh"
 command -v cargo >/dev/null || { echo "deps: cargo not found; install a Rust toolchain >= 1.85 (rustup) first" >&2; exit 1; }

@@ -8,6 +8,7 @@ pub mod naming;
 pub mod poll;
 pub mod process;
 pub mod registry;
+pub mod vm;
 
 pub use image::{busybox_oci_layout, busybox_rootfs, OciLayout};
 pub use naming::unique_name;

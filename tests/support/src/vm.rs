@@ -1,0 +1,247 @@
+//! A throwaway TCG qemu VM running Debian's cloud kernel on pure cgroup v2, for the tests that must prove the v2
+//! code paths on a machine whose own cgroups are v1. `scripts/vm-deps.sh` unpacks qemu and the kernel into
+//! `/var/cache/rkube-vm` (or `$RKUBE_VM_DIR`); this module builds the initramfs itself (newc cpio, gzip) from the
+//! host files a test names plus the shared libraries they link, boots it, and returns what the guest printed.
+//!
+//! Inside the guest: the payload is copied to a tmpfs and `switch_root` moves into it (pivot_root does not work on
+//! the initramfs itself), then proc, sysfs, devtmpfs, tmpfs /tmp and cgroup2 at /sys/fs/cgroup are mounted with
+//! every controller enabled for children, and `/test.sh` runs. Its exit code comes back in a marker line.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::process::ChildGuard;
+
+const EXIT_MARKER: &str = "RKUBE-VM-EXIT ";
+
+/// Where scripts/vm-deps.sh unpacked qemu and the kernel.
+pub fn vm_root() -> PathBuf {
+    let dir = std::env::var_os("RKUBE_VM_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/cache/rkube-vm".into());
+    dir.join("root")
+}
+
+enum Entry {
+    Dir,
+    File { data: Vec<u8>, mode: u32 },
+    Symlink(String),
+}
+
+/// An initramfs under construction plus the script to run in it.
+pub struct Vm {
+    entries: BTreeMap<String, Entry>,
+    memory_mb: u32,
+}
+
+/// What the guest printed and how its script ended.
+#[derive(Debug)]
+pub struct VmRun {
+    pub console: String,
+    /// The exit code of /test.sh, or None if the guest never reported one (crash, panic, timeout).
+    pub exit_code: Option<i32>,
+}
+
+impl Default for Vm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Vm {
+    pub fn new() -> Vm {
+        let mut vm = Vm { entries: BTreeMap::new(), memory_mb: 512 };
+        vm.binary(Path::new("/bin/busybox"), "/bin/busybox");
+        vm.symlink("/bin/sh", "busybox");
+        vm
+    }
+
+    pub fn memory_mb(&mut self, mb: u32) -> &mut Self {
+        self.memory_mb = mb;
+        self
+    }
+
+    fn add_parents(&mut self, guest: &str) {
+        let mut p = Path::new(guest).parent();
+        while let Some(dir) = p {
+            let s = dir.to_string_lossy().to_string();
+            if s == "/" || s.is_empty() {
+                break;
+            }
+            self.entries.entry(s).or_insert(Entry::Dir);
+            p = dir.parent();
+        }
+    }
+
+    /// Adds a file with the given contents and mode.
+    pub fn file(&mut self, guest: &str, data: impl Into<Vec<u8>>, mode: u32) -> &mut Self {
+        self.add_parents(guest);
+        self.entries.insert(guest.to_string(), Entry::File { data: data.into(), mode });
+        self
+    }
+
+    pub fn symlink(&mut self, guest: &str, target: &str) -> &mut Self {
+        self.add_parents(guest);
+        self.entries.insert(guest.to_string(), Entry::Symlink(target.to_string()));
+        self
+    }
+
+    /// Adds an executable and every shared library `ldd` says it needs, at the same paths as on the host.
+    pub fn binary(&mut self, host: &Path, guest: &str) -> &mut Self {
+        let data = std::fs::read(host).unwrap_or_else(|e| panic!("read {}: {e}", host.display()));
+        self.file(guest, data, 0o755);
+        let out = Command::new("ldd").arg(host).output().expect("run ldd");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let path = match line.split("=>").nth(1) {
+                Some(rhs) => rhs.split_whitespace().next().unwrap_or(""),
+                None => line.split_whitespace().next().unwrap_or(""),
+            };
+            if path.starts_with('/') && !self.entries.contains_key(path) {
+                let real = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
+                let lib = std::fs::read(&real).unwrap_or_else(|e| panic!("read {}: {e}", real.display()));
+                self.file(path, lib, 0o755);
+            }
+        }
+        self
+    }
+
+    /// Copies a host directory tree (files, dirs, symlinks) to `guest`.
+    pub fn tree(&mut self, host: &Path, guest: &str) -> &mut Self {
+        self.entries.insert(guest.to_string(), Entry::Dir);
+        self.add_parents(guest);
+        for entry in std::fs::read_dir(host).unwrap_or_else(|e| panic!("read dir {}: {e}", host.display())) {
+            let entry = entry.expect("dir entry");
+            let g = format!("{}/{}", guest.trim_end_matches('/'), entry.file_name().to_string_lossy());
+            let meta = std::fs::symlink_metadata(entry.path()).expect("stat");
+            if meta.file_type().is_symlink() {
+                let t = std::fs::read_link(entry.path()).expect("readlink");
+                self.symlink(&g, &t.to_string_lossy());
+            } else if meta.is_dir() {
+                self.tree(&entry.path(), &g);
+            } else {
+                let data = std::fs::read(entry.path()).expect("read file");
+                self.file(&g, data, meta.mode() & 0o7777);
+            }
+        }
+        self
+    }
+
+    fn cpio(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut ino = 1u32;
+        let mut push = |out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]| {
+            let name = name.trim_start_matches('/');
+            let header = format!(
+                "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+                ino, mode, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name.len() + 1, 0
+            );
+            ino += 1;
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+            out.extend_from_slice(data);
+            while out.len() % 4 != 0 {
+                out.push(0);
+            }
+        };
+        for (name, entry) in &self.entries {
+            match entry {
+                Entry::Dir => push(&mut out, name, 0o040755, &[]),
+                Entry::File { data, mode } => push(&mut out, name, 0o100000 | mode, data),
+                Entry::Symlink(t) => push(&mut out, name, 0o120777, t.as_bytes()),
+            }
+        }
+        push(&mut out, "TRAILER!!!", 0, &[]);
+        out
+    }
+
+    /// Boots the VM, runs `script` as /test.sh and returns the console output. Panics if qemu or the kernel is
+    /// missing (naming the script that fetches them) or if the guest does not finish within `timeout`.
+    pub fn run(&mut self, script: &str, timeout: Duration) -> VmRun {
+        let root = vm_root();
+        let qemu = root.join("usr/bin/qemu-system-x86_64");
+        let kernel = std::fs::read_dir(root.join("boot"))
+            .ok()
+            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.to_string_lossy().contains("vmlinuz"))));
+        let (true, Some(kernel)) = (qemu.exists(), kernel) else {
+            panic!("qemu or the kernel is missing under {}: run scripts/vm-deps.sh", root.display());
+        };
+        self.file("/test.sh", script, 0o755);
+        self.file("/init", STAGE1, 0o755);
+        self.file("/stage2", STAGE2, 0o755);
+        for d in ["/proc", "/sys", "/dev", "/tmp", "/newroot", "/run"] {
+            self.entries.insert(d.to_string(), Entry::Dir);
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&self.cpio()).expect("gzip initramfs");
+        let initrd = tempfile::NamedTempFile::new().expect("initrd temp file");
+        std::fs::write(initrd.path(), gz.finish().expect("finish gzip")).expect("write initrd");
+        std::fs::set_permissions(initrd.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod initrd");
+
+        let mut child = Command::new(&qemu)
+            .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
+            .args(["-accel", "tcg", "-nographic", "-no-reboot", "-nic", "none", "-smp", "1"])
+            .args(["-m", &self.memory_mb.to_string()])
+            .arg("-L").arg(root.join("usr/share/qemu"))
+            .arg("-L").arg(root.join("usr/share/seabios"))
+            .arg("-kernel").arg(&kernel)
+            .arg("-initrd").arg(initrd.path())
+            .args(["-append", "console=ttyS0 quiet panic=-1 systemd.unified_cgroup_hierarchy=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start qemu");
+        let mut stdout = child.stdout.take().expect("qemu stdout");
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
+        let mut guard = ChildGuard::new(child, "qemu");
+        let deadline = Instant::now() + timeout;
+        while guard.is_running() {
+            assert!(Instant::now() < deadline, "the VM did not finish within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(guard);
+        let console = String::from_utf8_lossy(&reader.join().expect("console reader")).to_string();
+        let exit_code = console
+            .lines()
+            .find_map(|l| l.find(EXIT_MARKER).map(|i| l[i + EXIT_MARKER.len()..].trim().to_string()))
+            .and_then(|s| s.parse().ok());
+        VmRun { console, exit_code }
+    }
+}
+
+const STAGE1: &str = r#"#!/bin/sh
+/bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+mount -t tmpfs -o size=75% tmpfs /newroot
+for e in /*; do
+  case "$e" in /newroot|/proc|/sys|/dev) ;; *) cp -a "$e" /newroot/ ;; esac
+done
+mkdir -p /newroot/proc /newroot/sys /newroot/dev
+exec switch_root /newroot /stage2
+"#;
+
+const STAGE2: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control; done
+hostname rkube-vm
+cd /
+/bin/sh /test.sh
+echo "RKUBE-VM-EXIT $?"
+poweroff -f
+"#;
