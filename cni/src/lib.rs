@@ -1,1 +1,11 @@
-//! rkube's CNI plugins: `rkube-bridge` (bridge + veth) and `rkube-host-local` (IPAM), per CNI spec 1.0.0.
+//! rkube's CNI plugins: `rkube-bridge` (bridge + veth) and `rkube-host-local` (IPAM), per CNI spec 1.0.0, also
+//! accepting 0.3.x/0.4.0 configs and answering STATUS and GC from 1.1.0.
+//!
+//! The library holds everything; the two binaries only call [`plugin::run`] with their plugin. Link, address,
+//! route and sysctl work goes through netlink and procfs in-process; the only program ever executed is the IPAM
+//! delegate named by `ipam.type`.
+
+pub mod spec;
+pub mod exec;
+pub mod plugin;
+pub mod ipam;

@@ -1,0 +1,3 @@
+//! `rkube-bridge`: the CNI bridge plugin.
+
+fn main() {}
