@@ -4,8 +4,36 @@
 //! Keys look like `/registry/<group>/<resource>/<namespace>/<name>` (cluster-scoped: no namespace segment).
 //! Values are opaque bytes (the apiserver stores JSON). Backends: `embedded` (single file under the data dir)
 //! and `etcd` (etcd v3). A watch cache sits in front of either so many watchers cost one backend watch.
+//!
+//! # Using it from the server
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rkube_apiserver::storage::StorageError> {
+//! use rkube_apiserver::storage::{self, CompactionPolicy, Store, WatchCache};
+//! // Single machine: one file under the data dir.
+//! let backend = storage::open_embedded("/var/lib/rkube/apiserver/state.redb")?;
+//! // Or several apiservers sharing one etcd (all keys live under the prefix):
+//! // let backend = storage::open_etcd(&["http://127.0.0.1:2379".to_string()], "/rkube").await?;
+//! let store: std::sync::Arc<dyn Store> = WatchCache::new(backend).await?;
+//! let _compactor = storage::compaction::spawn(store.clone(), CompactionPolicy::default());
+//! # Ok(()) }
+//! ```
+//!
+//! Errors map to HTTP as: `NotFound` 404, `AlreadyExists` 409, `Conflict` 409, `Compacted` 410 Gone,
+//! `FutureRevision` 504 (Kubernetes' "Too large resource version"), `Backend` 500.
 
+pub mod compaction;
+pub mod conformance;
+pub mod embedded;
+pub mod watch_cache;
+
+pub use compaction::CompactionPolicy;
+pub use embedded::EmbeddedStore;
+pub use watch_cache::WatchCache;
+
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -107,4 +135,9 @@ pub trait Store: Send + Sync + 'static {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StorageError>;
     /// Forgets history at and below `revision` (deleted keys and old versions); reads below it fail `Compacted`.
     async fn compact(&self, revision: Revision) -> Result<(), StorageError>;
+}
+
+/// Opens (or creates) the embedded store in the file `path` (e.g. `<data-dir>/state.redb`).
+pub fn open_embedded(path: impl AsRef<Path>) -> Result<Arc<dyn Store>, StorageError> {
+    Ok(Arc::new(EmbeddedStore::open(path)?))
 }

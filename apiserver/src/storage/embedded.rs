@@ -1,0 +1,820 @@
+//! The embedded backend: one redb file under the data dir, for single-machine clusters (the default).
+//!
+//! Why redb rather than SQLite-as-kine: it is pure Rust (no C toolchain, `forbid(unsafe_code)` stays meaningful
+//! for our own code), a single file, ACID with copy-on-write B-trees whose readers see a snapshot without
+//! blocking the writer, and its page cache is bounded (so RSS does not grow with the store). We need ordered
+//! byte keys and range scans, nothing relational, so SQL buys nothing.
+//!
+//! Layout (all keys byte strings, revisions big-endian so they sort numerically):
+//! - `latest`:  key → `[create_rev][mod_rev]`, the live keys (gets and lists at the current revision).
+//! - `history`: `key \0 rev` → `[1][create_rev][value]` for a put or `[0]` for a delete; every version not yet
+//!   compacted (lists at a past revision, and the `prev` of watch events).
+//! - `log`:     rev → key, the revision stream watches replay.
+//! - `meta`:    `rev` (current revision) and `compacted` (oldest readable revision).
+//!
+//! Writes go through one writer thread that takes every request queued while the previous commit was syncing
+//! and commits them in one durable transaction (group commit): each caller is answered only after the fsync,
+//! so an acknowledged write survives kill -9, yet 64 concurrent writers share one fsync instead of queuing for
+//! 64. A failed precondition (exists, conflict) is answered without using a revision, as in etcd.
+//!
+//! This module must not know about Kubernetes objects: values are opaque bytes.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{oneshot, watch};
+
+use super::{KeyValue, ListOptions, ListResult, Revision, StorageError, Store, WatchEvent, WatchStream};
+
+const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
+const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_REV: &str = "rev";
+const META_COMPACTED: &str = "compacted";
+
+/// Most requests one transaction commits together.
+const MAX_BATCH: usize = 1024;
+/// Most revisions one compaction transaction forgets, so writes are not held up for long.
+const COMPACT_CHUNK: u64 = 5_000;
+/// Most log entries a watch reads per read transaction.
+const WATCH_CHUNK: usize = 512;
+/// redb's page cache: bounds memory use whatever the store's size.
+const CACHE_BYTES: usize = 32 << 20;
+
+const BACKEND: &str = "embedded";
+
+fn backend_err(what: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend { backend: BACKEND, message: format!("{what}: {e}") }
+}
+
+fn u(rev: Revision) -> u64 {
+    u64::try_from(rev).unwrap_or(0)
+}
+
+fn i(rev: u64) -> Revision {
+    Revision::try_from(rev).unwrap_or(Revision::MAX)
+}
+
+fn hist_key(key: &[u8], rev: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(key.len() + 9);
+    v.extend_from_slice(key);
+    v.push(0);
+    v.extend_from_slice(&rev.to_be_bytes());
+    v
+}
+
+fn split_hist_key(k: &[u8]) -> Option<(&[u8], u64)> {
+    if k.len() < 9 {
+        return None;
+    }
+    let (head, rev) = k.split_at(k.len() - 8);
+    let (key, nul) = head.split_at(head.len() - 1);
+    if nul != [0] {
+        return None;
+    }
+    Some((key, u64::from_be_bytes(rev.try_into().ok()?)))
+}
+
+/// The smallest byte string greater than every string starting with `prefix` (None: no upper bound).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut v = prefix.to_vec();
+    while let Some(last) = v.pop() {
+        if last < 0xff {
+            v.push(last + 1);
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn enc_latest(create: u64, modr: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&create.to_be_bytes());
+    b[8..].copy_from_slice(&modr.to_be_bytes());
+    b
+}
+
+fn dec_latest(b: &[u8]) -> Option<(u64, u64)> {
+    if b.len() != 16 {
+        return None;
+    }
+    Some((u64::from_be_bytes(b[..8].try_into().ok()?), u64::from_be_bytes(b[8..].try_into().ok()?)))
+}
+
+fn enc_put(create: u64, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(value.len() + 9);
+    v.push(1);
+    v.extend_from_slice(&create.to_be_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+/// A decoded history record: `Some((create_rev, value))` for a put, `None` for a delete.
+fn dec_record(b: &[u8]) -> Result<Option<(u64, &[u8])>, StorageError> {
+    match b.first() {
+        Some(0) => Ok(None),
+        Some(1) if b.len() >= 9 => {
+            let create = u64::from_be_bytes(b[1..9].try_into().map_err(|e| backend_err("decode record", e))?);
+            Ok(Some((create, &b[9..])))
+        }
+        _ => Err(backend_err("decode record", "corrupt history record")),
+    }
+}
+
+fn key_string(k: &[u8]) -> Result<String, StorageError> {
+    String::from_utf8(k.to_vec()).map_err(|e| backend_err("decode key", e))
+}
+
+fn check_key(key: &str) -> Result<(), StorageError> {
+    if key.is_empty() || key.as_bytes().contains(&0) {
+        return Err(StorageError::Backend { backend: BACKEND, message: format!("invalid key {key:?}: empty or contains NUL") });
+    }
+    Ok(())
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
+
+enum Op {
+    Create { key: String, value: Bytes, reply: Reply<KeyValue> },
+    Update { key: String, value: Bytes, expected: Revision, reply: Reply<KeyValue> },
+    Delete { key: String, expected: Option<Revision>, reply: Reply<(KeyValue, Revision)> },
+    Compact { revision: Revision, reply: Reply<()> },
+}
+
+struct Shared {
+    db: Database,
+    path: PathBuf,
+    /// The latest committed revision; watches wait on changes to it.
+    committed: watch::Sender<Revision>,
+}
+
+/// The embedded store. Cheap to share behind an `Arc`; dropping the last handle stops the writer thread.
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    ops: mpsc::Sender<Op>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in the file `path`, creating its parent directory.
+    pub fn open(path: impl AsRef<Path>) -> Result<EmbeddedStore, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| backend_err(&format!("create directory {}", parent.display()), e))?;
+            }
+        }
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| backend_err(&format!("open {}", path.display()), e))?;
+        let (rev, compacted) = {
+            let txn = db.begin_write().map_err(|e| backend_err("begin write", e))?;
+            let vals = {
+                txn.open_table(LATEST).map_err(|e| backend_err("open table", e))?;
+                txn.open_table(HISTORY).map_err(|e| backend_err("open table", e))?;
+                txn.open_table(LOG).map_err(|e| backend_err("open table", e))?;
+                let meta = txn.open_table(META).map_err(|e| backend_err("open table", e))?;
+                let rev = meta.get(META_REV).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
+                let comp =
+                    meta.get(META_COMPACTED).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
+                (rev, comp)
+            };
+            txn.commit().map_err(|e| backend_err("commit", e))?;
+            vals
+        };
+        tracing::info!(path = %path.display(), revision = rev, compacted, "opened embedded store");
+        let (committed, _) = watch::channel(i(rev));
+        let shared = Arc::new(Shared { db, path, committed });
+        let (ops, rx) = mpsc::channel();
+        let writer = Writer { shared: shared.clone(), rev, compacted };
+        std::thread::Builder::new()
+            .name("rkube-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| backend_err("spawn writer thread", e))?;
+        Ok(EmbeddedStore { shared, ops })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.ops.send(make(tx)).map_err(|_| backend_err("submit write", "writer thread has stopped"))?;
+        rx.await.map_err(|_| backend_err("await write", "writer thread dropped the request"))?
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Shared) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || f(&shared)).await.map_err(|e| backend_err("read task", e))?
+    }
+}
+
+/// Reads the `meta` table in a read transaction: (current revision, compacted revision).
+fn read_meta(txn: &redb::ReadTransaction) -> Result<(u64, u64), StorageError> {
+    let meta = txn.open_table(META).map_err(|e| backend_err("open meta", e))?;
+    let rev = meta.get(META_REV).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
+    let comp = meta.get(META_COMPACTED).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
+    Ok((rev, comp))
+}
+
+fn get_in(txn: &redb::ReadTransaction, key: &str) -> Result<Option<KeyValue>, StorageError> {
+    let latest = txn.open_table(LATEST).map_err(|e| backend_err("open latest", e))?;
+    let Some(ptr) = latest.get(key.as_bytes()).map_err(|e| backend_err("read latest", e))? else {
+        return Ok(None);
+    };
+    let (create, modr) = dec_latest(ptr.value()).ok_or_else(|| backend_err("decode latest", "bad length"))?;
+    let history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
+    let rec = history
+        .get(hist_key(key.as_bytes(), modr).as_slice())
+        .map_err(|e| backend_err("read history", e))?
+        .ok_or_else(|| backend_err("read history", format!("missing version {modr} of {key}")))?;
+    match dec_record(rec.value())? {
+        Some((_, value)) => Ok(Some(KeyValue {
+            key: key.to_string(),
+            value: Bytes::copy_from_slice(value),
+            create_revision: i(create),
+            mod_revision: i(modr),
+        })),
+        None => Err(backend_err("read history", format!("latest version {modr} of {key} is a delete"))),
+    }
+}
+
+/// The version of `key` before revision `before` (None if absent, deleted or compacted away).
+fn prev_version<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    history: &T,
+    key: &[u8],
+    before: u64,
+) -> Result<Option<KeyValue>, StorageError> {
+    let lo = hist_key(key, 0);
+    let hi = hist_key(key, before);
+    let mut range = history.range(lo.as_slice()..hi.as_slice()).map_err(|e| backend_err("read history", e))?;
+    let Some(entry) = range.next_back() else { return Ok(None) };
+    let (k, v) = entry.map_err(|e| backend_err("read history", e))?;
+    let (_, rev) = split_hist_key(k.value()).ok_or_else(|| backend_err("decode history key", "bad key"))?;
+    Ok(dec_record(v.value())?.map(|(create, value)| KeyValue {
+        key: String::from_utf8_lossy(key).into_owned(),
+        value: Bytes::copy_from_slice(value),
+        create_revision: i(create),
+        mod_revision: i(rev),
+    }))
+}
+
+fn list_in(txn: &redb::ReadTransaction, opts: &ListOptions) -> Result<ListResult, StorageError> {
+    let (cur, compacted) = read_meta(txn)?;
+    let at = match opts.revision {
+        None | Some(0) => cur,
+        Some(r) if r < i(compacted) => {
+            return Err(StorageError::Compacted { requested: r, compacted: i(compacted) });
+        }
+        Some(r) if r > i(cur) => return Err(StorageError::FutureRevision { requested: r, current: i(cur) }),
+        Some(r) => u(r),
+    };
+    let limit = opts.limit.filter(|&l| l > 0).unwrap_or(usize::MAX);
+    let prefix = opts.prefix.as_bytes();
+    let hi = prefix_end(prefix);
+    let mut items = Vec::new();
+    let mut more = false;
+    if at == cur {
+        let mut lo = prefix.to_vec();
+        if let Some(after) = &opts.start_after {
+            let mut a = after.as_bytes().to_vec();
+            a.push(0);
+            if a > lo {
+                lo = a;
+            }
+        }
+        let latest = txn.open_table(LATEST).map_err(|e| backend_err("open latest", e))?;
+        let history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
+        let range = match &hi {
+            Some(hi) if lo.as_slice() >= hi.as_slice() => None,
+            Some(hi) => Some(latest.range(lo.as_slice()..hi.as_slice())),
+            None => Some(latest.range(lo.as_slice()..)),
+        };
+        if let Some(range) = range {
+            for entry in range.map_err(|e| backend_err("list latest", e))? {
+                let (k, v) = entry.map_err(|e| backend_err("list latest", e))?;
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let (create, modr) = dec_latest(v.value()).ok_or_else(|| backend_err("decode latest", "bad length"))?;
+                let rec = history
+                    .get(hist_key(k.value(), modr).as_slice())
+                    .map_err(|e| backend_err("read history", e))?
+                    .ok_or_else(|| backend_err("read history", "missing version of a live key"))?;
+                let Some((_, value)) = dec_record(rec.value())? else { continue };
+                items.push(KeyValue {
+                    key: key_string(k.value())?,
+                    value: Bytes::copy_from_slice(value),
+                    create_revision: i(create),
+                    mod_revision: i(modr),
+                });
+            }
+        }
+    } else {
+        // A past revision: walk every retained version, keeping per key the newest one at or below `at`.
+        let mut lo = prefix.to_vec();
+        if let Some(after) = &opts.start_after {
+            // Past every version of `after` itself: its history keys are `after \0 <8 bytes>`.
+            let mut a = after.as_bytes().to_vec();
+            a.push(0);
+            a.extend_from_slice(&[0xff; 9]);
+            if a > lo {
+                lo = a;
+            }
+        }
+        let history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
+        let range = match &hi {
+            Some(hi) if lo.as_slice() >= hi.as_slice() => None,
+            Some(hi) => Some(history.range(lo.as_slice()..hi.as_slice())),
+            None => Some(history.range(lo.as_slice()..)),
+        };
+        if let Some(range) = range {
+            let mut current: Option<(Vec<u8>, Option<KeyValue>)> = None;
+            let flush = |cur: Option<(Vec<u8>, Option<KeyValue>)>, items: &mut Vec<KeyValue>| {
+                if let Some((_, Some(kv))) = cur {
+                    items.push(kv);
+                }
+            };
+            for entry in range.map_err(|e| backend_err("list history", e))? {
+                let (k, v) = entry.map_err(|e| backend_err("list history", e))?;
+                let (key, rev) = split_hist_key(k.value()).ok_or_else(|| backend_err("decode history key", "bad key"))?;
+                if current.as_ref().map(|(ck, _)| ck.as_slice() != key).unwrap_or(true) {
+                    flush(current.take(), &mut items);
+                    if items.len() > limit {
+                        break;
+                    }
+                    current = Some((key.to_vec(), None));
+                }
+                if rev <= at {
+                    let kv = dec_record(v.value())?.map(|(create, value)| KeyValue {
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        value: Bytes::copy_from_slice(value),
+                        create_revision: i(create),
+                        mod_revision: i(rev),
+                    });
+                    if let Some(c) = current.as_mut() {
+                        c.1 = kv;
+                    }
+                }
+            }
+            if items.len() <= limit {
+                flush(current.take(), &mut items);
+            }
+        }
+        if items.len() > limit {
+            items.truncate(limit);
+            more = true;
+        }
+    }
+    Ok(ListResult { items, revision: i(at), more })
+}
+
+/// Reads up to `WATCH_CHUNK` events after `pos` under `prefix`; returns them and the last revision scanned.
+fn read_events(shared: &Shared, prefix: &str, pos: u64) -> Result<(Vec<WatchEvent>, u64), StorageError> {
+    let txn = shared.db.begin_read().map_err(|e| backend_err("begin read", e))?;
+    let (_, compacted) = read_meta(&txn)?;
+    if pos < compacted {
+        return Err(StorageError::Compacted { requested: i(pos), compacted: i(compacted) });
+    }
+    let log = txn.open_table(LOG).map_err(|e| backend_err("open log", e))?;
+    let history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
+    let mut events = Vec::new();
+    let mut last = pos;
+    for entry in log.range(pos + 1..).map_err(|e| backend_err("read log", e))?.take(WATCH_CHUNK) {
+        let (rev, key) = entry.map_err(|e| backend_err("read log", e))?;
+        let rev = rev.value();
+        last = rev;
+        let key = key.value();
+        if !key.starts_with(prefix.as_bytes()) {
+            continue;
+        }
+        let rec = history
+            .get(hist_key(key, rev).as_slice())
+            .map_err(|e| backend_err("read history", e))?
+            .ok_or_else(|| backend_err("read history", format!("missing version {rev}")))?;
+        let prev = prev_version(&history, key, rev)?;
+        match dec_record(rec.value())? {
+            Some((create, value)) => events.push(WatchEvent::Put {
+                kv: KeyValue {
+                    key: key_string(key)?,
+                    value: Bytes::copy_from_slice(value),
+                    create_revision: i(create),
+                    mod_revision: i(rev),
+                },
+                prev,
+            }),
+            None => match prev {
+                Some(prev) => events.push(WatchEvent::Delete { prev, revision: i(rev) }),
+                None => return Err(backend_err("read history", format!("delete at {rev} has no previous version"))),
+            },
+        }
+    }
+    Ok((events, last))
+}
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn current_revision(&self) -> Result<Revision, StorageError> {
+        Ok(*self.shared.committed.borrow())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StorageError> {
+        let key = key.to_string();
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(|e| backend_err("begin read", e))?;
+            get_in(&txn, &key)
+        })
+        .await
+    }
+
+    async fn list(&self, opts: ListOptions) -> Result<ListResult, StorageError> {
+        self.blocking(move |s| {
+            let txn = s.db.begin_read().map_err(|e| backend_err("begin read", e))?;
+            list_in(&txn, &opts)
+        })
+        .await
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, StorageError> {
+        check_key(key)?;
+        self.send(|reply| Op::Create { key: key.to_string(), value, reply }).await
+    }
+
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue, StorageError> {
+        check_key(key)?;
+        self.send(|reply| Op::Update { key: key.to_string(), value, expected, reply }).await
+    }
+
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision), StorageError> {
+        check_key(key)?;
+        self.send(|reply| Op::Delete { key: key.to_string(), expected, reply }).await
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StorageError> {
+        let after = after.max(0);
+        let compacted = self
+            .blocking(|s| {
+                let txn = s.db.begin_read().map_err(|e| backend_err("begin read", e))?;
+                read_meta(&txn).map(|(_, c)| c)
+            })
+            .await?;
+        if after < i(compacted) {
+            return Err(StorageError::Compacted { requested: after, compacted: i(compacted) });
+        }
+        let rx = self.shared.committed.subscribe();
+        struct St {
+            shared: Arc<Shared>,
+            rx: watch::Receiver<Revision>,
+            prefix: String,
+            pos: u64,
+            pending: std::collections::VecDeque<WatchEvent>,
+            done: bool,
+        }
+        let st = St {
+            shared: self.shared.clone(),
+            rx,
+            prefix: prefix.to_string(),
+            pos: u(after),
+            pending: Default::default(),
+            done: false,
+        };
+        let stream = futures::stream::unfold(st, |mut st| async move {
+            loop {
+                if st.done {
+                    return None;
+                }
+                if let Some(ev) = st.pending.pop_front() {
+                    return Some((Ok(ev), st));
+                }
+                let committed = u(*st.rx.borrow_and_update());
+                if committed > st.pos {
+                    let (shared, prefix, pos) = (st.shared.clone(), st.prefix.clone(), st.pos);
+                    let res = tokio::task::spawn_blocking(move || read_events(&shared, &prefix, pos))
+                        .await
+                        .map_err(|e| backend_err("watch task", e))
+                        .and_then(|r| r);
+                    match res {
+                        Ok((events, last)) => {
+                            st.pos = last.max(st.pos);
+                            st.pending.extend(events);
+                            continue;
+                        }
+                        Err(e) => {
+                            st.done = true;
+                            return Some((Err(e), st));
+                        }
+                    }
+                }
+                if st.rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StorageError> {
+        self.send(|reply| Op::Compact { revision, reply }).await
+    }
+}
+
+/// Owns the write side of the database; runs on its own thread.
+struct Writer {
+    shared: Arc<Shared>,
+    rev: u64,
+    compacted: u64,
+}
+
+/// A reply waiting for its transaction to commit.
+enum Pending {
+    Kv(Reply<KeyValue>, Result<KeyValue, StorageError>),
+    Del(Reply<(KeyValue, Revision)>, Result<(KeyValue, Revision), StorageError>),
+}
+
+impl Pending {
+    fn fail(self, e: &StorageError) {
+        let err = || StorageError::Backend { backend: BACKEND, message: e.to_string() };
+        match self {
+            Pending::Kv(r, res) => {
+                let _ = r.send(res.and(Err(err())));
+            }
+            Pending::Del(r, res) => {
+                let _ = r.send(res.and(Err(err())));
+            }
+        }
+    }
+    fn send(self) {
+        match self {
+            Pending::Kv(r, res) => {
+                let _ = r.send(res);
+            }
+            Pending::Del(r, res) => {
+                let _ = r.send(res);
+            }
+        }
+    }
+}
+
+type WTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let mut writes = Vec::with_capacity(batch.len());
+            let mut compactions = Vec::new();
+            for op in batch {
+                match op {
+                    Op::Compact { revision, reply } => compactions.push((revision, reply)),
+                    other => writes.push(other),
+                }
+            }
+            if !writes.is_empty() {
+                self.commit_writes(writes);
+            }
+            for (revision, reply) in compactions {
+                let _ = reply.send(self.compact(revision));
+            }
+        }
+        tracing::debug!(path = %self.shared.path.display(), "embedded store writer stopped");
+    }
+
+    fn commit_writes(&mut self, ops: Vec<Op>) {
+        let start_rev = self.rev;
+        let mut pending = Vec::with_capacity(ops.len());
+        let result = (|| -> Result<(), StorageError> {
+            let txn = self.shared.db.begin_write().map_err(|e| backend_err("begin write", e))?;
+            {
+                let mut latest = txn.open_table(LATEST).map_err(|e| backend_err("open latest", e))?;
+                let mut history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
+                let mut log = txn.open_table(LOG).map_err(|e| backend_err("open log", e))?;
+                let mut meta = txn.open_table(META).map_err(|e| backend_err("open meta", e))?;
+                let mut rev = self.rev;
+                for op in ops {
+                    match op {
+                        Op::Create { key, value, reply } => {
+                            let res = apply_create(&mut latest, &mut history, &mut log, &mut rev, &key, &value)?;
+                            pending.push(Pending::Kv(reply, res));
+                        }
+                        Op::Update { key, value, expected, reply } => {
+                            let res =
+                                apply_update(&mut latest, &mut history, &mut log, &mut rev, &key, &value, expected)?;
+                            pending.push(Pending::Kv(reply, res));
+                        }
+                        Op::Delete { key, expected, reply } => {
+                            let res = apply_delete(&mut latest, &mut history, &mut log, &mut rev, &key, expected)?;
+                            pending.push(Pending::Del(reply, res));
+                        }
+                        Op::Compact { reply, .. } => {
+                            let _ = reply.send(Err(backend_err("compact", "misrouted compaction")));
+                        }
+                    }
+                }
+                meta.insert(META_REV, rev).map_err(|e| backend_err("write meta", e))?;
+                self.rev = rev;
+            }
+            txn.commit().map_err(|e| backend_err("commit", e))?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                // Publish the revision before answering, so a caller sees at least its own write's revision.
+                if self.rev != start_rev {
+                    self.shared.committed.send_replace(i(self.rev));
+                }
+                for p in pending {
+                    p.send();
+                }
+            }
+            Err(e) => {
+                tracing::error!(path = %self.shared.path.display(), error = %e, "embedded store commit failed");
+                self.rev = start_rev;
+                for p in pending {
+                    p.fail(&e);
+                }
+            }
+        }
+    }
+
+    /// Forgets history at and below `revision`, a chunk of revisions per transaction.
+    fn compact(&mut self, revision: Revision) -> Result<(), StorageError> {
+        let target = u(revision);
+        if target > self.rev {
+            return Err(StorageError::FutureRevision { requested: revision, current: i(self.rev) });
+        }
+        while self.compacted < target {
+            let upto = target.min(self.compacted + COMPACT_CHUNK);
+            let txn = self.shared.db.begin_write().map_err(|e| backend_err("begin write", e))?;
+            {
+                let mut history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
+                let mut log = txn.open_table(LOG).map_err(|e| backend_err("open log", e))?;
+                let mut meta = txn.open_table(META).map_err(|e| backend_err("open meta", e))?;
+                let mut keys = BTreeSet::new();
+                for entry in log.range(self.compacted + 1..=upto).map_err(|e| backend_err("read log", e))? {
+                    let (_, key) = entry.map_err(|e| backend_err("read log", e))?;
+                    keys.insert(key.value().to_vec());
+                }
+                for key in &keys {
+                    let lo = hist_key(key, 0);
+                    let hi = hist_key(key, upto);
+                    let mut versions = Vec::new();
+                    for entry in history.range(lo.as_slice()..=hi.as_slice()).map_err(|e| backend_err("read history", e))? {
+                        let (k, v) = entry.map_err(|e| backend_err("read history", e))?;
+                        versions.push((k.value().to_vec(), v.value().first() == Some(&1)));
+                    }
+                    // Keep the newest version at or below `upto` if it is a put: reads at `upto` still need it.
+                    let keep_last = versions.last().map(|(_, put)| *put).unwrap_or(false);
+                    let n = versions.len() - usize::from(keep_last);
+                    for (k, _) in versions.into_iter().take(n) {
+                        history.remove(k.as_slice()).map_err(|e| backend_err("compact history", e))?;
+                    }
+                }
+                log.retain_in(self.compacted + 1..=upto, |_, _| false).map_err(|e| backend_err("compact log", e))?;
+                meta.insert(META_COMPACTED, upto).map_err(|e| backend_err("write meta", e))?;
+            }
+            txn.commit().map_err(|e| backend_err("commit compaction", e))?;
+            self.compacted = upto;
+        }
+        tracing::debug!(path = %self.shared.path.display(), compacted = self.compacted, "compacted embedded store");
+        Ok(())
+    }
+}
+
+type Step<T> = Result<Result<T, StorageError>, StorageError>;
+
+fn read_ptr(latest: &WTable<'_>, key: &str) -> Result<Option<(u64, u64)>, StorageError> {
+    match latest.get(key.as_bytes()).map_err(|e| backend_err("read latest", e))? {
+        Some(g) => Ok(Some(dec_latest(g.value()).ok_or_else(|| backend_err("decode latest", "bad length"))?)),
+        None => Ok(None),
+    }
+}
+
+fn record(
+    latest: &mut WTable<'_>,
+    history: &mut WTable<'_>,
+    log: &mut redb::Table<'_, u64, &'static [u8]>,
+    key: &str,
+    rev: u64,
+    create: u64,
+    value: &[u8],
+) -> Result<(), StorageError> {
+    history
+        .insert(hist_key(key.as_bytes(), rev).as_slice(), enc_put(create, value).as_slice())
+        .map_err(|e| backend_err("write history", e))?;
+    latest.insert(key.as_bytes(), enc_latest(create, rev).as_slice()).map_err(|e| backend_err("write latest", e))?;
+    log.insert(rev, key.as_bytes()).map_err(|e| backend_err("write log", e))?;
+    Ok(())
+}
+
+fn apply_create(
+    latest: &mut WTable<'_>,
+    history: &mut WTable<'_>,
+    log: &mut redb::Table<'_, u64, &'static [u8]>,
+    rev: &mut u64,
+    key: &str,
+    value: &Bytes,
+) -> Step<KeyValue> {
+    if read_ptr(latest, key)?.is_some() {
+        return Ok(Err(StorageError::AlreadyExists { key: key.to_string() }));
+    }
+    let r = *rev + 1;
+    record(latest, history, log, key, r, r, value)?;
+    *rev = r;
+    Ok(Ok(KeyValue { key: key.to_string(), value: value.clone(), create_revision: i(r), mod_revision: i(r) }))
+}
+
+fn apply_update(
+    latest: &mut WTable<'_>,
+    history: &mut WTable<'_>,
+    log: &mut redb::Table<'_, u64, &'static [u8]>,
+    rev: &mut u64,
+    key: &str,
+    value: &Bytes,
+    expected: Revision,
+) -> Step<KeyValue> {
+    let Some((create, modr)) = read_ptr(latest, key)? else {
+        return Ok(Err(StorageError::NotFound { key: key.to_string() }));
+    };
+    if modr != u(expected) {
+        return Ok(Err(StorageError::Conflict { key: key.to_string(), expected, current: i(modr) }));
+    }
+    let r = *rev + 1;
+    record(latest, history, log, key, r, create, value)?;
+    *rev = r;
+    Ok(Ok(KeyValue { key: key.to_string(), value: value.clone(), create_revision: i(create), mod_revision: i(r) }))
+}
+
+fn apply_delete(
+    latest: &mut WTable<'_>,
+    history: &mut WTable<'_>,
+    log: &mut redb::Table<'_, u64, &'static [u8]>,
+    rev: &mut u64,
+    key: &str,
+    expected: Option<Revision>,
+) -> Step<(KeyValue, Revision)> {
+    let Some((create, modr)) = read_ptr(latest, key)? else {
+        return Ok(Err(StorageError::NotFound { key: key.to_string() }));
+    };
+    if let Some(exp) = expected {
+        if modr != u(exp) {
+            return Ok(Err(StorageError::Conflict { key: key.to_string(), expected: exp, current: i(modr) }));
+        }
+    }
+    let value = {
+        let rec = history
+            .get(hist_key(key.as_bytes(), modr).as_slice())
+            .map_err(|e| backend_err("read history", e))?
+            .ok_or_else(|| backend_err("read history", format!("missing version {modr} of {key}")))?;
+        match dec_record(rec.value())? {
+            Some((_, v)) => Bytes::copy_from_slice(v),
+            None => return Err(backend_err("read history", format!("latest version {modr} of {key} is a delete"))),
+        }
+    };
+    let r = *rev + 1;
+    history.insert(hist_key(key.as_bytes(), r).as_slice(), [0u8].as_slice()).map_err(|e| backend_err("write history", e))?;
+    latest.remove(key.as_bytes()).map_err(|e| backend_err("write latest", e))?;
+    log.insert(r, key.as_bytes()).map_err(|e| backend_err("write log", e))?;
+    *rev = r;
+    let prev = KeyValue { key: key.to_string(), value, create_revision: i(create), mod_revision: i(modr) };
+    Ok(Ok((prev, i(r))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keys_sort_by_key_then_revision() {
+        let a1 = hist_key(b"/a", 1);
+        let a2 = hist_key(b"/a", 256);
+        let ab = hist_key(b"/a/b", 0);
+        assert!(a1 < a2 && a2 < ab);
+        assert_eq!(split_hist_key(&a2), Some((&b"/a"[..], 256)));
+    }
+
+    #[test]
+    fn prefix_end_is_the_next_string() {
+        assert_eq!(prefix_end(b"/a/"), Some(b"/a0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b""), None);
+    }
+}

@@ -1,0 +1,313 @@
+//! The watch cache: one backend watch over every key, fanned out to any number of watchers.
+//!
+//! A feeder task reads the backend's watch from the revision the cache started at and appends each event to a
+//! bounded ring of recent events, then bumps a `tokio::sync::watch` revision. Watchers hold no buffer and no
+//! task of their own: each is a stream that remembers the last revision it delivered, wakes when the ring's head
+//! moves, and copies the events after its position that match its prefix. So 1,000 watchers cost 1,000 small
+//! structs plus one backend watch, and a slow watcher never slows the others; one that falls so far behind that
+//! its position leaves the ring gets `Compacted` (the API answers 410 Gone and the client re-lists).
+//!
+//! A watch from a revision older than the ring is passed to the backend (which replays its own history or says
+//! `Compacted`). Reads and writes go straight to the backend: the cache only serves watches.
+//!
+//! It must not reorder events or skip any: the ring holds every event with revision in `(floor, head]`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::{KeyValue, ListOptions, ListResult, Revision, StorageError, Store, WatchEvent, WatchStream};
+
+/// Events kept in memory by default.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Most events a watcher copies out of the ring per lock.
+const BATCH: usize = 256;
+
+struct Ring {
+    events: VecDeque<Arc<WatchEvent>>,
+    /// Every event with a revision in `(floor, head]` is in `events`.
+    floor: Revision,
+    head: Revision,
+    capacity: usize,
+}
+
+impl Ring {
+    fn push(&mut self, ev: WatchEvent) {
+        let rev = ev.revision();
+        if rev <= self.head {
+            return;
+        }
+        if !matches!(ev, WatchEvent::Progress { .. }) {
+            if self.events.len() == self.capacity {
+                if let Some(old) = self.events.pop_front() {
+                    self.floor = old.revision();
+                }
+            }
+            self.events.push_back(Arc::new(ev));
+        }
+        self.head = rev;
+    }
+
+    /// Forgets everything at and below `rev`.
+    fn raise_floor(&mut self, rev: Revision) {
+        while self.events.front().map(|e| e.revision() <= rev).unwrap_or(false) {
+            self.events.pop_front();
+        }
+        if rev > self.floor {
+            self.floor = rev.min(self.head);
+        }
+    }
+
+    /// Starts over at `rev` after the feed broke off: watchers behind it get `Compacted`.
+    fn reset(&mut self, rev: Revision) {
+        self.events.clear();
+        self.floor = rev;
+        self.head = rev;
+    }
+}
+
+struct Shared {
+    ring: RwLock<Ring>,
+    head: watch::Sender<Revision>,
+}
+
+impl Shared {
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, Ring> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, Ring> {
+        self.ring.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A `Store` that serves watches from memory and passes everything else to `inner`.
+pub struct WatchCache {
+    inner: Arc<dyn Store>,
+    shared: Arc<Shared>,
+    feeder: tokio::task::AbortHandle,
+}
+
+impl Drop for WatchCache {
+    fn drop(&mut self) {
+        self.feeder.abort();
+    }
+}
+
+impl WatchCache {
+    /// Starts a cache over `inner` holding the last `DEFAULT_CAPACITY` events. Needs a tokio runtime.
+    pub async fn new(inner: Arc<dyn Store>) -> Result<Arc<WatchCache>, StorageError> {
+        Self::with_capacity(inner, DEFAULT_CAPACITY).await
+    }
+
+    /// Starts a cache over `inner` holding the last `capacity` events.
+    pub async fn with_capacity(inner: Arc<dyn Store>, capacity: usize) -> Result<Arc<WatchCache>, StorageError> {
+        let start = inner.current_revision().await?;
+        let stream = inner.watch("", start).await?;
+        let shared = Arc::new(Shared {
+            ring: RwLock::new(Ring { events: VecDeque::new(), floor: start, head: start, capacity: capacity.max(1) }),
+            head: watch::channel(start).0,
+        });
+        let feeder = tokio::spawn(feed(inner.clone(), shared.clone(), stream)).abort_handle();
+        Ok(Arc::new(WatchCache { inner, shared, feeder }))
+    }
+
+    /// The store this cache fronts.
+    pub fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+
+    /// The newest revision the cache has seen from the backend.
+    pub fn head(&self) -> Revision {
+        self.shared.ring().head
+    }
+
+    /// Waits until the cache has seen revision `rev` (or `timeout` passes); true if it has.
+    pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {
+        let mut rx = self.shared.head.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|h| *h >= rev)).await.map(|r| r.is_ok()).unwrap_or(false)
+    }
+}
+
+/// Copies the backend's event stream into the ring, re-watching if the stream breaks.
+async fn feed(inner: Arc<dyn Store>, shared: Arc<Shared>, mut stream: WatchStream) {
+    use futures::StreamExt;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(ev) => {
+                    let head = {
+                        let mut ring = shared.ring_mut();
+                        ring.push(ev);
+                        ring.head
+                    };
+                    shared.head.send_replace(head);
+                    backoff = Duration::from_millis(50);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch cache feed broke off");
+                    break;
+                }
+            }
+        }
+        // The stream ended or failed: watch again from where we were; if that history is gone, start over and
+        // let watchers that were behind get `Compacted`.
+        loop {
+            let head = shared.ring().head;
+            match inner.watch("", head).await {
+                Ok(s) => {
+                    stream = s;
+                    break;
+                }
+                Err(StorageError::Compacted { .. }) => match inner.current_revision().await {
+                    Ok(cur) => {
+                        tracing::warn!(from = head, to = cur, "watch cache lost history; watchers behind must re-list");
+                        shared.ring_mut().reset(cur);
+                        shared.head.send_replace(cur);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "watch cache cannot read the current revision"),
+                },
+                Err(e) => tracing::warn!(error = %e, "watch cache cannot re-watch the backend"),
+            }
+            // Back off before retrying a failing backend (not a readiness wait).
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+struct Watcher {
+    shared: Arc<Shared>,
+    rx: watch::Receiver<Revision>,
+    prefix: String,
+    pos: Revision,
+    pending: VecDeque<WatchEvent>,
+    done: bool,
+}
+
+impl Watcher {
+    /// Copies matching events after `pos` out of the ring; Err if `pos` fell out of it.
+    fn fill(&mut self) -> Result<(), StorageError> {
+        let ring = self.shared.ring();
+        if self.pos < ring.floor {
+            return Err(StorageError::Compacted { requested: self.pos, compacted: ring.floor });
+        }
+        let start = ring.events.partition_point(|e| e.revision() <= self.pos);
+        let mut scanned_to = None;
+        for ev in ring.events.range(start..) {
+            scanned_to = Some(ev.revision());
+            let key = match &**ev {
+                WatchEvent::Put { kv, .. } => &kv.key,
+                WatchEvent::Delete { prev, .. } => &prev.key,
+                WatchEvent::Progress { .. } => continue,
+            };
+            if key.starts_with(&self.prefix) {
+                self.pending.push_back((**ev).clone());
+                if self.pending.len() >= BATCH {
+                    break;
+                }
+            }
+        }
+        match scanned_to {
+            Some(r) if self.pending.len() >= BATCH => self.pos = r,
+            _ => self.pos = self.pos.max(ring.head),
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for WatchCache {
+    async fn current_revision(&self) -> Result<Revision, StorageError> {
+        self.inner.current_revision().await
+    }
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StorageError> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, opts: ListOptions) -> Result<ListResult, StorageError> {
+        self.inner.list(opts).await
+    }
+    async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, StorageError> {
+        self.inner.create(key, value).await
+    }
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue, StorageError> {
+        self.inner.update(key, value, expected).await
+    }
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision), StorageError> {
+        self.inner.delete(key, expected).await
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StorageError> {
+        let after = after.max(0);
+        let floor = self.shared.ring().floor;
+        if after < floor {
+            tracing::debug!(after, floor, prefix, "watch older than the cache: served by the backend");
+            return self.inner.watch(prefix, after).await;
+        }
+        let w = Watcher {
+            shared: self.shared.clone(),
+            rx: self.shared.head.subscribe(),
+            prefix: prefix.to_string(),
+            pos: after,
+            pending: VecDeque::new(),
+            done: false,
+        };
+        let stream = futures::stream::unfold(w, |mut w| async move {
+            loop {
+                if w.done {
+                    return None;
+                }
+                if let Some(ev) = w.pending.pop_front() {
+                    return Some((Ok(ev), w));
+                }
+                w.rx.borrow_and_update();
+                if let Err(e) = w.fill() {
+                    w.done = true;
+                    return Some((Err(e), w));
+                }
+                if !w.pending.is_empty() {
+                    continue;
+                }
+                if w.rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StorageError> {
+        self.inner.compact(revision).await?;
+        self.shared.ring_mut().raise_floor(revision);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(rev: Revision) -> WatchEvent {
+        WatchEvent::Put {
+            kv: KeyValue { key: format!("/k/{rev}"), value: Bytes::new(), create_revision: rev, mod_revision: rev },
+            prev: None,
+        }
+    }
+
+    #[test]
+    fn ring_evicts_oldest_and_raises_floor() {
+        let mut ring = Ring { events: VecDeque::new(), floor: 0, head: 0, capacity: 3 };
+        for r in 1..=5 {
+            ring.push(put(r));
+        }
+        assert_eq!(ring.events.len(), 3);
+        assert_eq!((ring.floor, ring.head), (2, 5));
+        ring.push(put(4));
+        assert_eq!(ring.head, 5, "old or duplicate events are ignored");
+        ring.raise_floor(4);
+        assert_eq!((ring.floor, ring.events.len()), (4, 1));
+    }
+}
