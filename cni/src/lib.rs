@@ -9,3 +9,8 @@ pub mod spec;
 pub mod exec;
 pub mod plugin;
 pub mod ipam;
+pub mod netlink;
+pub mod netns;
+pub mod sysctl;
+pub mod bridge;
+pub mod nft;

@@ -1,0 +1,88 @@
+//! The host side of an attachment: the bridge (made once, reused by every attachment), its gateway addresses,
+//! IP forwarding, and the host end of the veth pair.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use netlink_packet_route::link::{InfoKind, LinkFlags};
+
+use super::config::BridgeConf;
+use super::BridgeError;
+use crate::netlink::link::Link;
+use crate::netlink::Netlink;
+use crate::spec::IpConfig;
+use crate::sysctl;
+
+/// The bridge named in the config, created (up) if missing, brought up if down.
+pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<Link, BridgeError> {
+    if let Some(link) = nl.link_by_name(&conf.bridge, "host")? {
+        return reuse_bridge(nl, conf, link);
+    }
+    nl.create_bridge(&conf.bridge, conf.mtu, conf.promisc_mode)?;
+    // Created by us or, in a race, by a concurrent ADD: either way it exists now.
+    let link = nl
+        .link_by_name(&conf.bridge, "host")?
+        .ok_or_else(|| BridgeError::Vanished { what: format!("bridge {}", conf.bridge) })?;
+    reuse_bridge(nl, conf, link)
+}
+
+fn reuse_bridge(nl: &mut Netlink, conf: &BridgeConf, link: Link) -> Result<Link, BridgeError> {
+    if link.kind != Some(InfoKind::Bridge) {
+        return Err(BridgeError::NotABridge { name: conf.bridge.clone(), kind: format!("{:?}", link.kind) });
+    }
+    let mut want = LinkFlags::Up;
+    if conf.promisc_mode {
+        want |= LinkFlags::Promisc;
+    }
+    if !link.up || conf.promisc_mode {
+        nl.set_flags(link.index, &conf.bridge, want, want)?;
+    }
+    Ok(link)
+}
+
+/// The gateway address of `ip`'s subnet: the one IPAM named, or the subnet's first address.
+pub fn gateway_of(ip: &IpConfig) -> Option<IpAddr> {
+    ip.gateway.or_else(|| {
+        let net = ip.address.trunc();
+        let first = match net.network() {
+            IpAddr::V4(a) => IpAddr::V4((u32::from(a) + 1).into()),
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) + 1).into()),
+        };
+        (first != ip.address.addr()).then_some(first)
+    })
+}
+
+/// Puts each gateway address (with its subnet's prefix) on the bridge and turns on forwarding for its family.
+pub fn setup_gateways(nl: &mut Netlink, bridge: &Link, ips: &[IpConfig]) -> Result<Vec<IpAddr>, BridgeError> {
+    let mut gws = Vec::new();
+    for ip in ips {
+        let Some(gw) = gateway_of(ip) else { continue };
+        let net = IpNet::new(gw, ip.address.prefix_len()).map_err(|_| BridgeError::Vanished { what: format!("gateway {gw}") })?;
+        nl.add_address(bridge.index, &bridge.name, net, "host")?;
+        if gw.is_ipv4() {
+            sysctl::ensure("net/ipv4/ip_forward", "1")?;
+        } else {
+            sysctl::ensure("net/ipv6/conf/all/forwarding", "1")?;
+        }
+        gws.push(gw);
+    }
+    Ok(gws)
+}
+
+/// Turns on hairpin mode on a bridge port, so a pod can reach itself through a service address.
+pub fn set_hairpin(port: &str) -> Result<(), BridgeError> {
+    sysctl::write_file(PathBuf::from(format!("/sys/class/net/{port}/brport/hairpin_mode")), "1")?;
+    Ok(())
+}
+
+/// A fresh host-side veth name: "veth" and 8 random hex digits.
+pub fn random_veth_name() -> String {
+    let mut b = [0u8; 4];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    if ok.is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        b = (t ^ std::process::id().rotate_left(16)).to_le_bytes();
+    }
+    format!("veth{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3])
+}

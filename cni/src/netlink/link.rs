@@ -1,0 +1,153 @@
+//! Links: finding one by name, creating the bridge and the veth pair (peer created straight inside the container's
+//! namespace), bringing links up, enslaving to the bridge, deleting.
+
+use std::os::fd::RawFd;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::{Netlink, NetlinkError};
+
+const ENODEV: i32 = libc::ENODEV;
+
+/// What we need to know of a link.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: String,
+    pub up: bool,
+    pub mtu: Option<u32>,
+    pub master: Option<u32>,
+    pub kind: Option<InfoKind>,
+}
+
+fn mac_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+impl Link {
+    fn from_message(m: &LinkMessage) -> Link {
+        let mut l = Link {
+            index: m.header.index,
+            name: String::new(),
+            mac: String::new(),
+            up: m.header.flags.contains(LinkFlags::Up),
+            mtu: None,
+            master: None,
+            kind: None,
+        };
+        for a in &m.attributes {
+            match a {
+                LinkAttribute::IfName(n) => l.name = n.clone(),
+                LinkAttribute::Address(b) => l.mac = mac_string(b),
+                LinkAttribute::Mtu(v) => l.mtu = Some(*v),
+                LinkAttribute::Controller(v) => l.master = Some(*v),
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let LinkInfo::Kind(k) = i {
+                            l.kind = Some(k.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+}
+
+impl Netlink {
+    /// The link called `name`, or `None` if there is none in this namespace.
+    pub fn link_by_name(&mut self, name: &str, ns: &str) -> Result<Option<Link>, NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::GetLink(m), 0, || format!("look up link {name} in {ns}")) {
+            Ok(replies) => Ok(replies.iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
+                _ => None,
+            })),
+            Err(e) if e.errno() == Some(ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates bridge `name` (up, with `mtu` if given). Returns false if it already existed.
+    pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>, promisc: bool) -> Result<bool, NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.flags = LinkFlags::Up | if promisc { LinkFlags::Promisc } else { LinkFlags::empty() };
+        m.header.change_mask = m.header.flags;
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        if let Some(mtu) = mtu {
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        match self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL, || format!("create bridge {name}")) {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates veth `host` (up, enslaved to `master`) whose peer `peer` is created inside the namespace open at
+    /// `peer_netns_fd` (down, to be configured there).
+    pub fn create_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        peer_netns_fd: RawFd,
+        master: u32,
+        mtu: Option<u32>,
+        what_ns: &str,
+    ) -> Result<(), NetlinkError> {
+        let mut p = LinkMessage::default();
+        p.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        p.attributes.push(LinkAttribute::NetNsFd(peer_netns_fd));
+        if let Some(mtu) = mtu {
+            p.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        let mut m = LinkMessage::default();
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        m.attributes.push(LinkAttribute::IfName(host.to_string()));
+        if let Some(mtu) = mtu {
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        m.attributes.push(LinkAttribute::Controller(master));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL, || {
+            format!("create veth {host} with peer {peer} in {what_ns}")
+        })
+        .map(|_| ())
+    }
+
+    /// Sets flags on link `index` (only those in `mask` change).
+    pub fn set_flags(&mut self, index: u32, name: &str, flags: LinkFlags, mask: LinkFlags) -> Result<(), NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = flags;
+        m.header.change_mask = mask;
+        self.request(RouteNetlinkMessage::SetLink(m), 0, || format!("set flags {flags:?} on link {name}")).map(|_| ())
+    }
+
+    pub fn set_up(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.set_flags(index, name, LinkFlags::Up, LinkFlags::Up)
+    }
+
+    /// Deletes link `index`; a link already gone is not an error.
+    pub fn delete_link(&mut self, index: u32, name: &str, ns: &str) -> Result<(), NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        match self.request(RouteNetlinkMessage::DelLink(m), 0, || format!("delete link {name} in {ns}")) {
+            Ok(_) => Ok(()),
+            Err(e) if e.errno() == Some(ENODEV) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
