@@ -86,7 +86,6 @@ impl Plugin for Bridge {
             ));
         }
         let mut nl = Netlink::open().map_err(BridgeError::from)?;
-        let bridge = host::ensure_bridge(&mut nl, &conf)?;
 
         let ipam = env
             .delegate(ipam_type, Command::Add, call.stdin)?
@@ -97,7 +96,11 @@ impl Plugin for Bridge {
         }
 
         let mut host_veth: Option<String> = None;
-        match attach(&mut nl, &conf, call, &ns, &bridge, &ipam, &mut host_veth) {
+        // The bridge only once IPAM accepted the config, so bad IPAM config makes nothing.
+        let made = host::ensure_bridge(&mut nl, &conf)
+            .map_err(CniError::from)
+            .and_then(|bridge| attach(&mut nl, &conf, call, &ns, &bridge, &ipam, &mut host_veth));
+        match made {
             Ok(r) => Ok(r),
             Err(e) => {
                 // Undo: the veth pair (deleting one end deletes both), then the addresses.
