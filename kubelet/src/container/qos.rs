@@ -1,0 +1,186 @@
+//! QoS class (Guaranteed / Burstable / BestEffort) and the cgroup hierarchy it puts a pod in:
+//! `kubepods/pod<uid>` for Guaranteed, `kubepods/burstable/pod<uid>`, `kubepods/besteffort/pod<uid>`, with one
+//! child per container. Also the cgroup v1 values (cpu shares, CFS quota, memory limit) a container gets.
+
+use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
+
+use super::quantity::{bytes, cpu_millis, QuantityError};
+
+/// The root of every pod cgroup the kubelet makes, under each controller's hierarchy.
+pub const KUBEPODS: &str = "kubepods";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QosClass {
+    Guaranteed,
+    Burstable,
+    BestEffort,
+}
+
+impl QosClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Guaranteed => "Guaranteed",
+            Self::Burstable => "Burstable",
+            Self::BestEffort => "BestEffort",
+        }
+    }
+}
+
+fn all_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.init_containers.as_deref())
+        .unwrap_or(&[])
+        .iter()
+        .chain(spec.map(|s| s.containers.as_slice()).unwrap_or(&[]).iter())
+}
+
+/// Upstream's rules: BestEffort when no container sets a CPU or memory request or limit; Guaranteed when every
+/// container sets CPU and memory limits and its requests (defaulting to the limits) equal them; else Burstable.
+pub fn qos_class(pod: &Pod) -> QosClass {
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in all_containers(pod) {
+        let r = c.resources.as_ref();
+        let req = r.and_then(|r| r.requests.as_ref());
+        let lim = r.and_then(|r| r.limits.as_ref());
+        for res in ["cpu", "memory"] {
+            let rq = req.and_then(|m| m.get(res));
+            let lm = lim.and_then(|m| m.get(res));
+            if rq.is_some() || lm.is_some() {
+                any = true;
+            }
+            match (rq, lm) {
+                (_, None) => guaranteed = false,
+                (Some(rq), Some(lm)) => {
+                    let same = if res == "cpu" {
+                        cpu_millis(rq).ok() == cpu_millis(lm).ok()
+                    } else {
+                        bytes(rq).ok() == bytes(lm).ok()
+                    };
+                    if !same {
+                        guaranteed = false;
+                    }
+                }
+                (None, Some(_)) => {}
+            }
+        }
+    }
+    if !any {
+        QosClass::BestEffort
+    } else if guaranteed {
+        QosClass::Guaranteed
+    } else {
+        QosClass::Burstable
+    }
+}
+
+/// The pod's cgroup path relative to each controller's root, e.g. `kubepods/burstable/pod1234`.
+pub fn pod_cgroup_parent(pod: &Pod) -> String {
+    let uid = pod.metadata.uid.as_deref().unwrap_or("nouid");
+    match qos_class(pod) {
+        QosClass::Guaranteed => format!("{KUBEPODS}/pod{uid}"),
+        QosClass::Burstable => format!("{KUBEPODS}/burstable/pod{uid}"),
+        QosClass::BestEffort => format!("{KUBEPODS}/besteffort/pod{uid}"),
+    }
+}
+
+/// A container's cgroup path: its pod's cgroup plus the container name.
+pub fn container_cgroup(pod: &Pod, container: &str) -> String {
+    format!("{}/{container}", pod_cgroup_parent(pod))
+}
+
+/// The cgroup v1 settings for one container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CgroupValues {
+    /// cpu.shares: 1024 per CPU requested, at least 2.
+    pub cpu_shares: u64,
+    /// cpu.cfs_quota_us for the CPU limit, with [`CFS_PERIOD_US`] as period.
+    pub cpu_quota_us: Option<i64>,
+    /// memory.limit_in_bytes.
+    pub memory_limit: Option<i64>,
+}
+
+/// CFS period used with every quota.
+pub const CFS_PERIOD_US: u64 = 100_000;
+
+/// cgroup values from a container's requests and limits (requests default to limits, as upstream).
+pub fn cgroup_values(res: Option<&ResourceRequirements>) -> Result<CgroupValues, QuantityError> {
+    let req = res.and_then(|r| r.requests.as_ref());
+    let lim = res.and_then(|r| r.limits.as_ref());
+    let cpu_req = match req.and_then(|m| m.get("cpu")).or_else(|| lim.and_then(|m| m.get("cpu"))) {
+        Some(q) => Some(cpu_millis(q)?),
+        None => None,
+    };
+    let cpu_lim = match lim.and_then(|m| m.get("cpu")) {
+        Some(q) => Some(cpu_millis(q)?),
+        None => None,
+    };
+    let mem_lim = match lim.and_then(|m| m.get("memory")) {
+        Some(q) => Some(bytes(q)?),
+        None => None,
+    };
+    Ok(CgroupValues {
+        cpu_shares: cpu_req.map(|m| ((m * 1024) / 1000).max(2) as u64).unwrap_or(2),
+        // upstream's minimum quota is 1 ms
+        cpu_quota_us: cpu_lim.map(|m| (m * CFS_PERIOD_US as i64 / 1000).max(1000)),
+        memory_limit: mem_lim,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use std::collections::BTreeMap;
+
+    fn res(req: &[(&str, &str)], lim: &[(&str, &str)]) -> Option<ResourceRequirements> {
+        let m = |v: &[(&str, &str)]| -> Option<BTreeMap<String, Quantity>> {
+            if v.is_empty() {
+                None
+            } else {
+                Some(v.iter().map(|(k, q)| (k.to_string(), Quantity(q.to_string()))).collect())
+            }
+        };
+        Some(ResourceRequirements { requests: m(req), limits: m(lim), ..Default::default() })
+    }
+
+    fn pod_with(rs: Vec<Option<ResourceRequirements>>) -> Pod {
+        let mut p = crate::pod::lifecycle::tests::pod("Always", &[], &[]);
+        p.metadata.uid = Some("u1".into());
+        let spec = p.spec.as_mut().expect("spec");
+        spec.containers = rs
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| Container { name: format!("c{i}"), resources: r, ..Default::default() })
+            .collect();
+        p
+    }
+
+    #[test]
+    fn classes_and_parents() {
+        let cases = vec![
+            ("nothing set", vec![None], QosClass::BestEffort, "kubepods/besteffort/podu1"),
+            ("limits only => requests default to them", vec![res(&[], &[("cpu", "1"), ("memory", "64Mi")])], QosClass::Guaranteed, "kubepods/podu1"),
+            ("equal requests and limits", vec![res(&[("cpu", "1000m"), ("memory", "64Mi")], &[("cpu", "1"), ("memory", "67108864")])], QosClass::Guaranteed, "kubepods/podu1"),
+            ("requests below limits", vec![res(&[("cpu", "100m")], &[("cpu", "1"), ("memory", "64Mi")])], QosClass::Burstable, "kubepods/burstable/podu1"),
+            ("memory only", vec![res(&[], &[("memory", "64Mi")])], QosClass::Burstable, "kubepods/burstable/podu1"),
+            ("one guaranteed one besteffort", vec![res(&[], &[("cpu", "1"), ("memory", "64Mi")]), None], QosClass::Burstable, "kubepods/burstable/podu1"),
+        ];
+        for (what, rs, class, parent) in cases {
+            let p = pod_with(rs);
+            assert_eq!(qos_class(&p), class, "{what}");
+            assert_eq!(pod_cgroup_parent(&p), parent, "{what}");
+        }
+        assert_eq!(container_cgroup(&pod_with(vec![None]), "web"), "kubepods/besteffort/podu1/web");
+    }
+
+    #[test]
+    fn cgroup_values_from_resources() {
+        assert_eq!(cgroup_values(None), Ok(CgroupValues { cpu_shares: 2, cpu_quota_us: None, memory_limit: None }));
+        let v = cgroup_values(res(&[("cpu", "250m")], &[("cpu", "500m"), ("memory", "32Mi")]).as_ref()).expect("valid");
+        assert_eq!(v, CgroupValues { cpu_shares: 256, cpu_quota_us: Some(50_000), memory_limit: Some(32 << 20) });
+        let v = cgroup_values(res(&[], &[("cpu", "1m")]).as_ref()).expect("valid");
+        assert_eq!((v.cpu_shares, v.cpu_quota_us), (2, Some(1000)));
+        assert!(cgroup_values(res(&[], &[("memory", "lots")]).as_ref()).is_err());
+    }
+}

@@ -1,0 +1,572 @@
+//! Pulling an image into the store: resolve the reference to a manifest (choosing this platform from an
+//! index), fetch the config, then download every missing layer while unpacking it in the same pass
+//! (network -> sha256 -> partial file, and -> gunzip -> diff_id sha256 -> untar on a blocking thread).
+//!
+//! A layer enters the store only when both its blob digest and its diff_id match; the image record is written
+//! last, so a failed pull leaves no image behind. Interrupted downloads resume with HTTP Range from the partial
+//! file kept in the store's tmp dir, within a pull (retries) and across pulls.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::manifest::{self, ManifestError, Parsed, Platform};
+use super::reference::{Reference, ReferenceError};
+use super::registry::auth::Credentials;
+use super::registry::client::{RegistryClient, RegistryError};
+use super::store::{now_unix, unique_suffix, ImageRecord, LayerRecord, Store, StoreError};
+use super::unpack::{unpack_layer, UnpackError};
+
+/// How many layers download at once.
+const PARALLEL_LAYERS: usize = 3;
+/// Attempts per blob (the first plus resumptions after a broken connection).
+const BLOB_ATTEMPTS: u32 = 4;
+const UNPACKER_GONE: &str = "unpacking stopped early";
+
+/// Progress of one pull, reported as it happens (the CLI draws bars from it, the kubelet logs/events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullProgress {
+    /// The manifest was resolved: how many layers and bytes the image has.
+    Resolved { manifest_digest: String, layers: usize, total_bytes: u64 },
+    /// A layer is already unpacked in the store.
+    LayerCached { digest: String, size: u64 },
+    /// Download of a layer started (at `offset` when resuming a partial download).
+    LayerStarted { digest: String, size: u64, offset: u64 },
+    /// Bytes of a layer downloaded so far (including a resumed prefix).
+    LayerBytes { digest: String, downloaded: u64, size: u64 },
+    /// Layer verified and unpacked.
+    LayerDone { digest: String },
+}
+
+/// Receives [`PullProgress`]; called from the pull's tasks, so it must be cheap and thread-safe.
+pub type ProgressFn = Arc<dyn Fn(PullProgress) + Send + Sync>;
+
+/// A progress sink that ignores everything.
+pub fn no_progress() -> ProgressFn {
+    Arc::new(|_| {})
+}
+
+/// Why a pull failed. `Display` reads like the kubelet's event message:
+/// `failed to pull image "127.0.0.1:5000/nope:1": manifest unknown (HTTP 404) from registry 127.0.0.1:5000`.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("failed to pull image {image:?}: {source}")]
+    Reference {
+        image: String,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("failed to pull image {image:?}: {source}")]
+    Registry {
+        image: String,
+        #[source]
+        source: RegistryError,
+    },
+    #[error("failed to pull image {image:?}: {source} (from registry {registry})")]
+    Manifest {
+        image: String,
+        registry: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("failed to pull image {image:?}: {what} {expected} from registry {registry} has digest {actual}")]
+    DigestMismatch { image: String, registry: String, what: &'static str, expected: String, actual: String },
+    #[error("failed to pull image {image:?}: layer {digest} has {actual} bytes, the manifest says {expected}")]
+    SizeMismatch { image: String, digest: String, expected: u64, actual: u64 },
+    #[error("failed to pull image {image:?}: download of {digest} from registry {registry} kept failing: {detail}")]
+    Interrupted { image: String, registry: String, digest: String, detail: String },
+    #[error("failed to pull image {image:?}: layer {digest}: {source}")]
+    Unpack {
+        image: String,
+        digest: String,
+        #[source]
+        source: UnpackError,
+    },
+    #[error("failed to pull image {image:?}: {source}")]
+    Store {
+        image: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("failed to pull image {image:?}: {path}: {source}")]
+    Io {
+        image: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PullError {
+    /// The container waiting reason Kubernetes reports: `InvalidImageName` or `ErrImagePull`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PullError::Reference { .. } => "InvalidImageName",
+            _ => "ErrImagePull",
+        }
+    }
+}
+
+/// A finished pull: what the Pulled event reports.
+#[derive(Debug, Clone)]
+pub struct PullOutcome {
+    pub image: ImageRecord,
+    pub duration: Duration,
+    /// Bytes fetched over the network by this pull (cached layers excluded).
+    pub downloaded_bytes: u64,
+}
+
+impl PullOutcome {
+    /// `Successfully pulled image "busybox" in 1.2s. Image size: 2150000 bytes.` as the kubelet's Pulled event.
+    pub fn event_message(&self, image: &str) -> String {
+        format!(
+            "Successfully pulled image {image:?} in {:.3}s. Image size: {} bytes.",
+            self.duration.as_secs_f64(),
+            self.image.size
+        )
+    }
+}
+
+/// Pulls images from registries into one store.
+pub struct Puller {
+    store: Store,
+    client: Arc<RegistryClient>,
+    platform: Platform,
+}
+
+struct Ctx<'a> {
+    image: &'a str,
+    reference: &'a Reference,
+    creds: Option<&'a Credentials>,
+    progress: &'a ProgressFn,
+}
+
+impl Ctx<'_> {
+    fn registry(&self, source: RegistryError) -> PullError {
+        PullError::Registry { image: self.image.to_string(), source }
+    }
+    fn manifest(&self, source: ManifestError) -> PullError {
+        PullError::Manifest { image: self.image.to_string(), registry: self.reference.registry.clone(), source }
+    }
+    fn store(&self, source: StoreError) -> PullError {
+        PullError::Store { image: self.image.to_string(), source }
+    }
+    fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> PullError + use<> {
+        let image = self.image.to_string();
+        let path = path.to_path_buf();
+        move |source| PullError::Io { image, path, source }
+    }
+}
+
+impl Puller {
+    pub fn new(store: Store, client: Arc<RegistryClient>) -> Puller {
+        Puller { store, client, platform: Platform::host() }
+    }
+
+    /// Selects a platform other than this host's from image indexes.
+    pub fn with_platform(mut self, platform: Platform) -> Puller {
+        self.platform = platform;
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Pulls `image` (any reference `Reference::parse` accepts) with optional credentials for its registry.
+    #[tracing::instrument(skip_all, fields(image = %image))]
+    pub async fn pull(
+        &self,
+        image: &str,
+        creds: Option<&Credentials>,
+        progress: ProgressFn,
+    ) -> Result<PullOutcome, PullError> {
+        let started = Instant::now();
+        let reference = Reference::parse(image).map_err(|source| PullError::Reference { image: image.to_string(), source })?;
+        let ctx = Ctx { image, reference: &reference, creds, progress: &progress };
+
+        // Manifest (through an index if the registry serves one).
+        let top = self
+            .client
+            .fetch_manifest(&reference, reference.manifest_reference(), creds)
+            .await
+            .map_err(|e| ctx.registry(e))?;
+        let top_digest = manifest::sha256_digest(&top.bytes);
+        if let Some(want) = &reference.digest {
+            if *want != top_digest {
+                return Err(PullError::DigestMismatch {
+                    image: image.to_string(),
+                    registry: reference.registry.clone(),
+                    what: "manifest",
+                    expected: want.clone(),
+                    actual: top_digest,
+                });
+            }
+        }
+        let mut extra_blobs: Vec<Vec<u8>> = Vec::new();
+        let (manifest_bytes, manifest_digest, parsed) =
+            match manifest::parse(&top.bytes, top.content_type.as_deref()).map_err(|e| ctx.manifest(e))? {
+                Parsed::Manifest(m) => (top.bytes, top_digest.clone(), m),
+                Parsed::Index(index) => {
+                    let desc = manifest::select_platform(&index, &self.platform).map_err(|e| ctx.manifest(e))?;
+                    let digest = desc.digest().to_string();
+                    tracing::debug!(manifest = %digest, platform = %self.platform, "selected manifest from index");
+                    let m = self.client.fetch_manifest(&reference, &digest, creds).await.map_err(|e| ctx.registry(e))?;
+                    let actual = manifest::sha256_digest(&m.bytes);
+                    if actual != digest {
+                        return Err(PullError::DigestMismatch {
+                            image: image.to_string(),
+                            registry: reference.registry.clone(),
+                            what: "manifest",
+                            expected: digest,
+                            actual,
+                        });
+                    }
+                    let Parsed::Manifest(parsed) =
+                        manifest::parse(&m.bytes, m.content_type.as_deref()).map_err(|e| ctx.manifest(e))?
+                    else {
+                        return Err(ctx.manifest(ManifestError::UnsupportedMediaType {
+                            media_type: "nested image index".into(),
+                        }));
+                    };
+                    extra_blobs.push(top.bytes);
+                    (m.bytes, digest, parsed)
+                }
+            };
+
+        // Config: small, fetched whole and verified.
+        let config_digest = parsed.config().digest().to_string();
+        let config_bytes = self.fetch_small_blob(&ctx, &config_digest).await?;
+        let (_config, diff_ids) = manifest::parse_config(&config_bytes, parsed.layers().len()).map_err(|e| ctx.manifest(e))?;
+        let layers: Vec<LayerRecord> = parsed
+            .layers()
+            .iter()
+            .zip(&diff_ids)
+            .map(|(d, diff_id)| LayerRecord {
+                digest: d.digest().to_string(),
+                diff_id: diff_id.clone(),
+                size: d.size(),
+                media_type: d.media_type().to_string(),
+            })
+            .collect();
+        for l in &layers {
+            manifest::check_layer_media_type(&l.media_type).map_err(|e| ctx.manifest(e))?;
+        }
+        let total: u64 = layers.iter().map(|l| l.size).sum();
+        progress(PullProgress::Resolved { manifest_digest: manifest_digest.clone(), layers: layers.len(), total_bytes: total });
+        tracing::info!(manifest = %manifest_digest, layers = layers.len(), bytes = total, "pulling image");
+
+        // Layers, a few at a time; identical layers listed twice are fetched once.
+        let mut unique: Vec<&LayerRecord> = Vec::new();
+        for l in &layers {
+            if !unique.iter().any(|u| u.diff_id == l.diff_id) {
+                unique.push(l);
+            }
+        }
+        let downloaded: Vec<u64> = futures::stream::iter(unique.into_iter().map(|l| self.ensure_layer(&ctx, l)))
+            .buffer_unordered(PARALLEL_LAYERS)
+            .try_collect()
+            .await?;
+
+        // Record last: before this the image does not exist.
+        for b in extra_blobs.iter().chain([&manifest_bytes, &config_bytes]) {
+            self.store.write_blob(b).map_err(|e| ctx.store(e))?;
+        }
+        let now = now_unix();
+        let record = ImageRecord {
+            id: config_digest,
+            manifest_digest,
+            repo_tags: reference.tagged_name().into_iter().collect(),
+            repo_digests: vec![format!("{}@{top_digest}", reference.name())],
+            size: total + parsed.config().size(),
+            layers,
+            created: now,
+            last_used: now,
+        };
+        let image_record = self.store.add_image(record).map_err(|e| ctx.store(e))?;
+        let outcome = PullOutcome { image: image_record, duration: started.elapsed(), downloaded_bytes: downloaded.iter().sum() };
+        tracing::info!(id = %outcome.image.id, secs = outcome.duration.as_secs_f64(), bytes = outcome.image.size, "pulled image");
+        Ok(outcome)
+    }
+
+    async fn fetch_small_blob(&self, ctx: &Ctx<'_>, digest: &str) -> Result<Vec<u8>, PullError> {
+        if self.store.has_blob(digest) {
+            if let Ok(b) = self.store.read_blob(digest) {
+                if manifest::sha256_digest(&b) == digest {
+                    return Ok(b);
+                }
+            }
+        }
+        let resp = self.client.fetch_blob(ctx.reference, digest, 0, ctx.creds).await.map_err(|e| ctx.registry(e))?;
+        let bytes = resp.bytes().await.map_err(|e| PullError::Interrupted {
+            image: ctx.image.to_string(),
+            registry: ctx.reference.registry.clone(),
+            digest: digest.to_string(),
+            detail: e.to_string(),
+        })?;
+        let actual = manifest::sha256_digest(&bytes);
+        if actual != digest {
+            return Err(PullError::DigestMismatch {
+                image: ctx.image.to_string(),
+                registry: ctx.reference.registry.clone(),
+                what: "config",
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Makes sure the layer is unpacked in the store; returns the bytes downloaded for it.
+    async fn ensure_layer(&self, ctx: &Ctx<'_>, layer: &LayerRecord) -> Result<u64, PullError> {
+        if self.store.has_layer(&layer.diff_id) {
+            (ctx.progress)(PullProgress::LayerCached { digest: layer.digest.clone(), size: layer.size });
+            return Ok(0);
+        }
+        let staging = self.store.tmp_dir().join(format!(
+            "unpack-{}-{}-{:x}",
+            layer.diff_id.trim_start_matches("sha256:").get(..12).unwrap_or("x"),
+            std::process::id(),
+            unique_suffix()
+        ));
+        let guard = StagingGuard(staging.clone());
+        std::fs::create_dir(&staging).map_err(ctx.io(&staging))?;
+
+        let partial = self.store.partial_path(&layer.digest).map_err(|e| ctx.store(e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let unpack_dir = staging.clone();
+        let unpacker = tokio::task::spawn_blocking(move || unpack_layer(ChannelReader::new(rx), &unpack_dir));
+
+        let fed = self.download(ctx, layer, &partial, &tx).await;
+        drop(tx);
+        let unpacked = unpacker.await;
+        let downloaded = match fed {
+            Ok(n) => n,
+            Err(e) => {
+                // The unpacker stopped reading because the tar is bad: that is the error to report.
+                let unpacker_failed = matches!(&e, PullError::Interrupted { detail, .. } if detail == UNPACKER_GONE);
+                return match unpacked {
+                    Ok(Err(source)) if unpacker_failed => {
+                        Err(PullError::Unpack { image: ctx.image.to_string(), digest: layer.digest.clone(), source })
+                    }
+                    _ => Err(e),
+                };
+            }
+        };
+        let unpacked = match unpacked {
+            Ok(Ok(u)) => u,
+            Ok(Err(source)) => {
+                // A layer that verified but does not unpack will not get better by downloading again.
+                let _ = std::fs::remove_file(&partial);
+                return Err(PullError::Unpack { image: ctx.image.to_string(), digest: layer.digest.clone(), source });
+            }
+            Err(join) => {
+                return Err(PullError::Unpack {
+                    image: ctx.image.to_string(),
+                    digest: layer.digest.clone(),
+                    source: UnpackError::Io { dir: staging.clone(), source: std::io::Error::other(join.to_string()) },
+                })
+            }
+        };
+        if unpacked.diff_id != layer.diff_id {
+            let _ = std::fs::remove_file(&partial);
+            return Err(PullError::DigestMismatch {
+                image: ctx.image.to_string(),
+                registry: ctx.reference.registry.clone(),
+                what: "uncompressed layer (diff_id)",
+                expected: layer.diff_id.clone(),
+                actual: unpacked.diff_id,
+            });
+        }
+        let blob = self.store.blob_path(&layer.digest).map_err(|e| ctx.store(e))?;
+        tokio::fs::rename(&partial, &blob).await.map_err(ctx.io(&blob))?;
+        let dest = self.store.layer_dir(&layer.diff_id).map_err(|e| ctx.store(e))?;
+        match std::fs::rename(&staging, &dest) {
+            Ok(()) => {}
+            // Another pull unpacked the same layer meanwhile: keep theirs, the guard removes ours.
+            Err(_) if dest.is_dir() => {}
+            Err(e) => return Err(ctx.io(&dest)(e)),
+        }
+        drop(guard);
+        (ctx.progress)(PullProgress::LayerDone { digest: layer.digest.clone() });
+        tracing::debug!(layer = %layer.digest, diff_id = %layer.diff_id, "layer unpacked");
+        Ok(downloaded)
+    }
+
+    /// Streams the blob into the partial file, the hasher and the unpacker, resuming after broken connections.
+    /// Returns the bytes fetched from the network once the whole blob is verified.
+    async fn download(
+        &self,
+        ctx: &Ctx<'_>,
+        layer: &LayerRecord,
+        partial: &Path,
+        tx: &tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Result<u64, PullError> {
+        let unpacker_gone = || PullError::Interrupted {
+            image: ctx.image.to_string(),
+            registry: ctx.reference.registry.clone(),
+            digest: layer.digest.clone(),
+            detail: UNPACKER_GONE.into(),
+        };
+        let mut hasher = Sha256::new();
+        let mut offset: u64 = 0;
+        // Replay a partial download left by an earlier pull through the hasher and the unpacker.
+        if let Ok(mut f) = tokio::fs::File::open(partial).await {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf).await.map_err(ctx.io(partial))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                offset += n as u64;
+                if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    return Err(unpacker_gone());
+                }
+            }
+        }
+        if offset > layer.size {
+            // Longer than the blob can be: start over.
+            drop(tokio::fs::remove_file(partial).await);
+            return Err(PullError::SizeMismatch {
+                image: ctx.image.to_string(),
+                digest: layer.digest.clone(),
+                expected: layer.size,
+                actual: offset,
+            });
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(partial)
+            .await
+            .map_err(ctx.io(partial))?;
+        (ctx.progress)(PullProgress::LayerStarted { digest: layer.digest.clone(), size: layer.size, offset });
+        if offset > 0 {
+            tracing::info!(layer = %layer.digest, offset, "resuming partial download");
+        }
+        let mut fetched: u64 = 0;
+        let mut attempt = 0;
+        let mut last_error = String::new();
+        while offset < layer.size {
+            attempt += 1;
+            if attempt > BLOB_ATTEMPTS {
+                return Err(PullError::Interrupted {
+                    image: ctx.image.to_string(),
+                    registry: ctx.reference.registry.clone(),
+                    digest: layer.digest.clone(),
+                    detail: last_error,
+                });
+            }
+            let resp = match self.client.fetch_blob(ctx.reference, &layer.digest, offset, ctx.creds).await {
+                Ok(r) => r,
+                Err(e @ RegistryError::Transport { .. }) => {
+                    last_error = e.to_string();
+                    continue;
+                }
+                Err(e) => return Err(ctx.registry(e)),
+            };
+            // 206: the body starts at `offset`. 200: the whole blob again; skip what we have.
+            let mut skip = if resp.status() == reqwest::StatusCode::PARTIAL_CONTENT { 0 } else { offset };
+            let mut stream = resp.bytes_stream();
+            loop {
+                let chunk = match stream.next().await {
+                    None => break,
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => {
+                        last_error = e.to_string();
+                        tracing::warn!(layer = %layer.digest, offset, error = %e, "blob download interrupted; resuming");
+                        break;
+                    }
+                };
+                let chunk = if skip > 0 {
+                    let s = skip.min(chunk.len() as u64);
+                    skip -= s;
+                    chunk.slice(s as usize..)
+                } else {
+                    chunk
+                };
+                if chunk.is_empty() {
+                    continue;
+                }
+                if offset + chunk.len() as u64 > layer.size {
+                    drop(file);
+                    drop(tokio::fs::remove_file(partial).await);
+                    return Err(PullError::SizeMismatch {
+                        image: ctx.image.to_string(),
+                        digest: layer.digest.clone(),
+                        expected: layer.size,
+                        actual: offset + chunk.len() as u64,
+                    });
+                }
+                file.write_all(&chunk).await.map_err(ctx.io(partial))?;
+                hasher.update(&chunk);
+                offset += chunk.len() as u64;
+                fetched += chunk.len() as u64;
+                (ctx.progress)(PullProgress::LayerBytes { digest: layer.digest.clone(), downloaded: offset, size: layer.size });
+                if tx.send(chunk).await.is_err() {
+                    return Err(unpacker_gone());
+                }
+            }
+        }
+        file.flush().await.map_err(ctx.io(partial))?;
+        drop(file);
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != layer.digest {
+            drop(tokio::fs::remove_file(partial).await);
+            return Err(PullError::DigestMismatch {
+                image: ctx.image.to_string(),
+                registry: ctx.reference.registry.clone(),
+                what: "layer",
+                expected: layer.digest.clone(),
+                actual,
+            });
+        }
+        Ok(fetched)
+    }
+}
+
+/// Removes a layer staging directory unless it was renamed into the store.
+struct StagingGuard(PathBuf);
+
+impl Drop for StagingGuard {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.0) {
+                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove layer staging dir");
+            }
+        }
+    }
+}
+
+/// A blocking `Read` over chunks sent from the async download task.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        ChannelReader { rx, current: Bytes::new() }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.current = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}

@@ -1,0 +1,4 @@
+//! Talking to OCI/Docker registries: the HTTP client and the credentials it presents.
+
+pub mod auth;
+pub mod client;

@@ -1,0 +1,272 @@
+//! Pod volumes: each volume is prepared as a directory (or file) under the pod's directory on the host,
+//! `<pod dir>/volumes/<kind>/<name>`, which the container spec then bind-mounts (with `subPath` and `readOnly`).
+//! hostPath volumes are the host path itself. Nothing here knows about the runtime.
+
+pub mod atomic_writer;
+pub mod config_map;
+pub mod downward_api;
+pub mod empty_dir;
+pub mod host_path;
+pub mod projected;
+pub mod secret;
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Pod, VolumeMount};
+
+use crate::container::env::EnvSources;
+
+/// Why a volume could not be prepared; the pod worker reports it on the container that needs it.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("volume \"{volume}\": {kind} \"{name}\" not found in namespace {namespace}")]
+    NotFound { volume: String, kind: &'static str, namespace: String, name: String },
+    #[error("volume \"{volume}\": {kind} \"{name}\" references non-existent config key: {key}")]
+    MissingKey { volume: String, kind: &'static str, name: String, key: String },
+    #[error("volume \"{volume}\": {message}")]
+    HostPathType { volume: String, message: String },
+    #[error("volume \"{volume}\": {message}")]
+    Invalid { volume: String, message: String },
+    #[error("volume \"{volume}\": {path}: {source}")]
+    Io {
+        volume: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("volume \"{volume}\": mount tmpfs on {path}: {source}")]
+    Mount {
+        volume: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("volume \"{volume}\": {source}")]
+    Write {
+        volume: String,
+        #[source]
+        source: atomic_writer::AtomicWriteError,
+    },
+    #[error("volumeMount \"{mount}\" refers to no volume of the pod")]
+    NoSuchVolume { mount: String },
+    #[error("volumeMount \"{mount}\": invalid subPath {sub_path:?}: {why}")]
+    InvalidSubPath { mount: String, sub_path: String, why: &'static str },
+}
+
+impl VolumeError {
+    /// True for errors the user fixes by creating an object (CreateContainerConfigError), false for the rest.
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, Self::NotFound { .. } | Self::MissingKey { .. })
+    }
+}
+
+/// A prepared volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedVolume {
+    pub host_path: PathBuf,
+}
+
+/// Directory holding all of a pod's volume directories.
+pub fn volumes_dir(pod_dir: &Path) -> PathBuf {
+    pod_dir.join("volumes")
+}
+
+/// Prepares every volume of `pod` under `pod_dir`. `tmpfs` mounts tmpfs for secret and projected volumes
+/// (root only; unit tests pass false). Re-running updates configMap/secret contents atomically.
+pub fn setup_all(
+    pod: &Pod,
+    pod_dir: &Path,
+    src: &EnvSources,
+    tmpfs: bool,
+) -> Result<HashMap<String, PreparedVolume>, VolumeError> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let mut out = HashMap::new();
+    let base = volumes_dir(pod_dir);
+    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or(&[]) {
+        let name = v.name.as_str();
+        let publish = |dir: PathBuf, payload, on_tmpfs: bool| -> Result<PathBuf, VolumeError> {
+            std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Io { volume: name.into(), path: dir.clone(), source })?;
+            if on_tmpfs && tmpfs && !empty_dir::is_mountpoint(&dir) {
+                empty_dir::mount_tmpfs(name, &dir, "mode=0755")?;
+            }
+            atomic_writer::write(&dir, &payload).map_err(|source| VolumeError::Write { volume: name.into(), source })?;
+            Ok(dir)
+        };
+        let path = if let Some(e) = &v.empty_dir {
+            empty_dir::setup(name, &base.join("kubernetes.io~empty-dir").join(name), e)?
+        } else if let Some(h) = &v.host_path {
+            let p = PathBuf::from(&h.path);
+            host_path::check_type(name, &p, h.type_.as_deref())?;
+            p
+        } else if let Some(c) = &v.config_map {
+            let payload = config_map::payload(name, &ns, c, src.config_maps.get(&c.name))?;
+            publish(base.join("kubernetes.io~configmap").join(name), payload, false)?
+        } else if let Some(s) = &v.secret {
+            let secret_name = s.secret_name.clone().unwrap_or_default();
+            let payload = secret::payload(name, &ns, s, src.secrets.get(&secret_name))?;
+            publish(base.join("kubernetes.io~secret").join(name), payload, true)?
+        } else if let Some(d) = &v.downward_api {
+            let payload = downward_api::payload(name, pod, d.items.as_deref().unwrap_or(&[]), d.default_mode, src)?;
+            publish(base.join("kubernetes.io~downward-api").join(name), payload, false)?
+        } else if let Some(p) = &v.projected {
+            let payload = projected::payload(name, pod, p, src)?;
+            publish(base.join("kubernetes.io~projected").join(name), payload, true)?
+        } else {
+            return Err(VolumeError::Invalid {
+                volume: name.into(),
+                message: "unsupported volume source (rkube supports emptyDir, hostPath, configMap, secret, downwardAPI, projected)".into(),
+            });
+        };
+        out.insert(name.to_string(), PreparedVolume { host_path: path });
+    }
+    Ok(out)
+}
+
+/// Unmounts and removes every volume directory of a pod (hostPath volumes are left alone: they are not under
+/// the pod directory).
+pub fn teardown_all(pod_dir: &Path) -> std::io::Result<()> {
+    let base = volumes_dir(pod_dir);
+    let Ok(kinds) = std::fs::read_dir(&base) else { return Ok(()) };
+    for kind in kinds.flatten() {
+        if let Ok(vols) = std::fs::read_dir(kind.path()) {
+            for v in vols.flatten() {
+                empty_dir::teardown(&v.path())?;
+            }
+        }
+    }
+    std::fs::remove_dir_all(&base).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+}
+
+/// The host path a `volumeMount` binds: the volume's path, or `subPath` inside it (created as a directory if
+/// missing, as upstream). `subPath` must be relative and must not leave the volume.
+pub fn mount_source(vols: &HashMap<String, PreparedVolume>, m: &VolumeMount) -> Result<PathBuf, VolumeError> {
+    let v = vols.get(&m.name).ok_or_else(|| VolumeError::NoSuchVolume { mount: m.name.clone() })?;
+    let sub = m.sub_path.as_deref().unwrap_or("");
+    if sub.is_empty() {
+        return Ok(v.host_path.clone());
+    }
+    let bad = |why| VolumeError::InvalidSubPath { mount: m.name.clone(), sub_path: sub.into(), why };
+    let p = Path::new(sub);
+    if p.is_absolute() {
+        return Err(bad("must be a relative path"));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(bad("must not contain '..'"));
+    }
+    let full = v.host_path.join(p);
+    // the resolved path must stay inside the volume (no symlink escapes)
+    if full.exists() {
+        let root = v.host_path.canonicalize().map_err(|_| bad("volume path cannot be resolved"))?;
+        let resolved = full.canonicalize().map_err(|_| bad("cannot be resolved"))?;
+        if !resolved.starts_with(&root) {
+            return Err(bad("resolves outside the volume"));
+        }
+        return Ok(resolved);
+    }
+    std::fs::create_dir_all(&full).map_err(|source| VolumeError::Io { volume: m.name.clone(), path: full.clone(), source })?;
+    Ok(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, EmptyDirVolumeSource, HostPathVolumeSource, Volume};
+
+    fn vol(name: &str) -> Volume {
+        Volume { name: name.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn sets_up_and_tears_down_a_pod_worth_of_volumes() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pod_dir = tmp.path().join("pod");
+        let host = tmp.path().join("host-data");
+        let mut p = crate::pod::lifecycle::tests::pod("Always", &[], &["a"]);
+        p.spec.as_mut().expect("spec").volumes = Some(vec![
+            Volume { empty_dir: Some(EmptyDirVolumeSource::default()), ..vol("scratch") },
+            Volume {
+                host_path: Some(HostPathVolumeSource { path: host.to_string_lossy().into(), type_: Some("DirectoryOrCreate".into()) }),
+                ..vol("data")
+            },
+            Volume { config_map: Some(ConfigMapVolumeSource { name: "cfg".into(), ..Default::default() }), ..vol("cfg") },
+        ]);
+        let mut src = EnvSources::default();
+        src.config_maps
+            .insert("cfg".into(), ConfigMap { data: Some([("k".to_string(), "v".to_string())].into()), ..Default::default() });
+        let vols = setup_all(&p, &pod_dir, &src, false).expect("setup");
+        assert!(vols["scratch"].host_path.is_dir());
+        assert_eq!(vols["data"].host_path, host);
+        assert!(host.is_dir());
+        assert_eq!(std::fs::read_to_string(vols["cfg"].host_path.join("k")).expect("k"), "v");
+
+        // subPath inside a volume
+        let m = VolumeMount { name: "scratch".into(), mount_path: "/x".into(), sub_path: Some("a/b".into()), ..Default::default() };
+        let sp = mount_source(&vols, &m).expect("subpath");
+        assert!(sp.is_dir() && sp.ends_with("a/b"));
+        for bad in ["../../etc", "/etc"] {
+            let m = VolumeMount { name: "scratch".into(), mount_path: "/x".into(), sub_path: Some(bad.into()), ..Default::default() };
+            assert!(matches!(mount_source(&vols, &m), Err(VolumeError::InvalidSubPath { .. })), "{bad}");
+        }
+        // a symlink inside the volume that points out of it is refused
+        std::os::unix::fs::symlink("/etc", vols["scratch"].host_path.join("escape")).expect("symlink");
+        let m = VolumeMount { name: "scratch".into(), mount_path: "/x".into(), sub_path: Some("escape".into()), ..Default::default() };
+        assert!(matches!(mount_source(&vols, &m), Err(VolumeError::InvalidSubPath { .. })));
+        let m = VolumeMount { name: "nope".into(), mount_path: "/x".into(), ..Default::default() };
+        assert!(matches!(mount_source(&vols, &m), Err(VolumeError::NoSuchVolume { .. })));
+
+        teardown_all(&pod_dir).expect("teardown");
+        assert!(!volumes_dir(&pod_dir).exists());
+        assert!(host.is_dir(), "hostPath data survives the pod");
+    }
+
+    #[test]
+    fn missing_configmap_is_a_config_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut p = crate::pod::lifecycle::tests::pod("Always", &[], &["a"]);
+        p.spec.as_mut().expect("spec").volumes =
+            Some(vec![Volume { config_map: Some(ConfigMapVolumeSource { name: "gone".into(), ..Default::default() }), ..vol("cfg") }]);
+        let err = setup_all(&p, tmp.path(), &EnvSources::default(), false).expect_err("missing");
+        assert!(err.is_config_error());
+        let mut p2 = p.clone();
+        p2.spec.as_mut().expect("spec").volumes = Some(vec![Volume {
+            host_path: Some(HostPathVolumeSource { path: "/".into(), type_: Some("File".into()) }),
+            ..vol("h")
+        }]);
+        let err = setup_all(&p2, tmp.path(), &EnvSources::default(), false).expect_err("bad type");
+        assert!(!err.is_config_error());
+        assert_eq!(err.to_string(), "volume \"h\": hostPath type check failed: / is not a file");
+    }
+
+    /// Root: secret volumes live on a tmpfs.
+    #[test]
+    fn secret_volume_is_on_tmpfs() {
+        rkube_testsupport::require_root();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pod_dir = tmp.path().join("pod");
+        struct Cleanup(PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = teardown_all(&self.0);
+            }
+        }
+        let _c = Cleanup(pod_dir.clone());
+        let mut p = crate::pod::lifecycle::tests::pod("Always", &[], &["a"]);
+        p.spec.as_mut().expect("spec").volumes = Some(vec![Volume {
+            secret: Some(k8s_openapi::api::core::v1::SecretVolumeSource { secret_name: Some("s".into()), ..Default::default() }),
+            ..vol("creds")
+        }]);
+        let mut src = EnvSources::default();
+        src.secrets.insert(
+            "s".into(),
+            k8s_openapi::api::core::v1::Secret { string_data: Some([("pw".to_string(), "x".to_string())].into()), ..Default::default() },
+        );
+        let vols = setup_all(&p, &pod_dir, &src, true).expect("setup");
+        let dir = &vols["creds"].host_path;
+        assert!(empty_dir::is_mountpoint(dir));
+        assert_eq!(std::fs::read_to_string(dir.join("pw")).expect("pw"), "x");
+        teardown_all(&pod_dir).expect("teardown");
+        assert!(!empty_dir::is_mountpoint(dir));
+        assert!(!dir.exists());
+    }
+}
