@@ -1,6 +1,7 @@
 //! The rkube node agent: registers the node, runs pods bound to it on rkube-runtime, reports their status.
 #![forbid(unsafe_code)]
 pub mod container;
+pub mod image;
 pub mod pod;
 pub mod time;
 pub mod volume;
