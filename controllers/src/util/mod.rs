@@ -3,6 +3,7 @@
 
 pub mod owner;
 pub mod pod;
+pub mod cron;
 pub mod quantity;
 pub mod selector;
 pub mod time;

@@ -1,0 +1,189 @@
+//! CronJob controller: create a Job named `<cronjob>-<scheduled minutes since epoch>` at each scheduled time
+//! (within `startingDeadlineSeconds`), apply `concurrencyPolicy` (Allow, Forbid, Replace), and keep only
+//! `successfulJobsHistoryLimit` / `failedJobsHistoryLimit` finished Jobs. [`step`] is pure.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::util::cron::Schedule;
+
+/// Concurrency policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    Allow,
+    Forbid,
+    Replace,
+}
+
+impl Concurrency {
+    /// From the API string; unknown values behave as Allow (the default).
+    pub fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("Forbid") => Concurrency::Forbid,
+            Some("Replace") => Concurrency::Replace,
+            _ => Concurrency::Allow,
+        }
+    }
+}
+
+/// A Job the CronJob owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedJob {
+    pub name: String,
+    /// None while running, Some(true) complete, Some(false) failed
+    pub succeeded: Option<bool>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CronAction {
+    /// Create the Job for this scheduled time.
+    CreateJob { name: String, scheduled: DateTime<Utc> },
+    /// Delete this Job (Replace policy or history limits).
+    DeleteJob(String),
+    /// A scheduled run was skipped (Forbid with a Job still running).
+    Skip { scheduled: DateTime<Utc> },
+    /// Reconcile again at the next scheduled time.
+    RequeueAfter(Duration),
+}
+
+/// The Job name for a scheduled time (the minutes since the epoch, as Kubernetes names them).
+pub fn job_name(cronjob: &str, scheduled: DateTime<Utc>) -> String {
+    format!("{cronjob}-{}", scheduled.timestamp() / 60)
+}
+
+/// Inputs for a step.
+pub struct CronParams<'a> {
+    pub name: &'a str,
+    pub schedule: &'a Schedule,
+    pub concurrency: Concurrency,
+    pub suspend: bool,
+    pub starting_deadline_seconds: Option<i64>,
+    pub successful_history: i32,
+    pub failed_history: i32,
+    /// status.lastScheduleTime, or the CronJob's creation time
+    pub last_scheduled: DateTime<Utc>,
+}
+
+/// Decide what to do at `now`.
+pub fn step(p: &CronParams<'_>, jobs: &[OwnedJob], now: DateTime<Utc>) -> Vec<CronAction> {
+    let mut out = Vec::new();
+    // most recent missed time in (last_scheduled, now]
+    let mut latest = None;
+    let mut t = p.last_scheduled;
+    let mut missed = 0;
+    while let Some(next) = p.schedule.next_after(t) {
+        if next > now {
+            break;
+        }
+        latest = Some(next);
+        t = next;
+        missed += 1;
+        if missed > 1000 {
+            // like Kubernetes: too many missed runs, just take the most recent one from here
+            t = now - Duration::minutes(1);
+            missed = 0;
+        }
+    }
+    let active: Vec<&OwnedJob> = jobs.iter().filter(|j| j.succeeded.is_none()).collect();
+    if let Some(scheduled) = latest {
+        let too_late = p.starting_deadline_seconds.is_some_and(|d| now - scheduled > Duration::seconds(d));
+        let name = job_name(p.name, scheduled);
+        let exists = jobs.iter().any(|j| j.name == name);
+        if !p.suspend && !too_late && !exists {
+            match p.concurrency {
+                Concurrency::Forbid if !active.is_empty() => out.push(CronAction::Skip { scheduled }),
+                Concurrency::Replace => {
+                    out.extend(active.iter().map(|j| CronAction::DeleteJob(j.name.clone())));
+                    out.push(CronAction::CreateJob { name, scheduled });
+                }
+                _ => out.push(CronAction::CreateJob { name, scheduled }),
+            }
+        }
+    }
+    // history limits, oldest first
+    for (ok, limit) in [(true, p.successful_history), (false, p.failed_history)] {
+        let mut done: Vec<&OwnedJob> = jobs.iter().filter(|j| j.succeeded == Some(ok)).collect();
+        done.sort_by_key(|j| j.finished_at);
+        let excess = done.len().saturating_sub(limit.max(0) as usize);
+        out.extend(done[..excess].iter().map(|j| CronAction::DeleteJob(j.name.clone())));
+    }
+    if let Some(next) = p.schedule.next_after(now) {
+        out.push(CronAction::RequeueAfter((next - now).max(Duration::seconds(1))));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    }
+
+    fn params<'a>(s: &'a Schedule, c: Concurrency, last: &str) -> CronParams<'a> {
+        CronParams {
+            name: "cj",
+            schedule: s,
+            concurrency: c,
+            suspend: false,
+            starting_deadline_seconds: None,
+            successful_history: 3,
+            failed_history: 1,
+            last_scheduled: at(last),
+        }
+    }
+
+    fn running(name: &str) -> OwnedJob {
+        OwnedJob { name: name.into(), succeeded: None, finished_at: None }
+    }
+
+    #[test]
+    fn creates_the_latest_missed_run_once() {
+        let s = Schedule::parse("*/1 * * * *").expect("schedule");
+        let now = at("2024-01-01T10:03:30Z");
+        let p = params(&s, Concurrency::Allow, "2024-01-01T10:00:00Z");
+        let acts = step(&p, &[], now);
+        let sched = at("2024-01-01T10:03:00Z");
+        assert_eq!(acts[0], CronAction::CreateJob { name: job_name("cj", sched), scheduled: sched });
+        assert_eq!(acts.last(), Some(&CronAction::RequeueAfter(Duration::seconds(30))));
+        // already created: nothing but the requeue
+        let again = step(&p, &[running(&job_name("cj", sched))], now);
+        assert_eq!(again, vec![CronAction::RequeueAfter(Duration::seconds(30))]);
+    }
+
+    #[test]
+    fn concurrency_policies() {
+        let s = Schedule::parse("* * * * *").expect("schedule");
+        let now = at("2024-01-01T10:01:10Z");
+        let sched = at("2024-01-01T10:01:00Z");
+        let jobs = [running("cj-old")];
+        let forbid = step(&params(&s, Concurrency::Forbid, "2024-01-01T10:00:00Z"), &jobs, now);
+        assert_eq!(forbid[0], CronAction::Skip { scheduled: sched });
+        let replace = step(&params(&s, Concurrency::Replace, "2024-01-01T10:00:00Z"), &jobs, now);
+        assert_eq!(replace[0], CronAction::DeleteJob("cj-old".into()));
+        assert!(matches!(replace[1], CronAction::CreateJob { .. }));
+        let mut late = params(&s, Concurrency::Allow, "2024-01-01T10:00:00Z");
+        late.starting_deadline_seconds = Some(5);
+        assert!(!step(&late, &[], now).iter().any(|a| matches!(a, CronAction::CreateJob { .. })));
+    }
+
+    #[test]
+    fn history_limits_delete_oldest_finished() {
+        let s = Schedule::parse("0 0 1 1 *").expect("schedule");
+        let now = at("2024-06-01T00:00:00Z");
+        let job = |n: &str, ok: bool, t: &str| OwnedJob { name: n.into(), succeeded: Some(ok), finished_at: Some(at(t)) };
+        let jobs = [
+            job("s1", true, "2024-01-01T00:00:00Z"),
+            job("s2", true, "2024-02-01T00:00:00Z"),
+            job("s3", true, "2024-03-01T00:00:00Z"),
+            job("s4", true, "2024-04-01T00:00:00Z"),
+            job("f1", false, "2024-01-01T00:00:00Z"),
+            job("f2", false, "2024-02-01T00:00:00Z"),
+        ];
+        let acts = step(&params(&s, Concurrency::Allow, "2024-05-01T00:00:00Z"), &jobs, now);
+        let deleted: Vec<&CronAction> = acts.iter().filter(|a| matches!(a, CronAction::DeleteJob(_))).collect();
+        assert_eq!(deleted, vec![&CronAction::DeleteJob("s1".into()), &CronAction::DeleteJob("f1".into())]);
+    }
+}

@@ -1,0 +1,185 @@
+//! Garbage collector: deletes objects whose owners are gone (Background), deletes dependents of an owner
+//! being deleted in the Foreground and lifts its `foregroundDeletion` finalizer once no blocking dependent is
+//! left, and for Orphan deletes strips the owner reference from dependents then lifts the `orphan` finalizer.
+//!
+//! [`plan`] is a pure function over a snapshot of the object graph; the apiserver sets the finalizers from the
+//! DELETE's propagationPolicy, this controller does the rest.
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
+pub const FINALIZER_ORPHAN: &str = "orphan";
+
+/// One object in the graph. `kind` + `namespace` + `name` locate it for API calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub uid: String,
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub owners: Vec<OwnerReference>,
+    pub deleting: bool,
+    pub finalizers: Vec<String>,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GcAction {
+    /// Delete this object with this propagation policy ("Background" / "Foreground").
+    Delete { uid: String, propagation: &'static str },
+    /// Remove these owner uids from the object's ownerReferences.
+    RemoveOwners { uid: String, owners: Vec<String> },
+    /// Remove this finalizer from the object.
+    RemoveFinalizer { uid: String, finalizer: &'static str },
+}
+
+/// Decide GC actions. `known_kinds` are the (apiVersion-less) kinds this collector watches: an owner
+/// reference to any other kind is never considered dangling (we cannot see it).
+pub fn plan(nodes: &[Node], known_kinds: &HashSet<String>) -> Vec<GcAction> {
+    let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), n)).collect();
+    let mut dependents: HashMap<&str, Vec<&Node>> = HashMap::new();
+    for n in nodes {
+        for o in &n.owners {
+            dependents.entry(o.uid.as_str()).or_default().push(n);
+        }
+    }
+    let mut out = Vec::new();
+    // owners being deleted with a propagation finalizer
+    for owner in nodes.iter().filter(|n| n.deleting) {
+        let deps = dependents.get(owner.uid.as_str()).cloned().unwrap_or_default();
+        if owner.finalizers.iter().any(|f| f == FINALIZER_ORPHAN) {
+            for d in &deps {
+                out.push(GcAction::RemoveOwners { uid: d.uid.clone(), owners: vec![owner.uid.clone()] });
+            }
+            out.push(GcAction::RemoveFinalizer { uid: owner.uid.clone(), finalizer: FINALIZER_ORPHAN });
+            continue;
+        }
+        if owner.finalizers.iter().any(|f| f == FINALIZER_FOREGROUND) {
+            let mut blocking = 0;
+            for d in &deps {
+                let r = d.owners.iter().find(|o| o.uid == owner.uid);
+                if r.is_some_and(|r| r.block_owner_deletion == Some(true)) {
+                    blocking += 1;
+                }
+                if !d.deleting {
+                    out.push(GcAction::Delete { uid: d.uid.clone(), propagation: "Foreground" });
+                }
+            }
+            if blocking == 0 {
+                // the dependents left don't block: detach them first so they don't outlive as dangling
+                for d in &deps {
+                    out.push(GcAction::RemoveOwners { uid: d.uid.clone(), owners: vec![owner.uid.clone()] });
+                }
+                out.push(GcAction::RemoveFinalizer { uid: owner.uid.clone(), finalizer: FINALIZER_FOREGROUND });
+            }
+        }
+    }
+    // dependents whose owners are gone
+    for n in nodes.iter().filter(|n| !n.owners.is_empty() && !n.deleting) {
+        let mut absent = Vec::new();
+        let mut present = 0;
+        let mut unknown = 0;
+        for o in &n.owners {
+            match by_uid.get(o.uid.as_str()) {
+                // an owner in another namespace cannot own a namespaced dependent: treat as absent
+                Some(owner) if owner.namespace.is_none() || owner.namespace == n.namespace => present += 1,
+                Some(_) => absent.push(o.uid.clone()),
+                None if known_kinds.contains(&o.kind) => absent.push(o.uid.clone()),
+                None => unknown += 1,
+            }
+        }
+        if absent.is_empty() {
+            continue;
+        }
+        if present == 0 && unknown == 0 {
+            out.push(GcAction::Delete { uid: n.uid.clone(), propagation: "Background" });
+        } else {
+            out.push(GcAction::RemoveOwners { uid: n.uid.clone(), owners: absent });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(uid: &str, kind: &str, owners: &[(&str, &str, bool)]) -> Node {
+        Node {
+            uid: uid.into(),
+            api_version: "v1".into(),
+            kind: kind.into(),
+            namespace: Some("default".into()),
+            name: uid.into(),
+            owners: owners
+                .iter()
+                .map(|(u, k, block)| OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: k.to_string(),
+                    name: u.to_string(),
+                    uid: u.to_string(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(*block),
+                })
+                .collect(),
+            deleting: false,
+            finalizers: vec![],
+        }
+    }
+
+    fn kinds() -> HashSet<String> {
+        ["ReplicaSet", "Pod", "Deployment"].iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn background_deletes_dependents_of_missing_owner_only() {
+        let pods = [node("p1", "Pod", &[("rs1", "ReplicaSet", true)]), node("p2", "Pod", &[("x", "Widget", true)])];
+        assert_eq!(plan(&pods, &kinds()), vec![GcAction::Delete { uid: "p1".into(), propagation: "Background" }]);
+        let with_owner = [node("rs1", "ReplicaSet", &[]), pods[0].clone()];
+        assert_eq!(plan(&with_owner, &kinds()), vec![]);
+    }
+
+    #[test]
+    fn one_of_two_owners_gone_removes_the_reference() {
+        let p = node("p1", "Pod", &[("rs1", "ReplicaSet", true), ("rs2", "ReplicaSet", false)]);
+        let acts = plan(&[node("rs2", "ReplicaSet", &[]), p], &kinds());
+        assert_eq!(acts, vec![GcAction::RemoveOwners { uid: "p1".into(), owners: vec!["rs1".into()] }]);
+    }
+
+    #[test]
+    fn orphan_strips_references_then_finalizer() {
+        let mut rs = node("rs1", "ReplicaSet", &[]);
+        rs.deleting = true;
+        rs.finalizers = vec![FINALIZER_ORPHAN.into()];
+        let acts = plan(&[rs, node("p1", "Pod", &[("rs1", "ReplicaSet", true)])], &kinds());
+        assert_eq!(
+            acts,
+            vec![
+                GcAction::RemoveOwners { uid: "p1".into(), owners: vec!["rs1".into()] },
+                GcAction::RemoveFinalizer { uid: "rs1".into(), finalizer: FINALIZER_ORPHAN },
+            ]
+        );
+    }
+
+    #[test]
+    fn foreground_waits_for_blocking_dependents() {
+        let mut d = node("d1", "Deployment", &[]);
+        d.deleting = true;
+        d.finalizers = vec![FINALIZER_FOREGROUND.into()];
+        let rs = node("rs1", "ReplicaSet", &[("d1", "Deployment", true)]);
+        let acts = plan(&[d.clone(), rs.clone()], &kinds());
+        assert_eq!(acts, vec![GcAction::Delete { uid: "rs1".into(), propagation: "Foreground" }]);
+        // rs being deleted: no second delete, owner still waits
+        let mut rs_deleting = rs;
+        rs_deleting.deleting = true;
+        assert_eq!(plan(&[d.clone(), rs_deleting], &kinds()), vec![]);
+        // dependents gone: finalizer lifted
+        assert_eq!(
+            plan(&[d], &kinds()),
+            vec![GcAction::RemoveFinalizer { uid: "d1".into(), finalizer: FINALIZER_FOREGROUND }]
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! Node lifecycle: podCIDR per node from 10.244.0.0/16 (/24 each); a node whose Lease is not renewed within
+//! the grace period (40 s default) goes Ready=Unknown and gets the `unreachable` taints, a node reporting
+//! Ready=False gets the `not-ready` taints; pods on a NoExecute-tainted node are evicted after their
+//! tolerationSeconds (300 s when they carry no toleration for it, as DefaultTolerationSeconds gives).
+//!
+//! The decisions ([`node_verdict`], [`eviction_deadline`], [`CidrAllocator`]) are pure.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, Utc};
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::{Taint, Toleration};
+
+use crate::scheduler::filters::{tolerates, TAINT_NOT_READY, TAINT_UNREACHABLE};
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// Lease age after which the node is Unknown (node-monitor-grace-period).
+    pub grace: Duration,
+    /// tolerationSeconds assumed for pods without a not-ready/unreachable toleration.
+    pub default_toleration_seconds: i64,
+    pub cluster_cidr: Ipv4Net,
+    pub node_mask: u8,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            grace: Duration::seconds(40),
+            default_toleration_seconds: 300,
+            cluster_cidr: Ipv4Net::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).expect("valid prefix"),
+            node_mask: 24,
+        }
+    }
+}
+
+/// What the node's Ready condition and taints should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Some((status, reason, message)) when the controller must overwrite Ready
+    pub set_ready: Option<(&'static str, &'static str, &'static str)>,
+    /// lifecycle taints the node should carry (NoSchedule + NoExecute of one key, or none)
+    pub taint_key: Option<&'static str>,
+}
+
+/// Decide from the kubelet-reported Ready status and the Lease renew time.
+pub fn node_verdict(
+    reported_ready: Option<&str>,
+    lease_renewed: Option<DateTime<Utc>>,
+    created: DateTime<Utc>,
+    now: DateTime<Utc>,
+    cfg: &LifecycleConfig,
+) -> Verdict {
+    let last = lease_renewed.unwrap_or(created);
+    if now - last > cfg.grace {
+        let set = if reported_ready == Some("Unknown") {
+            None
+        } else {
+            Some(("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."))
+        };
+        return Verdict { set_ready: set, taint_key: Some(TAINT_UNREACHABLE) };
+    }
+    match reported_ready {
+        Some("True") => Verdict { set_ready: None, taint_key: None },
+        Some("False") => Verdict { set_ready: None, taint_key: Some(TAINT_NOT_READY) },
+        // no condition yet, or Unknown written by us earlier while the lease is fresh again: wait for kubelet
+        _ => Verdict { set_ready: None, taint_key: Some(TAINT_NOT_READY) },
+    }
+}
+
+/// The node's taints with lifecycle taints replaced by those for `key` (None: removed). Keeps timeAdded of
+/// taints that stay, so eviction deadlines don't move.
+pub fn desired_taints(current: &[Taint], key: Option<&str>, now: DateTime<Utc>) -> Vec<Taint> {
+    let lifecycle = |k: &str| k == TAINT_NOT_READY || k == TAINT_UNREACHABLE;
+    let mut out: Vec<Taint> = current.iter().filter(|t| !lifecycle(&t.key) || Some(t.key.as_str()) == key).cloned().collect();
+    if let Some(k) = key {
+        for effect in ["NoSchedule", "NoExecute"] {
+            if !out.iter().any(|t| t.key == k && t.effect == effect) {
+                out.push(Taint {
+                    key: k.into(),
+                    effect: effect.into(),
+                    value: None,
+                    time_added: if effect == "NoExecute" { Some(crate::util::time::from_chrono(now)) } else { None },
+                });
+            }
+        }
+    }
+    out
+}
+
+/// When a pod on a node with these taints must be evicted: None = never, Some(t) = at t (may be past).
+pub fn eviction_deadline(
+    taints: &[Taint],
+    tolerations: &[Toleration],
+    now: DateTime<Utc>,
+    cfg: &LifecycleConfig,
+) -> Option<DateTime<Utc>> {
+    let mut deadline: Option<DateTime<Utc>> = None;
+    for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
+        let added = taint.time_added.as_ref().map(crate::util::time::to_chrono).unwrap_or(now);
+        let matching: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        let secs = if matching.is_empty() {
+            if taint.key == TAINT_NOT_READY || taint.key == TAINT_UNREACHABLE {
+                Some(cfg.default_toleration_seconds)
+            } else {
+                Some(0)
+            }
+        } else if matching.iter().any(|t| t.toleration_seconds.is_none()) {
+            None
+        } else {
+            matching.iter().filter_map(|t| t.toleration_seconds).min()
+        };
+        if let Some(s) = secs {
+            let at = added + Duration::seconds(s.max(0));
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+    }
+    deadline
+}
+
+/// Allocates /24s (by default) out of the cluster CIDR; tracks which are taken.
+#[derive(Debug, Clone)]
+pub struct CidrAllocator {
+    subnets: Vec<Ipv4Net>,
+    used: HashSet<Ipv4Net>,
+}
+
+/// No subnet left.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("cluster CIDR {cidr} has no free /{mask} left for node {node}")]
+pub struct CidrExhausted {
+    pub cidr: Ipv4Net,
+    pub mask: u8,
+    pub node: String,
+}
+
+impl CidrAllocator {
+    /// Allocator over `cidr` split into `/mask` subnets.
+    pub fn new(cidr: Ipv4Net, mask: u8) -> Self {
+        let subnets = cidr.subnets(mask).map(|s| s.collect()).unwrap_or_default();
+        CidrAllocator { subnets, used: HashSet::new() }
+    }
+
+    /// Mark a subnet already assigned (from a node's spec.podCIDR). Returns false if outside the range.
+    pub fn mark_used(&mut self, cidr: &str) -> bool {
+        match cidr.parse::<Ipv4Net>() {
+            Ok(n) if self.subnets.contains(&n) => self.used.insert(n),
+            _ => false,
+        }
+    }
+
+    /// Release a subnet (node deleted).
+    pub fn release(&mut self, cidr: &str) {
+        if let Ok(n) = cidr.parse::<Ipv4Net>() {
+            self.used.remove(&n);
+        }
+    }
+
+    /// The lowest free subnet, now marked used.
+    pub fn allocate(&mut self, node: &str) -> Result<Ipv4Net, CidrExhausted> {
+        let free = self.subnets.iter().find(|s| !self.used.contains(s)).copied();
+        match free {
+            Some(s) => {
+                self.used.insert(s);
+                Ok(s)
+            }
+            None => Err(CidrExhausted {
+                cidr: self.subnets.first().map(|s| s.supernet().unwrap_or(*s)).unwrap_or_default(),
+                mask: self.subnets.first().map_or(0, |s| s.prefix_len()),
+                node: node.to_string(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).expect("ts")
+    }
+
+    #[test]
+    fn verdict_table() {
+        let cfg = LifecycleConfig::default();
+        let now = t0() + Duration::seconds(100);
+        let fresh = Some(now - Duration::seconds(10));
+        let stale = Some(now - Duration::seconds(41));
+        assert_eq!(node_verdict(Some("True"), fresh, t0(), now, &cfg), Verdict { set_ready: None, taint_key: None });
+        assert_eq!(node_verdict(Some("False"), fresh, t0(), now, &cfg).taint_key, Some(TAINT_NOT_READY));
+        let lost = node_verdict(Some("True"), stale, t0(), now, &cfg);
+        assert_eq!(lost.taint_key, Some(TAINT_UNREACHABLE));
+        assert_eq!(lost.set_ready.map(|s| s.0), Some("Unknown"));
+        // already Unknown: no rewrite
+        assert_eq!(node_verdict(Some("Unknown"), stale, t0(), now, &cfg).set_ready, None);
+        // never renewed: counted from creation
+        assert_eq!(node_verdict(None, None, t0(), now, &cfg).taint_key, Some(TAINT_UNREACHABLE));
+    }
+
+    #[test]
+    fn taints_are_replaced_and_keep_time_added() {
+        let now = t0();
+        let with_unreach = desired_taints(&[], Some(TAINT_UNREACHABLE), now);
+        assert_eq!(with_unreach.len(), 2);
+        let later = desired_taints(&with_unreach, Some(TAINT_UNREACHABLE), now + Duration::seconds(60));
+        assert_eq!(later, with_unreach);
+        let other = Taint { key: "dedicated".into(), effect: "NoSchedule".into(), value: None, time_added: None };
+        let healed = desired_taints(&[with_unreach, vec![other.clone()]].concat(), None, now);
+        assert_eq!(healed, vec![other]);
+    }
+
+    #[test]
+    fn eviction_deadlines_follow_toleration_seconds() {
+        let cfg = LifecycleConfig::default();
+        let taints = desired_taints(&[], Some(TAINT_UNREACHABLE), t0());
+        // default 300 s
+        assert_eq!(eviction_deadline(&taints, &[], t0(), &cfg), Some(t0() + Duration::seconds(300)));
+        let tol = |secs: Option<i64>| Toleration {
+            key: Some(TAINT_UNREACHABLE.into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoExecute".into()),
+            toleration_seconds: secs,
+            value: None,
+        };
+        assert_eq!(eviction_deadline(&taints, &[tol(Some(5))], t0(), &cfg), Some(t0() + Duration::seconds(5)));
+        assert_eq!(eviction_deadline(&taints, &[tol(None)], t0(), &cfg), None);
+        // an arbitrary NoExecute taint without toleration evicts at once
+        let custom = vec![Taint { key: "x".into(), effect: "NoExecute".into(), value: None, time_added: None }];
+        assert_eq!(eviction_deadline(&custom, &[], t0(), &cfg), Some(t0()));
+        assert_eq!(eviction_deadline(&[], &[], t0(), &cfg), None);
+    }
+
+    #[test]
+    fn cidr_allocator_hands_out_distinct_24s() {
+        let cfg = LifecycleConfig::default();
+        let mut a = CidrAllocator::new(cfg.cluster_cidr, 24);
+        assert!(a.mark_used("10.244.0.0/24"));
+        assert_eq!(a.allocate("n1").map(|n| n.to_string()), Ok("10.244.1.0/24".into()));
+        assert_eq!(a.allocate("n2").map(|n| n.to_string()), Ok("10.244.2.0/24".into()));
+        a.release("10.244.1.0/24");
+        assert_eq!(a.allocate("n3").map(|n| n.to_string()), Ok("10.244.1.0/24".into()));
+        let mut tiny = CidrAllocator::new("10.0.0.0/23".parse().expect("net"), 24);
+        assert!(tiny.allocate("a").is_ok() && tiny.allocate("b").is_ok());
+        assert!(tiny.allocate("c").is_err());
+    }
+}
