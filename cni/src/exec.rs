@@ -130,6 +130,12 @@ impl Env {
 
     /// Runs plugin `name` with `command` and our stdin config; returns its parsed result (ADD) or `None`.
     pub fn delegate(&self, name: &str, command: Command, stdin: &[u8]) -> Result<Option<CniResult>, CniError> {
+        self.spawn_delegate(name, command, stdin)?.wait()
+    }
+
+    /// Starts plugin `name` with `command` and our stdin config without waiting for it, so the caller can do
+    /// kernel work while the delegate runs.
+    pub fn spawn_delegate(&self, name: &str, command: Command, stdin: &[u8]) -> Result<Delegation, CniError> {
         let bin = self.find_plugin(name)?;
         let mut child = Process::new(&bin)
             .envs(self.vars(command))
@@ -142,6 +148,22 @@ impl Env {
             // A delegate that exits without reading stdin closes the pipe; its exit status tells what happened.
             let _ = input.write_all(stdin);
         }
+        Ok(Delegation { child, bin, name: name.to_string(), command })
+    }
+}
+
+/// A delegate plugin running in the background.
+pub struct Delegation {
+    child: std::process::Child,
+    bin: PathBuf,
+    name: String,
+    command: Command,
+}
+
+impl Delegation {
+    /// Waits for the delegate; its error JSON becomes our error (code kept), its result is parsed (ADD).
+    pub fn wait(self) -> Result<Option<CniResult>, CniError> {
+        let Delegation { child, bin, name, command } = self;
         let out = child
             .wait_with_output()
             .map_err(|e| CniError::new(code::IO_FAILURE, format!("wait for delegate {}: {e}", bin.display())))?;

@@ -5,6 +5,8 @@
 //! route and sysctl work goes through netlink and procfs in-process; the only program ever executed is the IPAM
 //! delegate named by `ipam.type`.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod spec;
 pub mod exec;
 pub mod plugin;

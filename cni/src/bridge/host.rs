@@ -19,7 +19,7 @@ pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<Link, Bridge
     if let Some(link) = nl.link_by_name(&conf.bridge, "host")? {
         return reuse_bridge(nl, conf, link);
     }
-    nl.create_bridge(&conf.bridge, conf.mtu, conf.promisc_mode)?;
+    nl.create_bridge(&conf.bridge, random_mac(), conf.mtu, conf.promisc_mode)?;
     // Created by us or, in a race, by a concurrent ADD: either way it exists now.
     let link = nl
         .link_by_name(&conf.bridge, "host")?
@@ -27,7 +27,8 @@ pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<Link, Bridge
     reuse_bridge(nl, conf, link)
 }
 
-fn reuse_bridge(nl: &mut Netlink, conf: &BridgeConf, link: Link) -> Result<Link, BridgeError> {
+/// Checks an existing link is a bridge and brings it up (and promiscuous if asked).
+pub fn reuse_bridge(nl: &mut Netlink, conf: &BridgeConf, link: Link) -> Result<Link, BridgeError> {
     if link.kind != Some(InfoKind::Bridge) {
         return Err(BridgeError::NotABridge { name: conf.bridge.clone(), kind: format!("{:?}", link.kind) });
     }
@@ -76,13 +77,28 @@ pub fn set_hairpin(port: &str) -> Result<(), BridgeError> {
     Ok(())
 }
 
-/// A fresh host-side veth name: "veth" and 8 random hex digits.
-pub fn random_veth_name() -> String {
-    let mut b = [0u8; 4];
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
     let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
     if ok.is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        b = (t ^ std::process::id().rotate_left(16)).to_le_bytes();
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let seed = t ^ ((std::process::id() as u128) << 64);
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (seed >> ((i % 16) * 8)) as u8;
+        }
     }
+    b
+}
+
+/// A random unicast, locally administered MAC.
+pub fn random_mac() -> [u8; 6] {
+    let mut m = random_bytes::<6>();
+    m[0] = (m[0] & 0xfe) | 0x02;
+    m
+}
+
+/// A fresh host-side veth name: "veth" and 8 random hex digits.
+pub fn random_veth_name() -> String {
+    let b = random_bytes::<4>();
     format!("veth{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3])
 }

@@ -12,6 +12,7 @@ pub mod host;
 use std::path::Path;
 
 use crate::exec::Command;
+use crate::netlink::link::Link;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::netns::{NetNs, NetnsError};
 use crate::nft::{Masquerade, NftError};
@@ -87,27 +88,42 @@ impl Plugin for Bridge {
         }
         let mut nl = Netlink::open().map_err(BridgeError::from)?;
 
-        let ipam = env
-            .delegate(ipam_type, Command::Add, call.stdin)?
-            .ok_or_else(|| CniError::new(code::DECODE_FAILURE, format!("IPAM plugin {ipam_type} returned no result")))?;
-        if ipam.ips.is_empty() {
-            let _ = env.delegate(ipam_type, Command::Del, call.stdin);
-            return Err(CniError::new(code::INVALID_CONFIG, format!("IPAM plugin {ipam_type} returned no addresses")));
-        }
-
-        let mut host_veth: Option<String> = None;
-        // The bridge only once IPAM accepted the config, so bad IPAM config makes nothing.
-        let made = host::ensure_bridge(&mut nl, &conf)
-            .map_err(CniError::from)
-            .and_then(|bridge| attach(&mut nl, &conf, call, &ns, &bridge, &ipam, &mut host_veth));
+        // IPAM runs as its own process; while it does, make the veth pair if the bridge is already there (the
+        // common case). A bridge that does not exist yet waits for IPAM, so bad IPAM config makes nothing.
+        let pending = env.spawn_delegate(ipam_type, Command::Add, call.stdin)?;
+        let mut host_veth: Option<Link> = None;
+        let early = match nl.link_by_name(&conf.bridge, "host") {
+            Ok(Some(link)) => host::reuse_bridge(&mut nl, &conf, link)
+                .map_err(CniError::from)
+                .and_then(|br| make_veth(&mut nl, &conf, env, &ns, &br).map(|v| (br, v)))
+                .map(|(br, v)| {
+                    host_veth = Some(v);
+                    Some(br)
+                }),
+            Ok(None) => Ok(None),
+            Err(e) => Err(BridgeError::from(e).into()),
+        };
+        let ipam = pending.wait().and_then(|r| {
+            r.filter(|r| !r.ips.is_empty())
+                .ok_or_else(|| CniError::new(code::INVALID_CONFIG, format!("IPAM plugin {ipam_type} returned no addresses")))
+        });
+        let made = ipam.and_then(|ipam| {
+            let bridge = match early? {
+                Some(b) => b,
+                None => host::ensure_bridge(&mut nl, &conf)?,
+            };
+            if host_veth.is_none() {
+                host_veth = Some(make_veth(&mut nl, &conf, env, &ns, &bridge)?);
+            }
+            let veth = host_veth.clone().ok_or_else(|| BridgeError::Vanished { what: "host veth".into() })?;
+            attach(&mut nl, &conf, call, &ns, &bridge, veth, &ipam)
+        });
         match made {
             Ok(r) => Ok(r),
             Err(e) => {
                 // Undo: the veth pair (deleting one end deletes both), then the addresses.
-                if let Some(name) = &host_veth {
-                    if let Ok(Some(l)) = nl.link_by_name(name, "host") {
-                        let _ = nl.delete_link(l.index, name, "host");
-                    }
+                if let Some(v) = &host_veth {
+                    let _ = nl.delete_link(v.index, &v.name, "host");
                 }
                 let _ = env.delegate(ipam_type, Command::Del, call.stdin);
                 Err(e)
@@ -118,18 +134,12 @@ impl Plugin for Bridge {
     fn del(&self, call: &Call) -> Result<(), CniError> {
         let conf = conf(call)?;
         let env = call.env;
-        if !env.netns.is_empty() {
-            match NetNs::open(Path::new(&env.netns)) {
-                Ok(ns) => {
-                    let what = ns.describe();
-                    ns.run(|| container::delete(&env.ifname, &what))??;
-                }
-                // The namespace is gone, and the veth pair with it.
-                Err(NetnsError::Missing { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        env.delegate(conf.net.ipam_type()?, Command::Del, call.stdin)?;
+        // IPAM releases the addresses in its own process while the kernel tears the veth pair down.
+        let pending = env.spawn_delegate(conf.net.ipam_type()?, Command::Del, call.stdin)?;
+        let removed = remove_interface(env);
+        let released = pending.wait();
+        removed?;
+        released?;
         if conf.ip_masq {
             Masquerade::new(&conf.net.name, &conf.state_dir()).release(&env.container_id, &env.ifname).map_err(BridgeError::from)?;
         }
@@ -160,17 +170,26 @@ impl Plugin for Bridge {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attach(
-    nl: &mut Netlink,
-    conf: &BridgeConf,
-    call: &Call,
-    ns: &NetNs,
-    bridge: &crate::netlink::link::Link,
-    ipam: &CniResult,
-    host_veth: &mut Option<String>,
-) -> Result<CniResult, CniError> {
-    let env = call.env;
+/// DEL's link work: deletes CNI_IFNAME in the namespace (and with it the host end). A missing namespace or
+/// interface is not an error.
+fn remove_interface(env: &crate::exec::Env) -> Result<(), CniError> {
+    if env.netns.is_empty() {
+        return Ok(());
+    }
+    match NetNs::open(Path::new(&env.netns)) {
+        Ok(ns) => {
+            let what = ns.describe();
+            ns.run(|| container::delete(&env.ifname, &what))??;
+            Ok(())
+        }
+        // The namespace is gone, and the veth pair with it.
+        Err(NetnsError::Missing { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the veth pair: host end up on the bridge, container end CNI_IFNAME inside the namespace.
+fn make_veth(nl: &mut Netlink, conf: &BridgeConf, env: &crate::exec::Env, ns: &NetNs, bridge: &Link) -> Result<Link, CniError> {
     let what = ns.describe();
     let mut name = host::random_veth_name();
     for attempt in 0..3 {
@@ -183,15 +202,28 @@ fn attach(
             Err(e) => return Err(BridgeError::from(e).into()),
         }
     }
-    *host_veth = Some(name.clone());
-    let host_link = nl
+    let link = nl
         .link_by_name(&name, "host")
         .map_err(BridgeError::from)?
         .ok_or_else(|| BridgeError::Vanished { what: format!("veth {name}") })?;
     if conf.hairpin_mode {
         host::set_hairpin(&name)?;
     }
+    Ok(link)
+}
 
+fn attach(
+    nl: &mut Netlink,
+    conf: &BridgeConf,
+    call: &Call,
+    ns: &NetNs,
+    bridge: &Link,
+    host_link: Link,
+    ipam: &CniResult,
+) -> Result<CniResult, CniError> {
+    let env = call.env;
+    let what = ns.describe();
+    let name = host_link.name.clone();
     let gateways: Vec<_> = ipam.ips.iter().filter_map(host::gateway_of).collect();
     if conf.is_gateway {
         host::setup_gateways(nl, bridge, &ipam.ips)?;

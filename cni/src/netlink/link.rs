@@ -75,8 +75,8 @@ impl Netlink {
         }
     }
 
-    /// Creates bridge `name` (up, with `mtu` if given). Returns false if it already existed.
-    pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>, promisc: bool) -> Result<bool, NetlinkError> {
+    /// Creates bridge `name` (up, with MAC `mac` and `mtu` if given). Returns false if it already existed.
+    pub fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: Option<u32>, promisc: bool) -> Result<bool, NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.flags = LinkFlags::Up | if promisc { LinkFlags::Promisc } else { LinkFlags::empty() };
         m.header.change_mask = m.header.flags;
@@ -84,6 +84,9 @@ impl Netlink {
         if let Some(mtu) = mtu {
             m.attributes.push(LinkAttribute::Mtu(mtu));
         }
+        // A MAC of our own: a bridge with a kernel-chosen MAC takes the lowest MAC of its ports, so it would change
+        // as pods come and go and leave their ARP caches pointing at a MAC that is gone.
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
         m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
         match self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL, || format!("create bridge {name}")) {
             Ok(_) => Ok(true),
