@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 pub mod container;
 pub mod image;
+pub mod logs;
+pub mod monitor;
 pub mod pod;
 pub mod time;
 pub mod volume;

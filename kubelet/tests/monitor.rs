@@ -1,0 +1,145 @@
+//! The per-container monitor as a real process: it detaches, logs in CRI format, records exit codes, survives
+//! the process that started it, and stays small. Needs no root.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rkube_kubelet::monitor::{self, Args};
+use rkube_testsupport::poll_until;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rkube-monitor"))
+}
+
+/// Kills, by pid, the monitor and container processes a test started, pass or fail.
+struct Pids(Vec<i32>);
+
+impl Drop for Pids {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+fn args(dir: &Path, command: &[&str]) -> Args {
+    Args {
+        dir: dir.join("state"),
+        log: dir.join("0.log"),
+        log_max_bytes: 1 << 20,
+        log_max_files: 2,
+        pid_file: None,
+        command: command.iter().map(|s| s.into()).collect(),
+    }
+}
+
+fn log_records(path: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut p = l.splitn(4, ' ');
+            let ts = p.next().unwrap_or("");
+            assert!(ts.len() == 30 && ts.ends_with('Z'), "CRI timestamp in {l:?}");
+            (p.next().unwrap_or("").into(), p.next().unwrap_or("").into(), p.next().unwrap_or("").into())
+        })
+        .collect()
+}
+
+#[test]
+fn logs_both_streams_and_records_exit_code() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = args(tmp.path(), &["/bin/sh", "-c", "echo hello; echo oops >&2; printf tail; exit 3"]);
+    let pid = monitor::spawn(&bin(), &a).expect("spawn");
+    let _guard = Pids(vec![pid]);
+    assert!(pid > 0);
+    let rec = poll_until("exit record", Duration::from_secs(10), || monitor::read_exit(&a.dir));
+    assert_eq!(rec.exit_code, 3);
+    assert_eq!(rec.signal, None);
+    let mut recs = log_records(&a.log);
+    recs.sort();
+    assert_eq!(
+        recs,
+        vec![
+            ("stderr".into(), "F".into(), "oops".into()),
+            ("stdout".into(), "F".into(), "hello".into()),
+            ("stdout".into(), "F".into(), "tail".into()),
+        ]
+    );
+    assert!(monitor::alive_monitor(&a.dir).is_none(), "monitor exits after recording");
+}
+
+#[test]
+fn killed_container_records_signal() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = args(tmp.path(), &["/bin/sleep", "300"]);
+    let pid = monitor::spawn(&bin(), &a).expect("spawn");
+    let mon = monitor::alive_monitor(&a.dir).expect("monitor running");
+    let _guard = Pids(vec![pid, mon]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    let rec = poll_until("exit record", Duration::from_secs(10), || monitor::read_exit(&a.dir));
+    assert_eq!((rec.exit_code, rec.signal), (137, Some(9)));
+}
+
+#[test]
+fn create_style_command_hands_over_the_container_pid() {
+    // like `runtime create --pid-file`: the command leaves a process behind and exits; the monitor (subreaper)
+    // adopts it and records its exit, and the container's output still reaches the log.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pidfile = tmp.path().join("container.pidfile");
+    let script = format!(
+        "(sleep 0.3; echo from-container; exit 7) & echo $! > {}; echo created",
+        pidfile.display()
+    );
+    let mut a = args(tmp.path(), &["/bin/sh", "-c", &script]);
+    a.pid_file = Some(pidfile.clone());
+    let pid = monitor::spawn(&bin(), &a).expect("spawn");
+    let _guard = Pids(vec![pid]);
+    assert_eq!(std::fs::read_to_string(&pidfile).expect("pidfile").trim(), pid.to_string());
+    let rec = poll_until("exit record", Duration::from_secs(10), || monitor::read_exit(&a.dir));
+    assert_eq!(rec.exit_code, 7);
+    let texts: Vec<String> = log_records(&a.log).into_iter().map(|r| r.2).collect();
+    assert!(texts.contains(&"from-container".to_string()), "{texts:?}");
+}
+
+#[test]
+fn failed_create_is_reported_with_its_message() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut a = args(tmp.path(), &["/bin/sh", "-c", "echo 'no such image layer' >&2; exit 1"]);
+    a.pid_file = Some(tmp.path().join("never"));
+    let err = monitor::spawn(&bin(), &a).expect_err("create fails");
+    assert!(err.to_string().contains("no such image layer"), "{err}");
+}
+
+#[test]
+fn survives_its_launcher_and_stays_small() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = args(tmp.path(), &["/bin/sh", "-c", "while :; do echo tick; sleep 0.05; done"]);
+    // launch through a shell that exits at once, standing in for a kubelet that dies
+    let argv: Vec<String> = a.to_argv().iter().map(|s| format!("'{}'", s.to_string_lossy())).collect();
+    let status = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{} {} >/dev/null", bin().display(), argv.join(" ")))
+        .status()
+        .expect("launch");
+    assert!(status.success());
+    let mon = poll_until("monitor pid", Duration::from_secs(5), || monitor::alive_monitor(&a.dir));
+    let pid = poll_until("container pid", Duration::from_secs(5), || monitor::container_pid(&a.dir));
+    let _guard = Pids(vec![pid, mon]);
+    poll_until("ticks logged", Duration::from_secs(5), || (log_records(&a.log).len() >= 5).then_some(()));
+    // its own session, not the launcher's
+    let stat = std::fs::read_to_string(format!("/proc/{mon}/stat")).expect("stat");
+    let fields: Vec<&str> = stat.rsplit_once(") ").expect("stat").1.split(' ').collect();
+    assert_eq!(fields[3], mon.to_string(), "monitor leads its own session");
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{mon}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS");
+    eprintln!("rkube-monitor VmRSS: {rss_kib} KiB");
+    assert!(rss_kib < 4096, "monitor RSS {rss_kib} KiB");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).expect("term");
+    let rec = poll_until("exit record", Duration::from_secs(10), || monitor::read_exit(&a.dir));
+    assert_eq!((rec.exit_code, rec.signal), (143, Some(15)));
+}
