@@ -13,7 +13,9 @@
 //! // Single machine: one file under the data dir.
 //! let backend = storage::open_embedded("/var/lib/rkube/apiserver/state.redb")?;
 //! // Or several apiservers sharing one etcd (all keys live under the prefix):
-//! // let backend = storage::open_etcd(&["http://127.0.0.1:2379".to_string()], "/rkube").await?;
+//! # let _ = || async {
+//! let backend = storage::open_etcd(&["http://127.0.0.1:2379".to_string()], "/rkube").await?;
+//! # Ok::<_, storage::StorageError>(()) };
 //! let store: std::sync::Arc<dyn Store> = WatchCache::new(backend).await?;
 //! let _compactor = storage::compaction::spawn(store.clone(), CompactionPolicy::default());
 //! # Ok(()) }
@@ -25,10 +27,12 @@
 pub mod compaction;
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 pub mod watch_cache;
 
 pub use compaction::CompactionPolicy;
 pub use embedded::EmbeddedStore;
+pub use etcd::EtcdStore;
 pub use watch_cache::WatchCache;
 
 use std::path::Path;
@@ -140,4 +144,9 @@ pub trait Store: Send + Sync + 'static {
 /// Opens (or creates) the embedded store in the file `path` (e.g. `<data-dir>/state.redb`).
 pub fn open_embedded(path: impl AsRef<Path>) -> Result<Arc<dyn Store>, StorageError> {
     Ok(Arc::new(EmbeddedStore::open(path)?))
+}
+
+/// Connects to etcd at `endpoints` (`http://host:port`), keeping every key under `prefix` (e.g. `/rkube`).
+pub async fn open_etcd(endpoints: &[String], prefix: &str) -> Result<Arc<dyn Store>, StorageError> {
+    Ok(Arc::new(EtcdStore::connect(endpoints, prefix).await?))
 }
