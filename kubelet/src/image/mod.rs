@@ -7,6 +7,7 @@
 
 pub mod gc;
 pub mod import;
+pub mod listing;
 pub mod manifest;
 pub mod overlay;
 pub mod pull;

@@ -144,8 +144,12 @@ fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<(), UnpackError> {
             let target = parent.map_err(entry_err)?.join(&file_name);
             let h = entry.header();
             let mode = h.mode().map_err(entry_err)? & 0o7777;
-            let major = h.device_major().map_err(entry_err)?.unwrap_or(0);
-            let minor = h.device_minor().map_err(entry_err)?.unwrap_or(0);
+            // A FIFO has no device numbers (some tars leave the fields blank).
+            let (major, minor) = if kind.is_fifo() {
+                (0, 0)
+            } else {
+                (h.device_major().map_err(entry_err)?.unwrap_or(0), h.device_minor().map_err(entry_err)?.unwrap_or(0))
+            };
             let sflag = if kind.is_character_special() {
                 SFlag::S_IFCHR
             } else if kind.is_block_special() {
