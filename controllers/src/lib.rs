@@ -2,6 +2,7 @@
 //! never through the apiserver's internals, so they run against rkube's apiserver or a real Kubernetes one.
 #![forbid(unsafe_code)]
 
+pub mod context;
 pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;

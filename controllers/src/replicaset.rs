@@ -303,3 +303,251 @@ mod tests {
         assert!(e.satisfied("ns/rs", |_| (false, false)));
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// kube-rs wiring
+// ---------------------------------------------------------------------------------------------------------
+
+pub use wiring::{reconcile_owner, ReplicaOwner};
+
+mod wiring {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::future::join_all;
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+    use kube::api::{DeleteParams, PostParams};
+    use kube::runtime::controller::Action as Requeue;
+    use kube::{Api, Resource, ResourceExt};
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    use super::{counts, step, Action, Counts, Owner};
+    use crate::context::{delete_quiet, merge_patch, merge_patch_status, ReconcileError, Shared};
+    use crate::util::owner::new_controller_ref;
+    use crate::util::pod::{from_template, PodName};
+    use crate::util::selector::{equality_selector_matches, selector_matches};
+
+    /// What ReplicaSet and ReplicationController have in common for the replica loop.
+    pub trait ReplicaOwner:
+        Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+    {
+        const API_VERSION: &'static str;
+        const KIND: &'static str;
+        fn replicas(&self) -> i32;
+        fn selects(&self, labels: Option<&BTreeMap<String, String>>) -> bool;
+        fn pod_template(&self) -> Option<&PodTemplateSpec>;
+        fn min_ready(&self) -> i32;
+        /// (replicas, fullyLabeled, ready, available, observedGeneration) currently in status
+        fn status_tuple(&self) -> (i32, i32, i32, i32, i64);
+    }
+
+    impl ReplicaOwner for ReplicaSet {
+        const API_VERSION: &'static str = "apps/v1";
+        const KIND: &'static str = "ReplicaSet";
+        fn replicas(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+        }
+        fn selects(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+            // an empty selector on a ReplicaSet would select every pod: refuse it
+            self.spec.as_ref().is_some_and(|s| {
+                !crate::util::selector::selector_is_empty(&s.selector) && selector_matches(&s.selector, labels)
+            })
+        }
+        fn pod_template(&self) -> Option<&PodTemplateSpec> {
+            self.spec.as_ref().and_then(|s| s.template.as_ref())
+        }
+        fn min_ready(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+        }
+        fn status_tuple(&self) -> (i32, i32, i32, i32, i64) {
+            self.status.as_ref().map_or((0, 0, 0, 0, 0), |s| {
+                (
+                    s.replicas,
+                    s.fully_labeled_replicas.unwrap_or(0),
+                    s.ready_replicas.unwrap_or(0),
+                    s.available_replicas.unwrap_or(0),
+                    s.observed_generation.unwrap_or(0),
+                )
+            })
+        }
+    }
+
+    impl ReplicaOwner for ReplicationController {
+        const API_VERSION: &'static str = "v1";
+        const KIND: &'static str = "ReplicationController";
+        fn replicas(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+        }
+        fn selects(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+            // RC selector defaults to the template labels
+            let sel = self.spec.as_ref().and_then(|s| {
+                s.selector.clone().or_else(|| s.template.as_ref().and_then(|t| t.metadata.as_ref()?.labels.clone()))
+            });
+            sel.is_some_and(|s| equality_selector_matches(&s, labels))
+        }
+        fn pod_template(&self) -> Option<&PodTemplateSpec> {
+            self.spec.as_ref().and_then(|s| s.template.as_ref())
+        }
+        fn min_ready(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+        }
+        fn status_tuple(&self) -> (i32, i32, i32, i32, i64) {
+            self.status.as_ref().map_or((0, 0, 0, 0, 0), |s| {
+                (
+                    s.replicas,
+                    s.fully_labeled_replicas.unwrap_or(0),
+                    s.ready_replicas.unwrap_or(0),
+                    s.available_replicas.unwrap_or(0),
+                    s.observed_generation.unwrap_or(0),
+                )
+            })
+        }
+    }
+
+    /// Reconcile one ReplicaSet or ReplicationController.
+    pub async fn reconcile_owner<K: ReplicaOwner>(obj: Arc<K>, ctx: Arc<Shared>) -> Result<Requeue, ReconcileError> {
+        let ns = obj.namespace().unwrap_or_else(|| "default".into());
+        let name = obj.name_any();
+        let uid = obj.uid().unwrap_or_default();
+        let exp_key = format!("{}/{ns}/{name}", K::KIND);
+        let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        let all = ctx.pods_in(&ns);
+        let pods: Vec<&Pod> = all.iter().map(|p| p.as_ref()).collect();
+        let deleting = obj.meta().deletion_timestamp.is_some();
+        let synced = ctx
+            .expectations
+            .lock()
+            .map(|mut e| e.satisfied(&exp_key, |n| ctx.pod_presence(&ns, n)))
+            .unwrap_or(true);
+        let matches = |l: Option<&BTreeMap<String, String>>| obj.selects(l);
+        let owner = Owner { uid: &uid, replicas: obj.replicas(), deleting, matches: &matches };
+        let actions = step(&owner, &pods);
+        let oref = new_controller_ref(K::API_VERSION, K::KIND, obj.meta());
+        let mut adopted: Vec<String> = Vec::new();
+        for a in &actions {
+            match a {
+                Action::Adopt(pod) => {
+                    let patch = json!({"metadata": {"ownerReferences": [oref], "uid": null}});
+                    match merge_patch(&pods_api, pod, &ctx.config.manager, patch).await {
+                        Ok(_) => adopted.push(pod.clone()),
+                        Err(e) => tracing::warn!(pod = %pod, owner = %name, error = %e, "adopting pod failed"),
+                    }
+                }
+                Action::Release(pod) => {
+                    let p = pods.iter().find(|p| p.metadata.name.as_deref() == Some(pod));
+                    let kept: Vec<_> = p
+                        .and_then(|p| p.metadata.owner_references.clone())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|r| r.uid != uid)
+                        .collect();
+                    let patch = json!({"metadata": {"ownerReferences": kept}});
+                    if let Err(e) = merge_patch(&pods_api, pod, &ctx.config.manager, patch).await {
+                        tracing::warn!(pod = %pod, owner = %name, error = %e, "releasing pod failed");
+                    }
+                }
+                Action::Create(n) if synced => {
+                    let Some(template) = obj.pod_template() else {
+                        return Err(ReconcileError::Invalid {
+                            what: format!("{} {ns}/{name}", K::KIND),
+                            problem: "spec.template is missing".into(),
+                        });
+                    };
+                    let prefix = format!("{name}-");
+                    let pod = from_template(template, &ns, PodName::Generate(&prefix), oref.clone(), &[]);
+                    create_slow_start(&ctx, &pods_api, &exp_key, &pod, *n).await?;
+                }
+                Action::Delete(victims) if synced => {
+                    if let Ok(mut e) = ctx.expectations.lock() {
+                        e.expect(&exp_key, [], victims.iter().cloned());
+                    }
+                    let dp = DeleteParams::default();
+                    let results = join_all(victims.iter().map(|v| delete_quiet(&pods_api, v, &dp))).await;
+                    for (v, r) in victims.iter().zip(results) {
+                        if let Err(e) = r {
+                            tracing::warn!(pod = %v, owner = %name, error = %e, "deleting pod failed");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // status
+        let template_labels =
+            obj.pod_template().and_then(|t| t.metadata.as_ref()?.labels.clone()).unwrap_or_default();
+        let now = chrono::Utc::now();
+        let mut c: Counts = counts(&uid, &template_labels, obj.min_ready(), &pods, now);
+        // adopted pods count from now on even if the cache has not caught up
+        for a in &adopted {
+            if let Some(p) = pods.iter().find(|p| p.metadata.name.as_deref() == Some(a)) {
+                if crate::util::pod::is_active(p) {
+                    c.replicas += 1;
+                    c.fully_labeled += 1;
+                    c.ready += i32::from(crate::util::pod::is_ready(p));
+                    c.available += i32::from(crate::util::pod::is_available(p, obj.min_ready(), now));
+                }
+            }
+        }
+        let generation = obj.meta().generation.unwrap_or(0);
+        if obj.status_tuple() != (c.replicas, c.fully_labeled, c.ready, c.available, generation) && !deleting {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+            let patch = json!({"status": {
+                "replicas": c.replicas,
+                "fullyLabeledReplicas": c.fully_labeled,
+                "readyReplicas": c.ready,
+                "availableReplicas": c.available,
+                "observedGeneration": generation,
+            }});
+            merge_patch_status(&api, &name, patch)
+                .await
+                .map_err(ReconcileError::api(format!("update status of {} {ns}/{name}", K::KIND)))?;
+        }
+        if c.ready > c.available && obj.min_ready() > 0 {
+            return Ok(Requeue::requeue(Duration::from_secs(obj.min_ready() as u64)));
+        }
+        if !synced {
+            return Ok(Requeue::requeue(Duration::from_secs(1)));
+        }
+        Ok(Requeue::requeue(Duration::from_secs(300)))
+    }
+
+    /// Create `n` pods in batches of 1, 2, 4, ... stopping at the first failing batch (like
+    /// kube-controller-manager's slow start: a broken template fails once, not n times).
+    async fn create_slow_start(
+        ctx: &Shared,
+        api: &Api<Pod>,
+        exp_key: &str,
+        pod: &Pod,
+        n: usize,
+    ) -> Result<(), ReconcileError> {
+        let mut done = 0;
+        let mut batch = 1;
+        let pp = PostParams { field_manager: Some(ctx.config.manager.clone()), ..Default::default() };
+        while done < n {
+            let size = batch.min(n - done);
+            let results = join_all((0..size).map(|_| api.create(&pp, pod))).await;
+            let mut created = Vec::new();
+            let mut first_err = None;
+            for r in results {
+                match r {
+                    Ok(p) => created.push(p.name_any()),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if let Ok(mut e) = ctx.expectations.lock() {
+                e.expect(exp_key, created.iter().cloned(), []);
+            }
+            done += size;
+            if let Some(e) = first_err {
+                return Err(ReconcileError::Api { what: format!("create pod for {exp_key}"), source: e });
+            }
+            batch *= 2;
+        }
+        Ok(())
+    }
+}

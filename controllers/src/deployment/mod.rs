@@ -5,6 +5,7 @@
 //!
 //! The math is in `rollout` and `history` (pure); this module holds conditions and the kube-rs reconcile.
 
+pub mod controller;
 pub mod history;
 pub mod rollout;
 
