@@ -1,0 +1,227 @@
+//! The service proxy for real: two "pods" (network namespaces on a test bridge) serve HTTP with busybox httpd, a
+//! client namespace reaches them through a ClusterIP and a NodePort, and the service CIDR guard rejects a
+//! ClusterIP with no endpoints. Every namespace, link, nft table and the ip_forward setting are restored on drop.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rkube_kubelet::proxy::{nft, Endpoint, Protocol, ProxyConfig, ServicePort};
+use rkube_testsupport::{poll_until, require_command, require_root, unique_name, ChildGuard};
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// ip_forward is host-wide: tests in this binary share one setting and restore the original when the last ends.
+static FORWARD: Mutex<(usize, String)> = Mutex::new((0, String::new()));
+const FORWARD_PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+
+struct Forwarding;
+impl Forwarding {
+    fn on() -> Forwarding {
+        let mut g = FORWARD.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 == 0 {
+            g.1 = std::fs::read_to_string(FORWARD_PATH).expect("read ip_forward");
+            std::fs::write(FORWARD_PATH, "1").expect("enable ip_forward");
+        }
+        g.0 += 1;
+        Forwarding
+    }
+}
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        let mut g = FORWARD.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            let _ = std::fs::write(FORWARD_PATH, g.1.trim());
+        }
+    }
+}
+
+/// A bridge with the "node" address .1 and namespaces hanging off it; all removed on drop.
+struct Net {
+    bridge: String,
+    subnet: u8,
+    netns: Vec<String>,
+    table: ProxyConfig,
+    servers: Vec<ChildGuard>,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Net {
+    fn new() -> Net {
+        let bridge = unique_name("rkp");
+        // A /24 of the pod CIDR 10.244.0.0/16, picked from the name so parallel tests differ (not 10.99.x:
+        // that is inside the service CIDR 10.96.0.0/12, which the proxy guards).
+        let hash = bridge.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let subnet = (hash % 250) as u8 + 1;
+        sh(&["ip", "link", "add", &bridge, "type", "bridge"]);
+        let net = Net {
+            table: ProxyConfig { table: format!("{bridge}-proxy"), ..ProxyConfig::default() },
+            bridge,
+            subnet,
+            netns: vec![],
+            servers: vec![],
+            dirs: vec![],
+        };
+        sh(&["ip", "addr", "add", &format!("10.244.{}.1/24", net.subnet), "dev", &net.bridge]);
+        sh(&["ip", "link", "set", &net.bridge, "up"]);
+        net
+    }
+
+    fn node_ip(&self) -> String {
+        format!("10.244.{}.1", self.subnet)
+    }
+
+    /// Adds a namespace at 10.244.<subnet>.<host> with a default route via the bridge.
+    fn pod(&mut self, host: u8) -> (String, Ipv4Addr) {
+        let ns = unique_name("rkpn");
+        sh(&["ip", "netns", "add", &ns]);
+        self.netns.push(ns.clone());
+        let veth = unique_name("rkpv");
+        let peer = format!("{veth}p");
+        sh(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+        sh(&["ip", "link", "set", &veth, "master", &self.bridge, "up"]);
+        sh(&["ip", "link", "set", &peer, "netns", &ns]);
+        let ip = Ipv4Addr::new(10, 244, self.subnet, host);
+        sh(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", &peer]);
+        sh(&["ip", "-n", &ns, "link", "set", &peer, "up"]);
+        sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        sh(&["ip", "-n", &ns, "route", "add", "default", "via", &self.node_ip()]);
+        (ns, ip)
+    }
+
+    /// busybox httpd in `ns` on `port`, serving `body` at /.
+    fn serve(&mut self, ns: &str, port: u16, body: &str) {
+        let dir = tempfile::tempdir().expect("httpd dir");
+        std::fs::write(dir.path().join("index.html"), body).expect("write index");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "busybox", "httpd", "-f", "-p", &port.to_string(), "-h"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start httpd");
+        self.servers.push(ChildGuard::new(child, "busybox httpd"));
+        self.dirs.push(dir);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.servers.clear();
+        let _ = nft::remove(&self.table);
+        for ns in &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
+    }
+}
+
+/// GET http://addr/ from inside `ns` with a short timeout; the body or the error text.
+fn wget(ns: &str, addr: &str) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-sS", "--max-time", "2", &format!("http://{addr}/")])
+        .output()
+        .expect("run wget");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+fn service(vip: Ipv4Addr, endpoints: &[Ipv4Addr], node_port: Option<u16>) -> ServicePort {
+    ServicePort {
+        namespace: "default".into(),
+        service: "web".into(),
+        port_name: String::new(),
+        protocol: Protocol::Tcp,
+        cluster_ip: vip,
+        port: 80,
+        node_port,
+        endpoints: endpoints.iter().map(|ip| Endpoint { ip: *ip, port: 8080 }).collect(),
+    }
+}
+
+#[test]
+fn clusterip_and_nodeport_reach_both_endpoints_and_empty_service_is_rejected() {
+    require_root();
+    require_command("nft", "nftables");
+    require_command("curl", "curl");
+    let _fwd = Forwarding::on();
+    let mut net = Net::new();
+    let (pod_a, ip_a) = net.pod(2);
+    let (pod_b, ip_b) = net.pod(3);
+    let (client, _) = net.pod(4);
+    net.serve(&pod_a, 8080, "from-a");
+    net.serve(&pod_b, 8080, "from-b");
+    poll_until("httpd in both pods", Duration::from_secs(10), || {
+        (wget(&client, &format!("{ip_a}:8080")).is_ok() && wget(&client, &format!("{ip_b}:8080")).is_ok())
+            .then_some(())
+    });
+
+    let vip = Ipv4Addr::new(10, 111, net.subnet, 10);
+    let empty_vip = Ipv4Addr::new(10, 111, net.subnet, 11);
+    let node_port = 30000 + u16::from(net.subnet);
+    nft::apply(&net.table, &[service(vip, &[ip_a, ip_b], Some(node_port)), service(empty_vip, &[], None)])
+        .expect("apply proxy rules");
+
+    // ClusterIP: random balancing reaches both endpoints within a bounded number of tries.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..64 {
+        seen.insert(wget(&client, &format!("{vip}:80")).expect("GET through the ClusterIP"));
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["from-a", "from-b"]);
+
+    // NodePort on the node's address.
+    let body = wget(&client, &format!("{}:{node_port}", net.node_ip())).expect("GET through the NodePort");
+    assert!(body == "from-a" || body == "from-b", "{body}");
+
+    // Hairpin: pod a reaches its own Service.
+    let body = wget(&pod_a, &format!("{vip}:80")).expect("GET through the ClusterIP from an endpoint");
+    assert!(body == "from-a" || body == "from-b", "{body}");
+
+    // No endpoints: rejected at once (connection refused), not left to time out or routed off the node.
+    let started = std::time::Instant::now();
+    let err = wget(&client, &format!("{empty_vip}:80")).expect_err("a Service with no endpoints must not answer");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "reject should be immediate, took {:?}: {err}",
+        started.elapsed()
+    );
+
+    // The table is there under its name, and goes away with remove().
+    let listed = Command::new("nft").args(["list", "table", "ip", &net.table.table]).output().expect("nft list");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&format!("dnat to {ip_a}:8080")));
+    nft::remove(&net.table).expect("remove proxy table");
+    let listed = Command::new("nft").args(["list", "table", "ip", &net.table.table]).output().expect("nft list");
+    assert!(!listed.status.success(), "table should be gone");
+}
+
+#[test]
+fn reapplying_replaces_the_rules_atomically() {
+    require_root();
+    require_command("nft", "nftables");
+    require_command("curl", "curl");
+    let _fwd = Forwarding::on();
+    let mut net = Net::new();
+    let (pod_a, ip_a) = net.pod(2);
+    let (client, _) = net.pod(3);
+    net.serve(&pod_a, 8080, "only-a");
+    poll_until("httpd", Duration::from_secs(10), || wget(&client, &format!("{ip_a}:8080")).ok());
+    let vip = Ipv4Addr::new(10, 111, net.subnet, 20);
+
+    nft::apply(&net.table, &[service(vip, &[], None)]).expect("apply without endpoints");
+    assert!(wget(&client, &format!("{vip}:80")).is_err());
+    nft::apply(&net.table, &[service(vip, &[ip_a], None)]).expect("apply with an endpoint");
+    assert_eq!(wget(&client, &format!("{vip}:80")).expect("GET after the endpoint appeared"), "only-a");
+    nft::apply(&net.table, &[]).expect("apply with the Service gone");
+    assert!(wget(&client, &format!("{vip}:80")).is_err(), "a removed Service must stop answering");
+}
