@@ -2,6 +2,32 @@
 //!
 //! `storage` owns keys, values and revisions (an MVCC revision stream; resourceVersion = revision) and knows nothing
 //! of Kubernetes objects. Everything above it speaks Kubernetes: discovery, OpenAPI, verbs, validation, defaulting.
+//!
+//! Layout: `registry` is the resource table that drives routing, discovery, OpenAPI and storage keys; `server`
+//! is the router and in-process handle; `handlers/` holds one module per verb; `admission`, `defaulting/` and
+//! `validation/` form the write pipeline; `patch/` the patch formats; `selectors` the label/field selector
+//! matching the controllers reuse; `table` server-side printing; `status` errors as Kubernetes Status objects.
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod defaulting;
+pub mod discovery;
+pub mod handlers;
+pub mod kubeconfig;
+pub mod memory_store;
+pub mod metrics;
+pub mod namespace_lifecycle;
+pub mod object;
+pub mod openapi;
+pub mod patch;
+pub mod proxy;
+pub mod registry;
+pub mod request;
+pub mod selectors;
+pub mod server;
+pub mod status;
 pub mod storage;
+pub mod table;
+pub mod validation;
+
+pub use server::{ApiServer, ApiState, ServerConfig, ServerError};

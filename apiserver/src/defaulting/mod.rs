@@ -1,0 +1,102 @@
+//! Defaulting: the values Kubernetes fills in when a client leaves a field out, per kind. Runs on create and
+//! on every update (defaulting is idempotent), before validation. Pod-template defaults are shared by every
+//! workload kind (`pod.rs`); workload-level defaults live in `workloads.rs`.
+
+mod pod;
+mod workloads;
+
+use serde_json::{json, Value};
+
+use crate::registry::ResourceInfo;
+
+pub use pod::{default_pod_spec, image_pull_policy};
+
+/// Sets `obj[key] = value` when the key is absent or null.
+pub(crate) fn set_default(obj: &mut Value, key: &str, value: Value) {
+    if let Value::Object(m) = obj {
+        if m.get(key).is_none_or(Value::is_null) {
+            m.insert(key.to_string(), value);
+        }
+    }
+}
+
+/// `obj[key]` as a mutable object, created when absent.
+pub(crate) fn child<'a>(obj: &'a mut Value, key: &str) -> &'a mut Value {
+    set_default(obj, key, json!({}));
+    &mut obj[key]
+}
+
+/// Applies the defaults of `info`'s kind to `obj`.
+pub fn apply(info: &ResourceInfo, obj: &mut Value) {
+    match info.kind {
+        "Pod" => pod::default_pod(obj),
+        "Namespace" => {
+            let name = obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            let meta = child(obj, "metadata");
+            let labels = child(meta, "labels");
+            labels["kubernetes.io/metadata.name"] = name;
+            let spec = child(obj, "spec");
+            set_default(spec, "finalizers", json!(["kubernetes"]));
+            let status = child(obj, "status");
+            set_default(status, "phase", json!("Active"));
+        }
+        "Secret" => workloads::default_secret(obj),
+        "Service" => workloads::default_service(obj),
+        "Deployment" => workloads::default_deployment(obj),
+        "ReplicaSet" => workloads::default_replicaset(obj),
+        "ReplicationController" => workloads::default_rc(obj),
+        "StatefulSet" => workloads::default_statefulset(obj),
+        "DaemonSet" => workloads::default_daemonset(obj),
+        "Job" => workloads::default_job(obj),
+        "CronJob" => workloads::default_cronjob(obj),
+        "Node" => {
+            let spec = child(obj, "spec");
+            let _ = spec;
+        }
+        "EndpointSlice" => {
+            if let Some(ports) = obj.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports {
+                    set_default(p, "protocol", json!("TCP"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::find;
+
+    #[test]
+    fn deployment_defaults_match_kubernetes() {
+        let info = find("apps", "v1", "deployments").expect("deployments");
+        let mut d = json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+        apply(info, &mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["imagePullPolicy"], "Always");
+        assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        let before = d.clone();
+        apply(info, &mut d);
+        assert_eq!(before, d, "defaulting is idempotent");
+    }
+
+    #[test]
+    fn service_port_defaults() {
+        let info = find("", "v1", "services").expect("services");
+        let mut s = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}});
+        apply(info, &mut s);
+        assert_eq!(s["spec"]["type"], "ClusterIP");
+        assert_eq!(s["spec"]["ports"][0]["protocol"], "TCP");
+        assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(s["spec"]["sessionAffinity"], "None");
+    }
+}

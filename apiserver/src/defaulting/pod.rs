@@ -1,0 +1,151 @@
+//! Pod and pod-template defaults (restart policy, DNS policy, scheduler, grace period, per-container pull
+//! policy and termination message settings, port protocols), plus the not-ready/unreachable tolerations the
+//! DefaultTolerationSeconds admission plugin adds to pods.
+
+use serde_json::{json, Value};
+
+use super::{child, set_default};
+
+/// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (digests included).
+pub fn image_pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn default_container(c: &mut Value) {
+    let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+    set_default(c, "imagePullPolicy", json!(image_pull_policy(&image)));
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    set_default(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "protocol", json!("TCP"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).filter(|p| p.is_object()) {
+            set_default(p, "timeoutSeconds", json!(1));
+            set_default(p, "periodSeconds", json!(10));
+            set_default(p, "successThreshold", json!(1));
+            set_default(p, "failureThreshold", json!(3));
+        }
+    }
+}
+
+/// Defaults of a PodSpec (pods and every template).
+pub fn default_pod_spec(spec: &mut Value) {
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "enableServiceLinks", json!(true));
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                default_container(c);
+            }
+        }
+    }
+    if let Some(vols) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        for v in vols {
+            for src in ["configMap", "secret"] {
+                if let Some(s) = v.get_mut(src).filter(|s| s.is_object()) {
+                    set_default(s, "defaultMode", json!(420));
+                }
+            }
+        }
+    }
+}
+
+/// Defaults of a Pod object (spec, admission-added fields, initial status).
+pub fn default_pod(pod: &mut Value) {
+    let spec = child(pod, "spec");
+    default_pod_spec(spec);
+    set_default(spec, "serviceAccountName", json!("default"));
+    let sa = spec["serviceAccountName"].clone();
+    set_default(spec, "serviceAccount", sa);
+    set_default(spec, "priority", json!(0));
+    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    set_default(spec, "tolerations", json!([]));
+    if let Some(tols) = spec.get_mut("tolerations").and_then(Value::as_array_mut) {
+        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+            let present = tols.iter().any(|t| {
+                t.get("key").and_then(Value::as_str) == Some(key)
+                    || (t.get("key").is_none() && t.get("operator").and_then(Value::as_str) == Some("Exists"))
+            });
+            if !present {
+                tols.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            }
+        }
+    }
+    let status = child(pod, "status");
+    set_default(status, "phase", json!("Pending"));
+    let qos = qos_class(&pod["spec"]);
+    set_default(&mut pod["status"], "qosClass", json!(qos));
+}
+
+/// The QoS class of a pod spec: Guaranteed, Burstable or BestEffort.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in &containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        if req.is_some_and(|m| !m.is_empty()) || lim.is_some_and(|m| !m.is_empty()) {
+            any = true;
+        }
+        let full = lim.is_some_and(|l| {
+            ["cpu", "memory"].iter().all(|r| {
+                l.contains_key(*r) && req.and_then(|q| q.get(*r)).is_none_or(|q| Some(q) == l.get(*r))
+            })
+        });
+        if !full {
+            guaranteed = false;
+        }
+    }
+    if guaranteed {
+        "Guaranteed"
+    } else if any {
+        "Burstable"
+    } else {
+        "BestEffort"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_follows_tag() {
+        assert_eq!(image_pull_policy("nginx"), "Always");
+        assert_eq!(image_pull_policy("nginx:latest"), "Always");
+        assert_eq!(image_pull_policy("nginx:1.25"), "IfNotPresent");
+        assert_eq!(image_pull_policy("127.0.0.1:5000/busybox"), "Always");
+        assert_eq!(image_pull_policy("127.0.0.1:5000/busybox:1"), "IfNotPresent");
+    }
+
+    #[test]
+    fn pod_gets_tolerations_and_status() {
+        let mut p = json!({"spec": {"containers": [{"name": "c", "image": "busybox:1"}]}});
+        default_pod(&mut p);
+        assert_eq!(p["status"]["phase"], "Pending");
+        assert_eq!(p["status"]["qosClass"], "BestEffort");
+        assert_eq!(p["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
+        default_pod(&mut p);
+        assert_eq!(p["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
+    }
+}

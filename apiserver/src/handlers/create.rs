@@ -1,0 +1,213 @@
+//! POST: create an object in a collection, plus the POST-only subresources `pods/binding` (the scheduler's
+//! assignment) and `pods/eviction`. Services get a cluster IP (and node ports) allocated here.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use axum::response::Response;
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::{check_namespace, guarded_update, json_response, Ctx, Written};
+use crate::admission::{self, FieldValidation};
+use crate::object;
+use crate::registry::ResourceInfo;
+use crate::request::{self, BodyType};
+use crate::server::ApiState;
+use crate::status::{self, ApiError, Cause};
+use crate::storage::ListOptions;
+
+/// Decodes a JSON or YAML body (415 for other media types).
+pub fn decode_object(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+    match request::body_type(&ctx.headers)? {
+        BodyType::Json => request::decode_body(body, false),
+        BodyType::Yaml => request::decode_body(body, true),
+        BodyType::Protobuf => Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")),
+        _ => Err(ApiError::unsupported_media_type(
+            ctx.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        )),
+    }
+}
+
+pub fn field_validation(ctx: &Ctx) -> FieldValidation {
+    if ctx.query.strict() {
+        FieldValidation::Strict
+    } else {
+        FieldValidation::Ignore
+    }
+}
+
+pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
+    let info = ctx.info();
+    match (ctx.target.name.as_deref(), ctx.target.subresource.as_deref(), info.resource) {
+        (None, None, _) => {}
+        (Some(_), Some("binding"), "pods") => return binding(ctx, &body).await,
+        (Some(_), Some("eviction"), "pods") => return eviction(ctx).await,
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({})",
+                ctx.path
+            )))
+        }
+    }
+    let obj = decode_object(ctx, &body)?;
+    let obj = create_object(&ctx.state, info, ctx.target.ns(), obj, field_validation(ctx), ctx.query.dry_run).await?;
+    Ok(json_response(StatusCode::CREATED, &obj))
+}
+
+/// The whole create path, usable in-process (bootstrap objects): admission, namespace check, allocation, store.
+pub async fn create_object(
+    state: &ApiState,
+    info: &'static ResourceInfo,
+    ns: Option<&str>,
+    obj: Value,
+    validation: FieldValidation,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let mut obj = admission::prepare_create(info, obj, ns, validation)?;
+    let name = object::name(&obj).to_string();
+    if info.namespaced {
+        check_namespace(state, info, ns.unwrap_or_default(), &name, true).await?;
+    }
+    if info.kind == "Service" {
+        allocate_service(state, info, &mut obj).await?;
+    }
+    if dry_run {
+        return Ok(obj);
+    }
+    let key = info.key(object::namespace(&obj), &name);
+    let kv = state.store.create(&key, object::encode(&obj)).await.map_err(|e| ApiError::from_storage(info, &name, e))?;
+    object::set_resource_version(&mut obj, kv.mod_revision);
+    tracing::debug!(resource = info.resource, name, rv = kv.mod_revision, "created");
+    Ok(obj)
+}
+
+async fn used_service_addresses(state: &ApiState, info: &ResourceInfo) -> Result<(HashSet<String>, HashSet<i64>), ApiError> {
+    let page = state
+        .store
+        .list(ListOptions { prefix: info.key_prefix(), ..Default::default() })
+        .await
+        .map_err(|e| ApiError::from_storage(info, "", e))?;
+    let mut ips = HashSet::new();
+    let mut ports = HashSet::new();
+    for kv in page.items {
+        let Ok(svc) = object::decode(&kv) else { continue };
+        if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {
+            ips.insert(ip.to_string());
+        }
+        for p in svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(n) = p.get("nodePort").and_then(Value::as_i64) {
+                ports.insert(n);
+            }
+        }
+    }
+    Ok((ips, ports))
+}
+
+/// Allocates `spec.clusterIP(s)` from the service range and node ports for NodePort/LoadBalancer services.
+async fn allocate_service(state: &ApiState, info: &ResourceInfo, svc: &mut Value) -> Result<(), ApiError> {
+    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let (used_ips, used_ports) = used_service_addresses(state, info).await?;
+    let name = object::name(svc).to_string();
+    if ty != "ExternalName" {
+        let requested = svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
+        let ip = if requested == "None" {
+            requested
+        } else if !requested.is_empty() {
+            let parsed: Ipv4Addr = requested.parse().map_err(|_| {
+                ApiError::invalid(info, &name, vec![Cause::invalid("spec.clusterIP", &json!(requested), "must be a valid IP address")])
+            })?;
+            if !state.config.service_range_contains(parsed) {
+                return Err(ApiError::invalid(info, &name, vec![Cause::invalid("spec.clusterIP", &json!(requested), &format!("provided IP is not in the valid range. The range of valid IPs is {}", state.config.service_cidr()))]));
+            }
+            if used_ips.contains(&requested) {
+                return Err(ApiError::invalid(info, &name, vec![Cause::invalid("spec.clusterIP", &json!(requested), "provided IP is already allocated")]));
+            }
+            requested
+        } else {
+            let mut chosen = None;
+            for _ in 0..2048 {
+                let candidate = state.config.random_service_ip();
+                if !used_ips.contains(&candidate.to_string()) {
+                    chosen = Some(candidate.to_string());
+                    break;
+                }
+            }
+            chosen.ok_or_else(|| ApiError::internal("the service IP range is full"))?
+        };
+        svc["spec"]["clusterIP"] = json!(ip);
+        svc["spec"]["clusterIPs"] = json!([ip]);
+    }
+    if ty == "NodePort" || ty == "LoadBalancer" {
+        let mut taken = used_ports;
+        if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+            for p in ports {
+                if p.get("nodePort").and_then(Value::as_i64).is_some() {
+                    continue;
+                }
+                let mut chosen = None;
+                for _ in 0..4096 {
+                    let n = 30000 + (uuid::Uuid::new_v4().as_u128() % 2768) as i64;
+                    if taken.insert(n) {
+                        chosen = Some(n);
+                        break;
+                    }
+                }
+                p["nodePort"] = json!(chosen.ok_or_else(|| ApiError::internal("no node port left"))?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `POST pods/{name}/binding`: assigns the pod to a node (409 if it already has one).
+async fn binding(ctx: &Ctx, body: &Bytes) -> Result<Response, ApiError> {
+    let info = ctx.info();
+    let b = decode_object(ctx, body)?;
+    let node = b.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid(info, ctx.name(), vec![Cause::required("target.name", "")]));
+    }
+    let name = ctx.name().to_string();
+    let now = object::now_rfc3339();
+    let written = guarded_update(ctx, None, |cur| {
+        if object::is_deleting(cur) {
+            return Err(ApiError::conflict(info, &name, "pod is being deleted, cannot be assigned to a host"));
+        }
+        let assigned = cur.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+        if !assigned.is_empty() {
+            return Err(ApiError::conflict(info, &name, &format!("pod {name} is already assigned to node \"{assigned}\"")));
+        }
+        let mut new = cur.clone();
+        new["spec"]["nodeName"] = json!(node);
+        if !new.get("status").is_some_and(Value::is_object) {
+            new["status"] = json!({});
+        }
+        if !new["status"].get("conditions").is_some_and(Value::is_array) {
+            new["status"]["conditions"] = json!([]);
+        }
+        if let Some(conds) = new["status"]["conditions"].as_array_mut() {
+            conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+            conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+        }
+        Ok(new)
+    })
+    .await?;
+    let uid = match &written {
+        Written::Stored(o) | Written::Deleted(o) => object::uid(o).to_string(),
+    };
+    let mut s = status::success(info, &name, &uid);
+    s["code"] = json!(201);
+    Ok(json_response(StatusCode::CREATED, &s))
+}
+
+/// `POST pods/{name}/eviction`: deletes the pod (no disruption budgets are enforced).
+async fn eviction(ctx: &Ctx) -> Result<Response, ApiError> {
+    let info = ctx.info();
+    let name = ctx.name().to_string();
+    super::delete::delete_one(ctx, &json!({})).await?;
+    let mut s = status::success(info, &name, "");
+    s["code"] = json!(201);
+    Ok(json_response(StatusCode::CREATED, &s))
+}

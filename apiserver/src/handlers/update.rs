@@ -1,0 +1,63 @@
+//! PUT: replace an object (optimistic concurrency on `metadata.resourceVersion`, unconditional without one), its
+//! `status`, its `scale`, or a namespace's `finalize` list.
+
+use axum::response::Response;
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::create::{decode_object, field_validation};
+use super::get::scale_of;
+use super::{guarded_update, json_response, set_type_meta, Ctx, Written};
+use crate::admission::{prepare_update, Part};
+use crate::object;
+use crate::status::ApiError;
+
+pub async fn update(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
+    let info = ctx.info();
+    if ctx.target.name.is_none() {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({})",
+            ctx.path
+        )));
+    }
+    let new = decode_object(ctx, &body)?;
+    let precondition = match object::resource_version(&new) {
+        Some(rv) => Some(object::parse_rv(rv).ok_or_else(|| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?),
+        None => None,
+    };
+    let validation = field_validation(ctx);
+    let written = match ctx.target.subresource.as_deref() {
+        None => guarded_update(ctx, precondition, |cur| prepare_update(info, cur, new.clone(), Part::Main, validation)).await?,
+        Some("status") if info.has_status => {
+            guarded_update(ctx, precondition, |cur| prepare_update(info, cur, new.clone(), Part::Status, validation)).await?
+        }
+        Some("finalize") if info.resource == "namespaces" => {
+            guarded_update(ctx, precondition, |cur| {
+                let mut next = cur.clone();
+                next["spec"]["finalizers"] = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+                prepare_update(info, cur, next, Part::Main, validation)
+            })
+            .await?
+        }
+        Some("scale") if info.subresource("scale").is_some() => {
+            let replicas = new.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            let written = guarded_update(ctx, precondition, |cur| {
+                let mut next = cur.clone();
+                next["spec"]["replicas"] = json!(replicas);
+                prepare_update(info, cur, next, Part::Main, validation)
+            })
+            .await?;
+            let obj = match written {
+                Written::Stored(o) | Written::Deleted(o) => o,
+            };
+            return Ok(json_response(StatusCode::OK, &scale_of(&obj)));
+        }
+        Some(_) => return Err(ApiError::path_not_found(&ctx.path)),
+    };
+    let mut obj = match written {
+        Written::Stored(o) | Written::Deleted(o) => o,
+    };
+    set_type_meta(&mut obj, info);
+    Ok(json_response(StatusCode::OK, &obj))
+}

@@ -1,0 +1,122 @@
+//! Object metadata on generic JSON objects: accessors, and the system fields the server owns (uid,
+//! creationTimestamp, generation, resourceVersion). Objects are stored as JSON without `resourceVersion`; it is
+//! filled from the store's revision on every read.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use crate::storage::{KeyValue, Revision};
+
+/// The current time as Kubernetes writes timestamps (RFC 3339, seconds, `Z`).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `metadata` of an object, created when absent (the object must be a JSON object).
+pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    match obj.get_mut("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => unreachable!("metadata was just made an object"),
+    }
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str)
+}
+
+pub fn name(obj: &Value) -> &str {
+    meta_str(obj, "name").unwrap_or_default()
+}
+
+pub fn namespace(obj: &Value) -> Option<&str> {
+    meta_str(obj, "namespace")
+}
+
+pub fn uid(obj: &Value) -> &str {
+    meta_str(obj, "uid").unwrap_or_default()
+}
+
+pub fn resource_version(obj: &Value) -> Option<&str> {
+    meta_str(obj, "resourceVersion").filter(|s| !s.is_empty())
+}
+
+pub fn finalizers(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+pub fn is_deleting(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+}
+
+/// Parses a stored value and fills in its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, serde_json::Error> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)?;
+    set_resource_version(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+pub fn set_resource_version(obj: &mut Value, rv: Revision) {
+    meta_mut(obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
+}
+
+/// Serializes an object for storage (without resourceVersion, which the store's revision supplies).
+pub fn encode(obj: &Value) -> Bytes {
+    let mut copy = obj.clone();
+    if let Some(m) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    Bytes::from(serde_json::to_vec(&copy).unwrap_or_default())
+}
+
+/// Everything but `metadata` and `status`: the part whose change bumps `generation`.
+pub fn spec_part(obj: &Value) -> Value {
+    match obj {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A random suffix for generateName (5 chars of Kubernetes' consonant/digit alphabet).
+pub fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4();
+    bytes.as_bytes()[..5].iter().map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char).collect()
+}
+
+/// Parses a revision from a resourceVersion string.
+pub fn parse_rv(s: &str) -> Option<Revision> {
+    s.parse::<Revision>().ok().filter(|r| *r >= 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_drops_resource_version_and_decode_restores_it() {
+        let obj = json!({"metadata": {"name": "a", "resourceVersion": "7"}, "spec": {}});
+        let bytes = encode(&obj);
+        assert!(!String::from_utf8_lossy(&bytes).contains("resourceVersion"));
+        let kv = KeyValue { key: "k".into(), value: bytes, create_revision: 3, mod_revision: 9 };
+        assert_eq!(decode(&kv).expect("json")["metadata"]["resourceVersion"], "9");
+    }
+
+    #[test]
+    fn generate_name_suffix_is_five_chars() {
+        let s = random_suffix();
+        assert_eq!(s.len(), 5);
+        assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+}

@@ -1,0 +1,510 @@
+//! The resource table: every group/version/resource the server serves, with its kind, scope, short names,
+//! categories, subresources and typed checks. Routing, discovery, OpenAPI, Table output and storage keys are all
+//! driven from this one table; adding a resource is adding a row here.
+
+use serde_json::Value;
+
+/// A subresource of a resource (`pods/status`, `deployments/scale`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subresource {
+    pub name: &'static str,
+    /// Kind of the body served at this subresource (`Scale`, `Binding`, the parent's kind for `status`).
+    pub kind: &'static str,
+    pub group: &'static str,
+    pub version: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+/// Deserializes a JSON object into the typed k8s-openapi struct; the error names the offending field path.
+pub type TypedCheck = fn(&Value) -> Result<(), String>;
+
+/// One served resource.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceInfo {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub resource: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    /// Whether `status` is a subresource (then writes to the main resource ignore status and vice versa).
+    pub has_status: bool,
+    /// Fully qualified OpenAPI definition name (`io.k8s.api.apps.v1.Deployment`).
+    pub definition: &'static str,
+    pub typed_check: TypedCheck,
+}
+
+/// The standard verbs of a resource.
+pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+const SCALE_VERBS: &[&str] = &["get", "patch", "update"];
+
+impl ResourceInfo {
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `deployments.apps`, or `pods` for the core group (as Kubernetes names a group-resource in messages).
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.to_string()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+
+    /// Storage prefix for all objects of this resource: `/registry/<group or core>/<resource>/`.
+    pub fn key_prefix(&self) -> String {
+        let g = if self.group.is_empty() { "core" } else { self.group };
+        format!("/registry/{g}/{}/", self.resource)
+    }
+
+    /// Storage prefix for one namespace (or the whole resource when `ns` is None or the resource is cluster-scoped).
+    pub fn prefix_for(&self, ns: Option<&str>) -> String {
+        match (self.namespaced, ns) {
+            (true, Some(ns)) => format!("{}{ns}/", self.key_prefix()),
+            _ => self.key_prefix(),
+        }
+    }
+
+    /// Storage key of one object.
+    pub fn key(&self, ns: Option<&str>, name: &str) -> String {
+        match (self.namespaced, ns) {
+            (true, Some(ns)) => format!("{}{ns}/{name}", self.key_prefix()),
+            _ => format!("{}{name}", self.key_prefix()),
+        }
+    }
+
+    pub fn subresource(&self, name: &str) -> Option<&'static Subresource> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+}
+
+fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), String> {
+    let de = v;
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path.is_empty() || path == "." {
+                Err(inner.to_string())
+            } else {
+                Err(format!("{path}: {inner}"))
+            }
+        }
+    }
+}
+
+macro_rules! sub {
+    (status, $kind:expr, $g:expr, $v:expr) => {
+        Subresource { name: "status", kind: $kind, group: $g, version: $v, verbs: STATUS_VERBS }
+    };
+    (scale) => {
+        Subresource { name: "scale", kind: "Scale", group: "autoscaling", version: "v1", verbs: SCALE_VERBS }
+    };
+}
+
+use k8s_openapi::api as k;
+
+const ALL: &[&str] = &["all"];
+const NONE: &[&str] = &[];
+
+/// Every resource the server serves, in discovery order.
+pub static RESOURCES: &[ResourceInfo] = &[
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: NONE,
+        subresources: &[
+            sub!(status, "Namespace", "", "v1"),
+            Subresource { name: "finalize", kind: "Namespace", group: "", version: "v1", verbs: &["update"] },
+        ],
+        has_status: true,
+        definition: "io.k8s.api.core.v1.Namespace",
+        typed_check: check::<k::core::v1::Namespace>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: ALL,
+        subresources: &[
+            sub!(status, "Pod", "", "v1"),
+            Subresource { name: "binding", kind: "Binding", group: "", version: "v1", verbs: &["create"] },
+            Subresource { name: "eviction", kind: "Eviction", group: "policy", version: "v1", verbs: &["create"] },
+            Subresource { name: "log", kind: "Pod", group: "", version: "v1", verbs: &["get"] },
+            Subresource { name: "exec", kind: "PodExecOptions", group: "", version: "v1", verbs: &["create", "get"] },
+            Subresource {
+                name: "attach",
+                kind: "PodAttachOptions",
+                group: "",
+                version: "v1",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "portforward",
+                kind: "PodPortForwardOptions",
+                group: "",
+                version: "v1",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "ephemeralcontainers",
+                kind: "Pod",
+                group: "",
+                version: "v1",
+                verbs: &["get", "patch", "update"],
+            },
+        ],
+        has_status: true,
+        definition: "io.k8s.api.core.v1.Pod",
+        typed_check: check::<k::core::v1::Pod>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: ALL,
+        subresources: &[sub!(status, "Service", "", "v1")],
+        has_status: true,
+        definition: "io.k8s.api.core.v1.Service",
+        typed_check: check::<k::core::v1::Service>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "endpoints",
+        singular: "endpoints",
+        kind: "Endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.core.v1.Endpoints",
+        typed_check: check::<k::core::v1::Endpoints>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: NONE,
+        subresources: &[
+            sub!(status, "Node", "", "v1"),
+            Subresource { name: "proxy", kind: "NodeProxyOptions", group: "", version: "v1", verbs: &["create", "delete", "get", "patch", "update"] },
+        ],
+        has_status: true,
+        definition: "io.k8s.api.core.v1.Node",
+        typed_check: check::<k::core::v1::Node>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.core.v1.ConfigMap",
+        typed_check: check::<k::core::v1::ConfigMap>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.core.v1.Secret",
+        typed_check: check::<k::core::v1::Secret>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.core.v1.Event",
+        typed_check: check::<k::core::v1::Event>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "replicationcontrollers",
+        singular: "replicationcontroller",
+        kind: "ReplicationController",
+        namespaced: true,
+        short_names: &["rc"],
+        categories: ALL,
+        subresources: &[sub!(status, "ReplicationController", "", "v1"), sub!(scale)],
+        has_status: true,
+        definition: "io.k8s.api.core.v1.ReplicationController",
+        typed_check: check::<k::core::v1::ReplicationController>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.core.v1.ServiceAccount",
+        typed_check: check::<k::core::v1::ServiceAccount>,
+    },
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        resource: "limitranges",
+        singular: "limitrange",
+        kind: "LimitRange",
+        namespaced: true,
+        short_names: &["limits"],
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.core.v1.LimitRange",
+        typed_check: check::<k::core::v1::LimitRange>,
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        resource: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: ALL,
+        subresources: &[sub!(status, "Deployment", "apps", "v1"), sub!(scale)],
+        has_status: true,
+        definition: "io.k8s.api.apps.v1.Deployment",
+        typed_check: check::<k::apps::v1::Deployment>,
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        resource: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: ALL,
+        subresources: &[sub!(status, "ReplicaSet", "apps", "v1"), sub!(scale)],
+        has_status: true,
+        definition: "io.k8s.api.apps.v1.ReplicaSet",
+        typed_check: check::<k::apps::v1::ReplicaSet>,
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        resource: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        namespaced: true,
+        short_names: &["sts"],
+        categories: ALL,
+        subresources: &[sub!(status, "StatefulSet", "apps", "v1"), sub!(scale)],
+        has_status: true,
+        definition: "io.k8s.api.apps.v1.StatefulSet",
+        typed_check: check::<k::apps::v1::StatefulSet>,
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        resource: "daemonsets",
+        singular: "daemonset",
+        kind: "DaemonSet",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: ALL,
+        subresources: &[sub!(status, "DaemonSet", "apps", "v1")],
+        has_status: true,
+        definition: "io.k8s.api.apps.v1.DaemonSet",
+        typed_check: check::<k::apps::v1::DaemonSet>,
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        resource: "controllerrevisions",
+        singular: "controllerrevision",
+        kind: "ControllerRevision",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.apps.v1.ControllerRevision",
+        typed_check: check::<k::apps::v1::ControllerRevision>,
+    },
+    ResourceInfo {
+        group: "batch",
+        version: "v1",
+        resource: "jobs",
+        singular: "job",
+        kind: "Job",
+        namespaced: true,
+        short_names: NONE,
+        categories: ALL,
+        subresources: &[sub!(status, "Job", "batch", "v1")],
+        has_status: true,
+        definition: "io.k8s.api.batch.v1.Job",
+        typed_check: check::<k::batch::v1::Job>,
+    },
+    ResourceInfo {
+        group: "batch",
+        version: "v1",
+        resource: "cronjobs",
+        singular: "cronjob",
+        kind: "CronJob",
+        namespaced: true,
+        short_names: &["cj"],
+        categories: ALL,
+        subresources: &[sub!(status, "CronJob", "batch", "v1")],
+        has_status: true,
+        definition: "io.k8s.api.batch.v1.CronJob",
+        typed_check: check::<k::batch::v1::CronJob>,
+    },
+    ResourceInfo {
+        group: "coordination.k8s.io",
+        version: "v1",
+        resource: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.coordination.v1.Lease",
+        typed_check: check::<k::coordination::v1::Lease>,
+    },
+    ResourceInfo {
+        group: "discovery.k8s.io",
+        version: "v1",
+        resource: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.discovery.v1.EndpointSlice",
+        typed_check: check::<k::discovery::v1::EndpointSlice>,
+    },
+    ResourceInfo {
+        group: "events.k8s.io",
+        version: "v1",
+        resource: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.events.v1.Event",
+        typed_check: check::<k::events::v1::Event>,
+    },
+];
+
+/// The API groups served, in discovery order (core is `""`).
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+/// Looks a resource up by group, version and plural name.
+pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.resource == resource)
+}
+
+/// The version served for a group, if the group is served.
+pub fn group_version(group: &str) -> Option<&'static str> {
+    RESOURCES.iter().find(|r| r.group == group).map(|r| r.version)
+}
+
+/// The resources of one group/version.
+pub fn resources_of<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
+    RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_registry_layout() {
+        let pods = find("", "v1", "pods").expect("pods served");
+        assert_eq!(pods.key(Some("default"), "web"), "/registry/core/pods/default/web");
+        let ns = find("", "v1", "namespaces").expect("namespaces served");
+        assert_eq!(ns.key(None, "kube-system"), "/registry/core/namespaces/kube-system");
+        let d = find("apps", "v1", "deployments").expect("deployments served");
+        assert_eq!(d.prefix_for(Some("a")), "/registry/apps/deployments/a/");
+        assert_eq!(d.group_resource(), "deployments.apps");
+    }
+
+    #[test]
+    fn typed_check_names_the_bad_field() {
+        let d = find("apps", "v1", "deployments").expect("deployments served");
+        let bad = serde_json::json!({"metadata": {"name": "x"}, "spec": {"replicas": "three"}});
+        let err = (d.typed_check)(&bad).expect_err("replicas must be an integer");
+        assert!(err.contains("spec.replicas"), "{err}");
+    }
+
+    #[test]
+    fn short_names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for r in RESOURCES {
+            for s in r.short_names {
+                assert!(seen.insert(*s), "short name {s} used twice");
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The HTTP server: shared state, the router (discovery, OpenAPI, health, metrics, resources), bootstrap of the
+//! built-in namespaces, and a handle to run and stop the server in-process.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn rkube_apiserver::storage::Store>) -> Result<(), rkube_apiserver::ServerError> {
+//! let config = rkube_apiserver::ServerConfig::new("127.0.0.1:6443".parse().expect("addr"));
+//! let server = rkube_apiserver::ApiServer::start(store, config).await?;
+//! println!("serving at {}", server.url());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::{header, Method, Request, StatusCode};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::admission::FieldValidation;
+use crate::discovery;
+use crate::handlers::{self, create::create_object, json_response};
+use crate::metrics::Metrics;
+use crate::openapi;
+use crate::registry;
+use crate::status::ApiError;
+use crate::storage::Store;
+
+/// Namespaces that exist from the first start.
+pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The service cluster IP range (network address and prefix length).
+    pub service_network: Ipv4Addr,
+    pub service_prefix: u8,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr) -> ServerConfig {
+        ServerConfig { listen, service_network: Ipv4Addr::new(10, 96, 0, 0), service_prefix: 12 }
+    }
+
+    pub fn service_cidr(&self) -> String {
+        format!("{}/{}", self.service_network, self.service_prefix)
+    }
+
+    fn host_bits(&self) -> u32 {
+        32 - u32::from(self.service_prefix.min(30))
+    }
+
+    pub fn service_range_contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX << self.host_bits();
+        (u32::from(ip) & mask) == (u32::from(self.service_network) & mask)
+    }
+
+    /// The first usable address (the `kubernetes` service).
+    pub fn first_service_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.service_network) + 1)
+    }
+
+    /// A random address in the range, never the network, broadcast or first address.
+    pub fn random_service_ip(&self) -> Ipv4Addr {
+        let size = 1u64 << self.host_bits();
+        let offset = 2 + (uuid::Uuid::new_v4().as_u128() as u64 % (size - 3));
+        Ipv4Addr::from(u32::from(self.service_network) + offset as u32)
+    }
+}
+
+/// State shared by every request.
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub config: ServerConfig,
+    pub metrics: Metrics,
+    /// The address clients reach the server at (`127.0.0.1:6443`).
+    pub advertise: String,
+    /// Namespaces whose finalization task is running.
+    pub finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("create built-in object {what}: {message}")]
+    Bootstrap { what: String, message: String },
+}
+
+/// A running server; stopped by `shutdown` (or aborted when dropped).
+pub struct ApiServer {
+    addr: SocketAddr,
+    state: Arc<ApiState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Binds, creates the built-in namespaces and starts serving in a background task.
+    pub async fn start(store: Arc<dyn Store>, config: ServerConfig) -> Result<ApiServer, ServerError> {
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+        let state = Arc::new(ApiState {
+            store,
+            config,
+            metrics: Metrics::default(),
+            advertise: addr.to_string(),
+            finalizing: Default::default(),
+        });
+        bootstrap(&state).await?;
+        crate::namespace_lifecycle::resume(state.clone()).await;
+        let app = router(state.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "apiserver stopped");
+            }
+        });
+        tracing::info!(%addr, "apiserver listening");
+        Ok(ApiServer { addr, state, stop: Some(tx), task: Some(task) })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn state(&self) -> &Arc<ApiState> {
+        &self.state
+    }
+
+    /// Writes an admin kubeconfig for this server.
+    pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
+        crate::kubeconfig::write(path, &self.url(), "rkube")
+    }
+
+    /// Stops accepting requests and ends open watches.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Watches are long-running; do not wait on them forever.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(2), task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+
+    /// Resolves when the server task ends.
+    pub async fn wait(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn bootstrap(state: &ApiState) -> Result<(), ServerError> {
+    let ns_info = registry::find("", "v1", "namespaces").expect("namespaces are in the table");
+    for ns in BUILTIN_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match create_object(state, ns_info, None, obj, FieldValidation::Strict, false).await {
+            Ok(_) => tracing::info!(namespace = ns, "created built-in namespace"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(ServerError::Bootstrap { what: format!("namespace {ns}"), message: e.message }),
+        }
+    }
+    let svc_info = registry::find("", "v1", "services").expect("services are in the table");
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default",
+        "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": state.config.first_service_ip().to_string(),
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": state.config.listen.port().max(1)}]}});
+    match create_object(state, svc_info, Some("default"), svc, FieldValidation::Strict, false).await {
+        Ok(_) | Err(ApiError { code: 409, .. }) => {}
+        Err(e) => return Err(ServerError::Bootstrap { what: "service default/kubernetes".into(), message: e.message }),
+    }
+    Ok(())
+}
+
+/// The router: everything goes through one dispatcher so paths are parsed once against the resource table.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let headers = parts.headers.clone();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let accept = crate::request::accept(&headers).to_string();
+    if method == Method::GET {
+        match segs.as_slice() {
+            ["version"] => return json_response(StatusCode::OK, &discovery::version()),
+            ["healthz" | "livez" | "readyz", ..] => return health(&state, &segs).await,
+            ["metrics"] => {
+                return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+            }
+            ["api"] => {
+                return match discovery::wants_aggregated(&accept) {
+                    Some(v) => aggregated_response(discovery::aggregated(true, v), v),
+                    None => json_response(StatusCode::OK, &discovery::api_versions(&state.advertise)),
+                }
+            }
+            ["apis"] => {
+                return match discovery::wants_aggregated(&accept) {
+                    Some(v) => aggregated_response(discovery::aggregated(false, v), v),
+                    None => json_response(StatusCode::OK, &discovery::api_group_list()),
+                }
+            }
+            ["api", "v1"] => return json_or_404(discovery::api_resource_list("", "v1"), &path),
+            ["apis", g] => return json_or_404(discovery::api_group(g), &path),
+            ["apis", g, v] => return json_or_404(discovery::api_resource_list(g, v), &path),
+            ["openapi", "v2"] | ["swagger-2.0.0.pb-v1"] | ["swagger.json"] => return openapi::v2::respond(&headers),
+            ["openapi", "v3"] => return openapi::v3::index(),
+            ["openapi", "v3", rest @ ..] => return openapi::v3::document(&rest.join("/")),
+            _ => {}
+        }
+    }
+    match segs.first() {
+        Some(&"api") | Some(&"apis") => handlers::resource_request(state, method, parts.uri, headers, body).await,
+        _ => ApiError::path_not_found(&path).into_response(),
+    }
+}
+
+fn aggregated_response(doc: serde_json::Value, version: &str) -> Response {
+    let ct = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    let body = serde_json::to_vec(&doc).unwrap_or_default();
+    (StatusCode::OK, [(header::CONTENT_TYPE, ct)], body).into_response()
+}
+
+fn json_or_404(doc: Option<serde_json::Value>, path: &str) -> Response {
+    match doc {
+        Some(d) => json_response(StatusCode::OK, &d),
+        None => ApiError::path_not_found(path).into_response(),
+    }
+}
+
+async fn health(state: &ApiState, segs: &[&str]) -> Response {
+    let store_ok = state.store.current_revision().await.is_ok();
+    if segs.len() > 1 && segs[1] == "ping" {
+        return (StatusCode::OK, "ok").into_response();
+    }
+    if store_ok {
+        (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "[-]etcd failed: storage unreachable\nhealthz check failed").into_response()
+    }
+}
+
+/// Where objects are stored.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The embedded single-file store (`<data-dir>/state.redb`).
+    Embedded(std::path::PathBuf),
+    /// etcd v3 at these endpoints, every key under `prefix`.
+    Etcd { endpoints: Vec<String>, prefix: String },
+    /// In memory only (tests).
+    Memory,
+}
+
+/// An opened store: the watch cache over the backend, and the compactor running against it.
+pub struct OpenedStore {
+    pub store: Arc<dyn Store>,
+    pub compactor: JoinHandle<()>,
+}
+
+impl Drop for OpenedStore {
+    fn drop(&mut self) {
+        self.compactor.abort();
+    }
+}
+
+/// Opens a backend, puts the watch cache in front of it and starts compaction (default policy).
+pub async fn open_backend(backend: &Backend) -> Result<OpenedStore, crate::storage::StorageError> {
+    use crate::storage::{self, CompactionPolicy, WatchCache};
+    let raw: Arc<dyn Store> = match backend {
+        Backend::Embedded(path) => storage::open_embedded(path)?,
+        Backend::Etcd { endpoints, prefix } => Arc::new(storage::EtcdStore::connect(endpoints, prefix).await?),
+        Backend::Memory => Arc::new(crate::memory_store::MemoryStore::new()),
+    };
+    let store: Arc<dyn Store> = WatchCache::new(raw).await?;
+    let compactor = storage::compaction::spawn(store.clone(), CompactionPolicy::default());
+    Ok(OpenedStore { store, compactor })
+}
