@@ -1,0 +1,160 @@
+//! A real rkube apiserver for end-to-end tests: started in-process on 127.0.0.1:<free port> over the embedded
+//! store in a temp dir, with an admin kubeconfig, and helpers to drive the real kubectl binaries against it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use rkube_apiserver::server::{open_backend, Backend, OpenedStore};
+use rkube_apiserver::{ApiServer, ServerConfig};
+
+/// The kubectl versions every test drives.
+pub const KUBECTLS: &[&str] = &["1.27", "1.33"];
+
+/// Path of `kubectl.<version>`, or a panic saying how to get it.
+pub fn kubectl_bin(version: &str) -> PathBuf {
+    let p = PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.{version}"));
+    assert!(p.exists(), "{} is missing: install the google-cloud-sdk kubectl packages (scripts/deps.sh)", p.display());
+    p
+}
+
+/// A running apiserver; stopped and its data removed on drop.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub url: String,
+    pub port: u16,
+    runtime: tokio::runtime::Runtime,
+    server: Option<ApiServer>,
+    store: Option<OpenedStore>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = rkube_testsupport::registry::free_port();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let mut s = TestServer {
+            kubeconfig: dir.path().join("kubeconfig"),
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+            runtime,
+            server: None,
+            store: None,
+        };
+        s.boot();
+        s
+    }
+
+    fn boot(&mut self) {
+        let data = self.dir.path().join("state.redb");
+        let port = self.port;
+        let (server, store) = self.runtime.block_on(async move {
+            let opened = open_backend(&Backend::Embedded(data)).await.expect("open embedded store");
+            let config = ServerConfig::new(format!("127.0.0.1:{port}").parse().expect("addr"));
+            let server = ApiServer::start(opened.store.clone(), config).await.expect("start apiserver");
+            (server, opened)
+        });
+        server.write_kubeconfig(&self.kubeconfig).expect("write kubeconfig");
+        self.server = Some(server);
+        self.store = Some(store);
+    }
+
+    /// Stops the server and starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.boot();
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.runtime.block_on(s.shutdown());
+        }
+        // Drop the store (closing the embedded database file) inside the runtime.
+        let store = self.store.take();
+        self.runtime.block_on(async move { drop(store) });
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
+    pub fn state(&self) -> Arc<rkube_apiserver::ApiState> {
+        self.server.as_ref().expect("server running").state().clone()
+    }
+
+    /// Runs `kubectl.<version> --kubeconfig ... args`.
+    pub fn kubectl(&self, version: &str, args: &[&str]) -> Output {
+        Command::new(kubectl_bin(version))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// Runs kubectl with `stdin` as input (for `-f -`).
+    pub fn kubectl_stdin(&self, version: &str, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(kubectl_bin(version))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs kubectl and returns stdout, panicking with stderr when it fails.
+    pub fn ok(&self, version: &str, args: &[&str]) -> String {
+        let out = self.kubectl(version, args);
+        assert!(
+            out.status.success(),
+            "kubectl.{version} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn fails(&self, version: &str, args: &[&str]) -> String {
+        let out = self.kubectl(version, args);
+        assert!(!out.status.success(), "kubectl.{version} {args:?} should fail but printed {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).expect("write manifest");
+        p
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn as_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A Deployment manifest.
+pub fn deployment_yaml(name: &str, replicas: u32, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n        ports:\n        - containerPort: 80\n"
+    )
+}
