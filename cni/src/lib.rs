@@ -16,3 +16,4 @@ pub mod netns;
 pub mod sysctl;
 pub mod bridge;
 pub mod nft;
+pub mod trace;

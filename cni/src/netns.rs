@@ -1,5 +1,5 @@
-//! Network namespaces named by path (`CNI_NETNS`): opening one, and running a closure inside it on a dedicated
-//! thread so the calling thread never leaves the host namespace.
+//! Network namespaces named by path (`CNI_NETNS`): opening one, and running a closure inside it, switching the
+//! calling thread in and back out around the closure.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
@@ -23,8 +23,6 @@ pub enum NetnsError {
         #[source]
         source: nix::Error,
     },
-    #[error("the thread working in network namespace {path} panicked")]
-    Panicked { path: PathBuf },
 }
 
 /// An open network namespace.
@@ -56,15 +54,28 @@ impl NetNs {
         self.file.as_raw_fd()
     }
 
-    /// Runs `f` on a new thread that has entered this namespace; the thread ends with `f`.
-    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
-        std::thread::scope(|s| {
-            let handle = s.spawn(|| {
-                setns(&self.file, CloneFlags::CLONE_NEWNET)
-                    .map_err(|source| NetnsError::Enter { path: self.path.clone(), source })?;
-                Ok(f())
-            });
-            handle.join().unwrap_or_else(|_| Err(NetnsError::Panicked { path: self.path.clone() }))
-        })
+    /// Runs `f` inside this namespace and returns to the caller's namespace before returning, even if `f`
+    /// panics. The switch is done on the calling thread (two `setns` calls, no thread to schedule): plugins are
+    /// single-threaded, so nothing else can observe the thread outside the host namespace. Netlink sockets
+    /// opened inside `f` stay bound to this namespace afterwards.
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T, NetnsError> {
+        let home_path = Path::new("/proc/thread-self/ns/net");
+        let home = File::open(home_path).map_err(|source| NetnsError::Open { path: home_path.to_path_buf(), source })?;
+        setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter { path: self.path.clone(), source })?;
+        let _back = Return(home);
+        Ok(f())
+    }
+}
+
+/// Switches the thread back to the namespace it came from when dropped.
+struct Return(File);
+
+impl Drop for Return {
+    fn drop(&mut self) {
+        if let Err(e) = setns(&self.0, CloneFlags::CLONE_NEWNET) {
+            // Going on in the container's namespace would configure the wrong network: stop here.
+            eprintln!("rkube-cni: cannot return to the host network namespace: {e}");
+            std::process::abort();
+        }
     }
 }

@@ -34,6 +34,7 @@ pub trait Plugin {
 
 /// Runs `plugin` as the current process's CNI invocation and returns the exit status for `main`.
 pub fn run(plugin: &dyn Plugin) -> i32 {
+    crate::trace::init();
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     let (out, status) = match read {
@@ -43,6 +44,7 @@ pub fn run(plugin: &dyn Plugin) -> i32 {
             Ok(env) => dispatch(plugin, &env, &stdin),
         },
     };
+    crate::trace::mark("done");
     let mut so = std::io::stdout().lock();
     if !out.is_empty() {
         let _ = so.write_all(out.as_bytes());

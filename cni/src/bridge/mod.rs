@@ -8,6 +8,7 @@
 pub mod config;
 pub mod container;
 pub mod host;
+pub mod ipam;
 
 use std::path::Path;
 
@@ -21,8 +22,10 @@ use crate::spec::config::decode;
 use crate::spec::error::{code, CniError};
 use crate::spec::{CniResult, Interface, IpConfig};
 use crate::sysctl::SysctlError;
+use crate::trace;
 
 pub use config::BridgeConf;
+use ipam::IpamCall;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
@@ -87,10 +90,14 @@ impl Plugin for Bridge {
             ));
         }
         let mut nl = Netlink::open().map_err(BridgeError::from)?;
+        trace::mark("checked netns");
 
         // IPAM runs as its own process; while it does, make the veth pair if the bridge is already there (the
         // common case). A bridge that does not exist yet waits for IPAM, so bad IPAM config makes nothing.
-        let pending = env.spawn_delegate(ipam_type, Command::Add, call.stdin)?;
+        let pending = match ipam::start(ipam_type, Command::Add, call)? {
+            IpamCall::Finished(Err(e)) => return Err(e),
+            p => p,
+        };
         let mut host_veth: Option<Link> = None;
         let early = match nl.link_by_name(&conf.bridge, "host") {
             Ok(Some(link)) => host::reuse_bridge(&mut nl, &conf, link)
@@ -103,6 +110,7 @@ impl Plugin for Bridge {
             Ok(None) => Ok(None),
             Err(e) => Err(BridgeError::from(e).into()),
         };
+        trace::mark("early veth");
         let ipam = pending.wait().and_then(|r| {
             r.filter(|r| !r.ips.is_empty())
                 .ok_or_else(|| CniError::new(code::INVALID_CONFIG, format!("IPAM plugin {ipam_type} returned no addresses")))
@@ -125,7 +133,7 @@ impl Plugin for Bridge {
                 if let Some(v) = &host_veth {
                     let _ = nl.delete_link(v.index, &v.name, "host");
                 }
-                let _ = env.delegate(ipam_type, Command::Del, call.stdin);
+                let _ = ipam::start(ipam_type, Command::Del, call).and_then(IpamCall::wait);
                 Err(e)
             }
         }
@@ -135,8 +143,10 @@ impl Plugin for Bridge {
         let conf = conf(call)?;
         let env = call.env;
         // IPAM releases the addresses in its own process while the kernel tears the veth pair down.
-        let pending = env.spawn_delegate(conf.net.ipam_type()?, Command::Del, call.stdin)?;
+        let pending = ipam::start(conf.net.ipam_type()?, Command::Del, call)?;
+        trace::mark("ipam del started");
         let removed = remove_interface(env);
+        trace::mark("interface removed");
         let released = pending.wait();
         removed?;
         released?;
@@ -152,7 +162,7 @@ impl Plugin for Bridge {
         let prev = conf.net.prev_result()?.ok_or_else(|| {
             CniError::new(code::INVALID_CONFIG, "CHECK needs prevResult (the result of ADD) in the network config")
         })?;
-        env.delegate(conf.net.ipam_type()?, Command::Check, call.stdin)?;
+        ipam::start(conf.net.ipam_type()?, Command::Check, call)?.wait()?;
         let ns = NetNs::open(Path::new(&env.netns))?;
         let what = ns.describe();
         let seen = ns.run(|| container::observe(&env.ifname, &what))??;
@@ -230,7 +240,9 @@ fn attach(
     }
     let routes = container::routes_for(&ipam.ips, &ipam.routes, &gateways, conf.is_default_gateway);
     let ips: Vec<IpConfig> = ipam.ips.iter().map(|ip| IpConfig { interface: Some(2), ..ip.clone() }).collect();
+    trace::mark("gateways");
     let cont = ns.run(|| container::configure(&env.ifname, &what, &ips, &routes))??;
+    trace::mark("container side");
     // An address can come back with a new MAC within the ARP lock time, when the kernel ignores the gratuitous
     // ARP: drop the host's stale entry instead.
     for ip in &ips {
