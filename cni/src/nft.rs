@@ -145,6 +145,25 @@ impl Masquerade {
         Ok(())
     }
 
+    /// GC: forgets users not in `valid` (container id, ifname); deletes the table if none is left.
+    pub fn retain(&self, valid: &std::collections::HashSet<(String, String)>) -> Result<(), NftError> {
+        let users = self.dir.join("masq");
+        let Ok(entries) = fs::read_dir(&users) else { return Ok(()) };
+        let stale: Vec<(String, String)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let (id, ifname) = name.split_once('@')?;
+                Some((id.to_string(), ifname.to_string()))
+            })
+            .filter(|k| !valid.contains(k))
+            .collect();
+        for (id, ifname) in stale {
+            self.release(&id, &ifname)?;
+        }
+        Ok(())
+    }
+
     /// CHECK: the table exists.
     pub fn check(&self) -> Result<(), NftError> {
         if Nfnl::open(&self.table)?.table_exists()? {

@@ -172,3 +172,26 @@ fn ip_masq_table_lives_while_attachments_use_it() {
     assert!(!net.nft_table_exists(), "table left after the last DEL");
     assert!(net.leases().is_empty() && net.ports().is_empty());
 }
+
+#[test]
+fn status_and_gc_from_1_1() {
+    let net = TestNet::new();
+    let conf = net.conf("rkube-bridge", "rkube-host-local", json!({"cniVersion": "1.1.0", "ipMasq": true}));
+    let (_, pa) = net.netns();
+    let (_, pb) = net.netns();
+    call(BRIDGE, "STATUS", "", "", &conf).expect_ok("STATUS");
+    let missing = net.conf("rkube-bridge", "no-such-ipam", json!({"cniVersion": "1.1.0"}));
+    call(BRIDGE, "STATUS", "", "", &missing).expect_err(50, "STATUS without the IPAM plugin");
+
+    let a = result_ip(&call(BRIDGE, "ADD", "gca", &pa, &conf).expect_ok("ADD a"));
+    let b = result_ip(&call(BRIDGE, "ADD", "gcb", &pb, &conf).expect_ok("ADD b"));
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "gcb", "ifname": "eth0"}]);
+    call(BRIDGE, "GC", "", "", &gc).expect_ok("GC keeping b");
+    assert_eq!(net.leases(), vec![b.clone()], "GC kept a's lease {a}");
+    assert!(net.nft_table_exists(), "GC removed the table b still uses");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    call(BRIDGE, "GC", "", "", &gc).expect_ok("GC keeping nothing");
+    assert!(net.leases().is_empty());
+    assert!(!net.nft_table_exists(), "GC left the table with no user");
+}

@@ -175,7 +175,21 @@ impl Plugin for Bridge {
 
     fn status(&self, call: &Call) -> Result<(), CniError> {
         let conf = conf(call)?;
-        call.env.find_plugin(conf.net.ipam_type()?).map_err(|e| CniError::new(code::NOT_AVAILABLE, e.msg))?;
+        let ipam_type = conf.net.ipam_type()?;
+        call.env.find_plugin(ipam_type).map_err(|e| CniError::new(code::NOT_AVAILABLE, e.msg))?;
+        ipam::start(ipam_type, Command::Status, call)?.wait()?;
+        Ok(())
+    }
+
+    /// GC: the bridge holds nothing per attachment outside the pods' namespaces except leases (IPAM's GC) and
+    /// masquerade users, which are dropped for attachments not in `cni.dev/valid-attachments`.
+    fn gc(&self, call: &Call) -> Result<(), CniError> {
+        let conf = conf(call)?;
+        ipam::start(conf.net.ipam_type()?, Command::Gc, call)?.wait()?;
+        if conf.ip_masq {
+            let valid = crate::ipam::host_local::valid_attachments(call.config)?;
+            Masquerade::new(&conf.net.name, &conf.state_dir()).retain(&valid).map_err(BridgeError::from)?;
+        }
         Ok(())
     }
 }

@@ -98,9 +98,14 @@ impl CniResult {
         for ip in &mut r.ips {
             ip.version = legacy.then(|| if ip.address.addr().is_ipv4() { "4" } else { "6" }.to_string());
         }
-        if legacy {
+        if version::parse(cni_version) < (1, 1, 0) {
+            // Interface and route MTUs are 1.1 fields.
             for i in &mut r.interfaces {
                 i.mtu = None;
+            }
+            for rt in &mut r.routes {
+                rt.mtu = None;
+                rt.priority = None;
             }
         }
         serde_json::to_string(&r).unwrap_or_else(|e| format!("{{\"error\":\"serialize result: {e}\"}}"))

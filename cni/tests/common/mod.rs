@@ -31,13 +31,20 @@ pub fn unique_subnet_octet() -> u32 {
     (std::process::id() * 37 + n) % 250 + 2
 }
 
-/// ip_forward as it was before the first live test network, restored when the last one drops.
-static FORWARD: Mutex<(usize, Option<String>)> = Mutex::new((0, None));
+/// Forwarding sysctls the bridge turns on with isGateway; saved before the first live test network and restored
+/// when the last one drops.
+const FORWARDING: [&str; 3] = [
+    "/proc/sys/net/ipv4/ip_forward",
+    "/proc/sys/net/ipv6/conf/all/forwarding",
+    "/proc/sys/net/ipv6/conf/default/forwarding",
+];
+
+static FORWARD: Mutex<(usize, Vec<(&'static str, String)>)> = Mutex::new((0, Vec::new()));
 
 fn forward_hold() {
     let mut g = FORWARD.lock().unwrap_or_else(|e| e.into_inner());
     if g.0 == 0 {
-        g.1 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").ok();
+        g.1 = FORWARDING.iter().filter_map(|p| std::fs::read_to_string(p).ok().map(|v| (*p, v))).collect();
     }
     g.0 += 1;
 }
@@ -46,8 +53,9 @@ fn forward_release() {
     let mut g = FORWARD.lock().unwrap_or_else(|e| e.into_inner());
     g.0 -= 1;
     if g.0 == 0 {
-        if let Some(v) = g.1.take() {
-            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", v.trim());
+        // all/forwarding rewrites every interface's value, so restore it before default.
+        for (path, v) in g.1.drain(..) {
+            let _ = std::fs::write(path, v.trim());
         }
     }
 }
