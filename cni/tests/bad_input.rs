@@ -45,6 +45,11 @@ fn malformed_config_and_version() {
     out.expect_err(7, "rangeStart outside the subnet");
     assert!(out.msg().contains("10.98.0.5"), "{}", out.msg());
 
+    let conf = net.conf("rkube-bridge", "rkube-host-local", json!({"vlan": 10}));
+    let out = call(BRIDGE, "ADD", "bad1", &path, &conf);
+    out.expect_err(2, "vlan (not supported)");
+    assert!(out.msg().contains("vlan"), "{}", out.msg());
+
     let conf = net.conf("rkube-bridge", "no-such-ipam", json!({}));
     let out = call(BRIDGE, "ADD", "bad1", &path, &conf);
     out.expect_err(7, "IPAM plugin not in CNI_PATH");
