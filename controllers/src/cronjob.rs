@@ -187,3 +187,156 @@ mod tests {
         assert_eq!(deleted, vec![&CronAction::DeleteJob("s1".into()), &CronAction::DeleteJob("f1".into())]);
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// kube-rs wiring
+// ---------------------------------------------------------------------------------------------------------
+
+use std::sync::Arc;
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::reflector::Store;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::context::{delete_quiet, is_conflict, merge_patch_status, ReconcileError, Shared};
+use crate::util::owner::{controller_ref, new_controller_ref};
+use crate::util::time::{from_chrono, to_chrono};
+
+/// CronJob controller state.
+pub struct CronJobCtx {
+    pub shared: Arc<Shared>,
+    pub jobs: Store<Job>,
+}
+
+fn job_outcome(j: &Job) -> (Option<bool>, Option<DateTime<Utc>>) {
+    let conds = j.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    for c in conds {
+        if c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed") {
+            return (Some(c.type_ == "Complete"), c.last_transition_time.as_ref().map(to_chrono));
+        }
+    }
+    (None, None)
+}
+
+/// Reconcile one CronJob.
+pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<CronJobCtx>) -> Result<Requeue, ReconcileError> {
+    let ns = cj.namespace().unwrap_or_else(|| "default".into());
+    let name = cj.name_any();
+    let what = format!("cronjob {ns}/{name}");
+    if cj.metadata.deletion_timestamp.is_some() {
+        return Ok(Requeue::await_change());
+    }
+    let uid = cj.uid().unwrap_or_default();
+    let Some(spec) = cj.spec.clone() else {
+        return Err(ReconcileError::Invalid { what, problem: "spec is missing".into() });
+    };
+    if let Some(tz) = spec.time_zone.as_deref().filter(|tz| !matches!(*tz, "UTC" | "Etc/UTC")) {
+        return Err(ReconcileError::Invalid { what, problem: format!("timeZone {tz:?} is not supported (only UTC)") });
+    }
+    let schedule = Schedule::parse(&spec.schedule).map_err(|e| ReconcileError::Invalid { what: what.clone(), problem: e.to_string() })?;
+    let created = cj.metadata.creation_timestamp.as_ref().map(to_chrono).unwrap_or_else(Utc::now);
+    let last = cj.status.as_ref().and_then(|s| s.last_schedule_time.as_ref()).map(to_chrono).unwrap_or(created);
+    let owned: Vec<Arc<Job>> = ctx
+        .jobs
+        .state()
+        .into_iter()
+        .filter(|j| j.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|j| controller_ref(&j.metadata).is_some_and(|o| o.uid == uid))
+        .collect();
+    let jobs: Vec<OwnedJob> = owned
+        .iter()
+        .map(|j| {
+            let (succeeded, finished_at) = job_outcome(j);
+            OwnedJob { name: j.name_any(), succeeded, finished_at }
+        })
+        .collect();
+    let params = CronParams {
+        name: &name,
+        schedule: &schedule,
+        concurrency: Concurrency::parse(spec.concurrency_policy.as_deref()),
+        suspend: spec.suspend.unwrap_or(false),
+        starting_deadline_seconds: spec.starting_deadline_seconds,
+        successful_history: spec.successful_jobs_history_limit.unwrap_or(3),
+        failed_history: spec.failed_jobs_history_limit.unwrap_or(1),
+        last_scheduled: last,
+    };
+    let now = Utc::now();
+    let actions = step(&params, &jobs, now);
+    let api: Api<Job> = Api::namespaced(ctx.shared.client.clone(), &ns);
+    let mut requeue = std::time::Duration::from_secs(60);
+    let mut new_last: Option<DateTime<Utc>> = None;
+    let mut active_refs: Vec<serde_json::Value> = owned
+        .iter()
+        .filter(|j| job_outcome(j).0.is_none())
+        .map(|j| json!({"apiVersion": "batch/v1", "kind": "Job", "name": j.name_any(), "namespace": ns, "uid": j.uid()}))
+        .collect();
+    for a in &actions {
+        match a {
+            CronAction::CreateJob { name: job_name, scheduled } => {
+                let tmpl = spec.job_template.clone();
+                let meta = tmpl.metadata.unwrap_or_default();
+                let mut annotations = meta.annotations.unwrap_or_default();
+                annotations.insert("batch.kubernetes.io/cronjob-scheduled-timestamp".into(), scheduled.to_rfc3339());
+                let job = Job {
+                    metadata: ObjectMeta {
+                        name: Some(job_name.clone()),
+                        namespace: Some(ns.clone()),
+                        labels: meta.labels,
+                        annotations: Some(annotations),
+                        owner_references: Some(vec![new_controller_ref("batch/v1", "CronJob", &cj.metadata)]),
+                        ..Default::default()
+                    },
+                    spec: tmpl.spec,
+                    status: None,
+                };
+                match api.create(&PostParams::default(), &job).await {
+                    Ok(j) => {
+                        tracing::info!(cronjob = %name, job = %job_name, "created job");
+                        active_refs.push(json!({"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "namespace": ns, "uid": j.uid()}));
+                    }
+                    Err(e) if is_conflict(&e) => {}
+                    Err(e) => return Err(ReconcileError::Api { what: format!("create job {ns}/{job_name}"), source: e }),
+                }
+                new_last = Some(*scheduled);
+            }
+            CronAction::Skip { scheduled } => {
+                tracing::info!(cronjob = %name, scheduled = %scheduled, "skipped run: previous job still active (Forbid)");
+                new_last = Some(*scheduled);
+            }
+            CronAction::DeleteJob(j) => {
+                delete_quiet(&api, j, &DeleteParams::background()).await.map_err(ReconcileError::api(format!("delete job {ns}/{j}")))?;
+                active_refs.retain(|r| r["name"] != json!(j));
+            }
+            CronAction::RequeueAfter(d) => requeue = d.to_std().unwrap_or(requeue),
+        }
+    }
+    let last_success = owned
+        .iter()
+        .filter_map(|j| match job_outcome(j) {
+            (Some(true), t) => t,
+            _ => None,
+        })
+        .max();
+    let mut status = json!({ "active": active_refs });
+    if let Some(t) = new_last.or(cj.status.as_ref().and_then(|s| s.last_schedule_time.as_ref()).map(to_chrono)) {
+        status["lastScheduleTime"] = json!(from_chrono(t));
+    }
+    if let Some(t) = last_success {
+        status["lastSuccessfulTime"] = json!(from_chrono(t));
+    }
+    let before = serde_json::to_value(cj.status.clone().unwrap_or_default()).unwrap_or_default();
+    let before_active = before.get("active").cloned().unwrap_or(json!([]));
+    let changed = before_active.as_array().map_or(0, |a| a.len()) != active_refs.len()
+        || ["lastScheduleTime", "lastSuccessfulTime"].iter().any(|k| before.get(*k) != status.get(*k));
+    if changed {
+        let capi: Api<CronJob> = Api::namespaced(ctx.shared.client.clone(), &ns);
+        merge_patch_status(&capi, &name, json!({ "status": status }))
+            .await
+            .map_err(ReconcileError::api(format!("update status of {what}")))?;
+    }
+    Ok(Requeue::requeue(requeue))
+}

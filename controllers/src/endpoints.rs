@@ -194,3 +194,98 @@ mod tests {
         assert_eq!(got.slice_ports[0].port, Some(8080));
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// kube-rs wiring
+// ---------------------------------------------------------------------------------------------------------
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Endpoints;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::PostParams;
+use kube::runtime::controller::Action as Requeue;
+use kube::{Api, ResourceExt};
+
+use crate::context::{is_conflict, is_not_found, ReconcileError, Shared};
+use crate::util::owner::new_controller_ref;
+
+/// Name of the EndpointSlice this controller keeps for a Service.
+pub fn slice_name(svc: &str) -> String {
+    let h = crate::deployment::history::safe_encode(&crate::deployment::history::fnv32a(svc.as_bytes()).to_string());
+    format!("{svc}-{}", &h[..5.min(h.len())])
+}
+
+async fn upsert<K>(api: &Api<K>, name: &str, mut desired: K, same: impl Fn(&K, &K) -> bool) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.get(name).await {
+        Ok(existing) => {
+            if same(&existing, &desired) {
+                return Ok(());
+            }
+            desired.meta_mut().resource_version = existing.meta().resource_version.clone();
+            api.replace(name, &PostParams::default(), &desired).await.map(|_| ())
+        }
+        Err(e) if is_not_found(&e) => match api.create(&PostParams::default(), &desired).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()), // created concurrently; next reconcile compares
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Reconcile the Endpoints and EndpointSlice of one Service.
+pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Shared>) -> Result<Requeue, ReconcileError> {
+    let ns = svc.namespace().unwrap_or_else(|| "default".into());
+    let name = svc.name_any();
+    if svc.metadata.deletion_timestamp.is_some() {
+        return Ok(Requeue::await_change());
+    }
+    // Services without a selector have user-managed endpoints
+    if svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_none_or(|s| s.is_empty()) {
+        return Ok(Requeue::await_change());
+    }
+    let all = ctx.pods_in(&ns);
+    let pods: Vec<&Pod> = all.iter().map(|p| p.as_ref()).collect();
+    let c = compute(&svc, &pods);
+    let owner = new_controller_ref("v1", "Service", &svc.metadata);
+    let ep = Endpoints {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            labels: svc.metadata.labels.clone(),
+            ..Default::default()
+        },
+        subsets: if c.subsets.is_empty() { None } else { Some(c.subsets.clone()) },
+    };
+    let ep_api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &ns);
+    upsert(&ep_api, &name, ep, |a, b| a.subsets == b.subsets)
+        .await
+        .map_err(ReconcileError::api(format!("write endpoints {ns}/{name}")))?;
+    let sname = slice_name(&name);
+    let mut labels = svc.metadata.labels.clone().unwrap_or_default();
+    labels.insert(SLICE_SERVICE_LABEL.into(), name.clone());
+    labels.insert(SLICE_MANAGED_BY.into(), MANAGED_BY_US.into());
+    let slice = EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(sname.clone()),
+            namespace: Some(ns.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: c.slice_endpoints.clone(),
+        ports: Some(c.slice_ports.clone()),
+    };
+    let slice_api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
+    upsert(&slice_api, &sname, slice, |a, b| a.endpoints == b.endpoints && a.ports == b.ports)
+        .await
+        .map_err(ReconcileError::api(format!("write endpointslice {ns}/{sname}")))?;
+    Ok(Requeue::requeue(Duration::from_secs(300)))
+}

@@ -183,3 +183,151 @@ mod tests {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// kube-rs wiring
+// ---------------------------------------------------------------------------------------------------------
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::runtime::reflector::{self, Store};
+
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::context::{is_not_found, Config};
+
+/// The kinds the collector watches (owners and dependents).
+pub fn watched_resources() -> Vec<(ApiResource, bool)> {
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core, discovery::v1 as disc};
+    vec![
+        (ApiResource::erase::<core::Pod>(&()), true),
+        (ApiResource::erase::<core::Service>(&()), true),
+        (ApiResource::erase::<core::Endpoints>(&()), true),
+        (ApiResource::erase::<core::ConfigMap>(&()), true),
+        (ApiResource::erase::<core::Secret>(&()), true),
+        (ApiResource::erase::<core::ReplicationController>(&()), true),
+        (ApiResource::erase::<core::ServiceAccount>(&()), true),
+        (ApiResource::erase::<core::Node>(&()), false),
+        (ApiResource::erase::<apps::ReplicaSet>(&()), true),
+        (ApiResource::erase::<apps::Deployment>(&()), true),
+        (ApiResource::erase::<apps::DaemonSet>(&()), true),
+        (ApiResource::erase::<apps::StatefulSet>(&()), true),
+        (ApiResource::erase::<batch::Job>(&()), true),
+        (ApiResource::erase::<batch::CronJob>(&()), true),
+        (ApiResource::erase::<disc::EndpointSlice>(&()), true),
+    ]
+}
+
+fn api_for(client: &Client, ar: &ApiResource, namespaced: bool, ns: Option<&str>) -> Api<DynamicObject> {
+    match (namespaced, ns) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, ar),
+        _ => Api::all_with(client.clone(), ar),
+    }
+}
+
+/// Run the garbage collector until the client goes away.
+pub async fn run(client: Client, config: Config) {
+    let resources = watched_resources();
+    let mut stores: Vec<(ApiResource, bool, Store<DynamicObject>)> = Vec::new();
+    for (ar, namespaced) in resources {
+        let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+        let store = writer.as_reader();
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let kind = ar.kind.clone();
+        tokio::spawn(async move {
+            let mut s = watcher(api, watcher::Config::default()).default_backoff().reflect(writer).boxed();
+            while let Some(ev) = s.next().await {
+                if let Err(e) = ev {
+                    tracing::debug!(kind = %kind, error = %e, "gc watch error, retrying");
+                }
+            }
+        });
+        stores.push((ar, namespaced, store));
+    }
+    for (ar, _, s) in &stores {
+        if s.wait_until_ready().await.is_err() {
+            tracing::warn!(kind = %ar.kind, "gc store never became ready");
+        }
+    }
+    let known: HashSet<String> = stores.iter().map(|(ar, _, _)| ar.kind.clone()).collect();
+    tracing::info!(kinds = known.len(), "garbage collector started");
+    let mut tick = tokio::time::interval(config.gc_period);
+    loop {
+        tick.tick().await;
+        let mut nodes = Vec::new();
+        let mut where_: HashMap<String, (ApiResource, bool, Option<String>, String, Vec<OwnerReference>, Vec<String>)> = HashMap::new();
+        for (ar, namespaced, store) in &stores {
+            for o in store.state() {
+                let Some(uid) = o.uid() else { continue };
+                let owners = o.metadata.owner_references.clone().unwrap_or_default();
+                let finalizers = o.metadata.finalizers.clone().unwrap_or_default();
+                where_.insert(uid.clone(), (ar.clone(), *namespaced, o.namespace(), o.name_any(), owners.clone(), finalizers.clone()));
+                nodes.push(Node {
+                    uid,
+                    api_version: ar.api_version.clone(),
+                    kind: ar.kind.clone(),
+                    namespace: o.namespace(),
+                    name: o.name_any(),
+                    owners,
+                    deleting: o.metadata.deletion_timestamp.is_some(),
+                    finalizers,
+                });
+            }
+        }
+        for action in plan(&nodes, &known) {
+            let uid = match &action {
+                GcAction::Delete { uid, .. } | GcAction::RemoveOwners { uid, .. } | GcAction::RemoveFinalizer { uid, .. } => uid.clone(),
+            };
+            let Some((ar, namespaced, ns, name, owners, finalizers)) = where_.get(&uid) else { continue };
+            let api = api_for(&client, ar, *namespaced, ns.as_deref());
+            // the caches may lag: confirm with a live read that owners called absent really are gone
+            if matches!(action, GcAction::Delete { propagation: "Background", .. } | GcAction::RemoveOwners { .. }) {
+                let gone: Vec<&OwnerReference> = match &action {
+                    GcAction::RemoveOwners { owners: gone, .. } => owners.iter().filter(|o| gone.contains(&o.uid)).collect(),
+                    _ => owners.iter().collect(),
+                };
+                let mut still_there = false;
+                for o in gone {
+                    let Some((oar, onamespaced, _)) = stores.iter().find(|(a, _, _)| a.kind == o.kind) else { continue };
+                    let oapi = api_for(&client, oar, *onamespaced, ns.as_deref());
+                    match oapi.get_opt(&o.name).await {
+                        Ok(Some(live)) if live.uid().as_deref() == Some(o.uid.as_str()) => still_there = true,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(owner = %o.name, error = %e, "gc owner check failed");
+                            still_there = true;
+                        }
+                    }
+                }
+                if still_there {
+                    continue;
+                }
+            }
+            let result = match &action {
+                GcAction::Delete { propagation, .. } => {
+                    let pp = if *propagation == "Foreground" { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
+                    let dp = DeleteParams { propagation_policy: Some(pp), ..Default::default() };
+                    tracing::info!(kind = %ar.kind, object = %name, propagation, "garbage collecting");
+                    api.delete(name, &dp).await.map(|_| ())
+                }
+                GcAction::RemoveOwners { owners: gone, .. } => {
+                    let kept: Vec<&OwnerReference> = owners.iter().filter(|o| !gone.contains(&o.uid)).collect();
+                    let patch = json!({"metadata": {"ownerReferences": kept}});
+                    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+                }
+                GcAction::RemoveFinalizer { finalizer, .. } => {
+                    let kept: Vec<&String> = finalizers.iter().filter(|f| f.as_str() != *finalizer).collect();
+                    let patch = json!({"metadata": {"finalizers": kept}});
+                    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => tracing::warn!(kind = %ar.kind, object = %name, error = %e, "garbage collection step failed"),
+            }
+        }
+    }
+}

@@ -161,3 +161,159 @@ mod tests {
         assert_eq!(step(&p, &done, t0 + Duration::seconds(10)), vec![JobAction::DeleteJob]);
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// kube-rs wiring
+// ---------------------------------------------------------------------------------------------------------
+
+use std::sync::Arc;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::context::{delete_quiet, merge_patch_status, ReconcileError, Shared};
+use crate::util::owner::{controller_ref, new_controller_ref};
+use crate::util::pod::{self as podutil, from_template, PodName};
+use crate::util::time::{from_chrono, to_chrono};
+
+fn finished(job: &Job) -> Option<(String, chrono::DateTime<Utc>)> {
+    let conds = job.status.as_ref()?.conditions.as_ref()?;
+    conds
+        .iter()
+        .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .map(|c| (c.type_.clone(), c.last_transition_time.as_ref().map(to_chrono).unwrap_or_else(Utc::now)))
+}
+
+/// Reconcile one Job.
+pub async fn reconcile(job: Arc<Job>, ctx: Arc<Shared>) -> Result<Requeue, ReconcileError> {
+    let ns = job.namespace().unwrap_or_else(|| "default".into());
+    let name = job.name_any();
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(Requeue::await_change());
+    }
+    let uid = job.uid().unwrap_or_default();
+    let Some(spec) = job.spec.clone() else {
+        return Err(ReconcileError::Invalid { what: format!("job {ns}/{name}"), problem: "spec is missing".into() });
+    };
+    let params = JobParams {
+        completions: spec.completions,
+        parallelism: spec.parallelism.unwrap_or(1),
+        backoff_limit: spec.backoff_limit.unwrap_or(6),
+        active_deadline_seconds: spec.active_deadline_seconds,
+        ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
+        suspend: spec.suspend.unwrap_or(false),
+    };
+    let all = ctx.pods_in(&ns);
+    let owned: Vec<&Arc<Pod>> = all.iter().filter(|p| controller_ref(&p.metadata).is_some_and(|o| o.uid == uid)).collect();
+    let active: Vec<&&Arc<Pod>> = owned.iter().filter(|p| podutil::is_active(p)).collect();
+    let succeeded = owned.iter().filter(|p| podutil::phase(p) == "Succeeded").count() as i32;
+    let failed = owned.iter().filter(|p| podutil::phase(p) == "Failed").count() as i32;
+    let now = Utc::now();
+    let start_time = job.status.as_ref().and_then(|s| s.start_time.as_ref()).map(to_chrono)
+        .or(if params.suspend { None } else { Some(now) });
+    let done = finished(&job);
+    let observed = JobObserved {
+        active: active.len() as i32,
+        succeeded,
+        failed,
+        start_time,
+        finished_at: done.as_ref().map(|d| d.1),
+    };
+    let exp_key = format!("Job/{ns}/{name}");
+    let synced = ctx.expectations.lock().map(|mut e| e.satisfied(&exp_key, |n| ctx.pod_presence(&ns, n))).unwrap_or(true);
+    let actions = step(&params, &observed, now);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut requeue = std::time::Duration::from_secs(300);
+    let mut new_condition: Option<(&str, &str, String)> = None;
+    let uid_s = uid.clone();
+    for a in &actions {
+        match a {
+            JobAction::Create(n) if synced => {
+                let oref = new_controller_ref("batch/v1", "Job", &job.metadata);
+                let prefix = format!("{name}-");
+                let labels = [
+                    ("job-name", name.as_str()),
+                    ("batch.kubernetes.io/job-name", name.as_str()),
+                    ("controller-uid", uid_s.as_str()),
+                    ("batch.kubernetes.io/controller-uid", uid_s.as_str()),
+                ];
+                let pod = from_template(&spec.template, &ns, PodName::Generate(&prefix), oref, &labels);
+                let mut created = Vec::new();
+                for _ in 0..*n {
+                    let p = api.create(&PostParams::default(), &pod).await.map_err(ReconcileError::api(format!("create pod for job {ns}/{name}")))?;
+                    created.push(p.name_any());
+                }
+                if let Ok(mut e) = ctx.expectations.lock() {
+                    e.expect(&exp_key, created, []);
+                }
+            }
+            JobAction::DeleteActive(n) => {
+                let mut victims: Vec<&&&Arc<Pod>> = active.iter().collect();
+                victims.sort_by_key(|p| podutil::is_ready(p));
+                for v in victims.into_iter().take(*n as usize) {
+                    delete_quiet(&api, &v.name_any(), &DeleteParams::background())
+                        .await
+                        .map_err(ReconcileError::api(format!("delete pod {ns}/{} of job", v.name_any())))?;
+                }
+            }
+            JobAction::Complete => new_condition = Some(("Complete", "", String::new())),
+            JobAction::Fail(reason) => {
+                let msg = if *reason == "DeadlineExceeded" { "Job was active longer than specified deadline" } else { "Job has reached the specified backoff limit" };
+                new_condition = Some(("Failed", reason, msg.to_string()));
+            }
+            JobAction::DeleteJob => {
+                let japi: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+                delete_quiet(&japi, &name, &DeleteParams::background()).await.map_err(ReconcileError::api(format!("delete finished job {ns}/{name}")))?;
+                tracing::info!(job = %name, "deleted after ttlSecondsAfterFinished");
+                return Ok(Requeue::await_change());
+            }
+            JobAction::RequeueAfter(d) => requeue = requeue.min(d.to_std().unwrap_or_default()),
+            _ => {}
+        }
+    }
+    // status
+    let ready = active.iter().filter(|p| podutil::is_ready(p)).count() as i32;
+    let mut status = json!({
+        "active": active.len() as i32,
+        "succeeded": succeeded,
+        "failed": failed,
+        "ready": ready,
+    });
+    if let Some(st) = start_time {
+        status["startTime"] = json!(from_chrono(st));
+    }
+    let mut conds: Vec<serde_json::Value> = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default()
+        .into_iter().filter_map(|c| serde_json::to_value(c).ok()).collect();
+    if let Some((type_, reason, message)) = &new_condition {
+        let ts = from_chrono(now);
+        let mut c = json!({"type": type_, "status": "True", "lastProbeTime": ts, "lastTransitionTime": ts});
+        if !reason.is_empty() {
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
+        }
+        conds.push(c);
+        if *type_ == "Complete" {
+            status["completionTime"] = json!(ts);
+        }
+        status["conditions"] = json!(conds);
+        status["active"] = json!(0);
+        if let Some(ttl) = params.ttl_seconds_after_finished {
+            requeue = requeue.min(std::time::Duration::from_secs(ttl.max(0) as u64));
+        }
+    }
+    let before = serde_json::to_value(job.status.clone().unwrap_or_default()).unwrap_or_default();
+    if status.as_object().is_some_and(|m| m.iter().any(|(k, v)| before.get(k).unwrap_or(&json!(0)) != v)) {
+        let japi: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+        merge_patch_status(&japi, &name, json!({ "status": status }))
+            .await
+            .map_err(ReconcileError::api(format!("update status of job {ns}/{name}")))?;
+    }
+    if !synced {
+        requeue = requeue.min(std::time::Duration::from_secs(1));
+    }
+    Ok(Requeue::requeue(requeue))
+}

@@ -246,3 +246,129 @@ mod tests {
         assert!(tiny.allocate("c").is_err());
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// kube-rs wiring
+// ---------------------------------------------------------------------------------------------------------
+
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::DeleteParams;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::context::{delete_quiet, merge_patch, merge_patch_status, ReconcileError, Shared};
+use crate::util::time::{from_chrono, to_chrono};
+
+/// The namespace kubelets renew their Leases in.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// Node lifecycle controller state.
+pub struct LifecycleCtx {
+    pub shared: Arc<Shared>,
+    pub nodes: Store<Node>,
+    pub leases: Store<Lease>,
+    pub cidrs: Mutex<Option<CidrAllocator>>,
+}
+
+/// Reconcile one Node: podCIDR, Ready condition from the Lease, lifecycle taints, evictions.
+pub async fn reconcile(node: Arc<Node>, ctx: Arc<LifecycleCtx>) -> Result<Requeue, ReconcileError> {
+    let shared = &ctx.shared;
+    let cfg = &shared.config.lifecycle;
+    let name = node.name_any();
+    let api: Api<Node> = Api::all(shared.client.clone());
+    let now = Utc::now();
+    // 1. podCIDR
+    let has_cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some_and(|c| !c.is_empty());
+    if !has_cidr {
+        let cidr = {
+            let mut guard = ctx.cidrs.lock().map_err(|_| ReconcileError::Invalid { what: format!("node {name}"), problem: "cidr allocator poisoned".into() })?;
+            let alloc = guard.get_or_insert_with(|| CidrAllocator::new(cfg.cluster_cidr, cfg.node_mask));
+            for n in ctx.nodes.state() {
+                if let Some(c) = n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()) {
+                    alloc.mark_used(c);
+                }
+            }
+            alloc.allocate(&name).map_err(|e| ReconcileError::Invalid { what: format!("node {name}"), problem: e.to_string() })?
+        };
+        merge_patch(&api, &name, &shared.config.manager, json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}}))
+            .await
+            .map_err(ReconcileError::api(format!("assign podCIDR {cidr} to node {name}")))?;
+        tracing::info!(node = %name, cidr = %cidr, "assigned podCIDR");
+    }
+    // 2. readiness from the lease
+    let lease = ctx.leases.get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
+    let renewed = lease.as_ref().and_then(|l| l.spec.as_ref()).and_then(|s| s.renew_time.as_ref()).map(|t| {
+        let micro = &t.0;
+        chrono::DateTime::from_timestamp(micro.as_second(), micro.subsec_nanosecond().max(0) as u32).unwrap_or(now)
+    });
+    let conds = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let ready = conds.iter().find(|c| c.type_ == "Ready");
+    let created = node.metadata.creation_timestamp.as_ref().map(to_chrono).unwrap_or(now);
+    let verdict = node_verdict(ready.map(|c| c.status.as_str()), renewed, created, now, cfg);
+    if let Some((status, reason, message)) = verdict.set_ready {
+        let ts = from_chrono(now);
+        let mut new_conds: Vec<serde_json::Value> = conds
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                // every kubelet-owned condition is unknown now
+                v["status"] = json!(status);
+                v["reason"] = json!(reason);
+                v["message"] = json!(message);
+                v["lastTransitionTime"] = json!(ts);
+                v
+            })
+            .collect();
+        if ready.is_none() {
+            new_conds.push(json!({"type": "Ready", "status": status, "reason": reason, "message": message, "lastTransitionTime": ts, "lastHeartbeatTime": ts}));
+        }
+        merge_patch_status(&api, &name, json!({"status": {"conditions": new_conds}}))
+            .await
+            .map_err(ReconcileError::api(format!("mark node {name} {status}")))?;
+        tracing::warn!(node = %name, "node stopped renewing its lease: Ready=Unknown");
+    }
+    let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let want = desired_taints(&current, verdict.taint_key, now);
+    if want != current {
+        merge_patch(&api, &name, &shared.config.manager, json!({"spec": {"taints": want}}))
+            .await
+            .map_err(ReconcileError::api(format!("update taints of node {name}")))?;
+        tracing::info!(node = %name, taint = ?verdict.taint_key, "node lifecycle taints updated");
+    }
+    // 3. evictions
+    let mut next = shared.config.node_monitor_period;
+    if want.iter().any(|t| t.effect == "NoExecute") {
+        let pods: Vec<Arc<Pod>> = shared
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()))
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        for p in pods {
+            let tolerations = p.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+            let Some(deadline) = eviction_deadline(&want, &tolerations, now, cfg) else { continue };
+            if deadline <= now {
+                let ns = p.namespace().unwrap_or_else(|| "default".into());
+                let papi: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
+                delete_quiet(&papi, &p.name_any(), &DeleteParams::default())
+                    .await
+                    .map_err(ReconcileError::api(format!("evict pod {ns}/{} from node {name}", p.name_any())))?;
+                tracing::warn!(node = %name, pod = %p.name_any(), "evicted pod from tainted node");
+            } else if let Ok(d) = (deadline - now).to_std() {
+                next = next.min(d);
+            }
+        }
+    }
+    Ok(Requeue::requeue(next))
+}
+
+/// Map a Lease event to its Node.
+pub fn lease_to_node(lease: Lease) -> Option<ObjectRef<Node>> {
+    Some(ObjectRef::new(&lease.name_any()))
+}

@@ -35,7 +35,7 @@ pub struct Owner<'a> {
     pub uid: &'a str,
     pub replicas: i32,
     pub deleting: bool,
-    pub matches: &'a dyn Fn(Option<&BTreeMap<String, String>>) -> bool,
+    pub matches: &'a (dyn Fn(Option<&BTreeMap<String, String>>) -> bool + Sync),
 }
 
 fn name(p: &Pod) -> String {

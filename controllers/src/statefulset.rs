@@ -154,3 +154,131 @@ mod tests {
         assert_eq!(step(3, 0, false, "r2", 0, &[sp(0, "r2", true), failed]), vec![SsAction::Delete(1)]);
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// kube-rs wiring
+// ---------------------------------------------------------------------------------------------------------
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::context::{delete_quiet, is_conflict, merge_patch_status, ReconcileError, Shared};
+use crate::util::owner::{controller_ref, new_controller_ref};
+use crate::util::pod::{self as podutil, from_template, PodName};
+
+/// Reconcile one StatefulSet.
+pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Shared>) -> Result<Requeue, ReconcileError> {
+    let ns = set.namespace().unwrap_or_else(|| "default".into());
+    let name = set.name_any();
+    if set.metadata.deletion_timestamp.is_some() {
+        return Ok(Requeue::await_change());
+    }
+    let uid = set.uid().unwrap_or_default();
+    let Some(spec) = set.spec.clone() else {
+        return Err(ReconcileError::Invalid { what: format!("statefulset {ns}/{name}"), problem: "spec is missing".into() });
+    };
+    let replicas = spec.replicas.unwrap_or(1);
+    let start = spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0);
+    let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
+    let on_delete = spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()) == Some("OnDelete");
+    let partition = spec.update_strategy.as_ref().and_then(|u| u.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0);
+    let update_revision = format!("{name}-{}", crate::deployment::history::pod_template_hash(&spec.template, None));
+    let all = ctx.pods_in(&ns);
+    let owned: Vec<&Arc<Pod>> = all.iter().filter(|p| controller_ref(&p.metadata).is_some_and(|o| o.uid == uid)).collect();
+    let set_pods: Vec<SetPod> = owned
+        .iter()
+        .filter_map(|p| {
+            let ordinal = ordinal_of(&name, p.metadata.name.as_deref()?)?;
+            Some(SetPod {
+                ordinal,
+                revision: p.metadata.labels.as_ref().and_then(|l| l.get(REVISION_LABEL)).cloned().unwrap_or_default(),
+                running_ready: podutil::phase(p) == "Running" && podutil::is_ready(p),
+                failed: podutil::phase(p) == "Failed",
+                terminating: p.metadata.deletion_timestamp.is_some(),
+            })
+        })
+        .collect();
+    let mut actions = step(replicas, start, parallel, &update_revision, partition, &set_pods);
+    if on_delete {
+        // OnDelete: never delete for an update; only scale and replace failed pods
+        actions.retain(|a| match a {
+            SsAction::Delete(o) => *o >= start + replicas || set_pods.iter().any(|p| p.ordinal == *o && p.failed),
+            SsAction::Create(_) => true,
+        });
+    }
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let oref = new_controller_ref("apps/v1", "StatefulSet", &set.metadata);
+    for a in &actions {
+        match a {
+            SsAction::Create(ord) => {
+                let pod_name = pod_name(&name, *ord);
+                let ord_s = ord.to_string();
+                let mut pod = from_template(
+                    &spec.template,
+                    &ns,
+                    PodName::Fixed(&pod_name),
+                    oref.clone(),
+                    &[(REVISION_LABEL, &update_revision), (POD_NAME_LABEL, &pod_name), (POD_INDEX_LABEL, &ord_s)],
+                );
+                if let Some(ps) = pod.spec.as_mut() {
+                    ps.hostname = Some(pod_name.clone());
+                    if !spec.service_name.as_deref().unwrap_or_default().is_empty() {
+                        ps.subdomain = spec.service_name.clone();
+                    }
+                }
+                match api.create(&PostParams::default(), &pod).await {
+                    Ok(_) => tracing::info!(statefulset = %name, pod = %pod_name, "created pod"),
+                    Err(e) if is_conflict(&e) => {}
+                    Err(e) => return Err(ReconcileError::Api { what: format!("create pod {ns}/{pod_name}"), source: e }),
+                }
+            }
+            SsAction::Delete(ord) => {
+                let pod_name = pod_name(&name, *ord);
+                delete_quiet(&api, &pod_name, &DeleteParams::default())
+                    .await
+                    .map_err(ReconcileError::api(format!("delete pod {ns}/{pod_name}")))?;
+                tracing::info!(statefulset = %name, pod = %pod_name, "deleted pod");
+            }
+        }
+    }
+    // status
+    let active: Vec<&&Arc<Pod>> = owned.iter().filter(|p| podutil::is_active(p)).collect();
+    let updated = active.iter().filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get(REVISION_LABEL)) == Some(&update_revision)).count() as i32;
+    let ready = active.iter().filter(|p| podutil::is_ready(p)).count() as i32;
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let now = chrono::Utc::now();
+    let available = active.iter().filter(|p| podutil::is_available(p, min_ready, now)).count() as i32;
+    let all_updated = updated == replicas && active.len() as i32 == replicas;
+    let current_revision = if all_updated {
+        update_revision.clone()
+    } else {
+        set.status.as_ref().and_then(|s| s.current_revision.clone()).unwrap_or_else(|| update_revision.clone())
+    };
+    let current = active.iter().filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get(REVISION_LABEL)) == Some(&current_revision)).count() as i32;
+    let status = json!({
+        "observedGeneration": set.metadata.generation.unwrap_or(0),
+        "replicas": active.len() as i32,
+        "readyReplicas": ready,
+        "availableReplicas": available,
+        "currentReplicas": current,
+        "updatedReplicas": updated,
+        "currentRevision": current_revision,
+        "updateRevision": update_revision,
+    });
+    let before = serde_json::to_value(set.status.clone().unwrap_or_default()).unwrap_or_default();
+    let differs = status.as_object().is_some_and(|m| m.iter().any(|(k, v)| before.get(k).unwrap_or(&json!(0)) != v));
+    if differs {
+        let sapi: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+        merge_patch_status(&sapi, &name, json!({ "status": status }))
+            .await
+            .map_err(ReconcileError::api(format!("update status of statefulset {ns}/{name}")))?;
+    }
+    Ok(if actions.is_empty() && all_updated { Requeue::requeue(Duration::from_secs(300)) } else { Requeue::requeue(Duration::from_secs(2)) })
+}

@@ -1,0 +1,174 @@
+//! The controller manager: one watch per shared kind (pods, ReplicaSets, Jobs, Nodes, Leases) fanned out to
+//! every controller that needs it, and one kube-rs `Controller` per kind of object reconciled.
+//! [`run_all`] runs them all until one stops; the scheduler runs separately (`scheduler::run`).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service, ServiceAccount};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::task::JoinSet;
+
+use crate::context::{Config, Fanout, ReconcileError, Shared};
+use crate::{cronjob, daemonset, deployment, endpoints, garbage_collector, job, node_lifecycle, replicaset, serviceaccount, statefulset};
+
+/// Why the controller manager stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// A controller's loop ended (its watch stream closed).
+    #[error("controller {0} stopped")]
+    Stopped(&'static str),
+    /// A controller task panicked.
+    #[error("controller task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+fn error_policy<K: Resource<DynamicType = ()>, C>(obj: Arc<K>, err: &ReconcileError, _ctx: Arc<C>) -> Action {
+    tracing::warn!(kind = %K::kind(&()), object = %obj.name_any(), error = %err, "reconcile failed, retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn drain<S, T, E>(name: &'static str, stream: S) -> &'static str
+where
+    S: futures::Stream<Item = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    stream
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(controller = name, error = %e, "controller event");
+            }
+        })
+        .await;
+    name
+}
+
+/// Run every controller against the cluster behind `client` until one of them stops.
+pub async fn run_all(client: Client, config: Config) -> Result<(), ManagerError> {
+    let wc = watcher::Config::default();
+    let pods = Fanout::start(Api::<Pod>::all(client.clone()));
+    let replicasets = Fanout::start(Api::<ReplicaSet>::all(client.clone()));
+    let jobs = Fanout::start(Api::<Job>::all(client.clone()));
+    let nodes = Fanout::start(Api::<Node>::all(client.clone()));
+    let leases = Fanout::start(Api::<Lease>::namespaced(client.clone(), node_lifecycle::LEASE_NAMESPACE));
+    // acting on a half-filled pod cache would create pods that already exist
+    let _ = pods.store.wait_until_ready().await;
+    let _ = replicasets.store.wait_until_ready().await;
+    let _ = jobs.store.wait_until_ready().await;
+    let _ = nodes.store.wait_until_ready().await;
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        config: config.clone(),
+        pods: pods.store.clone(),
+        expectations: Mutex::new(Default::default()),
+    });
+    let mut set: JoinSet<&'static str> = JoinSet::new();
+
+    set.spawn(drain(
+        "replicaset",
+        Controller::new(Api::<ReplicaSet>::all(client.clone()), wc.clone())
+            .owns_stream(pods.subscribe())
+            .run(replicaset::reconcile_owner::<ReplicaSet>, error_policy, shared.clone()),
+    ));
+    set.spawn(drain(
+        "replicationcontroller",
+        Controller::new(Api::<ReplicationController>::all(client.clone()), wc.clone())
+            .owns_stream(pods.subscribe())
+            .run(replicaset::reconcile_owner::<ReplicationController>, error_policy, shared.clone()),
+    ));
+    let dctx = Arc::new(deployment::controller::DeploymentCtx { shared: shared.clone(), replicasets: replicasets.store.clone() });
+    set.spawn(drain(
+        "deployment",
+        Controller::new(Api::<Deployment>::all(client.clone()), wc.clone())
+            .owns_stream(replicasets.subscribe())
+            .run(deployment::controller::reconcile, error_policy, dctx),
+    ));
+    set.spawn(drain(
+        "statefulset",
+        Controller::new(Api::<StatefulSet>::all(client.clone()), wc.clone())
+            .owns_stream(pods.subscribe())
+            .run(statefulset::reconcile, error_policy, shared.clone()),
+    ));
+    {
+        let ctrl = Controller::new(Api::<DaemonSet>::all(client.clone()), wc.clone());
+        let ds_store = ctrl.store();
+        let dsctx = Arc::new(daemonset::DaemonSetCtx { shared: shared.clone(), nodes: nodes.store.clone() });
+        set.spawn(drain(
+            "daemonset",
+            ctrl.owns_stream(pods.subscribe())
+                .watches_stream(nodes.subscribe(), move |_node: Node| {
+                    ds_store.state().iter().map(|d| ObjectRef::from(d.as_ref())).collect::<Vec<_>>()
+                })
+                .run(daemonset::reconcile, error_policy, dsctx),
+        ));
+    }
+    set.spawn(drain(
+        "job",
+        Controller::new(Api::<Job>::all(client.clone()), wc.clone())
+            .owns_stream(pods.subscribe())
+            .run(job::reconcile, error_policy, shared.clone()),
+    ));
+    let cctx = Arc::new(cronjob::CronJobCtx { shared: shared.clone(), jobs: jobs.store.clone() });
+    set.spawn(drain(
+        "cronjob",
+        Controller::new(Api::<CronJob>::all(client.clone()), wc.clone())
+            .owns_stream(jobs.subscribe())
+            .run(cronjob::reconcile, error_policy, cctx),
+    ));
+    {
+        let ctrl = Controller::new(Api::<Service>::all(client.clone()), wc.clone());
+        let svc_store = ctrl.store();
+        set.spawn(drain(
+            "endpoints",
+            ctrl.watches_stream(pods.subscribe(), move |pod: Pod| {
+                let ns = pod.namespace();
+                svc_store
+                    .state()
+                    .iter()
+                    .filter(|s| s.namespace() == ns)
+                    .map(|s| ObjectRef::from(s.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .run(endpoints::reconcile, error_policy, shared.clone()),
+        ));
+    }
+    let lctx = Arc::new(node_lifecycle::LifecycleCtx {
+        shared: shared.clone(),
+        nodes: nodes.store.clone(),
+        leases: leases.store.clone(),
+        cidrs: Mutex::new(None),
+    });
+    set.spawn(drain(
+        "node-lifecycle",
+        Controller::new(Api::<Node>::all(client.clone()), wc.clone())
+            .watches_stream(leases.subscribe(), node_lifecycle::lease_to_node)
+            .run(node_lifecycle::reconcile, error_policy, lctx),
+    ));
+    set.spawn(drain(
+        "serviceaccount",
+        Controller::new(Api::<Namespace>::all(client.clone()), wc.clone())
+            .watches(Api::<ServiceAccount>::all(client.clone()), wc.clone(), serviceaccount::sa_to_namespace)
+            .run(serviceaccount::reconcile, error_policy, shared.clone()),
+    ));
+    {
+        let client = client.clone();
+        let config = config.clone();
+        set.spawn(async move {
+            garbage_collector::run(client, config).await;
+            "garbage-collector"
+        });
+    }
+    tracing::info!("controller manager started");
+    match set.join_next().await {
+        Some(Ok(name)) => Err(ManagerError::Stopped(name)),
+        Some(Err(e)) => Err(ManagerError::Join(e)),
+        None => Ok(()),
+    }
+}
