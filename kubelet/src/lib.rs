@@ -4,6 +4,7 @@ pub mod container;
 pub mod image;
 pub mod logs;
 pub mod monitor;
+pub mod node;
 pub mod pod;
 pub mod time;
 pub mod volume;

@@ -1,0 +1,221 @@
+//! securityContext → process identity and privileges: user/group (pod defaults, container overrides),
+//! runAsNonRoot, capabilities (runtime defaults, add/drop, privileged = all), allowPrivilegeEscalation →
+//! no_new_privileges, readOnlyRootFilesystem, seccomp RuntimeDefault. Pure.
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+/// Capabilities a container gets unless it drops them (the common runtime default set).
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability this kernel generation knows (privileged containers get all of them).
+pub const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+    "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+/// A securityContext the kubelet refuses (CreateContainerConfigError).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SecurityError {
+    #[error("container {container:?} has runAsNonRoot and image will run as root (pod {pod:?}); set runAsUser to a non-zero uid")]
+    RunAsRoot { pod: String, container: String },
+    #[error("container {container:?} has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod {pod:?})")]
+    NonNumericUser { pod: String, container: String, user: String },
+}
+
+/// What the OCI process and root get from the security context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Security {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub capabilities: Vec<String>,
+    pub no_new_privileges: bool,
+    pub readonly_rootfs: bool,
+    pub privileged: bool,
+    /// seccomp RuntimeDefault (or Localhost, treated the same): apply the runtime's default profile.
+    pub seccomp_default: bool,
+}
+
+fn normalize_cap(c: &str) -> String {
+    let up = c.to_uppercase();
+    if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    }
+}
+
+/// Resolves the effective security settings. `image_user` is the image config's `User` (`uid[:gid]` or a
+/// name; names are only accepted when runAsUser is set or runAsNonRoot is not).
+pub fn resolve(pod: &Pod, c: &Container, image_user: Option<&str>) -> Result<Security, SecurityError> {
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let sc = c.security_context.as_ref();
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
+    let run_as_user = sc.and_then(|s| s.run_as_user).or_else(|| psc.and_then(|s| s.run_as_user));
+    let run_as_group = sc.and_then(|s| s.run_as_group).or_else(|| psc.and_then(|s| s.run_as_group));
+    let non_root = sc.and_then(|s| s.run_as_non_root).or_else(|| psc.and_then(|s| s.run_as_non_root)).unwrap_or(false);
+    let (img_uid, img_gid, img_named) = match image_user.filter(|u| !u.is_empty()) {
+        None => (Some(0u32), None, None),
+        Some(u) => {
+            let (user, group) = u.split_once(':').map(|(a, b)| (a, Some(b))).unwrap_or((u, None));
+            match user.parse::<u32>() {
+                Ok(uid) => (Some(uid), group.and_then(|g| g.parse::<u32>().ok()), None),
+                Err(_) => (None, None, Some(u.to_string())),
+            }
+        }
+    };
+    let uid = match run_as_user {
+        Some(u) => u as u32,
+        None => match (img_uid, &img_named) {
+            (Some(u), _) => u,
+            (None, Some(name)) => {
+                if non_root {
+                    return Err(SecurityError::NonNumericUser { pod: pod_name, container: c.name.clone(), user: name.clone() });
+                }
+                // without /etc/passwd lookup support, a named image user runs as root
+                0
+            }
+            (None, None) => 0,
+        },
+    };
+    if non_root && uid == 0 {
+        return Err(SecurityError::RunAsRoot { pod: pod_name, container: c.name.clone() });
+    }
+    let gid = run_as_group.map(|g| g as u32).or(img_gid).unwrap_or(if run_as_user.is_some() { 0 } else { 0 });
+    let mut additional_gids: Vec<u32> = Vec::new();
+    if let Some(p) = psc {
+        if let Some(fs) = p.fs_group {
+            additional_gids.push(fs as u32);
+        }
+        for g in p.supplemental_groups.as_deref().unwrap_or(&[]) {
+            additional_gids.push(*g as u32);
+        }
+    }
+    additional_gids.sort_unstable();
+    additional_gids.dedup();
+    let capabilities = if privileged {
+        ALL_CAPS.iter().map(|s| s.to_string()).collect()
+    } else {
+        let caps = sc.and_then(|s| s.capabilities.as_ref());
+        let drop: Vec<String> = caps.and_then(|c| c.drop.clone()).unwrap_or_default().iter().map(|c| normalize_cap(c)).collect();
+        let add: Vec<String> = caps.and_then(|c| c.add.clone()).unwrap_or_default().iter().map(|c| normalize_cap(c)).collect();
+        let mut set: Vec<String> = if drop.iter().any(|d| d == "CAP_ALL") {
+            Vec::new()
+        } else {
+            DEFAULT_CAPS.iter().map(|s| s.to_string()).filter(|c| !drop.contains(c)).collect()
+        };
+        if add.iter().any(|a| a == "CAP_ALL") {
+            set = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+        } else {
+            for a in add {
+                if !set.contains(&a) {
+                    set.push(a);
+                }
+            }
+        }
+        set
+    };
+    let allow_escalation = sc.and_then(|s| s.allow_privilege_escalation).unwrap_or(true);
+    let seccomp = sc
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .or_else(|| psc.and_then(|s| s.seccomp_profile.as_ref()))
+        .map(|p| p.type_.as_str());
+    Ok(Security {
+        uid,
+        gid,
+        additional_gids,
+        capabilities,
+        no_new_privileges: !allow_escalation && !privileged,
+        readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        privileged,
+        seccomp_default: !privileged && matches!(seccomp, Some("RuntimeDefault") | Some("Localhost")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
+
+    fn with(psc: Option<PodSecurityContext>, sc: Option<SecurityContext>) -> (Pod, Container) {
+        let mut p = crate::pod::lifecycle::tests::pod("Always", &[], &["c"]);
+        p.spec.as_mut().expect("spec").security_context = psc;
+        let c = Container { name: "c".into(), security_context: sc, ..Default::default() };
+        (p, c)
+    }
+
+    #[test]
+    fn defaults() {
+        let (p, c) = with(None, None);
+        let s = resolve(&p, &c, None).expect("ok");
+        assert_eq!((s.uid, s.gid), (0, 0));
+        assert_eq!(s.capabilities.len(), DEFAULT_CAPS.len());
+        assert!(!s.no_new_privileges && !s.readonly_rootfs && !s.privileged && !s.seccomp_default);
+        let s = resolve(&p, &c, Some("1000:2000")).expect("image user");
+        assert_eq!((s.uid, s.gid), (1000, 2000));
+    }
+
+    #[test]
+    fn users_groups_and_non_root() {
+        let (p, c) = with(
+            Some(PodSecurityContext { run_as_user: Some(1000), run_as_group: Some(3000), fs_group: Some(2000), supplemental_groups: Some(vec![5, 2000]), ..Default::default() }),
+            Some(SecurityContext { run_as_user: Some(1001), ..Default::default() }),
+        );
+        let s = resolve(&p, &c, None).expect("ok");
+        assert_eq!((s.uid, s.gid, s.additional_gids.clone()), (1001, 3000, vec![5, 2000]));
+
+        let (p, c) = with(Some(PodSecurityContext { run_as_non_root: Some(true), ..Default::default() }), None);
+        let err = resolve(&p, &c, None).expect_err("root image");
+        assert!(matches!(err, SecurityError::RunAsRoot { .. }));
+        assert!(err.to_string().contains("runAsNonRoot and image will run as root"));
+        assert!(matches!(resolve(&p, &c, Some("nobody")), Err(SecurityError::NonNumericUser { .. })));
+        assert_eq!(resolve(&p, &c, Some("65534")).expect("numeric non-root").uid, 65534);
+    }
+
+    #[test]
+    fn capabilities_and_privileges() {
+        let (p, c) = with(
+            None,
+            Some(SecurityContext {
+                capabilities: Some(Capabilities { add: Some(vec!["NET_ADMIN".into()]), drop: Some(vec!["KILL".into(), "CAP_CHOWN".into()]) }),
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                ..Default::default()
+            }),
+        );
+        let s = resolve(&p, &c, None).expect("ok");
+        assert!(s.capabilities.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!s.capabilities.contains(&"CAP_KILL".to_string()));
+        assert!(!s.capabilities.contains(&"CAP_CHOWN".to_string()));
+        assert!(s.no_new_privileges && s.readonly_rootfs && s.seccomp_default);
+
+        let (p, c) = with(None, Some(SecurityContext { capabilities: Some(Capabilities { add: None, drop: Some(vec!["ALL".into()]) }), ..Default::default() }));
+        assert!(resolve(&p, &c, None).expect("ok").capabilities.is_empty());
+
+        let (p, c) = with(None, Some(SecurityContext { privileged: Some(true), allow_privilege_escalation: Some(false), ..Default::default() }));
+        let s = resolve(&p, &c, None).expect("ok");
+        assert!(s.privileged && s.capabilities.contains(&"CAP_SYS_ADMIN".to_string()) && !s.no_new_privileges);
+    }
+}

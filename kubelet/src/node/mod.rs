@@ -1,0 +1,7 @@
+//! This node in the API: the Node object (capacity, addresses, nodeInfo, conditions, images), its Lease in
+//! kube-node-lease, both kept fresh every 10 s.
+
+pub mod lease;
+pub mod machine;
+pub mod register;
+pub mod status;
