@@ -17,3 +17,4 @@ pub mod sysctl;
 pub mod bridge;
 pub mod nft;
 pub mod trace;
+pub mod runtime;
