@@ -3,7 +3,7 @@
 //!
 //! - `model`: pure translation from API objects to [`ServicePort`]s (no I/O, unit-tested).
 //! - `nft`: the nftables ruleset for a set of service ports, applied atomically in one `nft` transaction.
-//! - `sync`: the watch loop that keeps the table in step with the apiserver.
+//! - `sync`: the consumer of the shared service watch (`crate::service_watch`) that keeps the table current.
 //!
 //! On a node, `nft list table ip rkube-proxy` shows everything this module does; docs/services.md walks through it.
 

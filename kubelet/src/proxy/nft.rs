@@ -54,8 +54,6 @@ pub enum ProxyError {
         #[source]
         source: nftables::helper::NftablesError,
     },
-    #[error("service proxy watch failed: {0}")]
-    Watch(String),
 }
 
 fn s(v: &str) -> Cow<'static, str> {

@@ -1,0 +1,16 @@
+//! Cluster DNS, as Kubernetes defines it, answered by the node itself: `<service>.<namespace>.svc.cluster.local`
+//! resolves to the ClusterIP (or to the ready pod IPs of a headless Service), `_<port>._<proto>.<service>...` to
+//! SRV records, `<hostname>.<service>.<namespace>.svc...` to a StatefulSet pod, and `a-b-c-d.<ns>.pod...` to the
+//! pod IP a.b.c.d. Names outside the cluster domain are forwarded to the node's own resolver.
+//!
+//! - `zone`: the records for a set of Services and EndpointSlices (pure, unit-tested).
+//! - `server`: a UDP DNS server over hickory-proto's message codec, answering from the current zone.
+//!
+//! Try it on a node: `nslookup kubernetes.default.svc.cluster.local <dns address>` from a pod, or
+//! `kubectl exec <pod> -- cat /etc/resolv.conf` to see the search path the kubelet gave the pod.
+
+pub mod server;
+pub mod zone;
+
+pub use server::{DnsServer, DnsError};
+pub use zone::Zone;
