@@ -79,3 +79,109 @@ async fn etcd_prefixes_isolate_stores() {
     let got = a.get("/registry/pods/default/x").await.expect("get in a").expect("exists");
     assert_eq!(got.key, "/registry/pods/default/x", "keys come back without the store prefix");
 }
+
+/// 1,000 watchers on one cache all get every event, in order, from one backend watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_cache_fans_out_to_1000_watchers() {
+    use futures::StreamExt;
+    let (_dir, store) = embedded();
+    let cache: Arc<dyn Store> = WatchCache::new(store).await.expect("watch cache");
+    let from = cache.current_revision().await.expect("revision");
+    let mut watchers = Vec::new();
+    for _ in 0..1000 {
+        watchers.push(cache.watch("/registry/pods/", from).await.expect("watch"));
+    }
+    let mut want = Vec::new();
+    for n in 0..20 {
+        want.push(cache.create(&format!("/registry/pods/default/p{n}"), "x".into()).await.expect("create").mod_revision);
+    }
+    let tasks: Vec<_> = watchers
+        .into_iter()
+        .map(|mut w| {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while got.len() < 20 {
+                    let ev = tokio::time::timeout(std::time::Duration::from_secs(20), w.next())
+                        .await
+                        .expect("event within 20s")
+                        .expect("stream open")
+                        .expect("event");
+                    got.push(ev.revision());
+                }
+                got
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("watcher"), want);
+    }
+}
+
+/// A watcher that stops reading falls out of the ring and gets `Compacted` (410) instead of holding memory or
+/// slowing anyone else; a watch older than the ring is served by the backend's own history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_cache_slow_watchers_and_old_revisions() {
+    use futures::StreamExt;
+    use rkube_apiserver::storage::StorageError;
+    let (_dir, store) = embedded();
+    let early = store.create("/registry/pods/default/early", "x".into()).await.expect("create");
+    let cache = WatchCache::with_capacity(store.clone(), 10).await.expect("watch cache");
+    let cached: Arc<dyn Store> = cache.clone();
+    let from = cached.current_revision().await.expect("revision");
+    let mut slow = cached.watch("/registry/", from).await.expect("slow watch");
+    let mut last = 0;
+    for n in 0..50 {
+        last = cached.create(&format!("/registry/pods/default/p{n}"), "x".into()).await.expect("create").mod_revision;
+    }
+    assert!(cache.wait_for(last, std::time::Duration::from_secs(10)).await, "cache saw every write");
+    match slow.next().await {
+        Some(Err(StorageError::Compacted { requested, .. })) => assert_eq!(requested, from),
+        other => panic!("a watcher left behind by the ring must get Compacted, got {other:?}"),
+    }
+    // A watch from before the cache started is replayed by the embedded store's history.
+    let mut old = cached.watch("/registry/", early.mod_revision - 1).await.expect("old watch");
+    let first = conformance::next_event(&mut old).await.expect("event");
+    assert_eq!(first.revision(), early.mod_revision);
+    // A recent revision is served from the ring.
+    let mut recent = cached.watch("/registry/", last - 1).await.expect("recent watch");
+    assert_eq!(conformance::next_event(&mut recent).await.expect("event").revision(), last);
+}
+
+/// The compactor forgets old revisions on its own: reads below the compaction point become `Compacted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_compaction_makes_old_revisions_gone() {
+    use rkube_apiserver::storage::{CompactionPolicy, ListOptions, StorageError};
+    let (_dir, store) = embedded();
+    let first = store.create("/registry/pods/default/a", "x".into()).await.expect("create");
+    for n in 0..20 {
+        store.create(&format!("/registry/pods/default/b{n}"), "x".into()).await.expect("create");
+    }
+    let policy = CompactionPolicy {
+        interval: std::time::Duration::from_millis(20),
+        retention: std::time::Duration::ZERO,
+        keep_revisions: 5,
+    };
+    let compactor = storage::compaction::spawn(store.clone(), policy);
+    let s = store.clone();
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        rkube_testsupport::poll_until("compaction past the first write", std::time::Duration::from_secs(10), || {
+            let r = rt.block_on(s.list(ListOptions {
+                prefix: "/registry/".into(),
+                revision: Some(first.mod_revision),
+                ..Default::default()
+            }));
+            matches!(r, Err(StorageError::Compacted { .. })).then_some(())
+        })
+    })
+    .await
+    .expect("poll");
+    compactor.abort();
+    let cur = store.current_revision().await.expect("revision");
+    // keep_revisions holds: the last 5 revisions are still readable.
+    let l = store
+        .list(ListOptions { prefix: "/registry/".into(), revision: Some(cur - 5), ..Default::default() })
+        .await
+        .expect("recent revisions stay readable");
+    assert_eq!(l.items.len(), 21 - 5);
+}

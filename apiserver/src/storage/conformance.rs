@@ -38,6 +38,7 @@ pub async fn run_all(store: Arc<dyn Store>, base: &str) {
     update_conflict(store.clone(), &format!("{base}/upd")).await;
     list_prefix_limit_continue(store.clone(), &format!("{base}/list")).await;
     list_at_past_revision(store.clone(), &format!("{base}/past")).await;
+    large_list(store.clone(), &format!("{base}/large")).await;
     watch_from_revision(store.clone(), &format!("{base}/watch")).await;
     watch_live_and_prefix(store.clone(), &format!("{base}/live")).await;
     compaction(store.clone(), &format!("{base}/compact")).await;
@@ -170,6 +171,45 @@ pub async fn list_prefix_limit_continue(store: Arc<dyn Store>, base: &str) {
         store.list(ListOptions { prefix, revision: Some(future), ..Default::default() }).await,
         Err(StorageError::FutureRevision { .. })
     ));
+}
+
+/// Lists larger than a backend's internal chunk (2,500 keys): whole, and in pages bigger than a chunk.
+pub async fn large_list(store: Arc<dyn Store>, base: &str) {
+    const N: usize = 2500;
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let (store, base) = (store.clone(), base.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut n = t;
+            while n < N {
+                store.create(&format!("{base}/k{n:05}"), b(&"v".repeat(100))).await.expect("create");
+                n += 16;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let all = store.list(ListOptions { prefix: format!("{base}/"), ..Default::default() }).await.expect("list");
+    assert_eq!(all.items.len(), N);
+    assert!(!all.more);
+    assert!(all.items.windows(2).all(|w| w[0].key < w[1].key), "sorted by key");
+    let p1 = store
+        .list(ListOptions { prefix: format!("{base}/"), limit: Some(1500), ..Default::default() })
+        .await
+        .expect("page 1");
+    assert_eq!((p1.items.len(), p1.more), (1500, true));
+    let p2 = store
+        .list(ListOptions {
+            prefix: format!("{base}/"),
+            limit: Some(1500),
+            start_after: p1.items.last().map(|kv| kv.key.clone()),
+            revision: Some(p1.revision),
+        })
+        .await
+        .expect("page 2");
+    assert_eq!((p2.items.len(), p2.more), (N - 1500, false));
+    assert_eq!(p2.items[0].key, format!("{base}/k01500"));
 }
 
 /// A list at a past revision sees the values of then, including keys deleted since.

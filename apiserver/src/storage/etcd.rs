@@ -20,6 +20,10 @@ use super::embedded::prefix_end;
 use super::{KeyValue, ListOptions, ListResult, Revision, StorageError, Store, WatchEvent, WatchStream};
 
 const BACKEND: &str = "etcd";
+/// Most keys one etcd range request returns; larger lists are read in chunks at one revision.
+const LIST_CHUNK: usize = 1000;
+/// Largest gRPC response we accept (etcd's own request limit is 1.5 MiB per value).
+const MAX_MESSAGE: usize = 64 << 20;
 
 fn backend_err(what: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend { backend: BACKEND, message: format!("{what}: {e}") }
@@ -47,6 +51,10 @@ impl EtcdStore {
         store.current_revision().await?;
         tracing::info!(endpoints = %endpoints.join(","), prefix = %store.prefix, "connected to etcd");
         Ok(store)
+    }
+
+    fn kv_client(&self) -> etcd_client::KvClient {
+        self.client.kv_client().max_decoding_message_size(MAX_MESSAGE)
     }
 
     fn full(&self, key: &str) -> Vec<u8> {
@@ -101,7 +109,7 @@ fn header_rev(h: Option<&etcd_client::ResponseHeader>) -> Result<Revision, Stora
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision, StorageError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv_client();
         let resp = kv
             .get(self.full("/"), Some(GetOptions::new().with_count_only()))
             .await
@@ -110,7 +118,7 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StorageError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv_client();
         let resp = kv.get(self.full(key), None).await.map_err(|e| backend_err(&format!("get {key}"), e))?;
         resp.kvs().first().map(|k| self.kv(k)).transpose()
     }
@@ -126,33 +134,48 @@ impl Store for EtcdStore {
             }
         }
         let hi = prefix_end(&full_prefix).unwrap_or_else(|| vec![0]);
-        let revision = opts.revision.filter(|&r| r > 0);
-        let mut resp_rev = None;
+        let mut revision = opts.revision.filter(|&r| r > 0);
+        let limit = opts.limit.filter(|&l| l > 0);
         let mut items = Vec::new();
         let mut more = false;
-        if hi == [0] || lo < hi {
-            let mut get = GetOptions::new().with_range(hi);
-            if let Some(limit) = opts.limit.filter(|&l| l > 0) {
-                get = get.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        // An unlimited list is read in chunks at one revision, so no single response outgrows gRPC's limits.
+        loop {
+            if hi != [0] && lo >= hi {
+                break;
             }
+            let want = limit.map(|l| l - items.len()).unwrap_or(LIST_CHUNK).min(LIST_CHUNK);
+            let mut get = GetOptions::new().with_range(hi.clone()).with_limit(i64::try_from(want).unwrap_or(i64::MAX));
             if let Some(r) = revision {
                 get = get.with_revision(r);
             }
-            let mut kv = self.client.kv_client();
-            let resp = match kv.get(lo, Some(get)).await {
+            let resp = match self.kv_client().get(lo.clone(), Some(get)).await {
                 Ok(r) => r,
                 Err(e) => return Err(self.read_err(&format!("list {}", opts.prefix), revision.unwrap_or(0), e).await),
             };
-            resp_rev = Some(header_rev(resp.header())?);
-            more = resp.more();
+            if revision.is_none() {
+                revision = Some(header_rev(resp.header())?);
+            }
             for k in resp.kvs() {
                 items.push(self.kv(k)?);
             }
+            if !resp.more() {
+                break;
+            }
+            if limit.map(|l| items.len() >= l).unwrap_or(false) {
+                more = true;
+                break;
+            }
+            match resp.kvs().last() {
+                Some(last) => {
+                    lo = last.key().to_vec();
+                    lo.push(0);
+                }
+                None => break,
+            }
         }
-        let revision = match (revision, resp_rev) {
-            (Some(r), _) => r,
-            (None, Some(r)) => r,
-            (None, None) => self.current_revision().await?,
+        let revision = match revision {
+            Some(r) => r,
+            None => self.current_revision().await?,
         };
         Ok(ListResult { items, revision, more })
     }
@@ -163,7 +186,7 @@ impl Store for EtcdStore {
             .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(k.clone(), value.to_vec(), None)])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(|e| backend_err(&format!("create {key}"), e))?;
+        let resp = self.kv_client().txn(txn).await.map_err(|e| backend_err(&format!("create {key}"), e))?;
         if !resp.succeeded() {
             return Err(StorageError::AlreadyExists { key: key.to_string() });
         }
@@ -180,7 +203,7 @@ impl Store for EtcdStore {
             ])
             .and_then([TxnOp::put(k.clone(), value.to_vec(), Some(PutOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(|e| backend_err(&format!("update {key}"), e))?;
+        let resp = self.kv_client().txn(txn).await.map_err(|e| backend_err(&format!("update {key}"), e))?;
         let ops = resp.op_responses();
         if !resp.succeeded() {
             return match self.current_from(&ops)? {
@@ -209,7 +232,7 @@ impl Store for EtcdStore {
             .when(when)
             .and_then([TxnOp::delete(k.clone(), Some(DeleteOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(|e| backend_err(&format!("delete {key}"), e))?;
+        let resp = self.kv_client().txn(txn).await.map_err(|e| backend_err(&format!("delete {key}"), e))?;
         let ops = resp.op_responses();
         if !resp.succeeded() {
             return match (self.current_from(&ops)?, expected) {
@@ -240,7 +263,7 @@ impl Store for EtcdStore {
             .with_start_revision(after + 1)
             .with_prev_key()
             .with_progress_notify();
-        let mut wc = self.client.watch_client();
+        let mut wc = self.client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         let mut stream =
             wc.watch(full_prefix, Some(opts)).await.map_err(|e| backend_err(&format!("watch {prefix}"), e))?;
         // The first response says whether the watch was created or refused (compacted history).
@@ -294,7 +317,7 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StorageError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv_client();
         match kv.compact(revision, None).await {
             Ok(_) => {
                 self.compacted.fetch_max(revision, Ordering::Relaxed);
