@@ -16,7 +16,7 @@ use crate::sysctl;
 
 /// The bridge named in the config, created (up) if missing, brought up if down.
 pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<Link, BridgeError> {
-    if let Some(link) = nl.link_by_name(&conf.bridge, "host")? {
+    if let Some(link) = find_bridge(nl, &conf.bridge)? {
         return reuse_bridge(nl, conf, link);
     }
     nl.create_bridge(&conf.bridge, random_mac(), conf.mtu, conf.promisc_mode)?;
@@ -25,6 +25,28 @@ pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<Link, Bridge
         .link_by_name(&conf.bridge, "host")?
         .ok_or_else(|| BridgeError::Vanished { what: format!("bridge {}", conf.bridge) })?;
     reuse_bridge(nl, conf, link)
+}
+
+/// Looks `name` up through sysfs (`/sys/class/net/<name>/{ifindex,address,flags,bridge}`), falling back to
+/// netlink when sysfs does not show it. A bridge's RTM_GETLINK answer carries all its options and costs ~0.7 ms
+/// here, ten times the sysfs reads, and ADD needs only the index, MAC, up flag and kind.
+pub fn find_bridge(nl: &mut Netlink, name: &str) -> Result<Option<Link>, BridgeError> {
+    let dir = PathBuf::from("/sys/class/net").join(name);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok().map(|s| s.trim().to_string());
+    let index = read("ifindex").and_then(|v| v.parse::<u32>().ok());
+    let flags = read("flags").and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+    match (index, flags, read("address")) {
+        (Some(index), Some(flags), Some(mac)) => Ok(Some(Link {
+            index,
+            name: name.to_string(),
+            mac,
+            up: flags & libc::IFF_UP as u32 != 0,
+            mtu: read("mtu").and_then(|v| v.parse().ok()),
+            master: None,
+            kind: dir.join("bridge").is_dir().then_some(InfoKind::Bridge),
+        })),
+        _ => Ok(nl.link_by_name(name, "host")?),
+    }
 }
 
 /// Checks an existing link is a bridge and brings it up (and promiscuous if asked).

@@ -99,7 +99,7 @@ impl Plugin for Bridge {
             p => p,
         };
         let mut host_veth: Option<Link> = None;
-        let early = match nl.link_by_name(&conf.bridge, "host") {
+        let early = match host::find_bridge(&mut nl, &conf.bridge) {
             Ok(Some(link)) => host::reuse_bridge(&mut nl, &conf, link)
                 .map_err(CniError::from)
                 .and_then(|br| make_veth(&mut nl, &conf, env, &ns, &br).map(|v| (br, v)))
@@ -108,7 +108,7 @@ impl Plugin for Bridge {
                     Some(br)
                 }),
             Ok(None) => Ok(None),
-            Err(e) => Err(BridgeError::from(e).into()),
+            Err(e) => Err(e.into()),
         };
         trace::mark("early veth");
         let ipam = pending.wait().and_then(|r| {
@@ -262,14 +262,13 @@ fn attach(
     for ip in &ips {
         nl.forget_neighbour(bridge.index, &bridge.name, ip.address.addr()).map_err(BridgeError::from)?;
     }
+    trace::mark("neighbours");
     if conf.ip_masq {
         let subnets: Vec<_> = ips.iter().map(|ip| ip.address.trunc()).collect();
         Masquerade::new(&conf.net.name, &conf.state_dir())
             .acquire(&env.container_id, &env.ifname, &subnets)
             .map_err(BridgeError::from)?;
     }
-    // The bridge's MAC may have changed when the port joined: read it again.
-    let bridge_mac = nl.link_by_name(&bridge.name, "host").ok().flatten().map(|l| l.mac).unwrap_or_default();
     let mut dns = ipam.dns.clone();
     if dns.is_empty() {
         dns = conf.net.dns.clone();
@@ -277,7 +276,8 @@ fn attach(
     Ok(CniResult {
         cni_version: call.cni_version.to_string(),
         interfaces: vec![
-            Interface { name: bridge.name.clone(), mac: bridge_mac, mtu: conf.mtu, sandbox: String::new() },
+            // Bridges made by rkube-bridge have a fixed MAC, so the one read before the port joined still holds.
+            Interface { name: bridge.name.clone(), mac: bridge.mac.clone(), mtu: conf.mtu, sandbox: String::new() },
             Interface { name: name.clone(), mac: host_link.mac, mtu: conf.mtu, sandbox: String::new() },
             Interface { name: env.ifname.clone(), mac: cont.mac, mtu: conf.mtu, sandbox: env.netns.clone() },
         ],
