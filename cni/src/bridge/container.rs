@@ -34,14 +34,7 @@ pub fn configure(ifname: &str, ns: &str, ips: &[IpConfig], routes: &[Route]) -> 
 
 /// Deletes `ifname` (and so its veth peer on the host). Returns false if it was already gone.
 pub fn delete(ifname: &str, ns: &str) -> Result<bool, BridgeError> {
-    let mut nl = Netlink::open()?;
-    match nl.link_by_name(ifname, ns)? {
-        Some(link) => {
-            nl.delete_link(link.index, ifname, ns)?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+    Ok(Netlink::open()?.delete_link_by_name(ifname, ns)?)
 }
 
 /// What CHECK reads back from the container's namespace.

@@ -143,6 +143,17 @@ impl Netlink {
         self.set_flags(index, name, LinkFlags::Up, LinkFlags::Up)
     }
 
+    /// Deletes the link called `name` (one request, no lookup). Returns false if there was none.
+    pub fn delete_link_by_name(&mut self, name: &str, ns: &str) -> Result<bool, NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::DelLink(m), 0, || format!("delete link {name} in {ns}")) {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno() == Some(ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes link `index`; a link already gone is not an error.
     pub fn delete_link(&mut self, index: u32, name: &str, ns: &str) -> Result<(), NetlinkError> {
         let mut m = LinkMessage::default();
