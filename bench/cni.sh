@@ -61,7 +61,7 @@ for ((i = 0; i < WARMUP + ROUNDS; i++)); do
 done
 
 pct() { sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {i=int(NR*p+0.5); if (i<1) i=1; printf "%.2f", a[i]/1000}'; }
-printf '%d rounds on %s, %s\n\n' "$ROUNDS" "$(uname -r)" "$(nproc) cpus"
+printf '%d rounds on %s, %s cpus, load average %s\n\n' "$ROUNDS" "$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-8s %-22s %12s %12s\n' command plugin "median ms" "p90 ms"
 for cmd in add del; do
     for who in ref rk; do
