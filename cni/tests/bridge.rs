@@ -195,3 +195,31 @@ fn status_and_gc_from_1_1() {
     assert!(net.leases().is_empty());
     assert!(!net.nft_table_exists(), "GC left the table with no user");
 }
+
+#[test]
+fn mtu_promisc_and_dual_stack_masquerade() {
+    let net = TestNet::new();
+    let (ns, path) = net.netns();
+    let v6 = format!("fd00:98:{}::/64", net.octet);
+    let conf = net.conf(
+        "rkube-bridge",
+        "rkube-host-local",
+        json!({"mtu": 1400, "promiscMode": true, "ipMasq": true, "ipam": {"ranges": [[{"subnet": net.subnet()}], [{"subnet": v6}]]}}),
+    );
+    let res = call(BRIDGE, "ADD", "mtu1", &path, &conf).expect_ok("ADD");
+    let mtu = |args: &[&str]| -> u64 {
+        let v: Value = serde_json::from_str(&sh(args)).expect("ip -j");
+        v[0]["mtu"].as_u64().unwrap_or(0)
+    };
+    assert_eq!(mtu(&["ip", "-n", &ns, "-j", "link", "show", "eth0"]), 1400);
+    assert_eq!(mtu(&["ip", "-j", "link", "show", &net.bridge]), 1400);
+    let host_veth = res["interfaces"][1]["name"].as_str().expect("veth").to_string();
+    assert_eq!(mtu(&["ip", "-j", "link", "show", &host_veth]), 1400);
+    let flags = sh(&["ip", "link", "show", &net.bridge]);
+    assert!(flags.contains("PROMISC"), "bridge not promiscuous: {flags}");
+    let rules = sh(&["nft", "list", "table", "inet", &net.nft_table()]);
+    assert!(rules.contains(&format!("ip saddr {}", net.subnet())), "{rules}");
+    assert!(rules.contains(&format!("ip6 saddr {v6}")) && rules.contains("ip6 daddr != ff00::/8"), "{rules}");
+    call(BRIDGE, "DEL", "mtu1", &path, &conf).expect_ok("DEL");
+    assert!(!net.nft_table_exists());
+}
