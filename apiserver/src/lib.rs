@@ -20,6 +20,7 @@ pub mod namespace_lifecycle;
 pub mod object;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod proxy;
 pub mod registry;
 pub mod request;

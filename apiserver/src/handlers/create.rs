@@ -23,7 +23,7 @@ pub fn decode_object(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     match request::body_type(&ctx.headers)? {
         BodyType::Json => request::decode_body(body, false),
         BodyType::Yaml => request::decode_body(body, true),
-        BodyType::Protobuf => Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")),
+        BodyType::Protobuf => crate::protobuf::decode(body),
         _ => Err(ApiError::unsupported_media_type(
             ctx.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default(),
         )),
@@ -71,6 +71,11 @@ pub async fn create_object(
         check_namespace(state, info, ns.unwrap_or_default(), &name, true).await?;
     }
     if info.kind == "Service" {
+        // An existing service answers AlreadyExists, not "IP already allocated".
+        let key = info.key(object::namespace(&obj), &name);
+        if state.store.get(&key).await.map_err(|e| ApiError::from_storage(info, &name, e))?.is_some() {
+            return Err(ApiError::already_exists(info, &name));
+        }
         allocate_service(state, info, &mut obj).await?;
     }
     if dry_run {

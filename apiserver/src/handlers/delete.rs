@@ -55,9 +55,21 @@ pub async fn delete(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         )));
     }
     let opts = delete_options(ctx, &body)?;
-    let mut obj = delete_one(ctx, &opts).await?;
+    let mut obj = if body_dry_run(&opts) && !ctx.query.dry_run {
+        let mut query = ctx.query.clone();
+        query.dry_run = true;
+        let dry = Ctx { state: ctx.state.clone(), target: ctx.target.clone(), query, headers: ctx.headers.clone(), path: ctx.path.clone() };
+        delete_one(&dry, &opts).await?
+    } else {
+        delete_one(ctx, &opts).await?
+    };
     set_type_meta(&mut obj, ctx.info());
     Ok(json_response(StatusCode::OK, &obj))
+}
+
+/// DeleteOptions may carry `dryRun: ["All"]` in the body instead of the query.
+fn body_dry_run(opts: &Value) -> bool {
+    opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"))
 }
 
 fn is_terminal_pod(pod: &Value) -> bool {
@@ -178,6 +190,9 @@ pub async fn delete_collection(ctx: &Ctx, body: Bytes) -> Result<Response, ApiEr
     let mut q = ctx.query.clone();
     q.limit = None;
     q.continue_token = None;
+    if body_dry_run(&opts) {
+        q.dry_run = true;
+    }
     let page = list_objects(&ctx.state, info, ctx.target.ns(), &q).await?;
     let mut deleted = Vec::new();
     for obj in page.items {
@@ -191,7 +206,7 @@ pub async fn delete_collection(ctx: &Ctx, body: Bytes) -> Result<Response, ApiEr
                 subresource: None,
                 watch_path: false,
             },
-            query: ctx.query.clone(),
+            query: q.clone(),
             headers: ctx.headers.clone(),
             path: ctx.path.clone(),
         };

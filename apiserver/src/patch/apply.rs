@@ -170,17 +170,23 @@ pub fn apply(live: Option<&Value>, applied: &Value, manager: &str, definition: &
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    managed.retain(|e| {
-        !(e.get("manager").and_then(Value::as_str) == Some(manager) && e.get("operation").and_then(Value::as_str) == Some("Apply"))
-    });
-    managed.push(json!({
+    let entry = json!({
         "manager": manager,
         "operation": "Apply",
         "apiVersion": api_version,
         "time": now,
         "fieldsType": "FieldsV1",
         "fieldsV1": new_set,
-    }));
+    });
+    let mine = |e: &Value| {
+        e.get("manager").and_then(Value::as_str) == Some(manager) && e.get("operation").and_then(Value::as_str) == Some("Apply")
+    };
+    match managed.iter_mut().find(|e| mine(e)) {
+        // Same fields as before: keep the entry (and its time) so an unchanged apply writes nothing.
+        Some(e) if e.get("fieldsV1") == Some(&new_set) => {}
+        Some(e) => *e = entry,
+        None => managed.push(entry),
+    }
     crate::object::meta_mut(&mut result).insert("managedFields".into(), Value::Array(managed));
     Ok(result)
 }
