@@ -1,0 +1,179 @@
+//! Every served resource through the real kubectl: create (apply), get in each output format, label, annotate,
+//! describe, scale (where scalable), edit (through a patch), delete; plus `kubectl create <kind>` generators
+//! (kubectl 1.33 sends those as protobuf), server-side apply, server dry-run, explain and `get all`.
+
+mod common;
+
+use common::{as_str, deployment_yaml, TestServer, KUBECTLS};
+use rkube_testsupport::unique_name;
+
+/// (resource for kubectl, manifest) for one instance of every served kind, named `name`.
+fn manifests(name: &str) -> Vec<(&'static str, String)> {
+    let tmpl = format!(
+        "    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      - name: c\n        image: busybox:1.36\n"
+    );
+    vec![
+        ("configmap", format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n")),
+        ("secret", format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  password: s3cret\n")),
+        ("serviceaccount", format!("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {name}\n")),
+        ("pod", format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n")),
+        ("service", format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector:\n    app: {name}\n  ports:\n  - port: 80\n    targetPort: 8080\n")),
+        ("endpoints", format!("apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {name}\nsubsets:\n- addresses:\n  - ip: 10.0.0.1\n  ports:\n  - port: 80\n")),
+        ("event", format!("apiVersion: v1\nkind: Event\nmetadata:\n  name: {name}\ninvolvedObject:\n  kind: Pod\n  name: x\n  namespace: default\nreason: Test\nmessage: hello\ntype: Normal\n")),
+        ("replicationcontroller", format!("apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    app: {name}\n  template:\n{tmpl}")),
+        ("limitrange", format!("apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: {name}\nspec:\n  limits:\n  - type: Container\n    default:\n      cpu: 100m\n")),
+        ("deployment", deployment_yaml(name, 1, "busybox:1.36")),
+        ("replicaset", format!("apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n{tmpl}")),
+        ("statefulset", format!("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: {name}\nspec:\n  serviceName: {name}\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n{tmpl}")),
+        ("daemonset", format!("apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: {name}\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n{tmpl}")),
+        ("controllerrevision", format!("apiVersion: apps/v1\nkind: ControllerRevision\nmetadata:\n  name: {name}\nrevision: 1\ndata:\n  spec: {{}}\n")),
+        ("job", format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox:1.36\n")),
+        ("cronjob", format!("apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {name}\nspec:\n  schedule: '*/5 * * * *'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: c\n            image: busybox:1.36\n")),
+        ("lease", format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {name}\nspec:\n  holderIdentity: me\n  leaseDurationSeconds: 40\n")),
+        ("endpointslice", format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\naddressType: IPv4\nendpoints:\n- addresses:\n  - 10.0.0.2\nports:\n- port: 80\n")),
+        ("events.events.k8s.io", format!("apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: {name}\neventTime: '2024-01-01T00:00:00.000000Z'\nreportingController: rkube/test\nreportingInstance: test\naction: Testing\nreason: Test\nregarding:\n  kind: Pod\n  name: x\n  namespace: default\ntype: Normal\n")),
+        ("node", format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    kubernetes.io/hostname: {name}\n")),
+        ("namespace", format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")),
+    ]
+}
+
+#[test]
+fn every_resource_create_get_label_annotate_describe_delete() {
+    let s = TestServer::start();
+    for (i, v) in KUBECTLS.iter().enumerate() {
+        let name = unique_name(&format!("r{i}"));
+        for (resource, manifest) in manifests(&name) {
+            let file = s.write(&format!("{name}-{resource}.yaml"), &manifest);
+            let out = s.ok(v, &["apply", "-f", as_str(&file)]);
+            assert!(out.contains("created"), "kubectl.{v} apply {resource}: {out}");
+            let json: serde_json::Value = serde_json::from_str(&s.ok(v, &["get", resource, &name, "-o", "json"])).expect("json");
+            assert_eq!(json["metadata"]["name"], name.as_str(), "{resource}");
+            assert!(json["metadata"]["resourceVersion"].as_str().is_some_and(|r| !r.is_empty()), "{resource}");
+            let out = s.ok(v, &["label", resource, &name, "e2e=yes"]);
+            assert!(out.contains("labeled"), "{resource}: {out}");
+            let out = s.ok(v, &["annotate", resource, &name, "note=hi"]);
+            assert!(out.contains("annotate"), "{resource}: {out}");
+            let listed = s.ok(v, &["get", resource, "-l", "e2e=yes", "-o", "name"]);
+            assert!(listed.lines().any(|l| l.ends_with(&format!("/{name}"))), "kubectl.{v} get {resource} -l: {listed}");
+            let table = s.ok(v, &["get", resource, &name]);
+            assert!(table.lines().count() >= 2 && table.contains(&name) || resource.starts_with("event"), "{resource}: {table}");
+            s.ok(v, &["get", resource, &name, "-o", "wide"]);
+            s.ok(v, &["describe", resource, &name]);
+            let out = s.ok(v, &["delete", resource, &name, "--wait=true", "--timeout=60s"]);
+            assert!(out.contains("deleted"), "{resource}: {out}");
+            let err = s.fails(v, &["get", resource, &name]);
+            assert!(err.contains("NotFound"), "kubectl.{v} {resource} still there after delete: {err}");
+        }
+    }
+}
+
+#[test]
+fn scale_edit_and_generators() {
+    let s = TestServer::start();
+    for v in KUBECTLS {
+        let name = unique_name("g");
+        for (kind, extra) in [
+            ("deployment", vec!["--image=busybox:1.36", "--replicas=2", "--port=80"]),
+            ("job", vec!["--image=busybox:1.36"]),
+            ("cronjob", vec!["--image=busybox:1.36", "--schedule=*/1 * * * *"]),
+        ] {
+            let mut args = vec!["create", kind, name.as_str()];
+            args.extend(extra);
+            let out = s.ok(v, &args);
+            assert!(out.contains("created"), "kubectl.{v} create {kind}: {out}");
+        }
+        let d: serde_json::Value = serde_json::from_str(&s.ok(v, &["get", "deploy", &name, "-o", "json"])).expect("json");
+        assert_eq!(d["spec"]["replicas"], 2);
+        assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], name.as_str());
+        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"], 80);
+        for (kind, args) in [
+            ("configmap", vec!["--from-literal=a=b"]),
+            ("secret generic", vec!["--from-literal=p=q"]),
+            ("serviceaccount", vec![]),
+            ("service clusterip", vec!["--tcp=80:8080"]),
+            ("namespace", vec![]),
+        ] {
+            let mut a: Vec<&str> = vec!["create"];
+            a.extend(kind.split(' '));
+            a.push(&name);
+            a.extend(args);
+            let out = s.ok(v, &a);
+            assert!(out.contains("created"), "kubectl.{v} create {kind}: {out}");
+        }
+        let secret = s.ok(v, &["get", "secret", &name, "-o", "jsonpath={.data.p}"]);
+        assert_eq!(secret, "cQ==", "base64 of q");
+        let svc = s.ok(v, &["get", "svc", &name, "-o", "jsonpath={.spec.ports[0].targetPort} {.spec.clusterIP}"]);
+        assert!(svc.starts_with("8080 10."), "{svc}");
+
+        // scale goes through the scale subresource and bumps generation
+        let out = s.ok(v, &["scale", "deployment", &name, "--replicas=5"]);
+        assert!(out.contains("scaled"), "{out}");
+        let got = s.ok(v, &["get", "deploy", &name, "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]);
+        assert_eq!(got, "5 2");
+
+        // edit: an EDITOR that rewrites the image, sent as a patch
+        let editor = s.write("editor.sh", "#!/bin/sh\nsed -i 's/busybox:1.36/busybox:1.37/' \"$1\"\n");
+        std::process::Command::new("chmod").arg("+x").arg(&editor).status().expect("chmod");
+        let out = std::process::Command::new(common::kubectl_bin(v))
+            .env("KUBE_EDITOR", &editor)
+            .arg("--kubeconfig")
+            .arg(&s.kubeconfig)
+            .args(["edit", "deployment", &name])
+            .output()
+            .expect("kubectl edit");
+        assert!(out.status.success(), "edit: {}", String::from_utf8_lossy(&out.stderr));
+        let img = s.ok(v, &["get", "deploy", &name, "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+        assert_eq!(img, "busybox:1.37");
+
+        let all = s.ok(v, &["get", "all"]);
+        for needle in [format!("deployment.apps/{name}"), format!("job.batch/{name}"), format!("cronjob.batch/{name}"), format!("service/{name}")] {
+            assert!(all.contains(&needle), "kubectl.{v} get all lacks {needle}: {all}");
+        }
+        for kind in ["deployment", "job", "cronjob", "configmap", "secret", "serviceaccount", "service", "namespace"] {
+            s.ok(v, &["delete", kind, &name]);
+        }
+    }
+}
+
+#[test]
+fn server_side_apply_dry_run_and_explain() {
+    let s = TestServer::start();
+    for v in KUBECTLS {
+        let name = unique_name("ssa");
+        let file = s.write(&format!("{name}.yaml"), &deployment_yaml(&name, 2, "busybox:1.36"));
+        let out = s.ok(v, &["apply", "--server-side", "-f", as_str(&file)]);
+        assert!(out.contains("serverside-applied"), "{out}");
+        let d: serde_json::Value = serde_json::from_str(&s.ok(v, &["get", "deploy", &name, "-o", "json", "--show-managed-fields"])).expect("json");
+        let managers: Vec<&str> = d["metadata"]["managedFields"].as_array().into_iter().flatten().filter_map(|m| m["manager"].as_str()).collect();
+        assert!(managers.contains(&"kubectl"), "{managers:?}");
+        let rv = d["metadata"]["resourceVersion"].clone();
+        // Re-applying the same configuration changes nothing.
+        s.ok(v, &["apply", "--server-side", "-f", as_str(&file)]);
+        let again = s.ok(v, &["get", "deploy", &name, "-o", "jsonpath={.metadata.resourceVersion}"]);
+        assert_eq!(serde_json::json!(again), rv, "second server-side apply must not write");
+        // A field dropped from the applied configuration is removed.
+        let without_replicas = deployment_yaml(&name, 2, "busybox:1.37").replace("  replicas: 2\n", "");
+        let file2 = s.write(&format!("{name}-2.yaml"), &without_replicas);
+        s.ok(v, &["apply", "--server-side", "-f", as_str(&file2)]);
+        let d: serde_json::Value = serde_json::from_str(&s.ok(v, &["get", "deploy", &name, "-o", "json"])).expect("json");
+        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.37");
+        assert_eq!(d["spec"]["replicas"], 1, "replicas went back to its default once no manager owned it");
+
+        // Server dry run: answers as if created, stores nothing.
+        let dry = unique_name("dry");
+        let file3 = s.write(&format!("{dry}.yaml"), &deployment_yaml(&dry, 1, "busybox:1.36"));
+        let out = s.ok(v, &["apply", "--dry-run=server", "-f", as_str(&file3)]);
+        assert!(out.contains("(server dry run)"), "{out}");
+        let err = s.fails(v, &["get", "deploy", &dry]);
+        assert!(err.contains("NotFound"), "{err}");
+        let out = s.ok(v, &["delete", "deploy", &name, "--dry-run=server"]);
+        assert!(out.contains("(server dry run)"), "{out}");
+        s.ok(v, &["get", "deploy", &name]);
+
+        let explain = s.ok(v, &["explain", "deployment.spec.strategy"]);
+        assert!(explain.contains("rollingUpdate") && explain.contains("Recreate"), "kubectl.{v} explain: {explain}");
+        let explain = s.ok(v, &["explain", "pods.spec.containers.image"]);
+        assert!(explain.contains("Container image name"), "{explain}");
+        s.ok(v, &["delete", "deploy", &name]);
+    }
+}
