@@ -1,10 +1,12 @@
 //! The rkube node agent: registers the node, runs pods bound to it on rkube-runtime, reports their status.
 #![forbid(unsafe_code)]
+pub mod config;
 pub mod container;
 pub mod image;
 pub mod logs;
 pub mod monitor;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod time;
 pub mod volume;

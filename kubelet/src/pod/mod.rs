@@ -1,6 +1,11 @@
-//! Pods on this node: the pure lifecycle ([`lifecycle::step`]), restart backoff, and status computation.
-//! The worker that performs the actions on the runtime lives next to them.
+//! Pods on this node: the pure lifecycle ([`lifecycle::step`]), restart backoff and status computation, and
+//! the worker that carries the actions out on the runtime, CNI, volumes and images.
 
 pub mod backoff;
+pub mod dns;
+pub mod events;
 pub mod lifecycle;
+pub mod network;
+pub mod runtime;
 pub mod status;
+pub mod worker;

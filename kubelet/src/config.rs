@@ -1,0 +1,64 @@
+//! The kubelet's configuration: node identity, directories, runtime and CNI locations, cluster DNS.
+
+use std::path::PathBuf;
+
+/// Everything the kubelet is told at startup.
+#[derive(Clone, Debug)]
+pub struct KubeletConfig {
+    pub node_name: String,
+    /// InternalIP of the node (also the hostIP of its pods).
+    pub node_ip: String,
+    /// Pod state (sandbox/container records, volumes, bundles): `<root>/pods/<uid>`.
+    pub root_dir: PathBuf,
+    /// Container logs: `<log_dir>/<namespace>_<pod>_<uid>/<container>/<restart>.log`.
+    pub log_dir: PathBuf,
+    /// The OCI runtime CLI (`rkube-runtime`, runc-compatible, with a `sandbox` command).
+    pub runtime_bin: PathBuf,
+    /// State root given to the runtime with `--root`.
+    pub runtime_root: PathBuf,
+    /// The `rkube-monitor` binary.
+    pub monitor_bin: PathBuf,
+    /// CNI network configs (`/etc/cni/net.d`) and plugin directories.
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// Where CNI ADD results are cached for DEL.
+    pub cni_cache_dir: PathBuf,
+    /// Image store root.
+    pub image_root: PathBuf,
+    /// Registries spoken to over plain HTTP (loopback ones always are).
+    pub insecure_registries: Vec<String>,
+    /// Cluster DNS server address and domain; pods get `search <ns>.svc.<domain> svc.<domain> <domain>`.
+    pub cluster_dns: Option<String>,
+    pub cluster_domain: String,
+    /// Static pod manifests.
+    pub static_pod_dir: Option<PathBuf>,
+    /// Per-container log rotation.
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+}
+
+impl KubeletConfig {
+    /// Defaults for a node called `node_name` with `node_ip`, keeping all state under `data_dir`.
+    pub fn new(node_name: &str, node_ip: &str, data_dir: &std::path::Path) -> Self {
+        let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf())).unwrap_or_default();
+        Self {
+            node_name: node_name.into(),
+            node_ip: node_ip.into(),
+            root_dir: data_dir.join("kubelet"),
+            log_dir: data_dir.join("pod-logs"),
+            runtime_bin: exe_dir.join("rkube-runtime"),
+            runtime_root: data_dir.join("runtime"),
+            monitor_bin: exe_dir.join("rkube-monitor"),
+            cni_conf_dir: "/etc/cni/net.d".into(),
+            cni_bin_dirs: vec![exe_dir, "/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            cni_cache_dir: data_dir.join("cni-results"),
+            image_root: data_dir.join("images"),
+            insecure_registries: Vec::new(),
+            cluster_dns: None,
+            cluster_domain: "cluster.local".into(),
+            static_pod_dir: None,
+            log_max_bytes: 10 << 20,
+            log_max_files: 5,
+        }
+    }
+}

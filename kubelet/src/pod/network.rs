@@ -1,0 +1,89 @@
+//! Pod networking through CNI: ADD when the sandbox is made, DEL when it goes, with the network from the
+//! config directory (`/etc/cni/net.d`) and plugins from the plugin directories. hostNetwork pods skip both.
+
+use std::path::{Path, PathBuf};
+
+use rkube_cni::runtime::{load_network, Attachment, CniRuntime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("pod {pod}: CNI {op} on {netns}: {message}")]
+    Cni { pod: String, op: &'static str, netns: PathBuf, message: String },
+}
+
+/// The node's CNI setup.
+#[derive(Clone, Debug)]
+pub struct PodNetwork {
+    pub conf_dir: PathBuf,
+    pub runtime: CniRuntime,
+}
+
+/// CNI_ARGS for a pod, as the kubelet passes them.
+pub fn cni_args(namespace: &str, name: &str, sandbox_id: &str) -> String {
+    format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={sandbox_id}")
+}
+
+impl PodNetwork {
+    pub fn new(conf_dir: PathBuf, bin_dirs: Vec<PathBuf>, cache_dir: PathBuf) -> Self {
+        Self { conf_dir, runtime: CniRuntime::new(bin_dirs, cache_dir) }
+    }
+
+    /// Attaches the sandbox's netns; returns the pod's IPv4 (else first) address.
+    pub fn add(&self, pod: &str, namespace: &str, sandbox_id: &str, netns: &Path) -> Result<Option<String>, NetworkError> {
+        let err = |message: String| NetworkError::Cni { pod: pod.into(), op: "ADD", netns: netns.into(), message };
+        let net = load_network(&self.conf_dir).map_err(|e| err(e.msg))?;
+        let att = Attachment {
+            container_id: sandbox_id.into(),
+            netns: netns.into(),
+            ifname: "eth0".into(),
+            args: cni_args(namespace, pod, sandbox_id),
+        };
+        let result = self.runtime.add(&net, &att).map_err(|e| err(format!("{} (code {})", e.msg, e.code)))?;
+        let ips: Vec<std::net::IpAddr> = result.ips.iter().map(|i| i.address.addr()).collect();
+        Ok(ips.iter().find(|ip| ip.is_ipv4()).or(ips.first()).map(|ip| ip.to_string()))
+    }
+
+    /// Detaches it (idempotent: a missing netns or cached result is not an error for the plugins we run).
+    pub fn del(&self, pod: &str, namespace: &str, sandbox_id: &str, netns: &Path) -> Result<(), NetworkError> {
+        let err = |message: String| NetworkError::Cni { pod: pod.into(), op: "DEL", netns: netns.into(), message };
+        let net = load_network(&self.conf_dir).map_err(|e| err(e.msg))?;
+        let att = Attachment {
+            container_id: sandbox_id.into(),
+            netns: netns.into(),
+            ifname: "eth0".into(),
+            args: cni_args(namespace, pod, sandbox_id),
+        };
+        self.runtime.del(&net, &att).map_err(|e| err(format!("{} (code {})", e.msg, e.code)))
+    }
+}
+
+/// A default network config for a node: rkube-bridge on `cni0` with rkube-host-local over `subnet`, gateway
+/// and masquerade on. Written by `rkube up` when /etc/cni/net.d holds no network.
+pub fn default_conflist(subnet: &str) -> String {
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "rkube",
+        "plugins": [{
+            "type": "rkube-bridge",
+            "bridge": "cni0",
+            "isGateway": true,
+            "ipMasq": true,
+            "ipam": {"type": "rkube-host-local", "ranges": [[{"subnet": subnet}]]}
+        }]
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_and_default_config() {
+        assert_eq!(cni_args("ns", "web", "sb1"), "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=sb1");
+        let v: serde_json::Value = serde_json::from_str(&default_conflist("10.244.0.0/24")).expect("json");
+        assert_eq!(v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.244.0.0/24");
+        let parsed = rkube_cni::spec::ConfList::parse(default_conflist("10.244.0.0/24").as_bytes());
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+}

@@ -1,0 +1,755 @@
+//! The pod worker: one thread per pod that observes the sandbox and containers, asks [`step`] what to do,
+//! does it (sandbox + CNI, volumes, image, bundle, monitor, start, kill), and reports status and events.
+//! Everything it makes is recorded under the pod directory, so a restarted kubelet adopts running pods
+//! (sandbox and containers found alive are left alone, restart counts kept) instead of restarting them.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use serde::{Deserialize, Serialize};
+
+use super::backoff::Backoff;
+use super::events::{EventType, PodSink};
+use super::lifecycle::{
+    step, Action, ContainerState, Failure, FailureKind, KillReason, Observed, ObservedContainer, SandboxState,
+};
+use super::network::PodNetwork;
+use super::runtime::RuntimeCli;
+use super::status::{pod_status, NodeFacts};
+use crate::config::KubeletConfig;
+use crate::container::spec::{oci_config, BindMount, ImageConfig, SandboxNamespaces, SpecInput};
+use crate::container::{env, qos, security};
+use crate::image::ImageService;
+use crate::monitor;
+use crate::probe::{ProbeKind, Prober};
+use crate::volume;
+
+/// Shared by every pod worker.
+pub struct NodeContext {
+    pub config: KubeletConfig,
+    pub runtime: RuntimeCli,
+    pub network: PodNetwork,
+    pub images: Arc<ImageService>,
+    pub tokio: tokio::runtime::Handle,
+    pub sink: Arc<dyn PodSink>,
+    pub node_memory_bytes: i64,
+    pub node_cpu_millis: i64,
+}
+
+/// A sandbox as recorded in `<pod dir>/sandbox.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub pid: i32,
+    pub netns: Option<String>,
+    pub ipc: Option<String>,
+    pub uts: Option<String>,
+    pub ip: Option<String>,
+    pub host_network: bool,
+}
+
+/// A container instance as recorded in `<pod dir>/containers/<name>/meta.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub restart_count: i32,
+    pub started_at: DateTime<Utc>,
+    pub image_id: String,
+    pub rootfs: PathBuf,
+    pub cgroups_path: String,
+    pub log_path: PathBuf,
+    /// Set once the exit has been seen and the container removed from the runtime.
+    #[serde(default)]
+    pub exit: Option<RecordedExit>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RecordedExit {
+    pub exit_code: i32,
+    pub finished_at: DateTime<Utc>,
+    pub oom_killed: bool,
+    pub message: Option<String>,
+}
+
+/// Messages to a worker.
+pub enum PodUpdate {
+    /// A new version of the pod (spec or deletion timestamp changed).
+    Pod(Box<Pod>),
+    /// Stop the worker thread without touching the pod (kubelet shutdown: containers keep running).
+    Detach,
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap_or_default())?;
+    fs::rename(tmp, path)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+fn alive(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// The directory of pod `uid`.
+pub fn pod_dir(cfg: &KubeletConfig, uid: &str) -> PathBuf {
+    cfg.root_dir.join("pods").join(uid)
+}
+
+/// Runs one pod.
+pub struct PodWorker {
+    ctx: Arc<NodeContext>,
+    pod: Pod,
+    dir: PathBuf,
+    uid: String,
+    backoff: Backoff,
+    failures: HashMap<String, Failure>,
+    sandbox: Option<SandboxRecord>,
+    containers: HashMap<String, ContainerRecord>,
+    last_status: Option<PodStatus>,
+    backoff_reported: HashMap<String, DateTime<Utc>>,
+    prober: Prober,
+    finalized: bool,
+}
+
+impl PodWorker {
+    /// A worker for `pod`, picking up whatever a previous kubelet left in the pod directory.
+    pub fn new(ctx: Arc<NodeContext>, pod: Pod) -> Self {
+        let uid = pod.metadata.uid.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+        let dir = pod_dir(&ctx.config, &uid);
+        let sandbox = read_json(&dir.join("sandbox.json"));
+        let mut containers = HashMap::new();
+        if let Ok(rd) = fs::read_dir(dir.join("containers")) {
+            for e in rd.flatten() {
+                if let Some(rec) = read_json::<ContainerRecord>(&e.path().join("meta.json")) {
+                    containers.insert(e.file_name().to_string_lossy().into_owned(), rec);
+                }
+            }
+        }
+        let last_status = pod.status.clone();
+        Self {
+            ctx,
+            pod,
+            dir,
+            uid,
+            backoff: Backoff::new(),
+            failures: HashMap::new(),
+            sandbox,
+            containers,
+            last_status,
+            backoff_reported: HashMap::new(),
+            prober: Prober::default(),
+            finalized: false,
+        }
+    }
+
+    fn name(&self) -> String {
+        self.pod.metadata.name.clone().unwrap_or_default()
+    }
+
+    fn namespace(&self) -> String {
+        self.pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())
+    }
+
+    fn host_network(&self) -> bool {
+        self.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+    }
+
+    fn container_spec(&self, name: &str) -> Option<(Container, bool)> {
+        let spec = self.pod.spec.as_ref()?;
+        if let Some(c) = spec.init_containers.as_deref().unwrap_or(&[]).iter().find(|c| c.name == name) {
+            return Some((c.clone(), true));
+        }
+        spec.containers.iter().find(|c| c.name == name).map(|c| (c.clone(), false))
+    }
+
+    fn event(&self, container: Option<&str>, t: EventType, reason: &str, message: String) {
+        self.ctx.sink.event(&self.pod, container, t, reason, message);
+    }
+
+    /// Reads the world: sandbox liveness, container states from monitors and records.
+    pub fn observe(&mut self) -> Observed {
+        let sandbox = match &self.sandbox {
+            None => SandboxState::None,
+            Some(s) if alive(s.pid) => SandboxState::Ready { id: s.id.clone(), ip: s.ip.clone() },
+            Some(s) => SandboxState::NotReady { id: s.id.clone() },
+        };
+        let mut containers = HashMap::new();
+        let names: Vec<String> = self.containers.keys().cloned().collect();
+        for name in names {
+            let Some(rec) = self.containers.get(&name).cloned() else { continue };
+            let mdir = self.dir.join("containers").join(&name).join("monitor");
+            let state = if let Some(x) = &rec.exit {
+                ContainerState::Exited {
+                    id: rec.id.clone(),
+                    exit_code: x.exit_code,
+                    started_at: Some(rec.started_at),
+                    finished_at: x.finished_at,
+                    oom_killed: x.oom_killed,
+                    message: x.message.clone(),
+                }
+            } else if let Some(exit) = monitor::read_exit(&mdir) {
+                let x = self.reap(&name, &rec, exit);
+                ContainerState::Exited {
+                    id: rec.id.clone(),
+                    exit_code: x.exit_code,
+                    started_at: Some(rec.started_at),
+                    finished_at: x.finished_at,
+                    oom_killed: x.oom_killed,
+                    message: x.message,
+                }
+            } else if monitor::alive_monitor(&mdir).is_some() || monitor::container_pid(&mdir).map(alive).unwrap_or(false) {
+                ContainerState::Running { id: rec.id.clone(), started_at: rec.started_at }
+            } else {
+                // monitor gone without a record (node reboot, kill -9 of the monitor): treat as failed
+                let x = self.reap(&name, &rec, monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() });
+                ContainerState::Exited {
+                    id: rec.id.clone(),
+                    exit_code: x.exit_code,
+                    started_at: Some(rec.started_at),
+                    finished_at: x.finished_at,
+                    oom_killed: false,
+                    message: None,
+                }
+            };
+            let running = matches!(state, ContainerState::Running { .. });
+            let (ready, started, unhealthy) = if running {
+                self.prober.results(&name, self.container_spec(&name).map(|c| c.0).as_ref())
+            } else {
+                (false, false, false)
+            };
+            containers.insert(
+                name.clone(),
+                ObservedContainer { state, restart_count: rec.restart_count, ready, started, unhealthy, image_id: rec.image_id.clone() },
+            );
+        }
+        Observed { sandbox, containers, failures: self.failures.clone() }
+    }
+
+    /// The container exited: note OOM and the termination message, remove it from the runtime, unmount.
+    fn reap(&mut self, name: &str, rec: &ContainerRecord, exit: monitor::ExitRecord) -> RecordedExit {
+        let oom = exit.exit_code == 137 && oom_killed(&rec.cgroups_path);
+        let cdir = self.dir.join("containers").join(name);
+        let message = fs::read_to_string(cdir.join("termination-log")).ok().filter(|s| !s.is_empty()).map(|s| {
+            let mut s = s;
+            s.truncate(4096);
+            s
+        });
+        let message = message.or_else(|| {
+            let fallback = self
+                .container_spec(name)
+                .and_then(|(c, _)| c.termination_message_policy)
+                .filter(|p| p == "FallbackToLogsOnError")
+                .is_some();
+            (fallback && exit.exit_code != 0).then(|| {
+                let lines = crate::logs::read::read_all(&rec.log_path);
+                let start = lines.len().saturating_sub(80);
+                String::from_utf8_lossy(&crate::logs::read::render(&lines[start..], &Default::default())).into_owned()
+            })
+        });
+        let finished_at = DateTime::parse_from_rfc3339(&exit.finished_at).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
+        if let Err(e) = self.ctx.runtime.delete(&rec.id) {
+            tracing::warn!(pod = %self.name(), container = name, error = %e, "remove exited container");
+        }
+        if let Err(e) = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &rec.id, &rec.rootfs) {
+            tracing::warn!(pod = %self.name(), container = name, error = %e, "unmount rootfs");
+        }
+        let x = RecordedExit { exit_code: exit.exit_code, finished_at, oom_killed: oom, message };
+        let mut rec = rec.clone();
+        rec.exit = Some(x.clone());
+        let _ = write_json(&cdir.join("meta.json"), &rec);
+        self.containers.insert(name.to_string(), rec);
+        self.prober.forget(name);
+        x
+    }
+
+    /// One pass: observe, decide, act. Returns when to look again.
+    pub fn sync(&mut self) -> Duration {
+        let mut rounds = 0;
+        loop {
+            let observed = self.observe();
+            let now = Utc::now();
+            let actions = step(&self.pod, &observed, &mut self.backoff, now);
+            self.report(&observed, now);
+            let immediate: Vec<&Action> = actions.iter().filter(|a| !matches!(a, Action::BackOff { .. })).collect();
+            for a in &actions {
+                if let Action::BackOff { name, until, reason } = a {
+                    if self.backoff_reported.get(name) != Some(until) {
+                        self.backoff_reported.insert(name.clone(), *until);
+                        let msg = if *reason == "ImagePullBackOff" {
+                            let image = self.container_spec(name).and_then(|c| c.0.image).unwrap_or_default();
+                            format!("Back-off pulling image \"{image}\"")
+                        } else {
+                            format!("Back-off restarting failed container {name} in pod {}_{}({})", self.name(), self.namespace(), self.uid)
+                        };
+                        self.event(Some(name), EventType::Warning, "BackOff", msg);
+                    }
+                }
+            }
+            if immediate.is_empty() || rounds > 20 || self.finalized {
+                self.run_probes(&observed);
+                let wake = super::lifecycle::next_wakeup(&actions)
+                    .and_then(|t| (t - Utc::now()).to_std().ok())
+                    .unwrap_or(Duration::from_secs(1));
+                return wake.min(self.prober.next_due().unwrap_or(Duration::from_secs(1))).min(Duration::from_secs(1));
+            }
+            for a in immediate.into_iter().cloned().collect::<Vec<_>>() {
+                self.execute(a);
+            }
+            rounds += 1;
+        }
+    }
+
+    fn report(&mut self, observed: &Observed, now: DateTime<Utc>) {
+        if self.finalized {
+            return;
+        }
+        let mut pod = self.pod.clone();
+        pod.status = self.last_status.clone();
+        let facts = NodeFacts { host_ip: self.ctx.config.node_ip.clone() };
+        let status = pod_status(&pod, observed, &self.backoff, &facts, now);
+        if self.last_status.as_ref().map(strip_heartbeat) != Some(strip_heartbeat(&status)) {
+            self.last_status = Some(status.clone());
+            self.ctx.sink.status(&self.pod, status);
+        }
+    }
+
+    fn execute(&mut self, a: Action) {
+        match a {
+            Action::CreateSandbox => {
+                if let Err(msg) = self.create_sandbox() {
+                    tracing::warn!(pod = %self.name(), error = %msg, "create sandbox");
+                    self.event(None, EventType::Warning, "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {msg}"));
+                    self.teardown_sandbox();
+                    // retried on the next pass
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+            Action::StartContainer { name, init: _ } => self.start_container(&name),
+            Action::KillContainer { name, grace, reason } => {
+                if reason == KillReason::Unhealthy {
+                    self.event(Some(&name), EventType::Normal, "Killing", format!("Container {name} failed probe, will be restarted"));
+                }
+                self.kill_containers(&[name], grace);
+            }
+            Action::KillPod { grace, reason } => {
+                let names: Vec<String> = self.containers.iter().filter(|(_, r)| r.exit.is_none()).map(|(n, _)| n.clone()).collect();
+                if reason == KillReason::SandboxChanged {
+                    self.event(None, EventType::Normal, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.".into());
+                }
+                self.kill_containers(&names, grace);
+                // make sure the exits are recorded before the sandbox goes
+                let _ = self.observe();
+                self.teardown_sandbox();
+            }
+            Action::BackOff { .. } => {}
+            Action::Finalize => {
+                self.remove_everything();
+                self.finalized = true;
+                self.ctx.sink.finalized(&self.pod);
+            }
+        }
+    }
+
+    fn create_sandbox(&mut self) -> Result<(), String> {
+        let name = self.name();
+        let ns = self.namespace();
+        fs::create_dir_all(&self.dir).map_err(|e| format!("create {}: {e}", self.dir.display()))?;
+        let _ = write_json(&self.dir.join("pod.json"), &self.pod);
+        let id = format!("sb-{}", short_uid(&self.uid));
+        // a stale sandbox of ours with this id (crash between create and record): remove it
+        let _ = self.ctx.runtime.delete(&id);
+        // the pause process gets a leaf of its own: cgroup v2 allows no processes in a cgroup whose children
+        // have controllers enabled
+        let cgroup = format!("/{}/{id}", qos::pod_cgroup_parent(&self.pod));
+        let hostname = super::dns::hostname(&self.pod);
+        let info = self.ctx.runtime.sandbox(&id, &hostname, &cgroup).map_err(|e| e.to_string())?;
+        let host_network = self.host_network();
+        let ns_path = |k: &str| info.namespaces.get(k).cloned().or_else(|| Some(format!("/proc/{}/ns/{k}", info.pid)));
+        let mut rec = SandboxRecord {
+            id: id.clone(),
+            pid: info.pid,
+            netns: if host_network { None } else { ns_path("net") },
+            ipc: ns_path("ipc"),
+            uts: if host_network { None } else { ns_path("uts") },
+            ip: None,
+            host_network,
+        };
+        // record before CNI so a failure in between is cleaned up by teardown
+        self.sandbox = Some(rec.clone());
+        write_json(&self.dir.join("sandbox.json"), &rec).map_err(|e| format!("record sandbox: {e}"))?;
+        if host_network {
+            rec.ip = Some(self.ctx.config.node_ip.clone());
+        } else {
+            let netns = rec.netns.clone().unwrap_or_default();
+            rec.ip = self.ctx.network.add(&name, &ns, &id, Path::new(&netns)).map_err(|e| e.to_string())?;
+        }
+        let node_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let files = [
+            ("hosts", super::dns::hosts_file(&self.pod, rec.ip.as_deref())),
+            ("hostname", format!("{hostname}\n")),
+            (
+                "resolv.conf",
+                super::dns::resolv_conf(&self.pod, self.ctx.config.cluster_dns.as_deref(), &self.ctx.config.cluster_domain, &node_resolv),
+            ),
+        ];
+        for (f, content) in files {
+            fs::write(self.dir.join(f), content).map_err(|e| format!("write {f}: {e}"))?;
+        }
+        write_json(&self.dir.join("sandbox.json"), &rec).map_err(|e| format!("record sandbox: {e}"))?;
+        tracing::info!(pod = %name, sandbox = %id, ip = ?rec.ip, "sandbox ready");
+        self.sandbox = Some(rec);
+        Ok(())
+    }
+
+    fn teardown_sandbox(&mut self) {
+        let Some(sb) = self.sandbox.take() else { return };
+        if !sb.host_network {
+            if let Some(netns) = &sb.netns {
+                if let Err(e) = self.ctx.network.del(&self.name(), &self.namespace(), &sb.id, Path::new(netns)) {
+                    tracing::warn!(pod = %self.name(), error = %e, "CNI DEL");
+                }
+            }
+        }
+        let _ = self.ctx.runtime.kill(&sb.id, "KILL");
+        if let Err(e) = self.ctx.runtime.delete(&sb.id) {
+            tracing::warn!(pod = %self.name(), error = %e, "delete sandbox");
+        }
+        let _ = volume::teardown_all(&self.dir);
+        remove_cgroup(&qos::pod_cgroup_parent(&self.pod));
+        let _ = fs::remove_file(self.dir.join("sandbox.json"));
+    }
+
+    fn fail(&mut self, name: &str, kind: FailureKind, message: String) {
+        let attempts = self.failures.get(name).filter(|f| f.kind == kind).map(|f| f.attempts + 1).unwrap_or(1);
+        tracing::info!(pod = %self.name(), container = name, reason = kind.reason(), %message, "container start failed");
+        let reason = match kind {
+            FailureKind::ImagePull | FailureKind::InvalidImageName => "Failed",
+            _ => "Failed",
+        };
+        let msg = match kind {
+            FailureKind::ImagePull => format!("Failed to pull image: {message}"),
+            FailureKind::CreateConfig => format!("Error: {message}"),
+            _ => format!("Error: {message}"),
+        };
+        self.event(Some(name), EventType::Warning, reason, msg);
+        if kind == FailureKind::ImagePull {
+            self.event(Some(name), EventType::Warning, "Failed", "Error: ErrImagePull".into());
+        }
+        self.failures.insert(name.to_string(), Failure { kind, message, at: Utc::now(), attempts });
+    }
+
+    fn start_container(&mut self, name: &str) {
+        let Some((c, _init)) = self.container_spec(name) else { return };
+        let Some(sb) = self.sandbox.clone() else { return };
+        let pod_name = self.name();
+        // previous instance: its restart count carries over
+        let restart_count = match self.containers.get(name) {
+            Some(r) if r.exit.is_some() => r.restart_count + 1,
+            Some(r) => r.restart_count,
+            None => 0,
+        };
+        if let Some(r) = self.containers.get(name).cloned() {
+            let _ = self.ctx.runtime.delete(&r.id);
+            let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &r.id, &r.rootfs);
+        }
+        // env, volumes, security: what the user must fix shows as CreateContainerConfigError
+        let mut sources = self.ctx.sink.sources(&self.pod);
+        sources.node_name = self.ctx.config.node_name.clone();
+        sources.host_ip = self.ctx.config.node_ip.clone();
+        sources.pod_ip = sb.ip.clone().unwrap_or_default();
+        sources.node_cpu_millis = self.ctx.node_cpu_millis;
+        sources.node_memory_bytes = self.ctx.node_memory_bytes;
+        let env = match env::container_env(&self.pod, &c, &sources) {
+            Ok(e) => e,
+            Err(e) => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
+        };
+        let vols = match volume::setup_all(&self.pod, &self.dir, &sources, true) {
+            Ok(v) => v,
+            Err(e) if e.is_config_error() => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
+            Err(e) => return self.fail(name, FailureKind::Create, e.to_string()),
+        };
+        // image
+        let image = c.image.clone().unwrap_or_default();
+        let policy = c.image_pull_policy.as_deref().and_then(|p| crate::image::PullPolicy::from_api(p).ok().flatten());
+        let present = self.ctx.images.store().resolve(&image).ok().flatten();
+        let will_pull = present.is_none() || c.image_pull_policy.as_deref() == Some("Always");
+        if will_pull {
+            self.event(Some(name), EventType::Normal, "Pulling", format!("Pulling image \"{image}\""));
+        }
+        let images = self.ctx.images.clone();
+        let secrets = crate::image::DockerConfigJson::default();
+        let ensured = self.ctx.tokio.block_on(images.ensure_image(&image, policy, &secrets, crate::image::no_progress()));
+        let record = match ensured {
+            Ok(crate::image::Ensured::Present(r)) => {
+                if !will_pull {
+                    self.event(Some(name), EventType::Normal, "Pulled", format!("Container image \"{image}\" already present on machine"));
+                }
+                r
+            }
+            Ok(crate::image::Ensured::Pulled(o)) => {
+                self.event(Some(name), EventType::Normal, "Pulled", o.event_message(&image));
+                o.image
+            }
+            Err(e) => {
+                let kind = if e.reason() == "InvalidImageName" { FailureKind::InvalidImageName } else { FailureKind::ImagePull };
+                return self.fail(name, kind, e.to_string());
+            }
+        };
+        let image_config = self.ctx.images.store().read_blob(&record.id).map(|b| ImageConfig::from_json(&b)).unwrap_or_default();
+        let sec = match security::resolve(&self.pod, &c, image_config.user.as_deref()) {
+            Ok(s) => s,
+            Err(e) => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
+        };
+        let id = format!("{}-{}-{}", short_uid(&self.uid), name, restart_count);
+        let cdir = self.dir.join("containers").join(name);
+        let bundle = cdir.join("bundle");
+        let rootfs = bundle.join("rootfs");
+        let mdir = cdir.join("monitor");
+        let _ = fs::remove_dir_all(&mdir);
+        if let Err(e) = fs::create_dir_all(&bundle) {
+            return self.fail(name, FailureKind::Create, format!("create bundle {}: {e}", bundle.display()));
+        }
+        if let Err(e) = crate::image::overlay::mount_rootfs(self.ctx.images.store(), &id, &record, &rootfs, sec.readonly_rootfs) {
+            return self.fail(name, FailureKind::Create, e.to_string());
+        }
+        let term_log = cdir.join("termination-log");
+        let _ = fs::write(&term_log, b"");
+        let mut mounts = vec![
+            BindMount { destination: "/etc/hosts".into(), source: self.dir.join("hosts"), readonly: false },
+            BindMount { destination: "/etc/resolv.conf".into(), source: self.dir.join("resolv.conf"), readonly: false },
+            BindMount { destination: "/etc/hostname".into(), source: self.dir.join("hostname"), readonly: false },
+            BindMount {
+                destination: c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()),
+                source: term_log,
+                readonly: false,
+            },
+        ];
+        for m in c.volume_mounts.as_deref().unwrap_or(&[]) {
+            match volume::mount_source(&vols, m) {
+                Ok(src) => mounts.push(BindMount { destination: m.mount_path.clone(), source: src, readonly: m.read_only.unwrap_or(false) }),
+                Err(e) => {
+                    let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
+                    return self.fail(name, FailureKind::Create, e.to_string());
+                }
+            }
+        }
+        let cgroups_path = format!("/{}", qos::container_cgroup(&self.pod, &id));
+        let namespaces = SandboxNamespaces { net: sb.netns.clone(), ipc: sb.ipc.clone(), uts: sb.uts.clone() };
+        let input = SpecInput {
+            pod: &self.pod,
+            container: &c,
+            image: &image_config,
+            env: &env,
+            security: &sec,
+            rootfs: &rootfs,
+            namespaces: &namespaces,
+            mounts,
+            cgroups_path: cgroups_path.clone(),
+            qos: qos::qos_class(&self.pod),
+            node_memory_bytes: self.ctx.node_memory_bytes,
+        };
+        let config = match oci_config(&input) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
+                return self.fail(name, FailureKind::CreateConfig, e.to_string());
+            }
+        };
+        if let Err(e) = fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap_or_default()) {
+            return self.fail(name, FailureKind::Create, format!("write config.json: {e}"));
+        }
+        let log_path = self
+            .ctx
+            .config
+            .log_dir
+            .join(format!("{}_{}_{}", self.namespace(), pod_name, self.uid))
+            .join(name)
+            .join(format!("{restart_count}.log"));
+        if let Some(p) = log_path.parent() {
+            let _ = fs::create_dir_all(p);
+        }
+        let args = monitor::Args {
+            dir: mdir.clone(),
+            log: log_path.clone(),
+            log_max_bytes: self.ctx.config.log_max_bytes,
+            log_max_files: self.ctx.config.log_max_files,
+            pid_file: Some(cdir.join("container.pid")),
+            command: self.ctx.runtime.create_argv(&id, &bundle, &cdir.join("container.pid")),
+        };
+        if let Err(e) = monitor::spawn(&self.ctx.config.monitor_bin, &args) {
+            let _ = self.ctx.runtime.delete(&id);
+            let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
+            return self.fail(name, FailureKind::Create, e.to_string());
+        }
+        let rec = ContainerRecord {
+            id: id.clone(),
+            restart_count,
+            started_at: Utc::now(),
+            image_id: format!("docker.io/library/{}@{}", image, record.id).replace("docker.io/library/docker.io/", "docker.io/"),
+            rootfs: rootfs.clone(),
+            cgroups_path,
+            log_path,
+            exit: None,
+        };
+        let _ = write_json(&cdir.join("meta.json"), &rec);
+        self.containers.insert(name.to_string(), rec.clone());
+        self.event(Some(name), EventType::Normal, "Created", format!("Created container {name}"));
+        if let Err(e) = self.ctx.runtime.start(&id) {
+            // the process never ran: RunContainerError, and the instance goes away
+            let _ = self.ctx.runtime.kill(&id, "KILL");
+            let _ = self.ctx.runtime.delete(&id);
+            let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
+            let _ = fs::remove_file(cdir.join("meta.json"));
+            let prev = self.containers.remove(name);
+            let _ = prev;
+            return self.fail(name, FailureKind::Run, e.to_string());
+        }
+        self.failures.remove(name);
+        self.event(Some(name), EventType::Normal, "Started", format!("Started container {name}"));
+        tracing::info!(pod = %pod_name, container = name, id = %id, "container started");
+    }
+
+    /// SIGTERM to each, wait up to `grace` for all exits, SIGKILL what is left.
+    fn kill_containers(&mut self, names: &[String], grace: Duration) {
+        let mut live = Vec::new();
+        for n in names {
+            let Some(rec) = self.containers.get(n).cloned() else { continue };
+            if rec.exit.is_some() {
+                continue;
+            }
+            self.event(Some(n), EventType::Normal, "Killing", format!("Stopping container {n}"));
+            if let Some((c, _)) = self.container_spec(n) {
+                if let Some(cmd) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).and_then(|h| h.exec.as_ref()).and_then(|e| e.command.clone()) {
+                    if let Err(e) = self.ctx.runtime.exec(&rec.id, &cmd, grace.min(Duration::from_secs(30))) {
+                        self.event(Some(n), EventType::Warning, "FailedPreStopHook", format!("PreStopHook failed: {e}"));
+                    }
+                }
+            }
+            let _ = self.ctx.runtime.kill(&rec.id, "TERM");
+            live.push((n.clone(), rec));
+        }
+        let deadline = Instant::now() + grace;
+        let mdir = |n: &str| self.dir.join("containers").join(n).join("monitor");
+        while Instant::now() < deadline && live.iter().any(|(n, _)| monitor::read_exit(&mdir(n)).is_none()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (n, rec) in &live {
+            if monitor::read_exit(&mdir(n)).is_none() {
+                let _ = self.ctx.runtime.kill(&rec.id, "KILL");
+            }
+        }
+        let hard = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < hard && live.iter().any(|(n, _)| monitor::read_exit(&mdir(n)).is_none()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn remove_everything(&mut self) {
+        self.teardown_sandbox();
+        for rec in self.containers.values() {
+            let _ = self.ctx.runtime.delete(&rec.id);
+            let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &rec.id, &rec.rootfs);
+        }
+        let _ = volume::teardown_all(&self.dir);
+        let _ = fs::remove_dir_all(&self.dir);
+        let logs = self.ctx.config.log_dir.join(format!("{}_{}_{}", self.namespace(), self.name(), self.uid));
+        let _ = fs::remove_dir_all(logs);
+    }
+
+    fn run_probes(&mut self, observed: &Observed) {
+        let Some(sb) = self.sandbox.clone() else { return };
+        let ip = sb.ip.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let specs: Vec<Container> = self.pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+        for c in specs {
+            let Some(o) = observed.containers.get(&c.name) else { continue };
+            let ContainerState::Running { id, started_at } = &o.state else { continue };
+            for (kind, outcome) in self.prober.run_due(&c, id, *started_at, &ip, &self.ctx.runtime) {
+                if !outcome.0 {
+                    let what = match kind {
+                        ProbeKind::Liveness => "Liveness",
+                        ProbeKind::Readiness => "Readiness",
+                        ProbeKind::Startup => "Startup",
+                    };
+                    self.event(Some(&c.name), EventType::Warning, "Unhealthy", format!("{what} probe failed: {}", outcome.1));
+                }
+            }
+        }
+    }
+
+    /// Runs until the pod is finalized or the worker is detached.
+    pub fn run(mut self, updates: Receiver<PodUpdate>) {
+        loop {
+            let wait = self.sync();
+            if self.finalized {
+                return;
+            }
+            match updates.recv_timeout(wait) {
+                Ok(PodUpdate::Pod(p)) => {
+                    let mut p = *p;
+                    p.status = self.last_status.clone();
+                    self.pod = p;
+                }
+                Ok(PodUpdate::Detach) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    pub fn is_finalized(&self) -> bool {
+        self.finalized
+    }
+
+    pub fn pod(&self) -> &Pod {
+        &self.pod
+    }
+}
+
+fn strip_heartbeat(s: &PodStatus) -> PodStatus {
+    s.clone()
+}
+
+/// First 13 characters of a uid, enough to be unique on a node and short enough for ids.
+pub fn short_uid(uid: &str) -> String {
+    uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(13).collect()
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// True when the memory cgroup at `cgroups_path` counted an OOM kill (cgroup v1 `memory.oom_control`).
+fn oom_killed(cgroups_path: &str) -> bool {
+    let p = Path::new(CGROUP_ROOT).join("memory").join(cgroups_path.trim_start_matches('/')).join("memory.oom_control");
+    fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse::<u64>().ok())))
+        .map(|n| n > 0)
+        .unwrap_or(false)
+}
+
+/// Removes a pod's cgroup directories in every v1 hierarchy (children first); they are empty by now.
+fn remove_cgroup(rel: &str) {
+    let Ok(rd) = fs::read_dir(CGROUP_ROOT) else { return };
+    for h in rd.flatten() {
+        let dir = h.path().join(rel);
+        remove_tree(&dir);
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}

@@ -1,0 +1,13 @@
+//! exec probes: run the command in the container; exit 0 is success.
+
+use std::time::Duration;
+
+use crate::pod::runtime::RuntimeCli;
+
+pub fn probe(runtime: &RuntimeCli, container_id: &str, command: &[String], timeout: Duration) -> (bool, String) {
+    match runtime.exec(container_id, command, timeout) {
+        Ok((0, _)) => (true, String::new()),
+        Ok((code, out)) => (false, format!("command {command:?} exited with {code}: {}", out.trim())),
+        Err(e) => (false, e.to_string()),
+    }
+}

@@ -1,0 +1,166 @@
+//! Liveness, readiness and startup probes: exec (in the container through the runtime), httpGet and
+//! tcpSocket (against the pod IP), with initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold
+//! and failureThreshold. The pod worker runs due probes on its own thread and reads the verdicts.
+
+pub mod exec;
+pub mod http;
+pub mod tcp;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::pod::runtime::RuntimeCli;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    Liveness,
+    Readiness,
+    Startup,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ProbeState {
+    last_run: Option<Instant>,
+    successes: i32,
+    failures: i32,
+    /// Current verdict after thresholds; None until decided.
+    result: Option<bool>,
+}
+
+/// Probe state of one pod's containers.
+#[derive(Debug, Default)]
+pub struct Prober {
+    state: HashMap<(String, ProbeKind), ProbeState>,
+}
+
+fn probe_of(c: &Container, kind: ProbeKind) -> Option<&Probe> {
+    match kind {
+        ProbeKind::Liveness => c.liveness_probe.as_ref(),
+        ProbeKind::Readiness => c.readiness_probe.as_ref(),
+        ProbeKind::Startup => c.startup_probe.as_ref(),
+    }
+}
+
+fn secs(v: Option<i32>, default: i32) -> Duration {
+    Duration::from_secs(v.unwrap_or(default).max(0) as u64)
+}
+
+/// Resolves a probe port (number or the name of a container port).
+pub fn resolve_port(c: &Container, port: &IntOrString) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(s) => s.parse().ok().or_else(|| {
+            c.ports.as_deref()?.iter().find(|p| p.name.as_deref() == Some(s)).and_then(|p| u16::try_from(p.container_port).ok())
+        }),
+    }
+}
+
+/// Runs one probe once: (success, message).
+pub fn run_once(p: &Probe, c: &Container, container_id: &str, pod_ip: &str, runtime: &RuntimeCli) -> (bool, String) {
+    let timeout = secs(p.timeout_seconds, 1).max(Duration::from_secs(1));
+    if let Some(e) = &p.exec {
+        return exec::probe(runtime, container_id, e.command.as_deref().unwrap_or(&[]), timeout);
+    }
+    if let Some(h) = &p.http_get {
+        let Some(port) = resolve_port(c, &h.port) else { return (false, format!("invalid port {:?}", h.port)) };
+        let host = h.host.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        let headers: Vec<(String, String)> =
+            h.http_headers.as_deref().unwrap_or(&[]).iter().map(|h| (h.name.clone(), h.value.clone())).collect();
+        return http::probe(&host, port, h.path.as_deref().unwrap_or("/"), &headers, timeout);
+    }
+    if let Some(t) = &p.tcp_socket {
+        let Some(port) = resolve_port(c, &t.port) else { return (false, format!("invalid port {:?}", t.port)) };
+        let host = t.host.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        return tcp::probe(&host, port, timeout);
+    }
+    (true, String::new())
+}
+
+impl Prober {
+    /// (ready, started, unhealthy) of container `name` per its probes so far.
+    pub fn results(&self, name: &str, c: Option<&Container>) -> (bool, bool, bool) {
+        let Some(c) = c else { return (true, true, false) };
+        let get = |k| self.state.get(&(name.to_string(), k));
+        let started = match c.startup_probe {
+            Some(_) => get(ProbeKind::Startup).and_then(|s| s.result) == Some(true),
+            None => true,
+        };
+        let ready = started
+            && match c.readiness_probe {
+                Some(_) => get(ProbeKind::Readiness).and_then(|s| s.result) == Some(true),
+                None => true,
+            };
+        let live_failed = c.liveness_probe.is_some() && get(ProbeKind::Liveness).and_then(|s| s.result) == Some(false);
+        let startup_failed = c.startup_probe.is_some() && get(ProbeKind::Startup).and_then(|s| s.result) == Some(false);
+        (ready, started, live_failed || startup_failed)
+    }
+
+    /// Runs every probe of `c` that is due; returns the outcome of each run.
+    pub fn run_due(
+        &mut self,
+        c: &Container,
+        container_id: &str,
+        started_at: DateTime<Utc>,
+        pod_ip: &str,
+        runtime: &RuntimeCli,
+    ) -> Vec<(ProbeKind, (bool, String))> {
+        let mut out = Vec::new();
+        let running_for = (Utc::now() - started_at).to_std().unwrap_or_default();
+        let started = self.results(&c.name, Some(c)).1;
+        for kind in [ProbeKind::Startup, ProbeKind::Liveness, ProbeKind::Readiness] {
+            let Some(p) = probe_of(c, kind) else { continue };
+            if kind != ProbeKind::Startup && !started {
+                continue;
+            }
+            if kind == ProbeKind::Startup && started {
+                continue;
+            }
+            if running_for < secs(p.initial_delay_seconds, 0) {
+                continue;
+            }
+            let st = self.state.entry((c.name.clone(), kind)).or_default();
+            if let Some(last) = st.last_run {
+                if last.elapsed() < secs(p.period_seconds, 10) {
+                    continue;
+                }
+            }
+            st.last_run = Some(Instant::now());
+            let outcome = run_once(p, c, container_id, pod_ip, runtime);
+            let success_threshold = if kind == ProbeKind::Readiness { p.success_threshold.unwrap_or(1) } else { 1 };
+            let failure_threshold = p.failure_threshold.unwrap_or(3);
+            if outcome.0 {
+                st.successes += 1;
+                st.failures = 0;
+                if st.successes >= success_threshold {
+                    st.result = Some(true);
+                }
+            } else {
+                st.failures += 1;
+                st.successes = 0;
+                if st.failures >= failure_threshold {
+                    st.result = Some(false);
+                }
+            }
+            out.push((kind, outcome));
+        }
+        out
+    }
+
+    /// How long until the next probe may be due (None without probes).
+    pub fn next_due(&self) -> Option<Duration> {
+        if self.state.is_empty() {
+            None
+        } else {
+            Some(Duration::from_millis(200))
+        }
+    }
+
+    /// The container is gone: its next instance starts with fresh probe state.
+    pub fn forget(&mut self, name: &str) {
+        self.state.retain(|(n, _), _| n != name);
+    }
+}
