@@ -54,6 +54,19 @@ pub fn is_deleting(obj: &Value) -> bool {
     obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
 }
 
+/// Whether an object being deleted can now be removed from storage: no finalizers left, and for pods the
+/// grace period is over (the kubelet deletes with grace 0), for namespaces their `spec.finalizers` are done.
+pub fn ready_to_remove(resource: &str, obj: &Value) -> bool {
+    if !is_deleting(obj) || !finalizers(obj).is_empty() {
+        return false;
+    }
+    match resource {
+        "pods" => obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0,
+        "namespaces" => obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty()),
+        _ => true,
+    }
+}
+
 /// Parses a stored value and fills in its resourceVersion.
 pub fn decode(kv: &KeyValue) -> Result<Value, serde_json::Error> {
     let mut obj: Value = serde_json::from_slice(&kv.value)?;

@@ -154,21 +154,14 @@ pub async fn delete_one(ctx: &Ctx, opts: &Value) -> Result<Value, ApiError> {
             Ok(next)
         })
         .await;
-        let written = match written {
-            Ok(w) => w,
-            Err(e) => return Err(e),
+        let obj = match written? {
+            Written::Deleted(o) => return Ok(o),
+            Written::Stored(o) => o,
         };
-        let obj = match written {
-            Written::Stored(o) | Written::Deleted(o) => o,
-        };
-        // A second, forced delete (grace 0) of a pod with no finalizers removes it now.
-        let force_now = already && is_pod && grace == 0 && object::finalizers(&obj).is_empty();
-        if !force_now {
-            if namespace_finalizers && !ctx.query.dry_run {
-                crate::namespace_lifecycle::spawn_finalize(ctx.state.clone(), name.to_string());
-            }
-            return Ok(obj);
+        if namespace_finalizers && !ctx.query.dry_run {
+            crate::namespace_lifecycle::spawn_finalize(ctx.state.clone(), name.to_string());
         }
+        return Ok(obj);
     }
     if ctx.query.dry_run {
         return Ok(cur);

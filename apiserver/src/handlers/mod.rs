@@ -119,8 +119,28 @@ fn verb_of(method: &Method, ctx: &Ctx) -> &'static str {
     }
 }
 
+/// How much of an oversized body is read (and dropped) so the client gets the 413 instead of a reset.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        total += chunk.len();
+        if total > DRAIN_BYTES {
+            break;
+        }
+        if total <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    Ok(buf.freeze())
 }
 
 /// A JSON response.
@@ -187,7 +207,7 @@ where
         if new == cur {
             return Ok(Written::Stored(cur));
         }
-        let finalized = object::is_deleting(&new) && object::finalizers(&new).is_empty();
+        let finalized = object::ready_to_remove(info.resource, &new);
         if ctx.query.dry_run {
             return Ok(if finalized { Written::Deleted(new) } else { Written::Stored(new) });
         }
