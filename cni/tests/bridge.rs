@@ -223,3 +223,27 @@ fn mtu_promisc_and_dual_stack_masquerade() {
     call(BRIDGE, "DEL", "mtu1", &path, &conf).expect_ok("DEL");
     assert!(!net.nft_table_exists());
 }
+
+#[test]
+fn del_after_the_netns_is_gone_releases_the_lease() {
+    let net = TestNet::new();
+    let (ns, path) = net.netns();
+    let conf = net.conf("rkube-bridge", "rkube-host-local", json!({"ipMasq": true}));
+    call(BRIDGE, "ADD", "gone2", &path, &conf).expect_ok("ADD");
+    sh(&["ip", "netns", "del", &ns]);
+    call(BRIDGE, "DEL", "gone2", &path, &conf).expect_ok("DEL with the netns deleted");
+    assert!(net.leases().is_empty(), "lease kept after DEL: {:?}", net.leases());
+    assert!(!net.nft_table_exists(), "masquerade table kept after the last DEL");
+    // The kernel destroys a deleted namespace's veth in the background.
+    rkube_testsupport::poll_until("the veth of the deleted netns to go", std::time::Duration::from_secs(10), || {
+        net.ports().is_empty().then_some(())
+    });
+    let mut empty = conf.clone();
+    empty["cniVersion"] = json!("1.0.0");
+    let out = call_raw(
+        BRIDGE,
+        &[("CNI_COMMAND", Some("DEL")), ("CNI_CONTAINERID", Some("gone2")), ("CNI_IFNAME", Some("eth0")), ("CNI_PATH", Some(&cni_path()))],
+        empty.to_string().as_bytes(),
+    );
+    assert!(out.ok, "DEL without CNI_NETNS: {}", out.stdout);
+}
