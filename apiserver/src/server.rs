@@ -85,6 +85,8 @@ pub struct ApiState {
     pub advertise: String,
     /// Namespaces whose finalization task is running.
     pub finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Flips to true when the server shuts down; long-running requests (watches) end on it.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,7 @@ impl ApiServer {
             metrics: Metrics::default(),
             advertise: addr.to_string(),
             finalizing: Default::default(),
+            stopping: tokio::sync::watch::channel(false).0,
         });
         bootstrap(&state).await?;
         crate::namespace_lifecycle::resume(state.clone()).await;
@@ -155,15 +158,16 @@ impl ApiServer {
         crate::kubeconfig::write(path, &self.url(), "rkube")
     }
 
-    /// Stops accepting requests and ends open watches.
+    /// Stops accepting requests, ends open watches and waits (briefly) for open requests to finish.
     pub async fn shutdown(mut self) {
+        let _ = self.state.stopping.send(true);
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            // Watches are long-running; do not wait on them forever.
             let abort = task.abort_handle();
-            if tokio::time::timeout(std::time::Duration::from_secs(2), task).await.is_err() {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!("apiserver requests still open after 5s; aborting");
                 abort.abort();
             }
         }

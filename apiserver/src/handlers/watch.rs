@@ -122,14 +122,19 @@ pub async fn watch(ctx: &Ctx) -> Result<Response, ApiError> {
     let bookmarks = query.allow_watch_bookmarks;
     let state = ctx.state.clone();
     state.metrics.watchers_inc();
+    let mut stopping = state.stopping.subscribe();
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut stream = stream;
         loop {
+            if *stopping.borrow() {
+                break;
+            }
             let ev = tokio::select! {
                 _ = &mut deadline => break,
                 _ = tx.closed() => break,
+                _ = stopping.changed() => break,
                 ev = stream.next() => ev,
             };
             let line = match ev {
