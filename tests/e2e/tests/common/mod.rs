@@ -52,7 +52,18 @@ impl TestServer {
         let data = self.dir.path().join("state.redb");
         let port = self.port;
         let (server, store) = self.runtime.block_on(async move {
-            let opened = open_backend(&Backend::Embedded(data)).await.expect("open embedded store");
+            // After a restart the previous store's last references drop asynchronously; retry the file lock.
+            let mut tries = 0;
+            let opened = loop {
+                match open_backend(&Backend::Embedded(data.clone())).await {
+                    Ok(o) => break o,
+                    Err(e) if tries < 100 => {
+                        tries += 1;
+                        lock_retry_pause(e).await;
+                    }
+                    Err(e) => panic!("open embedded store: {e}"),
+                }
+            };
             let config = ServerConfig::new(format!("127.0.0.1:{port}").parse().expect("addr"));
             let server = ApiServer::start(opened.store.clone(), config).await.expect("start apiserver");
             (server, opened)
@@ -140,6 +151,11 @@ impl TestServer {
         std::fs::write(&p, content).expect("write manifest");
         p
     }
+}
+
+/// Waits a little before retrying an open that failed on the database lock.
+async fn lock_retry_pause(_err: rkube_apiserver::storage::StorageError) {
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }
 
 impl Drop for TestServer {
