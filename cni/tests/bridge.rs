@@ -247,3 +247,24 @@ fn del_after_the_netns_is_gone_releases_the_lease() {
     );
     assert!(out.ok, "DEL without CNI_NETNS: {}", out.stdout);
 }
+
+#[test]
+fn pod_announces_itself_with_gratuitous_arp() {
+    let net = TestNet::new();
+    let (_, path) = net.netns();
+    // A bridge made beforehand (rkube-bridge reuses it) that learns from gratuitous ARP.
+    sh(&["ip", "link", "add", &net.bridge, "type", "bridge"]);
+    sh(&["ip", "link", "set", &net.bridge, "up"]);
+    std::fs::write(format!("/proc/sys/net/ipv4/conf/{}/arp_accept", net.bridge), "1").expect("arp_accept on the test bridge");
+    let conf = net.conf("rkube-bridge", "rkube-host-local", json!({}));
+    let res = call(BRIDGE, "ADD", "garp1", &path, &conf).expect_ok("ADD");
+    let ip = result_ip(&res);
+    let mac = res["interfaces"][2]["mac"].as_str().expect("mac").to_string();
+    // No traffic is sent to the pod: the entry can only come from its announcement.
+    let entry = rkube_testsupport::poll_until("the pod's gratuitous ARP", std::time::Duration::from_secs(5), || {
+        let out = sh(&["ip", "neigh", "show", "dev", &net.bridge, &ip]);
+        out.contains(&mac).then_some(out)
+    });
+    assert!(entry.contains(&mac), "{entry}");
+    call(BRIDGE, "DEL", "garp1", &path, &conf).expect_ok("DEL");
+}

@@ -13,23 +13,48 @@ use crate::netlink::Netlink;
 use crate::spec::{IpConfig, Route};
 use crate::sysctl;
 
-/// Configures `ifname` (already moved into this namespace): addresses, up, routes. Runs inside the namespace.
-pub fn configure(ifname: &str, ns: &str, ips: &[IpConfig], routes: &[Route]) -> Result<Link, BridgeError> {
-    let mut nl = Netlink::open()?;
-    let link = nl
-        .link_by_name(ifname, ns)?
-        .ok_or_else(|| BridgeError::Vanished { what: format!("interface {ifname} in {ns}") })?;
+/// Turns on the kernel's announcements for `ifname` (gratuitous ARP with `arp_notify`, unsolicited neighbour
+/// advertisements with `ndisc_notify`). Runs inside the namespace: procfs answers for the caller's namespace.
+pub fn enable_announcements(ifname: &str, ips: &[IpConfig]) -> Result<(), BridgeError> {
     if ips.iter().any(|ip| ip.address.addr().is_ipv4()) {
         sysctl::set(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
     }
+    if ips.iter().any(|ip| ip.address.addr().is_ipv6()) {
+        sysctl::set(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")?;
+    }
+    Ok(())
+}
+
+/// Configures the pod's interface `link` through `nl`, a socket opened inside its namespace: addresses, routes,
+/// then an announcement of the addresses.
+pub fn configure(nl: &mut Netlink, link: &Link, ns: &str, ips: &[IpConfig], routes: &[Route]) -> Result<(), BridgeError> {
     for ip in ips {
-        nl.add_address(link.index, ifname, ip.address, ns)?;
+        nl.add_address(link.index, &link.name, ip.address, ns)?;
     }
-    nl.set_up(link.index, ifname)?;
     for r in routes {
-        nl.add_route(r.dst, r.gw, link.index, ifname, ns)?;
+        nl.add_route(r.dst, r.gw, link.index, &link.name, ns)?;
     }
-    Ok(link)
+    // Setting the MAC it already has makes the kernel announce every address (NETDEV_CHANGEADDR with
+    // arp_notify/ndisc_notify on): neighbours holding a stale MAC for a reused address learn the new one.
+    nl.announce(link.index, &link.name, &link.mac, ns)?;
+    Ok(())
+}
+
+/// Waits (at most `limit`) for bridge port `port` to forward: the bridge enables a port only once the kernel's
+/// link watcher has seen its carrier, and an announcement sent before that is dropped at the port.
+pub fn wait_forwarding(port: &str, limit: std::time::Duration) -> bool {
+    let path = format!("/sys/class/net/{port}/brport/state");
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        // 3 is BR_STATE_FORWARDING.
+        if std::fs::read_to_string(&path).map(|s| s.trim() == "3").unwrap_or(false) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
 }
 
 /// Deletes `ifname` (and so its veth peer on the host). Returns false if it was already gone.

@@ -82,8 +82,9 @@ impl Plugin for Bridge {
         let ns = NetNs::open(Path::new(&env.netns))?;
         // Prove we can enter it, and that CNI_IFNAME is free there, before anything is made.
         let what = ns.describe();
-        let taken = ns.run(|| Netlink::open().and_then(|mut n| n.link_by_name(&env.ifname, &what)))?.map_err(BridgeError::from)?;
-        if taken.is_some() {
+        // A socket opened inside the pod's namespace configures it from here on without entering it again.
+        let mut pod_nl = ns.run(Netlink::open)?.map_err(BridgeError::from)?;
+        if pod_nl.link_by_name(&env.ifname, &what).map_err(BridgeError::from)?.is_some() {
             return Err(CniError::new(
                 code::INVALID_ENV,
                 format!("interface {} already exists in {what}; DEL the attachment first or pick another CNI_IFNAME", env.ifname),
@@ -98,11 +99,11 @@ impl Plugin for Bridge {
             IpamCall::Finished(Err(e)) => return Err(e),
             p => p,
         };
-        let mut host_veth: Option<Link> = None;
+        let mut host_veth: Option<Veth> = None;
         let early = match host::find_bridge(&mut nl, &conf.bridge) {
             Ok(Some(link)) => host::reuse_bridge(&mut nl, &conf, link)
                 .map_err(CniError::from)
-                .and_then(|br| make_veth(&mut nl, &conf, env, &ns, &br).map(|v| (br, v)))
+                .and_then(|br| make_veth(&mut nl, &mut pod_nl, &conf, env, &ns, &br).map(|v| (br, v)))
                 .map(|(br, v)| {
                     host_veth = Some(v);
                     Some(br)
@@ -121,17 +122,17 @@ impl Plugin for Bridge {
                 None => host::ensure_bridge(&mut nl, &conf)?,
             };
             if host_veth.is_none() {
-                host_veth = Some(make_veth(&mut nl, &conf, env, &ns, &bridge)?);
+                host_veth = Some(make_veth(&mut nl, &mut pod_nl, &conf, env, &ns, &bridge)?);
             }
             let veth = host_veth.clone().ok_or_else(|| BridgeError::Vanished { what: "host veth".into() })?;
-            attach(&mut nl, &conf, call, &ns, &bridge, veth, &ipam)
+            attach(&mut nl, &mut pod_nl, &conf, call, &ns, &bridge, veth, &ipam)
         });
         match made {
             Ok(r) => Ok(r),
             Err(e) => {
                 // Undo: the veth pair (deleting one end deletes both), then the addresses.
                 if let Some(v) = &host_veth {
-                    let _ = nl.delete_link(v.index, &v.name, "host");
+                    let _ = nl.delete_link(v.host.index, &v.host.name, "host");
                 }
                 let _ = ipam::start(ipam_type, Command::Del, call).and_then(IpamCall::wait);
                 Err(e)
@@ -212,8 +213,24 @@ fn remove_interface(env: &crate::exec::Env) -> Result<(), CniError> {
     }
 }
 
-/// Creates the veth pair: host end up on the bridge, container end CNI_IFNAME inside the namespace.
-fn make_veth(nl: &mut Netlink, conf: &BridgeConf, env: &crate::exec::Env, ns: &NetNs, bridge: &Link) -> Result<Link, CniError> {
+/// The veth pair of one attachment.
+#[derive(Clone)]
+struct Veth {
+    host: Link,
+    pod: Link,
+}
+
+/// Creates the veth pair: host end up on the bridge, pod end CNI_IFNAME inside the namespace, brought up at once
+/// (through `pod_nl`, a socket opened in the pod's namespace) so the bridge port is forwarding by the time the pod
+/// announces its addresses.
+fn make_veth(
+    nl: &mut Netlink,
+    pod_nl: &mut Netlink,
+    conf: &BridgeConf,
+    env: &crate::exec::Env,
+    ns: &NetNs,
+    bridge: &Link,
+) -> Result<Veth, CniError> {
     let what = ns.describe();
     let mut name = host::random_veth_name();
     for attempt in 0..3 {
@@ -226,27 +243,36 @@ fn make_veth(nl: &mut Netlink, conf: &BridgeConf, env: &crate::exec::Env, ns: &N
             Err(e) => return Err(BridgeError::from(e).into()),
         }
     }
-    let link = nl
+    let host = nl
         .link_by_name(&name, "host")
         .map_err(BridgeError::from)?
         .ok_or_else(|| BridgeError::Vanished { what: format!("veth {name}") })?;
+    trace::mark("veth created");
+    let pod = pod_nl
+        .link_by_name(&env.ifname, &what)
+        .map_err(BridgeError::from)?
+        .ok_or_else(|| BridgeError::Vanished { what: format!("interface {} in {what}", env.ifname) })?;
+    pod_nl.set_up(pod.index, &env.ifname).map_err(BridgeError::from)?;
     if conf.hairpin_mode {
         host::set_hairpin(&name)?;
     }
-    Ok(link)
+    Ok(Veth { host, pod })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn attach(
     nl: &mut Netlink,
+    pod_nl: &mut Netlink,
     conf: &BridgeConf,
     call: &Call,
     ns: &NetNs,
     bridge: &Link,
-    host_link: Link,
+    veth: Veth,
     ipam: &CniResult,
 ) -> Result<CniResult, CniError> {
     let env = call.env;
     let what = ns.describe();
+    let Veth { host: host_link, pod } = veth;
     let name = host_link.name.clone();
     let gateways: Vec<_> = ipam.ips.iter().filter_map(host::gateway_of).collect();
     if conf.is_gateway {
@@ -255,14 +281,17 @@ fn attach(
     let routes = container::routes_for(&ipam.ips, &ipam.routes, &gateways, conf.is_default_gateway);
     let ips: Vec<IpConfig> = ipam.ips.iter().map(|ip| IpConfig { interface: Some(2), ..ip.clone() }).collect();
     trace::mark("gateways");
-    let cont = ns.run(|| container::configure(&env.ifname, &what, &ips, &routes))??;
-    trace::mark("container side");
-    // An address can come back with a new MAC within the ARP lock time, when the kernel ignores the gratuitous
-    // ARP: drop the host's stale entry instead.
+    // An address can come back with a new MAC within the ARP lock time, when the kernel would ignore the
+    // gratuitous ARP: drop the host's stale entry first, then let the pod announce itself.
     for ip in &ips {
         nl.forget_neighbour(bridge.index, &bridge.name, ip.address.addr()).map_err(BridgeError::from)?;
     }
-    trace::mark("neighbours");
+    ns.run(|| container::enable_announcements(&env.ifname, &ips))??;
+    if !container::wait_forwarding(&name, std::time::Duration::from_millis(50)) {
+        trace::mark("bridge port still not forwarding: the announcement may be lost");
+    }
+    container::configure(pod_nl, &pod, &what, &ips, &routes)?;
+    trace::mark("container side");
     if conf.ip_masq {
         let subnets: Vec<_> = ips.iter().map(|ip| ip.address.trunc()).collect();
         Masquerade::new(&conf.net.name, &conf.state_dir())
@@ -279,7 +308,7 @@ fn attach(
             // Bridges made by rkube-bridge have a fixed MAC, so the one read before the port joined still holds.
             Interface { name: bridge.name.clone(), mac: bridge.mac.clone(), mtu: conf.mtu, sandbox: String::new() },
             Interface { name: name.clone(), mac: host_link.mac, mtu: conf.mtu, sandbox: String::new() },
-            Interface { name: env.ifname.clone(), mac: cont.mac, mtu: conf.mtu, sandbox: env.netns.clone() },
+            Interface { name: env.ifname.clone(), mac: pod.mac, mtu: conf.mtu, sandbox: env.netns.clone() },
         ],
         ips,
         routes,

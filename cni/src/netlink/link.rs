@@ -143,6 +143,18 @@ impl Netlink {
         self.set_flags(index, name, LinkFlags::Up, LinkFlags::Up)
     }
 
+    /// Sets link `index`'s MAC to `mac` (its current one), which makes the kernel announce its addresses.
+    pub fn announce(&mut self, index: u32, name: &str, mac: &str, ns: &str) -> Result<(), NetlinkError> {
+        let bytes: Vec<u8> = mac.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+        if bytes.len() != 6 {
+            return Ok(());
+        }
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::Address(bytes));
+        self.request(RouteNetlinkMessage::SetLink(m), 0, || format!("announce the addresses of {name} in {ns}")).map(|_| ())
+    }
+
     /// Deletes the link called `name` (one request, no lookup). Returns false if there was none.
     pub fn delete_link_by_name(&mut self, name: &str, ns: &str) -> Result<bool, NetlinkError> {
         let mut m = LinkMessage::default();

@@ -245,7 +245,7 @@ impl TestNet {
 impl Drop for TestNet {
     fn drop(&mut self) {
         for ns in self.netns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+            let _ = Command::new("ip").args(["netns", "del", &ns]).stderr(Stdio::null()).status();
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
         let _ = Command::new("nft").args(["delete", "table", "inet", &self.nft_table()]).stderr(Stdio::null()).status();
