@@ -25,8 +25,7 @@ pub fn enable_announcements(ifname: &str, ips: &[IpConfig]) -> Result<(), Bridge
     Ok(())
 }
 
-/// Configures the pod's interface `link` through `nl`, a socket opened inside its namespace: addresses, routes,
-/// then an announcement of the addresses.
+/// Configures the pod's interface `link` through `nl`, a socket opened inside its namespace: addresses, routes.
 pub fn configure(nl: &mut Netlink, link: &Link, ns: &str, ips: &[IpConfig], routes: &[Route]) -> Result<(), BridgeError> {
     for ip in ips {
         nl.add_address(link.index, &link.name, ip.address, ns)?;
@@ -34,10 +33,14 @@ pub fn configure(nl: &mut Netlink, link: &Link, ns: &str, ips: &[IpConfig], rout
     for r in routes {
         nl.add_route(r.dst, r.gw, link.index, &link.name, ns)?;
     }
-    // Setting the MAC it already has makes the kernel announce every address (NETDEV_CHANGEADDR with
-    // arp_notify/ndisc_notify on): neighbours holding a stale MAC for a reused address learn the new one.
-    nl.announce(link.index, &link.name, &link.mac, ns)?;
     Ok(())
+}
+
+/// Announces the pod's addresses: setting the MAC it already has makes the kernel send a gratuitous ARP
+/// (unsolicited neighbour advertisement for IPv6) for every address (NETDEV_CHANGEADDR with
+/// arp_notify/ndisc_notify on), so neighbours holding a stale MAC for a reused address learn the new one.
+pub fn announce(nl: &mut Netlink, link: &Link, ns: &str) -> Result<(), BridgeError> {
+    Ok(nl.announce(link.index, &link.name, &link.mac, ns)?)
 }
 
 /// Waits (at most `limit`) for bridge port `port` to forward: the bridge enables a port only once the kernel's

@@ -287,10 +287,13 @@ fn attach(
         nl.forget_neighbour(bridge.index, &bridge.name, ip.address.addr()).map_err(BridgeError::from)?;
     }
     ns.run(|| container::enable_announcements(&env.ifname, &ips))??;
+    container::configure(pod_nl, &pod, &what, &ips, &routes)?;
+    // The bridge enables the port once the kernel's link watcher has seen the carrier (asynchronously, usually
+    // done by now); an announcement sent before that would be dropped at the port.
     if !container::wait_forwarding(&name, std::time::Duration::from_millis(50)) {
         trace::mark("bridge port still not forwarding: the announcement may be lost");
     }
-    container::configure(pod_nl, &pod, &what, &ips, &routes)?;
+    container::announce(pod_nl, &pod, &what)?;
     trace::mark("container side");
     if conf.ip_masq {
         let subnets: Vec<_> = ips.iter().map(|ip| ip.address.trunc()).collect();
