@@ -375,7 +375,7 @@ impl Importer<'_> {
             created: now,
             last_used: now,
         };
-        tracing::info!(id = %record.id, tags = ?record.repo_tags, "imported image");
+        tracing::debug!(id = %record.id, tags = ?record.repo_tags, "imported image");
         self.store.add_image(record).map_err(store_err)
     }
 }

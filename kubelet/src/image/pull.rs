@@ -259,7 +259,7 @@ impl Puller {
         }
         let total: u64 = layers.iter().map(|l| l.size).sum();
         progress(PullProgress::Resolved { manifest_digest: manifest_digest.clone(), layers: layers.len(), total_bytes: total });
-        tracing::info!(manifest = %manifest_digest, layers = layers.len(), bytes = total, "pulling image");
+        tracing::debug!(manifest = %manifest_digest, layers = layers.len(), bytes = total, "pulling image");
 
         // Layers, a few at a time; identical layers listed twice are fetched once.
         let mut unique: Vec<&LayerRecord> = Vec::new();
@@ -290,7 +290,7 @@ impl Puller {
         };
         let image_record = self.store.add_image(record).map_err(|e| ctx.store(e))?;
         let outcome = PullOutcome { image: image_record, duration: started.elapsed(), downloaded_bytes: downloaded.iter().sum() };
-        tracing::info!(id = %outcome.image.id, secs = outcome.duration.as_secs_f64(), bytes = outcome.image.size, "pulled image");
+        tracing::debug!(id = %outcome.image.id, secs = outcome.duration.as_secs_f64(), bytes = outcome.image.size, "pulled image");
         Ok(outcome)
     }
 
