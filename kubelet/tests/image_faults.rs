@@ -162,3 +162,25 @@ fn bearer_token_flow_with_credentials() {
         assert!(accept.contains(t), "Accept lacks {t}: {accept}");
     }
 }
+
+#[test]
+fn concurrent_pulls_of_one_image_fetch_each_layer_once() {
+    require_root();
+    let src = tempfile::tempdir().expect("tempdir");
+    let layout = two_layer_layout(src.path());
+    let registry = FakeRegistry::start(&layout, "app", FakeAuth::None, Faults::default());
+    let root = tempfile::tempdir().expect("store");
+    let puller = new_puller(root.path());
+    let image = format!("{}/app:v1", registry.host());
+    let (a, b) = rt().block_on(async {
+        tokio::join!(puller.pull(&image, None, no_progress()), puller.pull(&image, None, no_progress()))
+    });
+    let (a, b) = (a.expect("first pull"), b.expect("second pull"));
+    assert_eq!(a.image.id, b.image.id);
+    let total: u64 = layout.layer_digests.iter().map(|d| layout.blobs[d].len() as u64).sum();
+    assert_eq!(a.downloaded_bytes + b.downloaded_bytes, total, "every layer downloaded by exactly one pull");
+    for d in &layout.layer_digests {
+        let n = registry.requests().iter().filter(|r| r.path == format!("/v2/app/blobs/{d}")).count();
+        assert_eq!(n, 1, "blob {d} requested {n} times");
+    }
+}

@@ -137,6 +137,9 @@ pub struct Puller {
     store: Store,
     client: Arc<RegistryClient>,
     platform: Platform,
+    /// One lock per layer (diff_id) being fetched: concurrent pulls sharing a layer (two pods, one image)
+    /// must not append to the same partial file; the second waits and then finds the layer in the store.
+    inflight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 struct Ctx<'a> {
@@ -165,7 +168,7 @@ impl Ctx<'_> {
 
 impl Puller {
     pub fn new(store: Store, client: Arc<RegistryClient>) -> Puller {
-        Puller { store, client, platform: Platform::host() }
+        Puller { store, client, platform: Platform::host(), inflight: Default::default() }
     }
 
     /// Selects a platform other than this host's from image indexes.
@@ -324,6 +327,26 @@ impl Puller {
 
     /// Makes sure the layer is unpacked in the store; returns the bytes downloaded for it.
     async fn ensure_layer(&self, ctx: &Ctx<'_>, layer: &LayerRecord) -> Result<u64, PullError> {
+        let lock = match self.inflight.lock() {
+            Ok(mut m) => Some(m.entry(layer.diff_id.clone()).or_default().clone()),
+            Err(_) => None,
+        };
+        let guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let result = self.ensure_layer_locked(ctx, layer).await;
+        drop(guard);
+        if let (Some(l), Ok(mut m)) = (lock, self.inflight.lock()) {
+            // Last user of this layer's lock: forget it.
+            if Arc::strong_count(&l) == 2 {
+                m.remove(&layer.diff_id);
+            }
+        }
+        result
+    }
+
+    async fn ensure_layer_locked(&self, ctx: &Ctx<'_>, layer: &LayerRecord) -> Result<u64, PullError> {
         if self.store.has_layer(&layer.diff_id) {
             (ctx.progress)(PullProgress::LayerCached { digest: layer.digest.clone(), size: layer.size });
             return Ok(0);
