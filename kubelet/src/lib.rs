@@ -3,10 +3,12 @@
 pub mod config;
 pub mod container;
 pub mod image;
+pub mod kubelet;
 pub mod logs;
 pub mod monitor;
 pub mod node;
 pub mod pod;
 pub mod probe;
+pub mod server;
 pub mod time;
 pub mod volume;

@@ -52,6 +52,9 @@ pub struct SandboxRecord {
     pub uts: Option<String>,
     pub ip: Option<String>,
     pub host_network: bool,
+    /// The CNI config dir the sandbox was attached with (DEL must use the same network).
+    #[serde(default)]
+    pub cni_conf_dir: Option<PathBuf>,
 }
 
 /// A container instance as recorded in `<pod dir>/containers/<name>/meta.json`.
@@ -382,6 +385,7 @@ impl PodWorker {
             uts: if host_network { None } else { ns_path("uts") },
             ip: None,
             host_network,
+            cni_conf_dir: Some(self.ctx.network.conf_dir.clone()),
         };
         // record before CNI so a failure in between is cleaned up by teardown
         self.sandbox = Some(rec.clone());
@@ -414,7 +418,11 @@ impl PodWorker {
         let Some(sb) = self.sandbox.take() else { return };
         if !sb.host_network {
             if let Some(netns) = &sb.netns {
-                if let Err(e) = self.ctx.network.del(&self.name(), &self.namespace(), &sb.id, Path::new(netns)) {
+                let mut network = self.ctx.network.clone();
+                if let Some(dir) = &sb.cni_conf_dir {
+                    network.conf_dir = dir.clone();
+                }
+                if let Err(e) = network.del(&self.name(), &self.namespace(), &sb.id, Path::new(netns)) {
                     tracing::warn!(pod = %self.name(), error = %e, "CNI DEL");
                 }
             }

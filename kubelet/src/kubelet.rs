@@ -1,0 +1,400 @@
+//! The kubelet process: registers the node, keeps its status and lease fresh, watches the pods bound to it,
+//! runs one [`PodWorker`] thread per pod, and sends statuses and events to the apiserver. On start it adopts
+//! what a previous kubelet left running; pods that are gone from the API are torn down.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, EventSource, ObjectReference, Pod, PodStatus, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+
+use crate::config::KubeletConfig;
+use crate::container::env::EnvSources;
+use crate::image::{ImageService, RegistryConfig};
+use crate::node::register::{self, NodeConfig};
+use crate::node::status::NodeInputs;
+use crate::pod::events::{EventType, PodSink};
+use crate::pod::network::PodNetwork;
+use crate::pod::runtime::RuntimeCli;
+use crate::pod::worker::{NodeContext, PodUpdate, PodWorker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletError {
+    #[error("kubelet: open image store {path}: {message}")]
+    Images { path: std::path::PathBuf, message: String },
+    #[error(transparent)]
+    Register(#[from] register::RegisterError),
+    #[error("kubelet: serve the kubelet API on {addr}: {source}")]
+    Serve {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+enum ApiOp {
+    Status(Pod, PodStatus),
+    Event(Pod, Option<String>, EventType, String, String),
+    Delete(Pod),
+}
+
+/// The pod workers' connection to the API.
+struct ApiSink {
+    client: kube::Client,
+    tokio: tokio::runtime::Handle,
+    ops: tokio::sync::mpsc::UnboundedSender<ApiOp>,
+}
+
+impl PodSink for ApiSink {
+    fn event(&self, pod: &Pod, container: Option<&str>, t: EventType, reason: &str, message: String) {
+        let _ = self.ops.send(ApiOp::Event(pod.clone(), container.map(str::to_string), t, reason.into(), message));
+    }
+    fn status(&self, pod: &Pod, status: PodStatus) {
+        let _ = self.ops.send(ApiOp::Status(pod.clone(), status));
+    }
+    fn finalized(&self, pod: &Pod) {
+        let _ = self.ops.send(ApiOp::Delete(pod.clone()));
+    }
+    fn sources(&self, pod: &Pod) -> EnvSources {
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let client = self.client.clone();
+        self.tokio.block_on(async move {
+            let mut src = EnvSources::default();
+            if let Ok(l) = Api::<ConfigMap>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
+                src.config_maps = l.items.into_iter().filter_map(|c| Some((c.metadata.name.clone()?, c))).collect();
+            }
+            if let Ok(l) = Api::<Secret>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
+                src.secrets = l.items.into_iter().filter_map(|c| Some((c.metadata.name.clone()?, c))).collect();
+            }
+            if let Ok(l) = Api::<Service>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
+                src.services = l.items;
+            }
+            if ns != "default" {
+                if let Ok(Some(k)) = Api::<Service>::namespaced(client.clone(), "default").get_opt("kubernetes").await {
+                    src.services.push(k);
+                }
+            }
+            src
+        })
+    }
+}
+
+async fn apply_ops(client: kube::Client, node: String, mut rx: tokio::sync::mpsc::UnboundedReceiver<ApiOp>) {
+    while let Some(op) = rx.recv().await {
+        match op {
+            ApiOp::Status(pod, status) => {
+                let (Some(name), ns) = (pod.metadata.name.clone(), pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())) else { continue };
+                let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+                let patch = serde_json::json!({"status": status});
+                if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    tracing::debug!(pod = %name, error = %e, "update pod status");
+                }
+            }
+            ApiOp::Event(pod, container, t, reason, message) => {
+                let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let now = chrono::Utc::now();
+                let ev = Event {
+                    metadata: ObjectMeta {
+                        name: Some(format!("{name}.{:x}", now.timestamp_nanos_opt().unwrap_or(0))),
+                        namespace: Some(ns.clone()),
+                        ..Default::default()
+                    },
+                    involved_object: ObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Pod".into()),
+                        name: Some(name.clone()),
+                        namespace: Some(ns.clone()),
+                        uid: pod.metadata.uid.clone(),
+                        field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+                        ..Default::default()
+                    },
+                    reason: Some(reason),
+                    message: Some(message),
+                    type_: Some(t.as_str().into()),
+                    source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.clone()) }),
+                    reporting_component: Some("kubelet".into()),
+                    reporting_instance: Some(node.clone()),
+                    first_timestamp: Some(crate::time::to_k8s(now)),
+                    last_timestamp: Some(crate::time::to_k8s(now)),
+                    count: Some(1),
+                    ..Default::default()
+                };
+                if let Err(e) = Api::<Event>::namespaced(client.clone(), &ns).create(&PostParams::default(), &ev).await {
+                    tracing::debug!(pod = %name, error = %e, "record event");
+                }
+            }
+            ApiOp::Delete(pod) => {
+                let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+                let Some(name) = pod.metadata.name.clone() else { continue };
+                let dp = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: pod.metadata.uid.clone().map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
+                    ..Default::default()
+                };
+                match Api::<Pod>::namespaced(client.clone(), &ns).delete(&name, &dp).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => tracing::warn!(pod = %name, error = %e, "remove deleted pod from the API"),
+                }
+            }
+        }
+    }
+}
+
+/// A running worker thread.
+struct WorkerHandle {
+    tx: Sender<PodUpdate>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn spawn_worker(ctx: &Arc<NodeContext>, pod: Pod) -> WorkerHandle {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ctx = ctx.clone();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let thread = std::thread::Builder::new()
+        .name(format!("pod-{}", name.chars().take(10).collect::<String>()))
+        .stack_size(2 << 20)
+        .spawn(move || PodWorker::new(ctx, pod).run(rx))
+        .expect("spawn a pod worker thread");
+    WorkerHandle { tx, thread }
+}
+
+/// Total memory and CPUs of this machine (for resourceFieldRef defaults and oom_score_adj).
+fn machine_totals() -> (i64, i64) {
+    let f = crate::node::machine::read(std::path::Path::new("/"), std::path::Path::new("/"));
+    (f.memory_total_bytes as i64, f.cpus as i64 * 1000)
+}
+
+/// Runs the kubelet until `shutdown` resolves. Containers keep running after it returns.
+pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::future::Future<Output = ()>) -> Result<(), KubeletError> {
+    std::fs::create_dir_all(&cfg.root_dir).ok();
+    std::fs::create_dir_all(&cfg.log_dir).ok();
+    let images = ImageService::new(&cfg.image_root, RegistryConfig { insecure_registries: cfg.insecure_registries.clone() })
+        .map_err(|e| KubeletError::Images { path: cfg.image_root.clone(), message: e.to_string() })?;
+    let images = Arc::new(images);
+    let node_cfg = NodeConfig { name: cfg.node_name.clone(), node_ip: cfg.node_ip.clone(), data_dir: cfg.root_dir.clone(), labels: Default::default() };
+    let inputs = |images: &ImageService| NodeInputs {
+        node_ip: cfg.node_ip.clone(),
+        hostname: cfg.node_name.clone(),
+        images: images
+            .store()
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.repo_tags.iter().chain(r.repo_digests.iter()).cloned().collect(), r.size))
+            .collect(),
+        ready: true,
+        not_ready_message: String::new(),
+    };
+    let node = register::register(&client, &node_cfg, &inputs(&images)).await?;
+    tracing::info!(node = %cfg.node_name, ip = %cfg.node_ip, "node registered");
+    // kubelet API
+    let addr: std::net::SocketAddr = format!("{}:{}", cfg.node_ip, crate::node::status::KUBELET_PORT)
+        .parse()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 10250)));
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| KubeletError::Serve { addr, source })?;
+    let log_root = crate::server::LogRoot { log_dir: cfg.log_dir.clone() };
+    let api_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, crate::server::router(log_root)).await;
+    });
+    // status + lease
+    let heartbeat = {
+        let client = client.clone();
+        let node_cfg = node_cfg.clone();
+        let images = images.clone();
+        let uid = node.metadata.uid.clone();
+        let cfg2 = cfg.clone();
+        tokio::spawn(async move {
+            let mut prev = node.status.clone();
+            loop {
+                if let Err(e) = crate::node::lease::renew(&client, &node_cfg.name, uid.as_deref()).await {
+                    tracing::warn!(node = %node_cfg.name, error = %e, "renew node lease");
+                }
+                let inputs = NodeInputs {
+                    node_ip: cfg2.node_ip.clone(),
+                    hostname: cfg2.node_name.clone(),
+                    images: images
+                        .store()
+                        .list()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|r| (r.repo_tags.iter().chain(r.repo_digests.iter()).cloned().collect(), r.size))
+                        .collect(),
+                    ready: true,
+                    not_ready_message: String::new(),
+                };
+                match register::update_status(&client, &node_cfg, &inputs, prev.as_ref()).await {
+                    Ok(n) => prev = n.status,
+                    Err(e) => tracing::warn!(node = %node_cfg.name, error = %e, "update node status"),
+                }
+                tokio::time::sleep(register::STATUS_PERIOD).await;
+            }
+        })
+    };
+    let (ops_tx, ops_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ops_task = tokio::spawn(apply_ops(client.clone(), cfg.node_name.clone(), ops_rx));
+    let (mem, cpu) = machine_totals();
+    let ctx = Arc::new(NodeContext {
+        runtime: RuntimeCli { bin: cfg.runtime_bin.clone(), root: cfg.runtime_root.clone() },
+        network: PodNetwork::new(cfg.cni_conf_dir.clone(), cfg.cni_bin_dirs.clone(), cfg.cni_cache_dir.clone()),
+        images: images.clone(),
+        tokio: tokio::runtime::Handle::current(),
+        sink: Arc::new(ApiSink { client: client.clone(), tokio: tokio::runtime::Handle::current(), ops: ops_tx }),
+        node_memory_bytes: mem,
+        node_cpu_millis: cpu,
+        config: cfg.clone(),
+    });
+    let workers: Arc<Mutex<HashMap<String, WorkerHandle>>> = Arc::new(Mutex::new(HashMap::new()));
+    let pods: Api<Pod> = Api::all(client.clone());
+    let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
+    let mut stream = watcher::watcher(pods, wc).boxed();
+    let mut initial: Vec<String> = Vec::new();
+    let watch = async {
+        while let Some(ev) = stream.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pod watch");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            match ev {
+                watcher::Event::Init => initial.clear(),
+                watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
+                    if let Some(uid) = p.metadata.uid.clone() {
+                        initial.push(uid.clone());
+                        dispatch(&ctx, &workers, uid, p);
+                    }
+                }
+                watcher::Event::Delete(mut p) => {
+                    // gone from the API without our finalization (force delete): stop it now
+                    if p.metadata.deletion_timestamp.is_none() {
+                        p.metadata.deletion_timestamp = Some(crate::time::to_k8s(chrono::Utc::now()));
+                        p.metadata.deletion_grace_period_seconds = Some(0);
+                    }
+                    if let Some(uid) = p.metadata.uid.clone() {
+                        dispatch(&ctx, &workers, uid, p);
+                    }
+                }
+                watcher::Event::InitDone => {
+                    adopt_orphans(&ctx, &workers, &initial);
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = watch => {}
+        _ = shutdown => {}
+    }
+    // detach: containers keep running; the next kubelet adopts them
+    let handles: Vec<WorkerHandle> = workers.lock().map(|mut w| w.drain().map(|(_, h)| h).collect()).unwrap_or_default();
+    for h in &handles {
+        let _ = h.tx.send(PodUpdate::Detach);
+    }
+    for h in handles {
+        let _ = tokio::task::spawn_blocking(move || h.thread.join()).await;
+    }
+    heartbeat.abort();
+    api_task.abort();
+    ops_task.abort();
+    Ok(())
+}
+
+fn dispatch(ctx: &Arc<NodeContext>, workers: &Arc<Mutex<HashMap<String, WorkerHandle>>>, uid: String, pod: Pod) {
+    let Ok(mut w) = workers.lock() else { return };
+    w.retain(|_, h| !h.thread.is_finished());
+    if let Some(h) = w.get(&uid) {
+        if h.tx.send(PodUpdate::Pod(Box::new(pod.clone()))).is_ok() {
+            return;
+        }
+    }
+    // terminal pods already cleaned up do not need a worker again
+    w.insert(uid, spawn_worker(ctx, pod));
+}
+
+/// Pod directories of pods the API no longer has: tear them down.
+fn adopt_orphans(ctx: &Arc<NodeContext>, workers: &Arc<Mutex<HashMap<String, WorkerHandle>>>, known: &[String]) {
+    let Ok(rd) = std::fs::read_dir(ctx.config.root_dir.join("pods")) else { return };
+    for e in rd.flatten() {
+        let uid = e.file_name().to_string_lossy().into_owned();
+        if known.contains(&uid) {
+            continue;
+        }
+        let Some(mut pod) = std::fs::read(e.path().join("pod.json")).ok().and_then(|b| serde_json::from_slice::<Pod>(&b).ok()) else {
+            continue;
+        };
+        tracing::info!(pod = ?pod.metadata.name, uid = %uid, "tearing down a pod the API no longer has");
+        pod.metadata.deletion_timestamp = Some(crate::time::to_k8s(chrono::Utc::now()));
+        pod.metadata.deletion_grace_period_seconds = Some(0);
+        dispatch(ctx, workers, uid, pod);
+    }
+}
+
+/// A sink for teardown without an apiserver (`rkube down`): drops statuses and events.
+struct NullSink;
+
+impl PodSink for NullSink {
+    fn event(&self, _: &Pod, _: Option<&str>, _: EventType, reason: &str, message: String) {
+        tracing::debug!(reason, %message, "event during teardown");
+    }
+    fn status(&self, _: &Pod, _: PodStatus) {}
+    fn finalized(&self, _: &Pod) {}
+    fn sources(&self, _: &Pod) -> EnvSources {
+        EnvSources::default()
+    }
+}
+
+/// Stops and removes every pod recorded under the kubelet's root (containers, sandboxes, CNI attachments,
+/// volumes, cgroups, rootfs mounts, logs), then whatever the runtime still holds under its root. For
+/// `rkube down`; needs no apiserver. Returns how many pods were torn down.
+pub fn teardown_all(cfg: &KubeletConfig, tokio: tokio::runtime::Handle) -> Result<usize, KubeletError> {
+    let images = ImageService::new(&cfg.image_root, RegistryConfig::default())
+        .map_err(|e| KubeletError::Images { path: cfg.image_root.clone(), message: e.to_string() })?;
+    let ctx = Arc::new(NodeContext {
+        runtime: RuntimeCli { bin: cfg.runtime_bin.clone(), root: cfg.runtime_root.clone() },
+        network: PodNetwork::new(cfg.cni_conf_dir.clone(), cfg.cni_bin_dirs.clone(), cfg.cni_cache_dir.clone()),
+        images: Arc::new(images),
+        tokio,
+        sink: Arc::new(NullSink),
+        node_memory_bytes: 0,
+        node_cpu_millis: 0,
+        config: cfg.clone(),
+    });
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(cfg.root_dir.join("pods")) {
+        for e in rd.flatten() {
+            let Some(mut pod) = std::fs::read(e.path().join("pod.json")).ok().and_then(|b| serde_json::from_slice::<Pod>(&b).ok())
+            else {
+                let _ = crate::volume::teardown_all(&e.path());
+                let _ = std::fs::remove_dir_all(e.path());
+                continue;
+            };
+            pod.metadata.deletion_timestamp = Some(crate::time::to_k8s(chrono::Utc::now()));
+            pod.metadata.deletion_grace_period_seconds = Some(0);
+            let mut w = PodWorker::new(ctx.clone(), pod);
+            for _ in 0..5 {
+                w.sync();
+                if w.is_finalized() {
+                    break;
+                }
+            }
+            n += 1;
+        }
+    }
+    // anything the runtime still knows (a crash between create and record)
+    if let Ok(rd) = std::fs::read_dir(&cfg.runtime_root) {
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let _ = ctx.runtime.kill(&id, "KILL");
+            let _ = ctx.runtime.delete(&id);
+        }
+    }
+    Ok(n)
+}

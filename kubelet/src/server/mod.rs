@@ -1,0 +1,131 @@
+//! The kubelet API the apiserver proxies to: `GET /containerLogs/<ns>/<pod>/<container>` with `follow`,
+//! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`; and `/healthz`.
+//! Plain HTTP on the node IP (the apiserver's proxy speaks HTTP); exec/attach/port-forward are not served yet.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::logs::read::{read_all, render, render_line, LogOptions};
+
+/// Where logs live.
+#[derive(Clone)]
+pub struct LogRoot {
+    pub log_dir: PathBuf,
+}
+
+/// The newest and the previous log file of a container: `<dir>/<ns>_<pod>_<uid>/<container>/<n>.log`.
+fn log_files(root: &LogRoot, ns: &str, pod: &str, container: &str) -> Vec<PathBuf> {
+    let prefix = format!("{ns}_{pod}_");
+    let mut files: Vec<(u32, PathBuf)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&root.log_dir) {
+        for e in rd.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            if let Ok(cd) = std::fs::read_dir(e.path().join(container)) {
+                for f in cd.flatten() {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    if let Some(n) = name.strip_suffix(".log").and_then(|n| n.parse().ok()) {
+                        files.push((n, f.path()));
+                    }
+                }
+            }
+        }
+    }
+    files.sort();
+    files.into_iter().map(|(_, p)| p).collect()
+}
+
+async fn container_logs(
+    State(root): State<LogRoot>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let files = log_files(&root, &ns, &pod, &container);
+    let previous = q.get("previous").map(|v| v == "true" || v == "1").unwrap_or(false);
+    let file = if previous { files.len().checked_sub(2).map(|i| files[i].clone()) } else { files.last().cloned() };
+    let Some(file) = file else {
+        let msg = if previous {
+            format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
+        } else {
+            format!("container \"{container}\" in pod \"{pod}\" is waiting to start: no logs yet")
+        };
+        return (StatusCode::NOT_FOUND, msg).into_response();
+    };
+    let since_time = q
+        .get("sinceTime")
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .or_else(|| q.get("sinceSeconds").and_then(|s| s.parse::<i64>().ok()).map(|s| chrono::Utc::now() - chrono::Duration::seconds(s)));
+    let opts = LogOptions {
+        tail_lines: q.get("tailLines").and_then(|s| s.parse().ok()),
+        since_time,
+        timestamps: q.get("timestamps").map(|v| v == "true").unwrap_or(false),
+        limit_bytes: q.get("limitBytes").and_then(|s| s.parse().ok()),
+    };
+    let lines = read_all(&file);
+    let first = render(&lines, &opts);
+    let follow = q.get("follow").map(|v| v == "true").unwrap_or(false);
+    if !follow {
+        return (StatusCode::OK, first).into_response();
+    }
+    // follow: send what is there, then poll the file for new complete records
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    let timestamps = opts.timestamps;
+    tokio::spawn(async move {
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let mut seen = lines.len();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let all = read_all(&file);
+            if all.len() < seen {
+                seen = 0; // rotated
+            }
+            for l in &all[seen..] {
+                if tx.send(Ok(render_line(l, timestamps))).await.is_err() {
+                    return;
+                }
+            }
+            seen = all.len();
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/plain")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The router (tests serve it on 127.0.0.1).
+pub fn router(root: LogRoot) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .with_state(root)
+}
+
+/// Serves the kubelet API on `addr` until the task is dropped.
+pub async fn serve(addr: std::net::SocketAddr, root: LogRoot) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(root)).await
+}
