@@ -1,8 +1,10 @@
 //! `rkube`: the one user-facing command. Each subcommand lives in a module named for it and calls into the
 //! component crates; this file only parses arguments and sets up logging.
 
+mod down;
 mod image;
 mod server;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +17,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole node here (apiserver, scheduler, controllers, kubelet) in the foreground
+    Up(up::Args),
+    /// Stop `rkube up` and remove every pod, network attachment, mount and cgroup it made
+    Down(down::Args),
     /// Run apiserver + scheduler + controllers on the embedded store (or etcd)
     Server(server::Args),
     /// Import, pull and list container images in the node's image store
@@ -31,6 +37,8 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Up(args) => up::run(args),
+        Command::Down(args) => down::run(args),
         Command::Server(args) => server::run(args),
         Command::Image(cmd) => image::run(cmd),
     };

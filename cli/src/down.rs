@@ -1,0 +1,96 @@
+//! `rkube down`: stops a running `rkube up` of the data dir and removes every pod it ran: containers and
+//! sandboxes, CNI attachments (veths, addresses, the masquerade table), volumes and rootfs mounts, cgroups,
+//! logs, and the default network's bridge. The image store and the API store stay (pass `--purge` to remove
+//! the whole data dir).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The data dir given to `rkube up`
+    #[arg(long, default_value = "/var/lib/rkube")]
+    pub data_dir: PathBuf,
+    /// Also remove the API store, images and everything else under the data dir
+    #[arg(long)]
+    pub purge: bool,
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn stop_server(data: &Path) {
+    let Some(pid) = std::fs::read_to_string(data.join("rkube.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
+        return;
+    };
+    if !alive(pid) {
+        return;
+    }
+    let sig = |s: &str| std::process::Command::new("kill").args([s, &pid.to_string()]).status();
+    let _ = sig("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive(pid) {
+        let _ = sig("-KILL");
+    }
+    eprintln!("stopped rkube (pid {pid})");
+}
+
+/// Unmounts everything still mounted under `dir`, deepest first.
+fn unmount_under(dir: &Path) {
+    let Ok(canon) = dir.canonicalize() else { return };
+    let prefix = canon.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(Path::new(&p), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let data = &args.data_dir;
+    stop_server(data);
+    let cfg = super::up::kubelet_config(data, "down", "127.0.0.1");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;
+    let mut cfg = cfg;
+    if !cfg.cni_conf_dir.join("10-rkube.conflist").exists() {
+        cfg.cni_conf_dir = "/etc/cni/net.d".into();
+    }
+    let n = if cfg.image_root.exists() || cfg.root_dir.exists() {
+        rkube_kubelet::kubelet::teardown_all(&cfg, runtime.handle().clone()).context("tear down pods")?
+    } else {
+        0
+    };
+    eprintln!("removed {n} pod(s)");
+    // the default network's bridge and masquerade table, when rkube wrote that network
+    if data.join("net.d/10-rkube.conflist").exists() {
+        let _ = std::process::Command::new("ip").args(["link", "del", "cni0"]).stderr(std::process::Stdio::null()).status();
+        let _ = std::process::Command::new("nft").args(["delete", "table", "inet", "rkube_masq_rkube"]).stderr(std::process::Stdio::null()).status();
+    }
+    // empty QoS cgroups left behind
+    for h in ["cpu,cpuacct", "memory", "pids", "cpuset", "blkio", "devices", "freezer", "hugetlb", "net_cls,net_prio", "perf_event", "unified"] {
+        for q in ["kubepods/besteffort", "kubepods/burstable", "kubepods"] {
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(h).join(q));
+        }
+    }
+    unmount_under(data);
+    for sub in ["kubelet", "pod-logs", "runtime", "cni", "net.d"] {
+        let _ = std::fs::remove_dir_all(data.join(sub));
+    }
+    if args.purge {
+        std::fs::remove_dir_all(data).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }).with_context(|| format!("remove {}", data.display()))?;
+    }
+    eprintln!("rkube is down (data dir {})", data.display());
+    Ok(())
+}
