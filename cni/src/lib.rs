@@ -13,6 +13,7 @@ pub mod plugin;
 pub mod ipam;
 pub mod netlink;
 pub mod netns;
+pub mod sys;
 pub mod sysctl;
 pub mod bridge;
 pub mod nft;

@@ -6,7 +6,14 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use netlink_packet_route::link::InfoKind;
+
 use super::BridgeError;
+use crate::netns::NetNs;
+use crate::sys;
 use crate::netlink::link::Link;
 use crate::netlink::route::RouteEntry;
 use crate::netlink::Netlink;
@@ -60,9 +67,54 @@ pub fn wait_forwarding(port: &str, limit: std::time::Duration) -> bool {
     }
 }
 
-/// Deletes `ifname` (and so its veth peer on the host). Returns false if it was already gone.
-pub fn delete(ifname: &str, ns: &str) -> Result<bool, BridgeError> {
-    Ok(Netlink::open()?.delete_link_by_name(ifname, ns)?)
+/// Deletes `ifname` in the pod's namespace, and with it its veth peer on the host. Returns false if it was
+/// already gone.
+///
+/// A synchronous RTM_DELLINK returns only after the kernel's RCU grace periods and reference waits (15-30 ms
+/// here), though within a few ms the pair is unlisted, its addresses and routes are gone, it is off the bridge and
+/// out of sysfs, and the RTNL lock is free. So a forked helper sends the delete, and this returns as soon as the
+/// host end has left sysfs (the kernel removes it there after unlisting both ends and running the unregister
+/// notifiers); the helper exits when the kernel is done and is reaped by init (or the runtime, if it is a
+/// subreaper). If the interface is not a veth whose peer is in our sysfs, or the process is not
+/// single-threaded, or the helper fails, it deletes synchronously instead.
+pub fn delete(ns: &NetNs, ifname: &str) -> Result<bool, BridgeError> {
+    let what = ns.describe();
+    let mut pod_nl = ns.run(Netlink::open)??;
+    let Some(pod) = pod_nl.link_by_name(ifname, &what)? else { return Ok(false) };
+    let mut host_nl = Netlink::open()?;
+    let host = match pod.peer_index {
+        Some(i) if pod.kind == Some(InfoKind::Veth) => host_nl.link_by_index(i, "host")?,
+        _ => None,
+    };
+    // The peer must be this pod end's peer and visible in our sysfs, or its leaving sysfs would prove nothing.
+    let watched = host.filter(|h| h.peer_index == Some(pod.index)).and_then(|h| {
+        let dir = PathBuf::from(format!("/sys/class/net/{}", h.name));
+        let same = std::fs::read_to_string(dir.join("ifindex")).map(|s| s.trim() == h.index.to_string()).unwrap_or(false);
+        same.then_some(dir)
+    });
+    if let Some(dir) = watched {
+        let helper = sys::fork_detached(|| match pod_nl.delete_link_by_name(ifname, &what) {
+            Ok(_) => 0,
+            Err(e) => e.errno().unwrap_or(1).clamp(1, 125),
+        });
+        if let Some(pid) = helper {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if !dir.exists() {
+                    return Ok(true);
+                }
+                // Done or failed: whatever is left, the synchronous delete below finishes or reports.
+                if sys::exited(pid).is_some() || Instant::now() >= deadline {
+                    if !dir.exists() {
+                        return Ok(true);
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+    Ok(pod_nl.delete_link_by_name(ifname, &what)?)
 }
 
 /// What CHECK reads back from the container's namespace.

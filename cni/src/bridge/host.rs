@@ -44,6 +44,7 @@ pub fn find_bridge(nl: &mut Netlink, name: &str) -> Result<Option<Link>, BridgeE
             mtu: read("mtu").and_then(|v| v.parse().ok()),
             master: None,
             kind: dir.join("bridge").is_dir().then_some(InfoKind::Bridge),
+            peer_index: None,
         })),
         _ => Ok(nl.link_by_name(name, "host")?),
     }

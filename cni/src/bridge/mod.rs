@@ -203,8 +203,7 @@ fn remove_interface(env: &crate::exec::Env) -> Result<(), CniError> {
     }
     match NetNs::open(Path::new(&env.netns)) {
         Ok(ns) => {
-            let what = ns.describe();
-            ns.run(|| container::delete(&env.ifname, &what))??;
+            container::delete(&ns, &env.ifname)?;
             Ok(())
         }
         // The namespace is gone, and the veth pair with it.

@@ -23,6 +23,8 @@ pub struct Link {
     pub mtu: Option<u32>,
     pub master: Option<u32>,
     pub kind: Option<InfoKind>,
+    /// IFLA_LINK: for a veth, its peer's index (in the peer's namespace).
+    pub peer_index: Option<u32>,
 }
 
 fn mac_string(bytes: &[u8]) -> String {
@@ -39,6 +41,7 @@ impl Link {
             mtu: None,
             master: None,
             kind: None,
+            peer_index: None,
         };
         for a in &m.attributes {
             match a {
@@ -46,6 +49,7 @@ impl Link {
                 LinkAttribute::Address(b) => l.mac = mac_string(b),
                 LinkAttribute::Mtu(v) => l.mtu = Some(*v),
                 LinkAttribute::Controller(v) => l.master = Some(*v),
+                LinkAttribute::Link(v) => l.peer_index = Some(*v),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let LinkInfo::Kind(k) = i {
@@ -66,6 +70,20 @@ impl Netlink {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.request(RouteNetlinkMessage::GetLink(m), 0, || format!("look up link {name} in {ns}")) {
+            Ok(replies) => Ok(replies.iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
+                _ => None,
+            })),
+            Err(e) if e.errno() == Some(ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The link with index `index`, or `None`.
+    pub fn link_by_index(&mut self, index: u32, ns: &str) -> Result<Option<Link>, NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        match self.request(RouteNetlinkMessage::GetLink(m), 0, || format!("look up link #{index} in {ns}")) {
             Ok(replies) => Ok(replies.iter().find_map(|r| match r {
                 RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
                 _ => None,
