@@ -63,7 +63,7 @@ pub fn wait_forwarding(port: &str, limit: std::time::Duration) -> bool {
         if std::time::Instant::now() >= deadline {
             return false;
         }
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_micros(50));
     }
 }
 
