@@ -2,8 +2,9 @@
 //! accepting 0.3.x/0.4.0 configs and answering STATUS and GC from 1.1.0.
 //!
 //! The library holds everything; the two binaries only call [`plugin::run`] with their plugin. Link, address,
-//! route and sysctl work goes through netlink and procfs in-process; the only program ever executed is the IPAM
-//! delegate named by `ipam.type`.
+//! route, neighbour, nftables and sysctl work goes through netlink, procfs and sysfs in-process; the only program
+//! ever executed is the IPAM delegate named by `ipam.type` (and not even that for `rkube-host-local`, which runs
+//! in-process). [`runtime`] is the other side of the protocol, for rkube's kubelet. `unsafe` lives in [`sys`] only.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -15,7 +15,7 @@ pub fn init() {
     let _ = start();
 }
 
-/// Prints "rkube-cni trace: <µs> <what>" to stderr when tracing is on.
+/// Prints `rkube-cni trace: <µs> us <what>` to stderr when tracing is on.
 pub fn mark(what: &str) {
     if let Some(t0) = start() {
         eprintln!("rkube-cni trace: {:>7} us {what}", t0.elapsed().as_micros());

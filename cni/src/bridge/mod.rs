@@ -1,9 +1,10 @@
 //! `rkube-bridge`: attaches a container to a Linux bridge on the host through a veth pair, with addresses and
-//! routes from the IPAM plugin named in `ipam.type` (executed per the CNI exec protocol).
+//! routes from the IPAM plugin named in `ipam.type` (executed per the CNI exec protocol, see [`ipam`]).
 //!
-//! ADD checks everything it can first, then makes the bridge, asks IPAM for addresses, makes the veth pair and
-//! configures both ends; if any later step fails it deletes the veth and releases the addresses again, so a failed
-//! ADD leaves nothing behind. DEL is idempotent and works without the namespace.
+//! ADD checks everything it can first, then asks IPAM for addresses while it makes the veth pair (on a bridge that
+//! already exists; a new bridge waits for IPAM), configures both ends and announces the pod; if any later step
+//! fails it deletes the veth and releases the addresses again, so a failed ADD leaves nothing behind. DEL is
+//! idempotent and works without the namespace. `host` holds the host side, `container` the pod side.
 
 pub mod config;
 pub mod container;
