@@ -3,3 +3,178 @@
 //! Owns everything between an OCI bundle (`config.json` + rootfs) and a running process: namespaces, rootfs and
 //! mounts, cgroups, capabilities, seccomp, hooks, and the container state kept under the runtime root. The kubelet
 //! calls it in-process; the `rkube-runtime` binary is a runc-compatible CLI over the same library.
+//!
+//! # Using it from a multi-threaded program (the kubelet)
+//!
+//! ```no_run
+//! fn main() {
+//!     // First thing, before any thread or tokio runtime: serves create/exec/sandbox requests when this binary
+//!     // was re-executed by the runtime in init mode, and returns immediately otherwise.
+//!     rkube_runtime::init::run_if_init();
+//!     // Become the reaper of containers whose `create` helper has exited, to collect their exit codes.
+//!     rkube_runtime::become_subreaper().expect("subreaper");
+//!     let rt = rkube_runtime::Runtime::new("/run/rkube/runtime");
+//!     let sandbox = rt.create_sandbox(&rkube_runtime::SandboxRequest {
+//!         id: "pod-a".into(), hostname: Some("pod-a".into()), ..Default::default()
+//!     }).unwrap();
+//!     let netns = sandbox.private.namespaces["net"].clone(); // put this path in each container's config.json
+//!     rt.create("pod-a-web", "/var/lib/rkube/bundles/web".as_ref(), Default::default()).unwrap();
+//!     rt.start("pod-a-web").unwrap();
+//!     let exit = rt.wait("pod-a-web").unwrap(); // Some(code) when we are the reaper
+//!     rt.delete("pod-a-web", true).unwrap();
+//!     rt.delete("pod-a", true).unwrap();
+//!     let _ = (netns, exit);
+//! }
+//! ```
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod config;
+pub mod container;
+pub mod exec;
+pub mod hooks;
+pub mod init;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod sandbox;
+pub mod seccomp;
+pub mod sync;
+pub mod sys;
+pub mod terminal;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub use container::create::Stdio;
+pub use container::{ContainerError, ContainerStatus, CreateRequest, State};
+pub use exec::ExecRequest;
+pub use sandbox::SandboxRequest;
+pub use sys::Exit;
+
+/// Options for [`Runtime::create`].
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    /// Container stdio files (e.g. the kubelet's log file); `/dev/null` for any left unset.
+    pub stdio: Stdio,
+    pub systemd_cgroup: bool,
+}
+
+/// The runtime as a library: one state root, and the binary to re-execute in init mode for the operations that
+/// fork (by default this process's own binary, which must call [`init::run_if_init`] first in `main`).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub root: PathBuf,
+    pub init_binary: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime { root: root.into(), init_binary: PathBuf::from("/proc/self/exe") }
+    }
+
+    /// Uses another binary for init mode (tests use the `rkube-runtime` binary).
+    pub fn with_init_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.init_binary = path.into();
+        self
+    }
+
+    fn call_init(&self, req: &init::InitRequest) -> Result<String, ContainerError> {
+        let arg = serde_json::to_string(req).expect("requests serialize");
+        let out = Command::new(&self.init_binary)
+            .arg(arg)
+            .env(init::INIT_ENV, "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(container::io_err(format!("run {} in init mode", self.init_binary.display())))?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(ContainerError::Init { id: String::new(), message: msg });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Creates a container from a bundle (re-executes the init binary; safe from threaded code).
+    pub fn create(&self, id: &str, bundle: &Path, opts: CreateOptions) -> Result<State, ContainerError> {
+        let req = CreateRequest {
+            root: self.root.clone(),
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            pid_file: opts.pid_file,
+            console_socket: opts.console_socket,
+            systemd_cgroup: opts.systemd_cgroup,
+            stdio: Some(opts.stdio),
+            ..Default::default()
+        };
+        self.call_init(&init::InitRequest::Create(req))?;
+        container::state(&self.root, id)
+    }
+
+    /// Creates a pause sandbox holding new net/ipc/uts (and pid with `share_pid`) namespaces.
+    pub fn create_sandbox(&self, req: &SandboxRequest) -> Result<State, ContainerError> {
+        let mut req = req.clone();
+        req.root = self.root.clone();
+        self.call_init(&init::InitRequest::Sandbox(req.clone()))?;
+        container::state(&self.root, &req.id)
+    }
+
+    /// Runs a process in a running container, detached; returns its host pid.
+    pub fn exec(&self, req: &ExecRequest) -> Result<i32, ContainerError> {
+        let mut req = req.clone();
+        req.root = self.root.clone();
+        let out = self.call_init(&init::InitRequest::Exec(req))?;
+        out.parse().map_err(|_| ContainerError::Init { id: String::new(), message: format!("bad exec reply {out:?}") })
+    }
+
+    pub fn start(&self, id: &str) -> Result<(), ContainerError> {
+        container::start(&self.root, id)
+    }
+
+    pub fn state(&self, id: &str) -> Result<State, ContainerError> {
+        container::state(&self.root, id)
+    }
+
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), ContainerError> {
+        container::kill(&self.root, id, signal, all)
+    }
+
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), ContainerError> {
+        container::delete(&self.root, id, force)
+    }
+
+    pub fn list(&self) -> Vec<State> {
+        container::list(&self.root)
+    }
+
+    /// OOM kills counted in the container's memory cgroup.
+    pub fn oom_kills(&self, id: &str) -> Result<u64, ContainerError> {
+        container::oom_kills(&self.root, id)
+    }
+
+    /// Blocks until the container's process exits. Returns its exit when this process is its reaper (see
+    /// [`become_subreaper`]), `None` when it exited but someone else collected the status. Blocking: call it
+    /// from `spawn_blocking` in async code.
+    pub fn wait(&self, id: &str) -> Result<Option<Exit>, ContainerError> {
+        let s = container::state(&self.root, id)?;
+        if s.status == ContainerStatus::Stopped {
+            return Ok(None);
+        }
+        let fd = sys::pidfd_open(s.pid).map_err(container::io_err(format!("pidfd_open {}", s.pid)))?;
+        match sys::wait_pidfd(&fd) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                container::wait_gone(&fd, std::time::Duration::from_secs(u64::MAX / 4));
+                Ok(None)
+            }
+            Err(e) => Err(container::io_err("wait for container")(e)),
+        }
+    }
+}
+
+/// Makes this process a child subreaper, so containers created through [`Runtime`] are reparented to it when the
+/// init-mode helper exits, and [`Runtime::wait`] can collect their exit codes.
+pub fn become_subreaper() -> std::io::Result<()> {
+    sys::set_child_subreaper()
+}

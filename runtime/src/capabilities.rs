@@ -1,0 +1,91 @@
+//! The five capability sets of `process.capabilities` (bounding, effective, permitted, inheritable, ambient),
+//! applied with the caps crate after the uid switch.
+
+use caps::{CapSet, CapsHashSet};
+use oci_spec::runtime::{Capability as OciCap, LinuxCapabilities};
+
+/// Errors applying capabilities, naming the set and capability.
+#[derive(Debug, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("capability {name} is not known to this runtime; use a name from capabilities(7) like CAP_NET_ADMIN")]
+    Unknown { name: String },
+    #[error("set {set} capabilities: {source}")]
+    Apply { set: &'static str, #[source] source: caps::errors::CapsError },
+}
+
+/// Maps an oci-spec capability to the caps crate's.
+pub fn to_caps(c: OciCap) -> Result<caps::Capability, CapabilityError> {
+    let name = format!("CAP_{c}");
+    name.parse().map_err(|_| CapabilityError::Unknown { name })
+}
+
+fn to_set(v: &Option<std::collections::HashSet<OciCap>>) -> Result<CapsHashSet, CapabilityError> {
+    v.iter().flatten().map(|c| to_caps(*c)).collect()
+}
+
+/// Drops what the bounding set does not list. Call while still root with CAP_SETPCAP (before the uid switch).
+pub fn apply_bounding(c: &LinuxCapabilities) -> Result<(), CapabilityError> {
+    let bounding = to_set(c.bounding())?;
+    // Bounding: drop what is not listed (caps unknown to the running kernel are skipped).
+    for cap in caps::all() {
+        if !bounding.contains(&cap) {
+            if let Err(e) = caps::drop(None, CapSet::Bounding, cap) {
+                if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+                    return Err(CapabilityError::Apply { set: "bounding", source: e });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets effective, inheritable, permitted and ambient. Call after the uid switch (made with keep-caps).
+pub fn apply(c: &LinuxCapabilities) -> Result<(), CapabilityError> {
+    let permitted = to_set(c.permitted())?;
+    let effective = to_set(c.effective())?;
+    let inheritable = to_set(c.inheritable())?;
+    let ambient = to_set(c.ambient())?;
+    // Effective must stay a subset of permitted at each step: set effective first (shrinking), then the rest.
+    caps::set(None, CapSet::Effective, &effective).map_err(|source| CapabilityError::Apply { set: "effective", source })?;
+    caps::set(None, CapSet::Inheritable, &inheritable)
+        .map_err(|source| CapabilityError::Apply { set: "inheritable", source })?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(|source| CapabilityError::Apply { set: "permitted", source })?;
+    // Ambient caps need to be in both permitted and inheritable; like runc, ones that cannot be raised are
+    // skipped rather than failing the container (specs often list ambient caps without inheritable ones).
+    let _ = caps::clear(None, CapSet::Ambient);
+    for cap in ambient {
+        if permitted.contains(&cap) && inheritable.contains(&cap) {
+            caps::raise(None, CapSet::Ambient, cap).map_err(|source| CapabilityError::Apply { set: "ambient", source })?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops every capability (used when the spec has no capabilities object: the process runs with none).
+pub fn drop_all() -> Result<(), CapabilityError> {
+    let empty = CapsHashSet::new();
+    apply_sets(&empty)
+}
+
+fn apply_sets(empty: &CapsHashSet) -> Result<(), CapabilityError> {
+    for (set, name) in [
+        (CapSet::Effective, "effective"),
+        (CapSet::Inheritable, "inheritable"),
+        (CapSet::Permitted, "permitted"),
+    ] {
+        caps::set(None, set, empty).map_err(|source| CapabilityError::Apply { set: name, source })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_oci_names() {
+        assert_eq!(to_caps(OciCap::SysAdmin).unwrap(), caps::Capability::CAP_SYS_ADMIN);
+        assert_eq!(to_caps(OciCap::NetBindService).unwrap(), caps::Capability::CAP_NET_BIND_SERVICE);
+        assert_eq!(to_caps(OciCap::Bpf).unwrap(), caps::Capability::CAP_BPF);
+    }
+}

@@ -1,0 +1,317 @@
+//! Cgroups behind one interface for the three layouts a node can have: v1 (a hierarchy per controller), v2
+//! (unified), and the hybrid layout (v1 controllers plus a cgroup2 mount at `unified/`, as on this machine).
+//!
+//! Owns: detecting the layout under a cgroup root (a parameter, so a tempdir can stand in for tests), creating a
+//! container's cgroup, writing `linux.resources`, moving a process in, listing and signalling its processes,
+//! reading OOM kills, and removing it. It does not talk to systemd: a `slice:prefix:name` cgroupsPath is mapped to
+//! the path systemd would use.
+//!
+//! Why not cgroups-rs: it probes and parses every hierarchy on each load, which costs more than a whole container
+//! start here, and it does not model the hybrid layout. The files written are few and documented by the kernel.
+
+pub mod v1;
+pub mod v2;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+/// Errors from cgroup operations, each naming the file or directory involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("create cgroup {path}: {source}")]
+    Create { path: PathBuf, #[source] source: io::Error },
+    #[error("write {value:?} to {path}: {source}")]
+    Write { path: PathBuf, value: String, #[source] source: io::Error },
+    #[error("read {path}: {source}")]
+    Read { path: PathBuf, #[source] source: io::Error },
+    #[error("remove cgroup {path}: {source} (processes still inside?)")]
+    Remove { path: PathBuf, #[source] source: io::Error },
+    #[error("linux.resources.{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("linux.cgroupsPath {path:?}: {reason}")]
+    BadPath { path: String, reason: String },
+}
+
+/// The cgroup layout found under a root (normally `/sys/fs/cgroup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// One hierarchy per controller: `(name, mountpoint)`; `unified` is the hybrid cgroup2 mount when present.
+    V1 { hierarchies: Vec<(String, PathBuf)>, unified: Option<PathBuf> },
+    /// A single cgroup2 hierarchy.
+    V2 { root: PathBuf },
+}
+
+impl Layout {
+    /// Detects the layout under `root`: cgroup2 if `root/cgroup.controllers` exists, otherwise v1 with each
+    /// directory a hierarchy (a `unified` directory holding `cgroup.controllers` is the hybrid cgroup2 part).
+    pub fn detect(root: &Path) -> Layout {
+        if root.join("cgroup.controllers").exists() {
+            return Layout::V2 { root: root.to_path_buf() };
+        }
+        let mut hierarchies = Vec::new();
+        let mut unified = None;
+        if let Ok(rd) = fs::read_dir(root) {
+            for e in rd.flatten() {
+                let Ok(ft) = e.file_type() else { continue };
+                if !ft.is_dir() {
+                    continue; // symlinks like cpu,cpuacct -> cpu are aliases of a real hierarchy
+                }
+                let name = e.file_name().to_string_lossy().into_owned();
+                let path = e.path();
+                if name == "unified" && path.join("cgroup.controllers").exists() {
+                    unified = Some(path);
+                } else if path.join("cgroup.procs").exists() {
+                    hierarchies.push((name, path));
+                }
+            }
+        }
+        hierarchies.sort();
+        Layout::V1 { hierarchies, unified }
+    }
+
+    /// "v1", "v2" or "hybrid", for messages and `features`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layout::V2 { .. } => "v2",
+            Layout::V1 { unified: Some(_), .. } => "hybrid",
+            Layout::V1 { .. } => "v1",
+        }
+    }
+}
+
+/// Turns an OCI `cgroupsPath` into a path relative to each hierarchy's root. Absolute paths are taken as they are;
+/// relative ones go under `default_parent`; the systemd form `slice:prefix:name` maps to `slice/prefix-name.scope`.
+pub fn resolve_path(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Result<PathBuf, CgroupError> {
+    let raw = cgroups_path.unwrap_or("");
+    let bad = |reason: &str| CgroupError::BadPath { path: raw.to_string(), reason: reason.to_string() };
+    let rel = if systemd || (raw.matches(':').count() == 2 && !raw.starts_with('/')) {
+        let parts: Vec<&str> = raw.split(':').collect();
+        if raw.is_empty() {
+            PathBuf::from(format!("system.slice/rkube-{id}.scope"))
+        } else if parts.len() != 3 {
+            return Err(bad("systemd cgroup paths have the form slice:prefix:name"));
+        } else {
+            let slice = if parts[0].is_empty() { "system.slice" } else { parts[0] };
+            let name = if parts[2].ends_with(".slice") {
+                parts[2].to_string()
+            } else {
+                format!("{}-{}.scope", parts[1], parts[2])
+            };
+            // A nested slice like a-b.slice lives in a.slice/a-b.slice.
+            let mut dir = PathBuf::new();
+            let base = slice.trim_end_matches(".slice");
+            let mut acc = String::new();
+            for (i, part) in base.split('-').enumerate() {
+                if i > 0 {
+                    acc.push('-');
+                }
+                acc.push_str(part);
+                dir.push(format!("{acc}.slice"));
+            }
+            dir.join(name)
+        }
+    } else if raw.is_empty() {
+        PathBuf::from(format!("rkube/{id}"))
+    } else {
+        PathBuf::from(raw.trim_start_matches('/'))
+    };
+    for c in rel.components() {
+        if !matches!(c, std::path::Component::Normal(_)) {
+            return Err(bad("must not contain '..' or '.' components"));
+        }
+    }
+    if rel.as_os_str().is_empty() {
+        return Err(bad("must name a cgroup below the root, not the root itself"));
+    }
+    Ok(rel)
+}
+
+/// A container's cgroup in every hierarchy of a layout.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    pub layout: Layout,
+    /// Path relative to each hierarchy's root.
+    pub rel: PathBuf,
+}
+
+impl Cgroup {
+    pub fn new(layout: Layout, rel: PathBuf) -> Self {
+        Cgroup { layout, rel }
+    }
+
+    /// Every directory this cgroup occupies (one per v1 hierarchy, plus the hybrid unified one; one on v2).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match &self.layout {
+            Layout::V2 { root } => vec![root.join(&self.rel)],
+            Layout::V1 { hierarchies, unified } => {
+                let mut v: Vec<PathBuf> = hierarchies.iter().map(|(_, p)| p.join(&self.rel)).collect();
+                if let Some(u) = unified {
+                    v.push(u.join(&self.rel));
+                }
+                v
+            }
+        }
+    }
+
+    /// The directory used to list and signal processes.
+    pub fn primary_dir(&self) -> PathBuf {
+        match &self.layout {
+            Layout::V2 { root } => root.join(&self.rel),
+            Layout::V1 { hierarchies, unified } => hierarchies
+                .iter()
+                .find(|(n, _)| n == "pids" || n == "memory")
+                .or(hierarchies.first())
+                .map(|(_, p)| p.join(&self.rel))
+                .or_else(|| unified.as_ref().map(|u| u.join(&self.rel)))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Creates the cgroup and writes `resources`.
+    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        match &self.layout {
+            Layout::V2 { root } => v2::create(root, &self.rel, resources, v2::Knobs::All),
+            Layout::V1 { hierarchies, unified } => {
+                v1::create(hierarchies, &self.rel, resources)?;
+                if let Some(u) = unified {
+                    let hugetlb_in_v1 = hierarchies.iter().any(|(n, _)| n == "hugetlb");
+                    v2::create(u, &self.rel, resources, if hugetlb_in_v1 { v2::Knobs::None } else { v2::Knobs::HugetlbOnly })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves the calling process into the cgroup (writes "0" to every cgroup.procs).
+    pub fn join_self(&self) -> Result<(), CgroupError> {
+        for d in self.dirs() {
+            write(&d.join("cgroup.procs"), "0")?;
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into the cgroup.
+    pub fn join_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        let s = pid.to_string();
+        for d in self.dirs() {
+            write(&d.join("cgroup.procs"), &s)?;
+        }
+        Ok(())
+    }
+
+    /// Pids in the cgroup (empty when it does not exist).
+    pub fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.primary_dir().join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// OOM kills the kernel counted in this cgroup (v2/hybrid `memory.events`, v1 `memory.oom_control`).
+    pub fn oom_kills(&self) -> u64 {
+        let file = match &self.layout {
+            Layout::V2 { root } => root.join(&self.rel).join("memory.events"),
+            Layout::V1 { hierarchies, .. } => match hierarchies.iter().find(|(n, _)| n == "memory") {
+                Some((_, p)) => p.join(&self.rel).join("memory.oom_control"),
+                None => return 0,
+            },
+        };
+        read_key(&file, "oom_kill").unwrap_or(0)
+    }
+
+    /// Removes every directory of the cgroup, retrying briefly while killed processes finish exiting.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        let mut last = Ok(());
+        for d in self.dirs() {
+            last = last.and(remove_dir_retry(&d));
+        }
+        last
+    }
+
+    /// True while any directory of the cgroup exists.
+    pub fn exists(&self) -> bool {
+        self.dirs().iter().any(|d| d.exists())
+    }
+}
+
+fn remove_dir_retry(d: &Path) -> Result<(), CgroupError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match fs::remove_dir(d) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(CgroupError::Remove { path: d.to_path_buf(), source: e }),
+        }
+    }
+}
+
+pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|source| CgroupError::Write { path: path.to_path_buf(), value: value.to_string(), source })
+}
+
+/// Writes only when the file exists (an optional controller knob); missing files are skipped.
+pub(crate) fn write_if_present(path: &Path, value: &str) -> Result<(), CgroupError> {
+    if path.exists() {
+        write(path, value)
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn mkdir_all(path: &Path) -> Result<(), CgroupError> {
+    fs::create_dir_all(path).map_err(|source| CgroupError::Create { path: path.to_path_buf(), source })
+}
+
+/// Reads `key value` lines (memory.events, memory.oom_control) and returns the value of `key`.
+pub fn read_key(file: &Path, key: &str) -> Option<u64> {
+    let s = fs::read_to_string(file).ok()?;
+    s.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next()? == key).then(|| it.next()?.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_paths_map_to_scopes() {
+        assert_eq!(
+            resolve_path(Some("machine.slice:libpod:abc"), "x", true).unwrap(),
+            PathBuf::from("machine.slice/libpod-abc.scope")
+        );
+        assert_eq!(
+            resolve_path(Some("kubepods-burstable.slice:cri:abc"), "x", true).unwrap(),
+            PathBuf::from("kubepods.slice/kubepods-burstable.slice/cri-abc.scope")
+        );
+        assert_eq!(resolve_path(Some("/a/b"), "x", false).unwrap(), PathBuf::from("a/b"));
+        assert_eq!(resolve_path(None, "c1", false).unwrap(), PathBuf::from("rkube/c1"));
+        assert!(resolve_path(Some("/a/../b"), "x", false).is_err());
+        assert!(resolve_path(Some("/"), "x", false).is_err());
+    }
+
+    #[test]
+    fn detects_v1_hybrid_and_v2() {
+        let t = tempfile::tempdir().unwrap();
+        for h in ["memory", "pids", "cpu"] {
+            fs::create_dir_all(t.path().join(h)).unwrap();
+            fs::write(t.path().join(h).join("cgroup.procs"), "").unwrap();
+        }
+        assert_eq!(Layout::detect(t.path()).name(), "v1");
+        fs::create_dir_all(t.path().join("unified")).unwrap();
+        fs::write(t.path().join("unified/cgroup.controllers"), "hugetlb").unwrap();
+        let l = Layout::detect(t.path());
+        assert_eq!(l.name(), "hybrid");
+        let Layout::V1 { hierarchies, .. } = &l else { panic!() };
+        assert_eq!(hierarchies.len(), 3);
+        let t2 = tempfile::tempdir().unwrap();
+        fs::write(t2.path().join("cgroup.controllers"), "memory pids").unwrap();
+        assert_eq!(Layout::detect(t2.path()).name(), "v2");
+    }
+}

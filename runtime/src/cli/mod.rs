@@ -1,0 +1,354 @@
+//! Command-line parsing (runc's verbs and flags) and output shapes (runc's `state`, `list`, `ps`, `features`,
+//! `spec`). Errors are one line on stderr and, with `--log`, in the log file (`--log-format json` as podman
+//! expects).
+
+mod spec;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use rkube_runtime::container::{self, create::run, CreateRequest};
+use rkube_runtime::exec::ExecRequest;
+use rkube_runtime::sandbox::SandboxRequest;
+
+#[derive(Parser)]
+#[command(name = "rkube-runtime", version, about = "rkube's OCI container runtime (runc-compatible CLI)")]
+struct Cli {
+    /// Directory for container state.
+    #[arg(long, global = true, default_value = "/run/rkube-runtime")]
+    root: PathBuf,
+    /// Log file for errors.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    log_format: String,
+    /// cgroupsPath is in systemd's slice:prefix:name form.
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    #[arg(long, global = true, hide = true)]
+    debug: bool,
+    #[arg(long, global = true, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    rootless: Option<String>,
+    #[arg(long = "criu", global = true, hide = true)]
+    criu: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    id: String,
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a container (parked until start).
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Print the OCI state of a container.
+    State { id: String },
+    /// Send a signal (default TERM) to the container's process.
+    Kill {
+        id: String,
+        signal: Option<String>,
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a container and everything it holds.
+    Delete {
+        id: String,
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Create, start and (unless detached) wait for a container, then delete it.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run a process in a running container.
+    Exec {
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        #[arg(short, long)]
+        env: Vec<String>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(long = "preserve-fds", default_value_t = 0)]
+        preserve_fds: u32,
+        #[arg(long = "no-new-privs")]
+        no_new_privs: bool,
+        #[arg(long = "process-label", hide = true)]
+        process_label: Option<String>,
+        #[arg(long = "apparmor", hide = true)]
+        apparmor: Option<String>,
+        #[arg(long = "cap", hide = true)]
+        cap: Vec<String>,
+    },
+    /// List the processes in a container.
+    Ps {
+        id: String,
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        ps_args: Vec<String>,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print the features this runtime supports (JSON).
+    Features,
+    /// Write a default config.json.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Print resource events; with --stats, OOM kills and memory usage once.
+    Events {
+        id: String,
+        #[arg(long)]
+        stats: bool,
+        #[arg(long, hide = true)]
+        interval: Option<String>,
+    },
+    /// Create a pod sandbox: a pause process holding new net/ipc/uts (and pid with --share-pid) namespaces.
+    Sandbox {
+        id: String,
+        #[arg(long)]
+        hostname: Option<String>,
+        #[arg(long = "share-pid")]
+        share_pid: bool,
+        #[arg(long = "cgroups-path")]
+        cgroups_path: Option<String>,
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+    },
+}
+
+fn log_error(cli_log: Option<&PathBuf>, format: &str, msg: &str) {
+    eprintln!("rkube-runtime: {msg}");
+    if let Some(path) = cli_log {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let time = rkube_runtime::container::state::now_rfc3339();
+            let line = if format == "json" {
+                serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+            } else {
+                format!("time=\"{time}\" level=error msg={msg:?}")
+            };
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(msg) => {
+            log_error(cli.log.as_ref(), &cli.log_format, &msg);
+            1
+        }
+    }
+}
+
+fn create_request(cli: &Cli, a: &CreateArgs) -> CreateRequest {
+    CreateRequest {
+        root: cli.root.clone(),
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+        systemd_cgroup: cli.systemd_cgroup,
+        no_pivot: a.no_pivot,
+        cgroup_root: None,
+        stdio: None,
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn dispatch(cli: &Cli) -> Result<i32, String> {
+    let root = &cli.root;
+    let s = |e: rkube_runtime::ContainerError| e.to_string();
+    match &cli.cmd {
+        Cmd::Create(a) => {
+            container::create(&create_request(cli, a)).map_err(s)?;
+            Ok(0)
+        }
+        Cmd::Run { create, detach, keep: _ } => run(&create_request(cli, create), *detach).map_err(s),
+        Cmd::Start { id } => container::start(root, id).map(|_| 0).map_err(s),
+        Cmd::State { id } => {
+            let st = container::state(root, id).map_err(s)?;
+            print_json(&st.oci_json());
+            Ok(0)
+        }
+        Cmd::Kill { id, signal, all } => {
+            let name = signal.clone().unwrap_or_else(|| "TERM".into());
+            let sig = container::parse_signal(&name).ok_or_else(|| format!("kill: unknown signal {name:?}; use a name like TERM or a number"))?;
+            container::kill(root, id, sig, *all).map(|_| 0).map_err(s)
+        }
+        Cmd::Delete { id, force } => container::delete(root, id, *force).map(|_| 0).map_err(s),
+        Cmd::Exec { id, command, process, tty, detach, pid_file, console_socket, cwd, env, user, preserve_fds, no_new_privs, .. } => {
+            let proc_ = match process {
+                Some(p) => {
+                    let data = std::fs::read(p).map_err(|e| format!("read --process {}: {e}", p.display()))?;
+                    let de = &mut serde_json::Deserializer::from_slice(&data);
+                    let pr: oci_spec::runtime::Process = serde_path_to_error::deserialize(de)
+                        .map_err(|e| format!("{}: {}: {}", p.display(), e.path(), e.inner()))?;
+                    pr
+                }
+                None => {
+                    if command.is_empty() {
+                        return Err("exec: give a command or --process file.json".into());
+                    }
+                    let st = container::state(root, id).map_err(s)?;
+                    let base = rkube_runtime::config::load(&st.bundle).ok().and_then(|sp| sp.process().clone()).unwrap_or_default();
+                    let mut pr = base;
+                    pr.set_args(Some(command.clone()));
+                    pr.set_terminal(Some(*tty));
+                    if let Some(c) = cwd {
+                        pr.set_cwd(c.clone());
+                    }
+                    if !env.is_empty() {
+                        let mut e = pr.env().clone().unwrap_or_default();
+                        e.extend(env.iter().cloned());
+                        pr.set_env(Some(e));
+                    }
+                    if let Some(u) = user {
+                        let (uid, gid) = u.split_once(':').unwrap_or((u.as_str(), "0"));
+                        let mut usr = pr.user().clone();
+                        usr.set_uid(uid.parse().map_err(|_| format!("exec --user {u:?}: use uid[:gid]"))?);
+                        usr.set_gid(gid.parse().map_err(|_| format!("exec --user {u:?}: use uid[:gid]"))?);
+                        pr.set_user(usr);
+                    }
+                    if *no_new_privs {
+                        pr.set_no_new_privileges(Some(true));
+                    }
+                    pr
+                }
+            };
+            let req = ExecRequest {
+                root: root.clone(),
+                id: id.clone(),
+                process: Some(proc_),
+                pid_file: pid_file.clone(),
+                console_socket: console_socket.clone(),
+                preserve_fds: *preserve_fds,
+                stdio: None,
+            };
+            let ex = rkube_runtime::exec::exec(&req).map_err(s)?;
+            if *detach {
+                return Ok(0);
+            }
+            match ex.pidfd {
+                Some(fd) => rkube_runtime::sys::wait_pidfd(&fd).map(|e| e.as_shell_code()).map_err(|e| format!("wait for exec: {e}")),
+                None => Ok(0),
+            }
+        }
+        Cmd::Ps { id, format, .. } => {
+            let pids = container::ps(root, id).map_err(s)?;
+            if format == "json" {
+                println!("{}", serde_json::to_string(&pids).unwrap_or_default());
+            } else {
+                println!("PID");
+                for p in pids {
+                    println!("{p}");
+                }
+            }
+            Ok(0)
+        }
+        Cmd::List { format, quiet } => {
+            let all = container::list(root);
+            if *quiet {
+                for c in &all {
+                    println!("{}", c.id);
+                }
+            } else if format == "json" {
+                let v: Vec<serde_json::Value> = all.iter().map(|c| c.oci_json()).collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                println!("{:<20} {:<10} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+                for c in &all {
+                    let pid = if c.status == rkube_runtime::ContainerStatus::Stopped { 0 } else { c.pid };
+                    println!("{:<20} {:<10} {:<10} {:<40} {:<32} root", c.id, pid, c.status.as_str(), c.bundle.display(), c.created);
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Features => {
+            print_json(&spec::features());
+            Ok(0)
+        }
+        Cmd::Spec { bundle } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err(format!("spec: {} already exists; remove it first", path.display()));
+            }
+            let data = serde_json::to_string_pretty(&spec::default_spec()).unwrap_or_default();
+            std::fs::write(&path, data).map_err(|e| format!("spec: write {}: {e}", path.display()))?;
+            Ok(0)
+        }
+        Cmd::Events { id, stats: _, .. } => {
+            let st = container::state(root, id).map_err(s)?;
+            let cg = container::cgroup_of(&st);
+            let oom = cg.as_ref().map(|c| c.oom_kills()).unwrap_or(0);
+            let v = serde_json::json!({"type": "stats", "id": id, "data": {"memory": {"oom_kill": oom}, "pids": {"current": cg.map(|c| c.pids().len()).unwrap_or(0)}}});
+            println!("{v}");
+            Ok(0)
+        }
+        Cmd::Sandbox { id, hostname, share_pid, cgroups_path, pid_file } => {
+            let req = SandboxRequest {
+                root: root.clone(),
+                id: id.clone(),
+                hostname: hostname.clone(),
+                share_pid: *share_pid,
+                cgroups_path: cgroups_path.clone(),
+                cgroup_root: None,
+                pid_file: pid_file.clone(),
+            };
+            let st = rkube_runtime::sandbox::create(&req).map_err(s)?;
+            let mut v = st.oci_json();
+            v["namespaces"] = serde_json::json!(st.private.namespaces);
+            print_json(&v);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The single-threaded side of the runtime: the container's init child (namespaces, rootfs, process setup, park
+//! on the exec fifo, exec), and [`run_if_init`], the entry point every binary that embeds the runtime calls first
+//! thing in `main`, before any thread starts.
+//!
+//! Why a re-exec: the kubelet is a multi-threaded tokio process, and after fork in such a process only
+//! async-signal-safe calls are allowed. The runtime allocates freely while setting a container up, so in-process
+//! callers ([`crate::Runtime`]) run `create`/`exec`/sandbox creation in a fresh copy of their own binary started
+//! in init mode (`_RKUBE_RUNTIME_INIT` in the environment), which is single-threaded by construction. The
+//! `rkube-runtime` CLI is single-threaded already and forks directly: no extra exec hop on the fast path.
+
+use std::convert::Infallible;
+use std::fs;
+use std::os::fd::RawFd;
+use std::path::Path;
+
+use nix::sched::{unshare, CloneFlags};
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::{Cgroup, Layout};
+use crate::container::create::Stdio;
+use crate::namespaces::Plan;
+use crate::sync::Channel;
+use crate::sys;
+
+/// Environment variable that puts a binary into init mode.
+pub const INIT_ENV: &str = "_RKUBE_RUNTIME_INIT";
+
+/// What an init-mode process is asked to do (argv[1], JSON).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum InitRequest {
+    Create(crate::container::CreateRequest),
+    Exec(crate::exec::ExecRequest),
+    Sandbox(crate::sandbox::SandboxRequest),
+}
+
+/// Call first thing in `main` of any binary that uses [`crate::Runtime`] (rkube-runtime, the kubelet, rkube),
+/// before starting threads or a tokio runtime. Returns normally when the process is not in init mode; otherwise
+/// performs the requested operation and exits.
+pub fn run_if_init() {
+    let Some(mode) = std::env::var_os(INIT_ENV) else { return };
+    // SAFETY-free: removing our own marker so the container never sees it; we are single-threaded here.
+    std::env::remove_var(INIT_ENV);
+    if mode == "pause" {
+        crate::sandbox::pause_main();
+    }
+    let arg = std::env::args().nth(1).unwrap_or_default();
+    let req: InitRequest = match serde_json::from_str(&arg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rkube-runtime init: bad request: {e}");
+            std::process::exit(2);
+        }
+    };
+    let out = match req {
+        InitRequest::Create(r) => crate::container::create(&r).map(|c| c.state.oci_json().to_string()),
+        InitRequest::Exec(r) => crate::exec::exec(&r).map(|p| p.pid.to_string()),
+        InitRequest::Sandbox(r) => crate::sandbox::create(&r).map(|s| s.oci_json().to_string()),
+    };
+    match out {
+        Ok(s) => {
+            println!("{s}");
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// What the cloned init child works from: references into the parent's memory (the child has a copy).
+pub struct ChildCtx<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub plan: &'a Plan,
+    pub cgroup: Option<&'a Cgroup>,
+    pub layout: &'a Layout,
+    pub sync: &'a Channel,
+    pub fifo: Option<RawFd>,
+    pub console: Option<RawFd>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub stdio: Option<&'a Stdio>,
+    /// `exec` into a running container: namespaces are joined, the rootfs is already there.
+    pub exec_mode: bool,
+}
+
+/// The container's init child: sets everything up, reports to the parent, waits for `start`, execs. On error
+/// the message goes to the parent and the child exits.
+pub fn container_child(ctx: &ChildCtx) -> ! {
+    let Err(msg) = setup(ctx);
+    let _ = ctx.sync.send(b'E', msg.as_bytes());
+    sys::exit_now(1)
+}
+
+fn redirect_stdio(s: &Stdio) -> Result<(), String> {
+    let open = |p: &Option<std::path::PathBuf>, write: bool| -> Result<fs::File, String> {
+        let path = p.clone().unwrap_or_else(|| "/dev/null".into());
+        fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .append(write)
+            .create(write)
+            .open(&path)
+            .map_err(|e| format!("open stdio {}: {e}", path.display()))
+    };
+    let i = open(&s.stdin, false)?;
+    let o = open(&s.stdout, true)?;
+    let e = open(&s.stderr, true)?;
+    nix::unistd::dup2_stdin(&i).map_err(|e| format!("dup stdin: {e}"))?;
+    nix::unistd::dup2_stdout(&o).map_err(|e| format!("dup stdout: {e}"))?;
+    nix::unistd::dup2_stderr(&e).map_err(|e| format!("dup stderr: {e}"))?;
+    Ok(())
+}
+
+fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
+    let spec = ctx.spec;
+    let process = spec.process().as_ref().ok_or("process: missing")?;
+    sys::cloexec_from(3).map_err(|e| format!("mark fds close-on-exec: {e}"))?;
+    if let Some(s) = ctx.stdio {
+        redirect_stdio(s)?;
+    }
+    if let Some(cg) = ctx.cgroup {
+        cg.join_self().map_err(|e| e.to_string())?;
+    }
+    if ctx.plan.new_user {
+        ctx.sync.send(b'U', b"").map_err(|e| format!("sync: {e}"))?;
+        match ctx.sync.recv() {
+            Ok(Some((b'G', _))) => {}
+            _ => return Err("runtime did not write the id maps".into()),
+        }
+        let root_u = nix::unistd::Uid::from_raw(0);
+        let root_g = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(root_g, root_g, root_g).map_err(|e| format!("become root in the user namespace: {e}"))?;
+        nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| format!("become root in the user namespace: {e}"))?;
+    }
+    crate::namespaces::join_in_child(ctx.plan).map_err(|e| e.to_string())?;
+    if ctx.plan.new_cgroup {
+        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("linux.namespaces: unshare cgroup: {e}"))?;
+    }
+    if ctx.plan.new_uts {
+        if let Some(h) = spec.hostname() {
+            nix::unistd::sethostname(h).map_err(|e| format!("hostname: {h:?}: {e}"))?;
+        }
+        if let Some(d) = spec.domainname() {
+            sys::set_domainname(d).map_err(|e| format!("domainname: {d:?}: {e}"))?;
+        }
+    }
+    let setup_rootfs = !ctx.exec_mode && ctx.plan.new_mount;
+    if setup_rootfs {
+        crate::rootfs::prepare(spec, ctx.rootfs, ctx.plan.new_user, Some(ctx.layout)).map_err(|e| e.to_string())?;
+    }
+    let mut state_json = String::new();
+    let hooks = spec.hooks().as_ref();
+    #[allow(deprecated)]
+    let wants_hooks = !ctx.exec_mode
+        && hooks.is_some_and(|h| {
+            [h.prestart(), h.create_runtime(), h.create_container(), h.start_container()]
+                .iter()
+                .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+        });
+    if wants_hooks {
+        ctx.sync.send(b'H', b"").map_err(|e| format!("sync: {e}"))?;
+        match ctx.sync.recv() {
+            Ok(Some((b'G', json))) => state_json = String::from_utf8_lossy(&json).into_owned(),
+            _ => return Err("runtime hooks failed".into()),
+        }
+        if let Some(h) = hooks.and_then(|h| h.create_container().clone()) {
+            crate::hooks::run("createContainer", &h, &state_json).map_err(|e| e.to_string())?;
+        }
+    }
+    if setup_rootfs {
+        crate::rootfs::pivot(ctx.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
+        crate::rootfs::finish(spec).map_err(|e| e.to_string())?;
+    } else if ctx.exec_mode {
+        nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    }
+    if process.terminal() == Some(true) {
+        let sock = ctx.console.ok_or("process.terminal is true but no --console-socket was given")?;
+        let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        crate::terminal::setup(sock, size).map_err(|e| e.to_string())?;
+    }
+    crate::process::set_rlimits(process).map_err(|e| e.to_string())?;
+    crate::process::set_oom_score_adj(process).map_err(|e| e.to_string())?;
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(crate::seccomp::build(s).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let nnp = process.no_new_privileges() == Some(true);
+    if let (Some(f), false) = (&filter, nnp) {
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it before dropping privileges.
+        crate::seccomp::load(f).map_err(|e| e.to_string())?;
+    }
+    if let Some(c) = process.capabilities() {
+        crate::capabilities::apply_bounding(c).map_err(|e| e.to_string())?;
+    }
+    crate::process::switch_user(process).map_err(|e| e.to_string())?;
+    if let Some(c) = process.capabilities() {
+        crate::capabilities::apply(c).map_err(|e| e.to_string())?;
+    }
+    crate::process::set_no_new_privs(process).map_err(|e| e.to_string())?;
+    sys::set_umask(process.user().umask().unwrap_or(0o022));
+    crate::process::enter_cwd(process).map_err(|e| e.to_string())?;
+    let exec = crate::process::prepare_exec(process).map_err(|e| e.to_string())?;
+    for fd in 3..3 + ctx.preserve_fds as RawFd {
+        sys::clear_cloexec(fd);
+    }
+    ctx.sync.send(b'D', b"").map_err(|e| format!("sync: {e}"))?;
+    if let Some(fifo) = ctx.fifo {
+        // Park until `start` writes a byte.
+        let mut b = [0u8; 1];
+        loop {
+            match nix::unistd::read(unsafe_borrow(fifo), &mut b) {
+                Ok(_) => break,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(format!("wait for start: {e}")),
+            }
+        }
+        let _ = nix::unistd::close(fifo);
+        if let Some(h) = hooks.and_then(|h| h.start_container().clone()) {
+            if let Err(e) = crate::hooks::run("startContainer", &h, &state_json) {
+                eprintln!("{e}");
+                sys::exit_now(1);
+            }
+        }
+    }
+    if let (Some(f), true) = (&filter, nnp) {
+        if let Err(e) = crate::seccomp::load(f) {
+            eprintln!("{e}");
+            sys::exit_now(1);
+        }
+    }
+    sys::reset_signals();
+    let e = crate::process::exec(&exec);
+    eprintln!("rkube-runtime: {e}");
+    sys::exit_now(127)
+}
+
+fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    sys::borrow_fd(fd)
+}

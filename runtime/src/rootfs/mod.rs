@@ -1,0 +1,131 @@
+//! The container's root filesystem: propagation, the rootfs bind, every `mounts` entry, /dev, then pivot_root
+//! (chroot only with noPivotRoot), and after it sysctls, masked paths, readonly paths and a read-only root.
+//!
+//! Runs only in the init child, inside the container's new mount namespace; it never touches host mounts
+//! (the host's `/` is made a slave first, so nothing propagates back).
+
+pub mod dev;
+pub mod mounts;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::Spec;
+
+use crate::cgroups::Layout;
+
+/// Errors building the root filesystem, naming the mount destination or path.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("mounts: {destination}: {what}: {reason}")]
+    Mount { destination: PathBuf, what: String, reason: String },
+    #[error("linux.devices: {path}: {reason}")]
+    Device { path: PathBuf, reason: String },
+    #[error("root: {what}: {source}")]
+    Root { what: String, #[source] source: nix::Error },
+    #[error("linux.rootfsPropagation: {0:?} is not one of private, rprivate, shared, rshared, slave, rslave, unbindable, runbindable")]
+    Propagation(String),
+    #[error("linux.sysctl: {key}: {reason}")]
+    Sysctl { key: String, reason: String },
+    #[error("linux.{field}: {path}: {reason}")]
+    Path { field: &'static str, path: String, reason: String },
+}
+
+fn root_err(what: &str) -> impl FnOnce(nix::Error) -> RootfsError + '_ {
+    move |source| RootfsError::Root { what: what.to_string(), source }
+}
+
+/// Everything before pivot_root: propagation, rootfs bind, mounts, /dev.
+pub fn prepare(spec: &Spec, rootfs: &Path, in_userns: bool, layout: Option<&Layout>) -> Result<(), RootfsError> {
+    let linux = spec.linux().as_ref();
+    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => {
+            let f = mounts::propagation_flag(p).ok_or_else(|| RootfsError::Propagation(p.to_string()))?;
+            // pivot_root refuses shared mounts: go slave now, apply shared after the pivot.
+            if f.contains(MsFlags::MS_SHARED) {
+                MsFlags::MS_SLAVE | MsFlags::MS_REC
+            } else {
+                f | MsFlags::MS_REC
+            }
+        }
+    };
+    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).map_err(root_err("set propagation of /"))?;
+    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(root_err("bind rootfs onto itself"))?;
+    for m in spec.mounts().iter().flatten() {
+        mounts::mount_one(rootfs, m, layout)?;
+    }
+    let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    dev::setup(rootfs, &devices, in_userns)?;
+    Ok(())
+}
+
+/// Makes `rootfs` the root: pivot_root(".", ".") then detaching the old root, or MS_MOVE + chroot.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+    nix::unistd::chdir(rootfs).map_err(root_err("chdir into rootfs"))?;
+    if no_pivot {
+        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(root_err("move rootfs to /"))?;
+        nix::unistd::chroot(".").map_err(root_err("chroot"))?;
+    } else {
+        nix::unistd::pivot_root(".", ".").map_err(root_err("pivot_root"))?;
+        // The old root now sits on top of "."; make it a slave so the detach cannot reach the host, then drop it.
+        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+            .map_err(root_err("make old root a slave"))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(root_err("detach old root"))?;
+    }
+    nix::unistd::chdir("/").map_err(root_err("chdir /"))?;
+    Ok(())
+}
+
+/// Everything after pivot_root, in the container's view: sysctls, masked and readonly paths, read-only root,
+/// and a shared rootfs propagation if asked.
+pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
+    let linux = spec.linux().as_ref();
+    for (k, v) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+        fs::write(&path, v).map_err(|e| RootfsError::Sysctl { key: k.clone(), reason: format!("write {v:?} to {}: {e}", path.display()) })?;
+    }
+    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+        mask(p)?;
+    }
+    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+        readonly(p)?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        mounts::remount_bind(Path::new("/"), MsFlags::MS_RDONLY).map_err(root_err("remount / read-only"))?;
+    }
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        if let Some(f) = mounts::propagation_flag(p) {
+            if f.contains(MsFlags::MS_SHARED) {
+                mount(None::<&str>, "/", None::<&str>, f, None::<&str>).map_err(root_err("set rootfs propagation"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mask(p: &str) -> Result<(), RootfsError> {
+    let perr = |reason: String| RootfsError::Path { field: "maskedPaths", path: p.to_string(), reason };
+    let md = match fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(perr(e.to_string())),
+    };
+    let r = if md.is_dir() {
+        mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0k"))
+    } else {
+        mount(Some("/dev/null"), p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+    };
+    r.map_err(|e| perr(e.to_string()))
+}
+
+fn readonly(p: &str) -> Result<(), RootfsError> {
+    let perr = |reason: String| RootfsError::Path { field: "readonlyPaths", path: p.to_string(), reason };
+    if !Path::new(p).exists() {
+        return Ok(());
+    }
+    mount(Some(p), p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(|e| perr(e.to_string()))?;
+    mounts::remount_bind(Path::new(p), MsFlags::MS_RDONLY | MsFlags::MS_REC).map_err(|e| perr(e.to_string()))
+}

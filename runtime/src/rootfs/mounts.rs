@@ -1,0 +1,300 @@
+//! One entry of `mounts`: option parsing (every mount(8) flag the spec lists, propagation flags, and the rest as
+//! filesystem data like `size=64k,mode=755`), destinations resolved inside the rootfs without following symlinks
+//! out of it, bind mounts remounted for their flags, and cgroup mounts.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Mount;
+
+use super::RootfsError;
+use crate::cgroups::Layout;
+
+/// Flags, propagation and data parsed from a mount's options.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MountOptions {
+    pub flags: MsFlags,
+    /// Flags to clear (from options like `rw`, `suid`): only matter for remounts.
+    pub clear: MsFlags,
+    pub propagation: MsFlags,
+    pub data: String,
+    pub bind: bool,
+    pub recursive: bool,
+}
+
+/// Parses OCI/mount(8) options.
+pub fn parse_options(opts: &[String]) -> MountOptions {
+    let mut o = MountOptions {
+        flags: MsFlags::empty(),
+        clear: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: String::new(),
+        bind: false,
+        recursive: false,
+    };
+    let mut data = Vec::new();
+    for opt in opts {
+        let (set, clear) = match opt.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "bind" => {
+                o.bind = true;
+                continue;
+            }
+            "rbind" => {
+                o.bind = true;
+                o.recursive = true;
+                continue;
+            }
+            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable") => {
+                o.propagation |= propagation_flag(p).unwrap_or(MsFlags::empty());
+                continue;
+            }
+            // Options that only matter to other runtimes or to idmapped mounts; accepted and ignored.
+            "tmpcopyup" | "idmap" | "ridmap" | "copy-symlink" => continue,
+            other => {
+                data.push(other.to_string());
+                continue;
+            }
+        };
+        o.flags |= set;
+        o.flags &= !clear;
+        o.clear |= clear;
+    }
+    o.data = data.join(",");
+    o
+}
+
+/// The propagation flag for `private`, `rslave`, ... (also used for rootfsPropagation).
+pub fn propagation_flag(p: &str) -> Option<MsFlags> {
+    Some(match p {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// Resolves `unsafe_path` inside `root` the way the container would see it: symlinks are followed but each is
+/// evaluated relative to `root`, so `/etc -> /../../host` cannot lead outside.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> PathBuf {
+    let mut resolved = PathBuf::new(); // relative to root
+    let mut pending: Vec<PathBuf> = vec![unsafe_path.to_path_buf()];
+    let mut hops = 0;
+    while let Some(p) = pending.pop() {
+        let comps: Vec<Component> = p.components().collect();
+        for (i, c) in comps.iter().enumerate() {
+            match c {
+                Component::RootDir => resolved = PathBuf::new(),
+                Component::CurDir | Component::Prefix(_) => {}
+                Component::ParentDir => {
+                    resolved.pop();
+                }
+                Component::Normal(n) => {
+                    let candidate = resolved.join(n);
+                    let full = root.join(&candidate);
+                    match fs::symlink_metadata(&full) {
+                        Ok(m) if m.file_type().is_symlink() && hops < 255 => {
+                            hops += 1;
+                            let target = fs::read_link(&full).unwrap_or_default();
+                            let rest: PathBuf = comps[i + 1..].iter().collect();
+                            if !rest.as_os_str().is_empty() {
+                                pending.push(rest);
+                            }
+                            if target.is_absolute() {
+                                resolved = PathBuf::new();
+                            }
+                            pending.push(target);
+                            break;
+                        }
+                        _ => resolved = candidate,
+                    }
+                }
+            }
+        }
+    }
+    root.join(resolved)
+}
+
+fn err(dest: &Path, what: impl Into<String>, source: impl std::fmt::Display) -> RootfsError {
+    RootfsError::Mount { destination: dest.to_path_buf(), what: what.into(), reason: source.to_string() }
+}
+
+/// Mounts one spec entry under `rootfs` (before pivot_root).
+pub fn mount_one(rootfs: &Path, m: &Mount, cgroup_layout: Option<&Layout>) -> Result<(), RootfsError> {
+    let dest_rel = m.destination();
+    let typ = m.typ().clone().unwrap_or_default();
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let bind = opts.bind || typ == "bind";
+    let dest = secure_join(rootfs, dest_rel);
+    let source = m.source().clone().unwrap_or_default();
+
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(&dest, dest_rel, &opts, cgroup_layout);
+    }
+
+    // Create the mount point: a file for a bind of a file, a directory otherwise.
+    let src_is_file = bind && fs::metadata(&source).map(|md| !md.is_dir()).unwrap_or(false);
+    if src_is_file {
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(|e| err(dest_rel, "create parent directory", e))?;
+        }
+        if !dest.exists() {
+            fs::File::create(&dest).map_err(|e| err(dest_rel, "create mount point file", e))?;
+        }
+    } else {
+        fs::create_dir_all(&dest).map_err(|e| err(dest_rel, "create mount point", e))?;
+    }
+
+    if bind {
+        let mut flags = MsFlags::MS_BIND;
+        if opts.recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        mount(Some(&source), &dest, None::<&str>, flags, None::<&str>)
+            .map_err(|e| err(dest_rel, format!("bind {}", source.display()), e))?;
+        let extra = opts.flags & !(MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_REC);
+        if !extra.is_empty() {
+            remount_bind(&dest, extra).map_err(|e| err(dest_rel, "remount bind with its options", e))?;
+        }
+    } else {
+        let data = if opts.data.is_empty() { None } else { Some(opts.data.as_str()) };
+        let r = mount(Some(&source), &dest, Some(typ.as_str()), opts.flags, data);
+        match r {
+            Ok(()) => {}
+            // sysfs cannot be mounted without a network namespace of our own: bind the host's, read-only.
+            Err(nix::Error::EPERM) if typ == "sysfs" => {
+                mount(Some("/sys"), &dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                    .map_err(|e| err(dest_rel, "bind /sys (sysfs refused)", e))?;
+                remount_bind(&dest, opts.flags | MsFlags::MS_RDONLY).map_err(|e| err(dest_rel, "remount /sys", e))?;
+            }
+            Err(e) => return Err(err(dest_rel, format!("mount {typ}"), e)),
+        }
+        if typ == "tmpfs" && opts.data.is_empty() && dest_rel == Path::new("/dev") {
+            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(0o755));
+        }
+    }
+    if !opts.propagation.is_empty() {
+        mount(None::<&str>, &dest, None::<&str>, opts.propagation, None::<&str>)
+            .map_err(|e| err(dest_rel, "set propagation", e))?;
+    }
+    Ok(())
+}
+
+/// Remounts an existing bind mount with `flags`, keeping the flags the kernel locked on it.
+pub fn remount_bind(dest: &Path, flags: MsFlags) -> nix::Result<()> {
+    let locked = nix::sys::statvfs::statvfs(dest)
+        .map(|s| {
+            use nix::sys::statvfs::FsFlags;
+            let f = s.flags();
+            let mut m = MsFlags::empty();
+            for (a, b) in [
+                (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+                (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            ] {
+                if f.contains(a) {
+                    m |= b;
+                }
+            }
+            m
+        })
+        .unwrap_or(MsFlags::empty());
+    mount(None::<&str>, dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked, None::<&str>)
+}
+
+/// A `cgroup` mount: cgroup2 on v2; on v1/hybrid a tmpfs with one cgroup mount per hierarchy (plus `unified`).
+/// With a cgroup namespace each shows the container's own cgroup as its root.
+fn mount_cgroup(dest: &Path, dest_rel: &Path, opts: &MountOptions, layout: Option<&Layout>) -> Result<(), RootfsError> {
+    fs::create_dir_all(dest).map_err(|e| err(dest_rel, "create mount point", e))?;
+    let flags = opts.flags & !MsFlags::MS_REMOUNT;
+    match layout {
+        Some(Layout::V1 { hierarchies, unified }) => {
+            let base = flags & !MsFlags::MS_RDONLY;
+            mount(Some("tmpfs"), dest, Some("tmpfs"), base, Some("mode=755"))
+                .map_err(|e| err(dest_rel, "mount tmpfs for cgroup v1", e))?;
+            for (name, _) in hierarchies {
+                let d = dest.join(name);
+                fs::create_dir_all(&d).map_err(|e| err(dest_rel, format!("create {name}"), e))?;
+                let data = if name == "systemd" { "none,name=systemd".to_string() } else { name.clone() };
+                mount(Some("cgroup"), &d, Some("cgroup"), flags, Some(data.as_str()))
+                    .map_err(|e| err(dest_rel, format!("mount cgroup {name}"), e))?;
+            }
+            if unified.is_some() {
+                let d = dest.join("unified");
+                fs::create_dir_all(&d).map_err(|e| err(dest_rel, "create unified", e))?;
+                mount(Some("cgroup2"), &d, Some("cgroup2"), flags, None::<&str>)
+                    .map_err(|e| err(dest_rel, "mount cgroup2 unified", e))?;
+            }
+            if flags.contains(MsFlags::MS_RDONLY) {
+                let _ = mount(None::<&str>, dest, None::<&str>, MsFlags::MS_REMOUNT | base | MsFlags::MS_RDONLY, Some("mode=755"));
+            }
+        }
+        _ => {
+            mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>)
+                .map_err(|e| err(dest_rel, "mount cgroup2", e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags_propagation_and_data() {
+        let o = parse_options(&["nosuid", "noexec", "nodev", "ro", "rslave", "size=65536k", "mode=755"].map(String::from));
+        assert!(o.flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY));
+        assert_eq!(o.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(o.data, "size=65536k,mode=755");
+        let o = parse_options(&["rbind", "ro", "rw"].map(String::from));
+        assert!(o.bind && o.recursive && !o.flags.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn secure_join_stays_inside_root() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("real")).unwrap();
+        std::os::unix::fs::symlink("/../../../etc", r.join("evil")).unwrap();
+        std::os::unix::fs::symlink("real", r.join("rel")).unwrap();
+        assert_eq!(secure_join(r, Path::new("/evil/passwd")), r.join("etc/passwd"));
+        assert_eq!(secure_join(r, Path::new("/rel/x")), r.join("real/x"));
+        assert_eq!(secure_join(r, Path::new("/../../x")), r.join("x"));
+    }
+}

@@ -1,0 +1,280 @@
+//! The only module with `unsafe`: thin wrappers over the system calls nix does not cover (clone3, pidfd,
+//! close_range, TIOCSCTTY, umask-free exec helpers). Every block names the invariant that makes it sound.
+//!
+//! Nothing here allocates after a fork; callers decide what runs in the child.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// What a fork-like clone returned.
+pub enum Forked {
+    /// We are the new process.
+    Child,
+    /// We are the caller; the child has this host pid.
+    Parent(libc::pid_t),
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Fork-like clone3 (no new stack: the child continues on a copy of ours) with namespace `flags`, SIGCHLD on exit,
+/// and optionally CLONE_INTO_CGROUP. Returns a pidfd for the child when the kernel supports it.
+///
+/// The caller must be single-threaded (the runtime CLI or an `init`-mode re-exec): the child then owns a full copy
+/// of the address space with no lock held by another thread, so it may allocate.
+pub fn clone_process(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<(Forked, Option<OwnedFd>)> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= 0x200000000; // CLONE_INTO_CGROUP
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: clone3 with stack == 0 behaves like fork: the child resumes here on a copy-on-write copy of this
+    // stack. `args` and `pidfd` live on this stack for the whole call. The caller guarantees single-threadedness.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if ret == 0 {
+        return Ok((Forked::Child, None));
+    }
+    // SAFETY: with CLONE_PIDFD the kernel stored a fresh fd that nothing else owns.
+    let fd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    Ok((Forked::Parent(ret as libc::pid_t), fd))
+}
+
+/// pidfd_open(2): a handle on `pid` that can never refer to a recycled pid.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// pidfd_send_signal(2).
+pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
+    // SAFETY: the fd is valid for the duration of the call; null siginfo is allowed.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Exit of a process, as waitid reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell convention: the code, or 128 + signal.
+    pub fn as_shell_code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Blocks until the child behind `pidfd` exits and reaps it (waitid P_PIDFD). Fails with ECHILD when the process
+/// is not our child.
+pub fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<Exit> {
+    loop {
+        // SAFETY: siginfo_t is plain data; zeroed is a valid value and waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and pointer to a live siginfo_t.
+        let ret = unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED) };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: waitid succeeded with WEXITED, so si_code/si_status describe the exit.
+        let (code, status) = unsafe { (info.si_code, info.si_status()) };
+        return Ok(if code == libc::CLD_EXITED { Exit::Code(status) } else { Exit::Signal(status) });
+    }
+}
+
+/// Marks every fd >= `from` close-on-exec (close_range with CLOSE_RANGE_CLOEXEC), so nothing of the runtime
+/// leaks into the container process (CVE-2024-21626 class).
+pub fn cloexec_from(from: u32) -> io::Result<()> {
+    // SAFETY: integer-only syscall; CLOSE_RANGE_CLOEXEC (4) never closes anything.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 4u32) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes `fd` the controlling terminal of this (session leader) process.
+pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument; fd validity is checked by the kernel.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the terminal window size.
+pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize from a pointer to a live struct.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the process umask (always succeeds).
+pub fn set_umask(mask: u32) {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) };
+}
+
+/// Unblocks every signal and resets dispositions to default, so the container process starts clean.
+pub fn reset_signals() {
+    // SAFETY: sigset operations on a local set; signal(SIG_DFL) is always valid for catchable signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// Blocks until any signal in `set` arrives, returning its number (sigwaitinfo).
+pub fn wait_signal(sigs: &[i32]) -> i32 {
+    // SAFETY: local sigset; blocking the signals first makes sigwaitinfo receive them.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        loop {
+            let r = libc::sigwaitinfo(&set, std::ptr::null_mut());
+            if r > 0 {
+                return r;
+            }
+        }
+    }
+}
+
+/// Reaps any exited children without blocking; returns how many were reaped.
+pub fn reap_zombies() -> usize {
+    let mut n = 0;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG and a pointer to a local int.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r <= 0 {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+/// Becomes a child subreaper: orphaned descendants (containers whose `create` helper exited) are reparented to
+/// us so we can collect their exit status.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks the kernel to SIGKILL us when our parent dies (used by the pause sandbox's helper paths).
+pub fn set_pdeathsig(sig: i32) {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) };
+}
+
+/// Exits immediately without running destructors or atexit handlers (for forked children).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// The number of threads this process has (from /proc/self/stat field 20).
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| s.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(17)?.parse().ok()))
+        .unwrap_or(1)
+}
+
+/// The namespace type (a CLONE_NEW* value) of an open namespace file (ioctl NS_GET_NSTYPE).
+pub fn ns_type(fd: RawFd) -> io::Result<i32> {
+    // SAFETY: NS_GET_NSTYPE (_IO(0xb7, 3)) takes no argument and returns an int.
+    let r = unsafe { libc::ioctl(fd, 0xb703) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// setdomainname(2).
+pub fn set_domainname(name: &str) -> io::Result<()> {
+    // SAFETY: pointer and length describe a live byte slice for the duration of the call.
+    let r = unsafe { libc::setdomainname(name.as_ptr() as *const libc::c_char, name.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Clears FD_CLOEXEC on `fd` so it survives exec (`--preserve-fds`).
+pub fn clear_cloexec(fd: RawFd) {
+    // SAFETY: fcntl on an integer fd; an invalid fd just returns EBADF.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// Borrows a raw fd the caller keeps open for the rest of the process's life (the exec fifo in init).
+pub fn borrow_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: callers pass an fd that stays open until they close it themselves, after the last use.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
