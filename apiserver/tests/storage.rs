@@ -185,3 +185,23 @@ async fn periodic_compaction_makes_old_revisions_gone() {
         .expect("recent revisions stay readable");
     assert_eq!(l.items.len(), 21 - 5);
 }
+
+/// A watcher whose prefix is quiet while others change is told how far it has got (a bookmark), so it can
+/// resume from a recent revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_cache_sends_progress_to_quiet_watchers() {
+    use futures::StreamExt;
+    use rkube_apiserver::storage::WatchEvent;
+    let (_dir, store) = embedded();
+    let cache: Arc<dyn Store> = WatchCache::new(store).await.expect("watch cache");
+    let from = cache.current_revision().await.expect("revision");
+    let mut nodes = cache.watch("/registry/nodes/", from).await.expect("watch");
+    let mut last = 0;
+    for n in 0..5 {
+        last = cache.create(&format!("/registry/pods/default/p{n}"), "x".into()).await.expect("create").mod_revision;
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(20), nodes.next()).await {
+        Ok(Some(Ok(WatchEvent::Progress { revision }))) => assert_eq!(revision, last),
+        other => panic!("expected a progress notification at {last}, got {other:?}"),
+    }
+}

@@ -25,6 +25,10 @@ use super::{KeyValue, ListOptions, ListResult, Revision, StorageError, Store, Wa
 pub const DEFAULT_CAPACITY: usize = 10_000;
 /// Most events a watcher copies out of the ring per lock.
 const BATCH: usize = 256;
+/// A watcher whose prefix sees no events is told the revision it has reached (`Progress`, a Kubernetes
+/// bookmark) at most this often, so a client that reconnects resumes from a recent revision instead of
+/// getting 410 Gone after compaction.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 struct Ring {
     events: VecDeque<Arc<WatchEvent>>,
@@ -186,9 +190,22 @@ struct Watcher {
     pos: Revision,
     pending: VecDeque<WatchEvent>,
     done: bool,
+    /// The revision the client last heard about (an event or a progress notification), and when.
+    told: Revision,
+    told_at: tokio::time::Instant,
 }
 
 impl Watcher {
+    /// A progress notification if the watcher has moved on silently for a while.
+    fn progress(&mut self) -> Option<WatchEvent> {
+        if self.pos > self.told && self.told_at.elapsed() >= PROGRESS_EVERY {
+            self.told = self.pos;
+            self.told_at = tokio::time::Instant::now();
+            return Some(WatchEvent::Progress { revision: self.pos });
+        }
+        None
+    }
+
     /// Copies matching events after `pos` out of the ring; Err if `pos` fell out of it.
     fn fill(&mut self) -> Result<(), StorageError> {
         let ring = self.shared.ring();
@@ -254,6 +271,8 @@ impl Store for WatchCache {
             pos: after,
             pending: VecDeque::new(),
             done: false,
+            told: after,
+            told_at: tokio::time::Instant::now(),
         };
         let stream = futures::stream::unfold(w, |mut w| async move {
             loop {
@@ -261,6 +280,8 @@ impl Store for WatchCache {
                     return None;
                 }
                 if let Some(ev) = w.pending.pop_front() {
+                    w.told = ev.revision();
+                    w.told_at = tokio::time::Instant::now();
                     return Some((Ok(ev), w));
                 }
                 w.rx.borrow_and_update();
@@ -271,8 +292,19 @@ impl Store for WatchCache {
                 if !w.pending.is_empty() {
                     continue;
                 }
-                if w.rx.changed().await.is_err() {
-                    return None;
+                if let Some(p) = w.progress() {
+                    return Some((Ok(p), w));
+                }
+                // Wake on the next event, or in time to send a progress notification if the watcher has
+                // moved on without one.
+                let wait = if w.pos > w.told {
+                    PROGRESS_EVERY.saturating_sub(w.told_at.elapsed())
+                } else {
+                    Duration::from_secs(3600)
+                };
+                match tokio::time::timeout(wait, w.rx.changed()).await {
+                    Ok(Err(_)) => return None,
+                    Ok(Ok(())) | Err(_) => {}
                 }
             }
         });
