@@ -288,6 +288,12 @@ fn attach(
     }
     ns.run(|| container::enable_announcements(&env.ifname, &ips))??;
     container::configure(pod_nl, &pod, &what, &ips, &routes)?;
+    if conf.ip_masq {
+        let subnets: Vec<_> = ips.iter().map(|ip| ip.address.trunc()).collect();
+        Masquerade::new(&conf.net.name, &conf.state_dir())
+            .acquire(&env.container_id, &env.ifname, &subnets)
+            .map_err(BridgeError::from)?;
+    }
     // The bridge enables the port once the kernel's link watcher has seen the carrier (asynchronously, usually
     // done by now); an announcement sent before that would be dropped at the port.
     if !container::wait_forwarding(&name, std::time::Duration::from_millis(50)) {
@@ -295,12 +301,6 @@ fn attach(
     }
     container::announce(pod_nl, &pod, &what)?;
     trace::mark("container side");
-    if conf.ip_masq {
-        let subnets: Vec<_> = ips.iter().map(|ip| ip.address.trunc()).collect();
-        Masquerade::new(&conf.net.name, &conf.state_dir())
-            .acquire(&env.container_id, &env.ifname, &subnets)
-            .map_err(BridgeError::from)?;
-    }
     let mut dns = ipam.dns.clone();
     if dns.is_empty() {
         dns = conf.net.dns.clone();
