@@ -44,8 +44,8 @@ const MAX_BATCH: usize = 1024;
 const COMPACT_CHUNK: u64 = 5_000;
 /// Most log entries a watch reads per read transaction.
 const WATCH_CHUNK: usize = 512;
-/// redb's page cache: bounds memory use whatever the store's size.
-const CACHE_BYTES: usize = 32 << 20;
+/// redb's page cache: bounds memory use whatever the store's size (the OS page cache does the rest, outside RSS).
+const CACHE_BYTES: usize = 16 << 20;
 
 const BACKEND: &str = "embedded";
 

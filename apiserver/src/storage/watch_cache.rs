@@ -23,6 +23,9 @@ use super::{KeyValue, ListOptions, ListResult, Revision, StorageError, Store, Wa
 
 /// Events kept in memory by default.
 pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Bytes of keys and values the ring holds at most by default, whatever the event count: big objects (pods with
+/// long statuses) must not make the cache the apiserver's largest user of memory.
+pub const DEFAULT_MAX_BYTES: usize = 24 << 20;
 /// Most events a watcher copies out of the ring per lock.
 const BATCH: usize = 256;
 /// A watcher whose prefix sees no events is told the revision it has reached (`Progress`, a Kubernetes
@@ -36,20 +39,45 @@ struct Ring {
     floor: Revision,
     head: Revision,
     capacity: usize,
+    max_bytes: usize,
+    /// Bytes of keys and values in `events`.
+    bytes: usize,
+}
+
+/// The memory an event holds on to, roughly: keys and values.
+fn event_bytes(ev: &WatchEvent) -> usize {
+    let kv = |kv: &KeyValue| kv.key.len() + kv.value.len() + 64;
+    match ev {
+        WatchEvent::Put { kv: k, prev } => kv(k) + prev.as_ref().map(kv).unwrap_or(0),
+        WatchEvent::Delete { prev, .. } => kv(prev),
+        WatchEvent::Progress { .. } => 0,
+    }
 }
 
 impl Ring {
+    fn new(start: Revision, capacity: usize, max_bytes: usize) -> Ring {
+        Ring { events: VecDeque::new(), floor: start, head: start, capacity: capacity.max(1), max_bytes, bytes: 0 }
+    }
+
+    fn pop_front(&mut self) -> Option<Arc<WatchEvent>> {
+        let old = self.events.pop_front()?;
+        self.bytes -= event_bytes(&old);
+        Some(old)
+    }
+
     fn push(&mut self, ev: WatchEvent) {
         let rev = ev.revision();
         if rev <= self.head {
             return;
         }
         if !matches!(ev, WatchEvent::Progress { .. }) {
-            if self.events.len() == self.capacity {
-                if let Some(old) = self.events.pop_front() {
+            let size = event_bytes(&ev);
+            while !self.events.is_empty() && (self.events.len() >= self.capacity || self.bytes + size > self.max_bytes) {
+                if let Some(old) = self.pop_front() {
                     self.floor = old.revision();
                 }
             }
+            self.bytes += size;
             self.events.push_back(Arc::new(ev));
         }
         self.head = rev;
@@ -58,7 +86,7 @@ impl Ring {
     /// Forgets everything at and below `rev`.
     fn raise_floor(&mut self, rev: Revision) {
         while self.events.front().map(|e| e.revision() <= rev).unwrap_or(false) {
-            self.events.pop_front();
+            self.pop_front();
         }
         if rev > self.floor {
             self.floor = rev.min(self.head);
@@ -68,6 +96,7 @@ impl Ring {
     /// Starts over at `rev` after the feed broke off: watchers behind it get `Compacted`.
     fn reset(&mut self, rev: Revision) {
         self.events.clear();
+        self.bytes = 0;
         self.floor = rev;
         self.head = rev;
     }
@@ -106,12 +135,21 @@ impl WatchCache {
         Self::with_capacity(inner, DEFAULT_CAPACITY).await
     }
 
-    /// Starts a cache over `inner` holding the last `capacity` events.
+    /// Starts a cache over `inner` holding the last `capacity` events (and at most `DEFAULT_MAX_BYTES`).
     pub async fn with_capacity(inner: Arc<dyn Store>, capacity: usize) -> Result<Arc<WatchCache>, StorageError> {
+        Self::with_limits(inner, capacity, DEFAULT_MAX_BYTES).await
+    }
+
+    /// Starts a cache over `inner` holding the last `capacity` events, at most `max_bytes` of keys and values.
+    pub async fn with_limits(
+        inner: Arc<dyn Store>,
+        capacity: usize,
+        max_bytes: usize,
+    ) -> Result<Arc<WatchCache>, StorageError> {
         let start = inner.current_revision().await?;
         let stream = inner.watch("", start).await?;
         let shared = Arc::new(Shared {
-            ring: RwLock::new(Ring { events: VecDeque::new(), floor: start, head: start, capacity: capacity.max(1) }),
+            ring: RwLock::new(Ring::new(start, capacity, max_bytes)),
             head: watch::channel(start).0,
         });
         let feeder = tokio::spawn(feed(inner.clone(), shared.clone(), stream)).abort_handle();
@@ -331,7 +369,7 @@ mod tests {
 
     #[test]
     fn ring_evicts_oldest_and_raises_floor() {
-        let mut ring = Ring { events: VecDeque::new(), floor: 0, head: 0, capacity: 3 };
+        let mut ring = Ring::new(0, 3, usize::MAX);
         for r in 1..=5 {
             ring.push(put(r));
         }
@@ -341,5 +379,26 @@ mod tests {
         assert_eq!(ring.head, 5, "old or duplicate events are ignored");
         ring.raise_floor(4);
         assert_eq!((ring.floor, ring.events.len()), (4, 1));
+        assert_eq!(ring.bytes, event_bytes(&put(5)));
+    }
+
+    #[test]
+    fn ring_is_bounded_by_bytes() {
+        let big = |rev: Revision| WatchEvent::Put {
+            kv: KeyValue { key: "/k".into(), value: Bytes::from(vec![0u8; 1000]), create_revision: 1, mod_revision: rev },
+            prev: None,
+        };
+        let one = event_bytes(&big(1));
+        let mut ring = Ring::new(0, 1000, 3 * one);
+        for r in 1..=10 {
+            ring.push(big(r));
+        }
+        assert_eq!(ring.events.len(), 3, "byte budget, not the event count, bounds the ring");
+        assert_eq!((ring.floor, ring.head, ring.bytes), (7, 10, 3 * one));
+        // An event bigger than the whole budget still goes in, alone.
+        let mut small = Ring::new(0, 1000, 10);
+        small.push(big(1));
+        small.push(big(2));
+        assert_eq!((small.events.len(), small.floor), (1, 1));
     }
 }
