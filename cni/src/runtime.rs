@@ -131,3 +131,32 @@ impl CniRuntime {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_config_by_name_wins_and_other_files_are_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("00-readme.txt"), "not a config").unwrap();
+        fs::write(d.path().join("20-b.conflist"), r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"x"}]}"#).unwrap();
+        fs::write(d.path().join("10-a.conf"), r#"{"cniVersion":"0.4.0","name":"a","type":"rkube-bridge"}"#).unwrap();
+        let net = load_network(d.path()).unwrap();
+        assert_eq!(net.name, "a");
+        assert_eq!(net.plugins.len(), 1);
+        assert_eq!(net.cni_version, "0.4.0");
+    }
+
+    #[test]
+    fn empty_or_broken_config_dir_says_which() {
+        let d = tempfile::tempdir().unwrap();
+        let e = load_network(d.path()).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(e.msg.contains(&d.path().display().to_string()), "{}", e.msg);
+        fs::write(d.path().join("10-x.conflist"), "{broken").unwrap();
+        let e = load_network(d.path()).unwrap_err();
+        assert_eq!(e.code, code::DECODE_FAILURE);
+        assert!(e.msg.contains("10-x.conflist"), "{}", e.msg);
+    }
+}
