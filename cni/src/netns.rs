@@ -17,7 +17,7 @@ pub enum NetnsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("enter network namespace {path} (is it a network namespace?): {source}")]
+    #[error("enter network namespace {path}: {source} (CNI_NETNS must name a network namespace, e.g. /var/run/netns/<name> or /proc/<pid>/ns/net)")]
     Enter {
         path: PathBuf,
         #[source]

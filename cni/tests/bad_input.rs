@@ -99,6 +99,14 @@ fn netns_that_does_not_exist() {
     nothing_made(&net);
     assert!(!bridge_exists(&net), "bridge made for an ADD that could not work");
     call(BRIDGE, "DEL", "gone1", &path, &conf).expect_ok("DEL with the netns gone");
+
+    let not_netns = net.dir.path().join("not-a-netns");
+    std::fs::write(&not_netns, "").expect("write file");
+    let not_netns = not_netns.display().to_string();
+    let out = call(BRIDGE, "ADD", "gone1", &not_netns, &conf);
+    out.expect_err(4, "ADD with CNI_NETNS naming a plain file");
+    assert!(out.msg().contains(&not_netns), "{}", out.msg());
+    nothing_made(&net);
 }
 
 #[test]

@@ -50,6 +50,8 @@ impl From<BridgeError> for CniError {
     fn from(e: BridgeError) -> CniError {
         let c = match &e {
             BridgeError::Netns(NetnsError::Missing { .. }) => code::UNKNOWN_CONTAINER,
+            // CNI_NETNS names something that is not a network namespace.
+            BridgeError::Netns(NetnsError::Enter { source: nix::Error::EINVAL, .. }) => code::INVALID_ENV,
             BridgeError::Netns(_) | BridgeError::Sysctl(_) => code::IO_FAILURE,
             BridgeError::NotABridge { .. } => code::INVALID_CONFIG,
             BridgeError::Check(_) => code::CHECK_FAILED,
