@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -67,6 +67,13 @@ pub struct Page {
     pub continue_token: Option<String>,
 }
 
+/// One page of matching objects as stored (JSON without resourceVersion).
+pub struct RawPage {
+    pub items: Vec<crate::storage::KeyValue>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+}
+
 /// Waits (briefly) until the store has reached `rv`, as Kubernetes does for a NotOlderThan read from the future.
 pub async fn wait_for_revision(state: &ApiState, rv: Revision) -> Result<(), ApiError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -93,6 +100,18 @@ fn storage_err(info: &ResourceInfo, e: StorageError) -> ApiError {
 
 /// Reads one page of objects matching the request's selectors.
 pub async fn list_objects(state: &ApiState, info: &ResourceInfo, ns: Option<&str>, q: &Query) -> Result<Page, ApiError> {
+    let raw = list_raw(state, info, ns, q).await?;
+    let mut items = Vec::with_capacity(raw.items.len());
+    for kv in &raw.items {
+        let mut obj = object::decode(kv).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+        set_type_meta(&mut obj, info);
+        items.push(obj);
+    }
+    Ok(Page { items, revision: raw.revision, continue_token: raw.continue_token })
+}
+
+/// Reads one page of stored objects matching the request's selectors (parsed only when there are selectors).
+pub async fn list_raw(state: &ApiState, info: &ResourceInfo, ns: Option<&str>, q: &Query) -> Result<RawPage, ApiError> {
     let sel = Selectors::parse(info, q)?;
     let prefix = info.prefix_for(ns);
     let (mut revision, mut start_after) = match &q.continue_token {
@@ -130,6 +149,7 @@ pub async fn list_objects(state: &ApiState, info: &ResourceInfo, ns: Option<&str
     }
     // metadata.name=X narrows the list to one key.
     let only_name = sel.fields.required_value("metadata.name").map(str::to_string);
+    let all = sel.labels.is_empty() && sel.fields.is_empty();
     let limit = q.limit;
     let mut items = Vec::new();
     let mut list_rev: Revision;
@@ -154,10 +174,14 @@ pub async fn list_objects(state: &ApiState, info: &ResourceInfo, ns: Option<&str
             if only_name.is_some() && !kv.key.ends_with(&format!("/{}", only_name.as_deref().unwrap_or_default())) {
                 continue;
             }
-            let mut obj = object::decode(kv).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
-            if sel.matches(&obj) {
-                set_type_meta(&mut obj, info);
-                items.push(obj);
+            let keep = if all {
+                true
+            } else {
+                let obj = object::decode(kv).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+                sel.matches(&obj)
+            };
+            if keep {
+                items.push(kv.clone());
             }
         }
         if !page.more {
@@ -169,13 +193,13 @@ pub async fn list_objects(state: &ApiState, info: &ResourceInfo, ns: Option<&str
             break;
         }
     }
-    Ok(Page { items, revision: list_rev, continue_token: token })
+    Ok(RawPage { items, revision: list_rev, continue_token: token })
 }
 
 pub async fn list(ctx: &Ctx) -> Result<Response, ApiError> {
     let info = ctx.info();
-    let page = list_objects(&ctx.state, info, ctx.target.ns(), &ctx.query).await?;
     if request::wants_table(&ctx.headers) {
+        let page = list_objects(&ctx.state, info, ctx.target.ns(), &ctx.query).await?;
         let mut t = table::table(info, &page.items, "", &ctx.query, request::table_version(&ctx.headers));
         t["metadata"]["resourceVersion"] = json!(page.revision.to_string());
         if let Some(c) = &page.continue_token {
@@ -183,17 +207,25 @@ pub async fn list(ctx: &Ctx) -> Result<Response, ApiError> {
         }
         return Ok(json_response(StatusCode::OK, &t));
     }
+    let page = list_raw(&ctx.state, info, ctx.target.ns(), &ctx.query).await?;
     let mut meta = json!({"resourceVersion": page.revision.to_string()});
-    if let Some(c) = page.continue_token {
+    if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
     }
-    let body = json!({
-        "kind": format!("{}List", info.kind),
-        "apiVersion": info.api_version(),
-        "metadata": meta,
-        "items": page.items,
-    });
-    Ok(json_response(StatusCode::OK, &body))
+    // Written directly: stored objects are spliced in with their resourceVersion, never parsed.
+    let size: usize = page.items.iter().map(|kv| kv.value.len() + 32).sum();
+    let mut body = Vec::with_capacity(size + 256);
+    body.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":", info.kind, info.api_version()).as_bytes());
+    body.extend_from_slice(&serde_json::to_vec(&meta).unwrap_or_default());
+    body.extend_from_slice(b",\"items\":[");
+    for (i, kv) in page.items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        object::write_with_rv(&mut body, &kv.value, kv.mod_revision);
+    }
+    body.extend_from_slice(b"]}");
+    Ok((StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[cfg(test)]

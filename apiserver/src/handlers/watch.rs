@@ -14,7 +14,7 @@ use http::{header, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::list::{list_objects, wait_for_revision, Selectors};
+use super::list::{list_objects, list_raw, wait_for_revision, Selectors};
 use super::{set_type_meta, Ctx};
 use crate::object;
 use crate::registry::ResourceInfo;
@@ -58,6 +58,17 @@ impl Render {
     }
 }
 
+/// An event line built from the stored bytes (no parse; the object already carries kind and apiVersion).
+fn raw_event(kind: &str, raw: &[u8], rv: Revision) -> Bytes {
+    let mut line = Vec::with_capacity(raw.len() + 64);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    object::write_with_rv(&mut line, raw, rv);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
 fn error_event(e: &ApiError) -> Bytes {
     let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
     line.push(b'\n');
@@ -98,9 +109,15 @@ pub async fn watch(ctx: &Ctx) -> Result<Response, ApiError> {
         q.continue_token = None;
         q.resource_version = None;
         q.resource_version_match = None;
-        let page = list_objects(&ctx.state, info, ns.as_deref(), &q).await?;
-        let lines: Vec<Bytes> = page.items.into_iter().map(|o| render.event("ADDED", o)).collect();
-        (lines, page.revision)
+        if render.table.is_none() {
+            let page = list_raw(&ctx.state, info, ns.as_deref(), &q).await?;
+            let lines: Vec<Bytes> = page.items.iter().map(|kv| raw_event("ADDED", &kv.value, kv.mod_revision)).collect();
+            (lines, page.revision)
+        } else {
+            let page = list_objects(&ctx.state, info, ns.as_deref(), &q).await?;
+            let lines: Vec<Bytes> = page.items.into_iter().map(|o| render.event("ADDED", o)).collect();
+            (lines, page.revision)
+        }
     } else {
         let rv = rv.unwrap_or(0);
         wait_for_revision(&ctx.state, rv).await?;
@@ -165,11 +182,14 @@ fn convert(render: &Render, sel: &Selectors, bookmarks: bool, ev: WatchEvent) ->
     let all = sel.labels.is_empty() && sel.fields.is_empty();
     match ev {
         WatchEvent::Put { kv, prev } => {
-            let new = decode(&kv)?;
             if all {
                 let kind = if prev.is_some() { "MODIFIED" } else { "ADDED" };
-                return Some(render.event(kind, new));
+                if render.table.is_none() {
+                    return Some(raw_event(kind, &kv.value, kv.mod_revision));
+                }
+                return Some(render.event(kind, decode(&kv)?));
             }
+            let new = decode(&kv)?;
             let new_m = sel.matches(&new);
             let old_m = prev.as_ref().and_then(decode).is_some_and(|o| sel.matches(&o));
             match (old_m, new_m) {
