@@ -205,3 +205,61 @@ fn gc_removes_unused_images_oldest_first_and_their_layers() {
     let err = store.remove_image(&format!("{}/gc-a:v1", registry.host())).expect_err("in use");
     assert!(err.to_string().contains(&container), "{err}");
 }
+
+#[test]
+fn multi_arch_index_resolves_to_this_platform() {
+    require_root();
+    use image_support::{gzip, sha256};
+    let registry = Registry::start();
+    let src = tempfile::tempdir().expect("tempdir");
+    let dir = src.path();
+    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("blobs");
+    let put = |data: &[u8]| -> (String, usize) {
+        let d = sha256(data);
+        std::fs::write(dir.join("blobs/sha256").join(d.trim_start_matches("sha256:")), data).expect("blob");
+        (d, data.len())
+    };
+    let mut manifests = Vec::new();
+    for arch in ["arm64", "amd64", "s390x"] {
+        let tar = layer_tar(&[Entry::File("arch", arch.as_bytes())]);
+        let (ld, ls) = put(&gzip(&tar));
+        let config = serde_json::json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha256(&tar)]}});
+        let (cd, cs) = put(&serde_json::to_vec(&config).expect("config"));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": ls}],
+        });
+        let (md, ms) = put(&serde_json::to_vec(&manifest).expect("manifest"));
+        manifests.push(serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+                                          "platform": {"architecture": arch, "os": "linux"}}));
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+    let (idx_digest, idx_size) = put(&serde_json::to_vec(&index).expect("index"));
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": idx_digest, "size": idx_size, "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).expect("top")).expect("index.json");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+    let image = format!("{}/multi:v1", registry.host());
+    let ok = std::process::Command::new(rkube_testsupport::require_command("skopeo", "skopeo"))
+        .args(["copy", "--all", "--quiet", "--dest-tls-verify=false", "--insecure-policy"])
+        .arg(format!("oci:{}:multi", dir.display()))
+        .arg(format!("docker://{image}"))
+        .status()
+        .expect("skopeo")
+        .success();
+    assert!(ok, "push multi-arch index");
+
+    let root = tempfile::tempdir().expect("store dir");
+    let puller = new_puller(root.path());
+    let outcome = rt().block_on(puller.pull(&image, None, no_progress())).expect("pull index");
+    let layer = puller.store().layer_dir(&outcome.image.layers[0].diff_id).expect("layer");
+    assert_eq!(std::fs::read(layer.join("arch")).expect("arch file"), b"amd64", "this node's platform was chosen");
+    // The repo digest is the index's (what the registry serves for the tag), the manifest digest amd64's.
+    let repo_digest = outcome.image.repo_digests[0].split_once('@').expect("digest").1.to_string();
+    assert_ne!(repo_digest, outcome.image.manifest_digest);
+    // Pulling by the index digest gives the same image.
+    let by_digest = format!("{}/multi@{repo_digest}", registry.host());
+    let again = rt().block_on(puller.pull(&by_digest, None, no_progress())).expect("pull index by digest");
+    assert_eq!(again.image.id, outcome.image.id);
+}
