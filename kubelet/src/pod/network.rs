@@ -57,15 +57,15 @@ impl PodNetwork {
     }
 }
 
-/// A default network config for a node: rkube-bridge on `cni0` with rkube-host-local over `subnet`, gateway
-/// and masquerade on. Written by `rkube up` when /etc/cni/net.d holds no network.
-pub fn default_conflist(subnet: &str) -> String {
+/// A default network config for a node: network `name`, rkube-bridge on `bridge` with rkube-host-local over
+/// `subnet`, gateway and masquerade on. Written by `rkube up` under its data dir.
+pub fn default_conflist(name: &str, bridge: &str, subnet: &str) -> String {
     serde_json::json!({
         "cniVersion": "1.0.0",
-        "name": "rkube",
+        "name": name,
         "plugins": [{
             "type": "rkube-bridge",
-            "bridge": "cni0",
+            "bridge": bridge,
             "isGateway": true,
             "ipMasq": true,
             "ipam": {"type": "rkube-host-local", "ranges": [[{"subnet": subnet}]]}
@@ -81,9 +81,10 @@ mod tests {
     #[test]
     fn args_and_default_config() {
         assert_eq!(cni_args("ns", "web", "sb1"), "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=sb1");
-        let v: serde_json::Value = serde_json::from_str(&default_conflist("10.244.0.0/24")).expect("json");
+        let v: serde_json::Value = serde_json::from_str(&default_conflist("rkube", "cni0", "10.244.0.0/24")).expect("json");
         assert_eq!(v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.244.0.0/24");
-        let parsed = rkube_cni::spec::ConfList::parse(default_conflist("10.244.0.0/24").as_bytes());
+        assert_eq!(v["plugins"][0]["bridge"], "cni0");
+        let parsed = rkube_cni::spec::ConfList::parse(default_conflist("rkube", "cni0", "10.244.0.0/24").as_bytes());
         assert!(parsed.is_ok(), "{parsed:?}");
     }
 }
