@@ -74,9 +74,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     eprintln!("removed {n} pod(s)");
     // the default network's bridge and masquerade table, when rkube wrote that network
-    if data.join("net.d/10-rkube.conflist").exists() {
-        let _ = std::process::Command::new("ip").args(["link", "del", "cni0"]).stderr(std::process::Stdio::null()).status();
-        let _ = std::process::Command::new("nft").args(["delete", "table", "inet", "rkube_masq_rkube"]).stderr(std::process::Stdio::null()).status();
+    if let Ok(conf) = std::fs::read(data.join("net.d/10-rkube.conflist")) {
+        let v: serde_json::Value = serde_json::from_slice(&conf).unwrap_or_default();
+        if let Some(bridge) = v["plugins"][0]["bridge"].as_str() {
+            let _ = std::process::Command::new("ip").args(["link", "del", bridge]).stderr(std::process::Stdio::null()).status();
+        }
+        if let Some(name) = v["name"].as_str() {
+            let table: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "inet", &format!("rkube_masq_{table}")])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
     // empty QoS cgroups left behind
     for h in ["cpu,cpuacct", "memory", "pids", "cpuset", "blkio", "devices", "freezer", "hugetlb", "net_cls,net_prio", "perf_event", "unified"] {

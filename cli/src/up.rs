@@ -29,6 +29,9 @@ pub struct Args {
     /// Pod subnet of the default network rkube writes under the data dir
     #[arg(long, default_value = "10.244.0.0/24")]
     pub pod_cidr: String,
+    /// Bridge (and network name) of the default network
+    #[arg(long, default_value = "cni0")]
+    pub bridge: String,
     /// Cluster DNS server address for pods' resolv.conf (none: pods use the host's resolvers)
     #[arg(long)]
     pub cluster_dns: Option<String>,
@@ -79,7 +82,7 @@ fn hostname() -> String {
 
 /// The CNI config dir to use: the one given, else our own holding the default rkube-bridge network (so a
 /// host's unrelated /etc/cni/net.d, e.g. podman's, is not picked up by accident).
-fn cni_conf_dir(data_dir: &Path, given: Option<&Path>, pod_cidr: &str) -> anyhow::Result<PathBuf> {
+fn cni_conf_dir(data_dir: &Path, given: Option<&Path>, bridge: &str, pod_cidr: &str) -> anyhow::Result<PathBuf> {
     if let Some(dir) = given {
         rkube_cni::runtime::load_network(dir).map_err(|e| anyhow::anyhow!("CNI config dir {}: {}", dir.display(), e.msg))?;
         return Ok(dir.to_path_buf());
@@ -87,7 +90,7 @@ fn cni_conf_dir(data_dir: &Path, given: Option<&Path>, pod_cidr: &str) -> anyhow
     let own = data_dir.join("net.d");
     std::fs::create_dir_all(&own).with_context(|| format!("create {}", own.display()))?;
     let file = own.join("10-rkube.conflist");
-    std::fs::write(&file, rkube_kubelet::pod::network::default_conflist(pod_cidr))
+    std::fs::write(&file, rkube_kubelet::pod::network::default_conflist(bridge, bridge, pod_cidr))
         .with_context(|| format!("write {}", file.display()))?;
     Ok(own)
 }
@@ -134,7 +137,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(rkube_controllers::scheduler::run(client.clone(), Default::default()));
 
     let mut cfg = kubelet_config(data, &node_name, &node_ip);
-    cfg.cni_conf_dir = cni_conf_dir(data, args.cni_conf_dir.as_deref(), &args.pod_cidr)?;
+    cfg.cni_conf_dir = cni_conf_dir(data, args.cni_conf_dir.as_deref(), &args.bridge, &args.pod_cidr)?;
     cfg.cluster_dns = args.cluster_dns.clone();
     cfg.insecure_registries = args.insecure_registries.clone();
     for (what, p) in [("rkube-runtime", &cfg.runtime_bin), ("rkube-monitor", &cfg.monitor_bin)] {
