@@ -340,9 +340,8 @@ impl Store for WatchCache {
                 } else {
                     Duration::from_secs(3600)
                 };
-                match tokio::time::timeout(wait, w.rx.changed()).await {
-                    Ok(Err(_)) => return None,
-                    Ok(Ok(())) | Err(_) => {}
+                if let Ok(Err(_)) = tokio::time::timeout(wait, w.rx.changed()).await {
+                    return None; // the cache is gone
                 }
             }
         });
