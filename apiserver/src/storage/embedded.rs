@@ -40,8 +40,8 @@ const META_COMPACTED: &str = "compacted";
 
 /// Most requests one transaction commits together.
 const MAX_BATCH: usize = 1024;
-/// Most revisions one compaction transaction forgets, so writes are not held up for long.
-const COMPACT_CHUNK: u64 = 5_000;
+/// Most revisions one compaction transaction forgets; queued writes are served between chunks.
+const COMPACT_CHUNK: u64 = 1_000;
 /// Most log entries a watch reads per read transaction.
 const WATCH_CHUNK: usize = 512;
 /// redb's page cache: bounds memory use whatever the store's size (the OS page cache does the rest, outside RSS).
@@ -193,7 +193,7 @@ impl EmbeddedStore {
         let (committed, _) = watch::channel(i(rev));
         let shared = Arc::new(Shared { db, path, committed });
         let (ops, rx) = mpsc::channel();
-        let writer = Writer { shared: shared.clone(), rev, compacted };
+        let writer = Writer { shared: shared.clone(), rev, compacted, compact_waiters: Vec::new() };
         std::thread::Builder::new()
             .name("rkube-store-writer".into())
             .spawn(move || writer.run(rx))
@@ -534,6 +534,8 @@ struct Writer {
     shared: Arc<Shared>,
     rev: u64,
     compacted: u64,
+    /// Compactions asked for and not yet done: (target revision, reply).
+    compact_waiters: Vec<(u64, Reply<()>)>,
 }
 
 /// A reply waiting for its transaction to commit.
@@ -570,30 +572,85 @@ type WTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+        loop {
+            // While a compaction is unfinished, serve queued writes between its chunks rather than waiting.
+            let first = if self.compacting() {
                 match rx.try_recv() {
-                    Ok(op) => batch.push(op),
+                    Ok(op) => Some(op),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(op) => Some(op),
                     Err(_) => break,
                 }
-            }
-            let mut writes = Vec::with_capacity(batch.len());
-            let mut compactions = Vec::new();
-            for op in batch {
-                match op {
-                    Op::Compact { revision, reply } => compactions.push((revision, reply)),
-                    other => writes.push(other),
+            };
+            if let Some(first) = first {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                let mut writes = Vec::with_capacity(batch.len());
+                for op in batch {
+                    match op {
+                        Op::Compact { revision, reply } => self.request_compaction(revision, reply),
+                        other => writes.push(other),
+                    }
+                }
+                if !writes.is_empty() {
+                    self.commit_writes(writes);
                 }
             }
-            if !writes.is_empty() {
-                self.commit_writes(writes);
-            }
-            for (revision, reply) in compactions {
-                let _ = reply.send(self.compact(revision));
+            if self.compacting() {
+                self.compact_chunk();
             }
         }
         tracing::debug!(path = %self.shared.path.display(), "embedded store writer stopped");
+    }
+
+    fn compacting(&self) -> bool {
+        !self.compact_waiters.is_empty()
+    }
+
+    /// Queues a compaction to `revision`, answered once the chunks up to it are committed.
+    fn request_compaction(&mut self, revision: Revision, reply: Reply<()>) {
+        let target = u(revision);
+        if target > self.rev {
+            let _ = reply.send(Err(StorageError::FutureRevision { requested: revision, current: i(self.rev) }));
+        } else if target <= self.compacted {
+            let _ = reply.send(Ok(()));
+        } else {
+            self.compact_waiters.push((target, reply));
+        }
+    }
+
+    /// Compacts one chunk towards the highest requested revision and answers the requests it completes.
+    fn compact_chunk(&mut self) {
+        let target = self.compact_waiters.iter().map(|(t, _)| *t).max().unwrap_or(self.compacted);
+        match self.compact_step(target) {
+            Ok(()) => {
+                let done = self.compacted;
+                let (finished, waiting) = std::mem::take(&mut self.compact_waiters).into_iter().partition(|(t, _)| *t <= done);
+                self.compact_waiters = waiting;
+                let finished: Vec<(u64, Reply<()>)> = finished;
+                for (_, reply) in finished {
+                    let _ = reply.send(Ok(()));
+                }
+                if !self.compacting() {
+                    tracing::debug!(path = %self.shared.path.display(), compacted = done, "compacted embedded store");
+                }
+            }
+            Err(e) => {
+                tracing::error!(path = %self.shared.path.display(), error = %e, "embedded store compaction failed");
+                for (_, reply) in self.compact_waiters.drain(..) {
+                    let _ = reply.send(Err(StorageError::Backend { backend: BACKEND, message: e.to_string() }));
+                }
+            }
+        }
     }
 
     fn commit_writes(&mut self, ops: Vec<Op>) {
@@ -653,13 +710,9 @@ impl Writer {
         }
     }
 
-    /// Forgets history at and below `revision`, a chunk of revisions per transaction.
-    fn compact(&mut self, revision: Revision) -> Result<(), StorageError> {
-        let target = u(revision);
-        if target > self.rev {
-            return Err(StorageError::FutureRevision { requested: revision, current: i(self.rev) });
-        }
-        while self.compacted < target {
+    /// Forgets history at and below the next `COMPACT_CHUNK` revisions towards `target`, in one transaction.
+    fn compact_step(&mut self, target: u64) -> Result<(), StorageError> {
+        if self.compacted < target {
             let upto = target.min(self.compacted + COMPACT_CHUNK);
             let txn = self.shared.db.begin_write().map_err(|e| backend_err("begin write", e))?;
             {
@@ -692,7 +745,6 @@ impl Writer {
             txn.commit().map_err(|e| backend_err("commit compaction", e))?;
             self.compacted = upto;
         }
-        tracing::debug!(path = %self.shared.path.display(), compacted = self.compacted, "compacted embedded store");
         Ok(())
     }
 }
