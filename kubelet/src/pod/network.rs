@@ -57,6 +57,25 @@ impl PodNetwork {
     }
 }
 
+/// Brings `lo` up in the pod's network namespace (a new netns starts with it down; containers of a pod talk
+/// over localhost).
+pub fn loopback_up(pod: &str, netns: &Path) -> Result<(), NetworkError> {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["ip", "link", "set", "lo", "up"])
+        .output()
+        .map_err(|e| NetworkError::Cni { pod: pod.into(), op: "loopback", netns: netns.into(), message: format!("run nsenter: {e}") })?;
+    if !out.status.success() {
+        return Err(NetworkError::Cni {
+            pod: pod.into(),
+            op: "loopback",
+            netns: netns.into(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// A default network config for a node: network `name`, rkube-bridge on `bridge` with rkube-host-local over
 /// `subnet`, gateway and masquerade on. Written by `rkube up` under its data dir.
 pub fn default_conflist(name: &str, bridge: &str, subnet: &str) -> String {

@@ -394,6 +394,7 @@ impl PodWorker {
             rec.ip = Some(self.ctx.config.node_ip.clone());
         } else {
             let netns = rec.netns.clone().unwrap_or_default();
+            super::network::loopback_up(&name, Path::new(&netns)).map_err(|e| e.to_string())?;
             rec.ip = self.ctx.network.add(&name, &ns, &id, Path::new(&netns)).map_err(|e| e.to_string())?;
         }
         let node_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
