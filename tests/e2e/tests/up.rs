@@ -6,150 +6,14 @@
 //! The node gets an address on a veth pair this test creates (never the uplink's). Needs the binaries:
 //! `cargo build -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod up_support;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use rkube_testsupport::{poll_until, require_command, require_root, unique_name};
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join(name);
-    assert!(p.exists(), "{} missing: cargo build -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins", p.display());
-    p
-}
-
-/// One `rkube up` with its own data dir, veth and bridge; `rkube down` and the veth removal run on drop.
-struct Up {
-    data: tempfile::TempDir,
-    veth: String,
-    bridge: String,
-    node_ip: String,
-    subnet_prefix: String,
-    child: Option<std::process::Child>,
-    ip_forward: String,
-}
-
-impl Up {
-    fn start() -> Up {
-        require_root();
-        require_command("ip", "iproute2");
-        let kubectl = require_command("kubectl", "kubectl");
-        let _ = kubectl;
-        let data = tempfile::tempdir().expect("data dir");
-        let veth = unique_name("rku");
-        let bridge = unique_name("rkb");
-        let n = (std::process::id() % 200) as u8 + 20;
-        let node_ip = format!("10.198.{n}.1");
-        let subnet_prefix = format!("10.197.{n}.");
-        let ok = Command::new("ip")
-            .args(["link", "add", &veth, "type", "veth", "peer", "name", &format!("{veth}p")])
-            .status()
-            .expect("ip")
-            .success();
-        assert!(ok, "create veth {veth}");
-        let ip_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_else(|_| "0".into());
-        let mut up = Up { data, veth, bridge, node_ip, subnet_prefix, child: None, ip_forward };
-        for args in [
-            vec!["addr", "add", &format!("{}/24", up.node_ip), "dev", &up.veth],
-            vec!["link", "set", &up.veth, "up"],
-            vec!["link", "set", &format!("{}p", up.veth), "up"],
-        ] {
-            assert!(Command::new("ip").args(&args).status().expect("ip").success(), "ip {args:?}");
-        }
-        // the demo image, offline
-        let layout = rkube_testsupport::busybox_oci_layout(&up.data.path().join("oci"), "latest", &["sh"]);
-        let out = Command::new(bin("rkube"))
-            .args(["image", "import", "--root"])
-            .arg(up.data.path().join("images"))
-            .args(["--name", "docker.io/library/busybox:latest"])
-            .arg(&layout.dir)
-            .output()
-            .expect("rkube image import");
-        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-        up.launch();
-        up
-    }
-
-    fn launch(&mut self) {
-        let log = std::fs::File::create(self.data.path().join(format!("rkube-{}.log", self.child.is_some() as u8))).expect("log");
-        let _ = std::fs::remove_file(self.kubeconfig());
-        let child = Command::new(bin("rkube"))
-            .args(["up", "--data-dir"])
-            .arg(self.data.path())
-            .args(["--node-ip", &self.node_ip, "--listen", "127.0.0.1:0", "--bridge", &self.bridge])
-            .args(["--pod-cidr", &format!("{}0/24", self.subnet_prefix)])
-            .env("RKUBE_LOG", "info,kube=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start rkube up");
-        self.child = Some(child);
-        let kc = self.kubeconfig();
-        poll_until("kubeconfig written", Duration::from_secs(30), || kc.exists().then_some(()));
-        poll_until("node Ready", Duration::from_secs(60), || {
-            let out = self.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]);
-            (out.trim() == "True").then_some(())
-        });
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.data.path().join("kubeconfig")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        let out = Command::new("kubectl").args(args).env("KUBECONFIG", self.kubeconfig()).output().expect("kubectl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        if let Some(s) = stdin {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(s.as_bytes()).expect("write");
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("kubectl");
-        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for f in ["rkube-0.log", "rkube-1.log"] {
-                if let Ok(s) = std::fs::read_to_string(self.data.path().join(f)) {
-                    let tail: Vec<&str> = s.lines().rev().take(30).collect();
-                    eprintln!("--- {f} (last lines)\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-                }
-            }
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-            let _ = c.wait();
-        }
-        let _ = Command::new(bin("rkube")).args(["down", "--data-dir"]).arg(self.data.path()).stderr(Stdio::null()).status();
-        let _ = Command::new("ip").args(["link", "del", &self.veth]).status();
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
-        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.ip_forward.trim());
-    }
-}
+use rkube_testsupport::poll_until;
+use up_support::{bin, mounts_under, Up};
 
 const POD: &str = r#"
 apiVersion: v1
@@ -164,11 +28,6 @@ spec:
     imagePullPolicy: Never
     command: ["sh", "-c", "echo hello from $(hostname); while true; do sleep 1; done"]
 "#;
-
-fn mounts_under(dir: &Path) -> usize {
-    let d = dir.canonicalize().expect("canon").to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().filter(|l| l.split(' ').nth(4).map(|m| m.starts_with(&d)).unwrap_or(false)).count()
-}
 
 #[test]
 fn up_runs_a_busybox_pod_survives_kill9_and_down_cleans_up() {
@@ -224,4 +83,144 @@ fn up_runs_a_busybox_pod_survives_kill9_and_down_cleans_up() {
     assert!(!links.contains(&format!(" {}:", up.bridge)), "bridge {} removed", up.bridge);
     assert!(!links.contains(&format!("master {}", up.bridge)), "no veth left on the bridge");
     assert!(!data.join("kubelet/pods").exists());
+}
+
+fn waiting_or_terminated_reason(up: &Up, pod: &str) -> String {
+    let w = up.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]);
+    if !w.is_empty() {
+        return w;
+    }
+    up.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].state.terminated.reason}"])
+}
+
+#[test]
+fn up_shares_volumes_and_reports_bad_input() {
+    let up = Up::start();
+    let host_dir = up.data.path().join("host-data");
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pair
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+  - name: host
+    hostPath:
+      path: {host}
+      type: DirectoryOrCreate
+  containers:
+  - name: server
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo from-emptydir > /www/index.html; echo written-by-pod > /host/out.txt; httpd -f -p 8080 -h /www"]
+    volumeMounts:
+    - {{name: shared, mountPath: /www}}
+    - {{name: host, mountPath: /host}}
+  - name: client
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "until wget -qO- http://127.0.0.1:8080/index.html; do sleep 0.2; done; sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: needs-config
+spec:
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    env:
+    - name: X
+      valueFrom:
+        configMapKeyRef: {{name: missing, key: k}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-hostpath
+spec:
+  volumes:
+  - name: h
+    hostPath: {{path: /proc/version, type: Directory}}
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    volumeMounts: [{{name: h, mountPath: /h}}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: no-image
+spec:
+  containers:
+  - name: c
+    image: 127.0.0.1:1/nope/missing:1
+    command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: oom
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "head -c 200000000 /dev/zero | tail > /dev/null"]
+    resources:
+      limits: {{memory: 16Mi}}
+"#,
+        host = host_dir.display()
+    );
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/pair", "--timeout=60s"], None);
+    // two containers of one pod: shared emptyDir, talking over localhost
+    poll_until("client read the server's file over localhost", Duration::from_secs(20), || {
+        up.kubectl(&["logs", "pair", "-c", "client"]).contains("from-emptydir").then_some(())
+    });
+    // hostPath writes reach the host
+    poll_until("hostPath file on the host", Duration::from_secs(10), || {
+        std::fs::read_to_string(host_dir.join("out.txt")).ok().filter(|s| s.trim() == "written-by-pod")
+    });
+    // bad input: reported in status and events, pods stay Pending
+    let cases = [
+        ("needs-config", &["CreateContainerConfigError"][..]),
+        ("bad-hostpath", &["CreateContainerError"][..]),
+        ("no-image", &["ErrImagePull", "ImagePullBackOff"][..]),
+        ("oom", &["OOMKilled"][..]),
+    ];
+    for (pod, want) in cases {
+        let got = poll_until(&format!("{pod} reports {want:?}"), Duration::from_secs(60), || {
+            let r = waiting_or_terminated_reason(&up, pod);
+            want.contains(&r.as_str()).then_some(r)
+        });
+        eprintln!("{pod}: {got}");
+    }
+    let msg = up.kubectl(&["get", "pod", "needs-config", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]);
+    assert!(msg.contains("configmap \"missing\" not found"), "{msg}");
+    let msg = up.kubectl(&["get", "pod", "bad-hostpath", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]);
+    assert!(msg.contains("hostPath type check failed: /proc/version is not a directory"), "{msg}");
+    let events = up.kubectl(&["get", "events", "--field-selector", "type=Warning", "-o", "jsonpath={.items[*].involvedObject.name}"]);
+    for pod in ["needs-config", "bad-hostpath", "no-image"] {
+        assert!(events.split_whitespace().any(|e| e == pod), "a Warning event for {pod}: {events}");
+    }
+    assert_eq!(up.kubectl(&["get", "pod", "oom", "-o", "jsonpath={.status.phase}"]), "Failed");
+    // nothing leaks: after deleting everything, no pod state, mounts or veths remain
+    up.kubectl_ok(&["delete", "pods", "--all", "--timeout=90s"], None);
+    let pods_dir = up.data.path().join("kubelet/pods");
+    poll_until("pod directories removed", Duration::from_secs(30), || {
+        (std::fs::read_dir(&pods_dir).map(|d| d.count()).unwrap_or(0) == 0).then_some(())
+    });
+    assert_eq!(mounts_under(up.data.path()), 0, "no mounts left");
+    let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("master {}", up.bridge)), "no veth left on the bridge");
 }
