@@ -72,7 +72,7 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<Vec<Imag
     let fallback_repo = fallback_repo(path);
     let imp = Importer { store, source: path.to_path_buf() };
     let records = if meta.is_dir() {
-        imp.from_dir(path, name, &fallback_repo)?
+        imp.read_dir_image(path, name, &fallback_repo)?
     } else {
         // An archive: unpack to a temp dir in the store (same filesystem), then read it as a directory.
         let tmp = store.tmp_dir().join(format!("import-{}-{:x}", std::process::id(), unique_suffix()));
@@ -85,7 +85,7 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<Vec<Imag
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(false);
         archive.unpack(&tmp).map_err(io)?;
-        imp.from_dir(&tmp, name, &fallback_repo)?
+        imp.read_dir_image(&tmp, name, &fallback_repo)?
     };
     if records.is_empty() {
         return Err(ImportError::Empty { path: path.to_path_buf() });
@@ -133,7 +133,7 @@ impl Importer<'_> {
         ImportError::Invalid { path: self.source.clone(), what: what.into(), detail: detail.to_string() }
     }
 
-    fn from_dir(&self, dir: &Path, name: Option<&str>, fallback_repo: &str) -> Result<Vec<ImageRecord>, ImportError> {
+    fn read_dir_image(&self, dir: &Path, name: Option<&str>, fallback_repo: &str) -> Result<Vec<ImageRecord>, ImportError> {
         if dir.join("oci-layout").is_file() && dir.join("index.json").is_file() {
             self.oci_layout(dir, name, fallback_repo)
         } else if dir.join("manifest.json").is_file() {
@@ -176,14 +176,14 @@ impl Importer<'_> {
             let digest = desc.digest().to_string();
             let bytes = self.read_verified(dir, &digest, "manifest")?;
             let mut blobs = vec![bytes.clone()];
-            let (manifest_bytes, parsed) = match manifest::parse(&bytes, Some(&desc.media_type().to_string()))
+            let (manifest_bytes, parsed) = match manifest::parse(&bytes, Some(desc.media_type().as_ref()))
                 .map_err(|source| ImportError::Manifest { path: self.source.clone(), source })?
             {
                 Parsed::Manifest(m) => (bytes, m),
                 Parsed::Index(nested) => {
                     let d = manifest::select_platform(&nested, &Platform::host())
                         .map_err(|source| ImportError::Manifest { path: self.source.clone(), source })?;
-                    let mb = self.read_verified(dir, &d.digest().to_string(), "manifest")?;
+                    let mb = self.read_verified(dir, d.digest().as_ref(), "manifest")?;
                     let Parsed::Manifest(m) = manifest::parse(&mb, None)
                         .map_err(|source| ImportError::Manifest { path: self.source.clone(), source })?
                     else {

@@ -43,8 +43,8 @@ pub enum ManifestError {
 /// A manifest or an index, as parsed from a registry answer or a layout blob.
 #[derive(Debug, Clone)]
 pub enum Parsed {
-    Manifest(ImageManifest),
-    Index(ImageIndex),
+    Manifest(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -83,10 +83,10 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, Manifes
         }
     };
     if is_index {
-        ImageIndex::from_reader(bytes).map(Parsed::Index).map_err(|source| ManifestError::Invalid { what: "image index", source })
+        ImageIndex::from_reader(bytes).map(|i| Parsed::Index(Box::new(i))).map_err(|source| ManifestError::Invalid { what: "image index", source })
     } else {
         ImageManifest::from_reader(bytes)
-            .map(Parsed::Manifest)
+            .map(|m| Parsed::Manifest(Box::new(m)))
             .map_err(|source| ManifestError::Invalid { what: "image manifest", source })
     }
 }
@@ -191,7 +191,7 @@ mod tests {
           "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":5,"digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}]}"#;
         let Parsed::Manifest(m) = parse(m, None).expect("schema2") else { panic!("not a manifest") };
         assert_eq!(m.layers().len(), 1);
-        check_layer_media_type(&m.layers()[0].media_type().to_string()).expect("gzip layer");
+        check_layer_media_type(m.layers()[0].media_type().as_ref()).expect("gzip layer");
 
         let idx = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[
           {"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":1,"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","platform":{"architecture":"arm64","os":"linux","variant":"v8"}},
