@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "test.sh: run as root (the integration tests make real namespaces and cgroups)" >&2; exit 1; }
 scripts/deps.sh
 start=$(date +%s)
-cargo build --release --workspace --bins
+# --all-targets resolves features once for binaries and tests together (dev-dependencies included), so the test
+# run below compiles nothing again and the binaries tests exec are the ones just built.
+cargo build --release --workspace --all-targets
 cargo test --release --workspace --no-fail-fast -- --test-threads="${RKUBE_TEST_THREADS:-4}"
 echo "test.sh: finished in $(( $(date +%s) - start )) s"
