@@ -9,6 +9,30 @@ pub fn render(server_url: &str, cluster_name: &str) -> String {
     )
 }
 
+/// A kubeconfig for an HTTPS server with the cluster CA and an admin client certificate embedded.
+pub fn render_tls(server_url: &str, cluster_name: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
+    use base64::Engine;
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster_name}\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {}\ncontexts:\n- name: {cluster_name}-admin\n  context:\n    cluster: {cluster_name}\n    user: admin\n    namespace: default\ncurrent-context: {cluster_name}-admin\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\npreferences: {{}}\n",
+        b(ca_pem),
+        b(cert_pem),
+        b(key_pem)
+    )
+}
+
+/// Writes `content` atomically (temp file + rename), mode 0600.
+pub fn write_content(path: &Path, content: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
 /// Writes the kubeconfig atomically (temp file + rename), mode 0600.
 pub fn write(path: &Path, server_url: &str, cluster_name: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");

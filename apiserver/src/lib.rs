@@ -29,6 +29,7 @@ pub mod server;
 pub mod status;
 pub mod storage;
 pub mod table;
+pub mod tls;
 pub mod validation;
 
 pub use server::{ApiServer, ApiState, ServerConfig, ServerError};

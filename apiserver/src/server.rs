@@ -43,11 +43,13 @@ pub struct ServerConfig {
     /// The service cluster IP range (network address and prefix length).
     pub service_network: Ipv4Addr,
     pub service_prefix: u8,
+    /// Serve HTTPS with the cluster PKI kept in this directory (created on first start); plain HTTP when None.
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 impl ServerConfig {
     pub fn new(listen: SocketAddr) -> ServerConfig {
-        ServerConfig { listen, service_network: Ipv4Addr::new(10, 96, 0, 0), service_prefix: 12 }
+        ServerConfig { listen, service_network: Ipv4Addr::new(10, 96, 0, 0), service_prefix: 12, tls_dir: None }
     }
 
     pub fn service_cidr(&self) -> String {
@@ -97,6 +99,8 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("set up TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("create built-in object {what}: {message}")]
     Bootstrap { what: String, message: String },
 }
@@ -104,6 +108,7 @@ pub enum ServerError {
 /// A running server; stopped by `shutdown` (or aborted when dropped).
 pub struct ApiServer {
     addr: SocketAddr,
+    pki: Option<crate::tls::Pki>,
     state: Arc<ApiState>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -126,27 +131,43 @@ impl ApiServer {
         crate::namespace_lifecycle::resume(state.clone()).await;
         let app = router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "apiserver stopped");
+        let pki = match &state.config.tls_dir {
+            Some(dir) => Some(crate::tls::ensure_pki(dir, &[addr.ip().to_string()])?),
+            None => None,
+        };
+        let task = match &pki {
+            None => tokio::spawn(async move {
+                let result = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.await;
+                    })
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "apiserver stopped");
+                }
+            }),
+            Some(pki) => {
+                let tls = crate::tls::server_config(pki)?;
+                tokio::spawn(serve_tls(listener, tls, app, rx, state.stopping.subscribe()))
             }
-        });
+        };
         tracing::info!(%addr, "apiserver listening");
-        Ok(ApiServer { addr, state, stop: Some(tx), task: Some(task) })
+        Ok(ApiServer { addr, pki, state, stop: Some(tx), task: Some(task) })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://<addr>`.
+    /// `http://<addr>`, or `https://<addr>` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The cluster PKI when serving HTTPS.
+    pub fn pki(&self) -> Option<&crate::tls::Pki> {
+        self.pki.as_ref()
     }
 
     pub fn state(&self) -> &Arc<ApiState> {
@@ -155,7 +176,13 @@ impl ApiServer {
 
     /// Writes an admin kubeconfig for this server.
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
-        crate::kubeconfig::write(path, &self.url(), "rkube")
+        match &self.pki {
+            None => crate::kubeconfig::write(path, &self.url(), "rkube"),
+            Some(p) => crate::kubeconfig::write_content(
+                path,
+                &crate::kubeconfig::render_tls(&self.url(), "rkube", &p.ca_cert, &p.admin_cert, &p.admin_key),
+            ),
+        }
     }
 
     /// Stops accepting requests, ends open watches and waits (briefly) for open requests to finish.
@@ -186,6 +213,53 @@ impl Drop for ApiServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// Accepts TLS connections and serves the router on each (HTTP/1.1 with upgrades), until `stop` fires; open
+/// connections end when the server is stopping.
+async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    mut stop: oneshot::Receiver<()>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                r = conn => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = stopping.wait_for(|s| *s) => {}
+            }
+        });
     }
 }
 

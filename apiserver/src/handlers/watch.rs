@@ -178,8 +178,24 @@ pub async fn watch(ctx: &Ctx) -> Result<Response, ApiError> {
     Ok(respond(first, Some(rx)))
 }
 
+/// False when a `metadata.name=` selector already rules the key out (no parse needed).
+fn name_may_match(sel: &Selectors, key: &str) -> bool {
+    match sel.fields.required_value("metadata.name") {
+        Some(n) => key.rsplit('/').next() == Some(n),
+        None => true,
+    }
+}
+
 fn convert(render: &Render, sel: &Selectors, bookmarks: bool, ev: WatchEvent) -> Option<Bytes> {
     let all = sel.labels.is_empty() && sel.fields.is_empty();
+    let key = match &ev {
+        WatchEvent::Put { kv, .. } => Some(kv.key.as_str()),
+        WatchEvent::Delete { prev, .. } => Some(prev.key.as_str()),
+        WatchEvent::Progress { .. } => None,
+    };
+    if key.is_some_and(|k| !name_may_match(sel, k)) {
+        return None;
+    }
     match ev {
         WatchEvent::Put { kv, prev } => {
             if all {

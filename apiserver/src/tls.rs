@@ -1,0 +1,160 @@
+//! HTTPS for the apiserver: a self-signed cluster CA, a serving certificate for 127.0.0.1/localhost (and the
+//! listen address), and an admin client certificate (CN kubernetes-admin, O system:masters), all kept as PEM
+//! files under `<data-dir>/pki` and reused on restart. Clients must present a certificate signed by the CA.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("generate {what}: {source}")]
+    Generate {
+        what: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid PEM {what}")]
+    Pem { path: PathBuf, what: &'static str },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The PEM files of the cluster's certificates.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca_cert: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub admin_cert: String,
+    pub admin_key: String,
+}
+
+fn read(path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.to_path_buf(), source })
+}
+
+fn write(path: &Path, content: &str, private: bool) -> Result<(), TlsError> {
+    let io = |source| TlsError::Io { path: path.to_path_buf(), source };
+    std::fs::write(path, content).map_err(io)?;
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn gen<T>(what: &'static str, r: Result<T, rcgen::Error>) -> Result<T, TlsError> {
+    r.map_err(|source| TlsError::Generate { what, source })
+}
+
+/// Loads the PKI from `dir`, creating it on first use. `hosts` are extra names/IPs for the serving certificate.
+pub fn ensure_pki(dir: &Path, hosts: &[String]) -> Result<Pki, TlsError> {
+    let p = |n: &str| dir.join(n);
+    if p("ca.crt").exists() && p("apiserver.crt").exists() && p("admin.crt").exists() {
+        return Ok(Pki {
+            dir: dir.to_path_buf(),
+            ca_cert: read(&p("ca.crt"))?,
+            server_cert: read(&p("apiserver.crt"))?,
+            server_key: read(&p("apiserver.key"))?,
+            admin_cert: read(&p("admin.crt"))?,
+            admin_key: read(&p("admin.key"))?,
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_path_buf(), source })?;
+    let ca_key = gen("CA key", KeyPair::generate())?;
+    let mut ca_params = gen("CA parameters", CertificateParams::new(Vec::<String>::new()))?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "rkube-ca");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca = gen("CA certificate", ca_params.self_signed(&ca_key))?;
+
+    let server_key = gen("apiserver key", KeyPair::generate())?;
+    let mut names = vec!["localhost".to_string(), "kubernetes".to_string(), "kubernetes.default".to_string()];
+    names.extend(hosts.iter().filter(|h| h.parse::<IpAddr>().is_err()).cloned());
+    let mut sp = gen("apiserver parameters", CertificateParams::new(names))?;
+    sp.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse().expect("literal IP")];
+    ips.extend(hosts.iter().filter_map(|h| h.parse::<IpAddr>().ok()).filter(|ip| !ip.is_unspecified()));
+    for ip in ips {
+        sp.subject_alt_names.push(SanType::IpAddress(ip));
+    }
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server = gen("apiserver certificate", sp.signed_by(&server_key, &ca, &ca_key))?;
+
+    let admin_key = gen("admin key", KeyPair::generate())?;
+    let mut ap = gen("admin parameters", CertificateParams::new(Vec::<String>::new()))?;
+    ap.distinguished_name.push(DnType::CommonName, "kubernetes-admin");
+    ap.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let admin = gen("admin certificate", ap.signed_by(&admin_key, &ca, &ca_key))?;
+
+    let pki = Pki {
+        dir: dir.to_path_buf(),
+        ca_cert: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        admin_cert: admin.pem(),
+        admin_key: admin_key.serialize_pem(),
+    };
+    write(&p("ca.key"), &ca_key.serialize_pem(), true)?;
+    write(&p("ca.crt"), &pki.ca_cert, false)?;
+    write(&p("apiserver.key"), &pki.server_key, true)?;
+    write(&p("apiserver.crt"), &pki.server_cert, false)?;
+    write(&p("admin.key"), &pki.admin_key, true)?;
+    write(&p("admin.crt"), &pki.admin_cert, false)?;
+    tracing::info!(dir = %dir.display(), "created cluster CA and certificates");
+    Ok(pki)
+}
+
+/// The rustls server configuration: our serving certificate, client certificates required and checked against
+/// the cluster CA, HTTP/1.1 (watches are chunked HTTP/1.1 streams; kubectl falls back fine).
+pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let pem = |what| TlsError::Pem { path: pki.dir.clone(), what };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.server_cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| pem("certificate"))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key.as_bytes()).map_err(|_| pem("private key"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pki.ca_cert.as_bytes()) {
+        roots.add(ca.map_err(|_| pem("CA certificate"))?).map_err(|e| TlsError::Config(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pki_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = ensure_pki(dir.path(), &["10.0.0.5".into()]).expect("create");
+        let b = ensure_pki(dir.path(), &[]).expect("reload");
+        assert_eq!(a.ca_cert, b.ca_cert);
+        assert!(a.admin_cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        server_config(&b).expect("rustls accepts the generated certificates");
+    }
+}
