@@ -1,7 +1,8 @@
 //! `rkube server`: apiserver (+ scheduler and controllers, once wired) in one process, on the embedded store
 //! under `--data-dir` or on etcd. Writes an admin kubeconfig to `<data-dir>/kubeconfig` that kubectl uses as is.
 //!
-//! The server speaks plain HTTP and has no authentication: keep `--listen` on 127.0.0.1.
+//! Without `--tls` the server speaks plain HTTP and has no authentication: keep `--listen` on 127.0.0.1. With
+//! `--tls` it serves HTTPS and requires a client certificate signed by the cluster CA (`<data-dir>/pki`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +25,10 @@ pub struct Args {
     /// Key prefix in etcd
     #[arg(long, default_value = "/rkube")]
     pub etcd_prefix: String,
+    /// Serve HTTPS with a cluster CA and client certificates kept in <data-dir>/pki (the kubeconfig carries the
+    /// admin certificate); without it the API is plain HTTP with no authentication
+    #[arg(long)]
+    pub tls: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -39,7 +44,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Backend::Etcd { endpoints: args.etcd.clone(), prefix: args.etcd_prefix.clone() }
     };
     let opened = open_backend(&backend).await.with_context(|| format!("open storage {backend:?}"))?;
-    let server = ApiServer::start(opened.store.clone(), ServerConfig::new(args.listen))
+    let mut config = ServerConfig::new(args.listen);
+    if args.tls {
+        config.tls_dir = Some(args.data_dir.join("pki"));
+    }
+    let server = ApiServer::start(opened.store.clone(), config)
         .await
         .context("start the apiserver")?;
     let kubeconfig = args.data_dir.join("kubeconfig");
