@@ -28,21 +28,32 @@ pub struct TestServer {
     runtime: tokio::runtime::Runtime,
     server: Option<ApiServer>,
     store: Option<OpenedStore>,
+    tls: bool,
 }
 
 impl TestServer {
     pub fn start() -> TestServer {
+        Self::start_with(false)
+    }
+
+    /// Serves HTTPS with a generated CA and an admin client certificate in the kubeconfig.
+    pub fn start_tls() -> TestServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = rkube_testsupport::registry::free_port();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let mut s = TestServer {
             kubeconfig: dir.path().join("kubeconfig"),
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
             port,
             dir,
             runtime,
             server: None,
             store: None,
+            tls,
         };
         s.boot();
         s
@@ -51,6 +62,7 @@ impl TestServer {
     fn boot(&mut self) {
         let data = self.dir.path().join("state.redb");
         let port = self.port;
+        let tls_dir = self.tls.then(|| self.dir.path().join("pki"));
         let (server, store) = self.runtime.block_on(async move {
             // After a restart the previous store's last references drop asynchronously; retry the file lock.
             let mut tries = 0;
@@ -64,7 +76,8 @@ impl TestServer {
                     Err(e) => panic!("open embedded store: {e}"),
                 }
             };
-            let config = ServerConfig::new(format!("127.0.0.1:{port}").parse().expect("addr"));
+            let mut config = ServerConfig::new(format!("127.0.0.1:{port}").parse().expect("addr"));
+            config.tls_dir = tls_dir;
             let server = ApiServer::start(opened.store.clone(), config).await.expect("start apiserver");
             (server, opened)
         });
