@@ -162,14 +162,46 @@ impl Runtime {
             return Ok(None);
         }
         let fd = sys::pidfd_open(s.pid).map_err(container::io_err(format!("pidfd_open {}", s.pid)))?;
-        match sys::wait_pidfd(&fd) {
-            Ok(e) => Ok(Some(e)),
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                container::wait_gone(&fd, std::time::Duration::from_secs(u64::MAX / 4));
-                Ok(None)
+        loop {
+            match sys::try_wait_pidfd(&fd) {
+                Ok(Some(e)) => return Ok(Some(e)),
+                Ok(None) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    container::wait_gone(&fd, std::time::Duration::from_secs(u64::MAX / 4));
+                    return Ok(None);
+                }
+                Err(e) => return Err(container::io_err("wait for container")(e)),
             }
-            Err(e) => Err(container::io_err("wait for container")(e)),
+            // A pid namespace's init cannot finish exiting while exec'd processes of that namespace, reparented
+            // to us, are unreaped zombies: reap those, then wait a little for the exit.
+            self.reap_orphans();
+            container::wait_gone(&fd, std::time::Duration::from_millis(50));
         }
+    }
+
+    /// Reaps zombie children of this process that are not the init process of a container under this root
+    /// (exec'd processes and grandchildren reparented to us as subreaper). The kubelet calls it periodically;
+    /// [`Runtime::wait`] calls it while waiting.
+    pub fn reap_orphans(&self) -> usize {
+        let inits: std::collections::HashSet<i32> = self.list().iter().map(|s| s.pid).collect();
+        let mut n = 0;
+        let tasks = std::fs::read_dir("/proc/self/task").map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()).unwrap_or_default();
+        for t in tasks {
+            let children = std::fs::read_to_string(t.join("children")).unwrap_or_default();
+            for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                if inits.contains(&pid) {
+                    continue;
+                }
+                let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+                    .unwrap_or(false);
+                if zombie && sys::reap(pid) {
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 }
 

@@ -125,6 +125,32 @@ pub fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<Exit> {
     }
 }
 
+/// Like [`wait_pidfd`] but returns `Ok(None)` at once when the process has not exited yet.
+pub fn try_wait_pidfd(pidfd: &OwnedFd) -> io::Result<Option<Exit>> {
+    // SAFETY: siginfo_t is plain data; zeroed is valid and means "nothing reported" (si_pid 0).
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and pointer to a live siginfo_t.
+    let ret = unsafe {
+        libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG)
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: waitid succeeded; si_pid is 0 when no child changed state.
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if code == libc::CLD_EXITED { Exit::Code(status) } else { Exit::Signal(status) }))
+}
+
+/// Reaps the zombie child `pid` if it is one (waitpid WNOHANG).
+pub fn reap(pid: libc::pid_t) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid on a specific pid with a pointer to a local int.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) > 0 }
+}
+
 /// Marks every fd >= `from` close-on-exec (close_range with CLOSE_RANGE_CLOEXEC), so nothing of the runtime
 /// leaks into the container process (CVE-2024-21626 class).
 pub fn cloexec_from(from: u32) -> io::Result<()> {
