@@ -158,7 +158,8 @@ impl Runtime {
     /// from `spawn_blocking` in async code.
     pub fn wait(&self, id: &str) -> Result<Option<Exit>, ContainerError> {
         let s = container::state(&self.root, id)?;
-        if s.status == ContainerStatus::Stopped {
+        // An exited init may still be our zombie child: collect it unless its pid was already reused.
+        if s.pid <= 0 || container::state::any_start_time(s.pid) != Some(s.private.start_time) {
             return Ok(None);
         }
         let fd = sys::pidfd_open(s.pid).map_err(container::io_err(format!("pidfd_open {}", s.pid)))?;

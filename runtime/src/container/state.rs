@@ -208,7 +208,13 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     if state == "Z" || state == "X" {
         return None;
     }
-    it.nth(17)?.parse().ok()
+    it.nth(18)?.parse().ok()
+}
+
+/// Start time of `pid` even when it is a zombie (for collecting its exit status), or None.
+pub fn any_start_time(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn process_state(pid: i32) -> Option<char> {
@@ -282,6 +288,8 @@ mod tests {
         let mut s = State::new("c2", Path::new("/b"), Path::new("/b/rootfs"));
         s.pid = std::process::id() as i32;
         s.private.start_time = process_start_time(s.pid).unwrap();
+        assert!(s.private.start_time > 0, "field 22 of /proc/<pid>/stat, not a neighbouring zero field");
+        assert_eq!(any_start_time(s.pid), Some(s.private.start_time));
         s.refresh(t.path());
         assert_eq!(s.status, ContainerStatus::Running);
         s.private.start_time += 1; // a recycled pid has another start time
