@@ -171,14 +171,12 @@ impl Store for MemoryStore {
         };
         let head = futures::stream::iter(replay.into_iter().filter(move |e| key_of(e).is_none_or(|k| k.starts_with(&p1))).map(Ok));
         let live = futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => return Some((Ok(ev), rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        return Some((Err(StorageError::Backend { backend: "memory", message: "watcher fell behind".into() }), rx))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+            match rx.recv().await {
+                Ok(ev) => Some((Ok(ev), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Some((Err(StorageError::Backend { backend: "memory", message: "watcher fell behind".into() }), rx))
                 }
+                Err(broadcast::error::RecvError::Closed) => None,
             }
         })
         .filter(move |e: &Result<WatchEvent, StorageError>| {

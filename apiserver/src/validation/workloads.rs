@@ -238,13 +238,11 @@ pub(super) fn validate_immutable(info: &ResourceInfo, new: &Value, old: &Value, 
                 immutable("spec.clusterIP", new.pointer("/spec/clusterIP"), old_ip, causes);
             }
         }
-        "ConfigMap" | "Secret" => {
-            if old.get("immutable").and_then(Value::as_bool) == Some(true) {
-                immutable("data", new.get("data"), old.get("data"), causes);
-                immutable("binaryData", new.get("binaryData"), old.get("binaryData"), causes);
-                if new.get("immutable") != old.get("immutable") {
-                    causes.push(Cause::forbidden("immutable", "field is immutable when `immutable` is set"));
-                }
+        "ConfigMap" | "Secret" if old.get("immutable").and_then(Value::as_bool) == Some(true) => {
+            immutable("data", new.get("data"), old.get("data"), causes);
+            immutable("binaryData", new.get("binaryData"), old.get("binaryData"), causes);
+            if new.get("immutable") != old.get("immutable") {
+                causes.push(Cause::forbidden("immutable", "field is immutable when `immutable` is set"));
             }
         }
         _ => {}
