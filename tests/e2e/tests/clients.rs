@@ -56,6 +56,37 @@ fn kube_rs_reflector_stays_in_sync_across_restart() {
     });
 }
 
+#[test]
+fn kube_rs_streaming_list_watcher_gets_initial_events_then_changes() {
+    let s = TestServer::start();
+    let url = s.url.clone();
+    let reader = s.runtime().block_on(async move {
+        let client = kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client");
+        let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        for n in ["x", "y"] {
+            api.create(&PostParams::default(), &configmap(n)).await.expect("create");
+        }
+        let (reader, writer) = reflector::store();
+        // sendInitialEvents=true: the snapshot arrives as ADDED events ending with the initial-events-end bookmark.
+        let stream = reflector(writer, watcher(api.clone(), watcher::Config::default().streaming_lists()))
+            .default_backoff()
+            .applied_objects();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while stream.next().await.is_some() {}
+        });
+        let ready = reader.clone();
+        ready.wait_until_ready().await.expect("initial events end");
+        api.create(&PostParams::default(), &configmap("z")).await.expect("create");
+        reader
+    });
+    poll_until("the streaming-list reflector to hold x, y, z", Duration::from_secs(20), || {
+        let mut n: Vec<String> = reader.state().iter().filter_map(|c| c.metadata.name.clone()).collect();
+        n.sort();
+        (n == ["x", "y", "z"]).then_some(())
+    });
+}
+
 /// A venv with the Python `kubernetes` client, made once per machine (pip from PyPI).
 fn python_with_kubernetes() -> std::path::PathBuf {
     let venv = std::env::temp_dir().join("rkube-e2e-python-kubernetes");
