@@ -44,6 +44,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         (None, None, _) => {}
         (Some(_), Some("binding"), "pods") => return binding(ctx, &body).await,
         (Some(_), Some("eviction"), "pods") => return eviction(ctx).await,
+        (Some(_), Some(sub @ ("exec" | "attach" | "portforward")), "pods") => return Err(not_served(sub)),
         _ => {
             return Err(ApiError::method_not_allowed(format!(
                 "the server does not allow this method on the requested resource ({})",
@@ -164,6 +165,11 @@ async fn allocate_service(state: &ApiState, info: &ResourceInfo, svc: &mut Value
         }
     }
     Ok(())
+}
+
+/// exec/attach/port-forward need a streaming proxy to the kubelet, which has no such endpoint yet.
+pub fn not_served(sub: &str) -> ApiError {
+    ApiError::bad_request(format!("pods/{sub} is not served by this apiserver yet (no streaming proxy to the kubelet)"))
 }
 
 /// `POST pods/{name}/binding`: assigns the pod to a node (409 if it already has one).
