@@ -63,13 +63,21 @@ impl PodSink for ApiSink {
     fn sources(&self, pod: &Pod) -> EnvSources {
         let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
         let client = self.client.clone();
+        // only list what the pod can refer to (a burst of plain pods should not list every ConfigMap)
+        let text = serde_json::to_string(&pod.spec).unwrap_or_default();
+        let wants_cm = text.contains("configMap");
+        let wants_secret = text.contains("secret");
         self.tokio.block_on(async move {
             let mut src = EnvSources::default();
-            if let Ok(l) = Api::<ConfigMap>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
-                src.config_maps = l.items.into_iter().filter_map(|c| Some((c.metadata.name.clone()?, c))).collect();
+            if wants_cm {
+                if let Ok(l) = Api::<ConfigMap>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
+                    src.config_maps = l.items.into_iter().filter_map(|c| Some((c.metadata.name.clone()?, c))).collect();
+                }
             }
-            if let Ok(l) = Api::<Secret>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
-                src.secrets = l.items.into_iter().filter_map(|c| Some((c.metadata.name.clone()?, c))).collect();
+            if wants_secret {
+                if let Ok(l) = Api::<Secret>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
+                    src.secrets = l.items.into_iter().filter_map(|c| Some((c.metadata.name.clone()?, c))).collect();
+                }
             }
             if let Ok(l) = Api::<Service>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
                 src.services = l.items;
@@ -84,64 +92,126 @@ impl PodSink for ApiSink {
     }
 }
 
+async fn send_status(client: kube::Client, pod: Pod, status: PodStatus) {
+    let (Some(name), ns) = (pod.metadata.name.clone(), pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())) else { return };
+    let api: Api<Pod> = Api::namespaced(client, &ns);
+    let patch = serde_json::json!({"status": status});
+    if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        tracing::debug!(pod = %name, error = %e, "update pod status");
+    }
+}
+
+async fn send_event(client: kube::Client, node: String, pod: Pod, container: Option<String>, t: EventType, reason: String, message: String) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let now = chrono::Utc::now();
+    let ev = Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}.{:x}", now.timestamp_nanos_opt().unwrap_or(0))),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            uid: pod.metadata.uid.clone(),
+            field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+            ..Default::default()
+        },
+        reason: Some(reason),
+        message: Some(message),
+        type_: Some(t.as_str().into()),
+        source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.clone()) }),
+        reporting_component: Some("kubelet".into()),
+        reporting_instance: Some(node),
+        first_timestamp: Some(crate::time::to_k8s(now)),
+        last_timestamp: Some(crate::time::to_k8s(now)),
+        count: Some(1),
+        ..Default::default()
+    };
+    if let Err(e) = Api::<Event>::namespaced(client, &ns).create(&PostParams::default(), &ev).await {
+        tracing::debug!(pod = %name, error = %e, "record event");
+    }
+}
+
+async fn send_delete(client: kube::Client, pod: Pod) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let Some(name) = pod.metadata.name.clone() else { return };
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: pod.metadata.uid.clone().map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
+        ..Default::default()
+    };
+    match Api::<Pod>::namespaced(client, &ns).delete(&name, &dp).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => tracing::warn!(pod = %name, error = %e, "remove deleted pod from the API"),
+    }
+}
+
+/// Sends the workers' writes. Pods are independent, so writes of different pods go concurrently; the writes
+/// of one pod stay in order (one queue per pod), and a status that a newer one replaced before it was sent
+/// is skipped.
 async fn apply_ops(client: kube::Client, node: String, mut rx: tokio::sync::mpsc::UnboundedReceiver<ApiOp>) {
+    type Queue = tokio::sync::mpsc::UnboundedSender<ApiOp>;
+    let mut queues: HashMap<String, Queue> = HashMap::new();
+    let latest: Arc<Mutex<HashMap<String, u64>>> = Arc::new(Mutex::new(HashMap::new()));
+    let mut seq: u64 = 0;
     while let Some(op) = rx.recv().await {
-        match op {
-            ApiOp::Status(pod, status) => {
-                let (Some(name), ns) = (pod.metadata.name.clone(), pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())) else { continue };
-                let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-                let patch = serde_json::json!({"status": status});
-                if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                    tracing::debug!(pod = %name, error = %e, "update pod status");
-                }
+        let pod = match &op {
+            ApiOp::Status(p, _) | ApiOp::Event(p, ..) | ApiOp::Delete(p) => p,
+        };
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if let ApiOp::Status(..) = &op {
+            seq += 1;
+            if let Ok(mut l) = latest.lock() {
+                l.insert(uid.clone(), seq);
             }
-            ApiOp::Event(pod, container, t, reason, message) => {
-                let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                let now = chrono::Utc::now();
-                let ev = Event {
-                    metadata: ObjectMeta {
-                        name: Some(format!("{name}.{:x}", now.timestamp_nanos_opt().unwrap_or(0))),
-                        namespace: Some(ns.clone()),
-                        ..Default::default()
-                    },
-                    involved_object: ObjectReference {
-                        api_version: Some("v1".into()),
-                        kind: Some("Pod".into()),
-                        name: Some(name.clone()),
-                        namespace: Some(ns.clone()),
-                        uid: pod.metadata.uid.clone(),
-                        field_path: container.map(|c| format!("spec.containers{{{c}}}")),
-                        ..Default::default()
-                    },
-                    reason: Some(reason),
-                    message: Some(message),
-                    type_: Some(t.as_str().into()),
-                    source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.clone()) }),
-                    reporting_component: Some("kubelet".into()),
-                    reporting_instance: Some(node.clone()),
-                    first_timestamp: Some(crate::time::to_k8s(now)),
-                    last_timestamp: Some(crate::time::to_k8s(now)),
-                    count: Some(1),
-                    ..Default::default()
-                };
-                if let Err(e) = Api::<Event>::namespaced(client.clone(), &ns).create(&PostParams::default(), &ev).await {
-                    tracing::debug!(pod = %name, error = %e, "record event");
+        }
+        let my_seq = seq;
+        queues.retain(|_, q| !q.is_closed());
+        let q = queues.entry(uid.clone()).or_insert_with(|| {
+            let (tx, mut prx) = tokio::sync::mpsc::unbounded_channel::<ApiOp>();
+            let client = client.clone();
+            let node = node.clone();
+            let latest = latest.clone();
+            let uid = uid.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(op)) = tokio::time::timeout(Duration::from_secs(30), prx.recv()).await {
+                    match op {
+                        ApiOp::Status(pod, status) => {
+                            // a newer status for this pod is queued behind: skip this one
+                            let newest = latest.lock().ok().and_then(|l| l.get(&uid).copied());
+                            let this = pod.metadata.resource_version.as_deref().and_then(|s| s.strip_prefix("seq:")).and_then(|s| s.parse().ok());
+                            if this.is_some() && newest.is_some() && this < newest {
+                                continue;
+                            }
+                            send_status(client.clone(), pod, status).await
+                        }
+                        ApiOp::Event(pod, container, t, reason, message) => {
+                            send_event(client.clone(), node.clone(), pod, container, t, reason, message).await
+                        }
+                        ApiOp::Delete(pod) => send_delete(client.clone(), pod).await,
+                    }
                 }
+            });
+            tx
+        });
+        let op = match op {
+            ApiOp::Status(mut pod, status) => {
+                pod.metadata.resource_version = Some(format!("seq:{my_seq}"));
+                ApiOp::Status(pod, status)
             }
-            ApiOp::Delete(pod) => {
-                let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-                let Some(name) = pod.metadata.name.clone() else { continue };
-                let dp = DeleteParams {
-                    grace_period_seconds: Some(0),
-                    preconditions: pod.metadata.uid.clone().map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
-                    ..Default::default()
-                };
-                match Api::<Pod>::namespaced(client.clone(), &ns).delete(&name, &dp).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                    Err(e) => tracing::warn!(pod = %name, error = %e, "remove deleted pod from the API"),
-                }
+            other => other,
+        };
+        if let Err(e) = q.send(op) {
+            // the pod's queue just timed out: send directly
+            match e.0 {
+                ApiOp::Status(p, s) => send_status(client.clone(), p, s).await,
+                ApiOp::Event(p, c, t, r, m) => send_event(client.clone(), node.clone(), p, c, t, r, m).await,
+                ApiOp::Delete(p) => send_delete(client.clone(), p).await,
             }
         }
     }
