@@ -100,6 +100,7 @@ pub fn exec(req: &ExecRequest) -> Result<Execed, ContainerError> {
                 no_pivot: false,
                 stdio: req.stdio.as_ref(),
                 exec_mode: true,
+                parent_joins_cgroup: false,
             };
             crate::init::container_child(&ctx)
         }

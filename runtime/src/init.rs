@@ -84,6 +84,9 @@ pub struct ChildCtx<'a> {
     pub stdio: Option<&'a Stdio>,
     /// `exec` into a running container: namespaces are joined, the rootfs is already there.
     pub exec_mode: bool,
+    /// The parent moves us into `cgroup` (in parallel with our first rootfs steps) and says so with `C`;
+    /// otherwise we join it ourselves first thing.
+    pub parent_joins_cgroup: bool,
 }
 
 /// The container's init child: sets everything up, reports to the parent, waits for `start`, execs. On error
@@ -121,14 +124,20 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
     if let Some(s) = ctx.stdio {
         redirect_stdio(s)?;
     }
-    if let Some(cg) = ctx.cgroup {
+    if let (Some(cg), false) = (ctx.cgroup, ctx.parent_joins_cgroup) {
         cg.join_self().map_err(|e| e.to_string())?;
     }
+    // The parent's "in your cgroup" message may arrive while we wait for something else.
+    let mut cgroup_joined = !ctx.parent_joins_cgroup;
     if ctx.plan.new_user {
         ctx.sync.send(b'U', b"").map_err(|e| format!("sync: {e}"))?;
-        match ctx.sync.recv() {
-            Ok(Some((b'G', _))) => {}
-            _ => return Err("runtime did not write the id maps".into()),
+        loop {
+            match ctx.sync.recv() {
+                Ok(Some((b'G', _))) => break,
+                Ok(Some((b'C', _))) => cgroup_joined = true,
+                Ok(Some((b'X', m))) => return Err(String::from_utf8_lossy(&m).into_owned()),
+                _ => return Err("runtime did not write the id maps".into()),
+            }
         }
         let root_u = nix::unistd::Uid::from_raw(0);
         let root_g = nix::unistd::Gid::from_raw(0);
@@ -136,9 +145,6 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
         nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| format!("become root in the user namespace: {e}"))?;
     }
     crate::namespaces::join_in_child(ctx.plan).map_err(|e| e.to_string())?;
-    if ctx.plan.new_cgroup {
-        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("linux.namespaces: unshare cgroup: {e}"))?;
-    }
     if ctx.plan.new_uts {
         if let Some(h) = spec.hostname() {
             nix::unistd::sethostname(h).map_err(|e| format!("hostname: {h:?}: {e}"))?;
@@ -148,8 +154,19 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
         }
     }
     let setup_rootfs = !ctx.exec_mode && ctx.plan.new_mount;
+    let early = if setup_rootfs { crate::rootfs::prepare_early(spec, ctx.rootfs).map_err(|e| e.to_string())? } else { 0 };
+    if !cgroup_joined {
+        match ctx.sync.recv() {
+            Ok(Some((b'C', _))) => {}
+            Ok(Some((b'X', m))) => return Err(String::from_utf8_lossy(&m).into_owned()),
+            _ => return Err("runtime did not move the process into its cgroup".into()),
+        }
+    }
+    if ctx.plan.new_cgroup {
+        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("linux.namespaces: unshare cgroup: {e}"))?;
+    }
     if setup_rootfs {
-        crate::rootfs::prepare(spec, ctx.rootfs, ctx.plan.new_user, Some(ctx.layout)).map_err(|e| e.to_string())?;
+        crate::rootfs::prepare_late(spec, ctx.rootfs, early, ctx.plan.new_user, Some(ctx.layout)).map_err(|e| e.to_string())?;
     }
     let mut state_json = String::new();
     let hooks = spec.hooks().as_ref();

@@ -166,6 +166,7 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
                 no_pivot: req.no_pivot || spec.linux().is_none(),
                 stdio: req.stdio.as_ref(),
                 exec_mode: false,
+                parent_joins_cgroup: true,
             };
             crate::init::container_child(&ctx)
         }
@@ -176,6 +177,12 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
     undo.child = pidfd.as_ref().and_then(|fd| fd.try_clone().ok());
     st.pid = pid;
     st.private.start_time = process_start_time(pid).unwrap_or(0);
+    // Move the child into its cgroup while it builds the first part of its rootfs (see rootfs::prepare_early).
+    if let Err(e) = cg.join_pid(pid) {
+        let _ = parent_end.send(b'X', e.to_string().as_bytes());
+        return Err(e.into());
+    }
+    parent_end.send(b'C', b"").map_err(io_err("write to init"))?;
 
     // Serve the child until it reports done or fails.
     let id = req.id.clone();
