@@ -12,3 +12,6 @@ pub mod probe;
 pub mod server;
 pub mod time;
 pub mod volume;
+pub mod proxy;
+pub mod dns;
+pub mod service_watch;
