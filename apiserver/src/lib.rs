@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod conversion;
 pub mod defaulting;
 pub mod discovery;
 pub mod handlers;

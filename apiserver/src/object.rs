@@ -74,6 +74,23 @@ pub fn decode(kv: &KeyValue) -> Result<Value, serde_json::Error> {
     Ok(obj)
 }
 
+/// Parses a stored value as `info`'s resource (converting from its storage form) and fills its resourceVersion.
+pub fn decode_for(info: &crate::registry::ResourceInfo, kv: &KeyValue) -> Result<Value, serde_json::Error> {
+    let obj = decode(kv)?;
+    Ok(match &info.stored_as {
+        Some(s) => (s.from_storage)(obj),
+        None => obj,
+    })
+}
+
+/// Serializes `info`'s object for storage (in its storage form).
+pub fn encode_for(info: &crate::registry::ResourceInfo, obj: &Value) -> Bytes {
+    match &info.stored_as {
+        Some(s) => encode(&(s.to_storage)(obj.clone())),
+        None => encode(obj),
+    }
+}
+
 pub fn set_resource_version(obj: &mut Value, rv: Revision) {
     meta_mut(obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
 }

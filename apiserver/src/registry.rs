@@ -35,6 +35,18 @@ pub struct ResourceInfo {
     /// Fully qualified OpenAPI definition name (`io.k8s.api.apps.v1.Deployment`).
     pub definition: &'static str,
     pub typed_check: TypedCheck,
+    /// Set when objects are stored as another resource (events.k8s.io Events are core Events).
+    pub stored_as: Option<StoredAs>,
+}
+
+/// Where and in what form a resource served under a second API is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredAs {
+    /// Storage group segment (`core`) and resource of the keys.
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub to_storage: fn(Value) -> Value,
+    pub from_storage: fn(Value) -> Value,
 }
 
 /// The standard verbs of a resource.
@@ -63,6 +75,9 @@ impl ResourceInfo {
 
     /// Storage prefix for all objects of this resource: `/registry/<group or core>/<resource>/`.
     pub fn key_prefix(&self) -> String {
+        if let Some(s) = &self.stored_as {
+            return format!("/registry/{}/{}/", s.group, s.resource);
+        }
         let g = if self.group.is_empty() { "core" } else { self.group };
         format!("/registry/{g}/{}/", self.resource)
     }
@@ -136,6 +151,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.Namespace",
         typed_check: check::<k::core::v1::Namespace>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -177,6 +193,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.Pod",
         typed_check: check::<k::core::v1::Pod>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -191,6 +208,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.Service",
         typed_check: check::<k::core::v1::Service>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -205,6 +223,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.Endpoints",
         typed_check: check::<k::core::v1::Endpoints>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -222,6 +241,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.Node",
         typed_check: check::<k::core::v1::Node>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -236,6 +256,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.ConfigMap",
         typed_check: check::<k::core::v1::ConfigMap>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -250,6 +271,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.Secret",
         typed_check: check::<k::core::v1::Secret>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -264,6 +286,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.Event",
         typed_check: check::<k::core::v1::Event>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -278,6 +301,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.ReplicationController",
         typed_check: check::<k::core::v1::ReplicationController>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -292,6 +316,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.ServiceAccount",
         typed_check: check::<k::core::v1::ServiceAccount>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "",
@@ -306,6 +331,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.LimitRange",
         typed_check: check::<k::core::v1::LimitRange>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "apps",
@@ -320,6 +346,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.apps.v1.Deployment",
         typed_check: check::<k::apps::v1::Deployment>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "apps",
@@ -334,6 +361,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.apps.v1.ReplicaSet",
         typed_check: check::<k::apps::v1::ReplicaSet>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "apps",
@@ -348,6 +376,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.apps.v1.StatefulSet",
         typed_check: check::<k::apps::v1::StatefulSet>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "apps",
@@ -362,6 +391,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.apps.v1.DaemonSet",
         typed_check: check::<k::apps::v1::DaemonSet>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "apps",
@@ -376,6 +406,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.apps.v1.ControllerRevision",
         typed_check: check::<k::apps::v1::ControllerRevision>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "batch",
@@ -390,6 +421,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.batch.v1.Job",
         typed_check: check::<k::batch::v1::Job>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "batch",
@@ -404,6 +436,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.batch.v1.CronJob",
         typed_check: check::<k::batch::v1::CronJob>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "coordination.k8s.io",
@@ -418,6 +451,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.coordination.v1.Lease",
         typed_check: check::<k::coordination::v1::Lease>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "discovery.k8s.io",
@@ -432,6 +466,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.discovery.v1.EndpointSlice",
         typed_check: check::<k::discovery::v1::EndpointSlice>,
+        stored_as: None,
     },
     ResourceInfo {
         group: "events.k8s.io",
@@ -446,6 +481,12 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.events.v1.Event",
         typed_check: check::<k::events::v1::Event>,
+        stored_as: Some(StoredAs {
+            group: "core",
+            resource: "events",
+            to_storage: crate::conversion::event_to_core,
+            from_storage: crate::conversion::event_from_core,
+        }),
     },
 ];
 

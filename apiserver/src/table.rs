@@ -555,7 +555,11 @@ pub fn table(info: &ResourceInfo, objects: &[Value], resource_version: &str, q: 
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            let mut cells = row(info.kind, o);
+            // Columns read the stored form (events.k8s.io Events print like core Events).
+            let mut cells = match &info.stored_as {
+                Some(s) => row(info.kind, &(s.to_storage)(o.clone())),
+                None => row(info.kind, o),
+            };
             cells.truncate(cols.len());
             let mut r = json!({"cells": cells});
             match include {

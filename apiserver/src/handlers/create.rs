@@ -83,7 +83,7 @@ pub async fn create_object(
         return Ok(obj);
     }
     let key = info.key(object::namespace(&obj), &name);
-    let kv = state.store.create(&key, object::encode(&obj)).await.map_err(|e| ApiError::from_storage(info, &name, e))?;
+    let kv = state.store.create(&key, object::encode_for(info, &obj)).await.map_err(|e| ApiError::from_storage(info, &name, e))?;
     object::set_resource_version(&mut obj, kv.mod_revision);
     tracing::debug!(resource = info.resource, name, rv = kv.mod_revision, "created");
     Ok(obj)

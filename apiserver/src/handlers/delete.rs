@@ -168,7 +168,7 @@ pub async fn delete_one(ctx: &Ctx, opts: &Value) -> Result<Value, ApiError> {
     }
     match ctx.state.store.delete(key, None).await {
         Ok((prev, rev)) => {
-            let mut obj = object::decode(&prev).unwrap_or(cur);
+            let mut obj = object::decode_for(info, &prev).unwrap_or(cur);
             object::set_resource_version(&mut obj, rev);
             Ok(obj)
         }

@@ -103,7 +103,7 @@ pub async fn list_objects(state: &ApiState, info: &ResourceInfo, ns: Option<&str
     let raw = list_raw(state, info, ns, q).await?;
     let mut items = Vec::with_capacity(raw.items.len());
     for kv in &raw.items {
-        let mut obj = object::decode(kv).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+        let mut obj = object::decode_for(info, kv).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
         set_type_meta(&mut obj, info);
         items.push(obj);
     }
@@ -177,7 +177,7 @@ pub async fn list_raw(state: &ApiState, info: &ResourceInfo, ns: Option<&str>, q
             let keep = if all {
                 true
             } else {
-                let obj = object::decode(kv).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+                let obj = object::decode_for(info, kv).map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
                 sel.matches(&obj)
             };
             if keep {
@@ -198,6 +198,16 @@ pub async fn list_raw(state: &ApiState, info: &ResourceInfo, ns: Option<&str>, q
 
 pub async fn list(ctx: &Ctx) -> Result<Response, ApiError> {
     let info = ctx.info();
+    if info.stored_as.is_some() && !request::wants_table(&ctx.headers) {
+        // Stored in another form: convert each object.
+        let page = list_objects(&ctx.state, info, ctx.target.ns(), &ctx.query).await?;
+        let mut meta = json!({"resourceVersion": page.revision.to_string()});
+        if let Some(c) = &page.continue_token {
+            meta["continue"] = json!(c);
+        }
+        let body = json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": meta, "items": page.items});
+        return Ok(json_response(StatusCode::OK, &body));
+    }
     if request::wants_table(&ctx.headers) {
         let page = list_objects(&ctx.state, info, ctx.target.ns(), &ctx.query).await?;
         let mut t = table::table(info, &page.items, "", &ctx.query, request::table_version(&ctx.headers));

@@ -155,7 +155,7 @@ pub async fn read_object(state: &ApiState, info: &ResourceInfo, key: &str, name:
     match kv {
         None => Ok(None),
         Some(kv) => {
-            let obj = object::decode(&kv).map_err(|e| ApiError::internal(format!("stored object {key} is not JSON: {e}")))?;
+            let obj = object::decode_for(info, &kv).map_err(|e| ApiError::internal(format!("stored object {key} is not JSON: {e}")))?;
             Ok(Some((obj, kv)))
         }
     }
@@ -221,7 +221,7 @@ where
                 Err(e) => return Err(ApiError::from_storage(info, &name, e)),
             }
         }
-        match ctx.state.store.update(&key, object::encode(&new), kv.mod_revision).await {
+        match ctx.state.store.update(&key, object::encode_for(info, &new), kv.mod_revision).await {
             Ok(kv2) => {
                 object::set_resource_version(&mut new, kv2.mod_revision);
                 return Ok(Written::Stored(new));

@@ -19,6 +19,7 @@ fn patch_error(e: PatchError) -> ApiError {
     match e {
         PatchError::Invalid(m) => ApiError::bad_request(m),
         PatchError::TestFailed(m) => ApiError::new(422, "Invalid", m),
+        PatchError::Conflict(m) => ApiError::new(409, "Conflict", m),
     }
 }
 
@@ -94,7 +95,8 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
             BodyType::MergePatch => merge::merge_patch(&mut target, &patch),
             BodyType::StrategicMergePatch => strategic::strategic_merge(&mut target, &patch, definition).map_err(patch_error)?,
             BodyType::ApplyPatch => {
-                target = apply::apply(Some(&target), &patch, &manager, definition, &info.api_version(), &now).map_err(patch_error)?
+                target = apply::apply_with(Some(&target), &patch, &manager, definition, &info.api_version(), &now, ctx.query.force)
+                    .map_err(patch_error)?
             }
             _ => {}
         }

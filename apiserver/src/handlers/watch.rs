@@ -75,8 +75,8 @@ fn error_event(e: &ApiError) -> Bytes {
     Bytes::from(line)
 }
 
-fn decode(kv: &KeyValue) -> Option<Value> {
-    object::decode(kv).ok()
+fn decode(info: &ResourceInfo, kv: &KeyValue) -> Option<Value> {
+    object::decode_for(info, kv).ok()
 }
 
 pub async fn watch(ctx: &Ctx) -> Result<Response, ApiError> {
@@ -109,7 +109,7 @@ pub async fn watch(ctx: &Ctx) -> Result<Response, ApiError> {
         q.continue_token = None;
         q.resource_version = None;
         q.resource_version_match = None;
-        if render.table.is_none() {
+        if render.table.is_none() && info.stored_as.is_none() {
             let page = list_raw(&ctx.state, info, ns.as_deref(), &q).await?;
             let lines: Vec<Bytes> = page.items.iter().map(|kv| raw_event("ADDED", &kv.value, kv.mod_revision)).collect();
             (lines, page.revision)
@@ -200,14 +200,14 @@ fn convert(render: &Render, sel: &Selectors, bookmarks: bool, ev: WatchEvent) ->
         WatchEvent::Put { kv, prev } => {
             if all {
                 let kind = if prev.is_some() { "MODIFIED" } else { "ADDED" };
-                if render.table.is_none() {
+                if render.table.is_none() && render.info.stored_as.is_none() {
                     return Some(raw_event(kind, &kv.value, kv.mod_revision));
                 }
-                return Some(render.event(kind, decode(&kv)?));
+                return Some(render.event(kind, decode(render.info, &kv)?));
             }
-            let new = decode(&kv)?;
+            let new = decode(render.info, &kv)?;
             let new_m = sel.matches(&new);
-            let old_m = prev.as_ref().and_then(decode).is_some_and(|o| sel.matches(&o));
+            let old_m = prev.as_ref().and_then(|p| decode(render.info, p)).is_some_and(|o| sel.matches(&o));
             match (old_m, new_m) {
                 (true, true) => Some(render.event("MODIFIED", new)),
                 (false, true) => Some(render.event("ADDED", new)),
@@ -216,7 +216,7 @@ fn convert(render: &Render, sel: &Selectors, bookmarks: bool, ev: WatchEvent) ->
             }
         }
         WatchEvent::Delete { prev, revision } => {
-            let mut obj = decode(&prev)?;
+            let mut obj = decode(render.info, &prev)?;
             object::set_resource_version(&mut obj, revision);
             (all || sel.matches(&obj)).then(|| render.event("DELETED", obj))
         }

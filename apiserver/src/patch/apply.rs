@@ -1,7 +1,8 @@
 //! Server-side apply (`kubectl apply --server-side`), simplified: the applied configuration is merged into the
 //! live object with strategic-merge semantics, the set of fields it names is recorded for its field manager in
 //! `metadata.managedFields` (FieldsV1), and fields the same manager applied before but no longer names are
-//! removed. Conflicts with other managers are not detected yet (every apply behaves as `--force-conflicts`).
+//! removed. Applying a value different from the live one to a field another *apply* manager owns is a conflict
+//! (409) unless forced, in which case the field changes owner. Non-apply writes do not record ownership yet.
 
 use serde_json::{json, Map, Value};
 
@@ -132,8 +133,143 @@ fn remove_dropped_list(list: &mut Value, old: &Value, new: &Value) {
     }
 }
 
+/// One step of a FieldsV1 path.
+#[derive(Debug, Clone)]
+enum Step {
+    Field(String),
+    Key(serde_json::Map<String, Value>),
+    Val(Value),
+}
+
+/// Leaf paths of a FieldsV1 set.
+fn leaves(set: &Value, prefix: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+    let Some(m) = set.as_object() else { return };
+    let children: Vec<(&String, &Value)> = m.iter().filter(|(k, _)| k.as_str() != ".").collect();
+    if children.is_empty() {
+        if !prefix.is_empty() {
+            out.push(prefix.clone());
+        }
+        return;
+    }
+    for (k, v) in children {
+        let step = if let Some(f) = k.strip_prefix("f:") {
+            Step::Field(f.to_string())
+        } else if let Some(key) = k.strip_prefix("k:") {
+            match serde_json::from_str::<Value>(key) {
+                Ok(Value::Object(o)) => Step::Key(o),
+                _ => continue,
+            }
+        } else if let Some(val) = k.strip_prefix("v:") {
+            Step::Val(serde_json::from_str(val).unwrap_or(Value::Null))
+        } else {
+            continue;
+        };
+        prefix.push(step);
+        leaves(v, prefix, out);
+        prefix.pop();
+    }
+}
+
+fn lookup<'a>(obj: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    let mut cur = obj;
+    for step in path {
+        cur = match step {
+            Step::Field(f) => cur.get(f)?,
+            Step::Key(k) => cur.as_array()?.iter().find(|i| k.iter().all(|(kk, kv)| i.get(kk) == Some(kv)))?,
+            Step::Val(v) => cur.as_array()?.iter().find(|i| *i == v)?,
+        };
+    }
+    Some(cur)
+}
+
+fn render(path: &[Step]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Field(f) => {
+                s.push('.');
+                s.push_str(f);
+            }
+            Step::Key(k) => {
+                let parts: Vec<String> = k.iter().map(|(kk, kv)| format!("{kk}={kv}")).collect();
+                s.push_str(&format!("[{}]", parts.join(",")));
+            }
+            Step::Val(v) => s.push_str(&format!("[={v}]")),
+        }
+    }
+    s
+}
+
+/// Removes one leaf path from a FieldsV1 set (and parents left empty).
+fn remove_leaf(set: &mut Value, path: &[Step]) {
+    let Some((first, rest)) = path.split_first() else { return };
+    let key = match first {
+        Step::Field(f) => format!("f:{f}"),
+        Step::Key(k) => format!("k:{}", Value::Object(k.clone())),
+        Step::Val(v) => format!("v:{v}"),
+    };
+    let Some(m) = set.as_object_mut() else { return };
+    if rest.is_empty() {
+        m.remove(&key);
+        return;
+    }
+    if let Some(child) = m.get_mut(&key) {
+        remove_leaf(child, rest);
+        if child.as_object().is_some_and(|c| c.keys().all(|k| k == ".")) {
+            m.remove(&key);
+        }
+    }
+}
+
+/// Checks `applied` against the fields other apply managers own in `live`; returns the conflicts (manager,
+/// path) and, when `force`, the managedFields with those fields taken away from their owners.
+fn conflicts(live: &Value, applied: &Value, new_set: &Value, manager: &str, managed: &mut [Value], force: bool) -> Vec<(String, String)> {
+    let mut mine = Vec::new();
+    leaves(new_set, &mut Vec::new(), &mut mine);
+    let mut found = Vec::new();
+    for entry in managed.iter_mut() {
+        let other = entry.get("manager").and_then(Value::as_str).unwrap_or_default().to_string();
+        if other == manager || entry.get("operation").and_then(Value::as_str) != Some("Apply") {
+            continue;
+        }
+        let Some(theirs) = entry.get("fieldsV1").cloned() else { continue };
+        let mut their_leaves = Vec::new();
+        leaves(&theirs, &mut Vec::new(), &mut their_leaves);
+        for path in &mine {
+            let shared = their_leaves.iter().any(|t| render(t) == render(path));
+            if !shared {
+                continue;
+            }
+            let differs = lookup(applied, path) != lookup(live, path);
+            if !differs {
+                continue;
+            }
+            found.push((other.clone(), render(path)));
+            if force {
+                if let Some(fs) = entry.get_mut("fieldsV1") {
+                    remove_leaf(fs, path);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Applies `applied` for `manager` to `live` (None when the object does not exist yet); returns the new object.
 pub fn apply(live: Option<&Value>, applied: &Value, manager: &str, definition: &str, api_version: &str, now: &str) -> Result<Value, PatchError> {
+    apply_with(live, applied, manager, definition, api_version, now, true)
+}
+
+/// Like [`apply`]; without `force`, changing a field another apply manager owns is a `Conflict`.
+pub fn apply_with(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    definition: &str,
+    api_version: &str,
+    now: &str,
+    force: bool,
+) -> Result<Value, PatchError> {
     if !applied.is_object() {
         return Err(PatchError::Invalid("apply patch must be an object".to_string()));
     }
@@ -170,6 +306,20 @@ pub fn apply(live: Option<&Value>, applied: &Value, manager: &str, definition: &
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    if let Some(live) = live {
+        let found = conflicts(live, applied, &new_set, manager, &mut managed, force);
+        if !found.is_empty() && !force {
+            let n = found.len();
+            let list: Vec<String> = found.iter().map(|(m, p)| format!("conflict with \"{m}\" using {api_version}: {p}")).collect();
+            return Err(PatchError::Conflict(format!(
+                "Apply failed with {n} conflict{}: {}",
+                if n == 1 { "" } else { "s" },
+                list.join("\n")
+            )));
+        }
+        // Managers whose every field was taken over by a forced apply drop out.
+        managed.retain(|e| e.get("fieldsV1").and_then(Value::as_object).is_none_or(|m| !m.is_empty()));
+    }
     let entry = json!({
         "manager": manager,
         "operation": "Apply",
@@ -196,6 +346,21 @@ mod tests {
     use super::*;
 
     const D: &str = "io.k8s.api.apps.v1.Deployment";
+
+    #[test]
+    fn a_second_manager_conflicts_unless_forced() {
+        let first = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"}, "spec": {"replicas": 2}});
+        let live = apply(None, &first, "a", D, "apps/v1", "t").expect("create");
+        let same = apply_with(Some(&live), &first, "b", D, "apps/v1", "t", false).expect("same value is shared, not a conflict");
+        assert_eq!(same["metadata"]["managedFields"].as_array().map(Vec::len), Some(2));
+        let other = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"}, "spec": {"replicas": 5}});
+        let err = apply_with(Some(&live), &other, "b", D, "apps/v1", "t", false).expect_err("conflict");
+        assert_eq!(err, PatchError::Conflict("Apply failed with 1 conflict: conflict with \"a\" using apps/v1: .spec.replicas".into()));
+        let forced = apply_with(Some(&live), &other, "b", D, "apps/v1", "t", true).expect("forced");
+        assert_eq!(forced["spec"]["replicas"], 5);
+        let owners: Vec<&str> = forced["metadata"]["managedFields"].as_array().into_iter().flatten().filter_map(|e| e["manager"].as_str()).collect();
+        assert_eq!(owners, vec!["b"], "a lost its only field");
+    }
 
     #[test]
     fn reapply_removes_dropped_fields_and_keeps_others() {

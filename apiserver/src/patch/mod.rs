@@ -15,4 +15,7 @@ pub enum PatchError {
     /// A JSON Patch `test` operation failed (Kubernetes answers 422).
     #[error("{0}")]
     TestFailed(String),
+    /// Server-side apply would change fields another manager owns (409 unless forced).
+    #[error("{0}")]
+    Conflict(String),
 }
