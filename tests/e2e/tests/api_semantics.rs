@@ -295,3 +295,39 @@ fn object_semantics_generation_status_finalizers_propagation() {
     assert_eq!(api.get(&format!("{pods}/sched")).1["spec"]["nodeName"], "n1");
     assert_eq!(api.json("POST", &format!("{pods}/sched/binding"), &binding).0, 409);
 }
+
+#[test]
+fn events_are_one_set_under_both_event_apis() {
+    let s = TestServer::start();
+    let api = Api::new(&s);
+    let new_api = "/apis/events.k8s.io/v1/namespaces/default/events";
+    let core_api = "/api/v1/namespaces/default/events";
+    let (code, e) = api.json(
+        "POST",
+        new_api,
+        &json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "via-new"},
+            "eventTime": "2024-01-01T00:00:00.000000Z", "reportingController": "rkube/test", "reportingInstance": "t",
+            "action": "Testing", "reason": "Tested", "note": "written as events.k8s.io", "type": "Normal",
+            "regarding": {"kind": "Pod", "name": "p1", "namespace": "default"}}),
+    );
+    assert_eq!(code, 201, "{e}");
+    let (code, core) = api.get(&format!("{core_api}/via-new"));
+    assert_eq!(code, 200, "{core}");
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["message"], "written as events.k8s.io");
+    assert_eq!(core["involvedObject"]["name"], "p1");
+    let (code, _) = api.json(
+        "POST",
+        core_api,
+        &json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "via-core"}, "message": "written as core",
+            "reason": "Tested", "type": "Warning", "involvedObject": {"kind": "Pod", "name": "p1", "namespace": "default"}}),
+    );
+    assert_eq!(code, 201);
+    let (_, list) = api.get(&format!("{new_api}?fieldSelector=regarding.name%3Dp1"));
+    let notes: Vec<&str> = list["items"].as_array().into_iter().flatten().filter_map(|i| i["note"].as_str()).collect();
+    assert_eq!(notes, vec!["written as core", "written as events.k8s.io"], "{list}");
+    let out = s.ok("1.33", &["get", "events", "--field-selector", "involvedObject.name=p1"]);
+    assert!(out.contains("written as core") && out.contains("written as events.k8s.io"), "{out}");
+    assert_eq!(api.json("DELETE", &format!("{new_api}/via-core"), &json!({})).0, 200);
+    assert_eq!(api.get(&format!("{core_api}/via-core")).0, 404);
+}

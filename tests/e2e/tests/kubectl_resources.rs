@@ -159,6 +159,15 @@ fn server_side_apply_dry_run_and_explain() {
         assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:1.37");
         assert_eq!(d["spec"]["replicas"], 1, "replicas went back to its default once no manager owned it");
 
+        // Another field manager applying a different value conflicts unless it forces.
+        // (kubectl owns the image since its last apply; nobody owns replicas any more.)
+        let other = s.write(&format!("{name}-3.yaml"), &deployment_yaml(&name, 7, "busybox:1.38"));
+        let err = s.fails(v, &["apply", "--server-side", "--field-manager=other", "-f", as_str(&other)]);
+        assert!(err.contains("conflict with \"kubectl\"") && err.contains(".image"), "kubectl.{v}: {err}");
+        s.ok(v, &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", as_str(&other)]);
+        let got = s.ok(v, &["get", "deploy", &name, "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}"]);
+        assert_eq!(got, "7 busybox:1.38");
+
         // Server dry run: answers as if created, stores nothing.
         let dry = unique_name("dry");
         let file3 = s.write(&format!("{dry}.yaml"), &deployment_yaml(&dry, 1, "busybox:1.36"));
