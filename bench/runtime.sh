@@ -38,7 +38,9 @@ cleanup() {
         done
     done
     rm -rf "$WORK"
-    for d in /sys/fs/cgroup/*/rkube-bench; do [ -d "$d" ] && rmdir "$d"/* "$d" 2>/dev/null || true; done
+    for d in /sys/fs/cgroup/*/rkube-bench; do
+        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done
 }
 trap cleanup EXIT
 

@@ -36,7 +36,9 @@ pub fn run(kind: &'static str, hooks: &[Hook], state_json: &str) -> Result<(), H
             let _ = stdin.write_all(state_json.as_bytes());
         }
         let deadline = h.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
-        let status = loop {
+        let status = if deadline.is_none() {
+            child.wait().map_err(|e| fail(format!("wait: {e}")))?
+        } else { loop {
             match child.try_wait() {
                 Ok(Some(s)) => break s,
                 Ok(None) => {}
@@ -47,8 +49,9 @@ pub fn run(kind: &'static str, hooks: &[Hook], state_json: &str) -> Result<(), H
                 let _ = child.wait();
                 return Err(fail(format!("timed out after {}s", h.timeout().unwrap_or(0))));
             }
+            // Bounded by the hook's timeout; std has no wait-with-timeout for a child.
             std::thread::sleep(Duration::from_millis(1));
-        };
+        } };
         if !status.success() {
             return Err(fail(format!("exited with {status}")));
         }

@@ -26,7 +26,8 @@ use crate::sys;
 /// Environment variable that puts a binary into init mode.
 pub const INIT_ENV: &str = "_RKUBE_RUNTIME_INIT";
 
-/// What an init-mode process is asked to do (argv[1], JSON).
+/// What an init-mode process is asked to do (argv[1], JSON). Built once per call, so variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 pub enum InitRequest {
     Create(crate::container::CreateRequest),

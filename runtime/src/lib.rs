@@ -7,24 +7,22 @@
 //! # Using it from a multi-threaded program (the kubelet)
 //!
 //! ```no_run
-//! fn main() {
-//!     // First thing, before any thread or tokio runtime: serves create/exec/sandbox requests when this binary
-//!     // was re-executed by the runtime in init mode, and returns immediately otherwise.
-//!     rkube_runtime::init::run_if_init();
-//!     // Become the reaper of containers whose `create` helper has exited, to collect their exit codes.
-//!     rkube_runtime::become_subreaper().expect("subreaper");
-//!     let rt = rkube_runtime::Runtime::new("/run/rkube/runtime");
-//!     let sandbox = rt.create_sandbox(&rkube_runtime::SandboxRequest {
-//!         id: "pod-a".into(), hostname: Some("pod-a".into()), ..Default::default()
-//!     }).unwrap();
-//!     let netns = sandbox.private.namespaces["net"].clone(); // put this path in each container's config.json
-//!     rt.create("pod-a-web", "/var/lib/rkube/bundles/web".as_ref(), Default::default()).unwrap();
-//!     rt.start("pod-a-web").unwrap();
-//!     let exit = rt.wait("pod-a-web").unwrap(); // Some(code) when we are the reaper
-//!     rt.delete("pod-a-web", true).unwrap();
-//!     rt.delete("pod-a", true).unwrap();
-//!     let _ = (netns, exit);
-//! }
+//! // First thing, before any thread or tokio runtime: serves create/exec/sandbox requests when this binary
+//! // was re-executed by the runtime in init mode, and returns immediately otherwise.
+//! rkube_runtime::init::run_if_init();
+//! // Become the reaper of containers whose `create` helper has exited, to collect their exit codes.
+//! rkube_runtime::become_subreaper().expect("subreaper");
+//! let rt = rkube_runtime::Runtime::new("/run/rkube/runtime");
+//! let sandbox = rt.create_sandbox(&rkube_runtime::SandboxRequest {
+//!     id: "pod-a".into(), hostname: Some("pod-a".into()), ..Default::default()
+//! }).unwrap();
+//! let netns = sandbox.private.namespaces["net"].clone(); // put this path in each container's config.json
+//! rt.create("pod-a-web", "/var/lib/rkube/bundles/web".as_ref(), Default::default()).unwrap();
+//! rt.start("pod-a-web").unwrap();
+//! let exit = rt.wait("pod-a-web").unwrap(); // Some(code) when we are the reaper
+//! rt.delete("pod-a-web", true).unwrap();
+//! rt.delete("pod-a", true).unwrap();
+//! let _ = (netns, exit);
 //! ```
 
 pub mod capabilities;

@@ -204,6 +204,19 @@ pub fn reset_signals() {
     }
 }
 
+/// Blocks `sigs` for this thread (they stay pending until [`wait_signal`] takes them).
+pub fn block_signals(sigs: &[i32]) {
+    // SAFETY: local sigset; sigprocmask with a valid set pointer.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Blocks until any signal in `set` arrives, returning its number (sigwaitinfo).
 pub fn wait_signal(sigs: &[i32]) -> i32 {
     // SAFETY: local sigset; blocking the signals first makes sigwaitinfo receive them.

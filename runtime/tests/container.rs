@@ -321,3 +321,29 @@ fn exec_joins_namespaces_and_cgroup() {
     assert!(b.rt(&["delete", "--force", &id]).status.success());
     assert!(!b.cgroup_exists());
 }
+
+#[test]
+fn run_forwards_signals_to_the_container() {
+    let mut b = Bundle::new(&["sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done"]);
+    b.write();
+    let id = b.id();
+    let log = b.path().join("run.out");
+    let mut child = b
+        .cmd()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // "ready" is printed after the trap is installed.
+    poll_until("the container to be ready", Duration::from_secs(10), || {
+        fs::read_to_string(&log).ok().filter(|s| s.contains("ready")).map(|_| ())
+    });
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = poll_until("run to exit", Duration::from_secs(10), || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(3), "the container's exit code after its TERM trap");
+    assert!(fs::read_to_string(&log).unwrap().contains("got-term"));
+    assert!(!b.root.path().join(&id).exists(), "run deletes the container after it exits");
+    assert!(!b.cgroup_exists());
+}

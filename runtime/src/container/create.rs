@@ -256,7 +256,16 @@ fn write_id_maps(pid: i32, linux: Option<&oci_spec::runtime::Linux>) -> Result<(
 }
 
 /// `run` in the foreground: create, start, wait for the exit and delete; returns the shell-style exit code.
+/// While waiting, INT, TERM, HUP, QUIT, USR1, USR2 and WINCH sent to the runtime are forwarded to the container.
 pub fn run(req: &CreateRequest, detach: bool) -> Result<i32, ContainerError> {
+    const FORWARD: [i32; 7] =
+        [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+    if !detach {
+        // Block before the container exists so no signal is lost between start and the wait loop.
+        let mut all = FORWARD.to_vec();
+        all.push(libc::SIGCHLD);
+        sys::block_signals(&all);
+    }
     let created = create(req)?;
     if let Err(e) = super::start(&req.root, &req.id) {
         let _ = super::delete(&req.root, &req.id, true);
@@ -266,7 +275,15 @@ pub fn run(req: &CreateRequest, detach: bool) -> Result<i32, ContainerError> {
         return Ok(0);
     }
     let code = match created.pidfd.as_ref() {
-        Some(fd) => sys::wait_pidfd(fd).map(|e| e.as_shell_code()).map_err(io_err("wait for the container"))?,
+        Some(fd) => loop {
+            if let Some(exit) = sys::try_wait_pidfd(fd).map_err(io_err("wait for the container"))? {
+                break exit.as_shell_code();
+            }
+            let sig = sys::wait_signal(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH, libc::SIGCHLD]);
+            if sig != libc::SIGCHLD {
+                let _ = sys::pidfd_send_signal(fd, sig);
+            }
+        },
         None => 255,
     };
     super::delete(&req.root, &req.id, true)?;

@@ -206,10 +206,8 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
     };
     s.refresh(root);
     let alive = matches!(s.status, ContainerStatus::Created | ContainerStatus::Running | ContainerStatus::Paused);
-    if s.status == ContainerStatus::Running || s.status == ContainerStatus::Paused {
-        if !force {
-            return Err(lifecycle(id, format!("cannot delete a {} container; stop it first or use delete --force", s.status.as_str())));
-        }
+    if (s.status == ContainerStatus::Running || s.status == ContainerStatus::Paused) && !force {
+        return Err(lifecycle(id, format!("cannot delete a {} container; stop it first or use delete --force", s.status.as_str())));
     }
     let cg = cgroup_of(&s);
     if alive || s.status == ContainerStatus::Creating {

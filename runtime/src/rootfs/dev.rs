@@ -20,6 +20,7 @@ fn derr(path: &Path, what: &str, e: impl std::fmt::Display) -> RootfsError {
     RootfsError::Device { path: path.to_path_buf(), reason: format!("{what}: {e}") }
 }
 
+#[allow(clippy::too_many_arguments)] // one call per device; a struct would only rename the same fields
 fn make_node(rootfs: &Path, path: &str, kind: SFlag, major: u64, minor: u64, mode: u32, owner: Option<(u32, u32)>, bind: bool) -> Result<(), RootfsError> {
     let rel = path.trim_start_matches('/');
     let dest = rootfs.join(rel);

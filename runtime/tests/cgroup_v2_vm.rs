@@ -1,0 +1,141 @@
+//! cgroup v2 for real: boots Debian's kernel in a TCG qemu VM with an initramfs this test builds (busybox, the
+//! rkube-runtime binary and its libraries, two bundles), mounts a pure cgroup2 hierarchy, and checks from inside
+//! containers that memory/pids/cpu limits are written the v2 way and that an OOM kill under 16 MiB is reported
+//! through `memory.events`. The host itself is cgroup v1 (hybrid), which is why a VM is needed.
+//!
+//! Needs qemu-system-x86 (scripts/deps.sh) and Debian's kernel package, fetched once with `apt-get download`
+//! into /var/cache/rkube-test-vm (no install into /boot).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rkube_testsupport::{busybox_rootfs, require_command, require_root};
+use serde_json::json;
+
+const CACHE: &str = "/var/cache/rkube-test-vm";
+
+fn sh(script: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(script).output().expect("run sh");
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Debian's kernel image, extracted from the linux-image package (downloaded once).
+fn debian_kernel() -> PathBuf {
+    if let Ok(k) = std::env::var("RKUBE_VM_KERNEL") {
+        return PathBuf::from(k);
+    }
+    fs::create_dir_all(CACHE).unwrap();
+    let existing = |dir: &Path| -> Option<PathBuf> {
+        fs::read_dir(dir.join("pkg/boot")).ok()?.flatten().map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+    };
+    if let Some(k) = existing(Path::new(CACHE)) {
+        return k;
+    }
+    sh(&format!(
+        "cd {CACHE} && pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {{print $2; exit}}') && \
+         apt-get download \"$pkg\" >/dev/null 2>&1 && dpkg-deb -x \"$pkg\"_*.deb pkg && rm -f \"$pkg\"_*.deb"
+    ));
+    existing(Path::new(CACHE)).expect("kernel image in the linux-image package")
+}
+
+const GUEST_INIT: &str = r#"#!/bin/busybox sh
+B=/bin/busybox
+if [ ! -e /switched ]; then
+    # The initramfs root cannot be pivot_root'ed away; move everything onto a tmpfs and switch to it.
+    $B mkdir -p /newroot && $B mount -t tmpfs -o size=600m tmpfs /newroot
+    for d in bin lib lib64 usr bundle-limits bundle-oom rkube-runtime init; do [ -e /$d ] && $B cp -a /$d /newroot/; done
+    $B mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run /newroot/tmp && $B touch /newroot/switched
+    exec $B switch_root /newroot /init
+fi
+$B --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup
+echo "RKUBE-VM fs=$(awk '$2=="/sys/fs/cgroup" {print $3}' /proc/mounts) controllers=$(cat /sys/fs/cgroup/cgroup.controllers)"
+R="/rkube-runtime --root /run/rk"
+$R run --bundle /bundle-limits lim1; echo "RKUBE-VM limits-exit=$?"
+$R create --bundle /bundle-oom oom1 > /tmp/oom.out 2>&1; echo "RKUBE-VM oom-create=$?"
+$R start oom1
+n=0; while [ "$($R state oom1 | grep -c stopped)" = 0 ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done
+echo "RKUBE-VM oom-out=$(cat /tmp/oom.out | tr '\n' ' ')"
+echo "RKUBE-VM oom-events=$($R events --stats oom1)"
+$R delete oom1; echo "RKUBE-VM delete-exit=$?"
+echo "RKUBE-VM left=$(find /sys/fs/cgroup/rkube-vm -mindepth 1 -type d | wc -l)"
+echo RKUBE-VM-DONE
+poweroff -f
+"#;
+
+#[test]
+fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
+    require_root();
+    let qemu = require_command("qemu-system-x86_64", "qemu-system-x86");
+    let kernel = debian_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("initramfs");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    fs::copy(common::RT, root.join("rkube-runtime")).unwrap();
+    // The runtime's shared libraries, at the paths its ELF interpreter expects.
+    for lib in sh(&format!("ldd {}", common::RT)).lines().filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/'))) {
+        let dest = root.join(lib.trim_start_matches('/'));
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        sh(&format!("cp -L {lib} {}", dest.display()));
+    }
+    fs::write(root.join("init"), GUEST_INIT).unwrap();
+    fs::set_permissions(root.join("init"), fs::Permissions::from_mode(0o755)).unwrap();
+
+    let limits = concat!(
+        "echo RKUBE-VM mem=$(cat /sys/fs/cgroup/memory.max) pids=$(cat /sys/fs/cgroup/pids.max) ",
+        "cpu=\"$(cat /sys/fs/cgroup/cpu.max)\" weight=$(cat /sys/fs/cgroup/cpu.weight) cgroup=$(cat /proc/self/cgroup)");
+    let mut cfg = common::default_config(&["sh", "-c", limits], "/rkube-vm/lim");
+    cfg["linux"]["resources"] = json!({"memory": {"limit": 33554432}, "pids": {"limit": 20},
+        "cpu": {"shares": 1024, "quota": 50000, "period": 100000}});
+    busybox_rootfs(&root.join("bundle-limits/rootfs"));
+    fs::write(root.join("bundle-limits/config.json"), cfg.to_string()).unwrap();
+    let mut cfg = common::default_config(&["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd-exit=$?"], "/rkube-vm/oom");
+    cfg["linux"]["resources"] = json!({"memory": {"limit": 16777216}});
+    busybox_rootfs(&root.join("bundle-oom/rootfs"));
+    fs::write(root.join("bundle-oom/config.json"), cfg.to_string()).unwrap();
+    let initrd = dir.path().join("initrd.gz");
+    sh(&format!("cd {} && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1 > {}", root.display(), initrd.display()));
+
+    let mut child = Command::new(qemu)
+        .args(["-m", "1024", "-smp", "1", "-accel", "tcg", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"])
+        .arg("-kernel").arg(&kernel)
+        .arg("-initrd").arg(&initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet rdinit=/init"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start qemu");
+    let pid = child.id();
+    let out_handle = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut { out_handle }, &mut s);
+        s
+    });
+    let mut guard = rkube_testsupport::ChildGuard::new(child, "qemu");
+    rkube_testsupport::poll_until("the VM to finish", Duration::from_secs(900), || (!guard.is_running()).then_some(()));
+    drop(guard);
+    let out = reader.join().unwrap();
+    let line = |key: &str| out.lines().find(|l| l.contains(&format!("RKUBE-VM {key}"))).unwrap_or_else(|| panic!("no {key} in VM output (pid {pid}):\n{out}")).to_string();
+    assert!(out.contains("RKUBE-VM-DONE"), "VM did not finish:\n{out}");
+    assert!(line("fs=").contains("fs=cgroup2 "), "{out}");
+    let lim = line("mem=");
+    assert!(lim.contains("mem=33554432") && lim.contains("pids=20") && lim.contains("cpu=50000 100000") && lim.contains("weight=39"), "{lim}");
+    assert!(lim.contains("cgroup=0::/"), "cgroup namespace root: {lim}");
+    assert!(line("limits-exit=").contains("limits-exit=0"));
+    assert!(line("oom-out=").contains("dd-exit=137"), "{out}");
+    let ev = line("oom-events=");
+    let v: serde_json::Value = serde_json::from_str(ev.split_once("oom-events=").unwrap().1.trim()).unwrap();
+    assert!(v["data"]["memory"]["oom_kill"].as_u64().unwrap() >= 1, "{ev}");
+    assert!(line("delete-exit=").contains("delete-exit=0"));
+    assert!(line("left=").contains("left=0"), "cgroup left behind: {out}");
+}
