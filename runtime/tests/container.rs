@@ -347,3 +347,50 @@ fn run_forwards_signals_to_the_container() {
     assert!(!b.root.path().join(&id).exists(), "run deletes the container after it exits");
     assert!(!b.cgroup_exists());
 }
+
+#[test]
+fn spec_and_features_have_runc_shapes() {
+    let mut b = Bundle::new(&["true"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = b.rt(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let spec: serde_json::Value = serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["process"]["args"], json!(["sh"]));
+    assert_eq!(spec["root"]["path"], "rootfs");
+    // The generated spec runs as it is (minus the terminal) on a busybox rootfs.
+    b.config = spec;
+    b.config["process"]["terminal"] = json!(false);
+    b.config["process"]["args"] = json!(["sh", "-c", "echo spec-ok"]);
+    b.config["linux"]["cgroupsPath"] = json!(b.cgroup.clone());
+    assert_eq!(b.run_ok(), "spec-ok\n");
+    let again = b.rt(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    assert!(!again.status.success(), "spec must not overwrite an existing config.json");
+    let f = b.rt(&["features"]);
+    let v: serde_json::Value = serde_json::from_slice(&f.stdout).unwrap();
+    assert_eq!(v["hooks"].as_array().unwrap().len(), 6);
+    assert!(v["linux"]["namespaces"].as_array().unwrap().contains(&json!("time")));
+    assert!(v["linux"]["capabilities"].as_array().unwrap().contains(&json!("CAP_SYS_ADMIN")));
+    assert!(v["linux"]["seccomp"]["enabled"].as_bool().unwrap());
+}
+
+#[test]
+fn kill_all_signals_every_process_in_the_cgroup() {
+    let mut b = Bundle::new(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+    let (id, _) = b.create();
+    assert!(b.rt(&["start", &id]).status.success());
+    poll_until("three processes", Duration::from_secs(10), || {
+        let ps = b.rt(&["ps", "--format", "json", &id]);
+        let v: Vec<i64> = serde_json::from_slice(&ps.stdout).ok()?;
+        (v.len() == 3).then_some(())
+    });
+    assert!(b.rt(&["kill", "--all", &id, "9"]).status.success());
+    b.wait_status(&id, "stopped");
+    poll_until("an empty cgroup", Duration::from_secs(10), || {
+        let ps = b.rt(&["ps", "--format", "json", &id]);
+        let v: Vec<i64> = serde_json::from_slice(&ps.stdout).ok()?;
+        v.is_empty().then_some(())
+    });
+    let bad = b.rt(&["kill", &id, "NOTASIGNAL"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown signal"));
+    assert!(b.rt(&["delete", &id]).status.success());
+}
