@@ -107,7 +107,10 @@ python3 - "$WORK/hf.json" "$WORK/hf-steps.json" "$RSS_RKUBE" "$RSS_CRUN" "$RSS_R
 import json, sys
 def medians(path):
     return {r["command"]: r["median"] * 1000 for r in json.load(open(path))["results"]}
+def cpu(path):
+    return {r["command"]: (r["user"] + r["system"]) * 1000 for r in json.load(open(path))["results"]}
 run, steps = medians(sys.argv[1]), medians(sys.argv[2])
+cpus = cpu(sys.argv[1])
 rk = run["rkube-runtime"]
 print()
 print("full lifecycle of /bin/true (run = create+start+wait+delete), median of each:")
@@ -115,6 +118,7 @@ for name, ms in run.items():
     print(f"  {name:<24} {ms:7.2f} ms   rkube-runtime is {ms / rk:5.2f}x faster" if name != "rkube-runtime"
           else f"  {name:<24} {ms:7.2f} ms")
 print(f"  ratio rkube-runtime/crun = {rk / run['crun']:.2f}, rkube-runtime/runc = {rk / run['runc']:.2f}")
+print("  CPU time (user+sys, mean; less sensitive to other load): " + ", ".join(f"{n} {v:.2f} ms" for n, v in cpus.items()))
 print()
 print("same lifecycle as separate create, start, state (until stopped), delete commands:")
 rs = steps["rkube-runtime"]
