@@ -48,6 +48,8 @@ struct ApiSink {
     client: kube::Client,
     tokio: tokio::runtime::Handle,
     ops: tokio::sync::mpsc::UnboundedSender<ApiOp>,
+    /// Latest status of each static pod, re-sent when its mirror pod is (re)created.
+    static_status: Arc<Mutex<HashMap<String, (Pod, PodStatus)>>>,
 }
 
 impl PodSink for ApiSink {
@@ -55,6 +57,11 @@ impl PodSink for ApiSink {
         let _ = self.ops.send(ApiOp::Event(pod.clone(), container.map(str::to_string), t, reason.into(), message));
     }
     fn status(&self, pod: &Pod, status: PodStatus) {
+        if crate::static_pods::is_static(pod) {
+            if let (Ok(mut m), Some(uid)) = (self.static_status.lock(), pod.metadata.uid.clone()) {
+                m.insert(uid, (pod.clone(), status.clone()));
+            }
+        }
         let _ = self.ops.send(ApiOp::Status(pod.clone(), status));
     }
     fn finalized(&self, pod: &Pod) {
@@ -139,9 +146,11 @@ async fn send_event(client: kube::Client, node: String, pod: Pod, container: Opt
 async fn send_delete(client: kube::Client, pod: Pod) {
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let Some(name) = pod.metadata.name.clone() else { return };
+    // a static pod's API object is its mirror, whose uid the apiserver chose
+    let precondition = if crate::static_pods::is_static(&pod) { None } else { pod.metadata.uid.clone() };
     let dp = DeleteParams {
         grace_period_seconds: Some(0),
-        preconditions: pod.metadata.uid.clone().map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
+        preconditions: precondition.map(|uid| Preconditions { uid: Some(uid), resource_version: None }),
         ..Default::default()
     };
     match Api::<Pod>::namespaced(client, &ns).delete(&name, &dp).await {
@@ -310,17 +319,27 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
     let (ops_tx, ops_rx) = tokio::sync::mpsc::unbounded_channel();
     let ops_task = tokio::spawn(apply_ops(client.clone(), cfg.node_name.clone(), ops_rx));
     let (mem, cpu) = machine_totals();
+    let static_status: Arc<Mutex<HashMap<String, (Pod, PodStatus)>>> = Arc::new(Mutex::new(HashMap::new()));
+    let node_uid = node.metadata.uid.clone();
     let ctx = Arc::new(NodeContext {
         runtime: RuntimeCli { bin: cfg.runtime_bin.clone(), root: cfg.runtime_root.clone() },
         network: PodNetwork::new(cfg.cni_conf_dir.clone(), cfg.cni_bin_dirs.clone(), cfg.cni_cache_dir.clone()),
         images: images.clone(),
         tokio: tokio::runtime::Handle::current(),
-        sink: Arc::new(ApiSink { client: client.clone(), tokio: tokio::runtime::Handle::current(), ops: ops_tx }),
+        sink: Arc::new(ApiSink {
+            client: client.clone(),
+            tokio: tokio::runtime::Handle::current(),
+            ops: ops_tx.clone(),
+            static_status: static_status.clone(),
+        }),
         node_memory_bytes: mem,
         node_cpu_millis: cpu,
         config: cfg.clone(),
     });
     let workers: Arc<Mutex<HashMap<String, WorkerHandle>>> = Arc::new(Mutex::new(HashMap::new()));
+    let static_task = cfg.static_pod_dir.clone().map(|dir| {
+        tokio::spawn(static_loop(dir, ctx.clone(), workers.clone(), client.clone(), node_uid.clone(), static_status.clone(), ops_tx.clone()))
+    });
     let pods: Api<Pod> = Api::all(client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
     let mut stream = watcher::watcher(pods, wc).boxed();
@@ -338,12 +357,18 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
             match ev {
                 watcher::Event::Init => initial.clear(),
                 watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
+                    if crate::static_pods::is_mirror(&p) {
+                        continue;
+                    }
                     if let Some(uid) = p.metadata.uid.clone() {
                         initial.push(uid.clone());
                         dispatch(&ctx, &workers, uid, p);
                     }
                 }
                 watcher::Event::Delete(mut p) => {
+                    if crate::static_pods::is_mirror(&p) {
+                        continue;
+                    }
                     // gone from the API without our finalization (force delete): stop it now
                     if p.metadata.deletion_timestamp.is_none() {
                         p.metadata.deletion_timestamp = Some(crate::time::to_k8s(chrono::Utc::now()));
@@ -354,6 +379,9 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
                     }
                 }
                 watcher::Event::InitDone => {
+                    if let Some(dir) = &cfg.static_pod_dir {
+                        initial.extend(crate::static_pods::load_dir(dir, &cfg.node_name).into_iter().filter_map(|p| p.metadata.uid));
+                    }
                     adopt_orphans(&ctx, &workers, &initial);
                 }
             }
@@ -372,6 +400,9 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         let _ = tokio::task::spawn_blocking(move || h.thread.join()).await;
     }
     heartbeat.abort();
+    if let Some(t) = static_task {
+        t.abort();
+    }
     api_task.abort();
     ops_task.abort();
     Ok(())
@@ -467,4 +498,56 @@ pub fn teardown_all(cfg: &KubeletConfig, tokio: tokio::runtime::Handle) -> Resul
         }
     }
     Ok(n)
+}
+
+/// Runs the static pods of `dir` and keeps their mirror pods in the API, every 2 s.
+async fn static_loop(
+    dir: std::path::PathBuf,
+    ctx: Arc<NodeContext>,
+    workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
+    client: kube::Client,
+    node_uid: Option<String>,
+    statuses: Arc<Mutex<HashMap<String, (Pod, PodStatus)>>>,
+    ops: tokio::sync::mpsc::UnboundedSender<ApiOp>,
+) {
+    let node = ctx.config.node_name.clone();
+    let mut running: HashMap<String, Pod> = HashMap::new();
+    loop {
+        let pods = crate::static_pods::load_dir(&dir, &node);
+        let now: HashMap<String, Pod> = pods.into_iter().filter_map(|p| Some((p.metadata.uid.clone()?, p))).collect();
+        for (uid, pod) in &now {
+            if running.get(uid) != Some(pod) {
+                dispatch(&ctx, &workers, uid.clone(), pod.clone());
+            }
+            let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            if let Ok(None) = api.get_opt(&name).await {
+                let m = crate::static_pods::mirror(pod, &node, node_uid.as_deref());
+                match api.create(&PostParams::default(), &m).await {
+                    Ok(_) => {
+                        tracing::info!(pod = %name, "created mirror pod");
+                        let last = statuses.lock().ok().and_then(|s| s.get(uid).cloned());
+                        if let Some((p, st)) = last {
+                            let _ = ops.send(ApiOp::Status(p, st));
+                        }
+                    }
+                    Err(e) => tracing::warn!(pod = %name, error = %e, "create mirror pod"),
+                }
+            }
+        }
+        for (uid, pod) in &running {
+            if !now.contains_key(uid) {
+                let mut p = pod.clone();
+                p.metadata.deletion_timestamp = Some(crate::time::to_k8s(chrono::Utc::now()));
+                p.metadata.deletion_grace_period_seconds = p.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).or(Some(30));
+                dispatch(&ctx, &workers, uid.clone(), p);
+                if let Ok(mut s) = statuses.lock() {
+                    s.remove(uid);
+                }
+            }
+        }
+        running = now;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }

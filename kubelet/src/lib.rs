@@ -10,6 +10,7 @@ pub mod node;
 pub mod pod;
 pub mod probe;
 pub mod server;
+pub mod static_pods;
 pub mod time;
 pub mod volume;
 pub mod proxy;
