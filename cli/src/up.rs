@@ -35,6 +35,9 @@ pub struct Args {
     /// Cluster DNS server address for pods' resolv.conf (none: pods use the host's resolvers)
     #[arg(long)]
     pub cluster_dns: Option<String>,
+    /// Static pod manifests (default: <data-dir>/manifests)
+    #[arg(long)]
+    pub static_pod_dir: Option<PathBuf>,
     /// Registries reached over plain HTTP (host:port; loopback registries always are)
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
@@ -140,6 +143,9 @@ async fn up(args: Args) -> anyhow::Result<()> {
     cfg.cni_conf_dir = cni_conf_dir(data, args.cni_conf_dir.as_deref(), &args.bridge, &args.pod_cidr)?;
     cfg.cluster_dns = args.cluster_dns.clone();
     cfg.insecure_registries = args.insecure_registries.clone();
+    let manifests = args.static_pod_dir.clone().unwrap_or_else(|| data.join("manifests"));
+    std::fs::create_dir_all(&manifests).with_context(|| format!("create {}", manifests.display()))?;
+    cfg.static_pod_dir = Some(manifests);
     for (what, p) in [("rkube-runtime", &cfg.runtime_bin), ("rkube-monitor", &cfg.monitor_bin)] {
         if !p.exists() {
             anyhow::bail!("{what} not found at {}: build it next to rkube (cargo build --release --bins)", p.display());
