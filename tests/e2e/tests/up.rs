@@ -224,3 +224,34 @@ spec:
     let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
     assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("master {}", up.bridge)), "no veth left on the bridge");
 }
+
+#[test]
+fn up_runs_static_pods_and_mirrors_them() {
+    let up = Up::start();
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: busybox:latest\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo static; sleep 3600\"]\n";
+    let file = up.data.path().join("manifests/static-web.yaml");
+    std::fs::write(&file, manifest).expect("write manifest");
+    let name = poll_until("mirror pod appears", Duration::from_secs(30), || {
+        let out = up.kubectl(&["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]);
+        out.split_whitespace().find(|n| n.starts_with("static-web-")).map(str::to_string)
+    });
+    let mirror = up.kubectl(&["get", "pod", &name, "-o", "jsonpath={.metadata.annotations.kubernetes\\.io/config\\.mirror}"]);
+    assert!(!mirror.is_empty(), "mirror annotation set");
+    poll_until("mirror pod reports Running", Duration::from_secs(30), || {
+        (up.kubectl(&["get", "pod", &name, "-o", "jsonpath={.status.phase}"]) == "Running").then_some(())
+    });
+    poll_until("static pod logs", Duration::from_secs(20), || up.kubectl(&["logs", &name]).contains("static").then_some(()));
+    // the file is the source of truth: deleting the mirror brings it back, removing the file removes the pod
+    up.kubectl_ok(&["delete", "pod", &name, "--wait=false"], None);
+    poll_until("mirror recreated", Duration::from_secs(30), || {
+        (up.kubectl(&["get", "pod", &name, "-o", "jsonpath={.status.phase}"]) == "Running").then_some(())
+    });
+    std::fs::remove_file(&file).expect("remove manifest");
+    poll_until("static pod and mirror gone", Duration::from_secs(60), || {
+        up.kubectl(&["get", "pods", "-o", "name"]).trim().is_empty().then_some(())
+    });
+    let pods_dir = up.data.path().join("kubelet/pods");
+    poll_until("static pod state removed", Duration::from_secs(30), || {
+        (std::fs::read_dir(&pods_dir).map(|d| d.count()).unwrap_or(0) == 0).then_some(())
+    });
+}
