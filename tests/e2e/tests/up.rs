@@ -255,3 +255,61 @@ fn up_runs_static_pods_and_mirrors_them() {
         (std::fs::read_dir(&pods_dir).map(|d| d.count()).unwrap_or(0) == 0).then_some(())
     });
 }
+
+#[test]
+fn up_restarts_on_liveness_failure_and_backs_off_crashes() {
+    let up = Up::start();
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: live
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 3600"]
+    livenessProbe:
+      exec: {command: ["cat", "/tmp/healthy"]}
+      periodSeconds: 1
+      failureThreshold: 2
+    readinessProbe:
+      tcpSocket: {port: 1}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crash
+spec:
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo crashing; exit 2"]
+"#;
+    up.kubectl_ok(&["apply", "-f", "-"], Some(manifest));
+    poll_until("liveness restart", Duration::from_secs(60), || {
+        let n = up.kubectl(&["get", "pod", "live", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]);
+        (n.parse::<i32>().unwrap_or(0) >= 1).then_some(())
+    });
+    let reasons = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=live", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(reasons.contains("Unhealthy") && reasons.contains("Killing"), "{reasons}");
+    // readiness on a closed port: running but never ready
+    assert_eq!(up.kubectl(&["get", "pod", "live", "-o", "jsonpath={.status.containerStatuses[0].ready}"]), "false");
+    assert_eq!(up.kubectl(&["get", "pod", "live", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]), "False");
+    // crash: CrashLoopBackOff with the last exit, then a restart after 10 s
+    poll_until("CrashLoopBackOff", Duration::from_secs(30), || {
+        (waiting_or_terminated_reason(&up, "crash") == "CrashLoopBackOff").then_some(())
+    });
+    let last = up.kubectl(&["get", "pod", "crash", "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}"]);
+    assert_eq!(last, "2");
+    poll_until("restart after the backoff", Duration::from_secs(30), || {
+        let n = up.kubectl(&["get", "pod", "crash", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]);
+        (n.parse::<i32>().unwrap_or(0) >= 1).then_some(())
+    });
+    let logs = up.kubectl(&["logs", "crash", "--previous"]);
+    assert!(logs.contains("crashing"), "previous logs: {logs}");
+}
