@@ -61,12 +61,13 @@ printf '\n%-8s %12s %12s %12s %10s\n' image size rkube_ms peer_ms peer/rkube
 for t in busybox fat; do
   REF="127.0.0.1:$PORT/bench:$t"
   hyperfine -N --runs "$RUNS" --warmup 1 --export-json "$WORK/$t.json" \
-    --prepare "rm -rf $WORK/store $WORK/peer" \
+    --prepare "sh -c 'rm -rf $WORK/store $WORK/peer && mkdir -p $WORK/peer'" \
     -n rkube "$RKUBE image pull -q --root $WORK/store $REF" \
     -n skopeo+umoci "sh -c 'skopeo copy -q --insecure-policy --src-tls-verify=false docker://$REF oci:$WORK/peer/layout:$t && umoci unpack --image $WORK/peer/layout:$t $WORK/peer/bundle'" \
     >/dev/null
   rk=$(jq '.results[] | select(.command=="rkube") | .median * 1000' "$WORK/$t.json")
   peer=$(jq '.results[] | select(.command=="skopeo+umoci") | .median * 1000' "$WORK/$t.json")
+  rm -rf "$WORK/store"; "$RKUBE" image pull -q --root "$WORK/store" "$REF" >/dev/null
   size=$("$RKUBE" image ls --root "$WORK/store" | awk 'NR==2 {print $4}')
   printf '%-8s %12s %12.1f %12.1f %10.2f\n' "$t" "$size" "$rk" "$peer" "$(awk -v p="$peer" -v r="$rk" 'BEGIN{print p/r}')"
 done
