@@ -129,3 +129,57 @@ pub async fn serve(addr: std::net::SocketAddr, root: LogRoot) -> std::io::Result
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, router(root)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::cri::{CriWriter, Stream};
+
+    async fn serve_tmp(dir: &std::path::Path) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let root = LogRoot { log_dir: dir.to_path_buf() };
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router(root)).await;
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn container_logs_current_previous_tail_and_follow() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cdir = tmp.path().join("default_web_uid1").join("app");
+        std::fs::create_dir_all(&cdir).expect("dir");
+        let mut old = CriWriter::open(&cdir.join("0.log"), 1 << 20, 2).expect("open");
+        old.write(Stream::Stdout, b"first run\n").expect("write");
+        let mut cur = CriWriter::open(&cdir.join("1.log"), 1 << 20, 2).expect("open");
+        cur.write(Stream::Stdout, b"a\nb\nc\n").expect("write");
+        let base = serve_tmp(tmp.path()).await;
+        let get = |q: &str| {
+            let url = format!("{base}/containerLogs/default/web/app{q}");
+            async move { reqwest::get(url).await.expect("get") }
+        };
+        assert_eq!(get("").await.text().await.expect("body"), "a\nb\nc\n");
+        assert_eq!(get("?tailLines=1").await.text().await.expect("body"), "c\n");
+        assert_eq!(get("?previous=true").await.text().await.expect("body"), "first run\n");
+        let ts = get("?timestamps=true&tailLines=1").await.text().await.expect("body");
+        assert!(ts.ends_with("Z c\n") && ts.len() > 30, "{ts}");
+        let missing = reqwest::get(format!("{base}/containerLogs/default/web/nope")).await.expect("get");
+        assert_eq!(missing.status(), 404);
+        // follow: new lines arrive on the open response
+        let mut resp = get("?follow=true&tailLines=0").await;
+        cur.write(Stream::Stdout, b"later\n").expect("write");
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match resp.chunk().await.expect("chunk") {
+                    Some(c) if !c.is_empty() => return c,
+                    Some(_) => continue,
+                    None => panic!("stream ended"),
+                }
+            }
+        })
+        .await
+        .expect("followed line within 5 s");
+        assert_eq!(&chunk[..], b"later\n");
+    }
+}
