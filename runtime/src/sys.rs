@@ -317,3 +317,38 @@ pub fn borrow_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: callers pass an fd that stays open until they close it themselves, after the last use.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
+
+/// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program (raw 8-byte instructions) and attaches it to the cgroup2
+/// directory `cgroup_fd` with BPF_F_ALLOW_MULTI. The attachment keeps the program alive; the fd is dropped.
+pub fn attach_device_program(cgroup_fd: RawFd, insns: &[[u8; 8]]) -> io::Result<()> {
+    let license = b"Apache-2.0\0";
+    let mut log = vec![0u8; 4096];
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&15u32.to_ne_bytes()); // prog_type = BPF_PROG_TYPE_CGROUP_DEVICE
+    attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    attr[24..28].copy_from_slice(&1u32.to_ne_bytes()); // log_level
+    attr[28..32].copy_from_slice(&(log.len() as u32).to_ne_bytes());
+    attr[32..40].copy_from_slice(&(log.as_mut_ptr() as u64).to_ne_bytes());
+    // SAFETY: attr is a zeroed bpf_attr prefix whose pointers (insns, license, log) outlive the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 5 /* BPF_PROG_LOAD */, attr.as_ptr(), attr.len() as u32) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        let msg = String::from_utf8_lossy(&log[..log.iter().position(|b| *b == 0).unwrap_or(0)]).trim().to_string();
+        return Err(io::Error::new(e.kind(), format!("load device program: {e} {msg}")));
+    }
+    // SAFETY: the kernel returned a new fd owned by nobody else.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let mut attr = [0u8; 32];
+    attr[0..4].copy_from_slice(&(cgroup_fd as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&6u32.to_ne_bytes()); // BPF_CGROUP_DEVICE
+    attr[12..16].copy_from_slice(&2u32.to_ne_bytes()); // BPF_F_ALLOW_MULTI
+    // SAFETY: attr is a valid bpf_attr prefix for BPF_PROG_ATTACH; both fds are open.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 8 /* BPF_PROG_ATTACH */, attr.as_ptr(), attr.len() as u32) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

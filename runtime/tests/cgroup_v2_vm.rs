@@ -91,10 +91,15 @@ fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
 
     let limits = concat!(
         "echo RKUBE-VM mem=$(cat /sys/fs/cgroup/memory.max) pids=$(cat /sys/fs/cgroup/pids.max) ",
-        "cpu=\"$(cat /sys/fs/cgroup/cpu.max)\" weight=$(cat /sys/fs/cgroup/cpu.weight) cgroup=$(cat /proc/self/cgroup)");
+        "cpu=\"$(cat /sys/fs/cgroup/cpu.max)\" weight=$(cat /sys/fs/cgroup/cpu.weight) cgroup=$(cat /proc/self/cgroup); ",
+        "mknod /tmp/sda b 8 0 2>/dev/null; echo RKUBE-VM mknod-block=$?; ",
+        "mknod /tmp/n c 1 3 && echo x > /tmp/n; echo RKUBE-VM mknod-null=$?; echo x > /dev/full 2>/dev/null; echo RKUBE-VM devfull=$?");
     let mut cfg = common::default_config(&["sh", "-c", limits], "/rkube-vm/lim");
     cfg["linux"]["resources"] = json!({"memory": {"limit": 33554432}, "pids": {"limit": 20},
-        "cpu": {"shares": 1024, "quota": 50000, "period": 100000}});
+        "cpu": {"shares": 1024, "quota": 50000, "period": 100000}, "devices": [{"allow": false, "access": "rwm"}]});
+    for set in ["bounding", "effective", "permitted"] {
+        cfg["process"]["capabilities"][set] = json!(["CAP_MKNOD", "CAP_DAC_OVERRIDE"]);
+    }
     busybox_rootfs(&root.join("bundle-limits/rootfs"));
     fs::write(root.join("bundle-limits/config.json"), cfg.to_string()).unwrap();
     let mut cfg = common::default_config(&["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd-exit=$?"], "/rkube-vm/oom");
@@ -132,6 +137,10 @@ fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
     assert!(lim.contains("mem=33554432") && lim.contains("pids=20") && lim.contains("cpu=50000 100000") && lim.contains("weight=39"), "{lim}");
     assert!(lim.contains("cgroup=0::/"), "cgroup namespace root: {lim}");
     assert!(line("limits-exit=").contains("limits-exit=0"));
+    // Device rules as a BPF program: a block device is refused even with CAP_MKNOD, the defaults work.
+    assert!(line("mknod-block=").contains("mknod-block=1"), "{out}");
+    assert!(line("mknod-null=").contains("mknod-null=0"), "{out}");
+    assert!(line("devfull=").contains("devfull=1"), "writing /dev/full fails with ENOSPC, i.e. it opened: {out}");
     assert!(line("oom-out=").contains("dd-exit=137"), "{out}");
     let ev = line("oom-events=");
     let v: serde_json::Value = serde_json::from_str(ev.split_once("oom-events=").unwrap().1.trim()).unwrap();

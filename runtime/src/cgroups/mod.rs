@@ -9,6 +9,7 @@
 //! Why not cgroups-rs: it probes and parses every hierarchy on each load, which costs more than a whole container
 //! start here, and it does not model the hybrid layout. The files written are few and documented by the kernel.
 
+pub mod devices;
 pub mod v1;
 pub mod v2;
 

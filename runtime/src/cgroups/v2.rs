@@ -116,6 +116,9 @@ fn apply(dir: &Path, res: &LinuxResources, knobs: Knobs) -> Result<(), CgroupErr
     if let Some(p) = res.pids() {
         write(&dir.join("pids.max"), &if p.limit() > 0 { p.limit().to_string() } else { "max".to_string() })?;
     }
+    if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
+        super::devices::attach(dir, rules)?;
+    }
     for (k, v) in res.unified().iter().flatten() {
         if k.contains('/') || k.starts_with('.') {
             return Err(CgroupError::Invalid { field: "unified", reason: format!("{k:?} is not a cgroup file name") });
