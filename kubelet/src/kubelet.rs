@@ -37,6 +37,8 @@ pub enum KubeletError {
     },
 }
 
+// one op per status or event of a pod; boxing the pod would only move the allocation
+#[allow(clippy::large_enum_variant)]
 enum ApiOp {
     Status(Pod, PodStatus),
     Event(Pod, Option<String>, EventType, String, String),

@@ -102,7 +102,7 @@ pub fn resolve(pod: &Pod, c: &Container, image_user: Option<&str>) -> Result<Sec
     if non_root && uid == 0 {
         return Err(SecurityError::RunAsRoot { pod: pod_name, container: c.name.clone() });
     }
-    let gid = run_as_group.map(|g| g as u32).or(img_gid).unwrap_or(if run_as_user.is_some() { 0 } else { 0 });
+    let gid = run_as_group.map(|g| g as u32).or(img_gid).unwrap_or(0);
     let mut additional_gids: Vec<u32> = Vec::new();
     if let Some(p) = psc {
         if let Some(fs) = p.fs_group {

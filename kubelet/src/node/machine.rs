@@ -44,7 +44,7 @@ pub fn read(root: &Path, data_dir: &Path) -> MachineFacts {
         .map(|v| v.trim_matches('"').to_string())
         .unwrap_or_else(|| "Linux".into());
     let (disk_total_bytes, disk_free_bytes) = match nix::sys::statvfs::statvfs(data_dir) {
-        Ok(s) => (s.blocks() as u64 * s.fragment_size() as u64, s.blocks_available() as u64 * s.fragment_size() as u64),
+        Ok(s) => (s.blocks() * s.fragment_size(), s.blocks_available() * s.fragment_size()),
         Err(_) => (0, 0),
     };
     let loadavg = read_trim(root, "proc/loadavg");
