@@ -313,3 +313,26 @@ spec:
     let logs = up.kubectl(&["logs", "crash", "--previous"]);
     assert!(logs.contains("crashing"), "previous logs: {logs}");
 }
+
+#[test]
+fn up_pulls_busybox_from_a_local_registry() {
+    let up = Up::start();
+    let registry = rkube_testsupport::Registry::start();
+    let layout = rkube_testsupport::busybox_oci_layout(&up.data.path().join("oci-reg"), "1.36", &["sh"]);
+    let image = registry.push(&layout, "library/busybox", "1.36");
+    eprintln!("pushed {image}");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pulled\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {}/library/busybox:1.36\n    command: [\"sh\", \"-c\", \"echo pulled-ok; sleep 3600\"]\n",
+        registry.host()
+    );
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/pulled", "--timeout=60s"], None);
+    let reasons = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=pulled", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(reasons.contains("Pulling") && reasons.contains("Pulled"), "{reasons}");
+    let image_id = up.kubectl(&["get", "pod", "pulled", "-o", "jsonpath={.status.containerStatuses[0].imageID}"]);
+    assert!(image_id.contains("sha256:"), "{image_id}");
+    poll_until("logs", Duration::from_secs(20), || up.kubectl(&["logs", "pulled"]).contains("pulled-ok").then_some(()));
+    poll_until("node lists the pulled image", Duration::from_secs(20), || {
+        up.kubectl(&["get", "node", "-o", "jsonpath={.items[0].status.images[*].names}"]).contains("library/busybox:1.36").then_some(())
+    });
+}
