@@ -254,7 +254,7 @@ fn main() {
     if only("--etcd") {
         match start_etcd() {
             Some(etcd) => rt.block_on(async {
-                let store = storage::open_etcd(&[etcd.endpoint.clone()], "/bench").await.expect("connect etcd");
+                let store = storage::open_etcd(std::slice::from_ref(&etcd.endpoint), "/bench").await.expect("connect etcd");
                 run("etcd", store, 3200).await;
             }),
             None => println!("etcd     skipped: etcd is not installed (apt-get install -y etcd-server)"),

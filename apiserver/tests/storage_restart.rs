@@ -147,6 +147,7 @@ async fn etcd_kill9_loses_no_acknowledged_write() {
     let store = etcd.store("/rkube").await;
     check_acked(&store, &acked_snapshot).await;
     // Writes acknowledged between the kill and the stop (none should succeed against a dead etcd) also hold.
-    check_acked(&store, &acked.lock().expect("lock").clone()).await;
+    let all = acked.lock().expect("lock").clone();
+    check_acked(&store, &all).await;
     eprintln!("etcd: {} acknowledged writes, all present after kill -9 of etcd", acked_snapshot.len());
 }

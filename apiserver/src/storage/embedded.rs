@@ -28,6 +28,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{oneshot, watch};
 
+use super::wal::{self, Record, Wal};
 use super::{KeyValue, ListOptions, ListResult, Revision, StorageError, Store, WatchEvent, WatchStream};
 
 const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
@@ -38,6 +39,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REV: &str = "rev";
 const META_COMPACTED: &str = "compacted";
 
+/// Batches committed with only the write-ahead log flushed between two durable redb commits.
+const CHECKPOINT_EVERY: u32 = 64;
 /// Most requests one transaction commits together.
 const MAX_BATCH: usize = 1024;
 /// Most revisions one compaction transaction forgets; queued writes are served between chunks.
@@ -189,11 +192,24 @@ impl EmbeddedStore {
             txn.commit().map_err(|e| backend_err("commit", e))?;
             vals
         };
+        let wal_path = wal_path(&path);
+        let (mut wal, records) =
+            Wal::open(&wal_path).map_err(|e| backend_err(&format!("open {}", wal_path.display()), e))?;
+        let rev = replay(&db, rev, &records)?;
+        wal.reset().map_err(|e| backend_err(&format!("empty {}", wal_path.display()), e))?;
         tracing::info!(path = %path.display(), revision = rev, compacted, "opened embedded store");
         let (committed, _) = watch::channel(i(rev));
         let shared = Arc::new(Shared { db, path, committed });
         let (ops, rx) = mpsc::channel();
-        let writer = Writer { shared: shared.clone(), rev, compacted, compact_waiters: Vec::new() };
+        let writer = Writer {
+            shared: shared.clone(),
+            rev,
+            compacted,
+            compact_waiters: Vec::new(),
+            wal,
+            since_checkpoint: 0,
+            poisoned: None,
+        };
         std::thread::Builder::new()
             .name("rkube-store-writer".into())
             .spawn(move || writer.run(rx))
@@ -219,6 +235,52 @@ impl EmbeddedStore {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || f(&shared)).await.map_err(|e| backend_err("read task", e))?
     }
+}
+
+/// The write-ahead log next to the store file: `state.redb` → `state.redb-wal`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// Applies the log's records newer than `rev` (redb's durable revision) in one durable commit; returns the new
+/// revision. Stops at a gap: what follows was never acknowledged.
+fn replay(db: &Database, rev: u64, records: &[Record]) -> Result<u64, StorageError> {
+    let newer: Vec<&Record> = records.iter().filter(|r| r.rev() > rev).collect();
+    if newer.is_empty() {
+        return Ok(rev);
+    }
+    let txn = db.begin_write().map_err(|e| backend_err("begin write", e))?;
+    let mut cur = rev;
+    {
+        let mut latest = txn.open_table(LATEST).map_err(|e| backend_err("open latest", e))?;
+        let mut history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
+        let mut log = txn.open_table(LOG).map_err(|e| backend_err("open log", e))?;
+        let mut meta = txn.open_table(META).map_err(|e| backend_err("open meta", e))?;
+        for r in newer {
+            if r.rev() != cur + 1 {
+                tracing::warn!(expected = cur + 1, found = r.rev(), "write-ahead log has a gap; ignoring the rest");
+                break;
+            }
+            match r {
+                Record::Put { rev, create, key, value } => {
+                    let key = std::str::from_utf8(key).map_err(|e| backend_err("replay log", e))?;
+                    record(&mut latest, &mut history, &mut log, key, *rev, *create, value)?;
+                }
+                Record::Delete { rev, key } => {
+                    history.insert(hist_key(key, *rev).as_slice(), [0u8].as_slice()).map_err(|e| backend_err("replay log", e))?;
+                    latest.remove(key.as_slice()).map_err(|e| backend_err("replay log", e))?;
+                    log.insert(*rev, key.as_slice()).map_err(|e| backend_err("replay log", e))?;
+                }
+            }
+            cur = r.rev();
+        }
+        meta.insert(META_REV, cur).map_err(|e| backend_err("write meta", e))?;
+    }
+    txn.commit().map_err(|e| backend_err("commit replay", e))?;
+    tracing::info!(from = rev, to = cur, "replayed the embedded store's write-ahead log");
+    Ok(cur)
 }
 
 /// Reads the `meta` table in a read transaction: (current revision, compacted revision).
@@ -536,6 +598,11 @@ struct Writer {
     compacted: u64,
     /// Compactions asked for and not yet done: (target revision, reply).
     compact_waiters: Vec<(u64, Reply<()>)>,
+    wal: Wal,
+    /// Batches committed to redb without a flush since the last durable commit.
+    since_checkpoint: u32,
+    /// Set when the log and redb may disagree in this process: every later write fails until a reopen replays.
+    poisoned: Option<String>,
 }
 
 /// A reply waiting for its transaction to commit.
@@ -654,10 +721,30 @@ impl Writer {
     }
 
     fn commit_writes(&mut self, ops: Vec<Op>) {
+        if let Some(why) = &self.poisoned {
+            let e = backend_err("write", format!("store needs a reopen after an earlier failure: {why}"));
+            for op in ops {
+                match op {
+                    Op::Create { reply, .. } | Op::Update { reply, .. } => {
+                        let _ = reply.send(Err(StorageError::Backend { backend: BACKEND, message: e.to_string() }));
+                    }
+                    Op::Delete { reply, .. } => {
+                        let _ = reply.send(Err(StorageError::Backend { backend: BACKEND, message: e.to_string() }));
+                    }
+                    Op::Compact { reply, .. } => {
+                        let _ = reply.send(Err(StorageError::Backend { backend: BACKEND, message: e.to_string() }));
+                    }
+                }
+            }
+            return;
+        }
         let start_rev = self.rev;
+        let wal_start = self.wal.len();
         let mut pending = Vec::with_capacity(ops.len());
+        let mut checkpoint = false;
         let result = (|| -> Result<(), StorageError> {
-            let txn = self.shared.db.begin_write().map_err(|e| backend_err("begin write", e))?;
+            let mut txn = self.shared.db.begin_write().map_err(|e| backend_err("begin write", e))?;
+            let mut frames = Vec::new();
             {
                 let mut latest = txn.open_table(LATEST).map_err(|e| backend_err("open latest", e))?;
                 let mut history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
@@ -668,15 +755,24 @@ impl Writer {
                     match op {
                         Op::Create { key, value, reply } => {
                             let res = apply_create(&mut latest, &mut history, &mut log, &mut rev, &key, &value)?;
+                            if let Ok(kv) = &res {
+                                wal::encode_put(&mut frames, u(kv.mod_revision), u(kv.create_revision), key.as_bytes(), &value);
+                            }
                             pending.push(Pending::Kv(reply, res));
                         }
                         Op::Update { key, value, expected, reply } => {
                             let res =
                                 apply_update(&mut latest, &mut history, &mut log, &mut rev, &key, &value, expected)?;
+                            if let Ok(kv) = &res {
+                                wal::encode_put(&mut frames, u(kv.mod_revision), u(kv.create_revision), key.as_bytes(), &value);
+                            }
                             pending.push(Pending::Kv(reply, res));
                         }
                         Op::Delete { key, expected, reply } => {
                             let res = apply_delete(&mut latest, &mut history, &mut log, &mut rev, &key, expected)?;
+                            if let Ok((_, r)) = &res {
+                                wal::encode_delete(&mut frames, u(*r), key.as_bytes());
+                            }
                             pending.push(Pending::Del(reply, res));
                         }
                         Op::Compact { reply, .. } => {
@@ -687,11 +783,28 @@ impl Writer {
                 meta.insert(META_REV, rev).map_err(|e| backend_err("write meta", e))?;
                 self.rev = rev;
             }
+            if frames.is_empty() {
+                // Nothing changed (every precondition failed): nothing to make durable.
+                txn.abort().map_err(|e| backend_err("abort", e))?;
+                return Ok(());
+            }
+            // Durable before visible: the log is flushed before redb publishes the batch to readers. Every
+            // CHECKPOINT_EVERY batches redb commits durably itself and the log is emptied instead.
+            checkpoint = self.since_checkpoint + 1 >= CHECKPOINT_EVERY;
+            if !checkpoint {
+                self.wal.append(&frames).map_err(|e| backend_err(&format!("append {}", self.wal.path().display()), e))?;
+                txn.set_durability(redb::Durability::None).map_err(|e| backend_err("set durability", e))?;
+            }
             txn.commit().map_err(|e| backend_err("commit", e))?;
             Ok(())
         })();
         match result {
             Ok(()) => {
+                if checkpoint {
+                    self.after_durable_commit();
+                } else if self.rev != start_rev {
+                    self.since_checkpoint += 1;
+                }
                 // Publish the revision before answering, so a caller sees at least its own write's revision.
                 if self.rev != start_rev {
                     self.shared.committed.send_replace(i(self.rev));
@@ -703,10 +816,24 @@ impl Writer {
             Err(e) => {
                 tracing::error!(path = %self.shared.path.display(), error = %e, "embedded store commit failed");
                 self.rev = start_rev;
+                // The log may hold all or part of a batch redb did not take (a failed flush still may have
+                // written it): cut it off, or a replay would apply writes nobody was told succeeded.
+                if let Err(te) = self.wal.truncate_to(wal_start) {
+                    self.poisoned = Some(format!("{e}; then truncating the log: {te}"));
+                }
                 for p in pending {
                     p.fail(&e);
                 }
             }
+        }
+    }
+
+    /// A durable redb commit holds everything the log held: empty it.
+    fn after_durable_commit(&mut self) {
+        self.since_checkpoint = 0;
+        if let Err(e) = self.wal.reset() {
+            // Harmless for correctness (a replay skips what redb already has) but the log keeps growing.
+            tracing::warn!(path = %self.wal.path().display(), error = %e, "cannot empty the write-ahead log");
         }
     }
 
@@ -744,6 +871,7 @@ impl Writer {
             }
             txn.commit().map_err(|e| backend_err("commit compaction", e))?;
             self.compacted = upto;
+            self.after_durable_commit();
         }
         Ok(())
     }
@@ -859,6 +987,58 @@ mod tests {
         let ab = hist_key(b"/a/b", 0);
         assert!(a1 < a2 && a2 < ab);
         assert_eq!(split_hist_key(&a2), Some((&b"/a"[..], 256)));
+    }
+
+    /// Writes that reached the log but not a durable redb commit are replayed on open, up to a torn tail.
+    #[tokio::test]
+    async fn reopen_replays_the_write_ahead_log() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.redb");
+        {
+            let store = EmbeddedStore::open(&path).expect("open");
+            store.create("/a", Bytes::from_static(b"A1")).await.expect("create");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let reopen = || loop {
+            match EmbeddedStore::open(&path) {
+                Ok(s) => return s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("reopen: {e}"),
+            }
+        };
+        // Reopen once so the first write is in redb durably, then forge a log as a crash would leave it.
+        drop(reopen());
+        let mut frames = Vec::new();
+        wal::encode_put(&mut frames, 2, 2, b"/b", b"B");
+        wal::encode_put(&mut frames, 3, 1, b"/a", b"A2");
+        wal::encode_delete(&mut frames, 4, b"/b");
+        wal::encode_put(&mut frames, 5, 5, b"/c", b"C");
+        let torn = frames.len();
+        wal::encode_put(&mut frames, 6, 6, b"/d", b"D");
+        frames.truncate(torn + 5);
+        std::fs::write(wal_path(&path), &frames).expect("write log");
+
+        let store = reopen();
+        assert_eq!(store.current_revision().await.expect("revision"), 5, "replayed up to the torn frame");
+        let a = store.get("/a").await.expect("get").expect("a exists");
+        assert_eq!((a.value.as_ref(), a.create_revision, a.mod_revision), (&b"A2"[..], 1, 3));
+        assert_eq!(store.get("/b").await.expect("get"), None);
+        assert!(store.get("/c").await.expect("get").is_some());
+        assert_eq!(store.get("/d").await.expect("get"), None, "a torn frame was never acknowledged");
+        assert_eq!(std::fs::metadata(wal_path(&path)).expect("stat").len(), 0, "the log is emptied after replay");
+        // The replayed history serves watches like any other.
+        let mut w = store.watch("/", 1).await.expect("watch");
+        let mut revs = Vec::new();
+        for _ in 0..4 {
+            revs.push(w.next().await.expect("open").expect("event").revision());
+        }
+        assert_eq!(revs, vec![2, 3, 4, 5]);
+        let next = store.create("/e", Bytes::from_static(b"E")).await.expect("create after replay");
+        assert_eq!(next.mod_revision, 6);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod compaction;
 pub mod conformance;
 pub mod embedded;
 pub mod etcd;
+pub mod wal;
 pub mod watch_cache;
 
 pub use compaction::CompactionPolicy;
