@@ -624,6 +624,27 @@ impl PodWorker {
         }
         self.failures.remove(name);
         self.event(Some(name), EventType::Normal, "Started", format!("Started container {name}"));
+        if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            let timeout = Duration::from_secs(30);
+            let (ok, msg) = if let Some(e) = &hook.exec {
+                crate::probe::exec::probe(&self.ctx.runtime, &id, e.command.as_deref().unwrap_or(&[]), timeout)
+            } else if let Some(h) = &hook.http_get {
+                match crate::probe::resolve_port(&c, &h.port) {
+                    Some(port) => {
+                        let host = h.host.clone().filter(|s| !s.is_empty()).or(sb.ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
+                        crate::probe::http::probe(&host, port, h.path.as_deref().unwrap_or("/"), &[], timeout)
+                    }
+                    None => (false, format!("invalid port {:?}", h.port)),
+                }
+            } else {
+                (true, String::new())
+            };
+            if !ok {
+                // upstream kills a container whose postStart hook fails; it restarts per restartPolicy
+                self.event(Some(name), EventType::Warning, "FailedPostStartHook", format!("PostStartHook failed: {msg}"));
+                let _ = self.ctx.runtime.kill(&id, "KILL");
+            }
+        }
         tracing::info!(pod = %pod_name, container = name, id = %id, "container started");
     }
 
