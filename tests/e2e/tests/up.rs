@@ -336,3 +336,50 @@ fn up_pulls_busybox_from_a_local_registry() {
         up.kubectl(&["get", "node", "-o", "jsonpath={.items[0].status.images[*].names}"]).contains("library/busybox:1.36").then_some(())
     });
 }
+
+#[test]
+fn up_runs_post_start_hooks_and_kills_on_failure() {
+    let up = Up::start();
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hooked
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 3600"]
+    lifecycle:
+      postStart:
+        exec: {command: ["sh", "-c", "echo hooked > /tmp/hook"]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-hook
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 3600"]
+    lifecycle:
+      postStart:
+        exec: {command: ["sh", "-c", "exit 9"]}
+"#;
+    up.kubectl_ok(&["apply", "-f", "-"], Some(manifest));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/hooked", "--timeout=60s"], None);
+    poll_until("FailedPostStartHook", Duration::from_secs(30), || {
+        let r = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=bad-hook", "-o", "jsonpath={.items[*].reason}"]);
+        r.contains("FailedPostStartHook").then_some(())
+    });
+    poll_until("failed hook kills the container", Duration::from_secs(30), || {
+        let r = waiting_or_terminated_reason(&up, "bad-hook");
+        (r == "CrashLoopBackOff" || r == "Error").then_some(())
+    });
+    assert_eq!(up.kubectl(&["get", "pod", "hooked", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]), "0");
+}
