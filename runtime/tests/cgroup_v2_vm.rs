@@ -3,7 +3,7 @@
 //! containers that memory/pids/cpu limits are written the v2 way and that an OOM kill under 16 MiB is reported
 //! through `memory.events`. The host itself is cgroup v1 (hybrid), which is why a VM is needed.
 //!
-//! Needs qemu-system-x86 (scripts/deps.sh) and Debian's kernel package, fetched once with `apt-get download`
+//! Needs qemu unpacked by scripts/vm-deps.sh and Debian's kernel package, fetched once with `apt-get download`
 //! into /var/cache/rkube-test-vm (no install into /boot).
 
 mod common;
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rkube_testsupport::{busybox_rootfs, require_command, require_root};
+use rkube_testsupport::{busybox_rootfs, require_root};
 use serde_json::json;
 
 const CACHE: &str = "/var/cache/rkube-test-vm";
@@ -73,7 +73,11 @@ poweroff -f
 #[test]
 fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
     require_root();
-    let qemu = require_command("qemu-system-x86_64", "qemu-system-x86");
+    // qemu from scripts/vm-deps.sh, unpacked with dpkg-deb: installing qemu-system-x86 would remove the
+    // machine's qemu-utils.
+    let vm_root = rkube_testsupport::vm::vm_root();
+    let qemu = vm_root.join("usr/bin/qemu-system-x86_64");
+    assert!(qemu.exists(), "{} is missing: run scripts/vm-deps.sh", qemu.display());
     let kernel = debian_kernel();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("initramfs");
@@ -109,7 +113,10 @@ fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
     let initrd = dir.path().join("initrd.gz");
     sh(&format!("cd {} && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1 > {}", root.display(), initrd.display()));
 
-    let mut child = Command::new(qemu)
+    let mut child = Command::new(&qemu)
+        .env("LD_LIBRARY_PATH", vm_root.join("usr/lib/x86_64-linux-gnu"))
+        .arg("-L").arg(vm_root.join("usr/share/qemu"))
+        .arg("-L").arg(vm_root.join("usr/share/seabios"))
         .args(["-m", "1024", "-smp", "1", "-accel", "tcg", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"])
         .arg("-kernel").arg(&kernel)
         .arg("-initrd").arg(&initrd)
