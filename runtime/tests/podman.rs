@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 
 use rkube_testsupport::{busybox_rootfs, require_command, require_root, unique_name};
 
-const ULIMITS: [&str; 4] = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"];
+// `--network none` as well: podman's default bridge network masquerades container traffic out of the machine
+// and leaves cni-podman0 and nat rules behind; these tests need no network.
+const ULIMITS: [&str; 5] = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096", "--network=none"];
 
 struct Podman {
     dir: tempfile::TempDir,
