@@ -83,3 +83,196 @@ pub async fn pod_log(ctx: &Ctx, pod: &Value) -> Result<Response, ApiError> {
     let stream = resp.bytes_stream().map_err(std::io::Error::other);
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], Body::from_stream(stream)).into_response())
 }
+
+/// Headers not passed on to the kubelet: the client's credentials are for the apiserver only, and the
+/// connection-level ones are rewritten by hyper (except the upgrade pair, which must reach the kubelet).
+const DROPPED_REQUEST_HEADERS: &[&str] = &["host", "authorization", "proxy-authorization", "keep-alive", "te", "trailer", "transfer-encoding"];
+
+/// Names of the containers of a pod (regular, init and ephemeral).
+fn container_names(pod: &Value) -> (Vec<String>, Vec<String>) {
+    let names = |p: &str| -> Vec<String> {
+        pod.pointer(p)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect()
+    };
+    let regular = names("/spec/containers");
+    let mut all = regular.clone();
+    all.extend(names("/spec/initContainers"));
+    all.extend(names("/spec/ephemeralContainers"));
+    (regular, all)
+}
+
+/// `pods/{exec,attach,portforward}`: checks the pod and container as upstream does (errors are Status objects
+/// kubectl prints), then proxies the upgrade request to the kubelet of the pod's node and splices the two
+/// connections after its `101 Switching Protocols`. The apiserver never interprets SPDY or WebSocket frames.
+pub async fn pod_stream(state: std::sync::Arc<crate::server::ApiState>, ns: &str, name: &str, sub: &str, req: http::Request<Body>) -> Response {
+    match pod_stream_inner(&state, ns, name, sub, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn pod_stream_inner(
+    state: &crate::server::ApiState,
+    ns: &str,
+    name: &str,
+    sub: &str,
+    req: http::Request<Body>,
+) -> Result<Response, ApiError> {
+    let pods = registry::find("", "v1", "pods").expect("pods are in the table");
+    let Some((pod, _)) = read_object(state, pods, &pods.key(Some(ns), name), name).await? else {
+        return Err(ApiError::not_found(pods, name));
+    };
+    let query: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_string();
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let path = if sub == "portforward" {
+        if phase == "Succeeded" || phase == "Failed" {
+            return Err(ApiError::bad_request(format!("cannot port-forward to a completed pod; current phase is {phase}")));
+        }
+        format!("/portForward/{}/{}", enc(ns), enc(name))
+    } else {
+        let (regular, all) = container_names(&pod);
+        let container = match query.iter().find(|(k, _)| k == "container").map(|(_, v)| v.clone()).filter(|c| !c.is_empty()) {
+            Some(c) => c,
+            None if regular.len() == 1 => regular[0].clone(),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    regular.join(" ")
+                )))
+            }
+        };
+        if !all.contains(&container) {
+            return Err(ApiError::bad_request(format!("container {container} is not valid for pod {name}")));
+        }
+        if phase == "Succeeded" || phase == "Failed" {
+            return Err(ApiError::bad_request(format!("cannot {sub} into a container in a completed pod; current phase is {phase}")));
+        }
+        format!("/{sub}/{}/{}/{}", enc(ns), enc(name), enc(&container))
+    };
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!("pod {name} is not scheduled to a node yet")));
+    }
+    let rest: Vec<String> = query.iter().filter(|(k, _)| k != "container").map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+    let path_and_query = if rest.is_empty() { path } else { format!("{path}?{}", rest.join("&")) };
+    let base = node_kubelet(state, &node).await?;
+    forward(req, &base, &path_and_query).await
+}
+
+/// The kubelet base URL of node `node`.
+async fn node_kubelet(state: &crate::server::ApiState, node: &str) -> Result<String, ApiError> {
+    let nodes = registry::find("", "v1", "nodes").expect("nodes are in the table");
+    let Some((node_obj, _)) = read_object(state, nodes, &nodes.key(None, node), node).await? else {
+        return Err(ApiError::not_found(nodes, node));
+    };
+    kubelet_url(&node_obj).ok_or_else(|| ApiError::internal(format!("node {node} reports no address for its kubelet")))
+}
+
+/// `nodes/{name}/proxy/{path}`: any method, to `http://<kubelet>/{path}?{query}`.
+pub async fn node_proxy(state: std::sync::Arc<crate::server::ApiState>, node: &str, rest: &str, req: http::Request<Body>) -> Response {
+    let result = async {
+        let base = node_kubelet(&state, node).await?;
+        let mut pq = format!("/{}", rest.trim_start_matches('/'));
+        if let Some(q) = req.uri().query() {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        forward(req, &base, &pq).await
+    }
+    .await;
+    result.unwrap_or_else(|e| e.into_response())
+}
+
+/// Sends `req` (method, headers, body) to `base` + `path_and_query` over one HTTP/1.1 connection. A 101 answer
+/// is passed on and the two upgraded connections are spliced until either side closes; any other answer is
+/// streamed back as it is.
+pub async fn forward(mut req: http::Request<Body>, base: &str, path_and_query: &str) -> Result<Response, ApiError> {
+    let authority = base.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let tcp = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("error dialing the kubelet at {authority}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Body>(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("HTTP handshake with the kubelet at {authority}: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "kubelet proxy connection ended");
+        }
+    });
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, body) = req.into_parts();
+    let mut out = http::Request::builder().method(parts.method.clone()).uri(path_and_query);
+    for (k, v) in parts.headers.iter() {
+        if !DROPPED_REQUEST_HEADERS.contains(&k.as_str()) {
+            out = out.header(k, v);
+        }
+    }
+    out = out.header(header::HOST, authority.as_str());
+    let out = out.body(body).map_err(|e| ApiError::internal(format!("build the request to the kubelet: {e}")))?;
+    let mut resp = sender
+        .send_request(out)
+        .await
+        .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("request to the kubelet at {authority}: {e}")))?;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let kubelet_upgrade = hyper::upgrade::on(&mut resp);
+        let mut answer = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+        for (k, v) in resp.headers() {
+            answer = answer.header(k, v);
+        }
+        tokio::spawn(async move {
+            let (client, kubelet) = match tokio::try_join!(client_upgrade, kubelet_upgrade) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(error = %e, "stream proxy: upgrade failed");
+                    return;
+                }
+            };
+            let mut client = hyper_util::rt::TokioIo::new(client);
+            let mut kubelet = hyper_util::rt::TokioIo::new(kubelet);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
+                tracing::debug!(error = %e, "stream proxy: connection ended");
+            }
+        });
+        return answer.body(Body::empty()).map_err(|e| ApiError::internal(format!("build the 101 answer: {e}")));
+    }
+    let (parts, body) = resp.into_parts();
+    let mut answer = Response::builder().status(parts.status);
+    for (k, v) in parts.headers.iter() {
+        if k != header::TRANSFER_ENCODING && k != header::CONNECTION {
+            answer = answer.header(k, v);
+        }
+    }
+    // A kubelet error before any upgrade is plain text: turn it into the Status kubectl prints.
+    if !parts.status.is_success() && !parts.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes().starts_with(b"application/json")).unwrap_or(false) {
+        let bytes = http_body_util_collect(body).await;
+        let msg = String::from_utf8_lossy(&bytes).trim().to_string();
+        let code = parts.status.as_u16();
+        let reason = match code {
+            400 => "BadRequest",
+            403 => "Forbidden",
+            404 => "NotFound",
+            _ => "InternalError",
+        };
+        return Err(ApiError::new(code, reason, msg));
+    }
+    answer.body(Body::new(body)).map_err(|e| ApiError::internal(format!("build the proxied answer: {e}")))
+}
+
+async fn http_body_util_collect(body: hyper::body::Incoming) -> Vec<u8> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let mut stream = Body::new(body).into_data_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        out.extend_from_slice(&chunk);
+        if out.len() > 64 * 1024 {
+            break;
+        }
+    }
+    out
+}

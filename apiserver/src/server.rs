@@ -325,6 +325,20 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
             _ => {}
         }
     }
+    // Streaming subresources are proxied to the kubelet as raw upgraded connections, before any body is read.
+    match segs.as_slice() {
+        ["api", "v1", "namespaces", ns, "pods", name, sub @ ("exec" | "attach" | "portforward")]
+            if matches!(method, Method::GET | Method::POST) =>
+        {
+            let (ns, name, sub) = (ns.to_string(), name.to_string(), sub.to_string());
+            return crate::proxy::pod_stream(state, &ns, &name, &sub, Request::from_parts(parts, body)).await;
+        }
+        ["api", "v1", "nodes", name, "proxy", rest @ ..] => {
+            let (name, rest) = (name.to_string(), rest.join("/"));
+            return crate::proxy::node_proxy(state, &name, &rest, Request::from_parts(parts, body)).await;
+        }
+        _ => {}
+    }
     match segs.first() {
         Some(&"api") | Some(&"apis") => handlers::resource_request(state, method, parts.uri, headers, body).await,
         _ => ApiError::path_not_found(&path).into_response(),

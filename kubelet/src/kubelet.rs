@@ -280,9 +280,9 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         .parse()
         .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 10250)));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| KubeletError::Serve { addr, source })?;
-    let log_root = crate::server::LogRoot { log_dir: cfg.log_dir.clone() };
+    let api_state = crate::server::ServerState::from_config(&cfg);
     let api_task = tokio::spawn(async move {
-        let _ = axum::serve(listener, crate::server::router(log_root)).await;
+        let _ = axum::serve(listener, crate::server::router(api_state)).await;
     });
     // status + lease
     let heartbeat = {

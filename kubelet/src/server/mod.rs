@@ -1,6 +1,12 @@
 //! The kubelet API the apiserver proxies to: `GET /containerLogs/<ns>/<pod>/<container>` with `follow`,
-//! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`; and `/healthz`.
-//! Plain HTTP on the node IP (the apiserver's proxy speaks HTTP); exec/attach/port-forward are not served yet.
+//! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`; `/exec/<ns>/<pod>/<c>`
+//! ([`remotecommand`], over [`spdy`] or WebSocket, running [`exec`]); `/portForward/<ns>/<pod>`
+//! ([`portforward`]); and `/healthz`. Plain HTTP on the node IP (the apiserver's proxy speaks HTTP).
+
+pub mod exec;
+pub mod portforward;
+pub mod remotecommand;
+pub mod spdy;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,8 +16,9 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
+use std::sync::Arc;
 
 use crate::logs::read::{read_all, render, render_line, LogOptions};
 
@@ -19,6 +26,27 @@ use crate::logs::read::{read_all, render, render_line, LogOptions};
 #[derive(Clone)]
 pub struct LogRoot {
     pub log_dir: PathBuf,
+}
+
+/// Everything the kubelet API reads: the logs, and what exec and port-forward need.
+pub struct ServerState {
+    pub logs: LogRoot,
+    pub exec: exec::ExecEnv,
+}
+
+impl ServerState {
+    /// The state of a kubelet configured with `cfg`.
+    pub fn from_config(cfg: &crate::config::KubeletConfig) -> ServerState {
+        ServerState {
+            logs: LogRoot { log_dir: cfg.log_dir.clone() },
+            exec: exec::ExecEnv {
+                pods_dir: cfg.root_dir.join("pods"),
+                runtime_bin: cfg.runtime_bin.clone(),
+                runtime_root: cfg.runtime_root.clone(),
+                socket_dir: cfg.root_dir.join("exec"),
+            },
+        }
+    }
 }
 
 /// The newest and the previous log file of a container: `<dir>/<ns>_<pod>_<uid>/<container>/<n>.log`.
@@ -45,11 +73,11 @@ fn log_files(root: &LogRoot, ns: &str, pod: &str, container: &str) -> Vec<PathBu
 }
 
 async fn container_logs(
-    State(root): State<LogRoot>,
+    State(state): State<Arc<ServerState>>,
     Path((ns, pod, container)): Path<(String, String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let files = log_files(&root, &ns, &pod, &container);
+    let files = log_files(&state.logs, &ns, &pod, &container);
     let previous = q.get("previous").map(|v| v == "true" || v == "1").unwrap_or(false);
     let file = if previous { files.len().checked_sub(2).map(|i| files[i].clone()) } else { files.last().cloned() };
     let Some(file) = file else {
@@ -117,17 +145,19 @@ fn tokio_stream_from(
 }
 
 /// The router (tests serve it on 127.0.0.1).
-pub fn router(root: LogRoot) -> Router {
+pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
-        .with_state(root)
+        .route("/exec/{ns}/{pod}/{container}", any(remotecommand::exec_handler))
+        .route("/portForward/{ns}/{pod}", any(portforward::portforward_handler))
+        .with_state(Arc::new(state))
 }
 
 /// Serves the kubelet API on `addr` until the task is dropped.
-pub async fn serve(addr: std::net::SocketAddr, root: LogRoot) -> std::io::Result<()> {
+pub async fn serve(addr: std::net::SocketAddr, state: ServerState) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(root)).await
+    axum::serve(listener, router(state)).await
 }
 
 #[cfg(test)]
@@ -138,9 +168,17 @@ mod tests {
     async fn serve_tmp(dir: &std::path::Path) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let root = LogRoot { log_dir: dir.to_path_buf() };
+        let state = ServerState {
+            logs: LogRoot { log_dir: dir.to_path_buf() },
+            exec: exec::ExecEnv {
+                pods_dir: dir.join("pods"),
+                runtime_bin: "/bin/false".into(),
+                runtime_root: dir.join("runtime"),
+                socket_dir: dir.join("exec"),
+            },
+        };
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router(root)).await;
+            let _ = axum::serve(listener, router(state)).await;
         });
         format!("http://{addr}")
     }

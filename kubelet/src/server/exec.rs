@@ -1,0 +1,393 @@
+//! Running a command in a container for `kubectl exec` / `cp`, independent of the transport (SPDY or
+//! WebSocket): finds the container from the pod records the workers keep, runs `rkube-runtime exec` with pipes
+//! (or, with a tty, `--tty --console-socket` and the pty master the runtime sends back), pumps stdio through
+//! channels and reports the exit as the Status kubectl expects on the error stream.
+//!
+//! Must not: touch the pod's lifecycle (the worker owns it) or speak a wire protocol.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::pod::worker::{ContainerRecord, SandboxRecord};
+
+/// Where the kubelet keeps what exec needs.
+#[derive(Clone, Debug)]
+pub struct ExecEnv {
+    /// `<kubelet root>/pods`: one directory per pod uid with `pod.json`, `sandbox.json`, `containers/<n>/meta.json`.
+    pub pods_dir: PathBuf,
+    /// The runtime binary and its `--root`.
+    pub runtime_bin: PathBuf,
+    pub runtime_root: PathBuf,
+    /// Console sockets for `exec -t` are made here.
+    pub socket_dir: PathBuf,
+}
+
+/// A running container of a pod on this node.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub container_id: String,
+    /// The pod's network namespace (None for hostNetwork pods).
+    pub netns: Option<PathBuf>,
+    pub pod_uid: String,
+}
+
+/// Why a pod or container cannot be reached; `code` is the HTTP status to answer with.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct LookupError {
+    pub code: u16,
+    pub message: String,
+}
+
+fn pod_dir_of(env: &ExecEnv, ns: &str, pod: &str) -> Option<(PathBuf, Value)> {
+    for e in std::fs::read_dir(&env.pods_dir).ok()?.flatten() {
+        let Some(v) = std::fs::read(e.path().join("pod.json")).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+            continue;
+        };
+        if v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default") == ns
+            && v.pointer("/metadata/name").and_then(Value::as_str) == Some(pod)
+        {
+            return Some((e.path(), v));
+        }
+    }
+    None
+}
+
+/// The sandbox of pod `ns/pod` (for port-forward).
+pub fn find_pod(env: &ExecEnv, ns: &str, pod: &str) -> Result<Target, LookupError> {
+    let (dir, v) = pod_dir_of(env, ns, pod)
+        .ok_or_else(|| LookupError { code: 404, message: format!("pod {ns}/{pod} is not running on this node") })?;
+    let sandbox: SandboxRecord = std::fs::read(dir.join("sandbox.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| LookupError { code: 400, message: format!("pod {ns}/{pod} has no running sandbox yet") })?;
+    Ok(Target {
+        container_id: sandbox.id.clone(),
+        netns: if sandbox.host_network { None } else { sandbox.netns.map(PathBuf::from) },
+        pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
+    })
+}
+
+/// The running container `container` of pod `ns/pod`.
+pub fn find_container(env: &ExecEnv, ns: &str, pod: &str, container: &str) -> Result<Target, LookupError> {
+    let (dir, v) = pod_dir_of(env, ns, pod)
+        .ok_or_else(|| LookupError { code: 404, message: format!("pod {ns}/{pod} is not running on this node") })?;
+    let known = v
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(container)))
+        .unwrap_or(false);
+    if !known {
+        return Err(LookupError { code: 400, message: format!("container {container} is not valid for pod {pod}") });
+    }
+    let rec: ContainerRecord = std::fs::read(dir.join("containers").join(container).join("meta.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| LookupError { code: 400, message: format!("container {container} in pod {pod} is not running: not started yet") })?;
+    if rec.exit.is_some() {
+        return Err(LookupError { code: 400, message: format!("container {container} in pod {pod} is not running: it has exited") });
+    }
+    let sandbox: Option<SandboxRecord> = std::fs::read(dir.join("sandbox.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    Ok(Target {
+        container_id: rec.id,
+        netns: sandbox.and_then(|s| if s.host_network { None } else { s.netns.map(PathBuf::from) }),
+        pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
+    })
+}
+
+/// Terminal size from a resize message (`{"Width":80,"Height":24}`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+pub struct TermSize {
+    #[serde(rename = "Width")]
+    pub width: u16,
+    #[serde(rename = "Height")]
+    pub height: u16,
+}
+
+/// The stdio of one exec, as channels: the transport feeds `stdin` (dropping the sender is EOF) and
+/// `resize`, and drains `stdout` / `stderr` (which end when the process's output does).
+#[derive(Default)]
+pub struct ExecIo {
+    pub stdin: Option<mpsc::Receiver<Bytes>>,
+    pub stdout: Option<mpsc::Sender<Bytes>>,
+    pub stderr: Option<mpsc::Sender<Bytes>>,
+    pub resize: Option<mpsc::Receiver<TermSize>>,
+}
+
+/// The Status kubectl reads from the error stream: Success, or Failure with the exit code
+/// ("command terminated with exit code N"), or a plain failure message.
+pub fn exit_status(result: &Result<i32, String>, command: &[String]) -> Value {
+    match result {
+        Ok(0) => json!({"metadata": {}, "status": "Success"}),
+        Ok(code) => json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: error executing command [{}], exit code {code}", command.join(" ")),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+        }),
+        Err(message) => json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "code": 500}),
+    }
+}
+
+async fn pump_out<R: tokio::io::AsyncRead + Unpin>(mut r: R, tx: mpsc::Sender<Bytes>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn pump_in<W: tokio::io::AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(chunk) = rx.recv().await {
+        if w.write_all(&chunk).await.is_err() || w.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Runs `command` in `target`'s container; returns its exit code once it exited and its output was drained.
+pub async fn run(env: &ExecEnv, target: &Target, command: &[String], tty: bool, io: ExecIo) -> Result<i32, String> {
+    if command.is_empty() {
+        return Err("you must specify at least one command for the container".into());
+    }
+    if tty {
+        return run_tty(env, target, command, io).await;
+    }
+    let mut cmd = tokio::process::Command::new(&env.runtime_bin);
+    cmd.arg("--root").arg(&env.runtime_root).arg("exec").arg(&target.container_id).arg("--").args(command);
+    cmd.stdin(if io.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(if io.stdout.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stderr(Stdio::piped());
+    cmd.kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("run {} exec in container {}: {e}", env.runtime_bin.display(), target.container_id))?;
+    let mut tasks = Vec::new();
+    if let (Some(w), Some(rx)) = (child.stdin.take(), io.stdin) {
+        // stdin is not waited for: the process may exit without reading it.
+        tokio::spawn(pump_in(w, rx));
+    }
+    if let (Some(r), Some(tx)) = (child.stdout.take(), io.stdout) {
+        tasks.push(tokio::spawn(pump_out(r, tx)));
+    }
+    // stderr carries the command's stderr and the runtime's own errors; without a stderr stream it is dropped.
+    let stderr = child.stderr.take();
+    let stderr_tx = io.stderr;
+    let err_task = tokio::spawn(async move {
+        let mut collected = Vec::new();
+        if let Some(mut r) = stderr {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => match &stderr_tx {
+                        Some(tx) => {
+                            let _ = tx.send(Bytes::copy_from_slice(&buf[..n])).await;
+                        }
+                        None if collected.len() < 4096 => collected.extend_from_slice(&buf[..n]),
+                        None => {}
+                    },
+                }
+            }
+        }
+        collected
+    });
+    let status = child.wait().await.map_err(|e| format!("wait for exec in container {}: {e}", target.container_id))?;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = err_task.await;
+    Ok(status.code().unwrap_or(128 + 9))
+}
+
+static SOCKET_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Receives the pty master the runtime sends over the console socket (SCM_RIGHTS).
+fn recv_master(stream: std::os::unix::net::UnixStream) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::io::IoSliceMut;
+    use std::mem::MaybeUninit;
+    let mut name = [0u8; 256];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    recvmsg(&stream, &mut [IoSliceMut::new(&mut name)], &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(std::io::Error::other("the runtime sent no pty master over the console socket"))
+}
+
+async fn run_tty(env: &ExecEnv, target: &Target, command: &[String], io: ExecIo) -> Result<i32, String> {
+    std::fs::create_dir_all(&env.socket_dir).map_err(|e| format!("create {}: {e}", env.socket_dir.display()))?;
+    let n = SOCKET_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sock: PathBuf = env.socket_dir.join(format!("console-{}-{n}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| format!("listen on console socket {}: {e}", sock.display()))?;
+    let _cleanup = RemoveOnDrop(sock.clone());
+    let mut cmd = tokio::process::Command::new(&env.runtime_bin);
+    cmd.arg("--root")
+        .arg(&env.runtime_root)
+        .arg("exec")
+        .arg("--tty")
+        .arg("--console-socket")
+        .arg(&sock)
+        .arg(&target.container_id)
+        .arg("--")
+        .args(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("run {} exec --tty in container {}: {e}", env.runtime_bin.display(), target.container_id))?;
+    let accepted = tokio::select! {
+        a = listener.accept() => a.map_err(|e| format!("accept on console socket: {e}")),
+        st = child.wait() => {
+            let mut msg = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut msg).await;
+            }
+            return Err(format!("exec --tty in container {} failed before making a terminal ({}): {}",
+                target.container_id, st.map(|s| s.to_string()).unwrap_or_default(), msg.trim()));
+        }
+    }?;
+    let std_stream = accepted.0.into_std().map_err(|e| format!("console socket: {e}"))?;
+    std_stream.set_nonblocking(false).map_err(|e| format!("console socket: {e}"))?;
+    let master = tokio::task::spawn_blocking(move || recv_master(std_stream))
+        .await
+        .map_err(|e| format!("receive pty master: {e}"))?
+        .map_err(|e| format!("receive pty master: {e}"))?;
+    let master = std::fs::File::from(master);
+    let resize_fd = master.try_clone().map_err(|e| format!("dup pty master: {e}"))?;
+    let writer = master.try_clone().map_err(|e| format!("dup pty master: {e}"))?;
+    // A pty master is not pollable through tokio's file API in a useful way; plain blocking threads do.
+    let out_task = io.stdout.map(|tx| {
+        let mut reader = master;
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break, // EIO once the last slave holder exits
+                    Ok(n) => {
+                        if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    });
+    if let Some(mut rx) = io.stdin {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = writer;
+            while let Some(chunk) = rx.blocking_recv() {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            // EOF on a terminal is ^D.
+            let _ = w.write_all(&[4]);
+        });
+    }
+    if let Some(mut rx) = io.resize {
+        tokio::spawn(async move {
+            while let Some(sz) = rx.recv().await {
+                let ws = rustix::termios::Winsize { ws_row: sz.height, ws_col: sz.width, ws_xpixel: 0, ws_ypixel: 0 };
+                let _ = rustix::termios::tcsetwinsize(&resize_fd, ws);
+            }
+        });
+    }
+    let status = child.wait().await.map_err(|e| format!("wait for exec in container {}: {e}", target.container_id))?;
+    if let Some(t) = out_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+    }
+    Ok(status.code().unwrap_or(128 + 9))
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether a query flag is on (`stdin=true`, `tty=1`).
+pub fn flag(v: Option<&String>) -> bool {
+    matches!(v.map(String::as_str), Some("true" | "1" | "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn exit_status_matches_what_kubectl_decodes() {
+        let cmd = vec!["sh".to_string(), "-c".to_string(), "exit 3".to_string()];
+        assert_eq!(exit_status(&Ok(0), &cmd)["status"], "Success");
+        let s = exit_status(&Ok(3), &cmd);
+        assert_eq!(s["message"], "command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3");
+        assert_eq!(s["status"], "Failure");
+        assert_eq!(s["reason"], "NonZeroExitCode");
+        assert_eq!(s["details"]["causes"][0]["reason"], "ExitCode");
+        assert_eq!(s["details"]["causes"][0]["message"], "3");
+        assert_eq!(exit_status(&Err("boom".into()), &cmd)["message"], "boom");
+    }
+
+    #[test]
+    fn lookup_reports_unknown_pods_and_containers() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let env = ExecEnv {
+            pods_dir: tmp.path().to_path_buf(),
+            runtime_bin: "/bin/false".into(),
+            runtime_root: tmp.path().into(),
+            socket_dir: tmp.path().into(),
+        };
+        let pod = tmp.path().join("uid1");
+        std::fs::create_dir_all(pod.join("containers/app")).expect("dirs");
+        std::fs::write(
+            pod.join("pod.json"),
+            r#"{"metadata":{"name":"web","namespace":"default","uid":"uid1"},"spec":{"containers":[{"name":"app"}]}}"#,
+        )
+        .expect("pod.json");
+        assert_eq!(find_container(&env, "default", "nope", "app").expect_err("no pod").code, 404);
+        let e = find_container(&env, "default", "web", "other").expect_err("bad container");
+        assert_eq!(e.message, "container other is not valid for pod web");
+        assert_eq!(find_container(&env, "default", "web", "app").expect_err("not started").code, 400);
+        std::fs::write(
+            pod.join("containers/app/meta.json"),
+            r#"{"id":"uid1-app-0","restart_count":0,"started_at":"2024-01-01T00:00:00Z","image_id":"x","rootfs":"/","cgroups_path":"x","log_path":"/x"}"#,
+        )
+        .expect("meta");
+        std::fs::write(
+            pod.join("sandbox.json"),
+            r#"{"id":"sb-uid1","pid":1,"netns":"/run/netns/x","ipc":null,"uts":null,"ip":"10.244.0.2","host_network":false}"#,
+        )
+        .expect("sandbox");
+        let t = find_container(&env, "default", "web", "app").expect("found");
+        assert_eq!(t.container_id, "uid1-app-0");
+        assert_eq!(t.netns.as_deref(), Some(Path::new("/run/netns/x")));
+        assert_eq!(find_pod(&env, "default", "web").expect("pod").pod_uid, "uid1");
+    }
+}

@@ -1,0 +1,407 @@
+//! `/exec/<ns>/<pod>/<container>?command=..&stdin=..&stdout=..&stderr=..&tty=..` over either transport kubectl
+//! uses: SPDY/3.1 (`X-Stream-Protocol-Version: v4.channel.k8s.io`; one SPDY stream per `streamType` header:
+//! error, stdin, stdout, stderr, resize) or WebSocket (`v5.channel.k8s.io` / `v4.channel.k8s.io`; one byte of
+//! channel in front of each binary message: 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize, 255 close).
+//! Both end with a Status on the error stream (see [`exec::exit_status`]).
+//!
+//! Must not: run anything before the container is known to be running (bad requests get an HTTP error before
+//! any upgrade, so kubectl prints it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use super::exec::{self, ExecIo, TermSize};
+use super::spdy::{Session, Stream};
+use super::ServerState;
+
+/// Stream protocol versions served over SPDY, most preferred first.
+pub const SPDY_PROTOCOLS: &[&str] = &["v4.channel.k8s.io"];
+/// WebSocket subprotocols served, most preferred first.
+pub const WS_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// How long the client has to open the streams it asked for.
+const STREAM_WAIT: Duration = Duration::from_secs(30);
+
+/// The parsed exec/attach query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Options {
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+impl Options {
+    pub fn parse(query: Option<&str>) -> Options {
+        let mut o = Options::default();
+        let mut seen_stdout = false;
+        let mut seen_stderr = false;
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let on = matches!(v.as_ref(), "true" | "1" | "True");
+            match k.as_ref() {
+                "command" => o.command.push(v.into_owned()),
+                "input" | "stdin" => o.stdin = on,
+                "output" | "stdout" => {
+                    o.stdout = on;
+                    seen_stdout = true
+                }
+                "error" | "stderr" => {
+                    o.stderr = on;
+                    seen_stderr = true
+                }
+                "tty" => o.tty = on,
+                _ => {}
+            }
+        }
+        // Upstream defaults: stdout and stderr on unless asked otherwise.
+        if !seen_stdout {
+            o.stdout = true;
+        }
+        if !seen_stderr {
+            o.stderr = true;
+        }
+        if o.tty {
+            o.stderr = false; // a terminal merges stderr into stdout
+        }
+        o
+    }
+}
+
+pub(crate) fn plain(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg.into()).into_response()
+}
+
+/// Whether the request asks for a WebSocket.
+pub(crate) fn is_websocket(h: &HeaderMap) -> bool {
+    h.get(header::UPGRADE).and_then(|v| v.to_str().ok()).map(|v| v.eq_ignore_ascii_case("websocket")).unwrap_or(false)
+}
+
+/// The first protocol of `ours` the client offers in `X-Stream-Protocol-Version` (one header per version, or
+/// comma-separated).
+pub(crate) fn negotiate_spdy(h: &HeaderMap, ours: &[&'static str]) -> Option<&'static str> {
+    let offered: Vec<String> = h
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>())
+        .collect();
+    ours.iter().copied().find(|p| offered.iter().any(|o| o == p))
+}
+
+/// Answers a SPDY upgrade with 101 and runs `then` on the upgraded connection.
+pub(crate) fn upgrade_spdy<F, Fut>(mut req: Request<Body>, protocol: &'static str, then: F) -> Response
+where
+    F: FnOnce(Session) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let upgrade_ok = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.to_ascii_lowercase().contains("spdy/3.1"))
+        .unwrap_or(false);
+    if !upgrade_ok {
+        return plain(StatusCode::BAD_REQUEST, "unable to upgrade: missing upgrade headers in request (use SPDY/3.1 or a WebSocket)");
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => then(Session::serve(hyper_util::rt::TokioIo::new(upgraded))).await,
+            Err(e) => tracing::debug!(error = %e, "spdy upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1")
+        .header("X-Stream-Protocol-Version", protocol)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// `GET|POST /exec/{ns}/{pod}/{container}`.
+pub async fn exec_handler(
+    State(state): State<Arc<ServerState>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    req: Request<Body>,
+) -> Response {
+    let opts = Options::parse(query.as_deref());
+    if opts.command.is_empty() {
+        return plain(StatusCode::BAD_REQUEST, "you must specify at least one command for the container");
+    }
+    if !opts.stdin && !opts.stdout && !opts.stderr {
+        return plain(StatusCode::BAD_REQUEST, "you must specify at least 1 of stdin, stdout, stderr");
+    }
+    let target = match exec::find_container(&state.exec, &ns, &pod, &container) {
+        Ok(t) => t,
+        Err(e) => return plain(StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST), e.message),
+    };
+    let env = state.exec.clone();
+    let websocket = is_websocket(req.headers());
+    tracing::info!(pod = %format!("{ns}/{pod}"), container, command = ?opts.command, tty = opts.tty, transport = if websocket { "websocket" } else { "spdy" }, "exec");
+    if websocket {
+        let (mut parts, _body) = req.into_parts();
+        let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(ws) => ws.protocols(WS_PROTOCOLS.iter().copied()),
+            Err(e) => return e.into_response(),
+        };
+        let Some(proto) = ws.selected_protocol().and_then(|p| p.to_str().ok()).map(str::to_string) else {
+            return plain(StatusCode::BAD_REQUEST, format!("no supported WebSocket subprotocol: use one of {WS_PROTOCOLS:?}"));
+        };
+        let v5 = proto.starts_with("v5.");
+        return ws.on_upgrade(move |socket| exec_websocket(socket, v5, env, target, opts));
+    }
+    let Some(proto) = negotiate_spdy(req.headers(), SPDY_PROTOCOLS) else {
+        return plain(StatusCode::FORBIDDEN, format!("unable to upgrade: no common stream protocol: the server speaks {SPDY_PROTOCOLS:?}"));
+    };
+    upgrade_spdy(req, proto, move |session| exec_spdy(session, env, target, opts))
+}
+
+/// Forwards a SPDY stream's data into a channel until the peer half-closes it.
+fn stream_to_channel(mut s: Stream) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(chunk) = s.read().await {
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends what arrives on the returned channel to a SPDY stream, then half-closes it.
+fn channel_to_stream(writer: super::spdy::StreamWriter) -> (mpsc::Sender<Bytes>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+    let task = tokio::spawn(async move {
+        while let Some(chunk) = rx.recv().await {
+            if writer.write(&chunk).await.is_err() {
+                break;
+            }
+        }
+        writer.close().await;
+    });
+    (tx, task)
+}
+
+/// Decodes resize messages (a sequence of JSON objects) from a stream.
+fn resize_decoder(mut s: Stream) -> mpsc::Receiver<TermSize> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(chunk) = s.read().await {
+            buf.extend_from_slice(&chunk);
+            let mut it = serde_json::Deserializer::from_slice(&buf).into_iter::<TermSize>();
+            let mut used = 0;
+            while let Some(Ok(sz)) = it.next() {
+                used = it.byte_offset();
+                if tx.send(sz).await.is_err() {
+                    return;
+                }
+            }
+            buf.drain(..used);
+        }
+    });
+    rx
+}
+
+async fn exec_spdy(mut session: Session, env: exec::ExecEnv, target: exec::Target, opts: Options) {
+    let mut streams: HashMap<String, Stream> = HashMap::new();
+    let wanted = |t: &str| match t {
+        "error" => true,
+        "stdin" => opts.stdin,
+        "stdout" => opts.stdout,
+        "stderr" => opts.stderr,
+        "resize" => opts.tty,
+        _ => false,
+    };
+    let expected = 1 + opts.stdin as usize + opts.stdout as usize + opts.stderr as usize;
+    let deadline = tokio::time::Instant::now() + STREAM_WAIT;
+    // Resize is optional (kubectl opens it only for a terminal); the others must all arrive.
+    while streams.keys().filter(|k| k.as_str() != "resize").count() < expected {
+        let s = match tokio::time::timeout_at(deadline, session.incoming.recv()).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::warn!(container = %target.container_id, "exec: client did not open its streams within 30s");
+                return;
+            }
+        };
+        let t = s.header("streamtype").unwrap_or_default().to_string();
+        if !wanted(&t) {
+            s.writer.reset(super::spdy::RST_PROTOCOL_ERROR).await;
+            continue;
+        }
+        streams.insert(t, s);
+    }
+    // A resize stream may follow the others (kubectl opens it last).
+    if opts.tty && !streams.contains_key("resize") {
+        if let Ok(Some(s)) = tokio::time::timeout(Duration::from_millis(500), session.incoming.recv()).await {
+            if s.header("streamtype") == Some("resize") {
+                streams.insert("resize".into(), s);
+            }
+        }
+    }
+    let error = streams.remove("error").expect("the error stream is always expected");
+    let mut io = ExecIo::default();
+    let mut tasks = Vec::new();
+    if let Some(s) = streams.remove("stdin") {
+        io.stdin = Some(stream_to_channel(s));
+    }
+    let mut keep = Vec::new();
+    for name in ["stdout", "stderr"] {
+        if let Some(s) = streams.remove(name) {
+            let (tx, task) = channel_to_stream(s.writer.clone());
+            if name == "stdout" {
+                io.stdout = Some(tx);
+            } else {
+                io.stderr = Some(tx);
+            }
+            tasks.push(task);
+            keep.push(s);
+        }
+    }
+    if let Some(s) = streams.remove("resize") {
+        io.resize = Some(resize_decoder(s));
+    }
+    let result = exec::run(&env, &target, &opts.command, opts.tty, io).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let status = exec::exit_status(&result, &opts.command);
+    let _ = error.writer.write(status.to_string().as_bytes()).await;
+    error.writer.close().await;
+    drop(keep);
+    // Let the client read everything and close; then the session goes.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while session.incoming.recv().await.is_some() {}
+    })
+    .await;
+}
+
+async fn exec_websocket(socket: WebSocket, v5: bool, env: exec::ExecEnv, target: exec::Target, opts: Options) {
+    let (mut sink, mut source) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(32);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            let close = matches!(m, Message::Close(_));
+            if sink.send(m).await.is_err() || close {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut io = ExecIo::default();
+    let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
+    let (resize_tx, resize_rx) = mpsc::channel::<TermSize>(4);
+    if opts.stdin {
+        io.stdin = Some(stdin_rx);
+    }
+    if opts.tty {
+        io.resize = Some(resize_rx);
+    }
+    // Reader: stdin (0), resize (4), close (255, v5).
+    let reader = tokio::spawn(async move {
+        let mut stdin_tx = Some(stdin_tx);
+        while let Some(Ok(msg)) = source.next().await {
+            let data = match msg {
+                Message::Binary(b) => b,
+                Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            let Some((&ch, rest)) = data.split_first() else { continue };
+            match ch {
+                0 => {
+                    if let Some(tx) = &stdin_tx {
+                        if !rest.is_empty() && tx.send(Bytes::copy_from_slice(rest)).await.is_err() {
+                            stdin_tx = None;
+                        }
+                    }
+                }
+                4 => {
+                    if let Ok(sz) = serde_json::from_slice::<TermSize>(rest) {
+                        let _ = resize_tx.send(sz).await;
+                    }
+                }
+                255 if v5 && rest.first() == Some(&0) => stdin_tx = None,
+                _ => {}
+            }
+        }
+    });
+    let mut pumps = Vec::new();
+    for (ch, wanted) in [(1u8, opts.stdout), (2u8, opts.stderr)] {
+        if !wanted {
+            continue;
+        }
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let out = out_tx.clone();
+        pumps.push(tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                let mut m = Vec::with_capacity(chunk.len() + 1);
+                m.push(ch);
+                m.extend_from_slice(&chunk);
+                if out.send(Message::Binary(m.into())).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        if ch == 1 {
+            io.stdout = Some(tx);
+        } else {
+            io.stderr = Some(tx);
+        }
+    }
+    let result = exec::run(&env, &target, &opts.command, opts.tty, io).await;
+    for p in pumps {
+        let _ = p.await;
+    }
+    let mut m = vec![3u8];
+    m.extend_from_slice(exec::exit_status(&result, &opts.command).to_string().as_bytes());
+    let _ = out_tx.send(Message::Binary(m.into())).await;
+    // A normal closure (1000) is the end of every stream to the client; a close without a code is an error.
+    let _ = out_tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+    reader.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_follow_upstream_defaults() {
+        let o = Options::parse(Some("command=sh&command=-c&command=echo%20hi&stdin=true&stdout=true&stderr=true"));
+        assert_eq!(o.command, vec!["sh", "-c", "echo hi"]);
+        assert!(o.stdin && o.stdout && o.stderr && !o.tty);
+        let t = Options::parse(Some("command=sh&input=1&output=1&tty=1"));
+        assert!(t.stdin && t.stdout && t.tty && !t.stderr, "tty merges stderr");
+        let d = Options::parse(Some("command=ls"));
+        assert!(!d.stdin && d.stdout && d.stderr);
+    }
+
+    #[test]
+    fn spdy_protocol_negotiation_picks_ours() {
+        let mut h = HeaderMap::new();
+        h.append("X-Stream-Protocol-Version", "v5.channel.k8s.io".parse().expect("hv"));
+        h.append("X-Stream-Protocol-Version", "v4.channel.k8s.io".parse().expect("hv"));
+        h.append("X-Stream-Protocol-Version", "v3.channel.k8s.io".parse().expect("hv"));
+        assert_eq!(negotiate_spdy(&h, SPDY_PROTOCOLS), Some("v4.channel.k8s.io"));
+        let mut old = HeaderMap::new();
+        old.append("X-Stream-Protocol-Version", "channel.k8s.io".parse().expect("hv"));
+        assert_eq!(negotiate_spdy(&old, SPDY_PROTOCOLS), None);
+    }
+}

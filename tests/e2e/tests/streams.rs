@@ -1,0 +1,249 @@
+//! Streaming subresources on `rkube up` with the real kubectl, old and new: 1.27 speaks SPDY/3.1 for
+//! everything; 1.33 uses WebSocket `v5.channel.k8s.io` for exec/cp and SPDY tunnelled in a WebSocket for
+//! port-forward. Covers `kubectl exec` (stdout, stderr, exit codes, `-i`, `-it` under a pty), `kubectl cp` both
+//! ways, `kubectl port-forward` to a busybox httpd, `kubectl logs -f`, and the errors kubectl prints for a bad
+//! container or pod.
+//!
+//! Needs root and the binaries: `cargo build -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`.
+
+mod up_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use rkube_testsupport::{poll_until, ChildGuard};
+use up_support::Up;
+
+const KUBECTL_OLD: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
+const KUBECTL_NEW: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shell
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "mkdir -p /www && echo served-from-pod > /www/index.html && httpd -f -p 8080 -h /www"]
+"#;
+
+fn kubectl_bin(path: &str) -> &str {
+    assert!(Path::new(path).exists(), "{path} missing: the test needs kubectl 1.27 and 1.33 side by side");
+    path
+}
+
+fn run(up: &Up, kubectl: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(kubectl_bin(kubectl))
+        .args(args)
+        .env("KUBECONFIG", up.kubeconfig())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(data) = stdin {
+        let mut w = child.stdin.take().expect("stdin");
+        w.write_all(data).expect("write stdin");
+    }
+    wait_output(child, Duration::from_secs(60), &format!("kubectl {args:?}"))
+}
+
+/// Waits for `child` with a deadline (a hung stream must fail the test, not hang it).
+fn wait_output(child: std::process::Child, limit: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{what} did not finish within {limit:?}");
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn start() -> Up {
+    let up = Up::start();
+    up.kubectl_ok(&["apply", "-f", "-"], Some(PODS));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/shell", "pod/web", "--timeout=90s"], None);
+    up
+}
+
+fn check_exec(up: &Up, kubectl: &str) {
+    let v = kubectl.rsplit('.').take(2).collect::<Vec<_>>().join(".");
+    // stdout and stderr apart, exit code 0
+    let out = run(up, kubectl, &["exec", "shell", "--", "sh", "-c", "echo out-line; echo err-line >&2"], None);
+    assert!(out.status.success(), "{v}: exec: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out-line\n", "{v}: stdout");
+    assert!(text(&out.stderr).contains("err-line"), "{v}: stderr {:?}", text(&out.stderr));
+    // a non-zero exit reaches kubectl as its own exit code
+    let out = run(up, kubectl, &["exec", "shell", "--", "sh", "-c", "exit 7"], None);
+    assert_eq!(out.status.code(), Some(7), "{v}: exit code; stderr {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("command terminated with exit code 7"), "{v}: {}", text(&out.stderr));
+    // stdin, and its end
+    let data: Vec<u8> = (0..200_000u32).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+    let out = run(up, kubectl, &["exec", "-i", "shell", "--", "sh", "-c", "cat | md5sum"], Some(&data));
+    assert!(out.status.success(), "{v}: exec -i: {}", text(&out.stderr));
+    let local = Command::new("md5sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("md5sum");
+    let mut local = local;
+    local.stdin.take().expect("stdin").write_all(&data).expect("write");
+    let sum = text(&local.wait_with_output().expect("md5sum").stdout);
+    assert_eq!(text(&out.stdout).split_whitespace().next(), sum.split_whitespace().next(), "{v}: stdin arrived whole");
+    // errors kubectl prints
+    let out = run(up, kubectl, &["exec", "shell", "-c", "nope", "--", "true"], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("container nope is not valid for pod shell"), "{v}: {}", text(&out.stderr));
+    let out = run(up, kubectl, &["exec", "missing-pod", "--", "true"], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("pods \"missing-pod\" not found"), "{v}: {}", text(&out.stderr));
+}
+
+#[test]
+fn exec_stdout_stderr_exit_codes_and_stdin_with_kubectl_127_and_133() {
+    let up = start();
+    check_exec(&up, KUBECTL_OLD);
+    check_exec(&up, KUBECTL_NEW);
+}
+
+fn check_tty(up: &Up, kubectl: &str) {
+    // `script` gives kubectl a terminal, so `-t` is honoured; the command inside sees a pty of its own.
+    let cmd = format!("{kubectl} exec -it shell -- sh -c 'tty; stty size; exit 3'");
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("KUBECONFIG", up.kubeconfig())
+        .env("COLUMNS", "100")
+        .env("LINES", "40")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let stdin = child.stdin.take();
+    let out = wait_output(child, Duration::from_secs(60), "kubectl exec -it");
+    drop(stdin);
+    let s = text(&out.stdout);
+    assert!(s.contains("/dev/pts/"), "{kubectl}: tty inside the container: {s:?} / {}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{kubectl}: exit code through -it: {s:?}");
+}
+
+#[test]
+fn exec_with_a_terminal_with_kubectl_127_and_133() {
+    let up = start();
+    check_tty(&up, KUBECTL_OLD);
+    check_tty(&up, KUBECTL_NEW);
+}
+
+fn check_cp(up: &Up, kubectl: &str, dir: &Path) {
+    let v = kubectl.rsplit('.').next().unwrap_or_default();
+    let local = dir.join(format!("payload-{v}.bin"));
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&local, &data).expect("write payload");
+    let remote = format!("shell:/tmp/payload-{v}.bin");
+    let out = run(up, kubectl, &["cp", local.to_str().expect("utf8"), &remote], None);
+    assert!(out.status.success(), "{kubectl} cp to pod: {}", text(&out.stderr));
+    let size = run(up, kubectl, &["exec", "shell", "--", "wc", "-c", &format!("/tmp/payload-{v}.bin")], None);
+    assert_eq!(text(&size.stdout).split_whitespace().next(), Some("300000"), "{kubectl}: size in the pod");
+    let back = dir.join(format!("back-{v}.bin"));
+    let out = run(up, kubectl, &["cp", &remote, back.to_str().expect("utf8")], None);
+    assert!(out.status.success(), "{kubectl} cp from pod: {}", text(&out.stderr));
+    assert_eq!(std::fs::read(&back).expect("copied back"), data, "{kubectl}: contents survive the round trip");
+}
+
+#[test]
+fn cp_to_and_from_a_pod_with_kubectl_127_and_133() {
+    let up = start();
+    let dir = tempfile::tempdir().expect("tmp");
+    check_cp(&up, KUBECTL_OLD, dir.path());
+    check_cp(&up, KUBECTL_NEW, dir.path());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn check_port_forward(up: &Up, kubectl: &str) {
+    let port = free_port();
+    let mut child = Command::new(kubectl_bin(kubectl))
+        .args(["port-forward", "pod/web", &format!("{port}:8080"), "--address", "127.0.0.1"])
+        .env("KUBECONFIG", up.kubeconfig())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("port-forward");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = ChildGuard::new(child, "kubectl stream");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.contains(&format!("Forwarding from 127.0.0.1:{port}")), "{kubectl}: {first}");
+    for round in 0..3 {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", &format!("http://127.0.0.1:{port}/index.html")])
+            .output()
+            .expect("curl");
+        assert_eq!(text(&out.stdout), "served-from-pod\n", "{kubectl}: round {round}: {}", text(&out.stderr));
+    }
+    drop(guard);
+}
+
+#[test]
+fn port_forward_to_busybox_httpd_with_kubectl_127_and_133() {
+    let up = start();
+    check_port_forward(&up, KUBECTL_OLD);
+    check_port_forward(&up, KUBECTL_NEW);
+}
+
+#[test]
+fn logs_follow_sees_lines_written_after_it_started() {
+    let up = start();
+    for kubectl in [KUBECTL_OLD, KUBECTL_NEW] {
+        let mut child = Command::new(kubectl_bin(kubectl))
+            .args(["logs", "-f", "shell", "--tail=1"])
+            .env("KUBECONFIG", up.kubeconfig())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("logs -f");
+        let stdout = child.stdout.take().expect("stdout");
+        let guard = ChildGuard::new(child, "kubectl stream");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx.recv_timeout(Duration::from_secs(20)).expect("first line");
+        let n: u64 = first.trim_start_matches("tick ").parse().expect("tick number");
+        // The pod prints one line a second: a line numbered higher was written after -f started.
+        let later = poll_until("a later line through logs -f", Duration::from_secs(20), || {
+            rx.recv_timeout(Duration::from_millis(200)).ok().filter(|l| l.trim_start_matches("tick ").parse::<u64>().map(|m| m > n).unwrap_or(false))
+        });
+        assert!(later.starts_with("tick "), "{kubectl}: {later}");
+        drop(guard);
+    }
+}
