@@ -86,6 +86,22 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// How many requests of `what` ("exec", "port-forward") the kubelet logged over `transport`.
+fn served_over(up: &Up, what: &str, transport: &str) -> usize {
+    let log = std::fs::read_to_string(up.data.path().join("rkube-0.log")).unwrap_or_default();
+    let mut plain = String::with_capacity(log.len());
+    let mut in_escape = false;
+    for c in log.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    plain.lines().filter(|l| l.contains(&format!("transport=\"{transport}\"")) && l.contains(&format!(": {what} "))).count()
+}
+
 fn start() -> Up {
     let up = Up::start();
     up.kubectl_ok(&["apply", "-f", "-"], Some(PODS));
@@ -126,7 +142,10 @@ fn check_exec(up: &Up, kubectl: &str) {
 fn exec_stdout_stderr_exit_codes_and_stdin_with_kubectl_127_and_133() {
     let up = start();
     check_exec(&up, KUBECTL_OLD);
+    assert_eq!(served_over(&up, "exec", "websocket"), 0, "kubectl 1.27 speaks SPDY only");
+    assert!(served_over(&up, "exec", "spdy") >= 3);
     check_exec(&up, KUBECTL_NEW);
+    assert!(served_over(&up, "exec", "websocket") >= 3, "kubectl 1.33 was served over WebSocket, not a fallback");
 }
 
 fn check_tty(up: &Up, kubectl: &str) {
@@ -213,7 +232,9 @@ fn check_port_forward(up: &Up, kubectl: &str) {
 fn port_forward_to_busybox_httpd_with_kubectl_127_and_133() {
     let up = start();
     check_port_forward(&up, KUBECTL_OLD);
+    assert_eq!(served_over(&up, "port-forward", "spdy"), 1);
     check_port_forward(&up, KUBECTL_NEW);
+    assert_eq!(served_over(&up, "port-forward", "websocket"), 1, "kubectl 1.33 tunnels SPDY in a WebSocket");
 }
 
 #[test]
