@@ -247,6 +247,8 @@ impl FieldSelector {
 
 /// The string value of a dotted field path in a JSON object (`""` when absent).
 pub fn field_value(obj: &Value, path: &str) -> String {
+    // An Event's `source` selector means its reporting component, as in Kubernetes.
+    let path = if path == "source" { "source.component" } else { path };
     let mut cur = obj;
     for part in path.split('.') {
         match cur.get(part) {
@@ -263,8 +265,28 @@ pub fn field_value(obj: &Value, path: &str) -> String {
     }
 }
 
-/// Field paths Kubernetes supports in field selectors for a kind (beyond metadata.name/namespace).
-pub fn supported_fields(kind: &str) -> &'static [&'static str] {
+/// Field paths Kubernetes supports in field selectors for a kind of an API group (beyond
+/// metadata.name/namespace). events.k8s.io/v1 names the core Event's fields its own way (`regarding.*`,
+/// `reportingController`), and only those names, as in Kubernetes.
+pub fn supported_fields(group: &str, kind: &str) -> &'static [&'static str] {
+    match (group, kind) {
+        ("events.k8s.io", "Event") => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        (_, kind) => supported_core_fields(kind),
+    }
+}
+
+fn supported_core_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "Pod" => &[
             "spec.nodeName",
@@ -289,9 +311,6 @@ pub fn supported_fields(kind: &str) -> &'static [&'static str] {
             "reportingComponent",
             "source",
             "type",
-            "regarding.kind",
-            "regarding.name",
-            "regarding.namespace",
         ],
         "Secret" => &["type"],
         "Namespace" => &["status.phase"],

@@ -30,7 +30,7 @@ impl Selectors {
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(q.field_selector.as_deref().unwrap_or_default())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let supported = supported_fields(info.kind);
+        let supported = supported_fields(info.group, info.kind);
         for r in &fields.requirements {
             let ok = r.path == "metadata.name" || r.path == "metadata.namespace" || supported.contains(&r.path.as_str());
             if !ok {
