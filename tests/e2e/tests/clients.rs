@@ -87,16 +87,28 @@ fn kube_rs_streaming_list_watcher_gets_initial_events_then_changes() {
     });
 }
 
-/// A venv with the Python `kubernetes` client, made once per machine (pip from PyPI).
+/// Where the venv with the Python `kubernetes` client lives: made once per machine (CI starts clean and makes it
+/// on the first run; `RKUBE_TEST_VENV` overrides the place).
+fn venv_dir() -> std::path::PathBuf {
+    std::env::var_os("RKUBE_TEST_VENV").map(Into::into).unwrap_or_else(|| "/var/cache/rkube-test/venv".into())
+}
+
+/// The venv's python, creating the venv and `pip install kubernetes` (from PyPI) the first time. A lock file
+/// keeps two test processes from building it at once; a marker written last says the install finished.
 fn python_with_kubernetes() -> std::path::PathBuf {
-    let venv = std::env::temp_dir().join("rkube-e2e-python-kubernetes");
+    let venv = venv_dir();
+    let parent = venv.parent().expect("venv has a parent directory");
+    std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+    let lock = std::fs::File::create(parent.join(".venv.lock")).expect("venv lock file");
+    lock.lock().expect("lock the venv");
     let python = venv.join("bin/python");
-    let ready = venv.join(".installed");
+    let ready = venv.join(".rkube-installed");
     if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&venv);
         let st = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv (apt-get install python3-venv)");
-        assert!(st.success(), "python3 -m venv failed");
+        assert!(st.success(), "python3 -m venv {} failed (is python3-venv installed?)", venv.display());
         let st = Command::new(venv.join("bin/pip")).args(["install", "--quiet", "kubernetes"]).status().expect("pip");
-        assert!(st.success(), "pip install kubernetes failed (needs PyPI)");
+        assert!(st.success(), "pip install kubernetes into {} failed (needs PyPI)", venv.display());
         std::fs::write(&ready, "").expect("marker");
     }
     python
