@@ -20,6 +20,7 @@
 //! This module must not know about Kubernetes objects: values are opaque bytes.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -141,6 +142,71 @@ fn check_key(key: &str) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// A stored version as a `KeyValue`.
+fn key_value(key: &[u8], create: u64, modr: u64, value: Bytes) -> Result<KeyValue, StorageError> {
+    Ok(KeyValue { key: key_string(key)?, value, create_revision: i(create), mod_revision: i(modr) })
+}
+
+/// The version of `key` written at `rev`: `Some((create_rev, value))` for a put, `None` for a delete; an error if
+/// history has no such version.
+fn version_at<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    history: &T,
+    key: &[u8],
+    rev: u64,
+) -> Result<Option<(u64, Bytes)>, StorageError> {
+    let rec = history
+        .get(hist_key(key, rev).as_slice())
+        .map_err(|e| backend_err("read history", e))?
+        .ok_or_else(|| backend_err("read history", format!("missing version {rev} of {}", String::from_utf8_lossy(key))))?;
+    Ok(dec_record(rec.value())?.map(|(create, value)| (create, Bytes::copy_from_slice(value))))
+}
+
+/// The live version of `key`, last written at `modr` (which `latest` says is a put).
+fn live_version<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    history: &T,
+    key: &[u8],
+    modr: u64,
+) -> Result<(u64, Bytes), StorageError> {
+    version_at(history, key, modr)?.ok_or_else(|| {
+        backend_err("read history", format!("latest version {modr} of {} is a delete", String::from_utf8_lossy(key)))
+    })
+}
+
+/// Range bounds from `lo` (inclusive) to `hi` (exclusive; None: no upper bound), or None when that is empty.
+fn scan<'a>(lo: &'a [u8], hi: Option<&'a [u8]>) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+    match hi {
+        Some(hi) if lo >= hi => None,
+        Some(hi) => Some((Bound::Included(lo), Bound::Excluded(hi))),
+        None => Some((Bound::Included(lo), Bound::Unbounded)),
+    }
+}
+
+/// (current revision, compacted revision) from the `meta` table.
+fn meta_revisions<T: ReadableTable<&'static str, u64>>(meta: &T) -> Result<(u64, u64), StorageError> {
+    let rev = meta.get(META_REV).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
+    let comp = meta.get(META_COMPACTED).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
+    Ok((rev, comp))
+}
+
+/// The four tables, opened for writing in one transaction.
+struct Tables<'t> {
+    latest: WTable<'t>,
+    history: WTable<'t>,
+    log: redb::Table<'t, u64, &'static [u8]>,
+    meta: redb::Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Tables<'t>, StorageError> {
+        Ok(Tables {
+            latest: txn.open_table(LATEST).map_err(|e| backend_err("open latest", e))?,
+            history: txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?,
+            log: txn.open_table(LOG).map_err(|e| backend_err("open log", e))?,
+            meta: txn.open_table(META).map_err(|e| backend_err("open meta", e))?,
+        })
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
 
 enum Op {
@@ -179,16 +245,8 @@ impl EmbeddedStore {
             .map_err(|e| backend_err(&format!("open {}", path.display()), e))?;
         let (rev, compacted) = {
             let txn = db.begin_write().map_err(|e| backend_err("begin write", e))?;
-            let vals = {
-                txn.open_table(LATEST).map_err(|e| backend_err("open table", e))?;
-                txn.open_table(HISTORY).map_err(|e| backend_err("open table", e))?;
-                txn.open_table(LOG).map_err(|e| backend_err("open table", e))?;
-                let meta = txn.open_table(META).map_err(|e| backend_err("open table", e))?;
-                let rev = meta.get(META_REV).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
-                let comp =
-                    meta.get(META_COMPACTED).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
-                (rev, comp)
-            };
+            // Opening the tables creates them in a new file.
+            let vals = meta_revisions(&Tables::open(&txn)?.meta)?;
             txn.commit().map_err(|e| backend_err("commit", e))?;
             vals
         };
@@ -254,29 +312,19 @@ fn replay(db: &Database, rev: u64, records: &[Record]) -> Result<u64, StorageErr
     let txn = db.begin_write().map_err(|e| backend_err("begin write", e))?;
     let mut cur = rev;
     {
-        let mut latest = txn.open_table(LATEST).map_err(|e| backend_err("open latest", e))?;
-        let mut history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
-        let mut log = txn.open_table(LOG).map_err(|e| backend_err("open log", e))?;
-        let mut meta = txn.open_table(META).map_err(|e| backend_err("open meta", e))?;
+        let mut t = Tables::open(&txn)?;
         for r in newer {
             if r.rev() != cur + 1 {
                 tracing::warn!(expected = cur + 1, found = r.rev(), "write-ahead log has a gap; ignoring the rest");
                 break;
             }
             match r {
-                Record::Put { rev, create, key, value } => {
-                    let key = std::str::from_utf8(key).map_err(|e| backend_err("replay log", e))?;
-                    record(&mut latest, &mut history, &mut log, key, *rev, *create, value)?;
-                }
-                Record::Delete { rev, key } => {
-                    history.insert(hist_key(key, *rev).as_slice(), [0u8].as_slice()).map_err(|e| backend_err("replay log", e))?;
-                    latest.remove(key.as_slice()).map_err(|e| backend_err("replay log", e))?;
-                    log.insert(*rev, key.as_slice()).map_err(|e| backend_err("replay log", e))?;
-                }
+                Record::Put { rev, create, key, value } => record(&mut t, key, *rev, *create, value)?,
+                Record::Delete { rev, key } => record_delete(&mut t, key, *rev)?,
             }
             cur = r.rev();
         }
-        meta.insert(META_REV, cur).map_err(|e| backend_err("write meta", e))?;
+        t.meta.insert(META_REV, cur).map_err(|e| backend_err("write meta", e))?;
     }
     txn.commit().map_err(|e| backend_err("commit replay", e))?;
     tracing::info!(from = rev, to = cur, "replayed the embedded store's write-ahead log");
@@ -285,10 +333,7 @@ fn replay(db: &Database, rev: u64, records: &[Record]) -> Result<u64, StorageErr
 
 /// Reads the `meta` table in a read transaction: (current revision, compacted revision).
 fn read_meta(txn: &redb::ReadTransaction) -> Result<(u64, u64), StorageError> {
-    let meta = txn.open_table(META).map_err(|e| backend_err("open meta", e))?;
-    let rev = meta.get(META_REV).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
-    let comp = meta.get(META_COMPACTED).map_err(|e| backend_err("read meta", e))?.map(|g| g.value()).unwrap_or(0);
-    Ok((rev, comp))
+    meta_revisions(&txn.open_table(META).map_err(|e| backend_err("open meta", e))?)
 }
 
 fn get_in(txn: &redb::ReadTransaction, key: &str) -> Result<Option<KeyValue>, StorageError> {
@@ -298,19 +343,8 @@ fn get_in(txn: &redb::ReadTransaction, key: &str) -> Result<Option<KeyValue>, St
     };
     let (create, modr) = dec_latest(ptr.value()).ok_or_else(|| backend_err("decode latest", "bad length"))?;
     let history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
-    let rec = history
-        .get(hist_key(key.as_bytes(), modr).as_slice())
-        .map_err(|e| backend_err("read history", e))?
-        .ok_or_else(|| backend_err("read history", format!("missing version {modr} of {key}")))?;
-    match dec_record(rec.value())? {
-        Some((_, value)) => Ok(Some(KeyValue {
-            key: key.to_string(),
-            value: Bytes::copy_from_slice(value),
-            create_revision: i(create),
-            mod_revision: i(modr),
-        })),
-        None => Err(backend_err("read history", format!("latest version {modr} of {key} is a delete"))),
-    }
+    let (_, value) = live_version(&history, key.as_bytes(), modr)?;
+    key_value(key.as_bytes(), create, modr, value).map(Some)
 }
 
 /// The version of `key` before revision `before` (None if absent, deleted or compacted away).
@@ -325,12 +359,7 @@ fn prev_version<T: ReadableTable<&'static [u8], &'static [u8]>>(
     let Some(entry) = range.next_back() else { return Ok(None) };
     let (k, v) = entry.map_err(|e| backend_err("read history", e))?;
     let (_, rev) = split_hist_key(k.value()).ok_or_else(|| backend_err("decode history key", "bad key"))?;
-    Ok(dec_record(v.value())?.map(|(create, value)| KeyValue {
-        key: String::from_utf8_lossy(key).into_owned(),
-        value: Bytes::copy_from_slice(value),
-        create_revision: i(create),
-        mod_revision: i(rev),
-    }))
+    dec_record(v.value())?.map(|(create, value)| key_value(key, create, rev, Bytes::copy_from_slice(value))).transpose()
 }
 
 fn list_in(txn: &redb::ReadTransaction, opts: &ListOptions) -> Result<ListResult, StorageError> {
@@ -359,30 +388,16 @@ fn list_in(txn: &redb::ReadTransaction, opts: &ListOptions) -> Result<ListResult
         }
         let latest = txn.open_table(LATEST).map_err(|e| backend_err("open latest", e))?;
         let history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
-        let range = match &hi {
-            Some(hi) if lo.as_slice() >= hi.as_slice() => None,
-            Some(hi) => Some(latest.range(lo.as_slice()..hi.as_slice())),
-            None => Some(latest.range(lo.as_slice()..)),
-        };
-        if let Some(range) = range {
-            for entry in range.map_err(|e| backend_err("list latest", e))? {
+        if let Some(bounds) = scan(&lo, hi.as_deref()) {
+            for entry in latest.range::<&[u8]>(bounds).map_err(|e| backend_err("list latest", e))? {
                 let (k, v) = entry.map_err(|e| backend_err("list latest", e))?;
                 if items.len() == limit {
                     more = true;
                     break;
                 }
                 let (create, modr) = dec_latest(v.value()).ok_or_else(|| backend_err("decode latest", "bad length"))?;
-                let rec = history
-                    .get(hist_key(k.value(), modr).as_slice())
-                    .map_err(|e| backend_err("read history", e))?
-                    .ok_or_else(|| backend_err("read history", "missing version of a live key"))?;
-                let Some((_, value)) = dec_record(rec.value())? else { continue };
-                items.push(KeyValue {
-                    key: key_string(k.value())?,
-                    value: Bytes::copy_from_slice(value),
-                    create_revision: i(create),
-                    mod_revision: i(modr),
-                });
+                let Some((_, value)) = version_at(&history, k.value(), modr)? else { continue };
+                items.push(key_value(k.value(), create, modr, value)?);
             }
         }
     } else {
@@ -398,12 +413,8 @@ fn list_in(txn: &redb::ReadTransaction, opts: &ListOptions) -> Result<ListResult
             }
         }
         let history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
-        let range = match &hi {
-            Some(hi) if lo.as_slice() >= hi.as_slice() => None,
-            Some(hi) => Some(history.range(lo.as_slice()..hi.as_slice())),
-            None => Some(history.range(lo.as_slice()..)),
-        };
-        if let Some(range) = range {
+        if let Some(bounds) = scan(&lo, hi.as_deref()) {
+            let range = history.range::<&[u8]>(bounds);
             let mut current: Option<(Vec<u8>, Option<KeyValue>)> = None;
             let flush = |cur: Option<(Vec<u8>, Option<KeyValue>)>, items: &mut Vec<KeyValue>| {
                 if let Some((_, Some(kv))) = cur {
@@ -421,12 +432,9 @@ fn list_in(txn: &redb::ReadTransaction, opts: &ListOptions) -> Result<ListResult
                     current = Some((key.to_vec(), None));
                 }
                 if rev <= at {
-                    let kv = dec_record(v.value())?.map(|(create, value)| KeyValue {
-                        key: String::from_utf8_lossy(key).into_owned(),
-                        value: Bytes::copy_from_slice(value),
-                        create_revision: i(create),
-                        mod_revision: i(rev),
-                    });
+                    let kv = dec_record(v.value())?
+                        .map(|(create, value)| key_value(key, create, rev, Bytes::copy_from_slice(value)))
+                        .transpose()?;
                     if let Some(c) = current.as_mut() {
                         c.1 = kv;
                     }
@@ -463,21 +471,9 @@ fn read_events(shared: &Shared, prefix: &str, pos: u64) -> Result<(Vec<WatchEven
         if !key.starts_with(prefix.as_bytes()) {
             continue;
         }
-        let rec = history
-            .get(hist_key(key, rev).as_slice())
-            .map_err(|e| backend_err("read history", e))?
-            .ok_or_else(|| backend_err("read history", format!("missing version {rev}")))?;
         let prev = prev_version(&history, key, rev)?;
-        match dec_record(rec.value())? {
-            Some((create, value)) => events.push(WatchEvent::Put {
-                kv: KeyValue {
-                    key: key_string(key)?,
-                    value: Bytes::copy_from_slice(value),
-                    create_revision: i(create),
-                    mod_revision: i(rev),
-                },
-                prev,
-            }),
+        match version_at(&history, key, rev)? {
+            Some((create, value)) => events.push(WatchEvent::Put { kv: key_value(key, create, rev, value)?, prev }),
             None => match prev {
                 Some(prev) => events.push(WatchEvent::Delete { prev, revision: i(rev) }),
                 None => return Err(backend_err("read history", format!("delete at {rev} has no previous version"))),
@@ -611,26 +607,36 @@ enum Pending {
     Del(Reply<(KeyValue, Revision)>, Result<(KeyValue, Revision), StorageError>),
 }
 
+/// `e` again, for each of the callers a failed commit answers.
+fn copy_err(e: &StorageError) -> StorageError {
+    StorageError::Backend { backend: BACKEND, message: e.to_string() }
+}
+
+/// Sends `res`, or when the commit failed, the failure (a precondition's own error stays as it was).
+fn answer<T>(reply: Reply<T>, res: Result<T, StorageError>, failed: Option<&StorageError>) {
+    let _ = reply.send(match failed {
+        Some(e) => res.and(Err(copy_err(e))),
+        None => res,
+    });
+}
+
 impl Pending {
-    fn fail(self, e: &StorageError) {
-        let err = || StorageError::Backend { backend: BACKEND, message: e.to_string() };
+    /// Answers the caller once its transaction committed (`failed` None) or failed.
+    fn finish(self, failed: Option<&StorageError>) {
         match self {
-            Pending::Kv(r, res) => {
-                let _ = r.send(res.and(Err(err())));
-            }
-            Pending::Del(r, res) => {
-                let _ = r.send(res.and(Err(err())));
-            }
+            Pending::Kv(r, res) => answer(r, res, failed),
+            Pending::Del(r, res) => answer(r, res, failed),
         }
     }
-    fn send(self) {
+}
+
+impl Op {
+    /// Answers the request with `e` without running it.
+    fn fail(self, e: &StorageError) {
         match self {
-            Pending::Kv(r, res) => {
-                let _ = r.send(res);
-            }
-            Pending::Del(r, res) => {
-                let _ = r.send(res);
-            }
+            Op::Create { reply, .. } | Op::Update { reply, .. } => answer(reply, Err(copy_err(e)), None),
+            Op::Delete { reply, .. } => answer(reply, Err(copy_err(e)), None),
+            Op::Compact { reply, .. } => answer(reply, Err(copy_err(e)), None),
         }
     }
 }
@@ -724,17 +730,7 @@ impl Writer {
         if let Some(why) = &self.poisoned {
             let e = backend_err("write", format!("store needs a reopen after an earlier failure: {why}"));
             for op in ops {
-                match op {
-                    Op::Create { reply, .. } | Op::Update { reply, .. } => {
-                        let _ = reply.send(Err(StorageError::Backend { backend: BACKEND, message: e.to_string() }));
-                    }
-                    Op::Delete { reply, .. } => {
-                        let _ = reply.send(Err(StorageError::Backend { backend: BACKEND, message: e.to_string() }));
-                    }
-                    Op::Compact { reply, .. } => {
-                        let _ = reply.send(Err(StorageError::Backend { backend: BACKEND, message: e.to_string() }));
-                    }
-                }
+                op.fail(&e);
             }
             return;
         }
@@ -746,41 +742,35 @@ impl Writer {
             let mut txn = self.shared.db.begin_write().map_err(|e| backend_err("begin write", e))?;
             let mut frames = Vec::new();
             {
-                let mut latest = txn.open_table(LATEST).map_err(|e| backend_err("open latest", e))?;
-                let mut history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
-                let mut log = txn.open_table(LOG).map_err(|e| backend_err("open log", e))?;
-                let mut meta = txn.open_table(META).map_err(|e| backend_err("open meta", e))?;
+                let mut t = Tables::open(&txn)?;
                 let mut rev = self.rev;
                 for op in ops {
                     match op {
                         Op::Create { key, value, reply } => {
-                            let res = apply_create(&mut latest, &mut history, &mut log, &mut rev, &key, &value)?;
+                            let res = apply_create(&mut t, &mut rev, &key, &value)?;
                             if let Ok(kv) = &res {
                                 wal::encode_put(&mut frames, u(kv.mod_revision), u(kv.create_revision), key.as_bytes(), &value);
                             }
                             pending.push(Pending::Kv(reply, res));
                         }
                         Op::Update { key, value, expected, reply } => {
-                            let res =
-                                apply_update(&mut latest, &mut history, &mut log, &mut rev, &key, &value, expected)?;
+                            let res = apply_update(&mut t, &mut rev, &key, &value, expected)?;
                             if let Ok(kv) = &res {
                                 wal::encode_put(&mut frames, u(kv.mod_revision), u(kv.create_revision), key.as_bytes(), &value);
                             }
                             pending.push(Pending::Kv(reply, res));
                         }
                         Op::Delete { key, expected, reply } => {
-                            let res = apply_delete(&mut latest, &mut history, &mut log, &mut rev, &key, expected)?;
+                            let res = apply_delete(&mut t, &mut rev, &key, expected)?;
                             if let Ok((_, r)) = &res {
                                 wal::encode_delete(&mut frames, u(*r), key.as_bytes());
                             }
                             pending.push(Pending::Del(reply, res));
                         }
-                        Op::Compact { reply, .. } => {
-                            let _ = reply.send(Err(backend_err("compact", "misrouted compaction")));
-                        }
+                        compact @ Op::Compact { .. } => compact.fail(&backend_err("compact", "misrouted compaction")),
                     }
                 }
-                meta.insert(META_REV, rev).map_err(|e| backend_err("write meta", e))?;
+                t.meta.insert(META_REV, rev).map_err(|e| backend_err("write meta", e))?;
                 self.rev = rev;
             }
             if frames.is_empty() {
@@ -810,7 +800,7 @@ impl Writer {
                     self.shared.committed.send_replace(i(self.rev));
                 }
                 for p in pending {
-                    p.send();
+                    p.finish(None);
                 }
             }
             Err(e) => {
@@ -822,7 +812,7 @@ impl Writer {
                     self.poisoned = Some(format!("{e}; then truncating the log: {te}"));
                 }
                 for p in pending {
-                    p.fail(&e);
+                    p.finish(Some(&e));
                 }
             }
         }
@@ -843,9 +833,7 @@ impl Writer {
             let upto = target.min(self.compacted + COMPACT_CHUNK);
             let txn = self.shared.db.begin_write().map_err(|e| backend_err("begin write", e))?;
             {
-                let mut history = txn.open_table(HISTORY).map_err(|e| backend_err("open history", e))?;
-                let mut log = txn.open_table(LOG).map_err(|e| backend_err("open log", e))?;
-                let mut meta = txn.open_table(META).map_err(|e| backend_err("open meta", e))?;
+                let Tables { mut history, mut log, mut meta, .. } = Tables::open(&txn)?;
                 let mut keys = BTreeSet::new();
                 for entry in log.range(self.compacted + 1..=upto).map_err(|e| backend_err("read log", e))? {
                     let (_, key) = entry.map_err(|e| backend_err("read log", e))?;
@@ -886,91 +874,63 @@ fn read_ptr(latest: &WTable<'_>, key: &str) -> Result<Option<(u64, u64)>, Storag
     }
 }
 
-fn record(
-    latest: &mut WTable<'_>,
-    history: &mut WTable<'_>,
-    log: &mut redb::Table<'_, u64, &'static [u8]>,
-    key: &str,
-    rev: u64,
-    create: u64,
-    value: &[u8],
-) -> Result<(), StorageError> {
-    history
-        .insert(hist_key(key.as_bytes(), rev).as_slice(), enc_put(create, value).as_slice())
-        .map_err(|e| backend_err("write history", e))?;
-    latest.insert(key.as_bytes(), enc_latest(create, rev).as_slice()).map_err(|e| backend_err("write latest", e))?;
-    log.insert(rev, key.as_bytes()).map_err(|e| backend_err("write log", e))?;
+/// Writes a put of `key` at `rev` (created at `create`).
+fn record(t: &mut Tables<'_>, key: &[u8], rev: u64, create: u64, value: &[u8]) -> Result<(), StorageError> {
+    t.history.insert(hist_key(key, rev).as_slice(), enc_put(create, value).as_slice()).map_err(|e| backend_err("write history", e))?;
+    t.latest.insert(key, enc_latest(create, rev).as_slice()).map_err(|e| backend_err("write latest", e))?;
+    t.log.insert(rev, key).map_err(|e| backend_err("write log", e))?;
     Ok(())
 }
 
-fn apply_create(
-    latest: &mut WTable<'_>,
-    history: &mut WTable<'_>,
-    log: &mut redb::Table<'_, u64, &'static [u8]>,
-    rev: &mut u64,
-    key: &str,
-    value: &Bytes,
-) -> Step<KeyValue> {
-    if read_ptr(latest, key)?.is_some() {
+/// Writes a delete of `key` at `rev`.
+fn record_delete(t: &mut Tables<'_>, key: &[u8], rev: u64) -> Result<(), StorageError> {
+    t.history.insert(hist_key(key, rev).as_slice(), [0u8].as_slice()).map_err(|e| backend_err("write history", e))?;
+    t.latest.remove(key).map_err(|e| backend_err("write latest", e))?;
+    t.log.insert(rev, key).map_err(|e| backend_err("write log", e))?;
+    Ok(())
+}
+
+/// `key`'s live (create, mod) revisions, after checking it exists and, when `expected` is given, that it was last
+/// written at `expected`. The inner error is the caller's (404, 409); the outer one the store's.
+fn check_live(t: &Tables<'_>, key: &str, expected: Option<Revision>) -> Step<(u64, u64)> {
+    let Some((create, modr)) = read_ptr(&t.latest, key)? else {
+        return Ok(Err(StorageError::NotFound { key: key.to_string() }));
+    };
+    match expected {
+        Some(exp) if modr != u(exp) => Ok(Err(StorageError::Conflict { key: key.to_string(), expected: exp, current: i(modr) })),
+        _ => Ok(Ok((create, modr))),
+    }
+}
+
+fn apply_create(t: &mut Tables<'_>, rev: &mut u64, key: &str, value: &Bytes) -> Step<KeyValue> {
+    if read_ptr(&t.latest, key)?.is_some() {
         return Ok(Err(StorageError::AlreadyExists { key: key.to_string() }));
     }
     let r = *rev + 1;
-    record(latest, history, log, key, r, r, value)?;
+    record(t, key.as_bytes(), r, r, value)?;
     *rev = r;
     Ok(Ok(KeyValue { key: key.to_string(), value: value.clone(), create_revision: i(r), mod_revision: i(r) }))
 }
 
-fn apply_update(
-    latest: &mut WTable<'_>,
-    history: &mut WTable<'_>,
-    log: &mut redb::Table<'_, u64, &'static [u8]>,
-    rev: &mut u64,
-    key: &str,
-    value: &Bytes,
-    expected: Revision,
-) -> Step<KeyValue> {
-    let Some((create, modr)) = read_ptr(latest, key)? else {
-        return Ok(Err(StorageError::NotFound { key: key.to_string() }));
+fn apply_update(t: &mut Tables<'_>, rev: &mut u64, key: &str, value: &Bytes, expected: Revision) -> Step<KeyValue> {
+    let (create, _) = match check_live(t, key, Some(expected))? {
+        Ok(revs) => revs,
+        Err(e) => return Ok(Err(e)),
     };
-    if modr != u(expected) {
-        return Ok(Err(StorageError::Conflict { key: key.to_string(), expected, current: i(modr) }));
-    }
     let r = *rev + 1;
-    record(latest, history, log, key, r, create, value)?;
+    record(t, key.as_bytes(), r, create, value)?;
     *rev = r;
     Ok(Ok(KeyValue { key: key.to_string(), value: value.clone(), create_revision: i(create), mod_revision: i(r) }))
 }
 
-fn apply_delete(
-    latest: &mut WTable<'_>,
-    history: &mut WTable<'_>,
-    log: &mut redb::Table<'_, u64, &'static [u8]>,
-    rev: &mut u64,
-    key: &str,
-    expected: Option<Revision>,
-) -> Step<(KeyValue, Revision)> {
-    let Some((create, modr)) = read_ptr(latest, key)? else {
-        return Ok(Err(StorageError::NotFound { key: key.to_string() }));
+fn apply_delete(t: &mut Tables<'_>, rev: &mut u64, key: &str, expected: Option<Revision>) -> Step<(KeyValue, Revision)> {
+    let (create, modr) = match check_live(t, key, expected)? {
+        Ok(revs) => revs,
+        Err(e) => return Ok(Err(e)),
     };
-    if let Some(exp) = expected {
-        if modr != u(exp) {
-            return Ok(Err(StorageError::Conflict { key: key.to_string(), expected: exp, current: i(modr) }));
-        }
-    }
-    let value = {
-        let rec = history
-            .get(hist_key(key.as_bytes(), modr).as_slice())
-            .map_err(|e| backend_err("read history", e))?
-            .ok_or_else(|| backend_err("read history", format!("missing version {modr} of {key}")))?;
-        match dec_record(rec.value())? {
-            Some((_, v)) => Bytes::copy_from_slice(v),
-            None => return Err(backend_err("read history", format!("latest version {modr} of {key} is a delete"))),
-        }
-    };
+    let (_, value) = live_version(&t.history, key.as_bytes(), modr)?;
     let r = *rev + 1;
-    history.insert(hist_key(key.as_bytes(), r).as_slice(), [0u8].as_slice()).map_err(|e| backend_err("write history", e))?;
-    latest.remove(key.as_bytes()).map_err(|e| backend_err("write latest", e))?;
-    log.insert(r, key.as_bytes()).map_err(|e| backend_err("write log", e))?;
+    record_delete(t, key.as_bytes(), r)?;
     *rev = r;
     let prev = KeyValue { key: key.to_string(), value, create_revision: i(create), mod_revision: i(modr) };
     Ok(Ok((prev, i(r))))

@@ -65,16 +65,7 @@ impl EtcdStore {
     }
 
     fn kv(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue, StorageError> {
-        let key = kv
-            .key()
-            .strip_prefix(self.prefix.as_bytes())
-            .ok_or_else(|| backend_err("decode key", "key outside this store's prefix"))?;
-        Ok(KeyValue {
-            key: String::from_utf8(key.to_vec()).map_err(|e| backend_err("decode key", e))?,
-            value: Bytes::copy_from_slice(kv.value()),
-            create_revision: kv.create_revision(),
-            mod_revision: kv.mod_revision(),
-        })
+        decode_kv(&self.prefix, kv)
     }
 
     /// Maps an etcd error for a read at `requested`.
@@ -100,6 +91,20 @@ impl EtcdStore {
         }
         Ok(None)
     }
+}
+
+/// An etcd key-value as ours: the store's `prefix` stripped from the key.
+fn decode_kv(prefix: &str, kv: &etcd_client::KeyValue) -> Result<KeyValue, StorageError> {
+    let key = kv
+        .key()
+        .strip_prefix(prefix.as_bytes())
+        .ok_or_else(|| backend_err("decode key", "key outside this store's prefix"))?;
+    Ok(KeyValue {
+        key: String::from_utf8(key.to_vec()).map_err(|e| backend_err("decode key", e))?,
+        value: Bytes::copy_from_slice(kv.value()),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+    })
 }
 
 fn header_rev(h: Option<&etcd_client::ResponseHeader>) -> Result<Revision, StorageError> {
@@ -271,15 +276,10 @@ impl Store for EtcdStore {
         let Some(first) = first else {
             return Err(backend_err(&format!("watch {prefix}"), "etcd closed the watch"));
         };
-        if first.compact_revision() > 0 || first.canceled() {
-            let compacted = first.compact_revision();
-            if compacted > 0 {
-                self.compacted.fetch_max(compacted, Ordering::Relaxed);
-                return Err(StorageError::Compacted { requested: after, compacted });
-            }
-            return Err(backend_err(&format!("watch {prefix}"), format!("canceled: {}", first.cancel_reason())));
-        }
         let me = EtcdDecoder { prefix: self.prefix.clone(), compacted: self.compacted.clone() };
+        if let Some(refused) = me.refused(&first, after) {
+            return Err(refused);
+        }
         struct St {
             stream: etcd_client::WatchStream,
             pending: std::collections::VecDeque<Result<WatchEvent, StorageError>>,
@@ -338,25 +338,22 @@ struct EtcdDecoder {
 
 impl EtcdDecoder {
     fn kv(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue, StorageError> {
-        let key = kv
-            .key()
-            .strip_prefix(self.prefix.as_bytes())
-            .ok_or_else(|| backend_err("decode key", "key outside this store's prefix"))?;
-        Ok(KeyValue {
-            key: String::from_utf8(key.to_vec()).map_err(|e| backend_err("decode key", e))?,
-            value: Bytes::copy_from_slice(kv.value()),
-            create_revision: kv.create_revision(),
-            mod_revision: kv.mod_revision(),
-        })
+        decode_kv(&self.prefix, kv)
+    }
+
+    /// The error a response ending the watch stands for: history compacted past `after`, or cancelled by etcd.
+    fn refused(&self, resp: &etcd_client::WatchResponse, after: Revision) -> Option<StorageError> {
+        let compacted = resp.compact_revision();
+        if compacted > 0 {
+            self.compacted.fetch_max(compacted, Ordering::Relaxed);
+            return Some(StorageError::Compacted { requested: after, compacted });
+        }
+        resp.canceled().then(|| backend_err("watch", format!("canceled by etcd: {}", resp.cancel_reason())))
     }
 
     fn decode(&self, resp: &etcd_client::WatchResponse, after: Revision) -> Vec<Result<WatchEvent, StorageError>> {
-        if resp.compact_revision() > 0 {
-            self.compacted.fetch_max(resp.compact_revision(), Ordering::Relaxed);
-            return vec![Err(StorageError::Compacted { requested: after, compacted: resp.compact_revision() })];
-        }
-        if resp.canceled() {
-            return vec![Err(backend_err("watch", format!("canceled by etcd: {}", resp.cancel_reason())))];
+        if let Some(refused) = self.refused(resp, after) {
+            return vec![Err(refused)];
         }
         let mut out = Vec::with_capacity(resp.events().len());
         for ev in resp.events() {
