@@ -1,6 +1,7 @@
-//! Runs the apiserver alone (no scheduler/controllers) on the embedded store: `cargo run -p rkube-apiserver
-//! --example serve -- DATA_DIR [ADDR]`. Writes DATA_DIR/kubeconfig. Handy for trying kubectl by hand and for
-//! the benchmark; `rkube server` is the real entry point.
+//! Runs the apiserver alone (no scheduler/controllers) on the embedded store, or on etcd when an etcd URL is
+//! given: `cargo run -p rkube-apiserver --example serve -- DATA_DIR [ADDR] [ETCD_URL]`. Writes
+//! DATA_DIR/kubeconfig. Handy for trying kubectl by hand and for the benchmark; `rkube server` is the real entry
+//! point.
 
 use rkube_apiserver::server::{open_backend, Backend};
 use rkube_apiserver::{ApiServer, ServerConfig};
@@ -14,7 +15,11 @@ async fn main() {
         eprintln!("create {}: {e}", dir.display());
         std::process::exit(1);
     }
-    let opened = match open_backend(&Backend::Embedded(dir.join("state.redb"))).await {
+    let backend = match args.next() {
+        Some(etcd) => Backend::Etcd { endpoints: vec![etcd], prefix: "/rkube".into() },
+        None => Backend::Embedded(dir.join("state.redb")),
+    };
+    let opened = match open_backend(&backend).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("open store: {e}");
