@@ -138,7 +138,8 @@ fn survives_its_launcher_and_stays_small() {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .expect("VmRSS");
     eprintln!("rkube-monitor VmRSS: {rss_kib} KiB");
-    assert!(rss_kib < 4096, "monitor RSS {rss_kib} KiB");
+    // dynamically linked (libc.so and ld.so pages count): ~1.4 MiB in release; static builds stay under 1 MiB
+    assert!(rss_kib < 3072, "monitor RSS {rss_kib} KiB");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).expect("term");
     let rec = poll_until("exit record", Duration::from_secs(10), || monitor::read_exit(&a.dir));
     assert_eq!((rec.exit_code, rec.signal), (143, Some(15)));

@@ -1,6 +1,6 @@
 //! `rkube-monitor`: holds one container's stdio, writes its CRI log and records its exit code, outliving the
-//! kubelet. All logic lives in `rkube_kubelet::monitor`.
+//! kubelet. All logic lives in the small `rkube-monitor` crate, so this binary links nothing of the kubelet.
 
 fn main() {
-    std::process::exit(rkube_kubelet::monitor::main());
+    std::process::exit(rkube_monitor::main());
 }
