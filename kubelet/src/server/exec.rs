@@ -117,6 +117,25 @@ pub struct ExecIo {
     pub stdout: Option<mpsc::Sender<Bytes>>,
     pub stderr: Option<mpsc::Sender<Bytes>>,
     pub resize: Option<mpsc::Receiver<TermSize>>,
+    /// Fires when the client is gone: the runtime's exec is killed and the pipes closed, so the command gets
+    /// EOF / SIGPIPE instead of blocking on output nobody reads.
+    pub cancel: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Waits for `child`, killing it if `cancel` fires first.
+async fn wait_or_cancel(
+    child: &mut tokio::process::Child,
+    cancel: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let Some(cancel) = cancel else { return child.wait().await };
+    tokio::select! {
+        st = child.wait() => st,
+        Ok(()) = cancel => {
+            tracing::info!(pid = ?child.id(), "exec: client went away, killing the exec");
+            let _ = child.kill().await;
+            child.wait().await
+        }
+    }
 }
 
 /// The Status kubectl reads from the error stream: Success, or Failure with the exit code
@@ -205,7 +224,7 @@ pub async fn run(env: &ExecEnv, target: &Target, command: &[String], tty: bool, 
         }
         collected
     });
-    let status = child.wait().await.map_err(|e| format!("wait for exec in container {}: {e}", target.container_id))?;
+    let status = wait_or_cancel(&mut child, io.cancel).await.map_err(|e| format!("wait for exec in container {}: {e}", target.container_id))?;
     for t in tasks {
         let _ = t.await;
     }
@@ -317,7 +336,7 @@ async fn run_tty(env: &ExecEnv, target: &Target, command: &[String], io: ExecIo)
             }
         });
     }
-    let status = child.wait().await.map_err(|e| format!("wait for exec in container {}: {e}", target.container_id))?;
+    let status = wait_or_cancel(&mut child, io.cancel).await.map_err(|e| format!("wait for exec in container {}: {e}", target.container_id))?;
     if let Some(t) = out_task {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
     }

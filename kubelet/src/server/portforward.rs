@@ -105,11 +105,7 @@ pub fn websocket_bytes(socket: WebSocket) -> tokio::io::DuplexStream {
     tokio::spawn(async move {
         while let Some(Ok(m)) = source.next().await {
             match m {
-                Message::Binary(b) => {
-                    if wr.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(b) if wr.write_all(&b).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
@@ -130,6 +126,7 @@ async fn serve_session(mut session: Session, target: Target, pod: String) {
     while let Some(s) = session.incoming.recv().await {
         let request_id = s.header("requestid").unwrap_or_default().to_string();
         let kind = s.header("streamtype").unwrap_or_default().to_string();
+        tracing::debug!(pod, stream = s.id, kind, request_id, "port-forward stream");
         let pair = pairs.entry(request_id.clone()).or_default();
         match kind.as_str() {
             "error" => pair.error = Some(s),

@@ -276,6 +276,13 @@ async fn exec_spdy(mut session: Session, env: exec::ExecEnv, target: exec::Targe
     if let Some(s) = streams.remove("resize") {
         io.resize = Some(resize_decoder(s));
     }
+    // The session ends when the client closes the connection (normally after it read the status).
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+    io.cancel = Some(cancel_rx);
+    let watcher = tokio::spawn(async move {
+        while session.incoming.recv().await.is_some() {}
+        let _ = cancel_tx.send(());
+    });
     let result = exec::run(&env, &target, &opts.command, opts.tty, io).await;
     for t in tasks {
         let _ = t.await;
@@ -285,10 +292,7 @@ async fn exec_spdy(mut session: Session, env: exec::ExecEnv, target: exec::Targe
     error.writer.close().await;
     drop(keep);
     // Let the client read everything and close; then the session goes.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while session.incoming.recv().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), watcher).await;
 }
 
 async fn exec_websocket(socket: WebSocket, v5: bool, env: exec::ExecEnv, target: exec::Target, opts: Options) {
@@ -312,7 +316,9 @@ async fn exec_websocket(socket: WebSocket, v5: bool, env: exec::ExecEnv, target:
     if opts.tty {
         io.resize = Some(resize_rx);
     }
-    // Reader: stdin (0), resize (4), close (255, v5).
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+    io.cancel = Some(cancel_rx);
+    // Reader: stdin (0), resize (4), close (255, v5); its end means the client is gone.
     let reader = tokio::spawn(async move {
         let mut stdin_tx = Some(stdin_tx);
         while let Some(Ok(msg)) = source.next().await {
@@ -340,6 +346,7 @@ async fn exec_websocket(socket: WebSocket, v5: bool, env: exec::ExecEnv, target:
                 _ => {}
             }
         }
+        let _ = cancel_tx.send(());
     });
     let mut pumps = Vec::new();
     for (ch, wanted) in [(1u8, opts.stdout), (2u8, opts.stderr)] {

@@ -268,3 +268,75 @@ fn logs_follow_sees_lines_written_after_it_started() {
         drop(guard);
     }
 }
+
+/// Processes named `name` in the shell pod, seen from inside it.
+fn count_in_pod(up: &Up, name: &str) -> usize {
+    let out = run(up, KUBECTL_OLD, &["exec", "shell", "--", "ps", "-o", "comm"], None);
+    text(&out.stdout).lines().filter(|l| l.trim() == name).count()
+}
+
+#[test]
+fn a_killed_kubectl_ends_its_exec_and_errors_are_reported() {
+    let up = start();
+    for kubectl in [KUBECTL_OLD, KUBECTL_NEW] {
+        // `yes` writes forever; once kubectl is gone the kubelet must stop it rather than leave it blocked.
+        let child = Command::new(kubectl_bin(kubectl))
+            .args(["exec", "shell", "--", "yes"])
+            .env("KUBECONFIG", up.kubeconfig())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("exec yes");
+        let mut guard = ChildGuard::new(child, "kubectl exec yes");
+        poll_until("yes running in the pod", Duration::from_secs(20), || (count_in_pod(&up, "yes") == 1).then_some(()));
+        let _ = Command::new("kill").args(["-9", &guard.pid().to_string()]).status();
+        poll_until("kubectl gone", Duration::from_secs(10), || (!guard.is_running()).then_some(()));
+        poll_until(&format!("{kubectl}: exec'd yes ended after its client died"), Duration::from_secs(20), || {
+            (count_in_pod(&up, "yes") == 0).then_some(())
+        });
+    }
+    // port-forward to a closed port: kubectl reports the kubelet's error for that connection
+    for kubectl in [KUBECTL_OLD, KUBECTL_NEW] {
+        let port = free_port();
+        let mut child = Command::new(kubectl_bin(kubectl))
+            .args(["port-forward", "pod/web", &format!("{port}:9999"), "--address", "127.0.0.1"])
+            .env("KUBECONFIG", up.kubeconfig())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("port-forward");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let guard = ChildGuard::new(child, "kubectl port-forward");
+        // Keep reading stdout: kubectl writes "Handling connection" there and dies of a closed pipe.
+        let mut out_lines = BufReader::new(stdout).lines();
+        let first = out_lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(first.contains("Forwarding from"), "{kubectl}: {first}");
+        std::thread::spawn(move || out_lines.map_while(Result::ok).for_each(drop));
+        let _ = Command::new("curl").args(["-sS", "--max-time", "5", &format!("http://127.0.0.1:{port}/")]).output();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let err = loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(l) if l.contains("error forwarding port 9999") => break l,
+                Ok(l) => seen.push(l),
+                Err(_) if std::time::Instant::now() > deadline => panic!("{kubectl}: no port-forward error line in {seen:?}"),
+                Err(_) => {}
+            }
+        };
+        assert!(err.contains("connect"), "{kubectl}: {err}");
+        drop(guard);
+    }
+    // nodes/proxy reaches the kubelet's own API
+    let node = up.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let out = run(&up, KUBECTL_NEW, &["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/healthz")], None);
+    assert_eq!(text(&out.stdout), "ok", "{}", text(&out.stderr));
+    let out = run(&up, KUBECTL_NEW, &["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/containerLogs/default/shell/main?tailLines=1")], None);
+    assert!(text(&out.stdout).starts_with("tick "), "{}", text(&out.stdout));
+}
