@@ -83,6 +83,7 @@ def parse(name):
             out[f"creates/s, {c} clients"] = float(kv["creates_per_s"])
             out[f"create p50 ms, {c} clients"] = float(kv["p50_ms"])
             out[f"create p99 ms, {c} clients"] = float(kv["p99_ms"])
+            out[f"server CPU us per create, {c} clients"] = float(kv["server_cpu_us_per_create"])
             if kv.get("failed", "0") != "0":
                 out[f"failed creates, {c} clients"] = float(kv["failed"])
         elif f[0] == "list_pods":

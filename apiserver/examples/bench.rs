@@ -26,6 +26,17 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// CPU time (user + system) the process has used, in seconds.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state; utime and stime are 14th and 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Linux reports them in clock ticks of 1/100 s (USER_HZ).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn rss_mib(pid: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -90,9 +101,11 @@ async fn main() {
 
     println!("rss_mib_empty {:.1}", rss_mib(&pid));
     for (clients, total, offset) in [(16usize, 4000usize, 0usize), (64, 6000, 4000)] {
+        let cpu_before = cpu_secs(&pid);
         let (rate, p50, p99, failed) = creates(&http, &url, clients, total, offset).await;
+        let server_cpu_us = (cpu_secs(&pid) - cpu_before) * 1e6 / total as f64;
         println!(
-            "create_pods clients={clients} n={total} creates_per_s={rate:.0} p50_ms={:.2} p99_ms={:.2} failed={failed}",
+            "create_pods clients={clients} n={total} creates_per_s={rate:.0} p50_ms={:.2} p99_ms={:.2} failed={failed} server_cpu_us_per_create={server_cpu_us:.0}",
             p50.as_secs_f64() * 1000.0,
             p99.as_secs_f64() * 1000.0
         );
