@@ -31,6 +31,8 @@ pub struct ExecEnv {
 #[derive(Clone, Debug)]
 pub struct Target {
     pub container_id: String,
+    /// The container's CRI log file (None for a pod's sandbox).
+    pub log_path: Option<PathBuf>,
     /// The pod's network namespace (None for hostNetwork pods).
     pub netns: Option<PathBuf>,
     pub pod_uid: String,
@@ -68,6 +70,7 @@ pub fn find_pod(env: &ExecEnv, ns: &str, pod: &str) -> Result<Target, LookupErro
         .ok_or_else(|| LookupError { code: 400, message: format!("pod {ns}/{pod} has no running sandbox yet") })?;
     Ok(Target {
         container_id: sandbox.id.clone(),
+        log_path: None,
         netns: if sandbox.host_network { None } else { sandbox.netns.map(PathBuf::from) },
         pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
     })
@@ -94,6 +97,7 @@ pub fn find_container(env: &ExecEnv, ns: &str, pod: &str, container: &str) -> Re
     }
     let sandbox: Option<SandboxRecord> = std::fs::read(dir.join("sandbox.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     Ok(Target {
+        log_path: Some(rec.log_path.clone()),
         container_id: rec.id,
         netns: sandbox.and_then(|s| if s.host_network { None } else { s.netns.map(PathBuf::from) }),
         pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -341,6 +345,56 @@ async fn run_tty(env: &ExecEnv, target: &Target, command: &[String], io: ExecIo)
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
     }
     Ok(status.code().unwrap_or(128 + 9))
+}
+
+/// `attach`: what container `target` writes from now on, to `io.stdout` / `io.stderr` by the stream it was
+/// written to, until the container exits (or is replaced by a restart) or the client goes away. The monitor
+/// owns the container's stdio and writes it to the CRI log, so the log is followed rather than the pipes.
+pub async fn follow_output(env: &ExecEnv, ns: &str, pod: &str, container: &str, target: &Target, mut io: ExecIo) -> Result<i32, String> {
+    use crate::logs::read::{read_all, render_line};
+    let Some(file) = target.log_path.clone() else {
+        return Err(format!("container {container} in pod {pod} has no log to attach to"));
+    };
+    let mut seen = read_all(&file).len();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let mut checks = 0u32;
+    loop {
+        let cancelled = match io.cancel.as_mut() {
+            Some(c) => tokio::select! {
+                _ = tick.tick() => None,
+                r = c => Some(r.is_ok()),
+            },
+            None => {
+                tick.tick().await;
+                None
+            }
+        };
+        match cancelled {
+            Some(true) => return Ok(0),
+            Some(false) => io.cancel = None, // nobody can cancel any more; a spent receiver must not be polled again
+            None => {}
+        }
+        let lines = read_all(&file);
+        if lines.len() < seen {
+            seen = 0; // rotated
+        }
+        for l in &lines[seen..] {
+            let tx = if l.stream == "stderr" { io.stderr.as_ref().or(io.stdout.as_ref()) } else { io.stdout.as_ref() };
+            if let Some(tx) = tx {
+                if tx.send(Bytes::from(render_line(l, false))).await.is_err() {
+                    return Ok(0);
+                }
+            }
+        }
+        seen = lines.len();
+        checks += 1;
+        if checks % 5 == 0 {
+            match find_container(env, ns, pod, container) {
+                Ok(t) if t.container_id == target.container_id => {}
+                _ => return Ok(0),
+            }
+        }
+    }
 }
 
 struct RemoveOnDrop(PathBuf);

@@ -1,6 +1,6 @@
 //! The kubelet API the apiserver proxies to: `GET /containerLogs/<ns>/<pod>/<container>` with `follow`,
-//! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`; `/exec/<ns>/<pod>/<c>`
-//! ([`remotecommand`], over [`spdy`] or WebSocket, running [`exec`]); `/portForward/<ns>/<pod>`
+//! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`; `/exec/<ns>/<pod>/<c>` and
+//! `/attach/<ns>/<pod>/<c>` ([`remotecommand`], over [`spdy`] or WebSocket, running [`exec`]); `/portForward/<ns>/<pod>`
 //! ([`portforward`]); and `/healthz`. Plain HTTP on the node IP (the apiserver's proxy speaks HTTP).
 
 pub mod exec;
@@ -150,6 +150,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route("/exec/{ns}/{pod}/{container}", any(remotecommand::exec_handler))
+        .route("/attach/{ns}/{pod}/{container}", any(remotecommand::attach_handler))
         .route("/portForward/{ns}/{pod}", any(portforward::portforward_handler))
         .with_state(Arc::new(state))
 }

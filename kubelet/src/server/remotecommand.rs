@@ -29,6 +29,9 @@ pub const SPDY_PROTOCOLS: &[&str] = &["v4.channel.k8s.io"];
 /// WebSocket subprotocols served, most preferred first.
 pub const WS_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
+/// What runs once the streams are up: exec's command, or attach's log follower.
+pub type Runner = Box<dyn FnOnce(ExecIo) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<i32, String>> + Send>> + Send>;
+
 /// How long the client has to open the streams it asked for.
 const STREAM_WAIT: Duration = Duration::from_secs(30);
 
@@ -151,7 +154,43 @@ pub async fn exec_handler(
     let env = state.exec.clone();
     let websocket = is_websocket(req.headers());
     tracing::info!(pod = %format!("{ns}/{pod}"), container, command = ?opts.command, tty = opts.tty, transport = if websocket { "websocket" } else { "spdy" }, "exec");
-    if websocket {
+    let (command, tty) = (opts.command.clone(), opts.tty);
+    let runner: Runner = Box::new(move |io| Box::pin(async move { exec::run(&env, &target, &command, tty, io).await }));
+    serve_streams(req, opts, runner).await
+}
+
+/// `GET|POST /attach/{ns}/{pod}/{container}`: the container's output from now on, live, until it exits.
+/// rkube gives containers neither a stdin nor a terminal, so `-i` and `-t` are refused.
+pub async fn attach_handler(
+    State(state): State<Arc<ServerState>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    req: Request<Body>,
+) -> Response {
+    let opts = Options::parse(query.as_deref());
+    if opts.tty {
+        return plain(StatusCode::BAD_REQUEST, format!("Unable to use a TTY - container {container} did not allocate one"));
+    }
+    if opts.stdin {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("container {container} in pod {pod} has no stdin to attach to (rkube does not give containers a stdin yet); attach without -i"),
+        );
+    }
+    let target = match exec::find_container(&state.exec, &ns, &pod, &container) {
+        Ok(t) => t,
+        Err(e) => return plain(StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST), e.message),
+    };
+    let websocket = is_websocket(req.headers());
+    tracing::info!(pod = %format!("{ns}/{pod}"), container, transport = if websocket { "websocket" } else { "spdy" }, "attach");
+    let env = state.exec.clone();
+    let runner: Runner = Box::new(move |io| Box::pin(async move { exec::follow_output(&env, &ns, &pod, &container, &target, io).await }));
+    serve_streams(req, opts, runner).await
+}
+
+/// Upgrades to whichever transport the client asked for and runs `runner` with the negotiated streams.
+async fn serve_streams(req: Request<Body>, opts: Options, runner: Runner) -> Response {
+    if is_websocket(req.headers()) {
         let (mut parts, _body) = req.into_parts();
         let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(ws) => ws.protocols(WS_PROTOCOLS.iter().copied()),
@@ -161,12 +200,12 @@ pub async fn exec_handler(
             return plain(StatusCode::BAD_REQUEST, format!("no supported WebSocket subprotocol: use one of {WS_PROTOCOLS:?}"));
         };
         let v5 = proto.starts_with("v5.");
-        return ws.on_upgrade(move |socket| exec_websocket(socket, v5, env, target, opts));
+        return ws.on_upgrade(move |socket| exec_websocket(socket, v5, opts, runner));
     }
     let Some(proto) = negotiate_spdy(req.headers(), SPDY_PROTOCOLS) else {
         return plain(StatusCode::FORBIDDEN, format!("unable to upgrade: no common stream protocol: the server speaks {SPDY_PROTOCOLS:?}"));
     };
-    upgrade_spdy(req, proto, move |session| exec_spdy(session, env, target, opts))
+    upgrade_spdy(req, proto, move |session| exec_spdy(session, opts, runner))
 }
 
 /// Forwards a SPDY stream's data into a channel until the peer half-closes it.
@@ -217,7 +256,7 @@ fn resize_decoder(mut s: Stream) -> mpsc::Receiver<TermSize> {
     rx
 }
 
-async fn exec_spdy(mut session: Session, env: exec::ExecEnv, target: exec::Target, opts: Options) {
+async fn exec_spdy(mut session: Session, opts: Options, runner: Runner) {
     let mut streams: HashMap<String, Stream> = HashMap::new();
     let wanted = |t: &str| match t {
         "error" => true,
@@ -235,7 +274,7 @@ async fn exec_spdy(mut session: Session, env: exec::ExecEnv, target: exec::Targe
             Ok(Some(s)) => s,
             Ok(None) => return,
             Err(_) => {
-                tracing::warn!(container = %target.container_id, "exec: client did not open its streams within 30s");
+                tracing::warn!("exec/attach: client did not open its streams within 30s");
                 return;
             }
         };
@@ -283,7 +322,7 @@ async fn exec_spdy(mut session: Session, env: exec::ExecEnv, target: exec::Targe
         while session.incoming.recv().await.is_some() {}
         let _ = cancel_tx.send(());
     });
-    let result = exec::run(&env, &target, &opts.command, opts.tty, io).await;
+    let result = runner(io).await;
     for t in tasks {
         let _ = t.await;
     }
@@ -295,7 +334,7 @@ async fn exec_spdy(mut session: Session, env: exec::ExecEnv, target: exec::Targe
     let _ = tokio::time::timeout(Duration::from_secs(10), watcher).await;
 }
 
-async fn exec_websocket(socket: WebSocket, v5: bool, env: exec::ExecEnv, target: exec::Target, opts: Options) {
+async fn exec_websocket(socket: WebSocket, v5: bool, opts: Options, runner: Runner) {
     let (mut sink, mut source) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(32);
     let writer = tokio::spawn(async move {
@@ -371,7 +410,7 @@ async fn exec_websocket(socket: WebSocket, v5: bool, env: exec::ExecEnv, target:
             io.stderr = Some(tx);
         }
     }
-    let result = exec::run(&env, &target, &opts.command, opts.tty, io).await;
+    let result = runner(io).await;
     for p in pumps {
         let _ = p.await;
     }

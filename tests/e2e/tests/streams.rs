@@ -340,3 +340,36 @@ fn a_killed_kubectl_ends_its_exec_and_errors_are_reported() {
     let out = run(&up, KUBECTL_NEW, &["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/containerLogs/default/shell/main?tailLines=1")], None);
     assert!(text(&out.stdout).starts_with("tick "), "{}", text(&out.stdout));
 }
+
+#[test]
+fn attach_streams_live_output_with_kubectl_127_and_133() {
+    let up = start();
+    for kubectl in [KUBECTL_OLD, KUBECTL_NEW] {
+        let mut child = Command::new(kubectl_bin(kubectl))
+            .args(["attach", "shell", "-c", "main"])
+            .env("KUBECONFIG", up.kubeconfig())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("attach");
+        let stdout = child.stdout.take().expect("stdout");
+        let guard = ChildGuard::new(child, "kubectl attach");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let a = rx.recv_timeout(Duration::from_secs(20)).expect("a line through attach");
+        let b = rx.recv_timeout(Duration::from_secs(5)).expect("the next line through attach");
+        let num = |l: &str| l.trim_start_matches("tick ").parse::<u64>().unwrap_or_else(|_| panic!("{kubectl}: not a tick line: {l:?}"));
+        assert_eq!(num(&b), num(&a) + 1, "{kubectl}: consecutive live lines");
+        drop(guard);
+    }
+    // -i needs a container stdin, which rkube does not provide: said plainly
+    let out = run(&up, KUBECTL_NEW, &["attach", "-i", "shell", "-c", "main"], Some(b""));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no stdin to attach to"), "{}", text(&out.stderr));
+}
