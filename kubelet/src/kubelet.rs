@@ -104,9 +104,12 @@ impl PodSink for ApiSink {
 async fn send_status(client: kube::Client, pod: Pod, status: PodStatus) {
     let (Some(name), ns) = (pod.metadata.name.clone(), pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())) else { return };
     let api: Api<Pod> = Api::namespaced(client, &ns);
+    let phase = status.phase.clone().unwrap_or_default();
     let patch = serde_json::json!({"status": status});
-    if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        tracing::debug!(pod = %name, error = %e, "update pod status");
+    let t = std::time::Instant::now();
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => tracing::debug!(pod = %name, %phase, ms = t.elapsed().as_secs_f64() * 1000.0, "pod status written"),
+        Err(e) => tracing::debug!(pod = %name, error = %e, "update pod status"),
     }
 }
 

@@ -8,4 +8,5 @@ pub mod lifecycle;
 pub mod network;
 pub mod runtime;
 pub mod status;
+pub mod timing;
 pub mod worker;

@@ -22,6 +22,7 @@ use super::lifecycle::{
 use super::network::PodNetwork;
 use super::runtime::RuntimeCli;
 use super::status::{pod_status, NodeFacts};
+use super::timing::Steps;
 use crate::config::KubeletConfig;
 use crate::container::spec::{oci_config, BindMount, ImageConfig, SandboxNamespaces, SpecInput};
 use crate::container::{env, qos, security};
@@ -363,6 +364,7 @@ impl PodWorker {
     }
 
     fn create_sandbox(&mut self) -> Result<(), String> {
+        let mut steps = Steps::new();
         let name = self.name();
         let ns = self.namespace();
         fs::create_dir_all(&self.dir).map_err(|e| format!("create {}: {e}", self.dir.display()))?;
@@ -375,6 +377,7 @@ impl PodWorker {
         let cgroup = format!("/{}/{id}", qos::pod_cgroup_parent(&self.pod));
         let hostname = super::dns::hostname(&self.pod);
         let info = self.ctx.runtime.sandbox(&id, &hostname, &cgroup).map_err(|e| e.to_string())?;
+        steps.mark("runtime sandbox");
         let host_network = self.host_network();
         let ns_path = |k: &str| info.namespaces.get(k).cloned().or_else(|| Some(format!("/proc/{}/ns/{k}", info.pid)));
         let mut rec = SandboxRecord {
@@ -395,7 +398,9 @@ impl PodWorker {
         } else {
             let netns = rec.netns.clone().unwrap_or_default();
             super::network::loopback_up(&name, Path::new(&netns)).map_err(|e| e.to_string())?;
+            steps.mark("loopback");
             rec.ip = self.ctx.network.add(&name, &ns, &id, Path::new(&netns)).map_err(|e| e.to_string())?;
+            steps.mark("CNI ADD");
         }
         let node_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let files = [
@@ -410,7 +415,9 @@ impl PodWorker {
             fs::write(self.dir.join(f), content).map_err(|e| format!("write {f}: {e}"))?;
         }
         write_json(&self.dir.join("sandbox.json"), &rec).map_err(|e| format!("record sandbox: {e}"))?;
-        tracing::info!(pod = %name, sandbox = %id, ip = ?rec.ip, "sandbox ready");
+        steps.mark("pod files");
+        tracing::debug!(pod = %name, total_ms = steps.total_ms(), steps = %steps, "sandbox steps");
+        tracing::info!(pod = %name, sandbox = %id, ip = ?rec.ip, ms = steps.total_ms(), "sandbox ready");
         self.sandbox = Some(rec);
         Ok(())
     }
@@ -459,6 +466,7 @@ impl PodWorker {
     fn start_container(&mut self, name: &str) {
         let Some((c, _init)) = self.container_spec(name) else { return };
         let Some(sb) = self.sandbox.clone() else { return };
+        let mut steps = Steps::new();
         let pod_name = self.name();
         // previous instance: its restart count carries over
         let restart_count = match self.containers.get(name) {
@@ -481,11 +489,13 @@ impl PodWorker {
             Ok(e) => e,
             Err(e) => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
         };
+        steps.mark("env");
         let vols = match volume::setup_all(&self.pod, &self.dir, &sources, true) {
             Ok(v) => v,
             Err(e) if e.is_config_error() => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
             Err(e) => return self.fail(name, FailureKind::Create, e.to_string()),
         };
+        steps.mark("volumes");
         // image
         let image = c.image.clone().unwrap_or_default();
         let policy = c.image_pull_policy.as_deref().and_then(|p| crate::image::PullPolicy::from_api(p).ok().flatten());
@@ -513,6 +523,7 @@ impl PodWorker {
                 return self.fail(name, kind, e.to_string());
             }
         };
+        steps.mark("image");
         let image_config = self.ctx.images.store().read_blob(&record.id).map(|b| ImageConfig::from_json(&b)).unwrap_or_default();
         let sec = match security::resolve(&self.pod, &c, image_config.user.as_deref()) {
             Ok(s) => s,
@@ -530,6 +541,7 @@ impl PodWorker {
         if let Err(e) = crate::image::overlay::mount_rootfs(self.ctx.images.store(), &id, &record, &rootfs, sec.readonly_rootfs) {
             return self.fail(name, FailureKind::Create, e.to_string());
         }
+        steps.mark("rootfs");
         let term_log = cdir.join("termination-log");
         let _ = fs::write(&term_log, b"");
         let mut mounts = vec![
@@ -576,6 +588,7 @@ impl PodWorker {
         if let Err(e) = fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap_or_default()) {
             return self.fail(name, FailureKind::Create, format!("write config.json: {e}"));
         }
+        steps.mark("config.json");
         let log_path = self
             .ctx
             .config
@@ -599,6 +612,7 @@ impl PodWorker {
             let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
             return self.fail(name, FailureKind::Create, e.to_string());
         }
+        steps.mark("monitor + create");
         let rec = ContainerRecord {
             id: id.clone(),
             restart_count,
@@ -622,6 +636,7 @@ impl PodWorker {
             let _ = prev;
             return self.fail(name, FailureKind::Run, e.to_string());
         }
+        steps.mark("start");
         self.failures.remove(name);
         self.event(Some(name), EventType::Normal, "Started", format!("Started container {name}"));
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
@@ -645,7 +660,8 @@ impl PodWorker {
                 let _ = self.ctx.runtime.kill(&id, "KILL");
             }
         }
-        tracing::info!(pod = %pod_name, container = name, id = %id, "container started");
+        tracing::debug!(pod = %pod_name, container = name, total_ms = steps.total_ms(), steps = %steps, "container steps");
+        tracing::info!(pod = %pod_name, container = name, id = %id, ms = steps.total_ms(), "container started");
     }
 
     /// SIGTERM to each, wait up to `grace` for all exits, SIGKILL what is left.

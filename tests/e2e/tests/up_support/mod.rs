@@ -79,7 +79,8 @@ impl Up {
             .arg(self.data.path())
             .args(["--node-ip", &self.node_ip, "--listen", "127.0.0.1:0", "--bridge", &self.bridge])
             .args(["--pod-cidr", &format!("{}0/24", self.subnet_prefix)])
-            .env("RKUBE_LOG", "info,kube=warn")
+            // RKUBE_TEST_LOG=info,rkube_kubelet=debug shows the kubelet's per-step pod timings in rkube-N.log
+            .env("RKUBE_LOG", std::env::var("RKUBE_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
