@@ -43,7 +43,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     match (ctx.target.name.as_deref(), ctx.target.subresource.as_deref(), info.resource) {
         (None, None, _) => {}
         (Some(_), Some("binding"), "pods") => return binding(ctx, &body).await,
-        (Some(_), Some("eviction"), "pods") => return eviction(ctx).await,
+        (Some(_), Some("eviction"), "pods") => return eviction(ctx, &body).await,
         (Some(_), Some(sub @ ("exec" | "attach" | "portforward")), "pods") => return Err(not_served(sub)),
         _ => {
             return Err(ApiError::method_not_allowed(format!(
@@ -213,11 +213,20 @@ async fn binding(ctx: &Ctx, body: &Bytes) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::CREATED, &s))
 }
 
-/// `POST pods/{name}/eviction`: deletes the pod (no disruption budgets are enforced).
-async fn eviction(ctx: &Ctx) -> Result<Response, ApiError> {
+/// `POST pods/{name}/eviction`: deletes the pod with the Eviction's `deleteOptions` (grace period,
+/// preconditions); no disruption budgets are enforced.
+async fn eviction(ctx: &Ctx, body: &Bytes) -> Result<Response, ApiError> {
     let info = ctx.info();
     let name = ctx.name().to_string();
-    super::delete::delete_one(ctx, &json!({})).await?;
+    let eviction = if body.is_empty() { json!({}) } else { decode_object(ctx, body)? };
+    if let Some(kind) = eviction.get("kind").and_then(Value::as_str).filter(|k| *k != "Eviction") {
+        return Err(ApiError::bad_request(format!("pods \"{name}\": the body of an eviction must be an Eviction, not a {kind}")));
+    }
+    if let Some(n) = eviction.pointer("/metadata/name").and_then(Value::as_str).filter(|n| !n.is_empty() && *n != name) {
+        return Err(ApiError::bad_request(format!("name in URL does not match name in Eviction object: {name} != {n}")));
+    }
+    let opts = eviction.get("deleteOptions").cloned().unwrap_or_else(|| json!({}));
+    super::delete::delete_one(ctx, &opts).await?;
     let mut s = status::success(info, &name, "");
     s["code"] = json!(201);
     Ok(json_response(StatusCode::CREATED, &s))

@@ -129,11 +129,20 @@ fn bad_input_gets_the_right_status_and_stores_nothing() {
     assert_eq!((code, st["reason"].as_str()), (409, Some("Conflict")), "{st}");
     assert_eq!(api.get(&format!("{CMS}/cas")).1["data"]["k"], "one");
 
-    // kubectl shows unknown fields with its usual message and stores nothing.
+    // kubectl prints these as it does for a real cluster, and nothing is stored.
     let file = s.write("unknown.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: unk\nbogus: 1\n");
+    let bad_name = s.write("bad-name.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n");
     for v in common::KUBECTLS {
         let err = s.fails(v, &["apply", "-f", as_str(&file)]);
-        assert!(err.contains("unknown field \"bogus\""), "kubectl.{v}: {err}");
+        assert!(
+            err.contains("Error from server (BadRequest)") && err.contains("strict decoding error: unknown field \"bogus\""),
+            "kubectl.{v}: {err}"
+        );
+        let err = s.fails(v, &["create", "-f", as_str(&bad_name)]);
+        assert!(
+            err.contains("The ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""),
+            "kubectl.{v}: {err}"
+        );
     }
 
     let (_, list) = api.get(pods);
@@ -287,6 +296,19 @@ fn object_semantics_generation_status_finalizers_propagation() {
     assert_eq!(api.get(&format!("{pods}/bound")).0, 200);
     assert_eq!(api.json("DELETE", &format!("{pods}/bound"), &json!({"gracePeriodSeconds": 0})).0, 200);
     assert_eq!(api.get(&format!("{pods}/bound")).0, 404);
+
+    // Eviction deletes with the Eviction's deleteOptions: a bound pod evicted with grace 0 is gone at once.
+    assert_eq!(api.json("POST", pods, &pod("evicted", Some("n1"))).0, 201);
+    let eviction = |name: &str, grace: i64| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}, "deleteOptions": {"gracePeriodSeconds": grace}})
+    };
+    let (code, st) = api.json("POST", &format!("{pods}/evicted/eviction"), &eviction("other", 0));
+    assert_eq!(code, 400, "an Eviction naming another pod: {st}");
+    assert_eq!(api.get(&format!("{pods}/evicted")).0, 200, "a refused eviction deletes nothing");
+    let (code, st) = api.json("POST", &format!("{pods}/evicted/eviction"), &eviction("evicted", 0));
+    assert_eq!(code, 201, "{st}");
+    assert_eq!(api.get(&format!("{pods}/evicted")).0, 404);
+    assert_eq!(api.json("POST", &format!("{pods}/evicted/eviction"), &eviction("evicted", 0)).0, 404);
 
     // Binding assigns a node once.
     assert_eq!(api.json("POST", pods, &pod("sched", None)).0, 201);
