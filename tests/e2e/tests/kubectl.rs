@@ -122,3 +122,51 @@ fn get_watch_streams_changes() {
         drop(guard);
     }
 }
+
+/// `kubectl get -w` without `-o` watches with the Table Accept header: the header and each event print as table
+/// rows with the kind's own columns.
+#[test]
+fn get_watch_prints_table_rows() {
+    let s = TestServer::start();
+    for v in KUBECTLS {
+        let name = unique_name("wp");
+        let mut child = Command::new(kubectl_bin(v))
+            .arg("--kubeconfig")
+            .arg(&s.kubeconfig)
+            .args(["get", "pods", "-w", "--field-selector", &format!("metadata.name={name}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl get -w");
+        let out = child.stdout.take().expect("piped stdout");
+        let guard = ChildGuard::new(child, "kubectl get pods -w");
+        let (tx, lines) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let pod = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n");
+        let file = s.write(&format!("{name}.yaml"), &pod);
+        s.ok(v, &["create", "-f", as_str(&file)]);
+        let mut seen: Vec<String> = Vec::new();
+        let mut n = 0;
+        poll_until("kubectl get pods -w to print the pod as a table row", Duration::from_secs(20), || {
+            n += 1;
+            s.ok(v, &["label", "pod", &name, &format!("round={n}"), "--overwrite"]);
+            while let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
+                seen.push(l);
+            }
+            seen.iter().any(|l| l.starts_with(&format!("{name} "))).then_some(())
+        });
+        let header = seen.iter().find(|l| l.starts_with("NAME")).unwrap_or_else(|| panic!("kubectl.{v}: no header in {seen:?}"));
+        for col in ["READY", "STATUS", "RESTARTS", "AGE"] {
+            assert!(header.contains(col), "kubectl.{v} get pods -w header {header:?} lacks {col}");
+        }
+        let row = seen.iter().find(|l| l.starts_with(&format!("{name} "))).expect("row");
+        assert!(row.contains("0/1") && row.contains("Pending"), "kubectl.{v} row {row:?}");
+        drop(guard);
+    }
+}
