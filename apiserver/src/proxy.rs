@@ -276,3 +276,122 @@ async fn http_body_util_collect(body: hyper::body::Incoming) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    /// A kubelet stand-in: answers one upgrade request with 101, reports the request head it saw, then echoes
+    /// what arrives upper-cased.
+    async fn fake_kubelet() -> (u16, tokio::sync::oneshot::Receiver<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (s, _) = l.accept().await.expect("accept");
+            let mut r = BufReader::new(s);
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).await.expect("read") == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let _ = tx.send(head);
+            let mut s = r.into_inner();
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n")
+                .await
+                .expect("101");
+            let mut buf = [0u8; 64];
+            loop {
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                let up: Vec<u8> = buf[..n].to_ascii_uppercase();
+                if s.write_all(&up).await.is_err() {
+                    break;
+                }
+            }
+        });
+        (port, rx)
+    }
+
+    async fn server() -> (crate::ApiServer, String) {
+        let store: Arc<dyn crate::storage::Store> = Arc::new(crate::memory_store::MemoryStore::new());
+        let s = crate::ApiServer::start(store, crate::ServerConfig::new("127.0.0.1:0".parse().expect("addr"))).await.expect("start");
+        let url = s.url();
+        (s, url)
+    }
+
+    async fn send(method: reqwest::Method, url: &str, ct: &str, body: Value) -> reqwest::Response {
+        reqwest::Client::new().request(method, url).header("content-type", ct).body(body.to_string()).send().await.expect("request")
+    }
+
+    #[tokio::test]
+    async fn exec_upgrade_is_spliced_to_the_kubelet_and_bad_requests_get_statuses() {
+        let (kubelet_port, seen) = fake_kubelet().await;
+        let (_server, base) = server().await;
+        let node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
+        assert!(send(reqwest::Method::POST, &format!("{base}/api/v1/nodes"), "application/json", node).await.status().is_success());
+        let status = serde_json::json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}});
+        let r = send(reqwest::Method::PATCH, &format!("{base}/api/v1/nodes/n1/status"), "application/merge-patch+json", status).await;
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}, {"name": "d", "image": "busybox"}]}});
+        assert!(send(reqwest::Method::POST, &format!("{base}/api/v1/namespaces/default/pods"), "application/json", pod).await.status().is_success());
+
+        // errors before any upgrade are Status objects with kubectl's messages
+        let get = |path: &str| {
+            let url = format!("{base}{path}");
+            async move {
+                let r = reqwest::Client::new().post(url).send().await.expect("post");
+                (r.status().as_u16(), r.json::<Value>().await.expect("status json"))
+            }
+        };
+        let (code, st) = get("/api/v1/namespaces/default/pods/missing/exec?command=ls").await;
+        assert_eq!((code, st["reason"].as_str()), (404, Some("NotFound")));
+        let (code, st) = get("/api/v1/namespaces/default/pods/p/exec?command=ls&container=zz").await;
+        assert_eq!(code, 400);
+        assert_eq!(st["message"], "container zz is not valid for pod p");
+        let (code, st) = get("/api/v1/namespaces/default/pods/p/exec?command=ls").await;
+        assert_eq!(code, 400);
+        assert_eq!(st["message"], "a container name must be specified for pod p, choose one of: [c d]");
+
+        // the upgrade: 101 passed back, bytes spliced both ways
+        let authority = base.trim_start_matches("http://");
+        let mut conn = tokio::net::TcpStream::connect(authority).await.expect("connect");
+        let req = format!(
+            "POST /api/v1/namespaces/default/pods/p/exec?command=echo&command=a%20b&container=d&stdout=true HTTP/1.1\r\nHost: {authority}\r\n\
+             Authorization: Bearer secret\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.expect("write");
+        let mut r = BufReader::new(conn);
+        let mut status_line = String::new();
+        r.read_line(&mut status_line).await.expect("status");
+        assert!(status_line.starts_with("HTTP/1.1 101"), "{status_line}");
+        let mut saw_protocol = false;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).await.expect("header");
+            if line == "\r\n" {
+                break;
+            }
+            saw_protocol |= line.to_ascii_lowercase().starts_with("x-stream-protocol-version: v4.channel.k8s.io");
+        }
+        assert!(saw_protocol, "the kubelet's chosen protocol reaches the client");
+        let head = tokio::time::timeout(std::time::Duration::from_secs(5), seen).await.expect("kubelet saw a request").expect("head");
+        assert!(head.starts_with("POST /exec/default/p/d?command=echo&command=a+b&stdout=true HTTP/1.1"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("upgrade: spdy/3.1"), "{head}");
+        assert!(!head.to_ascii_lowercase().contains("authorization"), "client credentials stay at the apiserver: {head}");
+        let mut conn = r.into_inner();
+        conn.write_all(b"spliced").await.expect("write");
+        let mut buf = [0u8; 7];
+        tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_exact(&mut buf)).await.expect("echo in time").expect("read");
+        assert_eq!(&buf, b"SPLICED");
+    }
+}
