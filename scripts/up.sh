@@ -19,6 +19,8 @@ scripts/deps.sh
 if [ "$PROFILE" = release ]; then FLAG=--release; else FLAG=; fi
 echo "up: building rkube ($PROFILE)"
 cargo build $FLAG -q -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins
+# one rkube-monitor runs per container: link it statically, so it maps no libc.so / ld.so pages (~1.4 -> ~0.9 MiB RSS)
+[ "$PROFILE" = release ] && cargo rustc --release -q -p rkube-kubelet --bin rkube-monitor -- -C target-feature=+crt-static
 BIN="$TARGET/$PROFILE"
 
 # demo image, offline: busybox-static in a one-layer OCI image
