@@ -42,7 +42,7 @@ spec:
   - name: httpd
     image: busybox:latest
     imagePullPolicy: Never
-    command: ["sh", "-c", "mkdir -p /www && echo served-from-pod > /www/index.html && httpd -f -p 8080 -h /www"]
+    command: ["sh", "-c", "mkdir -p /www && echo served-from-pod > /www/index.html && head -c 6000000 /dev/urandom > /www/big && httpd -f -p 8080 -h /www"]
 "#;
 
 fn kubectl_bin(path: &str) -> &str {
@@ -149,8 +149,9 @@ fn exec_stdout_stderr_exit_codes_and_stdin_with_kubectl_127_and_133() {
 }
 
 fn check_tty(up: &Up, kubectl: &str) {
-    // `script` gives kubectl a terminal, so `-t` is honoured; the command inside sees a pty of its own.
-    let cmd = format!("{kubectl} exec -it shell -- sh -c 'tty; stty size; exit 3'");
+    // `script` gives kubectl a terminal, so `-t` is honoured; the command inside sees a pty of its own, sized
+    // like kubectl's (the resize stream / channel 4, applied with TIOCSWINSZ).
+    let cmd = format!("stty rows 41 cols 101; {kubectl} exec -it shell -- sh -c 'tty; stty size; exit 3'");
     let mut child = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
         .env("KUBECONFIG", up.kubeconfig())
@@ -166,6 +167,7 @@ fn check_tty(up: &Up, kubectl: &str) {
     drop(stdin);
     let s = text(&out.stdout);
     assert!(s.contains("/dev/pts/"), "{kubectl}: tty inside the container: {s:?} / {}", text(&out.stderr));
+    assert!(s.contains("41 101"), "{kubectl}: the terminal size reached the container: {s:?}");
     assert_eq!(out.status.code(), Some(3), "{kubectl}: exit code through -it: {s:?}");
 }
 
@@ -218,6 +220,33 @@ fn check_port_forward(up: &Up, kubectl: &str) {
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
     assert!(first.contains(&format!("Forwarding from 127.0.0.1:{port}")), "{kubectl}: {first}");
+    // several MiB through one connection: more than any flow-control window
+    let big = Command::new("curl")
+        .args(["-sS", "--max-time", "60", &format!("http://127.0.0.1:{port}/big")])
+        .output()
+        .expect("curl big");
+    assert_eq!(big.stdout.len(), 6_000_000, "{kubectl}: whole file: {}", text(&big.stderr));
+    let local = Command::new("md5sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("md5sum");
+    let mut local = local;
+    local.stdin.take().expect("stdin").write_all(&big.stdout).expect("write");
+    let local_sum = text(&local.wait_with_output().expect("md5sum").stdout);
+    let pod_sum = run(up, kubectl, &["exec", "web", "--", "md5sum", "/www/big"], None);
+    assert_eq!(
+        local_sum.split_whitespace().next(),
+        text(&pod_sum.stdout).split_whitespace().next(),
+        "{kubectl}: same bytes as in the pod"
+    );
+    // concurrent connections over one session
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                Command::new("curl").args(["-sS", "--max-time", "20", &format!("http://127.0.0.1:{port}/index.html")]).output().expect("curl")
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(text(&h.join().expect("join").stdout), "served-from-pod\n", "{kubectl}: concurrent connection");
+    }
     for round in 0..3 {
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "10", &format!("http://127.0.0.1:{port}/index.html")])
