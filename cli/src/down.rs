@@ -1,7 +1,8 @@
-//! `rkube down`: stops a running `rkube up` of the data dir and removes every pod it ran: containers and
-//! sandboxes, CNI attachments (veths, addresses, the masquerade table), volumes and rootfs mounts, cgroups,
-//! logs, and the default network's bridge. The image store and the API store stay (pass `--purge` to remove
-//! the whole data dir).
+//! `rkube down`: stops a running `rkube up` (or `rkube kubelet`) of the data dir and removes every pod it ran:
+//! containers and sandboxes, CNI attachments (veths, addresses, the masquerade table), volumes and rootfs
+//! mounts, cgroups (and the kubepods tree once empty), logs, the default network's bridge, the service proxy
+//! table and the cluster DNS address with its bridge; the last node down on the host restores
+//! net.ipv4.ip_forward. The image store and the API store stay (pass `--purge` to remove the whole data dir).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -61,7 +62,7 @@ fn unmount_under(dir: &Path) {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data = &args.data_dir;
     stop_server(data);
-    let cfg = super::up::kubelet_config(data, "down", "127.0.0.1");
+    let cfg = super::node::kubelet_config(data, "down", "127.0.0.1");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;
     let mut cfg = cfg;
     if !cfg.cni_conf_dir.join("10-rkube.conflist").exists() {
@@ -87,11 +88,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .status();
         }
     }
-    // empty QoS cgroups left behind
-    for h in ["cpu,cpuacct", "memory", "pids", "cpuset", "blkio", "devices", "freezer", "hugetlb", "net_cls,net_prio", "perf_event", "unified"] {
-        for q in ["kubepods/besteffort", "kubepods/burstable", "kubepods"] {
-            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(h).join(q));
-        }
+    // Services: the proxy table, the cluster DNS address and its bridge
+    if let Err(e) = rkube_kubelet::node_services::remove(&cfg.root_dir) {
+        eprintln!("rkube down: {e}");
+    }
+    // the kubepods cgroup tree, now that its pods are gone (only empty cgroups can be removed: a tree that still
+    // holds another node's pods stays)
+    remove_kubepods_cgroups(Path::new("/sys/fs/cgroup"));
+    if let Some(msg) = super::node::restore_ip_forward() {
+        eprintln!("{msg}");
     }
     unmount_under(data);
     for sub in ["kubelet", "pod-logs", "runtime", "cni", "net.d"] {
@@ -102,4 +107,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     eprintln!("rkube is down (data dir {})", data.display());
     Ok(())
+}
+
+/// Removes empty `kubepods` cgroup trees, deepest first: under each v1 hierarchy (`<root>/<controller>/kubepods`)
+/// and at the root of a v2 unified mount (`<root>/kubepods`). Non-empty cgroups are left alone.
+fn remove_kubepods_cgroups(root: &Path) {
+    let mut tops = vec![root.join("kubepods")];
+    if let Ok(rd) = std::fs::read_dir(root) {
+        tops.extend(rd.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path().join("kubepods")));
+    }
+    for top in tops {
+        remove_empty_tree(&top);
+    }
+}
+
+fn remove_empty_tree(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_empty_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubepods_trees_go_in_every_hierarchy() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for d in ["cpu/kubepods/besteffort/podx", "memory/kubepods/burstable", "kubepods/pody", "pids/other"] {
+            std::fs::create_dir_all(root.path().join(d)).expect("mkdir");
+        }
+        // a file inside stands for a cgroup that cannot be removed (it still has processes)
+        std::fs::create_dir_all(root.path().join("pids/kubepods/podz")).expect("mkdir");
+        std::fs::write(root.path().join("pids/kubepods/podz/busy"), "").expect("write");
+        remove_kubepods_cgroups(root.path());
+        assert!(!root.path().join("cpu/kubepods").exists());
+        assert!(!root.path().join("memory/kubepods").exists());
+        assert!(!root.path().join("kubepods").exists());
+        assert!(root.path().join("pids/other").exists(), "not ours");
+        assert!(root.path().join("pids/kubepods/podz").exists(), "a busy cgroup stays");
+    }
 }

@@ -1,8 +1,11 @@
 //! `rkube`: the one user-facing command. Each subcommand lives in a module named for it and calls into the
 //! component crates; this file only parses arguments and sets up logging.
 
+mod control_plane;
 mod down;
 mod image;
+mod kubelet;
+mod node;
 mod server;
 mod up;
 
@@ -19,10 +22,12 @@ struct Cli {
 enum Command {
     /// Run the whole node here (apiserver, scheduler, controllers, kubelet) in the foreground
     Up(up::Args),
-    /// Stop `rkube up` and remove every pod, network attachment, mount and cgroup it made
+    /// Stop `rkube up` (or `rkube kubelet`) and remove every pod, network attachment, mount, cgroup and nft table it made
     Down(down::Args),
     /// Run apiserver + scheduler + controllers on the embedded store (or etcd)
     Server(server::Args),
+    /// Run the kubelet alone against the apiserver of a kubeconfig (a node joining `rkube server`)
+    Kubelet(kubelet::Args),
     /// Import, pull and list container images in the node's image store
     #[command(subcommand)]
     Image(image::Command),
@@ -40,6 +45,7 @@ fn main() {
         Command::Up(args) => up::run(args),
         Command::Down(args) => down::run(args),
         Command::Server(args) => server::run(args),
+        Command::Kubelet(args) => kubelet::run(args),
         Command::Image(cmd) => image::run(cmd),
     };
     if let Err(err) = result {

@@ -1,24 +1,30 @@
-//! `rkube server`: apiserver (+ scheduler and controllers, once wired) in one process, on the embedded store
-//! under `--data-dir` or on etcd. Writes an admin kubeconfig to `<data-dir>/kubeconfig` that kubectl uses as is.
+//! `rkube server`: the control plane alone (apiserver + scheduler + controllers, see [`crate::control_plane`])
+//! on the embedded store under `--data-dir` or on etcd. Writes an admin kubeconfig to `<data-dir>/kubeconfig`
+//! that kubectl and `rkube kubelet` use as is.
 //!
-//! Without `--tls` the server speaks plain HTTP and has no authentication: keep `--listen` on 127.0.0.1. With
-//! `--tls` it serves HTTPS and requires a client certificate signed by the cluster CA (`<data-dir>/pki`).
+//! Without `--tls` the server speaks plain HTTP and has no authentication: keep `--listen` on 127.0.0.1 or a
+//! private network. With `--tls` it serves HTTPS and requires a client certificate signed by the cluster CA
+//! (`<data-dir>/pki`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rkube_apiserver::server::{open_backend, Backend};
-use rkube_apiserver::{ApiServer, ServerConfig};
+
+use crate::control_plane::{self, DEFAULT_CLUSTER_DNS};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Directory for the embedded store and the admin kubeconfig
     #[arg(long, default_value = "/var/lib/rkube/server")]
     pub data_dir: PathBuf,
-    /// Address to serve the Kubernetes API on (plain HTTP)
+    /// Address to serve the Kubernetes API on
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Address other machines reach the API at (the kubeconfig's server and the `kubernetes` Service's
+    /// endpoint); needed when --listen is 0.0.0.0
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
     /// etcd endpoints (http://host:port); when given, objects live in etcd instead of the embedded store
     #[arg(long = "etcd", value_name = "URL")]
     pub etcd: Vec<String>,
@@ -29,6 +35,9 @@ pub struct Args {
     /// admin certificate); without it the API is plain HTTP with no authentication
     #[arg(long)]
     pub tls: bool,
+    /// ClusterIP of the kube-dns Service (the kubelets answer DNS there)
+    #[arg(long, default_value_t = DEFAULT_CLUSTER_DNS)]
+    pub cluster_dns: Ipv4Addr,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -37,44 +46,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("create data dir {}", args.data_dir.display()))?;
-    let backend = if args.etcd.is_empty() {
-        Backend::Embedded(args.data_dir.join("state.redb"))
-    } else {
-        Backend::Etcd { endpoints: args.etcd.clone(), prefix: args.etcd_prefix.clone() }
-    };
-    let opened = open_backend(&backend).await.with_context(|| format!("open storage {backend:?}"))?;
-    let mut config = ServerConfig::new(args.listen);
-    if args.tls {
-        config.tls_dir = Some(args.data_dir.join("pki"));
-    }
-    let server = ApiServer::start(opened.store.clone(), config)
-        .await
-        .context("start the apiserver")?;
-    let kubeconfig = args.data_dir.join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).with_context(|| format!("write {}", kubeconfig.display()))?;
-    tracing::info!(url = %server.url(), kubeconfig = %kubeconfig.display(), "rkube server ready");
-    // Hook for the scheduler and controllers (crate rkube-controllers): start them here against
-    // `kubeconfig` (or `server.url()`), after the apiserver is serving, and stop them before shutdown.
-    wait_for_signal().await;
+    let cp = control_plane::start(&control_plane::Options {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        etcd: args.etcd.clone(),
+        etcd_prefix: args.etcd_prefix.clone(),
+        tls: args.tls,
+        advertise_address: args.advertise_address,
+        cluster_dns: Some(args.cluster_dns),
+    })
+    .await?;
+    eprintln!(
+        "rkube server is up: API {url}\n\n    export KUBECONFIG={kc}\n    kubectl get nodes\n\nAdd nodes with `rkube kubelet --kubeconfig {kc} --node-ip <their address>`.",
+        url = cp.url,
+        kc = cp.kubeconfig.display()
+    );
+    crate::node::wait_for_signal().await;
     tracing::info!("shutting down");
-    server.shutdown().await;
-    drop(opened);
+    cp.stop().await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -30,6 +30,19 @@ pub struct KubeletConfig {
     /// Cluster DNS server address and domain; pods get `search <ns>.svc.<domain> svc.<domain> <domain>`.
     pub cluster_dns: Option<String>,
     pub cluster_domain: String,
+    /// Serve cluster DNS on `cluster_dns` from this node (the address goes on `dns_link`, a bridge of its own);
+    /// false when another server (e.g. CoreDNS) answers at that address.
+    pub serve_cluster_dns: bool,
+    pub dns_link: String,
+    /// Where names outside the cluster domain go (None: refused).
+    pub dns_upstream: Option<std::net::SocketAddr>,
+    /// The service proxy's nftables table (`ip <table>`); None runs no proxy.
+    pub proxy_table: Option<String>,
+    /// The service CIDR the proxy guards.
+    pub service_cidr: (std::net::Ipv4Addr, u8),
+    /// rkube's own bridge network, written as `10-rkube.conflist` into `cni_conf_dir` once the pod CIDR is
+    /// known (given, or the Node's spec.podCIDR from the controllers). None: use `cni_conf_dir` as it is.
+    pub default_network: Option<DefaultNetwork>,
     /// Static pod manifests.
     pub static_pod_dir: Option<PathBuf>,
     /// Per-container log rotation.
@@ -56,9 +69,23 @@ impl KubeletConfig {
             insecure_registries: Vec::new(),
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
+            serve_cluster_dns: false,
+            dns_link: "rkube-dns0".into(),
+            dns_upstream: None,
+            proxy_table: None,
+            service_cidr: (std::net::Ipv4Addr::new(10, 96, 0, 0), 12),
+            default_network: None,
             static_pod_dir: None,
             log_max_bytes: 10 << 20,
             log_max_files: 5,
         }
     }
+}
+
+/// rkube's default CNI network: one bridge, host-local addresses from the node's pod CIDR, masquerade.
+#[derive(Clone, Debug)]
+pub struct DefaultNetwork {
+    pub bridge: String,
+    /// None: wait for the Node's spec.podCIDR (assigned by the node controller).
+    pub pod_cidr: Option<String>,
 }

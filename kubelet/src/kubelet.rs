@@ -29,6 +29,10 @@ pub enum KubeletError {
     Images { path: std::path::PathBuf, message: String },
     #[error(transparent)]
     Register(#[from] register::RegisterError),
+    #[error("kubelet: default network {path}: {message}")]
+    DefaultNetwork { path: std::path::PathBuf, message: String },
+    #[error("kubelet: {0}")]
+    NodeServices(#[from] crate::node_services::NodeServicesError),
     #[error("kubelet: serve the kubelet API on {addr}: {source}")]
     Serve {
         addr: std::net::SocketAddr,
@@ -75,7 +79,8 @@ impl PodSink for ApiSink {
         // only list what the pod can refer to (a burst of plain pods should not list every ConfigMap)
         let text = serde_json::to_string(&pod.spec).unwrap_or_default();
         let wants_cm = text.contains("configMap");
-        let wants_secret = text.contains("secret");
+        // "secret" volumes and refs, and "imagePullSecrets"
+        let wants_secret = text.to_ascii_lowercase().contains("secret");
         self.tokio.block_on(async move {
             let mut src = EnvSources::default();
             if wants_cm {
@@ -255,6 +260,44 @@ fn machine_totals() -> (i64, i64) {
     (f.memory_total_bytes as i64, f.cpus as i64 * 1000)
 }
 
+/// Writes rkube's default bridge network into the CNI config dir, on the given pod CIDR or, without one, on
+/// the Node's spec.podCIDR once the node controller has assigned it.
+async fn write_default_network(
+    client: &kube::Client,
+    cfg: &KubeletConfig,
+    net: &crate::config::DefaultNetwork,
+) -> Result<(), KubeletError> {
+    let file = cfg.cni_conf_dir.join("10-rkube.conflist");
+    let fail = |message: String| KubeletError::DefaultNetwork { path: file.clone(), message };
+    let cidr = match &net.pod_cidr {
+        Some(c) => c.clone(),
+        None => {
+            let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                if let Ok(n) = nodes.get(&cfg.node_name).await {
+                    if let Some(c) = register::pod_cidr(&n) {
+                        break c;
+                    }
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(fail(format!(
+                        "node {} got no spec.podCIDR within 120 s; are the controllers running (rkube server)? or pass --pod-cidr",
+                        cfg.node_name
+                    )));
+                }
+                tracing::info!(node = %cfg.node_name, "waiting for the node controller to assign a podCIDR");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    std::fs::create_dir_all(&cfg.cni_conf_dir).map_err(|e| fail(format!("create the directory: {e}")))?;
+    std::fs::write(&file, crate::pod::network::default_conflist(&net.bridge, &net.bridge, &cidr))
+        .map_err(|e| fail(format!("write: {e}")))?;
+    tracing::info!(path = %file.display(), pod_cidr = %cidr, bridge = %net.bridge, "default pod network written");
+    Ok(())
+}
+
 /// Runs the kubelet until `shutdown` resolves. Containers keep running after it returns.
 pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::future::Future<Output = ()>) -> Result<(), KubeletError> {
     std::fs::create_dir_all(&cfg.root_dir).ok();
@@ -278,6 +321,10 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
     };
     let node = register::register(&client, &node_cfg, &inputs(&images)).await?;
     tracing::info!(node = %cfg.node_name, ip = %cfg.node_ip, "node registered");
+    if let Some(net) = &cfg.default_network {
+        write_default_network(&client, &cfg, net).await?;
+    }
+    let services = crate::node_services::start(&cfg, client.clone()).await?;
     // kubelet API
     let addr: std::net::SocketAddr = format!("{}:{}", cfg.node_ip, crate::node::status::KUBELET_PORT)
         .parse()
@@ -405,6 +452,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         let _ = tokio::task::spawn_blocking(move || h.thread.join()).await;
     }
     heartbeat.abort();
+    services.abort();
     if let Some(t) = static_task {
         t.abort();
     }

@@ -7,6 +7,7 @@ pub mod kubelet;
 pub mod logs;
 pub mod monitor;
 pub mod node;
+pub mod node_services;
 pub mod pod;
 pub mod probe;
 pub mod server;

@@ -1,5 +1,5 @@
-//! Addresses: adding one to a link (IPv6 without duplicate address detection, so it is usable at once) and
-//! listing a link's addresses.
+//! Addresses: adding one to a link (IPv6 without duplicate address detection, so it is usable at once),
+//! removing one, and listing a link's addresses.
 
 use std::net::IpAddr;
 
@@ -39,6 +39,22 @@ impl Netlink {
         }) {
             Ok(_) => Ok(true),
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes `addr` from link `index`. Returns false if the link did not have it.
+    pub fn del_address(&mut self, index: u32, link: &str, addr: IpNet, ns: &str) -> Result<bool, NetlinkError> {
+        let mut m = AddressMessage::default();
+        m.header.family = family(addr.addr());
+        m.header.prefix_len = addr.prefix_len();
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(addr.addr()));
+        m.attributes.push(AddressAttribute::Address(addr.addr()));
+        match self.request(RouteNetlinkMessage::DelAddress(m), 0, || format!("remove address {addr} from {link} in {ns}")) {
+            Ok(_) => Ok(true),
+            // the kernel answers EADDRNOTAVAIL for an address the link does not hold
+            Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => Ok(false),
             Err(e) => Err(e),
         }
     }

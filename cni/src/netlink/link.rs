@@ -32,6 +32,11 @@ fn mac_string(bytes: &[u8]) -> String {
 }
 
 impl Link {
+    /// True for a bridge (callers outside this crate need not depend on netlink-packet-route for this).
+    pub fn is_bridge(&self) -> bool {
+        matches!(self.kind, Some(InfoKind::Bridge))
+    }
+
     fn from_message(m: &LinkMessage) -> Link {
         let mut l = Link {
             index: m.header.index,

@@ -4,11 +4,14 @@
 //! pod IP a.b.c.d. Names outside the cluster domain are forwarded to the node's own resolver.
 //!
 //! - `zone`: the records for a set of Services and EndpointSlices (pure, unit-tested).
-//! - `server`: a UDP DNS server over hickory-proto's message codec, answering from the current zone.
+//! - `server`: a DNS server (UDP and TCP) over hickory-proto's message codec, answering from the current zone.
+//! - `local_address`: the node-local home of the cluster DNS address (a bridge of its own holding it as /32),
+//!   so pods reach the server on every node without a DNS pod.
 //!
 //! Try it on a node: `nslookup kubernetes.default.svc.cluster.local <dns address>` from a pod, or
 //! `kubectl exec <pod> -- cat /etc/resolv.conf` to see the search path the kubelet gave the pod.
 
+pub mod local_address;
 pub mod server;
 pub mod zone;
 

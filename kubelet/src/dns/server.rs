@@ -143,6 +143,42 @@ impl DnsServer {
     }
 }
 
+impl DnsServer {
+    /// Serves DNS over TCP on `listener` (two-byte length, then the message; RFC 1035 4.2.2) until it fails.
+    /// Resolvers fall back to TCP for truncated answers, and the kube-dns Service advertises 53/TCP.
+    pub async fn serve_tcp(&self, listener: tokio::net::TcpListener) -> Result<(), DnsError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        loop {
+            let (mut conn, _) = listener.accept().await.map_err(|source| DnsError::Socket { addr: addr.clone(), source })?;
+            let server = self.clone();
+            tokio::spawn(async move {
+                // one connection may carry several queries; an idle one is closed after a while
+                loop {
+                    let mut len = [0u8; 2];
+                    match tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut len)).await {
+                        Ok(Ok(_)) => {}
+                        _ => return,
+                    }
+                    let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    if conn.read_exact(&mut packet).await.is_err() {
+                        return;
+                    }
+                    let Ok(request) = Message::from_vec(&packet) else { return };
+                    let reply = match server.answer(&request) {
+                        Some(resp) => resp.to_vec().unwrap_or_default(),
+                        None => server.relay(&packet, request.metadata.id, request.metadata.op_code, &request).await,
+                    };
+                    let Ok(n) = u16::try_from(reply.len()) else { return };
+                    if conn.write_all(&n.to_be_bytes()).await.is_err() || conn.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
 /// The first nameserver of a resolv.conf that is not `own` (to never relay to ourselves).
 pub fn upstream_from_resolv_conf(text: &str, own: Option<IpAddr>) -> Option<SocketAddr> {
     text.lines()

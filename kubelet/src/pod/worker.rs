@@ -463,6 +463,53 @@ impl PodWorker {
         self.failures.insert(name.to_string(), Failure { kind, message, at: Utc::now(), attempts });
     }
 
+    /// Registry credentials from the pod's imagePullSecrets (`kubernetes.io/dockerconfigjson`, or the legacy
+    /// `kubernetes.io/dockercfg`); the first secret naming a registry wins. A missing or unreadable secret is
+    /// reported and skipped, as upstream does: the pull then goes on without it.
+    fn pull_secrets(&self, sources: &env::EnvSources) -> crate::image::DockerConfigJson {
+        let names: Vec<String> = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        let mut parsed = Vec::new();
+        for n in names {
+            let Some(secret) = sources.secrets.get(&n) else {
+                self.event(
+                    None,
+                    EventType::Warning,
+                    "FailedToRetrieveImagePullSecret",
+                    format!("Unable to retrieve some image pull secrets ({n}); attempting to pull the image may not succeed."),
+                );
+                continue;
+            };
+            let data = secret.data.clone().unwrap_or_default();
+            let json = if let Some(b) = data.get(".dockerconfigjson") {
+                Some(b.0.clone())
+            } else {
+                // .dockercfg is the `auths` map alone
+                data.get(".dockercfg").and_then(|b| serde_json::from_slice::<serde_json::Value>(&b.0).ok()).map(|v| {
+                    serde_json::to_vec(&serde_json::json!({ "auths": v })).unwrap_or_default()
+                })
+            };
+            match json.map(|j| crate::image::DockerConfigJson::parse(&j)) {
+                Some(Ok(c)) => parsed.push(c),
+                Some(Err(e)) => self.event(None, EventType::Warning, "FailedToRetrieveImagePullSecret", format!("image pull secret {n}: {e}")),
+                None => self.event(
+                    None,
+                    EventType::Warning,
+                    "FailedToRetrieveImagePullSecret",
+                    format!("image pull secret {n} has neither .dockerconfigjson nor .dockercfg"),
+                ),
+            }
+        }
+        crate::image::DockerConfigJson::merge(parsed)
+    }
+
     fn start_container(&mut self, name: &str) {
         let Some((c, _init)) = self.container_spec(name) else { return };
         let Some(sb) = self.sandbox.clone() else { return };
@@ -505,7 +552,7 @@ impl PodWorker {
             self.event(Some(name), EventType::Normal, "Pulling", format!("Pulling image \"{image}\""));
         }
         let images = self.ctx.images.clone();
-        let secrets = crate::image::DockerConfigJson::default();
+        let secrets = self.pull_secrets(&sources);
         let ensured = self.ctx.tokio.block_on(images.ensure_image(&image, policy, &secrets, crate::image::no_progress()));
         let record = match ensured {
             Ok(crate::image::Ensured::Present(r)) => {

@@ -11,6 +11,7 @@
 //!   chain ep-<n>-<i>      ip saddr <endpoint> mark 0x4000 (hairpin); dnat to <endpoint>:<port>
 //!   chain nat-postrouting (nat, postrouting, srcnat) mark & 0x4000 == 0x4000 masquerade
 //!   chain filter-output / filter-forward (filter)    ip daddr <service CIDR> reject
+//!                         (filter-output first accepts local destinations: the node-local cluster DNS address)
 //! ```
 //! The last rule rejects what no Service took: a ClusterIP without ready endpoints, or an address in the service
 //! CIDR that no Service has. Traffic meant for a Service never leaves the node toward the default route.
@@ -165,6 +166,18 @@ pub fn ruleset(cfg: &ProxyConfig, ports: &[ServicePort]) -> Nftables<'static> {
         ],
     );
     let (net, len) = cfg.service_cidr;
+    // An address of this node inside the service CIDR (the node-local cluster DNS address) is a real local
+    // destination, not an unserved ClusterIP: the node itself may query it.
+    b.rule(
+        "filter-output",
+        vec![
+            eq(
+                Expression::Named(NamedExpression::Fib(Fib { result: FibResult::Type, flags: HashSet::from([FibFlag::Daddr]) })),
+                Expression::String(s("local")),
+            ),
+            Statement::Accept(None),
+        ],
+    );
     for chain in ["filter-output", "filter-forward"] {
         b.rule(
             chain,

@@ -1,0 +1,171 @@
+//! The control plane that `rkube server` and `rkube up` both run: the apiserver (embedded store or etcd), an
+//! admin kubeconfig, the built-in objects the cluster needs beyond the apiserver's own (the `kube-dns` Service,
+//! the `kubernetes` Service's endpoint when an address is advertised), and the scheduler and controllers,
+//! which talk to the apiserver through that kubeconfig like any other client.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, PostParams};
+use rkube_apiserver::server::{open_backend, Backend, OpenedStore};
+use rkube_apiserver::{ApiServer, ServerConfig};
+
+/// The kube-dns Service's ClusterIP unless told otherwise (kubeadm's choice: the 10th address of 10.96.0.0/12).
+pub const DEFAULT_CLUSTER_DNS: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+/// How to start the control plane.
+pub struct Options {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub etcd: Vec<String>,
+    pub etcd_prefix: String,
+    pub tls: bool,
+    /// The address other machines reach the apiserver at: the kubeconfig's server URL and the `kubernetes`
+    /// Service's endpoint. None: the listen address (for one machine).
+    pub advertise_address: Option<IpAddr>,
+    /// ClusterIP of the `kube-dns` Service in kube-system (None: no such Service).
+    pub cluster_dns: Option<Ipv4Addr>,
+}
+
+/// A running control plane; [`ControlPlane::stop`] ends it.
+pub struct ControlPlane {
+    server: ApiServer,
+    opened: OpenedStore,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub client: kube::Client,
+    pub kubeconfig: PathBuf,
+    pub url: String,
+}
+
+/// A client for the cluster a kubeconfig points at (its current context).
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("read kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("use kubeconfig {}", path.display()))?;
+    kube::Client::try_from(config).with_context(|| format!("build an API client from {}", path.display()))
+}
+
+pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
+    std::fs::create_dir_all(&o.data_dir).with_context(|| format!("create data dir {}", o.data_dir.display()))?;
+    let backend = if o.etcd.is_empty() {
+        Backend::Embedded(o.data_dir.join("state.redb"))
+    } else {
+        Backend::Etcd { endpoints: o.etcd.clone(), prefix: o.etcd_prefix.clone() }
+    };
+    let opened = open_backend(&backend).await.with_context(|| format!("open storage {backend:?}"))?;
+    let mut config = ServerConfig::new(o.listen);
+    if o.tls {
+        config.tls_dir = Some(o.data_dir.join("pki"));
+    }
+    let server = ApiServer::start(opened.store.clone(), config).await.with_context(|| format!("start the apiserver on {}", o.listen))?;
+    let kubeconfig = o.data_dir.join("kubeconfig");
+    let mut url = server.url();
+    match o.advertise_address {
+        // the certificate names the listen address only, so a TLS kubeconfig keeps it
+        Some(ip) if !o.tls => {
+            url = format!("http://{}", SocketAddr::new(ip, server_port(&server)));
+            rkube_apiserver::kubeconfig::write(&kubeconfig, &url, "rkube")
+        }
+        _ => server.write_kubeconfig(&kubeconfig),
+    }
+    .with_context(|| format!("write {}", kubeconfig.display()))?;
+    let client = client_from_kubeconfig(&kubeconfig).await?;
+    if let Some(ip) = o.cluster_dns {
+        ensure_kube_dns(&client, ip).await?;
+    }
+    if let Some(ip) = o.advertise_address {
+        ensure_kubernetes_endpoint(&client, ip, server_port(&server)).await?;
+    }
+    let controllers = rkube_controllers::manager::run_all(client.clone(), Default::default());
+    let scheduler = rkube_controllers::scheduler::run(client.clone(), Default::default());
+    let tasks = vec![
+        tokio::spawn(async move {
+            if let Err(e) = controllers.await {
+                tracing::error!(error = %e, "controllers stopped");
+            }
+        }),
+        tokio::spawn(async move {
+            if let Err(e) = scheduler.await {
+                tracing::error!(error = %e, "scheduler stopped");
+            }
+        }),
+    ];
+    tracing::info!(url = %url, kubeconfig = %kubeconfig.display(), "control plane up: apiserver, scheduler, controllers");
+    Ok(ControlPlane { server, opened, tasks, client, kubeconfig, url })
+}
+
+fn server_port(server: &ApiServer) -> u16 {
+    server.url().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(6443)
+}
+
+impl ControlPlane {
+    /// Stops the scheduler and controllers, then the apiserver, then closes the store.
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.server.shutdown().await;
+        drop(self.opened);
+    }
+}
+
+/// The `kube-dns` Service in kube-system with ClusterIP `ip` (53/UDP and 53/TCP). It has no selector: every
+/// kubelet answers DNS at that address itself (kubelet/src/dns), so there are no DNS pods to select.
+async fn ensure_kube_dns(client: &kube::Client, ip: Ipv4Addr) -> anyhow::Result<()> {
+    let api: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+    if let Some(existing) = api.get_opt("kube-dns").await.context("read service kube-system/kube-dns")? {
+        let have = existing.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
+        if have != ip.to_string() {
+            tracing::warn!(cluster_ip = %have, wanted = %ip, "service kube-system/kube-dns keeps its ClusterIP; pods' resolv.conf uses the kubelet's --cluster-dns");
+        }
+        return Ok(());
+    }
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "rkube-dns"}},
+        "spec": {"clusterIP": ip.to_string(),
+                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                           {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}
+    }))
+    .expect("a literal Service");
+    match api.create(&PostParams::default(), &svc).await {
+        Ok(_) => {
+            tracing::info!(cluster_ip = %ip, "created service kube-system/kube-dns");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("create service kube-system/kube-dns with ClusterIP {ip} (is it inside the service CIDR 10.96.0.0/12?)")),
+    }
+}
+
+/// The `kubernetes` Service's EndpointSlice: the advertised apiserver address, so pods reach the API at
+/// 10.96.0.1:443 through the service proxy.
+async fn ensure_kubernetes_endpoint(client: &kube::Client, ip: IpAddr, port: u16) -> anyhow::Result<()> {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "rkube-apiserver"}},
+        "addressType": family,
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]
+    }))
+    .expect("a literal EndpointSlice");
+    match api.get_opt("kubernetes").await.context("read endpointslice default/kubernetes")? {
+        None => {
+            api.create(&PostParams::default(), &slice).await.context("create endpointslice default/kubernetes")?;
+        }
+        Some(old) => {
+            let mut new = slice;
+            new.metadata.resource_version = old.metadata.resource_version;
+            api.replace("kubernetes", &PostParams::default(), &new).await.context("update endpointslice default/kubernetes")?;
+        }
+    }
+    Ok(())
+}

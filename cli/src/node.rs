@@ -1,0 +1,255 @@
+//! What `rkube up` and `rkube kubelet` share: the node's flags, the kubelet configuration for a data dir, the
+//! claim on the data dir (`rkube.pid`), the record of the host's original `net.ipv4.ip_forward` (which the
+//! bridge network turns on and `rkube down` restores), and running the kubelet until a signal.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::control_plane::DEFAULT_CLUSTER_DNS;
+
+/// The node's flags, the same for `rkube up` and `rkube kubelet`.
+#[derive(clap::Args, Clone)]
+pub struct NodeArgs {
+    /// Name of this node (default: the host name)
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// InternalIP of this node; the kubelet API listens there (default: the host's primary address)
+    #[arg(long)]
+    pub node_ip: Option<String>,
+    /// CNI network config dir to use instead of rkube's own bridge network (e.g. /etc/cni/net.d)
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Pod subnet of rkube's bridge network (`rkube kubelet` default: the Node's podCIDR from the controllers)
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// Bridge (and network name) of rkube's bridge network
+    #[arg(long, default_value = "cni0")]
+    pub bridge: String,
+    /// Cluster DNS address for pods' resolv.conf; the kubelet answers DNS there (see --external-cluster-dns)
+    #[arg(long, default_value_t = DEFAULT_CLUSTER_DNS)]
+    pub cluster_dns: Ipv4Addr,
+    /// Another server answers at --cluster-dns: only point pods at it, do not serve it from this node
+    #[arg(long)]
+    pub external_cluster_dns: bool,
+    /// Bridge of its own that holds the cluster DNS address on this node
+    #[arg(long, default_value = "rkube-dns0")]
+    pub dns_link: String,
+    /// Where cluster DNS sends names outside cluster.local: host:port, or `none` to refuse them
+    /// (default: the first nameserver of /etc/resolv.conf)
+    #[arg(long)]
+    pub dns_upstream: Option<String>,
+    /// nftables table (family ip) of the service proxy
+    #[arg(long, default_value = "rkube-proxy")]
+    pub proxy_table: String,
+    /// Static pod manifests (default: <data-dir>/manifests)
+    #[arg(long)]
+    pub static_pod_dir: Option<PathBuf>,
+    /// Registries reached over plain HTTP (host:port; loopback registries always are)
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// The host's primary IPv4 address: the source address of the default route's interface.
+pub fn primary_address() -> Option<String> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    let iface = routes
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[1] == "00000000")
+        .map(|f| f[0].to_string())?;
+    let out = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "dev", &iface]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_string)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_lowercase()).unwrap_or_else(|_| "rkube-node".into())
+}
+
+/// The kubelet configuration for a data dir (also what `rkube down` tears down with).
+pub fn kubelet_config(data_dir: &Path, node_name: &str, node_ip: &str) -> rkube_kubelet::config::KubeletConfig {
+    let mut cfg = rkube_kubelet::config::KubeletConfig::new(node_name, node_ip, data_dir);
+    cfg.cni_cache_dir = data_dir.join("cni");
+    cfg.cni_conf_dir = data_dir.join("net.d");
+    cfg
+}
+
+/// The full kubelet configuration from the flags. `default_pod_cidr` is used when `--pod-cidr` is not given
+/// (None: wait for the Node's podCIDR).
+pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>) -> anyhow::Result<rkube_kubelet::config::KubeletConfig> {
+    let node_ip = match args.node_ip.clone() {
+        Some(ip) => ip,
+        None => primary_address().context("cannot find this host's primary address; pass --node-ip")?,
+    };
+    let node_name = args.node_name.clone().unwrap_or_else(hostname);
+    let mut cfg = kubelet_config(data, &node_name, &node_ip);
+    match &args.cni_conf_dir {
+        Some(dir) => {
+            rkube_cni::runtime::load_network(dir).map_err(|e| anyhow::anyhow!("CNI config dir {}: {}", dir.display(), e.msg))?;
+            cfg.cni_conf_dir = dir.clone();
+        }
+        None => {
+            // a stale network from an earlier run would pin an old pod CIDR: rewritten once it is known
+            let _ = std::fs::remove_file(cfg.cni_conf_dir.join("10-rkube.conflist"));
+            cfg.default_network = Some(rkube_kubelet::config::DefaultNetwork {
+                bridge: args.bridge.clone(),
+                pod_cidr: args.pod_cidr.clone().or(default_pod_cidr.map(str::to_string)),
+            });
+        }
+    }
+    cfg.cluster_dns = Some(args.cluster_dns.to_string());
+    cfg.serve_cluster_dns = !args.external_cluster_dns;
+    cfg.dns_link = args.dns_link.clone();
+    cfg.dns_upstream = match args.dns_upstream.as_deref() {
+        Some("none") => None,
+        Some(a) => Some(
+            a.parse::<SocketAddr>()
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .with_context(|| format!("--dns-upstream {a:?}: expected host:port, an address, or none"))?,
+        ),
+        None => rkube_kubelet::dns::server::upstream_from_resolv_conf(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            Some(args.cluster_dns.into()),
+        ),
+    };
+    cfg.proxy_table = Some(args.proxy_table.clone());
+    cfg.insecure_registries = args.insecure_registries.clone();
+    let manifests = args.static_pod_dir.clone().unwrap_or_else(|| data.join("manifests"));
+    std::fs::create_dir_all(&manifests).with_context(|| format!("create {}", manifests.display()))?;
+    cfg.static_pod_dir = Some(manifests);
+    for (what, p) in [("rkube-runtime", &cfg.runtime_bin), ("rkube-monitor", &cfg.monitor_bin)] {
+        if !p.exists() {
+            anyhow::bail!("{what} not found at {}: build it next to rkube (cargo build --release --bins)", p.display());
+        }
+    }
+    Ok(cfg)
+}
+
+/// True when `pid` is a live (not zombie) rkube process; a just-killed one gets two seconds to go away.
+fn is_rkube_alive(pid: i32) -> bool {
+    let check = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        matches!(state, Some(c) if c != 'Z' && c != 'X') && String::from_utf8_lossy(&cmd).contains("rkube")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while check() {
+        if std::time::Instant::now() > deadline {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+/// The data dir's `rkube.pid`, removed on drop.
+pub struct PidFile(PathBuf);
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Claims `data` for this process: fails if another live rkube holds it.
+pub fn claim_data_dir(data: &Path) -> anyhow::Result<PidFile> {
+    std::fs::create_dir_all(data).with_context(|| format!("create data dir {}", data.display()))?;
+    let pid_file = data.join("rkube.pid");
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            if is_rkube_alive(pid) && pid != std::process::id() as i32 {
+                anyhow::bail!(
+                    "rkube is already running with data dir {} (pid {pid}); run `rkube down --data-dir {}` first",
+                    data.display(),
+                    data.display()
+                );
+            }
+        }
+    }
+    std::fs::write(&pid_file, std::process::id().to_string()).with_context(|| format!("write {}", pid_file.display()))?;
+    Ok(PidFile(pid_file))
+}
+
+/// Host-wide record of `net.ipv4.ip_forward` as it was before any rkube node ran: the bridge network turns
+/// forwarding on, and the last `rkube down` puts the original back. /run is emptied on reboot, as is the
+/// sysctl.
+pub const IP_FORWARD_RECORD: &str = "/run/rkube/ip_forward.orig";
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// Records the current ip_forward unless an earlier rkube already did (then that one is the original).
+pub fn record_ip_forward() -> anyhow::Result<()> {
+    let rec = Path::new(IP_FORWARD_RECORD);
+    if rec.exists() {
+        return Ok(());
+    }
+    let now = std::fs::read_to_string(IP_FORWARD).with_context(|| format!("read {IP_FORWARD}"))?;
+    if let Some(dir) = rec.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    std::fs::write(rec, now.trim()).with_context(|| format!("write {}", rec.display()))
+}
+
+/// Pids of other running `rkube up` / `rkube kubelet` processes on this host.
+pub fn other_nodes_running() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            let is_rkube = args.first().map(|a| a.ends_with(b"/rkube") || *a == b"rkube").unwrap_or(false);
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next()) == Some('Z');
+            is_rkube && !zombie && matches!(args.get(1), Some(&b"up") | Some(&b"kubelet"))
+        })
+        .collect()
+}
+
+/// Puts ip_forward back to the recorded original when no other rkube node runs on this host. Returns what
+/// it did, for the user.
+pub fn restore_ip_forward() -> Option<String> {
+    let rec = Path::new(IP_FORWARD_RECORD);
+    let orig = std::fs::read_to_string(rec).ok()?;
+    let others = other_nodes_running();
+    if !others.is_empty() {
+        return Some(format!("net.ipv4.ip_forward left as is: other rkube nodes still run here (pids {others:?})"));
+    }
+    match std::fs::write(IP_FORWARD, orig.trim()) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(rec);
+            Some(format!("net.ipv4.ip_forward restored to {}", orig.trim()))
+        }
+        Err(e) => Some(format!("could not restore net.ipv4.ip_forward to {}: {e}", orig.trim())),
+    }
+}
+
+/// Runs the kubelet with `cfg` until SIGTERM or Ctrl-C. Containers keep running after it returns.
+pub async fn run_kubelet(cfg: rkube_kubelet::config::KubeletConfig, client: kube::Client) -> anyhow::Result<()> {
+    rkube_kubelet::kubelet::run(cfg, client, wait_for_signal()).await.context("kubelet")
+}
+
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

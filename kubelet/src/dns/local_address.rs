@@ -1,0 +1,64 @@
+//! The node-local cluster DNS address (`10.96.0.10` by default, the kube-dns Service's ClusterIP). The kubelet
+//! puts it, as a /32, on a bridge of its own (`rkube-dns0`, no ports: a bridge is the one link type this kernel
+//! lets us create that holds an address without a peer; it has no dummy device) and answers DNS there. A pod's
+//! packet to it arrives through the pod's default route and is delivered locally: no DNS pod, no DNAT.
+//!
+//! It must not touch any other link: the address lives only on the bridge made here, and [`remove`] deletes
+//! that bridge, address and all. `ip -4 addr show dev rkube-dns0` shows it on a node.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use rkube_cni::netlink::{Netlink, NetlinkError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalAddressError {
+    #[error("cluster dns address {ip} on link {link}: {source} (run as root; `ip addr show dev {link}` shows the link)")]
+    Netlink {
+        ip: Ipv4Addr,
+        link: String,
+        #[source]
+        source: NetlinkError,
+    },
+    #[error("cluster dns address {ip}: link {link} exists and is not a bridge rkube made; pick another name (--dns-link)")]
+    NotOurs { ip: Ipv4Addr, link: String },
+}
+
+/// A locally administered MAC derived from the address, stable across restarts.
+fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x72, o[0], o[1], o[2], o[3]]
+}
+
+/// Creates bridge `link` (if missing), brings it up and adds `ip/32`. Idempotent.
+pub fn ensure(link: &str, ip: Ipv4Addr) -> Result<(), LocalAddressError> {
+    let err = |source| LocalAddressError::Netlink { ip, link: link.to_string(), source };
+    let mut nl = Netlink::open().map_err(err)?;
+    nl.create_bridge(link, mac_for(ip), None, false).map_err(err)?;
+    let l = nl.link_by_name(link, "host").map_err(err)?.ok_or_else(|| LocalAddressError::NotOurs { ip, link: link.into() })?;
+    if !l.is_bridge() {
+        return Err(LocalAddressError::NotOurs { ip, link: link.into() });
+    }
+    if !l.up {
+        nl.set_up(l.index, link).map_err(err)?;
+    }
+    let net = IpNet::new(IpAddr::V4(ip), 32).expect("a /32 is a valid prefix");
+    nl.add_address(l.index, link, net, "host").map_err(err)?;
+    Ok(())
+}
+
+/// Removes `ip/32` from `link` and deletes the bridge if it has no ports left. Nothing there is not an error.
+pub fn remove(link: &str, ip: Ipv4Addr) -> Result<(), LocalAddressError> {
+    let err = |source| LocalAddressError::Netlink { ip, link: link.to_string(), source };
+    let mut nl = Netlink::open().map_err(err)?;
+    let Some(l) = nl.link_by_name(link, "host").map_err(err)? else { return Ok(()) };
+    if !l.is_bridge() {
+        return Err(LocalAddressError::NotOurs { ip, link: link.into() });
+    }
+    let net = IpNet::new(IpAddr::V4(ip), 32).expect("a /32 is a valid prefix");
+    nl.del_address(l.index, link, net, "host").map_err(err)?;
+    if nl.addresses(l.index, link, "host").map_err(err)?.is_empty() {
+        nl.delete_link(l.index, link, "host").map_err(err)?;
+    }
+    Ok(())
+}
