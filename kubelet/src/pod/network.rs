@@ -86,6 +86,9 @@ pub fn default_conflist(name: &str, bridge: &str, subnet: &str) -> String {
             "type": "rkube-bridge",
             "bridge": bridge,
             "isGateway": true,
+            // pods reach Services and cluster DNS through the node: without a default route a ClusterIP or
+            // 10.96.0.10 is "network unreachable" inside the pod
+            "isDefaultGateway": true,
             "ipMasq": true,
             "ipam": {"type": "rkube-host-local", "ranges": [[{"subnet": subnet}]]}
         }]
@@ -103,6 +106,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&default_conflist("rkube", "cni0", "10.244.0.0/24")).expect("json");
         assert_eq!(v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.244.0.0/24");
         assert_eq!(v["plugins"][0]["bridge"], "cni0");
+        assert_eq!(v["plugins"][0]["isDefaultGateway"], true, "a default route to the node for Services and DNS");
         let parsed = rkube_cni::spec::ConfList::parse(default_conflist("rkube", "cni0", "10.244.0.0/24").as_bytes());
         assert!(parsed.is_ok(), "{parsed:?}");
     }

@@ -83,6 +83,7 @@ fn up_runs_a_busybox_pod_survives_kill9_and_down_cleans_up() {
     assert!(!links.contains(&format!(" {}:", up.bridge)), "bridge {} removed", up.bridge);
     assert!(!links.contains(&format!("master {}", up.bridge)), "no veth left on the bridge");
     assert!(!data.join("kubelet/pods").exists());
+    up.net.assert_gone();
 }
 
 fn waiting_or_terminated_reason(up: &Up, pod: &str) -> String {

@@ -17,56 +17,157 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// One `rkube up` with its own data dir, veth and bridge; `rkube down` and the veth removal run on drop.
+/// Host-wide ip_forward, shared by every test of this binary: the first test records the original, the last
+/// one out puts it back (a test restoring it while another still runs would cut that one's forwarding).
+static FORWARD: std::sync::Mutex<(u32, Option<String>)> = std::sync::Mutex::new((0, None));
+const FORWARD_PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+
+pub struct ForwardGuard;
+
+impl ForwardGuard {
+    pub fn acquire() -> ForwardGuard {
+        let mut g = FORWARD.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 == 0 {
+            g.1 = std::fs::read_to_string(FORWARD_PATH).ok();
+        }
+        g.0 += 1;
+        ForwardGuard
+    }
+}
+
+impl Drop for ForwardGuard {
+    fn drop(&mut self) {
+        let mut g = FORWARD.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 -= 1;
+        if g.0 == 0 {
+            if let Some(orig) = g.1.take() {
+                let _ = std::fs::write(FORWARD_PATH, orig.trim());
+            }
+        }
+    }
+}
+
+/// Per-test network names and addresses: a node address on a veth the test makes, a pod /24, a bridge, the
+/// cluster DNS address, its link and the proxy table, all unique so tests run side by side.
+#[derive(Clone, Debug)]
+pub struct NodeNet {
+    pub veth: String,
+    pub bridge: String,
+    pub dns_link: String,
+    pub proxy_table: String,
+    pub node_ip: String,
+    pub subnet_prefix: String,
+    pub cluster_dns: String,
+}
+
+impl NodeNet {
+    pub fn new() -> NodeNet {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // even third octets 20..218: the node on .n, its pods on .n+1 (never 10.99.x, inside the service CIDR)
+        let n = 20 + 2 * ((std::process::id() * 7 + k * 31) % 100);
+        NodeNet {
+            veth: unique_name("rku"),
+            bridge: unique_name("rkb"),
+            dns_link: unique_name("rkd"),
+            proxy_table: unique_name("rkp"),
+            node_ip: format!("10.244.{n}.1"),
+            subnet_prefix: format!("10.244.{}.", n + 1),
+            cluster_dns: format!("10.96.0.{n}"),
+        }
+    }
+
+    /// The veth pair holding the node address (removed by [`NodeNet::remove_veth`]).
+    pub fn create_veth(&self) {
+        let peer = format!("{}p", self.veth);
+        for args in [
+            vec!["link", "add", &self.veth, "type", "veth", "peer", "name", &peer],
+            vec!["addr", "add", &format!("{}/24", self.node_ip), "dev", &self.veth],
+            vec!["link", "set", &self.veth, "up"],
+            vec!["link", "set", &peer, "up"],
+        ] {
+            assert!(Command::new("ip").args(&args).status().expect("ip").success(), "ip {args:?}");
+        }
+    }
+
+    pub fn remove_veth(&self) {
+        let _ = Command::new("ip").args(["link", "del", &self.veth]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+    }
+
+    /// The node flags for `rkube up` / `rkube kubelet`.
+    pub fn node_args(&self) -> Vec<String> {
+        [
+            "--node-ip", &self.node_ip, "--bridge", &self.bridge, "--pod-cidr", &format!("{}0/24", self.subnet_prefix),
+            "--cluster-dns", &self.cluster_dns, "--dns-link", &self.dns_link, "--proxy-table", &self.proxy_table,
+            // cluster names only: nothing is relayed off the machine
+            "--dns-upstream", "none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// What must be gone once the node is down: veths on the bridge, the bridge, the DNS link, the proxy table.
+    pub fn assert_gone(&self) {
+        let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
+        let links = String::from_utf8_lossy(&links.stdout);
+        assert!(!links.contains(&format!(" {}:", self.bridge)), "bridge {} removed", self.bridge);
+        assert!(!links.contains(&format!("master {}", self.bridge)), "no veth left on the bridge");
+        assert!(!links.contains(&format!(" {}:", self.dns_link)), "dns link {} removed", self.dns_link);
+        let tables = Command::new("nft").args(["list", "tables"]).output().expect("nft");
+        let tables = String::from_utf8_lossy(&tables.stdout);
+        assert!(!tables.contains(&self.proxy_table), "proxy table {} removed: {tables}", self.proxy_table);
+    }
+}
+
+/// Imports the offline busybox demo image as docker.io/library/busybox:latest into `<data>/images`.
+pub fn import_busybox(data: &Path) {
+    let layout = rkube_testsupport::busybox_oci_layout(&data.join("oci"), "latest", &["sh"]);
+    let out = Command::new(bin("rkube"))
+        .args(["image", "import", "--root"])
+        .arg(data.join("images"))
+        .args(["--name", "docker.io/library/busybox:latest"])
+        .arg(&layout.dir)
+        .output()
+        .expect("rkube image import");
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// One `rkube up` with its own data dir, veth, bridge, DNS address and proxy table; `rkube down` and the veth
+/// removal run on drop.
 pub struct Up {
     pub data: tempfile::TempDir,
+    pub net: NodeNet,
     pub veth: String,
     pub bridge: String,
     pub node_ip: String,
     pub subnet_prefix: String,
     pub child: Option<std::process::Child>,
-    ip_forward: String,
+    _forward: ForwardGuard,
 }
 
 impl Up {
     pub fn start() -> Up {
         require_root();
         require_command("ip", "iproute2");
-        let kubectl = require_command("kubectl", "kubectl");
-        let _ = kubectl;
+        require_command("nft", "nftables");
+        require_command("kubectl", "kubectl");
         let data = tempfile::tempdir().expect("data dir");
-        let veth = unique_name("rku");
-        let bridge = unique_name("rkb");
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let n = ((std::process::id() * 7 + k * 31) % 200) as u8 + 20;
-        let node_ip = format!("10.198.{n}.1");
-        let subnet_prefix = format!("10.197.{n}.");
-        let ok = Command::new("ip")
-            .args(["link", "add", &veth, "type", "veth", "peer", "name", &format!("{veth}p")])
-            .status()
-            .expect("ip")
-            .success();
-        assert!(ok, "create veth {veth}");
-        let ip_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_else(|_| "0".into());
-        let mut up = Up { data, veth, bridge, node_ip, subnet_prefix, child: None, ip_forward };
-        for args in [
-            vec!["addr", "add", &format!("{}/24", up.node_ip), "dev", &up.veth],
-            vec!["link", "set", &up.veth, "up"],
-            vec!["link", "set", &format!("{}p", up.veth), "up"],
-        ] {
-            assert!(Command::new("ip").args(&args).status().expect("ip").success(), "ip {args:?}");
-        }
-        // the demo image, offline
-        let layout = rkube_testsupport::busybox_oci_layout(&up.data.path().join("oci"), "latest", &["sh"]);
-        let out = Command::new(bin("rkube"))
-            .args(["image", "import", "--root"])
-            .arg(up.data.path().join("images"))
-            .args(["--name", "docker.io/library/busybox:latest"])
-            .arg(&layout.dir)
-            .output()
-            .expect("rkube image import");
-        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+        let net = NodeNet::new();
+        // the guard exists before anything it removes is made
+        let mut up = Up {
+            data,
+            veth: net.veth.clone(),
+            bridge: net.bridge.clone(),
+            node_ip: net.node_ip.clone(),
+            subnet_prefix: net.subnet_prefix.clone(),
+            net,
+            child: None,
+            _forward: ForwardGuard::acquire(),
+        };
+        up.net.create_veth();
+        import_busybox(up.data.path());
         up.launch();
         up
     }
@@ -77,8 +178,8 @@ impl Up {
         let child = Command::new(bin("rkube"))
             .args(["up", "--data-dir"])
             .arg(self.data.path())
-            .args(["--node-ip", &self.node_ip, "--listen", "127.0.0.1:0", "--bridge", &self.bridge])
-            .args(["--pod-cidr", &format!("{}0/24", self.subnet_prefix)])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(self.net.node_args())
             // RKUBE_TEST_LOG=info,rkube_kubelet=debug shows the kubelet's per-step pod timings in rkube-N.log
             .env("RKUBE_LOG", std::env::var("RKUBE_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
             .stdout(Stdio::null())
@@ -145,12 +246,9 @@ impl Drop for Up {
             let _ = c.wait();
         }
         let _ = Command::new(bin("rkube")).args(["down", "--data-dir"]).arg(self.data.path()).stderr(Stdio::null()).status();
-        let _ = Command::new("ip").args(["link", "del", &self.veth]).status();
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
-        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.ip_forward.trim());
+        self.net.remove_veth();
     }
 }
-
 
 /// Mount points under `dir`.
 pub fn mounts_under(dir: &Path) -> usize {

@@ -1,0 +1,402 @@
+//! Workloads on `rkube up` (and on `rkube server` + a separate `rkube kubelet`) with the real kubectl, as root:
+//! a Deployment through a standalone kubelet, a ReplicaSet of 3, a rolling image update and `rollout undo` with
+//! two busybox tags from a local docker-registry, Services (NodePort from a test netns through the node's test
+//! address, ClusterIP from a pod), cluster DNS from a pod, and an image pulled with imagePullSecrets from a
+//! registry that requires basic auth. Every test owns its names; nothing may be left behind.
+//!
+//! Needs the binaries: `cargo build -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`.
+
+mod up_support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rkube_testsupport::{poll_until, unique_name, ChildGuard};
+use up_support::{bin, import_busybox, mounts_under, ForwardGuard, NodeNet, Up};
+
+fn jsonpath(up: &Up, args: &[&str]) -> String {
+    up.kubectl(args).trim().to_string()
+}
+
+/// Pod names and phases of `selector`, once exactly `n` pods are Running.
+fn wait_running(up: &Up, selector: &str, n: usize, within: Duration) -> Vec<String> {
+    poll_until(&format!("{n} pods of {selector} Running"), within, || {
+        let out = up.kubectl(&["get", "pods", "-l", selector, "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}"]);
+        let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+        let running: Vec<String> = rows.iter().filter(|r| r.len() == 2 && r[1] == "Running").map(|r| r[0].to_string()).collect();
+        (rows.len() == n && running.len() == n).then_some(running)
+    })
+}
+
+#[test]
+fn up_runs_a_replicaset_of_three() {
+    let up = Up::start();
+    let rs = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: trio
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: trio}
+  template:
+    metadata:
+      labels: {app: trio}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "sleep 3600"]
+"#;
+    up.kubectl_ok(&["apply", "-f", "-"], Some(rs));
+    let pods = wait_running(&up, "app=trio", 3, Duration::from_secs(90));
+    let ips = up.kubectl(&["get", "pods", "-l", "app=trio", "-o", "jsonpath={.items[*].status.podIP}"]);
+    let ips: Vec<&str> = ips.split_whitespace().collect();
+    assert_eq!(ips.len(), 3, "{ips:?}");
+    assert!(ips.iter().all(|ip| ip.starts_with(&up.subnet_prefix)), "{ips:?} in {}0/24", up.subnet_prefix);
+    assert_eq!(jsonpath(&up, &["get", "rs", "trio", "-o", "jsonpath={.status.readyReplicas}"]), "3");
+    // a deleted pod is replaced
+    up.kubectl_ok(&["delete", "pod", &pods[0], "--wait=false"], None);
+    poll_until("replacement pod Running", Duration::from_secs(60), || {
+        let now = wait_running(&up, "app=trio", 3, Duration::from_secs(60));
+        (!now.contains(&pods[0])).then_some(())
+    });
+    up.kubectl_ok(&["delete", "rs", "trio", "--timeout=90s"], None);
+    let pods_dir = up.data.path().join("kubelet/pods");
+    poll_until("pod directories removed", Duration::from_secs(60), || {
+        (std::fs::read_dir(&pods_dir).map(|d| d.count()).unwrap_or(0) == 0).then_some(())
+    });
+    assert_eq!(mounts_under(up.data.path()), 0, "no mounts left");
+}
+
+#[test]
+fn up_rolls_a_deployment_to_a_new_image_and_back() {
+    let up = Up::start();
+    let registry = rkube_testsupport::Registry::start();
+    for tag in ["1.36", "1.37"] {
+        let layout = rkube_testsupport::busybox_oci_layout(&up.data.path().join(format!("oci-{tag}")), tag, &["sh"]);
+        registry.push(&layout, "library/busybox", tag);
+    }
+    let first = format!("{}/library/busybox:1.36", registry.host());
+    let second = format!("{}/library/busybox:1.37", registry.host());
+    let deploy = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: roll
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {{app: roll}}
+  template:
+    metadata:
+      labels: {{app: roll}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: {first}
+        command: ["sh", "-c", "sleep 3600"]
+"#
+    );
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&deploy));
+    up.kubectl_ok(&["rollout", "status", "deployment/roll", "--timeout=120s"], None);
+    let images = |up: &Up| {
+        let out = up.kubectl(&["get", "pods", "-l", "app=roll", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {.status.phase}{\"\\n\"}{end}"]);
+        out.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let wait_all = |up: &Up, image: &str| {
+        poll_until(&format!("3 Running pods of {image}"), Duration::from_secs(120), || {
+            let rows = images(up);
+            (rows.len() == 3 && rows.iter().all(|r| *r == format!("{image} Running"))).then_some(())
+        })
+    };
+    wait_all(&up, &first);
+    up.kubectl_ok(&["set", "image", "deployment/roll", &format!("c={second}")], None);
+    up.kubectl_ok(&["rollout", "status", "deployment/roll", "--timeout=180s"], None);
+    wait_all(&up, &second);
+    let history = up.kubectl_ok(&["rollout", "history", "deployment/roll"], None);
+    assert!(history.contains('1') && history.contains('2'), "two revisions: {history}");
+    up.kubectl_ok(&["rollout", "undo", "deployment/roll"], None);
+    up.kubectl_ok(&["rollout", "status", "deployment/roll", "--timeout=180s"], None);
+    wait_all(&up, &first);
+    assert_eq!(
+        jsonpath(&up, &["get", "deployment", "roll", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]),
+        first,
+        "undo restored the first image"
+    );
+    up.kubectl_ok(&["delete", "deployment", "roll", "--timeout=90s"], None);
+    poll_until("pods gone", Duration::from_secs(90), || up.kubectl(&["get", "pods", "-o", "name"]).trim().is_empty().then_some(()));
+}
+
+/// A netns holding the peer end of the node's veth, as a client outside the node; deleted on drop.
+struct ClientNs {
+    name: String,
+}
+
+impl ClientNs {
+    fn new(up: &Up) -> ClientNs {
+        let ns = ClientNs { name: unique_name("rkc") };
+        let peer = format!("{}p", up.net.veth);
+        let client_ip = up.node_ip.trim_end_matches(".1").to_string() + ".2";
+        for args in [
+            vec!["netns", "add", &ns.name],
+            vec!["link", "set", &peer, "netns", &ns.name],
+            vec!["-n", &ns.name, "addr", "add", &format!("{client_ip}/24"), "dev", &peer],
+            vec!["-n", &ns.name, "link", "set", &peer, "up"],
+            vec!["-n", &ns.name, "link", "set", "lo", "up"],
+        ] {
+            assert!(Command::new("ip").args(&args).status().expect("ip").success(), "ip {args:?}");
+        }
+        ns
+    }
+
+    /// `wget -qO- url` from inside the netns (busybox; no -T, which crashes here), or None on failure.
+    fn get(&self, url: &str) -> Option<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "busybox", "wget", "-qO-", url])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for ClientNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+#[test]
+fn up_serves_nodeport_clusterip_and_cluster_dns() {
+    let up = Up::start();
+    let manifest = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www; echo served-by-$(hostname) > /www/index.html; httpd -f -p 8080 -h /www"]
+        readinessProbe:
+          tcpSocket: {port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - {port: 80, targetPort: 8080}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "cat /etc/resolv.conf; while true; do echo ---; ping -c1 -W1 kubernetes.default; ping -c1 -W1 web; wget -qO- http://web/; sleep 2; done"]
+"#;
+    up.kubectl_ok(&["apply", "-f", "-"], Some(manifest));
+    up.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None);
+    let svc = up.kubectl(&["get", "svc", "-A", "-o", "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}={.spec.clusterIP} {end}"]);
+    assert!(svc.contains(&format!("kube-system/kube-dns={}", up.net.cluster_dns)), "kube-dns Service with the cluster DNS address: {svc}");
+    let cluster_ip = jsonpath(&up, &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let node_port = jsonpath(&up, &["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+
+    // NodePort from outside the node: a netns on the node's test link
+    let client = ClientNs::new(&up);
+    let url = format!("http://{}:{node_port}/", up.node_ip);
+    let body = poll_until(&format!("NodePort {url} from netns {}", client.name), Duration::from_secs(60), || client.get(&url));
+    assert!(body.starts_with("served-by-web-"), "{body}");
+
+    // the client pod: resolv.conf, DNS names, and the ClusterIP
+    poll_until("client pod Running", Duration::from_secs(60), || {
+        (jsonpath(&up, &["get", "pod", "client", "-o", "jsonpath={.status.phase}"]) == "Running").then_some(())
+    });
+    let logs = poll_until("client resolved both names and reached the ClusterIP", Duration::from_secs(60), || {
+        let l = up.kubectl(&["logs", "client"]);
+        // ping prints the address getaddrinfo found through the search path; wget reaches the ClusterIP by name
+        (l.contains("served-by-web-") && l.contains(&format!("PING web ({cluster_ip})")) && l.contains("PING kubernetes.default (10.96.0.1)"))
+            .then_some(l)
+    });
+    let resolv: Vec<&str> = logs.lines().take_while(|l| *l != "---").collect();
+    assert!(resolv.contains(&format!("nameserver {}", up.net.cluster_dns).as_str()), "{resolv:?}");
+    assert!(resolv.contains(&"search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv:?}");
+    assert!(resolv.contains(&"options ndots:5"), "{resolv:?}");
+
+    up.kubectl_ok(&["delete", "deployment", "web", "--timeout=90s"], None);
+    up.kubectl_ok(&["delete", "pod", "client", "--timeout=60s"], None);
+    // no endpoints: the ClusterIP is refused at once instead of leaving the node
+    let url = format!("http://{}:{node_port}/", up.node_ip);
+    poll_until("NodePort refused once the endpoints are gone", Duration::from_secs(30), || client.get(&url).is_none().then_some(()));
+}
+
+#[test]
+fn up_pulls_with_image_pull_secrets() {
+    let up = Up::start();
+    let hash = bcrypt::hash("s3cret-pull", 5).expect("bcrypt");
+    let registry = rkube_testsupport::Registry::start_with_htpasswd(&format!("puller:{hash}"));
+    let layout = rkube_testsupport::busybox_oci_layout(&up.data.path().join("oci-auth"), "1.36", &["sh"]);
+    registry.push_as(&layout, "private/busybox", "1.36", Some("puller:s3cret-pull"));
+    let image = format!("{}/private/busybox:1.36", registry.host());
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("puller:s3cret-pull");
+    let dockercfg = format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.host());
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: regcred
+type: kubernetes.io/dockerconfigjson
+data:
+  .dockerconfigjson: {}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: with-secret
+spec:
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: [{{name: regcred}}]
+  containers:
+  - name: c
+    image: {image}
+    command: ["sh", "-c", "echo private-ok; sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: without-secret
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command: ["sh", "-c", "sleep 3600"]
+"#,
+        base64::engine::general_purpose::STANDARD.encode(dockercfg)
+    );
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/with-secret", "--timeout=90s"], None);
+    poll_until("logs", Duration::from_secs(20), || up.kubectl(&["logs", "with-secret"]).contains("private-ok").then_some(()));
+    // the same image without the secret: the registry says 401, the pod reports the pull failure
+    let reason = poll_until("pull without credentials fails", Duration::from_secs(60), || {
+        let r = jsonpath(&up, &["get", "pod", "without-secret", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]);
+        (r == "ErrImagePull" || r == "ImagePullBackOff").then_some(r)
+    });
+    eprintln!("without-secret: {reason}");
+}
+
+/// `rkube server` and a separate `rkube kubelet` process (node address on a test veth): a Deployment of 2 goes
+/// Ready through kubectl, and `rkube down` on the kubelet's data dir removes what the kubelet made.
+#[test]
+fn server_and_a_separate_kubelet_run_a_deployment() {
+    rkube_testsupport::require_root();
+    let _forward = ForwardGuard::acquire();
+    let server_dir = tempfile::tempdir().expect("server dir");
+    let node_dir = tempfile::tempdir().expect("node dir");
+    let net = NodeNet::new();
+    struct Cleanup<'a>(&'a NodeNet, &'a std::path::Path);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(bin("rkube")).args(["down", "--data-dir"]).arg(self.1).stderr(Stdio::null()).status();
+            self.0.remove_veth();
+        }
+    }
+    let cleanup = Cleanup(&net, node_dir.path());
+    net.create_veth();
+    import_busybox(node_dir.path());
+    let log = |dir: &tempfile::TempDir, name: &str| std::fs::File::create(dir.path().join(name)).expect("log");
+    let server = Command::new(bin("rkube"))
+        .args(["server", "--data-dir"])
+        .arg(server_dir.path())
+        .args(["--listen", "127.0.0.1:0", "--cluster-dns", &net.cluster_dns])
+        .env("RKUBE_LOG", "info,kube=warn")
+        .stderr(log(&server_dir, "server.log"))
+        .spawn()
+        .expect("start rkube server");
+    let mut server = ChildGuard::new(server, "rkube server");
+    let kubeconfig = server_dir.path().join("kubeconfig");
+    poll_until("server kubeconfig", Duration::from_secs(30), || {
+        assert!(server.is_running(), "rkube server exited; see {}", server_dir.path().join("server.log").display());
+        kubeconfig.exists().then_some(())
+    });
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl").args(args).env("KUBECONFIG", &kubeconfig).output().expect("kubectl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let node_name = unique_name("node");
+    let kubelet = Command::new(bin("rkube"))
+        .args(["kubelet", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--node-name", &node_name, "--data-dir"])
+        .arg(node_dir.path())
+        .args(net.node_args())
+        .env("RKUBE_LOG", "info,kube=warn")
+        .stderr(log(&node_dir, "kubelet.log"))
+        .spawn()
+        .expect("start rkube kubelet");
+    let mut kubelet = ChildGuard::new(kubelet, "rkube kubelet");
+    poll_until("node Ready", Duration::from_secs(60), || {
+        assert!(kubelet.is_running(), "rkube kubelet exited; see {}", node_dir.path().join("kubelet.log").display());
+        let s = kubectl(&["get", "node", &node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        (s == "True").then_some(())
+    });
+    let ip = kubectl(&["get", "node", &node_name, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
+    assert_eq!(ip, net.node_ip);
+    let out = Command::new("kubectl")
+        .args(["create", "deployment", "pair", "--image=busybox:latest", "--replicas=2", "--", "sh", "-c", "sleep 3600"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // busybox:latest defaults to pullPolicy Always; the node works offline, so pin it to the imported image
+    let patch = r#"{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"busybox","imagePullPolicy":"Never"}]}}}}"#;
+    let out = Command::new("kubectl").args(["patch", "deployment", "pair", "-p", patch]).env("KUBECONFIG", &kubeconfig).output().expect("kubectl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("kubectl")
+        .args(["rollout", "status", "deployment/pair", "--timeout=120s"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "rollout: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let rows = kubectl(&["get", "pods", "-l", "app=pair", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase} {.status.podIP}{\"\\n\"}{end}"]);
+    let running: Vec<&str> = rows.lines().filter(|l| l.starts_with(&format!("{node_name} Running {}", net.subnet_prefix))).collect();
+    assert_eq!(running.len(), 2, "two pods Running on {node_name} in {}0/24: {rows}", net.subnet_prefix);
+    let svc = kubectl(&["get", "svc", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert_eq!(svc, net.cluster_dns, "rkube server made the kube-dns Service");
+
+    // stop the kubelet, then down removes its pods, bridge, DNS link and proxy table
+    let _ = Command::new("kill").args(["-TERM", &kubelet.pid().to_string()]).status();
+    poll_until("kubelet exits on SIGTERM", Duration::from_secs(30), || (!kubelet.is_running()).then_some(()));
+    let st = Command::new(bin("rkube")).args(["down", "--data-dir"]).arg(node_dir.path()).status().expect("down");
+    assert!(st.success());
+    assert_eq!(mounts_under(node_dir.path()), 0, "no mounts left under the node's data dir");
+    net.assert_gone();
+    drop(cleanup);
+}
