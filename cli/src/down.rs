@@ -92,9 +92,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = rkube_kubelet::node_services::remove(&cfg.root_dir) {
         eprintln!("rkube down: {e}");
     }
-    // the kubepods cgroup tree, now that its pods are gone (only empty cgroups can be removed: a tree that still
-    // holds another node's pods stays)
-    remove_kubepods_cgroups(Path::new("/sys/fs/cgroup"));
+    // the kubepods cgroup tree, now that its pods are gone. It is host-wide: while another rkube node runs here
+    // its empty cgroups are in use (a container's cgroup between create and start, or just exited and not yet
+    // checked for an OOM kill), so only the last node down removes the tree.
+    let others = super::node::other_nodes_running();
+    if others.is_empty() {
+        remove_kubepods_cgroups(Path::new("/sys/fs/cgroup"));
+    } else {
+        eprintln!("kubepods cgroups left in place: other rkube nodes still run here (pids {others:?})");
+    }
     if let Some(msg) = super::node::restore_ip_forward() {
         eprintln!("{msg}");
     }

@@ -81,7 +81,7 @@ fn up_runs_a_busybox_pod_survives_kill9_and_down_cleans_up() {
     let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
     let links = String::from_utf8_lossy(&links.stdout);
     assert!(!links.contains(&format!(" {}:", up.bridge)), "bridge {} removed", up.bridge);
-    assert!(!links.contains(&format!("master {}", up.bridge)), "no veth left on the bridge");
+    assert!(!links.contains(&format!("master {} ", up.bridge)), "no veth left on the bridge");
     assert!(!data.join("kubelet/pods").exists());
     up.net.assert_gone();
 }
@@ -223,7 +223,7 @@ spec:
     });
     assert_eq!(mounts_under(up.data.path()), 0, "no mounts left");
     let links = Command::new("ip").args(["-o", "link"]).output().expect("ip link");
-    assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("master {}", up.bridge)), "no veth left on the bridge");
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("master {} ", up.bridge)), "no veth left on the bridge");
 }
 
 #[test]
