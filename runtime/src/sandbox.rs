@@ -138,6 +138,8 @@ fn create_in(req: &SandboxRequest, dir: &std::path::Path) -> Result<State, Conta
 
 /// The pause process: holds the namespaces, reaps zombies, exits 0 on SIGTERM or SIGINT.
 pub fn pause_main() -> ! {
+    // one pause process per pod lives as long as the pod: keep only the pages its loop touches resident
+    sys::drop_clean_file_pages();
     loop {
         let sig = sys::wait_signal(&[libc::SIGTERM, libc::SIGINT, libc::SIGCHLD]);
         if sig == libc::SIGCHLD {
