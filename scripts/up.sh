@@ -44,27 +44,44 @@ ARGS=(up --data-dir "$DATA")
 [ -n "${NODE_IP:-}" ] && ARGS+=(--node-ip "$NODE_IP")
 export KUBECONFIG="$DATA/kubeconfig"
 
+POD_JSON='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hello"},"spec":{"containers":[{"name":"hello",
+  "image":"busybox:latest","imagePullPolicy":"Never",
+  "command":["sh","-c","echo hello from $(hostname); while true; do date; sleep 5; done"]}]}}'
+
+# Polls `$@` until it succeeds, for at most $1 seconds.
+wait_for() {
+  local secs=$1; shift
+  for _ in $(seq 1 $((secs * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "up: gave up after ${secs}s waiting for: $*" >&2; return 1
+}
+
 demo() {
-  for _ in $(seq 1 100); do kubectl get nodes >/dev/null 2>&1 && break; sleep 0.1; done
-  kubectl wait --for=condition=Ready node --all --timeout=60s >/dev/null
-  kubectl apply -f - <<'YAML'
-apiVersion: v1
-kind: Pod
-metadata:
-  name: hello
-spec:
-  containers:
-  - name: hello
-    image: busybox:latest
-    imagePullPolicy: Never
-    command: ["sh", "-c", "echo hello from $(hostname); while true; do date; sleep 5; done"]
-YAML
-  kubectl wait --for=condition=Ready pod/hello --timeout=60s
-  kubectl get nodes -o wide
-  kubectl get pods -o wide
-  kubectl logs hello | head -3
-  echo
-  echo "rkube is up.  export KUBECONFIG=$KUBECONFIG   then e.g.  kubectl get pods -A"
+  wait_for 60 test -s "$KUBECONFIG"
+  if kubectl version --client >/dev/null 2>&1; then
+    wait_for 60 sh -c 'kubectl get nodes -o name | grep -q node/'
+    kubectl wait --for=condition=Ready node --all --timeout=60s >/dev/null
+    echo "$POD_JSON" | kubectl apply -f -
+    kubectl wait --for=condition=Ready pod/hello --timeout=60s
+    kubectl get nodes -o wide
+    kubectl get pods -o wide
+    kubectl get svc -A
+    kubectl logs hello | head -3
+    echo
+    echo "rkube is up.  export KUBECONFIG=$KUBECONFIG   then e.g.  kubectl get pods -A"
+  else
+    # kubectl is not packaged in Debian: the same demo over the plain-HTTP API on loopback
+    api=$(awk '/server:/ {print $2; exit}' "$KUBECONFIG")
+    wait_for 60 sh -c "curl -sf $api/api/v1/nodes | jq -e '.items | length > 0'"
+    curl -sf -X POST -H 'Content-Type: application/json' -d "$POD_JSON" "$api/api/v1/namespaces/default/pods" >/dev/null ||
+      curl -sf "$api/api/v1/namespaces/default/pods/hello" >/dev/null
+    wait_for 60 sh -c "curl -sf $api/api/v1/namespaces/default/pods/hello | jq -e '.status.phase == \"Running\"'"
+    curl -sf "$api/api/v1/namespaces/default/pods/hello" | jq -r '"pod \(.metadata.name): \(.status.phase), IP \(.status.podIP) on \(.spec.nodeName)"'
+    wait_for 20 sh -c "curl -sf '$api/api/v1/namespaces/default/pods/hello/log' | grep -q hello"
+    curl -sf "$api/api/v1/namespaces/default/pods/hello/log" | head -3
+    echo
+    echo "rkube is up at $api (kubeconfig $KUBECONFIG). kubectl is not installed: get it from"
+    echo "https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/ and  export KUBECONFIG=$KUBECONFIG"
+  fi
 }
 
 if [ "$BG" = 1 ]; then
