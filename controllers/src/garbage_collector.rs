@@ -30,8 +30,11 @@ pub struct Node {
 pub enum GcAction {
     /// Delete this object with this propagation policy ("Background" / "Foreground").
     Delete { uid: String, propagation: &'static str },
-    /// Remove these owner uids from the object's ownerReferences.
+    /// Remove these owner uids, which are gone, from the object's ownerReferences.
     RemoveOwners { uid: String, owners: Vec<String> },
+    /// Detach the object from an owner that is still there but being deleted (Orphan propagation, or a
+    /// Foreground delete whose remaining dependents do not block it).
+    Release { uid: String, owner: String },
     /// Remove this finalizer from the object.
     RemoveFinalizer { uid: String, finalizer: &'static str },
 }
@@ -51,10 +54,14 @@ pub fn plan(nodes: &[Node], known_kinds: &HashSet<String>) -> Vec<GcAction> {
     for owner in nodes.iter().filter(|n| n.deleting) {
         let deps = dependents.get(owner.uid.as_str()).cloned().unwrap_or_default();
         if owner.finalizers.iter().any(|f| f == FINALIZER_ORPHAN) {
+            // the finalizer goes only once the cache shows every dependent released, so no later pass can
+            // mistake a dependent still pointing at the vanished owner for garbage
             for d in &deps {
-                out.push(GcAction::RemoveOwners { uid: d.uid.clone(), owners: vec![owner.uid.clone()] });
+                out.push(GcAction::Release { uid: d.uid.clone(), owner: owner.uid.clone() });
             }
-            out.push(GcAction::RemoveFinalizer { uid: owner.uid.clone(), finalizer: FINALIZER_ORPHAN });
+            if deps.is_empty() {
+                out.push(GcAction::RemoveFinalizer { uid: owner.uid.clone(), finalizer: FINALIZER_ORPHAN });
+            }
             continue;
         }
         if owner.finalizers.iter().any(|f| f == FINALIZER_FOREGROUND) {
@@ -68,12 +75,13 @@ pub fn plan(nodes: &[Node], known_kinds: &HashSet<String>) -> Vec<GcAction> {
                     out.push(GcAction::Delete { uid: d.uid.clone(), propagation: "Foreground" });
                 }
             }
-            if blocking == 0 {
-                // the dependents left don't block: detach them first so they don't outlive as dangling
-                for d in &deps {
-                    out.push(GcAction::RemoveOwners { uid: d.uid.clone(), owners: vec![owner.uid.clone()] });
-                }
+            if deps.is_empty() {
                 out.push(GcAction::RemoveFinalizer { uid: owner.uid.clone(), finalizer: FINALIZER_FOREGROUND });
+            } else if blocking == 0 {
+                // the dependents left don't block: detach them, the finalizer goes on a later pass
+                for d in &deps {
+                    out.push(GcAction::Release { uid: d.uid.clone(), owner: owner.uid.clone() });
+                }
             }
         }
     }
@@ -154,14 +162,11 @@ mod tests {
         let mut rs = node("rs1", "ReplicaSet", &[]);
         rs.deleting = true;
         rs.finalizers = vec![FINALIZER_ORPHAN.into()];
-        let acts = plan(&[rs, node("p1", "Pod", &[("rs1", "ReplicaSet", true)])], &kinds());
-        assert_eq!(
-            acts,
-            vec![
-                GcAction::RemoveOwners { uid: "p1".into(), owners: vec!["rs1".into()] },
-                GcAction::RemoveFinalizer { uid: "rs1".into(), finalizer: FINALIZER_ORPHAN },
-            ]
-        );
+        let acts = plan(&[rs.clone(), node("p1", "Pod", &[("rs1", "ReplicaSet", true)])], &kinds());
+        assert_eq!(acts, vec![GcAction::Release { uid: "p1".into(), owner: "rs1".into() }]);
+        // once the dependent shows no reference, the finalizer goes
+        let acts = plan(&[rs, node("p1", "Pod", &[])], &kinds());
+        assert_eq!(acts, vec![GcAction::RemoveFinalizer { uid: "rs1".into(), finalizer: FINALIZER_ORPHAN }]);
     }
 
     #[test]
@@ -278,11 +283,15 @@ pub async fn run(client: Client, config: Config) {
         }
         for action in plan(&nodes, &known) {
             let uid = match &action {
-                GcAction::Delete { uid, .. } | GcAction::RemoveOwners { uid, .. } | GcAction::RemoveFinalizer { uid, .. } => uid.clone(),
+                GcAction::Delete { uid, .. }
+                | GcAction::RemoveOwners { uid, .. }
+                | GcAction::Release { uid, .. }
+                | GcAction::RemoveFinalizer { uid, .. } => uid.clone(),
             };
             let Some((ar, namespaced, ns, name, owners, finalizers)) = where_.get(&uid) else { continue };
             let api = api_for(&client, ar, *namespaced, ns.as_deref());
-            // the caches may lag: confirm with a live read that owners called absent really are gone
+            // the caches may lag: confirm with a live read that owners called absent really are gone (a
+            // Release detaches from an owner that is still there on purpose, so it skips this check)
             if matches!(action, GcAction::Delete { propagation: "Background", .. } | GcAction::RemoveOwners { .. }) {
                 let gone: Vec<&OwnerReference> = match &action {
                     GcAction::RemoveOwners { owners: gone, .. } => owners.iter().filter(|o| gone.contains(&o.uid)).collect(),
@@ -304,6 +313,19 @@ pub async fn run(client: Client, config: Config) {
                 if still_there {
                     continue;
                 }
+                // and that the dependent itself still names the owners we think are gone
+                match api.get_opt(name).await {
+                    Ok(Some(live)) => {
+                        let live_uids: Vec<String> =
+                            live.metadata.owner_references.iter().flatten().map(|o| o.uid.clone()).collect();
+                        let cached: Vec<String> = owners.iter().map(|o| o.uid.clone()).collect();
+                        if live_uids != cached {
+                            continue;
+                        }
+                    }
+                    Ok(None) => continue,
+                    Err(_) => continue,
+                }
             }
             let result = match &action {
                 GcAction::Delete { propagation, .. } => {
@@ -315,6 +337,12 @@ pub async fn run(client: Client, config: Config) {
                 GcAction::RemoveOwners { owners: gone, .. } => {
                     let kept: Vec<&OwnerReference> = owners.iter().filter(|o| !gone.contains(&o.uid)).collect();
                     let patch = json!({"metadata": {"ownerReferences": kept}});
+                    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+                }
+                GcAction::Release { owner, .. } => {
+                    let kept: Vec<&OwnerReference> = owners.iter().filter(|o| &o.uid != owner).collect();
+                    let patch = json!({"metadata": {"ownerReferences": kept}});
+                    tracing::info!(kind = %ar.kind, object = %name, owner = %owner, "orphaning");
                     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
                 }
                 GcAction::RemoveFinalizer { finalizer, .. } => {
