@@ -258,6 +258,7 @@ impl FakeKubelet {
             let dead = dead.clone();
             tasks.push(tokio::spawn(async move {
                 let api: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+                let napi: Api<Node> = Api::all(client.clone());
                 loop {
                     let alive: Vec<String> = {
                         let n = nodes.lock().map(|n| n.clone()).unwrap_or_default();
@@ -266,6 +267,8 @@ impl FakeKubelet {
                     };
                     for n in alive {
                         renew_lease(&api, &n).await;
+                        // like a kubelet's status loop: a Ready condition someone else overwrote is set back
+                        report_ready(&napi, &n).await;
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -311,11 +314,29 @@ impl FakeKubelet {
         }
     }
 
+    /// The node comes back: Lease renewals and Ready status resume.
+    pub fn revive_node(&self, name: &str) {
+        if let Ok(mut d) = self.dead.lock() {
+            d.remove(name);
+        }
+    }
+
     pub fn stop(&mut self) {
         for t in self.tasks.drain(..) {
             t.abort();
         }
     }
+}
+
+async fn report_ready(api: &Api<Node>, node: &str) {
+    let Ok(n) = api.get(node).await else { return };
+    let ready = n.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    if ready {
+        return;
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let st = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "fake kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]}});
+    let _ = api.patch_status(node, &PatchParams::default(), &Patch::Merge(&st)).await;
 }
 
 async fn renew_lease(api: &Api<Lease>, node: &str) {

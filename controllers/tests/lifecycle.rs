@@ -1,0 +1,382 @@
+//! StatefulSet, DaemonSet, Job, CronJob, Endpoints, default ServiceAccount, node loss → eviction →
+//! replacement, Foreground deletion and namespace cascade, against the real apiserver with simulated nodes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{create, is_ready, pods, test_config, wait_for, Cluster};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(60);
+
+fn template(app: &str, image: &str) -> serde_json::Value {
+    json!({"metadata": {"labels": {"app": app}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": image}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_stable_names_ordered_scale_down_and_update() {
+    let cluster = Cluster::start(2).await;
+    let ns = cluster.namespace("rkst").await;
+    let mut t = template("db", "db:1");
+    t["spec"]["restartPolicy"] = json!("Always");
+    let _: StatefulSet = create(&cluster.client, &ns, json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "serviceName": "web", "selector": {"matchLabels": {"app": "db"}}, "template": t}
+    }))
+    .await;
+    let client = cluster.client.clone();
+    let nsc = ns.clone();
+    let names = |want: usize, image: &'static str| {
+        let client = client.clone();
+        let ns = nsc.clone();
+        move || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                let ps = pods(&client, &ns).await;
+                let live: Vec<&Pod> = ps.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+                let ok = live.len() == want
+                    && live.iter().all(|p| is_ready(p) && p.spec.as_ref().and_then(|s| s.containers[0].image.as_deref()) == Some(image));
+                let mut n: Vec<String> = live.iter().map(|p| p.name_any()).collect();
+                n.sort();
+                ok.then_some((n, live.iter().map(|p| (p.name_any(), p.metadata.creation_timestamp.clone())).collect::<Vec<_>>()))
+            }
+        }
+    };
+    let (n, created) = wait_for("web-0..2 ready", T, names(3, "db:1")).await;
+    assert_eq!(n, vec!["web-0", "web-1", "web-2"]);
+    // OrderedReady: web-0 was created no later than web-1, web-1 no later than web-2
+    let ts = |name: &str| created.iter().find(|(n, _)| n == name).and_then(|(_, t)| t.clone());
+    assert!(ts("web-0") <= ts("web-1") && ts("web-1") <= ts("web-2"));
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
+    // rolling update by ordinal, then scale down from the top
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "db:2"}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("update");
+    wait_for("all on db:2", T, names(3, "db:2")).await;
+    api.patch("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 1}}))).await.expect("scale");
+    let (n, _) = wait_for("scaled to web-0", T, names(1, "db:2")).await;
+    assert_eq!(n, vec!["web-0"]);
+    let s = wait_for("status", T, || {
+        let api = api.clone();
+        async move {
+            let s = api.get("web").await.ok()?.status?;
+            (s.replicas == 1 && s.ready_replicas == Some(1)).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(s.current_revision, s.update_revision);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_runs_one_pod_per_eligible_node() {
+    let cluster = Cluster::start(3).await;
+    let ns = cluster.namespace("rkds").await;
+    let mut t = template("agent", "agent:1");
+    t["spec"]["restartPolicy"] = json!("Always");
+    let _: DaemonSet = create(&cluster.client, &ns, json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": t}
+    }))
+    .await;
+    let client = cluster.client.clone();
+    let nsc = ns.clone();
+    let per_node = |want: usize| {
+        let client = client.clone();
+        let ns = nsc.clone();
+        move || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                let ps = pods(&client, &ns).await;
+                let mut nodes: Vec<String> = ps.iter().filter(|p| is_ready(p)).filter_map(|p| p.spec.as_ref()?.node_name.clone()).collect();
+                nodes.sort();
+                let n = nodes.len();
+                nodes.dedup();
+                (n == want && nodes.len() == want).then_some(nodes)
+            }
+        }
+    };
+    wait_for("3 daemon pods on 3 nodes", T, per_node(3)).await;
+    cluster.kubelet.add_node("node-extra", "4", "8Gi").await;
+    let nodes = wait_for("4 daemon pods after a node joined", T, per_node(4)).await;
+    assert!(nodes.contains(&"node-extra".to_string()));
+    let api: Api<DaemonSet> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_for("daemonset status", T, || {
+        let api = api.clone();
+        async move {
+            let s = api.get("agent").await.ok()?.status?;
+            (s.desired_number_scheduled == 4 && s.number_ready == 4).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_complete_fail_and_expire_and_cronjob_creates_jobs() {
+    let cluster = Cluster::start(2).await;
+    let ns = cluster.namespace("rkj").await;
+    let _: Job = create(&cluster.client, &ns, json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ok"},
+        "spec": {"completions": 3, "parallelism": 2, "template": template("ok", "succeed")}
+    }))
+    .await;
+    let _: Job = create(&cluster.client, &ns, json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad"},
+        "spec": {"backoffLimit": 1, "template": template("bad", "fail")}
+    }))
+    .await;
+    let _: Job = create(&cluster.client, &ns, json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "short"},
+        "spec": {"ttlSecondsAfterFinished": 0, "template": template("short", "succeed")}
+    }))
+    .await;
+    let api: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
+    let cond = |name: &'static str, type_: &'static str| {
+        let api = api.clone();
+        move || {
+            let api = api.clone();
+            async move {
+                let j = api.get(name).await.ok()?;
+                let s = j.status?;
+                s.conditions?.iter().find(|c| c.type_ == type_ && c.status == "True").map(|c| (c.reason.clone(), s.succeeded, s.failed))
+            }
+        }
+    };
+    let (_, succeeded, _) = wait_for("job ok Complete", T, cond("ok", "Complete")).await;
+    assert_eq!(succeeded, Some(3));
+    let (reason, _, failed) = wait_for("job bad Failed", T, cond("bad", "Failed")).await;
+    assert_eq!(reason.as_deref(), Some("BackoffLimitExceeded"));
+    assert_eq!(failed, Some(2));
+    wait_for("job short deleted by TTL", T, || {
+        let api = api.clone();
+        async move { api.get_opt("short").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    // CronJob: every minute; the first Job appears at the next minute boundary
+    let _: CronJob = create(&cluster.client, &ns, json!({
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
+        "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid",
+                 "jobTemplate": {"spec": {"template": template("tick", "succeed")}}}
+    }))
+    .await;
+    let job = wait_for("cronjob created a job", Duration::from_secs(90), || {
+        let api = api.clone();
+        async move {
+            api.list(&Default::default()).await.ok()?.items.into_iter().find(|j| j.name_any().starts_with("tick-"))
+        }
+    })
+    .await;
+    let owner = job.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owner.first().map(|o| o.kind.as_str()), Some("CronJob"));
+    let capi: Api<CronJob> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_for("cronjob lastScheduleTime", T, || {
+        let capi = capi.clone();
+        async move { capi.get("tick").await.ok()?.status?.last_schedule_time }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_endpoints_and_default_service_account() {
+    let cluster = Cluster::start(2).await;
+    let ns = cluster.namespace("rke").await;
+    let sa: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_for("default service account", T, || {
+        let sa = sa.clone();
+        async move { sa.get_opt("default").await.ok()? }
+    })
+    .await;
+    let svc: Service = create(&cluster.client, &ns, json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    }))
+    .await;
+    assert!(svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).is_some_and(|ip| ip.starts_with("10.")));
+    for i in 0..2 {
+        let _: Pod = create(&cluster.client, &ns, json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("web-{i}"), "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "web"}]}
+        }))
+        .await;
+    }
+    let ep: Api<Endpoints> = Api::namespaced(cluster.client.clone(), &ns);
+    let addrs = wait_for("2 ready endpoint addresses", T, || {
+        let ep = ep.clone();
+        async move {
+            let e = ep.get_opt("web").await.ok()??;
+            let s = e.subsets?.into_iter().next()?;
+            let a = s.addresses.unwrap_or_default();
+            (a.len() == 2 && s.ports.as_ref()?.first()?.port == 8080).then_some(a)
+        }
+    })
+    .await;
+    assert!(addrs.iter().all(|a| a.target_ref.as_ref().and_then(|t| t.name.as_deref()).is_some_and(|n| n.starts_with("web-"))));
+    let slices: Api<EndpointSlice> = Api::namespaced(cluster.client.clone(), &ns);
+    let list = slices.list(&kube::api::ListParams::default().labels("kubernetes.io/service-name=web")).await.expect("slices");
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].endpoints.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_node_goes_unknown_is_tainted_and_its_pods_are_replaced_elsewhere() {
+    let mut config = test_config();
+    config.lifecycle.grace = chrono::Duration::seconds(3);
+    let cluster = Cluster::start_with(2, config).await;
+    let ns = cluster.namespace("rkn").await;
+    // the apiserver gives every pod 300 s tolerations for not-ready/unreachable at admission (as upstream's
+    // DefaultTolerationSeconds does); these pods say 2 s themselves
+    let short = |secs: i64| {
+        json!([
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": secs},
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": secs},
+        ])
+    };
+    let mut t = template("keep", "keep:1");
+    t["spec"]["restartPolicy"] = json!("Always");
+    t["spec"]["tolerations"] = short(2);
+    let _: Deployment = create(&cluster.client, &ns, json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "keep"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "keep"}}, "template": t}
+    }))
+    .await;
+    // a pod that tolerates the lost node for an hour stays where it is
+    let _: Pod = create(&cluster.client, &ns, json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "patient", "labels": {"app": "patient"}},
+        "spec": {"nodeName": "node-0", "tolerations": short(3600), "containers": [{"name": "c", "image": "p"}]}
+    }))
+    .await;
+    let client = cluster.client.clone();
+    let nsc = ns.clone();
+    let on_nodes = wait_for("4 ready pods", T, || {
+        let client = client.clone();
+        let ns = nsc.clone();
+        async move {
+            let ps = pods(&client, &ns).await;
+            let ready: Vec<String> = ps
+                .iter()
+                .filter(|p| is_ready(p) && p.name_any() != "patient")
+                .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+                .collect();
+            (ready.len() == 4).then_some(ready)
+        }
+    })
+    .await;
+    assert!(on_nodes.iter().any(|n| n == "node-0"), "spreading put pods on node-0: {on_nodes:?}");
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    // podCIDRs were allocated from 10.244.0.0/16, a different /24 per node
+    let cidrs = wait_for("podCIDRs on both nodes", T, || {
+        let nodes = nodes.clone();
+        async move {
+            let mut out = Vec::new();
+            for n in ["node-0", "node-1"] {
+                out.push(nodes.get(n).await.ok()?.spec?.pod_cidr?);
+            }
+            Some(out)
+        }
+    })
+    .await;
+    assert!(cidrs.iter().all(|c| c.starts_with("10.244.") && c.ends_with("/24")), "{cidrs:?}");
+    assert_ne!(cidrs[0], cidrs[1]);
+    cluster.kubelet.kill_node("node-0");
+    wait_for("node-0 Unknown with unreachable NoExecute taint", T, || {
+        let nodes = nodes.clone();
+        async move {
+            let n = nodes.get("node-0").await.ok()?;
+            let unknown = n.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "Unknown");
+            let tainted = n.spec.as_ref()?.taints.as_ref()?.iter().any(|t| t.key == "node.kubernetes.io/unreachable" && t.effect == "NoExecute");
+            (unknown && tainted).then_some(())
+        }
+    })
+    .await;
+    wait_for("pods replaced on node-1", T, || {
+        let client = client.clone();
+        let ns = nsc.clone();
+        async move {
+            let ps = pods(&client, &ns).await;
+            let keep: Vec<&Pod> = ps.iter().filter(|p| p.name_any() != "patient").collect();
+            let ready_on_1 = keep.iter().filter(|p| is_ready(p) && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("node-1")).count();
+            let evicted = keep.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("node-0")).all(|p| p.metadata.deletion_timestamp.is_some());
+            (ready_on_1 == 4 && evicted).then_some(())
+        }
+    })
+    .await;
+    let papi: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+    let patient = papi.get("patient").await.expect("patient pod");
+    assert!(patient.metadata.deletion_timestamp.is_none(), "a pod tolerating the taint for 3600 s was evicted");
+    // the node heals (its kubelet renews the Lease and reports Ready again): taints come off
+    cluster.kubelet.revive_node("node-0");
+    wait_for("taints removed", T, || {
+        let nodes = nodes.clone();
+        async move {
+            let n = nodes.get("node-0").await.ok()?;
+            n.spec?.taints.unwrap_or_default().is_empty().then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_deletion_waits_for_dependents_and_namespace_deletion_cascades() {
+    let cluster = Cluster::start(2).await;
+    let ns = cluster.namespace("rkg").await;
+    let mut t = template("fg", "fg:1");
+    t["spec"]["restartPolicy"] = json!("Always");
+    let _: Deployment = create(&cluster.client, &ns, json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "fg"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "fg"}}, "template": t.clone()}
+    }))
+    .await;
+    let client = cluster.client.clone();
+    let nsc = ns.clone();
+    wait_for("2 ready pods", T, || {
+        let client = client.clone();
+        let ns = nsc.clone();
+        async move { (pods(&client, &ns).await.iter().filter(|p| is_ready(p)).count() == 2).then_some(()) }
+    })
+    .await;
+    let (ok, out) = cluster.kubectl_async(&["-n", &ns, "delete", "deployment", "fg", "--cascade=foreground", "--wait=false"]).await;
+    assert!(ok, "{out}");
+    let dapi: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_for("deployment, replicaset and pods gone", T, || {
+        let client = client.clone();
+        let ns = nsc.clone();
+        let dapi = dapi.clone();
+        async move {
+            if let Some(d) = dapi.get_opt("fg").await.ok()? {
+                // while it exists it carries the finalizer the GC works on
+                assert!(d.metadata.deletion_timestamp.is_some());
+                return None;
+            }
+            pods(&client, &ns).await.is_empty().then_some(())
+        }
+    })
+    .await;
+    // namespace deletion removes everything inside, then the namespace
+    let _: Deployment = create(&cluster.client, &ns, json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "inner"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "fg"}}, "template": t}
+    }))
+    .await;
+    wait_for("inner pods", T, || {
+        let client = client.clone();
+        let ns = nsc.clone();
+        async move { (pods(&client, &ns).await.len() == 2).then_some(()) }
+    })
+    .await;
+    let (ok, out) = cluster.kubectl_async(&["delete", "namespace", &ns, "--wait=false"]).await;
+    assert!(ok, "{out}");
+    let napi: Api<Namespace> = Api::all(cluster.client.clone());
+    wait_for("namespace gone", T, || {
+        let napi = napi.clone();
+        let ns = nsc.clone();
+        async move { napi.get_opt(&ns).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+}
