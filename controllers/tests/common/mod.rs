@@ -295,6 +295,10 @@ impl FakeKubelet {
             }
         }))
         .expect("node json");
+        // known to the pod loop before the Node exists, so a pod bound at once is not skipped as someone else's
+        if let Ok(mut n) = self.nodes.lock() {
+            n.push(name.to_string());
+        }
         let api: Api<Node> = Api::all(self.client.clone());
         let created = api.create(&PostParams::default(), &node).await.expect("create node");
         // status is a subresource: make sure it sticks even if create drops it
@@ -302,9 +306,6 @@ impl FakeKubelet {
         let _ = api.patch_status(&created.name_any(), &PatchParams::default(), &Patch::Merge(&st)).await;
         let lapi: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
         renew_lease(&lapi, name).await;
-        if let Ok(mut n) = self.nodes.lock() {
-            n.push(name.to_string());
-        }
     }
 
     /// Simulate the node dying: its lease is no longer renewed and its pods are left as they are.
