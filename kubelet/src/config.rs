@@ -48,6 +48,8 @@ pub struct KubeletConfig {
     /// Per-container log rotation.
     pub log_max_bytes: u64,
     pub log_max_files: u32,
+    /// Serve the kubelet API over HTTPS, requiring a client certificate from this CA; plain HTTP when None.
+    pub api_tls: Option<crate::server::tls::ApiTls>,
 }
 
 impl KubeletConfig {
@@ -78,6 +80,7 @@ impl KubeletConfig {
             static_pod_dir: None,
             log_max_bytes: 10 << 20,
             log_max_files: 5,
+            api_tls: None,
         }
     }
 }

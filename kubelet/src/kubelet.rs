@@ -331,8 +331,18 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 10250)));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| KubeletError::Serve { addr, source })?;
     let api_state = crate::server::ServerState::from_config(&cfg);
+    let api_tls = match &cfg.api_tls {
+        Some(t) => Some(crate::server::tls::server_config(t).map_err(|e| KubeletError::Serve { addr, source: std::io::Error::other(e.to_string()) })?),
+        None => None,
+    };
     let api_task = tokio::spawn(async move {
-        let _ = axum::serve(listener, crate::server::router(api_state)).await;
+        let app = crate::server::router(api_state);
+        match api_tls {
+            Some(tls) => crate::server::tls::serve(listener, app, tls).await,
+            None => {
+                let _ = axum::serve(listener, app).await;
+            }
+        }
     });
     // status + lease
     let heartbeat = {

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod portforward;
 pub mod remotecommand;
 pub mod spdy;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
