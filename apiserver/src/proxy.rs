@@ -12,6 +12,59 @@ use crate::handlers::{read_object, Ctx};
 use crate::registry;
 use crate::status::ApiError;
 
+/// How the apiserver reaches kubelets over HTTPS: the CA their serving certificates chain to, and the client
+/// certificate it presents (PEM).
+#[derive(Clone, Debug)]
+pub struct KubeletClientTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl KubeletClientTls {
+    fn rustls_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, ApiError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |what: &str| ApiError::internal(format!("kubelet client TLS: {what} is not valid PEM"));
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(ca.map_err(|_| bad("the kubelet CA"))?).map_err(|e| ApiError::internal(format!("kubelet CA: {e}")))?;
+        }
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.cert_pem.as_bytes()).collect::<Result<_, _>>().map_err(|_| bad("the client certificate"))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|_| bad("the client key"))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| ApiError::internal(format!("kubelet client certificate: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(std::sync::Arc::new(config))
+    }
+
+    fn reqwest_client(&self) -> Result<reqwest::Client, ApiError> {
+        let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).map_err(|e| ApiError::internal(format!("kubelet CA: {e}")))?;
+        let id = reqwest::Identity::from_pem(format!("{}\n{}", self.cert_pem, self.key_pem).as_bytes())
+            .map_err(|e| ApiError::internal(format!("kubelet client certificate: {e}")))?;
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(ca)
+            .identity(id)
+            .build()
+            .map_err(|e| ApiError::internal(format!("kubelet client: {e}")))
+    }
+}
+
+/// `kubelet_url` with the scheme this apiserver uses for kubelets (https when it has a client certificate).
+fn with_scheme(url: String, tls: Option<&KubeletClientTls>) -> String {
+    match tls {
+        Some(_) => url.replacen("http://", "https://", 1),
+        None => url,
+    }
+}
+
 /// Default kubelet port when the node does not report one.
 pub const DEFAULT_KUBELET_PORT: i64 = 10250;
 
@@ -56,7 +109,8 @@ pub async fn pod_log(ctx: &Ctx, pod: &Value) -> Result<Response, ApiError> {
     let Some((node_obj, _)) = read_object(&ctx.state, nodes, &nodes.key(None, node), node).await? else {
         return Err(ApiError::not_found(nodes, node));
     };
-    let base = kubelet_url(&node_obj).ok_or_else(|| ApiError::internal(format!("node {node} reports no address")))?;
+    let tls = ctx.state.config.kubelet_client.as_ref();
+    let base = with_scheme(kubelet_url(&node_obj).ok_or_else(|| ApiError::internal(format!("node {node} reports no address")))?, tls);
     let mut url = format!("{base}/containerLogs/{}/{name}/{container}", ctx.target.ns().unwrap_or_default());
     let passthrough: Vec<String> = ctx
         .query
@@ -69,7 +123,11 @@ pub async fn pod_log(ctx: &Ctx, pod: &Value) -> Result<Response, ApiError> {
         url.push('?');
         url.push_str(&passthrough.join("&"));
     }
-    let resp = reqwest::Client::new()
+    let client = match tls {
+        Some(t) => t.reqwest_client()?,
+        None => reqwest::Client::new(),
+    };
+    let resp = client
         .get(&url)
         .send()
         .await
@@ -161,7 +219,7 @@ async fn pod_stream_inner(
     let rest: Vec<String> = query.iter().filter(|(k, _)| k != "container").map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
     let path_and_query = if rest.is_empty() { path } else { format!("{path}?{}", rest.join("&")) };
     let base = node_kubelet(state, &node).await?;
-    forward(req, &base, &path_and_query).await
+    forward(req, &base, &path_and_query, state.config.kubelet_client.as_ref()).await
 }
 
 /// The kubelet base URL of node `node`.
@@ -170,7 +228,8 @@ async fn node_kubelet(state: &crate::server::ApiState, node: &str) -> Result<Str
     let Some((node_obj, _)) = read_object(state, nodes, &nodes.key(None, node), node).await? else {
         return Err(ApiError::not_found(nodes, node));
     };
-    kubelet_url(&node_obj).ok_or_else(|| ApiError::internal(format!("node {node} reports no address for its kubelet")))
+    let url = kubelet_url(&node_obj).ok_or_else(|| ApiError::internal(format!("node {node} reports no address for its kubelet")))?;
+    Ok(with_scheme(url, state.config.kubelet_client.as_ref()))
 }
 
 /// `nodes/{name}/proxy/{path}`: any method, to `http://<kubelet>/{path}?{query}`.
@@ -182,7 +241,7 @@ pub async fn node_proxy(state: std::sync::Arc<crate::server::ApiState>, node: &s
             pq.push('?');
             pq.push_str(q);
         }
-        forward(req, &base, &pq).await
+        forward(req, &base, &pq, state.config.kubelet_client.as_ref()).await
     }
     .await;
     result.unwrap_or_else(|e| e.into_response())
@@ -191,13 +250,38 @@ pub async fn node_proxy(state: std::sync::Arc<crate::server::ApiState>, node: &s
 /// Sends `req` (method, headers, body) to `base` + `path_and_query` over one HTTP/1.1 connection. A 101 answer
 /// is passed on and the two upgraded connections are spliced until either side closes; any other answer is
 /// streamed back as it is.
-pub async fn forward(mut req: http::Request<Body>, base: &str, path_and_query: &str) -> Result<Response, ApiError> {
-    let authority = base.trim_start_matches("http://").trim_end_matches('/').to_string();
+pub async fn forward(
+    req: http::Request<Body>,
+    base: &str,
+    path_and_query: &str,
+    tls: Option<&KubeletClientTls>,
+) -> Result<Response, ApiError> {
+    let authority = base.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string();
     let tcp = tokio::net::TcpStream::connect(&authority)
         .await
         .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("error dialing the kubelet at {authority}: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Body>(hyper_util::rt::TokioIo::new(tcp))
+    match tls {
+        None => forward_over(tcp, req, &authority, path_and_query).await,
+        Some(t) => {
+            let host = authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(&authority).trim_matches(|c| c == '[' || c == ']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| ApiError::internal(format!("kubelet address {host}: {e}")))?;
+            let stream = tokio_rustls::TlsConnector::from(t.rustls_config()?)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("TLS handshake with the kubelet at {authority}: {e}")))?;
+            forward_over(stream, req, &authority, path_and_query).await
+        }
+    }
+}
+
+async fn forward_over<IO>(io: IO, mut req: http::Request<Body>, authority: &str, path_and_query: &str) -> Result<Response, ApiError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let authority = authority.to_string();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Body>(hyper_util::rt::TokioIo::new(io))
         .await
         .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("HTTP handshake with the kubelet at {authority}: {e}")))?;
     tokio::spawn(async move {
@@ -286,11 +370,25 @@ mod tests {
     /// A kubelet stand-in: answers one upgrade request with 101, reports the request head it saw, then echoes
     /// what arrives upper-cased.
     async fn fake_kubelet() -> (u16, tokio::sync::oneshot::Receiver<String>) {
+        fake_kubelet_with(None).await
+    }
+
+    async fn fake_kubelet_with(tls: Option<tokio_rustls::TlsAcceptor>) -> (u16, tokio::sync::oneshot::Receiver<String>) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = l.local_addr().expect("addr").port();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let (s, _) = l.accept().await.expect("accept");
+            match tls {
+                None => serve_one(s, tx).await,
+                Some(acceptor) => serve_one(acceptor.accept(s).await.expect("TLS handshake with the apiserver"), tx).await,
+            }
+        });
+        (port, rx)
+    }
+
+    async fn serve_one<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: S, tx: tokio::sync::oneshot::Sender<String>) {
+        {
             let mut r = BufReader::new(s);
             let mut head = String::new();
             loop {
@@ -312,23 +410,94 @@ mod tests {
                     break;
                 }
                 let up: Vec<u8> = buf[..n].to_ascii_uppercase();
-                if s.write_all(&up).await.is_err() {
+                if s.write_all(&up).await.is_err() || s.flush().await.is_err() {
                     break;
                 }
             }
-        });
-        (port, rx)
+        }
     }
 
     async fn server() -> (crate::ApiServer, String) {
+        server_with(None).await
+    }
+
+    async fn server_with(kubelet_client: Option<KubeletClientTls>) -> (crate::ApiServer, String) {
         let store: Arc<dyn crate::storage::Store> = Arc::new(crate::memory_store::MemoryStore::new());
-        let s = crate::ApiServer::start(store, crate::ServerConfig::new("127.0.0.1:0".parse().expect("addr"))).await.expect("start");
+        let mut config = crate::ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+        config.kubelet_client = kubelet_client;
+        let s = crate::ApiServer::start(store, config).await.expect("start");
         let url = s.url();
         (s, url)
     }
 
     async fn send(method: reqwest::Method, url: &str, ct: &str, body: Value) -> reqwest::Response {
         reqwest::Client::new().request(method, url).header("content-type", ct).body(body.to_string()).send().await.expect("request")
+    }
+
+    async fn make_pod(base: &str, kubelet_port: u16) {
+        let node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
+        assert!(send(reqwest::Method::POST, &format!("{base}/api/v1/nodes"), "application/json", node).await.status().is_success());
+        let status = serde_json::json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}});
+        let r = send(reqwest::Method::PATCH, &format!("{base}/api/v1/nodes/n1/status"), "application/merge-patch+json", status).await;
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}, {"name": "d", "image": "busybox"}]}});
+        assert!(send(reqwest::Method::POST, &format!("{base}/api/v1/namespaces/default/pods"), "application/json", pod).await.status().is_success());
+    }
+
+    /// Sends an exec upgrade through the apiserver; returns the connection after the 101.
+    async fn upgrade_exec(base: &str) -> tokio::net::TcpStream {
+        let authority = base.trim_start_matches("http://");
+        let mut conn = tokio::net::TcpStream::connect(authority).await.expect("connect");
+        let req = format!(
+            "POST /api/v1/namespaces/default/pods/p/exec?command=ls&container=c HTTP/1.1\r\nHost: {authority}\r\n\
+             Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.expect("write");
+        let mut r = BufReader::new(conn);
+        let mut line = String::new();
+        r.read_line(&mut line).await.expect("status");
+        assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+        while line != "\r\n" {
+            line.clear();
+            r.read_line(&mut line).await.expect("header");
+        }
+        r.into_inner()
+    }
+
+    #[tokio::test]
+    async fn kubelets_are_reached_over_https_with_the_apiserver_client_certificate() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pki = crate::tls::ensure_pki(dir.path(), &[]).expect("pki");
+        let (serving, client) = crate::tls::issue_kubelet_certs(&pki, "n1", &["127.0.0.1".into()]).expect("kubelet certs");
+        // The kubelet side: its serving certificate, client certificates from the cluster CA required.
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(pki.ca_cert.as_bytes()).expect("ca")).expect("add");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().expect("verifier");
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(serving.cert.as_bytes()).expect("cert")],
+                PrivateKeyDer::from_pem_slice(serving.key.as_bytes()).expect("key"),
+            )
+            .expect("server config");
+        let (kubelet_port, seen) = fake_kubelet_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await;
+        let tls = KubeletClientTls { ca_pem: pki.ca_cert.clone(), cert_pem: client.cert, key_pem: client.key };
+        let (_server, base) = server_with(Some(tls)).await;
+        make_pod(&base, kubelet_port).await;
+        let mut conn = upgrade_exec(&base).await;
+        let head = seen.await.expect("kubelet saw the request over TLS");
+        assert!(head.starts_with("POST /exec/default/p/c?command=ls HTTP/1.1"), "{head}");
+        conn.write_all(b"over-tls").await.expect("write");
+        let mut buf = [0u8; 8];
+        tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_exact(&mut buf)).await.expect("in time").expect("read");
+        assert_eq!(&buf, b"OVER-TLS");
     }
 
     #[tokio::test]

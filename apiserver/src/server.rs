@@ -45,11 +45,13 @@ pub struct ServerConfig {
     pub service_prefix: u8,
     /// Serve HTTPS with the cluster PKI kept in this directory (created on first start); plain HTTP when None.
     pub tls_dir: Option<std::path::PathBuf>,
+    /// Talk HTTPS to kubelets, presenting this client certificate; plain HTTP when None.
+    pub kubelet_client: Option<crate::proxy::KubeletClientTls>,
 }
 
 impl ServerConfig {
     pub fn new(listen: SocketAddr) -> ServerConfig {
-        ServerConfig { listen, service_network: Ipv4Addr::new(10, 96, 0, 0), service_prefix: 12, tls_dir: None }
+        ServerConfig { listen, service_network: Ipv4Addr::new(10, 96, 0, 0), service_prefix: 12, tls_dir: None, kubelet_client: None }
     }
 
     pub fn service_cidr(&self) -> String {

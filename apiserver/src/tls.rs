@@ -74,11 +74,7 @@ pub fn ensure_pki(dir: &Path, hosts: &[String]) -> Result<Pki, TlsError> {
     }
     std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_path_buf(), source })?;
     let ca_key = gen("CA key", KeyPair::generate())?;
-    let mut ca_params = gen("CA parameters", CertificateParams::new(Vec::<String>::new()))?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "rkube-ca");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let ca = gen("CA certificate", ca_params.self_signed(&ca_key))?;
+    let ca = gen("CA certificate", ca_params()?.self_signed(&ca_key))?;
 
     let server_key = gen("apiserver key", KeyPair::generate())?;
     let mut names = vec!["localhost".to_string(), "kubernetes".to_string(), "kubernetes.default".to_string()];
@@ -116,6 +112,49 @@ pub fn ensure_pki(dir: &Path, hosts: &[String]) -> Result<Pki, TlsError> {
     write(&p("admin.crt"), &pki.admin_cert, false)?;
     tracing::info!(dir = %dir.display(), "created cluster CA and certificates");
     Ok(pki)
+}
+
+fn ca_params() -> Result<CertificateParams, TlsError> {
+    let mut ca_params = gen("CA parameters", CertificateParams::new(Vec::<String>::new()))?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "rkube-ca");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    Ok(ca_params)
+}
+
+/// A certificate and key (PEM).
+#[derive(Debug, Clone)]
+pub struct CertPair {
+    pub cert: String,
+    pub key: String,
+}
+
+/// Certificates for the kubelet API, issued by the cluster CA of `pki`: the kubelet's serving certificate for
+/// `node_ips` (and its `hostname`), and the client certificate the apiserver presents to kubelets
+/// (CN kube-apiserver-kubelet-client, O system:masters).
+pub fn issue_kubelet_certs(pki: &Pki, hostname: &str, node_ips: &[String]) -> Result<(CertPair, CertPair), TlsError> {
+    let key_path = pki.dir.join("ca.key");
+    let ca_key = KeyPair::from_pem(&read(&key_path)?).map_err(|_| TlsError::Pem { path: key_path.clone(), what: "CA key" })?;
+    // The same subject and key as the stored CA certificate: what it signs chains to that certificate.
+    let ca = gen("CA certificate", ca_params()?.self_signed(&ca_key))?;
+    let serving_key = gen("kubelet key", KeyPair::generate())?;
+    let mut sp = gen("kubelet parameters", CertificateParams::new(vec![hostname.to_string()]))?;
+    sp.distinguished_name.push(DnType::CommonName, format!("{hostname}@kubelet"));
+    for ip in node_ips.iter().filter_map(|h| h.parse::<IpAddr>().ok()) {
+        sp.subject_alt_names.push(SanType::IpAddress(ip));
+    }
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let serving = gen("kubelet certificate", sp.signed_by(&serving_key, &ca, &ca_key))?;
+    let client_key = gen("kubelet client key", KeyPair::generate())?;
+    let mut cp = gen("kubelet client parameters", CertificateParams::new(Vec::<String>::new()))?;
+    cp.distinguished_name.push(DnType::CommonName, "kube-apiserver-kubelet-client");
+    cp.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = gen("kubelet client certificate", cp.signed_by(&client_key, &ca, &ca_key))?;
+    Ok((
+        CertPair { cert: serving.pem(), key: serving_key.serialize_pem() },
+        CertPair { cert: client.pem(), key: client_key.serialize_pem() },
+    ))
 }
 
 /// The rustls server configuration: our serving certificate, client certificates required and checked against
