@@ -28,6 +28,8 @@ pub struct Options {
     pub advertise_address: Option<IpAddr>,
     /// ClusterIP of the `kube-dns` Service in kube-system (None: no such Service).
     pub cluster_dns: Option<Ipv4Addr>,
+    /// How the apiserver reaches kubelets over HTTPS (None: plain HTTP).
+    pub kubelet_client: Option<rkube_apiserver::proxy::KubeletClientTls>,
 }
 
 /// A running control plane; [`ControlPlane::stop`] ends it.
@@ -58,6 +60,7 @@ pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
     };
     let opened = open_backend(&backend).await.with_context(|| format!("open storage {backend:?}"))?;
     let mut config = ServerConfig::new(o.listen);
+    config.kubelet_client = o.kubelet_client.clone();
     if o.tls {
         config.tls_dir = Some(o.data_dir.join("pki"));
     }

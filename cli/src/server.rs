@@ -54,6 +54,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tls: args.tls,
         advertise_address: args.advertise_address,
         cluster_dns: Some(args.cluster_dns),
+        // Kubelets joined with `rkube kubelet` get no certificate from this server yet: plain HTTP to them.
+        kubelet_client: None,
     })
     .await?;
     eprintln!(

@@ -31,7 +31,13 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let data = &args.data_dir;
     let _pid = node::claim_data_dir(data)?;
     // bad flags fail here, before anything is started
-    let cfg = node::node_config(&args.node, data, Some("10.244.0.0/24"))?;
+    let mut cfg = node::node_config(&args.node, data, Some("10.244.0.0/24"))?;
+    // The kubelet API is HTTPS and only the apiserver's client certificate gets in (issue 6); both come from
+    // the cluster CA in <data-dir>/pki.
+    let pki = rkube_apiserver::tls::ensure_pki(&data.join("pki"), &[])?;
+    let (serving, client) = rkube_apiserver::tls::issue_kubelet_certs(&pki, &cfg.node_name, std::slice::from_ref(&cfg.node_ip))?;
+    cfg.api_tls = Some(rkube_kubelet::server::tls::ApiTls { cert_pem: serving.cert, key_pem: serving.key, client_ca_pem: pki.ca_cert.clone() });
+    let kubelet_client = rkube_apiserver::proxy::KubeletClientTls { ca_pem: pki.ca_cert.clone(), cert_pem: client.cert, key_pem: client.key };
     node::record_ip_forward()?;
     let cp = control_plane::start(&control_plane::Options {
         data_dir: data.clone(),
@@ -41,6 +47,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
         tls: false,
         advertise_address: None,
         cluster_dns: Some(args.node.cluster_dns),
+        kubelet_client: Some(kubelet_client),
     })
     .await?;
     eprintln!(

@@ -368,6 +368,19 @@ fn a_killed_kubectl_ends_its_exec_and_errors_are_reported() {
     assert_eq!(text(&out.stdout), "ok", "{}", text(&out.stderr));
     let out = run(&up, KUBECTL_NEW, &["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/containerLogs/default/shell/main?tailLines=1")], None);
     assert!(text(&out.stdout).starts_with("tick "), "{}", text(&out.stdout));
+    // the kubelet API itself: HTTPS only, and only for clients with a certificate from the cluster CA
+    let url = format!("https://{}:10250/healthz", up.node_ip);
+    let pki = up.data.path().join("pki");
+    let curl = |extra: &[&str], url: &str| {
+        let out = Command::new("curl").args(["-sS", "--max-time", "10"]).args(extra).arg(url).output().expect("curl");
+        (out.status.success(), text(&out.stdout))
+    };
+    let ca = pki.join("ca.crt").display().to_string();
+    let (cert, key) = (pki.join("admin.crt").display().to_string(), pki.join("admin.key").display().to_string());
+    assert_eq!(curl(&["--cacert", &ca, "--cert", &cert, "--key", &key], &url), (true, "ok".to_string()), "with a CA-signed client certificate");
+    assert!(!curl(&["--cacert", &ca], &url).0, "no client certificate: refused");
+    let (_, plain) = curl(&[], &format!("http://{}:10250/healthz", up.node_ip));
+    assert_ne!(plain, "ok", "no plain HTTP");
 }
 
 #[test]
