@@ -77,9 +77,11 @@ read -r mdyn_rss mdyn_pss < <(monitor_mem "$BIN/rkube-monitor.dynamic")
 read -r mst_rss mst_pss < <(monitor_mem "$BIN/rkube-monitor")
 
 # --- rkube: pods through rkube up ---
-out=$(cargo test --release -q -p rkube-e2e --test up_bench -- --ignored --nocapture 2>&1 | grep -E "pod startup|burst|per pod|RSS|test result" || true)
+cargo test --release -q -p rkube-e2e --test up_bench -- --ignored --nocapture > "$work/up_bench.out" 2>&1 || true
 load
+out=$(grep -E "pod startup|burst|per pod|RSS|test result" "$work/up_bench.out" || true)
 echo "$out"
+grep -q "test result: ok" "$work/up_bench.out" || { echo "bench: the rkube run failed:" >&2; tail -40 "$work/up_bench.out" >&2; exit 1; }
 num() { echo "$out" | grep -E "$1" | grep -oE "$2 [0-9.]+" | head -1 | awk '{print $NF}'; }
 r50=$(num "one at a time" p50); r99=$(num "one at a time" p99)
 [ -n "$r50" ] || { echo "bench: the rkube run failed (see above)" >&2; exit 1; }
