@@ -33,6 +33,8 @@ pub struct Target {
     pub container_id: String,
     /// The container's CRI log file (None for a pod's sandbox).
     pub log_path: Option<PathBuf>,
+    /// The container's OCI bundle (its `config.json` holds the process exec starts from).
+    pub bundle: Option<PathBuf>,
     /// The pod's network namespace (None for hostNetwork pods).
     pub netns: Option<PathBuf>,
     pub pod_uid: String,
@@ -71,6 +73,7 @@ pub fn find_pod(env: &ExecEnv, ns: &str, pod: &str) -> Result<Target, LookupErro
     Ok(Target {
         container_id: sandbox.id.clone(),
         log_path: None,
+        bundle: None,
         netns: if sandbox.host_network { None } else { sandbox.netns.map(PathBuf::from) },
         pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
     })
@@ -98,6 +101,7 @@ pub fn find_container(env: &ExecEnv, ns: &str, pod: &str, container: &str) -> Re
     let sandbox: Option<SandboxRecord> = std::fs::read(dir.join("sandbox.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
     Ok(Target {
         log_path: Some(rec.log_path.clone()),
+        bundle: Some(dir.join("containers").join(container).join("bundle")),
         container_id: rec.id,
         netns: sandbox.and_then(|s| if s.host_network { None } else { s.netns.map(PathBuf::from) }),
         pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -257,24 +261,45 @@ fn recv_master(stream: std::os::unix::net::UnixStream) -> std::io::Result<std::o
     Err(std::io::Error::other("the runtime sent no pty master over the console socket"))
 }
 
-async fn run_tty(env: &ExecEnv, target: &Target, command: &[String], io: ExecIo) -> Result<i32, String> {
+/// The container's process with `command`, a terminal of `size` (rows, columns): an OCI process object for
+/// `rkube-runtime exec --process`, so the terminal has its size before the command starts.
+fn tty_process(bundle: &std::path::Path, command: &[String], size: TermSize) -> Option<Value> {
+    let config: Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).ok()?).ok()?;
+    let mut process = config.get("process")?.clone();
+    let obj = process.as_object_mut()?;
+    obj.insert("args".into(), json!(command));
+    obj.insert("terminal".into(), json!(true));
+    obj.insert("consoleSize".into(), json!({"height": size.height, "width": size.width}));
+    Some(process)
+}
+
+async fn run_tty(env: &ExecEnv, target: &Target, command: &[String], mut io: ExecIo) -> Result<i32, String> {
     std::fs::create_dir_all(&env.socket_dir).map_err(|e| format!("create {}: {e}", env.socket_dir.display()))?;
     let n = SOCKET_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let sock: PathBuf = env.socket_dir.join(format!("console-{}-{n}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| format!("listen on console socket {}: {e}", sock.display()))?;
     let _cleanup = RemoveOnDrop(sock.clone());
+    // kubectl sends the terminal's size first thing; a command started before it would see 0x0.
+    let first_size = match io.resize.as_mut() {
+        Some(rx) => tokio::time::timeout(std::time::Duration::from_secs(1), rx.recv()).await.ok().flatten(),
+        None => None,
+    };
+    let process_file = env.socket_dir.join(format!("process-{}-{n}.json", std::process::id()));
+    let _cleanup_process = RemoveOnDrop(process_file.clone());
+    let process = first_size.and_then(|sz| target.bundle.as_deref().and_then(|b| tty_process(b, command, sz)));
     let mut cmd = tokio::process::Command::new(&env.runtime_bin);
-    cmd.arg("--root")
-        .arg(&env.runtime_root)
-        .arg("exec")
-        .arg("--tty")
-        .arg("--console-socket")
-        .arg(&sock)
-        .arg(&target.container_id)
-        .arg("--")
-        .args(command)
-        .stdin(Stdio::null())
+    cmd.arg("--root").arg(&env.runtime_root).arg("exec").arg("--tty").arg("--console-socket").arg(&sock);
+    match process {
+        Some(p) => {
+            std::fs::write(&process_file, p.to_string()).map_err(|e| format!("write {}: {e}", process_file.display()))?;
+            cmd.arg("--process").arg(&process_file).arg(&target.container_id);
+        }
+        None => {
+            cmd.arg(&target.container_id).arg("--").args(command);
+        }
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -90,8 +90,11 @@ mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 
+    /// A certificate and its key (PEM).
+    type Pair = (String, String);
+
     /// (CA pem, server cert+key for 127.0.0.1, client cert+key, a stranger's client cert+key).
-    fn certs() -> (String, (String, String), (String, String), (String, String)) {
+    fn certs() -> (String, Pair, Pair, Pair) {
         let ca_key = KeyPair::generate().expect("key");
         let mut cp = CertificateParams::new(Vec::<String>::new()).expect("params");
         cp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
