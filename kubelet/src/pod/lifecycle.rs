@@ -72,6 +72,9 @@ pub enum FailureKind {
     Create,
     /// The container was created but its process could not start (command not found): `RunContainerError`.
     Run,
+    /// A volume could not be set up (hostPath type check, tmpfs mount): the kubelet's volume manager reports
+    /// `FailedMount` events and the container stays `ContainerCreating` until the mount succeeds.
+    Mount,
 }
 
 impl FailureKind {
@@ -82,6 +85,7 @@ impl FailureKind {
             Self::CreateConfig => "CreateContainerConfigError",
             Self::Create => "CreateContainerError",
             Self::Run => "RunContainerError",
+            Self::Mount => "ContainerCreating",
         }
     }
 

@@ -98,7 +98,9 @@ fn container_status(
     };
     if let Some(f) = observed.failures.get(&c.name) {
         let reason = if now < f.retry_at() && f.attempts > 1 { f.kind.backoff_reason() } else { f.kind.reason() };
-        st.state = Some(waiting(reason, Some(f.message.clone())));
+        // a failed mount shows as plain ContainerCreating (the reason is in the FailedMount events)
+        let message = (f.kind != super::lifecycle::FailureKind::Mount).then(|| f.message.clone());
+        st.state = Some(waiting(reason, message));
         if let Some(ContainerState::Exited { .. }) = o.map(|o| &o.state) {
             st.last_state = o.map(|o| terminated(&o.state));
         }
@@ -380,6 +382,7 @@ mod tests {
             (FailureKind::CreateConfig, "CreateContainerConfigError"),
             (FailureKind::Create, "CreateContainerError"),
             (FailureKind::Run, "RunContainerError"),
+            (FailureKind::Mount, "ContainerCreating"),
         ] {
             let mut o = obs(ready_sandbox(), &[]);
             o.failures.insert("a".into(), Failure { kind, message: "m".into(), at: t(0), attempts: 1 });

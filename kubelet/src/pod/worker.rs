@@ -286,7 +286,9 @@ impl PodWorker {
             let immediate: Vec<&Action> = actions.iter().filter(|a| !matches!(a, Action::BackOff { .. })).collect();
             for a in &actions {
                 if let Action::BackOff { name, until, reason } = a {
-                    if self.backoff_reported.get(name) != Some(until) {
+                    // BackOff events are for pulls and restarts; other start failures have their own events
+                    let backoff_event = *reason == "ImagePullBackOff" || *reason == "CrashLoopBackOff";
+                    if backoff_event && self.backoff_reported.get(name) != Some(until) {
                         self.backoff_reported.insert(name.clone(), *until);
                         let msg = if *reason == "ImagePullBackOff" {
                             let image = self.container_spec(name).and_then(|c| c.0.image).unwrap_or_default();
@@ -456,6 +458,12 @@ impl PodWorker {
             FailureKind::CreateConfig => format!("Error: {message}"),
             _ => format!("Error: {message}"),
         };
+        if kind == FailureKind::Mount {
+            // the volume manager's event, on the pod (not a container), once per failed attempt
+            self.event(None, EventType::Warning, "FailedMount", message.clone());
+            self.failures.insert(name.to_string(), Failure { kind, message, at: Utc::now(), attempts });
+            return;
+        }
         self.event(Some(name), EventType::Warning, reason, msg);
         if kind == FailureKind::ImagePull {
             self.event(Some(name), EventType::Warning, "Failed", "Error: ErrImagePull".into());
@@ -540,7 +548,13 @@ impl PodWorker {
         let vols = match volume::setup_all(&self.pod, &self.dir, &sources, true) {
             Ok(v) => v,
             Err(e) if e.is_config_error() => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
-            Err(e) => return self.fail(name, FailureKind::Create, e.to_string()),
+            Err(e) => match e.setup_failure() {
+                Some((volume, cause)) => {
+                    let msg = format!("MountVolume.SetUp failed for volume \"{volume}\" : {cause}");
+                    return self.fail(name, FailureKind::Mount, msg);
+                }
+                None => return self.fail(name, FailureKind::Create, e.to_string()),
+            },
         };
         steps.mark("volumes");
         // image

@@ -59,6 +59,18 @@ impl VolumeError {
     pub fn is_config_error(&self) -> bool {
         matches!(self, Self::NotFound { .. } | Self::MissingKey { .. })
     }
+
+    /// For a volume that could not be set up (not a missing object, not a bad volumeMount): the volume's name
+    /// and the cause, as upstream's `MountVolume.SetUp failed for volume "<v>" : <cause>` event reports them.
+    pub fn setup_failure(&self) -> Option<(&str, String)> {
+        match self {
+            Self::HostPathType { volume, message } | Self::Invalid { volume, message } => Some((volume, message.clone())),
+            Self::Io { volume, path, source } => Some((volume, format!("{}: {source}", path.display()))),
+            Self::Mount { volume, path, source } => Some((volume, format!("mount tmpfs on {}: {source}", path.display()))),
+            Self::Write { volume, source } => Some((volume, source.to_string())),
+            _ => None,
+        }
+    }
 }
 
 /// A prepared volume.
@@ -236,6 +248,7 @@ mod tests {
         let err = setup_all(&p2, tmp.path(), &EnvSources::default(), false).expect_err("bad type");
         assert!(!err.is_config_error());
         assert_eq!(err.to_string(), "volume \"h\": hostPath type check failed: / is not a file");
+        assert_eq!(err.setup_failure(), Some(("h", "hostPath type check failed: / is not a file".to_string())));
     }
 
     /// Root: secret volumes live on a tmpfs.

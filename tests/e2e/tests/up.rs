@@ -195,7 +195,7 @@ spec:
     // bad input: reported in status and events, pods stay Pending
     let cases = [
         ("needs-config", &["CreateContainerConfigError"][..]),
-        ("bad-hostpath", &["CreateContainerError"][..]),
+        ("bad-hostpath", &["ContainerCreating"][..]),
         ("no-image", &["ErrImagePull", "ImagePullBackOff"][..]),
         ("oom", &["OOMKilled"][..]),
     ];
@@ -208,8 +208,15 @@ spec:
     }
     let msg = up.kubectl(&["get", "pod", "needs-config", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]);
     assert!(msg.contains("configmap \"missing\" not found"), "{msg}");
-    let msg = up.kubectl(&["get", "pod", "bad-hostpath", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]);
-    assert!(msg.contains("hostPath type check failed: /proc/version is not a directory"), "{msg}");
+    // upstream: the volume manager's FailedMount event, the container waiting in ContainerCreating
+    let msg = poll_until("FailedMount event for bad-hostpath", Duration::from_secs(30), || {
+        let m = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=bad-hostpath,reason=FailedMount", "-o", "jsonpath={.items[*].message}"]);
+        (!m.is_empty()).then_some(m)
+    });
+    assert!(
+        msg.contains("MountVolume.SetUp failed for volume \"h\" : hostPath type check failed: /proc/version is not a directory"),
+        "{msg}"
+    );
     let events = up.kubectl(&["get", "events", "--field-selector", "type=Warning", "-o", "jsonpath={.items[*].involvedObject.name}"]);
     for pod in ["needs-config", "bad-hostpath", "no-image"] {
         assert!(events.split_whitespace().any(|e| e == pod), "a Warning event for {pod}: {events}");
