@@ -148,8 +148,15 @@ async fn allocate_service(state: &ApiState, info: &ResourceInfo, svc: &mut Value
     if ty == "NodePort" || ty == "LoadBalancer" {
         let mut taken = used_ports;
         if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-            for p in ports {
-                if p.get("nodePort").and_then(Value::as_i64).is_some() {
+            for (i, p) in ports.iter_mut().enumerate() {
+                if let Some(n) = p.get("nodePort").and_then(Value::as_i64) {
+                    let field = format!("spec.ports[{i}].nodePort");
+                    if !(30000..=32767).contains(&n) {
+                        return Err(ApiError::invalid(info, &name, vec![Cause::invalid(&field, &json!(n), "provided port is not in the valid range. The range of valid ports is 30000-32767")]));
+                    }
+                    if !taken.insert(n) {
+                        return Err(ApiError::invalid(info, &name, vec![Cause::invalid(&field, &json!(n), "provided port is already allocated")]));
+                    }
                     continue;
                 }
                 let mut chosen = None;

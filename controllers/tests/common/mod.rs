@@ -1,6 +1,6 @@
 //! Test cluster: rkube's apiserver in-process on 127.0.0.1 (memory store), the controller manager and the
 //! scheduler from this crate, and a KWOK-like fake kubelet that registers simulated Nodes, renews their
-//! Leases, marks bound pods Running/Ready (or Succeeded/Failed for images named "succeed"/"fail") and finishes
+//! Leases, marks bound pods Running/Ready (Succeeded/Failed for images named "succeed"/"fail", Running but not Ready for "unready") and finishes
 //! graceful deletions. Everything is stopped when the `Cluster` is dropped.
 #![allow(dead_code)]
 
@@ -230,6 +230,7 @@ impl FakeKubelet {
                         let ip = format!("10.244.{}.{}", (ip_counter / 250) % 250, ip_counter % 250 + 2);
                         let (phase, ready) = match image.as_str() {
                             "succeed" => ("Succeeded", "False"),
+                            "unready" => ("Running", "False"),
                             "fail" => ("Failed", "False"),
                             _ => ("Running", "True"),
                         };
