@@ -116,6 +116,75 @@ async fn daemonset_runs_one_pod_per_eligible_node() {
         }
     })
     .await;
+    // rolling update (maxUnavailable 1 by default): node by node, never more than one node without a ready pod
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "agent:2"}]}}}});
+    api.patch("agent", &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("update image");
+    let mut min_ready_nodes = usize::MAX;
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let ps = pods(&cluster.client, &ns).await;
+        let mut ready_nodes: Vec<String> = ps.iter().filter(|p| is_ready(p)).filter_map(|p| p.spec.as_ref()?.node_name.clone()).collect();
+        ready_nodes.sort();
+        ready_nodes.dedup();
+        min_ready_nodes = min_ready_nodes.min(ready_nodes.len());
+        let live: Vec<&Pod> = ps.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+        let done = live.len() == 4
+            && live.iter().all(|p| is_ready(p) && p.spec.as_ref().and_then(|s| s.containers[0].image.as_deref()) == Some("agent:2"));
+        if done {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "daemonset rolling update did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(min_ready_nodes >= 3, "only {min_ready_nodes} of 4 nodes had a ready daemon pod during the update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_ordered_ready_waits_and_parallel_does_not() {
+    let cluster = Cluster::start(2).await;
+    let ns = cluster.namespace("rkpm").await;
+    // pods that run but never become Ready
+    for (name, policy) in [("ordered", "OrderedReady"), ("par", "Parallel")] {
+        let mut t = template(name, "unready");
+        t["spec"]["restartPolicy"] = json!("Always");
+        let _: StatefulSet = create(&cluster.client, &ns, json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
+            "spec": {"replicas": 3, "serviceName": name, "podManagementPolicy": policy,
+                     "selector": {"matchLabels": {"app": name}}, "template": t}
+        }))
+        .await;
+    }
+    let client = cluster.client.clone();
+    let nsc = ns.clone();
+    let running = |prefix: &'static str, want: usize| {
+        let client = client.clone();
+        let ns = nsc.clone();
+        move || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                let ps = pods(&client, &ns).await;
+                let mut n: Vec<String> = ps
+                    .iter()
+                    .filter(|p| p.name_any().starts_with(prefix) && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                    .map(|p| p.name_any())
+                    .collect();
+                n.sort();
+                (n.len() == want).then_some(n)
+            }
+        }
+    };
+    assert_eq!(wait_for("Parallel: all three running unready", T, running("par-", 3)).await, vec!["par-0", "par-1", "par-2"]);
+    assert_eq!(wait_for("OrderedReady: ordered-0 running", T, running("ordered-", 1)).await, vec!["ordered-0"]);
+    let api: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &ns);
+    // once the controller has counted ordered-0 it still does not go on to ordered-1
+    wait_for("ordered status counts one pod", T, || {
+        let api = api.clone();
+        async move { (api.get("ordered").await.ok()?.status?.replicas == 1).then_some(()) }
+    })
+    .await;
+    let ps = pods(&cluster.client, &ns).await;
+    assert!(!ps.iter().any(|p| p.name_any() == "ordered-1"), "OrderedReady created ordered-1 before ordered-0 was Ready");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,11 +218,38 @@ async fn jobs_complete_fail_and_expire_and_cronjob_creates_jobs() {
             }
         }
     };
+    // parallelism 2 of 4 completions, pods that never finish: two at a time, then the deadline fails the Job
+    let _: Job = create(&cluster.client, &ns, json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "slow"},
+        "spec": {"completions": 4, "parallelism": 2, "activeDeadlineSeconds": 3, "template": template("slow", "run")}
+    }))
+    .await;
     let (_, succeeded, _) = wait_for("job ok Complete", T, cond("ok", "Complete")).await;
     assert_eq!(succeeded, Some(3));
     let (reason, _, failed) = wait_for("job bad Failed", T, cond("bad", "Failed")).await;
     assert_eq!(reason.as_deref(), Some("BackoffLimitExceeded"));
     assert_eq!(failed, Some(2));
+    let active = wait_for("job slow has 2 active pods", T, || {
+        let api = api.clone();
+        async move { api.get("slow").await.ok()?.status?.active.filter(|a| *a > 0) }
+    })
+    .await;
+    assert_eq!(active, 2, "parallelism 2");
+    let slow_pods = pods(&cluster.client, &ns).await.into_iter().filter(|p| p.name_any().starts_with("slow-")).count();
+    assert_eq!(slow_pods, 2, "no more pods than parallelism");
+    let (reason, _, _) = wait_for("job slow Failed by its deadline", T, cond("slow", "Failed")).await;
+    assert_eq!(reason.as_deref(), Some("DeadlineExceeded"));
+    let client = cluster.client.clone();
+    let nsc = ns.clone();
+    wait_for("job slow's pods removed", T, || {
+        let client = client.clone();
+        let ns = nsc.clone();
+        async move {
+            let ps = pods(&client, &ns).await;
+            ps.iter().filter(|p| p.name_any().starts_with("slow-")).all(|p| p.metadata.deletion_timestamp.is_some()).then_some(())
+        }
+    })
+    .await;
     wait_for("job short deleted by TTL", T, || {
         let api = api.clone();
         async move { api.get_opt("short").await.ok()?.is_none().then_some(()) }

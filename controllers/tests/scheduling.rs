@@ -97,3 +97,114 @@ async fn anti_affinity_spreads_one_per_node_and_pinned_pods_are_not_rescheduled(
     let papi: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
     assert_eq!(papi.get("pinned").await.expect("pinned").spec.and_then(|s| s.node_name).as_deref(), Some("node-0"));
 }
+
+/// Poll the namespace's events until one for `pod` says exactly `want` (earlier attempts may have seen an
+/// older view of the nodes; the scheduler retries when nodes change).
+async fn wait_failed_scheduling(cluster: &Cluster, ns: &str, pod: &str, want: &str) {
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), ns);
+    let seen = wait_for(&format!("FailedScheduling for {pod}: {want}"), T, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await.ok()?;
+            let msgs: Vec<String> = list
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("FailedScheduling") && e.involved_object.name.as_deref() == Some(pod))
+                .filter_map(|e| e.message)
+                .collect();
+            msgs.iter().any(|m| m == want).then_some(msgs)
+        }
+    })
+    .await;
+    assert!(seen.iter().any(|m| m == want));
+}
+
+async fn node_of(cluster: &Cluster, ns: &str, pod: &str) -> String {
+    let papi: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    wait_for(&format!("{pod} bound"), T, || {
+        let papi = papi.clone();
+        async move { papi.get(pod).await.ok()?.spec?.node_name }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taints_cordon_node_selector_affinity_and_host_ports() {
+    let cluster = Cluster::start(4).await;
+    let ns = cluster.namespace("rkf").await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(cluster.client.clone());
+    let pp = kube::api::PatchParams::default();
+    nodes
+        .patch("node-0", &pp, &kube::api::Patch::Merge(&json!({"spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}})))
+        .await
+        .expect("taint node-0");
+    nodes.patch("node-2", &pp, &kube::api::Patch::Merge(&json!({"metadata": {"labels": {"disk": "ssd"}}}))).await.expect("label node-2");
+    let (ok, out) = cluster.kubectl_async(&["cordon", "node-1"]).await;
+    assert!(ok, "{out}");
+
+    // nothing fits: each node fails at its first filter, counted as kube-scheduler words it
+    let mut hdd = pod("hdd", "64Mi");
+    hdd["spec"]["nodeSelector"] = json!({"disk": "hdd"});
+    let _: Pod = create(&cluster.client, &ns, hdd).await;
+    wait_failed_scheduling(
+        &cluster,
+        &ns,
+        "hdd",
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector.",
+    )
+    .await;
+
+    // nodeSelector
+    let mut ssd = pod("ssd", "64Mi");
+    ssd["spec"]["nodeSelector"] = json!({"disk": "ssd"});
+    let _: Pod = create(&cluster.client, &ns, ssd).await;
+    assert_eq!(node_of(&cluster, &ns, "ssd").await, "node-2");
+
+    // a toleration plus required node affinity reaches the tainted node
+    let mut gpu = pod("gpu", "64Mi");
+    gpu["spec"]["tolerations"] = json!([{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]);
+    gpu["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-0"]}]}
+    ]}}});
+    let _: Pod = create(&cluster.client, &ns, gpu).await;
+    assert_eq!(node_of(&cluster, &ns, "gpu").await, "node-0");
+
+    // hostPort: the second pod wanting port 8080 on node-3 finds it taken
+    let on_node3 = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-3"]}]}
+    ]}}});
+    for name in ["port-a", "port-b"] {
+        let mut p = pod(name, "64Mi");
+        p["spec"]["affinity"] = on_node3.clone();
+        p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"}]);
+        let _: Pod = create(&cluster.client, &ns, p).await;
+        if name == "port-a" {
+            assert_eq!(node_of(&cluster, &ns, "port-a").await, "node-3");
+        }
+    }
+    wait_failed_scheduling(
+        &cluster,
+        &ns,
+        "port-b",
+        "0/4 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable.",
+    )
+    .await;
+
+    // a pod that only fits the cordoned node waits; kubectl uncordon lets it bind (retry on node change)
+    let mut wants1 = pod("wants-1", "64Mi");
+    wants1["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": "node-1"});
+    let _: Pod = create(&cluster.client, &ns, wants1).await;
+    wait_failed_scheduling(
+        &cluster,
+        &ns,
+        "wants-1",
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector.",
+    )
+    .await;
+    let (ok, out) = cluster.kubectl_async(&["uncordon", "node-1"]).await;
+    assert!(ok, "{out}");
+    assert_eq!(node_of(&cluster, &ns, "wants-1").await, "node-1");
+    // port-b is still pending: its node never changed in a way that frees the port
+    let papi: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+    assert!(papi.get("port-b").await.expect("port-b").spec.and_then(|s| s.node_name).is_none());
+}
