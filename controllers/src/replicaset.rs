@@ -344,6 +344,30 @@ mod wiring {
         fn status_tuple(&self) -> (i32, i32, i32, i32, i64);
     }
 
+    /// The accessors whose code is the same for both kinds: their spec and status types differ but have the
+    /// same field names.
+    macro_rules! same_shape_accessors {
+        () => {
+            fn pod_template(&self) -> Option<&PodTemplateSpec> {
+                self.spec.as_ref().and_then(|s| s.template.as_ref())
+            }
+            fn min_ready(&self) -> i32 {
+                self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+            }
+            fn status_tuple(&self) -> (i32, i32, i32, i32, i64) {
+                self.status.as_ref().map_or((0, 0, 0, 0, 0), |s| {
+                    (
+                        s.replicas,
+                        s.fully_labeled_replicas.unwrap_or(0),
+                        s.ready_replicas.unwrap_or(0),
+                        s.available_replicas.unwrap_or(0),
+                        s.observed_generation.unwrap_or(0),
+                    )
+                })
+            }
+        };
+    }
+
     impl ReplicaOwner for ReplicaSet {
         const API_VERSION: &'static str = "apps/v1";
         const KIND: &'static str = "ReplicaSet";
@@ -356,23 +380,7 @@ mod wiring {
                 !crate::util::selector::selector_is_empty(&s.selector) && selector_matches(&s.selector, labels)
             })
         }
-        fn pod_template(&self) -> Option<&PodTemplateSpec> {
-            self.spec.as_ref().and_then(|s| s.template.as_ref())
-        }
-        fn min_ready(&self) -> i32 {
-            self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
-        }
-        fn status_tuple(&self) -> (i32, i32, i32, i32, i64) {
-            self.status.as_ref().map_or((0, 0, 0, 0, 0), |s| {
-                (
-                    s.replicas,
-                    s.fully_labeled_replicas.unwrap_or(0),
-                    s.ready_replicas.unwrap_or(0),
-                    s.available_replicas.unwrap_or(0),
-                    s.observed_generation.unwrap_or(0),
-                )
-            })
-        }
+        same_shape_accessors!();
     }
 
     impl ReplicaOwner for ReplicationController {
@@ -388,23 +396,7 @@ mod wiring {
             });
             sel.is_some_and(|s| equality_selector_matches(&s, labels))
         }
-        fn pod_template(&self) -> Option<&PodTemplateSpec> {
-            self.spec.as_ref().and_then(|s| s.template.as_ref())
-        }
-        fn min_ready(&self) -> i32 {
-            self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
-        }
-        fn status_tuple(&self) -> (i32, i32, i32, i32, i64) {
-            self.status.as_ref().map_or((0, 0, 0, 0, 0), |s| {
-                (
-                    s.replicas,
-                    s.fully_labeled_replicas.unwrap_or(0),
-                    s.ready_replicas.unwrap_or(0),
-                    s.available_replicas.unwrap_or(0),
-                    s.observed_generation.unwrap_or(0),
-                )
-            })
-        }
+        same_shape_accessors!();
     }
 
     /// Reconcile one ReplicaSet or ReplicationController.
