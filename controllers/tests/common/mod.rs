@@ -126,7 +126,7 @@ impl Cluster {
 
     /// Run kubectl against this cluster; returns (success, stdout+stderr).
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new("kubectl")
+        let out = std::process::Command::new(kubectl_bin())
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -140,12 +140,26 @@ impl Cluster {
         let kc = self.kubeconfig.clone();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new("kubectl").arg("--kubeconfig").arg(&kc).args(&args).output().expect("run kubectl");
+            let out = std::process::Command::new(kubectl_bin()).arg("--kubeconfig").arg(&kc).args(&args).output().expect("run kubectl");
             let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             (out.status.success(), text)
         })
         .await
         .expect("kubectl task")
+    }
+}
+
+/// The kubectl the tests drive: $RKUBE_TEST_KUBECTL, else kubectl 1.33 from the Cloud SDK when installed (the
+/// newest client the project supports), else `kubectl` on PATH.
+pub fn kubectl_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RKUBE_TEST_KUBECTL") {
+        return PathBuf::from(p);
+    }
+    let v133 = PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.33");
+    if v133.exists() {
+        v133
+    } else {
+        PathBuf::from("kubectl")
     }
 }
 
