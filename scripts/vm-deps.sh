@@ -4,7 +4,14 @@
 # qemu-system-x86 here would replace the machine's qemu-utils.
 set -euo pipefail
 dir=${RKUBE_VM_DIR:-/var/cache/rkube-vm}
-[ -x "$dir/root/usr/bin/qemu-system-x86_64" ] && ls "$dir"/root/boot/vmlinuz-* >/dev/null 2>&1 && exit 0
+# Debian 12's library packages are not all merged-/usr (libnl unpacks under /lib): qemu needs both directories,
+# as tests/support/src/vm.rs gives it.
+libs="$dir/root/usr/lib/x86_64-linux-gnu:$dir/root/lib/x86_64-linux-gnu"
+unpacked() {
+  [ -x "$dir/root/usr/bin/qemu-system-x86_64" ] && ls "$dir"/root/boot/vmlinuz-* >/dev/null 2>&1 &&
+    ! LD_LIBRARY_PATH="$libs" ldd "$dir/root/usr/bin/qemu-system-x86_64" | grep -q 'not found'
+}
+unpacked && exit 0
 mkdir -p "$dir/debs" "$dir/root"
 cd "$dir/debs"
 kernel=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
@@ -17,6 +24,6 @@ pkgs+=(libcapstone4 libfdt1 libpmem1 librdmacm1 libibverbs1 libvdeplug2 libndctl
 chown _apt "$dir/debs" 2>/dev/null || true
 apt-get download "${pkgs[@]}" >/dev/null
 for d in *.deb; do dpkg-deb -x "$d" "$dir/root"; done
-missing=$(LD_LIBRARY_PATH="$dir/root/usr/lib/x86_64-linux-gnu" ldd "$dir/root/usr/bin/qemu-system-x86_64" | grep 'not found' || true)
+missing=$(LD_LIBRARY_PATH="$libs" ldd "$dir/root/usr/bin/qemu-system-x86_64" | grep 'not found' || true)
 [ -z "$missing" ] || { echo "vm-deps: qemu still lacks: $missing" >&2; exit 1; }
 echo "vm-deps: qemu and $kernel unpacked under $dir/root"

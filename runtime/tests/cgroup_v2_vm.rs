@@ -3,45 +3,22 @@
 //! containers that memory/pids/cpu limits are written the v2 way and that an OOM kill under 16 MiB is reported
 //! through `memory.events`. The host itself is cgroup v1 (hybrid), which is why a VM is needed.
 //!
-//! Needs qemu unpacked by scripts/vm-deps.sh and Debian's kernel package, fetched once with `apt-get download`
-//! into /var/cache/rkube-test-vm (no install into /boot).
+//! Needs qemu and Debian's cloud kernel, unpacked by scripts/vm-deps.sh (never installed).
 
 mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use rkube_testsupport::{busybox_rootfs, require_root};
 use serde_json::json;
 
-const CACHE: &str = "/var/cache/rkube-test-vm";
-
 fn sh(script: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(script).output().expect("run sh");
     assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Debian's kernel image, extracted from the linux-image package (downloaded once).
-fn debian_kernel() -> PathBuf {
-    if let Ok(k) = std::env::var("RKUBE_VM_KERNEL") {
-        return PathBuf::from(k);
-    }
-    fs::create_dir_all(CACHE).unwrap();
-    let existing = |dir: &Path| -> Option<PathBuf> {
-        fs::read_dir(dir.join("pkg/boot")).ok()?.flatten().map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-    };
-    if let Some(k) = existing(Path::new(CACHE)) {
-        return k;
-    }
-    sh(&format!(
-        "cd {CACHE} && pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {{print $2; exit}}') && \
-         apt-get download \"$pkg\" >/dev/null 2>&1 && dpkg-deb -x \"$pkg\"_*.deb pkg && rm -f \"$pkg\"_*.deb"
-    ));
-    existing(Path::new(CACHE)).expect("kernel image in the linux-image package")
 }
 
 const GUEST_INIT: &str = r#"#!/bin/busybox sh
@@ -75,10 +52,7 @@ fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
     require_root();
     // qemu from scripts/vm-deps.sh, unpacked with dpkg-deb: installing qemu-system-x86 would remove the
     // machine's qemu-utils.
-    let vm_root = rkube_testsupport::vm::vm_root();
-    let qemu = vm_root.join("usr/bin/qemu-system-x86_64");
-    assert!(qemu.exists(), "{} is missing: run scripts/vm-deps.sh", qemu.display());
-    let kernel = debian_kernel();
+    let (mut qemu, kernel) = rkube_testsupport::vm::qemu();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("initramfs");
     fs::create_dir_all(root.join("bin")).unwrap();
@@ -113,31 +87,12 @@ fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
     let initrd = dir.path().join("initrd.gz");
     sh(&format!("cd {} && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1 > {}", root.display(), initrd.display()));
 
-    let mut child = Command::new(&qemu)
-        .env("LD_LIBRARY_PATH", vm_root.join("usr/lib/x86_64-linux-gnu"))
-        .arg("-L").arg(vm_root.join("usr/share/qemu"))
-        .arg("-L").arg(vm_root.join("usr/share/seabios"))
-        .args(["-m", "1024", "-smp", "1", "-accel", "tcg", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"])
+    qemu.args(["-m", "1024"])
         .arg("-kernel").arg(&kernel)
         .arg("-initrd").arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet rdinit=/init"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start qemu");
-    let pid = child.id();
-    let out_handle = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut { out_handle }, &mut s);
-        s
-    });
-    let mut guard = rkube_testsupport::ChildGuard::new(child, "qemu");
-    rkube_testsupport::poll_until("the VM to finish", Duration::from_secs(900), || (!guard.is_running()).then_some(()));
-    drop(guard);
-    let out = reader.join().unwrap();
-    let line = |key: &str| out.lines().find(|l| l.contains(&format!("RKUBE-VM {key}"))).unwrap_or_else(|| panic!("no {key} in VM output (pid {pid}):\n{out}")).to_string();
+        .args(["-append", "console=ttyS0 panic=-1 quiet rdinit=/init"]);
+    let out = rkube_testsupport::vm::run_to_end(qemu, Duration::from_secs(900));
+    let line = |key: &str| out.lines().find(|l| l.contains(&format!("RKUBE-VM {key}"))).unwrap_or_else(|| panic!("no {key} in VM output:\n{out}")).to_string();
     assert!(out.contains("RKUBE-VM-DONE"), "VM did not finish:\n{out}");
     assert!(line("fs=").contains("fs=cgroup2 "), "{out}");
     let lim = line("mem=");

@@ -163,14 +163,7 @@ impl Vm {
     /// Boots the VM, runs `script` as /test.sh and returns the console output. Panics if qemu or the kernel is
     /// missing (naming the script that fetches them) or if the guest does not finish within `timeout`.
     pub fn run(&mut self, script: &str, timeout: Duration) -> VmRun {
-        let root = vm_root();
-        let qemu = root.join("usr/bin/qemu-system-x86_64");
-        let kernel = std::fs::read_dir(root.join("boot"))
-            .ok()
-            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.to_string_lossy().contains("vmlinuz"))));
-        let (true, Some(kernel)) = (qemu.exists(), kernel) else {
-            panic!("qemu or the kernel is missing under {}: run scripts/vm-deps.sh", root.display());
-        };
+        let (mut qemu, kernel) = qemu();
         self.file("/test.sh", script, 0o755);
         self.file("/init", STAGE1, 0o755);
         self.file("/stage2", STAGE2, 0o755);
@@ -183,40 +176,72 @@ impl Vm {
         std::fs::write(initrd.path(), gz.finish().expect("finish gzip")).expect("write initrd");
         std::fs::set_permissions(initrd.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod initrd");
 
-        let mut child = Command::new(&qemu)
-            .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
-            .args(["-accel", "tcg", "-nographic", "-no-reboot", "-nic", "none", "-smp", "1"])
-            .args(["-m", &self.memory_mb.to_string()])
-            .arg("-L").arg(root.join("usr/share/qemu"))
-            .arg("-L").arg(root.join("usr/share/seabios"))
+        qemu.args(["-nic", "none", "-m", &self.memory_mb.to_string()])
             .arg("-kernel").arg(&kernel)
             .arg("-initrd").arg(initrd.path())
-            .args(["-append", "console=ttyS0 quiet panic=-1 systemd.unified_cgroup_hierarchy=1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start qemu");
-        let mut stdout = child.stdout.take().expect("qemu stdout");
-        let reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = stdout.read_to_end(&mut buf);
-            buf
-        });
-        let mut guard = ChildGuard::new(child, "qemu");
-        let deadline = Instant::now() + timeout;
-        while guard.is_running() {
-            assert!(Instant::now() < deadline, "the VM did not finish within {timeout:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        drop(guard);
-        let console = String::from_utf8_lossy(&reader.join().expect("console reader")).to_string();
+            .args(["-append", "console=ttyS0 quiet panic=-1 systemd.unified_cgroup_hierarchy=1"]);
+        let console = run_to_end(qemu, timeout);
         let exit_code = console
             .lines()
             .find_map(|l| l.find(EXIT_MARKER).map(|i| l[i + EXIT_MARKER.len()..].trim().to_string()))
             .and_then(|s| s.parse().ok());
         VmRun { console, exit_code }
     }
+}
+
+/// qemu-system-x86_64 as scripts/vm-deps.sh unpacked it, set up for a headless TCG guest on one CPU with its
+/// serial console on stdout, and the kernel to boot. The caller adds -m, -kernel, -initrd and -append. Panics
+/// naming vm-deps.sh if qemu or the kernel is missing.
+pub fn qemu() -> (Command, PathBuf) {
+    let root = vm_root();
+    let binary = root.join("usr/bin/qemu-system-x86_64");
+    let kernel = std::fs::read_dir(root.join("boot"))
+        .ok()
+        .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()).filter(|p| p.to_string_lossy().contains("vmlinuz"))));
+    let (true, Some(kernel)) = (binary.exists(), kernel) else {
+        panic!("qemu or the kernel is missing under {}: run scripts/vm-deps.sh", root.display());
+    };
+    let mut cmd = Command::new(&binary);
+    // Debian 12's library packages are not all merged-/usr: libnl, for one, unpacks under /lib.
+    let libs = [root.join("usr/lib/x86_64-linux-gnu"), root.join("lib/x86_64-linux-gnu")];
+    cmd.env("LD_LIBRARY_PATH", std::env::join_paths(libs).expect("library path"))
+        .arg("-L").arg(root.join("usr/share/qemu"))
+        .arg("-L").arg(root.join("usr/share/seabios"))
+        .args(["-accel", "tcg", "-smp", "1", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    (cmd, kernel)
+}
+
+/// Runs a qemu command until the guest powers off and returns everything it printed: the guest's console, then
+/// whatever qemu itself wrote to stderr (a missing library or firmware shows there, not on the console). Panics if
+/// the guest is still running after `timeout`.
+pub fn run_to_end(mut qemu: Command, timeout: Duration) -> String {
+    let mut child = qemu.spawn().expect("start qemu");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("qemu stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("qemu stderr")));
+    let mut guard = ChildGuard::new(child, "qemu");
+    let deadline = Instant::now() + timeout;
+    while guard.is_running() {
+        assert!(Instant::now() < deadline, "the VM did not finish within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(guard);
+    let mut out = stdout.join().expect("console reader");
+    let err = stderr.join().expect("stderr reader");
+    if !err.trim().is_empty() {
+        out.push_str("\n--- qemu stderr ---\n");
+        out.push_str(&err);
+    }
+    out
 }
 
 const STAGE1: &str = r#"#!/bin/sh
