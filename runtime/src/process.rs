@@ -24,6 +24,8 @@ pub enum ProcessError {
     CwdEscape { path: PathBuf, seen: String },
     #[error("process.args[0]: {name:?} not found in the container's PATH ({path})")]
     NotFound { name: String, path: String },
+    #[error("process.args[0]: {name:?}: {why}")]
+    NotExecutable { name: String, why: String },
     #[error("process.args: exec {name:?}: {source}")]
     Exec { name: String, #[source] source: nix::Error },
     #[error("process.{field}: contains a NUL byte")]
@@ -146,7 +148,18 @@ pub fn prepare_exec(p: &Process) -> Result<PreparedExec, ProcessError> {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .to_string();
     let program = if name.contains('/') {
-        PathBuf::from(&name)
+        // Checked here, before create returns, as runc does: a missing program is the creator's error to report,
+        // not an exit code the container seems to have chosen.
+        let program = PathBuf::from(&name);
+        if !is_executable(&program) {
+            let why = match std::fs::metadata(&program) {
+                Err(e) => e.to_string(),
+                Ok(m) if m.is_dir() => "is a directory".to_string(),
+                Ok(_) => "permission denied (not executable)".to_string(),
+            };
+            return Err(ProcessError::NotExecutable { name, why });
+        }
+        program
     } else {
         path_var
             .split(':')

@@ -63,6 +63,20 @@ fn program_not_in_path() {
 }
 
 #[test]
+fn absolute_program_that_does_not_exist() {
+    let mut b = Bundle::new(&["/no/such/program"]);
+    b.write();
+    fails(&mut b, &["process.args[0]", "/no/such/program", "No such file"]);
+}
+
+#[test]
+fn absolute_program_that_is_a_directory() {
+    let mut b = Bundle::new(&["/etc"]);
+    b.write();
+    fails(&mut b, &["process.args[0]", "\"/etc\"", "is a directory"]);
+}
+
+#[test]
 fn namespace_path_of_the_wrong_type() {
     let mut b = Bundle::new(&["true"]);
     b.config["linux"]["namespaces"][1] = json!({"type": "network", "path": "/proc/self/ns/uts"});
