@@ -449,13 +449,10 @@ impl PodWorker {
     fn fail(&mut self, name: &str, kind: FailureKind, message: String) {
         let attempts = self.failures.get(name).filter(|f| f.kind == kind).map(|f| f.attempts + 1).unwrap_or(1);
         tracing::info!(pod = %self.name(), container = name, reason = kind.reason(), %message, "container start failed");
-        let reason = match kind {
-            FailureKind::ImagePull | FailureKind::InvalidImageName => "Failed",
-            _ => "Failed",
-        };
+        // upstream's event reason is "Failed" for every kind; only a pull words its message differently
+        let reason = "Failed";
         let msg = match kind {
             FailureKind::ImagePull => format!("Failed to pull image: {message}"),
-            FailureKind::CreateConfig => format!("Error: {message}"),
             _ => format!("Error: {message}"),
         };
         if kind == FailureKind::Mount {
@@ -671,7 +668,11 @@ impl PodWorker {
         if let Err(e) = monitor::spawn(&self.ctx.config.monitor_bin, &args) {
             let _ = self.ctx.runtime.delete(&id);
             let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
-            return self.fail(name, FailureKind::Create, e.to_string());
+            // The runtime looks the program up at create, as runc does; upstream's CRI creates at start, so a
+            // missing or non-executable command is a RunContainerError there, and here too.
+            let msg = e.to_string();
+            let kind = if msg.contains("process.args[0]") { FailureKind::Run } else { FailureKind::Create };
+            return self.fail(name, kind, msg);
         }
         steps.mark("monitor + create");
         let rec = ContainerRecord {
@@ -701,20 +702,8 @@ impl PodWorker {
         self.failures.remove(name);
         self.event(Some(name), EventType::Normal, "Started", format!("Started container {name}"));
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-            let timeout = Duration::from_secs(30);
-            let (ok, msg) = if let Some(e) = &hook.exec {
-                crate::probe::exec::probe(&self.ctx.runtime, &id, e.command.as_deref().unwrap_or(&[]), timeout)
-            } else if let Some(h) = &hook.http_get {
-                match crate::probe::resolve_port(&c, &h.port) {
-                    Some(port) => {
-                        let host = h.host.clone().filter(|s| !s.is_empty()).or(sb.ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
-                        crate::probe::http::probe(&host, port, h.path.as_deref().unwrap_or("/"), &[], timeout)
-                    }
-                    None => (false, format!("invalid port {:?}", h.port)),
-                }
-            } else {
-                (true, String::new())
-            };
+            let ip = sb.ip.clone().unwrap_or_else(|| "127.0.0.1".into());
+            let (ok, msg) = crate::probe::run_hook(hook, &c, &id, &ip, &self.ctx.runtime, Duration::from_secs(30));
             if !ok {
                 // upstream kills a container whose postStart hook fails; it restarts per restartPolicy
                 self.event(Some(name), EventType::Warning, "FailedPostStartHook", format!("PostStartHook failed: {msg}"));
@@ -727,6 +716,7 @@ impl PodWorker {
 
     /// SIGTERM to each, wait up to `grace` for all exits, SIGKILL what is left.
     fn kill_containers(&mut self, names: &[String], grace: Duration) {
+        let deadline = Instant::now() + grace;
         let mut live = Vec::new();
         for n in names {
             let Some(rec) = self.containers.get(n).cloned() else { continue };
@@ -735,16 +725,19 @@ impl PodWorker {
             }
             self.event(Some(n), EventType::Normal, "Killing", format!("Stopping container {n}"));
             if let Some((c, _)) = self.container_spec(n) {
-                if let Some(cmd) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).and_then(|h| h.exec.as_ref()).and_then(|e| e.command.clone()) {
-                    if let Err(e) = self.ctx.runtime.exec(&rec.id, &cmd, grace.min(Duration::from_secs(30))) {
-                        self.event(Some(n), EventType::Warning, "FailedPreStopHook", format!("PreStopHook failed: {e}"));
+                if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+                    // upstream: the hook's time counts against the grace period; a failure is an event, the stop goes on
+                    let ip = self.sandbox.as_ref().and_then(|s| s.ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let (ok, msg) = crate::probe::run_hook(hook, &c, &rec.id, &ip, &self.ctx.runtime, left.max(Duration::from_secs(1)));
+                    if !ok {
+                        self.event(Some(n), EventType::Warning, "FailedPreStopHook", format!("PreStopHook failed: {msg}"));
                     }
                 }
             }
             let _ = self.ctx.runtime.kill(&rec.id, "TERM");
             live.push((n.clone(), rec));
         }
-        let deadline = Instant::now() + grace;
         let mdir = |n: &str| self.dir.join("containers").join(n).join("monitor");
         while Instant::now() < deadline && live.iter().any(|(n, _)| monitor::read_exit(&mdir(n)).is_none()) {
             std::thread::sleep(Duration::from_millis(20));

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::pod::runtime::RuntimeCli;
@@ -62,22 +62,43 @@ pub fn resolve_port(c: &Container, port: &IntOrString) -> Option<u16> {
 /// Runs one probe once: (success, message).
 pub fn run_once(p: &Probe, c: &Container, container_id: &str, pod_ip: &str, runtime: &RuntimeCli) -> (bool, String) {
     let timeout = secs(p.timeout_seconds, 1).max(Duration::from_secs(1));
-    if let Some(e) = &p.exec {
-        return exec::probe(runtime, container_id, e.command.as_deref().unwrap_or(&[]), timeout);
+    let action = Action { exec: p.exec.as_ref(), http_get: p.http_get.as_ref(), tcp_socket: p.tcp_socket.as_ref() };
+    action.run(c, container_id, pod_ip, runtime, timeout)
+}
+
+/// Runs a postStart or preStop handler once: (success, message). Upstream runs the same three actions a probe
+/// has; an exec hook fails on a non-zero exit, an httpGet hook on a status outside 200-399.
+pub fn run_hook(h: &LifecycleHandler, c: &Container, container_id: &str, pod_ip: &str, runtime: &RuntimeCli, timeout: Duration) -> (bool, String) {
+    let action = Action { exec: h.exec.as_ref(), http_get: h.http_get.as_ref(), tcp_socket: h.tcp_socket.as_ref() };
+    action.run(c, container_id, pod_ip, runtime, timeout)
+}
+
+/// What a probe and a lifecycle handler have in common.
+struct Action<'a> {
+    exec: Option<&'a ExecAction>,
+    http_get: Option<&'a HTTPGetAction>,
+    tcp_socket: Option<&'a TCPSocketAction>,
+}
+
+impl Action<'_> {
+    fn run(&self, c: &Container, container_id: &str, pod_ip: &str, runtime: &RuntimeCli, timeout: Duration) -> (bool, String) {
+        if let Some(e) = self.exec {
+            return exec::probe(runtime, container_id, e.command.as_deref().unwrap_or(&[]), timeout);
+        }
+        if let Some(h) = self.http_get {
+            let Some(port) = resolve_port(c, &h.port) else { return (false, format!("invalid port {:?}", h.port)) };
+            let host = h.host.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+            let headers: Vec<(String, String)> =
+                h.http_headers.as_deref().unwrap_or(&[]).iter().map(|h| (h.name.clone(), h.value.clone())).collect();
+            return http::probe(&host, port, h.path.as_deref().unwrap_or("/"), &headers, timeout);
+        }
+        if let Some(t) = self.tcp_socket {
+            let Some(port) = resolve_port(c, &t.port) else { return (false, format!("invalid port {:?}", t.port)) };
+            let host = t.host.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+            return tcp::probe(&host, port, timeout);
+        }
+        (true, String::new())
     }
-    if let Some(h) = &p.http_get {
-        let Some(port) = resolve_port(c, &h.port) else { return (false, format!("invalid port {:?}", h.port)) };
-        let host = h.host.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| pod_ip.to_string());
-        let headers: Vec<(String, String)> =
-            h.http_headers.as_deref().unwrap_or(&[]).iter().map(|h| (h.name.clone(), h.value.clone())).collect();
-        return http::probe(&host, port, h.path.as_deref().unwrap_or("/"), &headers, timeout);
-    }
-    if let Some(t) = &p.tcp_socket {
-        let Some(port) = resolve_port(c, &t.port) else { return (false, format!("invalid port {:?}", t.port)) };
-        let host = t.host.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| pod_ip.to_string());
-        return tcp::probe(&host, port, timeout);
-    }
-    (true, String::new())
 }
 
 impl Prober {

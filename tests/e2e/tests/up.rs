@@ -169,6 +169,17 @@ spec:
 apiVersion: v1
 kind: Pod
 metadata:
+  name: bad-command
+spec:
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["/no/such/program"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
   name: oom
 spec:
   restartPolicy: Never
@@ -197,6 +208,7 @@ spec:
         ("needs-config", &["CreateContainerConfigError"][..]),
         ("bad-hostpath", &["ContainerCreating"][..]),
         ("no-image", &["ErrImagePull", "ImagePullBackOff"][..]),
+        ("bad-command", &["RunContainerError"][..]),
         ("oom", &["OOMKilled"][..]),
     ];
     for (pod, want) in cases {
@@ -208,6 +220,8 @@ spec:
     }
     let msg = up.kubectl(&["get", "pod", "needs-config", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]);
     assert!(msg.contains("configmap \"missing\" not found"), "{msg}");
+    let msg = up.kubectl(&["get", "pod", "bad-command", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]);
+    assert!(msg.contains("\"/no/such/program\"") && msg.contains("No such file or directory"), "{msg}");
     // upstream: the volume manager's FailedMount event, the container waiting in ContainerCreating
     let msg = poll_until("FailedMount event for bad-hostpath", Duration::from_secs(30), || {
         let m = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=bad-hostpath,reason=FailedMount", "-o", "jsonpath={.items[*].message}"]);
@@ -218,7 +232,7 @@ spec:
         "{msg}"
     );
     let events = up.kubectl(&["get", "events", "--field-selector", "type=Warning", "-o", "jsonpath={.items[*].involvedObject.name}"]);
-    for pod in ["needs-config", "bad-hostpath", "no-image"] {
+    for pod in ["needs-config", "bad-hostpath", "no-image", "bad-command"] {
         assert!(events.split_whitespace().any(|e| e == pod), "a Warning event for {pod}: {events}");
     }
     assert_eq!(up.kubectl(&["get", "pod", "oom", "-o", "jsonpath={.status.phase}"]), "Failed");
@@ -390,4 +404,77 @@ spec:
         (r == "CrashLoopBackOff" || r == "Error").then_some(())
     });
     assert_eq!(up.kubectl(&["get", "pod", "hooked", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]), "0");
+}
+
+#[test]
+fn up_runs_pre_stop_hooks_before_stopping() {
+    let up = Up::start();
+    let host_dir = up.data.path().join("prestop-data");
+    // An httpGet preStop hook reaches busybox httpd in the pod, whose CGI script writes to a hostPath: the file
+    // on the host proves the kubelet made the request before it stopped the container. A failing exec hook is
+    // an event and does not hold up the stop.
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: stopper
+spec:
+  terminationGracePeriodSeconds: 10
+  volumes:
+  - name: out
+    hostPath: {{path: {host}, type: DirectoryOrCreate}}
+  containers:
+  - name: web
+    image: busybox:latest
+    imagePullPolicy: Never
+    command:
+    - sh
+    - -c
+    - |
+      mkdir -p /www/cgi-bin
+      cat > /www/cgi-bin/stop <<'EOF'
+      #!/bin/sh
+      echo stopped-by-hook > /out/prestop
+      printf 'Content-Type: text/plain\r\n\r\nok\n'
+      EOF
+      chmod +x /www/cgi-bin/stop
+      exec httpd -f -p 8080 -h /www
+    ports: [{{name: http, containerPort: 8080}}]
+    readinessProbe:
+      tcpSocket: {{port: http}}
+      periodSeconds: 1
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      preStop:
+        httpGet: {{path: /cgi-bin/stop, port: http}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bad-stop
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    lifecycle:
+      preStop:
+        exec: {{command: ["sh", "-c", "exit 3"]}}
+"#,
+        host = host_dir.display()
+    );
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/stopper", "pod/bad-stop", "--timeout=60s"], None);
+    assert!(!host_dir.join("prestop").exists(), "the hook ran before the pod was deleted");
+    up.kubectl_ok(&["delete", "pod", "stopper", "bad-stop", "--timeout=60s"], None);
+    let written = std::fs::read_to_string(host_dir.join("prestop")).unwrap_or_default();
+    assert_eq!(written.trim(), "stopped-by-hook", "the httpGet preStop hook reached the container before it stopped");
+    let events = poll_until("FailedPreStopHook for bad-stop", Duration::from_secs(20), || {
+        let m = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=bad-stop,reason=FailedPreStopHook", "-o", "jsonpath={.items[*].message}"]);
+        (!m.is_empty()).then_some(m)
+    });
+    assert!(events.contains("PreStopHook failed"), "{events}");
 }
