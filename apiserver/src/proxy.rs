@@ -504,15 +504,7 @@ mod tests {
     async fn exec_upgrade_is_spliced_to_the_kubelet_and_bad_requests_get_statuses() {
         let (kubelet_port, seen) = fake_kubelet().await;
         let (_server, base) = server().await;
-        let node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
-        assert!(send(reqwest::Method::POST, &format!("{base}/api/v1/nodes"), "application/json", node).await.status().is_success());
-        let status = serde_json::json!({"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}});
-        let r = send(reqwest::Method::PATCH, &format!("{base}/api/v1/nodes/n1/status"), "application/merge-patch+json", status).await;
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
-        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
-            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}, {"name": "d", "image": "busybox"}]}});
-        assert!(send(reqwest::Method::POST, &format!("{base}/api/v1/namespaces/default/pods"), "application/json", pod).await.status().is_success());
+        make_pod(&base, kubelet_port).await;
 
         // errors before any upgrade are Status objects with kubectl's messages
         let get = |path: &str| {

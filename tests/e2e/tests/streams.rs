@@ -266,27 +266,33 @@ fn port_forward_to_busybox_httpd_with_kubectl_127_and_133() {
     assert_eq!(served_over(&up, "port-forward", "websocket"), 1, "kubectl 1.33 tunnels SPDY in a WebSocket");
 }
 
+/// Starts a long-running kubectl (logs -f, attach) and hands its stdout over line by line as it arrives.
+fn stream_lines(up: &Up, kubectl: &str, args: &[&str]) -> (ChildGuard, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(kubectl_bin(kubectl))
+        .args(args)
+        .env("KUBECONFIG", up.kubeconfig())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = ChildGuard::new(child, "kubectl stream");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (guard, rx)
+}
+
 #[test]
 fn logs_follow_sees_lines_written_after_it_started() {
     let up = start();
     for kubectl in [KUBECTL_OLD, KUBECTL_NEW] {
-        let mut child = Command::new(kubectl_bin(kubectl))
-            .args(["logs", "-f", "shell", "--tail=1"])
-            .env("KUBECONFIG", up.kubeconfig())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("logs -f");
-        let stdout = child.stdout.take().expect("stdout");
-        let guard = ChildGuard::new(child, "kubectl stream");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (guard, rx) = stream_lines(&up, kubectl, &["logs", "-f", "shell", "--tail=1"]);
         let first = rx.recv_timeout(Duration::from_secs(20)).expect("first line");
         let n: u64 = first.trim_start_matches("tick ").parse().expect("tick number");
         // The pod prints one line a second: a line numbered higher was written after -f started.
@@ -387,23 +393,7 @@ fn a_killed_kubectl_ends_its_exec_and_errors_are_reported() {
 fn attach_streams_live_output_with_kubectl_127_and_133() {
     let up = start();
     for kubectl in [KUBECTL_OLD, KUBECTL_NEW] {
-        let mut child = Command::new(kubectl_bin(kubectl))
-            .args(["attach", "shell", "-c", "main"])
-            .env("KUBECONFIG", up.kubeconfig())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("attach");
-        let stdout = child.stdout.take().expect("stdout");
-        let guard = ChildGuard::new(child, "kubectl attach");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (guard, rx) = stream_lines(&up, kubectl, &["attach", "shell", "-c", "main"]);
         let a = rx.recv_timeout(Duration::from_secs(20)).expect("a line through attach");
         let b = rx.recv_timeout(Duration::from_secs(5)).expect("the next line through attach");
         let num = |l: &str| l.trim_start_matches("tick ").parse::<u64>().unwrap_or_else(|_| panic!("{kubectl}: not a tick line: {l:?}"));
