@@ -45,6 +45,9 @@ pub struct KubeletConfig {
     pub default_network: Option<DefaultNetwork>,
     /// Static pod manifests.
     pub static_pod_dir: Option<PathBuf>,
+    /// The cgroup every pod's cgroup goes under, in each hierarchy (upstream's --cgroup-root): `kubepods`.
+    /// Tests that run pods without `rkube down` give their own, so they can remove it.
+    pub cgroup_root: String,
     /// Per-container log rotation.
     pub log_max_bytes: u64,
     pub log_max_files: u32,
@@ -78,6 +81,7 @@ impl KubeletConfig {
             service_cidr: (std::net::Ipv4Addr::new(10, 96, 0, 0), 12),
             default_network: None,
             static_pod_dir: None,
+            cgroup_root: crate::container::qos::KUBEPODS.into(),
             log_max_bytes: 10 << 20,
             log_max_files: 5,
             api_tls: None,

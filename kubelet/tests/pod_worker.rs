@@ -85,6 +85,7 @@ impl Drop for Node {
             }
         }
         let _ = std::process::Command::new("ip").args(["link", "del", &self.bridge]).status();
+        rkube_kubelet::pod::worker::remove_cgroup(&self.ctx.config.cgroup_root);
     }
 }
 
@@ -112,6 +113,8 @@ fn node() -> Node {
     cfg.monitor_bin = PathBuf::from(env!("CARGO_BIN_EXE_rkube-monitor"));
     cfg.cni_conf_dir = conf_dir.clone();
     cfg.cni_bin_dirs = vec!["/usr/lib/cni".into()];
+    // a cgroup root of this test's own, removed on drop (the host's kubepods may belong to a running node)
+    cfg.cgroup_root = unique_name("kwpods");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
     let images = ImageService::new(data.join("images"), RegistryConfig::default()).expect("image store");
     let layout = rkube_testsupport::busybox_oci_layout(&data.join("oci"), "1.0", &["sh"]);
@@ -218,7 +221,8 @@ fn runs_logs_adopts_and_cleans_up() {
     assert!(!mounts.contains(n.ctx.config.root_dir.to_str().expect("utf8")), "no mounts left");
     let list = std::process::Command::new(&n.ctx.runtime.bin).arg("--root").arg(&n.ctx.runtime.root).args(["list", "-q"]).output().expect("list");
     assert!(String::from_utf8_lossy(&list.stdout).trim().is_empty(), "runtime has no containers left");
-    assert!(!Path::new(&format!("/sys/fs/cgroup/memory/kubepods/besteffort/pod{uid}")).exists(), "pod cgroup removed");
+    let pod_cgroup = format!("/sys/fs/cgroup/memory/{}/besteffort/pod{uid}", n.ctx.config.cgroup_root);
+    assert!(!Path::new(&pod_cgroup).exists(), "pod cgroup removed");
     n.pods.clear();
 }
 

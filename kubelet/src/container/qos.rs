@@ -74,19 +74,20 @@ pub fn qos_class(pod: &Pod) -> QosClass {
     }
 }
 
-/// The pod's cgroup path relative to each controller's root, e.g. `kubepods/burstable/pod1234`.
-pub fn pod_cgroup_parent(pod: &Pod) -> String {
+/// The pod's cgroup path relative to each controller's root, under `root` (the kubelet's cgroup root,
+/// [`KUBEPODS`] unless configured), e.g. `kubepods/burstable/pod1234`.
+pub fn pod_cgroup_parent(root: &str, pod: &Pod) -> String {
     let uid = pod.metadata.uid.as_deref().unwrap_or("nouid");
     match qos_class(pod) {
-        QosClass::Guaranteed => format!("{KUBEPODS}/pod{uid}"),
-        QosClass::Burstable => format!("{KUBEPODS}/burstable/pod{uid}"),
-        QosClass::BestEffort => format!("{KUBEPODS}/besteffort/pod{uid}"),
+        QosClass::Guaranteed => format!("{root}/pod{uid}"),
+        QosClass::Burstable => format!("{root}/burstable/pod{uid}"),
+        QosClass::BestEffort => format!("{root}/besteffort/pod{uid}"),
     }
 }
 
 /// A container's cgroup path: its pod's cgroup plus the container name.
-pub fn container_cgroup(pod: &Pod, container: &str) -> String {
-    format!("{}/{container}", pod_cgroup_parent(pod))
+pub fn container_cgroup(root: &str, pod: &Pod, container: &str) -> String {
+    format!("{}/{container}", pod_cgroup_parent(root, pod))
 }
 
 /// The cgroup v1 settings for one container.
@@ -169,9 +170,9 @@ mod tests {
         for (what, rs, class, parent) in cases {
             let p = pod_with(rs);
             assert_eq!(qos_class(&p), class, "{what}");
-            assert_eq!(pod_cgroup_parent(&p), parent, "{what}");
+            assert_eq!(pod_cgroup_parent(KUBEPODS, &p), parent, "{what}");
         }
-        assert_eq!(container_cgroup(&pod_with(vec![None]), "web"), "kubepods/besteffort/podu1/web");
+        assert_eq!(container_cgroup(KUBEPODS, &pod_with(vec![None]), "web"), "kubepods/besteffort/podu1/web");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! runAsNonRoot, capabilities (runtime defaults, add/drop, privileged = all), allowPrivilegeEscalation →
 //! no_new_privileges, readOnlyRootFilesystem, seccomp RuntimeDefault. Pure.
 
+use std::path::Path;
+
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 /// Capabilities a container gets unless it drops them (the common runtime default set).
@@ -40,6 +42,8 @@ pub enum SecurityError {
     RunAsRoot { pod: String, container: String },
     #[error("container {container:?} has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod {pod:?})")]
     NonNumericUser { pod: String, container: String, user: String },
+    #[error("unable to find {what} {name}: no matching entries in {file} file of the image (container {container:?})")]
+    UnknownName { container: String, what: &'static str, name: String, file: &'static str },
 }
 
 /// What the OCI process and root get from the security context.
@@ -63,6 +67,59 @@ fn normalize_cap(c: &str) -> String {
     } else {
         format!("CAP_{up}")
     }
+}
+
+/// The image's `User` with names looked up in the container's own /etc/passwd and /etc/group, as `uid:gid`, or
+/// None when there is nothing to look up (no user, all numeric, or runAsUser overrides it). As runc does, a user
+/// without a group takes the primary group of its passwd entry, else 0. Files that are symlinks are not followed:
+/// they could point at the host's files.
+pub fn image_user_in_rootfs(pod: &Pod, c: &Container, image_user: Option<&str>, rootfs: &Path) -> Result<Option<String>, SecurityError> {
+    let Some(spec) = image_user.filter(|u| !u.is_empty()) else { return Ok(None) };
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let run_as_user = c.security_context.as_ref().and_then(|s| s.run_as_user).or_else(|| psc.and_then(|s| s.run_as_user));
+    let (user, group) = spec.split_once(':').map(|(a, b)| (a, Some(b))).unwrap_or((spec, None));
+    let named = user.parse::<u32>().is_err() || group.is_some_and(|g| g.parse::<u32>().is_err());
+    if !named || run_as_user.is_some() {
+        return Ok(None);
+    }
+    let unknown = |what, name: &str, file| SecurityError::UnknownName { container: c.name.clone(), what, name: name.to_string(), file };
+    // name:x:uid:gid:... and name:x:gid:members
+    let passwd = read_account_file(rootfs, "passwd");
+    let entry = passwd.iter().find(|f| f[0] == user || (f[2] == user && user.parse::<u32>().is_ok()));
+    let uid = match user.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => entry.and_then(|f| f[2].parse().ok()).ok_or_else(|| unknown("user", user, "passwd"))?,
+    };
+    let gid = match group {
+        None => entry.and_then(|f| f[3].parse().ok()).unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => read_account_file(rootfs, "group")
+                .iter()
+                .find(|f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| unknown("group", g, "group"))?,
+        },
+    };
+    Ok(Some(format!("{uid}:{gid}")))
+}
+
+/// The colon-separated lines (at least four fields) of rootfs/etc/<name>; empty if missing or reached through a
+/// symlink.
+fn read_account_file(rootfs: &Path, name: &str) -> Vec<Vec<String>> {
+    let etc = rootfs.join("etc");
+    let file = etc.join(name);
+    let plain = |p: &Path| std::fs::symlink_metadata(p).map(|m| !m.file_type().is_symlink()).unwrap_or(false);
+    if !plain(&etc) || !plain(&file) {
+        return Vec::new();
+    }
+    std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect()
 }
 
 /// Resolves the effective security settings. `image_user` is the image config's `User` (`uid[:gid]` or a
@@ -93,7 +150,7 @@ pub fn resolve(pod: &Pod, c: &Container, image_user: Option<&str>) -> Result<Sec
                 if non_root {
                     return Err(SecurityError::NonNumericUser { pod: pod_name, container: c.name.clone(), user: name.clone() });
                 }
-                // without /etc/passwd lookup support, a named image user runs as root
+                // the caller looks names up in the rootfs first (image_user_in_rootfs); one left here is root
                 0
             }
             (None, None) => 0,
@@ -191,6 +248,32 @@ mod tests {
         assert!(err.to_string().contains("runAsNonRoot and image will run as root"));
         assert!(matches!(resolve(&p, &c, Some("nobody")), Err(SecurityError::NonNumericUser { .. })));
         assert_eq!(resolve(&p, &c, Some("65534")).expect("numeric non-root").uid, 65534);
+    }
+
+    #[test]
+    fn image_user_names_are_looked_up_in_the_rootfs() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("etc")).expect("etc");
+        std::fs::write(root.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65533::/:/bin/false\n").expect("passwd");
+        std::fs::write(root.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").expect("group");
+        let (p, c) = with(None, None);
+        let look = |u: &str| image_user_in_rootfs(&p, &c, Some(u), root.path());
+        assert_eq!(look("nobody"), Ok(Some("65534:65533".into())));
+        assert_eq!(look("nobody:staff"), Ok(Some("65534:50".into())));
+        assert_eq!(look("1000:staff"), Ok(Some("1000:50".into())));
+        assert_eq!(look("1000:2000"), Ok(None), "numeric: nothing to look up");
+        let err = look("ghost").expect_err("unknown user");
+        assert_eq!(err.to_string(), "unable to find user ghost: no matching entries in passwd file of the image (container \"c\")");
+        assert!(matches!(look("nobody:wheel"), Err(SecurityError::UnknownName { what: "group", .. })));
+        // runAsUser wins: no lookup, no error
+        let (p2, c2) = with(Some(PodSecurityContext { run_as_user: Some(7), ..Default::default() }), None);
+        assert_eq!(image_user_in_rootfs(&p2, &c2, Some("ghost"), root.path()), Ok(None));
+        // a symlinked passwd (it could name the host's) is not read
+        std::fs::remove_file(root.path().join("etc/passwd")).expect("rm");
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("etc/passwd")).expect("symlink");
+        assert!(look("root").is_err());
+        let s = resolve(&p, &c, Some("65534:65533")).expect("resolved");
+        assert_eq!((s.uid, s.gid), (65534, 65533));
     }
 
     #[test]

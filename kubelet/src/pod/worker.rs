@@ -376,7 +376,7 @@ impl PodWorker {
         let _ = self.ctx.runtime.delete(&id);
         // the pause process gets a leaf of its own: cgroup v2 allows no processes in a cgroup whose children
         // have controllers enabled
-        let cgroup = format!("/{}/{id}", qos::pod_cgroup_parent(&self.pod));
+        let cgroup = format!("/{}/{id}", qos::pod_cgroup_parent(&self.ctx.config.cgroup_root, &self.pod));
         let hostname = super::dns::hostname(&self.pod);
         let info = self.ctx.runtime.sandbox(&id, &hostname, &cgroup).map_err(|e| e.to_string())?;
         steps.mark("runtime sandbox");
@@ -442,7 +442,7 @@ impl PodWorker {
             tracing::warn!(pod = %self.name(), error = %e, "delete sandbox");
         }
         let _ = volume::teardown_all(&self.dir);
-        remove_cgroup(&qos::pod_cgroup_parent(&self.pod));
+        remove_cgroup(&qos::pod_cgroup_parent(&self.ctx.config.cgroup_root, &self.pod));
         let _ = fs::remove_file(self.dir.join("sandbox.json"));
     }
 
@@ -599,6 +599,22 @@ impl PodWorker {
         if let Err(e) = crate::image::overlay::mount_rootfs(self.ctx.images.store(), &id, &record, &rootfs, sec.readonly_rootfs) {
             return self.fail(name, FailureKind::Create, e.to_string());
         }
+        // a named image user (User: nobody) is looked up in the container's own /etc/passwd, as the runtime
+        // under upstream's CRI does; an unknown name is a CreateContainerError
+        let sec = match security::image_user_in_rootfs(&self.pod, &c, image_config.user.as_deref(), &rootfs) {
+            Ok(None) => sec,
+            Ok(Some(numeric)) => match security::resolve(&self.pod, &c, Some(&numeric)) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
+                    return self.fail(name, FailureKind::CreateConfig, e.to_string());
+                }
+            },
+            Err(e) => {
+                let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
+                return self.fail(name, FailureKind::Create, e.to_string());
+            }
+        };
         steps.mark("rootfs");
         let term_log = cdir.join("termination-log");
         let _ = fs::write(&term_log, b"");
@@ -621,7 +637,7 @@ impl PodWorker {
                 }
             }
         }
-        let cgroups_path = format!("/{}", qos::container_cgroup(&self.pod, &id));
+        let cgroups_path = format!("/{}", qos::container_cgroup(&self.ctx.config.cgroup_root, &self.pod, &id));
         let namespaces = SandboxNamespaces { net: sb.netns.clone(), ipc: sb.ipc.clone(), uts: sb.uts.clone() };
         let input = SpecInput {
             pod: &self.pod,
@@ -835,7 +851,9 @@ fn oom_killed(cgroups_path: &str) -> bool {
 }
 
 /// Removes a pod's cgroup directories in every v1 hierarchy (children first); they are empty by now.
-fn remove_cgroup(rel: &str) {
+/// Removes `rel` (empty cgroups, deepest first) from every v1 hierarchy and from a v2 mount at the root.
+pub fn remove_cgroup(rel: &str) {
+    remove_tree(&Path::new(CGROUP_ROOT).join(rel));
     let Ok(rd) = fs::read_dir(CGROUP_ROOT) else { return };
     for h in rd.flatten() {
         let dir = h.path().join(rel);

@@ -478,3 +478,50 @@ spec:
     });
     assert!(events.contains("PreStopHook failed"), "{events}");
 }
+
+#[test]
+fn up_runs_an_image_as_its_named_user() {
+    let up = Up::start();
+    // User: nobody in the image config; the name is looked up in the image's own /etc/passwd (65534:65534)
+    up_support::import_busybox_as(up.data.path(), "nobody", Some("nobody"));
+    up_support::import_busybox_as(up.data.path(), "ghost", Some("ghost"));
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: as-nobody
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:nobody
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo ids=$(id -u):$(id -g)"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: as-ghost
+spec:
+  containers:
+  - name: c
+    image: busybox:ghost
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+"#;
+    up.kubectl_ok(&["apply", "-f", "-"], Some(manifest));
+    let logs = poll_until("as-nobody prints its ids", Duration::from_secs(60), || {
+        let l = up.kubectl(&["logs", "as-nobody"]);
+        l.contains("ids=").then_some(l)
+    });
+    assert_eq!(logs.trim(), "ids=65534:65534");
+    let reason = poll_until("as-ghost reports CreateContainerError", Duration::from_secs(60), || {
+        let r = waiting_or_terminated_reason(&up, "as-ghost");
+        (r == "CreateContainerError").then_some(r)
+    });
+    let msg = up.kubectl(&["get", "pod", "as-ghost", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"]);
+    assert!(msg.contains("unable to find user ghost"), "{reason}: {msg}");
+    // nothing half-made: the failed container's rootfs is not left mounted
+    up.kubectl_ok(&["delete", "pod", "as-ghost", "as-nobody", "--timeout=60s"], None);
+    assert_eq!(mounts_under(up.data.path()), 0, "no mounts left");
+}

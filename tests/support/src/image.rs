@@ -57,6 +57,11 @@ fn write_blob(dir: &Path, data: &[u8]) -> (String, usize) {
 
 /// Builds a one-layer busybox image at `dir` tagged `tag`, whose default command is `cmd`.
 pub fn busybox_oci_layout(dir: &Path, tag: &str, cmd: &[&str]) -> OciLayout {
+    busybox_oci_layout_as(dir, tag, cmd, None)
+}
+
+/// The same image, whose config names `user` (`User`: a name or uid, `:group` optional) when given.
+pub fn busybox_oci_layout_as(dir: &Path, tag: &str, cmd: &[&str], user: Option<&str>) -> OciLayout {
     let rootfs = tempfile::tempdir().expect("tempdir for rootfs");
     busybox_rootfs(rootfs.path());
     fs::create_dir_all(dir.join("blobs/sha256")).expect("create blobs dir");
@@ -75,14 +80,18 @@ pub fn busybox_oci_layout(dir: &Path, tag: &str, cmd: &[&str]) -> OciLayout {
     let layer = gz.finish().expect("finish gzip");
     let (layer_digest, layer_size) = write_blob(dir, &layer);
 
+    let mut image_config = serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": cmd,
+        "WorkingDir": "/",
+    });
+    if let Some(u) = user {
+        image_config["User"] = serde_json::json!(u);
+    }
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": cmd,
-            "WorkingDir": "/",
-        },
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "rkube-testsupport busybox_oci_layout"}],
     });

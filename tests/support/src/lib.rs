@@ -10,7 +10,7 @@ pub mod process;
 pub mod registry;
 pub mod vm;
 
-pub use image::{busybox_oci_layout, busybox_rootfs, OciLayout};
+pub use image::{busybox_oci_layout, busybox_oci_layout_as, busybox_rootfs, OciLayout};
 pub use naming::unique_name;
 pub use poll::poll_until;
 pub use process::ChildGuard;

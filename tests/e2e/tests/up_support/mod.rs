@@ -124,11 +124,17 @@ impl NodeNet {
 
 /// Imports the offline busybox demo image as docker.io/library/busybox:latest into `<data>/images`.
 pub fn import_busybox(data: &Path) {
-    let layout = rkube_testsupport::busybox_oci_layout(&data.join("oci"), "latest", &["sh"]);
+    import_busybox_as(data, "latest", None);
+}
+
+/// Imports busybox as docker.io/library/busybox:`tag`, with `User` set in its config when given. Safe while
+/// `rkube up` runs: the store's index is locked and re-read on every lookup.
+pub fn import_busybox_as(data: &Path, tag: &str, user: Option<&str>) {
+    let layout = rkube_testsupport::busybox_oci_layout_as(&data.join(format!("oci-{tag}")), tag, &["sh"], user);
     let out = Command::new(bin("rkube"))
         .args(["image", "import", "--root"])
         .arg(data.join("images"))
-        .args(["--name", "docker.io/library/busybox:latest"])
+        .args(["--name", &format!("docker.io/library/busybox:{tag}")])
         .arg(&layout.dir)
         .output()
         .expect("rkube image import");
