@@ -132,11 +132,13 @@ pub struct Observed {
     pub containers: HashMap<String, ObservedContainer>,
     /// Latest start failure of each container that has not started since.
     pub failures: HashMap<String, Failure>,
+    /// The kubelet evicted the pod (a disk emptyDir over its sizeLimit): the message. Final: nothing restarts.
+    pub evicted: Option<String>,
 }
 
 impl Default for Observed {
     fn default() -> Self {
-        Self { sandbox: SandboxState::None, containers: HashMap::new(), failures: HashMap::new() }
+        Self { sandbox: SandboxState::None, containers: HashMap::new(), failures: HashMap::new(), evicted: None }
     }
 }
 
@@ -153,6 +155,8 @@ pub enum KillReason {
     Unhealthy,
     /// Container processes were found without a ready sandbox.
     Orphaned,
+    /// The kubelet evicted the pod.
+    Evicted,
 }
 
 /// One thing to do.
@@ -296,6 +300,13 @@ pub fn step(pod: &Pod, observed: &Observed, backoff: &mut Backoff, now: DateTime
         }
         return vec![Action::Finalize];
     }
+    // Evicted: stop everything, keep the status (Failed, Evicted); the pod's controller replaces it.
+    if observed.evicted.is_some() {
+        if observed.sandbox != SandboxState::None || anything_running(observed) {
+            return vec![Action::KillPod { grace, reason: KillReason::Evicted }];
+        }
+        return Vec::new();
+    }
     // Finished: reclaim the sandbox, keep the status.
     if is_terminal(pod, observed) {
         if observed.sandbox != SandboxState::None || anything_running(observed) {
@@ -410,6 +421,7 @@ pub(crate) mod tests {
             sandbox,
             containers: cs.iter().map(|(n, o)| (n.to_string(), o.clone())).collect(),
             failures: HashMap::new(),
+            evicted: None,
         }
     }
 

@@ -26,6 +26,9 @@ fn policy(pod: &Pod) -> &str {
 /// The pod's phase, following upstream's rules: a container waiting to restart after a crash counts as
 /// stopped, not waiting; all stopped under Always is still Running.
 pub fn phase(pod: &Pod, observed: &Observed) -> &'static str {
+    if observed.evicted.is_some() {
+        return FAILED;
+    }
     match init_progress(pod, observed) {
         InitProgress::Failed(_) => return FAILED,
         InitProgress::Pending(_) => return PENDING,
@@ -253,6 +256,8 @@ pub fn pod_status(pod: &Pod, observed: &Observed, backoff: &Backoff, node: &Node
         init_container_statuses: if inits.is_empty() { None } else { Some(init_statuses) },
         container_statuses: Some(statuses),
         qos_class: Some(crate::container::qos::qos_class(pod).as_str().to_string()),
+        reason: observed.evicted.as_ref().map(|_| "Evicted".to_string()),
+        message: observed.evicted.clone(),
         ..Default::default()
     }
 }
@@ -378,6 +383,18 @@ mod tests {
             let s = pod_status(&pod("Always", &[], &["a"]), &o, &Backoff::new(), &node(), t(now));
             assert_eq!(waiting_reason(&s.container_statuses.as_ref().expect("s")[0]), Some(want), "attempts {attempts} now {now}");
         }
+        // evicted: Failed with upstream's reason and message, and nothing restarts even under Always
+        let mut o = obs(ready_sandbox(), &[("a", running(0))]);
+        o.evicted = Some("Usage of EmptyDir volume \"s\" exceeds the limit \"1Mi\". ".into());
+        let p = pod("Always", &[], &["a"]);
+        let s = pod_status(&p, &o, &Backoff::new(), &node(), t(1));
+        assert_eq!((s.phase.as_deref(), s.reason.as_deref()), (Some(FAILED), Some("Evicted")));
+        assert!(s.message.as_deref().unwrap_or("").contains("exceeds the limit"));
+        let acts = step(&p, &o, &mut Backoff::new(), t(1));
+        assert!(matches!(acts.as_slice(), [crate::pod::lifecycle::Action::KillPod { reason: crate::pod::lifecycle::KillReason::Evicted, .. }]), "{acts:?}");
+        let mut stopped = obs(SandboxState::None, &[("a", exited(137, 0, 1))]);
+        stopped.evicted = o.evicted.clone();
+        assert!(step(&p, &stopped, &mut Backoff::new(), t(2)).is_empty(), "an evicted pod is not restarted");
         for (kind, want) in [
             (FailureKind::CreateConfig, "CreateContainerConfigError"),
             (FailureKind::Create, "CreateContainerError"),

@@ -122,7 +122,13 @@ pub struct PodWorker {
     backoff_reported: HashMap<String, DateTime<Utc>>,
     prober: Prober,
     finalized: bool,
+    /// Set once the kubelet evicted this pod (the message); read back from `<pod dir>/evicted` on adoption.
+    evicted: Option<String>,
+    last_usage_check: Option<Instant>,
 }
+
+/// How often a running pod's disk emptyDirs are measured against their sizeLimit.
+const USAGE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 impl PodWorker {
     /// A worker for `pod`, picking up whatever a previous kubelet left in the pod directory.
@@ -139,6 +145,7 @@ impl PodWorker {
             }
         }
         let last_status = pod.status.clone();
+        let evicted = fs::read_to_string(dir.join("evicted")).ok();
         Self {
             ctx,
             pod,
@@ -152,6 +159,8 @@ impl PodWorker {
             backoff_reported: HashMap::new(),
             prober: Prober::default(),
             finalized: false,
+            evicted,
+            last_usage_check: None,
         }
     }
 
@@ -235,7 +244,27 @@ impl PodWorker {
                 ObservedContainer { state, restart_count: rec.restart_count, ready, started, unhealthy, image_id: rec.image_id.clone() },
             );
         }
-        Observed { sandbox, containers, failures: self.failures.clone() }
+        self.check_empty_dir_limits(&sandbox);
+        Observed { sandbox, containers, failures: self.failures.clone(), evicted: self.evicted.clone() }
+    }
+
+    /// Upstream's eviction manager for local storage, per pod: every few seconds while the pod runs, a disk-backed
+    /// emptyDir over its sizeLimit evicts the pod. The verdict is written to the pod directory, so a restarted
+    /// kubelet keeps it.
+    fn check_empty_dir_limits(&mut self, sandbox: &SandboxState) {
+        if self.evicted.is_some() || !matches!(sandbox, SandboxState::Ready { .. }) || self.pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        if self.last_usage_check.is_some_and(|t| t.elapsed() < USAGE_CHECK_INTERVAL) {
+            return;
+        }
+        self.last_usage_check = Some(Instant::now());
+        if let Some(msg) = volume::empty_dir_over_limit(&self.pod, &self.dir) {
+            tracing::info!(pod = %self.name(), reason = %msg, "evicting pod");
+            let _ = fs::write(self.dir.join("evicted"), &msg);
+            self.event(None, EventType::Warning, "Evicted", msg.clone());
+            self.evicted = Some(msg);
+        }
     }
 
     /// The container exited: note OOM and the termination message, remove it from the runtime, unmount.

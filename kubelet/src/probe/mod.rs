@@ -69,6 +69,13 @@ pub fn run_once(p: &Probe, c: &Container, container_id: &str, pod_ip: &str, runt
 /// Runs a postStart or preStop handler once: (success, message). Upstream runs the same three actions a probe
 /// has; an exec hook fails on a non-zero exit, an httpGet hook on a status outside 200-399.
 pub fn run_hook(h: &LifecycleHandler, c: &Container, container_id: &str, pod_ip: &str, runtime: &RuntimeCli, timeout: Duration) -> (bool, String) {
+    if let Some(sleep) = &h.sleep {
+        // upstream's sleep action (1.29+): the kubelet waits, cut short by the hook's time budget (for preStop,
+        // what is left of the grace period); a negative duration is refused by validation, here it is zero
+        let wanted = Duration::from_secs(u64::try_from(sleep.seconds).unwrap_or(0));
+        std::thread::sleep(wanted.min(timeout));
+        return (true, String::new());
+    }
     let action = Action { exec: h.exec.as_ref(), http_get: h.http_get.as_ref(), tcp_socket: h.tcp_socket.as_ref() };
     action.run(c, container_id, pod_ip, runtime, timeout)
 }
@@ -183,5 +190,25 @@ impl Prober {
     /// The container is gone: its next instance starts with fresh probe state.
     pub fn forget(&mut self, name: &str) {
         self.state.retain(|(n, _), _| n != name);
+    }
+}
+
+#[cfg(test)]
+mod hook_tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::SleepAction;
+
+    #[test]
+    fn sleep_hook_waits_its_seconds_but_not_past_the_budget() {
+        let rt = RuntimeCli { bin: "/nonexistent".into(), root: "/nonexistent".into() };
+        let c = Container { name: "c".into(), ..Default::default() };
+        let h = LifecycleHandler { sleep: Some(SleepAction { seconds: 1 }), ..Default::default() };
+        let t = Instant::now();
+        assert_eq!(run_hook(&h, &c, "id", "127.0.0.1", &rt, Duration::from_secs(30)), (true, String::new()));
+        assert!(t.elapsed() >= Duration::from_secs(1), "slept {:?}", t.elapsed());
+        let h = LifecycleHandler { sleep: Some(SleepAction { seconds: 3600 }), ..Default::default() };
+        let t = Instant::now();
+        assert!(run_hook(&h, &c, "id", "127.0.0.1", &rt, Duration::from_millis(50)).0);
+        assert!(t.elapsed() < Duration::from_secs(5), "the budget cuts a long sleep short: {:?}", t.elapsed());
     }
 }

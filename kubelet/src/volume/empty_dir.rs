@@ -1,5 +1,7 @@
 //! emptyDir volumes: a directory under the pod's directory that lives as long as the pod; `medium: Memory`
-//! mounts a tmpfs there, sized by `sizeLimit` (else unlimited up to the node's memory).
+//! mounts a tmpfs there, sized by `sizeLimit` (else unlimited up to the node's memory). A disk-backed one has no
+//! hard limit: like upstream's eviction manager, the kubelet measures it ([`usage_bytes`]) and evicts the pod
+//! once it holds more than its `sizeLimit`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -75,6 +77,23 @@ pub fn teardown(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn usage_counts_nested_files_and_not_symlink_targets() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let before = usage_bytes(d.path());
+        fs::create_dir_all(d.path().join("a/b")).expect("dirs");
+        fs::write(d.path().join("a/b/big"), vec![7u8; 3 << 20]).expect("write");
+        std::os::unix::fs::symlink("/usr", d.path().join("link")).expect("symlink");
+        let after = usage_bytes(d.path());
+        assert!(after - before >= 3 << 20, "{before} -> {after}");
+        assert!(after - before < 4 << 20, "the symlink's target is not counted: {before} -> {after}");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -127,4 +146,28 @@ mod tests {
         assert!(!is_mountpoint(&dir));
         assert!(!dir.exists());
     }
+}
+
+/// Disk space used under `dir`, as `du` counts it (allocated blocks), without following symlinks or crossing
+/// into other filesystems (a tmpfs or bind mount below it is not this volume's disk).
+pub fn usage_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = fs::symlink_metadata(dir) else { return 0 };
+    let dev = top.dev();
+    let mut total = top.blocks() * 512;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.dev() != dev {
+                continue;
+            }
+            total += m.blocks() * 512;
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
 }

@@ -79,6 +79,21 @@ pub struct PreparedVolume {
     pub host_path: PathBuf,
 }
 
+/// The eviction message for the first disk-backed emptyDir of `pod` that holds more than its `sizeLimit`, in
+/// upstream's words, or None when all are within their limits.
+pub fn empty_dir_over_limit(pod: &Pod, pod_dir: &Path) -> Option<String> {
+    let base = volumes_dir(pod_dir).join("kubernetes.io~empty-dir");
+    for v in pod.spec.as_ref()?.volumes.as_deref().unwrap_or(&[]) {
+        let Some(e) = &v.empty_dir else { continue };
+        let Some(limit) = e.size_limit.as_ref().filter(|_| e.medium.as_deref() != Some("Memory")) else { continue };
+        let Ok(bytes) = crate::container::quantity::bytes(limit) else { continue };
+        if empty_dir::usage_bytes(&base.join(&v.name)) > u64::try_from(bytes).unwrap_or(u64::MAX) {
+            return Some(format!("Usage of EmptyDir volume \"{}\" exceeds the limit \"{}\". ", v.name, limit.0));
+        }
+    }
+    None
+}
+
 /// Directory holding all of a pod's volume directories.
 pub fn volumes_dir(pod_dir: &Path) -> PathBuf {
     pod_dir.join("volumes")

@@ -525,3 +525,58 @@ spec:
     up.kubectl_ok(&["delete", "pod", "as-ghost", "as-nobody", "--timeout=60s"], None);
     assert_eq!(mounts_under(up.data.path()), 0, "no mounts left");
 }
+
+#[test]
+fn up_evicts_a_pod_whose_disk_empty_dir_exceeds_its_size_limit() {
+    let up = Up::start();
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: filler
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: scratch
+    emptyDir: {sizeLimit: 1Mi}
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "head -c 3000000 /dev/zero > /scratch/fill; sleep 3600"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: within
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: scratch
+    emptyDir: {sizeLimit: 10Mi}
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "head -c 1000000 /dev/zero > /scratch/fill; sleep 3600"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+"#;
+    up.kubectl_ok(&["apply", "-f", "-"], Some(manifest));
+    let status = poll_until("filler evicted", Duration::from_secs(60), || {
+        let s = up.kubectl(&["get", "pod", "filler", "-o", "jsonpath={.status.phase}/{.status.reason}/{.status.message}"]);
+        s.starts_with("Failed/").then_some(s)
+    });
+    assert_eq!(status.trim_end(), "Failed/Evicted/Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\".");
+    let events = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=filler,reason=Evicted", "-o", "jsonpath={.items[*].message}"]);
+    assert!(events.contains("exceeds the limit"), "an Evicted event: {events}");
+    // the container was stopped and stays stopped: an evicted pod is not restarted
+    poll_until("filler's container terminated", Duration::from_secs(30), || {
+        let r = up.kubectl(&["get", "pod", "filler", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.exitCode}"]);
+        (!r.is_empty()).then_some(())
+    });
+    assert_eq!(up.kubectl(&["get", "pod", "filler", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]), "0");
+    // the pod under its limit runs on, measured by the same loop
+    assert_eq!(up.kubectl(&["get", "pod", "within", "-o", "jsonpath={.status.phase}"]), "Running");
+    up.kubectl_ok(&["delete", "pod", "filler", "within", "--timeout=60s"], None);
+}
