@@ -3,7 +3,7 @@
 #  - start latency: rkube pod create -> Ready (through the apiserver, scheduler, kubelet, CNI; one at a time, then
 #    a burst of 100) next to `podman run -d` of one busybox container (runc and crun, --network none, no API);
 #  - per-container memory: rkube-monitor (dynamic and static) next to podman's conmon, RSS and PSS;
-#  - per-pod memory (pause + monitor) and rkube up's RSS with 20 pods.
+#  - per-pod memory (pause + monitor), rkube up's RSS with 20 pods, and a separate `rkube kubelet`'s RSS with 20.
 # Targets (issue 6): p50 <= 150 ms, p99 <= 400 ms for one pod, 100 pods Running within 10 s, <= 2 MiB per pod,
 # monitor well under 1 MiB RSS. Times depend on the load: the load average is printed before and after.
 #
@@ -77,7 +77,7 @@ read -r mdyn_rss mdyn_pss < <(monitor_mem "$BIN/rkube-monitor.dynamic")
 read -r mst_rss mst_pss < <(monitor_mem "$BIN/rkube-monitor")
 
 # --- rkube: pods through rkube up ---
-cargo test --release -q -p rkube-e2e --test up_bench -- --ignored --nocapture > "$work/up_bench.out" 2>&1 || true
+cargo test --release -q -p rkube-e2e --test up_bench -- --ignored --nocapture --test-threads=1 > "$work/up_bench.out" 2>&1 || true
 load
 out=$(grep -E "pod startup|burst|per pod|RSS|test result" "$work/up_bench.out" || true)
 echo "$out"

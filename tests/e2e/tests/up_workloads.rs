@@ -11,8 +11,8 @@ mod up_support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rkube_testsupport::{poll_until, unique_name, ChildGuard};
-use up_support::{bin, import_busybox, mounts_under, ForwardGuard, NodeNet, Up};
+use rkube_testsupport::{poll_until, unique_name};
+use up_support::{bin, mounts_under, SplitCluster, Up};
 
 fn jsonpath(up: &Up, args: &[&str]) -> String {
     up.kubectl(args).trim().to_string()
@@ -316,59 +316,11 @@ spec:
 /// Ready through kubectl, and `rkube down` on the kubelet's data dir removes what the kubelet made.
 #[test]
 fn server_and_a_separate_kubelet_run_a_deployment() {
-    rkube_testsupport::require_root();
-    let _forward = ForwardGuard::acquire();
-    let server_dir = tempfile::tempdir().expect("server dir");
-    let node_dir = tempfile::tempdir().expect("node dir");
-    let net = NodeNet::new();
-    struct Cleanup<'a>(&'a NodeNet, &'a std::path::Path);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new(bin("rkube")).args(["down", "--data-dir"]).arg(self.1).stderr(Stdio::null()).status();
-            self.0.remove_veth();
-        }
-    }
-    let cleanup = Cleanup(&net, node_dir.path());
-    net.create_veth();
-    import_busybox(node_dir.path());
-    let log = |dir: &tempfile::TempDir, name: &str| std::fs::File::create(dir.path().join(name)).expect("log");
-    let server = Command::new(bin("rkube"))
-        .args(["server", "--data-dir"])
-        .arg(server_dir.path())
-        .args(["--listen", "127.0.0.1:0", "--cluster-dns", &net.cluster_dns])
-        .env("RKUBE_LOG", "info,kube=warn")
-        .stderr(log(&server_dir, "server.log"))
-        .spawn()
-        .expect("start rkube server");
-    let mut server = ChildGuard::new(server, "rkube server");
-    let kubeconfig = server_dir.path().join("kubeconfig");
-    poll_until("server kubeconfig", Duration::from_secs(30), || {
-        assert!(server.is_running(), "rkube server exited; see {}", server_dir.path().join("server.log").display());
-        kubeconfig.exists().then_some(())
-    });
-    let kubectl = |args: &[&str]| {
-        let out = Command::new("kubectl").args(args).env("KUBECONFIG", &kubeconfig).output().expect("kubectl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let node_name = unique_name("node");
-    let kubelet = Command::new(bin("rkube"))
-        .args(["kubelet", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .args(["--node-name", &node_name, "--data-dir"])
-        .arg(node_dir.path())
-        .args(net.node_args())
-        .env("RKUBE_LOG", "info,kube=warn")
-        .stderr(log(&node_dir, "kubelet.log"))
-        .spawn()
-        .expect("start rkube kubelet");
-    let mut kubelet = ChildGuard::new(kubelet, "rkube kubelet");
-    poll_until("node Ready", Duration::from_secs(60), || {
-        assert!(kubelet.is_running(), "rkube kubelet exited; see {}", node_dir.path().join("kubelet.log").display());
-        let s = kubectl(&["get", "node", &node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
-        (s == "True").then_some(())
-    });
+    let mut c = SplitCluster::start();
+    let (kubeconfig, node_name) = (c.kubeconfig.clone(), c.node_name.clone());
+    let kubectl = |args: &[&str]| c.kubectl(args);
     let ip = kubectl(&["get", "node", &node_name, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
-    assert_eq!(ip, net.node_ip);
+    assert_eq!(ip, c.net.node_ip);
     let out = Command::new("kubectl")
         .args(["create", "deployment", "pair", "--image=busybox:latest", "--replicas=2", "--", "sh", "-c", "sleep 3600"])
         .env("KUBECONFIG", &kubeconfig)
@@ -386,17 +338,17 @@ fn server_and_a_separate_kubelet_run_a_deployment() {
         .expect("kubectl");
     assert!(out.status.success(), "rollout: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let rows = kubectl(&["get", "pods", "-l", "app=pair", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase} {.status.podIP}{\"\\n\"}{end}"]);
-    let running: Vec<&str> = rows.lines().filter(|l| l.starts_with(&format!("{node_name} Running {}", net.subnet_prefix))).collect();
-    assert_eq!(running.len(), 2, "two pods Running on {node_name} in {}0/24: {rows}", net.subnet_prefix);
+    let running: Vec<&str> = rows.lines().filter(|l| l.starts_with(&format!("{node_name} Running {}", c.net.subnet_prefix))).collect();
+    assert_eq!(running.len(), 2, "two pods Running on {node_name} in {}0/24: {rows}", c.net.subnet_prefix);
     let svc = kubectl(&["get", "svc", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"]);
-    assert_eq!(svc, net.cluster_dns, "rkube server made the kube-dns Service");
+    assert_eq!(svc, c.net.cluster_dns, "rkube server made the kube-dns Service");
 
     // stop the kubelet, then down removes its pods, bridge, DNS link and proxy table
-    let _ = Command::new("kill").args(["-TERM", &kubelet.pid().to_string()]).status();
+    let _ = Command::new("kill").args(["-TERM", &c.kubelet_pid().to_string()]).status();
+    let kubelet = c.kubelet.as_mut().expect("kubelet");
     poll_until("kubelet exits on SIGTERM", Duration::from_secs(30), || (!kubelet.is_running()).then_some(()));
-    let st = Command::new(bin("rkube")).args(["down", "--data-dir"]).arg(node_dir.path()).status().expect("down");
+    let st = Command::new(bin("rkube")).args(["down", "--data-dir"]).arg(c.node_dir.path()).status().expect("down");
     assert!(st.success());
-    assert_eq!(mounts_under(node_dir.path()), 0, "no mounts left under the node's data dir");
-    net.assert_gone();
-    drop(cleanup);
+    assert_eq!(mounts_under(c.node_dir.path()), 0, "no mounts left under the node's data dir");
+    c.net.assert_gone();
 }

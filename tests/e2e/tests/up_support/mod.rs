@@ -269,3 +269,96 @@ impl Up {
         self.child.as_ref().map(|c| c.id())
     }
 }
+
+/// `rkube server` and a separate `rkube kubelet` process, each with its own data dir, the node's address on a
+/// test veth. On drop: both processes stopped, `rkube down` on the kubelet's data dir, the veth removed.
+pub struct SplitCluster {
+    pub server_dir: tempfile::TempDir,
+    pub node_dir: tempfile::TempDir,
+    pub net: NodeNet,
+    pub node_name: String,
+    pub kubeconfig: PathBuf,
+    pub kubelet: Option<rkube_testsupport::ChildGuard>,
+    server: Option<rkube_testsupport::ChildGuard>,
+    _forward: ForwardGuard,
+}
+
+impl SplitCluster {
+    /// Starts both and waits until the node is Ready.
+    pub fn start() -> SplitCluster {
+        require_root();
+        let net = NodeNet::new();
+        // the guard exists before anything it removes is made
+        let mut c = SplitCluster {
+            server_dir: tempfile::tempdir().expect("server dir"),
+            node_dir: tempfile::tempdir().expect("node dir"),
+            node_name: unique_name("node"),
+            kubeconfig: PathBuf::new(),
+            kubelet: None,
+            server: None,
+            net,
+            _forward: ForwardGuard::acquire(),
+        };
+        c.kubeconfig = c.server_dir.path().join("kubeconfig");
+        c.net.create_veth();
+        import_busybox(c.node_dir.path());
+        let log = |dir: &Path, name: &str| std::fs::File::create(dir.join(name)).expect("log");
+        let server = Command::new(bin("rkube"))
+            .args(["server", "--data-dir"])
+            .arg(c.server_dir.path())
+            .args(["--listen", "127.0.0.1:0", "--cluster-dns", &c.net.cluster_dns])
+            .env("RKUBE_LOG", "info,kube=warn")
+            .stderr(log(c.server_dir.path(), "server.log"))
+            .spawn()
+            .expect("start rkube server");
+        let server = c.server.insert(rkube_testsupport::ChildGuard::new(server, "rkube server"));
+        poll_until("server kubeconfig", Duration::from_secs(30), || {
+            assert!(server.is_running(), "rkube server exited; see {}", c.server_dir.path().join("server.log").display());
+            c.kubeconfig.exists().then_some(())
+        });
+        let kubelet = Command::new(bin("rkube"))
+            .args(["kubelet", "--kubeconfig"])
+            .arg(&c.kubeconfig)
+            .args(["--node-name", &c.node_name, "--data-dir"])
+            .arg(c.node_dir.path())
+            .args(c.net.node_args())
+            .env("RKUBE_LOG", "info,kube=warn")
+            .stderr(log(c.node_dir.path(), "kubelet.log"))
+            .spawn()
+            .expect("start rkube kubelet");
+        c.kubelet = Some(rkube_testsupport::ChildGuard::new(kubelet, "rkube kubelet"));
+        poll_until("node Ready", Duration::from_secs(60), || {
+            let running = c.kubelet.as_mut().is_some_and(|k| k.is_running());
+            assert!(running, "rkube kubelet exited; see {}", c.node_dir.path().join("kubelet.log").display());
+            let s = c.kubectl(&["get", "node", &c.node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+            (s == "True").then_some(())
+        });
+        c
+    }
+
+    /// kubectl's stdout (empty on failure).
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl").args(args).env("KUBECONFIG", &self.kubeconfig).output().expect("kubectl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// kubectl that must succeed; returns its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl").args(args).env("KUBECONFIG", &self.kubeconfig).output().expect("kubectl");
+        assert!(out.status.success(), "kubectl {args:?}: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn kubelet_pid(&self) -> u32 {
+        self.kubelet.as_ref().expect("kubelet running").pid()
+    }
+}
+
+impl Drop for SplitCluster {
+    fn drop(&mut self) {
+        self.kubelet.take();
+        let _ = Command::new(bin("rkube")).args(["down", "--data-dir"]).arg(self.node_dir.path()).stderr(Stdio::null()).status();
+        self.server.take();
+        self.net.remove_veth();
+    }
+}
