@@ -198,7 +198,16 @@ async fn replicaset_adopts_orphans_and_orphan_delete_leaves_pods() {
         "metadata": {"name": "stray", "labels": {"app": "rs"}},
         "spec": {"containers": [{"name": "c", "image": "x"}]}
     });
-    let _: Pod = create(&cluster.client, &ns, orphan).await;
+    let stray: Pod = create(&cluster.client, &ns, orphan).await;
+    // Timestamps have one-second resolution. If the controller's pod cache has not seen the stray pod yet when
+    // the ReplicaSet arrives, it creates three, then adopts the stray and deletes one of four: newest first, so
+    // the ReplicaSet's pods must be strictly newer than the stray one or the tie may remove it (seen once in a
+    // full suite run). Wait for the clock to pass the stray pod's second.
+    let born = stray.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).expect("creationTimestamp");
+    wait_for("the clock to pass the stray pod's creation second", T, || async move {
+        (k8s_openapi::jiff::Timestamp::now().as_second() > born).then_some(())
+    })
+    .await;
     let rs = json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {"name": "rs"},
