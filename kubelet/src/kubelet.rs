@@ -344,6 +344,9 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
             }
         }
     });
+    // The node is up: give back the clean pages of startup code (see rkube_monitor::resident). They stay in
+    // the page cache and come back if touched again.
+    tokio::task::spawn_blocking(rkube_monitor::resident::drop_executable_startup_text);
     // status + lease
     let heartbeat = {
         let client = client.clone();

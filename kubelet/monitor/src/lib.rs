@@ -12,7 +12,7 @@
 
 pub mod cri;
 mod process;
-mod resident;
+pub mod resident;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

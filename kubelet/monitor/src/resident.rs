@@ -10,6 +10,11 @@
 /// Mappings of files that are private, not writable, and hold no copy-on-write page (`Anonymous: 0 kB` in
 /// `/proc/self/smaps`): dropping their pages loses nothing. Returns (start, length) pairs.
 pub fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
+    clean_file_mappings_of(smaps, None)
+}
+
+/// [`clean_file_mappings`], only of the file at `path` when given.
+pub fn clean_file_mappings_of(smaps: &str, path: Option<&str>) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut current: Option<(usize, usize)> = None;
     let mut anon_free = false;
@@ -28,7 +33,7 @@ pub fn clean_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
             anon_free = false;
             let perms = f.next().unwrap_or("");
             // offset, device, inode, then the path: only mappings of files
-            let file_backed = f.nth(3).is_some_and(|p| p.starts_with('/'));
+            let file_backed = f.nth(3).is_some_and(|p| p.starts_with('/') && path.is_none_or(|want| p == want));
             let private_ro = perms.len() == 4 && perms.as_bytes()[1] == b'-' && perms.ends_with('p');
             if let (true, true, Ok(s), Ok(e)) =
                 (file_backed, private_ro, usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
@@ -58,9 +63,40 @@ pub fn drop_startup_text() {
     }
 }
 
+/// [`drop_startup_text`] for a multi-threaded process (the kubelet): only the mappings of the running executable
+/// itself, which stay mapped at the same addresses until exit, so no other thread can unmap one and reuse its
+/// addresses between the read of smaps and the madvise. Once a node runs, most of what startup touched
+/// (argument parsing, the apiserver's and clients' setup) is not needed again.
+pub fn drop_executable_startup_text() {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return };
+    let Some(exe) = exe.to_str() else { return };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    for (start, len) in clean_file_mappings_of(&smaps, Some(exe)) {
+        // SAFETY: the range is one whole mapping of this process's executable as the kernel listed it: private,
+        // not writable, no anonymous (copy-on-write) page, so every resident page is an unmodified page of the
+        // file, and an executable's segments are never unmapped or made writable after startup. MADV_DONTNEED
+        // only unmaps the pages; the next access faults the same bytes back in from the page cache.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_filter_keeps_only_that_file() {
+        let smaps = "\
+5555aaaa0000-5555aaab0000 r-xp 00000000 08:01 123 /usr/bin/x
+Anonymous:             0 kB
+7f0000000000-7f0000001000 r-xp 00000000 08:01 9 /usr/lib/libc.so.6
+Anonymous:             0 kB
+";
+        assert_eq!(clean_file_mappings_of(smaps, Some("/usr/bin/x")), vec![(0x5555aaaa0000, 0x10000)]);
+        assert_eq!(clean_file_mappings_of(smaps, None).len(), 2);
+    }
 
     #[test]
     fn only_private_read_only_file_mappings_without_cow_pages() {
