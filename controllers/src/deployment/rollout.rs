@@ -68,7 +68,10 @@ pub fn new_rs_replicas(desired: i32, max_surge: i32, new: &RsState, all: &[RsSta
         return desired;
     }
     let max_total = desired + max_surge;
-    let current: i32 = all.iter().map(|r| r.spec_replicas).sum();
+    // An old ReplicaSet scaled down still has its pods until its controller deletes them: count what its status
+    // reports until then, so the new one never grows into pods that still exist (upstream counts spec alone,
+    // which lets the pod count pass desired + maxSurge for a moment).
+    let current: i32 = all.iter().map(|r| r.spec_replicas.max(r.status_replicas)).sum();
     if current >= max_total {
         return new.spec_replicas;
     }
@@ -217,6 +220,12 @@ mod tests {
         assert_eq!(new_rs_replicas(3, 1, &alone, &[alone.clone()]), 3, "deployment scaled down");
         let small = rs("new", 2, 1, 1);
         assert_eq!(new_rs_replicas(5, 1, &small, &[small.clone()]), 5, "scale up with no old pods");
+        // the old ReplicaSet was scaled 4 -> 3 but its status still counts 4 pods: no growth yet
+        let new1 = rs("new", 2, 1, 0);
+        let shrinking = RsState { status_replicas: 4, ..rs("old", 1, 3, 3) };
+        assert_eq!(new_rs_replicas(4, 1, &new1, &[new1.clone(), shrinking.clone()]), 1, "old pods not gone yet");
+        let gone = RsState { status_replicas: 3, ..shrinking };
+        assert_eq!(new_rs_replicas(4, 1, &new1, &[new1.clone(), gone]), 2, "grows once they are");
     }
 
     #[test]
