@@ -51,16 +51,9 @@ pub fn clean_file_mappings_of(smaps: &str, path: Option<&str>) -> Vec<(usize, us
 /// Drops the resident pages of every clean file mapping (see [`clean_file_mappings`]). Best effort: a
 /// failure leaves the pages mapped, which is harmless. Call it only while the process is single-threaded.
 pub fn drop_startup_text() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
-    for (start, len) in clean_file_mappings(&smaps) {
-        // SAFETY: the range is one whole mapping of this process as the kernel listed it: a private, non-writable
-        // mapping of a file with no anonymous (copy-on-write) page, so every resident page is an unmodified page
-        // of the file. MADV_DONTNEED only unmaps them; the next access faults the same bytes back in from the page
-        // cache. The process is single-threaded, so nothing makes the mapping writable in between.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
-        }
-    }
+    // SAFETY: the caller is single-threaded (this function's contract), so nothing changes a mapping between
+    // the read of smaps and the madvise.
+    unsafe { drop_clean_pages(None) }
 }
 
 /// [`drop_startup_text`] for a multi-threaded process (the kubelet): only the mappings of the running executable
@@ -70,12 +63,23 @@ pub fn drop_startup_text() {
 pub fn drop_executable_startup_text() {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return };
     let Some(exe) = exe.to_str() else { return };
+    // SAFETY: an executable's segments are never unmapped, remapped or made writable after startup, whatever
+    // the other threads do.
+    unsafe { drop_clean_pages(Some(exe)) }
+}
+
+/// MADV_DONTNEED on each clean file mapping (of `path` only, when given) as /proc/self/smaps lists them.
+///
+/// # Safety
+/// No mapping it picks may be unmapped, remapped or made writable between the read of smaps and the madvise:
+/// the process is single-threaded, or `path` names mappings that never change (the executable's).
+unsafe fn drop_clean_pages(path: Option<&str>) {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
-    for (start, len) in clean_file_mappings_of(&smaps, Some(exe)) {
-        // SAFETY: the range is one whole mapping of this process's executable as the kernel listed it: private,
-        // not writable, no anonymous (copy-on-write) page, so every resident page is an unmodified page of the
-        // file, and an executable's segments are never unmapped or made writable after startup. MADV_DONTNEED
-        // only unmaps the pages; the next access faults the same bytes back in from the page cache.
+    for (start, len) in clean_file_mappings_of(&smaps, path) {
+        // SAFETY: the range is one whole mapping as the kernel listed it: private, not writable, of a file, with
+        // no anonymous (copy-on-write) page, so every resident page is an unmodified page of the file, and the
+        // caller guarantees it is still that mapping. MADV_DONTNEED only unmaps the pages; the next access faults
+        // the same bytes back in from the page cache.
         unsafe {
             libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
         }

@@ -207,27 +207,11 @@ impl Up {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> String {
-        let out = Command::new("kubectl").args(args).env("KUBECONFIG", self.kubeconfig()).output().expect("kubectl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        kubectl_with(&self.kubeconfig(), args)
     }
 
     pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        if let Some(s) = stdin {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(s.as_bytes()).expect("write");
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("kubectl");
-        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        kubectl_ok_with(&self.kubeconfig(), args, stdin)
     }
 
     pub fn kill9(&mut self) {
@@ -261,6 +245,32 @@ impl Drop for Up {
 pub fn mounts_under(dir: &Path) -> usize {
     let d = dir.canonicalize().expect("canon").to_string_lossy().into_owned();
     std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().filter(|l| l.split(' ').nth(4).map(|m| m.starts_with(&d)).unwrap_or(false)).count()
+}
+
+/// kubectl against `kubeconfig`: its stdout (empty on failure).
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig).output().expect("kubectl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// kubectl against `kubeconfig` that must succeed, fed `stdin` when given; returns its stdout.
+pub fn kubectl_ok_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    if let Some(s) = stdin {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(s.as_bytes()).expect("write");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("kubectl");
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `rkube up`'s pid.
@@ -338,15 +348,12 @@ impl SplitCluster {
 
     /// kubectl's stdout (empty on failure).
     pub fn kubectl(&self, args: &[&str]) -> String {
-        let out = Command::new("kubectl").args(args).env("KUBECONFIG", &self.kubeconfig).output().expect("kubectl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        kubectl_with(&self.kubeconfig, args)
     }
 
     /// kubectl that must succeed; returns its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = Command::new("kubectl").args(args).env("KUBECONFIG", &self.kubeconfig).output().expect("kubectl");
-        assert!(out.status.success(), "kubectl {args:?}: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        kubectl_ok_with(&self.kubeconfig, args, None)
     }
 
     pub fn kubelet_pid(&self) -> u32 {
