@@ -85,6 +85,9 @@ impl Net {
         let peer = format!("{veth}p");
         sh(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer]);
         sh(&["ip", "link", "set", &veth, "master", &self.bridge, "up"]);
+        // as the CNI bridge plugin does with hairpinMode (rkube's default network sets it): with br_netfilter a
+        // pod's hairpin connection to its own Service leaves the bridge by the port it came in on
+        std::fs::write(format!("/sys/class/net/{veth}/brport/hairpin_mode"), "1").expect("hairpin_mode on the bridge port");
         sh(&["ip", "link", "set", &peer, "netns", &ns]);
         let ip = Ipv4Addr::new(10, 244, self.subnet, host);
         sh(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", &peer]);

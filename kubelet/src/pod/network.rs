@@ -90,6 +90,9 @@ pub fn default_conflist(name: &str, bridge: &str, subnet: &str) -> String {
             // 10.96.0.10 is "network unreachable" inside the pod
             "isDefaultGateway": true,
             "ipMasq": true,
+            // a pod reaching itself through its own Service: with br_netfilter the DNAT happens on the bridge and
+            // the packet leaves by the port it came in on, which the bridge drops unless the port hairpins
+            "hairpinMode": true,
             "ipam": {"type": "rkube-host-local", "ranges": [[{"subnet": subnet}]]}
         }]
     })
@@ -107,6 +110,7 @@ mod tests {
         assert_eq!(v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.244.0.0/24");
         assert_eq!(v["plugins"][0]["bridge"], "cni0");
         assert_eq!(v["plugins"][0]["isDefaultGateway"], true, "a default route to the node for Services and DNS");
+        assert_eq!(v["plugins"][0]["hairpinMode"], true, "a pod reaches itself through its Service");
         let parsed = rkube_cni::spec::ConfList::parse(default_conflist("rkube", "cni0", "10.244.0.0/24").as_bytes());
         assert!(parsed.is_ok(), "{parsed:?}");
     }
