@@ -334,10 +334,31 @@ async fn exec_spdy(mut session: Session, opts: Options, runner: Runner) {
     let _ = tokio::time::timeout(Duration::from_secs(10), watcher).await;
 }
 
+/// How long the first frame to a WebSocket client is held back unless the client speaks first.
+///
+/// kubectl up to 1.33 starts reading frames before it has made its table of streams (kubernetes#131189, fixed
+/// in 1.34): a frame that arrives in between is dropped with "Unknown stream id", which cut the start off a
+/// `kubectl cp` archive. Behind the real apiserver the extra hop to the kubelet hides that window; here the
+/// first byte can be on loopback within microseconds. A client that sends anything (stdin, a resize) has its
+/// streams made already and opens the gate at once.
+const WS_FIRST_FRAME_GRACE: Duration = Duration::from_millis(30);
+
+/// Waits until `grace` has passed since `start` or the client has sent a frame, whichever comes first.
+async fn first_frame_gate(start: tokio::time::Instant, grace: Duration, client_spoke: &tokio::sync::Notify) {
+    tokio::select! {
+        _ = tokio::time::sleep_until(start + grace) => {}
+        _ = client_spoke.notified() => {}
+    }
+}
+
 async fn exec_websocket(socket: WebSocket, v5: bool, opts: Options, runner: Runner) {
+    let upgraded = tokio::time::Instant::now();
     let (mut sink, mut source) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(32);
+    let client_spoke = std::sync::Arc::new(tokio::sync::Notify::new());
+    let spoke = client_spoke.clone();
     let writer = tokio::spawn(async move {
+        first_frame_gate(upgraded, WS_FIRST_FRAME_GRACE, &spoke).await;
         while let Some(m) = out_rx.recv().await {
             let close = matches!(m, Message::Close(_));
             if sink.send(m).await.is_err() || close {
@@ -361,6 +382,7 @@ async fn exec_websocket(socket: WebSocket, v5: bool, opts: Options, runner: Runn
     let reader = tokio::spawn(async move {
         let mut stdin_tx = Some(stdin_tx);
         while let Some(Ok(msg)) = source.next().await {
+            client_spoke.notify_one();
             let data = match msg {
                 Message::Binary(b) => b,
                 Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
@@ -427,6 +449,24 @@ async fn exec_websocket(socket: WebSocket, v5: bool, opts: Options, runner: Runn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn first_frame_waits_for_the_grace_when_the_client_is_silent() {
+        let start = tokio::time::Instant::now();
+        first_frame_gate(start, Duration::from_millis(120), &tokio::sync::Notify::new()).await;
+        assert!(start.elapsed() >= Duration::from_millis(120), "gate opened after {:?}", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn first_frame_goes_at_once_when_the_client_spoke() {
+        let spoke = tokio::sync::Notify::new();
+        // The client's frame may come before the writer reaches the gate: the permit is kept.
+        spoke.notify_one();
+        let start = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), first_frame_gate(start, Duration::from_secs(600), &spoke))
+            .await
+            .expect("a client frame opens the gate");
+    }
 
     #[test]
     fn options_follow_upstream_defaults() {
