@@ -21,7 +21,7 @@ if [ "$role" = control-plane ]; then
 Description=rkube apiserver, scheduler and controllers
 After=network-online.target
 [Service]
-ExecStart=/usr/local/bin/rkube server --data-dir /var/lib/rkube/server --listen 0.0.0.0:6443 --advertise-address ${cp_ip}
+ExecStart=/usr/local/bin/rkube server --data-dir /var/lib/rkube/server --listen 0.0.0.0:6443 --advertise-address ${cp_ip} --tls
 Restart=always
 [Install]
 WantedBy=multi-user.target

@@ -14,9 +14,13 @@ use crate::status::ApiError;
 
 /// How the apiserver reaches kubelets over HTTPS: the CA their serving certificates chain to, and the client
 /// certificate it presents (PEM).
+///
+/// `ca_pem: None` accepts whatever serving certificate a kubelet shows, as upstream's apiserver does without
+/// `--kubelet-certificate-authority`: kubelets that join with `rkube kubelet` sign their own, like upstream's
+/// kubelet without a serving certificate given. The kubelet still admits only this client certificate.
 #[derive(Clone, Debug)]
 pub struct KubeletClientTls {
-    pub ca_pem: String,
+    pub ca_pem: Option<String>,
     pub cert_pem: String,
     pub key_pem: String,
 }
@@ -26,18 +30,24 @@ impl KubeletClientTls {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let bad = |what: &str| ApiError::internal(format!("kubelet client TLS: {what} is not valid PEM"));
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
-            roots.add(ca.map_err(|_| bad("the kubelet CA"))?).map_err(|e| ApiError::internal(format!("kubelet CA: {e}")))?;
-        }
         let certs: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(self.cert_pem.as_bytes()).collect::<Result<_, _>>().map_err(|_| bad("the client certificate"))?;
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|_| bad("the client key"))?;
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .with_root_certificates(roots)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let builder = match &self.ca_pem {
+            Some(ca_pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+                    roots.add(ca.map_err(|_| bad("the kubelet CA"))?).map_err(|e| ApiError::internal(format!("kubelet CA: {e}")))?;
+                }
+                builder.with_root_certificates(roots)
+            }
+            None => builder.dangerous().with_custom_certificate_verifier(std::sync::Arc::new(AnyKubeletCert(provider))),
+        };
+        let mut config = builder
             .with_client_auth_cert(certs, key)
             .map_err(|e| ApiError::internal(format!("kubelet client certificate: {e}")))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -45,15 +55,58 @@ impl KubeletClientTls {
     }
 
     fn reqwest_client(&self) -> Result<reqwest::Client, ApiError> {
-        let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).map_err(|e| ApiError::internal(format!("kubelet CA: {e}")))?;
         let id = reqwest::Identity::from_pem(format!("{}\n{}", self.cert_pem, self.key_pem).as_bytes())
             .map_err(|e| ApiError::internal(format!("kubelet client certificate: {e}")))?;
-        reqwest::Client::builder()
-            .use_rustls_tls()
-            .add_root_certificate(ca)
-            .identity(id)
+        let builder = reqwest::Client::builder().use_rustls_tls().identity(id);
+        let builder = match &self.ca_pem {
+            Some(ca_pem) => builder.add_root_certificate(
+                reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(|e| ApiError::internal(format!("kubelet CA: {e}")))?,
+            ),
+            None => builder.danger_accept_invalid_certs(true),
+        };
+        builder
             .build()
             .map_err(|e| ApiError::internal(format!("kubelet client: {e}")))
+    }
+}
+
+/// Accepts any kubelet serving certificate but still checks the handshake's signatures against it (see
+/// [`KubeletClientTls`]).
+#[derive(Debug)]
+struct AnyKubeletCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyKubeletCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -466,16 +519,12 @@ mod tests {
         r.into_inner()
     }
 
-    #[tokio::test]
-    async fn kubelets_are_reached_over_https_with_the_apiserver_client_certificate() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let pki = crate::tls::ensure_pki(dir.path(), &[]).expect("pki");
-        let (serving, client) = crate::tls::issue_kubelet_certs(&pki, "n1", &["127.0.0.1".into()]).expect("kubelet certs");
-        // The kubelet side: its serving certificate, client certificates from the cluster CA required.
+    /// A kubelet's TLS side: `serving` as its certificate, client certificates from `client_ca` required.
+    fn kubelet_acceptor(serving: &crate::tls::CertPair, client_ca: &str) -> tokio_rustls::TlsAcceptor {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(pki.ca_cert.as_bytes()).expect("ca")).expect("add");
+        roots.add(CertificateDer::from_pem_slice(client_ca.as_bytes()).expect("ca")).expect("add");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().expect("verifier");
         let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -487,8 +536,12 @@ mod tests {
                 PrivateKeyDer::from_pem_slice(serving.key.as_bytes()).expect("key"),
             )
             .expect("server config");
-        let (kubelet_port, seen) = fake_kubelet_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await;
-        let tls = KubeletClientTls { ca_pem: pki.ca_cert.clone(), cert_pem: client.cert, key_pem: client.key };
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// Exec through the apiserver to a kubelet behind `acceptor`; the bytes come back changed by the kubelet.
+    async fn exec_over_tls(acceptor: tokio_rustls::TlsAcceptor, tls: KubeletClientTls) {
+        let (kubelet_port, seen) = fake_kubelet_with(Some(acceptor)).await;
         let (_server, base) = server_with(Some(tls)).await;
         make_pod(&base, kubelet_port).await;
         let mut conn = upgrade_exec(&base).await;
@@ -498,6 +551,43 @@ mod tests {
         let mut buf = [0u8; 8];
         tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_exact(&mut buf)).await.expect("in time").expect("read");
         assert_eq!(&buf, b"OVER-TLS");
+    }
+
+    #[tokio::test]
+    async fn kubelets_are_reached_over_https_with_the_apiserver_client_certificate() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pki = crate::tls::ensure_pki(dir.path(), &[]).expect("pki");
+        let (serving, client) = crate::tls::issue_kubelet_certs(&pki, "n1", &["127.0.0.1".into()]).expect("kubelet certs");
+        let tls = KubeletClientTls { ca_pem: Some(pki.ca_cert.clone()), cert_pem: client.cert, key_pem: client.key };
+        exec_over_tls(kubelet_acceptor(&serving, &pki.ca_cert), tls).await;
+    }
+
+    /// A joined kubelet signs its own serving certificate: accepted only when the apiserver has no kubelet CA
+    /// (upstream's default), refused when it has one.
+    #[tokio::test]
+    async fn a_self_signed_kubelet_is_reached_only_without_a_kubelet_ca() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pki = crate::tls::ensure_pki(dir.path(), &[]).expect("pki");
+        let client = crate::tls::issue_kubelet_client(&pki).expect("client cert");
+        let serving = crate::tls::self_signed_kubelet_serving("n1", &["127.0.0.1".into()]).expect("self-signed");
+        let tls = KubeletClientTls { ca_pem: None, cert_pem: client.cert.clone(), key_pem: client.key.clone() };
+        exec_over_tls(kubelet_acceptor(&serving, &pki.ca_cert), tls).await;
+
+        let (kubelet_port, _seen) = fake_kubelet_with(Some(kubelet_acceptor(&serving, &pki.ca_cert))).await;
+        let strict = KubeletClientTls { ca_pem: Some(pki.ca_cert.clone()), cert_pem: client.cert, key_pem: client.key };
+        let (_server, base) = server_with(Some(strict)).await;
+        make_pod(&base, kubelet_port).await;
+        let r = reqwest::Client::new()
+            .post(format!("{base}/api/v1/namespaces/default/pods/p/exec?command=ls&container=c"))
+            .header("connection", "Upgrade")
+            .header("upgrade", "SPDY/3.1")
+            .header("x-stream-protocol-version", "v4.channel.k8s.io")
+            .send()
+            .await
+            .expect("request");
+        assert!(!r.status().is_informational() && !r.status().is_success(), "an unverified kubelet was used: {}", r.status());
+        let body = r.text().await.unwrap_or_default();
+        assert!(body.contains("kubelet") || body.contains("certificate") || body.contains("TLS"), "the error names the cause: {body}");
     }
 
     #[tokio::test]

@@ -47,11 +47,13 @@ pub struct ServerConfig {
     pub tls_dir: Option<std::path::PathBuf>,
     /// Talk HTTPS to kubelets, presenting this client certificate; plain HTTP when None.
     pub kubelet_client: Option<crate::proxy::KubeletClientTls>,
+    /// More names and addresses for the serving certificate (with `tls_dir`), e.g. the advertised address.
+    pub tls_hosts: Vec<String>,
 }
 
 impl ServerConfig {
     pub fn new(listen: SocketAddr) -> ServerConfig {
-        ServerConfig { listen, service_network: Ipv4Addr::new(10, 96, 0, 0), service_prefix: 12, tls_dir: None, kubelet_client: None }
+        ServerConfig { listen, service_network: Ipv4Addr::new(10, 96, 0, 0), service_prefix: 12, tls_dir: None, kubelet_client: None, tls_hosts: Vec::new() }
     }
 
     pub fn service_cidr(&self) -> String {
@@ -134,7 +136,11 @@ impl ApiServer {
         let app = router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let pki = match &state.config.tls_dir {
-            Some(dir) => Some(crate::tls::ensure_pki(dir, &[addr.ip().to_string()])?),
+            Some(dir) => {
+                let mut hosts = vec![addr.ip().to_string()];
+                hosts.extend(state.config.tls_hosts.iter().cloned());
+                Some(crate::tls::ensure_pki(dir, &hosts)?)
+            }
             None => None,
         };
         let task = match &pki {
@@ -178,11 +184,16 @@ impl ApiServer {
 
     /// Writes an admin kubeconfig for this server.
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.write_kubeconfig_for(path, &self.url())
+    }
+
+    /// Writes an admin kubeconfig that reaches this server at `url` (e.g. its advertised address).
+    pub fn write_kubeconfig_for(&self, path: &std::path::Path, url: &str) -> std::io::Result<()> {
         match &self.pki {
-            None => crate::kubeconfig::write(path, &self.url(), "rkube"),
+            None => crate::kubeconfig::write(path, url, "rkube"),
             Some(p) => crate::kubeconfig::write_content(
                 path,
-                &crate::kubeconfig::render_tls(&self.url(), "rkube", &p.ca_cert, &p.admin_cert, &p.admin_key),
+                &crate::kubeconfig::render_tls(url, "rkube", &p.ca_cert, &p.admin_cert, &p.admin_key),
             ),
         }
     }

@@ -130,31 +130,52 @@ pub struct CertPair {
 }
 
 /// Certificates for the kubelet API, issued by the cluster CA of `pki`: the kubelet's serving certificate for
-/// `node_ips` (and its `hostname`), and the client certificate the apiserver presents to kubelets
-/// (CN kube-apiserver-kubelet-client, O system:masters).
+/// `node_ips` (and its `hostname`), and the client certificate the apiserver presents to kubelets.
 pub fn issue_kubelet_certs(pki: &Pki, hostname: &str, node_ips: &[String]) -> Result<(CertPair, CertPair), TlsError> {
-    let key_path = pki.dir.join("ca.key");
-    let ca_key = KeyPair::from_pem(&read(&key_path)?).map_err(|_| TlsError::Pem { path: key_path.clone(), what: "CA key" })?;
-    // The same subject and key as the stored CA certificate: what it signs chains to that certificate.
-    let ca = gen("CA certificate", ca_params()?.self_signed(&ca_key))?;
+    let (ca, ca_key) = load_ca(pki)?;
     let serving_key = gen("kubelet key", KeyPair::generate())?;
-    let mut sp = gen("kubelet parameters", CertificateParams::new(vec![hostname.to_string()]))?;
-    sp.distinguished_name.push(DnType::CommonName, format!("{hostname}@kubelet"));
-    for ip in node_ips.iter().filter_map(|h| h.parse::<IpAddr>().ok()) {
-        sp.subject_alt_names.push(SanType::IpAddress(ip));
-    }
-    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let serving = gen("kubelet certificate", sp.signed_by(&serving_key, &ca, &ca_key))?;
+    let serving = gen("kubelet certificate", kubelet_serving_params(hostname, node_ips)?.signed_by(&serving_key, &ca, &ca_key))?;
+    Ok((CertPair { cert: serving.pem(), key: serving_key.serialize_pem() }, issue_kubelet_client(pki)?))
+}
+
+/// The client certificate the apiserver presents to kubelets (CN kube-apiserver-kubelet-client,
+/// O system:masters), issued by the cluster CA of `pki`.
+pub fn issue_kubelet_client(pki: &Pki) -> Result<CertPair, TlsError> {
+    let (ca, ca_key) = load_ca(pki)?;
     let client_key = gen("kubelet client key", KeyPair::generate())?;
     let mut cp = gen("kubelet client parameters", CertificateParams::new(Vec::<String>::new()))?;
     cp.distinguished_name.push(DnType::CommonName, "kube-apiserver-kubelet-client");
     cp.distinguished_name.push(DnType::OrganizationName, "system:masters");
     cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client = gen("kubelet client certificate", cp.signed_by(&client_key, &ca, &ca_key))?;
-    Ok((
-        CertPair { cert: serving.pem(), key: serving_key.serialize_pem() },
-        CertPair { cert: client.pem(), key: client_key.serialize_pem() },
-    ))
+    Ok(CertPair { cert: client.pem(), key: client_key.serialize_pem() })
+}
+
+/// A kubelet serving certificate signed by its own key, for a kubelet that joins without the cluster CA's key:
+/// what upstream's kubelet makes when given no `--tls-cert-file`.
+pub fn self_signed_kubelet_serving(hostname: &str, node_ips: &[String]) -> Result<CertPair, TlsError> {
+    let key = gen("kubelet key", KeyPair::generate())?;
+    let cert = gen("kubelet certificate", kubelet_serving_params(hostname, node_ips)?.self_signed(&key))?;
+    Ok(CertPair { cert: cert.pem(), key: key.serialize_pem() })
+}
+
+fn kubelet_serving_params(hostname: &str, node_ips: &[String]) -> Result<CertificateParams, TlsError> {
+    let mut sp = gen("kubelet parameters", CertificateParams::new(vec![hostname.to_string()]))?;
+    sp.distinguished_name.push(DnType::CommonName, format!("{hostname}@kubelet"));
+    for ip in node_ips.iter().filter_map(|h| h.parse::<IpAddr>().ok()) {
+        sp.subject_alt_names.push(SanType::IpAddress(ip));
+    }
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    Ok(sp)
+}
+
+/// The cluster CA as a signer: the stored key, and a certificate with the stored one's subject and key (so
+/// what it signs chains to the stored certificate).
+fn load_ca(pki: &Pki) -> Result<(rcgen::Certificate, KeyPair), TlsError> {
+    let key_path = pki.dir.join("ca.key");
+    let ca_key = KeyPair::from_pem(&read(&key_path)?).map_err(|_| TlsError::Pem { path: key_path.clone(), what: "CA key" })?;
+    let ca = gen("CA certificate", ca_params()?.self_signed(&ca_key))?;
+    Ok((ca, ca_key))
 }
 
 /// The rustls server configuration: our serving certificate, client certificates required and checked against

@@ -62,19 +62,30 @@ pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
     let mut config = ServerConfig::new(o.listen);
     config.kubelet_client = o.kubelet_client.clone();
     if o.tls {
-        config.tls_dir = Some(o.data_dir.join("pki"));
+        let dir = o.data_dir.join("pki");
+        config.tls_hosts = o.advertise_address.iter().map(|ip| ip.to_string()).collect();
+        if config.kubelet_client.is_none() {
+            // Joined kubelets admit only this certificate (they know the CA from the kubeconfig); their own
+            // serving certificates are self-signed, so they are not checked against a CA (upstream's default).
+            let mut hosts = vec![o.listen.ip().to_string()];
+            hosts.extend(config.tls_hosts.iter().cloned());
+            let pki = rkube_apiserver::tls::ensure_pki(&dir, &hosts)?;
+            let client = rkube_apiserver::tls::issue_kubelet_client(&pki)?;
+            config.kubelet_client =
+                Some(rkube_apiserver::proxy::KubeletClientTls { ca_pem: None, cert_pem: client.cert, key_pem: client.key });
+        }
+        config.tls_dir = Some(dir);
     }
     let server = ApiServer::start(opened.store.clone(), config).await.with_context(|| format!("start the apiserver on {}", o.listen))?;
     let kubeconfig = o.data_dir.join("kubeconfig");
     let mut url = server.url();
-    match o.advertise_address {
-        // the certificate names the listen address only, so a TLS kubeconfig keeps it
-        Some(ip) if !o.tls => {
-            url = format!("http://{}", SocketAddr::new(ip, server_port(&server)));
-            rkube_apiserver::kubeconfig::write(&kubeconfig, &url, "rkube")
-        }
-        _ => server.write_kubeconfig(&kubeconfig),
+    if let Some(ip) = o.advertise_address {
+        // with TLS the serving certificate names the advertised address too (a PKI made before it was
+        // advertised does not: remove <data-dir>/pki to issue it again)
+        let scheme = if o.tls { "https" } else { "http" };
+        url = format!("{scheme}://{}", SocketAddr::new(ip, server_port(&server)));
     }
+    server.write_kubeconfig_for(&kubeconfig, &url)
     .with_context(|| format!("write {}", kubeconfig.display()))?;
     let client = client_from_kubeconfig(&kubeconfig).await?;
     if let Some(ip) = o.cluster_dns {

@@ -2,8 +2,16 @@
 //! another machine, or a real Kubernetes control plane). It registers the Node, runs the pods bound to it,
 //! answers cluster DNS and keeps the service proxy table. Stop it with SIGTERM (containers keep running and the
 //! next kubelet adopts them); `rkube down --data-dir` removes everything it made.
+//!
+//! Its API (logs, exec, attach, port-forward) is HTTPS and admits only clients whose certificate the cluster
+//! CA signed: the CA comes from `--client-ca-file` or else the kubeconfig (`rkube server --tls` writes it
+//! there). The serving certificate is `--tls-cert-file`/`--tls-private-key-file`, or one it signs itself at
+//! every start (`<data-dir>/pki/kubelet.crt`), as upstream's kubelet does. A kubeconfig without a CA (a plain
+//! HTTP server) leaves the API plain HTTP and unauthenticated, and the kubelet says so.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use rkube_kubelet::server::tls::ApiTls;
 
 use anyhow::Context;
 
@@ -18,6 +26,15 @@ pub struct Args {
     /// Directory for pods, logs, images and the network config
     #[arg(long, default_value = "/var/lib/rkube")]
     pub data_dir: PathBuf,
+    /// CA that signs the certificates of clients allowed into the kubelet API (default: the kubeconfig's CA)
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Serving certificate of the kubelet API (default: a self-signed one made at start)
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Key of --tls-cert-file
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -30,7 +47,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 async fn kubelet(args: Args) -> anyhow::Result<()> {
     let data = &args.data_dir;
     let _pid = node::claim_data_dir(data)?;
-    let cfg = node::node_config(&args.node, data, None)?;
+    let mut cfg = node::node_config(&args.node, data, None)?;
+    cfg.api_tls = api_tls(&args, data, &cfg.node_name, &cfg.node_ip)?;
+    if cfg.api_tls.is_none() {
+        tracing::warn!(
+            kubeconfig = %args.kubeconfig.display(),
+            "the kubelet API is plain HTTP with no authentication: the kubeconfig names no CA; pass --client-ca-file"
+        );
+    }
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
     node::record_ip_forward()?;
     eprintln!(
@@ -41,4 +65,60 @@ async fn kubelet(args: Args) -> anyhow::Result<()> {
         args.node.cluster_dns
     );
     node::run_kubelet(cfg, client).await
+}
+
+/// The kubelet API's TLS from the flags and the kubeconfig (None: no client CA known, plain HTTP).
+fn api_tls(args: &Args, data: &Path, node_name: &str, node_ip: &str) -> anyhow::Result<Option<ApiTls>> {
+    let client_ca_pem = match &args.client_ca_file {
+        Some(f) => std::fs::read_to_string(f).with_context(|| format!("--client-ca-file {}", f.display()))?,
+        None => match kubeconfig_ca(&args.kubeconfig)? {
+            Some(pem) => pem,
+            None => return Ok(None),
+        },
+    };
+    let (cert_pem, key_pem) = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(c), Some(k)) => (
+            std::fs::read_to_string(c).with_context(|| format!("--tls-cert-file {}", c.display()))?,
+            std::fs::read_to_string(k).with_context(|| format!("--tls-private-key-file {}", k.display()))?,
+        ),
+        _ => {
+            let pair = rkube_apiserver::tls::self_signed_kubelet_serving(node_name, &[node_ip.to_string()])?;
+            let dir = data.join("pki");
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            std::fs::write(dir.join("kubelet.crt"), &pair.cert).with_context(|| format!("write {}", dir.join("kubelet.crt").display()))?;
+            let key = dir.join("kubelet.key");
+            std::fs::write(&key, &pair.key).with_context(|| format!("write {}", key.display()))?;
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .with_context(|| format!("chmod {}", key.display()))?;
+            (pair.cert, pair.key)
+        }
+    };
+    let tls = ApiTls { cert_pem, key_pem, client_ca_pem };
+    // bad PEM fails here, with the flag's name, not later in the server task
+    rkube_kubelet::server::tls::server_config(&tls)?;
+    Ok(Some(tls))
+}
+
+/// The CA (PEM) of the kubeconfig's current cluster: `certificate-authority-data` or the `certificate-authority`
+/// file; None when it names neither.
+fn kubeconfig_ca(path: &Path) -> anyhow::Result<Option<String>> {
+    use base64::Engine;
+    let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("read kubeconfig {}", path.display()))?;
+    let context = kc.current_context.as_deref().and_then(|name| kc.contexts.iter().find(|c| c.name == name));
+    let cluster_name = context.and_then(|c| c.context.as_ref()).map(|c| c.cluster.clone());
+    let cluster = match cluster_name {
+        Some(n) => kc.clusters.iter().find(|c| c.name == n),
+        None => kc.clusters.first(),
+    };
+    let Some(cluster) = cluster.and_then(|c| c.cluster.as_ref()) else { return Ok(None) };
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .with_context(|| format!("{}: certificate-authority-data is not base64", path.display()))?;
+        return Ok(Some(String::from_utf8(pem).with_context(|| format!("{}: certificate-authority-data is not PEM", path.display()))?));
+    }
+    match &cluster.certificate_authority {
+        Some(f) => Ok(Some(std::fs::read_to_string(f).with_context(|| format!("{}: certificate-authority {f}", path.display()))?)),
+        None => Ok(None),
+    }
 }

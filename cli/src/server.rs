@@ -4,7 +4,8 @@
 //!
 //! Without `--tls` the server speaks plain HTTP and has no authentication: keep `--listen` on 127.0.0.1 or a
 //! private network. With `--tls` it serves HTTPS and requires a client certificate signed by the cluster CA
-//! (`<data-dir>/pki`).
+//! (`<data-dir>/pki`), and reaches kubelets over HTTPS with a client certificate of its own from that CA;
+//! `rkube kubelet` learns the CA from the kubeconfig and admits nothing else to its API.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -54,7 +55,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tls: args.tls,
         advertise_address: args.advertise_address,
         cluster_dns: Some(args.cluster_dns),
-        // Kubelets joined with `rkube kubelet` get no certificate from this server yet: plain HTTP to them.
+        // with --tls: HTTPS to kubelets with a client certificate from the cluster CA (see control_plane)
         kubelet_client: None,
     })
     .await?;

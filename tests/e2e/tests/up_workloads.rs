@@ -343,6 +343,41 @@ fn server_and_a_separate_kubelet_run_a_deployment() {
     let svc = kubectl(&["get", "svc", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"]);
     assert_eq!(svc, c.net.cluster_dns, "rkube server made the kube-dns Service");
 
+    // The joined kubelet's API is HTTPS and admits only certificates of the cluster CA (learnt from the
+    // kubeconfig); the apiserver gets in with its own, so exec and logs still work through kubectl.
+    let pod = kubectl(&["get", "pods", "-l", "app=pair", "-o", "jsonpath={.items[0].metadata.name}"]);
+    assert_eq!(kubectl(&["exec", &pod, "--", "echo", "through-https"]).trim(), "through-https", "kubectl exec via the kubelet's HTTPS API");
+    let logs = Command::new("kubectl").args(["logs", &pod]).env("KUBECONFIG", &kubeconfig).output().expect("kubectl");
+    assert!(logs.status.success(), "kubectl logs via the kubelet's HTTPS API: {}", String::from_utf8_lossy(&logs.stderr));
+    let url = format!("https://{}:10250/containerLogs/default/{pod}/busybox", c.net.node_ip);
+    let curl = |extra: &[&str], url: &str| {
+        let out = Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]).args(extra).arg(url).output().expect("curl");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, code, err) = curl(&["-k"], &url);
+    assert!(!ok, "no client certificate must not get in (HTTP {code})");
+    eprintln!("kubelet API without a client certificate: {}", err.trim());
+    let (ok, code, _) = curl(&[], &url.replacen("https://", "http://", 1));
+    assert!(!ok || code == "400", "plain HTTP must not reach the API (HTTP {code})");
+    let pki = c.server_dir.path().join("pki");
+    let (cert, key) = (pki.join("admin.crt"), pki.join("admin.key"));
+    let (ok, code, err) = curl(&["-k", "--cert", cert.to_str().expect("utf8"), "--key", key.to_str().expect("utf8")], &url);
+    assert!(ok && code == "200", "a certificate of the cluster CA gets in: HTTP {code} {err}");
+    let served = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("{}:10250", c.net.node_ip), "-cert", cert.to_str().expect("utf8"), "-key", key.to_str().expect("utf8")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl");
+    let kubelet_crt = std::fs::read_to_string(c.node_dir.path().join("pki/kubelet.crt")).expect("the kubelet wrote its certificate");
+    let body: String = kubelet_crt.lines().filter(|l| !l.starts_with("-----")).collect();
+    let shown: String = String::from_utf8_lossy(&served.stdout)
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .and_then(|r| r.split("-----END CERTIFICATE-----").next())
+        .map(|b| b.lines().collect())
+        .unwrap_or_default();
+    assert_eq!(shown, body, "the kubelet serves the certificate it signed itself");
+
     // stop the kubelet, then down removes its pods, bridge, DNS link and proxy table
     let _ = Command::new("kill").args(["-TERM", &c.kubelet_pid().to_string()]).status();
     let kubelet = c.kubelet.as_mut().expect("kubelet");

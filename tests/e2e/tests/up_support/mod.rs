@@ -280,8 +280,8 @@ impl Up {
     }
 }
 
-/// `rkube server` and a separate `rkube kubelet` process, each with its own data dir, the node's address on a
-/// test veth. On drop: both processes stopped, `rkube down` on the kubelet's data dir, the veth removed.
+/// `rkube server --tls` and a separate `rkube kubelet` process, each with its own data dir, the node's address
+/// on a test veth. On drop: both processes stopped, `rkube down` on the kubelet's data dir, the veth removed.
 pub struct SplitCluster {
     pub server_dir: tempfile::TempDir,
     pub node_dir: tempfile::TempDir,
@@ -316,7 +316,7 @@ impl SplitCluster {
         let server = Command::new(bin("rkube"))
             .args(["server", "--data-dir"])
             .arg(c.server_dir.path())
-            .args(["--listen", "127.0.0.1:0", "--cluster-dns", &c.net.cluster_dns])
+            .args(["--listen", "127.0.0.1:0", "--tls", "--cluster-dns", &c.net.cluster_dns])
             .env("RKUBE_LOG", "info,kube=warn")
             .stderr(log(c.server_dir.path(), "server.log"))
             .spawn()
