@@ -56,6 +56,13 @@ impl ServerConfig {
         ServerConfig { listen, service_network: Ipv4Addr::new(10, 96, 0, 0), service_prefix: 12, tls_dir: None, kubelet_client: None, tls_hosts: Vec::new() }
     }
 
+    /// Names and addresses the serving certificate is issued for: the listen address and `tls_hosts`.
+    pub fn pki_hosts(&self) -> Vec<String> {
+        let mut hosts = vec![self.listen.ip().to_string()];
+        hosts.extend(self.tls_hosts.iter().cloned());
+        hosts
+    }
+
     pub fn service_cidr(&self) -> String {
         format!("{}/{}", self.service_network, self.service_prefix)
     }
@@ -136,11 +143,7 @@ impl ApiServer {
         let app = router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let pki = match &state.config.tls_dir {
-            Some(dir) => {
-                let mut hosts = vec![addr.ip().to_string()];
-                hosts.extend(state.config.tls_hosts.iter().cloned());
-                Some(crate::tls::ensure_pki(dir, &hosts)?)
-            }
+            Some(dir) => Some(crate::tls::ensure_pki(dir, &state.config.pki_hosts())?),
             None => None,
         };
         let task = match &pki {

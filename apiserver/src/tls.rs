@@ -129,6 +129,15 @@ pub struct CertPair {
     pub key: String,
 }
 
+impl CertPair {
+    /// Writes `<dir>/<stem>.crt` and `<dir>/<stem>.key` (mode 0600), creating `dir`.
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<(), TlsError> {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_path_buf(), source })?;
+        write(&dir.join(format!("{stem}.crt")), &self.cert, false)?;
+        write(&dir.join(format!("{stem}.key")), &self.key, true)
+    }
+}
+
 /// Certificates for the kubelet API, issued by the cluster CA of `pki`: the kubelet's serving certificate for
 /// `node_ips` (and its `hostname`), and the client certificate the apiserver presents to kubelets.
 pub fn issue_kubelet_certs(pki: &Pki, hostname: &str, node_ips: &[String]) -> Result<(CertPair, CertPair), TlsError> {

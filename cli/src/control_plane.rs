@@ -67,9 +67,7 @@ pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
         if config.kubelet_client.is_none() {
             // Joined kubelets admit only this certificate (they know the CA from the kubeconfig); their own
             // serving certificates are self-signed, so they are not checked against a CA (upstream's default).
-            let mut hosts = vec![o.listen.ip().to_string()];
-            hosts.extend(config.tls_hosts.iter().cloned());
-            let pki = rkube_apiserver::tls::ensure_pki(&dir, &hosts)?;
+            let pki = rkube_apiserver::tls::ensure_pki(&dir, &config.pki_hosts())?;
             let client = rkube_apiserver::tls::issue_kubelet_client(&pki)?;
             config.kubelet_client =
                 Some(rkube_apiserver::proxy::KubeletClientTls { ca_pem: None, cert_pem: client.cert, key_pem: client.key });

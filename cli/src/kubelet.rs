@@ -83,13 +83,7 @@ fn api_tls(args: &Args, data: &Path, node_name: &str, node_ip: &str) -> anyhow::
         ),
         _ => {
             let pair = rkube_apiserver::tls::self_signed_kubelet_serving(node_name, &[node_ip.to_string()])?;
-            let dir = data.join("pki");
-            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            std::fs::write(dir.join("kubelet.crt"), &pair.cert).with_context(|| format!("write {}", dir.join("kubelet.crt").display()))?;
-            let key = dir.join("kubelet.key");
-            std::fs::write(&key, &pair.key).with_context(|| format!("write {}", key.display()))?;
-            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .with_context(|| format!("chmod {}", key.display()))?;
+            pair.write(&data.join("pki"), "kubelet")?;
             (pair.cert, pair.key)
         }
     };
