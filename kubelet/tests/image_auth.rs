@@ -92,6 +92,14 @@ fn basic_auth_with_a_pull_secret() {
         .expect("always pulls");
     let Ensured::Pulled(o) = always else { panic!("Always must pull") };
     assert_eq!(o.downloaded_bytes, 0, "layers already present are not downloaded again");
+    // Always without the secret, after pulls that had it: the registry is asked with no credentials and says
+    // no (what one pod's secret opened must not open the registry for another pod).
+    let err = rt()
+        .block_on(service.ensure_image(&image, Some(PullPolicy::Always), &DockerConfigJson::default(), no_progress()))
+        .expect_err("Always without the secret must not ride on another pull's credentials");
+    assert_eq!(err.reason(), "ErrImagePull");
+    let err = rt().block_on(service.ensure_image(&image, Some(PullPolicy::Always), &secret("wrong"), no_progress())).expect_err("wrong password after a right one");
+    assert!(err.to_string().contains("credentials rejected"), "{err}");
     // Never + absent image.
     let err = rt()
         .block_on(service.ensure_image(&format!("{host}/secure/other:1"), Some(PullPolicy::Never), &DockerConfigJson::default(), no_progress()))

@@ -287,7 +287,17 @@ spec:
   - name: c
     image: {image}
     command: ["sh", "-c", "echo private-ok; sleep 3600"]
----
+"#,
+        base64::engine::general_purpose::STANDARD.encode(dockercfg)
+    );
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/with-secret", "--timeout=90s"], None);
+    poll_until("logs", Duration::from_secs(20), || up.kubectl(&["logs", "with-secret"]).contains("private-ok").then_some(()));
+    // The same image without the secret. The image is on the node now, so with IfNotPresent the kubelet would
+    // use it as upstream does; imagePullPolicy Always makes it ask the registry with the pod's own (no)
+    // credentials: the registry says 401 and the pod reports the pull failure.
+    let without = format!(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata:
@@ -297,14 +307,11 @@ spec:
   containers:
   - name: c
     image: {image}
+    imagePullPolicy: Always
     command: ["sh", "-c", "sleep 3600"]
-"#,
-        base64::engine::general_purpose::STANDARD.encode(dockercfg)
+"#
     );
-    up.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
-    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/with-secret", "--timeout=90s"], None);
-    poll_until("logs", Duration::from_secs(20), || up.kubectl(&["logs", "with-secret"]).contains("private-ok").then_some(()));
-    // the same image without the secret: the registry says 401, the pod reports the pull failure
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&without));
     let reason = poll_until("pull without credentials fails", Duration::from_secs(60), || {
         let r = jsonpath(&up, &["get", "pod", "without-secret", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]);
         (r == "ErrImagePull" || r == "ImagePullBackOff").then_some(r)

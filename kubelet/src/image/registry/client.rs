@@ -57,12 +57,15 @@ pub struct FetchedManifest {
     pub content_type: Option<String>,
 }
 
-/// A registry client, shareable between concurrent pulls; caches auth headers per registry and repository.
+/// A registry client, shareable between concurrent pulls; caches auth headers per registry, repository and
+/// credentials.
 pub struct RegistryClient {
     http: reqwest::Client,
     config: RegistryConfig,
     /// (api host, repository) -> Authorization header that worked last.
-    auth_cache: Mutex<HashMap<(String, String), HeaderValue>>,
+    /// Keyed by registry, repository and the credentials that earned the header: a header one pod's pull
+    /// secret obtained is never sent for a pull with other (or no) credentials.
+    auth_cache: Mutex<HashMap<(String, String, u64), HeaderValue>>,
 }
 
 impl RegistryClient {
@@ -146,7 +149,7 @@ impl RegistryClient {
         Ok(resp)
     }
 
-    /// GET with the cached auth header; on 401 answers the challenge once and retries.
+    /// GET with the auth header cached for these credentials; on 401 answers the challenge once and retries.
     async fn get(
         &self,
         r: &Reference,
@@ -155,7 +158,7 @@ impl RegistryClient {
         range: Option<&str>,
         creds: Option<&Credentials>,
     ) -> Result<Response, RegistryError> {
-        let key = (r.api_host().to_string(), r.repository.clone());
+        let key = (r.api_host().to_string(), r.repository.clone(), creds_id(creds));
         let cached = self.auth_cache.lock().ok().and_then(|c| c.get(&key).cloned());
         let resp = self.send(r, url, accept, range, cached.as_ref()).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -291,4 +294,14 @@ async fn status_error(r: &Reference, url: &str, resp: Response) -> RegistryError
         return RegistryError::Unauthorized { registry: r.registry.clone(), status, detail: body.trim().to_string() };
     }
     RegistryError::Status { registry: r.registry.clone(), url: url.to_string(), status, body: body.trim().to_string() }
+}
+
+/// Which credentials an auth header was earned with (0: anonymous), for the cache key; a hash, so the cache
+/// holds no second copy of the password.
+fn creds_id(creds: Option<&Credentials>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Some(c) = creds else { return 0 };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&c.username, &c.password).hash(&mut h);
+    h.finish() | 1
 }
