@@ -29,6 +29,8 @@ fn args(dir: &Path, command: &[&str]) -> Args {
         log_max_bytes: 1 << 20,
         log_max_files: 2,
         pid_file: None,
+        stdin: false,
+        stdin_once: false,
         command: command.iter().map(|s| s.into()).collect(),
     }
 }
@@ -143,4 +145,39 @@ fn survives_its_launcher_and_stays_small() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).expect("term");
     let rec = poll_until("exit record", Duration::from_secs(10), || monitor::read_exit(&a.dir));
     assert_eq!((rec.exit_code, rec.signal), (143, Some(15)));
+}
+
+/// `stdin: true, stdinOnce: true`: what a client writes to the monitor's socket is the container's stdin, and
+/// the container reads end-of-file when that client hangs up (so `kubectl run -i` ends).
+#[test]
+fn stdin_socket_feeds_the_container_and_stdin_once_ends_it() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut a = args(tmp.path(), &["/bin/sh", "-c", "while read l; do echo \"got:$l\"; done; echo eof"]);
+    a.stdin = true;
+    a.stdin_once = true;
+    let pid = monitor::spawn(&bin(), &a).expect("spawn");
+    let _guard = Pids(vec![pid]);
+    let socket = a.dir.join(monitor::STDIN_SOCKET);
+    let mut c = std::os::unix::net::UnixStream::connect(&socket).expect("connect to the stdin socket");
+    c.write_all(b"one\ntwo\n").expect("write");
+    poll_until("both lines echoed", Duration::from_secs(10), || (log_records(&a.log).len() >= 2).then_some(()));
+    drop(c);
+    let rec = poll_until("exit after stdin closed", Duration::from_secs(10), || monitor::read_exit(&a.dir));
+    assert_eq!(rec.exit_code, 0);
+    let lines: Vec<String> = log_records(&a.log).into_iter().map(|(_, _, l)| l).collect();
+    assert_eq!(lines, vec!["got:one", "got:two", "eof"]);
+    assert!(!socket.exists(), "the socket goes with the container");
+}
+
+/// Without `stdin`, the container's stdin is /dev/null and there is no socket.
+#[test]
+fn no_stdin_means_end_of_file_at_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = args(tmp.path(), &["/bin/sh", "-c", "read l; echo \"read:$?\""]);
+    let pid = monitor::spawn(&bin(), &a).expect("spawn");
+    let _guard = Pids(vec![pid]);
+    assert!(!a.dir.join(monitor::STDIN_SOCKET).exists());
+    poll_until("exit", Duration::from_secs(10), || monitor::read_exit(&a.dir));
+    assert_eq!(log_records(&a.log).into_iter().map(|(_, _, l)| l).collect::<Vec<_>>(), vec!["read:1"]);
 }

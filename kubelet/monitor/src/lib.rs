@@ -13,6 +13,7 @@
 pub mod cri;
 mod process;
 pub mod resident;
+pub mod stdin;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub const EXIT_FILE: &str = "exit";
 pub const PID_FILE: &str = "monitor.pid";
 /// The container's pid, inside the monitor's directory.
 pub const CONTAINER_PID_FILE: &str = "container.pid";
+/// The socket that feeds the container's stdin (with `--stdin`), inside the monitor's directory.
+pub const STDIN_SOCKET: &str = "attach.sock";
 /// The monitor's own error log (what it could not do), inside its directory.
 pub const ERROR_LOG: &str = "monitor.log";
 
@@ -38,7 +41,7 @@ impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "rkube-monitor: {}; usage: rkube-monitor --dir DIR --log FILE [--log-max-bytes N] [--log-max-files N] [--pid-file FILE] -- COMMAND...",
+            "rkube-monitor: {}; usage: rkube-monitor --dir DIR --log FILE [--log-max-bytes N] [--log-max-files N] [--pid-file FILE] [--stdin [--stdin-once]] -- COMMAND...",
             self.0
         )
     }
@@ -58,6 +61,10 @@ pub struct Args {
     /// When set, the command only creates the container and writes its pid here (`runtime create
     /// --pid-file`); the monitor then waits for that pid (reparented to it) instead of the command.
     pub pid_file: Option<PathBuf>,
+    /// Give the container a stdin fed through [`STDIN_SOCKET`] (`stdin: true`).
+    pub stdin: bool,
+    /// Close that stdin when the first attached client hangs up (`stdinOnce: true`).
+    pub stdin_once: bool,
     pub command: Vec<OsString>,
 }
 
@@ -78,6 +85,12 @@ impl Args {
             v.push("--pid-file".into());
             v.push(p.clone().into());
         }
+        if self.stdin {
+            v.push("--stdin".into());
+        }
+        if self.stdin_once {
+            v.push("--stdin-once".into());
+        }
         v.push("--".into());
         v.extend(self.command.iter().cloned());
         v
@@ -87,6 +100,7 @@ impl Args {
         let usage = |m: String| UsageError(m);
         let (mut dir, mut log, mut pid_file) = (None, None, None);
         let (mut max_bytes, mut max_files) = (10 << 20, 5);
+        let (mut stdin, mut stdin_once) = (false, false);
         while let Some(a) = it.next() {
             let mut val = || it.next().ok_or_else(|| usage(format!("{} needs a value", a.to_string_lossy())));
             match a.to_str() {
@@ -99,6 +113,8 @@ impl Args {
                 Some("--log-max-files") => {
                     max_files = val()?.to_string_lossy().parse().map_err(|_| usage("--log-max-files is not a number".into()))?
                 }
+                Some("--stdin") => stdin = true,
+                Some("--stdin-once") => stdin_once = true,
                 Some("--") => break,
                 _ => return Err(usage(format!("unknown argument {:?}", a))),
             }
@@ -113,6 +129,8 @@ impl Args {
             log_max_bytes: max_bytes,
             log_max_files: max_files,
             pid_file,
+            stdin,
+            stdin_once,
             command,
         })
     }
@@ -130,6 +148,8 @@ mod tests {
             log_max_bytes: 1000,
             log_max_files: 2,
             pid_file: Some("/run/x/pid".into()),
+            stdin: true,
+            stdin_once: true,
             command: vec!["runc".into(), "create".into(), "--".into()],
         };
         assert_eq!(Args::parse(a.to_argv().into_iter()).expect("parse"), a);

@@ -12,7 +12,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cri::{rfc3339_nano, CriWriter, Stream};
-use crate::{Args, CONTAINER_PID_FILE, DETACHED_ENV, ERROR_LOG, EXIT_FILE, PID_FILE};
+use crate::stdin::StdinRelay;
+use crate::{Args, CONTAINER_PID_FILE, DETACHED_ENV, ERROR_LOG, EXIT_FILE, PID_FILE, STDIN_SOCKET};
 
 /// Size of the one read buffer (the CRI line limit; longer lines are split anyway).
 const READ_BUF: usize = 16 * 1024;
@@ -111,9 +112,21 @@ fn detached(args: &Args) -> i32 {
             return 1;
         }
     };
+    // stdin: true: the container reads a pipe this process feeds from the attach socket
+    let (mut relay, stdin) = if args.stdin {
+        match StdinRelay::bind(&args.dir, STDIN_SOCKET, args.stdin_once) {
+            Ok((relay, read)) => (Some(relay), Stdio::from(read)),
+            Err(e) => {
+                report(&format!("err make stdin socket {}: {e}", args.dir.join(STDIN_SOCKET).display()));
+                return 1;
+            }
+        }
+    } else {
+        (None, Stdio::null())
+    };
     let mut child = match Command::new(&args.command[0])
         .args(&args.command[1..])
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -162,17 +175,32 @@ fn detached(args: &Args) -> i32 {
         // drain whatever is readable; after the exit, only what is already buffered (timeout 0)
         let timeout = if exit.is_some() { PollTimeout::ZERO } else { PollTimeout::from(1000u16) };
         let mut ready = [false, false];
+        let mut polled = false;
         {
-            let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLIN), PollFd::new(err.as_fd(), PollFlags::POLLIN)];
-            let (first, n) = match open {
-                [true, true] => (0, 2),
-                [true, false] => (0, 1),
-                [false, true] => (1, 1),
-                [false, false] => (0, 0),
-            };
-            if n > 0 && poll(&mut fds[first..first + n], timeout).is_ok() {
-                for (i, fd) in fds[first..first + n].iter().enumerate() {
-                    ready[first + i] = fd.revents().is_some_and(|r| !r.is_empty());
+            let mut fds = Vec::with_capacity(4);
+            if open[0] {
+                fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
+            }
+            if open[1] {
+                fds.push(PollFd::new(err.as_fd(), PollFlags::POLLIN));
+            }
+            let pipes = fds.len();
+            if let Some(r) = relay.as_ref().filter(|_| exit.is_none()) {
+                r.interest(&mut fds);
+            }
+            if !fds.is_empty() && poll(&mut fds, timeout).is_ok() {
+                polled = true;
+                let revents: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+                drop(fds);
+                let mut k = 0;
+                for (s, is_open) in open.iter().enumerate() {
+                    if *is_open {
+                        ready[s] = !revents[k].is_empty();
+                        k += 1;
+                    }
+                }
+                if let Some(r) = relay.as_mut().filter(|_| exit.is_none()) {
+                    r.handle(&revents[pipes..], &mut buf);
                 }
             }
         }
@@ -192,7 +220,7 @@ fn detached(args: &Args) -> i32 {
             }
         }
         // reap: the container, the create command, and orphans reparented to us
-        let flags = if exit.is_none() && !open[0] && !open[1] { None } else { Some(WaitPidFlag::WNOHANG) };
+        let flags = if exit.is_none() && !polled && !open[0] && !open[1] { None } else { Some(WaitPidFlag::WNOHANG) };
         while let Ok(ws) = waitpid(None::<Pid>, flags) {
             match status_code(ws) {
                 Some((pid, code, sig)) if pid == target => {
@@ -212,6 +240,7 @@ fn detached(args: &Args) -> i32 {
                     eprintln!("rkube-monitor: write exit record in {}: {e}", args.dir.display());
                 }
                 let _ = fs::remove_file(args.dir.join(PID_FILE));
+                drop(relay.take()); // removes the socket
                 return 0;
             }
         } else if !open[0] && !open[1] && matches!(waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)), Err(nix::errno::Errno::ECHILD)) {

@@ -708,6 +708,8 @@ impl PodWorker {
             log_max_bytes: self.ctx.config.log_max_bytes,
             log_max_files: self.ctx.config.log_max_files,
             pid_file: Some(cdir.join("container.pid")),
+            stdin: c.stdin.unwrap_or(false),
+            stdin_once: c.stdin_once.unwrap_or(false),
             command: self.ctx.runtime.create_argv(&id, &bundle, &cdir.join("container.pid")),
         };
         if let Err(e) = monitor::spawn(&self.ctx.config.monitor_bin, &args) {

@@ -38,6 +38,8 @@ pub struct Target {
     /// The pod's network namespace (None for hostNetwork pods).
     pub netns: Option<PathBuf>,
     pub pod_uid: String,
+    /// The monitor's socket feeding the container's stdin, when the spec asked for one (`stdin: true`).
+    pub stdin_socket: Option<PathBuf>,
 }
 
 /// Why a pod or container cannot be reached; `code` is the HTTP status to answer with.
@@ -74,6 +76,7 @@ pub fn find_pod(env: &ExecEnv, ns: &str, pod: &str) -> Result<Target, LookupErro
         container_id: sandbox.id.clone(),
         log_path: None,
         bundle: None,
+        stdin_socket: None,
         netns: if sandbox.host_network { None } else { sandbox.netns.map(PathBuf::from) },
         pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
     })
@@ -83,14 +86,14 @@ pub fn find_pod(env: &ExecEnv, ns: &str, pod: &str) -> Result<Target, LookupErro
 pub fn find_container(env: &ExecEnv, ns: &str, pod: &str, container: &str) -> Result<Target, LookupError> {
     let (dir, v) = pod_dir_of(env, ns, pod)
         .ok_or_else(|| LookupError { code: 404, message: format!("pod {ns}/{pod} is not running on this node") })?;
-    let known = v
+    let Some(spec) = v
         .pointer("/spec/containers")
         .and_then(Value::as_array)
-        .map(|cs| cs.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(container)))
-        .unwrap_or(false);
-    if !known {
+        .and_then(|cs| cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(container)))
+    else {
         return Err(LookupError { code: 400, message: format!("container {container} is not valid for pod {pod}") });
-    }
+    };
+    let wants_stdin = spec.get("stdin").and_then(Value::as_bool).unwrap_or(false);
     let rec: ContainerRecord = std::fs::read(dir.join("containers").join(container).join("meta.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -102,6 +105,7 @@ pub fn find_container(env: &ExecEnv, ns: &str, pod: &str, container: &str) -> Re
     Ok(Target {
         log_path: Some(rec.log_path.clone()),
         bundle: Some(dir.join("containers").join(container).join("bundle")),
+        stdin_socket: wants_stdin.then(|| dir.join("containers").join(container).join("monitor").join(rkube_monitor::STDIN_SOCKET)),
         container_id: rec.id,
         netns: sandbox.and_then(|s| if s.host_network { None } else { s.netns.map(PathBuf::from) }),
         pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -372,15 +376,45 @@ async fn run_tty(env: &ExecEnv, target: &Target, command: &[String], mut io: Exe
     Ok(status.code().unwrap_or(128 + 9))
 }
 
+/// Connects to a monitor's stdin socket however deep its directory is (socket addresses hold 108 bytes): through
+/// `/proc/self/fd/<dir>/<name>`, as the monitor bound it.
+pub async fn connect_stdin(socket: &std::path::Path) -> std::io::Result<tokio::net::UnixStream> {
+    let dir = socket.parent().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path has no directory"))?;
+    let name = socket.file_name().and_then(|n| n.to_str()).unwrap_or(rkube_monitor::STDIN_SOCKET);
+    let dir_fd = std::fs::File::open(dir)?;
+    tokio::net::UnixStream::connect(rkube_monitor::stdin::short_socket_path(&dir_fd, name)).await
+}
+
 /// `attach`: what container `target` writes from now on, to `io.stdout` / `io.stderr` by the stream it was
-/// written to, until the container exits (or is replaced by a restart) or the client goes away. The monitor
+/// written to, until the container exits (or is replaced by a restart) or the client goes away; and with
+/// `io.stdin`, what the client sends goes to the container's stdin through its monitor's socket. The monitor
 /// owns the container's stdio and writes it to the CRI log, so the log is followed rather than the pipes.
 pub async fn follow_output(env: &ExecEnv, ns: &str, pod: &str, container: &str, target: &Target, mut io: ExecIo) -> Result<i32, String> {
     use crate::logs::read::{read_all, render_line};
     let Some(file) = target.log_path.clone() else {
         return Err(format!("container {container} in pod {pod} has no log to attach to"));
     };
+    // where "from now on" starts: before stdin connects, so nothing the container answers to it is missed
     let mut seen = read_all(&file).len();
+    if let (Some(mut rx), Some(socket)) = (io.stdin.take(), target.stdin_socket.clone()) {
+        match connect_stdin(&socket).await {
+            Ok(mut sock) => {
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    while let Some(chunk) = rx.recv().await {
+                        if sock.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                    // the client's stdin ended: hang up, so a stdinOnce container reads end-of-file
+                    let _ = sock.shutdown().await;
+                });
+            }
+            // stdinOnce and the first session is over (or the container closed its stdin): upstream attaches
+            // the output anyway and what is typed goes nowhere
+            Err(e) => tracing::info!(pod = %format!("{ns}/{pod}"), container, error = %e, "attach: the container's stdin is closed"),
+        }
+    }
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
     let mut checks = 0u32;
     loop {
@@ -399,6 +433,9 @@ pub async fn follow_output(env: &ExecEnv, ns: &str, pod: &str, container: &str, 
             Some(false) => io.cancel = None, // nobody can cancel any more; a spent receiver must not be polled again
             None => {}
         }
+        // is the container still the one attached to? asked before reading, so its last lines are sent
+        checks += 1;
+        let gone = checks % 5 == 0 && !matches!(find_container(env, ns, pod, container), Ok(t) if t.container_id == target.container_id);
         let lines = read_all(&file);
         if lines.len() < seen {
             seen = 0; // rotated
@@ -412,12 +449,8 @@ pub async fn follow_output(env: &ExecEnv, ns: &str, pod: &str, container: &str, 
             }
         }
         seen = lines.len();
-        checks += 1;
-        if checks % 5 == 0 {
-            match find_container(env, ns, pod, container) {
-                Ok(t) if t.container_id == target.container_id => {}
-                _ => return Ok(0),
-            }
+        if gone {
+            return Ok(0);
         }
     }
 }

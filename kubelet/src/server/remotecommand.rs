@@ -159,8 +159,9 @@ pub async fn exec_handler(
     serve_streams(req, opts, runner).await
 }
 
-/// `GET|POST /attach/{ns}/{pod}/{container}`: the container's output from now on, live, until it exits.
-/// rkube gives containers neither a stdin nor a terminal, so `-i` and `-t` are refused.
+/// `GET|POST /attach/{ns}/{pod}/{container}`: the container's output from now on, live, until it exits, and
+/// with `stdin=true` the client's input to the container's stdin (`stdin: true` in its spec). rkube gives
+/// containers no terminal, so `-t` is refused.
 pub async fn attach_handler(
     State(state): State<Arc<ServerState>>,
     Path((ns, pod, container)): Path<(String, String, String)>,
@@ -171,16 +172,16 @@ pub async fn attach_handler(
     if opts.tty {
         return plain(StatusCode::BAD_REQUEST, format!("Unable to use a TTY - container {container} did not allocate one"));
     }
-    if opts.stdin {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            format!("container {container} in pod {pod} has no stdin to attach to (rkube does not give containers a stdin yet); attach without -i"),
-        );
-    }
     let target = match exec::find_container(&state.exec, &ns, &pod, &container) {
         Ok(t) => t,
         Err(e) => return plain(StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST), e.message),
     };
+    if opts.stdin && target.stdin_socket.is_none() {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("container {container} in pod {pod} has no stdin: its spec does not set stdin: true; attach without -i"),
+        );
+    }
     let websocket = is_websocket(req.headers());
     tracing::info!(pod = %format!("{ns}/{pod}"), container, transport = if websocket { "websocket" } else { "spdy" }, "attach");
     let env = state.exec.clone();

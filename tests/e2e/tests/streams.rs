@@ -1,8 +1,8 @@
 //! Streaming subresources on `rkube up` with the real kubectl, old and new: 1.27 speaks SPDY/3.1 for
 //! everything; 1.33 uses WebSocket `v5.channel.k8s.io` for exec/cp and SPDY tunnelled in a WebSocket for
 //! port-forward. Covers `kubectl exec` (stdout, stderr, exit codes, `-i`, `-it` under a pty), `kubectl cp` both
-//! ways, `kubectl port-forward` to a busybox httpd, `kubectl logs -f`, and the errors kubectl prints for a bad
-//! container or pod.
+//! ways, `kubectl port-forward` to a busybox httpd, `kubectl logs -f`, `kubectl attach` (`-i` into a container's
+//! stdin), `kubectl run -i --rm`, and the errors kubectl prints for a bad container or pod.
 //!
 //! Needs root and the binaries: `cargo build -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`.
 
@@ -400,8 +400,78 @@ fn attach_streams_live_output_with_kubectl_127_and_133() {
         assert_eq!(num(&b), num(&a) + 1, "{kubectl}: consecutive live lines");
         drop(guard);
     }
-    // -i needs a container stdin, which rkube does not provide: said plainly
+    // -i needs a container created with stdin: true: said plainly
     let out = run(&up, KUBECTL_NEW, &["attach", "-i", "shell", "-c", "main"], Some(b""));
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("no stdin to attach to"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("does not set stdin: true"), "{}", text(&out.stderr));
+}
+
+/// `stdin: true`: `kubectl attach -i` types into the container's stdin (through the monitor's socket), and
+/// without stdinOnce the stdin stays open for the next attach; `kubectl run -i --rm` (stdinOnce) feeds a
+/// container, which reads end-of-file when kubectl's input ends, completes, and is deleted.
+#[test]
+fn attach_and_run_feed_a_containers_stdin_with_kubectl_127_and_133() {
+    let up = start();
+    let reader = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: reader
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    stdin: true
+    command: ["sh", "-c", "while read l; do echo \"got:$l\"; done; echo stdin-closed"]
+"#;
+    up.kubectl_ok(&["apply", "-f", "-"], Some(reader));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/reader", "--timeout=60s"], None);
+    for (i, kubectl) in [KUBECTL_OLD, KUBECTL_NEW].into_iter().enumerate() {
+        let mut child = Command::new(kubectl_bin(kubectl))
+            .args(["attach", "-i", "reader", "-c", "main"])
+            .env("KUBECONFIG", up.kubeconfig())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl attach -i");
+        let mut input = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let guard = ChildGuard::new(child, "kubectl attach -i");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        // kubectl sends stdin once its streams are up; a line typed before that waits in the pipe
+        let word = format!("hello-{i}");
+        input.write_all(format!("{word}\n").as_bytes()).expect("type a line");
+        input.flush().expect("flush");
+        let echoed = poll_until(&format!("{kubectl}: the container echoes what was typed"), Duration::from_secs(20), || {
+            rx.recv_timeout(Duration::from_millis(200)).ok().filter(|l| l.starts_with("got:"))
+        });
+        assert_eq!(echoed, format!("got:{word}"), "{kubectl}");
+        drop(guard); // ends kubectl; without stdinOnce the container's stdin stays open
+    }
+    let logs = up.kubectl(&["logs", "reader"]);
+    assert_eq!(logs.lines().collect::<Vec<_>>(), vec!["got:hello-0", "got:hello-1"], "both sessions reached one stdin");
+
+    for (i, kubectl) in [KUBECTL_OLD, KUBECTL_NEW].into_iter().enumerate() {
+        let name = format!("run-stdin-{i}");
+        let out = run(
+            &up,
+            kubectl,
+            &["run", &name, "-i", "--rm", "--restart=Never", "--image=busybox:latest", "--image-pull-policy=Never", "--", "sh", "-c", "read l; echo \"run-got:$l\"; cat; echo done"],
+            Some(b"abc\nmore\n"),
+        );
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{kubectl} run -i: {stdout} {}", text(&out.stderr));
+        assert!(stdout.contains("run-got:abc"), "{kubectl}: {stdout}");
+        assert!(stdout.contains("more\ndone"), "{kubectl}: cat read to end-of-file: {stdout}");
+        let left = up.kubectl(&["get", "pods", "--ignore-not-found", "-o", "name", &name]);
+        assert!(left.trim().is_empty() || left.contains("not found"), "{kubectl}: --rm deleted the pod: {left}");
+    }
 }
