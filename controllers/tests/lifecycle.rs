@@ -1,12 +1,13 @@
-//! StatefulSet, DaemonSet, Job, CronJob, Endpoints, default ServiceAccount, node loss → eviction →
-//! replacement, Foreground deletion and namespace cascade, against the real apiserver with simulated nodes.
+//! StatefulSet, DaemonSet, Job, CronJob (with concurrency policies and history limits), Endpoints, default
+//! ServiceAccount, node loss → eviction → replacement, Foreground deletion (owners wait for a held dependent)
+//! and namespace cascade, against the real apiserver with simulated nodes.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{create, is_ready, pods, test_config, wait_for, Cluster};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -437,9 +438,37 @@ async fn foreground_deletion_waits_for_dependents_and_namespace_deletion_cascade
         async move { (pods(&client, &ns).await.iter().filter(|p| is_ready(p)).count() == 2).then_some(()) }
     })
     .await;
+    // one pod holds on (a finalizer of ours): Foreground must keep the Deployment and its ReplicaSet until it goes
+    let papi: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
+    let all = pods(&cluster.client, &ns).await;
+    let held = all[0].name_any();
+    papi.patch(&held, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": ["rkube.test/hold"]}})))
+        .await
+        .expect("hold a pod");
     let (ok, out) = cluster.kubectl_async(&["-n", &ns, "delete", "deployment", "fg", "--cascade=foreground", "--wait=false"]).await;
     assert!(ok, "{out}");
     let dapi: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+    let rsapi: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_for("the other pod gone, the held one terminating", T, || {
+        let client = client.clone();
+        let ns = nsc.clone();
+        let held = held.clone();
+        async move {
+            let ps = pods(&client, &ns).await;
+            (ps.len() == 1 && ps[0].name_any() == held && ps[0].metadata.deletion_timestamp.is_some()).then_some(())
+        }
+    })
+    .await;
+    // blockOwnerDeletion: owners wait, marked for deletion and carrying foregroundDeletion, while a dependent lives
+    let d = dapi.get("fg").await.expect("deployment still there while a pod it owns (through its RS) lives");
+    assert!(d.metadata.deletion_timestamp.is_some());
+    assert!(d.finalizers().iter().any(|f| f == "foregroundDeletion"), "{:?}", d.finalizers());
+    let rss = rsapi.list(&Default::default()).await.expect("list rs").items;
+    assert_eq!(rss.len(), 1, "the ReplicaSet waits for its pod too");
+    assert!(rss[0].metadata.deletion_timestamp.is_some() && rss[0].finalizers().iter().any(|f| f == "foregroundDeletion"), "{:?}", rss[0].metadata);
+    papi.patch(&held, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": null}})))
+        .await
+        .expect("let the pod go");
     wait_for("deployment, replicaset and pods gone", T, || {
         let client = client.clone();
         let ns = nsc.clone();
@@ -475,4 +504,73 @@ async fn foreground_deletion_waits_for_dependents_and_namespace_deletion_cascade
         async move { napi.get_opt(&ns).await.ok()?.is_none().then_some(()) }
     })
     .await;
+}
+
+/// CronJob concurrencyPolicy and history limits over two real schedule times (every minute, so this takes up
+/// to two minutes): Allow starts a second Job beside the first, Forbid skips the run while its Job is active,
+/// Replace deletes the active Job and starts the new one, successfulJobsHistoryLimit 1 keeps only the newest
+/// finished Job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_concurrency_policies_and_history_limits() {
+    let cluster = Cluster::start(2).await;
+    let ns = cluster.namespace("rkc").await;
+    // the four are compared by schedule minute: create them all within one minute, not across a boundary
+    wait_for("a moment not just before a minute boundary", Duration::from_secs(10), || async {
+        use chrono::Timelike;
+        (chrono::Utc::now().second() < 55).then_some(())
+    })
+    .await;
+    for (name, policy, image, history) in
+        [("allow", "Allow", "run", 3), ("forbid", "Forbid", "run", 3), ("replace", "Replace", "run", 3), ("hist", "Allow", "succeed", 1)]
+    {
+        let _: CronJob = create(&cluster.client, &ns, json!({
+            "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
+            "spec": {"schedule": "* * * * *", "concurrencyPolicy": policy, "successfulJobsHistoryLimit": history,
+                     "jobTemplate": {"spec": {"template": template(name, image)}}}
+        }))
+        .await;
+    }
+    let api: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
+    let capi: Api<CronJob> = Api::namespaced(cluster.client.clone(), &ns);
+    let jobs_of = |cron: &'static str| {
+        let api = api.clone();
+        async move {
+            let mut names: Vec<String> = api
+                .list(&Default::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|j| j.metadata.deletion_timestamp.is_none())
+                .filter(|j| j.owner_references().iter().any(|o| o.name == cron))
+                .map(|j| j.name_any())
+                .collect();
+            names.sort(); // <cron>-<minutes since the epoch>: oldest first
+            names
+        }
+    };
+    let first = wait_for("the first run of allow", Duration::from_secs(90), || async { jobs_of("allow").await.first().cloned() }).await;
+    let second = wait_for("the second run of allow, beside the first", Duration::from_secs(90), || async {
+        let jobs = jobs_of("allow").await;
+        (jobs.len() == 2).then(|| jobs[1].clone())
+    })
+    .await;
+    assert_eq!(jobs_of("allow").await, vec![first.clone(), second.clone()], "Allow: both runs active");
+    let second_time = |cron: &str| second.replacen("allow", cron, 1);
+    wait_for("replace: only the second run left", T, || async { (jobs_of("replace").await == vec![second_time("replace")]).then_some(()) }).await;
+    // Forbid: the second schedule time is recorded as seen, and no Job made for it
+    let scheduled_minute: i64 = second.rsplit('-').next().and_then(|m| m.parse().ok()).expect("job name ends in minutes");
+    wait_for("forbid: lastScheduleTime moves to the second run", T, || {
+        let capi = capi.clone();
+        async move {
+            let t = capi.get("forbid").await.ok()?.status?.last_schedule_time?;
+            (t.0.as_second() / 60 >= scheduled_minute).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(jobs_of("forbid").await, vec![first.replacen("allow", "forbid", 1)], "Forbid: the first run still alone");
+    // history: both runs succeeded, only the newest is kept
+    wait_for("hist keeps only its newest finished job", T, || async { (jobs_of("hist").await == vec![second_time("hist")]).then_some(()) }).await;
+    let status = capi.get("hist").await.expect("hist").status.expect("status");
+    assert!(status.last_successful_time.is_some(), "lastSuccessfulTime set");
 }

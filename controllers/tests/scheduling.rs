@@ -1,5 +1,6 @@
 //! Scheduler against the real apiserver with simulated nodes: binding, kube-scheduler's FailedScheduling
-//! message, retry when a node appears, anti-affinity spreading, nodeName-pinned pods left alone.
+//! message, retry when a node appears, anti-affinity spreading, nodeName-pinned pods left alone, filters
+//! (taints, cordon, selectors, host ports) and the preferred-affinity scores.
 
 mod common;
 
@@ -207,4 +208,59 @@ async fn taints_cordon_node_selector_affinity_and_host_ports() {
     // port-b is still pending: its node never changed in a way that frees the port
     let papi: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
     assert!(papi.get("port-b").await.expect("port-b").spec.and_then(|s| s.node_name).is_none());
+}
+
+/// Scores among nodes that all pass the filters. Each preference here goes against least-allocated (it draws
+/// the pod to the busier node), so a scheduler that ignored it would place the pod elsewhere: preferred node
+/// affinity, preferred pod affinity (next to a pod), preferred pod anti-affinity (away from one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferred_node_and_pod_affinity_outweigh_free_resources() {
+    let cluster = Cluster::start(3).await;
+    let ns = cluster.namespace("rkp").await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(cluster.client.clone());
+    let pp = kube::api::PatchParams::default();
+    nodes.patch("node-1", &pp, &kube::api::Patch::Merge(&json!({"metadata": {"labels": {"zone": "b"}}}))).await.expect("label node-1");
+    let labelled = |name: &str, mem: &str, app: &str| {
+        let mut p = pod(name, mem);
+        p["metadata"]["labels"] = json!({"app": app});
+        p
+    };
+    for name in ["zb-0", "zb-1"] {
+        let mut p = labelled(name, "64Mi", "zoned");
+        p["spec"]["affinity"] = json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}}
+        ]}});
+        let _: Pod = create(&cluster.client, &ns, p).await;
+        // one after the other: the second sees the first's requests on node-1 and still prefers it
+        assert_eq!(node_of(&cluster, &ns, name).await, "node-1", "{name}: preferred zone b");
+    }
+    // node-0 half full (ballast) and holding the leader; node-2 nearly empty, holding a quiet pod
+    for (name, node, cpu, mem, app) in [("ballast", "node-0", "2", "4Gi", "ballast"), ("leader", "node-0", "100m", "64Mi", "leader"), ("quiet", "node-2", "100m", "64Mi", "quiet")] {
+        let mut p = labelled(name, mem, app);
+        p["spec"]["nodeName"] = json!(node);
+        p["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!(cpu);
+        let _: Pod = create(&cluster.client, &ns, p).await;
+    }
+    let term = |app: &str| json!({"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}});
+    let mut follower = labelled("follower", "64Mi", "follower");
+    follower["spec"]["affinity"] = json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [term("leader")]}});
+    let _: Pod = create(&cluster.client, &ns, follower).await;
+    assert_eq!(node_of(&cluster, &ns, "follower").await, "node-0", "preferred pod affinity: next to the leader, busy node or not");
+    // node-0 or node-2 only; it would rather not share a host with the quiet pod
+    let mut avoider = labelled("avoider", "64Mi", "avoider");
+    avoider["spec"]["affinity"] = json!({
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-0", "node-2"]}]}
+        ]}},
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [term("quiet")]}
+    });
+    let _: Pod = create(&cluster.client, &ns, avoider).await;
+    assert_eq!(node_of(&cluster, &ns, "avoider").await, "node-0", "preferred anti-affinity: away from the quiet pod, onto the busy node");
+    // the same pod without preferences goes where the resources are: the control for the two above
+    let mut plain = labelled("plain", "64Mi", "plain");
+    plain["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-0", "node-2"]}]}
+    ]}}});
+    let _: Pod = create(&cluster.client, &ns, plain).await;
+    assert_eq!(node_of(&cluster, &ns, "plain").await, "node-2", "no preference: least allocated");
 }
