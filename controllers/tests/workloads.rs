@@ -1,5 +1,6 @@
-//! ReplicaSet, Deployment (rolling update, Recreate, rollout undo via kubectl, restart survival),
-//! adoption/orphaning and cascading deletes against the real apiserver with simulated nodes.
+//! ReplicaSet, ReplicationController, Deployment (rolling update, Recreate, rollout undo via kubectl, restart
+//! survival, progress deadline), adoption/orphaning and cascading deletes against the real apiserver with
+//! simulated nodes.
 
 mod common;
 
@@ -306,4 +307,73 @@ async fn controller_restart_mid_rollout_finishes_without_extra_pods() {
     assert!(live.iter().all(|p| image_of(p) == "v:2"));
     let rs_api: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &ns);
     assert_eq!(rs_api.list(&Default::default()).await.expect("rs").items.len(), 2, "no duplicate ReplicaSet");
+}
+
+/// ReplicationController (equality selector): runs its replicas, owns them as kind ReplicationController,
+/// `kubectl scale rc` shrinks it; and a Deployment whose pods never get Ready fails its progressDeadlineSeconds
+/// with the condition and the `kubectl rollout status` error upstream reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_controller_scales_and_progress_deadline_is_reported() {
+    let cluster = Cluster::start(2).await;
+    let ns = cluster.namespace("rkrc").await;
+    let _: k8s_openapi::api::core::v1::ReplicationController = create(&cluster.client, &ns, json!({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": "rc"},
+        "spec": {"replicas": 3, "selector": {"app": "rc"},
+                 "template": {"metadata": {"labels": {"app": "rc"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}
+    }))
+    .await;
+    let client = cluster.client.clone();
+    let nsc = ns.clone();
+    let count_rc_pods = move || {
+        let client = client.clone();
+        let ns = nsc.clone();
+        async move {
+            pods(&client, &ns)
+                .await
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| p.metadata.owner_references.iter().flatten().any(|o| o.kind == "ReplicationController" && o.name == "rc" && o.controller == Some(true)))
+                .count()
+        }
+    };
+    let c = count_rc_pods.clone();
+    wait_for("3 pods owned by the ReplicationController", T, || {
+        let c = c.clone();
+        async move { (c().await == 3).then_some(()) }
+    })
+    .await;
+    let (ok, out) = cluster.kubectl_async(&["-n", &ns, "scale", "rc", "rc", "--replicas=1"]).await;
+    assert!(ok, "{out}");
+    let c = count_rc_pods.clone();
+    wait_for("scaled to 1", T, || {
+        let c = c.clone();
+        async move { (c().await == 1).then_some(()) }
+    })
+    .await;
+    let rcapi: Api<k8s_openapi::api::core::v1::ReplicationController> = Api::namespaced(cluster.client.clone(), &ns);
+    wait_for("rc status.replicas 1", T, || {
+        let rcapi = rcapi.clone();
+        async move { (rcapi.get("rc").await.ok()?.status?.replicas == 1).then_some(()) }
+    })
+    .await;
+
+    // pods Running but never Ready: after progressDeadlineSeconds the Deployment says so
+    let mut d = deployment("stuck", 1, "unready", json!({"type": "RollingUpdate"}));
+    d["spec"]["progressDeadlineSeconds"] = json!(2);
+    let _: Deployment = create(&cluster.client, &ns, d).await;
+    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+    let cond = wait_for("Progressing=False ProgressDeadlineExceeded", T, || {
+        let api = api.clone();
+        async move {
+            let d = api.get("stuck").await.ok()?;
+            d.status?.conditions?.into_iter().find(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+        }
+    })
+    .await;
+    assert_eq!(cond.status, "False");
+    assert!(cond.message.as_deref().unwrap_or_default().contains("has timed out progressing"), "{:?}", cond.message);
+    let (ok, out) = cluster.kubectl_async(&["-n", &ns, "rollout", "status", "deployment/stuck", "--timeout=20s"]).await;
+    assert!(!ok, "rollout status must fail: {out}");
+    assert!(out.contains("exceeded its progress deadline"), "{out}");
 }
