@@ -31,6 +31,7 @@ fn args(dir: &Path, command: &[&str]) -> Args {
         pid_file: None,
         stdin: false,
         stdin_once: false,
+        console_socket: None,
         command: command.iter().map(|s| s.into()).collect(),
     }
 }
@@ -147,37 +148,70 @@ fn survives_its_launcher_and_stays_small() {
     assert_eq!((rec.exit_code, rec.signal), (143, Some(15)));
 }
 
-/// `stdin: true, stdinOnce: true`: what a client writes to the monitor's socket is the container's stdin, and
-/// the container reads end-of-file when that client hangs up (so `kubectl run -i` ends).
+/// Frames from the attach socket until `want` of them have come.
+fn read_frames(c: &mut std::os::unix::net::UnixStream, want: usize) -> Vec<(u8, Vec<u8>)> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    while got.len() < want {
+        let mut chunk = [0u8; 4096];
+        let n = c.read(&mut chunk).expect("read attach socket");
+        assert!(n > 0, "socket closed after {got:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        got.extend(rkube_monitor::attach::decode(&mut buf).into_iter().map(|f| (f.kind, f.payload)));
+    }
+    got
+}
+
+/// `stdin: true, stdinOnce: true`: a client on the attach socket gets the container's output live (partial
+/// lines included) and types into its stdin; when that client's input ends the container reads
+/// end-of-file (so `kubectl run -i` ends), and the socket goes with the container.
 #[test]
-fn stdin_socket_feeds_the_container_and_stdin_once_ends_it() {
+fn attach_socket_streams_output_and_feeds_stdin_once() {
+    use rkube_monitor::attach::{encode, STDIN, STDIN_CLOSE, STDOUT};
     use std::io::Write;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut a = args(tmp.path(), &["/bin/sh", "-c", "while read l; do echo \"got:$l\"; done; echo eof"]);
+    let mut a = args(tmp.path(), &["/bin/sh", "-c", "while read l; do printf 'got:%s|' \"$l\"; done; echo eof"]);
     a.stdin = true;
     a.stdin_once = true;
     let pid = monitor::spawn(&bin(), &a).expect("spawn");
     let _guard = Pids(vec![pid]);
-    let socket = a.dir.join(monitor::STDIN_SOCKET);
-    let mut c = std::os::unix::net::UnixStream::connect(&socket).expect("connect to the stdin socket");
-    c.write_all(b"one\ntwo\n").expect("write");
-    poll_until("both lines echoed", Duration::from_secs(10), || (log_records(&a.log).len() >= 2).then_some(()));
-    drop(c);
+    let socket = a.dir.join(monitor::ATTACH_SOCKET);
+    let mut c = std::os::unix::net::UnixStream::connect(&socket).expect("connect to the attach socket");
+    let mut frames = Vec::new();
+    encode(STDIN, b"one\ntwo\n", &mut frames);
+    c.write_all(&frames).expect("write");
+    let mut out = Vec::new();
+    // no newline after either answer: only live output (not the line-based log) can show them now
+    while !String::from_utf8_lossy(&out).contains("got:two|") {
+        for (kind, data) in read_frames(&mut c, 1) {
+            assert_eq!(kind, STDOUT);
+            out.extend(data);
+        }
+    }
+    let mut close = Vec::new();
+    encode(STDIN_CLOSE, &[], &mut close);
+    c.write_all(&close).expect("close stdin");
+    while !String::from_utf8_lossy(&out).contains("eof") {
+        out.extend(read_frames(&mut c, 1).into_iter().flat_map(|(_, d)| d));
+    }
     let rec = poll_until("exit after stdin closed", Duration::from_secs(10), || monitor::read_exit(&a.dir));
     assert_eq!(rec.exit_code, 0);
+    let text = String::from_utf8_lossy(&out).to_string();
+    assert_eq!(text, "got:one|got:two|eof\n");
     let lines: Vec<String> = log_records(&a.log).into_iter().map(|(_, _, l)| l).collect();
-    assert_eq!(lines, vec!["got:one", "got:two", "eof"]);
-    assert!(!socket.exists(), "the socket goes with the container");
+    assert_eq!(lines, vec!["got:one|got:two|eof"], "the log has the same, as one line");
+    poll_until("socket removed", Duration::from_secs(5), || (!socket.exists()).then_some(()));
 }
 
-/// Without `stdin`, the container's stdin is /dev/null and there is no socket.
+/// Without `stdin`, the container's stdin is /dev/null.
 #[test]
 fn no_stdin_means_end_of_file_at_once() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let a = args(tmp.path(), &["/bin/sh", "-c", "read l; echo \"read:$?\""]);
     let pid = monitor::spawn(&bin(), &a).expect("spawn");
     let _guard = Pids(vec![pid]);
-    assert!(!a.dir.join(monitor::STDIN_SOCKET).exists());
     poll_until("exit", Duration::from_secs(10), || monitor::read_exit(&a.dir));
     assert_eq!(log_records(&a.log).into_iter().map(|(_, _, l)| l).collect::<Vec<_>>(), vec!["read:1"]);
 }

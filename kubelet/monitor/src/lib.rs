@@ -1,19 +1,21 @@
 //! rkube's per-container monitor (`rkube-monitor`, conmon-like). It detaches from the kubelet (re-executes
 //! itself in a new session), becomes a child subreaper, starts the container's create command with its stdout
-//! and stderr on pipes it holds, writes what comes out as CRI log lines with rotation ([`cri`]), and records the
-//! container's exit code in `<dir>/exit` when it ends. So a container keeps running, logging and having its
+//! and stderr on pipes it holds (or a pty, for `tty: true`), writes what comes out as CRI log lines with
+//! rotation ([`cri`]) and to clients attached on `<dir>/attach.sock` ([`attach`], which also feeds the
+//! container's stdin), and records the container's exit code in `<dir>/exit` when it ends. So a container keeps running, logging and having its
 //! exit recorded while the kubelet restarts or crashes; the restarted kubelet finds `<dir>/monitor.pid` and
 //! `<dir>/exit`.
 //!
 //! One of these runs per container, so it must stay small: no async runtime, no threads, one `poll` loop over
-//! two pipes, one reused 16 KiB read buffer, no per-line allocation or formatting machinery. This crate holds
+//! the output pipes (or pty) and the attach socket, one reused 16 KiB read buffer, no per-line allocation or
+//! formatting machinery. This crate holds
 //! only the monitor process and its wire format (arguments, files); the kubelet side (starting one, reading
 //! its records) is `rkube_kubelet::monitor`.
 
+pub mod attach;
 pub mod cri;
 mod process;
 pub mod resident;
-pub mod stdin;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -28,8 +30,8 @@ pub const EXIT_FILE: &str = "exit";
 pub const PID_FILE: &str = "monitor.pid";
 /// The container's pid, inside the monitor's directory.
 pub const CONTAINER_PID_FILE: &str = "container.pid";
-/// The socket that feeds the container's stdin (with `--stdin`), inside the monitor's directory.
-pub const STDIN_SOCKET: &str = "attach.sock";
+/// The socket `kubectl attach` goes through (live output; stdin with `--stdin`), inside the monitor's directory.
+pub const ATTACH_SOCKET: &str = "attach.sock";
 /// The monitor's own error log (what it could not do), inside its directory.
 pub const ERROR_LOG: &str = "monitor.log";
 
@@ -41,7 +43,7 @@ impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "rkube-monitor: {}; usage: rkube-monitor --dir DIR --log FILE [--log-max-bytes N] [--log-max-files N] [--pid-file FILE] [--stdin [--stdin-once]] -- COMMAND...",
+            "rkube-monitor: {}; usage: rkube-monitor --dir DIR --log FILE [--log-max-bytes N] [--log-max-files N] [--pid-file FILE] [--stdin [--stdin-once]] [--console-socket PATH] -- COMMAND...",
             self.0
         )
     }
@@ -61,10 +63,13 @@ pub struct Args {
     /// When set, the command only creates the container and writes its pid here (`runtime create
     /// --pid-file`); the monitor then waits for that pid (reparented to it) instead of the command.
     pub pid_file: Option<PathBuf>,
-    /// Give the container a stdin fed through [`STDIN_SOCKET`] (`stdin: true`).
+    /// Give the container a stdin fed through [`ATTACH_SOCKET`] (`stdin: true`).
     pub stdin: bool,
-    /// Close that stdin when the first attached client hangs up (`stdinOnce: true`).
+    /// Close that stdin when the first attached client that used it is done (`stdinOnce: true`).
     pub stdin_once: bool,
+    /// `tty: true`: listen here for the pty master the command (`create --console-socket` the same path)
+    /// sends; the container's output is then read from that master, and its stdin written to it.
+    pub console_socket: Option<PathBuf>,
     pub command: Vec<OsString>,
 }
 
@@ -91,6 +96,10 @@ impl Args {
         if self.stdin_once {
             v.push("--stdin-once".into());
         }
+        if let Some(p) = &self.console_socket {
+            v.push("--console-socket".into());
+            v.push(p.clone().into());
+        }
         v.push("--".into());
         v.extend(self.command.iter().cloned());
         v
@@ -98,7 +107,7 @@ impl Args {
 
     pub fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Self, UsageError> {
         let usage = |m: String| UsageError(m);
-        let (mut dir, mut log, mut pid_file) = (None, None, None);
+        let (mut dir, mut log, mut pid_file, mut console_socket) = (None, None, None, None);
         let (mut max_bytes, mut max_files) = (10 << 20, 5);
         let (mut stdin, mut stdin_once) = (false, false);
         while let Some(a) = it.next() {
@@ -107,6 +116,7 @@ impl Args {
                 Some("--dir") => dir = Some(PathBuf::from(val()?)),
                 Some("--log") => log = Some(PathBuf::from(val()?)),
                 Some("--pid-file") => pid_file = Some(PathBuf::from(val()?)),
+                Some("--console-socket") => console_socket = Some(PathBuf::from(val()?)),
                 Some("--log-max-bytes") => {
                     max_bytes = val()?.to_string_lossy().parse().map_err(|_| usage("--log-max-bytes is not a number".into()))?
                 }
@@ -131,6 +141,7 @@ impl Args {
             pid_file,
             stdin,
             stdin_once,
+            console_socket,
             command,
         })
     }
@@ -150,6 +161,7 @@ mod tests {
             pid_file: Some("/run/x/pid".into()),
             stdin: true,
             stdin_once: true,
+            console_socket: Some("/run/x/tty.sock".into()),
             command: vec!["runc".into(), "create".into(), "--".into()],
         };
         assert_eq!(Args::parse(a.to_argv().into_iter()).expect("parse"), a);

@@ -3,7 +3,9 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -12,8 +14,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cri::{rfc3339_nano, CriWriter, Stream};
-use crate::stdin::StdinRelay;
-use crate::{Args, CONTAINER_PID_FILE, DETACHED_ENV, ERROR_LOG, EXIT_FILE, PID_FILE, STDIN_SOCKET};
+use crate::attach::{AttachServer, Stdin};
+use crate::{Args, ATTACH_SOCKET, CONTAINER_PID_FILE, DETACHED_ENV, ERROR_LOG, EXIT_FILE, PID_FILE};
 
 /// Size of the one read buffer (the CRI line limit; longer lines are split anyway).
 const READ_BUF: usize = 16 * 1024;
@@ -113,20 +115,34 @@ fn detached(args: &Args) -> i32 {
         }
     };
     // stdin: true: the container reads a pipe this process feeds from the attach socket
-    let (mut relay, stdin) = if args.stdin {
-        match StdinRelay::bind(&args.dir, STDIN_SOCKET, args.stdin_once) {
-            Ok((relay, read)) => (Some(relay), Stdio::from(read)),
+    let (stdin_read, stdin_write) = if args.stdin && args.console_socket.is_none() {
+        match crate::attach::stdin_pipe() {
+            Ok((r, w)) => (Some(r), Some(w)),
             Err(e) => {
-                report(&format!("err make stdin socket {}: {e}", args.dir.join(STDIN_SOCKET).display()));
+                report(&format!("err make stdin pipe: {e}"));
                 return 1;
             }
         }
     } else {
-        (None, Stdio::null())
+        (None, None)
+    };
+    // tty: true: the create command sends the pty master over this socket
+    let console = match &args.console_socket {
+        Some(p) => {
+            let _ = fs::remove_file(p);
+            match UnixListener::bind(p) {
+                Ok(l) => Some((l, p)),
+                Err(e) => {
+                    report(&format!("err listen on console socket {}: {e}", p.display()));
+                    return 1;
+                }
+            }
+        }
+        None => None,
     };
     let mut child = match Command::new(&args.command[0])
         .args(&args.command[1..])
-        .stdin(stdin)
+        .stdin(stdin_read.map(Stdio::from).unwrap_or_else(Stdio::null))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -137,9 +153,27 @@ fn detached(args: &Args) -> i32 {
             return 1;
         }
     };
-    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         report("err no stdio pipes");
         return 1;
+    };
+    let (mut out, mut err) = (File::from(OwnedFd::from(out)), File::from(OwnedFd::from(err)));
+    let master = match console {
+        None => None,
+        Some((listener, path)) => {
+            let got = receive_master(&listener, &mut child);
+            let _ = fs::remove_file(path);
+            match got {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = child.wait();
+                    let mut msg = Vec::new();
+                    let _ = err.read_to_end(&mut msg);
+                    report(&format!("err no terminal from the create command ({e}): {}", String::from_utf8_lossy(&msg).replace('\n', " ").trim()));
+                    return 1;
+                }
+            }
+        }
     };
     let target = match &args.pid_file {
         None => child.id() as i32,
@@ -162,6 +196,29 @@ fn detached(args: &Args) -> i32 {
         }
     };
     drop(child);
+    // with a terminal the container's output is the pty master's; the pipes only carried the create command's
+    let mut streams: [Option<File>; 2] = match &master {
+        Some(m) => match m.try_clone() {
+            Ok(m) => [Some(m), None],
+            Err(e) => {
+                report(&format!("err dup pty master: {e}"));
+                return 1;
+            }
+        },
+        None => [Some(out), Some(err)],
+    };
+    let stdin = match (master, stdin_write) {
+        (Some(m), _) => Stdin::Tty(m),
+        (None, Some(w)) => Stdin::Pipe(w),
+        (None, None) => Stdin::None,
+    };
+    let mut attach = match AttachServer::bind(&args.dir, ATTACH_SOCKET, stdin, args.stdin_once) {
+        Ok(a) => a,
+        Err(e) => {
+            report(&format!("err listen on attach socket {}: {e}", args.dir.join(ATTACH_SOCKET).display()));
+            return 1;
+        }
+    };
     let _ = write_atomic(&args.dir.join(PID_FILE), std::process::id().to_string().as_bytes());
     let _ = write_atomic(&args.dir.join(CONTAINER_PID_FILE), target.to_string().as_bytes());
     report(&format!("ok {target}"));
@@ -169,27 +226,27 @@ fn detached(args: &Args) -> i32 {
     crate::resident::drop_startup_text();
 
     let mut buf = vec![0u8; READ_BUF];
-    let mut open = [true, true];
     let mut exit: Option<(i32, Option<i32>)> = None;
     loop {
-        // drain whatever is readable; after the exit, only what is already buffered (timeout 0)
-        let timeout = if exit.is_some() { PollTimeout::ZERO } else { PollTimeout::from(1000u16) };
+        let open = [streams[0].is_some(), streams[1].is_some()];
+        // drain whatever is readable; after the exit, only what is already buffered (timeout 0). With both
+        // outputs closed, poll briefly: the exit that usually follows is only seen by waitpid.
+        let timeout = match (exit.is_some(), open) {
+            (true, _) => PollTimeout::ZERO,
+            (false, [false, false]) => PollTimeout::from(100u16),
+            (false, _) => PollTimeout::from(1000u16),
+        };
         let mut ready = [false, false];
-        let mut polled = false;
         {
             let mut fds = Vec::with_capacity(4);
-            if open[0] {
-                fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
+            for f in streams.iter().flatten() {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
             }
-            if open[1] {
-                fds.push(PollFd::new(err.as_fd(), PollFlags::POLLIN));
-            }
-            let pipes = fds.len();
-            if let Some(r) = relay.as_ref().filter(|_| exit.is_none()) {
-                r.interest(&mut fds);
+            let outputs = fds.len();
+            if exit.is_none() {
+                attach.interest(&mut fds);
             }
             if !fds.is_empty() && poll(&mut fds, timeout).is_ok() {
-                polled = true;
                 let revents: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
                 drop(fds);
                 let mut k = 0;
@@ -199,29 +256,30 @@ fn detached(args: &Args) -> i32 {
                         k += 1;
                     }
                 }
-                if let Some(r) = relay.as_mut().filter(|_| exit.is_none()) {
-                    r.handle(&revents[pipes..], &mut buf);
+                if exit.is_none() {
+                    attach.handle(&revents[outputs..], &mut buf);
                 }
             }
         }
         for s in 0..2 {
-            if !ready[s] {
-                continue;
-            }
-            let (stream, n) = if s == 0 { (Stream::Stdout, out.read(&mut buf)) } else { (Stream::Stderr, err.read(&mut buf)) };
-            match n {
+            let Some(f) = streams[s].as_mut().filter(|_| ready[s]) else { continue };
+            let (stream, kind) = if s == 0 { (Stream::Stdout, crate::attach::STDOUT) } else { (Stream::Stderr, crate::attach::STDERR) };
+            match f.read(&mut buf) {
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {}
+                // end of file, or EIO from a pty master once the container's side is closed
                 Ok(0) | Err(_) => {
-                    open[s] = false;
+                    streams[s] = None;
                     let _ = log.flush_stream(stream);
                 }
                 Ok(n) => {
                     let _ = log.write(stream, &buf[..n]);
+                    attach.broadcast(kind, &buf[..n]);
                 }
             }
         }
+        let open = [streams[0].is_some(), streams[1].is_some()];
         // reap: the container, the create command, and orphans reparented to us
-        let flags = if exit.is_none() && !polled && !open[0] && !open[1] { None } else { Some(WaitPidFlag::WNOHANG) };
-        while let Ok(ws) = waitpid(None::<Pid>, flags) {
+        while let Ok(ws) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
             match status_code(ws) {
                 Some((pid, code, sig)) if pid == target => {
                     exit = Some((code, sig));
@@ -240,7 +298,7 @@ fn detached(args: &Args) -> i32 {
                     eprintln!("rkube-monitor: write exit record in {}: {e}", args.dir.display());
                 }
                 let _ = fs::remove_file(args.dir.join(PID_FILE));
-                drop(relay.take()); // removes the socket
+                attach.close(); // last output to attached clients, then the socket goes
                 return 0;
             }
         } else if !open[0] && !open[1] && matches!(waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)), Err(nix::errno::Errno::ECHILD)) {
@@ -249,6 +307,21 @@ fn detached(args: &Args) -> i32 {
             let at = rfc3339_nano(std::time::SystemTime::now());
             let _ = write_atomic(&args.dir.join(EXIT_FILE), format!("{{\"exitCode\":-1,\"signal\":null,\"finishedAt\":\"{at}\"}}").as_bytes());
             return 1;
+        }
+    }
+}
+
+/// Waits for the create command to connect to the console socket and send the pty master, or to end first.
+fn receive_master(listener: &UnixListener, child: &mut std::process::Child) -> std::io::Result<File> {
+    loop {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::from(100u16))?;
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            let (sock, _) = listener.accept()?;
+            return crate::attach::recv_pty_master(&sock);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(std::io::Error::other(format!("it ended ({status}) without connecting")));
         }
     }
 }

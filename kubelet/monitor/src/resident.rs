@@ -4,8 +4,8 @@
 //! drops the page-table entries of its clean file mappings; the pages stay in the page cache (shared with
 //! every other monitor) and come back on the next touch.
 //!
-//! The runtime's pause process does the same (`rkube_runtime::sys::drop_clean_file_pages`). This is the only
-//! unsafe code of the crate.
+//! The runtime's pause process does the same (`rkube_runtime::sys::drop_clean_file_pages`). The other unsafe
+//! code of the crate is two calls in `attach` (TIOCSWINSZ, taking a received descriptor).
 
 /// Mappings of files that are private, not writable, and hold no copy-on-write page (`Anonymous: 0 kB` in
 /// `/proc/self/smaps`): dropping their pages loses nothing. Returns (start, length) pairs.

@@ -202,13 +202,19 @@ pub fn oci_config(input: &SpecInput) -> Result<Value, super::quantity::QuantityE
             "syscalls": [{"names": SECCOMP_DENY, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
         });
     }
+    let tty = input.container.tty.unwrap_or(false);
+    let mut env = process_env(input.image, input.env, &hostname);
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into()); // as containerd's CRI does for a tty
+    }
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            // tty: true: the monitor gets the pty master over --console-socket (see rkube_monitor::attach)
+            "terminal": tty,
             "user": {"uid": sec.uid, "gid": sec.gid, "additionalGids": sec.additional_gids},
             "args": args,
-            "env": process_env(input.image, input.env, &hostname),
+            "env": env,
             "cwd": cwd,
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []

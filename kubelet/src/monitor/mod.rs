@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
 
-pub use rkube_monitor::{Args, CONTAINER_PID_FILE, DETACHED_ENV, EXIT_FILE, PID_FILE, STDIN_SOCKET};
+pub use rkube_monitor::{Args, ATTACH_SOCKET, CONTAINER_PID_FILE, DETACHED_ENV, EXIT_FILE, PID_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {

@@ -702,6 +702,17 @@ impl PodWorker {
         if let Some(p) = log_path.parent() {
             let _ = fs::create_dir_all(p);
         }
+        // tty: true: the runtime's create hands the pty master to the monitor over this socket. Socket
+        // addresses hold 108 bytes, so it lives under a short name in the kubelet's root, not in the pod dir.
+        let console_socket = c.tty.unwrap_or(false).then(|| self.ctx.config.root_dir.join("tty").join(format!("{}.sock", short_hash(&id))));
+        if let Some(p) = console_socket.as_ref().and_then(|p| p.parent()) {
+            let _ = fs::create_dir_all(p);
+        }
+        let mut command = self.ctx.runtime.create_argv(&id, &bundle, &cdir.join("container.pid"));
+        if let Some(p) = &console_socket {
+            command.push("--console-socket".into());
+            command.push(p.into());
+        }
         let args = monitor::Args {
             dir: mdir.clone(),
             log: log_path.clone(),
@@ -710,7 +721,8 @@ impl PodWorker {
             pid_file: Some(cdir.join("container.pid")),
             stdin: c.stdin.unwrap_or(false),
             stdin_once: c.stdin_once.unwrap_or(false),
-            command: self.ctx.runtime.create_argv(&id, &bundle, &cdir.join("container.pid")),
+            console_socket,
+            command,
         };
         if let Err(e) = monitor::spawn(&self.ctx.config.monitor_bin, &args) {
             let _ = self.ctx.runtime.delete(&id);
@@ -901,4 +913,12 @@ fn remove_tree(dir: &Path) {
         }
     }
     let _ = fs::remove_dir(dir);
+}
+
+/// 16 hex digits naming `s` (a container id) where a path must stay short.
+fn short_hash(s: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    format!("{:016x}", h.finish())
 }

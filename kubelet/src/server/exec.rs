@@ -38,8 +38,11 @@ pub struct Target {
     /// The pod's network namespace (None for hostNetwork pods).
     pub netns: Option<PathBuf>,
     pub pod_uid: String,
-    /// The monitor's socket feeding the container's stdin, when the spec asked for one (`stdin: true`).
-    pub stdin_socket: Option<PathBuf>,
+    /// The monitor's attach socket (None for a pod's sandbox).
+    pub attach_socket: Option<PathBuf>,
+    /// The spec's `stdin` and `tty`: what attach may use.
+    pub stdin: bool,
+    pub tty: bool,
 }
 
 /// Why a pod or container cannot be reached; `code` is the HTTP status to answer with.
@@ -76,7 +79,9 @@ pub fn find_pod(env: &ExecEnv, ns: &str, pod: &str) -> Result<Target, LookupErro
         container_id: sandbox.id.clone(),
         log_path: None,
         bundle: None,
-        stdin_socket: None,
+        attach_socket: None,
+        stdin: false,
+        tty: false,
         netns: if sandbox.host_network { None } else { sandbox.netns.map(PathBuf::from) },
         pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
     })
@@ -93,7 +98,8 @@ pub fn find_container(env: &ExecEnv, ns: &str, pod: &str, container: &str) -> Re
     else {
         return Err(LookupError { code: 400, message: format!("container {container} is not valid for pod {pod}") });
     };
-    let wants_stdin = spec.get("stdin").and_then(Value::as_bool).unwrap_or(false);
+    let flag = |k: &str| spec.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let (stdin, tty) = (flag("stdin"), flag("tty"));
     let rec: ContainerRecord = std::fs::read(dir.join("containers").join(container).join("meta.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -105,7 +111,9 @@ pub fn find_container(env: &ExecEnv, ns: &str, pod: &str, container: &str) -> Re
     Ok(Target {
         log_path: Some(rec.log_path.clone()),
         bundle: Some(dir.join("containers").join(container).join("bundle")),
-        stdin_socket: wants_stdin.then(|| dir.join("containers").join(container).join("monitor").join(rkube_monitor::STDIN_SOCKET)),
+        attach_socket: Some(dir.join("containers").join(container).join("monitor").join(rkube_monitor::ATTACH_SOCKET)),
+        stdin,
+        tty,
         container_id: rec.id,
         netns: sandbox.and_then(|s| if s.host_network { None } else { s.netns.map(PathBuf::from) }),
         pod_uid: v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -376,83 +384,90 @@ async fn run_tty(env: &ExecEnv, target: &Target, command: &[String], mut io: Exe
     Ok(status.code().unwrap_or(128 + 9))
 }
 
-/// Connects to a monitor's stdin socket however deep its directory is (socket addresses hold 108 bytes): through
-/// `/proc/self/fd/<dir>/<name>`, as the monitor bound it.
-pub async fn connect_stdin(socket: &std::path::Path) -> std::io::Result<tokio::net::UnixStream> {
+/// Connects to a monitor's attach socket however deep its directory is (socket addresses hold 108 bytes):
+/// through `/proc/self/fd/<dir>/<name>`, as the monitor bound it.
+pub async fn connect_attach(socket: &std::path::Path) -> std::io::Result<tokio::net::UnixStream> {
     let dir = socket.parent().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "socket path has no directory"))?;
-    let name = socket.file_name().and_then(|n| n.to_str()).unwrap_or(rkube_monitor::STDIN_SOCKET);
+    let name = socket.file_name().and_then(|n| n.to_str()).unwrap_or(rkube_monitor::ATTACH_SOCKET);
     let dir_fd = std::fs::File::open(dir)?;
-    tokio::net::UnixStream::connect(rkube_monitor::stdin::short_socket_path(&dir_fd, name)).await
+    tokio::net::UnixStream::connect(rkube_monitor::attach::short_socket_path(&dir_fd, name)).await
 }
 
-/// `attach`: what container `target` writes from now on, to `io.stdout` / `io.stderr` by the stream it was
-/// written to, until the container exits (or is replaced by a restart) or the client goes away; and with
-/// `io.stdin`, what the client sends goes to the container's stdin through its monitor's socket. The monitor
-/// owns the container's stdio and writes it to the CRI log, so the log is followed rather than the pipes.
-pub async fn follow_output(env: &ExecEnv, ns: &str, pod: &str, container: &str, target: &Target, mut io: ExecIo) -> Result<i32, String> {
-    use crate::logs::read::{read_all, render_line};
-    let Some(file) = target.log_path.clone() else {
-        return Err(format!("container {container} in pod {pod} has no log to attach to"));
+/// `attach`: through the container's monitor ([`rkube_monitor::attach`]), what the container writes from now
+/// on, live, to `io.stdout` / `io.stderr` by stream (stderr to stdout when the client did not ask for it
+/// apart); `io.stdin` to the container's stdin and `io.resize` to its terminal. Ends when the container does
+/// (the monitor closes the socket) or the client goes away.
+pub async fn attach(target: &Target, mut io: ExecIo) -> Result<i32, String> {
+    use rkube_monitor::attach::{decode, encode, RESIZE, STDERR, STDIN, STDIN_CLOSE, STDOUT};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(socket) = target.attach_socket.clone() else {
+        return Err(format!("container {} has no monitor to attach to", target.container_id));
     };
-    // where "from now on" starts: before stdin connects, so nothing the container answers to it is missed
-    let mut seen = read_all(&file).len();
-    if let (Some(mut rx), Some(socket)) = (io.stdin.take(), target.stdin_socket.clone()) {
-        match connect_stdin(&socket).await {
-            Ok(mut sock) => {
-                tokio::spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    while let Some(chunk) = rx.recv().await {
-                        if sock.write_all(&chunk).await.is_err() {
-                            return;
-                        }
+    let sock = connect_attach(&socket)
+        .await
+        .map_err(|e| format!("attach to container {}: its monitor's socket {}: {e}", target.container_id, socket.display()))?;
+    let (mut rd, mut wr) = sock.into_split();
+    let (mut stdin, mut resize) = (io.stdin.take(), io.resize.take());
+    // The write half stays open until the end: closing it would be a hang-up, and the output must keep coming
+    // after the client's input has ended.
+    let writer = tokio::spawn(async move {
+        let mut frame = Vec::new();
+        while stdin.is_some() || resize.is_some() {
+            frame.clear();
+            tokio::select! {
+                chunk = async { stdin.as_mut()?.recv().await.map(Some) }, if stdin.is_some() => match chunk {
+                    Some(Some(c)) => encode(STDIN, &c, &mut frame),
+                    _ => {
+                        stdin = None;
+                        encode(STDIN_CLOSE, &[], &mut frame);
                     }
-                    // the client's stdin ended: hang up, so a stdinOnce container reads end-of-file
-                    let _ = sock.shutdown().await;
-                });
+                },
+                size = async { resize.as_mut()?.recv().await }, if resize.is_some() => match size {
+                    Some(sz) => {
+                        let mut p = sz.width.to_be_bytes().to_vec();
+                        p.extend_from_slice(&sz.height.to_be_bytes());
+                        encode(RESIZE, &p, &mut frame);
+                    }
+                    None => resize = None,
+                },
             }
-            // stdinOnce and the first session is over (or the container closed its stdin): upstream attaches
-            // the output anyway and what is typed goes nowhere
-            Err(e) => tracing::info!(pod = %format!("{ns}/{pod}"), container, error = %e, "attach: the container's stdin is closed"),
+            if !frame.is_empty() && wr.write_all(&frame).await.is_err() {
+                break;
+            }
         }
-    }
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-    let mut checks = 0u32;
+        std::future::pending::<()>().await;
+        drop(wr);
+    });
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        let cancelled = match io.cancel.as_mut() {
+        let n = match io.cancel.as_mut() {
             Some(c) => tokio::select! {
-                _ = tick.tick() => None,
-                r = c => Some(r.is_ok()),
+                n = rd.read(&mut chunk) => n,
+                _ = c => break,
             },
-            None => {
-                tick.tick().await;
-                None
-            }
+            None => rd.read(&mut chunk).await,
         };
-        match cancelled {
-            Some(true) => return Ok(0),
-            Some(false) => io.cancel = None, // nobody can cancel any more; a spent receiver must not be polled again
-            None => {}
+        match n {
+            Ok(0) | Err(_) => break, // the container ended: its monitor closed the socket
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
-        // is the container still the one attached to? asked before reading, so its last lines are sent
-        checks += 1;
-        let gone = checks % 5 == 0 && !matches!(find_container(env, ns, pod, container), Ok(t) if t.container_id == target.container_id);
-        let lines = read_all(&file);
-        if lines.len() < seen {
-            seen = 0; // rotated
-        }
-        for l in &lines[seen..] {
-            let tx = if l.stream == "stderr" { io.stderr.as_ref().or(io.stdout.as_ref()) } else { io.stdout.as_ref() };
+        for f in decode(&mut buf) {
+            let tx = match f.kind {
+                STDOUT => io.stdout.as_ref(),
+                STDERR => io.stderr.as_ref().or(io.stdout.as_ref()),
+                _ => None,
+            };
             if let Some(tx) = tx {
-                if tx.send(Bytes::from(render_line(l, false))).await.is_err() {
+                if tx.send(Bytes::from(f.payload)).await.is_err() {
+                    writer.abort();
                     return Ok(0);
                 }
             }
         }
-        seen = lines.len();
-        if gone {
-            return Ok(0);
-        }
     }
+    writer.abort();
+    Ok(0)
 }
 
 struct RemoveOnDrop(PathBuf);

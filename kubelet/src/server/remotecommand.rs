@@ -159,9 +159,9 @@ pub async fn exec_handler(
     serve_streams(req, opts, runner).await
 }
 
-/// `GET|POST /attach/{ns}/{pod}/{container}`: the container's output from now on, live, until it exits, and
-/// with `stdin=true` the client's input to the container's stdin (`stdin: true` in its spec). rkube gives
-/// containers no terminal, so `-t` is refused.
+/// `GET|POST /attach/{ns}/{pod}/{container}`: the container's output from now on, live, until it exits; with
+/// `stdin=true` the client's input to the container's stdin (`stdin: true` in its spec), with `tty=true` its
+/// terminal (`tty: true`), resizes included.
 pub async fn attach_handler(
     State(state): State<Arc<ServerState>>,
     Path((ns, pod, container)): Path<(String, String, String)>,
@@ -169,14 +169,14 @@ pub async fn attach_handler(
     req: Request<Body>,
 ) -> Response {
     let opts = Options::parse(query.as_deref());
-    if opts.tty {
-        return plain(StatusCode::BAD_REQUEST, format!("Unable to use a TTY - container {container} did not allocate one"));
-    }
     let target = match exec::find_container(&state.exec, &ns, &pod, &container) {
         Ok(t) => t,
         Err(e) => return plain(StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST), e.message),
     };
-    if opts.stdin && target.stdin_socket.is_none() {
+    if opts.tty && !target.tty {
+        return plain(StatusCode::BAD_REQUEST, format!("Unable to use a TTY - container {container} did not allocate one"));
+    }
+    if opts.stdin && !target.stdin {
         return plain(
             StatusCode::BAD_REQUEST,
             format!("container {container} in pod {pod} has no stdin: its spec does not set stdin: true; attach without -i"),
@@ -184,8 +184,7 @@ pub async fn attach_handler(
     }
     let websocket = is_websocket(req.headers());
     tracing::info!(pod = %format!("{ns}/{pod}"), container, transport = if websocket { "websocket" } else { "spdy" }, "attach");
-    let env = state.exec.clone();
-    let runner: Runner = Box::new(move |io| Box::pin(async move { exec::follow_output(&env, &ns, &pod, &container, &target, io).await }));
+    let runner: Runner = Box::new(move |io| Box::pin(async move { exec::attach(&target, io).await }));
     serve_streams(req, opts, runner).await
 }
 

@@ -2,7 +2,8 @@
 //! everything; 1.33 uses WebSocket `v5.channel.k8s.io` for exec/cp and SPDY tunnelled in a WebSocket for
 //! port-forward. Covers `kubectl exec` (stdout, stderr, exit codes, `-i`, `-it` under a pty), `kubectl cp` both
 //! ways, `kubectl port-forward` to a busybox httpd, `kubectl logs -f`, `kubectl attach` (`-i` into a container's
-//! stdin), `kubectl run -i --rm`, and the errors kubectl prints for a bad container or pod.
+//! stdin), `kubectl run -i --rm` and `run -it --rm` (a container terminal), and the errors kubectl prints for a
+//! bad container or pod.
 //!
 //! Needs root and the binaries: `cargo build -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`.
 
@@ -473,5 +474,41 @@ spec:
         assert!(stdout.contains("more\ndone"), "{kubectl}: cat read to end-of-file: {stdout}");
         let left = up.kubectl(&["get", "pods", "--ignore-not-found", "-o", "name", &name]);
         assert!(left.trim().is_empty() || left.contains("not found"), "{kubectl}: --rm deleted the pod: {left}");
+    }
+}
+
+/// `kubectl run -it --rm` (stdin + tty): kubectl under `script` has a terminal, the container's shell gets a pty
+/// of its own (the runtime's console socket hands the master to the monitor), sized like kubectl's through
+/// the resize stream, and what is typed runs in it; the pod is deleted afterwards.
+#[test]
+fn run_with_a_terminal_with_kubectl_127_and_133() {
+    let up = start();
+    for (i, kubectl) in [KUBECTL_OLD, KUBECTL_NEW].into_iter().enumerate() {
+        let name = format!("run-tty-{i}");
+        let cmd = format!(
+            "stty rows 33 cols 77; {} run {name} -it --rm --restart=Never --image=busybox:latest --image-pull-policy=Never -- sh",
+            kubectl_bin(kubectl)
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("KUBECONFIG", up.kubeconfig())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // typed ahead: it waits in the terminal until kubectl attaches. The resize may reach the pty just after
+        // the line does, so the shell polls for it (5 s at most) before reporting.
+        stdin
+            .write_all(b"i=0; while [ \"$(stty size)\" = '0 0' ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; echo \"T=$(tty) S=$(stty size)\"; exit 4\n")
+            .expect("type");
+        let out = wait_output(child, Duration::from_secs(90), &format!("{kubectl} run -it"));
+        drop(stdin);
+        let s = text(&out.stdout);
+        assert!(s.contains("T=/dev/pts/"), "{kubectl}: a terminal inside the container: {s:?} / {}", text(&out.stderr));
+        assert!(s.contains("S=33 77"), "{kubectl}: kubectl's terminal size reached it: {s:?}");
+        let left = up.kubectl(&["get", "pods", "--ignore-not-found", "-o", "name", &name]);
+        assert!(left.trim().is_empty(), "{kubectl}: --rm deleted the pod: {left}");
     }
 }
