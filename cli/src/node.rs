@@ -49,6 +49,27 @@ pub struct NodeArgs {
     /// Registries reached over plain HTTP (host:port; loopback registries always are)
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
+    /// Hard eviction thresholds: under them the node reports pressure and evicts pods
+    #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%")]
+    pub eviction_hard: String,
+    /// How long a pressure condition stays True after its threshold was last met
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub eviction_pressure_transition_period: std::time::Duration,
+}
+
+/// A Go-style duration as kubelet flags take it: `300ms`, `30s`, `5m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 5m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?} is not a duration: the unit must be ms, s, m or h (e.g. 30s, 5m)")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// The host's primary IPv4 address: the source address of the default route's interface.
@@ -121,6 +142,8 @@ pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>)
     };
     cfg.proxy_table = Some(args.proxy_table.clone());
     cfg.insecure_registries = args.insecure_registries.clone();
+    cfg.eviction_hard = rkube_kubelet::node::eviction::Thresholds::parse(&args.eviction_hard).map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
+    cfg.eviction_pressure_transition = args.eviction_pressure_transition_period;
     let manifests = args.static_pod_dir.clone().unwrap_or_else(|| data.join("manifests"));
     std::fs::create_dir_all(&manifests).with_context(|| format!("create {}", manifests.display()))?;
     cfg.static_pod_dir = Some(manifests);

@@ -1,15 +1,18 @@
 //! Node lifecycle: podCIDR per node from 10.244.0.0/16 (/24 each); a node whose Lease is not renewed within
 //! the grace period (40 s default) goes Ready=Unknown and gets the `unreachable` taints, a node reporting
 //! Ready=False gets the `not-ready` taints; pods on a NoExecute-tainted node are evicted after their
-//! tolerationSeconds (300 s when they carry no toleration for it, as DefaultTolerationSeconds gives).
+//! tolerationSeconds (300 s when they carry no toleration for it, as DefaultTolerationSeconds gives). A node
+//! reporting MemoryPressure, DiskPressure or PIDPressure gets the matching NoSchedule taint
+//! ([`with_condition_taints`], upstream's TaintNodesByCondition), so the scheduler sends new pods elsewhere.
 //!
-//! The decisions ([`node_verdict`], [`eviction_deadline`], [`CidrAllocator`]) are pure.
+//! The decisions ([`node_verdict`], [`eviction_deadline`], [`with_condition_taints`], [`CidrAllocator`]) are
+//! pure.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use k8s_openapi::api::core::v1::{NodeCondition, Taint, Toleration};
 
 use crate::scheduler::filters::{tolerates, TAINT_NOT_READY, TAINT_UNREACHABLE};
 
@@ -87,6 +90,28 @@ pub fn desired_taints(current: &[Taint], key: Option<&str>, now: DateTime<Utc>) 
         }
     }
     out
+}
+
+/// Upstream's TaintNodesByCondition: a node condition that is True and the NoSchedule taint it brings.
+pub const CONDITION_TAINTS: [(&str, &str); 3] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
+
+/// `taints` with a NoSchedule taint for each pressure condition the node reports True, and without those
+/// of conditions that are not (any more).
+pub fn with_condition_taints(mut taints: Vec<Taint>, conditions: &[NodeCondition]) -> Vec<Taint> {
+    for (cond, key) in CONDITION_TAINTS {
+        let on = conditions.iter().any(|c| c.type_ == cond && c.status == "True");
+        let has = taints.iter().any(|t| t.key == key && t.effect == "NoSchedule");
+        if on && !has {
+            taints.push(Taint { key: key.into(), effect: "NoSchedule".into(), value: None, time_added: None });
+        } else if !on && has {
+            taints.retain(|t| t.key != key);
+        }
+    }
+    taints
 }
 
 /// When a pod on a node with these taints must be evicted: None = never, Some(t) = at t (may be past).
@@ -212,6 +237,19 @@ mod tests {
     }
 
     #[test]
+    fn pressure_conditions_bring_and_take_their_no_schedule_taints() {
+        let cond = |t: &str, s: &str| NodeCondition { type_: t.into(), status: s.into(), ..Default::default() };
+        let other = Taint { key: "dedicated".into(), effect: "NoSchedule".into(), value: Some("x".into()), time_added: None };
+        let on = with_condition_taints(vec![other.clone()], &[cond("MemoryPressure", "True"), cond("DiskPressure", "False")]);
+        assert_eq!(on.iter().map(|t| (t.key.as_str(), t.effect.as_str())).collect::<Vec<_>>(), vec![
+            ("dedicated", "NoSchedule"),
+            ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ]);
+        assert_eq!(with_condition_taints(on.clone(), &[cond("MemoryPressure", "True")]), on, "stable");
+        assert_eq!(with_condition_taints(on, &[cond("MemoryPressure", "False")]), vec![other], "cleared with the condition");
+    }
+
+    #[test]
     fn eviction_deadlines_follow_toleration_seconds() {
         let cfg = LifecycleConfig::default();
         let taints = desired_taints(&[], Some(TAINT_UNREACHABLE), t0());
@@ -333,7 +371,7 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<LifecycleCtx>) -> Result<Requeu
         tracing::warn!(node = %name, "node stopped renewing its lease: Ready=Unknown");
     }
     let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    let want = desired_taints(&current, verdict.taint_key, now);
+    let want = with_condition_taints(desired_taints(&current, verdict.taint_key, now), &conds);
     if want != current {
         merge_patch(&api, &name, &shared.config.manager, json!({"spec": {"taints": want}}))
             .await

@@ -53,6 +53,9 @@ pub struct KubeletConfig {
     pub log_max_files: u32,
     /// Serve the kubelet API over HTTPS, requiring a client certificate from this CA; plain HTTP when None.
     pub api_tls: Option<crate::server::tls::ApiTls>,
+    /// Node-pressure eviction: `--eviction-hard` thresholds and `--eviction-pressure-transition-period`.
+    pub eviction_hard: crate::node::eviction::Thresholds,
+    pub eviction_pressure_transition: std::time::Duration,
 }
 
 impl KubeletConfig {
@@ -85,6 +88,8 @@ impl KubeletConfig {
             log_max_bytes: 10 << 20,
             log_max_files: 5,
             api_tls: None,
+            eviction_hard: Default::default(),
+            eviction_pressure_transition: crate::node::eviction::DEFAULT_TRANSITION,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! runs one [`PodWorker`] thread per pod, and sends statuses and events to the apiserver. On start it adopts
 //! what a previous kubelet left running; pods that are gone from the API are torn down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use kube::runtime::watcher;
 use crate::config::KubeletConfig;
 use crate::container::env::EnvSources;
 use crate::image::{ImageService, RegistryConfig};
+use crate::node::eviction::{self, Candidate, PressureTracker, Signal, Thresholds};
 use crate::node::register::{self, NodeConfig};
 use crate::node::status::NodeInputs;
 use crate::pod::events::{EventType, PodSink};
@@ -236,22 +237,24 @@ async fn apply_ops(client: kube::Client, node: String, mut rx: tokio::sync::mpsc
     }
 }
 
-/// A running worker thread.
+/// A running worker thread, and the latest version of its pod (for the eviction manager).
 struct WorkerHandle {
     tx: Sender<PodUpdate>,
     thread: std::thread::JoinHandle<()>,
+    pod: Pod,
 }
 
 fn spawn_worker(ctx: &Arc<NodeContext>, pod: Pod) -> WorkerHandle {
     let (tx, rx) = std::sync::mpsc::channel();
     let ctx = ctx.clone();
     let name = pod.metadata.name.clone().unwrap_or_default();
+    let kept = pod.clone();
     let thread = std::thread::Builder::new()
         .name(format!("pod-{}", name.chars().take(10).collect::<String>()))
         .stack_size(2 << 20)
         .spawn(move || PodWorker::new(ctx, pod).run(rx))
         .expect("spawn a pod worker thread");
-    WorkerHandle { tx, thread }
+    WorkerHandle { tx, thread, pod: kept }
 }
 
 /// Total memory and CPUs of this machine (for resourceFieldRef defaults and oom_score_adj).
@@ -318,6 +321,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
             .collect(),
         ready: true,
         not_ready_message: String::new(),
+        pressure: None,
     };
     let node = register::register(&client, &node_cfg, &inputs(&images)).await?;
     tracing::info!(node = %cfg.node_name, ip = %cfg.node_ip, "node registered");
@@ -348,7 +352,10 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
     // the page cache and come back if touched again.
     tokio::task::spawn_blocking(rkube_monitor::resident::drop_executable_startup_text);
     // status + lease
+    let workers: Arc<Mutex<HashMap<String, WorkerHandle>>> = Arc::new(Mutex::new(HashMap::new()));
+    // status + lease, and node-pressure eviction on the same 10 s beat
     let heartbeat = {
+        let workers = workers.clone();
         let client = client.clone();
         let node_cfg = node_cfg.clone();
         let images = images.clone();
@@ -356,9 +363,16 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         let cfg2 = cfg.clone();
         tokio::spawn(async move {
             let mut prev = node.status.clone();
+            let mut pressure = PressureTracker::new(cfg2.eviction_hard.clone(), cfg2.eviction_pressure_transition);
+            let mut evicted: HashSet<String> = HashSet::new();
             loop {
                 if let Err(e) = crate::node::lease::renew(&client, &node_cfg.name, uid.as_deref()).await {
                     tracing::warn!(node = %node_cfg.name, error = %e, "renew node lease");
+                }
+                let facts = crate::node::machine::read(std::path::Path::new("/"), &node_cfg.data_dir);
+                let seen = pressure.observe(&facts, std::time::Instant::now());
+                if let Some(signal) = seen.signal() {
+                    evict_one(&cfg2, &workers, &mut evicted, signal, &pressure.thresholds, &facts);
                 }
                 let inputs = NodeInputs {
                     node_ip: cfg2.node_ip.clone(),
@@ -372,6 +386,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
                         .collect(),
                     ready: true,
                     not_ready_message: String::new(),
+                    pressure: Some((seen.memory_pressure, seen.disk_pressure)),
                 };
                 match register::update_status(&client, &node_cfg, &inputs, prev.as_ref()).await {
                     Ok(n) => prev = n.status,
@@ -401,7 +416,6 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         node_cpu_millis: cpu,
         config: cfg.clone(),
     });
-    let workers: Arc<Mutex<HashMap<String, WorkerHandle>>> = Arc::new(Mutex::new(HashMap::new()));
     let static_task = cfg.static_pod_dir.clone().map(|dir| {
         tokio::spawn(static_loop(dir, ctx.clone(), workers.clone(), client.clone(), node_uid.clone(), static_status.clone(), ops_tx.clone()))
     });
@@ -477,13 +491,82 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
 fn dispatch(ctx: &Arc<NodeContext>, workers: &Arc<Mutex<HashMap<String, WorkerHandle>>>, uid: String, pod: Pod) {
     let Ok(mut w) = workers.lock() else { return };
     w.retain(|_, h| !h.thread.is_finished());
-    if let Some(h) = w.get(&uid) {
+    if let Some(h) = w.get_mut(&uid) {
         if h.tx.send(PodUpdate::Pod(Box::new(pod.clone()))).is_ok() {
+            h.pod = pod;
             return;
         }
     }
     // terminal pods already cleaned up do not need a worker again
     w.insert(uid, spawn_worker(ctx, pod));
+}
+
+/// The eviction manager's step while a threshold is met: ranks the running pods by their use of the resource
+/// against their requests ([`eviction::rank`]) and evicts one. Pods already evicted, terminating or finished,
+/// static pods and critical ones are left alone.
+fn evict_one(
+    cfg: &KubeletConfig,
+    workers: &Arc<Mutex<HashMap<String, WorkerHandle>>>,
+    evicted: &mut HashSet<String>,
+    signal: Signal,
+    thresholds: &Thresholds,
+    facts: &crate::node::machine::MachineFacts,
+) {
+    let Ok(w) = workers.lock() else { return };
+    evicted.retain(|uid| w.contains_key(uid));
+    let mut cands: Vec<(Candidate, Sender<PodUpdate>)> = Vec::new();
+    for (uid, h) in w.iter() {
+        let pod = &h.pod;
+        let source = pod.metadata.annotations.as_ref().and_then(|a| a.get(crate::static_pods::SOURCE_ANNOTATION));
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if h.thread.is_finished()
+            || evicted.contains(uid)
+            || pod.metadata.deletion_timestamp.is_some()
+            || source.is_some_and(|s| s != "api")
+            || matches!(phase, Some("Succeeded" | "Failed"))
+        {
+            continue;
+        }
+        let (usage, resource) = match signal {
+            Signal::Memory => {
+                let rel = crate::container::qos::pod_cgroup_parent(&cfg.cgroup_root, pod);
+                (eviction::pod_memory_bytes(std::path::Path::new("/sys/fs/cgroup"), &rel), "memory")
+            }
+            Signal::Disk => {
+                let (ns, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default());
+                let logs = cfg.log_dir.join(format!("{ns}_{name}_{uid}"));
+                (eviction::pod_disk_bytes(&crate::pod::worker::pod_dir(cfg, uid), &logs), "ephemeral-storage")
+            }
+        };
+        let request: i64 = pod
+            .spec
+            .as_ref()
+            .map(|s| &s.containers)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(resource))
+            .filter_map(|q| crate::container::quantity::bytes(q).ok())
+            .sum();
+        let c = Candidate {
+            uid: uid.clone(),
+            name: format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default()),
+            priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+            usage,
+            request: request.max(0) as u64,
+        };
+        cands.push((c, h.tx.clone()));
+    }
+    let list: Vec<Candidate> = cands.iter().map(|(c, _)| c.clone()).collect();
+    let Some(i) = eviction::rank(&list) else {
+        tracing::warn!(signal = ?signal, "node under pressure, and no pod to evict");
+        return;
+    };
+    let (victim, tx) = &cands[i];
+    let msg = eviction::message(signal, thresholds, facts, victim);
+    tracing::warn!(pod = %victim.name, signal = ?signal, usage = victim.usage, request = victim.request, "node under pressure: evicting");
+    if tx.send(PodUpdate::Evict(msg)).is_ok() {
+        evicted.insert(victim.uid.clone());
+    }
 }
 
 /// Pod directories of pods the API no longer has: tear them down.

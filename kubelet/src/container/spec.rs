@@ -103,6 +103,26 @@ pub fn process_env(image: &ImageConfig, env: &Env, hostname: &str) -> Vec<String
     merged.to_oci()
 }
 
+/// The lowest oom_score_adj this kubelet can give a container. Going below one's own value needs
+/// CAP_SYS_RESOURCE; without it (some VMs and containers, like rootless upstream kubelets) the runtime's write
+/// is refused and the container never starts, so the value is clamped to the kubelet's own instead.
+pub fn oom_score_adj_floor() -> i64 {
+    static FLOOR: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *FLOOR.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let cap_eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+        const CAP_SYS_RESOURCE: u32 = 24;
+        match cap_eff {
+            Some(c) if c & (1 << CAP_SYS_RESOURCE) == 0 => {
+                let own = std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                tracing::warn!(floor = own, "no CAP_SYS_RESOURCE: container oom_score_adj is not set below the kubelet's own");
+                own
+            }
+            _ => -1000,
+        }
+    })
+}
+
 /// oom_score_adj by QoS, as upstream: Guaranteed -997, BestEffort 1000, Burstable by memory request share.
 pub fn oom_score_adj(qos: QosClass, memory_request: Option<i64>, node_memory: i64) -> i64 {
     match qos {
@@ -220,7 +240,7 @@ pub fn oci_config(input: &SpecInput) -> Result<Value, super::quantity::QuantityE
                 "bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []
             },
             "noNewPrivileges": sec.no_new_privileges,
-            "oomScoreAdj": oom_score_adj(input.qos, mem_req, input.node_memory_bytes),
+            "oomScoreAdj": oom_score_adj(input.qos, mem_req, input.node_memory_bytes).max(oom_score_adj_floor()),
         },
         "root": {"path": input.rootfs.to_string_lossy(), "readonly": sec.readonly_rootfs},
         "mounts": mounts,

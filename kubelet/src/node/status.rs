@@ -18,10 +18,6 @@ pub const KUBELET_VERSION: &str = "v1.33.0-rkube";
 pub const MAX_PODS: u32 = 110;
 /// The kubelet API port.
 pub const KUBELET_PORT: i32 = 10250;
-/// MemoryPressure when less than this is available.
-pub const MEMORY_EVICTION_BYTES: u64 = 100 << 20;
-/// DiskPressure when less than this share of the data disk is free.
-pub const DISK_FREE_MIN_PERCENT: u64 = 10;
 /// PIDPressure when more than this share of pid_max is in use.
 pub const PID_MAX_PERCENT: u64 = 90;
 
@@ -35,6 +31,9 @@ pub struct NodeInputs {
     /// False while the runtime or network is not usable; Ready carries `not_ready_message` then.
     pub ready: bool,
     pub not_ready_message: String,
+    /// MemoryPressure and DiskPressure as the eviction manager reports them (its thresholds and transition
+    /// period); None: from the machine facts against the default thresholds.
+    pub pressure: Option<(bool, bool)>,
 }
 
 fn condition(type_: &str, status: bool, reason: &str, message: &str, now: DateTime<Utc>, previous: Option<&NodeStatus>) -> NodeCondition {
@@ -63,8 +62,10 @@ pub fn node_status(m: &MachineFacts, i: &NodeInputs, previous: Option<&NodeStatu
     capacity.insert("pods".to_string(), Quantity(MAX_PODS.to_string()));
     capacity.insert("ephemeral-storage".to_string(), Quantity(format!("{}Ki", m.disk_total_bytes / 1024)));
     let allocatable = capacity.clone();
-    let mem_pressure = m.memory_available_bytes < MEMORY_EVICTION_BYTES && m.memory_total_bytes > 0;
-    let disk_pressure = m.disk_total_bytes > 0 && m.disk_free_bytes * 100 / m.disk_total_bytes < DISK_FREE_MIN_PERCENT;
+    let (mem_pressure, disk_pressure) = i.pressure.unwrap_or_else(|| {
+        let o = super::eviction::PressureTracker::new(Default::default(), Default::default()).observe(m, std::time::Instant::now());
+        (o.memory_pressure, o.disk_pressure)
+    });
     let pid_pressure = m.pid_max > 0 && m.pids_running * 100 / m.pid_max > PID_MAX_PERCENT;
     let conditions = vec![
         if mem_pressure {

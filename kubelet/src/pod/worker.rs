@@ -87,6 +87,8 @@ pub enum PodUpdate {
     Pod(Box<Pod>),
     /// Stop the worker thread without touching the pod (kubelet shutdown: containers keep running).
     Detach,
+    /// The node is under pressure and this pod was chosen (the message says why): stop it, Failed/Evicted.
+    Evict(String),
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
@@ -260,11 +262,20 @@ impl PodWorker {
         }
         self.last_usage_check = Some(Instant::now());
         if let Some(msg) = volume::empty_dir_over_limit(&self.pod, &self.dir) {
-            tracing::info!(pod = %self.name(), reason = %msg, "evicting pod");
-            let _ = fs::write(self.dir.join("evicted"), &msg);
-            self.event(None, EventType::Warning, "Evicted", msg.clone());
-            self.evicted = Some(msg);
+            self.evict(msg);
         }
+    }
+
+    /// Evicts the pod (once): the verdict goes to the pod directory, so a restarted kubelet keeps it, and the
+    /// next pass stops everything and reports Failed/Evicted with `msg`.
+    fn evict(&mut self, msg: String) {
+        if self.evicted.is_some() || self.finalized {
+            return;
+        }
+        tracing::info!(pod = %self.name(), reason = %msg, "evicting pod");
+        let _ = fs::write(self.dir.join("evicted"), &msg);
+        self.event(None, EventType::Warning, "Evicted", msg.clone());
+        self.evicted = Some(msg);
     }
 
     /// The container exited: note OOM and the termination message, remove it from the runtime, unmount.
@@ -857,6 +868,7 @@ impl PodWorker {
                     p.status = self.last_status.clone();
                     self.pod = p;
                 }
+                Ok(PodUpdate::Evict(msg)) => self.evict(msg),
                 Ok(PodUpdate::Detach) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }

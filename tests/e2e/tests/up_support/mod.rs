@@ -151,11 +151,18 @@ pub struct Up {
     pub node_ip: String,
     pub subnet_prefix: String,
     pub child: Option<std::process::Child>,
+    /// More `rkube up` flags (e.g. eviction thresholds).
+    pub extra_args: Vec<String>,
     _forward: ForwardGuard,
 }
 
 impl Up {
     pub fn start() -> Up {
+        Up::start_with(&[])
+    }
+
+    /// `rkube up` with more flags.
+    pub fn start_with(extra: &[&str]) -> Up {
         require_root();
         require_command("ip", "iproute2");
         require_command("nft", "nftables");
@@ -171,6 +178,7 @@ impl Up {
             subnet_prefix: net.subnet_prefix.clone(),
             net,
             child: None,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
             _forward: ForwardGuard::acquire(),
         };
         up.net.create_veth();
@@ -187,6 +195,7 @@ impl Up {
             .arg(self.data.path())
             .args(["--listen", "127.0.0.1:0"])
             .args(self.net.node_args())
+            .args(&self.extra_args)
             // RKUBE_TEST_LOG=info,rkube_kubelet=debug shows the kubelet's per-step pod timings in rkube-N.log
             .env("RKUBE_LOG", std::env::var("RKUBE_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
             .stdout(Stdio::null())
