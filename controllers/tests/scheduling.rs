@@ -225,6 +225,14 @@ async fn preferred_node_and_pod_affinity_outweigh_free_resources() {
         p["metadata"]["labels"] = json!({"app": app});
         p
     };
+    // The scheduler sees nodes through a watch of their own: a pod that can only bind once the scheduler has
+    // seen the label (a required term; a node update wakes it) proves the label is in its cache.
+    let mut probe = labelled("probe-zone", "64Mi", "probe");
+    probe["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}
+    ]}}});
+    let _: Pod = create(&cluster.client, &ns, probe).await;
+    assert_eq!(node_of(&cluster, &ns, "probe-zone").await, "node-1", "the scheduler has seen the zone label");
     for name in ["zb-0", "zb-1"] {
         let mut p = labelled(name, "64Mi", "zoned");
         p["spec"]["affinity"] = json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [

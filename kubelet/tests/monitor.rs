@@ -69,7 +69,8 @@ fn logs_both_streams_and_records_exit_code() {
             ("stdout".into(), "F".into(), "tail".into()),
         ]
     );
-    assert!(monitor::alive_monitor(&a.dir).is_none(), "monitor exits after recording");
+    // it records the exit first, then removes its pid file and goes
+    poll_until("monitor exits after recording", Duration::from_secs(5), || monitor::alive_monitor(&a.dir).is_none().then_some(()));
 }
 
 #[test]
@@ -148,20 +149,30 @@ fn survives_its_launcher_and_stays_small() {
     assert_eq!((rec.exit_code, rec.signal), (143, Some(15)));
 }
 
-/// Frames from the attach socket until `want` of them have come.
-fn read_frames(c: &mut std::os::unix::net::UnixStream, want: usize) -> Vec<(u8, Vec<u8>)> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let mut got = Vec::new();
-    c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    while got.len() < want {
-        let mut chunk = [0u8; 4096];
-        let n = c.read(&mut chunk).expect("read attach socket");
-        assert!(n > 0, "socket closed after {got:?}");
-        buf.extend_from_slice(&chunk[..n]);
-        got.extend(rkube_monitor::attach::decode(&mut buf).into_iter().map(|f| (f.kind, f.payload)));
+/// Reads frames off the attach socket, keeping a partial frame for the next read.
+struct FrameReader {
+    sock: std::os::unix::net::UnixStream,
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    /// The next frames, or an empty list once the monitor has closed the socket.
+    fn next(&mut self) -> Vec<(u8, Vec<u8>)> {
+        use std::io::Read;
+        self.sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        loop {
+            let frames = rkube_monitor::attach::decode(&mut self.buf);
+            if !frames.is_empty() {
+                return frames.into_iter().map(|f| (f.kind, f.payload)).collect();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.sock.read(&mut chunk).expect("read attach socket");
+            if n == 0 {
+                return Vec::new();
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
     }
-    got
 }
 
 /// `stdin: true, stdinOnce: true`: a client on the attach socket gets the container's output live (partial
@@ -182,10 +193,21 @@ fn attach_socket_streams_output_and_feeds_stdin_once() {
     let mut frames = Vec::new();
     encode(STDIN, b"one\ntwo\n", &mut frames);
     c.write_all(&frames).expect("write");
+    let mut reader = FrameReader { sock: c.try_clone().expect("clone socket"), buf: Vec::new() };
+    let diag = |what: &str| {
+        format!(
+            "{what}: monitor.log {:?}, exit {:?}, log {:?}",
+            std::fs::read_to_string(a.dir.join("monitor.log")).unwrap_or_default(),
+            std::fs::read_to_string(a.dir.join(monitor::EXIT_FILE)).ok(),
+            std::fs::read_to_string(&a.log).unwrap_or_default()
+        )
+    };
     let mut out = Vec::new();
     // no newline after either answer: only live output (not the line-based log) can show them now
     while !String::from_utf8_lossy(&out).contains("got:two|") {
-        for (kind, data) in read_frames(&mut c, 1) {
+        let frames = reader.next();
+        assert!(!frames.is_empty(), "{}", diag("the socket closed before the answers"));
+        for (kind, data) in frames {
             assert_eq!(kind, STDOUT);
             out.extend(data);
         }
@@ -194,7 +216,9 @@ fn attach_socket_streams_output_and_feeds_stdin_once() {
     encode(STDIN_CLOSE, &[], &mut close);
     c.write_all(&close).expect("close stdin");
     while !String::from_utf8_lossy(&out).contains("eof") {
-        out.extend(read_frames(&mut c, 1).into_iter().flat_map(|(_, d)| d));
+        let frames = reader.next();
+        assert!(!frames.is_empty(), "{}", diag("the socket closed before eof"));
+        out.extend(frames.into_iter().flat_map(|(_, d)| d));
     }
     let rec = poll_until("exit after stdin closed", Duration::from_secs(10), || monitor::read_exit(&a.dir));
     assert_eq!(rec.exit_code, 0);

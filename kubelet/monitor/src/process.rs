@@ -227,6 +227,9 @@ fn detached(args: &Args) -> i32 {
 
     let mut buf = vec![0u8; READ_BUF];
     let mut exit: Option<(i32, Option<i32>)> = None;
+    // Whether a poll has run since the exit was seen: only such a poll can tell that the output is drained
+    // (the container may write its last bytes and exit between this iteration's poll and its waitpid).
+    let mut polled_after_exit = false;
     loop {
         let open = [streams[0].is_some(), streams[1].is_some()];
         // drain whatever is readable; after the exit, only what is already buffered (timeout 0). With both
@@ -291,7 +294,7 @@ fn detached(args: &Args) -> i32 {
         }
         let any_ready = ready[0] || ready[1];
         if let Some((code, sig)) = exit {
-            if !any_ready || (!open[0] && !open[1]) {
+            if polled_after_exit && (!any_ready || (!open[0] && !open[1])) {
                 let _ = log.flush_stream(Stream::Stdout);
                 let _ = log.flush_stream(Stream::Stderr);
                 if let Err(e) = write_atomic(&args.dir.join(EXIT_FILE), exit_record(code, sig).as_bytes()) {
@@ -301,6 +304,7 @@ fn detached(args: &Args) -> i32 {
                 attach.close(); // last output to attached clients, then the socket goes
                 return 0;
             }
+            polled_after_exit = true;
         } else if !open[0] && !open[1] && matches!(waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)), Err(nix::errno::Errno::ECHILD)) {
             // the container is not our child (we are not its reaper): we cannot learn its status
             eprintln!("rkube-monitor: container pid {target} is not reapable by the monitor");
