@@ -195,6 +195,15 @@ fn columns(kind: &str) -> Vec<Col> {
         "Lease" => vec![NAME, ("Holder", "string", 0), AGE],
         "EndpointSlice" => vec![NAME, ("AddressType", "string", 0), ("Ports", "string", 0), ("Endpoints", "string", 0), AGE],
         "ControllerRevision" => vec![NAME, ("Controller", "string", 0), ("Revision", "integer", 0), AGE],
+        "Role" | "ClusterRole" => vec![NAME, ("Created At", "date", 0)],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            NAME,
+            ("Role", "string", 0),
+            AGE,
+            ("Users", "string", 1),
+            ("Groups", "string", 1),
+            ("ServiceAccounts", "string", 1),
+        ],
         _ => vec![NAME, AGE],
     }
 }
@@ -532,6 +541,23 @@ fn row(kind: &str, o: &Value) -> Vec<Value> {
                 .map(|r| format!("{}/{}", s(r, "/kind").to_lowercase(), s(r, "/name")))
                 .unwrap_or_else(|| "<none>".to_string());
             vec![name, json!(owner), json!(n(o, "/revision")), age(o)]
+        }
+        "Role" | "ClusterRole" => vec![name, json!(s(o, "/metadata/creationTimestamp"))],
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let subjects: Vec<&Value> = o.get("subjects").and_then(Value::as_array).map(|v| v.iter().collect()).unwrap_or_default();
+            let of = |kind: &str| -> String {
+                subjects
+                    .iter()
+                    .filter(|x| x.get("kind").and_then(Value::as_str) == Some(kind))
+                    .map(|x| match (kind, x.get("namespace").and_then(Value::as_str)) {
+                        ("ServiceAccount", Some(ns)) => format!("{ns}/{}", s(x, "/name")),
+                        _ => s(x, "/name").to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let role = format!("{}/{}", s(o, "/roleRef/kind"), s(o, "/roleRef/name"));
+            vec![name, json!(role), age(o), json!(of("User")), json!(of("Group")), json!(of("ServiceAccount"))]
         }
         _ => vec![name, age(o)],
     }

@@ -53,6 +53,16 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             let spec = child(obj, "spec");
             let _ = spec;
         }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            // users' and groups' apiGroup is rbac.authorization.k8s.io; a service account's stays "" (omitted)
+            if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
+                for x in subjects {
+                    if matches!(x.get("kind").and_then(Value::as_str), Some("User" | "Group")) {
+                        set_default(x, "apiGroup", json!("rbac.authorization.k8s.io"));
+                    }
+                }
+            }
+        }
         "EndpointSlice" => {
             if let Some(ports) = obj.get_mut("ports").and_then(Value::as_array_mut) {
                 for p in ports {

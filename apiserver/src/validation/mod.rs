@@ -1,8 +1,10 @@
 //! Validation with Kubernetes' rules and messages: object names (DNS-1123 subdomain or label depending on the
 //! kind), label and annotation syntax and size, required fields of the workload kinds, selector/template
-//! agreement, and fields that cannot change after creation. Returns one `Cause` per problem.
+//! agreement, RBAC rules and bindings, and fields that cannot change after creation. Returns one `Cause` per
+//! problem.
 
 pub mod names;
+mod rbac;
 mod workloads;
 
 use serde_json::Value;
@@ -15,8 +17,16 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
     let mut causes = Vec::new();
     validate_meta(info, obj, &mut causes);
     workloads::validate_kind(info, obj, &mut causes);
+    match info.kind {
+        "Role" | "ClusterRole" => rbac::validate_role(obj, info.namespaced, &mut causes),
+        "RoleBinding" | "ClusterRoleBinding" => rbac::validate_binding(obj, !info.namespaced, &mut causes),
+        _ => {}
+    }
     if let Some(old) = old {
         workloads::validate_immutable(info, obj, old, &mut causes);
+        if matches!(info.kind, "RoleBinding" | "ClusterRoleBinding") {
+            rbac::validate_binding_update(obj, old, &mut causes);
+        }
     }
     causes
 }
@@ -31,6 +41,8 @@ fn name_error(info: &ResourceInfo, name: &str) -> Option<String> {
                 names::dns1123_label_error(name)
             }
         }
+        // upstream's ValidateRBACName: any path segment, so `system:metrics-server` is a valid ClusterRole
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => names::path_segment_error(name),
         _ => names::dns1123_subdomain_error(name),
     }
 }

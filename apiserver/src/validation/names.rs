@@ -101,6 +101,17 @@ pub fn label_value_error(v: &str) -> Option<String> {
     None
 }
 
+/// A name usable as one URL path segment (upstream's IsValidPathSegmentName): not `.` or `..`, no `/` or `%`.
+pub fn path_segment_error(name: &str) -> Option<String> {
+    match name {
+        "." => Some("may not be '.'".into()),
+        ".." => Some("may not be '..'".into()),
+        _ if name.contains('/') => Some("may not contain '/'".into()),
+        _ if name.contains('%') => Some("may not contain '%'".into()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,10 @@ fn manifests(name: &str) -> Vec<(&'static str, String)> {
         ("lease", format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {name}\nspec:\n  holderIdentity: me\n  leaseDurationSeconds: 40\n")),
         ("endpointslice", format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\naddressType: IPv4\nendpoints:\n- addresses:\n  - 10.0.0.2\nports:\n- port: 80\n")),
         ("events.events.k8s.io", format!("apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: {name}\neventTime: '2024-01-01T00:00:00.000000Z'\nreportingController: rkube/test\nreportingInstance: test\naction: Testing\nreason: Test\nregarding:\n  kind: Pod\n  name: x\n  namespace: default\ntype: Normal\n")),
+        ("role", format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {name}\nrules:\n- apiGroups: ['']\n  resources: [pods]\n  verbs: [get, list]\n")),
+        ("rolebinding", format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {name}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {name}\nsubjects:\n- kind: ServiceAccount\n  name: default\n")),
+        ("clusterrole", format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {name}\nrules:\n- nonResourceURLs: [/healthz]\n  verbs: [get]\n")),
+        ("clusterrolebinding", format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {name}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {name}\nsubjects:\n- kind: Group\n  apiGroup: rbac.authorization.k8s.io\n  name: devs\n")),
         ("node", format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    kubernetes.io/hostname: {name}\n")),
         ("namespace", format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")),
     ]
@@ -185,6 +189,51 @@ fn scale_edit_and_generators() {
         }
         for kind in ["deployment", "job", "cronjob", "configmap", "secret", "serviceaccount", "service", "namespace"] {
             s.ok(v, &["delete", kind, &name]);
+        }
+    }
+}
+
+/// RBAC objects as manifests and charts carry them: kubectl's role/binding generators (protobuf from 1.33),
+/// names with colons, the binding columns of `get -o wide`, upstream's validation messages, and a roleRef that
+/// cannot change. Stored and served, not enforced (as `--authorization-mode=AlwaysAllow`).
+#[test]
+fn rbac_objects_with_generators_validation_and_columns() {
+    let s = TestServer::start();
+    for v in KUBECTLS {
+        let n = unique_name("rb");
+        let cr = format!("system:{n}-reader");
+        for args in [
+            vec!["create", "role", n.as_str(), "--verb=get,list", "--resource=pods,services"],
+            vec!["create", "rolebinding", n.as_str(), "--role", n.as_str(), "--user=jane", "--serviceaccount=default:builder"],
+            vec!["create", "clusterrole", cr.as_str(), "--verb=get", "--resource=nodes"],
+            vec!["create", "clusterrolebinding", n.as_str(), "--clusterrole", cr.as_str(), "--group=devs"],
+        ] {
+            let out = s.ok(v, &args);
+            assert!(out.contains("created"), "kubectl.{v} {args:?}: {out}");
+        }
+        let rules = s.ok(v, &["get", "role", &n, "-o", "jsonpath={.rules[0].verbs} {.rules[0].resources}"]);
+        assert_eq!(rules, r#"["get","list"] ["pods","services"]"#, "kubectl.{v}");
+        let subjects = s.ok(v, &["get", "rolebinding", &n, "-o", "jsonpath={range .subjects[*]}{.kind}/{.name}/{.apiGroup};{end}"]);
+        assert_eq!(subjects, "User/jane/rbac.authorization.k8s.io;ServiceAccount/builder/;", "kubectl.{v}: defaulted apiGroups");
+        let wide = s.ok(v, &["get", "rolebinding", &n, "-o", "wide"]);
+        let header: Vec<&str> = wide.lines().next().unwrap_or_default().split_whitespace().collect();
+        assert_eq!(header, vec!["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"], "kubectl.{v}: {wide}");
+        assert!(wide.contains(&format!("Role/{n}")) && wide.contains("jane") && wide.contains("default/builder"), "kubectl.{v}: {wide}");
+        let roles = s.ok(v, &["get", "clusterroles", &cr]);
+        assert!(roles.starts_with("NAME") && roles.contains("CREATED AT") && roles.contains(&cr), "kubectl.{v}: {roles}");
+        // roleRef is fixed
+        let out = s.fails(v, &["patch", "clusterrolebinding", &n, "-p", r#"{"roleRef":{"name":"other"}}"#]);
+        assert!(out.contains("cannot change roleRef"), "kubectl.{v}: {out}");
+        // bad input, with upstream's words; nothing stored
+        let bad = s.write(
+            &format!("{n}-bad.yaml"),
+            &format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {n}-bad\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Deployment\n  name: x\n"),
+        );
+        let out = s.fails(v, &["apply", "-f", as_str(&bad)]);
+        assert!(out.contains(r#"roleRef.kind: Unsupported value: "Deployment": supported values: "Role", "ClusterRole""#), "kubectl.{v}: {out}");
+        s.fails(v, &["get", "rolebinding", &format!("{n}-bad")]);
+        for (kind, name) in [("role", &n), ("rolebinding", &n), ("clusterrole", &cr), ("clusterrolebinding", &n)] {
+            s.ok(v, &["delete", kind, name]);
         }
     }
 }
