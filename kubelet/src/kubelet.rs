@@ -512,25 +512,32 @@ fn evict_one(
     thresholds: &Thresholds,
     facts: &crate::node::machine::MachineFacts,
 ) {
-    let Ok(w) = workers.lock() else { return };
-    evicted.retain(|uid| w.contains_key(uid));
+    // Pick the eligible pods under the lock; measure them after, so a disk walk does not hold up dispatch.
+    let eligible: Vec<(String, Pod, Sender<PodUpdate>)> = {
+        let Ok(w) = workers.lock() else { return };
+        evicted.retain(|uid| w.contains_key(uid));
+        w.iter()
+            .filter(|(uid, h)| {
+                let pod = &h.pod;
+                let source = pod.metadata.annotations.as_ref().and_then(|a| a.get(crate::static_pods::SOURCE_ANNOTATION));
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                !(h.thread.is_finished()
+                    || evicted.contains(*uid)
+                    || pod.metadata.deletion_timestamp.is_some()
+                    || source.is_some_and(|s| s != "api")
+                    || matches!(phase, Some("Succeeded" | "Failed")))
+            })
+            .map(|(uid, h)| (uid.clone(), h.pod.clone(), h.tx.clone()))
+            .collect()
+    };
     let mut cands: Vec<(Candidate, Sender<PodUpdate>)> = Vec::new();
-    for (uid, h) in w.iter() {
-        let pod = &h.pod;
-        let source = pod.metadata.annotations.as_ref().and_then(|a| a.get(crate::static_pods::SOURCE_ANNOTATION));
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if h.thread.is_finished()
-            || evicted.contains(uid)
-            || pod.metadata.deletion_timestamp.is_some()
-            || source.is_some_and(|s| s != "api")
-            || matches!(phase, Some("Succeeded" | "Failed"))
-        {
-            continue;
-        }
+    for (uid, pod, tx) in eligible {
+        let pod = &pod;
+        let uid = &uid;
         let (usage, resource) = match signal {
             Signal::Memory => {
                 let rel = crate::container::qos::pod_cgroup_parent(&cfg.cgroup_root, pod);
-                (eviction::pod_memory_bytes(std::path::Path::new("/sys/fs/cgroup"), &rel), "memory")
+                (eviction::pod_memory_bytes(std::path::Path::new(crate::pod::worker::CGROUP_ROOT), &rel), "memory")
             }
             Signal::Disk => {
                 let (ns, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default());
@@ -554,7 +561,7 @@ fn evict_one(
             usage,
             request: request.max(0) as u64,
         };
-        cands.push((c, h.tx.clone()));
+        cands.push((c, tx));
     }
     let list: Vec<Candidate> = cands.iter().map(|(c, _)| c.clone()).collect();
     let Some(i) = eviction::rank(&list) else {

@@ -893,7 +893,8 @@ pub fn short_uid(uid: &str) -> String {
     uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(13).collect()
 }
 
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// Where the cgroup hierarchies are mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// True when the memory cgroup at `cgroups_path` counted an OOM kill (cgroup v1 `memory.oom_control`).
 fn oom_killed(cgroups_path: &str) -> bool {
