@@ -202,6 +202,10 @@ impl PodWorker {
         for name in names {
             let Some(rec) = self.containers.get(&name).cloned() else { continue };
             let mdir = self.dir.join("containers").join(&name).join("monitor");
+            // Liveness first, the exit file after: the monitor writes the file before it exits, so a monitor
+            // found gone here has left its record for the read below (the other order lost exits that landed
+            // between the two reads and recorded them as kills).
+            let live = monitor::alive_monitor(&mdir).is_some() || monitor::container_pid(&mdir).map(alive).unwrap_or(false);
             let state = if let Some(x) = &rec.exit {
                 ContainerState::Exited {
                     id: rec.id.clone(),
@@ -221,7 +225,7 @@ impl PodWorker {
                     oom_killed: x.oom_killed,
                     message: x.message,
                 }
-            } else if monitor::alive_monitor(&mdir).is_some() || monitor::container_pid(&mdir).map(alive).unwrap_or(false) {
+            } else if live {
                 ContainerState::Running { id: rec.id.clone(), started_at: rec.started_at }
             } else {
                 // monitor gone without a record (node reboot, kill -9 of the monitor): treat as failed
