@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::registry::{self, ResourceInfo, VERBS};
+use crate::registry::{self, ResourceInfo};
 
 /// The Kubernetes version this server reports.
 pub const KUBE_MAJOR: &str = "1";
@@ -75,7 +75,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs,
         });
         if !r.short_names.is_empty() {
             main["shortNames"] = json!(r.short_names);
@@ -113,7 +113,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": VERBS,
+        "verbs": r.verbs,
     });
     if !r.short_names.is_empty() {
         res["shortNames"] = json!(r.short_names);

@@ -11,10 +11,16 @@ pub fn render(server_url: &str, cluster_name: &str) -> String {
 
 /// A kubeconfig for an HTTPS server with the cluster CA and an admin client certificate embedded.
 pub fn render_tls(server_url: &str, cluster_name: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
+    render_tls_user(server_url, cluster_name, "admin", ca_pem, cert_pem, key_pem)
+}
+
+/// A kubeconfig for an HTTPS server acting as `user` (context `<cluster>-<user>`), with the cluster CA and the
+/// user's client certificate embedded.
+pub fn render_tls_user(server_url: &str, cluster_name: &str, user: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
     use base64::Engine;
     let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster_name}\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {}\ncontexts:\n- name: {cluster_name}-admin\n  context:\n    cluster: {cluster_name}\n    user: admin\n    namespace: default\ncurrent-context: {cluster_name}-admin\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\npreferences: {{}}\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster_name}\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {}\ncontexts:\n- name: {cluster_name}-{user}\n  context:\n    cluster: {cluster_name}\n    user: {user}\n    namespace: default\ncurrent-context: {cluster_name}-{user}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\npreferences: {{}}\n",
         b(ca_pem),
         b(cert_pem),
         b(key_pem)
@@ -35,14 +41,7 @@ pub fn write_content(path: &Path, content: &str) -> std::io::Result<()> {
 
 /// Writes the kubeconfig atomically (temp file + rename), mode 0600.
 pub fn write(path: &Path, server_url: &str, cluster_name: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, render(server_url, cluster_name))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(&tmp, path)
+    write_content(path, &render(server_url, cluster_name))
 }
 
 #[cfg(test)]

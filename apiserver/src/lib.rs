@@ -3,13 +3,15 @@
 //! `storage` owns keys, values and revisions (an MVCC revision stream; resourceVersion = revision) and knows nothing
 //! of Kubernetes objects. Everything above it speaks Kubernetes: discovery, OpenAPI, verbs, validation, defaulting.
 //!
-//! Layout: `registry` is the resource table that drives routing, discovery, OpenAPI and storage keys; `server`
+//! Layout: `auth/` decides who is asking and whether they may (client certificates, impersonation, RBAC);
+//! `registry` is the resource table that drives routing, discovery, OpenAPI and storage keys; `server`
 //! is the router and in-process handle; `handlers/` holds one module per verb; `admission`, `defaulting/` and
 //! `validation/` form the write pipeline; `patch/` the patch formats; `selectors` the label/field selector
 //! matching the controllers reuse; `table` server-side printing; `status` errors as Kubernetes Status objects.
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod auth;
 pub mod conversion;
 pub mod defaulting;
 pub mod discovery;

@@ -22,6 +22,7 @@ const RECHECK: Duration = Duration::from_millis(500);
 fn ctx(state: &Arc<ApiState>, info: &'static registry::ResourceInfo, ns: Option<&str>, name: &str) -> Ctx {
     Ctx {
         state: state.clone(),
+        user: Arc::new(crate::auth::User::internal()),
         target: Target { info, namespace: ns.map(str::to_string), name: Some(name.to_string()), subresource: None, watch_path: false },
         query: Query::default(),
         headers: http::HeaderMap::new(),

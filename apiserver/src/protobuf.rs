@@ -79,6 +79,34 @@ fn fields(msg: &str) -> Option<&'static [Field]> {
         },
         "Subject" => const { &[f(1, "kind", Str), f(2, "apiGroup", Str), f(3, "name", Str), f(4, "namespace", Str)] },
         "RoleRef" => const { &[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)] },
+        // authorization.k8s.io/v1 and authentication.k8s.io/v1 reviews (`kubectl auth can-i`, `kubectl auth whoami`)
+        "SelfSubjectAccessReview" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("SelfSubjectAccessReviewSpec"))] },
+        "SelfSubjectAccessReviewSpec" => const {
+            &[f(1, "resourceAttributes", Msg("ResourceAttributes")), f(2, "nonResourceAttributes", Msg("NonResourceAttributes"))]
+        },
+        "SubjectAccessReview" | "LocalSubjectAccessReview" => const {
+            &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("SubjectAccessReviewSpec"))]
+        },
+        "SubjectAccessReviewSpec" => const { &[
+            f(1, "resourceAttributes", Msg("ResourceAttributes")),
+            f(2, "nonResourceAttributes", Msg("NonResourceAttributes")),
+            f(3, "user", Str),
+            r(4, "groups", Str),
+            f(6, "uid", Str),
+        ] },
+        "ResourceAttributes" => const { &[
+            f(1, "namespace", Str),
+            f(2, "verb", Str),
+            f(3, "group", Str),
+            f(4, "version", Str),
+            f(5, "resource", Str),
+            f(6, "subresource", Str),
+            f(7, "name", Str),
+        ] },
+        "NonResourceAttributes" => const { &[f(1, "path", Str), f(2, "verb", Str)] },
+        "SelfSubjectRulesReview" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("SelfSubjectRulesReviewSpec"))] },
+        "SelfSubjectRulesReviewSpec" => const { &[f(1, "namespace", Str)] },
+        "SelfSubjectReview" => const { &[f(1, "metadata", Msg("ObjectMeta"))] },
         "ConfigMap" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "data", MapStr), f(3, "binaryData", MapBytes), f(4, "immutable", Bool)] },
         "Secret" => const { &[
             f(1, "metadata", Msg("ObjectMeta")),

@@ -37,6 +37,8 @@ pub struct ResourceInfo {
     pub typed_check: TypedCheck,
     /// Set when objects are stored as another resource (events.k8s.io Events are core Events).
     pub stored_as: Option<StoredAs>,
+    /// The verbs served: [`VERBS`], or only `create` for the review resources, which are answered, not stored.
+    pub verbs: &'static [&'static str],
 }
 
 /// Where and in what form a resource served under a second API is stored.
@@ -53,6 +55,7 @@ pub struct StoredAs {
 pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 const SCALE_VERBS: &[&str] = &["get", "patch", "update"];
+const CREATE_ONLY: &[&str] = &["create"];
 
 impl ResourceInfo {
     /// `apps/v1`, or `v1` for the core group.
@@ -151,6 +154,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.Namespace",
         typed_check: check::<k::core::v1::Namespace>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -193,6 +197,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.Pod",
         typed_check: check::<k::core::v1::Pod>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -208,6 +213,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.Service",
         typed_check: check::<k::core::v1::Service>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -223,6 +229,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.Endpoints",
         typed_check: check::<k::core::v1::Endpoints>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -241,6 +248,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.Node",
         typed_check: check::<k::core::v1::Node>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -256,6 +264,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.ConfigMap",
         typed_check: check::<k::core::v1::ConfigMap>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -271,6 +280,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.Secret",
         typed_check: check::<k::core::v1::Secret>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -286,6 +296,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.Event",
         typed_check: check::<k::core::v1::Event>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -301,6 +312,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.core.v1.ReplicationController",
         typed_check: check::<k::core::v1::ReplicationController>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -316,6 +328,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.ServiceAccount",
         typed_check: check::<k::core::v1::ServiceAccount>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -331,6 +344,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.core.v1.LimitRange",
         typed_check: check::<k::core::v1::LimitRange>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -346,6 +360,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.apps.v1.Deployment",
         typed_check: check::<k::apps::v1::Deployment>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -361,6 +376,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.apps.v1.ReplicaSet",
         typed_check: check::<k::apps::v1::ReplicaSet>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -376,6 +392,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.apps.v1.StatefulSet",
         typed_check: check::<k::apps::v1::StatefulSet>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -391,6 +408,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.apps.v1.DaemonSet",
         typed_check: check::<k::apps::v1::DaemonSet>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -406,6 +424,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.apps.v1.ControllerRevision",
         typed_check: check::<k::apps::v1::ControllerRevision>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -421,6 +440,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.batch.v1.Job",
         typed_check: check::<k::batch::v1::Job>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -436,6 +456,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: true,
         definition: "io.k8s.api.batch.v1.CronJob",
         typed_check: check::<k::batch::v1::CronJob>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -451,6 +472,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.coordination.v1.Lease",
         typed_check: check::<k::coordination::v1::Lease>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -466,6 +488,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.discovery.v1.EndpointSlice",
         typed_check: check::<k::discovery::v1::EndpointSlice>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -481,6 +504,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.events.v1.Event",
         typed_check: check::<k::events::v1::Event>,
+        verbs: VERBS,
         stored_as: Some(StoredAs {
             group: "core",
             resource: "events",
@@ -501,6 +525,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.rbac.v1.Role",
         typed_check: check::<k::rbac::v1::Role>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -516,6 +541,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.rbac.v1.RoleBinding",
         typed_check: check::<k::rbac::v1::RoleBinding>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -531,6 +557,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.rbac.v1.ClusterRole",
         typed_check: check::<k::rbac::v1::ClusterRole>,
+        verbs: VERBS,
         stored_as: None,
     },
     ResourceInfo {
@@ -546,6 +573,87 @@ pub static RESOURCES: &[ResourceInfo] = &[
         has_status: false,
         definition: "io.k8s.api.rbac.v1.ClusterRoleBinding",
         typed_check: check::<k::rbac::v1::ClusterRoleBinding>,
+        verbs: VERBS,
+        stored_as: None,
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        resource: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
+        typed_check: check::<k::authorization::v1::SelfSubjectAccessReview>,
+        verbs: CREATE_ONLY,
+        stored_as: None,
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        resource: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        kind: "SelfSubjectRulesReview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.authorization.v1.SelfSubjectRulesReview",
+        typed_check: check::<k::authorization::v1::SelfSubjectRulesReview>,
+        verbs: CREATE_ONLY,
+        stored_as: None,
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        resource: "subjectaccessreviews",
+        singular: "subjectaccessreview",
+        kind: "SubjectAccessReview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.authorization.v1.SubjectAccessReview",
+        typed_check: check::<k::authorization::v1::SubjectAccessReview>,
+        verbs: CREATE_ONLY,
+        stored_as: None,
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        resource: "localsubjectaccessreviews",
+        singular: "localsubjectaccessreview",
+        kind: "LocalSubjectAccessReview",
+        namespaced: true,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.authorization.v1.LocalSubjectAccessReview",
+        typed_check: check::<k::authorization::v1::LocalSubjectAccessReview>,
+        verbs: CREATE_ONLY,
+        stored_as: None,
+    },
+    ResourceInfo {
+        group: "authentication.k8s.io",
+        version: "v1",
+        resource: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        kind: "SelfSubjectReview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.authentication.v1.SelfSubjectReview",
+        typed_check: check::<k::authentication::v1::SelfSubjectReview>,
+        verbs: CREATE_ONLY,
         stored_as: None,
     },
 ];

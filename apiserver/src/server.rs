@@ -264,6 +264,16 @@ async fn serve_tls(
                     return;
                 }
             };
+            // the client certificate names who every request on this connection comes from
+            let user = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::auth::User::from_certificate(c));
+            let Some(user) = user.map(Arc::new) else {
+                tracing::debug!(%peer, "client certificate names no user (no CN)");
+                return;
+            };
+            let app = tower::ServiceExt::map_request(app, move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(user.clone());
+                req
+            });
             let service = hyper_util::service::TowerToHyperService::new(app);
             let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
@@ -289,6 +299,19 @@ async fn bootstrap(state: &ApiState) -> Result<(), ServerError> {
             Err(e) => return Err(ServerError::Bootstrap { what: format!("namespace {ns}"), message: e.message }),
         }
     }
+    for (resource, objects) in
+        [("clusterroles", crate::auth::bootstrap::cluster_roles()), ("clusterrolebindings", crate::auth::bootstrap::cluster_role_bindings())]
+    {
+        let info = registry::find(crate::auth::rbac::GROUP, "v1", resource).expect("rbac resources are in the table");
+        for obj in objects {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            match create_object(state, info, None, obj, FieldValidation::Strict, false).await {
+                Ok(_) => tracing::debug!(resource, name, "created built-in policy"),
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(ServerError::Bootstrap { what: format!("{resource} {name}"), message: e.message }),
+            }
+        }
+    }
     let svc_info = registry::find("", "v1", "services").expect("services are in the table");
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default",
         "labels": {"component": "apiserver", "provider": "kubernetes"}},
@@ -311,6 +334,10 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
     let headers = parts.headers.clone();
+    let user = match crate::auth::admit(&state, parts.extensions.get::<Arc<crate::auth::User>>(), &method, &parts.uri, &headers).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
     let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let accept = crate::request::accept(&headers).to_string();
     if method == Method::GET {
@@ -356,7 +383,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
         _ => {}
     }
     match segs.first() {
-        Some(&"api") | Some(&"apis") => handlers::resource_request(state, method, parts.uri, headers, body).await,
+        Some(&"api") | Some(&"apis") => handlers::resource_request(state, user, method, parts.uri, headers, body).await,
         _ => ApiError::path_not_found(&path).into_response(),
     }
 }

@@ -90,11 +90,7 @@ pub fn ensure_pki(dir: &Path, hosts: &[String]) -> Result<Pki, TlsError> {
     let server = gen("apiserver certificate", sp.signed_by(&server_key, &ca, &ca_key))?;
 
     let admin_key = gen("admin key", KeyPair::generate())?;
-    let mut ap = gen("admin parameters", CertificateParams::new(Vec::<String>::new()))?;
-    ap.distinguished_name.push(DnType::CommonName, "kubernetes-admin");
-    ap.distinguished_name.push(DnType::OrganizationName, "system:masters");
-    ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let admin = gen("admin certificate", ap.signed_by(&admin_key, &ca, &ca_key))?;
+    let admin = gen("admin certificate", client_params("kubernetes-admin", &["system:masters".into()])?.signed_by(&admin_key, &ca, &ca_key))?;
 
     let pki = Pki {
         dir: dir.to_path_buf(),
@@ -150,14 +146,30 @@ pub fn issue_kubelet_certs(pki: &Pki, hostname: &str, node_ips: &[String]) -> Re
 /// The client certificate the apiserver presents to kubelets (CN kube-apiserver-kubelet-client,
 /// O system:masters), issued by the cluster CA of `pki`.
 pub fn issue_kubelet_client(pki: &Pki) -> Result<CertPair, TlsError> {
+    issue_user(pki, "kube-apiserver-kubelet-client", &["system:masters".into()])
+}
+
+/// A client certificate for user `name` in `groups` (CN and O, what the apiserver reads the identity from; at
+/// most one group),
+/// issued by the cluster CA of `pki`: how `rkube kubeconfig` makes credentials for other users.
+pub fn issue_user(pki: &Pki, name: &str, groups: &[String]) -> Result<CertPair, TlsError> {
     let (ca, ca_key) = load_ca(pki)?;
-    let client_key = gen("kubelet client key", KeyPair::generate())?;
-    let mut cp = gen("kubelet client parameters", CertificateParams::new(Vec::<String>::new()))?;
-    cp.distinguished_name.push(DnType::CommonName, "kube-apiserver-kubelet-client");
-    cp.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    let key = gen("client key", KeyPair::generate())?;
+    let cert = gen("client certificate", client_params(name, groups)?.signed_by(&key, &ca, &ca_key))?;
+    Ok(CertPair { cert: cert.pem(), key: key.serialize_pem() })
+}
+
+fn client_params(name: &str, groups: &[String]) -> Result<CertificateParams, TlsError> {
+    let mut cp = gen("client parameters", CertificateParams::new(Vec::<String>::new()))?;
+    cp.distinguished_name.push(DnType::CommonName, name);
+    // rcgen keeps one value per attribute type: one group (O) per certificate; bind the user for more
+    match groups {
+        [] => {}
+        [g] => cp.distinguished_name.push(DnType::OrganizationName, g.as_str()),
+        _ => return Err(TlsError::Config(format!("a client certificate carries at most one group; got {groups:?}"))),
+    }
     cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client = gen("kubelet client certificate", cp.signed_by(&client_key, &ca, &ca_key))?;
-    Ok(CertPair { cert: client.pem(), key: client_key.serialize_pem() })
+    Ok(cp)
 }
 
 /// A kubelet serving certificate signed by its own key, for a kubelet that joins without the cluster CA's key:

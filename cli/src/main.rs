@@ -4,6 +4,7 @@
 mod control_plane;
 mod down;
 mod image;
+mod kubeconfig;
 mod kubelet;
 mod node;
 mod server;
@@ -28,6 +29,8 @@ enum Command {
     Server(server::Args),
     /// Run the kubelet alone against the apiserver of a kubeconfig (a node joining `rkube server`)
     Kubelet(kubelet::Args),
+    /// Print a kubeconfig for another user of `rkube server --tls` (a client certificate from the cluster CA)
+    Kubeconfig(kubeconfig::Args),
     /// Import, pull and list container images in the node's image store
     #[command(subcommand)]
     Image(image::Command),
@@ -46,6 +49,7 @@ fn main() {
         Command::Down(args) => down::run(args),
         Command::Server(args) => server::run(args),
         Command::Kubelet(args) => kubelet::run(args),
+        Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Image(cmd) => image::run(cmd),
     };
     if let Err(err) = result {

@@ -53,6 +53,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         }
     }
     let obj = decode_object(ctx, &body)?;
+    ctx.check_escalation(&obj).await?;
     let obj = create_object(&ctx.state, info, ctx.target.ns(), obj, field_validation(ctx), ctx.query.dry_run).await?;
     Ok(json_response(StatusCode::CREATED, &obj))
 }

@@ -58,7 +58,7 @@ pub async fn delete(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     let mut obj = if body_dry_run(&opts) && !ctx.query.dry_run {
         let mut query = ctx.query.clone();
         query.dry_run = true;
-        let dry = Ctx { state: ctx.state.clone(), target: ctx.target.clone(), query, headers: ctx.headers.clone(), path: ctx.path.clone() };
+        let dry = Ctx { state: ctx.state.clone(), user: ctx.user.clone(), target: ctx.target.clone(), query, headers: ctx.headers.clone(), path: ctx.path.clone() };
         delete_one(&dry, &opts).await?
     } else {
         delete_one(ctx, &opts).await?
@@ -192,6 +192,7 @@ pub async fn delete_collection(ctx: &Ctx, body: Bytes) -> Result<Response, ApiEr
         let name = object::name(&obj).to_string();
         let sub = Ctx {
             state: ctx.state.clone(),
+            user: ctx.user.clone(),
             target: crate::request::Target {
                 info,
                 namespace: object::namespace(&obj).map(str::to_string),

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Method, StatusCode, Uri};
 use serde_json::Value;
 
+use crate::auth::{self, User};
 use crate::object;
 use crate::registry::{self, ResourceInfo};
 use crate::request::{self, Query, Target};
@@ -31,6 +32,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Everything a verb handler needs about one request.
 pub struct Ctx {
     pub state: Arc<ApiState>,
+    /// Who the request acts as (after impersonation).
+    pub user: Arc<User>,
     pub target: Target,
     pub query: Query,
     pub headers: HeaderMap,
@@ -45,13 +48,18 @@ impl Ctx {
     pub fn name(&self) -> &str {
         self.target.name.as_deref().unwrap_or_default()
     }
+
+    /// For Roles and bindings: refuses `obj` if it grants more than the requesting user holds.
+    pub async fn check_escalation(&self, obj: &Value) -> Result<(), ApiError> {
+        auth::rbac::check_escalation(&self.state, &self.user, self.info(), self.target.ns().unwrap_or_default(), obj).await
+    }
 }
 
 /// Entry point for `/api/...` and `/apis/...` resource paths.
-pub async fn resource_request(state: Arc<ApiState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub async fn resource_request(state: Arc<ApiState>, user: Arc<User>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let path = uri.path().to_string();
     let started = std::time::Instant::now();
-    let result = route(state.clone(), &method, &uri, headers, body).await;
+    let result = route(state.clone(), user, &method, &uri, headers, body).await;
     let (response, resource, verb) = match result {
         Ok((r, res, verb)) => (r, res, verb),
         Err((e, res, verb)) => {
@@ -69,7 +77,7 @@ pub async fn resource_request(state: Arc<ApiState>, method: Method, uri: Uri, he
 
 type Routed = Result<(Response, &'static str, &'static str), (ApiError, &'static str, &'static str)>;
 
-async fn route(state: Arc<ApiState>, method: &Method, uri: &Uri, headers: HeaderMap, body: Body) -> Routed {
+async fn route(state: Arc<ApiState>, user: Arc<User>, method: &Method, uri: &Uri, headers: HeaderMap, body: Body) -> Routed {
     let path = uri.path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest) = match segs.as_slice() {
@@ -83,8 +91,21 @@ async fn route(state: Arc<ApiState>, method: &Method, uri: &Uri, headers: Header
     let target = request::parse_target(group, version, rest, path).map_err(|e| (e, "", ""))?;
     let resource = target.info.resource;
     let query = Query::parse(uri.query()).map_err(|e| (e, resource, ""))?;
-    let ctx = Ctx { state, target, query, headers, path: path.to_string() };
+    let ctx = Ctx { state, user, target, query, headers, path: path.to_string() };
     let verb = verb_of(method, &ctx);
+    if !ctx.info().verbs.contains(&verb) {
+        let e = ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method} {path})"));
+        return Err((e, resource, verb));
+    }
+    if auth::review::is_review(ctx.info()) {
+        let body = read_body(body).await.map_err(|e| (e, resource, verb))?;
+        let result = async {
+            let obj = create::decode_object(&ctx, &body)?;
+            let answered = auth::review::create(&ctx.state, &ctx.user, ctx.info(), ctx.target.ns(), obj).await?;
+            Ok(json_response(StatusCode::CREATED, &answered))
+        };
+        return result.await.map(|r| (r, resource, verb)).map_err(|e| (e, resource, verb));
+    }
     let result = match (method.as_str(), verb) {
         (_, "watch") => watch::watch(&ctx).await,
         ("GET", "get") => get::get(&ctx).await,
@@ -203,6 +224,7 @@ where
             }
         }
         let mut new = modify(&cur)?;
+        ctx.check_escalation(&new).await?;
         object::set_resource_version(&mut new, kv.mod_revision);
         if new == cur {
             return Ok(Written::Stored(cur));

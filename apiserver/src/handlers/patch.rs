@@ -75,6 +75,7 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
                         ctx.name()
                     )));
                 }
+                ctx.check_escalation(&applied).await?;
                 let obj = create_object(&ctx.state, info, ctx.target.ns(), applied, validation, ctx.query.dry_run).await?;
                 return Ok(json_response(StatusCode::CREATED, &obj));
             }

@@ -1,0 +1,210 @@
+//! Who is asking, and may they. Every request passes through [`admit`] before anything else:
+//!
+//! 1. Authentication: the TLS client certificate names the user (CN) and groups (O), as upstream's x509
+//!    authenticator; plain HTTP (tests, `--listen` without PKI) is upstream's old insecure port, a privileged
+//!    `system:unsecured` user.
+//! 2. Impersonation: `Impersonate-User`/`-Group`/`-Uid`/`-Extra-*` headers (`kubectl --as`), each allowed by the
+//!    `impersonate` verb on users/groups/serviceaccounts/uids/userextras.
+//! 3. Authorization: [`attributes`] reads the verb, resource and namespace off the request as upstream's
+//!    RequestInfo does, and [`rbac`] evaluates the stored Roles and bindings (the built-in ones come from
+//!    [`bootstrap`]). `system:masters` is allowed everything without a lookup, as upstream.
+//!
+//! The review APIs `kubectl auth can-i` and `kubectl auth whoami` call are in [`review`].
+
+pub mod attributes;
+pub mod bootstrap;
+pub mod rbac;
+pub mod review;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use crate::server::ApiState;
+use crate::status::ApiError;
+use attributes::Attributes;
+
+/// The group whose members may do everything, checked before any policy.
+pub const MASTERS: &str = "system:masters";
+/// Every authenticated user is in this group.
+pub const AUTHENTICATED: &str = "system:authenticated";
+const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
+
+/// An authenticated (or impersonated) identity.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct User {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl User {
+    /// The user a client certificate names: CN is the user, each O a group.
+    pub fn from_certificate(der: &[u8]) -> Option<User> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let subject = cert.subject();
+        let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+        let mut groups: Vec<String> =
+            subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
+        groups.push(AUTHENTICATED.to_string());
+        Some(User { name, groups, ..Default::default() })
+    }
+
+    /// The identity of plain-HTTP requests: upstream's insecure port served them as this privileged user.
+    pub fn unsecured() -> User {
+        User { name: "system:unsecured".into(), groups: vec![MASTERS.into(), AUTHENTICATED.into()], ..Default::default() }
+    }
+
+    /// The apiserver itself, for work it does on its own (emptying a terminating namespace).
+    pub fn internal() -> User {
+        User { name: "system:apiserver".into(), groups: vec![MASTERS.into(), AUTHENTICATED.into()], ..Default::default() }
+    }
+
+    pub fn is_privileged(&self) -> bool {
+        self.groups.iter().any(|g| g == MASTERS)
+    }
+
+    /// `(namespace, name)` when this is a service account's user (`system:serviceaccount:ns:name`).
+    pub fn service_account(&self) -> Option<(&str, &str)> {
+        self.name.strip_prefix(SERVICE_ACCOUNT_PREFIX)?.split_once(':')
+    }
+}
+
+/// Authenticates (the connection's user), applies impersonation headers and authorizes the request. Returns
+/// the user the request acts as.
+pub async fn admit(
+    state: &ApiState,
+    connection_user: Option<&Arc<User>>,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Result<Arc<User>, ApiError> {
+    let requester = connection_user.cloned().unwrap_or_else(|| Arc::new(User::unsecured()));
+    let user = impersonate(state, requester, headers).await?;
+    if user.is_privileged() {
+        return Ok(user);
+    }
+    let attrs = Attributes::from_request(method, uri.path(), uri.query());
+    if !rbac::authorize(state, &user, &attrs).await?.allowed {
+        tracing::debug!(user = %user.name, verb = %attrs.verb, path = uri.path(), "forbidden");
+        return Err(attrs.forbidden(&user.name));
+    }
+    Ok(user)
+}
+
+/// The user named by impersonation headers, if any, once `requester` is allowed to act as it.
+async fn impersonate(state: &ApiState, requester: Arc<User>, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
+    if !headers.keys().any(|k| k.as_str().starts_with("impersonate-")) {
+        return Ok(requester);
+    }
+    let values = |name: &str| -> Vec<String> {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+    };
+    let users = values("impersonate-user");
+    let groups = values("impersonate-group");
+    let uids = values("impersonate-uid");
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in headers {
+        if let Some(key) = k.as_str().strip_prefix("impersonate-extra-") {
+            let key = percent_decode(key);
+            extra.entry(key).or_default().extend(v.to_str().ok().map(str::to_string));
+        }
+    }
+    let Some(name) = users.first().cloned() else {
+        if !groups.is_empty() || !uids.is_empty() || !extra.is_empty() {
+            return Err(ApiError::new(
+                500,
+                "InternalError",
+                "Internal error occurred: requested impersonation of groups, uid or extra without impersonating a user",
+            ));
+        }
+        return Ok(requester);
+    };
+    let check = |resource: &'static str, subresource: &str, namespace: &str, name: &str| {
+        Attributes::impersonation(resource, subresource, namespace, name)
+    };
+    let mut wanted = Vec::new();
+    let sa = User { name: name.clone(), ..Default::default() };
+    match sa.service_account() {
+        Some((ns, n)) => wanted.push(check("serviceaccounts", "", ns, n)),
+        None => wanted.push(check("users", "", "", &name)),
+    }
+    wanted.extend(groups.iter().map(|g| check("groups", "", "", g)));
+    wanted.extend(uids.iter().map(|u| check("uids", "", "", u)));
+    for (k, vs) in &extra {
+        wanted.extend(vs.iter().map(|v| check("userextras", k, "", v)));
+    }
+    if !requester.is_privileged() {
+        for attrs in &wanted {
+            if !rbac::authorize(state, &requester, attrs).await?.allowed {
+                return Err(attrs.forbidden(&requester.name));
+            }
+        }
+    }
+    let mut all_groups = groups;
+    if all_groups.is_empty() {
+        if let Some((ns, _)) = sa.service_account() {
+            all_groups.push("system:serviceaccounts".into());
+            all_groups.push(format!("system:serviceaccounts:{ns}"));
+        }
+    }
+    if name != "system:anonymous" && !all_groups.iter().any(|g| g == AUTHENTICATED) {
+        all_groups.push(AUTHENTICATED.into());
+    }
+    tracing::debug!(requester = %requester.name, user = %name, "impersonating");
+    Ok(Arc::new(User { name, uid: uids.into_iter().next().unwrap_or_default(), groups: all_groups, extra }))
+}
+
+/// Header names carry extra keys percent-encoded (`Impersonate-Extra-scopes%2Fx`).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_subject_names_user_and_groups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = crate::tls::ensure_pki(dir.path(), &[]).expect("pki");
+        let pair = crate::tls::issue_user(&pki, "alice", &["devs".into()]).expect("issue");
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::pem_slice_iter(pair.cert.as_bytes()).next().expect("one").expect("pem");
+        let user = User::from_certificate(&der).expect("parsed");
+        assert_eq!(user.name, "alice");
+        assert_eq!(user.groups, vec!["devs", AUTHENTICATED]);
+        assert!(crate::tls::issue_user(&pki, "bob", &["a".into(), "b".into()]).is_err(), "one group per certificate");
+        assert!(!user.is_privileged());
+    }
+
+    #[test]
+    fn service_account_users_split_namespace_and_name() {
+        let u = User { name: "system:serviceaccount:kube-system:default".into(), ..Default::default() };
+        assert_eq!(u.service_account(), Some(("kube-system", "default")));
+        assert_eq!(User { name: "alice".into(), ..Default::default() }.service_account(), None);
+    }
+
+    #[test]
+    fn extra_keys_are_percent_decoded() {
+        assert_eq!(percent_decode("scopes%2Fa"), "scopes/a");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("bad%zz"), "bad%zz");
+    }
+}

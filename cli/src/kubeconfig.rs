@@ -1,0 +1,54 @@
+//! `rkube kubeconfig`: credentials for another user of a cluster this machine serves with `rkube server --tls`.
+//! The kubeconfig carries a client certificate from the cluster CA (`<data-dir>/pki`) naming the user (CN) and
+//! optionally one group (O); what the user may do is up to RBAC (`kubectl create rolebinding ... --user NAME`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The data dir of `rkube server --tls` (its pki/ holds the cluster CA, its kubeconfig the server address)
+    #[arg(long, default_value = "/var/lib/rkube/server")]
+    pub data_dir: PathBuf,
+    /// User name (the certificate's common name)
+    #[arg(long)]
+    pub user: String,
+    /// Group the user belongs to (the certificate's organization)
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Write the kubeconfig here (mode 0600) instead of to stdout
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let pki_dir = args.data_dir.join("pki");
+    if !pki_dir.join("ca.key").exists() {
+        bail!(
+            "no cluster CA in {}: user credentials need a server started with `rkube server --tls --data-dir {}` (`rkube up` serves plain HTTP on loopback; act as another user there with `kubectl --as NAME`)",
+            pki_dir.display(),
+            args.data_dir.display()
+        );
+    }
+    if args.user.is_empty() || args.user.starts_with("system:") {
+        bail!("--user {:?}: give a user name that is not empty and not in the reserved system: namespace", args.user);
+    }
+    let pki = rkube_apiserver::tls::ensure_pki(&pki_dir, &[]).context("load the cluster CA")?;
+    let admin = args.data_dir.join("kubeconfig");
+    let kc = kube::config::Kubeconfig::read_from(&admin).with_context(|| format!("read the server address from {}", admin.display()))?;
+    let server = kc
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .with_context(|| format!("{} names no server", admin.display()))?;
+    let groups: Vec<String> = args.group.into_iter().collect();
+    let pair = rkube_apiserver::tls::issue_user(&pki, &args.user, &groups)?;
+    let out = rkube_apiserver::kubeconfig::render_tls_user(&server, "rkube", &args.user, &pki.ca_cert, &pair.cert, &pair.key);
+    match args.output {
+        Some(path) => rkube_apiserver::kubeconfig::write_content(&path, &out).with_context(|| format!("write {}", path.display()))?,
+        None => print!("{out}"),
+    }
+    Ok(())
+}
