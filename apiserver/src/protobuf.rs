@@ -107,6 +107,12 @@ fn fields(msg: &str) -> Option<&'static [Field]> {
         "SelfSubjectRulesReview" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("SelfSubjectRulesReviewSpec"))] },
         "SelfSubjectRulesReviewSpec" => const { &[f(1, "namespace", Str)] },
         "SelfSubjectReview" => const { &[f(1, "metadata", Msg("ObjectMeta"))] },
+        // `kubectl create token`
+        "TokenRequest" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("TokenRequestSpec"))] },
+        "TokenRequestSpec" => const {
+            &[r(1, "audiences", Str), f(3, "boundObjectRef", Msg("BoundObjectReference")), f(4, "expirationSeconds", PInt)]
+        },
+        "BoundObjectReference" => const { &[f(1, "kind", Str), f(2, "apiVersion", Str), f(3, "name", Str), f(4, "uid", Str)] },
         "ConfigMap" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "data", MapStr), f(3, "binaryData", MapBytes), f(4, "immutable", Bool)] },
         "Secret" => const { &[
             f(1, "metadata", Msg("ObjectMeta")),

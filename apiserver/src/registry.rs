@@ -324,7 +324,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["sa"],
         categories: NONE,
-        subresources: &[],
+        subresources: &[Subresource { name: "token", kind: "TokenRequest", group: "authentication.k8s.io", version: "v1", verbs: &["create"] }],
         has_status: false,
         definition: "io.k8s.api.core.v1.ServiceAccount",
         typed_check: check::<k::core::v1::ServiceAccount>,

@@ -100,6 +100,8 @@ pub struct ApiState {
     pub finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Flips to true when the server shuts down; long-running requests (watches) end on it.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Signs and verifies service account tokens.
+    pub tokens: crate::auth::token::TokenKeys,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,8 @@ pub enum ServerError {
     },
     #[error("set up TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Keys(#[from] crate::auth::token::KeyError),
     #[error("create built-in object {what}: {message}")]
     Bootstrap { what: String, message: String },
 }
@@ -130,7 +134,9 @@ impl ApiServer {
     pub async fn start(store: Arc<dyn Store>, config: ServerConfig) -> Result<ApiServer, ServerError> {
         let listener = TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+        let tokens = crate::auth::token::TokenKeys::load_or_create(config.tls_dir.as_deref())?;
         let state = Arc::new(ApiState {
+            tokens,
             store,
             config,
             metrics: Metrics::default(),
@@ -264,14 +270,19 @@ async fn serve_tls(
                     return;
                 }
             };
-            // the client certificate names who every request on this connection comes from
-            let user = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::auth::User::from_certificate(c));
-            let Some(user) = user.map(Arc::new) else {
-                tracing::debug!(%peer, "client certificate names no user (no CN)");
-                return;
+            // the client certificate, when there is one, names who every request on this connection comes from
+            let identity = match stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                None => crate::auth::TlsIdentity(None),
+                Some(cert) => match crate::auth::User::from_certificate(cert) {
+                    Some(user) => crate::auth::TlsIdentity(Some(Arc::new(user))),
+                    None => {
+                        tracing::debug!(%peer, "client certificate names no user (no CN)");
+                        return;
+                    }
+                },
             };
             let app = tower::ServiceExt::map_request(app, move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(user.clone());
+                req.extensions_mut().insert(identity.clone());
                 req
             });
             let service = hyper_util::service::TowerToHyperService::new(app);
@@ -334,7 +345,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
     let headers = parts.headers.clone();
-    let user = match crate::auth::admit(&state, parts.extensions.get::<Arc<crate::auth::User>>(), &method, &parts.uri, &headers).await {
+    let user = match crate::auth::admit(&state, parts.extensions.get::<crate::auth::TlsIdentity>(), &method, &parts.uri, &headers).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };

@@ -199,8 +199,8 @@ fn load_ca(pki: &Pki) -> Result<(rcgen::Certificate, KeyPair), TlsError> {
     Ok((ca, ca_key))
 }
 
-/// The rustls server configuration: our serving certificate, client certificates required and checked against
-/// the cluster CA, HTTP/1.1 (watches are chunked HTTP/1.1 streams; kubectl falls back fine).
+/// The rustls server configuration: our serving certificate, client certificates checked against the cluster
+/// CA when presented (optional: bearer tokens and anonymous requests come without), HTTP/1.1 (watches are chunked HTTP/1.1 streams; kubectl falls back fine).
 pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let pem = |what| TlsError::Pem { path: pki.dir.clone(), what };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.server_cert.as_bytes())
@@ -212,7 +212,9 @@ pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         roots.add(ca.map_err(|_| pem("CA certificate"))?).map_err(|e| TlsError::Config(e.to_string()))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // a certificate is checked when given; without one the request may still carry a bearer token
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

@@ -123,7 +123,10 @@ impl Attributes {
         } else {
             format!("{qualified} \"{}\" is forbidden: {why}", self.name)
         };
-        let mut details = serde_json::json!({"name": self.name, "kind": self.resource});
+        let mut details = serde_json::json!({"kind": self.resource});
+        if !self.name.is_empty() {
+            details["name"] = self.name.clone().into();
+        }
         if !self.api_group.is_empty() {
             details["group"] = self.api_group.clone().into();
         }

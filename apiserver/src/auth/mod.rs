@@ -1,7 +1,8 @@
 //! Who is asking, and may they. Every request passes through [`admit`] before anything else:
 //!
 //! 1. Authentication: the TLS client certificate names the user (CN) and groups (O), as upstream's x509
-//!    authenticator; plain HTTP (tests, `--listen` without PKI) is upstream's old insecure port, a privileged
+//!    authenticator; without one, a service account bearer token names it, and with neither the request is
+//!    `system:anonymous` (upstream's default); plain HTTP (tests, `--listen` without PKI) is upstream's old insecure port, a privileged
 //!    `system:unsecured` user.
 //! 2. Impersonation: `Impersonate-User`/`-Group`/`-Uid`/`-Extra-*` headers (`kubectl --as`), each allowed by the
 //!    `impersonate` verb on users/groups/serviceaccounts/uids/userextras.
@@ -9,12 +10,14 @@
 //!    RequestInfo does, and [`rbac`] evaluates the stored Roles and bindings (the built-in ones come from
 //!    [`bootstrap`]). `system:masters` is allowed everything without a lookup, as upstream.
 //!
-//! The review APIs `kubectl auth can-i` and `kubectl auth whoami` call are in [`review`].
+//! The review APIs `kubectl auth can-i` and `kubectl auth whoami` call are in [`review`]; service account
+//! tokens (TokenRequest, bearer authentication) in [`token`].
 
 pub mod attributes;
 pub mod bootstrap;
 pub mod rbac;
 pub mod review;
+pub mod token;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,16 +75,25 @@ impl User {
     }
 }
 
-/// Authenticates (the connection's user), applies impersonation headers and authorizes the request. Returns
-/// the user the request acts as.
+/// What the TLS layer knows of a connection: the user its client certificate names, if it presented one.
+/// Requests without this mark came over plain HTTP.
+#[derive(Debug, Clone)]
+pub struct TlsIdentity(pub Option<Arc<User>>);
+
+/// Authenticates (the connection's certificate, else a bearer token), applies impersonation headers and
+/// authorizes the request. Returns the user the request acts as.
 pub async fn admit(
     state: &ApiState,
-    connection_user: Option<&Arc<User>>,
+    tls: Option<&TlsIdentity>,
     method: &http::Method,
     uri: &http::Uri,
     headers: &HeaderMap,
 ) -> Result<Arc<User>, ApiError> {
-    let requester = connection_user.cloned().unwrap_or_else(|| Arc::new(User::unsecured()));
+    let requester = match tls {
+        None => Arc::new(User::unsecured()),
+        Some(TlsIdentity(Some(user))) => user.clone(),
+        Some(TlsIdentity(None)) => Arc::new(authenticate_bearer(state, headers).await?),
+    };
     let user = impersonate(state, requester, headers).await?;
     if user.is_privileged() {
         return Ok(user);
@@ -92,6 +104,18 @@ pub async fn admit(
         return Err(attrs.forbidden(&user.name));
     }
     Ok(user)
+}
+
+/// A bearer token's service account, `system:anonymous` without a token, 401 for a token that does not verify.
+async fn authenticate_bearer(state: &ApiState, headers: &HeaderMap) -> Result<User, ApiError> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Ok(User { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()], ..Default::default() });
+    };
+    let token = value.strip_prefix("Bearer ").map(str::trim).unwrap_or_default();
+    token::authenticate(state, token).await.map_err(|why| {
+        tracing::debug!(reason = %why, "bearer token refused");
+        ApiError::new(401, "Unauthorized", "Unauthorized")
+    })
 }
 
 /// The user named by impersonation headers, if any, once `requester` is allowed to act as it.

@@ -44,6 +44,12 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         (None, None, _) => {}
         (Some(_), Some("binding"), "pods") => return binding(ctx, &body).await,
         (Some(_), Some("eviction"), "pods") => return eviction(ctx, &body).await,
+        (Some(name), Some("token"), "serviceaccounts") => {
+            let request = decode_object(ctx, &body)?;
+            let ns = ctx.target.ns().unwrap_or_default();
+            let answered = crate::auth::token::request(&ctx.state, ns, name, request).await?;
+            return Ok(json_response(StatusCode::CREATED, &answered));
+        }
         (Some(_), Some(sub @ ("exec" | "attach" | "portforward")), "pods") => return Err(not_served(sub)),
         _ => {
             return Err(ApiError::method_not_allowed(format!(

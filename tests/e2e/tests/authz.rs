@@ -115,3 +115,62 @@ fn plain_http_is_privileged_but_impersonation_is_enforced() {
         assert!(stderr(&o).contains("forbidden: User \"mallory\" cannot get path \"/metrics\""), "kubectl.{v}: {}", stderr(&o));
     }
 }
+
+fn token_kubeconfig(s: &TestServer, name: &str, token: &str) -> std::path::PathBuf {
+    let ca = s.dir.path().join("pki/ca.crt");
+    let body = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: {token}\n",
+        s.url,
+        ca.display()
+    );
+    s.write(name, &body)
+}
+
+#[test]
+fn service_account_tokens_authenticate_until_the_account_goes() {
+    use base64::Engine;
+    let s = TestServer::start_tls();
+    for v in KUBECTLS {
+        let ns = unique_name("sa");
+        s.ok(v, &["create", "namespace", &ns]);
+        s.ok(v, &["create", "serviceaccount", "robot", "-n", &ns]);
+        let token = s.ok(v, &["create", "token", "robot", "-n", &ns, "--duration", "20m"]).trim().to_string();
+        let payload = token.split('.').nth(1).expect("a JWT");
+        let claims: serde_json::Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON claims");
+        assert_eq!(claims["sub"], format!("system:serviceaccount:{ns}:robot"));
+        assert_eq!(claims["exp"].as_i64().zip(claims["iat"].as_i64()).map(|(e, i)| e - i), Some(1200), "kubectl.{v}: --duration 20m");
+        let kc = token_kubeconfig(&s, &format!("{ns}.kubeconfig"), &token);
+        let as_robot = |args: &[&str]| {
+            let mut all = vec!["--kubeconfig", as_str(&kc)];
+            all.extend(args);
+            s.kubectl(v, &all)
+        };
+        let o = as_robot(&["get", "pods", "-n", &ns]);
+        let want = format!("pods is forbidden: User \"system:serviceaccount:{ns}:robot\" cannot list resource \"pods\"");
+        assert!(stderr(&o).contains(&want), "kubectl.{v}: {}", stderr(&o));
+        s.ok(v, &["create", "rolebinding", "robot-view", "-n", &ns, "--clusterrole", "view", "--serviceaccount", &format!("{ns}:robot")]);
+        let o = as_robot(&["get", "pods", "-n", &ns]);
+        assert!(o.status.success(), "kubectl.{v}: bound service account lists pods: {}", stderr(&o));
+        // a group binding for all service accounts of the namespace counts too
+        assert_eq!(can_i(&s, v, Some(&kc), &["create", "configmaps", "-n", &ns]), "no");
+        s.ok(v, &["create", "rolebinding", "sas-edit", "-n", &ns, "--clusterrole", "edit", "--group", &format!("system:serviceaccounts:{ns}")]);
+        assert_eq!(can_i(&s, v, Some(&kc), &["create", "configmaps", "-n", &ns]), "yes");
+        // too short a lifetime is refused; a deleted account's tokens stop working
+        let err = s.fails(v, &["create", "token", "robot", "-n", &ns, "--duration", "5m"]);
+        assert!(err.contains("may not specify a duration less than 10 minutes"), "kubectl.{v}: {err}");
+        s.ok(v, &["delete", "serviceaccount", "robot", "-n", &ns]);
+        let o = as_robot(&["get", "pods", "-n", &ns]);
+        assert!(stderr(&o).contains("Unauthorized"), "kubectl.{v}: {}", stderr(&o));
+        let o = as_robot(&["get", "pods", "-n", &ns, "--token", "not-a-token"]);
+        assert!(stderr(&o).contains("Unauthorized"), "kubectl.{v}: {}", stderr(&o));
+    }
+    // whoami names the account and its groups
+    let ns = unique_name("sa");
+    s.ok("1.33", &["create", "namespace", &ns]);
+    s.ok("1.33", &["create", "serviceaccount", "who", "-n", &ns]);
+    let token = s.ok("1.33", &["create", "token", "who", "-n", &ns]).trim().to_string();
+    let kc = token_kubeconfig(&s, "who.kubeconfig", &token);
+    let who = s.ok("1.33", &["--kubeconfig", as_str(&kc), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"]);
+    assert_eq!(who, format!("system:serviceaccount:{ns}:who [\"system:serviceaccounts\",\"system:serviceaccounts:{ns}\",\"system:authenticated\"]"));
+}
