@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -17,7 +18,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::task::JoinSet;
 
 use crate::context::{Config, Fanout, ReconcileError, Shared};
-use crate::{cronjob, daemonset, deployment, endpoints, garbage_collector, job, node_lifecycle, replicaset, serviceaccount, statefulset};
+use crate::{clusterrole_aggregation, cronjob, daemonset, deployment, endpoints, garbage_collector, job, node_lifecycle, replicaset, serviceaccount, statefulset};
 
 /// Why the controller manager stopped.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +158,16 @@ pub async fn run_all(client: Client, config: Config) -> Result<(), ManagerError>
             .watches(Api::<ServiceAccount>::all(client.clone()), wc.clone(), serviceaccount::sa_to_namespace)
             .run(serviceaccount::reconcile, error_policy, shared.clone()),
     ));
+    {
+        let ctrl = Controller::new(Api::<ClusterRole>::all(client.clone()), wc.clone());
+        let roles = ctrl.store();
+        let actx = Arc::new(clusterrole_aggregation::AggregationCtx { shared: shared.clone(), roles: roles.clone() });
+        set.spawn(drain(
+            "clusterrole-aggregation",
+            ctrl.watches(Api::<ClusterRole>::all(client.clone()), wc.clone(), clusterrole_aggregation::aggregators(roles))
+                .run(clusterrole_aggregation::reconcile, error_policy, actx),
+        ));
+    }
     {
         let client = client.clone();
         let config = config.clone();

@@ -574,3 +574,57 @@ async fn cronjob_concurrency_policies_and_history_limits() {
     let status = capi.get("hist").await.expect("hist").status.expect("status");
     assert!(status.last_successful_time.is_some(), "lastSuccessfulTime set");
 }
+
+/// A ClusterRole labelled `aggregate-to-view` extends `view`, and through the built-in chain `edit` and
+/// `admin`; RBAC answers from the aggregated rules; deleting it takes the rules away again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_roles_aggregate_into_view_edit_and_admin() {
+    use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    use kube::api::{DeleteParams, PostParams};
+    let cluster = Cluster::start(0).await;
+    let roles: Api<ClusterRole> = Api::all(cluster.client.clone());
+    let extra: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": "widgets-view", "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+        "rules": [{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get", "list"]}],
+    }))
+    .expect("a ClusterRole");
+    roles.create(&PostParams::default(), &extra).await.expect("create widgets-view");
+    let has_widgets = |r: &ClusterRole| r.rules.iter().flatten().any(|p| p.resources.as_deref() == Some(&["widgets".to_string()][..]));
+    for name in ["view", "edit", "admin"] {
+        wait_for(&format!("{name} aggregates widgets"), T, || {
+            let roles = roles.clone();
+            async move { roles.get(name).await.ok().filter(has_widgets) }
+        })
+        .await;
+    }
+    let binding = json!({
+        "metadata": {"name": "viewer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "viewer"}],
+    });
+    let crb: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> = Api::all(cluster.client.clone());
+    crb.create(&PostParams::default(), &serde_json::from_value(binding).expect("binding")).await.expect("bind viewer");
+    let reviews: Api<SubjectAccessReview> = Api::all(cluster.client.clone());
+    let allowed = |verb: &'static str| {
+        let reviews = reviews.clone();
+        async move {
+            let review: SubjectAccessReview = serde_json::from_value(json!({
+                "spec": {"user": "viewer", "resourceAttributes": {"namespace": "default", "verb": verb, "group": "example.com", "resource": "widgets"}},
+            }))
+            .expect("a review");
+            reviews.create(&PostParams::default(), &review).await.expect("review").status.map(|s| s.allowed)
+        }
+    };
+    assert_eq!(allowed("list").await, Some(true), "view's aggregated rule allows listing widgets");
+    assert_eq!(allowed("delete").await, Some(false));
+    roles.delete("widgets-view", &DeleteParams::default()).await.expect("delete widgets-view");
+    for name in ["view", "edit", "admin"] {
+        wait_for(&format!("{name} drops widgets"), T, || {
+            let roles = roles.clone();
+            async move { roles.get(name).await.ok().filter(|r| !has_widgets(r)) }
+        })
+        .await;
+    }
+    assert_eq!(allowed("list").await, Some(false));
+}

@@ -1,7 +1,7 @@
 //! The built-in policy every cluster starts with, as upstream's bootstrap policy: the user-facing ClusterRoles
-//! `cluster-admin`, `admin`, `edit` and `view` (upstream builds the last three by aggregation; here their rules
-//! are written out, for the resources this server serves), the discovery roles every authenticated user is
-//! bound to, and `cluster-admin` bound to `system:masters`. Created when missing at each start; an existing
+//! `cluster-admin`, `admin`, `edit` and `view` (the last three aggregated, for the resources this server
+//! serves), the discovery roles every authenticated user is bound to, and `cluster-admin` bound to
+//! `system:masters`. Created when missing at each start; an existing
 //! object is left as it is (an operator's edit wins).
 
 use serde_json::{json, Value};
@@ -47,10 +47,9 @@ fn view_rules() -> Vec<Value> {
     ]
 }
 
-/// `edit`: `view` plus writing workloads, secrets and configuration, exec and port-forward.
-fn edit_rules() -> Vec<Value> {
-    let mut rules = view_rules();
-    rules.extend([
+/// What `edit` adds to `view`: writing workloads, secrets and configuration, exec and port-forward.
+fn edit_only_rules() -> Vec<Value> {
+    vec![
         rule(&[""], &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"], READ),
         rule(&[""], &["serviceaccounts"], &["impersonate"]),
         rule(&[""], &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"], WRITE),
@@ -75,19 +74,30 @@ fn edit_rules() -> Vec<Value> {
         rule(&["batch"], &["cronjobs", "jobs"], WRITE),
         rule(&["discovery.k8s.io"], &["endpointslices"], WRITE),
         rule(&["coordination.k8s.io"], &["leases"], &["get", "list", "watch", "create", "delete", "deletecollection", "patch", "update"]),
-    ]);
-    rules
+    ]
 }
 
-/// `admin`: `edit` plus Roles and RoleBindings in the namespace.
-fn admin_rules() -> Vec<Value> {
-    let mut rules = edit_rules();
-    rules.extend([
+/// What `admin` adds to `edit`: Roles and RoleBindings in the namespace.
+fn admin_only_rules() -> Vec<Value> {
+    vec![
         rule(&["authorization.k8s.io"], &["localsubjectaccessreviews"], &["create"]),
         rule(&[GROUP], &["rolebindings", "roles"], &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]),
-    ]);
-    rules
+    ]
 }
+
+/// Rules of several roles in the order the aggregation controller collects them (roles by name, no repeats),
+/// so the pre-filled rules of an aggregated role are what the controller computes and it writes nothing.
+fn union(parts: &[Vec<Value>]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for r in parts.iter().flatten() {
+        if !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
+const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
 
 const DISCOVERY_URLS: &[&str] =
     &["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"];
@@ -101,14 +111,32 @@ fn meta(name: &str) -> Value {
     })
 }
 
-/// The built-in ClusterRoles.
+/// The built-in ClusterRoles. `admin`, `edit` and `view` aggregate (upstream's chain): `view` collects roles
+/// labelled `aggregate-to-view` (`system:aggregate-to-view` holds its rules), `edit` those labelled
+/// `aggregate-to-edit` (`view` itself and `system:aggregate-to-edit`), `admin` those labelled
+/// `aggregate-to-admin` (`edit` and `system:aggregate-to-admin`). Their rules are filled in from the start, so
+/// a server without the controllers running still authorizes with them.
 pub fn cluster_roles() -> Vec<Value> {
     let role = |name: &str, rules: Vec<Value>| json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta(name), "rules": rules});
+    let labelled = |mut r: Value, to: &str| {
+        r["metadata"]["labels"][format!("{AGGREGATE_TO}{to}")] = json!("true");
+        r
+    };
+    let aggregating = |mut r: Value, from: &str| {
+        r["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": {format!("{AGGREGATE_TO}{from}"): "true"}}]});
+        r
+    };
+    // name order decides the collected order: "system:aggregate-to-edit" < "view", "edit" < "system:aggregate-to-admin"
+    let edit = union(&[edit_only_rules(), view_rules()]);
+    let admin = union(&[edit.clone(), admin_only_rules()]);
     vec![
         role("cluster-admin", vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])]),
-        role("admin", admin_rules()),
-        role("edit", edit_rules()),
-        role("view", view_rules()),
+        aggregating(role("admin", admin), "admin"),
+        labelled(aggregating(role("edit", edit), "edit"), "admin"),
+        labelled(aggregating(role("view", view_rules()), "view"), "edit"),
+        labelled(role("system:aggregate-to-admin", admin_only_rules()), "admin"),
+        labelled(role("system:aggregate-to-edit", edit_only_rules()), "edit"),
+        labelled(role("system:aggregate-to-view", view_rules()), "view"),
         role("system:discovery", vec![urls(DISCOVERY_URLS, &["get"])]),
         role("system:public-info-viewer", vec![urls(PUBLIC_INFO_URLS, &["get"])]),
         role(
