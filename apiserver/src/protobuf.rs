@@ -107,6 +107,8 @@ fn fields(msg: &str) -> Option<&'static [Field]> {
         "SelfSubjectRulesReview" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("SelfSubjectRulesReviewSpec"))] },
         "SelfSubjectRulesReviewSpec" => const { &[f(1, "namespace", Str)] },
         "SelfSubjectReview" => const { &[f(1, "metadata", Msg("ObjectMeta"))] },
+        "TokenReview" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("TokenReviewSpec"))] },
+        "TokenReviewSpec" => const { &[f(1, "token", Str), r(2, "audiences", Str)] },
         // `kubectl create token`
         "TokenRequest" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("TokenRequestSpec"))] },
         "TokenRequestSpec" => const {

@@ -656,6 +656,22 @@ pub static RESOURCES: &[ResourceInfo] = &[
         verbs: CREATE_ONLY,
         stored_as: None,
     },
+    ResourceInfo {
+        group: "authentication.k8s.io",
+        version: "v1",
+        resource: "tokenreviews",
+        singular: "tokenreview",
+        kind: "TokenReview",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.authentication.v1.TokenReview",
+        typed_check: check::<k::authentication::v1::TokenReview>,
+        verbs: CREATE_ONLY,
+        stored_as: None,
+    },
 ];
 
 /// The API groups served, in discovery order (core is `""`).

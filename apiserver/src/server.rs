@@ -376,6 +376,15 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
             ["openapi", "v2"] | ["swagger-2.0.0.pb-v1"] | ["swagger.json"] => return openapi::v2::respond(&headers),
             ["openapi", "v3"] => return openapi::v3::index(),
             ["openapi", "v3", rest @ ..] => return openapi::v3::document(&rest.join("/")),
+            // Custom resources are not served, so there are none; kubectl lists them to learn whether a kind
+            // it cannot validate client-side (a TokenReview, say) is a custom one, and fails on a 404.
+            ["apis", "apiextensions.k8s.io", "v1", "customresourcedefinitions"] => {
+                let rv = state.store.current_revision().await.map(|r| r.to_string()).unwrap_or_default();
+                return json_response(
+                    StatusCode::OK,
+                    &json!({"kind": "CustomResourceDefinitionList", "apiVersion": "apiextensions.k8s.io/v1", "metadata": {"resourceVersion": rv}, "items": []}),
+                );
+            }
             _ => {}
         }
     }

@@ -112,7 +112,7 @@ async fn authenticate_bearer(state: &ApiState, headers: &HeaderMap) -> Result<Us
         return Ok(User { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()], ..Default::default() });
     };
     let token = value.strip_prefix("Bearer ").map(str::trim).unwrap_or_default();
-    token::authenticate(state, token).await.map_err(|why| {
+    token::authenticate(state, token, &[token::ISSUER]).await.map_err(|why| {
         tracing::debug!(reason = %why, "bearer token refused");
         ApiError::new(401, "Unauthorized", "Unauthorized")
     })

@@ -2,7 +2,8 @@
 //! - `authorization.k8s.io/v1` SelfSubjectAccessReview (`kubectl auth can-i`), SubjectAccessReview and
 //!   LocalSubjectAccessReview (someone else, e.g. `kubectl auth can-i --as`), SelfSubjectRulesReview
 //!   (`kubectl auth can-i --list`);
-//! - `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`).
+//! - `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`) and TokenReview (is this service
+//!   account token good, and whose is it: what webhook authenticators and Vault ask).
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,15 @@ pub async fn create(state: &ApiState, user: &User, info: &ResourceInfo, namespac
     let spec = body.get("spec").cloned().unwrap_or(Value::Null);
     let status = match info.resource {
         "selfsubjectreviews" => json!({"userInfo": user_info(user)}),
+        "tokenreviews" => {
+            let token = spec.get("token").and_then(Value::as_str).unwrap_or_default();
+            let wanted: Vec<String> = serde_json::from_value(spec.get("audiences").cloned().unwrap_or(Value::Null)).unwrap_or_default();
+            let audiences: Vec<&str> = if wanted.is_empty() { vec![super::token::ISSUER] } else { wanted.iter().map(String::as_str).collect() };
+            match super::token::authenticate(state, token, &audiences).await {
+                Ok(u) => json!({"authenticated": true, "user": user_info(&u), "audiences": audiences}),
+                Err(why) => json!({"authenticated": false, "error": why}),
+            }
+        }
         "selfsubjectrulesreviews" => {
             let ns = spec.get("namespace").and_then(Value::as_str).unwrap_or_default();
             rules_review(state, user, ns).await?

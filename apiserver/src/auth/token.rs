@@ -172,8 +172,9 @@ pub async fn request(state: &ApiState, ns: &str, name: &str, mut body: Value) ->
     Ok(body)
 }
 
-/// The user a bearer token names, or why it does not authenticate (answered 401).
-pub async fn authenticate(state: &ApiState, token: &str) -> Result<User, String> {
+/// The user a bearer token names, or why it does not authenticate (answered 401). The token must be meant for
+/// one of `audiences` (the API server's own for requests; a TokenReview may name others).
+pub async fn authenticate(state: &ApiState, token: &str, audiences: &[&str]) -> Result<User, String> {
     let claims = state.tokens.verified_claims(token).ok_or("invalid bearer token")?;
     let now = chrono::Utc::now().timestamp();
     if claims["iss"] != ISSUER {
@@ -182,8 +183,8 @@ pub async fn authenticate(state: &ApiState, token: &str) -> Result<User, String>
     if claims["exp"].as_i64().is_none_or(|exp| exp < now) || claims["nbf"].as_i64().is_some_and(|nbf| nbf > now + 60) {
         return Err("token has expired".into());
     }
-    if !claims["aud"].as_array().is_some_and(|a| a.iter().any(|x| x == ISSUER)) {
-        return Err("token audiences do not include this apiserver".into());
+    if !claims["aud"].as_array().is_some_and(|a| a.iter().any(|x| audiences.iter().any(|want| x == want))) {
+        return Err(format!("token audiences do not include {audiences:?}"));
     }
     let k8s = &claims["kubernetes.io"];
     let ns = k8s["namespace"].as_str().unwrap_or_default();

@@ -62,6 +62,7 @@ fn generate() -> Map<String, Value> {
         k::authorization::v1::SubjectAccessReview,
         k::authorization::v1::LocalSubjectAccessReview,
         k::authentication::v1::SelfSubjectReview,
+        k::authentication::v1::TokenReview,
         meta::Status,
         meta::DeleteOptions,
         meta::APIResourceList,
@@ -70,6 +71,14 @@ fn generate() -> Map<String, Value> {
     let mut defs = g.take_definitions(true);
     for r in RESOURCES {
         if let Some(Value::Object(d)) = defs.get_mut(r.definition) {
+            // k8s-openapi's structs hold metadata by value, so the derived schema requires it; upstream's
+            // never does (a TokenReview or SubjectAccessReview manifest often has none)
+            if let Some(Value::Array(req)) = d.get_mut("required") {
+                req.retain(|f| f != "metadata");
+                if req.is_empty() {
+                    d.remove("required");
+                }
+            }
             d.insert(
                 "x-kubernetes-group-version-kind".into(),
                 json!([{"group": r.group, "version": r.version, "kind": r.kind}]),

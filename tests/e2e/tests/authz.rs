@@ -140,6 +140,17 @@ fn service_account_tokens_authenticate_until_the_account_goes() {
             serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON claims");
         assert_eq!(claims["sub"], format!("system:serviceaccount:{ns}:robot"));
         assert_eq!(claims["exp"].as_i64().zip(claims["iat"].as_i64()).map(|(e, i)| e - i), Some(1200), "kubectl.{v}: --duration 20m");
+        // TokenReview: good for the API server's audience, not for another
+        let review = |audience: &str| {
+            let body = format!(
+                "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n  audiences: [{audience}]\n"
+            );
+            let o = s.kubectl_stdin(v, &["create", "-f", "-", "-o", "jsonpath={.status.authenticated} {.status.user.username}"], &body);
+            assert!(o.status.success(), "kubectl.{v}: {}", stderr(&o));
+            stdout(&o)
+        };
+        assert_eq!(review("https://kubernetes.default.svc.cluster.local"), format!("true system:serviceaccount:{ns}:robot"), "kubectl.{v}");
+        assert_eq!(review("vault"), "false", "kubectl.{v}");
         let kc = token_kubeconfig(&s, &format!("{ns}.kubeconfig"), &token);
         let as_robot = |args: &[&str]| {
             let mut all = vec!["--kubeconfig", as_str(&kc)];
