@@ -82,6 +82,8 @@ impl PodSink for ApiSink {
         let wants_cm = text.contains("configMap");
         // "secret" volumes and refs, and "imagePullSecrets"
         let wants_secret = text.to_ascii_lowercase().contains("secret");
+        let wanted_tokens = crate::volume::projected::wanted_tokens(pod);
+        let pod = pod.clone();
         self.tokio.block_on(async move {
             let mut src = EnvSources::default();
             if wants_cm {
@@ -102,9 +104,36 @@ impl PodSink for ApiSink {
                     src.services.push(k);
                 }
             }
+            for (audience, expiration) in wanted_tokens {
+                let token = request_token(&client, &pod, &audience, expiration).await;
+                src.tokens.insert((audience, expiration), token);
+            }
             src
         })
     }
+}
+
+/// A service account token for `pod` (its service account, bound to the pod so it dies with it) through the
+/// TokenRequest API; `audience` empty means the API server's own.
+async fn request_token(client: &kube::Client, pod: &Pod, audience: &str, expiration: i64) -> Result<String, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let sa = pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref()).filter(|s| !s.is_empty()).unwrap_or("default");
+    let audiences: Vec<&str> = if audience.is_empty() { vec![] } else { vec![audience] };
+    let request = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "audiences": audiences,
+            "expirationSeconds": expiration,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod.metadata.name, "uid": pod.metadata.uid},
+        },
+    });
+    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let answer: k8s_openapi::api::authentication::v1::TokenRequest = api
+        .create_subresource("token", sa, &PostParams::default(), &request)
+        .await
+        .map_err(|e| format!("serviceaccount {ns}/{sa}: {e}"))?;
+    answer.status.map(|s| s.token).ok_or_else(|| format!("serviceaccount {ns}/{sa}: the TokenRequest came back without a token"))
 }
 
 async fn send_status(client: kube::Client, pod: Pod, status: PodStatus) {

@@ -37,6 +37,9 @@ pub struct EnvSources {
     pub config_maps: HashMap<String, ConfigMap>,
     /// Secrets of the pod's namespace by name.
     pub secrets: HashMap<String, Secret>,
+    /// Service account tokens for the pod's projected `serviceAccountToken` sources, by (audience,
+    /// expirationSeconds): the token, or why the TokenRequest failed.
+    pub tokens: HashMap<(String, i64), Result<String, String>>,
     /// Services of the pod's namespace, plus the `kubernetes` Service of `default` (always linked).
     pub services: Vec<Service>,
     pub node_name: String,
@@ -386,6 +389,7 @@ mod tests {
         EnvSources {
             config_maps: [("cfg".to_string(), cm)].into(),
             secrets: [("creds".to_string(), secret)].into(),
+            tokens: Default::default(),
             services: vec![
                 svc("kubernetes", "default", "10.96.0.1", &[(Some("https"), 443)]),
                 svc("web-api", "shop", "10.96.0.7", &[(Some("http"), 80), (Some("metrics"), 9090)]),

@@ -48,6 +48,8 @@ pub enum VolumeError {
         #[source]
         source: atomic_writer::AtomicWriteError,
     },
+    #[error("volume \"{volume}\": failed to fetch token: {reason}")]
+    Token { volume: String, reason: String },
     #[error("volumeMount \"{mount}\" refers to no volume of the pod")]
     NoSuchVolume { mount: String },
     #[error("volumeMount \"{mount}\": invalid subPath {sub_path:?}: {why}")]
@@ -68,6 +70,7 @@ impl VolumeError {
             Self::Io { volume, path, source } => Some((volume, format!("{}: {source}", path.display()))),
             Self::Mount { volume, path, source } => Some((volume, format!("mount tmpfs on {}: {source}", path.display()))),
             Self::Write { volume, source } => Some((volume, source.to_string())),
+            Self::Token { volume, reason } => Some((volume, format!("failed to fetch token: {reason}"))),
             _ => None,
         }
     }

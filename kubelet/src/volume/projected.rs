@@ -1,9 +1,10 @@
-//! projected volumes: configMap, secret and downwardAPI sources merged into one directory. A
-//! serviceAccountToken source gets no token (rkube issues none yet); the rest of the volume is still written.
+//! projected volumes: configMap, secret, downwardAPI and serviceAccountToken sources merged into one
+//! directory. Tokens come from the TokenRequest API, bound to the pod (the caller fetches them into
+//! `EnvSources::tokens`); they are written when the container starts and not rotated while it runs.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ProjectedVolumeSource, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ProjectedVolumeSource, Secret, ServiceAccountTokenProjection};
 
 use super::atomic_writer::FileProjection;
 use super::VolumeError;
@@ -60,11 +61,38 @@ pub fn payload(
         if let Some(d) = &s.downward_api {
             out.extend(super::downward_api::payload(volume, pod, d.items.as_deref().unwrap_or(&[]), proj.default_mode, src)?);
         }
-        if s.service_account_token.is_some() {
-            tracing::debug!(volume, "projected serviceAccountToken source skipped: no token issuer on this node");
+        if let Some(t) = &s.service_account_token {
+            let key = token_key(t);
+            let token = match src.tokens.get(&key) {
+                Some(Ok(token)) => token.clone(),
+                Some(Err(why)) => return Err(VolumeError::Token { volume: volume.into(), reason: why.clone() }),
+                None => return Err(VolumeError::Token { volume: volume.into(), reason: "no token was requested".into() }),
+            };
+            let mode = proj.default_mode.unwrap_or(0o644) as u32;
+            out.insert(t.path.clone(), FileProjection { data: token.into_bytes(), mode });
         }
     }
     Ok(out)
+}
+
+/// Upstream's defaults: the API server's audience (empty here, the server fills it in) and one hour.
+pub fn token_key(t: &ServiceAccountTokenProjection) -> (String, i64) {
+    (t.audience.clone().unwrap_or_default(), t.expiration_seconds.unwrap_or(3600))
+}
+
+/// Every distinct token the pod's projected volumes ask for.
+pub fn wanted_tokens(pod: &Pod) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or_default();
+    for p in volumes.iter().filter_map(|v| v.projected.as_ref()) {
+        for t in p.sources.iter().flatten().filter_map(|s| s.service_account_token.as_ref()) {
+            let key = token_key(t);
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -101,5 +129,32 @@ mod tests {
         assert_eq!(out["namespace"].data, b"default");
         src.config_maps.clear();
         assert!(payload("kube-api-access", &p, &proj, &src).is_err());
+    }
+
+    #[test]
+    fn token_sources_write_the_fetched_token_or_fail_the_mount() {
+        let mut p = crate::pod::lifecycle::tests::pod("Always", &[], &["a"]);
+        let token = |path: &str, audience: Option<&str>| VolumeProjection {
+            service_account_token: Some(ServiceAccountTokenProjection {
+                path: path.into(),
+                audience: audience.map(str::to_string),
+                expiration_seconds: None,
+            }),
+            ..Default::default()
+        };
+        let proj = ProjectedVolumeSource { default_mode: None, sources: Some(vec![token("token", None), token("vault", Some("vault"))]) };
+        p.spec.as_mut().expect("spec").volumes =
+            Some(vec![k8s_openapi::api::core::v1::Volume { name: "t".into(), projected: Some(proj.clone()), ..Default::default() }]);
+        assert_eq!(wanted_tokens(&p), vec![(String::new(), 3600), ("vault".to_string(), 3600)]);
+        let mut src = EnvSources::default();
+        src.tokens.insert((String::new(), 3600), Ok("jwt-a".into()));
+        src.tokens.insert(("vault".into(), 3600), Ok("jwt-v".into()));
+        let out = payload("t", &p, &proj, &src).expect("payload");
+        assert_eq!((out["token"].data.as_slice(), out["token"].mode), (b"jwt-a".as_slice(), 0o644));
+        assert_eq!(out["vault"].data, b"jwt-v");
+        src.tokens.insert(("vault".into(), 3600), Err("serviceaccount default/default: not found".into()));
+        let err = payload("t", &p, &proj, &src).expect_err("a failed TokenRequest fails the volume");
+        assert_eq!(err.setup_failure().map(|(v, _)| v), Some("t"));
+        assert!(err.to_string().contains("failed to fetch token: serviceaccount default/default: not found"), "{err}");
     }
 }

@@ -580,3 +580,61 @@ spec:
     assert_eq!(up.kubectl(&["get", "pod", "within", "-o", "jsonpath={.status.phase}"]), "Running");
     up.kubectl_ok(&["delete", "pod", "filler", "within", "--timeout=60s"], None);
 }
+
+#[test]
+fn up_projects_service_account_tokens_bound_to_the_pod() {
+    use base64::Engine;
+    let up = Up::start();
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: tokened
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "cat /var/run/secrets/tokens/api; echo; cat /var/run/secrets/tokens/vault; echo; cat /var/run/secrets/tokens/namespace; echo; sleep 3600"]
+    volumeMounts:
+    - {name: tokens, mountPath: /var/run/secrets/tokens, readOnly: true}
+  volumes:
+  - name: tokens
+    projected:
+      sources:
+      - serviceAccountToken: {path: api, expirationSeconds: 3607}
+      - serviceAccountToken: {path: vault, audience: vault, expirationSeconds: 600}
+      - downwardAPI: {items: [{path: namespace, fieldRef: {fieldPath: metadata.namespace}}]}
+"#;
+    up.kubectl_ok(&["apply", "-f", "-"], Some(manifest));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/tokened", "--timeout=60s"], None);
+    let logs = poll_until("tokens in the logs", Duration::from_secs(20), || {
+        let l = up.kubectl(&["logs", "tokened"]);
+        (l.lines().count() >= 3).then_some(l)
+    });
+    let lines: Vec<&str> = logs.lines().collect();
+    let (api, vault) = (lines[0], lines[1]);
+    assert_eq!(lines[2], "default", "the downward API source sits beside the tokens");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(api.split('.').nth(1).expect("a JWT")).expect("base64url"),
+    )
+    .expect("claims");
+    assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "tokened");
+    assert_eq!(claims["exp"].as_i64().zip(claims["iat"].as_i64()).map(|(e, i)| e - i), Some(3607));
+    let review = |token: &str, audience: &str| {
+        let body = format!("apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n  audiences: [{audience}]\n");
+        up.kubectl_ok(
+            &["create", "-f", "-", "-o", "jsonpath={.status.authenticated} {.status.user.username} {.status.user.extra.authentication\\.kubernetes\\.io/pod-name[0]}"],
+            Some(&body),
+        )
+    };
+    let api_audience = "https://kubernetes.default.svc.cluster.local";
+    assert_eq!(review(api, api_audience), "true system:serviceaccount:default:default tokened");
+    assert_eq!(review(vault, "vault"), "true system:serviceaccount:default:default tokened");
+    assert!(review(vault, api_audience).starts_with("false"), "a token for vault is not one for the API");
+    // bound to the pod: gone with it
+    up.kubectl_ok(&["delete", "pod", "tokened", "--wait=true", "--timeout=60s"], None);
+    assert!(review(api, api_audience).starts_with("false"));
+}
