@@ -113,6 +113,25 @@ impl PodSink for ApiSink {
     }
 }
 
+/// What the node status is built from: addresses, the images in the store, and the pressure conditions
+/// (None at registration, before anything is measured).
+fn node_inputs(cfg: &KubeletConfig, images: &ImageService, pressure: Option<(bool, bool)>) -> NodeInputs {
+    NodeInputs {
+        node_ip: cfg.node_ip.clone(),
+        hostname: cfg.node_name.clone(),
+        images: images
+            .store()
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.repo_tags.iter().chain(r.repo_digests.iter()).cloned().collect(), r.size))
+            .collect(),
+        ready: true,
+        not_ready_message: String::new(),
+        pressure,
+    }
+}
+
 /// A service account token for `pod` (its service account, bound to the pod so it dies with it) through the
 /// TokenRequest API; `audience` empty means the API server's own.
 async fn request_token(client: &kube::Client, pod: &Pod, audience: &str, expiration: i64) -> Result<String, String> {
@@ -338,21 +357,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         .map_err(|e| KubeletError::Images { path: cfg.image_root.clone(), message: e.to_string() })?;
     let images = Arc::new(images);
     let node_cfg = NodeConfig { name: cfg.node_name.clone(), node_ip: cfg.node_ip.clone(), data_dir: cfg.root_dir.clone(), labels: Default::default() };
-    let inputs = |images: &ImageService| NodeInputs {
-        node_ip: cfg.node_ip.clone(),
-        hostname: cfg.node_name.clone(),
-        images: images
-            .store()
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| (r.repo_tags.iter().chain(r.repo_digests.iter()).cloned().collect(), r.size))
-            .collect(),
-        ready: true,
-        not_ready_message: String::new(),
-        pressure: None,
-    };
-    let node = register::register(&client, &node_cfg, &inputs(&images)).await?;
+    let node = register::register(&client, &node_cfg, &node_inputs(&cfg, &images, None)).await?;
     tracing::info!(node = %cfg.node_name, ip = %cfg.node_ip, "node registered");
     if let Some(net) = &cfg.default_network {
         write_default_network(&client, &cfg, net).await?;
@@ -403,20 +408,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
                 if let Some(signal) = seen.signal() {
                     evict_one(&cfg2, &workers, &mut evicted, signal, &pressure.thresholds, &facts);
                 }
-                let inputs = NodeInputs {
-                    node_ip: cfg2.node_ip.clone(),
-                    hostname: cfg2.node_name.clone(),
-                    images: images
-                        .store()
-                        .list()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|r| (r.repo_tags.iter().chain(r.repo_digests.iter()).cloned().collect(), r.size))
-                        .collect(),
-                    ready: true,
-                    not_ready_message: String::new(),
-                    pressure: Some((seen.memory_pressure, seen.disk_pressure)),
-                };
+                let inputs = node_inputs(&cfg2, &images, Some((seen.memory_pressure, seen.disk_pressure)));
                 match register::update_status(&client, &node_cfg, &inputs, prev.as_ref()).await {
                     Ok(n) => prev = n.status,
                     Err(e) => tracing::warn!(node = %node_cfg.name, error = %e, "update node status"),

@@ -269,13 +269,27 @@ fn port_forward_to_busybox_httpd_with_kubectl_127_and_133() {
 
 /// Starts a long-running kubectl (logs -f, attach) and hands its stdout over line by line as it arrives.
 fn stream_lines(up: &Up, kubectl: &str, args: &[&str]) -> (ChildGuard, std::sync::mpsc::Receiver<String>) {
+    let (guard, rx, _) = spawn_lines(up, kubectl, args, false);
+    (guard, rx)
+}
+
+/// Starts kubectl with `args` and forwards its stdout line by line; with `stdin`, also hands back a pipe into
+/// kubectl's stdin (for `attach -i`).
+fn spawn_lines(
+    up: &Up,
+    kubectl: &str,
+    args: &[&str],
+    stdin: bool,
+) -> (ChildGuard, std::sync::mpsc::Receiver<String>, Option<std::process::ChildStdin>) {
     let mut child = Command::new(kubectl_bin(kubectl))
         .args(args)
         .env("KUBECONFIG", up.kubeconfig())
+        .stdin(if stdin { Stdio::piped() } else { Stdio::inherit() })
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
+    let input = child.stdin.take();
     let stdout = child.stdout.take().expect("stdout");
     let guard = ChildGuard::new(child, "kubectl stream");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -286,7 +300,7 @@ fn stream_lines(up: &Up, kubectl: &str, args: &[&str]) -> (ChildGuard, std::sync
             }
         }
     });
-    (guard, rx)
+    (guard, rx, input)
 }
 
 #[test]
@@ -430,23 +444,8 @@ spec:
     up.kubectl_ok(&["apply", "-f", "-"], Some(reader));
     up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/reader", "--timeout=60s"], None);
     for (i, kubectl) in [KUBECTL_OLD, KUBECTL_NEW].into_iter().enumerate() {
-        let mut child = Command::new(kubectl_bin(kubectl))
-            .args(["attach", "-i", "reader", "-c", "main"])
-            .env("KUBECONFIG", up.kubeconfig())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl attach -i");
-        let mut input = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let guard = ChildGuard::new(child, "kubectl attach -i");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let (guard, rx, input) = spawn_lines(&up, kubectl, &["attach", "-i", "reader", "-c", "main"], true);
+        let mut input = input.expect("a pipe into kubectl's stdin");
         // kubectl sends stdin once its streams are up; a line typed before that waits in the pipe
         let word = format!("hello-{i}");
         input.write_all(format!("{word}\n").as_bytes()).expect("type a line");
