@@ -16,7 +16,7 @@ use crate::util::selector::selector_matches;
 
 pub struct AggregationCtx {
     pub shared: Arc<Shared>,
-    /// Every ClusterRole, from the controller's own watch.
+    /// Every ClusterRole (a fan-out's store: updated before the aggregators are requeued).
     pub roles: Store<ClusterRole>,
 }
 
@@ -39,6 +39,13 @@ pub fn aggregated_rules(role: &ClusterRole, all: &[Arc<ClusterRole>]) -> Option<
 }
 
 pub async fn reconcile(role: Arc<ClusterRole>, ctx: Arc<AggregationCtx>) -> Result<Requeue, ReconcileError> {
+    if role.aggregation_rule.is_none() {
+        return Ok(Requeue::await_change());
+    }
+    // a store still filling would aggregate too little and strip the role
+    if ctx.roles.wait_until_ready().await.is_err() {
+        return Ok(Requeue::requeue(std::time::Duration::from_secs(1)));
+    }
     let Some(rules) = aggregated_rules(&role, &ctx.roles.state()) else { return Ok(Requeue::await_change()) };
     if role.rules.as_deref().unwrap_or_default() == rules.as_slice() {
         return Ok(Requeue::await_change());

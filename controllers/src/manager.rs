@@ -159,12 +159,14 @@ pub async fn run_all(client: Client, config: Config) -> Result<(), ManagerError>
             .run(serviceaccount::reconcile, error_policy, shared.clone()),
     ));
     {
-        let ctrl = Controller::new(Api::<ClusterRole>::all(client.clone()), wc.clone());
-        let roles = ctrl.store();
-        let actx = Arc::new(clusterrole_aggregation::AggregationCtx { shared: shared.clone(), roles: roles.clone() });
+        // the fan-out's store has a role before its subscribers hear of it, so an aggregating role
+        // requeued for a new or changed role sees that role
+        let roles = Fanout::start(Api::<ClusterRole>::all(client.clone()));
+        let actx = Arc::new(clusterrole_aggregation::AggregationCtx { shared: shared.clone(), roles: roles.store.clone() });
         set.spawn(drain(
             "clusterrole-aggregation",
-            ctrl.watches(Api::<ClusterRole>::all(client.clone()), wc.clone(), clusterrole_aggregation::aggregators(roles))
+            Controller::new(Api::<ClusterRole>::all(client.clone()), wc.clone())
+                .watches_stream(roles.subscribe(), clusterrole_aggregation::aggregators(roles.store.clone()))
                 .run(clusterrole_aggregation::reconcile, error_policy, actx),
         ));
     }
