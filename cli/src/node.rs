@@ -55,6 +55,10 @@ pub struct NodeArgs {
     /// How long a pressure condition stays True after its threshold was last met
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub eviction_pressure_transition_period: std::time::Duration,
+    /// How often running pods' configMap, secret, downwardAPI and projected volumes are refreshed (ConfigMap
+    /// and Secret updates reach the files; service account tokens are renewed)
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub sync_frequency: std::time::Duration,
 }
 
 /// A Go-style duration as kubelet flags take it: `300ms`, `30s`, `5m`, `1h`.
@@ -144,6 +148,7 @@ pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>)
     cfg.insecure_registries = args.insecure_registries.clone();
     cfg.eviction_hard = rkube_kubelet::node::eviction::Thresholds::parse(&args.eviction_hard).map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     cfg.eviction_pressure_transition = args.eviction_pressure_transition_period;
+    cfg.sync_frequency = args.sync_frequency;
     let manifests = args.static_pod_dir.clone().unwrap_or_else(|| data.join("manifests"));
     std::fs::create_dir_all(&manifests).with_context(|| format!("create {}", manifests.display()))?;
     cfg.static_pod_dir = Some(manifests);

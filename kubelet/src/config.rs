@@ -56,6 +56,9 @@ pub struct KubeletConfig {
     /// Node-pressure eviction: `--eviction-hard` thresholds and `--eviction-pressure-transition-period`.
     pub eviction_hard: crate::node::eviction::Thresholds,
     pub eviction_pressure_transition: std::time::Duration,
+    /// Upstream's `--sync-frequency`: how often a running pod's configMap, secret, downwardAPI and projected
+    /// volumes are written again (ConfigMap and Secret changes, renewed service account tokens).
+    pub sync_frequency: std::time::Duration,
 }
 
 impl KubeletConfig {
@@ -90,6 +93,7 @@ impl KubeletConfig {
             api_tls: None,
             eviction_hard: Default::default(),
             eviction_pressure_transition: crate::node::eviction::DEFAULT_TRANSITION,
+            sync_frequency: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -127,6 +127,8 @@ pub struct PodWorker {
     /// Set once the kubelet evicted this pod (the message); read back from `<pod dir>/evicted` on adoption.
     evicted: Option<String>,
     last_usage_check: Option<Instant>,
+    /// When the pod's volumes were last written (a container start or a resync).
+    volumes_synced_at: Option<Instant>,
 }
 
 /// How often a running pod's disk emptyDirs are measured against their sizeLimit.
@@ -163,6 +165,7 @@ impl PodWorker {
             finalized: false,
             evicted,
             last_usage_check: None,
+            volumes_synced_at: None,
         }
     }
 
@@ -251,7 +254,46 @@ impl PodWorker {
             );
         }
         self.check_empty_dir_limits(&sandbox);
+        self.resync_volumes(&sandbox);
         Observed { sandbox, containers, failures: self.failures.clone(), evicted: self.evicted.clone() }
+    }
+
+    /// Upstream's periodic volume sync for a running pod, every `--sync-frequency`: configMap, secret,
+    /// downwardAPI and projected volumes are written again from fresh sources (atomically, through `..data`),
+    /// so ConfigMap and Secret updates reach the files and service account tokens are renewed. A failure keeps
+    /// the files as they are and is logged.
+    fn resync_volumes(&mut self, sandbox: &SandboxState) {
+        let SandboxState::Ready { ip, .. } = sandbox else { return };
+        if self.pod.metadata.deletion_timestamp.is_some() || self.evicted.is_some() {
+            return;
+        }
+        let Some(at) = self.volumes_synced_at else { return };
+        if at.elapsed() < self.ctx.config.sync_frequency {
+            return;
+        }
+        self.volumes_synced_at = Some(Instant::now());
+        let refreshable = self.pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or_default().iter().any(|v| {
+            v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some()
+        });
+        if !refreshable {
+            return;
+        }
+        let sources = self.sources(ip.clone().unwrap_or_default());
+        match volume::setup_all(&self.pod, &self.dir, &sources, true) {
+            Ok(_) => tracing::debug!(pod = %self.name(), "volumes resynced"),
+            Err(e) => tracing::warn!(pod = %self.name(), error = %e, "volume resync failed; files left as they were"),
+        }
+    }
+
+    /// What env values and volumes are built from: the API objects the pod refers to and this node's facts.
+    fn sources(&self, pod_ip: String) -> env::EnvSources {
+        let mut sources = self.ctx.sink.sources(&self.pod);
+        sources.node_name = self.ctx.config.node_name.clone();
+        sources.host_ip = self.ctx.config.node_ip.clone();
+        sources.pod_ip = pod_ip;
+        sources.node_cpu_millis = self.ctx.node_cpu_millis;
+        sources.node_memory_bytes = self.ctx.node_memory_bytes;
+        sources
     }
 
     /// Upstream's eviction manager for local storage, per pod: every few seconds while the pod runs, a disk-backed
@@ -575,12 +617,7 @@ impl PodWorker {
             let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &r.id, &r.rootfs);
         }
         // env, volumes, security: what the user must fix shows as CreateContainerConfigError
-        let mut sources = self.ctx.sink.sources(&self.pod);
-        sources.node_name = self.ctx.config.node_name.clone();
-        sources.host_ip = self.ctx.config.node_ip.clone();
-        sources.pod_ip = sb.ip.clone().unwrap_or_default();
-        sources.node_cpu_millis = self.ctx.node_cpu_millis;
-        sources.node_memory_bytes = self.ctx.node_memory_bytes;
+        let sources = self.sources(sb.ip.clone().unwrap_or_default());
         let env = match env::container_env(&self.pod, &c, &sources) {
             Ok(e) => e,
             Err(e) => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
@@ -597,6 +634,7 @@ impl PodWorker {
                 None => return self.fail(name, FailureKind::Create, e.to_string()),
             },
         };
+        self.volumes_synced_at = Some(Instant::now());
         steps.mark("volumes");
         // image
         let image = c.image.clone().unwrap_or_default();

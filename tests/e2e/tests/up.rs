@@ -638,3 +638,52 @@ spec:
     up.kubectl_ok(&["delete", "pod", "tokened", "--wait=true", "--timeout=60s"], None);
     assert!(review(api, api_audience).starts_with("false"));
 }
+
+#[test]
+fn up_resyncs_config_map_files_and_renews_tokens() {
+    let up = Up::start_with(&["--sync-frequency", "2s"]);
+    let manifest = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+data:
+  greeting: hello
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: synced
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - {name: cfg, mountPath: /cfg}
+    - {name: tok, mountPath: /tok}
+  volumes:
+  - name: cfg
+    configMap: {name: cfg}
+  - name: tok
+    projected:
+      sources:
+      - serviceAccountToken: {path: token, expirationSeconds: 600}
+"#;
+    up.kubectl_ok(&["apply", "-f", "-"], Some(manifest));
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/synced", "--timeout=60s"], None);
+    let read = |path: &str| up.kubectl(&["exec", "synced", "--", "cat", path]).trim().to_string();
+    assert_eq!(read("/cfg/greeting"), "hello");
+    let first = read("/tok/token");
+    assert_eq!(first.split('.').count(), 3, "a JWT: {first}");
+    up.kubectl_ok(&["patch", "configmap", "cfg", "-p", r#"{"data":{"greeting":"bonjour"}}"#], None);
+    poll_until("the ConfigMap change reaches the mounted file", Duration::from_secs(30), || {
+        (read("/cfg/greeting") == "bonjour").then_some(())
+    });
+    poll_until("a renewed token", Duration::from_secs(30), || {
+        let t = read("/tok/token");
+        (t.split('.').count() == 3 && t != first).then_some(())
+    });
+}
