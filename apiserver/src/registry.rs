@@ -58,6 +58,11 @@ const SCALE_VERBS: &[&str] = &["get", "patch", "update"];
 const CREATE_ONLY: &[&str] = &["create"];
 
 impl ResourceInfo {
+    /// A review resource: only `create`, answered and never stored.
+    pub fn is_create_only(&self) -> bool {
+        self.verbs == CREATE_ONLY
+    }
+
     /// `apps/v1`, or `v1` for the core group.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

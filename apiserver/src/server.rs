@@ -304,10 +304,8 @@ async fn bootstrap(state: &ApiState) -> Result<(), ServerError> {
     let ns_info = registry::find("", "v1", "namespaces").expect("namespaces are in the table");
     for ns in BUILTIN_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        match create_object(state, ns_info, None, obj, FieldValidation::Strict, false).await {
-            Ok(_) => tracing::info!(namespace = ns, "created built-in namespace"),
-            Err(e) if e.code == 409 => {}
-            Err(e) => return Err(ServerError::Bootstrap { what: format!("namespace {ns}"), message: e.message }),
+        if create_if_missing(state, ns_info, None, obj).await? {
+            tracing::info!(namespace = ns, "created built-in namespace");
         }
     }
     for (resource, objects) in
@@ -315,12 +313,7 @@ async fn bootstrap(state: &ApiState) -> Result<(), ServerError> {
     {
         let info = registry::find(crate::auth::rbac::GROUP, "v1", resource).expect("rbac resources are in the table");
         for obj in objects {
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            match create_object(state, info, None, obj, FieldValidation::Strict, false).await {
-                Ok(_) => tracing::debug!(resource, name, "created built-in policy"),
-                Err(e) if e.code == 409 => {}
-                Err(e) => return Err(ServerError::Bootstrap { what: format!("{resource} {name}"), message: e.message }),
-            }
+            create_if_missing(state, info, None, obj).await?;
         }
     }
     let svc_info = registry::find("", "v1", "services").expect("services are in the table");
@@ -328,11 +321,24 @@ async fn bootstrap(state: &ApiState) -> Result<(), ServerError> {
         "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"clusterIP": state.config.first_service_ip().to_string(),
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": state.config.listen.port().max(1)}]}});
-    match create_object(state, svc_info, Some("default"), svc, FieldValidation::Strict, false).await {
-        Ok(_) | Err(ApiError { code: 409, .. }) => {}
-        Err(e) => return Err(ServerError::Bootstrap { what: "service default/kubernetes".into(), message: e.message }),
-    }
+    create_if_missing(state, svc_info, Some("default"), svc).await?;
     Ok(())
+}
+
+/// Creates a built-in object unless it exists (an existing one is left as it is); true when it was created.
+async fn create_if_missing(state: &ApiState, info: &'static registry::ResourceInfo, ns: Option<&str>, obj: serde_json::Value) -> Result<bool, ServerError> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    match create_object(state, info, ns, obj, FieldValidation::Strict, false).await {
+        Ok(_) => Ok(true),
+        Err(ApiError { code: 409, .. }) => Ok(false),
+        Err(e) => {
+            let what = match ns {
+                Some(ns) => format!("{} {ns}/{name}", info.singular),
+                None => format!("{} {name}", info.singular),
+            };
+            Err(ServerError::Bootstrap { what, message: e.message })
+        }
+    }
 }
 
 /// The router: everything goes through one dispatcher so paths are parsed once against the resource table.

@@ -111,6 +111,11 @@ fn meta(name: &str) -> Value {
     })
 }
 
+/// Everything: `cluster-admin`'s rules, and what `system:masters` is shown to hold.
+pub fn cluster_admin_rules() -> Vec<Value> {
+    vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])]
+}
+
 /// The built-in ClusterRoles. `admin`, `edit` and `view` aggregate (upstream's chain): `view` collects roles
 /// labelled `aggregate-to-view` (`system:aggregate-to-view` holds its rules), `edit` those labelled
 /// `aggregate-to-edit` (`view` itself and `system:aggregate-to-edit`), `admin` those labelled
@@ -130,7 +135,7 @@ pub fn cluster_roles() -> Vec<Value> {
     let edit = union(&[edit_only_rules(), view_rules()]);
     let admin = union(&[edit.clone(), admin_only_rules()]);
     vec![
-        role("cluster-admin", vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])]),
+        role("cluster-admin", cluster_admin_rules()),
         aggregating(role("admin", admin), "admin"),
         labelled(aggregating(role("edit", edit), "edit"), "admin"),
         labelled(aggregating(role("view", view_rules()), "view"), "edit"),

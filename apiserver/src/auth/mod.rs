@@ -75,6 +75,18 @@ impl User {
     }
 }
 
+/// One stored object of `info`, decoded as `T`, if it is there: what the authenticators and the authorizer look
+/// up (service accounts, bound pods, roles).
+async fn read<T: serde::de::DeserializeOwned>(
+    state: &ApiState,
+    info: &crate::registry::ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    let found = crate::handlers::read_object(state, info, &info.key(ns, name), name).await?;
+    Ok(found.and_then(|(obj, _)| serde_json::from_value(obj).ok()))
+}
+
 /// What the TLS layer knows of a connection: the user its client certificate names, if it presented one.
 /// Requests without this mark came over plain HTTP.
 #[derive(Debug, Clone)]
@@ -146,19 +158,16 @@ async fn impersonate(state: &ApiState, requester: Arc<User>, headers: &HeaderMap
         }
         return Ok(requester);
     };
-    let check = |resource: &'static str, subresource: &str, namespace: &str, name: &str| {
-        Attributes::impersonation(resource, subresource, namespace, name)
-    };
     let mut wanted = Vec::new();
     let sa = User { name: name.clone(), ..Default::default() };
     match sa.service_account() {
-        Some((ns, n)) => wanted.push(check("serviceaccounts", "", ns, n)),
-        None => wanted.push(check("users", "", "", &name)),
+        Some((ns, n)) => wanted.push(Attributes::impersonation("serviceaccounts", "", ns, n)),
+        None => wanted.push(Attributes::impersonation("users", "", "", &name)),
     }
-    wanted.extend(groups.iter().map(|g| check("groups", "", "", g)));
-    wanted.extend(uids.iter().map(|u| check("uids", "", "", u)));
+    wanted.extend(groups.iter().map(|g| Attributes::impersonation("groups", "", "", g)));
+    wanted.extend(uids.iter().map(|u| Attributes::impersonation("uids", "", "", u)));
     for (k, vs) in &extra {
-        wanted.extend(vs.iter().map(|v| check("userextras", k, "", v)));
+        wanted.extend(vs.iter().map(|v| Attributes::impersonation("userextras", k, "", v)));
     }
     if !requester.is_privileged() {
         for attrs in &wanted {

@@ -107,9 +107,7 @@ async fn list<T: DeserializeOwned>(state: &ApiState, resource: &str, ns: Option<
 }
 
 async fn get<T: DeserializeOwned>(state: &ApiState, resource: &str, ns: Option<&str>, name: &str) -> Result<Option<T>, ApiError> {
-    let info = info(resource);
-    let kv = state.store.get(&info.key(ns, name)).await.map_err(|e| ApiError::from_storage(info, name, e))?;
-    Ok(kv.and_then(|kv| serde_json::from_slice(&kv.value).ok()))
+    super::read(state, info(resource), ns, name).await
 }
 
 fn has(list: &[String], value: &str) -> bool {
@@ -195,10 +193,11 @@ pub async fn check_escalation(state: &ApiState, user: &User, info: &ResourceInfo
         }
         _ => return Ok(()),
     };
-    if authorize(state, user, &permit).await?.allowed {
+    // one read of the user's grants serves both questions: may it escalate/bind, and does it hold the rules
+    let owned: Vec<PolicyRule> = grants(state, user, namespace).await?.into_iter().flat_map(|g| g.rules).collect();
+    if owned.iter().any(|r| rule_allows(r, &permit)) {
         return Ok(());
     }
-    let owned: Vec<PolicyRule> = grants(state, user, namespace).await?.into_iter().flat_map(|g| g.rules).collect();
     match rules.iter().find_map(|r| uncovered(&owned, r)) {
         None => Ok(()),
         Some(missing) => Err(ApiError::forbidden(

@@ -17,11 +17,6 @@ use crate::registry::ResourceInfo;
 use crate::server::ApiState;
 use crate::status::ApiError;
 
-/// Whether `info` is one of the review resources.
-pub fn is_review(info: &ResourceInfo) -> bool {
-    matches!(info.group, "authorization.k8s.io" | "authentication.k8s.io")
-}
-
 /// Answers a create of a review: the request body with `status` filled in.
 pub async fn create(state: &ApiState, user: &User, info: &ResourceInfo, namespace: Option<&str>, mut body: Value) -> Result<Value, ApiError> {
     crate::admission::check_type(info, &mut body)?;
@@ -114,11 +109,7 @@ async fn access_review(state: &ApiState, user: &User, spec: &Value, forced_names
 
 async fn rules_review(state: &ApiState, user: &User, namespace: &str) -> Result<Value, ApiError> {
     let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> = if user.is_privileged() {
-        super::bootstrap::cluster_roles()
-            .into_iter()
-            .find(|r| r["metadata"]["name"] == "cluster-admin")
-            .and_then(|r| serde_json::from_value(r["rules"].clone()).ok())
-            .unwrap_or_default()
+        serde_json::from_value(Value::Array(super::bootstrap::cluster_admin_rules())).unwrap_or_default()
     } else {
         rbac::grants(state, user, namespace).await?.into_iter().flat_map(|g| g.rules).collect()
     };

@@ -95,8 +95,7 @@ fn pem_wrap(der: &[u8]) -> String {
 }
 
 async fn read(state: &ApiState, resource: &str, ns: &str, name: &str) -> Result<Option<Value>, ApiError> {
-    let info = registry::find("", "v1", resource).expect("core resources are in the table");
-    Ok(crate::handlers::read_object(state, info, &info.key(Some(ns), name), name).await?.map(|(v, _)| v))
+    super::read(state, registry::find("", "v1", resource).expect("core resources are in the table"), Some(ns), name).await
 }
 
 /// Answers a TokenRequest for service account `name` in `ns`: the request with `status.token` and

@@ -97,7 +97,7 @@ async fn route(state: Arc<ApiState>, user: Arc<User>, method: &Method, uri: &Uri
         let e = ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method} {path})"));
         return Err((e, resource, verb));
     }
-    if auth::review::is_review(ctx.info()) {
+    if ctx.info().is_create_only() {
         let body = read_body(body).await.map_err(|e| (e, resource, verb))?;
         let result = async {
             let obj = create::decode_object(&ctx, &body)?;

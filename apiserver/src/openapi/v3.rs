@@ -91,7 +91,7 @@ fn resource_paths(r: &ResourceInfo, paths: &mut Map<String, Value>) {
     let list_params = ["labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "resourceVersionMatch", "watch", "timeoutSeconds", "allowWatchBookmarks", "sendInitialEvents"];
     let mut patch_params: Vec<&str> = WRITE_PARAMS.to_vec();
     patch_params.push("force");
-    if r.verbs == ["create"] {
+    if r.is_create_only() {
         let post = operation("create", "post", r, Some(r.definition), r.definition, r.kind, WRITE_PARAMS, "");
         paths.insert(coll, json!({ "post": post }));
         return;
