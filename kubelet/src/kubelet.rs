@@ -74,7 +74,7 @@ impl PodSink for ApiSink {
     fn finalized(&self, pod: &Pod) {
         let _ = self.ops.send(ApiOp::Delete(pod.clone()));
     }
-    fn sources(&self, pod: &Pod) -> EnvSources {
+    fn sources(&self, pod: &Pod, services: bool) -> EnvSources {
         let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
         let client = self.client.clone();
         // only list what the pod can refer to (a burst of plain pods should not list every ConfigMap)
@@ -96,12 +96,14 @@ impl PodSink for ApiSink {
                     src.secrets = l.items.into_iter().filter_map(|c| Some((c.metadata.name.clone()?, c))).collect();
                 }
             }
-            if let Ok(l) = Api::<Service>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
-                src.services = l.items;
-            }
-            if ns != "default" {
-                if let Ok(Some(k)) = Api::<Service>::namespaced(client.clone(), "default").get_opt("kubernetes").await {
-                    src.services.push(k);
+            if services {
+                if let Ok(l) = Api::<Service>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
+                    src.services = l.items;
+                }
+                if ns != "default" {
+                    if let Ok(Some(k)) = Api::<Service>::namespaced(client.clone(), "default").get_opt("kubernetes").await {
+                        src.services.push(k);
+                    }
                 }
             }
             for (audience, expiration) in wanted_tokens {
@@ -552,9 +554,7 @@ fn evict_one(
             .collect()
     };
     let mut cands: Vec<(Candidate, Sender<PodUpdate>)> = Vec::new();
-    for (uid, pod, tx) in eligible {
-        let pod = &pod;
-        let uid = &uid;
+    for (uid, pod, tx) in &eligible {
         let (usage, resource) = match signal {
             Signal::Memory => {
                 let rel = crate::container::qos::pod_cgroup_parent(&cfg.cgroup_root, pod);
@@ -582,7 +582,7 @@ fn evict_one(
             usage,
             request: request.max(0) as u64,
         };
-        cands.push((c, tx));
+        cands.push((c, tx.clone()));
     }
     let list: Vec<Candidate> = cands.iter().map(|(c, _)| c.clone()).collect();
     let Some(i) = eviction::rank(&list) else {
@@ -624,7 +624,7 @@ impl PodSink for NullSink {
     }
     fn status(&self, _: &Pod, _: PodStatus) {}
     fn finalized(&self, _: &Pod) {}
-    fn sources(&self, _: &Pod) -> EnvSources {
+    fn sources(&self, _: &Pod, _: bool) -> EnvSources {
         EnvSources::default()
     }
 }

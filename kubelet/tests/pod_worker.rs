@@ -37,7 +37,7 @@ impl PodSink for Recorder {
     fn finalized(&self, _pod: &Pod) {
         *self.finalized.lock().expect("lock") = true;
     }
-    fn sources(&self, _pod: &Pod) -> EnvSources {
+    fn sources(&self, _pod: &Pod, _services: bool) -> EnvSources {
         EnvSources::default()
     }
 }

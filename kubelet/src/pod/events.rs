@@ -30,6 +30,7 @@ pub trait PodSink: Send + Sync {
     fn status(&self, pod: &Pod, status: PodStatus);
     /// The pod is deleted and nothing of it runs: remove it from the API.
     fn finalized(&self, pod: &Pod);
-    /// ConfigMaps, Secrets and Services the pod's containers and volumes may reference (blocking).
-    fn sources(&self, pod: &Pod) -> EnvSources;
+    /// ConfigMaps, Secrets and service account tokens the pod's containers and volumes may reference, and with
+    /// `services` the Services its environment links (blocking).
+    fn sources(&self, pod: &Pod, services: bool) -> EnvSources;
 }

@@ -205,41 +205,30 @@ impl PodWorker {
         for name in names {
             let Some(rec) = self.containers.get(&name).cloned() else { continue };
             let mdir = self.dir.join("containers").join(&name).join("monitor");
-            // Liveness first, the exit file after: the monitor writes the file before it exits, so a monitor
-            // found gone here has left its record for the read below (the other order lost exits that landed
-            // between the two reads and recorded them as kills).
-            let live = monitor::alive_monitor(&mdir).is_some() || monitor::container_pid(&mdir).map(alive).unwrap_or(false);
-            let state = if let Some(x) = &rec.exit {
-                ContainerState::Exited {
-                    id: rec.id.clone(),
-                    exit_code: x.exit_code,
-                    started_at: Some(rec.started_at),
-                    finished_at: x.finished_at,
-                    oom_killed: x.oom_killed,
-                    message: x.message.clone(),
-                }
-            } else if let Some(exit) = monitor::read_exit(&mdir) {
-                let x = self.reap(&name, &rec, exit);
-                ContainerState::Exited {
-                    id: rec.id.clone(),
-                    exit_code: x.exit_code,
-                    started_at: Some(rec.started_at),
-                    finished_at: x.finished_at,
-                    oom_killed: x.oom_killed,
-                    message: x.message,
-                }
-            } else if live {
-                ContainerState::Running { id: rec.id.clone(), started_at: rec.started_at }
-            } else {
-                // monitor gone without a record (node reboot, kill -9 of the monitor): treat as failed
-                let x = self.reap(&name, &rec, monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() });
-                ContainerState::Exited {
-                    id: rec.id.clone(),
-                    exit_code: x.exit_code,
-                    started_at: Some(rec.started_at),
-                    finished_at: x.finished_at,
-                    oom_killed: false,
-                    message: None,
+            let exited = |x: RecordedExit| ContainerState::Exited {
+                id: rec.id.clone(),
+                exit_code: x.exit_code,
+                started_at: Some(rec.started_at),
+                finished_at: x.finished_at,
+                oom_killed: x.oom_killed,
+                message: x.message,
+            };
+            let state = match &rec.exit {
+                Some(x) => exited(x.clone()),
+                None => {
+                    // Liveness first, the exit file after: the monitor writes the file before it exits, so a
+                    // monitor found gone here has left its record for the read below (the other order lost exits
+                    // that landed between the two reads and recorded them as kills).
+                    let live = monitor::alive_monitor(&mdir).is_some() || monitor::container_pid(&mdir).map(alive).unwrap_or(false);
+                    match monitor::read_exit(&mdir) {
+                        Some(exit) => exited(self.reap(&name, &rec, exit)),
+                        None if live => ContainerState::Running { id: rec.id.clone(), started_at: rec.started_at },
+                        // monitor gone without a record (node reboot, kill -9 of the monitor): treat as failed
+                        None => {
+                            let lost = monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() };
+                            exited(RecordedExit { oom_killed: false, message: None, ..self.reap(&name, &rec, lost) })
+                        }
+                    }
                 }
             };
             let running = matches!(state, ContainerState::Running { .. });
@@ -278,16 +267,18 @@ impl PodWorker {
         if !refreshable {
             return;
         }
-        let sources = self.sources(ip.clone().unwrap_or_default());
+        // volumes only: no Services (they are for the environment)
+        let sources = self.sources(ip.clone().unwrap_or_default(), false);
         match volume::setup_all(&self.pod, &self.dir, &sources, true) {
             Ok(_) => tracing::debug!(pod = %self.name(), "volumes resynced"),
             Err(e) => tracing::warn!(pod = %self.name(), error = %e, "volume resync failed; files left as they were"),
         }
     }
 
-    /// What env values and volumes are built from: the API objects the pod refers to and this node's facts.
-    fn sources(&self, pod_ip: String) -> env::EnvSources {
-        let mut sources = self.ctx.sink.sources(&self.pod);
+    /// What env values and volumes are built from: the API objects the pod refers to (with `services`, the
+    /// Services its environment links) and this node's facts.
+    fn sources(&self, pod_ip: String, services: bool) -> env::EnvSources {
+        let mut sources = self.ctx.sink.sources(&self.pod, services);
         sources.node_name = self.ctx.config.node_name.clone();
         sources.host_ip = self.ctx.config.node_ip.clone();
         sources.pod_ip = pod_ip;
@@ -617,7 +608,7 @@ impl PodWorker {
             let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &r.id, &r.rootfs);
         }
         // env, volumes, security: what the user must fix shows as CreateContainerConfigError
-        let sources = self.sources(sb.ip.clone().unwrap_or_default());
+        let sources = self.sources(sb.ip.clone().unwrap_or_default(), true);
         let env = match env::container_env(&self.pod, &c, &sources) {
             Ok(e) => e,
             Err(e) => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
