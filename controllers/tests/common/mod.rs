@@ -124,29 +124,27 @@ impl Cluster {
         name
     }
 
-    /// Run kubectl against this cluster; returns (success, stdout+stderr).
+    /// Run kubectl against this cluster; returns (success, stdout+stderr). A run past a minute is killed and
+    /// fails the test with what it printed.
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new(kubectl_bin())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .expect("run kubectl");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
+        run_kubectl(&self.kubeconfig, args)
     }
 
     pub async fn kubectl_async(&self, args: &[&str]) -> (bool, String) {
         let kc = self.kubeconfig.clone();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(kubectl_bin()).arg("--kubeconfig").arg(&kc).args(&args).output().expect("run kubectl");
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            (out.status.success(), text)
-        })
-        .await
-        .expect("kubectl task")
+        tokio::task::spawn_blocking(move || run_kubectl(&kc, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .expect("kubectl task")
     }
+}
+
+fn run_kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(kubectl_bin());
+    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+    let out = rkube_testsupport::output_within(&mut cmd, None, std::time::Duration::from_secs(60), &format!("kubectl {args:?}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
 }
 
 /// The kubectl the tests drive: $RKUBE_TEST_KUBECTL, else kubectl 1.33 from the Cloud SDK when installed (the

@@ -90,13 +90,12 @@ fn every_resource(v: &str) {
         let labels_ok = !described.contains("Labels:") || described.contains("e2e=yes");
         assert!(described.contains(&name) && labels_ok, "kubectl.{v} describe {resource}: {described}");
 
-        let out = std::process::Command::new(common::kubectl_bin(v))
-            .env("KUBE_EDITOR", &editor)
-            .arg("--kubeconfig")
-            .arg(&s.kubeconfig)
-            .args(["edit", resource, &name])
-            .output()
-            .expect("kubectl edit");
+        let out = rkube_testsupport::output_within(
+            std::process::Command::new(common::kubectl_bin(v)).env("KUBE_EDITOR", &editor).arg("--kubeconfig").arg(&s.kubeconfig).args(["edit", resource, &name]),
+            None,
+            common::KUBECTL_DEADLINE,
+            "kubectl edit",
+        );
         assert!(out.status.success(), "kubectl.{v} edit {resource}: {}", String::from_utf8_lossy(&out.stderr));
         let label = s.ok(v, &["get", resource, &name, "-o", "jsonpath={.metadata.labels.e2e}"]);
         assert_eq!(label, "edited", "kubectl.{v} edit {resource}");
@@ -172,13 +171,12 @@ fn scale_edit_and_generators() {
         // edit: an EDITOR that rewrites the image, sent as a patch
         let editor = s.write("editor.sh", "#!/bin/sh\nsed -i 's/busybox:1.36/busybox:1.37/' \"$1\"\n");
         std::process::Command::new("chmod").arg("+x").arg(&editor).status().expect("chmod");
-        let out = std::process::Command::new(common::kubectl_bin(v))
-            .env("KUBE_EDITOR", &editor)
-            .arg("--kubeconfig")
-            .arg(&s.kubeconfig)
-            .args(["edit", "deployment", &name])
-            .output()
-            .expect("kubectl edit");
+        let out = rkube_testsupport::output_within(
+            std::process::Command::new(common::kubectl_bin(v)).env("KUBE_EDITOR", &editor).arg("--kubeconfig").arg(&s.kubeconfig).args(["edit", "deployment", &name]),
+            None,
+            common::KUBECTL_DEADLINE,
+            "kubectl edit",
+        );
         assert!(out.status.success(), "edit: {}", String::from_utf8_lossy(&out.stderr));
         let img = s.ok(v, &["get", "deploy", &name, "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
         assert_eq!(img, "busybox:1.37");

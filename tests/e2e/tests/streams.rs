@@ -52,19 +52,9 @@ fn kubectl_bin(path: &str) -> &str {
 }
 
 fn run(up: &Up, kubectl: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(kubectl_bin(kubectl))
-        .args(args)
-        .env("KUBECONFIG", up.kubeconfig())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    if let Some(data) = stdin {
-        let mut w = child.stdin.take().expect("stdin");
-        w.write_all(data).expect("write stdin");
-    }
-    wait_output(child, Duration::from_secs(60), &format!("kubectl {args:?}"))
+    let mut cmd = Command::new(kubectl_bin(kubectl));
+    cmd.args(args).env("KUBECONFIG", up.kubeconfig());
+    rkube_testsupport::output_within(&mut cmd, stdin, Duration::from_secs(60), &format!("kubectl {args:?}"))
 }
 
 /// Waits for `child` with a deadline (a hung stream must fail the test, not hang it).

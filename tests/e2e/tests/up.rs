@@ -39,7 +39,8 @@ fn up_runs_a_busybox_pod_survives_kill9_and_down_cleans_up() {
     let host_ip = up.kubectl(&["get", "pod", "hello", "-o", "jsonpath={.status.hostIP}"]);
     assert_eq!(host_ip, up.node_ip);
     let logs = poll_until("logs through the apiserver", Duration::from_secs(20), || {
-        let l = up.kubectl(&["logs", "hello"]);
+        // no logs until the container has started
+        let l = up.kubectl_try(&["logs", "hello"])?;
         l.contains("hello from hello").then_some(l)
     });
     assert!(logs.starts_with("hello from hello"), "{logs}");
@@ -266,7 +267,8 @@ fn up_runs_static_pods_and_mirrors_them() {
     // the file is the source of truth: deleting the mirror brings it back, removing the file removes the pod
     up.kubectl_ok(&["delete", "pod", &name, "--wait=false"], None);
     poll_until("mirror recreated", Duration::from_secs(30), || {
-        (up.kubectl(&["get", "pod", &name, "-o", "jsonpath={.status.phase}"]) == "Running").then_some(())
+        // NotFound between the delete and the kubelet's new mirror
+        (up.kubectl_try(&["get", "pod", &name, "-o", "jsonpath={.status.phase}"])? == "Running").then_some(())
     });
     std::fs::remove_file(&file).expect("remove manifest");
     poll_until("static pod and mirror gone", Duration::from_secs(60), || {
@@ -511,7 +513,8 @@ spec:
 "#;
     up.kubectl_ok(&["apply", "-f", "-"], Some(manifest));
     let logs = poll_until("as-nobody prints its ids", Duration::from_secs(60), || {
-        let l = up.kubectl(&["logs", "as-nobody"]);
+        // no logs until the container has started
+        let l = up.kubectl_try(&["logs", "as-nobody"])?;
         l.contains("ids=").then_some(l)
     });
     assert_eq!(logs.trim(), "ids=65534:65534");

@@ -324,26 +324,15 @@ spec:
 #[test]
 fn server_and_a_separate_kubelet_run_a_deployment() {
     let mut c = SplitCluster::start();
-    let (kubeconfig, node_name) = (c.kubeconfig.clone(), c.node_name.clone());
+    let node_name = c.node_name.clone();
     let kubectl = |args: &[&str]| c.kubectl(args);
     let ip = kubectl(&["get", "node", &node_name, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
     assert_eq!(ip, c.net.node_ip);
-    let out = Command::new("kubectl")
-        .args(["create", "deployment", "pair", "--image=busybox:latest", "--replicas=2", "--", "sh", "-c", "sleep 3600"])
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .expect("kubectl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.kubectl_ok(&["create", "deployment", "pair", "--image=busybox:latest", "--replicas=2", "--", "sh", "-c", "sleep 3600"]);
     // busybox:latest defaults to pullPolicy Always; the node works offline, so pin it to the imported image
     let patch = r#"{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"busybox","imagePullPolicy":"Never"}]}}}}"#;
-    let out = Command::new("kubectl").args(["patch", "deployment", "pair", "-p", patch]).env("KUBECONFIG", &kubeconfig).output().expect("kubectl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new("kubectl")
-        .args(["rollout", "status", "deployment/pair", "--timeout=120s"])
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .expect("kubectl");
-    assert!(out.status.success(), "rollout: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    c.kubectl_ok(&["patch", "deployment", "pair", "-p", patch]);
+    c.kubectl_ok(&["rollout", "status", "deployment/pair", "--timeout=120s"]);
     let rows = kubectl(&["get", "pods", "-l", "app=pair", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase} {.status.podIP}{\"\\n\"}{end}"]);
     let running: Vec<&str> = rows.lines().filter(|l| l.starts_with(&format!("{node_name} Running {}", c.net.subnet_prefix))).collect();
     assert_eq!(running.len(), 2, "two pods Running on {node_name} in {}0/24: {rows}", c.net.subnet_prefix);
@@ -354,8 +343,7 @@ fn server_and_a_separate_kubelet_run_a_deployment() {
     // kubeconfig); the apiserver gets in with its own, so exec and logs still work through kubectl.
     let pod = kubectl(&["get", "pods", "-l", "app=pair", "-o", "jsonpath={.items[0].metadata.name}"]);
     assert_eq!(kubectl(&["exec", &pod, "--", "echo", "through-https"]).trim(), "through-https", "kubectl exec via the kubelet's HTTPS API");
-    let logs = Command::new("kubectl").args(["logs", &pod]).env("KUBECONFIG", &kubeconfig).output().expect("kubectl");
-    assert!(logs.status.success(), "kubectl logs via the kubelet's HTTPS API: {}", String::from_utf8_lossy(&logs.stderr));
+    c.kubectl_ok(&["logs", &pod]);
     let url = format!("https://{}:10250/containerLogs/default/{pod}/busybox", c.net.node_ip);
     let curl = |extra: &[&str], url: &str| {
         let out = Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]).args(extra).arg(url).output().expect("curl");

@@ -13,7 +13,7 @@ pub mod vm;
 pub use image::{busybox_oci_layout, busybox_oci_layout_as, busybox_rootfs, OciLayout};
 pub use naming::unique_name;
 pub use poll::poll_until;
-pub use process::ChildGuard;
+pub use process::{output_within, ChildGuard};
 pub use registry::Registry;
 
 /// Panics with a clear message unless the test runs as root: privileged tests run for real, never skipped silently.

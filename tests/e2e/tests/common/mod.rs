@@ -3,11 +3,15 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use rkube_apiserver::server::{open_backend, Backend, OpenedStore};
 use rkube_apiserver::{ApiServer, ServerConfig};
+
+/// How long one kubectl call against the in-process apiserver may take: none waits on pods, so a minute is far
+/// more than any needs on a loaded machine.
+pub const KUBECTL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The kubectl versions every test drives.
 pub const KUBECTLS: &[&str] = &["1.27", "1.33"];
@@ -109,31 +113,21 @@ impl TestServer {
         self.server.as_ref().expect("server running").state().clone()
     }
 
-    /// Runs `kubectl.<version> --kubeconfig ... args`.
+    /// Runs `kubectl.<version> --kubeconfig ... args`; a run past [`KUBECTL_DEADLINE`] is killed and fails the
+    /// test with what it printed.
     pub fn kubectl(&self, version: &str, args: &[&str]) -> Output {
-        Command::new(kubectl_bin(version))
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kubectl")
+        self.run_kubectl(version, args, None)
     }
 
-    /// Runs kubectl with `stdin` as input (for `-f -`).
+    /// Runs kubectl with `stdin` as input (for `-f -`), under the same deadline.
     pub fn kubectl_stdin(&self, version: &str, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(kubectl_bin(version))
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
-        child.wait_with_output().expect("kubectl output")
+        self.run_kubectl(version, args, Some(stdin))
+    }
+
+    fn run_kubectl(&self, version: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(kubectl_bin(version));
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        rkube_testsupport::output_within(&mut cmd, stdin.map(str::as_bytes), KUBECTL_DEADLINE, &format!("kubectl.{version} {args:?}"))
     }
 
     /// Runs kubectl and returns stdout, panicking with stderr when it fails.

@@ -206,7 +206,8 @@ impl Up {
         let kc = self.kubeconfig();
         poll_until("kubeconfig written", Duration::from_secs(30), || kc.exists().then_some(()));
         poll_until("node Ready", Duration::from_secs(60), || {
-            let out = self.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"]);
+            // no node registered yet: jsonpath's items[0] is an error
+            let out = self.kubectl_try(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])?;
             (out.trim() == "True").then_some(())
         });
     }
@@ -215,12 +216,24 @@ impl Up {
         self.data.path().join("kubeconfig")
     }
 
+    /// kubectl that must succeed: its stdout.
     pub fn kubectl(&self, args: &[&str]) -> String {
         kubectl_with(&self.kubeconfig(), args)
     }
 
+    /// kubectl that must succeed, fed `stdin` when given: its stdout.
     pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         kubectl_ok_with(&self.kubeconfig(), args, stdin)
+    }
+
+    /// kubectl whose failure the caller checks.
+    pub fn kubectl_output(&self, args: &[&str]) -> std::process::Output {
+        kubectl_output_with(&self.kubeconfig(), args, None)
+    }
+
+    /// kubectl in a poll: stdout, or None when it failed (see [`kubectl_try_with`]).
+    pub fn kubectl_try(&self, args: &[&str]) -> Option<String> {
+        kubectl_try_with(&self.kubeconfig(), args)
     }
 
     pub fn kill9(&mut self) {
@@ -256,30 +269,58 @@ pub fn mounts_under(dir: &Path) -> usize {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().filter(|l| l.split(' ').nth(4).map(|m| m.starts_with(&d)).unwrap_or(false)).count()
 }
 
-/// kubectl against `kubeconfig`: its stdout (empty on failure).
+/// How long one kubectl call may take before the test fails: its own `--timeout=` (`60s`, `2m`) plus half a
+/// minute, else a minute. Nothing a test asks of kubectl takes longer on a loaded machine when rkube works.
+pub fn kubectl_deadline(args: &[&str]) -> Duration {
+    let own = args.iter().find_map(|a| a.strip_prefix("--timeout=")).and_then(|t| {
+        let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+        let n: u64 = n.parse().ok()?;
+        match unit {
+            "s" | "" => Some(n),
+            "m" => Some(n * 60),
+            _ => None,
+        }
+    });
+    own.map(|s| Duration::from_secs(s + 30)).unwrap_or(Duration::from_secs(60))
+}
+
+/// kubectl against `kubeconfig`, fed `stdin` when given, killed (and the test failed with what it printed) if it
+/// runs past [`kubectl_deadline`]. Exit status as it is: for the checks that expect kubectl to fail.
+pub fn kubectl_output_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut cmd = Command::new("kubectl");
+    cmd.args(args).env("KUBECONFIG", kubeconfig);
+    rkube_testsupport::output_within(&mut cmd, stdin.map(str::as_bytes), kubectl_deadline(args), &format!("kubectl {args:?}"))
+}
+
+/// kubectl against `kubeconfig` that must succeed: its stdout, or the test fails with kubectl's stderr.
 pub fn kubectl_with(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig).output().expect("kubectl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    kubectl_ok_with(kubeconfig, args, None)
 }
 
 /// kubectl against `kubeconfig` that must succeed, fed `stdin` when given; returns its stdout.
 pub fn kubectl_ok_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    if let Some(s) = stdin {
-        use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(s.as_bytes()).expect("write");
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("kubectl");
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = kubectl_output_with(kubeconfig, args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// For polls whose condition may not hold yet in a way kubectl reports as an error (a pod whose container has
+/// not started has no logs; a node not yet registered is NotFound): stdout on success, None on failure, with
+/// kubectl's stderr printed so a poll that times out shows the last error.
+pub fn kubectl_try_with(kubeconfig: &Path, args: &[&str]) -> Option<String> {
+    let out = kubectl_output_with(kubeconfig, args, None);
+    if out.status.success() {
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        eprintln!("kubectl {args:?} (retried): {}", String::from_utf8_lossy(&out.stderr).trim());
+        None
+    }
 }
 
 /// `rkube up`'s pid.
@@ -349,13 +390,14 @@ impl SplitCluster {
         poll_until("node Ready", Duration::from_secs(60), || {
             let running = c.kubelet.as_mut().is_some_and(|k| k.is_running());
             assert!(running, "rkube kubelet exited; see {}", c.node_dir.path().join("kubelet.log").display());
-            let s = c.kubectl(&["get", "node", &c.node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+            // NotFound until the kubelet registers
+            let s = c.kubectl_try(&["get", "node", &c.node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])?;
             (s == "True").then_some(())
         });
         c
     }
 
-    /// kubectl's stdout (empty on failure).
+    /// kubectl that must succeed: its stdout.
     pub fn kubectl(&self, args: &[&str]) -> String {
         kubectl_with(&self.kubeconfig, args)
     }
@@ -363,6 +405,16 @@ impl SplitCluster {
     /// kubectl that must succeed; returns its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         kubectl_ok_with(&self.kubeconfig, args, None)
+    }
+
+    /// kubectl whose failure the caller checks.
+    pub fn kubectl_output(&self, args: &[&str]) -> std::process::Output {
+        kubectl_output_with(&self.kubeconfig, args, None)
+    }
+
+    /// kubectl in a poll: stdout, or None when it failed (see [`kubectl_try_with`]).
+    pub fn kubectl_try(&self, args: &[&str]) -> Option<String> {
+        kubectl_try_with(&self.kubeconfig, args)
     }
 
     pub fn kubelet_pid(&self) -> u32 {
