@@ -71,10 +71,17 @@ fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
         "echo RKUBE-VM mem=$(cat /sys/fs/cgroup/memory.max) pids=$(cat /sys/fs/cgroup/pids.max) ",
         "cpu=\"$(cat /sys/fs/cgroup/cpu.max)\" weight=$(cat /sys/fs/cgroup/cpu.weight) cgroup=$(cat /proc/self/cgroup); ",
         "mknod /tmp/sda b 8 0 2>/dev/null; echo RKUBE-VM mknod-block=$?; ",
-        "mknod /tmp/n c 1 3 && echo x > /tmp/n; echo RKUBE-VM mknod-null=$?; echo x > /dev/full 2>/dev/null; echo RKUBE-VM devfull=$?");
+        "mknod /tmp/n c 1 3 && echo x > /tmp/n; echo RKUBE-VM mknod-null=$?; ",
+        // ENOSPC on write proves /dev/full opened; a device rule refusing it fails the open with EPERM instead,
+        // which also exits 1: the error text tells them apart, and a read must give zeros
+        "( echo x > /dev/full ) 2>/tmp/e; echo \"RKUBE-VM devfull=$? err=$(cat /tmp/e)\"; ",
+        "echo \"RKUBE-VM devfull-read=$(head -c 3 /dev/full | od -An -tx1 | tr -d ' ')\"; ",
+        "( mknod /tmp/sda2 b 8 0 ) 2>/tmp/e; echo \"RKUBE-VM mknod-block-err=$(cat /tmp/e)\"; ",
+        "echo RKUBE-VM hugetlb=$(cat /sys/fs/cgroup/hugetlb.2MB.max)");
     let mut cfg = common::default_config(&["sh", "-c", limits], "/rkube-vm/lim");
     cfg["linux"]["resources"] = json!({"memory": {"limit": 33554432}, "pids": {"limit": 20},
-        "cpu": {"shares": 1024, "quota": 50000, "period": 100000}, "devices": [{"allow": false, "access": "rwm"}]});
+        "cpu": {"shares": 1024, "quota": 50000, "period": 100000}, "devices": [{"allow": false, "access": "rwm"}],
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]});
     for set in ["bounding", "effective", "permitted"] {
         cfg["process"]["capabilities"][set] = json!(["CAP_MKNOD", "CAP_DAC_OVERRIDE"]);
     }
@@ -102,7 +109,16 @@ fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
     // Device rules as a BPF program: a block device is refused even with CAP_MKNOD, the defaults work.
     assert!(line("mknod-block=").contains("mknod-block=1"), "{out}");
     assert!(line("mknod-null=").contains("mknod-null=0"), "{out}");
-    assert!(line("devfull=").contains("devfull=1"), "writing /dev/full fails with ENOSPC, i.e. it opened: {out}");
+    let devfull = line("devfull=");
+    assert!(
+        devfull.contains("devfull=1") && devfull.contains("No space left on device") && !devfull.contains("not permitted"),
+        "writing /dev/full fails with ENOSPC, i.e. the open was allowed: {devfull}"
+    );
+    assert!(line("devfull-read=").trim_end().ends_with("devfull-read=000000"), "/dev/full reads zeros: {out}");
+    let block = line("mknod-block-err=");
+    assert!(block.contains("Operation not permitted"), "the block device is refused by the device rules (EPERM): {block}");
+    // hugepageLimits on pure v2: hugetlb.<size>.max in the container's own cgroup
+    assert!(line("hugetlb=").trim_end().ends_with("hugetlb=4194304"), "{out}");
     assert!(line("oom-out=").contains("dd-exit=137"), "{out}");
     let ev = line("oom-events=");
     let v: serde_json::Value = serde_json::from_str(ev.split_once("oom-events=").unwrap().1.trim()).unwrap();

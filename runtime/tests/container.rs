@@ -418,21 +418,45 @@ fn oom_score_adj_is_applied() {
     assert_eq!(b.run_ok(), "500\n");
 }
 
+/// hugepageLimits land where this host keeps the hugetlb controller: the hybrid layout's cgroup2 `unified` mount
+/// (this machine), a pure cgroup v2 hierarchy, or cgroup v1's hugetlb hierarchy. A host with none of them fails
+/// rather than passing with nothing tested; the pure v2 path is also checked in the VM (cgroup_v2_vm.rs).
 #[test]
-fn hugetlb_limit_lands_in_the_hybrid_unified_hierarchy() {
-    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
-    if !fs::read_to_string(unified.join("cgroup.controllers")).map(|c| c.contains("hugetlb")).unwrap_or(false) {
-        // Not this machine's hybrid layout: the v2 VM test covers hugetlb through the same code.
-        return;
-    }
+fn hugetlb_limit_lands_where_this_host_keeps_hugetlb() {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let lists_hugetlb = |dir: &std::path::Path| {
+        fs::read_to_string(dir.join("cgroup.controllers")).is_ok_and(|c| c.split_whitespace().any(|x| x == "hugetlb"))
+    };
+    assert!(
+        std::path::Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").is_dir(),
+        "this kernel has no 2 MiB huge pages: the test cannot run here"
+    );
+    // (hierarchy, knob, the /proc/<pid>/cgroup line prefix of that hierarchy)
+    let (hierarchy, knob, line_prefix) = if lists_hugetlb(&root.join("unified")) {
+        (root.join("unified"), "hugetlb.2MB.max", "0::".to_string())
+    } else if lists_hugetlb(root) {
+        (root.to_path_buf(), "hugetlb.2MB.max", "0::".to_string())
+    } else if root.join("hugetlb/hugetlb.2MB.limit_in_bytes").exists() {
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let id = own.lines().find(|l| l.split(':').nth(1) == Some("hugetlb")).and_then(|l| l.split(':').next()).expect("a hugetlb line in /proc/self/cgroup").to_string();
+        (root.join("hugetlb"), "hugetlb.2MB.limit_in_bytes", format!("{id}:hugetlb:"))
+    } else {
+        panic!("no hugetlb controller in /sys/fs/cgroup/unified, /sys/fs/cgroup or /sys/fs/cgroup/hugetlb: nothing to test on this host");
+    };
+    eprintln!("hugetlb in {} ({knob})", hierarchy.display());
     let mut b = Bundle::new(&["sleep", "100"]);
     b.config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
     let (id, _) = b.create();
-    let file = unified.join(b.cgroup.trim_start_matches('/')).join("hugetlb.2MB.max");
-    assert_eq!(fs::read_to_string(&file).unwrap().trim(), "4194304");
+    let file = hierarchy.join(b.cgroup.trim_start_matches('/')).join(knob);
+    assert_eq!(fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())).trim(), "4194304");
     let pid = b.state(&id)["pid"].as_i64().unwrap();
     let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cg.lines().any(|l| l.starts_with("0::") && l.ends_with(b.cgroup.as_str())), "not in the unified cgroup: {cg}");
+    assert!(
+        cg.lines().any(|l| l.starts_with(&line_prefix) && l.ends_with(b.cgroup.as_str())),
+        "the container is not in {} of {}: {cg}",
+        b.cgroup,
+        hierarchy.display()
+    );
     assert!(b.rt(&["delete", "--force", &id]).status.success());
     assert!(!file.parent().unwrap().exists());
 }
