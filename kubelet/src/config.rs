@@ -27,6 +27,8 @@ pub struct KubeletConfig {
     pub image_root: PathBuf,
     /// Registries spoken to over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// What one image may unpack to (`--image-max-layer-size`, `--image-max-size`, `--image-max-layer-entries`).
+    pub image_limits: crate::image::Limits,
     /// Cluster DNS server address and domain; pods get `search <ns>.svc.<domain> svc.<domain> <domain>`.
     pub cluster_dns: Option<String>,
     pub cluster_domain: String,
@@ -78,6 +80,7 @@ impl KubeletConfig {
             cni_cache_dir: data_dir.join("cni-results"),
             image_root: data_dir.join("images"),
             insecure_registries: Vec::new(),
+            image_limits: Default::default(),
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
             serve_cluster_dns: false,

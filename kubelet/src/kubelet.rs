@@ -28,6 +28,8 @@ use crate::pod::worker::{NodeContext, PodUpdate, PodWorker};
 pub enum KubeletError {
     #[error("kubelet: open image store {path}: {message}")]
     Images { path: std::path::PathBuf, message: String },
+    #[error("kubelet: root dir: {0}")]
+    RootDir(#[from] crate::image::secure_fs::SecureFsError),
     #[error(transparent)]
     Register(#[from] register::RegisterError),
     #[error("kubelet: default network {path}: {message}")]
@@ -353,10 +355,16 @@ async fn write_default_network(
 
 /// Runs the kubelet until `shutdown` resolves. Containers keep running after it returns.
 pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::future::Future<Output = ()>) -> Result<(), KubeletError> {
-    std::fs::create_dir_all(&cfg.root_dir).ok();
+    // Pods' bundles hold their mounted rootfs (setuid files, device nodes of the image): 0750 as upstream's
+    // /var/lib/kubelet; the image store makes itself 0700. Looser modes are tightened, and logged.
+    if let Some(was) = crate::image::secure_fs::ensure_private_dir(&cfg.root_dir, 0o750)? {
+        tracing::warn!(path = %cfg.root_dir.display(), was = %format!("{was:04o}"), "kubelet root dir was open to other users; restricted it to 0750");
+    }
     std::fs::create_dir_all(&cfg.log_dir).ok();
     let images = ImageService::new(&cfg.image_root, RegistryConfig { insecure_registries: cfg.insecure_registries.clone() })
-        .map_err(|e| KubeletError::Images { path: cfg.image_root.clone(), message: e.to_string() })?;
+        .map_err(|e| KubeletError::Images { path: cfg.image_root.clone(), message: e.to_string() })?
+        .with_limits(cfg.image_limits);
+    tracing::info!(path = %cfg.image_root.display(), mode = "0700", limits = ?cfg.image_limits, "image store open");
     let images = Arc::new(images);
     let node_cfg = NodeConfig { name: cfg.node_name.clone(), node_ip: cfg.node_ip.clone(), data_dir: cfg.root_dir.clone(), labels: Default::default() };
     let node = register::register(&client, &node_cfg, &node_inputs(&cfg, &images, None)).await?;

@@ -44,7 +44,12 @@ pub enum SecurityError {
     NonNumericUser { pod: String, container: String, user: String },
     #[error("unable to find {what} {name}: no matching entries in {file} file of the image (container {container:?})")]
     UnknownName { container: String, what: &'static str, name: String, file: &'static str },
+    #[error("cannot look up the image's user in /etc/{file} (container {container:?}): {detail}; it must be a regular file of at most {max} bytes")]
+    AccountFile { container: String, file: &'static str, detail: String, max: u64 },
 }
+
+/// The largest /etc/passwd or /etc/group read from an image (real ones are a few KB).
+pub const MAX_ACCOUNT_FILE_BYTES: u64 = 4 << 20;
 
 /// What the OCI process and root get from the security context.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,8 +76,9 @@ fn normalize_cap(c: &str) -> String {
 
 /// The image's `User` with names looked up in the container's own /etc/passwd and /etc/group, as `uid:gid`, or
 /// None when there is nothing to look up (no user, all numeric, or runAsUser overrides it). As runc does, a user
-/// without a group takes the primary group of its passwd entry, else 0. Files that are symlinks are not followed:
-/// they could point at the host's files.
+/// without a group takes the primary group of its passwd entry, else 0. The image wrote these files: symlinks
+/// resolve inside `rootfs` (never to the host's files), and a FIFO, device or file over
+/// [`MAX_ACCOUNT_FILE_BYTES`] is an error, found without opening or reading it.
 pub fn image_user_in_rootfs(pod: &Pod, c: &Container, image_user: Option<&str>, rootfs: &Path) -> Result<Option<String>, SecurityError> {
     let Some(spec) = image_user.filter(|u| !u.is_empty()) else { return Ok(None) };
     let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
@@ -84,7 +90,7 @@ pub fn image_user_in_rootfs(pod: &Pod, c: &Container, image_user: Option<&str>, 
     }
     let unknown = |what, name: &str, file| SecurityError::UnknownName { container: c.name.clone(), what, name: name.to_string(), file };
     // name:x:uid:gid:... and name:x:gid:members
-    let passwd = read_account_file(rootfs, "passwd");
+    let passwd = read_account_file(rootfs, "passwd", &c.name)?;
     let entry = passwd.iter().find(|f| f[0] == user || (f[2] == user && user.parse::<u32>().is_ok()));
     let uid = match user.parse::<u32>() {
         Ok(n) => n,
@@ -94,7 +100,7 @@ pub fn image_user_in_rootfs(pod: &Pod, c: &Container, image_user: Option<&str>, 
         None => entry.and_then(|f| f[3].parse().ok()).unwrap_or(0),
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => read_account_file(rootfs, "group")
+            Err(_) => read_account_file(rootfs, "group", &c.name)?
                 .iter()
                 .find(|f| f[0] == g)
                 .and_then(|f| f[2].parse().ok())
@@ -104,22 +110,28 @@ pub fn image_user_in_rootfs(pod: &Pod, c: &Container, image_user: Option<&str>, 
     Ok(Some(format!("{uid}:{gid}")))
 }
 
-/// The colon-separated lines (at least four fields) of rootfs/etc/<name>; empty if missing or reached through a
-/// symlink.
-fn read_account_file(rootfs: &Path, name: &str) -> Vec<Vec<String>> {
-    let etc = rootfs.join("etc");
-    let file = etc.join(name);
-    let plain = |p: &Path| std::fs::symlink_metadata(p).map(|m| !m.file_type().is_symlink()).unwrap_or(false);
-    if !plain(&etc) || !plain(&file) {
-        return Vec::new();
-    }
-    std::fs::read_to_string(&file)
-        .unwrap_or_default()
+/// The colon-separated lines (at least four fields) of rootfs/etc/<name>, read with symlinks resolved inside
+/// `rootfs`; empty if the file is missing.
+fn read_account_file(rootfs: &Path, name: &'static str, container: &str) -> Result<Vec<Vec<String>>, SecurityError> {
+    let rel = Path::new("etc").join(name);
+    let bytes = match crate::image::secure_fs::read_regular_in(rootfs, &rel, MAX_ACCOUNT_FILE_BYTES) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(SecurityError::AccountFile {
+                container: container.to_string(),
+                file: name,
+                detail: e.to_string(),
+                max: MAX_ACCOUNT_FILE_BYTES,
+            })
+        }
+    };
+    Ok(String::from_utf8_lossy(&bytes)
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
         .filter(|f| f.len() >= 4)
-        .collect()
+        .collect())
 }
 
 /// Resolves the effective security settings. `image_user` is the image config's `User` (`uid[:gid]` or a
@@ -268,10 +280,27 @@ mod tests {
         // runAsUser wins: no lookup, no error
         let (p2, c2) = with(Some(PodSecurityContext { run_as_user: Some(7), ..Default::default() }), None);
         assert_eq!(image_user_in_rootfs(&p2, &c2, Some("ghost"), root.path()), Ok(None));
-        // a symlinked passwd (it could name the host's) is not read
+        // a symlinked passwd resolves inside the rootfs: to the image's own file, never to the host's
+        let host = tempfile::tempdir().expect("host dir");
+        std::fs::write(host.path().join("passwd"), "hostonly:x:4242:4242::/:/bin/sh\n").expect("host passwd");
+        std::fs::create_dir_all(root.path().join("usr/lib")).expect("usr/lib");
+        std::fs::rename(root.path().join("etc/passwd"), root.path().join("usr/lib/passwd")).expect("mv");
+        std::os::unix::fs::symlink("/usr/lib/passwd", root.path().join("etc/passwd")).expect("symlink");
+        assert_eq!(look("nobody"), Ok(Some("65534:65533".into())), "an in-image symlink is followed inside the rootfs");
         std::fs::remove_file(root.path().join("etc/passwd")).expect("rm");
-        std::os::unix::fs::symlink("/etc/passwd", root.path().join("etc/passwd")).expect("symlink");
-        assert!(look("root").is_err());
+        std::os::unix::fs::symlink(host.path().join("passwd"), root.path().join("etc/passwd")).expect("symlink");
+        assert!(matches!(look("hostonly"), Err(SecurityError::UnknownName { .. })), "the host's file is never read");
+        // a FIFO is refused without blocking; a file over the cap without reading it
+        std::fs::remove_file(root.path().join("etc/passwd")).expect("rm");
+        nix::unistd::mkfifo(&root.path().join("etc/passwd"), nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+        let err = look("nobody").expect_err("a FIFO");
+        assert!(err.to_string().contains("not a regular file (a FIFO)"), "{err}");
+        std::fs::remove_file(root.path().join("etc/passwd")).expect("rm");
+        let big = std::fs::File::create(root.path().join("etc/passwd")).expect("create");
+        big.set_len(1 << 40).expect("a 1 TiB sparse file");
+        let err = look("nobody").expect_err("too large");
+        assert!(matches!(err, SecurityError::AccountFile { file: "passwd", .. }), "{err}");
+        assert!(err.to_string().contains("1099511627776 bytes, over the limit of 4194304 bytes"), "{err}");
         let s = resolve(&p, &c, Some("65534:65533")).expect("resolved");
         assert_eq!((s.uid, s.gid), (65534, 65533));
     }

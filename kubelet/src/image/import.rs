@@ -2,12 +2,19 @@
 //! docker-save archive (`manifest.json` + config + layer tars). Every blob is checked against its digest and
 //! every layer against its diff_id, exactly as a pull would, and layers are unpacked the same way.
 //!
+//! The source is someone else's: every file is opened with [`secure_fs::open_regular_in`], symlinks resolved
+//! inside the layout (or the extracted archive) and never outside it, FIFOs and devices refused without being
+//! opened, JSON documents capped in size; archives are extracted with [`unpack::extract_archive`] (files,
+//! directories and links only, within the image size limit); layers count against the store's [`Limits`](super::limits::Limits).
+//! Whatever fails, the temp dirs this import made are removed.
+//!
 //! Names: a layout's `org.opencontainers.image.ref.name` (a full reference, or just a tag that is given the
 //! repository `localhost/<file name>`), containerd's `io.containerd.image.name`, a docker archive's `RepoTags`,
 //! or the name passed by the caller, which wins.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageIndex;
@@ -15,8 +22,15 @@ use serde::Deserialize;
 
 use super::manifest::{self, ManifestError, Parsed, Platform};
 use super::reference::{Reference, ReferenceError};
+use super::limits::ImageBudget;
+use super::secure_fs::{self, SecureFsError};
 use super::store::{now_unix, unique_suffix, ImageRecord, LayerRecord, Store, StoreError};
-use super::unpack::{unpack_layer, HashingReader, UnpackError};
+use super::unpack::{self, unpack_layer_within, HashingReader, UnpackError};
+
+/// index.json, manifests and a docker archive's manifest.json: as the registry client caps manifests.
+const MAX_JSON_BYTES: u64 = 8 << 20;
+/// An image config (as a pull caps it).
+const MAX_CONFIG_BYTES: u64 = 8 << 20;
 
 /// Import failures, naming the source path.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +43,14 @@ pub enum ImportError {
     },
     #[error("import {path}: not an OCI layout (oci-layout + index.json), oci-archive or docker-save archive (manifest.json)")]
     UnknownFormat { path: PathBuf },
+    #[error("import {path}: not a directory or a regular file (a {kind})")]
+    NotImportable { path: PathBuf, kind: &'static str },
+    #[error("import {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: SecureFsError,
+    },
     #[error("import {path}: {what}: {detail}")]
     Invalid { path: PathBuf, what: String, detail: String },
     #[error("import {path}: {source}")]
@@ -46,8 +68,15 @@ pub enum ImportError {
         source: ReferenceError,
     },
     #[error("import {path}: {source}")]
+    Archive {
+        path: PathBuf,
+        #[source]
+        source: UnpackError,
+    },
+    #[error("import {path}: layer {digest}: {source}")]
     Unpack {
         path: PathBuf,
+        digest: String,
         #[source]
         source: UnpackError,
     },
@@ -70,22 +99,35 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<Vec<Imag
     let io = |source| ImportError::Io { path: path.to_path_buf(), source };
     let meta = fs::metadata(path).map_err(io)?;
     let fallback_repo = fallback_repo(path);
-    let imp = Importer { store, source: path.to_path_buf() };
+    let imp = Importer { store, source: path.to_path_buf(), budget: store.limits().budget() };
     let records = if meta.is_dir() {
         imp.read_dir_image(path, name, &fallback_repo)?
-    } else {
+    } else if meta.is_file() {
         // An archive: unpack to a temp dir in the store (same filesystem), then read it as a directory.
+        // Non-blocking open: the file was regular a moment ago, but need not be now.
+        let file = fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NONBLOCK).open(path).map_err(io)?;
+        if !file.metadata().map_err(io)?.is_file() {
+            return Err(ImportError::NotImportable { path: path.to_path_buf(), kind: "special file" });
+        }
         let tmp = store.tmp_dir().join(format!("import-{}-{:x}", std::process::id(), unique_suffix()));
         let _guard = RemoveOnDrop(tmp.clone());
-        fs::create_dir_all(&tmp).map_err(io)?;
-        let file = fs::File::open(path).map_err(io)?;
-        let mut reader = BufReader::new(file);
-        let gz = reader.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
-        let reader: Box<dyn Read> = if gz { Box::new(flate2::bufread::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
-        let mut archive = tar::Archive::new(reader);
-        archive.set_preserve_permissions(false);
-        archive.unpack(&tmp).map_err(io)?;
+        fs::create_dir(&tmp).map_err(io)?;
+        unpack::extract_archive(file, &tmp, store.limits())
+            .map_err(|source| ImportError::Archive { path: path.to_path_buf(), source })?;
         imp.read_dir_image(&tmp, name, &fallback_repo)?
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        let ft = meta.file_type();
+        let kind = if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_char_device() {
+            "character device"
+        } else if ft.is_block_device() {
+            "block device"
+        } else {
+            "special file"
+        };
+        return Err(ImportError::NotImportable { path: path.to_path_buf(), kind });
     };
     if records.is_empty() {
         return Err(ImportError::Empty { path: path.to_path_buf() });
@@ -104,14 +146,33 @@ fn fallback_repo(path: &Path) -> String {
 struct Importer<'a> {
     store: &'a Store,
     source: PathBuf,
+    /// The uncompressed bytes this import may unpack, shared by its layers.
+    budget: ImageBudget,
 }
 
+/// Removes a temp dir or file this import made, whatever happens.
 struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if self.0.exists() {
-            let _ = fs::remove_dir_all(&self.0);
+        match fs::symlink_metadata(&self.0) {
+            Ok(m) if m.is_dir() => drop(fs::remove_dir_all(&self.0)),
+            Ok(_) => drop(fs::remove_file(&self.0)),
+            Err(_) => {}
         }
+    }
+}
+
+/// Writes every byte read through it to `out` (the blob's store copy is exactly the bytes that were hashed).
+struct TeeReader<R> {
+    inner: R,
+    out: fs::File,
+}
+
+impl<R: Read> Read for TeeReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
     }
 }
 
@@ -126,50 +187,68 @@ struct DockerArchiveEntry {
 }
 
 impl Importer<'_> {
-    fn io(&self) -> impl FnOnce(std::io::Error) -> ImportError + '_ {
-        move |source| ImportError::Io { path: self.source.clone(), source }
-    }
     fn invalid(&self, what: impl Into<String>, detail: impl ToString) -> ImportError {
         ImportError::Invalid { path: self.source.clone(), what: what.into(), detail: detail.to_string() }
     }
 
+    fn file_err(&self) -> impl FnOnce(SecureFsError) -> ImportError + '_ {
+        move |source| ImportError::File { path: self.source.clone(), source }
+    }
+
+    /// Reads `rel` inside `dir` (symlinks resolved inside it), a regular file of at most `max` bytes.
+    fn read_in(&self, dir: &Path, rel: &Path, max: u64) -> Result<Vec<u8>, ImportError> {
+        secure_fs::read_regular_in(dir, rel, max).map_err(self.file_err())
+    }
+
+    /// Whether `rel` is a regular file inside `dir`; errors other than its absence are errors.
+    fn has_file(&self, dir: &Path, rel: &str) -> Result<bool, ImportError> {
+        match secure_fs::open_regular_in(dir, Path::new(rel)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(self.file_err()(e)),
+        }
+    }
+
     fn read_dir_image(&self, dir: &Path, name: Option<&str>, fallback_repo: &str) -> Result<Vec<ImageRecord>, ImportError> {
-        if dir.join("oci-layout").is_file() && dir.join("index.json").is_file() {
+        if self.has_file(dir, "oci-layout")? && self.has_file(dir, "index.json")? {
             self.oci_layout(dir, name, fallback_repo)
-        } else if dir.join("manifest.json").is_file() {
+        } else if self.has_file(dir, "manifest.json")? {
             self.docker_archive(dir, name)
         } else {
             Err(ImportError::UnknownFormat { path: self.source.clone() })
         }
     }
 
-    /// A file inside the extracted/imported dir, refusing paths that leave it.
-    fn inside(&self, dir: &Path, rel: &str) -> Result<PathBuf, ImportError> {
+    /// A path named by the archive's manifest.json, refusing paths that leave it (the open resolves inside it
+    /// anyway; this names the problem).
+    fn inside(&self, rel: &str) -> Result<PathBuf, ImportError> {
         let p = Path::new(rel);
         if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             return Err(self.invalid("path in archive", format!("{rel:?} leaves the archive")));
         }
-        Ok(dir.join(p))
+        Ok(p.to_path_buf())
     }
 
-    fn layout_blob(&self, dir: &Path, digest: &str) -> Result<PathBuf, ImportError> {
+    /// A blob's path relative to the layout.
+    fn layout_blob(&self, digest: &str) -> Result<PathBuf, ImportError> {
         let hex = super::store::digest_hex(digest).map_err(|source| ImportError::Store { path: self.source.clone(), source })?;
-        Ok(dir.join("blobs/sha256").join(hex))
+        Ok(Path::new("blobs/sha256").join(hex))
     }
 
     fn read_verified(&self, dir: &Path, digest: &str, what: &'static str) -> Result<Vec<u8>, ImportError> {
-        let p = self.layout_blob(dir, digest)?;
-        let bytes = fs::read(&p).map_err(|source| ImportError::Io { path: p.clone(), source })?;
+        let rel = self.layout_blob(digest)?;
+        let max = if what == "config" { MAX_CONFIG_BYTES } else { MAX_JSON_BYTES };
+        let bytes = self.read_in(dir, &rel, max)?;
         let actual = manifest::sha256_digest(&bytes);
         if actual != digest {
-            return Err(ImportError::DigestMismatch { path: p, what, expected: digest.to_string(), actual });
+            return Err(ImportError::DigestMismatch { path: dir.join(rel), what, expected: digest.to_string(), actual });
         }
         Ok(bytes)
     }
 
     fn oci_layout(&self, dir: &Path, name: Option<&str>, fallback_repo: &str) -> Result<Vec<ImageRecord>, ImportError> {
-        let index_path = dir.join("index.json");
-        let index = ImageIndex::from_file(&index_path).map_err(|e| self.invalid("index.json", e))?;
+        let index_bytes = self.read_in(dir, Path::new("index.json"), MAX_JSON_BYTES)?;
+        let index = ImageIndex::from_reader(&index_bytes[..]).map_err(|e| self.invalid("index.json", e))?;
         let mut out = Vec::new();
         for desc in index.manifests() {
             let annotations = desc.annotations().clone().unwrap_or_default();
@@ -203,8 +282,8 @@ impl Importer<'_> {
                 manifest::check_layer_media_type(&media_type)
                     .map_err(|source| ImportError::Manifest { path: self.source.clone(), source })?;
                 let record = LayerRecord { digest: l.digest().to_string(), diff_id, size: l.size(), media_type };
-                let file = self.layout_blob(dir, &record.digest)?;
-                self.import_layer(&file, &record)?;
+                let rel = self.layout_blob(&record.digest)?;
+                self.import_layer(dir, &rel, &record)?;
                 layers.push(record);
             }
             blobs.push(config.clone());
@@ -221,34 +300,28 @@ impl Importer<'_> {
     }
 
     fn docker_archive(&self, dir: &Path, name: Option<&str>) -> Result<Vec<ImageRecord>, ImportError> {
-        let mpath = dir.join("manifest.json");
-        let bytes = fs::read(&mpath).map_err(self.io())?;
+        let bytes = self.read_in(dir, Path::new("manifest.json"), MAX_JSON_BYTES)?;
         let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(&bytes).map_err(|e| self.invalid("manifest.json", e))?;
         let mut out = Vec::new();
         for entry in entries {
-            let cpath = self.inside(dir, &entry.config)?;
-            let config = fs::read(&cpath).map_err(|source| ImportError::Io { path: cpath.clone(), source })?;
+            let crel = self.inside(&entry.config)?;
+            let config = self.read_in(dir, &crel, MAX_CONFIG_BYTES)?;
             let config_digest = manifest::sha256_digest(&config);
             let (_, diff_ids) = manifest::parse_config(&config, entry.layers.len())
                 .map_err(|source| ImportError::Manifest { path: self.source.clone(), source })?;
             let mut layers = Vec::new();
             for (rel, diff_id) in entry.layers.iter().zip(diff_ids) {
-                let file = self.inside(dir, rel)?;
-                let meta = fs::metadata(&file).map_err(|source| ImportError::Io { path: file.clone(), source })?;
-                let gz = {
-                    let mut magic = [0u8; 2];
-                    let mut f = fs::File::open(&file).map_err(|source| ImportError::Io { path: file.clone(), source })?;
-                    f.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b]
-                };
+                let rel = self.inside(rel)?;
                 // docker save names layers by path, not digest: the digest is whatever the file hashes to.
-                let digest = {
-                    let mut h = HashingReader::new(fs::File::open(&file).map_err(|source| ImportError::Io { path: file.clone(), source })?);
-                    std::io::copy(&mut h, &mut std::io::sink()).map_err(|source| ImportError::Io { path: file.clone(), source })?;
-                    h.finish().0
-                };
+                let (file, size) = secure_fs::open_regular_in(dir, &rel).map_err(self.file_err())?;
+                let mut h = HashingReader::new(file);
+                let mut magic = [0u8; 2];
+                let gz = h.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+                std::io::copy(&mut h, &mut std::io::sink()).map_err(|source| ImportError::Io { path: dir.join(&rel), source })?;
+                let digest = h.finish().0;
                 let media_type = if gz { manifest::DOCKER_LAYER_GZIP } else { manifest::DOCKER_LAYER_TAR }.to_string();
-                let record = LayerRecord { digest, diff_id, size: meta.len(), media_type };
-                self.import_layer(&file, &record)?;
+                let record = LayerRecord { digest, diff_id, size, media_type };
+                self.import_layer(dir, &rel, &record)?;
                 layers.push(record);
             }
             // Synthesize the schema 2 manifest a registry would serve, so the image has a manifest digest.
@@ -313,26 +386,36 @@ impl Importer<'_> {
         }
     }
 
-    /// Verifies and unpacks one layer file into the store (skipped if the store has it), copying its blob in.
-    fn import_layer(&self, file: &Path, layer: &LayerRecord) -> Result<(), ImportError> {
+    /// Verifies and unpacks one layer file (`rel` inside `dir`) into the store (skipped if the store has it),
+    /// copying its blob in from the same read.
+    fn import_layer(&self, dir: &Path, rel: &Path, layer: &LayerRecord) -> Result<(), ImportError> {
         let store_err = |source| ImportError::Store { path: self.source.clone(), source };
+        let shown = dir.join(rel);
         if self.store.has_layer(&layer.diff_id) && self.store.has_blob(&layer.digest) {
             return Ok(());
         }
-        let staging = self.store.tmp_dir().join(format!("unpack-import-{}-{:x}", std::process::id(), unique_suffix()));
-        let _guard = RemoveOnDrop(staging.clone());
+        let (file, _) = secure_fs::open_regular_in(dir, rel).map_err(self.file_err())?;
+        let suffix = format!("{}-{:x}", std::process::id(), unique_suffix());
+        let staging = self.store.tmp_dir().join(format!("unpack-import-{suffix}"));
+        let _staging_guard = RemoveOnDrop(staging.clone());
         fs::create_dir(&staging).map_err(|source| ImportError::Io { path: staging.clone(), source })?;
-        let f = fs::File::open(file).map_err(|source| ImportError::Io { path: file.to_path_buf(), source })?;
-        let mut hashing = HashingReader::new(f);
-        let unpacked = unpack_layer(&mut hashing, &staging).map_err(|source| ImportError::Unpack { path: self.source.clone(), source })?;
-        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|source| ImportError::Io { path: file.to_path_buf(), source })?;
+        let blob_tmp = self.store.tmp_dir().join(format!("blob-import-{suffix}"));
+        let _blob_guard = RemoveOnDrop(blob_tmp.clone());
+        let out = fs::File::create(&blob_tmp).map_err(|source| ImportError::Io { path: blob_tmp.clone(), source })?;
+        let mut hashing = HashingReader::new(TeeReader { inner: file, out });
+        let unpacked = unpack_layer_within(&mut hashing, &staging, &self.budget).map_err(|source| ImportError::Unpack {
+            path: self.source.clone(),
+            digest: layer.digest.clone(),
+            source,
+        })?;
+        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|source| ImportError::Io { path: shown.clone(), source })?;
         let (digest, _) = hashing.finish();
         if digest != layer.digest {
-            return Err(ImportError::DigestMismatch { path: file.to_path_buf(), what: "layer", expected: layer.digest.clone(), actual: digest });
+            return Err(ImportError::DigestMismatch { path: shown, what: "layer", expected: layer.digest.clone(), actual: digest });
         }
         if unpacked.diff_id != layer.diff_id {
             return Err(ImportError::DigestMismatch {
-                path: file.to_path_buf(),
+                path: shown,
                 what: "uncompressed layer (diff_id)",
                 expected: layer.diff_id.clone(),
                 actual: unpacked.diff_id,
@@ -340,9 +423,7 @@ impl Importer<'_> {
         }
         let blob = self.store.blob_path(&layer.digest).map_err(store_err)?;
         if !blob.exists() {
-            let tmp = self.store.tmp_dir().join(format!("blob-import-{:x}", unique_suffix()));
-            fs::copy(file, &tmp).map_err(|source| ImportError::Io { path: tmp.clone(), source })?;
-            fs::rename(&tmp, &blob).map_err(|source| ImportError::Io { path: blob.clone(), source })?;
+            fs::rename(&blob_tmp, &blob).map_err(|source| ImportError::Io { path: blob.clone(), source })?;
         }
         let dest = self.store.layer_dir(&layer.diff_id).map_err(store_err)?;
         if !dest.is_dir() {

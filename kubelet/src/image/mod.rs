@@ -7,6 +7,7 @@
 
 pub mod gc;
 pub mod import;
+pub mod limits;
 pub mod listing;
 pub mod manifest;
 pub mod overlay;
@@ -14,11 +15,13 @@ pub mod pull;
 pub mod pull_policy;
 pub mod reference;
 pub mod registry;
+pub mod secure_fs;
 pub mod store;
 pub mod unpack;
 
 use std::sync::Arc;
 
+pub use limits::Limits;
 pub use pull::{no_progress, ProgressFn, PullError, PullOutcome, PullProgress, Puller};
 pub use pull_policy::{PullDecision, PullPolicy};
 pub use reference::Reference;
@@ -86,6 +89,13 @@ impl ImageService {
             EnsureError::Pull(PullError::Registry { image: String::new(), source })
         })?;
         Ok(ImageService { puller: Puller::new(store, Arc::new(client)) })
+    }
+
+    /// The same service, unpacking pulls within `limits` (kubelet flags `--image-max-layer-size`,
+    /// `--image-max-size`, `--image-max-layer-entries`).
+    pub fn with_limits(self, limits: Limits) -> ImageService {
+        let store = self.puller.store().clone().with_limits(limits);
+        ImageService { puller: self.puller.with_store(store) }
     }
 
     pub fn store(&self) -> &Store {

@@ -20,13 +20,17 @@ use super::reference::{Reference, ReferenceError};
 use super::registry::auth::Credentials;
 use super::registry::client::{RegistryClient, RegistryError};
 use super::store::{now_unix, unique_suffix, ImageRecord, LayerRecord, Store, StoreError};
-use super::unpack::{unpack_layer, UnpackError};
+use super::limits::ImageBudget;
+use super::unpack::{unpack_layer_within, UnpackError};
 
 /// How many layers download at once.
 const PARALLEL_LAYERS: usize = 3;
 /// Attempts per blob (the first plus resumptions after a broken connection).
 const BLOB_ATTEMPTS: u32 = 4;
 const UNPACKER_GONE: &str = "unpacking stopped early";
+/// A config blob larger than this is refused (real ones are a few KB; the registry client caps manifests
+/// at 8 MiB the same way).
+const MAX_CONFIG_BYTES: u64 = 8 << 20;
 
 /// Progress of one pull, reported as it happens (the CLI draws bars from it, the kubelet logs/events).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +80,8 @@ pub enum PullError {
     },
     #[error("failed to pull image {image:?}: {what} {expected} from registry {registry} has digest {actual}")]
     DigestMismatch { image: String, registry: String, what: &'static str, expected: String, actual: String },
+    #[error("failed to pull image {image:?}: config {digest} is {size} bytes, over the limit of {max} bytes")]
+    ConfigTooLarge { image: String, digest: String, size: u64, max: u64 },
     #[error("failed to pull image {image:?}: layer {digest} has {actual} bytes, the manifest says {expected}")]
     SizeMismatch { image: String, digest: String, expected: u64, actual: u64 },
     #[error("failed to pull image {image:?}: download of {digest} from registry {registry} kept failing: {detail}")]
@@ -147,6 +153,8 @@ struct Ctx<'a> {
     reference: &'a Reference,
     creds: Option<&'a Credentials>,
     progress: &'a ProgressFn,
+    /// The uncompressed bytes this pull may unpack, shared by its layers.
+    budget: ImageBudget,
 }
 
 impl Ctx<'_> {
@@ -171,6 +179,12 @@ impl Puller {
         Puller { store, client, platform: Platform::host(), inflight: Default::default() }
     }
 
+    /// The same puller over `store` (the same store with other limits).
+    pub fn with_store(mut self, store: Store) -> Puller {
+        self.store = store;
+        self
+    }
+
     /// Selects a platform other than this host's from image indexes.
     pub fn with_platform(mut self, platform: Platform) -> Puller {
         self.platform = platform;
@@ -191,7 +205,7 @@ impl Puller {
     ) -> Result<PullOutcome, PullError> {
         let started = Instant::now();
         let reference = Reference::parse(image).map_err(|source| PullError::Reference { image: image.to_string(), source })?;
-        let ctx = Ctx { image, reference: &reference, creds, progress: &progress };
+        let ctx = Ctx { image, reference: &reference, creds, progress: &progress, budget: self.store.limits().budget() };
 
         // Manifest (through an index if the registry serves one).
         let top = self
@@ -244,6 +258,14 @@ impl Puller {
 
         // Config: small, fetched whole and verified.
         let config_digest = parsed.config().digest().to_string();
+        if parsed.config().size() > MAX_CONFIG_BYTES {
+            return Err(PullError::ConfigTooLarge {
+                image: image.to_string(),
+                digest: config_digest,
+                size: parsed.config().size(),
+                max: MAX_CONFIG_BYTES,
+            });
+        }
         let config_bytes = self.fetch_small_blob(&ctx, &config_digest).await?;
         let (_config, diff_ids) = manifest::parse_config(&config_bytes, parsed.layers().len()).map_err(|e| ctx.manifest(e))?;
         let layers: Vec<LayerRecord> = parsed
@@ -306,12 +328,26 @@ impl Puller {
             }
         }
         let resp = self.client.fetch_blob(ctx.reference, digest, 0, ctx.creds).await.map_err(|e| ctx.registry(e))?;
-        let bytes = resp.bytes().await.map_err(|e| PullError::Interrupted {
-            image: ctx.image.to_string(),
-            registry: ctx.reference.registry.clone(),
-            digest: digest.to_string(),
-            detail: e.to_string(),
-        })?;
+        // Read no more than the limit, whatever the registry sends (the digest check follows).
+        let mut bytes = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| PullError::Interrupted {
+                image: ctx.image.to_string(),
+                registry: ctx.reference.registry.clone(),
+                digest: digest.to_string(),
+                detail: e.to_string(),
+            })?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > MAX_CONFIG_BYTES {
+                return Err(PullError::ConfigTooLarge {
+                    image: ctx.image.to_string(),
+                    digest: digest.to_string(),
+                    size: bytes.len() as u64,
+                    max: MAX_CONFIG_BYTES,
+                });
+            }
+        }
         let actual = manifest::sha256_digest(&bytes);
         if actual != digest {
             return Err(PullError::DigestMismatch {
@@ -322,7 +358,7 @@ impl Puller {
                 actual,
             });
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
     /// Makes sure the layer is unpacked in the store; returns the bytes downloaded for it.
@@ -363,7 +399,8 @@ impl Puller {
         let partial = self.store.partial_path(&layer.digest).map_err(|e| ctx.store(e))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let unpack_dir = staging.clone();
-        let unpacker = tokio::task::spawn_blocking(move || unpack_layer(ChannelReader::new(rx), &unpack_dir));
+        let budget = ctx.budget.clone();
+        let unpacker = tokio::task::spawn_blocking(move || unpack_layer_within(ChannelReader::new(rx), &unpack_dir, &budget));
 
         let fed = self.download(ctx, layer, &partial, &tx).await;
         drop(tx);
@@ -375,6 +412,8 @@ impl Puller {
                 let unpacker_failed = matches!(&e, PullError::Interrupted { detail, .. } if detail == UNPACKER_GONE);
                 return match unpacked {
                     Ok(Err(source)) if unpacker_failed => {
+                        // The content is refused (a bad tar, a limit): resuming the download cannot help.
+                        let _ = std::fs::remove_file(&partial);
                         Err(PullError::Unpack { image: ctx.image.to_string(), digest: layer.digest.clone(), source })
                     }
                     _ => Err(e),

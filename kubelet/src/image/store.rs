@@ -10,6 +10,12 @@
 //! ```
 //!
 //! Content only enters `blobs/` and `layers/` after its digest was verified, by rename from `tmp/`.
+//!
+//! The root and its directories are 0700 and owned by the node's user (root): unpacked layers keep their
+//! setuid binaries and device nodes, and containers' upper dirs hold whatever their root wrote, so no other
+//! local account may reach them (docker's CVE-2021-41091, containerd's CVE-2021-41103). [`Store::open`]
+//! creates them so, tightens looser modes it finds (and logs it), and refuses a root another user owns.
+//! Container processes never walk these paths: overlayfs reaches its layers with the mounter's credentials.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,7 +25,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::Limits;
 use super::reference::Reference;
+use super::secure_fs::{ensure_private_dir, octal};
 
 /// Where the kubelet keeps images unless told otherwise.
 pub const DEFAULT_ROOT: &str = "/var/lib/rkube/images";
@@ -45,6 +53,8 @@ pub enum StoreError {
     InUse { image: String, container: String },
     #[error("invalid digest {digest:?}")]
     BadDigest { digest: String },
+    #[error("image store: {0}")]
+    Private(#[from] super::secure_fs::SecureFsError),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -92,7 +102,11 @@ pub(crate) struct Index {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    limits: Limits,
 }
+
+/// The store root's and its directories' mode: the node's user only.
+pub const STORE_DIR_MODE: u32 = 0o700;
 
 /// The store's flock; index changes happen while it is held.
 pub(crate) struct StoreLock {
@@ -112,14 +126,35 @@ pub fn digest_hex(digest: &str) -> Result<&str, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`, with the default [`Limits`]. The root and its
+    /// directories are made 0700 (a looser mode found is tightened, with a warning); a root owned by another
+    /// user is refused.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
-        let store = Store { root: root.into() };
-        for d in [store.root.join("blobs/sha256"), store.root.join("layers"), store.root.join("containers"), store.tmp_dir()]
-        {
-            fs::create_dir_all(&d).map_err(io_err(&d))?;
+        let store = Store { root: root.into(), limits: Limits::default() };
+        let dirs = [store.root.clone(), store.root.join("blobs"), store.root.join("blobs/sha256"), store.root.join("layers"), store.containers_dir(), store.tmp_dir()];
+        for d in &dirs {
+            if let Some(was) = ensure_private_dir(d, STORE_DIR_MODE)? {
+                tracing::warn!(
+                    path = %d.display(),
+                    was = %octal(was),
+                    now = %octal(was & STORE_DIR_MODE),
+                    "image store directory was open to other users (its layers keep setuid files and device nodes); restricted it"
+                );
+            }
         }
+        tracing::debug!(root = %store.root.display(), mode = %octal(STORE_DIR_MODE), "image store permissions checked");
         Ok(store)
+    }
+
+    /// The same store, unpacking within `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Store {
+        self.limits = limits;
+        self
+    }
+
+    /// What a pull or import may unpack.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub fn root(&self) -> &Path {

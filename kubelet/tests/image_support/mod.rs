@@ -91,6 +91,11 @@ fn put_blob(dir: &Path, blobs: &mut HashMap<String, Vec<u8>>, data: Vec<u8>) -> 
 
 /// Writes an OCI layout at `dir` whose layers (bottom first) are the given uncompressed tars, gzip'd.
 pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> Layout {
+    write_layout_with(dir, tag, layers, serde_json::json!({"Cmd": ["sh"]}))
+}
+
+/// [`write_layout`] with `image_config` as the config's `config` (`User`, `Cmd`, ...).
+pub fn write_layout_with(dir: &Path, tag: &str, layers: &[Vec<u8>], image_config: serde_json::Value) -> Layout {
     std::fs::create_dir_all(dir.join("blobs/sha256")).expect("blobs dir");
     let mut blobs = HashMap::new();
     let mut descs = Vec::new();
@@ -99,12 +104,14 @@ pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> Layout {
     for tar in layers {
         diff_ids.push(sha256(tar));
         let (d, n) = put_blob(dir, &mut blobs, gzip(tar));
-        descs.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
+        descs.push(
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}),
+        );
         layer_digests.push(d);
     }
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["sh"]},
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let (config_digest, config_size) = put_blob(dir, &mut blobs, serde_json::to_vec(&config).expect("config"));
@@ -140,7 +147,11 @@ pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> Layout {
 pub enum FakeAuth {
     None,
     /// `WWW-Authenticate: Bearer realm=<this server>/token`; the token server checks basic user:pass.
-    Bearer { user: String, pass: String, token: String },
+    Bearer {
+        user: String,
+        pass: String,
+        token: String,
+    },
 }
 
 /// What to break.
@@ -255,7 +266,8 @@ impl State {
 
         if let FakeAuth::Bearer { user, pass, token } = &self.auth {
             if let Some(query) = path.strip_prefix("/token?") {
-                let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")));
+                let want =
+                    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")));
                 if headers.get("authorization") != Some(&want) || !query.contains("scope=repository") {
                     return respond(&mut conn, "401 Unauthorized", &[], b"{}");
                 }
@@ -267,7 +279,12 @@ impl State {
                     "Bearer realm=\"http://127.0.0.1:{}/token\",service=\"fake-registry\",scope=\"repository:{}:pull\"",
                     self.port, self.repo
                 );
-                return respond(&mut conn, "401 Unauthorized", &[("WWW-Authenticate", challenge)], b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}");
+                return respond(
+                    &mut conn,
+                    "401 Unauthorized",
+                    &[("WWW-Authenticate", challenge)],
+                    b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}",
+                );
             }
         }
 
