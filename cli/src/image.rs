@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rkube_kubelet::image::{
-    gc, import, listing, store::DEFAULT_ROOT, Credentials, DockerConfigJson, PullProgress, Puller, Reference,
-    RegistryClient, RegistryConfig, Store,
+    gc, import, limits, listing, store::DEFAULT_ROOT, Credentials, DockerConfigJson, Limits, PullProgress, Puller,
+    Reference, RegistryClient, RegistryConfig, Store,
 };
 
 #[derive(clap::Args)]
@@ -17,6 +17,26 @@ pub struct StoreArgs {
     /// Image store directory
     #[arg(long, env = "RKUBE_IMAGE_ROOT", default_value = DEFAULT_ROOT)]
     pub root: PathBuf,
+}
+
+/// What one image may unpack to (kubelet and `rkube image pull/import` alike).
+#[derive(clap::Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// Largest uncompressed layer (bytes or a quantity: 512Mi, 10Gi)
+    #[arg(long, value_name = "SIZE", default_value = "10Gi", value_parser = limits::parse_size)]
+    pub image_max_layer_size: u64,
+    /// Largest total of uncompressed layers one pull or import unpacks
+    #[arg(long, value_name = "SIZE", default_value = "40Gi", value_parser = limits::parse_size)]
+    pub image_max_size: u64,
+    /// Most entries (files, directories, links) in one layer
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_LAYER_ENTRIES)]
+    pub image_max_layer_entries: u64,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits { layer_bytes: self.image_max_layer_size, image_bytes: self.image_max_size, layer_entries: self.image_max_layer_entries }
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -47,6 +67,8 @@ pub enum Command {
         /// No progress bars
         #[arg(short, long)]
         quiet: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Import an OCI layout directory, an oci-archive or a docker-save tar
     Import {
@@ -57,6 +79,8 @@ pub enum Command {
         /// Name the imported image REPO[:TAG] (default: the names the archive carries)
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Remove images by name or ID, with content no other image uses
     Rm {
@@ -86,11 +110,11 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Pull { store, image, creds, pull_secret, insecure_registries, quiet } => {
-            pull(open(&store)?, &image, creds, pull_secret, insecure_registries, quiet)
+        Command::Pull { store, image, creds, pull_secret, insecure_registries, quiet, limits } => {
+            pull(open(&store)?.with_limits(limits.limits()), &image, creds, pull_secret, insecure_registries, quiet)
         }
-        Command::Import { store, path, name } => {
-            let store = open(&store)?;
+        Command::Import { store, path, name, limits } => {
+            let store = open(&store)?.with_limits(limits.limits());
             let records = import::import(&store, &path, name.as_deref()).map_err(plain)?;
             for r in records {
                 let names = if r.repo_tags.is_empty() { "<none>".to_string() } else { r.repo_tags.join(", ") };

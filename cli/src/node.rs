@@ -49,6 +49,8 @@ pub struct NodeArgs {
     /// Registries reached over plain HTTP (host:port; loopback registries always are)
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub image_limits: crate::image::LimitArgs,
     /// Hard eviction thresholds: under them the node reports pressure and evicts pods
     #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%")]
     pub eviction_hard: String,
@@ -146,6 +148,7 @@ pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>)
     };
     cfg.proxy_table = Some(args.proxy_table.clone());
     cfg.insecure_registries = args.insecure_registries.clone();
+    cfg.image_limits = args.image_limits.limits();
     cfg.eviction_hard = rkube_kubelet::node::eviction::Thresholds::parse(&args.eviction_hard).map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     cfg.eviction_pressure_transition = args.eviction_pressure_transition_period;
     cfg.sync_frequency = args.sync_frequency;
