@@ -39,6 +39,9 @@ pub struct Execed {
 /// Starts the process; returns once it is set up (the caller may wait on `pidfd`).
 pub fn exec(req: &ExecRequest) -> Result<Execed, ContainerError> {
     container::require_single_threaded("exec")?;
+    // Non-dumpable before the container's namespaces are opened or joined, until the exec'd program starts
+    // (CVE-2019-5736): a container process cannot open /proc/<this>/exe or its fds.
+    sys::set_dumpable(false).map_err(io_err("make the runtime non-dumpable"))?;
     let st = container::state(&req.root, &req.id)?;
     if !st.status.can_exec() {
         return Err(ContainerError::Lifecycle { id: req.id.clone(), what: format!("cannot exec in a {} container", st.status.as_str()) });
@@ -78,10 +81,15 @@ pub fn exec(req: &ExecRequest) -> Result<Execed, ContainerError> {
         None => None,
     };
     let (parent_end, child_end) = crate::sync::pair().map_err(io_err("make sync socketpair"))?;
+    let old_oom = crate::process::set_oom_score_adj(spec.process().as_ref().expect("set above"))
+        .map_err(|e| ContainerError::Init { id: req.id.clone(), message: e.to_string() })?;
     let restore = crate::namespaces::join_for_children(&plan)?;
     let forked = sys::clone_process(0, None);
     for r in &restore {
         let _ = crate::namespaces::join(r);
+    }
+    if matches!(forked, Ok((Forked::Parent(_), _))) {
+        crate::process::restore_oom_score_adj(old_oom);
     }
     let (forked, pidfd) = forked.map_err(io_err("clone the exec process"))?;
     let pid = match forked {

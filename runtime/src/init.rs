@@ -40,11 +40,18 @@ pub enum InitRequest {
 /// performs the requested operation and exits.
 pub fn run_if_init() {
     let Some(mode) = std::env::var_os(INIT_ENV) else { return };
-    // SAFETY-free: removing our own marker so the container never sees it; we are single-threaded here.
-    std::env::remove_var(INIT_ENV);
     if mode == "pause" {
+        std::env::remove_var(INIT_ENV);
         crate::sandbox::pause_main();
     }
+    // Every other mode puts processes into containers: run from a sealed executable (CVE-2019-5736). The re-exec
+    // keeps INIT_ENV, so it is removed only after.
+    if let Err(e) = crate::sealed::ensure() {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+    // SAFETY-free: removing our own marker so the container never sees it; we are single-threaded here.
+    std::env::remove_var(INIT_ENV);
     let arg = std::env::args().nth(1).unwrap_or_default();
     let req: InitRequest = match serde_json::from_str(&arg) {
         Ok(r) => r,
@@ -200,7 +207,6 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
         crate::terminal::setup(sock, size).map_err(|e| e.to_string())?;
     }
     crate::process::set_rlimits(process).map_err(|e| e.to_string())?;
-    crate::process::set_oom_score_adj(process).map_err(|e| e.to_string())?;
     let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(crate::seccomp::build(s).map_err(|e| e.to_string())?),
         None => None,

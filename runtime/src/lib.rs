@@ -37,6 +37,7 @@ pub mod process;
 pub mod rootfs;
 pub mod sandbox;
 pub mod seccomp;
+pub mod sealed;
 pub mod sync;
 pub mod sys;
 pub mod terminal;

@@ -70,16 +70,24 @@ pub fn set_rlimits(p: &Process) -> Result<(), ProcessError> {
     Ok(())
 }
 
-/// Writes process.oomScoreAdj for this process.
-pub fn set_oom_score_adj(p: &Process) -> Result<(), ProcessError> {
-    if let Some(v) = p.oom_score_adj() {
-        let cur = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
-        if cur.trim() != v.to_string() {
-            std::fs::write("/proc/self/oom_score_adj", v.to_string())
-                .map_err(|source| ProcessError::OomScore { value: v, source })?;
-        }
+/// Writes process.oomScoreAdj for this process, so the child it is about to clone inherits it; returns the value to
+/// put back after the clone. Done by the runtime before the clone, as runc does: the child is non-dumpable, and
+/// a non-dumpable process in a user namespace cannot write its own /proc files.
+pub fn set_oom_score_adj(p: &Process) -> Result<Option<String>, ProcessError> {
+    let Some(v) = p.oom_score_adj() else { return Ok(None) };
+    let cur = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+    if cur.trim() == v.to_string() {
+        return Ok(None);
     }
-    Ok(())
+    std::fs::write("/proc/self/oom_score_adj", v.to_string()).map_err(|source| ProcessError::OomScore { value: v, source })?;
+    Ok(Some(cur.trim().to_string()))
+}
+
+/// Puts back this process's own oomScoreAdj after the clone (best effort).
+pub fn restore_oom_score_adj(old: Option<String>) {
+    if let Some(old) = old {
+        let _ = std::fs::write("/proc/self/oom_score_adj", old);
+    }
 }
 
 /// Switches to process.user (groups, gid, uid), keeping capabilities across the switch so the capability sets can

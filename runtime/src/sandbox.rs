@@ -138,6 +138,9 @@ fn create_in(req: &SandboxRequest, dir: &std::path::Path) -> Result<State, Conta
 
 /// The pause process: holds the namespaces, reaps zombies, exits 0 on SIGTERM or SIGINT.
 pub fn pause_main() -> ! {
+    // The pause process is pid 1 of a pod that shares its pid namespace: keep its /proc entries (exe, fds) away
+    // from the pod's containers (CVE-2019-5736 class). It was exec'd from the sandbox creator's sealed executable.
+    let _ = sys::set_dumpable(false);
     // one pause process per pod lives as long as the pod: keep only the pages its loop touches resident
     sys::drop_clean_file_pages();
     loop {

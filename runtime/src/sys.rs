@@ -312,6 +312,145 @@ pub fn clear_cloexec(fd: RawFd) {
     }
 }
 
+/// True when `fd` is open in this process (fcntl F_GETFD succeeds).
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on an integer fd only reads its flags; an unused fd returns EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// prctl(PR_SET_DUMPABLE): a non-dumpable process's /proc/<pid> entries (exe, fd, mem, ...) are owned by root and
+/// refused to anyone without CAP_SYS_PTRACE over it, whatever its uid. Inherited across fork, reset by execve.
+pub fn set_dumpable(on: bool) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// prctl(PR_GET_DUMPABLE).
+pub fn is_dumpable() -> bool {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
+}
+
+/// The seals a memfd copy of the runtime carries: nothing can change its contents or size, nor the seals.
+pub const EXE_SEALS: i32 = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// struct mount_attr (linux/mount.h).
+#[repr(C)]
+#[derive(Default)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+/// mount_setattr(2) on `dirfd`/`path` (`AT_EMPTY_PATH` with an empty path names `dirfd` itself).
+pub fn mount_setattr(dirfd: RawFd, path: &std::ffi::CStr, flags: libc::c_int, attr: &MountAttr) -> io::Result<()> {
+    // SAFETY: path is NUL-terminated and attr points to a live, correctly sized struct for the whole call.
+    let r = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, dirfd, path.as_ptr(), flags as libc::c_uint, attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A read-only clone of the mount holding this process's own executable, detached from every mount namespace and
+/// rooted at the file itself (open_tree OPEN_TREE_CLONE of /proc/self/exe, then mount_setattr read-only, nosuid,
+/// nodev). Executing it leaves /proc/<pid>/exe pointing at a file that no one can open for writing (EROFS) and
+/// whose mount no one can reach to remount: runc's read-only bind defence against CVE-2019-5736, without a copy.
+pub fn readonly_exe_clone() -> io::Result<OwnedFd> {
+    let path = c"/proc/self/exe";
+    // SAFETY: path is NUL-terminated; open_tree returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, ..Default::default() };
+    mount_setattr(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH, &attr)?;
+    Ok(fd)
+}
+
+/// A sealed memfd copy of this process's own executable (the fallback where a mount clone is not allowed):
+/// memfd_create + sendfile from /proc/self/exe + F_ADD_SEALS with [`EXE_SEALS`], as runc's cloned_binary does.
+pub fn sealed_memfd_exe() -> io::Result<OwnedFd> {
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let name = c"rkube-runtime";
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: name is NUL-terminated; memfd_create returns a new fd or -1.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // Kernels before 6.3 do not know MFD_EXEC (and make every memfd executable).
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
+    }
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd owned by nobody else.
+    let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let exe = std::fs::File::open("/proc/self/exe")?;
+    loop {
+        // SAFETY: both fds are open for the call; a null offset means "the file position".
+        let n = unsafe { libc::sendfile(memfd.as_raw_fd(), exe.as_raw_fd(), std::ptr::null_mut(), 1 << 30) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    // SAFETY: fcntl on an fd we own with an integer argument.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, EXE_SEALS) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(memfd)
+}
+
+/// True when this process runs from a sealed executable: a memfd carrying [`EXE_SEALS`], or a file on a
+/// read-only mount.
+pub fn exe_is_sealed() -> bool {
+    let Ok(exe) = std::fs::File::open("/proc/self/exe") else { return false };
+    // SAFETY: fcntl on an fd we own; F_GET_SEALS fails with EINVAL on files that are not memfds.
+    let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+    if seals >= 0 && seals & EXE_SEALS == EXE_SEALS {
+        return true;
+    }
+    nix::sys::statvfs::fstatvfs(&exe).map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)).unwrap_or(false)
+}
+
+/// execveat(fd, "", argv, envp, AT_EMPTY_PATH): runs the executable behind `fd`. Returns only on failure.
+pub fn fexecve(fd: &OwnedFd, argv: &[std::ffi::CString], envp: &[std::ffi::CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers into CStrings that outlive the call; the path
+    // is an empty NUL-terminated string, which AT_EMPTY_PATH makes name `fd` itself.
+    unsafe {
+        libc::syscall(libc::SYS_execveat, fd.as_raw_fd(), c"".as_ptr(), a.as_ptr(), e.as_ptr(), libc::AT_EMPTY_PATH);
+    }
+    io::Error::last_os_error()
+}
+
 /// Borrows a raw fd the caller keeps open for the rest of the process's life (the exec fifo in init).
 pub fn borrow_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: callers pass an fd that stays open until they close it themselves, after the last use.

@@ -207,6 +207,11 @@ fn print_json(v: &serde_json::Value) {
 
 fn dispatch(cli: &Cli) -> Result<i32, String> {
     let root = &cli.root;
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec { .. } | Cmd::Sandbox { .. }) {
+        // These verbs put processes into containers: run them from a sealed executable (CVE-2019-5736). Returns
+        // at once when already re-executed; before anything is opened.
+        rkube_runtime::sealed::ensure().map_err(|e| e.to_string())?;
+    }
     let s = |e: rkube_runtime::ContainerError| e.to_string();
     match &cli.cmd {
         Cmd::Create(a) => {

@@ -90,6 +90,9 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
 pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
     super::require_single_threaded("create")?;
     super::state::check_id(&req.id)?;
+    // Non-dumpable before any namespace is joined, inherited by the init child until it execs the container's
+    // program: a container process cannot open /proc/<init>/exe or its fds (CVE-2019-5736).
+    sys::set_dumpable(false).map_err(io_err("make the runtime non-dumpable"))?;
     let bundle = fs::canonicalize(&req.bundle).map_err(|e| {
         ContainerError::Spec(crate::config::SpecError::Read { path: req.bundle.join("config.json"), source: e })
     })?;
@@ -143,11 +146,15 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
         .map_err(|e| io_err("open exec fifo")(e.into()))?;
 
     let (parent_end, child_end) = sync::pair().map_err(io_err("make sync socketpair"))?;
+    let old_oom = crate::process::set_oom_score_adj(process).map_err(|e| ContainerError::Init { id: req.id.clone(), message: e.to_string() })?;
     let restore = crate::namespaces::join_for_children(&plan)?;
     let cgroup_fd = None::<RawFd>;
     let forked = sys::clone_process(plan.clone_flags, cgroup_fd);
     for r in &restore {
         let _ = crate::namespaces::join(r);
+    }
+    if matches!(forked, Ok((Forked::Parent(_), _))) {
+        crate::process::restore_oom_score_adj(old_oom);
     }
     let (forked, pidfd) = forked.map_err(io_err("clone the container's init process"))?;
     let pid = match forked {
