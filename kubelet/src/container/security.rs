@@ -35,12 +35,15 @@ pub const ALL_CAPS: &[&str] = &[
     "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// A securityContext the kubelet refuses (CreateContainerConfigError).
+/// A securityContext the kubelet refuses (CreateContainerConfigError). The runAsNonRoot refusals are upstream's
+/// messages word for word (kubelet `verifyRunAsNonRoot`); `pod` is upstream's `name_namespace(uid)`.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SecurityError {
-    #[error("container {container:?} has runAsNonRoot and image will run as root (pod {pod:?}); set runAsUser to a non-zero uid")]
+    #[error("container has runAsNonRoot and image will run as root (pod: {pod:?}, container: {container})")]
     RunAsRoot { pod: String, container: String },
-    #[error("container {container:?} has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod {pod:?})")]
+    #[error("container's runAsUser breaks non-root policy (pod: {pod:?}, container: {container})")]
+    RunAsUserRoot { pod: String, container: String },
+    #[error("container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: {pod:?}, container: {container})")]
     NonNumericUser { pod: String, container: String, user: String },
     #[error("unable to find {what} {name}: no matching entries in {file} file of the image (container {container:?})")]
     UnknownName { container: String, what: &'static str, name: String, file: &'static str },
@@ -139,7 +142,13 @@ fn read_account_file(rootfs: &Path, name: &'static str, container: &str) -> Resu
 pub fn resolve(pod: &Pod, c: &Container, image_user: Option<&str>) -> Result<Security, SecurityError> {
     let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let sc = c.security_context.as_ref();
-    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    // upstream's format.Pod: name_namespace(uid)
+    let pod_name = format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    );
     let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
     let run_as_user = sc.and_then(|s| s.run_as_user).or_else(|| psc.and_then(|s| s.run_as_user));
     let run_as_group = sc.and_then(|s| s.run_as_group).or_else(|| psc.and_then(|s| s.run_as_group));
@@ -169,7 +178,11 @@ pub fn resolve(pod: &Pod, c: &Container, image_user: Option<&str>) -> Result<Sec
         },
     };
     if non_root && uid == 0 {
-        return Err(SecurityError::RunAsRoot { pod: pod_name, container: c.name.clone() });
+        let container = c.name.clone();
+        return Err(match run_as_user {
+            Some(_) => SecurityError::RunAsUserRoot { pod: pod_name, container },
+            None => SecurityError::RunAsRoot { pod: pod_name, container },
+        });
     }
     let gid = run_as_group.map(|g| g as u32).or(img_gid).unwrap_or(0);
     let mut additional_gids: Vec<u32> = Vec::new();
@@ -260,6 +273,22 @@ mod tests {
         assert!(err.to_string().contains("runAsNonRoot and image will run as root"));
         assert!(matches!(resolve(&p, &c, Some("nobody")), Err(SecurityError::NonNumericUser { .. })));
         assert_eq!(resolve(&p, &c, Some("65534")).expect("numeric non-root").uid, 65534);
+        // upstream's words, with format.Pod's name_namespace(uid)
+        let (mut p, c) = with(Some(PodSecurityContext { run_as_non_root: Some(true), ..Default::default() }), None);
+        (p.metadata.name, p.metadata.namespace, p.metadata.uid) = (Some("web".into()), Some("ns".into()), Some("u-1".into()));
+        assert_eq!(
+            resolve(&p, &c, None).expect_err("root image").to_string(),
+            "container has runAsNonRoot and image will run as root (pod: \"web_ns(u-1)\", container: c)"
+        );
+        assert_eq!(
+            resolve(&p, &c, Some("nobody")).expect_err("named user").to_string(),
+            "container has runAsNonRoot and image has non-numeric user (nobody), cannot verify user is non-root (pod: \"web_ns(u-1)\", container: c)"
+        );
+        let c0 = Container { name: "c".into(), security_context: Some(SecurityContext { run_as_user: Some(0), ..Default::default() }), ..Default::default() };
+        assert_eq!(
+            resolve(&p, &c0, Some("1000")).expect_err("runAsUser 0").to_string(),
+            "container's runAsUser breaks non-root policy (pod: \"web_ns(u-1)\", container: c)"
+        );
     }
 
     #[test]
