@@ -1,6 +1,7 @@
 //! One container of a pod as the runtime needs it: environment, security settings, resources and QoS
-//! cgroups, and the OCI config that puts them together.
+//! cgroups, the host's devices for privileged containers, and the OCI config that puts them together.
 
+pub mod devices;
 pub mod env;
 pub mod qos;
 pub mod quantity;

@@ -24,7 +24,8 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability this kernel generation knows (privileged containers get all of them).
+/// Every capability this kernel generation knows, in number order (index n is capability n). Privileged
+/// containers get those of them the kubelet itself holds: see [`resolve_within`].
 pub const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
@@ -137,9 +138,32 @@ fn read_account_file(rootfs: &Path, name: &'static str, container: &str) -> Resu
         .collect())
 }
 
+/// This process's capability bounding set (`CapBnd` of /proc/self/status; bit n is capability n), read once;
+/// every bit set if it cannot be read.
+pub fn current_bounding() -> u64 {
+    static BOUNDING: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BOUNDING.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(u64::MAX)
+    })
+}
+
+/// The capabilities of [`ALL_CAPS`] that are in `bounding`.
+fn all_within(bounding: u64) -> Vec<String> {
+    ALL_CAPS.iter().enumerate().filter(|(n, _)| bounding >> n & 1 == 1).map(|(_, c)| c.to_string()).collect()
+}
+
 /// Resolves the effective security settings. `image_user` is the image config's `User` (`uid[:gid]` or a
-/// name; names are only accepted when runAsUser is set or runAsNonRoot is not).
+/// name; names are only accepted when runAsUser is set or runAsNonRoot is not). "All capabilities" (privileged,
+/// `add: [ALL]`) means all that this process holds ([`current_bounding`]).
 pub fn resolve(pod: &Pod, c: &Container, image_user: Option<&str>) -> Result<Security, SecurityError> {
+    resolve_within(pod, c, image_user, current_bounding())
+}
+
+/// [`resolve`] with "all capabilities" limited to `bounding` (bit n is capability n), as containerd gives a
+/// privileged container all the capabilities it holds itself: one it does not hold cannot be raised (the
+/// runtime's capset fails with EPERM), e.g. CAP_SYS_RESOURCE on a node that runs without it.
+pub fn resolve_within(pod: &Pod, c: &Container, image_user: Option<&str>, bounding: u64) -> Result<Security, SecurityError> {
     let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let sc = c.security_context.as_ref();
     // upstream's format.Pod: name_namespace(uid)
@@ -197,7 +221,7 @@ pub fn resolve(pod: &Pod, c: &Container, image_user: Option<&str>) -> Result<Sec
     additional_gids.sort_unstable();
     additional_gids.dedup();
     let capabilities = if privileged {
-        ALL_CAPS.iter().map(|s| s.to_string()).collect()
+        all_within(bounding)
     } else {
         let caps = sc.and_then(|s| s.capabilities.as_ref());
         let drop: Vec<String> = caps.and_then(|c| c.drop.clone()).unwrap_or_default().iter().map(|c| normalize_cap(c)).collect();
@@ -208,7 +232,7 @@ pub fn resolve(pod: &Pod, c: &Container, image_user: Option<&str>) -> Result<Sec
             DEFAULT_CAPS.iter().map(|s| s.to_string()).filter(|c| !drop.contains(c)).collect()
         };
         if add.iter().any(|a| a == "CAP_ALL") {
-            set = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+            set = all_within(bounding);
         } else {
             for a in add {
                 if !set.contains(&a) {
@@ -356,7 +380,16 @@ mod tests {
         assert!(resolve(&p, &c, None).expect("ok").capabilities.is_empty());
 
         let (p, c) = with(None, Some(SecurityContext { privileged: Some(true), allow_privilege_escalation: Some(false), ..Default::default() }));
-        let s = resolve(&p, &c, None).expect("ok");
+        let s = resolve_within(&p, &c, None, u64::MAX).expect("ok");
         assert!(s.privileged && s.capabilities.contains(&"CAP_SYS_ADMIN".to_string()) && !s.no_new_privileges);
+        assert_eq!(s.capabilities.len(), ALL_CAPS.len());
+        // all that the kubelet holds, no more: here without CAP_SYS_RESOURCE (24)
+        let s = resolve_within(&p, &c, None, u64::MAX & !(1 << 24)).expect("ok");
+        assert_eq!(s.capabilities.len(), ALL_CAPS.len() - 1);
+        assert!(!s.capabilities.contains(&"CAP_SYS_RESOURCE".to_string()) && s.capabilities.contains(&"CAP_SYS_TIME".to_string()));
+        let (p, c) = with(None, Some(SecurityContext { capabilities: Some(Capabilities { add: Some(vec!["ALL".into()]), drop: None }), ..Default::default() }));
+        assert_eq!(resolve_within(&p, &c, None, 0b111).expect("ok").capabilities, ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH"]);
+        assert_eq!(ALL_CAPS[24], "CAP_SYS_RESOURCE", "index n is capability n");
+        assert_eq!(ALL_CAPS[40], "CAP_CHECKPOINT_RESTORE");
     }
 }

@@ -725,13 +725,16 @@ impl PodWorker {
             qos: qos::qos_class(&self.pod),
             node_memory_bytes: self.ctx.node_memory_bytes,
         };
-        let config = match oci_config(&input) {
+        let mut config = match oci_config(&input) {
             Ok(v) => v,
             Err(e) => {
                 let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
                 return self.fail(name, FailureKind::CreateConfig, e.to_string());
             }
         };
+        if sec.privileged {
+            crate::container::devices::with_host_devices(&mut config, &crate::container::devices::host_devices(Path::new("/dev")));
+        }
         if let Err(e) = fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap_or_default()) {
             return self.fail(name, FailureKind::Create, format!("write config.json: {e}"));
         }
