@@ -669,7 +669,9 @@ impl PodWorker {
         if let Err(e) = fs::create_dir_all(&bundle) {
             return self.fail(name, FailureKind::Create, format!("create bundle {}: {e}", bundle.display()));
         }
-        if let Err(e) = crate::image::overlay::mount_rootfs(self.ctx.images.store(), &id, &record, &rootfs, sec.readonly_rootfs) {
+        // Writable even for readOnlyRootFilesystem: the runtime makes mount points in it (/etc/hosts, volume
+        // paths) and then remounts the root read-only (the spec's root.readonly), as runc does.
+        if let Err(e) = crate::image::overlay::mount_rootfs(self.ctx.images.store(), &id, &record, &rootfs, false) {
             return self.fail(name, FailureKind::Create, e.to_string());
         }
         // a named image user (User: nobody) is looked up in the container's own /etc/passwd, as the runtime
