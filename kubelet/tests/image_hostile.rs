@@ -132,6 +132,41 @@ fn whiteouts_of_dot_dot_dot_or_nothing_are_refused_and_delete_nothing() {
         assert_eq!(files_under(&tmp), tmp_before, "{wh}: the other pull's staging dir and partial file are intact");
     }
 
+    // Whiteouts (plain and opaque) under a directory that is a link out of the layer: refused, outside untouched.
+    let outside = tempfile::tempdir().expect("outside");
+    std::fs::write(outside.path().join("victim"), b"keep me").expect("victim");
+    for wh in ["out/.wh.victim", "out/.wh..wh..opq"] {
+        let staging = tmp.join("unpack-mine-link");
+        std::fs::create_dir(&staging).expect("staging");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(0);
+        b.append_link(&mut h, "out", outside.path()).expect("link");
+        let t = {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o644);
+            h.set_size(0);
+            b.append_data(&mut h, wh, &[][..]).expect("whiteout");
+            b.into_inner().expect("tar")
+        };
+        let err = unpack_layer(&t[..], &staging).expect_err(wh);
+        assert!(matches!(err, UnpackError::Escape { .. }), "{wh}: {err}");
+        assert_eq!(std::fs::read(outside.path().join("victim")).expect("victim"), b"keep me", "{wh}");
+        assert_eq!(
+            xattr::get(outside.path(), "trusted.overlay.opaque").expect("xattr"),
+            None,
+            "{wh}: no opaque mark outside"
+        );
+        std::fs::remove_dir_all(&staging).expect("rm staging");
+    }
+    assert_eq!(files_under(&tmp), tmp_before);
+
     // Still working: a real whiteout becomes a 0/0 device; AUFS metadata (.wh..wh.*) is skipped, not a whiteout.
     let staging = tmp.join("unpack-mine-ok");
     std::fs::create_dir(&staging).expect("staging");
