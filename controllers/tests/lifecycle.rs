@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create, is_ready, pods, test_config, wait_for, Cluster};
+use common::{create, is_ready, pods, test_config, wait_for, Cluster, PodWatch};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
@@ -118,26 +118,25 @@ async fn daemonset_runs_one_pod_per_eligible_node() {
     })
     .await;
     // rolling update (maxUnavailable 1 by default): node by node, never more than one node without a ready pod
+    // checked at every pod change, as the watch delivers them
+    let mut watch = PodWatch::start(&cluster.client, &ns).await;
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "agent:2"}]}}}});
     api.patch("agent", &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("update image");
-    let mut min_ready_nodes = usize::MAX;
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        let ps = pods(&cluster.client, &ns).await;
+        let ps = watch.next(deadline).await;
         let mut ready_nodes: Vec<String> = ps.iter().filter(|p| is_ready(p)).filter_map(|p| p.spec.as_ref()?.node_name.clone()).collect();
         ready_nodes.sort();
         ready_nodes.dedup();
-        min_ready_nodes = min_ready_nodes.min(ready_nodes.len());
+        assert!(ready_nodes.len() >= 3, "change {}: only {ready_nodes:?} of 4 nodes had a ready daemon pod", watch.changes);
         let live: Vec<&Pod> = ps.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
         let done = live.len() == 4
             && live.iter().all(|p| is_ready(p) && p.spec.as_ref().and_then(|s| s.containers[0].image.as_deref()) == Some("agent:2"));
         if done {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "daemonset rolling update did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(min_ready_nodes >= 3, "only {min_ready_nodes} of 4 nodes had a ready daemon pod during the update");
+    assert!(watch.changes >= 8, "only {} pod changes seen during the update of 4 nodes", watch.changes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{create, is_ready, pods, wait_for, Cluster};
+use common::{create, is_ready, pods, wait_for, Cluster, PodWatch};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
-use kube::Api;
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(60);
@@ -66,27 +66,25 @@ async fn rolling_update_never_drops_below_max_unavailable_and_undo_restores_temp
     let cols: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(&cols[1..4], &["4/4", "4", "4"], "READY UP-TO-DATE AVAILABLE: {out}");
 
-    // update the image and watch the pods throughout the rollout
+    // update the image; the bounds hold at every pod change of the rollout, as the watch delivers them
+    let mut watch = PodWatch::start(&cluster.client, &ns).await;
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
     api.patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("update image");
-    let mut min_ready = usize::MAX;
-    let mut max_total = 0;
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        let ps = pods(&cluster.client, &ns).await;
+        let ps = watch.next(deadline).await;
         let live: Vec<&Pod> = ps.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
-        min_ready = min_ready.min(live.iter().filter(|p| is_ready(p)).count());
-        max_total = max_total.max(live.len());
-        let all_new = live.len() == 4 && live.iter().all(|p| image_of(p) == "nginx:2" && is_ready(p));
-        if all_new {
+        let ready = live.iter().filter(|p| is_ready(p)).count();
+        let state = || live.iter().map(|p| format!("{} {} ready={}", p.name_any(), image_of(p), is_ready(p))).collect::<Vec<_>>();
+        assert!(ready >= 3, "change {}: {ready} ready pods (< replicas - maxUnavailable = 3): {:?}", watch.changes, state());
+        assert!(live.len() <= 5, "change {}: {} pods at once (> replicas + maxSurge = 5): {:?}", watch.changes, live.len(), state());
+        if live.len() == 4 && live.iter().all(|p| image_of(p) == "nginx:2" && is_ready(p)) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "rollout did not finish: {:?}", live.iter().map(|p| image_of(p)).collect::<Vec<_>>());
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(min_ready >= 3, "ready pods dropped to {min_ready} (< replicas - maxUnavailable = 3)");
-    assert!(max_total <= 5, "{max_total} pods at once (> replicas + maxSurge = 5)");
+    // a rollout of 4 pods with surge 1 goes through many states: the bounds were checked at each
+    assert!(watch.changes >= 8, "only {} pod changes seen during the rollout", watch.changes);
     wait_rolled_out(&cluster, &ns, "web", 4).await;
     let (ok, out) = cluster.kubectl_async(&["-n", &ns, "rollout", "status", "deployment/web", "--timeout=30s"]).await;
     assert!(ok && out.contains("successfully rolled out"), "{out}");

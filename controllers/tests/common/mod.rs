@@ -390,3 +390,51 @@ where
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     api.create(&PostParams::default(), &obj).await.expect("create object")
 }
+
+/// Every change to the pods of one namespace in the order the apiserver made it: a watch opened (and its initial
+/// list read) before the change under test, folded into the set of pods after each event, so an invariant is
+/// checked at every state the cluster went through instead of sampled now and then.
+pub struct PodWatch {
+    stream: futures::stream::BoxStream<'static, Result<watcher::Event<Pod>, watcher::Error>>,
+    pods: BTreeMap<String, Pod>,
+    /// Changes seen since the initial list.
+    pub changes: usize,
+}
+
+impl PodWatch {
+    pub async fn start(client: &Client, ns: &str) -> PodWatch {
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let mut w = PodWatch { stream: watcher(api, watcher::Config::default()).boxed(), pods: BTreeMap::new(), changes: 0 };
+        loop {
+            match w.stream.next().await.expect("pod watch ended").expect("pod watch") {
+                watcher::Event::Init => {}
+                watcher::Event::InitApply(p) => {
+                    w.pods.insert(p.name_any(), p);
+                }
+                watcher::Event::InitDone => return w,
+                other => panic!("pod watch: {other:?} before the initial list finished"),
+            }
+        }
+    }
+
+    /// Waits for the next change (a pod added, modified or deleted) until `deadline`; the pods after it.
+    pub async fn next(&mut self, deadline: tokio::time::Instant) -> Vec<Pod> {
+        let ev = tokio::time::timeout_at(deadline, self.stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no pod change before the deadline; pods now: {:?}", self.pods.keys().collect::<Vec<_>>()))
+            .expect("pod watch ended")
+            .expect("pod watch");
+        match ev {
+            watcher::Event::Apply(p) => {
+                self.pods.insert(p.name_any(), p);
+            }
+            watcher::Event::Delete(p) => {
+                self.pods.remove(&p.name_any());
+            }
+            // a relist would skip states in between: the invariant would have a gap
+            other => panic!("pod watch restarted ({other:?}): some changes were not seen"),
+        }
+        self.changes += 1;
+        self.pods.values().cloned().collect()
+    }
+}
