@@ -59,6 +59,8 @@ pub struct Config {
     pub gc_period: Duration,
     /// Field manager name on writes.
     pub manager: String,
+    /// The CronJob controller's time (the system clock unless a test injects one).
+    pub clock: crate::cronjob::Clock,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             node_monitor_period: Duration::from_secs(5),
             gc_period: Duration::from_secs(2),
             manager: "rkube-controller-manager".into(),
+            clock: Default::default(),
         }
     }
 }

@@ -104,7 +104,9 @@ pub fn step(p: &CronParams<'_>, jobs: &[OwnedJob], now: DateTime<Utc>) -> Vec<Cr
     // history limits, oldest first
     for (ok, limit) in [(true, p.successful_history), (false, p.failed_history)] {
         let mut done: Vec<&OwnedJob> = jobs.iter().filter(|j| j.succeeded == Some(ok)).collect();
-        done.sort_by_key(|j| j.finished_at);
+        // finish times have one-second precision: two runs finished within a second keep their schedule order
+        // (the name ends in the scheduled minute), as upstream breaks start-time ties by name
+        done.sort_by(|a, b| a.finished_at.cmp(&b.finished_at).then_with(|| a.name.cmp(&b.name)));
         let excess = done.len().saturating_sub(limit.max(0) as usize);
         out.extend(done[..excess].iter().map(|j| CronAction::DeleteJob(j.name.clone())));
     }
@@ -186,6 +188,19 @@ mod tests {
         let deleted: Vec<&CronAction> = acts.iter().filter(|a| matches!(a, CronAction::DeleteJob(_))).collect();
         assert_eq!(deleted, vec![&CronAction::DeleteJob("s1".into()), &CronAction::DeleteJob("f1".into())]);
     }
+
+    #[test]
+    fn history_limits_keep_the_later_run_when_both_finished_in_the_same_second() {
+        let s = Schedule::parse("* * * * *").expect("schedule");
+        let now = at("2024-06-01T00:02:30Z");
+        let done = |n: &str| OwnedJob { name: n.into(), succeeded: Some(true), finished_at: Some(at("2024-06-01T00:02:10Z")) };
+        let mut p = params(&s, Concurrency::Allow, "2024-06-01T00:02:00Z");
+        p.successful_history = 1;
+        for jobs in [[done("cj-28623361"), done("cj-28623362")], [done("cj-28623362"), done("cj-28623361")]] {
+            let deleted: Vec<CronAction> = step(&p, &jobs, now).into_iter().filter(|a| matches!(a, CronAction::DeleteJob(_))).collect();
+            assert_eq!(deleted, vec![CronAction::DeleteJob("cj-28623361".into())], "the earlier run goes, whatever the list order");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -205,6 +220,34 @@ use serde_json::json;
 use crate::context::{delete_quiet, is_conflict, merge_patch_status, ReconcileError, Shared};
 use crate::util::owner::{controller_ref, new_controller_ref};
 use crate::util::time::{from_chrono, to_chrono};
+
+/// Where the CronJob controller reads the time: the system clock, or a clock a test holds and moves
+/// ([`Clock::manual`], [`Clock::set`]) so schedule times come when the test says, not at real minute boundaries.
+/// Only "now" is injected: requeues still wait in real time, so a test that moves the clock also touches the
+/// CronJobs (any change reconciles them).
+#[derive(Clone, Debug, Default)]
+pub struct Clock(Option<Arc<std::sync::Mutex<DateTime<Utc>>>>);
+
+impl Clock {
+    /// A clock that reads `start` until it is moved.
+    pub fn manual(start: DateTime<Utc>) -> Clock {
+        Clock(Some(Arc::new(std::sync::Mutex::new(start))))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.0 {
+            Some(t) => *t.lock().unwrap_or_else(|e| e.into_inner()),
+            None => Utc::now(),
+        }
+    }
+
+    /// Moves a manual clock to `t`; the system clock cannot be moved and ignores it.
+    pub fn set(&self, t: DateTime<Utc>) {
+        if let Some(c) = &self.0 {
+            *c.lock().unwrap_or_else(|e| e.into_inner()) = t;
+        }
+    }
+}
 
 /// CronJob controller state.
 pub struct CronJobCtx {
@@ -238,7 +281,8 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<CronJobCtx>) -> Result<Requeue
         return Err(ReconcileError::Invalid { what, problem: format!("timeZone {tz:?} is not supported (only UTC)") });
     }
     let schedule = Schedule::parse(&spec.schedule).map_err(|e| ReconcileError::Invalid { what: what.clone(), problem: e.to_string() })?;
-    let created = cj.metadata.creation_timestamp.as_ref().map(to_chrono).unwrap_or_else(Utc::now);
+    let clock = &ctx.shared.config.clock;
+    let created = cj.metadata.creation_timestamp.as_ref().map(to_chrono).unwrap_or_else(|| clock.now());
     let last = cj.status.as_ref().and_then(|s| s.last_schedule_time.as_ref()).map(to_chrono).unwrap_or(created);
     let owned: Vec<Arc<Job>> = ctx
         .jobs
@@ -264,7 +308,7 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<CronJobCtx>) -> Result<Requeue
         failed_history: spec.failed_jobs_history_limit.unwrap_or(1),
         last_scheduled: last,
     };
-    let now = Utc::now();
+    let now = clock.now();
     let actions = step(&params, &jobs, now);
     let api: Api<Job> = Api::namespaced(ctx.shared.client.clone(), &ns);
     let mut requeue = std::time::Duration::from_secs(60);

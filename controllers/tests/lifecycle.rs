@@ -189,7 +189,8 @@ async fn statefulset_ordered_ready_waits_and_parallel_does_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_complete_fail_and_expire_and_cronjob_creates_jobs() {
-    let cluster = Cluster::start(2).await;
+    let clock = rkube_controllers::cronjob::Clock::manual(chrono::Utc::now());
+    let cluster = Cluster::start_with(2, clock_config(&clock)).await;
     let ns = cluster.namespace("rkj").await;
     let _: Job = create(&cluster.client, &ns, json!({
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ok"},
@@ -255,28 +256,56 @@ async fn jobs_complete_fail_and_expire_and_cronjob_creates_jobs() {
         async move { api.get_opt("short").await.ok()?.is_none().then_some(()) }
     })
     .await;
-    // CronJob: every minute; the first Job appears at the next minute boundary
-    let _: CronJob = create(&cluster.client, &ns, json!({
+    // CronJob: every minute; the first Job is for the first minute boundary after its creation, made once the
+    // controller's clock has passed it
+    let cj: CronJob = create(&cluster.client, &ns, json!({
         "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
         "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid",
                  "jobTemplate": {"spec": {"template": template("tick", "succeed")}}}
     }))
     .await;
-    let job = wait_for("cronjob created a job", Duration::from_secs(90), || {
+    let boundary = next_minute(cj.metadata.creation_timestamp.as_ref().expect("creationTimestamp"));
+    let capi: Api<CronJob> = Api::namespaced(cluster.client.clone(), &ns);
+    clock.set(boundary + chrono::Duration::seconds(1));
+    touch(&capi, &["tick"], 1).await;
+    let job = wait_for("cronjob created a job", T, || {
         let api = api.clone();
         async move {
             api.list(&Default::default()).await.ok()?.items.into_iter().find(|j| j.name_any().starts_with("tick-"))
         }
     })
     .await;
+    assert_eq!(job.name_any(), format!("tick-{}", boundary.timestamp() / 60), "the run of the boundary the clock passed");
     let owner = job.metadata.owner_references.clone().unwrap_or_default();
     assert_eq!(owner.first().map(|o| o.kind.as_str()), Some("CronJob"));
-    let capi: Api<CronJob> = Api::namespaced(cluster.client.clone(), &ns);
-    wait_for("cronjob lastScheduleTime", T, || {
+    let last = wait_for("cronjob lastScheduleTime", T, || {
         let capi = capi.clone();
         async move { capi.get("tick").await.ok()?.status?.last_schedule_time }
     })
     .await;
+    assert_eq!(last.0.as_second(), boundary.timestamp());
+}
+
+/// The controllers' config with the CronJob controller reading `clock`.
+fn clock_config(clock: &rkube_controllers::cronjob::Clock) -> rkube_controllers::Config {
+    let mut config = test_config();
+    config.clock = clock.clone();
+    config
+}
+
+/// The first minute boundary strictly after `t` (when `* * * * *` runs next).
+fn next_minute(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> chrono::DateTime<chrono::Utc> {
+    let minute = rkube_controllers::util::time::to_chrono(t).timestamp().div_euclid(60);
+    chrono::DateTime::from_timestamp((minute + 1) * 60, 0).expect("a time")
+}
+
+/// Touches each CronJob (an annotation) so the controller reconciles it now: it reads the moved clock on its
+/// next reconcile, and would otherwise wait for its real-time requeue.
+async fn touch(api: &Api<CronJob>, names: &[&str], round: u32) {
+    for name in names {
+        let patch = json!({"metadata": {"annotations": {"test.rkube.dev/clock-moved": round.to_string()}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("touch the cronjob");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,29 +534,26 @@ async fn foreground_deletion_waits_for_dependents_and_namespace_deletion_cascade
     .await;
 }
 
-/// CronJob concurrencyPolicy and history limits over two real schedule times (every minute, so this takes up
-/// to two minutes): Allow starts a second Job beside the first, Forbid skips the run while its Job is active,
-/// Replace deletes the active Job and starts the new one, successfulJobsHistoryLimit 1 keeps only the newest
-/// finished Job.
+/// CronJob concurrencyPolicy and history limits over two schedule times of a clock the test moves: Allow starts
+/// a second Job beside the first, Forbid skips the run while its Job is active, Replace deletes the active Job and
+/// starts the new one, successfulJobsHistoryLimit 1 keeps only the newest finished Job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cronjob_concurrency_policies_and_history_limits() {
-    let cluster = Cluster::start(2).await;
+    let clock = rkube_controllers::cronjob::Clock::manual(chrono::Utc::now());
+    let cluster = Cluster::start_with(2, clock_config(&clock)).await;
     let ns = cluster.namespace("rkc").await;
-    // the four are compared by schedule minute: create them all within one minute, not across a boundary
-    wait_for("a moment not just before a minute boundary", Duration::from_secs(10), || async {
-        use chrono::Timelike;
-        (chrono::Utc::now().second() < 55).then_some(())
-    })
-    .await;
+    let names = ["allow", "forbid", "replace", "hist"];
+    let mut created = Vec::new();
     for (name, policy, image, history) in
         [("allow", "Allow", "run", 3), ("forbid", "Forbid", "run", 3), ("replace", "Replace", "run", 3), ("hist", "Allow", "succeed", 1)]
     {
-        let _: CronJob = create(&cluster.client, &ns, json!({
+        let cj: CronJob = create(&cluster.client, &ns, json!({
             "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
             "spec": {"schedule": "* * * * *", "concurrencyPolicy": policy, "successfulJobsHistoryLimit": history,
                      "jobTemplate": {"spec": {"template": template(name, image)}}}
         }))
         .await;
+        created.push(next_minute(cj.metadata.creation_timestamp.as_ref().expect("creationTimestamp")));
     }
     let api: Api<Job> = Api::namespaced(cluster.client.clone(), &ns);
     let capi: Api<CronJob> = Api::namespaced(cluster.client.clone(), &ns);
@@ -548,28 +574,41 @@ async fn cronjob_concurrency_policies_and_history_limits() {
             names
         }
     };
-    let first = wait_for("the first run of allow", Duration::from_secs(90), || async { jobs_of("allow").await.first().cloned() }).await;
-    let second = wait_for("the second run of allow, beside the first", Duration::from_secs(90), || async {
-        let jobs = jobs_of("allow").await;
-        (jobs.len() == 2).then(|| jobs[1].clone())
+    // The first boundary after the last creation is a schedule time of all four (for one created before an
+    // earlier boundary it is the latest missed run, which the controller makes once).
+    let first_minute = created.iter().max().expect("four").timestamp() / 60;
+    let run = |cron: &str, minute: i64| format!("{cron}-{minute}");
+    clock.set(chrono::DateTime::from_timestamp(first_minute * 60 + 1, 0).expect("a time"));
+    touch(&capi, &names, 1).await;
+    for cron in names {
+        wait_for(&format!("the first run of {cron}"), T, || async move { (jobs_of(cron).await == vec![run(cron, first_minute)]).then_some(()) }).await;
+    }
+    // hist's first run must have finished before the second, for the history limit to choose between them
+    wait_for("hist's first run succeeded", T, || {
+        let capi = capi.clone();
+        async move { capi.get("hist").await.ok()?.status?.last_successful_time.map(|_| ()) }
     })
     .await;
-    assert_eq!(jobs_of("allow").await, vec![first.clone(), second.clone()], "Allow: both runs active");
-    let second_time = |cron: &str| second.replacen("allow", cron, 1);
-    wait_for("replace: only the second run left", T, || async { (jobs_of("replace").await == vec![second_time("replace")]).then_some(()) }).await;
+    let second_minute = first_minute + 1;
+    clock.set(chrono::DateTime::from_timestamp(second_minute * 60 + 1, 0).expect("a time"));
+    touch(&capi, &names, 2).await;
+    wait_for("the second run of allow, beside the first", T, || async {
+        (jobs_of("allow").await == vec![run("allow", first_minute), run("allow", second_minute)]).then_some(())
+    })
+    .await;
+    wait_for("replace: only the second run left", T, || async { (jobs_of("replace").await == vec![run("replace", second_minute)]).then_some(()) }).await;
     // Forbid: the second schedule time is recorded as seen, and no Job made for it
-    let scheduled_minute: i64 = second.rsplit('-').next().and_then(|m| m.parse().ok()).expect("job name ends in minutes");
     wait_for("forbid: lastScheduleTime moves to the second run", T, || {
         let capi = capi.clone();
         async move {
             let t = capi.get("forbid").await.ok()?.status?.last_schedule_time?;
-            (t.0.as_second() / 60 >= scheduled_minute).then_some(())
+            (t.0.as_second() == second_minute * 60).then_some(())
         }
     })
     .await;
-    assert_eq!(jobs_of("forbid").await, vec![first.replacen("allow", "forbid", 1)], "Forbid: the first run still alone");
+    assert_eq!(jobs_of("forbid").await, vec![run("forbid", first_minute)], "Forbid: the first run still alone");
     // history: both runs succeeded, only the newest is kept
-    wait_for("hist keeps only its newest finished job", T, || async { (jobs_of("hist").await == vec![second_time("hist")]).then_some(()) }).await;
+    wait_for("hist keeps only its newest finished job", T, || async { (jobs_of("hist").await == vec![run("hist", second_minute)]).then_some(()) }).await;
     let status = capi.get("hist").await.expect("hist").status.expect("status");
     assert!(status.last_successful_time.is_some(), "lastSuccessfulTime set");
 }
