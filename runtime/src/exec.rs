@@ -42,6 +42,8 @@ pub fn exec(req: &ExecRequest) -> Result<Execed, ContainerError> {
     // Non-dumpable before the container's namespaces are opened or joined, until the exec'd program starts
     // (CVE-2019-5736): a container process cannot open /proc/<this>/exe or its fds.
     sys::set_dumpable(false).map_err(io_err("make the runtime non-dumpable"))?;
+    // Before the runtime opens anything: which of 3..3+N the caller really passed.
+    let passed_fds = crate::process::passed_fds(req.preserve_fds);
     let st = container::state(&req.root, &req.id)?;
     if !st.status.can_exec() {
         return Err(ContainerError::Lifecycle { id: req.id.clone(), what: format!("cannot exec in a {} container", st.status.as_str()) });
@@ -104,7 +106,7 @@ pub fn exec(req: &ExecRequest) -> Result<Execed, ContainerError> {
                 sync: &child_end,
                 fifo: None,
                 console: console.as_ref().map(|c| c.as_raw_fd()),
-                preserve_fds: req.preserve_fds,
+                passed_fds: &passed_fds,
                 no_pivot: false,
                 stdio: req.stdio.as_ref(),
                 exec_mode: true,

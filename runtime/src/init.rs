@@ -87,7 +87,9 @@ pub struct ChildCtx<'a> {
     pub sync: &'a Channel,
     pub fifo: Option<RawFd>,
     pub console: Option<RawFd>,
-    pub preserve_fds: u32,
+    /// The caller's descriptors (`--preserve-fds`) to pass into the container at their numbers; every other
+    /// descriptor of the runtime is close-on-exec.
+    pub passed_fds: &'a [RawFd],
     pub no_pivot: bool,
     pub stdio: Option<&'a Stdio>,
     /// `exec` into a running container: namespaces are joined, the rootfs is already there.
@@ -227,8 +229,8 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
     sys::set_umask(process.user().umask().unwrap_or(0o022));
     crate::process::enter_cwd(process).map_err(|e| e.to_string())?;
     let exec = crate::process::prepare_exec(process).map_err(|e| e.to_string())?;
-    for fd in 3..3 + ctx.preserve_fds as RawFd {
-        sys::clear_cloexec(fd);
+    for fd in ctx.passed_fds {
+        sys::clear_cloexec(*fd);
     }
     ctx.sync.send(b'D', b"").map_err(|e| format!("sync: {e}"))?;
     if let Some(fifo) = ctx.fifo {

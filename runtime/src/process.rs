@@ -90,6 +90,16 @@ pub fn restore_oom_score_adj(old: Option<String>) {
     }
 }
 
+/// The descriptors among 3..3+n that are open now: the ones a caller really passed with `--preserve-fds n`. Call
+/// before the runtime opens anything of its own: only these reach the container (runc's semantics), never a
+/// descriptor of the runtime that happens to be numbered in that range.
+pub fn passed_fds(n: u32) -> Vec<std::os::fd::RawFd> {
+    // No descriptor can be numbered at or above the hard RLIMIT_NOFILE.
+    let cap = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE).map(|(_, hard)| hard).unwrap_or(1 << 20);
+    let end = (3 + u64::from(n)).min(cap).min(i32::MAX as u64) as std::os::fd::RawFd;
+    (3..end).filter(|fd| crate::sys::fd_is_open(*fd)).collect()
+}
+
 /// Switches to process.user (groups, gid, uid), keeping capabilities across the switch so the capability sets can
 /// be applied afterwards.
 pub fn switch_user(p: &Process) -> Result<(), ProcessError> {

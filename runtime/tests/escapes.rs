@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::Bundle;
@@ -24,7 +24,9 @@ impl RuntimeCopy {
     fn new() -> RuntimeCopy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rkube-runtime");
-        fs::copy(common::RT, &path).unwrap();
+        // RKUBE_ESCAPES_RUNTIME=<older build> shows the same attacks succeeding against it.
+        let from = std::env::var("RKUBE_ESCAPES_RUNTIME").unwrap_or_else(|_| common::RT.to_string());
+        fs::copy(from, &path).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         let bytes = fs::read(&path).unwrap();
         RuntimeCopy { _dir: dir, path, bytes }
@@ -180,4 +182,129 @@ fn exec_race_with_cap_sys_ptrace_cannot_write_the_runtime_binary() {
         v.starts_with("never-opened") || v.contains("Read-only file system") || v.contains("not permitted"),
         "{v}"
     );
+}
+
+/// The container's view of its shell's descriptors: `fd -> target` pairs from `ls -l /proc/$$/fd`.
+fn fd_table(out: &str) -> Vec<(u32, String)> {
+    // A descriptor whose link cannot be read is listed without " -> ": keep it, with an empty target.
+    let mut t: Vec<(u32, String)> = out
+        .lines()
+        .filter(|l| l.starts_with('l'))
+        .filter_map(|l| {
+            let (left, target) = l.split_once(" -> ").unwrap_or((l, ""));
+            Some((left.split_whitespace().last()?.parse().ok()?, target.trim().to_string()))
+        })
+        .collect();
+    t.sort();
+    t
+}
+
+/// Runs `args` of rkube-runtime from a shell that opens fds 3 and 4 (two files), closes every other descriptor
+/// up to 40 that the test harness may have inherited, and passes them on.
+fn with_fds_3_and_4(b: &Bundle, f3: &std::path::Path, f4: &std::path::Path, args: &str) -> std::process::Output {
+    let script = format!(
+        "exec 3<{} 4<{}; for fd in $(seq 5 40); do eval \"exec $fd>&-\"; done; exec {} --root {} {args}",
+        f3.display(),
+        f4.display(),
+        common::RT,
+        b.root.path().display()
+    );
+    Command::new("bash").arg("-c").arg(script).stdin(Stdio::null()).output().unwrap()
+}
+
+/// The fds `ls -l /proc/self/fd` shows, without the one ls opened to read that directory (closed again by the
+/// time ls reads the links, so it is the one entry without a target; a descriptor still open always has one).
+fn fds_of_ls(out: &Output) -> Vec<(u32, String)> {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = fd_table(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(table.iter().filter(|(_, t)| t.is_empty()).count(), 1, "{table:?}");
+    table.into_iter().filter(|(_, t)| !t.is_empty()).collect()
+}
+
+#[test]
+fn preserve_fds_passes_only_the_callers_descriptors() {
+    let files = tempfile::tempdir().unwrap();
+    let (f3, f4) = (files.path().join("three"), files.path().join("four"));
+    fs::write(&f3, "3").unwrap();
+    fs::write(&f4, "4").unwrap();
+    let mut b = Bundle::new(&["ls", "-l", "/proc/self/fd"]);
+    b.write();
+    let id = b.id();
+    // N = 20: fds 3..22 may be passed; the caller passed 3 and 4 only. The runtime's own descriptors (its sync
+    // socket, the exec fifo, namespace files) are numbered in that range too and must not come along.
+    let out = with_fds_3_and_4(&b, &f3, &f4, &format!("run --preserve-fds 20 --bundle {} {id}", b.path().display()));
+    let table = fds_of_ls(&out);
+    let fds: Vec<u32> = table.iter().map(|(fd, _)| *fd).collect();
+    assert_eq!(fds, [0, 1, 2, 3, 4], "only stdio and the caller's fds: {table:?}");
+    assert_eq!(table[3].1, f3.display().to_string());
+    assert_eq!(table[4].1, f4.display().to_string());
+
+    // exec --preserve-fds: the same for a process joining a running container.
+    b.config["process"]["args"] = json!(["sleep", "1000"]);
+    let (id, _) = b.create();
+    assert!(b.rt(&["start", &id]).status.success());
+    let table = fds_of_ls(&with_fds_3_and_4(&b, &f3, &f4, &format!("exec --preserve-fds 20 {id} ls -l /proc/self/fd")));
+    let fds: Vec<u32> = table.iter().map(|(fd, _)| *fd).collect();
+    assert_eq!(fds, [0, 1, 2, 3, 4], "exec: only stdio and the caller's fds: {table:?}");
+    // Without --preserve-fds nothing beyond stdio passes, even what the caller left open.
+    let table = fds_of_ls(&with_fds_3_and_4(&b, &f3, &f4, &format!("exec {id} ls -l /proc/self/fd")));
+    assert_eq!(table.iter().map(|(fd, _)| *fd).collect::<Vec<_>>(), [0, 1, 2], "{table:?}");
+    assert!(b.rt(&["delete", "--force", &id]).status.success());
+}
+
+/// The image-author variant: the image's `/bin/probe` is a symlink to `/proc/self/exe`, so when the caller runs it
+/// with `exec` (a kubelet exec probe), the process in the container would re-execute whatever binary set it up: the
+/// runtime itself, as an ordinary (dumpable) container process that the image's pid 1 can grab and, once it is
+/// free, write. The victim holds itself on a fifo so the test does not depend on winning a race. Kernels that
+/// refuse to execute a file outside the container's mount namespace through the magic link (this machine's 6.18
+/// does, ENOENT, for the old runtime as well) stop it at the exec; elsewhere the sealed executable stops the write.
+#[test]
+fn image_that_execs_proc_self_exe_cannot_write_the_runtime_binary() {
+    let rt = RuntimeCopy::new();
+    let attacker = format!(
+        r#"echo ready > /tmp/attack.ready
+found=
+while [ -z "$found" ] && [ ! -e /tmp/attack.stop ]; do
+    for p in /proc/[0-9]*; do
+        [ "$p" = /proc/1 ] && continue
+        command exec 3<"$p/exe" 2>/dev/null || continue
+        if [ /proc/self/fd/3 -ef /bin/busybox ]; then exec 3<&-; else found=$p; break; fi
+    done
+done
+if [ -z "$found" ]; then echo never-opened > /tmp/attack.verdict; {END}; sleep 1000; fi
+echo "opened $found" > /tmp/attack.verdict
+cat /tmp/logfifo > /dev/null
+{WRITE_BACK}
+{END}
+sleep 1000
+"#
+    );
+    let mut b = Bundle::new(&["sh", "-c", &attacker]);
+    std::os::unix::fs::symlink("/proc/self/exe", b.rootfs().join("bin/probe")).unwrap();
+    nix::unistd::mkfifo(&b.rootfs().join("tmp/logfifo"), nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    b.write();
+    let id = b.id();
+    rt.ok(&b, &["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+    poll_until("the attacker to start", Duration::from_secs(20), || fs::metadata(b.rootfs().join("tmp/attack.ready")).ok());
+    // The "probe": would run the runtime binary inside the container, blocked opening its --log fifo until the
+    // attacker has grabbed it.
+    let probe = Command::new(&rt.path)
+        .arg("--root")
+        .arg(b.root.path())
+        .args(["exec", &id, "/bin/probe", "--log", "/tmp/logfifo", "state", "no-such-container"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let probe_err = String::from_utf8_lossy(&probe.stderr).into_owned();
+    fs::write(b.rootfs().join("tmp/attack.stop"), "").unwrap();
+    let v = verdict(&b, "attack.verdict");
+    rt.assert_untouched();
+    assert!(!v.contains("wrote"), "{v}");
+    if v.starts_with("never-opened") {
+        // The kernel refused the exec through the magic link.
+        assert!(probe_err.contains("/bin/probe") && probe_err.contains("ENOENT"), "{probe_err}");
+    } else {
+        assert!(v.contains("write-refused") && (v.contains("Read-only file system") || v.contains("not permitted")), "{v}");
+    }
+    b.rt(&["delete", "--force", &id]);
 }

@@ -93,6 +93,8 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
     // Non-dumpable before any namespace is joined, inherited by the init child until it execs the container's
     // program: a container process cannot open /proc/<init>/exe or its fds (CVE-2019-5736).
     sys::set_dumpable(false).map_err(io_err("make the runtime non-dumpable"))?;
+    // Before the runtime opens anything: which of 3..3+N the caller really passed.
+    let passed_fds = crate::process::passed_fds(req.preserve_fds);
     let bundle = fs::canonicalize(&req.bundle).map_err(|e| {
         ContainerError::Spec(crate::config::SpecError::Read { path: req.bundle.join("config.json"), source: e })
     })?;
@@ -169,7 +171,7 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
                 sync: &child_end,
                 fifo: Some(fifo.as_raw_fd()),
                 console: console.as_ref().map(|c| c.as_raw_fd()),
-                preserve_fds: req.preserve_fds,
+                passed_fds: &passed_fds,
                 no_pivot: req.no_pivot || spec.linux().is_none(),
                 stdio: req.stdio.as_ref(),
                 exec_mode: false,
