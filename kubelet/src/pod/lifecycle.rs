@@ -51,11 +51,13 @@ pub struct ObservedContainer {
     /// The liveness or startup probe declared the container unhealthy: it must be killed and restarted.
     pub unhealthy: bool,
     pub image_id: String,
+    /// How the instance before this one ended (an `Exited` state), kept across restarts: upstream's lastState.
+    pub last_exit: Option<ContainerState>,
 }
 
 impl ObservedContainer {
     pub fn new(state: ContainerState) -> Self {
-        Self { state, restart_count: 0, ready: false, started: false, unhealthy: false, image_id: String::new() }
+        Self { state, restart_count: 0, ready: false, started: false, unhealthy: false, image_id: String::new(), last_exit: None }
     }
 }
 

@@ -102,7 +102,14 @@ fn container_status(
     if let Some(f) = observed.failures.get(&c.name) {
         let reason = if now < f.retry_at() && f.attempts > 1 { f.kind.backoff_reason() } else { f.kind.reason() };
         // a failed mount shows as plain ContainerCreating (the reason is in the FailedMount events)
-        let message = (f.kind != super::lifecycle::FailureKind::Mount).then(|| f.message.clone());
+        let message = match (f.kind, reason) {
+            (super::lifecycle::FailureKind::Mount, _) => None,
+            // upstream (1.30+) carries the last pull error into the back-off message
+            (_, "ImagePullBackOff") => {
+                Some(format!("Back-off pulling image \"{}\": ErrImagePull: {}", c.image.as_deref().unwrap_or(""), f.message))
+            }
+            _ => Some(f.message.clone()),
+        };
         st.state = Some(waiting(reason, message));
         if let Some(ContainerState::Exited { .. }) = o.map(|o| &o.state) {
             st.last_state = o.map(|o| terminated(&o.state));
@@ -114,6 +121,9 @@ fn container_status(
         st.state = Some(waiting(reason, None));
         return st;
     };
+    // the previous instance's end, as upstream reports it for a restarted container; replaced below by the
+    // current instance's while that one waits to be restarted
+    st.last_state = o.last_exit.as_ref().map(terminated);
     match &o.state {
         ContainerState::Created { .. } => st.state = Some(waiting("ContainerCreating", None)),
         ContainerState::Running { started_at, .. } => {
@@ -346,6 +356,19 @@ mod tests {
         assert_eq!(waiting_reason(&s.container_statuses.as_ref().expect("s")[0]), Some("PodInitializing"));
         assert_eq!(cond(&s, "Initialized").message.as_deref(), Some("containers with incomplete status: [i]"));
 
+        // restarted and running again: the last state is the previous instance's end
+        let p = pod("Always", &[], &["a"]);
+        let mut again = running(5);
+        again.restart_count = 1;
+        again.last_exit = Some(exited(3, 0, 4).state);
+        let s = pod_status(&p, &obs(ready_sandbox(), &[("a", again)]), &Backoff::new(), &node(), t(6));
+        let cs = &s.container_statuses.as_ref().expect("s")[0];
+        let last = cs.last_state.as_ref().and_then(|l| l.terminated.as_ref()).expect("last state of a restarted container");
+        assert_eq!((last.exit_code, last.reason.as_deref(), last.finished_at.clone()), (3, Some("Error"), Some(ts(t(4)))));
+        assert!(cs.state.as_ref().and_then(|s| s.running.as_ref()).is_some());
+        let first = pod_status(&p, &obs(ready_sandbox(), &[("a", running(5))]), &Backoff::new(), &node(), t(6));
+        assert_eq!(first.container_statuses.as_ref().expect("s")[0].last_state, None, "a first instance has none");
+
         // crash loop: waiting CrashLoopBackOff with last state Error
         let p = pod("Always", &[], &["a"]);
         let mut b = Backoff::new();
@@ -382,6 +405,12 @@ mod tests {
             o.failures.insert("a".into(), Failure { kind: FailureKind::ImagePull, message: "m".into(), at: t(0), attempts });
             let s = pod_status(&pod("Always", &[], &["a"]), &o, &Backoff::new(), &node(), t(now));
             assert_eq!(waiting_reason(&s.container_statuses.as_ref().expect("s")[0]), Some(want), "attempts {attempts} now {now}");
+            // upstream's messages: the pull error as it is, then wrapped in the back-off's
+            let p = pod("Always", &[], &["a"]);
+            let image = p.spec.as_ref().and_then(|s| s.containers[0].image.clone()).unwrap_or_default();
+            let message = s.container_statuses.as_ref().expect("s")[0].state.as_ref().and_then(|s| s.waiting.clone()).and_then(|w| w.message);
+            let expected = if want == "ImagePullBackOff" { format!("Back-off pulling image \"{image}\": ErrImagePull: m") } else { "m".into() };
+            assert_eq!(message.as_deref(), Some(expected.as_str()), "attempts {attempts} now {now}");
         }
         // evicted: Failed with upstream's reason and message, and nothing restarts even under Always
         let mut o = obs(ready_sandbox(), &[("a", running(0))]);

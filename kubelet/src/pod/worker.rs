@@ -71,6 +71,17 @@ pub struct ContainerRecord {
     /// Set once the exit has been seen and the container removed from the runtime.
     #[serde(default)]
     pub exit: Option<RecordedExit>,
+    /// The instance this one replaced, as it ended (the status's lastState, across kubelet restarts too).
+    #[serde(default)]
+    pub previous: Option<PreviousInstance>,
+}
+
+/// An earlier instance of a container and how it ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PreviousInstance {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub exit: RecordedExit,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -239,7 +250,22 @@ impl PodWorker {
             };
             containers.insert(
                 name.clone(),
-                ObservedContainer { state, restart_count: rec.restart_count, ready, started, unhealthy, image_id: rec.image_id.clone() },
+                ObservedContainer {
+                    state,
+                    restart_count: rec.restart_count,
+                    ready,
+                    started,
+                    unhealthy,
+                    image_id: rec.image_id.clone(),
+                    last_exit: rec.previous.as_ref().map(|p| ContainerState::Exited {
+                        id: p.id.clone(),
+                        exit_code: p.exit.exit_code,
+                        started_at: Some(p.started_at),
+                        finished_at: p.exit.finished_at,
+                        oom_killed: p.exit.oom_killed,
+                        message: p.exit.message.clone(),
+                    }),
+                },
             );
         }
         self.check_empty_dir_limits(&sandbox);
@@ -597,12 +623,16 @@ impl PodWorker {
         let Some(sb) = self.sandbox.clone() else { return };
         let mut steps = Steps::new();
         let pod_name = self.name();
-        // previous instance: its restart count carries over
+        // previous instance: its restart count carries over, and how it ended becomes the new one's lastState
         let restart_count = match self.containers.get(name) {
             Some(r) if r.exit.is_some() => r.restart_count + 1,
             Some(r) => r.restart_count,
             None => 0,
         };
+        let previous = self.containers.get(name).and_then(|r| match &r.exit {
+            Some(exit) => Some(PreviousInstance { id: r.id.clone(), started_at: r.started_at, exit: exit.clone() }),
+            None => r.previous.clone(),
+        });
         if let Some(r) = self.containers.get(name).cloned() {
             let _ = self.ctx.runtime.delete(&r.id);
             let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &r.id, &r.rootfs);
@@ -792,6 +822,7 @@ impl PodWorker {
             cgroups_path,
             log_path,
             exit: None,
+            previous,
         };
         let _ = write_json(&cdir.join("meta.json"), &rec);
         self.containers.insert(name.to_string(), rec.clone());
