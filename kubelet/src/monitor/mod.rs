@@ -7,8 +7,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::unistd::Pid;
-
 pub use rkube_monitor::{Args, ATTACH_SOCKET, CONTAINER_PID_FILE, DETACHED_ENV, EXIT_FILE, PID_FILE};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +43,19 @@ pub fn read_exit(dir: &Path) -> Option<ExitRecord> {
 /// The monitor's pid recorded in `dir`, if that process is still alive.
 pub fn alive_monitor(dir: &Path) -> Option<i32> {
     let pid: i32 = fs::read_to_string(dir.join(PID_FILE)).ok()?.trim().parse().ok()?;
-    nix::sys::signal::kill(Pid::from_raw(pid), None).ok().map(|_| pid)
+    process_alive(pid).then_some(pid)
+}
+
+/// True when `pid` is a running process. A zombie is dead: monitors and sandboxes are detached, so once killed
+/// they wait for init to reap them, and an init that does not reap (a container's PID 1, some VM agents) leaves
+/// them zombies for good, which `kill(pid, 0)` still reports as alive.
+pub fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // the state follows the command name, which may itself hold ") "
+    !matches!(stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()), Some('Z' | 'X') | None)
 }
 
 /// The container pid recorded in `dir`.
@@ -74,4 +84,26 @@ pub fn spawn(bin: &Path, args: &Args) -> Result<i32, MonitorError> {
         format!("{line} {}", String::from_utf8_lossy(&out.stderr).trim()).trim().to_string()
     });
     Err(MonitorError::Start { dir: args.dir.clone(), message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        assert!(process_alive(std::process::id() as i32));
+        assert!(!process_alive(0) && !process_alive(-1));
+        // an exited child not yet waited for is a zombie until the wait
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_alive(pid) {
+            assert!(std::time::Instant::now() < deadline, "child {pid} never exited");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "still a zombie: kill(pid, 0) would call it alive");
+        child.wait().expect("reap");
+        assert!(!process_alive(pid));
+    }
 }

@@ -113,7 +113,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
 }
 
 fn alive(pid: i32) -> bool {
-    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    monitor::process_alive(pid)
 }
 
 /// The directory of pod `uid`.
@@ -229,13 +229,20 @@ impl PodWorker {
                 None => {
                     // Liveness first, the exit file after: the monitor writes the file before it exits, so a
                     // monitor found gone here has left its record for the read below (the other order lost exits
-                    // that landed between the two reads and recorded them as kills).
-                    let live = monitor::alive_monitor(&mdir).is_some() || monitor::container_pid(&mdir).map(alive).unwrap_or(false);
+                    // that landed between the two reads and recorded them as kills). Only the monitor counts: a
+                    // container that outlived its monitor has nobody to record its exit, keep its logs or serve
+                    // attach, so it is not running as far as the pod goes.
+                    let live = monitor::alive_monitor(&mdir).is_some();
                     match monitor::read_exit(&mdir) {
                         Some(exit) => exited(self.reap(&name, &rec, exit)),
                         None if live => ContainerState::Running { id: rec.id.clone(), started_at: rec.started_at },
-                        // monitor gone without a record (node reboot, kill -9 of the monitor): treat as failed
+                        // monitor gone without a record (node reboot, kill -9 of the monitor): treat as killed. As
+                        // containerd does when a shim dies, a container still running without its monitor is
+                        // stopped (reap's `delete --force`), so no orphan is left; restartPolicy decides the rest.
                         None => {
+                            if monitor::container_pid(&mdir).is_some_and(alive) {
+                                tracing::warn!(pod = %self.name(), container = %name, id = %rec.id, "container outlived its monitor: stopping it");
+                            }
                             let lost = monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() };
                             exited(RecordedExit { oom_killed: false, message: None, ..self.reap(&name, &rec, lost) })
                         }
@@ -399,7 +406,9 @@ impl PodWorker {
                         } else {
                             format!("Back-off restarting failed container {name} in pod {}_{}({})", self.name(), self.namespace(), self.uid)
                         };
-                        self.event(Some(name), EventType::Warning, "BackOff", msg);
+                        // upstream records the pull back-off as Normal, the crash loop's as Warning
+                        let kind = if *reason == "ImagePullBackOff" { EventType::Normal } else { EventType::Warning };
+                        self.event(Some(name), kind, "BackOff", msg);
                     }
                 }
             }
@@ -555,7 +564,11 @@ impl PodWorker {
         // upstream's event reason is "Failed" for every kind; only a pull words its message differently
         let reason = "Failed";
         let msg = match kind {
-            FailureKind::ImagePull => format!("Failed to pull image: {message}"),
+            // upstream's frame around the puller's error (there the container runtime's text, here rkube's own)
+            FailureKind::ImagePull => {
+                let image = self.container_spec(name).and_then(|c| c.0.image).unwrap_or_default();
+                format!("Failed to pull image \"{image}\": {message}")
+            }
             _ => format!("Error: {message}"),
         };
         if kind == FailureKind::Mount {
