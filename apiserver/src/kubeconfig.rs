@@ -27,16 +27,9 @@ pub fn render_tls_user(server_url: &str, cluster_name: &str, user: &str, ca_pem:
     )
 }
 
-/// Writes `content` atomically (temp file + rename), mode 0600.
+/// Writes `content` atomically (temp file + rename), mode 0600 from the first byte (`private_files`).
 pub fn write_content(path: &Path, content: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, content)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(&tmp, path)
+    crate::private_files::write(path, content.as_bytes()).map_err(std::io::Error::other)
 }
 
 /// Writes the kubeconfig atomically (temp file + rename), mode 0600.

@@ -3,7 +3,8 @@
 //! `storage` owns keys, values and revisions (an MVCC revision stream; resourceVersion = revision) and knows nothing
 //! of Kubernetes objects. Everything above it speaks Kubernetes: discovery, OpenAPI, verbs, validation, defaulting.
 //!
-//! Layout: `auth/` decides who is asking and whether they may (client certificates, impersonation, RBAC);
+//! Layout: `connections` accepts connections (TLS, timeouts, a per-client cap); `auth/` decides who is asking
+//! and whether they may (client certificates, impersonation, RBAC);
 //! `registry` is the resource table that drives routing, discovery, OpenAPI and storage keys; `server`
 //! is the router and in-process handle; `handlers/` holds one module per verb; `admission`, `defaulting/` and
 //! `validation/` form the write pipeline; `patch/` the patch formats; `selectors` the label/field selector
@@ -12,6 +13,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod connections;
 pub mod conversion;
 pub mod defaulting;
 pub mod discovery;
@@ -23,6 +25,7 @@ pub mod namespace_lifecycle;
 pub mod object;
 pub mod openapi;
 pub mod patch;
+pub mod private_files;
 pub mod protobuf;
 pub mod proxy;
 pub mod registry;

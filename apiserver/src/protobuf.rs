@@ -454,7 +454,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         }
     }
     if fields(&kind).is_none() {
-        return Err(ApiError::unsupported_media_type(&format!("application/vnd.kubernetes.protobuf ({kind} is only accepted as JSON or YAML)")));
+        let mut e = ApiError::unsupported_media_type(&["application/json", "application/yaml"]);
+        e.message.push_str(&format!(" (a {kind} is not taken as application/vnd.kubernetes.protobuf)"));
+        return Err(e);
     }
     let mut obj = decode_msg(&kind, raw)?;
     obj["apiVersion"] = json!(api_version);

@@ -2,6 +2,8 @@
 //! (`GET http://<node InternalIP>:<kubelet port>/containerLogs/<ns>/<pod>/<container>?follow=...`), streaming
 //! the response back. The kubelet port comes from the Node's `status.daemonEndpoints.kubeletEndpoint.Port`.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
@@ -219,8 +221,15 @@ fn container_names(pod: &Value) -> (Vec<String>, Vec<String>) {
 /// `pods/{exec,attach,portforward}`: checks the pod and container as upstream does (errors are Status objects
 /// kubectl prints), then proxies the upgrade request to the kubelet of the pod's node and splices the two
 /// connections after its `101 Switching Protocols`. The apiserver never interprets SPDY or WebSocket frames.
-pub async fn pod_stream(state: std::sync::Arc<crate::server::ApiState>, ns: &str, name: &str, sub: &str, req: http::Request<Body>) -> Response {
-    match pod_stream_inner(&state, ns, name, sub, req).await {
+pub async fn pod_stream(
+    state: std::sync::Arc<crate::server::ApiState>,
+    ns: &str,
+    name: &str,
+    sub: &str,
+    query: &crate::request::Query,
+    req: http::Request<Body>,
+) -> Response {
+    match pod_stream_inner(&state, ns, name, sub, query, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -231,13 +240,14 @@ async fn pod_stream_inner(
     ns: &str,
     name: &str,
     sub: &str,
+    query: &crate::request::Query,
     req: http::Request<Body>,
 ) -> Result<Response, ApiError> {
     let pods = registry::find("", "v1", "pods").expect("pods are in the table");
     let Some((pod, _)) = read_object(state, pods, &pods.key(Some(ns), name), name).await? else {
         return Err(ApiError::not_found(pods, name));
     };
-    let query: Vec<(String, String)> = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let query = &query.raw;
     let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default().to_string();
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -272,7 +282,7 @@ async fn pod_stream_inner(
     let rest: Vec<String> = query.iter().filter(|(k, _)| k != "container").map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
     let path_and_query = if rest.is_empty() { path } else { format!("{path}?{}", rest.join("&")) };
     let base = node_kubelet(state, &node).await?;
-    forward(req, &base, &path_and_query, state.config.kubelet_client.as_ref()).await
+    forward(req, &base, None, &path_and_query, state.config.kubelet_client.as_ref()).await
 }
 
 /// The kubelet base URL of node `node`.
@@ -285,34 +295,96 @@ async fn node_kubelet(state: &crate::server::ApiState, node: &str) -> Result<Str
     Ok(with_scheme(url, state.config.kubelet_client.as_ref()))
 }
 
-/// `nodes/{name}/proxy/{path}`: any method, to `http://<kubelet>/{path}?{query}`.
+/// `nodes/{name}/proxy/{path}`: any method, to `http://<kubelet>/{path}?{query}`, unless the node's address is
+/// one generic proxying must not reach (see [`proxy_refusal`]).
 pub async fn node_proxy(state: std::sync::Arc<crate::server::ApiState>, node: &str, rest: &str, req: http::Request<Body>) -> Response {
     let result = async {
         let base = node_kubelet(&state, node).await?;
+        let dial = proxyable_target(&state, node, &base).await?;
         let mut pq = format!("/{}", rest.trim_start_matches('/'));
         if let Some(q) = req.uri().query() {
             pq.push('?');
             pq.push_str(q);
         }
-        forward(req, &base, &pq, state.config.kubelet_client.as_ref()).await
+        forward(req, &base, Some(dial), &pq, state.config.kubelet_client.as_ref()).await
     }
     .await;
     result.unwrap_or_else(|e| e.into_response())
 }
 
-/// Sends `req` (method, headers, body) to `base` + `path_and_query` over one HTTP/1.1 connection. A 101 answer
-/// is passed on and the two upgraded connections are spliced until either side closes; any other answer is
-/// streamed back as it is.
+/// Why generic proxying may not dial `addr`, if it may not. As upstream's `nodes/proxy` (and `pods/proxy`,
+/// `services/proxy`): only global unicast addresses (Go's `IsGlobalUnicast`: no loopback, link-local (cloud
+/// metadata at 169.254.169.254 included), multicast, unspecified or broadcast address), plus 0.0.0.0/8, which
+/// Linux dials as this host; and, beyond upstream, never this apiserver's own listening address (`own`; any
+/// local address on its port when it listens on all of them).
+///
+/// This is for the generic proxy only: logs, exec, attach and port-forward go to fixed kubelet paths
+/// (`/containerLogs`, `/exec`...) that name nothing on an apiserver, so a node whose kubelet is on loopback
+/// (tests, one-machine setups) keeps them, as upstream does.
+pub fn proxy_refusal(addr: SocketAddr, own: SocketAddr) -> Option<&'static str> {
+    refusal(addr, own, &is_local_address)
+}
+
+fn refusal(addr: SocketAddr, own: SocketAddr, is_local: &dyn Fn(IpAddr) -> bool) -> Option<&'static str> {
+    let ip = match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let global_unicast = match ip {
+        IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast() || v4.octets()[0] == 0),
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || v6.is_unicast_link_local()),
+    };
+    if !global_unicast {
+        return Some("not a global unicast address (loopback, link-local, multicast or unspecified)");
+    }
+    let own_ip = match own.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let ours = addr.port() == own.port() && if own_ip.is_unspecified() { is_local(ip) } else { ip == own_ip };
+    ours.then_some("the apiserver's own address")
+}
+
+/// Whether `ip` is an address of this host (binding to it works).
+fn is_local_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// The address to dial for a node proxy request to `base`: every address its host resolves to must be allowed
+/// ([`proxy_refusal`]); upstream's 400 `address not allowed` otherwise. The checked address is the one dialled,
+/// so a second resolution cannot swap it.
+async fn proxyable_target(state: &crate::server::ApiState, node: &str, base: &str) -> Result<SocketAddr, ApiError> {
+    let authority = base.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(authority)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("address of node {node} ({authority}) does not resolve: {e}")))?
+        .collect();
+    let first = *addrs.first().ok_or_else(|| ApiError::bad_request("No addresses for hostname"))?;
+    for addr in &addrs {
+        if let Some(why) = proxy_refusal(*addr, state.local_addr) {
+            tracing::info!(node, %addr, why, "nodes/proxy refused");
+            return Err(ApiError::bad_request("address not allowed"));
+        }
+    }
+    Ok(first)
+}
+
+/// Sends `req` (method, headers, body) to `base` + `path_and_query` over one HTTP/1.1 connection (to `dial`
+/// when given, else to `base`'s host as it resolves). A 101 answer is passed on and the two upgraded
+/// connections are spliced until either side closes; any other answer is streamed back as it is.
 pub async fn forward(
     req: http::Request<Body>,
     base: &str,
+    dial: Option<SocketAddr>,
     path_and_query: &str,
     tls: Option<&KubeletClientTls>,
 ) -> Result<Response, ApiError> {
     let authority = base.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/').to_string();
-    let tcp = tokio::net::TcpStream::connect(&authority)
-        .await
-        .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("error dialing the kubelet at {authority}: {e}")))?;
+    let connected = match dial {
+        Some(addr) => tokio::net::TcpStream::connect(addr).await,
+        None => tokio::net::TcpStream::connect(&authority).await,
+    };
+    let tcp = connected.map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("error dialing the kubelet at {authority}: {e}")))?;
     let _ = tcp.set_nodelay(true);
     match tls {
         None => forward_over(tcp, req, &authority, path_and_query).await,
@@ -551,6 +623,30 @@ mod tests {
         let mut buf = [0u8; 8];
         tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_exact(&mut buf)).await.expect("in time").expect("read");
         assert_eq!(&buf, b"OVER-TLS");
+    }
+
+    #[test]
+    fn generic_proxying_reaches_global_unicast_addresses_that_are_not_the_apiserver() {
+        let own: SocketAddr = "127.0.0.1:6443".parse().expect("addr");
+        let refused = |a: &str| proxy_refusal(a.parse().expect("addr"), own).is_some();
+        for a in [
+            "127.0.0.1:6443", "127.0.0.1:10250", "127.1.2.3:80", "[::1]:10250", "[::ffff:127.0.0.1]:6443", "169.254.169.254:80",
+            "[fe80::1]:10250", "224.0.0.1:80", "255.255.255.255:80", "0.0.0.0:6443", "0.1.2.3:80", "[::]:10250",
+        ] {
+            assert!(refused(a), "{a} must be refused");
+        }
+        for a in ["10.0.0.5:10250", "192.168.1.9:10250", "172.16.0.1:6443", "8.8.8.8:10250", "[2001:db8::1]:10250"] {
+            assert!(!refused(a), "{a} is a node address");
+        }
+        // listening on all addresses: any address of this host on the apiserver's port is the apiserver
+        let all: SocketAddr = "0.0.0.0:6443".parse().expect("addr");
+        let host_has = |ip: IpAddr| ip == "10.0.0.5".parse::<IpAddr>().expect("ip");
+        assert_eq!(refusal("10.0.0.5:6443".parse().expect("addr"), all, &host_has), Some("the apiserver's own address"));
+        assert_eq!(refusal("10.0.0.5:10250".parse().expect("addr"), all, &host_has), None, "another port is a kubelet");
+        assert_eq!(refusal("10.0.0.6:6443".parse().expect("addr"), all, &host_has), None, "not an address of this host");
+        assert!(is_local_address("127.0.0.1".parse().expect("ip")) && !is_local_address("192.0.2.1".parse().expect("ip")));
+        let specific: SocketAddr = "10.0.0.5:6443".parse().expect("addr");
+        assert!(proxy_refusal("10.0.0.5:6443".parse().expect("addr"), specific).is_some());
     }
 
     #[tokio::test]

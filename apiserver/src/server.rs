@@ -24,11 +24,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admission::FieldValidation;
+use crate::auth::attributes::Attributes;
 use crate::discovery;
 use crate::handlers::{self, create::create_object, json_response};
 use crate::metrics::Metrics;
 use crate::openapi;
 use crate::registry;
+use crate::request::Query;
 use crate::status::ApiError;
 use crate::storage::Store;
 
@@ -47,13 +49,24 @@ pub struct ServerConfig {
     pub tls_dir: Option<std::path::PathBuf>,
     /// Talk HTTPS to kubelets, presenting this client certificate; plain HTTP when None.
     pub kubelet_client: Option<crate::proxy::KubeletClientTls>,
-    /// More names and addresses for the serving certificate (with `tls_dir`), e.g. the advertised address.
+    /// More names and addresses for the serving certificate (with `tls_dir`), e.g. the advertised address. On
+    /// plain HTTP, the host names (besides `localhost` and IP addresses) requests may address.
     pub tls_hosts: Vec<String>,
+    /// Timeouts and the per-client connection cap (`connections`).
+    pub limits: crate::connections::ConnectionLimits,
 }
 
 impl ServerConfig {
     pub fn new(listen: SocketAddr) -> ServerConfig {
-        ServerConfig { listen, service_network: Ipv4Addr::new(10, 96, 0, 0), service_prefix: 12, tls_dir: None, kubelet_client: None, tls_hosts: Vec::new() }
+        ServerConfig {
+            listen,
+            service_network: Ipv4Addr::new(10, 96, 0, 0),
+            service_prefix: 12,
+            tls_dir: None,
+            kubelet_client: None,
+            tls_hosts: Vec::new(),
+            limits: Default::default(),
+        }
     }
 
     /// Names and addresses the serving certificate is issued for: the listen address and `tls_hosts`.
@@ -96,6 +109,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// The address clients reach the server at (`127.0.0.1:6443`).
     pub advertise: String,
+    /// The address the server listens on (the port resolved when 0 was asked for).
+    pub local_addr: SocketAddr,
     /// Namespaces whose finalization task is running.
     pub finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Flips to true when the server shuts down; long-running requests (watches) end on it.
@@ -141,6 +156,7 @@ impl ApiServer {
             config,
             metrics: Metrics::default(),
             advertise: addr.to_string(),
+            local_addr: addr,
             finalizing: Default::default(),
             stopping: tokio::sync::watch::channel(false).0,
         });
@@ -152,22 +168,12 @@ impl ApiServer {
             Some(dir) => Some(crate::tls::ensure_pki(dir, &state.config.pki_hosts())?),
             None => None,
         };
-        let task = match &pki {
-            None => tokio::spawn(async move {
-                let result = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.await;
-                    })
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "apiserver stopped");
-                }
-            }),
-            Some(pki) => {
-                let tls = crate::tls::server_config(pki)?;
-                tokio::spawn(serve_tls(listener, tls, app, rx, state.stopping.subscribe()))
-            }
+        let tls = match &pki {
+            Some(pki) => Some(crate::tls::server_config(pki)?),
+            None => None,
         };
+        let listener = crate::connections::Listener { tcp: listener, tls, limits: state.config.limits.clone() };
+        let task = tokio::spawn(crate::connections::serve(listener, app, rx, state.stopping.subscribe()));
         tracing::info!(%addr, "apiserver listening");
         Ok(ApiServer { addr, pki, state, stop: Some(tx), task: Some(task) })
     }
@@ -238,68 +244,6 @@ impl Drop for ApiServer {
     }
 }
 
-/// Accepts TLS connections and serves the router on each (HTTP/1.1 with upgrades), until `stop` fires; open
-/// connections end when the server is stopping.
-async fn serve_tls(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    app: Router,
-    mut stop: oneshot::Receiver<()>,
-    stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let mut stopping = stopping.clone();
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            // the client certificate, when there is one, names who every request on this connection comes from
-            let identity = match stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-                None => crate::auth::TlsIdentity(None),
-                Some(cert) => match crate::auth::User::from_certificate(cert) {
-                    Some(user) => crate::auth::TlsIdentity(Some(Arc::new(user))),
-                    None => {
-                        tracing::debug!(%peer, "client certificate names no user (no CN)");
-                        return;
-                    }
-                },
-            };
-            let app = tower::ServiceExt::map_request(app, move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(identity.clone());
-                req
-            });
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::select! {
-                r = conn => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                _ = stopping.wait_for(|s| *s) => {}
-            }
-        });
-    }
-}
-
 async fn bootstrap(state: &ApiState) -> Result<(), ServerError> {
     let ns_info = registry::find("", "v1", "namespaces").expect("namespaces are in the table");
     for ns in BUILTIN_NAMESPACES {
@@ -351,10 +295,28 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
     let headers = parts.headers.clone();
-    let user = match crate::auth::admit(&state, parts.extensions.get::<crate::auth::TlsIdentity>(), &method, &parts.uri, &headers).await {
+    let tls = parts.extensions.get::<crate::auth::TlsIdentity>();
+    if tls.is_none() {
+        // plain HTTP: no authentication, so no browser page from another site (or a rebound name) may use it
+        if let Err(e) = crate::request::origin::check_plain_http(&headers, parts.uri.host(), &state.config.tls_hosts) {
+            tracing::debug!(path, message = %e.message, "plain-HTTP request refused");
+            return e.into_response();
+        }
+    }
+    let user = match crate::auth::authenticate(&state, tls, &headers).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
+    // The query is parsed once, here: authorization and the handler read this one value.
+    let query = match Query::parse(parts.uri.query()) {
+        Ok(q) => q,
+        Err(e) if Attributes::is_resource_path(&path) => return e.into_response(),
+        Err(_) => Query::default(),
+    };
+    let attrs = Attributes::from_request(&method, &path, &query);
+    if let Err(e) = crate::auth::authorize(&state, &user, &attrs).await {
+        return e.into_response();
+    }
     let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let accept = crate::request::accept(&headers).to_string();
     if method == Method::GET {
@@ -400,7 +362,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
             if matches!(method, Method::GET | Method::POST) =>
         {
             let (ns, name, sub) = (ns.to_string(), name.to_string(), sub.to_string());
-            return crate::proxy::pod_stream(state, &ns, &name, &sub, Request::from_parts(parts, body)).await;
+            return crate::proxy::pod_stream(state, &ns, &name, &sub, &query, Request::from_parts(parts, body)).await;
         }
         ["api", "v1", "nodes", name, "proxy", rest @ ..] => {
             let (name, rest) = (name.to_string(), rest.join("/"));
@@ -409,7 +371,10 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
         _ => {}
     }
     match segs.first() {
-        Some(&"api") | Some(&"apis") => handlers::resource_request(state, user, method, parts.uri, headers, body).await,
+        Some(&"api") | Some(&"apis") => {
+            let asked = handlers::Asked { query, verb: attrs.verb };
+            handlers::resource_request(state, user, method, parts.uri, asked, headers, body).await
+        }
         _ => ApiError::path_not_found(&path).into_response(),
     }
 }

@@ -1,6 +1,6 @@
 //! HTTPS for the apiserver: a self-signed cluster CA, a serving certificate for 127.0.0.1/localhost (and the
 //! listen address), and an admin client certificate (CN kubernetes-admin, O system:masters), all kept as PEM
-//! files under `<data-dir>/pki` and reused on restart. Clients must present a certificate signed by the CA.
+//! files under `<data-dir>/pki` (0700, keys 0600) and reused on restart. Clients must present a certificate signed by the CA.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,8 @@ pub enum TlsError {
     Pem { path: PathBuf, what: &'static str },
     #[error("TLS configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Private(#[from] crate::private_files::PrivateFileError),
 }
 
 /// The PEM files of the cluster's certificates.
@@ -45,15 +47,17 @@ fn read(path: &Path) -> Result<String, TlsError> {
     std::fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.to_path_buf(), source })
 }
 
+/// Writes a certificate (readable by all) or a key (`private`: 0600 from the first byte, `private_files`).
 fn write(path: &Path, content: &str, private: bool) -> Result<(), TlsError> {
-    let io = |source| TlsError::Io { path: path.to_path_buf(), source };
-    std::fs::write(path, content).map_err(io)?;
     if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        return Ok(crate::private_files::write(path, content.as_bytes())?);
     }
-    Ok(())
+    std::fs::write(path, content).map_err(|source| TlsError::Io { path: path.to_path_buf(), source })
 }
+
+/// Private keys a PKI directory may hold (the cluster CA's, the apiserver's, the admin's, the service account
+/// signing key, a kubelet's).
+const KEY_FILES: &[&str] = &["ca.key", "apiserver.key", "admin.key", "sa.key", "kubelet.key"];
 
 fn gen<T>(what: &'static str, r: Result<T, rcgen::Error>) -> Result<T, TlsError> {
     r.map_err(|source| TlsError::Generate { what, source })
@@ -62,6 +66,11 @@ fn gen<T>(what: &'static str, r: Result<T, rcgen::Error>) -> Result<T, TlsError>
 /// Loads the PKI from `dir`, creating it on first use. `hosts` are extra names/IPs for the serving certificate.
 pub fn ensure_pki(dir: &Path, hosts: &[String]) -> Result<Pki, TlsError> {
     let p = |n: &str| dir.join(n);
+    // the directory 0700 and every key in it 0600, checked at each start (looser modes are fixed, with a warning)
+    crate::private_files::ensure_dir(dir)?;
+    for key in KEY_FILES {
+        crate::private_files::check_file(&p(key))?;
+    }
     if p("ca.crt").exists() && p("apiserver.crt").exists() && p("admin.crt").exists() {
         return Ok(Pki {
             dir: dir.to_path_buf(),
@@ -72,7 +81,6 @@ pub fn ensure_pki(dir: &Path, hosts: &[String]) -> Result<Pki, TlsError> {
             admin_key: read(&p("admin.key"))?,
         });
     }
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_path_buf(), source })?;
     let ca_key = gen("CA key", KeyPair::generate())?;
     let ca = gen("CA certificate", ca_params()?.self_signed(&ca_key))?;
 
@@ -126,9 +134,9 @@ pub struct CertPair {
 }
 
 impl CertPair {
-    /// Writes `<dir>/<stem>.crt` and `<dir>/<stem>.key` (mode 0600), creating `dir`.
+    /// Writes `<dir>/<stem>.crt` and `<dir>/<stem>.key` (mode 0600), creating `dir` (mode 0700).
     pub fn write(&self, dir: &Path, stem: &str) -> Result<(), TlsError> {
-        std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_path_buf(), source })?;
+        crate::private_files::ensure_dir(dir)?;
         write(&dir.join(format!("{stem}.crt")), &self.cert, false)?;
         write(&dir.join(format!("{stem}.key")), &self.key, true)
     }
@@ -143,10 +151,15 @@ pub fn issue_kubelet_certs(pki: &Pki, hostname: &str, node_ips: &[String]) -> Re
     Ok((CertPair { cert: serving.pem(), key: serving_key.serialize_pem() }, issue_kubelet_client(pki)?))
 }
 
-/// The client certificate the apiserver presents to kubelets (CN kube-apiserver-kubelet-client,
-/// O system:masters), issued by the cluster CA of `pki`.
+/// The user the apiserver's kubelet client certificate names.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
+/// The client certificate the apiserver presents to kubelets (CN kube-apiserver-kubelet-client, no group),
+/// issued by the cluster CA of `pki`. Kubelets admit it; on the API it holds only what the built-in binding
+/// to `system:kubelet-api-admin` gives (nodes and their proxy, log, stats, metrics and spec), never
+/// `system:masters`: a `nodes/proxy` request that reaches the apiserver itself gets nothing more than that.
 pub fn issue_kubelet_client(pki: &Pki) -> Result<CertPair, TlsError> {
-    issue_user(pki, "kube-apiserver-kubelet-client", &["system:masters".into()])
+    issue_user(pki, KUBELET_CLIENT_USER, &[])
 }
 
 /// A client certificate for user `name` in `groups` (CN and O, what the apiserver reads the identity from; at

@@ -5,7 +5,11 @@
 
 use http::Method;
 
+use crate::request::Query;
 use crate::status::ApiError;
+
+/// Subresources of a namespace, which live at `/namespaces/{ns}/{sub}` (upstream's `namespaceSubresources`).
+const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Attributes {
@@ -21,7 +25,17 @@ pub struct Attributes {
 }
 
 impl Attributes {
-    pub fn from_request(method: &Method, path: &str, query: Option<&str>) -> Attributes {
+    /// What `method` on `path` asks, with the query as parsed once for the handler too (see
+    /// [`crate::request::query`]): the verb (`watch` by the same reading of `watch` the handler uses) and, for a
+    /// list or watch, the name an exact `metadata.name` field selector narrows it to.
+    /// Whether `path` is a resource request (`/api/<v>/...` or `/apis/<g>/<v>/...` with something after the
+    /// version), as opposed to discovery and other non-resource paths.
+    pub fn is_resource_path(path: &str) -> bool {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        matches!(segs.as_slice(), ["api", _, _, ..] | ["apis", _, _, _, ..])
+    }
+
+    pub fn from_request(method: &Method, path: &str, query: &Query) -> Attributes {
         let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let (group, rest) = match segs.as_slice() {
             ["api", _version, rest @ ..] if !rest.is_empty() => ("", rest),
@@ -29,21 +43,19 @@ impl Attributes {
             _ => return Attributes { verb: method.as_str().to_ascii_lowercase(), path: path.to_string(), ..Default::default() },
         };
         let mut rest = rest.to_vec();
-        let pairs: Vec<(String, String)> =
-            form_urlencoded::parse(query.unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        let param = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-        let mut watch = matches!(param("watch"), Some("true" | "1"));
+        let mut watch = query.watch;
         if rest.first() == Some(&"watch") {
             watch = true;
             rest.remove(0);
         }
         let mut a = Attributes { resource_request: true, api_group: group.to_string(), path: path.to_string(), ..Default::default() };
-        // /namespaces/{ns}/{resource}/... is namespaced; /namespaces/{ns} alone is the namespace itself
-        if rest.first() == Some(&"namespaces") && rest.len() > 2 {
+        // /namespaces/{ns}/{resource}/... is namespaced; /namespaces/{ns} alone, and its status and finalize
+        // subresources, are the namespace itself (upstream's namespaceSubresources)
+        if rest.first() == Some(&"namespaces") && rest.len() >= 2 {
             a.namespace = rest[1].to_string();
-            rest.drain(..2);
-        } else if rest.first() == Some(&"namespaces") && rest.len() == 2 {
-            a.namespace = rest[1].to_string();
+            if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
+                rest.drain(..2);
+            }
         }
         a.resource = rest.first().map(|s| s.to_string()).unwrap_or_default();
         a.name = rest.get(1).map(|s| s.to_string()).unwrap_or_default();
@@ -64,14 +76,11 @@ impl Attributes {
             // WebSocket upgrades come as GET; they write to the pod all the same (upstream 1.31+ asks for create)
             a.verb = "create".into();
         }
-        if matches!(a.verb.as_str(), "list" | "watch") {
-            // a list or watch of one object by name (`--field-selector metadata.name=x`) may use resourceNames rules
-            if let Some(sel) = param("fieldSelector") {
-                for term in sel.split(',') {
-                    if let Some(v) = term.strip_prefix("metadata.name=").or_else(|| term.strip_prefix("metadata.name==")) {
-                        a.name = v.to_string();
-                    }
-                }
+        if matches!(a.verb.as_str(), "list" | "watch") && a.name.is_empty() {
+            // a list or watch of one object by name (`--field-selector metadata.name=x`) may use resourceNames
+            // rules; the handler applies the very same parsed selector
+            if let Some(name) = query.exact_name() {
+                a.name = name.to_string();
             }
         }
         a
@@ -139,7 +148,7 @@ mod tests {
     use super::*;
 
     fn attrs(method: Method, path: &str, query: Option<&str>) -> Attributes {
-        Attributes::from_request(&method, path, query)
+        Attributes::from_request(&method, path, &Query::parse(query).expect("valid query"))
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The built-in policy every cluster starts with, as upstream's bootstrap policy: the user-facing ClusterRoles
 //! `cluster-admin`, `admin`, `edit` and `view` (the last three aggregated, for the resources this server
-//! serves), the discovery roles every authenticated user is bound to, and `cluster-admin` bound to
-//! `system:masters`. Created when missing at each start; an existing
+//! serves), the discovery roles every authenticated user is bound to, `cluster-admin` bound to
+//! `system:masters`, and `system:kubelet-api-admin` bound to the apiserver's kubelet client user. Created when missing at each start; an existing
 //! object is left as it is (an operator's edit wins).
 
 use serde_json::{json, Value};
@@ -142,6 +142,15 @@ pub fn cluster_roles() -> Vec<Value> {
         labelled(role("system:aggregate-to-admin", admin_only_rules()), "admin"),
         labelled(role("system:aggregate-to-edit", edit_only_rules()), "edit"),
         labelled(role("system:aggregate-to-view", view_rules()), "view"),
+        // upstream's full access to the kubelet API, what the apiserver's kubelet client user is bound to
+        role(
+            "system:kubelet-api-admin",
+            vec![
+                rule(&[""], &["nodes"], READ),
+                rule(&[""], &["nodes"], &["proxy"]),
+                rule(&[""], &["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/spec", "nodes/stats"], &["*"]),
+            ],
+        ),
         role("system:discovery", vec![urls(DISCOVERY_URLS, &["get"])]),
         role("system:public-info-viewer", vec![urls(PUBLIC_INFO_URLS, &["get"])]),
         role(
@@ -157,12 +166,20 @@ pub fn cluster_roles() -> Vec<Value> {
 /// The built-in ClusterRoleBindings.
 pub fn cluster_role_bindings() -> Vec<Value> {
     let group = |g: &str| json!({"apiGroup": GROUP, "kind": "Group", "name": g});
-    let binding = |name: &str, subjects: Vec<Value>| {
+    let user = |u: &str| json!({"apiGroup": GROUP, "kind": "User", "name": u});
+    let binding_to = |name: &str, role: &str, subjects: Vec<Value>| {
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta(name),
-               "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": name}, "subjects": subjects})
+               "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": role}, "subjects": subjects})
     };
+    let binding = |name: &str, subjects: Vec<Value>| binding_to(name, name, subjects);
     vec![
         binding("cluster-admin", vec![group(super::MASTERS)]),
+        // the apiserver's client certificate for kubelets: the kubelet API, nothing else on this one
+        binding_to(
+            "kube-apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            vec![user(crate::tls::KUBELET_CLIENT_USER)],
+        ),
         binding("system:discovery", vec![group(super::AUTHENTICATED)]),
         binding("system:basic-user", vec![group(super::AUTHENTICATED)]),
         binding("system:public-info-viewer", vec![group(super::AUTHENTICATED), group("system:unauthenticated")]),

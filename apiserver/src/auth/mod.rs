@@ -7,8 +7,8 @@
 //! 2. Impersonation: `Impersonate-User`/`-Group`/`-Uid`/`-Extra-*` headers (`kubectl --as`), each allowed by the
 //!    `impersonate` verb on users/groups/serviceaccounts/uids/userextras.
 //! 3. Authorization: [`attributes`] reads the verb, resource and namespace off the request as upstream's
-//!    RequestInfo does, and [`rbac`] evaluates the stored Roles and bindings (the built-in ones come from
-//!    [`bootstrap`]). `system:masters` is allowed everything without a lookup, as upstream.
+//!    RequestInfo does (from the one parsed `request::Query` the handler reads too), and [`rbac`] evaluates
+//!    the stored Roles and bindings (the built-in ones come from [`bootstrap`]). `system:masters` is allowed everything without a lookup, as upstream.
 //!
 //! The review APIs `kubectl auth can-i` and `kubectl auth whoami` call are in [`review`]; service account
 //! tokens (TokenRequest, bearer authentication) in [`token`].
@@ -92,30 +92,28 @@ async fn read<T: serde::de::DeserializeOwned>(
 #[derive(Debug, Clone)]
 pub struct TlsIdentity(pub Option<Arc<User>>);
 
-/// Authenticates (the connection's certificate, else a bearer token), applies impersonation headers and
-/// authorizes the request. Returns the user the request acts as.
-pub async fn admit(
-    state: &ApiState,
-    tls: Option<&TlsIdentity>,
-    method: &http::Method,
-    uri: &http::Uri,
-    headers: &HeaderMap,
-) -> Result<Arc<User>, ApiError> {
+/// Authenticates (the connection's certificate, else a bearer token) and applies impersonation headers.
+/// Returns the user the request acts as.
+pub async fn authenticate(state: &ApiState, tls: Option<&TlsIdentity>, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
     let requester = match tls {
         None => Arc::new(User::unsecured()),
         Some(TlsIdentity(Some(user))) => user.clone(),
         Some(TlsIdentity(None)) => Arc::new(authenticate_bearer(state, headers).await?),
     };
-    let user = impersonate(state, requester, headers).await?;
+    impersonate(state, requester, headers).await
+}
+
+/// Authorizes what `attrs` asks for `user` (upstream's 403 when no rule allows it). `attrs` must come from the
+/// same parsed request the handler serves (`Attributes::from_request` with the request's one `Query`).
+pub async fn authorize(state: &ApiState, user: &User, attrs: &Attributes) -> Result<(), ApiError> {
     if user.is_privileged() {
-        return Ok(user);
+        return Ok(());
     }
-    let attrs = Attributes::from_request(method, uri.path(), uri.query());
-    if !rbac::authorize(state, &user, &attrs).await?.allowed {
-        tracing::debug!(user = %user.name, verb = %attrs.verb, path = uri.path(), "forbidden");
+    if !rbac::authorize(state, user, attrs).await?.allowed {
+        tracing::debug!(user = %user.name, verb = %attrs.verb, path = %attrs.path, "forbidden");
         return Err(attrs.forbidden(&user.name));
     }
-    Ok(user)
+    Ok(())
 }
 
 /// A bearer token's service account, `system:anonymous` without a token, 401 for a token that does not verify.

@@ -44,6 +44,7 @@ impl TokenKeys {
         let err = |path: &Path, message: String| KeyError::File { path: path.display().to_string(), message };
         let pkcs8 = match dir.map(|d| d.join(KEY_FILE)) {
             Some(path) if path.exists() => {
+                crate::private_files::check_file(&path).map_err(|e| err(&path, e.to_string()))?;
                 let pem = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?;
                 let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
                 STANDARD.decode(b64).map_err(|e| err(&path, format!("not PEM: {e}")))?
@@ -54,7 +55,7 @@ impl TokenKeys {
                 if let Some(path) = target {
                     let pem = pem_wrap(doc.as_ref());
                     if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| err(parent, e.to_string()))?;
+                        crate::private_files::ensure_dir(parent).map_err(|e| err(parent, e.to_string()))?;
                     }
                     crate::kubeconfig::write_content(&path, &pem).map_err(|e| err(&path, e.to_string()))?;
                 }

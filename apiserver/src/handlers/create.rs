@@ -20,13 +20,11 @@ use crate::storage::ListOptions;
 
 /// Decodes a JSON or YAML body (415 for other media types).
 pub fn decode_object(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
-    match request::body_type(&ctx.headers)? {
+    match request::body_type(&ctx.headers, request::OBJECT_MEDIA_TYPES)? {
         BodyType::Json => request::decode_body(body, false),
         BodyType::Yaml => request::decode_body(body, true),
         BodyType::Protobuf => crate::protobuf::decode(body),
-        _ => Err(ApiError::unsupported_media_type(
-            ctx.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-        )),
+        _ => Err(ApiError::unsupported_media_type(request::OBJECT_MEDIA_TYPES)),
     }
 }
 

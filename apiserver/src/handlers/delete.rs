@@ -20,7 +20,10 @@ fn delete_options(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     let mut opts = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        request::decode_body(body, false)?
+        match request::body_type(&ctx.headers, &["application/json", "application/yaml"])? {
+            request::BodyType::Yaml => request::decode_body(body, true)?,
+            _ => request::decode_body(body, false)?,
+        }
     };
     if !opts.is_object() {
         return Err(ApiError::bad_request("DeleteOptions must be an object"));

@@ -26,10 +26,7 @@ pub struct Selectors {
 
 impl Selectors {
     pub fn parse(info: &ResourceInfo, q: &Query) -> Result<Selectors, ApiError> {
-        let labels = LabelSelector::parse(q.label_selector.as_deref().unwrap_or_default())
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let fields = FieldSelector::parse(q.field_selector.as_deref().unwrap_or_default())
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let (labels, fields) = (q.labels.clone(), q.fields.clone());
         let supported = supported_fields(info.group, info.kind);
         for r in &fields.requirements {
             let ok = r.path == "metadata.name" || r.path == "metadata.namespace" || supported.contains(&r.path.as_str());

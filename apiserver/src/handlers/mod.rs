@@ -55,11 +55,18 @@ impl Ctx {
     }
 }
 
-/// Entry point for `/api/...` and `/apis/...` resource paths.
-pub async fn resource_request(state: Arc<ApiState>, user: Arc<User>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+/// What the request asks, as authorization read it: the query parsed once and the verb decided from it.
+pub struct Asked {
+    pub query: Query,
+    /// The verb authorization checked (`get`, `list`, `watch`, `create`...).
+    pub verb: String,
+}
+
+/// Entry point for `/api/...` and `/apis/...` resource paths; `asked` is what authorization allowed.
+pub async fn resource_request(state: Arc<ApiState>, user: Arc<User>, method: Method, uri: Uri, asked: Asked, headers: HeaderMap, body: Body) -> Response {
     let path = uri.path().to_string();
     let started = std::time::Instant::now();
-    let result = route(state.clone(), user, &method, &uri, headers, body).await;
+    let result = route(state.clone(), user, &method, &uri, asked, headers, body).await;
     let (response, resource, verb) = match result {
         Ok((r, res, verb)) => (r, res, verb),
         Err((e, res, verb)) => {
@@ -77,7 +84,7 @@ pub async fn resource_request(state: Arc<ApiState>, user: Arc<User>, method: Met
 
 type Routed = Result<(Response, &'static str, &'static str), (ApiError, &'static str, &'static str)>;
 
-async fn route(state: Arc<ApiState>, user: Arc<User>, method: &Method, uri: &Uri, headers: HeaderMap, body: Body) -> Routed {
+async fn route(state: Arc<ApiState>, user: Arc<User>, method: &Method, uri: &Uri, asked: Asked, headers: HeaderMap, body: Body) -> Routed {
     let path = uri.path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest) = match segs.as_slice() {
@@ -90,9 +97,8 @@ async fn route(state: Arc<ApiState>, user: Arc<User>, method: &Method, uri: &Uri
     }
     let target = request::parse_target(group, version, rest, path).map_err(|e| (e, "", ""))?;
     let resource = target.info.resource;
-    let query = Query::parse(uri.query()).map_err(|e| (e, resource, ""))?;
-    let ctx = Ctx { state, user, target, query, headers, path: path.to_string() };
-    let verb = verb_of(method, &ctx);
+    let verb = static_verb(&asked.verb);
+    let ctx = Ctx { state, user, target, query: asked.query, headers, path: path.to_string() };
     if !ctx.info().verbs.contains(&verb) {
         let e = ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method} {path})"));
         return Err((e, resource, verb));
@@ -125,19 +131,10 @@ async fn route(state: Arc<ApiState>, user: Arc<User>, method: &Method, uri: &Uri
     }
 }
 
-fn verb_of(method: &Method, ctx: &Ctx) -> &'static str {
-    let named = ctx.target.name.is_some();
-    match method.as_str() {
-        "GET" if ctx.query.watch || ctx.target.watch_path => "watch",
-        "GET" if named => "get",
-        "GET" => "list",
-        "POST" => "create",
-        "PUT" => "update",
-        "PATCH" => "patch",
-        "DELETE" if named => "delete",
-        "DELETE" => "deletecollection",
-        _ => "unknown",
-    }
+/// The verb authorization decided, as the static name metrics and the resource table use.
+fn static_verb(verb: &str) -> &'static str {
+    const VERBS: &[&str] = &["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"];
+    VERBS.iter().find(|v| **v == verb).copied().unwrap_or("unknown")
 }
 
 /// How much of an oversized body is read (and dropped) so the client gets the 413 instead of a reset.

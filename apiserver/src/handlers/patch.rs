@@ -31,17 +31,13 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
             ctx.path
         )));
     }
-    let bt = request::body_type(&ctx.headers)?;
+    let bt = request::body_type(&ctx.headers, request::PATCH_MEDIA_TYPES)?;
     let patch = match bt {
         BodyType::JsonPatch | BodyType::MergePatch | BodyType::StrategicMergePatch => {
             serde_json::from_slice::<Value>(&body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
         }
         BodyType::ApplyPatch => request::decode_body(&body, true)?,
-        _ => {
-            return Err(ApiError::unsupported_media_type(
-                ctx.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-            ))
-        }
+        _ => return Err(ApiError::unsupported_media_type(request::PATCH_MEDIA_TYPES)),
     };
     let part = match ctx.target.subresource.as_deref() {
         None => Part::Main,

@@ -19,6 +19,7 @@ use super::{set_type_meta, Ctx};
 use crate::object;
 use crate::registry::ResourceInfo;
 use crate::request::{self, Query};
+use crate::selectors::FieldRequirement;
 use crate::status::ApiError;
 use crate::storage::{KeyValue, Revision, StorageError, WatchEvent};
 use crate::table;
@@ -84,11 +85,7 @@ pub async fn watch(ctx: &Ctx) -> Result<Response, ApiError> {
     let mut query = ctx.query.clone();
     // A watch on a named path (legacy /watch/.../name) watches that one object.
     if let Some(name) = &ctx.target.name {
-        let fs = match &query.field_selector {
-            Some(f) if !f.is_empty() => format!("{f},metadata.name={name}"),
-            _ => format!("metadata.name={name}"),
-        };
-        query.field_selector = Some(fs);
+        query.fields.requirements.push(FieldRequirement { path: "metadata.name".into(), value: name.clone(), equal: true });
     }
     let sel = Selectors::parse(info, &query)?;
     let ns = ctx.target.ns().map(str::to_string);

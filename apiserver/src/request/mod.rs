@@ -1,12 +1,18 @@
 //! What a resource request addresses and asks for: the path parsed against the resource table
-//! (`/api/v1/namespaces/{ns}/pods/{name}/status`), the query parameters, body decoding (JSON or YAML) and the
-//! response form the client accepts (plain JSON or a `meta.k8s.io` Table).
+//! (`/api/v1/namespaces/{ns}/pods/{name}/status`), the query parameters ([`query`], parsed once for
+//! authorization and handlers alike), body decoding (JSON or YAML) and the response form the client accepts
+//! (plain JSON or a `meta.k8s.io` Table).
 
 use http::HeaderMap;
 use serde_json::Value;
 
 use crate::registry::{self, ResourceInfo};
 use crate::status::ApiError;
+
+pub mod origin;
+pub mod query;
+
+pub use query::Query;
 
 /// The resource a request addresses.
 #[derive(Debug, Clone)]
@@ -41,20 +47,20 @@ pub fn parse_target(group: &str, version: &str, segs: &[&str], full_path: &str) 
     if segs.is_empty() {
         return Err(not_found());
     }
-    // /namespaces/{ns}/{resource}[/{name}[/{sub}]]
-    if segs[0] == "namespaces" && segs.len() >= 3 {
-        if let Some(info) = registry::find(group, version, segs[2]).filter(|i| i.namespaced) {
-            if segs.len() > 5 {
-                return Err(not_found());
-            }
-            return Ok(Target {
-                info,
-                namespace: Some(segs[1].to_string()),
-                name: segs.get(3).map(|s| s.to_string()),
-                subresource: segs.get(4).map(|s| s.to_string()),
-                watch_path,
-            });
+    // /namespaces/{ns}/{resource}[/{name}[/{sub}]]; /namespaces/{ns}/{status|finalize} is the namespace's own
+    // subresource, and nothing else is (authorization reads the path the same way: auth::attributes)
+    if segs[0] == "namespaces" && segs.len() >= 3 && !matches!(segs[2], "status" | "finalize") {
+        let info = registry::find(group, version, segs[2]).filter(|i| i.namespaced).ok_or_else(not_found)?;
+        if segs.len() > 5 {
+            return Err(not_found());
         }
+        return Ok(Target {
+            info,
+            namespace: Some(segs[1].to_string()),
+            name: segs.get(3).map(|s| s.to_string()),
+            subresource: segs.get(4).map(|s| s.to_string()),
+            watch_path,
+        });
     }
     let info = registry::find(group, version, segs[0]).ok_or_else(not_found)?;
     if segs.len() > 3 {
@@ -72,95 +78,6 @@ pub fn parse_target(group: &str, version: &str, segs: &[&str], full_path: &str) 
     })
 }
 
-/// Query parameters understood on resource requests (unknown ones are ignored, as Kubernetes does).
-#[derive(Debug, Clone, Default)]
-pub struct Query {
-    pub watch: bool,
-    pub label_selector: Option<String>,
-    pub field_selector: Option<String>,
-    pub limit: Option<usize>,
-    pub continue_token: Option<String>,
-    pub resource_version: Option<String>,
-    pub resource_version_match: Option<String>,
-    pub timeout_seconds: Option<u64>,
-    pub allow_watch_bookmarks: bool,
-    pub send_initial_events: Option<bool>,
-    pub dry_run: bool,
-    pub field_manager: Option<String>,
-    pub field_validation: Option<String>,
-    pub force: bool,
-    pub propagation_policy: Option<String>,
-    pub grace_period_seconds: Option<i64>,
-    pub include_object: Option<String>,
-    pub pretty: bool,
-    /// Every parameter as given (for subresources like log/exec).
-    pub raw: Vec<(String, String)>,
-}
-
-fn truthy(v: &str) -> bool {
-    matches!(v, "true" | "1" | "True" | "TRUE" | "")
-}
-
-impl Query {
-    pub fn parse(q: Option<&str>) -> Result<Query, ApiError> {
-        let mut out = Query::default();
-        let Some(q) = q else { return Ok(out) };
-        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-            let v = v.to_string();
-            match k.as_ref() {
-                "watch" => out.watch = truthy(&v),
-                "labelSelector" => out.label_selector = Some(v.clone()),
-                "fieldSelector" => out.field_selector = Some(v.clone()),
-                "limit" => {
-                    let n: i64 = v.parse().map_err(|_| ApiError::bad_request(format!("invalid limit {v:?}")))?;
-                    out.limit = if n > 0 { Some(n as usize) } else { None };
-                }
-                "continue" => out.continue_token = Some(v.clone()).filter(|s| !s.is_empty()),
-                "resourceVersion" => out.resource_version = Some(v.clone()).filter(|s| !s.is_empty()),
-                "resourceVersionMatch" => out.resource_version_match = Some(v.clone()).filter(|s| !s.is_empty()),
-                "timeoutSeconds" => out.timeout_seconds = v.parse().ok(),
-                "allowWatchBookmarks" => out.allow_watch_bookmarks = truthy(&v),
-                "sendInitialEvents" => out.send_initial_events = Some(truthy(&v)),
-                "dryRun" => {
-                    if v != "All" && !v.is_empty() {
-                        return Err(ApiError::bad_request(format!(
-                            "Invalid dry run value: {v:?}: supported values: \"All\""
-                        )));
-                    }
-                    out.dry_run = v == "All";
-                }
-                "fieldManager" => out.field_manager = Some(v.clone()),
-                "fieldValidation" => {
-                    if !matches!(v.as_str(), "Strict" | "Warn" | "Ignore" | "") {
-                        return Err(ApiError::bad_request(format!(
-                            "fieldValidation invalid value: {v}: must be one of Ignore, Warn or Strict"
-                        )));
-                    }
-                    out.field_validation = Some(v.clone());
-                }
-                "force" => out.force = truthy(&v),
-                "propagationPolicy" => out.propagation_policy = Some(v.clone()),
-                "gracePeriodSeconds" => out.grace_period_seconds = v.parse().ok(),
-                "includeObject" => out.include_object = Some(v.clone()),
-                "pretty" => out.pretty = truthy(&v),
-                _ => {}
-            }
-            out.raw.push((k.to_string(), v));
-        }
-        Ok(out)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.raw.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-
-    /// Strict unless the client asked to Warn or Ignore (upstream's default for kubectl is Strict via the flag;
-    /// for other clients it is Warn: unknown fields are dropped).
-    pub fn strict(&self) -> bool {
-        self.field_validation.as_deref() == Some("Strict")
-    }
-}
-
 /// The media type of a request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyType {
@@ -173,19 +90,37 @@ pub enum BodyType {
     Protobuf,
 }
 
-pub fn body_type(headers: &HeaderMap) -> Result<BodyType, ApiError> {
-    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+/// What create, update and the POST subresources take (upstream's list, in its order).
+pub const OBJECT_MEDIA_TYPES: &[&str] = &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
+/// What PATCH takes (upstream's list for built-in kinds; `application/apply-patch+json` is taken too).
+pub const PATCH_MEDIA_TYPES: &[&str] =
+    &["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"];
+
+/// The media type of the body (parameters such as `charset` ignored); no Content-Type is JSON, upstream's
+/// default. Anything the API does not speak, `text/plain` and the form types a cross-site browser POST can send
+/// included, is upstream's 415 listing `accepted`.
+pub fn body_type(headers: &HeaderMap, accepted: &[&str]) -> Result<BodyType, ApiError> {
+    let ct = headers.get(http::header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?")).unwrap_or("");
     let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    Ok(match base.as_str() {
-        "" | "application/json" | "*/*" | "text/plain" => BodyType::Json,
-        "application/yaml" | "application/x-yaml" | "text/yaml" => BodyType::Yaml,
+    let bt = match base.as_str() {
+        "" | "application/json" => BodyType::Json,
+        "application/yaml" => BodyType::Yaml,
         "application/json-patch+json" => BodyType::JsonPatch,
         "application/merge-patch+json" => BodyType::MergePatch,
         "application/strategic-merge-patch+json" => BodyType::StrategicMergePatch,
         "application/apply-patch+yaml" | "application/apply-patch+json" => BodyType::ApplyPatch,
         "application/vnd.kubernetes.protobuf" => BodyType::Protobuf,
-        _ => return Err(ApiError::unsupported_media_type(ct)),
-    })
+        _ => return Err(ApiError::unsupported_media_type(accepted)),
+    };
+    let taken = match bt {
+        BodyType::Json => base.is_empty() || accepted.contains(&"application/json"),
+        BodyType::ApplyPatch => accepted.contains(&"application/apply-patch+yaml"),
+        _ => accepted.contains(&base.as_str()),
+    };
+    if !taken {
+        return Err(ApiError::unsupported_media_type(accepted));
+    }
+    Ok(bt)
 }
 
 /// Decodes a JSON or YAML body into a JSON value; malformed input is a 400 naming the problem.
@@ -257,6 +192,53 @@ mod tests {
         let t = parse_target("", "v1", &["watch", "namespaces", "d", "pods"], "/p").expect("legacy watch");
         assert!(t.watch_path);
         assert!(parse_target("", "v1", &["widgets"], "/p").is_err());
+    }
+
+    /// Authorization (`auth::attributes`) and the handler read every path shape the same way: same resource,
+    /// subresource, name and namespace; a path one of them cannot place is refused by the handler.
+    #[test]
+    fn authorization_and_handler_read_paths_alike() {
+        use crate::auth::attributes::Attributes;
+        let cases = [
+            "/api/v1/namespaces/d/pods",
+            "/api/v1/namespaces/d/pods/p",
+            "/api/v1/namespaces/d/pods/p/status",
+            "/api/v1/namespaces/d/pods/p/log",
+            "/api/v1/namespaces/x",
+            "/api/v1/namespaces/x/status",
+            "/api/v1/namespaces/x/finalize",
+            "/api/v1/namespaces",
+            "/api/v1/pods",
+            "/api/v1/nodes",
+            "/api/v1/nodes/n/status",
+            "/api/v1/nodes/n/proxy/a/b",
+            "/apis/apps/v1/namespaces/d/deployments/w/scale",
+            "/api/v1/watch/namespaces/d/pods",
+            "/api/v1/watch/namespaces/d/pods/p",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles/x",
+        ];
+        for path in cases {
+            let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+            let (g, v, rest) = match segs.as_slice() {
+                ["api", v, rest @ ..] => ("", *v, rest),
+                ["apis", g, v, rest @ ..] => (*g, *v, rest),
+                _ => unreachable!(),
+            };
+            let t = parse_target(g, v, rest, path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let a = Attributes::from_request(&http::Method::GET, path, &Query::default());
+            assert_eq!(a.resource, t.info.resource, "{path}");
+            assert_eq!(a.subresource, t.subresource.clone().unwrap_or_default(), "{path}");
+            assert_eq!(a.name, t.name.clone().unwrap_or_default(), "{path}");
+            let ns = if t.info.resource == "namespaces" { t.name.clone() } else { t.namespace.clone() };
+            assert_eq!(a.namespace, ns.unwrap_or_default(), "{path}");
+        }
+        for (rest, path) in [
+            (&["namespaces", "x", "nodes"][..], "a cluster-scoped resource under a namespace"),
+            (&["namespaces", "x", "widgets"][..], "an unknown resource under a namespace"),
+            (&["namespaces", "x", "status", "y"][..], "too deep"),
+        ] {
+            assert!(parse_target("", "v1", rest, "/p").is_err(), "{path}: {rest:?}");
+        }
     }
 
     #[test]

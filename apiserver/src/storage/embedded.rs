@@ -238,15 +238,19 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in the file `path`, creating its parent directory.
     pub fn open(path: impl AsRef<Path>) -> Result<EmbeddedStore, StorageError> {
         let path = path.as_ref().to_path_buf();
+        // every Secret is in these files: the directory 0700, the store and its log 0600, checked at each open
+        // (looser modes are fixed with a warning; another owner is refused)
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| backend_err(&format!("create directory {}", parent.display()), e))?;
+                crate::private_files::ensure_dir(parent).map_err(|e| backend_err("check the store's directory", e))?;
             }
         }
+        crate::private_files::check_file(&wal_path(&path)).map_err(|e| backend_err("check the store's log", e))?;
+        let file = crate::private_files::open(&path).map_err(|e| backend_err("open the store", e))?;
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| backend_err(&format!("open {}", path.display()), e))?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(&path)
+            .create_with_backend(backend)
             .map_err(|e| backend_err(&format!("open {}", path.display()), e))?;
         let (rev, compacted) = {
             let txn = db.begin_write().map_err(|e| backend_err("begin write", e))?;

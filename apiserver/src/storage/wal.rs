@@ -12,7 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// One change as the log records it.
@@ -101,7 +101,8 @@ impl Wal {
     /// Opens (or creates) the log at `path` and returns it with the records it holds. The next append
     /// overwrites from the start: the caller replays the records and then calls `reset`.
     pub(crate) fn open(path: &Path) -> std::io::Result<(Wal, Vec<Record>)> {
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        // the log holds recent writes, Secrets included: created 0600 (the store checks an existing one)
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
         let records = parse(&data);
