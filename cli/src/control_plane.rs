@@ -30,6 +30,8 @@ pub struct Options {
     pub cluster_dns: Option<Ipv4Addr>,
     /// How the apiserver reaches kubelets over HTTPS (None: plain HTTP).
     pub kubelet_client: Option<rkube_apiserver::proxy::KubeletClientTls>,
+    /// Open connections one client address may hold (`--max-connections-per-client`).
+    pub max_connections_per_client: usize,
 }
 
 /// A running control plane; [`ControlPlane::stop`] ends it.
@@ -52,7 +54,9 @@ pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<ku
 }
 
 pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
-    std::fs::create_dir_all(&o.data_dir).with_context(|| format!("create data dir {}", o.data_dir.display()))?;
+    // the store, the cluster's keys and the admin kubeconfig live here: 0700, looser modes tightened (with a
+    // warning), another owner refused
+    rkube_apiserver::private_files::ensure_dir(&o.data_dir).with_context(|| format!("data dir {}", o.data_dir.display()))?;
     let backend = if o.etcd.is_empty() {
         Backend::Embedded(o.data_dir.join("state.redb"))
     } else {
@@ -61,6 +65,7 @@ pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
     let opened = open_backend(&backend).await.with_context(|| format!("open storage {backend:?}"))?;
     let mut config = ServerConfig::new(o.listen);
     config.kubelet_client = o.kubelet_client.clone();
+    config.limits.max_connections_per_client = o.max_connections_per_client;
     if o.tls {
         let dir = o.data_dir.join("pki");
         config.tls_hosts = o.advertise_address.iter().map(|ip| ip.to_string()).collect();

@@ -190,9 +190,11 @@ impl Drop for PidFile {
     }
 }
 
-/// Claims `data` for this process: fails if another live rkube holds it.
+/// Claims `data` for this process: fails if another live rkube holds it. The data dir holds the store, keys and
+/// kubeconfigs: it is made 0700 (an existing one with looser modes is tightened, with a warning; one owned by
+/// another user is refused).
 pub fn claim_data_dir(data: &Path) -> anyhow::Result<PidFile> {
-    std::fs::create_dir_all(data).with_context(|| format!("create data dir {}", data.display()))?;
+    rkube_apiserver::private_files::ensure_dir(data).with_context(|| format!("data dir {}", data.display()))?;
     let pid_file = data.join("rkube.pid");
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         if let Ok(pid) = pid.trim().parse::<i32>() {

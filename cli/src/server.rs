@@ -39,6 +39,10 @@ pub struct Args {
     /// ClusterIP of the kube-dns Service (the kubelets answer DNS there)
     #[arg(long, default_value_t = DEFAULT_CLUSTER_DNS)]
     pub cluster_dns: Ipv4Addr,
+    /// Open connections the API accepts from one client address (an IPv6 client's whole /64); more are closed
+    /// at once, other addresses are still served
+    #[arg(long, default_value_t = rkube_apiserver::connections::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    pub max_connections_per_client: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -57,6 +61,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         cluster_dns: Some(args.cluster_dns),
         // with --tls: HTTPS to kubelets with a client certificate from the cluster CA (see control_plane)
         kubelet_client: None,
+        max_connections_per_client: args.max_connections_per_client,
     })
     .await?;
     eprintln!(

@@ -17,6 +17,10 @@ pub struct Args {
     /// Address to serve the Kubernetes API on (plain HTTP, keep it on loopback)
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Open connections the API accepts from one client address (an IPv6 client's whole /64); more are closed
+    /// at once, other addresses are still served
+    #[arg(long, default_value_t = rkube_apiserver::connections::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    pub max_connections_per_client: usize,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -48,6 +52,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
         advertise_address: None,
         cluster_dns: Some(args.node.cluster_dns),
         kubelet_client: Some(kubelet_client),
+        max_connections_per_client: args.max_connections_per_client,
     })
     .await?;
     eprintln!(
