@@ -164,7 +164,7 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
         }
     }
     let setup_rootfs = !ctx.exec_mode && ctx.plan.new_mount;
-    let early = if setup_rootfs { crate::rootfs::prepare_early(spec, ctx.rootfs).map_err(|e| e.to_string())? } else { 0 };
+    let early = if setup_rootfs { Some(crate::rootfs::prepare_early(spec, ctx.rootfs).map_err(|e| e.to_string())?) } else { None };
     if !cgroup_joined {
         match ctx.sync.recv() {
             Ok(Some((b'C', _))) => {}
@@ -175,8 +175,8 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
     if ctx.plan.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("linux.namespaces: unshare cgroup: {e}"))?;
     }
-    if setup_rootfs {
-        crate::rootfs::prepare_late(spec, ctx.rootfs, early, ctx.plan.new_user, Some(ctx.layout)).map_err(|e| e.to_string())?;
+    if let Some((done, root)) = &early {
+        crate::rootfs::prepare_late(spec, root, *done, ctx.plan.new_user, Some(ctx.layout)).map_err(|e| e.to_string())?;
     }
     let mut state_json = String::new();
     let hooks = spec.hooks().as_ref();

@@ -308,3 +308,77 @@ sleep 1000
     }
     b.rt(&["delete", "--force", &id]);
 }
+
+/// Creates with the bundle as it is; the create must fail naming `must_mention` and leave no state or cgroup.
+fn create_fails(b: &mut Bundle, must_mention: &[&str]) -> String {
+    b.write();
+    let id = b.id();
+    let out = b.rt(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "create should fail");
+    for m in must_mention {
+        assert!(err.contains(m), "error does not mention {m:?}: {err}");
+    }
+    assert!(!b.root.path().join(&id).exists(), "state dir left behind: {err}");
+    assert!(!b.cgroup_exists(), "cgroup left behind: {err}");
+    err
+}
+
+/// /l0 -> /l1 -> ... -> /l255 -> `target` in the rootfs: 256 links.
+fn link_chain(rootfs: &std::path::Path, target: &std::path::Path) {
+    for i in 0..255 {
+        std::os::unix::fs::symlink(format!("/l{}", i + 1), rootfs.join(format!("l{i}"))).unwrap();
+    }
+    std::os::unix::fs::symlink(target, rootfs.join("l255")).unwrap();
+}
+
+#[test]
+fn mount_destination_through_256_links_to_a_host_path_fails_with_eloop() {
+    let host = tempfile::tempdir().unwrap();
+    let target = host.path().join("made-by-the-runtime");
+    let source = tempfile::tempdir().unwrap();
+    fs::write(source.path().join("file"), "secret").unwrap();
+    // A directory bind, then a file bind (terminationMessagePath is one), through the same chain.
+    for (src, what) in [(source.path().to_path_buf(), "dir"), (source.path().join("file"), "file")] {
+        let mut b = Bundle::new(&["true"]);
+        link_chain(&b.rootfs(), &target);
+        b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/l0", "type": "bind", "source": src, "options": ["rbind"]}));
+        let err = create_fails(&mut b, &["mounts: /l0", "ELOOP"]);
+        assert!(!target.exists(), "{what} bind: the runtime created {} on the host: {err}", target.display());
+        assert_eq!(fs::read_dir(host.path()).unwrap().count(), 0);
+    }
+    assert_eq!(fs::read_to_string(source.path().join("file")).unwrap(), "secret");
+}
+
+#[test]
+fn mount_destination_through_an_absolute_link_lands_inside_the_root() {
+    let host = tempfile::tempdir().unwrap();
+    let mut b = Bundle::new(&["sh", "-c", "cat /proc/self/mountinfo"]);
+    std::os::unix::fs::symlink(host.path(), b.rootfs().join("evil")).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/evil/x", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    let out = b.run_ok();
+    let inside = host.path().join("x");
+    assert!(
+        out.lines().any(|l| l.split_whitespace().nth(4) == Some(inside.to_str().unwrap()) && l.contains(" - tmpfs ")),
+        "tmpfs not mounted at {} inside the container: {out}",
+        inside.display()
+    );
+    assert_eq!(fs::read_dir(host.path()).unwrap().count(), 0, "the runtime made something on the host");
+    assert!(b.rootfs().join(inside.strip_prefix("/").unwrap()).is_dir(), "mount point made inside the rootfs");
+}
+
+#[test]
+fn image_whose_dev_links_to_a_host_path_gets_its_devices_inside_the_root() {
+    let host = tempfile::tempdir().unwrap();
+    let mut b = Bundle::new(&["sh", "-c", "ls /dev; test -c /dev/null && echo null-is-a-device"]);
+    let _ = fs::remove_dir_all(b.rootfs().join("dev"));
+    std::os::unix::fs::symlink(host.path(), b.rootfs().join("dev")).unwrap();
+    // No tmpfs on /dev: the runtime makes the nodes and links in the image's /dev itself.
+    b.config["mounts"].as_array_mut().unwrap().retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+    b.config["linux"]["devices"] = json!([{"path": "/dev/extra/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}]);
+    let out = b.run_ok();
+    assert!(out.contains("null-is-a-device") && out.contains("extra"), "{out}");
+    assert_eq!(fs::read_dir(host.path()).unwrap().count(), 0, "device nodes made on the host");
+    let inside = b.rootfs().join(host.path().strip_prefix("/").unwrap());
+    assert!(inside.join("null").exists() && inside.join("extra/fuse").exists() && inside.join("fd").is_symlink());
+}

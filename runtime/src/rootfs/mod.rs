@@ -6,8 +6,10 @@
 
 pub mod dev;
 pub mod mounts;
+pub mod path;
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -37,11 +39,12 @@ fn root_err(what: &str) -> impl FnOnce(nix::Error) -> RootfsError + '_ {
 }
 
 /// The first part of the rootfs work, which needs nothing of the cgroup: propagation, the rootfs bind, and the
-/// mounts before the first cgroup mount. Returns how many mounts it made, for [`prepare_late`].
+/// mounts before the first cgroup mount. Returns how many mounts it made and the rootfs, open, for
+/// [`prepare_late`].
 ///
 /// Split so the init child can build most of its rootfs while the runtime moves it into its cgroup (a cgroup
 /// v1 migration waits for an RCU grace period, the largest single cost of a container start).
-pub fn prepare_early(spec: &Spec, rootfs: &Path) -> Result<usize, RootfsError> {
+pub fn prepare_early(spec: &Spec, rootfs: &Path) -> Result<(usize, OwnedFd), RootfsError> {
     let linux = spec.linux().as_ref();
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
@@ -58,26 +61,28 @@ pub fn prepare_early(spec: &Spec, rootfs: &Path) -> Result<usize, RootfsError> {
     mount(None::<&str>, "/", None::<&str>, prop, None::<&str>).map_err(root_err("set propagation of /"))?;
     mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(root_err("bind rootfs onto itself"))?;
+    // Every path in the container is resolved from here, inside this root.
+    let root = path::open_root(rootfs).map_err(root_err("open the rootfs"))?;
     let all = spec.mounts().as_deref().unwrap_or(&[]);
     let split = all
         .iter()
         .position(|m| matches!(m.typ().as_deref(), Some("cgroup") | Some("cgroup2")))
         .unwrap_or(all.len());
     for m in &all[..split] {
-        mounts::mount_one(rootfs, m, None)?;
+        mounts::mount_one(&root, m, None)?;
     }
-    Ok(split)
+    Ok((split, root))
 }
 
 /// The rest before pivot_root, once the process is in its cgroup (and cgroup namespace): the remaining mounts
 /// from index `from` (the cgroup mount shows the container's own cgroup), then /dev.
-pub fn prepare_late(spec: &Spec, rootfs: &Path, from: usize, in_userns: bool, layout: Option<&Layout>) -> Result<(), RootfsError> {
+pub fn prepare_late(spec: &Spec, root: &OwnedFd, from: usize, in_userns: bool, layout: Option<&Layout>) -> Result<(), RootfsError> {
     let all = spec.mounts().as_deref().unwrap_or(&[]);
     for m in all.iter().skip(from) {
-        mounts::mount_one(rootfs, m, layout)?;
+        mounts::mount_one(root, m, layout)?;
     }
     let devices = spec.linux().as_ref().and_then(|l| l.devices().clone()).unwrap_or_default();
-    dev::setup(rootfs, &devices, in_userns)?;
+    dev::setup(root, &devices, in_userns)?;
     Ok(())
 }
 

@@ -1,14 +1,17 @@
 //! One entry of `mounts`: option parsing (every mount(8) flag the spec lists, propagation flags, and the rest as
-//! filesystem data like `size=64k,mode=755`), destinations resolved inside the rootfs without following symlinks
-//! out of it, bind mounts remounted for their flags, and cgroup mounts.
+//! filesystem data like `size=64k,mode=755`), destinations resolved inside the rootfs by the kernel and mounted
+//! through their descriptor ([`super::path`]), bind mounts remounted for their flags, and cgroup mounts.
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{mkdirat, Mode};
 use oci_spec::runtime::Mount;
 
+use super::path::{self, Kind};
 use super::RootfsError;
 use crate::cgroups::Layout;
 
@@ -106,76 +109,33 @@ pub fn propagation_flag(p: &str) -> Option<MsFlags> {
     })
 }
 
-/// Resolves `unsafe_path` inside `root` the way the container would see it: symlinks are followed but each is
-/// evaluated relative to `root`, so `/etc -> /../../host` cannot lead outside.
-pub fn secure_join(root: &Path, unsafe_path: &Path) -> PathBuf {
-    let mut resolved = PathBuf::new(); // relative to root
-    let mut pending: Vec<PathBuf> = vec![unsafe_path.to_path_buf()];
-    let mut hops = 0;
-    while let Some(p) = pending.pop() {
-        let comps: Vec<Component> = p.components().collect();
-        for (i, c) in comps.iter().enumerate() {
-            match c {
-                Component::RootDir => resolved = PathBuf::new(),
-                Component::CurDir | Component::Prefix(_) => {}
-                Component::ParentDir => {
-                    resolved.pop();
-                }
-                Component::Normal(n) => {
-                    let candidate = resolved.join(n);
-                    let full = root.join(&candidate);
-                    match fs::symlink_metadata(&full) {
-                        Ok(m) if m.file_type().is_symlink() && hops < 255 => {
-                            hops += 1;
-                            let target = fs::read_link(&full).unwrap_or_default();
-                            let rest: PathBuf = comps[i + 1..].iter().collect();
-                            if !rest.as_os_str().is_empty() {
-                                pending.push(rest);
-                            }
-                            if target.is_absolute() {
-                                resolved = PathBuf::new();
-                            }
-                            pending.push(target);
-                            break;
-                        }
-                        _ => resolved = candidate,
-                    }
-                }
-            }
-        }
-    }
-    root.join(resolved)
-}
-
 fn err(dest: &Path, what: impl Into<String>, source: impl std::fmt::Display) -> RootfsError {
     RootfsError::Mount { destination: dest.to_path_buf(), what: what.into(), reason: source.to_string() }
 }
 
-/// Mounts one spec entry under `rootfs` (before pivot_root).
-pub fn mount_one(rootfs: &Path, m: &Mount, cgroup_layout: Option<&Layout>) -> Result<(), RootfsError> {
+fn resolve_err(dest: &Path, e: nix::Error) -> RootfsError {
+    let why = if e == nix::Error::ELOOP { " (more than 40 symlinks on the way)" } else { "" };
+    err(dest, "resolve the destination inside the root", format!("{e}{why}"))
+}
+
+/// Mounts one spec entry under the rootfs (before pivot_root). `root` is the rootfs, open: the destination is
+/// resolved inside it and the mount goes through the resulting descriptor (see [`super::path`]).
+pub fn mount_one(root: &OwnedFd, m: &Mount, cgroup_layout: Option<&Layout>) -> Result<(), RootfsError> {
     let dest_rel = m.destination();
     let typ = m.typ().clone().unwrap_or_default();
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let bind = opts.bind || typ == "bind";
-    let dest = secure_join(rootfs, dest_rel);
     let source = m.source().clone().unwrap_or_default();
 
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(&dest, dest_rel, &opts, cgroup_layout);
+        return mount_cgroup(root, dest_rel, &opts, cgroup_layout);
     }
 
-    // Create the mount point: a file for a bind of a file, a directory otherwise.
+    // The mount point: a file for a bind of a file, a directory otherwise.
     let src_is_file = bind && fs::metadata(&source).map(|md| !md.is_dir()).unwrap_or(false);
-    if src_is_file {
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| err(dest_rel, "create parent directory", e))?;
-        }
-        if !dest.exists() {
-            fs::File::create(&dest).map_err(|e| err(dest_rel, "create mount point file", e))?;
-        }
-    } else {
-        fs::create_dir_all(&dest).map_err(|e| err(dest_rel, "create mount point", e))?;
-    }
+    let kind = if src_is_file { Kind::File } else { Kind::Dir };
+    let dest_fd = path::mkdir_all(root, dest_rel, kind, false).map_err(|e| resolve_err(dest_rel, e))?;
+    let dest = path::fd_path(&dest_fd);
 
     if bind {
         let mut flags = MsFlags::MS_BIND;
@@ -186,7 +146,8 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroup_layout: Option<&Layout>) -> Re
             .map_err(|e| err(dest_rel, format!("bind {}", source.display()), e))?;
         let extra = opts.flags & !(MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_REC);
         if !extra.is_empty() {
-            remount_bind(&dest, extra).map_err(|e| err(dest_rel, "remount bind with its options", e))?;
+            let top = mounted(root, dest_rel)?;
+            remount_bind(&path::fd_path(&top), extra).map_err(|e| err(dest_rel, "remount bind with its options", e))?;
         }
     } else {
         let data = if opts.data.is_empty() { None } else { Some(opts.data.as_str()) };
@@ -197,19 +158,28 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroup_layout: Option<&Layout>) -> Re
             Err(nix::Error::EPERM) if typ == "sysfs" => {
                 mount(Some("/sys"), &dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                     .map_err(|e| err(dest_rel, "bind /sys (sysfs refused)", e))?;
-                remount_bind(&dest, opts.flags | MsFlags::MS_RDONLY).map_err(|e| err(dest_rel, "remount /sys", e))?;
+                let top = mounted(root, dest_rel)?;
+                remount_bind(&path::fd_path(&top), opts.flags | MsFlags::MS_RDONLY).map_err(|e| err(dest_rel, "remount /sys", e))?;
             }
             Err(e) => return Err(err(dest_rel, format!("mount {typ}"), e)),
         }
         if typ == "tmpfs" && opts.data.is_empty() && dest_rel == Path::new("/dev") {
-            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(0o755));
+            let top = mounted(root, dest_rel)?;
+            let _ = fs::set_permissions(path::fd_path(&top), fs::Permissions::from_mode(0o755));
         }
     }
     if !opts.propagation.is_empty() {
-        mount(None::<&str>, &dest, None::<&str>, opts.propagation, None::<&str>)
+        let top = mounted(root, dest_rel)?;
+        mount(None::<&str>, &path::fd_path(&top), None::<&str>, opts.propagation, None::<&str>)
             .map_err(|e| err(dest_rel, "set propagation", e))?;
     }
     Ok(())
+}
+
+/// The mount just made at `dest`, opened again by name inside the root (the descriptor used to make it names the
+/// directory underneath).
+fn mounted(root: &OwnedFd, dest: &Path) -> Result<OwnedFd, RootfsError> {
+    path::resolve(root, dest, false).map_err(|e| resolve_err(dest, e))
 }
 
 /// Remounts an existing bind mount with `flags`, keeping the flags the kernel locked on it.
@@ -239,33 +209,41 @@ pub fn remount_bind(dest: &Path, flags: MsFlags) -> nix::Result<()> {
 
 /// A `cgroup` mount: cgroup2 on v2; on v1/hybrid a tmpfs with one cgroup mount per hierarchy (plus `unified`).
 /// With a cgroup namespace each shows the container's own cgroup as its root.
-fn mount_cgroup(dest: &Path, dest_rel: &Path, opts: &MountOptions, layout: Option<&Layout>) -> Result<(), RootfsError> {
-    fs::create_dir_all(dest).map_err(|e| err(dest_rel, "create mount point", e))?;
+fn mount_cgroup(root: &OwnedFd, dest_rel: &Path, opts: &MountOptions, layout: Option<&Layout>) -> Result<(), RootfsError> {
+    let dest_fd = path::mkdir_all(root, dest_rel, Kind::Dir, false).map_err(|e| resolve_err(dest_rel, e))?;
+    let dest = path::fd_path(&dest_fd);
     let flags = opts.flags & !MsFlags::MS_REMOUNT;
     match layout {
         Some(Layout::V1 { hierarchies, unified }) => {
             let base = flags & !MsFlags::MS_RDONLY;
-            mount(Some("tmpfs"), dest, Some("tmpfs"), base, Some("mode=755"))
+            mount(Some("tmpfs"), &dest, Some("tmpfs"), base, Some("mode=755"))
                 .map_err(|e| err(dest_rel, "mount tmpfs for cgroup v1", e))?;
+            // The fresh tmpfs is ours alone: make each hierarchy's directory in it through its descriptor.
+            let tmpfs = mounted(root, dest_rel)?;
+            let sub = |name: &str| -> Result<PathBuf, RootfsError> {
+                match mkdirat(&tmpfs, name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(nix::Error::EEXIST) => {}
+                    Err(e) => return Err(err(dest_rel, format!("create {name}"), e)),
+                }
+                Ok(path::fd_path(&tmpfs).join(name))
+            };
             for (name, _) in hierarchies {
-                let d = dest.join(name);
-                fs::create_dir_all(&d).map_err(|e| err(dest_rel, format!("create {name}"), e))?;
+                let d = sub(name)?;
                 let data = if name == "systemd" { "none,name=systemd".to_string() } else { name.clone() };
                 mount(Some("cgroup"), &d, Some("cgroup"), flags, Some(data.as_str()))
                     .map_err(|e| err(dest_rel, format!("mount cgroup {name}"), e))?;
             }
             if unified.is_some() {
-                let d = dest.join("unified");
-                fs::create_dir_all(&d).map_err(|e| err(dest_rel, "create unified", e))?;
+                let d = sub("unified")?;
                 mount(Some("cgroup2"), &d, Some("cgroup2"), flags, None::<&str>)
                     .map_err(|e| err(dest_rel, "mount cgroup2 unified", e))?;
             }
             if flags.contains(MsFlags::MS_RDONLY) {
-                let _ = mount(None::<&str>, dest, None::<&str>, MsFlags::MS_REMOUNT | base | MsFlags::MS_RDONLY, Some("mode=755"));
+                let _ = mount(None::<&str>, &path::fd_path(&tmpfs), None::<&str>, MsFlags::MS_REMOUNT | base | MsFlags::MS_RDONLY, Some("mode=755"));
             }
         }
         _ => {
-            mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>)
+            mount(Some("cgroup2"), &dest, Some("cgroup2"), flags, None::<&str>)
                 .map_err(|e| err(dest_rel, "mount cgroup2", e))?;
         }
     }
@@ -284,17 +262,5 @@ mod tests {
         assert_eq!(o.data, "size=65536k,mode=755");
         let o = parse_options(&["rbind", "ro", "rw"].map(String::from));
         assert!(o.bind && o.recursive && !o.flags.contains(MsFlags::MS_RDONLY));
-    }
-
-    #[test]
-    fn secure_join_stays_inside_root() {
-        let t = tempfile::tempdir().unwrap();
-        let r = t.path();
-        fs::create_dir_all(r.join("real")).unwrap();
-        std::os::unix::fs::symlink("/../../../etc", r.join("evil")).unwrap();
-        std::os::unix::fs::symlink("real", r.join("rel")).unwrap();
-        assert_eq!(secure_join(r, Path::new("/evil/passwd")), r.join("etc/passwd"));
-        assert_eq!(secure_join(r, Path::new("/rel/x")), r.join("real/x"));
-        assert_eq!(secure_join(r, Path::new("/../../x")), r.join("x"));
     }
 }
