@@ -7,6 +7,8 @@
 //!   as Go's `ReadHeaderTimeout`, which upstream's apiserver sets to 32 s;
 //! - a keep-alive connection with no request in flight is closed after [`ConnectionLimits::idle_timeout`]
 //!   (Go's `IdleTimeout`, 90 s upstream), while a request in flight (a watch, a log stream) is never cut by it;
+//! - a request body must arrive within [`ConnectionLimits::request_body_timeout`] (the handlers read bodies and
+//!   answer 504 past it, as upstream's 60 s request timeout does);
 //! - one client address (an IPv6 client's whole /64) holds at most
 //!   [`ConnectionLimits::max_connections_per_client`] connections; more are closed as soon as they are accepted,
 //!   and other addresses are served as before.
@@ -38,6 +40,9 @@ pub struct ConnectionLimits {
     pub tls_handshake_timeout: Duration,
     pub request_header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// How long a request body may take to arrive (upstream bounds it with its 60 s request timeout); read by
+    /// the handlers, which are the ones reading bodies.
+    pub request_body_timeout: Duration,
     pub max_connections_per_client: usize,
 }
 
@@ -47,6 +52,7 @@ impl Default for ConnectionLimits {
             tls_handshake_timeout: Duration::from_secs(10),
             request_header_timeout: Duration::from_secs(32),
             idle_timeout: Duration::from_secs(90),
+            request_body_timeout: Duration::from_secs(60),
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
@@ -413,6 +419,7 @@ mod tests {
             tls_handshake_timeout: Duration::from_secs(1),
             request_header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            request_body_timeout: Duration::from_secs(60),
             max_connections_per_client: 1,
         };
         // a fresh connection owes its first request head within the header timeout

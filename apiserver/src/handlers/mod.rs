@@ -104,7 +104,7 @@ async fn route(state: Arc<ApiState>, user: Arc<User>, method: &Method, uri: &Uri
         return Err((e, resource, verb));
     }
     if ctx.info().is_create_only() {
-        let body = read_body(body).await.map_err(|e| (e, resource, verb))?;
+        let body = read_body(&ctx, body).await.map_err(|e| (e, resource, verb))?;
         let result = async {
             let obj = create::decode_object(&ctx, &body)?;
             let answered = auth::review::create(&ctx.state, &ctx.user, ctx.info(), ctx.target.ns(), obj).await?;
@@ -116,12 +116,12 @@ async fn route(state: Arc<ApiState>, user: Arc<User>, method: &Method, uri: &Uri
         (_, "watch") => watch::watch(&ctx).await,
         ("GET", "get") => get::get(&ctx).await,
         ("GET", "list") => list::list(&ctx).await,
-        ("POST", _) => create::create(&ctx, read_body(body).await.map_err(|e| (e, resource, verb))?).await,
-        ("PUT", _) => update::update(&ctx, read_body(body).await.map_err(|e| (e, resource, verb))?).await,
-        ("PATCH", _) => patch::patch(&ctx, read_body(body).await.map_err(|e| (e, resource, verb))?).await,
-        ("DELETE", "delete") => delete::delete(&ctx, read_body(body).await.map_err(|e| (e, resource, verb))?).await,
+        ("POST", _) => create::create(&ctx, read_body(&ctx, body).await.map_err(|e| (e, resource, verb))?).await,
+        ("PUT", _) => update::update(&ctx, read_body(&ctx, body).await.map_err(|e| (e, resource, verb))?).await,
+        ("PATCH", _) => patch::patch(&ctx, read_body(&ctx, body).await.map_err(|e| (e, resource, verb))?).await,
+        ("DELETE", "delete") => delete::delete(&ctx, read_body(&ctx, body).await.map_err(|e| (e, resource, verb))?).await,
         ("DELETE", "deletecollection") => {
-            delete::delete_collection(&ctx, read_body(body).await.map_err(|e| (e, resource, verb))?).await
+            delete::delete_collection(&ctx, read_body(&ctx, body).await.map_err(|e| (e, resource, verb))?).await
         }
         _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method} {path})"))),
     };
@@ -140,25 +140,33 @@ fn static_verb(verb: &str) -> &'static str {
 /// How much of an oversized body is read (and dropped) so the client gets the 413 instead of a reset.
 const DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+/// Reads the request body, at most [`MAX_BODY_BYTES`] of it, within the configured body timeout (a body sent
+/// a byte at a time holds a connection as a half-sent head would; upstream's request timeout bounds it alike).
+async fn read_body(ctx: &Ctx, body: Body) -> Result<Bytes, ApiError> {
     use futures::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut buf = bytes::BytesMut::new();
-    let mut total = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
-        total += chunk.len();
-        if total > DRAIN_BYTES {
-            break;
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = bytes::BytesMut::new();
+        let mut total = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+            total += chunk.len();
+            if total > DRAIN_BYTES {
+                break;
+            }
+            if total <= MAX_BODY_BYTES {
+                buf.extend_from_slice(&chunk);
+            }
         }
-        if total <= MAX_BODY_BYTES {
-            buf.extend_from_slice(&chunk);
+        if total > MAX_BODY_BYTES {
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
         }
-    }
-    if total > MAX_BODY_BYTES {
-        return Err(ApiError::too_large(MAX_BODY_BYTES));
-    }
-    Ok(buf.freeze())
+        Ok(buf.freeze())
+    };
+    let limit = ctx.state.config.limits.request_body_timeout;
+    tokio::time::timeout(limit, read)
+        .await
+        .map_err(|_| ApiError::timeout("request did not complete within requested timeout - context deadline exceeded"))?
 }
 
 /// A JSON response.

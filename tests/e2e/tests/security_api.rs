@@ -360,6 +360,7 @@ fn short_limits(max: usize) -> ConnectionLimits {
         tls_handshake_timeout: Duration::from_secs(1),
         request_header_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(2),
+        request_body_timeout: Duration::from_secs(1),
         max_connections_per_client: max,
     }
 }
@@ -382,6 +383,14 @@ fn idle_half_sent_and_handshakeless_connections_are_closed() {
     assert!(wait_closed(&mut silent, "no request", limit).is_empty());
     assert!(wait_closed(&mut half, "half a request head", limit).is_empty());
     assert!(wait_closed(&mut idle, "idle keep-alive", limit).is_empty());
+    // half a body: upstream's 504 once the body timeout passes, and nothing created
+    let mut slow = connect(s.port);
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "half-a-body"}}).to_string();
+    write!(slow, "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}", s.port, body.len(), &body[..10])
+        .expect("half a body");
+    let answer = String::from_utf8_lossy(&wait_closed(&mut slow, "half a request body", limit)).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 504") && answer.contains("request did not complete within requested timeout"), "{answer}");
+    s.get(&s.admin(), "/api/v1/namespaces/default/configmaps/half-a-body").assert_status(404, "not created");
 
     // a request in flight is not cut by either timeout: a watch opened now still delivers an event made after
     // both have passed several times over
