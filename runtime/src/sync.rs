@@ -22,15 +22,32 @@ impl Channel {
         let mut buf = Vec::with_capacity(payload.len() + 1);
         buf.push(kind);
         buf.extend_from_slice(payload);
-        send(self.0.as_raw_fd(), &buf, MsgFlags::empty())?;
+        send(self.0.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)?;
         Ok(())
     }
 
     /// Receives one message; `None` when the other end closed (it exited).
     pub fn recv(&self) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+        self.recv_flags(MsgFlags::empty())
+    }
+
+    /// The error the other end reported before it went away (an `E` message already queued), if any; does not
+    /// block. The creating side asks this whenever talking to the init fails, so the caller sees the init's own
+    /// message ("mounts: /proc: ...") and not "write to init: Broken pipe".
+    pub fn pending_error(&self) -> Option<String> {
+        loop {
+            match self.recv_flags(MsgFlags::MSG_DONTWAIT) {
+                Ok(Some((b'E', m))) => return Some(String::from_utf8_lossy(&m).into_owned()),
+                Ok(Some(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    fn recv_flags(&self, flags: MsgFlags) -> std::io::Result<Option<(u8, Vec<u8>)>> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            match recv(self.0.as_raw_fd(), &mut buf, flags) {
                 Ok(0) => return Ok(None),
                 Ok(n) => {
                     buf.truncate(n);

@@ -382,3 +382,28 @@ fn image_whose_dev_links_to_a_host_path_gets_its_devices_inside_the_root() {
     let inside = b.rootfs().join(host.path().strip_prefix("/").unwrap());
     assert!(inside.join("null").exists() && inside.join("extra/fuse").exists() && inside.join("fd").is_symlink());
 }
+
+#[test]
+fn rootfs_whose_proc_or_sys_is_a_symlink_is_refused() {
+    for (dir, typ) in [("proc", "proc"), ("sys", "sysfs")] {
+        // An absolute link (to a host path, or inside the root: the runtime would mount and write there), and a
+        // relative one inside the root.
+        let host = tempfile::tempdir().unwrap();
+        for target in [host.path().to_str().unwrap(), "tmp/elsewhere"] {
+            let mut b = Bundle::new(&["true"]);
+            fs::remove_dir(b.rootfs().join(dir)).unwrap();
+            fs::create_dir_all(b.rootfs().join("tmp/elsewhere")).unwrap();
+            std::os::unix::fs::symlink(target, b.rootfs().join(dir)).unwrap();
+            let err = create_fails(&mut b, &[&format!("mounts: /{dir}"), &format!("filesystem \"{typ}\" must be mounted on an ordinary directory")]);
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert_eq!(fs::read_dir(host.path()).unwrap().count(), 0, "{err}");
+            assert_eq!(fs::read_dir(b.rootfs().join("tmp/elsewhere")).unwrap().count(), 0, "{err}");
+            assert!(fs::symlink_metadata(b.rootfs().join(dir)).unwrap().file_type().is_symlink());
+        }
+    }
+    // A file where /proc should be is refused as well.
+    let mut b = Bundle::new(&["true"]);
+    fs::remove_dir(b.rootfs().join("proc")).unwrap();
+    fs::write(b.rootfs().join("proc"), "").unwrap();
+    create_fails(&mut b, &["mounts: /proc", "is not a directory"]);
+}

@@ -187,23 +187,35 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
     st.pid = pid;
     st.private.start_time = process_start_time(pid).unwrap_or(0);
     // Move the child into its cgroup while it builds the first part of its rootfs (see rootfs::prepare_early).
+    let id = req.id.clone();
+    // Whenever talking to the init fails, its own error (already queued) is the one to report.
+    let init_err = |what: &'static str| {
+        let id = id.clone();
+        let ch = &parent_end;
+        move |e: std::io::Error| match ch.pending_error() {
+            Some(message) => ContainerError::Init { id, message },
+            None => io_err(what)(e),
+        }
+    };
     if let Err(e) = cg.join_pid(pid) {
+        if let Some(message) = parent_end.pending_error() {
+            return Err(ContainerError::Init { id, message });
+        }
         let _ = parent_end.send(b'X', e.to_string().as_bytes());
         return Err(e.into());
     }
-    parent_end.send(b'C', b"").map_err(io_err("write to init"))?;
+    parent_end.send(b'C', b"").map_err(init_err("write to init"))?;
 
     // Serve the child until it reports done or fails.
-    let id = req.id.clone();
     let linux = spec.linux().as_ref();
     loop {
-        let msg = parent_end.recv().map_err(io_err("read from init"))?;
+        let msg = parent_end.recv().map_err(init_err("read from init"))?;
         match msg {
             Some((b'D', _)) => break,
             Some((b'E', m)) => return Err(ContainerError::Init { id, message: String::from_utf8_lossy(&m).into_owned() }),
             Some((b'U', _)) => {
                 write_id_maps(pid, linux)?;
-                parent_end.send(b'G', b"").map_err(io_err("write to init"))?;
+                parent_end.send(b'G', b"").map_err(init_err("write to init"))?;
             }
             Some((b'H', _)) => {
                 let json = st.oci_json().to_string();
@@ -213,7 +225,7 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
                     crate::hooks::run("prestart", &prestart, &json)?;
                     crate::hooks::run("createRuntime", &h.create_runtime().clone().unwrap_or_default(), &json)?;
                 }
-                parent_end.send(b'G', json.as_bytes()).map_err(io_err("write to init"))?;
+                parent_end.send(b'G', json.as_bytes()).map_err(init_err("write to init"))?;
             }
             Some((k, _)) => return Err(ContainerError::Init { id, message: format!("unexpected message {k} from init") }),
             None => {

@@ -134,7 +134,11 @@ pub fn mount_one(root: &OwnedFd, m: &Mount, cgroup_layout: Option<&Layout>) -> R
     // The mount point: a file for a bind of a file, a directory otherwise.
     let src_is_file = bind && fs::metadata(&source).map(|md| !md.is_dir()).unwrap_or(false);
     let kind = if src_is_file { Kind::File } else { Kind::Dir };
-    let dest_fd = path::mkdir_all(root, dest_rel, kind, false).map_err(|e| resolve_err(dest_rel, e))?;
+    let dest_fd = if typ == "proc" || typ == "sysfs" {
+        kernel_fs_mount_point(root, dest_rel, &typ)?
+    } else {
+        path::mkdir_all(root, dest_rel, kind, false).map_err(|e| resolve_err(dest_rel, e))?
+    };
     let dest = path::fd_path(&dest_fd);
 
     if bind {
@@ -174,6 +178,23 @@ pub fn mount_one(root: &OwnedFd, m: &Mount, cgroup_layout: Option<&Layout>) -> R
             .map_err(|e| err(dest_rel, "set propagation", e))?;
     }
     Ok(())
+}
+
+/// The mount point of procfs or sysfs: an ordinary directory, reached without any symlink, as runc requires since
+/// CVE-2019-16884 and CVE-2019-19921 (a rootfs whose /proc is a link would get procfs, and the runtime's later
+/// writes to /proc, wherever the link points; a volume swapped in under /proc could take the masks away).
+fn kernel_fs_mount_point(root: &OwnedFd, dest: &Path, typ: &str) -> Result<OwnedFd, RootfsError> {
+    let refuse = |why: String| err(dest, format!("mount {typ}"), format!("filesystem {typ:?} must be mounted on an ordinary directory: {why}"));
+    let fd = match path::mkdir_all(root, dest, Kind::Dir, true) {
+        Ok(fd) => fd,
+        Err(nix::Error::ELOOP) => return Err(refuse(format!("{} is a symlink in the rootfs, or goes through one", dest.display()))),
+        Err(e) => return Err(resolve_err(dest, e)),
+    };
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| err(dest, "stat", e))?;
+    if nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT != nix::sys::stat::SFlag::S_IFDIR {
+        return Err(refuse(format!("{} is not a directory in the rootfs", dest.display())));
+    }
+    Ok(fd)
 }
 
 /// The mount just made at `dest`, opened again by name inside the root (the descriptor used to make it names the
