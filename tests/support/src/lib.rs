@@ -38,3 +38,37 @@ pub fn require_command(cmd: &str, package: &str) -> std::path::PathBuf {
     }
     panic!("`{cmd}` is not installed: apt-get install -y {package} (scripts/deps.sh installs every test dependency)");
 }
+
+/// How a TCP connect ended, as the client's kernel reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    Connected,
+    /// ECONNREFUSED: a RST or an ICMP port-unreachable came back (what a reject rule sends).
+    Refused,
+    /// No answer within the timeout (a drop, or a packet lost on its way).
+    TimedOut,
+    /// Any other error, with its text (host or network unreachable, ...).
+    Other(String),
+}
+
+/// Opens a TCP connection to `ip:port` from inside network namespace `netns` (`ip netns exec`, python3's socket
+/// module) and says how it ended: a check that a port is refused must not pass on a timeout.
+pub fn tcp_connect_in(netns: &str, ip: &str, port: u16, timeout: std::time::Duration) -> ConnectOutcome {
+    const SCRIPT: &str = "import socket, sys\n\
+s = socket.socket()\n\
+s.settimeout(float(sys.argv[3]))\n\
+try:\n    s.connect((sys.argv[1], int(sys.argv[2]))); print('connected')\n\
+except ConnectionRefusedError: print('refused')\n\
+except socket.timeout: print('timeout')\n\
+except OSError as e: print('error', e.errno, e.strerror)\n";
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", netns, "python3", "-c", SCRIPT, ip, &port.to_string(), &format!("{:.3}", timeout.as_secs_f64())]);
+    let out = output_within(&mut cmd, None, timeout + std::time::Duration::from_secs(30), &format!("connect to {ip}:{port} from {netns}"));
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match said.as_str() {
+        "connected" => ConnectOutcome::Connected,
+        "refused" => ConnectOutcome::Refused,
+        "timeout" => ConnectOutcome::TimedOut,
+        _ => ConnectOutcome::Other(format!("{said} {}", String::from_utf8_lossy(&out.stderr).trim())),
+    }
+}

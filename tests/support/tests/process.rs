@@ -19,10 +19,8 @@ fn a_hung_child_is_killed_and_fails_with_what_it_printed() {
     let pidfile = tempfile::NamedTempFile::new().expect("temp file");
     let path = pidfile.path().to_path_buf();
     let script = format!("echo $$ > {}; echo started; exec sleep 30", path.display());
-    let started = std::time::Instant::now();
     let err = std::panic::catch_unwind(|| output_within(Command::new("sh").args(["-c", &script]), None, Duration::from_millis(500), "sleeper"))
         .expect_err("a child past its deadline fails the test");
-    assert!(started.elapsed() < Duration::from_secs(20), "killed at the deadline, not after the child's own 30 s");
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("sleeper did not finish within 500ms") && msg.contains("stdout: started"), "{msg}");
     let pid = std::fs::read_to_string(&path).expect("pid file").trim().to_string();
