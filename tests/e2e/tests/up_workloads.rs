@@ -11,7 +11,7 @@ mod up_support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rkube_testsupport::{poll_until, unique_name};
+use rkube_testsupport::{poll_until, tcp_connect_in, unique_name, ConnectOutcome};
 use up_support::{bin, mounts_under, SplitCluster, Up};
 
 fn jsonpath(up: &Up, args: &[&str]) -> String {
@@ -120,10 +120,13 @@ spec:
     up.kubectl_ok(&["rollout", "status", "deployment/roll", "--timeout=180s"], None);
     wait_all(&up, &second);
     let history = up.kubectl_ok(&["rollout", "history", "deployment/roll"], None);
-    assert!(history.contains('1') && history.contains('2'), "two revisions: {history}");
+    assert_eq!(revisions(&history), ["1", "2"], "two revisions: {history}");
     up.kubectl_ok(&["rollout", "undo", "deployment/roll"], None);
     up.kubectl_ok(&["rollout", "status", "deployment/roll", "--timeout=180s"], None);
     wait_all(&up, &first);
+    // undo re-used revision 1's template as revision 3
+    let history = up.kubectl_ok(&["rollout", "history", "deployment/roll"], None);
+    assert_eq!(revisions(&history), ["2", "3"], "revision 1 became 3: {history}");
     assert_eq!(
         jsonpath(&up, &["get", "deployment", "roll", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]),
         first,
@@ -131,6 +134,13 @@ spec:
     );
     up.kubectl_ok(&["delete", "deployment", "roll", "--timeout=90s"], None);
     poll_until("pods gone", Duration::from_secs(90), || up.kubectl(&["get", "pods", "-o", "name"]).trim().is_empty().then_some(()));
+}
+
+/// The REVISION column of `kubectl rollout history`: the rows under the `REVISION  CHANGE-CAUSE` header.
+fn revisions(history: &str) -> Vec<String> {
+    let mut lines = history.lines().skip_while(|l| !l.starts_with("REVISION"));
+    assert!(lines.next().is_some(), "no REVISION header in {history:?}");
+    lines.filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
 }
 
 /// A netns holding the peer end of the node's veth, as a client outside the node; deleted on drop.
@@ -250,9 +260,14 @@ spec:
 
     up.kubectl_ok(&["delete", "deployment", "web", "--timeout=90s"], None);
     up.kubectl_ok(&["delete", "pod", "client", "--timeout=60s"], None);
-    // no endpoints: the ClusterIP is refused at once instead of leaving the node
-    let url = format!("http://{}:{node_port}/", up.node_ip);
-    poll_until("NodePort refused once the endpoints are gone", Duration::from_secs(30), || client.get(&url).is_none().then_some(()));
+    // no endpoints: the NodePort is refused (ECONNREFUSED from the proxy's reject), not dropped to time out;
+    // polled until the endpoints' removal reaches the proxy, and only a refusal ends the poll
+    let port: u16 = node_port.parse().expect("nodePort");
+    poll_until("NodePort refused once the endpoints are gone", Duration::from_secs(30), || {
+        let outcome = tcp_connect_in(&client.name, &up.node_ip, port, Duration::from_secs(5));
+        eprintln!("NodePort {}:{port} without endpoints: {outcome:?}", up.node_ip);
+        (outcome == ConnectOutcome::Refused).then_some(())
+    });
 }
 
 #[test]
@@ -312,11 +327,25 @@ spec:
 "#
     );
     up.kubectl_ok(&["apply", "-f", "-"], Some(&without));
-    let reason = poll_until("pull without credentials fails", Duration::from_secs(60), || {
-        let r = jsonpath(&up, &["get", "pod", "without-secret", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]);
-        (r == "ErrImagePull" || r == "ImagePullBackOff").then_some(r)
+    let (reason, message) = poll_until("pull without credentials fails", Duration::from_secs(60), || {
+        let r = jsonpath(&up, &["get", "pod", "without-secret", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}"]);
+        let (reason, message) = r.split_once('|')?;
+        ["ErrImagePull", "ImagePullBackOff"].contains(&reason).then(|| (reason.to_string(), message.to_string()))
     });
-    eprintln!("without-secret: {reason}");
+    // the registry's 401, in full: the puller's error (rkube's wording), then upstream's frames around it
+    let pull_error = format!(
+        "failed to pull image \"{image}\": unauthorized (HTTP 401) from registry {}: registry requires a username and password (imagePullSecrets)",
+        registry.host()
+    );
+    let want = match reason.as_str() {
+        "ErrImagePull" => pull_error.clone(),
+        _ => format!("Back-off pulling image \"{image}\": ErrImagePull: {pull_error}"),
+    };
+    assert_eq!(message, want, "waiting {reason}");
+    let events = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=without-secret,reason=Failed", "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}"]);
+    let failed_pull = format!("Failed to pull image \"{image}\": {pull_error}");
+    assert!(events.lines().any(|l| l == failed_pull), "a Failed event {failed_pull:?} in {events}");
+    assert!(events.lines().any(|l| l == "Error: ErrImagePull"), "{events}");
 }
 
 /// `rkube server` and a separate `rkube kubelet` process (node address on a test veth): a Deployment of 2 goes
