@@ -246,20 +246,20 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
         let _ = nix::unistd::close(fifo);
         if let Some(h) = hooks.and_then(|h| h.start_container().clone()) {
             if let Err(e) = crate::hooks::run("startContainer", &h, &state_json) {
-                eprintln!("{e}");
+                eprintln!("error: rkube-runtime: {e}");
                 sys::exit_now(1);
             }
         }
     }
     if let (Some(f), true) = (&filter, nnp) {
         if let Err(e) = crate::seccomp::load(f) {
-            eprintln!("{e}");
+            eprintln!("error: rkube-runtime: {e}");
             sys::exit_now(1);
         }
     }
     sys::reset_signals();
     let e = crate::process::exec(&exec);
-    eprintln!("rkube-runtime: {e}");
+    eprintln!("error: rkube-runtime: {e}");
     sys::exit_now(127)
 }
 

@@ -80,7 +80,7 @@ fn create_in(req: &SandboxRequest, dir: &std::path::Path) -> Result<State, Conta
     match forked {
         Forked::Child => {
             let fail = |what: &str| -> ! {
-                eprintln!("rkube-runtime: sandbox: {what}");
+                eprintln!("error: rkube-runtime: sandbox: {what}");
                 sys::exit_now(1)
             };
             if let Some(cg) = &cg {

@@ -160,7 +160,8 @@ enum Cmd {
 }
 
 fn log_error(cli_log: Option<&PathBuf>, format: &str, msg: &str) {
-    eprintln!("rkube-runtime: {msg}");
+    // "error: " first, the shape callers and test harnesses match (runc's log says level=error).
+    eprintln!("error: {msg}");
     if let Some(path) = cli_log {
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
             let time = rkube_runtime::container::state::now_rfc3339();

@@ -92,7 +92,7 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     if let Some(h) = s.private.hooks.as_ref().and_then(|h| h.poststart().clone()) {
         // poststart failures are logged, not fatal (runtime-spec).
         if let Err(e) = crate::hooks::run("poststart", &h, &s.oci_json().to_string()) {
-            eprintln!("rkube-runtime: warning: {e}");
+            eprintln!("warning: rkube-runtime: {e}");
         }
     }
     Ok(())
@@ -229,7 +229,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
     if let Some(h) = s.private.hooks.as_ref().and_then(|h| h.poststop().clone()) {
         s.status = ContainerStatus::Stopped;
         if let Err(e) = crate::hooks::run("poststop", &h, &s.oci_json().to_string()) {
-            eprintln!("rkube-runtime: warning: {e}");
+            eprintln!("warning: rkube-runtime: {e}");
         }
     }
     fs::remove_dir_all(&dir).map_err(io_err(format!("remove {}", dir.display())))?;
