@@ -1,10 +1,12 @@
 //! One watch of Services and EndpointSlices (kube-rs reflectors) shared by everything on the node that follows
-//! them: the service proxy and the cluster DNS. After each burst of changes every consumer gets the full state.
+//! them: the service proxy and the cluster DNS. Namespaces are watched too: cluster DNS answers NXDOMAIN for a
+//! namespace that does not exist and NODATA for one that does. After each burst of changes every consumer gets
+//! the full state.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client};
@@ -12,11 +14,12 @@ use kube::{Api, Client};
 /// How long to let changes pile up before consumers run (a rollout touches many slices at once).
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
-/// The Services and EndpointSlices of the whole cluster at one moment.
+/// The Services, EndpointSlices and Namespaces of the whole cluster at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceState {
     pub services: Vec<Service>,
     pub slices: Vec<EndpointSlice>,
+    pub namespaces: Vec<Namespace>,
 }
 
 /// Something that reacts to the service state; errors are logged and the watch goes on.
@@ -24,7 +27,7 @@ pub type Consumer = Box<dyn FnMut(&ServiceState) + Send>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceWatchError {
-    #[error("watch of services and endpointslices failed before the first list: {0}")]
+    #[error("watch of services, endpointslices and namespaces failed before the first list: {0}")]
     Initial(String),
     #[error("watch of services and endpointslices ended")]
     Ended,
@@ -34,15 +37,19 @@ pub enum ServiceWatchError {
 pub async fn run(client: Client, mut consumers: Vec<Consumer>) -> Result<(), ServiceWatchError> {
     let (svc_store, svc_writer) = reflector::store::<Service>();
     let (slice_store, slice_writer) = reflector::store::<EndpointSlice>();
+    let (ns_store, ns_writer) = reflector::store::<Namespace>();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
 
     let svc_stream = reflector(svc_writer, watcher(Api::<Service>::all(client.clone()), watcher::Config::default()))
         .default_backoff()
         .touched_objects();
     let slice_stream =
-        reflector(slice_writer, watcher(Api::<EndpointSlice>::all(client), watcher::Config::default()))
+        reflector(slice_writer, watcher(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default()))
             .default_backoff()
             .touched_objects();
+    let ns_stream = reflector(ns_writer, watcher(Api::<Namespace>::all(client), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
     let svc_tx = tx.clone();
     let svc_task = tokio::spawn(async move {
         let mut s = std::pin::pin!(svc_stream);
@@ -50,8 +57,15 @@ pub async fn run(client: Client, mut consumers: Vec<Consumer>) -> Result<(), Ser
             let _ = svc_tx.try_send(());
         }
     });
+    let slice_tx = tx.clone();
     let slice_task = tokio::spawn(async move {
         let mut s = std::pin::pin!(slice_stream);
+        while s.next().await.is_some() {
+            let _ = slice_tx.try_send(());
+        }
+    });
+    let ns_task = tokio::spawn(async move {
+        let mut s = std::pin::pin!(ns_stream);
         while s.next().await.is_some() {
             let _ = tx.try_send(());
         }
@@ -59,10 +73,12 @@ pub async fn run(client: Client, mut consumers: Vec<Consumer>) -> Result<(), Ser
 
     svc_store.wait_until_ready().await.map_err(|e| ServiceWatchError::Initial(e.to_string()))?;
     slice_store.wait_until_ready().await.map_err(|e| ServiceWatchError::Initial(e.to_string()))?;
+    ns_store.wait_until_ready().await.map_err(|e| ServiceWatchError::Initial(e.to_string()))?;
     loop {
         let state = ServiceState {
             services: svc_store.state().iter().map(|s| (**s).clone()).collect(),
             slices: slice_store.state().iter().map(|s| (**s).clone()).collect(),
+            namespaces: ns_store.state().iter().map(|n| (**n).clone()).collect(),
         };
         for consume in consumers.iter_mut() {
             consume(&state);
@@ -75,5 +91,6 @@ pub async fn run(client: Client, mut consumers: Vec<Consumer>) -> Result<(), Ser
     }
     svc_task.abort();
     slice_task.abort();
+    ns_task.abort();
     Err(ServiceWatchError::Ended)
 }

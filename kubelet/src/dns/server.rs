@@ -1,22 +1,34 @@
-//! A UDP DNS server for the cluster domain. Queries for cluster names are answered from the current [`Zone`];
-//! other names are relayed to an upstream resolver (the node's own, from /etc/resolv.conf) when one is set,
-//! and refused otherwise. The zone is swapped whole on every change of Services or EndpointSlices.
+//! The cluster DNS server, over UDP and TCP (RFC 1035 4.2.2 framing on TCP), on hickory-proto's message codec.
+//! Questions under the cluster domain and the reverse zones are answered from the current [`Zone`]; other
+//! names (and reverse names the zone does not know) are relayed to the upstream resolver (the node's own, from
+//! /etc/resolv.conf) when one is set, over the transport the client used, and refused when none is. The zone
+//! is swapped whole on every change of Services, EndpointSlices or Namespaces.
+//!
+//! What it adds to the zone's answers, as CoreDNS's server does: the upstream-resolved records of an
+//! ExternalName's target after its CNAME; an OPT record echoing the client's when it sent one (and BADVERS for
+//! an EDNS version above 0); and truncation: an answer longer than 512 bytes over UDP, or than the client's
+//! EDNS buffer size, keeps the records that fit and sets TC, so the client asks again over TCP.
+//! Malformed requests get FORMERR, other opcodes NOTIMP, responses and short packets nothing.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, SRV};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
-use tokio::net::UdpSocket;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-use super::zone::{Lookup, Qtype, Rec, Zone};
+use super::zone::{Data, Lookup, Rcode, Rr, Zone};
 use crate::service_watch::{Consumer, ServiceState};
 
-/// TTL of cluster answers: short, since pods come and go (kube-dns uses 30 s; CoreDNS's kubernetes plugin 5 s).
-const TTL: u32 = 5;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// An idle TCP connection is closed after this long.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// A UDP answer without EDNS fits in this (RFC 1035 2.3.4).
+const UDP_MIN: usize = 512;
+const TCP_MAX: usize = 65535;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
@@ -28,155 +40,361 @@ pub enum DnsError {
     },
 }
 
+/// The transport a request came over: it decides how large the answer may be and how it is relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
 /// The server's shared state: cheap to clone, one zone for all clones.
 #[derive(Clone)]
 pub struct DnsServer {
     zone: Arc<RwLock<Arc<Zone>>>,
+    nameservers: Arc<RwLock<Vec<IpAddr>>>,
     upstream: Option<SocketAddr>,
 }
 
 impl DnsServer {
-    /// `domain` is the cluster domain (`cluster.local`); `upstream` receives every other name.
+    /// `domain` is the cluster domain (`cluster.local`); `upstream` receives every other name. Until the first
+    /// zone is set, names the server cannot know are SERVFAIL, not NXDOMAIN.
     pub fn new(domain: &str, upstream: Option<SocketAddr>) -> DnsServer {
-        DnsServer { zone: Arc::new(RwLock::new(Arc::new(Zone::build(domain, &[], &[])))), upstream }
+        DnsServer {
+            zone: Arc::new(RwLock::new(Arc::new(Zone::unsynced(domain)))),
+            nameservers: Arc::new(RwLock::new(Vec::new())),
+            upstream,
+        }
     }
 
     fn zone(&self) -> Arc<Zone> {
         self.zone.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    fn nameservers(&self) -> Vec<IpAddr> {
+        self.nameservers.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn set_zone(&self, zone: Zone) {
+        let zone = zone.with_nameservers(self.nameservers());
         *self.zone.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(zone);
     }
 
-    /// A consumer for the shared service watch that rebuilds the zone on every change.
+    /// Records an address the server answers on (`ns.dns.<zone>` and NS records point there).
+    fn add_nameserver(&self, addr: SocketAddr) {
+        if addr.ip().is_unspecified() {
+            return;
+        }
+        {
+            let mut ns = self.nameservers.write().unwrap_or_else(|e| e.into_inner());
+            if ns.contains(&addr.ip()) {
+                return;
+            }
+            ns.push(addr.ip());
+        }
+        self.set_zone((*self.zone()).clone());
+    }
+
+    /// A consumer for the shared service watch that rebuilds the zone on every change; the SOA serial is the
+    /// time of the change.
     pub fn consumer(&self) -> Consumer {
         let server = self.clone();
         Box::new(move |state: &ServiceState| {
-            let zone = Zone::build(server.zone().domain(), &state.services, &state.slices);
+            let serial = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as u32)
+                .unwrap_or_default();
+            let zone = Zone::build(server.zone().domain(), state, serial);
             server.set_zone(zone);
         })
     }
 
-    /// The answer to one query message from the zone, or None if it is not ours (relay it) or not a query.
-    pub fn answer(&self, request: &Message) -> Option<Message> {
-        if request.metadata.message_type != MessageType::Query || request.metadata.op_code != OpCode::Query {
-            let mut resp = Message::error_msg(request.metadata.id, request.metadata.op_code, ResponseCode::NotImp);
-            resp.queries = request.queries.clone();
-            return Some(resp);
-        }
-        let query = request.queries.first()?;
-        let qtype = match query.query_type() {
-            RecordType::A => Qtype::A,
-            RecordType::SRV => Qtype::Srv,
-            _ => Qtype::Other,
+    /// The reply to one request, or None to stay silent (not a query: a response, or too short to answer).
+    pub async fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let request = match accept(packet) {
+            Accept::Ignore => return None,
+            Accept::Reject(code) => return Some(header_only_reply(packet, code)),
+            Accept::Query(request) => request,
         };
-        let zone = self.zone();
+        if request.version() > 0 {
+            return Some(bad_version(&request));
+        }
+        let query = request.queries[0].clone();
         let mut resp = Message::response(request.metadata.id, OpCode::Query);
-        resp.metadata.authoritative = true;
         resp.metadata.recursion_desired = request.metadata.recursion_desired;
-        resp.metadata.recursion_available = self.upstream.is_some();
+        resp.metadata.checking_disabled = request.metadata.checking_disabled;
         resp.queries = vec![query.clone()];
-        match zone.lookup(&query.name().to_ascii(), qtype) {
-            Lookup::NotOurs => return None,
-            Lookup::NxDomain => resp.metadata.response_code = ResponseCode::NXDomain,
-            Lookup::Found(recs) => {
-                for rec in recs {
-                    let rdata = match rec {
-                        Rec::A(ip) => RData::A(A(ip)),
-                        Rec::Srv { port, target } => match Name::from_ascii(format!("{target}.")) {
-                            Ok(t) => RData::SRV(SRV::new(0, 100, port, t)),
-                            Err(_) => continue,
-                        },
-                    };
-                    resp.answers.push(Record::from_rdata(query.name().clone(), TTL, rdata));
+        let lookup = if query.query_class() == DNSClass::IN {
+            self.zone().lookup(&query.name().to_ascii(), query.query_type())
+        } else {
+            Lookup::NotOurs
+        };
+        match lookup {
+            Lookup::NotOurs => return Some(self.relay(packet, &request, transport).await),
+            Lookup::Refused => resp.metadata.response_code = ResponseCode::Refused,
+            Lookup::Answer(reply) => {
+                resp.metadata.authoritative = true;
+                resp.metadata.response_code = match reply.rcode {
+                    Rcode::NoError => ResponseCode::NoError,
+                    Rcode::NxDomain => ResponseCode::NXDomain,
+                    Rcode::ServFail => ResponseCode::ServFail,
+                };
+                resp.answers = reply.answers.iter().filter_map(to_record).collect();
+                resp.authorities = reply.authorities.iter().filter_map(to_record).collect();
+                resp.additionals = reply.additionals.iter().filter_map(to_record).collect();
+                if let Some((target, qtype)) = reply.upstream {
+                    resp.answers.extend(self.resolve_upstream(&target, qtype).await);
                 }
             }
         }
-        Some(resp)
+        if let Some(edns) = &request.edns {
+            let mut echo = Edns::new();
+            echo.set_max_payload(edns.max_payload().max(UDP_MIN as u16));
+            echo.set_version(0);
+            echo.set_dnssec_ok(edns.flags().dnssec_ok);
+            resp.edns = Some(echo);
+        }
+        let size = match transport {
+            Transport::Udp => usize::from(request.max_payload()),
+            Transport::Tcp => TCP_MAX,
+        };
+        Some(encode_within(resp, size))
     }
 
-    async fn relay(&self, packet: &[u8], id: u16, op: OpCode, request: &Message) -> Vec<u8> {
-        let refuse = |code| {
-            let mut m = Message::error_msg(id, op, code);
+    /// An ExternalName target's records of type `qtype`, from the upstream (over TCP if the UDP answer was
+    /// truncated). None, an unreachable upstream or a failed answer: no records, and the CNAME stands alone.
+    async fn resolve_upstream(&self, target: &str, qtype: RecordType) -> Vec<Record> {
+        let Some(upstream) = self.upstream else { return vec![] };
+        let Ok(name) = Name::from_ascii(target) else { return vec![] };
+        let mut query = Message::query();
+        query.metadata.recursion_desired = true;
+        query.add_query(Query::query(name, qtype));
+        let Ok(packet) = query.to_vec() else { return vec![] };
+        let mut reply = exchange_udp(upstream, &packet).await;
+        if reply.as_ref().is_some_and(|r| parse_reply(r, &query).is_some_and(|m| m.metadata.truncation)) {
+            reply = exchange_tcp(upstream, &packet).await;
+        }
+        match reply.as_deref().and_then(|r| parse_reply(r, &query)) {
+            Some(m) => m.answers,
+            None => {
+                tracing::debug!(target = %target, upstream = %upstream, "externalname target not resolved upstream; cname alone");
+                vec![]
+            }
+        }
+    }
+
+    /// The upstream's answer to a question that is not ours, passed through as it came; REFUSED without an
+    /// upstream, SERVFAIL when it does not answer.
+    async fn relay(&self, packet: &[u8], request: &Message, transport: Transport) -> Vec<u8> {
+        let fail = |code| {
+            let mut m = Message::error_msg(request.metadata.id, request.metadata.op_code, code);
+            m.metadata.recursion_desired = request.metadata.recursion_desired;
             m.queries = request.queries.clone();
             m.to_vec().unwrap_or_default()
         };
-        let Some(upstream) = self.upstream else { return refuse(ResponseCode::Refused) };
-        let bind: SocketAddr = if upstream.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal addr");
-        let Ok(sock) = UdpSocket::bind(bind).await else { return refuse(ResponseCode::ServFail) };
-        if sock.send_to(packet, upstream).await.is_err() {
-            return refuse(ResponseCode::ServFail);
-        }
-        let mut buf = vec![0u8; 4096];
-        match tokio::time::timeout(UPSTREAM_TIMEOUT, sock.recv_from(&mut buf)).await {
-            Ok(Ok((n, from))) if from == upstream => buf[..n].to_vec(),
-            _ => refuse(ResponseCode::ServFail),
+        let Some(upstream) = self.upstream else { return fail(ResponseCode::Refused) };
+        let reply = match transport {
+            Transport::Udp => exchange_udp(upstream, packet).await,
+            Transport::Tcp => exchange_tcp(upstream, packet).await,
+        };
+        match reply {
+            Some(r) if r.get(..2) == packet.get(..2) => r,
+            _ => fail(ResponseCode::ServFail),
         }
     }
 
     /// Serves queries on `socket` until it fails.
     pub async fn serve(&self, socket: UdpSocket) -> Result<(), DnsError> {
         let socket = Arc::new(socket);
-        let addr = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(addr = %addr, domain = %self.zone().domain(), "cluster dns serving");
-        let mut buf = vec![0u8; 4096];
+        let local = socket.local_addr().map_err(|source| DnsError::Socket { addr: "udp".into(), source })?;
+        self.add_nameserver(local);
+        let addr = local.to_string();
+        tracing::info!(addr = %addr, domain = %self.zone().domain(), "cluster dns serving (udp)");
+        let mut buf = vec![0u8; TCP_MAX];
         loop {
             let (n, peer) = socket
                 .recv_from(&mut buf)
                 .await
                 .map_err(|source| DnsError::Socket { addr: addr.clone(), source })?;
             let packet = buf[..n].to_vec();
-            let Ok(request) = Message::from_vec(&packet) else {
-                continue; // not DNS: drop, as resolvers do
-            };
             let server = self.clone();
             let socket = socket.clone();
             tokio::spawn(async move {
-                let reply = match server.answer(&request) {
-                    Some(resp) => resp.to_vec().unwrap_or_default(),
-                    None => server.relay(&packet, request.metadata.id, request.metadata.op_code, &request).await,
-                };
-                let _ = socket.send_to(&reply, peer).await;
+                if let Some(reply) = server.handle(&packet, Transport::Udp).await {
+                    let _ = socket.send_to(&reply, peer).await;
+                }
             });
         }
     }
-}
 
-impl DnsServer {
-    /// Serves DNS over TCP on `listener` (two-byte length, then the message; RFC 1035 4.2.2) until it fails.
-    /// Resolvers fall back to TCP for truncated answers, and the kube-dns Service advertises 53/TCP.
-    pub async fn serve_tcp(&self, listener: tokio::net::TcpListener) -> Result<(), DnsError> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    /// Serves DNS over TCP on `listener` until it fails. Resolvers come here after a truncated UDP answer;
+    /// one connection may carry several queries.
+    pub async fn serve_tcp(&self, listener: TcpListener) -> Result<(), DnsError> {
+        let local = listener.local_addr().map_err(|source| DnsError::Socket { addr: "tcp".into(), source })?;
+        self.add_nameserver(local);
+        let addr = local.to_string();
+        tracing::info!(addr = %addr, domain = %self.zone().domain(), "cluster dns serving (tcp)");
         loop {
             let (mut conn, _) = listener.accept().await.map_err(|source| DnsError::Socket { addr: addr.clone(), source })?;
             let server = self.clone();
             tokio::spawn(async move {
-                // one connection may carry several queries; an idle one is closed after a while
-                loop {
-                    let mut len = [0u8; 2];
-                    match tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut len)).await {
-                        Ok(Ok(_)) => {}
-                        _ => return,
-                    }
-                    let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
-                    if conn.read_exact(&mut packet).await.is_err() {
-                        return;
-                    }
-                    let Ok(request) = Message::from_vec(&packet) else { return };
-                    let reply = match server.answer(&request) {
-                        Some(resp) => resp.to_vec().unwrap_or_default(),
-                        None => server.relay(&packet, request.metadata.id, request.metadata.op_code, &request).await,
-                    };
-                    let Ok(n) = u16::try_from(reply.len()) else { return };
-                    if conn.write_all(&n.to_be_bytes()).await.is_err() || conn.write_all(&reply).await.is_err() {
+                while let Some(packet) = read_framed(&mut conn, TCP_IDLE).await {
+                    let Some(reply) = server.handle(&packet, Transport::Tcp).await else { return };
+                    if write_framed(&mut conn, &reply).await.is_err() {
                         return;
                     }
                 }
             });
         }
     }
+}
+
+enum Accept {
+    Query(Message),
+    Reject(ResponseCode),
+    Ignore,
+}
+
+/// What to do with a packet, by its header first (as miekg/dns's default accept function, which CoreDNS uses):
+/// responses and runts are ignored, opcodes other than QUERY are NOTIMP, anything but one question (or more
+/// records than a query carries, or a message that does not parse) is FORMERR.
+fn accept(packet: &[u8]) -> Accept {
+    let Some(header) = packet.get(..12) else { return Accept::Ignore };
+    if header[2] & 0x80 != 0 {
+        return Accept::Ignore;
+    }
+    if (header[2] >> 3) & 0x0f != 0 {
+        return Accept::Reject(ResponseCode::NotImp);
+    }
+    let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+    if count(4) != 1 || count(6) > 1 || count(8) > 1 || count(10) > 2 {
+        return Accept::Reject(ResponseCode::FormErr);
+    }
+    match Message::from_vec(packet) {
+        Ok(m) if m.metadata.message_type == MessageType::Query && m.queries.len() == 1 => Accept::Query(m),
+        _ => Accept::Reject(ResponseCode::FormErr),
+    }
+}
+
+/// A reply of a header only: the request's id and opcode, RD copied, the code, no sections.
+fn header_only_reply(packet: &[u8], code: ResponseCode) -> Vec<u8> {
+    let mut h = vec![0u8; 12];
+    h[..2].copy_from_slice(&packet[..2]);
+    let opcode = packet[2] & 0x78;
+    let rd = if opcode == 0 { packet[2] & 0x01 } else { 0 };
+    h[2] = 0x80 | opcode | rd;
+    h[3] = code.low() & 0x0f;
+    h
+}
+
+/// BADVERS for an EDNS version we do not speak: no question, an OPT of version 0.
+fn bad_version(request: &Message) -> Vec<u8> {
+    let mut m = Message::response(request.metadata.id, OpCode::Query);
+    m.metadata.recursion_desired = request.metadata.recursion_desired;
+    m.metadata.response_code = ResponseCode::BADVERS;
+    let mut edns = Edns::new();
+    edns.set_version(0);
+    edns.set_max_payload(request.max_payload());
+    m.edns = Some(edns);
+    m.to_vec().unwrap_or_default()
+}
+
+/// `msg` encoded in at most `size` bytes: whole if it fits, else the longest run of its records (answers, then
+/// authority, then additional) that fits, with TC set (the OPT record is kept: it must be in every answer to
+/// an EDNS query).
+pub fn encode_within(msg: Message, size: usize) -> Vec<u8> {
+    let encode = |m: &Message| m.to_vec().unwrap_or_default();
+    let full = encode(&msg);
+    if full.len() <= size {
+        return full;
+    }
+    let records: Vec<(u8, Record)> = msg
+        .answers
+        .iter()
+        .map(|r| (0, r.clone()))
+        .chain(msg.authorities.iter().map(|r| (1, r.clone())))
+        .chain(msg.additionals.iter().map(|r| (2, r.clone())))
+        .collect();
+    let with = |k: usize| {
+        let mut m = msg.clone();
+        m.metadata.truncation = true;
+        m.answers = records[..k].iter().filter(|(s, _)| *s == 0).map(|(_, r)| r.clone()).collect();
+        m.authorities = records[..k].iter().filter(|(s, _)| *s == 1).map(|(_, r)| r.clone()).collect();
+        m.additionals = records[..k].iter().filter(|(s, _)| *s == 2).map(|(_, r)| r.clone()).collect();
+        encode(&m)
+    };
+    // the largest k whose encoding fits (0 always does: a header, the question and an OPT)
+    let (mut lo, mut hi) = (0usize, records.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if with(mid).len() <= size {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    with(lo)
+}
+
+fn name(s: &str) -> Option<Name> {
+    Name::from_ascii(s).ok()
+}
+
+/// A zone record as hickory's; None for a name hickory will not take (a label over 63 bytes).
+fn to_record(rr: &Rr) -> Option<Record> {
+    let data = match &rr.data {
+        Data::A(ip) => RData::A(A(*ip)),
+        Data::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+        Data::Cname(t) => RData::CNAME(CNAME(name(t)?)),
+        Data::Ptr(t) => RData::PTR(PTR(name(t)?)),
+        Data::Ns(t) => RData::NS(NS(name(t)?)),
+        Data::Srv { priority, weight, port, target } => RData::SRV(SRV::new(*priority, *weight, *port, name(target)?)),
+        Data::Txt(t) => RData::TXT(TXT::new(vec![t.clone()])),
+        Data::Soa { mname, rname, serial, refresh, retry, expire, minimum } => {
+            RData::SOA(SOA::new(name(mname)?, name(rname)?, *serial, *refresh, *retry, *expire, *minimum))
+        }
+    };
+    Some(Record::from_rdata(name(&rr.name)?, rr.ttl, data))
+}
+
+/// The upstream's reply to `query`, if it is one (same id, same question).
+fn parse_reply(reply: &[u8], query: &Message) -> Option<Message> {
+    let m = Message::from_vec(reply).ok()?;
+    (m.metadata.id == query.metadata.id && m.metadata.message_type == MessageType::Response && m.queries == query.queries)
+        .then_some(m)
+}
+
+async fn exchange_udp(upstream: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let bind: SocketAddr = if upstream.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let sock = UdpSocket::bind(bind).await.ok()?;
+    sock.connect(upstream).await.ok()?;
+    sock.send(packet).await.ok()?;
+    let mut buf = vec![0u8; TCP_MAX];
+    let n = tokio::time::timeout(UPSTREAM_TIMEOUT, sock.recv(&mut buf)).await.ok()?.ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+async fn exchange_tcp(upstream: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let mut conn = tokio::time::timeout(UPSTREAM_TIMEOUT, TcpStream::connect(upstream)).await.ok()?.ok()?;
+    tokio::time::timeout(UPSTREAM_TIMEOUT, write_framed(&mut conn, packet)).await.ok()?.ok()?;
+    read_framed(&mut conn, UPSTREAM_TIMEOUT).await
+}
+
+/// One length-prefixed message from `conn`, or None at its end, on an error, or after `idle` without one.
+async fn read_framed(conn: &mut TcpStream, idle: Duration) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    tokio::time::timeout(idle, conn.read_exact(&mut len)).await.ok()?.ok()?;
+    let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    tokio::time::timeout(idle, conn.read_exact(&mut packet)).await.ok()?.ok()?;
+    Some(packet)
+}
+
+async fn write_framed(conn: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
+    let n = u16::try_from(msg.len()).map_err(|_| std::io::Error::other("dns message over 65535 bytes"))?;
+    let mut framed = Vec::with_capacity(msg.len() + 2);
+    framed.extend_from_slice(&n.to_be_bytes());
+    framed.extend_from_slice(msg);
+    conn.write_all(&framed).await
 }
 
 /// The first nameserver of a resolv.conf that is not `own` (to never relay to ourselves).
@@ -195,7 +413,29 @@ mod tests {
     #[test]
     fn upstream_skips_our_own_address() {
         let conf = "# x\nsearch a\nnameserver 10.96.0.10\nnameserver 127.0.0.53\n";
-        assert_eq!(upstream_from_resolv_conf(conf, Some("10.96.0.10".parse().unwrap())), Some("127.0.0.53:53".parse().unwrap()));
+        assert_eq!(upstream_from_resolv_conf(conf, Some("10.96.0.10".parse().expect("address"))), Some("127.0.0.53:53".parse().expect("address")));
         assert_eq!(upstream_from_resolv_conf("search a\n", None), None);
+    }
+
+    #[test]
+    fn header_checks_before_parsing() {
+        let mut q = Message::query();
+        q.add_query(Query::query(Name::from_ascii("a.").expect("name"), RecordType::A));
+        let ok = q.to_vec().expect("encode");
+        assert!(matches!(accept(&ok), Accept::Query(_)));
+        assert!(matches!(accept(&ok[..11]), Accept::Ignore), "runt");
+        let mut response = ok.clone();
+        response[2] |= 0x80;
+        assert!(matches!(accept(&response), Accept::Ignore), "a response is never answered");
+        let mut update = ok.clone();
+        update[2] |= 5 << 3;
+        assert!(matches!(accept(&update), Accept::Reject(ResponseCode::NotImp)));
+        let mut two = ok.clone();
+        two[5] = 2;
+        assert!(matches!(accept(&two), Accept::Reject(ResponseCode::FormErr)));
+        let reply = header_only_reply(&two, ResponseCode::FormErr);
+        assert_eq!(reply.len(), 12);
+        assert_eq!(&reply[..2], &ok[..2]);
+        assert_eq!(reply[3] & 0x0f, 1);
     }
 }
