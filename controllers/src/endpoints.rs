@@ -81,7 +81,15 @@ pub fn compute(svc: &Service, pods: &[&Pod]) -> Computed {
             uid: pod.metadata.uid.clone(),
             ..Default::default()
         };
-        let addr = EndpointAddress { ip: ip.clone(), node_name: node.clone(), target_ref: Some(target.clone()), hostname: None };
+        // a pod's DNS name under the Service (`web-0.web.ns.svc...`): upstream sets it when the pod's subdomain
+        // is this Service, in the same namespace
+        let hostname = pod.spec.as_ref().and_then(|s| match (&s.hostname, &s.subdomain) {
+            (Some(h), Some(sub)) if !h.is_empty() && Some(sub) == svc.metadata.name.as_ref() && pod.metadata.namespace == svc.metadata.namespace => {
+                Some(h.clone())
+            }
+            _ => None,
+        });
+        let addr = EndpointAddress { ip: ip.clone(), node_name: node.clone(), target_ref: Some(target.clone()), hostname: hostname.clone() };
         let g = groups.entry(ports).or_default();
         if ready {
             g.0.push(addr);
@@ -97,6 +105,7 @@ pub fn compute(svc: &Service, pods: &[&Pod]) -> Computed {
             }),
             node_name: node,
             target_ref: Some(target),
+            hostname,
             ..Default::default()
         });
     }
@@ -192,6 +201,28 @@ mod tests {
         assert_eq!(got.slice_endpoints.len(), 2);
         assert_eq!(got.slice_endpoints[1].conditions.as_ref().and_then(|c| c.ready), Some(false));
         assert_eq!(got.slice_ports[0].port, Some(8080));
+    }
+
+    #[test]
+    fn hostname_set_only_for_pods_whose_subdomain_is_the_service() {
+        let svc = Service {
+            metadata: ObjectMeta { name: Some("web".into()), namespace: Some("default".into()), ..Default::default() },
+            spec: Some(ServiceSpec { selector: Some([("app".to_string(), "web".to_string())].into()), ..Default::default() }),
+            ..Default::default()
+        };
+        let named = |name: &str, ip: &str, subdomain: &str| {
+            let mut p = pod(name, Some(ip), true, "web");
+            let spec = p.spec.as_mut().expect("spec");
+            spec.hostname = Some(name.into());
+            spec.subdomain = Some(subdomain.into());
+            p
+        };
+        let (a, b, c) = (named("web-0", "10.244.1.2", "web"), named("web-1", "10.244.1.3", "other"), pod("x", Some("10.244.1.4"), true, "web"));
+        let got = compute(&svc, &[&a, &b, &c]);
+        let hostnames: Vec<Option<&str>> = got.slice_endpoints.iter().map(|e| e.hostname.as_deref()).collect();
+        assert_eq!(hostnames, [Some("web-0"), None, None]);
+        let addresses = got.subsets[0].addresses.as_ref().expect("ready addresses");
+        assert_eq!(addresses[0].hostname.as_deref(), Some("web-0"));
     }
 }
 
