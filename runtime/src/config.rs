@@ -55,6 +55,7 @@ pub fn rootfs_of(spec: &Spec, bundle: &Path) -> PathBuf {
 /// Checks what the spec requires beyond its JSON shape: a rootfs that exists, a process to run, absolute paths,
 /// namespaces listed once and joined by a path of the right type.
 pub fn validate(spec: &Spec, bundle: &Path, need_process: bool) -> Result<(), SpecError> {
+    check_oci_version(spec.version())?;
     let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing: name the rootfs directory in root.path"))?;
     let rootfs = rootfs_of(spec, bundle);
     if !rootfs.is_dir() {
@@ -89,11 +90,42 @@ pub fn validate(spec: &Spec, bundle: &Path, need_process: bool) -> Result<(), Sp
         if has_new_user && linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty()) {
             return Err(invalid("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings"));
         }
+        if let Some(sc) = linux.seccomp() {
+            crate::seccomp::check(sc).map_err(|e| match e {
+                crate::seccomp::SeccompError::Invalid { field, reason } => invalid(format!("linux.seccomp.{field}"), reason),
+                other => invalid("linux.seccomp", other.to_string()),
+            })?;
+        }
         if let Some(tp) = linux.time_offsets() {
             if !tp.is_empty() {
                 return Err(invalid("linux.timeOffsets", "time namespace offsets are not supported by rkube-runtime yet"));
             }
         }
+    }
+    Ok(())
+}
+
+/// The runtime-spec versions this runtime implements: 1.0.0 up to the 1.2 series (features.json says the same).
+pub const OCI_VERSION_MIN: (u64, u64) = (1, 0);
+pub const OCI_VERSION_MAX: (u64, u64) = (1, 2);
+
+/// Refuses an `ociVersion` outside 1.0.0-1.2.x: a later minor may carry fields this runtime would silently drop,
+/// another major may mean anything.
+pub fn check_oci_version(v: &str) -> Result<(), SpecError> {
+    if v.is_empty() {
+        return Err(invalid("ociVersion", "missing: give the runtime-spec version the bundle follows, e.g. \"1.2.0\""));
+    }
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let nums: Vec<Option<u64>> = core.split('.').map(|n| n.parse().ok()).collect();
+    let ok = match nums.as_slice() {
+        [Some(major), Some(minor), Some(_)] => (OCI_VERSION_MIN..=OCI_VERSION_MAX).contains(&(*major, *minor)),
+        _ => false,
+    };
+    if !ok {
+        return Err(invalid(
+            "ociVersion",
+            format!("{v:?} is not supported: rkube-runtime implements runtime-spec 1.0.0 to 1.2.x"),
+        ));
     }
     Ok(())
 }
@@ -200,15 +232,26 @@ mod tests {
     }
 
     #[test]
+    fn oci_versions() {
+        for ok in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.0", "1.2.1+build"] {
+            check_oci_version(ok).unwrap();
+        }
+        for bad in ["", "2.0.0", "0.9.0", "1.3.0", "1.0", "one", "1.x.0"] {
+            let e = check_oci_version(bad).unwrap_err().to_string();
+            assert!(e.contains("ociVersion"), "{e}");
+        }
+    }
+
+    #[test]
     fn validate_rejects_duplicates_and_missing_rootfs() {
         let t = tempfile::tempdir().unwrap();
-        let spec = parse(br#"{"root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}}"#, Path::new("c")).unwrap();
+        let spec = parse(br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}}"#, Path::new("c")).unwrap();
         let e = validate(&spec, t.path(), true).unwrap_err().to_string();
         assert!(e.contains("root.path") && e.contains("does not exist"), "{e}");
         fs::create_dir(t.path().join("rootfs")).unwrap();
         validate(&spec, t.path(), true).unwrap();
         let spec = parse(
-            br#"{"root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},
+            br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},
                "linux":{"namespaces":[{"type":"pid"},{"type":"network"},{"type":"pid"}]}}"#,
             Path::new("c"),
         )
@@ -216,7 +259,7 @@ mod tests {
         let e = validate(&spec, t.path(), true).unwrap_err().to_string();
         assert!(e.contains("linux.namespaces[2]") && e.contains("\"pid\""), "{e}");
         let spec = parse(
-            br#"{"root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},
+            br#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},
                "linux":{"namespaces":[{"type":"network","path":"/proc/self/ns/uts"}]}}"#,
             Path::new("c"),
         )

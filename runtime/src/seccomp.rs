@@ -31,6 +31,42 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
     }
 }
 
+/// Checks a profile before anything is made (config validation): every action is one this runtime carries out,
+/// every architecture one libseccomp knows, every argument index 0-5. SCMP_ACT_NOTIFY is refused: rkube-runtime
+/// has no seccomp agent to hand the listener to (`listenerPath`), and a notified syscall with nobody listening
+/// blocks the container, and whoever waits on it, for ever.
+pub fn check(s: &LinuxSeccomp) -> Result<(), SeccompError> {
+    let invalid = |field: String, reason: String| SeccompError::Invalid { field, reason };
+    let notify = |field: String| {
+        let listener = match s.listener_path() {
+            Some(p) => format!("listenerPath {} cannot be served", p.display()),
+            None => "no listenerPath is given".to_string(),
+        };
+        invalid(
+            field,
+            format!("SCMP_ACT_NOTIFY is not supported by rkube-runtime ({listener}); use SCMP_ACT_ERRNO, or a runtime with a seccomp agent"),
+        )
+    };
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(notify("defaultAction".into()));
+    }
+    for (i, a) in s.architectures().iter().flatten().enumerate() {
+        let name = serde_json::to_value(a).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        name.parse::<ScmpArch>().map_err(|_| invalid(format!("architectures[{i}]"), format!("unknown architecture {name:?}")))?;
+    }
+    for (i, rule) in s.syscalls().iter().flatten().enumerate() {
+        if rule.action() == LinuxSeccompAction::ScmpActNotify {
+            return Err(notify(format!("syscalls[{i}].action")));
+        }
+        for (j, arg) in rule.args().iter().flatten().enumerate() {
+            if arg.index() > 5 {
+                return Err(invalid(format!("syscalls[{i}].args[{j}].index"), format!("{} is not a syscall argument index (0-5)", arg.index())));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds the filter (no syscall is filtered yet). Syscall names unknown to libseccomp are skipped, as runc does,
 /// so one profile serves several kernels.
 pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {

@@ -45,3 +45,43 @@ fn every_cli_error_begins_with_error() {
     b.config["process"]["args"] = json!([]);
     refused(&mut b, &["process.args"]);
 }
+
+#[test]
+fn oci_version_outside_1_0_to_1_2_is_refused() {
+    for v in ["2.0.0", "1.3.0", "0.5.0", "latest"] {
+        let mut b = Bundle::new(&["true"]);
+        b.config["ociVersion"] = json!(v);
+        refused(&mut b, &["ociVersion", v, "1.0.0 to 1.2.x"]);
+    }
+    let mut b = Bundle::new(&["true"]);
+    b.config.as_object_mut().unwrap().remove("ociVersion");
+    refused(&mut b, &["ociVersion", "missing"]);
+    // Pre-release and build suffixes of a supported version are fine.
+    b.config["ociVersion"] = json!("1.2.1-dev");
+    b.run_ok();
+}
+
+#[test]
+fn unknown_seccomp_action_is_refused_before_anything_is_made() {
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_FOO", "syscalls": []});
+    refused(&mut b, &["linux.seccomp.defaultAction", "SCMP_ACT_FOO"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_BAR"}]});
+    refused(&mut b, &["linux.seccomp.syscalls[0].action", "SCMP_ACT_BAR"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PDP11"]});
+    refused(&mut b, &["linux.seccomp.architectures[0]", "SCMP_ARCH_PDP11"]);
+}
+
+#[test]
+fn seccomp_notify_is_refused_instead_of_hanging_the_caller() {
+    let agent = tempfile::tempdir().unwrap();
+    let listener = agent.path().join("agent.sock");
+    let _sock = std::os::unix::net::UnixListener::bind(&listener).unwrap();
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": listener,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]});
+    refused(&mut b, &["linux.seccomp.syscalls[0].action", "SCMP_ACT_NOTIFY", &listener.display().to_string()]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOTIFY"});
+    refused(&mut b, &["linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY", "no listenerPath"]);
+}
