@@ -85,3 +85,52 @@ fn seccomp_notify_is_refused_instead_of_hanging_the_caller() {
     b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOTIFY"});
     refused(&mut b, &["linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY", "no listenerPath"]);
 }
+
+#[test]
+fn limits_for_a_controller_the_host_lacks_are_refused() {
+    // This host (cgroup v1 with hugetlb in the hybrid unified mount) has no net_cls, net_prio or rdma hierarchy
+    // and no weighting I/O scheduler; each limit it cannot apply is refused with the controller's name.
+    let layout = rkube_runtime::cgroups::Layout::detect(std::path::Path::new("/sys/fs/cgroup"));
+    let v2 = layout.name() == "v2";
+    let no_weights = layout.v1_root("blkio").is_some_and(|r| !r.join("blkio.weight").exists() && !r.join("blkio.bfq.weight").exists());
+    let cases = [
+        ("network", json!({"classID": 1048577}), "network.classID", "net_cls", v2 || !layout.has_controller("net_cls")),
+        ("network", json!({"priorities": [{"name": "eth0", "priority": 5}]}), "network.priorities", "net_prio", v2 || !layout.has_controller("net_prio")),
+        ("rdma", json!({"mlx5_0": {"hcaHandles": 3, "hcaObjects": 10000}}), "rdma", "rdma", !layout.has_controller("rdma")),
+        ("blockIO", json!({"weight": 300}), "blockIO", "blkio", !v2 && (!layout.has_controller("blkio") || no_weights)),
+        ("unified", json!({"memory.high": "10000000"}), "unified", "cannot use unified on cgroup v1", !v2),
+        ("cpu", json!({"idle": 1}), "cpu.idle", "needs cgroup v2", !v2),
+    ];
+    let mut refusals = 0;
+    for (key, value, field, mention, lacking) in cases {
+        if !lacking {
+            continue; // this host can apply it: not a refusal case here
+        }
+        let mut b = Bundle::new(&["true"]);
+        b.config["linux"]["resources"][key] = value;
+        let err = refused(&mut b, &[&format!("linux.resources.{field}"), mention, "cannot set"]);
+        assert!(!err.contains("container \""), "refused before anything was made, not by the init: {err}");
+        refusals += 1;
+    }
+    assert!(refusals >= 5, "this machine lacks net_cls, net_prio, rdma, blkio weights and cgroup v2: {refusals}");
+}
+
+/// The whole-disk `major:minor` of the first block device (throttle limits only take whole disks).
+fn a_block_device() -> String {
+    let d = fs::read_dir("/sys/block").unwrap().flatten().map(|e| e.path()).find(|p| p.join("dev").exists() && !p.file_name().unwrap().to_string_lossy().starts_with("loop")).unwrap();
+    fs::read_to_string(d.join("dev")).unwrap().trim().to_string()
+}
+
+#[test]
+fn blkio_throttle_limits_are_applied() {
+    let dev = a_block_device();
+    let (major, minor) = dev.split_once(':').unwrap();
+    let (major, minor): (i64, i64) = (major.parse().unwrap(), minor.parse().unwrap());
+    let mut b = Bundle::new(&["sh", "-c", "cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device"]);
+    b.config["linux"]["resources"]["blockIO"] = json!({
+        "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 100}]
+    });
+    let out = b.run_ok();
+    assert!(out.contains(&format!("{dev} 1048576")) && out.contains(&format!("{dev} 100")), "{out}");
+}

@@ -34,6 +34,8 @@ pub enum CgroupError {
     Invalid { field: &'static str, reason: String },
     #[error("linux.cgroupsPath {path:?}: {reason}")]
     BadPath { path: String, reason: String },
+    #[error("linux.resources.{field}: cannot set {controller} limit: {reason}")]
+    Unsupported { field: String, controller: &'static str, reason: String },
 }
 
 /// The cgroup layout found under a root (normally `/sys/fs/cgroup`).
@@ -73,6 +75,30 @@ impl Layout {
         Layout::V1 { hierarchies, unified }
     }
 
+    /// True when the host has controller `name` where this layout writes it: a v1 hierarchy (alone or
+    /// co-mounted, `cpu,cpuacct`), or the cgroup2 root's `cgroup.controllers` (the hybrid `unified` mount counts
+    /// for hugetlb only, the one controller written there).
+    pub fn has_controller(&self, name: &str) -> bool {
+        let in_file = |f: &Path| fs::read_to_string(f).map(|c| c.split_whitespace().any(|x| x == name)).unwrap_or(false);
+        match self {
+            Layout::V2 { root } => in_file(&root.join("cgroup.controllers")),
+            Layout::V1 { hierarchies, unified } => {
+                hierarchies.iter().any(|(h, _)| h.split(',').any(|x| x == name))
+                    || (name == "hugetlb" && unified.as_ref().is_some_and(|u| in_file(&u.join("cgroup.controllers"))))
+            }
+        }
+    }
+
+    /// The root directory of the v1 hierarchy holding `controller`.
+    pub fn v1_root(&self, controller: &str) -> Option<&Path> {
+        match self {
+            Layout::V1 { hierarchies, .. } => {
+                hierarchies.iter().find(|(h, _)| h.split(',').any(|x| x == controller)).map(|(_, p)| p.as_path())
+            }
+            Layout::V2 { .. } => None,
+        }
+    }
+
     /// "v1", "v2" or "hybrid", for messages and `features`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -81,6 +107,116 @@ impl Layout {
             Layout::V1 { .. } => "v1",
         }
     }
+}
+
+/// Refuses, before anything is made, every limit in `res` that this host cannot apply: a controller it lacks
+/// (blkio without the blkio hierarchy, net_cls, rdma, ...), a knob its kernel lacks (blkio weights without a
+/// weighting I/O scheduler), or a field the layout has no place for (`unified` on v1, realtime and net_cls on
+/// v2). runc and crun refuse these too; dropping them would run the container without the limits it asked for.
+pub fn check(layout: &Layout, res: &LinuxResources) -> Result<(), CgroupError> {
+    let v2 = matches!(layout, Layout::V2 { .. });
+    let lname = layout.name();
+    let need = |field: &str, controller: &'static str| -> Result<(), CgroupError> {
+        if layout.has_controller(controller) {
+            return Ok(());
+        }
+        Err(CgroupError::Unsupported {
+            field: field.to_string(),
+            controller,
+            reason: format!("this host has no {controller} cgroup controller (cgroup {lname}); remove the limit or enable the controller"),
+        })
+    };
+    let refuse = |field: &str, controller: &'static str, reason: String| {
+        Err(CgroupError::Unsupported { field: field.to_string(), controller, reason })
+    };
+    if let Some(m) = res.memory() {
+        if m.limit().is_some() || m.reservation().is_some() || m.swap().is_some() || m.swappiness().is_some() || m.disable_oom_killer().is_some() {
+            need("memory", "memory")?;
+        }
+    }
+    if let Some(c) = res.cpu() {
+        if c.shares().is_some() || c.quota().is_some() || c.period().is_some() || c.burst().is_some() || c.idle().is_some() {
+            need("cpu", "cpu")?;
+        }
+        if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
+            if v2 {
+                return refuse("cpu.realtimeRuntime", "cpu", "cgroup v2 has no realtime cpu knobs".into());
+            }
+            need("cpu.realtimeRuntime", "cpu")?;
+        }
+        if c.idle().is_some() && !v2 {
+            return refuse("cpu.idle", "cpu", format!("cpu.idle needs cgroup v2 (this host is cgroup {lname})"));
+        }
+        if c.cpus().is_some() || c.mems().is_some() {
+            need("cpu.cpus", "cpuset")?;
+        }
+    }
+    if res.pids().is_some() {
+        need("pids", "pids")?;
+    }
+    if let Some(b) = res.block_io() {
+        let weights = b.weight().is_some() || b.leaf_weight().is_some() || b.weight_device().as_ref().is_some_and(|v| !v.is_empty());
+        let throttles = [b.throttle_read_bps_device(), b.throttle_write_bps_device(), b.throttle_read_iops_device(), b.throttle_write_iops_device()]
+            .iter()
+            .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()));
+        if weights || throttles {
+            need("blockIO", if v2 { "io" } else { "blkio" })?;
+        }
+        if weights && !v2 {
+            let root = layout.v1_root("blkio").unwrap_or(Path::new("/"));
+            if !root.join("blkio.weight").exists() && !root.join("blkio.bfq.weight").exists() {
+                return refuse(
+                    "blockIO.weight",
+                    "blkio",
+                    format!("{} has neither blkio.weight nor blkio.bfq.weight: the block devices' I/O scheduler does not do weights (use BFQ, or only throttle limits)", root.display()),
+                );
+            }
+        }
+    }
+    if res.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
+        need("hugepageLimits", "hugetlb")?;
+    }
+    if let Some(n) = res.network() {
+        if n.class_id().is_some() {
+            if v2 {
+                return refuse("network.classID", "net_cls", "cgroup v2 has no net_cls controller".into());
+            }
+            need("network.classID", "net_cls")?;
+        }
+        if n.priorities().as_ref().is_some_and(|v| !v.is_empty()) {
+            if v2 {
+                return refuse("network.priorities", "net_prio", "cgroup v2 has no net_prio controller".into());
+            }
+            need("network.priorities", "net_prio")?;
+        }
+    }
+    if res.rdma().as_ref().is_some_and(|v| !v.is_empty()) {
+        need("rdma", "rdma")?;
+    }
+    if res.devices().as_ref().is_some_and(|v| !v.is_empty()) && !v2 {
+        // Never run without the device allowlist asked for: it is what keeps the host's disks out.
+        need("devices", "devices")?;
+    }
+    if let Some(u) = res.unified().as_ref().filter(|u| !u.is_empty()) {
+        if !v2 {
+            return refuse("unified", "cgroup2", format!("invalid configuration: cannot use unified on cgroup v1 (this host is cgroup {lname})"));
+        }
+        for k in u.keys() {
+            let Some((controller, _)) = k.split_once('.') else {
+                return Err(CgroupError::Invalid { field: "unified", reason: format!("{k:?} is not a cgroup file name") });
+            };
+            if controller != "cgroup" && !layout.has_controller(controller) {
+                return refuse(&format!("unified.{k}"), "cgroup2", format!("this host's cgroup2 root has no {controller:?} controller"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line of `rdma.max` (the same on v1 and v2): `mlx4_0 hca_handle=2 hca_object=2000`.
+pub(crate) fn rdma_line(dev: &str, l: &oci_spec::runtime::LinuxRdma) -> String {
+    let v = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_else(|| "max".into());
+    format!("{dev} hca_handle={} hca_object={}", v(l.hca_handles()), v(l.hca_objects()))
 }
 
 /// Turns an OCI `cgroupsPath` into a path relative to each hierarchy's root. Absolute paths are taken as they are;
@@ -171,8 +307,23 @@ impl Cgroup {
         }
     }
 
-    /// Creates the cgroup and writes `resources`.
+    /// Creates the cgroup and writes `resources`. An empty parent removed by someone else while this runs (its
+    /// owner cleaning up) is made again.
     pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+        let mut tries = 0;
+        loop {
+            match self.create_once(resources) {
+                Err(CgroupError::Create { source, .. } | CgroupError::Write { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound && tries < 3 =>
+                {
+                    tries += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn create_once(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
         match &self.layout {
             Layout::V2 { root } => v2::create(root, &self.rel, resources, v2::Knobs::All),
             Layout::V1 { hierarchies, unified } => {
@@ -295,6 +446,42 @@ mod tests {
         assert_eq!(resolve_path(None, "c1", false).unwrap(), PathBuf::from("rkube/c1"));
         assert!(resolve_path(Some("/a/../b"), "x", false).is_err());
         assert!(resolve_path(Some("/"), "x", false).is_err());
+    }
+
+    #[test]
+    fn check_refuses_what_the_layout_cannot_apply() {
+        let res = |v: serde_json::Value| -> LinuxResources { serde_json::from_value(v).unwrap() };
+        let t = tempfile::tempdir().unwrap();
+        for h in ["memory", "pids", "cpu,cpuacct", "blkio"] {
+            fs::create_dir_all(t.path().join(h)).unwrap();
+            fs::write(t.path().join(h).join("cgroup.procs"), "").unwrap();
+        }
+        let v1 = Layout::detect(t.path());
+        assert!(v1.has_controller("cpuacct") && v1.has_controller("cpu") && !v1.has_controller("net_cls"));
+        check(&v1, &res(serde_json::json!({"memory": {"limit": 1}, "cpu": {"shares": 2}, "pids": {"limit": 3}}))).unwrap();
+        let e = check(&v1, &res(serde_json::json!({"network": {"classID": 1}}))).unwrap_err().to_string();
+        assert!(e.starts_with("linux.resources.network.classID: cannot set net_cls limit"), "{e}");
+        let e = check(&v1, &res(serde_json::json!({"cpu": {"cpus": "0"}}))).unwrap_err().to_string();
+        assert!(e.contains("cpuset"), "{e}");
+        let e = check(&v1, &res(serde_json::json!({"blockIO": {"weight": 10}}))).unwrap_err().to_string();
+        assert!(e.contains("blkio.bfq.weight"), "{e}");
+        fs::write(t.path().join("blkio/blkio.bfq.weight"), "").unwrap();
+        check(&v1, &res(serde_json::json!({"blockIO": {"weight": 10}}))).unwrap();
+        let e = check(&v1, &res(serde_json::json!({"unified": {"memory.high": "1"}}))).unwrap_err().to_string();
+        assert!(e.contains("cannot use unified on cgroup v1"), "{e}");
+        let t2 = tempfile::tempdir().unwrap();
+        fs::write(t2.path().join("cgroup.controllers"), "memory pids io").unwrap();
+        let v2 = Layout::detect(t2.path());
+        check(&v2, &res(serde_json::json!({"unified": {"memory.high": "1", "cgroup.max.depth": "2"}, "blockIO": {"weight": 10}}))).unwrap();
+        for (v, want) in [
+            (serde_json::json!({"unified": {"cpu.weight": "1"}}), "\"cpu\" controller"),
+            (serde_json::json!({"network": {"classID": 1}}), "no net_cls controller"),
+            (serde_json::json!({"cpu": {"realtimeRuntime": 1}}), "realtime"),
+            (serde_json::json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}), "hugetlb"),
+        ] {
+            let e = check(&v2, &res(v)).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub fn create(hierarchies: &[(String, PathBuf)], rel: &Path, res: Option<&LinuxR
             mkdir_all(&dir)?;
         }
         if let Some(res) = res {
-            apply(name, &dir, res)?;
+            // A co-mounted hierarchy (`cpu,cpuacct`, `net_cls,net_prio`) takes the knobs of each controller in it.
+            for controller in name.split(',') {
+                apply(controller, &dir, res)?;
+            }
         }
     }
     Ok(())
@@ -107,6 +110,9 @@ fn apply(controller: &str, dir: &Path, res: &LinuxResources) -> Result<(), Cgrou
                 if let Some(r) = c.realtime_runtime() {
                     write_if_present(&dir.join("cpu.rt_runtime_us"), &r.to_string())?;
                 }
+                if let Some(b) = c.burst() {
+                    write(&dir.join("cpu.cfs_burst_us"), &b.to_string())?;
+                }
             }
         }
         "cpuset" => {
@@ -139,8 +145,48 @@ fn apply(controller: &str, dir: &Path, res: &LinuxResources) -> Result<(), Cgrou
             }
         }
         "blkio" => {
-            if let Some(w) = res.block_io().as_ref().and_then(|b| b.weight()) {
-                write_if_present(&dir.join("blkio.weight"), &w.to_string())?;
+            if let Some(b) = res.block_io() {
+                // CFQ's blkio.weight, or BFQ's blkio.bfq.weight (cgroups::check refused a host with neither).
+                let wfile = if dir.join("blkio.weight").exists() { "blkio.weight" } else { "blkio.bfq.weight" };
+                if let Some(w) = b.weight() {
+                    write(&dir.join(wfile), &w.to_string())?;
+                }
+                if let Some(w) = b.leaf_weight() {
+                    write(&dir.join("blkio.leaf_weight"), &w.to_string())?;
+                }
+                for d in b.weight_device().iter().flatten() {
+                    if let Some(w) = d.weight() {
+                        write(&dir.join(wfile), &format!("{}:{} {w}", d.major(), d.minor()))?;
+                    }
+                    if let Some(w) = d.leaf_weight() {
+                        write(&dir.join("blkio.leaf_weight_device"), &format!("{}:{} {w}", d.major(), d.minor()))?;
+                    }
+                }
+                for (file, devs) in [
+                    ("blkio.throttle.read_bps_device", b.throttle_read_bps_device()),
+                    ("blkio.throttle.write_bps_device", b.throttle_write_bps_device()),
+                    ("blkio.throttle.read_iops_device", b.throttle_read_iops_device()),
+                    ("blkio.throttle.write_iops_device", b.throttle_write_iops_device()),
+                ] {
+                    for d in devs.iter().flatten() {
+                        write(&dir.join(file), &format!("{}:{} {}", d.major(), d.minor(), d.rate()))?;
+                    }
+                }
+            }
+        }
+        "net_cls" => {
+            if let Some(id) = res.network().as_ref().and_then(|n| n.class_id()) {
+                write(&dir.join("net_cls.classid"), &id.to_string())?;
+            }
+        }
+        "net_prio" => {
+            for p in res.network().as_ref().and_then(|n| n.priorities().clone()).into_iter().flatten() {
+                write(&dir.join("net_prio.ifpriomap"), &format!("{} {}", p.name(), p.priority()))?;
+            }
+        }
+        "rdma" => {
+            for (dev, l) in res.rdma().iter().flatten() {
+                write(&dir.join("rdma.max"), &super::rdma_line(dev, l))?;
             }
         }
         _ => {}

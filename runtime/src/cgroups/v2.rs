@@ -36,7 +36,7 @@ pub fn create(root: &Path, rel: &Path, res: Option<&LinuxResources>, knobs: Knob
     let wanted: Vec<&str> = available
         .split_whitespace()
         .filter(|c| match knobs {
-            Knobs::All => ["memory", "pids", "cpu", "cpuset", "hugetlb", "io"].contains(c),
+            Knobs::All => ["memory", "pids", "cpu", "cpuset", "hugetlb", "io", "rdma"].contains(c),
             Knobs::HugetlbOnly => *c == "hugetlb",
             Knobs::None => false,
         })
@@ -106,6 +106,12 @@ fn apply(dir: &Path, res: &LinuxResources, knobs: Knobs) -> Result<(), CgroupErr
             };
             write(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
         }
+        if let Some(b) = c.burst() {
+            write(&dir.join("cpu.max.burst"), &b.to_string())?;
+        }
+        if let Some(i) = c.idle() {
+            write(&dir.join("cpu.idle"), &i.to_string())?;
+        }
         if let Some(cpus) = c.cpus() {
             write(&dir.join("cpuset.cpus"), cpus)?;
         }
@@ -115,6 +121,31 @@ fn apply(dir: &Path, res: &LinuxResources, knobs: Knobs) -> Result<(), CgroupErr
     }
     if let Some(p) = res.pids() {
         write(&dir.join("pids.max"), &if p.limit() > 0 { p.limit().to_string() } else { "max".to_string() })?;
+    }
+    if let Some(b) = res.block_io() {
+        // io.weight comes from the iocost controller or BFQ (io.bfq.weight); writing fails clearly without them.
+        let wfile = if dir.join("io.weight").exists() || !dir.join("io.bfq.weight").exists() { "io.weight" } else { "io.bfq.weight" };
+        if let Some(w) = b.weight() {
+            write(&dir.join(wfile), &format!("default {w}"))?;
+        }
+        for d in b.weight_device().iter().flatten() {
+            if let Some(w) = d.weight() {
+                write(&dir.join(wfile), &format!("{}:{} {w}", d.major(), d.minor()))?;
+            }
+        }
+        for (key, devs) in [
+            ("rbps", b.throttle_read_bps_device()),
+            ("wbps", b.throttle_write_bps_device()),
+            ("riops", b.throttle_read_iops_device()),
+            ("wiops", b.throttle_write_iops_device()),
+        ] {
+            for d in devs.iter().flatten() {
+                write(&dir.join("io.max"), &format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()))?;
+            }
+        }
+    }
+    for (dev, l) in res.rdma().iter().flatten() {
+        write(&dir.join("rdma.max"), &super::rdma_line(dev, l))?;
     }
     if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
         super::devices::attach(dir, rules)?;

@@ -112,6 +112,12 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
     let plan = crate::namespaces::plan(&spec)?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
     let rel = cgroups::resolve_path(cgroups_path.as_deref(), &req.id, req.systemd_cgroup)?;
+    let cgroup_root = req.cgroup_root.clone().unwrap_or_else(|| PathBuf::from(CGROUP_ROOT));
+    let layout = Layout::detect(&cgroup_root);
+    // Every limit asked for can be applied here, or nothing is made.
+    if let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        cgroups::check(&layout, r)?;
+    }
     let console = match &req.console_socket {
         Some(p) => Some(UnixStream::connect(p).map_err(io_err(format!("connect --console-socket {}", p.display())))?),
         None => None,
@@ -128,7 +134,6 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
     }
     let mut undo = Undo { dir: Some(dir.clone()), cgroup: None, child: None };
 
-    let cgroup_root = req.cgroup_root.clone().unwrap_or_else(|| PathBuf::from(CGROUP_ROOT));
     let mut st = State::new(&req.id, &bundle, &rootfs);
     st.annotations = spec.annotations().clone().unwrap_or_default();
     st.private.hooks = spec.hooks().clone();
@@ -136,7 +141,6 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
     st.private.cgroup_root = Some(cgroup_root.clone());
     st.save(&req.root)?;
 
-    let layout = Layout::detect(&cgroup_root);
     let cg = Cgroup::new(layout.clone(), rel);
     undo.cgroup = Some(cg.clone());
     let resources = spec.linux().as_ref().and_then(|l| l.resources().clone()).map(|r| with_default_devices(r, &spec));
