@@ -978,14 +978,16 @@ pub fn short_uid(uid: &str) -> String {
 /// Where the cgroup hierarchies are mounted.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// True when the memory cgroup at `cgroups_path` counted an OOM kill (cgroup v1 `memory.oom_control`).
+/// True when the memory cgroup at `cgroups_path` counted an OOM kill: cgroup v1 `memory.oom_control` in the
+/// memory hierarchy, or v2 `memory.events` at the root of the unified one (both have an `oom_kill` line).
 fn oom_killed(cgroups_path: &str) -> bool {
-    let p = Path::new(CGROUP_ROOT).join("memory").join(cgroups_path.trim_start_matches('/')).join("memory.oom_control");
-    fs::read_to_string(p)
-        .ok()
+    let rel = cgroups_path.trim_start_matches('/');
+    let root = Path::new(CGROUP_ROOT);
+    [root.join("memory").join(rel).join("memory.oom_control"), root.join(rel).join("memory.events")]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse::<u64>().ok())))
-        .map(|n| n > 0)
-        .unwrap_or(false)
+        .is_some_and(|n| n > 0)
 }
 
 /// Removes a pod's cgroup directories in every v1 hierarchy (children first); they are empty by now.
