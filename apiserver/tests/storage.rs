@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use rkube_apiserver::storage::{self, conformance, Store, WatchCache};
+use rkube_apiserver::storage::{self, Store, WatchCache};
 
 mod storage_common;
+mod storage_conformance;
+use storage_conformance as conformance;
 use storage_common::{embedded, Etcd};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,6 @@
 //! `FutureRevision` 504 (Kubernetes' "Too large resource version"), `Backend` 500.
 
 pub mod compaction;
-pub mod conformance;
 pub mod embedded;
 pub mod etcd;
 pub mod wal;

@@ -1,9 +1,12 @@
 //! The storage conformance suite: behaviour every `Store` must have, run against each backend (and each backend
 //! behind the watch cache) by `apiserver/tests/storage.rs`.
 //!
+//! Test code only: it lives under `tests/` so no release build of the library carries it.
+//!
 //! Each check takes the store and a key prefix of its own, so checks can share a backend (one etcd) without
 //! seeing each other's keys; revisions are global, so no check assumes it is the only writer. The checks panic
 //! with a message saying what a backend got wrong; they are test code and belong to no production path.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{ListOptions, Revision, StorageError, Store, WatchEvent, WatchStream};
+use rkube_apiserver::storage::{ListOptions, Revision, StorageError, Store, WatchEvent, WatchStream};
 
 /// How long a watch may take to deliver an event before the check fails.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
