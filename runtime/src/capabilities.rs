@@ -39,10 +39,22 @@ pub fn apply_bounding(c: &LinuxCapabilities) -> Result<(), CapabilityError> {
     Ok(())
 }
 
-/// Sets effective, inheritable, permitted and ambient. Call after the uid switch (made with keep-caps).
-pub fn apply(c: &LinuxCapabilities) -> Result<(), CapabilityError> {
-    let permitted = to_set(c.permitted())?;
-    let effective = to_set(c.effective())?;
+/// The capability object of a process that lists none: every set empty, as runc reads it (not oci-spec's default
+/// set, and not "keep everything").
+pub fn none() -> LinuxCapabilities {
+    serde_json::from_value(serde_json::json!({})).expect("an empty object is a valid capability set")
+}
+
+/// Sets effective, inheritable, permitted and ambient. Call after the uid switch (made with keep-caps). With
+/// `keep_sys_admin`, CAP_SYS_ADMIN stays in effective and permitted (to load a seccomp filter without
+/// no_new_privs) until [`drop_kept_sys_admin`].
+pub fn apply(c: &LinuxCapabilities, keep_sys_admin: bool) -> Result<(), CapabilityError> {
+    let mut permitted = to_set(c.permitted())?;
+    let mut effective = to_set(c.effective())?;
+    if keep_sys_admin {
+        permitted.insert(caps::Capability::CAP_SYS_ADMIN);
+        effective.insert(caps::Capability::CAP_SYS_ADMIN);
+    }
     let inheritable = to_set(c.inheritable())?;
     let ambient = to_set(c.ambient())?;
     // Effective must stay a subset of permitted at each step: set effective first (shrinking), then the rest.
@@ -61,21 +73,12 @@ pub fn apply(c: &LinuxCapabilities) -> Result<(), CapabilityError> {
     Ok(())
 }
 
-/// Drops every capability (used when the spec has no capabilities object: the process runs with none).
-pub fn drop_all() -> Result<(), CapabilityError> {
-    let empty = CapsHashSet::new();
-    apply_sets(&empty)
-}
-
-fn apply_sets(empty: &CapsHashSet) -> Result<(), CapabilityError> {
-    for (set, name) in [
-        (CapSet::Effective, "effective"),
-        (CapSet::Inheritable, "inheritable"),
-        (CapSet::Permitted, "permitted"),
-    ] {
-        caps::set(None, set, empty).map_err(|source| CapabilityError::Apply { set: name, source })?;
-    }
-    Ok(())
+/// Puts effective and permitted back to what `c` lists, dropping the CAP_SYS_ADMIN [`apply`] kept.
+pub fn drop_kept_sys_admin(c: &LinuxCapabilities) -> Result<(), CapabilityError> {
+    let effective = to_set(c.effective())?;
+    let permitted = to_set(c.permitted())?;
+    caps::set(None, CapSet::Effective, &effective).map_err(|source| CapabilityError::Apply { set: "effective", source })?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(|source| CapabilityError::Apply { set: "permitted", source })
 }
 
 #[cfg(test)]

@@ -16,8 +16,26 @@ pub enum HookError {
     Failed { kind: &'static str, index: usize, path: String, reason: String },
 }
 
+/// The OCI state with `status` set to what the spec gives for a hook: prestart, createRuntime and createContainer
+/// run while the container is `creating`, startContainer once it is `created` (start called, the program not yet
+/// run), poststart when it is `running`, poststop when it is `stopped`.
+pub fn state_for(state_json: &str, status: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state_json) {
+        Ok(mut v) => {
+            v["status"] = serde_json::json!(status);
+            v.to_string()
+        }
+        Err(_) => state_json.to_string(),
+    }
+}
+
 /// Runs `hooks` in order with `state_json` on stdin; the first failure stops the list.
 pub fn run(kind: &'static str, hooks: &[Hook], state_json: &str) -> Result<(), HookError> {
+    run_with_env(kind, hooks, state_json, &[])
+}
+
+/// [`run`], where a hook without its own `env` gets `inherited` (startContainer hooks get the process's env).
+pub fn run_with_env(kind: &'static str, hooks: &[Hook], state_json: &str, inherited: &[String]) -> Result<(), HookError> {
     for (index, h) in hooks.iter().enumerate() {
         let fail = |reason: String| HookError::Failed { kind, index, path: h.path().display().to_string(), reason };
         let args = h.args().clone().unwrap_or_default();
@@ -26,7 +44,7 @@ pub fn run(kind: &'static str, hooks: &[Hook], state_json: &str) -> Result<(), H
             cmd.arg0(a0);
         }
         cmd.args(args.iter().skip(1)).env_clear().stdin(Stdio::piped()).stdout(Stdio::null());
-        for e in h.env().iter().flatten() {
+        for e in h.env().as_deref().unwrap_or(inherited) {
             if let Some((k, v)) = e.split_once('=') {
                 cmd.env(k, v);
             }

@@ -209,28 +209,33 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
         crate::terminal::setup(sock, size).map_err(|e| e.to_string())?;
     }
     crate::process::set_rlimits(process).map_err(|e| e.to_string())?;
+    // Built now (it allocates), loaded last: nothing of the runtime's own setup runs under the container's filter.
     let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(crate::seccomp::build(s).map_err(|e| e.to_string())?),
         None => None,
     };
     let nnp = process.no_new_privileges() == Some(true);
-    if let (Some(f), false) = (&filter, nnp) {
-        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it before dropping privileges.
-        crate::seccomp::load(f).map_err(|e| e.to_string())?;
-    }
-    if let Some(c) = process.capabilities() {
-        crate::capabilities::apply_bounding(c).map_err(|e| e.to_string())?;
-    }
+    // No capabilities object means none at all (runc), not the runtime's full set.
+    let caps = process.capabilities().clone().unwrap_or_else(crate::capabilities::none);
+    crate::capabilities::apply_bounding(&caps).map_err(|e| e.to_string())?;
     crate::process::switch_user(process).map_err(|e| e.to_string())?;
-    if let Some(c) = process.capabilities() {
-        crate::capabilities::apply(c).map_err(|e| e.to_string())?;
-    }
+    // Without no_new_privs, loading the filter needs CAP_SYS_ADMIN: keep it (effective and permitted only; the
+    // bounding set is already final) until the filter is loaded.
+    let keep_sys_admin = filter.is_some() && !nnp;
+    crate::capabilities::apply(&caps, keep_sys_admin).map_err(|e| e.to_string())?;
     crate::process::set_no_new_privs(process).map_err(|e| e.to_string())?;
     sys::set_umask(process.user().umask().unwrap_or(0o022));
+    // The CVE-2024-21626 cwd check (getcwd) and the PATH lookup happen before the filter: a profile may deny them.
     crate::process::enter_cwd(process).map_err(|e| e.to_string())?;
     let exec = crate::process::prepare_exec(process).map_err(|e| e.to_string())?;
     for fd in ctx.passed_fds {
         sys::clear_cloexec(*fd);
+    }
+    if let (Some(f), true) = (&filter, keep_sys_admin) {
+        // Loaded before parking so the parked process does not hold CAP_SYS_ADMIN until start; after it come
+        // only the capset dropping CAP_SYS_ADMIN, the handshake with the runtime, startContainer hooks and exec.
+        crate::seccomp::load(f).map_err(|e| e.to_string())?;
+        crate::capabilities::drop_kept_sys_admin(&caps).map_err(|e| e.to_string())?;
     }
     ctx.sync.send(b'D', b"").map_err(|e| format!("sync: {e}"))?;
     if let Some(fifo) = ctx.fifo {
@@ -245,13 +250,16 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
         }
         let _ = nix::unistd::close(fifo);
         if let Some(h) = hooks.and_then(|h| h.start_container().clone()) {
-            if let Err(e) = crate::hooks::run("startContainer", &h, &state_json) {
+            let state = crate::hooks::state_for(&state_json, "created");
+            let env = process.env().clone().unwrap_or_default();
+            if let Err(e) = crate::hooks::run_with_env("startContainer", &h, &state, &env) {
                 eprintln!("error: rkube-runtime: {e}");
                 sys::exit_now(1);
             }
         }
     }
     if let (Some(f), true) = (&filter, nnp) {
+        // With no_new_privs: the very last step before exec.
         if let Err(e) = crate::seccomp::load(f) {
             eprintln!("error: rkube-runtime: {e}");
             sys::exit_now(1);

@@ -134,3 +134,68 @@ fn blkio_throttle_limits_are_applied() {
     let out = b.run_ok();
     assert!(out.contains(&format!("{dev} 1048576")) && out.contains(&format!("{dev} 100")), "{out}");
 }
+
+#[test]
+fn seccomp_is_loaded_after_the_cwd_check_with_and_without_no_new_privs() {
+    for nnp in [true, false] {
+        let mut b = Bundle::new(&["sh", "-c", "echo started; grep -E '^(CapEff|CapPrm|Seccomp):' /proc/self/status"]);
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["process"]["cwd"] = json!("/tmp");
+        // A profile that denies getcwd: the runtime's own CVE-2024-21626 check calls it, so it must run first.
+        b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]});
+        let out = b.run_ok();
+        assert!(out.starts_with("started\n"), "nnp={nnp}: {out}");
+        assert_eq!(common::status_field(&out, "Seccomp"), "2", "nnp={nnp}: {out}");
+        // Without no_new_privs the runtime kept CAP_SYS_ADMIN to load the filter; the process must not have it.
+        let want = common::cap_mask(&[5, 10, 29]);
+        assert_eq!(common::status_field(&out, "CapEff"), want, "nnp={nnp}: {out}");
+        assert_eq!(common::status_field(&out, "CapPrm"), want, "nnp={nnp}: {out}");
+    }
+}
+
+#[test]
+fn hooks_get_the_status_the_spec_gives_and_start_container_inherits_the_env() {
+    let mut b = Bundle::new(&["true"]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {d}/{name}.json")]});
+    b.config["process"]["env"] = json!(["PATH=/bin", "FROM_PROCESS=yes"]);
+    b.config["hooks"] = json!({
+        "prestart": [hook("prestart")],
+        "createRuntime": [hook("createRuntime")],
+        "createContainer": [hook("createContainer")],
+        "startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/startContainer.json; env > /tmp/inherited.env"]},
+            {"path": "/bin/sh", "args": ["sh", "-c", "env > /tmp/own.env"], "env": ["OWN=1"]}
+        ],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")]
+    });
+    let (id, _) = b.create();
+    assert!(b.rt(&["start", &id]).status.success());
+    b.wait_status(&id, "stopped");
+    assert!(b.rt(&["delete", &id]).status.success());
+    let status = |f: std::path::PathBuf| -> String {
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()))).unwrap();
+        v["status"].as_str().unwrap().to_string()
+    };
+    for (h, want) in [("prestart", "creating"), ("createRuntime", "creating"), ("createContainer", "creating"), ("poststart", "running"), ("poststop", "stopped")] {
+        assert_eq!(status(dir.path().join(format!("{h}.json"))), want, "{h}");
+    }
+    assert_eq!(status(b.rootfs().join("tmp/startContainer.json")), "created", "startContainer");
+    let inherited = fs::read_to_string(b.rootfs().join("tmp/inherited.env")).unwrap();
+    assert!(inherited.contains("FROM_PROCESS=yes"), "a startContainer hook without env gets the process's: {inherited}");
+    let own = fs::read_to_string(b.rootfs().join("tmp/own.env")).unwrap();
+    assert!(own.contains("OWN=1") && !own.contains("FROM_PROCESS"), "{own}");
+}
+
+#[test]
+fn a_process_without_a_capabilities_object_gets_none() {
+    let mut b = Bundle::new(&["grep", "-E", "^Cap(Eff|Prm|Bnd):", "/proc/self/status"]);
+    b.config["process"].as_object_mut().unwrap().remove("capabilities");
+    let out = b.run_ok();
+    for f in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(common::status_field(&out, f), "0000000000000000", "{out}");
+    }
+}
