@@ -57,6 +57,9 @@ pub struct NodeArgs {
     /// How long a pressure condition stays True after its threshold was last met
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub eviction_pressure_transition_period: std::time::Duration,
+    /// Test hook: read the available memory from this file (a quantity, e.g. 512Mi) instead of /proc/meminfo
+    #[arg(long, hide = true)]
+    pub eviction_memory_signal_file: Option<PathBuf>,
     /// How often running pods' configMap, secret, downwardAPI and projected volumes are refreshed (ConfigMap
     /// and Secret updates reach the files; service account tokens are renewed)
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
@@ -151,6 +154,7 @@ pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>)
     cfg.image_limits = args.image_limits.limits();
     cfg.eviction_hard = rkube_kubelet::node::eviction::Thresholds::parse(&args.eviction_hard).map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     cfg.eviction_pressure_transition = args.eviction_pressure_transition_period;
+    cfg.eviction_memory_signal_file = args.eviction_memory_signal_file.clone();
     cfg.sync_frequency = args.sync_frequency;
     let manifests = args.static_pod_dir.clone().unwrap_or_else(|| data.join("manifests"));
     std::fs::create_dir_all(&manifests).with_context(|| format!("create {}", manifests.display()))?;

@@ -58,6 +58,9 @@ pub struct KubeletConfig {
     /// Node-pressure eviction: `--eviction-hard` thresholds and `--eviction-pressure-transition-period`.
     pub eviction_hard: crate::node::eviction::Thresholds,
     pub eviction_pressure_transition: std::time::Duration,
+    /// Test hook: a file whose quantity the eviction manager reads in place of /proc/meminfo's MemAvailable
+    /// (`--eviction-memory-signal-file`, hidden), so tests set memory pressure exactly.
+    pub eviction_memory_signal_file: Option<PathBuf>,
     /// Upstream's `--sync-frequency`: how often a running pod's configMap, secret, downwardAPI and projected
     /// volumes are written again (ConfigMap and Secret changes, renewed service account tokens).
     pub sync_frequency: std::time::Duration,
@@ -96,6 +99,7 @@ impl KubeletConfig {
             api_tls: None,
             eviction_hard: Default::default(),
             eviction_pressure_transition: crate::node::eviction::DEFAULT_TRANSITION,
+            eviction_memory_signal_file: None,
             sync_frequency: std::time::Duration::from_secs(60),
         }
     }

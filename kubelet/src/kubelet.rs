@@ -2,7 +2,7 @@
 //! runs one [`PodWorker`] thread per pod, and sends statuses and events to the apiserver. On start it adopts
 //! what a previous kubelet left running; pods that are gone from the API are torn down.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -408,12 +408,19 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         tokio::spawn(async move {
             let mut prev = node.status.clone();
             let mut pressure = PressureTracker::new(cfg2.eviction_hard.clone(), cfg2.eviction_pressure_transition);
-            let mut evicted: HashSet<String> = HashSet::new();
+            let mut evicted: HashMap<String, std::time::Instant> = HashMap::new();
             loop {
                 if let Err(e) = crate::node::lease::renew(&client, &node_cfg.name, uid.as_deref()).await {
                     tracing::warn!(node = %node_cfg.name, error = %e, "renew node lease");
                 }
-                let facts = crate::node::machine::read(std::path::Path::new("/"), &node_cfg.data_dir);
+                let mut facts = crate::node::machine::read(std::path::Path::new("/"), &node_cfg.data_dir);
+                // the test hook: a file's quantity in place of MemAvailable (see node::eviction)
+                if let Some(path) = &cfg2.eviction_memory_signal_file {
+                    match eviction::memory_signal(path) {
+                        Ok(bytes) => facts.memory_available_bytes = bytes,
+                        Err(e) => tracing::warn!(error = %e, "eviction memory signal file unreadable; using MemAvailable"),
+                    }
+                }
                 let seen = pressure.observe(&facts, std::time::Instant::now());
                 if let Some(signal) = seen.signal() {
                     evict_one(&cfg2, &workers, &mut evicted, signal, &pressure.thresholds, &facts);
@@ -538,22 +545,33 @@ fn dispatch(ctx: &Arc<NodeContext>, workers: &Arc<Mutex<HashMap<String, WorkerHa
 fn evict_one(
     cfg: &KubeletConfig,
     workers: &Arc<Mutex<HashMap<String, WorkerHandle>>>,
-    evicted: &mut HashSet<String>,
+    evicted: &mut HashMap<String, std::time::Instant>,
     signal: Signal,
     thresholds: &Thresholds,
     facts: &crate::node::machine::MachineFacts,
 ) {
+    // As upstream's waitForPodsCleanup: no other eviction until the last evicted pod's resources are reclaimed
+    // (its sandbox torn down: containers stopped, volumes unmounted, cgroup removed), for at most 30 s. Its
+    // memory may not be back yet, and the next check would evict a pod for nothing.
+    let now = std::time::Instant::now();
+    let reclaiming = evicted.iter().find(|(uid, at)| {
+        now.duration_since(**at) < eviction::POD_CLEANUP_TIMEOUT && crate::pod::worker::pod_dir(cfg, uid).join("sandbox.json").exists()
+    });
+    if let Some((uid, _)) = reclaiming {
+        tracing::info!(pod_uid = %uid, signal = ?signal, "node under pressure: waiting for the evicted pod's cleanup before evicting another");
+        return;
+    }
     // Pick the eligible pods under the lock; measure them after, so a disk walk does not hold up dispatch.
     let eligible: Vec<(String, Pod, Sender<PodUpdate>)> = {
         let Ok(w) = workers.lock() else { return };
-        evicted.retain(|uid| w.contains_key(uid));
+        evicted.retain(|uid, _| w.contains_key(uid));
         w.iter()
             .filter(|(uid, h)| {
                 let pod = &h.pod;
                 let source = pod.metadata.annotations.as_ref().and_then(|a| a.get(crate::static_pods::SOURCE_ANNOTATION));
                 let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
                 !(h.thread.is_finished()
-                    || evicted.contains(*uid)
+                    || evicted.contains_key(*uid)
                     || pod.metadata.deletion_timestamp.is_some()
                     || source.is_some_and(|s| s != "api")
                     || matches!(phase, Some("Succeeded" | "Failed")))
@@ -598,11 +616,47 @@ fn evict_one(
         return;
     };
     let (victim, tx) = &cands[i];
-    let msg = eviction::message(signal, thresholds, facts, victim);
+    let msg = eviction::message(signal, thresholds, facts, &container_uses(cfg, signal, &eligible[i].0, &eligible[i].1));
     tracing::warn!(pod = %victim.name, signal = ?signal, usage = victim.usage, request = victim.request, "node under pressure: evicting");
     if tx.send(PodUpdate::Evict(msg)).is_ok() {
-        evicted.insert(victim.uid.clone());
+        evicted.insert(victim.uid.clone(), std::time::Instant::now());
     }
+}
+
+/// The evicted pod's containers for upstream's message: each one's use of the resource (memory: its cgroup's
+/// working set; disk: its writable layer and logs, as upstream counts a container's ephemeral storage) and its
+/// request as the spec wrote it.
+fn container_uses(cfg: &KubeletConfig, signal: Signal, uid: &str, pod: &Pod) -> Vec<eviction::ContainerUse> {
+    let short = crate::pod::worker::short_uid(uid);
+    let usage: std::collections::BTreeMap<String, u64> = match signal {
+        Signal::Memory => {
+            let rel = crate::container::qos::pod_cgroup_parent(&cfg.cgroup_root, pod);
+            eviction::container_memory_bytes(std::path::Path::new(crate::pod::worker::CGROUP_ROOT), &rel, &short)
+        }
+        Signal::Disk => {
+            let (ns, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default());
+            let logs = cfg.log_dir.join(format!("{ns}_{name}_{uid}"));
+            let layers = cfg.image_root.join("containers");
+            eviction::newest_container_ids(&layers, &short)
+                .into_iter()
+                .map(|(c, id)| {
+                    let used = crate::volume::empty_dir::usage_bytes(&layers.join(&id).join("upper")) + crate::volume::empty_dir::usage_bytes(&logs.join(&c));
+                    (c, used)
+                })
+                .collect()
+        }
+    };
+    pod.spec
+        .as_ref()
+        .map(|s| &s.containers)
+        .into_iter()
+        .flatten()
+        .map(|c| eviction::ContainerUse {
+            name: c.name.clone(),
+            usage: usage.get(&c.name).copied().unwrap_or(0),
+            request: c.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get(signal.resource())).map(|q| q.0.clone()),
+        })
+        .collect()
 }
 
 /// Pod directories of pods the API no longer has: tear them down.

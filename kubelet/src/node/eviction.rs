@@ -7,8 +7,17 @@
 //! flap. Which pod: upstream's ranking, first pods using more than they requested, then lower priority, then
 //! larger use above the request. Critical pods (priority ≥ 2,000,000,000) and static pods are never evicted.
 //!
-//! [`Thresholds`], [`PressureTracker`] and [`rank`] are pure; [`pod_memory_bytes`] and [`pod_disk_bytes`] read
-//! the usage.
+//! The message is upstream's `evictionMessage` word for word (pkg/kubelet/eviction/helpers.go): "The node was low
+//! on resource: memory. Threshold quantity: 100Mi, available: 52Mi. Container c was using 1500Mi, request is 0,
+//! has larger consumption of memory. ", one container sentence per container using more than it requested, the
+//! quantities printed as Kubernetes prints them (`resource.Quantity`'s canonical form).
+//!
+//! Test hook: `--eviction-memory-signal-file` (hidden) names a file whose quantity (`512Mi`, or bytes) is read in
+//! place of /proc/meminfo's MemAvailable on every check, so a test sets the pressure exactly instead of depending
+//! on the host's free memory ([`memory_signal`]).
+//!
+//! [`Thresholds`], [`PressureTracker`] and [`rank`] are pure; [`pod_memory_bytes`], [`container_memory_bytes`] and
+//! [`pod_disk_bytes`] read the usage.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,6 +26,9 @@ use super::machine::MachineFacts;
 
 /// Pods at or above this priority (system-node-critical and system-cluster-critical) are not evicted.
 pub const CRITICAL_PRIORITY: i32 = 2_000_000_000;
+/// How long the eviction manager waits for an evicted pod's resources to be reclaimed before it may evict
+/// another (upstream's podCleanupTimeout).
+pub const POD_CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upstream's default `--eviction-pressure-transition-period`.
 pub const DEFAULT_TRANSITION: Duration = Duration::from_secs(300);
 
@@ -25,13 +37,15 @@ pub const DEFAULT_TRANSITION: Duration = Duration::from_secs(300);
 pub struct Thresholds {
     /// `memory.available<...`: bytes.
     pub memory_available_bytes: u64,
+    /// The same threshold as upstream prints the quantity given (`100Mi`; `1024Mi` prints `1Gi`).
+    pub memory_available_quantity: String,
     /// `nodefs.available<...%`: percent of the data disk.
     pub nodefs_available_percent: u64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { memory_available_bytes: 100 << 20, nodefs_available_percent: 10 }
+        Thresholds { memory_available_bytes: 100 << 20, memory_available_quantity: "100Mi".into(), nodefs_available_percent: 10 }
     }
 }
 
@@ -50,7 +64,8 @@ impl Thresholds {
                         .ok()
                         .filter(|b| *b >= 0.0)
                         .ok_or_else(|| format!("eviction threshold {part:?}: {:?} is not a quantity of memory (e.g. 100Mi)", value.trim()))?
-                        .ceil() as u64
+                        .ceil() as u64;
+                    t.memory_available_quantity = canonical_quantity(value.trim());
                 }
                 "nodefs.available" => {
                     t.nodefs_available_percent = value
@@ -136,6 +151,15 @@ impl PressureTracker {
     }
 }
 
+/// One container of the pod chosen, for the message: its use of the resource and its request as the spec
+/// wrote it (None: no request, which upstream prints as `0`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerUse {
+    pub name: String,
+    pub usage: u64,
+    pub request: Option<String>,
+}
+
 /// A pod that may be evicted, with its use and request of the resource under pressure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -164,27 +188,100 @@ pub fn rank(cands: &[Candidate]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-fn mi(b: u64) -> String {
-    format!("{}Mi", b >> 20)
+/// Bytes as upstream prints a BinarySI `resource.Quantity`: with the largest suffix of 1024 that divides them
+/// exactly (`1536Mi`, `4Gi`), else (or under 1024) plain digits.
+pub fn binary_si(bytes: u64) -> String {
+    if bytes < 1024 {
+        return bytes.to_string();
+    }
+    let (mut v, mut i) = (bytes, 0);
+    while i < 6 && v % 1024 == 0 {
+        v /= 1024;
+        i += 1;
+    }
+    format!("{v}{}", ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][i])
 }
 
-/// Upstream's eviction message (status.message and the event).
-pub fn message(signal: Signal, t: &Thresholds, m: &MachineFacts, victim: &Candidate) -> String {
-    let (threshold, available) = match signal {
-        Signal::Memory => (mi(t.memory_available_bytes), mi(m.memory_available_bytes)),
-        Signal::Disk => (format!("{}%", t.nodefs_available_percent), mi(m.disk_free_bytes)),
+/// Whole units as upstream prints a DecimalSI `resource.Quantity`: the largest suffix of 1000 that divides them
+/// exactly (`500M`, `1500k`).
+fn decimal_si(units: u64) -> String {
+    if units == 0 {
+        return "0".into();
+    }
+    let (mut v, mut i) = (units, 0);
+    while i < 6 && v % 1000 == 0 {
+        v /= 1000;
+        i += 1;
+    }
+    format!("{v}{}", ["", "k", "M", "G", "T", "P", "E"][i])
+}
+
+/// A quantity as written (`64Mi`, `0.5Gi`, `500M`) printed as upstream's `Quantity.String()` does: canonical in
+/// the format it was written in (`0.5Gi` → `512Mi`, `1024Mi` → `1Gi`). A form this does not know (fractions of
+/// a byte, exponents) is printed as written.
+pub fn canonical_quantity(q: &str) -> String {
+    let q = q.trim();
+    let Ok(v) = crate::container::quantity::parse(q) else { return q.to_string() };
+    if v < 0.0 || v.fract() != 0.0 || q.contains(['e', 'E']) {
+        return q.to_string();
+    }
+    let v = v as u64;
+    if q.ends_with('i') && v >= 1024 {
+        binary_si(v)
+    } else {
+        decimal_si(v)
+    }
+}
+
+/// The threshold quantity upstream prints for a signal: the quantity given, or a percentage of the capacity in
+/// bytes (computed as upstream does, in float32 percent).
+fn threshold_quantity(signal: Signal, t: &Thresholds, m: &MachineFacts) -> String {
+    match signal {
+        Signal::Memory => t.memory_available_quantity.clone(),
+        Signal::Disk => {
+            let fraction = t.nodefs_available_percent as f32 / 100.0;
+            binary_si((m.disk_total_bytes as f64 * f64::from(fraction)) as u64)
+        }
+    }
+}
+
+/// Upstream's eviction message (status.message and the event): the resource, the threshold and what was
+/// available, then each container of the pod that used more than it requested.
+pub fn message(signal: Signal, t: &Thresholds, m: &MachineFacts, containers: &[ContainerUse]) -> String {
+    let res = signal.resource();
+    let available = match signal {
+        Signal::Memory => m.memory_available_bytes,
+        Signal::Disk => m.disk_free_bytes,
     };
-    format!(
-        "The node was low on resource: {res}. Threshold quantity: {threshold}, available: {available}. Pod was using {used}, request is {req}, has larger consumption of {res}. ",
-        res = signal.resource(),
-        used = mi(victim.usage),
-        req = mi(victim.request),
-    )
+    let mut msg = format!("The node was low on resource: {res}. Threshold quantity: {}, available: {}. ", threshold_quantity(signal, t, m), binary_si(available));
+    for c in containers {
+        let request_bytes = c.request.as_deref().and_then(|r| crate::container::quantity::parse(r).ok()).unwrap_or(0.0);
+        if c.usage as f64 > request_bytes {
+            let request = c.request.as_deref().map(canonical_quantity).unwrap_or_else(|| "0".into());
+            msg.push_str(&format!("Container {} was using {}, request is {request}, has larger consumption of {res}. ", c.name, binary_si(c.usage)));
+        }
+    }
+    msg
+}
+
+/// The available memory a test sets through `--eviction-memory-signal-file`: the file's quantity (`512Mi`, or
+/// bytes), read in place of /proc/meminfo's MemAvailable.
+pub fn memory_signal(path: &Path) -> Result<u64, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("eviction memory signal file {}: {e}", path.display()))?;
+    crate::container::quantity::parse(text.trim())
+        .ok()
+        .filter(|b| *b >= 0.0)
+        .map(|b| b.ceil() as u64)
+        .ok_or_else(|| format!("eviction memory signal file {}: {:?} is not a quantity of memory (e.g. 512Mi)", path.display(), text.trim()))
 }
 
 /// A pod cgroup's working set (usage less inactive page cache), from cgroup v1's memory hierarchy or v2.
 pub fn pod_memory_bytes(cgroup_root: &Path, rel: &str) -> u64 {
-    let rel = rel.trim_start_matches('/');
+    working_set(cgroup_root, rel.trim_start_matches('/')).map(|(w, _)| w).unwrap_or(0)
+}
+
+/// The working set of the memory cgroup at `rel` and the directory it was read from.
+fn working_set(cgroup_root: &Path, rel: &str) -> Option<(u64, std::path::PathBuf)> {
     let stat_value = |stat: &str, key: &str| {
         stat.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse::<u64>().ok())).unwrap_or(0)
     };
@@ -192,15 +289,43 @@ pub fn pod_memory_bytes(cgroup_root: &Path, rel: &str) -> u64 {
     if let Ok(u) = std::fs::read_to_string(v1.join("memory.usage_in_bytes")) {
         let usage = u.trim().parse::<u64>().unwrap_or(0);
         let stat = std::fs::read_to_string(v1.join("memory.stat")).unwrap_or_default();
-        return usage.saturating_sub(stat_value(&stat, "total_inactive_file"));
+        return Some((usage.saturating_sub(stat_value(&stat, "total_inactive_file")), v1));
     }
     let v2 = cgroup_root.join(rel);
     if let Ok(u) = std::fs::read_to_string(v2.join("memory.current")) {
         let usage = u.trim().parse::<u64>().unwrap_or(0);
         let stat = std::fs::read_to_string(v2.join("memory.stat")).unwrap_or_default();
-        return usage.saturating_sub(stat_value(&stat, "inactive_file"));
+        return Some((usage.saturating_sub(stat_value(&stat, "inactive_file")), v2));
     }
-    0
+    None
+}
+
+/// The working set of each container's cgroup under the pod's (`<short uid>-<name>-<restart>`, the newest
+/// restart of each name), by container name.
+pub fn container_memory_bytes(cgroup_root: &Path, pod_rel: &str, short_uid: &str) -> std::collections::BTreeMap<String, u64> {
+    let pod_rel = pod_rel.trim_start_matches('/');
+    let mut out = std::collections::BTreeMap::new();
+    let Some((_, dir)) = working_set(cgroup_root, pod_rel) else { return out };
+    for (name, id) in newest_container_ids(&dir, short_uid) {
+        if let Some((w, _)) = working_set(cgroup_root, &format!("{pod_rel}/{id}")) {
+            out.insert(name, w);
+        }
+    }
+    out
+}
+
+/// Entries of `dir` named `<short uid>-<name>-<restart>`: the newest id of each container name.
+pub fn newest_container_ids(dir: &Path, short_uid: &str) -> std::collections::BTreeMap<String, String> {
+    let mut newest: std::collections::BTreeMap<String, (u32, String)> = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let Some((name, restart)) = id.strip_prefix(&format!("{short_uid}-")).and_then(|r| r.rsplit_once('-')) else { continue };
+        let Ok(restart) = restart.parse::<u32>() else { continue };
+        if newest.get(name).is_none_or(|(r, _)| restart > *r) {
+            newest.insert(name.to_string(), (restart, id.clone()));
+        }
+    }
+    newest.into_iter().map(|(name, (_, id))| (name, id)).collect()
 }
 
 /// A pod's local disk use: its disk-backed emptyDirs and its container logs.
@@ -226,7 +351,8 @@ mod tests {
     fn thresholds_parse_upstream_syntax_and_say_what_is_wrong() {
         assert_eq!(Thresholds::parse("").expect("empty"), Thresholds::default());
         let t = Thresholds::parse("memory.available<1Gi, nodefs.available<15%").expect("parse");
-        assert_eq!(t, Thresholds { memory_available_bytes: 1 << 30, nodefs_available_percent: 15 });
+        assert_eq!(t, Thresholds { memory_available_bytes: 1 << 30, memory_available_quantity: "1Gi".into(), nodefs_available_percent: 15 });
+        assert_eq!(Thresholds::parse("memory.available<1024Mi").expect("parse").memory_available_quantity, "1Gi");
         let e = Thresholds::parse("memory.available>1Gi").expect_err("wrong operator");
         assert!(e.contains("expected <signal><<quantity>"), "{e}");
         let e = Thresholds::parse("imagefs.available<15%").expect_err("unsupported");
@@ -278,12 +404,73 @@ mod tests {
         assert_eq!(rank(&[]), None);
     }
 
+    fn used(name: &str, usage: u64, request: Option<&str>) -> ContainerUse {
+        ContainerUse { name: name.into(), usage, request: request.map(str::to_string) }
+    }
+
     #[test]
-    fn message_names_the_resource_threshold_and_use() {
-        let m = message(Signal::Memory, &Thresholds::default(), &facts(52, 50), &cand("hog", 0, 1500 << 20, 0));
+    fn message_is_upstreams_word_for_word() {
+        // one container over its (absent) request: upstream prints a zero request as "0"
+        let m = message(Signal::Memory, &Thresholds::default(), &facts(52, 50), &[used("hog", 1500 << 20, None)]);
         assert_eq!(
             m,
-            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 52Mi. Pod was using 1500Mi, request is 0Mi, has larger consumption of memory. "
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 52Mi. Container hog was using 1500Mi, request is 0, has larger consumption of memory. "
         );
+        // only the containers over their requests are named, each with its request as upstream prints it
+        let t = Thresholds::parse("memory.available<1024Mi").expect("parse");
+        let m = message(
+            Signal::Memory,
+            &t,
+            &facts(700, 50),
+            &[used("within", 10 << 20, Some("64Mi")), used("over", (1 << 30) + 4096, Some("0.5Gi")), used("odd", 1_000_001, Some("500k"))],
+        );
+        assert_eq!(
+            m,
+            "The node was low on resource: memory. Threshold quantity: 1Gi, available: 700Mi. \
+             Container over was using 1048580Ki, request is 512Mi, has larger consumption of memory. \
+             Container odd was using 1000001, request is 500k, has larger consumption of memory. "
+        );
+        // nodefs: the percentage becomes bytes of the capacity, computed in float32 percent as upstream
+        let m = message(Signal::Disk, &Thresholds::default(), &facts(4000, 5), &[used("w", 3 << 30, None)]);
+        assert_eq!(
+            m,
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 10737418400, available: 5Gi. \
+             Container w was using 3Gi, request is 0, has larger consumption of ephemeral-storage. "
+        );
+    }
+
+    #[test]
+    fn quantities_print_as_kubernetes_prints_them() {
+        for (bytes, want) in [(0, "0"), (512, "512"), (1024, "1Ki"), (1536, "1536"), (3 << 20, "3Mi"), ((1 << 30) + (1 << 20), "1025Mi"), (5 << 40, "5Ti")] {
+            assert_eq!(binary_si(bytes), want, "{bytes}");
+        }
+        for (q, want) in [("64Mi", "64Mi"), ("0.5Gi", "512Mi"), ("1024Ki", "1Mi"), ("500M", "500M"), ("1500000", "1500k"), ("0.5Ki", "512"), ("0", "0")] {
+            assert_eq!(canonical_quantity(q), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn the_test_hook_reads_a_quantity_and_says_what_is_wrong() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("avail");
+        std::fs::write(&f, "512Mi\n").expect("write");
+        assert_eq!(memory_signal(&f), Ok(512 << 20));
+        std::fs::write(&f, "lots").expect("write");
+        assert!(memory_signal(&f).expect_err("not a quantity").contains("\"lots\" is not a quantity"));
+        assert!(memory_signal(&dir.path().join("missing")).expect_err("missing").contains("missing"));
+    }
+
+    #[test]
+    fn container_cgroups_are_found_by_name_newest_restart_first() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let pod = root.path().join("memory/kubepods/besteffort/podu1");
+        for (id, usage) in [("u1-app-0", 100), ("u1-app-1", 300), ("u1-side-car-0", 50), ("sb-u1", 7), ("other-app-0", 9)] {
+            std::fs::create_dir_all(pod.join(id)).expect("mkdir");
+            std::fs::write(pod.join(id).join("memory.usage_in_bytes"), usage.to_string()).expect("write");
+            std::fs::write(pod.join(id).join("memory.stat"), "total_inactive_file 0\n").expect("write");
+        }
+        std::fs::write(pod.join("memory.usage_in_bytes"), "400").expect("write");
+        let got = container_memory_bytes(root.path(), "/kubepods/besteffort/podu1", "u1");
+        assert_eq!(got.into_iter().collect::<Vec<_>>(), vec![("app".to_string(), 300), ("side-car".to_string(), 50)]);
     }
 }
