@@ -282,12 +282,13 @@ async fn controller_restart_mid_rollout_finishes_without_extra_pods() {
     let _: Deployment = create(&cluster.client, &ns, deployment("svc", 6, "v:1", strategy)).await;
     wait_rolled_out(&cluster, &ns, "svc", 6).await;
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), &ns);
+    // the new pods stay Pending until the controllers are dead, so the kill lands mid-rollout every time
+    cluster.kubelet.hold("v:2");
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v:2"}]}}}});
     api.patch("svc", &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("update");
-    // kill the controller manager as soon as the rollout is under way
     let client = cluster.client.clone();
     let nsc = ns.clone();
-    wait_for("rollout started", T, || {
+    wait_for("rollout started (the surge pod made)", T, || {
         let client = client.clone();
         let ns = nsc.clone();
         async move { pods(&client, &ns).await.iter().any(|p| image_of(p) == "v:2").then_some(()) }
@@ -296,7 +297,8 @@ async fn controller_restart_mid_rollout_finishes_without_extra_pods() {
     cluster.kill_controllers();
     let mid = pods(&cluster.client, &ns).await;
     let mid_new = mid.iter().filter(|p| image_of(p) == "v:2").count();
-    assert!(mid_new < 6, "rollout already finished before the kill");
+    assert_eq!(mid_new, 1, "maxSurge 1: one new pod before the kill");
+    cluster.kubelet.release("v:2").await;
     cluster.start_controllers();
     wait_rolled_out(&cluster, &ns, "svc", 6).await;
     let after = pods(&cluster.client, &ns).await;

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -197,70 +198,84 @@ pub struct FakeKubelet {
     pub nodes: Arc<Mutex<Vec<String>>>,
     /// nodes that stopped (no lease renewals, pods untouched)
     pub dead: Arc<Mutex<HashSet<String>>>,
+    /// images whose pods are left Pending (see `hold`)
+    held: Arc<Mutex<HashSet<String>>>,
+    ips: Arc<AtomicU32>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+fn image_of_pod(p: &Pod) -> String {
+    p.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default()
+}
+
+/// What a kubelet does with one pod it is shown: finish a graceful deletion, or start a bound pod of one of
+/// our live nodes (phase and readiness from its image name).
+async fn step_pod(client: &Client, nodes: &Mutex<Vec<String>>, dead: &Mutex<HashSet<String>>, ips: &AtomicU32, p: &Pod) {
+    let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else { return };
+    let ours = nodes.lock().map(|n| n.contains(&node)).unwrap_or(false);
+    let is_dead = dead.lock().map(|d| d.contains(&node)).unwrap_or(false);
+    if !ours || is_dead {
+        return;
+    }
+    let ns = p.namespace().unwrap_or_default();
+    let papi: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    if p.metadata.deletion_timestamp.is_some() {
+        let _ = papi.delete(&p.name_any(), &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
+        return;
+    }
+    let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    if phase == "Running" || phase == "Succeeded" || phase == "Failed" {
+        return;
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let n = ips.fetch_add(1, Ordering::Relaxed) + 1;
+    let ip = format!("10.244.{}.{}", (n / 250) % 250, n % 250 + 2);
+    let (phase, ready) = match image_of_pod(p).as_str() {
+        "succeed" => ("Succeeded", "False"),
+        "unready" => ("Running", "False"),
+        "fail" => ("Failed", "False"),
+        _ => ("Running", "True"),
+    };
+    let status = json!({"status": {
+        "phase": phase,
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "hostIP": "127.0.0.1",
+        "startTime": now,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
+            {"type": "Ready", "status": ready, "lastTransitionTime": now},
+        ],
+    }});
+    let _ = papi.patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await;
 }
 
 impl FakeKubelet {
     pub fn start(client: Client) -> FakeKubelet {
         let nodes: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
         let dead: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
+        let held: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
+        let ips = Arc::new(AtomicU32::new(2));
         let mut tasks = Vec::new();
         // pods
         {
             let client = client.clone();
-            let nodes = nodes.clone();
-            let dead = dead.clone();
+            let (nodes, dead, held, ips) = (nodes.clone(), dead.clone(), held.clone(), ips.clone());
             tasks.push(tokio::spawn(async move {
                 let api: Api<Pod> = Api::all(client.clone());
-                let mut ip_counter: u32 = 2;
                 let mut s = watcher(api, watcher::Config::default()).boxed();
                 while let Some(ev) = s.next().await {
-                    let pods = match ev {
-                        Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => vec![p],
+                    let p = match ev {
+                        Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
                         _ => continue,
                     };
-                    for p in pods {
-                        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
-                        let ours = nodes.lock().map(|n| n.contains(&node)).unwrap_or(false);
-                        let is_dead = dead.lock().map(|d| d.contains(&node)).unwrap_or(false);
-                        if !ours || is_dead {
-                            continue;
-                        }
-                        let ns = p.namespace().unwrap_or_default();
-                        let papi: Api<Pod> = Api::namespaced(client.clone(), &ns);
-                        if p.metadata.deletion_timestamp.is_some() {
-                            let _ = papi.delete(&p.name_any(), &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
-                            continue;
-                        }
-                        let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-                        if phase == "Running" || phase == "Succeeded" || phase == "Failed" {
-                            continue;
-                        }
-                        let image = p.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default();
-                        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                        ip_counter += 1;
-                        let ip = format!("10.244.{}.{}", (ip_counter / 250) % 250, ip_counter % 250 + 2);
-                        let (phase, ready) = match image.as_str() {
-                            "succeed" => ("Succeeded", "False"),
-                            "unready" => ("Running", "False"),
-                            "fail" => ("Failed", "False"),
-                            _ => ("Running", "True"),
-                        };
-                        let status = json!({"status": {
-                            "phase": phase,
-                            "podIP": ip,
-                            "podIPs": [{"ip": ip}],
-                            "hostIP": "127.0.0.1",
-                            "startTime": now,
-                            "conditions": [
-                                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                                {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
-                                {"type": "Ready", "status": ready, "lastTransitionTime": now},
-                            ],
-                        }});
-                        let _ = papi.patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await;
+                    let is_held = held.lock().map(|h| h.contains(&image_of_pod(&p))).unwrap_or(false);
+                    if p.metadata.deletion_timestamp.is_none() && is_held {
+                        continue;
                     }
+                    step_pod(&client, &nodes, &dead, &ips, &p).await;
                 }
             }));
         }
@@ -287,7 +302,27 @@ impl FakeKubelet {
                 }
             }));
         }
-        FakeKubelet { client, nodes, dead, tasks }
+        FakeKubelet { client, nodes, dead, held, ips, tasks }
+    }
+
+    /// Pods whose first container runs `image` stay Pending (not started) until `release(image)`.
+    pub fn hold(&self, image: &str) {
+        if let Ok(mut h) = self.held.lock() {
+            h.insert(image.to_string());
+        }
+    }
+
+    /// Start the pods `hold` kept Pending, and every later one.
+    pub async fn release(&self, image: &str) {
+        if let Ok(mut h) = self.held.lock() {
+            h.remove(image);
+        }
+        let api: Api<Pod> = Api::all(self.client.clone());
+        for p in api.list(&Default::default()).await.expect("list pods").items {
+            if image_of_pod(&p) == image {
+                step_pod(&self.client, &self.nodes, &self.dead, &self.ips, &p).await;
+            }
+        }
     }
 
     /// Register a Ready node.
