@@ -12,7 +12,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
 use crate::context::{ReconcileError, Shared};
-use crate::util::selector::selector_matches;
+use rkube_apimachinery::labels::selector_matches;
 
 pub struct AggregationCtx {
     pub shared: Arc<Shared>,

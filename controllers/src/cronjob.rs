@@ -219,7 +219,7 @@ use serde_json::json;
 
 use crate::context::{delete_quiet, is_conflict, merge_patch_status, ReconcileError, Shared};
 use crate::util::owner::{controller_ref, new_controller_ref};
-use crate::util::time::{from_chrono, to_chrono};
+use rkube_apimachinery::time::{from_chrono, to_chrono};
 
 /// Where the CronJob controller reads the time: the system clock, or a clock a test holds and moves
 /// ([`Clock::manual`], [`Clock::set`]) so schedule times come when the test says, not at real minute boundaries.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{PodSpec, Taint, Toleration};
 
 use crate::scheduler::filters::tolerates;
-use crate::util::selector::node_selector_matches_parts;
+use rkube_apimachinery::node_selector::matches_parts as node_selector_matches_parts;
 
 /// Label carrying the template revision (as for StatefulSets).
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -199,7 +199,8 @@ use serde_json::json;
 
 use crate::context::{delete_quiet, merge_patch_status, ReconcileError, Shared};
 use crate::util::owner::{controller_ref, new_controller_ref};
-use crate::util::pod::{self as podutil, from_template, PodName};
+use crate::util::pod::{from_template, PodName};
+use rkube_apimachinery::pod as podutil;
 
 /// DaemonSet controller state: shared context plus the node cache.
 pub struct DaemonSetCtx {

@@ -8,7 +8,8 @@ use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort as SlicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::util::{pod as podutil, selector::equality_selector_matches};
+use rkube_apimachinery::labels::equality_selector_matches;
+use rkube_apimachinery::pod as podutil;
 
 /// Label tying an EndpointSlice to its Service.
 pub const SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";

@@ -177,8 +177,9 @@ use serde_json::json;
 
 use crate::context::{delete_quiet, merge_patch_status, ReconcileError, Shared};
 use crate::util::owner::{controller_ref, new_controller_ref};
-use crate::util::pod::{self as podutil, from_template, PodName};
-use crate::util::time::{from_chrono, to_chrono};
+use crate::util::pod::{from_template, PodName};
+use rkube_apimachinery::pod as podutil;
+use rkube_apimachinery::time::{from_chrono, to_chrono};
 
 fn finished(job: &Job) -> Option<(String, chrono::DateTime<Utc>)> {
     let conds = job.status.as_ref()?.conditions.as_ref()?;

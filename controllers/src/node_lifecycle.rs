@@ -84,7 +84,7 @@ pub fn desired_taints(current: &[Taint], key: Option<&str>, now: DateTime<Utc>) 
                     key: k.into(),
                     effect: effect.into(),
                     value: None,
-                    time_added: if effect == "NoExecute" { Some(crate::util::time::from_chrono(now)) } else { None },
+                    time_added: if effect == "NoExecute" { Some(rkube_apimachinery::time::from_chrono(now)) } else { None },
                 });
             }
         }
@@ -123,7 +123,7 @@ pub fn eviction_deadline(
 ) -> Option<DateTime<Utc>> {
     let mut deadline: Option<DateTime<Utc>> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
-        let added = taint.time_added.as_ref().map(crate::util::time::to_chrono).unwrap_or(now);
+        let added = taint.time_added.as_ref().map(rkube_apimachinery::time::to_chrono).unwrap_or(now);
         let matching: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
         let secs = if matching.is_empty() {
             if taint.key == TAINT_NOT_READY || taint.key == TAINT_UNREACHABLE {
@@ -300,7 +300,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::context::{delete_quiet, merge_patch, merge_patch_status, ReconcileError, Shared};
-use crate::util::time::{from_chrono, to_chrono};
+use rkube_apimachinery::time::{from_chrono, to_chrono};
 
 /// The namespace kubelets renew their Leases in.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";

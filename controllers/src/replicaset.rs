@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::util::owner::controller_ref;
-use crate::util::pod as podutil;
+use rkube_apimachinery::pod as podutil;
 
 /// Most pods one reconcile creates or deletes (kube-controller-manager's burstReplicas).
 pub const BURST: usize = 500;
@@ -60,7 +60,7 @@ fn deletion_rank(p: &Pod) -> (u8, u8, u8, i64, i64, i64) {
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .map_or(0, |cs| cs.iter().map(|c| i64::from(c.restart_count)).sum());
-    let created = p.metadata.creation_timestamp.as_ref().map_or(0, |t| crate::util::time::to_chrono(t).timestamp());
+    let created = p.metadata.creation_timestamp.as_ref().map_or(0, |t| rkube_apimachinery::time::to_chrono(t).timestamp());
     (u8::from(scheduled), phase, ready, ready_ts, -restarts, -created)
 }
 
@@ -328,7 +328,7 @@ mod wiring {
     use crate::context::{delete_quiet, merge_patch, merge_patch_status, ReconcileError, Shared};
     use crate::util::owner::new_controller_ref;
     use crate::util::pod::{from_template, PodName};
-    use crate::util::selector::{equality_selector_matches, selector_matches};
+    use rkube_apimachinery::labels::{equality_selector_matches, selector_matches};
 
     /// What ReplicaSet and ReplicationController have in common for the replica loop.
     pub trait ReplicaOwner:
@@ -377,7 +377,7 @@ mod wiring {
         fn selects(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
             // an empty selector on a ReplicaSet would select every pod: refuse it
             self.spec.as_ref().is_some_and(|s| {
-                !crate::util::selector::selector_is_empty(&s.selector) && selector_matches(&s.selector, labels)
+                !rkube_apimachinery::labels::selector_is_empty(&s.selector) && selector_matches(&s.selector, labels)
             })
         }
         same_shape_accessors!();
@@ -475,11 +475,11 @@ mod wiring {
         // adopted pods count from now on even if the cache has not caught up
         for a in &adopted {
             if let Some(p) = pods.iter().find(|p| p.metadata.name.as_deref() == Some(a)) {
-                if crate::util::pod::is_active(p) {
+                if rkube_apimachinery::pod::is_active(p) {
                     c.replicas += 1;
                     c.fully_labeled += 1;
-                    c.ready += i32::from(crate::util::pod::is_ready(p));
-                    c.available += i32::from(crate::util::pod::is_available(p, obj.min_ready(), now));
+                    c.ready += i32::from(rkube_apimachinery::pod::is_ready(p));
+                    c.available += i32::from(rkube_apimachinery::pod::is_available(p, obj.min_ready(), now));
                 }
             }
         }

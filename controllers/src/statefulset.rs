@@ -171,7 +171,8 @@ use serde_json::json;
 
 use crate::context::{delete_quiet, is_conflict, merge_patch_status, ReconcileError, Shared};
 use crate::util::owner::{controller_ref, new_controller_ref};
-use crate::util::pod::{self as podutil, from_template, PodName};
+use crate::util::pod::{from_template, PodName};
+use rkube_apimachinery::pod as podutil;
 
 /// Reconcile one StatefulSet.
 pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Shared>) -> Result<Requeue, ReconcileError> {

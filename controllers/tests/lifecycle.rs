@@ -295,7 +295,7 @@ fn clock_config(clock: &rkube_controllers::cronjob::Clock) -> rkube_controllers:
 
 /// The first minute boundary strictly after `t` (when `* * * * *` runs next).
 fn next_minute(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> chrono::DateTime<chrono::Utc> {
-    let minute = rkube_controllers::util::time::to_chrono(t).timestamp().div_euclid(60);
+    let minute = rkube_apimachinery::time::to_chrono(t).timestamp().div_euclid(60);
     chrono::DateTime::from_timestamp((minute + 1) * 60, 0).expect("a time")
 }
 

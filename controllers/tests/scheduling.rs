@@ -35,7 +35,7 @@ async fn unschedulable_pod_gets_kube_scheduler_message_and_binds_when_a_node_fit
         }
     })
     .await;
-    assert_eq!(msg, "0/3 nodes are available: 3 Insufficient memory.");
+    assert_eq!(msg, "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling..");
     // the pod's PodScheduled condition says the same
     let papi: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
     let p = papi.get("big").await.expect("pod");
@@ -94,7 +94,7 @@ async fn anti_affinity_spreads_one_per_node_and_pinned_pods_are_not_rescheduled(
         }
     })
     .await;
-    assert_eq!(msg, "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules.");
+    assert_eq!(msg, "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod..");
     let papi: Api<Pod> = Api::namespaced(cluster.client.clone(), &ns);
     assert_eq!(papi.get("pinned").await.expect("pinned").spec.and_then(|s| s.node_name).as_deref(), Some("node-0"));
 }
@@ -151,7 +151,8 @@ async fn taints_cordon_node_selector_affinity_and_host_ports() {
         &cluster,
         &ns,
         "hdd",
-        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector.",
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector. \
+         preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling..",
     )
     .await;
 
@@ -187,7 +188,8 @@ async fn taints_cordon_node_selector_affinity_and_host_ports() {
         &cluster,
         &ns,
         "port-b",
-        "0/4 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable.",
+        "0/4 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable. \
+         preemption: 0/4 nodes are available: 1 No preemption victims found for incoming pod, 3 Preemption is not helpful for scheduling..",
     )
     .await;
 
@@ -199,7 +201,8 @@ async fn taints_cordon_node_selector_affinity_and_host_ports() {
         &cluster,
         &ns,
         "wants-1",
-        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector.",
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector. \
+         preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling..",
     )
     .await;
     let (ok, out) = cluster.kubectl_async(&["uncordon", "node-1"]).await;

@@ -18,7 +18,7 @@ use super::rollout::{self, RsState};
 use super::{available_condition, progressing_condition, Progress};
 use crate::context::{delete_quiet, is_conflict, merge_patch, merge_patch_status, ReconcileError, Shared};
 use crate::util::owner::{controller_ref, new_controller_ref};
-use crate::util::pod as podutil;
+use rkube_apimachinery::pod as podutil;
 
 /// Deployment controller state: the shared context plus the ReplicaSet cache.
 pub struct DeploymentCtx {

@@ -12,7 +12,7 @@ pub mod rollout;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::DeploymentCondition;
 
-use crate::util::time::{from_chrono, to_chrono};
+use rkube_apimachinery::time::{from_chrono, to_chrono};
 
 /// Inputs for the Progressing condition.
 #[derive(Debug, Clone, Copy)]

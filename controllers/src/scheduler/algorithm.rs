@@ -12,22 +12,88 @@ use super::cache::{Cache, NodeInfo};
 use super::filters::{run_filters, PodCtx};
 use super::scores::score_nodes;
 
-/// Why no node fits, counted per reason across nodes (kube-scheduler's FitError).
+/// Why no node fits, counted per reason across nodes (kube-scheduler's FitError), with what its default
+/// preemption plugin (DefaultPreemption, a PostFilter) said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FitError {
     pub num_all_nodes: usize,
     pub reasons: BTreeMap<String, usize>,
+    /// The PostFilter's message, `preemption: ` and the rest (see [`preemption_message`]); None when upstream's
+    /// dry run would find victims, where upstream preempts and adds nothing to the message.
+    pub preemption: Option<String>,
 }
 
 impl fmt::Display for FitError {
+    /// Upstream's `FitError.Error()`: `0/N nodes are available:` then each part as `" %v."` (SeparatorFormat).
+    /// The preemption part ends in a period of its own, so upstream prints two: `...incoming pod..`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.num_all_nodes == 0 {
             return write!(f, "no nodes available to schedule pods");
         }
-        let mut parts: Vec<String> = self.reasons.iter().map(|(r, c)| format!("{c} {r}")).collect();
-        parts.sort();
-        write!(f, "0/{} nodes are available: {}.", self.num_all_nodes, parts.join(", "))
+        write!(f, "0/{} nodes are available: {}.", self.num_all_nodes, histogram(&self.reasons))?;
+        if let Some(p) = &self.preemption {
+            write!(f, " {p}.")?;
+        }
+        Ok(())
     }
+}
+
+/// `count reason` strings sorted as strings and joined, as upstream's sortReasonsHistogram.
+fn histogram(reasons: &BTreeMap<String, usize>) -> String {
+    let mut parts: Vec<String> = reasons.iter().map(|(r, c)| format!("{c} {r}")).collect();
+    parts.sort();
+    parts.join(", ")
+}
+
+/// Upstream's status for a filter failure that preemption cannot fix (UnschedulableAndUnresolvable): the node is
+/// cordoned, tainted, does not match the pod's node selection or pod affinity, or has less allocatable than the
+/// pod requests (NodeResourcesFit's Unresolvable). Ports, pod count, room taken by other pods and
+/// anti-affinity are Unschedulable: evicting pods might help.
+fn unresolvable(p: &PodCtx, n: &NodeInfo, reasons: &[String]) -> bool {
+    reasons.iter().any(|r| {
+        r == super::filters::REASON_UNSCHEDULABLE
+            || r == super::filters::REASON_NODE_NAME
+            || r == super::filters::REASON_NODE_AFFINITY
+            || r == super::filters::REASON_POD_AFFINITY
+            || r.starts_with("node(s) had untolerated taint")
+            || (r == "Insufficient cpu" && p.requests.cpu > n.alloc_cpu)
+            || (r == "Insufficient memory" && p.requests.memory > n.alloc_memory)
+    })
+}
+
+/// What kube-scheduler's DefaultPreemption PostFilter says about a pod no node fits, found the way its dry run
+/// finds it: a pod with `preemptionPolicy: Never` is not eligible; a node whose failure preemption cannot fix is
+/// "Preemption is not helpful for scheduling"; a node without pods of lower priority has "No preemption victims
+/// found for incoming pod"; on the others the filters run again without those pods and their reasons count.
+/// If the pod would fit somewhere once lower-priority pods were gone, upstream preempts them and says nothing
+/// here; rkube does not preempt (the pod waits), but its message is upstream's: None.
+pub fn preemption_message(p: &PodCtx, pod: &Pod, cache: &Cache, failed: &[(&NodeInfo, Vec<String>)]) -> Option<String> {
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
+        return Some("preemption: not eligible due to preemptionPolicy=Never.".into());
+    }
+    let priority = spec.and_then(|s| s.priority).unwrap_or(0);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for (node, rs) in failed {
+        if unresolvable(p, node, rs) {
+            *reasons.entry("Preemption is not helpful for scheduling".into()).or_default() += 1;
+            continue;
+        }
+        let victims: Vec<&super::cache::PodEntry> = cache.pods().filter(|e| e.node == node.name && e.priority < priority).collect();
+        if victims.is_empty() {
+            *reasons.entry("No preemption victims found for incoming pod".into()).or_default() += 1;
+            continue;
+        }
+        match run_filters(p, &node.without(&victims)) {
+            Ok(()) => return None,
+            Err(rs) => {
+                for r in rs {
+                    *reasons.entry(r).or_default() += 1;
+                }
+            }
+        }
+    }
+    Some(format!("preemption: 0/{} nodes are available: {}.", cache.len(), histogram(&reasons)))
 }
 
 impl std::error::Error for FitError {}
@@ -65,12 +131,13 @@ impl<R: Rng> Algorithm<R> {
     pub fn schedule(&mut self, cache: &Cache, pod: &Pod) -> Result<String, FitError> {
         let n = cache.len();
         if n == 0 {
-            return Err(FitError { num_all_nodes: 0, reasons: BTreeMap::new() });
+            return Err(FitError { num_all_nodes: 0, reasons: BTreeMap::new(), preemption: None });
         }
         let ctx = PodCtx::new(pod, cache);
         let want = num_feasible_nodes_to_find(n, self.percentage);
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(1024));
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let mut failed: Vec<(&NodeInfo, Vec<String>)> = Vec::new();
         let start = self.next_start % n;
         let mut processed = 0;
         for i in 0..n {
@@ -84,15 +151,17 @@ impl<R: Rng> Algorithm<R> {
                     }
                 }
                 Err(rs) => {
-                    for r in rs {
-                        *reasons.entry(r).or_default() += 1;
+                    for r in &rs {
+                        *reasons.entry(r.clone()).or_default() += 1;
                     }
+                    failed.push((node, rs));
                 }
             }
         }
         self.next_start = (start + processed) % n;
         if feasible.is_empty() {
-            return Err(FitError { num_all_nodes: n, reasons });
+            let preemption = preemption_message(&ctx, pod, cache, &failed);
+            return Err(FitError { num_all_nodes: n, reasons, preemption });
         }
         if feasible.len() == 1 {
             return Ok(feasible[0].name.clone());

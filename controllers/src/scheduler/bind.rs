@@ -7,7 +7,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::util::time::from_chrono;
+use rkube_apimachinery::time::from_chrono;
 
 /// The name events carry as their source.
 pub const COMPONENT: &str = "default-scheduler";

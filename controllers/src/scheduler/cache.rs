@@ -10,8 +10,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint};
 
 use crate::util::owner;
-use crate::util::pod::{self, Requests};
-use crate::util::quantity;
+use rkube_apimachinery::pod::{self, Requests};
+use rkube_apimachinery::quantity;
 
 /// Requests a pod without any is counted with when scoring (Kubernetes' non-zero defaults).
 pub const DEFAULT_MILLI_CPU: i64 = 100;
@@ -31,6 +31,8 @@ pub struct PodEntry {
     pub ports: Vec<(String, String, i32)>,
     /// Required anti-affinity terms of this pod (checked against incoming pods, symmetric rule).
     pub anti_affinity: Vec<PodAffinityTerm>,
+    /// `spec.priority` (0 when unset): pods of lower priority are the victims a preemption dry run considers.
+    pub priority: i32,
 }
 
 impl PodEntry {
@@ -55,6 +57,7 @@ impl PodEntry {
             non_zero,
             ports: pod::host_ports(&spec),
             anti_affinity,
+            priority: spec.priority.unwrap_or(0),
         }
     }
 }
@@ -64,8 +67,8 @@ pub fn non_zero_requests(spec: &k8s_openapi::api::core::v1::PodSpec) -> Requests
     let mut sum = Requests::default();
     for c in &spec.containers {
         let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
-        let cpu = r.and_then(|r| r.get("cpu")).map(quantity::milli);
-        let mem = r.and_then(|r| r.get("memory")).map(quantity::value);
+        let cpu = r.and_then(|r| r.get("cpu")).map(|q| quantity::milli_value(q).unwrap_or(0));
+        let mem = r.and_then(|r| r.get("memory")).map(|q| quantity::value(q).unwrap_or(0));
         sum.cpu += cpu.unwrap_or(DEFAULT_MILLI_CPU);
         sum.memory += mem.unwrap_or(DEFAULT_MEMORY);
     }
@@ -110,9 +113,9 @@ impl NodeInfo {
             taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
             ready,
             unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
-            alloc_cpu: alloc.and_then(|a| a.get("cpu")).map(quantity::milli).unwrap_or(0),
-            alloc_memory: alloc.and_then(|a| a.get("memory")).map(quantity::value).unwrap_or(0),
-            alloc_pods: alloc.and_then(|a| a.get("pods")).map(quantity::value).unwrap_or(110),
+            alloc_cpu: alloc.and_then(|a| a.get("cpu")).map(|q| quantity::milli_value(q).unwrap_or(0)).unwrap_or(0),
+            alloc_memory: alloc.and_then(|a| a.get("memory")).map(|q| quantity::value(q).unwrap_or(0)).unwrap_or(0),
+            alloc_pods: alloc.and_then(|a| a.get("pods")).map(|q| quantity::value(q).unwrap_or(0)).unwrap_or(110),
             requested: Requests::default(),
             non_zero_requested: Requests::default(),
             pod_count: 0,
@@ -137,6 +140,15 @@ impl NodeInfo {
         if let Some(o) = &e.owner_uid {
             *self.owner_counts.entry(o.clone()).or_default() += 1;
         }
+    }
+
+    /// This node as it would be without `victims` (a preemption dry run).
+    pub fn without(&self, victims: &[&PodEntry]) -> NodeInfo {
+        let mut n = self.clone();
+        for v in victims {
+            n.remove(&format!("{}/{}", v.namespace, v.name), v);
+        }
+        n
     }
 
     fn remove(&mut self, key: &str, e: &PodEntry) {

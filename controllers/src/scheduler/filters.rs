@@ -1,6 +1,6 @@
 //! Scheduler filters: may this pod run on this node? Each filter is a pure function over the prepared pod
 //! (`PodCtx`) and a `NodeInfo`, returning the reasons it cannot, worded exactly like kube-scheduler's so the
-//! FailedScheduling event reads "0/3 nodes are available: 3 Insufficient memory.".
+//! FailedScheduling event reads as kube-scheduler's (the preemption part: `algorithm::preemption_message`).
 //!
 //! Order follows kube-scheduler's default profile; the first failing filter decides a node's reasons.
 
@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::{NodeSelector, Pod, PodAffinityTerm, Taint, Tole
 
 use super::cache::{non_zero_requests, Cache, NodeInfo, PodEntry};
 use crate::util::owner;
-use crate::util::pod::{self, Requests};
-use crate::util::selector::{self, node_selector_matches_parts, selector_matches};
+use rkube_apimachinery::labels::{self as selector, selector_matches};
+use rkube_apimachinery::node_selector::matches_parts as node_selector_matches_parts;
+use rkube_apimachinery::pod::{self, Requests};
 
 pub const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
 pub const REASON_NODE_NAME: &str = "node(s) didn't match the requested node name";

@@ -70,7 +70,7 @@ enum Input {
 }
 
 fn is_terminal(p: &Pod) -> bool {
-    matches!(crate::util::pod::phase(p), "Succeeded" | "Failed")
+    rkube_apimachinery::pod::is_terminal(p)
 }
 
 /// The scheduler's state, driven by [`run`]; public so the benchmark can drive it without an apiserver.

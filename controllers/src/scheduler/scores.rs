@@ -4,7 +4,7 @@
 
 use super::cache::NodeInfo;
 use super::filters::PodCtx;
-use crate::util::selector::term_matches_parts;
+use rkube_apimachinery::node_selector::term_matches_parts;
 
 pub const MAX_SCORE: i64 = 100;
 pub const WEIGHT_LEAST_ALLOCATED: i64 = 1;

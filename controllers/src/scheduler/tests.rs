@@ -83,7 +83,47 @@ fn schedule(cache: &Cache, p: &Pod) -> Result<String, String> {
 fn insufficient_memory_message_matches_kube_scheduler() {
     let c = cache_of(&[node("a", "4", "1Gi"), node("b", "4", "1Gi"), node("c", "4", "1Gi")]);
     let p = pod("big", "100m", "2Gi");
-    assert_eq!(schedule(&c, &p), Err("0/3 nodes are available: 3 Insufficient memory.".into()));
+    // more than any node's allocatable: preemption cannot help (NodeResourcesFit's Unresolvable)
+    assert_eq!(
+        schedule(&c, &p),
+        Err("0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling..".into())
+    );
+}
+
+/// kube-scheduler's DefaultPreemption dry run, as it shows in the message: no pods of lower priority, lower-priority
+/// pods whose removal would not be enough, lower-priority pods whose removal would make room (upstream preempts
+/// and adds nothing; rkube does not preempt, the pod waits), and preemptionPolicy Never.
+#[test]
+fn the_preemption_part_follows_upstreams_dry_run() {
+    let mut c = cache_of(&[node("a", "4", "1Gi"), node("b", "4", "1Gi")]);
+    let with_priority = |name: &str, mem: &str, prio: i32| {
+        let mut p = pod(name, "100m", mem);
+        p.spec.as_mut().expect("spec").priority = Some(prio);
+        p
+    };
+    c.add_pod(&with_priority("a-big", "800Mi", 10), "a");
+    c.add_pod(&with_priority("b-big", "800Mi", 0), "b");
+    // priority 0: nothing below it to evict on either node
+    assert_eq!(
+        schedule(&c, &with_priority("p", "512Mi", 0)),
+        Err("0/2 nodes are available: 2 Insufficient memory. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod..".into())
+    );
+    // priority 5: b's pod is a victim and its removal makes room: upstream preempts, so no preemption part
+    assert_eq!(schedule(&c, &with_priority("p", "512Mi", 5)), Err("0/2 nodes are available: 2 Insufficient memory.".into()));
+    // the same with a victim too small to make room: the filters' reason after removing it
+    c.remove_pod_key("default/b-big");
+    c.add_pod(&with_priority("b-small", "100Mi", 0), "b");
+    c.add_pod(&with_priority("b-high", "700Mi", 10), "b");
+    assert_eq!(
+        schedule(&c, &with_priority("p", "512Mi", 5)),
+        Err("0/2 nodes are available: 2 Insufficient memory. preemption: 0/2 nodes are available: 1 Insufficient memory, 1 No preemption victims found for incoming pod..".into())
+    );
+    let mut never = with_priority("p", "512Mi", 5);
+    never.spec.as_mut().expect("spec").preemption_policy = Some("Never".into());
+    assert_eq!(
+        schedule(&c, &never),
+        Err("0/2 nodes are available: 2 Insufficient memory. preemption: not eligible due to preemptionPolicy=Never..".into())
+    );
 }
 
 #[test]
@@ -101,7 +141,8 @@ fn mixed_reasons_are_counted_and_sorted() {
     assert_eq!(
         schedule(&c, &p),
         Err("0/4 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}, \
-             1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable."
+             1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable. \
+             preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling.."
             .into())
     );
     assert_eq!(schedule(&Cache::default(), &p), Err("no nodes available to schedule pods".into()));
@@ -203,7 +244,9 @@ fn host_port_conflict_and_resources_account_for_bound_pods() {
     c.add_pod(&with_port("p2"), "b");
     assert_eq!(
         schedule(&c, &with_port("p3")),
-        Err("0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports.".into())
+        Err("0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports. \
+             preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.."
+            .into())
     );
     // removing the pod frees its port and resources
     c.remove_pod_key("default/p1");
@@ -243,12 +286,18 @@ fn required_anti_affinity_on_hostname_puts_one_per_node() {
         c.add_pod(&p, &n);
     }
     let err = a.schedule(&c, &anti("w3")).expect_err("no fourth node");
-    assert_eq!(err.to_string(), "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules.");
+    assert_eq!(
+        err.to_string(),
+        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. \
+         preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.."
+    );
     // a pod without anti-affinity but matching the labels is kept off by the existing pods' rules (symmetry)
     let plain = pod("plain", "10m", "10Mi");
     assert_eq!(
         a.schedule(&c, &plain).map_err(|e| e.to_string()),
-        Err("0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules.".into())
+        Err("0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules. \
+             preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.."
+            .into())
     );
 }
 

@@ -1,4 +1,4 @@
-//! Conversions between k8s-openapi's `Time` (jiff) and chrono, which the controllers compute with.
+//! k8s-openapi's `Time` (a jiff timestamp) to and from chrono, which rkube computes with.
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -8,7 +8,7 @@ pub fn to_chrono(t: &Time) -> DateTime<Utc> {
     DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32).unwrap_or_default()
 }
 
-/// A chrono timestamp as `Time` (second precision is what the API keeps).
+/// A chrono timestamp as `Time`, at second precision (what the API keeps).
 pub fn from_chrono(t: DateTime<Utc>) -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(t.timestamp()).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
 }
@@ -21,5 +21,7 @@ mod tests {
     fn round_trips_at_second_precision() {
         let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid");
         assert_eq!(to_chrono(&from_chrono(now)), now);
+        let later = DateTime::from_timestamp(1_700_000_000, 900_000_000).expect("valid");
+        assert_eq!(to_chrono(&from_chrono(later)), now, "sub-second parts are dropped");
     }
 }
