@@ -7,6 +7,8 @@
 # /sys/fs/cgroup/unified unmounted: every runtime sees plain cgroup v1.
 #
 # Usage: sudo bench/runtime.sh [runs]      (needs hyperfine, crun, runc, busybox-static; root)
+# RKUBE_RUNTIME_BASELINE=/path/to/an/older/rkube-runtime adds that binary to the same run (before/after figures
+# for a change, measured side by side under the same load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-200}
@@ -19,20 +21,23 @@ if [ ! -x "$RKUBE" ]; then
     cargo build --release -p rkube-runtime
 fi
 RKUBE=$(readlink -f "$RKUBE")
+BASE=${RKUBE_RUNTIME_BASELINE:-}
+[ -z "$BASE" ] || BASE=$(readlink -f "$BASE")
 
 if [ "${RKUBE_BENCH_INNER:-}" != 1 ]; then
     # Re-run ourselves in a private mount namespace without the hybrid cgroup2 mount.
-    exec unshare -m env RKUBE_BENCH_INNER=1 RKUBE_RUNTIME="$RKUBE" bash "$0" "$RUNS"
+    exec unshare -m env RKUBE_BENCH_INNER=1 RKUBE_RUNTIME="$RKUBE" RKUBE_RUNTIME_BASELINE="$BASE" bash "$0" "$RUNS"
 fi
 mount --make-rprivate /
 if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
 
 WORK=$(mktemp -d /tmp/rkube-bench.XXXXXX)
 cleanup() {
-    for r in rkube crun runc; do
+    for r in rkube base crun runc; do
         for id in $(ls "$WORK/state-$r" 2>/dev/null); do
             case $r in
                 rkube) "$RKUBE" --root "$WORK/state-$r" delete --force "$id" >/dev/null 2>&1 || true ;;
+                base) "$BASE" --root "$WORK/state-$r" delete --force "$id" >/dev/null 2>&1 || true ;;
                 *) "$r" --root "$WORK/state-$r" delete --force "$id" >/dev/null 2>&1 || true ;;
             esac
         done
@@ -64,12 +69,18 @@ PY
 
 echo "bundle: $B (runc spec, /bin/true from busybox-static); $RUNS runs each; cgroup v1 in a private mount ns"
 echo "rkube-runtime: $RKUBE"
+[ -z "$BASE" ] || echo "baseline rkube-runtime: $BASE"
 echo "crun: $(crun --version | head -1)"
 echo "runc: $(runc --version | head -1)"
 
 # `run` without --detach is exactly create + start + wait + delete in one invocation, for all three.
+BASE_RUN=() BASE_STEPS=()
+if [ -n "$BASE" ]; then
+    BASE_RUN=(-n "rkube-runtime (baseline)" "$BASE --root $WORK/state-base run --bundle $B bench")
+    BASE_STEPS=(-n "rkube-runtime (baseline)" "$WORK/steps.sh $BASE $WORK/state-base $B")
+fi
 hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$WORK/hf.json" \
-    -n rkube-runtime "$RKUBE --root $WORK/state-rkube run --bundle $B bench" \
+    -n rkube-runtime "$RKUBE --root $WORK/state-rkube run --bundle $B bench" "${BASE_RUN[@]}" \
     -n crun "crun --root $WORK/state-crun run --bundle $B bench" \
     -n runc "runc --root $WORK/state-runc run --bundle $B bench" \
     -n "unshare+chroot (floor)" "unshare -p -n -i -u -m -f chroot $B/rootfs /bin/true" >/dev/null
@@ -85,7 +96,7 @@ while [ "$("$1" --root "$2" state steps | grep -c '"stopped"')" = 0 ]; do :; don
 SH
 chmod +x "$WORK/steps.sh"
 hyperfine -N --warmup 5 --runs "$((RUNS / 4 + 1))" --export-json "$WORK/hf-steps.json" \
-    -n rkube-runtime "$WORK/steps.sh $RKUBE $WORK/state-rkube $B" \
+    -n rkube-runtime "$WORK/steps.sh $RKUBE $WORK/state-rkube $B" "${BASE_STEPS[@]}" \
     -n crun "$WORK/steps.sh crun $WORK/state-crun $B" \
     -n runc "$WORK/steps.sh runc $WORK/state-runc $B" >/dev/null
 
@@ -118,6 +129,9 @@ for name, ms in run.items():
     print(f"  {name:<24} {ms:7.2f} ms   rkube-runtime is {ms / rk:5.2f}x faster" if name != "rkube-runtime"
           else f"  {name:<24} {ms:7.2f} ms")
 print(f"  ratio rkube-runtime/crun = {rk / run['crun']:.2f}, rkube-runtime/runc = {rk / run['runc']:.2f}")
+if "rkube-runtime (baseline)" in run:
+    b = run["rkube-runtime (baseline)"]
+    print(f"  baseline rkube-runtime/crun = {b / run['crun']:.2f}; this build / baseline = {rk / b:.2f}")
 print("  CPU time (user+sys, mean; less sensitive to other load): " + ", ".join(f"{n} {v:.2f} ms" for n, v in cpus.items()))
 print()
 print("same lifecycle as separate create, start, state (until stopped), delete commands:")
@@ -125,6 +139,9 @@ rs = steps["rkube-runtime"]
 for name, ms in steps.items():
     print(f"  {name:<24} {ms:7.2f} ms")
 print(f"  ratio rkube-runtime/crun = {rs / steps['crun']:.2f}, rkube-runtime/runc = {rs / steps['runc']:.2f}")
+if "rkube-runtime (baseline)" in steps:
+    b = steps["rkube-runtime (baseline)"]
+    print(f"  baseline rkube-runtime/crun = {b / steps['crun']:.2f}; this build / baseline = {rs / b:.2f}")
 print()
 print("peak RSS during one run (KiB): rkube-runtime %s, crun %s, runc %s" % tuple(sys.argv[3:6]))
 print("alive per container: only the container process (no monitor); per pod sandbox: the pause process, VmRSS %s KiB" % sys.argv[6])

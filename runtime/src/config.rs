@@ -90,6 +90,14 @@ pub fn validate(spec: &Spec, bundle: &Path, need_process: bool) -> Result<(), Sp
         if has_new_user && linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty()) {
             return Err(invalid("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings"));
         }
+        if let Some(p) = linux.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
+            if crate::rootfs::mounts::propagation_flag(p).is_none() {
+                return Err(invalid(
+                    "linux.rootfsPropagation",
+                    format!("{p:?} is not one of private, rprivate, shared, rshared, slave, rslave, unbindable, runbindable"),
+                ));
+            }
+        }
         if let Some(sc) = linux.seccomp() {
             crate::seccomp::check(sc).map_err(|e| match e {
                 crate::seccomp::SeccompError::Invalid { field, reason } => invalid(format!("linux.seccomp.{field}"), reason),

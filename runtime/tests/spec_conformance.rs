@@ -10,8 +10,15 @@ use common::Bundle;
 use serde_json::json;
 
 /// The host's mount table, for "nothing was left mounted" checks.
-fn host_mounts() -> String {
-    fs::read_to_string("/proc/self/mountinfo").unwrap()
+/// The host's mounts at or under this bundle or its state root (other tests' mounts, made in parallel, are not
+/// counted).
+fn host_mounts(b: &Bundle) -> usize {
+    let (bundle, state) = (b.path().to_str().unwrap().to_string(), b.root.path().to_str().unwrap().to_string());
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&bundle) || m.starts_with(&state)))
+        .count()
 }
 
 /// Creates with the bundle as it is; the create must fail with one `error:` line naming `must_mention`, and leave
@@ -19,7 +26,7 @@ fn host_mounts() -> String {
 fn refused(b: &mut Bundle, must_mention: &[&str]) -> String {
     b.write();
     let id = b.id();
-    let before = host_mounts().lines().count();
+    let before = host_mounts(b);
     let out = b.rt(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "create should fail");
@@ -30,7 +37,7 @@ fn refused(b: &mut Bundle, must_mention: &[&str]) -> String {
     }
     assert!(!b.root.path().join(&id).exists(), "state dir left behind: {err}");
     assert!(!b.cgroup_exists(), "cgroup left behind: {err}");
-    assert_eq!(host_mounts().lines().count(), before, "mounts left behind: {err}");
+    assert_eq!(host_mounts(b), before, "mounts left behind: {err}");
     err
 }
 
@@ -197,5 +204,46 @@ fn a_process_without_a_capabilities_object_gets_none() {
     let out = b.run_ok();
     for f in ["CapEff", "CapPrm", "CapBnd"] {
         assert_eq!(common::status_field(&out, f), "0000000000000000", "{out}");
+    }
+}
+
+#[test]
+fn every_rootfs_propagation_applies_to_the_new_root() {
+    // mountinfo's optional fields for "/": shared:N, master:N, unbindable, or none (private).
+    for (p, want) in [("unbindable", "unbindable"), ("runbindable", "unbindable"), ("private", ""), ("rprivate", ""),
+        ("slave", "master:"), ("rslave", "master:"), ("shared", "shared:"), ("rshared", "shared:")]
+    {
+        let mut b = Bundle::new(&["sh", "-c", "awk '$5==\"/\" {for (i=7; $i != \"-\"; i++) printf \"%s \", $i; print \"end\"}' /proc/self/mountinfo"]);
+        b.config["linux"]["rootfsPropagation"] = json!(p);
+        // a slave needs a master: the rootfs is a shared mount of its own on the host, whatever the host's "/" is
+        let _shared = SharedBind::new(&b.rootfs());
+        let out = b.run_ok();
+        if want.is_empty() {
+            assert_eq!(out.trim(), "end", "{p}: {out}");
+        } else {
+            assert!(out.contains(want), "{p}: {out}");
+        }
+    }
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["rootfsPropagation"] = json!("sideways");
+    refused(&mut b, &["linux.rootfsPropagation", "sideways"]);
+}
+
+/// `rootfs` bind-mounted on itself and made shared for one test; unmounted on drop, pass or fail.
+struct SharedBind(std::path::PathBuf);
+
+impl SharedBind {
+    fn new(p: &std::path::Path) -> SharedBind {
+        for args in [&["--bind", p.to_str().unwrap(), p.to_str().unwrap()][..], &["--make-shared", p.to_str().unwrap()][..]] {
+            let st = std::process::Command::new("mount").args(args).status().expect("mount");
+            assert!(st.success(), "mount {args:?}");
+        }
+        SharedBind(p.to_path_buf())
+    }
+}
+
+impl Drop for SharedBind {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }

@@ -46,15 +46,17 @@ fn root_err(what: &str) -> impl FnOnce(nix::Error) -> RootfsError + '_ {
 /// v1 migration waits for an RCU grace period, the largest single cost of a container start).
 pub fn prepare_early(spec: &Spec, rootfs: &Path) -> Result<(usize, OwnedFd), RootfsError> {
     let linux = spec.linux().as_ref();
+    // Before the pivot the host's mounts are made slaves (nothing propagates back to the host), or private when
+    // private is what was asked. The requested propagation itself is applied to the new "/" after the pivot
+    // (see [`finish`]): made unbindable now, the rootfs could not be bind-mounted onto itself.
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(p) => {
             let f = mounts::propagation_flag(p).ok_or_else(|| RootfsError::Propagation(p.to_string()))?;
-            // pivot_root refuses shared mounts: go slave now, apply shared after the pivot.
-            if f.contains(MsFlags::MS_SHARED) {
-                MsFlags::MS_SLAVE | MsFlags::MS_REC
+            if f.contains(MsFlags::MS_PRIVATE) {
+                MsFlags::MS_PRIVATE | MsFlags::MS_REC
             } else {
-                f | MsFlags::MS_REC
+                MsFlags::MS_SLAVE | MsFlags::MS_REC
             }
         }
     };
@@ -104,7 +106,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
 }
 
 /// Everything after pivot_root, in the container's view: sysctls, masked and readonly paths, read-only root,
-/// and a shared rootfs propagation if asked.
+/// and the rootfs propagation asked for.
 pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
     for (k, v) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
@@ -120,12 +122,9 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         mounts::remount_bind(Path::new("/"), MsFlags::MS_RDONLY).map_err(root_err("remount / read-only"))?;
     }
-    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        if let Some(f) = mounts::propagation_flag(p) {
-            if f.contains(MsFlags::MS_SHARED) {
-                mount(None::<&str>, "/", None::<&str>, f, None::<&str>).map_err(root_err("set rootfs propagation"))?;
-            }
-        }
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()).filter(|p| !p.is_empty()) {
+        let f = mounts::propagation_flag(p).ok_or_else(|| RootfsError::Propagation(p.to_string()))?;
+        mount(None::<&str>, "/", None::<&str>, f, None::<&str>).map_err(root_err("set rootfsPropagation of /"))?;
     }
     Ok(())
 }
