@@ -383,10 +383,12 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         Some(t) => Some(crate::server::tls::server_config(t).map_err(|e| KubeletError::Serve { addr, source: std::io::Error::other(e.to_string()) })?),
         None => None,
     };
+    // over HTTPS every request needs a SubjectAccessReview's yes, asked of the apiserver as this kubelet
+    let api_auth = crate::server::auth::Filter::new(client.clone(), cfg.node_name.clone());
     let api_task = tokio::spawn(async move {
         let app = crate::server::router(api_state);
         match api_tls {
-            Some(tls) => crate::server::tls::serve(listener, app, tls).await,
+            Some(tls) => crate::server::tls::serve(listener, app, tls, api_auth).await,
             None => {
                 let _ = axum::serve(listener, app).await;
             }

@@ -1,7 +1,9 @@
 //! The built-in policy every cluster starts with, as upstream's bootstrap policy: the user-facing ClusterRoles
 //! `cluster-admin`, `admin`, `edit` and `view` (the last three aggregated, for the resources this server
 //! serves), the discovery roles every authenticated user is bound to, `cluster-admin` bound to
-//! `system:masters`, and `system:kubelet-api-admin` bound to the apiserver's kubelet client user. Created when missing at each start; an existing
+//! `system:masters`, `system:kubelet-api-admin` bound to the apiserver's kubelet client user, and
+//! `system:auth-delegator` (TokenReview and SubjectAccessReview, bound to nobody) for kubelets that check their
+//! API's callers under an identity of their own. Created when missing at each start; an existing
 //! object is left as it is (an operator's edit wins).
 
 use serde_json::{json, Value};
@@ -149,6 +151,15 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&[""], &["nodes"], READ),
                 rule(&[""], &["nodes"], &["proxy"]),
                 rule(&[""], &["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/spec", "nodes/stats"], &["*"]),
+            ],
+        ),
+        // upstream's role for delegated authentication and authorization (bound to nothing by default): what a
+        // kubelet whose identity is not system:masters needs to check its API's callers (TokenReview, SAR)
+        role(
+            "system:auth-delegator",
+            vec![
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
             ],
         ),
         role("system:discovery", vec![urls(DISCOVERY_URLS, &["get"])]),

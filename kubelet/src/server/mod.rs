@@ -1,8 +1,12 @@
 //! The kubelet API the apiserver proxies to: `GET /containerLogs/<ns>/<pod>/<container>` with `follow`,
 //! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`; `/exec/<ns>/<pod>/<c>` and
 //! `/attach/<ns>/<pod>/<c>` ([`remotecommand`], over [`spdy`] or WebSocket, running [`exec`]); `/portForward/<ns>/<pod>`
-//! ([`portforward`]); and `/healthz`. Plain HTTP on the node IP (the apiserver's proxy speaks HTTP).
+//! ([`portforward`]); `POST /run/<ns>/<pod>/<c>?cmd=..` (upstream's, the command's output in one answer); and
+//! `/healthz`. Over HTTPS ([`tls`]) every request is authenticated and authorized first ([`auth`]: a
+//! SubjectAccessReview on `nodes/proxy` and friends, as upstream's kubelet); plain HTTP on the node IP only when
+//! the kubelet knows no cluster CA, and then without any authentication (it says so at start).
 
+pub mod auth;
 pub mod exec;
 pub mod portforward;
 pub mod remotecommand;
@@ -17,7 +21,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 use std::sync::Arc;
 
@@ -145,6 +149,56 @@ fn tokio_stream_from(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// The most output `/run` answers with; the rest is dropped (a CRI ExecSync caps its output as well).
+const RUN_OUTPUT_LIMIT: usize = 16 << 20;
+
+/// `POST /run/{ns}/{pod}/{container}?cmd=..` as upstream's `getRun`: `cmd` split at spaces, run to its end in
+/// the container, its stdout then stderr as the answer; a non-zero exit is a 500 with upstream's
+/// `command '..' exited with N: <stderr>`.
+async fn run_in_container(
+    State(state): State<Arc<ServerState>>,
+    Path((ns, pod, container)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let target = match exec::find_container(&state.exec, &ns, &pod, &container) {
+        Ok(t) => t,
+        Err(e) => return (StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST), e.message).into_response(),
+    };
+    let command: Vec<String> = q.get("cmd").map(|c| c.split(' ').map(str::to_string).collect()).unwrap_or_default();
+    if command.iter().all(String::is_empty) {
+        return (StatusCode::BAD_REQUEST, "you must specify at least one command for the container").into_response();
+    }
+    tracing::info!(pod = %format!("{ns}/{pod}"), container, command = ?command, "run");
+    let collect = |mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>| {
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                let room = RUN_OUTPUT_LIMIT.saturating_sub(out.len());
+                out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            out
+        })
+    };
+    let (out_tx, out_rx) = tokio::sync::mpsc::channel(16);
+    let (err_tx, err_rx) = tokio::sync::mpsc::channel(16);
+    let (stdout, stderr) = (collect(out_rx), collect(err_rx));
+    let io = exec::ExecIo { stdout: Some(out_tx), stderr: Some(err_tx), ..Default::default() };
+    let result = exec::run(&state.exec, &target, &command, false, io).await;
+    let (mut out, err) = (stdout.await.unwrap_or_default(), stderr.await.unwrap_or_default());
+    match result {
+        Ok(0) => {
+            out.extend_from_slice(&err);
+            out.truncate(RUN_OUTPUT_LIMIT);
+            (StatusCode::OK, [("content-type", "application/json")], out).into_response()
+        }
+        Ok(code) => {
+            let msg = format!("command '{}' exited with {code}: {}", command.join(" "), String::from_utf8_lossy(&err));
+            (StatusCode::INTERNAL_SERVER_ERROR, msg).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
 /// The router (tests serve it on 127.0.0.1).
 pub fn router(state: ServerState) -> Router {
     Router::new()
@@ -153,6 +207,9 @@ pub fn router(state: ServerState) -> Router {
         .route("/exec/{ns}/{pod}/{container}", any(remotecommand::exec_handler))
         .route("/attach/{ns}/{pod}/{container}", any(remotecommand::attach_handler))
         .route("/portForward/{ns}/{pod}", any(portforward::portforward_handler))
+        .route("/run/{ns}/{pod}/{container}", post(run_in_container))
+        // an explicit fallback, so the auth layer covers paths no route serves too
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
         .with_state(Arc::new(state))
 }
 
