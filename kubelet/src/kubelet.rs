@@ -571,12 +571,11 @@ fn evict_one(
             .filter(|(uid, h)| {
                 let pod = &h.pod;
                 let source = pod.metadata.annotations.as_ref().and_then(|a| a.get(crate::static_pods::SOURCE_ANNOTATION));
-                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
                 !(h.thread.is_finished()
                     || evicted.contains_key(*uid)
                     || pod.metadata.deletion_timestamp.is_some()
                     || source.is_some_and(|s| s != "api")
-                    || matches!(phase, Some("Succeeded" | "Failed")))
+                    || rkube_apimachinery::pod::is_terminal(pod))
             })
             .map(|(uid, h)| (uid.clone(), h.pod.clone(), h.tx.clone()))
             .collect()
@@ -601,7 +600,7 @@ fn evict_one(
             .into_iter()
             .flatten()
             .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(resource))
-            .filter_map(|q| crate::container::quantity::bytes(q).ok())
+            .filter_map(|q| rkube_apimachinery::quantity::value(q).ok())
             .sum();
         let c = Candidate {
             uid: uid.clone(),

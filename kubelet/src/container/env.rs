@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 
-use super::quantity::{bytes, cpu_millis, parse};
+use rkube_apimachinery::quantity::{approximate_f64, milli_value, value as bytes};
 
 /// Why an environment could not be built; reported as `CreateContainerConfigError`.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -26,7 +26,7 @@ pub enum EnvError {
     Quantity {
         var: String,
         #[source]
-        source: super::quantity::QuantityError,
+        source: rkube_apimachinery::quantity::QuantityError,
     },
 }
 
@@ -202,7 +202,7 @@ pub fn resource_value(
     let qerr = |source| EnvError::Quantity { var: var.into(), source };
     let value: f64 = match which {
         "cpu" => match q {
-            Some(q) => cpu_millis(q).map_err(qerr)? as f64 / 1000.0,
+            Some(q) => milli_value(q).map_err(qerr)? as f64 / 1000.0,
             None if kind == "limits" => src.node_cpu_millis as f64 / 1000.0,
             None => 0.0,
         },
@@ -214,7 +214,7 @@ pub fn resource_value(
         _ => return Err(EnvError::UnsupportedResource { var: var.into(), resource: resource.into() }),
     };
     let div = match divisor {
-        Some(d) if !d.is_empty() => parse(d).map_err(qerr)?,
+        Some(d) if !d.is_empty() => approximate_f64(d).map_err(qerr)?,
         _ => 1.0,
     };
     let div = if div == 0.0 { 1.0 } else { div };

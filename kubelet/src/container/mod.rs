@@ -4,6 +4,5 @@
 pub mod devices;
 pub mod env;
 pub mod qos;
-pub mod quantity;
 pub mod security;
 pub mod spec;

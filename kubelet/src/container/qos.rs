@@ -2,77 +2,15 @@
 //! `kubepods/pod<uid>` for Guaranteed, `kubepods/burstable/pod<uid>`, `kubepods/besteffort/pod<uid>`, with one
 //! child per container. Also the cgroup v1 values (cpu shares, CFS quota, memory limit) a container gets.
 
-use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
+use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
+use rkube_apimachinery::quantity::{milli_value as cpu_millis, value as bytes, QuantityError};
 
-use super::quantity::{bytes, cpu_millis, QuantityError};
+/// The class itself is rkube-apimachinery's, the one the apiserver writes into `status.qosClass`, so the cgroup a
+/// pod lands in always agrees with the class its status shows.
+pub use rkube_apimachinery::qos::{qos_class, QosClass};
 
 /// The root of every pod cgroup the kubelet makes, under each controller's hierarchy.
 pub const KUBEPODS: &str = "kubepods";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QosClass {
-    Guaranteed,
-    Burstable,
-    BestEffort,
-}
-
-impl QosClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Guaranteed => "Guaranteed",
-            Self::Burstable => "Burstable",
-            Self::BestEffort => "BestEffort",
-        }
-    }
-}
-
-fn all_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
-    let spec = pod.spec.as_ref();
-    spec.and_then(|s| s.init_containers.as_deref())
-        .unwrap_or(&[])
-        .iter()
-        .chain(spec.map(|s| s.containers.as_slice()).unwrap_or(&[]).iter())
-}
-
-/// Upstream's rules: BestEffort when no container sets a CPU or memory request or limit; Guaranteed when every
-/// container sets CPU and memory limits and its requests (defaulting to the limits) equal them; else Burstable.
-pub fn qos_class(pod: &Pod) -> QosClass {
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in all_containers(pod) {
-        let r = c.resources.as_ref();
-        let req = r.and_then(|r| r.requests.as_ref());
-        let lim = r.and_then(|r| r.limits.as_ref());
-        for res in ["cpu", "memory"] {
-            let rq = req.and_then(|m| m.get(res));
-            let lm = lim.and_then(|m| m.get(res));
-            if rq.is_some() || lm.is_some() {
-                any = true;
-            }
-            match (rq, lm) {
-                (_, None) => guaranteed = false,
-                (Some(rq), Some(lm)) => {
-                    let same = if res == "cpu" {
-                        cpu_millis(rq).ok() == cpu_millis(lm).ok()
-                    } else {
-                        bytes(rq).ok() == bytes(lm).ok()
-                    };
-                    if !same {
-                        guaranteed = false;
-                    }
-                }
-                (None, Some(_)) => {}
-            }
-        }
-    }
-    if !any {
-        QosClass::BestEffort
-    } else if guaranteed {
-        QosClass::Guaranteed
-    } else {
-        QosClass::Burstable
-    }
-}
 
 /// The pod's cgroup path relative to each controller's root, under `root` (the kubelet's cgroup root,
 /// [`KUBEPODS`] unless configured), e.g. `kubepods/burstable/pod1234`.
@@ -131,6 +69,7 @@ pub fn cgroup_values(res: Option<&ResourceRequirements>) -> Result<CgroupValues,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Container;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use std::collections::BTreeMap;
 

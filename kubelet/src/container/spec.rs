@@ -155,7 +155,7 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Value {
 }
 
 /// The OCI runtime config for one container.
-pub fn oci_config(input: &SpecInput) -> Result<Value, super::quantity::QuantityError> {
+pub fn oci_config(input: &SpecInput) -> Result<Value, rkube_apimachinery::quantity::QuantityError> {
     let c = input.container;
     let sec = input.security;
     let hostname = input.pod.metadata.name.clone().unwrap_or_default();
@@ -168,7 +168,7 @@ pub fn oci_config(input: &SpecInput) -> Result<Value, super::quantity::QuantityE
         .unwrap_or_else(|| "/".into());
     let cg: CgroupValues = cgroup_values(c.resources.as_ref())?;
     let mem_req = match c.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|m| m.get("memory")) {
-        Some(q) => Some(super::quantity::bytes(q)?),
+        Some(q) => Some(rkube_apimachinery::quantity::value(q)?),
         None => None,
     };
     let caps = &sec.capabilities;

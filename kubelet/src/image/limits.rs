@@ -58,7 +58,7 @@ impl Limits {
 
 /// A byte count as the flags take it: a plain number or a Kubernetes quantity (`512Mi`, `10Gi`, `2G`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let v = crate::container::quantity::parse(s).map_err(|e| e.to_string())?;
+    let v = rkube_apimachinery::quantity::approximate_f64(s).map_err(|e| e.to_string())?;
     if !v.is_finite() || v < 1.0 || v > u64::MAX as f64 {
         return Err(format!("{s:?} is not a positive byte count (e.g. 512Mi, 10Gi)"));
     }

@@ -60,7 +60,7 @@ impl Thresholds {
                 .ok_or_else(|| format!("eviction threshold {part:?}: expected <signal><<quantity>, e.g. memory.available<100Mi"))?;
             match signal.trim() {
                 "memory.available" => {
-                    t.memory_available_bytes = crate::container::quantity::parse(value.trim())
+                    t.memory_available_bytes = rkube_apimachinery::quantity::approximate_f64(value.trim())
                         .ok()
                         .filter(|b| *b >= 0.0)
                         .ok_or_else(|| format!("eviction threshold {part:?}: {:?} is not a quantity of memory (e.g. 100Mi)", value.trim()))?
@@ -221,7 +221,7 @@ fn decimal_si(units: u64) -> String {
 /// a byte, exponents) is printed as written.
 pub fn canonical_quantity(q: &str) -> String {
     let q = q.trim();
-    let Ok(v) = crate::container::quantity::parse(q) else { return q.to_string() };
+    let Ok(v) = rkube_apimachinery::quantity::approximate_f64(q) else { return q.to_string() };
     if v < 0.0 || v.fract() != 0.0 || q.contains(['e', 'E']) {
         return q.to_string();
     }
@@ -255,7 +255,7 @@ pub fn message(signal: Signal, t: &Thresholds, m: &MachineFacts, containers: &[C
     };
     let mut msg = format!("The node was low on resource: {res}. Threshold quantity: {}, available: {}. ", threshold_quantity(signal, t, m), binary_si(available));
     for c in containers {
-        let request_bytes = c.request.as_deref().and_then(|r| crate::container::quantity::parse(r).ok()).unwrap_or(0.0);
+        let request_bytes = c.request.as_deref().and_then(|r| rkube_apimachinery::quantity::approximate_f64(r).ok()).unwrap_or(0.0);
         if c.usage as f64 > request_bytes {
             let request = c.request.as_deref().map(canonical_quantity).unwrap_or_else(|| "0".into());
             msg.push_str(&format!("Container {} was using {}, request is {request}, has larger consumption of {res}. ", c.name, binary_si(c.usage)));
@@ -268,7 +268,7 @@ pub fn message(signal: Signal, t: &Thresholds, m: &MachineFacts, containers: &[C
 /// bytes), read in place of /proc/meminfo's MemAvailable.
 pub fn memory_signal(path: &Path) -> Result<u64, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("eviction memory signal file {}: {e}", path.display()))?;
-    crate::container::quantity::parse(text.trim())
+    rkube_apimachinery::quantity::approximate_f64(text.trim())
         .ok()
         .filter(|b| *b >= 0.0)
         .map(|b| b.ceil() as u64)

@@ -25,7 +25,7 @@ pub fn setup(volume: &str, dir: &Path, src: &EmptyDirVolumeSource) -> Result<Pat
     fs::create_dir_all(dir).map_err(io)?;
     if src.medium.as_deref() == Some("Memory") {
         let size = match &src.size_limit {
-            Some(q) => Some(crate::container::quantity::bytes(q).map_err(|e| VolumeError::Invalid {
+            Some(q) => Some(rkube_apimachinery::quantity::value(q).map_err(|e| VolumeError::Invalid {
                 volume: volume.into(),
                 message: e.to_string(),
             })?),

@@ -89,7 +89,7 @@ pub fn empty_dir_over_limit(pod: &Pod, pod_dir: &Path) -> Option<String> {
     for v in pod.spec.as_ref()?.volumes.as_deref().unwrap_or(&[]) {
         let Some(e) = &v.empty_dir else { continue };
         let Some(limit) = e.size_limit.as_ref().filter(|_| e.medium.as_deref() != Some("Memory")) else { continue };
-        let Ok(bytes) = crate::container::quantity::bytes(limit) else { continue };
+        let Ok(bytes) = rkube_apimachinery::quantity::value(limit) else { continue };
         if empty_dir::usage_bytes(&base.join(&v.name)) > u64::try_from(bytes).unwrap_or(u64::MAX) {
             return Some(format!("Usage of EmptyDir volume \"{}\" exceeds the limit \"{}\". ", v.name, limit.0));
         }
