@@ -39,6 +39,31 @@ pub fn apply_bounding(c: &LinuxCapabilities) -> Result<(), CapabilityError> {
     Ok(())
 }
 
+/// `exec --cap NAME`: adds each capability to the bounding, effective and permitted sets of the exec'd process, and
+/// to ambient only where inheritable already holds it (runc's rule since CVE-2022-29162: `--cap` never puts anything
+/// into inheritable). Names are capabilities(7)'s, with or without the `CAP_` prefix, any case.
+pub fn add_for_exec(c: &mut LinuxCapabilities, names: &[String]) -> Result<(), CapabilityError> {
+    for n in names {
+        let upper = n.trim().to_ascii_uppercase();
+        let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+        let cap: OciCap = serde_json::from_value(serde_json::Value::String(full.clone()))
+            .map_err(|_| CapabilityError::Unknown { name: n.clone() })?;
+        to_caps(cap)?;
+        let add = |set: &Option<std::collections::HashSet<OciCap>>| {
+            let mut s = set.clone().unwrap_or_default();
+            s.insert(cap);
+            Some(s)
+        };
+        c.set_bounding(add(c.bounding()));
+        c.set_effective(add(c.effective()));
+        c.set_permitted(add(c.permitted()));
+        if c.inheritable().as_ref().is_some_and(|i| i.contains(&cap)) {
+            c.set_ambient(add(c.ambient()));
+        }
+    }
+    Ok(())
+}
+
 /// The capability object of a process that lists none: every set empty, as runc reads it (not oci-spec's default
 /// set, and not "keep everything").
 pub fn none() -> LinuxCapabilities {

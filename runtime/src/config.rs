@@ -146,6 +146,11 @@ pub fn validate_process(p: &oci_spec::runtime::Process, field: &str) -> Result<(
     if !p.cwd().is_absolute() {
         return Err(invalid(format!("{field}.cwd"), format!("{:?} must be an absolute path", p.cwd())));
     }
+    for (i, e) in p.env().iter().flatten().enumerate() {
+        if e.split_once('=').is_none_or(|(name, _)| name.is_empty()) {
+            return Err(invalid(format!("{field}.env[{i}]"), format!("{e:?} is not NAME=value")));
+        }
+    }
     if let Some(caps) = p.capabilities() {
         for (set, v) in [
             ("bounding", caps.bounding()),

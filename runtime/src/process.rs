@@ -140,6 +140,24 @@ pub fn enter_cwd(p: &Process) -> Result<(), ProcessError> {
     }
 }
 
+/// One entry per variable name, the last one given winning, at the place of the name's first entry (runc's
+/// rule): `exec --env NAME=v` replaces the config's NAME instead of adding a second one.
+pub fn merge_env(env: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(env.len());
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for e in env {
+        let name = e.split_once('=').map_or(e.as_str(), |(n, _)| n);
+        match at.get(name) {
+            Some(&i) => out[i] = e.clone(),
+            None => {
+                at.insert(name, out.len());
+                out.push(e.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Everything exec needs, allocated before the last steps so that only exec remains.
 pub struct PreparedExec {
     pub program: CString,
@@ -150,7 +168,7 @@ pub struct PreparedExec {
 /// Resolves args[0] against the container's PATH (from process.env, or a default) and builds argv/envp.
 pub fn prepare_exec(p: &Process) -> Result<PreparedExec, ProcessError> {
     let args = p.args().clone().unwrap_or_default();
-    let env = p.env().clone().unwrap_or_default();
+    let env = merge_env(p.env().as_deref().unwrap_or(&[]));
     let argv = args
         .iter()
         .map(|a| CString::new(a.as_bytes()).map_err(|_| ProcessError::Nul { field: "args" }))
@@ -199,4 +217,17 @@ fn is_executable(p: &Path) -> bool {
 pub fn exec(e: &PreparedExec) -> ProcessError {
     let err = nix::unistd::execve(&e.program, &e.argv, &e.envp).err().unwrap_or(nix::Error::UnknownErrno);
     ProcessError::Exec { name: e.program.to_string_lossy().into_owned(), source: err }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_env;
+
+    #[test]
+    fn merge_env_keeps_one_entry_per_name_last_wins() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(merge_env(&v(&["PATH=/bin", "A=1", "B=2", "A=3", "PATH=/usr/bin"])), v(&["PATH=/usr/bin", "A=3", "B=2"]));
+        assert_eq!(merge_env(&v(&["A=", "A=x=y"])), v(&["A=x=y"]));
+        assert!(merge_env(&[]).is_empty());
+    }
 }

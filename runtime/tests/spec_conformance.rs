@@ -247,3 +247,61 @@ impl Drop for SharedBind {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// The container's processes (by cgroup), for "exec left nothing running" checks.
+fn container_pids(b: &Bundle, id: &str) -> Vec<String> {
+    let out = b.rt(&["ps", "--format", "json", id]);
+    assert!(out.status.success(), "ps: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Vec<i64> = serde_json::from_slice(&out.stdout).unwrap();
+    v.iter().map(|p| p.to_string()).collect()
+}
+
+#[test]
+fn exec_env_replaces_the_configs_variable_and_cap_adds_capabilities() {
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.config["process"]["env"] = json!(["PATH=/usr/bin:/bin", "KEEP=1", "OVER=config", "OVER=config2"]);
+    let (id, _) = b.create();
+    assert!(b.rt(&["start", &id]).status.success());
+    b.wait_status(&id, "running");
+    let out = b.rt(&["exec", "--env", "OVER=exec", "--env", "PATH=/bin", "--env", "NEW=x", &id, "cat", "/proc/self/environ"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let env: Vec<String> = String::from_utf8_lossy(&out.stdout).split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let mut names: Vec<&str> = env.iter().map(|e| e.split_once('=').unwrap().0).collect();
+    names.sort();
+    let n = names.len();
+    names.dedup();
+    assert_eq!(names.len(), n, "one entry per name: {env:?}");
+    for want in ["OVER=exec", "PATH=/bin", "NEW=x", "KEEP=1"] {
+        assert!(env.iter().any(|e| e == want), "{want} missing: {env:?}");
+    }
+    // The container's own process sees the config's env, also one entry per name.
+    let out = b.rt(&["exec", &id, "cat", "/proc/1/environ"]);
+    let init_env = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(init_env.matches("OVER=").count(), 1, "{init_env:?}");
+    assert!(init_env.contains("OVER=config2"), "{init_env:?}");
+
+    // --cap: CAP_NET_ADMIN (12) and CAP_SYS_TIME (25) join bounding, effective and permitted; never inheritable.
+    let out = b.rt(&["exec", "--cap", "CAP_NET_ADMIN", "--cap", "sys_time", &id, "grep", "^Cap", "/proc/self/status"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = String::from_utf8_lossy(&out.stdout).into_owned();
+    let want = common::cap_mask(&[5, 10, 12, 25, 29]);
+    for f in ["CapBnd", "CapEff", "CapPrm"] {
+        assert_eq!(common::status_field(&st, f), want, "{f}: {st}");
+    }
+    assert_eq!(common::status_field(&st, "CapInh"), "0000000000000000", "{st}");
+    // Without --cap the exec'd process has the config's set only.
+    let out = b.rt(&["exec", &id, "grep", "^CapEff", "/proc/self/status"]);
+    assert_eq!(common::status_field(&String::from_utf8_lossy(&out.stdout), "CapEff"), common::cap_mask(&[5, 10, 29]));
+
+    // An unknown capability is refused before anything runs in the container.
+    let before = container_pids(&b, &id);
+    let out = b.rt(&["exec", "--cap", "CAP_FLY", &id, "sleep", "100"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.starts_with("error: ") && err.contains("exec --cap") && err.contains("CAP_FLY"), "{err}");
+    assert_eq!(container_pids(&b, &id), before);
+    // An env entry that is not NAME=value is refused naming it.
+    let out = b.rt(&["exec", "--env", "=oops", &id, "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.starts_with("error: ") && err.contains("process.env[") && err.contains("=oops"), "{err}");
+    assert_eq!(container_pids(&b, &id), before);
+}

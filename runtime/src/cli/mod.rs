@@ -113,7 +113,9 @@ enum Cmd {
         process_label: Option<String>,
         #[arg(long = "apparmor", hide = true)]
         apparmor: Option<String>,
-        #[arg(long = "cap", hide = true)]
+        /// Add a capability to the bounding, effective and permitted sets of the process (ambient too where the
+        /// process's inheritable set has it).
+        #[arg(long = "cap")]
         cap: Vec<String>,
     },
     /// List the processes in a container.
@@ -232,7 +234,7 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
             container::kill(root, id, sig, *all).map(|_| 0).map_err(s)
         }
         Cmd::Delete { id, force } => container::delete(root, id, *force).map(|_| 0).map_err(s),
-        Cmd::Exec { id, command, process, tty, detach, pid_file, console_socket, cwd, env, user, preserve_fds, no_new_privs, .. } => {
+        Cmd::Exec { id, command, process, tty, detach, pid_file, console_socket, cwd, env, user, preserve_fds, no_new_privs, cap, .. } => {
             let proc_ = match process {
                 Some(p) => {
                     let data = std::fs::read(p).map_err(|e| format!("read --process {}: {e}", p.display()))?;
@@ -267,6 +269,11 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
                     }
                     if *no_new_privs {
                         pr.set_no_new_privileges(Some(true));
+                    }
+                    if !cap.is_empty() {
+                        let mut c = pr.capabilities().clone().unwrap_or_else(rkube_runtime::capabilities::none);
+                        rkube_runtime::capabilities::add_for_exec(&mut c, cap).map_err(|e| format!("exec --cap: {e}"))?;
+                        pr.set_capabilities(Some(c));
                     }
                     pr
                 }
