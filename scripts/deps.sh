@@ -15,4 +15,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 "$(dirname "$0")/vm-deps.sh"
+# The Python `kubernetes` client (PyPI) the client e2e tests drive, in a venv of its own. The marker file is written
+# last, so an interrupted install is redone; tests/e2e/tests/clients.rs reads the same place and marker.
+venv=${RKUBE_TEST_VENV:-/var/cache/rkube-test/venv}
+if [ ! -e "$venv/.rkube-installed" ]; then
+  echo "deps: installing the Python kubernetes client into $venv (from PyPI)"
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet kubernetes
+  "$venv/bin/python" -c 'import kubernetes' && : >"$venv/.rkube-installed"
+fi
 command -v cargo >/dev/null || { echo "deps: cargo not found; install a Rust toolchain >= 1.85 (rustup) first" >&2; exit 1; }

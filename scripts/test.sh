@@ -1,11 +1,89 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and root integration tests (real namespaces, cgroups, veths, nftables, registry,
 # etcd, kubectl). Run as root on Debian 12. Everything is built once, in release: the binaries other engines exec
-# (podman --runtime, CNI) and the tests share the same artifacts.
+# (podman --runtime, CNI) and the tests share the same artifacts. Layers, times and how to run one test:
+# docs/testing.md.
+#
+#   scripts/test.sh            install what is missing (scripts/deps.sh), check the prerequisites, build, test
+#   scripts/test.sh --check    only check the prerequisites (nothing installed, nothing built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "test.sh: run as root (the integration tests make real namespaces and cgroups)" >&2; exit 1; }
+
+# Every prerequisite the suite needs and scripts/deps.sh cannot (or did not) install, each missing one named with
+# the command that installs it. Run before anything is built, so a machine that lacks one fails in seconds rather
+# than after the build, in the middle of the tests.
+check_prereqs() {
+  local missing=() venv=${RKUBE_TEST_VENV:-/var/cache/rkube-test/venv} vm=${RKUBE_VM_DIR:-/var/cache/rkube-vm}
+  local gcloud_kubectl="add Google's cloud-sdk apt repository, then apt-get install -y kubectl (it ships /usr/bin/kubectl and /usr/lib/google-cloud-sdk/bin/kubectl.1.27 ... kubectl.1.33)"
+  need() { # what, install command
+    missing+=("$1: $2")
+  }
+  command -v cargo >/dev/null || need "cargo (Rust toolchain >= 1.85)" "install rustup, then rustup toolchain install stable"
+  # the real kubectl: the one on PATH for most tests, the oldest and newest side by side for the version tests
+  command -v kubectl >/dev/null || need "kubectl" "$gcloud_kubectl"
+  for v in 1.27 1.33; do
+    [ -x "/usr/lib/google-cloud-sdk/bin/kubectl.$v" ] || need "kubectl $v (/usr/lib/google-cloud-sdk/bin/kubectl.$v)" "$gcloud_kubectl"
+  done
+  # Debian packages the tests exec (scripts/deps.sh installs them all)
+  local cmd pkg
+  while read -r cmd pkg; do
+    command -v "$cmd" >/dev/null || need "$cmd" "apt-get install -y $pkg (or scripts/deps.sh)"
+  done <<'EOF'
+etcd etcd-server
+etcdctl etcd-client
+docker-registry docker-registry
+skopeo skopeo
+umoci umoci
+runc runc
+crun crun
+podman podman
+nft nftables
+ip iproute2
+dig dnsutils
+curl curl
+jq jq
+python3 python3-venv
+EOF
+  # busybox must be the static build: it is copied alone into container rootfs images
+  if [ ! -x /bin/busybox ]; then
+    need "busybox (static)" "apt-get install -y busybox-static (or scripts/deps.sh)"
+  elif ldd /bin/busybox >/dev/null 2>&1; then
+    need "a static /bin/busybox (this one is dynamically linked)" "apt-get install -y busybox-static"
+  fi
+  if ! [ -x /usr/lib/cni/bridge ] || ! [ -x /usr/lib/cni/host-local ]; then
+    need "reference CNI plugins (/usr/lib/cni/bridge, host-local)" "apt-get install -y containernetworking-plugins (or scripts/deps.sh)"
+  fi
+  # the Python kubernetes client, in the venv scripts/deps.sh makes
+  if ! [ -e "$venv/.rkube-installed" ] || ! "$venv/bin/python" -c 'import kubernetes' 2>/dev/null; then
+    need "the Python kubernetes client in $venv" "scripts/deps.sh (python3 -m venv $venv && $venv/bin/pip install kubernetes)"
+  fi
+  # qemu and Debian's cloud kernel for the cgroup v2 VM tests, unpacked (not installed)
+  if ! [ -x "$vm/root/usr/bin/qemu-system-x86_64" ] || ! compgen -G "$vm/root/boot/vmlinuz-*" >/dev/null; then
+    need "qemu-system-x86_64 and a cloud kernel under $vm/root" "scripts/vm-deps.sh"
+  fi
+  # Cgroup layout: the host tests use the v1 controllers (hybrid or legacy layout); pure v2 runs in the VM.
+  local c
+  for c in cpu cpuacct cpuset memory pids devices freezer; do
+    [ "$(stat -fc %T "/sys/fs/cgroup/$c" 2>/dev/null)" = cgroupfs ] ||
+      need "cgroup v1 controller $c at /sys/fs/cgroup/$c (the host tests need the v1 or hybrid layout; this host's /sys/fs/cgroup is $(stat -fc %T /sys/fs/cgroup))" \
+        "boot with systemd.unified_cgroup_hierarchy=0, or run on a host with the v1/hybrid layout (pure v2 is tested in the qemu VM)"
+  done
+  [ -w /proc/sys/net/ipv4/ip_forward ] || need "a writable /proc/sys/net/ipv4/ip_forward" "run as root outside a read-only /proc"
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: missing prerequisites:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    return 1
+  fi
+  echo "test.sh: prerequisites present (kubectl $(kubectl version --client -o json 2>/dev/null | jq -r .clientVersion.gitVersion), 1.27 and 1.33; $(etcd --version | head -1); Python kubernetes $("$venv/bin/python" -c 'import kubernetes; print(kubernetes.__version__)'); cgroup v1 controllers)"
+}
+
+if [ "${1:-}" = --check ]; then
+  check_prereqs
+  exit
+fi
 scripts/deps.sh
+check_prereqs
 start=$(date +%s)
 # --all-targets resolves features once for binaries and tests together (dev-dependencies included), so the test
 # run below compiles nothing again and the binaries tests exec are the ones just built.
