@@ -93,16 +93,32 @@ impl Selector {
         for e in sel.match_expressions.iter().flatten() {
             let key = e.key.clone();
             let values = e.values.clone().unwrap_or_default();
-            requirements.push(match e.operator.as_str() {
-                "In" | "NotIn" if values.is_empty() => {
-                    return Err(err(format!("key {key:?}: for 'in', 'notin' operators, values set can't be empty")))
-                }
-                "In" => Requirement::In(key, values),
-                "NotIn" => Requirement::NotIn(key, values),
-                "Exists" => Requirement::Exists(key),
-                "DoesNotExist" => Requirement::DoesNotExist(key),
-                other => return Err(err(format!("{other:?} is not a valid label selector operator"))),
-            });
+            if matches!(e.operator.as_str(), "In" | "NotIn") && values.is_empty() {
+                return Err(err(format!("key {key:?}: for 'in', 'notin' operators, values set can't be empty")));
+            }
+            requirements.push(set_requirement(key, &e.operator, values)?);
+        }
+        Ok(Selector { requirements })
+    }
+
+    /// The selector of a `metav1.LabelSelector` held as JSON, read as leniently as the apiserver has always read
+    /// a workload's `spec.selector`: a missing key or a non-string value reads as "", and `In`/`NotIn` with no
+    /// values is a requirement nothing satisfies rather than an error. Only an unknown operator fails, with the
+    /// same message as [`Selector::from_label_selector`].
+    pub fn from_json(sel: &Value) -> Result<Selector, SelectorError> {
+        let mut requirements = Vec::new();
+        if let Some(m) = sel.get("matchLabels") {
+            requirements.extend(set_of(m).into_iter().map(|(k, v)| Requirement::Equals(k, v)));
+        }
+        for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+            let values: Vec<String> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
+            requirements.push(set_requirement(key, op, values)?);
         }
         Ok(Selector { requirements })
     }
@@ -193,6 +209,17 @@ pub fn to_query_json(sel: &Value) -> String {
     } else {
         set_of(sel).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
     }
+}
+
+/// The requirement of one `matchExpressions` entry.
+fn set_requirement(key: String, operator: &str, values: Vec<String>) -> Result<Requirement, SelectorError> {
+    Ok(match operator {
+        "In" => Requirement::In(key, values),
+        "NotIn" => Requirement::NotIn(key, values),
+        "Exists" => Requirement::Exists(key),
+        "DoesNotExist" => Requirement::DoesNotExist(key),
+        other => return Err(err(format!("{other:?} is not a valid label selector operator"))),
+    })
 }
 
 /// Splits on commas that are not inside parentheses.
@@ -361,6 +388,23 @@ mod tests {
         assert_eq!(to_query_json(&json!({"app": "web", "tier": "front"})), "app=web,tier=front");
         let round = Selector::parse(&to_query(&sel)).expect("the rendering parses");
         assert_eq!(round, Selector::from_label_selector(&sel).expect("valid"));
+    }
+
+    #[test]
+    fn json_selectors_are_read_leniently() {
+        let l = labels(&[("app", "web"), ("tier", "b")]);
+        let s = Selector::from_json(&json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]
+        }))
+        .expect("valid");
+        assert!(s.matches(&l));
+        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "c")])));
+        let empty_in = Selector::from_json(&json!({"matchExpressions": [{"key": "tier", "operator": "In"}]})).expect("lenient");
+        assert!(!empty_in.matches(&l), "an In without values matches nothing");
+        let e = Selector::from_json(&json!({"matchExpressions": [{"key": "x", "operator": "Like"}]})).expect_err("operator");
+        assert_eq!(e.to_string(), "unable to parse requirement: \"Like\" is not a valid label selector operator");
+        assert!(Selector::from_json(&json!({})).expect("valid").is_empty());
     }
 
     #[test]

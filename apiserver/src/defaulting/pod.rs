@@ -88,41 +88,9 @@ pub fn default_pod(pod: &mut Value) {
     }
     let status = child(pod, "status");
     set_default(status, "phase", json!("Pending"));
-    let qos = qos_class(&pod["spec"]);
-    set_default(&mut pod["status"], "qosClass", json!(qos));
-}
-
-/// The QoS class of a pod spec: Guaranteed, Burstable or BestEffort.
-pub fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
-        .flatten()
-        .collect();
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in &containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        if req.is_some_and(|m| !m.is_empty()) || lim.is_some_and(|m| !m.is_empty()) {
-            any = true;
-        }
-        let full = lim.is_some_and(|l| {
-            ["cpu", "memory"].iter().all(|r| {
-                l.contains_key(*r) && req.and_then(|q| q.get(*r)).is_none_or(|q| Some(q) == l.get(*r))
-            })
-        });
-        if !full {
-            guaranteed = false;
-        }
-    }
-    if guaranteed {
-        "Guaranteed"
-    } else if any {
-        "Burstable"
-    } else {
-        "BestEffort"
-    }
+    // one rule with the kubelet, which places the pod's cgroup by the same class
+    let qos = rkube_apimachinery::qos::qos_class_of_json(&pod["spec"]);
+    set_default(&mut pod["status"], "qosClass", json!(qos.as_str()));
 }
 
 #[cfg(test)]
@@ -147,5 +115,17 @@ mod tests {
         assert_eq!(p["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
         default_pod(&mut p);
         assert_eq!(p["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn qos_class_compares_amounts_not_spellings() {
+        let mut p = json!({"spec": {"containers": [{"name": "c", "image": "busybox:1",
+            "resources": {"requests": {"cpu": "1000m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "67108864"}}}]}});
+        default_pod(&mut p);
+        assert_eq!(p["status"]["qosClass"], "Guaranteed");
+        let mut p = json!({"spec": {"containers": [{"name": "c", "image": "busybox:1",
+            "resources": {"limits": {"ephemeral-storage": "1Gi"}}}]}});
+        default_pod(&mut p);
+        assert_eq!(p["status"]["qosClass"], "BestEffort", "only cpu and memory count");
     }
 }

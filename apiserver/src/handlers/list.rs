@@ -6,13 +6,15 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http::StatusCode;
+use rkube_apimachinery::fields::Selector as FieldSelector;
+use rkube_apimachinery::labels::Selector as LabelSelector;
 use serde_json::{json, Value};
 
 use super::{json_response, set_type_meta, Ctx};
 use crate::object;
 use crate::registry::ResourceInfo;
 use crate::request::{self, Query};
-use crate::selectors::{supported_fields, FieldSelector, LabelSelector};
+use crate::selectors::supported_fields;
 use crate::server::ApiState;
 use crate::status::ApiError;
 use crate::storage::{ListOptions, Revision, StorageError};

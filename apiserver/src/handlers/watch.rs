@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{header, StatusCode};
+use rkube_apimachinery::fields::Requirement as FieldRequirement;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -19,7 +20,6 @@ use super::{set_type_meta, Ctx};
 use crate::object;
 use crate::registry::ResourceInfo;
 use crate::request::{self, Query};
-use crate::selectors::FieldRequirement;
 use crate::status::ApiError;
 use crate::storage::{KeyValue, Revision, StorageError, WatchEvent};
 use crate::table;

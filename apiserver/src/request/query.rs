@@ -10,7 +10,9 @@
 //!
 //! Must not: be bypassed. Nothing else parses `Request::uri().query()` for parameters this type knows.
 
-use crate::selectors::{FieldSelector, LabelSelector};
+use rkube_apimachinery::fields::Selector as FieldSelector;
+use rkube_apimachinery::labels::Selector as LabelSelector;
+
 use crate::status::ApiError;
 
 /// Parameters of the meta/v1 options (list, get, create, update, patch, delete) and of the pod log, exec, attach

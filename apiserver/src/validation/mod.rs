@@ -3,10 +3,10 @@
 //! agreement, RBAC rules and bindings, and fields that cannot change after creation. Returns one `Cause` per
 //! problem.
 
-pub mod names;
 mod rbac;
 mod workloads;
 
+use rkube_apimachinery::validation as names;
 use serde_json::Value;
 
 use crate::registry::ResourceInfo;

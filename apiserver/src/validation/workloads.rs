@@ -1,13 +1,13 @@
 //! Kind-specific rules: containers need names and images, workloads need a selector that matches their template
 //! labels, and some fields are immutable (selectors, pod specs, service clusterIP, immutable ConfigMaps/Secrets).
 
+use rkube_apimachinery::labels::{labels_of, Selector as LabelSelector};
+use rkube_apimachinery::validation as names;
 use serde_json::Value;
 
 use crate::registry::ResourceInfo;
-use crate::selectors::{labels_of, LabelSelector};
 use crate::status::Cause;
 
-use super::names;
 
 fn validate_containers(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
     let containers = spec.get("containers").and_then(Value::as_array);
@@ -61,10 +61,10 @@ fn validate_selector_template(obj: &Value, causes: &mut Vec<Cause>, selector_req
         }
         Some(s) => {
             let parsed = if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() {
-                LabelSelector::from_object(s)
+                LabelSelector::from_json(s)
             } else {
                 // ReplicationController selectors are plain maps.
-                LabelSelector::from_object(&serde_json::json!({"matchLabels": s}))
+                LabelSelector::from_json(&serde_json::json!({"matchLabels": s}))
             };
             match parsed {
                 Ok(sel) if sel.is_empty() && selector_required => {
