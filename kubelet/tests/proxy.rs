@@ -138,16 +138,12 @@ fn wget(ns: &str, addr: &str) -> Result<String, String> {
 }
 
 fn service(vip: Ipv4Addr, endpoints: &[Ipv4Addr], node_port: Option<u16>) -> ServicePort {
-    ServicePort {
-        namespace: "default".into(),
-        service: "web".into(),
-        port_name: String::new(),
-        protocol: Protocol::Tcp,
-        cluster_ip: vip,
-        port: 80,
-        node_port,
-        endpoints: endpoints.iter().map(|ip| Endpoint { ip: *ip, port: 8080 }).collect(),
-    }
+    let eps: Vec<Endpoint> = endpoints.iter().map(|ip| Endpoint { ip: *ip, port: 8080 }).collect();
+    // one Service per address: a service port's chains are named after namespace/name/protocol/port
+    let name = format!("web-{}", vip.to_string().replace('.', "-"));
+    let mut p = ServicePort::new("default", &name, "", Protocol::Tcp, vip, 80).with_endpoints(&eps, false);
+    p.node_port = node_port;
+    p
 }
 
 #[test]
@@ -229,4 +225,88 @@ fn reapplying_replaces_the_rules_atomically() {
     assert_eq!(wget(&client, &format!("{vip}:80")).expect("GET after the endpoint appeared"), "only-a");
     nft::apply(&net.table, &[]).expect("apply with the Service gone");
     refused("a removed Service is refused by the service CIDR guard");
+}
+
+/// The bodies of `n` GETs of `addr` from `ns`.
+fn bodies(ns: &str, addr: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| wget(ns, addr).unwrap_or_else(|e| panic!("GET {i} of {addr} from {ns}: {e}"))).collect()
+}
+
+#[test]
+fn client_ip_affinity_pins_a_client_until_the_timeout_and_others_spread() {
+    require_root();
+    require_command("nft", "nftables");
+    require_command("curl", "curl");
+    let _fwd = Forwarding::on();
+    let mut net = Net::new();
+    let (pod_a, ip_a) = net.pod(2);
+    let (pod_b, ip_b) = net.pod(3);
+    let (client, _) = net.pod(4);
+    net.serve(&pod_a, 8080, "from-a");
+    net.serve(&pod_b, 8080, "from-b");
+    poll_until("httpd in both pods", Duration::from_secs(10), || {
+        (wget(&client, &format!("{ip_a}:8080")).is_ok() && wget(&client, &format!("{ip_b}:8080")).is_ok()).then_some(())
+    });
+    let sticky_vip = Ipv4Addr::new(10, 111, net.subnet, 30);
+    let spread_vip = Ipv4Addr::new(10, 111, net.subnet, 31);
+    let mut sticky = service(sticky_vip, &[ip_a, ip_b], None);
+    sticky.affinity_timeout = Some(3);
+    nft::apply(&net.table, &[sticky, service(spread_vip, &[ip_a, ip_b], None)]).expect("apply proxy rules");
+
+    // one client, 20 requests: one endpoint (the chance that random balancing does this is 2 in 2^20)
+    let got = bodies(&client, &format!("{sticky_vip}:80"), 20);
+    assert!(got.iter().all(|b| *b == got[0]), "ClientIP affinity: one endpoint for every request: {got:?}");
+    // the set holds the client's address with its timeout
+    let listed = Command::new("nft").args(["list", "table", "ip", &net.table.table]).output().expect("nft list");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("flags dynamic,timeout") && listed.contains("timeout 3s"), "{listed}");
+    assert!(listed.contains(&format!("elements = {{ 10.244.{}.4 ", net.subnet)), "the client's address in an affinity set:\n{listed}");
+    // the same client without affinity is spread
+    let spread: std::collections::BTreeSet<String> = bodies(&client, &format!("{spread_vip}:80"), 40).into_iter().collect();
+    assert_eq!(spread.into_iter().collect::<Vec<_>>(), ["from-a", "from-b"], "no affinity: both endpoints");
+    // after the timeout the pin expires: polled until the client lands on the other endpoint at least once
+    let other = if got[0] == "from-a" { "from-b" } else { "from-a" };
+    poll_until("the pin expired and the client reached the other endpoint", Duration::from_secs(60), || {
+        std::thread::sleep(Duration::from_millis(3200)); // the timeout must pass with no request refreshing it
+        bodies(&client, &format!("{sticky_vip}:80"), 1).contains(&other.to_string()).then_some(())
+    });
+}
+
+#[test]
+fn partial_sync_rewrites_one_service_and_leaves_the_other_serving() {
+    require_root();
+    require_command("nft", "nftables");
+    require_command("curl", "curl");
+    let _fwd = Forwarding::on();
+    let mut net = Net::new();
+    let (pod_a, ip_a) = net.pod(2);
+    let (pod_b, ip_b) = net.pod(3);
+    let (client, _) = net.pod(4);
+    net.serve(&pod_a, 8080, "from-a");
+    net.serve(&pod_b, 8080, "from-b");
+    poll_until("httpd", Duration::from_secs(10), || wget(&client, &format!("{ip_b}:8080")).ok());
+    let vip1 = Ipv4Addr::new(10, 111, net.subnet, 40);
+    let vip2 = Ipv4Addr::new(10, 111, net.subnet, 41);
+    let before = nft::render(&[service(vip1, &[ip_a], None), service(vip2, &[ip_b], None)]);
+    nft::apply_script(&net.table, &nft::full_script(&net.table, &before)).expect("full sync");
+    assert_eq!(wget(&client, &format!("{vip1}:80")).expect("vip1"), "from-a");
+
+    // vip1 moves to b, with affinity; vip2 is untouched by the transaction
+    let mut moved = service(vip1, &[ip_b], None);
+    moved.affinity_timeout = Some(60);
+    let after = nft::render(&[moved, service(vip2, &[ip_b], None)]);
+    let script = nft::partial_script(&net.table, &before, &after);
+    assert!(!script.contains(&vip2.to_string().replace('.', "-")), "vip2's Service is not in the partial sync:\n{script}");
+    nft::apply_script(&net.table, &script).expect("partial sync accepted by nft");
+    assert_eq!(wget(&client, &format!("{vip1}:80")).expect("vip1 after"), "from-b");
+    assert_eq!(wget(&client, &format!("{vip2}:80")).expect("vip2 after"), "from-b");
+    let listed = Command::new("nft").args(["list", "table", "ip", &net.table.table]).output().expect("nft list");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(!listed.contains(&format!("dnat to {ip_a}:8080")), "a's endpoint chain is gone:\n{listed}");
+
+    // the Service removed: its chains and elements go, the other still serves
+    let gone = nft::render(&[service(vip2, &[ip_b], None)]);
+    nft::apply_script(&net.table, &nft::partial_script(&net.table, &after, &gone)).expect("removal");
+    assert_eq!(tcp_connect_in(&client, &vip1.to_string(), 80, Duration::from_secs(10)), ConnectOutcome::Refused);
+    assert_eq!(wget(&client, &format!("{vip2}:80")).expect("vip2 after removal"), "from-b");
 }

@@ -2,14 +2,17 @@
 //! sends traffic for a ClusterIP:port or a NodePort to one of the Service's ready endpoints.
 //!
 //! - `model`: pure translation from API objects to [`ServicePort`]s (no I/O, unit-tested).
-//! - `nft`: the nftables ruleset for a set of service ports, applied atomically in one `nft` transaction.
+//! - `nft`: the nftables objects of each service port, applied in one `nft -f` transaction per sync (the whole
+//!   table on the first sync, only the changed service ports after).
 //! - `sync`: the consumer of the shared service watch (`crate::service_watch`) that keeps the table current.
+//! - `metrics`: kube-proxy's sync metrics for the kubelet's `/metrics`.
 //!
 //! On a node, `nft list table ip rkube-proxy` shows everything this module does; docs/services.md walks through it.
 
+pub mod metrics;
 pub mod model;
 pub mod nft;
 pub mod sync;
 
-pub use model::{service_ports, Endpoint, Protocol, ServicePort};
+pub use model::{service_ports, Endpoint, Protocol, ServicePort, TrafficPolicy};
 pub use nft::{ProxyConfig, ProxyError};

@@ -1,320 +1,463 @@
-//! The nftables table behind Services. One table (`ip rkube-proxy` by default) holds everything; each sync replaces
-//! it whole in one `nft` transaction, so a packet sees either the old rules or the new ones, never a mix.
+//! The nftables table behind Services, laid out as upstream kube-proxy's nftables mode lays out its own, and
+//! applied with `nft -f -`: one transaction per sync, so a packet sees the old rules or the new ones, never a mix.
 //!
 //! ```text
 //! table ip rkube-proxy
-//!   chain nat-prerouting  (nat, prerouting, dstnat)  jump services
-//!   chain nat-output      (nat, output, dstnat)      jump services
-//!   chain services        ip daddr <clusterIP> tcp dport <port> jump svc-<n>
-//!                         fib daddr type local tcp dport <nodePort> mark 0x4000 jump svc-<n>
-//!   chain svc-<n>         numgen random mod <k> vmap { 0 : goto ep-<n>-0, ... }
-//!   chain ep-<n>-<i>      ip saddr <endpoint> mark 0x4000 (hairpin); dnat to <endpoint>:<port>
-//!   chain nat-postrouting (nat, postrouting, srcnat) mark & 0x4000 == 0x4000 masquerade
-//!   chain filter-output / filter-forward (filter)    ip daddr <service CIDR> reject
-//!                         (filter-output first accepts local destinations: the node-local cluster DNS address)
+//!   map service-ips        ipv4_addr . inet_proto . inet_service : verdict   (ClusterIPs, externalIPs, LB IPs)
+//!   map service-nodeports  inet_proto . inet_service : verdict               (NodePorts, on local addresses)
+//!   chain nat-prerouting / nat-output (nat, dstnat)   jump services
+//!   chain services         ip daddr . meta l4proto . th dport vmap @service-ips
+//!                          fib daddr type local meta l4proto . th dport vmap @service-nodeports
+//!   chain svc-<ns>/<name>/<proto>/<port>     the Cluster endpoints: affinity sets first, then numgen
+//!   chain local-<...>      the node's own endpoints (a Local traffic policy), drop when there are none
+//!   chain ext-<...>        traffic from outside (NodePort, externalIPs, LB IPs): Cluster policy: mark for
+//!                          masquerade, goto svc-; Local: the node's own traffic as Cluster, the rest goto local-
+//!                          without SNAT (the client's address reaches the pod)
+//!   chain ep-<...>__<ip>/<port>  hairpin mark; `update @aff-... { ip saddr }` (ClientIP affinity); dnat
+//!   set aff-<...>__<ip>/<port>   ipv4_addr, flags dynamic,timeout, timeout = sessionAffinityConfig's
+//!   chain nat-postrouting (nat, srcnat)    mark & 0x4000 == 0x4000 masquerade
+//!   chain filter-output / filter-forward (filter)     ip daddr <service CIDR> reject
+//!                          (filter-output first accepts local destinations: the node-local cluster DNS address)
 //! ```
-//! The last rule rejects what no Service took: a ClusterIP without ready endpoints, or an address in the service
-//! CIDR that no Service has. Traffic meant for a Service never leaves the node toward the default route.
+//! A service port's objects are named after it alone, so a change to one Service rewrites its chains, sets and
+//! map elements only ([`partial_script`]); the first sync (and any after a failure) replaces the whole table
+//! ([`full_script`]).
+//!
+//! Why `nft -f` text and not the JSON API: the text is what `nft list table` prints back, so the rendering tests,
+//! the docs and a node's live table read the same; the transaction is the same one `nft -j -f` makes.
 
-use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
 
-use nftables::batch::Batch;
-use nftables::expr::{
-    BinaryOperation, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, NgMode, Numgen, Payload,
-    PayloadField, Prefix, SetItem, Verdict,
-};
-use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
-use nftables::stmt::{JumpTarget, Mangle, Match, Operator, Reject, Statement, VerdictMap, NAT};
-use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use super::model::{Endpoint, ServicePort, TrafficPolicy};
 
-use super::model::ServicePort;
-
-/// The packet mark that asks nat-postrouting to masquerade (NodePort traffic and hairpin connections).
+/// The packet mark that asks nat-postrouting to masquerade (external Cluster traffic and hairpin connections).
 pub const MASQUERADE_MARK: u32 = 0x4000;
+/// ClusterIPs, externalIPs and load balancer IPs (`ip . proto . port`) to their service port's chain.
+pub const SERVICE_IPS_MAP: &str = "service-ips";
+/// NodePorts (`proto . port`, on any local address) to their service port's external chain.
+pub const NODEPORTS_MAP: &str = "service-nodeports";
 
-/// Which table to own and which service CIDR to guard.
+/// Which table to own, which service CIDR to guard, and which node this is (its endpoints are the local ones).
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     pub table: String,
     pub service_cidr: (Ipv4Addr, u8),
+    pub node_name: String,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        ProxyConfig { table: "rkube-proxy".into(), service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12) }
+        ProxyConfig { table: "rkube-proxy".into(), service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12), node_name: String::new() }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("apply nftables table {table}: {source} (is the nftables package installed? `nft list ruleset` shows the current rules)")]
-    Apply {
+    #[error("apply nftables table {table}: run nft: {source} (is the nftables package installed?)")]
+    Spawn {
         table: String,
         #[source]
-        source: nftables::helper::NftablesError,
+        source: std::io::Error,
     },
+    #[error("apply nftables table {table}: nft refused the transaction: {stderr} (`nft list table ip {table}` shows the current rules)")]
+    Refused { table: String, stderr: String },
 }
 
-fn s(v: &str) -> Cow<'static, str> {
-    Cow::Owned(v.to_string())
+/// Everything one service port puts in the table. Equal values mean equal rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortObjects {
+    /// Chain name → its rules (without the `add rule ip T chain` prefix), in creation order.
+    pub chains: Vec<(String, Vec<String>)>,
+    /// Affinity sets: name → timeout in seconds.
+    pub sets: Vec<(String, u32)>,
+    /// (map, key, verdict) elements.
+    pub elements: Vec<(&'static str, String, String)>,
 }
 
-fn ip_field(field: &str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
-        protocol: s("ip"),
-        field: s(field),
-    })))
+impl PortObjects {
+    /// Rules and map elements: what the rules-count metric counts.
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|(_, r)| r.len()).sum::<usize>() + self.elements.len()
+    }
 }
 
-fn l4_dport_match(proto: &str, port: u16) -> Statement<'static> {
-    Statement::Match(Match {
-        left: Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
-            protocol: s(proto),
-            field: s("dport"),
-        }))),
-        right: Expression::Number(u32::from(port)),
-        op: Operator::EQ,
-    })
+/// `ns/name/tcp/port`: the port's name, or its number when unnamed. Only `[a-z0-9-]` from the API (DNS labels and
+/// IANA port names), so every derived chain name is a valid nft identifier.
+pub fn port_key(p: &ServicePort) -> String {
+    let port = if p.port_name.is_empty() { p.port.to_string() } else { p.port_name.clone() };
+    format!("{}/{}/{}/{}", p.namespace, p.service, p.protocol.as_nft(), port)
 }
 
-fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
-    Statement::Match(Match { left, right, op: Operator::EQ })
+fn ep_suffix(e: &Endpoint) -> String {
+    format!("{}/{}", e.ip, e.port)
 }
 
-fn meta(key: MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(Meta { key }))
+fn mark_masq() -> String {
+    format!("meta mark set meta mark | {MASQUERADE_MARK:#x}")
 }
 
-fn set_mark() -> Statement<'static> {
-    Statement::Mangle(Mangle {
-        key: meta(MetaKey::Mark),
-        value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
-            meta(MetaKey::Mark),
-            Expression::Number(MASQUERADE_MARK),
-        ]))),
-    })
-}
+/// The objects of one service port, as this node serves it.
+pub fn port_objects(p: &ServicePort) -> PortObjects {
+    let mut o = PortObjects::default();
+    if !p.has_endpoints {
+        return o; // no element: a ClusterIP falls through to the CIDR guard's reject, a NodePort finds no listener
+    }
+    let key = port_key(p);
+    let proto = p.protocol.as_nft();
+    let svc_chain = format!("svc-{key}");
+    let local_chain = format!("local-{key}");
+    let ext_chain = format!("ext-{key}");
+    let ep_chain = |e: &Endpoint| format!("ep-{key}__{}", ep_suffix(e));
+    let aff_set = |e: &Endpoint| format!("aff-{key}__{}", ep_suffix(e));
 
-fn jump(chain: &str) -> Statement<'static> {
-    Statement::Jump(JumpTarget { target: s(chain) })
-}
+    let dispatch = |eps: &[Endpoint]| -> Vec<String> {
+        if eps.is_empty() {
+            return vec!["drop".into()]; // endpoints elsewhere but none for this traffic: upstream drops
+        }
+        let mut rules = Vec::new();
+        if p.affinity_timeout.is_some() {
+            for e in eps {
+                rules.push(format!("ip saddr @{} goto {}", aff_set(e), ep_chain(e)));
+            }
+        }
+        let arms: Vec<String> = eps.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", ep_chain(e))).collect();
+        rules.push(format!("numgen random mod {} vmap {{ {} }}", eps.len(), arms.join(", ")));
+        rules
+    };
 
-struct Builder {
-    table: String,
-    batch: Batch<'static>,
-}
-
-impl Builder {
-    fn chain(&mut self, name: &str, base: Option<(NfChainType, NfHook, i32)>) {
-        let (kind, hook, prio) = match base {
-            Some((k, h, p)) => (Some(k), Some(h), Some(p)),
-            None => (None, None, None),
+    let uses_local = p.internal_policy == TrafficPolicy::Local
+        || (p.externally_accessible() && p.external_policy == TrafficPolicy::Local);
+    if !p.cluster_endpoints.is_empty() {
+        o.chains.push((svc_chain.clone(), dispatch(&p.cluster_endpoints)));
+    }
+    if uses_local {
+        o.chains.push((local_chain.clone(), dispatch(&p.local_endpoints)));
+    }
+    let internal_target = match p.internal_policy {
+        TrafficPolicy::Cluster => svc_chain.clone(),
+        TrafficPolicy::Local => local_chain.clone(),
+    };
+    if o.chains.iter().any(|(c, _)| *c == internal_target) {
+        o.elements.push((SERVICE_IPS_MAP, format!("{} . {proto} . {}", p.cluster_ip, p.port), format!("goto {internal_target}")));
+    }
+    if p.externally_accessible() {
+        let cluster = !p.cluster_endpoints.is_empty();
+        let rules = match p.external_policy {
+            TrafficPolicy::Cluster if cluster => vec![mark_masq(), format!("goto {svc_chain}")],
+            TrafficPolicy::Cluster => vec!["drop".into()],
+            TrafficPolicy::Local => {
+                let mut r = Vec::new();
+                // the node's own traffic to an external address is served as Cluster traffic (upstream's
+                // short-circuit), masqueraded so replies come back through the node
+                if cluster {
+                    r.push(format!("fib saddr type local {} goto {svc_chain}", mark_masq()));
+                }
+                r.push(format!("goto {local_chain}"));
+                r
+            }
         };
-        self.batch.add(NfListObject::Chain(Chain {
-            family: NfFamily::IP,
-            table: s(&self.table),
-            name: s(name),
-            _type: kind,
-            hook,
-            prio,
-            policy: base.map(|_| NfChainPolicy::Accept),
-            ..Chain::default()
-        }));
+        o.chains.push((ext_chain.clone(), rules));
+        if let Some(np) = p.node_port {
+            o.elements.push((NODEPORTS_MAP, format!("{proto} . {np}"), format!("goto {ext_chain}")));
+        }
+        let mut vips: BTreeSet<Ipv4Addr> = p.external_ips.iter().copied().collect();
+        vips.extend(p.load_balancer_ips.iter().copied());
+        vips.remove(&p.cluster_ip);
+        for ip in vips {
+            o.elements.push((SERVICE_IPS_MAP, format!("{ip} . {proto} . {}", p.port), format!("goto {ext_chain}")));
+        }
     }
 
-    fn rule(&mut self, chain: &str, expr: Vec<Statement<'static>>) {
-        self.batch.add(NfListObject::Rule(Rule {
-            family: NfFamily::IP,
-            table: s(&self.table),
-            chain: s(chain),
-            expr: Cow::Owned(expr),
-            ..Rule::default()
-        }));
+    let mut eps: BTreeSet<Endpoint> = p.cluster_endpoints.iter().copied().collect();
+    eps.extend(p.local_endpoints.iter().copied());
+    for e in &eps {
+        let mut rules = vec![format!("ip saddr {} {}", e.ip, mark_masq())]; // hairpin: a pod reaching itself
+        if let Some(timeout) = p.affinity_timeout {
+            o.sets.push((aff_set(e), timeout));
+            rules.push(format!("update @{} {{ ip saddr }}", aff_set(e)));
+        }
+        rules.push(format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port));
+        o.chains.push((ep_chain(e), rules));
+    }
+    o
+}
+
+/// Every service port's objects, by [`port_key`].
+pub fn render(ports: &[ServicePort]) -> BTreeMap<String, PortObjects> {
+    ports.iter().map(|p| (port_key(p), port_objects(p))).collect()
+}
+
+fn add_objects(out: &mut String, t: &str, objs: &PortObjects, old: Option<&PortObjects>) {
+    for (chain, _) in &objs.chains {
+        if !old.is_some_and(|o| o.chains.iter().any(|(c, _)| c == chain)) {
+            let _ = writeln!(out, "add chain ip {t} {chain}");
+        }
+    }
+    for (set, timeout) in &objs.sets {
+        if !old.is_some_and(|o| o.sets.contains(&(set.clone(), *timeout))) {
+            let _ = writeln!(out, "add set ip {t} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}");
+        }
+    }
+    for (chain, rules) in &objs.chains {
+        for r in rules {
+            let _ = writeln!(out, "add rule ip {t} {chain} {r}");
+        }
+    }
+    for (map, key, verdict) in &objs.elements {
+        let _ = writeln!(out, "add element ip {t} {map} {{ {key} : {verdict} }}");
     }
 }
 
-/// The whole table for `ports`, as one transaction: (re)create the table, then fill it.
-pub fn ruleset(cfg: &ProxyConfig, ports: &[ServicePort]) -> Nftables<'static> {
-    let mut b = Builder { table: cfg.table.clone(), batch: Batch::new() };
-    let table = NfListObject::Table(Table { family: NfFamily::IP, name: s(&cfg.table), ..Table::default() });
-    // add + delete + add: replaces the table whether or not it existed, atomically.
-    b.batch.add(table.clone());
-    b.batch.delete(table.clone());
-    b.batch.add(table);
-
-    b.chain("nat-prerouting", Some((NfChainType::NAT, NfHook::Prerouting, -100)));
-    b.chain("nat-output", Some((NfChainType::NAT, NfHook::Output, -100)));
-    b.chain("nat-postrouting", Some((NfChainType::NAT, NfHook::Postrouting, 100)));
-    b.chain("filter-output", Some((NfChainType::Filter, NfHook::Output, 0)));
-    b.chain("filter-forward", Some((NfChainType::Filter, NfHook::Forward, 0)));
-    b.chain("services", None);
-    b.rule("nat-prerouting", vec![jump("services")]);
-    b.rule("nat-output", vec![jump("services")]);
-    b.rule(
-        "nat-postrouting",
-        vec![
-            eq(
-                Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-                    meta(MetaKey::Mark),
-                    Expression::Number(MASQUERADE_MARK),
-                ))),
-                Expression::Number(MASQUERADE_MARK),
-            ),
-            Statement::Masquerade(None),
-        ],
-    );
-    let (net, len) = cfg.service_cidr;
+/// The whole table as one transaction: (re)create it, then fill it. `add` + `delete` + `add` replaces the table
+/// whether or not it existed.
+pub fn full_script(cfg: &ProxyConfig, objects: &BTreeMap<String, PortObjects>) -> String {
+    let t = &cfg.table;
+    let mut s = String::new();
+    let _ = writeln!(s, "add table ip {t}\ndelete table ip {t}\nadd table ip {t}");
+    let _ = writeln!(s, "add map ip {t} {SERVICE_IPS_MAP} {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}");
+    let _ = writeln!(s, "add map ip {t} {NODEPORTS_MAP} {{ type inet_proto . inet_service : verdict ; }}");
+    for (name, kind, hook, prio) in [
+        ("nat-prerouting", "nat", "prerouting", -100),
+        ("nat-output", "nat", "output", -100),
+        ("nat-postrouting", "nat", "postrouting", 100),
+        ("filter-output", "filter", "output", 0),
+        ("filter-forward", "filter", "forward", 0),
+    ] {
+        let _ = writeln!(s, "add chain ip {t} {name} {{ type {kind} hook {hook} priority {prio} ; policy accept ; }}");
+    }
+    let _ = writeln!(s, "add chain ip {t} services");
+    let _ = writeln!(s, "add rule ip {t} nat-prerouting jump services");
+    let _ = writeln!(s, "add rule ip {t} nat-output jump services");
+    let _ = writeln!(s, "add rule ip {t} services ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS_MAP}");
+    let _ = writeln!(s, "add rule ip {t} services fib daddr type local meta l4proto . th dport vmap @{NODEPORTS_MAP}");
+    let _ = writeln!(s, "add rule ip {t} nat-postrouting meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} masquerade");
     // An address of this node inside the service CIDR (the node-local cluster DNS address) is a real local
     // destination, not an unserved ClusterIP: the node itself may query it.
-    b.rule(
-        "filter-output",
-        vec![
-            eq(
-                Expression::Named(NamedExpression::Fib(Fib { result: FibResult::Type, flags: HashSet::from([FibFlag::Daddr]) })),
-                Expression::String(s("local")),
-            ),
-            Statement::Accept(None),
-        ],
-    );
+    let _ = writeln!(s, "add rule ip {t} filter-output fib daddr type local accept");
+    let (net, len) = cfg.service_cidr;
     for chain in ["filter-output", "filter-forward"] {
-        b.rule(
-            chain,
-            vec![
-                eq(
-                    ip_field("daddr"),
-                    Expression::Named(NamedExpression::Prefix(Prefix {
-                        addr: Box::new(Expression::String(s(&net.to_string()))),
-                        len: u32::from(len),
-                    })),
-                ),
-                Statement::Reject(Some(Reject { _type: None, expr: None })),
-            ],
-        );
+        let _ = writeln!(s, "add rule ip {t} {chain} ip daddr {net}/{len} reject");
     }
+    for objs in objects.values() {
+        add_objects(&mut s, t, objs, None);
+    }
+    s
+}
 
-    for (n, port) in ports.iter().enumerate() {
-        if port.endpoints.is_empty() {
-            continue; // filter chains reject it
+/// The transaction that takes the table from `old` to `new`, touching only the service ports whose objects
+/// changed: their map elements are deleted, their chains flushed, what is gone deleted, then what is new added.
+/// Empty when nothing changed.
+pub fn partial_script(cfg: &ProxyConfig, old: &BTreeMap<String, PortObjects>, new: &BTreeMap<String, PortObjects>) -> String {
+    let t = &cfg.table;
+    let empty = PortObjects::default();
+    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let changed: Vec<(&PortObjects, &PortObjects)> = keys
+        .into_iter()
+        .map(|k| (old.get(k).unwrap_or(&empty), new.get(k).unwrap_or(&empty)))
+        .filter(|(o, n)| o != n)
+        .collect();
+    let mut s = String::new();
+    for (o, _) in &changed {
+        for (map, key, _) in &o.elements {
+            let _ = writeln!(s, "delete element ip {t} {map} {{ {key} }}");
         }
-        let proto = port.protocol.as_nft();
-        let svc_chain = format!("svc-{n}");
-        b.chain(&svc_chain, None);
-        b.rule(
-            "services",
-            vec![
-                eq(ip_field("daddr"), Expression::String(s(&port.cluster_ip.to_string()))),
-                l4_dport_match(proto, port.port),
-                jump(&svc_chain),
-            ],
-        );
-        if let Some(node_port) = port.node_port {
-            b.rule(
-                "services",
-                vec![
-                    eq(
-                        Expression::Named(NamedExpression::Fib(Fib {
-                            result: FibResult::Type,
-                            flags: HashSet::from([FibFlag::Daddr]),
-                        })),
-                        Expression::String(s("local")),
-                    ),
-                    l4_dport_match(proto, node_port),
-                    set_mark(),
-                    jump(&svc_chain),
-                ],
-            );
-        }
-        let mut vmap = Vec::new();
-        for (i, ep) in port.endpoints.iter().enumerate() {
-            let ep_chain = format!("ep-{n}-{i}");
-            b.chain(&ep_chain, None);
-            // Hairpin: a pod reaching itself through its Service must see the node as the source.
-            b.rule(&ep_chain, vec![eq(ip_field("saddr"), Expression::String(s(&ep.ip.to_string()))), set_mark()]);
-            b.rule(
-                &ep_chain,
-                vec![
-                    eq(meta(MetaKey::L4proto), Expression::String(s(proto))),
-                    Statement::DNAT(Some(NAT {
-                        addr: Some(Expression::String(s(&ep.ip.to_string()))),
-                        family: None,
-                        port: Some(Expression::Number(u32::from(ep.port))),
-                        flags: None,
-                    })),
-                ],
-            );
-            vmap.push(SetItem::Mapping(
-                Expression::Number(u32::try_from(i).unwrap_or(u32::MAX)),
-                Expression::Verdict(Verdict::Goto(JumpTarget { target: s(&ep_chain) })),
-            ));
-        }
-        b.rule(
-            &svc_chain,
-            vec![Statement::VerdictMap(VerdictMap {
-                key: Expression::Named(NamedExpression::Numgen(Numgen {
-                    mode: NgMode::Random,
-                    ng_mod: u32::try_from(port.endpoints.len()).unwrap_or(u32::MAX),
-                    offset: None,
-                })),
-                data: Expression::Named(NamedExpression::Set(vmap)),
-            })],
-        );
     }
-    b.batch.to_nftables()
+    for (o, _) in &changed {
+        for (chain, _) in &o.chains {
+            let _ = writeln!(s, "flush chain ip {t} {chain}");
+        }
+    }
+    for (o, n) in &changed {
+        for (chain, _) in &o.chains {
+            if !n.chains.iter().any(|(c, _)| c == chain) {
+                let _ = writeln!(s, "delete chain ip {t} {chain}");
+            }
+        }
+        for set in &o.sets {
+            if !n.sets.contains(set) {
+                let _ = writeln!(s, "delete set ip {t} {}", set.0);
+            }
+        }
+    }
+    for (o, n) in &changed {
+        add_objects(&mut s, t, n, Some(o));
+    }
+    s
+}
+
+/// Runs `script` as one `nft -f -` transaction.
+pub fn apply_script(cfg: &ProxyConfig, script: &str) -> Result<(), ProxyError> {
+    let spawn = |source| ProxyError::Spawn { table: cfg.table.clone(), source };
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes()).map_err(spawn)?;
+    }
+    let out = child.wait_with_output().map_err(spawn)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr).lines().take(6).collect::<Vec<_>>().join("; ");
+        Err(ProxyError::Refused { table: cfg.table.clone(), stderr })
+    }
 }
 
 /// Replaces the proxy's table with the rules for `ports`.
 pub fn apply(cfg: &ProxyConfig, ports: &[ServicePort]) -> Result<(), ProxyError> {
-    nftables::helper::apply_ruleset(&ruleset(cfg, ports))
-        .map_err(|source| ProxyError::Apply { table: cfg.table.clone(), source })
+    apply_script(cfg, &full_script(cfg, &render(ports)))
 }
 
 /// Removes the proxy's table (no error if it is not there).
 pub fn remove(cfg: &ProxyConfig) -> Result<(), ProxyError> {
-    let mut batch = Batch::new();
-    let table = NfListObject::Table(Table { family: NfFamily::IP, name: s(&cfg.table), ..Table::default() });
-    batch.add(table.clone());
-    batch.delete(table);
-    nftables::helper::apply_ruleset(&batch.to_nftables())
-        .map_err(|source| ProxyError::Apply { table: cfg.table.clone(), source })
+    let t = &cfg.table;
+    apply_script(cfg, &format!("add table ip {t}\ndelete table ip {t}\n"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::model::{Endpoint, Protocol};
+    use crate::proxy::model::Protocol;
+
+    fn ep(ip: &str) -> Endpoint {
+        Endpoint { ip: ip.parse().unwrap(), port: 8080 }
+    }
 
     fn port(eps: &[&str], node_port: Option<u16>) -> ServicePort {
-        ServicePort {
-            namespace: "default".into(),
-            service: "web".into(),
-            port_name: "".into(),
-            protocol: Protocol::Tcp,
-            cluster_ip: "10.96.0.20".parse().unwrap(),
-            port: 80,
-            node_port,
-            endpoints: eps.iter().map(|ip| Endpoint { ip: ip.parse().unwrap(), port: 8080 }).collect(),
+        let eps: Vec<Endpoint> = eps.iter().map(|ip| ep(ip)).collect();
+        let mut p = ServicePort::new("default", "web", "http", Protocol::Tcp, "10.96.0.20".parse().unwrap(), 80).with_endpoints(&eps, false);
+        p.node_port = node_port;
+        p
+    }
+
+    fn rules(o: &PortObjects, chain: &str) -> Vec<String> {
+        o.chains.iter().find(|(c, _)| c == chain).map(|(_, r)| r.clone()).unwrap_or_else(|| panic!("no chain {chain} in {o:#?}"))
+    }
+
+    #[test]
+    fn full_script_replaces_table_and_balances_over_endpoints() {
+        let s = full_script(&ProxyConfig::default(), &render(&[port(&["10.244.0.4", "10.244.0.5"], Some(30080))]));
+        assert!(s.starts_with("add table ip rkube-proxy\ndelete table ip rkube-proxy\nadd table ip rkube-proxy\n"), "{s}");
+        for line in [
+            "add rule ip rkube-proxy svc-default/web/tcp/http numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/http__10.244.0.4/8080, 1 : goto ep-default/web/tcp/http__10.244.0.5/8080 }",
+            "add rule ip rkube-proxy ep-default/web/tcp/http__10.244.0.5/8080 meta l4proto tcp dnat to 10.244.0.5:8080",
+            "add element ip rkube-proxy service-ips { 10.96.0.20 . tcp . 80 : goto svc-default/web/tcp/http }",
+            "add element ip rkube-proxy service-nodeports { tcp . 30080 : goto ext-default/web/tcp/http }",
+            "add rule ip rkube-proxy ext-default/web/tcp/http meta mark set meta mark | 0x4000",
+            "add rule ip rkube-proxy filter-forward ip daddr 10.96.0.0/12 reject",
+        ] {
+            assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
         }
     }
 
     #[test]
-    fn ruleset_replaces_table_and_balances_over_endpoints() {
-        let nft = ruleset(&ProxyConfig::default(), &[port(&["10.244.0.4", "10.244.0.5"], Some(30080))]);
-        let json = serde_json::to_string(&nft).unwrap();
-        // add, delete, add of the table come first: an atomic replace.
-        assert!(json.starts_with(r#"{"nftables":[{"add":{"table""#), "{json}");
-        assert!(json.contains(r#"{"delete":{"table""#));
-        assert!(json.contains(r#""numgen":{"mode":"random","mod":2"#), "{json}");
-        assert!(json.contains(r#""dnat":{"addr":"10.244.0.5","port":8080}"#), "{json}");
-        assert!(json.contains(r#""dport"}},"right":30080"#), "nodeport rule: {json}");
-        assert!(json.contains(r#""prefix":{"addr":"10.96.0.0","len":12}"#), "service CIDR guard: {json}");
+    fn port_without_endpoints_gets_nothing() {
+        let o = port_objects(&port(&[], Some(30080)));
+        assert_eq!(o, PortObjects::default());
+        assert!(!full_script(&ProxyConfig::default(), &render(&[port(&[], None)])).contains("dnat"));
     }
 
     #[test]
-    fn port_without_endpoints_gets_no_dnat() {
-        let json = serde_json::to_string(&ruleset(&ProxyConfig::default(), &[port(&[], None)])).unwrap();
-        assert!(!json.contains("dnat"), "{json}");
-        assert!(!json.contains("svc-0"), "{json}");
+    fn client_ip_affinity_checks_each_endpoints_set_before_numgen_and_refreshes_it() {
+        let mut p = port(&["10.244.0.4", "10.244.0.5"], None);
+        p.affinity_timeout = Some(10800);
+        let o = port_objects(&p);
+        let svc = rules(&o, "svc-default/web/tcp/http");
+        assert_eq!(svc.len(), 3, "{svc:?}");
+        assert_eq!(svc[0], "ip saddr @aff-default/web/tcp/http__10.244.0.4/8080 goto ep-default/web/tcp/http__10.244.0.4/8080");
+        assert!(svc[2].starts_with("numgen random mod 2"), "{svc:?}");
+        let epr = rules(&o, "ep-default/web/tcp/http__10.244.0.5/8080");
+        assert_eq!(epr[1], "update @aff-default/web/tcp/http__10.244.0.5/8080 { ip saddr }");
+        assert_eq!(o.sets, [("aff-default/web/tcp/http__10.244.0.4/8080".to_string(), 10800), ("aff-default/web/tcp/http__10.244.0.5/8080".to_string(), 10800)]);
+        let s = full_script(&ProxyConfig::default(), &render(&[p]));
+        assert!(s.contains("add set ip rkube-proxy aff-default/web/tcp/http__10.244.0.4/8080 { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }"), "{s}");
+        // no affinity: no sets, no set lookups
+        let o = port_objects(&port(&["10.244.0.4"], None));
+        assert!(o.sets.is_empty() && !format!("{o:?}").contains('@'));
+    }
+
+    #[test]
+    fn external_ips_and_lb_ips_go_through_the_external_chain() {
+        let mut p = port(&["10.244.0.4"], None);
+        p.external_ips = vec!["192.0.2.7".parse().unwrap()];
+        p.load_balancer_ips = vec!["198.51.100.9".parse().unwrap(), "192.0.2.7".parse().unwrap()];
+        let o = port_objects(&p);
+        let els: Vec<String> = o.elements.iter().map(|(m, k, v)| format!("{m} {k} {v}")).collect();
+        assert_eq!(
+            els,
+            [
+                "service-ips 10.96.0.20 . tcp . 80 goto svc-default/web/tcp/http",
+                "service-ips 192.0.2.7 . tcp . 80 goto ext-default/web/tcp/http",
+                "service-ips 198.51.100.9 . tcp . 80 goto ext-default/web/tcp/http",
+            ]
+        );
+        assert_eq!(rules(&o, "ext-default/web/tcp/http"), ["meta mark set meta mark | 0x4000", "goto svc-default/web/tcp/http"]);
+    }
+
+    #[test]
+    fn external_local_keeps_the_source_and_uses_local_endpoints_only() {
+        let mut p = port(&["10.244.0.4", "10.244.0.5"], Some(30080));
+        p.external_policy = TrafficPolicy::Local;
+        p.local_endpoints = vec![ep("10.244.0.5")];
+        let o = port_objects(&p);
+        assert_eq!(
+            rules(&o, "ext-default/web/tcp/http"),
+            ["fib saddr type local meta mark set meta mark | 0x4000 goto svc-default/web/tcp/http", "goto local-default/web/tcp/http"],
+            "no masquerade mark for outside clients"
+        );
+        assert_eq!(rules(&o, "local-default/web/tcp/http"), ["numgen random mod 1 vmap { 0 : goto ep-default/web/tcp/http__10.244.0.5/8080 }"]);
+        // the ClusterIP still spreads over all endpoints (internal policy Cluster)
+        assert!(rules(&o, "svc-default/web/tcp/http")[0].starts_with("numgen random mod 2"));
+        // no local endpoint: external traffic is dropped here (the LB's health check steers it elsewhere)
+        p.local_endpoints.clear();
+        assert_eq!(rules(&port_objects(&p), "local-default/web/tcp/http"), ["drop"]);
+    }
+
+    #[test]
+    fn internal_local_sends_the_cluster_ip_to_local_endpoints() {
+        let mut p = port(&["10.244.0.4", "10.244.0.5"], None);
+        p.internal_policy = TrafficPolicy::Local;
+        p.cluster_endpoints.clear(); // as categorize leaves it: not externally accessible
+        p.local_endpoints = vec![ep("10.244.0.4")];
+        let o = port_objects(&p);
+        assert_eq!(o.elements[0].2, "goto local-default/web/tcp/http");
+        assert!(!o.chains.iter().any(|(c, _)| c.starts_with("svc-")), "{o:#?}");
+    }
+
+    #[test]
+    fn partial_script_touches_only_the_changed_port() {
+        let cfg = ProxyConfig::default();
+        let mut other = port(&["10.244.0.9"], None);
+        other.service = "other".into();
+        other.cluster_ip = "10.96.0.21".parse().unwrap();
+        let before = render(&[port(&["10.244.0.4", "10.244.0.5"], None), other.clone()]);
+        let mut changed = port(&["10.244.0.4", "10.244.0.6"], None);
+        changed.affinity_timeout = Some(30);
+        let after = render(&[changed, other]);
+        let s = partial_script(&cfg, &before, &after);
+        assert!(!s.contains("default/other/"), "the unchanged Service is not touched:\n{s}");
+        assert!(!s.contains("table"), "no table replace:\n{s}");
+        let lines: Vec<&str> = s.lines().collect();
+        let pos = |l: &str| lines.iter().position(|x| *x == l).unwrap_or_else(|| panic!("missing {l:?} in\n{s}"));
+        let del_el = pos("delete element ip rkube-proxy service-ips { 10.96.0.20 . tcp . 80 }");
+        let flush = pos("flush chain ip rkube-proxy svc-default/web/tcp/http");
+        let del_gone = pos("delete chain ip rkube-proxy ep-default/web/tcp/http__10.244.0.5/8080");
+        let add_new = pos("add chain ip rkube-proxy ep-default/web/tcp/http__10.244.0.6/8080");
+        let add_set = pos("add set ip rkube-proxy aff-default/web/tcp/http__10.244.0.6/8080 { type ipv4_addr ; flags dynamic,timeout ; timeout 30s ; }");
+        let add_el = pos("add element ip rkube-proxy service-ips { 10.96.0.20 . tcp . 80 : goto svc-default/web/tcp/http }");
+        assert!(del_el < flush && flush < del_gone && del_gone < add_new && add_new < add_set && add_set < add_el, "{s}");
+        assert!(!s.contains("add chain ip rkube-proxy svc-default/web/tcp/http\n"), "a kept chain is flushed, not re-added:\n{s}");
+        // nothing changed: nothing to do; a Service removed: its objects deleted
+        assert_eq!(partial_script(&cfg, &after, &after), "");
+        let gone = partial_script(&cfg, &before, &BTreeMap::new());
+        assert!(gone.contains("delete chain ip rkube-proxy svc-default/other/tcp/http") && !gone.contains("add "), "{gone}");
     }
 }
