@@ -141,6 +141,12 @@ use k8s_openapi::api as k;
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
 
+/// An Ingress without `pathType` or a backend Service name decodes, as upstream's does: validation reports
+/// them in upstream's words.
+fn check_ingress(v: &Value) -> Result<(), String> {
+    check::<k::networking::v1::Ingress>(&crate::validation::ingress::typed_form(v))
+}
+
 /// Every resource the server serves, in discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
     ResourceInfo {
@@ -516,6 +522,38 @@ pub static RESOURCES: &[ResourceInfo] = &[
             to_storage: crate::conversion::event_to_core,
             from_storage: crate::conversion::event_from_core,
         }),
+    },
+    ResourceInfo {
+        group: "networking.k8s.io",
+        version: "v1",
+        resource: "ingresses",
+        singular: "ingress",
+        kind: "Ingress",
+        namespaced: true,
+        short_names: &["ing"],
+        categories: NONE,
+        subresources: &[sub!(status, "Ingress", "networking.k8s.io", "v1")],
+        has_status: true,
+        definition: "io.k8s.api.networking.v1.Ingress",
+        typed_check: check_ingress,
+        verbs: VERBS,
+        stored_as: None,
+    },
+    ResourceInfo {
+        group: "networking.k8s.io",
+        version: "v1",
+        resource: "ingressclasses",
+        singular: "ingressclass",
+        kind: "IngressClass",
+        namespaced: false,
+        short_names: NONE,
+        categories: NONE,
+        subresources: &[],
+        has_status: false,
+        definition: "io.k8s.api.networking.v1.IngressClass",
+        typed_check: check::<k::networking::v1::IngressClass>,
+        verbs: VERBS,
+        stored_as: None,
     },
     ResourceInfo {
         group: "rbac.authorization.k8s.io",

@@ -196,6 +196,8 @@ fn columns(kind: &str) -> Vec<Col> {
         "EndpointSlice" => vec![NAME, ("AddressType", "string", 0), ("Ports", "string", 0), ("Endpoints", "string", 0), AGE],
         "ControllerRevision" => vec![NAME, ("Controller", "string", 0), ("Revision", "integer", 0), AGE],
         "Role" | "ClusterRole" => vec![NAME, ("Created At", "date", 0)],
+        "Ingress" => vec![NAME, ("Class", "string", 0), ("Hosts", "string", 0), ("Address", "string", 0), ("Ports", "string", 0), AGE],
+        "IngressClass" => vec![NAME, ("Controller", "string", 0), ("Parameters", "string", 0), AGE],
         "RoleBinding" | "ClusterRoleBinding" => vec![
             NAME,
             ("Role", "string", 0),
@@ -376,6 +378,40 @@ fn duration_between(start: &str, end: Option<&str>) -> String {
     human_duration((en - st.with_timezone(&chrono::Utc)).num_seconds())
 }
 
+/// kubectl's Ingress row (upstream's printIngress): the class or `<none>`, up to three hosts (`*` for none),
+/// the load balancer addresses cut to 16 characters, `80` or `80, 443` when there is TLS.
+fn ingress_row(o: &Value) -> Vec<Value> {
+    let class = o.pointer("/spec/ingressClassName").and_then(Value::as_str).unwrap_or("<none>");
+    let rules = o.pointer("/spec/rules").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let (mut hosts, mut more) = (Vec::new(), false);
+    for r in rules {
+        more |= hosts.len() == 3;
+        match r.get("host").and_then(Value::as_str) {
+            Some(h) if !more && !h.is_empty() => hosts.push(h),
+            _ => {}
+        }
+    }
+    let shown = match (hosts.is_empty(), more) {
+        (true, _) => "*".to_string(),
+        (false, false) => hosts.join(","),
+        (false, true) => format!("{} + {} more...", hosts.join(","), rules.len() - 3),
+    };
+    let mut address: String = o
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join(",");
+    if address.len() > 16 {
+        address = format!("{}...", &address[..13]);
+    }
+    let tls = o.pointer("/spec/tls").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    let ports = if tls { "80, 443" } else { "80" };
+    vec![json!(s(o, "/metadata/name")), json!(class), json!(shown), json!(address), json!(ports), age(o)]
+}
+
 fn row(kind: &str, o: &Value) -> Vec<Value> {
     let name = json!(s(o, "/metadata/name"));
     let tspec = o.pointer("/spec/template/spec").cloned().unwrap_or(Value::Null);
@@ -541,6 +577,17 @@ fn row(kind: &str, o: &Value) -> Vec<Value> {
                 .map(|r| format!("{}/{}", s(r, "/kind").to_lowercase(), s(r, "/name")))
                 .unwrap_or_else(|| "<none>".to_string());
             vec![name, json!(owner), json!(n(o, "/revision")), age(o)]
+        }
+        "Ingress" => ingress_row(o),
+        "IngressClass" => {
+            let params = match o.pointer("/spec/parameters").filter(|p| p.is_object()) {
+                None => "<none>".to_string(),
+                Some(p) => match p.get("apiGroup").and_then(Value::as_str) {
+                    Some(g) => format!("{}.{g}/{}", s(p, "/kind"), s(p, "/name")),
+                    None => format!("{}/{}", s(p, "/kind"), s(p, "/name")),
+                },
+            };
+            vec![name, json!(s(o, "/spec/controller")), json!(params), age(o)]
         }
         "Role" | "ClusterRole" => vec![name, json!(s(o, "/metadata/creationTimestamp"))],
         "RoleBinding" | "ClusterRoleBinding" => {

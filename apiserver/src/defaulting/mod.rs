@@ -63,6 +63,12 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
                 }
             }
         }
+        // upstream's SetDefaults_IngressClass
+        "IngressClass" => {
+            if let Some(params) = obj.pointer_mut("/spec/parameters").filter(|p| p.is_object()) {
+                set_default(params, "scope", json!("Cluster"));
+            }
+        }
         "EndpointSlice" => {
             if let Some(ports) = obj.get_mut("ports").and_then(Value::as_array_mut) {
                 for p in ports {

@@ -50,6 +50,8 @@ fn generate() -> Map<String, Value> {
         k::batch::v1::CronJob,
         k::coordination::v1::Lease,
         k::discovery::v1::EndpointSlice,
+        k::networking::v1::Ingress,
+        k::networking::v1::IngressClass,
         k::events::v1::Event,
         k::autoscaling::v1::Scale,
         k::policy::v1::Eviction,
