@@ -33,34 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
-/// How long connections may take and how many one client may hold. The defaults are upstream's where it has
-/// one (request header 32 s, idle 90 s).
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    pub tls_handshake_timeout: Duration,
-    pub request_header_timeout: Duration,
-    pub idle_timeout: Duration,
-    /// How long a request body may take to arrive (upstream bounds it with its 60 s request timeout); read by
-    /// the handlers, which are the ones reading bodies.
-    pub request_body_timeout: Duration,
-    pub max_connections_per_client: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> ConnectionLimits {
-        ConnectionLimits {
-            tls_handshake_timeout: Duration::from_secs(10),
-            request_header_timeout: Duration::from_secs(32),
-            idle_timeout: Duration::from_secs(90),
-            request_body_timeout: Duration::from_secs(60),
-            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
-        }
-    }
-}
-
-/// Enough for a node's kubelet, the controllers' watches and people's kubectls from one address, far below the
-/// descriptor limit (20,000 here).
-pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1024;
+pub use crate::config::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS_PER_CLIENT};
 
 /// How the listener serves: TLS or not, with what limits.
 pub struct Listener {

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::handlers::{delete::delete_one, guarded_update, Ctx, Written};
+use crate::handlers::context::{guarded_update, Ctx, Written};
+use crate::handlers::delete::delete_one;
 use crate::object;
 use crate::registry::{self, RESOURCES};
 use crate::request::{Query, Target};
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::ApiError;
 use crate::storage::ListOptions;
 

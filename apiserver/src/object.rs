@@ -5,7 +5,9 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::storage::{KeyValue, Revision};
+use crate::registry::ResourceInfo;
+use crate::status::ApiError;
+use crate::storage::{KeyValue, Revision, Store};
 
 /// The current time as Kubernetes writes timestamps (RFC 3339, seconds, `Z`).
 pub fn now_rfc3339() -> String {
@@ -199,6 +201,30 @@ pub fn random_suffix() -> String {
 /// Parses a revision from a resourceVersion string.
 pub fn parse_rv(s: &str) -> Option<Revision> {
     s.parse::<Revision>().ok().filter(|r| *r >= 0)
+}
+
+/// The object stored at `key`, decoded, with its key-value (revision), if it is there. `name` names it in errors.
+pub async fn read(store: &dyn Store, info: &ResourceInfo, key: &str, name: &str) -> Result<Option<(Value, KeyValue)>, ApiError> {
+    let kv = store.get(key).await.map_err(|e| ApiError::from_storage(info, name, e))?;
+    match kv {
+        None => Ok(None),
+        Some(kv) => {
+            let obj = decode_for(info, &kv).map_err(|e| ApiError::internal(format!("stored object {key} is not JSON: {e}")))?;
+            Ok(Some((obj, kv)))
+        }
+    }
+}
+
+/// One stored object of `info`, decoded as `T`, if it is there (and decodes): what the authenticators and the
+/// authorizer look up (service accounts, bound pods, roles).
+pub async fn read_as<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    let found = read(store, info, &info.key(ns, name), name).await?;
+    Ok(found.and_then(|(obj, _)| serde_json::from_value(obj).ok()))
 }
 
 #[cfg(test)]

@@ -10,22 +10,12 @@ use futures::TryStreamExt;
 use http::{header, StatusCode};
 use serde_json::Value;
 
-use crate::handlers::{read_object, Ctx};
+use crate::handlers::context::{read_object, Ctx};
 use crate::registry;
 use crate::status::ApiError;
 
-/// How the apiserver reaches kubelets over HTTPS: the CA their serving certificates chain to, and the client
-/// certificate it presents (PEM).
-///
-/// `ca_pem: None` accepts whatever serving certificate a kubelet shows, as upstream's apiserver does without
-/// `--kubelet-certificate-authority`: kubelets that join with `rkube kubelet` sign their own, like upstream's
-/// kubelet without a serving certificate given. The kubelet still admits only this client certificate.
-#[derive(Clone, Debug)]
-pub struct KubeletClientTls {
-    pub ca_pem: Option<String>,
-    pub cert_pem: String,
-    pub key_pem: String,
-}
+pub use crate::config::KubeletClientTls;
+
 
 impl KubeletClientTls {
     fn rustls_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, ApiError> {
@@ -222,7 +212,7 @@ fn container_names(pod: &Value) -> (Vec<String>, Vec<String>) {
 /// kubectl prints), then proxies the upgrade request to the kubelet of the pod's node and splices the two
 /// connections after its `101 Switching Protocols`. The apiserver never interprets SPDY or WebSocket frames.
 pub async fn pod_stream(
-    state: std::sync::Arc<crate::server::ApiState>,
+    state: std::sync::Arc<crate::state::ApiState>,
     ns: &str,
     name: &str,
     sub: &str,
@@ -236,7 +226,7 @@ pub async fn pod_stream(
 }
 
 async fn pod_stream_inner(
-    state: &crate::server::ApiState,
+    state: &crate::state::ApiState,
     ns: &str,
     name: &str,
     sub: &str,
@@ -286,7 +276,7 @@ async fn pod_stream_inner(
 }
 
 /// The kubelet base URL of node `node`.
-async fn node_kubelet(state: &crate::server::ApiState, node: &str) -> Result<String, ApiError> {
+async fn node_kubelet(state: &crate::state::ApiState, node: &str) -> Result<String, ApiError> {
     let nodes = registry::find("", "v1", "nodes").expect("nodes are in the table");
     let Some((node_obj, _)) = read_object(state, nodes, &nodes.key(None, node), node).await? else {
         return Err(ApiError::not_found(nodes, node));
@@ -297,7 +287,7 @@ async fn node_kubelet(state: &crate::server::ApiState, node: &str) -> Result<Str
 
 /// `nodes/{name}/proxy/{path}`: any method, to `http://<kubelet>/{path}?{query}`, unless the node's address is
 /// one generic proxying must not reach (see [`proxy_refusal`]).
-pub async fn node_proxy(state: std::sync::Arc<crate::server::ApiState>, node: &str, rest: &str, req: http::Request<Body>) -> Response {
+pub async fn node_proxy(state: std::sync::Arc<crate::state::ApiState>, node: &str, rest: &str, req: http::Request<Body>) -> Response {
     let result = async {
         let base = node_kubelet(&state, node).await?;
         let dial = proxyable_target(&state, node, &base).await?;
@@ -353,7 +343,7 @@ fn is_local_address(ip: IpAddr) -> bool {
 /// The address to dial for a node proxy request to `base`: every address its host resolves to must be allowed
 /// ([`proxy_refusal`]); upstream's 400 `address not allowed` otherwise. The checked address is the one dialled,
 /// so a second resolution cannot swap it.
-async fn proxyable_target(state: &crate::server::ApiState, node: &str, base: &str) -> Result<SocketAddr, ApiError> {
+async fn proxyable_target(state: &crate::state::ApiState, node: &str, base: &str) -> Result<SocketAddr, ApiError> {
     let authority = base.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(authority)
         .await

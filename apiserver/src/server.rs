@@ -10,7 +10,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -26,8 +26,11 @@ use tokio::task::JoinHandle;
 use crate::admission::FieldValidation;
 use crate::auth::attributes::Attributes;
 use crate::discovery;
-use crate::handlers::{self, create::create_object, json_response};
+use crate::handlers::context::json_response;
+use crate::handlers::{self, create::create_object};
 use crate::metrics::Metrics;
+pub use crate::config::ServerConfig;
+pub use crate::state::ApiState;
 use crate::openapi;
 use crate::registry;
 use crate::request::Query;
@@ -36,88 +39,6 @@ use crate::storage::Store;
 
 /// Namespaces that exist from the first start.
 pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
-
-/// How the server is set up.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Address to listen on (port 0 picks a free port).
-    pub listen: SocketAddr,
-    /// The service cluster IP range (network address and prefix length).
-    pub service_network: Ipv4Addr,
-    pub service_prefix: u8,
-    /// Serve HTTPS with the cluster PKI kept in this directory (created on first start); plain HTTP when None.
-    pub tls_dir: Option<std::path::PathBuf>,
-    /// Talk HTTPS to kubelets, presenting this client certificate; plain HTTP when None.
-    pub kubelet_client: Option<crate::proxy::KubeletClientTls>,
-    /// More names and addresses for the serving certificate (with `tls_dir`), e.g. the advertised address. On
-    /// plain HTTP, the host names (besides `localhost` and IP addresses) requests may address.
-    pub tls_hosts: Vec<String>,
-    /// Timeouts and the per-client connection cap (`connections`).
-    pub limits: crate::connections::ConnectionLimits,
-}
-
-impl ServerConfig {
-    pub fn new(listen: SocketAddr) -> ServerConfig {
-        ServerConfig {
-            listen,
-            service_network: Ipv4Addr::new(10, 96, 0, 0),
-            service_prefix: 12,
-            tls_dir: None,
-            kubelet_client: None,
-            tls_hosts: Vec::new(),
-            limits: Default::default(),
-        }
-    }
-
-    /// Names and addresses the serving certificate is issued for: the listen address and `tls_hosts`.
-    pub fn pki_hosts(&self) -> Vec<String> {
-        let mut hosts = vec![self.listen.ip().to_string()];
-        hosts.extend(self.tls_hosts.iter().cloned());
-        hosts
-    }
-
-    pub fn service_cidr(&self) -> String {
-        format!("{}/{}", self.service_network, self.service_prefix)
-    }
-
-    fn host_bits(&self) -> u32 {
-        32 - u32::from(self.service_prefix.min(30))
-    }
-
-    pub fn service_range_contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::MAX << self.host_bits();
-        (u32::from(ip) & mask) == (u32::from(self.service_network) & mask)
-    }
-
-    /// The first usable address (the `kubernetes` service).
-    pub fn first_service_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.service_network) + 1)
-    }
-
-    /// A random address in the range, never the network, broadcast or first address.
-    pub fn random_service_ip(&self) -> Ipv4Addr {
-        let size = 1u64 << self.host_bits();
-        let offset = 2 + (uuid::Uuid::new_v4().as_u128() as u64 % (size - 3));
-        Ipv4Addr::from(u32::from(self.service_network) + offset as u32)
-    }
-}
-
-/// State shared by every request.
-pub struct ApiState {
-    pub store: Arc<dyn Store>,
-    pub config: ServerConfig,
-    pub metrics: Metrics,
-    /// The address clients reach the server at (`127.0.0.1:6443`).
-    pub advertise: String,
-    /// The address the server listens on (the port resolved when 0 was asked for).
-    pub local_addr: SocketAddr,
-    /// Namespaces whose finalization task is running.
-    pub finalizing: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Flips to true when the server shuts down; long-running requests (watches) end on it.
-    pub stopping: tokio::sync::watch::Sender<bool>,
-    /// Signs and verifies service account tokens.
-    pub tokens: crate::auth::token::TokenKeys,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -130,7 +51,7 @@ pub enum ServerError {
     #[error("set up TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
     #[error("{0}")]
-    Keys(#[from] crate::auth::token::KeyError),
+    Keys(#[from] crate::auth::keys::KeyError),
     #[error("create built-in object {what}: {message}")]
     Bootstrap { what: String, message: String },
 }
@@ -149,7 +70,7 @@ impl ApiServer {
     pub async fn start(store: Arc<dyn Store>, config: ServerConfig) -> Result<ApiServer, ServerError> {
         let listener = TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
-        let tokens = crate::auth::token::TokenKeys::load_or_create(config.tls_dir.as_deref())?;
+        let tokens = crate::auth::keys::TokenKeys::load_or_create(config.tls_dir.as_deref())?;
         let state = Arc::new(ApiState {
             tokens,
             store,
@@ -159,6 +80,7 @@ impl ApiServer {
             local_addr: addr,
             finalizing: Default::default(),
             stopping: tokio::sync::watch::channel(false).0,
+            on_namespace_terminating: crate::namespace_lifecycle::spawn_finalize,
         });
         bootstrap(&state).await?;
         crate::namespace_lifecycle::resume(state.clone()).await;

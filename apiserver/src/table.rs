@@ -4,7 +4,6 @@
 
 use serde_json::{json, Value};
 
-use crate::handlers::get::selector_string;
 use crate::registry::ResourceInfo;
 use crate::request::Query;
 
@@ -660,6 +659,31 @@ pub fn table(info: &ResourceInfo, objects: &[Value], resource_version: &str, q: 
         "columnDefinitions": defs,
         "rows": rows,
     })
+}
+
+/// A label selector object (or an RC's plain map) as the string form (`a=b,c in (d)`).
+pub fn selector_string(sel: &Value) -> String {
+    let mut parts = Vec::new();
+    let labels = sel.get("matchLabels").or(if sel.get("matchExpressions").is_none() { Some(sel) } else { None });
+    if let Some(m) = labels.and_then(Value::as_object) {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let key = e["key"].as_str().unwrap_or_default();
+            let vals: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            match e["operator"].as_str().unwrap_or_default() {
+                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
+                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
+                "Exists" => parts.push(key.to_string()),
+                "DoesNotExist" => parts.push(format!("!{key}")),
+                _ => {}
+            }
+        }
+    }
+    parts.join(",")
 }
 
 #[cfg(test)]

@@ -184,16 +184,16 @@ pub fn cluster_role_bindings() -> Vec<Value> {
     };
     let binding = |name: &str, subjects: Vec<Value>| binding_to(name, name, subjects);
     vec![
-        binding("cluster-admin", vec![group(super::MASTERS)]),
+        binding("cluster-admin", vec![group(super::user::MASTERS)]),
         // the apiserver's client certificate for kubelets: the kubelet API, nothing else on this one
         binding_to(
             "kube-apiserver-kubelet-client",
             "system:kubelet-api-admin",
             vec![user(crate::tls::KUBELET_CLIENT_USER)],
         ),
-        binding("system:discovery", vec![group(super::AUTHENTICATED)]),
-        binding("system:basic-user", vec![group(super::AUTHENTICATED)]),
-        binding("system:public-info-viewer", vec![group(super::AUTHENTICATED), group("system:unauthenticated")]),
+        binding("system:discovery", vec![group(super::user::AUTHENTICATED)]),
+        binding("system:basic-user", vec![group(super::user::AUTHENTICATED)]),
+        binding("system:public-info-viewer", vec![group(super::user::AUTHENTICATED), group("system:unauthenticated")]),
     ]
 }
 

@@ -17,80 +17,19 @@ pub mod attributes;
 pub mod bootstrap;
 pub mod rbac;
 pub mod review;
+pub mod keys;
 pub mod token;
+pub mod user;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::ApiError;
 use attributes::Attributes;
-
-/// The group whose members may do everything, checked before any policy.
-pub const MASTERS: &str = "system:masters";
-/// Every authenticated user is in this group.
-pub const AUTHENTICATED: &str = "system:authenticated";
-const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
-
-/// An authenticated (or impersonated) identity.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct User {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-    pub extra: BTreeMap<String, Vec<String>>,
-}
-
-impl User {
-    /// The user a client certificate names: CN is the user, each O a group.
-    pub fn from_certificate(der: &[u8]) -> Option<User> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let subject = cert.subject();
-        let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-        let mut groups: Vec<String> =
-            subject.iter_organization().filter_map(|o| o.as_str().ok()).map(str::to_string).collect();
-        groups.push(AUTHENTICATED.to_string());
-        Some(User { name, groups, ..Default::default() })
-    }
-
-    /// The identity of plain-HTTP requests: upstream's insecure port served them as this privileged user.
-    pub fn unsecured() -> User {
-        User { name: "system:unsecured".into(), groups: vec![MASTERS.into(), AUTHENTICATED.into()], ..Default::default() }
-    }
-
-    /// The apiserver itself, for work it does on its own (emptying a terminating namespace).
-    pub fn internal() -> User {
-        User { name: "system:apiserver".into(), groups: vec![MASTERS.into(), AUTHENTICATED.into()], ..Default::default() }
-    }
-
-    pub fn is_privileged(&self) -> bool {
-        self.groups.iter().any(|g| g == MASTERS)
-    }
-
-    /// `(namespace, name)` when this is a service account's user (`system:serviceaccount:ns:name`).
-    pub fn service_account(&self) -> Option<(&str, &str)> {
-        self.name.strip_prefix(SERVICE_ACCOUNT_PREFIX)?.split_once(':')
-    }
-}
-
-/// One stored object of `info`, decoded as `T`, if it is there: what the authenticators and the authorizer look
-/// up (service accounts, bound pods, roles).
-async fn read<T: serde::de::DeserializeOwned>(
-    state: &ApiState,
-    info: &crate::registry::ResourceInfo,
-    ns: Option<&str>,
-    name: &str,
-) -> Result<Option<T>, ApiError> {
-    let found = crate::handlers::read_object(state, info, &info.key(ns, name), name).await?;
-    Ok(found.and_then(|(obj, _)| serde_json::from_value(obj).ok()))
-}
-
-/// What the TLS layer knows of a connection: the user its client certificate names, if it presented one.
-/// Requests without this mark came over plain HTTP.
-#[derive(Debug, Clone)]
-pub struct TlsIdentity(pub Option<Arc<User>>);
+pub use user::{TlsIdentity, User, AUTHENTICATED, MASTERS};
 
 /// Authenticates (the connection's certificate, else a bearer token) and applies impersonation headers.
 /// Returns the user the request acts as.

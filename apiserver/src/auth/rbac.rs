@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::attributes::Attributes;
-use super::User;
+use super::user::User;
 use crate::registry::{self, ResourceInfo};
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::ApiError;
 use crate::storage::ListOptions;
 
@@ -107,7 +107,7 @@ async fn list<T: DeserializeOwned>(state: &ApiState, resource: &str, ns: Option<
 }
 
 async fn get<T: DeserializeOwned>(state: &ApiState, resource: &str, ns: Option<&str>, name: &str) -> Result<Option<T>, ApiError> {
-    super::read(state, info(resource), ns, name).await
+    crate::object::read_as(state.store.as_ref(), info(resource), ns, name).await
 }
 
 fn has(list: &[String], value: &str) -> bool {

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 
 use super::attributes::Attributes;
 use super::rbac;
-use super::User;
+use super::user::{User, MASTERS};
 use crate::registry::ResourceInfo;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::ApiError;
 
 /// Answers a create of a review: the request body with `status` filled in.
@@ -97,7 +97,7 @@ async fn access_review(state: &ApiState, user: &User, spec: &Value, forced_names
         return Err(ApiError::bad_request("spec: exactly one of nonResourceAttributes or resourceAttributes must be specified"));
     };
     if user.is_privileged() {
-        return Ok(json!({"allowed": true, "reason": format!("the user is in the {} group", super::MASTERS)}));
+        return Ok(json!({"allowed": true, "reason": format!("the user is in the {} group", MASTERS)}));
     }
     let d = rbac::authorize(state, user, &attrs).await?;
     let mut status = json!({"allowed": d.allowed});

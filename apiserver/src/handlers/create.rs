@@ -9,12 +9,12 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::{check_namespace, guarded_update, json_response, Ctx, Written};
+use super::context::{check_namespace, guarded_update, json_response, Ctx, Written};
 use crate::admission::{self, FieldValidation};
 use crate::object;
 use crate::registry::ResourceInfo;
 use crate::request::{self, BodyType};
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::{self, ApiError, Cause};
 use crate::storage::ListOptions;
 

@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::list::list_objects;
-use super::{guarded_update, json_response, read_object, set_type_meta, Ctx, Written};
+use super::context::{guarded_update, json_response, read_object, set_type_meta, Ctx, Written};
 use crate::object;
 use crate::request;
 use crate::status::ApiError;
@@ -162,7 +162,7 @@ pub async fn delete_one(ctx: &Ctx, opts: &Value) -> Result<Value, ApiError> {
             Written::Stored(o) => o,
         };
         if namespace_finalizers && !ctx.query.dry_run {
-            crate::namespace_lifecycle::spawn_finalize(ctx.state.clone(), name.to_string());
+            (ctx.state.on_namespace_terminating)(ctx.state.clone(), name.to_string());
         }
         return Ok(obj);
     }

@@ -4,10 +4,10 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::{json_response, read_object, set_type_meta, Ctx};
+use super::context::{json_response, read_object, set_type_meta, Ctx};
 use crate::request;
 use crate::status::ApiError;
-use crate::table;
+use crate::table::{self, selector_string};
 
 pub async fn get(ctx: &Ctx) -> Result<Response, ApiError> {
     let info = ctx.info();
@@ -56,27 +56,3 @@ pub fn scale_of(obj: &Value) -> Value {
     })
 }
 
-/// A label selector object (or an RC's plain map) as the string form (`a=b,c in (d)`).
-pub fn selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    let labels = sel.get("matchLabels").or(if sel.get("matchExpressions").is_none() { Some(sel) } else { None });
-    if let Some(m) = labels.and_then(Value::as_object) {
-        for (k, v) in m {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
-        }
-    }
-    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
-        for e in exprs {
-            let key = e["key"].as_str().unwrap_or_default();
-            let vals: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            match e["operator"].as_str().unwrap_or_default() {
-                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
-                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
-                "Exists" => parts.push(key.to_string()),
-                "DoesNotExist" => parts.push(format!("!{key}")),
-                _ => {}
-            }
-        }
-    }
-    parts.join(",")
-}

@@ -10,12 +10,12 @@ use rkube_apimachinery::fields::Selector as FieldSelector;
 use rkube_apimachinery::labels::Selector as LabelSelector;
 use serde_json::{json, Value};
 
-use super::{json_response, set_type_meta, Ctx};
+use super::context::{json_response, set_type_meta, Ctx};
 use crate::object;
 use crate::registry::ResourceInfo;
 use crate::request::{self, Query};
 use crate::selectors::supported_fields;
-use crate::server::ApiState;
+use crate::state::ApiState;
 use crate::status::ApiError;
 use crate::storage::{ListOptions, Revision, StorageError};
 use crate::table;

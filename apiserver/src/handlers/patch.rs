@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::create::{create_object, field_validation};
 use super::get::scale_of;
-use super::{guarded_update, json_response, read_object, set_type_meta, Ctx, Written};
+use super::context::{guarded_update, json_response, read_object, set_type_meta, Ctx, Written};
 use crate::admission::{prepare_update, Part};
 use crate::object;
 use crate::patch::{apply, json, merge, strategic, PatchError};

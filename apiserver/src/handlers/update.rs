@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::create::{decode_object, field_validation};
 use super::get::scale_of;
-use super::{guarded_update, json_response, set_type_meta, Ctx, Written};
+use super::context::{guarded_update, json_response, set_type_meta, Ctx, Written};
 use crate::admission::{prepare_update, Part};
 use crate::object;
 use crate::status::ApiError;

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::list::{list_objects, list_raw, wait_for_revision, Selectors};
-use super::{set_type_meta, Ctx};
+use super::context::{set_type_meta, Ctx};
 use crate::object;
 use crate::registry::ResourceInfo;
 use crate::request::{self, Query};

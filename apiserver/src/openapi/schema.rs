@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
-use crate::patch::strategic::PATCH_FIELDS;
+use super::patch_strategies::PATCH_FIELDS;
 use crate::registry::RESOURCES;
 
 /// All definitions by fully qualified name (refs point to `#/components/schemas/<name>`).

@@ -1,0 +1,113 @@
+//! How the server is set up: the listen address, the service range, TLS material and the connection limits.
+//! The bottom of the apiserver's layers, under `state`: plain data, importing nothing of the crate
+//! above `storage`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The service cluster IP range (network address and prefix length).
+    pub service_network: Ipv4Addr,
+    pub service_prefix: u8,
+    /// Serve HTTPS with the cluster PKI kept in this directory (created on first start); plain HTTP when None.
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// Talk HTTPS to kubelets, presenting this client certificate; plain HTTP when None.
+    pub kubelet_client: Option<KubeletClientTls>,
+    /// More names and addresses for the serving certificate (with `tls_dir`), e.g. the advertised address. On
+    /// plain HTTP, the host names (besides `localhost` and IP addresses) requests may address.
+    pub tls_hosts: Vec<String>,
+    /// Timeouts and the per-client connection cap (`connections`).
+    pub limits: ConnectionLimits,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            listen,
+            service_network: Ipv4Addr::new(10, 96, 0, 0),
+            service_prefix: 12,
+            tls_dir: None,
+            kubelet_client: None,
+            tls_hosts: Vec::new(),
+            limits: Default::default(),
+        }
+    }
+
+    /// Names and addresses the serving certificate is issued for: the listen address and `tls_hosts`.
+    pub fn pki_hosts(&self) -> Vec<String> {
+        let mut hosts = vec![self.listen.ip().to_string()];
+        hosts.extend(self.tls_hosts.iter().cloned());
+        hosts
+    }
+
+    pub fn service_cidr(&self) -> String {
+        format!("{}/{}", self.service_network, self.service_prefix)
+    }
+
+    fn host_bits(&self) -> u32 {
+        32 - u32::from(self.service_prefix.min(30))
+    }
+
+    pub fn service_range_contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX << self.host_bits();
+        (u32::from(ip) & mask) == (u32::from(self.service_network) & mask)
+    }
+
+    /// The first usable address (the `kubernetes` service).
+    pub fn first_service_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.service_network) + 1)
+    }
+
+    /// A random address in the range, never the network, broadcast or first address.
+    pub fn random_service_ip(&self) -> Ipv4Addr {
+        let size = 1u64 << self.host_bits();
+        let offset = 2 + (uuid::Uuid::new_v4().as_u128() as u64 % (size - 3));
+        Ipv4Addr::from(u32::from(self.service_network) + offset as u32)
+    }
+}
+
+/// How long connections may take and how many one client may hold. The defaults are upstream's where it has
+/// one (request header 32 s, idle 90 s).
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub tls_handshake_timeout: Duration,
+    pub request_header_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// How long a request body may take to arrive (upstream bounds it with its 60 s request timeout); read by
+    /// the handlers, which are the ones reading bodies.
+    pub request_body_timeout: Duration,
+    pub max_connections_per_client: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            tls_handshake_timeout: Duration::from_secs(10),
+            request_header_timeout: Duration::from_secs(32),
+            idle_timeout: Duration::from_secs(90),
+            request_body_timeout: Duration::from_secs(60),
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        }
+    }
+}
+
+/// Enough for a node's kubelet, the controllers' watches and people's kubectls from one address, far below the
+/// descriptor limit (20,000 here).
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1024;
+
+/// How the apiserver reaches kubelets over HTTPS: the CA their serving certificates chain to, and the client
+/// certificate it presents (PEM).
+///
+/// `ca_pem: None` accepts whatever serving certificate a kubelet shows, as upstream's apiserver does without
+/// `--kubelet-certificate-authority`: kubelets that join with `rkube kubelet` sign their own, like upstream's
+/// kubelet without a serving certificate given. The kubelet still admits only this client certificate.
+#[derive(Clone, Debug)]
+pub struct KubeletClientTls {
+    pub ca_pem: Option<String>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
