@@ -104,9 +104,60 @@ pub fn validate(spec: &Spec, bundle: &Path, need_process: bool) -> Result<(), Sp
                 other => invalid("linux.seccomp", other.to_string()),
             })?;
         }
-        if let Some(tp) = linux.time_offsets() {
-            if !tp.is_empty() {
-                return Err(invalid("linux.timeOffsets", "time namespace offsets are not supported by rkube-runtime yet"));
+        if let Some(tp) = linux.time_offsets().as_ref().filter(|t| !t.is_empty()) {
+            let new_time = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none());
+            if !new_time {
+                return Err(invalid(
+                    "linux.timeOffsets",
+                    "offsets need a new time namespace: add {\"type\": \"time\"} (without a path) to linux.namespaces",
+                ));
+            }
+            for (clock, off) in tp {
+                if clock != "monotonic" && clock != "boottime" {
+                    return Err(invalid(format!("linux.timeOffsets.{clock}"), "only the monotonic and boottime clocks have time namespace offsets"));
+                }
+                if off.nanosecs().unwrap_or(0) >= 1_000_000_000 {
+                    return Err(invalid(format!("linux.timeOffsets.{clock}.nanosecs"), "must be below 1000000000"));
+                }
+            }
+        }
+    }
+    check_without_mount_ns(spec)?;
+    Ok(())
+}
+
+/// True when the config gives the container a mount namespace, new or joined by path.
+pub fn has_mount_ns(spec: &Spec) -> bool {
+    spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Mount)
+}
+
+/// Without a mount namespace the container runs in the caller's mount namespace, chrooted into its rootfs (runc's
+/// chroot path). Whatever would have to be mounted is refused here, before anything is made: mounting it would
+/// change the caller's mount table and outlive the container.
+fn check_without_mount_ns(spec: &Spec) -> Result<(), SpecError> {
+    if has_mount_ns(spec) {
+        return Ok(());
+    }
+    const WHY: &str = "needs a private mount namespace: add {\"type\": \"mount\"} to linux.namespaces (without one the container runs in the caller's mount namespace, chrooted into its rootfs, and nothing is mounted)";
+    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(invalid("mounts", WHY));
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        return Err(invalid("root.readonly", WHY));
+    }
+    if let Some(l) = spec.linux() {
+        if l.masked_paths().as_ref().is_some_and(|v| !v.is_empty()) || l.readonly_paths().as_ref().is_some_and(|v| !v.is_empty()) {
+            // runc's wording
+            let field = if l.masked_paths().as_ref().is_some_and(|v| !v.is_empty()) { "linux.maskedPaths" } else { "linux.readonlyPaths" };
+            return Err(invalid(field, "unable to restrict sys entries without a private MNT namespace"));
+        }
+        for (field, set) in [
+            ("linux.devices", l.devices().as_ref().is_some_and(|v| !v.is_empty())),
+            ("linux.sysctl", l.sysctl().as_ref().is_some_and(|v| !v.is_empty())),
+            ("linux.rootfsPropagation", l.rootfs_propagation().as_ref().is_some_and(|v| !v.is_empty())),
+        ] {
+            if set {
+                return Err(invalid(field, WHY));
             }
         }
     }

@@ -57,7 +57,7 @@ pub fn exec(req: &ExecRequest) -> Result<Execed, ContainerError> {
     }
     spec.set_process(Some(process));
     spec.set_hooks(None);
-    let mut plan = Plan { clone_flags: 0, new_cgroup: false, new_user: false, new_mount: false, new_uts: false, joins: Vec::new() };
+    let mut plan = Plan { clone_flags: 0, new_cgroup: false, new_user: false, new_mount: false, new_uts: false, joins: Vec::new(), time_offsets: None };
     for (name, typ) in [
         ("user", LinuxNamespaceType::User),
         ("ipc", LinuxNamespaceType::Ipc),
@@ -87,8 +87,12 @@ pub fn exec(req: &ExecRequest) -> Result<Execed, ContainerError> {
         .map_err(|e| ContainerError::Init { id: req.id.clone(), message: e.to_string() })?;
     let restore = crate::namespaces::join_for_children(&plan)?;
     let forked = sys::clone_process(0, None);
-    for r in &restore {
-        let _ = crate::namespaces::join(r);
+    // Only the parent goes back: in the child a restored time namespace would take the child itself out of the
+    // container's (setns into a time namespace moves the caller too, not just its future children).
+    if !matches!(forked, Ok((Forked::Child, _))) {
+        for r in &restore {
+            let _ = crate::namespaces::join(r);
+        }
     }
     if matches!(forked, Ok((Forked::Parent(_), _))) {
         crate::process::restore_oom_score_adj(old_oom);

@@ -163,7 +163,10 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
             sys::set_domainname(d).map_err(|e| format!("domainname: {d:?}: {e}"))?;
         }
     }
-    let setup_rootfs = !ctx.exec_mode && ctx.plan.new_mount;
+    // A mount namespace joined by path gets the rootfs set up in it too, as runc does (its prepareRootfs runs for
+    // any config listing a mount namespace); without one, the process is only chrooted (see below).
+    let mount_ns = ctx.plan.new_mount || ctx.plan.joins_type(oci_spec::runtime::LinuxNamespaceType::Mount);
+    let setup_rootfs = !ctx.exec_mode && mount_ns;
     let early = if setup_rootfs { Some(crate::rootfs::prepare_early(spec, ctx.rootfs).map_err(|e| e.to_string())?) } else { None };
     if !cgroup_joined {
         match ctx.sync.recv() {
@@ -200,8 +203,12 @@ fn setup(ctx: &ChildCtx) -> Result<Infallible, String> {
     if setup_rootfs {
         crate::rootfs::pivot(ctx.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
         crate::rootfs::finish(spec).map_err(|e| e.to_string())?;
-    } else if ctx.exec_mode {
+    } else if ctx.exec_mode && mount_ns {
         nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    } else {
+        // No mount namespace of its own (for exec: the container shares the caller's): chroot into the rootfs,
+        // runc's path for this case; config validation refused everything that would need a mount.
+        crate::rootfs::chroot_into(ctx.rootfs).map_err(|e| e.to_string())?;
     }
     if process.terminal() == Some(true) {
         let sock = ctx.console.ok_or("process.terminal is true but no --console-socket was given")?;

@@ -21,8 +21,8 @@ pub enum NamespaceError {
     Join { typ: &'static str, path: PathBuf, #[source] source: nix::Error },
     #[error("linux.namespaces: unshare {typ}: {source}")]
     Unshare { typ: &'static str, #[source] source: nix::Error },
-    #[error("linux.namespaces: a mount namespace is required (add {{\"type\": \"mount\"}}): rkube-runtime will not pivot the host's root")]
-    NoMount,
+    #[error("linux.timeOffsets: {what}: {source}")]
+    TimeOffsets { what: &'static str, #[source] source: std::io::Error },
 }
 
 /// A namespace to join, opened before anything moves.
@@ -41,6 +41,9 @@ pub struct Plan {
     pub new_mount: bool,
     pub new_uts: bool,
     pub joins: Vec<Join>,
+    /// A new time namespace with offsets (timens_offsets lines): made by the cloning process with unshare, the
+    /// offsets written before the child is cloned into it (they can only be set before any process enters).
+    pub time_offsets: Option<String>,
 }
 
 impl Plan {
@@ -51,7 +54,15 @@ impl Plan {
 
 /// Builds the plan and opens every namespace file to join.
 pub fn plan(spec: &Spec) -> Result<Plan, NamespaceError> {
-    let mut p = Plan { clone_flags: 0, new_cgroup: false, new_user: false, new_mount: false, new_uts: false, joins: Vec::new() };
+    let mut p = Plan { clone_flags: 0, new_cgroup: false, new_user: false, new_mount: false, new_uts: false, joins: Vec::new(), time_offsets: None };
+    let offsets: String = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(clock, o)| format!("{clock} {} {}\n", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+        .collect();
     for ns in spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
         match ns.path() {
             Some(path) => {
@@ -60,6 +71,7 @@ pub fn plan(spec: &Spec) -> Result<Plan, NamespaceError> {
             }
             None => match ns.typ() {
                 LinuxNamespaceType::Cgroup => p.new_cgroup = true,
+                LinuxNamespaceType::Time if !offsets.is_empty() => p.time_offsets = Some(offsets.clone()),
                 t => {
                     p.clone_flags |= ns_flag(t) as u32 as u64;
                     p.new_user |= t == LinuxNamespaceType::User;
@@ -68,9 +80,6 @@ pub fn plan(spec: &Spec) -> Result<Plan, NamespaceError> {
                 }
             },
         }
-    }
-    if !p.new_mount && !p.joins_type(LinuxNamespaceType::Mount) {
-        return Err(NamespaceError::NoMount);
     }
     // Joined namespaces go user first (it grants the rights for the rest), mount last.
     p.joins.sort_by_key(|j| match j.typ {
@@ -96,6 +105,20 @@ pub fn join_for_children(p: &Plan) -> Result<Vec<Join>, NamespaceError> {
         let file = File::open(own).map_err(|source| NamespaceError::Open { typ: ns_name(j.typ), path: own.into(), source })?;
         restore.push(Join { typ: j.typ, path: own.into(), file });
         join(j)?;
+    }
+    if let Some(offsets) = &p.time_offsets {
+        let own = "/proc/self/ns/time_for_children";
+        let file = File::open(own).map_err(|source| NamespaceError::Open { typ: "time", path: own.into(), source })?;
+        let saved = Join { typ: LinuxNamespaceType::Time, path: own.into(), file };
+        crate::sys::unshare_time_for_children().map_err(|source| NamespaceError::TimeOffsets { what: "unshare a time namespace", source })?;
+        if let Err(source) = std::fs::write("/proc/self/timens_offsets", offsets) {
+            let _ = join(&saved);
+            for r in &restore {
+                let _ = join(r);
+            }
+            return Err(NamespaceError::TimeOffsets { what: "write /proc/self/timens_offsets", source });
+        }
+        restore.push(saved);
     }
     Ok(restore)
 }

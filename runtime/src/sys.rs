@@ -291,6 +291,17 @@ pub fn ns_type(fd: RawFd) -> io::Result<i32> {
     Ok(r)
 }
 
+/// unshare(CLONE_NEWTIME): this process's children (not itself) will be in a new time namespace, whose offsets can
+/// be written to /proc/self/timens_offsets until the first child is made.
+pub fn unshare_time_for_children() -> io::Result<()> {
+    // SAFETY: unshare with an integer flag; CLONE_NEWTIME changes only time_for_children of this process.
+    let r = unsafe { libc::unshare(libc::CLONE_NEWTIME) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// setdomainname(2).
 pub fn set_domainname(name: &str) -> io::Result<()> {
     // SAFETY: pointer and length describe a live byte slice for the duration of the call.

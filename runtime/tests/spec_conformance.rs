@@ -305,3 +305,150 @@ fn exec_env_replaces_the_configs_variable_and_cap_adds_capabilities() {
     assert!(!out.status.success() && err.starts_with("error: ") && err.contains("process.env[") && err.contains("=oops"), "{err}");
     assert_eq!(container_pids(&b, &id), before);
 }
+
+fn inode(p: impl AsRef<std::path::Path>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display())).ino()
+}
+
+/// The default config without a mount namespace and without anything that would need one.
+fn without_mount_ns(b: &mut Bundle) {
+    let ns = b.config["linux"]["namespaces"].as_array().unwrap().iter().filter(|n| n["type"] != "mount").cloned().collect::<Vec<_>>();
+    b.config["linux"]["namespaces"] = json!(ns);
+    b.config["mounts"] = json!([]);
+    b.config["linux"]["maskedPaths"] = json!([]);
+    b.config["linux"]["readonlyPaths"] = json!([]);
+}
+
+#[test]
+fn without_a_mount_namespace_the_container_is_chrooted_in_the_callers() {
+    let mut b = Bundle::new(&["sh", "-c", "echo from-container > /marker; exec sleep 1000"]);
+    without_mount_ns(&mut b);
+    let before = host_mounts(&b);
+    let (id, log) = b.create();
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    // Same mount namespace as the caller; root is the bundle's rootfs.
+    assert_eq!(inode(format!("/proc/{pid}/ns/mnt")), inode("/proc/self/ns/mnt"));
+    assert_eq!(fs::read_link(format!("/proc/{pid}/root")).unwrap(), fs::canonicalize(b.rootfs()).unwrap());
+    assert!(b.rt(&["start", &id]).status.success());
+    rkube_testsupport::poll_until("marker written in the rootfs", std::time::Duration::from_secs(10), || b.rootfs().join("marker").exists().then_some(()));
+    assert!(!std::path::Path::new("/marker").exists(), "wrote to the host's /");
+    // exec lands in the same chroot.
+    let out = b.rt(&["exec", &id, "cat", "/marker"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-container", "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(b.rt(&["delete", "--force", &id]).status.success(), "{}", fs::read_to_string(log).unwrap_or_default());
+    assert!(!b.root.path().join(&id).exists() && !b.cgroup_exists());
+    assert_eq!(host_mounts(&b), before, "nothing was mounted in the caller's namespace");
+
+    // Whatever would have to be mounted is refused before anything is made.
+    let mut b = Bundle::new(&["true"]);
+    without_mount_ns(&mut b);
+    b.config["mounts"] = json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
+    refused(&mut b, &["mounts", "private mount namespace"]);
+    without_mount_ns(&mut b);
+    b.config["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+    refused(&mut b, &["linux.maskedPaths", "unable to restrict sys entries without a private MNT namespace"]);
+    without_mount_ns(&mut b);
+    b.config["root"]["readonly"] = json!(true);
+    refused(&mut b, &["root.readonly", "private mount namespace"]);
+    b.config["root"]["readonly"] = json!(false);
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    refused(&mut b, &["linux.sysctl"]);
+    b.config["linux"].as_object_mut().unwrap().remove("sysctl");
+    // --no-pivot, with runc's wording.
+    b.write();
+    let id = b.id();
+    let out = b.rt(&["create", "--no-pivot", "--bundle", b.path().to_str().unwrap(), &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.starts_with("error: ") && err.contains("unable to use no-pivot without a private MNT namespace"), "{err}");
+    assert!(!b.root.path().join(&id).exists() && !b.cgroup_exists());
+}
+
+/// A mount namespace pinned on a file (unshare --mount=FILE), with no process in it; unpinned on drop.
+struct PinnedMountNs {
+    dir: tempfile::TempDir,
+}
+
+impl PinnedMountNs {
+    fn new() -> PinnedMountNs {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        // The pin's parent must be a private mount (a namespace file cannot be bound under a shared one).
+        for args in [&["--bind", &d, &d][..], &["--make-private", &d][..]] {
+            assert!(std::process::Command::new("mount").args(args).status().unwrap().success(), "mount {args:?}");
+        }
+        let pin = dir.path().join("mnt");
+        fs::write(&pin, "").unwrap();
+        let st = std::process::Command::new("unshare").arg(format!("--mount={}", pin.display())).arg("true").status().unwrap();
+        assert!(st.success(), "unshare --mount=FILE");
+        PinnedMountNs { dir }
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for PinnedMountNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.path()).status();
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_mount_namespace_joined_by_path_gets_the_rootfs_set_up_in_it() {
+    let pinned = PinnedMountNs::new();
+    let mut b = Bundle::new(&["sh", "-c", "test -x /bin/busybox && test -e /proc/self/status && echo rootfs-ok"]);
+    let ns: Vec<_> = b.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| if n["type"] == "mount" { json!({"type": "mount", "path": pinned.path()}) } else { n.clone() })
+        .collect();
+    b.config["linux"]["namespaces"] = json!(ns);
+    let before = host_mounts(&b);
+    let (id, log) = b.create();
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(inode(format!("/proc/{pid}/ns/mnt")), inode(pinned.path()), "init is in the joined namespace");
+    assert_eq!(host_mounts(&b), before, "the rootfs was set up in the joined namespace, not the host's");
+    assert!(b.rt(&["start", &id]).status.success());
+    b.wait_status(&id, "stopped");
+    assert!(b.rt(&["delete", &id]).status.success());
+    assert_eq!(fs::read_to_string(&log).unwrap().trim(), "rootfs-ok");
+    assert!(!b.root.path().join(&id).exists() && !b.cgroup_exists());
+}
+
+#[test]
+fn time_offsets_are_written_before_the_first_process_enters() {
+    let mut b = Bundle::new(&["sh", "-c", "cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime; exec sleep 1000"]);
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 31536000, "nanosecs": 5}, "boottime": {"secs": 2000000}});
+    let (id, log) = b.create();
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    assert_ne!(inode(format!("/proc/{pid}/ns/time")), inode("/proc/self/ns/time"));
+    // The runtime put its own children's time namespace back: this test's next child is in the host's.
+    assert!(b.rt(&["start", &id]).status.success());
+    let out = rkube_testsupport::poll_until("container output", std::time::Duration::from_secs(10), || {
+        let s = fs::read_to_string(&log).unwrap_or_default();
+        (s.lines().count() >= 3).then_some(s)
+    });
+    let norm: Vec<String> = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert!(norm.iter().any(|l| l == "monotonic 31536000 5") && norm.iter().any(|l| l == "boottime 2000000 0"), "{out}");
+    let uptime: u64 = out.lines().nth(2).unwrap().trim().parse().unwrap();
+    assert!(uptime >= 2000000, "boottime offset shows in /proc/uptime: {out}");
+    // exec joins the container's time namespace.
+    let out = b.rt(&["exec", &id, "cut", "-d.", "-f1", "/proc/uptime"]);
+    let up: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(up >= 2000000, "exec sees the offset: {up}");
+    assert!(b.rt(&["delete", "--force", &id]).status.success());
+
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 10}});
+    refused(&mut b, &["linux.timeOffsets", "new time namespace"]);
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({"realtime": {"secs": 10}});
+    refused(&mut b, &["linux.timeOffsets.realtime", "monotonic and boottime"]);
+    b.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 10, "nanosecs": 1000000000u64}});
+    refused(&mut b, &["linux.timeOffsets.boottime.nanosecs"]);
+}

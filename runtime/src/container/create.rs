@@ -109,6 +109,14 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
             what: "process.terminal is true but no --console-socket was given to receive the pty".into(),
         });
     }
+    if req.no_pivot && !crate::config::has_mount_ns(&spec) {
+        // runc's wording
+        return Err(crate::config::SpecError::Invalid {
+            field: "linux.namespaces".into(),
+            reason: "unable to use no-pivot without a private MNT namespace".into(),
+        }
+        .into());
+    }
     let plan = crate::namespaces::plan(&spec)?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
     let rel = cgroups::resolve_path(cgroups_path.as_deref(), &req.id, req.systemd_cgroup)?;
@@ -156,8 +164,12 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
     let restore = crate::namespaces::join_for_children(&plan)?;
     let cgroup_fd = None::<RawFd>;
     let forked = sys::clone_process(plan.clone_flags, cgroup_fd);
-    for r in &restore {
-        let _ = crate::namespaces::join(r);
+    // Only the parent goes back: in the child a restored time namespace would take the child itself out of the
+    // container's (setns into a time namespace moves the caller too, not just its future children).
+    if !matches!(forked, Ok((Forked::Child, _))) {
+        for r in &restore {
+            let _ = crate::namespaces::join(r);
+        }
     }
     if matches!(forked, Ok((Forked::Parent(_), _))) {
         crate::process::restore_oom_score_adj(old_oom);
@@ -176,7 +188,7 @@ pub fn create(req: &CreateRequest) -> Result<Created, ContainerError> {
                 fifo: Some(fifo.as_raw_fd()),
                 console: console.as_ref().map(|c| c.as_raw_fd()),
                 passed_fds: &passed_fds,
-                no_pivot: req.no_pivot || spec.linux().is_none(),
+                no_pivot: req.no_pivot,
                 stdio: req.stdio.as_ref(),
                 exec_mode: false,
                 parent_joins_cgroup: true,

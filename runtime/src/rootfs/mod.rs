@@ -105,6 +105,14 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     Ok(())
 }
 
+/// Without a mount namespace: chroot into `rootfs` in the caller's mount namespace, then chdir to the new "/".
+pub fn chroot_into(rootfs: &Path) -> Result<(), RootfsError> {
+    nix::unistd::chdir(rootfs).map_err(root_err("chdir into rootfs"))?;
+    nix::unistd::chroot(".").map_err(root_err("chroot into rootfs (no mount namespace)"))?;
+    nix::unistd::chdir("/").map_err(root_err("chdir /"))?;
+    Ok(())
+}
+
 /// Everything after pivot_root, in the container's view: sysctls, masked and readonly paths, read-only root,
 /// and the rootfs propagation asked for.
 pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
