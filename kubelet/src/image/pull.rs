@@ -128,13 +128,35 @@ pub struct PullOutcome {
 }
 
 impl PullOutcome {
-    /// `Successfully pulled image "busybox" in 1.2s. Image size: 2150000 bytes.` as the kubelet's Pulled event.
+    /// The kubelet's Pulled event word for word (upstream's image_manager.go, 1.30+):
+    /// `Successfully pulled image "busybox" in 1.2s (1.2s including waiting). Image size: 2150000 bytes.`, each
+    /// duration truncated to the millisecond and printed as Go prints a `time.Duration`. Upstream's second figure
+    /// adds the time the pull waited in its serial queue; pulls here are not queued, so both are the pull's time.
     pub fn event_message(&self, image: &str) -> String {
-        format!(
-            "Successfully pulled image {image:?} in {:.3}s. Image size: {} bytes.",
-            self.duration.as_secs_f64(),
-            self.image.size
-        )
+        let d = go_duration_ms(self.duration);
+        format!("Successfully pulled image {image:?} in {d} ({d} including waiting). Image size: {} bytes.", self.image.size)
+    }
+}
+
+/// A duration truncated to the millisecond, printed as Go's `time.Duration.String()`: `0s`, `512ms`, `4.361s`,
+/// `1m4.5s`, `2h0m1s`.
+fn go_duration_ms(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let mut secs = s.to_string();
+    if frac != 0 {
+        secs = format!("{s}.{frac:03}").trim_end_matches('0').to_string();
+    }
+    match (h, m) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
     }
 }
 
@@ -630,5 +652,48 @@ impl std::io::Read for ChannelReader {
         buf[..n].copy_from_slice(&self.current[..n]);
         let _ = self.current.split_to(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_as_go_does() {
+        for (ms, want) in [
+            (0, "0s"),
+            (7, "7ms"),
+            (512, "512ms"),
+            (1000, "1s"),
+            (4361, "4.361s"),
+            (4300, "4.3s"),
+            (64_500, "1m4.5s"),
+            (120_000, "2m0s"),
+            (3_601_000, "1h0m1s"),
+        ] {
+            assert_eq!(go_duration_ms(Duration::from_millis(ms)), want, "{ms} ms");
+        }
+        // truncated, not rounded, to the millisecond
+        assert_eq!(go_duration_ms(Duration::from_micros(4_361_999)), "4.361s");
+    }
+
+    #[test]
+    fn pulled_event_is_upstreams_word_for_word() {
+        let image = ImageRecord {
+            id: "sha256:c".into(),
+            manifest_digest: "sha256:m".into(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            layers: vec![],
+            size: 2_150_000,
+            created: 0,
+            last_used: 0,
+        };
+        let o = PullOutcome { image, duration: Duration::from_millis(1234), downloaded_bytes: 0 };
+        assert_eq!(
+            o.event_message("busybox:1.36"),
+            "Successfully pulled image \"busybox:1.36\" in 1.234s (1.234s including waiting). Image size: 2150000 bytes."
+        );
     }
 }

@@ -409,6 +409,10 @@ impl PodWorker {
                         // upstream records the pull back-off as Normal, the crash loop's as Warning
                         let kind = if *reason == "ImagePullBackOff" { EventType::Normal } else { EventType::Warning };
                         self.event(Some(name), kind, "BackOff", msg);
+                        if *reason == "ImagePullBackOff" {
+                            // upstream's startContainer then records the pull's error as every start failure's
+                            self.event(Some(name), EventType::Warning, "Failed", "Error: ImagePullBackOff".into());
+                        }
                     }
                 }
             }

@@ -308,6 +308,18 @@ spec:
     up.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
     up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/with-secret", "--timeout=90s"], None);
     poll_until("logs", Duration::from_secs(20), || up.kubectl(&["logs", "with-secret"]).contains("private-ok").then_some(()));
+    // the Pulling and Pulled events, in full as upstream's kubelet words them
+    let events = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=with-secret", "-o", "jsonpath={range .items[*]}{.type}|{.reason}|{.message}{\"\\n\"}{end}"]);
+    assert!(events.lines().any(|l| l == format!("Normal|Pulling|Pulling image \"{image}\"")), "{events}");
+    // the size the Pulled event gives is the one the node then reports for the image (status every 10 s)
+    let size = poll_until("the node lists the pulled image", Duration::from_secs(30), || {
+        let nodes: serde_json::Value = serde_json::from_str(&up.kubectl(&["get", "nodes", "-o", "json"])).expect("nodes json");
+        nodes["items"][0]["status"]["images"].as_array()?.iter().find_map(|i| {
+            i["names"].as_array()?.iter().any(|n| n.as_str() == Some(image.as_str())).then(|| i["sizeBytes"].to_string())
+        })
+    });
+    let pulled = events.lines().find_map(|l| l.strip_prefix("Normal|Pulled|")).unwrap_or_else(|| panic!("a Pulled event in {events}"));
+    assert_pulled_message(pulled, &image, size.trim());
     // The same image without the secret. The image is on the node now, so with IfNotPresent the kubelet would
     // use it as upstream does; imagePullPolicy Always makes it ask the registry with the pod's own (no)
     // credentials: the registry says 401 and the pod reports the pull failure.
@@ -346,6 +358,34 @@ spec:
     let failed_pull = format!("Failed to pull image \"{image}\": {pull_error}");
     assert!(events.lines().any(|l| l == failed_pull), "a Failed event {failed_pull:?} in {events}");
     assert!(events.lines().any(|l| l == "Error: ErrImagePull"), "{events}");
+    // after the first failure, the next start waits: upstream's BackOff event (Normal, the plain message; the
+    // waiting message above carries the error) and the start's own Failed event
+    let events = poll_until("the pull backs off", Duration::from_secs(60), || {
+        let e = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=without-secret", "-o", "jsonpath={range .items[*]}{.type}|{.reason}|{.message}{\"\\n\"}{end}"]);
+        e.lines().any(|l| l.starts_with("Normal|BackOff|")).then_some(e)
+    });
+    assert!(events.lines().any(|l| l == format!("Normal|BackOff|Back-off pulling image \"{image}\"")), "{events}");
+    assert!(events.lines().any(|l| l == "Warning|Failed|Error: ImagePullBackOff"), "{events}");
+}
+
+/// Upstream's Pulled event: `Successfully pulled image "IMAGE" in D (D including waiting). Image size: N bytes.`,
+/// each D a Go duration truncated to the millisecond (`512ms`, `1.234s`, `1m2.5s`), N the image's size the node
+/// reports for it.
+fn assert_pulled_message(msg: &str, image: &str, size: &str) {
+    let go_duration = |d: &str| {
+        let ms = d.strip_suffix("ms").filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0'));
+        let s = d.strip_suffix('s').and_then(|r| {
+            let r = r.rsplit_once('m').map(|(m, s)| (m.bytes().all(|b| b.is_ascii_digit()) && !m.is_empty()).then_some(s)).unwrap_or(Some(r))?;
+            let (i, f) = r.split_once('.').unwrap_or((r, ""));
+            (!i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()) && f.len() <= 3 && f.bytes().all(|b| b.is_ascii_digit()) && !f.ends_with('0')).then_some(())
+        });
+        ms.is_some() || s.is_some()
+    };
+    let rest = msg.strip_prefix(&format!("Successfully pulled image \"{image}\" in ")).unwrap_or_else(|| panic!("Pulled: {msg}"));
+    let (d1, rest) = rest.split_once(" (").unwrap_or_else(|| panic!("Pulled: {msg}"));
+    let (d2, rest) = rest.split_once(" including waiting). Image size: ").unwrap_or_else(|| panic!("Pulled: {msg}"));
+    assert!(go_duration(d1) && go_duration(d2), "Go durations in {msg}");
+    assert_eq!(rest, format!("{size} bytes."), "Pulled: {msg}");
 }
 
 /// `rkube server` and a separate `rkube kubelet` process (node address on a test veth): a Deployment of 2 goes
