@@ -115,6 +115,25 @@ fn fields(msg: &str) -> Option<&'static [Field]> {
             &[r(1, "audiences", Str), f(3, "boundObjectRef", Msg("BoundObjectReference")), f(4, "expirationSeconds", PInt)]
         },
         "BoundObjectReference" => const { &[f(1, "kind", Str), f(2, "apiVersion", Str), f(3, "name", Str), f(4, "uid", Str)] },
+        // networking.k8s.io/v1 (`kubectl create ingress`); IngressRule's inline IngressRuleValue is field 2
+        "Ingress" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("IngressSpec"))] },
+        "IngressSpec" => const { &[
+            f(1, "defaultBackend", Msg("IngressBackend")),
+            r(2, "tls", Msg("IngressTLS")),
+            r(3, "rules", Msg("IngressRule")),
+            f(4, "ingressClassName", Str),
+        ] },
+        "IngressTLS" => const { &[r(1, "hosts", Str), f(2, "secretName", Str)] },
+        "IngressRule" => const { &[f(1, "host", Str), f(2, INGRESS_RULE_VALUE, Msg("IngressRuleValue"))] },
+        "IngressRuleValue" => const { &[f(1, "http", Msg("HTTPIngressRuleValue"))] },
+        "HTTPIngressRuleValue" => const { &[r(1, "paths", Msg("HTTPIngressPath"))] },
+        "HTTPIngressPath" => const { &[f(1, "path", Str), f(2, "backend", Msg("IngressBackend")), f(3, "pathType", Str)] },
+        "IngressBackend" => const {
+            &[f(3, "resource", Msg("IngressTypedLocalObjectReference")), f(4, "service", Msg("IngressServiceBackend"))]
+        },
+        "IngressTypedLocalObjectReference" => const { &[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)] },
+        "IngressServiceBackend" => const { &[f(1, "name", Str), f(2, "port", Msg("ServiceBackendPort"))] },
+        "ServiceBackendPort" => const { &[f(1, "name", Str), f(2, "number", Int)] },
         "ConfigMap" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "data", MapStr), f(3, "binaryData", MapBytes), f(4, "immutable", Bool)] },
         "Secret" => const { &[
             f(1, "metadata", Msg("ObjectMeta")),
@@ -430,6 +449,20 @@ fn map_entry_value_string(b: &[u8]) -> Result<((), String), ApiError> {
     Ok(((), s))
 }
 
+/// The JSON name an IngressRule's IngressRuleValue is decoded under before it is inlined.
+const INGRESS_RULE_VALUE: &str = "ingressRuleValue";
+
+/// IngressRuleValue is inline in an IngressRule's JSON (`rules[].http`), a message of its own in protobuf.
+fn inline_ingress_rule_values(obj: &mut Value) {
+    for rule in obj.pointer_mut("/spec/rules").and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(Value::Object(inner)) = rule.as_object_mut().and_then(|m| m.remove(INGRESS_RULE_VALUE)) {
+            for (k, v) in inner {
+                rule[k] = v;
+            }
+        }
+    }
+}
+
 /// Decodes a protobuf request body into the JSON object it encodes.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let rest = body.strip_prefix(b"k8s\0").ok_or_else(|| bad("missing the k8s protobuf magic prefix"))?;
@@ -459,6 +492,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         return Err(e);
     }
     let mut obj = decode_msg(&kind, raw)?;
+    if kind == "Ingress" {
+        inline_ingress_rule_values(&mut obj);
+    }
     obj["apiVersion"] = json!(api_version);
     obj["kind"] = json!(kind);
     Ok(obj)
@@ -498,6 +534,26 @@ mod tests {
         let body = [b"k8s\0".to_vec(), ld(1, &type_meta), ld(2, &cm)].concat();
         let obj = decode(&body).expect("decodes");
         assert_eq!(obj, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1", "labels": {"app": "web"}}, "data": {"k": "v"}}));
+    }
+
+    #[test]
+    fn decodes_an_ingress_with_its_inline_rule_value() {
+        let port = [key(2, 0), vec![80]].concat();
+        let svc = [ld(1, b"web"), ld(2, &port)].concat();
+        let backend = ld(4, &svc);
+        let path = [ld(1, b"/api"), ld(2, &backend), ld(3, b"Prefix")].concat();
+        let rule = [ld(1, b"a.example"), ld(2, &ld(1, &ld(1, &path)))].concat();
+        let spec = [ld(3, &rule), ld(4, b"rkube"), ld(2, &[ld(1, b"a.example"), ld(2, b"tls-a")].concat())].concat();
+        let raw = [ld(1, &ld(1, b"web")), ld(2, &spec)].concat();
+        let tm = [ld(1, b"networking.k8s.io/v1"), ld(2, b"Ingress")].concat();
+        let body = [b"k8s\0".to_vec(), ld(1, &tm), ld(2, &raw)].concat();
+        let obj = decode(&body).expect("decoded");
+        assert_eq!(
+            obj["spec"],
+            json!({"ingressClassName": "rkube", "tls": [{"hosts": ["a.example"], "secretName": "tls-a"}],
+                   "rules": [{"host": "a.example", "http": {"paths": [
+                       {"path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]})
+        );
     }
 
     #[test]
