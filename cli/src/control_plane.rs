@@ -32,6 +32,8 @@ pub struct Options {
     pub kubelet_client: Option<rkube_apiserver::proxy::KubeletClientTls>,
     /// Open connections one client address may hold (`--max-connections-per-client`).
     pub max_connections_per_client: usize,
+    /// `--lb-pool`: the built-in load balancer's addresses (None: the nodes' InternalIPs).
+    pub lb_pool: Option<rkube_controllers::service_lb::Pool>,
 }
 
 /// A running control plane; [`ControlPlane::stop`] ends it.
@@ -99,6 +101,7 @@ pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
     }
     let controllers = rkube_controllers::manager::run_all(client.clone(), Default::default());
     let scheduler = rkube_controllers::scheduler::run(client.clone(), Default::default());
+    let service_lb = rkube_controllers::service_lb::run(client.clone(), o.lb_pool);
     let tasks = vec![
         tokio::spawn(async move {
             if let Err(e) = controllers.await {
@@ -109,6 +112,10 @@ pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
             if let Err(e) = scheduler.await {
                 tracing::error!(error = %e, "scheduler stopped");
             }
+        }),
+        tokio::spawn(async move {
+            let name = service_lb.await;
+            tracing::error!(controller = name, "load balancer controller stopped");
         }),
     ];
     tracing::info!(url = %url, kubeconfig = %kubeconfig.display(), "control plane up: apiserver, scheduler, controllers");

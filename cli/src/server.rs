@@ -43,6 +43,9 @@ pub struct Args {
     /// at once, other addresses are still served
     #[arg(long, default_value_t = rkube_apiserver::connections::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
     pub max_connections_per_client: usize,
+    /// Addresses for LoadBalancer Services (the built-in load balancer); without it, the nodes' InternalIPs
+    #[arg(long = "lb-pool", value_name = "CIDR")]
+    pub lb_pool: Option<rkube_controllers::service_lb::Pool>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -62,6 +65,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         // with --tls: HTTPS to kubelets with a client certificate from the cluster CA (see control_plane)
         kubelet_client: None,
         max_connections_per_client: args.max_connections_per_client,
+        lb_pool: args.lb_pool,
     })
     .await?;
     eprintln!(

@@ -21,6 +21,9 @@ pub struct Args {
     /// at once, other addresses are still served
     #[arg(long, default_value_t = rkube_apiserver::connections::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
     pub max_connections_per_client: usize,
+    /// Addresses for LoadBalancer Services (the built-in load balancer); without it, the nodes' InternalIPs
+    #[arg(long = "lb-pool", value_name = "CIDR")]
+    pub lb_pool: Option<rkube_controllers::service_lb::Pool>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -53,6 +56,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
         cluster_dns: Some(args.node.cluster_dns),
         kubelet_client: Some(kubelet_client),
         max_connections_per_client: args.max_connections_per_client,
+        lb_pool: args.lb_pool,
     })
     .await?;
     eprintln!(

@@ -18,6 +18,7 @@ pub mod node_lifecycle;
 pub mod replicaset;
 pub mod scheduler;
 pub mod service_alloc;
+pub mod service_lb;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod util;

@@ -5,10 +5,14 @@
 //! - `nft`: the nftables objects of each service port, applied in one `nft -f` transaction per sync (the whole
 //!   table on the first sync, only the changed service ports after).
 //! - `sync`: the consumer of the shared service watch (`crate::service_watch`) that keeps the table current.
+//! - `announce`: the load balancer pool addresses this node answers ARP for (added to its LAN link).
+//! - `health`: the healthCheckNodePort servers of LoadBalancer Services with externalTrafficPolicy Local.
 //! - `metrics`: kube-proxy's sync metrics for the kubelet's `/metrics`.
 //!
 //! On a node, `nft list table ip rkube-proxy` shows everything this module does; docs/services.md walks through it.
 
+pub mod announce;
+pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod nft;

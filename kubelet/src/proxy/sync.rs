@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use crate::service_watch::{Consumer, ServiceState};
 
-use super::model::service_ports;
+use super::announce::{self, Announcer};
+use super::health::{wanted, HealthServers};
+use super::model::{service_ports, ServicePort};
 use super::nft::{apply_script, full_script, partial_script, render, PortObjects, ProxyConfig, ProxyError};
 
 /// What is in the table: every service port's objects, or nothing known (the next sync is a full one).
@@ -31,11 +33,10 @@ impl Proxier {
         Proxier { cfg, applied: None }
     }
 
-    /// Brings the table to `state`.
-    pub fn sync(&mut self, state: &ServiceState) -> Result<SyncKind, ProxyError> {
+    /// Brings the table to `ports` (from [`service_ports`]).
+    pub fn sync(&mut self, ports: &[ServicePort]) -> Result<SyncKind, ProxyError> {
         let start = Instant::now();
-        let ports = service_ports(&state.services, &state.slices, &self.cfg.node_name);
-        let objects = render(&ports);
+        let objects = render(ports);
         let (kind, script) = match &self.applied {
             None => (SyncKind::Full, full_script(&self.cfg, &objects)),
             Some(old) => (SyncKind::Partial, partial_script(&self.cfg, old, &objects)),
@@ -55,11 +56,22 @@ impl Proxier {
     }
 }
 
-/// The proxy's consumer: a full sync on the first state, partial ones after.
+/// The proxy's consumer: a full sync on the first state, partial ones after; the health check node ports and
+/// the load balancer addresses this node announces follow.
 pub fn consumer(cfg: ProxyConfig) -> Consumer {
     let mut proxier = Proxier::new(cfg.clone());
+    let mut health = HealthServers::default();
+    let mut announcer = Announcer::default();
     Box::new(move |state: &ServiceState| {
-        match proxier.sync(state) {
+        let ports = service_ports(&state.services, &state.slices, &cfg.node_name);
+        for err in announcer.update(&announce::wanted(&state.services, &cfg.node_name)) {
+            tracing::warn!(error = %err, "load balancer address not announced; retried on the next change");
+        }
+        for err in health.update(wanted(&ports)) {
+            tracing::warn!(error = %err, "health check node port not served; retried on the next change");
+        }
+        let result = proxier.sync(&ports);
+        match result {
             Ok(SyncKind::Unchanged) => {}
             Ok(kind) => tracing::info!(table = %cfg.table, ?kind, services = state.services.len(), "service proxy rules applied"),
             // Logged here, where it is handled: the next change retries with a full sync.
