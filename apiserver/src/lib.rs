@@ -3,23 +3,25 @@
 //! `storage` owns keys, values and revisions (an MVCC revision stream; resourceVersion = revision) and knows nothing
 //! of Kubernetes objects. Everything above it speaks Kubernetes: discovery, OpenAPI, verbs, validation, defaulting.
 //!
-//! Layers, each importing only the ones below it (tests/layering checks this):
+//! Layers, bottom first; a module imports its own layer or those below, never one above, and no modules
+//! import each other in a circle (`cargo test -p rkube-layering` checks both, from the sources):
 //!
 //! 1. foundation, knowing no request: `storage/` and `memory_store`, `registry` (the resource table that drives
 //!    routing, discovery, OpenAPI and storage keys), `status` (errors as Kubernetes Status objects), `object`
-//!    (metadata accessors, reading a stored object), `openapi/`, `discovery`, `protobuf`, `conversion`,
-//!    `selectors`, `metrics`, `tls`, `kubeconfig`, `private_files`;
+//!    (metadata accessors, reading a stored object), `openapi/` (the schema and patch strategies), `discovery`,
+//!    `protobuf`, `conversion`, `selectors`, `metrics`, `tls`, `kubeconfig`, `private_files`;
 //! 2. state and config: `config` (listen address, service range, TLS, connection limits), `auth::keys` (the
-//!    service account key) and `state` (`ApiState`, what every request shares);
-//! 3. request context: `request/` (the query parsed once, origin checks) and `auth/` (who is asking and may
-//!    they: certificates, tokens, impersonation, RBAC);
+//!    service account key), `auth::user` (who a request is) and `state` (`ApiState`, what every request shares);
+//! 3. request context: `request/` (the query parsed once, origin checks) and the rest of `auth/` (certificates,
+//!    tokens, impersonation, RBAC);
 //! 4. object helpers, the write pipeline: `admission`, `defaulting/`, `validation/`, `patch/`, `table`;
-//! 5. `handlers/`: `context` (the per-request `Ctx`, guarded writes), one module per verb above it, and the
-//!    dispatcher in `handlers/mod.rs`;
-//! 6. `proxy` (to kubelets) and `namespace_lifecycle` (emptying Terminating namespaces; the delete handler
-//!    reaches it through `ApiState::on_namespace_terminating`, not by import);
-//! 7. `connections` (the listener: TLS, timeouts, a per-client cap) and `server` (the router, the built-in
-//!    objects, opening the store, and the in-process handle).
+//! 5. handlers: `handlers/context` (the per-request `Ctx`, guarded writes) under one module per verb and the
+//!    dispatcher in `handlers/mod.rs`; the review APIs (`auth::review`), the kubelet proxy (`proxy`) and the
+//!    OpenAPI documents (`openapi::v2`, `openapi::v3`);
+//! 6. background work: `namespace_lifecycle` (emptying Terminating namespaces; the delete handler reaches it
+//!    through `ApiState::on_namespace_terminating`, not by import);
+//! 7. serving: `connections` (the listener: TLS, timeouts, a per-client cap) and `server` (the router, the
+//!    built-in objects, opening the store, and the in-process handle).
 #![forbid(unsafe_code)]
 
 pub mod admission;

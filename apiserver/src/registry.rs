@@ -2,7 +2,7 @@
 //! categories, subresources and typed checks. Routing, discovery, OpenAPI, Table output and storage keys are all
 //! driven from this one table; adding a resource is adding a row here.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A subresource of a resource (`pods/status`, `deployments/scale`...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +144,46 @@ const NONE: &[&str] = &[];
 /// An Ingress without `pathType` or a backend Service name decodes, as upstream's does: validation reports
 /// them in upstream's words.
 fn check_ingress(v: &Value) -> Result<(), String> {
-    check::<k::networking::v1::Ingress>(&crate::validation::ingress::typed_form(v))
+    check::<k::networking::v1::Ingress>(&ingress_typed_form(v))
+}
+
+/// The typed decoding of an Ingress without the two fields upstream's decoder leaves empty and validation then
+/// reports in its own words (`pathType`, a backend service's `name`); k8s-openapi makes them required.
+pub(crate) fn ingress_typed_form(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    let fill_backend = |b: &mut Value| {
+        if let Some(svc) = b.get_mut("service").filter(|s| s.is_object()) {
+            if svc.get("name").is_none_or(Value::is_null) {
+                svc["name"] = json!("");
+            }
+        }
+    };
+    if let Some(spec) = v.get_mut("spec").filter(|s| s.is_object()) {
+        if let Some(b) = spec.get_mut("defaultBackend").filter(|b| b.is_object()) {
+            fill_backend(b);
+        }
+        for rule in spec
+            .get_mut("rules")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for p in rule
+                .pointer_mut("/http/paths")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if p.is_object() && p.get("pathType").is_none_or(Value::is_null) {
+                    p["pathType"] = json!("");
+                }
+                if let Some(b) = p.get_mut("backend").filter(|b| b.is_object()) {
+                    fill_backend(b);
+                }
+            }
+        }
+    }
+    v
 }
 
 /// Every resource the server serves, in discovery order.

@@ -24,45 +24,6 @@ fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-/// The typed decoding of an Ingress without the two fields upstream's decoder leaves empty and validation then
-/// reports in its own words (`pathType`, a backend service's `name`); k8s-openapi makes them required.
-pub fn typed_form(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    let fill_backend = |b: &mut Value| {
-        if let Some(svc) = b.get_mut("service").filter(|s| s.is_object()) {
-            if svc.get("name").is_none_or(Value::is_null) {
-                svc["name"] = json!("");
-            }
-        }
-    };
-    if let Some(spec) = v.get_mut("spec").filter(|s| s.is_object()) {
-        if let Some(b) = spec.get_mut("defaultBackend").filter(|b| b.is_object()) {
-            fill_backend(b);
-        }
-        for rule in spec
-            .get_mut("rules")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            for p in rule
-                .pointer_mut("/http/paths")
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                if p.is_object() && p.get("pathType").is_none_or(Value::is_null) {
-                    p["pathType"] = json!("");
-                }
-                if let Some(b) = p.get_mut("backend").filter(|b| b.is_object()) {
-                    fill_backend(b);
-                }
-            }
-        }
-    }
-    v
-}
-
 /// Upstream's `ValidateIngressCreate`/`ValidateIngressUpdate` on the spec (and, on create, the class
 /// annotation agreeing with `ingressClassName`).
 pub fn validate_ingress(obj: &Value, create: bool, causes: &mut Vec<Cause>) {
@@ -540,7 +501,7 @@ mod tests {
     #[test]
     fn the_typed_form_fills_only_what_validation_reports() {
         let obj = json!({"spec": {"rules": [{"http": {"paths": [{"path": "/", "backend": {"service": {"port": {"number": 80}}}}]}}]}});
-        let t = typed_form(&obj);
+        let t = crate::registry::ingress_typed_form(&obj);
         assert_eq!(
             t.pointer("/spec/rules/0/http/paths/0/pathType"),
             Some(&json!(""))
