@@ -452,3 +452,79 @@ fn time_offsets_are_written_before_the_first_process_enters() {
     b.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 10, "nanosecs": 1000000000u64}});
     refused(&mut b, &["linux.timeOffsets.boottime.nanosecs"]);
 }
+
+fn v1_knob(b: &Bundle, controller: &str, file: &str) -> String {
+    let dir = std::path::Path::new("/sys/fs/cgroup").join(controller).join(b.cgroup.trim_start_matches('/'));
+    fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display())).trim().to_string()
+}
+
+#[test]
+fn pause_resume_and_update_a_running_container() {
+    let layout = rkube_runtime::cgroups::Layout::detect(std::path::Path::new("/sys/fs/cgroup"));
+    assert!(layout.has_controller("freezer") || layout.name() == "v2", "this test needs a freezer");
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let (id, _) = b.create();
+    // Only a running container pauses.
+    let out = b.rt(&["pause", &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.starts_with("error: ") && err.contains("only a running container"), "{err}");
+    assert!(b.rt(&["start", &id]).status.success());
+    b.wait_status(&id, "running");
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    assert!(b.rt(&["pause", &id]).status.success());
+    assert_eq!(b.state(&id)["status"], "paused");
+    if layout.name() != "v2" {
+        assert_eq!(v1_knob(&b, "freezer", "freezer.state"), "FROZEN");
+    }
+    assert!(!b.rt(&["pause", &id]).status.success(), "a paused container does not pause again");
+    assert!(b.rt(&["resume", &id]).status.success());
+    assert_eq!(b.state(&id)["status"], "running");
+    assert_eq!(b.state(&id)["pid"].as_i64().unwrap(), pid, "the same process runs on");
+    let out = b.rt(&["resume", &id]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("only a paused container"));
+
+    // update with runc's flags, then with -r.
+    let out = b.rt(&["update", "--memory", "32m", "--pids-limit", "20", "--cpu-quota", "50000", "--cpu-period", "100000", "--cpu-shares", "512", &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if layout.name() != "v2" {
+        assert_eq!(v1_knob(&b, "memory", "memory.limit_in_bytes"), "33554432");
+        assert_eq!(v1_knob(&b, "pids", "pids.max"), "20");
+        assert_eq!(v1_knob(&b, "cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(v1_knob(&b, "cpu", "cpu.shares"), "512");
+    }
+    let r = b.path().join("resources.json");
+    fs::write(&r, r#"{"memory": {"limit": 67108864}, "pids": {"limit": 30}}"#).unwrap();
+    let out = b.rt(&["update", "-r", r.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if layout.name() != "v2" {
+        assert_eq!(v1_knob(&b, "memory", "memory.limit_in_bytes"), "67108864");
+        assert_eq!(v1_knob(&b, "pids", "pids.max"), "30");
+    }
+    // From inside: the container sees its new pids limit.
+    let out = b.rt(&["exec", &id, "cat", "/sys/fs/cgroup/pids/pids.max"]);
+    if layout.name() != "v2" {
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
+    }
+    // Refusals name what is wrong and change nothing.
+    let out = b.rt(&["update", "--memory", "lots", &id]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--memory"));
+    if !layout.has_controller("net_cls") {
+        fs::write(&r, r#"{"network": {"classID": 1048577}}"#).unwrap();
+        let out = b.rt(&["update", "-r", r.to_str().unwrap(), &id]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("net_cls"), "{err}");
+    }
+    let out = b.rt(&["update", "--pids-limit", "5", "no-such-container"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no-such-container"));
+
+    // A paused container is deleted with --force (killed, then thawed so the kill lands), leaving nothing.
+    assert!(b.rt(&["pause", &id]).status.success());
+    assert!(b.rt(&["delete", "--force", &id]).status.success());
+    assert!(!b.cgroup_exists(), "cgroup left behind");
+    assert!(!b.root.path().join(&id).exists());
+    // Killed (its reaper, not this test, removes the zombie): gone or a zombie, never running or frozen.
+    rkube_testsupport::poll_until(&format!("process {pid} to be killed"), std::time::Duration::from_secs(10), || {
+        let st = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        (st.is_empty() || st.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'))).then_some(())
+    });
+}

@@ -118,6 +118,36 @@ enum Cmd {
         #[arg(long = "cap")]
         cap: Vec<String>,
     },
+    /// Freeze every process of a running container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change the resource limits of a container (runc's flags; -r takes a linux.resources JSON file, - for stdin).
+    Update {
+        id: String,
+        #[arg(short = 'r', long)]
+        resources: Option<PathBuf>,
+        #[arg(long)]
+        memory: Option<String>,
+        #[arg(long = "memory-swap")]
+        memory_swap: Option<String>,
+        #[arg(long = "memory-reservation")]
+        memory_reservation: Option<String>,
+        #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+        cpu_quota: Option<i64>,
+        #[arg(long = "cpu-period")]
+        cpu_period: Option<u64>,
+        #[arg(long = "cpu-shares")]
+        cpu_shares: Option<u64>,
+        #[arg(long = "cpuset-cpus")]
+        cpuset_cpus: Option<String>,
+        #[arg(long = "cpuset-mems")]
+        cpuset_mems: Option<String>,
+        #[arg(long = "pids-limit", allow_hyphen_values = true)]
+        pids_limit: Option<i64>,
+        #[arg(long = "blkio-weight")]
+        blkio_weight: Option<u16>,
+    },
     /// List the processes in a container.
     Ps {
         id: String,
@@ -296,6 +326,58 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
                 None => Ok(0),
             }
         }
+        Cmd::Pause { id } => container::pause(root, id).map(|_| 0).map_err(s),
+        Cmd::Resume { id } => container::resume(root, id).map(|_| 0).map_err(s),
+        Cmd::Update { id, resources, memory, memory_swap, memory_reservation, cpu_quota, cpu_period, cpu_shares, cpuset_cpus, cpuset_mems, pids_limit, blkio_weight } => {
+            let mut v = match resources {
+                Some(p) => {
+                    let data = if p.as_os_str() == "-" {
+                        let mut b = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(|e| format!("update -r -: read stdin: {e}"))?;
+                        b
+                    } else {
+                        std::fs::read(p).map_err(|e| format!("update -r {}: {e}", p.display()))?
+                    };
+                    serde_json::from_slice::<serde_json::Value>(&data).map_err(|e| format!("update -r {}: {e}", p.display()))?
+                }
+                None => serde_json::json!({}),
+            };
+            let mut set = |section: &str, key: &str, val: serde_json::Value| {
+                if !v[section].is_object() {
+                    v[section] = serde_json::json!({});
+                }
+                v[section][key] = val;
+            };
+            for (flag, val, key) in [("--memory", memory, "limit"), ("--memory-swap", memory_swap, "swap"), ("--memory-reservation", memory_reservation, "reservation")] {
+                if let Some(x) = val {
+                    set("memory", key, serde_json::json!(parse_bytes(x).ok_or_else(|| format!("update {flag} {x:?}: give bytes, -1, or a size like 64m"))?));
+                }
+            }
+            if let Some(x) = cpu_quota {
+                set("cpu", "quota", serde_json::json!(x));
+            }
+            if let Some(x) = cpu_period {
+                set("cpu", "period", serde_json::json!(x));
+            }
+            if let Some(x) = cpu_shares {
+                set("cpu", "shares", serde_json::json!(x));
+            }
+            if let Some(x) = cpuset_cpus {
+                set("cpu", "cpus", serde_json::json!(x));
+            }
+            if let Some(x) = cpuset_mems {
+                set("cpu", "mems", serde_json::json!(x));
+            }
+            if let Some(x) = pids_limit {
+                set("pids", "limit", serde_json::json!(x));
+            }
+            if let Some(x) = blkio_weight {
+                set("blockIO", "weight", serde_json::json!(x));
+            }
+            let r: oci_spec::runtime::LinuxResources = serde_path_to_error::deserialize(v)
+                .map_err(|e| format!("update: linux.resources.{}: {}", e.path(), e.inner()))?;
+            container::update(root, id, &r).map(|_| 0).map_err(s)
+        }
         Cmd::Ps { id, format, .. } => {
             let pids = container::ps(root, id).map_err(s)?;
             if format == "json" {
@@ -364,4 +446,22 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
             Ok(0)
         }
     }
+}
+
+/// A size as runc's flags take it: bytes, -1 (no limit), or a number with k, m, g or t (powers of 1024, an
+/// optional trailing b, any case).
+fn parse_bytes(s: &str) -> Option<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Some(-1);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.char_indices().last()? {
+        (i, 'k') => (&t[..i], 1i64 << 10),
+        (i, 'm') => (&t[..i], 1 << 20),
+        (i, 'g') => (&t[..i], 1 << 30),
+        (i, 't') => (&t[..i], 1 << 40),
+        _ => (t, 1),
+    };
+    num.trim().parse::<i64>().ok().filter(|n| *n >= 0)?.checked_mul(mult)
 }

@@ -210,6 +210,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
         return Err(lifecycle(id, format!("cannot delete a {} container; stop it first or use delete --force", s.status.as_str())));
     }
     let cg = cgroup_of(&s);
+    if s.status == ContainerStatus::Paused {
+        if let Some(cg) = &cg {
+            kill_cgroup(cg);
+        }
+    }
     if alive || s.status == ContainerStatus::Creating {
         if let Ok(pidfd) = crate::sys::pidfd_open(s.pid).map_err(|_| ()).and_then(|fd| {
             if s.pid > 0 && state::process_start_time(s.pid) == Some(s.private.start_time) {
@@ -236,8 +241,53 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
     Ok(())
 }
 
+/// `pause`: freezes every process of a running container (freezer v1 or v2).
+pub fn pause(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let s = state(root, id)?;
+    if s.status != ContainerStatus::Running {
+        return Err(lifecycle(id, format!("cannot pause a container that is {} (only a running container can be paused)", s.status.as_str())));
+    }
+    let cg = cgroup_of(&s).ok_or_else(|| lifecycle(id, "has no cgroup to freeze"))?;
+    if let Err(e) = cg.freeze(true) {
+        let _ = cg.freeze(false);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// `resume`: thaws a paused container.
+pub fn resume(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let s = state(root, id)?;
+    if s.status != ContainerStatus::Paused {
+        return Err(lifecycle(id, format!("cannot resume a container that is {} (only a paused container can be resumed)", s.status.as_str())));
+    }
+    let cg = cgroup_of(&s).ok_or_else(|| lifecycle(id, "has no cgroup to thaw"))?;
+    cg.freeze(false)?;
+    Ok(())
+}
+
+/// `update`: writes new limits into a created, running or paused container's cgroup. Limits this host cannot
+/// apply are refused (naming the controller) before anything is written.
+pub fn update(root: &Path, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<(), ContainerError> {
+    let s = state(root, id)?;
+    if !matches!(s.status, ContainerStatus::Created | ContainerStatus::Running | ContainerStatus::Paused) {
+        return Err(lifecycle(id, format!("cannot update a container that is {}", s.status.as_str())));
+    }
+    let cg = cgroup_of(&s).ok_or_else(|| lifecycle(id, "has no cgroup to update"))?;
+    crate::cgroups::check(&cg.layout, resources)?;
+    cg.update(resources)?;
+    Ok(())
+}
+
 /// SIGKILLs every process left in a cgroup and waits until it is empty.
 pub fn kill_cgroup(cg: &Cgroup) {
+    if cg.frozen() {
+        // A frozen process takes its SIGKILL only once thawed: signal everything, then thaw (runc's order).
+        for pid in cg.pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = cg.freeze(false);
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let pids = cg.pids();

@@ -173,7 +173,7 @@ impl State {
             ContainerStatus::Running
         } else if container_dir(root, &self.id).join("exec.fifo").exists() {
             ContainerStatus::Created
-        } else if process_state(self.pid) == Some('T') {
+        } else if process_state(self.pid) == Some('T') || super::cgroup_of(self).is_some_and(|c| c.frozen()) {
             ContainerStatus::Paused
         } else {
             ContainerStatus::Running
