@@ -24,6 +24,15 @@ pub struct Args {
     /// Addresses for LoadBalancer Services (the built-in load balancer); without it, the nodes' InternalIPs
     #[arg(long = "lb-pool", value_name = "CIDR")]
     pub lb_pool: Option<rkube_controllers::service_lb::Pool>,
+    /// Port of the built-in ingress controller's HTTP listener on the node address (IngressClass `rkube`)
+    #[arg(long, default_value_t = 80)]
+    pub ingress_http_port: u16,
+    /// Port of the ingress controller's HTTPS listener (certificates from the Ingresses' TLS Secrets, by SNI)
+    #[arg(long, default_value_t = 443)]
+    pub ingress_https_port: u16,
+    /// Run no ingress controller (Ingresses are still served by the API, for another controller)
+    #[arg(long)]
+    pub no_ingress: bool,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -68,8 +77,27 @@ async fn up(args: Args) -> anyhow::Result<()> {
         kc = cp.kubeconfig.display(),
         dd = data.display()
     );
+    let ingress = match (args.no_ingress, cfg.node_ip.parse::<std::net::IpAddr>()) {
+        (true, _) => None,
+        (false, Err(e)) => anyhow::bail!("ingress: node address {:?}: {e}", cfg.node_ip),
+        (false, Ok(address)) => {
+            let mut ic = rkube_ingress::IngressConfig::new(&cfg.node_name, address);
+            (ic.http_port, ic.https_port) = (args.ingress_http_port, args.ingress_https_port);
+            // the node is useful without its ingress (a port taken by another server): say so and carry on
+            match rkube_ingress::start(ic, cp.client.clone()).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::error!(error = %e, "ingress controller not started");
+                    None
+                }
+            }
+        }
+    };
     let result = node::run_kubelet(cfg, cp.client.clone()).await;
     tracing::info!("shutting down (containers keep running; `rkube down` removes them)");
+    if let Some(h) = ingress {
+        h.stop().await;
+    }
     cp.stop().await;
     result
 }
