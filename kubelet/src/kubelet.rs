@@ -21,7 +21,7 @@ use crate::node::register::{self, NodeConfig};
 use crate::node::status::NodeInputs;
 use crate::pod::events::{EventType, PodSink};
 use crate::pod::network::PodNetwork;
-use crate::pod::runtime::RuntimeCli;
+use crate::runtime_client::{RuntimeCli, RuntimeClient};
 use crate::pod::worker::{NodeContext, PodUpdate, PodWorker};
 
 #[derive(Debug, thiserror::Error)]
@@ -399,6 +399,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
     tokio::task::spawn_blocking(rkube_monitor::resident::drop_executable_startup_text);
     // status + lease
     let workers: Arc<Mutex<HashMap<String, WorkerHandle>>> = Arc::new(Mutex::new(HashMap::new()));
+    let runtime: Arc<dyn RuntimeClient> = Arc::new(RuntimeCli { bin: cfg.runtime_bin.clone(), root: cfg.runtime_root.clone() });
     // status + lease, and node-pressure eviction on the same 10 s beat
     let heartbeat = {
         let workers = workers.clone();
@@ -407,6 +408,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         let images = images.clone();
         let uid = node.metadata.uid.clone();
         let cfg2 = cfg.clone();
+        let runtime = runtime.clone();
         tokio::spawn(async move {
             let mut prev = node.status.clone();
             let mut pressure = PressureTracker::new(cfg2.eviction_hard.clone(), cfg2.eviction_pressure_transition);
@@ -425,7 +427,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
                 }
                 let seen = pressure.observe(&facts, std::time::Instant::now());
                 if let Some(signal) = seen.signal() {
-                    evict_one(&cfg2, &workers, &mut evicted, signal, &pressure.thresholds, &facts);
+                    evict_one(&cfg2, runtime.as_ref(), &workers, &mut evicted, signal, &pressure.thresholds, &facts);
                 }
                 let inputs = node_inputs(&cfg2, &images, Some((seen.memory_pressure, seen.disk_pressure)));
                 match register::update_status(&client, &node_cfg, &inputs, prev.as_ref()).await {
@@ -442,7 +444,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
     let static_status: Arc<Mutex<HashMap<String, (Pod, PodStatus)>>> = Arc::new(Mutex::new(HashMap::new()));
     let node_uid = node.metadata.uid.clone();
     let ctx = Arc::new(NodeContext {
-        runtime: RuntimeCli { bin: cfg.runtime_bin.clone(), root: cfg.runtime_root.clone() },
+        runtime: runtime.clone(),
         network: PodNetwork::new(cfg.cni_conf_dir.clone(), cfg.cni_bin_dirs.clone(), cfg.cni_cache_dir.clone()),
         images: images.clone(),
         tokio: tokio::runtime::Handle::current(),
@@ -546,6 +548,7 @@ fn dispatch(ctx: &Arc<NodeContext>, workers: &Arc<Mutex<HashMap<String, WorkerHa
 /// static pods and critical ones are left alone.
 fn evict_one(
     cfg: &KubeletConfig,
+    runtime: &dyn RuntimeClient,
     workers: &Arc<Mutex<HashMap<String, WorkerHandle>>>,
     evicted: &mut HashMap<String, std::time::Instant>,
     signal: Signal,
@@ -585,7 +588,7 @@ fn evict_one(
         let (usage, resource) = match signal {
             Signal::Memory => {
                 let rel = crate::container::qos::pod_cgroup_parent(&cfg.cgroup_root, pod);
-                (eviction::pod_memory_bytes(std::path::Path::new(crate::pod::worker::CGROUP_ROOT), &rel), "memory")
+                (runtime.pod_memory_bytes(&rel), "memory")
             }
             Signal::Disk => {
                 let (ns, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default());
@@ -617,7 +620,7 @@ fn evict_one(
         return;
     };
     let (victim, tx) = &cands[i];
-    let msg = eviction::message(signal, thresholds, facts, &container_uses(cfg, signal, &eligible[i].0, &eligible[i].1));
+    let msg = eviction::message(signal, thresholds, facts, &container_uses(cfg, runtime, signal, &eligible[i].0, &eligible[i].1));
     tracing::warn!(pod = %victim.name, signal = ?signal, usage = victim.usage, request = victim.request, "node under pressure: evicting");
     if tx.send(PodUpdate::Evict(msg)).is_ok() {
         evicted.insert(victim.uid.clone(), std::time::Instant::now());
@@ -627,12 +630,12 @@ fn evict_one(
 /// The evicted pod's containers for upstream's message: each one's use of the resource (memory: its cgroup's
 /// working set; disk: its writable layer and logs, as upstream counts a container's ephemeral storage) and its
 /// request as the spec wrote it.
-fn container_uses(cfg: &KubeletConfig, signal: Signal, uid: &str, pod: &Pod) -> Vec<eviction::ContainerUse> {
+fn container_uses(cfg: &KubeletConfig, runtime: &dyn RuntimeClient, signal: Signal, uid: &str, pod: &Pod) -> Vec<eviction::ContainerUse> {
     let short = crate::pod::worker::short_uid(uid);
     let usage: std::collections::BTreeMap<String, u64> = match signal {
         Signal::Memory => {
             let rel = crate::container::qos::pod_cgroup_parent(&cfg.cgroup_root, pod);
-            eviction::container_memory_bytes(std::path::Path::new(crate::pod::worker::CGROUP_ROOT), &rel, &short)
+            runtime.container_memory_bytes(&rel, &short)
         }
         Signal::Disk => {
             let (ns, name) = (pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or_default());
@@ -699,7 +702,7 @@ pub fn teardown_all(cfg: &KubeletConfig, tokio: tokio::runtime::Handle) -> Resul
     let images = ImageService::new(&cfg.image_root, RegistryConfig::default())
         .map_err(|e| KubeletError::Images { path: cfg.image_root.clone(), message: e.to_string() })?;
     let ctx = Arc::new(NodeContext {
-        runtime: RuntimeCli { bin: cfg.runtime_bin.clone(), root: cfg.runtime_root.clone() },
+        runtime: Arc::new(RuntimeCli { bin: cfg.runtime_bin.clone(), root: cfg.runtime_root.clone() }),
         network: PodNetwork::new(cfg.cni_conf_dir.clone(), cfg.cni_bin_dirs.clone(), cfg.cni_cache_dir.clone()),
         images: Arc::new(images),
         tokio,

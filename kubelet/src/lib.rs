@@ -10,6 +10,7 @@ pub mod node;
 pub mod node_services;
 pub mod pod;
 pub mod probe;
+pub mod runtime_client;
 pub mod server;
 pub mod static_pods;
 pub mod time;

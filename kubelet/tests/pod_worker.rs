@@ -16,7 +16,7 @@ use rkube_kubelet::container::env::EnvSources;
 use rkube_kubelet::image::{ImageService, RegistryConfig};
 use rkube_kubelet::pod::events::{EventType, PodSink};
 use rkube_kubelet::pod::network::PodNetwork;
-use rkube_kubelet::pod::runtime::RuntimeCli;
+use rkube_kubelet::runtime_client::RuntimeCli;
 use rkube_kubelet::pod::worker::{NodeContext, PodWorker};
 use rkube_testsupport::{poll_until, require_command, require_root, unique_name};
 
@@ -85,7 +85,7 @@ impl Drop for Node {
             }
         }
         let _ = std::process::Command::new("ip").args(["link", "del", &self.bridge]).status();
-        rkube_kubelet::pod::worker::remove_cgroup(&self.ctx.config.cgroup_root);
+        self.ctx.runtime.remove_pod_cgroup(&self.ctx.config.cgroup_root);
     }
 }
 
@@ -121,7 +121,7 @@ fn node() -> Node {
     rkube_kubelet::image::import::import(images.store(), &layout.dir, Some("busybox:1.0")).expect("import busybox");
     let sink = Arc::new(Recorder::default());
     let ctx = Arc::new(NodeContext {
-        runtime: RuntimeCli { bin: cfg.runtime_bin.clone(), root: cfg.runtime_root.clone() },
+        runtime: Arc::new(RuntimeCli { bin: cfg.runtime_bin.clone(), root: cfg.runtime_root.clone() }),
         network: PodNetwork::new(conf_dir, cfg.cni_bin_dirs.clone(), cfg.cni_cache_dir.clone()),
         images: Arc::new(images),
         tokio: rt.handle().clone(),
@@ -219,7 +219,7 @@ fn runs_logs_adopts_and_cleans_up() {
     assert!(!n.ctx.config.root_dir.join("pods").join(&uid).exists(), "pod dir removed");
     let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
     assert!(!mounts.contains(n.ctx.config.root_dir.to_str().expect("utf8")), "no mounts left");
-    let list = std::process::Command::new(&n.ctx.runtime.bin).arg("--root").arg(&n.ctx.runtime.root).args(["list", "-q"]).output().expect("list");
+    let list = std::process::Command::new(&n.ctx.config.runtime_bin).arg("--root").arg(&n.ctx.config.runtime_root).args(["list", "-q"]).output().expect("list");
     assert!(String::from_utf8_lossy(&list.stdout).trim().is_empty(), "runtime has no containers left");
     let pod_cgroup = format!("/sys/fs/cgroup/memory/{}/besteffort/pod{uid}", n.ctx.config.cgroup_root);
     assert!(!Path::new(&pod_cgroup).exists(), "pod cgroup removed");

@@ -16,8 +16,8 @@
 //! place of /proc/meminfo's MemAvailable on every check, so a test sets the pressure exactly instead of depending
 //! on the host's free memory ([`memory_signal`]).
 //!
-//! [`Thresholds`], [`PressureTracker`] and [`rank`] are pure; [`pod_memory_bytes`], [`container_memory_bytes`] and
-//! [`pod_disk_bytes`] read the usage.
+//! [`Thresholds`], [`PressureTracker`] and [`rank`] are pure; [`pod_disk_bytes`] reads disk usage, and memory
+//! usage comes from the runtime client (`RuntimeClient::pod_memory_bytes`), the one reader of cgroup files.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -275,45 +275,6 @@ pub fn memory_signal(path: &Path) -> Result<u64, String> {
         .ok_or_else(|| format!("eviction memory signal file {}: {:?} is not a quantity of memory (e.g. 512Mi)", path.display(), text.trim()))
 }
 
-/// A pod cgroup's working set (usage less inactive page cache), from cgroup v1's memory hierarchy or v2.
-pub fn pod_memory_bytes(cgroup_root: &Path, rel: &str) -> u64 {
-    working_set(cgroup_root, rel.trim_start_matches('/')).map(|(w, _)| w).unwrap_or(0)
-}
-
-/// The working set of the memory cgroup at `rel` and the directory it was read from.
-fn working_set(cgroup_root: &Path, rel: &str) -> Option<(u64, std::path::PathBuf)> {
-    let stat_value = |stat: &str, key: &str| {
-        stat.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse::<u64>().ok())).unwrap_or(0)
-    };
-    let v1 = cgroup_root.join("memory").join(rel);
-    if let Ok(u) = std::fs::read_to_string(v1.join("memory.usage_in_bytes")) {
-        let usage = u.trim().parse::<u64>().unwrap_or(0);
-        let stat = std::fs::read_to_string(v1.join("memory.stat")).unwrap_or_default();
-        return Some((usage.saturating_sub(stat_value(&stat, "total_inactive_file")), v1));
-    }
-    let v2 = cgroup_root.join(rel);
-    if let Ok(u) = std::fs::read_to_string(v2.join("memory.current")) {
-        let usage = u.trim().parse::<u64>().unwrap_or(0);
-        let stat = std::fs::read_to_string(v2.join("memory.stat")).unwrap_or_default();
-        return Some((usage.saturating_sub(stat_value(&stat, "inactive_file")), v2));
-    }
-    None
-}
-
-/// The working set of each container's cgroup under the pod's (`<short uid>-<name>-<restart>`, the newest
-/// restart of each name), by container name.
-pub fn container_memory_bytes(cgroup_root: &Path, pod_rel: &str, short_uid: &str) -> std::collections::BTreeMap<String, u64> {
-    let pod_rel = pod_rel.trim_start_matches('/');
-    let mut out = std::collections::BTreeMap::new();
-    let Some((_, dir)) = working_set(cgroup_root, pod_rel) else { return out };
-    for (name, id) in newest_container_ids(&dir, short_uid) {
-        if let Some((w, _)) = working_set(cgroup_root, &format!("{pod_rel}/{id}")) {
-            out.insert(name, w);
-        }
-    }
-    out
-}
-
 /// Entries of `dir` named `<short uid>-<name>-<restart>`: the newest id of each container name.
 pub fn newest_container_ids(dir: &Path, short_uid: &str) -> std::collections::BTreeMap<String, String> {
     let mut newest: std::collections::BTreeMap<String, (u32, String)> = std::collections::BTreeMap::new();
@@ -458,19 +419,5 @@ mod tests {
         std::fs::write(&f, "lots").expect("write");
         assert!(memory_signal(&f).expect_err("not a quantity").contains("\"lots\" is not a quantity"));
         assert!(memory_signal(&dir.path().join("missing")).expect_err("missing").contains("missing"));
-    }
-
-    #[test]
-    fn container_cgroups_are_found_by_name_newest_restart_first() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let pod = root.path().join("memory/kubepods/besteffort/podu1");
-        for (id, usage) in [("u1-app-0", 100), ("u1-app-1", 300), ("u1-side-car-0", 50), ("sb-u1", 7), ("other-app-0", 9)] {
-            std::fs::create_dir_all(pod.join(id)).expect("mkdir");
-            std::fs::write(pod.join(id).join("memory.usage_in_bytes"), usage.to_string()).expect("write");
-            std::fs::write(pod.join(id).join("memory.stat"), "total_inactive_file 0\n").expect("write");
-        }
-        std::fs::write(pod.join("memory.usage_in_bytes"), "400").expect("write");
-        let got = container_memory_bytes(root.path(), "/kubepods/besteffort/podu1", "u1");
-        assert_eq!(got.into_iter().collect::<Vec<_>>(), vec![("app".to_string(), 300), ("side-car".to_string(), 50)]);
     }
 }

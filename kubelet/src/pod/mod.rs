@@ -6,7 +6,6 @@ pub mod dns;
 pub mod events;
 pub mod lifecycle;
 pub mod network;
-pub mod runtime;
 pub mod status;
 pub mod timing;
 pub mod worker;

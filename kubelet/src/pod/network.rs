@@ -58,22 +58,27 @@ impl PodNetwork {
 }
 
 /// Brings `lo` up in the pod's network namespace (a new netns starts with it down; containers of a pod talk
-/// over localhost).
+/// over localhost), over netlink: a short-lived thread enters the namespace (`setns`, which moves only that
+/// thread) and opens its netlink socket there, so the kubelet's own threads never leave the host's namespace.
 pub fn loopback_up(pod: &str, netns: &Path) -> Result<(), NetworkError> {
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", netns.display()))
-        .args(["ip", "link", "set", "lo", "up"])
-        .output()
-        .map_err(|e| NetworkError::Cni { pod: pod.into(), op: "loopback", netns: netns.into(), message: format!("run nsenter: {e}") })?;
-    if !out.status.success() {
-        return Err(NetworkError::Cni {
-            pod: pod.into(),
-            op: "loopback",
-            netns: netns.into(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+    let err = |message: String| NetworkError::Cni { pod: pod.into(), op: "loopback", netns: netns.into(), message };
+    let ns = std::fs::File::open(netns).map_err(|e| err(format!("open network namespace: {e}")))?;
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| -> Result<(), String> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter network namespace: {e}"))?;
+            let mut nl = rkube_cni::netlink::Netlink::open().map_err(|e| e.to_string())?;
+            let lo = nl.link_by_name("lo", "pod").map_err(|e| e.to_string())?.ok_or("no lo link in the namespace")?;
+            if !lo.up {
+                nl.set_up(lo.index, "lo").map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .join()
+    });
+    match outcome {
+        Ok(r) => r.map_err(err),
+        Err(_) => Err(err("the netlink thread panicked".into())),
     }
-    Ok(())
 }
 
 /// A default network config for a node: network `name`, rkube-bridge on `bridge` with rkube-host-local over
@@ -113,5 +118,34 @@ mod tests {
         assert_eq!(v["plugins"][0]["hairpinMode"], true, "a pod reaches itself through its Service");
         let parsed = rkube_cni::spec::ConfList::parse(default_conflist("rkube", "cni0", "10.244.0.0/24").as_bytes());
         assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    #[test]
+    fn loopback_comes_up_in_the_pods_namespace_only() {
+        rkube_testsupport::require_root();
+        struct Netns(String);
+        impl Drop for Netns {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+            }
+        }
+        let name = rkube_testsupport::unique_name("klo");
+        let made = std::process::Command::new("ip").args(["netns", "add", &name]).status().expect("run ip netns add");
+        assert!(made.success(), "ip netns add {name}");
+        let ns = Netns(name.clone());
+        let netns = std::path::PathBuf::from(format!("/var/run/netns/{name}"));
+        let lo_up = |_: &Path| {
+            let out = std::process::Command::new("ip").args(["-n", &name, "-o", "link", "show", "lo"]).output().expect("run ip");
+            String::from_utf8_lossy(&out.stdout).contains(",UP")
+        };
+        let host_lo = std::fs::read_to_string("/sys/class/net/lo/operstate").unwrap_or_default();
+        assert!(!lo_up(&netns), "a new namespace starts with lo down");
+        loopback_up("p", &netns).expect("lo up");
+        assert!(lo_up(&netns), "lo is up in the pod's namespace");
+        loopback_up("p", &netns).expect("a second call is a no-op");
+        let e = loopback_up("p", Path::new("/nonexistent/netns")).expect_err("missing netns");
+        assert!(e.to_string().contains("/nonexistent/netns"), "{e}");
+        assert_eq!(std::fs::read_to_string("/sys/class/net/lo/operstate").unwrap_or_default(), host_lo, "the host's lo is untouched");
+        drop(ns);
     }
 }

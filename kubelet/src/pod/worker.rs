@@ -20,7 +20,6 @@ use super::lifecycle::{
     step, Action, ContainerState, Failure, FailureKind, KillReason, Observed, ObservedContainer, SandboxState,
 };
 use super::network::PodNetwork;
-use super::runtime::RuntimeCli;
 use super::status::{pod_status, NodeFacts};
 use super::timing::Steps;
 use crate::config::KubeletConfig;
@@ -29,12 +28,13 @@ use crate::container::{env, qos, security};
 use crate::image::ImageService;
 use crate::monitor;
 use crate::probe::{ProbeKind, Prober};
+use crate::runtime_client::RuntimeClient;
 use crate::volume;
 
 /// Shared by every pod worker.
 pub struct NodeContext {
     pub config: KubeletConfig,
-    pub runtime: RuntimeCli,
+    pub runtime: Arc<dyn RuntimeClient>,
     pub network: PodNetwork,
     pub images: Arc<ImageService>,
     pub tokio: tokio::runtime::Handle,
@@ -350,7 +350,7 @@ impl PodWorker {
 
     /// The container exited: note OOM and the termination message, remove it from the runtime, unmount.
     fn reap(&mut self, name: &str, rec: &ContainerRecord, exit: monitor::ExitRecord) -> RecordedExit {
-        let oom = exit.exit_code == 137 && oom_killed(&rec.cgroups_path);
+        let oom = exit.exit_code == 137 && self.ctx.runtime.oom_killed(&rec.id);
         let cdir = self.dir.join("containers").join(name);
         let message = fs::read_to_string(cdir.join("termination-log")).ok().filter(|s| !s.is_empty()).map(|s| {
             let mut s = s;
@@ -558,7 +558,7 @@ impl PodWorker {
             tracing::warn!(pod = %self.name(), error = %e, "delete sandbox");
         }
         let _ = volume::teardown_all(&self.dir);
-        remove_cgroup(&qos::pod_cgroup_parent(&self.ctx.config.cgroup_root, &self.pod));
+        self.ctx.runtime.remove_pod_cgroup(&qos::pod_cgroup_parent(&self.ctx.config.cgroup_root, &self.pod));
         let _ = fs::remove_file(self.dir.join("sandbox.json"));
     }
 
@@ -859,7 +859,7 @@ impl PodWorker {
         self.event(Some(name), EventType::Normal, "Started", format!("Started container {name}"));
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let ip = sb.ip.clone().unwrap_or_else(|| "127.0.0.1".into());
-            let (ok, msg) = crate::probe::run_hook(hook, &c, &id, &ip, &self.ctx.runtime, Duration::from_secs(30));
+            let (ok, msg) = crate::probe::run_hook(hook, &c, &id, &ip, self.ctx.runtime.as_ref(), Duration::from_secs(30));
             if !ok {
                 // upstream kills a container whose postStart hook fails; it restarts per restartPolicy
                 self.event(Some(name), EventType::Warning, "FailedPostStartHook", format!("PostStartHook failed: {msg}"));
@@ -885,7 +885,7 @@ impl PodWorker {
                     // upstream: the hook's time counts against the grace period; a failure is an event, the stop goes on
                     let ip = self.sandbox.as_ref().and_then(|s| s.ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let (ok, msg) = crate::probe::run_hook(hook, &c, &rec.id, &ip, &self.ctx.runtime, left.max(Duration::from_secs(1)));
+                    let (ok, msg) = crate::probe::run_hook(hook, &c, &rec.id, &ip, self.ctx.runtime.as_ref(), left.max(Duration::from_secs(1)));
                     if !ok {
                         self.event(Some(n), EventType::Warning, "FailedPreStopHook", format!("PreStopHook failed: {msg}"));
                     }
@@ -928,7 +928,7 @@ impl PodWorker {
         for c in specs {
             let Some(o) = observed.containers.get(&c.name) else { continue };
             let ContainerState::Running { id, started_at } = &o.state else { continue };
-            for (kind, outcome) in self.prober.run_due(&c, id, *started_at, &ip, &self.ctx.runtime) {
+            for (kind, outcome) in self.prober.run_due(&c, id, *started_at, &ip, self.ctx.runtime.as_ref()) {
                 if !outcome.0 {
                     let what = match kind {
                         ProbeKind::Liveness => "Liveness",
@@ -977,43 +977,6 @@ fn strip_heartbeat(s: &PodStatus) -> PodStatus {
 /// First 13 characters of a uid, enough to be unique on a node and short enough for ids.
 pub fn short_uid(uid: &str) -> String {
     uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(13).collect()
-}
-
-/// Where the cgroup hierarchies are mounted.
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// True when the memory cgroup at `cgroups_path` counted an OOM kill: cgroup v1 `memory.oom_control` in the
-/// memory hierarchy, or v2 `memory.events` at the root of the unified one (both have an `oom_kill` line).
-fn oom_killed(cgroups_path: &str) -> bool {
-    let rel = cgroups_path.trim_start_matches('/');
-    let root = Path::new(CGROUP_ROOT);
-    [root.join("memory").join(rel).join("memory.oom_control"), root.join(rel).join("memory.events")]
-        .iter()
-        .find_map(|p| fs::read_to_string(p).ok())
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse::<u64>().ok())))
-        .is_some_and(|n| n > 0)
-}
-
-/// Removes a pod's cgroup directories in every v1 hierarchy (children first); they are empty by now.
-/// Removes `rel` (empty cgroups, deepest first) from every v1 hierarchy and from a v2 mount at the root.
-pub fn remove_cgroup(rel: &str) {
-    remove_tree(&Path::new(CGROUP_ROOT).join(rel));
-    let Ok(rd) = fs::read_dir(CGROUP_ROOT) else { return };
-    for h in rd.flatten() {
-        let dir = h.path().join(rel);
-        remove_tree(&dir);
-    }
-}
-
-fn remove_tree(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_tree(&e.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(dir);
 }
 
 /// 16 hex digits naming `s` (a container id) where a path must stay short.

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::pod::runtime::RuntimeCli;
+use crate::runtime_client::RuntimeClient;
 
-pub fn probe(runtime: &RuntimeCli, container_id: &str, command: &[String], timeout: Duration) -> (bool, String) {
+pub fn probe(runtime: &dyn RuntimeClient, container_id: &str, command: &[String], timeout: Duration) -> (bool, String) {
     match runtime.exec(container_id, command, timeout) {
         Ok((0, _)) => (true, String::new()),
         Ok((code, out)) => (false, format!("command {command:?} exited with {code}: {}", out.trim())),

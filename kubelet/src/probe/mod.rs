@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::pod::runtime::RuntimeCli;
+use crate::runtime_client::RuntimeClient;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProbeKind {
@@ -60,7 +60,7 @@ pub fn resolve_port(c: &Container, port: &IntOrString) -> Option<u16> {
 }
 
 /// Runs one probe once: (success, message).
-pub fn run_once(p: &Probe, c: &Container, container_id: &str, pod_ip: &str, runtime: &RuntimeCli) -> (bool, String) {
+pub fn run_once(p: &Probe, c: &Container, container_id: &str, pod_ip: &str, runtime: &dyn RuntimeClient) -> (bool, String) {
     let timeout = secs(p.timeout_seconds, 1).max(Duration::from_secs(1));
     let action = Action { exec: p.exec.as_ref(), http_get: p.http_get.as_ref(), tcp_socket: p.tcp_socket.as_ref() };
     action.run(c, container_id, pod_ip, runtime, timeout)
@@ -68,7 +68,7 @@ pub fn run_once(p: &Probe, c: &Container, container_id: &str, pod_ip: &str, runt
 
 /// Runs a postStart or preStop handler once: (success, message). Upstream runs the same three actions a probe
 /// has; an exec hook fails on a non-zero exit, an httpGet hook on a status outside 200-399.
-pub fn run_hook(h: &LifecycleHandler, c: &Container, container_id: &str, pod_ip: &str, runtime: &RuntimeCli, timeout: Duration) -> (bool, String) {
+pub fn run_hook(h: &LifecycleHandler, c: &Container, container_id: &str, pod_ip: &str, runtime: &dyn RuntimeClient, timeout: Duration) -> (bool, String) {
     if let Some(sleep) = &h.sleep {
         // upstream's sleep action (1.29+): the kubelet waits, cut short by the hook's time budget (for preStop,
         // what is left of the grace period); a negative duration is refused by validation, here it is zero
@@ -88,7 +88,7 @@ struct Action<'a> {
 }
 
 impl Action<'_> {
-    fn run(&self, c: &Container, container_id: &str, pod_ip: &str, runtime: &RuntimeCli, timeout: Duration) -> (bool, String) {
+    fn run(&self, c: &Container, container_id: &str, pod_ip: &str, runtime: &dyn RuntimeClient, timeout: Duration) -> (bool, String) {
         if let Some(e) = self.exec {
             return exec::probe(runtime, container_id, e.command.as_deref().unwrap_or(&[]), timeout);
         }
@@ -134,7 +134,7 @@ impl Prober {
         container_id: &str,
         started_at: DateTime<Utc>,
         pod_ip: &str,
-        runtime: &RuntimeCli,
+        runtime: &dyn RuntimeClient,
     ) -> Vec<(ProbeKind, (bool, String))> {
         let mut out = Vec::new();
         let running_for = (Utc::now() - started_at).to_std().unwrap_or_default();
@@ -200,7 +200,7 @@ mod hook_tests {
 
     #[test]
     fn sleep_hook_waits_its_seconds_but_not_past_the_budget() {
-        let rt = RuntimeCli { bin: "/nonexistent".into(), root: "/nonexistent".into() };
+        let rt = crate::runtime_client::fake::FakeRuntime::default();
         let c = Container { name: "c".into(), ..Default::default() };
         let h = LifecycleHandler { sleep: Some(SleepAction { seconds: 1 }), ..Default::default() };
         let t = Instant::now();

@@ -1,40 +1,21 @@
-//! The OCI runtime through its runc-compatible command line (`rkube-runtime`, or runc for containers):
-//! sandbox, create (run by the monitor), start, kill, delete, state, exec. One process per call keeps the
-//! kubelet free of fork-in-a-threaded-process hazards.
+//! [`RuntimeClient`] over the runc-compatible command line of `rkube-runtime`: sandbox, create (run by the
+//! monitor), start, kill, delete, state, exec, and OOM kills through `events --stats`. One process per call keeps
+//! the kubelet free of fork-in-a-threaded-process hazards. What the command line has no verb for (the pod's
+//! parent cgroup, memory working sets) is [`super::cgroupfs`]'s.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    #[error("run {bin} {what}: {source}")]
-    Spawn {
-        bin: PathBuf,
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{bin} {what} failed: {message}")]
-    Failed { bin: PathBuf, what: String, message: String },
-    #[error("{bin} {what}: unexpected output: {output}")]
-    Output { bin: PathBuf, what: String, output: String },
-}
+use super::{cgroupfs, RuntimeClient, RuntimeError, SandboxInfo};
 
 /// The runtime binary and its state root.
 #[derive(Clone, Debug)]
 pub struct RuntimeCli {
     pub bin: PathBuf,
     pub root: PathBuf,
-}
-
-/// A running sandbox.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SandboxInfo {
-    pub pid: i32,
-    /// Namespace kind (`net`, `ipc`, `uts`) → path to join.
-    pub namespaces: HashMap<String, String>,
 }
 
 impl RuntimeCli {
@@ -56,8 +37,10 @@ impl RuntimeCli {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Creates a pause sandbox with new net/ipc/uts namespaces in `cgroups_path`.
-    pub fn sandbox(&self, id: &str, hostname: &str, cgroups_path: &str) -> Result<SandboxInfo, RuntimeError> {
+}
+
+impl RuntimeClient for RuntimeCli {
+    fn sandbox(&self, id: &str, hostname: &str, cgroups_path: &str) -> Result<SandboxInfo, RuntimeError> {
         let out = self.run(
             &format!("sandbox {id}"),
             &["sandbox", id, "--hostname", hostname, "--cgroups-path", cgroups_path],
@@ -78,8 +61,7 @@ impl RuntimeCli {
         Ok(SandboxInfo { pid, namespaces })
     }
 
-    /// The argv that creates container `id` from `bundle` (run by the monitor, which holds its stdio).
-    pub fn create_argv(&self, id: &str, bundle: &Path, pid_file: &Path) -> Vec<std::ffi::OsString> {
+    fn create_argv(&self, id: &str, bundle: &Path, pid_file: &Path) -> Vec<OsString> {
         vec![
             self.bin.clone().into(),
             "--root".into(),
@@ -93,15 +75,15 @@ impl RuntimeCli {
         ]
     }
 
-    pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
+    fn start(&self, id: &str) -> Result<(), RuntimeError> {
         self.run(&format!("start {id}"), &["start", id]).map(|_| ())
     }
 
-    pub fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+    fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
         self.run(&format!("kill {id} {signal}"), &["kill", id, signal]).map(|_| ())
     }
 
-    pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+    fn delete(&self, id: &str) -> Result<(), RuntimeError> {
         match self.run(&format!("delete {id}"), &["delete", "--force", id]) {
             Ok(_) => Ok(()),
             Err(RuntimeError::Failed { message, .. }) if message.contains("not exist") || message.contains("not found") => Ok(()),
@@ -109,15 +91,13 @@ impl RuntimeCli {
         }
     }
 
-    /// `status` of the container (`created`, `running`, `stopped`), None when the runtime does not know it.
-    pub fn status(&self, id: &str) -> Option<String> {
+    fn state(&self, id: &str) -> Option<String> {
         let out = self.run(&format!("state {id}"), &["state", id]).ok()?;
         let v: serde_json::Value = serde_json::from_str(&out).ok()?;
         v["status"].as_str().map(str::to_string)
     }
 
-    /// Runs `argv` in the container and waits up to `timeout`; returns (exit code, stdout+stderr).
-    pub fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<(i32, String), RuntimeError> {
+    fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<(i32, String), RuntimeError> {
         let what = format!("exec {id}");
         let mut child = Command::new(&self.bin)
             .arg("--root")
@@ -148,5 +128,46 @@ impl RuntimeCli {
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         Ok((out.status.code().unwrap_or(128 + 9), text))
+    }
+
+    /// `events --stats` reports the container cgroup's OOM kill count (cgroup v1 `memory.oom_control`, v2
+    /// `memory.events`), as long as the container is not deleted.
+    fn oom_killed(&self, id: &str) -> bool {
+        let Ok(out) = self.run(&format!("events --stats {id}"), &["events", "--stats", id]) else { return false };
+        oom_kills_of_events(&out) > 0
+    }
+
+    fn remove_pod_cgroup(&self, cgroups_path: &str) {
+        cgroupfs::remove_tree_everywhere(Path::new(cgroupfs::CGROUP_ROOT), cgroups_path);
+    }
+
+    fn pod_memory_bytes(&self, pod_cgroup: &str) -> u64 {
+        cgroupfs::pod_memory_bytes(Path::new(cgroupfs::CGROUP_ROOT), pod_cgroup)
+    }
+
+    fn container_memory_bytes(&self, pod_cgroup: &str, short_uid: &str) -> BTreeMap<String, u64> {
+        cgroupfs::container_memory_bytes(Path::new(cgroupfs::CGROUP_ROOT), pod_cgroup, short_uid)
+    }
+}
+
+/// `data.memory.oom_kill` of the runtime's `events --stats` line (runc's shape), 0 when absent.
+fn oom_kills_of_events(out: &str) -> u64 {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["data"]["memory"]["oom_kill"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_kills_are_read_from_the_events_line() {
+        assert_eq!(oom_kills_of_events(r#"{"type":"stats","id":"c","data":{"memory":{"oom_kill":2},"pids":{"current":0}}}"#), 2);
+        assert_eq!(oom_kills_of_events(r#"{"type":"stats","id":"c","data":{"memory":{"oom_kill":0}}}"#), 0);
+        assert_eq!(oom_kills_of_events("not json"), 0);
+        assert_eq!(oom_kills_of_events(""), 0);
     }
 }

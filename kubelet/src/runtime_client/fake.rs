@@ -1,0 +1,148 @@
+//! An in-memory [`RuntimeClient`] for unit tests: it keeps the containers it was told about, records every call
+//! in order, and fails the verbs a test tells it to. Nothing runs and nothing touches the host.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{RuntimeClient, RuntimeError, SandboxInfo};
+
+/// One call the fake received, with its container id (or cgroup path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Sandbox(String),
+    CreateArgv(String),
+    Start(String),
+    Kill(String, String),
+    Delete(String),
+    State(String),
+    Exec(String),
+    OomKilled(String),
+    RemovePodCgroup(String),
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    /// Containers the runtime holds (sandboxes, and ids a test adds as created by the monitor), with their state.
+    containers: HashMap<String, String>,
+    /// Verbs (`"sandbox"`, `"start"`, ...) that fail.
+    failing: HashSet<&'static str>,
+    oom: HashSet<String>,
+}
+
+/// The fake. `create_argv` returns `create_command` (default `/bin/false`) followed by the id, so a test decides
+/// what the monitor runs as "create".
+#[derive(Default)]
+pub struct FakeRuntime {
+    inner: Mutex<Inner>,
+    pub create_command: Vec<OsString>,
+}
+
+impl FakeRuntime {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, c: Call) {
+        self.lock().calls.push(c);
+    }
+
+    fn check(&self, verb: &'static str, id: &str) -> Result<(), RuntimeError> {
+        if self.lock().failing.contains(verb) {
+            return Err(RuntimeError::Failed { bin: PathBuf::from("fake-runtime"), what: format!("{verb} {id}"), message: "injected failure".into() });
+        }
+        Ok(())
+    }
+
+    /// Makes `verb` fail from now on.
+    pub fn fail(&self, verb: &'static str) {
+        self.lock().failing.insert(verb);
+    }
+
+    /// The container is known to the runtime in `state` (as if the monitor's create had run).
+    pub fn add_container(&self, id: &str, state: &str) {
+        self.lock().containers.insert(id.into(), state.into());
+    }
+
+    /// Container `id` reports an OOM kill.
+    pub fn set_oom(&self, id: &str) {
+        self.lock().oom.insert(id.into());
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// Ids the runtime still holds.
+    pub fn containers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().containers.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+impl RuntimeClient for FakeRuntime {
+    fn sandbox(&self, id: &str, _hostname: &str, _cgroups_path: &str) -> Result<SandboxInfo, RuntimeError> {
+        self.record(Call::Sandbox(id.into()));
+        self.check("sandbox", id)?;
+        self.lock().containers.insert(id.into(), "running".into());
+        Ok(SandboxInfo { pid: std::process::id() as i32, namespaces: HashMap::new() })
+    }
+
+    fn create_argv(&self, id: &str, _bundle: &Path, _pid_file: &Path) -> Vec<OsString> {
+        self.record(Call::CreateArgv(id.into()));
+        let mut v = if self.create_command.is_empty() { vec![OsString::from("/bin/false")] } else { self.create_command.clone() };
+        v.push(id.into());
+        v
+    }
+
+    fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.record(Call::Start(id.into()));
+        self.check("start", id)?;
+        self.lock().containers.insert(id.into(), "running".into());
+        Ok(())
+    }
+
+    fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        self.record(Call::Kill(id.into(), signal.into()));
+        self.check("kill", id)
+    }
+
+    fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        self.record(Call::Delete(id.into()));
+        self.check("delete", id)?;
+        self.lock().containers.remove(id);
+        Ok(())
+    }
+
+    fn state(&self, id: &str) -> Option<String> {
+        self.record(Call::State(id.into()));
+        self.lock().containers.get(id).cloned()
+    }
+
+    fn exec(&self, id: &str, _argv: &[String], _timeout: Duration) -> Result<(i32, String), RuntimeError> {
+        self.record(Call::Exec(id.into()));
+        self.check("exec", id)?;
+        Ok((0, String::new()))
+    }
+
+    fn oom_killed(&self, id: &str) -> bool {
+        self.record(Call::OomKilled(id.into()));
+        self.lock().oom.contains(id)
+    }
+
+    fn remove_pod_cgroup(&self, cgroups_path: &str) {
+        self.record(Call::RemovePodCgroup(cgroups_path.into()));
+    }
+
+    fn pod_memory_bytes(&self, _pod_cgroup: &str) -> u64 {
+        0
+    }
+
+    fn container_memory_bytes(&self, _pod_cgroup: &str, _short_uid: &str) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
+}
