@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # ADD and DEL latency of rkube-bridge (+ rkube-host-local) against Debian's reference bridge (+ host-local), side
 # by side in one run: each round ADDs and DELs one container with each plugin, alternating, in the same netns.
-# Prints the median and p90 per plugin and command, and rkube's median as a fraction of the reference's.
+# Prints the median and p90 per plugin and command, and per command the median of the per-round ratios
+# rkube/reference with their min and max (bench/lib.sh), and the load average before and after.
 #
 #   sudo bench/cni.sh [rounds]        (default 200 rounds after 10 warm-up rounds)
+#
+# Not like for like on DEL: rkube-bridge hands the veth delete to a forked helper and returns once the pair has
+# left sysfs, before the kernel's RCU grace periods end (docs/cni.md); the reference waits for them.
 #
 # Both networks use isGateway (the bridge gets the gateway address, ip_forward is turned on and restored after) and
 # no ipMasq (the reference would run iptables; rkube's nft table is timed by the root tests' DELs, not here).
 # Traffic: none; only namespaces and a bridge this script makes, all removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 [ "$(id -u)" = 0 ] || { echo "cni.sh: run as root (it makes network namespaces and bridges)" >&2; exit 1; }
 ROUNDS=${1:-200}
 WARMUP=10
@@ -52,6 +57,7 @@ timed() { # plugin command config file
     echo $(( (${t1/./} - ${t0/./}) )) >>"$4"
 }
 
+bench_load start
 for ((i = 0; i < WARMUP + ROUNDS; i++)); do
     if ((i < WARMUP)); then sfx=warm; else sfx=run; fi
     timed "$REF/bridge" ADD "$REF_CONF" "$WORK/ref-add.$sfx"
@@ -61,13 +67,19 @@ for ((i = 0; i < WARMUP + ROUNDS; i++)); do
 done
 
 pct() { sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {i=int(NR*p+0.5); if (i<1) i=1; printf "%.2f", a[i]/1000}'; }
-printf '%d rounds on %s, %s cpus, load average %s\n\n' "$ROUNDS" "$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%d rounds on %s, %s cpus\n' "$ROUNDS" "$(uname -r)" "$(nproc)"
+bench_load end
+echo
 printf '%-8s %-22s %12s %12s\n' command plugin "median ms" "p90 ms"
 for cmd in add del; do
     for who in ref rk; do
         name=$([ $who = ref ] && echo "reference bridge" || echo "rkube-bridge")
         printf '%-8s %-22s %12s %12s\n' "${cmd^^}" "$name" "$(pct "$WORK/$who-$cmd.run" 0.5)" "$(pct "$WORK/$who-$cmd.run" 0.9)"
     done
-    ratio=$(awk -v a="$(pct "$WORK/rk-$cmd.run" 0.5)" -v b="$(pct "$WORK/ref-$cmd.run" 0.5)" 'BEGIN {printf "%.2f", a/b}')
-    printf '%-8s %-22s %12s\n\n' "${cmd^^}" "ratio rkube/reference" "$ratio"
+done
+echo
+# the rounds' files are in step: line n of each is round n
+for cmd in add del; do
+    paste "$WORK/rk-$cmd.run" "$WORK/ref-$cmd.run" | awk '$2 > 0 {printf "%.4f\n", $1 / $2}' >"$WORK/ratio-$cmd"
+    bench_ratio_row "${cmd^^} rkube/reference, per round" "$WORK/ratio-$cmd"
 done

@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # Pull + unpack time from a local registry: `rkube image pull` (download, verify, unpack in one pass) against
-# the usual peer pipeline `skopeo copy docker://... oci:...` + `umoci unpack`, side by side with hyperfine.
+# the usual peer pipeline `skopeo copy docker://... oci:...` + `umoci unpack`, in alternation: each round pulls
+# the image once with each (both stores emptied first), so load changes hit both alike.
 #
 # Two images: the busybox image the tests use (one ~1 MB layer: mostly process and HTTP overhead) and a
-# "fat" one with a second layer made of /usr/share/doc (~120 MB of many small files: throughput of
-# download + gunzip + untar). Prints each tool's median and the ratio peer/rkube (> 1: rkube is faster).
+# "fat" one with a second layer made of /usr/share/doc (many small files: throughput of download + gunzip +
+# untar). Prints each tool's median and the median of the per-round ratios rkube/peer with min and max
+# (bench/lib.sh; < 1: rkube is faster), and the load average before and after.
+# Not like for like: the peer writes an OCI layout (a second copy of every blob) before umoci unpacks it, and
+# umoci also writes its mtree manifest; rkube unpacks while it downloads and keeps the blobs only as layers.
 #
-# Usage (root): bench/images.sh [runs]        Env: RKUBE=/path/to/rkube (default: a release build)
+# Usage (root): bench/images.sh [rounds]      (default 10)   Env: RKUBE=/path/to/rkube (default: a release build)
 set -euo pipefail
 RUNS="${1:-10}"
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 [ "$(id -u)" = 0 ] || { echo "bench/images.sh: run as root (umoci unpack and rkube keep ownership)" >&2; exit 1; }
-for c in docker-registry skopeo umoci hyperfine jq busybox; do
+for c in docker-registry skopeo umoci busybox; do
   command -v "$c" >/dev/null || { echo "missing $c: scripts/deps.sh installs it" >&2; exit 1; }
 done
 if [ -z "${RKUBE:-}" ]; then
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-kubelet}"
   cargo build --release -q -p rkube
-  RKUBE="$CARGO_TARGET_DIR/release/rkube"
+  RKUBE="${CARGO_TARGET_DIR:-target}/release/rkube"
 fi
 
 WORK="$(mktemp -d /var/tmp/rkube-bench-images.XXXXXX)"
@@ -57,17 +61,32 @@ for t in busybox fat; do
   skopeo copy -q --insecure-policy --dest-tls-verify=false "oci:$WORK/src:$t" "docker://127.0.0.1:$PORT/bench:$t"
 done
 
-printf '\n%-8s %12s %12s %12s %10s\n' image size rkube_ms peer_ms peer/rkube
+# ms a command takes (EPOCHREALTIME: no process started inside the timed span but the command)
+timed_ms() {
+  local t0 t1
+  t0=$EPOCHREALTIME
+  "$@" >/dev/null
+  t1=$EPOCHREALTIME
+  awk -v a="${t0/./}" -v b="${t1/./}" 'BEGIN { printf "%.1f\n", (b - a) / 1000 }'
+}
+bench_load start
 for t in busybox fat; do
   REF="127.0.0.1:$PORT/bench:$t"
-  hyperfine -N --runs "$RUNS" --warmup 1 --export-json "$WORK/$t.json" \
-    --prepare "sh -c 'rm -rf $WORK/store $WORK/peer && mkdir -p $WORK/peer'" \
-    -n rkube "$RKUBE image pull -q --root $WORK/store $REF" \
-    -n skopeo+umoci "sh -c 'skopeo copy -q --insecure-policy --src-tls-verify=false docker://$REF oci:$WORK/peer/layout:$t && umoci unpack --image $WORK/peer/layout:$t $WORK/peer/bundle'" \
-    >/dev/null
-  rk=$(jq '.results[] | select(.command=="rkube") | .median * 1000' "$WORK/$t.json")
-  peer=$(jq '.results[] | select(.command=="skopeo+umoci") | .median * 1000' "$WORK/$t.json")
-  rm -rf "$WORK/store"; "$RKUBE" image pull -q --root "$WORK/store" "$REF" >/dev/null
-  size=$("$RKUBE" image ls --root "$WORK/store" | awk 'NR==2 {print $4}')
-  printf '%-8s %12s %12.1f %12.1f %10.2f\n' "$t" "$size" "$rk" "$peer" "$(awk -v p="$peer" -v r="$rk" 'BEGIN{print p/r}')"
+  for ((i = 0; i <= RUNS; i++)); do  # round 0 warms the registry's and the page cache
+    rm -rf "$WORK/store" "$WORK/peer" && mkdir -p "$WORK/peer"
+    rk=$(timed_ms "$RKUBE" image pull -q --root "$WORK/store" "$REF")
+    peer=$(timed_ms sh -c "skopeo copy -q --insecure-policy --src-tls-verify=false docker://$REF oci:$WORK/peer/layout:$t && umoci unpack --image $WORK/peer/layout:$t $WORK/peer/bundle")
+    ((i == 0)) && continue
+    echo "$rk" >>"$WORK/$t.rk"
+    echo "$peer" >>"$WORK/$t.peer"
+    bench_ratio "$rk" "$peer" >>"$WORK/$t.ratio" && echo >>"$WORK/$t.ratio"
+  done
+  "$RKUBE" image ls --root "$WORK/store" | awk 'NR==2 {print $4}' >"$WORK/$t.size"
+done
+bench_load end
+printf '\n%-8s %10s %12s %16s  %s\n' image size "rkube ms" "skopeo+umoci ms" "rkube/peer per round: median (min, max)"
+for t in busybox fat; do
+  size=$(cat "$WORK/$t.size")
+  read -r m lo hi < <(bench_median_spread "$WORK/$t.ratio")
+  printf '%-8s %10s %12s %16s  %s (%s, %s) over %d rounds\n' "$t" "$size" "$(bench_median "$WORK/$t.rk")" "$(bench_median "$WORK/$t.peer")" "$m" "$lo" "$hi" "$RUNS"
 done
