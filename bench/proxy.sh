@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The service proxy's rule sync on `rkube up`: how long from an API write to the rule being in the node's
+# nftables table.
+#   1. full: N Services x 10 endpoints (selector-less Services with their own EndpointSlices,
+#      addresses from 198.18.0.0/15, the benchmarking range: no traffic goes anywhere) created at once; time from the first create to the last Service's
+#      map element in `service-ips`;
+#   2. one change: ROUNDS times, one EndpointSlice's first address is replaced (a merge patch straight to the
+#      API with curl); time from the patch to the new address in that Service's chain (partial sync). p50/p99.
+#
+#   sudo bench/proxy.sh [services] [rounds]     (default 1000 services, 30 rounds)
+#
+# The times include the API write, the watch delivery and the nft transaction: what a user waits for. Polling
+# `nft list chain` every ~2 ms adds up to that much. No peer is run here and no peer figure is quoted.
+# Uses only a veth pair and a bridge this script makes (10.244.250.0/24), all removed on exit; never the uplink.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "proxy.sh: run as root (rkube up makes links and nftables tables)" >&2; exit 1; }
+N=${1:-1000}
+ROUNDS=${2:-30}
+TARGET=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p rkube
+RKUBE=$(cd "$TARGET/release" && pwd)/rkube
+
+TAG=$$
+DATA=$(mktemp -d)
+VETH="rkbv$TAG"; BR="rkbb$TAG"; DNSL="rkbd$TAG"; TABLE="rkbp$TAG"
+FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
+UP_PID=
+cleanup() {
+    if [ -n "$UP_PID" ]; then kill -TERM "$UP_PID" 2>/dev/null || true; wait "$UP_PID" 2>/dev/null || true; fi
+    "$RKUBE" down --data-dir "$DATA" >/dev/null 2>&1 || true
+    ip link del "$VETH" 2>/dev/null || true
+    ip link del "$BR" 2>/dev/null || true
+    echo "$FORWARD" > /proc/sys/net/ipv4/ip_forward
+    rm -rf "$DATA"
+}
+trap cleanup EXIT
+ip link add "$VETH" type veth peer name "${VETH}p"
+ip addr add 10.244.250.1/24 dev "$VETH"
+ip link set "$VETH" up
+
+"$RKUBE" up --data-dir "$DATA" --listen 127.0.0.1:0 --node-ip 10.244.250.1 --bridge "$BR" --pod-cidr 10.244.251.0/24 \
+    --cluster-dns 10.96.0.250 --dns-link "$DNSL" --proxy-table "$TABLE" --dns-upstream none --no-ingress \
+    2> "$DATA/rkube.log" & UP_PID=$!
+export KUBECONFIG="$DATA/kubeconfig"
+for _ in $(seq 300); do [ -s "$KUBECONFIG" ] && kubectl get nodes -o name 2>/dev/null | grep -q . && break; sleep 0.1; done
+API=$(kubectl config view -o jsonpath='{.clusters[0].cluster.server}')
+
+now_ms() { date +%s%3N; }
+gen() { # services and slices i in [from, to)
+    for i in $(seq "$1" $(($2 - 1))); do
+        printf -- '---\napiVersion: v1\nkind: Service\nmetadata: {name: b%d}\nspec:\n  ports: [{name: http, port: 80}]\n' "$i"
+        printf -- '---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: b%d-1\n  labels: {kubernetes.io/service-name: b%d}\naddressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n' "$i" "$i"
+        for e in $(seq 10); do printf -- '- addresses: ["198.18.%d.%d"]\n' $((i % 250)) $((e + 10)); done
+    done
+}
+gen 0 "$N" > "$DATA/objects.yaml"
+start=$(now_ms)
+kubectl apply -f "$DATA/objects.yaml" >/dev/null
+applied=$(now_ms)
+while [ "$(nft list map ip "$TABLE" service-ips 2>/dev/null | grep -o 'goto svc-default/b' | wc -l)" -lt "$N" ]; do sleep 0.05; done
+done_ms=$(now_ms)
+echo "full: $N Services x 10 endpoints: kubectl apply $((applied - start)) ms, all $N in the table after $((done_ms - start)) ms"
+
+# the proxy's own share (render, diff, nft transaction), from kube-proxy's metric on the kubelet's /metrics
+NODE=$(kubectl get nodes -o jsonpath='{.items[0].metadata.name}')
+sync_stats() {
+    kubectl get --raw "/api/v1/nodes/$NODE/proxy/metrics" | awk '/^kubeproxy_sync_proxy_rules_duration_seconds_sum/ {s=$2} /^kubeproxy_sync_proxy_rules_duration_seconds_count/ {c=$2} END {print s, c}'
+}
+read -r sum0 count0 < <(sync_stats)
+# one change at a time: b0's slice gets a new first address; time until b0's chain has it
+chain="ep-default/b0/tcp/http__"
+times=()
+for r in $(seq "$ROUNDS"); do
+    addr="203.0.113.$((r % 250 + 1))"
+    t0=$(now_ms)
+    curl -sf -X PATCH -H 'Content-Type: application/merge-patch+json' \
+        "$API/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/b0-1" \
+        -d "{\"endpoints\":[{\"addresses\":[\"$addr\"]}]}" >/dev/null
+    until nft list chain ip "$TABLE" "svc-default/b0/tcp/http" 2>/dev/null | grep -q "${chain}$addr/"; do sleep 0.002; done
+    times+=($(( $(now_ms) - t0 )))
+done
+sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+p() { printf '%s\n' "$sorted" | awk -v q="$1" '{a[NR]=$1} END {i=int(q*NR+0.999); if (i<1) i=1; print a[i]}'; }
+echo "one endpoint change at $N Services: patch -> rule in place p50 $(p 0.5) ms, p99 $(p 0.99) ms, max $(p 1.0) ms ($ROUNDS rounds)"
+read -r sum1 count1 < <(sync_stats)
+awk -v a="$sum0" -v b="$sum1" -v c="$count0" -v d="$count1" 'BEGIN { if (d > c) printf "proxy sync itself (render + diff + nft -f), mean over the %d syncs of the rounds: %.1f ms\n", d - c, (b - a) * 1000 / (d - c) }'
+echo "(the kubelet's service watch waits 50 ms after a change to batch the next ones: part of every figure above)"
+grep -c "service proxy rules applied" "$DATA/rkube.log" | sed 's/^/proxy syncs logged: /'
