@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The built-in ingress controller on `rkube up`: requests/s and p50 latency of one HTTP GET through the ingress
+# (node-ip:80, Host bench.example -> the pod, user-space proxy) next to the same GET straight to the Service's
+# ClusterIP (nftables DNAT to the same pod) and to the pod IP, same backend, same client, same run.
+#
+#   sudo bench/ingress.sh [rounds] [requests] [concurrency]     (default 5 rounds, 3000 requests, 8 concurrent)
+#
+# The client is ApacheBench (`ab`, Debian's apache2-utils) on the host, one connection per request (busybox
+# httpd closes after each answer, so keep-alive would not change the backend's side). The three targets are
+# taken in alternation, round by round (bench/lib.sh); each round gives the ratios ingress/ClusterIP and
+# ingress/pod. No peer proxy (nginx) is run here yet.
+# Uses only a veth pair and a bridge this script makes (10.244.248.0/24), all removed on exit; never the uplink.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+[ "$(id -u)" = 0 ] || { echo "ingress.sh: run as root (rkube up makes links and nftables tables)" >&2; exit 1; }
+command -v ab >/dev/null || { echo "ingress.sh: needs ab: apt-get install apache2-utils" >&2; exit 1; }
+command -v umoci >/dev/null || { echo "ingress.sh: needs umoci: apt-get install umoci" >&2; exit 1; }
+ROUNDS=${1:-5}
+N=${2:-3000}
+C=${3:-8}
+TARGET=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p rkube
+RKUBE=$(cd "$TARGET/release" && pwd)/rkube
+
+TAG=$$
+DATA=$(mktemp -d)
+VETH="rkiv$TAG"; BR="rkib$TAG"; DNSL="rkid$TAG"; TABLE="rkip$TAG"
+NODE=10.244.248.1
+FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
+UP_PID=
+cleanup() {
+    if [ -n "$UP_PID" ]; then kill -TERM "$UP_PID" 2>/dev/null || true; wait "$UP_PID" 2>/dev/null || true; fi
+    "$RKUBE" down --data-dir "$DATA" >/dev/null 2>&1 || true
+    ip link del "$VETH" 2>/dev/null || true
+    ip link del "$BR" 2>/dev/null || true
+    echo "$FORWARD" > /proc/sys/net/ipv4/ip_forward
+    rm -rf "$DATA"
+}
+trap cleanup EXIT
+ip link add "$VETH" type veth peer name "${VETH}p"
+ip addr add "$NODE/24" dev "$VETH"
+ip link set "$VETH" up
+
+# a busybox image, offline: the host's static busybox in a one-layer OCI image
+BUSYBOX=$(command -v busybox)
+umoci init --layout "$DATA/oci" >/dev/null
+umoci new --image "$DATA/oci:latest" >/dev/null
+umoci unpack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
+mkdir -p "$DATA/bundle/rootfs/bin"
+cp "$BUSYBOX" "$DATA/bundle/rootfs/bin/busybox"
+chroot "$DATA/bundle/rootfs" /bin/busybox --install -s /bin
+umoci repack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
+"$RKUBE" image import --root "$DATA/images" --name docker.io/library/busybox:latest "$DATA/oci" >/dev/null
+
+"$RKUBE" up --data-dir "$DATA" --listen 127.0.0.1:0 --node-ip "$NODE" --bridge "$BR" --pod-cidr 10.244.249.0/24 \
+    --cluster-dns 10.96.0.248 --dns-link "$DNSL" --proxy-table "$TABLE" --dns-upstream none \
+    2> "$DATA/rkube.log" & UP_PID=$!
+export KUBECONFIG="$DATA/kubeconfig"
+for _ in $(seq 300); do [ -s "$KUBECONFIG" ] && kubectl get nodes -o name 2>/dev/null | grep -q . && break; sleep 0.1; done
+
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bench}}
+  template:
+    metadata: {labels: {app: bench}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www; echo bench > /www/index.html; httpd -f -p 8080 -h /www"]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: bench}
+spec:
+  selector: {app: bench}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bench}
+spec:
+  rules:
+  - host: bench.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: bench, port: {number: 80}}}}
+EOF
+kubectl rollout status deployment/bench --timeout=120s >/dev/null
+CLUSTER_IP=$(kubectl get svc bench -o jsonpath='{.spec.clusterIP}')
+POD_IP=$(kubectl get pods -l app=bench -o jsonpath='{.items[0].status.podIP}')
+for _ in $(seq 100); do curl -sf -H 'Host: bench.example' "http://$NODE/" >/dev/null && break; sleep 0.1; done
+curl -sf -H 'Host: bench.example' "http://$NODE/" | grep -q bench || { echo "ingress.sh: the ingress does not answer" >&2; exit 1; }
+curl -sf "http://$CLUSTER_IP/" | grep -q bench || { echo "ingress.sh: the ClusterIP does not answer from the host" >&2; exit 1; }
+
+# run NAME URL [ab args...] -> appends "rps p50" to $DATA/NAME
+run() {
+    local name=$1 url=$2; shift 2
+    ab -q -n "$N" -c "$C" -e "$DATA/ab.csv" "$@" "$url" > "$DATA/ab.out" 2>&1 || { cat "$DATA/ab.out" >&2; exit 1; }
+    grep -q '^Failed requests: *0$' "$DATA/ab.out" || { echo "ingress.sh: $name: failed requests" >&2; grep -E 'Failed|Non-2xx' "$DATA/ab.out" >&2; }
+    local rps p50
+    rps=$(awk '/^Requests per second:/ {print $4}' "$DATA/ab.out")
+    # ab's CSV has the percentiles in ms with decimals (its text report rounds to whole ms)
+    p50=$(awk -F, '$1 == "50" {printf "%.3f", $2}' "$DATA/ab.csv")
+    echo "$rps $p50" >> "$DATA/$name"
+    echo "$rps $p50"
+}
+
+bench_load start
+echo "round  ingress rps p50ms | ClusterIP rps p50ms | pod rps p50ms"
+for r in $(seq "$ROUNDS"); do
+    read -r irps ip50 < <(run ingress "http://$NODE/" -H 'Host: bench.example')
+    read -r crps cp50 < <(run clusterip "http://$CLUSTER_IP/")
+    read -r prps pp50 < <(run pod "http://$POD_IP:8080/")
+    echo "$r      $irps $ip50 | $crps $cp50 | $prps $pp50"
+    keep() { [ -z "$1" ] || echo "$1" >> "$DATA/$2"; }
+    keep "$(bench_ratio "$irps" "$crps")" rps_vs_clusterip
+    keep "$(bench_ratio "$irps" "$prps")" rps_vs_pod
+    keep "$(bench_ratio "$ip50" "$cp50")" p50_vs_clusterip
+done
+bench_load end
+col() { cut -d' ' -f"$1" "$DATA/$2" > "$DATA/col"; bench_median "$DATA/col"; }
+echo "median requests/s: ingress $(col 1 ingress), ClusterIP $(col 1 clusterip), pod $(col 1 pod)"
+echo "median p50 ms:     ingress $(col 2 ingress), ClusterIP $(col 2 clusterip), pod $(col 2 pod)"
+bench_ratio_row "requests/s ingress / ClusterIP" "$DATA/rps_vs_clusterip"
+bench_ratio_row "requests/s ingress / pod IP" "$DATA/rps_vs_pod"
+bench_ratio_row "p50 latency ingress / ClusterIP (ms/ms)" "$DATA/p50_vs_clusterip"
