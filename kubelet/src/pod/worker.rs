@@ -25,7 +25,7 @@ use super::timing::Steps;
 use crate::config::KubeletConfig;
 use crate::container::spec::{oci_config, BindMount, ImageConfig, SandboxNamespaces, SpecInput};
 use crate::container::{env, qos, security};
-use crate::image::ImageService;
+use crate::image::{ImageRecord, ImageService};
 use crate::monitor;
 use crate::probe::{ProbeKind, Prober};
 use crate::runtime_client::RuntimeClient;
@@ -635,12 +635,59 @@ impl PodWorker {
         crate::image::DockerConfigJson::merge(parsed)
     }
 
+    /// Starts a new instance of container `name` in the sandbox, in named steps: [`Self::replace_previous`],
+    /// [`Self::container_inputs`] (env and volumes), [`Self::container_image`], [`Self::mount_container_rootfs`],
+    /// [`Self::write_bundle`], [`Self::create_with_monitor`] and [`Self::start_created`]. What the steps made is
+    /// held by a [`StartUndo`] guard: a step that fails returns, and the guard's drop removes the container from
+    /// the runtime, unmounts its rootfs and drops its record, so a failed start leaves nothing behind. A failure is
+    /// then reported once, with the kind the pod's status shows ([`Self::fail`]).
     fn start_container(&mut self, name: &str) {
         let Some((c, _init)) = self.container_spec(name) else { return };
         let Some(sb) = self.sandbox.clone() else { return };
         let mut steps = Steps::new();
-        let pod_name = self.name();
-        // previous instance: its restart count carries over, and how it ended becomes the new one's lastState
+        match self.start_steps(name, &c, &sb, &mut steps) {
+            Ok(id) => self.after_start(name, &c, &sb, &id, &steps),
+            Err(StartFailure { kind, message }) => self.fail(name, kind, message),
+        }
+    }
+
+    fn start_steps(&mut self, name: &str, c: &Container, sb: &SandboxRecord, steps: &mut Steps) -> Result<String, StartFailure> {
+        let (restart_count, previous) = self.replace_previous(name);
+        let (env, vols, sources) = self.container_inputs(c, sb)?;
+        steps.mark("env + volumes");
+        let (image, record) = self.container_image(name, c, &sources)?;
+        steps.mark("image");
+        let image_config = self.ctx.images.store().read_blob(&record.id).map(|b| ImageConfig::from_json(&b)).unwrap_or_default();
+        let sec = security::resolve(&self.pod, c, image_config.user.as_deref()).map_err(|e| StartFailure::new(FailureKind::CreateConfig, e))?;
+        let id = format!("{}-{}-{}", short_uid(&self.uid), name, restart_count);
+        let paths = ContainerPaths::new(&self.dir, name);
+        let mut undo = StartUndo::new(self.ctx.clone(), &id);
+        self.mount_container_rootfs(&id, &record, &paths, &mut undo)?;
+        steps.mark("rootfs");
+        let cgroups_path = self.write_bundle(c, &id, sb, &paths, &image_config, sec, &env, &vols)?;
+        steps.mark("config.json");
+        let log_path = self.create_with_monitor(name, c, &id, restart_count, &paths, &mut undo)?;
+        steps.mark("monitor + create");
+        let rec = ContainerRecord {
+            id: id.clone(),
+            restart_count,
+            started_at: Utc::now(),
+            image_id: format!("docker.io/library/{}@{}", image, record.id).replace("docker.io/library/docker.io/", "docker.io/"),
+            rootfs: paths.rootfs.clone(),
+            cgroups_path,
+            log_path,
+            exit: None,
+            previous,
+        };
+        self.start_created(name, rec, &paths, &mut undo)?;
+        steps.mark("start");
+        undo.disarm();
+        Ok(id)
+    }
+
+    /// The previous instance's restart count carries over, and how it ended becomes the new one's lastState;
+    /// the previous instance itself is removed from the runtime and unmounted.
+    fn replace_previous(&mut self, name: &str) -> (i32, Option<PreviousInstance>) {
         let restart_count = match self.containers.get(name) {
             Some(r) if r.exit.is_some() => r.restart_count + 1,
             Some(r) => r.restart_count,
@@ -654,27 +701,38 @@ impl PodWorker {
             let _ = self.ctx.runtime.delete(&r.id);
             let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &r.id, &r.rootfs);
         }
-        // env, volumes, security: what the user must fix shows as CreateContainerConfigError
+        (restart_count, previous)
+    }
+
+    /// Env, volumes: what the user must fix shows as CreateContainerConfigError, a volume that cannot be set up
+    /// as FailedMount.
+    #[allow(clippy::type_complexity)]
+    fn container_inputs(
+        &mut self,
+        c: &Container,
+        sb: &SandboxRecord,
+    ) -> Result<(env::Env, HashMap<String, volume::PreparedVolume>, env::EnvSources), StartFailure> {
         let sources = self.sources(sb.ip.clone().unwrap_or_default(), true);
-        let env = match env::container_env(&self.pod, &c, &sources) {
-            Ok(e) => e,
-            Err(e) => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
-        };
-        steps.mark("env");
+        let env = env::container_env(&self.pod, c, &sources).map_err(|e| StartFailure::new(FailureKind::CreateConfig, e))?;
         let vols = match volume::setup_all(&self.pod, &self.dir, &sources, true) {
             Ok(v) => v,
-            Err(e) if e.is_config_error() => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
-            Err(e) => match e.setup_failure() {
-                Some((volume, cause)) => {
-                    let msg = format!("MountVolume.SetUp failed for volume \"{volume}\" : {cause}");
-                    return self.fail(name, FailureKind::Mount, msg);
-                }
-                None => return self.fail(name, FailureKind::Create, e.to_string()),
-            },
+            Err(e) if e.is_config_error() => return Err(StartFailure::new(FailureKind::CreateConfig, e)),
+            Err(e) => {
+                return Err(match e.setup_failure() {
+                    Some((volume, cause)) => StartFailure {
+                        kind: FailureKind::Mount,
+                        message: format!("MountVolume.SetUp failed for volume \"{volume}\" : {cause}"),
+                    },
+                    None => StartFailure::new(FailureKind::Create, e),
+                })
+            }
         };
         self.volumes_synced_at = Some(Instant::now());
-        steps.mark("volumes");
-        // image
+        Ok((env, vols, sources))
+    }
+
+    /// The container's image, pulled per its pull policy with the pod's pull secrets (Pulling/Pulled events).
+    fn container_image(&mut self, name: &str, c: &Container, sources: &env::EnvSources) -> Result<(String, ImageRecord), StartFailure> {
         let image = c.image.clone().unwrap_or_default();
         let policy = c.image_pull_policy.as_deref().and_then(|p| crate::image::PullPolicy::from_api(p).ok().flatten());
         let present = self.ctx.images.store().resolve(&image).ok().flatten();
@@ -683,7 +741,7 @@ impl PodWorker {
             self.event(Some(name), EventType::Normal, "Pulling", format!("Pulling image \"{image}\""));
         }
         let images = self.ctx.images.clone();
-        let secrets = self.pull_secrets(&sources);
+        let secrets = self.pull_secrets(sources);
         let ensured = self.ctx.tokio.block_on(images.ensure_image(&image, policy, &secrets, crate::image::no_progress()));
         let record = match ensured {
             Ok(crate::image::Ensured::Present(r)) => {
@@ -698,47 +756,47 @@ impl PodWorker {
             }
             Err(e) => {
                 let kind = if e.reason() == "InvalidImageName" { FailureKind::InvalidImageName } else { FailureKind::ImagePull };
-                return self.fail(name, kind, e.to_string());
+                return Err(StartFailure::new(kind, e));
             }
         };
-        steps.mark("image");
-        let image_config = self.ctx.images.store().read_blob(&record.id).map(|b| ImageConfig::from_json(&b)).unwrap_or_default();
-        let sec = match security::resolve(&self.pod, &c, image_config.user.as_deref()) {
-            Ok(s) => s,
-            Err(e) => return self.fail(name, FailureKind::CreateConfig, e.to_string()),
-        };
-        let id = format!("{}-{}-{}", short_uid(&self.uid), name, restart_count);
-        let cdir = self.dir.join("containers").join(name);
-        let bundle = cdir.join("bundle");
-        let rootfs = bundle.join("rootfs");
-        let mdir = cdir.join("monitor");
-        let _ = fs::remove_dir_all(&mdir);
-        if let Err(e) = fs::create_dir_all(&bundle) {
-            return self.fail(name, FailureKind::Create, format!("create bundle {}: {e}", bundle.display()));
-        }
+        Ok((image, record))
+    }
+
+    /// A fresh bundle directory and the image's layers mounted as its rootfs (overlay, writable upper).
+    fn mount_container_rootfs(&self, id: &str, record: &ImageRecord, paths: &ContainerPaths, undo: &mut StartUndo) -> Result<(), StartFailure> {
+        let _ = fs::remove_dir_all(&paths.monitor);
+        fs::create_dir_all(&paths.bundle)
+            .map_err(|e| StartFailure { kind: FailureKind::Create, message: format!("create bundle {}: {e}", paths.bundle.display()) })?;
         // Writable even for readOnlyRootFilesystem: the runtime makes mount points in it (/etc/hosts, volume
         // paths) and then remounts the root read-only (the spec's root.readonly), as runc does.
-        if let Err(e) = crate::image::overlay::mount_rootfs(self.ctx.images.store(), &id, &record, &rootfs, false) {
-            return self.fail(name, FailureKind::Create, e.to_string());
-        }
+        crate::image::overlay::mount_rootfs(self.ctx.images.store(), id, record, &paths.rootfs, false)
+            .map_err(|e| StartFailure::new(FailureKind::Create, e))?;
+        undo.rootfs = Some(paths.rootfs.clone());
+        Ok(())
+    }
+
+    /// The OCI bundle's config.json: the image user resolved in the rootfs, the pod's files and volumes as bind
+    /// mounts, the container's cgroup. Returns the cgroup path.
+    #[allow(clippy::too_many_arguments)]
+    fn write_bundle(
+        &self,
+        c: &Container,
+        id: &str,
+        sb: &SandboxRecord,
+        paths: &ContainerPaths,
+        image_config: &ImageConfig,
+        sec: security::Security,
+        env: &env::Env,
+        vols: &HashMap<String, volume::PreparedVolume>,
+    ) -> Result<String, StartFailure> {
         // a named image user (User: nobody) is looked up in the container's own /etc/passwd, as the runtime
         // under upstream's CRI does; an unknown name is a CreateContainerError
-        let sec = match security::image_user_in_rootfs(&self.pod, &c, image_config.user.as_deref(), &rootfs) {
+        let sec = match security::image_user_in_rootfs(&self.pod, c, image_config.user.as_deref(), &paths.rootfs) {
             Ok(None) => sec,
-            Ok(Some(numeric)) => match security::resolve(&self.pod, &c, Some(&numeric)) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
-                    return self.fail(name, FailureKind::CreateConfig, e.to_string());
-                }
-            },
-            Err(e) => {
-                let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
-                return self.fail(name, FailureKind::Create, e.to_string());
-            }
+            Ok(Some(numeric)) => security::resolve(&self.pod, c, Some(&numeric)).map_err(|e| StartFailure::new(FailureKind::CreateConfig, e))?,
+            Err(e) => return Err(StartFailure::new(FailureKind::Create, e)),
         };
-        steps.mark("rootfs");
-        let term_log = cdir.join("termination-log");
+        let term_log = paths.dir.join("termination-log");
         let _ = fs::write(&term_log, b"");
         let mut mounts = vec![
             BindMount { destination: "/etc/hosts".into(), source: self.dir.join("hosts"), readonly: false },
@@ -751,48 +809,49 @@ impl PodWorker {
             },
         ];
         for m in c.volume_mounts.as_deref().unwrap_or(&[]) {
-            match volume::mount_source(&vols, m) {
-                Ok(src) => mounts.push(BindMount { destination: m.mount_path.clone(), source: src, readonly: m.read_only.unwrap_or(false) }),
-                Err(e) => {
-                    let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
-                    return self.fail(name, FailureKind::Create, e.to_string());
-                }
-            }
+            let src = volume::mount_source(vols, m).map_err(|e| StartFailure::new(FailureKind::Create, e))?;
+            mounts.push(BindMount { destination: m.mount_path.clone(), source: src, readonly: m.read_only.unwrap_or(false) });
         }
-        let cgroups_path = format!("/{}", qos::container_cgroup(&self.ctx.config.cgroup_root, &self.pod, &id));
+        let cgroups_path = format!("/{}", qos::container_cgroup(&self.ctx.config.cgroup_root, &self.pod, id));
         let namespaces = SandboxNamespaces { net: sb.netns.clone(), ipc: sb.ipc.clone(), uts: sb.uts.clone() };
         let input = SpecInput {
             pod: &self.pod,
-            container: &c,
-            image: &image_config,
-            env: &env,
+            container: c,
+            image: image_config,
+            env,
             security: &sec,
-            rootfs: &rootfs,
+            rootfs: &paths.rootfs,
             namespaces: &namespaces,
             mounts,
             cgroups_path: cgroups_path.clone(),
             qos: qos::qos_class(&self.pod),
             node_memory_bytes: self.ctx.node_memory_bytes,
         };
-        let mut config = match oci_config(&input) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
-                return self.fail(name, FailureKind::CreateConfig, e.to_string());
-            }
-        };
+        let mut config = oci_config(&input).map_err(|e| StartFailure::new(FailureKind::CreateConfig, e))?;
         if sec.privileged {
             crate::container::devices::with_host_devices(&mut config, &crate::container::devices::host_devices(Path::new("/dev")));
         }
-        if let Err(e) = fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap_or_default()) {
-            return self.fail(name, FailureKind::Create, format!("write config.json: {e}"));
-        }
-        steps.mark("config.json");
+        fs::write(paths.bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap_or_default())
+            .map_err(|e| StartFailure { kind: FailureKind::Create, message: format!("write config.json: {e}") })?;
+        Ok(cgroups_path)
+    }
+
+    /// The container's monitor, which runs the runtime's create and holds the container's stdio and log.
+    /// Returns the log path.
+    fn create_with_monitor(
+        &self,
+        name: &str,
+        c: &Container,
+        id: &str,
+        restart_count: i32,
+        paths: &ContainerPaths,
+        undo: &mut StartUndo,
+    ) -> Result<PathBuf, StartFailure> {
         let log_path = self
             .ctx
             .config
             .log_dir
-            .join(format!("{}_{}_{}", self.namespace(), pod_name, self.uid))
+            .join(format!("{}_{}_{}", self.namespace(), self.name(), self.uid))
             .join(name)
             .join(format!("{restart_count}.log"));
         if let Some(p) = log_path.parent() {
@@ -800,72 +859,69 @@ impl PodWorker {
         }
         // tty: true: the runtime's create hands the pty master to the monitor over this socket. Socket
         // addresses hold 108 bytes, so it lives under a short name in the kubelet's root, not in the pod dir.
-        let console_socket = c.tty.unwrap_or(false).then(|| self.ctx.config.root_dir.join("tty").join(format!("{}.sock", short_hash(&id))));
+        let console_socket = c.tty.unwrap_or(false).then(|| self.ctx.config.root_dir.join("tty").join(format!("{}.sock", short_hash(id))));
         if let Some(p) = console_socket.as_ref().and_then(|p| p.parent()) {
             let _ = fs::create_dir_all(p);
         }
-        let mut command = self.ctx.runtime.create_argv(&id, &bundle, &cdir.join("container.pid"));
+        let pid_file = paths.dir.join("container.pid");
+        let mut command = self.ctx.runtime.create_argv(id, &paths.bundle, &pid_file);
         if let Some(p) = &console_socket {
             command.push("--console-socket".into());
             command.push(p.into());
         }
         let args = monitor::Args {
-            dir: mdir.clone(),
+            dir: paths.monitor.clone(),
             log: log_path.clone(),
             log_max_bytes: self.ctx.config.log_max_bytes,
             log_max_files: self.ctx.config.log_max_files,
-            pid_file: Some(cdir.join("container.pid")),
+            pid_file: Some(pid_file),
             stdin: c.stdin.unwrap_or(false),
             stdin_once: c.stdin_once.unwrap_or(false),
             console_socket,
             command,
         };
+        // from here the runtime may hold the container, whatever the monitor says
+        undo.created = true;
         if let Err(e) = monitor::spawn(&self.ctx.config.monitor_bin, &args) {
-            let _ = self.ctx.runtime.delete(&id);
-            let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
             // The runtime looks the program up at create, as runc does; upstream's CRI creates at start, so a
             // missing or non-executable command is a RunContainerError there, and here too.
-            let msg = e.to_string();
-            let kind = if msg.contains("process.args[0]") { FailureKind::Run } else { FailureKind::Create };
-            return self.fail(name, kind, msg);
+            let message = e.to_string();
+            let kind = if message.contains("process.args[0]") { FailureKind::Run } else { FailureKind::Create };
+            return Err(StartFailure { kind, message });
         }
-        steps.mark("monitor + create");
-        let rec = ContainerRecord {
-            id: id.clone(),
-            restart_count,
-            started_at: Utc::now(),
-            image_id: format!("docker.io/library/{}@{}", image, record.id).replace("docker.io/library/docker.io/", "docker.io/"),
-            rootfs: rootfs.clone(),
-            cgroups_path,
-            log_path,
-            exit: None,
-            previous,
-        };
-        let _ = write_json(&cdir.join("meta.json"), &rec);
-        self.containers.insert(name.to_string(), rec.clone());
+        Ok(log_path)
+    }
+
+    /// Records the created instance (`meta.json`, Created event) and starts it. A start that fails is a
+    /// RunContainerError: the process never ran, the instance and its record go.
+    fn start_created(&mut self, name: &str, rec: ContainerRecord, paths: &ContainerPaths, undo: &mut StartUndo) -> Result<(), StartFailure> {
+        let meta = paths.dir.join("meta.json");
+        let _ = write_json(&meta, &rec);
+        undo.meta = Some(meta);
+        let id = rec.id.clone();
+        self.containers.insert(name.to_string(), rec);
         self.event(Some(name), EventType::Normal, "Created", format!("Created container {name}"));
         if let Err(e) = self.ctx.runtime.start(&id) {
-            // the process never ran: RunContainerError, and the instance goes away
-            let _ = self.ctx.runtime.kill(&id, "KILL");
-            let _ = self.ctx.runtime.delete(&id);
-            let _ = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &id, &rootfs);
-            let _ = fs::remove_file(cdir.join("meta.json"));
-            let prev = self.containers.remove(name);
-            let _ = prev;
-            return self.fail(name, FailureKind::Run, e.to_string());
+            self.containers.remove(name);
+            return Err(StartFailure::new(FailureKind::Run, e));
         }
-        steps.mark("start");
+        Ok(())
+    }
+
+    /// Started: the failure is cleared, the Started event sent and the postStart hook run.
+    fn after_start(&mut self, name: &str, c: &Container, sb: &SandboxRecord, id: &str, steps: &Steps) {
         self.failures.remove(name);
         self.event(Some(name), EventType::Normal, "Started", format!("Started container {name}"));
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let ip = sb.ip.clone().unwrap_or_else(|| "127.0.0.1".into());
-            let (ok, msg) = crate::probe::run_hook(hook, &c, &id, &ip, self.ctx.runtime.as_ref(), Duration::from_secs(30));
+            let (ok, msg) = crate::probe::run_hook(hook, c, id, &ip, self.ctx.runtime.as_ref(), Duration::from_secs(30));
             if !ok {
                 // upstream kills a container whose postStart hook fails; it restarts per restartPolicy
                 self.event(Some(name), EventType::Warning, "FailedPostStartHook", format!("PostStartHook failed: {msg}"));
-                let _ = self.ctx.runtime.kill(&id, "KILL");
+                let _ = self.ctx.runtime.kill(id, "KILL");
             }
         }
+        let pod_name = self.name();
         tracing::debug!(pod = %pod_name, container = name, total_ms = steps.total_ms(), steps = %steps, "container steps");
         tracing::info!(pod = %pod_name, container = name, id = %id, ms = steps.total_ms(), "container started");
     }
@@ -985,4 +1041,346 @@ fn short_hash(s: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     s.hash(&mut h);
     format!("{:016x}", h.finish())
+}
+
+/// Why a container's start failed: the kind its status shows and the message.
+#[derive(Debug)]
+struct StartFailure {
+    kind: FailureKind,
+    message: String,
+}
+
+impl StartFailure {
+    fn new(kind: FailureKind, e: impl std::fmt::Display) -> StartFailure {
+        StartFailure { kind, message: e.to_string() }
+    }
+}
+
+/// Where one container's files live under the pod directory.
+struct ContainerPaths {
+    dir: PathBuf,
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    monitor: PathBuf,
+}
+
+impl ContainerPaths {
+    fn new(pod_dir: &Path, name: &str) -> ContainerPaths {
+        let dir = pod_dir.join("containers").join(name);
+        let bundle = dir.join("bundle");
+        ContainerPaths { rootfs: bundle.join("rootfs"), monitor: dir.join("monitor"), bundle, dir }
+    }
+}
+
+/// What a container start has made so far, undone on drop unless [`StartUndo::disarm`]ed: the container in the
+/// runtime (killed and deleted), its rootfs mount, its `meta.json` record.
+struct StartUndo {
+    ctx: Arc<NodeContext>,
+    id: String,
+    created: bool,
+    rootfs: Option<PathBuf>,
+    meta: Option<PathBuf>,
+    armed: bool,
+}
+
+impl StartUndo {
+    fn new(ctx: Arc<NodeContext>, id: &str) -> StartUndo {
+        StartUndo { ctx, id: id.to_string(), created: false, rootfs: None, meta: None, armed: true }
+    }
+
+    /// The start succeeded: keep everything.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for StartUndo {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.created {
+            let _ = self.ctx.runtime.kill(&self.id, "KILL");
+            if let Err(e) = self.ctx.runtime.delete(&self.id) {
+                tracing::warn!(id = %self.id, error = %e, "undo a failed start: delete container");
+            }
+        }
+        if let Some(rootfs) = &self.rootfs {
+            if let Err(e) = crate::image::overlay::unmount_rootfs(self.ctx.images.store(), &self.id, rootfs) {
+                tracing::warn!(id = %self.id, error = %e, "undo a failed start: unmount rootfs");
+            }
+        }
+        if let Some(meta) = &self.meta {
+            let _ = fs::remove_file(meta);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pod worker against the fake runtime and a recording sink (the API side): each way a container's
+    //! start can fail leaves nothing behind (no container in the runtime, no rootfs mount, no record), and a
+    //! monitor that dies has its container removed. Tests that mount an overlay rootfs need root.
+
+    use super::*;
+    use crate::container::env::EnvSources;
+    use crate::image::store::LayerRecord;
+    use crate::image::RegistryConfig;
+    use crate::runtime_client::fake::{Call, FakeRuntime};
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct RecordingSink {
+        events: Mutex<Vec<(String, String)>>,
+    }
+
+    impl PodSink for RecordingSink {
+        fn event(&self, _: &Pod, _: Option<&str>, _: EventType, reason: &str, message: String) {
+            self.events.lock().expect("events").push((reason.to_string(), message));
+        }
+        fn status(&self, _: &Pod, _: PodStatus) {}
+        fn finalized(&self, _: &Pod) {}
+        fn sources(&self, _: &Pod, _: bool) -> EnvSources {
+            EnvSources::default()
+        }
+    }
+
+    const IMAGE: &str = "example.test/app:1";
+    const IMAGE_ID: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const DIFF_ID: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    struct Harness {
+        dir: tempfile::TempDir,
+        _tokio: tokio::runtime::Runtime,
+        runtime: Arc<FakeRuntime>,
+        sink: Arc<RecordingSink>,
+        ctx: Arc<NodeContext>,
+    }
+
+    /// A node whose monitor is a script with `body` (it prints `ok <pid>` or `err <message>` as the monitor does).
+    fn harness(monitor_body: &str) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let mut config = KubeletConfig::new("n1", "127.0.0.1", root);
+        config.monitor_bin = root.join("monitor.sh");
+        fs::write(&config.monitor_bin, format!("#!/bin/sh\n{monitor_body}\n")).expect("write monitor");
+        fs::set_permissions(&config.monitor_bin, fs::Permissions::from_mode(0o755)).expect("chmod monitor");
+        let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
+        let images = Arc::new(ImageService::new(root.join("images"), RegistryConfig::default()).expect("image store"));
+        let runtime = Arc::new(FakeRuntime::default());
+        let sink = Arc::new(RecordingSink::default());
+        let ctx = Arc::new(NodeContext {
+            network: PodNetwork::new(root.join("cni"), vec![], root.join("cni-cache")),
+            runtime: runtime.clone(),
+            images,
+            tokio: tokio.handle().clone(),
+            sink: sink.clone(),
+            node_memory_bytes: 1 << 30,
+            node_cpu_millis: 1000,
+            config,
+        });
+        Harness { dir, _tokio: tokio, runtime, sink, ctx }
+    }
+
+    impl Harness {
+        /// The image in the local store; with `layer`, its one layer unpacked (else mounting it fails).
+        fn add_image(&self, layer: bool) {
+            let store = self.ctx.images.store();
+            if layer {
+                let d = store.layer_dir(DIFF_ID).expect("layer dir");
+                fs::create_dir_all(d.join("bin")).expect("mkdir layer");
+                fs::write(d.join("bin").join("app"), b"#!/bin/sh\n").expect("write layer file");
+            }
+            store
+                .add_image(ImageRecord {
+                    id: IMAGE_ID.into(),
+                    manifest_digest: IMAGE_ID.into(),
+                    repo_tags: vec![IMAGE.into()],
+                    repo_digests: vec![],
+                    layers: vec![LayerRecord { digest: DIFF_ID.into(), diff_id: DIFF_ID.into(), size: 1, media_type: String::new() }],
+                    size: 1,
+                    created: 0,
+                    last_used: 0,
+                })
+                .expect("add image");
+        }
+
+        /// A worker for a one-container pod whose sandbox is already up (host network: no CNI).
+        fn worker(&self, pull_policy: &str) -> PodWorker {
+            let mut pod = crate::pod::lifecycle::tests::pod("Never", &[], &["app"]);
+            pod.metadata.uid = Some("u1".into());
+            let c = &mut pod.spec.as_mut().expect("spec").containers[0];
+            c.image = Some(IMAGE.into());
+            c.image_pull_policy = Some(pull_policy.into());
+            let mut w = PodWorker::new(self.ctx.clone(), pod);
+            fs::create_dir_all(&w.dir).expect("pod dir");
+            w.sandbox = Some(SandboxRecord {
+                id: "sb-u1".into(),
+                pid: std::process::id() as i32,
+                netns: None,
+                ipc: None,
+                uts: None,
+                ip: Some("127.0.0.1".into()),
+                host_network: true,
+                cni_conf_dir: None,
+            });
+            w
+        }
+
+        fn reasons(&self) -> Vec<String> {
+            self.sink.events.lock().expect("events").iter().map(|(r, _)| r.clone()).collect()
+        }
+    }
+
+    fn mounted(path: &Path) -> bool {
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let p = path.to_string_lossy();
+        info.lines().any(|l| l.split(' ').nth(4) == Some(p.as_ref()))
+    }
+
+    /// Unmounts what a failing test left mounted, so the tempdir can go.
+    struct Unmount(PathBuf);
+
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            if mounted(&self.0) {
+                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+
+    /// Nothing of container `app` is left: no record, no runtime container, no rootfs mount.
+    fn assert_nothing_left(h: &Harness, w: &PodWorker) {
+        let paths = ContainerPaths::new(&w.dir, "app");
+        assert!(!w.containers.contains_key("app"), "no record in the worker");
+        assert!(!paths.dir.join("meta.json").exists(), "no meta.json");
+        assert!(!mounted(&paths.rootfs), "rootfs {} unmounted", paths.rootfs.display());
+        assert_eq!(h.runtime.containers(), Vec::<String>::new(), "nothing in the runtime");
+        let _ = h.dir.path();
+    }
+
+    #[test]
+    fn a_missing_image_never_reaches_the_runtime() {
+        let h = harness("echo ok $$");
+        let mut w = h.worker("Never");
+        w.start_container("app");
+        let f = w.failures.get("app").expect("a failure recorded");
+        assert_eq!(f.kind, FailureKind::ImagePull);
+        assert!(f.message.contains(IMAGE), "{}", f.message);
+        assert_eq!(h.runtime.calls(), vec![], "the runtime was never asked");
+        assert!(!ContainerPaths::new(&w.dir, "app").bundle.exists(), "no bundle made");
+        assert_nothing_left(&h, &w);
+    }
+
+    #[test]
+    fn a_rootfs_that_cannot_be_mounted_leaves_nothing() {
+        let h = harness("echo ok $$");
+        h.add_image(false);
+        let mut w = h.worker("IfNotPresent");
+        w.start_container("app");
+        let f = w.failures.get("app").expect("a failure recorded");
+        assert_eq!(f.kind, FailureKind::Create);
+        assert!(f.message.contains("2222"), "names the missing layer: {}", f.message);
+        assert_eq!(h.runtime.calls(), vec![], "the runtime was never asked");
+        assert!(h.reasons().contains(&"Failed".to_string()), "{:?}", h.reasons());
+        assert_nothing_left(&h, &w);
+    }
+
+    #[test]
+    fn a_create_that_fails_is_deleted_and_unmounted() {
+        rkube_testsupport::require_root();
+        let h = harness("echo 'err create failed: injected by the test'");
+        h.add_image(true);
+        let mut w = h.worker("IfNotPresent");
+        let _u = Unmount(ContainerPaths::new(&w.dir, "app").rootfs);
+        w.start_container("app");
+        let f = w.failures.get("app").expect("a failure recorded");
+        assert_eq!(f.kind, FailureKind::Create);
+        assert!(f.message.contains("injected by the test"), "{}", f.message);
+        let id = "u1-app-0".to_string();
+        assert_eq!(h.runtime.calls(), vec![Call::CreateArgv(id.clone()), Call::Kill(id.clone(), "KILL".into()), Call::Delete(id)]);
+        assert_nothing_left(&h, &w);
+    }
+
+    #[test]
+    fn a_monitor_that_dies_before_reporting_leaves_nothing() {
+        rkube_testsupport::require_root();
+        let h = harness("exit 3");
+        h.add_image(true);
+        let mut w = h.worker("IfNotPresent");
+        let _u = Unmount(ContainerPaths::new(&w.dir, "app").rootfs);
+        w.start_container("app");
+        assert_eq!(w.failures.get("app").map(|f| f.kind), Some(FailureKind::Create));
+        assert!(h.runtime.calls().contains(&Call::Delete("u1-app-0".into())), "{:?}", h.runtime.calls());
+        assert_nothing_left(&h, &w);
+    }
+
+    #[test]
+    fn a_start_that_fails_removes_the_instance_and_its_record() {
+        rkube_testsupport::require_root();
+        let h = harness("echo ok $$");
+        h.add_image(true);
+        h.runtime.fail("start");
+        let mut w = h.worker("IfNotPresent");
+        let _u = Unmount(ContainerPaths::new(&w.dir, "app").rootfs);
+        w.start_container("app");
+        assert_eq!(w.failures.get("app").map(|f| f.kind), Some(FailureKind::Run));
+        let id = "u1-app-0".to_string();
+        assert_eq!(
+            h.runtime.calls(),
+            vec![Call::CreateArgv(id.clone()), Call::Start(id.clone()), Call::Kill(id.clone(), "KILL".into()), Call::Delete(id)]
+        );
+        assert!(h.reasons().contains(&"Created".to_string()) && !h.reasons().contains(&"Started".to_string()), "{:?}", h.reasons());
+        assert_nothing_left(&h, &w);
+    }
+
+    #[test]
+    fn a_started_container_whose_monitor_dies_is_reaped() {
+        rkube_testsupport::require_root();
+        let h = harness("echo ok $$");
+        h.add_image(true);
+        let mut w = h.worker("IfNotPresent");
+        let paths = ContainerPaths::new(&w.dir, "app");
+        let _u = Unmount(paths.rootfs.clone());
+        w.start_container("app");
+        assert!(w.failures.is_empty(), "{:?}", w.failures.get("app").map(|f| &f.message));
+        assert!(mounted(&paths.rootfs), "a started container keeps its rootfs");
+        assert!(paths.dir.join("meta.json").exists(), "and its record");
+        assert!(h.reasons().contains(&"Started".to_string()), "{:?}", h.reasons());
+        // the monitor (the script) is gone and wrote no exit record: the container counts as killed
+        let observed = w.observe();
+        match &observed.containers.get("app").expect("observed").state {
+            ContainerState::Exited { exit_code, oom_killed, .. } => assert_eq!((*exit_code, *oom_killed), (137, false)),
+            other => panic!("expected an exit, got {other:?}"),
+        }
+        let calls = h.runtime.calls();
+        assert!(calls.contains(&Call::Delete("u1-app-0".into())), "{calls:?}");
+        assert!(!mounted(&paths.rootfs), "the reaped container's rootfs is unmounted");
+        assert!(h.runtime.containers().is_empty(), "{:?}", h.runtime.containers());
+    }
+
+    #[test]
+    fn an_oom_kill_the_runtime_reports_is_recorded() {
+        let h = harness("echo ok $$");
+        let mut w = h.worker("IfNotPresent");
+        h.runtime.set_oom("u1-app-0");
+        let rec = ContainerRecord {
+            id: "u1-app-0".into(),
+            restart_count: 0,
+            started_at: Utc::now(),
+            image_id: String::new(),
+            rootfs: h.dir.path().join("no-rootfs"),
+            cgroups_path: "/kubepods/podu1/u1-app-0".into(),
+            log_path: h.dir.path().join("log"),
+            exit: None,
+            previous: None,
+        };
+        fs::create_dir_all(w.dir.join("containers/app")).expect("mkdir");
+        let x = w.reap("app", &rec, monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() });
+        assert!(x.oom_killed);
+        assert_eq!(h.runtime.calls(), vec![Call::OomKilled("u1-app-0".into()), Call::Delete("u1-app-0".into())]);
+        let x = w.reap("app", &rec, monitor::ExitRecord { exit_code: 1, signal: None, finished_at: String::new() });
+        assert!(!x.oom_killed, "only a SIGKILL exit asks the runtime");
+    }
 }
