@@ -3,7 +3,8 @@
 //! controller (IngressClass `rkube`, the default): two Services behind Ingresses by host and path, reached with
 //! curl from a test netns on the node's test link (never the uplink), HTTPS with the certificate of a TLS
 //! Secret chosen by SNI and verified against the test's CA, a missing Secret reported as a Warning event, a
-//! missing backend answered 503, and the node address in status.loadBalancer.
+//! missing backend answered 503, an updated Ingress served without a restart, and the node address in
+//! status.loadBalancer.
 //!
 //! Needs the binaries: `cargo build --release -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`.
 
@@ -229,6 +230,16 @@ fn ingress_routes_by_host_and_path_over_http_and_https() {
     let other = format!("a.example:443:{node}");
     assert_eq!(client.curl(&["--cacert", &ca, "--resolve", &other, "https://a.example/"]), None, "the default certificate is not the Secret's");
     assert_eq!(client.curl(&["-k", "--resolve", &other, "https://a.example/api/v1"]), Some((200, "beta-api".into())), "routing is the same over HTTPS");
+
+    // an updated Ingress takes effect without a restart: b.example/api now goes to alpha
+    let patch = r#"[{"op": "replace", "path": "/spec/rules/1/http/paths/0/backend/service", "value": {"name": "alpha", "port": {"name": "http"}}}]"#;
+    let host_b = up.kubectl(&["get", "ingress", "web", "-o", "jsonpath={.spec.rules[1].host}"]);
+    assert_eq!(host_b.trim(), "b.example");
+    up.kubectl_ok(&["patch", "ingress", "web", "--type=json", "-p", patch], None);
+    let resolve_b = format!("b.example:80:{node}");
+    poll_until("b.example/api/v1 served by alpha after the update", Duration::from_secs(30), || {
+        client.curl(&["--resolve", &resolve_b, "http://b.example/api/v1"]).filter(|(code, body)| *code == 200 && body == "alpha-api")
+    });
 
     // upstream's validation: a relative Prefix path is refused with upstream's message
     let bad = up_support::kubectl_output_with(&up.kubeconfig(), &["apply", "-f", "-"], Some(BAD_PATH));
