@@ -6,15 +6,21 @@
 #  - per-pod memory (pause + monitor), rkube up's RSS with 20 pods, and a separate `rkube kubelet`'s RSS with 20.
 # Targets (issue 6): p50 <= 150 ms, p99 <= 400 ms for one pod, 100 pods Running within 10 s, <= 2 MiB per pod,
 # monitor well under 1 MiB RSS. Times depend on the load: the load average is printed before and after.
+# Start latency is taken in ROUNDS rounds, alternating: RUNS podman starts with runc, RUNS with crun, then rkube's
+# 20 pods one at a time and the burst; each round gives the ratio rkube p50 / podman p50 per runtime, and the
+# script reports the median of those per-round ratios with min and max (bench/lib.sh). Not like for like: podman
+# starts one container with no API and no network; rkube's time goes through the apiserver, the scheduler, CNI and
+# a pause sandbox. Memory is measured once (it does not move with the load).
 #
-#   sudo bench/pods.sh [RUNS]     # RUNS podman starts per runtime (default 20)
+#   sudo bench/pods.sh [RUNS] [ROUNDS]    # RUNS podman starts per runtime and round (default 20), ROUNDS (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
 RUNS=${1:-20}
+ROUNDS=${2:-3}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN="$TARGET/release"
-load() { echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"; }
 
 cargo build --release -q -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins
 cp "$BIN/rkube-monitor" "$BIN/rkube-monitor.dynamic"
@@ -50,9 +56,6 @@ podman_starts() { # runtime, wrapper...
 }
 # crun refuses hybrid cgroups: run it in a private mount namespace without the cgroup2 mount
 nocg2() { unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; "$@"' sh "$@"; }
-load
-read -r runc50 runc99 < <(podman_starts runc env | pct)
-read -r crun50 crun99 < <(podman_starts crun nocg2 | pct)
 
 # conmon of a running container, for the monitor comparison
 "${P[@]}" run -d --name bench-conmon --network none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 \
@@ -76,24 +79,39 @@ monitor_mem() { # binary -> "rss pss"
 read -r mdyn_rss mdyn_pss < <(monitor_mem "$BIN/rkube-monitor.dynamic")
 read -r mst_rss mst_pss < <(monitor_mem "$BIN/rkube-monitor")
 
-# --- rkube: pods through rkube up ---
-cargo test --release -q -p rkube-e2e --test up_bench -- --ignored --nocapture --test-threads=1 > "$work/up_bench.out" 2>&1 || true
-load
-out=$(grep -E "pod startup|burst|per pod|RSS|test result" "$work/up_bench.out" || true)
-echo "$out"
-grep -q "test result: ok" "$work/up_bench.out" || { echo "bench: the rkube run failed:" >&2; tail -40 "$work/up_bench.out" >&2; exit 1; }
-num() { echo "$out" | grep -E "$1" | grep -oE "$2 [0-9.]+" | head -1 | awk '{print $NF}'; }
-r50=$(num "one at a time" p50); r99=$(num "one at a time" p99)
-[ -n "$r50" ] || { echo "bench: the rkube run failed (see above)" >&2; exit 1; }
+# --- start latency, alternating round by round: podman runc, podman crun, rkube up ---
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+bench_load start
+for ((round = 1; round <= ROUNDS; round++)); do
+  read -r runc50 runc99 < <(podman_starts runc env | pct)
+  read -r crun50 crun99 < <(podman_starts crun nocg2 | pct)
+  cargo test --release -q -p rkube-e2e --test up_bench -- --ignored --nocapture --test-threads=1 > "$work/up_bench.out" 2>&1 || true
+  out=$(grep -E "pod startup|burst|per pod|RSS|test result" "$work/up_bench.out" || true)
+  grep -q "test result: ok" "$work/up_bench.out" || { echo "bench: the rkube run failed:" >&2; tail -40 "$work/up_bench.out" >&2; exit 1; }
+  num() { echo "$out" | grep -E "$1" | grep -oE "$2 [0-9.]+" | head -1 | awk '{print $NF}'; }
+  r50=$(num "one at a time" p50); r99=$(num "one at a time" p99)
+  [ -n "$r50" ] || { echo "bench: the rkube run failed (see above)" >&2; exit 1; }
+  echo "round $round: rkube p50 $r50 ms p99 $r99 ms; podman runc p50 $runc50 ms p99 $runc99 ms; crun p50 $crun50 ms p99 $crun99 ms; $(bench_load "after round $round")"
+  echo "$r50" >>"$work/rk50"; echo "$r99" >>"$work/rk99"
+  echo "$runc50" >>"$work/runc50"; echo "$runc99" >>"$work/runc99"
+  echo "$crun50" >>"$work/crun50"; echo "$crun99" >>"$work/crun99"
+  ratio "$r50" "$runc50" >>"$work/ratio-runc"; echo >>"$work/ratio-runc"
+  ratio "$r50" "$crun50" >>"$work/ratio-crun"; echo >>"$work/ratio-crun"
+done
+bench_load end
+echo "last round's rkube run:"
+echo "$out"
 
 echo
-printf "%-44s %12s %12s %s\n" "start latency, one container/pod" "p50 ms" "p99 ms" "rkube/peer (p50)"
-printf "%-44s %12s %12s %s\n" "rkube pod create -> Ready (API+CNI+kubelet)" "$r50" "$r99" ""
-printf "%-44s %12s %12s %s\n" "podman run -d, runc (no API, no network)" "$runc50" "$runc99" "$(ratio "$r50" "$runc50")"
-printf "%-44s %12s %12s %s\n" "podman run -d, crun (no API, no network)" "$crun50" "$crun99" "$(ratio "$r50" "$crun50")"
+printf "%-44s %12s %12s\n" "start latency, one container/pod (median of $ROUNDS rounds)" "p50 ms" "p99 ms"
+printf "%-44s %12s %12s\n" "rkube pod create -> Ready (API+CNI+kubelet)" "$(bench_median "$work/rk50")" "$(bench_median "$work/rk99")"
+printf "%-44s %12s %12s\n" "podman run -d, runc (no API, no network)" "$(bench_median "$work/runc50")" "$(bench_median "$work/runc99")"
+printf "%-44s %12s %12s\n" "podman run -d, crun (no API, no network)" "$(bench_median "$work/crun50")" "$(bench_median "$work/crun99")"
+bench_ratio_row "rkube/podman runc (p50), per round" "$work/ratio-runc"
+bench_ratio_row "rkube/podman crun (p50), per round" "$work/ratio-crun"
 echo
 printf "%-44s %12s %12s %s\n" "per-container monitor" "RSS KiB" "PSS KiB" "RSS ratio to conmon"
 printf "%-44s %12s %12s %s\n" "rkube-monitor, static (release install)" "$mst_rss" "$mst_pss" "$(ratio "$mst_rss" "$conmon_rss")"
 printf "%-44s %12s %12s %s\n" "rkube-monitor, dynamic (plain cargo build)" "$mdyn_rss" "$mdyn_pss" "$(ratio "$mdyn_rss" "$conmon_rss")"
 printf "%-44s %12s %12s %s\n" "podman's conmon" "$conmon_rss" "$conmon_pss" ""
+echo "(quoted, not measured here: k3s agent 275 MB RAM minimum, docs.k3s.io/reference/resource-profiling, K3s v1.26.5)"
