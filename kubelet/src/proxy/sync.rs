@@ -11,13 +11,14 @@ use crate::service_watch::{Consumer, ServiceState};
 use super::announce::{self, Announcer};
 use super::health::{wanted, HealthServers};
 use super::model::{service_ports, ServicePort};
-use super::nft::{apply_script, full_script, partial_script, render, PortObjects, ProxyConfig, ProxyError};
+use super::nft::{apply_script, full_script, partial_script, port_key, port_objects, render, PortObjects, ProxyConfig, ProxyError};
 
-/// What is in the table: every service port's objects, or nothing known (the next sync is a full one).
+/// What is in the table: every service port (by [`port_key`]) with the objects rendered for it, or nothing known
+/// (the next sync is a full one).
 #[derive(Debug, Default)]
 pub struct Proxier {
     cfg: ProxyConfig,
-    applied: Option<BTreeMap<String, PortObjects>>,
+    applied: Option<BTreeMap<String, (ServicePort, PortObjects)>>,
 }
 
 /// What one sync did.
@@ -33,13 +34,24 @@ impl Proxier {
         Proxier { cfg, applied: None }
     }
 
-    /// Brings the table to `ports` (from [`service_ports`]).
+    /// Brings the table to `ports` (from [`service_ports`]). Only the service ports that differ from the last
+    /// applied ones are rendered and rewritten; the rest are not looked at again.
     pub fn sync(&mut self, ports: &[ServicePort]) -> Result<SyncKind, ProxyError> {
         let start = Instant::now();
-        let objects = render(ports);
-        let (kind, script) = match &self.applied {
-            None => (SyncKind::Full, full_script(&self.cfg, &objects)),
-            Some(old) => (SyncKind::Partial, partial_script(&self.cfg, old, &objects)),
+        let new: BTreeMap<String, &ServicePort> = ports.iter().map(|p| (port_key(p), p)).collect();
+        let (kind, script, rendered) = match &self.applied {
+            None => {
+                let rendered: BTreeMap<String, PortObjects> = render(ports);
+                (SyncKind::Full, full_script(&self.cfg, &rendered), rendered)
+            }
+            Some(applied) => {
+                let gone = applied.keys().filter(|k| !new.contains_key(*k));
+                let changed = new.iter().filter(|(k, p)| applied.get(*k).is_none_or(|(old, _)| old != **p)).map(|(k, _)| k);
+                let keys: Vec<&String> = gone.chain(changed).collect();
+                let old: BTreeMap<String, PortObjects> = keys.iter().filter_map(|k| applied.get(*k).map(|(_, o)| ((*k).clone(), o.clone()))).collect();
+                let rendered: BTreeMap<String, PortObjects> = keys.iter().filter_map(|k| new.get(*k).map(|p| ((*k).clone(), port_objects(p)))).collect();
+                (SyncKind::Partial, partial_script(&self.cfg, &old, &rendered), rendered)
+            }
         };
         if script.is_empty() {
             return Ok(SyncKind::Unchanged);
@@ -49,8 +61,14 @@ impl Proxier {
             super::metrics::record_failure();
             return Err(e);
         }
-        let rules = objects.values().map(PortObjects::rule_count).sum();
-        self.applied = Some(objects);
+        let applied = self.applied.get_or_insert_with(BTreeMap::new);
+        applied.retain(|k, _| new.contains_key(k));
+        for (k, objects) in rendered {
+            if let Some(p) = new.get(&k) {
+                applied.insert(k, ((*p).clone(), objects));
+            }
+        }
+        let rules = applied.values().map(|(_, o)| o.rule_count()).sum();
         super::metrics::record_sync(start.elapsed(), &self.cfg.table, rules);
         Ok(kind)
     }
