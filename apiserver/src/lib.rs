@@ -20,12 +20,13 @@
 //!    OpenAPI documents (`openapi::v2`, `openapi::v3`);
 //! 6. background work: `namespace_lifecycle` (emptying Terminating namespaces; the delete handler reaches it
 //!    through `ApiState::on_namespace_terminating`, not by import);
-//! 7. serving: `connections` (the listener: TLS, timeouts, a per-client cap) and `server` (the router, the
-//!    built-in objects, opening the store, and the in-process handle).
+//! 7. serving: `connections` (the listener: TLS, timeouts, a per-client cap), `routes` (the router),
+//!    `bootstrap` (the built-in objects) and `server` (opening the store, and the in-process handle).
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod auth;
+pub mod bootstrap;
 pub mod config;
 pub mod connections;
 pub mod conversion;
@@ -44,6 +45,7 @@ pub mod protobuf;
 pub mod proxy;
 pub mod registry;
 pub mod request;
+pub mod routes;
 pub mod selectors;
 pub mod server;
 pub mod state;

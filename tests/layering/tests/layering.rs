@@ -341,7 +341,7 @@ const APISERVER_LAYERS: &[(&str, &[&str])] = &[
     ("object helpers", &["admission", "defaulting", "validation", "patch", "table"]),
     ("handlers", &["handlers", "auth::review", "proxy", "openapi::v2", "openapi::v3"]),
     ("background work", &["namespace_lifecycle"]),
-    ("serving", &["connections", "server"]),
+    ("serving", &["connections", "routes", "bootstrap", "server"]),
 ];
 
 /// The module path of a file under `apiserver/src` (`handlers/mod.rs` -> `handlers`).
