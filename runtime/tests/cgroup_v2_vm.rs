@@ -26,7 +26,7 @@ B=/bin/busybox
 if [ ! -e /switched ]; then
     # The initramfs root cannot be pivot_root'ed away; move everything onto a tmpfs and switch to it.
     $B mkdir -p /newroot && $B mount -t tmpfs -o size=600m tmpfs /newroot
-    for d in bin lib lib64 usr bundle-limits bundle-oom rkube-runtime init; do [ -e /$d ] && $B cp -a /$d /newroot/; done
+    for d in bin lib lib64 usr bundle-limits bundle-oom bundle-sleep rkube-runtime init; do [ -e /$d ] && $B cp -a /$d /newroot/; done
     $B mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run /newroot/tmp && $B touch /newroot/switched
     exec $B switch_root /newroot /init
 fi
@@ -42,6 +42,12 @@ n=0; while [ "$($R state oom1 | grep -c stopped)" = 0 ] && [ $n -lt 600 ]; do sl
 echo "RKUBE-VM oom-out=$(cat /tmp/oom.out | tr '\n' ' ')"
 echo "RKUBE-VM oom-events=$($R events --stats oom1)"
 $R delete oom1; echo "RKUBE-VM delete-exit=$?"
+S=/sys/fs/cgroup/rkube-vm/sleep
+$R run -d --bundle /bundle-sleep s1; echo "RKUBE-VM sleep-run=$?"
+$R pause s1; echo "RKUBE-VM pause=$? paused=$($R state s1 | grep -c paused) freeze=$(cat $S/cgroup.freeze) $(grep frozen $S/cgroup.events)"
+$R resume s1; echo "RKUBE-VM resume=$? running=$($R state s1 | grep -c running) thawed=$(cat $S/cgroup.freeze) $(grep frozen $S/cgroup.events)"
+$R update --pids-limit 7 --memory 64m --cpu-quota 20000 --cpu-period 100000 s1; echo "RKUBE-VM update=$? upids=$(cat $S/pids.max) umem=$(cat $S/memory.max) ucpu=$(cat $S/cpu.max | tr ' ' _)"
+$R pause s1; $R delete --force s1; echo "RKUBE-VM paused-delete=$?"
 echo "RKUBE-VM left=$(find /sys/fs/cgroup/rkube-vm -mindepth 1 -type d | wc -l)"
 echo RKUBE-VM-DONE
 poweroff -f
@@ -91,6 +97,9 @@ fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
     cfg["linux"]["resources"] = json!({"memory": {"limit": 16777216}});
     busybox_rootfs(&root.join("bundle-oom/rootfs"));
     fs::write(root.join("bundle-oom/config.json"), cfg.to_string()).unwrap();
+    let cfg = common::default_config(&["sleep", "1000"], "/rkube-vm/sleep");
+    busybox_rootfs(&root.join("bundle-sleep/rootfs"));
+    fs::write(root.join("bundle-sleep/config.json"), cfg.to_string()).unwrap();
     let initrd = dir.path().join("initrd.gz");
     sh(&format!("cd {} && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1 > {}", root.display(), initrd.display()));
 
@@ -124,5 +133,14 @@ fn cgroup_v2_limits_and_oom_in_a_qemu_vm() {
     let v: serde_json::Value = serde_json::from_str(ev.split_once("oom-events=").unwrap().1.trim()).unwrap();
     assert!(v["data"]["memory"]["oom_kill"].as_u64().unwrap() >= 1, "{ev}");
     assert!(line("delete-exit=").contains("delete-exit=0"));
+    // pause/resume through cgroup.freeze and cgroup.events; update on a running container; a paused one deleted.
+    assert!(line("sleep-run=").contains("sleep-run=0"), "{out}");
+    let p = line("pause=");
+    assert!(p.contains("pause=0") && p.contains("paused=1") && p.contains("freeze=1") && p.contains("frozen 1"), "{p}");
+    let r = line("resume=");
+    assert!(r.contains("resume=0") && r.contains("running=1") && r.contains("thawed=0") && r.contains("frozen 0"), "{r}");
+    let u = line("update=");
+    assert!(u.contains("update=0") && u.contains("upids=7") && u.contains("umem=67108864") && u.contains("ucpu=20000_100000"), "{u}");
+    assert!(line("paused-delete=").contains("paused-delete=0"), "{out}");
     assert!(line("left=").contains("left=0"), "cgroup left behind: {out}");
 }
