@@ -353,6 +353,19 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// mount_setattr(2) attribute bits (linux/mount.h), for recursive mount options.
+pub const MOUNT_ATTR_RDONLY_BIT: u64 = MOUNT_ATTR_RDONLY;
+pub const MOUNT_ATTR_NOSUID_BIT: u64 = MOUNT_ATTR_NOSUID;
+pub const MOUNT_ATTR_NODEV_BIT: u64 = MOUNT_ATTR_NODEV;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+/// AT_RECURSIVE: mount_setattr applies to the whole tree under the mount.
+pub const AT_RECURSIVE: libc::c_int = 0x8000;
 
 /// struct mount_attr (linux/mount.h).
 #[repr(C)]

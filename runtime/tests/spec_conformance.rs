@@ -528,3 +528,38 @@ fn pause_resume_and_update_a_running_container() {
         (st.is_empty() || st.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'))).then_some(())
     });
 }
+
+/// A host directory with a tmpfs mounted inside it; unmounted on drop.
+struct DirWithSubmount(tempfile::TempDir);
+
+impl Drop for DirWithSubmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path().join("sub")).status();
+    }
+}
+
+#[test]
+fn recursive_mount_options_reach_every_submount() {
+    let host = DirWithSubmount(tempfile::tempdir().unwrap());
+    let sub = host.0.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", sub.to_str().unwrap()]).status().unwrap().success());
+    let script = "touch /data/sub/x 2>/dev/null && echo writable; awk '$5==\"/data/sub\" {print $6}' /proc/self/mountinfo";
+    let mut b = Bundle::new(&["sh", "-c", script]);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": host.0.path(),
+        "options": ["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnodiratime", "rnosymfollow"]}));
+    let out = b.run_ok();
+    assert!(!out.contains("writable"), "rro reached the submount: {out}");
+    let opts: Vec<&str> = out.trim().split(',').collect();
+    for o in ["ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "nosymfollow"] {
+        assert!(opts.contains(&o), "{o} missing on the submount: {out}");
+    }
+    // The host's own submount is untouched.
+    assert!(fs::write(sub.join("host-can-write"), "").is_ok());
+
+    let mut b = Bundle::new(&["sh", "-c", "awk '$5==\"/data/sub\" {print $6}' /proc/self/mountinfo"]);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": host.0.path(),
+        "options": ["rbind", "rnoatime", "rstrictatime"]}));
+    let out = b.run_ok();
+    assert!(!out.contains("noatime") && !out.contains("relatime"), "rstrictatime replaced rnoatime: {out}");
+}

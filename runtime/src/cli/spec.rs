@@ -13,7 +13,9 @@ pub fn features() -> Value {
         "mountOptions": ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "mand", "noatime",
             "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
             "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent",
-            "slave", "strictatime", "suid", "sync", "unbindable", "loud"],
+            "slave", "strictatime", "suid", "sync", "unbindable", "loud", "rro", "rrw", "rnosuid", "rsuid", "rnodev",
+            "rdev", "rnoexec", "rexec", "rnodiratime", "rdiratime", "rnoatime", "ratime", "rrelatime", "rnorelatime",
+            "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow"],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),

@@ -25,6 +25,35 @@ pub struct MountOptions {
     pub data: String,
     pub bind: bool,
     pub recursive: bool,
+    /// Recursive options (`rro`, `rnosuid`, ...): mount_setattr(2) attributes to set and clear on the whole tree.
+    pub rec_set: u64,
+    pub rec_clr: u64,
+    /// The recursive options given, by name, for error messages.
+    pub rec_names: Vec<String>,
+}
+
+/// A recursive mount option as mount_setattr(2) attributes (set, clear), runc's table. The atime ones replace the
+/// whole atime mode (the kernel wants MOUNT_ATTR__ATIME cleared with exactly one mode set).
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    use crate::sys::*;
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY_BIT, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY_BIT),
+        "rnosuid" => (MOUNT_ATTR_NOSUID_BIT, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID_BIT),
+        "rnodev" => (MOUNT_ATTR_NODEV_BIT, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV_BIT),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        "rnoatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR_ATIME_MASK),
+        "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR_ATIME_MASK),
+        "rrelatime" | "ratime" | "rnostrictatime" | "rnorelatime" => (MOUNT_ATTR_RELATIME, MOUNT_ATTR_ATIME_MASK),
+        _ => return None,
+    })
 }
 
 /// Parses OCI/mount(8) options.
@@ -36,9 +65,21 @@ pub fn parse_options(opts: &[String]) -> MountOptions {
         data: String::new(),
         bind: false,
         recursive: false,
+        rec_set: 0,
+        rec_clr: 0,
+        rec_names: Vec::new(),
     };
     let mut data = Vec::new();
     for opt in opts {
+        if let Some((set, clr)) = recursive_attr(opt) {
+            if clr & crate::sys::MOUNT_ATTR_ATIME_MASK != 0 {
+                o.rec_set &= !crate::sys::MOUNT_ATTR_ATIME_MASK;
+            }
+            o.rec_set = (o.rec_set & !clr) | set;
+            o.rec_clr = (o.rec_clr & !set) | clr;
+            o.rec_names.push(opt.clone());
+            continue;
+        }
         let (set, clear) = match opt.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
@@ -172,12 +213,28 @@ pub fn mount_one(root: &OwnedFd, m: &Mount, cgroup_layout: Option<&Layout>) -> R
             let _ = fs::set_permissions(path::fd_path(&top), fs::Permissions::from_mode(0o755));
         }
     }
+    if opts.rec_set != 0 || opts.rec_clr != 0 {
+        let top = mounted(root, dest_rel)?;
+        set_recursive(&top, &opts).map_err(|e| err(dest_rel, format!("apply {}", opts.rec_names.join(",")), e))?;
+    }
     if !opts.propagation.is_empty() {
         let top = mounted(root, dest_rel)?;
         mount(None::<&str>, &path::fd_path(&top), None::<&str>, opts.propagation, None::<&str>)
             .map_err(|e| err(dest_rel, "set propagation", e))?;
     }
     Ok(())
+}
+
+/// Applies the recursive options to the mount at `top` and every mount under it (mount_setattr with
+/// AT_RECURSIVE). A kernel without mount_setattr (before 5.12) or without an attribute gets a clear refusal.
+fn set_recursive(top: &OwnedFd, opts: &MountOptions) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let attr = crate::sys::MountAttr { attr_set: opts.rec_set, attr_clr: opts.rec_clr, ..Default::default() };
+    crate::sys::mount_setattr(top.as_raw_fd(), c"", libc::AT_EMPTY_PATH | crate::sys::AT_RECURSIVE, &attr).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSYS) => "recursive mount options need mount_setattr(2) (Linux 5.12 or later), which this kernel lacks; use the non-recursive option".to_string(),
+        Some(libc::EINVAL) => format!("{e} (this kernel does not know one of the attributes; rnosymfollow needs Linux 5.14)"),
+        _ => e.to_string(),
+    })
 }
 
 /// The mount point of procfs or sysfs: an ordinary directory, reached without any symlink, as runc requires since
@@ -274,6 +331,19 @@ fn mount_cgroup(root: &OwnedFd, dest_rel: &Path, opts: &MountOptions, layout: Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recursive_options_become_mount_setattr_attributes() {
+        use crate::sys::*;
+        let o = parse_options(&["rbind", "rro", "rnosuid", "rnoatime", "rnosymfollow"].map(String::from));
+        assert_eq!(o.rec_set, MOUNT_ATTR_RDONLY_BIT | MOUNT_ATTR_NOSUID_BIT | MOUNT_ATTR_NOATIME | MOUNT_ATTR_NOSYMFOLLOW);
+        assert_eq!(o.rec_clr, MOUNT_ATTR_ATIME_MASK);
+        assert!(o.data.is_empty() && o.flags.is_empty(), "not passed to mount(2): {o:?}");
+        // The last atime mode wins; a later rrw undoes rro.
+        let o = parse_options(&["rnoatime", "rstrictatime", "rro", "rrw"].map(String::from));
+        assert_eq!(o.rec_set, MOUNT_ATTR_STRICTATIME);
+        assert_eq!(o.rec_clr, MOUNT_ATTR_ATIME_MASK | MOUNT_ATTR_RDONLY_BIT);
+    }
 
     #[test]
     fn parses_flags_propagation_and_data() {
