@@ -68,6 +68,9 @@ pub enum FailureKind {
     ImagePull,
     /// The image name is not valid: `InvalidImageName` (never retried until the spec changes).
     InvalidImageName,
+    /// `imagePullPolicy: Never` and the node lacks the image: `ErrImageNeverPull`, retried (an import may
+    /// bring it) without becoming a pull back-off.
+    NeverPull,
     /// A referenced ConfigMap/Secret/key is missing: `CreateContainerConfigError`.
     CreateConfig,
     /// The runtime refused to create the container (bad volume, bad hostPath...): `CreateContainerError`.
@@ -84,6 +87,7 @@ impl FailureKind {
         match self {
             Self::ImagePull => "ErrImagePull",
             Self::InvalidImageName => "InvalidImageName",
+            Self::NeverPull => "ErrImageNeverPull",
             Self::CreateConfig => "CreateContainerConfigError",
             Self::Create => "CreateContainerError",
             Self::Run => "RunContainerError",

@@ -429,6 +429,7 @@ mod tests {
             (FailureKind::Create, "CreateContainerError"),
             (FailureKind::Run, "RunContainerError"),
             (FailureKind::Mount, "ContainerCreating"),
+            (FailureKind::NeverPull, "ErrImageNeverPull"),
         ] {
             let mut o = obs(ready_sandbox(), &[]);
             o.failures.insert("a".into(), Failure { kind, message: "m".into(), at: t(0), attempts: 1 });
@@ -437,5 +438,13 @@ mod tests {
             assert_eq!(waiting_reason(cs), Some(want));
             assert_eq!(s.phase.as_deref(), Some(PENDING));
         }
+        // a missing image under policy Never is retried but never shown as a pull back-off
+        let mut o = obs(ready_sandbox(), &[]);
+        let msg = "Container image \"x:1\" is not present with pull policy of Never";
+        o.failures.insert("a".into(), Failure { kind: FailureKind::NeverPull, message: msg.into(), at: t(0), attempts: 3 });
+        let s = pod_status(&pod("Always", &[], &["a"]), &o, &Backoff::new(), &node(), t(1));
+        let cs = &s.container_statuses.as_ref().expect("s")[0];
+        let w = cs.state.as_ref().and_then(|s| s.waiting.as_ref()).expect("waiting");
+        assert_eq!((w.reason.as_deref(), w.message.as_deref()), (Some("ErrImageNeverPull"), Some(msg)));
     }
 }

@@ -581,6 +581,13 @@ impl PodWorker {
             self.failures.insert(name.to_string(), Failure { kind, message, at: Utc::now(), attempts });
             return;
         }
+        if kind == FailureKind::NeverPull {
+            // upstream's image manager: its own event, then startContainer's "Error: <reason>"
+            self.event(Some(name), EventType::Warning, "ErrImageNeverPull", message.clone());
+            self.event(Some(name), EventType::Warning, "Failed", "Error: ErrImageNeverPull".into());
+            self.failures.insert(name.to_string(), Failure { kind, message, at: Utc::now(), attempts });
+            return;
+        }
         self.event(Some(name), EventType::Warning, reason, msg);
         if kind == FailureKind::ImagePull {
             self.event(Some(name), EventType::Warning, "Failed", "Error: ErrImagePull".into());
@@ -736,7 +743,9 @@ impl PodWorker {
         let image = c.image.clone().unwrap_or_default();
         let policy = c.image_pull_policy.as_deref().and_then(|p| crate::image::PullPolicy::from_api(p).ok().flatten());
         let present = self.ctx.images.store().resolve(&image).ok().flatten();
-        let will_pull = present.is_none() || c.image_pull_policy.as_deref() == Some("Always");
+        // policy Never never pulls, so never says Pulling (a missing image is ErrImageNeverPull)
+        let never = policy == Some(crate::image::PullPolicy::Never);
+        let will_pull = !never && (present.is_none() || policy == Some(crate::image::PullPolicy::Always));
         if will_pull {
             self.event(Some(name), EventType::Normal, "Pulling", format!("Pulling image \"{image}\""));
         }
@@ -755,8 +764,15 @@ impl PodWorker {
                 o.image
             }
             Err(e) => {
-                let kind = if e.reason() == "InvalidImageName" { FailureKind::InvalidImageName } else { FailureKind::ImagePull };
-                return Err(StartFailure::new(kind, e));
+                return Err(match e {
+                    // upstream's image manager words it with a capital, and that text is the waiting message
+                    crate::image::EnsureError::NeverPull { .. } => StartFailure {
+                        kind: FailureKind::NeverPull,
+                        message: format!("Container image \"{image}\" is not present with pull policy of Never"),
+                    },
+                    e if e.reason() == "InvalidImageName" => StartFailure::new(FailureKind::InvalidImageName, e),
+                    e => StartFailure::new(FailureKind::ImagePull, e),
+                });
             }
         };
         Ok((image, record))
@@ -1266,8 +1282,8 @@ mod tests {
         let mut w = h.worker("Never");
         w.start_container("app");
         let f = w.failures.get("app").expect("a failure recorded");
-        assert_eq!(f.kind, FailureKind::ImagePull);
-        assert!(f.message.contains(IMAGE), "{}", f.message);
+        assert_eq!(f.kind, FailureKind::NeverPull);
+        assert_eq!(f.message, format!("Container image \"{IMAGE}\" is not present with pull policy of Never"));
         assert_eq!(h.runtime.calls(), vec![], "the runtime was never asked");
         assert!(!ContainerPaths::new(&w.dir, "app").bundle.exists(), "no bundle made");
         assert_nothing_left(&h, &w);

@@ -366,6 +366,36 @@ spec:
     });
     assert!(events.lines().any(|l| l == format!("Normal|BackOff|Back-off pulling image \"{image}\"")), "{events}");
     assert!(events.lines().any(|l| l == "Warning|Failed|Error: ImagePullBackOff"), "{events}");
+    // imagePullPolicy Never and an image the node lacks: upstream's ErrImageNeverPull, in its words, and no
+    // pull (no Pulling event, never a pull back-off)
+    let missing = format!("{image}-not-on-this-node");
+    let never = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: never-pull
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {missing}
+    imagePullPolicy: Never
+"#
+    );
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&never));
+    let want = format!("ErrImageNeverPull|Container image \"{missing}\" is not present with pull policy of Never");
+    poll_until("ErrImageNeverPull", Duration::from_secs(60), || {
+        let r = jsonpath(&up, &["get", "pod", "never-pull", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}"]);
+        (r == want).then_some(())
+    });
+    let events = poll_until("the never-pull events", Duration::from_secs(30), || {
+        let e = up.kubectl(&["get", "events", "--field-selector", "involvedObject.name=never-pull", "-o", "jsonpath={range .items[*]}{.type}|{.reason}|{.message}{\"\\n\"}{end}"]);
+        e.lines().any(|l| l == "Warning|Failed|Error: ErrImageNeverPull").then_some(e)
+    });
+    let never_event = format!("Warning|ErrImageNeverPull|Container image \"{missing}\" is not present with pull policy of Never");
+    assert!(events.lines().any(|l| l == never_event), "{never_event:?} in {events}");
+    assert!(!events.lines().any(|l| l.contains("|Pulling|") || l.contains("BackOff")), "{events}");
 }
 
 /// Upstream's Pulled event: `Successfully pulled image "IMAGE" in D (D including waiting). Image size: N bytes.`,
