@@ -374,6 +374,25 @@ fn spec_and_features_have_runc_shapes() {
 }
 
 #[test]
+fn without_a_cgroups_path_the_default_parent_goes_with_its_last_container() {
+    // the runtime's own parent for path-less containers, in every hierarchy that has it
+    let parents = || -> Vec<std::path::PathBuf> {
+        fs::read_dir("/sys/fs/cgroup").unwrap().flatten().map(|e| e.path().join("rkube")).filter(|p| p.exists()).collect()
+    };
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.config["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+    let (first, _) = b.create();
+    let (second, _) = b.create();
+    b.cgroup = format!("/rkube/{first}");
+    assert!(b.cgroup_exists(), "rkube/<id> when cgroupsPath is empty");
+    assert!(b.rt(&["delete", "--force", &first]).status.success());
+    assert!(!b.cgroup_exists());
+    assert!(!parents().is_empty(), "the parent stays while {second} is in it");
+    assert!(b.rt(&["delete", "--force", &second]).status.success());
+    assert_eq!(parents(), Vec::<std::path::PathBuf>::new(), "the default parent went with its last container");
+}
+
+#[test]
 fn kill_all_signals_every_process_in_the_cgroup() {
     let mut b = Bundle::new(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
     let (id, _) = b.create();

@@ -219,8 +219,12 @@ pub(crate) fn rdma_line(dev: &str, l: &oci_spec::runtime::LinuxRdma) -> String {
     format!("{dev} hca_handle={} hca_object={}", v(l.hca_handles()), v(l.hca_objects()))
 }
 
-/// Turns an OCI `cgroupsPath` into a path relative to each hierarchy's root. Absolute paths are taken as they are;
-/// relative ones go under `default_parent`; the systemd form `slice:prefix:name` maps to `slice/prefix-name.scope`.
+/// The parent of containers created without a `cgroupsPath` (`rkube/<id>`); removed with its last container.
+pub const DEFAULT_PARENT: &str = "rkube";
+
+/// Turns an OCI `cgroupsPath` into a path relative to each hierarchy's root: taken as it is (a leading `/` or
+/// not), [`DEFAULT_PARENT`]`/<id>` when empty; the systemd form `slice:prefix:name` maps to
+/// `slice/prefix-name.scope`.
 pub fn resolve_path(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Result<PathBuf, CgroupError> {
     let raw = cgroups_path.unwrap_or("");
     let bad = |reason: &str| CgroupError::BadPath { path: raw.to_string(), reason: reason.to_string() };
@@ -251,7 +255,7 @@ pub fn resolve_path(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Resu
             dir.join(name)
         }
     } else if raw.is_empty() {
-        PathBuf::from(format!("rkube/{id}"))
+        Path::new(DEFAULT_PARENT).join(id)
     } else {
         PathBuf::from(raw.trim_start_matches('/'))
     };
@@ -373,11 +377,20 @@ impl Cgroup {
         read_key(&file, "oom_kill").unwrap_or(0)
     }
 
-    /// Removes every directory of the cgroup, retrying briefly while killed processes finish exiting.
+    /// Removes every directory of the cgroup, retrying briefly while killed processes finish exiting, and the
+    /// runtime's own [`DEFAULT_PARENT`] once its last container is gone (nobody else would remove it). A create
+    /// racing with that removal makes the parent again.
     pub fn remove(&self) -> Result<(), CgroupError> {
         let mut last = Ok(());
+        let in_default_parent = self.rel.parent() == Some(Path::new(DEFAULT_PARENT));
         for d in self.dirs() {
             last = last.and(remove_dir_retry(&d));
+            if in_default_parent {
+                // EBUSY while another container is in it: it stays, and goes with that one
+                if let Some(parent) = d.parent() {
+                    let _ = fs::remove_dir(parent);
+                }
+            }
         }
         last
     }
