@@ -101,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         eprintln!("kubepods cgroups left in place: other rkube nodes still run here (pids {others:?})");
     }
-    if let Some(msg) = super::node::restore_ip_forward() {
+    if let Some(msg) = super::ip_forward::restore() {
         eprintln!("{msg}");
     }
     unmount_under(data);

@@ -56,7 +56,7 @@ async fn kubelet(args: Args) -> anyhow::Result<()> {
         );
     }
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
-    node::record_ip_forward()?;
+    crate::ip_forward::record()?;
     eprintln!(
         "rkube kubelet: node {} ({}) joining {}; cluster DNS {}",
         cfg.node_name,

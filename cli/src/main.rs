@@ -4,6 +4,7 @@
 mod control_plane;
 mod down;
 mod image;
+mod ip_forward;
 mod kubeconfig;
 mod kubelet;
 mod node;

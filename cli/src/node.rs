@@ -215,25 +215,6 @@ pub fn claim_data_dir(data: &Path) -> anyhow::Result<PidFile> {
     Ok(PidFile(pid_file))
 }
 
-/// Host-wide record of `net.ipv4.ip_forward` as it was before any rkube node ran: the bridge network turns
-/// forwarding on, and the last `rkube down` puts the original back. /run is emptied on reboot, as is the
-/// sysctl.
-pub const IP_FORWARD_RECORD: &str = "/run/rkube/ip_forward.orig";
-const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-
-/// Records the current ip_forward unless an earlier rkube already did (then that one is the original).
-pub fn record_ip_forward() -> anyhow::Result<()> {
-    let rec = Path::new(IP_FORWARD_RECORD);
-    if rec.exists() {
-        return Ok(());
-    }
-    let now = std::fs::read_to_string(IP_FORWARD).with_context(|| format!("read {IP_FORWARD}"))?;
-    if let Some(dir) = rec.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    std::fs::write(rec, now.trim()).with_context(|| format!("write {}", rec.display()))
-}
-
 /// Pids of other running `rkube up` / `rkube kubelet` processes on this host.
 pub fn other_nodes_running() -> Vec<i32> {
     let me = std::process::id() as i32;
@@ -250,24 +231,6 @@ pub fn other_nodes_running() -> Vec<i32> {
             is_rkube && !zombie && matches!(args.get(1), Some(&b"up") | Some(&b"kubelet"))
         })
         .collect()
-}
-
-/// Puts ip_forward back to the recorded original when no other rkube node runs on this host. Returns what
-/// it did, for the user.
-pub fn restore_ip_forward() -> Option<String> {
-    let rec = Path::new(IP_FORWARD_RECORD);
-    let orig = std::fs::read_to_string(rec).ok()?;
-    let others = other_nodes_running();
-    if !others.is_empty() {
-        return Some(format!("net.ipv4.ip_forward left as is: other rkube nodes still run here (pids {others:?})"));
-    }
-    match std::fs::write(IP_FORWARD, orig.trim()) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(rec);
-            Some(format!("net.ipv4.ip_forward restored to {}", orig.trim()))
-        }
-        Err(e) => Some(format!("could not restore net.ipv4.ip_forward to {}: {e}", orig.trim())),
-    }
 }
 
 /// Runs the kubelet with `cfg` until SIGTERM or Ctrl-C. Containers keep running after it returns.
