@@ -18,27 +18,6 @@ use std::time::Duration;
 use node_cluster::{Cluster, Options};
 use rkube_testsupport::{poll_until, require_command};
 
-const DEPLOYMENT: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: c
-        image: busybox:latest
-        imagePullPolicy: Never
-        command: ["sh", "-c", "exec sleep 3600"]
-"#;
-
 /// Names of the Deployment's pods that run on the node and are not terminating, sorted.
 fn running_pods(c: &Cluster) -> Vec<String> {
     let rows = c.kubectl_ok(
@@ -77,7 +56,7 @@ fn etcd_keys(endpoint: &str) -> String {
 fn a_deployment_on_the_etcd_backed_server_is_kept_across_restarts() {
     let etcd = storage_common::Etcd::start();
     let mut c = Cluster::start(Options { etcd: vec![etcd.endpoint.clone()], ..Default::default() });
-    c.kubectl_ok(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    c.kubectl_ok(&["apply", "-f", "-"], Some(up_support::SLEEPING_DEPLOYMENT));
     c.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None);
     assert_eq!(running_pods(&c).len(), 2);
     c.kubectl_ok(&["scale", "deployment/web", "--replicas=3"], None);

@@ -14,27 +14,6 @@ use std::time::Duration;
 use rkube_testsupport::poll_until;
 use up_support::Up;
 
-const DEPLOYMENT: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: c
-        image: busybox:latest
-        imagePullPolicy: Never
-        command: ["sh", "-c", "exec sleep 3600"]
-"#;
-
 /// `name phase reason` of every pod of the Deployment.
 fn pods(up: &Up) -> Vec<(String, String, String)> {
     let rows = up.kubectl(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.reason}{\"\\n\"}{end}"]);
@@ -60,7 +39,7 @@ fn the_replicaset_replaces_a_pod_evicted_under_memory_pressure() {
         "--eviction-memory-signal-file",
         &signal_arg,
     ]);
-    up.kubectl_ok(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    up.kubectl_ok(&["apply", "-f", "-"], Some(up_support::SLEEPING_DEPLOYMENT));
     up.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"], None);
     let before = pods(&up);
     assert_eq!(before.iter().filter(|p| p.1 == "Running").count(), 2, "{before:?}");

@@ -9,6 +9,28 @@ use std::time::Duration;
 
 use rkube_testsupport::{poll_until, require_command, require_root, unique_name};
 
+/// Deployment `web`: two busybox pods (the image every test cluster imports) that sleep, labelled app=web.
+pub const SLEEPING_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "exec sleep 3600"]
+"#;
+
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
