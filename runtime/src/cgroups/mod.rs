@@ -10,6 +10,7 @@
 //! start here, and it does not model the hybrid layout. The files written are few and documented by the kernel.
 
 pub mod devices;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 

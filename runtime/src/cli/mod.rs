@@ -169,7 +169,7 @@ enum Cmd {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
     },
-    /// Print resource events; with --stats, OOM kills and memory usage once.
+    /// Print resource events; with --stats, the cgroup's limits and usage (cpu, memory, pids, OOM kills) once.
     Events {
         id: String,
         #[arg(long)]
@@ -424,8 +424,9 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
         Cmd::Events { id, stats: _, .. } => {
             let st = container::state(root, id).map_err(s)?;
             let cg = container::cgroup_of(&st);
-            let oom = cg.as_ref().map(|c| c.oom_kills()).unwrap_or(0);
-            let v = serde_json::json!({"type": "stats", "id": id, "data": {"memory": {"oom_kill": oom}, "pids": {"current": cg.map(|c| c.pids().len()).unwrap_or(0)}}});
+            // runc's stats shape, plus the CPU limits and the directories read (cgroups/stats.rs)
+            let data = cg.map(|c| c.stats()).unwrap_or_default();
+            let v = serde_json::json!({"type": "stats", "id": id, "data": data});
             println!("{v}");
             Ok(0)
         }
