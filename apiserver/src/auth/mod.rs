@@ -9,6 +9,8 @@
 //! 3. Authorization: [`attributes`] reads the verb, resource and namespace off the request as upstream's
 //!    RequestInfo does (from the one parsed `request::Query` the handler reads too), and [`rbac`] evaluates
 //!    the stored Roles and bindings (the built-in ones come from [`bootstrap`]). `system:masters` is allowed everything without a lookup, as upstream.
+//!    Kubelets (`system:node:<name>` in `system:nodes`) meet the [`node`] authorizer first, as upstream's
+//!    `--authorization-mode=Node,RBAC`: what it allows is allowed, what it does not goes on to RBAC.
 //!
 //! The review APIs `kubectl auth can-i` and `kubectl auth whoami` call are in [`review`]; service account
 //! tokens (TokenRequest, bearer authentication) in [`token`].
@@ -18,6 +20,7 @@ pub mod bootstrap;
 pub mod rbac;
 pub mod review;
 pub mod keys;
+pub mod node;
 pub mod token;
 pub mod user;
 
@@ -48,11 +51,33 @@ pub async fn authorize(state: &ApiState, user: &User, attrs: &Attributes) -> Res
     if user.is_privileged() {
         return Ok(());
     }
-    if !rbac::authorize(state, user, attrs).await?.allowed {
+    let d = decide(state, user, attrs).await?;
+    if !d.allowed {
         tracing::debug!(user = %user.name, verb = %attrs.verb, path = %attrs.path, "forbidden");
-        return Err(attrs.forbidden(&user.name));
+        let mut e = attrs.forbidden(&user.name);
+        // upstream's Forbidden: the authorizers' reasons follow the message
+        if !d.reason.is_empty() {
+            e.message = format!("{}: {}", e.message, d.reason);
+        }
+        return Err(e);
     }
     Ok(())
+}
+
+/// The authorizer chain, `Node,RBAC` as upstream's default for kubeadm clusters: the node authorizer's allow
+/// ends it; otherwise RBAC decides, and a denial carries the node authorizer's reason.
+pub async fn decide(state: &ApiState, user: &User, attrs: &Attributes) -> Result<rbac::Decision, ApiError> {
+    let node_reason = match node::authorize(state, user, attrs).await? {
+        Some(node::Decision::Allow) => return Ok(rbac::Decision { allowed: true, reason: String::new() }),
+        Some(node::Decision::NoOpinion(reason)) => reason,
+        None => String::new(),
+    };
+    let d = rbac::authorize(state, user, attrs).await?;
+    if d.allowed || node_reason.is_empty() {
+        return Ok(d);
+    }
+    let reason = if d.reason.is_empty() { node_reason } else { format!("{node_reason}\n{}", d.reason) };
+    Ok(rbac::Decision { allowed: false, reason })
 }
 
 /// A bearer token's service account, `system:anonymous` without a token, 401 for a token that does not verify.

@@ -99,7 +99,7 @@ async fn access_review(state: &ApiState, user: &User, spec: &Value, forced_names
     if user.is_privileged() {
         return Ok(json!({"allowed": true, "reason": format!("the user is in the {} group", MASTERS)}));
     }
-    let d = rbac::authorize(state, user, &attrs).await?;
+    let d = super::decide(state, user, &attrs).await?;
     let mut status = json!({"allowed": d.allowed});
     if !d.reason.is_empty() {
         status["reason"] = json!(d.reason);
