@@ -240,3 +240,76 @@ pub fn prepare_update(
     }
     Ok(merged)
 }
+
+/// The annotation that makes an IngressClass the cluster's default (`networking.k8s.io/v1`).
+pub const DEFAULT_INGRESS_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// Upstream's `DefaultIngressClass` admission plugin (plugin/pkg/admission/network/defaultingressclass), on
+/// create: an Ingress with neither `spec.ingressClassName` nor the legacy `kubernetes.io/ingress.class`
+/// annotation gets the name of the IngressClass annotated `ingressclass.kubernetes.io/is-default-class: "true"`.
+/// With several such classes the newest wins, ties by name (upstream since 1.26; before that, more than one
+/// default was refused). Returns the class written, if any.
+pub fn default_ingress_class(ingress: &mut Value, classes: &[Value]) -> Option<String> {
+    if ingress.pointer("/spec/ingressClassName").is_some_and(|c| !c.is_null()) {
+        return None;
+    }
+    if ingress.pointer("/metadata/annotations/kubernetes.io~1ingress.class").is_some() {
+        return None;
+    }
+    let is_default = |c: &&Value| {
+        c.pointer("/metadata/annotations").and_then(|a| a.get(DEFAULT_INGRESS_CLASS_ANNOTATION)).and_then(Value::as_str) == Some("true")
+    };
+    let created = |c: &Value| c.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or_default().to_string();
+    let newest = classes.iter().filter(is_default).max_by(|a, b| {
+        // newest first; on the same timestamp the smaller name wins, as upstream sorts them
+        created(a).cmp(&created(b)).then_with(|| object::name(b).cmp(object::name(a)))
+    })?;
+    let name = object::name(newest).to_string();
+    if !ingress.get("spec").is_some_and(Value::is_object) {
+        ingress["spec"] = json!({});
+    }
+    ingress["spec"]["ingressClassName"] = json!(name);
+    Some(name)
+}
+
+#[cfg(test)]
+mod default_ingress_class_tests {
+    use super::*;
+
+    fn class(name: &str, created: &str, default: Option<&str>) -> Value {
+        let mut c = json!({"metadata": {"name": name, "creationTimestamp": created}, "spec": {"controller": "x.io/c"}});
+        if let Some(v) = default {
+            c["metadata"]["annotations"] = json!({DEFAULT_INGRESS_CLASS_ANNOTATION: v});
+        }
+        c
+    }
+
+    #[test]
+    fn the_newest_default_class_then_the_smaller_name() {
+        let classes = [
+            class("old", "2026-01-01T00:00:00Z", Some("true")),
+            class("new", "2026-02-01T00:00:00Z", Some("true")),
+            class("newest-not-default", "2026-03-01T00:00:00Z", Some("false")),
+            class("plain", "2026-03-01T00:00:00Z", None),
+        ];
+        let mut ing = json!({"metadata": {"name": "i"}, "spec": {}});
+        assert_eq!(default_ingress_class(&mut ing, &classes).as_deref(), Some("new"));
+        assert_eq!(ing["spec"]["ingressClassName"], "new");
+        let tied = [class("b", "2026-01-01T00:00:00Z", Some("true")), class("a", "2026-01-01T00:00:00Z", Some("true"))];
+        let mut ing = json!({"metadata": {"name": "i"}});
+        assert_eq!(default_ingress_class(&mut ing, &tied).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_named_class_the_legacy_annotation_or_no_default_are_left_alone() {
+        let classes = [class("rkube", "2026-01-01T00:00:00Z", Some("true"))];
+        let mut named = json!({"metadata": {"name": "i"}, "spec": {"ingressClassName": "other"}});
+        assert_eq!(default_ingress_class(&mut named, &classes), None);
+        assert_eq!(named["spec"]["ingressClassName"], "other");
+        let mut legacy = json!({"metadata": {"name": "i", "annotations": {"kubernetes.io/ingress.class": "nginx"}}, "spec": {}});
+        assert_eq!(default_ingress_class(&mut legacy, &classes), None);
+        assert!(legacy.pointer("/spec/ingressClassName").is_none());
+        let mut none = json!({"metadata": {"name": "i"}, "spec": {}});
+        assert_eq!(default_ingress_class(&mut none, &[class("x", "2026-01-01T00:00:00Z", Some("True"))]), None);
+    }
+}

@@ -1,8 +1,6 @@
 //! POST: create an object in a collection, plus the POST-only subresources `pods/binding` (the scheduler's
-//! assignment) and `pods/eviction`. Services get a cluster IP (and node ports) allocated here.
-
-use std::collections::HashSet;
-use std::net::Ipv4Addr;
+//! assignment) and `pods/eviction`. Services get their cluster IP and node ports (`service_alloc`), an Ingress
+//! without a class the default class (`admission::default_ingress_class`).
 
 use axum::response::Response;
 use bytes::Bytes;
@@ -82,7 +80,10 @@ pub async fn create_object(
         if state.store.get(&key).await.map_err(|e| ApiError::from_storage(info, &name, e))?.is_some() {
             return Err(ApiError::already_exists(info, &name));
         }
-        allocate_service(state, info, &mut obj).await?;
+        super::service_alloc::allocate_on_create(state, info, &mut obj).await?;
+    }
+    if info.kind == "Ingress" {
+        default_ingress_class(state, &mut obj).await?;
     }
     if dry_run {
         return Ok(obj);
@@ -94,87 +95,20 @@ pub async fn create_object(
     Ok(obj)
 }
 
-async fn used_service_addresses(state: &ApiState, info: &ResourceInfo) -> Result<(HashSet<String>, HashSet<i64>), ApiError> {
+/// Upstream's `DefaultIngressClass` admission on create: the default IngressClass's name for an Ingress that
+/// names none (`admission::default_ingress_class`).
+async fn default_ingress_class(state: &ApiState, ingress: &mut Value) -> Result<(), ApiError> {
+    let Some(classes) = crate::registry::find("networking.k8s.io", "v1", "ingressclasses") else {
+        return Ok(());
+    };
     let page = state
         .store
-        .list(ListOptions { prefix: info.key_prefix(), ..Default::default() })
+        .list(ListOptions { prefix: classes.key_prefix(), ..Default::default() })
         .await
-        .map_err(|e| ApiError::from_storage(info, "", e))?;
-    let mut ips = HashSet::new();
-    let mut ports = HashSet::new();
-    for kv in page.items {
-        let Ok(svc) = object::decode(&kv) else { continue };
-        if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {
-            ips.insert(ip.to_string());
-        }
-        for p in svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(n) = p.get("nodePort").and_then(Value::as_i64) {
-                ports.insert(n);
-            }
-        }
-    }
-    Ok((ips, ports))
-}
-
-/// Allocates `spec.clusterIP(s)` from the service range and node ports for NodePort/LoadBalancer services.
-async fn allocate_service(state: &ApiState, info: &ResourceInfo, svc: &mut Value) -> Result<(), ApiError> {
-    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
-    let (used_ips, used_ports) = used_service_addresses(state, info).await?;
-    let name = object::name(svc).to_string();
-    if ty != "ExternalName" {
-        let requested = svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
-        let ip = if requested == "None" {
-            requested
-        } else if !requested.is_empty() {
-            let parsed: Ipv4Addr = requested.parse().map_err(|_| {
-                ApiError::invalid(info, &name, vec![Cause::invalid("spec.clusterIP", &json!(requested), "must be a valid IP address")])
-            })?;
-            if !state.config.service_range_contains(parsed) {
-                return Err(ApiError::invalid(info, &name, vec![Cause::invalid("spec.clusterIP", &json!(requested), &format!("provided IP is not in the valid range. The range of valid IPs is {}", state.config.service_cidr()))]));
-            }
-            if used_ips.contains(&requested) {
-                return Err(ApiError::invalid(info, &name, vec![Cause::invalid("spec.clusterIP", &json!(requested), "provided IP is already allocated")]));
-            }
-            requested
-        } else {
-            let mut chosen = None;
-            for _ in 0..2048 {
-                let candidate = state.config.random_service_ip();
-                if !used_ips.contains(&candidate.to_string()) {
-                    chosen = Some(candidate.to_string());
-                    break;
-                }
-            }
-            chosen.ok_or_else(|| ApiError::internal("the service IP range is full"))?
-        };
-        svc["spec"]["clusterIP"] = json!(ip);
-        svc["spec"]["clusterIPs"] = json!([ip]);
-    }
-    if ty == "NodePort" || ty == "LoadBalancer" {
-        let mut taken = used_ports;
-        if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-            for (i, p) in ports.iter_mut().enumerate() {
-                if let Some(n) = p.get("nodePort").and_then(Value::as_i64) {
-                    let field = format!("spec.ports[{i}].nodePort");
-                    if !(30000..=32767).contains(&n) {
-                        return Err(ApiError::invalid(info, &name, vec![Cause::invalid(&field, &json!(n), "provided port is not in the valid range. The range of valid ports is 30000-32767")]));
-                    }
-                    if !taken.insert(n) {
-                        return Err(ApiError::invalid(info, &name, vec![Cause::invalid(&field, &json!(n), "provided port is already allocated")]));
-                    }
-                    continue;
-                }
-                let mut chosen = None;
-                for _ in 0..4096 {
-                    let n = 30000 + (uuid::Uuid::new_v4().as_u128() % 2768) as i64;
-                    if taken.insert(n) {
-                        chosen = Some(n);
-                        break;
-                    }
-                }
-                p["nodePort"] = json!(chosen.ok_or_else(|| ApiError::internal("no node port left"))?);
-            }
-        }
+        .map_err(|e| ApiError::from_storage(classes, "", e))?;
+    let classes: Vec<Value> = page.items.iter().filter_map(|kv| object::decode(kv).ok()).collect();
+    if let Some(class) = admission::default_ingress_class(ingress, &classes) {
+        tracing::debug!(ingress = object::name(ingress), class, "defaulting ingress class");
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod delete;
 pub mod get;
 pub mod list;
 pub mod patch;
+pub mod service_alloc;
 pub mod update;
 pub mod watch;
 

@@ -46,6 +46,7 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         Some(_) => return Err(ApiError::path_not_found(&ctx.path)),
     };
     let scale = ctx.target.subresource.as_deref() == Some("scale");
+    let services = super::service_alloc::in_use_for_update(ctx).await?;
     let validation = field_validation(ctx);
     let manager = ctx.query.field_manager.clone().unwrap_or_default();
     let now = object::now_rfc3339();
@@ -112,7 +113,11 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
             }
             target
         };
-        prepare_update(info, cur, next, part, validation)
+        let next = prepare_update(info, cur, next, part, validation)?;
+        match part {
+            Part::Main => super::service_alloc::on_update(info, cur, next, services.as_ref()),
+            Part::Status => Ok(next),
+        }
     })
     .await?;
     let mut obj = match written {

@@ -27,8 +27,15 @@ pub async fn update(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         None => None,
     };
     let validation = field_validation(ctx);
+    let services = super::service_alloc::in_use_for_update(ctx).await?;
     let written = match ctx.target.subresource.as_deref() {
-        None => guarded_update(ctx, precondition, |cur| prepare_update(info, cur, new.clone(), Part::Main, validation)).await?,
+        None => {
+            guarded_update(ctx, precondition, |cur| {
+                let next = prepare_update(info, cur, new.clone(), Part::Main, validation)?;
+                super::service_alloc::on_update(info, cur, next, services.as_ref())
+            })
+            .await?
+        }
         Some("status") if info.has_status => {
             guarded_update(ctx, precondition, |cur| prepare_update(info, cur, new.clone(), Part::Status, validation)).await?
         }

@@ -8,6 +8,7 @@
 //!
 //! Needs the binaries: `cargo build --release -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`.
 
+mod common;
 mod up_support;
 
 use std::path::Path;
@@ -188,7 +189,8 @@ fn ingress_routes_by_host_and_path_over_http_and_https() {
     let mut lines = table.lines();
     assert_eq!(lines.next().map(|h| h.split_whitespace().collect::<Vec<_>>()), Some(vec!["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]), "{table}");
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows[0][..6], ["secure", "<none>", "secure.example,ghost.example", node.as_str(), "80,", "443"], "{table}");
+    // created without a class: the DefaultIngressClass admission wrote the default class, ours
+    assert_eq!(rows[0][..6], ["secure", "rkube", "secure.example,ghost.example", node.as_str(), "80,", "443"], "{table}");
     // kubectl merges the two a.example rules into one rule
     assert_eq!(rows[1][..5], ["web", "rkube", "a.example,b.example", node.as_str(), "80"], "{table}");
 
@@ -249,4 +251,54 @@ fn ingress_routes_by_host_and_path_over_http_and_https() {
         err.contains("The Ingress \"bad\" is invalid: spec.rules[0].http.paths[0].path: Invalid value: \"api\": must be an absolute path"),
         "{err}"
     );
+}
+
+const CLASS: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: NAME
+  annotations: {ingressclass.kubernetes.io/is-default-class: "DEFAULT"}
+spec: {controller: example.com/NAME}
+"#;
+
+fn ingress_yaml(name: &str, extra_meta: &str, class: Option<&str>) -> String {
+    let class = class.map(|c| format!("  ingressClassName: {c}\n")).unwrap_or_default();
+    format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n{extra_meta}spec:\n{class}  defaultBackend: {{service: {{name: web, port: {{number: 80}}}}}}\n")
+}
+
+/// Upstream's DefaultIngressClass admission on the apiserver alone, with the real kubectl: no default class
+/// leaves the class unset; a default class is written into an Ingress created without one (not into one that
+/// names a class or carries the legacy annotation, and not on update); with two defaults the newest wins.
+#[test]
+fn ingress_without_a_class_gets_the_default_class() {
+    let server = common::TestServer::start();
+    let k = "1.33";
+    let class_of = |name: &str| server.ok(k, &["get", "ingress", name, "-o", "jsonpath={.spec.ingressClassName}"]);
+    let apply = |yaml: String| {
+        let out = server.kubectl_stdin(k, &["apply", "-f", "-"], &yaml);
+        assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    };
+
+    apply(CLASS.replace("NAME", "not-default").replace("DEFAULT", "false"));
+    apply(ingress_yaml("before", "", None));
+    assert_eq!(class_of("before"), "", "no class is the default yet");
+
+    apply(CLASS.replace("NAME", "old").replace("DEFAULT", "true"));
+    apply(ingress_yaml("one", "", None));
+    assert_eq!(class_of("one"), "old");
+    apply(ingress_yaml("named", "", Some("not-default")));
+    assert_eq!(class_of("named"), "not-default");
+    apply(ingress_yaml("legacy", "  annotations: {kubernetes.io/ingress.class: not-default}\n", None));
+    assert_eq!(class_of("legacy"), "", "the legacy annotation names the class");
+    // an update of an Ingress without a class leaves it without one, as upstream (the plugin runs on create)
+    server.ok(k, &["label", "ingress", "before", "touched=yes"]);
+    assert_eq!(class_of("before"), "");
+
+    // two defaults: the newest wins ("new" is newer than "old", or as old and first by name)
+    apply(CLASS.replace("NAME", "new").replace("DEFAULT", "true"));
+    apply(ingress_yaml("two", "", None));
+    assert_eq!(class_of("two"), "new");
+    let table = server.ok(k, &["get", "ingress", "two"]);
+    assert!(table.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("new")), "{table}");
 }

@@ -5,6 +5,7 @@
 //!
 //! Needs the binaries: `cargo build -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`, and curl.
 
+mod common;
 mod up_support;
 
 use std::collections::BTreeSet;
@@ -192,10 +193,9 @@ fn external_ips_and_external_traffic_policy_local_keep_the_client_address() {
     require_command("curl", "curl");
     let up = Up::start();
     let n = subnet_octet(&up);
-    // an externalIP routed to the node by the client (TEST-NET-2, unique per test), and health check ports from
-    // the octet so parallel clusters differ
+    // an externalIP routed to the node by the client (TEST-NET-2, unique per test); the health check node port
+    // is the apiserver's to allocate
     let ext_ip = format!("198.51.100.{n}");
-    let hc_port = 32000 + u16::from(n);
     let services = format!(
         r#"---
 apiVersion: v1
@@ -204,7 +204,6 @@ metadata: {{name: local}}
 spec:
   type: LoadBalancer
   externalTrafficPolicy: Local
-  healthCheckNodePort: {hc_port}
   externalIPs: ["{ext_ip}"]
   selector: {{app: echo}}
   ports: [{{port: 80, targetPort: 8080}}]
@@ -237,7 +236,10 @@ spec:
     let seen = poll_until(&url, Duration::from_secs(60), || client.get(&url));
     assert!(v4(&seen).starts_with("10.244.") && v4(&seen) != client.ip, "Cluster policy SNATs to the node: {seen}");
 
-    // healthCheckNodePort: upstream's answer, 200 with one local endpoint
+    // healthCheckNodePort: allocated by the apiserver from the node port range, apart from the node port
+    let hc_port: u16 = jsonpath(&up, &["get", "svc", "local", "-o", "jsonpath={.spec.healthCheckNodePort}"]).parse().expect("healthCheckNodePort allocated");
+    assert!((30000..=32767).contains(&hc_port) && hc_port.to_string() != local_np, "{hc_port} (node port {local_np})");
+    // upstream's answer, 200 with one local endpoint
     let hc = format!("http://{}:{hc_port}/healthz", up.node_ip);
     let body = poll_until("health check node port answers", Duration::from_secs(60), || client.get(&hc));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
@@ -252,6 +254,72 @@ spec:
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         (text.ends_with("\n503") && text.contains("\"localEndpoints\": 0")).then_some(())
     });
+    // the policy back to Cluster releases the port: gone from the spec, and the proxy stops serving it
+    up.kubectl_ok(&["patch", "svc", "local", "-p", r#"{"spec":{"externalTrafficPolicy":"Cluster"}}"#], None);
+    assert_eq!(jsonpath(&up, &["get", "svc", "local", "-o", "jsonpath={.spec.healthCheckNodePort}"]), "");
+    poll_until("health check node port no longer served", Duration::from_secs(60), || {
+        let out = Command::new("ip").args(["netns", "exec", &client.name, "curl", "-s", "--max-time", "3", &hc]).output().ok()?;
+        (!out.status.success()).then_some(())
+    });
+}
+
+const LOCAL_LB: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: NAME}\nspec:\n  type: LoadBalancer\n  externalTrafficPolicy: Local\nHC  selector: {app: x}\n  ports: [{port: 80}]\n";
+
+fn local_lb(name: &str, hc: Option<u16>) -> String {
+    LOCAL_LB.replace("NAME", name).replace("HC", &hc.map(|p| format!("  healthCheckNodePort: {p}\n")).unwrap_or_default())
+}
+
+/// healthCheckNodePort on the apiserver alone, with the real kubectl, as upstream allocates it: from the node
+/// port range for a LoadBalancer Service with externalTrafficPolicy Local, a given value validated and kept,
+/// refused when taken, out of range or on a Service that does not need it, unchangeable while needed, and
+/// released on delete and on a type change.
+#[test]
+fn health_check_node_port_is_allocated_kept_and_released() {
+    let server = common::TestServer::start();
+    let k = "1.33";
+    let apply = |yaml: &str| server.kubectl_stdin(k, &["apply", "-f", "-"], yaml);
+    let hc_of = |name: &str| server.ok(k, &["get", "svc", name, "-o", "jsonpath={.spec.healthCheckNodePort}"]);
+    let stderr = |out: std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    assert!(apply(&local_lb("auto", None)).status.success());
+    let auto: u16 = hc_of("auto").parse().expect("allocated");
+    let node_port = server.ok(k, &["get", "svc", "auto", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    assert!((30000..=32767).contains(&auto) && auto.to_string() != node_port, "{auto} {node_port}");
+
+    // a given value is kept; the same value again is taken; one outside the range is refused
+    let given = if auto == 32767 { 32766 } else { 32767 };
+    assert!(apply(&local_lb("given", Some(given))).status.success());
+    assert_eq!(hc_of("given"), given.to_string());
+    let err = stderr(apply(&local_lb("again", Some(given))));
+    assert!(err.contains(&format!("failed to allocate requested HealthCheck NodePort {given}: provided port is already allocated")), "{err}");
+    let err = stderr(apply(&local_lb("low", Some(8080))));
+    assert!(err.contains("provided port is not in the valid range. The range of valid ports is 30000-32767"), "{err}");
+    // a Service that does not need one may not set it (upstream's validation words)
+    let cluster = "apiVersion: v1\nkind: Service\nmetadata: {name: cluster}\nspec:\n  type: NodePort\n  healthCheckNodePort: 31111\n  ports: [{port: 80}]\n";
+    let err = stderr(apply(cluster));
+    assert!(err.contains("spec.healthCheckNodePort: Invalid value: 31111: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"), "{err}");
+
+    // kept across an update that does not name it (apply of the same manifest, a label), unchangeable
+    server.ok(k, &["label", "svc", "auto", "touched=yes"]);
+    assert_eq!(hc_of("auto"), auto.to_string());
+    let other = if given == 32767 { 32765 } else { 32764 };
+    let out = server.kubectl(k, &["patch", "svc", "auto", "-p", &format!(r#"{{"spec":{{"healthCheckNodePort":{other}}}}}"#)]);
+    let err = stderr(out);
+    assert!(err.contains("cannot change healthCheckNodePort on loadBalancer service with externalTraffic=Local during update"), "{err}");
+
+    // released on delete: the value can be given again
+    server.ok(k, &["delete", "svc", "given"]);
+    assert!(apply(&local_lb("again", Some(given))).status.success());
+    assert_eq!(hc_of("again"), given.to_string());
+    // released on a type change, and the node ports with it
+    server.ok(k, &["patch", "svc", "again", "-p", r#"{"spec":{"type":"ClusterIP","externalTrafficPolicy":null}}"#]);
+    assert_eq!(hc_of("again"), "");
+    assert_eq!(server.ok(k, &["get", "svc", "again", "-o", "jsonpath={.spec.ports[0].nodePort}"]), "");
+    assert!(apply(&local_lb("third", Some(given))).status.success(), "the released port is free");
+    // a type change to LoadBalancer with Local allocates one
+    server.ok(k, &["patch", "svc", "again", "-p", r#"{"spec":{"type":"LoadBalancer","externalTrafficPolicy":"Local"}}"#]);
+    let p: u16 = hc_of("again").parse().expect("allocated on the type change");
+    assert!(p != given && p != auto, "{p}");
 }
 
 /// A LAN for the load balancer pool: a veth pair, the node's end at 10.250.x.1/24, the other end in a client
