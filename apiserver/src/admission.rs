@@ -5,6 +5,8 @@
 
 use serde_json::{json, Value};
 
+pub mod node_restriction;
+
 use crate::defaulting;
 use crate::object;
 use crate::openapi;

@@ -172,6 +172,17 @@ pub fn issue_user(pki: &Pki, name: &str, groups: &[String]) -> Result<CertPair, 
     Ok(CertPair { cert: cert.pem(), key: key.serialize_pem() })
 }
 
+/// A kubelet's client certificate for node `node`: CN `system:node:<node>`, O `system:nodes`, the identity the
+/// Node authorizer and NodeRestriction admission hold to that node's own objects (what upstream's kubelet gets
+/// from its bootstrap CSR).
+pub fn issue_node(pki: &Pki, node: &str) -> Result<CertPair, TlsError> {
+    if node.is_empty() {
+        return Err(TlsError::Config("a node certificate needs a node name".into()));
+    }
+    // the names `auth::node` reads (this layer does not import it)
+    issue_user(pki, &format!("system:node:{node}"), &["system:nodes".to_string()])
+}
+
 fn client_params(name: &str, groups: &[String]) -> Result<CertificateParams, TlsError> {
     let mut cp = gen("client parameters", CertificateParams::new(Vec::<String>::new()))?;
     cp.distinguished_name.push(DnType::CommonName, name);

@@ -97,6 +97,7 @@ where
         }
         let mut new = modify(&cur)?;
         ctx.check_escalation(&new).await?;
+        crate::admission::node_restriction::admit_write(&ctx.user, info, ctx.target.subresource.as_deref().unwrap_or_default(), &cur, &new)?;
         object::set_resource_version(&mut new, kv.mod_revision);
         if new == cur {
             return Ok(Written::Stored(cur));

@@ -39,10 +39,14 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     match (ctx.target.name.as_deref(), ctx.target.subresource.as_deref(), info.resource) {
         (None, None, _) => {}
         (Some(_), Some("binding"), "pods") => return binding(ctx, &body).await,
-        (Some(_), Some("eviction"), "pods") => return eviction(ctx, &body).await,
+        (Some(name), Some("eviction"), "pods") => {
+            admission::node_restriction::admit_eviction(&ctx.state, &ctx.user, info, ctx.target.ns().unwrap_or_default(), name).await?;
+            return eviction(ctx, &body).await;
+        }
         (Some(name), Some("token"), "serviceaccounts") => {
             let request = decode_object(ctx, &body)?;
             let ns = ctx.target.ns().unwrap_or_default();
+            admission::node_restriction::admit_token(&ctx.state, &ctx.user, info, ns, name, &request).await?;
             let answered = crate::auth::token::request(&ctx.state, ns, name, request).await?;
             return Ok(json_response(StatusCode::CREATED, &answered));
         }
@@ -56,6 +60,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     }
     let obj = decode_object(ctx, &body)?;
     ctx.check_escalation(&obj).await?;
+    admission::node_restriction::admit_create(&ctx.state, &ctx.user, info, ctx.target.ns().unwrap_or_default(), &obj).await?;
     let obj = create_object(&ctx.state, info, ctx.target.ns(), obj, field_validation(ctx), ctx.query.dry_run).await?;
     Ok(json_response(StatusCode::CREATED, &obj))
 }

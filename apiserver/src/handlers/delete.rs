@@ -87,6 +87,7 @@ pub async fn delete_one(ctx: &Ctx, opts: &Value) -> Result<Value, ApiError> {
     let Some((cur, _)) = read_object(&ctx.state, info, key, name).await? else {
         return Err(ApiError::not_found(info, name));
     };
+    crate::admission::node_restriction::admit_delete(&ctx.user, info, &cur)?;
     if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str) {
         if uid != object::uid(&cur) {
             return Err(ApiError::conflict(

@@ -78,6 +78,8 @@ async fn route(state: Arc<ApiState>, user: Arc<User>, method: &Method, uri: &Uri
         let e = ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method} {path})"));
         return Err((e, resource, verb));
     }
+    let sub = ctx.target.subresource.as_deref().unwrap_or_default();
+    crate::admission::node_restriction::admit_verb(&ctx.user, ctx.info(), sub, verb, ctx.name()).map_err(|e| (e, resource, verb))?;
     if ctx.info().is_create_only() {
         let body = read_body(&ctx, body).await.map_err(|e| (e, resource, verb))?;
         let result = async {
