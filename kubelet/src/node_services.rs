@@ -42,6 +42,8 @@ pub enum NodeServicesError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    LoadBalancerAddress(#[from] crate::proxy::announce::AnnounceError),
     #[error("remove service proxy table {table}: {source}")]
     Proxy {
         table: String,
@@ -122,12 +124,14 @@ pub async fn start(cfg: &KubeletConfig, client: kube::Client) -> Result<tokio::t
     }))
 }
 
-/// Removes what a kubelet with root `root_dir` recorded: the proxy table, the DNS address and its bridge.
+/// Removes what a kubelet with root `root_dir` recorded: the load balancer addresses it announced (by the mark
+/// of its proxy table), the proxy table, the DNS address and its bridge.
 /// Nothing recorded is not an error.
 pub fn remove(root_dir: &Path) -> Result<(), NodeServicesError> {
     let path = record_path(root_dir);
     let Some(rec) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Record>(&b).ok()) else { return Ok(()) };
     if let Some(table) = &rec.proxy_table {
+        crate::proxy::announce::withdraw_marked(table)?;
         let cfg = ProxyConfig { table: table.clone(), ..ProxyConfig::default() };
         crate::proxy::nft::remove(&cfg).map_err(|source| NodeServicesError::Proxy { table: table.clone(), source })?;
     }

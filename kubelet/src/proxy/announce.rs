@@ -3,6 +3,12 @@
 //! as a /32 to the node's link whose subnet holds it. The kernel then answers ARP for it on that LAN, `ip addr`
 //! shows it, and the proxy's rules DNAT it like any load balancer address. Addresses no longer wanted (Service
 //! gone, moved to another node) are removed, and everything this node added is removed when it stops.
+//!
+//! Each address carries this node's mark: the address metric ([`mark`], `ip -o -4 addr show` prints it as
+//! `metric N`), derived from the node's proxy table name, which is unique per node on a host. A /32 makes no
+//! prefix route, so the metric changes nothing else. By the mark a restarted node takes over what it added before
+//! a crash, and `rkube down` ([`withdraw_marked`]) removes what a killed node left, without touching another
+//! node's addresses or any address not ours.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -18,6 +24,45 @@ pub enum AnnounceError {
     NoLink { ip: Ipv4Addr },
     #[error("load balancer address {ip} on {link}: `ip {args}`: {detail}")]
     Ip { ip: Ipv4Addr, link: String, args: String, detail: String },
+}
+
+/// The high byte of every mark ('r'); the rest is a hash of the proxy table name.
+const MARK_BASE: u32 = 0x7200_0000;
+
+/// The address metric that marks the load balancer addresses of the node whose proxy table is `table`.
+pub fn mark(table: &str) -> u32 {
+    // FNV-1a: stable across builds and runs, unlike std's hasher
+    let h = table.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    MARK_BASE | (h & 0x00ff_ffff)
+}
+
+/// The /32 addresses carrying `mark`, with their links, from `ip -o -4 addr show` lines.
+pub fn marked(listed: &str, mark: u32) -> Vec<(Ipv4Addr, String)> {
+    let metric = mark.to_string();
+    listed
+        .lines()
+        .filter(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.windows(2).any(|w| w[0] == "metric" && w[1] == metric)
+        })
+        .filter_map(parse_addr_line)
+        .filter(|(_, _, len)| *len == 32)
+        .map(|(link, ip, _)| (ip, link))
+        .collect()
+}
+
+fn list_addresses() -> Result<String, AnnounceError> {
+    ip_cmd(Ipv4Addr::UNSPECIFIED, "-", &["-o", "-4", "addr", "show"])
+}
+
+/// Removes every load balancer address the node with proxy table `table` added (by its mark), whether or not
+/// that node is still running: `rkube down` after the node was killed. Returns what was removed.
+pub fn withdraw_marked(table: &str) -> Result<Vec<(Ipv4Addr, String)>, AnnounceError> {
+    let found = marked(&list_addresses()?, mark(table));
+    for (ip, link) in &found {
+        ip_cmd(*ip, link, &["addr", "del", &format!("{ip}/32"), "dev", link])?;
+    }
+    Ok(found)
 }
 
 /// The pool addresses this node announces: the ingress IPs of LoadBalancer Services whose annotation names it.
@@ -67,12 +112,27 @@ fn ip_cmd(ip: Ipv4Addr, link: &str, args: &[&str]) -> Result<String, AnnounceErr
 }
 
 /// The addresses this node added, by link; removed on drop.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Announcer {
     added: BTreeMap<Ipv4Addr, String>,
+    mark: u32,
 }
 
 impl Announcer {
+    /// The announcer of the node whose proxy table is `table`: it takes over the addresses with its mark that a
+    /// previous run left (killed before it could remove them), so they are withdrawn when no longer wanted.
+    pub fn new(table: &str) -> Announcer {
+        let mark = mark(table);
+        let added = match list_addresses() {
+            Ok(listed) => marked(&listed, mark).into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "load balancer addresses of a previous run not read");
+                BTreeMap::new()
+            }
+        };
+        Announcer { added, mark }
+    }
+
     /// Adds what is wanted and missing, removes what this node added and is no longer wanted.
     pub fn update(&mut self, wanted: &BTreeSet<Ipv4Addr>) -> Vec<AnnounceError> {
         let mut errors = Vec::new();
@@ -89,7 +149,7 @@ impl Announcer {
         if missing.is_empty() {
             return errors;
         }
-        let listed = match ip_cmd(Ipv4Addr::UNSPECIFIED, "-", &["-o", "-4", "addr", "show"]) {
+        let listed = match list_addresses() {
             Ok(l) => l,
             Err(e) => {
                 errors.push(e);
@@ -105,7 +165,7 @@ impl Announcer {
                 errors.push(AnnounceError::NoLink { ip });
                 continue;
             };
-            match ip_cmd(ip, &link, &["addr", "add", &format!("{ip}/32"), "dev", &link]) {
+            match ip_cmd(ip, &link, &["addr", "add", &format!("{ip}/32"), "dev", &link, "metric", &self.mark.to_string()]) {
                 Ok(_) => {
                     tracing::info!(address = %ip, link = %link, "load balancer address announced");
                     self.added.insert(ip, link);
@@ -138,6 +198,21 @@ mod tests {
         assert_eq!(wanted(&[svc("n1", "LoadBalancer"), svc("n2", "LoadBalancer")], "n1"), BTreeSet::from([Ipv4Addr::new(10, 5, 0, 9)]));
         assert!(wanted(&[svc("n1", "ClusterIP")], "n1").is_empty(), "a Service no longer LoadBalancer is not announced");
         assert!(wanted(&[svc("n1", "LoadBalancer")], "").is_empty());
+    }
+
+    #[test]
+    fn marked_addresses_are_this_nodes_only() {
+        let m = mark("rkube-proxy");
+        assert_eq!(m & 0xff00_0000, MARK_BASE);
+        assert_ne!(m, mark("rkube-proxy-2"), "another node's table, another mark");
+        let lines = format!(
+            "7: rku1@if6    inet 10.244.20.1/24 scope global rku1\\       valid_lft forever\n\
+             7: rku1@if6    inet 10.250.3.241/32 metric {m} scope global rku1\\       valid_lft forever\n\
+             7: rku1@if6    inet 10.250.3.242/32 metric {} scope global rku1\\       valid_lft forever\n\
+             7: rku1@if6    inet 10.250.3.243/32 scope global rku1\\       valid_lft forever\n",
+            mark("other")
+        );
+        assert_eq!(marked(&lines, m), vec![(Ipv4Addr::new(10, 250, 3, 241), "rku1".to_string())]);
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl Proxier {
 pub fn consumer(cfg: ProxyConfig) -> Consumer {
     let mut proxier = Proxier::new(cfg.clone());
     let mut health = HealthServers::default();
-    let mut announcer = Announcer::default();
+    let mut announcer = Announcer::new(&cfg.table);
     Box::new(move |state: &ServiceState| {
         let ports = service_ports(&state.services, &state.slices, &cfg.node_name);
         for err in announcer.update(&announce::wanted(&state.services, &cfg.node_name)) {

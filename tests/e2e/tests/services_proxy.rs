@@ -427,3 +427,34 @@ fn load_balancer_gets_a_pool_address_answered_on_the_lan_and_released() {
         (status.trim().is_empty() && !lan.node_addrs().contains(&format!("inet {ip2}/32"))).then_some(())
     });
 }
+
+/// A load balancer address the node announced stays on the LAN link when `rkube up` is killed (SIGKILL: nothing
+/// of it runs to remove it); `rkube down` finds it by the node's mark (the address metric from its proxy table)
+/// and removes it, and leaves alone an address on the same link that is not ours.
+#[test]
+fn load_balancer_addresses_left_by_a_killed_node_are_removed_by_down() {
+    let lan = Lan::new();
+    let pool = format!("10.250.{}.240/30", lan.x);
+    // an address someone else put on the link: not ours, must stay
+    let foreign = format!("10.250.{}.250", lan.x);
+    let added = Command::new("ip").args(["addr", "add", &format!("{foreign}/32"), "dev", &lan.link]).status().expect("ip addr");
+    assert!(added.success());
+    let mut up = Up::start_with(&["--lb-pool", &pool]);
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: lb}\nspec:\n  type: LoadBalancer\n  selector: {app: web}\n  ports: [{port: 80}]\n";
+    up.kubectl_ok(&["apply", "-f", "-"], Some(svc));
+    let ip = poll_until("lb gets a pool address", Duration::from_secs(60), || {
+        up.kubectl_try(&["get", "svc", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"]).filter(|s| !s.is_empty())
+    });
+    poll_until("the address on the node's LAN link", Duration::from_secs(30), || lan.node_addrs().contains(&format!("inet {ip}/32")).then_some(()));
+    assert!(lan.node_addrs().contains(&format!("inet {ip}/32 metric ")), "announced with the node's mark: {}", lan.node_addrs());
+
+    up.kill9();
+    assert!(lan.node_addrs().contains(&format!("inet {ip}/32")), "a killed node removes nothing: {}", lan.node_addrs());
+    let down = Command::new(up_support::bin("rkube")).args(["down", "--data-dir"]).arg(up.data.path()).output().expect("rkube down");
+    assert!(down.status.success(), "rkube down: {}", String::from_utf8_lossy(&down.stderr));
+    let addrs = lan.node_addrs();
+    assert!(!addrs.contains(&format!("inet {ip}/32")), "rkube down removed the load balancer address: {addrs}");
+    assert!(!addrs.contains(" metric "), "nothing of ours is left on the link: {addrs}");
+    assert!(addrs.contains(&format!("inet {foreign}/32")), "an address not ours stays: {addrs}");
+    assert!(addrs.contains(&format!("inet 10.250.{}.1/24", lan.x)), "{addrs}");
+}
