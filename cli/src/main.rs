@@ -4,6 +4,7 @@
 mod control_plane;
 mod down;
 mod image;
+mod inspect;
 mod ip_forward;
 mod kubeconfig;
 mod kubelet;
@@ -35,6 +36,9 @@ enum Command {
     /// Import, pull and list container images in the node's image store
     #[command(subcommand)]
     Image(image::Command),
+    /// Show a pod's kernel objects (namespaces, cgroups, veth, mounts, rootfs, nft rules) from its node's kubelet
+    #[command(subcommand)]
+    Inspect(inspect::Command),
 }
 
 fn main() {
@@ -52,6 +56,7 @@ fn main() {
         Command::Kubelet(args) => kubelet::run(args),
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Image(cmd) => image::run(cmd),
+        Command::Inspect(cmd) => inspect::run(cmd),
     };
     if let Err(err) = result {
         eprintln!("rkube: {err:#}");

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod container;
 pub mod image;
+pub mod inspect;
 pub mod kubelet;
 pub mod logs;
 pub mod monitor;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{cgroupfs, RuntimeClient, RuntimeError, SandboxInfo};
+use super::{cgroupfs, ContainerStats, RuntimeClient, RuntimeError, SandboxInfo};
 
 /// The runtime binary and its state root.
 #[derive(Clone, Debug)]
@@ -148,6 +148,21 @@ impl RuntimeClient for RuntimeCli {
     fn container_memory_bytes(&self, pod_cgroup: &str, short_uid: &str) -> BTreeMap<String, u64> {
         cgroupfs::container_memory_bytes(Path::new(cgroupfs::CGROUP_ROOT), pod_cgroup, short_uid)
     }
+
+    /// `events --stats`: the runtime reads the container cgroup's limits and usage.
+    fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        let what = format!("events --stats {id}");
+        let out = self.run(&what, &["events", "--stats", id])?;
+        stats_of_events(&out).ok_or_else(|| RuntimeError::Output { bin: self.bin.clone(), what, output: out })
+    }
+}
+
+/// The `data` of the runtime's `events --stats` line.
+fn stats_of_events(out: &str) -> Option<ContainerStats> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "stats")
+        .and_then(|v| serde_json::from_value(v["data"].clone()).ok())
 }
 
 /// `data.memory.oom_kill` of the runtime's `events --stats` line (runc's shape), 0 when absent.
@@ -169,5 +184,19 @@ mod tests {
         assert_eq!(oom_kills_of_events(r#"{"type":"stats","id":"c","data":{"memory":{"oom_kill":0}}}"#), 0);
         assert_eq!(oom_kills_of_events("not json"), 0);
         assert_eq!(oom_kills_of_events(""), 0);
+    }
+
+    #[test]
+    fn stats_are_read_from_the_events_line() {
+        let line = r#"{"type":"stats","id":"c","data":{"cpu":{"usage":{"total":5},"limits":{"quota":50000,"period":100000,"shares":512,"weight":null}},"memory":{"usage":{"usage":4096,"limit":67108864},"oom_kill":0},"pids":{"current":1,"limit":null},"cgroupDirs":{"memory":"/cg/memory/k/c"}}}"#;
+        let st = stats_of_events(line).expect("stats");
+        assert_eq!(st.cpu.limits.quota, Some(50000));
+        assert_eq!(st.memory.usage.limit, Some(67108864));
+        assert_eq!(st.pids.limit, None);
+        assert_eq!(st.cgroup_dirs["memory"], PathBuf::from("/cg/memory/k/c"));
+        // an older runtime's line (no limits) still reads, with the limits unknown
+        let old = stats_of_events(r#"{"type":"stats","id":"c","data":{"memory":{"oom_kill":0},"pids":{"current":0}}}"#).expect("old");
+        assert_eq!(old.memory.usage.limit, None);
+        assert_eq!(stats_of_events("not json"), None);
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{RuntimeClient, RuntimeError, SandboxInfo};
+use super::{ContainerStats, RuntimeClient, RuntimeError, SandboxInfo};
 
 /// One call the fake received, with its container id (or cgroup path).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +21,7 @@ pub enum Call {
     Exec(String),
     OomKilled(String),
     RemovePodCgroup(String),
+    Stats(String),
 }
 
 #[derive(Default)]
@@ -31,6 +32,7 @@ struct Inner {
     /// Verbs (`"sandbox"`, `"start"`, ...) that fail.
     failing: HashSet<&'static str>,
     oom: HashSet<String>,
+    stats: HashMap<String, ContainerStats>,
 }
 
 /// The fake. `create_argv` returns `create_command` (default `/bin/false`) followed by the id, so a test decides
@@ -70,6 +72,11 @@ impl FakeRuntime {
     /// Container `id` reports an OOM kill.
     pub fn set_oom(&self, id: &str) {
         self.lock().oom.insert(id.into());
+    }
+
+    /// Container `id` reports `stats`.
+    pub fn set_stats(&self, id: &str, stats: ContainerStats) {
+        self.lock().stats.insert(id.into(), stats);
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -144,5 +151,14 @@ impl RuntimeClient for FakeRuntime {
 
     fn container_memory_bytes(&self, _pod_cgroup: &str, _short_uid: &str) -> BTreeMap<String, u64> {
         BTreeMap::new()
+    }
+
+    fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
+        self.record(Call::Stats(id.into()));
+        self.check("stats", id)?;
+        if !self.lock().containers.contains_key(id) {
+            return Err(RuntimeError::Failed { bin: PathBuf::from("fake-runtime"), what: format!("events --stats {id}"), message: format!("container {id} does not exist") });
+        }
+        Ok(self.lock().stats.get(id).cloned().unwrap_or_default())
     }
 }

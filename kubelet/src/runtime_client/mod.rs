@@ -1,5 +1,6 @@
 //! The kubelet's one boundary to a container runtime: [`RuntimeClient`] is everything the kubelet asks of one
-//! (sandbox, create, start, kill, delete, state, exec, OOM kills and memory use, the pod cgroup's removal).
+//! (sandbox, create, start, kill, delete, state, exec, OOM kills and memory use, a container's cgroup
+//! limits and usage, the pod cgroup's removal).
 //!
 //! - [`cli`]: the implementation the kubelet runs, over the runc-compatible command line of `rkube-runtime`
 //!   (one process per call, so the kubelet never forks inside its own threaded process, and a crashed runtime
@@ -72,4 +73,64 @@ pub trait RuntimeClient: Send + Sync {
     /// The working set of each container's cgroup under the pod's, by container name (ids are
     /// `<short uid>-<name>-<restart>`; the newest restart of each name counts).
     fn container_memory_bytes(&self, pod_cgroup: &str, short_uid: &str) -> BTreeMap<String, u64>;
+    /// Container `id`'s cgroup limits and current usage (for `rkube inspect`), as the runtime reads them.
+    fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
+}
+
+/// A container cgroup's limits and usage: the `data` of the runtime's `events --stats` line (runc's
+/// `types.Stats` names, plus `cpu.limits` and `cgroupDirs`, which runc's has no field for). Absent values are
+/// None: a file the runtime could not read, or no limit (`max`, a quota of -1).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct ContainerStats {
+    #[serde(default)]
+    pub cpu: CpuStats,
+    #[serde(default)]
+    pub memory: MemoryStats,
+    #[serde(default)]
+    pub pids: PidsStats,
+    /// Controller (`memory`, `cpu`, `cpuacct`, `pids`; `unified` on cgroup v2) → the directory read.
+    #[serde(default, rename = "cgroupDirs")]
+    pub cgroup_dirs: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct CpuStats {
+    #[serde(default)]
+    pub usage: CpuUsage,
+    #[serde(default)]
+    pub limits: CpuLimits,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct CpuUsage {
+    /// Nanoseconds of CPU time.
+    pub total: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct CpuLimits {
+    pub quota: Option<i64>,
+    pub period: Option<u64>,
+    pub shares: Option<u64>,
+    pub weight: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct MemoryStats {
+    #[serde(default)]
+    pub usage: MemoryUsage,
+    #[serde(default)]
+    pub oom_kill: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct MemoryUsage {
+    pub usage: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct PidsStats {
+    pub current: Option<u64>,
+    pub limit: Option<u64>,
 }

@@ -429,6 +429,7 @@ mod tests {
             (Method::POST, "/attach/default/web/c", "create", "proxy"),
             (Method::POST, "/portForward/default/web", "create", "proxy"),
             (Method::POST, "/run/default/web/c", "create", "proxy"),
+            (Method::GET, "/inspect/pods/default/web", "get", "proxy"),
             (Method::GET, "/pods", "get", "proxy"),
             (Method::GET, "/healthz", "get", "proxy"),
             (Method::POST, "/checkpoint/default/web/c", "create", "proxy"),

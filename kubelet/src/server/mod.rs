@@ -1,10 +1,12 @@
 //! The kubelet API the apiserver proxies to: `GET /containerLogs/<ns>/<pod>/<container>` with `follow`,
 //! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`; `/exec/<ns>/<pod>/<c>` and
 //! `/attach/<ns>/<pod>/<c>` ([`remotecommand`], over [`spdy`] or WebSocket, running [`exec`]); `/portForward/<ns>/<pod>`
-//! ([`portforward`]); `POST /run/<ns>/<pod>/<c>?cmd=..` (upstream's, the command's output in one answer); and
+//! ([`portforward`]); `POST /run/<ns>/<pod>/<c>?cmd=..` (upstream's, the command's output in one answer);
+//! `GET /inspect/pods/<ns>/<pod>` (rkube's own, read-only: the pod's kernel objects, [`crate::inspect`]); and
 //! `/healthz`. Over HTTPS ([`tls`]) every request is authenticated and authorized first ([`auth`]: a
-//! SubjectAccessReview on `nodes/proxy` and friends, as upstream's kubelet); plain HTTP on the node IP only when
-//! the kubelet knows no cluster CA, and then without any authentication (it says so at start).
+//! SubjectAccessReview on `nodes/proxy` and friends, as upstream's kubelet; `/inspect` is `nodes/proxy` like every
+//! path upstream's kubelet does not name); plain HTTP on the node IP only when the kubelet knows no cluster CA, and
+//! then without any authentication (it says so at start).
 
 pub mod auth;
 pub mod exec;
@@ -33,10 +35,11 @@ pub struct LogRoot {
     pub log_dir: PathBuf,
 }
 
-/// Everything the kubelet API reads: the logs, and what exec and port-forward need.
+/// Everything the kubelet API reads: the logs, what exec and port-forward need, and what inspect reads.
 pub struct ServerState {
     pub logs: LogRoot,
     pub exec: exec::ExecEnv,
+    pub inspect: crate::inspect::InspectEnv,
 }
 
 impl ServerState {
@@ -50,6 +53,7 @@ impl ServerState {
                 runtime_root: cfg.runtime_root.clone(),
                 socket_dir: cfg.root_dir.join("exec"),
             },
+            inspect: crate::inspect::InspectEnv::from_config(cfg),
         }
     }
 }
@@ -199,6 +203,20 @@ async fn run_in_container(
     }
 }
 
+/// `GET /inspect/pods/{ns}/{pod}`: the pod's kernel objects as a `PodInspection` (JSON). Read-only; the facts
+/// are gathered on a blocking thread (it runs `ip`, `nft` and the runtime).
+async fn inspect_pod(State(state): State<Arc<ServerState>>, Path((ns, pod)): Path<(String, String)>) -> Response {
+    let env = state.inspect.clone();
+    match tokio::task::spawn_blocking(move || crate::inspect::inspect_pod(&env, &ns, &pod)).await {
+        Ok(Ok(doc)) => match serde_json::to_vec(&doc) {
+            Ok(body) => (StatusCode::OK, [("content-type", "application/json")], body).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encode inspection: {e}")).into_response(),
+        },
+        Ok(Err(e)) => (StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("inspect: {e}")).into_response(),
+    }
+}
+
 /// The router (tests serve it on 127.0.0.1).
 pub fn router(state: ServerState) -> Router {
     Router::new()
@@ -209,6 +227,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/attach/{ns}/{pod}/{container}", any(remotecommand::attach_handler))
         .route("/portForward/{ns}/{pod}", any(portforward::portforward_handler))
         .route("/run/{ns}/{pod}/{container}", post(run_in_container))
+        .route("/inspect/pods/{ns}/{pod}", get(inspect_pod))
         // an explicit fallback, so the auth layer covers paths no route serves too
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
         .with_state(Arc::new(state))
@@ -235,6 +254,14 @@ mod tests {
                 runtime_bin: "/bin/false".into(),
                 runtime_root: dir.join("runtime"),
                 socket_dir: dir.join("exec"),
+            },
+            inspect: crate::inspect::InspectEnv {
+                node_name: "n1".into(),
+                pods_dir: dir.join("pods"),
+                runtime_bin: "/bin/false".into(),
+                runtime_root: dir.join("runtime"),
+                proxy_table: None,
+                proc_root: dir.join("proc"),
             },
         };
         tokio::spawn(async move {
