@@ -1,5 +1,6 @@
 //! The bridge plugin's network config: the common fields plus `bridge`, `isGateway`, `isDefaultGateway`,
-//! `forceAddress`, `ipMasq`, `mtu`, `hairpinMode`, `promiscMode`, `vlan`, and rkube's `stateDir`.
+//! `forceAddress`, `ipMasq`, `mtu`, `hairpinMode`, `promiscMode`, `vlan`, and rkube's `stateDir` and
+//! `clusterCIDR`.
 
 use std::path::PathBuf;
 
@@ -36,6 +37,12 @@ pub struct BridgeConf {
     pub vlan: Option<u16>,
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// rkube's: the network of every pod on every node. With `ipMasq`, traffic from the pods to addresses
+    /// inside it is not masqueraded, so a pod reached across nodes sees the sender's pod IP (Kubernetes'
+    /// network model); only traffic leaving it is. Without it (or when it does not hold the pod subnet), the
+    /// pod subnet alone is kept unmasqueraded, as the reference plugin does.
+    #[serde(default, rename = "clusterCIDR")]
+    pub cluster_cidr: Option<ipnet::IpNet>,
 }
 
 fn default_bridge() -> String {
@@ -82,6 +89,15 @@ impl BridgeConf {
         Ok(())
     }
 
+    /// The network the masquerade rule keeps inside for a pod address in `subnet`: the cluster CIDR when it
+    /// holds the subnet, else the subnet.
+    pub fn masq_network(&self, subnet: ipnet::IpNet) -> ipnet::IpNet {
+        match self.cluster_cidr {
+            Some(c) if c.contains(&subnet) => c,
+            _ => subnet,
+        }
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
     }
@@ -100,6 +116,17 @@ mod tests {
         let mut c: BridgeConf = decode(&v)?;
         c.validate()?;
         Ok(c)
+    }
+
+    #[test]
+    fn masquerade_keeps_the_cluster_cidr_inside_when_it_holds_the_pod_subnet() {
+        let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        let c = conf(serde_json::json!({"ipMasq": true, "clusterCIDR": "10.244.0.0/16"})).unwrap();
+        assert_eq!(c.masq_network(net("10.244.3.0/24")), net("10.244.0.0/16"));
+        assert_eq!(c.masq_network(net("192.168.9.0/24")), net("192.168.9.0/24"), "a subnet outside it stays its own");
+        let plain = conf(serde_json::json!({"ipMasq": true})).unwrap();
+        assert_eq!(plain.masq_network(net("10.244.3.0/24")), net("10.244.3.0/24"));
+        assert!(conf(serde_json::json!({"clusterCIDR": "nonsense"})).is_err());
     }
 
     #[test]

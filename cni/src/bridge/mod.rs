@@ -291,7 +291,8 @@ fn attach(
     ns.run(|| container::enable_announcements(&env.ifname, &ips))??;
     container::configure(pod_nl, &pod, &what, &ips, &routes)?;
     if conf.ip_masq {
-        let subnets: Vec<_> = ips.iter().map(|ip| ip.address.trunc()).collect();
+        // pod to pod inside the cluster CIDR keeps its source address; the rest leaves masqueraded
+        let subnets: Vec<_> = ips.iter().map(|ip| conf.masq_network(ip.address.trunc())).collect();
         Masquerade::new(&conf.net.name, &conf.state_dir())
             .acquire(&env.container_id, &env.ifname, &subnets)
             .map_err(BridgeError::from)?;

@@ -83,6 +83,10 @@ pub fn loopback_up(pod: &str, netns: &Path) -> Result<(), NetworkError> {
 
 /// A default network config for a node: network `name`, rkube-bridge on `bridge` with rkube-host-local over
 /// `subnet`, gateway and masquerade on. Written by `rkube up` under its data dir.
+/// The pod network of the whole cluster: the controllers hand each node a /24 of it (controllers'
+/// node_lifecycle `cluster_cidr`).
+pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+
 pub fn default_conflist(name: &str, bridge: &str, subnet: &str) -> String {
     serde_json::json!({
         "cniVersion": "1.0.0",
@@ -98,6 +102,9 @@ pub fn default_conflist(name: &str, bridge: &str, subnet: &str) -> String {
             // a pod reaching itself through its own Service: with br_netfilter the DNAT happens on the bridge and
             // the packet leaves by the port it came in on, which the bridge drops unless the port hairpins
             "hairpinMode": true,
+            // pods on other nodes are reached with the pod's own address; only traffic leaving the cluster's
+            // pod network is masqueraded
+            "clusterCIDR": CLUSTER_CIDR,
             "ipam": {"type": "rkube-host-local", "ranges": [[{"subnet": subnet}]]}
         }]
     })
@@ -116,6 +123,7 @@ mod tests {
         assert_eq!(v["plugins"][0]["bridge"], "cni0");
         assert_eq!(v["plugins"][0]["isDefaultGateway"], true, "a default route to the node for Services and DNS");
         assert_eq!(v["plugins"][0]["hairpinMode"], true, "a pod reaches itself through its Service");
+        assert_eq!(v["plugins"][0]["clusterCIDR"], CLUSTER_CIDR, "pod to pod across nodes is not masqueraded");
         let parsed = rkube_cni::spec::ConfList::parse(default_conflist("rkube", "cni0", "10.244.0.0/24").as_bytes());
         assert!(parsed.is_ok(), "{parsed:?}");
     }
