@@ -5,4 +5,5 @@ pub mod eviction;
 pub mod lease;
 pub mod machine;
 pub mod register;
+pub mod routes;
 pub mod status;
