@@ -17,6 +17,13 @@ pub struct Args {
     /// Also remove the API store, images and everything else under the data dir
     #[arg(long)]
     pub purge: bool,
+    /// The node ran in this network namespace (`rkube kubelet --netns`): clean up inside it; the host's
+    /// ip_forward and other nodes' cgroups are left alone
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// The node's `rkube kubelet --cgroup-root`: its pods' cgroups, and the tree once empty
+    #[arg(long)]
+    pub cgroup_root: Option<String>,
 }
 
 fn alive(pid: i32) -> bool {
@@ -60,11 +67,16 @@ fn unmount_under(dir: &Path) {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(ns) = &args.netns {
+        rkube_cluster::netns::enter(ns)?;
+    }
     let data = &args.data_dir;
     stop_server(data);
-    let cfg = super::node::kubelet_config(data, "down", "127.0.0.1");
+    let mut cfg = super::node::kubelet_config(data, "down", "127.0.0.1");
+    if let Some(root) = &args.cgroup_root {
+        cfg.cgroup_root = root.trim_matches('/').to_string();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;
-    let mut cfg = cfg;
     if !cfg.cni_conf_dir.join("10-rkube.conflist").exists() {
         cfg.cni_conf_dir = "/etc/cni/net.d".into();
     }
@@ -96,13 +108,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // its empty cgroups are in use (a container's cgroup between create and start, or just exited and not yet
     // checked for an OOM kill), so only the last node down removes the tree.
     let others = super::node::other_nodes_running();
-    if others.is_empty() {
+    if let Some(root) = &args.cgroup_root {
+        // a cluster node's own subtree, then its parents once empty (the cluster's top goes with its last node)
+        let mut rel = PathBuf::from(root.trim_matches('/'));
+        loop {
+            remove_cgroup_trees(Path::new("/sys/fs/cgroup"), &rel);
+            if !rel.pop() || rel.as_os_str().is_empty() {
+                break;
+            }
+        }
+    } else if others.is_empty() {
         remove_kubepods_cgroups(Path::new("/sys/fs/cgroup"));
     } else {
         eprintln!("kubepods cgroups left in place: other rkube nodes still run here (pids {others:?})");
     }
-    if let Some(msg) = super::ip_forward::restore() {
-        eprintln!("{msg}");
+    if args.netns.is_none() {
+        if let Some(msg) = super::ip_forward::restore() {
+            eprintln!("{msg}");
+        }
     }
     unmount_under(data);
     for sub in ["kubelet", "pod-logs", "runtime", "cni", "net.d"] {
@@ -118,9 +141,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// Removes empty `kubepods` cgroup trees, deepest first: under each v1 hierarchy (`<root>/<controller>/kubepods`)
 /// and at the root of a v2 unified mount (`<root>/kubepods`). Non-empty cgroups are left alone.
 fn remove_kubepods_cgroups(root: &Path) {
-    let mut tops = vec![root.join("kubepods")];
+    remove_cgroup_trees(root, Path::new("kubepods"));
+}
+
+/// Removes the empty cgroup tree `rel` under each v1 hierarchy and at the root of a v2 mount, deepest first.
+fn remove_cgroup_trees(root: &Path, rel: &Path) {
+    let mut tops = vec![root.join(rel)];
     if let Ok(rd) = std::fs::read_dir(root) {
-        tops.extend(rd.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path().join("kubepods")));
+        tops.extend(rd.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path().join(rel)));
     }
     for top in tops {
         remove_empty_tree(&top);

@@ -35,11 +35,26 @@ pub struct Args {
     /// Key of --tls-cert-file
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
+    /// Run the node in this network namespace (/run/netns/NAME), as `rkube cluster` does: the kubelet joins it
+    /// before anything else, sees that namespace's sysfs network view, and leaves the host's ip_forward alone
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// The cgroup every pod's cgroup goes under, in each hierarchy (upstream's --cgroup-root)
+    #[arg(long, default_value = "kubepods")]
+    pub cgroup_root: String,
+    /// How pods reach pods on other nodes: `host-gw` keeps a route to every other node's podCIDR via that
+    /// node's InternalIP (nodes on one L2 segment); `none` leaves routing to someone else
+    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "none"])]
+    pub pod_network: String,
     #[command(flatten)]
     pub node: NodeArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // before the tokio runtime starts any thread: setns and unshare act on this thread only
+    if let Some(ns) = &args.netns {
+        rkube_cluster::netns::enter(ns)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;
     runtime.block_on(kubelet(args))
 }
@@ -48,6 +63,7 @@ async fn kubelet(args: Args) -> anyhow::Result<()> {
     let data = &args.data_dir;
     let _pid = node::claim_data_dir(data)?;
     let mut cfg = node::node_config(&args.node, data, None)?;
+    cfg.cgroup_root = args.cgroup_root.trim_matches('/').to_string();
     cfg.api_tls = api_tls(&args, data, &cfg.node_name, &cfg.node_ip)?;
     if cfg.api_tls.is_none() {
         tracing::warn!(
@@ -56,7 +72,13 @@ async fn kubelet(args: Args) -> anyhow::Result<()> {
         );
     }
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
-    crate::ip_forward::record()?;
+    // in a namespace of its own the node's forwarding is that namespace's, not the host's
+    if args.netns.is_none() {
+        crate::ip_forward::record()?;
+    }
+    if args.pod_network == "host-gw" {
+        tokio::spawn(rkube_kubelet::node::routes::run(client.clone(), cfg.node_name.clone()));
+    }
     eprintln!(
         "rkube kubelet: node {} ({}) joining {}; cluster DNS {}",
         cfg.node_name,

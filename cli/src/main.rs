@@ -1,6 +1,7 @@
 //! `rkube`: the one user-facing command. Each subcommand lives in a module named for it and calls into the
 //! component crates; this file only parses arguments and sets up logging.
 
+mod cluster;
 mod control_plane;
 mod down;
 mod image;
@@ -36,6 +37,9 @@ enum Command {
     /// Import, pull and list container images in the node's image store
     #[command(subcommand)]
     Image(image::Command),
+    /// A local multi-node cluster on this machine: up, down, status, node drills
+    #[command(subcommand)]
+    Cluster(cluster::Command),
     /// Show a pod's kernel objects (namespaces, cgroups, veth, mounts, rootfs, nft rules) from its node's kubelet
     #[command(subcommand)]
     Inspect(inspect::Command),
@@ -56,6 +60,7 @@ fn main() {
         Command::Kubelet(args) => kubelet::run(args),
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Image(cmd) => image::run(cmd),
+        Command::Cluster(cmd) => cluster::run(cmd),
         Command::Inspect(cmd) => inspect::run(cmd),
     };
     if let Err(err) = result {

@@ -1,0 +1,95 @@
+//! The cluster's network, made and removed with `ip`: the LAN namespace and its bridge, the host's veth to it,
+//! each node's namespace with its LAN link, per-namespace sysctls, and a node's LAN port going down and up.
+
+use std::process::Command;
+
+use crate::plan::{NodePlan, Plan, LAN_BRIDGE, LAN_HOST_PORT, NODE_LINK};
+use crate::{ClusterError, Result};
+
+/// Runs `ip args...`; its stdout, or an error with its stderr.
+pub fn ip(args: &[&str]) -> Result<String> {
+    run("ip", args)
+}
+
+pub fn run(prog: &str, args: &[&str]) -> Result<String> {
+    let cmd = format!("{prog} {}", args.join(" "));
+    let out = Command::new(prog).args(args).output().map_err(|e| ClusterError::Command { cmd: cmd.clone(), message: format!("{e} (is {prog} installed?)") })?;
+    if !out.status.success() {
+        return Err(ClusterError::Command { cmd, message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The host's IPv4 addresses (`addr/len`), to check the LAN subnet is free.
+pub fn host_addrs() -> Result<Vec<String>> {
+    let out = ip(&["-o", "-4", "addr", "show"])?;
+    Ok(out.lines().filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1)).map(str::to_string).collect())
+}
+
+pub fn netns_exists(name: &str) -> bool {
+    std::path::Path::new("/run/netns").join(name).exists()
+}
+
+pub fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+pub fn add_netns(name: &str) -> Result<()> {
+    ip(&["netns", "add", name])?;
+    ip(&["-n", name, "link", "set", "lo", "up"])?;
+    Ok(())
+}
+
+pub fn del_netns(name: &str) -> Result<()> {
+    if !netns_exists(name) {
+        return Ok(());
+    }
+    ip(&["netns", "del", name]).map(|_| ())
+}
+
+pub fn del_link(name: &str) -> Result<()> {
+    if !link_exists(name) {
+        return Ok(());
+    }
+    ip(&["link", "del", name]).map(|_| ())
+}
+
+/// Sets `key` (e.g. net.ipv4.ip_forward) inside namespace `ns` only.
+pub fn sysctl_in(ns: &str, key: &str, value: &str) -> Result<()> {
+    ip(&["netns", "exec", ns, "sysctl", "-q", "-w", &format!("{key}={value}")]).map(|_| ())
+}
+
+/// The LAN bridge in its namespace (made already, empty).
+pub fn make_lan(p: &Plan) -> Result<()> {
+    let ns = p.lan_netns();
+    ip(&["-n", &ns, "link", "add", LAN_BRIDGE, "type", "bridge"])?;
+    ip(&["-n", &ns, "link", "set", LAN_BRIDGE, "up"])?;
+    Ok(())
+}
+
+/// The host's veth to the LAN with the host's LAN address (.1).
+pub fn make_host_link(p: &Plan) -> Result<()> {
+    let (ns, link) = (p.lan_netns(), p.host_link());
+    ip(&["link", "add", &link, "type", "veth", "peer", "name", LAN_HOST_PORT, "netns", &ns])?;
+    ip(&["-n", &ns, "link", "set", LAN_HOST_PORT, "master", LAN_BRIDGE, "up"])?;
+    ip(&["addr", "add", &format!("{}/24", p.host_addr()), "dev", &link])?;
+    ip(&["link", "set", &link, "up"])?;
+    Ok(())
+}
+
+/// Node `n`'s link to the LAN (`eth0` in its namespace, its peer a port of the LAN bridge) with its address,
+/// and forwarding on in its namespace (pods are routed through it); the host's own ip_forward is not touched.
+pub fn make_node_link(p: &Plan, n: &NodePlan) -> Result<()> {
+    let lan = p.lan_netns();
+    ip(&["-n", &lan, "link", "add", &n.lan_port, "type", "veth", "peer", "name", NODE_LINK, "netns", &n.netns])?;
+    ip(&["-n", &lan, "link", "set", &n.lan_port, "master", LAN_BRIDGE, "up"])?;
+    ip(&["-n", &n.netns, "addr", "add", &format!("{}/24", n.addr), "dev", NODE_LINK])?;
+    ip(&["-n", &n.netns, "link", "set", NODE_LINK, "up"])?;
+    sysctl_in(&n.netns, "net.ipv4.ip_forward", "1")?;
+    Ok(())
+}
+
+/// Cuts (`up` false) or restores a node's LAN port: a partition, as a pulled cable.
+pub fn set_port(lan_netns: &str, port: &str, up: bool) -> Result<()> {
+    ip(&["-n", lan_netns, "link", "set", port, if up { "up" } else { "down" }]).map(|_| ())
+}

@@ -1,0 +1,246 @@
+//! The address and name plan of a local cluster, pure: from a name, a LAN subnet, a node count and a data dir,
+//! every netns, link, address, directory and cgroup the cluster will use. Nothing here touches the machine.
+//!
+//! Layout for cluster `dev` on 172.28.0.0/24 with 3 nodes:
+//! - netns `rkc-dev-lan` holds bridge `lan`; the host's veth `rkc-dev` (172.28.0.1/24) has its peer `host` on it;
+//! - node `dev-n1` lives in netns `rkc-dev-n1`: its `eth0` (172.28.0.11/24) has its peer `n1` on the LAN bridge;
+//!   its CNI bridge is `dev-br1`, its pod cgroups go under `rkc-dev/n1`, its data in `<data>/dev-n1`;
+//! - the control plane listens on https://172.28.0.1:6443 with its data in `<data>/server`.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use crate::{ClusterError, Result};
+
+/// The default LAN: a private /24 outside the pod (10.244.0.0/16) and service (10.96.0.0/12) ranges.
+pub const DEFAULT_SUBNET: &str = "172.28.0.0/24";
+/// Where clusters keep their data unless told otherwise: `<root>/<name>`.
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/rkube-cluster";
+/// The apiserver's port on the host's LAN address.
+pub const API_PORT: u16 = 6443;
+/// Node i's LAN address is `.<NODE_BASE + i>`; .2-.10 and .100-.254 stay free for clients a user attaches.
+pub const NODE_BASE: u8 = 10;
+pub const MAX_NODES: usize = 50;
+/// The bridge inside the LAN namespace.
+pub const LAN_BRIDGE: &str = "lan";
+/// The host veth's peer on the LAN bridge.
+pub const LAN_HOST_PORT: &str = "host";
+/// A node's link to the LAN, inside its namespace.
+pub const NODE_LINK: &str = "eth0";
+
+/// What `rkube cluster up` will make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// The LAN's first three octets (a /24).
+    pub subnet: [u8; 3],
+    pub nodes: usize,
+}
+
+/// One node's share of the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePlan {
+    pub index: usize,
+    pub name: String,
+    pub netns: String,
+    pub addr: Ipv4Addr,
+    /// The node's port on the LAN bridge (in the LAN namespace).
+    pub lan_port: String,
+    pub data_dir: PathBuf,
+    pub bridge: String,
+    pub cgroup_root: String,
+}
+
+fn invalid(what: &'static str, value: &str, why: impl Into<String>) -> ClusterError {
+    ClusterError::Invalid { what, value: value.to_string(), why: why.into() }
+}
+
+/// Checks a cluster name: 1-10 of [a-z0-9-], starting and ending with a letter or digit (it goes into link
+/// names, which Linux caps at 15 bytes, and into node names, which must be DNS labels).
+pub fn check_name(name: &str) -> Result<()> {
+    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ends_ok = !name.starts_with('-') && !name.ends_with('-');
+    if name.is_empty() || name.len() > 10 || !ok_chars || !ends_ok {
+        return Err(invalid("cluster name", name, "use 1-10 lowercase letters, digits or '-', not starting or ending with '-' (e.g. dev)"));
+    }
+    Ok(())
+}
+
+/// Parses the LAN subnet: a private IPv4 /24 (10/8, 172.16/12, 192.168/16) outside the pod CIDR 10.244.0.0/16
+/// and the service CIDR 10.96.0.0/12.
+pub fn parse_subnet(s: &str) -> Result<[u8; 3]> {
+    let (addr, len) = s.split_once('/').ok_or_else(|| invalid("LAN subnet", s, "expected a /24, e.g. 172.28.0.0/24"))?;
+    let ip: Ipv4Addr = addr.parse().map_err(|_| invalid("LAN subnet", s, "not an IPv4 address, e.g. 172.28.0.0/24"))?;
+    if len != "24" {
+        return Err(invalid("LAN subnet", s, "the LAN is a /24 (one address per node at .11 and up), e.g. 172.28.0.0/24"));
+    }
+    let o = ip.octets();
+    if o[3] != 0 {
+        return Err(invalid("LAN subnet", s, format!("host bits set; did you mean {}.{}.{}.0/24?", o[0], o[1], o[2])));
+    }
+    if !ip.is_private() {
+        return Err(invalid("LAN subnet", s, "not a private range (10/8, 172.16/12, 192.168/16): the LAN must never be routable"));
+    }
+    if o[0] == 10 && o[1] == 244 {
+        return Err(invalid("LAN subnet", s, "inside the pod CIDR 10.244.0.0/16"));
+    }
+    if o[0] == 10 && (96..112).contains(&o[1]) {
+        return Err(invalid("LAN subnet", s, "inside the service CIDR 10.96.0.0/12"));
+    }
+    Ok([o[0], o[1], o[2]])
+}
+
+/// Which of the host's addresses (as `ip -o -4 addr` lists them: `addr/len`) lie in the LAN subnet: any at all
+/// means the subnet is in use here (the uplink's, or another cluster's) and must not be taken.
+pub fn conflicts(subnet: [u8; 3], host_addrs: &[String]) -> Vec<String> {
+    host_addrs
+        .iter()
+        .filter(|a| {
+            let ip = a.split('/').next().and_then(|i| i.parse::<Ipv4Addr>().ok());
+            let len: u8 = a.split('/').nth(1).and_then(|l| l.parse().ok()).unwrap_or(32);
+            match ip {
+                // the host address is inside our /24, or its own network covers our /24
+                Some(ip) => {
+                    let o = ip.octets();
+                    let mask = |n: u8| if n == 0 { 0u32 } else { u32::MAX << (32 - n.min(32) as u32) };
+                    let ours = u32::from(Ipv4Addr::new(subnet[0], subnet[1], subnet[2], 0));
+                    let m = mask(len.min(24));
+                    [o[0], o[1], o[2]] == subnet || (u32::from(ip) & m) == (ours & m)
+                }
+                None => false,
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+impl Plan {
+    pub fn new(name: &str, subnet: &str, nodes: usize, data_dir: Option<&Path>) -> Result<Plan> {
+        check_name(name)?;
+        let subnet = parse_subnet(subnet)?;
+        if nodes == 0 || nodes > MAX_NODES {
+            return Err(invalid("node count", &nodes.to_string(), format!("a cluster has 1 to {MAX_NODES} nodes")));
+        }
+        let data_dir = data_dir.map(Path::to_path_buf).unwrap_or_else(|| Path::new(DEFAULT_DATA_ROOT).join(name));
+        Ok(Plan { name: name.to_string(), data_dir, subnet, nodes })
+    }
+
+    pub fn lan_netns(&self) -> String {
+        format!("rkc-{}-lan", self.name)
+    }
+
+    /// The host's veth to the LAN.
+    pub fn host_link(&self) -> String {
+        format!("rkc-{}", self.name)
+    }
+
+    pub fn host_addr(&self) -> Ipv4Addr {
+        let [a, b, c] = self.subnet;
+        Ipv4Addr::new(a, b, c, 1)
+    }
+
+    pub fn subnet_cidr(&self) -> String {
+        let [a, b, c] = self.subnet;
+        format!("{a}.{b}.{c}.0/24")
+    }
+
+    pub fn server_dir(&self) -> PathBuf {
+        self.data_dir.join("server")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.server_dir().join("kubeconfig")
+    }
+
+    pub fn api_listen(&self) -> String {
+        format!("{}:{API_PORT}", self.host_addr())
+    }
+
+    /// The cgroup every node's subtree goes under (`rkc-<name>/n<i>` per node), in each hierarchy.
+    pub fn cgroup_top(&self) -> String {
+        format!("rkc-{}", self.name)
+    }
+
+    /// Node `index` (1-based).
+    pub fn node(&self, index: usize) -> NodePlan {
+        let [a, b, c] = self.subnet;
+        let name = format!("{}-n{index}", self.name);
+        NodePlan {
+            index,
+            netns: format!("rkc-{name}"),
+            addr: Ipv4Addr::new(a, b, c, NODE_BASE + index as u8),
+            lan_port: format!("n{index}"),
+            data_dir: self.data_dir.join(&name),
+            bridge: format!("{}-br{index}", self.name),
+            cgroup_root: format!("{}/n{index}", self.cgroup_top()),
+            name,
+        }
+    }
+
+    pub fn node_plans(&self) -> Vec<NodePlan> {
+        (1..=self.nodes).map(|i| self.node(i)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses_of_a_three_node_cluster() {
+        let p = Plan::new("dev", "172.28.5.0/24", 3, Some(Path::new("/tmp/c"))).expect("plan");
+        assert_eq!(p.lan_netns(), "rkc-dev-lan");
+        assert_eq!(p.host_link(), "rkc-dev");
+        assert_eq!(p.host_addr().to_string(), "172.28.5.1");
+        assert_eq!(p.api_listen(), "172.28.5.1:6443");
+        let n = p.node_plans();
+        assert_eq!(n.len(), 3);
+        assert_eq!(n[2].name, "dev-n3");
+        assert_eq!(n[2].netns, "rkc-dev-n3");
+        assert_eq!(n[2].addr.to_string(), "172.28.5.13");
+        assert_eq!(n[2].bridge, "dev-br3");
+        assert_eq!(n[2].cgroup_root, "rkc-dev/n3");
+        assert_eq!(n[2].data_dir, Path::new("/tmp/c/dev-n3"));
+        assert_eq!(Plan::new("dev", DEFAULT_SUBNET, 1, None).expect("plan").data_dir, Path::new("/var/lib/rkube-cluster/dev"));
+    }
+
+    #[test]
+    fn link_names_fit_linux_limits_at_the_longest_name() {
+        let p = Plan::new("abcdefghij", DEFAULT_SUBNET, MAX_NODES, None).expect("plan");
+        assert!(p.host_link().len() <= 15);
+        for n in p.node_plans() {
+            assert!(n.bridge.len() <= 15, "{}", n.bridge);
+            assert!(n.lan_port.len() <= 15);
+        }
+        assert_eq!(p.node(MAX_NODES).addr.octets()[3], 60);
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_the_reason() {
+        for bad in ["", "Dev", "-a", "a-", "abcdefghijk", "a_b", "a.b"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        let why = |s: &str| match parse_subnet(s) {
+            Err(ClusterError::Invalid { why, .. }) => why,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert!(why("172.28.0.0/16").contains("/24"));
+        assert!(why("172.28.0.5/24").contains("172.28.0.0/24"));
+        assert!(why("8.8.8.0/24").contains("private"));
+        assert!(why("10.244.3.0/24").contains("pod CIDR"));
+        assert!(why("10.100.0.0/24").contains("service CIDR"));
+        assert!(why("nonsense").contains("/24"));
+        assert!(Plan::new("a", DEFAULT_SUBNET, 0, None).is_err());
+        assert!(Plan::new("a", DEFAULT_SUBNET, MAX_NODES + 1, None).is_err());
+    }
+
+    #[test]
+    fn a_subnet_the_host_already_uses_conflicts() {
+        let host = vec!["10.0.2.15/24".to_string(), "172.28.5.1/24".to_string(), "172.16.0.0/12".to_string()];
+        assert_eq!(conflicts([172, 28, 5], &host[..2]), vec!["172.28.5.1/24".to_string()]);
+        assert_eq!(conflicts([172, 28, 6], &host[..2]), Vec::<String>::new());
+        // a wider network on the host that covers the LAN
+        assert_eq!(conflicts([172, 28, 6], &host), vec!["172.16.0.0/12".to_string()]);
+    }
+}
