@@ -40,7 +40,7 @@ pub struct Options {
 pub struct ControlPlane {
     server: ApiServer,
     opened: OpenedStore,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    loops: rkube_controllers::manager::Elected,
     pub client: kube::Client,
     pub kubeconfig: PathBuf,
     pub url: String,
@@ -48,14 +48,32 @@ pub struct ControlPlane {
 
 /// A client for the cluster a kubeconfig points at (its current context).
 pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let config = config_from_kubeconfig(path).await?;
+    kube::Client::try_from(config).with_context(|| format!("build an API client from {}", path.display()))
+}
+
+async fn config_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Config> {
     let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("read kubeconfig {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
         .with_context(|| format!("use kubeconfig {}", path.display()))?;
-    kube::Client::try_from(config).with_context(|| format!("build an API client from {}", path.display()))
+    Ok(config)
 }
 
+/// `--leader-elect=false` and the `--leader-elect-*` periods of `rkube server` (`rkube up`: the defaults).
+#[derive(Clone, Debug, Default)]
+pub struct LeaderElection {
+    pub disabled: bool,
+    pub timing: rkube_controllers::leader::Timing,
+}
+
+/// [`start_elected`] with leader election at upstream's defaults.
 pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
+    start_elected(o, &LeaderElection::default()).await
+}
+
+pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<ControlPlane> {
+    le.timing.validate().context("leader election")?;
     // the store, the cluster's keys and the admin kubeconfig live here: 0700, looser modes tightened (with a
     // warning), another owner refused
     rkube_apiserver::private_files::ensure_dir(&o.data_dir).with_context(|| format!("data dir {}", o.data_dir.display()))?;
@@ -99,27 +117,17 @@ pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
     if let Some(ip) = o.advertise_address {
         ensure_kubernetes_endpoint(&client, ip, server_port(&server)).await?;
     }
-    let controllers = rkube_controllers::manager::run_all(client.clone(), Default::default());
-    let scheduler = rkube_controllers::scheduler::run(client.clone(), Default::default());
-    let service_lb = rkube_controllers::service_lb::run(client.clone(), o.lb_pool);
-    let tasks = vec![
-        tokio::spawn(async move {
-            if let Err(e) = controllers.await {
-                tracing::error!(error = %e, "controllers stopped");
-            }
-        }),
-        tokio::spawn(async move {
-            if let Err(e) = scheduler.await {
-                tracing::error!(error = %e, "scheduler stopped");
-            }
-        }),
-        tokio::spawn(async move {
-            let name = service_lb.await;
-            tracing::error!(controller = name, "load balancer controller stopped");
-        }),
-    ];
+    // the scheduler and controllers act only while holding their Leases in kube-system (docs/controllers.md);
+    // on the embedded store this is the only control plane, so a Lease another identity holds is a dead one's
+    let election = (!le.disabled).then(|| rkube_controllers::manager::Election {
+        timing: le.timing,
+        identity: rkube_controllers::leader::identity(),
+        sole_candidate: o.etcd.is_empty(),
+    });
+    let loops = rkube_controllers::manager::Loops { lb_pool: o.lb_pool, ..Default::default() };
+    let loops = rkube_controllers::manager::run_elected(config_from_kubeconfig(&kubeconfig).await?, loops, election)?;
     tracing::info!(url = %url, kubeconfig = %kubeconfig.display(), "control plane up: apiserver, scheduler, controllers");
-    Ok(ControlPlane { server, opened, tasks, client, kubeconfig, url })
+    Ok(ControlPlane { server, opened, loops, client, kubeconfig, url })
 }
 
 fn server_port(server: &ApiServer) -> u16 {
@@ -129,9 +137,7 @@ fn server_port(server: &ApiServer) -> u16 {
 impl ControlPlane {
     /// Stops the scheduler and controllers, then the apiserver, then closes the store.
     pub async fn stop(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.loops.stop().await;
         self.server.shutdown().await;
         drop(self.opened);
     }

@@ -46,6 +46,23 @@ pub struct Args {
     /// Addresses for LoadBalancer Services (the built-in load balancer); without it, the nodes' InternalIPs
     #[arg(long = "lb-pool", value_name = "CIDR")]
     pub lb_pool: Option<rkube_controllers::service_lb::Pool>,
+    /// Run the scheduler and controllers only while holding their Lease in kube-system (kube-scheduler,
+    /// kube-controller-manager), so several servers on one etcd act as one; false: always act
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: bool,
+    /// How long a candidate waits after it last saw the Lease renewed before taking it over
+    #[arg(long, default_value = "15s", value_parser = leader_duration)]
+    pub leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps acting without renewing the Lease
+    #[arg(long, default_value = "10s", value_parser = leader_duration)]
+    pub leader_elect_renew_deadline: std::time::Duration,
+    /// How often candidates try to acquire and the leader renews
+    #[arg(long, default_value = "2s", value_parser = leader_duration)]
+    pub leader_elect_retry_period: std::time::Duration,
+}
+
+fn leader_duration(s: &str) -> Result<std::time::Duration, String> {
+    rkube_controllers::leader::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -54,7 +71,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let cp = control_plane::start(&control_plane::Options {
+    let le = control_plane::LeaderElection {
+        disabled: !args.leader_elect,
+        timing: rkube_controllers::leader::Timing {
+            lease_duration: args.leader_elect_lease_duration,
+            renew_deadline: args.leader_elect_renew_deadline,
+            retry_period: args.leader_elect_retry_period,
+        },
+    };
+    let cp = control_plane::start_elected(&control_plane::Options {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
         etcd: args.etcd.clone(),
@@ -66,7 +91,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         kubelet_client: None,
         max_connections_per_client: args.max_connections_per_client,
         lb_pool: args.lb_pool,
-    })
+    }, &le)
     .await?;
     eprintln!(
         "rkube server is up: API {url}\n\n    export KUBECONFIG={kc}\n    kubectl get nodes\n\nAdd nodes with `rkube kubelet --kubeconfig {kc} --node-ip <their address>`.",

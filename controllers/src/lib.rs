@@ -13,6 +13,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod job;
+pub mod leader;
 pub mod manager;
 pub mod node_lifecycle;
 pub mod replicaset;

@@ -185,3 +185,112 @@ pub async fn run_all(client: Client, config: Config) -> Result<(), ManagerError>
         None => Ok(()),
     }
 }
+
+/// Leader election settings for [`run_elected`].
+#[derive(Clone, Debug)]
+pub struct Election {
+    pub timing: crate::leader::Timing,
+    /// holderIdentity, `<hostname>_<uuid>` ([`crate::leader::identity`]).
+    pub identity: String,
+    /// No other control plane can exist (the embedded store): a Lease held by another identity is a dead
+    /// process's and is taken at once, so a restart is not delayed by the lease duration.
+    pub sole_candidate: bool,
+}
+
+/// What a control plane runs besides its apiserver.
+#[derive(Clone, Debug, Default)]
+pub struct Loops {
+    pub controllers: Config,
+    pub scheduler: crate::scheduler::SchedulerConfig,
+    /// The built-in load balancer's pool (`--lb-pool`).
+    pub lb_pool: Option<crate::service_lb::Pool>,
+}
+
+/// The scheduler (Lease `kube-scheduler`) and the controller manager with the load balancer controller (Lease
+/// `kube-controller-manager`), each on its own [`crate::leader::Term`]; [`Elected::stop`] ends them.
+pub struct Elected {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Runs the control loops against the apiserver `kube` points at: each only while it holds its Lease when
+/// `election` is given (upstream's `--leader-elect`, the default), else at once. Each term builds its own client
+/// on its own runtime, so nothing of a stopped term outlives it.
+pub fn run_elected(kube: kube::Config, loops: Loops, election: Option<Election>) -> Result<Elected, kube::Error> {
+    use crate::leader::{self, Elector, Term};
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scheduler_work = {
+        let (kube, config) = (kube.clone(), loops.scheduler.clone());
+        move || -> std::io::Result<Term> {
+            let (kube, config) = (kube.clone(), config.clone());
+            Term::spawn("scheduler", move || async move {
+                match Client::try_from(kube) {
+                    Ok(client) => {
+                        if let Err(e) = crate::scheduler::run(client, config).await {
+                            tracing::error!(error = %e, "scheduler stopped");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "scheduler: cannot build an API client"),
+                }
+            })
+        }
+    };
+    let manager_work = {
+        let kube = kube.clone();
+        move || -> std::io::Result<Term> {
+            let (kube, loops) = (kube.clone(), loops.clone());
+            Term::spawn("controller-manager", move || async move {
+                let client = match Client::try_from(kube) {
+                    Ok(c) => c,
+                    Err(e) => return tracing::error!(error = %e, "controller manager: cannot build an API client"),
+                };
+                let lb = tokio::spawn(crate::service_lb::run(client.clone(), loops.lb_pool));
+                if let Err(e) = run_all(client, loops.controllers).await {
+                    tracing::error!(error = %e, "controllers stopped");
+                }
+                lb.abort();
+            })
+        }
+    };
+    let mut tasks = Vec::new();
+    match election {
+        None => {
+            // no election: the terms run until stopped
+            let terms = [scheduler_work(), manager_work()];
+            let mut stopped = stopped;
+            tasks.push(tokio::spawn(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+                for t in terms.into_iter().flatten() {
+                    t.stop().await;
+                }
+            }));
+        }
+        Some(e) => {
+            let client = Client::try_from(kube)?;
+            for (name, work) in [
+                (leader::SCHEDULER_LEASE, Box::new(scheduler_work) as Box<dyn FnMut() -> std::io::Result<Term> + Send>),
+                (leader::CONTROLLER_MANAGER_LEASE, Box::new(manager_work)),
+            ] {
+                let elector = Elector {
+                    api: Api::namespaced(client.clone(), leader::LEASE_NAMESPACE),
+                    name: name.to_string(),
+                    identity: e.identity.clone(),
+                    timing: e.timing,
+                    sole_candidate: e.sole_candidate,
+                };
+                tasks.push(tokio::spawn(elector.run(work, stopped.clone())));
+            }
+        }
+    }
+    Ok(Elected { stop, tasks })
+}
+
+impl Elected {
+    /// Stops every term (waiting until its runtime is gone) and releases held Leases.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

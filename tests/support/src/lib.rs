@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about rkube's own crates, so every crate can use it as a dev-dependency.
 
+pub mod etcd;
 pub mod image;
 pub mod naming;
 pub mod poll;
