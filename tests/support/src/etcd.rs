@@ -198,7 +198,11 @@ mod tests {
         ctl(&c.endpoints[0], &["put", "/k", "v1"]);
         assert_eq!(ctl(&c.endpoints[2], &["get", "/k", "--print-value-only"]).trim(), "v1");
         c.kill9(0);
-        ctl(&c.endpoints[1], &["put", "/k", "v2"]);
+        // the survivors may first have to elect a new leader (member 0 may have been it)
+        poll_until("a put through a surviving member", Duration::from_secs(30), || {
+            let out = Command::new(&etcdctl).args(["--endpoints", &c.endpoints[1], "put", "/k", "v2"]).env("ETCDCTL_API", "3").output().expect("etcdctl");
+            out.status.success().then_some(())
+        });
         assert_eq!(ctl(&c.endpoints[2], &["get", "/k", "--print-value-only"]).trim(), "v2");
         c.restart(0);
         poll_until("the restarted member to catch up", Duration::from_secs(30), || {
