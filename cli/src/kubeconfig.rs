@@ -12,11 +12,15 @@ pub struct Args {
     #[arg(long, default_value = "/var/lib/rkube/server")]
     pub data_dir: PathBuf,
     /// User name (the certificate's common name)
-    #[arg(long)]
-    pub user: String,
+    #[arg(long, required_unless_present = "node")]
+    pub user: Option<String>,
     /// Group the user belongs to (the certificate's organization)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "node")]
     pub group: Option<String>,
+    /// A kubelet's credential for node NAME instead: user system:node:NAME in group system:nodes, held by the
+    /// Node authorizer and NodeRestriction to that node's own objects (for `rkube kubelet --kubeconfig`)
+    #[arg(long, value_name = "NAME", conflicts_with = "user")]
+    pub node: Option<String>,
     /// Write the kubeconfig here (mode 0600) instead of to stdout
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
@@ -31,8 +35,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.data_dir.display()
         );
     }
-    if args.user.is_empty() || args.user.starts_with("system:") {
-        bail!("--user {:?}: give a user name that is not empty and not in the reserved system: namespace", args.user);
+    let user = args.user.clone().unwrap_or_default();
+    if args.node.is_none() && (user.is_empty() || user.starts_with("system:")) {
+        bail!("--user {user:?}: give a user name that is not empty and not in the reserved system: namespace (a kubelet's: --node NAME)");
+    }
+    if let Some(node) = args.node.as_deref().filter(|n| n.is_empty() || n.contains(':')) {
+        bail!("--node {node:?}: give the node's name (as `kubectl get nodes` shows it)");
     }
     let pki = rkube_apiserver::tls::ensure_pki(&pki_dir, &[]).context("load the cluster CA")?;
     let admin = args.data_dir.join("kubeconfig");
@@ -43,9 +51,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .and_then(|c| c.cluster.as_ref())
         .and_then(|c| c.server.clone())
         .with_context(|| format!("{} names no server", admin.display()))?;
-    let groups: Vec<String> = args.group.into_iter().collect();
-    let pair = rkube_apiserver::tls::issue_user(&pki, &args.user, &groups)?;
-    let out = rkube_apiserver::kubeconfig::render_tls_user(&server, "rkube", &args.user, &pki.ca_cert, &pair.cert, &pair.key);
+    let (user, pair) = match &args.node {
+        Some(node) => (format!("system:node:{node}"), rkube_apiserver::tls::issue_node(&pki, node)?),
+        None => {
+            let groups: Vec<String> = args.group.into_iter().collect();
+            let pair = rkube_apiserver::tls::issue_user(&pki, &user, &groups)?;
+            (user, pair)
+        }
+    };
+    let out = rkube_apiserver::kubeconfig::render_tls_user(&server, "rkube", &user, &pki.ca_cert, &pair.cert, &pair.key);
     match args.output {
         Some(path) => rkube_apiserver::kubeconfig::write_content(&path, &out).with_context(|| format!("write {}", path.display()))?,
         None => print!("{out}"),
