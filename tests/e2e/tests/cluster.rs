@@ -1,0 +1,382 @@
+//! `rkube cluster up --nodes 3` with the real kubectl: one cluster shared by every check (CI time), in steps:
+//! all nodes Ready (and how long `up` took, printed); a Deployment of 6 over all nodes; pod to pod across every
+//! pair of nodes with the receiver seeing the sender's pod IP (no NAT); a ClusterIP Service by its DNS name from
+//! a pod on every node; NodePort on every node's LAN address from a namespace playing an outside client; a node
+//! stopped -> NotReady, its pods replaced elsewhere, the Service still answering; started again -> Ready, its
+//! stale pods removed; a partitioned node NotReady, healed Ready.
+//!
+//! The guard runs `rkube cluster down` on drop and checks nothing is left: network namespaces, the host link,
+//! cgroups, mounts, the data dir.
+
+mod up_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rkube_testsupport::{poll_until, require_command, require_root, unique_name};
+use up_support::{bin, import_busybox, kubectl_ok_with, kubectl_try_with, kubectl_with};
+
+struct TestCluster {
+    name: String,
+    data: PathBuf,
+    _tmp: tempfile::TempDir,
+    subnet: [u8; 3],
+    client_ns: String,
+    client_port: String,
+}
+
+fn rkube(args: &[&str]) -> std::process::Output {
+    Command::new(bin("rkube")).args(args).env("RKUBE_LOG", "info,kube=warn").output().expect("run rkube")
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl TestCluster {
+    fn new() -> TestCluster {
+        require_root();
+        require_command("ip", "iproute2");
+        require_command("nft", "nftables");
+        require_command("kubectl", "kubectl");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let name = unique_name("c");
+        // a LAN of this test's own: 172.28.<100..199>.0/24
+        let subnet = [172, 28, 100 + (std::process::id() % 100) as u8];
+        TestCluster {
+            data: tmp.path().join(&name),
+            _tmp: tmp,
+            subnet,
+            client_ns: unique_name("rkcl"),
+            client_port: unique_name("cl"),
+            name,
+        }
+    }
+
+    fn which(&self) -> Vec<String> {
+        vec!["--name".into(), self.name.clone(), "--data-dir".into(), self.data.display().to_string()]
+    }
+
+    fn cluster(&self, args: &[&str]) -> String {
+        let mut a: Vec<String> = vec!["cluster".into()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        a.extend(self.which());
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = rkube(&a);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "rkube {a:?}: {text}");
+        text
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.data.join("server/kubeconfig")
+    }
+
+    fn node(&self, i: usize) -> String {
+        format!("{}-n{i}", self.name)
+    }
+
+    fn node_ip(&self, i: usize) -> String {
+        let [a, b, c] = self.subnet;
+        format!("{a}.{b}.{c}.{}", 10 + i)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        kubectl_with(&self.kubeconfig(), args)
+    }
+
+    fn kubectl_try(&self, args: &[&str]) -> Option<String> {
+        kubectl_try_with(&self.kubeconfig(), args)
+    }
+
+    fn ready(&self, node: &str) -> String {
+        self.kubectl_try(&["get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]).unwrap_or_default().trim().to_string()
+    }
+
+    /// Running, ready pods of app=web not being deleted: name -> (node, pod IP).
+    fn web_pods(&self) -> BTreeMap<String, (String, String)> {
+        let out = self
+            .kubectl_try(&[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.status.phase} {.metadata.deletionTimestamp} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+            ])
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                // a pod being deleted has one more field (its deletionTimestamp)
+                (w.len() == 5 && w[3] == "Running" && w[4] == "True").then(|| (w[0].to_string(), (w[1].to_string(), w[2].to_string())))
+            })
+            .collect()
+    }
+
+    /// One pod per node of `nodes` (node -> (pod, IP)).
+    fn pod_per_node(&self, nodes: &[String]) -> BTreeMap<String, (String, String)> {
+        let mut out = BTreeMap::new();
+        for (pod, (node, ip)) in self.web_pods() {
+            if nodes.contains(&node) {
+                out.entry(node).or_insert((pod, ip));
+            }
+        }
+        out
+    }
+
+    /// The server's answer to a TCP connection from pod `from` to `host:port`: `netstat -tn` run in the
+    /// serving pod, which lists the connection with the client's address as the server sees it.
+    fn connect_from_pod(&self, from: &str, host: &str, port: u16) -> Option<String> {
+        self.kubectl_try(&["exec", from, "--", "sh", "-c", &format!("nc -w 5 {host} {port} </dev/null")])
+    }
+
+    /// The same, from the outside client namespace.
+    fn connect_from_client(&self, host: &str, port: u16) -> Option<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.client_ns, "timeout", "10", "bash", "-c", &format!("exec 3<>/dev/tcp/{host}/{port}; cat <&3")])
+            .output()
+            .expect("client");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// A namespace of the test's own on the LAN (.200), playing a machine outside the cluster.
+    fn attach_client(&self) {
+        let lan = format!("rkc-{}-lan", self.name);
+        let [a, b, c] = self.subnet;
+        ip(&["netns", "add", &self.client_ns]);
+        ip(&["-n", &lan, "link", "add", &self.client_port, "type", "veth", "peer", "name", "eth0", "netns", &self.client_ns]);
+        ip(&["-n", &lan, "link", "set", &self.client_port, "master", "lan", "up"]);
+        ip(&["-n", &self.client_ns, "addr", "add", &format!("{a}.{b}.{c}.200/24"), "dev", "eth0"]);
+        ip(&["-n", &self.client_ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &self.client_ns, "link", "set", "lo", "up"]);
+    }
+
+    fn print_logs(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.data) else { return };
+        for f in rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")) {
+            let s = std::fs::read_to_string(&f).unwrap_or_default();
+            let tail: Vec<&str> = s.lines().rev().take(25).collect();
+            eprintln!("--- {} (last lines)\n{}", f.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.client_ns]).stderr(Stdio::null()).status();
+        let mut a = vec!["cluster".to_string(), "down".to_string()];
+        a.extend(self.which());
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = rkube(&a);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("rkube cluster down:\n{text}");
+        if std::thread::panicking() {
+            return;
+        }
+        assert!(out.status.success(), "cluster down failed: {text}");
+        // nothing is left
+        let netns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip").stdout).into_owned();
+        assert!(!netns.contains(&format!("rkc-{}-", self.name)), "network namespaces left: {netns}");
+        assert!(!Path::new("/sys/class/net").join(format!("rkc-{}", self.name)).exists(), "host link left");
+        assert!(!self.data.exists(), "data dir {} left", self.data.display());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        assert!(!mounts.contains(&self.data.display().to_string()), "mounts left under {}", self.data.display());
+        let cg = format!("rkc-{}", self.name);
+        for h in std::fs::read_dir("/sys/fs/cgroup").expect("cgroupfs").flatten() {
+            assert!(!h.path().join(&cg).exists(), "cgroup {} left", h.path().join(&cg).display());
+        }
+    }
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 6
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      # replaced within seconds once their node is unreachable (the default is 300 s)
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          - weight: 100
+            podAffinityTerm:
+              topologyKey: kubernetes.io/hostname
+              labelSelector: {matchLabels: {app: web}}
+      containers:
+      - name: c
+        image: busybox:latest
+        imagePullPolicy: Never
+        # every connection to 8080 gets the pod's own view of its TCP connections, the client's address included
+        command: ["sh", "-c", "while true; do nc -l -p 8080 -e netstat -tn; done"]
+        readinessProbe:
+          tcpSocket: {port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - {port: 80, targetPort: 8080, nodePort: 30080}
+"#;
+
+#[test]
+fn three_node_cluster() {
+    let c = TestCluster::new();
+    let [a, b, s3] = c.subnet;
+    let subnet = format!("{a}.{b}.{s3}.0/24");
+    // 1. up, timed
+    let t0 = Instant::now();
+    // this machine's disk may be fuller than the default nodefs threshold: pressure would taint every node
+    let out = c.cluster(&["up", "--nodes", "3", "--subnet", &subnet, "--timeout", "180", "--kubelet-arg=--eviction-hard=memory.available<1Mi,nodefs.available<1%"]);
+    let took = t0.elapsed();
+    eprintln!("{out}");
+    eprintln!("MEASURE rkube cluster up --nodes 3 to all Ready: {:.2} s", took.as_secs_f64());
+    let nodes: Vec<String> = (1..=3).map(|i| c.node(i)).collect();
+    for n in &nodes {
+        assert_eq!(c.ready(n), "True", "node {n} Ready once up returns");
+    }
+    let status = c.cluster(&["status"]);
+    for (i, n) in nodes.iter().enumerate() {
+        assert!(status.contains(n) && status.contains(&c.node_ip(i + 1)), "status lists {n}: {status}");
+    }
+    assert_eq!(status.matches("running").count(), 4, "server and 3 kubelets running: {status}");
+    let wide = c.kubectl(&["get", "nodes", "-o", "wide"]);
+    eprintln!("{wide}");
+    for i in 1..=3 {
+        assert!(wide.contains(&c.node_ip(i)), "node InternalIP {} in {wide}", c.node_ip(i));
+    }
+    // each node has its own image store
+    for n in &nodes {
+        import_busybox(&c.data.join(n));
+    }
+
+    // 2. a Deployment of 6 over all nodes
+    kubectl_ok_with(&c.kubeconfig(), &["apply", "-f", "-"], Some(WEB));
+    poll_until("6 web pods ready on all 3 nodes", Duration::from_secs(120), || {
+        let pods = c.web_pods();
+        let on: BTreeSet<&String> = pods.values().map(|(n, _)| n).collect();
+        (pods.len() == 6 && on.len() == 3).then_some(())
+    });
+    let per_node = c.pod_per_node(&nodes);
+    eprintln!("one pod per node: {per_node:?}");
+    // the routes a node keeps (shown in docs/cluster.md)
+    let routes = String::from_utf8_lossy(&Command::new("ip").args(["-n", &format!("rkc-{}", nodes[0]), "route"]).output().expect("ip").stdout).into_owned();
+    eprintln!("routes in node {}:\n{routes}", nodes[0]);
+    for (n, i) in [(&nodes[1], 2), (&nodes[2], 3)] {
+        let cidr = c.kubectl(&["get", "node", n, "-o", "jsonpath={.spec.podCIDR}"]);
+        assert!(routes.contains(&format!("{} via {}", cidr.trim(), c.node_ip(i))), "route to {n}'s podCIDR {cidr} via its address in {routes}");
+    }
+
+    // 3. pod to pod across every pair of nodes, and the receiver sees the sender's pod IP
+    for (from_node, (from_pod, from_ip)) in &per_node {
+        for (to_node, (_, to_ip)) in &per_node {
+            if from_node == to_node {
+                continue;
+            }
+            let seen = poll_until(&format!("{from_node} -> {to_node}"), Duration::from_secs(30), || c.connect_from_pod(from_pod, to_ip, 8080).filter(|s| s.contains(":8080")));
+            // e.g. `tcp 1 0 ::ffff:10.244.1.2:8080 ::ffff:10.244.0.2:38652 CLOSE_WAIT` (the client has sent EOF)
+            let line = seen.lines().find(|l| l.contains(&format!("{to_ip}:8080"))).unwrap_or_default().to_string();
+            let foreign = line.split_whitespace().nth(4).unwrap_or_default();
+            assert!(foreign.trim_start_matches("::ffff:").starts_with(&format!("{from_ip}:")), "{to_node} sees the connection from {from_node}'s pod {from_ip}, not a node address: {seen}");
+        }
+    }
+
+    // 4. ClusterIP by DNS name from a pod on every node
+    for (node, (pod, _)) in &per_node {
+        poll_until(&format!("web.default.svc.cluster.local:80 from {node}"), Duration::from_secs(30), || {
+            c.connect_from_pod(pod, "web.default.svc.cluster.local", 80).filter(|s| s.contains(":8080"))
+        });
+    }
+
+    // 5. NodePort on every node's LAN address from outside
+    c.attach_client();
+    for i in 1..=3 {
+        let addr = c.node_ip(i);
+        poll_until(&format!("NodePort {addr}:30080 from the client"), Duration::from_secs(30), || c.connect_from_client(&addr, 30080).filter(|s| s.contains(":8080")));
+    }
+
+    // 6. a node stopped: NotReady, its pods replaced elsewhere, the Service still answering
+    let gone = nodes[2].clone();
+    let stale: BTreeSet<String> = c.web_pods().into_iter().filter(|(_, (n, _))| *n == gone).map(|(p, _)| p).collect();
+    assert!(!stale.is_empty(), "pods ran on {gone}");
+    eprintln!("{}", c.cluster(&["node", "stop", &gone]));
+    let t = Instant::now();
+    poll_until(&format!("{gone} NotReady"), Duration::from_secs(120), || (c.ready(&gone) != "True").then_some(()));
+    eprintln!("MEASURE node NotReady after its agent stopped: {:.1} s", t.elapsed().as_secs_f64());
+    let taints = c.kubectl(&["get", "node", &gone, "-o", "jsonpath={.spec.taints[*].key}"]);
+    assert!(taints.contains("node.kubernetes.io/unreachable"), "unreachable taint on {gone}: {taints}");
+    poll_until("6 web pods ready on the other nodes", Duration::from_secs(120), || {
+        let pods = c.web_pods();
+        (pods.len() == 6 && pods.values().all(|(n, _)| *n != gone)).then_some(())
+    });
+    for i in 1..=2 {
+        let addr = c.node_ip(i);
+        poll_until(&format!("NodePort {addr}:30080 with {gone} down"), Duration::from_secs(30), || c.connect_from_client(&addr, 30080).filter(|s| s.contains(":8080")));
+    }
+    let survivor = c.pod_per_node(&nodes[..1]).into_values().next().expect("a pod on n1").0;
+    poll_until("the Service from a pod with a node down", Duration::from_secs(30), || c.connect_from_pod(&survivor, "web", 80).filter(|s| s.contains(":8080")));
+
+    // 7. started again: Ready, its stale pods removed
+    eprintln!("{}", c.cluster(&["node", "start", &gone]));
+    poll_until(&format!("{gone} Ready again"), Duration::from_secs(60), || (c.ready(&gone) == "True").then_some(()));
+    poll_until(&format!("stale pods of {gone} removed"), Duration::from_secs(90), || {
+        let names = c.kubectl_try(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}"])?;
+        let left: Vec<&str> = names.split_whitespace().filter(|p| stale.contains(*p)).collect();
+        left.is_empty().then_some(())
+    });
+
+    // 8. a partitioned node: NotReady while cut off, Ready once healed
+    let cut = nodes[1].clone();
+    eprintln!("{}", c.cluster(&["node", "partition", &cut]));
+    assert!(c.cluster(&["status"]).contains("PARTITIONED"));
+    poll_until(&format!("{cut} NotReady while partitioned"), Duration::from_secs(120), || (c.ready(&cut) != "True").then_some(()));
+    eprintln!("{}", c.cluster(&["node", "heal", &cut]));
+    poll_until(&format!("{cut} Ready once healed"), Duration::from_secs(60), || (c.ready(&cut) == "True").then_some(()));
+}
+
+#[test]
+fn bad_input_leaves_nothing_behind() {
+    require_root();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("x");
+    for (args, want) in [
+        (vec!["--name", "Bad_Name"], "cluster name"),
+        (vec!["--name", "ok", "--subnet", "8.8.8.0/24"], "private"),
+        (vec!["--name", "ok", "--subnet", "10.244.1.0/24"], "pod CIDR"),
+        (vec!["--name", "ok", "--nodes", "0"], "node count"),
+    ] {
+        let mut a = vec!["cluster", "up", "--data-dir", data.to_str().expect("utf8")];
+        a.extend(args);
+        let out = rkube(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{a:?}: {err}");
+        assert!(!data.exists(), "nothing made for {a:?}");
+    }
+    let out = rkube(&["cluster", "down", "--name", "nothere", "--data-dir", data.to_str().expect("utf8")]);
+    assert!(out.status.success(), "down of nothing is fine: {}", String::from_utf8_lossy(&out.stderr));
+    let out = rkube(&["cluster", "status", "--name", "nothere", "--data-dir", data.to_str().expect("utf8")]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no cluster"));
+}
