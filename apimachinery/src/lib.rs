@@ -12,12 +12,16 @@
 //!   labels, qualified names, label values, path segments);
 //! - [`qos`]: a pod's QoS class (Guaranteed, Burstable, BestEffort), from typed or JSON pods;
 //! - [`pod`]: facts about a pod (phase, active, terminal, ready, available, resource requests, host ports);
-//! - [`time`]: k8s-openapi's `Time` to and from chrono.
+//! - [`time`]: k8s-openapi's `Time` to and from chrono;
+//! - [`bootstrap_token`]: bootstrap tokens (format, expiry, their Secret's checks);
+//! - [`certificates`]: CertificateSigningRequests (the PEM request parsed, signer names, kubelet client checks).
 //!
 //! Must not: do I/O (files, network, processes, clocks other than a `now` passed in), log, or depend on any
 //! other rkube crate. Everything here is a pure function over API objects, tested without root.
 #![forbid(unsafe_code)]
 
+pub mod bootstrap_token;
+pub mod certificates;
 pub mod fields;
 pub mod labels;
 pub mod node_selector;

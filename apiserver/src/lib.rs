@@ -27,6 +27,7 @@
 pub mod admission;
 pub mod auth;
 pub mod bootstrap;
+pub mod certificates;
 pub mod config;
 pub mod connections;
 pub mod conversion;

@@ -659,6 +659,26 @@ pub static RESOURCES: &[ResourceInfo] = &[
         stored_as: None,
     },
     ResourceInfo {
+        group: "certificates.k8s.io",
+        version: "v1",
+        resource: "certificatesigningrequests",
+        singular: "certificatesigningrequest",
+        kind: "CertificateSigningRequest",
+        namespaced: false,
+        short_names: &["csr"],
+        categories: NONE,
+        // approval: the Approved/Denied conditions (`kubectl certificate approve`); status: the certificate
+        subresources: &[
+            sub!(status, "CertificateSigningRequest", "certificates.k8s.io", "v1"),
+            Subresource { name: "approval", kind: "CertificateSigningRequest", group: "certificates.k8s.io", version: "v1", verbs: STATUS_VERBS },
+        ],
+        has_status: true,
+        definition: "io.k8s.api.certificates.v1.CertificateSigningRequest",
+        typed_check: check::<k::certificates::v1::CertificateSigningRequest>,
+        verbs: VERBS,
+        stored_as: None,
+    },
+    ResourceInfo {
         group: "authorization.k8s.io",
         version: "v1",
         resource: "selfsubjectaccessreviews",

@@ -197,6 +197,14 @@ fn columns(kind: &str) -> Vec<Col> {
         "Role" | "ClusterRole" => vec![NAME, ("Created At", "date", 0)],
         "Ingress" => vec![NAME, ("Class", "string", 0), ("Hosts", "string", 0), ("Address", "string", 0), ("Ports", "string", 0), AGE],
         "IngressClass" => vec![NAME, ("Controller", "string", 0), ("Parameters", "string", 0), AGE],
+        "CertificateSigningRequest" => vec![
+            NAME,
+            AGE,
+            ("SignerName", "string", 0),
+            ("Requestor", "string", 0),
+            ("RequestedDuration", "string", 0),
+            ("Condition", "string", 0),
+        ],
         "RoleBinding" | "ClusterRoleBinding" => vec![
             NAME,
             ("Role", "string", 0),
@@ -411,6 +419,22 @@ fn ingress_row(o: &Value) -> Vec<Value> {
     vec![json!(s(o, "/metadata/name")), json!(class), json!(shown), json!(address), json!(ports), age(o)]
 }
 
+/// upstream's CSR columns; Condition is `Pending`, `Approved` or `Denied`, then `,Failed` and `,Issued`
+fn csr_row(o: &Value) -> Vec<Value> {
+    let has = |t: &str| {
+        o.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c.get("type").and_then(Value::as_str) == Some(t)))
+    };
+    let mut condition = if has("Denied") { "Denied" } else if has("Approved") { "Approved" } else { "Pending" }.to_string();
+    if has("Failed") {
+        condition.push_str(",Failed");
+    }
+    if !s(o, "/status/certificate").is_empty() {
+        condition.push_str(",Issued");
+    }
+    let duration = o.pointer("/spec/expirationSeconds").and_then(Value::as_i64).map_or_else(|| "<none>".to_string(), human_duration);
+    vec![json!(s(o, "/metadata/name")), age(o), json!(s(o, "/spec/signerName")), json!(s(o, "/spec/username")), json!(duration), json!(condition)]
+}
+
 fn row(kind: &str, o: &Value) -> Vec<Value> {
     let name = json!(s(o, "/metadata/name"));
     let tspec = o.pointer("/spec/template/spec").cloned().unwrap_or(Value::Null);
@@ -578,6 +602,7 @@ fn row(kind: &str, o: &Value) -> Vec<Value> {
             vec![name, json!(owner), json!(n(o, "/revision")), age(o)]
         }
         "Ingress" => ingress_row(o),
+        "CertificateSigningRequest" => csr_row(o),
         "IngressClass" => {
             let params = match o.pointer("/spec/parameters").filter(|p| p.is_object()) {
                 None => "<none>".to_string(),

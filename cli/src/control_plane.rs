@@ -124,10 +124,24 @@ pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<C
         identity: rkube_controllers::leader::identity(),
         sole_candidate: o.etcd.is_empty(),
     });
-    let loops = rkube_controllers::manager::Loops { lb_pool: o.lb_pool, ..Default::default() };
+    let mut loops = rkube_controllers::manager::Loops { lb_pool: o.lb_pool, ..Default::default() };
+    if o.tls {
+        // the CSR signer issues joining nodes' certificates with the cluster CA (`rkube join`)
+        loops.controllers.csr_signing = Some(signing_ca(&o.data_dir.join("pki"))?);
+    }
     let loops = rkube_controllers::manager::run_elected(config_from_kubeconfig(&kubeconfig).await?, loops, election)?;
     tracing::info!(url = %url, kubeconfig = %kubeconfig.display(), "control plane up: apiserver, scheduler, controllers");
     Ok(ControlPlane { server, opened, loops, client, kubeconfig, url })
+}
+
+/// The cluster CA's certificate and key, as the CSR signer takes them.
+fn signing_ca(pki: &std::path::Path) -> anyhow::Result<rkube_controllers::certificates::SigningCa> {
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).with_context(|| format!("read the cluster CA {}", pki.join(f).display()));
+    Ok(rkube_controllers::certificates::SigningCa {
+        cert_pem: read("ca.crt")?,
+        key_pem: read("ca.key")?,
+        max_duration: rkube_controllers::certificates::DEFAULT_SIGNING_DURATION,
+    })
 }
 
 fn server_port(server: &ApiServer) -> u16 {

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(kubelet(args))
 }
 
-async fn kubelet(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
     let data = &args.data_dir;
     let _pid = node::claim_data_dir(data)?;
     let mut cfg = node::node_config(&args.node, data, None)?;
@@ -117,7 +117,7 @@ fn api_tls(args: &Args, data: &Path, node_name: &str, node_ip: &str) -> anyhow::
 
 /// The CA (PEM) of the kubeconfig's current cluster: `certificate-authority-data` or the `certificate-authority`
 /// file; None when it names neither.
-fn kubeconfig_ca(path: &Path) -> anyhow::Result<Option<String>> {
+pub(crate) fn kubeconfig_ca(path: &Path) -> anyhow::Result<Option<String>> {
     use base64::Engine;
     let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("read kubeconfig {}", path.display()))?;
     let context = kc.current_context.as_deref().and_then(|name| kc.contexts.iter().find(|c| c.name == name));

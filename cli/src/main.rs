@@ -7,10 +7,12 @@ mod down;
 mod image;
 mod inspect;
 mod ip_forward;
+mod join;
 mod kubeconfig;
 mod kubelet;
 mod node;
 mod server;
+mod token;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -32,7 +34,12 @@ enum Command {
     Server(server::Args),
     /// Run the kubelet alone against the apiserver of a kubeconfig (a node joining `rkube server`)
     Kubelet(kubelet::Args),
-    /// Print a kubeconfig for another user of `rkube server --tls` (a client certificate from the cluster CA)
+    /// Join this machine to a cluster as a node, with a bootstrap token (`rkube token create`) and the CA's pin
+    Join(join::Args),
+    /// Create, list and delete bootstrap tokens for joining nodes
+    #[command(subcommand)]
+    Token(token::Command),
+    /// Print a kubeconfig for another user of `rkube server` or `rkube up` (a client certificate from the cluster CA)
     Kubeconfig(kubeconfig::Args),
     /// Import, pull and list container images in the node's image store
     #[command(subcommand)]
@@ -58,6 +65,8 @@ fn main() {
         Command::Down(args) => down::run(args),
         Command::Server(args) => server::run(args),
         Command::Kubelet(args) => kubelet::run(args),
+        Command::Join(args) => join::run(args),
+        Command::Token(cmd) => token::run(cmd),
         Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Image(cmd) => image::run(cmd),
         Command::Cluster(cmd) => cluster::run(cmd),

@@ -99,7 +99,7 @@ pub fn primary_address() -> Option<String> {
         .map(str::to_string)
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_lowercase()).unwrap_or_else(|_| "rkube-node".into())
 }
 

@@ -61,6 +61,8 @@ pub struct Config {
     pub manager: String,
     /// The CronJob controller's time (the system clock unless a test injects one).
     pub clock: crate::cronjob::Clock,
+    /// The cluster CA the CSR signer issues with (None: CSRs are approved but not signed).
+    pub csr_signing: Option<crate::certificates::SigningCa>,
 }
 
 impl Default for Config {
@@ -71,6 +73,7 @@ impl Default for Config {
             gc_period: Duration::from_secs(2),
             manager: "rkube-controller-manager".into(),
             clock: Default::default(),
+            csr_signing: None,
         }
     }
 }

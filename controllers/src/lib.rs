@@ -5,6 +5,7 @@
 //! decision function (`step`, `plan`, ...) tested table-driven, and a kube-rs reconcile that applies it.
 #![forbid(unsafe_code)]
 
+pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod context;
 pub mod cronjob;

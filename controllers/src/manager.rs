@@ -178,6 +178,8 @@ pub async fn run_all(client: Client, config: Config) -> Result<(), ManagerError>
             "garbage-collector"
         });
     }
+    // CSR approving and signing, token cleaner, bootstrap signer (joining nodes)
+    set.spawn(crate::certificates::run(client.clone(), config.csr_signing.clone()));
     tracing::info!("controller manager started");
     match set.join_next().await {
         Some(Ok(name)) => Err(ManagerError::Stopped(name)),

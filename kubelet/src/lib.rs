@@ -1,5 +1,6 @@
 //! The rkube node agent: registers the node, runs pods bound to it on rkube-runtime, reports their status.
 #![forbid(unsafe_code)]
+pub mod bootstrap;
 pub mod config;
 pub mod container;
 pub mod image;

@@ -3,7 +3,9 @@
 //! serves), the discovery roles every authenticated user is bound to, `cluster-admin` bound to
 //! `system:masters`, `system:kubelet-api-admin` bound to the apiserver's kubelet client user, and
 //! `system:auth-delegator` (TokenReview and SubjectAccessReview, bound to nobody) for kubelets that check their
-//! API's callers under an identity of their own. Created when missing at each start; an existing
+//! API's callers under an identity of their own, and what joining nodes need as kubeadm sets it up
+//! (`system:node-bootstrapper` and the CSR auto-approval roles, bound to kubeadm's bootstrap token group and to
+//! `system:nodes`). Created when missing at each start; an existing
 //! object is left as it is (an operator's edit wins).
 
 use serde_json::{json, Value};
@@ -162,6 +164,12 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
             ],
         ),
+        // joining nodes (upstream's bootstrap policy): a bootstrap token may file and watch CSRs; the
+        // csrapproving controller approves a kubelet client CSR when its requester may create the
+        // nodeclient (a new node) or selfnodeclient (a node renewing its own) subresource
+        role("system:node-bootstrapper", vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"])]),
+        role(NODECLIENT, vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests/nodeclient"], &["create"])]),
+        role(SELFNODECLIENT, vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests/selfnodeclient"], &["create"])]),
         role("system:discovery", vec![urls(DISCOVERY_URLS, &["get"])]),
         role("system:public-info-viewer", vec![urls(PUBLIC_INFO_URLS, &["get"])]),
         role(
@@ -173,6 +181,9 @@ pub fn cluster_roles() -> Vec<Value> {
         ),
     ]
 }
+
+const NODECLIENT: &str = "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
+const SELFNODECLIENT: &str = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
 
 /// The built-in ClusterRoleBindings.
 pub fn cluster_role_bindings() -> Vec<Value> {
@@ -191,6 +202,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:kubelet-api-admin",
             vec![user(crate::tls::KUBELET_CLIENT_USER)],
         ),
+        // kubeadm's bindings for the tokens it (and `rkube token create`) makes: file CSRs, have them approved;
+        // nodes renew their own client certificates
+        binding_to("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", vec![group(rkube_apimachinery::bootstrap_token::DEFAULT_NODE_GROUP)]),
+        binding_to("kubeadm:node-autoapprove-bootstrap", NODECLIENT, vec![group(rkube_apimachinery::bootstrap_token::DEFAULT_NODE_GROUP)]),
+        binding_to("kubeadm:node-autoapprove-certificate-rotation", SELFNODECLIENT, vec![group("system:nodes")]),
         binding("system:discovery", vec![group(super::user::AUTHENTICATED)]),
         binding("system:basic-user", vec![group(super::user::AUTHENTICATED)]),
         binding("system:public-info-viewer", vec![group(super::user::AUTHENTICATED), group("system:unauthenticated")]),

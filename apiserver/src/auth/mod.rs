@@ -13,10 +13,12 @@
 //!    `--authorization-mode=Node,RBAC`: what it allows is allowed, what it does not goes on to RBAC.
 //!
 //! The review APIs `kubectl auth can-i` and `kubectl auth whoami` call are in [`review`]; service account
-//! tokens (TokenRequest, bearer authentication) in [`token`].
+//! tokens (TokenRequest, bearer authentication) in [`token`]; bootstrap tokens (`<id>.<secret>`, what `rkube join`
+//! files its CSR with) in [`bootstrap_token`].
 
 pub mod attributes;
 pub mod bootstrap;
+pub mod bootstrap_token;
 pub mod rbac;
 pub mod review;
 pub mod keys;
@@ -86,6 +88,12 @@ async fn authenticate_bearer(state: &ApiState, headers: &HeaderMap) -> Result<Us
         return Ok(User { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()], ..Default::default() });
     };
     let token = value.strip_prefix("Bearer ").map(str::trim).unwrap_or_default();
+    if bootstrap_token::looks_like(token) {
+        return bootstrap_token::authenticate(state, token).await.map_err(|why| {
+            tracing::debug!(reason = %why, "bootstrap token refused");
+            ApiError::new(401, "Unauthorized", "Unauthorized")
+        });
+    }
     token::authenticate(state, token, &[token::ISSUER]).await.map_err(|why| {
         tracing::debug!(reason = %why, "bearer token refused");
         ApiError::new(401, "Unauthorized", "Unauthorized")

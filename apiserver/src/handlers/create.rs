@@ -58,7 +58,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
             )))
         }
     }
-    let obj = decode_object(ctx, &body)?;
+    let obj = crate::certificates::on_create(info, decode_object(ctx, &body)?, &ctx.user);
     ctx.check_escalation(&obj).await?;
     admission::node_restriction::admit_create(&ctx.state, &ctx.user, info, ctx.target.ns().unwrap_or_default(), &obj).await?;
     let obj = create_object(&ctx.state, info, ctx.target.ns(), obj, field_validation(ctx), ctx.query.dry_run).await?;

@@ -42,6 +42,7 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     let part = match ctx.target.subresource.as_deref() {
         None => Part::Main,
         Some("status") if info.has_status => Part::Status,
+        Some("approval") if info.subresource("approval").is_some() => Part::Status,
         Some("scale") if info.subresource("scale").is_some() => Part::Main,
         Some(_) => return Err(ApiError::path_not_found(&ctx.path)),
     };
@@ -113,6 +114,7 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
             }
             target
         };
+        let next = crate::certificates::for_subresource(info, ctx.target.subresource.as_deref(), cur, next);
         let next = prepare_update(info, cur, next, part, validation)?;
         match part {
             Part::Main => super::service_alloc::on_update(info, cur, next, services.as_ref()),

@@ -36,8 +36,12 @@ pub async fn update(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
             })
             .await?
         }
-        Some("status") if info.has_status => {
-            guarded_update(ctx, precondition, |cur| prepare_update(info, cur, new.clone(), Part::Status, validation)).await?
+        Some(sub @ ("status" | "approval")) if info.subresource(sub).is_some() => {
+            guarded_update(ctx, precondition, |cur| {
+                let next = crate::certificates::for_subresource(info, Some(sub), cur, new.clone());
+                prepare_update(info, cur, next, Part::Status, validation)
+            })
+            .await?
         }
         Some("finalize") if info.resource == "namespaces" => {
             guarded_update(ctx, precondition, |cur| {

@@ -59,6 +59,7 @@ fn generate() -> Map<String, Value> {
         k::rbac::v1::RoleBinding,
         k::rbac::v1::ClusterRole,
         k::rbac::v1::ClusterRoleBinding,
+        k::certificates::v1::CertificateSigningRequest,
         k::authorization::v1::SelfSubjectAccessReview,
         k::authorization::v1::SelfSubjectRulesReview,
         k::authorization::v1::SubjectAccessReview,

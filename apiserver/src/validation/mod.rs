@@ -3,6 +3,7 @@
 //! agreement, RBAC rules and bindings, and fields that cannot change after creation. Returns one `Cause` per
 //! problem.
 
+mod certificates;
 pub(crate) mod ingress;
 mod rbac;
 mod workloads;
@@ -23,6 +24,7 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
         "RoleBinding" | "ClusterRoleBinding" => rbac::validate_binding(obj, !info.namespaced, &mut causes),
         "Ingress" => ingress::validate_ingress(obj, old.is_none(), &mut causes),
         "IngressClass" => ingress::validate_ingress_class(obj, old, &mut causes),
+        "CertificateSigningRequest" => certificates::validate_csr(obj, old, &mut causes),
         _ => {}
     }
     if let Some(old) = old {

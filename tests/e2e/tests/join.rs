@@ -1,0 +1,209 @@
+//! Joining a node the kubeadm way, with the real kubectl: `rkube server` alone, `rkube token create
+//! --print-join-command`, then `rkube join` with the token and the CA pin on a node whose address is on a veth
+//! of the test's own. The node's CSR is auto-approved and signed (`kubectl get csr`: Approved,Issued, requested
+//! by system:bootstrap:<id>), the node goes Ready under its own `system:node:<name>` certificate and runs a pod.
+//! A wrong pin fails with kubeadm's words and leaves nothing (no data dir, no CSR); a deleted token is 401.
+
+mod up_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use rkube_testsupport::{poll_until, registry::free_port, require_command, require_root, unique_name, ChildGuard};
+use up_support::{bin, import_busybox, kubectl_output_with, kubectl_try_with, kubectl_with, ForwardGuard, NodeNet};
+
+struct Join {
+    server_dir: tempfile::TempDir,
+    node_dir: tempfile::TempDir,
+    net: NodeNet,
+    server: Option<ChildGuard>,
+    node: Option<ChildGuard>,
+    url: String,
+    _forward: ForwardGuard,
+}
+
+impl Join {
+    fn kubeconfig(&self) -> PathBuf {
+        self.server_dir.path().join("kubeconfig")
+    }
+
+    fn rkube(&self, args: &[&str]) -> Output {
+        let out = Command::new(bin("rkube")).args(args).stdin(Stdio::null()).output().expect("run rkube");
+        eprintln!("rkube {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr).lines().rev().take(5).collect::<Vec<_>>().join("\n"));
+        out
+    }
+
+    fn print_logs(&self) {
+        for f in [self.server_dir.path().join("server.log"), self.server_dir.path().join("join.log")] {
+            if let Ok(s) = std::fs::read_to_string(&f) {
+                let tail: Vec<&str> = s.lines().rev().take(30).collect();
+                eprintln!("--- {} (last lines)\n{}", f.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
+        }
+    }
+}
+
+impl Drop for Join {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs();
+        }
+        self.node.take();
+        let _ = Command::new(bin("rkube")).args(["down", "--data-dir"]).arg(self.node_dir.path()).stderr(Stdio::null()).status();
+        self.server.take();
+        self.net.remove_veth();
+    }
+}
+
+fn start() -> Join {
+    require_root();
+    require_command("ip", "iproute2");
+    require_command("nft", "nftables");
+    require_command("kubectl", "kubectl");
+    let port = free_port();
+    let j = Join {
+        server_dir: tempfile::tempdir().expect("server dir"),
+        node_dir: tempfile::tempdir().expect("node dir"),
+        net: NodeNet::new(),
+        server: None,
+        node: None,
+        url: format!("https://127.0.0.1:{port}"),
+        _forward: ForwardGuard::acquire(),
+    };
+    j.net.create_veth();
+    import_busybox(j.node_dir.path());
+    let log = std::fs::File::create(j.server_dir.path().join("server.log")).expect("server log");
+    let child = Command::new(bin("rkube"))
+        .args(["server", "--data-dir"])
+        .arg(j.server_dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--tls", "--cluster-dns", &j.net.cluster_dns])
+        .env("RKUBE_LOG", "info,kube=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start rkube server");
+    let mut j = j;
+    let server = j.server.insert(ChildGuard::new(child, "rkube server"));
+    let kubeconfig = j.server_dir.path().join("kubeconfig");
+    poll_until("the server answers kubectl", Duration::from_secs(60), || {
+        assert!(server.is_running(), "rkube server exited");
+        if !kubeconfig.exists() {
+            return None;
+        }
+        kubectl_output_with(&kubeconfig, &["get", "--raw", "/readyz", "--request-timeout=10s"], None).status.success().then_some(())
+    });
+    j
+}
+
+/// A raw GET with `token` as the bearer, no client certificate: kubectl's stdout or stderr.
+fn get_with_token(url: &str, token: &str, path: &str) -> (bool, String) {
+    let empty = tempfile::NamedTempFile::new().expect("empty kubeconfig");
+    let out = kubectl_output_with(empty.path(), &["--server", url, "--insecure-skip-tls-verify", "--token", token, "get", "--raw", path], None);
+    let text = if out.status.success() { String::from_utf8_lossy(&out.stdout) } else { String::from_utf8_lossy(&out.stderr) };
+    (out.status.success(), text.into_owned())
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
+}
+
+#[test]
+fn a_node_joins_with_a_token_and_the_ca_pin() {
+    let mut j = start();
+    let kc = j.kubeconfig();
+    let kc_arg = kc.display().to_string();
+    let out = j.rkube(&["token", "create", "--kubeconfig", &kc_arg, "--print-join-command", "--description", "e2e"]);
+    assert!(out.status.success(), "rkube token create failed");
+    let command = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let after = |flag: &str| words.iter().position(|w| *w == flag).map(|i| words[i + 1].to_string()).unwrap_or_else(|| panic!("{flag} in {command:?}"));
+    assert!(command.starts_with("rkube join --server "), "{command}");
+    let (token, pin) = (after("--token"), after("--discovery-token-ca-cert-hash"));
+    let id = token.split('.').next().expect("token id").to_string();
+    assert_eq!(after("--server"), j.url);
+    let listed = String::from_utf8_lossy(&j.rkube(&["token", "list", "--kubeconfig", &kc_arg]).stdout).into_owned();
+    assert!(listed.contains(&token) && listed.contains("authentication,signing") && listed.contains("e2e"), "{listed}");
+
+    // a wrong pin: kubeadm's error, nothing written, no CSR filed
+    let wrong_dir = j.server_dir.path().join("wrong-node");
+    let wrong_pin = format!("sha256:{}", "0".repeat(64));
+    let out = j.rkube(&["join", "--server", &j.url, "--token", &token, "--discovery-token-ca-cert-hash", &wrong_pin, "--data-dir", &wrong_dir.display().to_string(), "--node-name", "wrong"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cluster CA found in cluster-info ConfigMap is invalid: none of the public keys") && err.contains(&pin), "{err}");
+    assert!(!wrong_dir.exists(), "a refused join leaves no data dir");
+    assert_eq!(kubectl_with(&kc, &["get", "csr", "-o", "name"]).trim(), "", "a refused join files no CSR");
+
+    // the real join
+    let node_name = unique_name("joined");
+    let log = std::fs::File::create(j.server_dir.path().join("join.log")).expect("join log");
+    let child = Command::new(bin("rkube"))
+        .args(["join", "--server", &j.url, "--token", &token, "--discovery-token-ca-cert-hash", &pin, "--node-name", &node_name, "--data-dir"])
+        .arg(j.node_dir.path())
+        .args(j.net.node_args())
+        // this test is about joining, not about the host's free disk
+        .args(["--eviction-hard", "memory.available<100Mi,nodefs.available<1%"])
+        .env("RKUBE_LOG", "info,kube=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start rkube join");
+    let node = j.node.insert(ChildGuard::new(child, "rkube join"));
+    poll_until("the joined node Ready", Duration::from_secs(90), || {
+        assert!(node.is_running(), "rkube join exited");
+        let s = kubectl_try_with(&kc, &["get", "node", &node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        (s.as_deref() == Some("True")).then_some(())
+    });
+    let csrs = kubectl_with(&kc, &["get", "csr"]);
+    let row = csrs.lines().find(|l| l.starts_with("node-csr-")).unwrap_or_else(|| panic!("no node CSR in:\n{csrs}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[2..], ["kubernetes.io/kube-apiserver-client-kubelet", &format!("system:bootstrap:{id}"), "<none>", "Approved,Issued"], "{csrs}");
+    let header: Vec<&str> = csrs.lines().next().expect("header").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]);
+    let csr_name = cols[0];
+    let reason = kubectl_with(&kc, &["get", "csr", csr_name, "-o", "jsonpath={.status.conditions[0].reason}/{.status.conditions[0].message}"]);
+    assert_eq!(reason, "AutoApproved/Auto approving kubelet client certificate after SubjectAccessReview.");
+    let conf = j.node_dir.path().join("kubelet.conf");
+    assert_eq!(mode(&conf), 0o600);
+    let whoami = kubectl_with(&conf, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(whoami, format!("system:node:{node_name}"), "the node runs with its own credential, not the admin's");
+
+    // it runs a pod
+    let pod = "joined-pod";
+    let manifest = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:latest\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n");
+    up_support::kubectl_ok_with(&kc, &["apply", "-f", "-"], Some(&manifest));
+    poll_until("the pod Running on the joined node", Duration::from_secs(90), || {
+        let s = kubectl_try_with(&kc, &["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}/{.status.phase}"])?;
+        (s == format!("{node_name}/Running")).then_some(())
+    });
+
+    // the token authenticates until deleted, then 401
+    let csr_path = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    let (ok, text) = get_with_token(&j.url, &token, csr_path);
+    assert!(ok, "a bootstrap token may list CSRs: {text}");
+    assert!(j.rkube(&["token", "delete", "--kubeconfig", &kc_arg, &id]).status.success());
+    let (ok, text) = get_with_token(&j.url, &token, csr_path);
+    assert!(!ok && text.contains("Unauthorized"), "a deleted token is 401: {text}");
+    let out = j.rkube(&["token", "delete", "--kubeconfig", &kc_arg, &id]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[test]
+fn an_expired_token_is_refused_and_cleaned_up() {
+    let j = start();
+    let kc = j.kubeconfig();
+    // a token Secret already past its expiration, as kubeadm's format has it
+    let token = "abcdef.0123456789abcdef";
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bootstrap-token-abcdef\n  namespace: kube-system\ntype: bootstrap.kubernetes.io/token\nstringData:\n  token-id: abcdef\n  token-secret: 0123456789abcdef\n  usage-bootstrap-authentication: \"true\"\n  expiration: \"2020-01-01T00:00:00Z\"\n";
+    up_support::kubectl_ok_with(&kc, &["apply", "-f", "-"], Some(secret));
+    let (ok, text) = get_with_token(&j.url, token, "/apis/certificates.k8s.io/v1/certificatesigningrequests");
+    assert!(!ok && text.contains("Unauthorized"), "an expired token is 401: {text}");
+    poll_until("the token cleaner deletes the expired token", Duration::from_secs(30), || {
+        let out = kubectl_output_with(&kc, &["get", "secret", "-n", "kube-system", "bootstrap-token-abcdef"], None);
+        (!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")).then_some(())
+    });
+}
