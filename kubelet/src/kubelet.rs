@@ -79,23 +79,23 @@ impl PodSink for ApiSink {
     fn sources(&self, pod: &Pod, services: bool) -> EnvSources {
         let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
         let client = self.client.clone();
-        // only list what the pod can refer to (a burst of plain pods should not list every ConfigMap)
-        let text = serde_json::to_string(&pod.spec).unwrap_or_default();
-        let wants_cm = text.contains("configMap");
-        // "secret" volumes and refs, and "imagePullSecrets"
-        let wants_secret = text.to_ascii_lowercase().contains("secret");
+        // each object the pod names, read by name: a kubelet with its own node identity may read only those
+        // (the Node authorizer), never list the namespace's
+        let (wanted_cms, wanted_secrets) = referenced_objects(pod);
         let wanted_tokens = crate::volume::projected::wanted_tokens(pod);
         let pod = pod.clone();
         self.tokio.block_on(async move {
             let mut src = EnvSources::default();
-            if wants_cm {
-                if let Ok(l) = Api::<ConfigMap>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
-                    src.config_maps = l.items.into_iter().filter_map(|c| Some((c.metadata.name.clone()?, c))).collect();
+            let cms = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+            for name in wanted_cms {
+                if let Ok(Some(c)) = cms.get_opt(&name).await {
+                    src.config_maps.insert(name, c);
                 }
             }
-            if wants_secret {
-                if let Ok(l) = Api::<Secret>::namespaced(client.clone(), &ns).list(&ListParams::default()).await {
-                    src.secrets = l.items.into_iter().filter_map(|c| Some((c.metadata.name.clone()?, c))).collect();
+            let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+            for name in wanted_secrets {
+                if let Ok(Some(c)) = secrets.get_opt(&name).await {
+                    src.secrets.insert(name, c);
                 }
             }
             if services {
@@ -115,6 +115,32 @@ impl PodSink for ApiSink {
             src
         })
     }
+}
+
+/// The ConfigMaps and Secrets `pod` names (env, envFrom, volumes, projected sources, imagePullSecrets), as
+/// the apiserver's Node authorizer finds them.
+fn referenced_objects(pod: &Pod) -> (std::collections::BTreeSet<String>, std::collections::BTreeSet<String>) {
+    use serde_json::Value;
+    let spec = serde_json::to_value(&pod.spec).unwrap_or_default();
+    let (mut cms, mut secrets) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    let name = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let list = |v: &Value, k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+    secrets.extend(list(&spec, "imagePullSecrets").iter().filter_map(|s| name(s, "/name")));
+    for c in ["initContainers", "containers", "ephemeralContainers"].iter().flat_map(|k| list(&spec, k)) {
+        for e in list(&c, "envFrom").iter().chain(list(&c, "env").iter()) {
+            cms.extend(name(e, "/configMapRef/name").into_iter().chain(name(e, "/valueFrom/configMapKeyRef/name")));
+            secrets.extend(name(e, "/secretRef/name").into_iter().chain(name(e, "/valueFrom/secretKeyRef/name")));
+        }
+    }
+    for v in list(&spec, "volumes") {
+        cms.extend(name(&v, "/configMap/name"));
+        secrets.extend(name(&v, "/secret/secretName"));
+        for s in v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
+            cms.extend(name(s, "/configMap/name"));
+            secrets.extend(name(s, "/secret/name"));
+        }
+    }
+    (cms, secrets)
 }
 
 /// What the node status is built from: addresses, the images in the store, and the pressure conditions
@@ -792,5 +818,33 @@ async fn static_loop(
         }
         running = now;
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_names_the_configmaps_and_secrets_it_reads() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "imagePullSecrets": [{"name": "pull"}],
+                "initContainers": [{"name": "i", "envFrom": [{"configMapRef": {"name": "init-cm"}}]}],
+                "containers": [{"name": "c",
+                    "envFrom": [{"secretRef": {"name": "all"}}],
+                    "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "one-cm", "key": "k"}}},
+                            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "one", "key": "k"}}},
+                            {"name": "C", "value": "plain"}]}],
+                "volumes": [{"name": "a", "secret": {"secretName": "vol"}}, {"name": "b", "configMap": {"name": "vol-cm"}},
+                            {"name": "c", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt"}}, {"secret": {"name": "proj"}}, {"serviceAccountToken": {"path": "t"}}]}},
+                            {"name": "d", "emptyDir": {}}]
+            }
+        }))
+        .expect("a pod");
+        let (cms, secrets) = referenced_objects(&pod);
+        assert_eq!(cms.into_iter().collect::<Vec<_>>(), ["init-cm", "kube-root-ca.crt", "one-cm", "vol-cm"]);
+        assert_eq!(secrets.into_iter().collect::<Vec<_>>(), ["all", "one", "proj", "pull", "vol"]);
     }
 }

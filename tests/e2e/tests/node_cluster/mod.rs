@@ -128,9 +128,11 @@ impl Cluster {
         assert!(self.kubelet.is_none(), "the kubelet is already running");
         let log = self.node_dir.path().join(format!("kubelet-{}.log", self.kubelet_starts));
         self.kubelet_starts += 1;
+        // the kubelet runs as its node (system:node:<name>), held to its own objects by the Node authorizer
+        let kubelet_kubeconfig = self.node_kubeconfig();
         let child = Command::new(bin("rkube"))
             .args(["kubelet", "--kubeconfig"])
-            .arg(&self.kubeconfig)
+            .arg(&kubelet_kubeconfig)
             .args(["--node-name", &self.node_name, "--data-dir"])
             .arg(self.node_dir.path())
             .args(self.net.node_args())
@@ -192,6 +194,20 @@ impl Cluster {
             .output()
             .expect("run rkube kubeconfig");
         assert!(out.status.success(), "rkube kubeconfig: {}", String::from_utf8_lossy(&out.stderr));
+        path
+    }
+
+    /// The kubelet's kubeconfig: its node's credential, written by `rkube kubeconfig --node`.
+    pub fn node_kubeconfig(&self) -> PathBuf {
+        let path = self.server_dir.path().join(format!("{}.kubeconfig", self.node_name));
+        let out = Command::new(bin("rkube"))
+            .args(["kubeconfig", "--data-dir"])
+            .arg(self.server_dir.path())
+            .args(["--node", &self.node_name, "-o"])
+            .arg(&path)
+            .output()
+            .expect("run rkube kubeconfig --node");
+        assert!(out.status.success(), "rkube kubeconfig --node: {}", String::from_utf8_lossy(&out.stderr));
         path
     }
 
