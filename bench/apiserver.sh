@@ -5,6 +5,8 @@
 # p50/p99 latency at 16 and 64 clients, list of 10,000 pods (whole and in pages of 500), watch fan-out to 1,000
 # watchers, and the apiserver's RSS. Prints per measure the median of each backend over the rounds and the median
 # of the per-round ratios embedded/etcd with min and max (bench/lib.sh), the targets, and the load average.
+# The apiserver is the library's `examples/serve` on plain HTTP (no TLS, no authentication): the figures are the
+# API and the store, without the TLS that `rkube server` and `rkube up` always serve (issue 15), as before.
 # Usage: bench/apiserver.sh [--embedded|--etcd|--both] [rounds]     (default: both, 3 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."

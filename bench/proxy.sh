@@ -74,7 +74,8 @@ times=()
 for r in $(seq "$ROUNDS"); do
     addr="203.0.113.$((r % 250 + 1))"
     t0=$(now_ms)
-    curl -sf -X PATCH -H 'Content-Type: application/merge-patch+json' \
+    curl -sf --cacert "$DATA/pki/ca.crt" --cert "$DATA/pki/admin.crt" --key "$DATA/pki/admin.key" \
+        -X PATCH -H 'Content-Type: application/merge-patch+json' \
         "$API/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/b0-1" \
         -d "{\"endpoints\":[{\"addresses\":[\"$addr\"]}]}" >/dev/null
     until nft list chain ip "$TABLE" "svc-default/b0/tcp/http" 2>/dev/null | grep -q "${chain}$addr/"; do sleep 0.002; done

@@ -69,15 +69,18 @@ demo() {
     echo
     echo "rkube is up.  export KUBECONFIG=$KUBECONFIG   then e.g.  kubectl get pods -A"
   else
-    # kubectl is not packaged in Debian: the same demo over the plain-HTTP API on loopback
+    # kubectl is not packaged in Debian: the same demo with curl, over HTTPS with the admin certificate of the
+    # cluster CA (the API serves nothing without credentials but health and version)
     api=$(awk '/server:/ {print $2; exit}' "$KUBECONFIG")
-    wait_for 60 sh -c "curl -sf $api/api/v1/nodes | jq -e '.items | length > 0'"
-    curl -sf -X POST -H 'Content-Type: application/json' -d "$POD_JSON" "$api/api/v1/namespaces/default/pods" >/dev/null ||
-      curl -sf "$api/api/v1/namespaces/default/pods/hello" >/dev/null
-    wait_for 60 sh -c "curl -sf $api/api/v1/namespaces/default/pods/hello | jq -e '.status.phase == \"Running\"'"
-    curl -sf "$api/api/v1/namespaces/default/pods/hello" | jq -r '"pod \(.metadata.name): \(.status.phase), IP \(.status.podIP) on \(.spec.nodeName)"'
-    wait_for 20 sh -c "curl -sf '$api/api/v1/namespaces/default/pods/hello/log' | grep -q hello"
-    curl -sf "$api/api/v1/namespaces/default/pods/hello/log" | head -3
+    pki="$DATA/pki"
+    c="curl --cacert $pki/ca.crt --cert $pki/admin.crt --key $pki/admin.key"
+    wait_for 60 sh -c "$c -sf $api/api/v1/nodes | jq -e '.items | length > 0'"
+    $c -sf -X POST -H 'Content-Type: application/json' -d "$POD_JSON" "$api/api/v1/namespaces/default/pods" >/dev/null ||
+      $c -sf "$api/api/v1/namespaces/default/pods/hello" >/dev/null
+    wait_for 60 sh -c "$c -sf $api/api/v1/namespaces/default/pods/hello | jq -e '.status.phase == \"Running\"'"
+    $c -sf "$api/api/v1/namespaces/default/pods/hello" | jq -r '"pod \(.metadata.name): \(.status.phase), IP \(.status.podIP) on \(.spec.nodeName)"'
+    wait_for 20 sh -c "$c -sf '$api/api/v1/namespaces/default/pods/hello/log' | grep -q hello"
+    $c -sf "$api/api/v1/namespaces/default/pods/hello/log" | head -3
     echo
     echo "rkube is up at $api (kubeconfig $KUBECONFIG). kubectl is not installed: get it from"
     echo "https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/ and  export KUBECONFIG=$KUBECONFIG"

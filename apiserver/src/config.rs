@@ -15,6 +15,10 @@ pub struct ServerConfig {
     pub service_prefix: u8,
     /// Serve HTTPS with the cluster PKI kept in this directory (created on first start); plain HTTP when None.
     pub tls_dir: Option<std::path::PathBuf>,
+    /// Also serve plain HTTP here, with no authentication or authorization: every request is the privileged
+    /// `system:unsecured` (upstream's removed `--insecure-port`/`--insecure-bind-address`). None by default; the
+    /// CLI offers it only as `--insecure-http-listen` on a loopback address.
+    pub insecure_listen: Option<SocketAddr>,
     /// Talk HTTPS to kubelets, presenting this client certificate; plain HTTP when None.
     pub kubelet_client: Option<KubeletClientTls>,
     /// More names and addresses for the serving certificate (with `tls_dir`), e.g. the advertised address. On
@@ -31,6 +35,7 @@ impl ServerConfig {
             service_network: Ipv4Addr::new(10, 96, 0, 0),
             service_prefix: 12,
             tls_dir: None,
+            insecure_listen: None,
             kubelet_client: None,
             tls_hosts: Vec::new(),
             limits: Default::default(),

@@ -37,7 +37,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
             return e.into_response();
         }
     }
-    let user = match crate::auth::authenticate(&state, tls, &headers).await {
+    let user = match crate::auth::authenticate(&state, tls, &headers, &path).await {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };

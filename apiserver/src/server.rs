@@ -45,6 +45,8 @@ pub enum ServerError {
 /// A running server; stopped by `shutdown` (or aborted when dropped).
 pub struct ApiServer {
     addr: SocketAddr,
+    /// The plain-HTTP listener's address (`ServerConfig::insecure_listen`), when there is one.
+    insecure_addr: Option<SocketAddr>,
     pki: Option<crate::tls::Pki>,
     state: Arc<ApiState>,
     stop: Option<oneshot::Sender<()>>,
@@ -56,6 +58,14 @@ impl ApiServer {
     pub async fn start(store: Arc<dyn Store>, config: ServerConfig) -> Result<ApiServer, ServerError> {
         let listener = TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+        let insecure = match config.insecure_listen {
+            None => None,
+            Some(at) => {
+                let l = TcpListener::bind(at).await.map_err(|source| ServerError::Listen { addr: at, source })?;
+                let bound = l.local_addr().map_err(|source| ServerError::Listen { addr: at, source })?;
+                Some((l, bound))
+            }
+        };
         let tokens = crate::auth::keys::TokenKeys::load_or_create(config.tls_dir.as_deref())?;
         let state = Arc::new(ApiState {
             tokens,
@@ -81,13 +91,41 @@ impl ApiServer {
             None => None,
         };
         let listener = crate::connections::Listener { tcp: listener, tls, limits: state.config.limits.clone() };
-        let task = tokio::spawn(crate::connections::serve(listener, app, rx, state.stopping.subscribe()));
+        let insecure_addr = insecure.as_ref().map(|(_, a)| *a);
+        let task = match insecure {
+            None => tokio::spawn(crate::connections::serve(listener, app, rx, state.stopping.subscribe())),
+            Some((tcp, plain_addr)) => {
+                // upstream's removed insecure port: no authentication, every request system:unsecured
+                tracing::warn!(addr = %plain_addr, "serving plain HTTP with no authentication: every caller is system:masters");
+                let plain = crate::connections::Listener { tcp, tls: None, limits: state.config.limits.clone() };
+                let (tx_a, rx_a) = oneshot::channel::<()>();
+                let (tx_b, rx_b) = oneshot::channel::<()>();
+                let (stop_a, stop_b) = (state.stopping.subscribe(), state.stopping.subscribe());
+                tokio::spawn(async move {
+                    let fan_out = async move {
+                        let _ = rx.await;
+                        let _ = tx_a.send(());
+                        let _ = tx_b.send(());
+                    };
+                    tokio::join!(
+                        fan_out,
+                        crate::connections::serve(listener, app.clone(), rx_a, stop_a),
+                        crate::connections::serve(plain, app, rx_b, stop_b)
+                    );
+                })
+            }
+        };
         tracing::info!(%addr, "apiserver listening");
-        Ok(ApiServer { addr, pki, state, stop: Some(tx), task: Some(task) })
+        Ok(ApiServer { addr, insecure_addr, pki, state, stop: Some(tx), task: Some(task) })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where plain HTTP is served besides `addr` (`ServerConfig::insecure_listen`), port 0 resolved.
+    pub fn insecure_addr(&self) -> Option<SocketAddr> {
+        self.insecure_addr
     }
 
     /// `http://<addr>`, or `https://<addr>` with TLS.

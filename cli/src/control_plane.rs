@@ -1,5 +1,6 @@
-//! The control plane that `rkube server` and `rkube up` both run: the apiserver (embedded store or etcd), an
-//! admin kubeconfig, the built-in objects the cluster needs beyond the apiserver's own (the `kube-dns` Service,
+//! The control plane that `rkube server` and `rkube up` both run: the apiserver (embedded store or etcd) on
+//! HTTPS only, with the cluster CA in `<data-dir>/pki` (plain HTTP only behind `--insecure-http-listen`), an
+//! admin kubeconfig (0600, in the 0700 data dir), the built-in objects the cluster needs beyond the apiserver's own (the `kube-dns` Service,
 //! the `kubernetes` Service's endpoint when an address is advertised), and the scheduler and controllers,
 //! which talk to the apiserver through that kubeconfig like any other client.
 
@@ -22,7 +23,8 @@ pub struct Options {
     pub listen: SocketAddr,
     pub etcd: Vec<String>,
     pub etcd_prefix: String,
-    pub tls: bool,
+    /// `--insecure-http-listen`: also serve plain HTTP here, every caller `system:masters` (loopback only).
+    pub insecure_http_listen: Option<SocketAddr>,
     /// The address other machines reach the apiserver at: the kubeconfig's server URL and the `kubernetes`
     /// Service's endpoint. None: the listen address (for one machine).
     pub advertise_address: Option<IpAddr>,
@@ -44,6 +46,8 @@ pub struct ControlPlane {
     pub client: kube::Client,
     pub kubeconfig: PathBuf,
     pub url: String,
+    /// `http://<addr>` of the `--insecure-http-listen` listener, when there is one.
+    pub insecure_url: Option<String>,
 }
 
 /// A client for the cluster a kubeconfig points at (its current context).
@@ -74,6 +78,7 @@ pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
 
 pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<ControlPlane> {
     le.timing.validate().context("leader election")?;
+    check_insecure_listen(o.insecure_http_listen)?;
     // the store, the cluster's keys and the admin kubeconfig live here: 0700, looser modes tightened (with a
     // warning), another owner refused
     rkube_apiserver::private_files::ensure_dir(&o.data_dir).with_context(|| format!("data dir {}", o.data_dir.display()))?;
@@ -86,27 +91,27 @@ pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<C
     let mut config = ServerConfig::new(o.listen);
     config.kubelet_client = o.kubelet_client.clone();
     config.limits.max_connections_per_client = o.max_connections_per_client;
-    if o.tls {
-        let dir = o.data_dir.join("pki");
-        config.tls_hosts = o.advertise_address.iter().map(|ip| ip.to_string()).collect();
-        if config.kubelet_client.is_none() {
-            // Joined kubelets admit only this certificate (they know the CA from the kubeconfig); their own
-            // serving certificates are self-signed, so they are not checked against a CA (upstream's default).
-            let pki = rkube_apiserver::tls::ensure_pki(&dir, &config.pki_hosts())?;
-            let client = rkube_apiserver::tls::issue_kubelet_client(&pki)?;
-            config.kubelet_client =
-                Some(rkube_apiserver::proxy::KubeletClientTls { ca_pem: None, cert_pem: client.cert, key_pem: client.key });
-        }
-        config.tls_dir = Some(dir);
+    // HTTPS always: clients need a certificate of the cluster CA or a token (or are system:anonymous on the
+    // health and version paths only)
+    let dir = o.data_dir.join("pki");
+    config.tls_hosts = o.advertise_address.iter().map(|ip| ip.to_string()).collect();
+    if config.kubelet_client.is_none() {
+        // Joined kubelets admit only this certificate (they know the CA from the kubeconfig); their own
+        // serving certificates are self-signed, so they are not checked against a CA (upstream's default).
+        let pki = rkube_apiserver::tls::ensure_pki(&dir, &config.pki_hosts())?;
+        let client = rkube_apiserver::tls::issue_kubelet_client(&pki)?;
+        config.kubelet_client =
+            Some(rkube_apiserver::proxy::KubeletClientTls { ca_pem: None, cert_pem: client.cert, key_pem: client.key });
     }
+    config.tls_dir = Some(dir);
+    config.insecure_listen = o.insecure_http_listen;
     let server = ApiServer::start(opened.store.clone(), config).await.with_context(|| format!("start the apiserver on {}", o.listen))?;
     let kubeconfig = o.data_dir.join("kubeconfig");
     let mut url = server.url();
     if let Some(ip) = o.advertise_address {
-        // with TLS the serving certificate names the advertised address too (a PKI made before it was
+        // the serving certificate names the advertised address too (a PKI made before it was
         // advertised does not: remove <data-dir>/pki to issue it again)
-        let scheme = if o.tls { "https" } else { "http" };
-        url = format!("{scheme}://{}", SocketAddr::new(ip, server_port(&server)));
+        url = format!("https://{}", SocketAddr::new(ip, server_port(&server)));
     }
     server.write_kubeconfig_for(&kubeconfig, &url)
     .with_context(|| format!("write {}", kubeconfig.display()))?;
@@ -125,13 +130,24 @@ pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<C
         sole_candidate: o.etcd.is_empty(),
     });
     let mut loops = rkube_controllers::manager::Loops { lb_pool: o.lb_pool, ..Default::default() };
-    if o.tls {
-        // the CSR signer issues joining nodes' certificates with the cluster CA (`rkube join`)
-        loops.controllers.csr_signing = Some(signing_ca(&o.data_dir.join("pki"))?);
-    }
+    // the CSR signer issues joining nodes' certificates with the cluster CA (`rkube join`)
+    loops.controllers.csr_signing = Some(signing_ca(&o.data_dir.join("pki"))?);
     let loops = rkube_controllers::manager::run_elected(config_from_kubeconfig(&kubeconfig).await?, loops, election)?;
     tracing::info!(url = %url, kubeconfig = %kubeconfig.display(), "control plane up: apiserver, scheduler, controllers");
-    Ok(ControlPlane { server, opened, loops, client, kubeconfig, url })
+    let insecure_url = server.insecure_addr().map(|a| format!("http://{a}"));
+    Ok(ControlPlane { server, opened, loops, client, kubeconfig, url, insecure_url })
+}
+
+/// `--insecure-http-listen` serves every caller as `system:masters`: only on a loopback address, so at most the
+/// accounts of this machine reach it (upstream's insecure port defaulted to 127.0.0.1 for the same reason).
+pub fn check_insecure_listen(at: Option<SocketAddr>) -> anyhow::Result<()> {
+    let Some(at) = at else { return Ok(()) };
+    if !at.ip().is_loopback() {
+        anyhow::bail!(
+            "--insecure-http-listen {at}: plain HTTP serves every caller as system:masters with no authentication; give a loopback address (127.0.0.1:PORT), or use HTTPS with a kubeconfig from `rkube kubeconfig`"
+        );
+    }
+    Ok(())
 }
 
 /// The cluster CA's certificate and key, as the CSR signer takes them.

@@ -1,4 +1,5 @@
-//! `rkube kubeconfig`: credentials for another user of a cluster this machine serves with `rkube server --tls`.
+//! `rkube kubeconfig`: credentials for another user of a cluster this machine serves with `rkube server` or
+//! `rkube up`.
 //! The kubeconfig carries a client certificate from the cluster CA (`<data-dir>/pki`) naming the user (CN) and
 //! optionally one group (O); what the user may do is up to RBAC (`kubectl create rolebinding ... --user NAME`).
 
@@ -8,7 +9,8 @@ use anyhow::{bail, Context};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The data dir of `rkube server --tls` (its pki/ holds the cluster CA, its kubeconfig the server address)
+    /// The data dir of `rkube server` or `rkube up` (its pki/ holds the cluster CA, its kubeconfig the server
+    /// address)
     #[arg(long, default_value = "/var/lib/rkube/server")]
     pub data_dir: PathBuf,
     /// User name (the certificate's common name)
@@ -30,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pki_dir = args.data_dir.join("pki");
     if !pki_dir.join("ca.key").exists() {
         bail!(
-            "no cluster CA in {}: user credentials need a server started with `rkube server --tls --data-dir {}` (`rkube up` serves plain HTTP on loopback; act as another user there with `kubectl --as NAME`)",
+            "no cluster CA in {}: user credentials need a server started once with `rkube server --data-dir {}` (or `rkube up`), which creates it",
             pki_dir.display(),
             args.data_dir.display()
         );

@@ -2,10 +2,11 @@
 //! on the embedded store under `--data-dir` or on etcd. Writes an admin kubeconfig to `<data-dir>/kubeconfig`
 //! that kubectl and `rkube kubelet` use as is.
 //!
-//! Without `--tls` the server speaks plain HTTP and has no authentication: keep `--listen` on 127.0.0.1 or a
-//! private network. With `--tls` it serves HTTPS and requires a client certificate signed by the cluster CA
-//! (`<data-dir>/pki`), and reaches kubelets over HTTPS with a client certificate of its own from that CA;
-//! `rkube kubelet` learns the CA from the kubeconfig and admits nothing else to its API.
+//! It serves HTTPS only (`--tls` is the default, still accepted): a request needs a client certificate signed
+//! by the cluster CA (`<data-dir>/pki`) or a service account token, else it is 401 (`system:anonymous` may read
+//! only health and version). It reaches kubelets over HTTPS with a client certificate of its own from that CA;
+//! `rkube kubelet` learns the CA from the kubeconfig and admits nothing else to its API. Plain HTTP exists only
+//! with `--insecure-http-listen` on a loopback address, where every caller is `system:masters`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -33,9 +34,14 @@ pub struct Args {
     #[arg(long, default_value = "/rkube")]
     pub etcd_prefix: String,
     /// Serve HTTPS with a cluster CA and client certificates kept in <data-dir>/pki (the kubeconfig carries the
-    /// admin certificate); without it the API is plain HTTP with no authentication
+    /// admin certificate). The default and the only mode; accepted so scripts that pass it keep working
     #[arg(long)]
     pub tls: bool,
+    /// Also serve plain HTTP on this loopback address with NO authentication or authorization: every caller,
+    /// any local account included, is system:masters (upstream's removed insecure port). Never on by default;
+    /// for tests and debugging only
+    #[arg(long, value_name = "ADDR")]
+    pub insecure_http_listen: Option<SocketAddr>,
     /// ClusterIP of the kube-dns Service (the kubelets answer DNS there)
     #[arg(long, default_value_t = DEFAULT_CLUSTER_DNS)]
     pub cluster_dns: Ipv4Addr,
@@ -71,6 +77,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    // --tls is the default; nothing to do with it
+    let _ = args.tls;
     let le = control_plane::LeaderElection {
         disabled: !args.leader_elect,
         timing: rkube_controllers::leader::Timing {
@@ -84,10 +92,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         listen: args.listen,
         etcd: args.etcd.clone(),
         etcd_prefix: args.etcd_prefix.clone(),
-        tls: args.tls,
+        insecure_http_listen: args.insecure_http_listen,
         advertise_address: args.advertise_address,
         cluster_dns: Some(args.cluster_dns),
-        // with --tls: HTTPS to kubelets with a client certificate from the cluster CA (see control_plane)
+        // HTTPS to kubelets with a client certificate from the cluster CA (see control_plane)
         kubelet_client: None,
         max_connections_per_client: args.max_connections_per_client,
         lb_pool: args.lb_pool,
@@ -98,6 +106,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         url = cp.url,
         kc = cp.kubeconfig.display()
     );
+    if let Some(plain) = &cp.insecure_url {
+        eprintln!("WARNING: {plain} serves plain HTTP with no authentication: every caller is system:masters (--insecure-http-listen)");
+    }
     crate::node::wait_for_signal().await;
     tracing::info!("shutting down");
     cp.stop().await;

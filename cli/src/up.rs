@@ -1,6 +1,8 @@
 //! `rkube up`: the whole node in one foreground process: the control plane ([`crate::control_plane`]:
 //! apiserver on the embedded store, scheduler, controllers) and the kubelet with cluster DNS and the service
-//! proxy, with an admin kubeconfig written to `<data-dir>/kubeconfig`. Works offline once an image is in the
+//! proxy, with an admin kubeconfig written to `<data-dir>/kubeconfig` (0600). The API is HTTPS only, with one
+//! cluster CA in `<data-dir>/pki` for it and the kubelet API; a local account without that kubeconfig gets
+//! 401 (plain HTTP only with `--insecure-http-listen`). Works offline once an image is in the
 //! node's store (`rkube image import`). Stop it with Ctrl-C or `rkube down`.
 
 use std::net::SocketAddr;
@@ -14,9 +16,14 @@ pub struct Args {
     /// Directory for the store, kubeconfig, pods, logs and images
     #[arg(long, default_value = "/var/lib/rkube")]
     pub data_dir: PathBuf,
-    /// Address to serve the Kubernetes API on (plain HTTP, keep it on loopback)
+    /// Address to serve the Kubernetes API on (HTTPS; clients need the kubeconfig's certificate)
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Also serve plain HTTP on this loopback address with NO authentication or authorization: every caller,
+    /// any local account included, is system:masters and can take the machine with a hostPath pod
+    /// (upstream's removed insecure port). Never on by default; for tests and debugging only
+    #[arg(long, value_name = "ADDR")]
+    pub insecure_http_listen: Option<SocketAddr>,
     /// Open connections the API accepts from one client address (an IPv6 client's whole /64); more are closed
     /// at once, other addresses are still served
     #[arg(long, default_value_t = rkube_apiserver::connections::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
@@ -48,9 +55,12 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let _pid = node::claim_data_dir(data)?;
     // bad flags fail here, before anything is started
     let mut cfg = node::node_config(&args.node, data, Some("10.244.0.0/24"))?;
-    // The kubelet API is HTTPS and only the apiserver's client certificate gets in (issue 6); both come from
-    // the cluster CA in <data-dir>/pki.
-    let pki = rkube_apiserver::tls::ensure_pki(&data.join("pki"), &[])?;
+    control_plane::check_insecure_listen(args.insecure_http_listen)?;
+    // One cluster CA in <data-dir>/pki for both APIs: the apiserver serves HTTPS with it (its certificate names
+    // the listen address and the node's), and the kubelet API admits only the apiserver's client certificate
+    // from it (issue 6).
+    let hosts = [args.listen.ip().to_string(), cfg.node_ip.clone()];
+    let pki = rkube_apiserver::tls::ensure_pki(&data.join("pki"), &hosts)?;
     let (serving, client) = rkube_apiserver::tls::issue_kubelet_certs(&pki, &cfg.node_name, std::slice::from_ref(&cfg.node_ip))?;
     cfg.api_tls = Some(rkube_kubelet::server::tls::ApiTls { cert_pem: serving.cert, key_pem: serving.key, client_ca_pem: pki.ca_cert.clone() });
     let kubelet_client = rkube_apiserver::proxy::KubeletClientTls { ca_pem: Some(pki.ca_cert.clone()), cert_pem: client.cert, key_pem: client.key };
@@ -60,7 +70,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
         listen: args.listen,
         etcd: Vec::new(),
         etcd_prefix: String::new(),
-        tls: false,
+        insecure_http_listen: args.insecure_http_listen,
         advertise_address: None,
         cluster_dns: Some(args.node.cluster_dns),
         kubelet_client: Some(kubelet_client),
@@ -77,6 +87,9 @@ async fn up(args: Args) -> anyhow::Result<()> {
         kc = cp.kubeconfig.display(),
         dd = data.display()
     );
+    if let Some(plain) = &cp.insecure_url {
+        eprintln!("WARNING: {plain} serves plain HTTP with no authentication: every caller is system:masters (--insecure-http-listen)");
+    }
     let ingress = match (args.no_ingress, cfg.node_ip.parse::<std::net::IpAddr>()) {
         (true, _) => None,
         (false, Err(e)) => anyhow::bail!("ingress: node address {:?}: {e}", cfg.node_ip),

@@ -2,7 +2,8 @@
 //!
 //! 1. Authentication: the TLS client certificate names the user (CN) and groups (O), as upstream's x509
 //!    authenticator; without one, a service account bearer token names it, and with neither the request is
-//!    `system:anonymous` (upstream's default); plain HTTP (tests, `--listen` without PKI) is upstream's old insecure port, a privileged
+//!    `system:anonymous` on the health and version paths ([`ANONYMOUS_PATHS`]) and 401 anywhere else; plain
+//!    HTTP (tests, `ServerConfig::insecure_listen`) is upstream's old insecure port, a privileged
 //!    `system:unsecured` user.
 //! 2. Impersonation: `Impersonate-User`/`-Group`/`-Uid`/`-Extra-*` headers (`kubectl --as`), each allowed by the
 //!    `impersonate` verb on users/groups/serviceaccounts/uids/userextras.
@@ -36,14 +37,45 @@ use crate::status::ApiError;
 use attributes::Attributes;
 pub use user::{TlsIdentity, User, AUTHENTICATED, MASTERS};
 
+/// The user of a request with no credentials, and its group.
+pub const ANONYMOUS: &str = "system:anonymous";
+pub const UNAUTHENTICATED: &str = "system:unauthenticated";
+
+/// The only paths a request without credentials is taken as [`ANONYMOUS`] on: the URLs of upstream's
+/// `system:public-info-viewer` (health and version), matched exactly as upstream's structured authentication
+/// configuration matches `anonymous.conditions[].path`. Anywhere else no credentials is 401 `Unauthorized`,
+/// as upstream with anonymous authentication limited to these endpoints (its `--anonymous-auth=false` plus
+/// the health checks load balancers need); what ANONYMOUS may do on them is still up to RBAC (403 when the
+/// binding is gone).
+pub const ANONYMOUS_PATHS: &[&str] = &[
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/version",
+    "/version/",
+    // node discovery (`rkube join`, `kubeadm join`): the cluster's CA and address, readable by anonymous through
+    // kubeadm's `kubeadm:bootstrap-signer-clusterinfo` RoleBinding, trusted by the CA pin and the token's JWS
+    "/api/v1/namespaces/kube-public/configmaps/cluster-info",
+];
+
+/// Upstream's answer to a request it cannot authenticate.
+pub fn unauthorized() -> ApiError {
+    ApiError::new(401, "Unauthorized", "Unauthorized")
+}
+
 /// Authenticates (the connection's certificate, else a bearer token) and applies impersonation headers.
-/// Returns the user the request acts as.
-pub async fn authenticate(state: &ApiState, tls: Option<&TlsIdentity>, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
+/// Returns the user the request for `path` acts as; a request without credentials is [`ANONYMOUS`] on
+/// [`ANONYMOUS_PATHS`] only, 401 elsewhere.
+pub async fn authenticate(state: &ApiState, tls: Option<&TlsIdentity>, headers: &HeaderMap, path: &str) -> Result<Arc<User>, ApiError> {
     let requester = match tls {
         None => Arc::new(User::unsecured()),
         Some(TlsIdentity(Some(user))) => user.clone(),
         Some(TlsIdentity(None)) => Arc::new(authenticate_bearer(state, headers).await?),
     };
+    if requester.name == ANONYMOUS && !ANONYMOUS_PATHS.contains(&path) {
+        tracing::debug!(path, "no credentials on a path that needs them");
+        return Err(unauthorized());
+    }
     impersonate(state, requester, headers).await
 }
 
