@@ -159,9 +159,9 @@ impl TestCluster {
     fn print_logs(&self) {
         let Ok(rd) = std::fs::read_dir(&self.data) else { return };
         for f in rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")) {
-            let s = std::fs::read_to_string(&f).unwrap_or_default();
-            let tail: Vec<&str> = s.lines().rev().take(25).collect();
-            eprintln!("--- {} (last lines)\n{}", f.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            if let Some(tail) = rkube_testsupport::log_tail(&f, 25) {
+                eprintln!("{tail}");
+            }
         }
     }
 }

@@ -176,9 +176,8 @@ impl Ha {
         let mut logs: Vec<PathBuf> = self.servers.iter().map(|s| s.log.clone()).collect();
         logs.push(self.node_dir.path().join("kubelet.log"));
         for f in logs {
-            if let Ok(s) = std::fs::read_to_string(&f) {
-                let tail: Vec<&str> = s.lines().rev().take(30).collect();
-                eprintln!("--- {} (last lines)\n{}", f.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            if let Some(tail) = rkube_testsupport::log_tail(&f, 30) {
+                eprintln!("{tail}");
             }
         }
     }

@@ -36,9 +36,8 @@ impl Join {
 
     fn print_logs(&self) {
         for f in [self.server_dir.path().join("server.log"), self.server_dir.path().join("join.log")] {
-            if let Ok(s) = std::fs::read_to_string(&f) {
-                let tail: Vec<&str> = s.lines().rev().take(30).collect();
-                eprintln!("--- {} (last lines)\n{}", f.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            if let Some(tail) = rkube_testsupport::log_tail(&f, 30) {
+                eprintln!("{tail}");
             }
         }
     }

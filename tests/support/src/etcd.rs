@@ -157,13 +157,7 @@ impl Drop for EtcdCluster {
 }
 
 fn logs_of(paths: &[PathBuf]) -> String {
-    let mut s = String::new();
-    for p in paths {
-        let text = std::fs::read_to_string(p).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        s.push_str(&format!("--- {} (last lines)\n{}\n", p.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
-    }
-    s
+    paths.iter().filter_map(|p| crate::log_tail(p, 15)).map(|t| t + "\n").collect()
 }
 
 /// etcd's `/health` on the client port says `"health":"true"` once the member sees a leader.

@@ -17,6 +17,15 @@ pub use poll::poll_until;
 pub use process::{output_within, ChildGuard};
 pub use registry::Registry;
 
+/// The last `n` lines of a log file under a `--- <path> (last lines)` header, for a failing test to print;
+/// None when the file cannot be read.
+pub fn log_tail(path: &std::path::Path, n: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut tail: Vec<&str> = text.lines().rev().take(n).collect();
+    tail.reverse();
+    Some(format!("--- {} (last lines)\n{}", path.display(), tail.join("\n")))
+}
+
 /// Panics with a clear message unless the test runs as root: privileged tests run for real, never skipped silently.
 pub fn require_root() {
     // SAFETY-free: geteuid via /proc avoids a libc dependency.

@@ -217,9 +217,8 @@ impl Cluster {
             let mut logs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
             logs.sort();
             for f in logs {
-                if let Ok(s) = std::fs::read_to_string(&f) {
-                    let tail: Vec<&str> = s.lines().rev().take(25).collect();
-                    eprintln!("--- {} (last lines)\n{}", f.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                if let Some(tail) = rkube_testsupport::log_tail(&f, 25) {
+                    eprintln!("{tail}");
                 }
             }
         }

@@ -270,9 +270,8 @@ impl Drop for Up {
     fn drop(&mut self) {
         if std::thread::panicking() {
             for f in ["rkube-0.log", "rkube-1.log"] {
-                if let Ok(s) = std::fs::read_to_string(self.data.path().join(f)) {
-                    let tail: Vec<&str> = s.lines().rev().take(30).collect();
-                    eprintln!("--- {f} (last lines)\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                if let Some(tail) = rkube_testsupport::log_tail(&self.data.path().join(f), 30) {
+                    eprintln!("{tail}");
                 }
             }
         }
