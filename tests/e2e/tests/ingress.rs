@@ -3,8 +3,8 @@
 //! controller (IngressClass `rkube`, the default): two Services behind Ingresses by host and path, reached with
 //! curl from a test netns on the node's test link (never the uplink), HTTPS with the certificate of a TLS
 //! Secret chosen by SNI and verified against the test's CA, a missing Secret reported as a Warning event, a
-//! missing backend answered 503, an updated Ingress served without a restart, and the node address in
-//! status.loadBalancer.
+//! missing backend answered 503, an updated Ingress served without a restart, a WebSocket Upgrade passed through
+//! (101 from the pod, then bytes both ways), and the node address in status.loadBalancer.
 //!
 //! Needs the binaries: `cargo build --release -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`.
 
@@ -134,6 +134,74 @@ spec:
   ports: [{port: 8000, targetPort: 8080}]
 "#;
 
+/// A WebSocket-style backend: busybox nc runs a script per connection that reads the request head, answers 101
+/// Switching Protocols and then echoes every byte (cat), as a WebSocket echo server does with its frames.
+const WS_BACKEND: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ws}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: ws}}
+  template:
+    metadata: {labels: {app: ws}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: echo
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c"]
+        args:
+        - |
+          cat > /tmp/ws.sh <<'EOF'
+          #!/bin/sh
+          cr=$(printf '\r')
+          while read -r line; do
+            [ "${line%$cr}" = "" ] && break
+          done
+          printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'
+          exec cat
+          EOF
+          chmod +x /tmp/ws.sh
+          exec nc -ll -p 8080 -e /tmp/ws.sh
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ws}
+spec:
+  selector: {app: ws}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+/// The client: an Upgrade request to the ingress (argv[1]:80, Host ws.example), the status line of the answer,
+/// then two messages, each printed as it comes back.
+const WS_CLIENT: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=5)
+s.sendall(b"GET /chat HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+buf = b""
+while b"\r\n\r\n" not in buf:
+    d = s.recv(4096)
+    if not d:
+        sys.exit("closed before the answer: %r" % buf)
+    buf += d
+head, _, rest = buf.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode())
+for msg in (b"hello through the ingress\n", b"a second message\n"):
+    s.sendall(msg)
+    got = rest
+    rest = b""
+    while len(got) < len(msg):
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    print(got.decode().strip())
+"#;
+
 const BAD_PATH: &str = r#"
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -242,6 +310,18 @@ fn ingress_routes_by_host_and_path_over_http_and_https() {
     poll_until("b.example/api/v1 served by alpha after the update", Duration::from_secs(30), || {
         client.curl(&["--resolve", &resolve_b, "http://b.example/api/v1"]).filter(|(code, body)| *code == 200 && body == "alpha-api")
     });
+
+    // WebSocket: the Upgrade request reaches the pod, its 101 comes back, and then bytes pass both ways
+    up.kubectl_ok(&["apply", "-f", "-"], Some(WS_BACKEND));
+    up.kubectl_ok(&["rollout", "status", "deployment/ws", "--timeout=120s"], None);
+    up.kubectl_ok(&["create", "ingress", "ws", "--rule=ws.example/*=ws:80"], None);
+    let talk = poll_until("a WebSocket through the ingress", Duration::from_secs(30), || {
+        let out = Command::new("ip").args(["netns", "exec", &client.name, "/usr/bin/python3", "-c", WS_CLIENT, &node]).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.starts_with("HTTP/1.1 101")).then_some(text)
+    });
+    let lines: Vec<&str> = talk.lines().collect();
+    assert_eq!(lines, ["HTTP/1.1 101 Switching Protocols", "hello through the ingress", "a second message"], "{talk}");
 
     // upstream's validation: a relative Prefix path is refused with upstream's message
     let bad = up_support::kubectl_output_with(&up.kubeconfig(), &["apply", "-f", "-"], Some(BAD_PATH));
