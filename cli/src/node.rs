@@ -60,6 +60,10 @@ pub struct NodeArgs {
     /// Test hook: read the available memory from this file (a quantity, e.g. 512Mi) instead of /proc/meminfo
     #[arg(long, hide = true)]
     pub eviction_memory_signal_file: Option<PathBuf>,
+    /// Test hook: read the data disk's free space from this file (a share of the disk, e.g. 50%, or bytes, e.g.
+    /// 20Gi) instead of the filesystem, for nodefs.available
+    #[arg(long, hide = true)]
+    pub eviction_nodefs_signal_file: Option<PathBuf>,
     /// How often running pods' configMap, secret, downwardAPI and projected volumes are refreshed (ConfigMap
     /// and Secret updates reach the files; service account tokens are renewed)
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
@@ -155,6 +159,7 @@ pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>)
     cfg.eviction_hard = rkube_kubelet::node::eviction::Thresholds::parse(&args.eviction_hard).map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     cfg.eviction_pressure_transition = args.eviction_pressure_transition_period;
     cfg.eviction_memory_signal_file = args.eviction_memory_signal_file.clone();
+    cfg.eviction_nodefs_signal_file = args.eviction_nodefs_signal_file.clone();
     cfg.sync_frequency = args.sync_frequency;
     let manifests = args.static_pod_dir.clone().unwrap_or_else(|| data.join("manifests"));
     std::fs::create_dir_all(&manifests).with_context(|| format!("create {}", manifests.display()))?;

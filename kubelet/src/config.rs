@@ -61,6 +61,9 @@ pub struct KubeletConfig {
     /// Test hook: a file whose quantity the eviction manager reads in place of /proc/meminfo's MemAvailable
     /// (`--eviction-memory-signal-file`, hidden), so tests set memory pressure exactly.
     pub eviction_memory_signal_file: Option<PathBuf>,
+    /// Test hook: a file whose percentage (`50%`) or quantity of bytes the eviction manager reads in place of the
+    /// data disk's free space (`--eviction-nodefs-signal-file`, hidden), so tests do not depend on the host's.
+    pub eviction_nodefs_signal_file: Option<PathBuf>,
     /// Upstream's `--sync-frequency`: how often a running pod's configMap, secret, downwardAPI and projected
     /// volumes are written again (ConfigMap and Secret changes, renewed service account tokens).
     pub sync_frequency: std::time::Duration,
@@ -100,6 +103,7 @@ impl KubeletConfig {
             eviction_hard: Default::default(),
             eviction_pressure_transition: crate::node::eviction::DEFAULT_TRANSITION,
             eviction_memory_signal_file: None,
+            eviction_nodefs_signal_file: None,
             sync_frequency: std::time::Duration::from_secs(60),
         }
     }

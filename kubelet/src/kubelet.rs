@@ -393,7 +393,13 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
     tracing::info!(path = %cfg.image_root.display(), mode = "0700", limits = ?cfg.image_limits, "image store open");
     let images = Arc::new(images);
     let node_cfg = NodeConfig { name: cfg.node_name.clone(), node_ip: cfg.node_ip.clone(), data_dir: cfg.root_dir.clone(), labels: Default::default() };
-    let node = register::register(&client, &node_cfg, &node_inputs(&cfg, &images, None)).await?;
+    // the Node is created with the eviction manager's view (thresholds, test hooks), not the host's raw one
+    let mut pressure = PressureTracker::new(cfg.eviction_hard.clone(), cfg.eviction_pressure_transition);
+    let first = pressure.observe(
+        &eviction::read_signals(&cfg.root_dir, cfg.eviction_memory_signal_file.as_deref(), cfg.eviction_nodefs_signal_file.as_deref()),
+        std::time::Instant::now(),
+    );
+    let node = register::register(&client, &node_cfg, &node_inputs(&cfg, &images, Some((first.memory_pressure, first.disk_pressure)))).await?;
     tracing::info!(node = %cfg.node_name, ip = %cfg.node_ip, "node registered");
     if let Some(net) = &cfg.default_network {
         write_default_network(&client, &cfg, net).await?;
@@ -437,20 +443,13 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         let runtime = runtime.clone();
         tokio::spawn(async move {
             let mut prev = node.status.clone();
-            let mut pressure = PressureTracker::new(cfg2.eviction_hard.clone(), cfg2.eviction_pressure_transition);
             let mut evicted: HashMap<String, std::time::Instant> = HashMap::new();
             loop {
                 if let Err(e) = crate::node::lease::renew(&client, &node_cfg.name, uid.as_deref()).await {
                     tracing::warn!(node = %node_cfg.name, error = %e, "renew node lease");
                 }
-                let mut facts = crate::node::machine::read(std::path::Path::new("/"), &node_cfg.data_dir);
-                // the test hook: a file's quantity in place of MemAvailable (see node::eviction)
-                if let Some(path) = &cfg2.eviction_memory_signal_file {
-                    match eviction::memory_signal(path) {
-                        Ok(bytes) => facts.memory_available_bytes = bytes,
-                        Err(e) => tracing::warn!(error = %e, "eviction memory signal file unreadable; using MemAvailable"),
-                    }
-                }
+                // with the test hooks' files in place of the host's free memory and disk (see node::eviction)
+                let facts = eviction::read_signals(&node_cfg.data_dir, cfg2.eviction_memory_signal_file.as_deref(), cfg2.eviction_nodefs_signal_file.as_deref());
                 let seen = pressure.observe(&facts, std::time::Instant::now());
                 if let Some(signal) = seen.signal() {
                     evict_one(&cfg2, runtime.as_ref(), &workers, &mut evicted, signal, &pressure.thresholds, &facts);

@@ -12,9 +12,12 @@
 //! has larger consumption of memory. ", one container sentence per container using more than it requested, the
 //! quantities printed as Kubernetes prints them (`resource.Quantity`'s canonical form).
 //!
-//! Test hook: `--eviction-memory-signal-file` (hidden) names a file whose quantity (`512Mi`, or bytes) is read in
+//! Test hooks: `--eviction-memory-signal-file` (hidden) names a file whose quantity (`512Mi`, or bytes) is read in
 //! place of /proc/meminfo's MemAvailable on every check, so a test sets the pressure exactly instead of depending
-//! on the host's free memory ([`memory_signal`]).
+//! on the host's free memory ([`memory_signal`]); `--eviction-nodefs-signal-file` (hidden) does the same for the
+//! data disk's free space (`50%` of its capacity, or bytes), so no test depends on the host's free disk
+//! ([`nodefs_signal`]). The image store lives on the data disk, so this is upstream's imagefs signal too (one
+//! filesystem: upstream then reads imagefs as nodefs). [`read_signals`] reads the machine with both applied.
 //!
 //! [`Thresholds`], [`PressureTracker`] and [`rank`] are pure; [`pod_disk_bytes`] reads disk usage, and memory
 //! usage comes from the runtime client (`RuntimeClient::pod_memory_bytes`), the one reader of cgroup files.
@@ -22,7 +25,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::machine::MachineFacts;
+use super::machine::{self, MachineFacts};
 
 /// Pods at or above this priority (system-node-critical and system-cluster-critical) are not evicted.
 pub const CRITICAL_PRIORITY: i32 = 2_000_000_000;
@@ -275,6 +278,50 @@ pub fn memory_signal(path: &Path) -> Result<u64, String> {
         .ok_or_else(|| format!("eviction memory signal file {}: {:?} is not a quantity of memory (e.g. 512Mi)", path.display(), text.trim()))
 }
 
+/// The data disk's free bytes a test sets through `--eviction-nodefs-signal-file`: the file holds a percentage of
+/// the disk's capacity (`50%`) or a quantity of bytes (`20Gi`), read in place of statvfs's free blocks.
+/// `capacity_bytes` is the disk's real size (the percentage's base; the threshold stays a share of it).
+pub fn nodefs_signal(path: &Path, capacity_bytes: u64) -> Result<u64, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("eviction nodefs signal file {}: {e}", path.display()))?;
+    let v = text.trim();
+    let bytes = match v.strip_suffix('%') {
+        Some(pct) => pct
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|p| (0.0..=100.0).contains(p))
+            .map(|p| (capacity_bytes as f64 * p / 100.0) as u64),
+        None => rkube_apimachinery::quantity::approximate_f64(v).ok().filter(|b| *b >= 0.0).map(|b| b.ceil() as u64),
+    };
+    bytes.ok_or_else(|| {
+        format!("eviction nodefs signal file {}: {v:?} is neither a percentage of the disk (e.g. 50%) nor a quantity of bytes (e.g. 20Gi)", path.display())
+    })
+}
+
+/// This machine's facts as the eviction manager sees them: read from `/` and the data disk, with the test hooks'
+/// files (when given) in place of MemAvailable and the data disk's free space. An unreadable file leaves the
+/// host's reading, with a warning.
+pub fn read_signals(data_dir: &Path, memory_file: Option<&Path>, nodefs_file: Option<&Path>) -> MachineFacts {
+    apply_signal_files(machine::read(Path::new("/"), data_dir), memory_file, nodefs_file)
+}
+
+/// `facts` with the test hooks' files applied (see [`read_signals`]).
+pub fn apply_signal_files(mut facts: MachineFacts, memory_file: Option<&Path>, nodefs_file: Option<&Path>) -> MachineFacts {
+    if let Some(path) = memory_file {
+        match memory_signal(path) {
+            Ok(bytes) => facts.memory_available_bytes = bytes,
+            Err(e) => tracing::warn!(error = %e, "eviction memory signal file unreadable; using MemAvailable"),
+        }
+    }
+    if let Some(path) = nodefs_file {
+        match nodefs_signal(path, facts.disk_total_bytes) {
+            Ok(bytes) => facts.disk_free_bytes = bytes,
+            Err(e) => tracing::warn!(error = %e, "eviction nodefs signal file unreadable; using the data disk's free space"),
+        }
+    }
+    facts
+}
+
 /// Entries of `dir` named `<short uid>-<name>-<restart>`: the newest id of each container name.
 pub fn newest_container_ids(dir: &Path, short_uid: &str) -> std::collections::BTreeMap<String, String> {
     let mut newest: std::collections::BTreeMap<String, (u32, String)> = std::collections::BTreeMap::new();
@@ -419,5 +466,63 @@ mod tests {
         std::fs::write(&f, "lots").expect("write");
         assert!(memory_signal(&f).expect_err("not a quantity").contains("\"lots\" is not a quantity"));
         assert!(memory_signal(&dir.path().join("missing")).expect_err("missing").contains("missing"));
+    }
+
+    #[test]
+    fn the_nodefs_hook_reads_a_share_or_a_quantity_and_says_what_is_wrong() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("nodefs");
+        std::fs::write(&f, "50%\n").expect("write");
+        assert_eq!(nodefs_signal(&f, 100 << 30), Ok(50 << 30));
+        std::fs::write(&f, "20Gi").expect("write");
+        assert_eq!(nodefs_signal(&f, 100 << 30), Ok(20 << 30));
+        for bad in ["150%", "lots", "-1Gi"] {
+            std::fs::write(&f, bad).expect("write");
+            let e = nodefs_signal(&f, 100 << 30).expect_err(bad);
+            assert!(e.contains(&format!("{bad:?} is neither a percentage")) && e.contains("e.g. 50%"), "{e}");
+        }
+        assert!(nodefs_signal(&dir.path().join("missing"), 1).expect_err("missing").contains("missing"));
+    }
+
+    /// The injected disk signal drives DiskPressure end to end inside the kubelet: read through
+    /// [`read_signals`] on a real data dir, observed against the default `nodefs.available<10%`, reported in the
+    /// Node's conditions (which the node lifecycle controller turns into the disk-pressure taint), and chosen as
+    /// the signal to evict for; above the threshold, none of it, whatever the host's real free disk is.
+    #[test]
+    fn the_injected_nodefs_signal_drives_disk_pressure() {
+        use crate::node::status::{node_status, NodeInputs};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let signal = dir.path().join("nodefs.available");
+        let disk_pressure = |facts: &MachineFacts, o: Observation| {
+            let i = NodeInputs { ready: true, pressure: Some((o.memory_pressure, o.disk_pressure)), ..Default::default() };
+            let s = node_status(facts, &i, None, chrono::Utc::now());
+            let c = s.conditions.expect("conditions").into_iter().find(|c| c.type_ == "DiskPressure").expect("DiskPressure");
+            (c.status, c.reason.unwrap_or_default())
+        };
+        let mut p = PressureTracker::new(Thresholds::default(), Duration::from_secs(30));
+        let t0 = Instant::now();
+        // plenty free by the signal
+        std::fs::write(&signal, "60%").expect("write");
+        let facts = read_signals(dir.path(), None, Some(&signal));
+        assert!(facts.disk_total_bytes > 0, "the data dir's disk is read");
+        assert_eq!(facts.disk_free_bytes, (facts.disk_total_bytes as f64 * 0.6) as u64);
+        let o = p.observe(&facts, t0);
+        assert!(!o.disk_met && !o.disk_pressure && o.signal().is_none(), "{o:?}");
+        assert_eq!(disk_pressure(&facts, o), ("False".into(), "KubeletHasNoDiskPressure".into()));
+        // under the 10% threshold by the signal
+        std::fs::write(&signal, "5%").expect("write");
+        let facts = read_signals(dir.path(), None, Some(&signal));
+        let o = p.observe(&facts, t0 + Duration::from_secs(10));
+        assert!(o.disk_met && o.disk_pressure, "{o:?}");
+        assert_eq!(o.signal(), Some(Signal::Disk), "evicts for the disk");
+        assert_eq!(disk_pressure(&facts, o), ("True".into(), "KubeletHasDiskPressure".into()));
+        assert!(message(Signal::Disk, &p.thresholds, &facts, &[]).starts_with("The node was low on resource: ephemeral-storage."));
+        // back above it: nothing more evicted, and the condition clears after the transition period
+        std::fs::write(&signal, "60%").expect("write");
+        let facts = read_signals(dir.path(), None, Some(&signal));
+        let o = p.observe(&facts, t0 + Duration::from_secs(20));
+        assert!(!o.disk_met && o.disk_pressure && o.signal().is_none(), "{o:?}");
+        let o = p.observe(&facts, t0 + Duration::from_secs(41));
+        assert_eq!(disk_pressure(&facts, o), ("False".into(), "KubeletHasNoDiskPressure".into()));
     }
 }

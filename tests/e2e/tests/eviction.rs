@@ -7,6 +7,11 @@
 //! `node.kubernetes.io/memory-pressure:NoSchedule` while the condition holds; once the file says 8Gi again, both
 //! clear after the transition period (5 s here).
 //!
+//! The disk signal likewise (`--eviction-nodefs-signal-file`, in place of the data disk's free space; every other
+//! e2e node gets a file saying 50% free, so none depends on the host's free disk): under the default
+//! `nodefs.available<10%` the node reports DiskPressure, is tainted `node.kubernetes.io/disk-pressure`, and evicts
+//! its pod for ephemeral-storage; back at 50%, both clear.
+//!
 //! `memory_pressure_from_real_memory` is the same story driven by the host's real free memory: ignored (it needs
 //! about 4 GiB free, and fails if other work takes more than 1.5 GiB during its minute), run it by hand.
 
@@ -138,6 +143,40 @@ fn memory_pressure_from_the_signal_evicts_the_pod_over_its_request_and_taints_th
     poll_until("the taint removed", Duration::from_secs(30), || (!taints().contains("memory-pressure")).then_some(()));
     assert_eq!(jsonpath(&up, &["get", "pod", "steady", "-o", "jsonpath={.status.phase}"]), "Running", "the Guaranteed pod was spared");
     assert_eq!(jsonpath(&up, &["get", "pod", "hog", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"]), "0", "an evicted pod is not restarted");
+}
+
+#[test]
+fn disk_pressure_from_the_signal_taints_the_node_and_evicts_for_ephemeral_storage() {
+    let signal_dir = tempfile::tempdir().expect("signal dir");
+    let signal = signal_dir.path().join("nodefs-available");
+    std::fs::write(&signal, "50%").expect("write the nodefs signal");
+    let up = Up::start_with(&["--eviction-pressure-transition-period", "5s", "--eviction-nodefs-signal-file", signal.to_str().expect("utf-8 path")]);
+    let node = jsonpath(&up, &["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let pressure = || jsonpath(&up, &["get", "node", &node, "-o", "jsonpath={.status.conditions[?(@.type==\"DiskPressure\")].status}"]);
+    let taints = || jsonpath(&up, &["get", "node", &node, "-o", "jsonpath={.spec.taints[*].key}"]);
+    assert_eq!(pressure(), "False", "50% free by the signal over the default 10% threshold: no pressure");
+    up.kubectl_ok(&["run", "writer", "--image=busybox:latest", "--image-pull-policy=Never", "--restart=Never", "--", "sh", "-c", "sleep 3600"], None);
+    up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/writer", "--timeout=60s"], None);
+
+    // under the threshold: DiskPressure, the taint, and the pod evicted for ephemeral-storage
+    std::fs::write(&signal, "5%").expect("write the nodefs signal");
+    let mut saw_taint = false;
+    poll_until("the writer evicted", Duration::from_secs(60), || {
+        saw_taint |= taints().split_whitespace().any(|t| t == "node.kubernetes.io/disk-pressure");
+        (jsonpath(&up, &["get", "pod", "writer", "-o", "jsonpath={.status.phase} {.status.reason}"]) == "Failed Evicted").then_some(())
+    });
+    assert_eq!(pressure(), "True", "the condition holds while the signal is under the threshold");
+    let message = up.kubectl(&["get", "pod", "writer", "-o", "jsonpath={.status.message}"]);
+    assert!(message.starts_with("The node was low on resource: ephemeral-storage. Threshold quantity: "), "{message:?}");
+    poll_until("the disk-pressure taint seen while the condition holds", Duration::from_secs(30), || {
+        saw_taint |= taints().split_whitespace().any(|t| t == "node.kubernetes.io/disk-pressure");
+        saw_taint.then_some(())
+    });
+
+    // back over the threshold: pressure and taint clear after the transition period
+    std::fs::write(&signal, "50%").expect("write the nodefs signal");
+    poll_until("DiskPressure False again", Duration::from_secs(60), || (pressure() == "False").then_some(()));
+    poll_until("the taint removed", Duration::from_secs(30), || (!taints().contains("disk-pressure")).then_some(()));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rkube_testsupport::{poll_until, registry::free_port, require_command, require_root, unique_name, ChildGuard};
 
-use crate::up_support::{bin, import_busybox, kubectl_ok_with, kubectl_output_with, kubectl_try_with, kubectl_with, ForwardGuard, NodeNet};
+use crate::up_support::{bin, import_busybox, kubectl_ok_with, plenty_of_disk_args, kubectl_output_with, kubectl_try_with, kubectl_with, ForwardGuard, NodeNet};
 
 /// How the server is run.
 #[derive(Clone, Debug, Default)]
@@ -136,6 +136,7 @@ impl Cluster {
             .args(["--node-name", &self.node_name, "--data-dir"])
             .arg(self.node_dir.path())
             .args(self.net.node_args())
+            .args(plenty_of_disk_args(self.node_dir.path()))
             .args(&self.opts.kubelet_args)
             .env("RKUBE_LOG", std::env::var("RKUBE_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
             .stdin(Stdio::null())

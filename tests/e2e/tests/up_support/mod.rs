@@ -39,6 +39,37 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// The kubelet's disk signal for a node whose data dir is `dir`: `--eviction-nodefs-signal-file` naming a file
+/// there that says half the data disk is free, so the default `nodefs.available<10%` never taints a test node
+/// with disk-pressure because the host's own disk is full (issue 13). Tests about disk pressure write the file.
+pub fn plenty_of_disk_args(dir: &Path) -> Vec<String> {
+    let file = dir.join("nodefs.available");
+    std::fs::write(&file, "50%").expect("write the nodefs signal file");
+    vec!["--eviction-nodefs-signal-file".into(), file.display().to_string()]
+}
+
+/// `rkube server --data-dir DATA --listen 127.0.0.1:PORT` and `extra`, its stderr in `log`; returns once the log
+/// says "rkube server is up" (and fails with the log if it exits first). Stopped when the guard drops.
+pub fn start_rkube_server(data: &Path, port: u16, extra: &[&str], log: &Path) -> rkube_testsupport::ChildGuard {
+    let child = Command::new(bin("rkube"))
+        .args(["server", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("server log"))
+        .spawn()
+        .expect("start rkube server");
+    let mut guard = rkube_testsupport::ChildGuard::new(child, "rkube server");
+    poll_until("rkube server to come up", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(guard.is_running(), "rkube server exited: {text}");
+        text.contains("rkube server is up").then_some(())
+    });
+    guard
+}
+
 /// Host-wide ip_forward, shared by every test of this binary: the first test records the original, the last
 /// one out puts it back (a test restoring it while another still runs would cut that one's forwarding).
 static FORWARD: std::sync::Mutex<(u32, Option<String>)> = std::sync::Mutex::new((0, None));
@@ -212,11 +243,23 @@ impl Up {
     pub fn launch(&mut self) {
         let log = std::fs::File::create(self.data.path().join(format!("rkube-{}.log", self.child.is_some() as u8))).expect("log");
         let _ = std::fs::remove_file(self.kubeconfig());
+        // a test that sets the disk signal itself gives the flag in its extra args
+        let disk = if self.extra_args.iter().any(|a| a.starts_with("--eviction-nodefs-signal-file")) {
+            Vec::new()
+        } else {
+            plenty_of_disk_args(self.data.path())
+        };
+        let mut node_args = self.net.node_args();
+        // a test that names its own DNS upstream (a stand-in resolver on loopback) gives the flag in its extra args
+        if let Some(i) = node_args.iter().position(|a| a == "--dns-upstream").filter(|_| self.extra_args.iter().any(|a| a == "--dns-upstream")) {
+            node_args.drain(i..i + 2);
+        }
         let child = Command::new(bin("rkube"))
             .args(["up", "--data-dir"])
             .arg(self.data.path())
             .args(["--listen", "127.0.0.1:0"])
-            .args(self.net.node_args())
+            .args(node_args)
+            .args(disk)
             .args(&self.extra_args)
             // RKUBE_TEST_LOG=info,rkube_kubelet=debug shows the kubelet's per-step pod timings in rkube-N.log
             .env("RKUBE_LOG", std::env::var("RKUBE_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
@@ -403,6 +446,7 @@ impl SplitCluster {
             .args(["--node-name", &c.node_name, "--data-dir"])
             .arg(c.node_dir.path())
             .args(c.net.node_args())
+            .args(plenty_of_disk_args(c.node_dir.path()))
             .env("RKUBE_LOG", "info,kube=warn")
             .stderr(log(c.node_dir.path(), "kubelet.log"))
             .spawn()
