@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# The built-in ingress controller on `rkube up`: requests/s and p50 latency of one HTTP GET through the ingress
-# (node-ip:80, Host bench.example -> the pod, user-space proxy) next to the same GET straight to the Service's
-# ClusterIP (nftables DNAT to the same pod) and to the pod IP, same backend, same client, same run.
+# The built-in ingress controller on `rkube up`: requests/s, p50 and p99 latency of one HTTP GET through the
+# ingress (node-ip:80, Host bench.example -> the pod, user-space proxy) next to the same GET through Debian's nginx
+# as a reverse proxy to the same pod (node-ip:8081, proxy_pass to the pod IP, as the ingress does: no ClusterIP
+# hop), straight to the Service's ClusterIP (nftables DNAT to the same pod) and to the pod IP: same backend, same
+# client, same run.
 #
-#   sudo bench/ingress.sh [rounds] [requests] [concurrency]     (default 5 rounds, 3000 requests, 8 concurrent)
+#   sudo bench/ingress.sh [rounds] [requests] [concurrency] [updates]
+#   (default 5 rounds, 3000 requests, 8 concurrent, 40 updates; RKUBE=/path/to/rkube runs that binary, no build)
+#
+# Then the update latency: the Ingress path's backend is switched between two Services (kubectl patch), and the
+# time from the write's return (kubectl exits) to the first answer from the new backend is taken, polling with
+# curl about every 5 ms (so the figure carries ~5-10 ms of poll and curl start); p50 and p99 of `updates` switches.
 #
 # The client is ApacheBench (`ab`, Debian's apache2-utils) on the host, one connection per request (busybox
-# httpd closes after each answer, so keep-alive would not change the backend's side). The three targets are
-# taken in alternation, round by round (bench/lib.sh); each round gives the ratios ingress/ClusterIP and
-# ingress/pod. No peer proxy (nginx) is run here yet.
+# httpd closes after each answer, so keep-alive would not change the backend's side). The four targets are
+# taken in alternation, round by round (bench/lib.sh; the ingress and nginx swap places every round); each round
+# gives the ratios ingress/nginx, ingress/ClusterIP and ingress/pod. nginx: 2 workers (one per core, its `auto`
+# here), access log off, HTTP/1.1 to the upstream with keep-alive allowed (as the ingress; busybox httpd closes
+# after each answer anyway).
 # Uses only a veth pair and a bridge this script makes (10.244.248.0/24), all removed on exit; never the uplink.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +25,16 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "ingress.sh: run as root (rkube up makes links and nftables tables)" >&2; exit 1; }
 command -v ab >/dev/null || { echo "ingress.sh: needs ab: apt-get install apache2-utils" >&2; exit 1; }
 command -v umoci >/dev/null || { echo "ingress.sh: needs umoci: apt-get install umoci" >&2; exit 1; }
+command -v nginx >/dev/null || { echo "ingress.sh: needs nginx: apt-get install nginx-light" >&2; exit 1; }
 ROUNDS=${1:-5}
 N=${2:-3000}
 C=${3:-8}
-TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p rkube
-RKUBE=$(cd "$TARGET/release" && pwd)/rkube
+UPDATES=${4:-40}
+if [ -z "${RKUBE:-}" ]; then   # RKUBE=/path/to/rkube: that binary, no cargo build
+    TARGET=${CARGO_TARGET_DIR:-target}
+    cargo build --release -q -p rkube
+    RKUBE=$(cd "$TARGET/release" && pwd)/rkube
+fi
 
 TAG=$$
 DATA=$(mktemp -d)
@@ -29,7 +42,9 @@ VETH="rkiv$TAG"; BR="rkib$TAG"; DNSL="rkid$TAG"; TABLE="rkip$TAG"
 NODE=10.244.248.1
 FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
 UP_PID=
+NGINX_PID=
 cleanup() {
+    if [ -n "$NGINX_PID" ]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; fi
     if [ -n "$UP_PID" ]; then kill -TERM "$UP_PID" 2>/dev/null || true; wait "$UP_PID" 2>/dev/null || true; fi
     "$RKUBE" down --data-dir "$DATA" >/dev/null 2>&1 || true
     ip link del "$VETH" 2>/dev/null || true
@@ -94,42 +109,127 @@ spec:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: bench, port: {number: 80}}}}
 EOF
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench2}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bench2}}
+  template:
+    metadata: {labels: {app: bench2}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www; echo bench2 > /www/index.html; httpd -f -p 8080 -h /www"]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: bench2}
+spec:
+  selector: {app: bench2}
+  ports: [{port: 80, targetPort: 8080}]
+EOF
 kubectl rollout status deployment/bench --timeout=120s >/dev/null
+kubectl rollout status deployment/bench2 --timeout=120s >/dev/null
 CLUSTER_IP=$(kubectl get svc bench -o jsonpath='{.spec.clusterIP}')
 POD_IP=$(kubectl get pods -l app=bench -o jsonpath='{.items[0].status.podIP}')
 for _ in $(seq 100); do curl -sf -H 'Host: bench.example' "http://$NODE/" >/dev/null && break; sleep 0.1; done
 curl -sf -H 'Host: bench.example' "http://$NODE/" | grep -q bench || { echo "ingress.sh: the ingress does not answer" >&2; exit 1; }
 curl -sf "http://$CLUSTER_IP/" | grep -q bench || { echo "ingress.sh: the ClusterIP does not answer from the host" >&2; exit 1; }
 
-# run NAME URL [ab args...] -> appends "rps p50" to $DATA/NAME
+# the peer: Debian's nginx as a reverse proxy to the same pod, on the node address, port 8081
+mkdir -p "$DATA/nginx-run"
+cat > "$DATA/nginx.conf" <<NGINX
+worker_processes 2;
+pid $DATA/nginx-run/nginx.pid;
+error_log $DATA/nginx-run/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $DATA/nginx-run/body;
+    proxy_temp_path $DATA/nginx-run/proxy;
+    upstream bench { server $POD_IP:8080; keepalive 32; }
+    server {
+        listen $NODE:8081;
+        server_name bench.example;
+        location / {
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+        }
+    }
+}
+NGINX
+nginx -c "$DATA/nginx.conf" -g 'daemon off;' & NGINX_PID=$!
+for _ in $(seq 100); do curl -sf -H 'Host: bench.example' "http://$NODE:8081/" >/dev/null && break; sleep 0.1; done
+curl -sf -H 'Host: bench.example' "http://$NODE:8081/" | grep -q bench || { echo "ingress.sh: nginx does not answer" >&2; exit 1; }
+
+# run NAME URL [ab args...] -> appends "rps p50 p99" to $DATA/NAME
 run() {
     local name=$1 url=$2; shift 2
     ab -q -n "$N" -c "$C" -e "$DATA/ab.csv" "$@" "$url" > "$DATA/ab.out" 2>&1 || { cat "$DATA/ab.out" >&2; exit 1; }
     grep -q '^Failed requests: *0$' "$DATA/ab.out" || { echo "ingress.sh: $name: failed requests" >&2; grep -E 'Failed|Non-2xx' "$DATA/ab.out" >&2; }
-    local rps p50
+    local rps p50 p99
     rps=$(awk '/^Requests per second:/ {print $4}' "$DATA/ab.out")
     # ab's CSV has the percentiles in ms with decimals (its text report rounds to whole ms)
     p50=$(awk -F, '$1 == "50" {printf "%.3f", $2}' "$DATA/ab.csv")
-    echo "$rps $p50" >> "$DATA/$name"
-    echo "$rps $p50"
+    p99=$(awk -F, '$1 == "99" {printf "%.3f", $2}' "$DATA/ab.csv")
+    echo "$rps $p50 $p99" >> "$DATA/$name"
+    echo "$rps $p50 $p99"
 }
 
 bench_load start
-echo "round  ingress rps p50ms | ClusterIP rps p50ms | pod rps p50ms"
+echo "round  ingress rps p50ms p99ms | nginx rps p50ms p99ms | ClusterIP rps p50ms p99ms | pod rps p50ms p99ms"
 for r in $(seq "$ROUNDS"); do
-    read -r irps ip50 < <(run ingress "http://$NODE/" -H 'Host: bench.example')
-    read -r crps cp50 < <(run clusterip "http://$CLUSTER_IP/")
-    read -r prps pp50 < <(run pod "http://$POD_IP:8080/")
-    echo "$r      $irps $ip50 | $crps $cp50 | $prps $pp50"
+    # the two proxies swap places every round, so neither always runs right after the other
+    if [ $((r % 2)) = 1 ]; then
+        read -r irps ip50 ip99 < <(run ingress "http://$NODE/" -H 'Host: bench.example')
+        read -r nrps np50 np99 < <(run nginx "http://$NODE:8081/" -H 'Host: bench.example')
+    else
+        read -r nrps np50 np99 < <(run nginx "http://$NODE:8081/" -H 'Host: bench.example')
+        read -r irps ip50 ip99 < <(run ingress "http://$NODE/" -H 'Host: bench.example')
+    fi
+    read -r crps cp50 _ < <(run clusterip "http://$CLUSTER_IP/")
+    read -r prps pp50 _ < <(run pod "http://$POD_IP:8080/")
+    echo "$r      $irps $ip50 $ip99 | $nrps $np50 $np99 | $crps $cp50 | $prps $pp50"
     keep() { [ -z "$1" ] || echo "$1" >> "$DATA/$2"; }
+    keep "$(bench_ratio "$irps" "$nrps")" rps_vs_nginx
+    keep "$(bench_ratio "$ip99" "$np99")" p99_vs_nginx
     keep "$(bench_ratio "$irps" "$crps")" rps_vs_clusterip
     keep "$(bench_ratio "$irps" "$prps")" rps_vs_pod
     keep "$(bench_ratio "$ip50" "$cp50")" p50_vs_clusterip
 done
 bench_load end
 col() { cut -d' ' -f"$1" "$DATA/$2" > "$DATA/col"; bench_median "$DATA/col"; }
-echo "median requests/s: ingress $(col 1 ingress), ClusterIP $(col 1 clusterip), pod $(col 1 pod)"
-echo "median p50 ms:     ingress $(col 2 ingress), ClusterIP $(col 2 clusterip), pod $(col 2 pod)"
+echo "median requests/s: ingress $(col 1 ingress), nginx $(col 1 nginx), ClusterIP $(col 1 clusterip), pod $(col 1 pod)"
+echo "median p50 ms:     ingress $(col 2 ingress), nginx $(col 2 nginx), ClusterIP $(col 2 clusterip), pod $(col 2 pod)"
+echo "median p99 ms:     ingress $(col 3 ingress), nginx $(col 3 nginx), ClusterIP $(col 3 clusterip), pod $(col 3 pod)"
+bench_ratio_row "requests/s ingress / nginx" "$DATA/rps_vs_nginx"
+bench_ratio_row "p99 latency ingress / nginx (ms/ms)" "$DATA/p99_vs_nginx"
 bench_ratio_row "requests/s ingress / ClusterIP" "$DATA/rps_vs_clusterip"
 bench_ratio_row "requests/s ingress / pod IP" "$DATA/rps_vs_pod"
 bench_ratio_row "p50 latency ingress / ClusterIP (ms/ms)" "$DATA/p50_vs_clusterip"
+
+# update latency: switch the path's backend, wait for the new backend's answer
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+: > "$DATA/update_ms"
+for i in $(seq "$UPDATES"); do
+    if [ $((i % 2)) = 1 ]; then to=bench2; else to=bench; fi
+    kubectl patch ingress bench --type=json \
+        -p "[{\"op\": \"replace\", \"path\": \"/spec/rules/0/http/paths/0/backend/service/name\", \"value\": \"$to\"}]" >/dev/null
+    t0=$(now_ms)
+    until [ "$(curl -s --max-time 1 -H 'Host: bench.example' "http://$NODE/")" = "$to" ]; do
+        [ $(( $(now_ms) - t0 )) -lt 10000 ] || { echo "ingress.sh: update $i: $to did not answer within 10 s" >&2; exit 1; }
+        sleep 0.005
+    done
+    echo $(( $(now_ms) - t0 )) >> "$DATA/update_ms"
+done
+sort -n "$DATA/update_ms" > "$DATA/update_sorted"
+pct() { awk -v p="$1" '{ v[NR] = $1 } END { i = int((NR * p + 99) / 100); if (i < 1) i = 1; print v[i] }' "$DATA/update_sorted"; }
+echo "ingress update (path backend switched -> new backend answers), $UPDATES updates: p50 $(pct 50) ms, p99 $(pct 99) ms, max $(pct 100) ms"
