@@ -2,7 +2,7 @@
 //! The bottom of the apiserver's layers, under `state`: plain data, importing nothing of the crate
 //! above `storage`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 /// How the server is set up.
@@ -26,6 +26,29 @@ pub struct ServerConfig {
     pub tls_hosts: Vec<String>,
     /// Timeouts and the per-client connection cap (`connections`).
     pub limits: ConnectionLimits,
+    /// ClusterIP of the `kube-dns` Service in kube-system, made at start (`bootstrap`); None: no such Service.
+    pub cluster_dns: Option<Ipv4Addr>,
+    /// The address other machines reach this server at (`--advertise-address`): with it, the server holds an
+    /// identity Lease in kube-system and keeps the `kubernetes` EndpointSlice listing every live server
+    /// (`bootstrap::endpoints`). None: no endpoints are published.
+    pub advertise_address: Option<IpAddr>,
+    /// How long an apiserver's Lease lasts and how often it is renewed (upstream's endpoint reconciler: 15 s, 10 s).
+    pub endpoint_leases: EndpointLeases,
+}
+
+/// The lease-based endpoint reconciler's periods (upstream's `--endpoint-reconciler-type=lease`).
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointLeases {
+    /// An apiserver whose Lease is not renewed for this long drops out of the `kubernetes` endpoints.
+    pub ttl: Duration,
+    /// How often each apiserver renews its Lease and rewrites the endpoints.
+    pub interval: Duration,
+}
+
+impl Default for EndpointLeases {
+    fn default() -> EndpointLeases {
+        EndpointLeases { ttl: Duration::from_secs(15), interval: Duration::from_secs(10) }
+    }
 }
 
 impl ServerConfig {
@@ -39,6 +62,9 @@ impl ServerConfig {
             kubelet_client: None,
             tls_hosts: Vec::new(),
             limits: Default::default(),
+            cluster_dns: None,
+            advertise_address: None,
+            endpoint_leases: EndpointLeases::default(),
         }
     }
 

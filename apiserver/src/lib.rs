@@ -21,7 +21,7 @@
 //! 6. background work: `namespace_lifecycle` (emptying Terminating namespaces; the delete handler reaches it
 //!    through `ApiState::on_namespace_terminating`, not by import);
 //! 7. serving: `connections` (the listener: TLS, timeouts, a per-client cap), `routes` (the router),
-//!    `bootstrap` (the built-in objects) and `server` (opening the store, and the in-process handle).
+//!    `bootstrap` (the built-in objects, and the lease reconciler keeping the `kubernetes` endpoints) and `server` (opening the store, and the in-process handle).
 #![forbid(unsafe_code)]
 
 pub mod admission;

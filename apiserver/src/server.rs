@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::bootstrap::BUILTIN_NAMESPACES;
 pub use crate::config::ServerConfig;
+use crate::bootstrap::endpoints::EndpointReconciler;
 use crate::metrics::Metrics;
 pub use crate::routes::router;
 pub use crate::state::ApiState;
@@ -51,6 +52,8 @@ pub struct ApiServer {
     state: Arc<ApiState>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// With an advertised address: this server's part in the `kubernetes` endpoints, and the task renewing it.
+    endpoints: Option<(Arc<EndpointReconciler>, JoinHandle<()>)>,
 }
 
 impl ApiServer {
@@ -80,6 +83,18 @@ impl ApiServer {
         });
         crate::bootstrap::create_builtin_objects(&state).await?;
         crate::namespace_lifecycle::resume(state.clone()).await;
+        let endpoints = match state.config.advertise_address {
+            None => None,
+            Some(ip) => {
+                let reconciler = Arc::new(EndpointReconciler::new(state.clone(), ip, addr.port()));
+                // listed before the first request is served; the task renews from here on
+                if let Err(e) = reconciler.reconcile().await {
+                    tracing::warn!(error = %e, "the kubernetes endpoints: first write failed, will retry");
+                }
+                let task = reconciler.clone().spawn();
+                Some((reconciler, task))
+            }
+        };
         let app = crate::routes::router(state.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let pki = match &state.config.tls_dir {
@@ -116,7 +131,7 @@ impl ApiServer {
             }
         };
         tracing::info!(%addr, "apiserver listening");
-        Ok(ApiServer { addr, insecure_addr, pki, state, stop: Some(tx), task: Some(task) })
+        Ok(ApiServer { addr, insecure_addr, pki, state, stop: Some(tx), task: Some(task), endpoints })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -160,7 +175,14 @@ impl ApiServer {
     }
 
     /// Stops accepting requests, ends open watches and waits (briefly) for open requests to finish.
+    /// A server with an advertised address first removes itself from the `kubernetes` endpoints.
     pub async fn shutdown(mut self) {
+        if let Some((reconciler, task)) = self.endpoints.take() {
+            task.abort();
+            if let Err(e) = reconciler.remove().await {
+                tracing::warn!(error = %e, "remove this server from the kubernetes endpoints");
+            }
+        }
         let _ = self.state.stopping.send(true);
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -185,6 +207,9 @@ impl ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some((_, task)) = self.endpoints.take() {
             task.abort();
         }
     }

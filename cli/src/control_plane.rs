@@ -1,16 +1,14 @@
 //! The control plane that `rkube server` and `rkube up` both run: the apiserver (embedded store or etcd) on
 //! HTTPS only, with the cluster CA in `<data-dir>/pki` (plain HTTP only behind `--insecure-http-listen`), an
-//! admin kubeconfig (0600, in the 0700 data dir), the built-in objects the cluster needs beyond the apiserver's own (the `kube-dns` Service,
-//! the `kubernetes` Service's endpoint when an address is advertised), and the scheduler and controllers,
-//! which talk to the apiserver through that kubeconfig like any other client.
+//! admin kubeconfig (0600, in the 0700 data dir), and the scheduler and controllers, which talk to the
+//! apiserver through that kubeconfig like any other client. The built-in objects (the `kube-dns` Service, the
+//! `kubernetes` Service's endpoints when an address is advertised) are the apiserver's (`bootstrap`); this
+//! only passes it the addresses.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, PostParams};
 use rkube_apiserver::server::{open_backend, Backend, OpenedStore};
 use rkube_apiserver::{ApiServer, ServerConfig};
 
@@ -91,6 +89,9 @@ pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<C
     let mut config = ServerConfig::new(o.listen);
     config.kubelet_client = o.kubelet_client.clone();
     config.limits.max_connections_per_client = o.max_connections_per_client;
+    // the apiserver makes the kube-dns Service and keeps the `kubernetes` endpoints (its lease reconciler)
+    config.cluster_dns = o.cluster_dns;
+    config.advertise_address = o.advertise_address;
     // HTTPS always: clients need a certificate of the cluster CA or a token (or are system:anonymous on the
     // health and version paths only)
     let dir = o.data_dir.join("pki");
@@ -111,17 +112,11 @@ pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<C
     if let Some(ip) = o.advertise_address {
         // the serving certificate names the advertised address too (a PKI made before it was
         // advertised does not: remove <data-dir>/pki to issue it again)
-        url = format!("https://{}", SocketAddr::new(ip, server_port(&server)));
+        url = format!("https://{}", SocketAddr::new(ip, server.addr().port()));
     }
     server.write_kubeconfig_for(&kubeconfig, &url)
     .with_context(|| format!("write {}", kubeconfig.display()))?;
     let client = client_from_kubeconfig(&kubeconfig).await?;
-    if let Some(ip) = o.cluster_dns {
-        ensure_kube_dns(&client, ip).await?;
-    }
-    if let Some(ip) = o.advertise_address {
-        ensure_kubernetes_endpoint(&client, ip, server_port(&server)).await?;
-    }
     // the scheduler and controllers act only while holding their Leases in kube-system (docs/controllers.md);
     // on the embedded store this is the only control plane, so a Lease another identity holds is a dead one's
     let election = (!le.disabled).then(|| rkube_controllers::manager::Election {
@@ -160,10 +155,6 @@ fn signing_ca(pki: &std::path::Path) -> anyhow::Result<rkube_controllers::certif
     })
 }
 
-fn server_port(server: &ApiServer) -> u16 {
-    server.url().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(6443)
-}
-
 impl ControlPlane {
     /// Stops the scheduler and controllers, then the apiserver, then closes the store.
     pub async fn stop(self) {
@@ -171,61 +162,4 @@ impl ControlPlane {
         self.server.shutdown().await;
         drop(self.opened);
     }
-}
-
-/// The `kube-dns` Service in kube-system with ClusterIP `ip` (53/UDP and 53/TCP). It has no selector: every
-/// kubelet answers DNS at that address itself (kubelet/src/dns), so there are no DNS pods to select.
-async fn ensure_kube_dns(client: &kube::Client, ip: Ipv4Addr) -> anyhow::Result<()> {
-    let api: Api<Service> = Api::namespaced(client.clone(), "kube-system");
-    if let Some(existing) = api.get_opt("kube-dns").await.context("read service kube-system/kube-dns")? {
-        let have = existing.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
-        if have != ip.to_string() {
-            tracing::warn!(cluster_ip = %have, wanted = %ip, "service kube-system/kube-dns keeps its ClusterIP; pods' resolv.conf uses the kubelet's --cluster-dns");
-        }
-        return Ok(());
-    }
-    let svc: Service = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "kube-dns", "namespace": "kube-system",
-                     "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "rkube-dns"}},
-        "spec": {"clusterIP": ip.to_string(),
-                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                           {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}
-    }))
-    .expect("a literal Service");
-    match api.create(&PostParams::default(), &svc).await {
-        Ok(_) => {
-            tracing::info!(cluster_ip = %ip, "created service kube-system/kube-dns");
-            Ok(())
-        }
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("create service kube-system/kube-dns with ClusterIP {ip} (is it inside the service CIDR 10.96.0.0/12?)")),
-    }
-}
-
-/// The `kubernetes` Service's EndpointSlice: the advertised apiserver address, so pods reach the API at
-/// 10.96.0.1:443 through the service proxy.
-async fn ensure_kubernetes_endpoint(client: &kube::Client, ip: IpAddr, port: u16) -> anyhow::Result<()> {
-    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
-    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "rkube-apiserver"}},
-        "addressType": family,
-        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]
-    }))
-    .expect("a literal EndpointSlice");
-    match api.get_opt("kubernetes").await.context("read endpointslice default/kubernetes")? {
-        None => {
-            api.create(&PostParams::default(), &slice).await.context("create endpointslice default/kubernetes")?;
-        }
-        Some(old) => {
-            let mut new = slice;
-            new.metadata.resource_version = old.metadata.resource_version;
-            api.replace("kubernetes", &PostParams::default(), &new).await.context("update endpointslice default/kubernetes")?;
-        }
-    }
-    Ok(())
 }

@@ -1,6 +1,10 @@
 //! The objects a cluster has from its first start: the built-in namespaces, the bootstrap RBAC roles and
-//! bindings, and the `kubernetes` Service in `default`. Created through the same create path as any request
-//! (defaulting, validation), once; an existing object is left as it is.
+//! bindings, the `kubernetes` Service in `default` and, with `cluster_dns` set, the `kube-dns` Service in
+//! kube-system. Created through the same create path as any request (defaulting, validation), once; an
+//! existing object is left as it is. The `kubernetes` Service's endpoints are kept by `endpoints`, the lease
+//! reconciler every server with an advertised address runs.
+
+pub mod endpoints;
 
 use serde_json::json;
 
@@ -21,8 +25,8 @@ pub struct BootstrapError {
     pub message: String,
 }
 
-/// Creates the built-in namespaces, RBAC roles and bindings and the `kubernetes` Service, leaving any that
-/// exist as they are.
+/// Creates the built-in namespaces, RBAC roles and bindings, the `kubernetes` Service and the `kube-dns`
+/// Service (with `cluster_dns`), leaving any that exist as they are.
 pub async fn create_builtin_objects(state: &ApiState) -> Result<(), BootstrapError> {
     let ns_info = registry::find("", "v1", "namespaces").expect("namespaces are in the table");
     for ns in BUILTIN_NAMESPACES {
@@ -45,6 +49,33 @@ pub async fn create_builtin_objects(state: &ApiState) -> Result<(), BootstrapErr
         "spec": {"clusterIP": state.config.first_service_ip().to_string(),
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": state.config.listen.port().max(1)}]}});
     create_if_missing(state, svc_info, Some("default"), svc).await?;
+    if let Some(ip) = state.config.cluster_dns {
+        create_kube_dns(state, svc_info, ip).await?;
+    }
+    Ok(())
+}
+
+/// The `kube-dns` Service in kube-system with ClusterIP `ip` (53/UDP and 53/TCP). It has no selector: every
+/// kubelet answers DNS at that address itself (kubelet/src/dns), so there are no DNS pods to select. An
+/// existing one keeps its ClusterIP (with a warning when it is not `ip`).
+async fn create_kube_dns(state: &ApiState, info: &'static registry::ResourceInfo, ip: std::net::Ipv4Addr) -> Result<(), BootstrapError> {
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "rkube-dns"}},
+        "spec": {"clusterIP": ip.to_string(),
+                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                           {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}});
+    if create_if_missing(state, info, Some("kube-system"), svc).await? {
+        tracing::info!(cluster_ip = %ip, "created service kube-system/kube-dns");
+        return Ok(());
+    }
+    let key = info.key(Some("kube-system"), "kube-dns");
+    if let Ok(Some((existing, _))) = crate::object::read(state.store.as_ref(), info, &key, "kube-dns").await {
+        let have = existing.pointer("/spec/clusterIP").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if have != ip.to_string() {
+            tracing::warn!(cluster_ip = %have, wanted = %ip, "service kube-system/kube-dns keeps its ClusterIP; pods' resolv.conf uses the kubelet's --cluster-dns");
+        }
+    }
     Ok(())
 }
 
