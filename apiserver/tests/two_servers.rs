@@ -1,7 +1,9 @@
 //! Several apiservers on one store, in-process (plain HTTP, every request privileged): what one server does must
 //! hold when another writes to the same store at the same time.
 //! - the `kubernetes` EndpointSlice lists every live server (the lease endpoint reconciler), drops a server
-//!   that stops renewing after the TTL and one that stops cleanly at once.
+//!   that stops renewing after the TTL and one that stops cleanly at once;
+//! - Services created at once through both servers never share a ClusterIP or node port, on the memory store
+//!   and on a real etcd (two clients, as two processes would have), and deleting them frees their values.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -120,4 +122,141 @@ async fn a_server_with_cluster_dns_makes_the_kube_dns_service_once() {
     assert_eq!(again["spec"]["clusterIP"], "10.96.0.10");
     b.shutdown().await;
     a.shutdown().await;
+}
+
+async fn send(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let r = req.send().await.expect("request");
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+fn service(name: &str, node_port: bool, asked_node_port: Option<i64>, asked_ip: Option<&str>) -> Value {
+    let mut svc = serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "protocol": "TCP"}]}});
+    if node_port {
+        svc["spec"]["type"] = "NodePort".into();
+    }
+    if let Some(p) = asked_node_port {
+        svc["spec"]["ports"][0]["nodePort"] = p.into();
+    }
+    if let Some(ip) = asked_ip {
+        svc["spec"]["clusterIP"] = ip.into();
+    }
+    svc
+}
+
+/// Creates `svcs` at once, alternating between the servers; the status code and body of each.
+async fn create_at_once(bases: &[String], svcs: Vec<Value>) -> Vec<(u16, Value)> {
+    let tasks: Vec<_> = svcs
+        .into_iter()
+        .enumerate()
+        .map(|(i, svc)| {
+            let url = format!("{}/api/v1/namespaces/default/services", bases[i % bases.len()]);
+            tokio::spawn(async move { send(reqwest::Method::POST, &url, Some(svc)).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("create task"));
+    }
+    out
+}
+
+/// Two servers on the stores given (one store for both, or one client each to the same etcd): concurrent
+/// creates get distinct values, a value asked for by many is given to one, deletion frees values.
+async fn no_value_is_handed_out_twice(store_a: Arc<dyn Store>, store_b: Arc<dyn Store>) {
+    let config = || {
+        let mut c = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+        // 62 usable addresses (one is the `kubernetes` Service's): random picks collide often
+        c.service_network = std::net::Ipv4Addr::new(10, 96, 0, 0);
+        c.service_prefix = 26;
+        c
+    };
+    let a = ApiServer::start(store_a, config()).await.expect("start a");
+    let b = ApiServer::start(store_b, config()).await.expect("start b");
+    let bases = [a.url(), b.url()];
+
+    // 48 Services at once, through both servers, half of them NodePort
+    let svcs: Vec<Value> = (0..48).map(|i| service(&format!("s{i}"), i % 2 == 0, None, None)).collect();
+    let results = create_at_once(&bases, svcs).await;
+    let mut ips = std::collections::BTreeMap::new();
+    let mut node_ports = std::collections::BTreeMap::new();
+    for (code, svc) in &results {
+        assert_eq!(*code, 201, "every create succeeds: {svc}");
+        let name = svc["metadata"]["name"].as_str().expect("name").to_string();
+        let ip = svc["spec"]["clusterIP"].as_str().expect("clusterIP").to_string();
+        if let Some(other) = ips.insert(ip.clone(), name.clone()) {
+            panic!("cluster IP {ip} given to both {other} and {name}");
+        }
+        if let Some(p) = svc["spec"]["ports"][0]["nodePort"].as_i64() {
+            if let Some(other) = node_ports.insert(p, name.clone()) {
+                panic!("node port {p} given to both {other} and {name}");
+            }
+        }
+    }
+    assert_eq!((ips.len(), node_ports.len()), (48, 24));
+
+    // one node port and one cluster IP asked for by 12 creates at once: one wins each, the rest are refused
+    let asked: Vec<Value> = (0..12).map(|i| service(&format!("p{i}"), true, Some(30500), None)).collect();
+    let won: Vec<_> = create_at_once(&bases, asked).await.into_iter().filter(|(c, _)| *c == 201).collect();
+    assert_eq!(won.len(), 1, "exactly one create gets node port 30500: {won:?}");
+    let won_ip = won[0].1["spec"]["clusterIP"].as_str().expect("clusterIP").to_string();
+    assert!(ips.insert(won_ip.clone(), "p".into()).is_none(), "cluster IP {won_ip} given twice");
+    let free_ip = (2..63).map(|n| format!("10.96.0.{n}")).find(|ip| !ips.contains_key(ip)).expect("a free address");
+    let asked: Vec<Value> = (0..12).map(|i| service(&format!("q{i}"), false, None, Some(&free_ip))).collect();
+    let results = create_at_once(&bases, asked).await;
+    let won: Vec<_> = results.iter().filter(|(c, _)| *c == 201).collect();
+    assert_eq!(won.len(), 1, "exactly one create gets cluster IP {free_ip}: {results:?}");
+    let refused = results.iter().find(|(c, _)| *c == 422).expect("the others refused");
+    assert!(refused.1["message"].as_str().unwrap_or_default().contains("provided IP is already allocated"), "{}", refused.1);
+
+    // deleting frees: the deleted Service's IP and node port can be asked for again at once
+    let winner = won[0].1["metadata"]["name"].as_str().expect("name").to_string();
+    let (first_ip, first) = ips.iter().next().map(|(ip, n)| (ip.clone(), n.clone())).expect("one");
+    let (first_port, port_holder) = node_ports.iter().next().map(|(p, n)| (*p, n.clone())).expect("one");
+    for name in [&first, &port_holder, &winner] {
+        let (code, body) = send(reqwest::Method::DELETE, &format!("{}/api/v1/namespaces/default/services/{name}", bases[1]), None).await;
+        assert!(code == 200 || code == 404, "delete {name}: {code} {body}");
+    }
+    let again = service("again", true, Some(first_port), Some(&first_ip));
+    let (code, body) = send(reqwest::Method::POST, &format!("{}/api/v1/namespaces/default/services", bases[0]), Some(again)).await;
+    assert_eq!(code, 201, "the freed IP {first_ip} and node port {first_port}: {body}");
+    let again = service("again-ip", false, None, Some(&free_ip));
+    let (code, body) = send(reqwest::Method::POST, &format!("{}/api/v1/namespaces/default/services", bases[1]), Some(again)).await;
+    assert_eq!(code, 201, "the freed IP {free_ip}: {body}");
+    // an update that drops the node ports (type back to ClusterIP) frees them too
+    let url = format!("{}/api/v1/namespaces/default/services/again", bases[0]);
+    let patch = reqwest::Client::new()
+        .patch(&url)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"spec":{"type":"ClusterIP","ports":[{"port":80,"protocol":"TCP"}]}}"#)
+        .send()
+        .await
+        .expect("patch");
+    assert!(patch.status().is_success(), "patch to ClusterIP: {}", patch.text().await.unwrap_or_default());
+    let reuse = service("reuse-port", true, Some(first_port), None);
+    let (code, body) = send(reqwest::Method::POST, &format!("{}/api/v1/namespaces/default/services", bases[1]), Some(reuse)).await;
+    assert_eq!(code, 201, "node port {first_port}, dropped by the update: {body}");
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_created_through_two_servers_on_one_store_never_share_a_value() {
+    let store: Arc<dyn Store> = Arc::new(rkube_apiserver::memory_store::MemoryStore::new());
+    no_value_is_handed_out_twice(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_created_through_two_servers_on_one_etcd_never_share_a_value() {
+    let etcd = rkube_testsupport::etcd::EtcdCluster::start(1);
+    let prefix = format!("/{}", rkube_testsupport::unique_name("alloc"));
+    let backend = rkube_apiserver::server::Backend::Etcd { endpoints: etcd.endpoints.clone(), prefix };
+    let a = rkube_apiserver::server::open_backend(&backend).await.expect("etcd client a");
+    let b = rkube_apiserver::server::open_backend(&backend).await.expect("etcd client b");
+    no_value_is_handed_out_twice(a.store.clone(), b.store.clone()).await;
 }

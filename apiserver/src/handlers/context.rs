@@ -76,10 +76,40 @@ pub enum Written {
     Deleted(Value),
 }
 
+/// What happened to a guarded write, for [`WriteHook::after_write`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// `new` replaced `cur` in the store.
+    Stored,
+    /// The write removed the object (its last finalizer went).
+    Removed,
+    /// Nothing was written (a conflict to retry, or an error).
+    NotWritten,
+}
+
+/// Work tied to a guarded write that needs the store itself: a Service update claims the node ports it newly
+/// holds before it is written and releases the ones it dropped after (`service_alloc`).
+#[async_trait::async_trait]
+pub trait WriteHook: Send + Sync {
+    /// Before `new` replaces `cur`: Ok(false) to read, modify and try again (the hook learned something
+    /// `modify` needs), an error to fail the write.
+    async fn before_write(&self, cur: &Value, new: &Value) -> Result<bool, ApiError>;
+    /// After the attempt, whatever its outcome.
+    async fn after_write(&self, cur: &Value, new: &Value, outcome: WriteOutcome);
+}
+
 /// Read-modify-write with optimistic concurrency. `modify` gets the current object and returns the new one; a
 /// `precondition` revision must match the current one (409 otherwise); without it, conflicts are retried.
 /// A write that changes nothing is not stored (the resourceVersion stays).
-pub async fn guarded_update<F>(ctx: &Ctx, precondition: Option<Revision>, mut modify: F) -> Result<Written, ApiError>
+pub async fn guarded_update<F>(ctx: &Ctx, precondition: Option<Revision>, modify: F) -> Result<Written, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    guarded_update_with(ctx, precondition, None, modify).await
+}
+
+/// [`guarded_update`] with a [`WriteHook`] around each write attempt.
+pub async fn guarded_update_with<F>(ctx: &Ctx, precondition: Option<Revision>, hook: Option<&dyn WriteHook>, mut modify: F) -> Result<Written, ApiError>
 where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
@@ -106,20 +136,28 @@ where
         if ctx.query.dry_run {
             return Ok(if finalized { Written::Deleted(new) } else { Written::Stored(new) });
         }
-        if finalized {
-            match ctx.state.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok((_, rev)) => {
-                    object::set_resource_version(&mut new, rev);
-                    return Ok(Written::Deleted(new));
-                }
-                Err(StorageError::Conflict { .. }) if precondition.is_none() => continue,
-                Err(e) => return Err(ApiError::from_storage(info, &name, e)),
+        if let Some(hook) = hook {
+            if !hook.before_write(&cur, &new).await? {
+                continue;
             }
         }
-        match ctx.state.store.update(&key, object::encode_for(info, &new), kv.mod_revision).await {
-            Ok(kv2) => {
-                object::set_resource_version(&mut new, kv2.mod_revision);
-                return Ok(Written::Stored(new));
+        let result = if finalized {
+            ctx.state.store.delete(&key, Some(kv.mod_revision)).await.map(|(_, rev)| rev)
+        } else {
+            ctx.state.store.update(&key, object::encode_for(info, &new), kv.mod_revision).await.map(|kv2| kv2.mod_revision)
+        };
+        let outcome = match (&result, finalized) {
+            (Ok(_), true) => WriteOutcome::Removed,
+            (Ok(_), false) => WriteOutcome::Stored,
+            (Err(_), _) => WriteOutcome::NotWritten,
+        };
+        if let Some(hook) = hook {
+            hook.after_write(&cur, &new, outcome).await;
+        }
+        match result {
+            Ok(rev) => {
+                object::set_resource_version(&mut new, rev);
+                return Ok(if finalized { Written::Deleted(new) } else { Written::Stored(new) });
             }
             Err(StorageError::Conflict { .. }) if precondition.is_none() => continue,
             Err(e) => return Err(ApiError::from_storage(info, &name, e)),

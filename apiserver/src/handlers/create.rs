@@ -79,13 +79,14 @@ pub async fn create_object(
     if info.namespaced {
         check_namespace(state, info, ns.unwrap_or_default(), &name, true).await?;
     }
+    let mut claimed = Vec::new();
     if info.kind == "Service" {
         // An existing service answers AlreadyExists, not "IP already allocated".
         let key = info.key(object::namespace(&obj), &name);
         if state.store.get(&key).await.map_err(|e| ApiError::from_storage(info, &name, e))?.is_some() {
             return Err(ApiError::already_exists(info, &name));
         }
-        super::service_alloc::allocate_on_create(state, info, &mut obj).await?;
+        claimed = super::service_alloc::allocate_on_create(state, info, &mut obj, dry_run).await?;
     }
     if info.kind == "Ingress" {
         default_ingress_class(state, &mut obj).await?;
@@ -94,7 +95,13 @@ pub async fn create_object(
         return Ok(obj);
     }
     let key = info.key(object::namespace(&obj), &name);
-    let kv = state.store.create(&key, object::encode_for(info, &obj)).await.map_err(|e| ApiError::from_storage(info, &name, e))?;
+    let kv = match state.store.create(&key, object::encode_for(info, &obj)).await {
+        Ok(kv) => kv,
+        Err(e) => {
+            super::service_alloc::release(state, &obj, claimed).await;
+            return Err(ApiError::from_storage(info, &name, e));
+        }
+    };
     object::set_resource_version(&mut obj, kv.mod_revision);
     tracing::debug!(resource = info.resource, name, rv = kv.mod_revision, "created");
     Ok(obj)

@@ -159,7 +159,12 @@ pub async fn delete_one(ctx: &Ctx, opts: &Value) -> Result<Value, ApiError> {
         })
         .await;
         let obj = match written? {
-            Written::Deleted(o) => return Ok(o),
+            Written::Deleted(o) => {
+                if !ctx.query.dry_run {
+                    super::service_alloc::on_removed(&ctx.state, info, &o).await;
+                }
+                return Ok(o);
+            }
             Written::Stored(o) => o,
         };
         if namespace_finalizers && !ctx.query.dry_run {
@@ -173,6 +178,7 @@ pub async fn delete_one(ctx: &Ctx, opts: &Value) -> Result<Value, ApiError> {
     match ctx.state.store.delete(key, None).await {
         Ok((prev, rev)) => {
             let mut obj = object::decode_for(info, &prev).unwrap_or(cur);
+            super::service_alloc::on_removed(&ctx.state, info, &obj).await;
             object::set_resource_version(&mut obj, rev);
             Ok(obj)
         }

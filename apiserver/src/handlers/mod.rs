@@ -9,6 +9,7 @@ pub mod get;
 pub mod list;
 pub mod patch;
 pub mod service_alloc;
+pub mod service_claims;
 pub mod update;
 pub mod watch;
 

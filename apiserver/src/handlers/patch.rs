@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::create::{create_object, field_validation};
 use super::get::scale_of;
-use super::context::{guarded_update, json_response, read_object, set_type_meta, Ctx, Written};
+use super::context::{guarded_update_with, json_response, read_object, set_type_meta, Ctx, WriteHook, Written};
 use crate::admission::{prepare_update, Part};
 use crate::object;
 use crate::patch::{apply, json, merge, strategic, PatchError};
@@ -47,7 +47,7 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         Some(_) => return Err(ApiError::path_not_found(&ctx.path)),
     };
     let scale = ctx.target.subresource.as_deref() == Some("scale");
-    let services = super::service_alloc::in_use_for_update(ctx).await?;
+    let services = super::service_alloc::for_update(ctx).await?;
     let validation = field_validation(ctx);
     let manager = ctx.query.field_manager.clone().unwrap_or_default();
     let now = object::now_rfc3339();
@@ -86,7 +86,8 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         _ => None,
     };
     let name = ctx.name().to_string();
-    let written = guarded_update(ctx, precondition, |cur| {
+    let hook = services.as_ref().filter(|_| part == Part::Main).map(|s| s as &dyn WriteHook);
+    let written = guarded_update_with(ctx, precondition, hook, |cur| {
         let mut target = if scale { scale_of(cur) } else { cur.clone() };
         let definition = if scale { "io.k8s.api.autoscaling.v1.Scale" } else { info.definition };
         match bt {

@@ -3,16 +3,21 @@
 //! NodePort and LoadBalancer Services, and `healthCheckNodePort` for a LoadBalancer Service with
 //! `externalTrafficPolicy: Local`, the last two from the one node port range (30000-32767).
 //!
-//! There is no allocator bitmap: what is in use is read from the stored Services, so a value is free again as soon
-//! as the Service holding it is deleted or an update drops it (type or policy change). The update rules are
-//! upstream's: an unset allocated value is carried over from the old object, a `healthCheckNodePort` cannot be
-//! changed while it is needed, and one that is no longer needed is dropped.
+//! Values are picked outside what the stored Services hold, then claimed in the store (`service_claims`, one
+//! key per value, created if absent) before the Service is written, so two apiservers on one store, or two
+//! requests on one, never hand out one value twice; a value another request claimed first is picked again (a
+//! value the user asked for is refused with upstream's words). A value is free again when the Service holding
+//! it is deleted or an update drops it (type or policy change): its claim is deleted with it. The update rules
+//! are upstream's: an unset allocated value is carried over from the old object, a `healthCheckNodePort`
+//! cannot be changed while it is needed, and one that is no longer needed is dropped.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
 
+use super::context::{WriteHook, WriteOutcome};
+use super::service_claims::{self, ClaimError, Held, Owner};
 use crate::object;
 use crate::registry::ResourceInfo;
 use crate::state::ApiState;
@@ -30,6 +35,18 @@ pub struct InUse {
 }
 
 impl InUse {
+    /// Marks a value another Service was found to hold.
+    fn add(&mut self, v: &Held) {
+        match v {
+            Held::ClusterIp(ip) => {
+                self.ips.insert(ip.clone());
+            }
+            Held::NodePort(p) => {
+                self.node_ports.insert(*p);
+            }
+        }
+    }
+
     /// The node ports `svc` itself holds (those may stay with it on an update).
     fn node_ports_of(svc: &Value) -> impl Iterator<Item = i64> + '_ {
         let ports = svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten();
@@ -87,20 +104,58 @@ fn random_node_port(taken: &mut HashSet<i64>) -> Option<i64> {
     NODE_PORTS.clone().find(|n| taken.insert(*n))
 }
 
-/// Allocates everything a new Service needs (its own values validated and reserved).
-pub async fn allocate_on_create(state: &ApiState, info: &ResourceInfo, svc: &mut Value) -> Result<(), ApiError> {
-    let used = in_use(state, info).await?;
+/// Allocates everything a new Service needs (its own values validated) and, unless `dry_run`, claims them in the
+/// store; returns what was claimed, for [`release`] if the Service is then not stored.
+pub async fn allocate_on_create(state: &ApiState, info: &ResourceInfo, svc: &mut Value, dry_run: bool) -> Result<Vec<Held>, ApiError> {
+    let mut used = in_use(state, info).await?;
+    let asked = svc.clone();
     let name = object::name(svc).to_string();
+    for _ in 0..16 {
+        let mut picked = asked.clone();
+        allocate(state, info, &name, &mut picked, &used)?;
+        if dry_run {
+            *svc = picked;
+            return Ok(Vec::new());
+        }
+        let values: Vec<Held> = Held::of(&picked).into_iter().collect();
+        match service_claims::claim_all(state, info, &Owner::of(&picked), &values).await {
+            Ok(()) => {
+                *svc = picked;
+                return Ok(values);
+            }
+            // another request got there first: pick again without it (a value the user asked for is refused)
+            Err(ClaimError::Held(v)) => used.add(&v),
+            Err(ClaimError::SameName) => return Err(ApiError::already_exists(info, &name)),
+            Err(ClaimError::Api(e)) => return Err(e),
+        }
+    }
+    Err(ApiError::internal(format!("allocate a cluster IP and node ports for service {name}: every value picked was taken meanwhile; retry")))
+}
+
+/// Picks the values a new Service needs outside `used`.
+fn allocate(state: &ApiState, info: &ResourceInfo, name: &str, svc: &mut Value, used: &InUse) -> Result<(), ApiError> {
     if service_type(svc) != "ExternalName" {
-        let ip = cluster_ip(state, info, &name, svc, &used.ips)?;
+        let ip = cluster_ip(state, info, name, svc, &used.ips)?;
         svc["spec"]["clusterIP"] = json!(ip);
         svc["spec"]["clusterIPs"] = json!([ip]);
     }
-    let mut taken = used.node_ports;
+    let mut taken = used.node_ports.clone();
     if needs_node_ports(svc) {
-        node_ports(info, &name, svc, None, &mut taken)?;
+        node_ports(info, name, svc, None, &mut taken)?;
     }
-    health_check(info, &name, svc, None, &mut taken)
+    health_check(info, name, svc, None, &mut taken)
+}
+
+/// Releases what a Service held once it is gone from the store (deleted, or its last finalizer removed).
+pub async fn on_removed(state: &ApiState, info: &ResourceInfo, svc: &Value) {
+    if info.kind == "Service" {
+        release(state, svc, Held::of(svc).into_iter().collect()).await;
+    }
+}
+
+/// Releases `values`, claimed for `svc`.
+pub async fn release(state: &ApiState, svc: &Value, values: Vec<Held>) {
+    service_claims::release(state, object::uid(svc), &values).await;
 }
 
 /// Carries allocations across an update of the main resource: `in_use` is what all stored Services hold, `old`
@@ -126,22 +181,70 @@ pub fn reallocate_on_update(info: &ResourceInfo, old: &Value, new: &mut Value, i
     health_check(info, &name, new, Some(old), &mut taken)
 }
 
-/// For an update or patch of a Service's main resource: what the stored Services hold, read before the
-/// read-modify-write loop (None for any other resource or subresource).
-pub async fn in_use_for_update(ctx: &super::Ctx) -> Result<Option<InUse>, ApiError> {
+/// An update or patch of a Service's main resource: what the stored Services hold (read before the
+/// read-modify-write loop, grown by values found claimed meanwhile), and the write hook claiming what the update
+/// newly holds before it is stored and releasing what it dropped after.
+pub struct ForUpdate {
+    state: std::sync::Arc<ApiState>,
+    info: &'static ResourceInfo,
+    used: std::sync::Mutex<InUse>,
+}
+
+/// [`ForUpdate`] for a Service's main resource (None for any other resource or subresource).
+pub async fn for_update(ctx: &super::Ctx) -> Result<Option<ForUpdate>, ApiError> {
     let info = ctx.info();
     if info.kind != "Service" || ctx.target.subresource.is_some() {
         return Ok(None);
     }
-    in_use(&ctx.state, info).await.map(Some)
+    let used = in_use(&ctx.state, info).await?;
+    Ok(Some(ForUpdate { state: ctx.state.clone(), info, used: std::sync::Mutex::new(used) }))
 }
 
 /// The update hook: `next` (already defaulted and validated) with its allocations carried over from `old`.
-pub fn on_update(info: &ResourceInfo, old: &Value, mut next: Value, in_use: Option<&InUse>) -> Result<Value, ApiError> {
-    if let Some(in_use) = in_use {
-        reallocate_on_update(info, old, &mut next, in_use)?;
+pub fn on_update(info: &ResourceInfo, old: &Value, mut next: Value, allocs: Option<&ForUpdate>) -> Result<Value, ApiError> {
+    if let Some(allocs) = allocs {
+        let used = allocs.used.lock().map(|u| u.clone()).unwrap_or_default();
+        reallocate_on_update(info, old, &mut next, &used)?;
     }
     Ok(next)
+}
+
+fn added(from: &Value, to: &Value) -> Vec<Held> {
+    let before = Held::of(from);
+    Held::of(to).into_iter().filter(|v| !before.contains(v)).collect()
+}
+
+#[async_trait::async_trait]
+impl WriteHook for ForUpdate {
+    async fn before_write(&self, cur: &Value, new: &Value) -> Result<bool, ApiError> {
+        let values = added(cur, new);
+        if values.is_empty() {
+            return Ok(true);
+        }
+        match service_claims::claim_all(&self.state, self.info, &Owner::of(cur), &values).await {
+            Ok(()) => Ok(true),
+            // taken by another request meanwhile: read-modify-write again knowing it
+            Err(ClaimError::Held(v)) => {
+                if let Ok(mut used) = self.used.lock() {
+                    used.add(&v);
+                }
+                Ok(false)
+            }
+            Err(ClaimError::SameName) => Ok(false),
+            Err(ClaimError::Api(e)) => Err(e),
+        }
+    }
+
+    async fn after_write(&self, cur: &Value, new: &Value, outcome: WriteOutcome) {
+        let released = match outcome {
+            WriteOutcome::Stored => added(new, cur),
+            WriteOutcome::Removed => Held::of(cur).into_iter().chain(Held::of(new)).collect(),
+            WriteOutcome::NotWritten => added(cur, new),
+        };
+        if !released.is_empty() {
+            release(&self.state, cur, released).await;
+        }
+    }
 }
 
 fn cluster_ip(state: &ApiState, info: &ResourceInfo, name: &str, svc: &Value, used_ips: &HashSet<String>) -> Result<String, ApiError> {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::create::{decode_object, field_validation};
 use super::get::scale_of;
-use super::context::{guarded_update, json_response, set_type_meta, Ctx, Written};
+use super::context::{guarded_update, guarded_update_with, json_response, set_type_meta, Ctx, WriteHook, Written};
 use crate::admission::{prepare_update, Part};
 use crate::object;
 use crate::status::ApiError;
@@ -27,10 +27,11 @@ pub async fn update(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         None => None,
     };
     let validation = field_validation(ctx);
-    let services = super::service_alloc::in_use_for_update(ctx).await?;
+    let services = super::service_alloc::for_update(ctx).await?;
     let written = match ctx.target.subresource.as_deref() {
         None => {
-            guarded_update(ctx, precondition, |cur| {
+            let hook = services.as_ref().map(|s| s as &dyn WriteHook);
+            guarded_update_with(ctx, precondition, hook, |cur| {
                 let next = prepare_update(info, cur, new.clone(), Part::Main, validation)?;
                 super::service_alloc::on_update(info, cur, next, services.as_ref())
             })
