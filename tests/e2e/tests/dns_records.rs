@@ -1,24 +1,101 @@
 //! Cluster DNS on `rkube up` with the real kubectl, as root, asked from inside a pod: busybox's nslookup through
-//! `kubectl exec` (the ExternalName's CNAME), and dig run on the host inside the pod's network namespace
+//! `kubectl exec` (the ExternalName's CNAME and its target's address from the upstream resolver), and dig run on
+//! the host inside the pod's network namespace
 //! (`nsenter --net=<the pod's netns>`, so the query takes the pod's own route to the cluster DNS address) for
 //! what CoreDNS's kubernetes plugin answers: SRV for a ClusterIP and a headless Service's named port, a
 //! StatefulSet pod's `web-0.web-hl.default.svc` name, PTR for ClusterIPs and for the named pod, NXDOMAIN vs
 //! NODATA with the SOA (TTL 5), and a headless Service of 45 endpoints whose A answer is truncated over UDP
 //! (TC) and whole over TCP. One cluster serves every check, to keep the run short.
 //!
-//! The node gets an address on a veth pair this test creates (never the uplink's); `--dns-upstream none`, so
-//! nothing is relayed off the machine. Needs the binaries: `cargo build -p rkube -p rkube-kubelet
+//! The node gets an address on a veth pair this test creates (never the uplink's). The node's upstream resolver
+//! is a stand-in on 127.0.0.1 that this test runs (`--dns-upstream 127.0.0.1:PORT`): it knows one name, so the
+//! ExternalName's target resolves offline and nothing is relayed off the machine. Needs the binaries: `cargo build -p rkube -p rkube-kubelet
 //! -p rkube-runtime -p rkube-cni --bins`, and dig (`apt-get install dnsutils`).
 
 mod up_support;
 
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rkube_testsupport::{output_within, poll_until, require_command};
 use serde_json::Value;
 use up_support::Up;
+
+/// The ExternalName's target, and its address at the stand-in upstream (TEST-NET-1: DNS only, no traffic).
+const EXTERNAL: &str = "www.example.test";
+const EXTERNAL_IP: [u8; 4] = [192, 0, 2, 77];
+
+/// A stand-in for the node's upstream resolver, on 127.0.0.1 (UDP): A for [`EXTERNAL`] is [`EXTERNAL_IP`] with TTL
+/// 30; any other question gets NOERROR with no records. Each query's name and type is recorded. Stops on drop.
+struct TestUpstream {
+    addr: SocketAddr,
+    asked: Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestUpstream {
+    fn start() -> TestUpstream {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind the stand-in upstream");
+        sock.set_read_timeout(Some(Duration::from_millis(200))).expect("read timeout");
+        let addr = sock.local_addr().expect("its address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, asked2) = (stop.clone(), asked.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+                if let Some((reply, name, qtype)) = Self::answer(&buf[..n]) {
+                    asked2.lock().expect("asked").push((name, qtype));
+                    let _ = sock.send_to(&reply, from);
+                }
+            }
+        });
+        TestUpstream { addr, asked, stop, thread: Some(thread) }
+    }
+
+    /// The reply to one query: (packet, the question's name, its type); None for what is not a query.
+    fn answer(q: &[u8]) -> Option<(Vec<u8>, String, u16)> {
+        if q.len() < 12 || q[2] & 0x80 != 0 || u16::from_be_bytes([q[4], q[5]]) != 1 {
+            return None;
+        }
+        let mut i = 12;
+        let mut labels = Vec::new();
+        while *q.get(i)? != 0 {
+            let len = usize::from(q[i]);
+            labels.push(String::from_utf8_lossy(q.get(i + 1..i + 1 + len)?).to_ascii_lowercase());
+            i += 1 + len;
+        }
+        let end = i + 5; // the root label, then type and class
+        let qtype = u16::from_be_bytes([*q.get(i + 1)?, *q.get(i + 2)?]);
+        let name = labels.join(".");
+        let hit = name == EXTERNAL && qtype == 1;
+        // id, QR + the query's opcode and RD, RA; one question, one answer or none, no other section (no EDNS)
+        let mut r = vec![q[0], q[1], 0x80 | (q[2] & 0x79), 0x80, 0, 1, 0, u8::from(hit), 0, 0, 0, 0];
+        r.extend_from_slice(q.get(12..end)?);
+        if hit {
+            // the name by a pointer to the question's, A IN, TTL 30, 4 bytes of address
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+            r.extend_from_slice(&EXTERNAL_IP);
+        }
+        Some((r, name, qtype))
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// The 45 endpoints of `big` (TEST-NET-1 addresses: DNS only, no traffic goes there).
 const BIG: usize = 45;
@@ -169,7 +246,8 @@ fn jsonpath(up: &Up, args: &[&str]) -> String {
 fn dns_records_as_coredns_answers_them_from_a_pod() {
     require_command("dig", "dnsutils");
     require_command("nsenter", "util-linux");
-    let up = Up::start();
+    let upstream = TestUpstream::start();
+    let up = Up::start_with(&["--dns-upstream", &upstream.addr.to_string()]);
     let dns = up.net.cluster_dns.clone();
     up.kubectl_ok(&["apply", "-f", "-"], Some(&manifest()));
     up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/client", "--timeout=90s"], None);
@@ -181,16 +259,28 @@ fn dns_records_as_coredns_answers_them_from_a_pod() {
     let dig = |args: &[&str]| dig_in(&netns, &dns, args);
     let soa_prefix = "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. ";
 
-    // ExternalName from a pod's nslookup: the CNAME (no upstream here, so the CNAME alone)
+    // ExternalName from a pod's nslookup: the CNAME, then the target's address as the node's upstream gave it
+    let external_ip = std::net::Ipv4Addr::from(EXTERNAL_IP).to_string();
     let out = poll_until("nslookup of the ExternalName shows its CNAME", Duration::from_secs(30), || {
         let out = up.kubectl_output(&["exec", "client", "--", "nslookup", "ext.default.svc.cluster.local"]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.contains("canonical name = www.example.test").then_some(text)
     });
     assert!(out.contains("ext.default.svc.cluster.local"), "{out}");
+    assert!(out.contains(&format!("Address: {external_ip}")), "the upstream's A record for the target: {out}");
     let d = dig(&["ext.default.svc.cluster.local", "A"]);
     assert_eq!(d.status, "NOERROR", "{}", d.out);
-    assert_eq!(d.answer, ["ext.default.svc.cluster.local. 5 IN CNAME www.example.test."], "{}", d.out);
+    let cname = "ext.default.svc.cluster.local. 5 IN CNAME www.example.test.";
+    assert_eq!(d.answer, [cname.to_string(), format!("www.example.test. 30 IN A {external_ip}")], "{}", d.out);
+    assert!(
+        upstream.asked.lock().expect("asked").iter().any(|(n, t)| n == EXTERNAL && *t == 1),
+        "the target was asked of the upstream as an A question"
+    );
+    // a type the upstream has no record of: the CNAME alone, NOERROR; a name not ours is relayed as it is
+    let d = dig(&["ext.default.svc.cluster.local", "AAAA"]);
+    assert_eq!((d.status.as_str(), d.answer.clone()), ("NOERROR", vec![cname.to_string()]), "{}", d.out);
+    let d = dig(&[EXTERNAL, "A"]);
+    assert_eq!(d.answer, [format!("www.example.test. 30 IN A {external_ip}")], "{}", d.out);
 
     // SRV for a ClusterIP Service's named port: the Service name as target, its address as glue
     let d = dig(&["_http._tcp.websvc.default.svc.cluster.local", "SRV"]);
