@@ -34,6 +34,9 @@ pub struct Options {
     pub max_connections_per_client: usize,
     /// `--lb-pool`: the built-in load balancer's addresses (None: the nodes' InternalIPs).
     pub lb_pool: Option<rkube_controllers::service_lb::Pool>,
+    /// `--node-monitor-grace-period`, `--node-monitor-period` (kube-controller-manager's; node lifecycle).
+    pub node_monitor_grace_period: std::time::Duration,
+    pub node_monitor_period: std::time::Duration,
 }
 
 /// A running control plane; [`ControlPlane::stop`] ends it.
@@ -125,6 +128,8 @@ pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<C
         sole_candidate: o.etcd.is_empty(),
     });
     let mut loops = rkube_controllers::manager::Loops { lb_pool: o.lb_pool, ..Default::default() };
+    loops.controllers.lifecycle.grace = rkube_controllers::node_lifecycle::duration_from_std(o.node_monitor_grace_period);
+    loops.controllers.node_monitor_period = o.node_monitor_period;
     // the CSR signer issues joining nodes' certificates with the cluster CA (`rkube join`)
     loops.controllers.csr_signing = Some(signing_ca(&o.data_dir.join("pki"))?);
     let loops = rkube_controllers::manager::run_elected(config_from_kubeconfig(&kubeconfig).await?, loops, election)?;

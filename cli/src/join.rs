@@ -1,13 +1,15 @@
 //! `rkube join`: a node joins a cluster the kubeadm way, with a bootstrap token and the CA's pin instead of
 //! an admin credential. The TLS bootstrap (discovery, CSR, waiting, `<data-dir>/kubelet.conf`) is
-//! `rkube_kubelet::bootstrap`; then the kubelet runs exactly as `rkube kubelet --kubeconfig <data-dir>/kubelet.conf`.
+//! `rkube_kubelet::bootstrap`; then the kubelet runs exactly as `rkube kubelet --kubeconfig <data-dir>/kubelet.conf`
+//! with the same node flags (`--netns`, `--cgroup-root`, `--pod-network`, `--node-ip`, ... : [`AgentArgs`]), which
+//! is also how it is restarted. `rkube cluster` joins its nodes this way, as a Vagrant worker does.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::node::NodeArgs;
+use crate::kubelet::AgentArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,16 +32,21 @@ pub struct Args {
     #[arg(long, default_value = "/var/lib/rkube")]
     pub data_dir: PathBuf,
     #[command(flatten)]
-    pub node: NodeArgs,
+    pub agent: AgentArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // before the tokio runtime starts any thread (setns acts on this thread only): the node's namespace is the
+    // one it reaches the server from, as its kubelet does
+    if let Some(ns) = &args.agent.netns {
+        rkube_cluster::netns::enter(ns)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;
     runtime.block_on(join(args))
 }
 
 async fn join(args: Args) -> anyhow::Result<()> {
-    let node_name = args.node.node_name.clone().unwrap_or_else(crate::node::hostname);
+    let node_name = args.agent.node.node_name.clone().unwrap_or_else(crate::node::hostname);
     let opts = rkube_kubelet::bootstrap::JoinOptions {
         server: args.server.clone(),
         token: args.token.clone(),
@@ -51,14 +58,7 @@ async fn join(args: Args) -> anyhow::Result<()> {
     };
     let conf = rkube_kubelet::bootstrap::join(&opts).await.with_context(|| format!("join {} as node {node_name}", args.server))?;
     eprintln!("rkube join: node {node_name} has its certificate ({}); starting the kubelet", conf.display());
-    // `rkube kubelet --kubeconfig <kubelet.conf>` with its defaults, then this command's node flags
-    let conf_arg = conf.display().to_string();
-    let matches = <crate::kubelet::Args as clap::Args>::augment_args(clap::Command::new("kubelet"))
-        .try_get_matches_from(["kubelet", "--kubeconfig", conf_arg.as_str()])
-        .context("kubelet arguments")?;
-    let mut kubelet = <crate::kubelet::Args as clap::FromArgMatches>::from_arg_matches(&matches).context("kubelet arguments")?;
-    kubelet.data_dir = args.data_dir;
-    kubelet.node = args.node;
-    kubelet.node.node_name = Some(node_name);
-    crate::kubelet::kubelet(kubelet).await
+    let mut agent = args.agent;
+    agent.node.node_name = Some(node_name);
+    crate::kubelet::kubelet(crate::kubelet::Args { kubeconfig: conf, data_dir: args.data_dir, agent }).await
 }

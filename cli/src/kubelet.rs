@@ -20,12 +20,21 @@ use crate::node::{self, NodeArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Kubeconfig of the cluster to join (e.g. the one `rkube server` wrote)
+    /// Kubeconfig of the cluster to join (e.g. the one `rkube server` wrote, or the node's own from
+    /// `rkube join` or `rkube kubeconfig --node`)
     #[arg(long)]
     pub kubeconfig: PathBuf,
     /// Directory for pods, logs, images and the network config
     #[arg(long, default_value = "/var/lib/rkube")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// The node agent's flags other than its credential and data dir: the same for `rkube kubelet` and
+/// `rkube join`, so a node that joins runs exactly as one started with a kubeconfig.
+#[derive(clap::Args)]
+pub struct AgentArgs {
     /// CA that signs the certificates of clients allowed into the kubelet API (default: the kubeconfig's CA)
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
@@ -52,7 +61,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     // before the tokio runtime starts any thread: setns and unshare act on this thread only
-    if let Some(ns) = &args.netns {
+    if let Some(ns) = &args.agent.netns {
         rkube_cluster::netns::enter(ns)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;
@@ -62,8 +71,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
     let data = &args.data_dir;
     let _pid = node::claim_data_dir(data)?;
-    let mut cfg = node::node_config(&args.node, data, None)?;
-    cfg.cgroup_root = args.cgroup_root.trim_matches('/').to_string();
+    let mut cfg = node::node_config(&args.agent.node, data, None)?;
+    cfg.cgroup_root = args.agent.cgroup_root.trim_matches('/').to_string();
     cfg.api_tls = api_tls(&args, data, &cfg.node_name, &cfg.node_ip)?;
     if cfg.api_tls.is_none() {
         tracing::warn!(
@@ -73,10 +82,10 @@ pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
     }
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
     // in a namespace of its own the node's forwarding is that namespace's, not the host's
-    if args.netns.is_none() {
+    if args.agent.netns.is_none() {
         crate::ip_forward::record()?;
     }
-    if args.pod_network == "host-gw" {
+    if args.agent.pod_network == "host-gw" {
         tokio::spawn(rkube_kubelet::node::routes::run(client.clone(), cfg.node_name.clone()));
     }
     eprintln!(
@@ -84,21 +93,21 @@ pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
         cfg.node_name,
         cfg.node_ip,
         args.kubeconfig.display(),
-        args.node.cluster_dns
+        args.agent.node.cluster_dns
     );
     node::run_kubelet(cfg, client).await
 }
 
 /// The kubelet API's TLS from the flags and the kubeconfig (None: no client CA known, plain HTTP).
 fn api_tls(args: &Args, data: &Path, node_name: &str, node_ip: &str) -> anyhow::Result<Option<ApiTls>> {
-    let client_ca_pem = match &args.client_ca_file {
+    let client_ca_pem = match &args.agent.client_ca_file {
         Some(f) => std::fs::read_to_string(f).with_context(|| format!("--client-ca-file {}", f.display()))?,
         None => match kubeconfig_ca(&args.kubeconfig)? {
             Some(pem) => pem,
             None => return Ok(None),
         },
     };
-    let (cert_pem, key_pem) = match (&args.tls_cert_file, &args.tls_private_key_file) {
+    let (cert_pem, key_pem) = match (&args.agent.tls_cert_file, &args.agent.tls_private_key_file) {
         (Some(c), Some(k)) => (
             std::fs::read_to_string(c).with_context(|| format!("--tls-cert-file {}", c.display()))?,
             std::fs::read_to_string(k).with_context(|| format!("--tls-private-key-file {}", k.display()))?,

@@ -65,6 +65,23 @@ pub struct Args {
     /// How often candidates try to acquire and the leader renews
     #[arg(long, default_value = "2s", value_parser = leader_duration)]
     pub leader_elect_retry_period: std::time::Duration,
+    /// How long a node may go without renewing its Lease (kube-node-lease) before it is Ready=Unknown and
+    /// tainted node.kubernetes.io/unreachable (kube-controller-manager's flag; 50s as upstream since 1.32). The
+    /// kubelet renews every 10 s: keep it well above that
+    #[arg(long, default_value = "50s", value_parser = node_monitor_grace)]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// How often the node lifecycle controller checks every node (and evicts pods whose toleration ran out)
+    #[arg(long, default_value = "5s", value_parser = leader_duration)]
+    pub node_monitor_period: std::time::Duration,
+}
+
+/// A grace period at or below the kubelet's 10 s Lease renewal would mark live nodes Unknown between renewals.
+fn node_monitor_grace(s: &str) -> Result<std::time::Duration, String> {
+    let d = leader_duration(s)?;
+    if d <= std::time::Duration::from_secs(10) {
+        return Err(format!("{s}: must be more than the kubelet's 10s Lease renewal interval, or live nodes go Unknown between renewals (upstream's default is 50s)"));
+    }
+    Ok(d)
 }
 
 fn leader_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -99,6 +116,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         kubelet_client: None,
         max_connections_per_client: args.max_connections_per_client,
         lb_pool: args.lb_pool,
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        node_monitor_period: args.node_monitor_period,
     }, &le)
     .await?;
     eprintln!(

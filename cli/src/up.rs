@@ -4,6 +4,10 @@
 //! cluster CA in `<data-dir>/pki` for it and the kubelet API; a local account without that kubeconfig gets
 //! 401 (plain HTTP only with `--insecure-http-listen`). Works offline once an image is in the
 //! node's store (`rkube image import`). Stop it with Ctrl-C or `rkube down`.
+//!
+//! The kubelet talks to the API as the node, not as admin: with its own `system:node:<name>` certificate from
+//! the cluster CA (`<data-dir>/kubelet.conf`, 0600, as `rkube kubeconfig --node` issues one), so the Node
+//! authorizer and NodeRestriction hold it to its own Node, Lease and pods, as on every other path.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +80,8 @@ async fn up(args: Args) -> anyhow::Result<()> {
         kubelet_client: Some(kubelet_client),
         max_connections_per_client: args.max_connections_per_client,
         lb_pool: args.lb_pool,
+        node_monitor_grace_period: rkube_controllers::node_lifecycle::DEFAULT_NODE_MONITOR_GRACE_PERIOD,
+        node_monitor_period: rkube_controllers::node_lifecycle::DEFAULT_NODE_MONITOR_PERIOD,
     })
     .await?;
     eprintln!(
@@ -106,11 +112,27 @@ async fn up(args: Args) -> anyhow::Result<()> {
             }
         }
     };
-    let result = node::run_kubelet(cfg, cp.client.clone()).await;
+    let kubelet_conf = data.join("kubelet.conf");
+    let node_client = node_credential(&pki, &cfg.node_name, &cp.url, &kubelet_conf).await;
+    let result = match node_client {
+        Ok(client) => node::run_kubelet(cfg, client).await,
+        Err(e) => Err(e),
+    };
     tracing::info!("shutting down (containers keep running; `rkube down` removes them)");
     if let Some(h) = ingress {
         h.stop().await;
     }
     cp.stop().await;
     result
+}
+
+/// The kubelet's client: a `system:node:<name>` certificate issued from the cluster CA at every start, written
+/// to `path` (0600) as a kubeconfig naming the API at `url`.
+async fn node_credential(pki: &rkube_apiserver::tls::Pki, node: &str, url: &str, path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    use anyhow::Context;
+    let pair = rkube_apiserver::tls::issue_node(pki, node).with_context(|| format!("issue the certificate of node {node}"))?;
+    let user = format!("system:node:{node}");
+    let kc = rkube_apiserver::kubeconfig::render_tls_user(url, "rkube", &user, &pki.ca_cert, &pair.cert, &pair.key);
+    rkube_apiserver::kubeconfig::write_content(path, &kc).with_context(|| format!("write {}", path.display()))?;
+    control_plane::client_from_kubeconfig(path).await
 }

@@ -51,11 +51,27 @@ fn spawn(exe: &Path, args: &[String], log: &Path) -> Result<crate::state::Proc> 
     process::spawn(exe, args, log, &env)
 }
 
-/// The flags of node `n`'s agent.
-fn kubelet_args(s: &State, n: &NodeState) -> Vec<String> {
-    let mut a: Vec<String> = ["kubelet", "--netns", &n.netns, "--kubeconfig"].iter().map(|s| s.to_string()).collect();
-    a.push(s.kubeconfig.display().to_string());
-    a.extend(["--data-dir".to_string(), n.data_dir.display().to_string()]);
+/// The node's own kubeconfig, written by `rkube join` once its certificate is issued.
+pub fn node_kubeconfig(n: &NodeState) -> PathBuf {
+    n.data_dir.join("kubelet.conf")
+}
+
+/// The command line of node `n`'s agent. The first time, `rkube join` with the cluster's bootstrap token and CA
+/// pin, as any machine joins (a CSR as `system:bootstrap:<id>`, then its own `system:node:<name>` certificate in
+/// `<data>/kubelet.conf`); once `joined` (that file exists), `rkube kubelet --kubeconfig` it, as a joined node
+/// restarts. Never the admin credential. Pure.
+pub fn agent_args(s: &State, n: &NodeState, joined: bool) -> Result<Vec<String>> {
+    let mut a: Vec<String> = Vec::new();
+    if joined {
+        a.extend(["kubelet".to_string(), "--kubeconfig".to_string(), node_kubeconfig(n).display().to_string()]);
+    } else {
+        let j = s.join.as_ref().ok_or_else(|| ClusterError::State {
+            path: State::path(&s.data_dir),
+            message: format!("node {} has not joined and the cluster has no join token; make the cluster again (`rkube cluster down`, `up`)", n.name),
+        })?;
+        a.extend(["join", "--server", &j.server, "--token", &j.token, "--discovery-token-ca-cert-hash", &j.ca_cert_hash].map(str::to_string));
+    }
+    a.extend(["--netns".to_string(), n.netns.clone(), "--data-dir".to_string(), n.data_dir.display().to_string()]);
     for (k, v) in [
         ("--node-name", n.name.as_str()),
         ("--node-ip", &n.addr.to_string()),
@@ -67,7 +83,31 @@ fn kubelet_args(s: &State, n: &NodeState) -> Vec<String> {
         a.extend([k.to_string(), v.to_string()]);
     }
     a.extend(s.kubelet_args.iter().cloned());
-    a
+    Ok(a)
+}
+
+/// A bootstrap token for the cluster's nodes, made through the API with the admin kubeconfig as a user would
+/// (`rkube token create --print-join-command`), retried until the server answers.
+fn create_join_token(exe: &Path, s: &State) -> Result<crate::state::JoinCreds> {
+    let kc = s.kubeconfig.display().to_string();
+    let desc = format!("rkube cluster {} nodes", s.name);
+    let args = ["token", "create", "--kubeconfig", &kc, "--print-join-command", "--description", &desc];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = lan::run(&exe.display().to_string(), &args);
+        match r {
+            Ok(out) => {
+                return crate::state::JoinCreds::parse(&out).ok_or_else(|| ClusterError::Command { cmd: "rkube token create".into(), message: format!("not a join command: {out}") })
+            }
+            Err(e) if Instant::now() > deadline => return Err(ClusterError::Timeout { what: "a bootstrap token for the nodes".into(), secs: 60, last: e.to_string() }),
+            Err(_) => {
+                if let Some(sv) = s.server.as_ref().filter(|sv| !process::alive(sv)) {
+                    return Err(ClusterError::Command { cmd: "rkube server".into(), message: format!("exited; its log:\n{}", tail(&sv.log, 20)) });
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
 }
 
 fn node_log(s: &State, n: &NodeState) -> PathBuf {
@@ -75,7 +115,7 @@ fn node_log(s: &State, n: &NodeState) -> PathBuf {
 }
 
 fn start_kubelet(exe: &Path, s: &State, n: &NodeState) -> Result<crate::state::Proc> {
-    spawn(exe, &kubelet_args(s, n), &node_log(s, n))
+    spawn(exe, &agent_args(s, n, node_kubeconfig(n).exists())?, &node_log(s, n))
 }
 
 /// The last lines of a log, for an error message.
@@ -123,6 +163,7 @@ pub fn up(o: &UpOptions, say: &mut dyn FnMut(&str)) -> Result<State> {
         api_url: format!("https://{}", p.api_listen()),
         server: None,
         kubelet_args: o.kubelet_args.clone(),
+        join: None,
         nodes: Vec::new(),
     };
     s.save()?;
@@ -176,6 +217,10 @@ fn make(o: &UpOptions, s: &mut State, say: &mut dyn FnMut(&str)) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // the nodes join with a bootstrap token, never the admin credential
+    s.join = Some(create_join_token(&o.exe, s)?);
+    s.save()?;
+    say("bootstrap token for the nodes made (`rkube token list`)");
     for np in p.node_plans() {
         let NodePlan { index, name, netns, addr, lan_port, data_dir, bridge, cgroup_root } = np.clone();
         s.nodes.push(NodeState { name, index, netns, addr, lan_port, data_dir, bridge, cgroup_root, netns_made: true, kubelet: None, partitioned: false });
@@ -184,7 +229,7 @@ fn make(o: &UpOptions, s: &mut State, say: &mut dyn FnMut(&str)) -> Result<()> {
         lan::make_node_link(p, &np)?;
         let i = s.nodes.len() - 1;
         let k = start_kubelet(&o.exe, s, &s.nodes[i])?;
-        say(&format!("node {} ({}) in netns {}: rkube kubelet (pid {})", np.name, np.addr, np.netns, k.pid));
+        say(&format!("node {} ({}) in netns {}: rkube join (pid {})", np.name, np.addr, np.netns, k.pid));
         s.nodes[i].kubelet = Some(k);
         s.save()?;
     }
@@ -390,4 +435,37 @@ pub fn node_action(exe: &Path, data_dir: &Path, name: &str, node: &str, action: 
     };
     s.save()?;
     Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::JoinCreds;
+
+    #[test]
+    fn a_node_joins_with_the_token_first_and_restarts_with_its_own_credential() {
+        let p = Plan::new("c", plan::DEFAULT_SUBNET, 2, Some(Path::new("/d"))).expect("plan");
+        let np = p.node(2);
+        let n = NodeState {
+            name: np.name, index: 2, netns: np.netns, addr: np.addr, lan_port: np.lan_port, data_dir: np.data_dir,
+            bridge: np.bridge, cgroup_root: np.cgroup_root, netns_made: true, kubelet: None, partitioned: false,
+        };
+        let mut s = State {
+            name: "c".into(), subnet: p.subnet_cidr(), data_dir: p.data_dir.clone(), lan_netns: None, host_link: None,
+            host_addr: p.host_addr(), shared_mount: false, cgroup_top: p.cgroup_top(), kubeconfig: p.kubeconfig(),
+            api_url: "https://172.28.0.1:6443".into(), server: None, kubelet_args: vec!["--eviction-hard=x".into()], join: None,
+            nodes: vec![n.clone()],
+        };
+        let err = agent_args(&s, &n, false).expect_err("no token").to_string();
+        assert!(err.contains("no join token"), "{err}");
+        s.join = Some(JoinCreds { server: "https://172.28.0.1:6443".into(), token: "abcdef.0123456789abcdef".into(), ca_cert_hash: "sha256:ab".into() });
+        let first = agent_args(&s, &n, false).expect("join").join(" ");
+        assert!(first.starts_with("join --server https://172.28.0.1:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:ab --netns rkc-c-n2 --data-dir /d/c-n2 "), "{first}");
+        let again = agent_args(&s, &n, true).expect("kubelet").join(" ");
+        assert!(again.starts_with("kubelet --kubeconfig /d/c-n2/kubelet.conf --netns rkc-c-n2 "), "{again}");
+        for a in [&first, &again] {
+            assert!(!a.contains("server/kubeconfig"), "never the admin kubeconfig: {a}");
+            assert!(a.contains("--node-name c-n2 --node-ip 172.28.0.12 --bridge c-br2 --cgroup-root rkc-c/n2 --dns-upstream none --eviction-hard=x"), "{a}");
+        }
+    }
 }

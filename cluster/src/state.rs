@@ -38,6 +38,24 @@ pub struct NodeState {
     pub partitioned: bool,
 }
 
+/// How the cluster's nodes join: what `rkube token create --print-join-command` printed for them. The token is
+/// a credential; the state file is 0600 in the 0700 data dir.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinCreds {
+    pub server: String,
+    pub token: String,
+    pub ca_cert_hash: String,
+}
+
+impl JoinCreds {
+    /// Parses `rkube join --server S --token T --discovery-token-ca-cert-hash H`.
+    pub fn parse(command: &str) -> Option<JoinCreds> {
+        let w: Vec<&str> = command.split_whitespace().collect();
+        let after = |flag: &str| w.iter().position(|x| *x == flag).and_then(|i| w.get(i + 1)).map(|v| v.to_string());
+        Some(JoinCreds { server: after("--server")?, token: after("--token")?, ca_cert_hash: after("--discovery-token-ca-cert-hash")? })
+    }
+}
+
 /// Everything `up` made, in the order it made it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -57,6 +75,9 @@ pub struct State {
     /// More `rkube kubelet` flags given to `up`, used again by `cluster node start`.
     #[serde(default)]
     pub kubelet_args: Vec<String>,
+    /// The bootstrap token and CA pin nodes join with (`rkube join`), made once the server is up.
+    #[serde(default)]
+    pub join: Option<JoinCreds>,
     pub nodes: Vec<NodeState>,
 }
 
@@ -131,7 +152,13 @@ impl State {
         let path = State::path(&self.data_dir);
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).map_err(|e| ClusterError::State { path: path.clone(), message: e.to_string() })?;
-        std::fs::write(&tmp, text).map_err(io_err("write", &tmp))?;
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            // it holds the nodes' bootstrap token
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io_err("write", &tmp))?;
+            f.write_all(text.as_bytes()).map_err(io_err("write", &tmp))?;
+        }
         std::fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))
     }
 
@@ -179,6 +206,7 @@ mod tests {
             api_url: "https://172.28.0.1:6443".into(),
             server: Some(proc_(10)),
             kubelet_args: Vec::new(),
+            join: Some(JoinCreds { server: "https://172.28.0.1:6443".into(), token: "abcdef.0123456789abcdef".into(), ca_cert_hash: "sha256:00".into() }),
             nodes: vec![node(1, true, Some(11)), node(2, true, None), node(3, false, None)],
         }
     }
@@ -215,6 +243,14 @@ mod tests {
     }
 
     #[test]
+    fn the_join_command_is_read_back() {
+        let c = JoinCreds::parse("rkube join --server https://172.28.0.1:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:ab\n")
+            .expect("parsed");
+        assert_eq!((c.server.as_str(), c.token.as_str(), c.ca_cert_hash.as_str()), ("https://172.28.0.1:6443", "abcdef.0123456789abcdef", "sha256:ab"));
+        assert_eq!(JoinCreds::parse("abcdef.0123456789abcdef"), None, "a bare token is not a join command");
+    }
+
+    #[test]
     fn a_partial_up_undoes_only_what_it_made() {
         let mut s = state();
         s.server = None;
@@ -237,6 +273,8 @@ mod tests {
         assert_eq!(s.node("n3").expect("by short name"), 2);
         let err = s.node("x").expect_err("unknown").to_string();
         assert!(err.contains("c-n1, c-n2, c-n3"), "{err}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(State::path(dir.path())).expect("stat").permissions().mode() & 0o777, 0o600, "it holds a token");
         std::fs::write(State::path(dir.path()), "{").expect("write");
         assert!(State::load(dir.path()).expect_err("bad json").to_string().contains("not a cluster state"));
     }

@@ -69,7 +69,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             lifecycle: Default::default(),
-            node_monitor_period: Duration::from_secs(5),
+            node_monitor_period: crate::node_lifecycle::DEFAULT_NODE_MONITOR_PERIOD,
             gc_period: Duration::from_secs(2),
             manager: "rkube-controller-manager".into(),
             clock: Default::default(),

@@ -1,7 +1,9 @@
 //! DaemonSet controller: one pod per eligible node (nodeSelector, required node affinity, taints tolerated
 //! with the DaemonSet default tolerations), pinned to its node through a `metadata.name` node affinity so the
 //! scheduler still checks resources; RollingUpdate replaces old-revision pods at most `maxUnavailable` nodes
-//! at a time. [`step`] and [`should_run`] are pure.
+//! at a time. A pod already on a node stays while the node's taints it does not tolerate are NoSchedule only
+//! (upstream's `shouldContinueRunning`: a NotReady node's `unreachable:NoSchedule` keeps its daemon pod; only an
+//! untolerated NoExecute taint removes it). [`step`], [`should_run`] and [`should_continue_running`] are pure.
 
 use std::collections::BTreeMap;
 
@@ -39,8 +41,8 @@ pub struct NodeView {
     pub taints: Vec<Taint>,
 }
 
-/// Whether a daemon pod with this spec belongs on the node.
-pub fn should_run(spec: &PodSpec, node: &NodeView) -> bool {
+/// Whether the node is selected at all: nodeSelector and required node affinity.
+fn selects(spec: &PodSpec, node: &NodeView) -> bool {
     if let Some(sel) = &spec.node_selector {
         if sel.iter().any(|(k, v)| node.labels.get(k) != Some(v)) {
             return false;
@@ -51,17 +53,28 @@ pub fn should_run(spec: &PodSpec, node: &NodeView) -> bool {
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
-    if let Some(req) = req {
-        if !node_selector_matches_parts(req, &node.name, &node.labels) {
-            return false;
-        }
+    match req {
+        Some(req) => node_selector_matches_parts(req, &node.name, &node.labels),
+        None => true,
     }
+}
+
+/// Whether the node's taints with these effects are all tolerated (the spec's and the default tolerations).
+fn tolerated(spec: &PodSpec, node: &NodeView, effects: &[&str]) -> bool {
     let mut tolerations = spec.tolerations.clone().unwrap_or_default();
     tolerations.extend(default_tolerations());
-    node.taints
-        .iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .all(|t| tolerations.iter().any(|tol| tolerates(tol, t)))
+    node.taints.iter().filter(|t| effects.contains(&t.effect.as_str())).all(|t| tolerations.iter().any(|tol| tolerates(tol, t)))
+}
+
+/// Whether a new daemon pod with this spec belongs on the node (upstream's `shouldRun`).
+pub fn should_run(spec: &PodSpec, node: &NodeView) -> bool {
+    selects(spec, node) && tolerated(spec, node, &["NoSchedule", "NoExecute"])
+}
+
+/// Whether a daemon pod already on the node may stay (upstream's `shouldContinueRunning`): an untolerated
+/// NoSchedule taint only stops new pods.
+pub fn should_continue_running(spec: &PodSpec, node: &NodeView) -> bool {
+    selects(spec, node) && tolerated(spec, node, &["NoExecute"])
 }
 
 /// A daemon pod as the step sees it.
@@ -83,8 +96,9 @@ pub enum DsAction {
     Delete(String),
 }
 
-/// Decide creates/deletes over eligible nodes and existing daemon pods.
-pub fn step(eligible: &[String], pods: &[DaemonPod], update_revision: &str, max_unavailable: usize) -> Vec<DsAction> {
+/// Decide creates/deletes over eligible nodes (a pod belongs there) and existing daemon pods; a pod on a node of
+/// `keep` that is not eligible (an untolerated NoSchedule taint) stays, and none is made there.
+pub fn step(eligible: &[String], keep: &[String], pods: &[DaemonPod], update_revision: &str, max_unavailable: usize) -> Vec<DsAction> {
     let mut out = Vec::new();
     let mut by_node: BTreeMap<&str, Vec<&DaemonPod>> = BTreeMap::new();
     for p in pods.iter().filter(|p| !p.terminating) {
@@ -94,7 +108,7 @@ pub fn step(eligible: &[String], pods: &[DaemonPod], update_revision: &str, max_
         pods.iter().filter(|p| p.terminating).map(|p| p.node.as_str()).collect();
     // pods on nodes that should not run one
     for (node, ps) in &by_node {
-        if !eligible.iter().any(|n| n == node) {
+        if !eligible.iter().any(|n| n == node) && !keep.iter().any(|n| n == node) {
             out.extend(ps.iter().map(|p| DsAction::Delete(p.name.clone())));
         }
     }
@@ -159,8 +173,13 @@ mod tests {
             ("rolling: maxUnavailable 2", nodes(&["a", "b"]), vec![dp("p1", "a", "r1", true), dp("p2", "b", "r1", true)], 2, vec![Delete("p1".into()), Delete("p2".into())]),
         ];
         for (what, eligible, pods, mu, want) in cases {
-            assert_eq!(step(&eligible, &pods, "r2", mu), want, "{what}");
+            assert_eq!(step(&eligible, &eligible, &pods, "r2", mu), want, "{what}");
         }
+        // b is unreachable (unreachable:NoSchedule, not tolerated by default): its pod stays, none is made on c
+        let (eligible, keep) = (nodes(&["a"]), nodes(&["a", "b", "c"]));
+        let pods = vec![dp("p1", "a", "r2", true), dp("p2", "b", "r2", true)];
+        assert_eq!(step(&eligible, &keep, &pods, "r2", 1), vec![], "kept on a NoSchedule-tainted node");
+        assert_eq!(step(&eligible, &eligible, &pods, "r2", 1), vec![Delete("p2".into())], "not kept elsewhere");
     }
 
     #[test]
@@ -177,6 +196,11 @@ mod tests {
         assert!(should_run(&spec, &node(vec![taint("node.kubernetes.io/unschedulable", "NoSchedule")])));
         assert!(!should_run(&spec, &node(vec![taint("dedicated", "NoSchedule")])));
         assert!(should_run(&spec, &node(vec![taint("dedicated", "PreferNoSchedule")])));
+        // a NotReady node: no new daemon pod for the NoSchedule taint, the one there stays (NoExecute tolerated)
+        let unreachable = node(vec![taint("node.kubernetes.io/unreachable", "NoSchedule"), taint("node.kubernetes.io/unreachable", "NoExecute")]);
+        assert!(!should_run(&spec, &unreachable));
+        assert!(should_continue_running(&spec, &unreachable));
+        assert!(!should_continue_running(&spec, &node(vec![taint("dedicated", "NoExecute")])));
         spec.node_selector = Some([("role".to_string(), "core".to_string())].into());
         assert!(!should_run(&spec, &node(vec![])));
     }
@@ -267,6 +291,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<DaemonSetCtx>) -> Result<Req
     let revision = format!("{}", crate::deployment::history::pod_template_hash(&spec.template, None));
     let nodes: Vec<NodeView> = ctx.nodes.state().iter().map(|n| view(n)).collect();
     let eligible: Vec<String> = nodes.iter().filter(|n| should_run(&template_spec, n)).map(|n| n.name.clone()).collect();
+    let keep: Vec<String> = nodes.iter().filter(|n| should_continue_running(&template_spec, n)).map(|n| n.name.clone()).collect();
     let all = shared.pods_in(&ns);
     let owned: Vec<&Arc<Pod>> = all
         .iter()
@@ -300,7 +325,7 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<DaemonSetCtx>) -> Result<Req
         .map_err(|e| ReconcileError::Invalid { what: format!("daemonset {ns}/{name}"), problem: e.to_string() })?;
         u.max(1) as usize
     };
-    let actions = step(&eligible, &dpods, &revision, max_unavailable);
+    let actions = step(&eligible, &keep, &dpods, &revision, max_unavailable);
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
     let oref = new_controller_ref("apps/v1", "DaemonSet", &ds.metadata);
     for a in &actions {

@@ -1,5 +1,5 @@
 //! Node lifecycle: podCIDR per node from 10.244.0.0/16 (/24 each); a node whose Lease is not renewed within
-//! the grace period (40 s default) goes Ready=Unknown and gets the `unreachable` taints, a node reporting
+//! the grace period (`--node-monitor-grace-period`, 50 s by default as upstream since 1.32; 40 s before) goes Ready=Unknown and gets the `unreachable` taints, a node reporting
 //! Ready=False gets the `not-ready` taints; pods on a NoExecute-tainted node are evicted after their
 //! tolerationSeconds (300 s when they carry no toleration for it, as DefaultTolerationSeconds gives). A node
 //! reporting MemoryPressure, DiskPressure or PIDPressure gets the matching NoSchedule taint
@@ -16,6 +16,17 @@ use k8s_openapi::api::core::v1::{NodeCondition, Taint, Toleration};
 
 use crate::scheduler::filters::{tolerates, TAINT_NOT_READY, TAINT_UNREACHABLE};
 
+/// kube-controller-manager's `--node-monitor-grace-period` default (50 s since Kubernetes 1.32, kubernetes#126287;
+/// 40 s before): how long a node may go without renewing its Lease before it is Ready=Unknown.
+pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(50);
+/// kube-controller-manager's `--node-monitor-period` default: how often every node is checked again.
+pub const DEFAULT_NODE_MONITOR_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A [`std::time::Duration`] flag as the lifecycle's [`Duration`] (saturating).
+pub fn duration_from_std(d: std::time::Duration) -> Duration {
+    Duration::milliseconds(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct LifecycleConfig {
@@ -30,7 +41,7 @@ pub struct LifecycleConfig {
 impl Default for LifecycleConfig {
     fn default() -> Self {
         LifecycleConfig {
-            grace: Duration::seconds(40),
+            grace: duration_from_std(DEFAULT_NODE_MONITOR_GRACE_PERIOD),
             default_toleration_seconds: 300,
             cluster_cidr: Ipv4Net::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).expect("valid prefix"),
             node_mask: 24,
@@ -212,9 +223,11 @@ mod tests {
         let cfg = LifecycleConfig::default();
         let now = t0() + Duration::seconds(100);
         let fresh = Some(now - Duration::seconds(10));
-        let stale = Some(now - Duration::seconds(41));
+        let stale = Some(now - Duration::seconds(51));
         assert_eq!(node_verdict(Some("True"), fresh, t0(), now, &cfg), Verdict { set_ready: None, taint_key: None });
         assert_eq!(node_verdict(Some("False"), fresh, t0(), now, &cfg).taint_key, Some(TAINT_NOT_READY));
+        // 45 s without a renewal is within upstream's 50 s default (it was not within the pre-1.32 40 s)
+        assert_eq!(node_verdict(Some("True"), Some(now - Duration::seconds(45)), t0(), now, &cfg).taint_key, None);
         let lost = node_verdict(Some("True"), stale, t0(), now, &cfg);
         assert_eq!(lost.taint_key, Some(TAINT_UNREACHABLE));
         assert_eq!(lost.set_ready.map(|s| s.0), Some("Unknown"));

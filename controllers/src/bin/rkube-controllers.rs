@@ -21,8 +21,8 @@ struct Args {
     /// Run the controllers without the scheduler
     #[arg(long)]
     no_scheduler: bool,
-    /// Seconds without a Lease renewal before a node is marked Unknown
-    #[arg(long, default_value_t = 40)]
+    /// Seconds without a Lease renewal before a node is marked Unknown (upstream's default since 1.32)
+    #[arg(long, default_value_t = 50)]
     node_monitor_grace_period: i64,
     /// tolerationSeconds for pods without a not-ready/unreachable toleration
     #[arg(long, default_value_t = 300)]

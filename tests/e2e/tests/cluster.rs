@@ -3,7 +3,10 @@
 //! pair of nodes with the receiver seeing the sender's pod IP (no NAT); a ClusterIP Service by its DNS name from
 //! a pod on every node; NodePort on every node's LAN address from a namespace playing an outside client; a node
 //! stopped -> NotReady, its pods replaced elsewhere, the Service still answering; started again -> Ready, its
-//! stale pods removed; a partitioned node NotReady, healed Ready.
+//! stale pods removed; a partitioned node NotReady, healed Ready. Every node joins with a bootstrap token (a CSR
+//! each, Approved,Issued; each kubelet is system:node:<name>, refused another node's Lease). A DaemonSet runs
+//! one pod per node and keeps it on a stopped node; a StatefulSet's pod on the stopped node is not replaced
+//! until it is force-deleted (at most one pod per identity).
 //!
 //! The guard runs `rkube cluster down` on drop and checks nothing is left: network namespaces, the host link,
 //! cgroups, mounts, the data dir.
@@ -113,6 +116,26 @@ impl TestCluster {
                 let w: Vec<&str> = l.split_whitespace().collect();
                 // a pod being deleted has one more field (its deletionTimestamp)
                 (w.len() == 5 && w[3] == "Running" && w[4] == "True").then(|| (w[0].to_string(), (w[1].to_string(), w[2].to_string())))
+            })
+            .collect()
+    }
+
+    /// Pods of `app=<app>`: (name, node, phase, uid, being deleted).
+    fn pods_of(&self, app: &str) -> Vec<(String, String, String, String, bool)> {
+        let out = self
+            .kubectl_try(&[
+                "get",
+                "pods",
+                "-l",
+                &format!("app={app}"),
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name}|{.spec.nodeName}|{.status.phase}|{.metadata.uid}|{.metadata.deletionTimestamp}{\"\\n\"}{end}",
+            ])
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split('|').map(str::trim).collect();
+                (w.len() == 5).then(|| (w[0].to_string(), w[1].to_string(), w[2].to_string(), w[3].to_string(), !w[4].is_empty()))
             })
             .collect()
     }
@@ -242,6 +265,51 @@ spec:
   - {port: 80, targetPort: 8080, nodePort: 30080}
 "#;
 
+/// A DaemonSet (one pod per node, upstream's default tolerations) and a StatefulSet of one (at most one pod of
+/// an identity: never replaced while its node is unreachable, only once the pod is force-deleted).
+const AGENT_AND_DB: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sleep", "3600"]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  replicas: 1
+  serviceName: db
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      terminationGracePeriodSeconds: 1
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      containers:
+      - name: c
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sleep", "3600"]
+"#;
+
 #[test]
 fn three_node_cluster() {
     let c = TestCluster::new();
@@ -250,7 +318,19 @@ fn three_node_cluster() {
     // 1. up, timed
     let t0 = Instant::now();
     // this machine's disk may be fuller than the default nodefs threshold: pressure would taint every node
-    let out = c.cluster(&["up", "--nodes", "3", "--subnet", &subnet, "--timeout", "180", "--kubelet-arg=--eviction-hard=memory.available<1Mi,nodefs.available<1%"]);
+    // a node is Unknown after 25 s without a Lease renewal (upstream's --node-monitor-grace-period is 50 s; the
+    // kubelet renews every 10 s)
+    let out = c.cluster(&[
+        "up",
+        "--nodes",
+        "3",
+        "--subnet",
+        &subnet,
+        "--timeout",
+        "180",
+        "--kubelet-arg=--eviction-hard=memory.available<1Mi,nodefs.available<1%",
+        "--server-arg=--node-monitor-grace-period=25s",
+    ]);
     let took = t0.elapsed();
     eprintln!("{out}");
     eprintln!("MEASURE rkube cluster up --nodes 3 to all Ready: {:.2} s", took.as_secs_f64());
@@ -268,6 +348,27 @@ fn three_node_cluster() {
     for i in 1..=3 {
         assert!(wide.contains(&c.node_ip(i)), "node InternalIP {} in {wide}", c.node_ip(i));
     }
+    // every node joined as upstream's nodes do: a CSR each, filed as the bootstrap token's user, approved and
+    // signed; each kubelet runs as system:node:<name>, which the Node authorizer holds to its own objects
+    let csrs = c.kubectl(&["get", "csr"]);
+    eprintln!("{csrs}");
+    let joined: Vec<&str> = csrs.lines().filter(|l| l.contains("system:bootstrap:") && l.contains("Approved,Issued")).collect();
+    assert_eq!(joined.len(), 3, "one approved, issued CSR per node, requested by system:bootstrap:<token id>: {csrs}");
+    for (i, n) in nodes.iter().enumerate() {
+        let own = c.data.join(n).join("kubelet.conf");
+        let other = &nodes[(i + 1) % 3];
+        let whoami = kubectl_with(&own, &["auth", "whoami"]);
+        assert!(whoami.contains(&format!("system:node:{n}")) && whoami.contains("system:nodes"), "{}: {whoami}", own.display());
+        let out = up_support::kubectl_output_with(&own, &["get", "lease", "-n", "kube-node-lease", other], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(&format!("User \"system:node:{n}\" cannot get resource \"leases\"")), "{n}'s credential may not read {other}'s Lease: {err}");
+    }
+    // no agent was handed the admin kubeconfig: each runs `rkube join` with the token (its first start)
+    for pid in status.lines().filter_map(|l| l.split("kubelet pid ").nth(1)).filter_map(|r| r.split_whitespace().next()) {
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ");
+        assert!(cmdline.contains(" join --server ") && cmdline.contains("--discovery-token-ca-cert-hash sha256:"), "agent {pid} joined with a token: {cmdline}");
+        assert!(!cmdline.contains(&c.kubeconfig().display().to_string()), "agent {pid} has no admin credential: {cmdline}");
+    }
     // each node has its own image store
     for n in &nodes {
         import_busybox(&c.data.join(n));
@@ -275,6 +376,7 @@ fn three_node_cluster() {
 
     // 2. a Deployment of 6 over all nodes
     kubectl_ok_with(&c.kubeconfig(), &["apply", "-f", "-"], Some(WEB));
+    kubectl_ok_with(&c.kubeconfig(), &["apply", "-f", "-"], Some(AGENT_AND_DB));
     poll_until("6 web pods ready on all 3 nodes", Duration::from_secs(120), || {
         let pods = c.web_pods();
         let on: BTreeSet<&String> = pods.values().map(|(n, _)| n).collect();
@@ -282,6 +384,13 @@ fn three_node_cluster() {
     });
     let per_node = c.pod_per_node(&nodes);
     eprintln!("one pod per node: {per_node:?}");
+    // the DaemonSet: exactly one running pod on every Ready node
+    poll_until("one agent pod running on each of the 3 nodes", Duration::from_secs(60), || {
+        let pods = c.pods_of("agent");
+        let on: BTreeSet<&String> = pods.iter().filter(|p| p.2 == "Running").map(|p| &p.1).collect();
+        (pods.len() == 3 && on.len() == 3).then_some(())
+    });
+    let db = poll_until("db-0 running", Duration::from_secs(60), || c.pods_of("db").into_iter().find(|p| p.0 == "db-0" && p.2 == "Running"));
     // the routes a node keeps (shown in docs/cluster.md)
     let routes = String::from_utf8_lossy(&Command::new("ip").args(["-n", &format!("rkc-{}", nodes[0]), "route"]).output().expect("ip").stdout).into_owned();
     eprintln!("routes in node {}:\n{routes}", nodes[0]);
@@ -318,8 +427,11 @@ fn three_node_cluster() {
         poll_until(&format!("NodePort {addr}:30080 from the client"), Duration::from_secs(30), || c.connect_from_client(&addr, 30080).filter(|s| s.contains(":8080")));
     }
 
-    // 6. a node stopped: NotReady, its pods replaced elsewhere, the Service still answering
-    let gone = nodes[2].clone();
+    // 6. a node stopped (the one db-0 runs on): NotReady, its pods replaced elsewhere, the Service still
+    // answering; its DaemonSet pod stays (it tolerates unreachable), db-0 is not replaced until force-deleted
+    let gone_i = nodes.iter().position(|n| *n == db.1).expect("db-0 on a cluster node") + 1;
+    let gone = nodes[gone_i - 1].clone();
+    let up_i: Vec<usize> = (1..=3).filter(|i| *i != gone_i).collect();
     let stale: BTreeSet<String> = c.web_pods().into_iter().filter(|(_, (n, _))| *n == gone).map(|(p, _)| p).collect();
     assert!(!stale.is_empty(), "pods ran on {gone}");
     eprintln!("{}", c.cluster(&["node", "stop", &gone]));
@@ -332,11 +444,24 @@ fn three_node_cluster() {
         let pods = c.web_pods();
         (pods.len() == 6 && pods.values().all(|(n, _)| *n != gone)).then_some(())
     });
-    for i in 1..=2 {
+    // at most one db-0: evicted (being deleted) but still the same pod on the unreachable node, and no other
+    let dbs = c.pods_of("db");
+    assert!(
+        dbs.len() == 1 && dbs[0].0 == "db-0" && dbs[0].1 == gone && dbs[0].3 == db.3 && dbs[0].4,
+        "db-0 stays the one pod, Terminating on {gone}, while its node is unreachable: {dbs:?}"
+    );
+    let agents = c.pods_of("agent");
+    assert!(agents.iter().any(|p| p.1 == gone && !p.4) && agents.len() == 3, "the agent pod on {gone} is not evicted: {agents:?}");
+    c.kubectl(&["delete", "pod", "db-0", "--grace-period=0", "--force"]);
+    let moved = poll_until("db-0 again on a live node after the force delete", Duration::from_secs(60), || {
+        c.pods_of("db").into_iter().find(|p| p.0 == "db-0" && p.2 == "Running" && p.3 != db.3 && !p.4)
+    });
+    assert_ne!(moved.1, gone, "the new db-0 runs on a live node");
+    for &i in &up_i {
         let addr = c.node_ip(i);
         poll_until(&format!("NodePort {addr}:30080 with {gone} down"), Duration::from_secs(30), || c.connect_from_client(&addr, 30080).filter(|s| s.contains(":8080")));
     }
-    let survivor = c.pod_per_node(&nodes[..1]).into_values().next().expect("a pod on n1").0;
+    let survivor = c.pod_per_node(&nodes[up_i[0] - 1..up_i[0]]).into_values().next().expect("a pod on a live node").0;
     poll_until("the Service from a pod with a node down", Duration::from_secs(30), || c.connect_from_pod(&survivor, "web", 80).filter(|s| s.contains(":8080")));
 
     // 7. started again: Ready, its stale pods removed
@@ -349,7 +474,7 @@ fn three_node_cluster() {
     });
 
     // 8. a partitioned node: NotReady while cut off, Ready once healed
-    let cut = nodes[1].clone();
+    let cut = nodes[up_i[0] - 1].clone();
     eprintln!("{}", c.cluster(&["node", "partition", &cut]));
     assert!(c.cluster(&["status"]).contains("PARTITIONED"));
     poll_until(&format!("{cut} NotReady while partitioned"), Duration::from_secs(120), || (c.ready(&cut) != "True").then_some(()));
