@@ -5,7 +5,7 @@ set -euo pipefail
 # --no-install-recommends does not pull them in with protobuf-compiler.
 PKGS=(busybox-static runc crun containernetworking-plugins docker-registry skopeo umoci etcd-server etcd-client
       iputils-ping curl openssl nftables iproute2 jq hyperfine podman libseccomp-dev pkg-config protobuf-compiler libprotobuf-dev python3-venv
-      dnsutils)
+      dnsutils shellcheck vagrant)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

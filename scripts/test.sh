@@ -44,6 +44,8 @@ dig dnsutils
 curl curl
 jq jq
 python3 python3-venv
+shellcheck shellcheck
+vagrant vagrant
 EOF
   # busybox must be the static build: it is copied alone into container rootfs images
   if [ ! -x /bin/busybox ]; then

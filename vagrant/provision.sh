@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Provisions one rkube node inside a Vagrant VM: packages, binaries, CNI config, and systemd units.
-#   provision.sh control-plane|worker NAME NODE_IP CONTROL_PLANE_IP
+# Provisions one rkube node inside a Vagrant VM: packages, binaries, CNI plugins, and systemd units.
+#   provision.sh control-plane NAME NODE_IP CONTROL_PLANE_IP
+#   provision.sh worker NAME NODE_IP CONTROL_PLANE_IP JOIN_FILE
+# Every node, the control plane's own included, joins the way kubeadm's do (docs/join.md): a bootstrap token and
+# the CA's pin, a CertificateSigningRequest, then the kubelet with its own system:node:NAME certificate. No admin
+# credential leaves the control plane. The control plane writes the join command (`rkube token create
+# --print-join-command`) to /var/lib/rkube/join-command (0600); the Vagrantfile hands it to the workers as
+# JOIN_FILE.
 set -euo pipefail
-role=$1 name=$2 node_ip=$3 cp_ip=$4
+role=$1 name=$2 node_ip=$3 cp_ip=$4 join_file=${5:-}
 export DEBIAN_FRONTEND=noninteractive
 
 apt-get update -qq
@@ -11,36 +17,73 @@ modprobe br_netfilter overlay veth bridge || true
 sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
 
 install -m 0755 /tmp/rkube-bin/* /usr/local/bin/
-mkdir -p /opt/cni/bin /etc/cni/net.d /var/lib/rkube
+mkdir -p /opt/cni/bin /etc/cni/net.d /var/lib/rkube /etc/rkube
 ln -sf /usr/local/bin/rkube-bridge /opt/cni/bin/rkube-bridge
 ln -sf /usr/local/bin/rkube-host-local /opt/cni/bin/rkube-host-local
 
-if [ "$role" = control-plane ]; then
-  cat > /etc/systemd/system/rkube-server.service <<UNIT
+case "$role" in
+  control-plane)
+    cat >/etc/systemd/system/rkube-server.service <<UNIT
 [Unit]
 Description=rkube apiserver, scheduler and controllers
 After=network-online.target
 [Service]
-ExecStart=/usr/local/bin/rkube server --data-dir /var/lib/rkube/server --listen 0.0.0.0:6443 --advertise-address ${cp_ip} --tls
+ExecStart=/usr/local/bin/rkube server --data-dir /var/lib/rkube/server --listen 0.0.0.0:6443 --advertise-address ${cp_ip}
 Restart=always
 [Install]
 WantedBy=multi-user.target
 UNIT
-  systemctl daemon-reload
-  systemctl enable --now rkube-server
-  for _ in $(seq 1 100); do [ -s /var/lib/rkube/server/kubeconfig ] && break; sleep 0.2; done
-  kubeconfig=/var/lib/rkube/server/kubeconfig
-else
-  install -m 0600 /tmp/rkube-kubeconfig /var/lib/rkube/kubeconfig
-  kubeconfig=/var/lib/rkube/kubeconfig
-fi
+    systemctl daemon-reload
+    systemctl enable --now rkube-server
+    admin=/var/lib/rkube/server/kubeconfig
+    join_file=/var/lib/rkube/join-command
+    # the token lives 24 h (kubeadm's default); `rkube token create --print-join-command` on cp makes another
+    ok=
+    for _ in $(seq 1 150); do
+      if [ -s "$admin" ] && (umask 077 && rkube token create --kubeconfig "$admin" --print-join-command \
+          --description "vagrant nodes" >"$join_file.tmp" 2>/dev/null); then
+        mv "$join_file.tmp" "$join_file"
+        ok=1
+        break
+      fi
+      sleep 0.2
+    done
+    [ -n "$ok" ] || { echo "provision: rkube server did not answer; journalctl -u rkube-server" >&2; exit 1; }
+    ;;
+  worker)
+    [ -s "$join_file" ] || { echo "provision: worker $name needs the join command file (from cp)" >&2; exit 1; }
+    ;;
+  *)
+    echo "provision: role $role: control-plane or worker" >&2
+    exit 2
+    ;;
+esac
 
-cat > /etc/systemd/system/rkube-kubelet.service <<UNIT
+# `rkube join --server URL --token T --discovery-token-ca-cert-hash sha256:...`, as rkube token create printed it
+read -r _ _ flag_server server flag_token token flag_hash ca_hash _ <"$join_file"
+ca_hash=${ca_hash%$'\r'}
+if [ "$flag_server" != --server ] || [ "$flag_token" != --token ] || [ "$flag_hash" != --discovery-token-ca-cert-hash ]; then
+  echo "provision: $join_file is not an \`rkube join\` command" >&2
+  exit 1
+fi
+umask 077
+cat >/etc/rkube/join.env <<ENV
+RKUBE_SERVER=${server}
+RKUBE_TOKEN=${token}
+RKUBE_CA_CERT_HASH=${ca_hash}
+ENV
+umask 022
+
+# The first start joins with the token; once /var/lib/rkube/kubelet.conf (the node's own certificate) exists,
+# every restart runs the kubelet with it, as a joined node does. ($$ is a literal $ for systemd: sh expands it.)
+node_flags="--node-name ${name} --node-ip ${node_ip}"
+cat >/etc/systemd/system/rkube-kubelet.service <<UNIT
 [Unit]
-Description=rkube kubelet
+Description=rkube kubelet (joins with a bootstrap token the first time)
 After=network-online.target
 [Service]
-ExecStart=/usr/local/bin/rkube kubelet --kubeconfig ${kubeconfig} --node-name ${name} --node-ip ${node_ip}
+EnvironmentFile=/etc/rkube/join.env
+ExecStart=/bin/sh -c 'if [ -s /var/lib/rkube/kubelet.conf ]; then exec /usr/local/bin/rkube kubelet --kubeconfig /var/lib/rkube/kubelet.conf ${node_flags}; else exec /usr/local/bin/rkube join --server "\$\$RKUBE_SERVER" --token "\$\$RKUBE_TOKEN" --discovery-token-ca-cert-hash "\$\$RKUBE_CA_CERT_HASH" ${node_flags}; fi'
 KillMode=process
 Restart=always
 [Install]
@@ -48,4 +91,4 @@ WantedBy=multi-user.target
 UNIT
 systemctl daemon-reload
 systemctl enable --now rkube-kubelet
-echo "rkube: ${name} (${role}) provisioned at ${node_ip}"
+echo "rkube: ${name} (${role}) provisioned at ${node_ip}; it joins ${server} as system:node:${name}"
