@@ -1,6 +1,6 @@
 //! What `rkube up` and `rkube kubelet` share: the node's flags, the kubelet configuration for a data dir, the
-//! claim on the data dir (`rkube.pid`), the record of the host's original `net.ipv4.ip_forward` (which the
-//! bridge network turns on and `rkube down` restores), and running the kubelet until a signal.
+//! claim on the data dir (`rkube.pid`), and running the kubelet until a signal. What the host's nodes share
+//! (process scans, host name and address, ip_forward) is the kubelet's `node::host`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -85,27 +85,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
-/// The host's primary IPv4 address: the source address of the default route's interface.
-pub fn primary_address() -> Option<String> {
-    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
-    let iface = routes
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[1] == "00000000")
-        .map(|f| f[0].to_string())?;
-    let out = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "dev", &iface]).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next())
-        .map(str::to_string)
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_lowercase()).unwrap_or_else(|_| "rkube-node".into())
-}
+pub use rkube_kubelet::node::host::{hostname, primary_address};
 
 /// The kubelet configuration for a data dir (also what `rkube down` tears down with).
 pub fn kubelet_config(data_dir: &Path, node_name: &str, node_ip: &str) -> rkube_kubelet::config::KubeletConfig {
@@ -172,24 +152,6 @@ pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>)
     Ok(cfg)
 }
 
-/// True when `pid` is a live (not zombie) rkube process; a just-killed one gets two seconds to go away.
-fn is_rkube_alive(pid: i32) -> bool {
-    let check = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        matches!(state, Some(c) if c != 'Z' && c != 'X') && String::from_utf8_lossy(&cmd).contains("rkube")
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while check() {
-        if std::time::Instant::now() > deadline {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    false
-}
-
 /// The data dir's `rkube.pid`, removed on drop.
 pub struct PidFile(PathBuf);
 
@@ -207,7 +169,7 @@ pub fn claim_data_dir(data: &Path) -> anyhow::Result<PidFile> {
     let pid_file = data.join("rkube.pid");
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         if let Ok(pid) = pid.trim().parse::<i32>() {
-            if is_rkube_alive(pid) && pid != std::process::id() as i32 {
+            if rkube_kubelet::node::host::rkube_alive(pid) && pid != std::process::id() as i32 {
                 anyhow::bail!(
                     "rkube is already running with data dir {} (pid {pid}); run `rkube down --data-dir {}` first",
                     data.display(),
@@ -218,24 +180,6 @@ pub fn claim_data_dir(data: &Path) -> anyhow::Result<PidFile> {
     }
     std::fs::write(&pid_file, std::process::id().to_string()).with_context(|| format!("write {}", pid_file.display()))?;
     Ok(PidFile(pid_file))
-}
-
-/// Pids of other running `rkube up` / `rkube kubelet` processes on this host.
-pub fn other_nodes_running() -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            let is_rkube = args.first().map(|a| a.ends_with(b"/rkube") || *a == b"rkube").unwrap_or(false);
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next()) == Some('Z');
-            is_rkube && !zombie && matches!(args.get(1), Some(&b"up") | Some(&b"kubelet"))
-        })
-        .collect()
 }
 
 /// Runs the kubelet with `cfg` until SIGTERM or Ctrl-C. Containers keep running after it returns.

@@ -1,9 +1,13 @@
 //! This node in the API: the Node object (capacity, addresses, nodeInfo, conditions, images), its Lease in
-//! kube-node-lease, both kept fresh every 10 s; node-pressure eviction.
+//! kube-node-lease, both kept fresh every 10 s; node-pressure eviction. On the host: what the rkube nodes of one
+//! host share (process scans, ip_forward) in [`host`], and taking a node off the host (`rkube down`) in
+//! [`teardown`].
 
 pub mod eviction;
+pub mod host;
 pub mod lease;
 pub mod machine;
 pub mod register;
 pub mod routes;
 pub mod status;
+pub mod teardown;
