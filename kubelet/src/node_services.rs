@@ -91,7 +91,12 @@ pub async fn start(cfg: &KubeletConfig, client: kube::Client) -> Result<tokio::t
     // recorded first: whatever happens next, `rkube down` knows what to remove
     write_record(&cfg.root_dir, &rec)?;
     if let Some(table) = &rec.proxy_table {
-        consumers.push(crate::proxy::sync::consumer(ProxyConfig { table: table.clone(), service_cidr: cfg.service_cidr, node_name: cfg.node_name.clone() }));
+        consumers.push(crate::proxy::sync::consumer(ProxyConfig {
+            table: table.clone(),
+            service_cidr: cfg.service_cidr,
+            node_name: cfg.node_name.clone(),
+            pod_bridge: cfg.default_network.as_ref().map(|n| n.bridge.clone()),
+        }));
     }
     if let Some((link, ip)) = &rec.dns {
         local_address::ensure(link, *ip)?;

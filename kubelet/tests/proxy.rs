@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rkube_kubelet::proxy::{nft, Endpoint, Protocol, ProxyConfig, ServicePort};
+use rkube_kubelet::proxy::{nft, Endpoint, Protocol, ProxyConfig, ServicePort, TrafficPolicy};
 use rkube_testsupport::{poll_until, require_command, require_root, tcp_connect_in, unique_name, ChildGuard, ConnectOutcome};
 
 fn sh(args: &[&str]) {
@@ -287,14 +287,14 @@ fn partial_sync_rewrites_one_service_and_leaves_the_other_serving() {
     poll_until("httpd", Duration::from_secs(10), || wget(&client, &format!("{ip_b}:8080")).ok());
     let vip1 = Ipv4Addr::new(10, 111, net.subnet, 40);
     let vip2 = Ipv4Addr::new(10, 111, net.subnet, 41);
-    let before = nft::render(&[service(vip1, &[ip_a], None), service(vip2, &[ip_b], None)]);
+    let before = nft::render(&net.table, &[service(vip1, &[ip_a], None), service(vip2, &[ip_b], None)]);
     nft::apply_script(&net.table, &nft::full_script(&net.table, &before)).expect("full sync");
     assert_eq!(wget(&client, &format!("{vip1}:80")).expect("vip1"), "from-a");
 
     // vip1 moves to b, with affinity; vip2 is untouched by the transaction
     let mut moved = service(vip1, &[ip_b], None);
     moved.affinity_timeout = Some(60);
-    let after = nft::render(&[moved, service(vip2, &[ip_b], None)]);
+    let after = nft::render(&net.table, &[moved, service(vip2, &[ip_b], None)]);
     let script = nft::partial_script(&net.table, &before, &after);
     assert!(!script.contains(&vip2.to_string().replace('.', "-")), "vip2's Service is not in the partial sync:\n{script}");
     nft::apply_script(&net.table, &script).expect("partial sync accepted by nft");
@@ -305,8 +305,95 @@ fn partial_sync_rewrites_one_service_and_leaves_the_other_serving() {
     assert!(!listed.contains(&format!("dnat to {ip_a}:8080")), "a's endpoint chain is gone:\n{listed}");
 
     // the Service removed: its chains and elements go, the other still serves
-    let gone = nft::render(&[service(vip2, &[ip_b], None)]);
+    let gone = nft::render(&net.table, &[service(vip2, &[ip_b], None)]);
     nft::apply_script(&net.table, &nft::partial_script(&net.table, &after, &gone)).expect("removal");
     assert_eq!(tcp_connect_in(&client, &vip1.to_string(), 80, Duration::from_secs(10)), ConnectOutcome::Refused);
     assert_eq!(wget(&client, &format!("{vip2}:80")).expect("vip2 after removal"), "from-b");
 }
+
+/// externalTrafficPolicy Local, upstream's short-circuit: with no endpoint on this node, a client outside the
+/// node reaching the external IP is dropped (only local endpoints serve outside traffic), while a pod on the
+/// node's pod bridge reaching the same address is sent to the endpoint elsewhere with its own address kept. The
+/// outside client is a namespace on a veth of its own (not the bridge); the external IP lies in that veth's
+/// subnet, so a packet the rules miss stays on the test's links.
+#[test]
+fn external_local_short_circuits_pods_on_the_node_and_drops_outside_clients_without_a_local_endpoint() {
+    require_root();
+    require_command("nft", "nftables");
+    require_command("curl", "curl");
+    require_command("python3", "python3");
+    let _fwd = Forwarding::on();
+    let mut net = Net::new();
+    net.table.pod_bridge = Some(net.bridge.clone());
+    let (pod_b, ip_b) = net.pod(3);
+    let (client, client_ip) = net.pod(4);
+    // the endpoint logs who connected, so the test sees the source address the pod received
+    let seen_by_b = tempfile::NamedTempFile::new().expect("log file");
+    let server = Command::new("ip")
+        .args(["netns", "exec", &pod_b, "python3", "-c", SOURCE_LOGGING_SERVER])
+        .arg(seen_by_b.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the endpoint");
+    net.servers.push(ChildGuard::new(server, "source-logging server"));
+    poll_until("the endpoint serves", Duration::from_secs(10), || wget(&client, &format!("{ip_b}:8080")).ok());
+
+    // the outside client: 10.245.<subnet>.2 behind the host's 10.245.<subnet>.1, a route to the external IP via
+    // the host (the external IP is in the same /24 but held by no one)
+    let outside = unique_name("rkpo");
+    sh(&["ip", "netns", "add", &outside]);
+    net.netns.push(outside.clone());
+    let veth = unique_name("rkpx");
+    let peer = format!("{veth}p");
+    let (host_ip, out_ip) = (format!("10.245.{}.1", net.subnet), format!("10.245.{}.2", net.subnet));
+    let external = Ipv4Addr::new(10, 245, net.subnet, 50);
+    sh(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+    sh(&["ip", "link", "set", &peer, "netns", &outside]);
+    sh(&["ip", "addr", "add", &format!("{host_ip}/24"), "dev", &veth]);
+    sh(&["ip", "link", "set", &veth, "up"]);
+    sh(&["ip", "-n", &outside, "addr", "add", &format!("{out_ip}/24"), "dev", &peer]);
+    sh(&["ip", "-n", &outside, "link", "set", &peer, "up"]);
+    sh(&["ip", "-n", &outside, "route", "add", &format!("{external}/32"), "via", &host_ip]);
+    sh(&["ip", "-n", &outside, "route", "add", "default", "via", &host_ip]);
+
+    let vip = Ipv4Addr::new(10, 111, net.subnet, 60);
+    let mut p = service(vip, &[ip_b], None);
+    p.external_ips = vec![external];
+    p.external_policy = TrafficPolicy::Local; // b's endpoint is on another node: local_endpoints stays empty
+    nft::apply(&net.table, &[p.clone()]).expect("apply proxy rules");
+
+    // outside: no local endpoint, dropped (no answer at all, not a refusal)
+    assert_eq!(
+        tcp_connect_in(&outside, &external.to_string(), 80, Duration::from_secs(3)),
+        ConnectOutcome::TimedOut,
+        "an outside client of an externalTrafficPolicy Local address with no local endpoint is dropped"
+    );
+    // a pod on the node: short-circuited to the endpoint elsewhere, its own address kept (no masquerade)
+    let body = wget(&client, &format!("{external}:80")).expect("GET of the external IP from a pod on the node");
+    assert_eq!(body, "served");
+    let seen = std::fs::read_to_string(seen_by_b.path()).expect("read the endpoint's log");
+    assert_eq!(seen.lines().last(), Some(client_ip.to_string().as_str()), "the pod's own address reached the endpoint: {seen}");
+
+    // the control: with b's endpoint local, the outside client is served too, its address kept
+    p.local_endpoints = p.cluster_endpoints.clone();
+    nft::apply(&net.table, &[p]).expect("apply with a local endpoint");
+    assert_eq!(wget(&outside, &format!("{external}:80")).expect("GET from outside with a local endpoint"), "served");
+    let seen = std::fs::read_to_string(seen_by_b.path()).expect("read the endpoint's log");
+    assert_eq!(seen.lines().last(), Some(out_ip.as_str()), "the outside client's address reached the endpoint: {seen}");
+}
+
+/// An HTTP server on :8080 answering `served` and appending each client's address to the file in argv[1].
+const SOURCE_LOGGING_SERVER: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(sys.argv[1], "a") as f:
+            f.write(self.client_address[0] + "\n")
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"served")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("0.0.0.0", 8080), H).serve_forever()
+"#;

@@ -11,8 +11,9 @@
 //!   chain svc-<ns>/<name>/<proto>/<port>     the Cluster endpoints: affinity sets first, then numgen
 //!   chain local-<...>      the node's own endpoints (a Local traffic policy), drop when there are none
 //!   chain ext-<...>        traffic from outside (NodePort, externalIPs, LB IPs): Cluster policy: mark for
-//!                          masquerade, goto svc-; Local: the node's own traffic as Cluster, the rest goto local-
-//!                          without SNAT (the client's address reaches the pod)
+//!                          masquerade, goto svc-; Local: traffic from this node's pods (`iifname <bridge>`) and
+//!                          from the node itself (masqueraded) as Cluster (upstream's short-circuit), the rest
+//!                          goto local- without SNAT (the client's address reaches the pod)
 //!   chain ep-<...>__<ip>/<port>  hairpin mark; `update @aff-... { ip saddr }` (ClientIP affinity); dnat
 //!   set aff-<...>__<ip>/<port>   ipv4_addr, flags dynamic,timeout, timeout = sessionAffinityConfig's
 //!   chain nat-postrouting (nat, srcnat)    mark & 0x4000 == 0x4000 masquerade
@@ -47,11 +48,21 @@ pub struct ProxyConfig {
     pub table: String,
     pub service_cidr: (Ipv4Addr, u8),
     pub node_name: String,
+    /// The bridge this node's pods hang off: traffic coming in on it is from a pod on this node (upstream's
+    /// `--detect-local-mode=BridgeInterface` with `--pod-bridge-interface`). None: pod traffic is not told apart,
+    /// and an externalTrafficPolicy Local address reached from a pod gets no short-circuit (as upstream without a
+    /// local-traffic detector).
+    pub pod_bridge: Option<String>,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        ProxyConfig { table: "rkube-proxy".into(), service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12), node_name: String::new() }
+        ProxyConfig {
+            table: "rkube-proxy".into(),
+            service_cidr: (Ipv4Addr::new(10, 96, 0, 0), 12),
+            node_name: String::new(),
+            pod_bridge: None,
+        }
     }
 }
 
@@ -100,8 +111,8 @@ fn mark_masq() -> String {
     format!("meta mark set meta mark | {MASQUERADE_MARK:#x}")
 }
 
-/// The objects of one service port, as this node serves it.
-pub fn port_objects(p: &ServicePort) -> PortObjects {
+/// The objects of one service port, as this node (`cfg`) serves it.
+pub fn port_objects(cfg: &ProxyConfig, p: &ServicePort) -> PortObjects {
     let mut o = PortObjects::default();
     if !p.has_endpoints {
         return o; // no element: a ClusterIP falls through to the CIDR guard's reject, a NodePort finds no listener
@@ -151,9 +162,14 @@ pub fn port_objects(p: &ServicePort) -> PortObjects {
             TrafficPolicy::Cluster => vec!["drop".into()],
             TrafficPolicy::Local => {
                 let mut r = Vec::new();
-                // the node's own traffic to an external address is served as Cluster traffic (upstream's
-                // short-circuit), masqueraded so replies come back through the node
+                // upstream's short-circuit (kube-proxy nftables `external-` chain): a pod on this node reaching an
+                // external address goes to any endpoint, unmasqueraded ("short-circuit pod traffic"); the node's own
+                // traffic too, masqueraded so replies come back through the node ("short-circuit traffic from
+                // local addresses")
                 if cluster {
+                    if let Some(bridge) = &cfg.pod_bridge {
+                        r.push(format!("iifname {} goto {svc_chain}", nft_quote(bridge)));
+                    }
                     r.push(format!("fib saddr type local {} goto {svc_chain}", mark_masq()));
                 }
                 r.push(format!("goto {local_chain}"));
@@ -186,9 +202,14 @@ pub fn port_objects(p: &ServicePort) -> PortObjects {
     o
 }
 
+/// An interface name as an nft string literal (`"name"`): names may hold characters nft would parse otherwise.
+fn nft_quote(name: &str) -> String {
+    format!("\"{}\"", name.replace(['"', '\\'], ""))
+}
+
 /// Every service port's objects, by [`port_key`].
-pub fn render(ports: &[ServicePort]) -> BTreeMap<String, PortObjects> {
-    ports.iter().map(|p| (port_key(p), port_objects(p))).collect()
+pub fn render(cfg: &ProxyConfig, ports: &[ServicePort]) -> BTreeMap<String, PortObjects> {
+    ports.iter().map(|p| (port_key(p), port_objects(cfg, p))).collect()
 }
 
 fn add_objects(out: &mut String, t: &str, objs: &PortObjects, old: Option<&PortObjects>) {
@@ -313,7 +334,7 @@ pub fn apply_script(cfg: &ProxyConfig, script: &str) -> Result<(), ProxyError> {
 
 /// Replaces the proxy's table with the rules for `ports`.
 pub fn apply(cfg: &ProxyConfig, ports: &[ServicePort]) -> Result<(), ProxyError> {
-    apply_script(cfg, &full_script(cfg, &render(ports)))
+    apply_script(cfg, &full_script(cfg, &render(cfg, ports)))
 }
 
 /// Removes the proxy's table (no error if it is not there).
@@ -344,7 +365,7 @@ mod tests {
 
     #[test]
     fn full_script_replaces_table_and_balances_over_endpoints() {
-        let s = full_script(&ProxyConfig::default(), &render(&[port(&["10.244.0.4", "10.244.0.5"], Some(30080))]));
+        let s = full_script(&ProxyConfig::default(), &render(&ProxyConfig::default(), &[port(&["10.244.0.4", "10.244.0.5"], Some(30080))]));
         assert!(s.starts_with("add table ip rkube-proxy\ndelete table ip rkube-proxy\nadd table ip rkube-proxy\n"), "{s}");
         for line in [
             "add rule ip rkube-proxy svc-default/web/tcp/http numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/http__10.244.0.4/8080, 1 : goto ep-default/web/tcp/http__10.244.0.5/8080 }",
@@ -360,16 +381,16 @@ mod tests {
 
     #[test]
     fn port_without_endpoints_gets_nothing() {
-        let o = port_objects(&port(&[], Some(30080)));
+        let o = port_objects(&ProxyConfig::default(), &port(&[], Some(30080)));
         assert_eq!(o, PortObjects::default());
-        assert!(!full_script(&ProxyConfig::default(), &render(&[port(&[], None)])).contains("dnat"));
+        assert!(!full_script(&ProxyConfig::default(), &render(&ProxyConfig::default(), &[port(&[], None)])).contains("dnat"));
     }
 
     #[test]
     fn client_ip_affinity_checks_each_endpoints_set_before_numgen_and_refreshes_it() {
         let mut p = port(&["10.244.0.4", "10.244.0.5"], None);
         p.affinity_timeout = Some(10800);
-        let o = port_objects(&p);
+        let o = port_objects(&ProxyConfig::default(), &p);
         let svc = rules(&o, "svc-default/web/tcp/http");
         assert_eq!(svc.len(), 3, "{svc:?}");
         assert_eq!(svc[0], "ip saddr @aff-default/web/tcp/http__10.244.0.4/8080 goto ep-default/web/tcp/http__10.244.0.4/8080");
@@ -377,10 +398,10 @@ mod tests {
         let epr = rules(&o, "ep-default/web/tcp/http__10.244.0.5/8080");
         assert_eq!(epr[1], "update @aff-default/web/tcp/http__10.244.0.5/8080 { ip saddr }");
         assert_eq!(o.sets, [("aff-default/web/tcp/http__10.244.0.4/8080".to_string(), 10800), ("aff-default/web/tcp/http__10.244.0.5/8080".to_string(), 10800)]);
-        let s = full_script(&ProxyConfig::default(), &render(&[p]));
+        let s = full_script(&ProxyConfig::default(), &render(&ProxyConfig::default(), &[p]));
         assert!(s.contains("add set ip rkube-proxy aff-default/web/tcp/http__10.244.0.4/8080 { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }"), "{s}");
         // no affinity: no sets, no set lookups
-        let o = port_objects(&port(&["10.244.0.4"], None));
+        let o = port_objects(&ProxyConfig::default(), &port(&["10.244.0.4"], None));
         assert!(o.sets.is_empty() && !format!("{o:?}").contains('@'));
     }
 
@@ -389,7 +410,7 @@ mod tests {
         let mut p = port(&["10.244.0.4"], None);
         p.external_ips = vec!["192.0.2.7".parse().unwrap()];
         p.load_balancer_ips = vec!["198.51.100.9".parse().unwrap(), "192.0.2.7".parse().unwrap()];
-        let o = port_objects(&p);
+        let o = port_objects(&ProxyConfig::default(), &p);
         let els: Vec<String> = o.elements.iter().map(|(m, k, v)| format!("{m} {k} {v}")).collect();
         assert_eq!(
             els,
@@ -407,7 +428,7 @@ mod tests {
         let mut p = port(&["10.244.0.4", "10.244.0.5"], Some(30080));
         p.external_policy = TrafficPolicy::Local;
         p.local_endpoints = vec![ep("10.244.0.5")];
-        let o = port_objects(&p);
+        let o = port_objects(&ProxyConfig::default(), &p);
         assert_eq!(
             rules(&o, "ext-default/web/tcp/http"),
             ["fib saddr type local meta mark set meta mark | 0x4000 goto svc-default/web/tcp/http", "goto local-default/web/tcp/http"],
@@ -418,7 +439,29 @@ mod tests {
         assert!(rules(&o, "svc-default/web/tcp/http")[0].starts_with("numgen random mod 2"));
         // no local endpoint: external traffic is dropped here (the LB's health check steers it elsewhere)
         p.local_endpoints.clear();
-        assert_eq!(rules(&port_objects(&p), "local-default/web/tcp/http"), ["drop"]);
+        assert_eq!(rules(&port_objects(&ProxyConfig::default(), &p), "local-default/web/tcp/http"), ["drop"]);
+    }
+
+    #[test]
+    fn external_local_short_circuits_pod_traffic_from_the_pod_bridge() {
+        let cfg = ProxyConfig { pod_bridge: Some("rkube0".into()), ..ProxyConfig::default() };
+        let mut p = port(&["10.244.0.4", "10.244.0.5"], Some(30080));
+        p.external_policy = TrafficPolicy::Local;
+        p.local_endpoints.clear(); // every endpoint on other nodes
+        let o = port_objects(&cfg, &p);
+        assert_eq!(
+            rules(&o, "ext-default/web/tcp/http"),
+            [
+                "iifname \"rkube0\" goto svc-default/web/tcp/http",
+                "fib saddr type local meta mark set meta mark | 0x4000 goto svc-default/web/tcp/http",
+                "goto local-default/web/tcp/http",
+            ],
+            "pods on this node: any endpoint, source kept; the node: any endpoint, masqueraded; the rest: local only"
+        );
+        assert_eq!(rules(&o, "local-default/web/tcp/http"), ["drop"]);
+        // Cluster policy: no short-circuit needed, every source already goes to any endpoint
+        p.external_policy = TrafficPolicy::Cluster;
+        assert!(!format!("{:?}", port_objects(&cfg, &p)).contains("iifname"));
     }
 
     #[test]
@@ -427,7 +470,7 @@ mod tests {
         p.internal_policy = TrafficPolicy::Local;
         p.cluster_endpoints.clear(); // as categorize leaves it: not externally accessible
         p.local_endpoints = vec![ep("10.244.0.4")];
-        let o = port_objects(&p);
+        let o = port_objects(&ProxyConfig::default(), &p);
         assert_eq!(o.elements[0].2, "goto local-default/web/tcp/http");
         assert!(!o.chains.iter().any(|(c, _)| c.starts_with("svc-")), "{o:#?}");
     }
@@ -438,10 +481,10 @@ mod tests {
         let mut other = port(&["10.244.0.9"], None);
         other.service = "other".into();
         other.cluster_ip = "10.96.0.21".parse().unwrap();
-        let before = render(&[port(&["10.244.0.4", "10.244.0.5"], None), other.clone()]);
+        let before = render(&ProxyConfig::default(), &[port(&["10.244.0.4", "10.244.0.5"], None), other.clone()]);
         let mut changed = port(&["10.244.0.4", "10.244.0.6"], None);
         changed.affinity_timeout = Some(30);
-        let after = render(&[changed, other]);
+        let after = render(&ProxyConfig::default(), &[changed, other]);
         let s = partial_script(&cfg, &before, &after);
         assert!(!s.contains("default/other/"), "the unchanged Service is not touched:\n{s}");
         assert!(!s.contains("table"), "no table replace:\n{s}");

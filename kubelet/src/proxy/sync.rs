@@ -41,7 +41,7 @@ impl Proxier {
         let new: BTreeMap<String, &ServicePort> = ports.iter().map(|p| (port_key(p), p)).collect();
         let (kind, script, rendered) = match &self.applied {
             None => {
-                let rendered: BTreeMap<String, PortObjects> = render(ports);
+                let rendered: BTreeMap<String, PortObjects> = render(&self.cfg, ports);
                 (SyncKind::Full, full_script(&self.cfg, &rendered), rendered)
             }
             Some(applied) => {
@@ -49,7 +49,7 @@ impl Proxier {
                 let changed = new.iter().filter(|(k, p)| applied.get(*k).is_none_or(|(old, _)| old != **p)).map(|(k, _)| k);
                 let keys: Vec<&String> = gone.chain(changed).collect();
                 let old: BTreeMap<String, PortObjects> = keys.iter().filter_map(|k| applied.get(*k).map(|(_, o)| ((*k).clone(), o.clone()))).collect();
-                let rendered: BTreeMap<String, PortObjects> = keys.iter().filter_map(|k| new.get(*k).map(|p| ((*k).clone(), port_objects(p)))).collect();
+                let rendered: BTreeMap<String, PortObjects> = keys.iter().filter_map(|k| new.get(*k).map(|p| ((*k).clone(), port_objects(&self.cfg, p)))).collect();
                 (SyncKind::Partial, partial_script(&self.cfg, &old, &rendered), rendered)
             }
         };
