@@ -2,7 +2,8 @@
 //! --print-join-command`, then `rkube join` with the token and the CA pin on a node whose address is on a veth
 //! of the test's own. The node's CSR is auto-approved and signed (`kubectl get csr`: Approved,Issued, requested
 //! by system:bootstrap:<id>), the node goes Ready under its own `system:node:<name>` certificate and runs a pod.
-//! A wrong pin fails with kubeadm's words and leaves nothing (no data dir, no CSR); a deleted token is 401.
+//! A DaemonSet made before the node joins gets its pod on it. A wrong pin fails with kubeadm's words and leaves
+//! nothing (no data dir, no CSR); a deleted token is 401.
 
 mod up_support;
 
@@ -136,6 +137,10 @@ fn a_node_joins_with_a_token_and_the_ca_pin() {
     assert!(!wrong_dir.exists(), "a refused join leaves no data dir");
     assert_eq!(kubectl_with(&kc, &["get", "csr", "-o", "name"]).trim(), "", "a refused join files no CSR");
 
+    // a DaemonSet made while the cluster has no node: the node that joins gets its pod
+    let ds = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: agent}\n  template:\n    metadata:\n      labels: {app: agent}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - {name: c, image: \"busybox:latest\", imagePullPolicy: Never, command: [sleep, \"3600\"]}\n";
+    up_support::kubectl_ok_with(&kc, &["apply", "-f", "-"], Some(ds));
+
     // the real join
     let node_name = unique_name("joined");
     let log = std::fs::File::create(j.server_dir.path().join("join.log")).expect("join log");
@@ -178,6 +183,10 @@ fn a_node_joins_with_a_token_and_the_ca_pin() {
     poll_until("the pod Running on the joined node", Duration::from_secs(90), || {
         let s = kubectl_try_with(&kc, &["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}/{.status.phase}"])?;
         (s == format!("{node_name}/Running")).then_some(())
+    });
+    poll_until("the DaemonSet's pod Running on the new node", Duration::from_secs(90), || {
+        let s = kubectl_try_with(&kc, &["get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.nodeName}/{.status.phase} {end}"])?;
+        (s.trim() == format!("{node_name}/Running")).then_some(())
     });
 
     // the token authenticates until deleted, then 401
