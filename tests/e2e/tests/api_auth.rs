@@ -11,11 +11,10 @@ mod up_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use rkube_testsupport::registry::free_port;
-use rkube_testsupport::{poll_until, require_command, ChildGuard};
+use rkube_testsupport::require_command;
 use up_support::{bin, Up};
 
 fn mode(p: &Path) -> u32 {
@@ -146,25 +145,7 @@ fn rkube_up_serves_https_only_and_refuses_requests_without_credentials() {
 fn rkube_server_is_https_by_default_and_plain_http_needs_the_insecure_flag_on_loopback() {
     require_command("curl", "curl");
     let tmp = tempfile::tempdir().expect("tmp");
-    let start = |data: &Path, extra: &[&str], log: &Path| {
-        let child = Command::new(bin("rkube"))
-            .args(["server", "--data-dir"])
-            .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).expect("log"))
-            .spawn()
-            .expect("start rkube server");
-        let mut guard = ChildGuard::new(child, "rkube server");
-        poll_until("rkube server to come up", Duration::from_secs(60), || {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            assert!(guard.is_running(), "rkube server exited: {text}");
-            text.contains("rkube server is up").then_some(())
-        });
-        guard
-    };
+    let start = |data: &Path, extra: &[&str], log: &Path| up_support::start_rkube_server(data, free_port(), extra, log);
 
     // no flag at all: HTTPS, the kubeconfig 0600 with the CA and the admin certificate, 401 without them
     let data = tmp.path().join("plain-default");

@@ -564,23 +564,7 @@ fn secret_files(dir: &Path) -> Vec<PathBuf> {
 
 /// `rkube server --tls` on `data`, its log in `log`; returns once it says it is up.
 fn rkube_server(data: &Path, port: u16, log: &Path) -> ChildGuard {
-    let err = std::fs::File::create(log).expect("log file");
-    let child = Command::new(up_support::bin("rkube"))
-        .args(["server", "--tls", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .expect("start rkube server");
-    let mut guard = ChildGuard::new(child, "rkube server");
-    poll_until("rkube server to come up", Duration::from_secs(60), || {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        assert!(guard.is_running(), "rkube server exited: {text}");
-        text.contains("rkube server is up").then_some(())
-    });
-    guard
+    up_support::start_rkube_server(data, port, &["--tls"], log)
 }
 
 #[test]
