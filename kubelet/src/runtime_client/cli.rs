@@ -1,15 +1,14 @@
 //! [`RuntimeClient`] over the runc-compatible command line of `rkube-runtime`: sandbox, create (run by the
-//! monitor), start, kill, delete, state, exec, and OOM kills through `events --stats`. One process per call keeps
-//! the kubelet free of fork-in-a-threaded-process hazards. What the command line has no verb for (the pod's
-//! parent cgroup, memory working sets) is [`super::cgroupfs`]'s.
+//! monitor), start, kill, delete, state, exec, OOM kills and stats through `events --stats`, and rkube's own
+//! `cgroup memory|remove` for the cgroups that are no container's (a pod's parent cgroup, a node's tree). One
+//! process per call keeps the kubelet free of fork-in-a-threaded-process hazards.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{cgroupfs, ContainerStats, RuntimeClient, RuntimeError, SandboxInfo};
+use super::{CgroupMemory, ContainerStats, RuntimeClient, RuntimeError, SandboxInfo};
 
 /// The runtime binary and its state root.
 #[derive(Clone, Debug)]
@@ -137,16 +136,22 @@ impl RuntimeClient for RuntimeCli {
         oom_kills_of_events(&out) > 0
     }
 
-    fn remove_pod_cgroup(&self, cgroups_path: &str) {
-        cgroupfs::remove_tree_everywhere(Path::new(cgroupfs::CGROUP_ROOT), cgroups_path);
+    fn remove_cgroup_tree(&self, cgroups_path: &str) -> Result<Vec<(PathBuf, String)>, RuntimeError> {
+        let what = format!("cgroup remove {cgroups_path}");
+        let out = self.run(&what, &["cgroup", "remove", cgroups_path])?;
+        let bad = || RuntimeError::Output { bin: self.bin.clone(), what: what.clone(), output: out.clone() };
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|_| bad())?;
+        serde_json::from_value(v["left"].clone()).map_err(|_| bad())
     }
 
-    fn pod_memory_bytes(&self, pod_cgroup: &str) -> u64 {
-        cgroupfs::pod_memory_bytes(Path::new(cgroupfs::CGROUP_ROOT), pod_cgroup)
-    }
-
-    fn container_memory_bytes(&self, pod_cgroup: &str, short_uid: &str) -> BTreeMap<String, u64> {
-        cgroupfs::container_memory_bytes(Path::new(cgroupfs::CGROUP_ROOT), pod_cgroup, short_uid)
+    /// `cgroup memory`: a cgroup with no memory cgroup (gone, or never made) is None, not an error.
+    fn cgroup_memory(&self, cgroups_path: &str) -> Result<Option<CgroupMemory>, RuntimeError> {
+        let what = format!("cgroup memory {cgroups_path}");
+        match self.run(&what, &["cgroup", "memory", cgroups_path]) {
+            Ok(out) => serde_json::from_str(&out).map(Some).map_err(|_| RuntimeError::Output { bin: self.bin.clone(), what, output: out }),
+            Err(RuntimeError::Failed { message, .. }) if message.contains("no memory cgroup") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `events --stats`: the runtime reads the container cgroup's limits and usage.
@@ -184,6 +189,35 @@ mod tests {
         assert_eq!(oom_kills_of_events(r#"{"type":"stats","id":"c","data":{"memory":{"oom_kill":0}}}"#), 0);
         assert_eq!(oom_kills_of_events("not json"), 0);
         assert_eq!(oom_kills_of_events(""), 0);
+    }
+
+    /// The `cgroup memory|remove` answers are parsed as the runtime prints them (a script stands in for it).
+    #[test]
+    fn cgroup_verbs_are_asked_of_the_runtime() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("fake-runtime");
+        let script = r#"#!/bin/sh
+shift 2
+case "$1 $2 $3" in
+  "cgroup memory kubepods/p1") echo '{"dir":"/cg/memory/kubepods/p1","workingSet":400,"children":{"u1-app-0":100,"u1-app-1":300}}' ;;
+  "cgroup memory kubepods/none") echo 'error: cgroup memory "kubepods/none": no memory cgroup kubepods/none under /sys/fs/cgroup (cgroup hybrid)' >&2; exit 1 ;;
+  "cgroup remove kubepods/p1") echo '{"removed":["/cg/memory/kubepods/p1"],"left":[["/cg/pids/kubepods/p1","Device or resource busy (os error 16)"]]}' ;;
+  *) echo "error: unexpected $*" >&2; exit 1 ;;
+esac
+"#;
+        std::fs::write(&bin, script).expect("write");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let rt = RuntimeCli { bin, root: dir.path().join("state") };
+        let m = rt.cgroup_memory("kubepods/p1").expect("memory").expect("some");
+        assert_eq!((m.working_set, m.children.len()), (400, 2));
+        assert_eq!(rt.pod_memory_bytes("kubepods/p1"), 400);
+        assert_eq!(rt.container_memory_bytes("kubepods/p1", "u1").into_iter().collect::<Vec<_>>(), [("app".to_string(), 300)]);
+        assert_eq!(rt.cgroup_memory("kubepods/none").expect("a missing cgroup is not an error"), None);
+        let left = rt.remove_cgroup_tree("kubepods/p1").expect("remove");
+        assert_eq!(left, [(PathBuf::from("/cg/pids/kubepods/p1"), "Device or resource busy (os error 16)".to_string())]);
+        let e = rt.remove_cgroup_tree("other").expect_err("a failing runtime is an error");
+        assert!(e.to_string().contains("cgroup remove other") && e.to_string().contains("unexpected"), "{e}");
     }
 
     #[test]

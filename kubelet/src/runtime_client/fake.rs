@@ -1,13 +1,13 @@
 //! An in-memory [`RuntimeClient`] for unit tests: it keeps the containers it was told about, records every call
 //! in order, and fails the verbs a test tells it to. Nothing runs and nothing touches the host.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{ContainerStats, RuntimeClient, RuntimeError, SandboxInfo};
+use super::{CgroupMemory, ContainerStats, RuntimeClient, RuntimeError, SandboxInfo};
 
 /// One call the fake received, with its container id (or cgroup path).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,10 @@ pub enum Call {
     State(String),
     Exec(String),
     OomKilled(String),
+    /// `remove_pod_cgroup` (the fake answers it itself rather than through `remove_cgroup_tree`).
     RemovePodCgroup(String),
+    RemoveCgroupTree(String),
+    CgroupMemory(String),
     Stats(String),
 }
 
@@ -33,6 +36,7 @@ struct Inner {
     failing: HashSet<&'static str>,
     oom: HashSet<String>,
     stats: HashMap<String, ContainerStats>,
+    memory: HashMap<String, CgroupMemory>,
 }
 
 /// The fake. `create_argv` returns `create_command` (default `/bin/false`) followed by the id, so a test decides
@@ -77,6 +81,11 @@ impl FakeRuntime {
     /// Container `id` reports `stats`.
     pub fn set_stats(&self, id: &str, stats: ContainerStats) {
         self.lock().stats.insert(id.into(), stats);
+    }
+
+    /// Cgroup `path` reports `memory`.
+    pub fn set_cgroup_memory(&self, path: &str, memory: CgroupMemory) {
+        self.lock().memory.insert(path.into(), memory);
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -141,16 +150,20 @@ impl RuntimeClient for FakeRuntime {
         self.lock().oom.contains(id)
     }
 
+    fn remove_cgroup_tree(&self, cgroups_path: &str) -> Result<Vec<(PathBuf, String)>, RuntimeError> {
+        self.record(Call::RemoveCgroupTree(cgroups_path.into()));
+        self.check("remove_cgroup_tree", cgroups_path)?;
+        Ok(Vec::new())
+    }
+
     fn remove_pod_cgroup(&self, cgroups_path: &str) {
         self.record(Call::RemovePodCgroup(cgroups_path.into()));
     }
 
-    fn pod_memory_bytes(&self, _pod_cgroup: &str) -> u64 {
-        0
-    }
-
-    fn container_memory_bytes(&self, _pod_cgroup: &str, _short_uid: &str) -> BTreeMap<String, u64> {
-        BTreeMap::new()
+    fn cgroup_memory(&self, cgroups_path: &str) -> Result<Option<CgroupMemory>, RuntimeError> {
+        self.record(Call::CgroupMemory(cgroups_path.into()));
+        self.check("cgroup_memory", cgroups_path)?;
+        Ok(self.lock().memory.get(cgroups_path).cloned())
     }
 
     fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {

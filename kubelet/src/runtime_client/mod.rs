@@ -1,17 +1,16 @@
 //! The kubelet's one boundary to a container runtime: [`RuntimeClient`] is everything the kubelet asks of one
-//! (sandbox, create, start, kill, delete, state, exec, OOM kills and memory use, a container's cgroup
-//! limits and usage, the pod cgroup's removal).
+//! (sandbox, create, start, kill, delete, state, exec, OOM kills, a container's cgroup limits and usage, the
+//! memory working sets of a pod's cgroup, and the removal of a pod's or a node's cgroup tree).
 //!
 //! - [`cli`]: the implementation the kubelet runs, over the runc-compatible command line of `rkube-runtime`
 //!   (one process per call, so the kubelet never forks inside its own threaded process, and a crashed runtime
-//!   call cannot take the node agent with it);
-//! - [`cgroupfs`]: the one place in the kubelet that reads or removes cgroup files, for what the runtime's
-//!   command line has no verb for (a pod's parent cgroup, memory working sets for eviction);
+//!   call cannot take the node agent with it), plus the runtime's own `cgroup memory|remove` verbs for the cgroups
+//!   that are no container's;
 //! - `fake` (tests only): an in-memory runtime that records every call, for the pod worker's unit tests.
 //!
-//! Must not: know about pods, volumes or images. Callers pass container ids and cgroup paths.
+//! Must not: know about pods, volumes or images, or read cgroup files (that is the runtime's; the layering check
+//! holds it). Callers pass container ids and cgroup paths.
 
-pub mod cgroupfs;
 pub mod cli;
 #[cfg(test)]
 pub mod fake;
@@ -66,15 +65,65 @@ pub trait RuntimeClient: Send + Sync {
     fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<(i32, String), RuntimeError>;
     /// Whether the kernel's OOM killer killed a process of container `id` (ask before [`Self::delete`]).
     fn oom_killed(&self, id: &str) -> bool;
-    /// Removes a pod's cgroup (`cgroups_path`, its children first) once every container in it is deleted.
-    fn remove_pod_cgroup(&self, cgroups_path: &str);
-    /// The memory working set (usage less inactive page cache) of a pod's cgroup, 0 if unknown.
-    fn pod_memory_bytes(&self, pod_cgroup: &str) -> u64;
-    /// The working set of each container's cgroup under the pod's, by container name (ids are
-    /// `<short uid>-<name>-<restart>`; the newest restart of each name counts).
-    fn container_memory_bytes(&self, pod_cgroup: &str, short_uid: &str) -> BTreeMap<String, u64>;
+    /// Removes the cgroup tree `cgroups_path` (`/kubepods/burstable/pod<uid>`, or a node's `kubepods`) from every
+    /// hierarchy, children first. A cgroup still holding processes stays: returns those, each with the reason.
+    /// Nothing there is not an error; the root itself or a path with `..` is.
+    fn remove_cgroup_tree(&self, cgroups_path: &str) -> Result<Vec<(PathBuf, String)>, RuntimeError>;
+    /// The memory working set (usage less inactive page cache) of cgroup `cgroups_path` and of each child cgroup
+    /// by directory name; None when it has no memory cgroup.
+    fn cgroup_memory(&self, cgroups_path: &str) -> Result<Option<CgroupMemory>, RuntimeError>;
     /// Container `id`'s cgroup limits and current usage (for `rkube inspect`), as the runtime reads them.
     fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
+
+    /// Removes a pod's cgroup once every container in it is deleted; what cannot go is logged, not returned (the
+    /// pod is gone either way, and `rkube down` removes the node's tree).
+    fn remove_pod_cgroup(&self, cgroups_path: &str) {
+        match self.remove_cgroup_tree(cgroups_path) {
+            Ok(left) if left.is_empty() => {}
+            Ok(left) => tracing::warn!(cgroup = cgroups_path, left = ?left, "pod cgroup left in place"),
+            Err(e) => tracing::warn!(cgroup = cgroups_path, error = %e, "remove pod cgroup"),
+        }
+    }
+    /// The memory working set of a pod's cgroup, 0 if unknown.
+    fn pod_memory_bytes(&self, pod_cgroup: &str) -> u64 {
+        self.cgroup_memory(pod_cgroup).ok().flatten().map(|m| m.working_set).unwrap_or(0)
+    }
+    /// The working set of each container's cgroup under the pod's, by container name (ids are
+    /// `<short uid>-<name>-<restart>`; the newest restart of each name counts).
+    fn container_memory_bytes(&self, pod_cgroup: &str, short_uid: &str) -> BTreeMap<String, u64> {
+        let Some(m) = self.cgroup_memory(pod_cgroup).ok().flatten() else { return BTreeMap::new() };
+        newest_by_name(m.children.keys().cloned(), short_uid)
+            .into_iter()
+            .filter_map(|(name, id)| m.children.get(&id).map(|w| (name, *w)))
+            .collect()
+    }
+}
+
+/// Of container ids `<short uid>-<name>-<restart>` (others are skipped), the newest id of each container name.
+pub fn newest_by_name(ids: impl IntoIterator<Item = String>, short_uid: &str) -> BTreeMap<String, String> {
+    let mut newest: BTreeMap<String, (u32, String)> = BTreeMap::new();
+    let prefix = format!("{short_uid}-");
+    for id in ids {
+        let Some((name, restart)) = id.strip_prefix(&prefix).and_then(|r| r.rsplit_once('-')) else { continue };
+        let Ok(restart) = restart.parse::<u32>() else { continue };
+        if newest.get(name).is_none_or(|(r, _)| restart > *r) {
+            newest.insert(name.to_string(), (restart, id.clone()));
+        }
+    }
+    newest.into_iter().map(|(name, (_, id))| (name, id)).collect()
+}
+
+/// A cgroup's memory working set and its children's: the runtime's `cgroup memory` answer.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+pub struct CgroupMemory {
+    /// The directory the runtime read.
+    #[serde(default)]
+    pub dir: PathBuf,
+    #[serde(rename = "workingSet")]
+    pub working_set: u64,
+    /// Child cgroup (directory name) → its working set.
+    #[serde(default)]
+    pub children: BTreeMap<String, u64>,
 }
 
 /// A container cgroup's limits and usage: the `data` of the runtime's `events --stats` line (runc's
@@ -133,4 +182,22 @@ pub struct MemoryUsage {
 pub struct PidsStats {
     pub current: Option<u64>,
     pub limit: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_working_sets_are_the_newest_restart_of_each_name() {
+        let rt = fake::FakeRuntime::default();
+        let children: BTreeMap<String, u64> =
+            [("u1-app-0", 100), ("u1-app-1", 300), ("u1-side-car-0", 50), ("sb-u1", 7), ("other-app-0", 9)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        rt.set_cgroup_memory("/kubepods/besteffort/podu1", CgroupMemory { working_set: 400, children, ..Default::default() });
+        let got = rt.container_memory_bytes("/kubepods/besteffort/podu1", "u1");
+        assert_eq!(got.into_iter().collect::<Vec<_>>(), vec![("app".to_string(), 300), ("side-car".to_string(), 50)]);
+        assert_eq!(rt.pod_memory_bytes("/kubepods/besteffort/podu1"), 400);
+        assert_eq!(rt.pod_memory_bytes("/kubepods/besteffort/none"), 0, "unknown is 0");
+        assert!(rt.container_memory_bytes("/kubepods/besteffort/none", "u1").is_empty());
+    }
 }

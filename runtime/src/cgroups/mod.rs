@@ -3,7 +3,8 @@
 //!
 //! Owns: detecting the layout under a cgroup root (a parameter, so a tempdir can stand in for tests), creating a
 //! container's cgroup, writing `linux.resources`, moving a process in, listing and signalling its processes,
-//! reading OOM kills, and removing it. It does not talk to systemd: a `slice:prefix:name` cgroupsPath is mapped to
+//! reading OOM kills, and removing it; and ([`tree`]) measuring and removing cgroups that are no container's (a
+//! pod's parent cgroup, a node's `kubepods` tree). It does not talk to systemd: a `slice:prefix:name` cgroupsPath is mapped to
 //! the path systemd would use.
 //!
 //! Why not cgroups-rs: it probes and parses every hierarchy on each load, which costs more than a whole container
@@ -11,6 +12,7 @@
 
 pub mod devices;
 pub mod stats;
+pub mod tree;
 pub mod v1;
 pub mod v2;
 

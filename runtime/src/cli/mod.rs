@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use rkube_runtime::cgroups::tree;
 use rkube_runtime::container::{self, create::run, CreateRequest};
 use rkube_runtime::exec::ExecRequest;
 use rkube_runtime::sandbox::SandboxRequest;
@@ -177,6 +178,15 @@ enum Cmd {
         #[arg(long, hide = true)]
         interval: Option<String>,
     },
+    /// Measure or remove a cgroup that is no container's (rkube's; runc has no such verb): a pod's parent cgroup,
+    /// a node's kubepods tree.
+    Cgroup {
+        #[command(subcommand)]
+        cmd: CgroupCmd,
+        /// Where the cgroup hierarchies are mounted.
+        #[arg(long = "cgroup-root", default_value = container::CGROUP_ROOT)]
+        cgroup_root: PathBuf,
+    },
     /// Create a pod sandbox: a pause process holding new net/ipc/uts (and pid with --share-pid) namespaces.
     Sandbox {
         id: String,
@@ -189,6 +199,15 @@ enum Cmd {
         #[arg(long = "pid-file")]
         pid_file: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum CgroupCmd {
+    /// Remove the cgroup tree PATH (relative to each hierarchy's root) from every hierarchy, children first; a
+    /// cgroup still holding processes stays. Prints {"removed": [dirs], "left": [[dir, reason]]}.
+    Remove { path: String },
+    /// Print the memory working set of cgroup PATH and of each child: {"dir", "workingSet", "children": {name: bytes}}.
+    Memory { path: String },
 }
 
 fn log_error(cli_log: Option<&PathBuf>, format: &str, msg: &str) {
@@ -428,6 +447,25 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
             let data = cg.map(|c| c.stats()).unwrap_or_default();
             let v = serde_json::json!({"type": "stats", "id": id, "data": data});
             println!("{v}");
+            Ok(0)
+        }
+        Cmd::Cgroup { cmd, cgroup_root } => {
+            let layout = rkube_runtime::cgroups::Layout::detect(cgroup_root);
+            let (verb, path) = match cmd {
+                CgroupCmd::Remove { path } => ("remove", path),
+                CgroupCmd::Memory { path } => ("memory", path),
+            };
+            let rel = tree::checked_path(path).map_err(|e| format!("cgroup {verb} {path:?}: {e}"))?;
+            let v = match cmd {
+                CgroupCmd::Remove { .. } => serde_json::to_value(tree::remove_tree(&layout, &rel)),
+                CgroupCmd::Memory { .. } => {
+                    let m = tree::memory_use(&layout, &rel).ok_or_else(|| {
+                        format!("cgroup memory {path:?}: no memory cgroup {} under {} (cgroup {})", rel.display(), cgroup_root.display(), layout.name())
+                    })?;
+                    serde_json::to_value(m)
+                }
+            };
+            println!("{}", v.unwrap_or_default());
             Ok(0)
         }
         Cmd::Sandbox { id, hostname, share_pid, cgroups_path, pid_file } => {

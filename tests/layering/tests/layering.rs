@@ -278,7 +278,6 @@ fn production_code_imports_no_crate_across_a_boundary() {
 
 /// The cgroup filesystem belongs to the runtime. Read-only uses elsewhere that are known, with the reason.
 const CGROUPFS_ALLOWED: &[(&str, &str)] = &[
-    ("kubelet/src/runtime_client/cgroupfs.rs", "issue 14: kubelet seam not done (behind the RuntimeClient seam, but the kubelet still reads OOM and memory signals and removes cgroup trees itself)"),
     ("tests/support/src/vm.rs", "test fixture: prepares cgroup v2 inside the test VM, never on the host's node path"),
 ];
 
