@@ -66,10 +66,22 @@ fn find_pod(env: &InspectEnv, ns: &str, name: &str) -> Option<(PathBuf, Value)> 
 
 /// Kind → inode of each namespace of `pid` (none when the process is gone).
 pub fn namespaces_of(proc_root: &Path, pid: i32) -> BTreeMap<String, u64> {
+    namespaces_in(&proc_root.join(pid.to_string()))
+}
+
+/// The node's namespaces: the kubelet's own (`/proc/self/ns/*`), what a hostNetwork pod joins. Not PID 1's:
+/// readlink of another process's namespace needs ptrace access to it, which an init may refuse even to root
+/// (a non-dumpable init answers EACCES, and the comparison would then silently label nothing `host`), and the
+/// kubelet of `rkube cluster` runs in its node's network namespace, not PID 1's.
+pub fn node_namespaces(proc_root: &Path) -> BTreeMap<String, u64> {
+    namespaces_in(&proc_root.join("self"))
+}
+
+fn namespaces_in(proc_dir: &Path) -> BTreeMap<String, u64> {
     assemble::NAMESPACE_KINDS
         .iter()
         .filter_map(|k| {
-            let link = std::fs::read_link(proc_root.join(pid.to_string()).join("ns").join(k)).ok()?;
+            let link = std::fs::read_link(proc_dir.join("ns").join(k)).ok()?;
             Some((k.to_string(), assemble::ns_inode(&link.to_string_lossy())?))
         })
         .collect()
@@ -111,7 +123,7 @@ pub fn inspect_pod(env: &InspectEnv, ns: &str, name: &str) -> Result<PodInspecti
         return Err(InspectError::SandboxGone { pod: format!("{ns}/{name}"), pid: sandbox_rec.pid });
     }
     let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
-    let host_ns = namespaces_of(&env.proc_root, 1);
+    let host_ns = node_namespaces(&env.proc_root);
     let sandbox_ns = namespaces_of(&env.proc_root, sandbox_rec.pid);
     // the sandbox's namespaces: the host's, or made for the pod
     let sandbox_namespaces = assemble::label_namespaces(&sandbox_ns, Some(&sandbox_ns), &host_ns);

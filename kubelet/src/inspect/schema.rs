@@ -44,8 +44,8 @@ pub struct Namespace {
     pub shared: Sharing,
 }
 
-/// Whose namespace it is: the pod's (the sandbox's, shared by its containers), the host's (PID 1's), or the
-/// process's own.
+/// Whose namespace it is: the pod's (the sandbox's, shared by its containers), the host's (the node's: the
+/// kubelet's own namespaces), or the process's own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sharing {
