@@ -100,7 +100,7 @@ mod tests {
     use super::*;
 
     fn csr_info() -> &'static ResourceInfo {
-        crate::registry::find("certificates.k8s.io", "v1", "certificatesigningrequests").expect("served")
+        crate::registry::builtin::CERTIFICATE_SIGNING_REQUESTS
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn spawn_finalize(state: Arc<ApiState>, ns: String) {
 }
 
 async fn finalize(state: &Arc<ApiState>, ns: &str) -> Result<(), ApiError> {
-    let ns_info = registry::find("", "v1", "namespaces").expect("namespaces are in the table");
+    let ns_info = registry::builtin::NAMESPACES;
     loop {
         let mut remaining = 0usize;
         for info in RESOURCES.iter().filter(|r| r.namespaced) {
@@ -110,7 +110,7 @@ async fn finalize(state: &Arc<ApiState>, ns: &str) -> Result<(), ApiError> {
 
 /// Restarts finalization of namespaces that were terminating when the server stopped.
 pub async fn resume(state: Arc<ApiState>) {
-    let ns_info = registry::find("", "v1", "namespaces").expect("namespaces are in the table");
+    let ns_info = registry::builtin::NAMESPACES;
     let Ok(page) = state.store.list(ListOptions { prefix: ns_info.key_prefix(), ..Default::default() }).await else { return };
     for kv in page.items {
         if let Ok(obj) = object::decode(&kv) {

@@ -150,7 +150,7 @@ pub async fn pod_log(ctx: &Ctx, pod: &Value) -> Result<Response, ApiError> {
     if node.is_empty() {
         return Err(ApiError::bad_request(format!("container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating")));
     }
-    let nodes = registry::find("", "v1", "nodes").expect("nodes are in the table");
+    let nodes = registry::builtin::NODES;
     let Some((node_obj, _)) = read_object(&ctx.state, nodes, &nodes.key(None, node), node).await? else {
         return Err(ApiError::not_found(nodes, node));
     };
@@ -233,7 +233,7 @@ async fn pod_stream_inner(
     query: &crate::request::Query,
     req: http::Request<Body>,
 ) -> Result<Response, ApiError> {
-    let pods = registry::find("", "v1", "pods").expect("pods are in the table");
+    let pods = registry::builtin::PODS;
     let Some((pod, _)) = read_object(state, pods, &pods.key(Some(ns), name), name).await? else {
         return Err(ApiError::not_found(pods, name));
     };
@@ -277,7 +277,7 @@ async fn pod_stream_inner(
 
 /// The kubelet base URL of node `node`.
 async fn node_kubelet(state: &crate::state::ApiState, node: &str) -> Result<String, ApiError> {
-    let nodes = registry::find("", "v1", "nodes").expect("nodes are in the table");
+    let nodes = registry::builtin::NODES;
     let Some((node_obj, _)) = read_object(state, nodes, &nodes.key(None, node), node).await? else {
         return Err(ApiError::not_found(nodes, node));
     };

@@ -776,6 +776,58 @@ pub static RESOURCES: &[ResourceInfo] = &[
     },
 ];
 
+/// Typed handles for the built-in resources the server itself reads and writes (`builtin::PODS`), in place of
+/// `find(..).expect(..)`: each is found in [`RESOURCES`] when the crate is compiled, so a handle whose row is
+/// missing fails the build and none can fail at run time.
+pub mod builtin {
+    use super::{by_name, ResourceInfo};
+
+    pub static NAMESPACES: &ResourceInfo = by_name("", "namespaces");
+    pub static PODS: &ResourceInfo = by_name("", "pods");
+    pub static SERVICES: &ResourceInfo = by_name("", "services");
+    pub static NODES: &ResourceInfo = by_name("", "nodes");
+    pub static CONFIG_MAPS: &ResourceInfo = by_name("", "configmaps");
+    pub static SECRETS: &ResourceInfo = by_name("", "secrets");
+    pub static SERVICE_ACCOUNTS: &ResourceInfo = by_name("", "serviceaccounts");
+    pub static DEPLOYMENTS: &ResourceInfo = by_name("apps", "deployments");
+    pub static LEASES: &ResourceInfo = by_name("coordination.k8s.io", "leases");
+    pub static ENDPOINT_SLICES: &ResourceInfo = by_name("discovery.k8s.io", "endpointslices");
+    pub static INGRESS_CLASSES: &ResourceInfo = by_name("networking.k8s.io", "ingressclasses");
+    pub static ROLES: &ResourceInfo = by_name("rbac.authorization.k8s.io", "roles");
+    pub static ROLE_BINDINGS: &ResourceInfo = by_name("rbac.authorization.k8s.io", "rolebindings");
+    pub static CLUSTER_ROLES: &ResourceInfo = by_name("rbac.authorization.k8s.io", "clusterroles");
+    pub static CLUSTER_ROLE_BINDINGS: &ResourceInfo = by_name("rbac.authorization.k8s.io", "clusterrolebindings");
+    pub static CERTIFICATE_SIGNING_REQUESTS: &ResourceInfo = by_name("certificates.k8s.io", "certificatesigningrequests");
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The first row of `group`/`resource` (the served version), evaluated at compile time for [`builtin`].
+const fn by_name(group: &str, resource: &str) -> &'static ResourceInfo {
+    let mut i = 0;
+    while i < RESOURCES.len() {
+        let r = &RESOURCES[i];
+        if str_eq(r.group, group) && str_eq(r.resource, resource) {
+            return r;
+        }
+        i += 1;
+    }
+    panic!("a built-in resource handle names a resource missing from RESOURCES")
+}
+
 /// The API groups served, in discovery order (core is `""`).
 pub fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
@@ -823,6 +875,16 @@ mod tests {
         let bad = serde_json::json!({"metadata": {"name": "x"}, "spec": {"replicas": "three"}});
         let err = (d.typed_check)(&bad).expect_err("replicas must be an integer");
         assert!(err.contains("spec.replicas"), "{err}");
+    }
+
+    #[test]
+    fn builtin_handles_are_the_table_rows() {
+        // the same row (compared by value: the compiler may place a constant's copy apart from the table)
+        let same = |a: &ResourceInfo, b: &ResourceInfo| (a.group, a.version, a.resource, a.kind) == (b.group, b.version, b.resource, b.kind);
+        assert!(same(builtin::PODS, find("", "v1", "pods").expect("pods")));
+        assert!(same(builtin::LEASES, find("coordination.k8s.io", "v1", "leases").expect("leases")));
+        assert_eq!(builtin::CLUSTER_ROLE_BINDINGS.kind, "ClusterRoleBinding");
+        assert_eq!(builtin::CERTIFICATE_SIGNING_REQUESTS.kind, "CertificateSigningRequest");
     }
 
     #[test]

@@ -137,7 +137,7 @@ fn check_mirror_pod(node: &str, info: &ResourceInfo, pod: &Value, node_uid: Opti
                 return deny(format!("node {node:?} must not set blockOwnerDeletion on an owner reference"));
             }
             let Some(uid) = node_uid else {
-                return Err(ApiError::not_found(registry::find("", "v1", "nodes").expect("nodes are in the table"), node));
+                return Err(ApiError::not_found(registry::builtin::NODES, node));
             };
             let got = str_at(owner, "/uid");
             if got != uid {
@@ -170,7 +170,7 @@ pub async fn admit_create(state: &ApiState, user: &User, info: &ResourceInfo, na
     let Some(node) = node_of(user, info, str_at(obj, "/metadata/name"))? else { return Ok(()) };
     let mut node_uid = None;
     if info.group.is_empty() && info.resource == "pods" {
-        let nodes = registry::find("", "v1", "nodes").expect("nodes are in the table");
+        let nodes = registry::builtin::NODES;
         node_uid = crate::object::read(state.store.as_ref(), nodes, &nodes.key(None, node), node)
             .await?
             .map(|(n, _)| crate::object::uid(&n).to_string());
@@ -189,7 +189,7 @@ pub fn check_token(node: &str, info: &ResourceInfo, sa: &str, request: &Value, p
     if uid.is_empty() {
         return Err(forbidden(info, sa, "node requested token with a pod binding without a uid"));
     }
-    let pods = registry::find("", "v1", "pods").expect("pods are in the table");
+    let pods = registry::builtin::PODS;
     let Some(pod) = pod else { return Err(ApiError::not_found(pods, str_at(&r, "/name"))) };
     if uid != crate::object::uid(pod) {
         return Err(forbidden(
@@ -223,7 +223,7 @@ pub async fn admit_eviction(state: &ApiState, user: &User, info: &ResourceInfo, 
 }
 
 async fn read_pod(state: &ApiState, namespace: &str, name: &str) -> Result<Option<Value>, ApiError> {
-    let pods = registry::find("", "v1", "pods").expect("pods are in the table");
+    let pods = registry::builtin::PODS;
     Ok(crate::object::read(state.store.as_ref(), pods, &pods.key(Some(namespace), name), name).await?.map(|(p, _)| p))
 }
 

@@ -22,7 +22,7 @@ pub fn looks_like(token: &str) -> bool {
 /// The user a bootstrap token names, or why it does not authenticate.
 pub async fn authenticate(state: &ApiState, token: &str) -> Result<User, String> {
     let (id, _) = bt::parse(token).map_err(|e| e.to_string())?;
-    let info = registry::find("", "v1", "secrets").expect("secrets are in the table");
+    let info = registry::builtin::SECRETS;
     let name = bt::secret_name(id);
     let secret: Value = crate::object::read_as(state.store.as_ref(), info, Some(bt::NAMESPACE), &name)
         .await

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::attributes::Attributes;
 use super::user::User;
-use crate::registry::{self, ResourceInfo};
+use crate::registry::{builtin, ResourceInfo};
 use crate::state::ApiState;
 use crate::status::ApiError;
 use crate::storage::ListOptions;
@@ -46,13 +46,13 @@ pub async fn authorize(state: &ApiState, user: &User, a: &Attributes) -> Result<
 /// Every grant that applies to `user` in `namespace` (cluster-wide ones only when `namespace` is empty).
 pub async fn grants(state: &ApiState, user: &User, namespace: &str) -> Result<Vec<Grant>, ApiError> {
     let mut out = Vec::new();
-    for b in list::<ClusterRoleBinding>(state, "clusterrolebindings", None).await? {
+    for b in list::<ClusterRoleBinding>(state, builtin::CLUSTER_ROLE_BINDINGS, None).await? {
         let Some(subject) = b.subjects.iter().flatten().find(|s| subject_matches(s, user, "")) else { continue };
         let rules = role_rules(state, &b.role_ref, "").await?;
         out.push(Grant { via: describe("ClusterRoleBinding", b.metadata.name.as_deref().unwrap_or(""), &b.role_ref, subject), rules });
     }
     if !namespace.is_empty() {
-        for b in list::<RoleBinding>(state, "rolebindings", Some(namespace)).await? {
+        for b in list::<RoleBinding>(state, builtin::ROLE_BINDINGS, Some(namespace)).await? {
             let Some(subject) = b.subjects.iter().flatten().find(|s| subject_matches(s, user, namespace)) else { continue };
             let rules = role_rules(state, &b.role_ref, namespace).await?;
             let name = format!("{}/{namespace}", b.metadata.name.as_deref().unwrap_or(""));
@@ -85,19 +85,14 @@ fn subject_matches(s: &Subject, user: &User, binding_namespace: &str) -> bool {
 /// The rules of the role a binding references; a missing role grants nothing (as upstream).
 async fn role_rules(state: &ApiState, role: &RoleRef, namespace: &str) -> Result<Vec<PolicyRule>, ApiError> {
     Ok(match role.kind.as_str() {
-        "ClusterRole" => get::<ClusterRole>(state, "clusterroles", None, &role.name).await?.and_then(|r| r.rules),
-        "Role" if !namespace.is_empty() => get::<Role>(state, "roles", Some(namespace), &role.name).await?.and_then(|r| r.rules),
+        "ClusterRole" => get::<ClusterRole>(state, builtin::CLUSTER_ROLES, None, &role.name).await?.and_then(|r| r.rules),
+        "Role" if !namespace.is_empty() => get::<Role>(state, builtin::ROLES, Some(namespace), &role.name).await?.and_then(|r| r.rules),
         _ => None,
     }
     .unwrap_or_default())
 }
 
-fn info(resource: &str) -> &'static ResourceInfo {
-    registry::find(GROUP, "v1", resource).expect("rbac resources are in the table")
-}
-
-async fn list<T: DeserializeOwned>(state: &ApiState, resource: &str, ns: Option<&str>) -> Result<Vec<T>, ApiError> {
-    let info = info(resource);
+async fn list<T: DeserializeOwned>(state: &ApiState, info: &ResourceInfo, ns: Option<&str>) -> Result<Vec<T>, ApiError> {
     let page = state
         .store
         .list(ListOptions { prefix: info.prefix_for(ns), ..Default::default() })
@@ -106,8 +101,8 @@ async fn list<T: DeserializeOwned>(state: &ApiState, resource: &str, ns: Option<
     Ok(page.items.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
 }
 
-async fn get<T: DeserializeOwned>(state: &ApiState, resource: &str, ns: Option<&str>, name: &str) -> Result<Option<T>, ApiError> {
-    crate::object::read_as(state.store.as_ref(), info(resource), ns, name).await
+async fn get<T: DeserializeOwned>(state: &ApiState, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<Option<T>, ApiError> {
+    crate::object::read_as(state.store.as_ref(), info, ns, name).await
 }
 
 fn has(list: &[String], value: &str) -> bool {

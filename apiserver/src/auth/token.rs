@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use super::user::{User, AUTHENTICATED};
-use crate::registry;
+use crate::registry::{self, ResourceInfo};
 use crate::state::ApiState;
 use crate::status::{ApiError, Cause};
 
@@ -17,16 +17,15 @@ pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const MIN_EXPIRATION: i64 = 600;
 const DEFAULT_EXPIRATION: i64 = 3600;
 
-async fn read(state: &ApiState, resource: &str, ns: &str, name: &str) -> Result<Option<Value>, ApiError> {
-    let info = registry::find("", "v1", resource).expect("core resources are in the table");
+async fn read(state: &ApiState, info: &'static ResourceInfo, ns: &str, name: &str) -> Result<Option<Value>, ApiError> {
     crate::object::read_as(state.store.as_ref(), info, Some(ns), name).await
 }
 
 /// Answers a TokenRequest for service account `name` in `ns`: the request with `status.token` and
 /// `status.expirationTimestamp` filled in.
 pub async fn request(state: &ApiState, ns: &str, name: &str, mut body: Value) -> Result<Value, ApiError> {
-    let info = registry::find("", "v1", "serviceaccounts").expect("serviceaccounts are in the table");
-    let Some(sa) = read(state, "serviceaccounts", ns, name).await? else {
+    let info = registry::builtin::SERVICE_ACCOUNTS;
+    let Some(sa) = read(state, registry::builtin::SERVICE_ACCOUNTS, ns, name).await? else {
         return Err(ApiError::not_found(info, name));
     };
     let spec = body.get("spec").cloned().unwrap_or(Value::Null);
@@ -55,9 +54,8 @@ pub async fn request(state: &ApiState, ns: &str, name: &str, mut body: Value) ->
                 vec![Cause::not_supported("spec.boundObjectRef.kind", &json!(kind), &["Pod", "Secret"])],
             ));
         }
-        let resource = if kind == "Pod" { "pods" } else { "secrets" };
-        let Some(obj) = read(state, resource, ns, bound_name).await? else {
-            let target = registry::find("", "v1", resource).expect("core resources are in the table");
+        let target = if kind == "Pod" { registry::builtin::PODS } else { registry::builtin::SECRETS };
+        let Some(obj) = read(state, target, ns, bound_name).await? else {
             return Err(ApiError::not_found(target, bound_name));
         };
         let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
@@ -112,11 +110,11 @@ pub async fn authenticate(state: &ApiState, token: &str, audiences: &[&str]) -> 
     let k8s = &claims["kubernetes.io"];
     let ns = k8s["namespace"].as_str().unwrap_or_default();
     let sa_name = k8s["serviceaccount"]["name"].as_str().unwrap_or_default();
-    let sa = read(state, "serviceaccounts", ns, sa_name).await.map_err(|e| e.message)?;
+    let sa = read(state, registry::builtin::SERVICE_ACCOUNTS, ns, sa_name).await.map_err(|e| e.message)?;
     if sa.as_ref().and_then(|s| s.pointer("/metadata/uid")) != Some(&k8s["serviceaccount"]["uid"]) {
         return Err(format!("service account {ns}/{sa_name} has been deleted"));
     }
-    for (kind, resource) in [("pod", "pods"), ("secret", "secrets")] {
+    for (kind, resource) in [("pod", registry::builtin::PODS), ("secret", registry::builtin::SECRETS)] {
         if let Some(bound) = k8s.get(kind).filter(|b| b.is_object()) {
             let bound_name = bound["name"].as_str().unwrap_or_default();
             let obj = read(state, resource, ns, bound_name).await.map_err(|e| e.message)?;

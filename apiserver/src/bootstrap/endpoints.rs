@@ -35,11 +35,11 @@ pub const ADDRESS_ANNOTATION: &str = "rkube.io/advertise-address";
 const LEASE_NS: &str = "kube-system";
 
 fn leases() -> &'static ResourceInfo {
-    registry::find("coordination.k8s.io", "v1", "leases").expect("leases are in the table")
+    registry::builtin::LEASES
 }
 
 fn slices() -> &'static ResourceInfo {
-    registry::find("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices are in the table")
+    registry::builtin::ENDPOINT_SLICES
 }
 
 /// The Lease name of the apiserver advertising `ip`: one per address, so a restarted server takes its own

@@ -28,22 +28,22 @@ pub struct BootstrapError {
 /// Creates the built-in namespaces, RBAC roles and bindings, the `kubernetes` Service and the `kube-dns`
 /// Service (with `cluster_dns`), leaving any that exist as they are.
 pub async fn create_builtin_objects(state: &ApiState) -> Result<(), BootstrapError> {
-    let ns_info = registry::find("", "v1", "namespaces").expect("namespaces are in the table");
+    let ns_info = registry::builtin::NAMESPACES;
     for ns in BUILTIN_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         if create_if_missing(state, ns_info, None, obj).await? {
             tracing::info!(namespace = ns, "created built-in namespace");
         }
     }
-    for (resource, objects) in
-        [("clusterroles", crate::auth::bootstrap::cluster_roles()), ("clusterrolebindings", crate::auth::bootstrap::cluster_role_bindings())]
-    {
-        let info = registry::find(crate::auth::rbac::GROUP, "v1", resource).expect("rbac resources are in the table");
+    for (info, objects) in [
+        (registry::builtin::CLUSTER_ROLES, crate::auth::bootstrap::cluster_roles()),
+        (registry::builtin::CLUSTER_ROLE_BINDINGS, crate::auth::bootstrap::cluster_role_bindings()),
+    ] {
         for obj in objects {
             create_if_missing(state, info, None, obj).await?;
         }
     }
-    let svc_info = registry::find("", "v1", "services").expect("services are in the table");
+    let svc_info = registry::builtin::SERVICES;
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default",
         "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"clusterIP": state.config.first_service_ip().to_string(),

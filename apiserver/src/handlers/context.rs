@@ -56,7 +56,7 @@ pub async fn read_object(state: &ApiState, info: &ResourceInfo, key: &str, name:
 
 /// Fails with 404 unless namespace `ns` exists; 403 if it is terminating and `creating`.
 pub async fn check_namespace(state: &ApiState, info: &ResourceInfo, ns: &str, name: &str, creating: bool) -> Result<(), ApiError> {
-    let ns_info = registry::find("", "v1", "namespaces").expect("namespaces are in the table");
+    let ns_info = registry::builtin::NAMESPACES;
     match read_object(state, ns_info, &ns_info.key(None, ns), ns).await? {
         None => Err(ApiError::not_found(ns_info, ns)),
         Some((obj, _)) if creating && object::is_deleting(&obj) => Err(ApiError::forbidden(

@@ -376,7 +376,7 @@ mod tests {
     use super::*;
 
     fn info() -> &'static ResourceInfo {
-        crate::registry::find("", "v1", "services").expect("services")
+        crate::registry::builtin::SERVICES
     }
 
     fn lb(policy: &str, hc: Option<i64>) -> Value {
