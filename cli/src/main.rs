@@ -47,7 +47,7 @@ enum Command {
     /// A local multi-node cluster on this machine: up, down, status, node drills
     #[command(subcommand)]
     Cluster(cluster::Command),
-    /// Show a pod's kernel objects (namespaces, cgroups, veth, mounts, rootfs, nft rules) from its node's kubelet
+    /// Show the kernel objects of a pod, a node or a Service's proxy rules, from the node's kubelet
     #[command(subcommand)]
     Inspect(inspect::Command),
 }

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{Api, ListParams};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use super::schema::{PodInspection, API_VERSION, POD_KIND};
+use super::schema::{NodeInspection, PodInspection, ServiceInspection, API_VERSION, NODE_KIND, POD_KIND, SERVICE_KIND};
 
 /// How long the kubelet (through the node proxy) may take before the node is called unreachable.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,6 +35,22 @@ pub enum InspectClientError {
     },
     #[error("inspect pod {pod} on node {node}: the kubelet answered something that is not a {POD_KIND} {API_VERSION}: {message}")]
     BadAnswer { pod: String, node: String, message: String },
+    #[error("node {node} not found (kubectl get nodes lists the nodes)")]
+    NodeNotFound { node: String },
+    #[error("{count} nodes in the cluster: name one (rkube inspect node NAME; kubectl get nodes lists them)")]
+    WhichNode { count: usize },
+    #[error("service {service} not found (kubectl get services -n {ns} lists the services there)")]
+    ServiceNotFound { service: String, ns: String },
+    #[error("no Ready node to read service {service}'s proxy rules on: name one with --node")]
+    NoReadyNode { service: String },
+    #[error("inspect {what}: {source}")]
+    ApiOf {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("inspect {what} on node {node}: {message}")]
+    Fetch { what: String, node: String, message: String },
 }
 
 /// The path of the kubelet endpoint through the apiserver's node proxy.
@@ -80,10 +98,81 @@ pub async fn fetch_pod(client: &kube::Client, ns: &str, name: &str) -> Result<Po
 
 /// The kubelet's answer, checked to be the version this client reads.
 pub fn parse(text: &str) -> Result<PodInspection, String> {
-    let doc: PodInspection = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if doc.api_version != API_VERSION || doc.kind != POD_KIND {
-        return Err(format!("got {} {}", doc.kind, doc.api_version));
+    parse_kind(text, POD_KIND)
+}
+
+fn parse_kind<T: DeserializeOwned>(text: &str, kind: &str) -> Result<T, String> {
+    let head: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if head["apiVersion"] != API_VERSION || head["kind"] != kind {
+        return Err(format!("got {} {}, not {kind} {API_VERSION}", head["kind"].as_str().unwrap_or("?"), head["apiVersion"].as_str().unwrap_or("?")));
     }
+    serde_json::from_value(head).map_err(|e| e.to_string())
+}
+
+/// GET `path` through the node proxy, with the same timeout and meaning of errors as for a pod.
+async fn fetch_from_node<T: DeserializeOwned>(client: &kube::Client, node: &str, path: &str, what: &str, kind: &str) -> Result<T, InspectClientError> {
+    let fetch = |message: String| InspectClientError::Fetch { what: what.into(), node: node.into(), message };
+    let req = axum::http::Request::get(format!("/api/v1/nodes/{node}/proxy{path}")).body(Vec::new()).map_err(|e| fetch(e.to_string()))?;
+    let text = match tokio::time::timeout(FETCH_TIMEOUT, client.request_text(req)).await {
+        Err(_) => return Err(fetch(format!("node {node} is unreachable: no answer through the node proxy within {} s", FETCH_TIMEOUT.as_secs()))),
+        Ok(Ok(t)) => t,
+        Ok(Err(kube::Error::Api(s))) if (502..=504).contains(&s.code) => return Err(fetch(format!("node {node} is unreachable: {}", s.message))),
+        Ok(Err(kube::Error::Api(s))) => return Err(fetch(format!("{} (HTTP {})", s.message, s.code))),
+        Ok(Err(e)) => return Err(fetch(format!("node {node} is unreachable: {e}"))),
+    };
+    parse_kind(&text, kind).map_err(|m| fetch(format!("the kubelet answered something else: {m}")))
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `rkube inspect node [NAME]`: the named node, or the only one.
+pub async fn fetch_node(client: &kube::Client, name: Option<&str>) -> Result<NodeInspection, InspectClientError> {
+    let api = Api::<Node>::all(client.clone());
+    let api_err = |source| InspectClientError::ApiOf { what: format!("node {}", name.unwrap_or("")), source };
+    let node = match name {
+        Some(n) => api.get_opt(n).await.map_err(api_err)?.ok_or_else(|| InspectClientError::NodeNotFound { node: n.into() })?,
+        None => {
+            let mut all = api.list(&ListParams::default()).await.map_err(api_err)?.items;
+            if all.len() != 1 {
+                return Err(InspectClientError::WhichNode { count: all.len() });
+            }
+            all.remove(0)
+        }
+    };
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let mut doc: NodeInspection = fetch_from_node(client, &name, "/inspect/node", &format!("node {name}"), NODE_KIND).await?;
+    doc.pod_cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
+    Ok(doc)
+}
+
+/// `rkube inspect service NAME [-n NS] [--node N]`: the Service from the API, its proxy rules from node N's
+/// kubelet (default: the first Ready node by name; every node's proxy holds the same Services).
+pub async fn fetch_service(client: &kube::Client, ns: &str, name: &str, node: Option<&str>) -> Result<ServiceInspection, InspectClientError> {
+    let what = format!("service {ns}/{name}");
+    let svc = Api::<Service>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|source| InspectClientError::ApiOf { what: what.clone(), source })?
+        .ok_or_else(|| InspectClientError::ServiceNotFound { service: format!("{ns}/{name}"), ns: ns.into() })?;
+    let node = match node {
+        Some(n) => n.to_string(),
+        None => {
+            let mut nodes = Api::<Node>::all(client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(|source| InspectClientError::ApiOf { what: what.clone(), source })?
+                .items;
+            nodes.retain(node_ready);
+            nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            nodes.first().and_then(|n| n.metadata.name.clone()).ok_or(InspectClientError::NoReadyNode { service: format!("{ns}/{name}") })?
+        }
+    };
+    let mut doc: ServiceInspection = fetch_from_node(client, &node, &format!("/inspect/services/{ns}/{name}"), &what, SERVICE_KIND).await?;
+    let spec = svc.spec.unwrap_or_default();
+    doc.service_type = Some(spec.type_.unwrap_or_else(|| "ClusterIP".into()));
+    doc.cluster_ips = spec.cluster_ips.or_else(|| spec.cluster_ip.map(|ip| vec![ip])).unwrap_or_default();
     Ok(doc)
 }
 
@@ -97,8 +186,13 @@ pub enum Format {
 
 /// `doc` in `format` (colours only for a tree on a terminal, as the caller says).
 pub fn format(doc: &PodInspection, format: Format, color: bool) -> String {
+    format_with(doc, format, |d| super::render::tree(d, color))
+}
+
+/// Any inspection document in `format`, `tree` drawing it for people.
+pub fn format_with<T: Serialize>(doc: &T, format: Format, tree: impl FnOnce(&T) -> String) -> String {
     match format {
-        Format::Tree => super::render::tree(doc, color),
+        Format::Tree => tree(doc),
         Format::Json => serde_json::to_string_pretty(doc).map(|s| s + "\n").unwrap_or_default(),
         Format::Yaml => serde_yaml::to_string(doc).unwrap_or_default(),
     }
@@ -116,7 +210,11 @@ mod tests {
         let yaml = format(&doc, Format::Yaml, false);
         assert!(yaml.starts_with("apiVersion: inspect.rkube.io/v1alpha1\nkind: PodInspection\n"), "{yaml}");
         let other = json.replace("v1alpha1", "v9");
-        assert_eq!(parse(&other).expect_err("other version"), "got PodInspection inspect.rkube.io/v9");
+        assert_eq!(parse(&other).expect_err("other version"), "got PodInspection inspect.rkube.io/v9, not PodInspection inspect.rkube.io/v1alpha1");
+        let node = NodeInspection { api_version: API_VERSION.into(), kind: NODE_KIND.into(), ..Default::default() };
+        let text = serde_json::to_string(&node).expect("json");
+        assert_eq!(parse_kind::<NodeInspection>(&text, NODE_KIND).expect("node"), node);
+        assert!(parse_kind::<ServiceInspection>(&text, SERVICE_KIND).expect_err("a node is no service").starts_with("got NodeInspection"));
         assert!(parse("404 page not found").is_err());
         assert_eq!(proxy_path("n1", "default", "web"), "/api/v1/nodes/n1/proxy/inspect/pods/default/web");
     }

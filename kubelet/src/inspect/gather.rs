@@ -28,6 +28,13 @@ pub struct InspectEnv {
     pub proxy_table: Option<String>,
     /// Where `/proc` is (a parameter for tests).
     pub proc_root: PathBuf,
+    /// The kubelet's cgroup root (`kubepods`), under which the QoS classes' and pods' cgroups are.
+    pub cgroup_root: String,
+    /// The default pod network's bridge, when the kubelet runs one.
+    pub bridge: Option<String>,
+    /// The cluster DNS address pods are given, and the link the kubelet puts it on when it serves DNS itself.
+    pub cluster_dns: Option<String>,
+    pub dns_link: Option<String>,
 }
 
 impl InspectEnv {
@@ -39,15 +46,19 @@ impl InspectEnv {
             runtime_root: cfg.runtime_root.clone(),
             proxy_table: cfg.proxy_table.clone(),
             proc_root: PathBuf::from("/proc"),
+            cgroup_root: cfg.cgroup_root.clone(),
+            bridge: cfg.default_network.as_ref().map(|n| n.bridge.clone()),
+            cluster_dns: cfg.cluster_dns.clone(),
+            dns_link: cfg.serve_cluster_dns.then(|| cfg.dns_link.clone()),
         }
     }
 
-    fn runtime(&self) -> crate::runtime_client::RuntimeCli {
+    pub(super) fn runtime(&self) -> crate::runtime_client::RuntimeCli {
         crate::runtime_client::RuntimeCli { bin: self.runtime_bin.clone(), root: self.runtime_root.clone() }
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
@@ -98,7 +109,7 @@ fn alive(proc_root: &Path, pid: i32) -> bool {
 }
 
 /// Runs a command and parses its stdout as JSON (`ip -j`, `nft -j`); None when it fails.
-fn json_of(program: &str, args: &[&str]) -> Option<Value> {
+pub(super) fn json_of(program: &str, args: &[&str]) -> Option<Value> {
     let out = Command::new(program).args(args).stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
     if !out.status.success() {
         return None;

@@ -1,13 +1,16 @@
 //! `rkube inspect`: a pod's kernel objects in one document. The kubelet answers `GET /inspect/pods/<ns>/<name>`
 //! (read-only, authorized as every kubelet path: `nodes/proxy`) with a [`schema::PodInspection`]
 //! (`inspect.rkube.io/v1alpha1`, docs/inspect.md); `rkube inspect pod` fetches it through the apiserver's node
-//! proxy and prints it as JSON, YAML or [`render::tree`].
+//! proxy and prints it as JSON, YAML or [`render::tree`]. Likewise `GET /inspect/node` ([`schema::NodeInspection`],
+//! `rkube inspect node`) and `GET /inspect/services/<ns>/<name>` ([`schema::ServiceInspection`], `rkube inspect
+//! service`: this node's proxy rules for the Service).
 //!
 //! - [`gather`]: the acting half: `/proc`, `ip -j`, `nft -j`, the pod's records, and cgroup limits and usage
 //!   from the runtime through the kubelet's [`crate::runtime_client::RuntimeClient`] seam (never cgroupfs);
 //! - [`assemble`]: pure parsing and joining of those facts (mountinfo, namespace links, links and routes, the
 //!   proxy table), unit-tested on fixtures;
-//! - [`schema`]: the versioned document; [`render`]: the tree for people.
+//! - [`node`]: the acting half of the node and service views; [`proxy_table`]: the proxy's nft table, pure;
+//! - [`schema`]: the versioned documents; [`render`]: the trees for people.
 //!
 //! Must not: change anything on the node; report a fact it could not read as if it had read it (missing facts
 //! are null or empty).
@@ -15,11 +18,14 @@
 pub mod assemble;
 pub mod client;
 pub mod gather;
+pub mod node;
+pub mod proxy_table;
 pub mod render;
 pub mod schema;
 
 pub use gather::{inspect_pod, InspectEnv};
-pub use schema::PodInspection;
+pub use node::{inspect_node, inspect_service};
+pub use schema::{NodeInspection, PodInspection, ServiceInspection};
 
 /// Why a pod cannot be inspected on this node.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +62,10 @@ mod tests {
             runtime_root: tmp.path().join("rt"),
             proxy_table: None,
             proc_root: tmp.path().join("proc"),
+            cgroup_root: "kubepods".into(),
+            bridge: None,
+            cluster_dns: None,
+            dns_link: None,
         };
         let e = inspect_pod(&env, "default", "web").expect_err("no pod");
         assert_eq!((e.status(), e.to_string()), (404, "pod default/web is not running on node n1".to_string()));

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::schema::{Container, Link, Namespace, PodInspection, Sharing};
+use super::schema::{Container, Link, Namespace, NodeInspection, PodInspection, ServiceInspection, Sharing};
 
 struct Node {
     label: String,
@@ -197,10 +197,110 @@ pub fn tree(p: &PodInspection, color: bool) -> String {
         format!("pod {}/{} {} on node {}, QoS {}", p.metadata.namespace, p.metadata.name, st.dim(&p.metadata.uid), p.metadata.node, p.qos_class),
         top,
     );
+    write_tree(&root)
+}
+
+fn write_tree(root: &Node) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", root.label);
     write_children(&mut out, &root.children, "");
     out
+}
+
+/// The tree text of a node's inspection.
+pub fn node_tree(n: &NodeInspection, color: bool) -> String {
+    let st = Style { color };
+    let mut top = Vec::new();
+    let mut net = Vec::new();
+    if let Some(c) = &n.pod_cidr {
+        net.push(leaf(format!("pod CIDR {c}")));
+    }
+    net.push(leaf(match &n.bridge {
+        Some(b) => format!("bridge: {}", link(b)),
+        None => "no pod bridge".into(),
+    }));
+    net.push(node(
+        format!("routes to other nodes' pods ({})", n.pod_routes.len()),
+        n.pod_routes
+            .iter()
+            .map(|r| leaf(format!("{}{}{}", r.dst, r.gateway.as_ref().map(|g| format!(" via {g}")).unwrap_or_default(), r.dev.as_ref().map(|d| format!(" dev {d}")).unwrap_or_default())))
+            .collect(),
+    ));
+    top.push(node(st.head("network"), net));
+    let p = &n.proxy;
+    top.push(leaf(match &p.table {
+        Some(t) => format!(
+            "{} table ip {t}: {} chains, {} rules, {} service ports, {} endpoints, {} service IPs, {} NodePorts",
+            st.head("service proxy"),
+            p.chains,
+            p.rules,
+            p.service_ports,
+            p.endpoints,
+            p.service_ips,
+            p.node_ports
+        ),
+        None => format!("{} none on this node", st.head("service proxy")),
+    }));
+    top.push(leaf(match (&n.dns.address, &n.dns.link) {
+        (Some(a), Some(l)) => format!("{} {a} on {l} ({})", st.head("cluster DNS"), n.dns.link_addresses.join(" ")),
+        (Some(a), None) => format!("{} {a}", st.head("cluster DNS")),
+        _ => format!("{} none", st.head("cluster DNS")),
+    }));
+    let pods_in = |path: &str| -> Vec<Node> {
+        n.pods
+            .iter()
+            .filter(|p| p.cgroup.rsplit_once('/').map(|(parent, _)| parent) == Some(path))
+            .map(|p| {
+                let sb = match (&p.sandbox_id, p.sandbox_pid) {
+                    (Some(id), Some(pid)) => format!("sandbox {id} pid {pid}"),
+                    (Some(id), None) => format!("sandbox {id} (no process)"),
+                    _ => "no sandbox".into(),
+                };
+                let ip = p.pod_ip.as_ref().map(|i| format!(" {i}")).unwrap_or_default();
+                leaf(format!("{}/{} {sb}{ip}, {} ({})", p.namespace, p.name, bytes(p.memory_working_set_bytes), st.dim(&p.cgroup)))
+            })
+            .collect()
+    };
+    top.push(node(
+        format!("{} {}", st.head("cgroups"), n.cgroups.root),
+        n.cgroups
+            .classes
+            .iter()
+            .map(|c| node(format!("{} {}: {} in use", c.qos_class, c.path, bytes(c.memory_working_set_bytes)), pods_in(&c.path)))
+            .collect(),
+    ));
+    write_tree(&node(format!("node {} ({} pods)", n.metadata.name, n.pods.len()), top))
+}
+
+/// The tree text of a Service's proxy rules on one node.
+pub fn service_tree(s: &ServiceInspection, color: bool) -> String {
+    let st = Style { color };
+    let ports = s
+        .ports
+        .iter()
+        .map(|p| {
+            let mut k = Vec::new();
+            k.extend(p.service_ips.iter().map(|i| leaf(format!("from {i}"))));
+            k.extend(p.node_ports.iter().map(|i| leaf(format!("from NodePort {i}"))));
+            k.extend(p.other_chains.iter().map(|c| leaf(format!("chain {c}"))));
+            let picks = p
+                .endpoints
+                .iter()
+                .map(|e| leaf(format!("{}{} ({})", e.slot.map(|s| format!("{s}: ")).unwrap_or_default(), e.endpoint, st.dim(&e.chain))))
+                .collect();
+            let picker = p.service_chain.clone().unwrap_or_else(|| "no service chain".into());
+            k.push(node(format!("chain {picker} picks 1 of {}", p.endpoints.len()), picks));
+            node(format!("{} {}", st.head("port"), p.port), k)
+        })
+        .collect::<Vec<_>>();
+    let table = s.table.as_ref().map(|t| format!("table ip {t}")).unwrap_or_else(|| "no service proxy".into());
+    let vip = if s.cluster_ips.is_empty() { "no cluster IP".to_string() } else { s.cluster_ips.join(",") };
+    let kind = s.service_type.clone().unwrap_or_default();
+    let mut root = node(format!("service {}/{} {kind} {vip} on node {} ({table})", s.metadata.namespace, s.metadata.name, s.metadata.node), ports);
+    if root.children.is_empty() {
+        root.children.push(leaf("no rules for it in the table (no ready endpoints, or not synced yet)"));
+    }
+    write_tree(&root)
 }
 
 fn write_children(out: &mut String, kids: &[Node], prefix: &str) {
@@ -306,5 +406,83 @@ mod tests {
         assert!(!t.contains('\x1b'), "no colour unless asked");
         assert!(tree(&fixture(), true).contains("\x1b[1;36msandbox\x1b[0m"));
         assert_eq!(memory_limit(Some(9223372036854771712)), "unlimited");
+    }
+
+    #[test]
+    fn the_node_tree_puts_each_pod_under_its_qos_cgroup() {
+        let pod = |name: &str, cgroup: &str, pid: Option<i32>| NodePod {
+            namespace: "default".into(),
+            name: name.into(),
+            cgroup: cgroup.into(),
+            memory_working_set_bytes: 2 << 20,
+            sandbox_id: Some(format!("sb-{name}")),
+            sandbox_pid: pid,
+            pod_ip: Some("10.244.1.5".into()),
+            ..Default::default()
+        };
+        let n = NodeInspection {
+            metadata: NodeRef { name: "n1".into() },
+            pod_cidr: Some("10.244.1.0/24".into()),
+            bridge: Some(Link { name: "rkube0".into(), ifindex: 3, mac: "bb:bb".into(), addresses: vec!["10.244.1.1/24".into()], ..Default::default() }),
+            pod_routes: vec![Route { dst: "10.244.2.0/24".into(), gateway: Some("192.168.1.12".into()), dev: Some("eth0".into()), prefsrc: None }],
+            proxy: ProxySummary { table: Some("rkube-proxy".into()), chains: 8, rules: 11, service_ports: 2, endpoints: 3, service_ips: 3, node_ports: 1 },
+            dns: Dns { address: Some("10.96.0.10".into()), link: Some("rkube-dns".into()), link_addresses: vec!["10.96.0.10/32".into()] },
+            cgroups: QosTree {
+                root: "kubepods".into(),
+                classes: vec![
+                    QosCgroup { qos_class: "Guaranteed".into(), path: "kubepods".into(), memory_working_set_bytes: 10 << 20 },
+                    QosCgroup { qos_class: "Burstable".into(), path: "kubepods/burstable".into(), memory_working_set_bytes: 4 << 20 },
+                ],
+            },
+            pods: vec![pod("g", "kubepods/podu1", Some(42)), pod("b", "kubepods/burstable/podu2", None)],
+            ..Default::default()
+        };
+        let t = node_tree(&n, false);
+        for want in [
+            "node n1 (2 pods)\n",
+            "pod CIDR 10.244.1.0/24",
+            "bridge: rkube0 ifindex 3 mac bb:bb 10.244.1.1/24",
+            "routes to other nodes' pods (1)",
+            "10.244.2.0/24 via 192.168.1.12 dev eth0",
+            "table ip rkube-proxy: 8 chains, 11 rules, 2 service ports, 3 endpoints, 3 service IPs, 1 NodePorts",
+            "cluster DNS 10.96.0.10 on rkube-dns (10.96.0.10/32)",
+            "Guaranteed kubepods: 10.0 MiB in use\n   │  └─ default/g sandbox sb-g pid 42 10.244.1.5, 2.0 MiB (kubepods/podu1)",
+            "Burstable kubepods/burstable: 4.0 MiB in use\n      └─ default/b sandbox sb-b (no process) 10.244.1.5",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        assert!(!t.contains('\x1b'));
+    }
+
+    #[test]
+    fn the_service_tree_shows_what_leads_to_each_port_and_its_picks() {
+        let s = ServiceInspection {
+            metadata: ServiceRef { namespace: "default".into(), name: "web".into(), node: "n1".into() },
+            service_type: Some("NodePort".into()),
+            cluster_ips: vec!["10.96.0.20".into()],
+            table: Some("rkube-proxy".into()),
+            ports: vec![ServicePortRules {
+                port: "tcp/80".into(),
+                service_chain: Some("svc-default/web/tcp/80".into()),
+                other_chains: vec!["ext-default/web/tcp/80".into()],
+                service_ips: vec!["10.96.0.20:80/tcp".into()],
+                node_ports: vec!["30080/tcp".into()],
+                endpoints: vec![EndpointPick { slot: Some(0), chain: "ep-a".into(), endpoint: "10.244.1.5:8080".into() }],
+            }],
+            ..Default::default()
+        };
+        let t = service_tree(&s, false);
+        for want in [
+            "service default/web NodePort 10.96.0.20 on node n1 (table ip rkube-proxy)\n",
+            "port tcp/80",
+            "from 10.96.0.20:80/tcp",
+            "from NodePort 30080/tcp",
+            "chain ext-default/web/tcp/80",
+            "chain svc-default/web/tcp/80 picks 1 of 1\n      └─ 0: 10.244.1.5:8080 (ep-a)",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        let empty = service_tree(&ServiceInspection { ports: vec![], ..s }, false);
+        assert!(empty.contains("no rules for it in the table"), "{empty}");
     }
 }

@@ -244,3 +244,156 @@ pub struct EndpointRules {
     /// `<port>/<proto>` of `service-nodeports`.
     pub node_ports: Vec<String>,
 }
+
+pub const NODE_KIND: &str = "NodeInspection";
+pub const SERVICE_KIND: &str = "ServiceInspection";
+
+/// `GET /inspect/node` of a kubelet, `rkube inspect node [NAME] -o json|yaml`: the node's pod network (bridge, the
+/// routes to other nodes' pod CIDRs), its service proxy table in numbers, the cluster DNS address, the QoS cgroup
+/// tree with memory use, and every pod with its sandbox process.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInspection {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: NodeRef,
+    /// The Node's `spec.podCIDR` (from the API, filled in by the client; null when the kubelet answers alone).
+    pub pod_cidr: Option<String>,
+    /// The pod bridge (`ip -j addr show dev <bridge>`); null when the kubelet runs no default pod network.
+    pub bridge: Option<Link>,
+    /// Routes the kubelet keeps to other nodes' pod CIDRs (host-gw, `ip route show proto 82`).
+    pub pod_routes: Vec<Route>,
+    pub proxy: ProxySummary,
+    pub dns: Dns,
+    pub cgroups: QosTree,
+    pub pods: Vec<NodePod>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRef {
+    pub name: String,
+}
+
+/// The service proxy's nftables table counted (`nft -j list table ip <table>`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxySummary {
+    /// null when this kubelet runs no service proxy; then every count is 0.
+    pub table: Option<String>,
+    pub chains: usize,
+    pub rules: usize,
+    /// `svc-` chains: one per service port with endpoints.
+    pub service_ports: usize,
+    /// `ep-` chains: one per endpoint of a service port.
+    pub endpoints: usize,
+    /// Elements of the `service-ips` map (ClusterIP, externalIP, load balancer IP with port and protocol).
+    pub service_ips: usize,
+    /// Elements of the `service-nodeports` map.
+    pub node_ports: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dns {
+    /// The cluster DNS address pods get in resolv.conf; null when none is configured.
+    pub address: Option<String>,
+    /// The link the kubelet puts that address on, when it serves cluster DNS itself, with its IPv4 addresses.
+    pub link: Option<String>,
+    pub link_addresses: Vec<String>,
+}
+
+/// The pod cgroups by QoS class: `<root>` holds Guaranteed pods, `<root>/burstable` and `<root>/besteffort` the
+/// others.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QosTree {
+    /// The kubelet's cgroup root (`kubepods`), relative to each hierarchy's root.
+    pub root: String,
+    /// Guaranteed (the root), Burstable, BestEffort, in that order.
+    pub classes: Vec<QosCgroup>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QosCgroup {
+    pub qos_class: String,
+    pub path: String,
+    /// Memory working set (usage less inactive file cache) as the runtime measures it; for the root it includes
+    /// the two other classes.
+    pub memory_working_set_bytes: u64,
+}
+
+/// A pod this kubelet runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub qos_class: String,
+    /// The pod's cgroup (`kubepods/burstable/pod<uid>`).
+    pub cgroup: String,
+    pub memory_working_set_bytes: u64,
+    /// null while the pod has no sandbox yet.
+    pub sandbox_id: Option<String>,
+    /// null when there is no sandbox or its process is gone.
+    pub sandbox_pid: Option<i32>,
+    pub pod_ip: Option<String>,
+    pub host_network: bool,
+}
+
+/// `GET /inspect/services/<ns>/<name>` of a kubelet, `rkube inspect service NAME -o json|yaml`: how this node's
+/// service proxy sends the Service's traffic: per port, the chain, the addresses and NodePorts that lead to it, and
+/// the endpoint chains it picks from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInspection {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ServiceRef,
+    /// `spec.type`, `spec.clusterIPs` and `spec.ports` as the API holds them (filled in by the client).
+    #[serde(rename = "type")]
+    pub service_type: Option<String>,
+    pub cluster_ips: Vec<String>,
+    /// The proxy table read; null when the node runs no service proxy.
+    pub table: Option<String>,
+    pub ports: Vec<ServicePortRules>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+    /// The node whose proxy table this is.
+    pub node: String,
+}
+
+/// One service port in the proxy table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePortRules {
+    /// `<proto>/<port name or number>`, as the chain names say.
+    pub port: String,
+    /// `svc-<ns>/<name>/<port>`: picks an endpoint (`numgen random mod N`).
+    pub service_chain: Option<String>,
+    /// `ext-...` (marks traffic from outside for masquerade) and `local-...` (externalTrafficPolicy Local).
+    pub other_chains: Vec<String>,
+    /// `<ip>:<port>/<proto>` elements of `service-ips` leading here.
+    pub service_ips: Vec<String>,
+    /// `<port>/<proto>` elements of `service-nodeports` leading here.
+    pub node_ports: Vec<String>,
+    /// The endpoints the service chain picks from, in its numgen order.
+    pub endpoints: Vec<EndpointPick>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointPick {
+    /// The `numgen` value that picks it in the service chain (null when another chain picks it, e.g. `local-`).
+    pub slot: Option<u64>,
+    pub chain: String,
+    /// `<ip>:<port>` of the chain's DNAT.
+    pub endpoint: String,
+}

@@ -2,7 +2,8 @@
 //! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`; `/exec/<ns>/<pod>/<c>` and
 //! `/attach/<ns>/<pod>/<c>` ([`remotecommand`], over [`spdy`] or WebSocket, running [`exec`]); `/portForward/<ns>/<pod>`
 //! ([`portforward`]); `POST /run/<ns>/<pod>/<c>?cmd=..` (upstream's, the command's output in one answer);
-//! `GET /inspect/pods/<ns>/<pod>` (rkube's own, read-only: the pod's kernel objects, [`crate::inspect`]); and
+//! `GET /inspect/pods/<ns>/<pod>`, `/inspect/node`, `/inspect/services/<ns>/<name>` (rkube's own, read-only: the
+//! kernel objects of a pod, of the node, of a Service's proxy rules, [`crate::inspect`]); and
 //! `/healthz`. Over HTTPS ([`tls`]) every request is authenticated and authorized first ([`auth`]: a
 //! SubjectAccessReview on `nodes/proxy` and friends, as upstream's kubelet; `/inspect` is `nodes/proxy` like every
 //! path upstream's kubelet does not name); plain HTTP on the node IP only when the kubelet knows no cluster CA, and
@@ -217,6 +218,26 @@ async fn inspect_pod(State(state): State<Arc<ServerState>>, Path((ns, pod)): Pat
     }
 }
 
+/// `GET /inspect/node`: this node's `NodeInspection`; `GET /inspect/services/{ns}/{name}`: this node's proxy rules
+/// for the Service (`ServiceInspection`). Read-only, gathered on a blocking thread.
+async fn inspect_node(State(state): State<Arc<ServerState>>) -> Response {
+    let env = state.inspect.clone();
+    json_answer(tokio::task::spawn_blocking(move || serde_json::to_vec(&crate::inspect::inspect_node(&env))).await)
+}
+
+async fn inspect_service(State(state): State<Arc<ServerState>>, Path((ns, name)): Path<(String, String)>) -> Response {
+    let env = state.inspect.clone();
+    json_answer(tokio::task::spawn_blocking(move || serde_json::to_vec(&crate::inspect::inspect_service(&env, &ns, &name))).await)
+}
+
+fn json_answer(r: Result<serde_json::Result<Vec<u8>>, tokio::task::JoinError>) -> Response {
+    match r {
+        Ok(Ok(body)) => (StatusCode::OK, [("content-type", "application/json")], body).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encode inspection: {e}")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("inspect: {e}")).into_response(),
+    }
+}
+
 /// The router (tests serve it on 127.0.0.1).
 pub fn router(state: ServerState) -> Router {
     Router::new()
@@ -228,6 +249,8 @@ pub fn router(state: ServerState) -> Router {
         .route("/portForward/{ns}/{pod}", any(portforward::portforward_handler))
         .route("/run/{ns}/{pod}/{container}", post(run_in_container))
         .route("/inspect/pods/{ns}/{pod}", get(inspect_pod))
+        .route("/inspect/node", get(inspect_node))
+        .route("/inspect/services/{ns}/{name}", get(inspect_service))
         // an explicit fallback, so the auth layer covers paths no route serves too
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
         .with_state(Arc::new(state))
@@ -262,6 +285,10 @@ mod tests {
                 runtime_root: dir.join("runtime"),
                 proxy_table: None,
                 proc_root: dir.join("proc"),
+                cgroup_root: "kubepods".into(),
+                bridge: None,
+                cluster_dns: None,
+                dns_link: None,
             },
         };
         tokio::spawn(async move {

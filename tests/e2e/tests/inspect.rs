@@ -2,8 +2,12 @@
 //! emptyDir, a hostPath, limits and a Service. Every fact of `rkube inspect pod -o json` is checked against what
 //! the test reads itself: `/proc/<pid>/ns/*` links, `/proc/<pid>/cgroup` and cgroupfs files, `ip -j link` on the
 //! host and in the pod's netns, `/proc/<pid>/mountinfo`, `nft -j list table`. The kubelet endpoint answers
-//! `kubectl get --raw /api/v1/nodes/<node>/proxy/inspect/...` too. Bad input: a missing pod, a pod not scheduled,
-//! a pod on an unreachable node: exit 1, a message naming what is wrong, nothing on stdout.
+//! `kubectl get --raw /api/v1/nodes/<node>/proxy/inspect/...` too. `rkube inspect service` and `rkube inspect node`
+//! likewise: a NodePort Service's numgen slots, endpoint chains and map elements against `nft -j`; the node's
+//! bridge, host-gw route (to a second Node's podCIDR), DNS link, proxy table counts, QoS cgroups and pods against
+//! `ip -j`, `nft -j`, `/proc/<pid>/cgroup` and cgroupfs. Bad input: a missing pod, a pod not scheduled, a pod on
+//! an unreachable node, a missing Service or node, no node named in a two-node cluster: exit 1, a message naming
+//! what is wrong, nothing on stdout.
 //!
 //! Needs the binaries: `cargo build --release -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`.
 
@@ -323,5 +327,227 @@ fn inspect_bad_input_exits_1_naming_what_is_wrong() {
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
     assert!(err.contains(&format!("node {ghost} of pod default/stranded is unreachable")), "{err}");
     let _ = up.kubectl_output(&["delete", "pod", "stranded", "nowhere", "--grace-period=0", "--force"]);
+    let _ = up.kubectl_output(&["delete", "node", &ghost]);
+}
+
+const SERVICE_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web-a, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: busybox:latest, imagePullPolicy: Never, command: ["sh", "-c", "exec sleep 3600"], ports: [{containerPort: 8080}], resources: {limits: {cpu: 100m, memory: 32Mi}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-b, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: busybox:latest, imagePullPolicy: Never, command: ["sh", "-c", "exec sleep 3600"], ports: [{containerPort: 8080}], resources: {requests: {memory: 16Mi}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"#;
+
+/// The memory cgroup path of `pid` (`/proc/<pid>/cgroup`, the v1 `memory` line).
+fn memory_cgroup_of(pid: i64) -> String {
+    let text = read_trim(&format!("/proc/{pid}/cgroup"));
+    text.lines().find(|l| l.split(':').nth(1) == Some("memory")).and_then(|l| l.split(':').nth(2)).unwrap_or_else(|| panic!("no memory line: {text}")).to_string()
+}
+
+/// usage less total_inactive_file of a v1 memory cgroup, as the test reads it.
+fn working_set(cgroup: &str) -> u64 {
+    let dir = format!("/sys/fs/cgroup/memory/{}", cgroup.trim_start_matches('/'));
+    let usage: u64 = read_trim(&format!("{dir}/memory.usage_in_bytes")).parse().expect("usage");
+    let stat = read_trim(&format!("{dir}/memory.stat"));
+    let inactive: u64 = stat.lines().find_map(|l| l.strip_prefix("total_inactive_file ")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    usage.saturating_sub(inactive)
+}
+
+/// Chains, rules, `svc-` and `ep-` chains, and map elements of the proxy table, counted by the test.
+fn count_table(table: &str) -> (Value, [u64; 6]) {
+    let out = Command::new("nft").args(["-j", "list", "table", "ip", table]).output().expect("nft");
+    assert!(out.status.success(), "nft list table {table}: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("nft json");
+    let items = v["nftables"].as_array().cloned().unwrap_or_default();
+    let chains: Vec<&str> = items.iter().filter_map(|i| i["chain"]["name"].as_str()).collect();
+    let elems = |map: &str| items.iter().filter(|i| i["map"]["name"] == map).map(|i| i["map"]["elem"].as_array().map_or(0, Vec::len) as u64).sum();
+    let counts = [
+        chains.len() as u64,
+        items.iter().filter(|i| i.get("rule").is_some()).count() as u64,
+        chains.iter().filter(|c| c.starts_with("svc-")).count() as u64,
+        chains.iter().filter(|c| c.starts_with("ep-")).count() as u64,
+        elems("service-ips"),
+        elems("service-nodeports"),
+    ];
+    (v, counts)
+}
+
+/// A protocol-82 route the test adds, removed on drop (and with the test's veth, whatever happens).
+struct RouteGuard(String);
+
+impl RouteGuard {
+    fn add(dst: &str, via: &str, dev: &str) -> RouteGuard {
+        let ok = Command::new("ip").args(["route", "replace", dst, "via", via, "dev", dev, "proto", "82"]).status().expect("ip route").success();
+        assert!(ok, "ip route replace {dst} via {via} dev {dev} proto 82");
+        RouteGuard(dst.to_string())
+    }
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["route", "del", &self.0, "proto", "82"]).status();
+    }
+}
+
+#[test]
+fn inspect_node_and_service_match_the_kernels_own_view() {
+    let up = Up::start();
+    up.kubectl_ok(&["apply", "-f", "-"], Some(SERVICE_PODS));
+    up.kubectl(&["wait", "--for=condition=Ready", "pod/web-a", "pod/web-b", "--timeout=120s"]);
+    let node = up.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]).trim().to_string();
+    let ip_of = |p: &str| up.kubectl(&["get", "pod", p, "-o", "jsonpath={.status.podIP}"]).trim().to_string();
+    let (ip_a, ip_b) = (ip_of("web-a"), ip_of("web-b"));
+    let cluster_ip = up.kubectl(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]).trim().to_string();
+    let node_port = up.kubectl(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]).trim().to_string();
+
+    // --- the service: wait until this node's proxy has both endpoints, then check every fact against nft
+    let svc = poll_until("inspect service shows both endpoints", Duration::from_secs(60), || {
+        let (code, out, err) = inspect(&up, &["service", "web", "-o", "json"]);
+        assert_eq!(code, 0, "rkube inspect service web: {err}");
+        let d: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("json: {e}: {out}"));
+        (d["ports"][0]["endpoints"].as_array().map(Vec::len) == Some(2)).then_some(d)
+    });
+    assert_eq!((svc["apiVersion"].as_str(), svc["kind"].as_str()), (Some("inspect.rkube.io/v1alpha1"), Some("ServiceInspection")));
+    assert_eq!((svc["metadata"]["node"].as_str(), svc["type"].as_str()), (Some(node.as_str()), Some("NodePort")));
+    assert_eq!(svc["clusterIps"], serde_json::json!([cluster_ip]));
+    assert_eq!(svc["table"].as_str(), Some(up.net.proxy_table.as_str()));
+    let port = &svc["ports"][0];
+    assert_eq!(port["port"], "tcp/http");
+    assert!(port["serviceIps"].as_array().expect("ips").contains(&Value::from(format!("{cluster_ip}:80/tcp"))), "{port}");
+    assert_eq!(port["nodePorts"], serde_json::json!([format!("{node_port}/tcp")]));
+    let mut eps: Vec<String> = port["endpoints"].as_array().expect("eps").iter().map(|e| e["endpoint"].as_str().unwrap_or_default().to_string()).collect();
+    eps.sort();
+    let mut want = vec![format!("{ip_a}:8080"), format!("{ip_b}:8080")];
+    want.sort();
+    assert_eq!(eps, want);
+    // the kernel's table: the service chain's numgen vmap picks exactly these chains at these slots, each DNATs
+    let (table, _) = count_table(&up.net.proxy_table);
+    let items = table["nftables"].as_array().expect("items");
+    let svc_chain = port["serviceChain"].as_str().expect("svc chain");
+    let picks: Vec<(u64, String)> = items
+        .iter()
+        .filter(|i| i["rule"]["chain"] == svc_chain)
+        .flat_map(|i| i["rule"]["expr"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e.get("vmap").cloned())
+        .flat_map(|vm| vm["data"]["set"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| Some((p[0].as_u64()?, p[1]["goto"]["target"].as_str()?.to_string())))
+        .collect();
+    let reported: Vec<(u64, String)> =
+        port["endpoints"].as_array().expect("eps").iter().map(|e| (e["slot"].as_u64().expect("slot"), e["chain"].as_str().expect("chain").to_string())).collect();
+    assert_eq!(picks, reported, "the numgen slots of {svc_chain}");
+    for e in port["endpoints"].as_array().expect("eps") {
+        let (chain, ep) = (e["chain"].as_str().expect("chain"), e["endpoint"].as_str().expect("endpoint"));
+        let (ip, p) = ep.split_once(':').expect("ip:port");
+        let dnat = items.iter().filter(|i| i["rule"]["chain"] == chain).flat_map(|i| i["rule"]["expr"].as_array().cloned().unwrap_or_default()).any(|x| {
+            x["dnat"]["addr"] == ip && x["dnat"]["port"].to_string() == p
+        });
+        assert!(dnat, "{chain} DNATs to {ep} in the table");
+    }
+    let (code, tree, err) = inspect(&up, &["service", "web"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(tree.starts_with(&format!("service default/web NodePort {cluster_ip} on node {node}")), "{tree}");
+    assert!(tree.contains(&format!("from NodePort {node_port}/tcp")) && tree.contains(&format!("{ip_a}:8080")) && !tree.contains('\x1b'), "{tree}");
+    let (code, out, err) = inspect(&up, &["service", "nope"]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("service default/nope not found"), "{err}");
+
+    // --- the node. A route to another node's pods as the host-gw kubelet makes them (protocol 82), through the
+    // test's veth: `rkube up` is one node and keeps none itself, and `rkube kubelet`'s would need a second kubelet
+    let n: u32 = up.node_ip.split('.').nth(2).and_then(|o| o.parse().ok()).expect("octet");
+    let (ghost_cidr, ghost_ip) = (format!("10.250.{n}.0/24"), format!("{}2", up.node_ip.trim_end_matches('1')));
+    let _route = RouteGuard::add(&ghost_cidr, &ghost_ip, &up.veth);
+    // a second Node (no kubelet behind it): `rkube inspect node` without a name must then ask which
+    let ghost = unique_name("ghost");
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {ghost}}}\n")));
+    let doc = poll_until("inspect node shows the route to the other node's pods and the whole table", Duration::from_secs(60), || {
+        let (code, out, err) = inspect(&up, &["node", &node, "-o", "json"]);
+        assert_eq!(code, 0, "rkube inspect node {node}: {err}");
+        let d: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("json: {e}: {out}"));
+        let (_, counts) = count_table(&up.net.proxy_table);
+        let p = &d["proxy"];
+        let got = ["chains", "rules", "servicePorts", "endpoints", "serviceIps", "nodePorts"].map(|k| p[k].as_u64().unwrap_or(u64::MAX));
+        let routed = d["podRoutes"].as_array().is_some_and(|r| r.iter().any(|r| r["dst"] == ghost_cidr.as_str()));
+        (routed && got == counts).then_some(d)
+    });
+    assert_eq!((doc["kind"].as_str(), doc["metadata"]["name"].as_str()), (Some("NodeInspection"), Some(node.as_str())));
+    let spec_cidr = up.kubectl(&["get", "node", &node, "-o", "jsonpath={.spec.podCIDR}"]).trim().to_string();
+    assert_eq!(doc["podCidr"].as_str().unwrap_or_default(), spec_cidr);
+    // routes: what `ip route show proto 82` holds for the other node
+    let kernel_routes = ip_json(&["-4", "route", "show", "proto", "82"]);
+    let kr = kernel_routes.as_array().expect("routes").iter().find(|r| r["dst"] == ghost_cidr.as_str()).expect("the kernel has the route");
+    let dr = doc["podRoutes"].as_array().expect("routes").iter().find(|r| r["dst"] == ghost_cidr.as_str()).expect("reported");
+    assert_eq!((dr["gateway"].as_str(), dr["dev"].as_str()), (Some(ghost_ip.as_str()), kr["dev"].as_str()));
+    assert_eq!(kr["gateway"].as_str(), Some(ghost_ip.as_str()));
+    // the bridge, against ip -j addr
+    let bridge = &ip_json(&["addr", "show", "dev", &up.bridge])[0];
+    assert_eq!((doc["bridge"]["name"].as_str(), &doc["bridge"]["ifindex"], &doc["bridge"]["mac"]), (Some(up.bridge.as_str()), &bridge["ifindex"], &bridge["address"]));
+    let bridge_addrs: Vec<Value> = bridge["addr_info"]
+        .as_array()
+        .expect("addr_info")
+        .iter()
+        .filter(|a| a["family"] == "inet")
+        .map(|a| Value::from(format!("{}/{}", a["local"].as_str().unwrap_or_default(), a["prefixlen"])))
+        .collect();
+    assert_eq!(doc["bridge"]["addresses"], Value::from(bridge_addrs));
+    // cluster DNS: the address and the link the kubelet put it on
+    assert_eq!((doc["dns"]["address"].as_str(), doc["dns"]["link"].as_str()), (Some(up.net.cluster_dns.as_str()), Some(up.net.dns_link.as_str())));
+    let dns_link = &ip_json(&["addr", "show", "dev", &up.net.dns_link])[0];
+    assert!(dns_link["addr_info"].as_array().expect("addr").iter().any(|a| a["local"] == up.net.cluster_dns.as_str()), "{dns_link}");
+    assert!(doc["dns"]["linkAddresses"].as_array().expect("addrs").iter().any(|a| a.as_str().is_some_and(|a| a.starts_with(&format!("{}/", up.net.cluster_dns)))));
+    // the QoS tree and each pod: its sandbox process and cgroup, against /proc and cgroupfs
+    let classes: Vec<(&str, &str)> = doc["cgroups"]["classes"].as_array().expect("classes").iter().map(|c| (c["qosClass"].as_str().unwrap_or_default(), c["path"].as_str().unwrap_or_default())).collect();
+    assert_eq!(classes, vec![("Guaranteed", "kubepods"), ("Burstable", "kubepods/burstable"), ("BestEffort", "kubepods/besteffort")]);
+    for (name, class) in [("web-a", "Guaranteed"), ("web-b", "Burstable")] {
+        let p = doc["pods"].as_array().expect("pods").iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} in {}", doc["pods"]));
+        assert_eq!(p["qosClass"], class, "{name}");
+        let pod_doc = inspect_json(&up, name);
+        let sb_pid = p["sandboxPid"].as_i64().unwrap_or_else(|| panic!("{name}: sandbox pid"));
+        assert_eq!(Some(sb_pid), pod_doc["sandbox"]["pid"].as_i64(), "{name}");
+        assert_eq!(p["podIp"].as_str(), Some(ip_of(name).as_str()));
+        let cgroup = p["cgroup"].as_str().expect("cgroup");
+        let uid = up.kubectl(&["get", "pod", name, "-o", "jsonpath={.metadata.uid}"]).trim().to_string();
+        assert!(cgroup.ends_with(&format!("/pod{uid}")), "{cgroup}");
+        // the kernel puts the container's process below the pod's cgroup, in the class's cgroup
+        let cpid = pod_doc["containers"][0]["pid"].as_i64().expect("container pid");
+        let kernel = memory_cgroup_of(cpid);
+        assert!(kernel.starts_with(&format!("/{cgroup}/")), "{name}: /proc/{cpid}/cgroup memory {kernel}, reported {cgroup}");
+        let class_path = classes.iter().find(|(c, _)| *c == class).map(|(_, p)| *p).expect("class");
+        assert_eq!(cgroup.rsplit_once('/').map(|(parent, _)| parent), Some(class_path), "{name}");
+        // a sleeping busybox's memory holds still: the runtime's working set and the test's agree within half
+        let (reported, read) = (p["memoryWorkingSetBytes"].as_u64().expect("ws"), working_set(cgroup));
+        assert!(reported > 0 && reported.abs_diff(read) <= reported.max(read) / 2, "{name}: reported {reported}, cgroupfs {read}");
+    }
+    let burstable = doc["cgroups"]["classes"][1]["memoryWorkingSetBytes"].as_u64().expect("ws");
+    assert!(burstable > 0, "the Burstable cgroup holds web-b");
+
+    let (code, tree, err) = inspect(&up, &["node", &node]);
+    assert_eq!(code, 0, "{err}");
+    assert!(tree.starts_with(&format!("node {node} (")), "{tree}");
+    let sb_a = doc["pods"].as_array().expect("pods").iter().find(|p| p["name"] == "web-a").and_then(|p| p["sandboxPid"].as_i64()).expect("pid");
+    assert!(tree.contains(&format!("default/web-a sandbox ")) && tree.contains(&format!(" pid {sb_a} ")), "{tree}");
+    assert!(tree.contains(&format!("{ghost_cidr} via {ghost_ip}")), "{tree}");
+    // bad input: a missing node; no name while the cluster has two
+    let (code, out, err) = inspect(&up, &["node", "nope"]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("node nope not found"), "{err}");
+    let (code, out, err) = inspect(&up, &["node"]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("2 nodes in the cluster: name one"), "{err}");
     let _ = up.kubectl_output(&["delete", "node", &ghost]);
 }
