@@ -2,6 +2,7 @@
 //! component crates; this file only parses arguments and sets up logging.
 
 mod cluster;
+mod completion;
 mod control_plane;
 mod down;
 mod image;
@@ -15,7 +16,7 @@ mod server;
 mod token;
 mod up;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "rkube", version, about = "A small Kubernetes node stack")]
@@ -50,6 +51,8 @@ enum Command {
     /// Show the kernel objects of a pod, a node or a Service's proxy rules, from the node's kubelet
     #[command(subcommand)]
     Inspect(inspect::Command),
+    /// Print the shell completion script for rkube (bash, zsh or fish)
+    Completion(completion::Args),
 }
 
 fn main() {
@@ -71,6 +74,7 @@ fn main() {
         Command::Image(cmd) => image::run(cmd),
         Command::Cluster(cmd) => cluster::run(cmd),
         Command::Inspect(cmd) => inspect::run(cmd),
+        Command::Completion(args) => completion::run(args, Cli::command()),
     };
     if let Err(err) = result {
         eprintln!("rkube: {err:#}");
