@@ -7,12 +7,11 @@ use serde_json::{json, Value};
 
 pub mod node_restriction;
 
-use crate::defaulting;
 use crate::object;
 use crate::openapi;
 use crate::registry::ResourceInfo;
 use crate::status::{ApiError, Cause};
-use crate::validation;
+use crate::strategy;
 
 /// How unknown fields are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,21 +110,17 @@ pub fn prepare_create(info: &ResourceInfo, mut obj: Value, ns: Option<&str>, val
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
     meta.remove("selfLink");
-    if info.has_status || has_generation(info) {
+    if info.has_status || strategy::of(info).has_generation() {
         meta.insert("generation".into(), json!(1));
     } else {
         meta.remove("generation");
     }
-    defaulting::apply(info, &mut obj);
-    let causes = validation::validate(info, &obj, None);
+    strategy::of(info).defaults(info, &mut obj);
+    let causes = strategy::of(info).validate(info, &obj, None);
     if !causes.is_empty() {
         return Err(ApiError::invalid(info, object::name(&obj), causes));
     }
     Ok(obj)
-}
-
-fn has_generation(info: &ResourceInfo) -> bool {
-    !matches!(info.kind, "ConfigMap" | "Secret" | "Event" | "Endpoints" | "EndpointSlice" | "Lease" | "ServiceAccount")
 }
 
 /// Which part of an object an update may change.
@@ -229,14 +224,14 @@ pub fn prepare_update(
             ));
         }
     }
-    defaulting::apply(info, &mut merged);
+    strategy::of(info).defaults(info, &mut merged);
     if part == Part::Main && object::spec_part(&merged) != object::spec_part(old) {
         let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-        if info.has_status || has_generation(info) {
+        if info.has_status || strategy::of(info).has_generation() {
             object::meta_mut(&mut merged).insert("generation".into(), json!(g + 1));
         }
     }
-    let causes = validation::validate(info, &merged, Some(old));
+    let causes = strategy::of(info).validate(info, &merged, Some(old));
     if !causes.is_empty() {
         return Err(ApiError::invalid(info, &name, causes));
     }

@@ -14,7 +14,8 @@
 //!    service account key), `auth::user` (who a request is) and `state` (`ApiState`, what every request shares);
 //! 3. request context: `request/` (the query parsed once, origin checks) and the rest of `auth/` (certificates,
 //!    tokens, impersonation, RBAC);
-//! 4. object helpers, the write pipeline: `admission`, `certificates`, `defaulting/`, `validation/`, `patch/`, `table`;
+//! 4. object helpers, the write pipeline: `admission`, `strategy/` (per-kind behaviour, one place per kind),
+//!    `certificates`, `defaulting/`, `validation/`, `patch/`, `table`;
 //! 5. handlers: `handlers/context` (the per-request `Ctx`, guarded writes) under one module per verb and the
 //!    dispatcher in `handlers/mod.rs`; the review APIs (`auth::review`), the kubelet proxy (`proxy`) and the
 //!    OpenAPI documents (`openapi::v2`, `openapi::v3`);
@@ -51,6 +52,7 @@ pub mod selectors;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod strategy;
 pub mod storage;
 pub mod table;
 pub mod tls;

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::registry::ResourceInfo;
 
 pub use pod::{default_pod_spec, image_pull_policy};
+pub use workloads::default_service;
 
 /// Sets `obj[key] = value` when the key is absent or null.
 pub(crate) fn set_default(obj: &mut Value, key: &str, value: Value) {
@@ -26,22 +27,12 @@ pub(crate) fn child<'a>(obj: &'a mut Value, key: &str) -> &'a mut Value {
     &mut obj[key]
 }
 
-/// Applies the defaults of `info`'s kind to `obj`.
+/// Applies the defaults of `info`'s kind to `obj`, for the kinds without a `strategy` of their own (Namespace,
+/// Service and the RBAC kinds have theirs there).
 pub fn apply(info: &ResourceInfo, obj: &mut Value) {
     match info.kind {
         "Pod" => pod::default_pod(obj),
-        "Namespace" => {
-            let name = obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
-            let meta = child(obj, "metadata");
-            let labels = child(meta, "labels");
-            labels["kubernetes.io/metadata.name"] = name;
-            let spec = child(obj, "spec");
-            set_default(spec, "finalizers", json!(["kubernetes"]));
-            let status = child(obj, "status");
-            set_default(status, "phase", json!("Active"));
-        }
         "Secret" => workloads::default_secret(obj),
-        "Service" => workloads::default_service(obj),
         "Deployment" => workloads::default_deployment(obj),
         "ReplicaSet" => workloads::default_replicaset(obj),
         "ReplicationController" => workloads::default_rc(obj),
@@ -52,16 +43,6 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
         "Node" => {
             let spec = child(obj, "spec");
             let _ = spec;
-        }
-        "RoleBinding" | "ClusterRoleBinding" => {
-            // users' and groups' apiGroup is rbac.authorization.k8s.io; a service account's stays "" (omitted)
-            if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
-                for x in subjects {
-                    if matches!(x.get("kind").and_then(Value::as_str), Some("User" | "Group")) {
-                        set_default(x, "apiGroup", json!("rbac.authorization.k8s.io"));
-                    }
-                }
-            }
         }
         // upstream's SetDefaults_IngressClass
         "IngressClass" => {
@@ -107,9 +88,8 @@ mod tests {
 
     #[test]
     fn service_port_defaults() {
-        let info = find("", "v1", "services").expect("services");
         let mut s = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}});
-        apply(info, &mut s);
+        default_service(&mut s);
         assert_eq!(s["spec"]["type"], "ClusterIP");
         assert_eq!(s["spec"]["ports"][0]["protocol"], "TCP");
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);

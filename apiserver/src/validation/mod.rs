@@ -5,8 +5,10 @@
 
 mod certificates;
 pub(crate) mod ingress;
-mod rbac;
+pub(crate) mod rbac;
 mod workloads;
+
+pub(crate) use workloads::{validate_service, validate_service_update};
 
 use rkube_apimachinery::validation as names;
 use serde_json::Value;
@@ -14,14 +16,13 @@ use serde_json::Value;
 use crate::registry::ResourceInfo;
 use crate::status::Cause;
 
-/// Validates `obj` (a create when `old` is None, else an update of `old`).
+/// Validates `obj` (a create when `old` is None, else an update of `old`), for the kinds without a
+/// `strategy` of their own (those compose `validate_meta` and their own checks).
 pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
-    validate_meta(info, obj, &mut causes);
+    validate_meta(info, obj, &|name| name_error(info, name), &mut causes);
     workloads::validate_kind(info, obj, &mut causes);
     match info.kind {
-        "Role" | "ClusterRole" => rbac::validate_role(obj, info.namespaced, &mut causes),
-        "RoleBinding" | "ClusterRoleBinding" => rbac::validate_binding(obj, !info.namespaced, &mut causes),
         "Ingress" => ingress::validate_ingress(obj, old.is_none(), &mut causes),
         "IngressClass" => ingress::validate_ingress_class(obj, old, &mut causes),
         "CertificateSigningRequest" => certificates::validate_csr(obj, old, &mut causes),
@@ -29,34 +30,21 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
     }
     if let Some(old) = old {
         workloads::validate_immutable(info, obj, old, &mut causes);
-        if matches!(info.kind, "RoleBinding" | "ClusterRoleBinding") {
-            rbac::validate_binding_update(obj, old, &mut causes);
-        }
     }
     causes
 }
 
-/// The name rule of a kind.
-fn name_error(info: &ResourceInfo, name: &str) -> Option<String> {
-    match info.kind {
-        "Namespace" | "Service" => {
-            if info.kind == "Service" {
-                names::dns1035_label_error(name)
-            } else {
-                names::dns1123_label_error(name)
-            }
-        }
-        // upstream's ValidateRBACName: any path segment, so `system:metrics-server` is a valid ClusterRole
-        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => names::path_segment_error(name),
-        _ => names::dns1123_subdomain_error(name),
-    }
+/// The name rule of the kinds without a `strategy` of their own: a DNS-1123 subdomain.
+pub fn name_error(_info: &ResourceInfo, name: &str) -> Option<String> {
+    names::dns1123_subdomain_error(name)
 }
 
-fn validate_meta(info: &ResourceInfo, obj: &Value, causes: &mut Vec<Cause>) {
+/// Object metadata: the name (by `name_error`, the kind's rule), namespace, labels, annotations, finalizers.
+pub fn validate_meta(info: &ResourceInfo, obj: &Value, name_error: &dyn Fn(&str) -> Option<String>, causes: &mut Vec<Cause>) {
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     if name.is_empty() {
         causes.push(Cause::required("metadata.name", "name or generateName is required"));
-    } else if let Some(e) = name_error(info, name) {
+    } else if let Some(e) = name_error(name) {
         causes.push(Cause::invalid("metadata.name", &Value::String(name.into()), &e));
     }
     if info.namespaced {

@@ -16,7 +16,7 @@ fn strings(v: Option<&Value>) -> Vec<&str> {
     v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
 }
 
-pub(super) fn validate_role(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
+pub(crate) fn validate_role(obj: &Value, namespaced: bool, causes: &mut Vec<Cause>) {
     let rules = obj.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
     for (i, r) in rules.iter().enumerate() {
         let at = |f: &str| format!("rules[{i}].{f}");
@@ -42,7 +42,7 @@ pub(super) fn validate_role(obj: &Value, namespaced: bool, causes: &mut Vec<Caus
     }
 }
 
-pub(super) fn validate_binding(obj: &Value, cluster: bool, causes: &mut Vec<Cause>) {
+pub(crate) fn validate_binding(obj: &Value, cluster: bool, causes: &mut Vec<Cause>) {
     let role_ref = obj.get("roleRef").unwrap_or(&Value::Null);
     let kinds: &[&str] = if cluster { &["ClusterRole"] } else { &["Role", "ClusterRole"] };
     match role_ref.get("kind").and_then(Value::as_str) {
@@ -86,7 +86,7 @@ pub(super) fn validate_binding(obj: &Value, cluster: bool, causes: &mut Vec<Caus
 }
 
 /// A binding's roleRef is fixed at creation (delete and re-create the binding to point it elsewhere).
-pub(super) fn validate_binding_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+pub(crate) fn validate_binding_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     let (n, o) = (new.get("roleRef").unwrap_or(&Value::Null), old.get("roleRef").unwrap_or(&Value::Null));
     if n != o {
         causes.push(Cause::invalid("roleRef", n, "cannot change roleRef"));

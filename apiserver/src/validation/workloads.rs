@@ -144,27 +144,6 @@ pub(super) fn validate_kind(info: &ResourceInfo, obj: &Value, causes: &mut Vec<C
                 causes.push(Cause::required("spec.jobTemplate.spec.template", ""));
             }
         }
-        "Service" => {
-            let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
-            let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
-            let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-            if ty != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
-                causes.push(Cause::required("spec.ports", ""));
-            }
-            if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty) {
-                causes.push(Cause::not_supported("spec.type", &Value::String(ty.into()), &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
-            }
-            for (i, p) in ports.into_iter().flatten().enumerate() {
-                match p.get("port").and_then(Value::as_i64) {
-                    Some(n) if (1..=65535).contains(&n) => {}
-                    Some(n) => causes.push(Cause::invalid(format!("spec.ports[{i}].port"), &Value::from(n), "must be between 1 and 65535, inclusive")),
-                    None => causes.push(Cause::required(format!("spec.ports[{i}].port"), "")),
-                }
-                if ports.is_some_and(|ps| ps.len() > 1) && p.get("name").and_then(Value::as_str).unwrap_or_default().is_empty() {
-                    causes.push(Cause::required(format!("spec.ports[{i}].name"), ""));
-                }
-            }
-        }
         "ConfigMap" | "Secret" => {
             for field in ["data", "binaryData"] {
                 if let Some(m) = obj.get(field).and_then(Value::as_object) {
@@ -232,12 +211,6 @@ pub(super) fn validate_immutable(info: &ResourceInfo, new: &Value, old: &Value, 
                 causes.push(Cause::invalid("spec.nodeName", &Value::String(new_node.into()), "field is immutable"));
             }
         }
-        "Service" => {
-            let old_ip = old.pointer("/spec/clusterIP");
-            if old_ip.and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-                immutable("spec.clusterIP", new.pointer("/spec/clusterIP"), old_ip, causes);
-            }
-        }
         "ConfigMap" | "Secret" if old.get("immutable").and_then(Value::as_bool) == Some(true) => {
             immutable("data", new.get("data"), old.get("data"), causes);
             immutable("binaryData", new.get("binaryData"), old.get("binaryData"), causes);
@@ -246,5 +219,36 @@ pub(super) fn validate_immutable(info: &ResourceInfo, new: &Value, old: &Value, 
             }
         }
         _ => {}
+    }
+}
+
+/// A Service's fields: ports (required unless ExternalName or headless, in range, named when several) and type.
+pub(crate) fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
+    let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
+    let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+    if ty != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
+        causes.push(Cause::required("spec.ports", ""));
+    }
+    if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty) {
+        causes.push(Cause::not_supported("spec.type", &Value::String(ty.into()), &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
+    }
+    for (i, p) in ports.into_iter().flatten().enumerate() {
+        match p.get("port").and_then(Value::as_i64) {
+            Some(n) if (1..=65535).contains(&n) => {}
+            Some(n) => causes.push(Cause::invalid(format!("spec.ports[{i}].port"), &Value::from(n), "must be between 1 and 65535, inclusive")),
+            None => causes.push(Cause::required(format!("spec.ports[{i}].port"), "")),
+        }
+        if ports.is_some_and(|ps| ps.len() > 1) && p.get("name").and_then(Value::as_str).unwrap_or_default().is_empty() {
+            causes.push(Cause::required(format!("spec.ports[{i}].name"), ""));
+        }
+    }
+}
+
+/// A Service update: the ClusterIP cannot change once set.
+pub(crate) fn validate_service_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    let old_ip = old.pointer("/spec/clusterIP");
+    if old_ip.and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        immutable("spec.clusterIP", new.pointer("/spec/clusterIP"), old_ip, causes);
     }
 }

@@ -1,0 +1,58 @@
+//! The core kinds with a strategy of their own: Namespace and Service.
+
+use rkube_apimachinery::validation as names;
+use serde_json::{json, Value};
+
+use super::{validate_with, Strategy};
+use crate::defaulting::{child, default_service, set_default};
+use crate::registry::ResourceInfo;
+use crate::status::Cause;
+use crate::validation;
+
+/// Namespaces: the `kubernetes.io/metadata.name` label, the `kubernetes` finalizer and phase Active by
+/// default; the name a DNS-1123 label.
+pub struct Namespaces;
+
+impl Strategy for Namespaces {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        let name = obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+        let meta = child(obj, "metadata");
+        let labels = child(meta, "labels");
+        labels["kubernetes.io/metadata.name"] = name;
+        let spec = child(obj, "spec");
+        set_default(spec, "finalizers", json!(["kubernetes"]));
+        let status = child(obj, "status");
+        set_default(status, "phase", json!("Active"));
+    }
+
+    fn name_error(&self, _info: &ResourceInfo, name: &str) -> Option<String> {
+        names::dns1123_label_error(name)
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validate_with(self, info, obj, |_| {})
+    }
+}
+
+/// Services: port and type defaults, the name a DNS-1035 label, ports and type checked, the ClusterIP
+/// immutable once set. (Allocation is `handlers::service_alloc`.)
+pub struct Services;
+
+impl Strategy for Services {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        default_service(obj);
+    }
+
+    fn name_error(&self, _info: &ResourceInfo, name: &str) -> Option<String> {
+        names::dns1035_label_error(name)
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_with(self, info, obj, |causes| {
+            validation::validate_service(obj, causes);
+            if let Some(old) = old {
+                validation::validate_service_update(obj, old, causes);
+            }
+        })
+    }
+}
