@@ -393,9 +393,15 @@ struct RouteGuard(String);
 
 impl RouteGuard {
     fn add(dst: &str, via: &str, dev: &str) -> RouteGuard {
+        Self::replace(dst, via, dev);
+        RouteGuard(dst.to_string())
+    }
+
+    /// Idempotent: a host-gw `rkube kubelet` of another test on this host removes protocol-82 routes it did not
+    /// make, so the poll puts it back before each look.
+    fn replace(dst: &str, via: &str, dev: &str) {
         let ok = Command::new("ip").args(["route", "replace", dst, "via", via, "dev", dev, "proto", "82"]).status().expect("ip route").success();
         assert!(ok, "ip route replace {dst} via {via} dev {dev} proto 82");
-        RouteGuard(dst.to_string())
     }
 }
 
@@ -476,6 +482,7 @@ fn inspect_node_and_service_match_the_kernels_own_view() {
     let ghost = unique_name("ghost");
     up.kubectl_ok(&["apply", "-f", "-"], Some(&format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {ghost}}}\n")));
     let doc = poll_until("inspect node shows the route to the other node's pods and the whole table", Duration::from_secs(60), || {
+        RouteGuard::replace(&ghost_cidr, &ghost_ip, &up.veth);
         let (code, out, err) = inspect(&up, &["node", &node, "-o", "json"]);
         assert_eq!(code, 0, "rkube inspect node {node}: {err}");
         let d: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("json: {e}: {out}"));
@@ -489,7 +496,8 @@ fn inspect_node_and_service_match_the_kernels_own_view() {
     let spec_cidr = up.kubectl(&["get", "node", &node, "-o", "jsonpath={.spec.podCIDR}"]).trim().to_string();
     assert_eq!(doc["podCidr"].as_str().unwrap_or_default(), spec_cidr);
     // routes: what `ip route show proto 82` holds for the other node
-    let kernel_routes = ip_json(&["-4", "route", "show", "proto", "82"]);
+    RouteGuard::replace(&ghost_cidr, &ghost_ip, &up.veth);
+    let kernel_routes = ip_json(&["-4", "route", "show", "proto", "82", "to", &ghost_cidr]);
     let kr = kernel_routes.as_array().expect("routes").iter().find(|r| r["dst"] == ghost_cidr.as_str()).expect("the kernel has the route");
     let dr = doc["podRoutes"].as_array().expect("routes").iter().find(|r| r["dst"] == ghost_cidr.as_str()).expect("reported");
     assert_eq!((dr["gateway"].as_str(), dr["dev"].as_str()), (Some(ghost_ip.as_str()), kr["dev"].as_str()));
@@ -536,6 +544,7 @@ fn inspect_node_and_service_match_the_kernels_own_view() {
     let burstable = doc["cgroups"]["classes"][1]["memoryWorkingSetBytes"].as_u64().expect("ws");
     assert!(burstable > 0, "the Burstable cgroup holds web-b");
 
+    RouteGuard::replace(&ghost_cidr, &ghost_ip, &up.veth);
     let (code, tree, err) = inspect(&up, &["node", &node]);
     assert_eq!(code, 0, "{err}");
     assert!(tree.starts_with(&format!("node {node} (")), "{tree}");
