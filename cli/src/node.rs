@@ -106,7 +106,7 @@ pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>)
     let mut cfg = kubelet_config(data, &node_name, &node_ip);
     match &args.cni_conf_dir {
         Some(dir) => {
-            rkube_cni::runtime::load_network(dir).map_err(|e| anyhow::anyhow!("CNI config dir {}: {}", dir.display(), e.msg))?;
+            rkube_kubelet::pod::cni_client::load_network(dir).map_err(|e| anyhow::anyhow!("CNI config dir {}: {}", dir.display(), e.msg))?;
             cfg.cni_conf_dir = dir.clone();
         }
         None => {

@@ -4,12 +4,14 @@
 //! The library holds everything; the two binaries only call [`plugin::run`] with their plugin. Link, address,
 //! route, neighbour, nftables and sysctl work goes through netlink, procfs and sysfs in-process; the only program
 //! ever executed is the IPAM delegate named by `ipam.type` (and not even that for `rkube-host-local`, which runs
-//! in-process). [`runtime`] is the other side of the protocol, for rkube's kubelet. `unsafe` lives in [`sys`] only.
+//! in-process). The other side of the protocol (loading a network, running the chain) is the kubelet's own
+//! `pod::cni_client`; both share the spec's types and the exec protocol through `rkube-cni-types`. `unsafe` lives in [`sys`] only.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod spec;
-pub mod exec;
+/// The exec protocol (the `CNI_*` environment, running a delegate), from the shared `rkube-cni-types`.
+pub use rkube_cni_types::exec;
 pub mod plugin;
 pub mod ipam;
 pub mod netlink;
@@ -19,4 +21,3 @@ pub mod sysctl;
 pub mod bridge;
 pub mod nft;
 pub mod trace;
-pub mod runtime;

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod kubelet;
 pub mod logs;
 pub mod monitor;
+pub mod netlink;
 pub mod node;
 pub mod node_services;
 pub mod pod;

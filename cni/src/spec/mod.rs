@@ -1,12 +1,8 @@
-//! The CNI specification's data types: network configuration, results, errors and versions.
+//! The CNI specification's data types: network configuration, results, errors and versions. They live in the
+//! `rkube-cni-types` crate, which the kubelet's CNI client shares; re-exported here under the plugins' paths.
 //!
 //! Everything here is plain data with serde; nothing touches the network or the filesystem.
 
-pub mod config;
-pub mod error;
-pub mod result;
-pub mod version;
+pub use rkube_cni_types::{config, error, result, version};
 
-pub use config::{ConfList, NetConf};
-pub use error::{code, CniError};
-pub use result::{CniResult, Dns, Interface, IpConfig, Route};
+pub use rkube_cni_types::{code, CniError, CniResult, ConfList, Dns, Interface, IpConfig, NetConf, Route};

@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
-use rkube_cni::netlink::{Netlink, NetlinkError};
+use crate::netlink::{Netlink, NetlinkError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalAddressError {
@@ -34,9 +34,9 @@ fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
 pub fn ensure(link: &str, ip: Ipv4Addr) -> Result<(), LocalAddressError> {
     let err = |source| LocalAddressError::Netlink { ip, link: link.to_string(), source };
     let mut nl = Netlink::open().map_err(err)?;
-    nl.create_bridge(link, mac_for(ip), None, false).map_err(err)?;
+    nl.create_bridge(link, mac_for(ip)).map_err(err)?;
     let l = nl.link_by_name(link, "host").map_err(err)?.ok_or_else(|| LocalAddressError::NotOurs { ip, link: link.into() })?;
-    if !l.is_bridge() {
+    if !l.bridge {
         return Err(LocalAddressError::NotOurs { ip, link: link.into() });
     }
     if !l.up {
@@ -52,7 +52,7 @@ pub fn remove(link: &str, ip: Ipv4Addr) -> Result<(), LocalAddressError> {
     let err = |source| LocalAddressError::Netlink { ip, link: link.to_string(), source };
     let mut nl = Netlink::open().map_err(err)?;
     let Some(l) = nl.link_by_name(link, "host").map_err(err)? else { return Ok(()) };
-    if !l.is_bridge() {
+    if !l.bridge {
         return Err(LocalAddressError::NotOurs { ip, link: link.into() });
     }
     let net = IpNet::new(IpAddr::V4(ip), 32).expect("a /32 is a valid prefix");

@@ -2,6 +2,7 @@
 //! the worker that carries the actions out on the runtime, CNI, volumes and images.
 
 pub mod backoff;
+pub mod cni_client;
 pub mod dns;
 pub mod events;
 pub mod lifecycle;

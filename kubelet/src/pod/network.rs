@@ -1,9 +1,10 @@
 //! Pod networking through CNI: ADD when the sandbox is made, DEL when it goes, with the network from the
-//! config directory (`/etc/cni/net.d`) and plugins from the plugin directories. hostNetwork pods skip both.
+//! config directory (`/etc/cni/net.d`) and plugins from the plugin directories, run by the kubelet's own CNI client
+//! ([`super::cni_client`]). hostNetwork pods skip both. The pod's `lo` comes up over the kubelet's netlink calls.
 
 use std::path::{Path, PathBuf};
 
-use rkube_cni::runtime::{load_network, Attachment, CniRuntime};
+use super::cni_client::{load_network, Attachment, CniRuntime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -66,7 +67,7 @@ pub fn loopback_up(pod: &str, netns: &Path) -> Result<(), NetworkError> {
     let outcome = std::thread::scope(|s| {
         s.spawn(|| -> Result<(), String> {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter network namespace: {e}"))?;
-            let mut nl = rkube_cni::netlink::Netlink::open().map_err(|e| e.to_string())?;
+            let mut nl = crate::netlink::Netlink::open().map_err(|e| e.to_string())?;
             let lo = nl.link_by_name("lo", "pod").map_err(|e| e.to_string())?.ok_or("no lo link in the namespace")?;
             if !lo.up {
                 nl.set_up(lo.index, "lo").map_err(|e| e.to_string())?;
@@ -124,7 +125,7 @@ mod tests {
         assert_eq!(v["plugins"][0]["isDefaultGateway"], true, "a default route to the node for Services and DNS");
         assert_eq!(v["plugins"][0]["hairpinMode"], true, "a pod reaches itself through its Service");
         assert_eq!(v["plugins"][0]["clusterCIDR"], CLUSTER_CIDR, "pod to pod across nodes is not masqueraded");
-        let parsed = rkube_cni::spec::ConfList::parse(default_conflist("rkube", "cni0", "10.244.0.0/24").as_bytes());
+        let parsed = rkube_cni_types::ConfList::parse(default_conflist("rkube", "cni0", "10.244.0.0/24").as_bytes());
         assert!(parsed.is_ok(), "{parsed:?}");
     }
 

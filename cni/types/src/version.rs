@@ -1,6 +1,6 @@
 //! Spec versions this crate speaks, and the VERSION command's answer.
 
-use super::error::{code, CniError};
+use crate::error::{code, CniError};
 
 /// Every version a config may name. 0.3.x results carry `ips[].version`; CHECK needs 0.4.0 or later.
 pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];

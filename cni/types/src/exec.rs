@@ -7,8 +7,8 @@ use std::process::{Command as Process, Stdio};
 
 use serde_json::Value;
 
-use crate::spec::error::{code, CniError};
-use crate::spec::CniResult;
+use crate::error::{code, CniError};
+use crate::result::CniResult;
 
 /// The CNI_COMMAND verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

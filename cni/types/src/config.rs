@@ -5,9 +5,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{code, CniError};
-use super::result::{CniResult, Dns};
-use super::version;
+use crate::error::{code, CniError};
+use crate::result::{CniResult, Dns};
+use crate::version;
 
 /// The fields every plugin config has. Plugins flatten this into their own config type.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -173,7 +173,7 @@ mod tests {
             br#"{"cniVersion":"0.4.0","name":"pods","plugins":[{"type":"rkube-bridge","bridge":"rk0"},{"type":"portmap"}]}"#,
         )
         .unwrap();
-        let prev = CniResult { cni_version: "1.0.0".into(), ips: vec![super::super::IpConfig { version: None, address: "10.0.0.2/24".parse().unwrap(), gateway: None, interface: None }], ..Default::default() };
+        let prev = CniResult { cni_version: "1.0.0".into(), ips: vec![crate::IpConfig { version: None, address: "10.0.0.2/24".parse().unwrap(), gateway: None, interface: None }], ..Default::default() };
         let c1 = list.plugin_config(1, Some(&prev)).unwrap();
         assert_eq!(c1["name"], "pods");
         assert_eq!(c1["cniVersion"], "0.4.0");

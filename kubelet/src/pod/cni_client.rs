@@ -1,14 +1,16 @@
-//! The runtime side of CNI, for rkube's kubelet: load a network from a config directory (`/etc/cni/net.d`), run
-//! its plugin chain for ADD (each plugin gets the previous one's result as `prevResult`), and DEL (reverse order)
-//! and CHECK with the cached result of ADD, as libcni does. Plugins are executed from `plugin_dirs`
-//! (`/opt/cni/bin`) per the exec protocol.
+//! The kubelet's CNI client (the runtime side of CNI, as libcni is upstream's): load a network from a config
+//! directory (`/etc/cni/net.d`), run its plugin chain for ADD (each plugin gets the previous one's result as
+//! `prevResult`), and DEL (reverse order) and CHECK with the cached result of ADD. Plugins are executed from
+//! `plugin_dirs` (`/opt/cni/bin`) per the exec protocol.
+//!
+//! The spec's types and the exec protocol come from `rkube-cni-types`, which rkube's plugins share; the kubelet
+//! links no plugin code. Must not: configure links itself (that is the plugins' job, in the pod's namespace).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::exec::{Command, Env};
-use crate::spec::error::{code, CniError};
-use crate::spec::{version, CniResult, ConfList};
+use rkube_cni_types::exec::{Command, Env};
+use rkube_cni_types::{code, version, CniError, CniResult, ConfList};
 
 /// Where rkube keeps the result of each ADD for DEL and CHECK.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni/rkube-results";
@@ -134,6 +136,7 @@ impl CniRuntime {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
