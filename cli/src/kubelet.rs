@@ -83,7 +83,7 @@ pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
     // in a namespace of its own the node's forwarding is that namespace's, not the host's
     if args.agent.netns.is_none() {
-        crate::ip_forward::record()?;
+        rkube_kubelet::node::host::record_ip_forward()?;
     }
     if args.agent.pod_network == "host-gw" {
         tokio::spawn(rkube_kubelet::node::routes::run(client.clone(), cfg.node_name.clone()));

@@ -7,7 +7,6 @@ mod control_plane;
 mod down;
 mod image;
 mod inspect;
-mod ip_forward;
 mod join;
 mod kubeconfig;
 mod kubelet;
