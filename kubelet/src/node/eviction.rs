@@ -324,16 +324,8 @@ pub fn apply_signal_files(mut facts: MachineFacts, memory_file: Option<&Path>, n
 
 /// Entries of `dir` named `<short uid>-<name>-<restart>`: the newest id of each container name.
 pub fn newest_container_ids(dir: &Path, short_uid: &str) -> std::collections::BTreeMap<String, String> {
-    let mut newest: std::collections::BTreeMap<String, (u32, String)> = std::collections::BTreeMap::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let id = e.file_name().to_string_lossy().into_owned();
-        let Some((name, restart)) = id.strip_prefix(&format!("{short_uid}-")).and_then(|r| r.rsplit_once('-')) else { continue };
-        let Ok(restart) = restart.parse::<u32>() else { continue };
-        if newest.get(name).is_none_or(|(r, _)| restart > *r) {
-            newest.insert(name.to_string(), (restart, id.clone()));
-        }
-    }
-    newest.into_iter().map(|(name, (_, id))| (name, id)).collect()
+    let ids = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned());
+    crate::runtime_client::newest_by_name(ids, short_uid)
 }
 
 /// A pod's local disk use: its disk-backed emptyDirs and its container logs.
