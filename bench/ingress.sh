@@ -74,31 +74,37 @@ umoci repack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
 export KUBECONFIG="$DATA/kubeconfig"
 for _ in $(seq 300); do [ -s "$KUBECONFIG" ] && kubectl get nodes -o name 2>/dev/null | grep -q . && break; sleep 0.1; done
 
-kubectl apply -f - >/dev/null <<'EOF'
+# A busybox httpd Deployment answering its own name on 8080, and a Service of the same name on port 80.
+backend() {
+  kubectl apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: bench}
+metadata: {name: $1}
 spec:
   replicas: 1
-  selector: {matchLabels: {app: bench}}
+  selector: {matchLabels: {app: $1}}
   template:
-    metadata: {labels: {app: bench}}
+    metadata: {labels: {app: $1}}
     spec:
       terminationGracePeriodSeconds: 1
       containers:
       - name: httpd
         image: busybox:latest
         imagePullPolicy: Never
-        command: ["sh", "-c", "mkdir -p /www; echo bench > /www/index.html; httpd -f -p 8080 -h /www"]
+        command: ["sh", "-c", "mkdir -p /www; echo $1 > /www/index.html; httpd -f -p 8080 -h /www"]
         readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: bench}
+metadata: {name: $1}
 spec:
-  selector: {app: bench}
+  selector: {app: $1}
   ports: [{port: 80, targetPort: 8080}]
----
+EOF
+}
+backend bench
+backend bench2
+kubectl apply -f - >/dev/null <<'EOF'
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: bench}
@@ -108,31 +114,6 @@ spec:
     http:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: bench, port: {number: 80}}}}
-EOF
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: bench2}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: bench2}}
-  template:
-    metadata: {labels: {app: bench2}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: httpd
-        image: busybox:latest
-        imagePullPolicy: Never
-        command: ["sh", "-c", "mkdir -p /www; echo bench2 > /www/index.html; httpd -f -p 8080 -h /www"]
-        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: bench2}
-spec:
-  selector: {app: bench2}
-  ports: [{port: 80, targetPort: 8080}]
 EOF
 kubectl rollout status deployment/bench --timeout=120s >/dev/null
 kubectl rollout status deployment/bench2 --timeout=120s >/dev/null
