@@ -1,0 +1,75 @@
+//! A pod's path through rkube as spans (issue 17, `docs/trace.md`):
+//!
+//! - [`context`]: W3C trace context (`traceparent`): parsed from a request header or the object's
+//!   `rkube.io/traceparent` annotation, made fresh when absent, written back as the annotation;
+//! - [`store`]: the span recorder: a `tracing` [`Layer`](tracing_subscriber::Layer) that keeps the finished spans
+//!   and the events inside them of traced work (spans opened with [`trace_span!`]) in a bounded in-memory store
+//!   keyed by trace id, which the apiserver and the kubelet serve read-only;
+//! - [`timeline`]: merging the records of several components into one pod's timeline, and printing it.
+//!
+//! Must not: do network I/O, know about HTTP or the Kubernetes client (the apiserver, the kubelet and the `rkube`
+//! command serve and fetch records), or keep more than its limits allow.
+#![forbid(unsafe_code)]
+
+pub mod context;
+pub mod store;
+pub mod timeline;
+
+pub use context::{TraceContext, TraceParent, ANNOTATION};
+pub use store::{Record, SpanLayer, Store};
+
+/// The `tracing` target of trace spans and of the detail events recorded inside them (debug level, so the
+/// log's default `info` filter never prints them; the span layer's own filter takes them).
+pub const TARGET: &str = "rkube_trace";
+
+/// Opens a trace span: `trace_span!("scheduler.schedule", ctx, pod = %key, node = tracing::field::Empty)`.
+/// `ctx` is a [`TraceContext`]; the span's ids are its ids. Debug level, target [`TARGET`].
+#[macro_export]
+macro_rules! trace_span {
+    ($name:literal, $ctx:expr $(, $($fields:tt)*)?) => {{
+        let c: $crate::TraceContext = $ctx;
+        ::tracing::span!(
+            target: "rkube_trace",
+            ::tracing::Level::DEBUG,
+            $name,
+            trace_hi = c.trace_hi(),
+            trace_lo = c.trace_lo(),
+            span_id = c.span_id,
+            parent_id = c.parent_id
+            $(, $($fields)*)?
+        )
+    }};
+}
+
+/// A detail step inside the current trace span: `trace_event!(node = %n, reasons = ?r, "filtered out")`.
+/// Values are formatted only when the layer records them (inside a traced span).
+#[macro_export]
+macro_rules! trace_event {
+    ($($args:tt)*) => {
+        ::tracing::event!(target: "rkube_trace", ::tracing::Level::DEBUG, $($args)*)
+    };
+}
+
+/// The process's store, fed by [`layer`] and read by the apiserver's and the kubelet's endpoints.
+pub fn global() -> &'static Store {
+    static STORE: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| Store::new(store::Limits::default()))
+}
+
+/// The span layer over [`global`], with its filter: trace spans and events, the info-level spans and events
+/// of rkube's components (they are recorded only inside a traced span), and the few debug events that carry a
+/// step's details (the kubelet's sandbox and container step timings, the image puller's layers and bytes).
+pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target(TARGET, tracing::Level::DEBUG)
+        .with_target("rkube_kubelet::pod::worker", tracing::Level::DEBUG)
+        .with_target("rkube_kubelet::image::pull", tracing::Level::DEBUG)
+        .with_target("rkube_kubelet", tracing::Level::INFO)
+        .with_target("rkube_controllers", tracing::Level::INFO)
+        .with_target("rkube_apiserver", tracing::Level::INFO);
+    SpanLayer::new(global()).with_filter(filter)
+}
