@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
@@ -16,7 +16,7 @@ use rkube_apimachinery::labels::selector_matches;
 
 pub struct AggregationCtx {
     pub shared: Arc<Shared>,
-    /// Every ClusterRole (a fan-out's store: updated before the aggregators are requeued).
+    /// Every ClusterRole (the fan-out's store that `aggregators` reads to requeue).
     pub roles: Store<ClusterRole>,
 }
 
@@ -38,20 +38,37 @@ pub fn aggregated_rules(role: &ClusterRole, all: &[Arc<ClusterRole>]) -> Option<
     Some(rules)
 }
 
+/// Collects from a fresh list of every ClusterRole, not from a watch cache: a cache that is re-listing holds the
+/// new objects back until the list ends while already announcing them, so a role requeued for a new source could
+/// read a cache without it, find nothing to change and never be requeued again (seen under load). ClusterRoles
+/// change rarely and there are a few dozen, so one list per aggregating role's reconcile costs little.
 pub async fn reconcile(role: Arc<ClusterRole>, ctx: Arc<AggregationCtx>) -> Result<Requeue, ReconcileError> {
     if role.aggregation_rule.is_none() {
         return Ok(Requeue::await_change());
     }
-    // a store still filling would aggregate too little and strip the role
+    // until the fan-out has listed once, a role created now would be announced while its store is still empty
+    // (so nothing would be requeued for it): wait, then the list below is at least as new as that first list
     if ctx.roles.wait_until_ready().await.is_err() {
         return Ok(Requeue::requeue(std::time::Duration::from_secs(1)));
     }
-    let Some(rules) = aggregated_rules(&role, &ctx.roles.state()) else { return Ok(Requeue::await_change()) };
-    if role.rules.as_deref().unwrap_or_default() == rules.as_slice() {
-        return Ok(Requeue::await_change());
-    }
     let name = role.name_any();
     let api: Api<ClusterRole> = Api::all(ctx.shared.client.clone());
+    let all: Vec<Arc<ClusterRole>> = api
+        .list(&ListParams::default())
+        .await
+        .map_err(ReconcileError::api(format!("list cluster roles to aggregate into {name}")))?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    // the listed copy is at least as new as the one the controller was handed
+    let Some(current) = all.iter().find(|r| r.metadata.name.as_deref() == Some(name.as_str())) else {
+        return Ok(Requeue::await_change());
+    };
+    let Some(rules) = aggregated_rules(current, &all) else { return Ok(Requeue::await_change()) };
+    if current.rules.as_deref().unwrap_or_default() == rules.as_slice() {
+        return Ok(Requeue::await_change());
+    }
     let patch = serde_json::json!({"rules": rules});
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

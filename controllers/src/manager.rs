@@ -159,8 +159,7 @@ pub async fn run_all(client: Client, config: Config) -> Result<(), ManagerError>
             .run(serviceaccount::reconcile, error_policy, shared.clone()),
     ));
     {
-        // the fan-out's store has a role before its subscribers hear of it, so an aggregating role
-        // requeued for a new or changed role sees that role
+        // the fan-out's store only names the aggregating roles to requeue; each reconcile lists the sources afresh
         let roles = Fanout::start(Api::<ClusterRole>::all(client.clone()));
         let actx = Arc::new(clusterrole_aggregation::AggregationCtx { shared: shared.clone(), roles: roles.store.clone() });
         set.spawn(drain(
