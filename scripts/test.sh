@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "test.sh: run as root (the integration tests make real namespaces and cgroups)" >&2; exit 1; }
 
 # Every prerequisite the suite needs and scripts/deps.sh cannot (or did not) install, each missing one named with
-# the command that installs it. Run before anything is built, so a machine that lacks one fails in seconds rather
-# than after the build, in the middle of the tests.
+# the command that installs it. `check_prereqs early` checks only what scripts/deps.sh cannot install (kubectl,
+# cargo, the cgroup layout) and runs before anything is built, so a machine that lacks one fails in seconds; the
+# full check runs once the packages are in, before any test.
 check_prereqs() {
+  local early=${1:-}
   local missing=() venv=${RKUBE_TEST_VENV:-/var/cache/rkube-test/venv} vm=${RKUBE_VM_DIR:-/var/cache/rkube-vm}
   local gcloud_kubectl="add Google's cloud-sdk apt repository, then apt-get install -y kubectl (it ships /usr/bin/kubectl and /usr/lib/google-cloud-sdk/bin/kubectl.1.27 ... kubectl.1.33)"
   need() { # what, install command
@@ -27,7 +29,7 @@ check_prereqs() {
   done
   # Debian packages the tests exec (scripts/deps.sh installs them all)
   local cmd pkg
-  while read -r cmd pkg; do
+  [ "$early" = early ] || while read -r cmd pkg; do
     command -v "$cmd" >/dev/null || need "$cmd" "apt-get install -y $pkg (or scripts/deps.sh)"
   done <<'EOF'
 etcd etcd-server
@@ -46,22 +48,25 @@ jq jq
 python3 python3-venv
 shellcheck shellcheck
 vagrant vagrant
+chromium chromium
 EOF
   # busybox must be the static build: it is copied alone into container rootfs images
-  if [ ! -x /bin/busybox ]; then
+  if [ "$early" = early ]; then
+    :
+  elif [ ! -x /bin/busybox ]; then
     need "busybox (static)" "apt-get install -y busybox-static (or scripts/deps.sh)"
   elif ldd /bin/busybox >/dev/null 2>&1; then
     need "a static /bin/busybox (this one is dynamically linked)" "apt-get install -y busybox-static"
   fi
-  if ! [ -x /usr/lib/cni/bridge ] || ! [ -x /usr/lib/cni/host-local ]; then
+  if [ "$early" != early ] && { ! [ -x /usr/lib/cni/bridge ] || ! [ -x /usr/lib/cni/host-local ]; }; then
     need "reference CNI plugins (/usr/lib/cni/bridge, host-local)" "apt-get install -y containernetworking-plugins (or scripts/deps.sh)"
   fi
   # the Python kubernetes client, in the venv scripts/deps.sh makes
-  if ! [ -e "$venv/.rkube-installed" ] || ! "$venv/bin/python" -c 'import kubernetes' 2>/dev/null; then
+  if [ "$early" != early ] && { ! [ -e "$venv/.rkube-installed" ] || ! "$venv/bin/python" -c 'import kubernetes' 2>/dev/null; }; then
     need "the Python kubernetes client in $venv" "scripts/deps.sh (python3 -m venv $venv && $venv/bin/pip install kubernetes)"
   fi
   # qemu and Debian's cloud kernel for the cgroup v2 VM tests, unpacked (not installed)
-  if ! [ -x "$vm/root/usr/bin/qemu-system-x86_64" ] || ! compgen -G "$vm/root/boot/vmlinuz-*" >/dev/null; then
+  if [ "$early" != early ] && { ! [ -x "$vm/root/usr/bin/qemu-system-x86_64" ] || ! compgen -G "$vm/root/boot/vmlinuz-*" >/dev/null; }; then
     need "qemu-system-x86_64 and a cloud kernel under $vm/root" "scripts/vm-deps.sh"
   fi
   # Cgroup layout: the host tests use the v1 controllers (hybrid or legacy layout); pure v2 runs in the VM.
@@ -77,6 +82,7 @@ EOF
     printf '  - %s\n' "${missing[@]}" >&2
     return 1
   fi
+  [ "$early" != early ] || return 0
   echo "test.sh: prerequisites present (kubectl $(kubectl version --client -o json 2>/dev/null | jq -r .clientVersion.gitVersion), 1.27 and 1.33; $(etcd --version | head -1); Python kubernetes $("$venv/bin/python" -c 'import kubernetes; print(kubernetes.__version__)'); cgroup v1 controllers)"
 }
 
@@ -84,11 +90,28 @@ if [ "${1:-}" = --check ]; then
   check_prereqs
   exit
 fi
-scripts/deps.sh
-check_prereqs
+check_prereqs early
 start=$(date +%s)
+# The build's few packages first; the tests' packages, the VM's qemu and kernel and the Python client install in
+# the background while cargo builds (on a clean CI machine that overlaps minutes of apt with the build). The
+# prerequisites are checked once both are done, before any test runs.
+scripts/deps.sh --build
+deps_log=$(mktemp /tmp/rkube-deps.XXXXXX.log)
+scripts/deps.sh --test >"$deps_log" 2>&1 &
+deps_pid=$!
 # --all-targets resolves features once for binaries and tests together (dev-dependencies included), so the test
 # run below compiles nothing again and the binaries tests exec are the ones just built.
-cargo build --release --workspace --all-targets
+if ! cargo build --release --workspace --all-targets; then
+  wait "$deps_pid" || true
+  cat "$deps_log"
+  rm -f "$deps_log"
+  exit 1
+fi
+deps_rc=0
+wait "$deps_pid" || deps_rc=$?
+cat "$deps_log"
+rm -f "$deps_log"
+[ "$deps_rc" = 0 ] || { echo "test.sh: scripts/deps.sh --test failed (exit $deps_rc), see above" >&2; exit 1; }
+check_prereqs
 cargo test --release --workspace --no-fail-fast -- --test-threads="${RKUBE_TEST_THREADS:-4}"
 echo "test.sh: finished in $(( $(date +%s) - start )) s"
