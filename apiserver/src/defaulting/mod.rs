@@ -1,16 +1,18 @@
 //! Defaulting: the values Kubernetes fills in when a client leaves a field out, per kind. Runs on create and
 //! on every update (defaulting is idempotent), before validation. Pod-template defaults are shared by every
-//! workload kind (`pod.rs`); workload-level defaults live in `workloads.rs`.
+//! workload kind (`pod.rs`); workload-level defaults live in `workloads.rs`. Which of them a kind gets is its
+//! `strategy`'s `defaults`.
 
 mod pod;
 mod workloads;
 
 use serde_json::{json, Value};
 
-use crate::registry::ResourceInfo;
-
-pub use pod::{default_pod_spec, image_pull_policy};
-pub use workloads::default_service;
+pub use pod::{default_pod, default_pod_spec, image_pull_policy};
+pub use workloads::{
+    default_cronjob, default_daemonset, default_deployment, default_job, default_rc, default_replicaset, default_secret,
+    default_service, default_statefulset,
+};
 
 /// Sets `obj[key] = value` when the key is absent or null.
 pub(crate) fn set_default(obj: &mut Value, key: &str, value: Value) {
@@ -27,51 +29,18 @@ pub(crate) fn child<'a>(obj: &'a mut Value, key: &str) -> &'a mut Value {
     &mut obj[key]
 }
 
-/// Applies the defaults of `info`'s kind to `obj`, for the kinds without a `strategy` of their own (Namespace,
-/// Service and the RBAC kinds have theirs there).
-pub fn apply(info: &ResourceInfo, obj: &mut Value) {
-    match info.kind {
-        "Pod" => pod::default_pod(obj),
-        "Secret" => workloads::default_secret(obj),
-        "Deployment" => workloads::default_deployment(obj),
-        "ReplicaSet" => workloads::default_replicaset(obj),
-        "ReplicationController" => workloads::default_rc(obj),
-        "StatefulSet" => workloads::default_statefulset(obj),
-        "DaemonSet" => workloads::default_daemonset(obj),
-        "Job" => workloads::default_job(obj),
-        "CronJob" => workloads::default_cronjob(obj),
-        "Node" => {
-            let spec = child(obj, "spec");
-            let _ = spec;
-        }
-        // upstream's SetDefaults_IngressClass
-        "IngressClass" => {
-            if let Some(params) = obj.pointer_mut("/spec/parameters").filter(|p| p.is_object()) {
-                set_default(params, "scope", json!("Cluster"));
-            }
-        }
-        "EndpointSlice" => {
-            if let Some(ports) = obj.get_mut("ports").and_then(Value::as_array_mut) {
-                for p in ports {
-                    set_default(p, "protocol", json!("TCP"));
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::registry::find;
+    use crate::strategy;
 
     #[test]
     fn deployment_defaults_match_kubernetes() {
         let info = find("apps", "v1", "deployments").expect("deployments");
         let mut d = json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
-        apply(info, &mut d);
+        strategy::of(info).defaults(info, &mut d);
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
@@ -82,7 +51,7 @@ mod tests {
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
         let before = d.clone();
-        apply(info, &mut d);
+        strategy::of(info).defaults(info, &mut d);
         assert_eq!(before, d, "defaulting is idempotent");
     }
 

@@ -1,13 +1,14 @@
-//! The core kinds with a strategy of their own: Namespace and Service.
+//! The core kinds with a strategy of their own: Namespace, Service, ConfigMap, Secret and Node (Pods are with
+//! the workloads).
 
 use rkube_apimachinery::validation as names;
 use serde_json::{json, Value};
 
 use super::{validate_with, Strategy};
-use crate::defaulting::{child, default_service, set_default};
+use crate::defaulting::{child, default_secret, default_service, set_default};
 use crate::registry::ResourceInfo;
 use crate::status::Cause;
-use crate::validation;
+use crate::validation::{self, workloads};
 
 /// Namespaces: the `kubernetes.io/metadata.name` label, the `kubernetes` finalizer and phase Active by
 /// default; the name a DNS-1123 label.
@@ -54,5 +55,53 @@ impl Strategy for Services {
                 validation::validate_service_update(obj, old, causes);
             }
         })
+    }
+}
+
+/// ConfigMaps: keys checked; data frozen once `immutable` is set; no generation (plain data).
+pub struct ConfigMaps;
+
+impl Strategy for ConfigMaps {
+    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_config(self, info, obj, old)
+    }
+
+    fn has_generation(&self) -> bool {
+        false
+    }
+}
+
+/// Secrets: type Opaque by default, otherwise as ConfigMaps.
+pub struct Secrets;
+
+impl Strategy for Secrets {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        default_secret(obj);
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_config(self, info, obj, old)
+    }
+
+    fn has_generation(&self) -> bool {
+        false
+    }
+}
+
+fn validate_config(strategy: &dyn Strategy, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    validate_with(strategy, info, obj, |causes| {
+        workloads::validate_config_data(obj, causes);
+        if let Some(old) = old {
+            workloads::validate_config_data_update(obj, old, causes);
+        }
+    })
+}
+
+/// Nodes: an empty spec when none is given.
+pub struct Nodes;
+
+impl Strategy for Nodes {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        child(obj, "spec");
     }
 }

@@ -4,25 +4,29 @@
 //! and whether writes to the spec bump `metadata.generation`. `admission` asks [`of`] for a kind's strategy and
 //! calls it; [`of`] is the one place that matches on a kind name for these.
 //!
-//! Kinds move here one at a time: Namespace, Service and the RBAC kinds have their own strategy; the others
-//! still go through [`Generic`], which runs the per-kind tables in `defaulting` and `validation`.
+//! `defaulting` and `validation` hold the defaults and checks; a kind's strategy says which of them it runs.
+//! Kinds with nothing of their own beyond metadata (Events, Endpoints, Leases...) go through [`Generic`].
 //! Allocation (a Service's ClusterIP and node ports) needs the store, so it stays with the handlers
 //! (`handlers::service_alloc`), as upstream keeps it in the REST storage rather than the strategy.
 
+mod certificates;
 mod core;
+mod networking;
 mod rbac;
+mod workloads;
 
 use rkube_apimachinery::validation as names;
 use serde_json::Value;
 
 use crate::registry::ResourceInfo;
 use crate::status::Cause;
-use crate::{defaulting, validation};
+use crate::validation;
 
 /// One kind's behaviour on writes.
 pub trait Strategy: Sync {
-    /// Fills what a client left out; runs on create and on every update, so it must be idempotent.
-    fn defaults(&self, info: &ResourceInfo, obj: &mut Value);
+    /// Fills what a client left out; runs on create and on every update, so it must be idempotent. None by
+    /// default.
+    fn defaults(&self, _info: &ResourceInfo, _obj: &mut Value) {}
 
     /// Why `name` is not a valid `metadata.name` for the kind (None: it is). Upstream's default: a DNS-1123
     /// subdomain.
@@ -30,8 +34,11 @@ pub trait Strategy: Sync {
         names::dns1123_subdomain_error(name)
     }
 
-    /// Everything wrong with `obj` (a create when `old` is None, else an update of `old`), metadata first.
-    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>;
+    /// Everything wrong with `obj` (a create when `old` is None, else an update of `old`), metadata first. By
+    /// default only the metadata.
+    fn validate(&self, info: &ResourceInfo, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validate_with(self, info, obj, |_| {})
+    }
 
     /// Whether writes set `metadata.generation` (kinds with a spec do; plain data objects do not).
     fn has_generation(&self) -> bool {
@@ -44,39 +51,43 @@ pub fn of(info: &ResourceInfo) -> &'static dyn Strategy {
     match info.kind {
         "Namespace" => &core::Namespaces,
         "Service" => &core::Services,
+        "ConfigMap" => &core::ConfigMaps,
+        "Secret" => &core::Secrets,
+        "Node" => &core::Nodes,
+        "Pod" => &workloads::Pods,
+        "Deployment" => &workloads::Deployments,
+        "ReplicaSet" => &workloads::ReplicaSets,
+        "ReplicationController" => &workloads::ReplicationControllers,
+        "StatefulSet" => &workloads::StatefulSets,
+        "DaemonSet" => &workloads::DaemonSets,
+        "Job" => &workloads::Jobs,
+        "CronJob" => &workloads::CronJobs,
+        "Ingress" => &networking::Ingresses,
+        "IngressClass" => &networking::IngressClasses,
+        "EndpointSlice" => &networking::EndpointSlices,
+        "CertificateSigningRequest" => &certificates::CertificateSigningRequests,
         "Role" | "ClusterRole" => &rbac::Roles,
         "RoleBinding" | "ClusterRoleBinding" => &rbac::Bindings,
-        "ConfigMap" | "Secret" | "Event" | "Endpoints" | "EndpointSlice" | "Lease" | "ServiceAccount" => &Generic { generation: false },
+        "Event" | "Endpoints" | "Lease" | "ServiceAccount" => &Generic { generation: false },
         _ => &Generic { generation: true },
     }
 }
 
-/// The kinds without a strategy of their own yet: the per-kind tables of `defaulting` and `validation`.
+/// The kinds with no behaviour of their own beyond metadata: the defaults of the trait (no defaults, metadata
+/// checks, a DNS-1123 subdomain name); `generation` says whether writes bump `metadata.generation`.
 pub struct Generic {
     generation: bool,
 }
 
 impl Strategy for Generic {
-    fn defaults(&self, info: &ResourceInfo, obj: &mut Value) {
-        defaulting::apply(info, obj);
-    }
-
-    fn name_error(&self, info: &ResourceInfo, name: &str) -> Option<String> {
-        validation::name_error(info, name)
-    }
-
-    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-        validation::validate(info, obj, old)
-    }
-
     fn has_generation(&self) -> bool {
         self.generation
     }
 }
 
 /// Metadata checks with the strategy's name rule, then `kind`'s own checks.
-fn validate_with(
-    strategy: &dyn Strategy,
+fn validate_with<S: Strategy + ?Sized>(
+    strategy: &S,
     info: &ResourceInfo,
     obj: &Value,
     kind: impl FnOnce(&mut Vec<Cause>),
@@ -125,5 +136,43 @@ mod tests {
         new["spec"]["clusterIP"] = json!("10.96.0.6");
         let fields: Vec<String> = s.validate(builtin::SERVICES, &new, Some(&old)).into_iter().map(|c| c.field).collect();
         assert_eq!(fields, ["spec.clusterIP"]);
+    }
+
+    #[test]
+    fn each_kind_runs_its_own_defaults_and_update_rules() {
+        let fields = |causes: Vec<Cause>| causes.into_iter().map(|c| c.field).collect::<Vec<_>>();
+        // a Job's completions and a Deployment's selector are frozen, a Pod's containers too
+        let job = builtin_of("batch", "jobs");
+        let mut j = json!({"metadata": {"name": "j", "namespace": "d"}, "spec": {"completions": 1,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}});
+        of(job).defaults(job, &mut j);
+        let mut j2 = j.clone();
+        j2["spec"]["completions"] = json!(2);
+        assert_eq!(fields(of(job).validate(job, &j2, Some(&j))), ["spec.completions"]);
+        // an immutable ConfigMap keeps its data; a plain one may change
+        let cm = builtin::CONFIG_MAPS;
+        let old = json!({"metadata": {"name": "c", "namespace": "d"}, "immutable": true, "data": {"a": "1"}});
+        let mut new = old.clone();
+        new["data"]["a"] = json!("2");
+        assert_eq!(fields(of(cm).validate(cm, &new, Some(&old))), ["data"]);
+        assert!(of(cm).validate(cm, &json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"a": "2"}}), Some(&json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"a": "1"}}))).is_empty());
+        // an EndpointSlice's ports get TCP, an IngressClass's parameters Cluster scope, a Node an empty spec
+        let mut es = json!({"metadata": {"name": "e"}, "ports": [{"port": 80}]});
+        of(builtin::ENDPOINT_SLICES).defaults(builtin::ENDPOINT_SLICES, &mut es);
+        assert_eq!(es["ports"][0]["protocol"], "TCP");
+        let mut ic = json!({"metadata": {"name": "i"}, "spec": {"controller": "x.io/c", "parameters": {"kind": "K", "name": "n"}}});
+        of(builtin::INGRESS_CLASSES).defaults(builtin::INGRESS_CLASSES, &mut ic);
+        assert_eq!(ic["spec"]["parameters"]["scope"], "Cluster");
+        let mut node = json!({"metadata": {"name": "n"}});
+        of(builtin::NODES).defaults(builtin::NODES, &mut node);
+        assert_eq!(node["spec"], json!({}));
+        // a Pod's containers are checked on create, its spec frozen on update
+        let pod = builtin::PODS;
+        let p = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [{"name": "c"}]}});
+        assert_eq!(fields(of(pod).validate(pod, &p, None)), ["spec.containers[0].image"]);
+    }
+
+    fn builtin_of(group: &str, resource: &str) -> &'static ResourceInfo {
+        crate::registry::RESOURCES.iter().find(|r| r.group == group && r.resource == resource).expect("served")
     }
 }

@@ -14,8 +14,6 @@ use crate::validation::rbac;
 pub struct Roles;
 
 impl Strategy for Roles {
-    fn defaults(&self, _info: &ResourceInfo, _obj: &mut Value) {}
-
     fn name_error(&self, _info: &ResourceInfo, name: &str) -> Option<String> {
         names::path_segment_error(name)
     }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::status::Cause;
 
-pub(super) fn validate_csr(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+pub(crate) fn validate_csr(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
     let request = spec.get("request").and_then(Value::as_str).unwrap_or_default();
     let parsed = base64::engine::general_purpose::STANDARD

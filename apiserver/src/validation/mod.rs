@@ -1,12 +1,12 @@
 //! Validation with Kubernetes' rules and messages: object names (DNS-1123 subdomain or label depending on the
 //! kind), label and annotation syntax and size, required fields of the workload kinds, selector/template
 //! agreement, RBAC rules and bindings, and fields that cannot change after creation. Returns one `Cause` per
-//! problem.
+//! problem. These are the checks; which of them a kind runs, on create and on update, is its `strategy`.
 
-mod certificates;
+pub(crate) mod certificates;
 pub(crate) mod ingress;
 pub(crate) mod rbac;
-mod workloads;
+pub(crate) mod workloads;
 
 pub(crate) use workloads::{validate_service, validate_service_update};
 
@@ -15,29 +15,6 @@ use serde_json::Value;
 
 use crate::registry::ResourceInfo;
 use crate::status::Cause;
-
-/// Validates `obj` (a create when `old` is None, else an update of `old`), for the kinds without a
-/// `strategy` of their own (those compose `validate_meta` and their own checks).
-pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-    let mut causes = Vec::new();
-    validate_meta(info, obj, &|name| name_error(info, name), &mut causes);
-    workloads::validate_kind(info, obj, &mut causes);
-    match info.kind {
-        "Ingress" => ingress::validate_ingress(obj, old.is_none(), &mut causes),
-        "IngressClass" => ingress::validate_ingress_class(obj, old, &mut causes),
-        "CertificateSigningRequest" => certificates::validate_csr(obj, old, &mut causes),
-        _ => {}
-    }
-    if let Some(old) = old {
-        workloads::validate_immutable(info, obj, old, &mut causes);
-    }
-    causes
-}
-
-/// The name rule of the kinds without a `strategy` of their own: a DNS-1123 subdomain.
-pub fn name_error(_info: &ResourceInfo, name: &str) -> Option<String> {
-    names::dns1123_subdomain_error(name)
-}
 
 /// Object metadata: the name (by `name_error`, the kind's rule), namespace, labels, annotations, finalizers.
 pub fn validate_meta(info: &ResourceInfo, obj: &Value, name_error: &dyn Fn(&str) -> Option<String>, causes: &mut Vec<Cause>) {
@@ -94,15 +71,15 @@ pub fn validate_meta(info: &ResourceInfo, obj: &Value, name_error: &dyn Fn(&str)
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::registry::find;
+    use crate::strategy;
     use serde_json::json;
 
     #[test]
     fn bad_names_and_labels_are_reported_per_field() {
         let cm = find("", "v1", "configmaps").expect("configmaps");
         let obj = json!({"metadata": {"name": "Bad_Name", "namespace": "default", "labels": {"bad key": "v", "k": "-x"}}});
-        let causes = validate(cm, &obj, None);
+        let causes = strategy::of(cm).validate(cm, &obj, None);
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, vec!["metadata.name", "metadata.labels", "metadata.labels"]);
     }
@@ -111,7 +88,7 @@ mod tests {
     fn huge_annotations_are_too_long() {
         let cm = find("", "v1", "configmaps").expect("configmaps");
         let obj = json!({"metadata": {"name": "a", "namespace": "d", "annotations": {"x": "y".repeat(300 * 1024)}}});
-        let causes = validate(cm, &obj, None);
+        let causes = strategy::of(cm).validate(cm, &obj, None);
         assert_eq!(causes.len(), 1);
         assert_eq!(causes[0].reason, "FieldValueTooLong");
     }

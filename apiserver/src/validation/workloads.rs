@@ -5,7 +5,6 @@ use rkube_apimachinery::labels::{labels_of, Selector as LabelSelector};
 use rkube_apimachinery::validation as names;
 use serde_json::Value;
 
-use crate::registry::ResourceInfo;
 use crate::status::Cause;
 
 
@@ -93,70 +92,79 @@ fn non_negative(obj: &Value, ptr: &str, field: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-pub(super) fn validate_kind(info: &ResourceInfo, obj: &Value, causes: &mut Vec<Cause>) {
-    match info.kind {
-        "Pod" => validate_containers(obj.get("spec").unwrap_or(&Value::Null), "spec", causes),
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
-            validate_selector_template(obj, causes, true);
-            non_negative(obj, "/spec/replicas", "spec.replicas", causes);
-            match obj.pointer("/spec/template/spec") {
-                Some(spec) => validate_containers(spec, "spec.template.spec", causes),
-                None => causes.push(Cause::required("spec.template", "")),
+/// A Pod's containers.
+pub(crate) fn validate_pod(obj: &Value, causes: &mut Vec<Cause>) {
+    validate_containers(obj.get("spec").unwrap_or(&Value::Null), "spec", causes);
+}
+
+/// Deployments, ReplicaSets, StatefulSets and DaemonSets: a selector matching the template, replicas, the
+/// template's containers; `restart_always` (all but ReplicaSets) allows only restartPolicy Always.
+pub(crate) fn validate_replicated(obj: &Value, restart_always: bool, causes: &mut Vec<Cause>) {
+    validate_selector_template(obj, causes, true);
+    non_negative(obj, "/spec/replicas", "spec.replicas", causes);
+    match obj.pointer("/spec/template/spec") {
+        Some(spec) => validate_containers(spec, "spec.template.spec", causes),
+        None => causes.push(Cause::required("spec.template", "")),
+    }
+    if restart_always {
+        if let Some(rp) = obj.pointer("/spec/template/spec/restartPolicy").and_then(Value::as_str) {
+            if rp != "Always" {
+                causes.push(Cause::not_supported("spec.template.spec.restartPolicy", &Value::String(rp.into()), &["Always"]));
             }
-            if info.kind != "ReplicaSet" {
-                if let Some(rp) = obj.pointer("/spec/template/spec/restartPolicy").and_then(Value::as_str) {
-                    if rp != "Always" {
-                        causes.push(Cause::not_supported("spec.template.spec.restartPolicy", &Value::String(rp.into()), &["Always"]));
-                    }
+        }
+    }
+}
+
+/// A ReplicationController: its plain-map selector (optional) against the template, replicas, containers.
+pub(crate) fn validate_rc(obj: &Value, causes: &mut Vec<Cause>) {
+    validate_selector_template(obj, causes, false);
+    non_negative(obj, "/spec/replicas", "spec.replicas", causes);
+    if let Some(spec) = obj.pointer("/spec/template/spec") {
+        validate_containers(spec, "spec.template.spec", causes);
+    }
+}
+
+/// A Job: selector and template, restartPolicy OnFailure or Never, counts not negative.
+pub(crate) fn validate_job(obj: &Value, causes: &mut Vec<Cause>) {
+    validate_selector_template(obj, causes, false);
+    match obj.pointer("/spec/template/spec") {
+        Some(spec) => {
+            validate_containers(spec, "spec.template.spec", causes);
+            let rp = spec.get("restartPolicy").and_then(Value::as_str).unwrap_or("Always");
+            if rp != "OnFailure" && rp != "Never" {
+                causes.push(Cause::not_supported("spec.template.spec.restartPolicy", &Value::String(rp.into()), &["OnFailure", "Never"]));
+            }
+        }
+        None => causes.push(Cause::required("spec.template", "")),
+    }
+    non_negative(obj, "/spec/parallelism", "spec.parallelism", causes);
+    non_negative(obj, "/spec/completions", "spec.completions", causes);
+    non_negative(obj, "/spec/backoffLimit", "spec.backoffLimit", causes);
+}
+
+/// A CronJob: a schedule and a job template with containers.
+pub(crate) fn validate_cronjob(obj: &Value, causes: &mut Vec<Cause>) {
+    if obj.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or_default().is_empty() {
+        causes.push(Cause::required("spec.schedule", ""));
+    }
+    if let Some(spec) = obj.pointer("/spec/jobTemplate/spec/template/spec") {
+        validate_containers(spec, "spec.jobTemplate.spec.template.spec", causes);
+    } else {
+        causes.push(Cause::required("spec.jobTemplate.spec.template", ""));
+    }
+}
+
+/// ConfigMaps and Secrets: the keys of `data` and `binaryData`.
+pub(crate) fn validate_config_data(obj: &Value, causes: &mut Vec<Cause>) {
+    for field in ["data", "binaryData"] {
+        if let Some(m) = obj.get(field).and_then(Value::as_object) {
+            for k in m.keys() {
+                let ok = !k.is_empty() && k.len() <= 253 && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !ok {
+                    causes.push(Cause::invalid(format!("{field}[{k}]"), &Value::String(k.clone()), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
                 }
             }
         }
-        "ReplicationController" => {
-            validate_selector_template(obj, causes, false);
-            non_negative(obj, "/spec/replicas", "spec.replicas", causes);
-            if let Some(spec) = obj.pointer("/spec/template/spec") {
-                validate_containers(spec, "spec.template.spec", causes);
-            }
-        }
-        "Job" => {
-            validate_selector_template(obj, causes, false);
-            match obj.pointer("/spec/template/spec") {
-                Some(spec) => {
-                    validate_containers(spec, "spec.template.spec", causes);
-                    let rp = spec.get("restartPolicy").and_then(Value::as_str).unwrap_or("Always");
-                    if rp != "OnFailure" && rp != "Never" {
-                        causes.push(Cause::not_supported("spec.template.spec.restartPolicy", &Value::String(rp.into()), &["OnFailure", "Never"]));
-                    }
-                }
-                None => causes.push(Cause::required("spec.template", "")),
-            }
-            non_negative(obj, "/spec/parallelism", "spec.parallelism", causes);
-            non_negative(obj, "/spec/completions", "spec.completions", causes);
-            non_negative(obj, "/spec/backoffLimit", "spec.backoffLimit", causes);
-        }
-        "CronJob" => {
-            if obj.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or_default().is_empty() {
-                causes.push(Cause::required("spec.schedule", ""));
-            }
-            if let Some(spec) = obj.pointer("/spec/jobTemplate/spec/template/spec") {
-                validate_containers(spec, "spec.jobTemplate.spec.template.spec", causes);
-            } else {
-                causes.push(Cause::required("spec.jobTemplate.spec.template", ""));
-            }
-        }
-        "ConfigMap" | "Secret" => {
-            for field in ["data", "binaryData"] {
-                if let Some(m) = obj.get(field).and_then(Value::as_object) {
-                    for k in m.keys() {
-                        let ok = !k.is_empty() && k.len() <= 253 && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-                        if !ok {
-                            causes.push(Cause::invalid(format!("{field}[{k}]"), &Value::String(k.clone()), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
-                        }
-                    }
-                }
-            }
-        }
-        _ => {}
     }
 }
 
@@ -166,59 +174,66 @@ fn immutable(field: &str, new: Option<&Value>, old: Option<&Value>, causes: &mut
     }
 }
 
-pub(super) fn validate_immutable(info: &ResourceInfo, new: &Value, old: &Value, causes: &mut Vec<Cause>) {
-    match info.kind {
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
-            immutable("spec.selector", new.pointer("/spec/selector"), old.pointer("/spec/selector"), causes);
-            if info.kind == "Job" {
-                // The template is immutable except on suspended jobs; keep it simple and strict.
-                let suspended = old.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false);
-                if !suspended {
-                    immutable("spec.template", new.pointer("/spec/template"), old.pointer("/spec/template"), causes);
-                }
-                immutable("spec.completions", new.pointer("/spec/completions"), old.pointer("/spec/completions"), causes);
-            }
-        }
-        "Pod" => {
-            // Only images, activeDeadlineSeconds and added tolerations may change.
-            let strip = |v: &Value| -> Value {
-                let mut s = v.pointer("/spec").cloned().unwrap_or(Value::Null);
-                for list in ["containers", "initContainers"] {
-                    if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
-                        for c in cs {
-                            if let Some(m) = c.as_object_mut() {
-                                m.remove("image");
-                                m.remove("resources");
-                            }
-                        }
+/// The workload kinds' update rule: the selector cannot change.
+pub(crate) fn validate_selector_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    immutable("spec.selector", new.pointer("/spec/selector"), old.pointer("/spec/selector"), causes);
+}
+
+/// A Job update: the selector, the template (unless suspended) and completions cannot change.
+pub(crate) fn validate_job_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    validate_selector_update(new, old, causes);
+    // The template is immutable except on suspended jobs; keep it simple and strict.
+    let suspended = old.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false);
+    if !suspended {
+        immutable("spec.template", new.pointer("/spec/template"), old.pointer("/spec/template"), causes);
+    }
+    immutable("spec.completions", new.pointer("/spec/completions"), old.pointer("/spec/completions"), causes);
+}
+
+/// A Pod update: only images, activeDeadlineSeconds, tolerations, the grace period, nodeName once and
+/// scheduling gates may change.
+pub(crate) fn validate_pod_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    // Only images, activeDeadlineSeconds and added tolerations may change.
+    let strip = |v: &Value| -> Value {
+        let mut s = v.pointer("/spec").cloned().unwrap_or(Value::Null);
+        for list in ["containers", "initContainers"] {
+            if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
+                for c in cs {
+                    if let Some(m) = c.as_object_mut() {
+                        m.remove("image");
+                        m.remove("resources");
                     }
                 }
-                if let Some(m) = s.as_object_mut() {
-                    m.remove("activeDeadlineSeconds");
-                    m.remove("tolerations");
-                    m.remove("terminationGracePeriodSeconds");
-                    m.remove("nodeName");
-                    m.remove("schedulingGates");
-                }
-                s
-            };
-            if strip(new) != strip(old) {
-                causes.push(Cause::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
-            }
-            let old_node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
-            let new_node = new.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
-            if !old_node.is_empty() && old_node != new_node {
-                causes.push(Cause::invalid("spec.nodeName", &Value::String(new_node.into()), "field is immutable"));
             }
         }
-        "ConfigMap" | "Secret" if old.get("immutable").and_then(Value::as_bool) == Some(true) => {
-            immutable("data", new.get("data"), old.get("data"), causes);
-            immutable("binaryData", new.get("binaryData"), old.get("binaryData"), causes);
-            if new.get("immutable") != old.get("immutable") {
-                causes.push(Cause::forbidden("immutable", "field is immutable when `immutable` is set"));
-            }
+        if let Some(m) = s.as_object_mut() {
+            m.remove("activeDeadlineSeconds");
+            m.remove("tolerations");
+            m.remove("terminationGracePeriodSeconds");
+            m.remove("nodeName");
+            m.remove("schedulingGates");
         }
-        _ => {}
+        s
+    };
+    if strip(new) != strip(old) {
+        causes.push(Cause::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
+    }
+    let old_node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+    let new_node = new.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+    if !old_node.is_empty() && old_node != new_node {
+        causes.push(Cause::invalid("spec.nodeName", &Value::String(new_node.into()), "field is immutable"));
+    }
+}
+
+/// An immutable ConfigMap or Secret: data, binaryData and `immutable` itself stay as they were.
+pub(crate) fn validate_config_data_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
+    if old.get("immutable").and_then(Value::as_bool) != Some(true) {
+        return;
+    }
+    immutable("data", new.get("data"), old.get("data"), causes);
+    immutable("binaryData", new.get("binaryData"), old.get("binaryData"), causes);
+    if new.get("immutable") != old.get("immutable") {
+        causes.push(Cause::forbidden("immutable", "field is immutable when `immutable` is set"));
     }
 }
 

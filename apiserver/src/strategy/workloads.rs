@@ -1,0 +1,134 @@
+//! Pods and the workload kinds: Deployments, ReplicaSets, ReplicationControllers, StatefulSets, DaemonSets, Jobs
+//! and CronJobs. Their defaults include the pod template's (`defaulting::pod`); their selectors cannot change.
+
+use serde_json::Value;
+
+use super::{validate_with, Strategy};
+use crate::defaulting;
+use crate::registry::ResourceInfo;
+use crate::status::Cause;
+use crate::validation::workloads as checks;
+
+/// Pods: the pod spec's defaults, containers checked, only a few fields changeable after creation.
+pub struct Pods;
+
+impl Strategy for Pods {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        defaulting::default_pod(obj);
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_with(self, info, obj, |causes| {
+            checks::validate_pod(obj, causes);
+            if let Some(old) = old {
+                checks::validate_pod_update(obj, old, causes);
+            }
+        })
+    }
+}
+
+/// Deployments: replicas, strategy and the template defaulted; restartPolicy Always.
+pub struct Deployments;
+
+impl Strategy for Deployments {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        defaulting::default_deployment(obj);
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_replicated(self, info, obj, old, true)
+    }
+}
+
+/// ReplicaSets: as Deployments, but any restartPolicy the pod spec allows.
+pub struct ReplicaSets;
+
+impl Strategy for ReplicaSets {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        defaulting::default_replicaset(obj);
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_replicated(self, info, obj, old, false)
+    }
+}
+
+/// StatefulSets: restartPolicy Always.
+pub struct StatefulSets;
+
+impl Strategy for StatefulSets {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        defaulting::default_statefulset(obj);
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_replicated(self, info, obj, old, true)
+    }
+}
+
+/// DaemonSets: restartPolicy Always.
+pub struct DaemonSets;
+
+impl Strategy for DaemonSets {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        defaulting::default_daemonset(obj);
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_replicated(self, info, obj, old, true)
+    }
+}
+
+/// The checks the four replicated kinds share: selector against template on create, selector immutable.
+fn validate_replicated(strategy: &dyn Strategy, info: &ResourceInfo, obj: &Value, old: Option<&Value>, restart_always: bool) -> Vec<Cause> {
+    validate_with(strategy, info, obj, |causes| {
+        checks::validate_replicated(obj, restart_always, causes);
+        if let Some(old) = old {
+            checks::validate_selector_update(obj, old, causes);
+        }
+    })
+}
+
+/// ReplicationControllers: a plain-map selector, defaulted from the template's labels.
+pub struct ReplicationControllers;
+
+impl Strategy for ReplicationControllers {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        defaulting::default_rc(obj);
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validate_with(self, info, obj, |causes| checks::validate_rc(obj, causes))
+    }
+}
+
+/// Jobs: restartPolicy OnFailure or Never; selector, template (unless suspended) and completions immutable.
+pub struct Jobs;
+
+impl Strategy for Jobs {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        defaulting::default_job(obj);
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        validate_with(self, info, obj, |causes| {
+            checks::validate_job(obj, causes);
+            if let Some(old) = old {
+                checks::validate_job_update(obj, old, causes);
+            }
+        })
+    }
+}
+
+/// CronJobs: a schedule and a job template.
+pub struct CronJobs;
+
+impl Strategy for CronJobs {
+    fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
+        defaulting::default_cronjob(obj);
+    }
+
+    fn validate(&self, info: &ResourceInfo, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        validate_with(self, info, obj, |causes| checks::validate_cronjob(obj, causes))
+    }
+}
