@@ -2,7 +2,8 @@
 //! accepting 0.3.x/0.4.0 configs and answering STATUS and GC from 1.1.0.
 //!
 //! The library holds everything; the two binaries only call [`plugin::run`] with their plugin. Link, address,
-//! route, neighbour, nftables and sysctl work goes through netlink, procfs and sysfs in-process; the only program
+//! route, neighbour, nftables and sysctl work goes through netlink (links, addresses, routes and neighbours through
+//! `rkube-netlink`, the rtnetlink client shared with the kubelet), procfs and sysfs in-process; the only program
 //! ever executed is the IPAM delegate named by `ipam.type` (and not even that for `rkube-host-local`, which runs
 //! in-process). The other side of the protocol (loading a network, running the chain) is the kubelet's own
 //! `pod::cni_client`; both share the spec's types and the exec protocol through `rkube-cni-types`. `unsafe` lives in [`sys`] only.
@@ -14,7 +15,6 @@ pub mod spec;
 pub use rkube_cni_types::exec;
 pub mod plugin;
 pub mod ipam;
-pub mod netlink;
 pub mod netns;
 pub mod sys;
 pub mod sysctl;

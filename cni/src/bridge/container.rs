@@ -14,9 +14,9 @@ use netlink_packet_route::link::InfoKind;
 use super::BridgeError;
 use crate::netns::NetNs;
 use crate::sys;
-use crate::netlink::link::Link;
-use crate::netlink::route::RouteEntry;
-use crate::netlink::Netlink;
+use rkube_netlink::link::Link;
+use rkube_netlink::route::RouteEntry;
+use rkube_netlink::Netlink;
 use crate::spec::{IpConfig, Route};
 use crate::sysctl;
 

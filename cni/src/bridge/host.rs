@@ -9,8 +9,8 @@ use netlink_packet_route::link::{InfoKind, LinkFlags};
 
 use super::config::BridgeConf;
 use super::BridgeError;
-use crate::netlink::link::Link;
-use crate::netlink::Netlink;
+use rkube_netlink::link::Link;
+use rkube_netlink::Netlink;
 use crate::spec::IpConfig;
 use crate::sysctl;
 

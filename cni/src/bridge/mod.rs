@@ -14,8 +14,8 @@ pub mod ipam;
 use std::path::Path;
 
 use crate::exec::Command;
-use crate::netlink::link::Link;
-use crate::netlink::{Netlink, NetlinkError};
+use rkube_netlink::link::Link;
+use rkube_netlink::{Netlink, NetlinkError};
 use crate::netns::{NetNs, NetnsError};
 use crate::nft::{Masquerade, NftError};
 use crate::plugin::{Call, Plugin};

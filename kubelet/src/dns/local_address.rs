@@ -34,9 +34,9 @@ fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
 pub fn ensure(link: &str, ip: Ipv4Addr) -> Result<(), LocalAddressError> {
     let err = |source| LocalAddressError::Netlink { ip, link: link.to_string(), source };
     let mut nl = Netlink::open().map_err(err)?;
-    nl.create_bridge(link, mac_for(ip)).map_err(err)?;
+    nl.create_bridge(link, mac_for(ip), None, false).map_err(err)?;
     let l = nl.link_by_name(link, "host").map_err(err)?.ok_or_else(|| LocalAddressError::NotOurs { ip, link: link.into() })?;
-    if !l.bridge {
+    if !l.is_bridge() {
         return Err(LocalAddressError::NotOurs { ip, link: link.into() });
     }
     if !l.up {
@@ -52,7 +52,7 @@ pub fn remove(link: &str, ip: Ipv4Addr) -> Result<(), LocalAddressError> {
     let err = |source| LocalAddressError::Netlink { ip, link: link.to_string(), source };
     let mut nl = Netlink::open().map_err(err)?;
     let Some(l) = nl.link_by_name(link, "host").map_err(err)? else { return Ok(()) };
-    if !l.bridge {
+    if !l.is_bridge() {
         return Err(LocalAddressError::NotOurs { ip, link: link.into() });
     }
     let net = IpNet::new(IpAddr::V4(ip), 32).expect("a /32 is a valid prefix");
@@ -61,4 +61,48 @@ pub fn remove(link: &str, ip: Ipv4Addr) -> Result<(), LocalAddressError> {
         nl.delete_link(l.index, link, "host").map_err(err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ensure and remove in a network namespace of the test's own: a thread unshares its netns, so the
+    /// namespace and everything made in it go away with the thread, pass or fail; the `ip` it runs to check
+    /// (forked from that thread) sees the same namespace.
+    #[test]
+    fn the_dns_bridge_is_made_once_holds_the_address_and_goes_with_it() {
+        rkube_testsupport::require_root();
+        rkube_testsupport::require_command("ip", "iproute2");
+        let ip = |args: &[&str]| -> String {
+            let out = std::process::Command::new("ip").args(args).output().expect("run ip");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let addr = Ipv4Addr::new(10, 96, 0, 10);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a network namespace of the test's own");
+                ensure("rkdns0", addr).expect("ensure");
+                ensure("rkdns0", addr).expect("ensure again is a no-op");
+                let link = ip(&["-d", "-o", "link", "show", "rkdns0"]);
+                assert!(link.contains("bridge") && link.contains(",UP"), "{link}");
+                assert!(link.contains("02:72:0a:60:00:0a"), "the MAC derived from the address: {link}");
+                let addrs = ip(&["-o", "-4", "addr", "show", "dev", "rkdns0"]);
+                assert!(addrs.contains("10.96.0.10/32"), "{addrs}");
+
+                // a link of that name that is not a bridge is not ours: refused and left alone
+                let made = std::process::Command::new("ip").args(["link", "add", "rkveth0", "type", "veth", "peer", "rkveth1"]).status().expect("ip");
+                assert!(made.success(), "ip link add rkveth0");
+                let e = ensure("rkveth0", addr).expect_err("a veth is not our bridge");
+                assert!(matches!(e, LocalAddressError::NotOurs { .. }), "{e}");
+                assert!(ip(&["-o", "link", "show", "rkveth0"]).contains("rkveth0"), "left alone");
+
+                remove("rkdns0", addr).expect("remove");
+                assert!(!ip(&["-o", "link", "show"]).contains("rkdns0"), "the bridge goes with its last address");
+                remove("rkdns0", addr).expect("nothing there is not an error");
+            })
+            .join()
+            .expect("the test thread");
+        });
+    }
 }

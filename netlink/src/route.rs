@@ -14,8 +14,11 @@ use super::{Netlink, NetlinkError};
 /// A route as CHECK compares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteEntry {
+    /// The destination (`0.0.0.0/0` or `::/0` for a default route).
     pub dst: IpNet,
+    /// The gateway, for a route via one.
     pub gw: Option<IpAddr>,
+    /// The index of the link the route goes out of.
     pub oif: Option<u32>,
 }
 

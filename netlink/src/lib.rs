@@ -1,9 +1,19 @@
 //! A small synchronous rtnetlink client: one `NETLINK_ROUTE` socket, one request at a time, waiting for the
 //! kernel's ACK or dump. Synchronous on purpose: a CNI plugin lives for one call, and an async runtime would cost
-//! more to start than the few requests it makes.
+//! more to start than the few requests it makes; the kubelet makes a handful per pod or per start.
+//!
+//! Shared by the CNI plugins (`cni/`: bridges, veths, addresses, routes, neighbours for pods) and the kubelet
+//! (a pod's `lo`, the cluster DNS bridge): the socket, the request/ACK loop and the attribute building and
+//! parsing are written once, here. One module per object: [`link`], [`addr`], [`route`], [`neigh`].
 //!
 //! A socket belongs to the network namespace of the thread that opened it, so a socket opened inside a
-//! container's namespace (see [`crate::netns`]) configures that namespace from any thread.
+//! container's namespace configures that namespace from any thread.
+//!
+//! Must not: depend on any crate of rkube's (it is a leaf, as the layering test holds), know about pods, CNI or
+//! the API, or hold `unsafe` code (netlink-sys owns the socket calls).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod addr;
 pub mod link;
@@ -21,16 +31,26 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 /// A failed netlink request; `what` names the link, address or route and the namespace.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
+    /// The socket could not be opened, bound or connected.
     #[error("open netlink socket: {0}")]
     Socket(#[source] io::Error),
+    /// Sending, receiving, or the kernel refused the request (its errno is in `source`).
     #[error("{what}: {source}")]
     Request {
+        /// What was asked, e.g. `add address 10.0.0.1/24 to eth0 in <netns>`.
         what: String,
+        /// The socket's error, or the kernel's errno as an `io::Error`.
         #[source]
         source: io::Error,
     },
+    /// The kernel answered something this client could not parse.
     #[error("{what}: the kernel's reply could not be decoded: {reason}")]
-    Decode { what: String, reason: String },
+    Decode {
+        /// What was asked.
+        what: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
 }
 
 impl NetlinkError {
@@ -51,6 +71,7 @@ pub struct Netlink {
 }
 
 impl Netlink {
+    /// Opens and binds a `NETLINK_ROUTE` socket in the calling thread's network namespace.
     pub fn open() -> Result<Netlink, NetlinkError> {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
         sock.bind_auto().map_err(NetlinkError::Socket)?;

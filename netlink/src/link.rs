@@ -16,12 +16,19 @@ const ENODEV: i32 = libc::ENODEV;
 /// What we need to know of a link.
 #[derive(Debug, Clone)]
 pub struct Link {
+    /// The interface index (`ip link` prints it first).
     pub index: u32,
+    /// The interface name (IFLA_IFNAME).
     pub name: String,
+    /// The MAC address as `aa:bb:cc:dd:ee:ff` (empty for a link without one).
     pub mac: String,
+    /// Whether the link is administratively up (IFF_UP).
     pub up: bool,
+    /// The link's MTU, when the kernel reports one.
     pub mtu: Option<u32>,
+    /// The index of the bridge (or other controller) the link is enslaved to.
     pub master: Option<u32>,
+    /// The link's kind (bridge, veth...), from IFLA_LINKINFO; `None` for a plain device such as `lo`.
     pub kind: Option<InfoKind>,
     /// IFLA_LINK: for a veth, its peer's index (in the peer's namespace).
     pub peer_index: Option<u32>,
@@ -162,6 +169,7 @@ impl Netlink {
         self.request(RouteNetlinkMessage::SetLink(m), 0, || format!("set flags {flags:?} on link {name}")).map(|_| ())
     }
 
+    /// Brings link `index` up (`name` is for errors).
     pub fn set_up(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
         self.set_flags(index, name, LinkFlags::Up, LinkFlags::Up)
     }
