@@ -90,6 +90,42 @@ fn status_code(ws: WaitStatus) -> Option<(i32, i32, Option<i32>)> {
     }
 }
 
+/// How the container ended, as the monitor learns it by reaping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// Its wait status: exit code (128 + signal when killed) and the signal.
+    Exited(i32, Option<i32>),
+    /// Its outputs are closed and the monitor has no child left to wait for: the container was never ours to
+    /// reap (not reparented to us), so its status cannot be known.
+    NotReapable,
+}
+
+/// One round of reaping, after the round's reads: the monitor's ended children (the container, the create
+/// command, orphans reparented to us) are waited for through `wait` (`waitpid(-1, WNOHANG)`) until the container
+/// (`target`) is found, a child is still running, or none is left. `outputs_closed`: both of the container's
+/// outputs are at end of file.
+///
+/// Every answer of `wait` is acted on, and "no child left" is learnt from the same calls: a second `waitpid`
+/// only to ask whether any child is left would reap the container when it exits between the two calls (it
+/// closes its outputs a moment before it becomes a zombie) and drop its status, and the next round would then
+/// find no child and record it as not reapable (issue 13).
+fn reap_round(target: i32, outputs_closed: bool, wait: &mut impl FnMut() -> nix::Result<WaitStatus>) -> Option<Ended> {
+    loop {
+        match wait() {
+            Ok(ws) => match status_code(ws) {
+                Some((pid, code, sig)) if pid == target => return Some(Ended::Exited(code, sig)),
+                // another child that ended: reaped, look again
+                Some(_) => continue,
+                // StillAlive: children remain, none has ended
+                None => return None,
+            },
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECHILD) => return outputs_closed.then_some(Ended::NotReapable),
+            Err(_) => return None,
+        }
+    }
+}
+
 fn exit_record(code: i32, signal: Option<i32>) -> String {
     let signal = signal.map(|s| s.to_string()).unwrap_or_else(|| "null".into());
     let at = rfc3339_nano(std::time::SystemTime::now());
@@ -281,15 +317,17 @@ fn detached(args: &Args) -> i32 {
             }
         }
         let open = [streams[0].is_some(), streams[1].is_some()];
-        // reap: the container, the create command, and orphans reparented to us
-        while let Ok(ws) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-            match status_code(ws) {
-                Some((pid, code, sig)) if pid == target => {
-                    exit = Some((code, sig));
-                    break;
+        if exit.is_none() {
+            let mut wait = || waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG));
+            match reap_round(target, !open[0] && !open[1], &mut wait) {
+                Some(Ended::Exited(code, sig)) => exit = Some((code, sig)),
+                Some(Ended::NotReapable) => {
+                    eprintln!("rkube-monitor: container pid {target} is not reapable by the monitor");
+                    let at = rfc3339_nano(std::time::SystemTime::now());
+                    let _ = write_atomic(&args.dir.join(EXIT_FILE), format!("{{\"exitCode\":-1,\"signal\":null,\"finishedAt\":\"{at}\"}}").as_bytes());
+                    return 1;
                 }
-                Some(_) => continue,
-                None => break,
+                None => {}
             }
         }
         let any_ready = ready[0] || ready[1];
@@ -305,12 +343,6 @@ fn detached(args: &Args) -> i32 {
                 return 0;
             }
             polled_after_exit = true;
-        } else if !open[0] && !open[1] && matches!(waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)), Err(nix::errno::Errno::ECHILD)) {
-            // the container is not our child (we are not its reaper): we cannot learn its status
-            eprintln!("rkube-monitor: container pid {target} is not reapable by the monitor");
-            let at = rfc3339_nano(std::time::SystemTime::now());
-            let _ = write_atomic(&args.dir.join(EXIT_FILE), format!("{{\"exitCode\":-1,\"signal\":null,\"finishedAt\":\"{at}\"}}").as_bytes());
-            return 1;
         }
     }
 }
@@ -327,5 +359,64 @@ fn receive_master(listener: &UnixListener, child: &mut std::process::Child) -> s
         if let Some(status) = child.try_wait()? {
             return Err(std::io::Error::other(format!("it ended ({status}) without connecting")));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+
+    /// `waitpid` answering from a script, then ECHILD (no child left) for good.
+    fn script(answers: Vec<nix::Result<WaitStatus>>) -> impl FnMut() -> nix::Result<WaitStatus> {
+        let mut answers = answers.into_iter();
+        move || answers.next().unwrap_or(Err(Errno::ECHILD))
+    }
+
+    fn exited(pid: i32, code: i32) -> nix::Result<WaitStatus> {
+        Ok(WaitStatus::Exited(Pid::from_raw(pid), code))
+    }
+
+    /// Rounds with both outputs closed (the container closed them, or is exiting) until one decides.
+    fn rounds_until_decided(target: i32, wait: &mut impl FnMut() -> nix::Result<WaitStatus>) -> Ended {
+        for _ in 0..10 {
+            if let Some(e) = reap_round(target, true, wait) {
+                return e;
+            }
+        }
+        panic!("no decision in 10 rounds");
+    }
+
+    #[test]
+    fn the_containers_status_is_found_among_other_children() {
+        let mut wait = script(vec![exited(7, 1), Ok(WaitStatus::Signaled(Pid::from_raw(8), nix::sys::signal::Signal::SIGKILL, false)), exited(42, 3)]);
+        assert_eq!(reap_round(42, false, &mut wait), Some(Ended::Exited(3, None)));
+        let mut wait = script(vec![Ok(WaitStatus::Signaled(Pid::from_raw(42), nix::sys::signal::Signal::SIGTERM, false))]);
+        assert_eq!(reap_round(42, false, &mut wait), Some(Ended::Exited(143, Some(15))));
+    }
+
+    #[test]
+    fn a_running_container_is_not_decided() {
+        let mut wait = script(vec![Ok(WaitStatus::StillAlive)]);
+        assert_eq!(reap_round(42, false, &mut wait), None);
+        // outputs open: no child yet is no verdict (the loop goes on polling)
+        let mut wait = script(vec![]);
+        assert_eq!(reap_round(42, false, &mut wait), None);
+    }
+
+    #[test]
+    fn no_child_left_with_the_outputs_closed_is_not_reapable() {
+        let mut wait = script(vec![exited(7, 0)]);
+        assert_eq!(rounds_until_decided(42, &mut wait), Ended::NotReapable);
+    }
+
+    /// The race of issue 13: the container closes its outputs (end of file seen), the round's first wait finds
+    /// it still alive, and it becomes a zombie just before the round looks whether any child is left. That look
+    /// must not take the container's status and drop it (it did: the next round found no child and recorded
+    /// exit code -1, kubectl run -i then failed with "terminated (Error)" for a container that exited 0).
+    #[test]
+    fn an_exit_landing_between_two_waits_is_not_lost() {
+        let mut wait = script(vec![Ok(WaitStatus::StillAlive), exited(42, 0)]);
+        assert_eq!(rounds_until_decided(42, &mut wait), Ended::Exited(0, None));
     }
 }
