@@ -783,11 +783,13 @@ impl PodWorker {
         let _ = fs::remove_dir_all(&paths.monitor);
         fs::create_dir_all(&paths.bundle)
             .map_err(|e| StartFailure { kind: FailureKind::Create, message: format!("create bundle {}: {e}", paths.bundle.display()) })?;
+        // Undone even if the mount fails: mount_rootfs may have made the overlay's upper and work dirs first, and
+        // unmount_rootfs removes them (an unmounted target is fine).
+        undo.rootfs = Some(paths.rootfs.clone());
         // Writable even for readOnlyRootFilesystem: the runtime makes mount points in it (/etc/hosts, volume
         // paths) and then remounts the root read-only (the spec's root.readonly), as runc does.
         crate::image::overlay::mount_rootfs(self.ctx.images.store(), id, record, &paths.rootfs, false)
             .map_err(|e| StartFailure::new(FailureKind::Create, e))?;
-        undo.rootfs = Some(paths.rootfs.clone());
         Ok(())
     }
 
@@ -1266,14 +1268,18 @@ mod tests {
         }
     }
 
-    /// Nothing of container `app` is left: no record, no runtime container, no rootfs mount.
+    /// Nothing of container `app` is left: no record, no runtime container, no rootfs mount, no overlay upper
+    /// and work dirs in the image store.
     fn assert_nothing_left(h: &Harness, w: &PodWorker) {
         let paths = ContainerPaths::new(&w.dir, "app");
         assert!(!w.containers.contains_key("app"), "no record in the worker");
         assert!(!paths.dir.join("meta.json").exists(), "no meta.json");
         assert!(!mounted(&paths.rootfs), "rootfs {} unmounted", paths.rootfs.display());
         assert_eq!(h.runtime.containers(), Vec::<String>::new(), "nothing in the runtime");
-        let _ = h.dir.path();
+        let layers: Vec<_> = fs::read_dir(h.ctx.images.store().containers_dir())
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert_eq!(layers, Vec::<std::ffi::OsString>::new(), "no container's writable layer left in the image store");
     }
 
     #[test]
@@ -1300,6 +1306,24 @@ mod tests {
         assert!(f.message.contains("2222"), "names the missing layer: {}", f.message);
         assert_eq!(h.runtime.calls(), vec![], "the runtime was never asked");
         assert!(h.reasons().contains(&"Failed".to_string()), "{:?}", h.reasons());
+        assert_nothing_left(&h, &w);
+    }
+
+    /// The overlay's mount fails after its upper and work dirs were made (here: the mount point cannot be made,
+    /// a file is in the way): those dirs go too.
+    #[test]
+    fn a_rootfs_mount_failing_halfway_leaves_nothing() {
+        let h = harness("echo ok $$");
+        h.add_image(true);
+        let mut w = h.worker("IfNotPresent");
+        let paths = ContainerPaths::new(&w.dir, "app");
+        fs::create_dir_all(&paths.bundle).expect("mkdir bundle");
+        fs::write(&paths.rootfs, b"in the way").expect("a file where the rootfs goes");
+        w.start_container("app");
+        let f = w.failures.get("app").expect("a failure recorded");
+        assert_eq!(f.kind, FailureKind::Create);
+        assert!(f.message.contains("rootfs"), "names the mount point: {}", f.message);
+        assert_eq!(h.runtime.calls(), vec![], "the runtime was never asked");
         assert_nothing_left(&h, &w);
     }
 
@@ -1374,6 +1398,76 @@ mod tests {
         assert!(calls.contains(&Call::Delete("u1-app-0".into())), "{calls:?}");
         assert!(!mounted(&paths.rootfs), "the reaped container's rootfs is unmounted");
         assert!(h.runtime.containers().is_empty(), "{:?}", h.runtime.containers());
+    }
+
+    /// A worker whose container `app` was started (its record as `start_container` leaves it) and the directory
+    /// of its monitor, where a test fakes what the monitor writes.
+    fn started(h: &Harness) -> (PodWorker, PathBuf) {
+        let mut w = h.worker("IfNotPresent");
+        let rec = ContainerRecord {
+            id: "u1-app-0".into(),
+            restart_count: 0,
+            started_at: Utc::now(),
+            image_id: String::new(),
+            rootfs: h.dir.path().join("no-rootfs"),
+            cgroups_path: "/kubepods/podu1/u1-app-0".into(),
+            log_path: h.dir.path().join("log"),
+            exit: None,
+            previous: None,
+        };
+        w.containers.insert("app".into(), rec);
+        let mdir = ContainerPaths::new(&w.dir, "app").monitor;
+        fs::create_dir_all(&mdir).expect("mkdir monitor dir");
+        (w, mdir)
+    }
+
+    fn app_state(w: &mut PodWorker) -> ContainerState {
+        w.observe().containers.get("app").expect("observed").state.clone()
+    }
+
+    /// The monitor's files, read as the monitor leaves them: alive without a record is running; gone with its
+    /// record is that exit (0 stays 0, issue 13: a completed `kubectl run -i` pod must not read as failed).
+    #[test]
+    fn a_monitor_gone_after_its_record_is_that_exit() {
+        let h = harness("echo ok $$");
+        let (mut w, mdir) = started(&h);
+        // alive (this test process stands in for the monitor), no record yet
+        fs::write(mdir.join(monitor::PID_FILE), std::process::id().to_string()).expect("write monitor.pid");
+        assert!(matches!(app_state(&mut w), ContainerState::Running { .. }));
+        assert_eq!(h.runtime.calls(), vec![], "a running container is left alone");
+        // the monitor writes its record, removes its pid file and exits, in that order
+        fs::write(mdir.join(monitor::EXIT_FILE), r#"{"exitCode":0,"signal":null,"finishedAt":"2026-01-02T03:04:05.000000006Z"}"#)
+            .expect("write exit");
+        fs::remove_file(mdir.join(monitor::PID_FILE)).expect("remove monitor.pid");
+        match app_state(&mut w) {
+            ContainerState::Exited { exit_code, oom_killed, finished_at, .. } => {
+                assert_eq!((exit_code, oom_killed), (0, false));
+                assert_eq!(finished_at.to_rfc3339(), "2026-01-02T03:04:05.000000006+00:00");
+            }
+            other => panic!("expected exit 0, got {other:?}"),
+        }
+        let rec: ContainerRecord = read_json(&ContainerPaths::new(&w.dir, "app").dir.join("meta.json")).expect("meta.json");
+        assert_eq!(rec.exit.map(|x| x.exit_code), Some(0), "the exit is recorded for a restarted kubelet");
+        assert_eq!(h.runtime.calls(), vec![Call::Delete("u1-app-0".into())], "removed once; exit 0 asks nothing of OOM");
+        // seen again: the recorded exit, nothing asked of the runtime
+        assert!(matches!(app_state(&mut w), ContainerState::Exited { exit_code: 0, .. }));
+        assert_eq!(h.runtime.calls().len(), 1);
+    }
+
+    /// A monitor that is gone and left no record (killed, node rebooted): the container counts as killed.
+    #[test]
+    fn a_monitor_gone_without_a_record_is_a_kill() {
+        let h = harness("echo ok $$");
+        let (mut w, mdir) = started(&h);
+        let mut dead = std::process::Command::new("true").spawn().expect("spawn true");
+        let dead_pid = dead.id();
+        dead.wait().expect("reap true");
+        fs::write(mdir.join(monitor::PID_FILE), dead_pid.to_string()).expect("write monitor.pid");
+        match app_state(&mut w) {
+            ContainerState::Exited { exit_code, oom_killed, .. } => assert_eq!((exit_code, oom_killed), (137, false)),
+            other => panic!("expected a kill, got {other:?}"),
+        }
+        assert_eq!(h.runtime.calls(), vec![Call::OomKilled("u1-app-0".into()), Call::Delete("u1-app-0".into())]);
     }
 
     #[test]
