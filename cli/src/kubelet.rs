@@ -70,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
     let data = &args.data_dir;
-    let _pid = node::claim_data_dir(data)?;
+    let _claim = rkube_kubelet::node::data_dir::claim(data)?;
     let mut cfg = node::node_config(&args.agent.node, data, None)?;
     cfg.cgroup_root = args.agent.cgroup_root.trim_matches('/').to_string();
     cfg.api_tls = api_tls(&args, data, &cfg.node_name, &cfg.node_ip)?;

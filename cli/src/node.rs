@@ -1,6 +1,6 @@
-//! What `rkube up` and `rkube kubelet` share: the node's flags, the kubelet configuration for a data dir, the
-//! claim on the data dir (`rkube.pid`), and running the kubelet until a signal. What the host's nodes share
-//! (process scans, host name and address, ip_forward) is the kubelet's `node::host`.
+//! What `rkube up` and `rkube kubelet` share: the node's flags, the kubelet configuration for a data dir, and
+//! running the kubelet until a signal. What the host's nodes share (process scans, host name and address,
+//! ip_forward) is the kubelet's `node::host`; the claim on the data dir (`rkube.pid`) is its `node::data_dir`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -150,36 +150,6 @@ pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>)
         }
     }
     Ok(cfg)
-}
-
-/// The data dir's `rkube.pid`, removed on drop.
-pub struct PidFile(PathBuf);
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Claims `data` for this process: fails if another live rkube holds it. The data dir holds the store, keys and
-/// kubeconfigs: it is made 0700 (an existing one with looser modes is tightened, with a warning; one owned by
-/// another user is refused).
-pub fn claim_data_dir(data: &Path) -> anyhow::Result<PidFile> {
-    rkube_apiserver::private_files::ensure_dir(data).with_context(|| format!("data dir {}", data.display()))?;
-    let pid_file = data.join("rkube.pid");
-    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            if rkube_kubelet::node::host::rkube_alive(pid) && pid != std::process::id() as i32 {
-                anyhow::bail!(
-                    "rkube is already running with data dir {} (pid {pid}); run `rkube down --data-dir {}` first",
-                    data.display(),
-                    data.display()
-                );
-            }
-        }
-    }
-    std::fs::write(&pid_file, std::process::id().to_string()).with_context(|| format!("write {}", pid_file.display()))?;
-    Ok(PidFile(pid_file))
 }
 
 /// Runs the kubelet with `cfg` until SIGTERM or Ctrl-C. Containers keep running after it returns.

@@ -56,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 async fn up(args: Args) -> anyhow::Result<()> {
     let data = &args.data_dir;
-    let _pid = node::claim_data_dir(data)?;
+    let _claim = rkube_kubelet::node::data_dir::claim(data)?;
     // bad flags fail here, before anything is started
     let mut cfg = node::node_config(&args.node, data, Some("10.244.0.0/24"))?;
     control_plane::check_insecure_listen(args.insecure_http_listen)?;

@@ -125,7 +125,7 @@ fn alive(pid: i32) -> bool {
 /// when one was running.
 fn stop_node_process(data: &Path) -> Option<i32> {
     use nix::sys::signal::{kill, Signal};
-    let pid = std::fs::read_to_string(data.join("rkube.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok())?;
+    let pid = std::fs::read_to_string(data.join(super::data_dir::PID_FILE)).ok().and_then(|s| s.trim().parse::<i32>().ok())?;
     if pid <= 0 || !alive(pid) {
         return None;
     }
