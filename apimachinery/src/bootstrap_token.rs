@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+/// The Secret type of a bootstrap token.
 pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
+/// A token's Secret is named `bootstrap-token-<id>`.
 pub const SECRET_PREFIX: &str = "bootstrap-token-";
+/// The namespace of the tokens' Secrets.
 pub const NAMESPACE: &str = "kube-system";
 /// A token's user is `system:bootstrap:<id>`.
 pub const USER_PREFIX: &str = "system:bootstrap:";
@@ -18,25 +21,36 @@ pub const GROUP: &str = "system:bootstrappers";
 /// The extra group kubeadm gives the tokens it makes for joining nodes, and `rkube token create` too.
 pub const DEFAULT_NODE_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
+/// Data key: the token's id (the part before the dot).
 pub const KEY_TOKEN_ID: &str = "token-id";
+/// Data key: the token's secret (the part after the dot).
 pub const KEY_TOKEN_SECRET: &str = "token-secret";
+/// Data key: when the token expires (RFC 3339); none means never.
 pub const KEY_EXPIRATION: &str = "expiration";
+/// Data key: a human-readable note.
 pub const KEY_DESCRIPTION: &str = "description";
+/// Data key: comma-separated groups the token's user is in besides [`GROUP`].
 pub const KEY_EXTRA_GROUPS: &str = "auth-extra-groups";
+/// Data key: `"true"` when the token may authenticate to the apiserver.
 pub const KEY_USAGE_AUTHENTICATION: &str = "usage-bootstrap-authentication";
+/// Data key: `"true"` when the token signs the cluster-info ConfigMap.
 pub const KEY_USAGE_SIGNING: &str = "usage-bootstrap-signing";
 
 /// The ConfigMap in kube-public holding the cluster's CA and address, and the prefix of its per-token
 /// signatures (`jws-kubeconfig-<id>`).
 pub const CLUSTER_INFO: &str = "cluster-info";
+/// The namespace of [`CLUSTER_INFO`], readable without credentials.
 pub const PUBLIC_NAMESPACE: &str = "kube-public";
+/// The prefix of a token's signature key in [`CLUSTER_INFO`]: `jws-kubeconfig-<id>`.
 pub const JWS_PREFIX: &str = "jws-kubeconfig-";
 
 /// What is wrong with a bootstrap token or its Secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// The token is not `<id>.<secret>` in the right alphabet and lengths.
     #[error("the token does not match the format [a-z0-9]{{6}}.[a-z0-9]{{16}}")]
     Format,
+    /// A group in auth-extra-groups is outside `system:bootstrappers:`.
     #[error("auth-extra-groups {0:?}: a group must match system:bootstrappers:[a-z0-9:-]{{0,255}}[a-z0-9]")]
     ExtraGroup(String),
 }
@@ -94,6 +108,7 @@ pub fn extra_groups(value: Option<&str>) -> Result<Vec<String>, TokenError> {
 /// A token's Secret, as its decoded data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSecret {
+    /// The Secret's data, base64-decoded.
     pub data: BTreeMap<String, String>,
 }
 
@@ -102,6 +117,7 @@ impl TokenSecret {
         self.data.get(k).map(String::as_str)
     }
 
+    /// The token's expiration time as written in the Secret, if it has one.
     pub fn expiration(&self) -> Option<&str> {
         self.get(KEY_EXPIRATION)
     }

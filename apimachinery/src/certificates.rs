@@ -6,8 +6,11 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
+/// The signer of client certificates for the apiserver.
 pub const KUBE_APISERVER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+/// The signer of kubelets' client certificates (`system:node:<name>`).
 pub const KUBE_APISERVER_CLIENT_KUBELET: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The signer of kubelets' serving certificates.
 pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
 /// Upstream's floor for `spec.expirationSeconds`.
 pub const MIN_EXPIRATION_SECONDS: i64 = 600;
@@ -24,8 +27,10 @@ pub const KUBELET_CLIENT_USAGES: &[&str] = &["client auth", "digital signature",
 /// Why a request does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CsrError {
+    /// The PEM block is not a `CERTIFICATE REQUEST`.
     #[error("PEM block type must be CERTIFICATE REQUEST")]
     PemType,
+    /// The DER inside does not parse as a PKCS#10 request.
     #[error("x509: malformed certificate request: {0}")]
     Malformed(String),
 }
@@ -33,11 +38,17 @@ pub enum CsrError {
 /// What a certificate request asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ParsedCsr {
+    /// The subject's CN.
     pub common_name: String,
+    /// The subject's O values, in order.
     pub organizations: Vec<String>,
+    /// DNS names of the subjectAltName extension.
     pub dns_names: Vec<String>,
+    /// IP addresses of the subjectAltName extension (4 or 16 bytes each).
     pub ip_addresses: Vec<Vec<u8>>,
+    /// Email addresses of the subjectAltName extension.
     pub email_addresses: Vec<String>,
+    /// URIs of the subjectAltName extension.
     pub uris: Vec<String>,
     /// The DER SubjectPublicKeyInfo of the requested key.
     pub spki_der: Vec<u8>,

@@ -10,14 +10,18 @@ use crate::labels::SelectorError;
 /// One field requirement: `path` equals (or, with `equal` false, differs from) `value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requirement {
+    /// The dotted JSON path, e.g. `spec.nodeName`.
     pub path: String,
+    /// The value compared with, as a string.
     pub value: String,
+    /// True for `=`/`==`, false for `!=`.
     pub equal: bool,
 }
 
 /// A parsed field selector; the empty selector matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selector {
+    /// The requirements, all of which must hold.
     pub requirements: Vec<Requirement>,
 }
 

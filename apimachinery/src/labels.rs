@@ -30,11 +30,17 @@ fn err(message: impl Into<String>) -> SelectorError {
 /// One label requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
+    /// `key=value` (or `key==value`): the label is there with this value.
     Equals(String, String),
+    /// `key!=value`: the label is missing or has another value.
     NotEquals(String, String),
+    /// `key in (a,b)`: the label is there with one of the values.
     In(String, Vec<String>),
+    /// `key notin (a,b)`: the label is missing or has none of the values.
     NotIn(String, Vec<String>),
+    /// `key`: the label is there.
     Exists(String),
+    /// `!key`: the label is missing.
     DoesNotExist(String),
 }
 
@@ -55,6 +61,7 @@ impl Requirement {
 /// A parsed label selector; the empty selector matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selector {
+    /// The requirements, all of which must hold.
     pub requirements: Vec<Requirement>,
 }
 

@@ -19,6 +19,7 @@
 //! Must not: do I/O (files, network, processes, clocks other than a `now` passed in), log, or depend on any
 //! other rkube crate. Everything here is a pure function over API objects, tested without root.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bootstrap_token;
 pub mod certificates;

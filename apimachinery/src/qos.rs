@@ -17,8 +17,11 @@ use crate::quantity::ParsedQuantity;
 /// The QoS class of a pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QosClass {
+    /// Every container has CPU and memory limits equal to its requests.
     Guaranteed,
+    /// Neither Guaranteed nor BestEffort: some request or limit is set.
     Burstable,
+    /// No container sets any CPU or memory request or limit.
     BestEffort,
 }
 

@@ -3,6 +3,28 @@
 //!
 //! Entry points: [`run_all`] (controller manager) and [`scheduler::run`]. Each controller module holds a pure
 //! decision function (`step`, `plan`, ...) tested table-driven, and a kube-rs reconcile that applies it.
+//!
+//! What lives where:
+//!
+//! - shared plumbing: `manager` (one watch per shared kind fanned out to the controllers, one kube-rs
+//!   `Controller` per reconciled kind), `context` (the client, configuration, the shared pod cache, the error
+//!   type, create/patch/delete helpers naming the object), `leader` (Lease-based leader election, as
+//!   client-go's), `util/` (owner references, pods from templates, cron schedules: pure, no API calls);
+//! - the scheduler: `scheduler/` — the select loop in `mod.rs`, the pure decision in `algorithm.rs` over
+//!   `cache.rs` (per-node requests and ports), `filters.rs` and `scores.rs`, the backoff queue in `queue.rs`,
+//!   binding and events in `bind.rs`;
+//! - workloads: `replicaset` (ReplicaSets and ReplicationControllers), `deployment/` (reconcile in
+//!   `controller.rs`, rollout math in `rollout.rs`, revisions in `history.rs`), `daemonset`, `statefulset`,
+//!   `job`, `cronjob`;
+//! - services: `endpoints` (Endpoints and EndpointSlices), `service_alloc` (ClusterIPs and NodePorts),
+//!   `service_lb` (the built-in LoadBalancer);
+//! - nodes and lifecycle: `node_lifecycle` (podCIDRs, not-ready, unreachable and pressure taints, NoExecute
+//!   evictions), `garbage_collector` (owner references, background and foreground deletion), `certificates`
+//!   (joining nodes: CSR approval and signing, expired bootstrap token cleanup, the signed cluster-info);
+//! - access: `serviceaccount` (a `default` ServiceAccount per namespace), `clusterrole_aggregation`.
+//!
+//! Must not: import `rkube_apiserver` in production code (tests start one in-process), or reach a node except
+//! through the API. `cargo test -p rkube-layering` checks the first.
 #![forbid(unsafe_code)]
 
 pub mod certificates;

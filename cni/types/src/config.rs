@@ -13,17 +13,24 @@ use crate::version;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetConf {
+    /// `cniVersion`: the spec version the config is written for.
     pub cni_version: String,
+    /// `name`: the network's name, unique on the host.
     #[serde(default)]
     pub name: String,
+    /// `type`: the plugin binary to run, found in `CNI_PATH`.
     #[serde(rename = "type", default)]
     pub plugin_type: String,
+    /// `ipam`: the IPAM delegate's config (its own `type` and fields).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<Value>,
+    /// `dns`: nameservers, domain, search and options to hand to the container.
     #[serde(default, skip_serializing_if = "Dns::is_empty")]
     pub dns: Dns,
+    /// `prevResult`: the result of the previous plugin in a chain (injected by the runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_result: Option<Value>,
+    /// `runtimeConfig`: the capability arguments the runtime passes (port mappings, bandwidth...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_config: Option<Value>,
 }
@@ -103,12 +110,17 @@ pub fn validate_network_name(name: &str) -> Result<(), CniError> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfList {
+    /// `cniVersion`: the spec version of every plugin's config in the list.
     pub cni_version: String,
+    /// `name`: the network's name, given to every plugin.
     pub name: String,
+    /// `disableCheck`: CHECK is skipped for this network.
     #[serde(default)]
     pub disable_check: bool,
+    /// `disableGC`: GC is skipped for this network.
     #[serde(default)]
     pub disable_gc: bool,
+    /// `plugins`: each plugin's own config, run in order on ADD and in reverse on DEL.
     pub plugins: Vec<Value>,
 }
 

@@ -34,17 +34,22 @@ pub mod code {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{msg} (code {code}{})", if details.is_empty() { String::new() } else { format!(": {details}") })]
 pub struct CniError {
+    /// The spec's error code ([`code`]); 100 and up are the plugin's own.
     pub code: u32,
+    /// A short message.
     pub msg: String,
+    /// A longer explanation, if any.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub details: String,
 }
 
 impl CniError {
+    /// An error with `code` and `msg`, no details.
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
         Self { code, msg: msg.into(), details: String::new() }
     }
 
+    /// The same error with `details`.
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
         self.details = details.into();
         self

@@ -13,15 +13,22 @@ use crate::result::CniResult;
 /// The CNI_COMMAND verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
+    /// `ADD`: attach the container to the network.
     Add,
+    /// `DEL`: detach it and release what ADD took.
     Del,
+    /// `CHECK`: verify the attachment is as ADD left it.
     Check,
+    /// `VERSION`: report the spec versions the plugin supports.
     Version,
+    /// `STATUS` (1.1.0): whether the plugin is ready to serve ADDs.
     Status,
+    /// `GC` (1.1.0): release what no attachment in the list still holds.
     Gc,
 }
 
 impl Command {
+    /// The verb as `CNI_COMMAND` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Command::Add => "ADD",
@@ -49,12 +56,17 @@ impl Command {
 /// The plugin's invocation, read from `CNI_*` variables.
 #[derive(Debug, Clone)]
 pub struct Env {
+    /// `CNI_COMMAND`.
     pub command: Command,
+    /// `CNI_CONTAINERID`.
     pub container_id: String,
     /// Path of the network namespace; may be empty on DEL (the runtime lost it) and is empty for VERSION/STATUS/GC.
     pub netns: String,
+    /// `CNI_IFNAME`: the interface to create inside the container.
     pub ifname: String,
+    /// `CNI_ARGS`: extra `KEY=VALUE;...` arguments.
     pub args: String,
+    /// `CNI_PATH`: where plugins are looked for.
     pub path: Vec<PathBuf>,
 }
 

@@ -11,6 +11,7 @@
 //! of this workspace (the layering test holds it a leaf).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;

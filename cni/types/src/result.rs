@@ -9,38 +9,52 @@ use serde::{Deserialize, Serialize};
 use crate::error::{code, CniError};
 use crate::version;
 
+/// What ADD made: interfaces, addresses, routes and DNS settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CniResult {
+    /// `cniVersion` of the result.
     pub cni_version: String,
+    /// The interfaces made or used (host side and container side).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<Interface>,
+    /// The addresses assigned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpConfig>,
+    /// The routes added in the container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// DNS settings for the container.
     #[serde(default, skip_serializing_if = "Dns::is_empty")]
     pub dns: Dns,
 }
 
+/// An interface the plugin made or used.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Interface {
+    /// The interface's name.
     pub name: String,
+    /// Its MAC address, if it has one.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac: String,
+    /// Its MTU, if the plugin set one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// The netns path it is in; empty for a host interface.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sandbox: String,
 }
 
+/// An address assigned to an interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpConfig {
     /// "4" or "6"; only in 0.3.x/0.4.0 results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The address with its prefix.
     pub address: IpNet,
+    /// The default gateway of the subnet, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
     /// Index into `interfaces`.
@@ -48,30 +62,41 @@ pub struct IpConfig {
     pub interface: Option<usize>,
 }
 
+/// A route added in the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
+    /// The destination.
     pub dst: IpNet,
+    /// The next hop; none means the interface's default gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gw: Option<IpAddr>,
+    /// The route's MTU, if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// The route's priority (metric), if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
 }
 
+/// DNS settings, as in resolv.conf.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dns {
+    /// Nameserver addresses, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<String>,
+    /// The local domain.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub domain: String,
+    /// Search domains, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
+    /// Resolver options (`ndots:5`...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
 }
 
 impl Dns {
+    /// Whether nothing is set.
     pub fn is_empty(&self) -> bool {
         self.nameservers.is_empty() && self.domain.is_empty() && self.search.is_empty() && self.options.is_empty()
     }
