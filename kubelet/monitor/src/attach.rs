@@ -47,7 +47,9 @@ pub fn encode(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
 /// One decoded frame.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Frame {
+    /// [`STDOUT`], [`STDERR`], [`STDIN`], [`STDIN_CLOSE`] or [`RESIZE`].
     pub kind: u8,
+    /// The frame's bytes.
     pub payload: Vec<u8>,
 }
 
@@ -94,6 +96,7 @@ pub enum Stdin {
     Tty(File),
 }
 
+/// The attach socket of one container: accepts clients, sends them the output, feeds their input to [`Stdin`].
 pub struct AttachServer {
     path: PathBuf,
     listener: Option<UnixListener>,

@@ -12,11 +12,14 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// Which output a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
+    /// The container's standard output.
     Stdout,
+    /// The container's standard error.
     Stderr,
 }
 
 impl Stream {
+    /// `stdout` or `stderr`, as CRI log lines name the stream.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Stdout => "stdout",
@@ -108,6 +111,7 @@ pub struct CriWriter {
 }
 
 impl CriWriter {
+    /// Opens (appending) the log at `path`, rotated at `max_bytes` keeping `max_files` files.
     pub fn open(path: &Path, max_bytes: u64, max_files: u32) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();

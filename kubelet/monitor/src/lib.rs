@@ -11,6 +11,7 @@
 //! formatting machinery. This crate holds
 //! only the monitor process and its wire format (arguments, files); the kubelet side (starting one, reading
 //! its records) is `rkube_kubelet::monitor`.
+#![warn(missing_docs)]
 
 pub mod attach;
 pub mod cri;
@@ -58,7 +59,9 @@ pub struct Args {
     pub dir: PathBuf,
     /// CRI log file of the container.
     pub log: PathBuf,
+    /// Size at which the CRI log is rotated (`containerLogMaxSize`).
     pub log_max_bytes: u64,
+    /// Rotated files kept, the current one included (`containerLogMaxFiles`).
     pub log_max_files: u32,
     /// When set, the command only creates the container and writes its pid here (`runtime create
     /// --pid-file`); the monitor then waits for that pid (reparented to it) instead of the command.
@@ -70,6 +73,7 @@ pub struct Args {
     /// `tty: true`: listen here for the pty master the command (`create --console-socket` the same path)
     /// sends; the container's output is then read from that master, and its stdin written to it.
     pub console_socket: Option<PathBuf>,
+    /// The command that runs the container (the runtime's `run` or `create`), after `--`.
     pub command: Vec<OsString>,
 }
 
@@ -105,6 +109,7 @@ impl Args {
         v
     }
 
+    /// Parses the arguments [`Args::to_argv`] wrote (program name already taken off).
     pub fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Self, UsageError> {
         let usage = |m: String| UsageError(m);
         let (mut dir, mut log, mut pid_file, mut console_socket) = (None, None, None, None);
