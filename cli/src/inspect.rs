@@ -68,7 +68,7 @@ pub struct PodArgs {
 }
 
 /// The kubeconfig to use: the flag, $KUBECONFIG, ~/.kube/config, as kubectl looks.
-fn kubeconfig_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub fn kubeconfig_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p);
     }

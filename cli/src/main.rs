@@ -4,6 +4,7 @@
 mod cluster;
 mod completion;
 mod control_plane;
+mod dashboard;
 mod down;
 mod image;
 mod inspect;
@@ -50,6 +51,8 @@ enum Command {
     /// Show the kernel objects of a pod, a node or a Service's proxy rules, from the node's kubelet
     #[command(subcommand)]
     Inspect(inspect::Command),
+    /// Serve a web UI of the cluster on 127.0.0.1, behind a random token in the URL it prints
+    Dashboard(dashboard::Args),
     /// Print the shell completion script for rkube (bash, zsh or fish)
     Completion(completion::Args),
 }
@@ -73,6 +76,7 @@ fn main() {
         Command::Image(cmd) => image::run(cmd),
         Command::Cluster(cmd) => cluster::run(cmd),
         Command::Inspect(cmd) => inspect::run(cmd),
+        Command::Dashboard(args) => dashboard::run(args),
         Command::Completion(args) => completion::run(args, Cli::command()),
     };
     if let Err(err) = result {
