@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rkube_kubelet::proxy::{nft, Endpoint, Protocol, ProxyConfig, ServicePort, TrafficPolicy};
+use rkube_kubelet::proxy::{nfnl, nft, Endpoint, Protocol, ProxyConfig, ServicePort, TrafficPolicy};
 use rkube_testsupport::{poll_until, require_command, require_root, tcp_connect_in, unique_name, ChildGuard, ConnectOutcome};
 
 fn sh(args: &[&str]) {
@@ -309,6 +309,114 @@ fn partial_sync_rewrites_one_service_and_leaves_the_other_serving() {
     nft::apply_script(&net.table, &nft::partial_script(&net.table, &after, &gone)).expect("removal");
     assert_eq!(tcp_connect_in(&client, &vip1.to_string(), 80, Duration::from_secs(10)), ConnectOutcome::Refused);
     assert_eq!(wget(&client, &format!("{vip2}:80")).expect("vip2 after removal"), "from-b");
+}
+
+/// `nft list` of one object of `table`, with the table's name taken out so two tables can be compared.
+fn listed(table: &str, kind: &str, name: &str) -> String {
+    let out = Command::new("nft").args(["list", kind, "ip", table, name]).output().expect("nft list");
+    assert!(out.status.success(), "nft list {kind} {name}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).replace(table, "T")
+}
+
+/// Removes an extra nft table on drop.
+struct TableGuard(ProxyConfig);
+impl Drop for TableGuard {
+    fn drop(&mut self) {
+        let _ = nft::remove(&self.0);
+    }
+}
+
+/// The partial sync's netlink writer (nfnl) leaves the same rules `nft -f` would: a table taken from `before` to
+/// `after` over netlink lists, chain by chain, set by set and map by map, exactly as a table written from `after`
+/// by nft; every rule kind is in it (affinity sets and lookups, numgen vmaps, hairpin marks, dnat, the external
+/// chain with the bridge and node short-circuits, drop). Traffic then follows the new rules, the untouched
+/// Service still serves, and an op the kernel refuses fails the whole batch with the op named.
+#[test]
+fn partial_sync_over_netlink_writes_what_nft_would_and_traffic_follows() {
+    require_root();
+    require_command("nft", "nftables");
+    require_command("curl", "curl");
+    let _fwd = Forwarding::on();
+    let mut net = Net::new();
+    net.table.pod_bridge = Some(net.bridge.clone());
+    let (pod_a, ip_a) = net.pod(2);
+    let (pod_b, ip_b) = net.pod(3);
+    let (client, _) = net.pod(4);
+    net.serve(&pod_a, 8080, "from-a");
+    net.serve(&pod_b, 8080, "from-b");
+    poll_until("httpd", Duration::from_secs(10), || wget(&client, &format!("{ip_b}:8080")).ok());
+    let vip1 = Ipv4Addr::new(10, 111, net.subnet, 70);
+    let vip2 = Ipv4Addr::new(10, 111, net.subnet, 71);
+    let external = Ipv4Addr::new(10, 111, net.subnet, 72);
+    let cfg = net.table.clone();
+    let before = nft::render(&cfg, &[service(vip1, &[ip_a], Some(30000 + u16::from(net.subnet))), service(vip2, &[ip_b], None)]);
+    nft::apply_script(&cfg, &nft::full_script(&cfg, &before)).expect("full sync");
+    assert_eq!(wget(&client, &format!("{vip1}:80")).expect("vip1"), "from-a");
+
+    // vip1: both endpoints, affinity, an external IP with externalTrafficPolicy Local (a local endpoint), a UDP
+    // port too; vip2 unchanged
+    let mut moved = service(vip1, &[ip_a, ip_b], Some(30000 + u16::from(net.subnet)));
+    moved.affinity_timeout = Some(60);
+    moved.external_ips = vec![external];
+    moved.external_policy = TrafficPolicy::Local;
+    moved.local_endpoints = vec![Endpoint { ip: ip_b, port: 8080 }];
+    let mut dns = service(vip1, &[ip_a], None);
+    dns.protocol = Protocol::Udp;
+    dns.port = 53;
+    let after_ports = [moved, dns, service(vip2, &[ip_b], None)];
+    let after = nft::render(&cfg, &after_ports);
+    let ops = nft::partial_ops(&before, &after);
+    assert!(ops.iter().all(|op| !format!("{op:?}").contains(&format!("web-{}", vip2.to_string().replace('.', "-")))), "vip2 untouched: {ops:?}");
+    nfnl::apply(&cfg.table, &ops).expect("partial sync over netlink");
+
+    // the reference: the same state written by nft -f in a table of its own
+    let reference = ProxyConfig { table: format!("{}-ref", cfg.table), ..cfg.clone() };
+    let _ref_guard = TableGuard(reference.clone());
+    nft::apply_script(&reference, &nft::full_script(&reference, &nft::render(&reference, &after_ports))).expect("reference table");
+    let mut compared = 0;
+    for objs in after.values() {
+        for (chain, rules) in &objs.chains {
+            let (ours, theirs) = (listed(&cfg.table, "chain", chain), listed(&reference.table, "chain", chain));
+            assert_eq!(ours, theirs, "chain {chain} over netlink vs nft -f");
+            assert_eq!(ours.lines().filter(|l| l.starts_with("\t\t")).count(), rules.len(), "{ours}");
+            compared += 1;
+        }
+        for (set, _) in &objs.sets {
+            assert_eq!(listed(&cfg.table, "set", set), listed(&reference.table, "set", set), "set {set}");
+        }
+    }
+    assert!(compared >= 6, "svc-, local-, ext- and the endpoint chains compared");
+    let all = listed(&cfg.table, "table", "");
+    for needle in ["numgen random mod 2 vmap", "update @aff-", "iifname", "fib saddr type local", "dnat to", "udp dnat to"] {
+        assert!(all.contains(needle), "{needle:?} in\n{all}");
+    }
+    for map in [nft::SERVICE_IPS_MAP, nft::NODEPORTS_MAP] {
+        let lines = |t: &str| -> Vec<String> {
+            let l = listed(t, "map", map);
+            let mut v: Vec<String> = l.split(['{', '}', ',']).map(|x| x.trim().to_string()).filter(|x| x.contains(" : goto ")).collect();
+            v.sort();
+            v
+        };
+        let ours = lines(&cfg.table);
+        assert_eq!(ours, lines(&reference.table), "map {map}");
+        assert!(!ours.is_empty(), "map {map} has elements");
+    }
+    drop(_ref_guard); // the reference table also hooks prerouting: gone before any traffic
+
+    // traffic follows: vip1 now reaches b as well as a, and sticks to one of them (affinity); vip2 still b
+    let first = wget(&client, &format!("{vip1}:80")).expect("vip1 after");
+    for _ in 0..10 {
+        assert_eq!(wget(&client, &format!("{vip1}:80")).expect("vip1 again"), first, "ClientIP affinity pins the client");
+    }
+    assert_eq!(wget(&client, &format!("{vip2}:80")).expect("vip2 after"), "from-b");
+
+    // a batch the kernel refuses (a rule in a chain that does not exist) changes nothing and names the op
+    let bad = nft::Rule::Drop;
+    let err = nfnl::apply(&cfg.table, &[nft::Op::FlushChain(&format!("svc-default/web-{}/tcp/80", vip2.to_string().replace('.', "-"))), nft::Op::AddRule("no-such-chain", &bad)])
+        .expect_err("a rule in a missing chain is refused");
+    let msg = err.to_string();
+    assert!(msg.contains("add rule ip") && msg.contains("no-such-chain"), "{msg}");
+    assert_eq!(wget(&client, &format!("{vip2}:80")).expect("vip2 after the refused batch"), "from-b", "the flush in the refused batch was not applied");
 }
 
 /// externalTrafficPolicy Local, upstream's short-circuit: with no endpoint on this node, a client outside the

@@ -2,8 +2,10 @@
 //! sends traffic for a ClusterIP:port or a NodePort to one of the Service's ready endpoints.
 //!
 //! - `model`: pure translation from API objects to [`ServicePort`]s (no I/O, unit-tested).
-//! - `nft`: the nftables objects of each service port, applied in one `nft -f` transaction per sync (the whole
-//!   table on the first sync, only the changed service ports after).
+//! - `nft`: the nftables objects of each service port and the transaction of a sync: the whole table on the first
+//!   sync (one `nft -f`), only the changed service ports after.
+//! - `nfnl`: a partial sync's transaction sent as one nftables netlink batch (nft's cache dump is the cost at
+//!   thousands of Services).
 //! - `sync`: the consumer of the shared service watch (`crate::service_watch`) that keeps the table current.
 //! - `announce`: the load balancer pool addresses this node answers ARP for (added to its LAN link).
 //! - `health`: the healthCheckNodePort servers of LoadBalancer Services with externalTrafficPolicy Local.
@@ -15,6 +17,7 @@ pub mod announce;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod nfnl;
 pub mod nft;
 pub mod sync;
 

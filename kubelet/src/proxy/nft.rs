@@ -33,7 +33,7 @@ use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
-use super::model::{Endpoint, ServicePort, TrafficPolicy};
+use super::model::{Endpoint, Protocol, ServicePort, TrafficPolicy};
 
 /// The packet mark that asks nat-postrouting to masquerade (external Cluster traffic and hairpin connections).
 pub const MASQUERADE_MARK: u32 = 0x4000;
@@ -76,23 +76,156 @@ pub enum ProxyError {
     },
     #[error("apply nftables table {table}: nft refused the transaction: {stderr} (`nft list table ip {table}` shows the current rules)")]
     Refused { table: String, stderr: String },
+    #[error("update nftables table {table} over netlink: {source} (is nf_tables available in this network namespace?)")]
+    Netlink {
+        table: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("update nftables table {table} over netlink: the kernel refused `{op}`: {source} (`nft list table ip {table}` shows the current rules)")]
+    NetlinkRefused {
+        table: String,
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Everything one service port puts in the table. Equal values mean equal rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortObjects {
-    /// Chain name → its rules (without the `add rule ip T chain` prefix), in creation order.
-    pub chains: Vec<(String, Vec<String>)>,
+    /// Chain name → its rules, in creation order.
+    pub chains: Vec<(String, Vec<Rule>)>,
     /// Affinity sets: name → timeout in seconds.
     pub sets: Vec<(String, u32)>,
-    /// (map, key, verdict) elements.
-    pub elements: Vec<(&'static str, String, String)>,
+    /// Map elements.
+    pub elements: Vec<Element>,
 }
 
 impl PortObjects {
     /// Rules and map elements: what the rules-count metric counts.
     pub fn rule_count(&self) -> usize {
         self.chains.iter().map(|(_, r)| r.len()).sum::<usize>() + self.elements.len()
+    }
+}
+
+/// Every kind of rule the proxy writes. `Display` gives the nft text (what `nft list` prints back); `nfnl`
+/// encodes the same rule as the expressions nft itself would send, so both writers leave identical rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// `ip saddr @<set> goto <chain>`: a client in an endpoint's affinity set goes back to that endpoint.
+    AffinityGoto { set: String, chain: String },
+    /// `numgen random mod N vmap { 0 : goto <c0>, ... }`: one of the endpoint chains at random.
+    Spread(Vec<String>),
+    /// `drop`
+    Drop,
+    /// `meta mark set meta mark | 0x4000`: masquerade this connection in nat-postrouting.
+    MarkMasquerade,
+    /// `goto <chain>`
+    Goto(String),
+    /// `iifname "<bridge>" goto <chain>`: traffic from this node's pods.
+    FromBridgeGoto { bridge: String, chain: String },
+    /// `fib saddr type local meta mark set meta mark | 0x4000 goto <chain>`: the node's own traffic, masqueraded.
+    FromNodeMasqueradeGoto(String),
+    /// `ip saddr <ip> meta mark set meta mark | 0x4000`: hairpin, an endpoint reaching itself.
+    HairpinMasquerade(Ipv4Addr),
+    /// `update @<set> { ip saddr }`: remember the client for ClientIP affinity.
+    AffinityUpdate(String),
+    /// `meta l4proto <proto> dnat to <ip>:<port>`
+    Dnat { proto: Protocol, ip: Ipv4Addr, port: u16 },
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masq = format!("meta mark set meta mark | {MASQUERADE_MARK:#x}");
+        match self {
+            Rule::AffinityGoto { set, chain } => write!(f, "ip saddr @{set} goto {chain}"),
+            Rule::Spread(chains) => {
+                let arms: Vec<String> = chains.iter().enumerate().map(|(i, c)| format!("{i} : goto {c}")).collect();
+                write!(f, "numgen random mod {} vmap {{ {} }}", chains.len(), arms.join(", "))
+            }
+            Rule::Drop => write!(f, "drop"),
+            Rule::MarkMasquerade => write!(f, "{masq}"),
+            Rule::Goto(chain) => write!(f, "goto {chain}"),
+            Rule::FromBridgeGoto { bridge, chain } => write!(f, "iifname {} goto {chain}", nft_quote(bridge)),
+            Rule::FromNodeMasqueradeGoto(chain) => write!(f, "fib saddr type local {masq} goto {chain}"),
+            Rule::HairpinMasquerade(ip) => write!(f, "ip saddr {ip} {masq}"),
+            Rule::AffinityUpdate(set) => write!(f, "update @{set} {{ ip saddr }}"),
+            Rule::Dnat { proto, ip, port } => write!(f, "meta l4proto {} dnat to {ip}:{port}", proto.as_nft()),
+        }
+    }
+}
+
+/// What a map element matches on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElementKey {
+    /// `service-ips`: `<ip> . <proto> . <port>`
+    Address { ip: Ipv4Addr, proto: Protocol, port: u16 },
+    /// `service-nodeports`: `<proto> . <port>`
+    NodePort { proto: Protocol, port: u16 },
+}
+
+/// One element of [`SERVICE_IPS_MAP`] or [`NODEPORTS_MAP`]: its key and the chain it sends matching packets to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub key: ElementKey,
+    pub chain: String,
+}
+
+impl Element {
+    pub fn map(&self) -> &'static str {
+        match self.key {
+            ElementKey::Address { .. } => SERVICE_IPS_MAP,
+            ElementKey::NodePort { .. } => NODEPORTS_MAP,
+        }
+    }
+
+    /// The key as nft writes it.
+    pub fn key_text(&self) -> String {
+        match &self.key {
+            ElementKey::Address { ip, proto, port } => format!("{ip} . {} . {port}", proto.as_nft()),
+            ElementKey::NodePort { proto, port } => format!("{} . {port}", proto.as_nft()),
+        }
+    }
+}
+
+/// `<map> <key> goto <chain>`
+impl std::fmt::Display for Element {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} goto {}", self.map(), self.key_text(), self.chain)
+    }
+}
+
+/// One step of a transaction on the table (below the table itself): what [`partial_ops`] returns and both
+/// writers carry out, `nft -f` from [`Op::write`]'s text, netlink from `nfnl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op<'a> {
+    DeleteElement(&'a Element),
+    FlushChain(&'a str),
+    DeleteChain(&'a str),
+    DeleteSet(&'a str),
+    AddChain(&'a str),
+    /// An affinity set and its timeout in seconds.
+    AddSet(&'a str, u32),
+    AddRule(&'a str, &'a Rule),
+    AddElement(&'a Element),
+}
+
+impl Op<'_> {
+    /// The op as one line of an `nft -f` script on table `t`.
+    pub fn write(&self, out: &mut String, t: &str) {
+        let _ = match self {
+            Op::DeleteElement(e) => writeln!(out, "delete element ip {t} {} {{ {} }}", e.map(), e.key_text()),
+            Op::FlushChain(c) => writeln!(out, "flush chain ip {t} {c}"),
+            Op::DeleteChain(c) => writeln!(out, "delete chain ip {t} {c}"),
+            Op::DeleteSet(s) => writeln!(out, "delete set ip {t} {s}"),
+            Op::AddChain(c) => writeln!(out, "add chain ip {t} {c}"),
+            Op::AddSet(s, timeout) => {
+                writeln!(out, "add set ip {t} {s} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}")
+            }
+            Op::AddRule(c, r) => writeln!(out, "add rule ip {t} {c} {r}"),
+            Op::AddElement(e) => writeln!(out, "add element ip {t} {} {{ {} : goto {} }}", e.map(), e.key_text(), e.chain),
+        };
     }
 }
 
@@ -107,10 +240,6 @@ fn ep_suffix(e: &Endpoint) -> String {
     format!("{}/{}", e.ip, e.port)
 }
 
-fn mark_masq() -> String {
-    format!("meta mark set meta mark | {MASQUERADE_MARK:#x}")
-}
-
 /// The objects of one service port, as this node (`cfg`) serves it.
 pub fn port_objects(cfg: &ProxyConfig, p: &ServicePort) -> PortObjects {
     let mut o = PortObjects::default();
@@ -118,25 +247,24 @@ pub fn port_objects(cfg: &ProxyConfig, p: &ServicePort) -> PortObjects {
         return o; // no element: a ClusterIP falls through to the CIDR guard's reject, a NodePort finds no listener
     }
     let key = port_key(p);
-    let proto = p.protocol.as_nft();
+    let proto = p.protocol;
     let svc_chain = format!("svc-{key}");
     let local_chain = format!("local-{key}");
     let ext_chain = format!("ext-{key}");
     let ep_chain = |e: &Endpoint| format!("ep-{key}__{}", ep_suffix(e));
     let aff_set = |e: &Endpoint| format!("aff-{key}__{}", ep_suffix(e));
 
-    let dispatch = |eps: &[Endpoint]| -> Vec<String> {
+    let dispatch = |eps: &[Endpoint]| -> Vec<Rule> {
         if eps.is_empty() {
-            return vec!["drop".into()]; // endpoints elsewhere but none for this traffic: upstream drops
+            return vec![Rule::Drop]; // endpoints elsewhere but none for this traffic: upstream drops
         }
         let mut rules = Vec::new();
         if p.affinity_timeout.is_some() {
             for e in eps {
-                rules.push(format!("ip saddr @{} goto {}", aff_set(e), ep_chain(e)));
+                rules.push(Rule::AffinityGoto { set: aff_set(e), chain: ep_chain(e) });
             }
         }
-        let arms: Vec<String> = eps.iter().enumerate().map(|(i, e)| format!("{i} : goto {}", ep_chain(e))).collect();
-        rules.push(format!("numgen random mod {} vmap {{ {} }}", eps.len(), arms.join(", ")));
+        rules.push(Rule::Spread(eps.iter().map(ep_chain).collect()));
         rules
     };
 
@@ -153,13 +281,13 @@ pub fn port_objects(cfg: &ProxyConfig, p: &ServicePort) -> PortObjects {
         TrafficPolicy::Local => local_chain.clone(),
     };
     if o.chains.iter().any(|(c, _)| *c == internal_target) {
-        o.elements.push((SERVICE_IPS_MAP, format!("{} . {proto} . {}", p.cluster_ip, p.port), format!("goto {internal_target}")));
+        o.elements.push(Element { key: ElementKey::Address { ip: p.cluster_ip, proto, port: p.port }, chain: internal_target });
     }
     if p.externally_accessible() {
         let cluster = !p.cluster_endpoints.is_empty();
         let rules = match p.external_policy {
-            TrafficPolicy::Cluster if cluster => vec![mark_masq(), format!("goto {svc_chain}")],
-            TrafficPolicy::Cluster => vec!["drop".into()],
+            TrafficPolicy::Cluster if cluster => vec![Rule::MarkMasquerade, Rule::Goto(svc_chain.clone())],
+            TrafficPolicy::Cluster => vec![Rule::Drop],
             TrafficPolicy::Local => {
                 let mut r = Vec::new();
                 // upstream's short-circuit (kube-proxy nftables `external-` chain): a pod on this node reaching an
@@ -168,35 +296,35 @@ pub fn port_objects(cfg: &ProxyConfig, p: &ServicePort) -> PortObjects {
                 // local addresses")
                 if cluster {
                     if let Some(bridge) = &cfg.pod_bridge {
-                        r.push(format!("iifname {} goto {svc_chain}", nft_quote(bridge)));
+                        r.push(Rule::FromBridgeGoto { bridge: bridge.clone(), chain: svc_chain.clone() });
                     }
-                    r.push(format!("fib saddr type local {} goto {svc_chain}", mark_masq()));
+                    r.push(Rule::FromNodeMasqueradeGoto(svc_chain.clone()));
                 }
-                r.push(format!("goto {local_chain}"));
+                r.push(Rule::Goto(local_chain.clone()));
                 r
             }
         };
         o.chains.push((ext_chain.clone(), rules));
         if let Some(np) = p.node_port {
-            o.elements.push((NODEPORTS_MAP, format!("{proto} . {np}"), format!("goto {ext_chain}")));
+            o.elements.push(Element { key: ElementKey::NodePort { proto, port: np }, chain: ext_chain.clone() });
         }
         let mut vips: BTreeSet<Ipv4Addr> = p.external_ips.iter().copied().collect();
         vips.extend(p.load_balancer_ips.iter().copied());
         vips.remove(&p.cluster_ip);
         for ip in vips {
-            o.elements.push((SERVICE_IPS_MAP, format!("{ip} . {proto} . {}", p.port), format!("goto {ext_chain}")));
+            o.elements.push(Element { key: ElementKey::Address { ip, proto, port: p.port }, chain: ext_chain.clone() });
         }
     }
 
     let mut eps: BTreeSet<Endpoint> = p.cluster_endpoints.iter().copied().collect();
     eps.extend(p.local_endpoints.iter().copied());
     for e in &eps {
-        let mut rules = vec![format!("ip saddr {} {}", e.ip, mark_masq())]; // hairpin: a pod reaching itself
+        let mut rules = vec![Rule::HairpinMasquerade(e.ip)]; // hairpin: a pod reaching itself
         if let Some(timeout) = p.affinity_timeout {
             o.sets.push((aff_set(e), timeout));
-            rules.push(format!("update @{} {{ ip saddr }}", aff_set(e)));
+            rules.push(Rule::AffinityUpdate(aff_set(e)));
         }
-        rules.push(format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port));
+        rules.push(Rule::Dnat { proto, ip: e.ip, port: e.port });
         o.chains.push((ep_chain(e), rules));
     }
     o
@@ -212,25 +340,35 @@ pub fn render(cfg: &ProxyConfig, ports: &[ServicePort]) -> BTreeMap<String, Port
     ports.iter().map(|p| (port_key(p), port_objects(cfg, p))).collect()
 }
 
-fn add_objects(out: &mut String, t: &str, objs: &PortObjects, old: Option<&PortObjects>) {
+/// The ops that add `objs` to the table, leaving out the chains and sets `old` already made.
+fn add_ops<'a>(ops: &mut Vec<Op<'a>>, objs: &'a PortObjects, old: Option<&PortObjects>) {
     for (chain, _) in &objs.chains {
         if !old.is_some_and(|o| o.chains.iter().any(|(c, _)| c == chain)) {
-            let _ = writeln!(out, "add chain ip {t} {chain}");
+            ops.push(Op::AddChain(chain));
         }
     }
     for (set, timeout) in &objs.sets {
         if !old.is_some_and(|o| o.sets.contains(&(set.clone(), *timeout))) {
-            let _ = writeln!(out, "add set ip {t} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}");
+            ops.push(Op::AddSet(set, *timeout));
         }
     }
     for (chain, rules) in &objs.chains {
         for r in rules {
-            let _ = writeln!(out, "add rule ip {t} {chain} {r}");
+            ops.push(Op::AddRule(chain, r));
         }
     }
-    for (map, key, verdict) in &objs.elements {
-        let _ = writeln!(out, "add element ip {t} {map} {{ {key} : {verdict} }}");
+    for e in &objs.elements {
+        ops.push(Op::AddElement(e));
     }
+}
+
+/// `ops` as `nft -f` text on table `t`.
+pub fn script(t: &str, ops: &[Op<'_>]) -> String {
+    let mut s = String::new();
+    for op in ops {
+        op.write(&mut s, t);
+    }
+    s
 }
 
 /// The whole table as one transaction: (re)create it, then fill it. `add` + `delete` + `add` replaces the table
@@ -263,51 +401,52 @@ pub fn full_script(cfg: &ProxyConfig, objects: &BTreeMap<String, PortObjects>) -
     for chain in ["filter-output", "filter-forward"] {
         let _ = writeln!(s, "add rule ip {t} {chain} ip daddr {net}/{len} reject");
     }
+    let mut ops = Vec::new();
     for objs in objects.values() {
-        add_objects(&mut s, t, objs, None);
+        add_ops(&mut ops, objs, None);
     }
-    s
+    s + &script(t, &ops)
 }
 
 /// The transaction that takes the table from `old` to `new`, touching only the service ports whose objects
 /// changed: their map elements are deleted, their chains flushed, what is gone deleted, then what is new added.
 /// Empty when nothing changed.
-pub fn partial_script(cfg: &ProxyConfig, old: &BTreeMap<String, PortObjects>, new: &BTreeMap<String, PortObjects>) -> String {
-    let t = &cfg.table;
-    let empty = PortObjects::default();
+pub fn partial_ops<'a>(old: &'a BTreeMap<String, PortObjects>, new: &'a BTreeMap<String, PortObjects>) -> Vec<Op<'a>> {
+    static EMPTY: PortObjects = PortObjects { chains: Vec::new(), sets: Vec::new(), elements: Vec::new() };
     let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     let changed: Vec<(&PortObjects, &PortObjects)> = keys
         .into_iter()
-        .map(|k| (old.get(k).unwrap_or(&empty), new.get(k).unwrap_or(&empty)))
+        .map(|k| (old.get(k).unwrap_or(&EMPTY), new.get(k).unwrap_or(&EMPTY)))
         .filter(|(o, n)| o != n)
         .collect();
-    let mut s = String::new();
+    let mut ops = Vec::new();
     for (o, _) in &changed {
-        for (map, key, _) in &o.elements {
-            let _ = writeln!(s, "delete element ip {t} {map} {{ {key} }}");
-        }
+        ops.extend(o.elements.iter().map(Op::DeleteElement));
     }
     for (o, _) in &changed {
-        for (chain, _) in &o.chains {
-            let _ = writeln!(s, "flush chain ip {t} {chain}");
-        }
+        ops.extend(o.chains.iter().map(|(c, _)| Op::FlushChain(c)));
     }
     for (o, n) in &changed {
         for (chain, _) in &o.chains {
             if !n.chains.iter().any(|(c, _)| c == chain) {
-                let _ = writeln!(s, "delete chain ip {t} {chain}");
+                ops.push(Op::DeleteChain(chain));
             }
         }
         for set in &o.sets {
             if !n.sets.contains(set) {
-                let _ = writeln!(s, "delete set ip {t} {}", set.0);
+                ops.push(Op::DeleteSet(&set.0));
             }
         }
     }
     for (o, n) in &changed {
-        add_objects(&mut s, t, n, Some(o));
+        add_ops(&mut ops, n, Some(o));
     }
-    s
+    ops
+}
+
+/// [`partial_ops`] as `nft -f` text.
+pub fn partial_script(cfg: &ProxyConfig, old: &BTreeMap<String, PortObjects>, new: &BTreeMap<String, PortObjects>) -> String {
+    script(&cfg.table, &partial_ops(old, new))
 }
 
 /// Runs `script` as one `nft -f -` transaction.
@@ -360,7 +499,7 @@ mod tests {
     }
 
     fn rules(o: &PortObjects, chain: &str) -> Vec<String> {
-        o.chains.iter().find(|(c, _)| c == chain).map(|(_, r)| r.clone()).unwrap_or_else(|| panic!("no chain {chain} in {o:#?}"))
+        o.chains.iter().find(|(c, _)| c == chain).map(|(_, r)| r.iter().map(Rule::to_string).collect()).unwrap_or_else(|| panic!("no chain {chain} in {o:#?}"))
     }
 
     #[test]
@@ -411,7 +550,7 @@ mod tests {
         p.external_ips = vec!["192.0.2.7".parse().unwrap()];
         p.load_balancer_ips = vec!["198.51.100.9".parse().unwrap(), "192.0.2.7".parse().unwrap()];
         let o = port_objects(&ProxyConfig::default(), &p);
-        let els: Vec<String> = o.elements.iter().map(|(m, k, v)| format!("{m} {k} {v}")).collect();
+        let els: Vec<String> = o.elements.iter().map(Element::to_string).collect();
         assert_eq!(
             els,
             [
@@ -471,7 +610,7 @@ mod tests {
         p.cluster_endpoints.clear(); // as categorize leaves it: not externally accessible
         p.local_endpoints = vec![ep("10.244.0.4")];
         let o = port_objects(&ProxyConfig::default(), &p);
-        assert_eq!(o.elements[0].2, "goto local-default/web/tcp/http");
+        assert_eq!(o.elements[0].chain, "local-default/web/tcp/http");
         assert!(!o.chains.iter().any(|(c, _)| c.starts_with("svc-")), "{o:#?}");
     }
 

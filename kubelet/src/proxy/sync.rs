@@ -1,7 +1,8 @@
 //! Keeps the proxy's nftables table in step with the cluster: a [`Consumer`] for the shared service watch.
-//! The first sync replaces the whole table; after that each sync rewrites only the service ports whose rules
-//! changed ([`super::nft::partial_script`]), so one EndpointSlice change costs one Service's chains, not the
-//! table. A sync nft refuses is retried as a full sync on the next change.
+//! The first sync replaces the whole table (`nft -f`); after that each sync rewrites only the service ports whose
+//! rules changed ([`super::nft::partial_ops`]), sent as one netlink batch ([`super::nfnl`]), so one EndpointSlice
+//! change costs one Service's chains, not the table, and no dump of the table either. A sync the kernel refuses is
+//! retried as a full sync on the next change.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -11,7 +12,8 @@ use crate::service_watch::{Consumer, ServiceState};
 use super::announce::{self, Announcer};
 use super::health::{wanted, HealthServers};
 use super::model::{service_ports, ServicePort};
-use super::nft::{apply_script, full_script, partial_script, port_key, port_objects, render, PortObjects, ProxyConfig, ProxyError};
+use super::nfnl;
+use super::nft::{apply_script, full_script, partial_ops, port_key, port_objects, render, script, PortObjects, ProxyConfig, ProxyError};
 
 /// What is in the table: every service port (by [`port_key`]) with the objects rendered for it, or nothing known
 /// (the next sync is a full one).
@@ -39,10 +41,10 @@ impl Proxier {
     pub fn sync(&mut self, ports: &[ServicePort]) -> Result<SyncKind, ProxyError> {
         let start = Instant::now();
         let new: BTreeMap<String, &ServicePort> = ports.iter().map(|p| (port_key(p), p)).collect();
-        let (kind, script, rendered) = match &self.applied {
+        let (kind, result, rendered) = match &self.applied {
             None => {
                 let rendered: BTreeMap<String, PortObjects> = render(&self.cfg, ports);
-                (SyncKind::Full, full_script(&self.cfg, &rendered), rendered)
+                (SyncKind::Full, apply_script(&self.cfg, &full_script(&self.cfg, &rendered)), rendered)
             }
             Some(applied) => {
                 let gone = applied.keys().filter(|k| !new.contains_key(*k));
@@ -50,13 +52,14 @@ impl Proxier {
                 let keys: Vec<&String> = gone.chain(changed).collect();
                 let old: BTreeMap<String, PortObjects> = keys.iter().filter_map(|k| applied.get(*k).map(|(_, o)| ((*k).clone(), o.clone()))).collect();
                 let rendered: BTreeMap<String, PortObjects> = keys.iter().filter_map(|k| new.get(*k).map(|p| ((*k).clone(), port_objects(&self.cfg, p)))).collect();
-                (SyncKind::Partial, partial_script(&self.cfg, &old, &rendered), rendered)
+                let ops = partial_ops(&old, &rendered);
+                if ops.is_empty() {
+                    return Ok(SyncKind::Unchanged);
+                }
+                (SyncKind::Partial, apply_partial(&self.cfg, &ops), rendered)
             }
         };
-        if script.is_empty() {
-            return Ok(SyncKind::Unchanged);
-        }
-        if let Err(e) = apply_script(&self.cfg, &script) {
+        if let Err(e) = result {
             self.applied = None;
             super::metrics::record_failure();
             return Err(e);
@@ -71,6 +74,17 @@ impl Proxier {
         let rules = applied.values().map(|(_, o)| o.rule_count()).sum();
         super::metrics::record_sync(start.elapsed(), &self.cfg.table, rules);
         Ok(kind)
+    }
+}
+
+/// A partial sync's ops: one netlink batch, or `nft -f` for a batch too large for one netlink message (many
+/// Services changed at once, where the table dump nft adds no longer dominates).
+fn apply_partial(cfg: &ProxyConfig, ops: &[super::nft::Op<'_>]) -> Result<(), ProxyError> {
+    let encoded = nfnl::encode(&cfg.table, ops);
+    if encoded.0.len() <= nfnl::MAX_BATCH_BYTES {
+        nfnl::send(&cfg.table, encoded)
+    } else {
+        apply_script(cfg, &script(&cfg.table, ops))
     }
 }
 
