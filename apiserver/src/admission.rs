@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+pub mod default_toleration_seconds;
 pub mod node_restriction;
 
 use crate::object;

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub advertise_address: Option<IpAddr>,
     /// How long an apiserver's Lease lasts and how often it is renewed (upstream's endpoint reconciler: 15 s, 10 s).
     pub endpoint_leases: EndpointLeases,
+    /// DefaultTolerationSeconds admission: `--default-not-ready-toleration-seconds` and
+    /// `--default-unreachable-toleration-seconds` (upstream's 300 each).
+    pub default_not_ready_toleration_seconds: i64,
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 /// The lease-based endpoint reconciler's periods (upstream's `--endpoint-reconciler-type=lease`).
@@ -65,6 +69,8 @@ impl ServerConfig {
             cluster_dns: None,
             advertise_address: None,
             endpoint_leases: EndpointLeases::default(),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         }
     }
 

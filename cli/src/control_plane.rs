@@ -37,6 +37,49 @@ pub struct Options {
     /// `--node-monitor-grace-period`, `--node-monitor-period` (kube-controller-manager's; node lifecycle).
     pub node_monitor_grace_period: std::time::Duration,
     pub node_monitor_period: std::time::Duration,
+    /// `--cluster-cidr` and `--node-cidr-mask-size` (kube-controller-manager's): where node IPAM takes each
+    /// Node's `spec.podCIDR` from.
+    pub pod_network: PodNetwork,
+    /// `--cluster-signing-duration` (kube-controller-manager's): the longest certificate the CSR signer issues.
+    pub cluster_signing_duration: std::time::Duration,
+    /// `--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds` (kube-apiserver's).
+    pub default_not_ready_toleration_seconds: i64,
+    pub default_unreachable_toleration_seconds: i64,
+}
+
+/// Node IPAM's range: each Node gets a `/mask` of `cluster_cidr` as its podCIDR.
+#[derive(Clone, Copy, Debug)]
+pub struct PodNetwork {
+    pub cluster_cidr: ipnet::Ipv4Net,
+    pub node_mask: u8,
+}
+
+impl PodNetwork {
+    /// A range whose one subnet is `cidr` itself: `rkube up`'s single node gets the pod CIDR its kubelet uses.
+    pub fn single(cidr: ipnet::Ipv4Net) -> PodNetwork {
+        PodNetwork { cluster_cidr: cidr.trunc(), node_mask: cidr.prefix_len() }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let (c, m) = (self.cluster_cidr, self.node_mask);
+        if m < c.prefix_len() || m > 30 {
+            anyhow::bail!("--node-cidr-mask-size {m}: must be between the --cluster-cidr {c} prefix length ({}) and 30", c.prefix_len());
+        }
+        if c.trunc() != c {
+            anyhow::bail!("--cluster-cidr {c}: host bits are set; give the network address ({})", c.trunc());
+        }
+        Ok(())
+    }
+}
+
+/// A kubelet client certificate must outlive the kubelet's rotation margin; below a few seconds rotation would
+/// only race the expiry (upstream takes any duration; rkube refuses what cannot work).
+pub fn parse_signing_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = rkube_controllers::leader::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(10) {
+        return Err(format!("{s}: at least 10s, or certificates expire before a node can renew them (upstream's default is 8760h0m0s)"));
+    }
+    Ok(d)
 }
 
 /// A running control plane; [`ControlPlane::stop`] ends it.
@@ -79,6 +122,7 @@ pub async fn start(o: &Options) -> anyhow::Result<ControlPlane> {
 
 pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<ControlPlane> {
     le.timing.validate().context("leader election")?;
+    o.pod_network.validate()?;
     check_insecure_listen(o.insecure_http_listen)?;
     // the store, the cluster's keys and the admin kubeconfig live here: 0700, looser modes tightened (with a
     // warning), another owner refused
@@ -109,6 +153,8 @@ pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<C
     }
     config.tls_dir = Some(dir);
     config.insecure_listen = o.insecure_http_listen;
+    config.default_not_ready_toleration_seconds = o.default_not_ready_toleration_seconds;
+    config.default_unreachable_toleration_seconds = o.default_unreachable_toleration_seconds;
     let server = ApiServer::start(opened.store.clone(), config).await.with_context(|| format!("start the apiserver on {}", o.listen))?;
     let kubeconfig = o.data_dir.join("kubeconfig");
     let mut url = server.url();
@@ -130,8 +176,10 @@ pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<C
     let mut loops = rkube_controllers::manager::Loops { lb_pool: o.lb_pool, ..Default::default() };
     loops.controllers.lifecycle.grace = rkube_controllers::node_lifecycle::duration_from_std(o.node_monitor_grace_period);
     loops.controllers.node_monitor_period = o.node_monitor_period;
+    loops.controllers.lifecycle.cluster_cidr = o.pod_network.cluster_cidr;
+    loops.controllers.lifecycle.node_mask = o.pod_network.node_mask;
     // the CSR signer issues joining nodes' certificates with the cluster CA (`rkube join`)
-    loops.controllers.csr_signing = Some(signing_ca(&o.data_dir.join("pki"))?);
+    loops.controllers.csr_signing = Some(signing_ca(&o.data_dir.join("pki"), o.cluster_signing_duration)?);
     let loops = rkube_controllers::manager::run_elected(config_from_kubeconfig(&kubeconfig).await?, loops, election)?;
     tracing::info!(url = %url, kubeconfig = %kubeconfig.display(), "control plane up: apiserver, scheduler, controllers");
     let insecure_url = server.insecure_addr().map(|a| format!("http://{a}"));
@@ -151,12 +199,12 @@ pub fn check_insecure_listen(at: Option<SocketAddr>) -> anyhow::Result<()> {
 }
 
 /// The cluster CA's certificate and key, as the CSR signer takes them.
-fn signing_ca(pki: &std::path::Path) -> anyhow::Result<rkube_controllers::certificates::SigningCa> {
+fn signing_ca(pki: &std::path::Path, max_duration: std::time::Duration) -> anyhow::Result<rkube_controllers::certificates::SigningCa> {
     let read = |f: &str| std::fs::read_to_string(pki.join(f)).with_context(|| format!("read the cluster CA {}", pki.join(f).display()));
     Ok(rkube_controllers::certificates::SigningCa {
         cert_pem: read("ca.crt")?,
         key_pem: read("ca.key")?,
-        max_duration: rkube_controllers::certificates::DEFAULT_SIGNING_DURATION,
+        max_duration,
     })
 }
 

@@ -15,7 +15,6 @@ use rkube_kubelet::server::tls::ApiTls;
 
 use anyhow::Context;
 
-use crate::control_plane::client_from_kubeconfig;
 use crate::node::{self, NodeArgs};
 
 #[derive(clap::Args)]
@@ -80,7 +79,11 @@ pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
             "the kubelet API is plain HTTP with no authentication: the kubeconfig names no CA; pass --client-ca-file"
         );
     }
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    // the node's own certificate (kubelet.conf of `rkube join`) is renewed before it expires, without a restart
+    let (client, rotation) = rkube_kubelet::node::certs::client(&args.kubeconfig, &cfg.node_name).await?;
+    if let Some(r) = rotation {
+        tokio::spawn(r.run());
+    }
     // in a namespace of its own the node's forwarding is that namespace's, not the host's
     if args.agent.netns.is_none() {
         rkube_kubelet::node::host::record_ip_forward()?;

@@ -73,6 +73,31 @@ pub struct Args {
     /// How often the node lifecycle controller checks every node (and evicts pods whose toleration ran out)
     #[arg(long, default_value = "5s", value_parser = leader_duration)]
     pub node_monitor_period: std::time::Duration,
+    /// The range node IPAM gives each Node's spec.podCIDR from (kube-controller-manager's flag)
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// Prefix length of each Node's podCIDR within --cluster-cidr (kube-controller-manager's flag)
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// The longest lifetime of a certificate the CSR signer issues, a node's client certificate included
+    /// (kube-controller-manager's flag; one year as upstream). Kubelets renew theirs at 70-84 % of it
+    #[arg(long, default_value = "8760h", value_parser = control_plane::parse_signing_duration)]
+    pub cluster_signing_duration: std::time::Duration,
+    #[command(flatten)]
+    pub tolerations: DefaultTolerations,
+}
+
+/// kube-apiserver's DefaultTolerationSeconds admission flags, on `rkube server` and `rkube up`.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct DefaultTolerations {
+    /// tolerationSeconds of the node.kubernetes.io/not-ready:NoExecute toleration added to every pod that does
+    /// not tolerate that taint already: how long its pods stay on a NotReady node
+    #[arg(long, default_value_t = rkube_apiserver::admission::default_toleration_seconds::DEFAULT_TOLERATION_SECONDS, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_not_ready_toleration_seconds: i64,
+    /// tolerationSeconds of the node.kubernetes.io/unreachable:NoExecute toleration added to every pod that does
+    /// not tolerate that taint already: how long its pods stay on an unreachable node
+    #[arg(long, default_value_t = rkube_apiserver::admission::default_toleration_seconds::DEFAULT_TOLERATION_SECONDS, value_parser = clap::value_parser!(i64).range(0..))]
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 /// A grace period at or below the kubelet's 10 s Lease renewal would mark live nodes Unknown between renewals.
@@ -118,6 +143,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         lb_pool: args.lb_pool,
         node_monitor_grace_period: args.node_monitor_grace_period,
         node_monitor_period: args.node_monitor_period,
+        pod_network: control_plane::PodNetwork { cluster_cidr: args.cluster_cidr, node_mask: args.node_cidr_mask_size },
+        cluster_signing_duration: args.cluster_signing_duration,
+        default_not_ready_toleration_seconds: args.tolerations.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds: args.tolerations.default_unreachable_toleration_seconds,
     }, &le)
     .await?;
     eprintln!(

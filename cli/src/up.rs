@@ -45,6 +45,8 @@ pub struct Args {
     #[arg(long)]
     pub no_ingress: bool,
     #[command(flatten)]
+    pub tolerations: crate::server::DefaultTolerations,
+    #[command(flatten)]
     pub node: NodeArgs,
 }
 
@@ -59,6 +61,10 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let _claim = rkube_kubelet::node::data_dir::claim(data)?;
     // bad flags fail here, before anything is started
     let mut cfg = node::node_config(&args.node, data, Some("10.244.0.0/24"))?;
+    let pod_cidr: ipnet::Ipv4Net = {
+        let c = args.node.pod_cidr.as_deref().unwrap_or("10.244.0.0/24");
+        c.parse().map_err(|e| anyhow::anyhow!("--pod-cidr {c}: not an IPv4 CIDR ({e})"))?
+    };
     control_plane::check_insecure_listen(args.insecure_http_listen)?;
     // One cluster CA in <data-dir>/pki for both APIs: the apiserver serves HTTPS with it (its certificate names
     // the listen address and the node's), and the kubelet API admits only the apiserver's client certificate
@@ -82,6 +88,11 @@ async fn up(args: Args) -> anyhow::Result<()> {
         lb_pool: args.lb_pool,
         node_monitor_grace_period: rkube_controllers::node_lifecycle::DEFAULT_NODE_MONITOR_GRACE_PERIOD,
         node_monitor_period: rkube_controllers::node_lifecycle::DEFAULT_NODE_MONITOR_PERIOD,
+        // the one Node's podCIDR is the subnet its kubelet's bridge uses (--pod-cidr), not another /24
+        pod_network: control_plane::PodNetwork::single(pod_cidr),
+        cluster_signing_duration: rkube_controllers::certificates::DEFAULT_SIGNING_DURATION,
+        default_not_ready_toleration_seconds: args.tolerations.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds: args.tolerations.default_unreachable_toleration_seconds,
     })
     .await?;
     eprintln!(

@@ -111,11 +111,16 @@ pub enum SigningPlan {
     Sign(Duration),
 }
 
-/// Upstream's lifetime: `expirationSeconds` within [600 s, max], else max.
+/// Upstream's lifetime (the signer's `duration`): without `expirationSeconds` the signing duration; with it, the
+/// signing duration if the request is longer, else at least 600 s. In that order, so a signing duration under
+/// 10 minutes (`--cluster-signing-duration`, shortened in tests) is never exceeded.
 pub fn lifetime(max: Duration, expiration_seconds: Option<i32>) -> Duration {
-    match expiration_seconds {
-        None => max,
-        Some(s) => Duration::from_secs(u64::try_from(s).unwrap_or(0)).clamp(Duration::from_secs(600), max),
+    let Some(s) = expiration_seconds else { return max };
+    let requested = Duration::from_secs(u64::try_from(s).unwrap_or(0));
+    if requested > max {
+        max
+    } else {
+        requested.max(Duration::from_secs(600))
     }
 }
 
@@ -448,6 +453,8 @@ mod tests {
         assert_eq!(signing_plan(&short, max), SigningPlan::Sign(Duration::from_secs(600)), "upstream's floor");
         assert_eq!(lifetime(max, Some(3600)), Duration::from_secs(3600));
         assert_eq!(lifetime(Duration::from_secs(7200), Some(100_000)), Duration::from_secs(7200), "capped at the signing duration");
+        assert_eq!(lifetime(Duration::from_secs(20), None), Duration::from_secs(20), "a short signing duration is used as is");
+        assert_eq!(lifetime(Duration::from_secs(20), Some(3600)), Duration::from_secs(20), "and never exceeded");
     }
 
     #[test]

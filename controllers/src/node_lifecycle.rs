@@ -344,12 +344,17 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<LifecycleCtx>) -> Result<Requeu
                     alloc.mark_used(c);
                 }
             }
-            alloc.allocate(&name).map_err(|e| ReconcileError::Invalid { what: format!("node {name}"), problem: e.to_string() })?
+            // a full range leaves this node without a podCIDR (upstream's CIDRNotAvailable), not without the rest
+            // of its lifecycle: readiness, taints and evictions below still run (e.g. `rkube up`, whose range is
+            // its one node's --pod-cidr, with a second Node registered by hand)
+            alloc.allocate(&name).map_err(|e| tracing::warn!(node = %name, error = %e, "no podCIDR for the node (CIDRNotAvailable)")).ok()
         };
-        merge_patch(&api, &name, &shared.config.manager, json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}}))
-            .await
-            .map_err(ReconcileError::api(format!("assign podCIDR {cidr} to node {name}")))?;
-        tracing::info!(node = %name, cidr = %cidr, "assigned podCIDR");
+        if let Some(cidr) = cidr {
+            merge_patch(&api, &name, &shared.config.manager, json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}}))
+                .await
+                .map_err(ReconcileError::api(format!("assign podCIDR {cidr} to node {name}")))?;
+            tracing::info!(node = %name, cidr = %cidr, "assigned podCIDR");
+        }
     }
     // 2. readiness from the lease
     let lease = ctx.leases.get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));

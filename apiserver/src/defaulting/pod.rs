@@ -1,6 +1,7 @@
 //! Pod and pod-template defaults (restart policy, DNS policy, scheduler, grace period, per-container pull
-//! policy and termination message settings, port protocols), plus the not-ready/unreachable tolerations the
-//! DefaultTolerationSeconds admission plugin adds to pods.
+//! policy and termination message settings, port protocols). The not-ready/unreachable tolerations are not
+//! defaults: the DefaultTolerationSeconds admission adds them on create only, with the apiserver's configured
+//! seconds (`admission::default_toleration_seconds`).
 
 use serde_json::{json, Value};
 
@@ -74,18 +75,6 @@ pub fn default_pod(pod: &mut Value) {
     set_default(spec, "serviceAccount", sa);
     set_default(spec, "priority", json!(0));
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    set_default(spec, "tolerations", json!([]));
-    if let Some(tols) = spec.get_mut("tolerations").and_then(Value::as_array_mut) {
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-            let present = tols.iter().any(|t| {
-                t.get("key").and_then(Value::as_str) == Some(key)
-                    || (t.get("key").is_none() && t.get("operator").and_then(Value::as_str) == Some("Exists"))
-            });
-            if !present {
-                tols.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-            }
-        }
-    }
     let status = child(pod, "status");
     set_default(status, "phase", json!("Pending"));
     // one rule with the kubelet, which places the pod's cgroup by the same class
@@ -107,14 +96,12 @@ mod tests {
     }
 
     #[test]
-    fn pod_gets_tolerations_and_status() {
+    fn pod_gets_its_status() {
         let mut p = json!({"spec": {"containers": [{"name": "c", "image": "busybox:1"}]}});
         default_pod(&mut p);
         assert_eq!(p["status"]["phase"], "Pending");
         assert_eq!(p["status"]["qosClass"], "BestEffort");
-        assert_eq!(p["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
-        default_pod(&mut p);
-        assert_eq!(p["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
+        assert!(p["spec"].get("tolerations").is_none(), "tolerations are admission's, on create only");
     }
 
     #[test]

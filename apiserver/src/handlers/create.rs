@@ -75,6 +75,10 @@ pub async fn create_object(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     let mut obj = admission::prepare_create(info, obj, ns, validation)?;
+    if info.kind == "Pod" {
+        let c = &state.config;
+        admission::default_toleration_seconds::add_default_tolerations(&mut obj, c.default_not_ready_toleration_seconds, c.default_unreachable_toleration_seconds);
+    }
     let name = object::name(&obj).to_string();
     if info.namespaced {
         check_namespace(state, info, ns.unwrap_or_default(), &name, true).await?;

@@ -4,6 +4,7 @@
 //! [`data_dir`], and taking a node off the host (`rkube down`) in [`teardown`].
 
 pub mod data_dir;
+pub mod certs;
 pub mod eviction;
 pub mod host;
 pub mod lease;

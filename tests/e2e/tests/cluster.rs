@@ -233,10 +233,8 @@ spec:
       labels: {app: web}
     spec:
       terminationGracePeriodSeconds: 1
-      # replaced within seconds once their node is unreachable (the default is 300 s)
-      tolerations:
-      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
-      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      # no tolerations of their own: the server's --default-*-toleration-seconds=2 (not upstream's 300) gives
+      # them theirs, so they are replaced within seconds once their node is unreachable
       affinity:
         podAntiAffinity:
           preferredDuringSchedulingIgnoredDuringExecution:
@@ -300,9 +298,6 @@ spec:
       labels: {app: db}
     spec:
       terminationGracePeriodSeconds: 1
-      tolerations:
-      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
-      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
       containers:
       - name: c
         image: busybox:latest
@@ -330,6 +325,9 @@ fn three_node_cluster() {
         "180",
         "--kubelet-arg=--eviction-hard=memory.available<1Mi,nodefs.available<1%",
         "--server-arg=--node-monitor-grace-period=25s",
+        // DefaultTolerationSeconds: pods evicted 2 s after their node is NotReady or unreachable
+        "--server-arg=--default-not-ready-toleration-seconds=2",
+        "--server-arg=--default-unreachable-toleration-seconds=2",
     ]);
     let took = t0.elapsed();
     eprintln!("{out}");
@@ -384,6 +382,13 @@ fn three_node_cluster() {
     });
     let per_node = c.pod_per_node(&nodes);
     eprintln!("one pod per node: {per_node:?}");
+    // the apiserver's DefaultTolerationSeconds gave each pod the configured 2 s, the DaemonSet's pods keep the
+    // DaemonSet controller's tolerations without a limit
+    let (web_pod, _) = per_node.values().next().expect("a web pod");
+    let tols = c.kubectl(&["get", "pod", web_pod, "-o", "jsonpath={range .spec.tolerations[*]}{.key}={.effect}/{.tolerationSeconds} {end}"]);
+    let mut tols: Vec<&str> = tols.split_whitespace().collect();
+    tols.sort();
+    assert_eq!(tols, ["node.kubernetes.io/not-ready=NoExecute/2", "node.kubernetes.io/unreachable=NoExecute/2"], "{web_pod}'s tolerations");
     // the DaemonSet: exactly one running pod on every Ready node
     poll_until("one agent pod running on each of the 3 nodes", Duration::from_secs(60), || {
         let pods = c.pods_of("agent");
@@ -391,6 +396,9 @@ fn three_node_cluster() {
         (pods.len() == 3 && on.len() == 3).then_some(())
     });
     let db = poll_until("db-0 running", Duration::from_secs(60), || c.pods_of("db").into_iter().find(|p| p.0 == "db-0" && p.2 == "Running"));
+    let agent = c.pods_of("agent").into_iter().next().expect("an agent pod").0;
+    let unlimited = c.kubectl(&["get", "pod", &agent, "-o", "jsonpath={.spec.tolerations[?(@.key==\"node.kubernetes.io/unreachable\")].tolerationSeconds}"]);
+    assert_eq!(unlimited.trim(), "", "{agent} tolerates unreachable without a limit (the DaemonSet's own toleration, not a default one)");
     // the routes a node keeps (shown in docs/cluster.md)
     let routes = String::from_utf8_lossy(&Command::new("ip").args(["-n", &format!("rkc-{}", nodes[0]), "route"]).output().expect("ip").stdout).into_owned();
     eprintln!("routes in node {}:\n{routes}", nodes[0]);

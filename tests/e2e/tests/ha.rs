@@ -81,6 +81,7 @@ impl Ha {
         cmd.args(["server", "--data-dir"])
             .arg(dir.path())
             .args(["--listen", &format!("127.0.0.1:{port}"), "--tls", "--cluster-dns", &self.net.cluster_dns])
+            .args(self.net.server_args())
             .args(LEADER_FLAGS);
         for e in &self.etcd.endpoints {
             cmd.args(["--etcd", e]);

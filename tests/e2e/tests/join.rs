@@ -3,7 +3,8 @@
 //! of the test's own. The node's CSR is auto-approved and signed (`kubectl get csr`: Approved,Issued, requested
 //! by system:bootstrap:<id>), the node goes Ready under its own `system:node:<name>` certificate and runs a pod.
 //! A DaemonSet made before the node joins gets its pod on it. A wrong pin fails with kubeadm's words and leaves
-//! nothing (no data dir, no CSR); a deleted token is 401.
+//! nothing (no data dir, no CSR); a deleted token is 401. With 20 s certificates (`--cluster-signing-duration`)
+//! the node renews its own before each expires, through self-approved CSRs, and stays Ready without a restart.
 
 mod up_support;
 
@@ -57,6 +58,11 @@ impl Drop for Join {
 }
 
 fn start() -> Join {
+    start_with(&[])
+}
+
+/// `rkube server` with more flags, answering kubectl.
+fn start_with(server_args: &[&str]) -> Join {
     require_root();
     require_command("ip", "iproute2");
     require_command("nft", "nftables");
@@ -78,6 +84,8 @@ fn start() -> Join {
         .args(["server", "--data-dir"])
         .arg(j.server_dir.path())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--tls", "--cluster-dns", &j.net.cluster_dns])
+        .args(j.net.server_args())
+        .args(server_args)
         .env("RKUBE_LOG", "info,kube=warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -103,6 +111,66 @@ fn get_with_token(url: &str, token: &str, path: &str) -> (bool, String) {
     let out = kubectl_output_with(empty.path(), &["--server", url, "--insecure-skip-tls-verify", "--token", token, "get", "--raw", path], None);
     let text = if out.status.success() { String::from_utf8_lossy(&out.stdout) } else { String::from_utf8_lossy(&out.stderr) };
     (out.status.success(), text.into_owned())
+}
+
+/// `rkube token create --print-join-command`: (token, CA pin).
+fn token_and_pin(j: &Join) -> (String, String) {
+    let kc = j.kubeconfig().display().to_string();
+    let out = j.rkube(&["token", "create", "--kubeconfig", &kc, "--print-join-command"]);
+    assert!(out.status.success(), "rkube token create failed");
+    let command = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let after = |flag: &str| words.iter().position(|w| *w == flag).map(|i| words[i + 1].to_string()).unwrap_or_else(|| panic!("{flag} in {command:?}"));
+    (after("--token"), after("--discovery-token-ca-cert-hash"))
+}
+
+/// `rkube join` of node `name` on the test's veth, waited for until Ready.
+fn join_node(j: &mut Join, token: &str, pin: &str, name: &str) {
+    let log = std::fs::File::create(j.server_dir.path().join("join.log")).expect("join log");
+    let child = Command::new(bin("rkube"))
+        .args(["join", "--server", &j.url, "--token", token, "--discovery-token-ca-cert-hash", pin, "--node-name", name, "--data-dir"])
+        .arg(j.node_dir.path())
+        .args(j.net.node_args())
+        // this test is about joining, not about the host's free disk
+        .args(["--eviction-hard", "memory.available<100Mi,nodefs.available<1%"])
+        .env("RKUBE_LOG", "info,kube=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start rkube join");
+    let kc = j.kubeconfig();
+    let node = j.node.insert(ChildGuard::new(child, "rkube join"));
+    poll_until("the joined node Ready", Duration::from_secs(90), || {
+        assert!(node.is_running(), "rkube join exited");
+        let s = kubectl_try_with(&kc, &["get", "node", name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        (s.as_deref() == Some("True")).then_some(())
+    });
+}
+
+/// The client certificate in a kubeconfig, by openssl: (serial, notAfter in Unix seconds).
+fn client_cert(kubeconfig: &Path) -> (String, u64) {
+    use base64::Engine;
+    let text = std::fs::read_to_string(kubeconfig).expect("read kubeconfig");
+    let data = text.lines().find_map(|l| l.trim().strip_prefix("client-certificate-data:")).unwrap_or_else(|| panic!("no client certificate in {text}"));
+    let pem = base64::engine::general_purpose::STANDARD.decode(data.trim().trim_matches('"')).expect("base64");
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-enddate"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), &pem).expect("write pem");
+    let out = child.wait_with_output().expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k} in {text}")).to_string();
+    let end = Command::new("date").args(["-u", "-d", &field("notAfter="), "+%s"]).output().expect("date");
+    let end: u64 = String::from_utf8_lossy(&end.stdout).trim().parse().expect("epoch seconds");
+    (field("serial="), end)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
 }
 
 fn mode(p: &Path) -> u32 {
@@ -143,25 +211,7 @@ fn a_node_joins_with_a_token_and_the_ca_pin() {
 
     // the real join
     let node_name = unique_name("joined");
-    let log = std::fs::File::create(j.server_dir.path().join("join.log")).expect("join log");
-    let child = Command::new(bin("rkube"))
-        .args(["join", "--server", &j.url, "--token", &token, "--discovery-token-ca-cert-hash", &pin, "--node-name", &node_name, "--data-dir"])
-        .arg(j.node_dir.path())
-        .args(j.net.node_args())
-        // this test is about joining, not about the host's free disk
-        .args(["--eviction-hard", "memory.available<100Mi,nodefs.available<1%"])
-        .env("RKUBE_LOG", "info,kube=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start rkube join");
-    let node = j.node.insert(ChildGuard::new(child, "rkube join"));
-    poll_until("the joined node Ready", Duration::from_secs(90), || {
-        assert!(node.is_running(), "rkube join exited");
-        let s = kubectl_try_with(&kc, &["get", "node", &node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
-        (s.as_deref() == Some("True")).then_some(())
-    });
+    join_node(&mut j, &token, &pin, &node_name);
     let csrs = kubectl_with(&kc, &["get", "csr"]);
     let row = csrs.lines().find(|l| l.starts_with("node-csr-")).unwrap_or_else(|| panic!("no node CSR in:\n{csrs}"));
     let cols: Vec<&str> = row.split_whitespace().collect();
@@ -213,5 +263,65 @@ fn an_expired_token_is_refused_and_cleaned_up() {
     poll_until("the token cleaner deletes the expired token", Duration::from_secs(30), || {
         let out = kubectl_output_with(&kc, &["get", "secret", "-n", "kube-system", "bootstrap-token-abcdef"], None);
         (!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")).then_some(())
+    });
+}
+
+#[test]
+fn the_node_certificate_is_rotated_before_it_expires() {
+    // certificates of 20 s (upstream's --cluster-signing-duration is a year): the node's first one, from its
+    // join, is renewed at 70-84 % of that, and each one after
+    let mut j = start_with(&["--cluster-signing-duration", "20s"]);
+    let kc = j.kubeconfig();
+    let (token, pin) = token_and_pin(&j);
+    let node_name = unique_name("rotates");
+    join_node(&mut j, &token, &pin, &node_name);
+    let pid = j.node.as_ref().map(|n| n.pid()).expect("the node runs");
+    let conf = j.node_dir.path().join("kubelet.conf");
+    let first = client_cert(&conf);
+    assert!(first.1 <= unix_now() + 21, "the signer issued a 20 s certificate: notAfter {} at {}", first.1, unix_now());
+
+    // two renewals, each written before the certificate it replaces expired
+    let mut seen = vec![first.clone()];
+    poll_until("two renewals of the node's certificate", Duration::from_secs(90), || {
+        let now = unix_now();
+        let cur = client_cert(&conf);
+        let last = seen.last().expect("one").clone();
+        if cur.0 != last.0 {
+            assert!(now < last.1, "certificate {} replaced at {now}, before its notAfter {}", last.0, last.1);
+            assert!(cur.1 > last.1, "the new certificate {} outlives the old: {} > {}", cur.0, cur.1, last.1);
+            seen.push(cur);
+        }
+        (seen.len() >= 3).then_some(())
+    });
+    eprintln!("node certificates (serial, notAfter): {seen:?}");
+    assert_eq!(j.node.as_mut().map(|n| (n.pid(), n.is_running())), Some((pid, true)), "the same kubelet process, never restarted");
+
+    // each renewal: a CSR the node filed as itself, approved as a self renewal, issued
+    let csrs = kubectl_with(&kc, &["get", "csr"]);
+    eprintln!("{csrs}");
+    let renewals: Vec<&str> = csrs.lines().filter(|l| l.contains(&format!("system:node:{node_name}")) && l.contains("Approved,Issued")).collect();
+    assert!(renewals.len() >= 2, "a self-filed, approved, issued CSR per renewal: {csrs}");
+    let csr = renewals[0].split_whitespace().next().expect("name");
+    let msg = kubectl_with(&kc, &["get", "csr", csr, "-o", "jsonpath={.status.conditions[0].reason}/{.status.conditions[0].message}"]);
+    assert_eq!(msg, "AutoApproved/Auto approving self kubelet client certificate after SubjectAccessReview.");
+
+    // long after the first certificate expired the node still renews its Lease, Ready, and serves a new pod: its
+    // connections made with that certificate were closed at the rotation, so it authenticates with the new ones
+    let lease_after = poll_until("a Lease renewal well after the first certificate expired", Duration::from_secs(60), || {
+        let renew = kubectl_try_with(&kc, &["get", "lease", "-n", "kube-node-lease", &node_name, "-o", "jsonpath={.spec.renewTime}"])?;
+        let out = Command::new("date").args(["-u", "-d", renew.trim(), "+%s"]).output().ok()?;
+        let t: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        (t > first.1 + 5).then_some(t)
+    });
+    eprintln!("Lease renewed at {lease_after}, the first certificate expired at {}", first.1);
+    let ready = kubectl_with(&kc, &["get", "node", &node_name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+    assert_eq!(ready, "True");
+    let whoami = kubectl_with(&conf, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(whoami, format!("system:node:{node_name}"), "the rewritten kubelet.conf holds a valid certificate of the node");
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: after-rotation\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:latest\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n";
+    up_support::kubectl_ok_with(&kc, &["apply", "-f", "-"], Some(manifest));
+    poll_until("a pod Running on the node after its certificate was rotated", Duration::from_secs(90), || {
+        let s = kubectl_try_with(&kc, &["get", "pod", "after-rotation", "-o", "jsonpath={.spec.nodeName}/{.status.phase}"])?;
+        (s == format!("{node_name}/Running")).then_some(())
     });
 }

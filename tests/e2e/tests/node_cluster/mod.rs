@@ -80,7 +80,8 @@ impl Cluster {
         let mut cmd = Command::new(bin("rkube"));
         cmd.args(["server", "--data-dir"])
             .arg(self.server_dir.path())
-            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--tls", "--cluster-dns", &self.net.cluster_dns]);
+            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--tls", "--cluster-dns", &self.net.cluster_dns])
+            .args(self.net.server_args());
         for e in &self.opts.etcd {
             cmd.args(["--etcd", e]);
         }
@@ -121,6 +122,7 @@ impl Cluster {
             let s = kubectl_try_with(&kubeconfig, &["get", "node", &name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
             (s.as_deref() == Some("True")).then_some(())
         });
+        self.net.assert_node_pod_cidr(&kubeconfig, &name);
     }
 
     /// Starts `rkube kubelet` without waiting for anything.

@@ -130,6 +130,26 @@ impl NodeNet {
         }
     }
 
+    /// The node's pod subnet: the kubelet's `--pod-cidr`, and the Node's `spec.podCIDR` (`rkube up` gives its one
+    /// Node the subnet of its `--pod-cidr`; a test's `rkube server` gets it as `--cluster-cidr`, see
+    /// [`NodeNet::server_args`]), so the two agree.
+    pub fn pod_cidr(&self) -> String {
+        format!("{}0/24", self.subnet_prefix)
+    }
+
+    /// `rkube server` flags that make node IPAM give this node [`NodeNet::pod_cidr`] as its podCIDR.
+    pub fn server_args(&self) -> Vec<String> {
+        vec!["--cluster-cidr".into(), self.pod_cidr(), "--node-cidr-mask-size".into(), "24".into()]
+    }
+
+    /// Waits until Node `name` has its podCIDR and checks it is [`NodeNet::pod_cidr`].
+    pub fn assert_node_pod_cidr(&self, kubeconfig: &Path, name: &str) {
+        let got = poll_until("the Node's podCIDR", Duration::from_secs(30), || {
+            kubectl_try_with(kubeconfig, &["get", "node", name, "-o", "jsonpath={.spec.podCIDR}"]).filter(|c| !c.trim().is_empty())
+        });
+        assert_eq!(got.trim(), self.pod_cidr(), "Node {name}'s spec.podCIDR is the subnet its kubelet's bridge uses (--pod-cidr)");
+    }
+
     /// The veth pair holding the node address (removed by [`NodeNet::remove_veth`]).
     pub fn create_veth(&self) {
         let peer = format!("{}p", self.veth);
@@ -151,7 +171,7 @@ impl NodeNet {
     /// The node flags for `rkube up` / `rkube kubelet`.
     pub fn node_args(&self) -> Vec<String> {
         [
-            "--node-ip", &self.node_ip, "--bridge", &self.bridge, "--pod-cidr", &format!("{}0/24", self.subnet_prefix),
+            "--node-ip", &self.node_ip, "--bridge", &self.bridge, "--pod-cidr", &self.pod_cidr(),
             "--cluster-dns", &self.cluster_dns, "--dns-link", &self.dns_link, "--proxy-table", &self.proxy_table,
             // cluster names only: nothing is relayed off the machine
             "--dns-upstream", "none",
@@ -275,6 +295,8 @@ impl Up {
             let out = self.kubectl_try(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])?;
             (out.trim() == "True").then_some(())
         });
+        let name = self.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+        self.net.assert_node_pod_cidr(&kc, name.trim());
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
