@@ -15,7 +15,7 @@
 //! 3. request context: `request/` (the query parsed once, origin checks) and the rest of `auth/` (certificates,
 //!    tokens, impersonation, RBAC);
 //! 4. object helpers, the write pipeline: `admission`, `strategy/` (per-kind behaviour, one place per kind),
-//!    `certificates`, `defaulting/`, `validation/`, `patch/`, `table`;
+//!    `defaulting/`, `validation/`, `patch/`, `table`;
 //! 5. handlers: `handlers/context` (the per-request `Ctx`, guarded writes) under one module per verb and the
 //!    dispatcher in `handlers/mod.rs`; the review APIs (`auth::review`), the kubelet proxy (`proxy`) and the
 //!    OpenAPI documents (`openapi::v2`, `openapi::v3`);
@@ -28,7 +28,6 @@
 pub mod admission;
 pub mod auth;
 pub mod bootstrap;
-pub mod certificates;
 pub mod config;
 pub mod connections;
 pub mod conversion;

@@ -1,6 +1,6 @@
 //! Server-side printing: `meta.k8s.io/v1` Tables with Kubernetes' own columns per kind, which `kubectl get`
 //! prints (columns with priority 1 appear only with `-o wide`). Cells hold what kubectl shows, including the
-//! human-readable AGE.
+//! human-readable AGE. Each kind's columns are a [`Printer`] here, which its `strategy` names.
 
 use serde_json::{json, Value};
 
@@ -89,9 +89,15 @@ fn containers_images(spec: &Value) -> (String, String) {
     (names.join(","), images.join(","))
 }
 
-fn columns(kind: &str) -> Vec<Col> {
-    match kind {
-        "Pod" => vec![
+/// A kind's columns and how one object fills them: what a kind's `strategy` names for `kubectl get`, as
+/// upstream's printers (`pkg/printers/internalversion/printers.go`) are one handler per kind.
+pub struct Printer {
+    pub columns: &'static [Col],
+    pub row: fn(&Value) -> Vec<Value>,
+}
+
+/// Pod.
+pub static POD: Printer = Printer { columns: &[
             NAME,
             ("Ready", "string", 0),
             ("Status", "string", 0),
@@ -101,8 +107,10 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Node", "string", 1),
             ("Nominated Node", "string", 1),
             ("Readiness Gates", "string", 1),
-        ],
-        "Deployment" => vec![
+        ], row: pod_row };
+
+/// Deployment.
+pub static DEPLOYMENT: Printer = Printer { columns: &[
             NAME,
             ("Ready", "string", 0),
             ("Up-to-date", "integer", 0),
@@ -111,8 +119,10 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Containers", "string", 1),
             ("Images", "string", 1),
             ("Selector", "string", 1),
-        ],
-        "ReplicaSet" | "ReplicationController" => vec![
+        ], row: deployment_row };
+
+/// ReplicaSet and ReplicationController.
+pub static REPLICA_SET: Printer = Printer { columns: &[
             NAME,
             ("Desired", "integer", 0),
             ("Current", "integer", 0),
@@ -121,9 +131,13 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Containers", "string", 1),
             ("Images", "string", 1),
             ("Selector", "string", 1),
-        ],
-        "StatefulSet" => vec![NAME, ("Ready", "string", 0), AGE, ("Containers", "string", 1), ("Images", "string", 1)],
-        "DaemonSet" => vec![
+        ], row: replica_set_row };
+
+/// StatefulSet.
+pub static STATEFUL_SET: Printer = Printer { columns: &[NAME, ("Ready", "string", 0), AGE, ("Containers", "string", 1), ("Images", "string", 1)], row: stateful_set_row };
+
+/// DaemonSet.
+pub static DAEMON_SET: Printer = Printer { columns: &[
             NAME,
             ("Desired", "integer", 0),
             ("Current", "integer", 0),
@@ -135,8 +149,10 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Containers", "string", 1),
             ("Images", "string", 1),
             ("Selector", "string", 1),
-        ],
-        "Service" => vec![
+        ], row: daemon_set_row };
+
+/// Service.
+pub static SERVICE: Printer = Printer { columns: &[
             NAME,
             ("Type", "string", 0),
             ("Cluster-IP", "string", 0),
@@ -144,8 +160,10 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Port(s)", "string", 0),
             AGE,
             ("Selector", "string", 1),
-        ],
-        "Node" => vec![
+        ], row: service_row };
+
+/// Node.
+pub static NODE: Printer = Printer { columns: &[
             NAME,
             ("Status", "string", 0),
             ("Roles", "string", 0),
@@ -156,11 +174,19 @@ fn columns(kind: &str) -> Vec<Col> {
             ("OS-Image", "string", 1),
             ("Kernel-Version", "string", 1),
             ("Container-Runtime", "string", 1),
-        ],
-        "Namespace" => vec![NAME, ("Status", "string", 0), AGE],
-        "ConfigMap" => vec![NAME, ("Data", "integer", 0), AGE],
-        "Secret" => vec![NAME, ("Type", "string", 0), ("Data", "integer", 0), AGE],
-        "Job" => vec![
+        ], row: node_row };
+
+/// Namespace.
+pub static NAMESPACE: Printer = Printer { columns: &[NAME, ("Status", "string", 0), AGE], row: namespace_row };
+
+/// ConfigMap.
+pub static CONFIG_MAP: Printer = Printer { columns: &[NAME, ("Data", "integer", 0), AGE], row: config_map_row };
+
+/// Secret.
+pub static SECRET: Printer = Printer { columns: &[NAME, ("Type", "string", 0), ("Data", "integer", 0), AGE], row: secret_row };
+
+/// Job.
+pub static JOB: Printer = Printer { columns: &[
             NAME,
             ("Status", "string", 0),
             ("Completions", "string", 0),
@@ -169,8 +195,10 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Containers", "string", 1),
             ("Images", "string", 1),
             ("Selector", "string", 1),
-        ],
-        "CronJob" => vec![
+        ], row: job_row };
+
+/// CronJob.
+pub static CRON_JOB: Printer = Printer { columns: &[
             NAME,
             ("Schedule", "string", 0),
             ("Timezone", "string", 0),
@@ -181,41 +209,63 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Containers", "string", 1),
             ("Images", "string", 1),
             ("Selector", "string", 1),
-        ],
-        "Event" => vec![
+        ], row: cron_job_row };
+
+/// Event.
+pub static EVENT: Printer = Printer { columns: &[
             ("Last Seen", "string", 0),
             ("Type", "string", 0),
             ("Reason", "string", 0),
             ("Object", "string", 0),
             ("Message", "string", 0),
-        ],
-        "Endpoints" => vec![NAME, ("Endpoints", "string", 0), AGE],
-        "ServiceAccount" => vec![NAME, ("Secrets", "integer", 0), AGE],
-        "Lease" => vec![NAME, ("Holder", "string", 0), AGE],
-        "EndpointSlice" => vec![NAME, ("AddressType", "string", 0), ("Ports", "string", 0), ("Endpoints", "string", 0), AGE],
-        "ControllerRevision" => vec![NAME, ("Controller", "string", 0), ("Revision", "integer", 0), AGE],
-        "Role" | "ClusterRole" => vec![NAME, ("Created At", "date", 0)],
-        "Ingress" => vec![NAME, ("Class", "string", 0), ("Hosts", "string", 0), ("Address", "string", 0), ("Ports", "string", 0), AGE],
-        "IngressClass" => vec![NAME, ("Controller", "string", 0), ("Parameters", "string", 0), AGE],
-        "CertificateSigningRequest" => vec![
+        ], row: event_row };
+
+/// Endpoints.
+pub static ENDPOINTS: Printer = Printer { columns: &[NAME, ("Endpoints", "string", 0), AGE], row: endpoints_row };
+
+/// ServiceAccount.
+pub static SERVICE_ACCOUNT: Printer = Printer { columns: &[NAME, ("Secrets", "integer", 0), AGE], row: service_account_row };
+
+/// Lease.
+pub static LEASE: Printer = Printer { columns: &[NAME, ("Holder", "string", 0), AGE], row: lease_row };
+
+/// EndpointSlice.
+pub static ENDPOINT_SLICE: Printer = Printer { columns: &[NAME, ("AddressType", "string", 0), ("Ports", "string", 0), ("Endpoints", "string", 0), AGE], row: endpoint_slice_row };
+
+/// ControllerRevision.
+pub static CONTROLLER_REVISION: Printer = Printer { columns: &[NAME, ("Controller", "string", 0), ("Revision", "integer", 0), AGE], row: controller_revision_row };
+
+/// Role and ClusterRole.
+pub static ROLE: Printer = Printer { columns: &[NAME, ("Created At", "date", 0)], row: role_row };
+
+/// Ingress.
+pub static INGRESS: Printer = Printer { columns: &[NAME, ("Class", "string", 0), ("Hosts", "string", 0), ("Address", "string", 0), ("Ports", "string", 0), AGE], row: ingress_row };
+
+/// IngressClass.
+pub static INGRESS_CLASS: Printer = Printer { columns: &[NAME, ("Controller", "string", 0), ("Parameters", "string", 0), AGE], row: ingress_class_row };
+
+/// CertificateSigningRequest.
+pub static CERTIFICATE_SIGNING_REQUEST: Printer = Printer { columns: &[
             NAME,
             AGE,
             ("SignerName", "string", 0),
             ("Requestor", "string", 0),
             ("RequestedDuration", "string", 0),
             ("Condition", "string", 0),
-        ],
-        "RoleBinding" | "ClusterRoleBinding" => vec![
+        ], row: csr_row };
+
+/// RoleBinding and ClusterRoleBinding.
+pub static ROLE_BINDING: Printer = Printer { columns: &[
             NAME,
             ("Role", "string", 0),
             AGE,
             ("Users", "string", 1),
             ("Groups", "string", 1),
             ("ServiceAccounts", "string", 1),
-        ],
-        _ => vec![NAME, AGE],
-    }
-}
+        ], row: role_binding_row };
+
+/// kinds without columns of their own.
+pub static GENERIC: Printer = Printer { columns: &[NAME, AGE], row: generic_row };
 
 /// The STATUS column of a pod, following kubectl's rules (init containers, waiting/terminated reasons,
 /// Terminating).
@@ -435,208 +485,266 @@ fn csr_row(o: &Value) -> Vec<Value> {
     vec![json!(s(o, "/metadata/name")), age(o), json!(s(o, "/spec/signerName")), json!(s(o, "/spec/username")), json!(duration), json!(condition)]
 }
 
-fn row(kind: &str, o: &Value) -> Vec<Value> {
+fn deployment_row(o: &Value) -> Vec<Value> {
     let name = json!(s(o, "/metadata/name"));
     let tspec = o.pointer("/spec/template/spec").cloned().unwrap_or(Value::Null);
     let (cs, imgs) = containers_images(&tspec);
     let sel = || json!(or_none(o.pointer("/spec/selector").map(selector_string).unwrap_or_default()));
-    match kind {
-        "Pod" => pod_row(o),
-        "Deployment" => vec![
-            name,
-            json!(format!("{}/{}", n(o, "/status/readyReplicas"), n(o, "/spec/replicas"))),
-            json!(n(o, "/status/updatedReplicas")),
-            json!(n(o, "/status/availableReplicas")),
-            age(o),
-            json!(cs),
-            json!(imgs),
-            sel(),
-        ],
-        "ReplicaSet" | "ReplicationController" => vec![
-            name,
-            json!(n(o, "/spec/replicas")),
-            json!(n(o, "/status/replicas")),
-            json!(n(o, "/status/readyReplicas")),
-            age(o),
-            json!(cs),
-            json!(imgs),
-            sel(),
-        ],
-        "StatefulSet" => vec![
-            name,
-            json!(format!("{}/{}", n(o, "/status/readyReplicas"), n(o, "/spec/replicas"))),
-            age(o),
-            json!(cs),
-            json!(imgs),
-        ],
-        "DaemonSet" => {
-            let ns: Vec<String> = o
-                .pointer("/spec/template/spec/nodeSelector")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect();
-            vec![
-                name,
-                json!(n(o, "/status/desiredNumberScheduled")),
-                json!(n(o, "/status/currentNumberScheduled")),
-                json!(n(o, "/status/numberReady")),
-                json!(n(o, "/status/updatedNumberScheduled")),
-                json!(n(o, "/status/numberAvailable")),
-                json!(or_none(ns.join(","))),
-                age(o),
-                json!(cs),
-                json!(imgs),
-                sel(),
-            ]
-        }
-        "Service" => {
-            let ty = s(o, "/spec/type");
-            let mut external: Vec<String> = o
-                .pointer("/status/loadBalancer/ingress")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str).map(str::to_string))
-                .collect();
-            external.extend(o.pointer("/spec/externalIPs").and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)));
-            let ext = match ty {
-                "ExternalName" => s(o, "/spec/externalName").to_string(),
-                "LoadBalancer" if external.is_empty() => "<pending>".to_string(),
-                _ => or_none(external.join(",")),
-            };
-            let selector: Vec<String> = o
-                .pointer("/spec/selector")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect();
-            vec![name, json!(ty), json!(or_none(s(o, "/spec/clusterIP").to_string())), json!(ext), json!(service_ports(o)), age(o), json!(or_none(selector.join(",")))]
-        }
-        "Node" => node_row(o),
-        "Namespace" => vec![name, json!(s(o, "/status/phase")), age(o)],
-        "ConfigMap" => {
-            let count = ["data", "binaryData"].iter().filter_map(|k| o.get(*k).and_then(Value::as_object)).map(|m| m.len()).sum::<usize>();
-            vec![name, json!(count), age(o)]
-        }
-        "Secret" => vec![name, json!(s(o, "/type")), json!(o.get("data").and_then(Value::as_object).map(|m| m.len()).unwrap_or(0)), age(o)],
-        "Job" => {
-            let completions = o.pointer("/spec/completions").and_then(Value::as_i64);
-            let succeeded = n(o, "/status/succeeded");
-            let comp = match completions {
-                Some(c) => format!("{succeeded}/{c}"),
-                None => format!("{succeeded}/1 of {}", n(o, "/spec/parallelism").max(1)),
-            };
-            let start = s(o, "/status/startTime");
-            let end = o.pointer("/status/completionTime").and_then(Value::as_str);
-            let dur = if start.is_empty() { String::new() } else { duration_between(start, end) };
-            vec![name, json!(job_status(o)), json!(comp), json!(dur), age(o), json!(cs), json!(imgs), sel()]
-        }
-        "CronJob" => {
-            let jspec = o.pointer("/spec/jobTemplate/spec/template/spec").cloned().unwrap_or(Value::Null);
-            let (cs, imgs) = containers_images(&jspec);
-            let last = o.pointer("/status/lastScheduleTime").and_then(Value::as_str).map(|t| age_of(Some(t))).unwrap_or_else(|| "<none>".to_string());
-            let jsel = o.pointer("/spec/jobTemplate/spec/selector").map(selector_string).unwrap_or_default();
-            vec![
-                name,
-                json!(s(o, "/spec/schedule")),
-                json!(or_none(s(o, "/spec/timeZone").to_string())),
-                json!(o.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false)),
-                json!(o.pointer("/status/active").and_then(Value::as_array).map(Vec::len).unwrap_or(0)),
-                json!(last),
-                age(o),
-                json!(cs),
-                json!(imgs),
-                json!(or_none(jsel)),
-            ]
-        }
-        "Event" => {
-            let last = o
-                .get("lastTimestamp")
-                .and_then(Value::as_str)
-                .or_else(|| o.get("eventTime").and_then(Value::as_str))
-                .or_else(|| o.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
-            let obj = format!("{}/{}", s(o, "/involvedObject/kind").to_lowercase(), s(o, "/involvedObject/name"));
-            vec![json!(age_of(last)), json!(s(o, "/type")), json!(s(o, "/reason")), json!(obj), json!(s(o, "/message"))]
-        }
-        "Endpoints" => {
-            let mut eps = Vec::new();
-            for subset in o.get("subsets").and_then(Value::as_array).into_iter().flatten() {
-                let ports: Vec<i64> = subset.get("ports").and_then(Value::as_array).into_iter().flatten().map(|p| n(p, "/port")).collect();
-                for a in subset.get("addresses").and_then(Value::as_array).into_iter().flatten() {
-                    let ip = s(a, "/ip");
-                    if ports.is_empty() {
-                        eps.push(ip.to_string());
-                    }
-                    for p in &ports {
-                        eps.push(format!("{ip}:{p}"));
-                    }
-                }
-            }
-            let shown = if eps.len() > 3 { format!("{} + {} more...", eps[..3].join(","), eps.len() - 3) } else { eps.join(",") };
-            vec![name, json!(or_none(shown)), age(o)]
-        }
-        "ServiceAccount" => vec![name, json!(o.get("secrets").and_then(Value::as_array).map(Vec::len).unwrap_or(0)), age(o)],
-        "Lease" => vec![name, json!(or_none(s(o, "/spec/holderIdentity").to_string())), age(o)],
-        "EndpointSlice" => {
-            let ports: Vec<String> = o.get("ports").and_then(Value::as_array).into_iter().flatten().map(|p| n(p, "/port").to_string()).collect();
-            let addrs: Vec<String> = o
-                .get("endpoints")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .flat_map(|e| e.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default())
-                .filter_map(|a| a.as_str().map(str::to_string))
-                .collect();
-            vec![name, json!(s(o, "/addressType")), json!(or_none(ports.join(","))), json!(or_none(addrs.join(","))), age(o)]
-        }
-        "ControllerRevision" => {
-            let owner = o
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().find(|r| r.get("controller").and_then(Value::as_bool) == Some(true)))
-                .map(|r| format!("{}/{}", s(r, "/kind").to_lowercase(), s(r, "/name")))
-                .unwrap_or_else(|| "<none>".to_string());
-            vec![name, json!(owner), json!(n(o, "/revision")), age(o)]
-        }
-        "Ingress" => ingress_row(o),
-        "CertificateSigningRequest" => csr_row(o),
-        "IngressClass" => {
-            let params = match o.pointer("/spec/parameters").filter(|p| p.is_object()) {
-                None => "<none>".to_string(),
-                Some(p) => match p.get("apiGroup").and_then(Value::as_str) {
-                    Some(g) => format!("{}.{g}/{}", s(p, "/kind"), s(p, "/name")),
-                    None => format!("{}/{}", s(p, "/kind"), s(p, "/name")),
-                },
-            };
-            vec![name, json!(s(o, "/spec/controller")), json!(params), age(o)]
-        }
-        "Role" | "ClusterRole" => vec![name, json!(s(o, "/metadata/creationTimestamp"))],
-        "RoleBinding" | "ClusterRoleBinding" => {
-            let subjects: Vec<&Value> = o.get("subjects").and_then(Value::as_array).map(|v| v.iter().collect()).unwrap_or_default();
-            let of = |kind: &str| -> String {
-                subjects
-                    .iter()
-                    .filter(|x| x.get("kind").and_then(Value::as_str) == Some(kind))
-                    .map(|x| match (kind, x.get("namespace").and_then(Value::as_str)) {
-                        ("ServiceAccount", Some(ns)) => format!("{ns}/{}", s(x, "/name")),
-                        _ => s(x, "/name").to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let role = format!("{}/{}", s(o, "/roleRef/kind"), s(o, "/roleRef/name"));
-            vec![name, json!(role), age(o), json!(of("User")), json!(of("Group")), json!(of("ServiceAccount"))]
-        }
-        _ => vec![name, age(o)],
-    }
+    vec![
+        name,
+        json!(format!("{}/{}", n(o, "/status/readyReplicas"), n(o, "/spec/replicas"))),
+        json!(n(o, "/status/updatedReplicas")),
+        json!(n(o, "/status/availableReplicas")),
+        age(o),
+        json!(cs),
+        json!(imgs),
+        sel(),
+    ]
 }
 
-/// A Table of `objects` of `info`'s kind.
-pub fn table(info: &ResourceInfo, objects: &[Value], resource_version: &str, q: &Query, version: &str) -> Value {
-    let cols = columns(info.kind);
+fn replica_set_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let tspec = o.pointer("/spec/template/spec").cloned().unwrap_or(Value::Null);
+    let (cs, imgs) = containers_images(&tspec);
+    let sel = || json!(or_none(o.pointer("/spec/selector").map(selector_string).unwrap_or_default()));
+    vec![
+        name,
+        json!(n(o, "/spec/replicas")),
+        json!(n(o, "/status/replicas")),
+        json!(n(o, "/status/readyReplicas")),
+        age(o),
+        json!(cs),
+        json!(imgs),
+        sel(),
+    ]
+}
+
+fn stateful_set_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let tspec = o.pointer("/spec/template/spec").cloned().unwrap_or(Value::Null);
+    let (cs, imgs) = containers_images(&tspec);
+    vec![
+        name,
+        json!(format!("{}/{}", n(o, "/status/readyReplicas"), n(o, "/spec/replicas"))),
+        age(o),
+        json!(cs),
+        json!(imgs),
+    ]
+}
+
+fn daemon_set_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let tspec = o.pointer("/spec/template/spec").cloned().unwrap_or(Value::Null);
+    let (cs, imgs) = containers_images(&tspec);
+    let sel = || json!(or_none(o.pointer("/spec/selector").map(selector_string).unwrap_or_default()));
+    let ns: Vec<String> = o
+        .pointer("/spec/template/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    vec![
+        name,
+        json!(n(o, "/status/desiredNumberScheduled")),
+        json!(n(o, "/status/currentNumberScheduled")),
+        json!(n(o, "/status/numberReady")),
+        json!(n(o, "/status/updatedNumberScheduled")),
+        json!(n(o, "/status/numberAvailable")),
+        json!(or_none(ns.join(","))),
+        age(o),
+        json!(cs),
+        json!(imgs),
+        sel(),
+    ]
+}
+
+fn service_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let ty = s(o, "/spec/type");
+    let mut external: Vec<String> = o
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str).map(str::to_string))
+        .collect();
+    external.extend(o.pointer("/spec/externalIPs").and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)));
+    let ext = match ty {
+        "ExternalName" => s(o, "/spec/externalName").to_string(),
+        "LoadBalancer" if external.is_empty() => "<pending>".to_string(),
+        _ => or_none(external.join(",")),
+    };
+    let selector: Vec<String> = o
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    vec![name, json!(ty), json!(or_none(s(o, "/spec/clusterIP").to_string())), json!(ext), json!(service_ports(o)), age(o), json!(or_none(selector.join(",")))]
+}
+
+fn namespace_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    vec![name, json!(s(o, "/status/phase")), age(o)]
+}
+
+fn config_map_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let count = ["data", "binaryData"].iter().filter_map(|k| o.get(*k).and_then(Value::as_object)).map(|m| m.len()).sum::<usize>();
+    vec![name, json!(count), age(o)]
+}
+
+fn secret_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    vec![name, json!(s(o, "/type")), json!(o.get("data").and_then(Value::as_object).map(|m| m.len()).unwrap_or(0)), age(o)]
+}
+
+fn job_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let tspec = o.pointer("/spec/template/spec").cloned().unwrap_or(Value::Null);
+    let (cs, imgs) = containers_images(&tspec);
+    let sel = || json!(or_none(o.pointer("/spec/selector").map(selector_string).unwrap_or_default()));
+    let completions = o.pointer("/spec/completions").and_then(Value::as_i64);
+    let succeeded = n(o, "/status/succeeded");
+    let comp = match completions {
+        Some(c) => format!("{succeeded}/{c}"),
+        None => format!("{succeeded}/1 of {}", n(o, "/spec/parallelism").max(1)),
+    };
+    let start = s(o, "/status/startTime");
+    let end = o.pointer("/status/completionTime").and_then(Value::as_str);
+    let dur = if start.is_empty() { String::new() } else { duration_between(start, end) };
+    vec![name, json!(job_status(o)), json!(comp), json!(dur), age(o), json!(cs), json!(imgs), sel()]
+}
+
+fn cron_job_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let jspec = o.pointer("/spec/jobTemplate/spec/template/spec").cloned().unwrap_or(Value::Null);
+    let (cs, imgs) = containers_images(&jspec);
+    let last = o.pointer("/status/lastScheduleTime").and_then(Value::as_str).map(|t| age_of(Some(t))).unwrap_or_else(|| "<none>".to_string());
+    let jsel = o.pointer("/spec/jobTemplate/spec/selector").map(selector_string).unwrap_or_default();
+    vec![
+        name,
+        json!(s(o, "/spec/schedule")),
+        json!(or_none(s(o, "/spec/timeZone").to_string())),
+        json!(o.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false)),
+        json!(o.pointer("/status/active").and_then(Value::as_array).map(Vec::len).unwrap_or(0)),
+        json!(last),
+        age(o),
+        json!(cs),
+        json!(imgs),
+        json!(or_none(jsel)),
+    ]
+}
+
+fn event_row(o: &Value) -> Vec<Value> {
+    let last = o
+        .get("lastTimestamp")
+        .and_then(Value::as_str)
+        .or_else(|| o.get("eventTime").and_then(Value::as_str))
+        .or_else(|| o.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
+    let obj = format!("{}/{}", s(o, "/involvedObject/kind").to_lowercase(), s(o, "/involvedObject/name"));
+    vec![json!(age_of(last)), json!(s(o, "/type")), json!(s(o, "/reason")), json!(obj), json!(s(o, "/message"))]
+}
+
+fn endpoints_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let mut eps = Vec::new();
+    for subset in o.get("subsets").and_then(Value::as_array).into_iter().flatten() {
+        let ports: Vec<i64> = subset.get("ports").and_then(Value::as_array).into_iter().flatten().map(|p| n(p, "/port")).collect();
+        for a in subset.get("addresses").and_then(Value::as_array).into_iter().flatten() {
+            let ip = s(a, "/ip");
+            if ports.is_empty() {
+                eps.push(ip.to_string());
+            }
+            for p in &ports {
+                eps.push(format!("{ip}:{p}"));
+            }
+        }
+    }
+    let shown = if eps.len() > 3 { format!("{} + {} more...", eps[..3].join(","), eps.len() - 3) } else { eps.join(",") };
+    vec![name, json!(or_none(shown)), age(o)]
+}
+
+fn service_account_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    vec![name, json!(o.get("secrets").and_then(Value::as_array).map(Vec::len).unwrap_or(0)), age(o)]
+}
+
+fn lease_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    vec![name, json!(or_none(s(o, "/spec/holderIdentity").to_string())), age(o)]
+}
+
+fn endpoint_slice_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let ports: Vec<String> = o.get("ports").and_then(Value::as_array).into_iter().flatten().map(|p| n(p, "/port").to_string()).collect();
+    let addrs: Vec<String> = o
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    vec![name, json!(s(o, "/addressType")), json!(or_none(ports.join(","))), json!(or_none(addrs.join(","))), age(o)]
+}
+
+fn controller_revision_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let owner = o
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|r| r.get("controller").and_then(Value::as_bool) == Some(true)))
+        .map(|r| format!("{}/{}", s(r, "/kind").to_lowercase(), s(r, "/name")))
+        .unwrap_or_else(|| "<none>".to_string());
+    vec![name, json!(owner), json!(n(o, "/revision")), age(o)]
+}
+
+fn role_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    vec![name, json!(s(o, "/metadata/creationTimestamp"))]
+}
+
+fn ingress_class_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let params = match o.pointer("/spec/parameters").filter(|p| p.is_object()) {
+        None => "<none>".to_string(),
+        Some(p) => match p.get("apiGroup").and_then(Value::as_str) {
+            Some(g) => format!("{}.{g}/{}", s(p, "/kind"), s(p, "/name")),
+            None => format!("{}/{}", s(p, "/kind"), s(p, "/name")),
+        },
+    };
+    vec![name, json!(s(o, "/spec/controller")), json!(params), age(o)]
+}
+
+fn role_binding_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    let subjects: Vec<&Value> = o.get("subjects").and_then(Value::as_array).map(|v| v.iter().collect()).unwrap_or_default();
+    let of = |kind: &str| -> String {
+        subjects
+            .iter()
+            .filter(|x| x.get("kind").and_then(Value::as_str) == Some(kind))
+            .map(|x| match (kind, x.get("namespace").and_then(Value::as_str)) {
+                ("ServiceAccount", Some(ns)) => format!("{ns}/{}", s(x, "/name")),
+                _ => s(x, "/name").to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let role = format!("{}/{}", s(o, "/roleRef/kind"), s(o, "/roleRef/name"));
+    vec![name, json!(role), age(o), json!(of("User")), json!(of("Group")), json!(of("ServiceAccount"))]
+}
+
+fn generic_row(o: &Value) -> Vec<Value> {
+    let name = json!(s(o, "/metadata/name"));
+    vec![name, age(o)]
+}
+
+/// A Table of `objects` of `info`'s kind, in the columns of `printer` (the kind's strategy's).
+pub fn table(info: &ResourceInfo, printer: &Printer, objects: &[Value], resource_version: &str, q: &Query, version: &str) -> Value {
+    let cols = printer.columns;
     let defs: Vec<Value> = cols
         .iter()
         .map(|(name, ty, prio)| {
@@ -654,8 +762,8 @@ pub fn table(info: &ResourceInfo, objects: &[Value], resource_version: &str, q: 
         .map(|o| {
             // Columns read the stored form (events.k8s.io Events print like core Events).
             let mut cells = match &info.stored_as {
-                Some(s) => row(info.kind, &(s.to_storage)(o.clone())),
-                None => row(info.kind, o),
+                Some(s) => (printer.row)(&(s.to_storage)(o.clone())),
+                None => (printer.row)(o),
             };
             cells.truncate(cols.len());
             let mut r = json!({"cells": cells});
@@ -738,10 +846,51 @@ mod tests {
     fn rows_have_as_many_cells_as_columns() {
         for r in crate::registry::RESOURCES {
             let obj = json!({"metadata": {"name": "x", "creationTimestamp": "2024-01-01T00:00:00Z"}});
-            let t = table(r, std::slice::from_ref(&obj), "1", &Query::default(), "v1");
+            let t = table(r, crate::strategy::of(r).printer(), std::slice::from_ref(&obj), "1", &Query::default(), "v1");
             let cols = t["columnDefinitions"].as_array().map(Vec::len);
             let cells = t["rows"][0]["cells"].as_array().map(Vec::len);
             assert_eq!(cols, cells, "{}", r.kind);
+        }
+    }
+
+    #[test]
+    fn each_kind_prints_kubectls_columns() {
+        // the columns as they were when the per-kind tables moved behind the strategies (* = priority 1,
+        // -o wide only); a kind not listed prints Name and Age
+        let expected = [
+            ("Pod", "Name,Ready,Status,Restarts,Age,IP*,Node*,Nominated Node*,Readiness Gates*"),
+            ("Deployment", "Name,Ready,Up-to-date,Available,Age,Containers*,Images*,Selector*"),
+            ("ReplicaSet", "Name,Desired,Current,Ready,Age,Containers*,Images*,Selector*"),
+            ("ReplicationController", "Name,Desired,Current,Ready,Age,Containers*,Images*,Selector*"),
+            ("StatefulSet", "Name,Ready,Age,Containers*,Images*"),
+            ("DaemonSet", "Name,Desired,Current,Ready,Up-to-date,Available,Node Selector,Age,Containers*,Images*,Selector*"),
+            ("Service", "Name,Type,Cluster-IP,External-IP,Port(s),Age,Selector*"),
+            ("Node", "Name,Status,Roles,Age,Version,Internal-IP*,External-IP*,OS-Image*,Kernel-Version*,Container-Runtime*"),
+            ("Namespace", "Name,Status,Age"),
+            ("ConfigMap", "Name,Data,Age"),
+            ("Secret", "Name,Type,Data,Age"),
+            ("Job", "Name,Status,Completions,Duration,Age,Containers*,Images*,Selector*"),
+            ("CronJob", "Name,Schedule,Timezone,Suspend,Active,Last Schedule,Age,Containers*,Images*,Selector*"),
+            ("Event", "Last Seen,Type,Reason,Object,Message"),
+            ("Endpoints", "Name,Endpoints,Age"),
+            ("ServiceAccount", "Name,Secrets,Age"),
+            ("Lease", "Name,Holder,Age"),
+            ("EndpointSlice", "Name,AddressType,Ports,Endpoints,Age"),
+            ("ControllerRevision", "Name,Controller,Revision,Age"),
+            ("Role", "Name,Created At"),
+            ("ClusterRole", "Name,Created At"),
+            ("Ingress", "Name,Class,Hosts,Address,Ports,Age"),
+            ("IngressClass", "Name,Controller,Parameters,Age"),
+            ("CertificateSigningRequest", "Name,Age,SignerName,Requestor,RequestedDuration,Condition"),
+            ("RoleBinding", "Name,Role,Age,Users*,Groups*,ServiceAccounts*"),
+            ("ClusterRoleBinding", "Name,Role,Age,Users*,Groups*,ServiceAccounts*"),
+            ("_", "Name,Age"),
+        ];
+        for r in crate::registry::RESOURCES {
+            let want = expected.iter().find(|(k, _)| *k == r.kind).map_or("Name,Age", |(_, c)| *c);
+            let cols = crate::strategy::of(r).printer().columns;
+            let got: Vec<String> = cols.iter().map(|(name, _, prio)| format!("{name}{}", if *prio == 1 { "*" } else { "" })).collect();
+            assert_eq!(got.join(","), want, "{}", r.kind);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! POST: create an object in a collection, plus the POST-only subresources `pods/binding` (the scheduler's
-//! assignment) and `pods/eviction`. Services get their cluster IP and node ports (`service_alloc`), an Ingress
+//! assignment) and `pods/eviction`. The kind's strategy prepares the body (a CSR's requester) and names what
+//! needs the store (`StoreHook`): Services get their cluster IP and node ports (`service_alloc`), an Ingress
 //! without a class the default class (`admission::default_ingress_class`).
 
 use axum::response::Response;
@@ -15,6 +16,7 @@ use crate::request::{self, BodyType};
 use crate::state::ApiState;
 use crate::status::{self, ApiError, Cause};
 use crate::storage::ListOptions;
+use crate::strategy::{self, StoreHook};
 
 /// Decodes a JSON or YAML body (415 for other media types).
 pub fn decode_object(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
@@ -58,7 +60,7 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
             )))
         }
     }
-    let obj = crate::certificates::on_create(info, decode_object(ctx, &body)?, &ctx.user);
+    let obj = crate::strategy::of(info).prepare_for_create(info, decode_object(ctx, &body)?, &ctx.user);
     ctx.check_escalation(&obj).await?;
     admission::node_restriction::admit_create(&ctx.state, &ctx.user, info, ctx.target.ns().unwrap_or_default(), &obj).await?;
     let obj = create_object(&ctx.state, info, ctx.target.ns(), obj, field_validation(ctx), ctx.query.dry_run).await?;
@@ -84,7 +86,8 @@ pub async fn create_object(
         check_namespace(state, info, ns.unwrap_or_default(), &name, true).await?;
     }
     let mut claimed = Vec::new();
-    if info.kind == "Service" {
+    let hook = strategy::of(info).store_hook();
+    if hook == StoreHook::ServiceAddresses {
         // An existing service answers AlreadyExists, not "IP already allocated".
         let key = info.key(object::namespace(&obj), &name);
         if state.store.get(&key).await.map_err(|e| ApiError::from_storage(info, &name, e))?.is_some() {
@@ -92,7 +95,7 @@ pub async fn create_object(
         }
         claimed = super::service_alloc::allocate_on_create(state, info, &mut obj, dry_run).await?;
     }
-    if info.kind == "Ingress" {
+    if hook == StoreHook::DefaultIngressClass {
         default_ingress_class(state, &mut obj).await?;
     }
     if dry_run {

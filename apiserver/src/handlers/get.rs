@@ -22,7 +22,7 @@ pub async fn get(ctx: &Ctx) -> Result<Response, ApiError> {
                 return Err(ApiError::path_not_found(&ctx.path));
             }
             if request::wants_table(&ctx.headers) {
-                let t = table::table(info, std::slice::from_ref(&obj), "", &ctx.query, request::table_version(&ctx.headers));
+                let t = table::table(info, crate::strategy::of(info).printer(), std::slice::from_ref(&obj), "", &ctx.query, request::table_version(&ctx.headers));
                 return Ok(json_response(StatusCode::OK, &t));
             }
             Ok(json_response(StatusCode::OK, &obj))

@@ -209,7 +209,7 @@ pub async fn list(ctx: &Ctx) -> Result<Response, ApiError> {
     }
     if request::wants_table(&ctx.headers) {
         let page = list_objects(&ctx.state, info, ctx.target.ns(), &ctx.query).await?;
-        let mut t = table::table(info, &page.items, "", &ctx.query, request::table_version(&ctx.headers));
+        let mut t = table::table(info, crate::strategy::of(info).printer(), &page.items, "", &ctx.query, request::table_version(&ctx.headers));
         t["metadata"]["resourceVersion"] = json!(page.revision.to_string());
         if let Some(c) = &page.continue_token {
             t["metadata"]["continue"] = json!(c);

@@ -115,7 +115,7 @@ pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
             }
             target
         };
-        let next = crate::certificates::for_subresource(info, ctx.target.subresource.as_deref(), cur, next);
+        let next = crate::strategy::of(info).for_subresource(info, ctx.target.subresource.as_deref(), cur, next);
         let next = prepare_update(info, cur, next, part, validation)?;
         match part {
             Part::Main => super::service_alloc::on_update(info, cur, next, services.as_ref()),

@@ -23,6 +23,7 @@ use crate::registry::ResourceInfo;
 use crate::state::ApiState;
 use crate::status::{ApiError, Cause};
 use crate::storage::ListOptions;
+use crate::strategy::{self, StoreHook};
 
 /// The node port range (upstream's default `--service-node-port-range`).
 pub const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
@@ -148,7 +149,7 @@ fn allocate(state: &ApiState, info: &ResourceInfo, name: &str, svc: &mut Value, 
 
 /// Releases what a Service held once it is gone from the store (deleted, or its last finalizer removed).
 pub async fn on_removed(state: &ApiState, info: &ResourceInfo, svc: &Value) {
-    if info.kind == "Service" {
+    if strategy::of(info).store_hook() == StoreHook::ServiceAddresses {
         release(state, svc, Held::of(svc).into_iter().collect()).await;
     }
 }
@@ -193,7 +194,7 @@ pub struct ForUpdate {
 /// [`ForUpdate`] for a Service's main resource (None for any other resource or subresource).
 pub async fn for_update(ctx: &super::Ctx) -> Result<Option<ForUpdate>, ApiError> {
     let info = ctx.info();
-    if info.kind != "Service" || ctx.target.subresource.is_some() {
+    if strategy::of(info).store_hook() != StoreHook::ServiceAddresses || ctx.target.subresource.is_some() {
         return Ok(None);
     }
     let used = in_use(&ctx.state, info).await?;

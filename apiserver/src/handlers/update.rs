@@ -39,7 +39,7 @@ pub async fn update(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         }
         Some(sub @ ("status" | "approval")) if info.subresource(sub).is_some() => {
             guarded_update(ctx, precondition, |cur| {
-                let next = crate::certificates::for_subresource(info, Some(sub), cur, new.clone());
+                let next = crate::strategy::of(info).for_subresource(info, Some(sub), cur, new.clone());
                 prepare_update(info, cur, next, Part::Status, validation)
             })
             .await?

@@ -39,7 +39,7 @@ impl Render {
     fn event(&self, kind: &str, mut obj: Value) -> Bytes {
         set_type_meta(&mut obj, self.info);
         let object = match self.table {
-            Some(v) => table::table(self.info, std::slice::from_ref(&obj), "", &self.query, v),
+            Some(v) => table::table(self.info, crate::strategy::of(self.info).printer(), std::slice::from_ref(&obj), "", &self.query, v),
             None => obj,
         };
         let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();

@@ -4,9 +4,10 @@
 use rkube_apimachinery::validation as names;
 use serde_json::{json, Value};
 
-use super::{validate_with, Strategy};
+use super::{validate_with, StoreHook, Strategy};
 use crate::defaulting::{child, default_secret, default_service, set_default};
 use crate::registry::ResourceInfo;
+use crate::table::{self, Printer};
 use crate::status::Cause;
 use crate::validation::{self, workloads};
 
@@ -15,6 +16,10 @@ use crate::validation::{self, workloads};
 pub struct Namespaces;
 
 impl Strategy for Namespaces {
+    fn printer(&self) -> &'static Printer {
+        &table::NAMESPACE
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         let name = obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
         let meta = child(obj, "metadata");
@@ -36,16 +41,24 @@ impl Strategy for Namespaces {
 }
 
 /// Services: port and type defaults, the name a DNS-1035 label, ports and type checked, the ClusterIP
-/// immutable once set. (Allocation is `handlers::service_alloc`.)
+/// immutable once set. Allocation needs the store: `handlers::service_alloc`, by [`StoreHook::ServiceAddresses`].
 pub struct Services;
 
 impl Strategy for Services {
+    fn printer(&self) -> &'static Printer {
+        &table::SERVICE
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         default_service(obj);
     }
 
     fn name_error(&self, _info: &ResourceInfo, name: &str) -> Option<String> {
         names::dns1035_label_error(name)
+    }
+
+    fn store_hook(&self) -> StoreHook {
+        StoreHook::ServiceAddresses
     }
 
     fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
@@ -62,6 +75,10 @@ impl Strategy for Services {
 pub struct ConfigMaps;
 
 impl Strategy for ConfigMaps {
+    fn printer(&self) -> &'static Printer {
+        &table::CONFIG_MAP
+    }
+
     fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         validate_config(self, info, obj, old)
     }
@@ -75,6 +92,10 @@ impl Strategy for ConfigMaps {
 pub struct Secrets;
 
 impl Strategy for Secrets {
+    fn printer(&self) -> &'static Printer {
+        &table::SECRET
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         default_secret(obj);
     }
@@ -101,6 +122,10 @@ fn validate_config(strategy: &dyn Strategy, info: &ResourceInfo, obj: &Value, ol
 pub struct Nodes;
 
 impl Strategy for Nodes {
+    fn printer(&self) -> &'static Printer {
+        &table::NODE
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         child(obj, "spec");
     }

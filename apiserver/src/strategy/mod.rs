@@ -1,7 +1,7 @@
 //! What the server does with an object of one kind beyond the generic write path, in one place per kind, as
 //! upstream's registry strategies (`pkg/registry/<group>/<resource>/strategy.go`): the defaults filled on
 //! create and on every update, the rule `metadata.name` follows, the kind's validation on create and update,
-//! and whether writes to the spec bump `metadata.generation`. `admission` asks [`of`] for a kind's strategy and
+//! whether writes to the spec bump `metadata.generation`, and its columns in `kubectl get` (a `table::Printer`). `admission` asks [`of`] for a kind's strategy and
 //! calls it; [`of`] is the one place that matches on a kind name for these.
 //!
 //! `defaulting` and `validation` hold the defaults and checks; a kind's strategy says which of them it runs.
@@ -18,8 +18,10 @@ mod workloads;
 use rkube_apimachinery::validation as names;
 use serde_json::Value;
 
+use crate::auth::User;
 use crate::registry::ResourceInfo;
 use crate::status::Cause;
+use crate::table::{self, Printer};
 use crate::validation;
 
 /// One kind's behaviour on writes.
@@ -44,6 +46,42 @@ pub trait Strategy: Sync {
     fn has_generation(&self) -> bool {
         true
     }
+
+    /// The kind's columns in `kubectl get` (server-side Tables): Name and Age by default.
+    fn printer(&self) -> &'static Printer {
+        &table::GENERIC
+    }
+
+    /// The body of a create as `user` sent it, before admission: fields only the server may set (a CSR's
+    /// requester). Unchanged by default.
+    fn prepare_for_create(&self, _info: &ResourceInfo, obj: Value, _user: &User) -> Value {
+        obj
+    }
+
+    /// `next`, the client's whole object for a write to `subresource` of `cur` (None: the main resource),
+    /// reduced to what that subresource may change beyond the status rule of `admission` (a CSR's `/approval`).
+    /// Unchanged by default.
+    fn for_subresource(&self, _info: &ResourceInfo, _subresource: Option<&str>, _cur: &Value, next: Value) -> Value {
+        next
+    }
+
+    /// What the handlers do with the store around the kind's writes, which a strategy cannot (it has no store).
+    fn store_hook(&self) -> StoreHook {
+        StoreHook::None
+    }
+}
+
+/// A kind's work with the store beyond reading and writing its object, carried out by the handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreHook {
+    None,
+    /// A Service's ClusterIP and node ports: allocated on create (an existing Service answers AlreadyExists
+    /// first), carried over on update, released when it is gone (`handlers::service_alloc`), as upstream's
+    /// Service REST storage.
+    ServiceAddresses,
+    /// An Ingress without a class gets the default IngressClass on create (upstream's DefaultIngressClass
+    /// admission, `admission::default_ingress_class`).
+    DefaultIngressClass,
 }
 
 /// The strategy of `info`'s kind.
@@ -68,22 +106,40 @@ pub fn of(info: &ResourceInfo) -> &'static dyn Strategy {
         "CertificateSigningRequest" => &certificates::CertificateSigningRequests,
         "Role" | "ClusterRole" => &rbac::Roles,
         "RoleBinding" | "ClusterRoleBinding" => &rbac::Bindings,
-        "Event" | "Endpoints" | "Lease" | "ServiceAccount" => &Generic { generation: false },
-        _ => &Generic { generation: true },
+        "Event" => &EVENTS,
+        "Endpoints" => &ENDPOINTS,
+        "Lease" => &LEASES,
+        "ServiceAccount" => &SERVICE_ACCOUNTS,
+        "ControllerRevision" => &CONTROLLER_REVISIONS,
+        _ => &OTHERS,
     }
 }
 
 /// The kinds with no behaviour of their own beyond metadata: the defaults of the trait (no defaults, metadata
-/// checks, a DNS-1123 subdomain name); `generation` says whether writes bump `metadata.generation`.
+/// checks, a DNS-1123 subdomain name); `generation` says whether writes bump `metadata.generation`, `printer`
+/// is the kind's columns.
 pub struct Generic {
     generation: bool,
+    printer: &'static Printer,
 }
 
 impl Strategy for Generic {
     fn has_generation(&self) -> bool {
         self.generation
     }
+
+    fn printer(&self) -> &'static Printer {
+        self.printer
+    }
 }
+
+static EVENTS: Generic = Generic { generation: false, printer: &table::EVENT };
+static ENDPOINTS: Generic = Generic { generation: false, printer: &table::ENDPOINTS };
+static LEASES: Generic = Generic { generation: false, printer: &table::LEASE };
+static SERVICE_ACCOUNTS: Generic = Generic { generation: false, printer: &table::SERVICE_ACCOUNT };
+static CONTROLLER_REVISIONS: Generic = Generic { generation: true, printer: &table::CONTROLLER_REVISION };
+/// LimitRanges and the review kinds.
+static OTHERS: Generic = Generic { generation: true, printer: &table::GENERIC };
 
 /// Metadata checks with the strategy's name rule, then `kind`'s own checks.
 fn validate_with<S: Strategy + ?Sized>(

@@ -2,9 +2,10 @@
 
 use serde_json::{json, Value};
 
-use super::{validate_with, Strategy};
+use super::{validate_with, StoreHook, Strategy};
 use crate::defaulting::set_default;
 use crate::registry::ResourceInfo;
+use crate::table::{self, Printer};
 use crate::status::Cause;
 use crate::validation::ingress;
 
@@ -13,6 +14,14 @@ use crate::validation::ingress;
 pub struct Ingresses;
 
 impl Strategy for Ingresses {
+    fn printer(&self) -> &'static Printer {
+        &table::INGRESS
+    }
+
+    fn store_hook(&self) -> StoreHook {
+        StoreHook::DefaultIngressClass
+    }
+
     fn validate(&self, info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
         validate_with(self, info, obj, |causes| ingress::validate_ingress(obj, old.is_none(), causes))
     }
@@ -23,6 +32,10 @@ impl Strategy for Ingresses {
 pub struct IngressClasses;
 
 impl Strategy for IngressClasses {
+    fn printer(&self) -> &'static Printer {
+        &table::INGRESS_CLASS
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         if let Some(params) = obj.pointer_mut("/spec/parameters").filter(|p| p.is_object()) {
             set_default(params, "scope", json!("Cluster"));
@@ -38,6 +51,10 @@ impl Strategy for IngressClasses {
 pub struct EndpointSlices;
 
 impl Strategy for EndpointSlices {
+    fn printer(&self) -> &'static Printer {
+        &table::ENDPOINT_SLICE
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         if let Some(ports) = obj.get_mut("ports").and_then(Value::as_array_mut) {
             for p in ports {

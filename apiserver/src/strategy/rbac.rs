@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::{validate_with, Strategy};
 use crate::defaulting::set_default;
 use crate::registry::ResourceInfo;
+use crate::table::{self, Printer};
 use crate::status::Cause;
 use crate::validation::rbac;
 
@@ -14,6 +15,10 @@ use crate::validation::rbac;
 pub struct Roles;
 
 impl Strategy for Roles {
+    fn printer(&self) -> &'static Printer {
+        &table::ROLE
+    }
+
     fn name_error(&self, _info: &ResourceInfo, name: &str) -> Option<String> {
         names::path_segment_error(name)
     }
@@ -28,6 +33,10 @@ impl Strategy for Roles {
 pub struct Bindings;
 
 impl Strategy for Bindings {
+    fn printer(&self) -> &'static Printer {
+        &table::ROLE_BINDING
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         // users' and groups' apiGroup is rbac.authorization.k8s.io; a service account's stays "" (omitted)
         if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {

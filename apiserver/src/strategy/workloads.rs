@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::{validate_with, Strategy};
 use crate::defaulting;
 use crate::registry::ResourceInfo;
+use crate::table::{self, Printer};
 use crate::status::Cause;
 use crate::validation::workloads as checks;
 
@@ -13,6 +14,10 @@ use crate::validation::workloads as checks;
 pub struct Pods;
 
 impl Strategy for Pods {
+    fn printer(&self) -> &'static Printer {
+        &table::POD
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         defaulting::default_pod(obj);
     }
@@ -31,6 +36,10 @@ impl Strategy for Pods {
 pub struct Deployments;
 
 impl Strategy for Deployments {
+    fn printer(&self) -> &'static Printer {
+        &table::DEPLOYMENT
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         defaulting::default_deployment(obj);
     }
@@ -44,6 +53,10 @@ impl Strategy for Deployments {
 pub struct ReplicaSets;
 
 impl Strategy for ReplicaSets {
+    fn printer(&self) -> &'static Printer {
+        &table::REPLICA_SET
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         defaulting::default_replicaset(obj);
     }
@@ -57,6 +70,10 @@ impl Strategy for ReplicaSets {
 pub struct StatefulSets;
 
 impl Strategy for StatefulSets {
+    fn printer(&self) -> &'static Printer {
+        &table::STATEFUL_SET
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         defaulting::default_statefulset(obj);
     }
@@ -70,6 +87,10 @@ impl Strategy for StatefulSets {
 pub struct DaemonSets;
 
 impl Strategy for DaemonSets {
+    fn printer(&self) -> &'static Printer {
+        &table::DAEMON_SET
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         defaulting::default_daemonset(obj);
     }
@@ -93,6 +114,10 @@ fn validate_replicated(strategy: &dyn Strategy, info: &ResourceInfo, obj: &Value
 pub struct ReplicationControllers;
 
 impl Strategy for ReplicationControllers {
+    fn printer(&self) -> &'static Printer {
+        &table::REPLICA_SET
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         defaulting::default_rc(obj);
     }
@@ -106,6 +131,10 @@ impl Strategy for ReplicationControllers {
 pub struct Jobs;
 
 impl Strategy for Jobs {
+    fn printer(&self) -> &'static Printer {
+        &table::JOB
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         defaulting::default_job(obj);
     }
@@ -124,6 +153,10 @@ impl Strategy for Jobs {
 pub struct CronJobs;
 
 impl Strategy for CronJobs {
+    fn printer(&self) -> &'static Printer {
+        &table::CRON_JOB
+    }
+
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
         defaulting::default_cronjob(obj);
     }
