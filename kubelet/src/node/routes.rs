@@ -1,7 +1,13 @@
 //! host-gw pod network: a route to every other node's `spec.podCIDR` via that node's InternalIP, kept from a
 //! watch on Nodes as nodes come and go (flannel's host-gw backend does the same). The decision is pure
-//! ([`desired`] from the Node list, [`diff`] against the routes in place); acting is `ip route` on routes
-//! marked with protocol [`RT_PROTO`], so only the routes this module made are ever changed or removed.
+//! ([`desired`] from the Node list, [`plan`] against the routes in place and the routes this reconciler owns);
+//! acting is `ip route` in the main table with protocol [`RT_PROTO`].
+//!
+//! Protocol 82 alone does not make a route ours: another rkube node agent on the same host (each test cluster
+//! has one) or a user may have made one with it. So the reconciler remembers the routes it installed, or found
+//! already as it wants them, and removes only those, and only while they still go where it put them; a route it
+//! does not own is never deleted or replaced (a conflicting one is logged and left). The cost: a route this
+//! kubelet made before a restart, for a Node deleted while it was down, is not known as its own and stays.
 //!
 //! Needs the nodes on one L2 segment (the gateway must be on-link); a node whose InternalIP is not reachable
 //! directly gets no route, and the failure is logged.
@@ -39,19 +45,45 @@ pub fn desired(nodes: &[Node], me: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// What to change so the routes in place (`current`, ours only) become `want`.
+/// One step from the routes in place to the wanted ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// Add, or replace a route to `dst` that goes elsewhere.
+    /// Add a route to `dst`, or move our own route to `dst` to another gateway; owned afterwards.
     Set { dst: String, via: String },
-    Delete { dst: String },
+    /// A route to `dst` via `via` is already there as wanted (made before a restart, or by an earlier sync):
+    /// owned from now on, nothing to do in the kernel.
+    Adopt { dst: String, via: String },
+    /// Remove our route to `dst` via `via` (its Node is gone or has moved); not owned afterwards.
+    Delete { dst: String, via: String },
+    /// Our route to `dst` is gone or someone else's now (changed under us): forget it, touch nothing.
+    Forget { dst: String },
+    /// A route to `dst` with protocol 82 that is not ours goes via `found`, not `via`: left alone.
+    Conflict { dst: String, via: String, found: String },
 }
 
-pub fn diff(want: &BTreeMap<String, String>, current: &BTreeMap<String, String>) -> Vec<Change> {
-    let mut out: Vec<Change> = current.keys().filter(|d| !want.contains_key(*d)).map(|d| Change::Delete { dst: d.clone() }).collect();
+/// What to do so that the kernel's protocol-82 routes (`current`: dst -> gateway, main table) give every
+/// wanted podCIDR its route, given the routes this reconciler owns (`owned`, dst -> the gateway it set).
+/// Routes it does not own are never deleted or replaced. Pure: the table of cases is the unit test.
+pub fn plan(want: &BTreeMap<String, String>, current: &BTreeMap<String, String>, owned: &BTreeMap<String, String>) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (dst, mine) in owned {
+        let still_mine = current.get(dst) == Some(mine);
+        match (want.contains_key(dst), still_mine) {
+            (false, true) => out.push(Change::Delete { dst: dst.clone(), via: mine.clone() }),
+            (_, false) => out.push(Change::Forget { dst: dst.clone() }),
+            (true, true) => {}
+        }
+    }
     for (dst, via) in want {
-        if current.get(dst) != Some(via) {
-            out.push(Change::Set { dst: dst.clone(), via: via.clone() });
+        let ours = owned.get(dst).is_some_and(|mine| current.get(dst) == Some(mine));
+        match current.get(dst) {
+            Some(found) if found == via => {
+                if !ours {
+                    out.push(Change::Adopt { dst: dst.clone(), via: via.clone() });
+                }
+            }
+            Some(found) if !ours => out.push(Change::Conflict { dst: dst.clone(), via: via.clone(), found: found.clone() }),
+            _ => out.push(Change::Set { dst: dst.clone(), via: via.clone() }),
         }
     }
     out
@@ -76,21 +108,36 @@ async fn ip(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-async fn sync(nodes: &[Node], me: &str) {
-    let current = match ip(&["-o", "-4", "route", "show", "proto", RT_PROTO]).await {
+/// One pass: read the kernel's protocol-82 routes in the main table, carry out [`plan`], and keep `owned` to
+/// what this reconciler now holds.
+async fn sync(nodes: &[Node], me: &str, owned: &mut BTreeMap<String, String>) {
+    let current = match ip(&["-o", "-4", "route", "show", "table", "main", "proto", RT_PROTO]).await {
         Ok(t) => parse_routes(&t),
         Err(e) => {
             tracing::warn!(error = %e, "read pod network routes");
             return;
         }
     };
-    for change in diff(&desired(nodes, me), &current) {
+    for change in plan(&desired(nodes, me), &current, owned) {
         let r = match &change {
-            Change::Set { dst, via } => ip(&["route", "replace", dst, "via", via, "proto", RT_PROTO]).await,
-            Change::Delete { dst } => ip(&["route", "del", dst, "proto", RT_PROTO]).await,
+            Change::Set { dst, via } => ip(&["route", "replace", dst, "via", via, "proto", RT_PROTO, "table", "main"]).await.map(|_| {
+                owned.insert(dst.clone(), via.clone());
+            }),
+            Change::Adopt { dst, via } => {
+                owned.insert(dst.clone(), via.clone());
+                Ok(())
+            }
+            Change::Delete { dst, via } => ip(&["route", "del", dst, "via", via, "proto", RT_PROTO, "table", "main"]).await.map(|_| {
+                owned.remove(dst);
+            }),
+            Change::Forget { dst } => {
+                owned.remove(dst);
+                Ok(())
+            }
+            Change::Conflict { .. } => Err("a protocol-82 route this kubelet did not make is in the way; left alone".to_string()),
         };
         match r {
-            Ok(_) => tracing::info!(?change, "pod network route"),
+            Ok(()) => tracing::info!(?change, "pod network route"),
             Err(e) => tracing::warn!(?change, error = %e, "pod network route not changed"),
         }
     }
@@ -112,9 +159,10 @@ pub async fn run(client: kube::Client, me: String) {
         tracing::warn!(error = %e, "pod network routes: node watch ended before the first list");
         return;
     }
+    let mut owned = BTreeMap::new();
     loop {
         let nodes: Vec<Node> = store.state().iter().map(|n| (**n).clone()).collect();
-        sync(&nodes, &me).await;
+        sync(&nodes, &me, &mut owned).await;
         match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
             Ok(None) => return,
             _ => {}
@@ -158,15 +206,57 @@ mod tests {
         assert!(desired(&[gone], "me").is_empty(), "a node being deleted loses its route");
     }
 
+    fn set(dst: &str, via: &str) -> Change {
+        Change::Set { dst: dst.into(), via: via.into() }
+    }
+
     #[test]
-    fn diff_adds_moves_and_removes_only_what_differs() {
-        let want = map(&[("10.244.2.0/24", "172.28.0.12"), ("10.244.3.0/24", "172.28.0.23")]);
-        let current = map(&[("10.244.3.0/24", "172.28.0.13"), ("10.244.4.0/24", "172.28.0.14"), ("10.244.2.0/24", "172.28.0.12")]);
+    fn plan_adds_moves_and_removes_only_its_own_routes() {
+        // ours: .2 (as wanted), .3 (its node moved to .23), .4 (its node is gone)
+        let owned = map(&[("10.244.2.0/24", "172.28.0.12"), ("10.244.3.0/24", "172.28.0.13"), ("10.244.4.0/24", "172.28.0.14")]);
+        let want = map(&[("10.244.2.0/24", "172.28.0.12"), ("10.244.3.0/24", "172.28.0.23"), ("10.244.5.0/24", "172.28.0.15")]);
+        let current = owned.clone();
         assert_eq!(
-            diff(&want, &current),
-            vec![Change::Delete { dst: "10.244.4.0/24".into() }, Change::Set { dst: "10.244.3.0/24".into(), via: "172.28.0.23".into() }]
+            plan(&want, &current, &owned),
+            vec![
+                Change::Delete { dst: "10.244.4.0/24".into(), via: "172.28.0.14".into() },
+                set("10.244.3.0/24", "172.28.0.23"),
+                set("10.244.5.0/24", "172.28.0.15"),
+            ]
         );
-        assert!(diff(&want, &want).is_empty());
+        let after = map(&[("10.244.2.0/24", "172.28.0.12"), ("10.244.3.0/24", "172.28.0.23"), ("10.244.5.0/24", "172.28.0.15")]);
+        assert!(plan(&want, &after, &after).is_empty(), "nothing to do once in place");
+    }
+
+    #[test]
+    fn routes_it_did_not_make_are_never_removed_or_replaced() {
+        // another node agent on this host (another cluster) and a user's route, both protocol 82
+        let current = map(&[("10.244.9.0/24", "10.1.0.9"), ("192.168.77.0/24", "10.1.0.1"), ("10.244.2.0/24", "10.1.0.2")]);
+        let want = map(&[("10.244.2.0/24", "172.28.0.12"), ("10.244.3.0/24", "172.28.0.13")]);
+        assert_eq!(
+            plan(&want, &current, &BTreeMap::new()),
+            vec![
+                Change::Conflict { dst: "10.244.2.0/24".into(), via: "172.28.0.12".into(), found: "10.1.0.2".into() },
+                set("10.244.3.0/24", "172.28.0.13"),
+            ],
+            "the unknown routes stay; the clashing one is reported, not taken over"
+        );
+        // with nothing wanted (one node, or every other Node gone) nothing foreign is touched
+        assert!(plan(&BTreeMap::new(), &current, &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn a_route_already_as_wanted_is_adopted_and_one_changed_under_it_forgotten() {
+        let want = map(&[("10.244.2.0/24", "172.28.0.12")]);
+        let current = map(&[("10.244.2.0/24", "172.28.0.12")]);
+        assert_eq!(plan(&want, &current, &BTreeMap::new()), vec![Change::Adopt { dst: "10.244.2.0/24".into(), via: "172.28.0.12".into() }]);
+        // our route to .7 was replaced by someone else's (another gateway), and its Node is gone: forgotten, kept
+        let owned = map(&[("10.244.7.0/24", "172.28.0.17")]);
+        let current = map(&[("10.244.7.0/24", "10.1.0.7")]);
+        assert_eq!(plan(&BTreeMap::new(), &current, &owned), vec![Change::Forget { dst: "10.244.7.0/24".into() }]);
+        // our route was deleted by hand while its Node is still there: put back
+        let want = map(&[("10.244.7.0/24", "172.28.0.17")]);
+        assert_eq!(plan(&want, &BTreeMap::new(), &owned), vec![Change::Forget { dst: "10.244.7.0/24".into() }, set("10.244.7.0/24", "172.28.0.17")]);
     }
 
     #[test]
