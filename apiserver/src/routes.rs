@@ -57,6 +57,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
         match segs.as_slice() {
             ["version"] => return json_response(StatusCode::OK, &discovery::version()),
             ["healthz" | "livez" | "readyz", ..] => return health(&state, &segs).await,
+            ["debug", "rkube", "traces", rest @ ..] => return handlers::trace::serve(rest, &path),
             ["metrics"] => {
                 return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
             }

@@ -14,6 +14,7 @@ mod kubelet;
 mod node;
 mod server;
 mod token;
+mod trace;
 mod up;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -53,16 +54,22 @@ enum Command {
     Inspect(inspect::Command),
     /// Serve a web UI of the cluster on 127.0.0.1, behind a random token in the URL it prints
     Dashboard(dashboard::Args),
+    /// A pod's steps across the control plane and its node (request, controller, scheduler, kubelet), with times
+    #[command(subcommand)]
+    Trace(trace::Command),
     /// Print the shell completion script for rkube (bash, zsh or fish)
     Completion(completion::Args),
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
+    // the log on stderr (RKUBE_LOG), and beside it the span recorder `rkube trace` reads (docs/trace.md)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let log_filter = tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(log_filter))
+        .with(rkube_trace::layer())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -77,6 +84,7 @@ fn main() {
         Command::Cluster(cmd) => cluster::run(cmd),
         Command::Inspect(cmd) => inspect::run(cmd),
         Command::Dashboard(args) => dashboard::run(args),
+        Command::Trace(cmd) => trace::run(cmd),
         Command::Completion(args) => completion::run(args, Cli::command()),
     };
     if let Err(err) = result {

@@ -450,7 +450,8 @@ mod wiring {
                     };
                     let prefix = format!("{name}-");
                     let pod = from_template(template, &ns, PodName::Generate(&prefix), oref.clone(), &[]);
-                    create_slow_start(&ctx, &pods_api, &exp_key, &pod, *n).await?;
+                    let trace = crate::util::trace::of_owner(obj.meta());
+                    create_slow_start(&ctx, &pods_api, &exp_key, &pod, *n, trace).await?;
                 }
                 Action::Delete(victims) if synced => {
                     if let Ok(mut e) = ctx.expectations.lock() {
@@ -514,13 +515,25 @@ mod wiring {
         exp_key: &str,
         pod: &Pod,
         n: usize,
+        trace: Option<rkube_trace::TraceParent>,
     ) -> Result<(), ReconcileError> {
         let mut done = 0;
         let mut batch = 1;
         let pp = PostParams { field_manager: Some(ctx.config.manager.clone()), ..Default::default() };
         while done < n {
             let size = batch.min(n - done);
-            let results = join_all((0..size).map(|_| api.create(&pp, pod))).await;
+            let results = join_all((0..size).map(|_| {
+                let (pod, span) = crate::util::trace::create_child(pod, trace, "replicaset", exp_key);
+                let pp = &pp;
+                async move {
+                    let r = tracing::Instrument::instrument(api.create(pp, &pod), span.clone()).await;
+                    if let Ok(p) = &r {
+                        crate::util::trace::created(&span, p);
+                    }
+                    r
+                }
+            }))
+            .await;
             let mut created = Vec::new();
             let mut first_err = None;
             for r in results {

@@ -63,9 +63,11 @@ struct ApiSink {
 
 impl PodSink for ApiSink {
     fn event(&self, pod: &Pod, container: Option<&str>, t: EventType, reason: &str, message: String) {
+        crate::trace::event(container, t, reason, &message);
         let _ = self.ops.send(ApiOp::Event(pod.clone(), container.map(str::to_string), t, reason.into(), message));
     }
     fn status(&self, pod: &Pod, status: PodStatus) {
+        crate::trace::status(&status);
         if crate::static_pods::is_static(pod) {
             if let (Ok(mut m), Some(uid)) = (self.static_status.lock(), pod.metadata.uid.clone()) {
                 m.insert(uid, (pod.clone(), status.clone()));
@@ -327,10 +329,11 @@ fn spawn_worker(ctx: &Arc<NodeContext>, pod: Pod) -> WorkerHandle {
     let ctx = ctx.clone();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let kept = pod.clone();
+    let span = crate::trace::pod_span(&pod, &ctx.config.node_name);
     let thread = std::thread::Builder::new()
         .name(format!("pod-{}", name.chars().take(10).collect::<String>()))
         .stack_size(2 << 20)
-        .spawn(move || PodWorker::new(ctx, pod).run(rx))
+        .spawn(move || span.in_scope(|| PodWorker::new(ctx, pod).run(rx)))
         .expect("spawn a pod worker thread");
     WorkerHandle { tx, thread, pod: kept }
 }

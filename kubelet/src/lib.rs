@@ -45,6 +45,7 @@ pub mod runtime_client;
 pub mod server;
 pub mod static_pods;
 pub mod time;
+pub mod trace;
 pub mod volume;
 pub mod proxy;
 pub mod dns;

@@ -55,7 +55,9 @@ pub fn merge(sets: Vec<Vec<Record>>, pod_key: &str) -> Vec<Record> {
         }
         None
     };
-    let keep: Vec<bool> = all.iter().map(|r| pod_of(r).is_none_or(|p| p == pod_key)).collect();
+    // the kubelet's own log fields name a pod without its namespace: the trace is already the namespace's
+    let name = pod_key.rsplit('/').next().unwrap_or(pod_key);
+    let keep: Vec<bool> = all.iter().map(|r| pod_of(r).is_none_or(|p| p == pod_key || p == name)).collect();
     let mut out: Vec<Record> = all.into_iter().zip(keep).filter(|(_, k)| *k).map(|(r, _)| r).collect();
     out.sort_by_key(|r| r.start_unix_nanos);
     out
@@ -71,7 +73,7 @@ fn title(r: &Record) -> String {
     let a = |k: &str| r.attr(k).unwrap_or("?").to_string();
     match r.name.as_str() {
         "apiserver.create" => format!("request accepted and stored: create {} {}", a("resource"), a("object")),
-        "controller.create_pod" => format!("{} controller created the pod from {}", a("controller"), a("owner")),
+        "controller.create" => format!("{} controller created {} {} from {}", a("controller"), a("kind"), a("object"), a("owner")),
         "scheduler.schedule" => match r.attr("node") {
             Some(n) => format!("scheduler chose node {n}"),
             None => format!("scheduler found no node: {}", a("error")),
@@ -85,13 +87,13 @@ fn title(r: &Record) -> String {
 
 const SHOWN_ATTRS: &[&str] = &[
     "owner", "node", "reasons", "score", "scores", "ip", "sandbox", "container", "image", "layers", "bytes", "manifest",
-    "steps", "reason", "message", "type", "phase", "ready", "conditions", "total_ms", "ms", "secs", "error", "id", "layer",
+    "steps", "reason", "detail", "kind", "phase", "ready", "conditions", "total_ms", "ms", "secs", "error", "id", "layer",
 ];
 
 fn details(r: &Record) -> String {
     let mut s = String::new();
     for k in SHOWN_ATTRS {
-        if matches!(r.name.as_str(), "apiserver.create" | "controller.create_pod") && *k == "owner" {
+        if matches!(r.name.as_str(), "apiserver.create" | "controller.create") && *k == "owner" {
             continue;
         }
         if r.name.starts_with("scheduler.") && *k == "node" {
@@ -168,10 +170,10 @@ mod tests {
     #[test]
     fn merge_dedups_orders_and_keeps_to_the_pod() {
         let owner = rec("a", "", "span", "apiserver.create", 10, &[("resource", "replicasets"), ("object", "default/web-1")]);
-        let mine = rec("b", "a", "span", "controller.create_pod", 20, &[("pod", "default/web-1-x"), ("owner", "ReplicaSet default/web-1")]);
-        let theirs = rec("c", "a", "span", "controller.create_pod", 21, &[("pod", "default/web-1-y")]);
+        let mine = rec("b", "a", "span", "controller.create", 20, &[("pod", "default/web-1-x"), ("object", "default/web-1-x"), ("kind", "Pod"), ("controller", "replicaset"), ("owner", "ReplicaSet/default/web-1")]);
+        let theirs = rec("c", "a", "span", "controller.create", 21, &[("pod", "default/web-1-y")]);
         let under_theirs = rec("d", "c", "event", "sandbox ready", 40, &[("ip", "10.0.0.9")]);
-        let under_mine = rec("e", "b", "event", "sandbox ready", 30, &[("ip", "10.0.0.8")]);
+        let under_mine = rec("e", "b", "event", "sandbox ready", 30, &[("ip", "10.0.0.8"), ("pod", "web-1-x")]);
         let merged = merge(vec![vec![under_mine.clone(), mine.clone(), theirs, under_theirs], vec![owner.clone(), mine.clone()]], "default/web-1-x");
         let names: Vec<(&str, u64)> = merged.iter().map(|r| (r.span_id.as_str(), r.start_unix_nanos)).collect();
         assert_eq!(names, [("a", 10), ("b", 20), ("e", 30)]);
@@ -189,8 +191,8 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[1].contains("request accepted and stored: create replicasets default/web-1"), "{text}");
-        assert!(lines[2].contains("controller created the pod from ReplicaSet default/web-1") && lines[2].contains("1.5 ms"), "{text}");
-        assert!(lines[3].contains("+   0.000s") || lines[3].contains("sandbox ready  (ip=10.0.0.8)"), "{text}");
+        assert!(lines[2].contains("replicaset controller created Pod default/web-1-x from ReplicaSet/default/web-1") && lines[2].contains("1.5 ms"), "{text}");
+        assert!(lines[3].contains("sandbox ready  (ip=10.0.0.8)"), "{text}");
     }
 
     #[test]

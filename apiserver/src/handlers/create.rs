@@ -7,6 +7,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use super::context::{check_namespace, guarded_update, json_response, Ctx, Written};
 use crate::admission::{self, FieldValidation};
@@ -61,9 +62,11 @@ pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
         }
     }
     let obj = crate::strategy::of(info).prepare_for_create(info, decode_object(ctx, &body)?, &ctx.user);
+    let (obj, span) = super::trace::on_create(info, obj, &ctx.headers, ctx.query.dry_run);
     ctx.check_escalation(&obj).await?;
     admission::node_restriction::admit_create(&ctx.state, &ctx.user, info, ctx.target.ns().unwrap_or_default(), &obj).await?;
-    let obj = create_object(&ctx.state, info, ctx.target.ns(), obj, field_validation(ctx), ctx.query.dry_run).await?;
+    let obj = create_object(&ctx.state, info, ctx.target.ns(), obj, field_validation(ctx), ctx.query.dry_run).instrument(span.clone()).await?;
+    super::trace::created(&span, &obj, info.kind);
     Ok(json_response(StatusCode::CREATED, &obj))
 }
 

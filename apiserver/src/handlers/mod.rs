@@ -10,6 +10,7 @@ pub mod list;
 pub mod patch;
 pub mod service_alloc;
 pub mod service_claims;
+pub mod trace;
 pub mod update;
 pub mod watch;
 

@@ -126,8 +126,10 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<DeploymentCtx>) -> Result<Re
                     status: None,
                 };
                 let pp = PostParams { field_manager: Some(manager.clone()), ..Default::default() };
-                match rs_api.create(&pp, &rs).await {
+                let (rs, span) = crate::util::trace::create_child(&rs, crate::util::trace::of_owner(&d.metadata), "deployment", &format!("Deployment/{ns}/{name}"));
+                match tracing::Instrument::instrument(rs_api.create(&pp, &rs), span.clone()).await {
                     Ok(created) => {
+                        crate::util::trace::created(&span, &created);
                         tracing::info!(deployment = %name, replicaset = %rs_name, replicas, "created new replica set");
                         new_state = Some(rs_state(&created));
                         new_rs_created = true;

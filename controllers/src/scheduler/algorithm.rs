@@ -151,6 +151,7 @@ impl<R: Rng> Algorithm<R> {
                     }
                 }
                 Err(rs) => {
+                    rkube_trace::trace_event!(node = %node.name, reasons = ?rs, "filtered out");
                     for r in &rs {
                         *reasons.entry(r.clone()).or_default() += 1;
                     }
@@ -167,6 +168,7 @@ impl<R: Rng> Algorithm<R> {
             return Ok(feasible[0].name.clone());
         }
         let scores = score_nodes(&ctx, &feasible);
+        rkube_trace::trace_event!(scores = ?super::trace::Scores(&feasible, &scores), "scored");
         // reservoir sampling among the best, as kube-scheduler's selectHost
         let mut best = 0;
         let mut best_score = scores[0];

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod filters;
 pub mod queue;
 pub mod scores;
+pub mod trace;
 
 #[cfg(test)]
 mod tests;
@@ -211,7 +212,13 @@ impl Scheduler {
     #[allow(clippy::type_complexity)]
     pub fn schedule_next(&mut self, now: Instant) -> Option<Result<(String, Arc<Pod>, String), (Arc<Pod>, String)>> {
         let (key, pod) = self.queue.pop()?;
-        match self.algorithm.schedule(&self.cache, &pod) {
+        let span = trace::schedule_span(&pod, &key);
+        let chosen = span.in_scope(|| self.algorithm.schedule(&self.cache, &pod));
+        match &chosen {
+            Ok(node) => span.record("node", node.as_str()),
+            Err(e) => span.record("error", tracing::field::display(e)),
+        };
+        match chosen {
             Ok(node) => {
                 self.cache.add_pod(&pod, &node);
                 self.assumed.insert(key.clone(), node.clone());
@@ -315,7 +322,8 @@ pub async fn run(client: Client, config: SchedulerConfig) -> Result<(), Schedule
                             let client = client.clone();
                             let tx = tx.clone();
                             let record = config.record_scheduled_events;
-                            tokio::spawn(async move {
+                            let span = trace::bind_span(&pod, &key, &node);
+                            tokio::spawn(tracing::Instrument::instrument(async move {
                                 let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
                                 let name = pod.metadata.name.clone().unwrap_or_default();
                                 let result = bind::bind(&client, &ns, &name, &node).await;
@@ -326,7 +334,7 @@ pub async fn run(client: Client, config: SchedulerConfig) -> Result<(), Schedule
                                     }
                                 }
                                 let _ = tx.send(Input::Bound { key, node, result }).await;
-                            });
+                            }, span));
                         }
                         Err((pod, message)) => {
                             let key = pod_key(&pod);

@@ -5,3 +5,4 @@
 pub mod cron;
 pub mod owner;
 pub mod pod;
+pub mod trace;

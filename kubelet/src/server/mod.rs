@@ -251,6 +251,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/inspect/pods/{ns}/{pod}", get(inspect_pod))
         .route("/inspect/node", get(inspect_node))
         .route("/inspect/services/{ns}/{name}", get(inspect_service))
+        .route("/debug/rkube/traces/{trace_id}", get(crate::trace::serve))
         // an explicit fallback, so the auth layer covers paths no route serves too
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
         .with_state(Arc::new(state))
