@@ -220,11 +220,11 @@ function render(navigated) {
       podView = { key, doc: null, error: null };
       loadPod(r.namespace, r.name);
     }
-    main.replaceChildren(...podPage(r.namespace, r.name));
+    main.replaceChildren(...podPage(r.namespace, r.name).filter((x) => x));
     return;
   }
   podView = null;
-  main.replaceChildren(...table(r.view));
+  main.replaceChildren(...table(r.view).filter((x) => x));
 }
 
 async function loadPod(namespace, name) {
