@@ -370,7 +370,7 @@ const APISERVER_LAYERS: &[(&str, &[&str])] = &[
     ),
     ("state and config", &["config", "state", "auth::keys", "auth::user"]),
     ("request context", &["request", "auth"]),
-    ("object helpers", &["admission", "strategy", "certificates", "defaulting", "validation", "patch", "table"]),
+    ("object helpers", &["admission", "strategy", "defaulting", "validation", "patch", "table"]),
     ("handlers", &["handlers", "auth::review", "proxy", "openapi::v2", "openapi::v3"]),
     ("background work", &["namespace_lifecycle"]),
     ("serving", &["connections", "routes", "bootstrap", "server"]),
