@@ -535,7 +535,7 @@ impl PodWorker {
         write_json(&self.dir.join("sandbox.json"), &rec).map_err(|e| format!("record sandbox: {e}"))?;
         steps.mark("pod files");
         tracing::debug!(pod = %name, total_ms = steps.total_ms(), steps = %steps, "sandbox steps");
-        tracing::info!(pod = %name, sandbox = %id, ip = ?rec.ip, ms = steps.total_ms(), "sandbox ready");
+        tracing::info!(pod = %name, sandbox = %id, ip = %rec.ip.as_deref().unwrap_or("none"), ms = steps.total_ms(), "sandbox ready");
         self.sandbox = Some(rec);
         Ok(())
     }
