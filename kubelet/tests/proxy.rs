@@ -111,6 +111,28 @@ impl Net {
         self.servers.push(ChildGuard::new(child, "busybox httpd"));
         self.dirs.push(dir);
     }
+
+    /// Two endpoint pods, .2 serving "from-a" and .3 "from-b" on 8080, and a client pod .4, returned once both
+    /// answer the client.
+    fn two_backends(&mut self) -> TwoBackends {
+        let (pod_a, ip_a) = self.pod(2);
+        let (pod_b, ip_b) = self.pod(3);
+        let (client, _) = self.pod(4);
+        self.serve(&pod_a, 8080, "from-a");
+        self.serve(&pod_b, 8080, "from-b");
+        poll_until("httpd in both pods", Duration::from_secs(10), || {
+            (wget(&client, &format!("{ip_a}:8080")).is_ok() && wget(&client, &format!("{ip_b}:8080")).is_ok()).then_some(())
+        });
+        TwoBackends { pod_a, ip_a, ip_b, client }
+    }
+}
+
+/// What `Net::two_backends` made: the first endpoint's netns and both endpoints' addresses, and the client's netns.
+struct TwoBackends {
+    pod_a: String,
+    ip_a: Ipv4Addr,
+    ip_b: Ipv4Addr,
+    client: String,
 }
 
 impl Drop for Net {
@@ -154,15 +176,7 @@ fn clusterip_and_nodeport_reach_both_endpoints_and_empty_service_is_rejected() {
     require_command("python3", "python3");
     let _fwd = Forwarding::on();
     let mut net = Net::new();
-    let (pod_a, ip_a) = net.pod(2);
-    let (pod_b, ip_b) = net.pod(3);
-    let (client, _) = net.pod(4);
-    net.serve(&pod_a, 8080, "from-a");
-    net.serve(&pod_b, 8080, "from-b");
-    poll_until("httpd in both pods", Duration::from_secs(10), || {
-        (wget(&client, &format!("{ip_a}:8080")).is_ok() && wget(&client, &format!("{ip_b}:8080")).is_ok())
-            .then_some(())
-    });
+    let TwoBackends { pod_a, ip_a, ip_b, client } = net.two_backends();
 
     let vip = Ipv4Addr::new(10, 111, net.subnet, 10);
     let empty_vip = Ipv4Addr::new(10, 111, net.subnet, 11);
@@ -239,14 +253,7 @@ fn client_ip_affinity_pins_a_client_until_the_timeout_and_others_spread() {
     require_command("curl", "curl");
     let _fwd = Forwarding::on();
     let mut net = Net::new();
-    let (pod_a, ip_a) = net.pod(2);
-    let (pod_b, ip_b) = net.pod(3);
-    let (client, _) = net.pod(4);
-    net.serve(&pod_a, 8080, "from-a");
-    net.serve(&pod_b, 8080, "from-b");
-    poll_until("httpd in both pods", Duration::from_secs(10), || {
-        (wget(&client, &format!("{ip_a}:8080")).is_ok() && wget(&client, &format!("{ip_b}:8080")).is_ok()).then_some(())
-    });
+    let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
     let sticky_vip = Ipv4Addr::new(10, 111, net.subnet, 30);
     let spread_vip = Ipv4Addr::new(10, 111, net.subnet, 31);
     let mut sticky = service(sticky_vip, &[ip_a, ip_b], None);
@@ -279,12 +286,7 @@ fn partial_sync_rewrites_one_service_and_leaves_the_other_serving() {
     require_command("curl", "curl");
     let _fwd = Forwarding::on();
     let mut net = Net::new();
-    let (pod_a, ip_a) = net.pod(2);
-    let (pod_b, ip_b) = net.pod(3);
-    let (client, _) = net.pod(4);
-    net.serve(&pod_a, 8080, "from-a");
-    net.serve(&pod_b, 8080, "from-b");
-    poll_until("httpd", Duration::from_secs(10), || wget(&client, &format!("{ip_b}:8080")).ok());
+    let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
     let vip1 = Ipv4Addr::new(10, 111, net.subnet, 40);
     let vip2 = Ipv4Addr::new(10, 111, net.subnet, 41);
     let before = nft::render(&net.table, &[service(vip1, &[ip_a], None), service(vip2, &[ip_b], None)]);
@@ -339,12 +341,7 @@ fn partial_sync_over_netlink_writes_what_nft_would_and_traffic_follows() {
     let _fwd = Forwarding::on();
     let mut net = Net::new();
     net.table.pod_bridge = Some(net.bridge.clone());
-    let (pod_a, ip_a) = net.pod(2);
-    let (pod_b, ip_b) = net.pod(3);
-    let (client, _) = net.pod(4);
-    net.serve(&pod_a, 8080, "from-a");
-    net.serve(&pod_b, 8080, "from-b");
-    poll_until("httpd", Duration::from_secs(10), || wget(&client, &format!("{ip_b}:8080")).ok());
+    let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
     let vip1 = Ipv4Addr::new(10, 111, net.subnet, 70);
     let vip2 = Ipv4Addr::new(10, 111, net.subnet, 71);
     let external = Ipv4Addr::new(10, 111, net.subnet, 72);

@@ -1400,11 +1400,9 @@ mod tests {
         assert!(h.runtime.containers().is_empty(), "{:?}", h.runtime.containers());
     }
 
-    /// A worker whose container `app` was started (its record as `start_container` leaves it) and the directory
-    /// of its monitor, where a test fakes what the monitor writes.
-    fn started(h: &Harness) -> (PodWorker, PathBuf) {
-        let mut w = h.worker("IfNotPresent");
-        let rec = ContainerRecord {
+    /// The record `start_container` leaves for a started container `app` of pod u1.
+    fn started_record(h: &Harness) -> ContainerRecord {
+        ContainerRecord {
             id: "u1-app-0".into(),
             restart_count: 0,
             started_at: Utc::now(),
@@ -1414,7 +1412,14 @@ mod tests {
             log_path: h.dir.path().join("log"),
             exit: None,
             previous: None,
-        };
+        }
+    }
+
+    /// A worker whose container `app` was started (its record as `start_container` leaves it) and the directory
+    /// of its monitor, where a test fakes what the monitor writes.
+    fn started(h: &Harness) -> (PodWorker, PathBuf) {
+        let mut w = h.worker("IfNotPresent");
+        let rec = started_record(h);
         w.containers.insert("app".into(), rec);
         let mdir = ContainerPaths::new(&w.dir, "app").monitor;
         fs::create_dir_all(&mdir).expect("mkdir monitor dir");
@@ -1475,17 +1480,7 @@ mod tests {
         let h = harness("echo ok $$");
         let mut w = h.worker("IfNotPresent");
         h.runtime.set_oom("u1-app-0");
-        let rec = ContainerRecord {
-            id: "u1-app-0".into(),
-            restart_count: 0,
-            started_at: Utc::now(),
-            image_id: String::new(),
-            rootfs: h.dir.path().join("no-rootfs"),
-            cgroups_path: "/kubepods/podu1/u1-app-0".into(),
-            log_path: h.dir.path().join("log"),
-            exit: None,
-            previous: None,
-        };
+        let rec = started_record(&h);
         fs::create_dir_all(w.dir.join("containers/app")).expect("mkdir");
         let x = w.reap("app", &rec, monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() });
         assert!(x.oom_killed);
