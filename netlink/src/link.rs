@@ -1,17 +1,38 @@
 //! Links: finding one by name, creating the bridge and the veth pair (peer created straight inside the container's
-//! namespace), bringing links up, enslaving to the bridge, deleting.
+//! namespace), creating a VXLAN device (the kubelet's vxlan pod network), bringing links up, setting the MTU,
+//! enslaving to the bridge, deleting.
 
+use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::{Netlink, NetlinkError};
 
 const ENODEV: i32 = libc::ENODEV;
+
+/// A VXLAN device as [`Netlink::create_vxlan`] makes it: unicast only (no multicast group), MAC learning off, so
+/// the forwarding database holds only the entries its owner writes (`ip link add NAME type vxlan id VNI local
+/// LOCAL dev UNDERLAY dstport PORT nolearning`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanSpec {
+    /// The device's name.
+    pub name: String,
+    /// The VXLAN network identifier.
+    pub vni: u32,
+    /// The source address of the encapsulated packets (the node's address on the underlay).
+    pub local: Ipv4Addr,
+    /// The index of the underlay link the packets leave by.
+    pub underlay: u32,
+    /// The UDP destination port (the kernel's default is 8472, as flannel uses).
+    pub port: u16,
+    /// The device's MTU: the underlay's minus the 50 bytes of outer IPv4, UDP, VXLAN and Ethernet headers.
+    pub mtu: u32,
+}
 
 /// What we need to know of a link.
 #[derive(Debug, Clone)]
@@ -158,6 +179,77 @@ impl Netlink {
             format!("create veth {host} with peer {peer} in {what_ns}")
         })
         .map(|_| ())
+    }
+
+    /// Creates the VXLAN device `spec` (up). Returns false if a link of that name already existed (it is left
+    /// as it is: the caller checks what it is).
+    pub fn create_vxlan(&mut self, spec: &VxlanSpec, ns: &str) -> Result<bool, NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        m.attributes.push(LinkAttribute::IfName(spec.name.clone()));
+        m.attributes.push(LinkAttribute::Mtu(spec.mtu));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(vec![
+                InfoVxlan::Id(spec.vni),
+                InfoVxlan::Local(spec.local),
+                InfoVxlan::Link(spec.underlay),
+                InfoVxlan::Port(spec.port),
+                InfoVxlan::Learning(false),
+            ])),
+        ]));
+        match self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL, || {
+            format!("create vxlan {} (vni {}, local {}, dstport {}) in {ns}", spec.name, spec.vni, spec.local, spec.port)
+        }) {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The VXLAN settings of link `index` (VNI, local address, underlay link, port), or `None` if it is not a
+    /// VXLAN device. `mtu` and `name` come from the link itself.
+    pub fn vxlan_of(&mut self, index: u32, ns: &str) -> Result<Option<VxlanSpec>, NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        let replies = self.request(RouteNetlinkMessage::GetLink(m), 0, || format!("look up link #{index} in {ns}"))?;
+        for r in replies {
+            let RouteNetlinkMessage::NewLink(l) = r else { continue };
+            let link = Link::from_message(&l);
+            let mut spec = VxlanSpec { name: link.name, vni: 0, local: Ipv4Addr::UNSPECIFIED, underlay: 0, port: 0, mtu: link.mtu.unwrap_or(0) };
+            let mut is_vxlan = false;
+            for a in &l.attributes {
+                let LinkAttribute::LinkInfo(infos) = a else { continue };
+                for i in infos {
+                    match i {
+                        LinkInfo::Kind(InfoKind::Vxlan) => is_vxlan = true,
+                        LinkInfo::Data(InfoData::Vxlan(v)) => {
+                            for x in v {
+                                match x {
+                                    InfoVxlan::Id(id) => spec.vni = *id,
+                                    InfoVxlan::Local(ip) => spec.local = *ip,
+                                    InfoVxlan::Link(u) => spec.underlay = *u,
+                                    InfoVxlan::Port(p) => spec.port = *p,
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            return Ok(is_vxlan.then_some(spec));
+        }
+        Ok(None)
+    }
+
+    /// Sets link `index`'s MTU.
+    pub fn set_mtu(&mut self, index: u32, name: &str, mtu: u32, ns: &str) -> Result<(), NetlinkError> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+        self.request(RouteNetlinkMessage::SetLink(m), 0, || format!("set mtu {mtu} on {name} in {ns}")).map(|_| ())
     }
 
     /// Sets flags on link `index` (only those in `mask` change).
