@@ -2,6 +2,7 @@
 # Provisions one rkube node inside a Vagrant VM: packages, binaries, CNI plugins, and systemd units.
 #   provision.sh control-plane NAME NODE_IP CONTROL_PLANE_IP
 #   provision.sh worker NAME NODE_IP CONTROL_PLANE_IP JOIN_FILE
+# It expects the binaries in /tmp/rkube-bin/ and rkube-node.sh at /tmp/rkube-node.sh (the Vagrantfile uploads both).
 # Every node, the control plane's own included, joins the way kubeadm's do (docs/join.md): a bootstrap token and
 # the CA's pin, a CertificateSigningRequest, then the kubelet with its own system:node:NAME certificate. No admin
 # credential leaves the control plane. The control plane writes the join command (`rkube token create
@@ -59,31 +60,22 @@ UNIT
     ;;
 esac
 
-# `rkube join --server URL --token T --discovery-token-ca-cert-hash sha256:...`, as rkube token create printed it
-read -r _ _ flag_server server flag_token token flag_hash ca_hash _ <"$join_file"
-ca_hash=${ca_hash%$'\r'}
-if [ "$flag_server" != --server ] || [ "$flag_token" != --token ] || [ "$flag_hash" != --discovery-token-ca-cert-hash ]; then
-  echo "provision: $join_file is not an \`rkube join\` command" >&2
-  exit 1
+# The node agent starts through rkube-node.sh (the same script the VM test runs in its qemu guest): the first
+# time it runs the `rkube join --server URL --token T --discovery-token-ca-cert-hash sha256:...` of the join
+# command; once /var/lib/rkube/kubelet.conf (the node's own certificate) exists, every restart runs the kubelet
+# with it, as a joined node does.
+install -m 0755 /tmp/rkube-node.sh /usr/local/bin/rkube-node
+if [ "$join_file" != /etc/rkube/join-command ]; then
+  install -m 0600 "$join_file" /etc/rkube/join-command
 fi
-umask 077
-cat >/etc/rkube/join.env <<ENV
-RKUBE_SERVER=${server}
-RKUBE_TOKEN=${token}
-RKUBE_CA_CERT_HASH=${ca_hash}
-ENV
-umask 022
-
-# The first start joins with the token; once /var/lib/rkube/kubelet.conf (the node's own certificate) exists,
-# every restart runs the kubelet with it, as a joined node does. ($$ is a literal $ for systemd: sh expands it.)
-node_flags="--node-name ${name} --node-ip ${node_ip}"
+server=$(awk '{print $4}' /etc/rkube/join-command)
 cat >/etc/systemd/system/rkube-kubelet.service <<UNIT
 [Unit]
 Description=rkube kubelet (joins with a bootstrap token the first time)
 After=network-online.target
 [Service]
-EnvironmentFile=/etc/rkube/join.env
-ExecStart=/bin/sh -c 'if [ -s /var/lib/rkube/kubelet.conf ]; then exec /usr/local/bin/rkube kubelet --kubeconfig /var/lib/rkube/kubelet.conf ${node_flags}; else exec /usr/local/bin/rkube join --server "\$\$RKUBE_SERVER" --token "\$\$RKUBE_TOKEN" --discovery-token-ca-cert-hash "\$\$RKUBE_CA_CERT_HASH" ${node_flags}; fi'
+Environment=RKUBE=/usr/local/bin/rkube
+ExecStart=/usr/local/bin/rkube-node /etc/rkube/join-command ${name} ${node_ip}
 KillMode=process
 Restart=always
 [Install]

@@ -1,4 +1,4 @@
-//! vagrant/ in CI without VMs (this machine has no usable hypervisor): `shellcheck` on the provisioning script,
+//! vagrant/ in CI without VMs (this machine has no usable hypervisor): `shellcheck` on the provisioning scripts,
 //! `vagrant validate` (Debian's vagrant; provider blocks ignored) on the Vagrantfile, and the join flow's shape:
 //! the workers get the join command, never the admin kubeconfig.
 
@@ -14,8 +14,8 @@ fn vagrant_dir() -> PathBuf {
 #[test]
 fn provisioning_passes_shellcheck() {
     let shellcheck = require_command("shellcheck", "shellcheck");
-    let out = Command::new(shellcheck).arg("provision.sh").current_dir(vagrant_dir()).output().expect("run shellcheck");
-    assert!(out.status.success(), "shellcheck vagrant/provision.sh:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(shellcheck).args(["provision.sh", "rkube-node.sh"]).current_dir(vagrant_dir()).output().expect("run shellcheck");
+    assert!(out.status.success(), "shellcheck vagrant/provision.sh vagrant/rkube-node.sh:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -41,10 +41,15 @@ fn workers_join_with_a_token_not_the_admin_credential() {
     let dir = vagrant_dir();
     let vagrantfile = std::fs::read_to_string(dir.join("Vagrantfile")).expect("Vagrantfile");
     let provision = std::fs::read_to_string(dir.join("provision.sh")).expect("provision.sh");
+    let node = std::fs::read_to_string(dir.join("rkube-node.sh")).expect("rkube-node.sh");
     for l in vagrantfile.lines().filter(|l| l.contains("provision \"file\"")) {
         assert!(!l.contains("kubeconfig"), "no kubeconfig is copied to a node: {l}");
     }
     assert!(provision.contains("rkube token create") && provision.contains("--print-join-command"), "cp makes a bootstrap token");
-    assert!(provision.contains("rkube join --server") && provision.contains("--discovery-token-ca-cert-hash"), "kubelets join with the token and the CA pin");
-    assert!(!provision.contains("kubelet --kubeconfig ${kubeconfig}") && !provision.contains("rkube-kubeconfig"), "no kubelet runs with the admin kubeconfig");
+    assert!(vagrantfile.contains("source: \"rkube-node.sh\"") && provision.contains("ExecStart=/usr/local/bin/rkube-node /etc/rkube/join-command"), "every node's kubelet unit starts through rkube-node.sh");
+    assert!(node.contains("join --server \"$server\" --token \"$token\" --discovery-token-ca-cert-hash \"$ca_hash\""), "kubelets join with the token and the CA pin");
+    assert!(node.contains("kubelet --kubeconfig \"$data/kubelet.conf\""), "a restarted node runs with its own kubelet.conf");
+    for text in [&provision, &node] {
+        assert!(!text.contains("kubelet --kubeconfig ${kubeconfig}") && !text.contains("rkube-kubeconfig"), "no kubelet runs with the admin kubeconfig");
+    }
 }
