@@ -24,6 +24,12 @@ use crate::pod::network::PodNetwork;
 use crate::runtime_client::{RuntimeCli, RuntimeClient};
 use crate::pod::worker::{NodeContext, PodUpdate, PodWorker};
 
+mod pod_api;
+mod pod_sync;
+
+use pod_api::{ApiOp, PodApi};
+use pod_sync::{Decision, PodSync};
+
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {
     #[error("kubelet: open image store {path}: {message}")]
@@ -42,14 +48,6 @@ pub enum KubeletError {
         #[source]
         source: std::io::Error,
     },
-}
-
-// one op per status or event of a pod; boxing the pod would only move the allocation
-#[allow(clippy::large_enum_variant)]
-enum ApiOp {
-    Status(Pod, PodStatus),
-    Event(Pod, Option<String>, EventType, String, String),
-    Delete(Pod),
 }
 
 /// The pod workers' connection to the API.
@@ -251,69 +249,29 @@ async fn send_delete(client: kube::Client, pod: Pod) {
     }
 }
 
-/// Sends the workers' writes. Pods are independent, so writes of different pods go concurrently; the writes
-/// of one pod stay in order (one queue per pod), and a status that a newer one replaced before it was sent
-/// is skipped.
-async fn apply_ops(client: kube::Client, node: String, mut rx: tokio::sync::mpsc::UnboundedReceiver<ApiOp>) {
-    type Queue = tokio::sync::mpsc::UnboundedSender<ApiOp>;
-    let mut queues: HashMap<String, Queue> = HashMap::new();
-    let latest: Arc<Mutex<HashMap<String, u64>>> = Arc::new(Mutex::new(HashMap::new()));
-    let mut seq: u64 = 0;
-    while let Some(op) = rx.recv().await {
-        let pod = match &op {
-            ApiOp::Status(p, _) | ApiOp::Event(p, ..) | ApiOp::Delete(p) => p,
-        };
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        if let ApiOp::Status(..) = &op {
-            seq += 1;
-            if let Ok(mut l) = latest.lock() {
-                l.insert(uid.clone(), seq);
-            }
-        }
-        let my_seq = seq;
-        queues.retain(|_, q| !q.is_closed());
-        let q = queues.entry(uid.clone()).or_insert_with(|| {
-            let (tx, mut prx) = tokio::sync::mpsc::unbounded_channel::<ApiOp>();
-            let client = client.clone();
-            let node = node.clone();
-            let latest = latest.clone();
-            let uid = uid.clone();
-            tokio::spawn(async move {
-                while let Ok(Some(op)) = tokio::time::timeout(Duration::from_secs(30), prx.recv()).await {
-                    match op {
-                        ApiOp::Status(pod, status) => {
-                            // a newer status for this pod is queued behind: skip this one
-                            let newest = latest.lock().ok().and_then(|l| l.get(&uid).copied());
-                            let this = pod.metadata.resource_version.as_deref().and_then(|s| s.strip_prefix("seq:")).and_then(|s| s.parse().ok());
-                            if this.is_some() && newest.is_some() && this < newest {
-                                continue;
-                            }
-                            send_status(client.clone(), pod, status).await
-                        }
-                        ApiOp::Event(pod, container, t, reason, message) => {
-                            send_event(client.clone(), node.clone(), pod, container, t, reason, message).await
-                        }
-                        ApiOp::Delete(pod) => send_delete(client.clone(), pod).await,
-                    }
-                }
-            });
-            tx
-        });
-        let op = match op {
-            ApiOp::Status(mut pod, status) => {
-                pod.metadata.resource_version = Some(format!("seq:{my_seq}"));
-                ApiOp::Status(pod, status)
-            }
-            other => other,
-        };
-        if let Err(e) = q.send(op) {
-            // the pod's queue just timed out: send directly
-            match e.0 {
-                ApiOp::Status(p, s) => send_status(client.clone(), p, s).await,
-                ApiOp::Event(p, c, t, r, m) => send_event(client.clone(), node.clone(), p, c, t, r, m).await,
-                ApiOp::Delete(p) => send_delete(client.clone(), p).await,
-            }
-        }
+/// The API server, as the workers' writes reach it.
+#[derive(Clone)]
+struct KubePodApi {
+    client: kube::Client,
+    node: String,
+}
+
+impl PodApi for KubePodApi {
+    fn write_status(&self, pod: Pod, status: PodStatus) -> impl std::future::Future<Output = ()> + Send {
+        send_status(self.client.clone(), pod, status)
+    }
+    fn record_event(
+        &self,
+        pod: Pod,
+        container: Option<String>,
+        t: EventType,
+        reason: String,
+        message: String,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        send_event(self.client.clone(), self.node.clone(), pod, container, t, reason, message)
+    }
+    fn remove(&self, pod: Pod) -> impl std::future::Future<Output = ()> + Send {
+        send_delete(self.client.clone(), pod)
     }
 }
 
@@ -376,7 +334,7 @@ async fn write_default_network(
         }
     };
     std::fs::create_dir_all(&cfg.cni_conf_dir).map_err(|e| fail(format!("create the directory: {e}")))?;
-    std::fs::write(&file, crate::pod::network::default_conflist(&net.bridge, &net.bridge, &cidr))
+    std::fs::write(&file, crate::pod::network::default_conflist(&net.bridge, &net.bridge, &cidr, net.mtu))
         .map_err(|e| fail(format!("write: {e}")))?;
     tracing::info!(path = %file.display(), pod_cidr = %cidr, bridge = %net.bridge, "default pod network written");
     Ok(())
@@ -467,7 +425,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
         })
     };
     let (ops_tx, ops_rx) = tokio::sync::mpsc::unbounded_channel();
-    let ops_task = tokio::spawn(apply_ops(client.clone(), cfg.node_name.clone(), ops_rx));
+    let ops_task = tokio::spawn(pod_api::apply_ops(KubePodApi { client: client.clone(), node: cfg.node_name.clone() }, ops_rx));
     let (mem, cpu) = machine_totals();
     let static_status: Arc<Mutex<HashMap<String, (Pod, PodStatus)>>> = Arc::new(Mutex::new(HashMap::new()));
     let node_uid = node.metadata.uid.clone();
@@ -492,7 +450,7 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
     let pods: Api<Pod> = Api::all(client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
     let mut stream = watcher::watcher(pods, wc).boxed();
-    let mut initial: Vec<String> = Vec::new();
+    let mut sync = PodSync::new(&cfg.node_name);
     let watch = async {
         while let Some(ev) = stream.next().await {
             let ev = match ev {
@@ -503,36 +461,8 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
                     continue;
                 }
             };
-            match ev {
-                watcher::Event::Init => initial.clear(),
-                watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
-                    if crate::static_pods::is_mirror(&p) {
-                        continue;
-                    }
-                    if let Some(uid) = p.metadata.uid.clone() {
-                        initial.push(uid.clone());
-                        dispatch(&ctx, &workers, uid, p);
-                    }
-                }
-                watcher::Event::Delete(mut p) => {
-                    if crate::static_pods::is_mirror(&p) {
-                        continue;
-                    }
-                    // gone from the API without our finalization (force delete): stop it now
-                    if p.metadata.deletion_timestamp.is_none() {
-                        p.metadata.deletion_timestamp = Some(crate::time::to_k8s(chrono::Utc::now()));
-                        p.metadata.deletion_grace_period_seconds = Some(0);
-                    }
-                    if let Some(uid) = p.metadata.uid.clone() {
-                        dispatch(&ctx, &workers, uid, p);
-                    }
-                }
-                watcher::Event::InitDone => {
-                    if let Some(dir) = &cfg.static_pod_dir {
-                        initial.extend(crate::static_pods::load_dir(dir, &cfg.node_name).into_iter().filter_map(|p| p.metadata.uid));
-                    }
-                    adopt_orphans(&ctx, &workers, &initial);
-                }
+            for d in sync.step(ev, chrono::Utc::now()) {
+                carry_out(&ctx, &workers, d);
             }
         }
     };
@@ -558,9 +488,42 @@ pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::f
     Ok(())
 }
 
+/// Carries out one decision of the sync loop ([`PodSync::step`]) on this node's workers.
+fn carry_out(ctx: &Arc<NodeContext>, workers: &Arc<Mutex<HashMap<String, WorkerHandle>>>, d: Decision) {
+    match d {
+        Decision::Dispatch { uid, pod } => dispatch(ctx, workers, uid, pod),
+        Decision::AdoptOrphans { mut known } => {
+            if let Some(dir) = &ctx.config.static_pod_dir {
+                known.extend(crate::static_pods::load_dir(dir, &ctx.config.node_name).into_iter().filter_map(|p| p.metadata.uid));
+            }
+            adopt_orphans(ctx, workers, &known);
+        }
+    }
+}
+
+/// Removes the workers whose thread has ended: finalized pods, and workers that panicked, each logged as an
+/// error naming its pod (its next update starts a new worker). Returns the uids of those that panicked.
+fn reap_workers(w: &mut HashMap<String, WorkerHandle>) -> Vec<String> {
+    let ended: Vec<String> = w.iter().filter(|(_, h)| h.thread.is_finished()).map(|(uid, _)| uid.clone()).collect();
+    let mut panicked = Vec::new();
+    for uid in ended {
+        let Some(h) = w.remove(&uid) else { continue };
+        if let Err(payload) = h.thread.join() {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(pod = ?h.pod.metadata.name, uid = %uid, panic = %message, "pod worker died; its next update starts a new one");
+            panicked.push(uid);
+        }
+    }
+    panicked
+}
+
 fn dispatch(ctx: &Arc<NodeContext>, workers: &Arc<Mutex<HashMap<String, WorkerHandle>>>, uid: String, pod: Pod) {
     let Ok(mut w) = workers.lock() else { return };
-    w.retain(|_, h| !h.thread.is_finished());
+    reap_workers(&mut w);
     if let Some(h) = w.get_mut(&uid) {
         if h.tx.send(PodUpdate::Pod(Box::new(pod.clone()))).is_ok() {
             h.pod = pod;
@@ -691,20 +654,19 @@ fn container_uses(cfg: &KubeletConfig, runtime: &dyn RuntimeClient, signal: Sign
         .collect()
 }
 
-/// Pod directories of pods the API no longer has: tear them down.
+/// Pod directories of pods the API no longer has (not in `known`): tear them down.
 fn adopt_orphans(ctx: &Arc<NodeContext>, workers: &Arc<Mutex<HashMap<String, WorkerHandle>>>, known: &[String]) {
     let Ok(rd) = std::fs::read_dir(ctx.config.root_dir.join("pods")) else { return };
-    for e in rd.flatten() {
-        let uid = e.file_name().to_string_lossy().into_owned();
-        if known.contains(&uid) {
-            continue;
-        }
-        let Some(mut pod) = std::fs::read(e.path().join("pod.json")).ok().and_then(|b| serde_json::from_slice::<Pod>(&b).ok()) else {
-            continue;
-        };
+    let on_disk: Vec<(String, Pod)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let uid = e.file_name().to_string_lossy().into_owned();
+            let pod = std::fs::read(e.path().join("pod.json")).ok().and_then(|b| serde_json::from_slice::<Pod>(&b).ok())?;
+            Some((uid, pod))
+        })
+        .collect();
+    for (uid, pod) in pod_sync::orphans(known, on_disk, chrono::Utc::now()) {
         tracing::info!(pod = ?pod.metadata.name, uid = %uid, "tearing down a pod the API no longer has");
-        pod.metadata.deletion_timestamp = Some(crate::time::to_k8s(chrono::Utc::now()));
-        pod.metadata.deletion_grace_period_seconds = Some(0);
         dispatch(ctx, workers, uid, pod);
     }
 }
@@ -826,6 +788,343 @@ async fn static_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::store::{ImageRecord, LayerRecord};
+    use crate::runtime_client::fake::{Call, FakeRuntime};
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    /// The API side of the workers: every status, event and removal, by pod name. With `panic_on_status`, the
+    /// first status of that pod panics (a worker that dies).
+    #[derive(Default)]
+    struct RecordingSink {
+        statuses: Mutex<Vec<(String, PodStatus)>>,
+        events: Mutex<Vec<(String, String)>>,
+        finalized: Mutex<Vec<String>>,
+        panic_on_status: Mutex<Option<String>>,
+    }
+
+    fn name(pod: &Pod) -> String {
+        pod.metadata.name.clone().unwrap_or_default()
+    }
+
+    impl PodSink for RecordingSink {
+        fn event(&self, pod: &Pod, _: Option<&str>, _: EventType, reason: &str, _: String) {
+            self.events.lock().expect("events").push((name(pod), reason.to_string()));
+        }
+        fn status(&self, pod: &Pod, status: PodStatus) {
+            let boom = {
+                let mut p = self.panic_on_status.lock().expect("panic_on_status");
+                if p.as_deref() == Some(name(pod).as_str()) { p.take() } else { None }
+            };
+            if let Some(n) = boom {
+                panic!("injected by the test: status of {n}");
+            }
+            self.statuses.lock().expect("statuses").push((name(pod), status));
+        }
+        fn finalized(&self, pod: &Pod) {
+            self.finalized.lock().expect("finalized").push(name(pod));
+        }
+        fn sources(&self, _: &Pod, _: bool) -> EnvSources {
+            EnvSources::default()
+        }
+    }
+
+    const IMAGE: &str = "example.test/app:1";
+    const IMAGE_ID: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const DIFF_ID: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// A node n1 of the sync loop: the fake runtime, the recording sink, real worker threads. Its monitor is a
+    /// script with `monitor_body`.
+    struct Node {
+        _dir: tempfile::TempDir,
+        _tokio: tokio::runtime::Runtime,
+        runtime: Arc<FakeRuntime>,
+        sink: Arc<RecordingSink>,
+        ctx: Arc<NodeContext>,
+        workers: Arc<Mutex<HashMap<String, WorkerHandle>>>,
+        sync: PodSync,
+    }
+
+    fn node(monitor_body: &str) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let mut config = KubeletConfig::new("n1", "127.0.0.1", root);
+        config.monitor_bin = root.join("monitor.sh");
+        std::fs::write(&config.monitor_bin, format!("#!/bin/sh\n{monitor_body}\n")).expect("write monitor");
+        std::fs::set_permissions(&config.monitor_bin, std::fs::Permissions::from_mode(0o755)).expect("chmod monitor");
+        let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
+        let images = Arc::new(ImageService::new(root.join("images"), RegistryConfig::default()).expect("image store"));
+        let runtime = Arc::new(FakeRuntime::default());
+        let sink = Arc::new(RecordingSink::default());
+        let ctx = Arc::new(NodeContext {
+            network: PodNetwork::new(root.join("cni"), vec![], root.join("cni-cache")),
+            runtime: runtime.clone(),
+            images,
+            tokio: tokio.handle().clone(),
+            sink: sink.clone(),
+            node_memory_bytes: 1 << 30,
+            node_cpu_millis: 1000,
+            config,
+        });
+        Node { _dir: dir, _tokio: tokio, runtime, sink, ctx, workers: Arc::new(Mutex::new(HashMap::new())), sync: PodSync::new("n1") }
+    }
+
+    /// Pod `name` (uid `uid`) bound to `node`: host network (no CNI), one container `app` of `image`, never
+    /// pulled.
+    fn pod(name: &str, uid: &str, node: &str, image: &str) -> Pod {
+        let mut p = pod_sync::tests::bound(name, uid, node);
+        let spec = p.spec.as_mut().expect("spec");
+        spec.host_network = Some(true);
+        spec.containers[0].image = Some(image.into());
+        spec.containers[0].image_pull_policy = Some("Never".into());
+        p
+    }
+
+    impl Node {
+        /// One watch event through the sync loop, as `run` handles it.
+        fn watch(&mut self, ev: watcher::Event<Pod>) {
+            for d in self.sync.step(ev, chrono::Utc::now()) {
+                carry_out(&self.ctx, &self.workers, d);
+            }
+        }
+
+        fn pod_dir(&self, uid: &str) -> std::path::PathBuf {
+            crate::pod::worker::pod_dir(&self.ctx.config, uid)
+        }
+
+        fn worker_uids(&self) -> Vec<String> {
+            let mut v: Vec<String> = self.workers.lock().expect("workers").keys().cloned().collect();
+            v.sort();
+            v
+        }
+
+        fn worker_thread(&self, uid: &str) -> Option<std::thread::ThreadId> {
+            self.workers.lock().expect("workers").get(uid).map(|h| h.thread.thread().id())
+        }
+
+        fn sandboxes_made(&self, id: &str) -> usize {
+            self.runtime.calls().iter().filter(|c| **c == Call::Sandbox(id.into())).count()
+        }
+
+        /// The reason and message of container `app` waiting, in the latest status of pod `name`.
+        fn waiting(&self, name: &str) -> Option<(String, String)> {
+            self.sink.statuses.lock().expect("statuses").iter().rev().find(|(n, _)| n == name).and_then(|(_, st)| {
+                let w = st.container_statuses.as_ref()?.iter().find(|c| c.name == "app")?.state.as_ref()?.waiting.clone()?;
+                Some((w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
+            })
+        }
+
+        /// Waits for a status of pod `name` whose container `app` waits with `reason`; returns its message.
+        fn wait_for_waiting(&self, name: &str, reason: &str) -> String {
+            rkube_testsupport::poll_until(&format!("pod {name}: app waiting with {reason}"), WAIT, || {
+                self.waiting(name).filter(|(r, _)| r == reason).map(|(_, m)| m)
+            })
+        }
+
+        fn wait_finalized(&self, name: &str) {
+            rkube_testsupport::poll_until(&format!("pod {name} finalized"), WAIT, || {
+                self.sink.finalized.lock().expect("finalized").iter().any(|n| n == name).then_some(())
+            });
+        }
+
+        /// The image in the local store, its one layer unpacked.
+        fn add_image(&self) {
+            let store = self.ctx.images.store();
+            let d = store.layer_dir(DIFF_ID).expect("layer dir");
+            std::fs::create_dir_all(d.join("bin")).expect("mkdir layer");
+            std::fs::write(d.join("bin").join("app"), b"#!/bin/sh\n").expect("write layer file");
+            store
+                .add_image(ImageRecord {
+                    id: IMAGE_ID.into(),
+                    manifest_digest: IMAGE_ID.into(),
+                    repo_tags: vec![IMAGE.into()],
+                    repo_digests: vec![],
+                    layers: vec![LayerRecord { digest: DIFF_ID.into(), diff_id: DIFF_ID.into(), size: 1, media_type: String::new() }],
+                    size: 1,
+                    created: 0,
+                    last_used: 0,
+                })
+                .expect("add image");
+        }
+    }
+
+    impl Drop for Node {
+        /// Stops the workers still running (a failing test's), as the kubelet does on shutdown, before the
+        /// tempdir goes.
+        fn drop(&mut self) {
+            let handles: Vec<WorkerHandle> = self.workers.lock().map(|mut w| w.drain().map(|(_, h)| h).collect()).unwrap_or_default();
+            for h in &handles {
+                let _ = h.tx.send(PodUpdate::Detach);
+            }
+            for h in handles {
+                let _ = h.thread.join();
+            }
+        }
+    }
+
+    /// A pod bound here gets a worker that makes its sandbox; with its image missing (pull policy Never) that is
+    /// reported and nothing of the container is made. Deleted (a force delete: no grace), the worker removes
+    /// the sandbox, the pod's directory and cgroup, reports it finalized and ends.
+    #[test]
+    fn a_pod_bound_here_runs_and_its_deletion_removes_everything() {
+        let mut n = node("echo ok $$");
+        let p = pod("web", "u1", "n1", IMAGE);
+        n.watch(watcher::Event::Apply(p.clone()));
+        assert_eq!(n.worker_uids(), ["u1"]);
+        let msg = n.wait_for_waiting("web", "ErrImageNeverPull");
+        assert_eq!(msg, format!("Container image \"{IMAGE}\" is not present with pull policy of Never"));
+        assert_eq!(n.runtime.containers(), ["sb-u1"], "the sandbox only: the missing image made no container");
+        assert!(!n.pod_dir("u1").join("containers/app/meta.json").exists(), "no container record");
+        assert!(n.pod_dir("u1").join("sandbox.json").exists());
+        assert!(n.sink.events.lock().expect("events").contains(&("web".into(), "ErrImageNeverPull".into())));
+
+        n.watch(watcher::Event::Delete(p));
+        n.wait_finalized("web");
+        rkube_testsupport::poll_until("the worker ends", WAIT, || {
+            n.workers.lock().expect("workers").get("u1").is_none_or(|h| h.thread.is_finished()).then_some(())
+        });
+        assert_eq!(n.runtime.containers(), Vec::<String>::new(), "the sandbox is gone from the runtime");
+        let calls = n.runtime.calls();
+        assert!(calls.contains(&Call::Kill("sb-u1".into(), "KILL".into())) && calls.contains(&Call::Delete("sb-u1".into())), "{calls:?}");
+        assert!(calls.iter().any(|c| matches!(c, Call::RemovePodCgroup(_))), "the pod's cgroup is removed: {calls:?}");
+        assert!(!n.pod_dir("u1").exists(), "the pod's directory is removed");
+    }
+
+    /// The watch's field selector keeps other nodes' pods out; one that gets through anyway starts nothing.
+    #[test]
+    fn a_pod_bound_to_another_node_is_ignored() {
+        let mut n = node("echo ok $$");
+        n.watch(watcher::Event::Apply(pod("web", "u1", "n2", IMAGE)));
+        n.watch(watcher::Event::Delete(pod("web", "u1", "n2", IMAGE)));
+        assert_eq!(n.worker_uids(), Vec::<String>::new());
+        assert_eq!(n.runtime.calls(), vec![], "the runtime was never asked");
+        assert!(!n.pod_dir("u1").exists());
+    }
+
+    /// A new version of the pod goes to its running worker (no second worker, no second sandbox), which starts
+    /// its container from the new spec. A pod deleted and made again under the same name is another pod (another
+    /// uid): the old worker tears its pod down, a new one starts.
+    #[test]
+    fn a_changed_pod_reaches_its_worker_and_a_recreated_one_gets_a_new_worker() {
+        let mut n = node("echo ok $$");
+        let v1 = pod("web", "u1", "n1", IMAGE);
+        n.watch(watcher::Event::Apply(v1.clone()));
+        n.wait_for_waiting("web", "ErrImageNeverPull");
+        let thread = n.worker_thread("u1");
+        let v2 = pod("web", "u1", "n1", "example.test/app:2");
+        n.watch(watcher::Event::Apply(v2.clone()));
+        rkube_testsupport::poll_until("the worker retries with the new image", WAIT, || {
+            n.waiting("web").filter(|(_, m)| m.contains("\"example.test/app:2\" is not present")).map(|_| ())
+        });
+        assert_eq!(n.worker_thread("u1"), thread, "the same worker");
+        assert_eq!(n.workers.lock().expect("workers").get("u1").map(|h| h.pod.clone()), Some(v2.clone()), "holding the new version");
+        assert_eq!(n.sandboxes_made("sb-u1"), 1, "the sandbox is kept");
+
+        // deleted and made again: uid u2
+        n.watch(watcher::Event::Delete(v2));
+        n.watch(watcher::Event::Apply(pod("web", "u2", "n1", IMAGE)));
+        n.wait_finalized("web");
+        rkube_testsupport::poll_until("the new pod's sandbox", WAIT, || (n.runtime.containers() == ["sb-u2"]).then_some(()));
+        assert!(!n.pod_dir("u1").exists() && n.pod_dir("u2").exists());
+        assert_eq!(n.sandboxes_made("sb-u2"), 1);
+    }
+
+    /// A worker that dies (here: a panic while reporting its first status) is reaped and reported by the next
+    /// dispatch; the pod's next update starts a new worker, which runs the pod.
+    #[test]
+    fn a_worker_that_dies_is_reported_and_replaced() {
+        let mut n = node("echo ok $$");
+        *n.sink.panic_on_status.lock().expect("panic_on_status") = Some("web".into());
+        let p = pod("web", "u1", "n1", IMAGE);
+        n.watch(watcher::Event::Apply(p.clone()));
+        rkube_testsupport::poll_until("the worker dies", WAIT, || {
+            n.workers.lock().expect("workers").get("u1").is_some_and(|h| h.thread.is_finished()).then_some(())
+        });
+        assert_eq!(reap_workers(&mut n.workers.lock().expect("workers")), ["u1"], "reported as died");
+        assert_eq!(n.worker_uids(), Vec::<String>::new());
+        n.watch(watcher::Event::Apply(p));
+        assert_eq!(n.worker_uids(), ["u1"]);
+        n.wait_for_waiting("web", "ErrImageNeverPull");
+        assert_eq!(n.runtime.containers(), ["sb-u1"]);
+        // a worker that ended normally (finalized) is reaped without a report
+        n.watch(watcher::Event::Delete(pod("web", "u1", "n1", IMAGE)));
+        n.wait_finalized("web");
+        rkube_testsupport::poll_until("the worker ends", WAIT, || {
+            n.workers.lock().expect("workers").get("u1").is_some_and(|h| h.thread.is_finished()).then_some(())
+        });
+        assert_eq!(reap_workers(&mut n.workers.lock().expect("workers")), Vec::<String>::new());
+    }
+
+    /// After a restart, the first complete list decides: pods on disk the API no longer has are torn down
+    /// (their sandbox removed from the runtime), the listed ones are adopted and kept.
+    #[test]
+    fn pods_the_api_no_longer_has_are_torn_down_after_the_list() {
+        let mut n = node("echo ok $$");
+        let kept = pod("kept", "u1", "n1", IMAGE);
+        let gone = pod("gone", "u9", "n1", IMAGE);
+        // what a previous kubelet left: both pods' records, and their sandboxes in the runtime
+        for (p, uid) in [(&kept, "u1"), (&gone, "u9")] {
+            let dir = n.pod_dir(uid);
+            std::fs::create_dir_all(&dir).expect("pod dir");
+            std::fs::write(dir.join("pod.json"), serde_json::to_vec(p).expect("pod json")).expect("write pod.json");
+            let sb = crate::pod::worker::SandboxRecord {
+                id: format!("sb-{uid}"),
+                pid: std::process::id() as i32,
+                netns: None,
+                ipc: None,
+                uts: None,
+                ip: Some("127.0.0.1".into()),
+                host_network: true,
+                cni_conf_dir: None,
+            };
+            std::fs::write(dir.join("sandbox.json"), serde_json::to_vec(&sb).expect("sandbox json")).expect("write sandbox.json");
+            n.runtime.add_container(&format!("sb-{uid}"), "running");
+        }
+        n.watch(watcher::Event::Init);
+        n.watch(watcher::Event::InitApply(kept.clone()));
+        n.watch(watcher::Event::InitDone);
+        n.wait_finalized("gone");
+        rkube_testsupport::poll_until("the orphan's sandbox is removed", WAIT, || (n.runtime.containers() == ["sb-u1"]).then_some(()));
+        assert!(!n.pod_dir("u9").exists(), "the orphan's directory is removed");
+        n.wait_for_waiting("kept", "ErrImageNeverPull");
+        assert_eq!(n.sandboxes_made("sb-u1"), 0, "the adopted pod keeps the sandbox it had");
+        assert!(n.pod_dir("u1").join("sandbox.json").exists());
+    }
+
+    /// Unmounts a rootfs a failing test left mounted, so its tempdir can go.
+    struct Unmount(std::path::PathBuf);
+
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+
+    /// A container whose start fails after the runtime made it (the monitor dies before reporting) is reported
+    /// and leaves nothing in the runtime but the sandbox; the pod's deletion then removes that too. Mounts the
+    /// image's overlay rootfs: needs root.
+    #[test]
+    fn a_monitor_that_dies_is_reported_and_leaves_nothing() {
+        rkube_testsupport::require_root();
+        let mut n = node("exit 3");
+        n.add_image();
+        let _unmount = Unmount(n.pod_dir("u1").join("containers/app/bundle/rootfs"));
+        let mut p = pod("web", "u1", "n1", IMAGE);
+        p.spec.as_mut().expect("spec").containers[0].image_pull_policy = Some("IfNotPresent".into());
+        n.watch(watcher::Event::Apply(p.clone()));
+        n.wait_for_waiting("web", "CreateContainerError");
+        assert!(n.runtime.calls().contains(&Call::Delete("u1-app-0".into())), "{:?}", n.runtime.calls());
+        assert_eq!(n.runtime.containers(), ["sb-u1"]);
+        n.watch(watcher::Event::Delete(p));
+        n.wait_finalized("web");
+        rkube_testsupport::poll_until("the sandbox is removed", WAIT, || n.runtime.containers().is_empty().then_some(()));
+        assert!(!n.pod_dir("u1").exists());
+        let layers: Vec<_> = std::fs::read_dir(n.ctx.images.store().containers_dir())
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert_eq!(layers, Vec::<std::ffi::OsString>::new(), "no container's writable layer left in the image store");
+    }
 
     #[test]
     fn a_pod_names_the_configmaps_and_secrets_it_reads() {
