@@ -115,6 +115,7 @@ pub fn node_config(args: &NodeArgs, data: &Path, default_pod_cidr: Option<&str>)
             cfg.default_network = Some(rkube_kubelet::config::DefaultNetwork {
                 bridge: args.bridge.clone(),
                 pod_cidr: args.pod_cidr.clone().or(default_pod_cidr.map(str::to_string)),
+                mtu: None,
             });
         }
     }

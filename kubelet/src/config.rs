@@ -115,4 +115,7 @@ pub struct DefaultNetwork {
     pub bridge: String,
     /// None: wait for the Node's spec.podCIDR (assigned by the node controller).
     pub pod_cidr: Option<String>,
+    /// The MTU of the bridge and the pods' veths (None: the kernel's default); set under the vxlan pod network
+    /// to the VXLAN device's, so pods do not send packets the tunnel would have to fragment.
+    pub mtu: Option<u32>,
 }

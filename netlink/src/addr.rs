@@ -89,4 +89,18 @@ impl Netlink {
         }
         Ok(out)
     }
+
+    /// The index of the link holding address `ip` (any prefix), or `None`.
+    pub fn link_with_address(&mut self, ip: IpAddr, ns: &str) -> Result<Option<u32>, NetlinkError> {
+        let m = AddressMessage::default();
+        let replies = self.request(RouteNetlinkMessage::GetAddress(m), NLM_F_DUMP, || format!("list addresses in {ns}"))?;
+        for r in replies {
+            let RouteNetlinkMessage::NewAddress(a) = r else { continue };
+            let holds = a.attributes.iter().any(|at| matches!(at, AddressAttribute::Local(x) | AddressAttribute::Address(x) if *x == ip));
+            if holds {
+                return Ok(Some(a.header.index));
+            }
+        }
+        Ok(None)
+    }
 }

@@ -13,3 +13,4 @@ pub mod register;
 pub mod routes;
 pub mod status;
 pub mod teardown;
+pub mod vxlan;

@@ -88,8 +88,8 @@ pub fn loopback_up(pod: &str, netns: &Path) -> Result<(), NetworkError> {
 /// node_lifecycle `cluster_cidr`).
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 
-pub fn default_conflist(name: &str, bridge: &str, subnet: &str) -> String {
-    serde_json::json!({
+pub fn default_conflist(name: &str, bridge: &str, subnet: &str, mtu: Option<u32>) -> String {
+    let mut v = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": name,
         "plugins": [{
@@ -108,8 +108,12 @@ pub fn default_conflist(name: &str, bridge: &str, subnet: &str) -> String {
             "clusterCIDR": CLUSTER_CIDR,
             "ipam": {"type": "rkube-host-local", "ranges": [[{"subnet": subnet}]]}
         }]
-    })
-    .to_string()
+    });
+    if let Some(mtu) = mtu {
+        // the bridge and both ends of each pod's veth (the vxlan pod network's tunnel MTU)
+        v["plugins"][0]["mtu"] = mtu.into();
+    }
+    v.to_string()
 }
 
 #[cfg(test)]
@@ -119,14 +123,17 @@ mod tests {
     #[test]
     fn args_and_default_config() {
         assert_eq!(cni_args("ns", "web", "sb1"), "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=sb1");
-        let v: serde_json::Value = serde_json::from_str(&default_conflist("rkube", "cni0", "10.244.0.0/24")).expect("json");
+        let v: serde_json::Value = serde_json::from_str(&default_conflist("rkube", "cni0", "10.244.0.0/24", None)).expect("json");
         assert_eq!(v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.244.0.0/24");
         assert_eq!(v["plugins"][0]["bridge"], "cni0");
         assert_eq!(v["plugins"][0]["isDefaultGateway"], true, "a default route to the node for Services and DNS");
         assert_eq!(v["plugins"][0]["hairpinMode"], true, "a pod reaches itself through its Service");
         assert_eq!(v["plugins"][0]["clusterCIDR"], CLUSTER_CIDR, "pod to pod across nodes is not masqueraded");
-        let parsed = rkube_cni_types::ConfList::parse(default_conflist("rkube", "cni0", "10.244.0.0/24").as_bytes());
+        let parsed = rkube_cni_types::ConfList::parse(default_conflist("rkube", "cni0", "10.244.0.0/24", None).as_bytes());
         assert!(parsed.is_ok(), "{parsed:?}");
+        assert!(v["plugins"][0].get("mtu").is_none(), "the kernel's default MTU unless told");
+        let v: serde_json::Value = serde_json::from_str(&default_conflist("rkube", "cni0", "10.244.0.0/24", Some(1450))).expect("json");
+        assert_eq!(v["plugins"][0]["mtu"], 1450, "the vxlan pod network's MTU on the bridge and veths");
     }
 
     #[test]
