@@ -160,10 +160,8 @@ impl Vm {
         out
     }
 
-    /// Boots the VM, runs `script` as /test.sh and returns the console output. Panics if qemu or the kernel is
-    /// missing (naming the script that fetches them) or if the guest does not finish within `timeout`.
-    pub fn run(&mut self, script: &str, timeout: Duration) -> VmRun {
-        let (mut qemu, kernel) = qemu();
+    /// The initramfs (gzipped newc cpio) with `script` as /test.sh, in a temp file qemu reads at start.
+    fn initrd(&mut self, script: &str) -> tempfile::NamedTempFile {
         self.file("/test.sh", script, 0o755);
         self.file("/init", STAGE1, 0o755);
         self.file("/stage2", STAGE2, 0o755);
@@ -175,24 +173,151 @@ impl Vm {
         let initrd = tempfile::NamedTempFile::new().expect("initrd temp file");
         std::fs::write(initrd.path(), gz.finish().expect("finish gzip")).expect("write initrd");
         std::fs::set_permissions(initrd.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod initrd");
+        initrd
+    }
 
-        qemu.args(["-nic", "none", "-m", &self.memory_mb.to_string()])
-            .arg("-kernel").arg(&kernel)
-            .arg("-initrd").arg(initrd.path())
+    fn boot_args(&self, qemu: &mut Command, kernel: &Path, initrd: &Path) {
+        qemu.args(["-m", &self.memory_mb.to_string()])
+            .arg("-kernel").arg(kernel)
+            .arg("-initrd").arg(initrd)
             .args(["-append", "console=ttyS0 quiet panic=-1 systemd.unified_cgroup_hierarchy=1"]);
+    }
+
+    /// Boots the VM, runs `script` as /test.sh and returns the console output. Panics if qemu or the kernel is
+    /// missing (naming the script that fetches them) or if the guest does not finish within `timeout`.
+    pub fn run(&mut self, script: &str, timeout: Duration) -> VmRun {
+        let (mut qemu, kernel) = qemu();
+        let initrd = self.initrd(script);
+        qemu.args(["-nic", "none"]);
+        self.boot_args(&mut qemu, &kernel, initrd.path());
         let console = run_to_end(qemu, timeout);
-        let exit_code = console
-            .lines()
-            .find_map(|l| l.find(EXIT_MARKER).map(|i| l[i + EXIT_MARKER.len()..].trim().to_string()))
-            .and_then(|s| s.parse().ok());
+        let exit_code = exit_code(&console);
         VmRun { console, exit_code }
     }
+
+    /// Boots the VM with `script` as /test.sh and returns while it runs: the guest's console is collected as it
+    /// comes ([`RunningVm::console`]) and qemu is stopped by its PID when the handle drops. With `tap`, the
+    /// guest gets one virtio NIC (`eth0` once the guest loads virtio_net) on that existing tap device, opened in
+    /// network namespace `netns` (`/run/netns/NAME`, entered with nsenter, which execs qemu: the PID is qemu's)
+    /// or in the test's own; qemu runs no ifup script and loads no option ROM (no PXE boot: the kernel is given).
+    pub fn start(&mut self, script: &str, tap: Option<&VmTap>) -> RunningVm {
+        let (mut qemu, kernel) = match tap.and_then(|t| t.netns.as_deref()) {
+            Some(ns) => qemu_in_netns(ns),
+            None => qemu(),
+        };
+        let initrd = self.initrd(script);
+        match tap {
+            Some(t) => {
+                qemu.args(["-netdev", &format!("tap,id=n0,ifname={},script=no,downscript=no", t.ifname)])
+                    .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={},romfile=", t.mac)]);
+            }
+            None => {
+                qemu.args(["-nic", "none"]);
+            }
+        }
+        self.boot_args(&mut qemu, &kernel, initrd.path());
+        let mut child = qemu.spawn().expect("start qemu");
+        let console = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let collect = |pipe: Box<dyn Read + Send>, sink: std::sync::Arc<std::sync::Mutex<String>>| {
+            std::thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            })
+        };
+        let readers = vec![
+            collect(Box::new(child.stdout.take().expect("qemu stdout")), console.clone()),
+            collect(Box::new(child.stderr.take().expect("qemu stderr")), console.clone()),
+        ];
+        RunningVm { guard: Some(ChildGuard::new(child, "qemu")), console, readers, _initrd: initrd }
+    }
+}
+
+/// A tap device the test made for a guest's NIC (`ip tuntap add NAME mode tap`), and where it lives.
+pub struct VmTap {
+    pub ifname: String,
+    /// The network namespace the tap is in (`ip netns` name); None: the test's own.
+    pub netns: Option<String>,
+    pub mac: String,
+}
+
+/// A guest started by [`Vm::start`].
+pub struct RunningVm {
+    guard: Option<ChildGuard>,
+    console: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    _initrd: tempfile::NamedTempFile,
+}
+
+impl RunningVm {
+    /// qemu's PID.
+    pub fn pid(&self) -> u32 {
+        self.guard.as_ref().map(|g| g.pid()).unwrap_or(0)
+    }
+
+    /// True while qemu runs.
+    pub fn is_running(&mut self) -> bool {
+        self.guard.as_mut().is_some_and(|g| g.is_running())
+    }
+
+    /// Everything the guest (and qemu on stderr) printed so far.
+    pub fn console(&self) -> String {
+        self.console.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The rest of the first console line holding `RKUBE-VM <what> `, if the guest printed one yet.
+    pub fn said(&self, what: &str) -> Option<String> {
+        let prefix = format!("RKUBE-VM {what} ");
+        self.console().lines().find_map(|l| l.find(&prefix).map(|i| l[i + prefix.len()..].trim().to_string()))
+    }
+
+    /// The exit code /test.sh reported, once it has finished.
+    pub fn exit_code(&self) -> Option<i32> {
+        exit_code(&self.console())
+    }
+
+    /// Stops qemu (SIGTERM, then SIGKILL, by PID) and returns the whole console.
+    pub fn stop(&mut self) -> String {
+        self.guard.take();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        self.console()
+    }
+}
+
+impl Drop for RunningVm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn exit_code(console: &str) -> Option<i32> {
+    console
+        .lines()
+        .find_map(|l| l.find(EXIT_MARKER).map(|i| l[i + EXIT_MARKER.len()..].trim().to_string()))
+        .and_then(|s| s.parse().ok())
 }
 
 /// qemu-system-x86_64 as scripts/vm-deps.sh unpacked it, set up for a headless TCG guest on one CPU with its
 /// serial console on stdout, and the kernel to boot. The caller adds -m, -kernel, -initrd and -append. Panics
 /// naming vm-deps.sh if qemu or the kernel is missing.
 pub fn qemu() -> (Command, PathBuf) {
+    qemu_command(None)
+}
+
+/// [`qemu`] run in network namespace `netns` (`/run/netns/NAME`) through `nsenter --net`, which execs qemu: the
+/// child's PID is qemu's. Only the network namespace changes (not the mounts, as `ip netns exec` would).
+pub fn qemu_in_netns(netns: &str) -> (Command, PathBuf) {
+    qemu_command(Some(netns))
+}
+
+fn qemu_command(netns: Option<&str>) -> (Command, PathBuf) {
     let root = vm_root();
     let binary = root.join("usr/bin/qemu-system-x86_64");
     let kernel = std::fs::read_dir(root.join("boot"))
@@ -201,7 +326,14 @@ pub fn qemu() -> (Command, PathBuf) {
     let (true, Some(kernel)) = (binary.exists(), kernel) else {
         panic!("qemu or the kernel is missing under {}: run scripts/vm-deps.sh", root.display());
     };
-    let mut cmd = Command::new(&binary);
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(&binary);
+            c
+        }
+        None => Command::new(&binary),
+    };
     // Debian 12's library packages are not all merged-/usr: libnl, for one, unpacks under /lib.
     let libs = [root.join("usr/lib/x86_64-linux-gnu"), root.join("lib/x86_64-linux-gnu")];
     cmd.env("LD_LIBRARY_PATH", std::env::join_paths(libs).expect("library path"))
