@@ -43,7 +43,7 @@ pub mod openapi;
 pub mod patch;
 pub mod private_files;
 pub mod protobuf;
-pub mod proxy;
+pub mod node_proxy;
 pub mod registry;
 pub mod request;
 pub mod routes;

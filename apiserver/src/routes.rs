@@ -97,11 +97,11 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
             if matches!(method, Method::GET | Method::POST) =>
         {
             let (ns, name, sub) = (ns.to_string(), name.to_string(), sub.to_string());
-            return crate::proxy::pod_stream(state, &ns, &name, &sub, &query, Request::from_parts(parts, body)).await;
+            return crate::node_proxy::pod_stream(state, &ns, &name, &sub, &query, Request::from_parts(parts, body)).await;
         }
         ["api", "v1", "nodes", name, "proxy", rest @ ..] => {
             let (name, rest) = (name.to_string(), rest.join("/"));
-            return crate::proxy::node_proxy(state, &name, &rest, Request::from_parts(parts, body)).await;
+            return crate::node_proxy::node_proxy(state, &name, &rest, Request::from_parts(parts, body)).await;
         }
         _ => {}
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::KubeletConfig;
 use crate::dns::{local_address, DnsServer};
-use crate::proxy::ProxyConfig;
+use crate::service_proxy::ProxyConfig;
 
 const RECORD: &str = "node-services.json";
 
@@ -43,12 +43,12 @@ pub enum NodeServicesError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    LoadBalancerAddress(#[from] crate::proxy::announce::AnnounceError),
+    LoadBalancerAddress(#[from] crate::service_proxy::announce::AnnounceError),
     #[error("remove service proxy table {table}: {source}")]
     Proxy {
         table: String,
         #[source]
-        source: crate::proxy::ProxyError,
+        source: crate::service_proxy::ProxyError,
     },
 }
 
@@ -91,7 +91,7 @@ pub async fn start(cfg: &KubeletConfig, client: kube::Client) -> Result<tokio::t
     // recorded first: whatever happens next, `rkube down` knows what to remove
     write_record(&cfg.root_dir, &rec)?;
     if let Some(table) = &rec.proxy_table {
-        consumers.push(crate::proxy::sync::consumer(ProxyConfig {
+        consumers.push(crate::service_proxy::sync::consumer(ProxyConfig {
             table: table.clone(),
             service_cidr: cfg.service_cidr,
             node_name: cfg.node_name.clone(),
@@ -136,9 +136,9 @@ pub fn remove(root_dir: &Path) -> Result<(), NodeServicesError> {
     let path = record_path(root_dir);
     let Some(rec) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Record>(&b).ok()) else { return Ok(()) };
     if let Some(table) = &rec.proxy_table {
-        crate::proxy::announce::withdraw_marked(table)?;
+        crate::service_proxy::announce::withdraw_marked(table)?;
         let cfg = ProxyConfig { table: table.clone(), ..ProxyConfig::default() };
-        crate::proxy::nft::remove(&cfg).map_err(|source| NodeServicesError::Proxy { table: table.clone(), source })?;
+        crate::service_proxy::nft::remove(&cfg).map_err(|source| NodeServicesError::Proxy { table: table.clone(), source })?;
     }
     if let Some((link, ip)) = &rec.dns {
         local_address::remove(link, *ip)?;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rkube_kubelet::monitor::{self, Args};
+use rkube_kubelet::container_monitor::{self as monitor, Args};
 use rkube_testsupport::poll_until;
 
 fn bin() -> PathBuf {

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rkube_kubelet::proxy::{nfnl, nft, Endpoint, Protocol, ProxyConfig, ServicePort, TrafficPolicy};
+use rkube_kubelet::service_proxy::{nfnl, nft, Endpoint, Protocol, ProxyConfig, ServicePort, TrafficPolicy};
 use rkube_testsupport::{poll_until, require_command, require_root, tcp_connect_in, unique_name, ChildGuard, ConnectOutcome};
 
 fn sh(args: &[&str]) {

@@ -28,7 +28,7 @@ pub async fn get(ctx: &Ctx) -> Result<Response, ApiError> {
             Ok(json_response(StatusCode::OK, &obj))
         }
         Some("scale") if info.subresource("scale").is_some() => Ok(json_response(StatusCode::OK, &scale_of(&obj))),
-        Some("log") if info.resource == "pods" => crate::proxy::pod_log(ctx, &obj).await,
+        Some("log") if info.resource == "pods" => crate::node_proxy::pod_log(ctx, &obj).await,
         Some(sub @ ("exec" | "attach" | "portforward")) if info.resource == "pods" => Err(super::create::not_served(sub)),
         Some(_) => Err(ApiError::path_not_found(&ctx.path)),
     }

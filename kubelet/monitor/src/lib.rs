@@ -10,7 +10,7 @@
 //! the output pipes (or pty) and the attach socket, one reused 16 KiB read buffer, no per-line allocation or
 //! formatting machinery. This crate holds
 //! only the monitor process and its wire format (arguments, files); the kubelet side (starting one, reading
-//! its records) is `rkube_kubelet::monitor`.
+//! its records) is `rkube_kubelet::container_monitor`.
 #![warn(missing_docs)]
 
 pub mod attach;

@@ -27,7 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hickory_proto::rr::RecordType;
 use k8s_openapi::api::core::v1::Service;
 
-use crate::proxy::model::SERVICE_NAME_LABEL;
+use crate::service_proxy::model::SERVICE_NAME_LABEL;
 use crate::service_watch::ServiceState;
 
 /// TTL of every record the zone makes: the kubernetes plugin's `ttl` default.

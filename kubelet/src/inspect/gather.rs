@@ -199,7 +199,7 @@ fn container(
     let cdir = pod_dir.join("containers").join(name);
     let rec: ContainerRecord = read_json(&cdir.join("meta.json"))?;
     let mdir = cdir.join("monitor");
-    let pid = crate::monitor::container_pid(&mdir)
+    let pid = crate::container_monitor::container_pid(&mdir)
         .or_else(|| std::fs::read_to_string(cdir.join("container.pid")).ok().and_then(|s| s.trim().parse().ok()))
         .filter(|p| rec.exit.is_none() && alive(&env.proc_root, *p));
     let mut c = Container {
@@ -208,7 +208,7 @@ fn container(
         restart_count: rec.restart_count,
         state: if pid.is_some() { "running".into() } else { "exited".into() },
         pid,
-        monitor: schema::Monitor { pid: crate::monitor::alive_monitor(&mdir), log_file: rec.log_path.clone() },
+        monitor: schema::Monitor { pid: crate::container_monitor::alive_monitor(&mdir), log_file: rec.log_path.clone() },
         ..Default::default()
     };
     let Some(pid) = pid else { return Some(c) };

@@ -75,7 +75,7 @@ fn node_pod(env: &InspectEnv, runtime: &dyn RuntimeClient, root: &str, dir: &Pat
         memory_working_set_bytes: runtime.pod_memory_bytes(&cgroup),
         cgroup,
         sandbox_id: sandbox.as_ref().map(|s| s.id.clone()),
-        sandbox_pid: sandbox.as_ref().map(|s| s.pid).filter(|p| crate::monitor::process_alive(*p) && env.proc_root.join(p.to_string()).exists()),
+        sandbox_pid: sandbox.as_ref().map(|s| s.pid).filter(|p| crate::container_monitor::process_alive(*p) && env.proc_root.join(p.to_string()).exists()),
         pod_ip: sandbox.as_ref().and_then(|s| s.ip.clone()).or_else(|| raw.pointer("/status/podIP").and_then(Value::as_str).map(str::to_string)),
         host_network: sandbox.as_ref().map(|s| s.host_network).unwrap_or(false),
     })

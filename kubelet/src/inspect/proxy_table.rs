@@ -1,6 +1,6 @@
 //! The service proxy's nftables table (`nft -j list table ip <table>`) read for the node and service views: the
 //! table in numbers, and one Service's chains per port with what leads to them and the endpoints they pick. Pure:
-//! the chain names are the proxy's (`kubelet/src/proxy/nft.rs`: `svc-`, `ext-`, `local-<ns>/<name>/<proto>/<port>`
+//! the chain names are the proxy's (`kubelet/src/service_proxy/nft.rs`: `svc-`, `ext-`, `local-<ns>/<name>/<proto>/<port>`
 //! and `ep-<that>__<ip>/<port>`), the unit tests feed a captured table.
 
 use std::collections::BTreeMap;

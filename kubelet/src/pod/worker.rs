@@ -26,7 +26,7 @@ use crate::config::KubeletConfig;
 use crate::container::spec::{oci_config, BindMount, ImageConfig, SandboxNamespaces, SpecInput};
 use crate::container::{env, qos, security};
 use crate::image::{ImageRecord, ImageService};
-use crate::monitor;
+use crate::container_monitor;
 use crate::probe::{ProbeKind, Prober};
 use crate::runtime_client::RuntimeClient;
 use crate::volume;
@@ -113,7 +113,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
 }
 
 fn alive(pid: i32) -> bool {
-    monitor::process_alive(pid)
+    container_monitor::process_alive(pid)
 }
 
 /// The directory of pod `uid`.
@@ -232,18 +232,18 @@ impl PodWorker {
                     // that landed between the two reads and recorded them as kills). Only the monitor counts: a
                     // container that outlived its monitor has nobody to record its exit, keep its logs or serve
                     // attach, so it is not running as far as the pod goes.
-                    let live = monitor::alive_monitor(&mdir).is_some();
-                    match monitor::read_exit(&mdir) {
+                    let live = container_monitor::alive_monitor(&mdir).is_some();
+                    match container_monitor::read_exit(&mdir) {
                         Some(exit) => exited(self.reap(&name, &rec, exit)),
                         None if live => ContainerState::Running { id: rec.id.clone(), started_at: rec.started_at },
                         // monitor gone without a record (node reboot, kill -9 of the monitor): treat as killed. As
                         // containerd does when a shim dies, a container still running without its monitor is
                         // stopped (reap's `delete --force`), so no orphan is left; restartPolicy decides the rest.
                         None => {
-                            if monitor::container_pid(&mdir).is_some_and(alive) {
+                            if container_monitor::container_pid(&mdir).is_some_and(alive) {
                                 tracing::warn!(pod = %self.name(), container = %name, id = %rec.id, "container outlived its monitor: stopping it");
                             }
-                            let lost = monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() };
+                            let lost = container_monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() };
                             exited(RecordedExit { oom_killed: false, message: None, ..self.reap(&name, &rec, lost) })
                         }
                     }
@@ -349,7 +349,7 @@ impl PodWorker {
     }
 
     /// The container exited: note OOM and the termination message, remove it from the runtime, unmount.
-    fn reap(&mut self, name: &str, rec: &ContainerRecord, exit: monitor::ExitRecord) -> RecordedExit {
+    fn reap(&mut self, name: &str, rec: &ContainerRecord, exit: container_monitor::ExitRecord) -> RecordedExit {
         let oom = exit.exit_code == 137 && self.ctx.runtime.oom_killed(&rec.id);
         let cdir = self.dir.join("containers").join(name);
         let message = fs::read_to_string(cdir.join("termination-log")).ok().filter(|s| !s.is_empty()).map(|s| {
@@ -887,7 +887,7 @@ impl PodWorker {
             command.push("--console-socket".into());
             command.push(p.into());
         }
-        let args = monitor::Args {
+        let args = container_monitor::Args {
             dir: paths.monitor.clone(),
             log: log_path.clone(),
             log_max_bytes: self.ctx.config.log_max_bytes,
@@ -900,7 +900,7 @@ impl PodWorker {
         };
         // from here the runtime may hold the container, whatever the monitor says
         undo.created = true;
-        if let Err(e) = monitor::spawn(&self.ctx.config.monitor_bin, &args) {
+        if let Err(e) = container_monitor::spawn(&self.ctx.config.monitor_bin, &args) {
             // The runtime looks the program up at create, as runc does; upstream's CRI creates at start, so a
             // missing or non-executable command is a RunContainerError there, and here too.
             let message = e.to_string();
@@ -969,16 +969,16 @@ impl PodWorker {
             live.push((n.clone(), rec));
         }
         let mdir = |n: &str| self.dir.join("containers").join(n).join("monitor");
-        while Instant::now() < deadline && live.iter().any(|(n, _)| monitor::read_exit(&mdir(n)).is_none()) {
+        while Instant::now() < deadline && live.iter().any(|(n, _)| container_monitor::read_exit(&mdir(n)).is_none()) {
             std::thread::sleep(Duration::from_millis(20));
         }
         for (n, rec) in &live {
-            if monitor::read_exit(&mdir(n)).is_none() {
+            if container_monitor::read_exit(&mdir(n)).is_none() {
                 let _ = self.ctx.runtime.kill(&rec.id, "KILL");
             }
         }
         let hard = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < hard && live.iter().any(|(n, _)| monitor::read_exit(&mdir(n)).is_none()) {
+        while Instant::now() < hard && live.iter().any(|(n, _)| container_monitor::read_exit(&mdir(n)).is_none()) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -1437,13 +1437,13 @@ mod tests {
         let h = harness("echo ok $$");
         let (mut w, mdir) = started(&h);
         // alive (this test process stands in for the monitor), no record yet
-        fs::write(mdir.join(monitor::PID_FILE), std::process::id().to_string()).expect("write monitor.pid");
+        fs::write(mdir.join(container_monitor::PID_FILE), std::process::id().to_string()).expect("write monitor.pid");
         assert!(matches!(app_state(&mut w), ContainerState::Running { .. }));
         assert_eq!(h.runtime.calls(), vec![], "a running container is left alone");
         // the monitor writes its record, removes its pid file and exits, in that order
-        fs::write(mdir.join(monitor::EXIT_FILE), r#"{"exitCode":0,"signal":null,"finishedAt":"2026-01-02T03:04:05.000000006Z"}"#)
+        fs::write(mdir.join(container_monitor::EXIT_FILE), r#"{"exitCode":0,"signal":null,"finishedAt":"2026-01-02T03:04:05.000000006Z"}"#)
             .expect("write exit");
-        fs::remove_file(mdir.join(monitor::PID_FILE)).expect("remove monitor.pid");
+        fs::remove_file(mdir.join(container_monitor::PID_FILE)).expect("remove monitor.pid");
         match app_state(&mut w) {
             ContainerState::Exited { exit_code, oom_killed, finished_at, .. } => {
                 assert_eq!((exit_code, oom_killed), (0, false));
@@ -1467,7 +1467,7 @@ mod tests {
         let mut dead = std::process::Command::new("true").spawn().expect("spawn true");
         let dead_pid = dead.id();
         dead.wait().expect("reap true");
-        fs::write(mdir.join(monitor::PID_FILE), dead_pid.to_string()).expect("write monitor.pid");
+        fs::write(mdir.join(container_monitor::PID_FILE), dead_pid.to_string()).expect("write monitor.pid");
         match app_state(&mut w) {
             ContainerState::Exited { exit_code, oom_killed, .. } => assert_eq!((exit_code, oom_killed), (137, false)),
             other => panic!("expected a kill, got {other:?}"),
@@ -1482,10 +1482,10 @@ mod tests {
         h.runtime.set_oom("u1-app-0");
         let rec = started_record(&h);
         fs::create_dir_all(w.dir.join("containers/app")).expect("mkdir");
-        let x = w.reap("app", &rec, monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() });
+        let x = w.reap("app", &rec, container_monitor::ExitRecord { exit_code: 137, signal: Some(9), finished_at: String::new() });
         assert!(x.oom_killed);
         assert_eq!(h.runtime.calls(), vec![Call::OomKilled("u1-app-0".into()), Call::Delete("u1-app-0".into())]);
-        let x = w.reap("app", &rec, monitor::ExitRecord { exit_code: 1, signal: None, finished_at: String::new() });
+        let x = w.reap("app", &rec, container_monitor::ExitRecord { exit_code: 1, signal: None, finished_at: String::new() });
         assert!(!x.oom_killed, "only a SIGKILL exit asks the runtime");
     }
 }

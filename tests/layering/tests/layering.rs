@@ -371,7 +371,7 @@ const APISERVER_LAYERS: &[(&str, &[&str])] = &[
     ("state and config", &["config", "state", "auth::keys", "auth::user"]),
     ("request context", &["request", "auth"]),
     ("object helpers", &["admission", "strategy", "defaulting", "validation", "patch", "table"]),
-    ("handlers", &["handlers", "auth::review", "proxy", "openapi::v2", "openapi::v3"]),
+    ("handlers", &["handlers", "auth::review", "node_proxy", "openapi::v2", "openapi::v3"]),
     ("background work", &["namespace_lifecycle"]),
     ("serving", &["connections", "routes", "bootstrap", "server"]),
 ];

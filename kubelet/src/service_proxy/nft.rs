@@ -485,7 +485,7 @@ pub fn remove(cfg: &ProxyConfig) -> Result<(), ProxyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::model::Protocol;
+    use crate::service_proxy::model::Protocol;
 
     fn ep(ip: &str) -> Endpoint {
         Endpoint { ip: ip.parse().unwrap(), port: 8080 }

@@ -149,7 +149,7 @@ async fn serve(listener: tokio::net::TcpListener, check: Arc<Mutex<Check>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::model::{Endpoint, Protocol};
+    use crate::service_proxy::model::{Endpoint, Protocol};
 
     #[test]
     fn counts_local_endpoints_once_per_address_and_answers_as_upstream() {
