@@ -337,8 +337,10 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<CronJobCtx>) -> Result<Requeue
                     spec: tmpl.spec,
                     status: None,
                 };
-                match api.create(&PostParams::default(), &job).await {
+                let (job, span) = crate::util::trace::create_child(&job, crate::util::trace::of_owner(&cj.metadata), "cronjob", &format!("CronJob/{ns}/{name}"));
+                match tracing::Instrument::instrument(api.create(&PostParams::default(), &job), span.clone()).await {
                     Ok(j) => {
+                        crate::util::trace::created(&span, &j);
                         tracing::info!(cronjob = %name, job = %job_name, "created job");
                         active_refs.push(json!({"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "namespace": ns, "uid": j.uid()}));
                     }

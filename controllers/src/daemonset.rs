@@ -336,9 +336,11 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<DaemonSetCtx>) -> Result<Req
                 if let Some(ps) = pod.spec.as_mut() {
                     pin_to_node(ps, node);
                 }
-                api.create(&PostParams::default(), &pod)
+                let (pod, span) = crate::util::trace::create_child(&pod, crate::util::trace::of_owner(&ds.metadata), "daemonset", &format!("DaemonSet/{ns}/{name}"));
+                let created = tracing::Instrument::instrument(api.create(&PostParams::default(), &pod), span.clone())
                     .await
                     .map_err(ReconcileError::api(format!("create daemon pod of {ns}/{name} for node {node}")))?;
+                crate::util::trace::created(&span, &created);
                 tracing::info!(daemonset = %name, node = %node, "created daemon pod");
             }
             DsAction::Delete(pod) => {

@@ -244,8 +244,13 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Shared>) -> Result<Requeue, Recon
                 ];
                 let pod = from_template(&spec.template, &ns, PodName::Generate(&prefix), oref, &labels);
                 let mut created = Vec::new();
+                let owner_trace = crate::util::trace::of_owner(&job.metadata);
                 for _ in 0..*n {
-                    let p = api.create(&PostParams::default(), &pod).await.map_err(ReconcileError::api(format!("create pod for job {ns}/{name}")))?;
+                    let (pod, span) = crate::util::trace::create_child(&pod, owner_trace, "job", &exp_key);
+                    let p = tracing::Instrument::instrument(api.create(&PostParams::default(), &pod), span.clone())
+                        .await
+                        .map_err(ReconcileError::api(format!("create pod for job {ns}/{name}")))?;
+                    crate::util::trace::created(&span, &p);
                     created.push(p.name_any());
                 }
                 if let Ok(mut e) = ctx.expectations.lock() {

@@ -234,8 +234,12 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Shared>) -> Result<Requeu
                         ps.subdomain = spec.service_name.clone();
                     }
                 }
-                match api.create(&PostParams::default(), &pod).await {
-                    Ok(_) => tracing::info!(statefulset = %name, pod = %pod_name, "created pod"),
+                let (pod, span) = crate::util::trace::create_child(&pod, crate::util::trace::of_owner(&set.metadata), "statefulset", &format!("StatefulSet/{ns}/{name}"));
+                match tracing::Instrument::instrument(api.create(&PostParams::default(), &pod), span.clone()).await {
+                    Ok(created) => {
+                        crate::util::trace::created(&span, &created);
+                        tracing::info!(statefulset = %name, pod = %pod_name, "created pod")
+                    }
                     Err(e) if is_conflict(&e) => {}
                     Err(e) => return Err(ReconcileError::Api { what: format!("create pod {ns}/{pod_name}"), source: e }),
                 }

@@ -1,5 +1,6 @@
 //! A controller creating an object for its owner carries the owner's trace (issue 17, `docs/trace.md`): the
-//! object (a Deployment's ReplicaSet, a ReplicaSet's pod) gets `rkube.io/traceparent` naming the owner's trace
+//! object (a Deployment's ReplicaSet; the pods of a ReplicaSet, DaemonSet, StatefulSet or Job; a CronJob's Job)
+//! gets `rkube.io/traceparent` naming the owner's trace
 //! and the controller's create span, and that span records which controller created what from which object.
 
 use kube::Resource;
@@ -50,5 +51,28 @@ where
     span.record("object", key.as_str());
     if K::kind(&Default::default()) == "Pod" {
         span.record("pod", key.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn a_child_carries_its_owners_trace_and_an_orphan_is_left_alone() {
+        let owner = TraceContext::root();
+        let mut meta = ObjectMeta::default();
+        meta.annotations = Some([(ANNOTATION.to_string(), owner.traceparent())].into());
+        let parent = of_owner(&meta);
+        assert_eq!(parent.map(|p| p.span_id), Some(owner.span_id));
+        let pod = Pod { metadata: ObjectMeta { generate_name: Some("ds-".into()), ..Default::default() }, ..Default::default() };
+        let (child, _span) = create_child(&pod, parent, "daemonset", "DaemonSet/default/ds");
+        let tp = of_owner(&child.metadata).expect("the child carries trace context");
+        assert_eq!(tp.trace_id, owner.trace_id, "the owner's trace");
+        assert_ne!(tp.span_id, owner.span_id, "under the controller's own span");
+        let (orphan, span) = create_child(&pod, of_owner(&pod.metadata), "daemonset", "DaemonSet/default/ds");
+        assert!(orphan.metadata.annotations.is_none() && span.is_none(), "no owner context: the apiserver starts the trace");
     }
 }
