@@ -29,7 +29,7 @@ pub struct Options {
     /// ClusterIP of the `kube-dns` Service in kube-system (None: no such Service).
     pub cluster_dns: Option<Ipv4Addr>,
     /// How the apiserver reaches kubelets over HTTPS (None: plain HTTP).
-    pub kubelet_client: Option<rkube_apiserver::proxy::KubeletClientTls>,
+    pub kubelet_client: Option<rkube_apiserver::node_proxy::KubeletClientTls>,
     /// Open connections one client address may hold (`--max-connections-per-client`).
     pub max_connections_per_client: usize,
     /// `--lb-pool`: the built-in load balancer's addresses (None: the nodes' InternalIPs).
@@ -149,7 +149,7 @@ pub async fn start_elected(o: &Options, le: &LeaderElection) -> anyhow::Result<C
         let pki = rkube_apiserver::tls::ensure_pki(&dir, &config.pki_hosts())?;
         let client = rkube_apiserver::tls::issue_kubelet_client(&pki)?;
         config.kubelet_client =
-            Some(rkube_apiserver::proxy::KubeletClientTls { ca_pem: None, cert_pem: client.cert, key_pem: client.key });
+            Some(rkube_apiserver::node_proxy::KubeletClientTls { ca_pem: None, cert_pem: client.cert, key_pem: client.key });
     }
     config.tls_dir = Some(dir);
     config.insecure_listen = o.insecure_http_listen;

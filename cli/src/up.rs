@@ -73,7 +73,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let pki = rkube_apiserver::tls::ensure_pki(&data.join("pki"), &hosts)?;
     let (serving, client) = rkube_apiserver::tls::issue_kubelet_certs(&pki, &cfg.node_name, std::slice::from_ref(&cfg.node_ip))?;
     cfg.api_tls = Some(rkube_kubelet::server::tls::ApiTls { cert_pem: serving.cert, key_pem: serving.key, client_ca_pem: pki.ca_cert.clone() });
-    let kubelet_client = rkube_apiserver::proxy::KubeletClientTls { ca_pem: Some(pki.ca_cert.clone()), cert_pem: client.cert, key_pem: client.key };
+    let kubelet_client = rkube_apiserver::node_proxy::KubeletClientTls { ca_pem: Some(pki.ca_cert.clone()), cert_pem: client.cert, key_pem: client.key };
     rkube_kubelet::node::host::record_ip_forward()?;
     let cp = control_plane::start(&control_plane::Options {
         data_dir: data.clone(),
