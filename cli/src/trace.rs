@@ -1,7 +1,8 @@
-//! `rkube trace pod NAME [-n NS] [-o json]`: a pod's timeline across components (issue 17, `docs/trace.md`).
+//! `rkube trace pod NAME [-n NS] [-o json] [--follow]`: a pod's timeline across components (issue 17,
+//! `docs/trace.md`); with `--follow`, its new steps as they are recorded, until it is Ready, finished or failed.
 //! Wiring only: the trace id comes from the pod's `rkube.io/traceparent` (or, for a pod that is gone, from the
 //! apiserver's index), the records from the apiserver's and the node's kubelet's trace endpoints; merging and
-//! printing are `rkube_trace::timeline`'s.
+//! printing are `rkube_trace::timeline`'s, what to print next while following `rkube_trace::follow`'s.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -33,7 +34,19 @@ pub struct PodArgs {
     /// Kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config)
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Print the pod's steps as they are recorded, each once, in order, until it is Ready, has finished or
+    /// failed (or Ctrl-C); waits for a pod that does not exist yet. With -o json, one step a line
+    #[arg(short, long)]
+    pub follow: bool,
+    /// With --follow: how long to wait for the pod to be created, in seconds
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub timeout: u64,
 }
+
+/// How often --follow reads the pod and its records.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// After the pod is done, how long --follow waits for the kubelet's last steps (the status that says Ready).
+const FOLLOW_SETTLE: Duration = Duration::from_secs(5);
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -114,8 +127,14 @@ pub async fn fetch_pod(client: &kube::Client, ns: &str, name: &str) -> anyhow::R
 
 pub fn run(cmd: Command) -> anyhow::Result<()> {
     let Command::Pod(args) = cmd;
-    let kubeconfig = kubeconfig_path(args.kubeconfig)?;
+    let kubeconfig = kubeconfig_path(args.kubeconfig.clone())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if args.follow {
+        return rt.block_on(async {
+            let client = crate::control_plane::client_from_kubeconfig(&kubeconfig).await?;
+            follow(&client, &args).await
+        });
+    }
     let trace = rt.block_on(async {
         let client = crate::control_plane::client_from_kubeconfig(&kubeconfig).await?;
         fetch_pod(&client, &args.namespace, &args.name).await
@@ -127,4 +146,142 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
     };
     print!("{out}");
     Ok(())
+}
+
+/// Where a followed pod is.
+enum PodState {
+    Missing,
+    Running,
+    /// Ready, finished or failed: what to say.
+    Done(String),
+}
+
+fn pod_state(pod: Option<&Pod>) -> PodState {
+    let Some(p) = pod else { return PodState::Missing };
+    let status = p.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or_default();
+    let ready = status.and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    match phase {
+        "Failed" => PodState::Done(format!("failed{}", status.and_then(|s| s.reason.as_deref()).map(|r| format!(" ({r})")).unwrap_or_default())),
+        "Succeeded" => PodState::Done("finished (Succeeded)".into()),
+        _ if ready => PodState::Done("Ready".into()),
+        _ => PodState::Running,
+    }
+}
+
+/// The records of trace `trace_id` from the apiserver and the pod's node, merged to the pod's steps. A kubelet
+/// that does not answer is said once (`warned`) and its steps are missing until it does.
+async fn follow_records(client: &kube::Client, trace_id: &str, key: &str, node: Option<&str>, warned: &mut bool) -> anyhow::Result<Vec<Record>> {
+    let mut sets = vec![records(get_json(client, &format!("/debug/rkube/traces/{trace_id}")).await.context("read the apiserver's trace records")?)?];
+    if let Some(n) = node {
+        match get_json(client, &format!("/api/v1/nodes/{n}/proxy/debug/rkube/traces/{trace_id}")).await {
+            Ok(doc) => sets.push(records(doc)?),
+            Err(e) if !*warned => {
+                *warned = true;
+                eprintln!("rkube: the kubelet of node {n} did not answer ({e}); showing the control plane's steps until it does");
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(timeline::merge(sets, key))
+}
+
+/// Writes steps as lines (the timeline's, or one JSON record each) and flushes them; `first` is the first printed
+/// step's start, which offsets count from.
+fn emit(out: &mut impl std::io::Write, steps: &[Record], json: bool, color: bool, first: &mut Option<u64>) -> anyhow::Result<()> {
+    for s in steps {
+        let line = if json {
+            serde_json::to_string(s)? + "\n"
+        } else {
+            let f = *first.get_or_insert(s.start_unix_nanos);
+            timeline::step_line(s, f, color)
+        };
+        out.write_all(line.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `rkube trace pod NAME --follow`: waits for the pod, then prints each new step once, in order, until the pod
+/// is Ready, has finished or failed. Ctrl-C ends it (each step is a whole line, flushed as printed).
+async fn follow(client: &kube::Client, args: &PodArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (ns, name) = (args.namespace.as_str(), args.name.as_str());
+    let key = format!("{ns}/{name}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let json = args.output.as_deref() == Some("json");
+    let color = !json && std::io::stdout().is_terminal();
+    let wait = Duration::from_secs(args.timeout);
+    let started = tokio::time::Instant::now();
+    let mut said_waiting = false;
+    // wait for the pod and its trace context
+    let (trace_id, mut pod) = loop {
+        let pod = pods.get_opt(name).await.with_context(|| format!("read pod {key}"))?;
+        if let Some(p) = pod {
+            let tp = TraceParent::from_annotations(p.metadata.annotations.as_ref()).with_context(|| {
+                format!("pod {key} has no trace context (annotation {}): it was created before tracing", rkube_trace::ANNOTATION)
+            })?;
+            break (format!("{:032x}", tp.trace_id), p);
+        }
+        if started.elapsed() >= wait {
+            anyhow::bail!(
+                "pod {key} was not created within {} s (kubectl get pods -n {ns} lists the pods there; --timeout waits longer)",
+                wait.as_secs()
+            );
+        }
+        if !said_waiting {
+            said_waiting = true;
+            eprintln!("rkube: pod {key} does not exist yet; waiting up to {} s for it to be created", wait.as_secs());
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    };
+    let mut out = std::io::stdout().lock();
+    if !json {
+        let head = PodTrace {
+            api_version: timeline::API_VERSION.into(),
+            kind: "PodTrace".into(),
+            namespace: ns.into(),
+            name: name.into(),
+            trace_id: trace_id.clone(),
+            node: None,
+            exists: true,
+            steps: vec![],
+        };
+        write!(out, "{}", timeline::header(&head, color))?;
+        out.flush()?;
+    }
+    let mut follower = rkube_trace::follow::Follower::new();
+    let mut first: Option<u64> = None;
+    let mut warned = false;
+    let mut done: Option<(String, tokio::time::Instant)> = None;
+    loop {
+        let state = pod_state(Some(&pod));
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        let steps = follow_records(client, &trace_id, &key, node.as_deref(), &mut warned).await?;
+        if let (PodState::Done(what), None) = (&state, &done) {
+            done = Some((what.clone(), tokio::time::Instant::now()));
+        }
+        // once done, the last steps (the kubelet's status saying so) may still be on their way: wait for them a
+        // little, then print everything left
+        let settled = done.as_ref().is_some_and(|(what, since)| {
+            since.elapsed() >= FOLLOW_SETTLE || what != "Ready" || steps.iter().any(|s| s.name == "status" && s.attr("ready") == Some("True"))
+        });
+        emit(&mut out, &follower.next(&steps, std::time::Instant::now(), settled), json, color, &mut first)?;
+        if settled {
+            if let Some((what, _)) = &done {
+                eprintln!("rkube: pod {key} is {what}");
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+        match pods.get_opt(name).await.with_context(|| format!("read pod {key}"))? {
+            Some(p) => pod = p,
+            None => {
+                // gone before it was done: print what was recorded, and say so
+                let steps = follow_records(client, &trace_id, &key, node.as_deref(), &mut warned).await?;
+                emit(&mut out, &follower.next(&steps, std::time::Instant::now(), true), json, color, &mut first)?;
+                anyhow::bail!("pod {key} was deleted before it was Ready");
+            }
+        }
+    }
 }

@@ -5,13 +5,15 @@
 //! - [`store`]: the span recorder: a `tracing` [`Layer`](tracing_subscriber::Layer) that keeps the finished spans
 //!   and the events inside them of traced work (spans opened with [`trace_span!`]) in a bounded in-memory store
 //!   keyed by trace id, which the apiserver and the kubelet serve read-only;
-//! - [`timeline`]: merging the records of several components into one pod's timeline, and printing it.
+//! - [`timeline`]: merging the records of several components into one pod's timeline, and printing it;
+//! - [`follow`]: which of a pod's steps `rkube trace pod --follow` prints next, each once, in order.
 //!
 //! Must not: do network I/O, know about HTTP or the Kubernetes client (the apiserver, the kubelet and the `rkube`
 //! command serve and fetch records), or keep more than its limits allow.
 #![forbid(unsafe_code)]
 
 pub mod context;
+pub mod follow;
 pub mod store;
 pub mod timeline;
 
@@ -56,7 +58,7 @@ pub fn global() -> &'static Store {
     STORE.get_or_init(|| Store::new(store::Limits::default()))
 }
 
-/// The span layer over [`global`], with its filter: trace spans and events, the info-level spans and events
+/// The span layer over [`global`] (none when [`enabled`] says recording is off), with its filter: trace spans and events, the info-level spans and events
 /// of rkube's components (they are recorded only inside a traced span), and the few debug events that carry a
 /// step's details (the kubelet's sandbox and container step timings, the image puller's layers and bytes).
 pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
@@ -64,6 +66,9 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     use tracing_subscriber::Layer;
+    if !enabled() {
+        return None;
+    }
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target(TARGET, tracing::Level::DEBUG)
         .with_target("rkube_kubelet::pod::worker", tracing::Level::DEBUG)
@@ -71,5 +76,16 @@ where
         .with_target("rkube_kubelet", tracing::Level::INFO)
         .with_target("rkube_controllers", tracing::Level::INFO)
         .with_target("rkube_apiserver", tracing::Level::INFO);
-    SpanLayer::new(global()).with_filter(filter)
+    Some(SpanLayer::new(global()).with_filter(filter))
+}
+
+/// The environment variable that turns span recording off in a process (`RKUBE_TRACING=off`, also `0`,
+/// `false`): no span layer is installed, so trace spans are disabled (no layer wants them) and the trace
+/// endpoints serve nothing new. Objects still get their `rkube.io/traceparent`. `bench/trace.sh` uses it to
+/// measure what recording costs.
+pub const ENV_SWITCH: &str = "RKUBE_TRACING";
+
+/// Whether this process records spans: [`ENV_SWITCH`] unset or anything but `off`, `0`, `false`.
+pub fn enabled() -> bool {
+    !matches!(std::env::var(ENV_SWITCH).as_deref().map(str::trim), Ok("off" | "0" | "false"))
 }

@@ -115,37 +115,45 @@ fn ms(nanos: u64) -> String {
 
 /// The timeline as text: one step a line, `+offset  wall-clock  component  duration  what (details)`.
 pub fn render(t: &PodTrace, color: bool) -> String {
-    let mut out = String::new();
-    let (b, d, r) = if color { ("\x1b[1m", "\x1b[2m", "\x1b[0m") } else { ("", "", "") };
-    let _ = writeln!(
-        out,
-        "{b}pod {}/{}{r}  trace {}{}{}",
-        t.namespace,
-        t.name,
-        t.trace_id,
-        t.node.as_deref().map(|n| format!("  node {n}")).unwrap_or_default(),
-        if t.exists { "" } else { "  (pod is gone; steps kept)" }
-    );
+    let mut out = header(t, color);
     let Some(first) = t.steps.first().map(|s| s.start_unix_nanos) else {
         let _ = writeln!(out, "  no steps recorded");
         return out;
     };
     for s in &t.steps {
-        let off = s.start_unix_nanos.saturating_sub(first);
-        let wall = chrono::DateTime::from_timestamp_nanos(s.start_unix_nanos as i64).format("%H:%M:%S%.3f");
-        let dur = s.duration_nanos.map(ms).unwrap_or_default();
-        let det = details(s);
-        let _ = writeln!(
-            out,
-            "  +{:>8.3}s  {d}{wall}{r}  {:<18}  {:>10}  {}{}",
-            off as f64 / 1e9,
-            s.component,
-            dur,
-            title(s),
-            if det.is_empty() { String::new() } else { format!("  {d}({det}){r}") }
-        );
+        out.push_str(&step_line(s, first, color));
     }
     out
+}
+
+/// The timeline's first line: the pod, its trace, its node.
+pub fn header(t: &PodTrace, color: bool) -> String {
+    let (b, r) = if color { ("\x1b[1m", "\x1b[0m") } else { ("", "") };
+    format!(
+        "{b}pod {}/{}{r}  trace {}{}{}\n",
+        t.namespace,
+        t.name,
+        t.trace_id,
+        t.node.as_deref().map(|n| format!("  node {n}")).unwrap_or_default(),
+        if t.exists { "" } else { "  (pod is gone; steps kept)" }
+    )
+}
+
+/// One step's line (with its newline), its offset counted from `first` (the first step's start).
+pub fn step_line(s: &Record, first: u64, color: bool) -> String {
+    let (d, r) = if color { ("\x1b[2m", "\x1b[0m") } else { ("", "") };
+    let off = s.start_unix_nanos.saturating_sub(first);
+    let wall = chrono::DateTime::from_timestamp_nanos(s.start_unix_nanos as i64).format("%H:%M:%S%.3f");
+    let dur = s.duration_nanos.map(ms).unwrap_or_default();
+    let det = details(s);
+    format!(
+        "  +{:>8.3}s  {d}{wall}{r}  {:<18}  {:>10}  {}{}\n",
+        off as f64 / 1e9,
+        s.component,
+        dur,
+        title(s),
+        if det.is_empty() { String::new() } else { format!("  {d}({det}){r}") }
+    )
 }
 
 #[cfg(test)]
