@@ -22,7 +22,7 @@ pub struct Check {
 
 /// healthCheckNodePort → its check, for every service port that has one. Local endpoints are counted once per
 /// address across the Service's ports.
-pub fn wanted(ports: &[ServicePort]) -> BTreeMap<u16, Check> {
+pub fn wanted<'a>(ports: impl IntoIterator<Item = &'a ServicePort>) -> BTreeMap<u16, Check> {
     let mut ips: BTreeMap<u16, (Check, std::collections::BTreeSet<Ipv4Addr>)> = BTreeMap::new();
     for p in ports {
         let Some(hc) = p.health_check_node_port else { continue };

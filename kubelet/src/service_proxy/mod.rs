@@ -2,6 +2,10 @@
 //! sends traffic for a ClusterIP:port or a NodePort to one of the Service's ready endpoints.
 //!
 //! - `model`: pure translation from API objects to [`ServicePort`]s (no I/O, unit-tested).
+//! - `tracker`: every Service's ports kept between syncs; an update recomputes only the Services whose object or
+//!   EndpointSlices changed (pure).
+//! - `plan`: what a sync writes: among those Services' ports, the ones whose objects differ from the table's; or
+//!   the whole table (pure).
 //! - `nft`: the nftables objects of each service port and the transaction of a sync: the whole table on the first
 //!   sync (one `nft -f`), only the changed service ports after.
 //! - `nfnl`: a partial sync's transaction sent as one nftables netlink batch (nft's cache dump is the cost at
@@ -19,7 +23,9 @@ pub mod metrics;
 pub mod model;
 pub mod nfnl;
 pub mod nft;
+pub mod plan;
 pub mod sync;
+pub mod tracker;
 
 pub use model::{service_ports, Endpoint, Protocol, ServicePort, TrafficPolicy};
 pub use nft::{ProxyConfig, ProxyError};

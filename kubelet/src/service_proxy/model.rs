@@ -206,7 +206,7 @@ pub fn categorize(port: &ServicePort, endpoints: &[SliceEndpoint]) -> (Vec<Endpo
 /// (namespace, service) -> (port name, protocol) -> endpoints, from the IPv4 slices.
 type SliceIndex = BTreeMap<(String, String), BTreeMap<(String, Protocol), Vec<SliceEndpoint>>>;
 
-fn index_slices(slices: &[EndpointSlice], node_name: &str) -> SliceIndex {
+fn index_slices<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>, node_name: &str) -> SliceIndex {
     let mut index: SliceIndex = BTreeMap::new();
     for slice in slices {
         if slice.address_type != "IPv4" {
@@ -241,6 +241,16 @@ fn index_slices(slices: &[EndpointSlice], node_name: &str) -> SliceIndex {
 /// Services (clusterIP None), ExternalName Services, non-IPv4 cluster IPs and SCTP ports are skipped, as
 /// kube-proxy's IPv4 proxier skips them. Sorted by (ClusterIP, port, protocol).
 pub fn service_ports(services: &[Service], slices: &[EndpointSlice], node_name: &str) -> Vec<ServicePort> {
+    ports_of(services, slices, node_name)
+}
+
+/// [`service_ports`] of some Services, given (at least) their slices: what a partial sync recomputes
+/// ([`super::tracker`]). A slice of another Service is ignored.
+pub fn ports_of<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    node_name: &str,
+) -> Vec<ServicePort> {
     let index = index_slices(slices, node_name);
     let mut out = Vec::new();
     for svc in services {
