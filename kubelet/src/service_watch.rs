@@ -3,6 +3,8 @@
 //! namespace that does not exist and NODATA for one that does. After each change every consumer gets the full
 //! state, as often as [`SyncLimiter`] allows.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -19,6 +21,10 @@ use kube::{Api, Client};
 pub const MIN_SYNC_PERIOD: Duration = Duration::from_millis(50);
 /// Upstream's `burstSyncs`: this many syncs may follow each other at once before [`MIN_SYNC_PERIOD`] applies.
 pub const BURST_SYNCS: u32 = 2;
+/// With no change for this long, consumers run anyway (upstream kube-proxy's `--sync-period` default): each
+/// checks its own clock then, as the proxy does for its periodic full resync, which a quiet cluster would
+/// otherwise never get.
+pub const SYNC_PERIOD: Duration = Duration::from_secs(30);
 
 /// When the next sync may run: upstream's BoundedFrequencyRunner (a token bucket of `burst` syncs refilled one per
 /// `min_period`). A change after a quiet spell is synced at once, with no wait for more to come (the 50 ms
@@ -124,18 +130,20 @@ pub async fn run(client: Client, mut consumers: Vec<Consumer>) -> Result<(), Ser
     slice_store.wait_until_ready().await.map_err(|e| ServiceWatchError::Initial(e.to_string()))?;
     ns_store.wait_until_ready().await.map_err(|e| ServiceWatchError::Initial(e.to_string()))?;
     let mut limiter = SyncLimiter::new(MIN_SYNC_PERIOD, BURST_SYNCS, Instant::now());
+    let mut state = ServiceState::default();
     loop {
         limiter.ran(Instant::now());
-        let state = ServiceState {
-            services: svc_store.state().iter().map(|s| (**s).clone()).collect(),
-            slices: slice_store.state().iter().map(|s| (**s).clone()).collect(),
-            namespaces: ns_store.state().iter().map(|n| (**n).clone()).collect(),
+        state = ServiceState {
+            services: snapshot(&svc_store.state(), std::mem::take(&mut state.services)),
+            slices: snapshot(&slice_store.state(), std::mem::take(&mut state.slices)),
+            namespaces: snapshot(&ns_store.state(), std::mem::take(&mut state.namespaces)),
         };
         for consume in consumers.iter_mut() {
             consume(&state);
         }
-        if rx.recv().await.is_none() {
-            break;
+        match tokio::time::timeout(SYNC_PERIOD, rx.recv()).await {
+            Ok(None) => break,
+            Ok(Some(())) | Err(_) => {}
         }
         let wait = limiter.wait(Instant::now());
         if !wait.is_zero() {
@@ -150,9 +158,62 @@ pub async fn run(client: Client, mut consumers: Vec<Consumer>) -> Result<(), Ser
     Err(ServiceWatchError::Ended)
 }
 
+/// The objects of `store` as owned values, taking from `previous` (the last snapshot) every object whose uid and
+/// resourceVersion are unchanged: only what changed is deep-copied. (Copying every object took a large share of
+/// each sync at 5,000 Services with 10 endpoints each, before any consumer ran.) An object without a uid or
+/// resourceVersion is always copied.
+fn snapshot<K: kube::Resource + Clone + Default>(store: &[Arc<K>], mut previous: Vec<K>) -> Vec<K> {
+    let source: Vec<Option<usize>> = {
+        let index: HashMap<&str, usize> =
+            previous.iter().enumerate().filter_map(|(i, o)| o.meta().uid.as_deref().map(|uid| (uid, i))).collect();
+        store
+            .iter()
+            .map(|o| {
+                let (uid, version) = (o.meta().uid.as_deref()?, o.meta().resource_version.as_deref()?);
+                let i = *index.get(uid)?;
+                (previous[i].meta().resource_version.as_deref() == Some(version)).then_some(i)
+            })
+            .collect()
+    };
+    store
+        .iter()
+        .zip(source)
+        .map(|(o, from)| match from {
+            Some(i) => std::mem::take(&mut previous[i]),
+            None => (**o).clone(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service(uid: &str, version: &str, cluster_ip: &str) -> Arc<Service> {
+        let mut s = Service::default();
+        s.metadata.uid = Some(uid.into());
+        s.metadata.resource_version = Some(version.into());
+        s.spec = Some(k8s_openapi::api::core::v1::ServiceSpec { cluster_ip: Some(cluster_ip.into()), ..Default::default() });
+        Arc::new(s)
+    }
+
+    #[test]
+    fn a_snapshot_takes_unchanged_objects_from_the_last_one_and_copies_the_rest() {
+        let first = snapshot(&[service("a", "1", "10.96.0.1"), service("b", "1", "10.96.0.2")], Vec::new());
+        // stands in for "taken from the last snapshot, not copied from the store": the store's copy differs
+        let mut previous = first.clone();
+        previous[0].spec.as_mut().and_then(|s| s.cluster_ip.replace("kept".into()));
+        previous[1].spec.as_mut().and_then(|s| s.cluster_ip.replace("stale".into()));
+        let store = [service("c", "7", "10.96.0.3"), service("b", "2", "10.96.0.20"), service("a", "1", "10.96.0.1")];
+        let next = snapshot(&store, previous);
+        let ips: Vec<&str> = next.iter().map(|s| s.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).unwrap_or_default()).collect();
+        assert_eq!(ips, ["10.96.0.3", "10.96.0.20", "kept"], "new: copied; new resourceVersion: copied; same: reused");
+        // no uid or resourceVersion: always copied
+        let mut bare = (*service("d", "1", "10.96.0.4")).clone();
+        bare.metadata.resource_version = None;
+        let again = snapshot(&[Arc::new(bare.clone())], vec![Service { spec: None, ..bare.clone() }]);
+        assert_eq!(again, [bare]);
+    }
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
