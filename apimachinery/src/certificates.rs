@@ -24,6 +24,9 @@ pub const USAGES: &[&str] = &[
 /// The usages of a kubelet client certificate: these, or these without "key encipherment" (non-RSA keys).
 pub const KUBELET_CLIENT_USAGES: &[&str] = &["client auth", "digital signature", "key encipherment"];
 
+/// The usages of a kubelet serving certificate: these, or these without "key encipherment" (non-RSA keys).
+pub const KUBELET_SERVING_USAGES: &[&str] = &["digital signature", "key encipherment", "server auth"];
+
 /// Why a request does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CsrError {
@@ -118,6 +121,36 @@ pub fn validate_kubelet_client(csr: &ParsedCsr, usages: &[String]) -> Result<(),
     Ok(())
 }
 
+/// Upstream's check of a `kubernetes.io/kubelet-serving` request (`ValidateKubeletServingCSR`, in its order):
+/// subject O `system:nodes`, at least one DNS or IP subjectAltName and no email or URI ones, the serving usages,
+/// CN `system:node:<name>`. The kubelet files these for its HTTPS server (upstream's `serverTLSBootstrap`);
+/// nothing approves them automatically, as upstream: an administrator does (`kubectl certificate approve`).
+pub fn validate_kubelet_serving(csr: &ParsedCsr, usages: &[String]) -> Result<(), String> {
+    if csr.organizations != ["system:nodes"] {
+        return Err("subject organization is not system:nodes".into());
+    }
+    if csr.dns_names.is_empty() && csr.ip_addresses.is_empty() {
+        return Err("DNS or IP subjectAltName is required".into());
+    }
+    if !csr.email_addresses.is_empty() {
+        return Err("Email subjectAltNames are not allowed".into());
+    }
+    if !csr.uris.is_empty() {
+        return Err("URI subjectAltNames are not allowed".into());
+    }
+    let mut have: Vec<&str> = usages.iter().map(String::as_str).collect();
+    have.sort_unstable();
+    have.dedup();
+    let no_rsa: Vec<&str> = KUBELET_SERVING_USAGES.iter().copied().filter(|u| *u != "key encipherment").collect();
+    if have != KUBELET_SERVING_USAGES && have != no_rsa {
+        return Err(format!("usages did not match [{}]", KUBELET_SERVING_USAGES.join(" ")));
+    }
+    if !csr.common_name.starts_with("system:node:") {
+        return Err("subject common name does not begin with system:node:".into());
+    }
+    Ok(())
+}
+
 /// Upstream's check of a `kubernetes.io/kube-apiserver-client` request: only client usages.
 pub fn validate_apiserver_client(usages: &[String]) -> Result<(), String> {
     for u in usages {
@@ -152,6 +185,34 @@ dGVtOm5vZGU6bjFZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKgQvKe0I4hvNPmN
 
     fn u(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn kubelet_serving_requests_are_checked_as_upstream() {
+        let usages = u(&["digital signature", "key encipherment", "server auth"]);
+        let mut ok = node("system:node:n1", &["system:nodes"]);
+        ok.ip_addresses = vec![vec![10, 0, 0, 2]];
+        assert_eq!(validate_kubelet_serving(&ok, &usages), Ok(()));
+        assert_eq!(validate_kubelet_serving(&ok, &u(&["server auth", "digital signature", "server auth"])), Ok(()), "no RSA: no key encipherment");
+        let mut dns = node("system:node:n1", &["system:nodes"]);
+        dns.dns_names = vec!["n1".into()];
+        assert_eq!(validate_kubelet_serving(&dns, &usages), Ok(()));
+        let refused = |c: &ParsedCsr, us: &[String]| validate_kubelet_serving(c, us).expect_err("refused");
+        assert_eq!(refused(&node("system:node:n1", &["system:nodes"]), &usages), "DNS or IP subjectAltName is required");
+        let mut org = ok.clone();
+        org.organizations = vec!["system:masters".into()];
+        assert_eq!(refused(&org, &usages), "subject organization is not system:nodes");
+        let mut email = ok.clone();
+        email.email_addresses = vec!["a@b".into()];
+        assert_eq!(refused(&email, &usages), "Email subjectAltNames are not allowed");
+        let mut uri = ok.clone();
+        uri.uris = vec!["spiffe://x".into()];
+        assert_eq!(refused(&uri, &usages), "URI subjectAltNames are not allowed");
+        assert_eq!(refused(&ok, &u(&["digital signature", "key encipherment", "client auth"])), "usages did not match [digital signature key encipherment server auth]");
+        assert_eq!(refused(&ok, &u(&["digital signature", "key encipherment", "server auth", "client auth"])), "usages did not match [digital signature key encipherment server auth]");
+        let mut cn = ok.clone();
+        cn.common_name = "n1".into();
+        assert_eq!(refused(&cn, &usages), "subject common name does not begin with system:node:");
     }
 
     #[test]
