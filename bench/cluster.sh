@@ -11,6 +11,7 @@
 #     running.
 #
 #   RKUBE=target/release/rkube ROUNDS=3 NET_ROUNDS=5 NODES=3 bench/cluster.sh
+#   POD_NETWORK=vxlan ROUNDS=1 bench/cluster.sh    # the same over the vxlan pod network (MTU 1450, UDP 8472)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -20,6 +21,7 @@ ROUNDS=${ROUNDS:-5}
 NET_ROUNDS=${NET_ROUNDS:-5}
 NET_SECS=${NET_SECS:-3}
 NODES=${NODES:-3}
+POD_NETWORK=${POD_NETWORK:-host-gw}
 SUBNET=${SUBNET:-172.28.250.0/24}
 NAME=bench$$
 NAME=${NAME:0:10}
@@ -37,7 +39,7 @@ for c in iperf3 ping umoci jq kubectl nsenter; do
   command -v "$c" >/dev/null || { echo "bench/cluster.sh: $c missing (apt-get install -y iperf3 iputils-ping umoci jq util-linux; kubectl)" >&2; exit 1; }
 done
 up() {
-  "$RKUBE" cluster up --name "$NAME" --data-dir "$work/c" --nodes "$NODES" --subnet "$SUBNET" \
+  "$RKUBE" cluster up --name "$NAME" --data-dir "$work/c" --nodes "$NODES" --subnet "$SUBNET" --pod-network "$POD_NETWORK" \
     --kubelet-arg=--eviction-hard=memory.available\<1Mi,nodefs.available\<1% >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; exit 1; }
 }
 bench_load start
@@ -130,6 +132,7 @@ read -r m lo hi < <(bench_median_spread "$work/up")
 echo "cluster up --nodes $NODES to all Ready: median $m s (min $lo, max $hi) over $ROUNDS rounds"
 read -r m lo hi < <(bench_median_spread "$work/down")
 echo "cluster down ($NODES nodes, no pods):   median $m s (min $lo, max $hi) over $ROUNDS rounds"
+echo "pod network: $POD_NETWORK"
 echo "pod-to-pod TCP throughput (iperf3, ${NET_SECS} s), same-node: median $(bench_median "$work/tp-same") Gbit/s; cross-node: median $(bench_median "$work/tp-cross") Gbit/s"
 bench_ratio_row "throughput cross-node/same-node, per round" "$work/tp-ratio"
 echo "pod-to-pod round trip (ping, 100), same-node: median $(bench_median "$work/rtt-same") us; cross-node: median $(bench_median "$work/rtt-cross") us"

@@ -47,6 +47,10 @@ pub struct UpArgs {
     /// The LAN (a private /24 no address of this host is in); the host is .1, node i is .(10+i)
     #[arg(long, default_value = DEFAULT_SUBNET)]
     pub subnet: String,
+    /// How pods reach pods on other nodes: `host-gw` (a route to each node's podCIDR via its LAN address) or
+    /// `vxlan` (a VXLAN tunnel between the nodes' LAN addresses, as when nodes share no L2 segment)
+    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan"])]
+    pub pod_network: String,
     /// How long to wait for every node to be Ready, in seconds
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -118,7 +122,8 @@ fn up(a: UpArgs) -> anyhow::Result<()> {
         exe: exe()?,
         ready_timeout: Duration::from_secs(a.timeout),
         server_args: a.server_args,
-        kubelet_args: a.kubelet_args,
+        // every node agent's own flag (kept in the state file, so `cluster node start` passes it again)
+        kubelet_args: [vec!["--pod-network".to_string(), a.pod_network], a.kubelet_args].concat(),
     };
     let s = rkube_cluster::up(&opts, &mut |line| eprintln!("{line}"))?;
     eprintln!(

@@ -51,8 +51,9 @@ pub struct AgentArgs {
     #[arg(long, default_value = "kubepods")]
     pub cgroup_root: String,
     /// How pods reach pods on other nodes: `host-gw` keeps a route to every other node's podCIDR via that
-    /// node's InternalIP (nodes on one L2 segment); `none` leaves routing to someone else
-    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "none"])]
+    /// node's InternalIP (nodes on one L2 segment); `vxlan` carries pods' packets in VXLAN (UDP 8472) between
+    /// the nodes' InternalIPs (nodes on any routed network; MTU 50 less); `none` leaves routing to someone else
+    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan", "none"])]
     pub pod_network: String,
     #[command(flatten)]
     pub node: NodeArgs,
@@ -88,8 +89,17 @@ pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
     if args.agent.netns.is_none() {
         rkube_kubelet::node::host::record_ip_forward()?;
     }
-    if args.agent.pod_network == "host-gw" {
-        tokio::spawn(rkube_kubelet::node::routes::run(client.clone(), cfg.node_name.clone()));
+    match args.agent.pod_network.as_str() {
+        "host-gw" => drop(tokio::spawn(rkube_kubelet::node::routes::run(client.clone(), cfg.node_name.clone()))),
+        "vxlan" => {
+            // the pods' bridge and veths get the tunnel's MTU, so their packets fit in it unfragmented
+            let mtu = rkube_kubelet::node::vxlan::pod_mtu(&cfg.node_ip)?;
+            if let Some(net) = cfg.default_network.as_mut() {
+                net.mtu = Some(mtu);
+            }
+            tokio::spawn(rkube_kubelet::node::vxlan::run(client.clone(), cfg.node_name.clone(), cfg.node_ip.clone()));
+        }
+        _ => {}
     }
     eprintln!(
         "rkube kubelet: node {} ({}) joining {}; cluster DNS {}",
