@@ -7,10 +7,21 @@ use oci_spec::runtime::{Capability as OciCap, LinuxCapabilities};
 /// Errors applying capabilities, naming the set and capability.
 #[derive(Debug, thiserror::Error)]
 pub enum CapabilityError {
+    /// A capability name this runtime does not know.
     #[error("capability {name} is not known to this runtime; use a name from capabilities(7) like CAP_NET_ADMIN")]
-    Unknown { name: String },
+    Unknown {
+        /// The name given.
+        name: String,
+    },
+    /// The kernel refused a capability set.
     #[error("set {set} capabilities: {source}")]
-    Apply { set: &'static str, #[source] source: caps::errors::CapsError },
+    Apply {
+        /// Which set (`bounding`, `effective`, `permitted`, `inheritable`, `ambient`).
+        set: &'static str,
+        /// The cause.
+        #[source]
+        source: caps::errors::CapsError,
+    },
 }
 
 /// Maps an oci-spec capability to the caps crate's.

@@ -13,12 +13,33 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 /// Errors in a bundle's configuration, each naming the field at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    /// `config.json` could not be read.
     #[error("read {path}: {source} (is --bundle the directory holding config.json?)")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `config.json` is not a valid runtime spec.
     #[error("{path}: {field}: {message}")]
-    Parse { path: PathBuf, field: String, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The JSON path of the bad field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The spec parses but asks for something this runtime refuses.
     #[error("config.json: {field}: {reason}")]
-    Invalid { field: String, reason: String },
+    Invalid {
+        /// The spec field (`process.args`, `linux.namespaces`...).
+        field: String,
+        /// Why it is refused.
+        reason: String,
+    },
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
@@ -166,6 +187,7 @@ fn check_without_mount_ns(spec: &Spec) -> Result<(), SpecError> {
 
 /// The runtime-spec versions this runtime implements: 1.0.0 up to the 1.2 series (features.json says the same).
 pub const OCI_VERSION_MIN: (u64, u64) = (1, 0);
+/// The newest runtime-spec version (major, minor) accepted.
 pub const OCI_VERSION_MAX: (u64, u64) = (1, 2);
 
 /// Refuses an `ociVersion` outside 1.0.0-1.2.x: a later minor may carry fields this runtime would silently drop,

@@ -19,20 +19,29 @@ use crate::sys::{self, Forked};
 /// An exec request (CLI flags or the kubelet's).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExecRequest {
+    /// The runtime's state root (`--root`).
     pub root: PathBuf,
+    /// The container to run the process in.
     pub id: String,
+    /// The process to run (`--process` JSON, or built from the command line); required.
     pub process: Option<Process>,
+    /// Where to write the process's host pid (`--pid-file`).
     pub pid_file: Option<PathBuf>,
+    /// A unix socket to send the pty master to (`--console-socket`).
     pub console_socket: Option<PathBuf>,
+    /// Extra fds after stdio passed into the process (`--preserve-fds`).
     #[serde(default)]
     pub preserve_fds: u32,
+    /// Files for the process's stdio; inherited from the caller when `None`.
     #[serde(default)]
     pub stdio: Option<Stdio>,
 }
 
 /// The exec'd process as seen by the caller that cloned it.
 pub struct Execed {
+    /// Its host pid.
     pub pid: i32,
+    /// A pidfd to wait on it.
     pub pidfd: Option<OwnedFd>,
 }
 

@@ -29,7 +29,7 @@ pub const INIT_ENV: &str = "_RKUBE_RUNTIME_INIT";
 /// What an init-mode process is asked to do (argv[1], JSON). Built once per call, so variant sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
-pub enum InitRequest {
+pub(crate) enum InitRequest {
     Create(crate::container::CreateRequest),
     Exec(crate::exec::ExecRequest),
     Sandbox(crate::sandbox::SandboxRequest),
@@ -78,30 +78,30 @@ pub fn run_if_init() {
 }
 
 /// What the cloned init child works from: references into the parent's memory (the child has a copy).
-pub struct ChildCtx<'a> {
-    pub spec: &'a Spec,
-    pub rootfs: &'a Path,
-    pub plan: &'a Plan,
-    pub cgroup: Option<&'a Cgroup>,
-    pub layout: &'a Layout,
-    pub sync: &'a Channel,
-    pub fifo: Option<RawFd>,
-    pub console: Option<RawFd>,
+pub(crate) struct ChildCtx<'a> {
+    pub(crate) spec: &'a Spec,
+    pub(crate) rootfs: &'a Path,
+    pub(crate) plan: &'a Plan,
+    pub(crate) cgroup: Option<&'a Cgroup>,
+    pub(crate) layout: &'a Layout,
+    pub(crate) sync: &'a Channel,
+    pub(crate) fifo: Option<RawFd>,
+    pub(crate) console: Option<RawFd>,
     /// The caller's descriptors (`--preserve-fds`) to pass into the container at their numbers; every other
     /// descriptor of the runtime is close-on-exec.
-    pub passed_fds: &'a [RawFd],
-    pub no_pivot: bool,
-    pub stdio: Option<&'a Stdio>,
+    pub(crate) passed_fds: &'a [RawFd],
+    pub(crate) no_pivot: bool,
+    pub(crate) stdio: Option<&'a Stdio>,
     /// `exec` into a running container: namespaces are joined, the rootfs is already there.
-    pub exec_mode: bool,
+    pub(crate) exec_mode: bool,
     /// The parent moves us into `cgroup` (in parallel with our first rootfs steps) and says so with `C`;
     /// otherwise we join it ourselves first thing.
-    pub parent_joins_cgroup: bool,
+    pub(crate) parent_joins_cgroup: bool,
 }
 
 /// The container's init child: sets everything up, reports to the parent, waits for `start`, execs. On error
 /// the message goes to the parent and the child exits.
-pub fn container_child(ctx: &ChildCtx) -> ! {
+pub(crate) fn container_child(ctx: &ChildCtx) -> ! {
     let Err(msg) = setup(ctx);
     let _ = ctx.sync.send(b'E', msg.as_bytes());
     sys::exit_now(1)

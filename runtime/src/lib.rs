@@ -1,10 +1,14 @@
 //! rkube's OCI container runtime.
 //!
 //! Owns everything between an OCI bundle (`config.json` + rootfs) and a running process: namespaces, rootfs and
-//! mounts, cgroups, capabilities, seccomp, hooks, and the container state kept under the runtime root. The kubelet
-//! calls it in-process; the `rkube-runtime` binary is a runc-compatible CLI over the same library.
+//! mounts, cgroups, capabilities, seccomp, hooks, and the container state kept under the runtime root. The
+//! `rkube-runtime` binary is a runc-compatible CLI over this library, and the kubelet runs that CLI (one process
+//! per call, `kubelet/src/runtime_client/cli.rs`); [`Runtime`] offers the same operations in-process.
 //!
-//! # Using it from a multi-threaded program (the kubelet)
+//! The public modules are what the CLI and the integration tests use; the rest (namespaces, rootfs, seccomp,
+//! hooks, terminal, the init sync channel) is internal.
+//!
+//! # Using it from a multi-threaded program
 //!
 //! ```no_run
 //! // First thing, before any thread or tokio runtime: serves create/exec/sandbox requests when this binary
@@ -25,22 +29,24 @@
 //! let _ = (netns, exit);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod capabilities;
 pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod exec;
-pub mod hooks;
+pub(crate) mod hooks;
 pub mod init;
-pub mod namespaces;
-pub mod process;
-pub mod rootfs;
+pub(crate) mod namespaces;
+pub(crate) mod process;
+pub(crate) mod rootfs;
 pub mod sandbox;
-pub mod seccomp;
+pub(crate) mod seccomp;
 pub mod sealed;
-pub mod sync;
+pub(crate) mod sync;
 pub mod sys;
-pub mod terminal;
+pub(crate) mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,10 +60,13 @@ pub use sys::Exit;
 /// Options for [`Runtime::create`].
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
+    /// Where to write the container's host pid (runc's `--pid-file`).
     pub pid_file: Option<PathBuf>,
+    /// A unix socket to send the pty's master fd to when the process has a terminal (`--console-socket`).
     pub console_socket: Option<PathBuf>,
     /// Container stdio files (e.g. the kubelet's log file); `/dev/null` for any left unset.
     pub stdio: Stdio,
+    /// `cgroupsPath` is systemd's `slice:prefix:name` form (`--systemd-cgroup`).
     pub systemd_cgroup: bool,
 }
 
@@ -65,11 +74,14 @@ pub struct CreateOptions {
 /// fork (by default this process's own binary, which must call [`init::run_if_init`] first in `main`).
 #[derive(Debug, Clone)]
 pub struct Runtime {
+    /// The state root: one directory per container (runc's `--root`).
     pub root: PathBuf,
+    /// The binary re-executed in init mode.
     pub init_binary: PathBuf,
 }
 
 impl Runtime {
+    /// A runtime keeping its state under `root`, re-executing this process's binary for init mode.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Runtime { root: root.into(), init_binary: PathBuf::from("/proc/self/exe") }
     }
@@ -127,22 +139,27 @@ impl Runtime {
         out.parse().map_err(|_| ContainerError::Init { id: String::new(), message: format!("bad exec reply {out:?}") })
     }
 
+    /// Starts a created container's process (runc `start`).
     pub fn start(&self, id: &str) -> Result<(), ContainerError> {
         container::start(&self.root, id)
     }
 
+    /// The container's state, refreshed from its process (runc `state`).
     pub fn state(&self, id: &str) -> Result<State, ContainerError> {
         container::state(&self.root, id)
     }
 
+    /// Sends `signal` to the container's init and, with `all`, to every process in its cgroup (runc `kill`).
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), ContainerError> {
         container::kill(&self.root, id, signal, all)
     }
 
+    /// Removes a stopped container, or with `force` kills a running one first (runc `delete`).
     pub fn delete(&self, id: &str, force: bool) -> Result<(), ContainerError> {
         container::delete(&self.root, id, force)
     }
 
+    /// Every container under the root, with refreshed states (runc `list`).
     pub fn list(&self) -> Vec<State> {
         container::list(&self.root)
     }

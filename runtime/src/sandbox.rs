@@ -21,16 +21,21 @@ use crate::sys::{self, Forked};
 /// A sandbox to create.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SandboxRequest {
+    /// The runtime's state root.
     pub root: PathBuf,
+    /// The sandbox's id.
     pub id: String,
+    /// The hostname set in its new UTS namespace.
     pub hostname: Option<String>,
     /// Also a new PID namespace, shared by the pod's containers (shareProcessNamespace).
     #[serde(default)]
     pub share_pid: bool,
     /// Cgroup for the pod (the pause process goes there); none when unset.
     pub cgroups_path: Option<String>,
+    /// Cgroup root (default /sys/fs/cgroup).
     #[serde(default)]
     pub cgroup_root: Option<PathBuf>,
+    /// Where to write the pause process's host pid.
     pub pid_file: Option<PathBuf>,
 }
 

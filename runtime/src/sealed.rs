@@ -28,8 +28,15 @@ pub const SEALED_ENV: &str = "_RKUBE_RUNTIME_SEALED";
 /// Failing to run from a sealed executable: the runtime refuses to go on without the protection.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
+    /// Copying the binary into a sealed memfd or re-executing it failed.
     #[error("cannot run from a sealed copy of the runtime binary (CVE-2019-5736 protection): {what}: {source}")]
-    Seal { what: &'static str, #[source] source: std::io::Error },
+    Seal {
+        /// The step that failed.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Returns when this process already runs from a sealed executable that it was re-executed into; otherwise

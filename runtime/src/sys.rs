@@ -90,7 +90,9 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
 /// Exit of a process, as waitid reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
+    /// It exited with this status.
     Code(i32),
+    /// It was killed by this signal.
     Signal(i32),
 }
 
@@ -354,31 +356,31 @@ const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 /// mount_setattr(2) attribute bits (linux/mount.h), for recursive mount options.
-pub const MOUNT_ATTR_RDONLY_BIT: u64 = MOUNT_ATTR_RDONLY;
-pub const MOUNT_ATTR_NOSUID_BIT: u64 = MOUNT_ATTR_NOSUID;
-pub const MOUNT_ATTR_NODEV_BIT: u64 = MOUNT_ATTR_NODEV;
-pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
-pub const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
-pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
-pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
-pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
-pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
-pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+pub(crate) const MOUNT_ATTR_RDONLY_BIT: u64 = MOUNT_ATTR_RDONLY;
+pub(crate) const MOUNT_ATTR_NOSUID_BIT: u64 = MOUNT_ATTR_NOSUID;
+pub(crate) const MOUNT_ATTR_NODEV_BIT: u64 = MOUNT_ATTR_NODEV;
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub(crate) const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub(crate) const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub(crate) const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub(crate) const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub(crate) const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub(crate) const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 /// AT_RECURSIVE: mount_setattr applies to the whole tree under the mount.
-pub const AT_RECURSIVE: libc::c_int = 0x8000;
+pub(crate) const AT_RECURSIVE: libc::c_int = 0x8000;
 
 /// struct mount_attr (linux/mount.h).
 #[repr(C)]
 #[derive(Default)]
-pub struct MountAttr {
-    pub attr_set: u64,
-    pub attr_clr: u64,
-    pub propagation: u64,
-    pub userns_fd: u64,
+pub(crate) struct MountAttr {
+    pub(crate) attr_set: u64,
+    pub(crate) attr_clr: u64,
+    pub(crate) propagation: u64,
+    pub(crate) userns_fd: u64,
 }
 
 /// mount_setattr(2) on `dirfd`/`path` (`AT_EMPTY_PATH` with an empty path names `dirfd` itself).
-pub fn mount_setattr(dirfd: RawFd, path: &std::ffi::CStr, flags: libc::c_int, attr: &MountAttr) -> io::Result<()> {
+pub(crate) fn mount_setattr(dirfd: RawFd, path: &std::ffi::CStr, flags: libc::c_int, attr: &MountAttr) -> io::Result<()> {
     // SAFETY: path is NUL-terminated and attr points to a live, correctly sized struct for the whole call.
     let r = unsafe {
         libc::syscall(libc::SYS_mount_setattr, dirfd, path.as_ptr(), flags as libc::c_uint, attr as *const MountAttr, std::mem::size_of::<MountAttr>())

@@ -25,29 +25,87 @@ use oci_spec::runtime::LinuxResources;
 /// Errors from cgroup operations, each naming the file or directory involved.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
+    /// A cgroup directory could not be made.
     #[error("create cgroup {path}: {source}")]
-    Create { path: PathBuf, #[source] source: io::Error },
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A control file refused a value.
     #[error("write {value:?} to {path}: {source}")]
-    Write { path: PathBuf, value: String, #[source] source: io::Error },
+    Write {
+        /// The control file.
+        path: PathBuf,
+        /// The value written.
+        value: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A control file could not be read.
     #[error("read {path}: {source}")]
-    Read { path: PathBuf, #[source] source: io::Error },
+    Read {
+        /// The control file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A cgroup directory could not be removed.
     #[error("remove cgroup {path}: {source} (processes still inside?)")]
-    Remove { path: PathBuf, #[source] source: io::Error },
+    Remove {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A resource value out of range or inconsistent.
     #[error("linux.resources.{field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The resources field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `cgroupsPath` that is not a cgroup below the root.
     #[error("linux.cgroupsPath {path:?}: {reason}")]
-    BadPath { path: String, reason: String },
+    BadPath {
+        /// The path given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The host lacks the controller or file a resource needs.
     #[error("linux.resources.{field}: cannot set {controller} limit: {reason}")]
-    Unsupported { field: String, controller: &'static str, reason: String },
+    Unsupported {
+        /// The resources field.
+        field: String,
+        /// The controller it needs.
+        controller: &'static str,
+        /// What is missing.
+        reason: String,
+    },
 }
 
 /// The cgroup layout found under a root (normally `/sys/fs/cgroup`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
     /// One hierarchy per controller: `(name, mountpoint)`; `unified` is the hybrid cgroup2 mount when present.
-    V1 { hierarchies: Vec<(String, PathBuf)>, unified: Option<PathBuf> },
+    V1 {
+        /// Each controller's hierarchy: its name and mountpoint.
+        hierarchies: Vec<(String, PathBuf)>,
+        /// The hybrid layout's cgroup2 mount.
+        unified: Option<PathBuf>,
+    },
     /// A single cgroup2 hierarchy.
-    V2 { root: PathBuf },
+    V2 {
+        /// Its mountpoint.
+        root: PathBuf,
+    },
 }
 
 impl Layout {
@@ -276,12 +334,14 @@ pub fn resolve_path(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Resu
 /// A container's cgroup in every hierarchy of a layout.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
+    /// The hierarchies it lives in.
     pub layout: Layout,
     /// Path relative to each hierarchy's root.
     pub rel: PathBuf,
 }
 
 impl Cgroup {
+    /// The cgroup at `rel` below each hierarchy of `layout` (nothing is created).
     pub fn new(layout: Layout, rel: PathBuf) -> Self {
         Cgroup { layout, rel }
     }

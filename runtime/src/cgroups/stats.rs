@@ -15,52 +15,69 @@ use super::{read_key, Cgroup, Layout};
 /// What `events --stats` prints under `data`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
+    /// CPU time used and the CPU limit.
     pub cpu: CpuStats,
+    /// Memory usage, limit and OOM kills.
     pub memory: MemoryStats,
+    /// Processes and their limit.
     pub pids: PidsStats,
     /// Controller (`memory`, `cpu`, `cpuacct`, `pids`; `unified` on v2) → the directory read.
     #[serde(rename = "cgroupDirs")]
     pub cgroup_dirs: std::collections::BTreeMap<String, PathBuf>,
 }
 
+/// The `cpu` part of [`Stats`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CpuStats {
+    /// CPU time used.
     pub usage: CpuUsage,
+    /// The CFS quota and the shares or weight.
     pub limits: CpuLimits,
 }
 
+/// CPU time a cgroup used.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CpuUsage {
     /// Nanoseconds of CPU time (v1 `cpuacct.usage`, v2 `cpu.stat` usage_usec × 1000).
     pub total: Option<u64>,
 }
 
+/// A cgroup's CPU limit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CpuLimits {
     /// CFS quota in µs per period; None when unlimited (v1 -1, v2 `max`).
     pub quota: Option<i64>,
+    /// CFS period in µs.
     pub period: Option<u64>,
     /// v1 `cpu.shares`; on v2 the shares that give `cpu.weight` (the inverse of the OCI conversion is not
     /// exact, so v2 reports the weight in `weight` instead).
     pub shares: Option<u64>,
+    /// v2 `cpu.weight`; None on v1.
     pub weight: Option<u64>,
 }
 
+/// The `memory` part of [`Stats`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MemoryStats {
+    /// Bytes in use and the limit.
     pub usage: MemoryUsage,
+    /// OOM kills in the cgroup (`memory.oom_control` on v1, `memory.events` on v2).
     pub oom_kill: u64,
 }
 
+/// A cgroup's memory use against its limit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MemoryUsage {
+    /// Bytes charged to the cgroup (v1 `memory.usage_in_bytes`, v2 `memory.current`).
     pub usage: Option<u64>,
     /// As the kernel reports it (v1's unlimited is 9223372036854771712); None for v2 `max`.
     pub limit: Option<u64>,
 }
 
+/// The `pids` part of [`Stats`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PidsStats {
+    /// Processes in the cgroup (`pids.current`).
     pub current: Option<u64>,
     /// None for `max`.
     pub limit: Option<u64>,

@@ -66,6 +66,7 @@ fn remove_dir_tree(dir: &Path, out: &mut TreeRemoval) {
 pub struct MemoryUse {
     /// The directory read (the v1 memory hierarchy's, or the cgroup2 one).
     pub dir: PathBuf,
+    /// Its working set in bytes.
     #[serde(rename = "workingSet")]
     pub working_set: u64,
     /// Each direct child cgroup's working set, by directory name (container ids under a pod's cgroup).

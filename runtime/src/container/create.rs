@@ -24,35 +24,49 @@ use crate::sys::{self, Forked};
 /// inherited from the creating process (the CLI under conmon) when `None`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stdio {
+    /// The file opened as fd 0.
     pub stdin: Option<PathBuf>,
+    /// The file opened (appending) as fd 1.
     pub stdout: Option<PathBuf>,
+    /// The file opened (appending) as fd 2.
     pub stderr: Option<PathBuf>,
 }
 
 /// Everything `create` needs (the CLI's flags, or the kubelet's request through [`crate::Runtime`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateRequest {
+    /// The runtime's state root (`--root`).
     pub root: PathBuf,
+    /// The new container's id.
     pub id: String,
+    /// The bundle: `config.json` and the rootfs.
     pub bundle: PathBuf,
+    /// Where to write the container's host pid (`--pid-file`).
     pub pid_file: Option<PathBuf>,
+    /// A unix socket to send the pty master to (`--console-socket`).
     pub console_socket: Option<PathBuf>,
+    /// Extra fds after stdio passed into the container (`--preserve-fds`).
     #[serde(default)]
     pub preserve_fds: u32,
+    /// `cgroupsPath` is in systemd's `slice:prefix:name` form (`--systemd-cgroup`).
     #[serde(default)]
     pub systemd_cgroup: bool,
+    /// Enter the rootfs with chroot instead of pivot_root (`--no-pivot`, for a rootfs on a ramfs).
     #[serde(default)]
     pub no_pivot: bool,
     /// Cgroup root (default /sys/fs/cgroup); tests and private mounts may point elsewhere.
     #[serde(default)]
     pub cgroup_root: Option<PathBuf>,
+    /// Files for the container's stdio; inherited from the caller when `None`.
     #[serde(default)]
     pub stdio: Option<Stdio>,
 }
 
 /// A created container: its state and, for the process that cloned it, a pidfd to wait on.
 pub struct Created {
+    /// The container's state, `created`.
     pub state: State,
+    /// A pidfd of its init process, for the process that cloned it.
     pub pidfd: Option<OwnedFd>,
 }
 

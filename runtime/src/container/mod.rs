@@ -25,22 +25,47 @@ use crate::namespaces::NamespaceError;
 /// Errors of container operations: each says what failed on which container and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
+    /// Reading or writing the container's state.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The bundle's `config.json`.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// Creating, limiting or removing its cgroup.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    /// Joining or creating its namespaces.
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
+    /// One of its OCI hooks.
     #[error(transparent)]
     Hook(#[from] HookError),
+    /// The operation does not fit the container's status (start twice, delete while running...).
     #[error("container {id:?}: {what}")]
-    Lifecycle { id: String, what: String },
+    Lifecycle {
+        /// The container id.
+        id: String,
+        /// What was refused and why.
+        what: String,
+    },
+    /// The init process (or the init-mode helper) reported a failure.
     #[error("container {id:?}: init failed: {message}")]
-    Init { id: String, message: String },
+    Init {
+        /// The container id (empty when the helper failed before knowing it).
+        id: String,
+        /// The failure as init reported it.
+        message: String,
+    },
+    /// A system call or file operation.
     #[error("{what}: {source}")]
-    Io { what: String, #[source] source: std::io::Error },
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A forking operation was called from a multi-threaded process.
     #[error("{0} must run in a single-threaded process: call rkube_runtime::init::run_if_init() first in main and use rkube_runtime::Runtime from threaded code")]
     Threaded(&'static str),
 }

@@ -11,42 +11,84 @@ use serde::{Deserialize, Serialize};
 /// Errors reading or writing container state, naming the container and file.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// No state file for the container.
     #[error("container {id:?} does not exist (no {path})")]
-    NotFound { id: String, path: PathBuf },
+    NotFound {
+        /// The container id.
+        id: String,
+        /// The state file looked for.
+        path: PathBuf,
+    },
+    /// A container with this id already has state.
     #[error("container {id:?} already exists (state in {path}); delete it first or pick another id")]
-    Exists { id: String, path: PathBuf },
+    Exists {
+        /// The container id.
+        id: String,
+        /// Its state file.
+        path: PathBuf,
+    },
+    /// The id cannot name a directory and a cgroup.
     #[error("container id {id:?} is invalid: use letters, digits, '.', '_', '-' (1-1024 characters)")]
-    BadId { id: String },
+    BadId {
+        /// The id given.
+        id: String,
+    },
+    /// Reading or writing a state file failed.
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: io::Error },
+    Io {
+        /// What was done (`read`, `write`, `rename`...).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A state file that is not valid JSON of a [`State`].
     #[error("state file {path} is corrupt: {source}")]
-    Corrupt { path: PathBuf, #[source] source: serde_json::Error },
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// Lifecycle status, as the OCI state reports it (plus `creating` while create is under way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerStatus {
+    /// `create` is under way (or died before finishing).
     Creating,
+    /// The init process waits at the exec fifo for `start`.
     Created,
+    /// The user's process runs.
     Running,
+    /// The init process has exited.
     Stopped,
+    /// The cgroup is frozen.
     Paused,
 }
 
 impl ContainerStatus {
+    /// Whether `start` may run: only a created container starts.
     pub fn can_start(self) -> bool {
         self == ContainerStatus::Created
     }
+    /// Whether `kill` may signal it: it has a live init process.
     pub fn can_kill(self) -> bool {
         matches!(self, ContainerStatus::Created | ContainerStatus::Running | ContainerStatus::Paused)
     }
+    /// Whether `delete` without force may remove it: nothing of it runs.
     pub fn can_delete(self) -> bool {
         matches!(self, ContainerStatus::Stopped | ContainerStatus::Creating)
     }
+    /// Whether `exec` may join it.
     pub fn can_exec(self) -> bool {
         matches!(self, ContainerStatus::Created | ContainerStatus::Running)
     }
+    /// The OCI state's name for it (`created`, `running`...).
     pub fn as_str(self) -> &'static str {
         match self {
             ContainerStatus::Creating => "creating",
@@ -84,17 +126,27 @@ pub struct Private {
 /// The OCI state of a container plus the runtime's private record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
+    /// The OCI runtime spec version the state follows.
     #[serde(rename = "ociVersion")]
     pub oci_version: String,
+    /// The container id.
     pub id: String,
+    /// Where it is in its lifecycle.
     pub status: ContainerStatus,
+    /// Host pid of its init process; 0 before it exists.
     pub pid: i32,
+    /// The bundle directory it was created from.
     pub bundle: PathBuf,
+    /// Its root filesystem on the host.
     pub rootfs: PathBuf,
+    /// When it was created (RFC 3339).
     pub created: String,
+    /// The user that created it (runc's `owner`; empty here).
     pub owner: String,
+    /// The config's annotations.
     #[serde(default)]
     pub annotations: HashMap<String, String>,
+    /// The runtime's own record (`rkube` in the JSON).
     #[serde(rename = "rkube", default)]
     pub private: Private,
 }
@@ -119,6 +171,7 @@ pub fn container_dir(root: &Path, id: &str) -> PathBuf {
 }
 
 impl State {
+    /// The state of a container being created, before it has a process.
     pub fn new(id: &str, bundle: &Path, rootfs: &Path) -> Self {
         State {
             oci_version: "1.2.0".to_string(),
