@@ -9,15 +9,16 @@
 //! `pod::cni_client`; both share the spec's types and the exec protocol through `rkube-cni-types`. `unsafe` lives in [`sys`] only.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+#![warn(missing_docs)]
 
-pub mod spec;
+pub(crate) mod spec;
 /// The exec protocol (the `CNI_*` environment, running a delegate), from the shared `rkube-cni-types`.
 pub use rkube_cni_types::exec;
 pub mod plugin;
 pub mod ipam;
-pub mod netns;
-pub mod sys;
-pub mod sysctl;
+pub(crate) mod netns;
+pub(crate) mod sys;
+pub(crate) mod sysctl;
 pub mod bridge;
 pub mod nft;
-pub mod trace;
+pub(crate) mod trace;

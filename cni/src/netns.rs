@@ -40,10 +40,6 @@ impl NetNs {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// "netns /var/run/netns/x", for messages.
     pub fn describe(&self) -> String {
         format!("netns {}", self.path.display())

@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 #[derive(Debug, thiserror::Error)]
-pub enum NftError {
+pub(crate) enum NftError {
     #[error("nftables table inet {table}: {op}: {source}")]
     Netlink {
         table: String,
@@ -38,7 +38,7 @@ pub enum NftError {
 }
 
 /// The masquerade table of one network.
-pub struct Masquerade {
+pub(crate) struct Masquerade {
     table: String,
     dir: PathBuf,
 }
@@ -50,12 +50,8 @@ pub fn table_name(network: &str) -> String {
 }
 
 impl Masquerade {
-    pub fn new(network: &str, state_dir: &Path) -> Masquerade {
+    pub(crate) fn new(network: &str, state_dir: &Path) -> Masquerade {
         Masquerade { table: table_name(network), dir: state_dir.join(network) }
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     fn state_err<'a>(&self, path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> NftError + 'a {
@@ -106,7 +102,7 @@ impl Masquerade {
     }
 
     /// Registers the attachment and makes sure the table masquerades `subnets`.
-    pub fn acquire(&self, container_id: &str, ifname: &str, subnets: &[IpNet]) -> Result<(), NftError> {
+    pub(crate) fn acquire(&self, container_id: &str, ifname: &str, subnets: &[IpNet]) -> Result<(), NftError> {
         let _lock = self.lock()?;
         let path = self.user_file(container_id, ifname);
         let text: String = subnets.iter().map(|s| format!("{}\n", s.trunc())).collect();
@@ -121,7 +117,7 @@ impl Masquerade {
     }
 
     /// Unregisters the attachment; the last one out deletes the table. Releasing twice is not an error.
-    pub fn release(&self, container_id: &str, ifname: &str) -> Result<(), NftError> {
+    pub(crate) fn release(&self, container_id: &str, ifname: &str) -> Result<(), NftError> {
         if !self.dir.join("masq").exists() {
             return Ok(());
         }
@@ -146,7 +142,7 @@ impl Masquerade {
     }
 
     /// GC: forgets users not in `valid` (container id, ifname); deletes the table if none is left.
-    pub fn retain(&self, valid: &std::collections::HashSet<(String, String)>) -> Result<(), NftError> {
+    pub(crate) fn retain(&self, valid: &std::collections::HashSet<(String, String)>) -> Result<(), NftError> {
         let users = self.dir.join("masq");
         let Ok(entries) = fs::read_dir(&users) else { return Ok(()) };
         let stale: Vec<(String, String)> = entries
@@ -165,7 +161,7 @@ impl Masquerade {
     }
 
     /// CHECK: the table exists.
-    pub fn check(&self) -> Result<(), NftError> {
+    pub(crate) fn check(&self) -> Result<(), NftError> {
         if Nfnl::open(&self.table)?.table_exists()? {
             Ok(())
         } else {

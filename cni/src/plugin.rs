@@ -13,20 +13,30 @@ use crate::spec::CniResult;
 
 /// One invocation: the checked environment, the raw stdin and its decoded form.
 pub struct Call<'a> {
+    /// The `CNI_*` environment, checked for the command.
     pub env: &'a Env,
+    /// The network configuration as read from stdin.
     pub stdin: &'a [u8],
+    /// The same, parsed as JSON.
     pub config: &'a Value,
+    /// The config's `cniVersion`, the version the result is written in.
     pub cni_version: &'a str,
 }
 
 /// What a plugin implements. ADD returns the result to print; the others print nothing on success.
 pub trait Plugin {
+    /// ADD: attaches the container to the network and returns what was configured.
     fn add(&self, call: &Call) -> Result<CniResult, CniError>;
+    /// DEL: detaches the container; succeeds when there is nothing left to remove.
     fn del(&self, call: &Call) -> Result<(), CniError>;
+    /// CHECK: verifies the container's attachment is as ADD left it.
     fn check(&self, call: &Call) -> Result<(), CniError>;
+    /// STATUS (CNI 1.1): whether the plugin is ready for ADD; ready by default.
     fn status(&self, _call: &Call) -> Result<(), CniError> {
         Ok(())
     }
+    /// GC (CNI 1.1): releases what the plugin holds for attachments not in `cni.dev/valid-attachments`; nothing
+    /// by default.
     fn gc(&self, _call: &Call) -> Result<(), CniError> {
         Ok(())
     }

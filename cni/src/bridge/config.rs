@@ -24,6 +24,7 @@ pub struct BridgeConf {
     #[serde(default)]
     pub is_default_gateway: bool,
     #[serde(default)]
+    #[allow(dead_code)] // the reference plugin's forceAddress: parsed with the rest, never read here
     pub force_address: bool,
     #[serde(default)]
     pub ip_masq: bool,

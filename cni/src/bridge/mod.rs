@@ -6,10 +6,10 @@
 //! fails it deletes the veth and releases the addresses again, so a failed ADD leaves nothing behind. DEL is
 //! idempotent and works without the namespace. `host` holds the host side, `container` the pod side.
 
-pub mod config;
-pub mod container;
-pub mod host;
-pub mod ipam;
+pub(crate) mod config;
+pub(crate) mod container;
+pub(crate) mod host;
+pub(crate) mod ipam;
 
 use std::path::Path;
 
@@ -25,11 +25,11 @@ use crate::spec::{CniResult, Interface, IpConfig};
 use crate::sysctl::SysctlError;
 use crate::trace;
 
-pub use config::BridgeConf;
+pub(crate) use config::BridgeConf;
 use ipam::IpamCall;
 
 #[derive(Debug, thiserror::Error)]
-pub enum BridgeError {
+pub(crate) enum BridgeError {
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
     #[error(transparent)]

@@ -3,6 +3,6 @@
 //!
 //! Everything here is plain data with serde; nothing touches the network or the filesystem.
 
-pub use rkube_cni_types::{config, error, result, version};
+pub use rkube_cni_types::{config, error, version};
 
-pub use rkube_cni_types::{code, CniError, CniResult, ConfList, Dns, Interface, IpConfig, NetConf, Route};
+pub use rkube_cni_types::{CniResult, Dns, Interface, IpConfig, NetConf, Route};

@@ -2,9 +2,9 @@
 //! `dataDir/<network>/` (the same layout as the reference host-local), with an exclusive `flock` on
 //! `dataDir/<network>/lock` around every change so concurrent ADDs never hand out one address twice.
 
-pub mod allocator;
-pub mod config;
-pub mod store;
+pub(crate) mod allocator;
+pub(crate) mod config;
+pub(crate) mod store;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -17,16 +17,16 @@ use crate::spec::config::decode;
 use crate::spec::error::{code, CniError};
 use crate::spec::{CniResult, IpConfig, NetConf};
 
-pub use allocator::{Range, RangeSet};
-pub use config::{IpamConfig, RangeConf};
-pub use store::Store;
+pub(crate) use allocator::RangeSet;
+pub(crate) use config::IpamConfig;
+pub(crate) use store::Store;
 
 /// Default lease directory, as in the reference plugin.
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
+pub(crate) const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 
 /// Failures of host-local IPAM, each naming the network, range, address or path involved.
 #[derive(Debug, thiserror::Error)]
-pub enum IpamError {
+pub(crate) enum IpamError {
     #[error("network {network:?}: invalid ipam config: {reason}")]
     InvalidConfig { network: String, reason: String },
     #[error("network {network:?}: no free address left in {ranges} (every address is leased; free some with DEL or widen the range)")]
@@ -62,7 +62,7 @@ struct HostLocalNetConf {
 }
 
 /// Everything ADD/DEL/CHECK need, resolved from the config.
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub network: String,
     pub ipam: IpamConfig,
     pub range_sets: Vec<RangeSet>,
@@ -70,7 +70,7 @@ pub struct Resolved {
 }
 
 /// Reads and checks the `ipam` section of a host-local config.
-pub fn resolve(config: &serde_json::Value) -> Result<Resolved, CniError> {
+pub(crate) fn resolve(config: &serde_json::Value) -> Result<Resolved, CniError> {
     let conf: HostLocalNetConf = decode(config)?;
     let network = conf.net.name.clone();
     let raw = conf.net.ipam.ok_or_else(|| IpamError::InvalidConfig {
@@ -89,7 +89,7 @@ fn describe(sets: &[RangeSet]) -> String {
 }
 
 /// Allocates one address per range set for `container_id`/`ifname` (or returns the ones it already holds).
-pub fn allocate(r: &Resolved, container_id: &str, ifname: &str) -> Result<Vec<IpConfig>, IpamError> {
+pub(crate) fn allocate(r: &Resolved, container_id: &str, ifname: &str) -> Result<Vec<IpConfig>, IpamError> {
     let store = Store::open(&r.data_dir, &r.network)?;
     let held = store.find(container_id, ifname)?;
     let mut made: Vec<IpAddr> = Vec::new();
@@ -192,7 +192,7 @@ impl Plugin for HostLocal {
 }
 
 /// The `cni.dev/valid-attachments` list GC is called with.
-pub fn valid_attachments(config: &serde_json::Value) -> Result<HashSet<(String, String)>, CniError> {
+pub(crate) fn valid_attachments(config: &serde_json::Value) -> Result<HashSet<(String, String)>, CniError> {
     #[derive(Deserialize)]
     struct Attachment {
         #[serde(rename = "containerID")]

@@ -45,10 +45,6 @@ impl Store {
         Ok(Store { dir, _lock: lock })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn lease_path(&self, ip: IpAddr) -> PathBuf {
         self.dir.join(ip.to_string())
     }
