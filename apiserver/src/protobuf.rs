@@ -26,6 +26,8 @@ enum Ty {
     MapQuantity,
     Time,
     IntOrString,
+    /// bytes, base64 in JSON
+    Bytes,
 }
 
 /// (number, JSON name, type, repeated)
@@ -160,6 +162,31 @@ fn fields(msg: &str) -> Option<&'static [Field]> {
             f(7, "fieldPath", Str),
         ] },
         "LocalObjectReference" => const { &[f(1, "name", Str)] },
+        // kubectl certificate approve|deny (1.31+) writes /approval as protobuf; spec.extra (a map of ExtraValue)
+        // is not decoded: /approval and /status keep the stored spec
+        "CertificateSigningRequest" => const { &[
+            f(1, "metadata", Msg("ObjectMeta")),
+            f(2, "spec", Msg("CertificateSigningRequestSpec")),
+            f(3, "status", Msg("CertificateSigningRequestStatus")),
+        ] },
+        "CertificateSigningRequestSpec" => const { &[
+            f(1, "request", Bytes),
+            f(2, "username", Str),
+            f(3, "uid", Str),
+            r(4, "groups", Str),
+            r(5, "usages", Str),
+            f(7, "signerName", Str),
+            f(8, "expirationSeconds", PInt),
+        ] },
+        "CertificateSigningRequestStatus" => const { &[r(1, "conditions", Msg("CertificateSigningRequestCondition")), f(2, "certificate", Bytes)] },
+        "CertificateSigningRequestCondition" => const { &[
+            f(1, "type", Str),
+            f(2, "reason", Str),
+            f(3, "message", Str),
+            f(4, "lastUpdateTime", Time),
+            f(5, "lastTransitionTime", Time),
+            f(6, "status", Str),
+        ] },
         "Pod" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("PodSpec"))] },
         "Deployment" => const { &[f(1, "metadata", Msg("ObjectMeta")), f(2, "spec", Msg("DeploymentSpec"))] },
         "DeploymentSpec" => const { &[
@@ -403,6 +430,10 @@ fn decode_msg(msg: &str, b: &[u8]) -> Result<Value, ApiError> {
                 t => t,
             },
             (Ty::IntOrString, 2) => decode_int_or_string(r.bytes()?)?,
+            (Ty::Bytes, 2) => match r.bytes()? {
+                b if b.is_empty() => continue,
+                b => json!(base64::engine::general_purpose::STANDARD.encode(b)),
+            },
             (Ty::MapStr | Ty::MapBytes | Ty::MapQuantity, 2) => {
                 let (k, v) = map_entry(r.bytes()?)?;
                 let val = match ty {

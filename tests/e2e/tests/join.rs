@@ -325,3 +325,92 @@ fn the_node_certificate_is_rotated_before_it_expires() {
         (s == format!("{node_name}/Running")).then_some(())
     });
 }
+
+/// A CSR as `kubectl create -f -` takes it: `name`, the signer, the usages and the PEM request.
+fn csr_manifest(name: &str, signer: &str, usages: &[&str], request_pem: &[u8]) -> String {
+    use base64::Engine;
+    let request = base64::engine::general_purpose::STANDARD.encode(request_pem);
+    let usages = usages.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
+    format!("apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\nspec:\n  signerName: {signer}\n  usages: [{usages}]\n  request: {request}\n")
+}
+
+/// `openssl req` for a new P-256 key: the PEM request for `subject` with `san` (openssl's subjectAltName syntax).
+fn openssl_request(dir: &Path, what: &str, subject: &str, san: Option<&str>) -> Vec<u8> {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout"])
+        .arg(dir.join(format!("{what}.key")))
+        .args(["-subj", subject, "-out"])
+        .arg(dir.join(format!("{what}.csr")));
+    if let Some(san) = san {
+        cmd.args(["-addext", &format!("subjectAltName={san}")]);
+    }
+    let out = cmd.output().expect("run openssl req");
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(dir.join(format!("{what}.csr"))).expect("read the request")
+}
+
+#[test]
+fn a_kubelet_serving_csr_is_signed_only_once_an_administrator_approves_it() {
+    // upstream's serverTLSBootstrap flow, from the cluster's side: a node files a kubernetes.io/kubelet-serving
+    // CSR with its own credential; the controllers never approve it (upstream's csrapproving approves client
+    // CSRs only); once an administrator runs `kubectl certificate approve`, the signer issues a server-auth
+    // certificate carrying the request's names
+    require_command("openssl", "openssl");
+    let mut j = start();
+    let kc = j.kubeconfig();
+    let (token, pin) = token_and_pin(&j);
+    let node = unique_name("serving");
+    join_node(&mut j, &token, &pin, &node);
+    let conf = j.node_dir.path().join("kubelet.conf");
+    let node_ip = kubectl_with(&kc, &["get", "node", &node, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
+    let dir = j.server_dir.path().to_path_buf();
+    let subject = format!("/O=system:nodes/CN=system:node:{node}");
+
+    let serving = format!("{node}-serving");
+    let req = openssl_request(&dir, "serving", &subject, Some(&format!("DNS:{node},IP:{}", node_ip.trim())));
+    let manifest = csr_manifest(&serving, "kubernetes.io/kubelet-serving", &["digital signature", "key encipherment", "server auth"], &req);
+    up_support::kubectl_ok_with(&conf, &["create", "-f", "-"], Some(&manifest));
+    // a client renewal filed after it by the same node: once the controllers approved that one they have seen the
+    // serving request too, and left it pending
+    let renewal = format!("{node}-client");
+    let req = openssl_request(&dir, "client", &subject, None);
+    let manifest = csr_manifest(&renewal, "kubernetes.io/kube-apiserver-client-kubelet", &["digital signature", "key encipherment", "client auth"], &req);
+    up_support::kubectl_ok_with(&conf, &["create", "-f", "-"], Some(&manifest));
+    poll_until("the node's client renewal auto-approved and issued", Duration::from_secs(30), || {
+        let s = kubectl_try_with(&kc, &["get", "csr", &renewal, "-o", "jsonpath={.status.conditions[0].type}/{.status.certificate}"])?;
+        (s.starts_with("Approved/") && s.len() > "Approved/".len()).then_some(())
+    });
+    let csrs = kubectl_with(&kc, &["get", "csr"]);
+    eprintln!("{csrs}");
+    let row = csrs.lines().find(|l| l.starts_with(&format!("{serving} "))).unwrap_or_else(|| panic!("{serving} in {csrs}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[2..], ["kubernetes.io/kubelet-serving", &format!("system:node:{node}"), "<none>", "Pending"], "filed by the node, not approved by the controllers: {csrs}");
+
+    // an administrator approves: the signer issues it
+    let out = kubectl_with(&kc, &["certificate", "approve", &serving]);
+    assert!(out.contains("approved"), "{out}");
+    let cert = poll_until("the serving certificate issued", Duration::from_secs(30), || {
+        let s = kubectl_try_with(&kc, &["get", "csr", &serving, "-o", "jsonpath={.status.certificate}"])?;
+        (!s.trim().is_empty()).then(|| s.trim().to_string())
+    });
+    let row = kubectl_with(&kc, &["get", "csr", &serving]);
+    assert!(row.contains("Approved,Issued"), "{row}");
+    let pem = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(cert).expect("base64 certificate")
+    };
+    let crt = dir.join("serving.crt");
+    std::fs::write(&crt, pem).expect("write certificate");
+    let out = Command::new("openssl").args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-ext", "extendedKeyUsage,subjectAltName", "-in"]).arg(&crt).output().expect("openssl x509");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{text}");
+    assert!(text.contains(&format!("subject=CN=system:node:{node},O=system:nodes")), "{text}");
+    assert!(text.contains("TLS Web Server Authentication") && !text.contains("TLS Web Client Authentication"), "server auth only: {text}");
+    assert!(text.contains(&format!("DNS:{node}")) && text.contains(&format!("IP Address:{}", node_ip.trim())), "the request's names: {text}");
+    // the certificate is for the key the node made, and chains to the cluster CA
+    let pubkey = |args: &[&str], file: &Path| Command::new("openssl").args(args).arg(file).output().expect("openssl").stdout;
+    assert_eq!(pubkey(&["x509", "-noout", "-pubkey", "-in"], &crt), pubkey(&["pkey", "-pubout", "-in"], &dir.join("serving.key")));
+    let ca = j.server_dir.path().join("pki/ca.crt");
+    let verified = Command::new("openssl").args(["verify", "-CAfile"]).arg(&ca).arg(&crt).output().expect("openssl verify");
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+}
