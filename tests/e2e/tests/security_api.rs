@@ -263,7 +263,7 @@ fn nodes_proxy_does_not_reach_the_apiserver_itself() {
     let s = Server::start(true, |config, data| {
         let pki = rkube_apiserver::tls::ensure_pki(&data.join("pki"), &[]).expect("pki");
         let client = rkube_apiserver::tls::issue_kubelet_client(&pki).expect("kubelet client certificate");
-        config.kubelet_client = Some(rkube_apiserver::proxy::KubeletClientTls { ca_pem: None, cert_pem: client.cert, key_pem: client.key });
+        config.kubelet_client = Some(rkube_apiserver::node_proxy::KubeletClientTls { ca_pem: None, cert_pem: client.cert, key_pem: client.key });
     });
     let admin = s.admin();
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "crown-jewels"}, "stringData": {"k": "jewels-value"}});
