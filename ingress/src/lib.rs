@@ -37,6 +37,9 @@ pub struct IngressConfig {
     pub https_port: u16,
     /// The IngressClass made at start when missing (`rkube`).
     pub class_name: String,
+    /// Threads serving requests, each with its own event loop ([`proxy::Workers`]); 0: one per core, as nginx's
+    /// `worker_processes auto`.
+    pub workers: usize,
 }
 
 impl IngressConfig {
@@ -47,6 +50,7 @@ impl IngressConfig {
             http_port: 80,
             https_port: 443,
             class_name: "rkube".into(),
+            workers: 0,
         }
     }
 }
@@ -64,12 +68,20 @@ pub enum IngressError {
     DefaultCert(#[from] tls::DefaultCertError),
     #[error("ingress: TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("ingress: start {workers} worker threads: {source}")]
+    Workers {
+        workers: usize,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The running ingress: its listeners and controller stop when this is stopped or dropped; connections that are
 /// open then are served to their end.
 pub struct IngressHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The proxy's threads; stopped when the handle is stopped or dropped.
+    workers: proxy::Workers,
     client: kube::Client,
     node_name: String,
     pub http_addr: SocketAddr,
@@ -82,6 +94,7 @@ impl IngressHandle {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        self.workers.stop();
         let withdraw = controller::annotate_node(self.client.clone(), self.node_name.clone(), None);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), withdraw).await;
     }
@@ -95,7 +108,9 @@ impl Drop for IngressHandle {
     }
 }
 
-fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, IngressError> {
+/// A listening socket on `addr` (`what`: http or https, for the error), non-blocking, for [`proxy::Workers`].
+/// Must be called on a tokio runtime.
+pub fn listen(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener, IngressError> {
     let err = |source| IngressError::Bind { addr, what, source };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -106,7 +121,13 @@ fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, IngressErro
     // a restarted node gets its ports back while old connections linger in TIME_WAIT
     socket.set_reuseaddr(true).map_err(err)?;
     socket.bind(addr).map_err(err)?;
-    socket.listen(1024).map_err(err)
+    // the workers' accepted connections inherit TCP_NODELAY from the listener (Linux copies it to the child)
+    socket.set_nodelay(true).map_err(err)?;
+    // a non-blocking std listener, which each worker registers with its own event loop
+    socket
+        .listen(1024)
+        .and_then(TcpListener::into_std)
+        .map_err(err)
 }
 
 /// Binds both listeners (so a port in use fails here, before anything runs) and starts the proxy and the
@@ -115,8 +136,8 @@ pub async fn start(
     cfg: IngressConfig,
     client: kube::Client,
 ) -> Result<IngressHandle, IngressError> {
-    let http = bind(SocketAddr::new(cfg.address, cfg.http_port), "http")?;
-    let https = bind(SocketAddr::new(cfg.address, cfg.https_port), "https")?;
+    let http = listen(SocketAddr::new(cfg.address, cfg.http_port), "http")?;
+    let https = listen(SocketAddr::new(cfg.address, cfg.https_port), "https")?;
     let http_addr = http.local_addr().map_err(|source| IngressError::Bind {
         addr: SocketAddr::new(cfg.address, cfg.http_port),
         what: "http",
@@ -129,25 +150,32 @@ pub async fn start(
     })?;
     let live = Arc::new(live::Live::new(tls::default_certificate()?));
     let tls = tls::server_config(live.clone())?;
-    let proxy = proxy::Proxy::new(live.clone());
+    let worker_count = match cfg.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let workers =
+        proxy::Workers::start(worker_count, live.clone(), http, https, tls).map_err(|source| {
+            IngressError::Workers {
+                workers: worker_count,
+                source,
+            }
+        })?;
     let ctl = controller::ControllerConfig {
         node_name: cfg.node_name.clone(),
         address: cfg.address,
         class_name: cfg.class_name.clone(),
     };
     let ctl_client = client.clone();
-    let tasks = vec![
-        tokio::spawn(proxy.clone().serve_http(http)),
-        tokio::spawn(proxy.serve_https(https, tls)),
-        tokio::spawn(async move {
-            if let Err(e) = controller::run(ctl_client, ctl, live).await {
-                tracing::error!(error = %e, "ingress controller stopped");
-            }
-        }),
-    ];
-    tracing::info!(%http_addr, %https_addr, class = %cfg.class_name, "ingress listening");
+    let tasks = vec![tokio::spawn(async move {
+        if let Err(e) = controller::run(ctl_client, ctl, live).await {
+            tracing::error!(error = %e, "ingress controller stopped");
+        }
+    })];
+    tracing::info!(%http_addr, %https_addr, class = %cfg.class_name, workers = worker_count, "ingress listening");
     Ok(IngressHandle {
         tasks,
+        workers,
         client,
         node_name: cfg.node_name,
         http_addr,

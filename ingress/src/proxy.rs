@@ -21,7 +21,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -29,7 +28,12 @@ use crate::live::Live;
 use crate::routing::Route;
 
 /// What the proxy answers with: the endpoint's body as it streams, or a short one of ours.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
+
+/// Idle keep-alive connections kept per endpoint and worker (nginx's `keepalive 32` in the bench's peer).
+const IDLE_PER_ENDPOINT: usize = 32;
+/// How long an idle connection to an endpoint is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a client has for the TLS handshake and for each request head.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +59,84 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+/// The threads that serve requests, as nginx's worker processes do: each runs its own single-threaded event loop
+/// (a tokio current-thread runtime) that accepts from both listeners (its own copies of the same sockets), reads
+/// the request, connects to the endpoint, and relays the answer, so a request never waits for a wake-up from
+/// another thread; each keeps its own pool of keep-alive connections to endpoints (nginx's are per worker too).
+/// The watches and the compile stay on the caller's runtime; what they build reaches the workers through
+/// [`Live`].
+///
+/// Stopped (by [`Workers::stop`] or on drop): the workers stop accepting at once; connections that are open then
+/// are served to their end, after which each thread exits.
+pub struct Workers {
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Workers {
+    /// Starts `n` worker threads serving plain HTTP on `http` and HTTPS on `https` (non-blocking std listeners).
+    pub fn start(
+        n: usize,
+        live: Arc<Live>,
+        http: std::net::TcpListener,
+        https: std::net::TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Workers> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = Workers { stop };
+        for i in 0..n.max(1) {
+            let (http, https) = (http.try_clone()?, https.try_clone()?);
+            let (live, tls, mut stopped) = (live.clone(), tls.clone(), stopped.clone());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("ingress-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let (http, https) = match (
+                            TcpListener::from_std(http),
+                            TcpListener::from_std(https),
+                        ) {
+                            (Ok(a), Ok(b)) => (a, b),
+                            (Err(e), _) | (_, Err(e)) => {
+                                tracing::error!(worker = i, error = %e, "ingress: worker cannot listen");
+                                return;
+                            }
+                        };
+                        let proxy = Proxy::new(live);
+                        let pool = proxy.pool.clone();
+                        tokio::select! {
+                            _ = proxy.clone().serve_http(http) => {}
+                            _ = proxy.clone().serve_https(https, tls) => {}
+                            _ = pool.reap_every(POOL_IDLE_TIMEOUT / 2) => {}
+                            _ = stopped.wait_for(|s| *s) => {}
+                        }
+                        drop(pool);
+                        // the listeners are closed; open connections (tasks of this runtime) run to their end,
+                        // then the pool's idle connections go with the last reference to the proxy
+                        drop(proxy);
+                        let metrics = tokio::runtime::Handle::current().metrics();
+                        while metrics.num_alive_tasks() > 0 {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    })
+                })?;
+        }
+        Ok(workers)
+    }
+
+    /// Stops accepting (open connections are served to their end).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// The listener a request came in on.
 #[derive(Debug, Clone, Copy)]
 struct Listener {
@@ -62,22 +144,15 @@ struct Listener {
     port: u16,
 }
 
-/// The reverse proxy; one per node, shared by both listeners.
+/// The reverse proxy; one per worker thread, shared by both listeners.
 pub struct Proxy {
     live: Arc<Live>,
-    client: hyper_util::client::legacy::Client<HttpConnector, Incoming>,
+    pool: Arc<Pool>,
     server: hyper_util::server::conn::auto::Builder<TokioExecutor>,
 }
 
 impl Proxy {
     pub fn new(live: Arc<Live>) -> Arc<Proxy> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         server
             .http1()
@@ -86,7 +161,7 @@ impl Proxy {
         server.http2().timer(TokioTimer::new());
         Arc::new(Proxy {
             live,
-            client,
+            pool: Arc::new(Pool::default()),
             server,
         })
     }
@@ -211,25 +286,21 @@ impl Proxy {
             }
         }
         forwarded_headers(&mut parts.headers, peer, &host, on);
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        parts.uri = match Uri::builder()
-            .scheme("http")
-            .authority(endpoint.to_string())
-            .path_and_query(pq)
-            .build()
-        {
-            Ok(u) => u,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}\n")),
-        };
+        // HTTP/1.1 to the endpoint takes the origin form (path and query); HTTP/2 and absolute-form requests
+        // carry the scheme and authority too
+        if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
+            parts.uri = match parts.uri.path_and_query() {
+                Some(pq) => Uri::from(pq.clone()),
+                None => Uri::from_static("/"),
+            };
+        }
         parts.version = Version::HTTP_11;
         let out = Request::from_parts(parts, body);
         let result = match client_upgrade {
-            None => self.client.request(out).await.map_err(|e| e.to_string()),
-            Some(client_upgrade) => forward_upgrade(out, endpoint, client_upgrade).await,
+            None => self.pool.send(endpoint, out).await,
+            Some(client_upgrade) => forward_upgrade(out, endpoint, client_upgrade)
+                .await
+                .map(|resp| resp.map(|body| UpstreamBody { body, back: None })),
         };
         match result {
             Ok(resp) => {
@@ -254,13 +325,206 @@ impl Proxy {
     }
 }
 
+/// One worker's keep-alive connections to endpoints. A request takes an idle connection to its endpoint (the
+/// newest first) or opens one; the connection comes back when the answer's body has been read to its end and the
+/// endpoint did not ask to close (`Connection: close`, or HTTP/1.0 without keep-alive). Only this worker's
+/// tasks use it, so its lock is never contended; it is never held across an await.
+#[derive(Default)]
+struct Pool {
+    idle: std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<IdleConn>>>,
+}
+
+struct IdleConn {
+    sender: hyper::client::conn::http1::SendRequest<Incoming>,
+    since: tokio::time::Instant,
+}
+
+impl Pool {
+    fn idle(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SocketAddr, Vec<IdleConn>>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The newest idle connection to `endpoint` that is still open.
+    fn take(
+        &self,
+        endpoint: SocketAddr,
+    ) -> Option<hyper::client::conn::http1::SendRequest<Incoming>> {
+        let mut idle = self.idle();
+        let conns = idle.get_mut(&endpoint)?;
+        while let Some(c) = conns.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < POOL_IDLE_TIMEOUT {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    fn put_back(
+        &self,
+        endpoint: SocketAddr,
+        sender: hyper::client::conn::http1::SendRequest<Incoming>,
+    ) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle();
+        let conns = idle.entry(endpoint).or_default();
+        if conns.len() >= IDLE_PER_ENDPOINT {
+            conns.remove(0);
+        }
+        conns.push(IdleConn {
+            sender,
+            since: tokio::time::Instant::now(),
+        });
+    }
+
+    /// Closes idle connections older than the timeout, every `period`, forever.
+    async fn reap_every(&self, period: Duration) {
+        loop {
+            tokio::time::sleep(period).await;
+            self.idle().retain(|_, conns| {
+                conns.retain(|c| !c.sender.is_closed() && c.since.elapsed() < POOL_IDLE_TIMEOUT);
+                !conns.is_empty()
+            });
+        }
+    }
+
+    /// Sends `req` to `endpoint` over an idle connection, or a new one; a pooled connection that turns out to be
+    /// closed before the request went out is replaced by a new one.
+    async fn send(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<UpstreamBody>, String> {
+        let mut req = req;
+        while let Some(mut sender) = self.take(endpoint) {
+            // ready at once, unless its connection is still taking in the end of the previous answer
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.answer(endpoint, sender, resp)),
+                Err(mut e) => match e.take_message() {
+                    Some(r) => req = r,
+                    None => return Err(e.into_error().to_string()),
+                },
+            }
+        }
+        let mut sender = connect(endpoint).await?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        Ok(self.answer(endpoint, sender, resp))
+    }
+
+    /// The answer, with the connection riding along in its body to come back to the pool at the body's end when
+    /// the endpoint keeps it open.
+    fn answer(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+        sender: hyper::client::conn::http1::SendRequest<Incoming>,
+        resp: Response<Incoming>,
+    ) -> Response<UpstreamBody> {
+        let back = keeps_alive(&resp).then(|| (self.clone(), endpoint, sender));
+        resp.map(|body| UpstreamBody { body, back })
+    }
+}
+
+/// Whether the endpoint keeps the connection open after this answer: HTTP/1.1 unless `Connection: close`,
+/// HTTP/1.0 only with `Connection: keep-alive`.
+fn keeps_alive<B>(resp: &Response<B>) -> bool {
+    let has = |token: &str| {
+        resp.headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    match resp.version() {
+        Version::HTTP_10 => has("keep-alive"),
+        _ => !has("close"),
+    }
+}
+
+/// A new HTTP/1.1 connection to `endpoint`, driven by a task of the current worker.
+async fn connect(
+    endpoint: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, String> {
+    let socket = if endpoint.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {e}"))?;
+    socket
+        .set_nodelay(true)
+        .map_err(|e| format!("socket: {e}"))?;
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(endpoint))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%endpoint, error = %e, "ingress: connection to the endpoint failed");
+        }
+    });
+    Ok(sender)
+}
+
+/// An endpoint's answer body as it streams to the client, carrying its connection back to the pool once the body
+/// has been read to its end (a body dropped before its end takes its connection with it).
+pub struct UpstreamBody {
+    body: Incoming,
+    back: Option<(
+        Arc<Pool>,
+        SocketAddr,
+        hyper::client::conn::http1::SendRequest<Incoming>,
+    )>,
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        // the end: no more frames, or (a known length) the last one, after which hyper asks no more
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            if let Some((pool, endpoint, sender)) = self.back.take() {
+                pool.put_back(endpoint, sender);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// One accepted connection; None (after a short pause, so a full fd table does not spin) when accept failed.
 async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     match listener.accept().await {
-        Ok((tcp, peer)) => {
-            let _ = tcp.set_nodelay(true);
-            Some((tcp, peer))
-        }
+        // TCP_NODELAY comes from the listener ([`crate::listen`]): one setsockopt less per connection
+        Ok((tcp, peer)) => Some((tcp, peer)),
         Err(e) => {
             tracing::warn!(error = %e, "ingress: accept failed");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -403,6 +667,131 @@ mod tests {
         );
         h.remove(header::UPGRADE);
         assert_eq!(upgrade_protocol(&h), None);
+    }
+
+    #[test]
+    fn keep_alive_as_the_endpoint_answers() {
+        let resp = |version, connection: Option<&'static str>| {
+            let mut r = Response::new(());
+            *r.version_mut() = version;
+            if let Some(c) = connection {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static(c));
+            }
+            r
+        };
+        assert!(keeps_alive(&resp(Version::HTTP_11, None)));
+        assert!(keeps_alive(&resp(Version::HTTP_11, Some("keep-alive"))));
+        assert!(!keeps_alive(&resp(Version::HTTP_11, Some("Close"))));
+        assert!(!keeps_alive(&resp(
+            Version::HTTP_11,
+            Some("x-private, close")
+        )));
+        assert!(!keeps_alive(&resp(Version::HTTP_10, None)));
+        assert!(keeps_alive(&resp(Version::HTTP_10, Some("Keep-Alive"))));
+    }
+
+    /// What the controller would compile for one rule (Host bench.example, `/` Prefix) to `endpoint`.
+    fn one_rule(endpoint: SocketAddr) -> crate::compile::Compiled {
+        use crate::compile::{compile, Snapshot, CONTROLLER};
+        let ingress = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bench", "namespace": "default"},
+            "spec": {"ingressClassName": "rkube", "rules": [{"host": "bench.example", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "bench", "port": {"number": 80}}}}]}}]}
+        }))
+        .expect("ingress");
+        let class = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "rkube"}, "spec": {"controller": CONTROLLER}}),
+        )
+        .expect("class");
+        let service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bench", "namespace": "default"},
+            "spec": {"ports": [{"port": 80, "targetPort": endpoint.port()}]}
+        }))
+        .expect("service");
+        let slice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "bench-1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "bench"}},
+            "addressType": "IPv4",
+            "ports": [{"port": endpoint.port()}],
+            "endpoints": [{"addresses": [endpoint.ip().to_string()]}]
+        }))
+        .expect("slice");
+        compile(Snapshot {
+            ingresses: &[ingress],
+            classes: &[class],
+            services: &[service],
+            slices: &[slice],
+            secrets: &[],
+        })
+    }
+
+    /// Requests through a worker to an endpoint that keeps connections alive, or closes each: how many
+    /// connections the endpoint accepted for `requests` requests sent one after another on one client connection.
+    async fn endpoint_connections(endpoint_keeps_alive: bool, requests: usize) -> usize {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let endpoint = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind endpoint");
+        let endpoint_addr = endpoint.local_addr().expect("endpoint addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = endpoint.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(endpoint_keeps_alive)
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        let live = Arc::new(Live::new(crate::tls::default_certificate().expect("cert")));
+        live.swap(one_rule(endpoint_addr));
+        let http = crate::listen("127.0.0.1:0".parse().expect("addr"), "http").expect("http");
+        let https = crate::listen("127.0.0.1:0".parse().expect("addr"), "https").expect("https");
+        let http_addr = http.local_addr().expect("http addr");
+        let tls = crate::tls::server_config(live.clone()).expect("tls");
+        let workers = Workers::start(1, live, http, https, tls).expect("workers");
+
+        let tcp = TcpStream::connect(http_addr).await.expect("connect");
+        let (mut client, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        for i in 0..requests {
+            let req = Request::builder()
+                .uri("/")
+                .header(header::HOST, "bench.example")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .expect("request");
+            let resp = client.send_request(req).await.expect("response");
+            assert_eq!(resp.status(), StatusCode::OK, "request {i}");
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            assert_eq!(&body[..], b"ok", "request {i}");
+            // the connection goes back to the pool once the body has been relayed: wait for the next one
+            client.ready().await.expect("client connection ready");
+        }
+        workers.stop();
+        accepted.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_endpoint_connection_is_reused() {
+        assert_eq!(endpoint_connections(true, 3).await, 1);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_closes_gets_a_new_connection_per_request() {
+        assert_eq!(endpoint_connections(false, 3).await, 3);
     }
 
     #[test]
