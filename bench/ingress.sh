@@ -15,8 +15,9 @@
 # The client is ApacheBench (`ab`, Debian's apache2-utils) on the host, one connection per request (busybox
 # httpd closes after each answer, so keep-alive would not change the backend's side). The four targets are
 # taken in alternation, round by round (bench/lib.sh; the ingress and nginx swap places every round); each round
-# gives the ratios ingress/nginx, ingress/ClusterIP and ingress/pod. nginx: 2 workers (one per core, its `auto`
-# here), access log off, HTTP/1.1 to the upstream with keep-alive allowed (as the ingress; busybox httpd closes
+# gives the ratios ingress/nginx, ingress/ClusterIP and ingress/pod. The ingress: 2 worker threads (one per
+# core, IngressConfig::workers' default), each its own event loop, no per-request log. nginx: 2 workers (one per
+# core, its `auto` here), access log off, HTTP/1.1 to the upstream with keep-alive allowed (as the ingress; busybox httpd closes
 # after each answer anyway).
 # Uses only a veth pair and a bridge this script makes (10.244.248.0/24), all removed on exit; never the uplink.
 set -euo pipefail
@@ -72,7 +73,7 @@ umoci repack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
     --cluster-dns 10.96.0.248 --dns-link "$DNSL" --proxy-table "$TABLE" --dns-upstream none \
     2> "$DATA/rkube.log" & UP_PID=$!
 export KUBECONFIG="$DATA/kubeconfig"
-for _ in $(seq 300); do [ -s "$KUBECONFIG" ] && kubectl get nodes -o name 2>/dev/null | grep -q . && break; sleep 0.1; done
+for _ in $(seq 1200); do [ -s "$KUBECONFIG" ] && kubectl get nodes -o name 2>/dev/null | grep -q . && break; sleep 0.1; done
 
 # A busybox httpd Deployment answering its own name on 8080, and a Service of the same name on port 80.
 backend() {
