@@ -126,6 +126,8 @@ until grep -q listening "$DATA/monitor"; do sleep 0.05; done
 # one change at a time: b0's slice gets a new first address; time until b0's chain has it
 chain="ep-default/b0/tcp/http__"
 times=()
+writes=()
+log0=$(wc -l < "$DATA/rkube.log")
 for r in $(seq "$ROUNDS"); do
     sleep "$GAP"
     addr="203.0.113.$((r % 250 + 1))"
@@ -134,6 +136,7 @@ for r in $(seq "$ROUNDS"); do
         -X PATCH -H 'Content-Type: application/merge-patch+json' \
         "$API/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/b0-1" \
         -d "{\"endpoints\":[{\"addresses\":[\"$addr\"]}]}" >/dev/null
+    writes+=($(( $(now_ms) - t0 )))
     until seen=$(grep -F -m1 " ${chain}$addr/8080" "$DATA/monitor"); do
         [ $(( $(now_ms) - t0 )) -lt 10000 ] || { echo "proxy.sh: round $r: $addr not in the table within 10 s" >&2; exit 1; }
         sleep 0.002
@@ -143,7 +146,14 @@ done
 sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 p() { printf '%s\n' "$sorted" | awk -v q="$1" '{a[NR]=$1} END {i=int(q*NR+0.999); if (i<1) i=1; print a[i]}'; }
 echo "one endpoint change at $N Services: patch -> rule in place p50 $(p 0.5) ms, p99 $(p 0.99) ms, max $(p 1.0) ms ($ROUNDS rounds)"
+sorted=$(printf '%s\n' "${writes[@]}" | sort -n)
+echo "  of which the API write (curl's PATCH until its answer, the rule may land before): p50 $(p 0.5) ms"
 read -r sum1 count1 < <(sync_stats)
-awk -v a="$sum0" -v b="$sum1" -v c="$count0" -v d="$count1" 'BEGIN { if (d > c) printf "proxy sync itself (render + diff + netlink batch), mean over the %d syncs of the rounds: %.1f ms\n", d - c, (b - a) * 1000 / (d - c) }'
+awk -v a="$sum0" -v b="$sum1" -v c="$count0" -v d="$count1" 'BEGIN { if (d > c) printf "proxy sync itself (tracker update + plan + netlink batch), mean over the %d syncs of the rounds: %.1f ms\n", d - c, (b - a) * 1000 / (d - c) }'
+# the same syncs split as the proxy logs them (kubelet/src/service_proxy/sync.rs): compute_ms (which Services
+# changed, their ports again) and write_ms (plan, encode, the kernel's commit of the batch)
+partial=$(tail -n +$((log0 + 1)) "$DATA/rkube.log" | sed 's/\x1b\[[0-9;]*m//g' | grep "service proxy rules applied" | grep "kind=Partial" || true)
+field_p50() { printf '%s\n' "$partial" | grep -o "$1=[0-9.]*" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR + 1) / 2)]; else print "-"}'; }
+echo "proxy partial syncs of the rounds ($(printf '%s\n' "$partial" | grep -c . || true), from its log): compute p50 $(field_p50 compute_ms) ms, write p50 $(field_p50 write_ms) ms"
 echo "(rounds $GAP s apart)"
 grep -c "service proxy rules applied" "$DATA/rkube.log" | sed 's/^/proxy syncs logged: /'
