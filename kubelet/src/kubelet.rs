@@ -755,7 +755,7 @@ async fn static_loop(
             let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
             let name = pod.metadata.name.clone().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            if let Ok(None) = api.get_opt(&name).await {
+            if let Ok(None) = crate::static_pods::current_mirror(&api, pod).await {
                 let m = crate::static_pods::mirror(pod, &node, node_uid.as_deref());
                 match api.create(&PostParams::default(), &m).await {
                     Ok(_) => {

@@ -118,6 +118,46 @@ pub fn is_static(pod: &Pod) -> bool {
     pod.metadata.annotations.as_ref().and_then(|a| a.get(SOURCE_ANNOTATION)).map(|s| s == "file").unwrap_or(false)
 }
 
+/// True when `mirror`, the API's mirror pod by `pod`'s name, is not one to keep, as upstream's kubelet decides in
+/// syncPod: it is marked for deletion (a mirror pod cannot stop its static pod, so nothing else would ever
+/// finish its deletion), or it mirrors another version of the manifest (its mirror annotation is not the static
+/// pod's hash: upstream's IsMirrorPodOf).
+pub fn mirror_is_outdated(mirror: &Pod, pod: &Pod) -> bool {
+    let hash = pod.metadata.annotations.as_ref().and_then(|a| a.get(HASH_ANNOTATION));
+    let mirrors = mirror.metadata.annotations.as_ref().and_then(|a| a.get(MIRROR_ANNOTATION));
+    mirror.metadata.deletion_timestamp.is_some() || mirrors != hash
+}
+
+/// The mirror pod in the API for static pod `pod`, or None when there is none and one should be created. An
+/// outdated mirror ([`mirror_is_outdated`]) is deleted at once (grace 0, on its uid) as upstream's
+/// DeleteMirrorPod does, and None returned so a fresh mirror replaces it; the static pod itself keeps running.
+/// A pod of that name that is not a mirror is returned as it is (left alone).
+pub async fn current_mirror(api: &kube::Api<Pod>, pod: &Pod) -> Result<Option<Pod>, kube::Error> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let Some(existing) = api.get_opt(&name).await? else { return Ok(None) };
+    if !is_mirror(&existing) || !mirror_is_outdated(&existing, pod) {
+        return Ok(Some(existing));
+    }
+    tracing::info!(pod = %name, uid = ?existing.metadata.uid, "deleting a mirror pod");
+    let dp = kube::api::DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(kube::api::Preconditions { uid: existing.metadata.uid.clone(), resource_version: None }),
+        ..Default::default()
+    };
+    match api.delete(&name, &dp).await {
+        Ok(_) => {
+            tracing::info!(pod = %name, "deleted mirror pod because it is outdated");
+            Ok(None)
+        }
+        // gone already, or replaced meanwhile: look again on the next pass
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(Some(existing)),
+        Err(e) => {
+            tracing::warn!(pod = %name, error = %e, "failed deleting a mirror pod");
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

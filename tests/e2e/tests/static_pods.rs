@@ -91,3 +91,47 @@ fn static_pods_run_while_the_apiserver_is_down_and_mirrors_return_with_it() {
     assert_eq!(read_pid(&steady_dir.join("containers/c/monitor/container.pid")), Some(steady_pid), "the same steady container");
     assert_eq!(c.kubectl_ok(&["logs", &late], None), "late-started\n", "logs of the pod started during the outage");
 }
+
+/// `kubectl delete pod <mirror>` (the default 30 s grace) returns at once, as on upstream: the kubelet sees the
+/// mirror marked for deletion while the manifest is still there, deletes it outright (grace 0) and creates a
+/// fresh mirror (a new uid) for the static pod, whose container keeps running untouched.
+#[test]
+fn deleting_a_mirror_pod_replaces_it_and_leaves_the_static_pod_running() {
+    let c = Cluster::start(Options::default());
+    let dir = c.node_dir.path().join("manifests");
+    // no terminationGracePeriodSeconds: the default 30 s, which the deletion must not wait out
+    let held = manifest("held", "echo held; exec sleep 3600").replace("  terminationGracePeriodSeconds: 1\n", "");
+    std::fs::write(dir.join("held.yaml"), held).expect("write manifest");
+    let name = format!("held-{}", c.node_name);
+    let pod = format!("pod/{name}");
+    let first = poll_until("held's mirror pod Running with its container", Duration::from_secs(60), || {
+        let got = c.get(&pod, "{.metadata.uid} {.status.phase} {.status.containerStatuses[0].containerID}");
+        let f: Vec<&str> = got.split(' ').collect();
+        (f.len() == 3 && f[1] == "Running" && !f[2].is_empty()).then(|| (f[0].to_string(), f[2].to_string()))
+    });
+    let (old_uid, container_id) = first;
+    let held_dir = static_pod_dir(&c, "held").expect("held's pod directory");
+    let pid = read_pid(&held_dir.join("containers/c/monitor/container.pid")).expect("held's container pid");
+
+    // kubectl waits for the object to be gone; 20 s is less than the 30 s grace period
+    let out = c.kubectl_output(None, &["delete", "pod", &name, "--timeout=20s"], None);
+    assert!(
+        out.status.success(),
+        "kubectl delete of the mirror pod returned within 20 s: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_uid = poll_until("a fresh mirror pod with a new uid, Running", Duration::from_secs(30), || {
+        let got = c.get(&pod, "{.metadata.uid} {.status.phase} {.metadata.deletionTimestamp}");
+        let f: Vec<&str> = got.split(' ').collect();
+        (f.len() == 2 && !f[0].is_empty() && f[0] != old_uid && f[1] == "Running").then(|| f[0].to_string())
+    });
+    assert_ne!(new_uid, old_uid);
+    assert!(!c.get(&pod, "{.metadata.annotations.kubernetes\\.io/config\\.mirror}").is_empty(), "the new pod is a mirror pod");
+    poll_until("the new mirror reports the same container", Duration::from_secs(30), || {
+        (c.get(&pod, "{.status.containerStatuses[0].containerID}") == container_id).then_some(())
+    });
+    assert_eq!(c.get(&pod, "{.status.containerStatuses[0].restartCount}"), "0", "the static pod's container was not restarted");
+    assert_eq!(read_pid(&held_dir.join("containers/c/monitor/container.pid")), Some(pid), "the same container process");
+    assert!(process_alive(pid), "held's container {pid} still runs");
+}
