@@ -380,8 +380,10 @@ impl Cgroup {
         let mut tries = 0;
         loop {
             match self.create_once(resources) {
+                // NotFound: the parent went before mkdir or open; ENODEV: it went between our mkdir and a write
+                // into it (a removed cgroup's files answer ENODEV), as runtime/tests' shared parent once did.
                 Err(CgroupError::Create { source, .. } | CgroupError::Write { source, .. })
-                    if source.kind() == io::ErrorKind::NotFound && tries < 3 =>
+                    if (source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV)) && tries < 3 =>
                 {
                     tries += 1;
                 }
