@@ -414,10 +414,18 @@ fn three_node_cluster() {
                 continue;
             }
             let seen = poll_until(&format!("{from_node} -> {to_node}"), Duration::from_secs(30), || c.connect_from_pod(from_pod, to_ip, 8080).filter(|s| s.contains(":8080")));
-            // e.g. `tcp 1 0 ::ffff:10.244.1.2:8080 ::ffff:10.244.0.2:38652 CLOSE_WAIT` (the client has sent EOF)
-            let line = seen.lines().find(|l| l.contains(&format!("{to_ip}:8080"))).unwrap_or_default().to_string();
-            let foreign = line.split_whitespace().nth(4).unwrap_or_default();
-            assert!(foreign.trim_start_matches("::ffff:").starts_with(&format!("{from_ip}:")), "{to_node} sees the connection from {from_node}'s pod {from_ip}, not a node address: {seen}");
+            // e.g. `tcp 1 0 ::ffff:10.244.1.2:8080 ::ffff:10.244.0.2:38652 CLOSE_WAIT` (the client has sent EOF).
+            // The receiver's table also holds earlier pairs' connections in TIME_WAIT, so look at every
+            // connection to its port: one comes from the sender's pod IP, none from a node address (SNAT).
+            let foreigns: Vec<&str> = seen
+                .lines()
+                .filter(|l| l.split_whitespace().nth(3).is_some_and(|local| local.trim_start_matches("::ffff:") == format!("{to_ip}:8080")))
+                .filter_map(|l| l.split_whitespace().nth(4))
+                .map(|f| f.trim_start_matches("::ffff:"))
+                .collect();
+            assert!(foreigns.iter().any(|f| f.starts_with(&format!("{from_ip}:"))), "{to_node} sees the connection from {from_node}'s pod {from_ip}: {seen}");
+            let lan = format!("{}.", c.node_ip(1).rsplit_once('.').expect("a dotted node address").0);
+            assert!(!foreigns.iter().any(|f| f.starts_with(&lan)), "{to_node} sees a connection from a node address (masqueraded), not a pod IP: {seen}");
         }
     }
 
