@@ -61,7 +61,14 @@ demo() {
     wait_for 60 sh -c 'kubectl get nodes -o name | grep -q node/'
     kubectl wait --for=condition=Ready node --all --timeout=60s >/dev/null
     echo "$POD_JSON" | kubectl apply -f -
-    kubectl wait --for=condition=Ready pod/hello --timeout=60s
+    if ! kubectl wait --for=condition=Ready pod/hello --timeout=60s; then
+      # say why, as kubectl describe would: the pod's events (e.g. FailedScheduling on a disk-pressure taint when
+      # the disk holding $DATA is over 90 % full) and the node's conditions
+      echo "up: the demo pod is not Ready after 60 s; its events and the node's conditions:" >&2
+      kubectl get events --field-selector involvedObject.name=hello >&2 || true
+      kubectl get nodes -o jsonpath='{range .items[*].status.conditions[*]}{.type}={.status} {.message}{"\n"}{end}' >&2 || true
+      return 1
+    fi
     kubectl get nodes -o wide
     kubectl get pods -o wide
     kubectl get svc -A
