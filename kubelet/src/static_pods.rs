@@ -183,6 +183,15 @@ mod tests {
         let m = mirror(p, "node-a", Some("nuid"));
         assert!(is_mirror(&m));
         assert!(m.metadata.uid.is_none());
-        assert_eq!(m.metadata.owner_references.expect("owner")[0].kind, "Node");
+        assert_eq!(m.metadata.owner_references.clone().expect("owner")[0].kind, "Node");
+        // which mirror the kubelet keeps and which it replaces (current_mirror)
+        assert!(!mirror_is_outdated(&m, p), "a fresh mirror is kept");
+        let mut deleting = m.clone();
+        deleting.metadata.deletion_timestamp = Some(crate::time::to_k8s(chrono::Utc::now()));
+        assert!(mirror_is_outdated(&deleting, p), "a mirror marked for deletion is replaced");
+        std::fs::write(tmp.path().join("web.yaml"), y.replace("image: busybox", "image: busybox:1.36")).expect("write");
+        let edited = load_dir(tmp.path(), "node-a");
+        assert!(mirror_is_outdated(&m, &edited[0]), "a mirror of the manifest before an edit is replaced");
+        assert!(!mirror_is_outdated(&mirror(&edited[0], "node-a", Some("nuid")), &edited[0]), "and its new mirror is kept");
     }
 }
