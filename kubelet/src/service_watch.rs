@@ -77,6 +77,21 @@ pub struct ServiceState {
     pub namespaces: Vec<Namespace>,
 }
 
+impl ServiceState {
+    /// Every object's (uid, resourceVersion), in order: equal for two states holding the same objects at the same
+    /// versions. Consumers that run on the quiet-period tick too ([`SYNC_PERIOD`]) compare it to skip work
+    /// when nothing changed.
+    pub fn versions(&self) -> Vec<(Option<String>, Option<String>)> {
+        let meta = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| (m.uid.clone(), m.resource_version.clone());
+        self.services
+            .iter()
+            .map(|o| meta(&o.metadata))
+            .chain(self.slices.iter().map(|o| meta(&o.metadata)))
+            .chain(self.namespaces.iter().map(|o| meta(&o.metadata)))
+            .collect()
+    }
+}
+
 /// Something that reacts to the service state; errors are logged and the watch goes on.
 pub type Consumer = Box<dyn FnMut(&ServiceState) + Send>;
 
@@ -213,6 +228,14 @@ mod tests {
         bare.metadata.resource_version = None;
         let again = snapshot(&[Arc::new(bare.clone())], vec![Service { spec: None, ..bare.clone() }]);
         assert_eq!(again, [bare]);
+    }
+
+    #[test]
+    fn versions_change_with_an_object_and_only_then() {
+        let state = |v: &str| ServiceState { services: vec![(*service("a", v, "10.96.0.1")).clone()], ..Default::default() };
+        assert_eq!(state("1").versions(), state("1").versions());
+        assert_ne!(state("1").versions(), state("2").versions());
+        assert_ne!(state("1").versions(), ServiceState::default().versions());
     }
 
     const MS: fn(u64) -> Duration = Duration::from_millis;

@@ -95,10 +95,17 @@ impl DnsServer {
     }
 
     /// A consumer for the shared service watch that rebuilds the zone on every change; the SOA serial is the
-    /// time of the change.
+    /// time of the change. The watch also runs it on its quiet-period tick: with the same objects at the same
+    /// versions the zone and its serial stay as they are (a serial that moves means the zone changed).
     pub fn consumer(&self) -> Consumer {
         let server = self.clone();
+        let mut last = None;
         Box::new(move |state: &ServiceState| {
+            let versions = state.versions();
+            if last.as_ref() == Some(&versions) {
+                return;
+            }
+            last = Some(versions);
             let serial = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as u32)
@@ -409,6 +416,22 @@ pub fn upstream_from_resolv_conf(text: &str, own: Option<IpAddr>) -> Option<Sock
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_zone_is_rebuilt_only_when_an_object_changed() {
+        let server = DnsServer::new("cluster.local", None);
+        let mut consume = server.consumer();
+        let quiet = ServiceState::default();
+        consume(&quiet);
+        let built = server.zone();
+        consume(&quiet); // the watch's quiet-period tick: same objects, same versions
+        assert!(std::sync::Arc::ptr_eq(&built, &server.zone()), "zone (and its SOA serial) kept");
+        let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+        ns.metadata.uid = Some("u1".into());
+        ns.metadata.resource_version = Some("1".into());
+        consume(&ServiceState { namespaces: vec![ns], ..Default::default() });
+        assert!(!std::sync::Arc::ptr_eq(&built, &server.zone()), "a changed object rebuilds it");
+    }
 
     #[test]
     fn upstream_skips_our_own_address() {
