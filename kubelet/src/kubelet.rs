@@ -790,7 +790,6 @@ mod tests {
     use super::*;
     use crate::image::store::{ImageRecord, LayerRecord};
     use crate::runtime_client::fake::{Call, FakeRuntime};
-    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
     /// The API side of the workers: every status, event and removal, by pod name. With `panic_on_status`, the
@@ -848,25 +847,8 @@ mod tests {
 
     fn node(monitor_body: &str) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path();
-        let mut config = KubeletConfig::new("n1", "127.0.0.1", root);
-        config.monitor_bin = root.join("monitor.sh");
-        std::fs::write(&config.monitor_bin, format!("#!/bin/sh\n{monitor_body}\n")).expect("write monitor");
-        std::fs::set_permissions(&config.monitor_bin, std::fs::Permissions::from_mode(0o755)).expect("chmod monitor");
-        let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
-        let images = Arc::new(ImageService::new(root.join("images"), RegistryConfig::default()).expect("image store"));
-        let runtime = Arc::new(FakeRuntime::default());
         let sink = Arc::new(RecordingSink::default());
-        let ctx = Arc::new(NodeContext {
-            network: PodNetwork::new(root.join("cni"), vec![], root.join("cni-cache")),
-            runtime: runtime.clone(),
-            images,
-            tokio: tokio.handle().clone(),
-            sink: sink.clone(),
-            node_memory_bytes: 1 << 30,
-            node_cpu_millis: 1000,
-            config,
-        });
+        let (tokio, runtime, ctx) = crate::pod::worker::tests::node_context(dir.path(), monitor_body, sink.clone());
         Node { _dir: dir, _tokio: tokio, runtime, sink, ctx, workers: Arc::new(Mutex::new(HashMap::new())), sync: PodSync::new("n1") }
     }
 

@@ -1135,7 +1135,7 @@ impl Drop for StartUndo {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The pod worker against the fake runtime and a recording sink (the API side): each way a container's
     //! start can fail leaves nothing behind (no container in the runtime, no rootfs mount, no record), and a
     //! monitor that dies has its container removed. Tests that mount an overlay rootfs need root.
@@ -1179,7 +1179,18 @@ mod tests {
     /// A node whose monitor is a script with `body` (it prints `ok <pid>` or `err <message>` as the monitor does).
     fn harness(monitor_body: &str) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path();
+        let sink = Arc::new(RecordingSink::default());
+        let (tokio, runtime, ctx) = node_context(dir.path(), monitor_body, sink.clone());
+        Harness { dir, _tokio: tokio, runtime, sink, ctx }
+    }
+
+    /// Node n1's context under `root` for tests of the workers (here and the sync loop's in kubelet.rs): the fake
+    /// runtime, an empty image store, no CNI, a monitor script with `monitor_body`, API writes to `sink`.
+    pub(crate) fn node_context(
+        root: &std::path::Path,
+        monitor_body: &str,
+        sink: Arc<dyn PodSink>,
+    ) -> (tokio::runtime::Runtime, Arc<FakeRuntime>, Arc<NodeContext>) {
         let mut config = KubeletConfig::new("n1", "127.0.0.1", root);
         config.monitor_bin = root.join("monitor.sh");
         fs::write(&config.monitor_bin, format!("#!/bin/sh\n{monitor_body}\n")).expect("write monitor");
@@ -1187,18 +1198,17 @@ mod tests {
         let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
         let images = Arc::new(ImageService::new(root.join("images"), RegistryConfig::default()).expect("image store"));
         let runtime = Arc::new(FakeRuntime::default());
-        let sink = Arc::new(RecordingSink::default());
         let ctx = Arc::new(NodeContext {
             network: PodNetwork::new(root.join("cni"), vec![], root.join("cni-cache")),
             runtime: runtime.clone(),
             images,
             tokio: tokio.handle().clone(),
-            sink: sink.clone(),
+            sink,
             node_memory_bytes: 1 << 30,
             node_cpu_millis: 1000,
             config,
         });
-        Harness { dir, _tokio: tokio, runtime, sink, ctx }
+        (tokio, runtime, ctx)
     }
 
     impl Harness {
