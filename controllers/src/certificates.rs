@@ -466,6 +466,16 @@ mod tests {
     }
 
     /// A kubelet serving request: CN system:node:n1, O system:nodes, SANs n1 and 10.0.0.2.
+    /// A self-signed CA named test-ca with the default signing duration.
+    fn test_ca() -> SigningCa {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, "test-ca");
+        let ca_cert = p.self_signed(&ca_key).expect("ca");
+        SigningCa { cert_pem: ca_cert.pem(), key_pem: ca_key.serialize_pem(), max_duration: DEFAULT_SIGNING_DURATION }
+    }
+
     fn serving_request() -> String {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut p = rcgen::CertificateParams::new(vec!["n1".to_string()]).expect("params");
@@ -502,12 +512,7 @@ mod tests {
 
     #[test]
     fn a_serving_certificate_keeps_the_requests_names_and_is_for_server_auth() {
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, "test-ca");
-        let ca_cert = p.self_signed(&ca_key).expect("ca");
-        let ca = SigningCa { cert_pem: ca_cert.pem(), key_pem: ca_key.serialize_pem(), max_duration: DEFAULT_SIGNING_DURATION };
+        let ca = test_ca();
         let usages: Vec<String> = SERVING_USAGES.iter().map(|u| u.to_string()).collect();
         let pem = sign(&ca, "n1-serving", &serving_request(), &usages, Duration::from_secs(3600)).expect("signed");
         let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
@@ -532,12 +537,7 @@ mod tests {
 
     #[test]
     fn signed_certificates_carry_the_request_and_chain_to_the_ca() {
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, "test-ca");
-        let ca_cert = p.self_signed(&ca_key).expect("ca");
-        let ca = SigningCa { cert_pem: ca_cert.pem(), key_pem: ca_key.serialize_pem(), max_duration: DEFAULT_SIGNING_DURATION };
+        let ca = test_ca();
         let usages = vec!["digital signature".to_string(), "client auth".to_string()];
         let pem = sign(&ca, "n1", &request("system:node:n1", "system:nodes"), &usages, Duration::from_secs(3600)).expect("signed");
         let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
