@@ -206,13 +206,7 @@ fn a_qemu_vm_joins_with_a_token_and_serves_a_pod_the_host_reaches() {
     require_command("kubectl", "kubectl");
     require_command("openssl", "openssl");
     require_command("nsenter", "util-linux");
-    let modules = rkube_testsupport::vm::vm_root().join("lib/modules");
-    let version = std::fs::read_dir(&modules)
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| panic!("no kernel modules under {}: run scripts/vm-deps.sh", modules.display()));
+    let version = rkube_testsupport::vm::kernel_version();
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let name = unique_name("vj");
@@ -268,14 +262,11 @@ fn a_qemu_vm_joins_with_a_token_and_serves_a_pod_the_host_reaches() {
         vm.binary(&bin(bin_name), &format!("/usr/local/bin/{bin_name}"));
     }
     vm.binary(&nft, "/usr/sbin/nft").binary(&ipcmd, "/usr/local/bin/ip").binary(&bash, "/usr/bin/bash");
-    let kdir = modules.join(&version);
-    for dir in ["kernel/drivers/virtio", "kernel/net/bridge", "kernel/net/802", "kernel/net/llc", "kernel/net/netfilter", "kernel/net/ipv4/netfilter", "kernel/net/ipv6/netfilter", "kernel/fs/overlayfs"] {
-        vm.tree(&kdir.join(dir), &format!("/lib/modules/{version}/{dir}"));
-    }
-    for file in ["kernel/drivers/net/virtio_net.ko", "kernel/drivers/net/net_failover.ko", "kernel/net/core/failover.ko", "kernel/drivers/net/veth.ko", "kernel/lib/libcrc32c.ko", "modules.order", "modules.builtin"] {
-        let data = std::fs::read(kdir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", kdir.join(file).display()));
-        vm.file(&format!("/lib/modules/{version}/{file}"), data, 0o644);
-    }
+    vm.kernel_modules(
+        &version,
+        &["kernel/drivers/virtio", "kernel/net/bridge", "kernel/net/802", "kernel/net/llc", "kernel/net/netfilter", "kernel/net/ipv4/netfilter", "kernel/net/ipv6/netfilter", "kernel/fs/overlayfs"],
+        &["kernel/drivers/net/virtio_net.ko", "kernel/drivers/net/net_failover.ko", "kernel/net/core/failover.ko", "kernel/drivers/net/veth.ko", "kernel/lib/libcrc32c.ko", "modules.order", "modules.builtin"],
+    );
     vm.tree(&layout.dir, "/busybox-oci");
     let roots = std::fs::read("/etc/ssl/certs/ca-certificates.crt").expect("the host's CA bundle (ca-certificates)");
     vm.file("/etc/ssl/certs/ca-certificates.crt", roots, 0o644);

@@ -202,13 +202,7 @@ fn kubelet_runs_pods_on_cgroup_v2_in_a_qemu_vm() {
     let nft = require_command("nft", "nftables");
     let ip = require_command("ip", "iproute2");
     let kubectl = std::fs::canonicalize(require_command("kubectl", "kubectl")).expect("kubectl path");
-    let modules = rkube_testsupport::vm::vm_root().join("lib/modules");
-    let version = std::fs::read_dir(&modules)
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| panic!("no kernel modules under {}: run scripts/vm-deps.sh", modules.display()));
+    let version = rkube_testsupport::vm::kernel_version();
     let work = tempfile::tempdir().expect("tempdir");
     let layout = busybox_oci_layout(&work.path().join("oci"), "latest", &["sh"]);
 
@@ -218,14 +212,11 @@ fn kubelet_runs_pods_on_cgroup_v2_in_a_qemu_vm() {
         vm.binary(&bin(b), &format!("/usr/local/bin/{b}"));
     }
     vm.binary(&kubectl, "/usr/local/bin/kubectl").binary(&nft, "/usr/sbin/nft").binary(&ip, "/usr/local/bin/ip");
-    let kdir = modules.join(&version);
-    for dir in ["kernel/net/bridge", "kernel/net/802", "kernel/net/llc", "kernel/net/netfilter", "kernel/net/ipv4/netfilter", "kernel/net/ipv6/netfilter", "kernel/fs/overlayfs"] {
-        vm.tree(&kdir.join(dir), &format!("/lib/modules/{version}/{dir}"));
-    }
-    for file in ["kernel/drivers/net/veth.ko", "kernel/lib/libcrc32c.ko", "modules.order", "modules.builtin"] {
-        let data = std::fs::read(kdir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", kdir.join(file).display()));
-        vm.file(&format!("/lib/modules/{version}/{file}"), data, 0o644);
-    }
+    vm.kernel_modules(
+        &version,
+        &["kernel/net/bridge", "kernel/net/802", "kernel/net/llc", "kernel/net/netfilter", "kernel/net/ipv4/netfilter", "kernel/net/ipv6/netfilter", "kernel/fs/overlayfs"],
+        &["kernel/drivers/net/veth.ko", "kernel/lib/libcrc32c.ko", "modules.order", "modules.builtin"],
+    );
     vm.tree(&layout.dir, "/busybox-oci");
     // rkube's API client loads the system's CA roots even for a plain HTTP apiserver, and fails without any
     let roots = std::fs::read("/etc/ssl/certs/ca-certificates.crt").expect("the host's CA bundle (ca-certificates)");

@@ -24,6 +24,18 @@ pub fn vm_root() -> PathBuf {
     dir.join("root")
 }
 
+/// The version of the kernel scripts/vm-deps.sh unpacked (its directory under lib/modules). Panics, naming the
+/// directory and the script, when there is none.
+pub fn kernel_version() -> String {
+    let modules = vm_root().join("lib/modules");
+    std::fs::read_dir(&modules)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| panic!("no kernel modules under {}: run scripts/vm-deps.sh", modules.display()))
+}
+
 enum Entry {
     Dir,
     File { data: Vec<u8>, mode: u32 },
@@ -103,6 +115,20 @@ impl Vm {
                 let lib = std::fs::read(&real).unwrap_or_else(|e| panic!("read {}: {e}", real.display()));
                 self.file(path, lib, 0o755);
             }
+        }
+        self
+    }
+
+    /// The unpacked kernel's (`version`'s) module directories `dirs` and files `files` (paths under
+    /// lib/modules/VERSION, e.g. `kernel/net/bridge`, `modules.order`) at the same place in the guest.
+    pub fn kernel_modules(&mut self, version: &str, dirs: &[&str], files: &[&str]) -> &mut Self {
+        let kdir = vm_root().join("lib/modules").join(version);
+        for dir in dirs {
+            self.tree(&kdir.join(dir), &format!("/lib/modules/{version}/{dir}"));
+        }
+        for file in files {
+            let data = std::fs::read(kdir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", kdir.join(file).display()));
+            self.file(&format!("/lib/modules/{version}/{file}"), data, 0o644);
         }
         self
     }
