@@ -11,27 +11,28 @@
 //! The guard runs `rkube cluster down` on drop and checks nothing is left: network namespaces, the host link,
 //! cgroups, mounts, the data dir.
 
+mod local_cluster;
 mod up_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rkube_testsupport::{poll_until, require_command, require_root, unique_name};
-use up_support::{bin, import_busybox, kubectl_ok_with, kubectl_try_with, kubectl_with};
+use local_cluster::{rkube, LocalCluster};
+use up_support::{import_busybox, kubectl_ok_with, kubectl_try_with, kubectl_with};
 
 struct TestCluster {
-    name: String,
-    data: PathBuf,
-    _tmp: tempfile::TempDir,
-    subnet: [u8; 3],
+    cluster: LocalCluster,
     client_ns: String,
     client_port: String,
 }
 
-fn rkube(args: &[&str]) -> std::process::Output {
-    Command::new(bin("rkube")).args(args).env("RKUBE_LOG", "info,kube=warn").output().expect("run rkube")
+impl std::ops::Deref for TestCluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.cluster
+    }
 }
 
 fn ip(args: &[&str]) {
@@ -45,50 +46,9 @@ impl TestCluster {
         require_command("ip", "iproute2");
         require_command("nft", "nftables");
         require_command("kubectl", "kubectl");
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let name = unique_name("c");
         // a LAN of this test's own: 172.28.<100..199>.0/24
-        let subnet = [172, 28, 100 + (std::process::id() % 100) as u8];
-        TestCluster {
-            data: tmp.path().join(&name),
-            _tmp: tmp,
-            subnet,
-            client_ns: unique_name("rkcl"),
-            client_port: unique_name("cl"),
-            name,
-        }
-    }
-
-    fn which(&self) -> Vec<String> {
-        vec!["--name".into(), self.name.clone(), "--data-dir".into(), self.data.display().to_string()]
-    }
-
-    fn cluster(&self, args: &[&str]) -> String {
-        let mut a: Vec<String> = vec!["cluster".into()];
-        a.extend(args.iter().map(|s| s.to_string()));
-        a.extend(self.which());
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let out = rkube(&a);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "rkube {a:?}: {text}");
-        text
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.data.join("server/kubeconfig")
-    }
-
-    fn node(&self, i: usize) -> String {
-        format!("{}-n{i}", self.name)
-    }
-
-    fn node_ip(&self, i: usize) -> String {
-        let [a, b, c] = self.subnet;
-        format!("{a}.{b}.{c}.{}", 10 + i)
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        kubectl_with(&self.kubeconfig(), args)
+        let cluster = LocalCluster::new("c", [172, 28, 100 + (std::process::id() % 100) as u8]);
+        TestCluster { cluster, client_ns: unique_name("rkcl"), client_port: unique_name("cl") }
     }
 
     fn kubectl_try(&self, args: &[&str]) -> Option<String> {
@@ -178,44 +138,12 @@ impl TestCluster {
         ip(&["-n", &self.client_ns, "link", "set", "eth0", "up"]);
         ip(&["-n", &self.client_ns, "link", "set", "lo", "up"]);
     }
-
-    fn print_logs(&self) {
-        let Ok(rd) = std::fs::read_dir(&self.data) else { return };
-        for f in rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")) {
-            if let Some(tail) = rkube_testsupport::log_tail(&f, 25) {
-                eprintln!("{tail}");
-            }
-        }
-    }
 }
 
 impl Drop for TestCluster {
+    /// The outside client's namespace; the cluster itself goes with [`LocalCluster`]'s drop.
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.print_logs();
-        }
         let _ = Command::new("ip").args(["netns", "del", &self.client_ns]).stderr(Stdio::null()).status();
-        let mut a = vec!["cluster".to_string(), "down".to_string()];
-        a.extend(self.which());
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let out = rkube(&a);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        eprintln!("rkube cluster down:\n{text}");
-        if std::thread::panicking() {
-            return;
-        }
-        assert!(out.status.success(), "cluster down failed: {text}");
-        // nothing is left
-        let netns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip").stdout).into_owned();
-        assert!(!netns.contains(&format!("rkc-{}-", self.name)), "network namespaces left: {netns}");
-        assert!(!Path::new("/sys/class/net").join(format!("rkc-{}", self.name)).exists(), "host link left");
-        assert!(!self.data.exists(), "data dir {} left", self.data.display());
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        assert!(!mounts.contains(&self.data.display().to_string()), "mounts left under {}", self.data.display());
-        let cg = format!("rkc-{}", self.name);
-        for h in std::fs::read_dir("/sys/fs/cgroup").expect("cgroupfs").flatten() {
-            assert!(!h.path().join(&cg).exists(), "cgroup {} left", h.path().join(&cg).display());
-        }
     }
 }
 

@@ -9,20 +9,23 @@
 //! The guard runs `rkube cluster down` on drop and checks nothing is left: network namespaces, the host link,
 //! the data dir.
 
+mod local_cluster;
 mod up_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use rkube_testsupport::{poll_until, require_command, require_root, unique_name};
-use up_support::{bin, import_busybox, kubectl_ok_with, kubectl_try_with, kubectl_with};
+use rkube_testsupport::{poll_until, require_command, require_root};
+use local_cluster::LocalCluster;
+use up_support::{import_busybox, kubectl_ok_with, kubectl_try_with};
 
-struct VxlanCluster {
-    name: String,
-    data: PathBuf,
-    _tmp: tempfile::TempDir,
-    subnet: [u8; 3],
+struct VxlanCluster(LocalCluster);
+
+impl std::ops::Deref for VxlanCluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.0
+    }
 }
 
 fn run(prog: &str, args: &[&str]) -> (bool, String) {
@@ -37,46 +40,12 @@ impl VxlanCluster {
         require_command("bridge", "iproute2");
         require_command("nft", "nftables");
         require_command("kubectl", "kubectl");
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let name = unique_name("v");
         // a LAN of this test's own: 172.27.<100..199>.0/24 (cluster.rs takes 172.28.x)
-        let subnet = [172, 27, 100 + (std::process::id() % 100) as u8];
-        VxlanCluster { data: tmp.path().join(&name), _tmp: tmp, subnet, name }
-    }
-
-    fn which(&self) -> Vec<String> {
-        vec!["--name".into(), self.name.clone(), "--data-dir".into(), self.data.display().to_string()]
-    }
-
-    fn cluster(&self, args: &[&str]) -> String {
-        let mut a: Vec<String> = vec!["cluster".into()];
-        a.extend(args.iter().map(|s| s.to_string()));
-        a.extend(self.which());
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let (ok, text) = run(&bin("rkube").display().to_string(), &a);
-        assert!(ok, "rkube {a:?}: {text}");
-        text
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.data.join("server/kubeconfig")
-    }
-
-    fn node(&self, i: usize) -> String {
-        format!("{}-n{i}", self.name)
+        VxlanCluster(LocalCluster::new("v", [172, 27, 100 + (std::process::id() % 100) as u8]))
     }
 
     fn netns(&self, i: usize) -> String {
         format!("rkc-{}", self.node(i))
-    }
-
-    fn node_ip(&self, i: usize) -> String {
-        let [a, b, c] = self.subnet;
-        format!("{a}.{b}.{c}.{}", 10 + i)
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        kubectl_with(&self.kubeconfig(), args)
     }
 
     /// `ip -n <node i's namespace> args...` (or `bridge`), its output.
@@ -102,36 +71,6 @@ impl VxlanCluster {
                 (w.len() == 4 && w[3] == "True").then(|| (w[0].to_string(), w[1].to_string(), w[2].to_string()))
             })
             .collect()
-    }
-
-    fn print_logs(&self) {
-        let Ok(rd) = std::fs::read_dir(&self.data) else { return };
-        for f in rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")) {
-            if let Some(tail) = rkube_testsupport::log_tail(&f, 30) {
-                eprintln!("{tail}");
-            }
-        }
-    }
-}
-
-impl Drop for VxlanCluster {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.print_logs();
-        }
-        let mut a = vec!["cluster".to_string(), "down".to_string()];
-        a.extend(self.which());
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let (ok, text) = run(&bin("rkube").display().to_string(), &a);
-        eprintln!("rkube cluster down:\n{text}");
-        if std::thread::panicking() {
-            return;
-        }
-        assert!(ok, "cluster down failed: {text}");
-        let netns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).stderr(Stdio::null()).output().expect("ip").stdout).into_owned();
-        assert!(!netns.contains(&format!("rkc-{}-", self.name)), "network namespaces left: {netns}");
-        assert!(!Path::new("/sys/class/net").join(format!("rkc-{}", self.name)).exists(), "host link left");
-        assert!(!self.data.exists(), "data dir {} left", self.data.display());
     }
 }
 
