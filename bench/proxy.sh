@@ -4,8 +4,11 @@
 #   1. full: N Services x 10 endpoints (selector-less Services with their own EndpointSlices,
 #      addresses from 198.18.0.0/15, the benchmarking range: no traffic goes anywhere) created at once; time from the first create to the last Service's
 #      map element in `service-ips`;
-#      then the full resync alone: the table as `nft list` prints it, loaded by `nft -f` into an empty network
-#      namespace of this script's (what the proxy's full sync on start or after a failure costs at this size);
+#      then the full sync alone: every table of the proxy's (past 500 Services the Services are spread over
+#      several, kubelet/src/service_proxy/shard.rs) as `nft list` prints it, loaded by `nft -f` into an empty
+#      network namespace of this script's (what the proxy's from-scratch sync on start or after a failure costs
+#      at this size), and the from-scratch syncs the proxy made while the Services came in (one each time they
+#      outgrew the table count);
 #   2. one change: ROUNDS times, one EndpointSlice's first address is replaced (a merge patch straight to the
 #      API with curl); time from the patch to the new address's rule committed in the table (partial sync): new
 #      connections go to the new address from then on. The commit is seen by a listener on the kernel's nftables
@@ -77,17 +80,22 @@ pids=()
 for part in 0 1 2 3; do kubectl create -f "$DATA/objects-$part.yaml" >/dev/null & pids+=($!); done
 for pid in "${pids[@]}"; do wait "$pid"; done
 applied=$(now_ms)
-while [ "$(nft list map ip "$TABLE" service-ips 2>/dev/null | grep -o 'goto svc-default/b' | wc -l)" -lt "$N" ]; do sleep 0.05; done
+# the proxy's tables: $TABLE, and past 500 Services its shards $TABLE-1, $TABLE-2, ... (kubelet/src/service_proxy/shard.rs)
+tables() { nft list tables | awk -v t="$TABLE" '$3 == t || index($3, t "-") == 1 && substr($3, length(t) + 2) ~ /^[0-9]+$/ {print $3}'; }
+in_maps() { for t in $(tables); do nft list map ip "$t" service-ips 2>/dev/null; done | grep -o 'goto svc-default/b' | wc -l; }
+while [ "$(in_maps)" -lt "$N" ]; do sleep 0.05; done
 done_ms=$(now_ms)
 echo "full: $N Services x 10 endpoints: kubectl create $((applied - start)) ms, all $N in the table after $((done_ms - start)) ms"
-nft list table ip "$TABLE" > "$DATA/table.nft"
+for t in $(tables); do nft list table ip "$t"; done > "$DATA/table.nft"
 NS="rkbn$TAG"
 ip netns add "$NS"
 t0=$(now_ms)
 ip netns exec "$NS" nft -f "$DATA/table.nft"
 t1=$(now_ms)
 ip netns del "$NS"
-echo "full resync alone: nft -f of the whole table ($(grep -c '^	chain ' "$DATA/table.nft") chains) into an empty netns: $((t1 - t0)) ms"
+fulls=$(sed 's/\x1b\[[0-9;]*m//g' "$DATA/rkube.log" | grep "service proxy rules applied" | grep "kind=Full" || true)
+echo "from-scratch syncs while the Services came in: $(printf '%s\n' "$fulls" | grep -c . || true), write_ms $(printf '%s\n' "$fulls" | grep -o 'write_ms=[0-9.]*' | cut -d= -f2 | tr '\n' ' '), tables $(printf '%s\n' "$fulls" | grep -o 'shards=[0-9]*' | cut -d= -f2 | tr '\n' ' ')"
+echo "full sync alone: nft -f of the $(tables | wc -l) tables ($(grep -c '^	chain ' "$DATA/table.nft") chains) into an empty netns: $((t1 - t0)) ms"
 
 # the proxy's own share (render, diff, nft transaction), from kube-proxy's metric on the kubelet's /metrics
 NODE=$(kubectl get nodes -o jsonpath='{.items[0].metadata.name}')
@@ -118,7 +126,8 @@ while True:
                 if al < 4: break
                 got[at & 0x7fff] = attrs[a + 4:a + al].rstrip(b"\0")
                 a += (al + 3) & ~3
-            if got.get(1) == table:  # NFTA_RULE_TABLE; NFTA_RULE_CHAIN is 2
+            t = got.get(1, b"")  # NFTA_RULE_TABLE (the proxy table or one of its shards); NFTA_RULE_CHAIN is 2
+            if t == table or (t.startswith(table + b"-") and t[len(table) + 1:].isdigit()):
                 print(now, got.get(2, b"").decode(), flush=True)
         off += (ln + 3) & ~3
 ' "$TABLE" > "$DATA/monitor" & MON_PID=$!

@@ -502,3 +502,129 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.HTTPServer(("0.0.0.0", 8080), H).serve_forever()
 "#;
+
+/// A Service `name` at `vip` with one port 80 "http" (ClientIP affinity with `affinity`), as the API returns it.
+fn api_service(name: &str, vip: Ipv4Addr, affinity: bool, rv: u64) -> k8s_openapi::api::core::v1::Service {
+    let mut spec = serde_json::json!({"clusterIP": vip.to_string(), "ports": [{"name": "http", "port": 80}]});
+    if affinity {
+        spec["sessionAffinity"] = "ClientIP".into();
+    }
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "resourceVersion": rv.to_string()},
+        "spec": spec
+    }))
+    .expect("service json")
+}
+
+/// The EndpointSlice of Service `name` with `endpoints` ready on port 8080.
+fn api_slice(name: &str, endpoints: &[Ipv4Addr], rv: u64) -> k8s_openapi::api::discovery::v1::EndpointSlice {
+    let eps: Vec<_> = endpoints.iter().map(|ip| serde_json::json!({"addresses": [ip.to_string()], "nodeName": "n1"})).collect();
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{name}-1"), "namespace": "default", "uid": format!("uid-{name}-1"), "resourceVersion": rv.to_string(),
+                     "labels": {"kubernetes.io/service-name": name}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": eps
+    }))
+    .expect("slice json")
+}
+
+/// The proxy's sync loop (`Proxier`) with its Services spread over 4 tables (one Service per shard allowed, so 3
+/// Services take 4): each Service's chains are in its own shard's table alone and every ClusterIP answers; an
+/// endpoint change is one partial sync into that shard; the periodic resync rewrites the shards one per sync, in
+/// place: a rule added by hand is gone after it, and the ClientIP affinity set keeps its client (the client stays
+/// pinned). A from-scratch sync with fewer Services drops the shard tables no longer needed.
+#[test]
+fn sharded_tables_serve_every_service_and_the_resync_keeps_affinity_and_repairs_rules() {
+    use rkube_kubelet::service_proxy::shard::{shard_of, table_name};
+    use rkube_kubelet::service_proxy::sync::{Proxier, SyncKind, FULL_SYNC_PERIOD};
+    use rkube_kubelet::service_proxy::tracker::PortTracker;
+    require_root();
+    require_command("nft", "nftables");
+    require_command("curl", "curl");
+    let _fwd = Forwarding::on();
+    let mut net = Net::new();
+    let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
+    let vips: Vec<Ipv4Addr> = (0..3).map(|i| Ipv4Addr::new(10, 111, net.subnet, 80 + i)).collect();
+    let names = ["sticky", "only-a", "only-b"];
+    let services = vec![api_service(names[0], vips[0], true, 1), api_service(names[1], vips[1], false, 1), api_service(names[2], vips[2], false, 1)];
+    let mut slices = vec![api_slice(names[0], &[ip_a, ip_b], 1), api_slice(names[1], &[ip_a], 1), api_slice(names[2], &[ip_b], 1)];
+    let table = net.table.table.clone();
+    let tables: Vec<String> = (0..4).map(|s| table_name(&table, s)).collect();
+    let list = |t: &str| {
+        let out = Command::new("nft").args(["list", "table", "ip", t]).output().expect("nft list");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+
+    let mut proxier = Proxier::new(net.table.clone()).with_services_per_shard(1);
+    let mut tracker = PortTracker::new("n1");
+    let t0 = std::time::Instant::now();
+    assert!(proxier.recompute_due(t0));
+    let changed = tracker.update(&services, &slices);
+    assert_eq!(proxier.sync(&tracker, &changed, t0).expect("full sync").0, SyncKind::Full);
+    assert_eq!(proxier.shards(), 4);
+    for (name, vip) in names.iter().zip(&vips) {
+        let home = shard_of("default", name, 4) as usize;
+        for (i, t) in tables.iter().enumerate() {
+            let (ok, text) = list(t);
+            assert!(ok, "table {t} exists");
+            assert_eq!(text.contains(&format!("chain svc-default/{name}/tcp/http ")), i == home, "{name}'s chain only in {}:\n{text}", tables[home]);
+            assert_eq!(text.contains(&format!("{vip} . tcp . 80 : goto svc-default/{name}/tcp/http")), i == home, "{name}'s element only in its shard");
+        }
+    }
+    let (_, main) = list(&table);
+    assert!(main.contains("chain filter-forward") && main.contains("masquerade"), "the guard in the proxy's own table:\n{main}");
+    let sticky = wget(&client, &format!("{}:80", vips[0])).expect("the sticky Service");
+    assert_eq!(wget(&client, &format!("{}:80", vips[1])).expect("only-a"), "from-a");
+    assert_eq!(wget(&client, &format!("{}:80", vips[2])).expect("only-b"), "from-b");
+
+    // an endpoint change: one partial sync, only-a now reaches b
+    slices[1] = api_slice(names[1], &[ip_b], 2);
+    let changed = tracker.update(&services, &slices);
+    assert!(!proxier.recompute_due(t0));
+    assert_eq!(proxier.sync(&tracker, &changed, t0).expect("partial sync").0, SyncKind::Partial);
+    assert_eq!(wget(&client, &format!("{}:80", vips[1])).expect("only-a after the change"), "from-b");
+
+    // a rule added by hand to only-b's Service chain, ahead of the proxy's: only-b is dropped
+    let only_b = table_name(&table, shard_of("default", names[2], 4));
+    sh(&["nft", "insert", "rule", "ip", &only_b, "svc-default/only-b/tcp/http", "drop"]);
+    assert!(wget(&client, &format!("{}:80", vips[2])).is_err(), "the hand-made drop rule is in effect");
+
+    // the periodic resync: the tracker recomputed from scratch, then one shard per sync, in order
+    let later = t0 + FULL_SYNC_PERIOD;
+    assert!(proxier.recompute_due(later), "the resync is due after FULL_SYNC_PERIOD");
+    tracker.reset();
+    let mut changed = tracker.update(&services, &slices);
+    for shard in 0..4 {
+        assert_eq!(proxier.sync(&tracker, &changed, later).expect("resync step").0, SyncKind::Resync(shard));
+        changed.clear();
+        // every Service answers between the steps
+        assert_eq!(wget(&client, &format!("{}:80", vips[1])).expect("only-a during the resync"), "from-b");
+    }
+    assert_eq!(proxier.sync(&tracker, &changed, later).expect("after the resync").0, SyncKind::Unchanged, "the resync is over");
+    assert!(!proxier.recompute_due(later), "and the next one is FULL_SYNC_PERIOD away");
+    assert_eq!(wget(&client, &format!("{}:80", vips[2])).expect("only-b after the resync"), "from-b", "the hand-made rule is gone");
+    // the affinity set kept the client through the resync: the client still lands on its endpoint
+    let sticky_shard = table_name(&table, shard_of("default", names[0], 4));
+    let (_, text) = list(&sticky_shard);
+    assert!(text.contains(&format!("elements = {{ 10.244.{}.4 ", net.subnet)), "the client still pinned after the resync:\n{text}");
+    let got = bodies(&client, &format!("{}:80", vips[0]), 10);
+    assert!(got.iter().all(|b| *b == sticky), "ClientIP affinity survives the resync: {got:?} (was {sticky})");
+
+    // from scratch with one Service per shard still allowed but two Services: two tables, the others deleted
+    let services = services[..2].to_vec();
+    let slices = slices[..2].to_vec();
+    let mut proxier = Proxier::new(net.table.clone()).with_services_per_shard(1);
+    let mut tracker = PortTracker::new("n1");
+    proxier.recompute_due(later);
+    let changed = tracker.update(&services, &slices);
+    assert_eq!(proxier.sync(&tracker, &changed, later).expect("full sync with 2 Services").0, SyncKind::Full);
+    assert_eq!(proxier.shards(), 2);
+    assert!(list(&tables[1]).0 && !list(&tables[2]).0 && !list(&tables[3]).0, "tables 2 and 3 deleted");
+    refused_in(&client, vips[2]);
+}
+
+/// A ClusterIP with no rule: refused by the service CIDR guard.
+fn refused_in(client: &str, vip: Ipv4Addr) {
+    assert_eq!(tcp_connect_in(client, &vip.to_string(), 80, Duration::from_secs(10)), ConnectOutcome::Refused, "{vip} refused");
+}

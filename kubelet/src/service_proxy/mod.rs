@@ -4,8 +4,10 @@
 //! - `model`: pure translation from API objects to [`ServicePort`]s (no I/O, unit-tested).
 //! - `tracker`: every Service's ports kept between syncs; an update recomputes only the Services whose object or
 //!   EndpointSlices changed (pure).
-//! - `plan`: what a sync writes: among those Services' ports, the ones whose objects differ from the table's; or
-//!   the whole table (pure).
+//! - `plan`: what a sync writes: among those Services' ports, the ones whose objects differ from the table's; one
+//!   shard's every port (the periodic resync); or every table (pure).
+//! - `shard`: which of the proxy's tables holds a Service (a large cluster's Services are spread over several, so
+//!   the kernel's check of the changed table at each commit stays small) (pure).
 //! - `nft`: the nftables objects of each service port and the transaction of a sync: the whole table on the first
 //!   sync (one `nft -f`), only the changed service ports after.
 //! - `nfnl`: a partial sync's transaction sent as one nftables netlink batch (nft's cache dump is the cost at
@@ -15,7 +17,9 @@
 //! - `health`: the healthCheckNodePort servers of LoadBalancer Services with externalTrafficPolicy Local.
 //! - `metrics`: kube-proxy's sync metrics for the kubelet's `/metrics`.
 //!
-//! On a node, `nft list table ip rkube-proxy` shows everything this module does; docs/services.md walks through it.
+//! On a node, `nft list table ip rkube-proxy` shows everything this module does (with more than
+//! [`shard::SERVICES_PER_SHARD`] Services, also `rkube-proxy-1`, `rkube-proxy-2`, ...: `nft list tables`);
+//! docs/services.md walks through it.
 
 pub mod announce;
 pub mod health;
@@ -24,6 +28,7 @@ pub mod model;
 pub mod nfnl;
 pub mod nft;
 pub mod plan;
+pub mod shard;
 pub mod sync;
 pub mod tracker;
 

@@ -21,10 +21,10 @@ use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use super::model::Protocol;
 use super::nft::{Element, ElementKey, Op, ProxyError, Rule, MASQUERADE_MARK};
 
-/// A batch larger than this goes through `nft -f` instead: the kernel refuses a netlink message larger than the
-/// socket's send buffer (net.core.wmem_default, 208 KiB by default), and a change that large is no longer the
-/// one-Service case this writer is for.
-pub const MAX_BATCH_BYTES: usize = 160 * 1024;
+/// A batch larger than this goes through `nft -f` instead. The kernel refuses a netlink message larger than the
+/// socket's send buffer, so [`send`] raises it to the batch's size first (`SO_SNDBUFFORCE`, as nft does for its
+/// own batches): a shard's periodic resync (a few hundred Services) is one batch.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -406,62 +406,78 @@ fn element_msg(b: &mut Batch, msg: u16, flags: u16, table: &str, e: &Element, wi
 
 /// The batch for `ops` on `table`: the bytes to send and each message's (seq, op text).
 pub fn encode(table: &str, ops: &[Op<'_>]) -> (Vec<u8>, Vec<(u32, String)>) {
+    encode_tables(&[(table, ops)])
+}
+
+/// One batch for the ops of several tables (the proxy's shards): one transaction, committed or refused whole.
+pub fn encode_tables(groups: &[(&str, &[Op<'_>])]) -> (Vec<u8>, Vec<(u32, String)>) {
     let mut b = Batch::new();
-    for op in ops {
-        let mut text = String::new();
-        op.write(&mut text, table);
-        let text = text.trim_end().to_string();
-        match op {
-            Op::DeleteElement(e) => element_msg(&mut b, NFT_MSG_DELSETELEM, 0, table, e, false, text),
-            Op::AddElement(e) => element_msg(&mut b, NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, e, true, text),
-            Op::FlushChain(chain) => {
-                b.nft(NFT_MSG_DELRULE, 0, table, text);
-                b.string(2, chain); // NFTA_RULE_CHAIN, no handle: every rule of the chain
-                b.end();
-            }
-            Op::DeleteChain(chain) | Op::AddChain(chain) => {
-                let (msg, flags) = if matches!(op, Op::AddChain(_)) { (NFT_MSG_NEWCHAIN, NLM_F_CREATE) } else { (NFT_MSG_DELCHAIN, 0) };
-                b.nft(msg, flags, table, text);
-                b.string(3, chain); // NFTA_CHAIN_NAME
-                b.end();
-            }
-            Op::DeleteSet(set) => {
-                b.nft(NFT_MSG_DELSET, 0, table, text);
-                b.string(2, set); // NFTA_SET_NAME
-                b.end();
-            }
-            Op::AddSet(set, timeout) => {
-                b.set_id += 1;
-                let id = b.set_id;
-                b.nft(NFT_MSG_NEWSET, NLM_F_CREATE, table, text);
-                b.string(2, set);
-                b.be32(3, 0x10 | 0x20); // NFTA_SET_FLAGS: timeout, eval (dynamic)
-                b.be32(4, 7); // NFTA_SET_KEY_TYPE: ipv4_addr
-                b.be32(5, 4); // NFTA_SET_KEY_LEN
-                b.be32(10, id); // NFTA_SET_ID
-                b.attr(11, &(u64::from(*timeout) * 1000).to_be_bytes()); // NFTA_SET_TIMEOUT, ms
-                b.attr(13, &[0, 4, 2, 0, 0, 0]); // NFTA_SET_USERDATA: key byte order big endian, as nft writes it
-                b.end();
-            }
-            Op::AddRule(chain, rule) => {
-                let exprs = rule_exprs(&mut b, table, rule);
-                b.nft(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, table, text);
-                b.string(2, chain); // NFTA_RULE_CHAIN
-                b.nest(4); // NFTA_RULE_EXPRESSIONS
-                for (name, data) in &exprs {
-                    b.nest(NFTA_LIST_ELEM);
-                    b.string(NFTA_EXPR_NAME, name);
-                    b.nest(NFTA_EXPR_DATA);
-                    data(&mut b);
-                    b.end_nest();
-                    b.end_nest();
-                }
-                b.end_nest();
-                b.end();
-            }
+    for (table, ops) in groups {
+        for op in *ops {
+            encode_op(&mut b, table, op);
         }
     }
     b.finish()
+}
+
+fn encode_op(b: &mut Batch, table: &str, op: &Op<'_>) {
+    let mut text = String::new();
+    op.write(&mut text, table);
+    let text = text.trim_end().to_string();
+    match op {
+        Op::DeleteElement(e) => element_msg(b, NFT_MSG_DELSETELEM, 0, table, e, false, text),
+        Op::AddElement(e) => element_msg(b, NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, e, true, text),
+        Op::FlushMap(map) => {
+            b.nft(NFT_MSG_DELSETELEM, 0, table, text);
+            b.string(2, map); // NFTA_SET_ELEM_LIST_SET, no elements: every element
+            b.end();
+        }
+        Op::FlushChain(chain) => {
+            b.nft(NFT_MSG_DELRULE, 0, table, text);
+            b.string(2, chain); // NFTA_RULE_CHAIN, no handle: every rule of the chain
+            b.end();
+        }
+        Op::DeleteChain(chain) | Op::AddChain(chain) => {
+            let (msg, flags) = if matches!(op, Op::AddChain(_)) { (NFT_MSG_NEWCHAIN, NLM_F_CREATE) } else { (NFT_MSG_DELCHAIN, 0) };
+            b.nft(msg, flags, table, text);
+            b.string(3, chain); // NFTA_CHAIN_NAME
+            b.end();
+        }
+        Op::DeleteSet(set) => {
+            b.nft(NFT_MSG_DELSET, 0, table, text);
+            b.string(2, set); // NFTA_SET_NAME
+            b.end();
+        }
+        Op::AddSet(set, timeout) => {
+            b.set_id += 1;
+            let id = b.set_id;
+            b.nft(NFT_MSG_NEWSET, NLM_F_CREATE, table, text);
+            b.string(2, set);
+            b.be32(3, 0x10 | 0x20); // NFTA_SET_FLAGS: timeout, eval (dynamic)
+            b.be32(4, 7); // NFTA_SET_KEY_TYPE: ipv4_addr
+            b.be32(5, 4); // NFTA_SET_KEY_LEN
+            b.be32(10, id); // NFTA_SET_ID
+            b.attr(11, &(u64::from(*timeout) * 1000).to_be_bytes()); // NFTA_SET_TIMEOUT, ms
+            b.attr(13, &[0, 4, 2, 0, 0, 0]); // NFTA_SET_USERDATA: key byte order big endian, as nft writes it
+            b.end();
+        }
+        Op::AddRule(chain, rule) => {
+            let exprs = rule_exprs(b, table, rule);
+            b.nft(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, table, text);
+            b.string(2, chain); // NFTA_RULE_CHAIN
+            b.nest(4); // NFTA_RULE_EXPRESSIONS
+            for (name, data) in &exprs {
+                b.nest(NFTA_LIST_ELEM);
+                b.string(NFTA_EXPR_NAME, name);
+                b.nest(NFTA_EXPR_DATA);
+                data(b);
+                b.end_nest();
+                b.end_nest();
+            }
+            b.end_nest();
+            b.end();
+        }
+    }
 }
 
 /// Sends `ops` on `table` as one batch and waits for the kernel's answer: every op applied, or none (the kernel
@@ -479,6 +495,11 @@ pub fn send(table: &str, (batch, msgs): (Vec<u8>, Vec<(u32, String)>)) -> Result
     socket.bind_auto().map_err(io_err)?;
     // the error of a refused message without the message itself echoed back
     let _ = socket.set_cap_ack(true);
+    // the whole batch is one message: room for it (the default, net.core.wmem_default, is 208 KiB); without
+    // CAP_NET_ADMIN this fails and a large batch is refused below with EMSGSIZE
+    if batch.len() > 128 * 1024 {
+        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::SndBufForce, &(batch.len() + 64 * 1024));
+    }
     let sent = socket.send_to(&batch, &SocketAddr::new(0, 0), 0).map_err(io_err)?;
     if sent != batch.len() {
         return Err(io_err(io::Error::other(format!("sent {sent} of {} bytes", batch.len()))));

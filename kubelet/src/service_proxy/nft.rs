@@ -20,9 +20,13 @@
 //!   chain filter-output / filter-forward (filter)     ip daddr <service CIDR> reject
 //!                          (filter-output first accepts local destinations: the node-local cluster DNS address)
 //! ```
+//! With more than [`super::shard::SERVICES_PER_SHARD`] Services they are spread over several tables
+//! (`rkube-proxy-1`, ... [`super::shard`]): each has its own maps, `nat-prerouting`/`nat-output` and `services`
+//! chains and its Services' chains and sets; `nat-postrouting` and the filter chains stay in `rkube-proxy` alone.
+//!
 //! A service port's objects are named after it alone, so a change to one Service rewrites its chains, sets and
-//! map elements only ([`partial_script`]); the first sync (and any after a failure) replaces the whole table
-//! ([`full_script`]).
+//! map elements only ([`partial_script`], [`sharded_ops`]); the first sync (and any after a failure) replaces
+//! every table ([`full_script_sharded`]); the periodic resync rewrites a table in place ([`resync_ops`]).
 //!
 //! Why `nft -f` text and not the JSON API: the text is what `nft list table` prints back, so the rendering tests,
 //! the docs and a node's live table read the same; the transaction is the same one `nft -j -f` makes.
@@ -34,6 +38,7 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use super::model::{Endpoint, Protocol, ServicePort, TrafficPolicy};
+use super::shard::{shard_of_key, table_name, MAX_SHARDS};
 
 /// The packet mark that asks nat-postrouting to masquerade (external Cluster traffic and hairpin connections).
 pub const MASQUERADE_MARK: u32 = 0x4000;
@@ -201,6 +206,9 @@ impl std::fmt::Display for Element {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op<'a> {
     DeleteElement(&'a Element),
+    /// Every element of a map ([`SERVICE_IPS_MAP`] or [`NODEPORTS_MAP`]): a periodic resync of a shard starts
+    /// with it, so elements the proxy did not write go too.
+    FlushMap(&'static str),
     FlushChain(&'a str),
     DeleteChain(&'a str),
     DeleteSet(&'a str),
@@ -216,6 +224,7 @@ impl Op<'_> {
     pub fn write(&self, out: &mut String, t: &str) {
         let _ = match self {
             Op::DeleteElement(e) => writeln!(out, "delete element ip {t} {} {{ {} }}", e.map(), e.key_text()),
+            Op::FlushMap(m) => writeln!(out, "flush map ip {t} {m}"),
             Op::FlushChain(c) => writeln!(out, "flush chain ip {t} {c}"),
             Op::DeleteChain(c) => writeln!(out, "delete chain ip {t} {c}"),
             Op::DeleteSet(s) => writeln!(out, "delete set ip {t} {s}"),
@@ -372,9 +381,36 @@ pub fn script(t: &str, ops: &[Op<'_>]) -> String {
 }
 
 /// The whole table as one transaction: (re)create it, then fill it. `add` + `delete` + `add` replaces the table
-/// whether or not it existed.
+/// whether or not it existed. One shard: see [`full_script_sharded`].
 pub fn full_script(cfg: &ProxyConfig, objects: &BTreeMap<String, PortObjects>) -> String {
-    let t = &cfg.table;
+    full_script_sharded(cfg, 1, objects)
+}
+
+/// Every table of `shards` shards ([`super::shard`]) as one transaction, each (re)created and filled with its
+/// Services' objects: shard 0 (the proxy's table) also holds the masquerade and the service CIDR guard. Shard
+/// tables beyond `shards` (left by a larger count before) are deleted.
+pub fn full_script_sharded(cfg: &ProxyConfig, shards: u32, objects: &BTreeMap<String, PortObjects>) -> String {
+    let shards = shards.clamp(1, MAX_SHARDS);
+    let mut by_shard: Vec<Vec<Op<'_>>> = vec![Vec::new(); shards as usize];
+    for (key, objs) in objects {
+        add_ops(&mut by_shard[shard_of_key(key, shards) as usize], objs, None);
+    }
+    let mut s = String::new();
+    for (shard, ops) in by_shard.iter().enumerate() {
+        let t = table_name(&cfg.table, shard as u32);
+        s += &skeleton(cfg, &t, shard == 0);
+        s += &script(&t, ops);
+    }
+    for shard in shards..MAX_SHARDS {
+        let t = table_name(&cfg.table, shard);
+        let _ = writeln!(s, "add table ip {t}\ndelete table ip {t}");
+    }
+    s
+}
+
+/// A table's own objects, (re)created empty: the maps, the hooks into `services` and its two lookups; with
+/// `guard` (shard 0) also the masquerade and the service CIDR's reject.
+fn skeleton(cfg: &ProxyConfig, t: &str, guard: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "add table ip {t}\ndelete table ip {t}\nadd table ip {t}");
     let _ = writeln!(s, "add map ip {t} {SERVICE_IPS_MAP} {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}");
@@ -386,47 +422,81 @@ pub fn full_script(cfg: &ProxyConfig, objects: &BTreeMap<String, PortObjects>) -
         ("filter-output", "filter", "output", 0),
         ("filter-forward", "filter", "forward", 0),
     ] {
-        let _ = writeln!(s, "add chain ip {t} {name} {{ type {kind} hook {hook} priority {prio} ; policy accept ; }}");
+        if guard || (kind == "nat" && hook != "postrouting") {
+            let _ = writeln!(s, "add chain ip {t} {name} {{ type {kind} hook {hook} priority {prio} ; policy accept ; }}");
+        }
     }
     let _ = writeln!(s, "add chain ip {t} services");
     let _ = writeln!(s, "add rule ip {t} nat-prerouting jump services");
     let _ = writeln!(s, "add rule ip {t} nat-output jump services");
     let _ = writeln!(s, "add rule ip {t} services ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS_MAP}");
     let _ = writeln!(s, "add rule ip {t} services fib daddr type local meta l4proto . th dport vmap @{NODEPORTS_MAP}");
-    let _ = writeln!(s, "add rule ip {t} nat-postrouting meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} masquerade");
-    // An address of this node inside the service CIDR (the node-local cluster DNS address) is a real local
-    // destination, not an unserved ClusterIP: the node itself may query it.
-    let _ = writeln!(s, "add rule ip {t} filter-output fib daddr type local accept");
-    let (net, len) = cfg.service_cidr;
-    for chain in ["filter-output", "filter-forward"] {
-        let _ = writeln!(s, "add rule ip {t} {chain} ip daddr {net}/{len} reject");
+    if guard {
+        let _ = writeln!(s, "add rule ip {t} nat-postrouting meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} masquerade");
+        // An address of this node inside the service CIDR (the node-local cluster DNS address) is a real local
+        // destination, not an unserved ClusterIP: the node itself may query it.
+        let _ = writeln!(s, "add rule ip {t} filter-output fib daddr type local accept");
+        let (net, len) = cfg.service_cidr;
+        for chain in ["filter-output", "filter-forward"] {
+            let _ = writeln!(s, "add rule ip {t} {chain} ip daddr {net}/{len} reject");
+        }
     }
-    let mut ops = Vec::new();
-    for objs in objects.values() {
-        add_ops(&mut ops, objs, None);
-    }
-    s + &script(t, &ops)
+    s
 }
 
 /// The transaction that takes the table from `old` to `new`, touching only the service ports whose objects
 /// changed: their map elements are deleted, their chains flushed, what is gone deleted, then what is new added.
 /// Empty when nothing changed.
 pub fn partial_ops<'a>(old: &'a BTreeMap<String, PortObjects>, new: &'a BTreeMap<String, PortObjects>) -> Vec<Op<'a>> {
+    let changed: Vec<(&PortObjects, &PortObjects)> = pairs(old, new).into_iter().map(|(_, o, n)| (o, n)).filter(|(o, n)| o != n).collect();
+    ops_of(&changed, false)
+}
+
+/// [`partial_ops`] over `shards` tables ([`super::shard`]): each table's ops, by shard; shards with nothing
+/// to change are left out.
+pub fn sharded_ops<'a>(old: &'a BTreeMap<String, PortObjects>, new: &'a BTreeMap<String, PortObjects>, shards: u32) -> BTreeMap<u32, Vec<Op<'a>>> {
+    let mut by_shard: BTreeMap<u32, Vec<(&PortObjects, &PortObjects)>> = BTreeMap::new();
+    for (key, o, n) in pairs(old, new) {
+        if o != n {
+            by_shard.entry(shard_of_key(key, shards)).or_default().push((o, n));
+        }
+    }
+    by_shard.into_iter().map(|(shard, changed)| (shard, ops_of(&changed, false))).collect()
+}
+
+/// The periodic resync of one table: every service port of `old` (as written) and `new` (as recomputed) is
+/// rewritten, changed or not, which repairs rules edited by hand: both maps flushed and every element added
+/// again, every chain flushed and its rules added again, chains and sets that are gone deleted. The table itself
+/// stays, and so do the affinity sets that are still wanted, with the clients they pin (upstream's full sync
+/// keeps them the same way). `old` and `new` must hold every service port of the table.
+pub fn resync_ops<'a>(old: &'a BTreeMap<String, PortObjects>, new: &'a BTreeMap<String, PortObjects>) -> Vec<Op<'a>> {
+    let all: Vec<(&PortObjects, &PortObjects)> = pairs(old, new).into_iter().map(|(_, o, n)| (o, n)).collect();
+    ops_of(&all, true)
+}
+
+/// Every key of `old` and `new` with its objects on each side (empty where it is missing).
+fn pairs<'a>(old: &'a BTreeMap<String, PortObjects>, new: &'a BTreeMap<String, PortObjects>) -> Vec<(&'a str, &'a PortObjects, &'a PortObjects)> {
     static EMPTY: PortObjects = PortObjects { chains: Vec::new(), sets: Vec::new(), elements: Vec::new() };
     let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    let changed: Vec<(&PortObjects, &PortObjects)> = keys
-        .into_iter()
-        .map(|k| (old.get(k).unwrap_or(&EMPTY), new.get(k).unwrap_or(&EMPTY)))
-        .filter(|(o, n)| o != n)
-        .collect();
+    keys.into_iter().map(|k| (k.as_str(), old.get(k).unwrap_or(&EMPTY), new.get(k).unwrap_or(&EMPTY))).collect()
+}
+
+/// The ops taking each (old, new) pair from its old objects to its new ones. `flush_maps`: both maps are
+/// flushed first (instead of deleting the old elements one by one).
+fn ops_of<'a>(changed: &[(&'a PortObjects, &'a PortObjects)], flush_maps: bool) -> Vec<Op<'a>> {
     let mut ops = Vec::new();
-    for (o, _) in &changed {
-        ops.extend(o.elements.iter().map(Op::DeleteElement));
+    if flush_maps {
+        ops.push(Op::FlushMap(SERVICE_IPS_MAP));
+        ops.push(Op::FlushMap(NODEPORTS_MAP));
+    } else {
+        for (o, _) in changed {
+            ops.extend(o.elements.iter().map(Op::DeleteElement));
+        }
     }
-    for (o, _) in &changed {
+    for (o, _) in changed {
         ops.extend(o.chains.iter().map(|(c, _)| Op::FlushChain(c)));
     }
-    for (o, n) in &changed {
+    for (o, n) in changed {
         for (chain, _) in &o.chains {
             if !n.chains.iter().any(|(c, _)| c == chain) {
                 ops.push(Op::DeleteChain(chain));
@@ -438,7 +508,7 @@ pub fn partial_ops<'a>(old: &'a BTreeMap<String, PortObjects>, new: &'a BTreeMap
             }
         }
     }
-    for (o, n) in &changed {
+    for (o, n) in changed {
         add_ops(&mut ops, n, Some(o));
     }
     ops
@@ -476,10 +546,14 @@ pub fn apply(cfg: &ProxyConfig, ports: &[ServicePort]) -> Result<(), ProxyError>
     apply_script(cfg, &full_script(cfg, &render(cfg, ports)))
 }
 
-/// Removes the proxy's table (no error if it is not there).
+/// Removes the proxy's table and its shard tables ([`super::shard`]; no error for those that are not there).
 pub fn remove(cfg: &ProxyConfig) -> Result<(), ProxyError> {
-    let t = &cfg.table;
-    apply_script(cfg, &format!("add table ip {t}\ndelete table ip {t}\n"))
+    let mut s = String::new();
+    for shard in 0..MAX_SHARDS {
+        let t = table_name(&cfg.table, shard);
+        let _ = writeln!(s, "add table ip {t}\ndelete table ip {t}");
+    }
+    apply_script(cfg, &s)
 }
 
 #[cfg(test)]
@@ -641,5 +715,91 @@ mod tests {
         assert_eq!(partial_script(&cfg, &after, &after), "");
         let gone = partial_script(&cfg, &before, &BTreeMap::new());
         assert!(gone.contains("delete chain ip rkube-proxy svc-default/other/tcp/http") && !gone.contains("add "), "{gone}");
+    }
+
+    #[test]
+    fn a_sharded_table_set_puts_each_service_in_its_shard_and_the_guard_in_the_first() {
+        use crate::service_proxy::shard::shard_of;
+        let cfg = ProxyConfig::default();
+        let ports: Vec<ServicePort> = (0..8u8)
+            .map(|i| {
+                let mut p = port(&["10.244.0.4"], None);
+                p.service = format!("web{i}");
+                p.cluster_ip = Ipv4Addr::new(10, 96, 0, 20 + i);
+                p
+            })
+            .collect();
+        let s = full_script_sharded(&cfg, 4, &render(&cfg, &ports));
+        for shard in 0..4 {
+            let t = table_name("rkube-proxy", shard);
+            assert!(s.contains(&format!("add table ip {t}\ndelete table ip {t}\nadd table ip {t}\n")), "{t} replaced:\n{s}");
+            for line in [
+                format!("add chain ip {t} nat-prerouting {{ type nat hook prerouting priority -100 ; policy accept ; }}"),
+                format!("add rule ip {t} services ip daddr . meta l4proto . th dport vmap @service-ips"),
+            ] {
+                assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
+            }
+            // the masquerade and the CIDR guard once, in the proxy's own table
+            let guard = s.lines().any(|l| l == format!("add rule ip {t} filter-forward ip daddr 10.96.0.0/12 reject"));
+            assert_eq!(guard, shard == 0, "{t}");
+            assert_eq!(s.contains(&format!("add chain ip {t} nat-postrouting")), shard == 0, "{t}");
+        }
+        for (i, p) in ports.iter().enumerate() {
+            let t = table_name("rkube-proxy", shard_of("default", &p.service, 4));
+            let element = format!("add element ip {t} service-ips {{ 10.96.0.{} . tcp . 80 : goto svc-default/web{i}/tcp/http }}", 20 + i);
+            assert!(s.lines().any(|l| l == element), "missing {element:?}");
+            assert_eq!(s.matches(&format!("svc-default/web{i}/tcp/http\n")).count(), 1, "web{i}'s chain made once, in {t}");
+        }
+        assert!(ports.iter().map(|p| shard_of("default", &p.service, 4)).collect::<BTreeSet<_>>().len() > 1, "8 Services in more than one shard");
+        // shard tables a larger count left are deleted; none beyond 63
+        assert!(s.contains("add table ip rkube-proxy-4\ndelete table ip rkube-proxy-4\n") && s.contains("delete table ip rkube-proxy-63\n"));
+        assert!(!s.contains("rkube-proxy-64"));
+        // one shard: the layout as it always was, its first lines the table's replacement
+        let one = full_script(&cfg, &render(&cfg, &ports));
+        assert!(one.starts_with("add table ip rkube-proxy\ndelete table ip rkube-proxy\nadd table ip rkube-proxy\n"));
+        assert!(!one.contains("add chain ip rkube-proxy-1 "), "{one}");
+    }
+
+    #[test]
+    fn sharded_ops_write_each_change_in_its_own_table_and_a_resync_keeps_the_affinity_sets() {
+        use crate::service_proxy::shard::shard_of;
+        let cfg = ProxyConfig::default();
+        let named = |name: &str, ip: u8, eps: &[&str]| {
+            let mut p = port(eps, None);
+            p.service = name.into();
+            p.cluster_ip = Ipv4Addr::new(10, 96, 0, ip);
+            p.affinity_timeout = Some(60);
+            p
+        };
+        // two Services in different shards of 4
+        let (a, b) = (0..40).map(|i| (format!("a{i}"), format!("b{i}"))).find(|(a, b)| shard_of("default", a, 4) != shard_of("default", b, 4)).expect("two shards");
+        let before = render(&cfg, &[named(&a, 1, &["10.244.0.4"]), named(&b, 2, &["10.244.0.5"])]);
+        let after = render(&cfg, &[named(&a, 1, &["10.244.0.4", "10.244.0.6"]), named(&b, 2, &["10.244.0.5"])]);
+        let ops = sharded_ops(&before, &after, 4);
+        assert_eq!(ops.keys().copied().collect::<Vec<_>>(), [shard_of("default", &a, 4)], "only a's shard: {ops:?}");
+        assert!(ops.values().flatten().all(|op| !format!("{op:?}").contains(&format!("default/{b}/"))));
+
+        // a resync of a's shard: every chain flushed, every rule and element again, the maps flushed first, and
+        // the affinity set that stays is neither deleted nor made again
+        let resync = resync_ops(&before, &after);
+        let text = script("rkube-proxy", &resync);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(&lines[..2], ["flush map ip rkube-proxy service-ips", "flush map ip rkube-proxy service-nodeports"], "{text}");
+        let kept = format!("aff-default/{a}/tcp/http__10.244.0.4/8080");
+        assert!(!text.contains(&format!("delete set ip rkube-proxy {kept}")) && !text.contains(&format!("add set ip rkube-proxy {kept} ")), "{text}");
+        assert!(text.contains(&format!("add set ip rkube-proxy aff-default/{a}/tcp/http__10.244.0.6/8080 ")), "the new endpoint's set: {text}");
+        assert!(!text.contains("delete element"), "after a flush no element is deleted one by one: {text}");
+        // unchanged ports are rewritten too (a rule edited by hand is repaired)
+        assert!(text.contains(&format!("flush chain ip rkube-proxy svc-default/{b}/tcp/http")), "{text}");
+        assert!(text.contains(&format!("add element ip rkube-proxy service-ips {{ 10.96.0.2 . tcp . 80 : goto svc-default/{b}/tcp/http }}")), "{text}");
+        // a timeout changed: that set is made again (with the new timeout)
+        let mut longer = after.clone();
+        for objs in longer.values_mut() {
+            for set in &mut objs.sets {
+                set.1 = 120;
+            }
+        }
+        let t = script("rkube-proxy", &resync_ops(&after, &longer));
+        assert!(t.contains(&format!("delete set ip rkube-proxy {kept}")) && t.contains(&format!("add set ip rkube-proxy {kept} {{ type ipv4_addr ; flags dynamic,timeout ; timeout 120s ; }}")), "{t}");
     }
 }

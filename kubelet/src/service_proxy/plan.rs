@@ -1,13 +1,15 @@
 //! What one sync writes, decided without touching the kernel: [`Applied`] is the table as the proxy last wrote it
 //! (each service port with its objects); [`partial`] picks, among the Services a [`PortTracker`] update reported,
 //! the service ports whose objects differ from the applied ones, and nothing else: a change to one Service costs
-//! that Service's ports, whatever the number of Services. [`full`] is the whole table, for the first sync, after a
-//! failure and for the periodic resync. `sync` carries a plan out (`nfnl` or `nft -f`) and then commits it here.
+//! that Service's ports, whatever the number of Services. [`full`] is the whole table, for the first sync and after
+//! a failure; [`resync`] rewrites every service port of one shard table ([`super::shard`]), one step of the
+//! periodic resync. `sync` carries a plan out (`nfnl` or `nft -f`) and then commits it here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::ServicePort;
-use super::nft::{partial_ops, port_key, port_objects, Op, PortObjects, ProxyConfig};
+use super::nft::{partial_ops, port_key, port_objects, resync_ops, sharded_ops, Op, PortObjects, ProxyConfig};
+use super::shard::shard_of_key;
 use super::tracker::{PortTracker, ServiceKey};
 
 /// The service ports in the table (by [`port_key`]), each with the objects rendered for it.
@@ -52,12 +54,23 @@ pub struct Plan {
     pub new: BTreeMap<String, PortObjects>,
     /// The service ports behind `new`.
     ports: BTreeMap<String, ServicePort>,
+    /// A resync of this shard: every service port of it rewritten ([`resync_ops`]).
+    resync: Option<u32>,
 }
 
 impl Plan {
-    /// The transaction: the changed ports' elements and chains, nothing else (empty: nothing to write).
+    /// The transaction on one table: the changed ports' elements and chains, nothing else (empty: nothing to
+    /// write).
     pub fn ops(&self) -> Vec<Op<'_>> {
         partial_ops(&self.old, &self.new)
+    }
+
+    /// The transaction over `shards` tables: each shard's ops (only shards with something to write).
+    pub fn ops_by_shard(&self, shards: u32) -> BTreeMap<u32, Vec<Op<'_>>> {
+        match self.resync {
+            Some(shard) => BTreeMap::from([(shard, resync_ops(&self.old, &self.new))]),
+            None => sharded_ops(&self.old, &self.new, shards),
+        }
     }
 
     /// Service ports rewritten, added or removed.
@@ -77,6 +90,25 @@ pub fn full(cfg: &ProxyConfig, tracker: &PortTracker) -> Plan {
         let key = port_key(p);
         plan.new.insert(key.clone(), port_objects(cfg, p));
         plan.ports.insert(key, p.clone());
+    }
+    plan
+}
+
+/// One step of the periodic resync: every service port of shard `shard` (of `shards`) as the table has it
+/// (`old`, from `applied`) and as `tracker` has it now (`new`, rendered again), changed or not.
+pub fn resync(cfg: &ProxyConfig, applied: &Applied, tracker: &PortTracker, shard: u32, shards: u32) -> Plan {
+    let mut plan = Plan { resync: Some(shard), ..Plan::default() };
+    for (key, (_, objects)) in &applied.ports {
+        if shard_of_key(key, shards) == shard {
+            plan.old.insert(key.clone(), objects.clone());
+        }
+    }
+    for p in tracker.ports() {
+        let key = port_key(p);
+        if shard_of_key(&key, shards) == shard {
+            plan.new.insert(key.clone(), port_objects(cfg, p));
+            plan.ports.insert(key, p.clone());
+        }
     }
     plan
 }
@@ -180,5 +212,38 @@ mod tests {
         assert_eq!(changed.len(), 1);
         let plan = partial(&cfg, &applied, &t, &changed);
         assert!(plan.ops().is_empty() && plan.is_empty(), "{plan:#?}");
+    }
+
+    #[test]
+    fn a_resync_step_rewrites_every_port_of_its_shard_and_only_those() {
+        use crate::service_proxy::shard::shard_of;
+        let cfg = ProxyConfig::default();
+        let (services, mut slices) = cluster(30);
+        let mut t = PortTracker::new("n1");
+        t.update(&services, &slices);
+        let mut applied = Applied::default();
+        applied.commit(full(&cfg, &t));
+        // drift: s7 changed in the cluster, and the tracker recomputed from scratch (as the resync does)
+        slices[7] = slice("s7-1", "s7", 7, &[1, 2, 9], 2);
+        t.reset();
+        t.update(&services, &slices);
+        let shard = shard_of("default", "s7", 4);
+        let in_shard: BTreeSet<String> = (0..30).map(|i| format!("s{i}")).filter(|n| shard_of("default", n, 4) == shard).collect();
+        let plan = resync(&cfg, &applied, &t, shard, 4);
+        let names = |m: &BTreeMap<String, PortObjects>| m.keys().map(|k| k.split('/').nth(1).unwrap_or_default().to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(names(&plan.old), in_shard, "every port of the shard as written");
+        assert_eq!(names(&plan.new), in_shard, "every port of the shard as it is now");
+        assert!(in_shard.len() < 30, "{in_shard:?}");
+        let ops = plan.ops_by_shard(4);
+        assert_eq!(ops.keys().copied().collect::<Vec<_>>(), [shard]);
+        assert!(matches!(ops[&shard][0], Op::FlushMap(_)), "{:?}", ops[&shard]);
+        applied.commit(plan);
+        assert_eq!(applied.objects(), render(&cfg, &service_ports(&services, &slices, "n1")), "the shard's drift repaired");
+        assert_eq!(applied.rule_count(), applied.objects().values().map(PortObjects::rule_count).sum::<usize>());
+        // a partial plan over shards: only the changed Service's shard
+        slices[7] = slice("s7-1", "s7", 7, &[1, 2, 3], 3);
+        let changed = t.update(&services, &slices);
+        let plan = partial(&cfg, &applied, &t, &changed);
+        assert_eq!(plan.ops_by_shard(4).keys().copied().collect::<Vec<_>>(), [shard]);
     }
 }

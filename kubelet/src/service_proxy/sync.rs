@@ -1,9 +1,14 @@
-//! Keeps the proxy's nftables table in step with the cluster: a [`Consumer`] for the shared service watch.
+//! Keeps the proxy's nftables tables in step with the cluster: a [`Consumer`] for the shared service watch.
 //! Each sync first brings the [`PortTracker`] up to date, which recomputes only the Services whose object or
 //! EndpointSlices changed, then writes what [`plan::partial`] picked among those Services' ports, as one netlink
-//! batch ([`super::nfnl`]): one EndpointSlice change costs one Service, not the 5,000 others (no recompute, no
-//! diff, no rendering of theirs, no dump of the table either). The first sync, the one after a sync the kernel
-//! refused, and one every [`FULL_SYNC_PERIOD`] replace the whole table (`nft -f`), computed from scratch.
+//! batch ([`super::nfnl`]) over the shard tables they are in ([`super::shard`]): one EndpointSlice change costs one
+//! Service, not the 5,000 others (no recompute, no diff, no rendering of theirs, no dump of the table), and the
+//! kernel's commit checks only the one small table that changed.
+//!
+//! The first sync, the one after a sync the kernel refused, and one when the cluster outgrows its shard count
+//! replace every table (`nft -f`), computed from scratch. Every [`FULL_SYNC_PERIOD`] the Services are recomputed
+//! from scratch and the tables are rewritten in place one shard per sync ([`plan::resync`]), so no sync of the
+//! watch loop waits for more than one shard's rewrite and the affinity sets keep their clients.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -13,100 +18,163 @@ use crate::service_watch::{Consumer, ServiceState};
 use super::announce::{self, Announcer};
 use super::health::{wanted, HealthServers};
 use super::nfnl;
-use super::nft::{apply_script, full_script, script, Op, ProxyConfig, ProxyError};
-use super::plan::{self, Applied};
+use super::nft::{apply_script, full_script_sharded, script, Op, ProxyConfig, ProxyError};
+use super::plan::{self, Applied, Plan};
+use super::shard::{shards_for, table_name, SERVICES_PER_SHARD};
 use super::tracker::{PortTracker, ServiceKey};
 
-/// How often the whole table is rewritten from scratch even when nothing asks for it: upstream kube-proxy's
-/// `FullSyncPeriod` (its nftables proxier does partial syncs in between, as this one does). It repairs a table
-/// someone edited by hand and any drift between what the proxy believes is applied and what is.
+/// How often every Service is recomputed and every table rewritten even when nothing asks for it: upstream
+/// kube-proxy's `FullSyncPeriod` (its nftables proxier does partial syncs in between, as this one does). It
+/// repairs rules someone edited by hand and any drift between what the proxy believes is applied and what is.
 pub const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
 
-/// What is in the table (`None`: nothing known, the next sync is a full one) and when it was last written whole.
+/// What is in the tables (`None`: nothing known, the next sync is a full one), over how many shards, when the
+/// last resync ended and where the current one is.
 #[derive(Debug)]
 pub struct Proxier {
     cfg: ProxyConfig,
     applied: Option<Applied>,
+    shards: u32,
     last_full: Option<Instant>,
+    /// The next shard the periodic resync rewrites (`None`: no resync under way).
+    resync: Option<u32>,
+    per_shard: usize,
 }
 
 /// What one sync did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncKind {
+    /// Every table replaced, computed from scratch.
     Full,
     Partial,
+    /// One step of the periodic resync: this shard rewritten in place (after the sync's partial changes).
+    Resync(u32),
     Unchanged,
 }
 
 impl Proxier {
     pub fn new(cfg: ProxyConfig) -> Proxier {
-        Proxier { cfg, applied: None, last_full: None }
+        Proxier { cfg, applied: None, shards: 1, last_full: None, resync: None, per_shard: SERVICES_PER_SHARD }
     }
 
-    /// The next sync replaces the whole table: nothing is known of it, or the last full sync is
-    /// [`FULL_SYNC_PERIOD`] old. The caller then recomputes every Service ([`PortTracker::reset`]).
-    pub fn full_sync_due(&self, now: Instant) -> bool {
-        self.applied.is_none() || self.last_full.is_none_or(|t| now.saturating_duration_since(t) >= FULL_SYNC_PERIOD)
+    /// Spreads the Services over more tables once there are more than `n` of them (instead of
+    /// [`SERVICES_PER_SHARD`]): for tests, which need several shards with a few Services.
+    pub fn with_services_per_shard(mut self, n: usize) -> Proxier {
+        self.per_shard = n;
+        self
     }
 
-    /// Brings the table to `tracker`'s ports; `changed` are the Services its last update recomputed. Returns what
+    /// Whether the caller must recompute every Service ([`PortTracker::reset`]) before the next [`Proxier::sync`]:
+    /// nothing is known of the tables, or the periodic resync is due (it starts here).
+    pub fn recompute_due(&mut self, now: Instant) -> bool {
+        if self.applied.is_none() {
+            return true;
+        }
+        if self.resync.is_none() && self.last_full.is_none_or(|t| now.saturating_duration_since(t) >= FULL_SYNC_PERIOD) {
+            self.resync = Some(0);
+            return true;
+        }
+        false
+    }
+
+    /// Whether the next sync writes something even with no Service changed: a full sync or a resync step.
+    pub fn work_pending(&self) -> bool {
+        self.applied.is_none() || self.resync.is_some()
+    }
+
+    /// The tables the Services are spread over now.
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    /// Brings the tables to `tracker`'s ports; `changed` are the Services its last update recomputed. Returns what
     /// was done and how many service ports were written.
     pub fn sync(&mut self, tracker: &PortTracker, changed: &BTreeSet<ServiceKey>, now: Instant) -> Result<(SyncKind, usize), ProxyError> {
-        let full = self.full_sync_due(now);
-        let (kind, plan, result) = match &self.applied {
-            Some(applied) if !full => {
-                let plan = plan::partial(&self.cfg, applied, tracker, changed);
-                let (empty, result) = {
-                    let ops = plan.ops();
-                    (ops.is_empty(), if ops.is_empty() { Ok(()) } else { apply_partial(&self.cfg, &ops) })
-                };
-                if empty {
-                    // ports that changed without changing their rules (a health check port, say)
-                    if let Some(a) = self.applied.as_mut() {
-                        a.commit(plan);
-                    }
-                    return Ok((SyncKind::Unchanged, 0));
-                }
-                (SyncKind::Partial, plan, result)
-            }
-            _ => {
-                let plan = plan::full(&self.cfg, tracker);
-                let result = apply_script(&self.cfg, &full_script(&self.cfg, &plan.new));
-                (SyncKind::Full, plan, result)
-            }
+        let needed = shards_for(tracker.service_count(), self.per_shard);
+        let applied = match self.applied.take() {
+            Some(applied) if needed <= self.shards => applied,
+            _ => return self.full(tracker, needed, now),
         };
-        if let Err(e) = result {
-            self.applied = None;
-            super::metrics::record_failure();
-            return Err(e);
+        let applied = self.applied.insert(applied);
+        let mut kind = SyncKind::Unchanged;
+        let mut written = 0;
+        let partial = plan::partial(&self.cfg, applied, tracker, changed);
+        if !partial.is_empty() {
+            let (result, len) = (write(&self.cfg, &partial, self.shards), partial.len());
+            if commit(&mut self.applied, partial, result)? {
+                kind = SyncKind::Partial;
+                written += len;
+            }
         }
-        let written = plan.len();
-        let applied = match kind {
-            SyncKind::Full => {
+        if let (Some(shard), Some(applied)) = (self.resync, self.applied.as_ref()) {
+            let step = plan::resync(&self.cfg, applied, tracker, shard, self.shards);
+            let result = write(&self.cfg, &step, self.shards);
+            written += step.len();
+            commit(&mut self.applied, step, result)?;
+            kind = SyncKind::Resync(shard);
+            self.resync = (shard + 1 < self.shards).then_some(shard + 1);
+            if self.resync.is_none() {
                 self.last_full = Some(now);
-                self.applied.insert(Applied::default())
             }
-            _ => self.applied.get_or_insert_with(Applied::default),
-        };
-        applied.commit(plan);
+        }
         Ok((kind, written))
     }
 
-    /// Rules and map elements in the table.
+    /// Every table replaced by one `nft -f` transaction, `shards` of them.
+    fn full(&mut self, tracker: &PortTracker, shards: u32, now: Instant) -> Result<(SyncKind, usize), ProxyError> {
+        let plan = plan::full(&self.cfg, tracker);
+        if let Err(e) = apply_script(&self.cfg, &full_script_sharded(&self.cfg, shards, &plan.new)) {
+            super::metrics::record_failure();
+            return Err(e);
+        }
+        self.shards = shards;
+        self.last_full = Some(now);
+        self.resync = None;
+        let written = plan.len();
+        self.applied.insert(Applied::default()).commit(plan);
+        Ok((SyncKind::Full, written))
+    }
+
+    /// Rules and map elements in the tables.
     pub fn rule_count(&self) -> usize {
         self.applied.as_ref().map_or(0, Applied::rule_count)
     }
 }
 
-/// A partial sync's ops: one netlink batch, or `nft -f` for a batch too large for one netlink message (many
-/// Services changed at once, where the table dump nft adds no longer dominates).
-fn apply_partial(cfg: &ProxyConfig, ops: &[Op<'_>]) -> Result<(), ProxyError> {
-    let encoded = nfnl::encode(&cfg.table, ops);
-    if encoded.0.len() <= nfnl::MAX_BATCH_BYTES {
-        nfnl::send(&cfg.table, encoded)
-    } else {
-        apply_script(cfg, &script(&cfg.table, ops))
+/// Records a written plan in `applied` (true: it wrote something), or forgets the tables after a failure, so
+/// that the next sync is a full one.
+fn commit(applied: &mut Option<Applied>, plan: Plan, result: Result<bool, ProxyError>) -> Result<bool, ProxyError> {
+    match result {
+        Ok(wrote) => {
+            if let Some(a) = applied.as_mut() {
+                a.commit(plan);
+            }
+            Ok(wrote)
+        }
+        Err(e) => {
+            *applied = None;
+            super::metrics::record_failure();
+            Err(e)
+        }
     }
+}
+
+/// A plan's ops over the shard tables: one netlink batch, or `nft -f` for a batch too large for one netlink
+/// message. Ok(false): nothing to write (ports that changed without changing their rules: a health check port).
+fn write(cfg: &ProxyConfig, plan: &Plan, shards: u32) -> Result<bool, ProxyError> {
+    let by_shard = plan.ops_by_shard(shards);
+    let tables: Vec<(String, &[Op<'_>])> = by_shard.iter().filter(|(_, ops)| !ops.is_empty()).map(|(s, ops)| (table_name(&cfg.table, *s), ops.as_slice())).collect();
+    if tables.is_empty() {
+        return Ok(false);
+    }
+    let groups: Vec<(&str, &[Op<'_>])> = tables.iter().map(|(t, ops)| (t.as_str(), *ops)).collect();
+    let encoded = nfnl::encode_tables(&groups);
+    if encoded.0.len() <= nfnl::MAX_BATCH_BYTES {
+        nfnl::send(&cfg.table, encoded)?;
+    } else {
+        apply_script(cfg, &groups.iter().map(|(t, ops)| script(t, ops)).collect::<String>())?;
+    }
+    Ok(true)
 }
 
 /// The proxy's consumer: a full sync on the first state, partial ones after; the health check node ports and
@@ -118,7 +186,7 @@ pub fn consumer(cfg: ProxyConfig) -> Consumer {
     let mut announcer = Announcer::new(&cfg.table);
     Box::new(move |state: &ServiceState| {
         let start = Instant::now();
-        if proxier.full_sync_due(start) {
+        if proxier.recompute_due(start) {
             tracker.reset();
         }
         let changed = tracker.update(&state.services, &state.slices);
@@ -129,7 +197,7 @@ pub fn consumer(cfg: ProxyConfig) -> Consumer {
         for err in health.update(wanted(tracker.ports())) {
             tracing::warn!(error = %err, "health check node port not served; retried on the next change");
         }
-        if changed.is_empty() && !proxier.full_sync_due(start) {
+        if changed.is_empty() && !proxier.work_pending() {
             return;
         }
         let write_start = Instant::now();
@@ -140,6 +208,7 @@ pub fn consumer(cfg: ProxyConfig) -> Consumer {
                 tracing::info!(
                     table = %cfg.table,
                     ?kind,
+                    shards = proxier.shards(),
                     services = state.services.len(),
                     services_changed = changed.len(),
                     ports_written = ports,

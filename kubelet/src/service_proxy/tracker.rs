@@ -104,6 +104,11 @@ impl PortTracker {
         dirty
     }
 
+    /// Services with proxied ports (what the shard count follows).
+    pub fn service_count(&self) -> usize {
+        self.ports.len()
+    }
+
     /// One Service's ports (none: not proxied, or unknown).
     pub fn ports_of(&self, key: &ServiceKey) -> &[ServicePort] {
         self.ports.get(key).map(Vec::as_slice).unwrap_or_default()
