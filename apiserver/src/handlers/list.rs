@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use http::StatusCode;
-use rkube_apimachinery::fields::Selector as FieldSelector;
 use rkube_apimachinery::labels::Selector as LabelSelector;
 use serde_json::{json, Value};
 
@@ -14,36 +13,33 @@ use super::context::{json_response, set_type_meta, Ctx};
 use crate::object;
 use crate::registry::ResourceInfo;
 use crate::request::{self, Query};
-use crate::selectors::supported_fields;
+use crate::selectors::FieldMatcher;
 use crate::state::ApiState;
 use crate::status::ApiError;
 use crate::storage::{ListOptions, Revision, StorageError};
+use crate::strategy;
 use crate::table;
 
 /// Parsed selectors of a list or watch.
 pub struct Selectors {
+    /// The label selector.
     pub labels: LabelSelector,
-    pub fields: FieldSelector,
+    /// The field selector, its fields checked against the kind's strategy.
+    pub fields: FieldMatcher,
 }
 
 impl Selectors {
+    /// The request's selectors for `info`'s kind: a field the kind's strategy does not list is a 400
+    /// (`field label not supported: <field>`, as upstream).
     pub fn parse(info: &ResourceInfo, q: &Query) -> Result<Selectors, ApiError> {
-        let (labels, fields) = (q.labels.clone(), q.fields.clone());
-        let supported = supported_fields(info.group, info.kind);
-        for r in &fields.requirements {
-            let ok = r.path == "metadata.name" || r.path == "metadata.namespace" || supported.contains(&r.path.as_str());
-            if !ok {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {}",
-                    r.path
-                )));
-            }
-        }
-        Ok(Selectors { labels, fields })
+        let fields = FieldMatcher::new(q.fields.clone(), strategy::of(info).selectable_fields(info))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Selectors { labels: q.labels.clone(), fields })
     }
 
+    /// Whether `obj` (in the form the request's API serves it) matches both selectors.
     pub fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches_object(obj) && self.fields.matches_object(obj)
+        self.labels.matches_object(obj) && self.fields.matches(obj)
     }
 }
 
@@ -61,15 +57,21 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
 
 /// One page of matching objects.
 pub struct Page {
+    /// The matching objects, decoded and with their apiVersion and kind set.
     pub items: Vec<Value>,
+    /// The revision the page was read at (the list's resourceVersion).
     pub revision: Revision,
+    /// The token of the next page, None on the last one.
     pub continue_token: Option<String>,
 }
 
 /// One page of matching objects as stored (JSON without resourceVersion).
 pub struct RawPage {
+    /// The matching keys and their stored values.
     pub items: Vec<crate::storage::KeyValue>,
+    /// The revision the page was read at.
     pub revision: Revision,
+    /// The token of the next page, None on the last one.
     pub continue_token: Option<String>,
 }
 
@@ -195,6 +197,7 @@ pub async fn list_raw(state: &ApiState, info: &ResourceInfo, ns: Option<&str>, q
     Ok(RawPage { items, revision: list_rev, continue_token: token })
 }
 
+/// GET on a collection (not a watch, which is `watch`'s): the list as JSON, or as a Table for kubectl.
 pub async fn list(ctx: &Ctx) -> Result<Response, ApiError> {
     let info = ctx.info();
     if info.stored_as.is_some() && !request::wants_table(&ctx.headers) {

@@ -7,12 +7,13 @@ use serde_json::{json, Value};
 use super::{validate_with, StoreHook, Strategy};
 use crate::defaulting::{child, default_secret, default_service, set_default};
 use crate::registry::ResourceInfo;
+use crate::selectors::{text, text_or, Field};
 use crate::table::{self, Printer};
 use crate::status::Cause;
 use crate::validation::{self, workloads};
 
 /// Namespaces: the `kubernetes.io/metadata.name` label, the `kubernetes` finalizer and phase Active by
-/// default; the name a DNS-1123 label.
+/// default; the name a DNS-1123 label; selectable by `status.phase`.
 pub struct Namespaces;
 
 impl Strategy for Namespaces {
@@ -37,6 +38,11 @@ impl Strategy for Namespaces {
 
     fn validate(&self, info: &ResourceInfo, obj: &Value, _old: Option<&Value>) -> Vec<Cause> {
         validate_with(self, info, obj, |_| {})
+    }
+
+    fn selectable_fields(&self, _info: &ResourceInfo) -> &'static [Field] {
+        const FIELDS: &[Field] = &[Field { label: "status.phase", value: |o| text(o, "/status/phase") }];
+        FIELDS
     }
 }
 
@@ -88,12 +94,17 @@ impl Strategy for ConfigMaps {
     }
 }
 
-/// Secrets: type Opaque by default, otherwise as ConfigMaps.
+/// Secrets: type Opaque by default, otherwise as ConfigMaps; selectable by `type`.
 pub struct Secrets;
 
 impl Strategy for Secrets {
     fn printer(&self) -> &'static Printer {
         &table::SECRET
+    }
+
+    fn selectable_fields(&self, _info: &ResourceInfo) -> &'static [Field] {
+        const FIELDS: &[Field] = &[Field { label: "type", value: |o| text(o, "/type") }];
+        FIELDS
     }
 
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
@@ -118,12 +129,17 @@ fn validate_config(strategy: &dyn Strategy, info: &ResourceInfo, obj: &Value, ol
     })
 }
 
-/// Nodes: an empty spec when none is given.
+/// Nodes: an empty spec when none is given; selectable by `spec.unschedulable` (`false` when unset).
 pub struct Nodes;
 
 impl Strategy for Nodes {
     fn printer(&self) -> &'static Printer {
         &table::NODE
+    }
+
+    fn selectable_fields(&self, _info: &ResourceInfo) -> &'static [Field] {
+        const FIELDS: &[Field] = &[Field { label: "spec.unschedulable", value: |o| text_or(o, "/spec/unschedulable", "false") }];
+        FIELDS
     }
 
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {

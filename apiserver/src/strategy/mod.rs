@@ -1,16 +1,19 @@
 //! What the server does with an object of one kind beyond the generic write path, in one place per kind, as
 //! upstream's registry strategies (`pkg/registry/<group>/<resource>/strategy.go`): the defaults filled on
 //! create and on every update, the rule `metadata.name` follows, the kind's validation on create and update,
-//! whether writes to the spec bump `metadata.generation`, and its columns in `kubectl get` (a `table::Printer`). `admission` asks [`of`] for a kind's strategy and
-//! calls it; [`of`] is the one place that matches on a kind name for these.
+//! whether writes to the spec bump `metadata.generation`, its columns in `kubectl get` (a `table::Printer`) and
+//! the fields its field selectors may name (upstream's field label conversions and `ToSelectableFields`).
+//! `admission` and the list and watch handlers ask [`of`] for a kind's strategy and call it; [`of`] is the one
+//! place that matches on a kind name for these.
 //!
 //! `defaulting` and `validation` hold the defaults and checks; a kind's strategy says which of them it runs.
-//! Kinds with nothing of their own beyond metadata (Events, Endpoints, Leases...) go through [`Generic`].
+//! Kinds with nothing of their own beyond metadata (Endpoints, Leases, ServiceAccounts...) go through [`Generic`].
 //! Allocation (a Service's ClusterIP and node ports) needs the store, so it stays with the handlers
 //! (`handlers::service_alloc`), as upstream keeps it in the REST storage rather than the strategy.
 
 mod certificates;
 mod core;
+mod events;
 mod networking;
 mod rbac;
 mod workloads;
@@ -20,6 +23,7 @@ use serde_json::Value;
 
 use crate::auth::User;
 use crate::registry::ResourceInfo;
+use crate::selectors::Field;
 use crate::status::Cause;
 use crate::table::{self, Printer};
 use crate::validation;
@@ -69,11 +73,18 @@ pub trait Strategy: Sync {
     fn store_hook(&self) -> StoreHook {
         StoreHook::None
     }
+
+    /// The fields a `fieldSelector` on `info` may name besides `metadata.name` and `metadata.namespace`, which
+    /// every kind has (`selectors::METADATA_FIELDS`), each with how it is read from an object. None by default.
+    fn selectable_fields(&self, _info: &ResourceInfo) -> &'static [Field] {
+        &[]
+    }
 }
 
 /// A kind's work with the store beyond reading and writing its object, carried out by the handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreHook {
+    /// Nothing beyond the object's own read and write.
     None,
     /// A Service's ClusterIP and node ports: allocated on create (an existing Service answers AlreadyExists
     /// first), carried over on update, released when it is gone (`handlers::service_alloc`), as upstream's
@@ -106,7 +117,7 @@ pub fn of(info: &ResourceInfo) -> &'static dyn Strategy {
         "CertificateSigningRequest" => &certificates::CertificateSigningRequests,
         "Role" | "ClusterRole" => &rbac::Roles,
         "RoleBinding" | "ClusterRoleBinding" => &rbac::Bindings,
-        "Event" => &EVENTS,
+        "Event" => &events::Events,
         "Endpoints" => &ENDPOINTS,
         "Lease" => &LEASES,
         "ServiceAccount" => &SERVICE_ACCOUNTS,
@@ -115,7 +126,7 @@ pub fn of(info: &ResourceInfo) -> &'static dyn Strategy {
     }
 }
 
-/// The kinds with no behaviour of their own beyond metadata: the defaults of the trait (no defaults, metadata
+/// The kinds with no behaviour of their own beyond metadata (and the `metadata.*` field selectors): the defaults of the trait (no defaults, metadata
 /// checks, a DNS-1123 subdomain name); `generation` says whether writes bump `metadata.generation`, `printer`
 /// is the kind's columns.
 pub struct Generic {
@@ -133,7 +144,6 @@ impl Strategy for Generic {
     }
 }
 
-static EVENTS: Generic = Generic { generation: false, printer: &table::EVENT };
 static ENDPOINTS: Generic = Generic { generation: false, printer: &table::ENDPOINTS };
 static LEASES: Generic = Generic { generation: false, printer: &table::LEASE };
 static SERVICE_ACCOUNTS: Generic = Generic { generation: false, printer: &table::SERVICE_ACCOUNT };
@@ -226,6 +236,57 @@ mod tests {
         let pod = builtin::PODS;
         let p = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [{"name": "c"}]}});
         assert_eq!(fields(of(pod).validate(pod, &p, None)), ["spec.containers[0].image"]);
+    }
+
+    /// Whether `selector` is accepted for `info` and matches `obj`, through `info`'s strategy.
+    fn selects(info: &'static ResourceInfo, selector: &str, obj: &Value) -> Result<bool, String> {
+        let parsed = rkube_apimachinery::fields::Selector::parse(selector).map_err(|e| e.to_string())?;
+        crate::selectors::FieldMatcher::new(parsed, of(info).selectable_fields(info))
+            .map(|m| m.matches(obj))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_kind_selects_on_its_own_fields_read_its_own_way() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"nodeName": "n1", "restartPolicy": "Always"},
+            "status": {"phase": "Running", "podIP": "10.0.0.5"}});
+        assert_eq!(selects(builtin::PODS, "spec.nodeName=n1,status.phase!=Failed,status.podIP=10.0.0.5", &pod), Ok(true));
+        // a pod without hostNetwork is on the pod network: spec.hostNetwork reads false, as upstream's typed pod
+        assert_eq!(selects(builtin::PODS, "spec.hostNetwork=false", &pod), Ok(true));
+        assert_eq!(selects(builtin::PODS, "spec.hostNetwork=true", &json!({"spec": {"hostNetwork": true}})), Ok(true));
+        assert_eq!(selects(builtin::PODS, "spec.unschedulable=false", &pod), Err("field label not supported: spec.unschedulable".into()));
+        // a schedulable node has no spec.unschedulable; it reads false
+        assert_eq!(selects(builtin::NODES, "spec.unschedulable=false", &json!({"metadata": {"name": "n"}, "spec": {}})), Ok(true));
+        assert_eq!(selects(builtin::NODES, "spec.unschedulable=true", &json!({"spec": {"unschedulable": true}})), Ok(true));
+        assert_eq!(selects(builtin::SECRETS, "type=kubernetes.io/tls", &json!({"type": "kubernetes.io/tls"})), Ok(true));
+        assert_eq!(selects(builtin::NAMESPACES, "status.phase=Terminating", &json!({"status": {"phase": "Active"}})), Ok(false));
+        // a Job's status.successful is its status.succeeded, 0 before any pod succeeded
+        let job = builtin_of("batch", "jobs");
+        assert_eq!(selects(job, "status.successful=2", &json!({"status": {"succeeded": 2}})), Ok(true));
+        assert_eq!(selects(job, "status.successful=0", &json!({"status": {}})), Ok(true));
+        let rs = builtin_of("apps", "replicasets");
+        assert_eq!(selects(rs, "status.replicas=0", &json!({"spec": {"replicas": 3}})), Ok(true));
+        assert_eq!(selects(rs, "status.replicas=3", &json!({"status": {"replicas": 3}})), Ok(true));
+        // kinds without fields of their own have only metadata.name and metadata.namespace
+        let deploy = builtin::DEPLOYMENTS;
+        assert_eq!(selects(deploy, "metadata.name=p,metadata.namespace=d", &pod), Ok(true));
+        assert_eq!(selects(deploy, "status.replicas=1", &pod), Err("field label not supported: status.replicas".into()));
+    }
+
+    #[test]
+    fn each_event_api_selects_on_its_own_names() {
+        let core = builtin_of("", "events");
+        let new = builtin_of("events.k8s.io", "events");
+        let ev = json!({"involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started", "source": {"component": "kubelet"}, "type": "Normal"});
+        assert_eq!(selects(core, "involvedObject.kind=Pod,involvedObject.name=p,reason=Started,type=Normal", &ev), Ok(true));
+        assert_eq!(selects(core, "source=kubelet", &ev), Ok(true));
+        // source falls back to the reporting component for an event written through events.k8s.io/v1
+        assert_eq!(selects(core, "source=sched", &json!({"reportingComponent": "sched"})), Ok(true));
+        assert_eq!(selects(core, "regarding.name=p", &ev), Err("field label not supported: regarding.name".into()));
+        // events.k8s.io/v1 objects are matched as that API serves them
+        let served = json!({"regarding": {"name": "p"}, "reportingController": "kubelet"});
+        assert_eq!(selects(new, "regarding.name=p,reportingController=kubelet", &served), Ok(true));
+        assert_eq!(selects(new, "involvedObject.name=p", &served), Err("field label not supported: involvedObject.name".into()));
     }
 
     fn builtin_of(group: &str, resource: &str) -> &'static ResourceInfo {

@@ -6,16 +6,32 @@ use serde_json::Value;
 use super::{validate_with, Strategy};
 use crate::defaulting;
 use crate::registry::ResourceInfo;
+use crate::selectors::{text, text_or, Field};
 use crate::table::{self, Printer};
 use crate::status::Cause;
 use crate::validation::workloads as checks;
 
-/// Pods: the pod spec's defaults, containers checked, only a few fields changeable after creation.
+/// Pods: the pod spec's defaults, containers checked, only a few fields changeable after creation; selectable
+/// by node, restart policy, scheduler, service account, host network, phase, IP and nominated node.
 pub struct Pods;
 
 impl Strategy for Pods {
     fn printer(&self) -> &'static Printer {
         &table::POD
+    }
+
+    fn selectable_fields(&self, _info: &ResourceInfo) -> &'static [Field] {
+        const FIELDS: &[Field] = &[
+            Field { label: "spec.nodeName", value: |o| text(o, "/spec/nodeName") },
+            Field { label: "spec.restartPolicy", value: |o| text(o, "/spec/restartPolicy") },
+            Field { label: "spec.schedulerName", value: |o| text(o, "/spec/schedulerName") },
+            Field { label: "spec.serviceAccountName", value: |o| text(o, "/spec/serviceAccountName") },
+            Field { label: "spec.hostNetwork", value: |o| text_or(o, "/spec/hostNetwork", "false") },
+            Field { label: "status.phase", value: |o| text(o, "/status/phase") },
+            Field { label: "status.podIP", value: |o| text(o, "/status/podIP") },
+            Field { label: "status.nominatedNodeName", value: |o| text(o, "/status/nominatedNodeName") },
+        ];
+        FIELDS
     }
 
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
@@ -49,12 +65,16 @@ impl Strategy for Deployments {
     }
 }
 
-/// ReplicaSets: as Deployments, but any restartPolicy the pod spec allows.
+/// ReplicaSets: as Deployments, but any restartPolicy the pod spec allows; selectable by `status.replicas`.
 pub struct ReplicaSets;
 
 impl Strategy for ReplicaSets {
     fn printer(&self) -> &'static Printer {
         &table::REPLICA_SET
+    }
+
+    fn selectable_fields(&self, _info: &ResourceInfo) -> &'static [Field] {
+        STATUS_REPLICAS
     }
 
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
@@ -110,12 +130,20 @@ fn validate_replicated(strategy: &dyn Strategy, info: &ResourceInfo, obj: &Value
     })
 }
 
-/// ReplicationControllers: a plain-map selector, defaulted from the template's labels.
+/// `status.replicas` of a ReplicaSet or ReplicationController (`0` until the controller has counted).
+const STATUS_REPLICAS: &[Field] = &[Field { label: "status.replicas", value: |o| text_or(o, "/status/replicas", "0") }];
+
+/// ReplicationControllers: a plain-map selector, defaulted from the template's labels; selectable by
+/// `status.replicas`.
 pub struct ReplicationControllers;
 
 impl Strategy for ReplicationControllers {
     fn printer(&self) -> &'static Printer {
         &table::REPLICA_SET
+    }
+
+    fn selectable_fields(&self, _info: &ResourceInfo) -> &'static [Field] {
+        STATUS_REPLICAS
     }
 
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
@@ -127,12 +155,19 @@ impl Strategy for ReplicationControllers {
     }
 }
 
-/// Jobs: restartPolicy OnFailure or Never; selector, template (unless suspended) and completions immutable.
+/// Jobs: restartPolicy OnFailure or Never; selector, template (unless suspended) and completions immutable;
+/// selectable by `status.successful`.
 pub struct Jobs;
 
 impl Strategy for Jobs {
     fn printer(&self) -> &'static Printer {
         &table::JOB
+    }
+
+    fn selectable_fields(&self, _info: &ResourceInfo) -> &'static [Field] {
+        // The label is `status.successful`; the field it reads is `status.succeeded`, as upstream's.
+        const FIELDS: &[Field] = &[Field { label: "status.successful", value: |o| text_or(o, "/status/succeeded", "0") }];
+        FIELDS
     }
 
     fn defaults(&self, _info: &ResourceInfo, obj: &mut Value) {
