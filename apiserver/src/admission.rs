@@ -17,7 +17,9 @@ use crate::strategy;
 /// How unknown fields are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldValidation {
+    /// An unknown field fails the write (`fieldValidation=Strict`, what kubectl sends by default).
     Strict,
+    /// Unknown fields are dropped.
     Ignore,
 }
 

@@ -12,6 +12,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The service cluster IP range (network address and prefix length).
     pub service_network: Ipv4Addr,
+    /// The service range's prefix length (12 for the default 10.96.0.0/12).
     pub service_prefix: u8,
     /// Serve HTTPS with the cluster PKI kept in this directory (created on first start); plain HTTP when None.
     pub tls_dir: Option<std::path::PathBuf>,
@@ -34,9 +35,11 @@ pub struct ServerConfig {
     pub advertise_address: Option<IpAddr>,
     /// How long an apiserver's Lease lasts and how often it is renewed (upstream's endpoint reconciler: 15 s, 10 s).
     pub endpoint_leases: EndpointLeases,
-    /// DefaultTolerationSeconds admission: `--default-not-ready-toleration-seconds` and
+    /// DefaultTolerationSeconds admission: how long pods tolerate `node.kubernetes.io/not-ready` (NoExecute)
+    /// when they do not say; `--default-not-ready-toleration-seconds` and
     /// `--default-unreachable-toleration-seconds` (upstream's 300 each).
     pub default_not_ready_toleration_seconds: i64,
+    /// How long pods tolerate `node.kubernetes.io/unreachable` (NoExecute) before eviction, when they do not say.
     pub default_unreachable_toleration_seconds: i64,
 }
 
@@ -56,6 +59,7 @@ impl Default for EndpointLeases {
 }
 
 impl ServerConfig {
+    /// A server on `listen` with upstream's defaults: services in 10.96.0.0/12, plain HTTP, no cluster DNS, no advertised address.
     pub fn new(listen: SocketAddr) -> ServerConfig {
         ServerConfig {
             listen,
@@ -81,6 +85,7 @@ impl ServerConfig {
         hosts
     }
 
+    /// The service range as `<network>/<prefix>` (what `--service-cluster-ip-range` takes).
     pub fn service_cidr(&self) -> String {
         format!("{}/{}", self.service_network, self.service_prefix)
     }
@@ -89,6 +94,7 @@ impl ServerConfig {
         32 - u32::from(self.service_prefix.min(30))
     }
 
+    /// Whether `ip` is inside the service range.
     pub fn service_range_contains(&self, ip: Ipv4Addr) -> bool {
         let mask = u32::MAX << self.host_bits();
         (u32::from(ip) & mask) == (u32::from(self.service_network) & mask)
@@ -111,12 +117,16 @@ impl ServerConfig {
 /// one (request header 32 s, idle 90 s).
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
+    /// How long a client may take to finish the TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// How long a client may take to send a request's headers (upstream's 32 s).
     pub request_header_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between requests (upstream's 90 s).
     pub idle_timeout: Duration,
     /// How long a request body may take to arrive (upstream bounds it with its 60 s request timeout); read by
     /// the handlers, which are the ones reading bodies.
     pub request_body_timeout: Duration,
+    /// The most connections one client address may hold open at once; more are refused until one closes.
     pub max_connections_per_client: usize,
 }
 
@@ -144,7 +154,10 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1024;
 /// kubelet without a serving certificate given. The kubelet still admits only this client certificate.
 #[derive(Clone, Debug)]
 pub struct KubeletClientTls {
+    /// The CA the kubelets' serving certificates chain to (None: any serving certificate, see above).
     pub ca_pem: Option<String>,
+    /// The client certificate presented to kubelets (PEM).
     pub cert_pem: String,
+    /// Its private key (PEM).
     pub key_pem: String,
 }

@@ -37,8 +37,11 @@ pub use crate::config::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS_PER_CLIENT};
 
 /// How the listener serves: TLS or not, with what limits.
 pub struct Listener {
+    /// The bound socket.
     pub tcp: TcpListener,
+    /// The TLS configuration (serving certificate, client CA); plain HTTP when None.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Timeouts and the per-client connection cap.
     pub limits: ConnectionLimits,
 }
 

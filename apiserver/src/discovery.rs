@@ -6,11 +6,14 @@ use serde_json::{json, Value};
 
 use crate::registry::{self, ResourceInfo};
 
-/// The Kubernetes version this server reports.
+/// The Kubernetes major version this server reports.
 pub const KUBE_MAJOR: &str = "1";
+/// The Kubernetes minor version this server reports (kubectl warns when it is more than one away from its own).
 pub const KUBE_MINOR: &str = "33";
+/// The `gitVersion` of `/version`, what `kubectl version` prints as the server version.
 pub const GIT_VERSION: &str = "v1.33.0-rkube";
 
+/// The `/version` document (`version.Info`).
 pub fn version() -> Value {
     json!({
         "major": KUBE_MAJOR,

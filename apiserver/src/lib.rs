@@ -24,6 +24,7 @@
 //! 7. serving: `connections` (the listener: TLS, timeouts, a per-client cap), `routes` (the router),
 //!    `bootstrap` (the built-in objects, and the lease reconciler keeping the `kubernetes` endpoints) and `server` (opening the store, and the in-process handle).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod admission;
 pub mod auth;

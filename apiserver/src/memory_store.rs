@@ -34,6 +34,7 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store at revision 0.
     pub fn new() -> MemoryStore {
         let (events, _) = broadcast::channel(65536);
         MemoryStore { inner: Mutex::new(Inner::default()), events }

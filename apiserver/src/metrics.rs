@@ -24,6 +24,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts a finished request by verb, resource and status code and, except watches, records its latency.
     pub fn observe(&self, verb: &str, resource: &str, code: u16, elapsed: Duration) {
         if let Ok(mut r) = self.requests.lock() {
             *r.entry((verb.to_string(), resource.to_string(), code)).or_default() += 1;
@@ -47,14 +48,17 @@ impl Metrics {
         }
     }
 
+    /// A watch started.
     pub fn watchers_inc(&self) {
         self.watchers.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A watch ended.
     pub fn watchers_dec(&self) {
         self.watchers.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// How many watches are open now.
     pub fn watchers(&self) -> i64 {
         self.watchers.load(Ordering::Relaxed)
     }

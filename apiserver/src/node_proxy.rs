@@ -126,6 +126,8 @@ pub fn kubelet_url(node: &Value) -> Option<String> {
     Some(format!("http://{ip}:{port}"))
 }
 
+/// `pods/log`: the container's log, read from the kubelet of the pod's node (`container`, `follow`,
+/// `previous`, `tailLines`... passed on).
 pub async fn pod_log(ctx: &Ctx, pod: &Value) -> Result<Response, ApiError> {
     let pods = ctx.info();
     let name = ctx.name();

@@ -25,26 +25,32 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
+/// A string field of `obj`'s metadata (`name`, `namespace`, `uid`...), None when absent or not a string.
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str)
 }
 
+/// `metadata.name`, `""` when absent.
 pub fn name(obj: &Value) -> &str {
     meta_str(obj, "name").unwrap_or_default()
 }
 
+/// `metadata.namespace`, None for cluster-scoped objects.
 pub fn namespace(obj: &Value) -> Option<&str> {
     meta_str(obj, "namespace")
 }
 
+/// `metadata.uid`, `""` before the server has given one.
 pub fn uid(obj: &Value) -> &str {
     meta_str(obj, "uid").unwrap_or_default()
 }
 
+/// `metadata.resourceVersion`, None when absent or empty (a client that sets none asks for no precondition).
 pub fn resource_version(obj: &Value) -> Option<&str> {
     meta_str(obj, "resourceVersion").filter(|s| !s.is_empty())
 }
 
+/// `metadata.finalizers`: what must still happen before a deleted object is removed.
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -52,6 +58,7 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether the object has a `deletionTimestamp` (it is being deleted and waits for its finalizers or grace).
 pub fn is_deleting(obj: &Value) -> bool {
     obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
 }
@@ -93,6 +100,7 @@ pub fn encode_for(info: &crate::registry::ResourceInfo, obj: &Value) -> Bytes {
     }
 }
 
+/// Sets `metadata.resourceVersion` to `rv`, the revision the object was read or written at.
 pub fn set_resource_version(obj: &mut Value, rv: Revision) {
     meta_mut(obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
 }

@@ -16,18 +16,36 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Why a file or directory holding secrets could not be made or kept private.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivateFileError {
+    /// Creating, opening, writing or changing the mode of the path failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The path belongs to another user, who could read or replace the secrets.
     #[error("{path} is owned by uid {owner}, not by this process (uid {ours}): another user can read or change it; chown it to uid {ours} or use another data dir")]
-    Owner { path: PathBuf, owner: u32, ours: u32 },
+    Owner {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's uid.
+        ours: u32,
+    },
+    /// The path is a symlink, FIFO or other non-regular file where a secret file should be.
     #[error("{path} holds secrets and is {what}, not a regular file: keep it a regular file")]
-    NotRegular { path: PathBuf, what: &'static str },
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead (`a symbolic link`, `not a regular file`...).
+        what: &'static str,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PrivateFileError + '_ {

@@ -7,11 +7,15 @@ use serde_json::{json, Value};
 /// A subresource of a resource (`pods/status`, `deployments/scale`...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subresource {
+    /// The subresource's path segment after the object's name (`status`, `scale`, `binding`, `log`...).
     pub name: &'static str,
     /// Kind of the body served at this subresource (`Scale`, `Binding`, the parent's kind for `status`).
     pub kind: &'static str,
+    /// API group of the body (`autoscaling` for a `Scale`), which may differ from the parent's.
     pub group: &'static str,
+    /// API version of the body.
     pub version: &'static str,
+    /// The verbs served at the subresource (`get`/`patch`/`update` for `status` and `scale`).
     pub verbs: &'static [&'static str],
 }
 
@@ -21,19 +25,29 @@ pub type TypedCheck = fn(&Value) -> Result<(), String>;
 /// One served resource.
 #[derive(Debug, Clone, Copy)]
 pub struct ResourceInfo {
+    /// API group, empty for the core group.
     pub group: &'static str,
+    /// The one version served (`v1`).
     pub version: &'static str,
+    /// Plural resource name as it appears in URLs (`deployments`).
     pub resource: &'static str,
+    /// Singular name kubectl accepts and discovery lists (`deployment`).
     pub singular: &'static str,
+    /// The kind of its objects (`Deployment`).
     pub kind: &'static str,
+    /// Whether objects live in a namespace (`/namespaces/<ns>/...` paths and keys).
     pub namespaced: bool,
+    /// Short names kubectl accepts (`deploy`), from discovery.
     pub short_names: &'static [&'static str],
+    /// Discovery categories (`all` makes `kubectl get all` include it).
     pub categories: &'static [&'static str],
+    /// The subresources served under an object's path.
     pub subresources: &'static [Subresource],
     /// Whether `status` is a subresource (then writes to the main resource ignore status and vice versa).
     pub has_status: bool,
     /// Fully qualified OpenAPI definition name (`io.k8s.api.apps.v1.Deployment`).
     pub definition: &'static str,
+    /// The typed check run on writes, so a body k8s-openapi cannot read is refused naming the field.
     pub typed_check: TypedCheck,
     /// Set when objects are stored as another resource (events.k8s.io Events are core Events).
     pub stored_as: Option<StoredAs>,
@@ -46,8 +60,11 @@ pub struct ResourceInfo {
 pub struct StoredAs {
     /// Storage group segment (`core`) and resource of the keys.
     pub group: &'static str,
+    /// Resource segment of the storage keys (`events`).
     pub resource: &'static str,
+    /// Converts an object as this API serves it into the stored form.
     pub to_storage: fn(Value) -> Value,
+    /// Converts a stored object into the form this API serves.
     pub from_storage: fn(Value) -> Value,
 }
 
@@ -106,6 +123,7 @@ impl ResourceInfo {
         }
     }
 
+    /// The subresource called `name`, if the resource serves it.
     pub fn subresource(&self, name: &str) -> Option<&'static Subresource> {
         self.subresources.iter().find(|s| s.name == name)
     }
@@ -782,21 +800,37 @@ pub static RESOURCES: &[ResourceInfo] = &[
 pub mod builtin {
     use super::{by_name, ResourceInfo};
 
+    /// core/v1 `namespaces`.
     pub static NAMESPACES: &ResourceInfo = by_name("", "namespaces");
+    /// core/v1 `pods`.
     pub static PODS: &ResourceInfo = by_name("", "pods");
+    /// core/v1 `services`.
     pub static SERVICES: &ResourceInfo = by_name("", "services");
+    /// core/v1 `nodes`.
     pub static NODES: &ResourceInfo = by_name("", "nodes");
+    /// core/v1 `configmaps`.
     pub static CONFIG_MAPS: &ResourceInfo = by_name("", "configmaps");
+    /// core/v1 `secrets`.
     pub static SECRETS: &ResourceInfo = by_name("", "secrets");
+    /// core/v1 `serviceaccounts`.
     pub static SERVICE_ACCOUNTS: &ResourceInfo = by_name("", "serviceaccounts");
+    /// apps/v1 `deployments`.
     pub static DEPLOYMENTS: &ResourceInfo = by_name("apps", "deployments");
+    /// coordination.k8s.io/v1 `leases` (node heartbeats, leader election).
     pub static LEASES: &ResourceInfo = by_name("coordination.k8s.io", "leases");
+    /// discovery.k8s.io/v1 `endpointslices`.
     pub static ENDPOINT_SLICES: &ResourceInfo = by_name("discovery.k8s.io", "endpointslices");
+    /// networking.k8s.io/v1 `ingressclasses`.
     pub static INGRESS_CLASSES: &ResourceInfo = by_name("networking.k8s.io", "ingressclasses");
+    /// rbac.authorization.k8s.io/v1 `roles`.
     pub static ROLES: &ResourceInfo = by_name("rbac.authorization.k8s.io", "roles");
+    /// rbac.authorization.k8s.io/v1 `rolebindings`.
     pub static ROLE_BINDINGS: &ResourceInfo = by_name("rbac.authorization.k8s.io", "rolebindings");
+    /// rbac.authorization.k8s.io/v1 `clusterroles`.
     pub static CLUSTER_ROLES: &ResourceInfo = by_name("rbac.authorization.k8s.io", "clusterroles");
+    /// rbac.authorization.k8s.io/v1 `clusterrolebindings`.
     pub static CLUSTER_ROLE_BINDINGS: &ResourceInfo = by_name("rbac.authorization.k8s.io", "clusterrolebindings");
+    /// certificates.k8s.io/v1 `certificatesigningrequests`.
     pub static CERTIFICATE_SIGNING_REQUESTS: &ResourceInfo = by_name("certificates.k8s.io", "certificatesigningrequests");
 }
 

@@ -59,7 +59,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Res
             ["healthz" | "livez" | "readyz", ..] => return health(&state, &segs).await,
             ["debug", "rkube", "traces", rest @ ..] => return handlers::trace::serve(rest, &path),
             ["metrics"] => {
-                return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+                return ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render() + &rkube_trace::export::metrics()).into_response()
             }
             ["api"] => {
                 return match discovery::wants_aggregated(&accept) {

@@ -27,18 +27,25 @@ pub use crate::state::ApiState;
 use crate::storage::Store;
 
 
+/// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The listen address could not be bound.
     #[error("listen on {addr}: {source}")]
     Listen {
+        /// The address asked for.
         addr: SocketAddr,
+        /// The bind error (address in use, permission denied...).
         #[source]
         source: std::io::Error,
     },
+    /// The cluster PKI could not be made or loaded.
     #[error("set up TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The service account signing key could not be made or loaded.
     #[error("{0}")]
     Keys(#[from] crate::auth::keys::KeyError),
+    /// The built-in objects could not be written to the store.
     #[error("{0}")]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
 }
@@ -58,7 +65,14 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Binds, creates the built-in namespaces and starts serving in a background task.
-    pub async fn start(store: Arc<dyn Store>, config: ServerConfig) -> Result<ApiServer, ServerError> {
+    ///
+    /// Boxed here, so the server's code (the router and every handler) is compiled once, in this crate, and not
+    /// again in each binary and test that awaits it.
+    pub fn start(store: Arc<dyn Store>, config: ServerConfig) -> futures::future::BoxFuture<'static, Result<ApiServer, ServerError>> {
+        Box::pin(Self::bind_and_serve(store, config))
+    }
+
+    async fn bind_and_serve(store: Arc<dyn Store>, config: ServerConfig) -> Result<ApiServer, ServerError> {
         let listener = TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?;
         let insecure = match config.insecure_listen {
@@ -134,6 +148,7 @@ impl ApiServer {
         Ok(ApiServer { addr, insecure_addr, pki, state, stop: Some(tx), task: Some(task), endpoints })
     }
 
+    /// The address the server listens on, port 0 resolved.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -154,6 +169,7 @@ impl ApiServer {
         self.pki.as_ref()
     }
 
+    /// What every request shares (the store, the configuration); in-process callers and tests read it.
     pub fn state(&self) -> &Arc<ApiState> {
         &self.state
     }
@@ -176,7 +192,11 @@ impl ApiServer {
 
     /// Stops accepting requests, ends open watches and waits (briefly) for open requests to finish.
     /// A server with an advertised address first removes itself from the `kubernetes` endpoints.
-    pub async fn shutdown(mut self) {
+    pub fn shutdown(self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(self.stop_serving())
+    }
+
+    async fn stop_serving(mut self) {
         if let Some((reconciler, task)) = self.endpoints.take() {
             task.abort();
             if let Err(e) = reconciler.remove().await {
@@ -221,14 +241,21 @@ pub enum Backend {
     /// The embedded single-file store (`<data-dir>/state.redb`).
     Embedded(std::path::PathBuf),
     /// etcd v3 at these endpoints, every key under `prefix`.
-    Etcd { endpoints: Vec<String>, prefix: String },
+    Etcd {
+        /// The etcd client URLs.
+        endpoints: Vec<String>,
+        /// The key prefix the cluster's objects live under (several clusters can share one etcd).
+        prefix: String,
+    },
     /// In memory only (tests).
     Memory,
 }
 
 /// An opened store: the watch cache over the backend, and the compactor running against it.
 pub struct OpenedStore {
+    /// The store requests read and write: the watch cache over the backend.
     pub store: Arc<dyn Store>,
+    /// The task compacting old revisions; aborted when the store is dropped.
     pub compactor: JoinHandle<()>,
 }
 
@@ -238,8 +265,13 @@ impl Drop for OpenedStore {
     }
 }
 
-/// Opens a backend, puts the watch cache in front of it and starts compaction (default policy).
-pub async fn open_backend(backend: &Backend) -> Result<OpenedStore, crate::storage::StorageError> {
+/// Opens a backend, puts the watch cache in front of it and starts compaction (default policy). Boxed for the
+/// reason [`ApiServer::start`] is.
+pub fn open_backend(backend: &Backend) -> futures::future::BoxFuture<'_, Result<OpenedStore, crate::storage::StorageError>> {
+    Box::pin(open_backend_store(backend))
+}
+
+async fn open_backend_store(backend: &Backend) -> Result<OpenedStore, crate::storage::StorageError> {
     use crate::storage::{self, CompactionPolicy, WatchCache};
     let raw: Arc<dyn Store> = match backend {
         Backend::Embedded(path) => storage::open_embedded(path)?,

@@ -12,8 +12,11 @@ use crate::storage::Store;
 
 /// State shared by every request.
 pub struct ApiState {
+    /// The store (the watch cache over the backend) every read and write goes to.
     pub store: Arc<dyn Store>,
+    /// How the server was set up.
     pub config: ServerConfig,
+    /// Request counts, latencies and open watches, served at `/metrics`.
     pub metrics: Metrics,
     /// The address clients reach the server at (`127.0.0.1:6443`).
     pub advertise: String,

@@ -13,11 +13,14 @@ use crate::storage::StorageError;
 pub struct Cause {
     /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, `FieldValueForbidden`...
     pub reason: &'static str,
+    /// The field path the cause is about, as kubectl prints it (`spec.containers[0].image`).
     pub field: String,
+    /// What is wrong with the field, in upstream's words (`Required value`, `Invalid value: ...`).
     pub message: String,
 }
 
 impl Cause {
+    /// A value the field cannot hold (`FieldValueInvalid`): `Invalid value: <value>: <detail>`.
     pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Cause {
         Cause {
             reason: "FieldValueInvalid",
@@ -26,15 +29,18 @@ impl Cause {
         }
     }
 
+    /// A field that must be set (`FieldValueRequired`), with an optional detail.
     pub fn required(field: impl Into<String>, detail: &str) -> Cause {
         let message = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
         Cause { reason: "FieldValueRequired", field: field.into(), message }
     }
 
+    /// A field that may not be set or changed here (`FieldValueForbidden`).
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Cause {
         Cause { reason: "FieldValueForbidden", field: field.into(), message: format!("Forbidden: {detail}") }
     }
 
+    /// A value outside an enumeration (`FieldValueNotSupported`), naming the values that are.
     pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Cause {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
         Cause {
@@ -44,6 +50,7 @@ impl Cause {
         }
     }
 
+    /// A string or list over its limit (`FieldValueTooLong`).
     pub fn too_long(field: impl Into<String>, max: usize) -> Cause {
         Cause {
             reason: "FieldValueTooLong",
@@ -69,9 +76,13 @@ fn render_value(v: &Value) -> String {
 /// An error answered as a `Status`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The HTTP status code (and the Status object's `code`).
     pub code: u16,
+    /// The Status `reason` clients switch on: `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`...
     pub reason: &'static str,
+    /// The human-readable message kubectl prints after `Error from server (<reason>):`.
     pub message: String,
+    /// The Status `details` (name, group, kind and, for `Invalid`, the causes), when the error is about an object.
     pub details: Option<Value>,
 }
 
@@ -92,14 +103,17 @@ fn details(info: &ResourceInfo, name: &str) -> Value {
 }
 
 impl ApiError {
+    /// An error with no details, for errors not about one object.
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { code, reason, message: message.into(), details: None }
     }
 
+    /// 400 BadRequest: the request itself is malformed (a bad query parameter, body or selector).
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BadRequest", message)
     }
 
+    /// 404 NotFound for `name` of `info`: `<resource> "<name>" not found`.
     pub fn not_found(info: &ResourceInfo, name: &str) -> ApiError {
         ApiError {
             code: 404,
@@ -114,6 +128,7 @@ impl ApiError {
         ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
     }
 
+    /// 409 AlreadyExists: a create of a name that is taken.
     pub fn already_exists(info: &ResourceInfo, name: &str) -> ApiError {
         ApiError {
             code: 409,
@@ -123,6 +138,7 @@ impl ApiError {
         }
     }
 
+    /// 409 Conflict on `name` of `info`, `why` saying what conflicted (a precondition, a version).
     pub fn conflict(info: &ResourceInfo, name: &str, why: &str) -> ApiError {
         ApiError {
             code: 409,
@@ -132,6 +148,7 @@ impl ApiError {
         }
     }
 
+    /// 409 Conflict for a write based on an old resourceVersion, in upstream's words.
     pub fn modified(info: &ResourceInfo, name: &str) -> ApiError {
         ApiError::conflict(
             info,
@@ -160,10 +177,12 @@ impl ApiError {
         }
     }
 
+    /// 405 MethodNotAllowed: the verb is not served on this path.
     pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
         ApiError::new(405, "MethodNotAllowed", message)
     }
 
+    /// 403 Forbidden for `name` of `info` (admission or policy refused it), `why` saying why.
     pub fn forbidden(info: &ResourceInfo, name: &str, why: &str) -> ApiError {
         ApiError {
             code: 403,
@@ -173,10 +192,12 @@ impl ApiError {
         }
     }
 
+    /// 410 Expired: a resourceVersion or continue token older than the compacted history.
     pub fn gone(message: impl Into<String>) -> ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// 413 RequestEntityTooLarge for a body over `limit` bytes.
     pub fn too_large(limit: usize) -> ApiError {
         ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
     }
@@ -190,14 +211,17 @@ impl ApiError {
         )
     }
 
+    /// 406 NotAcceptable for an `Accept` the server cannot answer in, `what` being what was asked.
     pub fn not_acceptable(what: &str) -> ApiError {
         ApiError::new(406, "NotAcceptable", format!("only the following media types are accepted: application/json, application/yaml (got {what})"))
     }
 
+    /// 500 InternalError: something failed on the server's side (storage, encoding), not in the request.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
 
+    /// 504 Timeout: the server could not finish in time (waiting for a revision, a watch cache).
     pub fn timeout(message: impl Into<String>) -> ApiError {
         ApiError::new(504, "Timeout", message)
     }

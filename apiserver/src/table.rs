@@ -92,7 +92,9 @@ fn containers_images(spec: &Value) -> (String, String) {
 /// A kind's columns and how one object fills them: what a kind's `strategy` names for `kubectl get`, as
 /// upstream's printers (`pkg/printers/internalversion/printers.go`) are one handler per kind.
 pub struct Printer {
+    /// The column definitions of the Table, Name first.
     pub columns: &'static [Col],
+    /// One object's cells, one per column.
     pub row: fn(&Value) -> Vec<Value>,
 }
 

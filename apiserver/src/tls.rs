@@ -10,24 +10,39 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+/// Why the cluster's certificates could not be made, read or turned into a TLS configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// rcgen could not generate a key or sign a certificate.
     #[error("generate {what}: {source}")]
     Generate {
+        /// What was being generated (`CA key`, `serving certificate`...).
         what: &'static str,
+        /// rcgen's error.
         #[source]
         source: rcgen::Error,
     },
+    /// A PEM file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A PEM file holds no certificate or key of the kind expected.
     #[error("{path}: not a valid PEM {what}")]
-    Pem { path: PathBuf, what: &'static str },
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What it should have held (`certificate`, `private key`).
+        what: &'static str,
+    },
+    /// rustls refused the certificates or key for its server or client configuration.
     #[error("TLS configuration: {0}")]
     Config(String),
+    /// A key file or the pki directory could not be made private (0600/0700).
     #[error(transparent)]
     Private(#[from] crate::private_files::PrivateFileError),
 }
@@ -35,11 +50,17 @@ pub enum TlsError {
 /// The PEM files of the cluster's certificates.
 #[derive(Debug, Clone)]
 pub struct Pki {
+    /// The directory holding them (`<data-dir>/pki`).
     pub dir: PathBuf,
+    /// The cluster CA's certificate, which clients trust and client certificates are checked against.
     pub ca_cert: String,
+    /// The apiserver's serving certificate.
     pub server_cert: String,
+    /// The serving certificate's key.
     pub server_key: String,
+    /// The admin client certificate (CN kubernetes-admin, O system:masters) for the admin kubeconfig.
     pub admin_cert: String,
+    /// The admin certificate's key.
     pub admin_key: String,
 }
 
@@ -129,7 +150,9 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
 /// A certificate and key (PEM).
 #[derive(Debug, Clone)]
 pub struct CertPair {
+    /// The certificate, PEM.
     pub cert: String,
+    /// Its private key, PEM.
     pub key: String,
 }
 

@@ -11,23 +11,29 @@ use crate::status::ApiError;
 /// Subresources of a namespace, which live at `/namespaces/{ns}/{sub}` (upstream's `namespaceSubresources`).
 const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
+/// One request as authorization sees it (upstream's `authorizer.Attributes`): what RBAC rules, the node
+/// authorizer and SubjectAccessReviews are checked against.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Attributes {
+    /// The API verb (`get`, `list`, `watch`, `create`...) or, for a non-resource request, the lowercased method.
     pub verb: String,
+    /// Whether the request addresses a resource (then the fields below it apply) rather than a plain path.
     pub resource_request: bool,
     /// The request path (non-resource requests).
     pub path: String,
+    /// The namespace in the path, empty for cluster-scoped requests and all-namespace lists.
     pub namespace: String,
+    /// The API group, empty for the core group.
     pub api_group: String,
+    /// The resource (`pods`).
     pub resource: String,
+    /// The subresource (`status`, `log`...), empty for the main resource.
     pub subresource: String,
+    /// The object's name (for a list or watch, the one a `metadata.name=` field selector narrows it to), or empty.
     pub name: String,
 }
 
 impl Attributes {
-    /// What `method` on `path` asks, with the query as parsed once for the handler too (see
-    /// [`crate::request::query`]): the verb (`watch` by the same reading of `watch` the handler uses) and, for a
-    /// list or watch, the name an exact `metadata.name` field selector narrows it to.
     /// Whether `path` is a resource request (`/api/<v>/...` or `/apis/<g>/<v>/...` with something after the
     /// version), as opposed to discovery and other non-resource paths.
     pub fn is_resource_path(path: &str) -> bool {
@@ -35,6 +41,9 @@ impl Attributes {
         matches!(segs.as_slice(), ["api", _, _, ..] | ["apis", _, _, _, ..])
     }
 
+    /// What `method` on `path` asks, with the query as parsed once for the handler too (see
+    /// [`crate::request::query`]): the verb (`watch` by the same reading of `watch` the handler uses) and, for a
+    /// list or watch, the name an exact `metadata.name` field selector narrows it to.
     pub fn from_request(method: &Method, path: &str, query: &Query) -> Attributes {
         let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         let (group, rest) = match segs.as_slice() {

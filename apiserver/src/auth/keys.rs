@@ -18,10 +18,17 @@ pub struct TokenKeys {
     pub(super) key_id: String,
 }
 
+/// Why the service account signing key could not be loaded or made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The key file could not be read, parsed or written.
     #[error("service account key {path}: {message}")]
-    File { path: String, message: String },
+    File {
+        /// The key file (`<dir>/sa.key`).
+        path: String,
+        /// What went wrong with it.
+        message: String,
+    },
 }
 
 impl TokenKeys {

@@ -37,8 +37,9 @@ use crate::status::ApiError;
 use attributes::Attributes;
 pub use user::{TlsIdentity, User, AUTHENTICATED, MASTERS};
 
-/// The user of a request with no credentials, and its group.
+/// The user of a request with no credentials.
 pub const ANONYMOUS: &str = "system:anonymous";
+/// The group of a request with no credentials (what RBAC bindings for anonymous access name).
 pub const UNAUTHENTICATED: &str = "system:unauthenticated";
 
 /// The only paths a request without credentials is taken as [`ANONYMOUS`] on: the URLs of upstream's

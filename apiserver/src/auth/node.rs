@@ -45,7 +45,9 @@ pub fn node_identity(user: &User) -> Option<&str> {
 /// RBAC, and its reason ends the 403's message when RBAC does not allow it either.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// The node may do this.
     Allow,
+    /// Not the node authorizer's to allow; why, for the 403 if RBAC does not allow it either.
     NoOpinion(String),
 }
 
@@ -55,10 +57,15 @@ type Ref = (String, String);
 /// What the pods bound to one node reference: the edges of upstream's node graph that end at this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeGraph {
+    /// The pods bound to the node (`spec.nodeName`).
     pub pods: BTreeSet<Ref>,
+    /// Secrets those pods use (volumes, env, image pull secrets).
     pub secrets: BTreeSet<Ref>,
+    /// ConfigMaps those pods use (volumes, env).
     pub config_maps: BTreeSet<Ref>,
+    /// PersistentVolumeClaims those pods mount.
     pub pvcs: BTreeSet<Ref>,
+    /// The pods' ServiceAccounts (the node may ask for their tokens).
     pub service_accounts: BTreeSet<Ref>,
     /// PersistentVolumes, by the claims above (`spec.volumeName` of a bound claim).
     pub pvs: BTreeSet<String>,

@@ -18,12 +18,15 @@ use crate::state::ApiState;
 use crate::status::ApiError;
 use crate::storage::ListOptions;
 
+/// The RBAC API group.
 pub const GROUP: &str = "rbac.authorization.k8s.io";
 
 /// An authorizer's answer; `reason` says which binding allowed it, as upstream's RBAC reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// Whether a binding allows the request.
     pub allowed: bool,
+    /// Which binding and role allowed it (empty when none did).
     pub reason: String,
 }
 
@@ -32,9 +35,11 @@ pub struct Decision {
 pub struct Grant {
     /// `ClusterRoleBinding "x" of ClusterRole "y" to User "alice"`.
     pub via: String,
+    /// The role's rules.
     pub rules: Vec<PolicyRule>,
 }
 
+/// Whether a rule of a role bound to `user` (cluster-wide, or in the request's namespace) allows the request.
 pub async fn authorize(state: &ApiState, user: &User, a: &Attributes) -> Result<Decision, ApiError> {
     let grants = grants(state, user, &a.namespace).await?;
     Ok(match grants.iter().find(|g| g.rules.iter().any(|r| rule_allows(r, a))) {

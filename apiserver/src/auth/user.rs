@@ -14,9 +14,13 @@ const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 /// An authenticated (or impersonated) identity.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
+    /// The user name RBAC subjects of kind User match (`kubernetes-admin`, `system:node:n1`).
     pub name: String,
+    /// The user's uid, when the authenticator knows one (service account tokens).
     pub uid: String,
+    /// The groups RBAC subjects of kind Group match, `system:authenticated` included.
     pub groups: Vec<String>,
+    /// Extra attributes (impersonated `Impersonate-Extra-*`, a token's pod name), passed on to reviews.
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
@@ -42,6 +46,7 @@ impl User {
         User { name: "system:apiserver".into(), groups: vec![MASTERS.into(), AUTHENTICATED.into()], ..Default::default() }
     }
 
+    /// Whether the user is in `system:masters`, which every authorization allows.
     pub fn is_privileged(&self) -> bool {
         self.groups.iter().any(|g| g == MASTERS)
     }

@@ -21,7 +21,9 @@ pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public
 #[derive(Debug, thiserror::Error)]
 #[error("create built-in object {what}: {message}")]
 pub struct BootstrapError {
+    /// The object (`namespace default`, `service kubernetes`...).
     pub what: String,
+    /// Why the store refused it.
     pub message: String,
 }
 

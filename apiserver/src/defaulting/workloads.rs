@@ -14,6 +14,7 @@ fn default_template(obj: &mut Value) {
     }
 }
 
+/// Deployment defaults: 1 replica, 10 revisions kept, a 600 s progress deadline, RollingUpdate 25 %/25 %, and the pod template's.
 pub fn default_deployment(d: &mut Value) {
     let spec = child(d, "spec");
     set_default(spec, "replicas", json!(1));
@@ -29,12 +30,14 @@ pub fn default_deployment(d: &mut Value) {
     default_template(d);
 }
 
+/// ReplicaSet defaults: 1 replica and the pod template's.
 pub fn default_replicaset(rs: &mut Value) {
     let spec = child(rs, "spec");
     set_default(spec, "replicas", json!(1));
     default_template(rs);
 }
 
+/// ReplicationController defaults: 1 replica, the selector taken from the template's labels, and the pod template's.
 pub fn default_rc(rc: &mut Value) {
     let spec = child(rc, "spec");
     set_default(spec, "replicas", json!(1));
@@ -45,6 +48,7 @@ pub fn default_rc(rc: &mut Value) {
     default_template(rc);
 }
 
+/// StatefulSet defaults: 1 replica, OrderedReady, 10 revisions, Retain PVCs, RollingUpdate from partition 0, and the pod template's.
 pub fn default_statefulset(s: &mut Value) {
     let spec = child(s, "spec");
     set_default(spec, "replicas", json!(1));
@@ -60,6 +64,7 @@ pub fn default_statefulset(s: &mut Value) {
     default_template(s);
 }
 
+/// DaemonSet defaults: 10 revisions, RollingUpdate with maxUnavailable 1 and maxSurge 0, and the pod template's.
 pub fn default_daemonset(ds: &mut Value) {
     let spec = child(ds, "spec");
     set_default(spec, "revisionHistoryLimit", json!(10));
@@ -108,6 +113,7 @@ pub fn default_job(job: &mut Value) {
     }
 }
 
+/// CronJob defaults: concurrency Allow, not suspended, 3 successful and 1 failed job kept, and the job's pod template's.
 pub fn default_cronjob(cj: &mut Value) {
     let spec = child(cj, "spec");
     set_default(spec, "concurrencyPolicy", json!("Allow"));
@@ -120,6 +126,8 @@ pub fn default_cronjob(cj: &mut Value) {
     }
 }
 
+/// Service defaults: type ClusterIP, no session affinity, single-stack IPv4 and Cluster traffic policies (not
+/// for ExternalName), each port TCP with its targetPort the port, and an empty load balancer status.
 pub fn default_service(svc: &mut Value) {
     let spec = child(svc, "spec");
     set_default(spec, "type", json!("ClusterIP"));

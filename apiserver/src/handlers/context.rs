@@ -19,20 +19,27 @@ use crate::storage::{KeyValue, Revision, StorageError};
 
 /// Everything a verb handler needs about one request.
 pub struct Ctx {
+    /// What every request shares: the store, the configuration, the authorizer's caches.
     pub state: Arc<ApiState>,
     /// Who the request acts as (after impersonation).
     pub user: Arc<User>,
+    /// The resource, namespace, name and subresource the path addresses.
     pub target: Target,
+    /// The query parameters, parsed once.
     pub query: Query,
+    /// The request's headers (content type, accept, impersonation...).
     pub headers: HeaderMap,
+    /// The request path as sent.
     pub path: String,
 }
 
 impl Ctx {
+    /// The addressed resource's row in the resource table.
     pub fn info(&self) -> &'static ResourceInfo {
         self.target.info
     }
 
+    /// The addressed object's name, `""` for a collection.
     pub fn name(&self) -> &str {
         self.target.name.as_deref().unwrap_or_default()
     }

@@ -29,6 +29,7 @@ pub fn decode_object(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     }
 }
 
+/// How the write treats unknown fields in its body: refused with `fieldValidation=Strict`, dropped otherwise.
 pub fn field_validation(ctx: &Ctx) -> FieldValidation {
     if ctx.query.strict() {
         FieldValidation::Strict
@@ -37,6 +38,8 @@ pub fn field_validation(ctx: &Ctx) -> FieldValidation {
     }
 }
 
+/// POST on a collection or a POST subresource (binding, eviction, token, the reviews): decodes the body, runs
+/// admission and the kind's strategy, and stores the object.
 pub async fn create(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     let info = ctx.info();
     match (ctx.target.name.as_deref(), ctx.target.subresource.as_deref(), info.resource) {

@@ -50,6 +50,8 @@ fn delete_options(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     Ok(opts)
 }
 
+/// DELETE of one object, with the body's or query's DeleteOptions (grace period, preconditions, propagation):
+/// the object is marked for deletion while finalizers or a pod's grace remain, else removed.
 pub async fn delete(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     if ctx.target.subresource.is_some() {
         return Err(ApiError::method_not_allowed(format!(
@@ -187,6 +189,7 @@ pub async fn delete_one(ctx: &Ctx, opts: &Value) -> Result<Value, ApiError> {
     }
 }
 
+/// DELETE on a collection: every object the selectors match is deleted as by [`delete`]; answers the list of them.
 pub async fn delete_collection(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     let info = ctx.info();
     let opts = delete_options(ctx, &body)?;

@@ -9,6 +9,7 @@ use crate::request;
 use crate::status::ApiError;
 use crate::table::{self, selector_string};
 
+/// GET of one object or of its `status`/`scale` subresource, as JSON, YAML or a one-row Table.
 pub async fn get(ctx: &Ctx) -> Result<Response, ApiError> {
     let info = ctx.info();
     let name = ctx.name();

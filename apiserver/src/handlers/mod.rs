@@ -34,6 +34,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// What the request asks, as authorization read it: the query parsed once and the verb decided from it.
 pub struct Asked {
+    /// The query parameters, parsed once for authorization and the handler.
     pub query: Query,
     /// The verb authorization checked (`get`, `list`, `watch`, `create`...).
     pub verb: String,

@@ -23,6 +23,8 @@ fn patch_error(e: PatchError) -> ApiError {
     }
 }
 
+/// PATCH of an object or its subresource in any of the four patch types (JSON, merge, strategic merge,
+/// server-side apply): the patched object goes through the same admission and guarded write as an update.
 pub async fn patch(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     let info = ctx.info();
     if ctx.target.name.is_none() {

@@ -31,7 +31,9 @@ pub const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
 /// Cluster IPs and node ports (including health check node ports) held by the stored Services.
 #[derive(Debug, Default, Clone)]
 pub struct InUse {
+    /// ClusterIPs (`spec.clusterIPs`) in use.
     pub ips: HashSet<String>,
+    /// Node ports and health check node ports in use.
     pub node_ports: HashSet<i64>,
 }
 

@@ -30,7 +30,9 @@ pub const IN_FLIGHT: chrono::Duration = chrono::Duration::seconds(60);
 /// One value a Service holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Held {
+    /// A ClusterIP (`spec.clusterIP` or one of `spec.clusterIPs`).
     ClusterIp(String),
+    /// A node port (`spec.ports[].nodePort`).
     NodePort(i64),
 }
 
@@ -75,12 +77,16 @@ struct Claim {
 /// The Service a claim is made for.
 #[derive(Debug, Clone)]
 pub struct Owner {
+    /// The Service's namespace.
     pub namespace: String,
+    /// The Service's name.
     pub name: String,
+    /// The Service's uid, which tells a claim left by a deleted Service of the same name from its own.
     pub uid: String,
 }
 
 impl Owner {
+    /// The owner named by a Service object's metadata.
     pub fn of(svc: &Value) -> Owner {
         Owner {
             namespace: object::namespace(svc).unwrap_or_default().to_string(),
@@ -101,6 +107,7 @@ pub enum ClaimError {
     Held(Held),
     /// Another create of a Service with the same name holds it: that one is being created.
     SameName,
+    /// The store failed while claiming.
     Api(ApiError),
 }
 

@@ -13,6 +13,8 @@ use crate::admission::{prepare_update, Part};
 use crate::object;
 use crate::status::ApiError;
 
+/// PUT of an object or of its `status`/`scale` subresource: the body replaces what that part may change, after
+/// admission, a resourceVersion precondition when given, and the kind's update validation.
 pub async fn update(ctx: &Ctx, body: Bytes) -> Result<Response, ApiError> {
     let info = ctx.info();
     if ctx.target.name.is_none() {

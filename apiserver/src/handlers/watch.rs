@@ -80,6 +80,8 @@ fn decode(info: &ResourceInfo, kv: &KeyValue) -> Option<Value> {
     object::decode_for(info, kv).ok()
 }
 
+/// A watch on a collection (`?watch=true` or the legacy `/watch/` path), or on one object by name: the stream
+/// described above, open until `timeoutSeconds` or the client leaves.
 pub async fn watch(ctx: &Ctx) -> Result<Response, ApiError> {
     let info = ctx.info();
     let mut query = ctx.query.clone();

@@ -5,7 +5,9 @@
 /// The patch strategy and merge key of one list (or map) field of one definition.
 #[derive(Debug, Clone, Copy)]
 pub struct PatchField {
+    /// The OpenAPI definition holding the field (`io.k8s.api.core.v1.PodSpec`).
     pub definition: &'static str,
+    /// The field's JSON name (`containers`).
     pub field: &'static str,
     /// `merge`, `retainKeys`, `merge,retainKeys`, or "" (replace).
     pub strategy: &'static str,

@@ -10,6 +10,7 @@ pub mod strategic;
 /// A patch that cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
+    /// The patch is malformed or does not fit the object (Kubernetes answers 400 or 422 by kind of patch).
     #[error("{0}")]
     Invalid(String),
     /// A JSON Patch `test` operation failed (Kubernetes answers 422).

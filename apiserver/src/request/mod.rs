@@ -17,19 +17,25 @@ pub use query::Query;
 /// The resource a request addresses.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The addressed resource's row in the resource table.
     pub info: &'static ResourceInfo,
+    /// The namespace in the path, if any (None for cluster-scoped resources and all-namespace lists).
     pub namespace: Option<String>,
+    /// The object's name, None for a collection.
     pub name: Option<String>,
+    /// The subresource after the name (`status`, `scale`, `log`, `exec`, `proxy`...).
     pub subresource: Option<String>,
     /// Legacy `/watch/` path prefix.
     pub watch_path: bool,
 }
 
 impl Target {
+    /// The namespace in the path, borrowed.
     pub fn ns(&self) -> Option<&str> {
         self.namespace.as_deref()
     }
 
+    /// The storage key of the addressed object (of its collection when no name is given).
     pub fn key(&self) -> String {
         self.info.key(self.ns(), self.name.as_deref().unwrap_or_default())
     }
@@ -81,12 +87,19 @@ pub fn parse_target(group: &str, version: &str, segs: &[&str], full_path: &str) 
 /// The media type of a request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyType {
+    /// `application/json`.
     Json,
+    /// `application/yaml`.
     Yaml,
+    /// `application/json-patch+json` (RFC 6902).
     JsonPatch,
+    /// `application/merge-patch+json` (RFC 7386).
     MergePatch,
+    /// `application/strategic-merge-patch+json` (Kubernetes' strategic merge patch).
     StrategicMergePatch,
+    /// `application/apply-patch+yaml` (server-side apply).
     ApplyPatch,
+    /// `application/vnd.kubernetes.protobuf`.
     Protobuf,
 }
 
@@ -167,6 +180,7 @@ pub fn wants_yaml(headers: &HeaderMap) -> bool {
     a.starts_with("application/yaml") && !a.contains("json")
 }
 
+/// The request's `Accept` header (`""` when absent or not text).
 pub fn accept(headers: &HeaderMap) -> &str {
     headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
 }

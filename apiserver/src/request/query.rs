@@ -55,25 +55,41 @@ const SINGLE_VALUED: &[&str] = &[
 /// Query parameters understood on resource requests (unknown ones are ignored, as Kubernetes does).
 #[derive(Debug, Clone, Default)]
 pub struct Query {
+    /// `watch`: stream changes instead of answering a list.
     pub watch: bool,
     /// `labelSelector`, parsed (empty: everything).
     pub labels: LabelSelector,
     /// `fieldSelector`, parsed (empty: everything). Which fields a kind supports is checked by the list handler.
     pub fields: FieldSelector,
+    /// `limit`: the most items a list page holds (None: all of them; zero or less reads as no limit).
     pub limit: Option<usize>,
+    /// `continue`: the token of the previous page, resuming the list at its revision.
     pub continue_token: Option<String>,
+    /// `resourceVersion`: which revision a get, list or watch reads from.
     pub resource_version: Option<String>,
+    /// `resourceVersionMatch`: how `resourceVersion` is read (`Exact`, `NotOlderThan`).
     pub resource_version_match: Option<String>,
+    /// `timeoutSeconds`: how long a watch may stay open.
     pub timeout_seconds: Option<u64>,
+    /// `allowWatchBookmarks`: the watcher accepts BOOKMARK events carrying the latest revision.
     pub allow_watch_bookmarks: bool,
+    /// `sendInitialEvents`: a watch starts with the current objects as ADDED events (then an initial-events-end bookmark).
     pub send_initial_events: Option<bool>,
+    /// `dryRun=All`: run the write's admission and validation but store nothing.
     pub dry_run: bool,
+    /// `fieldManager`: who a write's managed fields are recorded for (server-side apply's owner).
     pub field_manager: Option<String>,
+    /// `fieldValidation`: `Strict`, `Warn` or `Ignore` for unknown or duplicate fields in the body.
     pub field_validation: Option<String>,
+    /// `force`: server-side apply takes fields owned by other managers instead of failing with a conflict.
     pub force: bool,
+    /// `propagationPolicy`: what a delete does with dependents (`Background`, `Foreground`, `Orphan`).
     pub propagation_policy: Option<String>,
+    /// `gracePeriodSeconds`: the grace a delete gives (a pod's termination time; 0: at once).
     pub grace_period_seconds: Option<i64>,
+    /// `includeObject`: how much of each object a Table row carries (`None`, `Metadata`, `Object`).
     pub include_object: Option<String>,
+    /// `pretty`: indent the JSON answer.
     pub pretty: bool,
     /// Every parameter as given, in order (for subresources like log and exec that pass them on).
     pub raw: Vec<(String, String)>,

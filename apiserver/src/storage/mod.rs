@@ -48,7 +48,9 @@ pub type Revision = i64;
 /// One stored key with its revisions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
+    /// The full key (`/registry/core/pods/default/web`).
     pub key: String,
+    /// The stored bytes (an object's JSON, or protobuf for the etcd backend's Kubernetes encoding).
     pub value: Bytes,
     /// Revision at which the key was created (stays the same across updates).
     pub create_revision: Revision,
@@ -59,6 +61,7 @@ pub struct KeyValue {
 /// A page of a list, read at one consistent revision.
 #[derive(Debug, Clone)]
 pub struct ListResult {
+    /// The keys of the page, in key order.
     pub items: Vec<KeyValue>,
     /// The revision the list was read at (the list's resourceVersion).
     pub revision: Revision,
@@ -83,14 +86,28 @@ pub struct ListOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     /// Key created (`prev` is None) or updated.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        /// The key as written.
+        kv: KeyValue,
+        /// The key's value before the write, None for a create.
+        prev: Option<KeyValue>,
+    },
     /// Key deleted at `revision`; `prev` is the value it had.
-    Delete { prev: KeyValue, revision: Revision },
+    Delete {
+        /// The key's last value.
+        prev: KeyValue,
+        /// The revision of the delete.
+        revision: Revision,
+    },
     /// No change for a while; the watcher has seen everything up to this revision.
-    Progress { revision: Revision },
+    Progress {
+        /// The revision the watcher is up to.
+        revision: Revision,
+    },
 }
 
 impl WatchEvent {
+    /// The revision the event happened at (a put's mod_revision, a delete's or progress's revision).
     pub fn revision(&self) -> Revision {
         match self {
             WatchEvent::Put { kv, .. } => kv.mod_revision,
@@ -99,25 +116,58 @@ impl WatchEvent {
     }
 }
 
+/// The events of one watch, in revision order; an error ends it.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, StorageError>> + Send>>;
 
+/// Why a store operation failed; the API maps each to its Status (`status::ApiError::from_storage`).
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// A create of a key that exists.
     #[error("key {key} already exists")]
-    AlreadyExists { key: String },
+    AlreadyExists {
+        /// The key.
+        key: String,
+    },
+    /// A read, update or delete of a key that does not exist.
     #[error("key {key} not found")]
-    NotFound { key: String },
+    NotFound {
+        /// The key.
+        key: String,
+    },
     /// Optimistic concurrency: the caller's expected revision is not the key's current one.
     #[error("key {key} was modified: expected revision {expected}, current {current}")]
-    Conflict { key: String, expected: Revision, current: Revision },
+    Conflict {
+        /// The key.
+        key: String,
+        /// The mod_revision the caller based its write on.
+        expected: Revision,
+        /// The key's mod_revision now.
+        current: Revision,
+    },
     /// The requested revision was compacted away (the API answers 410 Gone).
     #[error("revision {requested} has been compacted (oldest available is {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        /// The revision asked for.
+        requested: Revision,
+        /// The revision history was compacted up to.
+        compacted: Revision,
+    },
     /// The requested revision is in the future.
     #[error("revision {requested} is newer than the store's current revision {current}")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        /// The revision asked for.
+        requested: Revision,
+        /// The store's latest revision.
+        current: Revision,
+    },
+    /// The backend itself failed (a redb transaction, an etcd RPC).
     #[error("storage backend {backend}: {message}")]
-    Backend { backend: &'static str, message: String },
+    Backend {
+        /// Which backend (`redb`, `etcd`...).
+        backend: &'static str,
+        /// What it said.
+        message: String,
+    },
 }
 
 /// The interface every backend implements. All writes are durable when they return Ok.
@@ -125,7 +175,9 @@ pub enum StorageError {
 pub trait Store: Send + Sync + 'static {
     /// The latest revision.
     async fn current_revision(&self) -> Result<Revision, StorageError>;
+    /// The latest value of `key`, None when absent.
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StorageError>;
+    /// One page of keys under `opts.prefix`, read at one revision.
     async fn list(&self, opts: ListOptions) -> Result<ListResult, StorageError>;
     /// Creates `key`; `AlreadyExists` if present. Returns the new KeyValue.
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, StorageError>;
