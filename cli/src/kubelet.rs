@@ -97,7 +97,7 @@ pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
             if let Some(net) = cfg.default_network.as_mut() {
                 net.mtu = Some(mtu);
             }
-            tokio::spawn(rkube_kubelet::node::vxlan::run(client.clone(), cfg.node_name.clone(), cfg.node_ip.clone()));
+            tokio::spawn(rkube_kubelet::node::vxlan::run(client.clone(), cfg.node_name.clone(), cfg.node_ip.clone(), cfg.root_dir.clone()));
         }
         _ => {}
     }

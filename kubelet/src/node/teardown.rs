@@ -1,9 +1,10 @@
 //! Taking a node off this host (`rkube down`): stop the rkube that holds the data dir, remove every pod it ran
 //! (containers and sandboxes, CNI attachments, volumes and rootfs mounts, pod cgroups, logs), the default
 //! network's bridge and masquerade table, the service proxy table with the load balancer addresses it announced,
-//! the cluster DNS address and its bridge, the node's cgroup tree (through the runtime, which owns cgroupfs), and
-//! on the last node down the original `net.ipv4.ip_forward`. The image store and the API store stay unless
-//! purged.
+//! the cluster DNS address and its bridge, the vxlan pod network's device with its routes, ARP and fdb entries
+//! (only the one this node recorded making: [`super::vxlan::remove_device`]), the node's cgroup tree (through the
+//! runtime, which owns cgroupfs), and on the last node down the original `net.ipv4.ip_forward`. The image store
+//! and the API store stay unless purged.
 //!
 //! Each step is a named function; [`teardown`] runs them in order and reports what it did through `note`, for
 //! the command to print. Which cgroup trees go is decided by the pure [`cgroup_trees`].
@@ -68,6 +69,12 @@ pub fn teardown(
     let n = if cfg.image_root.exists() || cfg.root_dir.exists() { crate::kubelet::teardown_all(&cfg, tokio).map_err(TeardownError::Pods)? } else { 0 };
     note(format!("removed {n} pod(s)"));
     remove_default_network(&data.join("net.d/10-rkube.conflist"));
+    // the vxlan pod network's device, when this node made it (its record says so and it is still as made)
+    match super::vxlan::remove_device(&cfg.root_dir) {
+        Ok(Some(what)) => note(what),
+        Ok(None) => {}
+        Err(e) => note(format!("rkube down: {e}")),
+    }
     // Services: the proxy table with the load balancer addresses it announced, the cluster DNS address and bridge
     if let Err(e) = crate::node_services::remove(&cfg.root_dir) {
         note(format!("rkube down: {e}"));

@@ -15,6 +15,10 @@
 //! [`run`] carries it out over rkube-netlink. The device is the kubelet's own (made by it, named [`DEVICE`]), so
 //! at start the entries already on it are taken as made by an earlier run of this kubelet: a Node deleted while
 //! the kubelet was down loses its entries here, unlike host-gw's routes on a shared link.
+//!
+//! Before making the device the kubelet records it in its root dir ([`RECORD`]: the device's name and local
+//! address); `rkube down` ([`remove_device`], from `node::teardown`) removes the device, and every entry on it
+//! with it, only when that record is there and the device is still as recorded ([`device_teardown`], pure).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -257,6 +261,78 @@ fn on_device() -> Result<Entries, VxlanError> {
     }
 }
 
+/// The file in the kubelet's root dir (`<data-dir>/kubelet`) that records the device this node made: its
+/// local address, the marker `rkube down` goes by.
+pub const RECORD: &str = "vxlan-device";
+
+/// What `rkube down` does with a link called [`DEVICE`] in the node's network namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceTeardown {
+    /// There is none, or this node never made one.
+    Nothing,
+    /// It is this node's: remove it (its routes, ARP and fdb entries go with it).
+    Remove,
+    /// Not this node's: left in place, for this reason.
+    Leave(String),
+}
+
+/// Decides about the link called [`DEVICE`]: `recorded` is the local address this node's kubelet recorded
+/// ([`RECORD`]; None: it never ran the vxlan pod network), `found` None when there is no such link, `Some(None)`
+/// when it is not a VXLAN device, else its settings. The device is this node's only with rkube's VNI and port
+/// and the recorded local address (another node agent in the same namespace would have made it again with its
+/// own). Pure.
+pub fn device_teardown(recorded: Option<Ipv4Addr>, found: Option<Option<&VxlanSpec>>) -> DeviceTeardown {
+    let Some(local) = recorded else { return DeviceTeardown::Nothing };
+    match found {
+        None => DeviceTeardown::Nothing,
+        Some(None) => DeviceTeardown::Leave(format!("link {DEVICE} is not a VXLAN device, so not this node's: left in place")),
+        Some(Some(s)) if s.vni != VNI || s.port != PORT => DeviceTeardown::Leave(format!(
+            "VXLAN device {DEVICE} has VNI {} and port {} (rkube's are {VNI} and {PORT}), so not this node's: left in place",
+            s.vni, s.port
+        )),
+        Some(Some(s)) if s.local != local => DeviceTeardown::Leave(format!(
+            "VXLAN device {DEVICE} is another node's (local {}, this node's was {local}): left in place",
+            s.local
+        )),
+        Some(Some(_)) => DeviceTeardown::Remove,
+    }
+}
+
+/// The local address in a [`RECORD`] file's text (`rkube.vxlan 172.28.0.11`).
+fn parse_record(text: &str) -> Option<Ipv4Addr> {
+    let mut w = text.split_whitespace();
+    (w.next()? == DEVICE).then_some(())?;
+    w.next()?.parse().ok()
+}
+
+fn write_record(root_dir: &std::path::Path, local: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(root_dir)?;
+    let (path, tmp) = (root_dir.join(RECORD), root_dir.join(format!("{RECORD}.tmp")));
+    std::fs::write(&tmp, format!("{DEVICE} {local}\n"))?;
+    std::fs::rename(tmp, path)
+}
+
+/// `rkube down`: removes the device when [`device_teardown`] says it is this node's (`root_dir` is its kubelet
+/// root, holding [`RECORD`]), with every route, ARP and fdb entry on it (the kernel drops them with the link).
+/// Returns what it did, for the command to print; the caller must be in the node's network namespace.
+pub fn remove_device(root_dir: &std::path::Path) -> Result<Option<String>, VxlanError> {
+    let recorded = std::fs::read_to_string(root_dir.join(RECORD)).ok().and_then(|t| parse_record(&t));
+    if recorded.is_none() {
+        return Ok(None);
+    }
+    let mut nl = Netlink::open()?;
+    let Some(link) = nl.link_by_name(DEVICE, NS)? else { return Ok(None) };
+    let spec = nl.vxlan_of(link.index, NS)?;
+    match device_teardown(recorded, Some(spec.as_ref())) {
+        DeviceTeardown::Nothing => Ok(None),
+        DeviceTeardown::Leave(why) => Ok(Some(why)),
+        DeviceTeardown::Remove => {
+            nl.delete_link(link.index, DEVICE, NS)?;
+            Ok(Some(format!("removed the vxlan pod network's device {DEVICE} (its routes, ARP and fdb entries with it)")))
+        }
+    }
+}
+
 /// The Node's own podCIDR (IPv4), once the node controller has assigned it.
 fn own_cidr(nodes: &[Node], me: &str) -> Option<ipnet::Ipv4Net> {
     let n = nodes.iter().find(|n| n.metadata.name.as_deref() == Some(me))?;
@@ -270,7 +346,7 @@ fn published_mac(nodes: &[Node], me: &str) -> Option<String> {
 
 /// Keeps the device and its entries until the Node watch ends (it retries with backoff, so in practice until
 /// the kubelet stops); re-checks every 30 s, for anything someone else removed.
-pub async fn run(client: kube::Client, me: String, node_ip: String) {
+pub async fn run(client: kube::Client, me: String, node_ip: String, root_dir: std::path::PathBuf) {
     let (store, writer) = reflector::store::<Node>();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let nodes_api = Api::<Node>::all(client);
@@ -287,11 +363,19 @@ pub async fn run(client: kube::Client, me: String, node_ip: String) {
     }
     // the device is ours: what is on it at start was made by an earlier run of this kubelet
     let mut owned: Option<Entries> = None;
+    let mut recorded = false;
     loop {
         let nodes: Vec<Node> = store.state().iter().map(|n| (**n).clone()).collect();
         match own_cidr(&nodes, &me) {
             None => tracing::info!(node = %me, "vxlan pod network: waiting for the node's podCIDR"),
             Some(cidr) => {
+                // the marker `rkube down` removes the device by, written before the device is made
+                if !recorded {
+                    match write_record(&root_dir, &node_ip) {
+                        Ok(()) => recorded = true,
+                        Err(e) => tracing::warn!(error = %e, dir = %root_dir.display(), "vxlan pod network: record the device"),
+                    }
+                }
                 let (me2, ip2, nodes2) = (me.clone(), node_ip.clone(), nodes.clone());
                 let held = owned.take();
                 let r = tokio::task::spawn_blocking(move || {
@@ -438,6 +522,38 @@ mod tests {
             ],
             "the route via the VTEP address stays"
         );
+    }
+
+    #[test]
+    fn down_removes_only_the_vxlan_device_this_node_recorded() {
+        let mine = Ipv4Addr::new(172, 28, 0, 11);
+        let spec = |vni: u32, port: u16, local: Ipv4Addr| VxlanSpec { name: DEVICE.into(), vni, local, underlay: 2, port, mtu: 1450 };
+        assert_eq!(device_teardown(Some(mine), Some(Some(&spec(VNI, PORT, mine)))), DeviceTeardown::Remove);
+        assert_eq!(device_teardown(Some(mine), None), DeviceTeardown::Nothing, "already gone");
+        assert_eq!(device_teardown(None, Some(Some(&spec(VNI, PORT, mine)))), DeviceTeardown::Nothing, "this node never ran vxlan");
+        let leave = |d: DeviceTeardown| match d {
+            DeviceTeardown::Leave(why) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(leave(device_teardown(Some(mine), Some(None))).contains("not a VXLAN device"), "a user's link of that name");
+        assert!(leave(device_teardown(Some(mine), Some(Some(&spec(42, PORT, mine))))).contains("VNI 42"), "someone else's tunnel");
+        assert!(leave(device_teardown(Some(mine), Some(Some(&spec(VNI, 4789, mine))))).contains("port 4789"));
+        let other = leave(device_teardown(Some(mine), Some(Some(&spec(VNI, PORT, Ipv4Addr::new(172, 28, 0, 12))))));
+        assert!(other.contains("172.28.0.12") && other.contains("172.28.0.11"), "made again by another node here: {other}");
+    }
+
+    #[test]
+    fn the_record_names_the_device_and_its_local_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("kubelet");
+        write_record(&root, "172.28.0.11").expect("write");
+        let text = std::fs::read_to_string(root.join(RECORD)).expect("read");
+        assert_eq!(text, "rkube.vxlan 172.28.0.11\n");
+        assert_eq!(parse_record(&text), Some(Ipv4Addr::new(172, 28, 0, 11)));
+        assert_eq!(parse_record("other.vxlan 172.28.0.11"), None);
+        assert_eq!(parse_record("rkube.vxlan nonsense"), None);
+        // no record: nothing to remove, and no netlink call needed to say so
+        assert_eq!(remove_device(dir.path()).expect("no record"), None);
     }
 
     #[test]
