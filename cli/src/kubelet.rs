@@ -55,6 +55,11 @@ pub struct AgentArgs {
     /// the nodes' InternalIPs (nodes on any routed network; MTU 50 less); `none` leaves routing to someone else
     #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan", "none"])]
     pub pod_network: String,
+    /// OpenTelemetry trace export: a TracingConfiguration file (endpoint host:port of an OTLP/HTTP collector,
+    /// samplingRatePerMillion), or a KubeletConfiguration whose `tracing:` says the same, as upstream's kubelet
+    /// reads it. Without it: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT, else no export
+    #[arg(long, value_name = "FILE")]
+    pub tracing_config_file: Option<PathBuf>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -69,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
+    crate::trace::start_export(args.agent.tracing_config_file.as_deref())?;
     let data = &args.data_dir;
     let _claim = rkube_kubelet::node::data_dir::claim(data)?;
     let mut cfg = node::node_config(&args.agent.node, data, None)?;

@@ -83,6 +83,11 @@ pub struct Args {
     /// (kube-controller-manager's flag; one year as upstream). Kubelets renew theirs at 70-84 % of it
     #[arg(long, default_value = "8760h", value_parser = control_plane::parse_signing_duration)]
     pub cluster_signing_duration: std::time::Duration,
+    /// OpenTelemetry trace export, as kube-apiserver's --tracing-config-file: a TracingConfiguration file
+    /// (apiserver.config.k8s.io/v1; endpoint host:port of an OTLP/HTTP collector, samplingRatePerMillion).
+    /// Without it: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT, else no export
+    #[arg(long, value_name = "FILE")]
+    pub tracing_config_file: Option<PathBuf>,
     #[command(flatten)]
     pub tolerations: DefaultTolerations,
 }
@@ -114,6 +119,7 @@ fn leader_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::trace::start_export(args.tracing_config_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;
     runtime.block_on(serve(args))
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::{self, watcher};
 use kube::Api;
 use rkube_trace::store::Record;
 use rkube_trace::timeline::{self, PodTrace};
@@ -43,8 +44,42 @@ pub struct PodArgs {
     pub timeout: u64,
 }
 
-/// How often --follow reads the pod and its records.
+/// Starts OTLP export of this process's spans when configured (docs/trace.md, "Export"): `--tracing-config-file`
+/// (a TracingConfiguration, or a KubeletConfiguration's `tracing:`), else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`; nothing when neither is given. A bad file fails the command before it starts.
+pub fn start_export(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use rkube_trace::export::Config;
+    let config = match config_file {
+        Some(path) => Some(Config::from_file(path)?),
+        None => Config::from_env(|k| std::env::var(k).ok())?,
+    };
+    let Some(config) = config else { return Ok(()) };
+    if !rkube_trace::enabled() {
+        tracing::warn!(
+            "{}=off: no spans are recorded in this process, so none are exported to http://{}{}",
+            rkube_trace::ENV_SWITCH,
+            config.authority,
+            config.path
+        );
+        return Ok(());
+    }
+    tracing::info!(
+        endpoint = %format!("http://{}{}", config.authority, config.path),
+        sampling_rate_per_million = config.sampling_rate_per_million,
+        "exporting trace spans over OTLP/HTTP"
+    );
+    rkube_trace::export::install(config)?;
+    Ok(())
+}
+
+/// How often --follow reads the records while the pod changes or a step waits for its parent span.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// How long after a change of the pod (or a new Event) --follow keeps reading the records every [`FOLLOW_POLL`]:
+/// a step's parent span can take [`rkube_trace::follow::HOLD`] to come.
+const FOLLOW_AFTER_CHANGE: Duration = Duration::from_millis(2500);
+/// How often --follow reads the records when nothing changes (a step no change announces: an image pull's
+/// progress, a span ending).
+const FOLLOW_IDLE: Duration = Duration::from_secs(2);
 /// After the pod is done, how long --follow waits for the kubelet's last steps (the status that says Ready).
 const FOLLOW_SETTLE: Duration = Duration::from_secs(5);
 
@@ -202,39 +237,95 @@ fn emit(out: &mut impl std::io::Write, steps: &[Record], json: bool, color: bool
     Ok(())
 }
 
+/// What a watch event says about the followed pod.
+enum Seen {
+    Pod(Box<Pod>),
+    /// Deleted, or absent from a (re)list.
+    Gone,
+    Nothing,
+}
+
+/// Folds one watch event of the pod (watched by name) into what it says. A relist (`Init` .. `InitDone`, after
+/// the watch expired: 410 Gone) that does not list the pod means it is gone.
+fn seen(ev: watcher::Event<Pod>, listed: &mut bool) -> Seen {
+    match ev {
+        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+            *listed = true;
+            Seen::Pod(Box::new(p))
+        }
+        watcher::Event::Delete(_) => Seen::Gone,
+        watcher::Event::Init => {
+            *listed = false;
+            Seen::Nothing
+        }
+        watcher::Event::InitDone if !*listed => Seen::Gone,
+        watcher::Event::InitDone => Seen::Nothing,
+    }
+}
+
+/// Says a watch failure once (the watcher retries with backoff, and relists after 410 Gone by itself).
+fn watch_failed(what: &str, e: &watcher::Error, said: &mut bool) {
+    if !*said {
+        *said = true;
+        eprintln!("rkube: the watch of {what} failed ({e}); retrying");
+    }
+}
+
 /// `rkube trace pod NAME --follow`: waits for the pod, then prints each new step once, in order, until the pod
 /// is Ready, has finished or failed. Ctrl-C ends it (each step is a whole line, flushed as printed).
+///
+/// The pod (by name) and its Events (`involvedObject.name`) are watched, as `kubectl get -w` watches: list,
+/// then watch from the list's resourceVersion, resumed from the last one seen when the watch ends, and listed
+/// again when that version has expired (410 Gone; kube-runtime's watcher). The trace records are not objects
+/// and cannot be watched: each change of the pod or a new Event reads them, and so does every
+/// [`FOLLOW_POLL`] for [`FOLLOW_AFTER_CHANGE`] after it (a span is recorded when it ends, with no change of
+/// its own) or while a step waits for its parent span; with nothing happening, every [`FOLLOW_IDLE`].
 async fn follow(client: &kube::Client, args: &PodArgs) -> anyhow::Result<()> {
     use std::io::Write;
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
     let (ns, name) = (args.namespace.as_str(), args.name.as_str());
     let key = format!("{ns}/{name}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
     let json = args.output.as_deref() == Some("json");
     let color = !json && std::io::stdout().is_terminal();
     let wait = Duration::from_secs(args.timeout);
-    let started = tokio::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pod_watch = watcher(pods, watcher::Config::default().fields(&format!("metadata.name={name}"))).default_backoff().boxed();
+    let (mut listed, mut said_pod_watch) = (false, false);
     let mut said_waiting = false;
     // wait for the pod and its trace context
     let (trace_id, mut pod) = loop {
-        let pod = pods.get_opt(name).await.with_context(|| format!("read pod {key}"))?;
-        if let Some(p) = pod {
-            let tp = TraceParent::from_annotations(p.metadata.annotations.as_ref()).with_context(|| {
-                format!("pod {key} has no trace context (annotation {}): it was created before tracing", rkube_trace::ANNOTATION)
-            })?;
-            break (format!("{:032x}", tp.trace_id), p);
-        }
-        if started.elapsed() >= wait {
-            anyhow::bail!(
+        let ev = match tokio::time::timeout_at(deadline, pod_watch.next()).await {
+            Err(_) => anyhow::bail!(
                 "pod {key} was not created within {} s (kubectl get pods -n {ns} lists the pods there; --timeout waits longer)",
                 wait.as_secs()
-            );
+            ),
+            Ok(None) => anyhow::bail!("the watch of pod {key} ended"),
+            Ok(Some(Err(e))) => {
+                watch_failed(&format!("pod {key}"), &e, &mut said_pod_watch);
+                continue;
+            }
+            Ok(Some(Ok(ev))) => ev,
+        };
+        match seen(ev, &mut listed) {
+            Seen::Pod(p) => {
+                let tp = TraceParent::from_annotations(p.metadata.annotations.as_ref()).with_context(|| {
+                    format!("pod {key} has no trace context (annotation {}): it was created before tracing", rkube_trace::ANNOTATION)
+                })?;
+                break (format!("{:032x}", tp.trace_id), *p);
+            }
+            Seen::Gone if !said_waiting => {
+                said_waiting = true;
+                eprintln!("rkube: pod {key} does not exist yet; waiting up to {} s for it to be created", wait.as_secs());
+            }
+            Seen::Gone | Seen::Nothing => {}
         }
-        if !said_waiting {
-            said_waiting = true;
-            eprintln!("rkube: pod {key} does not exist yet; waiting up to {} s for it to be created", wait.as_secs());
-        }
-        tokio::time::sleep(FOLLOW_POLL).await;
     };
+    let mut event_watch =
+        watcher(events, watcher::Config::default().fields(&format!("involvedObject.name={name}"))).default_backoff().boxed();
+    let mut said_event_watch = false;
     let mut out = std::io::stdout().lock();
     if !json {
         let head = PodTrace {
@@ -254,6 +345,7 @@ async fn follow(client: &kube::Client, args: &PodArgs) -> anyhow::Result<()> {
     let mut first: Option<u64> = None;
     let mut warned = false;
     let mut done: Option<(String, tokio::time::Instant)> = None;
+    let mut changed_at = tokio::time::Instant::now();
     loop {
         let state = pod_state(Some(&pod));
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
@@ -273,14 +365,39 @@ async fn follow(client: &kube::Client, args: &PodArgs) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        tokio::time::sleep(FOLLOW_POLL).await;
-        match pods.get_opt(name).await.with_context(|| format!("read pod {key}"))? {
-            Some(p) => pod = p,
-            None => {
-                // gone before it was done: print what was recorded, and say so
-                let steps = follow_records(client, &trace_id, &key, node.as_deref(), &mut warned).await?;
-                emit(&mut out, &follower.next(&steps, std::time::Instant::now(), true), json, color, &mut first)?;
-                anyhow::bail!("pod {key} was deleted before it was Ready");
+        let busy = changed_at.elapsed() < FOLLOW_AFTER_CHANGE || follower.holding() || done.is_some();
+        let next_read = tokio::time::Instant::now() + if busy { FOLLOW_POLL } else { FOLLOW_IDLE };
+        // wait for a change of the pod, a new Event of it, or the next read
+        loop {
+            tokio::select! {
+                ev = pod_watch.next() => match ev {
+                    None => anyhow::bail!("the watch of pod {key} ended"),
+                    Some(Err(e)) => watch_failed(&format!("pod {key}"), &e, &mut said_pod_watch),
+                    Some(Ok(ev)) => match seen(ev, &mut listed) {
+                        Seen::Pod(p) => {
+                            pod = *p;
+                            changed_at = tokio::time::Instant::now();
+                            break;
+                        }
+                        Seen::Gone => {
+                            // gone before it was done: print what was recorded, and say so
+                            let steps = follow_records(client, &trace_id, &key, node.as_deref(), &mut warned).await?;
+                            emit(&mut out, &follower.next(&steps, std::time::Instant::now(), true), json, color, &mut first)?;
+                            anyhow::bail!("pod {key} was deleted before it was Ready");
+                        }
+                        Seen::Nothing => {}
+                    },
+                },
+                ev = event_watch.next() => match ev {
+                    None => anyhow::bail!("the watch of pod {key}'s events ended"),
+                    Some(Err(e)) => watch_failed(&format!("pod {key}'s events"), &e, &mut said_event_watch),
+                    Some(Ok(watcher::Event::Apply(_) | watcher::Event::InitApply(_))) => {
+                        changed_at = tokio::time::Instant::now();
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                },
+                _ = tokio::time::sleep_until(next_read) => break,
             }
         }
     }

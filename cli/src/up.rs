@@ -44,6 +44,11 @@ pub struct Args {
     /// Run no ingress controller (Ingresses are still served by the API, for another controller)
     #[arg(long)]
     pub no_ingress: bool,
+    /// OpenTelemetry trace export, as kube-apiserver's --tracing-config-file, for every component here: a TracingConfiguration file
+    /// (apiserver.config.k8s.io/v1; endpoint host:port of an OTLP/HTTP collector, samplingRatePerMillion).
+    /// Without it: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT, else no export
+    #[arg(long, value_name = "FILE")]
+    pub tracing_config_file: Option<PathBuf>,
     #[command(flatten)]
     pub tolerations: crate::server::DefaultTolerations,
     #[command(flatten)]
@@ -52,6 +57,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     use anyhow::Context;
+    crate::trace::start_export(args.tracing_config_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;
     runtime.block_on(up(args))
 }

@@ -61,6 +61,11 @@ impl Follower {
         out
     }
 
+    /// Whether a step seen is still held back (waiting for its parent span).
+    pub fn holding(&self) -> bool {
+        !self.waiting_since.is_empty()
+    }
+
     /// How many steps have been printed.
     pub fn printed(&self) -> usize {
         self.printed.len()

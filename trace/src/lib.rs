@@ -6,13 +6,15 @@
 //!   and the events inside them of traced work (spans opened with [`trace_span!`]) in a bounded in-memory store
 //!   keyed by trace id, which the apiserver and the kubelet serve read-only;
 //! - [`timeline`]: merging the records of several components into one pod's timeline, and printing it;
-//! - [`follow`]: which of a pod's steps `rkube trace pod --follow` prints next, each once, in order.
+//! - [`follow`]: which of a pod's steps `rkube trace pod --follow` prints next, each once, in order;
+//! - [`export`]: the finished spans sent to an OpenTelemetry collector over OTLP/HTTP (JSON), when configured.
 //!
-//! Must not: do network I/O, know about HTTP or the Kubernetes client (the apiserver, the kubelet and the `rkube`
+//! Must not: do network I/O outside [`export`]'s own thread, know about HTTP beyond that exporter's one POST or the Kubernetes client (the apiserver, the kubelet and the `rkube`
 //! command serve and fetch records), or keep more than its limits allow.
 #![forbid(unsafe_code)]
 
 pub mod context;
+pub mod export;
 pub mod follow;
 pub mod store;
 pub mod timeline;

@@ -174,6 +174,9 @@ struct Open {
     start: u64,
     started: Instant,
     attributes: BTreeMap<String, String>,
+    /// The events inside it, kept for OTLP export only ([`crate::export::active`]).
+    events: Vec<Record>,
+    dropped_events: u64,
 }
 
 /// Finds the explicit ids of a [`crate::trace_span!`] without allocating.
@@ -266,7 +269,14 @@ where
         let mut attributes = BTreeMap::new();
         let mut f = Fields { out: &mut attributes, message: None };
         attrs.record(&mut f);
-        span.extensions_mut().insert(Open { ctx: tc, start: unix_nanos(), started: Instant::now(), attributes });
+        span.extensions_mut().insert(Open {
+            ctx: tc,
+            start: unix_nanos(),
+            started: Instant::now(),
+            attributes,
+            events: Vec::new(),
+            dropped_events: 0,
+        });
     }
 
     fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
@@ -298,13 +308,24 @@ where
             duration_nanos: None,
             attributes,
         };
+        if crate::export::active() {
+            if let Some(open) = span.extensions_mut().get_mut::<Open>() {
+                if open.events.len() < crate::export::EVENTS_PER_SPAN {
+                    open.events.push(record.clone());
+                } else {
+                    open.dropped_events += 1;
+                }
+            }
+        }
         self.store.push(parent.trace_id, record);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
-        let Some(open) = span.extensions_mut().remove::<Open>() else { return };
+        let Some(mut open) = span.extensions_mut().remove::<Open>() else { return };
         let meta = span.metadata();
+        let events = std::mem::take(&mut open.events);
+        let dropped_events = open.dropped_events;
         let module = meta.module_path().unwrap_or(meta.target());
         let record = Record {
             trace_id: TraceId(open.ctx.trace_id).to_string(),
@@ -317,6 +338,13 @@ where
             duration_nanos: Some(open.started.elapsed().as_nanos() as u64),
             attributes: open.attributes,
         };
+        if crate::export::active() {
+            let mut exported = record.clone();
+            if dropped_events > 0 {
+                exported.attributes.insert("rkube.dropped_events".into(), dropped_events.to_string());
+            }
+            crate::export::offer(open.ctx.trace_id, &exported, events);
+        }
         self.store.push(open.ctx.trace_id, record);
     }
 }

@@ -242,7 +242,7 @@ fn json_answer(r: Result<serde_json::Result<Vec<u8>>, tokio::task::JoinError>) -
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(|| async { ([("content-type", "text/plain; version=0.0.4")], crate::service_proxy::metrics::render()) }))
+        .route("/metrics", get(|| async { ([("content-type", "text/plain; version=0.0.4")], crate::service_proxy::metrics::render() + &rkube_trace::export::metrics()) }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route("/exec/{ns}/{pod}/{container}", any(remotecommand::exec_handler))
         .route("/attach/{ns}/{pod}/{container}", any(remotecommand::attach_handler))

@@ -390,6 +390,7 @@ fn follow_streams_a_new_pods_steps_until_ready() {
     assert!(never.err().contains("pod default/trnever was not created within 1 s"), "{}", never.err());
 
     // started before the pod exists
+    let event_watches = metric(&up, EVENT_WATCHES);
     let mut f = Following::start(&up, &["pod", "trfollow", "--follow"]);
     poll_until("rkube trace --follow waiting for the pod", Duration::from_secs(20), || {
         f.err().contains("pod default/trfollow does not exist yet; waiting up to 60 s").then_some(())
@@ -400,6 +401,8 @@ fn follow_streams_a_new_pods_steps_until_ready() {
     let (out, err) = (f.out(), f.err());
     assert_eq!(code, 0, "ends by itself with 0 once Ready: stdout: {out} stderr: {err}");
     assert!(err.contains("pod default/trfollow is Ready"), "{err}");
+    // it watched the pod's Events (as kubectl get -w), rather than reading them over and over
+    assert!(metric(&up, EVENT_WATCHES) > event_watches, "rkube trace --follow watches the pod's events");
     let ready = up.kubectl(&["get", "pod", "trfollow", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
     assert_eq!(ready.trim(), "True", "it ended when the pod was Ready");
 
@@ -481,4 +484,292 @@ async fn pod_startup_with_and_without_tracing() {
 /// Whether the `rkube up` this test starts records spans: `RKUBE_TRACING` as `rkube_trace::enabled` reads it.
 fn rkube_trace_enabled() -> bool {
     !matches!(std::env::var("RKUBE_TRACING").as_deref().map(str::trim), Ok("off" | "0" | "false"))
+}
+
+/// An OTLP/HTTP collector on 127.0.0.1: records the JSON body of every `POST /v1/traces` and answers 200.
+/// Stopped (its port closed) on drop.
+struct Collector {
+    addr: std::net::SocketAddr,
+    bodies: Arc<Mutex<Vec<Value>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    fn start() -> Collector {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the collector");
+        let addr = listener.local_addr().expect("collector address");
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sink, stopped) = (bodies.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut c) = conn else { continue };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                let request = loop {
+                    let Ok(n) = c.read(&mut chunk) else { break None };
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()))
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break Some((head, buf[end + 4..end + 4 + len].to_vec()));
+                    }
+                };
+                let Some((head, body)) = request else { continue };
+                let ok = head.starts_with("POST /v1/traces HTTP/1.1") && head.to_ascii_lowercase().contains("content-type: application/json");
+                match serde_json::from_slice::<Value>(&body) {
+                    Ok(v) if ok => {
+                        sink.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                        let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+                    }
+                    _ => {
+                        let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                    }
+                }
+            }
+        });
+        Collector { addr, bodies, stop, thread: Some(thread) }
+    }
+
+    /// Every span received: (service.name, the span).
+    fn spans(&self) -> Vec<(String, Value)> {
+        let bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut out = Vec::new();
+        for b in &bodies {
+            for rs in b["resourceSpans"].as_array().into_iter().flatten() {
+                let service = rs["resource"]["attributes"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|kv| kv["key"] == "service.name"))
+                    .and_then(|kv| kv["value"]["stringValue"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                    for s in ss["spans"].as_array().into_iter().flatten() {
+                        out.push((service.clone(), s.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // wake the accept loop; it sees the flag and returns, closing the port
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The first span named `name` from service `svc` (the caller polled for it).
+fn otlp_span<'a>(spans: &'a [(String, Value)], svc: &str, name: &str) -> &'a Value {
+    &spans.iter().find(|(v, s)| v == svc && s["name"] == name).unwrap_or_else(|| panic!("no {svc} span {name}: {spans:#?}")).1
+}
+
+/// A span attribute's string value (OTLP JSON: a list of key/value with AnyValue).
+fn otlp_attr<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
+    span["attributes"].as_array()?.iter().find(|kv| kv["key"] == key)?["value"]["stringValue"].as_str()
+}
+
+/// The apiserver's count of watch requests on events (nothing in `rkube up` watches them but `rkube trace --follow`).
+const EVENT_WATCHES: &str = "apiserver_request_total{verb=\"watch\",resource=\"events\",code=\"200\"}";
+
+/// A counter's value on the apiserver's /metrics (0 when absent).
+fn metric(up: &Up, name: &str) -> u64 {
+    let text = up.kubectl(&["get", "--raw", "/metrics"]);
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+}
+
+const EXPORTED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: trotlp
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "exec sleep 3600"]
+    readinessProbe:
+      exec: {command: ["true"]}
+      periodSeconds: 1
+"#;
+
+#[test]
+fn otlp_export_sends_a_pods_spans_to_a_collector_and_a_dead_collector_costs_nothing() {
+    let collector = Collector::start();
+    let dir = tempfile::tempdir().expect("config dir");
+    let config = dir.path().join("tracing.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: {}\nsamplingRatePerMillion: 1000000\n",
+            collector.addr
+        ),
+    )
+    .expect("write the tracing configuration");
+    let up = Up::start_with(&["--tracing-config-file", config.to_str().expect("utf-8 path")]);
+    up.kubectl_ok(&["apply", "-f", "-"], Some(EXPORTED));
+    poll_until("pod trotlp Ready", Duration::from_secs(60), || {
+        let s = up.kubectl_try(&["get", "pod", "trotlp", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])?;
+        (s.trim() == "True").then_some(())
+    });
+    let tp = up.kubectl(&["get", "pod", "trotlp", "-o", "jsonpath={.metadata.annotations.rkube\\.io/traceparent}"]);
+    let mut parts = tp.trim().split('-').skip(1);
+    let (trace_id, parent) = (parts.next().expect("trace id").to_string(), parts.next().expect("parent span id").to_string());
+    // the kubelet's kubelet.pod span ends with the pod's worker: delete the pod to have it exported
+    up.kubectl_ok(&["delete", "pod", "trotlp", "--wait=true"], None);
+    let key = "default/trotlp";
+    let spans = poll_until("the pod's spans from the apiserver, the scheduler and the kubelet at the collector", Duration::from_secs(60), || {
+        let all: Vec<(String, Value)> = collector.spans().into_iter().filter(|(_, s)| s["traceId"] == trace_id.as_str()).collect();
+        let has = |svc: &str, name: &str| all.iter().any(|(v, s)| v == svc && s["name"] == name && otlp_attr(s, "pod") == Some(key));
+        (has("apiserver", "apiserver.create") && has("scheduler", "scheduler.schedule") && has("kubelet", "kubelet.pod")).then_some(all)
+    });
+    let find = |svc: &str, name: &str| otlp_span(&spans, svc, name);
+    let create = find("apiserver", "apiserver.create");
+    let schedule = find("scheduler", "scheduler.schedule");
+    let kubelet = find("kubelet", "kubelet.pod");
+    // one trace, the pod's annotation's: the create request is the parent both later components name
+    assert_eq!(create["spanId"], parent.as_str(), "the annotation names the apiserver's create span: {create}");
+    assert!(create.get("parentSpanId").is_none(), "the create request started the trace: {create}");
+    assert_eq!(create["kind"], 2, "the request span is SPAN_KIND_SERVER");
+    assert_eq!(schedule["parentSpanId"], create["spanId"], "{schedule}");
+    assert_eq!(kubelet["parentSpanId"], create["spanId"], "{kubelet}");
+    assert_eq!(otlp_attr(schedule, "node"), otlp_attr(kubelet, "node"), "scheduled where it ran");
+    for s in [create, schedule, kubelet] {
+        let start: u64 = s["startTimeUnixNano"].as_str().and_then(|v| v.parse().ok()).expect("start as a decimal string");
+        let end: u64 = s["endTimeUnixNano"].as_str().and_then(|v| v.parse().ok()).expect("end as a decimal string");
+        assert!(start > 1_600_000_000_000_000_000 && end >= start, "{s}");
+        assert_eq!(s["spanId"].as_str().map(str::len), Some(16), "{s}");
+    }
+    // the kubelet's steps are the span's events, in the order they happened
+    let events: Vec<&str> = kubelet["events"].as_array().expect("events").iter().filter_map(|e| e["name"].as_str()).collect();
+    let at = |n: &str| events.iter().position(|e| *e == n).unwrap_or_else(|| panic!("no event {n:?} in kubelet.pod: {events:?}"));
+    assert!(at("kubelet saw the pod") < at("sandbox ready") && at("sandbox ready") < at("Started"), "{events:?}");
+    assert!(metric(&up, "rkube_trace_otlp_exported_spans_total") >= 3, "the exported spans are counted on /metrics");
+
+    // the collector goes away: a new pod still starts, and what could not be sent is counted, not waited for
+    drop(collector);
+    let dropped_before = metric(&up, "rkube_trace_otlp_dropped_spans_total");
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&EXPORTED.replace("trotlp", "trotlp2")));
+    poll_until("pod trotlp2 Ready with the collector down", Duration::from_secs(60), || {
+        let s = up.kubectl_try(&["get", "pod", "trotlp2", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])?;
+        (s.trim() == "True").then_some(())
+    });
+    poll_until("the spans the dead collector could not take counted as dropped", Duration::from_secs(30), || {
+        (metric(&up, "rkube_trace_otlp_dropped_spans_total") > dropped_before).then_some(())
+    });
+    // rkube trace needs no collector
+    let doc = trace_json(&up, "trotlp2");
+    assert!(steps(&doc).iter().any(|s| s["name"] == "kubelet saw the pod"), "{doc}");
+}
+
+const CRONJOB: &str = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: trcron
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: app
+            image: busybox:latest
+            imagePullPolicy: Never
+            command: ["sh", "-c", "exec sleep 3600"]
+"#;
+
+#[test]
+fn a_cronjobs_pod_carries_the_cronjobs_trace_through_its_job() {
+    let up = Up::start();
+    up.kubectl_ok(&["apply", "-f", "-"], Some(CRONJOB));
+    // the controller runs a CronJob at its next scheduled time after status.lastScheduleTime (else its creation):
+    // a lastScheduleTime two minutes back makes the last minute a missed run, started now, instead of waiting
+    // up to a minute. The Job is still the cronjob controller's own, made by its reconcile.
+    let date = Command::new("date").args(["-u", "-d", "2 minutes ago", "+%Y-%m-%dT%H:%M:%SZ"]).output().expect("date");
+    let last = String::from_utf8_lossy(&date.stdout).trim().to_string();
+    up.kubectl_ok(
+        &["patch", "cronjob", "trcron", "--subresource=status", "--type=merge", "-p", &format!(r#"{{"status":{{"lastScheduleTime":"{last}"}}}}"#)],
+        None,
+    );
+    let job = poll_until("the CronJob's Job", Duration::from_secs(60), || {
+        let out = up.kubectl_try(&["get", "jobs", "-o", "json"])?;
+        let list: Value = serde_json::from_str(&out).ok()?;
+        list["items"].as_array()?.iter().find_map(|j| {
+            let owned = j["metadata"]["ownerReferences"].as_array()?.iter().any(|o| o["kind"] == "CronJob" && o["name"] == "trcron");
+            owned.then(|| j["metadata"]["name"].as_str().map(str::to_string)).flatten()
+        })
+    });
+    let name = poll_until("the Job's pod", Duration::from_secs(60), || {
+        let n = up.kubectl_try(&["get", "pods", "-l", &format!("job-name={job}"), "-o", "jsonpath={.items[0].metadata.name}"])?;
+        (!n.trim().is_empty()).then(|| n.trim().to_string())
+    });
+    let key = format!("default/{name}");
+    let cj_tp = up.kubectl(&["get", "cronjob", "trcron", "-o", "jsonpath={.metadata.annotations.rkube\\.io/traceparent}"]);
+    let cj_trace = cj_tp.split('-').nth(1).unwrap_or_else(|| panic!("the CronJob has no trace context: {cj_tp:?}")).to_string();
+    let doc = poll_until("the CronJob pod's trace with the kubelet's steps", Duration::from_secs(30), || {
+        let d = trace_json(&up, &name);
+        steps(&d).iter().any(|s| s["name"] == "kubelet saw the pod").then_some(d)
+    });
+    assert_eq!(doc["traceId"], cj_trace.as_str(), "the pod is in its CronJob's trace");
+    let all = steps(&doc);
+    let cj_create = position(&all, "the CronJob's create request", |s| {
+        s["name"] == "apiserver.create" && attr(s, "resource") == "cronjobs" && attr(s, "object") == "default/trcron"
+    });
+    let job_by_cronjob = position(&all, "the cronjob controller creating the Job", |s| {
+        s["name"] == "controller.create"
+            && attr(s, "controller") == "cronjob"
+            && attr(s, "owner") == "CronJob/default/trcron"
+            && attr(s, "kind") == "Job"
+            && attr(s, "object") == format!("default/{job}")
+    });
+    let job_create = position(&all, "the Job's create request", |s| {
+        s["name"] == "apiserver.create" && attr(s, "resource") == "jobs" && attr(s, "object") == format!("default/{job}")
+    });
+    let pod_by_job = position(&all, "the job controller creating the pod", |s| {
+        s["name"] == "controller.create" && attr(s, "controller") == "job" && attr(s, "owner") == format!("Job/default/{job}") && attr(s, "pod") == key
+    });
+    let stored = position(&all, "the pod's create request stored", |s| s["name"] == "apiserver.create" && attr(s, "pod") == key);
+    let saw = position(&all, "the kubelet seeing the pod", |s| s["name"] == "kubelet saw the pod");
+    let order = [cj_create, job_by_cronjob, job_create, pod_by_job, stored, saw];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "steps out of order {order:?}: {all:#?}");
+    // CronJob -> Job -> pod: each controller's step is under the span its owner's annotation names (the CronJob's
+    // create request; for the Job, the cronjob controller's create), each create request under its controller's
+    assert_eq!(all[job_by_cronjob]["parentId"], all[cj_create]["spanId"], "the cronjob controller's step is under the CronJob's create");
+    assert_eq!(all[job_create]["parentId"], all[job_by_cronjob]["spanId"], "the Job's create request is the cronjob controller's");
+    assert_eq!(all[pod_by_job]["parentId"], all[job_by_cronjob]["spanId"], "the job controller's step is under the Job's trace context");
+    assert_eq!(all[stored]["parentId"], all[pod_by_job]["spanId"], "the pod's create request is the job controller's");
+    let (code, text, err) = trace(&up, &["pod", &name]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "request accepted and stored: create cronjobs default/trcron".to_string(),
+        format!("cronjob controller created Job default/{job} from CronJob/default/trcron"),
+        format!("job controller created Pod {key} from Job/default/{job}"),
+    ] {
+        assert!(text.contains(&want), "the timeline lacks {want:?}:\n{text}");
+    }
 }
