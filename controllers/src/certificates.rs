@@ -42,7 +42,9 @@ const BACKDATE: Duration = Duration::from_secs(5 * 60);
 /// The cluster CA the signer issues with.
 #[derive(Clone)]
 pub struct SigningCa {
+    /// The CA certificate (PEM), the issuer of what is signed.
     pub cert_pem: String,
+    /// The CA's private key (PEM).
     pub key_pem: String,
     /// The longest lifetime issued (`--cluster-signing-duration`).
     pub max_duration: Duration,
@@ -58,12 +60,17 @@ impl std::fmt::Debug for SigningCa {
 /// approval message (upstream's).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Recognizer {
+    /// The `certificatesigningrequests/<subresource>` the requester must be allowed to create.
     pub subresource: &'static str,
+    /// The Approved condition's message.
     pub message: &'static str,
 }
 
+/// A node renewing its own client certificate (the requester is the node the CSR names).
 pub const SELF_NODE_CLIENT: Recognizer =
     Recognizer { subresource: "selfnodeclient", message: "Auto approving self kubelet client certificate after SubjectAccessReview." };
+/// A kubelet client certificate requested by someone other than the node it names (a joining node's bootstrap
+/// token).
 pub const NODE_CLIENT: Recognizer =
     Recognizer { subresource: "nodeclient", message: "Auto approving kubelet client certificate after SubjectAccessReview." };
 
@@ -124,6 +131,8 @@ pub fn lifetime(max: Duration, expiration_seconds: Option<i32>) -> Duration {
     }
 }
 
+/// What the signer does with `csr`: skip it (another signer's, not approved, denied, failed or already
+/// issued), fail it (a request its signer's rules refuse) or sign it for the lifetime it gets under `max`.
 pub fn signing_plan(csr: &CertificateSigningRequest, max: Duration) -> SigningPlan {
     let signer = csr.spec.signer_name.as_str();
     if !matches!(signer, csrs::KUBE_APISERVER_CLIENT_KUBELET | csrs::KUBE_APISERVER_CLIENT | csrs::KUBELET_SERVING) {
@@ -150,11 +159,15 @@ pub fn signing_plan(csr: &CertificateSigningRequest, max: Duration) -> SigningPl
 /// Errors of the signer.
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
+    /// The CA certificate or key does not parse.
     #[error("load the cluster CA: {0}")]
     Ca(#[source] rcgen::Error),
+    /// The request could not be read or signed.
     #[error("sign CSR {name}: {source}")]
     Sign {
+        /// The CSR's name.
         name: String,
+        /// rcgen's error.
         #[source]
         source: rcgen::Error,
     },

@@ -14,7 +14,9 @@ use kube::{Api, ResourceExt};
 use crate::context::{ReconcileError, Shared};
 use rkube_apimachinery::labels::selector_matches;
 
+/// ClusterRole aggregation controller state.
 pub struct AggregationCtx {
+    /// The client, configuration and caches every controller shares.
     pub shared: Arc<Shared>,
     /// Every ClusterRole (the fan-out's store that `aggregators` reads to requeue).
     pub roles: Store<ClusterRole>,

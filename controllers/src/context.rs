@@ -21,13 +21,20 @@ pub enum ReconcileError {
     /// An API call failed.
     #[error("{what}: {source}")]
     Api {
+        /// What was being done (`create pod default/web-1`).
         what: String,
+        /// kube's error.
         #[source]
         source: kube::Error,
     },
     /// The object cannot be acted on as written.
     #[error("{what}: {problem}")]
-    Invalid { what: String, problem: String },
+    Invalid {
+        /// The object.
+        what: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl ReconcileError {
@@ -80,7 +87,9 @@ impl Default for Config {
 
 /// State shared by the reconcilers of one controller manager.
 pub struct Shared {
+    /// The client every API call goes through.
     pub client: Client,
+    /// The controller manager's settings.
     pub config: Config,
     /// All pods, from one watch.
     pub pods: Store<Pod>,
@@ -107,6 +116,7 @@ impl Shared {
 /// Fan one watch out to several consumers: the store gets every event, each subscriber gets the touched
 /// objects (for `Controller::owns_stream` / `watches_stream`).
 pub struct Fanout<K: Resource<DynamicType = ()> + Clone + 'static> {
+    /// The cache the watch keeps, read by every consumer.
     pub store: Store<K>,
     senders: Arc<Mutex<Vec<mpsc::UnboundedSender<Result<K, watcher::Error>>>>>,
 }

@@ -9,8 +9,11 @@ use crate::util::cron::Schedule;
 /// Concurrency policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Concurrency {
+    /// Runs may overlap.
     Allow,
+    /// A run is skipped while the previous Job is still running.
     Forbid,
+    /// A new run deletes the Job still running and takes its place.
     Replace,
 }
 
@@ -28,9 +31,11 @@ impl Concurrency {
 /// A Job the CronJob owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedJob {
+    /// The Job's name.
     pub name: String,
     /// None while running, Some(true) complete, Some(false) failed
     pub succeeded: Option<bool>,
+    /// When it completed or failed (orders the history the limits trim).
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -38,11 +43,19 @@ pub struct OwnedJob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CronAction {
     /// Create the Job for this scheduled time.
-    CreateJob { name: String, scheduled: DateTime<Utc> },
+    CreateJob {
+        /// The Job's name ([`job_name`]).
+        name: String,
+        /// The scheduled time it runs for.
+        scheduled: DateTime<Utc>,
+    },
     /// Delete this Job (Replace policy or history limits).
     DeleteJob(String),
     /// A scheduled run was skipped (Forbid with a Job still running).
-    Skip { scheduled: DateTime<Utc> },
+    Skip {
+        /// The scheduled time that was skipped.
+        scheduled: DateTime<Utc>,
+    },
     /// Reconcile again at the next scheduled time.
     RequeueAfter(Duration),
 }
@@ -54,12 +67,19 @@ pub fn job_name(cronjob: &str, scheduled: DateTime<Utc>) -> String {
 
 /// Inputs for a step.
 pub struct CronParams<'a> {
+    /// The CronJob's name (Jobs are named after it).
     pub name: &'a str,
+    /// The parsed `spec.schedule`.
     pub schedule: &'a Schedule,
+    /// `spec.concurrencyPolicy`.
     pub concurrency: Concurrency,
+    /// `spec.suspend`: no new runs while set.
     pub suspend: bool,
+    /// `spec.startingDeadlineSeconds`: a run missed by more than this is not started late.
     pub starting_deadline_seconds: Option<i64>,
+    /// `spec.successfulJobsHistoryLimit`: finished Jobs kept.
     pub successful_history: i32,
+    /// `spec.failedJobsHistoryLimit`: failed Jobs kept.
     pub failed_history: i32,
     /// status.lastScheduleTime, or the CronJob's creation time
     pub last_scheduled: DateTime<Utc>,
@@ -234,6 +254,7 @@ impl Clock {
         Clock(Some(Arc::new(std::sync::Mutex::new(start))))
     }
 
+    /// The current time: the system clock's, or a manual clock's reading.
     pub fn now(&self) -> DateTime<Utc> {
         match &self.0 {
             Some(t) => *t.lock().unwrap_or_else(|e| e.into_inner()),
@@ -251,7 +272,9 @@ impl Clock {
 
 /// CronJob controller state.
 pub struct CronJobCtx {
+    /// The client, configuration and caches every controller shares.
     pub shared: Arc<Shared>,
+    /// The cache of Jobs, read for the Jobs each CronJob owns.
     pub jobs: Store<Job>,
 }
 

@@ -36,8 +36,11 @@ pub fn default_tolerations() -> Vec<Toleration> {
 /// The node facts eligibility depends on.
 #[derive(Debug, Clone)]
 pub struct NodeView {
+    /// The node's name.
     pub name: String,
+    /// Its labels, for the pod's nodeSelector and node affinity.
     pub labels: BTreeMap<String, String>,
+    /// Its taints, which the daemon pod must tolerate.
     pub taints: Vec<Taint>,
 }
 
@@ -80,10 +83,15 @@ pub fn should_continue_running(spec: &PodSpec, node: &NodeView) -> bool {
 /// A daemon pod as the step sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonPod {
+    /// The pod's name.
     pub name: String,
+    /// The node it runs on.
     pub node: String,
+    /// Its `controller-revision-hash` label: the template revision it runs.
     pub revision: String,
+    /// Ready for minReadySeconds.
     pub available: bool,
+    /// Being deleted.
     pub terminating: bool,
 }
 
@@ -228,7 +236,9 @@ use rkube_apimachinery::pod as podutil;
 
 /// DaemonSet controller state: shared context plus the node cache.
 pub struct DaemonSetCtx {
+    /// The client, configuration and caches every controller shares.
     pub shared: Arc<Shared>,
+    /// The cache of Nodes, one daemon pod per eligible node.
     pub nodes: Store<Node>,
 }
 

@@ -15,13 +15,18 @@ use rkube_apimachinery::pod as podutil;
 pub const SLICE_SERVICE_LABEL: &str = "kubernetes.io/service-name";
 /// Label naming the controller that manages a slice.
 pub const SLICE_MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
+/// The [`SLICE_MANAGED_BY`] value of the slices this controller makes (upstream's controller's name, so
+/// clients treat them alike).
 pub const MANAGED_BY_US: &str = "endpointslice-controller.k8s.io";
 
 /// The computed endpoints of one Service.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Computed {
+    /// The Endpoints object's subsets (ready and not-ready addresses per port set).
     pub subsets: Vec<EndpointSubset>,
+    /// The EndpointSlice's endpoints, with their ready/serving/terminating conditions.
     pub slice_endpoints: Vec<Endpoint>,
+    /// The EndpointSlice's ports.
     pub slice_ports: Vec<SlicePort>,
 }
 

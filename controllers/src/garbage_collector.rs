@@ -9,19 +9,31 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+/// The finalizer of an owner deleted with `propagationPolicy=Foreground`: it goes once its blocking dependents
+/// are gone.
 pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
+/// The finalizer of an owner deleted with `propagationPolicy=Orphan`: its dependents lose their reference to it
+/// and stay.
 pub const FINALIZER_ORPHAN: &str = "orphan";
 
 /// One object in the graph. `kind` + `namespace` + `name` locate it for API calls.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
+    /// The object's uid, which owner references name.
     pub uid: String,
+    /// Its apiVersion.
     pub api_version: String,
+    /// Its kind.
     pub kind: String,
+    /// Its namespace, None for cluster-scoped objects.
     pub namespace: Option<String>,
+    /// Its name.
     pub name: String,
+    /// `metadata.ownerReferences`: the edges to its owners.
     pub owners: Vec<OwnerReference>,
+    /// It has a deletionTimestamp.
     pub deleting: bool,
+    /// `metadata.finalizers` ([`FINALIZER_FOREGROUND`], [`FINALIZER_ORPHAN`] are the collector's).
     pub finalizers: Vec<String>,
 }
 
@@ -29,14 +41,34 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GcAction {
     /// Delete this object with this propagation policy ("Background" / "Foreground").
-    Delete { uid: String, propagation: &'static str },
+    Delete {
+        /// The object.
+        uid: String,
+        /// The propagation policy of the delete.
+        propagation: &'static str,
+    },
     /// Remove these owner uids, which are gone, from the object's ownerReferences.
-    RemoveOwners { uid: String, owners: Vec<String> },
+    RemoveOwners {
+        /// The object.
+        uid: String,
+        /// The uids of the owners that are gone.
+        owners: Vec<String>,
+    },
     /// Detach the object from an owner that is still there but being deleted (Orphan propagation, or a
     /// Foreground delete whose remaining dependents do not block it).
-    Release { uid: String, owner: String },
+    Release {
+        /// The dependent.
+        uid: String,
+        /// The uid of the owner it is detached from.
+        owner: String,
+    },
     /// Remove this finalizer from the object.
-    RemoveFinalizer { uid: String, finalizer: &'static str },
+    RemoveFinalizer {
+        /// The object.
+        uid: String,
+        /// The finalizer ([`FINALIZER_FOREGROUND`] or [`FINALIZER_ORPHAN`]).
+        finalizer: &'static str,
+    },
 }
 
 /// Decide GC actions. `known_kinds` are the (apiVersion-less) kinds this collector watches: an owner

@@ -9,19 +9,28 @@ use chrono::{DateTime, Duration, Utc};
 pub struct JobParams {
     /// None: work-queue job, complete once one pod succeeded and none is active
     pub completions: Option<i32>,
+    /// How many pods may run at once.
     pub parallelism: i32,
+    /// How many failed pods fail the Job.
     pub backoff_limit: i32,
+    /// The Job fails this long after it started.
     pub active_deadline_seconds: Option<i64>,
+    /// The finished Job is deleted this long after it finished.
     pub ttl_seconds_after_finished: Option<i32>,
+    /// No pods run while set (active ones are deleted).
     pub suspend: bool,
 }
 
 /// Observed state of the Job's pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JobObserved {
+    /// Pods pending or running.
     pub active: i32,
+    /// Pods that succeeded.
     pub succeeded: i32,
+    /// Pods that failed.
     pub failed: i32,
+    /// `status.startTime`: when the Job first ran (its active deadline counts from it).
     pub start_time: Option<DateTime<Utc>>,
     /// Complete/Failed condition already recorded at this time
     pub finished_at: Option<DateTime<Utc>>,

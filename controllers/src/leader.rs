@@ -42,12 +42,16 @@ pub const JITTER_FACTOR: f64 = 1.2;
 /// Invalid leader election settings (client-go's wording).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LeaderElectionError {
+    /// The Lease would expire for others before the leader gives up on renewing: two could lead.
     #[error("leaseDuration must be greater than renewDeadline")]
     LeaseNotLongerThanDeadline,
+    /// The leader could miss its deadline between two jittered tries.
     #[error("renewDeadline must be greater than retryPeriod*JitterFactor")]
     DeadlineNotLongerThanRetry,
+    /// A zero retry period would spin.
     #[error("retryPeriod must be greater than zero")]
     ZeroRetry,
+    /// A duration flag that does not parse (the text given).
     #[error("invalid duration {0:?}: use a number with a unit, as 15s, 500ms or 1m")]
     Duration(String),
 }
@@ -118,10 +122,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, LeaderElectionError> {
 /// The Lease fields leader election reads and writes (client-go's LeaderElectionRecord).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
+    /// `holderIdentity`: who leads (empty: nobody).
     pub holder: String,
+    /// `leaseDurationSeconds`: how long others wait after a change before taking over.
     pub lease_duration_seconds: i32,
+    /// `acquireTime`: when the holder took the Lease.
     pub acquire_time: Option<DateTime<Utc>>,
+    /// `renewTime`: when the holder last renewed (shown to people; expiry never reads it).
     pub renew_time: Option<DateTime<Utc>>,
+    /// `leaseTransitions`: how many times the Lease changed hands.
     pub transitions: i32,
 }
 
@@ -134,6 +143,7 @@ fn from_micro(t: &MicroTime) -> Option<DateTime<Utc>> {
 }
 
 impl Record {
+    /// The record a Lease holds (empty fields for a Lease without a spec).
     pub fn from_lease(lease: &Lease) -> Record {
         let spec = lease.spec.clone().unwrap_or_default();
         Record {
@@ -145,6 +155,7 @@ impl Record {
         }
     }
 
+    /// The Lease spec that writes this record.
     pub fn to_spec(&self) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.holder.clone()),
@@ -163,7 +174,12 @@ pub enum Observed<'a> {
     /// There is no such Lease.
     Missing,
     /// The Lease, and when this process first saw this version of it (its own clock).
-    Found { record: &'a Record, seen_since: DateTime<Utc> },
+    Found {
+        /// What the Lease holds.
+        record: &'a Record,
+        /// When this process first saw this version of it.
+        seen_since: DateTime<Utc>,
+    },
     /// The read failed (apiserver or storage unreachable, timed out).
     Unreachable,
 }
@@ -187,7 +203,12 @@ pub enum Decision {
     /// Renew the Lease this process holds (update with the read's resourceVersion).
     Renew(Record),
     /// Another holder's Lease is valid until `expires` (this process's clock).
-    Wait { holder: String, expires: DateTime<Utc> },
+    Wait {
+        /// Who holds it.
+        holder: String,
+        /// When it expires for this process if not renewed.
+        expires: DateTime<Utc>,
+    },
     /// The read failed but the leader (if leading) is within its renew deadline: try again.
     Retry,
     /// Stop acting now.
@@ -293,10 +314,16 @@ impl Drop for Term {
 
 /// One candidate for one Lease.
 pub struct Elector {
+    /// Leases in [`LEASE_NAMESPACE`].
     pub api: Api<Lease>,
+    /// The Lease's name ([`SCHEDULER_LEASE`], [`CONTROLLER_MANAGER_LEASE`]).
     pub name: String,
+    /// This candidate's identity, written as the holder (`<hostname>_<uuid>`, [`identity`]).
     pub identity: String,
+    /// The lease, renew and retry periods.
     pub timing: Timing,
+    /// No other candidate can exist (a single control plane): take over a Lease left by a previous run at
+    /// once instead of waiting for it to expire.
     pub sole_candidate: bool,
 }
 

@@ -26,6 +26,7 @@
 //! Must not: import `rkube_apiserver` in production code (tests start one in-process), or reach a node except
 //! through the API. `cargo test -p rkube-layering` checks the first.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod certificates;
 pub mod clusterrole_aggregation;

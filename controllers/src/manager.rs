@@ -52,7 +52,14 @@ where
 }
 
 /// Run every controller against the cluster behind `client` until one of them stops.
-pub async fn run_all(client: Client, config: Config) -> Result<(), ManagerError> {
+///
+/// Boxed here, so the controllers' code (every `Controller::run` instantiation) is compiled once, in this crate,
+/// and not again in each binary, test and example that polls the future.
+pub fn run_all(client: Client, config: Config) -> futures::future::BoxFuture<'static, Result<(), ManagerError>> {
+    Box::pin(run_all_loops(client, config))
+}
+
+async fn run_all_loops(client: Client, config: Config) -> Result<(), ManagerError> {
     let wc = watcher::Config::default();
     let pods = Fanout::start(Api::<Pod>::all(client.clone()));
     let replicasets = Fanout::start(Api::<ReplicaSet>::all(client.clone()));
@@ -190,6 +197,7 @@ pub async fn run_all(client: Client, config: Config) -> Result<(), ManagerError>
 /// Leader election settings for [`run_elected`].
 #[derive(Clone, Debug)]
 pub struct Election {
+    /// The lease, renew and retry periods.
     pub timing: crate::leader::Timing,
     /// holderIdentity, `<hostname>_<uuid>` ([`crate::leader::identity`]).
     pub identity: String,
@@ -201,7 +209,9 @@ pub struct Election {
 /// What a control plane runs besides its apiserver.
 #[derive(Clone, Debug, Default)]
 pub struct Loops {
+    /// The controllers' settings: periods, the node lifecycle's CIDRs and grace, the CSR signer's CA.
     pub controllers: Config,
+    /// The scheduler's settings.
     pub scheduler: crate::scheduler::SchedulerConfig,
     /// The built-in load balancer's pool (`--lb-pool`).
     pub lb_pool: Option<crate::service_lb::Pool>,

@@ -34,7 +34,9 @@ pub struct LifecycleConfig {
     pub grace: Duration,
     /// tolerationSeconds assumed for pods without a not-ready/unreachable toleration.
     pub default_toleration_seconds: i64,
+    /// The pod network nodes' podCIDRs are cut from (`--cluster-cidr`).
     pub cluster_cidr: Ipv4Net,
+    /// The prefix length of each node's podCIDR (`--node-cidr-mask-size`).
     pub node_mask: u8,
 }
 
@@ -166,8 +168,11 @@ pub struct CidrAllocator {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("cluster CIDR {cidr} has no free /{mask} left for node {node}")]
 pub struct CidrExhausted {
+    /// The cluster CIDR.
     pub cidr: Ipv4Net,
+    /// The node subnet size asked for.
     pub mask: u8,
+    /// The node left without a podCIDR.
     pub node: String,
 }
 
@@ -320,9 +325,13 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// Node lifecycle controller state.
 pub struct LifecycleCtx {
+    /// The client, configuration and caches every controller shares.
     pub shared: Arc<Shared>,
+    /// The cache of Nodes.
     pub nodes: Store<Node>,
+    /// The cache of node Leases in [`LEASE_NAMESPACE`]: a node's heartbeat.
     pub leases: Store<Lease>,
+    /// The podCIDR allocator, built from the Nodes on first use.
     pub cidrs: Mutex<Option<CidrAllocator>>,
 }
 

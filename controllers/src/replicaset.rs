@@ -32,9 +32,13 @@ pub enum Action {
 
 /// The owner as `step` needs it.
 pub struct Owner<'a> {
+    /// The owner's uid (pods whose controller reference names it are its own).
     pub uid: &'a str,
+    /// `spec.replicas`.
     pub replicas: i32,
+    /// The owner is being deleted: no pods are created or adopted.
     pub deleting: bool,
+    /// Whether its selector selects a pod with these labels (orphans it selects are adopted).
     pub matches: &'a (dyn Fn(Option<&BTreeMap<String, String>>) -> bool + Sync),
 }
 
@@ -108,9 +112,13 @@ pub fn step(owner: &Owner<'_>, pods: &[&Pod]) -> Vec<Action> {
 /// Replica counts for `.status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
+    /// Active pods it owns.
     pub replicas: i32,
+    /// Those whose labels match the template's (`status.fullyLabeledReplicas`).
     pub fully_labeled: i32,
+    /// Those Ready.
     pub ready: i32,
+    /// Those Ready for minReadySeconds.
     pub available: i32,
 }
 
@@ -334,11 +342,17 @@ mod wiring {
     pub trait ReplicaOwner:
         Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
     {
+        /// The owner's apiVersion, for the controller references of its pods.
         const API_VERSION: &'static str;
+        /// The owner's kind, for the controller references of its pods.
         const KIND: &'static str;
+        /// `spec.replicas` (1 when unset).
         fn replicas(&self) -> i32;
+        /// Whether the owner's selector selects a pod with `labels`.
         fn selects(&self, labels: Option<&BTreeMap<String, String>>) -> bool;
+        /// `spec.template`, which new pods are made from.
         fn pod_template(&self) -> Option<&PodTemplateSpec>;
+        /// `spec.minReadySeconds`: how long a pod must be Ready to count as available.
         fn min_ready(&self) -> i32;
         /// (replicas, fullyLabeled, ready, available, observedGeneration) currently in status
         fn status_tuple(&self) -> (i32, i32, i32, i32, i64);

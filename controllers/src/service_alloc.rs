@@ -11,21 +11,34 @@ use rand::Rng;
 /// Allocation failures.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AllocError {
+    /// Every address of the service range (given) is taken.
     #[error("service CIDR {0} is full")]
     RangeFull(Ipv4Net),
+    /// A Service asked for a ClusterIP outside the range.
     #[error("clusterIP {ip} is not in service CIDR {cidr}")]
-    OutOfRange { ip: String, cidr: Ipv4Net },
+    OutOfRange {
+        /// The address asked for.
+        ip: String,
+        /// The service range.
+        cidr: Ipv4Net,
+    },
+    /// A Service asked for a ClusterIP another Service holds.
     #[error("clusterIP {0} is already allocated")]
     IpTaken(String),
+    /// A Service asked for a node port outside [`NODE_PORT_MIN`]..=[`NODE_PORT_MAX`].
     #[error("nodePort {0} is outside 30000-32767")]
     PortOutOfRange(i32),
+    /// A Service asked for a node port another Service holds.
     #[error("nodePort {0} is already allocated")]
     PortTaken(i32),
+    /// Every node port is taken.
     #[error("no free nodePort left in 30000-32767")]
     PortsFull,
 }
 
+/// The lowest node port (upstream's default `--service-node-port-range`).
 pub const NODE_PORT_MIN: i32 = 30000;
+/// The highest node port.
 pub const NODE_PORT_MAX: i32 = 32767;
 
 /// The default service CIDR.

@@ -33,12 +33,16 @@ const COMPONENT: &str = "service-lb-controller";
 /// An IPv4 address pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool {
+    /// The network address (host bits cleared).
     pub net: Ipv4Addr,
+    /// The prefix length.
     pub len: u8,
 }
 
+/// Why a `--lb-pool` value was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PoolError {
+    /// Not an IPv4 CIDR (the text given).
     #[error("load balancer pool {0:?} is not an IPv4 CIDR; pass e.g. --lb-pool 192.168.1.240/28")]
     Parse(String),
 }
@@ -67,6 +71,7 @@ impl Pool {
         (first..=last).map(move |i| Ipv4Addr::from(base.wrapping_add(i as u32)))
     }
 
+    /// Whether `ip` is inside the pool's network (an address left over from another pool is not).
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         let mask = if self.len == 0 { 0 } else { u32::MAX << (32 - self.len) };
         u32::from(ip) & mask == u32::from(self.net)
@@ -77,11 +82,30 @@ impl Pool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Set the ingress addresses and the announcing node (None: no annotation).
-    Assign { namespace: String, name: String, ips: Vec<Ipv4Addr>, node: Option<String> },
+    Assign {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+        /// The pool addresses it gets (`status.loadBalancer.ingress`).
+        ips: Vec<Ipv4Addr>,
+        /// The node that answers for them, written to the `rkube.io/loadbalancer-node` annotation.
+        node: Option<String>,
+    },
     /// No address left: the Service stays pending.
-    Pending { namespace: String, name: String },
+    Pending {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+    },
     /// No longer ours: clear what we wrote.
-    Release { namespace: String, name: String },
+    Release {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+    },
 }
 
 fn ours(svc: &Service) -> bool {

@@ -14,10 +14,15 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// What the step needs of one existing pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetPod {
+    /// Its ordinal, the `-N` of `<set>-N`.
     pub ordinal: i32,
+    /// Its `controller-revision-hash`: the template revision it runs.
     pub revision: String,
+    /// Running and Ready (OrderedReady waits for it before the next ordinal).
     pub running_ready: bool,
+    /// Its phase is Failed: it is deleted and made again.
     pub failed: bool,
+    /// Being deleted.
     pub terminating: bool,
 }
 

@@ -22,7 +22,9 @@ use rkube_apimachinery::pod as podutil;
 
 /// Deployment controller state: the shared context plus the ReplicaSet cache.
 pub struct DeploymentCtx {
+    /// The client, configuration and caches every controller shares.
     pub shared: Arc<Shared>,
+    /// The cache of ReplicaSets, read for the ones each Deployment owns.
     pub replicasets: Store<ReplicaSet>,
 }
 

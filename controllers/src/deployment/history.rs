@@ -6,11 +6,17 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
+/// Annotation on a Deployment and its ReplicaSets: the rollout revision (`kubectl rollout history` lists them).
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
+/// Annotation on a ReplicaSet: earlier revisions it served (a rollback reuses a ReplicaSet under a new revision).
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+/// Annotation on a ReplicaSet: the Deployment's replicas when it was last scaled.
 pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
+/// Annotation on a ReplicaSet: replicas plus maxSurge when it was last scaled.
 pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
+/// Annotation copied from the Deployment to its ReplicaSet: why the change was made (`rollout history`'s CHANGE-CAUSE).
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// Label on a ReplicaSet, its selector and its pods: the hash of the pod template it runs.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
 /// 32-bit FNV-1a.

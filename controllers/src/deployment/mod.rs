@@ -17,11 +17,15 @@ use rkube_apimachinery::time::{from_chrono, to_chrono};
 /// Inputs for the Progressing condition.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    /// `spec.paused`: the condition says DeploymentPaused and no deadline runs.
     pub paused: bool,
+    /// Every replica is updated and available: NewReplicaSetAvailable.
     pub complete: bool,
     /// counts changed since the last status (a step was made)
     pub progressed: bool,
+    /// The rollout's ReplicaSet was created in this step: NewReplicaSetCreated.
     pub new_rs_created: bool,
+    /// `spec.progressDeadlineSeconds`: no progress for this long is ProgressDeadlineExceeded.
     pub deadline_seconds: Option<i32>,
 }
 

@@ -8,18 +8,26 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid {field} {value:?}: want an integer or a percentage like \"25%\"")]
 pub struct RolloutError {
+    /// `maxSurge` or `maxUnavailable`.
     pub field: &'static str,
+    /// The value given.
     pub value: String,
 }
 
 /// What the planner needs of one ReplicaSet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RsState {
+    /// The ReplicaSet's name.
     pub name: String,
+    /// Its `deployment.kubernetes.io/revision` (older ones are scaled down first).
     pub revision: i64,
+    /// `spec.replicas`: what it is asked to run.
     pub spec_replicas: i32,
+    /// `status.replicas`: the pods it has.
     pub status_replicas: i32,
+    /// Its ready pods.
     pub ready: i32,
+    /// Its pods ready for minReadySeconds.
     pub available: i32,
 }
 
@@ -155,10 +163,15 @@ pub fn recreate_step(desired: i32, new: Option<&RsState>, old: &[RsState], old_p
 /// The counts in Deployment status (`kubectl get deploy`: READY ready/replicas, UP-TO-DATE, AVAILABLE).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatusCounts {
+    /// Pods of every ReplicaSet.
     pub replicas: i32,
+    /// Pods of the current template's ReplicaSet.
     pub updated: i32,
+    /// Ready pods.
     pub ready: i32,
+    /// Pods ready for minReadySeconds.
     pub available: i32,
+    /// Desired replicas not yet available.
     pub unavailable: i32,
 }
 

@@ -16,7 +16,9 @@ use super::scores::score_nodes;
 /// preemption plugin (DefaultPreemption, a PostFilter) said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FitError {
+    /// How many nodes were considered (`0/N nodes are available`).
     pub num_all_nodes: usize,
+    /// How many nodes failed for each reason (`2 node(s) had untolerated taint...`).
     pub reasons: BTreeMap<String, usize>,
     /// The PostFilter's message, `preemption: ` and the rest (see [`preemption_message`]); None when upstream's
     /// dry run would find victims, where upstream preempts and adds nothing to the message.
@@ -116,8 +118,11 @@ pub fn num_feasible_nodes_to_find(num_all: usize, percentage: Option<u32>) -> us
 
 /// The stateful part of the algorithm: where the next scan starts, percentage of nodes to score, the rng.
 pub struct Algorithm<R: Rng> {
+    /// The node index the next scan starts at, so successive pods do not always try the same nodes first.
     pub next_start: usize,
+    /// percentageOfNodesToScore (None: the adaptive default).
     pub percentage: Option<u32>,
+    /// Picks among nodes with the same best score.
     pub rng: R,
 }
 

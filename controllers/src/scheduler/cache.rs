@@ -21,13 +21,21 @@ pub const DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
 /// What the cache remembers of a pod placed on a node.
 #[derive(Debug, Clone)]
 pub struct PodEntry {
+    /// The pod's namespace.
     pub namespace: String,
+    /// The pod's name.
     pub name: String,
+    /// The pod's labels, shared with the copies the affinity checks hold.
     pub labels: Arc<BTreeMap<String, String>>,
+    /// The uid of the pod's controller (spreading score), None for a bare pod.
     pub owner_uid: Option<String>,
+    /// The node it is placed on.
     pub node: String,
+    /// What it requests (cpu milli, memory bytes).
     pub requests: Requests,
+    /// Its requests with the non-zero scoring defaults.
     pub non_zero: Requests,
+    /// The (protocol, hostIP, hostPort) triples it holds on the node.
     pub ports: Vec<(String, String, i32)>,
     /// Required anti-affinity terms of this pod (checked against incoming pods, symmetric rule).
     pub anti_affinity: Vec<PodAffinityTerm>,
@@ -78,18 +86,29 @@ pub fn non_zero_requests(spec: &k8s_openapi::api::core::v1::PodSpec) -> Requests
 /// One node as the scheduler sees it.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
+    /// The node's name.
     pub name: String,
+    /// The node's labels (node affinity, topology keys).
     pub labels: BTreeMap<String, String>,
+    /// The node's taints.
     pub taints: Vec<Taint>,
+    /// Whether its Ready condition is True.
     pub ready: bool,
+    /// Whether it is cordoned (`spec.unschedulable`).
     pub unschedulable: bool,
     /// allocatable cpu (milli), memory (bytes), pods
     pub alloc_cpu: i64,
+    /// Allocatable memory, bytes.
     pub alloc_memory: i64,
+    /// Allocatable pod count.
     pub alloc_pods: i64,
+    /// The sum of the requests of its pods.
     pub requested: Requests,
+    /// The sum of their non-zero scoring requests.
     pub non_zero_requested: Requests,
+    /// How many pods are placed on it.
     pub pod_count: i64,
+    /// The host ports its pods hold, as (protocol, hostIP, hostPort).
     pub used_ports: HashSet<(String, String, i32)>,
     /// pods on this node per controller uid (spreading score)
     pub owner_counts: HashMap<String, u32>,
@@ -178,6 +197,7 @@ impl NodeInfo {
 /// index) with an index by name.
 #[derive(Debug, Default)]
 pub struct Cache {
+    /// Every known node, in the order nodes were first seen.
     pub nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
     pods: HashMap<String, PodEntry>,

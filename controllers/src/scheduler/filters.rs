@@ -14,33 +14,54 @@ use rkube_apimachinery::labels::{self as selector, selector_matches};
 use rkube_apimachinery::node_selector::matches_parts as node_selector_matches_parts;
 use rkube_apimachinery::pod::{self, Requests};
 
+/// Why a node failed NodeUnschedulable (`spec.unschedulable` without a toleration), in kube-scheduler's words.
 pub const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
+/// Why a node failed NodeName (`spec.nodeName` names another node).
 pub const REASON_NODE_NAME: &str = "node(s) didn't match the requested node name";
+/// Why a node failed NodeAffinity (`nodeSelector` or required node affinity).
 pub const REASON_NODE_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
+/// Why a node failed NodePorts (a host port the pod asks for is taken there).
 pub const REASON_PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
+/// Why a node failed InterPodAffinity on the pod's required affinity.
 pub const REASON_POD_AFFINITY: &str = "node(s) didn't match pod affinity rules";
+/// Why a node failed InterPodAffinity on the pod's required anti-affinity.
 pub const REASON_POD_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
+/// Why a node failed InterPodAffinity on an existing pod's anti-affinity against this pod.
 pub const REASON_EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+/// The taint the node lifecycle controller puts on a node that is not Ready.
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// The taint the node lifecycle controller puts on a node whose status stopped coming.
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+/// The taint of a cordoned node (`spec.unschedulable`), tolerated like any other.
 pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 
 /// Everything about the pod the filters and scores need, computed once per scheduling attempt
 /// (kube-scheduler's PreFilter state).
 #[derive(Debug, Clone)]
 pub struct PodCtx {
+    /// The pod's namespace (affinity terms without namespaces look in it).
     pub namespace: String,
+    /// The pod's labels, which existing pods' anti-affinity terms are matched against.
     pub labels: BTreeMap<String, String>,
+    /// The uid of the pod's controller, for spreading a controller's pods over nodes.
     pub owner_uid: Option<String>,
+    /// What the pod requests (cpu milli, memory bytes), checked against what a node has left.
     pub requests: Requests,
+    /// The requests with kube-scheduler's non-zero defaults for containers that ask nothing, for scoring.
     pub non_zero: Requests,
+    /// The (protocol, hostIP, hostPort) triples the pod asks for.
     pub ports: Vec<(String, String, i32)>,
+    /// The pod's tolerations, checked against node taints.
     pub tolerations: Vec<Toleration>,
+    /// `spec.nodeSelector`.
     pub node_selector: BTreeMap<String, String>,
+    /// The required terms of `spec.affinity.nodeAffinity` (one must match).
     pub required_node_affinity: Option<NodeSelector>,
+    /// The preferred node affinity terms with their weights, for scoring.
     pub preferred_node_affinity: Vec<(i32, k8s_openapi::api::core::v1::NodeSelectorTerm)>,
     /// (topologyKey, value) domains holding pods matching a required affinity term, per term
     pub affinity_domains: Vec<HashSet<String>>,
+    /// The topology key of each required affinity term, in the order of `affinity_domains`.
     pub affinity_keys: Vec<String>,
     /// a required affinity term matched no pod anywhere but matches the pod itself (first pod of a group)
     pub affinity_self_ok: bool,

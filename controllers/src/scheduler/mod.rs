@@ -61,7 +61,10 @@ impl Default for SchedulerConfig {
 pub enum SchedulerError {
     /// A watch stream ended (client dropped); the caller decides whether to restart.
     #[error("{kind} watch stream ended")]
-    WatchEnded { kind: &'static str },
+    WatchEnded {
+        /// What was watched (`pods/nodes`).
+        kind: &'static str,
+    },
 }
 
 enum Input {
@@ -76,8 +79,11 @@ fn is_terminal(p: &Pod) -> bool {
 
 /// The scheduler's state, driven by [`run`]; public so the benchmark can drive it without an apiserver.
 pub struct Scheduler {
+    /// The nodes and the pods placed on them.
     pub cache: Cache,
+    /// The pods waiting to be scheduled.
     pub queue: SchedulingQueue,
+    /// The filter-and-score pass over the cache.
     pub algorithm: Algorithm<rand::rngs::StdRng>,
     config: SchedulerConfig,
     /// pods assumed on a node while their bind is in flight
@@ -277,7 +283,13 @@ where
 }
 
 /// Run the scheduler against the cluster `client` points at, until the client's watches end.
-pub async fn run(client: Client, config: SchedulerConfig) -> Result<(), SchedulerError> {
+///
+/// Boxed here so the scheduler's loop is compiled once, in this crate, not in every caller (see `run_all`).
+pub fn run(client: Client, config: SchedulerConfig) -> futures::future::BoxFuture<'static, Result<(), SchedulerError>> {
+    Box::pin(run_loop(client, config))
+}
+
+async fn run_loop(client: Client, config: SchedulerConfig) -> Result<(), SchedulerError> {
     let (tx, mut rx) = mpsc::channel::<Input>(4096);
     let pods: Api<Pod> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());

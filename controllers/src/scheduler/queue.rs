@@ -9,11 +9,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::time::Instant;
 
+/// A pod's first backoff after a failed attempt; it doubles with each further failure.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest backoff.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Unschedulable pods are retried at least this often even without cluster events.
 pub const UNSCHEDULABLE_MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// The pods waiting to be scheduled, in the three states described above.
 #[derive(Debug, Default)]
 pub struct SchedulingQueue {
     pods: HashMap<String, Arc<Pod>>,

@@ -6,12 +6,19 @@ use super::cache::NodeInfo;
 use super::filters::PodCtx;
 use rkube_apimachinery::node_selector::term_matches_parts;
 
+/// The best score one plugin gives a node (kube-scheduler's MaxNodeScore); each is normalized to 0..=this.
 pub const MAX_SCORE: i64 = 100;
+/// Weight of NodeResourcesFit's LeastAllocated score: prefer nodes with more free cpu and memory.
 pub const WEIGHT_LEAST_ALLOCATED: i64 = 1;
+/// Weight of NodeResourcesBalancedAllocation: prefer nodes whose cpu and memory use stay even.
 pub const WEIGHT_BALANCED: i64 = 1;
+/// Weight of spreading a controller's pods over nodes (SelectorSpread / PodTopologySpread's default).
 pub const WEIGHT_SPREAD: i64 = 2;
+/// Weight of preferred node affinity.
 pub const WEIGHT_NODE_AFFINITY: i64 = 2;
+/// Weight of preferred pod affinity and anti-affinity (InterPodAffinity).
 pub const WEIGHT_POD_AFFINITY: i64 = 2;
+/// Weight of TaintToleration: prefer nodes with fewer PreferNoSchedule taints the pod does not tolerate.
 pub const WEIGHT_TAINT: i64 = 3;
 
 fn least(requested: i64, capacity: i64) -> i64 {

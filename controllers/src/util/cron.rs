@@ -7,7 +7,9 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid schedule {schedule:?}: {problem}")]
 pub struct CronError {
+    /// The schedule as given.
     pub schedule: String,
+    /// What is wrong with it (which field, which value).
     pub problem: String,
 }
 

@@ -40,6 +40,8 @@ pub fn from_template(
 
 /// How a created pod is named.
 pub enum PodName<'a> {
+    /// This exact name (a StatefulSet's `<set>-<ordinal>`).
     Fixed(&'a str),
+    /// `generateName` with this prefix: the apiserver adds a random suffix.
     Generate(&'a str),
 }

@@ -41,10 +41,15 @@ pub fn busybox_rootfs(dest: &Path) {
 /// An OCI image layout on disk (image-spec 1.0): `oci-layout`, `index.json`, `blobs/sha256/...`.
 #[derive(Debug, Clone)]
 pub struct OciLayout {
+    /// The layout's directory.
     pub dir: PathBuf,
+    /// The tag `index.json` names the manifest by (`org.opencontainers.image.ref.name`).
     pub tag: String,
+    /// `sha256:...` of the image manifest.
     pub manifest_digest: String,
+    /// `sha256:...` of the image config.
     pub config_digest: String,
+    /// `sha256:...` of the single rootfs layer (gzip tar).
     pub layer_digest: String,
 }
 

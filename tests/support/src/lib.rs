@@ -2,6 +2,7 @@
 //! registry bound to 127.0.0.1, unique names for the resources a test makes, and guards that remove them.
 //!
 //! Nothing here knows about rkube's own crates, so every crate can use it as a dev-dependency.
+#![warn(missing_docs)]
 
 pub mod etcd;
 pub mod image;
@@ -52,6 +53,7 @@ pub fn require_command(cmd: &str, package: &str) -> std::path::PathBuf {
 /// How a TCP connect ended, as the client's kernel reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectOutcome {
+    /// The handshake completed: something accepts on that address.
     Connected,
     /// ECONNREFUSED: a RST or an ICMP port-unreachable came back (what a reject rule sends).
     Refused,

@@ -9,10 +9,12 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
+    /// Guards `child`; `what` names it in messages (`qemu`, `registry`, `etcd`).
     pub fn new(child: Child, what: impl Into<String>) -> Self {
         Self { child: Some(child), what: what.into() }
     }
 
+    /// The child's PID, for signals, /proc reads and messages.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
@@ -25,6 +27,7 @@ impl ChildGuard {
         }
     }
 
+    /// The name given in [`ChildGuard::new`].
     pub fn what(&self) -> &str {
         &self.what
     }

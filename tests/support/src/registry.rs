@@ -11,6 +11,7 @@ use crate::process::ChildGuard;
 
 /// A running registry; stopped by PID and its storage removed on drop.
 pub struct Registry {
+    /// The port it listens on at 127.0.0.1 (images are `127.0.0.1:<port>/<name>:<tag>`).
     pub port: u16,
     _dir: tempfile::TempDir,
     _child: ChildGuard,

@@ -51,6 +51,7 @@ pub struct Vm {
 /// What the guest printed and how its script ended.
 #[derive(Debug)]
 pub struct VmRun {
+    /// Everything the guest wrote to its serial console (kernel messages and the script's output), for assertions and failure dumps.
     pub console: String,
     /// The exit code of /test.sh, or None if the guest never reported one (crash, panic, timeout).
     pub exit_code: Option<i32>,
@@ -63,6 +64,7 @@ impl Default for Vm {
 }
 
 impl Vm {
+    /// An initramfs holding busybox as /bin/busybox and /bin/sh, and 512 MiB of guest memory.
     pub fn new() -> Vm {
         let mut vm = Vm { entries: BTreeMap::new(), memory_mb: 512 };
         vm.binary(Path::new("/bin/busybox"), "/bin/busybox");
@@ -70,6 +72,7 @@ impl Vm {
         vm
     }
 
+    /// The guest's memory (512 MiB by default).
     pub fn memory_mb(&mut self, mb: u32) -> &mut Self {
         self.memory_mb = mb;
         self
@@ -94,6 +97,7 @@ impl Vm {
         self
     }
 
+    /// Adds a symlink `guest` pointing at `target`.
     pub fn symlink(&mut self, guest: &str, target: &str) -> &mut Self {
         self.add_parents(guest);
         self.entries.insert(guest.to_string(), Entry::Symlink(target.to_string()));
@@ -266,9 +270,11 @@ impl Vm {
 
 /// A tap device the test made for a guest's NIC (`ip tuntap add NAME mode tap`), and where it lives.
 pub struct VmTap {
+    /// The tap's name (`ip link` name on the host side).
     pub ifname: String,
     /// The network namespace the tap is in (`ip netns` name); None: the test's own.
     pub netns: Option<String>,
+    /// The MAC address the guest's virtio NIC gets on this tap.
     pub mac: String,
 }
 
