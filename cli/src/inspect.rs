@@ -13,7 +13,7 @@ pub enum Command {
     /// A pod: its sandbox, namespaces, cgroups, veth and bridge, routes, mounts, rootfs layers and service rules
     Pod(PodArgs),
     /// A node: its pod bridge, routes to other nodes' pods, service proxy table, cluster DNS, QoS cgroups with
-    /// memory use, and its pods with their sandbox processes
+    /// memory and CPU use, and its pods with their sandbox processes
     Node(NodeArgs),
     /// A Service on one node: its addresses and NodePorts, the nftables chains per port and the endpoints each picks
     #[command(alias = "svc")]

@@ -1,6 +1,6 @@
 //! The acting half of the node and service views: `ip -j` for the bridge, the host-gw routes and the DNS link,
 //! `nft -j` for the proxy table, the pods' records for the pod list, and the runtime (through
-//! [`RuntimeClient`]) for the QoS cgroups' memory. The parsing is [`super::assemble`]'s and
+//! [`RuntimeClient`]) for the QoS and pod cgroups' memory and CPU. The parsing is [`super::assemble`]'s and
 //! [`super::proxy_table`]'s; a fact that cannot be read is left empty.
 
 use std::path::Path;
@@ -21,10 +21,12 @@ pub fn inspect_node(env: &InspectEnv) -> NodeInspection {
     let runtime = env.runtime();
     let link = |dev: &str| json_of("ip", &["-j", "addr", "show", "dev", dev]).and_then(|v| v.get(0).map(assemble::link_of));
     let root = env.cgroup_root.trim_matches('/').to_string();
-    let classes = [("Guaranteed", root.clone()), ("Burstable", format!("{root}/burstable")), ("BestEffort", format!("{root}/besteffort"))]
+    let mut classes: Vec<QosCgroup> = [("Guaranteed", root.clone()), ("Burstable", format!("{root}/burstable")), ("BestEffort", format!("{root}/besteffort"))]
         .into_iter()
-        .map(|(class, path)| QosCgroup { qos_class: class.into(), memory_working_set_bytes: runtime.pod_memory_bytes(&path), path })
+        .map(|(class, path)| QosCgroup { qos_class: class.into(), memory_working_set_bytes: runtime.pod_memory_bytes(&path), path, ..Default::default() })
         .collect();
+    let mut pods = pods(env, &runtime, &root);
+    let cpu_sample_millis = cpu_use(&runtime, &mut classes, &mut pods);
     let dns_link = env.cluster_dns.as_ref().and(env.dns_link.clone());
     NodeInspection {
         api_version: schema::API_VERSION.into(),
@@ -45,9 +47,38 @@ pub fn inspect_node(env: &InspectEnv) -> NodeInspection {
             link_addresses: dns_link.as_deref().and_then(link).map(|l| l.addresses).unwrap_or_default(),
             link: dns_link,
         },
-        cgroups: QosTree { root: root.clone(), classes },
-        pods: pods(env, &runtime, &root),
+        cgroups: QosTree { root: root.clone(), classes, cpu_sample_millis },
+        pods,
     }
+}
+
+/// How long the runtime waits between its two reads of the cgroups' CPU time for a rate: short, as `top`'s
+/// first screen, since the node view waits for it.
+pub const CPU_SAMPLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Fills in the CPU time and rate of every QoS class and pod cgroup from one runtime call; returns the interval
+/// measured over (0 when the runtime could not answer: then every CPU figure stays null).
+fn cpu_use(runtime: &dyn RuntimeClient, classes: &mut [QosCgroup], pods: &mut [NodePod]) -> u64 {
+    let paths: Vec<String> = classes.iter().map(|c| c.path.clone()).chain(pods.iter().map(|p| p.cgroup.clone())).collect();
+    let sample = match runtime.cgroup_cpu(&paths, CPU_SAMPLE) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "inspect node: cgroup cpu");
+            return 0;
+        }
+    };
+    let of = |path: &str| sample.cgroups.iter().find(|c| c.path == path);
+    for c in classes.iter_mut() {
+        if let Some(u) = of(&c.path) {
+            (c.cpu_usage_nanos, c.cpu_millicores) = (u.usage_nanos, u.millicores);
+        }
+    }
+    for p in pods.iter_mut() {
+        if let Some(u) = of(&p.cgroup) {
+            (p.cpu_usage_nanos, p.cpu_millicores) = (u.usage_nanos, u.millicores);
+        }
+    }
+    sample.sample_millis
 }
 
 /// Every pod with a record under the pods dir, by namespace and name.
@@ -74,6 +105,8 @@ fn node_pod(env: &InspectEnv, runtime: &dyn RuntimeClient, root: &str, dir: &Pat
         qos_class: qos::qos_class(&pod).as_str().into(),
         memory_working_set_bytes: runtime.pod_memory_bytes(&cgroup),
         cgroup,
+        cpu_usage_nanos: None,
+        cpu_millicores: None,
         sandbox_id: sandbox.as_ref().map(|s| s.id.clone()),
         sandbox_pid: sandbox.as_ref().map(|s| s.pid).filter(|p| crate::container_monitor::process_alive(*p) && env.proc_root.join(p.to_string()).exists()),
         pod_ip: sandbox.as_ref().and_then(|s| s.ip.clone()).or_else(|| raw.pointer("/status/podIP").and_then(Value::as_str).map(str::to_string)),

@@ -257,19 +257,34 @@ pub fn node_tree(n: &NodeInspection, color: bool) -> String {
                     _ => "no sandbox".into(),
                 };
                 let ip = p.pod_ip.as_ref().map(|i| format!(" {i}")).unwrap_or_default();
-                leaf(format!("{}/{} {sb}{ip}, {} ({})", p.namespace, p.name, bytes(p.memory_working_set_bytes), st.dim(&p.cgroup)))
+                leaf(format!("{}/{} {sb}{ip}, {}{} ({})", p.namespace, p.name, bytes(p.memory_working_set_bytes), cpu(p.cpu_usage_nanos, p.cpu_millicores), st.dim(&p.cgroup)))
             })
             .collect()
     };
     top.push(node(
-        format!("{} {}", st.head("cgroups"), n.cgroups.root),
+        match n.cgroups.cpu_sample_millis {
+            0 => format!("{} {}", st.head("cgroups"), n.cgroups.root),
+            ms => format!("{} {} (CPU now: over {ms} ms)", st.head("cgroups"), n.cgroups.root),
+        },
         n.cgroups
             .classes
             .iter()
-            .map(|c| node(format!("{} {}: {} in use", c.qos_class, c.path, bytes(c.memory_working_set_bytes)), pods_in(&c.path)))
+            .map(|c| node(format!("{} {}: {} in use{}", c.qos_class, c.path, bytes(c.memory_working_set_bytes), cpu(c.cpu_usage_nanos, c.cpu_millicores)), pods_in(&c.path)))
             .collect(),
     ));
     write_tree(&node(format!("node {} ({} pods)", n.metadata.name, n.pods.len()), top))
+}
+
+/// `, CPU 1.25 s used, 50m now` of a cgroup (the parts known; nothing when neither is).
+fn cpu(usage_nanos: Option<u64>, millicores: Option<u64>) -> String {
+    let mut out = String::new();
+    if let Some(ns) = usage_nanos {
+        let _ = write!(out, ", CPU {:.2} s used", ns as f64 / 1e9);
+    }
+    if let Some(m) = millicores {
+        let _ = write!(out, "{} {m}m now", if usage_nanos.is_some() { "," } else { ", CPU" });
+    }
+    out
 }
 
 /// The tree text of a Service's proxy rules on one node.
@@ -418,6 +433,8 @@ mod tests {
             sandbox_id: Some(format!("sb-{name}")),
             sandbox_pid: pid,
             pod_ip: Some("10.244.1.5".into()),
+            cpu_usage_nanos: pid.is_none().then_some(4_000_000),
+            cpu_millicores: pid.is_none().then_some(3),
             ..Default::default()
         };
         let n = NodeInspection {
@@ -430,9 +447,16 @@ mod tests {
             cgroups: QosTree {
                 root: "kubepods".into(),
                 classes: vec![
-                    QosCgroup { qos_class: "Guaranteed".into(), path: "kubepods".into(), memory_working_set_bytes: 10 << 20 },
-                    QosCgroup { qos_class: "Burstable".into(), path: "kubepods/burstable".into(), memory_working_set_bytes: 4 << 20 },
+                    QosCgroup { qos_class: "Guaranteed".into(), path: "kubepods".into(), memory_working_set_bytes: 10 << 20, ..Default::default() },
+                    QosCgroup {
+                        qos_class: "Burstable".into(),
+                        path: "kubepods/burstable".into(),
+                        memory_working_set_bytes: 4 << 20,
+                        cpu_usage_nanos: Some(1_250_000_000),
+                        cpu_millicores: Some(50),
+                    },
                 ],
+                cpu_sample_millis: 100,
             },
             pods: vec![pod("g", "kubepods/podu1", Some(42)), pod("b", "kubepods/burstable/podu2", None)],
             ..Default::default()
@@ -447,7 +471,8 @@ mod tests {
             "table ip rkube-proxy: 8 chains, 11 rules, 2 service ports, 3 endpoints, 3 service IPs, 1 NodePorts",
             "cluster DNS 10.96.0.10 on rkube-dns (10.96.0.10/32)",
             "Guaranteed kubepods: 10.0 MiB in use\n   │  └─ default/g sandbox sb-g pid 42 10.244.1.5, 2.0 MiB (kubepods/podu1)",
-            "Burstable kubepods/burstable: 4.0 MiB in use\n      └─ default/b sandbox sb-b (no process) 10.244.1.5",
+            "cgroups kubepods (CPU now: over 100 ms)\n",
+            "Burstable kubepods/burstable: 4.0 MiB in use, CPU 1.25 s used, 50m now\n      └─ default/b sandbox sb-b (no process) 10.244.1.5, 2.0 MiB, CPU 0.00 s used, 3m now (kubepods/burstable/podu2)",
         ] {
             assert!(t.contains(want), "missing {want:?} in\n{t}");
         }

@@ -250,7 +250,7 @@ pub const SERVICE_KIND: &str = "ServiceInspection";
 
 /// `GET /inspect/node` of a kubelet, `rkube inspect node [NAME] -o json|yaml`: the node's pod network (bridge, the
 /// routes to other nodes' pod CIDRs), its service proxy table in numbers, the cluster DNS address, the QoS cgroup
-/// tree with memory use, and every pod with its sandbox process.
+/// tree with memory and CPU use, and every pod with its sandbox process.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeInspection {
@@ -312,6 +312,10 @@ pub struct QosTree {
     pub root: String,
     /// Guaranteed (the root), Burstable, BestEffort, in that order.
     pub classes: Vec<QosCgroup>,
+    /// The interval the CPU rates (`cpuMillicores`, here and in `pods`) were measured over, in ms; 0 when the
+    /// runtime gave none.
+    #[serde(default)]
+    pub cpu_sample_millis: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -322,6 +326,14 @@ pub struct QosCgroup {
     /// Memory working set (usage less inactive file cache) as the runtime measures it; for the root it includes
     /// the two other classes.
     pub memory_working_set_bytes: u64,
+    /// CPU time used since the cgroup was made, in ns (v1 `cpuacct.usage`, v2 `cpu.stat` usage_usec), as the
+    /// runtime reads it; null when it could not be read.
+    #[serde(default)]
+    pub cpu_usage_nanos: Option<u64>,
+    /// CPU in use now: the CPU time used over `cgroups.cpuSampleMillis`, in thousandths of a CPU (Kubernetes'
+    /// `m`); null when it could not be measured.
+    #[serde(default)]
+    pub cpu_millicores: Option<u64>,
 }
 
 /// A pod this kubelet runs.
@@ -335,6 +347,12 @@ pub struct NodePod {
     /// The pod's cgroup (`kubepods/burstable/pod<uid>`).
     pub cgroup: String,
     pub memory_working_set_bytes: u64,
+    /// As [`QosCgroup::cpu_usage_nanos`], for the pod's cgroup.
+    #[serde(default)]
+    pub cpu_usage_nanos: Option<u64>,
+    /// As [`QosCgroup::cpu_millicores`], for the pod's cgroup.
+    #[serde(default)]
+    pub cpu_millicores: Option<u64>,
     /// null while the pod has no sandbox yet.
     pub sandbox_id: Option<String>,
     /// null when there is no sandbox or its process is gone.

@@ -1,6 +1,6 @@
 //! [`RuntimeClient`] over the runc-compatible command line of `rkube-runtime`: sandbox, create (run by the
 //! monitor), start, kill, delete, state, exec, OOM kills and stats through `events --stats`, and rkube's own
-//! `cgroup memory|remove` for the cgroups that are no container's (a pod's parent cgroup, a node's tree). One
+//! `cgroup memory|cpu|remove` for the cgroups that are no container's (a pod's parent cgroup, a node's tree). One
 //! process per call keeps the kubelet free of fork-in-a-threaded-process hazards.
 
 use std::ffi::OsString;
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{CgroupMemory, ContainerStats, RuntimeClient, RuntimeError, SandboxInfo};
+use super::{CgroupMemory, ContainerStats, CpuSample, RuntimeClient, RuntimeError, SandboxInfo};
 
 /// The runtime binary and its state root.
 #[derive(Clone, Debug)]
@@ -159,6 +159,16 @@ impl RuntimeClient for RuntimeCli {
         let what = format!("events --stats {id}");
         let out = self.run(&what, &["events", "--stats", id])?;
         stats_of_events(&out).ok_or_else(|| RuntimeError::Output { bin: self.bin.clone(), what, output: out })
+    }
+
+    /// `cgroup cpu PATH... --sample-ms N`: one process reads every cgroup twice, N ms apart.
+    fn cgroup_cpu(&self, cgroups_paths: &[String], sample: Duration) -> Result<CpuSample, RuntimeError> {
+        let what = format!("cgroup cpu {}", cgroups_paths.join(" "));
+        let ms = sample.as_millis().to_string();
+        let mut args = vec!["cgroup", "cpu", "--sample-ms", ms.as_str(), "--"];
+        args.extend(cgroups_paths.iter().map(String::as_str));
+        let out = self.run(&what, &args)?;
+        serde_json::from_str(&out).map_err(|_| RuntimeError::Output { bin: self.bin.clone(), what, output: out })
     }
 }
 

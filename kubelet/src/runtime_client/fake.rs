@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{CgroupMemory, ContainerStats, RuntimeClient, RuntimeError, SandboxInfo};
+use super::{CgroupCpu, CgroupMemory, ContainerStats, CpuSample, RuntimeClient, RuntimeError, SandboxInfo};
 
 /// One call the fake received, with its container id (or cgroup path).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub enum Call {
     RemovePodCgroup(String),
     RemoveCgroupTree(String),
     CgroupMemory(String),
+    CgroupCpu(Vec<String>),
     Stats(String),
 }
 
@@ -164,6 +165,13 @@ impl RuntimeClient for FakeRuntime {
         self.record(Call::CgroupMemory(cgroups_path.into()));
         self.check("cgroup_memory", cgroups_path)?;
         Ok(self.lock().memory.get(cgroups_path).cloned())
+    }
+
+    /// Nothing to read: every cgroup's CPU is unknown.
+    fn cgroup_cpu(&self, cgroups_paths: &[String], _sample: Duration) -> Result<CpuSample, RuntimeError> {
+        self.record(Call::CgroupCpu(cgroups_paths.to_vec()));
+        self.check("cgroup_cpu", "")?;
+        Ok(CpuSample { sample_millis: 0, cgroups: cgroups_paths.iter().map(|p| CgroupCpu { path: p.clone(), ..Default::default() }).collect() })
     }
 
     fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {

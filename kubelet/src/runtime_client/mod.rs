@@ -1,6 +1,6 @@
 //! The kubelet's one boundary to a container runtime: [`RuntimeClient`] is everything the kubelet asks of one
 //! (sandbox, create, start, kill, delete, state, exec, OOM kills, a container's cgroup limits and usage, the
-//! memory working sets of a pod's cgroup, and the removal of a pod's or a node's cgroup tree).
+//! memory working sets and CPU time of pod and QoS cgroups, and the removal of a pod's or a node's cgroup tree).
 //!
 //! - [`cli`]: the implementation the kubelet runs, over the runc-compatible command line of `rkube-runtime`
 //!   (one process per call, so the kubelet never forks inside its own threaded process, and a crashed runtime
@@ -74,6 +74,10 @@ pub trait RuntimeClient: Send + Sync {
     fn cgroup_memory(&self, cgroups_path: &str) -> Result<Option<CgroupMemory>, RuntimeError>;
     /// Container `id`'s cgroup limits and current usage (for `rkube inspect`), as the runtime reads them.
     fn container_stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
+    /// The CPU time used by each cgroup of `cgroups_paths` (relative, as above), read twice `sample` apart for
+    /// a rate (no rate when `sample` is zero): one runtime call for them all. A cgroup with nothing to read has
+    /// nulls, in the order asked.
+    fn cgroup_cpu(&self, cgroups_paths: &[String], sample: Duration) -> Result<CpuSample, RuntimeError>;
 
     /// Removes a pod's cgroup once every container in it is deleted; what cannot go is logged, not returned (the
     /// pod is gone either way, and `rkube down` removes the node's tree).
@@ -124,6 +128,27 @@ pub struct CgroupMemory {
     /// Child cgroup (directory name) → its working set.
     #[serde(default)]
     pub children: BTreeMap<String, u64>,
+}
+
+/// The runtime's `cgroup cpu` answer: each cgroup's CPU time and its rate over the sample.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuSample {
+    /// The interval between the two reads, in ms (0: one read, no rates).
+    #[serde(default)]
+    pub sample_millis: u64,
+    pub cgroups: Vec<CgroupCpu>,
+}
+
+/// One cgroup of a [`CpuSample`].
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CgroupCpu {
+    pub path: String,
+    /// Nanoseconds of CPU time used (at the second read); None when the cgroup has nothing to read.
+    pub usage_nanos: Option<u64>,
+    /// CPU time used between the two reads per wall time, in thousandths of a CPU.
+    pub millicores: Option<u64>,
 }
 
 /// A container cgroup's limits and usage: the `data` of the runtime's `events --stats` line (runc's

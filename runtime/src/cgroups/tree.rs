@@ -101,6 +101,33 @@ fn working_set(dir: &Path, v2: bool) -> Option<u64> {
     Some(usage.saturating_sub(inactive))
 }
 
+/// A cgroup's cumulative CPU time: v1 `cpuacct.usage` of the cpuacct hierarchy, v2 `cpu.stat` `usage_usec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CpuUse {
+    /// The directory read.
+    pub dir: PathBuf,
+    /// Nanoseconds of CPU time used by the cgroup and everything under it since it was made.
+    #[serde(rename = "usageNanos")]
+    pub usage_nanos: u64,
+}
+
+/// The CPU time cgroup `rel` has used; None when it has no cpuacct (v1) or cpu.stat (v2) to read (it does not
+/// exist, or the host has no such controller).
+pub fn cpu_use(layout: &Layout, rel: &Path) -> Option<CpuUse> {
+    match layout {
+        Layout::V2 { root } => {
+            let dir = root.join(rel);
+            let usec = super::read_key(&dir.join("cpu.stat"), "usage_usec")?;
+            Some(CpuUse { dir, usage_nanos: usec.saturating_mul(1000) })
+        }
+        Layout::V1 { .. } => {
+            let dir = layout.v1_root("cpuacct")?.join(rel);
+            let nanos = fs::read_to_string(dir.join("cpuacct.usage")).ok()?.trim().parse().ok()?;
+            Some(CpuUse { dir, usage_nanos: nanos })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +221,24 @@ mod tests {
         let v = serde_json::to_value(&m).expect("json");
         assert_eq!(v["workingSet"], 900);
         assert_eq!(v["children"]["c1"], 600);
+    }
+
+    #[test]
+    fn cpu_time_v1_and_v2() {
+        let root = v1_root();
+        let pod = root.path().join("cpu,cpuacct/kubepods/podu1");
+        fs::create_dir_all(&pod).expect("mkdir");
+        fs::write(pod.join("cpuacct.usage"), "123456789\n").expect("write");
+        let c = cpu_use(&Layout::detect(root.path()), Path::new("kubepods/podu1")).expect("cpu");
+        assert_eq!((c.dir, c.usage_nanos), (pod, 123456789));
+        assert_eq!(cpu_use(&Layout::detect(root.path()), Path::new("kubepods/none")), None);
+
+        let root = tempfile::tempdir().expect("tempdir");
+        fs::write(root.path().join("cgroup.controllers"), "cpu memory").expect("write");
+        fs::create_dir_all(root.path().join("kubepods")).expect("mkdir");
+        fs::write(root.path().join("kubepods/cpu.stat"), "usage_usec 7\nuser_usec 5\n").expect("write");
+        let c = cpu_use(&Layout::detect(root.path()), Path::new("kubepods")).expect("cpu");
+        assert_eq!(c.usage_nanos, 7000);
+        assert_eq!(serde_json::to_value(&c).expect("json")["usageNanos"], 7000);
     }
 }
