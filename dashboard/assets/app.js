@@ -1,7 +1,9 @@
 // rkube dashboard: plain JS, no framework, no build step. The server streams every kind's rows over one
 // EventSource (/api/stream: init, apply, ready, delete, problem per kind); a pod's page fetches its inspection
-// (/api/inspect/pods/NS/NAME, the document of `rkube inspect pod -o json`) and draws it. Every value from the
-// cluster goes into the page as text (textContent, SVG text nodes), never as markup.
+// (/api/inspect/pods/NS/NAME, the document of `rkube inspect pod -o json`) and its trace (/api/trace/pods/NS/NAME,
+// `rkube trace pod -o json`'s steps with their words) and draws them; a node's page `rkube inspect node`'s
+// document (/api/inspect/nodes/NAME), a Service's page `rkube inspect service`'s (/api/inspect/services/NS/NAME).
+// Every value from the cluster goes into the page as text (textContent, SVG text nodes), never as markup.
 "use strict";
 
 const KINDS = ["nodes", "pods", "services", "events"];
@@ -144,7 +146,7 @@ const COLUMNS = {
     ["Age", (r) => age(r.created)],
   ],
   nodes: [
-    ["Name", (r) => r.name],
+    ["Name", (r) => el("a", { href: "#/node/" + encodeURIComponent(r.name), text: r.name })],
     ["Status", (r) => el("span", { class: "status s-" + r.status.split(/[ ,]/)[0].toLowerCase(), text: r.status })],
     ["Internal IP", (r) => r.internalIp || ""],
     ["Pod CIDR", (r) => r.podCidr || ""],
@@ -153,7 +155,7 @@ const COLUMNS = {
   ],
   services: [
     ["Namespace", (r) => r.namespace],
-    ["Name", (r) => r.name],
+    ["Name", (r) => el("a", { href: "#/service/" + encodeURIComponent(r.namespace) + "/" + encodeURIComponent(r.name), text: r.name })],
     ["Type", (r) => r.type],
     ["Cluster IP", (r) => r.clusterIp || ""],
     ["Ports", (r) => r.ports],
@@ -197,55 +199,84 @@ function table(kind) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// views: #/pods, #/nodes, #/services, #/events, #/pod/NS/NAME
+// views: #/pods, #/nodes, #/services, #/events, #/pod/NS/NAME, #/node/NAME, #/service/NS/NAME
+
+// a detail page's view -> the list its nav link is
+const PARENT = { pod: "pods", node: "nodes", service: "services" };
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   if (parts[0] === "pod" && parts.length === 3) return { view: "pod", namespace: parts[1], name: parts[2] };
+  if (parts[0] === "service" && parts.length === 3) return { view: "service", namespace: parts[1], name: parts[2] };
+  if (parts[0] === "node" && parts.length === 2) return { view: "node", name: parts[1] };
   if (KINDS.includes(parts[0])) return { view: parts[0] };
   return { view: "pods" };
 }
 
-let podView = null; // {key, doc | error} of the pod page shown
+// documents fetched for the detail page shown, by slot (inspect, trace): {key, doc, error}
+let detail = {};
+
+// The document of `url` in slot `slot` for `key`, fetched once per navigation (or when `force`d); null doc and
+// error while it loads.
+function want(slot, key, url, force) {
+  const cur = detail[slot];
+  if (!force && cur && cur.key === key) return cur;
+  const d = { key, doc: null, error: null };
+  detail[slot] = d;
+  fetchJson(url).then(({ doc, error }) => {
+    if (detail[slot] === d) {
+      d.doc = doc;
+      d.error = error;
+      scheduleRender();
+    }
+  });
+  return d;
+}
+
+async function fetchJson(url) {
+  try {
+    const resp = await fetch(url, { credentials: "same-origin" });
+    const body = await resp.json().catch(() => ({ error: "HTTP " + resp.status }));
+    return resp.ok ? { doc: body, error: null } : { doc: null, error: body.error || "HTTP " + resp.status };
+  } catch (e) {
+    return { doc: null, error: String(e) };
+  }
+}
 
 function render(navigated) {
   const r = route();
   for (const a of document.querySelectorAll("nav a")) {
-    a.classList.toggle("current", a.dataset.view === r.view || (r.view === "pod" && a.dataset.view === "pods"));
+    a.classList.toggle("current", a.dataset.view === r.view || a.dataset.view === PARENT[r.view]);
   }
   const main = document.getElementById("main");
-  if (r.view === "pod") {
-    const key = r.namespace + "/" + r.name;
-    if (navigated || !podView || podView.key !== key) {
-      podView = { key, doc: null, error: null };
-      loadPod(r.namespace, r.name);
-    }
-    main.replaceChildren(...podPage(r.namespace, r.name).filter((x) => x));
+  const enc = encodeURIComponent;
+  if (!PARENT[r.view]) {
+    detail = {};
+    main.replaceChildren(...table(r.view).filter((x) => x));
     return;
   }
-  podView = null;
-  main.replaceChildren(...table(r.view).filter((x) => x));
+  const key = r.view + ":" + (r.namespace ? r.namespace + "/" : "") + r.name;
+  let page;
+  if (r.view === "pod") {
+    const path = enc(r.namespace) + "/" + enc(r.name);
+    want("inspect", key, "/api/inspect/pods/" + path, navigated);
+    want("trace", key, "/api/trace/pods/" + path, navigated);
+    page = podPage(r.namespace, r.name);
+  } else if (r.view === "node") {
+    want("inspect", key, "/api/inspect/nodes/" + enc(r.name), navigated);
+    page = nodePage(r.name);
+  } else {
+    want("inspect", key, "/api/inspect/services/" + enc(r.namespace) + "/" + enc(r.name), navigated);
+    page = servicePage(r.namespace, r.name);
+  }
+  main.replaceChildren(...page.filter((x) => x));
 }
 
-async function loadPod(namespace, name) {
-  const key = namespace + "/" + name;
-  let doc = null;
-  let error = null;
-  try {
-    const resp = await fetch("/api/inspect/pods/" + encodeURIComponent(namespace) + "/" + encodeURIComponent(name), {
-      credentials: "same-origin",
-    });
-    const body = await resp.json().catch(() => ({ error: "HTTP " + resp.status }));
-    if (resp.ok) doc = body;
-    else error = body.error || "HTTP " + resp.status;
-  } catch (e) {
-    error = String(e);
-  }
-  if (podView && podView.key === key) {
-    podView.doc = doc;
-    podView.error = error;
-    scheduleRender();
-  }
+// A Refresh button that fetches the page's documents again.
+function refreshButton(id) {
+  const b = el("button", { id, type: "button", text: "Refresh" });
+  b.addEventListener("click", () => render(true));
+  return b;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -260,29 +291,27 @@ function podPage(namespace, name) {
     el(
       "p",
       { class: "muted" },
-      row ? row.status + " on " + (row.node || "no node yet") + (row.podIp ? ", IP " + row.podIp : "") + ", ready " + row.ready : "",
+      row ? row.status + " on " : "",
+      row && row.node ? el("a", { href: "#/node/" + encodeURIComponent(row.node), text: row.node }) : row ? "no node yet" : "",
+      row ? (row.podIp ? ", IP " + row.podIp : "") + ", ready " + row.ready : "",
       " ",
-      el("button", { id: "pod-refresh", type: "button", text: "Refresh" }),
+      refreshButton("pod-refresh"),
     ),
   ];
-  queueMicrotask(() => {
-    const b = document.getElementById("pod-refresh");
-    if (b) b.onclick = () => {
-      podView = { key, doc: null, error: null };
-      loadPod(namespace, name);
-      scheduleRender();
-    };
-  });
-  if (!podView || (!podView.doc && !podView.error)) {
+  const v = detail.inspect;
+  if (!v || (!v.doc && !v.error)) {
     out.push(el("p", { class: "muted", id: "pod-loading", text: "Asking node's kubelet…" }));
-    return out;
+  } else if (v.error) {
+    out.push(el("p", { class: "error", id: "pod-error", text: v.error }));
+  } else {
+    out.push(podInspection(v.doc));
   }
-  if (podView.error) {
-    out.push(el("p", { class: "error", id: "pod-error", text: podView.error }));
-    return out;
-  }
-  const d = podView.doc;
-  out.push(el("section", { id: "pod-inspection", "data-uid": d.metadata.uid }, [
+  out.push(el("h3", { text: "Trace: the pod's path through the control plane and its node" }), traceSection(detail.trace));
+  return out;
+}
+
+function podInspection(d) {
+  return el("section", { id: "pod-inspection", "data-uid": d.metadata.uid }, [
     el("h3", { text: "Network: from the Service rules to the pod's interface" }),
     networkDiagram(d),
     el("h3", { text: "Namespaces: which processes share which" }),
@@ -293,8 +322,210 @@ function podPage(namespace, name) {
     el("p", {}, "id ", el("code", { text: d.sandbox.id }), ", pid ", el("code", { "data-testid": "sandbox-pid", text: d.sandbox.pid }), ", ",
       el("code", { text: d.sandbox.command.join(" ") })),
     el("p", {}, "QoS class ", el("strong", { text: d.qosClass }), " on node ", el("strong", { text: d.metadata.node })),
-  ]));
+  ]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// a pod's trace as a timeline: one row per step (spans as bars, events as dots) on one time axis, from the first
+// step; the words are `rkube trace pod`'s
+
+function traceSection(t) {
+  if (!t || (!t.doc && !t.error)) return el("p", { class: "muted", id: "trace-loading", text: "Reading the trace…" });
+  if (t.error) return el("p", { class: "error", id: "trace-error", text: t.error });
+  const { trace, labels, warning } = t.doc;
+  const steps = trace.steps || [];
+  const head = el("p", { class: "small" }, "trace ", el("code", { id: "trace-id", text: trace.traceId }),
+    trace.node ? ", node " + trace.node : "", trace.exists ? "" : " (the pod is gone; its steps are kept)",
+    ", " + steps.length + " steps");
+  const warn = warning ? el("p", { class: "error", id: "trace-warning", text: warning }) : null;
+  if (steps.length === 0) return el("section", { id: "pod-trace" }, head, warn, el("p", { class: "muted", text: "No steps recorded." }));
+  const first = steps[0].startUnixNanos;
+  const end = Math.max(...steps.map((s) => s.startUnixNanos + (s.durationNanos || 0)));
+  const total = Math.max(1, end - first);
+  const W = 1100;
+  const labelW = 560;
+  const axisW = W - labelW - 30;
+  const rowH = 22;
+  const H = 34 + steps.length * rowH;
+  const s = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, class: "diagram timeline", role: "img", "aria-label": "the pod's trace" });
+  const x = (ns) => labelW + (axisW * (ns - first)) / total;
+  // the axis: 0, a quarter, half, three quarters, the end
+  for (let i = 0; i <= 4; i++) {
+    const at = first + (total * i) / 4;
+    s.append(svg("line", { x1: x(at), y1: 18, x2: x(at), y2: H - 4, class: "tick" }));
+    s.append(svg("text", { x: x(at), y: 13, class: "tick-label", "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" }, "+" + ms(at - first)));
+  }
+  steps.forEach((st, i) => {
+    const y = 24 + i * rowH;
+    const lab = labels[i] || { title: st.name, details: "" };
+    const g = svg("g", { class: "step c-" + st.component, "data-testid": "trace-step-" + i, "data-name": st.name, "data-component": st.component, "data-kind": st.kind });
+    g.append(svg("title", {}, lab.title + (lab.details ? " (" + lab.details + ")" : "")));
+    g.append(svg("text", { x: 4, y: y + 14, class: "step-offset" }, "+" + ms(st.startUnixNanos - first)));
+    g.append(svg("text", { x: 74, y: y + 14, class: "step-component" }, st.component));
+    const label = lab.title.length > 62 ? lab.title.slice(0, 61) + "…" : lab.title;
+    g.append(svg("text", { x: 190, y: y + 14, class: "step-title" }, label));
+    if (st.kind === "span") {
+      const w = Math.max(2, x(st.startUnixNanos + (st.durationNanos || 0)) - x(st.startUnixNanos));
+      g.append(svg("rect", { x: x(st.startUnixNanos), y: y + 3, width: w, height: rowH - 8, rx: 3, class: "bar" }));
+      g.append(svg("text", { x: Math.min(x(st.startUnixNanos) + w + 4, W - 60), y: y + 14, class: "step-dur" }, ms(st.durationNanos || 0)));
+    } else {
+      g.append(svg("circle", { cx: x(st.startUnixNanos), cy: y + rowH / 2 - 1, r: 4, class: "dot" }));
+    }
+    s.append(g);
+  });
+  // the same steps as text: the details the bars cannot hold
+  const rows = steps.map((st, i) =>
+    el("tr", {}, el("td", { text: "+" + ms(st.startUnixNanos - first) }), el("td", { text: st.component }),
+      el("td", { text: st.durationNanos !== undefined && st.durationNanos !== null ? ms(st.durationNanos) : "" }),
+      el("td", { text: (labels[i] || {}).title || st.name }), el("td", { class: "small", text: (labels[i] || {}).details || "" })));
+  const tbl = el("table", { class: "steps small", id: "trace-steps" },
+    el("thead", {}, el("tr", {}, ["at", "component", "took", "step", "details"].map((h) => el("th", { text: h })))), el("tbody", {}, rows));
+  return el("section", { id: "pod-trace", "data-trace-id": trace.traceId }, head, warn, s, tbl);
+}
+
+function ms(nanos) {
+  const v = nanos / 1e6;
+  return v >= 1000 ? (v / 1000).toFixed(2) + " s" : v.toFixed(1) + " ms";
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// a node's page: the API's conditions and addresses (live, from the stream), the kubelet's inspection
+
+function loadingOrError(v, prefix) {
+  if (!v || (!v.doc && !v.error)) return el("p", { class: "muted", id: prefix + "-loading", text: "Asking the node's kubelet…" });
+  if (v.error) return el("p", { class: "error", id: prefix + "-error", text: v.error });
+  return null;
+}
+
+function cpuText(nanos, milli) {
+  const parts = [];
+  if (nanos !== null && nanos !== undefined) parts.push((nanos / 1e9).toFixed(2) + " s used");
+  if (milli !== null && milli !== undefined) parts.push(milli + "m now");
+  return parts.length ? "CPU " + parts.join(", ") : "CPU –";
+}
+
+// Ready is healthy when True; the pressure conditions (MemoryPressure, DiskPressure, PIDPressure,
+// NetworkUnavailable) when False.
+function healthy(c) {
+  return c.type === "Ready" ? c.status === "True" : c.status === "False";
+}
+
+function nodePage(name) {
+  const entry = store.nodes.get(name);
+  const row = entry ? entry.row : null;
+  const out = [
+    el("h2", {}, "Node ", el("span", { id: "node-name", text: name })),
+    el("p", { class: "muted" }, row ? row.status + (row.kubeletVersion ? ", kubelet " + row.kubeletVersion : "") : ready.nodes ? "not in the list" : "", " ", refreshButton("node-refresh")),
+  ];
+  if (row) {
+    out.push(el("h3", { text: "Conditions" }),
+      el("table", { id: "node-conditions" },
+        el("thead", {}, el("tr", {}, ["type", "status", "reason", "message", "last heartbeat"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, (row.conditions || []).map((c) => el("tr", { "data-condition": c.type },
+          el("td", { text: c.type }), el("td", { class: "status s-" + (healthy(c) ? "ready" : "warning"), text: c.status }),
+          el("td", { text: c.reason || "" }), el("td", { class: "small", text: c.message || "" }), el("td", { text: c.lastHeartbeat ? age(c.lastHeartbeat) + " ago" : "" }))))),
+      el("p", { id: "node-addresses" }, "Addresses: ", (row.addresses || []).map((a) => el("span", { class: "addr", "data-type": a.type }, a.type + " ", el("code", { text: a.address }), "  "))));
+  }
+  const v = detail.inspect;
+  const wait = loadingOrError(v, "node");
+  if (wait) {
+    out.push(wait);
+    return out;
+  }
+  const d = v.doc;
+  const br = d.bridge;
+  const p = d.proxy;
+  const byClass = (path) => d.pods.filter((x) => x.cgroup.slice(0, x.cgroup.lastIndexOf("/")) === path);
+  out.push(el("section", { id: "node-inspection" },
+    el("h3", { text: "Pod network" }),
+    el("p", {}, "pod CIDR ", el("code", { id: "node-pod-cidr", text: d.podCidr || "none" }), ", bridge ",
+      br ? [el("code", { id: "node-bridge", text: br.name }), " ifindex " + br.ifindex + ", mac " + br.mac + ", " + ((br.addresses || []).join(" ") || "no address")] : "none"),
+    el("p", {}, "routes to other nodes' pods: " + (d.podRoutes.length ? "" : "none")),
+    d.podRoutes.length ? el("ul", { id: "node-routes" }, d.podRoutes.map((r) => el("li", {}, el("code", { text: r.dst + (r.gateway ? " via " + r.gateway : "") + (r.dev ? " dev " + r.dev : "") })))) : null,
+    el("p", {}, "cluster DNS " + (d.dns.address || "none") + (d.dns.link ? " on " + d.dns.link + " (" + d.dns.linkAddresses.join(" ") + ")" : "")),
+    el("h3", { text: "Service proxy" }),
+    el("p", { id: "node-proxy" }, p.table
+      ? ["table ", el("code", { text: "ip " + p.table }), ": " + p.chains + " chains, " + p.rules + " rules, " + p.servicePorts + " service ports, " + p.endpoints + " endpoints, " + p.serviceIps + " service IPs, " + p.nodePorts + " NodePorts"]
+      : "no service proxy on this node"),
+    el("h3", { text: "cgroups: the QoS tree" + (d.cgroups.cpuSampleMillis ? " (CPU now: over " + d.cgroups.cpuSampleMillis + " ms)" : "") }),
+    el("div", { id: "node-cgroups" }, d.cgroups.classes.map((c) => el("div", { class: "card qos", "data-qos": c.qosClass },
+      el("h4", {}, c.qosClass + " ", el("code", { text: c.path })),
+      el("p", { class: "small" }, bytes(c.memoryWorkingSetBytes) + " in use, " + cpuText(c.cpuUsageNanos, c.cpuMillicores)),
+      podsTable(byClass(c.path))))),
+  ));
   return out;
+}
+
+function podsTable(pods) {
+  if (!pods.length) return el("p", { class: "muted small", text: "no pods" });
+  const head = el("tr", {}, ["pod", "sandbox", "sandbox pid", "IP", "memory", "CPU", "cgroup"].map((h) => el("th", { text: h })));
+  const rows = pods.map((p) => el("tr", { "data-pod": p.namespace + "/" + p.name },
+    el("td", {}, el("a", { href: "#/pod/" + encodeURIComponent(p.namespace) + "/" + encodeURIComponent(p.name), text: p.namespace + "/" + p.name })),
+    el("td", {}, el("code", { text: p.sandboxId || "none" })),
+    el("td", { "data-testid": "sandbox-pid", text: p.sandboxPid ?? "–" }),
+    el("td", { text: (p.podIp || "") + (p.hostNetwork ? " (host network)" : "") }),
+    el("td", { text: bytes(p.memoryWorkingSetBytes) }),
+    el("td", { text: cpuText(p.cpuUsageNanos, p.cpuMillicores) }),
+    el("td", {}, el("code", { text: p.cgroup }))));
+  return el("table", { class: "small" }, el("thead", {}, head), el("tbody", {}, rows));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// a Service's page: its addresses and ports, per port the chains and the endpoints its numgen vmap picks
+
+function servicePage(namespace, name) {
+  const key = namespace + "/" + name;
+  const entry = store.services.get(key);
+  const row = entry ? entry.row : null;
+  const out = [
+    el("h2", {}, "Service ", el("span", { id: "service-name", text: key })),
+    el("p", { class: "muted" }, row ? row.type + ", ports " + row.ports + (row.selector ? ", selector " + row.selector : ", no selector") : "", " ", refreshButton("service-refresh")),
+  ];
+  const v = detail.inspect;
+  const wait = loadingOrError(v, "service");
+  if (wait) {
+    out.push(wait);
+    return out;
+  }
+  const d = v.doc;
+  out.push(el("section", { id: "service-inspection" },
+    el("p", {}, d.type + " ", el("span", { id: "service-vips" }, d.clusterIps.map((ip) => el("code", { class: "vip", text: ip }))),
+      " as node ", el("a", { href: "#/node/" + encodeURIComponent(d.metadata.node), text: d.metadata.node }),
+      "'s proxy has it" + (d.table ? " (table ip " + d.table + ")" : ": no service proxy there")),
+    d.ports.length === 0 ? el("p", { class: "muted", id: "service-no-rules", text: "No rules for it in the table: no ready endpoints, or not synced yet." }) : null,
+    d.ports.map((p, i) => el("div", { class: "card port", "data-port": p.port },
+      el("h4", {}, "port " + p.port),
+      el("p", { class: "small" }, "from ", [].concat(p.serviceIps, p.nodePorts.map((n) => "NodePort " + n)).join(", ") || "nothing"),
+      el("p", { class: "small" }, "chain ", el("code", { "data-testid": "svc-chain-" + i, text: p.serviceChain || "none" }),
+        p.otherChains.length ? ", and " + p.otherChains.join(", ") : ""),
+      servicePicks(p)))));
+  return out;
+}
+
+// The service chain's picks as an SVG: the chain on the left, one arrow per numgen slot to its endpoint chain
+// and the address its DNAT sends to.
+function servicePicks(p) {
+  const eps = p.endpoints || [];
+  if (!eps.length) return el("p", { class: "muted small", text: "no endpoints" });
+  const W = 1100;
+  const rowH = 44;
+  const H = 20 + eps.length * rowH;
+  const s = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, class: "diagram picks" });
+  const cy = H / 2;
+  s.append(svg("rect", { x: 10, y: cy - 22, width: 300, height: 44, rx: 8, class: "chain" }));
+  s.append(svg("text", { x: 20, y: cy - 3, class: "title" }, p.serviceChain || "?"));
+  s.append(svg("text", { x: 20, y: cy + 14 }, "numgen random mod " + eps.length));
+  eps.forEach((e, i) => {
+    const y = 10 + i * rowH;
+    s.append(svg("path", { d: "M 310 " + cy + " C 380 " + cy + ", 380 " + (y + 20) + ", 450 " + (y + 20), class: "wire" }));
+    s.append(svg("text", { x: 360, y: y + 16, class: "wire-label" }, e.slot === null || e.slot === undefined ? "" : "slot " + e.slot));
+    const g = svg("g", { "data-testid": "svc-pick", "data-endpoint": e.endpoint, "data-slot": e.slot ?? "" });
+    g.append(svg("rect", { x: 450, y: y + 2, width: 620, height: 36, rx: 6, class: "endpoint" }));
+    g.append(svg("text", { x: 460, y: y + 17 }, e.chain));
+    g.append(svg("text", { x: 460, y: y + 32, class: "title" }, "DNAT → " + e.endpoint));
+    s.append(g);
+  });
+  return s;
 }
 
 function nsOf(list, type) {
@@ -458,6 +689,6 @@ document.addEventListener("DOMContentLoaded", () => {
   render(true);
   connect();
   setInterval(() => {
-    if (route().view !== "pod") scheduleRender(); // ages
+    if (!PARENT[route().view]) scheduleRender(); // ages
   }, 10000);
 });

@@ -30,6 +30,28 @@ pub struct NodeRow {
     pub internal_ip: Option<String>,
     pub kubelet_version: Option<String>,
     pub created: Option<String>,
+    /// Every condition, as `kubectl describe node` lists them (the node's page shows them)
+    pub conditions: Vec<NodeCondition>,
+    /// Every address: `InternalIP 10.0.0.2`, `Hostname n1`
+    pub addresses: Vec<NodeAddress>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub last_heartbeat: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct NodeAddress {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub address: String,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -102,6 +124,24 @@ pub fn node_row(n: &Node) -> NodeRow {
             .map(|a| a.address.clone()),
         kubelet_version: status.and_then(|s| s.node_info.as_ref()).map(|i| i.kubelet_version.clone()),
         created: created(n),
+        conditions: status
+            .and_then(|s| s.conditions.as_ref())
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| NodeCondition {
+                        type_: c.type_.clone(),
+                        status: c.status.clone(),
+                        reason: c.reason.clone(),
+                        message: c.message.clone(),
+                        last_heartbeat: c.last_heartbeat_time.as_ref().map(|t| t.0.to_string()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        addresses: status
+            .and_then(|s| s.addresses.as_ref())
+            .map(|a| a.iter().map(|a| NodeAddress { type_: a.type_.clone(), address: a.address.clone() }).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -202,6 +242,10 @@ mod tests {
         let r = node_row(&n);
         assert_eq!(r.status, "Ready,SchedulingDisabled");
         assert_eq!(r.internal_ip.as_deref(), Some("10.0.0.2"));
+        assert_eq!(r.addresses.iter().map(|a| format!("{} {}", a.type_, a.address)).collect::<Vec<_>>(), ["Hostname h", "InternalIP 10.0.0.2"]);
+        assert_eq!((r.conditions.len(), r.conditions[0].type_.as_str(), r.conditions[0].status.as_str()), (1, "Ready", "True"));
+        let v = serde_json::to_value(&r).expect("json");
+        assert_eq!((&v["conditions"][0]["type"], &v["addresses"][1]["type"]), (&serde_json::json!("Ready"), &serde_json::json!("InternalIP")));
         let n: Node = from(serde_json::json!({"metadata": {"name": "n2"}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}));
         assert_eq!(node_row(&n).status, "NotReady (Unknown)");
     }

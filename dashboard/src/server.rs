@@ -1,6 +1,7 @@
 //! The dashboard's HTTP server: loopback only, every request checked for the token (in the URL's `token`
 //! query parameter or, after the first page load, an HttpOnly cookie), the page and its assets embedded in the
-//! binary, the live stream, and a pod's inspection fetched through the apiserver's node proxy.
+//! binary, the live stream, and the inspections of a pod, a node and a Service and a pod's trace, fetched through
+//! the apiserver (and its node proxy) with the caller's credentials.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use rkube_kubelet::inspect::client::{self as inspect, InspectClientError};
 use tokio::net::TcpListener;
 
 use crate::token::Token;
-use crate::{assets, stream};
+use crate::{assets, stream, trace};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -73,6 +74,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/assets/app.css", get(|| async { asset("text/css; charset=utf-8", assets::APP_CSS) }))
         .route("/api/stream", get(live))
         .route("/api/inspect/pods/{namespace}/{name}", get(inspect_pod))
+        .route("/api/inspect/nodes/{name}", get(inspect_node))
+        .route("/api/inspect/services/{namespace}/{name}", get(inspect_service))
+        .route("/api/trace/pods/{namespace}/{name}", get(trace_pod))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
@@ -155,16 +159,47 @@ async fn live(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 
 /// `rkube inspect pod`'s document as JSON, or `{"error": ...}` with the status that fits.
 async fn inspect_pod(State(shared): State<Arc<Shared>>, Path((namespace, name)): Path<(String, String)>) -> Response {
-    match inspect::fetch_pod(&shared.client, &namespace, &name).await {
+    inspected(inspect::fetch_pod(&shared.client, &namespace, &name).await)
+}
+
+/// `rkube inspect node NAME`'s document.
+async fn inspect_node(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    inspected(inspect::fetch_node(&shared.client, Some(&name)).await)
+}
+
+/// `rkube inspect service NAME -n NS`'s document (the first Ready node's proxy rules).
+async fn inspect_service(State(shared): State<Arc<Shared>>, Path((namespace, name)): Path<(String, String)>) -> Response {
+    inspected(inspect::fetch_service(&shared.client, &namespace, &name, None).await)
+}
+
+/// An inspection as JSON, or `{"error": ...}` with the message `rkube inspect` prints and the status that fits.
+fn inspected<T: serde::Serialize>(r: Result<T, InspectClientError>) -> Response {
+    match r {
         Ok(doc) => axum::Json(doc).into_response(),
         Err(e) => {
             let status = match &e {
-                InspectClientError::PodNotFound { .. } => StatusCode::NOT_FOUND,
-                InspectClientError::NotScheduled { .. } | InspectClientError::NotStarted { .. } => StatusCode::CONFLICT,
+                InspectClientError::PodNotFound { .. } | InspectClientError::NodeNotFound { .. } | InspectClientError::ServiceNotFound { .. } => {
+                    StatusCode::NOT_FOUND
+                }
+                InspectClientError::NotScheduled { .. } | InspectClientError::NotStarted { .. } | InspectClientError::NoReadyNode { .. } => {
+                    StatusCode::CONFLICT
+                }
                 _ => StatusCode::BAD_GATEWAY,
             };
-            (status, axum::Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+            error_response(status, &e)
         }
+    }
+}
+
+fn error_response(status: StatusCode, e: &dyn std::fmt::Display) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+}
+
+/// `rkube trace pod`'s timeline with each step's words, or `{"error": ...}`.
+async fn trace_pod(State(shared): State<Arc<Shared>>, Path((namespace, name)): Path<(String, String)>) -> Response {
+    match trace::fetch_pod_trace(&shared.client, &namespace, &name).await {
+        Ok(t) => axum::Json(t).into_response(),
+        Err(e) => error_response(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY), &e),
     }
 }
 
@@ -179,6 +214,23 @@ mod tests {
         assert_eq!(query_token(None), None);
         assert_eq!(cookie_value("a=b; rkube_dashboard_80=tok; c=d", "rkube_dashboard_80"), Some("tok"));
         assert_eq!(cookie_value("rkube_dashboard_8000=tok", "rkube_dashboard_80"), None);
+    }
+
+    #[test]
+    fn an_inspection_that_fails_answers_the_status_that_fits() {
+        let cases: [(InspectClientError, u16, &str); 4] = [
+            (InspectClientError::NodeNotFound { node: "n9".into() }, 404, "node n9 not found"),
+            (InspectClientError::ServiceNotFound { service: "default/nope".into(), ns: "default".into() }, 404, "service default/nope not found"),
+            (InspectClientError::NoReadyNode { service: "default/web".into() }, 409, "no Ready node"),
+            (InspectClientError::Fetch { what: "node n1".into(), node: "n1".into(), message: "503".into() }, 502, "inspect node n1 on node n1: 503"),
+        ];
+        for (e, status, text) in cases {
+            let resp = inspected::<()>(Err(e));
+            assert_eq!(resp.status().as_u16(), status, "{text}");
+        }
+        let t = crate::trace::TraceFetchError::NoContext { pod: "default/p".into(), annotation: "rkube.io/traceparent" };
+        assert_eq!(t.status(), 409);
+        assert!(t.to_string().starts_with("pod default/p has no trace context (annotation rkube.io/traceparent)"), "{t}");
     }
 
     #[test]

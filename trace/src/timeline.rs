@@ -69,7 +69,7 @@ pub fn node_of(steps: &[Record]) -> Option<String> {
 }
 
 /// What a step means, in the words of the pod's story.
-fn title(r: &Record) -> String {
+pub fn title(r: &Record) -> String {
     let a = |k: &str| r.attr(k).unwrap_or("?").to_string();
     match r.name.as_str() {
         "apiserver.create" => format!("request accepted and stored: create {} {}", a("resource"), a("object")),
@@ -90,7 +90,8 @@ const SHOWN_ATTRS: &[&str] = &[
     "steps", "reason", "detail", "kind", "phase", "ready", "conditions", "total_ms", "ms", "secs", "error", "id", "layer",
 ];
 
-fn details(r: &Record) -> String {
+/// The step's attributes worth showing, `key=value, ...` (what `rkube trace pod` prints in parentheses).
+pub fn details(r: &Record) -> String {
     let mut s = String::new();
     for k in SHOWN_ATTRS {
         if matches!(r.name.as_str(), "apiserver.create" | "controller.create") && *k == "owner" {

@@ -2,7 +2,10 @@
 //! DevTools Protocol (a small WebSocket client below, std only). Checks: nothing is served without the token
 //! (401, also in the browser); with it the pods page lists a pod kubectl made; a pod made after the page loaded
 //! appears without a reload (the watch); the nodes, services and events pages list the cluster's objects; a
-//! pod's page shows its network namespace inode and host veth as `rkube inspect pod -o json` reports them.
+//! pod's page shows its network namespace inode and host veth as `rkube inspect pod -o json` reports them, and
+//! its trace as a timeline with `rkube trace pod -o json`'s steps in order; a node's page its conditions,
+//! addresses, bridge, proxy table and QoS cgroups with the pod's sandbox PID; a Service's page its VIP, chain and
+//! the endpoint it picks, as `rkube inspect node|service -o json` report them.
 //! Each page's screenshot is saved in the artifacts directory the test prints.
 //!
 //! Needs the binaries: `cargo build --release -p rkube -p rkube-kubelet -p rkube-runtime -p rkube-cni --bins`,
@@ -298,12 +301,19 @@ fn start_dashboard(up: &Up, log: &Path) -> (ChildGuard, u16, String) {
 }
 
 fn inspect_json(up: &Up, pod: &str) -> Value {
-    let mut cmd = Command::new(bin("rkube"));
-    cmd.args(["inspect", "pod", pod, "-o", "json", "--kubeconfig"]).arg(up.kubeconfig()).env("RKUBE_LOG", "warn");
-    let out = rkube_testsupport::output_within(&mut cmd, None, Duration::from_secs(60), "rkube inspect");
-    assert!(out.status.success(), "rkube inspect pod {pod}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("inspect json")
+    rkube_json(up, &["inspect", "pod", pod])
 }
+
+/// `rkube ARGS -o json` against the cluster, parsed.
+fn rkube_json(up: &Up, args: &[&str]) -> Value {
+    let mut cmd = Command::new(bin("rkube"));
+    cmd.args(args).args(["-o", "json", "--kubeconfig"]).arg(up.kubeconfig()).env("RKUBE_LOG", "warn");
+    let out = rkube_testsupport::output_within(&mut cmd, None, Duration::from_secs(60), "rkube");
+    assert!(out.status.success(), "rkube {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("rkube {args:?}: json: {e}"))
+}
+
+const DASH_SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: dash}\nspec:\n  selector: {app: dash}\n  ports: [{name: web, port: 80, targetPort: 8080}]\n";
 
 /// Where the screenshots go: $RKUBE_TEST_ARTIFACTS/dashboard-<unique>, else target/tmp/dashboard-<unique>.
 fn artifacts_dir() -> PathBuf {
@@ -320,6 +330,7 @@ fn dashboard_pages_in_headless_chromium() {
     let artifacts = artifacts_dir();
     let up = Up::start();
     up.kubectl_ok(&["apply", "-f", "-"], Some(&sleeping_pod("dash-a")));
+    up.kubectl_ok(&["apply", "-f", "-"], Some(DASH_SERVICE));
     up.kubectl_ok(&["wait", "--for=condition=Ready", "pod/dash-a", "--timeout=120s"], None);
 
     let (_dashboard, port, url) = start_dashboard(&up, &artifacts.join("dashboard.log"));
@@ -413,6 +424,26 @@ fn dashboard_pages_in_headless_chromium() {
     assert_eq!(cdp.eval("document.querySelector('[data-testid=\"ns-c-net\"] .badge').textContent"), json!("pod"));
     assert_eq!(cdp.eval("document.querySelector('[data-testid=\"ns-c-mnt\"] .badge').textContent"), json!("own"));
     assert!(text.contains("memory") && text.contains("32.0 MiB"), "the memory limit: {text}");
+    // its trace as a timeline: the steps `rkube trace pod -o json` gives, in its order, one row each (a late step
+    // may land between the two reads: then both are read again)
+    let (trace, drawn) = poll_until("the pod's timeline as rkube trace has it", Duration::from_secs(30), || {
+        cdp.call("Runtime.evaluate", json!({"expression": "document.getElementById('pod-refresh').click()"}));
+        cdp.wait_for("the pod's trace", "!!document.querySelector('#pod-trace') || !!document.querySelector('#trace-error')");
+        let trace = rkube_json(&up, &["trace", "pod", "dash-a"]);
+        let drawn = cdp.eval("[...document.querySelectorAll('#pod-trace [data-testid^=\"trace-step-\"]')].map(g => g.dataset.name + '@' + g.dataset.component)");
+        let want: Vec<String> = trace["steps"].as_array().expect("steps").iter().map(|s| format!("{}@{}", s["name"].as_str().unwrap_or(""), s["component"].as_str().unwrap_or(""))).collect();
+        (drawn == json!(want)).then_some((trace, want))
+    });
+    assert_eq!(cdp.eval("document.querySelector('#trace-error') && document.querySelector('#trace-error').textContent"), Value::Null, "no trace error");
+    assert_eq!(cdp.eval("document.querySelector('#pod-trace').dataset.traceId"), trace["traceId"], "the pod's trace id");
+    assert!(drawn.iter().any(|s| s.starts_with("apiserver.create@apiserver")), "the API request is drawn: {drawn:?}");
+    assert!(drawn.iter().any(|s| s.ends_with("@kubelet")) && drawn.iter().any(|s| s.ends_with("@scheduler")), "the scheduler's and the kubelet's steps: {drawn:?}");
+    // spans are bars with a width, and each bar starts where its offset puts it: left to right in time
+    let xs = cdp.eval("[...document.querySelectorAll('#pod-trace [data-kind=\"span\"] rect.bar')].map(r => +r.getAttribute('x'))");
+    let xs: Vec<f64> = xs.as_array().expect("bars").iter().filter_map(Value::as_f64).collect();
+    assert!(!xs.is_empty() && xs.windows(2).all(|w| w[0] <= w[1]), "the bars go left to right in start order: {xs:?}");
+    let steps_text = cdp.eval("document.querySelector('#trace-steps').innerText");
+    assert!(steps_text.as_str().is_some_and(|t| t.contains("request accepted and stored")), "the steps' words are rkube trace's: {steps_text}");
     cdp.screenshot(&artifacts, "07-pod.png");
 
     // a pod that does not exist: the page says so
@@ -422,6 +453,51 @@ fn dashboard_pages_in_headless_chromium() {
     assert!(err.as_str().is_some_and(|e| e.contains("pod default/nope not found")), "{err}");
     cdp.screenshot(&artifacts, "08-pod-missing.png");
 
+    // the node's page: the API's conditions and addresses, and the kubelet's inspection as `rkube inspect node`
+    let node = node.trim().to_string();
+    let node_doc = rkube_json(&up, &["inspect", "node", &node]);
+    let internal_ip = up.kubectl(&["get", "node", &node, "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
+    cdp.navigate(&format!("{base}#/nodes"));
+    cdp.wait_for("the node's link", &format!("!!document.querySelector('#nodes-table tr[data-key=\"{node}\"] a')"));
+    cdp.call("Runtime.evaluate", json!({"expression": format!("document.querySelector('#nodes-table tr[data-key=\"{node}\"] a').click()")}));
+    cdp.wait_for("the node's inspection", "!!document.querySelector('#node-inspection') || !!document.querySelector('#node-error')");
+    assert_eq!(cdp.eval("location.hash"), json!(format!("#/node/{node}")), "the list links to the node's page");
+    assert_eq!(cdp.eval("document.querySelector('#node-error') && document.querySelector('#node-error').textContent"), Value::Null, "no error");
+    assert_eq!(cdp.eval("document.querySelector('#node-conditions tr[data-condition=\"Ready\"] td:nth-child(2)').textContent"), json!("True"));
+    assert_eq!(cdp.eval("document.querySelector('#node-addresses .addr[data-type=\"InternalIP\"] code').textContent"), json!(internal_ip.trim()));
+    assert_eq!(cdp.eval("document.getElementById('node-pod-cidr').textContent"), node_doc["podCidr"]);
+    assert_eq!(cdp.eval("document.getElementById('node-bridge').textContent"), node_doc["bridge"]["name"]);
+    let proxy = cdp.eval("document.getElementById('node-proxy').textContent");
+    assert!(proxy.as_str().is_some_and(|p| p.contains(&format!("ip {}", node_doc["proxy"]["table"].as_str().unwrap_or("?")))), "the proxy table: {proxy}");
+    // dash-a under its QoS class (Guaranteed: the root), with the sandbox PID `rkube inspect pod` reports
+    let qos = cdp.eval("document.querySelector('#node-cgroups [data-qos=\"Guaranteed\"] tr[data-pod=\"default/dash-a\"] [data-testid=\"sandbox-pid\"]').textContent");
+    assert_eq!(qos, json!(doc["sandbox"]["pid"].to_string()), "dash-a's sandbox pid in the Guaranteed class");
+    let cg = cdp.eval("document.querySelector('#node-cgroups [data-qos=\"Guaranteed\"]').textContent");
+    assert!(cg.as_str().is_some_and(|t| t.contains("in use") && t.contains("s used") && t.contains("m now")), "memory and CPU of the class: {cg}");
+    cdp.screenshot(&artifacts, "09-node.png");
+
+    // the Service's page: its VIP, the port's chain and the endpoint it picks, as `rkube inspect service` has them
+    let ip = ip.trim().to_string();
+    let svc_doc = poll_until("the proxy has dash's endpoint", Duration::from_secs(60), || {
+        let d = rkube_json(&up, &["inspect", "service", "dash"]);
+        (d["ports"][0]["endpoints"][0]["endpoint"] == json!(format!("{ip}:8080"))).then_some(d)
+    });
+    cdp.navigate(&format!("{base}#/services"));
+    cdp.wait_for("the service's link", "!!document.querySelector('#services-table tr[data-key=\"default/dash\"] a')");
+    cdp.call("Runtime.evaluate", json!({"expression": "document.querySelector('#services-table tr[data-key=\"default/dash\"] a').click()"}));
+    cdp.wait_for("the service's picks", "!!document.querySelector('[data-testid=\"svc-pick\"]') || !!document.querySelector('#service-error')");
+    assert_eq!(cdp.eval("location.hash"), json!("#/service/default/dash"));
+    assert_eq!(cdp.eval("[...document.querySelectorAll('#service-vips .vip')].map(e => e.textContent)"), svc_doc["clusterIps"]);
+    assert_eq!(cdp.eval("document.querySelector('[data-testid=\"svc-chain-0\"]').textContent"), svc_doc["ports"][0]["serviceChain"]);
+    assert_eq!(cdp.eval("[...document.querySelectorAll('[data-testid=\"svc-pick\"]')].map(g => g.dataset.endpoint)"), json!([format!("{ip}:8080")]));
+    assert_eq!(cdp.eval("document.querySelector('.port').dataset.port"), json!("tcp/web"));
+    cdp.screenshot(&artifacts, "10-service.png");
+    // a missing Service: the page says what `rkube inspect service` says
+    cdp.navigate(&format!("{base}#/service/default/nope"));
+    cdp.wait_for("the error for a missing service", "!!document.querySelector('#service-error')");
+    let err = cdp.eval("document.querySelector('#service-error').textContent");
+    assert!(err.as_str().is_some_and(|e| e.contains("service default/nope not found")), "{err}");
+
     let shots = std::fs::read_dir(&artifacts).expect("artifacts").filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))).count();
-    assert_eq!(shots, 8, "eight screenshots in {}", artifacts.display());
+    assert_eq!(shots, 10, "ten screenshots in {}", artifacts.display());
 }
