@@ -199,7 +199,7 @@ pub fn check_insecure_listen(at: Option<SocketAddr>) -> anyhow::Result<()> {
 }
 
 /// The cluster CA's certificate and key, as the CSR signer takes them.
-fn signing_ca(pki: &std::path::Path, max_duration: std::time::Duration) -> anyhow::Result<rkube_controllers::certificates::SigningCa> {
+pub(crate) fn signing_ca(pki: &std::path::Path, max_duration: std::time::Duration) -> anyhow::Result<rkube_controllers::certificates::SigningCa> {
     let read = |f: &str| std::fs::read_to_string(pki.join(f)).with_context(|| format!("read the cluster CA {}", pki.join(f).display()));
     Ok(rkube_controllers::certificates::SigningCa {
         cert_pem: read("ca.crt")?,

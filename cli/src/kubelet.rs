@@ -6,8 +6,11 @@
 //! Its API (logs, exec, attach, port-forward) is HTTPS and admits only clients whose certificate the cluster
 //! CA signed: the CA comes from `--client-ca-file` or else the kubeconfig (`rkube server --tls` writes it
 //! there). The serving certificate is `--tls-cert-file`/`--tls-private-key-file`, or one it signs itself at
-//! every start (`<data-dir>/pki/kubelet.crt`), as upstream's kubelet does. A kubeconfig without a CA (a plain
-//! HTTP server) leaves the API plain HTTP and unauthenticated, and the kubelet says so.
+//! every start (`<data-dir>/pki/kubelet.crt`), as upstream's kubelet does. With `--rotate-server-certificates`
+//! (on by default for a node running with its own certificate, as `rkube join` makes it) the kubelet asks the
+//! cluster for its serving certificate, serves it once an administrator approves the request, and renews it
+//! (`rkube_kubelet::node::certs::serving`). A kubeconfig without a CA (a plain HTTP server) leaves the API plain
+//! HTTP and unauthenticated, and the kubelet says so.
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +46,11 @@ pub struct AgentArgs {
     /// Key of --tls-cert-file
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
+    /// Request the kubelet API's serving certificate from the cluster (a kubernetes.io/kubelet-serving CSR an
+    /// administrator approves) and renew it before it expires (upstream's serverTLSBootstrap). Default: on when
+    /// the kubeconfig holds the node's own certificate (`rkube join`) and no --tls-cert-file is given
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub rotate_server_certificates: Option<bool>,
     /// Run the node in this network namespace (/run/netns/NAME), as `rkube cluster` does: the kubelet joins it
     /// before anything else, sees that namespace's sysfs network view, and leaves the host's ip_forward alone
     #[arg(long, value_name = "NAME")]
@@ -88,8 +96,26 @@ pub(crate) async fn kubelet(args: Args) -> anyhow::Result<()> {
     }
     // the node's own certificate (kubelet.conf of `rkube join`) is renewed before it expires, without a restart
     let (client, rotation) = rkube_kubelet::node::certs::client(&args.kubeconfig, &cfg.node_name).await?;
+    let own_credential = rotation.is_some();
     if let Some(r) = rotation {
         tokio::spawn(r.run());
+    }
+    let rotate_serving = args.agent.rotate_server_certificates.unwrap_or(own_credential && args.agent.tls_cert_file.is_none());
+    match (&cfg.api_tls, rotate_serving) {
+        (Some(tls), true) => {
+            let serving = rkube_kubelet::node::certs::serving::ServingRotation::new(
+                client.clone(),
+                &cfg.node_name,
+                &data.join("pki"),
+                tls.serving.clone(),
+                &tls.client_ca_pem,
+            )?;
+            tokio::spawn(serving.run());
+        }
+        (None, true) if args.agent.rotate_server_certificates == Some(true) => {
+            anyhow::bail!("--rotate-server-certificates: the kubelet API is plain HTTP (no cluster CA known); pass --client-ca-file")
+        }
+        _ => {}
     }
     // in a namespace of its own the node's forwarding is that namespace's, not the host's
     if args.agent.netns.is_none() {
@@ -137,9 +163,9 @@ fn api_tls(args: &Args, data: &Path, node_name: &str, node_ip: &str) -> anyhow::
             (pair.cert, pair.key)
         }
     };
-    let tls = ApiTls { cert_pem, key_pem, client_ca_pem };
     // bad PEM fails here, with the flag's name, not later in the server task
-    rkube_kubelet::server::tls::server_config(&tls)?;
+    let tls = ApiTls::new(&cert_pem, &key_pem, &client_ca_pem).context("--tls-cert-file, --tls-private-key-file")?;
+    rkube_kubelet::server::tls::server_config(&tls).context("--client-ca-file")?;
     Ok(Some(tls))
 }
 

@@ -7,10 +7,15 @@
 //!
 //! The kubelet talks to the API as the node, not as admin: with its own `system:node:<name>` certificate from
 //! the cluster CA (`<data-dir>/kubelet.conf`, 0600, as `rkube kubeconfig --node` issues one), so the Node
-//! authorizer and NodeRestriction hold it to its own Node, Lease and pods, as on every other path.
+//! authorizer and NodeRestriction hold it to its own Node, Lease and pods, as on every other path. It renews
+//! that certificate, and its serving one, through CSRs before they expire, as a joined node does (the serving
+//! renewals wait for an administrator's `kubectl certificate approve`, as upstream's serverTLSBootstrap).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use rkube_controllers::certificates::SigningCa;
+use rkube_kubelet::node::certs::serving::{self, ServingRotation};
 
 use crate::control_plane;
 use crate::node::{self, NodeArgs};
@@ -49,6 +54,14 @@ pub struct Args {
     /// Without it: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT, else no export
     #[arg(long, value_name = "FILE")]
     pub tracing_config_file: Option<PathBuf>,
+    /// Lifetime of the certificates the cluster's signer issues (kube-controller-manager's flag; one year as
+    /// upstream): the node's own client and serving certificates here too, which it renews at 70-90 % of it
+    #[arg(long, default_value = "8760h", value_parser = control_plane::parse_signing_duration)]
+    pub cluster_signing_duration: std::time::Duration,
+    /// Renew the kubelet API's serving certificate through kubernetes.io/kubelet-serving CSRs, which an
+    /// administrator approves (`kubectl certificate approve`), as upstream's serverTLSBootstrap; on by default
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub rotate_server_certificates: bool,
     #[command(flatten)]
     pub tolerations: crate::server::DefaultTolerations,
     #[command(flatten)]
@@ -77,8 +90,13 @@ async fn up(args: Args) -> anyhow::Result<()> {
     // from it (issue 6).
     let hosts = [args.listen.ip().to_string(), cfg.node_ip.clone()];
     let pki = rkube_apiserver::tls::ensure_pki(&data.join("pki"), &hosts)?;
-    let (serving, client) = rkube_apiserver::tls::issue_kubelet_certs(&pki, &cfg.node_name, std::slice::from_ref(&cfg.node_ip))?;
-    cfg.api_tls = Some(rkube_kubelet::server::tls::ApiTls { cert_pem: serving.cert, key_pem: serving.key, client_ca_pem: pki.ca_cert.clone() });
+    // The node's certificates come from the cluster's signer, for its --cluster-signing-duration, as its CSRs'
+    // would: the kubelet renews both through CSRs before they expire, as every node does (node::certs).
+    let signing = control_plane::signing_ca(&pki.dir, args.cluster_signing_duration)?;
+    let (serving_cert, serving_key) = serving_certificate(&signing, &cfg.node_name, &cfg.node_ip)?;
+    let api_tls = rkube_kubelet::server::tls::ApiTls::new(&serving_cert, &serving_key, &pki.ca_cert)?;
+    cfg.api_tls = Some(api_tls.clone());
+    let client = rkube_apiserver::tls::issue_kubelet_client(&pki)?;
     let kubelet_client = rkube_apiserver::node_proxy::KubeletClientTls { ca_pem: Some(pki.ca_cert.clone()), cert_pem: client.cert, key_pem: client.key };
     rkube_kubelet::node::host::record_ip_forward()?;
     let cp = control_plane::start(&control_plane::Options {
@@ -96,7 +114,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
         node_monitor_period: rkube_controllers::node_lifecycle::DEFAULT_NODE_MONITOR_PERIOD,
         // the one Node's podCIDR is the subnet its kubelet's bridge uses (--pod-cidr), not another /24
         pod_network: control_plane::PodNetwork::single(pod_cidr),
-        cluster_signing_duration: rkube_controllers::certificates::DEFAULT_SIGNING_DURATION,
+        cluster_signing_duration: args.cluster_signing_duration,
         default_not_ready_toleration_seconds: args.tolerations.default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: args.tolerations.default_unreachable_toleration_seconds,
     })
@@ -130,9 +148,26 @@ async fn up(args: Args) -> anyhow::Result<()> {
         }
     };
     let kubelet_conf = data.join("kubelet.conf");
-    let node_client = node_credential(&pki, &cfg.node_name, &cp.url, &kubelet_conf).await;
+    let node_client = node_credential(&signing, &pki.ca_cert, &cfg.node_name, &cp.url, &kubelet_conf).await;
     let result = match node_client {
-        Ok(client) => node::run_kubelet(cfg, client).await,
+        Ok((client, rotation)) => {
+            if let Some(r) = rotation {
+                tokio::spawn(r.run());
+            }
+            let serving = args
+                .rotate_server_certificates
+                .then(|| ServingRotation::new(client.clone(), &cfg.node_name, &data.join("pki"), api_tls.serving.clone(), &pki.ca_cert))
+                .transpose();
+            match serving {
+                Ok(serving) => {
+                    if let Some(s) = serving {
+                        tokio::spawn(s.run());
+                    }
+                    node::run_kubelet(cfg, client).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
         Err(e) => Err(e),
     };
     tracing::info!("shutting down (containers keep running; `rkube down` removes them)");
@@ -143,13 +178,38 @@ async fn up(args: Args) -> anyhow::Result<()> {
     result
 }
 
-/// The kubelet's client: a `system:node:<name>` certificate issued from the cluster CA at every start, written
-/// to `path` (0600) as a kubeconfig naming the API at `url`.
-async fn node_credential(pki: &rkube_apiserver::tls::Pki, node: &str, url: &str, path: &std::path::Path) -> anyhow::Result<kube::Client> {
+/// The kubelet's client: a `system:node:<name>` certificate from the cluster's signer at every start, written
+/// to `path` (0600) as a kubeconfig naming the API at `url`, and its rotation: the kubelet renews it before it
+/// expires as a joined node does, one code path for a node (`rkube_kubelet::node::certs`).
+async fn node_credential(
+    signing: &SigningCa,
+    ca_pem: &str,
+    node: &str,
+    url: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<(kube::Client, Option<rkube_kubelet::node::certs::Rotation>)> {
     use anyhow::Context;
-    let pair = rkube_apiserver::tls::issue_node(pki, node).with_context(|| format!("issue the certificate of node {node}"))?;
+    let (key, request) = rkube_kubelet::bootstrap::node_request(node).with_context(|| format!("make the key of node {node}"))?;
+    let usages: Vec<String> = rkube_apimachinery::certificates::KUBELET_CLIENT_USAGES.iter().map(|u| u.to_string()).collect();
+    let cert = rkube_controllers::certificates::sign(signing, "rkube-up", &request, &usages, signing.max_duration)
+        .with_context(|| format!("issue the certificate of node {node}"))?;
     let user = format!("system:node:{node}");
-    let kc = rkube_apiserver::kubeconfig::render_tls_user(url, "rkube", &user, &pki.ca_cert, &pair.cert, &pair.key);
+    let kc = rkube_apiserver::kubeconfig::render_tls_user(url, "rkube", &user, ca_pem, &cert, &key);
     rkube_apiserver::kubeconfig::write_content(path, &kc).with_context(|| format!("write {}", path.display()))?;
-    control_plane::client_from_kubeconfig(path).await
+    Ok(rkube_kubelet::node::certs::client(path, node).await?)
+}
+
+/// The kubelet API's first certificate: what an approved kubernetes.io/kubelet-serving request of the node
+/// gets (`CN=system:node:<node>, O=system:nodes`, its InternalIP and hostname), from the cluster's signer.
+fn serving_certificate(signing: &SigningCa, node: &str, node_ip: &str) -> anyhow::Result<(String, String)> {
+    use anyhow::Context;
+    use k8s_openapi::api::core::v1::NodeAddress;
+    // the addresses the kubelet reports for its Node (node::status)
+    let addresses = [NodeAddress { type_: "InternalIP".into(), address: node_ip.into() }, NodeAddress { type_: "Hostname".into(), address: node.into() }];
+    let template = serving::serving_template(node, &addresses).with_context(|| format!("node address {node_ip:?}: not an IP address"))?;
+    let (key, request) = serving::serving_request(&template)?;
+    let usages: Vec<String> = serving::USAGES.iter().map(|u| u.to_string()).collect();
+    let cert = rkube_controllers::certificates::sign(signing, "rkube-up", &request, &usages, signing.max_duration)
+        .with_context(|| format!("issue the serving certificate of node {node}"))?;
+    Ok((cert, key))
 }

@@ -2,7 +2,7 @@
 //! `--rotate-certificates`): when a kubeconfig names the node's own `system:node:<name>` certificate (as the
 //! `kubelet.conf` of `rkube join` does), the kubelet's API client presents whatever certificate is current, read
 //! per TLS handshake ([`client`]), and [`Rotation::run`] files a new CertificateSigningRequest as the node itself
-//! once 70-84 % of the certificate's lifetime has passed (upstream's jittered deadline). The csrapproving
+//! once 70-90 % of the certificate's lifetime has passed (upstream's jittered deadline). The csrapproving
 //! controller approves a node renewing its own certificate (`selfnodeclient`), the signer issues it; the node
 //! then writes it into its kubeconfig (0600, by rename) for the next start, switches to it, and closes every
 //! connection opened with the old one, as upstream's kubelet does, so watches and requests go on with the new
@@ -12,6 +12,9 @@
 //! is later than `notBefore`: the signer backdates `notBefore` by 5 minutes for clock skew, which upstream
 //! counts, so a certificate shorter than about 17 minutes (`--cluster-signing-duration` in tests) would be due
 //! for renewal on arrival and renewed in a loop.
+//!
+//! The kubelet's serving certificate, filed for and renewed the same way but approved by an administrator, is
+//! [`serving`].
 //!
 //! Must not: rotate a credential that is not this node's (an admin or user certificate, a token: the client is
 //! then kube's ordinary one and nothing is renewed); write the kubeconfig before the new certificate is issued
@@ -38,6 +41,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
 
+pub mod serving;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     #[error("kubeconfig {path}: {problem}")]
@@ -58,7 +63,7 @@ pub enum CertError {
     },
 }
 
-/// What a client certificate says about itself.
+/// What a certificate says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertInfo {
     pub common_name: String,
@@ -66,6 +71,12 @@ pub struct CertInfo {
     pub not_before: SystemTime,
     pub not_after: SystemTime,
     pub serial: String,
+    /// The subjectAltName DNS names and IP addresses, in the certificate's order.
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<std::net::IpAddr>,
+    /// Issuer and subject as RFC 4514 strings: a self-signed certificate names itself as its issuer.
+    pub issuer: String,
+    pub subject: String,
 }
 
 /// Parses the first certificate of `pem`.
@@ -74,12 +85,30 @@ pub fn cert_info(pem: &str) -> Result<CertInfo, CertError> {
     let cert = block.parse_x509().map_err(|e| CertError::Certificate(format!("not an X.509 certificate: {e}")))?;
     let time = |t: &x509_parser::time::ASN1Time| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0));
     let subject = cert.subject();
+    let (mut dns_names, mut ip_addresses) = (Vec::new(), Vec::new());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => dns_names.push(d.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
+                    4 => ip_addresses.push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                    16 => ip_addresses.push(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
     let info = CertInfo {
         common_name: subject.iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default().to_string(),
         organizations: subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect(),
         not_before: time(&cert.validity().not_before),
         not_after: time(&cert.validity().not_after),
         serial: cert.raw_serial_as_string(),
+        dns_names,
+        ip_addresses,
+        issuer: cert.issuer().to_string(),
+        subject: subject.to_string(),
     };
     Ok(info)
 }
@@ -90,17 +119,17 @@ pub fn is_node_certificate(info: &CertInfo, node: &str) -> bool {
     info.common_name == format!("system:node:{node}") && info.organizations.iter().any(|o| o == "system:nodes")
 }
 
-/// When to file the renewal: upstream's `nextRotationDeadline`, 70 % of the lifetime plus up to a fifth of
-/// that again (`jitter` in [0, 1): 70-84 %), the lifetime counted from `received` when that is after
-/// `not_before` (see the module doc).
+/// When to file the renewal: upstream's `nextRotationDeadline`, `wait.Jitter(total, 0.2) - 0.3 * total`, that is
+/// 70 % of the lifetime plus up to a fifth of the whole lifetime (`jitter` in [0, 1): 70-90 %), the lifetime
+/// counted from `received` when that is after `not_before` (see the module doc).
 pub fn rotation_deadline(not_before: SystemTime, not_after: SystemTime, received: SystemTime, jitter: f64) -> SystemTime {
     let start = not_before.max(received.min(not_after));
     let total = not_after.duration_since(start).unwrap_or_default();
-    start + total.mul_f64(0.7 * (1.0 + 0.2 * jitter.clamp(0.0, 1.0)))
+    start + total.mul_f64(0.7 + 0.2 * jitter.clamp(0.0, 1.0))
 }
 
 /// A number in [0, 1) from the standard library's randomly seeded hasher (no RNG crate for one draw).
-fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64);
@@ -120,7 +149,7 @@ impl std::fmt::Debug for Current {
     }
 }
 
-fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, CertError> {
+pub(crate) fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, CertError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|_| CertError::Certificate("the certificate is not valid PEM".into()))?;
@@ -472,13 +501,12 @@ mod tests {
     }
 
     #[test]
-    fn the_deadline_is_70_to_84_percent_of_the_lifetime() {
-        // a year-long certificate received when issued: upstream's deadline from notBefore
+    fn the_deadline_is_70_to_90_percent_of_the_lifetime() {
+        // a certificate received when issued: upstream's deadline from notBefore
         let (nb, na) = (at(1_000_000), at(1_000_000 + 1000));
         assert!(near(rotation_deadline(nb, na, nb, 0.0), at(1_000_700)));
-        assert!(near(rotation_deadline(nb, na, nb, 1.0), at(1_000_840)));
-        let mid = rotation_deadline(nb, na, nb, 0.5);
-        assert!(mid > at(1_000_700) && mid < at(1_000_840));
+        assert!(near(rotation_deadline(nb, na, nb, 1.0), at(1_000_900)));
+        assert!(near(rotation_deadline(nb, na, nb, 0.5), at(1_000_800)));
     }
 
     #[test]
@@ -486,6 +514,7 @@ mod tests {
         // notBefore 5 minutes back, 20 s left: counted from notBefore it is due at once, and would be forever
         let (nb, received, na) = (at(10_000 - 300), at(10_000), at(10_020));
         assert!(near(rotation_deadline(nb, na, received, 0.0), at(10_014)));
+        assert!(near(rotation_deadline(nb, na, received, 1.0), at(10_018)));
         // received before notBefore (a clock step): notBefore counts
         assert!(near(rotation_deadline(at(10_000), at(10_100), at(9_000), 0.0), at(10_070)));
         // received after it expired: due now
@@ -494,7 +523,17 @@ mod tests {
 
     #[test]
     fn only_the_nodes_own_certificate_is_rotated() {
-        let info = |cn: &str, o: &str| CertInfo { common_name: cn.into(), organizations: vec![o.into()], not_before: at(0), not_after: at(1), serial: String::new() };
+        let info = |cn: &str, o: &str| CertInfo {
+            common_name: cn.into(),
+            organizations: vec![o.into()],
+            not_before: at(0),
+            not_after: at(1),
+            serial: String::new(),
+            dns_names: vec![],
+            ip_addresses: vec![],
+            issuer: String::new(),
+            subject: String::new(),
+        };
         assert!(is_node_certificate(&info("system:node:n1", "system:nodes"), "n1"));
         assert!(!is_node_certificate(&info("system:node:n2", "system:nodes"), "n1"), "another node's");
         assert!(!is_node_certificate(&info("kubernetes-admin", "system:masters"), "n1"), "the admin's");

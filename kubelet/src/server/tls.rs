@@ -4,7 +4,8 @@
 //! SubjectAccessReview, as upstream's kubelet with `--authorization-mode=Webhook`. The apiserver gets in as
 //! `kube-apiserver-kubelet-client` (bound to `system:kubelet-api-admin`) when it proxies logs, exec, attach and
 //! port-forward. The PEMs come from whoever runs the kubelet (`rkube up` issues them from the cluster CA);
-//! without them the API stays plain HTTP.
+//! without them the API stays plain HTTP. The serving certificate is read per handshake from
+//! [`ServingCert`], which [`crate::node::certs::serving`] replaces once the cluster issues one (no restart).
 //!
 //! Must not: serve a request that [`super::auth::check`] did not pass; complete a handshake with a
 //! certificate the client CA did not sign (a client without one gets through the handshake, as upstream's, and
@@ -15,20 +16,33 @@ use std::time::Duration;
 
 use axum::Router;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 
-/// The kubelet's certificate and key, and the CA its clients' certificates must chain to (PEM).
+pub use crate::node::certs::serving::ServingCert;
+
+/// The kubelet's certificate and key (replaceable while it serves), and the CA its clients' certificates must
+/// chain to (PEM).
 #[derive(Clone, Debug)]
 pub struct ApiTls {
-    pub cert_pem: String,
-    pub key_pem: String,
+    pub serving: Arc<ServingCert>,
     pub client_ca_pem: String,
+}
+
+impl ApiTls {
+    /// Serving `cert_pem` with `key_pem` (checked: PEM, and the certificate is the key's), clients checked
+    /// against `client_ca_pem`.
+    pub fn new(cert_pem: &str, key_pem: &str, client_ca_pem: &str) -> Result<ApiTls, ApiTlsError> {
+        let serving = ServingCert::new(cert_pem, key_pem).map_err(ApiTlsError::Serving)?;
+        Ok(ApiTls { serving: Arc::new(serving), client_ca_pem: client_ca_pem.to_string() })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiTlsError {
     #[error("kubelet API TLS: {what} is not valid PEM")]
     Pem { what: &'static str },
+    #[error("kubelet API TLS: the serving certificate: {0}")]
+    Serving(#[source] crate::node::certs::CertError),
     #[error("kubelet API TLS: {0}")]
     Config(String),
 }
@@ -37,13 +51,10 @@ pub enum ApiTlsError {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// rustls configuration: our certificate; client certificates optional, and verified against the CA when
-/// given (a client without one is left to [`super::auth`]: a bearer token, or 401).
+/// rustls configuration: our certificate, whichever [`ServingCert`] holds at each handshake; client certificates
+/// optional, and verified against the CA when given (a client without one is left to [`super::auth`]: a bearer
+/// token, or 401).
 pub fn server_config(t: &ApiTls) -> Result<Arc<rustls::ServerConfig>, ApiTlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(t.cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|_| ApiTlsError::Pem { what: "the serving certificate" })?;
-    let key = PrivateKeyDer::from_pem_slice(t.key_pem.as_bytes()).map_err(|_| ApiTlsError::Pem { what: "the serving key" })?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(t.client_ca_pem.as_bytes()) {
         roots
@@ -59,8 +70,7 @@ pub fn server_config(t: &ApiTls) -> Result<Arc<rustls::ServerConfig>, ApiTlsErro
         .with_safe_default_protocol_versions()
         .map_err(|e| ApiTlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| ApiTlsError::Config(format!("serving certificate: {e}")))?;
+        .with_cert_resolver(t.serving.clone());
     // HTTP/1.1 only: SPDY and WebSocket upgrades need it.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -167,7 +177,7 @@ mod tests {
     #[tokio::test]
     async fn every_request_is_authenticated_then_authorized_by_a_subject_access_review() {
         let c = certs();
-        let tls = server_config(&ApiTls { cert_pem: c.server.0.clone(), key_pem: c.server.1.clone(), client_ca_pem: c.ca.clone() }).expect("config");
+        let tls = server_config(&ApiTls::new(&c.server.0, &c.server.1, &c.ca).expect("pem")).expect("config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = Router::new()
@@ -227,9 +237,47 @@ mod tests {
         let got = answer(alice.delete(format!("{base}/exec/default/web/c")).send().await.expect("delete")).await;
         assert_eq!(got, (500, "Authorization error (user=alice, verb=delete, resource=nodes, subresource=proxy)".into()));
         server.abort();
-        assert!(matches!(
-            server_config(&ApiTls { cert_pem: "junk".into(), key_pem: "junk".into(), client_ca_pem: c.ca }),
-            Err(ApiTlsError::Pem { .. })
-        ));
+        assert!(matches!(ApiTls::new("junk", "junk", &c.ca), Err(ApiTlsError::Serving(_))));
+        let good = ApiTls::new(&c.server.0, &c.server.1, &c.ca).expect("pem");
+        assert!(server_config(&ApiTls { client_ca_pem: "junk".into(), ..good }).is_err(), "no client CA");
+    }
+
+    #[tokio::test]
+    async fn a_replaced_serving_certificate_is_presented_from_the_next_handshake() {
+        let c = certs();
+        let api = ApiTls::new(&c.server.0, &c.server.1, &c.ca).expect("pem");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+        let (_fake, kube) = crate::server::auth::testing::start().await;
+        let server = tokio::spawn(serve(listener, app, server_config(&api).expect("config"), crate::server::auth::Filter::new(kube, "n1")));
+        // a second CA and a serving certificate from it, as the cluster's signer issues one
+        let ca2_key = KeyPair::generate().expect("key");
+        let mut cp = CertificateParams::new(Vec::<String>::new()).expect("params");
+        cp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca2 = cp.self_signed(&ca2_key).expect("ca");
+        let key2 = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert2 = p.signed_by(&key2, &ca2, &ca2_key).expect("sign");
+        // a fresh client per check, so each is a new handshake
+        let trusting = |ca: &str| {
+            let (cert, key) = &c.clients["carol"];
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).expect("ca"))
+                .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).expect("identity"))
+                .build()
+                .expect("client")
+        };
+        let url = format!("https://{addr}/healthz");
+        assert_eq!(trusting(&c.ca).get(&url).send().await.expect("first certificate").status(), 200);
+        assert!(trusting(&ca2.pem()).get(&url).send().await.is_err(), "not yet the second CA's");
+        api.serving.replace(&cert2.pem(), &key2.serialize_pem()).expect("replace");
+        assert_eq!(trusting(&ca2.pem()).get(&url).send().await.expect("the new certificate").status(), 200);
+        assert!(trusting(&c.ca).get(&url).send().await.is_err(), "the old certificate is no longer presented");
+        server.abort();
     }
 }

@@ -414,3 +414,177 @@ fn a_kubelet_serving_csr_is_signed_only_once_an_administrator_approves_it() {
     let verified = Command::new("openssl").args(["verify", "-CAfile"]).arg(&ca).arg(&crt).output().expect("openssl verify");
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
 }
+
+/// The certificate a TLS server at `endpoint` presents, by openssl: (serial, issuer, subject, notAfter in Unix
+/// seconds, PEM). No client certificate is sent: the kubelet completes the handshake without one.
+fn served_cert(endpoint: &str) -> (String, String, String, u64, String) {
+    let out = Command::new("openssl").args(["s_client", "-connect", endpoint]).stdin(Stdio::null()).output().expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let begin = text.find("-----BEGIN CERTIFICATE-----").unwrap_or_else(|| panic!("no certificate from {endpoint}: {}", String::from_utf8_lossy(&out.stderr)));
+    let end = text[begin..].find("-----END CERTIFICATE-----").expect("end of the certificate") + begin + "-----END CERTIFICATE-----".len();
+    let pem = format!("{}\n", &text[begin..end]);
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-issuer", "-subject", "-enddate", "-nameopt", "RFC2253"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run openssl x509");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), pem.as_bytes()).expect("write pem");
+    let out = child.wait_with_output().expect("openssl x509");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_else(|| panic!("{k} in {text}")).to_string();
+    let end = Command::new("date").args(["-u", "-d", &field("notAfter="), "+%s"]).output().expect("date");
+    let end: u64 = String::from_utf8_lossy(&end.stdout).trim().parse().expect("epoch seconds");
+    (field("serial="), field("issuer="), field("subject="), end, pem)
+}
+
+/// Whether `endpoint` presents a certificate that chains to `ca` and names `ip` (openssl's own checks).
+fn verifies_for(endpoint: &str, ca: &Path, ip: &str) -> bool {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", endpoint, "-verify_return_error", "-verify_ip", ip, "-CAfile"])
+        .arg(ca)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verify return code: 0 (ok)")
+}
+
+/// Node `node`'s kubelet-serving CSRs without a condition (Pending), by name.
+fn pending_serving_csrs(kc: &Path, node: &str) -> Vec<String> {
+    let rows = kubectl_with(kc, &["get", "csr", "-o", "jsonpath={range .items[*]}{.metadata.name} {.spec.signerName} {.spec.username} {.status.conditions[*].type}{\"\\n\"}{end}"]);
+    rows.lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() == 3 && cols[1] == "kubernetes.io/kubelet-serving" && cols[2] == format!("system:node:{node}")).then(|| cols[0].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_joined_node_serves_a_certificate_of_the_cluster_once_an_administrator_approves_its_request() {
+    // upstream's serverTLSBootstrap from the node's side: the kubelet files its kubernetes.io/kubelet-serving CSR
+    // itself, serves its self-signed certificate until an administrator approves it (upstream refuses handshakes
+    // instead; see rkube_kubelet::node::certs::serving), then the issued one, without a restart, and renews it
+    // before it expires. Certificates of 30 s, so the renewal happens within the test.
+    require_command("openssl", "openssl");
+    let mut j = start_with(&["--cluster-signing-duration", "30s"]);
+    let kc = j.kubeconfig();
+    let (token, pin) = token_and_pin(&j);
+    let node = unique_name("serves");
+    join_node(&mut j, &token, &pin, &node);
+    let pid = j.node.as_ref().map(|n| n.pid()).expect("the node runs");
+    let node_ip = j.net.node_ip.clone();
+    let endpoint = format!("{node_ip}:10250");
+    let ca = j.server_dir.path().join("pki/ca.crt");
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: talker\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:latest\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo hello from the joined node; sleep 3600\"]\n";
+    up_support::kubectl_ok_with(&kc, &["apply", "-f", "-"], Some(manifest));
+
+    // the kubelet's request: Pending, the serving signer, filed as the node, upstream's usages, subject and names
+    let csr = poll_until("the kubelet's serving CSR", Duration::from_secs(30), || pending_serving_csrs(&kc, &node).into_iter().next());
+    let csrs = kubectl_with(&kc, &["get", "csr"]);
+    eprintln!("{csrs}");
+    let row = csrs.lines().find(|l| l.starts_with(&format!("{csr} "))).unwrap_or_else(|| panic!("{csr} in {csrs}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[2..], ["kubernetes.io/kubelet-serving", &format!("system:node:{node}"), "<none>", "Pending"], "{csrs}");
+    assert!(csr.starts_with("csr-"), "upstream's generated name: {csr}");
+    let usages = kubectl_with(&kc, &["get", "csr", &csr, "-o", "jsonpath={.spec.usages}"]);
+    assert_eq!(usages.trim(), r#"["digital signature","key encipherment","server auth"]"#);
+    let request = {
+        use base64::Engine;
+        let b64 = kubectl_with(&kc, &["get", "csr", &csr, "-o", "jsonpath={.spec.request}"]);
+        base64::engine::general_purpose::STANDARD.decode(b64.trim()).expect("base64 request")
+    };
+    let req_file = j.server_dir.path().join("kubelet-serving.csr");
+    std::fs::write(&req_file, request).expect("write the request");
+    let out = Command::new("openssl").args(["req", "-noout", "-subject", "-nameopt", "RFC2253", "-text", "-in"]).arg(&req_file).output().expect("openssl req");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains(&format!("subject=CN=system:node:{node},O=system:nodes")), "{text}");
+    let sans = text.lines().skip_while(|l| !l.contains("Subject Alternative Name")).nth(1).unwrap_or_default().trim().to_string();
+    assert_eq!(sans, format!("DNS:{node}, IP Address:{node_ip}"), "the Node's hostname and InternalIP: {text}");
+
+    // until it is approved: the self-signed certificate, and kubectl logs works through the apiserver
+    let (serial0, issuer0, subject0, _, _) = served_cert(&endpoint);
+    assert_eq!(issuer0, subject0, "self-signed before approval");
+    assert!(!verifies_for(&endpoint, &ca, &node_ip), "not the cluster CA's before approval");
+    poll_until("kubectl logs before approval", Duration::from_secs(90), || {
+        kubectl_try_with(&kc, &["logs", "talker"]).filter(|l| l.contains("hello from the joined node"))
+    });
+
+    // an administrator approves: the kubelet's port presents the issued certificate, without a restart
+    let out = kubectl_with(&kc, &["certificate", "approve", &csr]);
+    assert!(out.contains("approved"), "{out}");
+    poll_until("the kubelet presents the cluster CA's certificate", Duration::from_secs(30), || verifies_for(&endpoint, &ca, &node_ip).then_some(()));
+    let (serial1, issuer1, subject1, not_after1, _) = served_cert(&endpoint);
+    assert_ne!(serial1, serial0);
+    assert_eq!(subject1, format!("CN=system:node:{node},O=system:nodes"));
+    assert_ne!(issuer1, subject1);
+    let row = kubectl_with(&kc, &["get", "csr", &csr]);
+    assert!(row.contains("Approved,Issued"), "{row}");
+    let logs = kubectl_with(&kc, &["logs", "talker"]);
+    assert!(logs.contains("hello from the joined node"), "kubectl logs through the apiserver after the switch: {logs}");
+    let stored = j.node_dir.path().join("pki/kubelet-server-current.pem");
+    assert_eq!(mode(&stored), 0o600, "the issued certificate is kept for the next start");
+
+    // renewed at 70-90 % of its 30 s: a new request, filed before the certificate expired, approved and served
+    let renewal = poll_until("the kubelet's renewal request", Duration::from_secs(40), || {
+        pending_serving_csrs(&kc, &node).into_iter().find(|c| *c != csr)
+    });
+    let now = unix_now();
+    assert!(now < not_after1, "renewal filed at {now}, before the certificate's notAfter {not_after1}");
+    let out = kubectl_with(&kc, &["certificate", "approve", &renewal]);
+    assert!(out.contains("approved"), "{out}");
+    let serial2 = poll_until("the renewed certificate presented", Duration::from_secs(30), || {
+        let (serial, ..) = served_cert(&endpoint);
+        (serial != serial1 && verifies_for(&endpoint, &ca, &node_ip)).then_some(serial)
+    });
+    eprintln!("served serials: self-signed {serial0}, issued {serial1}, renewed {serial2}");
+    assert_eq!(j.node.as_mut().map(|n| (n.pid(), n.is_running())), Some((pid, true)), "the same kubelet process, never restarted");
+    let logs = kubectl_with(&kc, &["logs", "talker"]);
+    assert!(logs.contains("hello from the joined node"), "{logs}");
+}
+
+#[test]
+fn rkube_ups_node_renews_its_client_certificate_as_a_joined_node_does() {
+    // one code path for a node: the kubelet of `rkube up` runs with a system:node certificate from the cluster's
+    // signer (20 s here) and renews it through self-approved CSRs before it expires, without a restart
+    let up = up_support::Up::start_with(&["--cluster-signing-duration", "20s"]);
+    let kc = up.kubeconfig();
+    let node = up.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]).trim().to_string();
+    let pid = up.pid().expect("rkube up runs");
+    let conf = up.data.path().join("kubelet.conf");
+    assert_eq!(mode(&conf), 0o600);
+    let first = client_cert(&conf);
+    assert!(first.1 <= unix_now() + 21, "the signer's 20 s: notAfter {} at {}", first.1, unix_now());
+    let mut seen = vec![first.clone()];
+    poll_until("two renewals of rkube up's node certificate", Duration::from_secs(90), || {
+        let now = unix_now();
+        let cur = client_cert(&conf);
+        let last = seen.last().expect("one").clone();
+        if cur.0 != last.0 {
+            assert!(now < last.1, "certificate {} replaced at {now}, before its notAfter {}", last.0, last.1);
+            assert!(cur.1 > last.1, "the new certificate {} outlives the old", cur.0);
+            seen.push(cur);
+        }
+        (seen.len() >= 3).then_some(())
+    });
+    eprintln!("node certificates (serial, notAfter): {seen:?}");
+    assert_eq!(up.pid(), Some(pid), "the same rkube up process");
+    let csrs = kubectl_with(&kc, &["get", "csr"]);
+    eprintln!("{csrs}");
+    let renewals: Vec<&str> = csrs
+        .lines()
+        .filter(|l| l.contains("kubernetes.io/kube-apiserver-client-kubelet") && l.contains(&format!("system:node:{node}")) && l.contains("Approved,Issued"))
+        .collect();
+    assert!(renewals.len() >= 2, "a self-filed, approved, issued CSR per renewal: {csrs}");
+    // well after the first certificate expired the node still renews its Lease and is Ready
+    poll_until("a Lease renewal after the first certificate expired", Duration::from_secs(60), || {
+        let renew = kubectl_try_with(&kc, &["get", "lease", "-n", "kube-node-lease", &node, "-o", "jsonpath={.spec.renewTime}"])?;
+        let out = Command::new("date").args(["-u", "-d", renew.trim(), "+%s"]).output().ok()?;
+        let t: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        (t > first.1 + 5).then_some(())
+    });
+    let ready = kubectl_with(&kc, &["get", "node", &node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+    assert_eq!(ready, "True");
+    let whoami = kubectl_with(&conf, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(whoami, format!("system:node:{node}"), "the rewritten kubelet.conf holds a valid certificate of the node");
+}
