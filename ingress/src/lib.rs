@@ -108,9 +108,27 @@ impl Drop for IngressHandle {
     }
 }
 
-/// A listening socket on `addr` (`what`: http or https, for the error), non-blocking, for [`proxy::Workers`].
-/// Must be called on a tokio runtime.
+/// A listening socket on `addr` (`what`: http or https, for the error), non-blocking, with SO_REUSEPORT, for
+/// [`proxy::Workers`]: each worker listens on a socket of its own on the same address ([`listen_again`]), and the
+/// kernel hands each new connection to one of them (ingress-nginx's `reuse-port`, on by default) instead of waking
+/// every worker for it. Fails when something else listens on the address already, also a socket that would let
+/// us share it (SO_REUSEPORT of the same user: another rkube). Must be called on a tokio runtime.
 pub fn listen(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListener, IngressError> {
+    if addr.port() != 0 && listening_on(addr) {
+        return Err(IngressError::Bind {
+            addr,
+            what,
+            source: std::io::ErrorKind::AddrInUse.into(),
+        });
+    }
+    listen_again(addr, what)
+}
+
+/// One more socket on the address of a [`listen`]ed one, for another worker.
+pub fn listen_again(
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<std::net::TcpListener, IngressError> {
     let err = |source| IngressError::Bind { addr, what, source };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -120,14 +138,61 @@ pub fn listen(addr: SocketAddr, what: &'static str) -> Result<std::net::TcpListe
     .map_err(err)?;
     // a restarted node gets its ports back while old connections linger in TIME_WAIT
     socket.set_reuseaddr(true).map_err(err)?;
+    socket.set_reuseport(true).map_err(err)?;
     socket.bind(addr).map_err(err)?;
-    // the workers' accepted connections inherit TCP_NODELAY from the listener (Linux copies it to the child)
+    // accepted connections inherit TCP_NODELAY from the listener (Linux copies it to the child)
     socket.set_nodelay(true).map_err(err)?;
-    // a non-blocking std listener, which each worker registers with its own event loop
+    // a non-blocking std listener, which a worker registers with its own event loop
     socket
         .listen(1024)
         .and_then(TcpListener::into_std)
         .map_err(err)
+}
+
+/// Whether a socket of this network namespace listens on `addr`'s port at its address or at the unspecified
+/// one (/proc/net/tcp, tcp6).
+fn listening_on(addr: SocketAddr) -> bool {
+    let files: &[&str] = if addr.is_ipv4() {
+        &["/proc/net/tcp", "/proc/net/tcp6"]
+    } else {
+        &["/proc/net/tcp6"]
+    };
+    files.iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|table| {
+            table.lines().skip(1).any(|line| {
+                let mut cols = line.split_whitespace();
+                let (Some(local), Some(state)) = (cols.nth(1), cols.nth(1)) else {
+                    return false;
+                };
+                state == "0A" && local_matches(local, addr)
+            })
+        })
+    })
+}
+
+/// `local` as /proc/net/tcp{,6} prints it (hex address words as in memory, `:` hex port) against `addr`: the
+/// same port, and the same address or an unspecified one on either side.
+fn local_matches(local: &str, addr: SocketAddr) -> bool {
+    let Some((ip_hex, port_hex)) = local.split_once(':') else {
+        return false;
+    };
+    if u16::from_str_radix(port_hex, 16) != Ok(addr.port()) {
+        return false;
+    }
+    let words: Option<Vec<u32>> = (0..ip_hex.len() / 8)
+        .map(|i| u32::from_str_radix(&ip_hex[i * 8..i * 8 + 8], 16).ok())
+        .collect();
+    let Some(words) = words else {
+        return false;
+    };
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let theirs: IpAddr = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes.as_slice()).unwrap_or_default()),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes.as_slice()).unwrap_or_default()),
+        _ => return false,
+    };
+    let ours = addr.ip();
+    theirs.is_unspecified() || ours.is_unspecified() || theirs.to_canonical() == ours.to_canonical()
 }
 
 /// Binds both listeners (so a port in use fails here, before anything runs) and starts the proxy and the
@@ -181,4 +246,41 @@ pub async fn start(
         http_addr,
         https_addr,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_port_is_refused_even_when_the_kernel_would_share_it() {
+        let first = listen("127.0.0.1:0".parse().expect("addr"), "http").expect("listen");
+        let addr = first.local_addr().expect("local addr");
+        // both sockets would have SO_REUSEPORT, so bind alone would let a second listener share the port
+        let err = listen(addr, "http").expect_err("a second listen on a taken port");
+        assert!(
+            matches!(&err, IngressError::Bind { addr: a, what: "http", .. } if *a == addr),
+            "{err}"
+        );
+        // another worker's socket on the same address is what SO_REUSEPORT is for
+        let again = listen_again(addr, "http").expect("a worker's own socket");
+        assert_eq!(again.local_addr().expect("local addr"), addr);
+    }
+
+    #[test]
+    fn proc_net_tcp_addresses() {
+        let addr: SocketAddr = "10.244.248.1:80".parse().expect("addr");
+        assert!(local_matches("01F8F40A:0050", addr), "the same address and port");
+        assert!(local_matches("00000000:0050", addr), "any address, same port");
+        assert!(!local_matches("01F8F40A:0051", addr), "another port");
+        assert!(!local_matches("0100007F:0050", addr), "another address");
+        assert!(
+            local_matches("00000000000000000000000000000000:0050", addr),
+            "[::]:80 (tcp6)"
+        );
+        assert!(
+            local_matches("0000000000000000FFFF00000101F40A:0050", "10.244.1.1:80".parse().expect("addr")),
+            "::ffff:10.244.1.1 is 10.244.1.1"
+        );
+    }
 }

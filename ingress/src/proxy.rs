@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::live::Live;
+use crate::live::{Live, LiveView};
 use crate::routing::Route;
 
 /// What the proxy answers with: the endpoint's body as it streams, or a short one of ours.
@@ -34,6 +34,12 @@ pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 const IDLE_PER_ENDPOINT: usize = 32;
 /// How long an idle connection to an endpoint is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often a worker closes its pool's connections that have been idle too long. Short on purpose: this tick
+/// keeps the worker's timer driver from ever sleeping towards a deadline further than 1 s away, and tokio wakes
+/// its own driver (a write to its eventfd, and one more event to take) whenever a new timer is due before the
+/// deadline the driver sleeps towards: without the tick that was every connect's timeout (5 s), once per request.
+const REAP_PERIOD: Duration = Duration::from_secs(1);
 
 /// How long a client has for the TLS handshake and for each request head.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,8 +89,18 @@ impl Workers {
     ) -> std::io::Result<Workers> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = Workers { stop };
+        // worker 0 takes the given sockets, each other one a socket of its own on the same addresses (SO_REUSEPORT,
+        // [`crate::listen`]): the kernel gives a new connection to one worker, and wakes no other
+        let (http_addr, https_addr) = (http.local_addr()?, https.local_addr()?);
+        let mut given = Some((http, https));
         for i in 0..n.max(1) {
-            let (http, https) = (http.try_clone()?, https.try_clone()?);
+            let (http, https) = match given.take() {
+                Some(both) => both,
+                None => (
+                    crate::listen_again(http_addr, "http").map_err(std::io::Error::other)?,
+                    crate::listen_again(https_addr, "https").map_err(std::io::Error::other)?,
+                ),
+            };
             let (live, tls, mut stopped) = (live.clone(), tls.clone(), stopped.clone());
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -108,7 +124,7 @@ impl Workers {
                         tokio::select! {
                             _ = proxy.clone().serve_http(http) => {}
                             _ = proxy.clone().serve_https(https, tls) => {}
-                            _ = pool.reap_every(POOL_IDLE_TIMEOUT / 2) => {}
+                            _ = pool.reap_every(REAP_PERIOD) => {}
                             _ = stopped.wait_for(|s| *s) => {}
                         }
                         drop(pool);
@@ -146,7 +162,7 @@ struct Listener {
 
 /// The reverse proxy; one per worker thread, shared by both listeners.
 pub struct Proxy {
-    live: Arc<Live>,
+    live: LiveView,
     pool: Arc<Pool>,
     server: hyper_util::server::conn::auto::Builder<TokioExecutor>,
 }
@@ -160,7 +176,7 @@ impl Proxy {
             .header_read_timeout(HEADER_READ_TIMEOUT);
         server.http2().timer(TokioTimer::new());
         Arc::new(Proxy {
-            live,
+            live: live.view(),
             pool: Arc::new(Pool::default()),
             server,
         })
