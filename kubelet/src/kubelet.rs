@@ -341,7 +341,17 @@ async fn write_default_network(
 }
 
 /// Runs the kubelet until `shutdown` resolves. Containers keep running after it returns.
-pub async fn run(cfg: KubeletConfig, client: kube::Client, shutdown: impl std::future::Future<Output = ()>) -> Result<(), KubeletError> {
+///
+/// Boxed here, so the kubelet's code is compiled once, in this crate, and not again in the binary that awaits it.
+pub fn run(
+    cfg: KubeletConfig,
+    client: kube::Client,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> futures::future::BoxFuture<'static, Result<(), KubeletError>> {
+    Box::pin(run_node(cfg, client, Box::pin(shutdown)))
+}
+
+async fn run_node(cfg: KubeletConfig, client: kube::Client, shutdown: futures::future::BoxFuture<'static, ()>) -> Result<(), KubeletError> {
     // Pods' bundles hold their mounted rootfs (setuid files, device nodes of the image): 0750 as upstream's
     // /var/lib/kubelet; the image store makes itself 0700. Looser modes are tightened, and logged.
     if let Some(was) = crate::image::secure_fs::ensure_private_dir(&cfg.root_dir, 0o750)? {
