@@ -44,9 +44,14 @@ pub struct UpArgs {
     /// Number of nodes
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
-    /// The LAN (a private /24 no address of this host is in); the host is .1, node i is .(10+i)
+    /// The LAN (a private /24 no address of this host is in); the host is .1, node i is .(10+i) (routed:
+    /// .(16i+2), its router .(16i+1))
     #[arg(long, default_value = DEFAULT_SUBNET)]
     pub subnet: String,
+    /// How the nodes are connected: `bridge` (one L2 segment, the /24) or `routed` (each node on a /28 of its
+    /// own, joined by a router namespace: nodes reach each other only through it, as across a routed network)
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "routed"])]
+    pub lan: String,
     /// How pods reach pods on other nodes: `host-gw` (a route to each node's podCIDR via its LAN address) or
     /// `vxlan` (a VXLAN tunnel between the nodes' LAN addresses, as when nodes share no L2 segment)
     #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan"])]
@@ -115,7 +120,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
 
 fn up(a: UpArgs) -> anyhow::Result<()> {
     let dir = a.which.dir();
-    let plan = rkube_cluster::Plan::new(&a.which.name, &a.subnet, a.nodes, Some(&dir))?;
+    let plan = rkube_cluster::Plan::new(&a.which.name, &a.subnet, a.nodes, Some(&dir))?.with_lan(a.lan.parse()?)?;
     let started = std::time::Instant::now();
     let opts = rkube_cluster::UpOptions {
         plan,

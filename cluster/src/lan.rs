@@ -1,9 +1,12 @@
-//! The cluster's network, made and removed with `ip`: the LAN namespace and its bridge, the host's veth to it,
+//! The cluster's network, made and removed with `ip`: the LAN namespace and its bridge (or, routed, its router
+//! ports), the host's veth to it,
 //! each node's namespace with its LAN link, per-namespace sysctls, and a node's LAN port going down and up.
 
 use std::process::Command;
 
-use crate::plan::{NodePlan, Plan, LAN_BRIDGE, LAN_HOST_PORT, NODE_LINK};
+use std::net::Ipv4Addr;
+
+use crate::plan::{Lan, NodePlan, Plan, LAN_BRIDGE, LAN_HOST_PORT, NODE_LINK, SEGMENT_PREFIX};
 use crate::{ClusterError, Result};
 
 /// Runs `ip args...`; its stdout, or an error with its stderr.
@@ -59,32 +62,61 @@ pub fn sysctl_in(ns: &str, key: &str, value: &str) -> Result<()> {
     ip(&["netns", "exec", ns, "sysctl", "-q", "-w", &format!("{key}={value}")]).map(|_| ())
 }
 
-/// The LAN bridge in its namespace (made already, empty).
+/// The LAN in its namespace (made already, empty): the bridge, or for a routed LAN forwarding on in that
+/// namespace only (it is the router; the host's ip_forward is not touched).
 pub fn make_lan(p: &Plan) -> Result<()> {
     let ns = p.lan_netns();
-    ip(&["-n", &ns, "link", "add", LAN_BRIDGE, "type", "bridge"])?;
-    ip(&["-n", &ns, "link", "set", LAN_BRIDGE, "up"])?;
+    match p.lan {
+        Lan::Bridge => {
+            ip(&["-n", &ns, "link", "add", LAN_BRIDGE, "type", "bridge"])?;
+            ip(&["-n", &ns, "link", "set", LAN_BRIDGE, "up"])?;
+        }
+        Lan::Routed => sysctl_in(&ns, "net.ipv4.ip_forward", "1")?,
+    }
     Ok(())
 }
 
-/// The host's veth to the LAN with the host's LAN address (.1).
+/// The LAN's side of a link: a port of the bridge, or on a routed LAN a router port holding `router_addr`.
+fn lan_side(p: &Plan, port: &str, router_addr: Option<Ipv4Addr>) -> Result<()> {
+    let ns = p.lan_netns();
+    match (p.lan, router_addr) {
+        (Lan::Routed, Some(a)) => {
+            ip(&["-n", &ns, "addr", "add", &format!("{a}/{SEGMENT_PREFIX}"), "dev", port])?;
+            ip(&["-n", &ns, "link", "set", port, "up"])?;
+        }
+        _ => {
+            ip(&["-n", &ns, "link", "set", port, "master", LAN_BRIDGE, "up"])?;
+        }
+    }
+    Ok(())
+}
+
+/// The host's veth to the LAN with the host's LAN address (.1); on a routed LAN also the host's route to the
+/// /24 via the router (on that veth, so it goes with it).
 pub fn make_host_link(p: &Plan) -> Result<()> {
     let (ns, link) = (p.lan_netns(), p.host_link());
     ip(&["link", "add", &link, "type", "veth", "peer", "name", LAN_HOST_PORT, "netns", &ns])?;
-    ip(&["-n", &ns, "link", "set", LAN_HOST_PORT, "master", LAN_BRIDGE, "up"])?;
-    ip(&["addr", "add", &format!("{}/24", p.host_addr()), "dev", &link])?;
+    lan_side(p, LAN_HOST_PORT, p.router_addr())?;
+    ip(&["addr", "add", &format!("{}/{}", p.host_addr(), p.host_prefix()), "dev", &link])?;
     ip(&["link", "set", &link, "up"])?;
+    if let Some(router) = p.router_addr() {
+        ip(&["route", "add", &p.subnet_cidr(), "via", &router.to_string(), "dev", &link])?;
+    }
     Ok(())
 }
 
-/// Node `n`'s link to the LAN (`eth0` in its namespace, its peer a port of the LAN bridge) with its address,
-/// and forwarding on in its namespace (pods are routed through it); the host's own ip_forward is not touched.
+/// Node `n`'s link to the LAN (`eth0` in its namespace, its peer a port of the LAN bridge or router) with its
+/// address (and on a routed LAN its route to the /24 via the router), and forwarding on in its namespace (pods
+/// are routed through it); the host's own ip_forward is not touched.
 pub fn make_node_link(p: &Plan, n: &NodePlan) -> Result<()> {
     let lan = p.lan_netns();
     ip(&["-n", &lan, "link", "add", &n.lan_port, "type", "veth", "peer", "name", NODE_LINK, "netns", &n.netns])?;
-    ip(&["-n", &lan, "link", "set", &n.lan_port, "master", LAN_BRIDGE, "up"])?;
-    ip(&["-n", &n.netns, "addr", "add", &format!("{}/24", n.addr), "dev", NODE_LINK])?;
+    lan_side(p, &n.lan_port, n.gateway)?;
+    ip(&["-n", &n.netns, "addr", "add", &format!("{}/{}", n.addr, n.prefix), "dev", NODE_LINK])?;
     ip(&["-n", &n.netns, "link", "set", NODE_LINK, "up"])?;
+    if let Some(gw) = n.gateway {
+        ip(&["-n", &n.netns, "route", "add", &p.subnet_cidr(), "via", &gw.to_string(), "dev", NODE_LINK])?;
+    }
     sysctl_in(&n.netns, "net.ipv4.ip_forward", "1")?;
     Ok(())
 }

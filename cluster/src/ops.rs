@@ -153,6 +153,7 @@ pub fn up(o: &UpOptions, say: &mut dyn FnMut(&str)) -> Result<State> {
     let mut s = State {
         name: p.name.clone(),
         subnet: p.subnet_cidr(),
+        lan: p.lan,
         data_dir: p.data_dir.clone(),
         lan_netns: None,
         host_link: None,
@@ -197,7 +198,17 @@ fn make(o: &UpOptions, s: &mut State, say: &mut dyn FnMut(&str)) -> Result<()> {
     s.host_link = Some(p.host_link());
     s.save()?;
     lan::make_host_link(p)?;
-    say(&format!("LAN {} in netns {}, host {} on {}", p.subnet_cidr(), p.lan_netns(), p.host_addr(), p.host_link()));
+    match p.router_addr() {
+        None => say(&format!("LAN {} in netns {}, host {} on {}", p.subnet_cidr(), p.lan_netns(), p.host_addr(), p.host_link())),
+        Some(r) => say(&format!(
+            "routed LAN {} (a /{} per node) with its router in netns {} ({r} on the host's segment), host {} on {}",
+            p.subnet_cidr(),
+            plan::SEGMENT_PREFIX,
+            p.lan_netns(),
+            p.host_addr(),
+            p.host_link()
+        )),
+    }
     let server_dir = p.server_dir();
     std::fs::create_dir_all(&server_dir).map_err(io_err("create", &server_dir))?;
     let mut args: Vec<String> = vec!["server".into(), "--data-dir".into(), server_dir.display().to_string(), "--listen".into(), p.api_listen(), "--tls".into()];
@@ -222,7 +233,7 @@ fn make(o: &UpOptions, s: &mut State, say: &mut dyn FnMut(&str)) -> Result<()> {
     s.save()?;
     say("bootstrap token for the nodes made (`rkube token list`)");
     for np in p.node_plans() {
-        let NodePlan { index, name, netns, addr, lan_port, data_dir, bridge, cgroup_root } = np.clone();
+        let NodePlan { index, name, netns, addr, lan_port, data_dir, bridge, cgroup_root, .. } = np.clone();
         s.nodes.push(NodeState { name, index, netns, addr, lan_port, data_dir, bridge, cgroup_root, netns_made: true, kubelet: None, partitioned: false });
         s.save()?;
         lan::add_netns(&np.netns)?;
@@ -364,7 +375,11 @@ pub fn down(exe: &Path, data_dir: &Path, name: &str) -> Result<Vec<String>> {
 /// `rkube cluster status`: the recorded cluster, with what runs and exists now.
 pub fn status(data_dir: &Path, name: &str) -> Result<String> {
     let s = State::load(data_dir)?.ok_or_else(|| ClusterError::NotFound { name: name.to_string(), path: State::path(data_dir) })?;
-    let mut out = format!("cluster {} (LAN {}, data {})\n", s.name, s.subnet, s.data_dir.display());
+    let kind = match s.lan {
+        plan::Lan::Bridge => "LAN",
+        plan::Lan::Routed => "routed LAN",
+    };
+    let mut out = format!("cluster {} ({kind} {}, data {})\n", s.name, s.subnet, s.data_dir.display());
     let yes = |b: bool| if b { "yes" } else { "no" };
     out += &format!(
         "  LAN netns {}: {}; host link {} {}: {}\n",
@@ -451,7 +466,7 @@ mod tests {
             bridge: np.bridge, cgroup_root: np.cgroup_root, netns_made: true, kubelet: None, partitioned: false,
         };
         let mut s = State {
-            name: "c".into(), subnet: p.subnet_cidr(), data_dir: p.data_dir.clone(), lan_netns: None, host_link: None,
+            name: "c".into(), subnet: p.subnet_cidr(), lan: p.lan, data_dir: p.data_dir.clone(), lan_netns: None, host_link: None,
             host_addr: p.host_addr(), shared_mount: false, cgroup_top: p.cgroup_top(), kubeconfig: p.kubeconfig(),
             api_url: "https://172.28.0.1:6443".into(), server: None, kubelet_args: vec!["--eviction-hard=x".into()], join: None,
             nodes: vec![n.clone()],

@@ -6,6 +6,12 @@
 //! - node `dev-n1` lives in netns `rkc-dev-n1`: its `eth0` (172.28.0.11/24) has its peer `n1` on the LAN bridge;
 //!   its CNI bridge is `dev-br1`, its pod cgroups go under `rkc-dev/n1`, its data in `<data>/dev-n1`;
 //! - the control plane listens on https://172.28.0.1:6443 with its data in `<data>/server`.
+//!
+//! With a routed LAN ([`Lan::Routed`]) there is no bridge: the LAN namespace is a router, and the /24 is cut in
+//! /28 segments, one per node and one for the host, so no two nodes share an L2 segment:
+//! - segment 0 (172.28.0.0/28): the host's `rkc-dev` 172.28.0.1, the router's `host` 172.28.0.2;
+//! - segment i (172.28.0.16i/28): the router's `n<i>` .16i+1, node i's `eth0` .16i+2 (172.28.0.18 for node 1);
+//! - every node and the host route the /24 via the router's address on their segment.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -21,12 +27,38 @@ pub const API_PORT: u16 = 6443;
 /// Node i's LAN address is `.<NODE_BASE + i>`; .2-.10 and .100-.254 stay free for clients a user attaches.
 pub const NODE_BASE: u8 = 10;
 pub const MAX_NODES: usize = 50;
+/// A routed LAN has 16 /28 segments, the first the host's.
+pub const MAX_ROUTED_NODES: usize = 15;
+/// The prefix length of a routed LAN's segments.
+pub const SEGMENT_PREFIX: u8 = 28;
 /// The bridge inside the LAN namespace.
 pub const LAN_BRIDGE: &str = "lan";
 /// The host veth's peer on the LAN bridge.
 pub const LAN_HOST_PORT: &str = "host";
 /// A node's link to the LAN, inside its namespace.
 pub const NODE_LINK: &str = "eth0";
+
+/// How the nodes are connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lan {
+    /// One bridge: every node and the host on one L2 segment (the /24).
+    #[default]
+    Bridge,
+    /// A router: each node, and the host, on a /28 segment of its own, reaching the others through it.
+    Routed,
+}
+
+impl std::str::FromStr for Lan {
+    type Err = ClusterError;
+    fn from_str(s: &str) -> Result<Lan> {
+        match s {
+            "bridge" => Ok(Lan::Bridge),
+            "routed" => Ok(Lan::Routed),
+            _ => Err(invalid("LAN kind", s, "use bridge (one L2 segment) or routed (a segment per node, joined by a router)")),
+        }
+    }
+}
 
 /// What `rkube cluster up` will make.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +68,7 @@ pub struct Plan {
     /// The LAN's first three octets (a /24).
     pub subnet: [u8; 3],
     pub nodes: usize,
+    pub lan: Lan,
 }
 
 /// One node's share of the plan.
@@ -45,7 +78,12 @@ pub struct NodePlan {
     pub name: String,
     pub netns: String,
     pub addr: Ipv4Addr,
-    /// The node's port on the LAN bridge (in the LAN namespace).
+    /// The prefix length of `addr`'s segment: 24 on a bridge LAN, [`SEGMENT_PREFIX`] on a routed one.
+    pub prefix: u8,
+    /// On a routed LAN: the router's address on the node's segment (the node's way to the rest of the /24),
+    /// which the router's port `lan_port` holds.
+    pub gateway: Option<Ipv4Addr>,
+    /// The node's port on the LAN bridge or router (in the LAN namespace).
     pub lan_port: String,
     pub data_dir: PathBuf,
     pub bridge: String,
@@ -123,7 +161,29 @@ impl Plan {
             return Err(invalid("node count", &nodes.to_string(), format!("a cluster has 1 to {MAX_NODES} nodes")));
         }
         let data_dir = data_dir.map(Path::to_path_buf).unwrap_or_else(|| Path::new(DEFAULT_DATA_ROOT).join(name));
-        Ok(Plan { name: name.to_string(), data_dir, subnet, nodes })
+        Ok(Plan { name: name.to_string(), data_dir, subnet, nodes, lan: Lan::Bridge })
+    }
+
+    /// The same plan on a LAN of kind `lan` (a routed one has room for [`MAX_ROUTED_NODES`]).
+    pub fn with_lan(self, lan: Lan) -> Result<Plan> {
+        if lan == Lan::Routed && self.nodes > MAX_ROUTED_NODES {
+            return Err(invalid("node count", &self.nodes.to_string(), format!("a routed LAN has 1 to {MAX_ROUTED_NODES} nodes (a /28 each in the /24)")));
+        }
+        Ok(Plan { lan, ..self })
+    }
+
+    /// The prefix length of the host's address on its link.
+    pub fn host_prefix(&self) -> u8 {
+        match self.lan {
+            Lan::Bridge => 24,
+            Lan::Routed => SEGMENT_PREFIX,
+        }
+    }
+
+    /// On a routed LAN: the router's address on the host's segment (.2), the host's way to the nodes.
+    pub fn router_addr(&self) -> Option<Ipv4Addr> {
+        let [a, b, c] = self.subnet;
+        (self.lan == Lan::Routed).then(|| Ipv4Addr::new(a, b, c, 2))
     }
 
     pub fn lan_netns(&self) -> String {
@@ -166,10 +226,19 @@ impl Plan {
     pub fn node(&self, index: usize) -> NodePlan {
         let [a, b, c] = self.subnet;
         let name = format!("{}-n{index}", self.name);
+        let (addr, prefix, gateway) = match self.lan {
+            Lan::Bridge => (Ipv4Addr::new(a, b, c, NODE_BASE + index as u8), 24, None),
+            Lan::Routed => {
+                let base = 16 * index as u8;
+                (Ipv4Addr::new(a, b, c, base + 2), SEGMENT_PREFIX, Some(Ipv4Addr::new(a, b, c, base + 1)))
+            }
+        };
         NodePlan {
             index,
             netns: format!("rkc-{name}"),
-            addr: Ipv4Addr::new(a, b, c, NODE_BASE + index as u8),
+            addr,
+            prefix,
+            gateway,
             lan_port: format!("n{index}"),
             data_dir: self.data_dir.join(&name),
             bridge: format!("{}-br{index}", self.name),
@@ -203,6 +272,29 @@ mod tests {
         assert_eq!(n[2].cgroup_root, "rkc-dev/n3");
         assert_eq!(n[2].data_dir, Path::new("/tmp/c/dev-n3"));
         assert_eq!(Plan::new("dev", DEFAULT_SUBNET, 1, None).expect("plan").data_dir, Path::new("/var/lib/rkube-cluster/dev"));
+    }
+
+    #[test]
+    fn a_routed_lan_puts_each_node_on_a_segment_of_its_own() {
+        let p = Plan::new("dev", "172.28.5.0/24", 2, None).and_then(|p| p.with_lan(Lan::Routed)).expect("plan");
+        assert_eq!((p.host_addr().to_string(), p.host_prefix()), ("172.28.5.1".into(), 28));
+        assert_eq!(p.router_addr().map(|a| a.to_string()), Some("172.28.5.2".into()));
+        let n = p.node_plans();
+        assert_eq!((n[0].addr.to_string(), n[0].prefix, n[0].gateway.map(|g| g.to_string())), ("172.28.5.18".into(), 28, Some("172.28.5.17".into())));
+        assert_eq!((n[1].addr.to_string(), n[1].gateway.map(|g| g.to_string())), ("172.28.5.34".into(), Some("172.28.5.33".into())));
+        // no two of the host's and the nodes' addresses share a /28
+        let seg = |ip: Ipv4Addr| ip.octets()[3] / 16;
+        assert!(seg(p.host_addr()) != seg(n[0].addr) && seg(n[0].addr) != seg(n[1].addr));
+        assert_eq!(p.api_listen(), "172.28.5.1:6443", "the API stays on the host's .1");
+        let last = Plan::new("dev", DEFAULT_SUBNET, MAX_ROUTED_NODES, None).and_then(|p| p.with_lan(Lan::Routed)).expect("15 nodes");
+        assert_eq!(last.node(MAX_ROUTED_NODES).addr.to_string(), "172.28.0.242");
+        let err = Plan::new("dev", DEFAULT_SUBNET, MAX_ROUTED_NODES + 1, None).and_then(|p| p.with_lan(Lan::Routed)).expect_err("16 nodes");
+        assert!(err.to_string().contains("routed LAN has 1 to 15 nodes"), "{err}");
+        // a bridge LAN is as before: one /24, no router
+        let b = Plan::new("dev", DEFAULT_SUBNET, 1, None).expect("plan");
+        assert_eq!((b.host_prefix(), b.router_addr(), b.node(1).prefix, b.node(1).gateway), (24, None, 24, None));
+        assert_eq!("routed".parse::<Lan>().expect("routed"), Lan::Routed);
+        assert!("l3".parse::<Lan>().expect_err("l3").to_string().contains("bridge"), "names the choices");
     }
 
     #[test]

@@ -61,6 +61,9 @@ impl JoinCreds {
 pub struct State {
     pub name: String,
     pub subnet: String,
+    /// One bridge, or a router between a segment per node (`rkube cluster up --lan`).
+    #[serde(default)]
+    pub lan: crate::plan::Lan,
     pub data_dir: PathBuf,
     pub lan_netns: Option<String>,
     pub host_link: Option<String>,
@@ -196,6 +199,7 @@ mod tests {
         State {
             name: "c".into(),
             subnet: "172.28.0.0/24".into(),
+            lan: crate::plan::Lan::Bridge,
             data_dir: PathBuf::from("/d"),
             lan_netns: Some("rkc-c-lan".into()),
             host_link: Some("rkc-c".into()),

@@ -9,14 +9,18 @@
 //! does not own is never deleted or replaced (a conflicting one is logged and left). The cost: a route this
 //! kubelet made before a restart, for a Node deleted while it was down, is not known as its own and stays.
 //!
-//! Needs the nodes on one L2 segment (the gateway must be on-link); a node whose InternalIP is not reachable
-//! directly gets no route, and the failure is logged.
+//! Needs the nodes on one L2 segment (the gateway must be on-link): before adding a route the kubelet asks the
+//! kernel how it reaches the peer's InternalIP (`ip route get`, read by the pure [`check_path`]); a peer behind
+//! a router gets no route, and the kubelet says why and what to do (use `--pod-network vxlan`) in its log and
+//! once in a Warning event `HostGwNotOnLink` on its own Node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::PostParams;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
 
@@ -89,6 +93,77 @@ pub fn plan(want: &BTreeMap<String, String>, current: &BTreeMap<String, String>,
     out
 }
 
+/// Why host-gw cannot route to a node's pods.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostGwError {
+    #[error(
+        "host-gw pod network: no route to node {node}'s pods {dst}: its InternalIP {via} is not on a link of this node \
+         (the kernel reaches it through the router {router} on {dev}); host-gw needs every node on one L2 segment: \
+         run the node agents with --pod-network vxlan"
+    )]
+    NotOnLink { node: String, dst: String, via: String, router: String, dev: String },
+    #[error("host-gw pod network: no route to node {node}'s pods {dst}: its InternalIP {via} is not reachable from this node ({reason})")]
+    Unreachable { node: String, dst: String, via: String, reason: String },
+}
+
+/// The Event reason of [`HostGwError`] on the kubelet's own Node.
+pub const NOT_ON_LINK_REASON: &str = "HostGwNotOnLink";
+
+/// Whether a route to `dst` (node `node`'s podCIDR) via `via` can be added, from `ip -o route get <via>`'s
+/// output: only when the kernel reaches `via` directly on a link (`172.28.0.12 dev eth0 src ...`), not
+/// through a router (`172.28.0.34 via 172.28.0.17 dev eth0 ...`). Pure.
+pub fn check_path(route_get: &str, node: &str, dst: &str, via: &str) -> Result<(), HostGwError> {
+    let w: Vec<&str> = route_get.split_whitespace().collect();
+    let after = |k: &str| w.iter().position(|x| *x == k).and_then(|i| w.get(i + 1)).map(|s| s.to_string());
+    match (after("via"), after("dev")) {
+        (Some(router), dev) => {
+            Err(HostGwError::NotOnLink { node: node.into(), dst: dst.into(), via: via.into(), router, dev: dev.unwrap_or_else(|| "?".into()) })
+        }
+        (None, Some(_)) => Ok(()),
+        (None, None) => Err(HostGwError::Unreachable { node: node.into(), dst: dst.into(), via: via.into(), reason: format!("ip route get: {}", route_get.trim()) }),
+    }
+}
+
+/// The name of the Node whose InternalIP is `ip`, for messages.
+fn node_with_ip(nodes: &[Node], ip: &str) -> String {
+    nodes
+        .iter()
+        .find(|n| n.status.as_ref().and_then(|s| s.addresses.as_ref()).is_some_and(|a| a.iter().any(|a| a.type_ == "InternalIP" && a.address == ip)))
+        .and_then(|n| n.metadata.name.clone())
+        .unwrap_or_else(|| ip.to_string())
+}
+
+/// Asks the kernel how it reaches `via` and checks it is on-link ([`check_path`]).
+async fn on_link(nodes: &[Node], dst: &str, via: &str) -> Result<(), HostGwError> {
+    let node = node_with_ip(nodes, via);
+    match ip(&["-o", "-4", "route", "get", via]).await {
+        Ok(text) => check_path(&text, &node, dst, via),
+        Err(reason) => Err(HostGwError::Unreachable { node, dst: dst.into(), via: via.into(), reason }),
+    }
+}
+
+/// A Warning event on this kubelet's Node (namespace default, as upstream's node events).
+async fn node_warning(client: &kube::Client, me: &str, reason: &str, message: String) {
+    let now = chrono::Utc::now();
+    let ev = Event {
+        metadata: ObjectMeta { name: Some(format!("{me}.{:x}", now.timestamp_nanos_opt().unwrap_or(0))), namespace: Some("default".into()), ..Default::default() },
+        involved_object: ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: Some(me.into()), uid: Some(me.into()), ..Default::default() },
+        reason: Some(reason.into()),
+        message: Some(message),
+        type_: Some("Warning".into()),
+        source: Some(EventSource { component: Some("kubelet".into()), host: Some(me.into()) }),
+        reporting_component: Some("kubelet".into()),
+        reporting_instance: Some(me.into()),
+        first_timestamp: Some(crate::time::to_k8s(now)),
+        last_timestamp: Some(crate::time::to_k8s(now)),
+        count: Some(1),
+        ..Default::default()
+    };
+    if let Err(e) = Api::<Event>::namespaced(client.clone(), "default").create(&PostParams::default(), &ev).await {
+        tracing::debug!(error = %e, "record node event");
+    }
+}
+
 /// Our routes from `ip -o -4 route show proto 82`: `10.244.2.0/24 via 172.28.0.12 dev eth0 ...`.
 pub fn parse_routes(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -108,9 +183,13 @@ async fn ip(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// What one pass found wrong that the user should hear about once (by Event), not every pass.
+#[derive(Default)]
+struct Reported(BTreeSet<(String, String)>);
+
 /// One pass: read the kernel's protocol-82 routes in the main table, carry out [`plan`], and keep `owned` to
-/// what this reconciler now holds.
-async fn sync(nodes: &[Node], me: &str, owned: &mut BTreeMap<String, String>) {
+/// what this reconciler now holds. A route whose gateway is not on-link is not tried ([`on_link`]).
+async fn sync(client: &kube::Client, nodes: &[Node], me: &str, owned: &mut BTreeMap<String, String>, reported: &mut Reported) {
     let current = match ip(&["-o", "-4", "route", "show", "table", "main", "proto", RT_PROTO]).await {
         Ok(t) => parse_routes(&t),
         Err(e) => {
@@ -120,9 +199,18 @@ async fn sync(nodes: &[Node], me: &str, owned: &mut BTreeMap<String, String>) {
     };
     for change in plan(&desired(nodes, me), &current, owned) {
         let r = match &change {
-            Change::Set { dst, via } => ip(&["route", "replace", dst, "via", via, "proto", RT_PROTO, "table", "main"]).await.map(|_| {
-                owned.insert(dst.clone(), via.clone());
-            }),
+            Change::Set { dst, via } => match on_link(nodes, dst, via).await {
+                Err(e) => {
+                    if reported.0.insert((dst.clone(), via.clone())) {
+                        node_warning(client, me, NOT_ON_LINK_REASON, e.to_string()).await;
+                    }
+                    Err(e.to_string())
+                }
+                Ok(()) => ip(&["route", "replace", dst, "via", via, "proto", RT_PROTO, "table", "main"]).await.map(|_| {
+                    reported.0.remove(&(dst.clone(), via.clone()));
+                    owned.insert(dst.clone(), via.clone());
+                }),
+            },
             Change::Adopt { dst, via } => {
                 owned.insert(dst.clone(), via.clone());
                 Ok(())
@@ -148,7 +236,7 @@ async fn sync(nodes: &[Node], me: &str, owned: &mut BTreeMap<String, String>) {
 pub async fn run(client: kube::Client, me: String) {
     let (store, writer) = reflector::store::<Node>();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let stream = reflector(writer, watcher(Api::<Node>::all(client), watcher::Config::default())).default_backoff().touched_objects();
+    let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default())).default_backoff().touched_objects();
     tokio::spawn(async move {
         let mut s = std::pin::pin!(stream);
         while s.next().await.is_some() {
@@ -160,9 +248,10 @@ pub async fn run(client: kube::Client, me: String) {
         return;
     }
     let mut owned = BTreeMap::new();
+    let mut reported = Reported::default();
     loop {
         let nodes: Vec<Node> = store.state().iter().map(|n| (**n).clone()).collect();
-        sync(&nodes, &me, &mut owned).await;
+        sync(&client, &nodes, &me, &mut owned, &mut reported).await;
         match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
             Ok(None) => return,
             _ => {}
@@ -257,6 +346,21 @@ mod tests {
         // our route was deleted by hand while its Node is still there: put back
         let want = map(&[("10.244.7.0/24", "172.28.0.17")]);
         assert_eq!(plan(&want, &BTreeMap::new(), &owned), vec![Change::Forget { dst: "10.244.7.0/24".into() }, set("10.244.7.0/24", "172.28.0.17")]);
+    }
+
+    #[test]
+    fn a_gateway_behind_a_router_is_refused_with_what_to_do() {
+        // on the same segment: the kernel reaches it directly
+        assert_eq!(check_path("172.28.0.12 dev eth0 src 172.28.0.11 uid 0 \\    cache ", "n2", "10.244.2.0/24", "172.28.0.12"), Ok(()));
+        // on another subnet, through a router: no route, and the message says why and what to do
+        let e = check_path("172.28.0.34 via 172.28.0.17 dev eth0 src 172.28.0.18 uid 0 \\    cache ", "n2", "10.244.2.0/24", "172.28.0.34")
+            .expect_err("not on-link");
+        assert_eq!(e, HostGwError::NotOnLink { node: "n2".into(), dst: "10.244.2.0/24".into(), via: "172.28.0.34".into(), router: "172.28.0.17".into(), dev: "eth0".into() });
+        let msg = e.to_string();
+        for want in ["node n2's pods 10.244.2.0/24", "172.28.0.34 is not on a link of this node", "router 172.28.0.17 on eth0", "--pod-network vxlan"] {
+            assert!(msg.contains(want), "{want:?} in {msg}");
+        }
+        assert!(matches!(check_path("", "n2", "10.244.2.0/24", "172.28.0.34"), Err(HostGwError::Unreachable { .. })));
     }
 
     #[test]
