@@ -346,6 +346,13 @@ spec:
   containers: [{name: c, image: busybox:latest, imagePullPolicy: Never, command: ["sh", "-c", "exec sleep 3600"], ports: [{containerPort: 8080}], resources: {requests: {memory: 16Mi}}}]
 ---
 apiVersion: v1
+kind: Pod
+metadata: {name: spin, labels: {app: spin}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: busybox:latest, imagePullPolicy: Never, command: ["sh", "-c", "while :; do :; done"], resources: {limits: {cpu: 200m, memory: 16Mi}}}]
+---
+apiVersion: v1
 kind: Service
 metadata: {name: web}
 spec:
@@ -367,6 +374,11 @@ fn working_set(cgroup: &str) -> u64 {
     let stat = read_trim(&format!("{dir}/memory.stat"));
     let inactive: u64 = stat.lines().find_map(|l| l.strip_prefix("total_inactive_file ")).and_then(|v| v.parse().ok()).unwrap_or(0);
     usage.saturating_sub(inactive)
+}
+
+/// CPU time a v1 cpuacct cgroup has used (`cpuacct.usage`, ns), as the test reads it.
+fn cpuacct_usage(cgroup: &str) -> u64 {
+    read_trim(&format!("/sys/fs/cgroup/cpuacct/{}/cpuacct.usage", cgroup.trim_start_matches('/'))).parse().expect("cpuacct.usage")
 }
 
 /// Chains, rules, `svc-` and `ep-` chains, and map elements of the proxy table, counted by the test.
@@ -415,7 +427,7 @@ impl Drop for RouteGuard {
 fn inspect_node_and_service_match_the_kernels_own_view() {
     let up = Up::start();
     up.kubectl_ok(&["apply", "-f", "-"], Some(SERVICE_PODS));
-    up.kubectl(&["wait", "--for=condition=Ready", "pod/web-a", "pod/web-b", "--timeout=120s"]);
+    up.kubectl(&["wait", "--for=condition=Ready", "pod/web-a", "pod/web-b", "pod/spin", "--timeout=120s"]);
     let node = up.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]).trim().to_string();
     let ip_of = |p: &str| up.kubectl(&["get", "pod", p, "-o", "jsonpath={.status.podIP}"]).trim().to_string();
     let (ip_a, ip_b) = (ip_of("web-a"), ip_of("web-b"));
@@ -543,6 +555,41 @@ fn inspect_node_and_service_match_the_kernels_own_view() {
     }
     let burstable = doc["cgroups"]["classes"][1]["memoryWorkingSetBytes"].as_u64().expect("ws");
     assert!(burstable > 0, "the Burstable cgroup holds web-b");
+
+    // CPU: cpuacct.usage only grows, so the time reported for each QoS class and pod lies between the test's
+    // own reads just before and just after the call; the CPU the rate stands for (millicores over the sample)
+    // cannot be more than the kernel counted over the whole call; the spinning pod's rate is above 0 and at most
+    // one CPU (one busy shell) and the sleeping ones use less than it
+    let pod_cgroup = |d: &Value, name: &str| d["pods"].as_array().expect("pods").iter().find(|p| p["name"] == name).and_then(|p| p["cgroup"].as_str()).expect("cgroup").to_string();
+    // a class cgroup the kubelet has not made (no pod of that class yet) has nothing to read: null
+    let (mut paths, absent): (Vec<String>, Vec<String>) =
+        classes.iter().map(|(_, p)| p.to_string()).partition(|p| Path::new(&format!("/sys/fs/cgroup/cpuacct/{p}")).exists());
+    paths.extend(["web-a", "web-b", "spin"].map(|n| pod_cgroup(&doc, n)));
+    let before: Vec<u64> = paths.iter().map(|p| cpuacct_usage(p)).collect();
+    let (code, out, err) = inspect(&up, &["node", &node, "-o", "json"]);
+    let after: Vec<u64> = paths.iter().map(|p| cpuacct_usage(p)).collect();
+    assert_eq!(code, 0, "{err}");
+    let d: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("json: {e}: {out}"));
+    let sample_ms = d["cgroups"]["cpuSampleMillis"].as_u64().expect("cpuSampleMillis");
+    assert!(sample_ms >= 100, "the rate is over the kubelet's 100 ms sample: {sample_ms}");
+    let entry = |path: &str| -> Value {
+        let class = d["cgroups"]["classes"].as_array().expect("classes").iter().find(|c| c["path"] == path);
+        class.or_else(|| d["pods"].as_array().expect("pods").iter().find(|p| p["cgroup"] == path)).cloned().unwrap_or_else(|| panic!("{path} in {d}"))
+    };
+    for path in &absent {
+        assert_eq!(entry(path)["cpuUsageNanos"], Value::Null, "{path} does not exist: nothing read");
+    }
+    let mut rates = std::collections::BTreeMap::new();
+    for (i, path) in paths.iter().enumerate() {
+        let e = entry(path);
+        let used = e["cpuUsageNanos"].as_u64().unwrap_or_else(|| panic!("{path}: cpuUsageNanos in {e}"));
+        assert!(before[i] <= used && used <= after[i], "{path}: reported {used} ns, cgroupfs {} before and {} after", before[i], after[i]);
+        let m = e["cpuMillicores"].as_u64().unwrap_or_else(|| panic!("{path}: cpuMillicores in {e}"));
+        assert!(m * sample_ms * 1000 <= after[i] - before[i], "{path}: {m}m over {sample_ms} ms is more than the {} ns cgroupfs counted", after[i] - before[i]);
+        rates.insert(path.clone(), m);
+    }
+    let (spin, web_a) = (rates[&pod_cgroup(&d, "spin")], rates[&pod_cgroup(&d, "web-a")]);
+    assert!(spin > 0 && spin <= 1000 && web_a < spin, "spin {spin}m, web-a {web_a}m: {rates:?}");
 
     RouteGuard::replace(&ghost_cidr, &ghost_ip, &up.veth);
     let (code, tree, err) = inspect(&up, &["node", &node]);
