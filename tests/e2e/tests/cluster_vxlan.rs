@@ -1,12 +1,17 @@
-//! `rkube cluster up --nodes 2 --pod-network vxlan` with the real kubectl: each node's VXLAN device as
-//! `ip -d link` shows it (VNI 1, local = its LAN address, dstport 8472, nolearning, MTU the LAN link's minus 50,
-//! the pods' bridge and eth0 at the same MTU), the VTEP MAC published on each Node, and in a node's namespace the
-//! route to the other node's podCIDR via its VTEP address onlink over the device (no host-gw route), the ARP
-//! entry VTEP address -> MAC and the fdb entry MAC -> the other node's address; pod to pod across the nodes by
-//! pod IP in both directions with the receiver seeing the sender's pod IP (no NAT), and a node reaching a pod on
-//! the other node; a Node removed -> its route, ARP and fdb entries go.
+//! `rkube cluster up --nodes 2 --lan routed --pod-network vxlan` with the real kubectl: the nodes on two
+//! different subnets (a /28 each) joined only by the router namespace, so they share no L2 segment. Each node's
+//! VXLAN device as `ip -d link` shows it (VNI 1, local = its LAN address, dstport 8472, nolearning, MTU the LAN
+//! link's minus 50, the pods' bridge and eth0 at the same MTU), the VTEP MAC published on each Node, and in a
+//! node's namespace the route to the other node's podCIDR via its VTEP address onlink over the device (no
+//! host-gw route), the ARP entry VTEP address -> MAC and the fdb entry MAC -> the other node's address; pod to
+//! pod across the router by pod IP in both directions with the receiver seeing the sender's pod IP (no NAT),
+//! and a node reaching a pod on the other node; a Node removed -> its route, ARP and fdb entries go; `rkube down`
+//! of that node removes its device.
 //!
-//! The guard runs `rkube cluster down` on drop and checks nothing is left: network namespaces, the host link,
+//! And on the same routed LAN with `--pod-network host-gw`: the kubelet adds no route to the other node's pods
+//! and says why (its InternalIP is behind a router) and what to do (vxlan), in a Warning event on its Node.
+//!
+//! The guards run `rkube cluster down` on drop and check nothing is left: network namespaces, the host link,
 //! the data dir.
 
 mod local_cluster;
@@ -40,12 +45,8 @@ impl VxlanCluster {
         require_command("bridge", "iproute2");
         require_command("nft", "nftables");
         require_command("kubectl", "kubectl");
-        // a LAN of this test's own: 172.27.<100..199>.0/24 (cluster.rs takes 172.28.x)
-        VxlanCluster(LocalCluster::new("v", [172, 27, 100 + (std::process::id() % 100) as u8]))
-    }
-
-    fn netns(&self, i: usize) -> String {
-        format!("rkc-{}", self.node(i))
+        // a LAN of this test's own: 172.26.<100..199>.0/24 (cluster.rs takes 172.28.x, join_vm.rs 172.27.x)
+        VxlanCluster(LocalCluster::new("v", [172, 26, 100 + (std::process::id() % 100) as u8]).routed())
     }
 
     /// `ip -n <node i's namespace> args...` (or `bridge`), its output.
@@ -108,23 +109,29 @@ spec:
 #[test]
 fn two_nodes_over_vxlan() {
     let c = VxlanCluster::new();
-    let [a, b, s3] = c.subnet;
-    let subnet = format!("{a}.{b}.{s3}.0/24");
-    let out = c.cluster(&[
-        "up",
+    let started = std::time::Instant::now();
+    let out = c.up(&[
         "--nodes",
         "2",
         "--pod-network",
         "vxlan",
-        "--subnet",
-        &subnet,
         "--timeout",
         "180",
         // this machine's disk may be fuller than the default nodefs threshold: pressure would taint every node
         "--kubelet-arg=--eviction-hard=memory.available<1Mi,nodefs.available<1%",
     ]);
     eprintln!("{out}");
+    eprintln!("cluster up: {:.1} s", started.elapsed().as_secs_f64());
     let (n1, n2) = (c.node(1), c.node(2));
+
+    // 0. the underlay is routed: each node reaches the other only through the router, never on-link
+    for (i, other) in [(1, 2), (2, 1)] {
+        let path = c.in_node(i, "ip", &["-o", "route", "get", &c.node_ip(other)]);
+        let router = format!("via {}", c.node_ip(i).rsplit_once('.').map(|(net, last)| format!("{net}.{}", last.parse::<u8>().expect("octet") - 1)).expect("dotted"));
+        assert!(path.contains(&router), "node {i} reaches node {other} ({}) through its router ({router}): {path}", c.node_ip(other));
+        let neigh = c.in_node(i, "ip", &["neigh", "show", "dev", "eth0"]);
+        assert!(!neigh.contains(&format!("{} ", c.node_ip(other))), "node {other} is never a neighbour of node {i}: {neigh}");
+    }
 
     // 1. the device on each node, as `ip -d link` shows it, at the LAN link's MTU minus 50
     for i in 1..=2 {
@@ -166,7 +173,7 @@ fn two_nodes_over_vxlan() {
     eprintln!("node 1: ip route\n{routes}\nnode 1: ip neigh show dev rkube.vxlan\n{}\nnode 1: bridge fdb show dev rkube.vxlan\n{}", c.in_node(1, "ip", &["neigh", "show", "dev", "rkube.vxlan"]), c.in_node(1, "bridge", &["fdb", "show", "dev", "rkube.vxlan"]));
     assert!(!routes.contains(&format!("{cidr2} via {}", c.node_ip(2))), "no host-gw route under vxlan: {routes}");
 
-    // 3. pods across the nodes, by pod IP, both ways; each receiver sees the sender's pod IP
+    // 3. pods across the router, by pod IP, both ways; each receiver sees the sender's pod IP
     for i in 1..=2 {
         import_busybox(&c.data.join(c.node(i)));
     }
@@ -206,4 +213,67 @@ fn two_nodes_over_vxlan() {
     let dev1 = c.in_node(1, "ip", &["-o", "addr", "show", "rkube.vxlan"]);
     let cidr1 = c.kubectl(&["get", "node", &n1, "-o", "jsonpath={.spec.podCIDR}"]).trim().to_string();
     assert!(dev1.contains(&format!("{}/32", cidr1.split('/').next().expect("cidr"))), "node 1's VTEP address is its podCIDR's first: {dev1}");
+
+    // 5. `rkube down` of node 2 (in its namespace, as on a host of its own) removes its device, with its entries,
+    // and leaves the namespace's LAN link alone
+    let dir = c.data.join(&n2).display().to_string();
+    let root = format!("rkc-{}/n2", c.name);
+    let (ok, text) = run(&up_support::bin("rkube").display().to_string(), &["down", "--netns", &c.netns(2), "--data-dir", &dir, "--cgroup-root", &root]);
+    assert!(ok, "rkube down of node 2: {text}");
+    assert!(text.contains("removed the vxlan pod network's device rkube.vxlan"), "down says it removed the device: {text}");
+    let (there, links) = run("ip", &["-n", &c.netns(2), "link", "show", "rkube.vxlan"]);
+    assert!(!there, "node 2's rkube.vxlan is gone after down: {links}");
+    let routes = c.in_node(2, "ip", &["route"]);
+    assert!(!routes.contains("rkube.vxlan") && !routes.contains(" proto 82"), "no vxlan route left on node 2: {routes}");
+    assert!(c.in_node(2, "ip", &["-o", "addr", "show", "eth0"]).contains(&c.node_ip(2)), "the LAN link is not the node's to remove");
+    // node 1's device is its own, in its own namespace: untouched
+    c.in_node(1, "ip", &["link", "show", "rkube.vxlan"]);
+    eprintln!("test body: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Two nodes on the routed LAN with host-gw: node 1 gets no route to node 2's pods (node 2's address is behind
+/// the router, not on-link) and says so, with what to do, in a Warning event on its Node.
+#[test]
+fn host_gw_refuses_a_node_behind_a_router() {
+    require_root();
+    require_command("ip", "iproute2");
+    require_command("nft", "nftables");
+    require_command("kubectl", "kubectl");
+    // 172.26.<0..99>.0/24: apart from two_nodes_over_vxlan's 100..199
+    let c = LocalCluster::new("g", [172, 26, (std::process::id() % 100) as u8]).routed();
+    let started = std::time::Instant::now();
+    c.up(&["--nodes", "2", "--pod-network", "host-gw", "--timeout", "180", "--kubelet-arg=--eviction-hard=memory.available<1Mi,nodefs.available<1%"]);
+    let (n1, n2) = (c.node(1), c.node(2));
+    let cidr2 = poll_until(&format!("{n2}'s podCIDR"), Duration::from_secs(30), || {
+        let c2 = c.kubectl(&["get", "node", &n2, "-o", "jsonpath={.spec.podCIDR}"]);
+        (!c2.trim().is_empty()).then(|| c2.trim().to_string())
+    });
+    let event = poll_until(&format!("a {} event on {n1}", "HostGwNotOnLink"), Duration::from_secs(60), || {
+        let out = c.kubectl(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &format!("involvedObject.name={n1},reason=HostGwNotOnLink"),
+            "-o",
+            "jsonpath={range .items[*]}{.involvedObject.kind} {.type} {.message}{\"\\n\"}{end}",
+        ]);
+        out.lines().find(|l| l.contains(&cidr2)).map(str::to_string)
+    });
+    eprintln!("{n1}: {event}");
+    for want in [
+        "Node Warning ".to_string(),
+        format!("node {n2}'s pods {cidr2}"),
+        format!("its InternalIP {} is not on a link of this node", c.node_ip(2)),
+        "--pod-network vxlan".to_string(),
+    ] {
+        assert!(event.contains(&want), "{want:?} in the event: {event}");
+    }
+    let ns1 = c.netns(1);
+    let (ok, routes) = run("ip", &["-n", &ns1, "route"]);
+    assert!(ok && !routes.contains(&cidr2), "no route to {n2}'s pods on {n1}: {routes}");
+    let log = std::fs::read_to_string(c.data.join(format!("{n1}.log"))).unwrap_or_default();
+    assert!(log.contains("is not on a link of this node"), "the kubelet's log says it too");
+    eprintln!("test body: {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -3,6 +3,8 @@
 //! that nothing of it is left (network namespaces, host link, data dir, mounts, cgroups); its logs are printed
 //! first when the test failed.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -21,8 +23,10 @@ pub struct LocalCluster {
     pub name: String,
     pub data: PathBuf,
     _tmp: tempfile::TempDir,
-    /// The LAN's /24: node i is .10+i.
+    /// The LAN's /24: node i is .10+i (routed: .16i+2).
     pub subnet: [u8; 3],
+    /// Made with `--lan routed`: each node on a /28 of its own behind a router.
+    pub routed: bool,
 }
 
 impl LocalCluster {
@@ -30,7 +34,25 @@ impl LocalCluster {
     pub fn new(prefix: &str, subnet: [u8; 3]) -> LocalCluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let name = rkube_testsupport::unique_name(prefix);
-        LocalCluster { data: tmp.path().join(&name), _tmp: tmp, subnet, name }
+        LocalCluster { data: tmp.path().join(&name), _tmp: tmp, subnet, name, routed: false }
+    }
+
+    /// The same cluster on a routed LAN: [`LocalCluster::up`] passes `--lan routed`.
+    pub fn routed(mut self) -> LocalCluster {
+        self.routed = true;
+        self
+    }
+
+    /// `rkube cluster up --subnet <its LAN> [--lan routed] ARGS`, which must succeed; its output.
+    pub fn up(&self, args: &[&str]) -> String {
+        let [a, b, c] = self.subnet;
+        let subnet = format!("{a}.{b}.{c}.0/24");
+        let mut all = vec!["up", "--subnet", &subnet];
+        if self.routed {
+            all.extend(["--lan", "routed"]);
+        }
+        all.extend_from_slice(args);
+        self.cluster(&all)
     }
 
     fn which(&self) -> Vec<String> {
@@ -63,7 +85,16 @@ impl LocalCluster {
 
     pub fn node_ip(&self, i: usize) -> String {
         let [a, b, c] = self.subnet;
-        format!("{a}.{b}.{c}.{}", 10 + i)
+        if self.routed {
+            format!("{a}.{b}.{c}.{}", 16 * i + 2)
+        } else {
+            format!("{a}.{b}.{c}.{}", 10 + i)
+        }
+    }
+
+    /// Node i's network namespace.
+    pub fn netns(&self, i: usize) -> String {
+        format!("rkc-{}", self.node(i))
     }
 
     pub fn kubectl(&self, args: &[&str]) -> String {
