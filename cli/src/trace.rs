@@ -8,13 +8,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, watcher};
 use kube::Api;
 use rkube_trace::store::Record;
 use rkube_trace::timeline::{self, PodTrace};
-use rkube_trace::TraceParent;
+use rkube_trace::fetch::{self, pod_state, seen, PodState, Seen};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -83,7 +82,6 @@ const FOLLOW_IDLE: Duration = Duration::from_secs(2);
 /// After the pod is done, how long --follow waits for the kubelet's last steps (the status that says Ready).
 const FOLLOW_SETTLE: Duration = Duration::from_secs(5);
 
-const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The kubeconfig to use: the flag, $KUBECONFIG, ~/.kube/config, as kubectl looks.
 fn kubeconfig_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -97,69 +95,6 @@ fn kubeconfig_path(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     anyhow::bail!("no kubeconfig: pass --kubeconfig or set KUBECONFIG (rkube up writes <data-dir>/kubeconfig)")
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
-/// GET `path` on the apiserver as JSON; None on 404.
-async fn get_json(client: &kube::Client, path: &str) -> Result<Option<serde_json::Value>, kube::Error> {
-    let req = http::Request::get(path).body(Vec::new()).map_err(kube::Error::HttpError)?;
-    let fut = client.request_text(req);
-    match tokio::time::timeout(FETCH_TIMEOUT, fut).await {
-        Err(_) => Err(kube::Error::Service(format!("no answer from {path} in {} s", FETCH_TIMEOUT.as_secs()).into())),
-        Ok(Ok(text)) => serde_json::from_str(&text).map(Some).map_err(kube::Error::SerdeError),
-        Ok(Err(e)) if is_not_found(&e) => Ok(None),
-        Ok(Err(e)) => Err(e),
-    }
-}
-
-fn records(doc: Option<serde_json::Value>) -> anyhow::Result<Vec<Record>> {
-    match doc.and_then(|mut d| d.get_mut("records").map(serde_json::Value::take)) {
-        Some(r) => serde_json::from_value(r).context("decode trace records"),
-        None => Ok(Vec::new()),
-    }
-}
-
-pub async fn fetch_pod(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<PodTrace> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let key = format!("{ns}/{name}");
-    let pod = pods.get_opt(name).await.with_context(|| format!("read pod {key}"))?;
-    let (trace_id, node, exists) = match &pod {
-        Some(p) => {
-            let tp = TraceParent::from_annotations(p.metadata.annotations.as_ref()).with_context(|| {
-                format!("pod {key} has no trace context (annotation {}): it was created before tracing", rkube_trace::ANNOTATION)
-            })?;
-            (format!("{:032x}", tp.trace_id), p.spec.as_ref().and_then(|s| s.node_name.clone()), true)
-        }
-        None => {
-            let kept = get_json(client, &format!("/debug/rkube/traces/pods/{ns}/{name}")).await.context("ask the apiserver for a kept trace")?;
-            let Some(id) = kept.as_ref().and_then(|k| k.get("traceId")).and_then(|v| v.as_str()) else {
-                anyhow::bail!("pod {key} not found (kubectl get pods -n {ns} lists the pods there), and no trace is kept for it");
-            };
-            (id.to_string(), None, false)
-        }
-    };
-    let mut sets = vec![records(get_json(client, &format!("/debug/rkube/traces/{trace_id}")).await.context("read the apiserver's trace records")?)?];
-    let node = node.or_else(|| timeline::node_of(&timeline::merge(sets.clone(), &key)));
-    if let Some(n) = &node {
-        match get_json(client, &format!("/api/v1/nodes/{n}/proxy/debug/rkube/traces/{trace_id}")).await {
-            Ok(doc) => sets.push(records(doc)?),
-            Err(e) => eprintln!("rkube: the kubelet of node {n} did not answer ({e}); showing the control plane's steps only"),
-        }
-    }
-    let steps = timeline::merge(sets, &key);
-    Ok(PodTrace {
-        api_version: timeline::API_VERSION.into(),
-        kind: "PodTrace".into(),
-        namespace: ns.into(),
-        name: name.into(),
-        trace_id,
-        node,
-        exists,
-        steps,
-    })
-}
-
 pub fn run(cmd: Command) -> anyhow::Result<()> {
     let Command::Pod(args) = cmd;
     let kubeconfig = kubeconfig_path(args.kubeconfig.clone())?;
@@ -170,10 +105,13 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             follow(&client, &args).await
         });
     }
-    let trace = rt.block_on(async {
+    let (trace, warning) = rt.block_on(async {
         let client = crate::control_plane::client_from_kubeconfig(&kubeconfig).await?;
-        fetch_pod(&client, &args.namespace, &args.name).await
+        anyhow::Ok(fetch::pod_trace(&client, &args.namespace, &args.name).await?)
     })?;
+    if let Some(w) = warning {
+        eprintln!("rkube: {w}");
+    }
     // formatted whole before printing: nothing partial reaches stdout
     let out = match args.output.as_deref() {
         Some("json") => serde_json::to_string_pretty(&trace)? + "\n",
@@ -183,42 +121,15 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where a followed pod is.
-enum PodState {
-    Missing,
-    Running,
-    /// Ready, finished or failed: what to say.
-    Done(String),
-}
-
-fn pod_state(pod: Option<&Pod>) -> PodState {
-    let Some(p) = pod else { return PodState::Missing };
-    let status = p.status.as_ref();
-    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or_default();
-    let ready = status.and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    match phase {
-        "Failed" => PodState::Done(format!("failed{}", status.and_then(|s| s.reason.as_deref()).map(|r| format!(" ({r})")).unwrap_or_default())),
-        "Succeeded" => PodState::Done("finished (Succeeded)".into()),
-        _ if ready => PodState::Done("Ready".into()),
-        _ => PodState::Running,
-    }
-}
-
 /// The records of trace `trace_id` from the apiserver and the pod's node, merged to the pod's steps. A kubelet
 /// that does not answer is said once (`warned`) and its steps are missing until it does.
-async fn follow_records(client: &kube::Client, trace_id: &str, key: &str, node: Option<&str>, warned: &mut bool) -> anyhow::Result<Vec<Record>> {
-    let mut sets = vec![records(get_json(client, &format!("/debug/rkube/traces/{trace_id}")).await.context("read the apiserver's trace records")?)?];
-    if let Some(n) = node {
-        match get_json(client, &format!("/api/v1/nodes/{n}/proxy/debug/rkube/traces/{trace_id}")).await {
-            Ok(doc) => sets.push(records(doc)?),
-            Err(e) if !*warned => {
-                *warned = true;
-                eprintln!("rkube: the kubelet of node {n} did not answer ({e}); showing the control plane's steps until it does");
-            }
-            Err(_) => {}
-        }
+async fn follow_records(client: &kube::Client, trace_id: &str, key: &str, node: Option<String>, warned: &mut bool) -> anyhow::Result<Vec<Record>> {
+    let (steps, _, warning) = fetch::steps(client, trace_id, key, node).await?;
+    if let Some(w) = warning.filter(|_| !*warned) {
+        *warned = true;
+        eprintln!("rkube: {w} until it answers");
     }
-    Ok(timeline::merge(sets, key))
+    Ok(steps)
 }
 
 /// Writes steps as lines (the timeline's, or one JSON record each) and flushes them; `first` is the first printed
@@ -235,32 +146,6 @@ fn emit(out: &mut impl std::io::Write, steps: &[Record], json: bool, color: bool
     }
     out.flush()?;
     Ok(())
-}
-
-/// What a watch event says about the followed pod.
-enum Seen {
-    Pod(Box<Pod>),
-    /// Deleted, or absent from a (re)list.
-    Gone,
-    Nothing,
-}
-
-/// Folds one watch event of the pod (watched by name) into what it says. A relist (`Init` .. `InitDone`, after
-/// the watch expired: 410 Gone) that does not list the pod means it is gone.
-fn seen(ev: watcher::Event<Pod>, listed: &mut bool) -> Seen {
-    match ev {
-        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-            *listed = true;
-            Seen::Pod(Box::new(p))
-        }
-        watcher::Event::Delete(_) => Seen::Gone,
-        watcher::Event::Init => {
-            *listed = false;
-            Seen::Nothing
-        }
-        watcher::Event::InitDone if !*listed => Seen::Gone,
-        watcher::Event::InitDone => Seen::Nothing,
-    }
 }
 
 /// Says a watch failure once (the watcher retries with backoff, and relists after 410 Gone by itself).
@@ -310,12 +195,7 @@ async fn follow(client: &kube::Client, args: &PodArgs) -> anyhow::Result<()> {
             Ok(Some(Ok(ev))) => ev,
         };
         match seen(ev, &mut listed) {
-            Seen::Pod(p) => {
-                let tp = TraceParent::from_annotations(p.metadata.annotations.as_ref()).with_context(|| {
-                    format!("pod {key} has no trace context (annotation {}): it was created before tracing", rkube_trace::ANNOTATION)
-                })?;
-                break (format!("{:032x}", tp.trace_id), *p);
-            }
+            Seen::Pod(p) => break (fetch::trace_id_of(&p, &key)?, *p),
             Seen::Gone if !said_waiting => {
                 said_waiting = true;
                 eprintln!("rkube: pod {key} does not exist yet; waiting up to {} s for it to be created", wait.as_secs());
@@ -349,7 +229,7 @@ async fn follow(client: &kube::Client, args: &PodArgs) -> anyhow::Result<()> {
     loop {
         let state = pod_state(Some(&pod));
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-        let steps = follow_records(client, &trace_id, &key, node.as_deref(), &mut warned).await?;
+        let steps = follow_records(client, &trace_id, &key, node.clone(), &mut warned).await?;
         if let (PodState::Done(what), None) = (&state, &done) {
             done = Some((what.clone(), tokio::time::Instant::now()));
         }
@@ -381,7 +261,7 @@ async fn follow(client: &kube::Client, args: &PodArgs) -> anyhow::Result<()> {
                         }
                         Seen::Gone => {
                             // gone before it was done: print what was recorded, and say so
-                            let steps = follow_records(client, &trace_id, &key, node.as_deref(), &mut warned).await?;
+                            let steps = follow_records(client, &trace_id, &key, node.clone(), &mut warned).await?;
                             emit(&mut out, &follower.next(&steps, std::time::Instant::now(), true), json, color, &mut first)?;
                             anyhow::bail!("pod {key} was deleted before it was Ready");
                         }

@@ -228,7 +228,7 @@ mod tests {
             let resp = inspected::<()>(Err(e));
             assert_eq!(resp.status().as_u16(), status, "{text}");
         }
-        let t = crate::trace::TraceFetchError::NoContext { pod: "default/p".into(), annotation: "rkube.io/traceparent" };
+        let t = rkube_trace::fetch::TraceFetchError::NoContext { pod: "default/p".into(), annotation: "rkube.io/traceparent" };
         assert_eq!(t.status(), 409);
         assert!(t.to_string().starts_with("pod default/p has no trace context (annotation rkube.io/traceparent)"), "{t}");
     }

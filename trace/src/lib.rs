@@ -15,6 +15,8 @@
 
 pub mod context;
 pub mod export;
+#[cfg(feature = "client")]
+pub mod fetch;
 pub mod follow;
 pub mod store;
 pub mod timeline;
