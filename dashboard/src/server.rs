@@ -54,13 +54,18 @@ pub fn url(addr: SocketAddr, token: &Token) -> String {
     format!("http://{addr}/?token={}", token.as_str())
 }
 
-/// Serves until `shutdown` completes.
-pub async fn serve(
+/// Serves until `shutdown` completes. Boxed here, so the router is compiled once, in this crate, and not again
+/// in the binary that awaits it.
+pub fn serve(
     listener: TcpListener,
     client: kube::Client,
     token: Token,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
+) -> futures::future::BoxFuture<'static, Result<(), ServerError>> {
+    Box::pin(serve_until(listener, client, token, Box::pin(shutdown)))
+}
+
+async fn serve_until(listener: TcpListener, client: kube::Client, token: Token, shutdown: futures::future::BoxFuture<'static, ()>) -> Result<(), ServerError> {
     let addr = listener.local_addr().map_err(|source| ServerError::Serve { addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), source })?;
     let shared = Arc::new(Shared { client, token, cookie: format!("rkube_dashboard_{}", addr.port()), port: addr.port() });
     let app = router(shared);

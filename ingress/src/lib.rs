@@ -196,11 +196,13 @@ fn local_matches(local: &str, addr: SocketAddr) -> bool {
 }
 
 /// Binds both listeners (so a port in use fails here, before anything runs) and starts the proxy and the
-/// controller.
-pub async fn start(
-    cfg: IngressConfig,
-    client: kube::Client,
-) -> Result<IngressHandle, IngressError> {
+/// controller. Boxed here, so the proxy and the controller are compiled once, in this crate, and not again in the
+/// binary that awaits it.
+pub fn start(cfg: IngressConfig, client: kube::Client) -> futures::future::BoxFuture<'static, Result<IngressHandle, IngressError>> {
+    Box::pin(bind_and_start(cfg, client))
+}
+
+async fn bind_and_start(cfg: IngressConfig, client: kube::Client) -> Result<IngressHandle, IngressError> {
     let http = listen(SocketAddr::new(cfg.address, cfg.http_port), "http")?;
     let https = listen(SocketAddr::new(cfg.address, cfg.https_port), "https")?;
     let http_addr = http.local_addr().map_err(|source| IngressError::Bind {

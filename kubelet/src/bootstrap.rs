@@ -144,8 +144,13 @@ async fn send(what: &'static str, req: reqwest::RequestBuilder, url: &str) -> Re
     serde_json::from_str(&body).map_err(|e| BootstrapError::ClusterInfo(format!("{what}: the answer is not JSON: {e}")))
 }
 
-/// The whole TLS bootstrap; returns the path of the kubelet.conf written.
-pub async fn join(o: &JoinOptions) -> Result<PathBuf, BootstrapError> {
+/// The whole TLS bootstrap; returns the path of the kubelet.conf written. Boxed here, so it is compiled once, in
+/// this crate, and not again in the binary that awaits it.
+pub fn join(o: &JoinOptions) -> futures::future::BoxFuture<'_, Result<PathBuf, BootstrapError>> {
+    Box::pin(bootstrap(o))
+}
+
+async fn bootstrap(o: &JoinOptions) -> Result<PathBuf, BootstrapError> {
     bt::parse(&o.token)?;
     for p in &o.ca_cert_hashes {
         check_pin_format(p)?;

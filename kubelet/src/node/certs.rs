@@ -382,8 +382,13 @@ impl Rotation {
         cert_info(&pem).map(|i| i.serial).unwrap_or_default()
     }
 
-    /// Renews the certificate at each deadline, until the kubelet stops.
-    pub async fn run(mut self) {
+    /// Renews the certificate at each deadline, until the kubelet stops. Boxed here, so it is compiled once, in
+    /// this crate, and not again in the binary that spawns it.
+    pub fn run(self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(self.renew_forever())
+    }
+
+    async fn renew_forever(mut self) {
         loop {
             let pem = self.current.pem.read().unwrap_or_else(|e| e.into_inner()).0.clone();
             let info = match cert_info(&pem) {

@@ -233,7 +233,12 @@ async fn sync(client: &kube::Client, nodes: &[Node], me: &str, owned: &mut BTree
 
 /// Keeps the routes until the watch ends (it retries with backoff, so in practice until the kubelet stops);
 /// also re-checks every 30 s, for a route someone else removed.
-pub async fn run(client: kube::Client, me: String) {
+/// Boxed here, so it is compiled once, in this crate, and not again in the binary that spawns it.
+pub fn run(client: kube::Client, me: String) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(keep_routes(client, me))
+}
+
+async fn keep_routes(client: kube::Client, me: String) {
     let (store, writer) = reflector::store::<Node>();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let stream = reflector(writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default())).default_backoff().touched_objects();

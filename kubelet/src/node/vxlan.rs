@@ -346,7 +346,12 @@ fn published_mac(nodes: &[Node], me: &str) -> Option<String> {
 
 /// Keeps the device and its entries until the Node watch ends (it retries with backoff, so in practice until
 /// the kubelet stops); re-checks every 30 s, for anything someone else removed.
-pub async fn run(client: kube::Client, me: String, node_ip: String, root_dir: std::path::PathBuf) {
+/// Boxed here, so it is compiled once, in this crate, and not again in the binary that spawns it.
+pub fn run(client: kube::Client, me: String, node_ip: String, root_dir: std::path::PathBuf) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(keep_device(client, me, node_ip, root_dir))
+}
+
+async fn keep_device(client: kube::Client, me: String, node_ip: String, root_dir: std::path::PathBuf) {
     let (store, writer) = reflector::store::<Node>();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let nodes_api = Api::<Node>::all(client);

@@ -259,8 +259,13 @@ impl ServingRotation {
         }
     }
 
-    /// Requests, waits for and switches certificates at each deadline, until the kubelet stops.
-    pub async fn run(mut self) {
+    /// Requests, waits for and switches certificates at each deadline, until the kubelet stops. Boxed here, so it
+    /// is compiled once, in this crate, and not again in the binary that spawns it.
+    pub fn run(self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(self.renew_forever())
+    }
+
+    async fn renew_forever(mut self) {
         let mut failures = 0;
         loop {
             let template = self.template().await;
