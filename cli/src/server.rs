@@ -80,7 +80,7 @@ pub struct Args {
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask_size: u8,
     /// The longest lifetime of a certificate the CSR signer issues, a node's client certificate included
-    /// (kube-controller-manager's flag; one year as upstream). Kubelets renew theirs at 70-84 % of it
+    /// (kube-controller-manager's flag; one year as upstream). Kubelets renew theirs at 70-90 % of it
     #[arg(long, default_value = "8760h", value_parser = control_plane::parse_signing_duration)]
     pub cluster_signing_duration: std::time::Duration,
     /// OpenTelemetry trace export, as kube-apiserver's --tracing-config-file: a TracingConfiguration file
