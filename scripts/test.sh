@@ -99,6 +99,20 @@ scripts/deps.sh --build
 deps_log=$(mktemp /tmp/rkube-deps.XXXXXX.log)
 scripts/deps.sh --test >"$deps_log" 2>&1 &
 deps_pid=$!
+# A build cache outside the clone, as CI caches are: a clone without a target/ of its own builds into
+# $RKUBE_BUILD_CACHE/target (a symlink target -> there), so the next clone on this machine rebuilds only what changed;
+# a clean machine builds everything there the first time, as before. Artifacts of old commits pile up in it: over
+# 40 GB it is emptied first. RKUBE_BUILD_CACHE=none (or a CARGO_TARGET_DIR of your own) keeps the build in the clone.
+cache=${RKUBE_BUILD_CACHE:-/var/cache/rkube-build}
+if [ ! -e target ] && [ ! -L target ] && [ -z "${CARGO_TARGET_DIR:-}" ] && [ "$cache" != none ]; then
+  mkdir -p "$cache/target"
+  if [ "$(du -s --block-size=1G "$cache/target" | cut -f1)" -gt 40 ]; then
+    echo "test.sh: emptying the build cache $cache/target (over 40 GB)"
+    rm -rf "$cache/target" && mkdir -p "$cache/target"
+  fi
+  ln -s "$cache/target" target
+  echo "test.sh: building in $cache/target (target -> there; RKUBE_BUILD_CACHE=none builds in the clone)"
+fi
 # --all-targets resolves features once for binaries and tests together (dev-dependencies included), so the test
 # run below compiles nothing again and the binaries tests exec are the ones just built.
 if ! cargo build --release --workspace --all-targets; then
