@@ -43,8 +43,8 @@ conf() { # name type bridge ipam subnet
     printf '{"cniVersion":"1.0.0","name":"%s","type":"%s","bridge":"%s","isGateway":true,"ipam":{"type":"%s","ranges":[[{"subnet":"%s"}]],"dataDir":"%s/ipam"}}' \
         "$1" "$2" "$3" "$4" "$5" "$WORK"
 }
-REF_CONF=$(conf "${TAG}r" bridge "rkbr$$" host-local 10.99.250.0/24)
-RK_CONF=$(conf "${TAG}k" rkube-bridge "rkbk$$" rkube-host-local 10.99.251.0/24)
+REF_CONF=$(conf "${TAG}r" bridge "rkbr$$" host-local 10.126.250.0/24)
+RK_CONF=$(conf "${TAG}k" rkube-bridge "rkbk$$" rkube-host-local 10.126.251.0/24)
 export CNI_NETNS="/var/run/netns/$NS" CNI_IFNAME=eth0 CNI_PATH="$OURS:$REF"
 
 # Runs one plugin call and appends its wall time in microseconds to file $4. EPOCHREALTIME is a bash builtin, so

@@ -26,7 +26,7 @@ fn rkube_bridge_with_reference_host_local() {
     let res2 = call(BRIDGE, "ADD", "ia2", &path2, &conf).expect_ok("second ADD with reference host-local");
     let (ip, ip2) = (result_ip(&res), result_ip(&res2));
     assert_ne!(ip, ip2);
-    assert!(ip.starts_with(&format!("10.99.{}.", net.octet)), "{ip}");
+    assert!(ip.starts_with(&format!("10.125.{}.", net.octet)), "{ip}");
     assert_eq!(net.leases().len(), 2, "the reference host-local keeps leases in the same layout");
     assert!(ping(None, &ip) && ping(Some(&ns), &ip2) && ping(Some(&ns2), &ip));
     let mut prev = conf.clone();

@@ -24,8 +24,10 @@ pub fn cni_path() -> String {
 
 static SUBNET: AtomicU32 = AtomicU32::new(0);
 
-/// A /24 inside 10.99.0.0/16 no other test in this process uses (the third octet comes from a counter offset by
-/// the process id, so test binaries running one after another rarely share one either).
+/// A /24 inside 10.125.0.0/16 no other test in this process uses (the third octet comes from a counter offset by
+/// the process id, so test binaries running one after another rarely share one either). Not 10.99.x, where these
+/// were: that is inside the service CIDR 10.96.0.0/12, and any rkube proxy table on the host (a running `rkube
+/// up`, or one a killed test left) rejects the host's traffic to it, so the host could not ping the pods.
 pub fn unique_subnet_octet() -> u32 {
     let n = SUBNET.fetch_add(1, Ordering::Relaxed);
     (std::process::id() * 37 + n) % 250 + 2
@@ -164,11 +166,11 @@ impl TestNet {
     }
 
     pub fn subnet(&self) -> String {
-        format!("10.99.{}.0/24", self.octet)
+        format!("10.125.{}.0/24", self.octet)
     }
 
     pub fn addr(&self, host: u32) -> String {
-        format!("10.99.{}.{host}", self.octet)
+        format!("10.125.{}.{host}", self.octet)
     }
 
     pub fn data_dir(&self) -> PathBuf {
