@@ -361,11 +361,15 @@ impl Drop for Following {
     }
 }
 
-const FOLLOWED: &str = r#"
+/// A busybox pod that sleeps and turns Ready at its first probe, `delay` seconds after it starts (the followed
+/// and the exported pods).
+fn ready_pod(name: &str, delay: u32) -> String {
+    format!(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata:
-  name: trfollow
+  name: {name}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
@@ -374,9 +378,12 @@ spec:
     imagePullPolicy: Never
     command: ["sh", "-c", "exec sleep 3600"]
     readinessProbe:
-      exec: {command: ["true"]}
+      exec: {{command: ["true"]}}
+      initialDelaySeconds: {delay}
       periodSeconds: 1
-"#;
+"#
+    )
+}
 
 #[test]
 fn follow_streams_a_new_pods_steps_until_ready() {
@@ -396,13 +403,17 @@ fn follow_streams_a_new_pods_steps_until_ready() {
         f.err().contains("pod default/trfollow does not exist yet; waiting up to 60 s").then_some(())
     });
     assert!(up.kubectl_try(&["get", "pod", "trfollow"]).is_none(), "the pod must not exist before following starts");
-    up.kubectl_ok(&["apply", "-f", "-"], Some(FOLLOWED));
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&ready_pod("trfollow", 3)));
     let code = f.wait(Duration::from_secs(90));
     let (out, err) = (f.out(), f.err());
     assert_eq!(code, 0, "ends by itself with 0 once Ready: stdout: {out} stderr: {err}");
     assert!(err.contains("pod default/trfollow is Ready"), "{err}");
     // it watched the pod's Events (as kubectl get -w), rather than reading them over and over
-    assert!(metric(&up, EVENT_WATCHES) > event_watches, "rkube trace --follow watches the pod's events");
+    // (the pod turns Ready 3 s after it starts, so the follower is waiting, its watches open, before it ends; the
+    // apiserver counts a watch when it ends, which it sees a moment after the follower exits)
+    poll_until("the apiserver counting rkube trace --follow's watch of the pod's events", Duration::from_secs(15), || {
+        (metric(&up, EVENT_WATCHES) > event_watches).then_some(())
+    });
     let ready = up.kubectl(&["get", "pod", "trfollow", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
     assert_eq!(ready.trim(), "True", "it ended when the pod was Ready");
 
@@ -597,23 +608,6 @@ fn metric(up: &Up, name: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
 }
 
-const EXPORTED: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: trotlp
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: busybox:latest
-    imagePullPolicy: Never
-    command: ["sh", "-c", "exec sleep 3600"]
-    readinessProbe:
-      exec: {command: ["true"]}
-      periodSeconds: 1
-"#;
-
 #[test]
 fn otlp_export_sends_a_pods_spans_to_a_collector_and_a_dead_collector_costs_nothing() {
     let collector = Collector::start();
@@ -628,7 +622,7 @@ fn otlp_export_sends_a_pods_spans_to_a_collector_and_a_dead_collector_costs_noth
     )
     .expect("write the tracing configuration");
     let up = Up::start_with(&["--tracing-config-file", config.to_str().expect("utf-8 path")]);
-    up.kubectl_ok(&["apply", "-f", "-"], Some(EXPORTED));
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&ready_pod("trotlp", 0)));
     poll_until("pod trotlp Ready", Duration::from_secs(60), || {
         let s = up.kubectl_try(&["get", "pod", "trotlp", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])?;
         (s.trim() == "True").then_some(())
@@ -670,7 +664,7 @@ fn otlp_export_sends_a_pods_spans_to_a_collector_and_a_dead_collector_costs_noth
     // the collector goes away: a new pod still starts, and what could not be sent is counted, not waited for
     drop(collector);
     let dropped_before = metric(&up, "rkube_trace_otlp_dropped_spans_total");
-    up.kubectl_ok(&["apply", "-f", "-"], Some(&EXPORTED.replace("trotlp", "trotlp2")));
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&ready_pod("trotlp2", 0)));
     poll_until("pod trotlp2 Ready with the collector down", Duration::from_secs(60), || {
         let s = up.kubectl_try(&["get", "pod", "trotlp2", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])?;
         (s.trim() == "True").then_some(())
