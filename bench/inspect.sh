@@ -41,36 +41,16 @@ VETH="rknv$TAG"; BR="rknb$TAG"; DNSL="rknd$TAG"; TABLE="rknp$TAG"
 NODE=10.244.246.1
 FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
 UP_PID=
-cleanup() {
-    if [ -n "$UP_PID" ]; then kill -TERM "$UP_PID" 2>/dev/null || true; wait "$UP_PID" 2>/dev/null || true; fi
-    "$RKUBE" down --data-dir "$DATA" >/dev/null 2>&1 || true
-    ip link del "$VETH" 2>/dev/null || true
-    ip link del "$BR" 2>/dev/null || true
-    echo "$FORWARD" > /proc/sys/net/ipv4/ip_forward
-    rm -rf "$DATA"
-}
-trap cleanup EXIT
-ip link add "$VETH" type veth peer name "${VETH}p"
-ip addr add "$NODE/24" dev "$VETH"
-ip link set "$VETH" up
+trap bench_up_stop EXIT
+bench_node_veth "$NODE/24"
 
-# a busybox image, offline: the host's static busybox in a one-layer OCI image
-BUSYBOX=$(command -v busybox)
-umoci init --layout "$DATA/oci" >/dev/null
-umoci new --image "$DATA/oci:latest" >/dev/null
-umoci unpack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
-mkdir -p "$DATA/bundle/rootfs/bin"
-cp "$BUSYBOX" "$DATA/bundle/rootfs/bin/busybox"
-chroot "$DATA/bundle/rootfs" /bin/busybox --install -s /bin
-umoci repack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
-"$RKUBE" image import --root "$DATA/images" --name docker.io/library/busybox:latest "$DATA/oci" >/dev/null
+# a busybox image, offline
+bench_import_busybox
 
 "$RKUBE" up --data-dir "$DATA" --listen 127.0.0.1:0 --node-ip "$NODE" --bridge "$BR" --pod-cidr 10.244.247.0/24 \
     --cluster-dns 10.96.0.246 --dns-link "$DNSL" --proxy-table "$TABLE" --dns-upstream none \
     2> "$DATA/rkube.log" & UP_PID=$!
-export KUBECONFIG="$DATA/kubeconfig"
-for _ in $(seq 1200); do [ -s "$KUBECONFIG" ] && kubectl get nodes -o name 2>/dev/null | grep -q . && break; sleep 0.1; done
-kubectl get nodes -o name | grep -q . || { echo "inspect.sh: rkube up gave no node in 120 s; its log:" >&2; tail -30 "$DATA/rkube.log" >&2; exit 1; }
+bench_wait_node 120
 
 # The pod the issue's test inspects: two containers with limits, an emptyDir, a Service in front of it.
 kubectl apply -f - >/dev/null <<'YAML'

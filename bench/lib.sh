@@ -27,3 +27,47 @@ bench_ratio_row() {
   read -r m lo hi < <(bench_median_spread "$2")
   printf '%-48s median %s (min %s, max %s) over %d rounds\n' "$1" "$m" "$lo" "$hi" "$(grep -c . "$2" || true)"
 }
+
+# --- one `rkube up` on links of the script's own (proxy.sh, ingress.sh, inspect.sh) ---
+# The script sets DATA (a temp dir), VETH, BR (the bridge rkube up makes), FORWARD (ip_forward as found), UP_PID
+# and RKUBE; these do the rest the same way in each.
+
+# bench_node_veth ADDR/LEN: the node's address on a veth pair of the script's own ($VETH), never the uplink.
+bench_node_veth() {
+  ip link add "$VETH" type veth peer name "${VETH}p"
+  ip addr add "$1" dev "$VETH"
+  ip link set "$VETH" up
+}
+
+# bench_import_busybox: the host's static busybox as docker.io/library/busybox:latest in $DATA/images, offline (a
+# one-layer OCI image made with umoci).
+bench_import_busybox() {
+  umoci init --layout "$DATA/oci" >/dev/null
+  umoci new --image "$DATA/oci:latest" >/dev/null
+  umoci unpack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
+  mkdir -p "$DATA/bundle/rootfs/bin"
+  cp "$(command -v busybox)" "$DATA/bundle/rootfs/bin/busybox"
+  chroot "$DATA/bundle/rootfs" /bin/busybox --install -s /bin
+  umoci repack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
+  "$RKUBE" image import --root "$DATA/images" --name docker.io/library/busybox:latest "$DATA/oci" >/dev/null
+}
+
+# bench_wait_node SECONDS: waits for rkube up's kubeconfig and its Node; exits with the log's tail if none comes.
+bench_wait_node() {
+  export KUBECONFIG="$DATA/kubeconfig"
+  for _ in $(seq $(($1 * 10))); do [ -s "$KUBECONFIG" ] && kubectl get nodes -o name 2>/dev/null | grep -q . && return 0; sleep 0.1; done
+  echo "$0: rkube up gave no node in $1 s; its log:" >&2
+  tail -30 "$DATA/rkube.log" >&2
+  exit 1
+}
+
+# bench_up_stop: for the script's EXIT trap: ends its `rkube up` ($UP_PID), runs rkube down, removes its links,
+# puts ip_forward back and removes $DATA.
+bench_up_stop() {
+  if [ -n "${UP_PID:-}" ]; then kill -TERM "$UP_PID" 2>/dev/null || true; wait "$UP_PID" 2>/dev/null || true; fi
+  "$RKUBE" down --data-dir "$DATA" >/dev/null 2>&1 || true
+  ip link del "$VETH" 2>/dev/null || true
+  ip link del "$BR" 2>/dev/null || true
+  echo "$FORWARD" > /proc/sys/net/ipv4/ip_forward
+  rm -rf "$DATA"
+}

@@ -28,6 +28,8 @@
 # Uses only a veth pair and a bridge this script makes (10.244.250.0/24), all removed on exit; never the uplink.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 [ "$(id -u)" = 0 ] || { echo "proxy.sh: run as root (rkube up makes links and nftables tables)" >&2; exit 1; }
 N=${1:-1000}
 ROUNDS=${2:-30}
@@ -46,23 +48,15 @@ UP_PID=
 MON_PID=
 cleanup() {
     if [ -n "$MON_PID" ]; then kill -TERM "$MON_PID" 2>/dev/null || true; wait "$MON_PID" 2>/dev/null || true; fi
-    if [ -n "$UP_PID" ]; then kill -TERM "$UP_PID" 2>/dev/null || true; wait "$UP_PID" 2>/dev/null || true; fi
-    "$RKUBE" down --data-dir "$DATA" >/dev/null 2>&1 || true
-    ip link del "$VETH" 2>/dev/null || true
-    ip link del "$BR" 2>/dev/null || true
-    echo "$FORWARD" > /proc/sys/net/ipv4/ip_forward
-    rm -rf "$DATA"
+    bench_up_stop
 }
 trap cleanup EXIT
-ip link add "$VETH" type veth peer name "${VETH}p"
-ip addr add 10.244.250.1/24 dev "$VETH"
-ip link set "$VETH" up
+bench_node_veth 10.244.250.1/24
 
 "$RKUBE" up --data-dir "$DATA" --listen 127.0.0.1:0 --node-ip 10.244.250.1 --bridge "$BR" --pod-cidr 10.244.251.0/24 \
     --cluster-dns 10.96.0.250 --dns-link "$DNSL" --proxy-table "$TABLE" --dns-upstream none --no-ingress \
     2> "$DATA/rkube.log" & UP_PID=$!
-export KUBECONFIG="$DATA/kubeconfig"
-for _ in $(seq 300); do [ -s "$KUBECONFIG" ] && kubectl get nodes -o name 2>/dev/null | grep -q . && break; sleep 0.1; done
+bench_wait_node 30
 API=$(kubectl config view -o jsonpath='{.clusters[0].cluster.server}')
 
 now_ms() { date +%s%3N; }

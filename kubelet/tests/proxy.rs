@@ -127,6 +127,15 @@ impl Net {
     }
 }
 
+/// What every proxy test starts with: root, nft and curl present, forwarding on (held until the test ends, after
+/// the net is gone), a fresh test net.
+fn proxy_net() -> (Forwarding, Net) {
+    require_root();
+    require_command("nft", "nftables");
+    require_command("curl", "curl");
+    (Forwarding::on(), Net::new())
+}
+
 /// What `Net::two_backends` made: the first endpoint's netns and both endpoints' addresses, and the client's netns.
 struct TwoBackends {
     pod_a: String,
@@ -170,12 +179,8 @@ fn service(vip: Ipv4Addr, endpoints: &[Ipv4Addr], node_port: Option<u16>) -> Ser
 
 #[test]
 fn clusterip_and_nodeport_reach_both_endpoints_and_empty_service_is_rejected() {
-    require_root();
-    require_command("nft", "nftables");
-    require_command("curl", "curl");
     require_command("python3", "python3");
-    let _fwd = Forwarding::on();
-    let mut net = Net::new();
+    let (_fwd, mut net) = proxy_net();
     let TwoBackends { pod_a, ip_a, ip_b, client } = net.two_backends();
 
     let vip = Ipv4Addr::new(10, 111, net.subnet, 10);
@@ -220,12 +225,8 @@ fn clusterip_and_nodeport_reach_both_endpoints_and_empty_service_is_rejected() {
 
 #[test]
 fn reapplying_replaces_the_rules_atomically() {
-    require_root();
-    require_command("nft", "nftables");
-    require_command("curl", "curl");
     require_command("python3", "python3");
-    let _fwd = Forwarding::on();
-    let mut net = Net::new();
+    let (_fwd, mut net) = proxy_net();
     let (pod_a, ip_a) = net.pod(2);
     let (client, _) = net.pod(3);
     net.serve(&pod_a, 8080, "only-a");
@@ -248,11 +249,7 @@ fn bodies(ns: &str, addr: &str, n: usize) -> Vec<String> {
 
 #[test]
 fn client_ip_affinity_pins_a_client_until_the_timeout_and_others_spread() {
-    require_root();
-    require_command("nft", "nftables");
-    require_command("curl", "curl");
-    let _fwd = Forwarding::on();
-    let mut net = Net::new();
+    let (_fwd, mut net) = proxy_net();
     let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
     let sticky_vip = Ipv4Addr::new(10, 111, net.subnet, 30);
     let spread_vip = Ipv4Addr::new(10, 111, net.subnet, 31);
@@ -281,11 +278,7 @@ fn client_ip_affinity_pins_a_client_until_the_timeout_and_others_spread() {
 
 #[test]
 fn partial_sync_rewrites_one_service_and_leaves_the_other_serving() {
-    require_root();
-    require_command("nft", "nftables");
-    require_command("curl", "curl");
-    let _fwd = Forwarding::on();
-    let mut net = Net::new();
+    let (_fwd, mut net) = proxy_net();
     let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
     let vip1 = Ipv4Addr::new(10, 111, net.subnet, 40);
     let vip2 = Ipv4Addr::new(10, 111, net.subnet, 41);
@@ -335,11 +328,7 @@ impl Drop for TableGuard {
 /// Service still serves, and an op the kernel refuses fails the whole batch with the op named.
 #[test]
 fn partial_sync_over_netlink_writes_what_nft_would_and_traffic_follows() {
-    require_root();
-    require_command("nft", "nftables");
-    require_command("curl", "curl");
-    let _fwd = Forwarding::on();
-    let mut net = Net::new();
+    let (_fwd, mut net) = proxy_net();
     net.table.pod_bridge = Some(net.bridge.clone());
     let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
     let vip1 = Ipv4Addr::new(10, 111, net.subnet, 70);
@@ -423,12 +412,8 @@ fn partial_sync_over_netlink_writes_what_nft_would_and_traffic_follows() {
 /// subnet, so a packet the rules miss stays on the test's links.
 #[test]
 fn external_local_short_circuits_pods_on_the_node_and_drops_outside_clients_without_a_local_endpoint() {
-    require_root();
-    require_command("nft", "nftables");
-    require_command("curl", "curl");
     require_command("python3", "python3");
-    let _fwd = Forwarding::on();
-    let mut net = Net::new();
+    let (_fwd, mut net) = proxy_net();
     net.table.pod_bridge = Some(net.bridge.clone());
     let (pod_b, ip_b) = net.pod(3);
     let (client, client_ip) = net.pod(4);
@@ -539,11 +524,7 @@ fn sharded_tables_serve_every_service_and_the_resync_keeps_affinity_and_repairs_
     use rkube_kubelet::service_proxy::shard::{shard_of, table_name};
     use rkube_kubelet::service_proxy::sync::{Proxier, SyncKind, FULL_SYNC_PERIOD};
     use rkube_kubelet::service_proxy::tracker::PortTracker;
-    require_root();
-    require_command("nft", "nftables");
-    require_command("curl", "curl");
-    let _fwd = Forwarding::on();
-    let mut net = Net::new();
+    let (_fwd, mut net) = proxy_net();
     let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
     let vips: Vec<Ipv4Addr> = (0..3).map(|i| Ipv4Addr::new(10, 111, net.subnet, 80 + i)).collect();
     let names = ["sticky", "only-a", "only-b"];

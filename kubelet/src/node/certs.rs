@@ -427,39 +427,17 @@ impl Rotation {
     /// One renewal: a new key, a CSR as this node, the issued certificate checked, written, then used.
     async fn renew(&self) -> Result<String, CertError> {
         let (key_pem, request_pem) = crate::bootstrap::node_request(&self.node)?;
-        let csr = CertificateSigningRequest {
-            metadata: ObjectMeta { generate_name: Some("node-csr-".into()), ..Default::default() },
-            spec: CertificateSigningRequestSpec {
-                request: ByteString(request_pem.into_bytes()),
-                signer_name: rkube_apimachinery::certificates::KUBE_APISERVER_CLIENT_KUBELET.into(),
-                usages: Some(vec!["digital signature".into(), "client auth".into()]),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
-        let created = api
-            .create(&PostParams::default(), &csr)
-            .await
-            .map_err(|e| CertError::Request { name: "node-csr-*".into(), problem: format!("create: {e}") })?;
-        let name = created.metadata.name.clone().unwrap_or_default();
-        tracing::info!(csr = %name, node = %self.node, "filed a certificate signing request to renew the node client certificate");
+        let (name, cert_pem) = file_csr(
+            &self.client,
+            "node-csr-",
+            rkube_apimachinery::certificates::KUBE_APISERVER_CLIENT_KUBELET,
+            &["digital signature", "client auth"],
+            request_pem,
+            Wait { until: Duration::from_secs(300), poll: Duration::from_millis(500), timeout: "not approved and signed within 5 minutes (`kubectl get csr`)" },
+            |name| tracing::info!(csr = %name, node = %self.node, "filed a certificate signing request to renew the node client certificate"),
+        )
+        .await?;
         let req_err = |problem: String| CertError::Request { name: name.clone(), problem };
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(300);
-        let cert_pem = loop {
-            let cur = api.get(&name).await.map_err(|e| req_err(format!("read: {e}")))?;
-            let status = cur.status.unwrap_or_default();
-            if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "Denied" || c.type_ == "Failed") {
-                return Err(req_err(format!("{}: {} {}", c.type_, c.reason.as_deref().unwrap_or_default(), c.message.as_deref().unwrap_or_default())));
-            }
-            if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
-                break String::from_utf8(cert.0).map_err(|_| req_err("the issued certificate is not PEM".into()))?;
-            }
-            if tokio::time::Instant::now() >= give_up {
-                return Err(req_err("not approved and signed within 5 minutes (`kubectl get csr`)".into()));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
         let info = cert_info(&cert_pem)?;
         if !is_node_certificate(&info, &self.node) {
             return Err(req_err(format!("the issued certificate is for {:?} {:?}, not system:node:{}", info.common_name, info.organizations, self.node)));
@@ -488,6 +466,65 @@ impl Rotation {
         f.write_all(out.as_bytes()).map_err(werr)?;
         f.sync_all().map_err(werr)?;
         std::fs::rename(&tmp, &self.path).map_err(|source| CertError::Write { path: self.path.clone(), source })
+    }
+}
+
+
+/// How long [`file_csr`] waits for a request to be issued, how often it looks, and what it says when it gives up.
+pub(crate) struct Wait {
+    /// How long to wait for the certificate.
+    pub until: Duration,
+    /// How often to read the request.
+    pub poll: Duration,
+    /// The error's words when `until` has passed.
+    pub timeout: &'static str,
+}
+
+/// Files a CertificateSigningRequest (`generate_name`, `signer`, `usages`, the PEM `request`) as this node's
+/// client, says so through `filed` (with the request's name), and waits until it is issued: returns its name and
+/// the certificate's PEM. Denied, Failed or not issued within `wait.until` is an error naming the request.
+pub(crate) async fn file_csr(
+    client: &kube::Client,
+    generate_name: &str,
+    signer: &str,
+    usages: &[&str],
+    request: String,
+    wait: Wait,
+    filed: impl FnOnce(&str),
+) -> Result<(String, String), CertError> {
+    let csr = CertificateSigningRequest {
+        metadata: ObjectMeta { generate_name: Some(generate_name.into()), ..Default::default() },
+        spec: CertificateSigningRequestSpec {
+            request: ByteString(request.into_bytes()),
+            signer_name: signer.into(),
+            usages: Some(usages.iter().map(|u| u.to_string()).collect()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let created = api
+        .create(&PostParams::default(), &csr)
+        .await
+        .map_err(|e| CertError::Request { name: format!("{generate_name}*"), problem: format!("create: {e}") })?;
+    let name = created.metadata.name.clone().unwrap_or_default();
+    filed(&name);
+    let req_err = |problem: String| CertError::Request { name: name.clone(), problem };
+    let give_up = tokio::time::Instant::now() + wait.until;
+    loop {
+        let cur = api.get(&name).await.map_err(|e| req_err(format!("read: {e}")))?;
+        let status = cur.status.unwrap_or_default();
+        if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "Denied" || c.type_ == "Failed") {
+            return Err(req_err(format!("{}: {} {}", c.type_, c.reason.as_deref().unwrap_or_default(), c.message.as_deref().unwrap_or_default())));
+        }
+        if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
+            let pem = String::from_utf8(cert.0).map_err(|_| req_err("the issued certificate is not PEM".into()))?;
+            return Ok((name, pem));
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return Err(req_err(wait.timeout.into()));
+        }
+        tokio::time::sleep(wait.poll).await;
     }
 }
 

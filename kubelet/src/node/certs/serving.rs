@@ -28,14 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestSpec};
 use k8s_openapi::api::core::v1::{Node, NodeAddress};
-use k8s_openapi::ByteString;
-use kube::api::{ObjectMeta, PostParams};
 use kube::Api;
 use rustls::sign::CertifiedKey;
 
-use super::{cert_info, certified_key, jitter, CertError, CertInfo};
+use super::{cert_info, certified_key, file_csr, jitter, CertError, CertInfo, Wait};
 
 /// Where the issued certificate and its key are kept (upstream's `kubelet-server-current.pem` in the kubelet's
 /// certificate directory).
@@ -302,39 +299,17 @@ impl ServingRotation {
     /// One request: a new key, a CSR as this node, waited for until issued, checked, stored, then served.
     async fn renew(&self, template: &ServingTemplate) -> Result<CertInfo, CertError> {
         let (key_pem, request_pem) = serving_request(template)?;
-        let csr = CertificateSigningRequest {
-            metadata: ObjectMeta { generate_name: Some("csr-".into()), ..Default::default() },
-            spec: CertificateSigningRequestSpec {
-                request: ByteString(request_pem.into_bytes()),
-                signer_name: rkube_apimachinery::certificates::KUBELET_SERVING.into(),
-                usages: Some(USAGES.iter().map(|u| u.to_string()).collect()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
-        let created = api
-            .create(&PostParams::default(), &csr)
-            .await
-            .map_err(|e| CertError::Request { name: "csr-*".into(), problem: format!("create: {e}") })?;
-        let name = created.metadata.name.clone().unwrap_or_default();
-        tracing::info!(csr = %name, node = %self.node, "filed a kubelet serving certificate request: an administrator approves it with `kubectl certificate approve {name}`");
+        let (name, cert_pem) = file_csr(
+            &self.client,
+            "csr-",
+            rkube_apimachinery::certificates::KUBELET_SERVING,
+            USAGES,
+            request_pem,
+            Wait { until: WAIT_FOR_APPROVAL, poll: Duration::from_secs(1), timeout: "not approved within 15 minutes (`kubectl certificate approve`); filing a new one" },
+            |name| tracing::info!(csr = %name, node = %self.node, "filed a kubelet serving certificate request: an administrator approves it with `kubectl certificate approve {name}`"),
+        )
+        .await?;
         let req_err = |problem: String| CertError::Request { name: name.clone(), problem };
-        let give_up = tokio::time::Instant::now() + WAIT_FOR_APPROVAL;
-        let cert_pem = loop {
-            let cur = api.get(&name).await.map_err(|e| req_err(format!("read: {e}")))?;
-            let status = cur.status.unwrap_or_default();
-            if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "Denied" || c.type_ == "Failed") {
-                return Err(req_err(format!("{}: {} {}", c.type_, c.reason.as_deref().unwrap_or_default(), c.message.as_deref().unwrap_or_default())));
-            }
-            if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
-                break String::from_utf8(cert.0).map_err(|_| req_err("the issued certificate is not PEM".into()))?;
-            }
-            if tokio::time::Instant::now() >= give_up {
-                return Err(req_err("not approved within 15 minutes (`kubectl certificate approve`); filing a new one".into()));
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        };
         let info = cert_info(&cert_pem)?;
         if !satisfies_template(&info, template) {
             return Err(req_err(format!(
