@@ -28,6 +28,7 @@
 //! shared leaves `rkube-cni-types` and `rkube-netlink`), or touch cgroupfs (it asks the runtime, through
 //! `RuntimeClient`). `cargo test -p rkube-layering` checks all three.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 pub mod bootstrap;
 pub mod config;
 pub mod container;
