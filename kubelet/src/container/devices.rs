@@ -19,11 +19,15 @@ pub struct HostDevice {
     pub path: String,
     /// `c` or `b`.
     pub kind: char,
+    /// Device major number.
     pub major: u64,
+    /// Device minor number.
     pub minor: u64,
     /// Permission bits.
     pub mode: u32,
+    /// Owner, as on the host.
     pub uid: u32,
+    /// Group, as on the host.
     pub gid: u32,
 }
 

@@ -12,19 +12,56 @@ use rkube_apimachinery::quantity::{approximate_f64, milli_value, value as bytes}
 /// Why an environment could not be built; reported as `CreateContainerConfigError`.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EnvError {
+    /// A non-optional `configMapKeyRef` or `configMapRef` names a ConfigMap that does not exist.
     #[error("configmap \"{name}\" not found (namespace {namespace}); create it or mark the reference optional")]
-    ConfigMapNotFound { namespace: String, name: String },
+    ConfigMapNotFound {
+        /// The pod's namespace, where the object was looked for.
+        namespace: String,
+        /// The object's name.
+        name: String,
+    },
+    /// A non-optional `secretKeyRef` or `secretRef` names a Secret that does not exist.
     #[error("secret \"{name}\" not found (namespace {namespace}); create it or mark the reference optional")]
-    SecretNotFound { namespace: String, name: String },
+    SecretNotFound {
+        /// The pod's namespace, where the object was looked for.
+        namespace: String,
+        /// The object's name.
+        name: String,
+    },
+    /// A non-optional key reference names a key the ConfigMap or Secret (`kind`) does not have.
     #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
-    KeyNotFound { kind: &'static str, namespace: String, name: String, key: String },
+    KeyNotFound {
+        /// `configmap` or `secret`.
+        kind: &'static str,
+        /// The pod's namespace, where the object was looked for.
+        namespace: String,
+        /// The object's name.
+        name: String,
+        /// The missing key.
+        key: String,
+    },
+    /// A `fieldRef` path this kubelet does not serve ([`field_value`] lists those it does).
     #[error("env var {var}: unsupported fieldRef path {path:?}")]
-    UnsupportedField { var: String, path: String },
+    UnsupportedField {
+        /// The environment variable being built.
+        var: String,
+        /// The `fieldPath`, as written.
+        path: String,
+    },
+    /// A `resourceFieldRef` other than `limits.`/`requests.` of cpu, memory or ephemeral-storage.
     #[error("env var {var}: unsupported resourceFieldRef {resource:?}")]
-    UnsupportedResource { var: String, resource: String },
+    UnsupportedResource {
+        /// The environment variable being built.
+        var: String,
+        /// The `resource`, as written.
+        resource: String,
+    },
+    /// A `resourceFieldRef` divisor, or the resource it reads, is not a valid quantity.
     #[error("env var {var}: invalid quantity: {source}")]
     Quantity {
+        /// The environment variable being built.
         var: String,
+        /// The cause.
         #[source]
         source: rkube_apimachinery::quantity::QuantityError,
     },
@@ -42,11 +79,15 @@ pub struct EnvSources {
     pub tokens: HashMap<(String, i64), Result<String, String>>,
     /// Services of the pod's namespace, plus the `kubernetes` Service of `default` (always linked).
     pub services: Vec<Service>,
+    /// This node's name: `spec.nodeName` when the pod does not carry it yet.
     pub node_name: String,
+    /// This node's IP, for `status.hostIP`.
     pub host_ip: String,
+    /// The pod's IP from its sandbox, for `status.podIP` (empty for a pod not yet networked).
     pub pod_ip: String,
-    /// Node allocatable CPU (millicores) and memory (bytes): what resourceFieldRef reports for an unset limit.
+    /// Node allocatable CPU in millicores: what resourceFieldRef reports for an unset `limits.cpu`.
     pub node_cpu_millis: i64,
+    /// Node allocatable memory in bytes: what resourceFieldRef reports for an unset `limits.memory`.
     pub node_memory_bytes: i64,
 }
 
@@ -55,6 +96,7 @@ pub struct EnvSources {
 pub struct Env(Vec<(String, String)>);
 
 impl Env {
+    /// Assigns `k`: replaces an existing value in its place (keeping the first position), else appends.
     pub fn set(&mut self, k: &str, v: String) {
         match self.0.iter_mut().find(|(n, _)| n == k) {
             Some(e) => e.1 = v,
@@ -62,10 +104,12 @@ impl Env {
         }
     }
 
+    /// The current value of `k`, for `$(VAR)` expansion.
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
     }
 
+    /// The variables in assignment order (each name once).
     pub fn vars(&self) -> &[(String, String)] {
         &self.0
     }

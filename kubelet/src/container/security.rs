@@ -40,16 +40,56 @@ pub const ALL_CAPS: &[&str] = &[
 /// messages word for word (kubelet `verifyRunAsNonRoot`); `pod` is upstream's `name_namespace(uid)`.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SecurityError {
+    /// runAsNonRoot is set, no runAsUser, and the image's user is root (uid 0, or no user at all).
     #[error("container has runAsNonRoot and image will run as root (pod: {pod:?}, container: {container})")]
-    RunAsRoot { pod: String, container: String },
+    RunAsRoot {
+        /// The pod as upstream names it in these messages: `name_namespace(uid)`.
+        pod: String,
+        /// The container's name.
+        container: String,
+    },
+    /// runAsNonRoot is set and runAsUser is 0.
     #[error("container's runAsUser breaks non-root policy (pod: {pod:?}, container: {container})")]
-    RunAsUserRoot { pod: String, container: String },
+    RunAsUserRoot {
+        /// The pod as upstream names it in these messages: `name_namespace(uid)`.
+        pod: String,
+        /// The container's name.
+        container: String,
+    },
+    /// runAsNonRoot is set, no runAsUser, and the image's user is a name, which cannot be checked to be non-root.
     #[error("container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root (pod: {pod:?}, container: {container})")]
-    NonNumericUser { pod: String, container: String, user: String },
+    NonNumericUser {
+        /// The pod as upstream names it in these messages: `name_namespace(uid)`.
+        pod: String,
+        /// The container's name.
+        container: String,
+        /// The image's `User`, as written.
+        user: String,
+    },
+    /// A user or group name of the image's `User` has no entry in the image's /etc/passwd or /etc/group.
     #[error("unable to find {what} {name}: no matching entries in {file} file of the image (container {container:?})")]
-    UnknownName { container: String, what: &'static str, name: String, file: &'static str },
+    UnknownName {
+        /// The container's name.
+        container: String,
+        /// `user` or `group`.
+        what: &'static str,
+        /// The name that was looked up.
+        name: String,
+        /// `passwd` or `group` (under the image's /etc).
+        file: &'static str,
+    },
+    /// The image's /etc/passwd or /etc/group could not be read safely (not a regular file, too large, I/O error).
     #[error("cannot look up the image's user in /etc/{file} (container {container:?}): {detail}; it must be a regular file of at most {max} bytes")]
-    AccountFile { container: String, file: &'static str, detail: String, max: u64 },
+    AccountFile {
+        /// The container's name.
+        container: String,
+        /// `passwd` or `group` (under the image's /etc).
+        file: &'static str,
+        /// Why the file could not be read.
+        detail: String,
+        /// [`MAX_ACCOUNT_FILE_BYTES`].
+        max: u64,
+    },
 }
 
 /// The largest /etc/passwd or /etc/group read from an image (real ones are a few KB).
@@ -58,12 +98,20 @@ pub const MAX_ACCOUNT_FILE_BYTES: u64 = 4 << 20;
 /// What the OCI process and root get from the security context.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Security {
+    /// Process uid: runAsUser (container over pod), else the image's user, else 0.
     pub uid: u32,
+    /// Process gid: runAsGroup, else the group of the image's `User`, else 0.
     pub gid: u32,
+    /// Supplementary groups: the pod's fsGroup and supplementalGroups, sorted and deduplicated.
     pub additional_gids: Vec<u32>,
+    /// `CAP_*` names for the bounding, effective and permitted sets: [`DEFAULT_CAPS`] with drop/add applied, or all
+    /// this process holds when privileged.
     pub capabilities: Vec<String>,
+    /// Set `no_new_privs` (allowPrivilegeEscalation: false, and not privileged).
     pub no_new_privileges: bool,
+    /// Mount the rootfs read-only (readOnlyRootFilesystem).
     pub readonly_rootfs: bool,
+    /// Privileged: all capabilities, host devices, /sys writable, no masked paths or seccomp.
     pub privileged: bool,
     /// seccomp RuntimeDefault (or Localhost, treated the same): apply the runtime's default profile.
     pub seccomp_default: bool,

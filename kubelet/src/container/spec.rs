@@ -15,10 +15,16 @@ use super::security::Security;
 /// What an image's config says about how to run it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ImageConfig {
+    /// `Entrypoint`: the argv prefix a container's `command` replaces.
     pub entrypoint: Vec<String>,
+    /// `Cmd`: the default arguments, used only when the container sets neither `command` nor `args`.
     pub cmd: Vec<String>,
+    /// `Env` as `NAME=value` strings; the container's own env overrides them by name.
     pub env: Vec<String>,
+    /// `WorkingDir`, the cwd when the container sets no `workingDir`; `None` when empty (then `/`).
     pub working_dir: Option<String>,
+    /// `User` (`uid[:gid]` or names, looked up in the rootfs by [`super::security::image_user_in_rootfs`]);
+    /// `None` when empty.
     pub user: Option<String>,
 }
 
@@ -43,32 +49,46 @@ impl ImageConfig {
 /// Namespaces of the pod sandbox that a container joins; `None` means the host's (hostNetwork).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SandboxNamespaces {
+    /// The network namespace to join, a path such as `/proc/<sandbox pid>/ns/net`.
     pub net: Option<String>,
+    /// The IPC namespace to join (shared SysV IPC and POSIX message queues across the pod).
     pub ipc: Option<String>,
+    /// The UTS namespace to join, which holds the pod's hostname.
     pub uts: Option<String>,
 }
 
 /// A bind mount into the container.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BindMount {
+    /// Absolute path inside the container.
     pub destination: String,
+    /// Host path bound there (a file or a directory, usually under the pod's directory).
     pub source: PathBuf,
+    /// Remount read-only (`ro`), from the volume mount's `readOnly`.
     pub readonly: bool,
 }
 
 /// Everything [`oci_config`] needs.
 pub struct SpecInput<'a> {
+    /// The pod: its name is the container's hostname.
     pub pod: &'a Pod,
+    /// The container to run: command, args, workingDir, tty and resources are read from it.
     pub container: &'a Container,
+    /// The image's defaults for what the container leaves unset.
     pub image: &'a ImageConfig,
+    /// The container's resolved environment, also used to expand `$(VAR)` in command and args.
     pub env: &'a Env,
+    /// Resolved identity, capabilities, seccomp and read-only rootfs ([`super::security::resolve`]).
     pub security: &'a Security,
+    /// The container's root filesystem (the overlay mount point).
     pub rootfs: &'a Path,
+    /// The sandbox's namespaces to join; pid and mount are always new.
     pub namespaces: &'a SandboxNamespaces,
     /// /etc/hosts, /etc/resolv.conf, /etc/hostname, termination log and volume mounts.
     pub mounts: Vec<BindMount>,
     /// cgroupsPath, e.g. `/kubepods/besteffort/pod<uid>/<container id>`.
     pub cgroups_path: String,
+    /// The pod's QoS class, which sets the oom_score_adj.
     pub qos: QosClass,
     /// Node memory capacity in bytes (for the Burstable oom_score_adj).
     pub node_memory_bytes: i64,
