@@ -11,17 +11,28 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 use crate::netlink::{Netlink, NetlinkError};
 
+/// Why the cluster DNS address could not be put on, or taken off, its bridge.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalAddressError {
+    /// A netlink request failed (opening the socket, creating the bridge, an address change).
     #[error("cluster dns address {ip} on link {link}: {source} (run as root; `ip addr show dev {link}` shows the link)")]
     Netlink {
+        /// The cluster DNS address.
         ip: Ipv4Addr,
+        /// The bridge's name (`--dns-link`).
         link: String,
+        /// The cause.
         #[source]
         source: NetlinkError,
     },
+    /// `link` exists but is not a bridge, so it is not the one rkube made for the address: left alone.
     #[error("cluster dns address {ip}: link {link} exists and is not a bridge rkube made; pick another name (--dns-link)")]
-    NotOurs { ip: Ipv4Addr, link: String },
+    NotOurs {
+        /// The cluster DNS address.
+        ip: Ipv4Addr,
+        /// The bridge's name (`--dns-link`).
+        link: String,
+    },
 }
 
 /// A locally administered MAC derived from the address, stable across restarts.

@@ -30,11 +30,16 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 const UDP_MIN: usize = 512;
 const TCP_MAX: usize = 65535;
 
+/// Why a serving loop ([`DnsServer::serve`], [`DnsServer::serve_tcp`]) stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
+    /// Receiving, accepting or reading the socket's address failed; `addr` is the local address (or the transport
+    /// when that is unknown).
     #[error("dns server on {addr}: {source}")]
     Socket {
+        /// The socket's local address, or `udp`/`tcp` when even that could not be read.
         addr: String,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
@@ -43,7 +48,9 @@ pub enum DnsError {
 /// The transport a request came over: it decides how large the answer may be and how it is relayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// Over UDP: the answer is cut to the client's EDNS size (512 bytes without EDNS), TC set if it did not fit.
     Udp,
+    /// Over TCP, after a truncated UDP answer: up to 65535 bytes, relayed to the upstream over TCP too.
     Tcp,
 }
 
@@ -74,6 +81,8 @@ impl DnsServer {
         self.nameservers.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Replaces the zone every clone answers from (with this server's nameserver addresses added); queries
+    /// already being answered finish with the old one.
     pub fn set_zone(&self, zone: Zone) {
         let zone = zone.with_nameservers(self.nameservers());
         *self.zone.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(zone);

@@ -34,6 +34,7 @@ use crate::service_watch::ServiceState;
 pub const DEFAULT_TTL: u32 = 5;
 /// The version of the DNS schema answered at `dns-version.<zone>` (TXT), with its TTL.
 pub const SCHEMA_VERSION: &str = "1.1.0";
+/// The TTL of the `dns-version` TXT record, in seconds (8 hours, as CoreDNS).
 pub const SCHEMA_VERSION_TTL: u32 = 28800;
 /// SOA timers, as CoreDNS's backends set them.
 const SOA_REFRESH: i32 = 7200;
@@ -46,21 +47,58 @@ const REVERSE_ZONES: [&str; 2] = ["in-addr.arpa", "ip6.arpa"];
 /// One resource record. Names are absolute, with the trailing dot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rr {
+    /// The owner name; the question's own name keeps the case it was asked in.
     pub name: String,
+    /// Seconds a resolver may cache it.
     pub ttl: u32,
+    /// The type and its data.
     pub data: Data,
 }
 
+/// The record types the zone answers with, and their data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Data {
+    /// An IPv4 address: a ClusterIP, an endpoint or a pod.
     A(Ipv4Addr),
+    /// An IPv6 address.
     Aaaa(Ipv6Addr),
+    /// An alias: an ExternalName Service's target, absolute.
     Cname(String),
+    /// A reverse name's owner: the Service or named endpoint of an address, absolute.
     Ptr(String),
+    /// The zone's nameserver, `ns.dns.<zone>.`.
     Ns(String),
-    Srv { priority: u16, weight: u16, port: u16, target: String },
+    /// A service location (RFC 2782), one per endpoint and named port.
+    Srv {
+        /// Always 0: every endpoint is equal.
+        priority: u16,
+        /// The record's share, as CoreDNS weighs them: floor(100 / records in the answer), at least 1.
+        weight: u16,
+        /// The port number.
+        port: u16,
+        /// The name owning the address (an endpoint's, or the Service's for a ClusterIP), absolute; its A or
+        /// AAAA record goes in the additional section.
+        target: String,
+    },
+    /// A text record: the schema version at `dns-version.<zone>`.
     Txt(String),
-    Soa { mname: String, rname: String, serial: u32, refresh: i32, retry: i32, expire: i32, minimum: u32 },
+    /// The zone's start of authority, in negative answers' authority section.
+    Soa {
+        /// The primary nameserver, `ns.dns.<zone>.`.
+        mname: String,
+        /// The contact mailbox, `hostmaster.<zone>.`.
+        rname: String,
+        /// The zone version: the time of the last change, in seconds since the epoch.
+        serial: u32,
+        /// Seconds before a secondary refreshes (CoreDNS's 7200).
+        refresh: i32,
+        /// Seconds before a failed refresh is retried (1800).
+        retry: i32,
+        /// Seconds after which a secondary that cannot refresh stops answering (86400).
+        expire: i32,
+        /// The negative-caching TTL in seconds: the records' TTL.
+        minimum: u32,
+    },
 }
 
 impl fmt::Display for Rr {
@@ -85,7 +123,9 @@ impl fmt::Display for Rr {
 /// The response code of an answer from the zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rcode {
+    /// The name exists: answers, or none (NODATA) for a type it has no records of.
     NoError,
+    /// The name does not exist in the zone.
     NxDomain,
     /// The zone has not been filled from the API yet: a missing name may only be missing from us.
     ServFail,
@@ -94,10 +134,13 @@ pub enum Rcode {
 /// An authoritative answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The response code.
     pub rcode: Rcode,
+    /// The answer section, CNAMEs first and their targets' records after.
     pub answers: Vec<Rr>,
     /// The zone's SOA when there is no answer (NXDOMAIN and NODATA), for negative caching.
     pub authorities: Vec<Rr>,
+    /// Addresses of SRV targets and of `ns.dns.<zone>`, so the client need not ask again.
     pub additionals: Vec<Rr>,
     /// An ExternalName's target outside the zone: resolve it upstream with this type and append its answers
     /// after `answers` (which end with the CNAME to it). Without an upstream, or when it fails, the CNAME stands alone.
@@ -107,6 +150,7 @@ pub struct Reply {
 /// What the zone says about one question.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
+    /// The zone is authoritative for the name: this is the answer.
     Answer(Reply),
     /// Zone transfers are not served.
     Refused,
@@ -340,6 +384,7 @@ impl Zone {
         self
     }
 
+    /// The cluster domain, lowercase without the trailing dot (`cluster.local`).
     pub fn domain(&self) -> &str {
         &self.domain
     }
