@@ -35,59 +35,113 @@ const MAX_CONFIG_BYTES: u64 = 8 << 20;
 /// Import failures, naming the source path.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// Reading the source or writing the import's temp files failed.
     #[error("import {path}: {source}")]
     Io {
+        /// The file or directory that failed (the source's, or a temp file of the import's).
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// The source is none of the three formats.
     #[error("import {path}: not an OCI layout (oci-layout + index.json), oci-archive or docker-save archive (manifest.json)")]
-    UnknownFormat { path: PathBuf },
+    UnknownFormat {
+        /// The source being imported (the layout directory or the archive).
+        path: PathBuf,
+    },
+    /// The source path is a FIFO, device, socket or other special file: refused without opening it.
     #[error("import {path}: not a directory or a regular file (a {kind})")]
-    NotImportable { path: PathBuf, kind: &'static str },
+    NotImportable {
+        /// The source being imported (the layout directory or the archive).
+        path: PathBuf,
+        /// What it is (`FIFO`, `socket`, `block device`...).
+        kind: &'static str,
+    },
+    /// A file of the layout could not be opened safely (outside it, not regular, too large).
     #[error("import {path}: {source}")]
     File {
+        /// The source being imported (the layout directory or the archive).
         path: PathBuf,
+        /// The cause.
         #[source]
         source: SecureFsError,
     },
+    /// A JSON document of the layout or archive (`what`) does not parse or lacks what an import needs.
     #[error("import {path}: {what}: {detail}")]
-    Invalid { path: PathBuf, what: String, detail: String },
+    Invalid {
+        /// The source being imported (the layout directory or the archive).
+        path: PathBuf,
+        /// The document or path concerned (`index.json`, `manifest`...).
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A manifest, index or config cannot be used, as for a pull.
     #[error("import {path}: {source}")]
     Manifest {
+        /// The source being imported (the layout directory or the archive).
         path: PathBuf,
+        /// The cause.
         #[source]
         source: ManifestError,
     },
+    /// A blob or layer does not hash to the digest or diff_id that names it.
     #[error("import {path}: {what} {expected} has digest {actual}")]
-    DigestMismatch { path: PathBuf, what: &'static str, expected: String, actual: String },
+    DigestMismatch {
+        /// The blob's file, inside the layout or the extracted archive.
+        path: PathBuf,
+        /// `manifest`, `config`, `layer` or `uncompressed layer (diff_id)`.
+        what: &'static str,
+        /// The digest (or diff_id) that names it.
+        expected: String,
+        /// The digest of its content.
+        actual: String,
+    },
+    /// The image name (the caller's, or one the source carries) is not a valid reference.
     #[error("import {path}: image name: {source}")]
     Name {
+        /// The source being imported (the layout directory or the archive).
         path: PathBuf,
+        /// The cause.
         #[source]
         source: ReferenceError,
     },
+    /// The oci-archive or docker-save tar could not be extracted (bad tar, a limit, an entry kind refused).
     #[error("import {path}: {source}")]
     Archive {
+        /// The source being imported (the layout directory or the archive).
         path: PathBuf,
+        /// The cause.
         #[source]
         source: UnpackError,
     },
+    /// A layer could not be unpacked, as for a pull.
     #[error("import {path}: layer {digest}: {source}")]
     Unpack {
+        /// The source being imported (the layout directory or the archive).
         path: PathBuf,
+        /// The layer's blob digest.
         digest: String,
+        /// The cause.
         #[source]
         source: UnpackError,
     },
+    /// The store could not be read or written.
     #[error("import {path}: {source}")]
     Store {
+        /// The source being imported (the layout directory or the archive).
         path: PathBuf,
+        /// The cause.
         #[source]
         source: StoreError,
     },
+    /// The source is in a known format but names no image (an empty index or manifest.json).
     #[error("import {path}: no images found")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The source being imported (the layout directory or the archive).
+        path: PathBuf,
+    },
 }
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";

@@ -24,8 +24,11 @@ pub const DEFAULT_MAX_LAYER_ENTRIES: u64 = 1_000_000;
 /// Not configurable: real entries use a few KB.
 pub const MAX_ENTRY_METADATA_BYTES: u64 = 4 << 20;
 
+/// The flag that sets [`Limits::layer_bytes`], named in the error that stops a layer.
 pub const LAYER_SIZE_FLAG: &str = "--image-max-layer-size";
+/// The flag that sets [`Limits::image_bytes`], named in the error that stops an image.
 pub const IMAGE_SIZE_FLAG: &str = "--image-max-size";
+/// The flag that sets [`Limits::layer_entries`], named in the error that stops a layer.
 pub const LAYER_ENTRIES_FLAG: &str = "--image-max-layer-entries";
 
 /// Caps on what one image may unpack to.
@@ -84,6 +87,7 @@ pub struct ImageBudget {
 }
 
 impl ImageBudget {
+    /// The caps this budget counts against.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -96,8 +100,11 @@ impl ImageBudget {
 /// Which limit a layer went over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exceeded {
+    /// The layer's uncompressed bytes went over [`Limits::layer_bytes`].
     LayerBytes,
+    /// The pull's or import's uncompressed bytes, all layers together, went over [`Limits::image_bytes`].
     ImageBytes,
+    /// One entry's tar headers went over [`MAX_ENTRY_METADATA_BYTES`].
     EntryMetadata,
 }
 
@@ -115,6 +122,7 @@ struct MeterState {
 pub struct Meter(Rc<MeterState>);
 
 impl Meter {
+    /// A meter for one layer, counting into `budget` too. Not `Send`: one per unpacking thread.
     pub fn new(budget: &ImageBudget) -> Meter {
         Meter(Rc::new(MeterState {
             budget: budget.clone(),
@@ -124,10 +132,12 @@ impl Meter {
         }))
     }
 
+    /// Wraps the decompressed layer stream so every byte read is counted.
     pub fn reader<R: Read>(&self, inner: R) -> MeteredReader<R> {
         MeteredReader { inner, meter: self.clone() }
     }
 
+    /// The caps of the budget this meter counts into.
     pub fn limits(&self) -> &Limits {
         &self.0.budget.limits
     }

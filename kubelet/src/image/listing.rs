@@ -6,9 +6,13 @@ use super::store::ImageRecord;
 /// One table row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// The reference without its tag (`docker.io/library/busybox`), or `<none>`.
     pub repository: String,
+    /// The tag, or `<none>` for an untagged image.
     pub tag: String,
+    /// The first 13 hex digits of the image ID, without `sha256:`.
     pub image_id: String,
+    /// The compressed size (config and layers, as the registry reports it), in decimal units ([`human_size`]).
     pub size: String,
 }
 

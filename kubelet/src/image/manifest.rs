@@ -6,12 +6,19 @@
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use sha2::{Digest as _, Sha256};
 
+/// An OCI image manifest: one platform's config and layers.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// An OCI image index: one manifest per platform.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker's v2 schema 2 manifest, read like an OCI manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker's manifest list, read like an OCI index.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker's image config type, given to the manifest an import writes for a `docker save` archive.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// An uncompressed Docker layer, as an import of a `docker save` archive records it.
 pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// A gzip'd Docker layer, as an import of a `docker save` archive records it.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// The Accept header a manifest request sends: every manifest and index type we can read. Registries answer
@@ -24,26 +31,51 @@ application/vnd.docker.distribution.manifest.list.v2+json";
 /// Why a manifest, index or config could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// Neither a manifest nor an index we read: schema 1, an artifact, or another type.
     #[error("unsupported manifest media type {media_type:?} (schema 1 and artifacts cannot be pulled)")]
-    UnsupportedMediaType { media_type: String },
+    UnsupportedMediaType {
+        /// The media type, as given.
+        media_type: String,
+    },
+    /// The JSON does not parse as the type it claims (`what`: manifest, index, config).
     #[error("invalid {what}: {source}")]
     Invalid {
+        /// `image manifest`, `image index`, `image config` or `manifest json`.
         what: &'static str,
+        /// The cause.
         #[source]
         source: oci_spec::OciSpecError,
     },
+    /// The index has no manifest for this node's os and architecture.
     #[error("no manifest for platform {platform} in the image index (has: {available})")]
-    NoMatchingPlatform { platform: String, available: String },
+    NoMatchingPlatform {
+        /// This node's platform (`linux/amd64`).
+        platform: String,
+        /// The platforms the index has, comma-separated.
+        available: String,
+    },
+    /// The config's `rootfs.diff_ids` and the manifest's layers differ in number, so layers cannot be paired.
     #[error("config lists {diff_ids} diff_ids but the manifest has {layers} layers")]
-    LayerCountMismatch { diff_ids: usize, layers: usize },
+    LayerCountMismatch {
+        /// Entries of the config's `rootfs.diff_ids`.
+        diff_ids: usize,
+        /// Layers of the manifest.
+        layers: usize,
+    },
+    /// A layer that is not a plain or gzip'd tar (zstd, encrypted, or an artifact's blob).
     #[error("unsupported layer media type {media_type:?}")]
-    UnsupportedLayer { media_type: String },
+    UnsupportedLayer {
+        /// The media type, as given.
+        media_type: String,
+    },
 }
 
 /// A manifest or an index, as parsed from a registry answer or a layout blob.
 #[derive(Debug, Clone)]
 pub enum Parsed {
+    /// One platform's manifest (OCI or Docker schema 2).
     Manifest(Box<ImageManifest>),
+    /// An index or manifest list, from which [`select_platform`] picks.
     Index(Box<ImageIndex>),
 }
 
@@ -94,8 +126,11 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, Manifes
 /// The platform images are selected for: this node's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {
+    /// `linux`.
     pub os: String,
+    /// GOARCH naming: `amd64`, `arm64`...
     pub architecture: String,
+    /// The CPU variant (`v8` for arm64), if any.
     pub variant: Option<String>,
 }
 

@@ -32,16 +32,25 @@ pub use store::{ImageRecord, Store, StoreError};
 /// Why a container's image is not available; [`EnsureError::reason`] is the container's waiting reason.
 #[derive(Debug, thiserror::Error)]
 pub enum EnsureError {
+    /// The image is not in the store and its pull policy is `Never`.
     #[error("container image {image:?} is not present with pull policy of Never")]
-    NeverPull { image: String },
+    NeverPull {
+        /// The container's `image`, as written.
+        image: String,
+    },
+    /// The container's `image` is not a valid reference.
     #[error("invalid image name {image:?}: {source}")]
     InvalidName {
+        /// The container's `image`, as written.
         image: String,
+        /// The cause.
         #[source]
         source: reference::ReferenceError,
     },
+    /// The pull failed; its [`PullError::reason`] (`ErrImagePull`, `InvalidImageName`) is the container's.
     #[error(transparent)]
     Pull(#[from] PullError),
+    /// The local store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -68,6 +77,7 @@ pub enum Ensured {
 }
 
 impl Ensured {
+    /// The image record the container runs from, either way.
     pub fn image(&self) -> &ImageRecord {
         match self {
             Ensured::Present(r) => r,
@@ -98,10 +108,12 @@ impl ImageService {
         ImageService { puller: self.puller.with_store(store) }
     }
 
+    /// The content store: resolving references, reading image configs, mounting rootfs overlays, GC.
     pub fn store(&self) -> &Store {
         self.puller.store()
     }
 
+    /// The puller underneath, to pull without applying a pull policy.
     pub fn puller(&self) -> &Puller {
         &self.puller
     }

@@ -15,33 +15,64 @@ use super::store::{ImageRecord, Store, StoreError};
 /// Overlay mount failures, naming the container and path.
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
+    /// The container ID would not make a safe directory name under `containers/`.
     #[error("rootfs for container {container}: invalid container id (must be [A-Za-z0-9_.-], not . or ..)")]
-    BadContainerId { container: String },
+    BadContainerId {
+        /// The container ID.
+        container: String,
+    },
+    /// A layer of the image is missing from `layers/` (removed under it, or an interrupted pull): pull again.
     #[error("rootfs for container {container}: layer {diff_id} of image {image} is not unpacked in the store")]
-    MissingLayer { container: String, image: String, diff_id: String },
+    MissingLayer {
+        /// The container ID.
+        container: String,
+        /// The image ID.
+        image: String,
+        /// The missing layer's diff_id.
+        diff_id: String,
+    },
+    /// Creating or removing the container's directories, or the mount point, failed.
     #[error("rootfs for container {container}: {path}: {source}")]
     Io {
+        /// The container ID.
         container: String,
+        /// The file or directory that failed.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// The overlay mount itself failed (the kernel's refusal is the source).
     #[error("rootfs for container {container}: mount overlay at {target}: {source}")]
     Mount {
+        /// The container ID.
         container: String,
+        /// The rootfs mount point.
         target: PathBuf,
+        /// The cause.
         #[source]
         source: nix::Error,
     },
+    /// Unmounting the rootfs failed (other than it not being mounted).
     #[error("rootfs for container {container}: unmount {target}: {source}")]
     Unmount {
+        /// The container ID.
         container: String,
+        /// The rootfs mount point.
         target: PathBuf,
+        /// The cause.
         #[source]
         source: nix::Error,
     },
+    /// The overlay's mount options (every lower dir's path) do not fit in one page.
     #[error("rootfs for container {container}: overlay options are {len} bytes, over the kernel's page-size limit; image has too many layers")]
-    TooManyLayers { container: String, len: usize },
+    TooManyLayers {
+        /// The container ID.
+        container: String,
+        /// The options' length in bytes.
+        len: usize,
+    },
+    /// A layer's path could not be formed (a malformed diff_id).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -49,11 +80,15 @@ pub enum OverlayError {
 /// A mounted container rootfs.
 #[derive(Debug, Clone)]
 pub struct RootfsMount {
+    /// The container ID: its upper and work dirs live under `containers/<id>/` in the store.
     pub container: String,
     /// The overlay mount point (the bundle's rootfs).
     pub target: PathBuf,
+    /// The overlay's upperdir: everything the container writes to its root.
     pub upper: PathBuf,
+    /// The overlay's workdir, scratch space the kernel needs beside the upperdir.
     pub work: PathBuf,
+    /// Mounted read-only (`readOnlyRootFilesystem`).
     pub readonly: bool,
 }
 

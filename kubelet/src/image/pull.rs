@@ -36,15 +36,44 @@ const MAX_CONFIG_BYTES: u64 = 8 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PullProgress {
     /// The manifest was resolved: how many layers and bytes the image has.
-    Resolved { manifest_digest: String, layers: usize, total_bytes: u64 },
+    Resolved {
+        /// The digest of the manifest being pulled (the platform's, under an index).
+        manifest_digest: String,
+        /// Number of layers.
+        layers: usize,
+        /// Compressed bytes of all layers, as the manifest gives them.
+        total_bytes: u64,
+    },
     /// A layer is already unpacked in the store.
-    LayerCached { digest: String, size: u64 },
+    LayerCached {
+        /// The layer's blob digest.
+        digest: String,
+        /// The layer's compressed size in bytes, from the manifest.
+        size: u64,
+    },
     /// Download of a layer started (at `offset` when resuming a partial download).
-    LayerStarted { digest: String, size: u64, offset: u64 },
+    LayerStarted {
+        /// The layer's blob digest.
+        digest: String,
+        /// The layer's compressed size in bytes, from the manifest.
+        size: u64,
+        /// Bytes already on disk from an earlier, interrupted download.
+        offset: u64,
+    },
     /// Bytes of a layer downloaded so far (including a resumed prefix).
-    LayerBytes { digest: String, downloaded: u64, size: u64 },
+    LayerBytes {
+        /// The layer's blob digest.
+        digest: String,
+        /// Bytes of the blob on disk so far.
+        downloaded: u64,
+        /// The layer's compressed size in bytes, from the manifest.
+        size: u64,
+    },
     /// Layer verified and unpacked.
-    LayerDone { digest: String },
+    LayerDone {
+        /// The layer's blob digest.
+        digest: String,
+    },
 }
 
 /// Receives [`PullProgress`]; called from the pull's tasks, so it must be cheap and thread-safe.
@@ -59,50 +88,116 @@ pub fn no_progress() -> ProgressFn {
 /// `failed to pull image "127.0.0.1:5000/nope:1": manifest unknown (HTTP 404) from registry 127.0.0.1:5000`.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
+    /// The image name is not a valid reference (the container's reason is `InvalidImageName`).
     #[error("failed to pull image {image:?}: {source}")]
     Reference {
+        /// The image as the caller named it.
         image: String,
+        /// The cause.
         #[source]
         source: ReferenceError,
     },
+    /// The registry refused or could not be reached: unknown manifest or blob, unauthorized, an HTTP error.
     #[error("failed to pull image {image:?}: {source}")]
     Registry {
+        /// The image as the caller named it.
         image: String,
+        /// The cause.
         #[source]
         source: RegistryError,
     },
+    /// The manifest, index or config cannot be used (unsupported type, no manifest for this platform...).
     #[error("failed to pull image {image:?}: {source} (from registry {registry})")]
     Manifest {
+        /// The image as the caller named it.
         image: String,
+        /// The registry host.
         registry: String,
+        /// The cause.
         #[source]
         source: ManifestError,
     },
+    /// Content the registry served does not hash to the digest that named it (`what`: the manifest, the
+    /// config, a layer's blob, or its unpacked tar against the config's diff_id).
     #[error("failed to pull image {image:?}: {what} {expected} from registry {registry} has digest {actual}")]
-    DigestMismatch { image: String, registry: String, what: &'static str, expected: String, actual: String },
+    DigestMismatch {
+        /// The image as the caller named it.
+        image: String,
+        /// The registry host.
+        registry: String,
+        /// `manifest`, `config`, `layer` or `uncompressed layer (diff_id)`.
+        what: &'static str,
+        /// The digest that named the content.
+        expected: String,
+        /// The digest of what was served.
+        actual: String,
+    },
+    /// The image config blob was over the limit of what is read into memory; `size` is what had arrived.
     #[error("failed to pull image {image:?}: config {digest} is {size} bytes, over the limit of {max} bytes")]
-    ConfigTooLarge { image: String, digest: String, size: u64, max: u64 },
+    ConfigTooLarge {
+        /// The image as the caller named it.
+        image: String,
+        /// The blob's digest.
+        digest: String,
+        /// Bytes received before giving up.
+        size: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// A layer download (a resumed partial file included) ran past the size its descriptor gives; the partial
+    /// file is removed.
     #[error("failed to pull image {image:?}: layer {digest} has {actual} bytes, the manifest says {expected}")]
-    SizeMismatch { image: String, digest: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        /// The image as the caller named it.
+        image: String,
+        /// The blob's digest.
+        digest: String,
+        /// The size the manifest gives, in bytes.
+        expected: u64,
+        /// Bytes received (or on disk) when the excess was seen.
+        actual: u64,
+    },
+    /// A blob download broke (a layer's after every retry, each resuming from the partial file; a config's at
+    /// once), or the unpacker fed by it stopped.
     #[error("failed to pull image {image:?}: download of {digest} from registry {registry} kept failing: {detail}")]
-    Interrupted { image: String, registry: String, digest: String, detail: String },
+    Interrupted {
+        /// The image as the caller named it.
+        image: String,
+        /// The registry host.
+        registry: String,
+        /// The blob's digest.
+        digest: String,
+        /// The last attempt's error.
+        detail: String,
+    },
+    /// The layer could not be unpacked: a bad tar, an entry escaping its directory, or a size limit.
     #[error("failed to pull image {image:?}: layer {digest}: {source}")]
     Unpack {
+        /// The image as the caller named it.
         image: String,
+        /// The blob's digest.
         digest: String,
+        /// The cause.
         #[source]
         source: UnpackError,
     },
+    /// The store could not be read or written.
     #[error("failed to pull image {image:?}: {source}")]
     Store {
+        /// The image as the caller named it.
         image: String,
+        /// The cause.
         #[source]
         source: StoreError,
     },
+    /// A file under the store's `tmp/` (a partial download, a layer being unpacked) could not be used.
     #[error("failed to pull image {image:?}: {path}: {source}")]
     Io {
+        /// The image as the caller named it.
         image: String,
+        /// The file or directory that failed.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
@@ -121,7 +216,9 @@ impl PullError {
 /// A finished pull: what the Pulled event reports.
 #[derive(Debug, Clone)]
 pub struct PullOutcome {
+    /// The image as the store now records it.
     pub image: ImageRecord,
+    /// Wall time of the whole pull, from parsing the reference to recording the image.
     pub duration: Duration,
     /// Bytes fetched over the network by this pull (cached layers excluded).
     pub downloaded_bytes: u64,
@@ -197,6 +294,7 @@ impl Ctx<'_> {
 }
 
 impl Puller {
+    /// A puller into `store` over `client`, selecting this host's platform ([`Platform::host`]).
     pub fn new(store: Store, client: Arc<RegistryClient>) -> Puller {
         Puller { store, client, platform: Platform::host(), inflight: Default::default() }
     }
@@ -213,6 +311,7 @@ impl Puller {
         self
     }
 
+    /// The store pulls go into.
     pub fn store(&self) -> &Store {
         &self.store
     }

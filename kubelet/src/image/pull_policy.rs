@@ -7,8 +7,11 @@ use super::reference::{Reference, DEFAULT_TAG};
 /// A container's `imagePullPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullPolicy {
+    /// Pull on every container start (the registry decides whether anything is downloaded).
     Always,
+    /// Pull only when the store does not have the image.
     IfNotPresent,
+    /// Never pull: the image must already be in the store (imported or pulled earlier).
     Never,
 }
 

@@ -14,8 +14,14 @@ pub const DEFAULT_TAG: &str = "latest";
 /// Why a string is not an image reference.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReferenceError {
+    /// `image` does not parse; `reason` says which part is wrong.
     #[error("invalid image reference {image:?}: {reason}")]
-    Invalid { image: String, reason: &'static str },
+    Invalid {
+        /// The string as given.
+        image: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// A parsed, normalized image reference.

@@ -19,22 +19,55 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 /// Why a file could not be read safely; names the file as `<root>/<path>`.
 #[derive(Debug, thiserror::Error)]
 pub enum SecureFsError {
+    /// Opening, reading or inspecting the file (or a directory on its way) failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file, as `<root>/<path>`.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
+    /// A directory, FIFO, device or socket where a regular file is expected: refused without opening it.
     #[error("{path}: not a regular file (a {kind})")]
-    NotRegular { path: PathBuf, kind: &'static str },
+    NotRegular {
+        /// The file, as `<root>/<path>`.
+        path: PathBuf,
+        /// What it is instead (`directory`, `FIFO`, `socket`...).
+        kind: &'static str,
+    },
     #[error(
         "{path} is a symlink to {target:?}, which names no file inside {root} (links resolve inside it, never outside)"
     )]
-    DanglingInRoot { path: PathBuf, target: PathBuf, root: PathBuf },
+    /// A symlink whose target, resolved inside `root`, names nothing there.
+    DanglingInRoot {
+        /// The file, as `<root>/<path>`.
+        path: PathBuf,
+        /// The link's target, as written.
+        target: PathBuf,
+        /// The directory links resolve inside.
+        root: PathBuf,
+    },
+    /// The file is over the caller's size limit.
     #[error("{path}: {size} bytes, over the limit of {max} bytes")]
-    TooLarge { path: PathBuf, size: u64, max: u64 },
+    TooLarge {
+        /// The file, as `<root>/<path>`.
+        path: PathBuf,
+        /// Its size in bytes as found (at least `max + 1` for a file that grew while read).
+        size: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// A directory that must be private belongs to another user, who could loosen its mode again.
     #[error("{path} is owned by uid {uid}, not by this process (uid {euid}): another user created it; remove it or chown it to {euid}")]
-    NotOwned { path: PathBuf, uid: u32, euid: u32 },
+    NotOwned {
+        /// The file, as `<root>/<path>`.
+        path: PathBuf,
+        /// The directory's owner.
+        uid: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
 }
 
 impl SecureFsError {

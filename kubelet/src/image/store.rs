@@ -35,24 +35,45 @@ pub const DEFAULT_ROOT: &str = "/var/lib/rkube/images";
 /// Store failures, naming the path or image involved.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Reading or writing a file or directory of the store failed.
     #[error("image store {path}: {source}")]
     Io {
+        /// The file or directory that failed.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// `index.json` does not parse (or, on write, does not serialize).
     #[error("image store index {path} is corrupt: {source}")]
     Index {
+        /// The file or directory that failed.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: serde_json::Error,
     },
+    /// No image in the store has this name, ID or digest.
     #[error("image {image:?} not found in the store")]
-    NotFound { image: String },
+    NotFound {
+        /// The image as named by the caller (reference, ID or digest).
+        image: String,
+    },
+    /// A container's rootfs still runs from the image, so it is not removed.
     #[error("image {image:?} is used by container {container} and cannot be removed")]
-    InUse { image: String, container: String },
+    InUse {
+        /// The image as named by the caller (reference, ID or digest).
+        image: String,
+        /// A container ID whose rootfs uses it.
+        container: String,
+    },
+    /// A digest that is not `sha256:` and 64 hex digits: refused before it can name a path.
     #[error("invalid digest {digest:?}")]
-    BadDigest { digest: String },
+    BadDigest {
+        /// The digest as given.
+        digest: String,
+    },
+    /// The root or one of its directories could not be made private (0700, ours).
     #[error("image store: {0}")]
     Private(#[from] super::secure_fs::SecureFsError),
 }
@@ -68,7 +89,10 @@ pub struct LayerRecord {
     pub digest: String,
     /// Digest of the uncompressed tar (config `rootfs.diff_ids`): names the unpacked dir.
     pub diff_id: String,
+    /// Size of the compressed blob in bytes, from the manifest.
     pub size: u64,
+    /// The blob's media type from the manifest (OCI or Docker; plain or gzip tar, checked by
+    /// [`super::manifest::check_layer_media_type`]); the unpacker detects the compression from the bytes.
     pub media_type: String,
 }
 
@@ -77,6 +101,7 @@ pub struct LayerRecord {
 pub struct ImageRecord {
     /// Image ID: the config digest, as `crictl images` shows it.
     pub id: String,
+    /// Digest of the image's manifest (the platform's, under a multi-arch index).
     pub manifest_digest: String,
     /// `registry/repository:tag` names pointing at this image.
     pub repo_tags: Vec<String>,
@@ -157,14 +182,18 @@ impl Store {
         &self.limits
     }
 
+    /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// `tmp/`: downloads and unpacks in progress, on the same filesystem as their final place so a rename
+    /// publishes them.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
 
+    /// Where the blob `digest` is (or would be) kept; an error for a malformed digest.
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
         Ok(self.root.join("blobs/sha256").join(digest_hex(digest)?))
     }
@@ -183,14 +212,17 @@ impl Store {
         self.root.join("containers")
     }
 
+    /// Whether the blob is already stored (so a pull skips fetching it); false for a malformed digest.
     pub fn has_blob(&self, digest: &str) -> bool {
         self.blob_path(digest).map(|p| p.exists()).unwrap_or(false)
     }
 
+    /// Whether the layer is already unpacked (so a pull skips unpacking it); false for a malformed digest.
     pub fn has_layer(&self, diff_id: &str) -> bool {
         self.layer_dir(diff_id).map(|p| p.is_dir()).unwrap_or(false)
     }
 
+    /// The whole blob in memory: for manifests and configs, not layers.
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
         let p = self.blob_path(digest)?;
         fs::read(&p).map_err(io_err(&p))

@@ -35,39 +35,92 @@ pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// Why a layer could not be unpacked; names the layer directory and, where known, the entry.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
+    /// Reading the stream (gzip or tar framing) or the destination directory failed.
     #[error("unpack layer into {dir}: {source}")]
     Io {
+        /// The layer's destination directory.
         dir: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
+    /// Writing one entry (file, directory, link, device, whiteout) failed.
     #[error("unpack layer into {dir}: entry {entry:?}: {source}")]
     Entry {
+        /// The layer's destination directory.
         dir: PathBuf,
+        /// The entry's path in the tar.
         entry: String,
+        /// The cause.
         #[source]
         source: io::Error,
     },
+    /// An entry's path (`..`, or a parent that resolves through a symlink) would land outside the directory.
     #[error("unpack layer into {dir}: entry {entry:?} points outside the layer directory")]
-    Escape { dir: PathBuf, entry: String },
+    Escape {
+        /// The layer's destination directory.
+        dir: PathBuf,
+        /// The entry's path in the tar.
+        entry: String,
+    },
+    /// The layer is zstd-compressed, which this unpacker does not read.
     #[error("unpack layer into {dir}: zstd-compressed layers are not supported")]
-    Zstd { dir: PathBuf },
+    Zstd {
+        /// The layer's destination directory.
+        dir: PathBuf,
+    },
+    /// A `.wh.` entry names nothing it could hide (empty, `.` or `..`).
     #[error("unpack layer into {dir}: whiteout {entry:?} does not name an entry of its directory (empty, `.` or `..`)")]
-    BadWhiteout { dir: PathBuf, entry: String },
+    BadWhiteout {
+        /// The layer's destination directory.
+        dir: PathBuf,
+        /// The entry's path in the tar.
+        entry: String,
+    },
+    /// The layer's uncompressed bytes went over [`Limits::layer_bytes`].
     #[error("uncompressed layer is over the limit of {} per layer; raise it with {LAYER_SIZE_FLAG}", bytes(.limit))]
-    LayerTooLarge { limit: u64 },
+    LayerTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The image's uncompressed bytes, all layers together, went over [`Limits::image_bytes`].
     #[error("the image's layers are over the limit of {} uncompressed per image; raise it with {IMAGE_SIZE_FLAG}", bytes(.limit))]
-    ImageTooLarge { limit: u64 },
+    ImageTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The layer has more entries than [`Limits::layer_entries`].
     #[error("layer has more than {limit} entries; raise the limit with {LAYER_ENTRIES_FLAG}")]
-    TooManyEntries { limit: u64 },
+    TooManyEntries {
+        /// The limit in entries.
+        limit: u64,
+    },
+    /// One entry's tar headers went over [`MAX_ENTRY_METADATA_BYTES`].
     #[error("tar metadata of one entry (pax records, long names, sparse maps) is over {}", bytes(.limit))]
-    EntryMetadata { limit: u64 },
+    EntryMetadata {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// An image archive being imported went over [`Limits::image_bytes`].
     #[error("image archive is over the limit of {} (the image size limit); raise it with {IMAGE_SIZE_FLAG}", bytes(.limit))]
-    ArchiveTooLarge { limit: u64 },
+    ArchiveTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// An image archive being imported has more entries than [`Limits::layer_entries`].
     #[error("image archive has more than {limit} entries; raise the limit with {LAYER_ENTRIES_FLAG}")]
-    ArchiveTooManyEntries { limit: u64 },
+    ArchiveTooManyEntries {
+        /// The limit in entries.
+        limit: u64,
+    },
+    /// An image archive holds a device, FIFO or other entry that is not a file, directory or link.
     #[error("image archive entry {entry:?} is a {kind}: an image archive holds only files, directories and links")]
-    ArchiveEntryKind { entry: String, kind: &'static str },
+    ArchiveEntryKind {
+        /// The entry's path in the tar.
+        entry: String,
+        /// What the entry is (`character device`, `FIFO`...).
+        kind: &'static str,
+    },
 }
 
 fn bytes(n: &u64) -> String {
@@ -90,6 +143,7 @@ pub struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`, with nothing hashed yet.
     pub fn new(inner: R) -> Self {
         HashingReader { inner, hasher: Sha256::new(), count: 0 }
     }

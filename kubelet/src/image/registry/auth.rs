@@ -11,7 +11,9 @@ use serde::Deserialize;
 /// A username and password (or identity token as password) for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The registry account name.
     pub username: String,
+    /// The password or identity token; `Debug` never prints it.
     pub password: String,
 }
 
@@ -24,10 +26,15 @@ impl std::fmt::Debug for Credentials {
 /// Why a dockerconfigjson secret could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerConfigError {
+    /// The value is not the JSON of a docker config (`{"auths": {...}}`).
     #[error("invalid .dockerconfigjson: {0}")]
     Json(#[source] serde_json::Error),
+    /// An `auth` entry does not decode to `user:password`.
     #[error("invalid .dockerconfigjson: auth for registry {registry:?} is not base64 of user:password")]
-    BadAuth { registry: String },
+    BadAuth {
+        /// The registry key of the bad entry, as written.
+        registry: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -106,8 +113,20 @@ impl DockerConfigJson {
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
-    Basic { realm: Option<String> },
-    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+    /// Send the credentials themselves on every request (`Authorization: Basic`).
+    Basic {
+        /// The protection space's name, informational only.
+        realm: Option<String>,
+    },
+    /// Fetch a token from a token server first (Docker's token auth), then send it as `Authorization: Bearer`.
+    Bearer {
+        /// The token server's URL.
+        realm: String,
+        /// The `service` query parameter the token server expects (the registry's name).
+        service: Option<String>,
+        /// The access asked for (`repository:<name>:pull`), if the registry said which.
+        scope: Option<String>,
+    },
 }
 
 /// Parses `Bearer realm="https://auth/token",service="registry",scope="repository:x:pull"` or `Basic realm="..."`.

@@ -20,25 +20,74 @@ const MAX_MANIFEST_BYTES: usize = 8 << 20;
 /// What went wrong talking to a registry; every variant names the registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// The registry has no manifest by that tag or digest (HTTP 404).
     #[error("manifest unknown (HTTP {status}) from registry {registry}")]
-    ManifestUnknown { registry: String, status: u16 },
+    ManifestUnknown {
+        /// The registry host (`docker.io`, `127.0.0.1:5000`).
+        registry: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The registry has no blob by that digest (HTTP 404), though a manifest named it.
     #[error("blob {digest} unknown (HTTP {status}) from registry {registry}")]
-    BlobUnknown { registry: String, digest: String, status: u16 },
+    BlobUnknown {
+        /// The registry host (`docker.io`, `127.0.0.1:5000`).
+        registry: String,
+        /// The blob's digest.
+        digest: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// Access was refused (401/403), credentials are missing for a Basic challenge, or the challenge is unusable.
     #[error("unauthorized (HTTP {status}) from registry {registry}: {detail}")]
-    Unauthorized { registry: String, status: u16, detail: String },
+    Unauthorized {
+        /// The registry host (`docker.io`, `127.0.0.1:5000`).
+        registry: String,
+        /// The HTTP status.
+        status: u16,
+        /// The registry's explanation (the body's start) or ours.
+        detail: String,
+    },
+    /// Any other unsuccessful status; `body` is the start of the answer's body.
     #[error("unexpected HTTP {status} from registry {registry} for {url}: {body}")]
-    Status { registry: String, url: String, status: u16, body: String },
+    Status {
+        /// The registry host (`docker.io`, `127.0.0.1:5000`).
+        registry: String,
+        /// The URL requested.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body (300 characters at most).
+        body: String,
+    },
+    /// The request did not complete (DNS, connection, TLS), or a manifest's body could not be read.
     #[error("cannot reach registry {registry} at {url}: {source}")]
     Transport {
+        /// The registry host (`docker.io`, `127.0.0.1:5000`).
         registry: String,
+        /// The URL requested.
         url: String,
+        /// The cause.
         #[source]
         source: reqwest::Error,
     },
+    /// The token server (a Bearer challenge's realm) could not be reached, refused, or gave no usable token.
     #[error("token server {realm} for registry {registry}: {detail}")]
-    Token { registry: String, realm: String, detail: String },
+    Token {
+        /// The registry host (`docker.io`, `127.0.0.1:5000`).
+        registry: String,
+        /// The token server's URL.
+        realm: String,
+        /// The registry's explanation (the body's start) or ours.
+        detail: String,
+    },
+    /// A manifest body over the limit of what is read into memory.
     #[error("manifest from registry {registry} is larger than {MAX_MANIFEST_BYTES} bytes")]
-    ManifestTooLarge { registry: String },
+    ManifestTooLarge {
+        /// The registry host (`docker.io`, `127.0.0.1:5000`).
+        registry: String,
+    },
+    /// The HTTP client could not be built (TLS setup).
     #[error("building the http client: {0}")]
     Client(#[source] reqwest::Error),
 }
@@ -53,7 +102,9 @@ pub struct RegistryConfig {
 /// A manifest as the registry returned it.
 #[derive(Debug, Clone)]
 pub struct FetchedManifest {
+    /// The body, exactly as served: its sha256 is the manifest's digest.
     pub bytes: Vec<u8>,
+    /// The `Content-Type` header, which [`crate::image::manifest::parse`] prefers to the body's `mediaType`.
     pub content_type: Option<String>,
 }
 
@@ -69,6 +120,7 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
+    /// A client with its own connection pool and an empty auth cache.
     pub fn new(config: RegistryConfig) -> Result<RegistryClient, RegistryError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("rkube-kubelet/", env!("CARGO_PKG_VERSION")))
