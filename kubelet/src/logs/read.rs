@@ -8,18 +8,24 @@ use super::cri::CriWriter;
 /// What the client asked for.
 #[derive(Clone, Debug, Default)]
 pub struct LogOptions {
+    /// `tailLines`: keep only the last this many lines (after `since_time`).
     pub tail_lines: Option<usize>,
     /// RFC 3339 (with or without nanoseconds); lines stamped earlier are skipped.
     pub since_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// `timestamps`: prefix each line with its RFC 3339 timestamp and a space.
     pub timestamps: bool,
+    /// `limitBytes`: cut the rendered output at this many bytes (mid-line if need be, as upstream).
     pub limit_bytes: Option<usize>,
 }
 
 /// One parsed, reassembled log line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogLine {
+    /// The record's timestamp as written (RFC 3339 with nanoseconds); a joined line has its first chunk's.
     pub timestamp: String,
+    /// `stdout` or `stderr`.
     pub stream: String,
+    /// The line's bytes without the newline: the runtime's chunks joined, not necessarily UTF-8.
     pub text: Vec<u8>,
 }
 

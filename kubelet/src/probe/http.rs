@@ -4,6 +4,9 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+/// GETs `path` from `host:port` with upstream's `kube-probe` User-Agent and `headers`, `timeout` applying to
+/// the connect and to each write and read: (success, message with the status code on failure). Only the
+/// status line is read.
 pub fn probe(host: &str, port: u16, path: &str, headers: &[(String, String)], timeout: Duration) -> (bool, String) {
     let addr = match (host, port).to_socket_addrs().ok().and_then(|mut a| a.next()) {
         Some(a) => a,

@@ -15,10 +15,14 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::runtime_client::RuntimeClient;
 
+/// Which of a container's three probes; each keeps its own counters and verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProbeKind {
+    /// Failing (failureThreshold times in a row) gets the container killed and restarted.
     Liveness,
+    /// Gates the container's (and so the pod's) Ready condition, and with it the Service endpoints.
     Readiness,
+    /// Holds off the other two until it succeeds once; failing it kills the container like liveness.
     Startup,
 }
 

@@ -3,6 +3,8 @@
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+/// Connects to `host:port` (the first address it resolves to) within `timeout` and closes at once:
+/// (success, message).
 pub fn probe(host: &str, port: u16, timeout: Duration) -> (bool, String) {
     let addr = match (host, port).to_socket_addrs().ok().and_then(|mut a| a.next()) {
         Some(a) => a,

@@ -13,7 +13,9 @@ use super::{CgroupMemory, ContainerStats, CpuSample, RuntimeClient, RuntimeError
 /// The runtime binary and its state root.
 #[derive(Clone, Debug)]
 pub struct RuntimeCli {
+    /// The `rkube-runtime` executable, run once per call.
     pub bin: PathBuf,
+    /// The runtime's state root, passed as `--root` to every call (one directory per container).
     pub root: PathBuf,
 }
 

@@ -12,19 +12,31 @@ use super::{CgroupCpu, CgroupMemory, ContainerStats, CpuSample, RuntimeClient, R
 /// One call the fake received, with its container id (or cgroup path).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
+    /// `sandbox` of this id.
     Sandbox(String),
+    /// `create_argv` for this id (the argv the monitor would run).
     CreateArgv(String),
+    /// `start`.
     Start(String),
+    /// `kill`: the id and the signal name.
     Kill(String, String),
+    /// `delete`.
     Delete(String),
+    /// `state`.
     State(String),
+    /// `exec` in this container (the argv is not recorded).
     Exec(String),
+    /// `oom_killed`.
     OomKilled(String),
     /// `remove_pod_cgroup` (the fake answers it itself rather than through `remove_cgroup_tree`).
     RemovePodCgroup(String),
+    /// `remove_cgroup_tree` of this cgroups path.
     RemoveCgroupTree(String),
+    /// `cgroup_memory` of this cgroups path.
     CgroupMemory(String),
+    /// `cgroup_cpu` of these cgroups paths.
     CgroupCpu(Vec<String>),
+    /// `container_stats`.
     Stats(String),
 }
 
@@ -45,6 +57,7 @@ struct Inner {
 #[derive(Default)]
 pub struct FakeRuntime {
     inner: Mutex<Inner>,
+    /// What `create_argv` puts before the id: the "create" the monitor runs (`/bin/false` when empty).
     pub create_command: Vec<OsString>,
 }
 
@@ -89,6 +102,7 @@ impl FakeRuntime {
         self.lock().memory.insert(path.into(), memory);
     }
 
+    /// Every call so far, in order.
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
     }

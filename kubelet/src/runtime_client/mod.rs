@@ -22,24 +22,46 @@ use std::time::Duration;
 
 pub use cli::RuntimeCli;
 
+/// Why a runtime call failed; every variant names the runtime binary and the call.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// The runtime binary could not be run.
     #[error("run {bin} {what}: {source}")]
     Spawn {
+        /// The runtime binary.
         bin: PathBuf,
+        /// The call (`start <id>`, `kill <id> TERM`...).
         what: String,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// The runtime ran and exited non-zero, or an exec ran past its timeout (and was killed).
     #[error("{bin} {what} failed: {message}")]
-    Failed { bin: PathBuf, what: String, message: String },
+    Failed {
+        /// The runtime binary.
+        bin: PathBuf,
+        /// The call.
+        what: String,
+        /// Its stderr (its exit status when that was empty), or `timed out after ...`.
+        message: String,
+    },
+    /// The runtime succeeded but printed something that is not the expected answer.
     #[error("{bin} {what}: unexpected output: {output}")]
-    Output { bin: PathBuf, what: String, output: String },
+    Output {
+        /// The runtime binary.
+        bin: PathBuf,
+        /// The call.
+        what: String,
+        /// What it printed.
+        output: String,
+    },
 }
 
 /// A running sandbox.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SandboxInfo {
+    /// The sandbox's pause process, which holds its namespaces open.
     pub pid: i32,
     /// Namespace kind (`net`, `ipc`, `uts`) → path to join.
     pub namespaces: HashMap<String, String>,
@@ -123,6 +145,7 @@ pub struct CgroupMemory {
     /// The directory the runtime read.
     #[serde(default)]
     pub dir: PathBuf,
+    /// Its working set in bytes: usage less inactive file pages (cAdvisor's `container_memory_working_set_bytes`).
     #[serde(rename = "workingSet")]
     pub working_set: u64,
     /// Child cgroup (directory name) → its working set.
@@ -137,6 +160,7 @@ pub struct CpuSample {
     /// The interval between the two reads, in ms (0: one read, no rates).
     #[serde(default)]
     pub sample_millis: u64,
+    /// One entry per cgroup asked for, in the order asked.
     pub cgroups: Vec<CgroupCpu>,
 }
 
@@ -144,6 +168,7 @@ pub struct CpuSample {
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CgroupCpu {
+    /// The cgroups path, as asked.
     pub path: String,
     /// Nanoseconds of CPU time used (at the second read); None when the cgroup has nothing to read.
     pub usage_nanos: Option<u64>,
@@ -156,10 +181,13 @@ pub struct CgroupCpu {
 /// None: a file the runtime could not read, or no limit (`max`, a quota of -1).
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct ContainerStats {
+    /// CPU time used and the CPU limits.
     #[serde(default)]
     pub cpu: CpuStats,
+    /// Memory in use, its limit and OOM kills.
     #[serde(default)]
     pub memory: MemoryStats,
+    /// Processes against the pids limit.
     #[serde(default)]
     pub pids: PidsStats,
     /// Controller (`memory`, `cpu`, `cpuacct`, `pids`; `unified` on cgroup v2) → the directory read.
@@ -167,45 +195,63 @@ pub struct ContainerStats {
     pub cgroup_dirs: BTreeMap<String, PathBuf>,
 }
 
+/// The `cpu` part of [`ContainerStats`].
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct CpuStats {
+    /// CPU time used.
     #[serde(default)]
     pub usage: CpuUsage,
+    /// The cgroup's CPU settings.
     #[serde(default)]
     pub limits: CpuLimits,
 }
 
+/// CPU time a cgroup has used.
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct CpuUsage {
     /// Nanoseconds of CPU time.
     pub total: Option<u64>,
 }
 
+/// A cgroup's CPU settings, as the runtime reads them.
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct CpuLimits {
+    /// CFS quota in µs per period; None when unlimited.
     pub quota: Option<i64>,
+    /// CFS period in µs.
     pub period: Option<u64>,
+    /// v1 `cpu.shares` (on v2, the shares that give `cpu.weight`).
     pub shares: Option<u64>,
+    /// v2 `cpu.weight`; None on v1.
     pub weight: Option<u64>,
 }
 
+/// The `memory` part of [`ContainerStats`].
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct MemoryStats {
+    /// Bytes in use and the limit.
     #[serde(default)]
     pub usage: MemoryUsage,
+    /// OOM kills in the cgroup so far.
     #[serde(default)]
     pub oom_kill: u64,
 }
 
+/// A cgroup's memory use against its limit.
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct MemoryUsage {
+    /// Bytes charged to the cgroup (page cache included).
     pub usage: Option<u64>,
+    /// The limit in bytes as the kernel reports it (v1's unlimited is a huge number); None for v2 `max`.
     pub limit: Option<u64>,
 }
 
+/// The `pids` part of [`ContainerStats`].
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 pub struct PidsStats {
+    /// Processes (tasks) in the cgroup.
     pub current: Option<u64>,
+    /// The pids limit; None for `max`.
     pub limit: Option<u64>,
 }
 

@@ -13,13 +13,25 @@ use std::path::{Component, Path, PathBuf};
 pub const DATA_DIR: &str = "..data";
 const DATA_TMP: &str = "..data_tmp";
 
+/// Why a volume's files could not be published.
 #[derive(Debug, thiserror::Error)]
 pub enum AtomicWriteError {
+    /// A payload path is absolute, empty, or would leave the volume ([`validate_path`]); nothing was written.
     #[error("invalid file path {path:?} in volume {dir}: {why}")]
-    InvalidPath { dir: PathBuf, path: String, why: &'static str },
+    InvalidPath {
+        /// The volume's directory.
+        dir: PathBuf,
+        /// The payload path, as given.
+        path: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Writing the new data directory, or swapping the `..data` link, failed.
     #[error("write {path} in volume: {source}")]
     Io {
+        /// The file, directory or link that failed.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
@@ -28,7 +40,9 @@ pub enum AtomicWriteError {
 /// One file to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileProjection {
+    /// The file's content.
     pub data: Vec<u8>,
+    /// Its permission bits (`defaultMode`, or the item's own `mode`).
     pub mode: u32,
 }
 

@@ -20,40 +20,102 @@ use crate::container::env::EnvSources;
 /// Why a volume could not be prepared; the pod worker reports it on the container that needs it.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
+    /// The ConfigMap or Secret (`kind`) a non-optional volume source names does not exist.
     #[error("volume \"{volume}\": {kind} \"{name}\" not found in namespace {namespace}")]
-    NotFound { volume: String, kind: &'static str, namespace: String, name: String },
+    NotFound {
+        /// The volume's name in the pod spec.
+        volume: String,
+        /// `configmap` or `secret`.
+        kind: &'static str,
+        /// The pod's namespace, where the object was looked for.
+        namespace: String,
+        /// The object's name.
+        name: String,
+    },
+    /// An `items` entry names a key the ConfigMap or Secret does not have (and the source is not optional).
     #[error("volume \"{volume}\": {kind} \"{name}\" references non-existent config key: {key}")]
-    MissingKey { volume: String, kind: &'static str, name: String, key: String },
+    MissingKey {
+        /// The volume's name in the pod spec.
+        volume: String,
+        /// `configmap` or `secret`.
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+        /// The missing key.
+        key: String,
+    },
+    /// A hostPath is not of its declared `type` (or could not be created as one).
     #[error("volume \"{volume}\": {message}")]
-    HostPathType { volume: String, message: String },
+    HostPathType {
+        /// The volume's name in the pod spec.
+        volume: String,
+        /// What is wrong, as the event reports it.
+        message: String,
+    },
+    /// The volume source cannot be set up as written: an unsupported kind, a bad quantity, a downward API
+    /// field this kubelet does not serve.
     #[error("volume \"{volume}\": {message}")]
-    Invalid { volume: String, message: String },
+    Invalid {
+        /// The volume's name in the pod spec.
+        volume: String,
+        /// What is wrong, as the event reports it.
+        message: String,
+    },
+    /// Creating or writing the volume's directory failed.
     #[error("volume \"{volume}\": {path}: {source}")]
     Io {
+        /// The volume's name in the pod spec.
         volume: String,
+        /// The file or directory that failed.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// Mounting the tmpfs of a Memory emptyDir, or of a secret or projected volume, failed.
     #[error("volume \"{volume}\": mount tmpfs on {path}: {source}")]
     Mount {
+        /// The volume's name in the pod spec.
         volume: String,
+        /// The mount point.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// Publishing the volume's files failed.
     #[error("volume \"{volume}\": {source}")]
     Write {
+        /// The volume's name in the pod spec.
         volume: String,
+        /// The cause.
         #[source]
         source: atomic_writer::AtomicWriteError,
     },
+    /// A projected `serviceAccountToken` could not be obtained from the API server.
     #[error("volume \"{volume}\": failed to fetch token: {reason}")]
-    Token { volume: String, reason: String },
+    Token {
+        /// The volume's name in the pod spec.
+        volume: String,
+        /// Why the TokenRequest failed.
+        reason: String,
+    },
+    /// A volumeMount names no volume of the pod.
     #[error("volumeMount \"{mount}\" refers to no volume of the pod")]
-    NoSuchVolume { mount: String },
+    NoSuchVolume {
+        /// The volumeMount's `name`.
+        mount: String,
+    },
+    /// A volumeMount's `subPath` is absolute or leaves the volume.
     #[error("volumeMount \"{mount}\": invalid subPath {sub_path:?}: {why}")]
-    InvalidSubPath { mount: String, sub_path: String, why: &'static str },
+    InvalidSubPath {
+        /// The volumeMount's `name`.
+        mount: String,
+        /// The `subPath`, as written.
+        sub_path: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
 }
 
 impl VolumeError {
@@ -79,6 +141,7 @@ impl VolumeError {
 /// A prepared volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreparedVolume {
+    /// The directory (or, for hostPath, the host's path) that volumeMounts bind from.
     pub host_path: PathBuf,
 }
 
