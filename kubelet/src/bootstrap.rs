@@ -27,6 +27,7 @@ pub struct JoinOptions {
     pub ca_cert_hashes: Vec<String>,
     /// `--discovery-token-unsafe-skip-ca-verification`: trust the CA of cluster-info without a pin.
     pub unsafe_skip_ca_verification: bool,
+    /// The name to join as: the certificate is for `system:node:<node_name>`.
     pub node_name: String,
     /// Where kubelet.conf goes.
     pub data_dir: PathBuf,
@@ -34,42 +35,88 @@ pub struct JoinOptions {
     pub timeout: Duration,
 }
 
+/// Why `rkube join` stopped; each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
+    /// `--token` is not a bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
     #[error("--token: {0}")]
     Token(#[from] bt::TokenError),
+    /// A `--discovery-token-ca-cert-hash` that is not `sha256:` and 64 hex digits.
     #[error("--discovery-token-ca-cert-hash {0:?}: give sha256:<64 hex digits> (the SHA-256 of the CA's SubjectPublicKeyInfo)")]
     HashFormat(String),
+    /// Neither a CA pin nor the explicit choice to go without one.
     #[error("no --discovery-token-ca-cert-hash given: pin the cluster CA with it (printed by `rkube token create --print-join-command`), or pass --discovery-token-unsafe-skip-ca-verification")]
     NoPin,
+    /// The node's kubeconfig exists already; joining again would replace its identity.
     #[error("{0} already exists: this node has joined already; run `rkube kubelet --kubeconfig {0}`, or remove it to join again")]
     AlreadyJoined(PathBuf),
+    /// A request did not complete (connection, TLS against the pinned CA), or the client or CA could not be
+    /// loaded.
     #[error("{what} {url}: {source}")]
     Http {
+        /// The step that failed (`fetch cluster-info`, `file the node's CSR`...).
         what: &'static str,
+        /// The URL requested.
         url: String,
+        /// The cause.
         #[source]
         source: reqwest::Error,
     },
+    /// The apiserver answered with an unsuccessful status.
     #[error("{what} {url}: HTTP {status}: {body}")]
-    Status { what: &'static str, url: String, status: u16, body: String },
+    Status {
+        /// The step that failed (`fetch cluster-info`, `file the node's CSR`...).
+        what: &'static str,
+        /// The URL requested.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The apiserver's message (its Status `message`, else the body).
+        body: String,
+    },
+    /// The cluster-info ConfigMap, or an answer, is not what a join expects (no kubeconfig, no CA, not JSON...).
     #[error("cluster-info: {0}")]
     ClusterInfo(String),
+    /// The CA in cluster-info matches none of the pins: maybe not the cluster meant.
     #[error("cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"{found}\" are pinned (--discovery-token-ca-cert-hash); check the hash, or that --server is the cluster you mean")]
-    Unpinned { found: String },
+    Unpinned {
+        /// The `sha256:` pin of the CA that was found.
+        found: String,
+    },
+    /// cluster-info carries no signature for this token id: the token is unknown or expired (retried until the
+    /// timeout, as the signer may not have signed it yet).
     #[error("token id {0:?} is invalid for this cluster or it has expired. Use \"rkube token create\" on the control-plane node to create a new valid token")]
     NoSignature(String),
+    /// The signature does not verify with the token: cluster-info may have been tampered with.
     #[error("failed to verify JWS signature of received cluster info object, can't trust this API Server")]
     BadSignature,
+    /// The node's CertificateSigningRequest was denied or failed (`how`), with the approver's reason.
     #[error("certificate signing request {name} was {how}: {reason}")]
-    Refused { name: String, how: &'static str, reason: String },
+    Refused {
+        /// The CSR's name.
+        name: String,
+        /// `denied` or `not signed`.
+        how: &'static str,
+        /// The condition's reason and message.
+        reason: String,
+    },
+    /// The CSR was not approved and signed within [`JoinOptions::timeout`].
     #[error("timed out after {secs}s waiting for {what}")]
-    Timeout { what: String, secs: u64 },
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// The timeout in seconds.
+        secs: u64,
+    },
+    /// The node's key pair or its request could not be made.
     #[error("make the node key and request: {0}")]
     Key(#[from] rcgen::Error),
+    /// Writing the node's kubeconfig (which holds its key) failed.
     #[error("write {path}: {source}")]
     Write {
+        /// The file that failed.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// Everything the kubelet is told at startup.
 #[derive(Clone, Debug)]
 pub struct KubeletConfig {
+    /// The Node's name, and the `spec.nodeName` of the pods this kubelet runs.
     pub node_name: String,
     /// InternalIP of the node (also the hostIP of its pods).
     pub node_ip: String,
@@ -18,8 +19,9 @@ pub struct KubeletConfig {
     pub runtime_root: PathBuf,
     /// The `rkube-monitor` binary.
     pub monitor_bin: PathBuf,
-    /// CNI network configs (`/etc/cni/net.d`) and plugin directories.
+    /// CNI network configs (`/etc/cni/net.d`); the first config in name order is the pods' network.
     pub cni_conf_dir: PathBuf,
+    /// Where CNI plugin binaries are looked for, in order (this binary's directory first).
     pub cni_bin_dirs: Vec<PathBuf>,
     /// Where CNI ADD results are cached for DEL.
     pub cni_cache_dir: PathBuf,
@@ -29,12 +31,14 @@ pub struct KubeletConfig {
     pub insecure_registries: Vec<String>,
     /// What one image may unpack to (`--image-max-layer-size`, `--image-max-size`, `--image-max-layer-entries`).
     pub image_limits: crate::image::Limits,
-    /// Cluster DNS server address and domain; pods get `search <ns>.svc.<domain> svc.<domain> <domain>`.
+    /// The cluster DNS server's address, the pods' `nameserver`; None leaves pods with the node's resolv.conf.
     pub cluster_dns: Option<String>,
+    /// The cluster domain (`cluster.local`); pods get `search <ns>.svc.<domain> svc.<domain> <domain>`.
     pub cluster_domain: String,
     /// Serve cluster DNS on `cluster_dns` from this node (the address goes on `dns_link`, a bridge of its own);
     /// false when another server (e.g. CoreDNS) answers at that address.
     pub serve_cluster_dns: bool,
+    /// The bridge that holds the cluster DNS address when this node serves it (`rkube-dns0`).
     pub dns_link: String,
     /// Where names outside the cluster domain go (None: refused).
     pub dns_upstream: Option<std::net::SocketAddr>,
@@ -50,13 +54,16 @@ pub struct KubeletConfig {
     /// The cgroup every pod's cgroup goes under, in each hierarchy (upstream's --cgroup-root): `kubepods`.
     /// Tests that run pods without `rkube down` give their own, so they can remove it.
     pub cgroup_root: String,
-    /// Per-container log rotation.
+    /// A container's log is rotated when it reaches this many bytes.
     pub log_max_bytes: u64,
+    /// Log files kept per container, the current one included.
     pub log_max_files: u32,
     /// Serve the kubelet API over HTTPS, requiring a client certificate from this CA; plain HTTP when None.
     pub api_tls: Option<crate::server::tls::ApiTls>,
-    /// Node-pressure eviction: `--eviction-hard` thresholds and `--eviction-pressure-transition-period`.
+    /// Node-pressure eviction thresholds (`--eviction-hard`).
     pub eviction_hard: crate::node::eviction::Thresholds,
+    /// How long a pressure condition stays true after the signal falls back under its threshold
+    /// (`--eviction-pressure-transition-period`), so the node does not flap.
     pub eviction_pressure_transition: std::time::Duration,
     /// Test hook: a file whose quantity the eviction manager reads in place of /proc/meminfo's MemAvailable
     /// (`--eviction-memory-signal-file`, hidden), so tests set memory pressure exactly.
@@ -112,6 +119,7 @@ impl KubeletConfig {
 /// rkube's default CNI network: one bridge, host-local addresses from the node's pod CIDR, masquerade.
 #[derive(Clone, Debug)]
 pub struct DefaultNetwork {
+    /// The bridge the pods' veths join (its name is also the network's).
     pub bridge: String,
     /// None: wait for the Node's spec.podCIDR (assigned by the node controller).
     pub pod_cidr: Option<String>,

@@ -9,28 +9,42 @@ use std::process::{Command, Stdio};
 
 pub use rkube_monitor::{Args, ATTACH_SOCKET, CONTAINER_PID_FILE, DETACHED_ENV, EXIT_FILE, PID_FILE};
 
+/// Why a container's monitor could not be started, or its container did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
+    /// The monitor's command line is invalid.
     #[error(transparent)]
     Usage(#[from] rkube_monitor::UsageError),
+    /// The monitor's directory could not be made or the monitor binary could not be run.
     #[error("start monitor {bin} for {dir}: {source}")]
     Spawn {
+        /// The `rkube-monitor` binary.
         bin: PathBuf,
+        /// The container's monitor directory (pid, exit and attach files).
         dir: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// The monitor ran but the container did not start; `message` is the runtime's error as the monitor reported it.
     #[error("container command failed to start (monitor {dir}): {message}")]
-    Start { dir: PathBuf, message: String },
+    Start {
+        /// The container's monitor directory (pid, exit and attach files).
+        dir: PathBuf,
+        /// The monitor's report.
+        message: String,
+    },
 }
 
 /// How a container ended, as the monitor recorded it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExitRecord {
-    /// Exit status, or 128 + signal number when killed by a signal.
+    /// Exit status, or 128 + signal number when killed by a signal; -1 when the monitor could not reap it.
     pub exit_code: i32,
+    /// The signal that killed it, if one did.
     pub signal: Option<i32>,
+    /// When the monitor saw it end, RFC 3339 with nanoseconds.
     pub finished_at: String,
 }
 

@@ -30,21 +30,40 @@ mod pod_sync;
 use pod_api::{ApiOp, PodApi};
 use pod_sync::{Decision, PodSync};
 
+/// Why the kubelet could not start (or `rkube down` could not tear down); once running, failures are per pod.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {
+    /// The image store at `path` could not be opened.
     #[error("kubelet: open image store {path}: {message}")]
-    Images { path: std::path::PathBuf, message: String },
+    Images {
+        /// The store's root.
+        path: std::path::PathBuf,
+        /// The cause, as text.
+        message: String,
+    },
+    /// The kubelet's root dir could not be made, or is not ours, or could not be restricted to 0750.
     #[error("kubelet: root dir: {0}")]
     RootDir(#[from] crate::image::secure_fs::SecureFsError),
+    /// The Node could not be registered with the apiserver.
     #[error(transparent)]
     Register(#[from] register::RegisterError),
+    /// rkube's default CNI config could not be written to `path`.
     #[error("kubelet: default network {path}: {message}")]
-    DefaultNetwork { path: std::path::PathBuf, message: String },
+    DefaultNetwork {
+        /// The conflist being written.
+        path: std::path::PathBuf,
+        /// The cause, as text.
+        message: String,
+    },
+    /// The service proxy or the cluster DNS could not be set up.
     #[error("kubelet: {0}")]
     NodeServices(#[from] crate::node_services::NodeServicesError),
+    /// The kubelet API could not listen on `addr`, or its TLS config is invalid.
     #[error("kubelet: serve the kubelet API on {addr}: {source}")]
     Serve {
+        /// The address the API was to listen on.
         addr: std::net::SocketAddr,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },

@@ -19,34 +19,48 @@ const RECORD: &str = "node-services.json";
 /// What the node made for Services.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Record {
+    /// The service proxy's nftables table (`ip <table>`), if a proxy runs.
     pub proxy_table: Option<String>,
     /// (link, address) of the node-local cluster DNS address.
     pub dns: Option<(String, Ipv4Addr)>,
 }
 
+/// Why the node's Service plumbing could not be set up or torn down.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeServicesError {
+    /// `--cluster-dns` is not an IPv4 address.
     #[error("cluster dns address {0:?} is not an IPv4 address; pass e.g. --cluster-dns 10.96.0.10")]
     DnsAddress(String),
+    /// The cluster DNS address could not be put on (or taken off) its bridge.
     #[error(transparent)]
     LocalAddress(#[from] local_address::LocalAddressError),
+    /// The DNS server could not bind the cluster DNS address (UDP or TCP port 53).
     #[error("cluster dns: listen on {addr}: {source} (is another DNS server bound there? `ss -lunp 'sport = 53'`)")]
     Bind {
+        /// The address the DNS server was to listen on.
         addr: SocketAddr,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// The record of what is being set up, which [`remove`] reads back, could not be written.
     #[error("record node services in {path}: {source}")]
     Record {
+        /// The record's file.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// LoadBalancer ingress addresses announced on this node could not be removed.
     #[error(transparent)]
     LoadBalancerAddress(#[from] crate::service_proxy::announce::AnnounceError),
+    /// The service proxy's nftables table could not be removed.
     #[error("remove service proxy table {table}: {source}")]
     Proxy {
+        /// The nftables table.
         table: String,
+        /// The cause.
         #[source]
         source: crate::service_proxy::ProxyError,
     },

@@ -40,6 +40,7 @@ pub struct SyncLimiter {
 }
 
 impl SyncLimiter {
+    /// A limiter with its bucket full at `now`: the first `burst` syncs (at least one) run at once.
     pub fn new(min_period: Duration, burst: u32, now: Instant) -> SyncLimiter {
         SyncLimiter { min_period, burst: burst.max(1), tokens: f64::from(burst.max(1)), at: now }
     }
@@ -72,8 +73,11 @@ impl SyncLimiter {
 /// The Services, EndpointSlices and Namespaces of the whole cluster at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceState {
+    /// Every Service of every namespace.
     pub services: Vec<Service>,
+    /// Every EndpointSlice; a Service's are those labelled `kubernetes.io/service-name` with its name.
     pub slices: Vec<EndpointSlice>,
+    /// Every Namespace: DNS answers names under a namespace only while it exists.
     pub namespaces: Vec<Namespace>,
 }
 
@@ -95,10 +99,14 @@ impl ServiceState {
 /// Something that reacts to the service state; errors are logged and the watch goes on.
 pub type Consumer = Box<dyn FnMut(&ServiceState) + Send>;
 
+/// Why [`run`] returned.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceWatchError {
+    /// A watch failed before its first list completed (the apiserver unreachable or refusing).
     #[error("watch of services, endpointslices and namespaces failed before the first list: {0}")]
     Initial(String),
+    /// A watch stream ended. Errors are retried with backoff inside the streams, so this is the end of the
+    /// watch, not a hiccup: Services and DNS stop following the API.
     #[error("watch of services and endpointslices ended")]
     Ended,
 }

@@ -15,10 +15,17 @@ pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
 /// The static pod's content hash.
 pub const HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 
+/// Why a static pod manifest was not loaded; [`load_dir`] logs it and skips the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StaticPodError {
+    /// The manifest could not be read, does not parse as a Pod, or has no name.
     #[error("static pod manifest {path}: {message}")]
-    Invalid { path: std::path::PathBuf, message: String },
+    Invalid {
+        /// The manifest file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// FNV-1a over the bytes: a stable content hash (no cryptographic need).
