@@ -18,12 +18,27 @@ use k8s_openapi::api::core::v1::Service;
 
 use super::model::LB_NODE_ANNOTATION;
 
+/// Why a load balancer address is not announced on this node.
 #[derive(Debug, thiserror::Error)]
 pub enum AnnounceError {
+    /// No link of the node is on the address's subnet.
     #[error("load balancer address {ip}: no link of this node has an address in its subnet (is --lb-pool inside the node's LAN?)")]
-    NoLink { ip: Ipv4Addr },
+    NoLink {
+        /// The pool address.
+        ip: Ipv4Addr,
+    },
+    /// `ip addr` refused to add or remove the address.
     #[error("load balancer address {ip} on {link}: `ip {args}`: {detail}")]
-    Ip { ip: Ipv4Addr, link: String, args: String, detail: String },
+    Ip {
+        /// The pool address.
+        ip: Ipv4Addr,
+        /// The link it was to go on.
+        link: String,
+        /// The `ip` command's arguments.
+        args: String,
+        /// What `ip` said.
+        detail: String,
+    },
 }
 
 /// The high byte of every mark ('r'); the rest is a hash of the proxy table name.

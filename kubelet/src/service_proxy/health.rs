@@ -15,8 +15,11 @@ use super::model::ServicePort;
 /// One health check: which Service, how many local endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
+    /// The Service's namespace.
     pub namespace: String,
+    /// The Service's name.
     pub name: String,
+    /// Ready endpoints on this node (0: the check answers 503).
     pub local_endpoints: usize,
 }
 
@@ -51,13 +54,19 @@ pub fn response(c: &Check) -> String {
     )
 }
 
+/// Why a health check is not served.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthCheckError {
+    /// Its healthCheckNodePort could not be bound.
     #[error("health check for service {namespace}/{name}: listen on {addr}: {source} (is another process bound to that healthCheckNodePort?)")]
     Bind {
+        /// The Service's namespace.
         namespace: String,
+        /// The Service's name.
         name: String,
+        /// The address it was to listen on.
         addr: SocketAddr,
+        /// The bind error.
         #[source]
         source: std::io::Error,
     },

@@ -21,9 +21,12 @@ pub const MAX_AFFINITY_TIMEOUT: u32 = 86400;
 /// pool address. Written by `rkube_controllers::service_lb` (which spells the same string).
 pub const LB_NODE_ANNOTATION: &str = "rkube.io/loadbalancer-node";
 
+/// A service port's protocol (SCTP is not proxied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
+    /// TCP
     Tcp,
+    /// UDP
     Udp,
 }
 
@@ -36,6 +39,7 @@ impl Protocol {
         }
     }
 
+    /// The protocol as nft writes it (`tcp`, `udp`).
     pub fn as_nft(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
@@ -47,13 +51,16 @@ impl Protocol {
 /// One backend of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
+    /// The endpoint's (pod's) address.
     pub ip: Ipv4Addr,
+    /// The port traffic is sent to (the target port).
     pub port: u16,
 }
 
 /// `internalTrafficPolicy` / `externalTrafficPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TrafficPolicy {
+    /// Every ready endpoint of the cluster.
     #[default]
     Cluster,
     /// Only this node's endpoints; for external traffic the client's address is kept (no SNAT).
@@ -74,20 +81,29 @@ impl TrafficPolicy {
 /// the proxy rewrites a port's chains only when this changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePort {
+    /// The Service's namespace.
     pub namespace: String,
+    /// The Service's name.
     pub service: String,
     /// The port's name in the Service ("" for a single unnamed port).
     pub port_name: String,
+    /// The port's protocol.
     pub protocol: Protocol,
+    /// The Service's ClusterIP.
     pub cluster_ip: Ipv4Addr,
+    /// The port on the ClusterIP (and the external and load balancer addresses).
     pub port: u16,
+    /// The NodePort, for NodePort and LoadBalancer Services.
     pub node_port: Option<u16>,
+    /// `spec.externalIPs`.
     pub external_ips: Vec<Ipv4Addr>,
     /// `status.loadBalancer.ingress[].ip` of a LoadBalancer Service.
     pub load_balancer_ips: Vec<Ipv4Addr>,
     /// `sessionAffinity: ClientIP`: the timeout in seconds.
     pub affinity_timeout: Option<u32>,
+    /// `internalTrafficPolicy`: which endpoints the ClusterIP reaches.
     pub internal_policy: TrafficPolicy,
+    /// `externalTrafficPolicy`: which endpoints the NodePort, external and load balancer addresses reach.
     pub external_policy: TrafficPolicy,
     /// A LoadBalancer Service with externalTrafficPolicy Local: the port its health check is served on.
     pub health_check_node_port: Option<u16>,
@@ -165,10 +181,15 @@ impl ServicePort {
 /// `serving` is true, a missing `terminating` is false.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SliceEndpoint {
+    /// Address and port.
     pub endpoint: Endpoint,
+    /// `conditions.ready`.
     pub ready: bool,
+    /// `conditions.serving`.
     pub serving: bool,
+    /// `conditions.terminating`.
     pub terminating: bool,
+    /// On this node (`nodeName` is this node's).
     pub local: bool,
 }
 
