@@ -605,6 +605,114 @@ fn sharded_tables_serve_every_service_and_the_resync_keeps_affinity_and_repairs_
     refused_in(&client, vips[2]);
 }
 
+/// Growing past the tables' room adds a table and moves nobody: a client pinned by ClientIP affinity stays
+/// pinned (its set element stays) while the Services grow from one table to four, one partial sync each, and
+/// every Service answers. (Before, each growth rewrote every table from scratch and emptied the affinity sets.)
+#[test]
+fn a_client_pinned_by_affinity_stays_pinned_while_the_services_outgrow_their_tables() {
+    use rkube_kubelet::service_proxy::shard::table_name;
+    use rkube_kubelet::service_proxy::sync::{Proxier, SyncKind};
+    use rkube_kubelet::service_proxy::tracker::PortTracker;
+    let (_fwd, mut net) = proxy_net();
+    let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
+    let table = net.table.table.clone();
+    let vip = |i: u8| Ipv4Addr::new(10, 111, net.subnet, 90 + i);
+    let mut services = vec![api_service("sticky", vip(0), true, 1)];
+    let mut slices = vec![api_slice("sticky", &[ip_a, ip_b], 1)];
+    let mut proxier = Proxier::new(net.table.clone()).with_services_per_shard(1);
+    let mut tracker = PortTracker::new("n1");
+    let t0 = std::time::Instant::now();
+    assert!(proxier.recompute_due(t0));
+    let changed = tracker.update(&services, &slices);
+    assert_eq!(proxier.sync(&tracker, &changed, t0).expect("full sync").0, SyncKind::Full);
+    assert_eq!((proxier.shards(), proxier.shard_of("default", "sticky")), (1, Some(0)));
+    let pinned = wget(&client, &format!("{}:80", vip(0))).expect("the sticky Service");
+    let pin = format!("elements = {{ 10.244.{}.4 ", net.subnet);
+    let listed = |t: &str| String::from_utf8_lossy(&Command::new("nft").args(["list", "table", "ip", t]).output().expect("nft list").stdout).to_string();
+    assert!(listed(&table).contains(&pin), "the client pinned:\n{}", listed(&table));
+
+    for i in 1..4u8 {
+        let name = format!("grow-{i}");
+        services.push(api_service(&name, vip(i), false, 1));
+        slices.push(api_slice(&name, &[if i % 2 == 0 { ip_a } else { ip_b }], 1));
+        let changed = tracker.update(&services, &slices);
+        assert!(!proxier.recompute_due(t0));
+        assert_eq!(proxier.sync(&tracker, &changed, t0).expect("partial sync").0, SyncKind::Partial, "{name}: no rewrite of the tables");
+        assert_eq!(proxier.shards(), u32::from(i) + 1, "one more table for {name}");
+        assert_eq!(proxier.shard_of("default", &name), Some(u32::from(i)), "{name} in the new table");
+        assert_eq!(proxier.shard_of("default", "sticky"), Some(0), "sticky did not move");
+        assert!(listed(&table_name(&table, u32::from(i))).contains(&format!("chain svc-default/{name}/tcp/http ")));
+        assert!(listed(&table).contains(&pin), "the client still pinned after {name}'s table was added:\n{}", listed(&table));
+        assert_eq!(wget(&client, &format!("{}:80", vip(i))).expect("the new Service"), if i % 2 == 0 { "from-a" } else { "from-b" });
+        let got = bodies(&client, &format!("{}:80", vip(0)), 5);
+        assert!(got.iter().all(|b| *b == pinned), "still pinned to {pinned}: {got:?}");
+    }
+    // a Service deleted frees its place; the next one takes it, no new table
+    services.retain(|s| s.metadata.name.as_deref() != Some("grow-2"));
+    slices.retain(|s| s.metadata.name.as_deref() != Some("grow-2-1"));
+    let changed = tracker.update(&services, &slices);
+    assert_eq!(proxier.sync(&tracker, &changed, t0).expect("delete").0, SyncKind::Partial);
+    refused_in(&client, vip(2));
+    services.push(api_service("grow-4", vip(4), false, 1));
+    slices.push(api_slice("grow-4", &[ip_a], 1));
+    let changed = tracker.update(&services, &slices);
+    assert_eq!(proxier.sync(&tracker, &changed, t0).expect("add into the freed place").0, SyncKind::Partial);
+    assert_eq!((proxier.shards(), proxier.shard_of("default", "grow-4")), (4, Some(2)));
+    assert_eq!(wget(&client, &format!("{}:80", vip(4))).expect("grow-4"), "from-a");
+    assert!(listed(&table).contains(&pin), "the client still pinned:\n{}", listed(&table));
+}
+
+/// The periodic resync repairs each table's own chains, not only the Services': a base chain deleted by hand
+/// (`nat-prerouting` of one table: its ClusterIPs stop answering) and a rule added by hand to another's
+/// `services` chain are undone when the resync (its period made short here) reaches their tables.
+#[test]
+fn the_resync_restores_a_deleted_base_chain_and_an_edited_one() {
+    use rkube_kubelet::service_proxy::shard::table_name;
+    use rkube_kubelet::service_proxy::sync::{Proxier, SyncKind};
+    use rkube_kubelet::service_proxy::tracker::PortTracker;
+    let (_fwd, mut net) = proxy_net();
+    let TwoBackends { ip_a, ip_b, client, .. } = net.two_backends();
+    let table = net.table.table.clone();
+    let vips = [Ipv4Addr::new(10, 111, net.subnet, 100), Ipv4Addr::new(10, 111, net.subnet, 101)];
+    let services = vec![api_service("x", vips[0], false, 1), api_service("y", vips[1], false, 1)];
+    let slices = vec![api_slice("x", &[ip_a], 1), api_slice("y", &[ip_b], 1)];
+    let period = Duration::from_secs(2);
+    let mut proxier = Proxier::new(net.table.clone()).with_services_per_shard(1).with_full_sync_period(period);
+    let mut tracker = PortTracker::new("n1");
+    let t0 = std::time::Instant::now();
+    assert!(proxier.recompute_due(t0));
+    let changed = tracker.update(&services, &slices);
+    assert_eq!(proxier.sync(&tracker, &changed, t0).expect("full sync").0, SyncKind::Full);
+    assert_eq!(proxier.shards(), 2);
+    let x_table = table_name(&table, proxier.shard_of("default", "x").expect("x placed"));
+    let y_table = table_name(&table, proxier.shard_of("default", "y").expect("y placed"));
+    assert_eq!(wget(&client, &format!("{}:80", vips[0])).expect("x"), "from-a");
+    assert_eq!(wget(&client, &format!("{}:80", vips[1])).expect("y"), "from-b");
+
+    sh(&["nft", "flush", "chain", "ip", &x_table, "nat-prerouting"]);
+    sh(&["nft", "delete", "chain", "ip", &x_table, "nat-prerouting"]);
+    sh(&["nft", "insert", "rule", "ip", &y_table, "services", "ip", "daddr", &vips[1].to_string(), "drop"]);
+    refused_in(&client, vips[0]);
+    assert!(wget(&client, &format!("{}:80", vips[1])).is_err(), "the hand-made drop in y's table");
+    assert!(!proxier.recompute_due(t0), "not yet due");
+
+    let later = t0 + period;
+    assert!(proxier.recompute_due(later), "due after the configured period");
+    tracker.reset();
+    let mut changed = tracker.update(&services, &slices);
+    for shard in 0..2 {
+        assert_eq!(proxier.sync(&tracker, &changed, later).expect("resync step").0, SyncKind::Resync(shard));
+        changed.clear();
+    }
+    let chain = Command::new("nft").args(["list", "chain", "ip", &x_table, "nat-prerouting"]).output().expect("nft list chain");
+    let text = String::from_utf8_lossy(&chain.stdout);
+    assert!(chain.status.success() && text.contains("hook prerouting") && text.contains("jump services"), "nat-prerouting back in {x_table}:\n{text}");
+    let services_chain = Command::new("nft").args(["list", "chain", "ip", &y_table, "services"]).output().expect("nft list chain");
+    assert!(!String::from_utf8_lossy(&services_chain.stdout).contains("drop"), "the hand-made rule gone from {y_table}");
+    assert_eq!(wget(&client, &format!("{}:80", vips[0])).expect("x after the resync"), "from-a");
+    assert_eq!(wget(&client, &format!("{}:80", vips[1])).expect("y after the resync"), "from-b");
+}
+
 /// A ClusterIP with no rule: refused by the service CIDR guard.
 fn refused_in(client: &str, vip: Ipv4Addr) {
     assert_eq!(tcp_connect_in(client, &vip.to_string(), 80, Duration::from_secs(10)), ConnectOutcome::Refused, "{vip} refused");

@@ -38,7 +38,7 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use super::model::{Endpoint, Protocol, ServicePort, TrafficPolicy};
-use super::shard::{shard_of_key, table_name, MAX_SHARDS};
+use super::shard::{table_name, Shards, MAX_SHARDS};
 
 /// The packet mark that asks nat-postrouting to masquerade (external Cluster traffic and hairpin connections).
 pub const MASQUERADE_MARK: u32 = 0x4000;
@@ -50,8 +50,11 @@ pub const NODEPORTS_MAP: &str = "service-nodeports";
 /// Which table to own, which service CIDR to guard, and which node this is (its endpoints are the local ones).
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
+    /// The proxy's table (shard 0); the other shards are `<table>-<n>` ([`super::shard`]).
     pub table: String,
+    /// The service CIDR (address, prefix length): an address in it without a rule is rejected.
     pub service_cidr: (Ipv4Addr, u8),
+    /// This node's name: endpoints with this `nodeName` are the local ones.
     pub node_name: String,
     /// The bridge this node's pods hang off: traffic coming in on it is from a pod on this node (upstream's
     /// `--detect-local-mode=BridgeInterface` with `--pod-bridge-interface`). None: pod traffic is not told apart,
@@ -71,26 +74,43 @@ impl Default for ProxyConfig {
     }
 }
 
+/// Why the proxy's rules were not written (the next sync writes every table again).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// `nft` could not be run.
     #[error("apply nftables table {table}: run nft: {source} (is the nftables package installed?)")]
     Spawn {
+        /// The proxy's table.
         table: String,
+        /// The spawn or pipe error.
         #[source]
         source: std::io::Error,
     },
+    /// `nft -f` refused the transaction.
     #[error("apply nftables table {table}: nft refused the transaction: {stderr} (`nft list table ip {table}` shows the current rules)")]
-    Refused { table: String, stderr: String },
+    Refused {
+        /// The proxy's table.
+        table: String,
+        /// The first lines nft wrote to stderr.
+        stderr: String,
+    },
+    /// The netlink socket could not be opened, bound or written.
     #[error("update nftables table {table} over netlink: {source} (is nf_tables available in this network namespace?)")]
     Netlink {
+        /// The proxy's table.
         table: String,
+        /// The socket error.
         #[source]
         source: std::io::Error,
     },
+    /// The kernel refused an op of the batch (and so the whole batch).
     #[error("update nftables table {table} over netlink: the kernel refused `{op}`: {source} (`nft list table ip {table}` shows the current rules)")]
     NetlinkRefused {
+        /// The proxy's table.
         table: String,
+        /// The refused op as nft text.
         op: String,
+        /// The kernel's error.
         #[source]
         source: std::io::Error,
     },
@@ -119,7 +139,12 @@ impl PortObjects {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
     /// `ip saddr @<set> goto <chain>`: a client in an endpoint's affinity set goes back to that endpoint.
-    AffinityGoto { set: String, chain: String },
+    AffinityGoto {
+        /// The endpoint's affinity set.
+        set: String,
+        /// The endpoint's chain.
+        chain: String,
+    },
     /// `numgen random mod N vmap { 0 : goto <c0>, ... }`: one of the endpoint chains at random.
     Spread(Vec<String>),
     /// `drop`
@@ -129,7 +154,12 @@ pub enum Rule {
     /// `goto <chain>`
     Goto(String),
     /// `iifname "<bridge>" goto <chain>`: traffic from this node's pods.
-    FromBridgeGoto { bridge: String, chain: String },
+    FromBridgeGoto {
+        /// The pod bridge.
+        bridge: String,
+        /// The Service's chain.
+        chain: String,
+    },
     /// `fib saddr type local meta mark set meta mark | 0x4000 goto <chain>`: the node's own traffic, masqueraded.
     FromNodeMasqueradeGoto(String),
     /// `ip saddr <ip> meta mark set meta mark | 0x4000`: hairpin, an endpoint reaching itself.
@@ -137,7 +167,14 @@ pub enum Rule {
     /// `update @<set> { ip saddr }`: remember the client for ClientIP affinity.
     AffinityUpdate(String),
     /// `meta l4proto <proto> dnat to <ip>:<port>`
-    Dnat { proto: Protocol, ip: Ipv4Addr, port: u16 },
+    Dnat {
+        /// The port's protocol.
+        proto: Protocol,
+        /// The endpoint's address.
+        ip: Ipv4Addr,
+        /// The endpoint's port.
+        port: u16,
+    },
 }
 
 impl std::fmt::Display for Rule {
@@ -165,19 +202,34 @@ impl std::fmt::Display for Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElementKey {
     /// `service-ips`: `<ip> . <proto> . <port>`
-    Address { ip: Ipv4Addr, proto: Protocol, port: u16 },
+    Address {
+        /// ClusterIP, external IP or load balancer IP.
+        ip: Ipv4Addr,
+        /// The port's protocol.
+        proto: Protocol,
+        /// The Service's port.
+        port: u16,
+    },
     /// `service-nodeports`: `<proto> . <port>`
-    NodePort { proto: Protocol, port: u16 },
+    NodePort {
+        /// The port's protocol.
+        proto: Protocol,
+        /// The NodePort.
+        port: u16,
+    },
 }
 
 /// One element of [`SERVICE_IPS_MAP`] or [`NODEPORTS_MAP`]: its key and the chain it sends matching packets to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
+    /// What the element matches.
     pub key: ElementKey,
+    /// The chain matching packets go to.
     pub chain: String,
 }
 
 impl Element {
+    /// The map the element is in.
     pub fn map(&self) -> &'static str {
         match self.key {
             ElementKey::Address { .. } => SERVICE_IPS_MAP,
@@ -205,17 +257,24 @@ impl std::fmt::Display for Element {
 /// writers carry out, `nft -f` from [`Op::write`]'s text, netlink from `nfnl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op<'a> {
+    /// A map element removed (by its key).
     DeleteElement(&'a Element),
     /// Every element of a map ([`SERVICE_IPS_MAP`] or [`NODEPORTS_MAP`]): a periodic resync of a shard starts
     /// with it, so elements the proxy did not write go too.
     FlushMap(&'static str),
+    /// Every rule of a chain removed.
     FlushChain(&'a str),
+    /// A chain removed (flushed before, and no longer referenced).
     DeleteChain(&'a str),
+    /// An affinity set removed.
     DeleteSet(&'a str),
+    /// A regular chain made.
     AddChain(&'a str),
     /// An affinity set and its timeout in seconds.
     AddSet(&'a str, u32),
+    /// A rule appended to a chain.
     AddRule(&'a str, &'a Rule),
+    /// A map element added.
     AddElement(&'a Element),
 }
 
@@ -383,17 +442,17 @@ pub fn script(t: &str, ops: &[Op<'_>]) -> String {
 /// The whole table as one transaction: (re)create it, then fill it. `add` + `delete` + `add` replaces the table
 /// whether or not it existed. One shard: see [`full_script_sharded`].
 pub fn full_script(cfg: &ProxyConfig, objects: &BTreeMap<String, PortObjects>) -> String {
-    full_script_sharded(cfg, 1, objects)
+    full_script_sharded(cfg, &Shards::by_hash(1), objects)
 }
 
-/// Every table of `shards` shards ([`super::shard`]) as one transaction, each (re)created and filled with its
+/// Every table of `shards` ([`super::shard`]) as one transaction, each (re)created and filled with its
 /// Services' objects: shard 0 (the proxy's table) also holds the masquerade and the service CIDR guard. Shard
-/// tables beyond `shards` (left by a larger count before) are deleted.
-pub fn full_script_sharded(cfg: &ProxyConfig, shards: u32, objects: &BTreeMap<String, PortObjects>) -> String {
-    let shards = shards.clamp(1, MAX_SHARDS);
-    let mut by_shard: Vec<Vec<Op<'_>>> = vec![Vec::new(); shards as usize];
+/// tables beyond `shards`' count (left by a larger count before) are deleted.
+pub fn full_script_sharded(cfg: &ProxyConfig, shards: &Shards, objects: &BTreeMap<String, PortObjects>) -> String {
+    let count = shards.count().clamp(1, MAX_SHARDS);
+    let mut by_shard: Vec<Vec<Op<'_>>> = vec![Vec::new(); count as usize];
     for (key, objs) in objects {
-        add_ops(&mut by_shard[shard_of_key(key, shards) as usize], objs, None);
+        add_ops(&mut by_shard[(shards.of_key(key) % count) as usize], objs, None);
     }
     let mut s = String::new();
     for (shard, ops) in by_shard.iter().enumerate() {
@@ -401,6 +460,7 @@ pub fn full_script_sharded(cfg: &ProxyConfig, shards: u32, objects: &BTreeMap<St
         s += &skeleton(cfg, &t, shard == 0);
         s += &script(&t, ops);
     }
+    let shards = count;
     for shard in shards..MAX_SHARDS {
         let t = table_name(&cfg.table, shard);
         let _ = writeln!(s, "add table ip {t}\ndelete table ip {t}");
@@ -409,39 +469,61 @@ pub fn full_script_sharded(cfg: &ProxyConfig, shards: u32, objects: &BTreeMap<St
 }
 
 /// A table's own objects, (re)created empty: the maps, the hooks into `services` and its two lookups; with
-/// `guard` (shard 0) also the masquerade and the service CIDR's reject.
-fn skeleton(cfg: &ProxyConfig, t: &str, guard: bool) -> String {
+/// `guard` (shard 0) also the masquerade and the service CIDR's reject. Also what a new shard table starts as.
+pub fn skeleton(cfg: &ProxyConfig, t: &str, guard: bool) -> String {
+    let (decls, rules) = fixed_objects(cfg, t, guard);
+    format!("add table ip {t}\ndelete table ip {t}\nadd table ip {t}\n{decls}{rules}")
+}
+
+/// The periodic resync's repair of a table's own objects (what [`skeleton`] makes: not a Service's), in place:
+/// the table, maps and chains declared again (`add` makes what someone deleted and leaves the rest, a base
+/// chain's policy included), the table's own chains flushed and their rules added again (a rule edited, added or
+/// deleted by hand is undone). Map elements and Service chains are left to [`resync_ops`].
+pub fn fixed_repair_script(cfg: &ProxyConfig, t: &str, guard: bool) -> String {
+    let (decls, rules) = fixed_objects(cfg, t, guard);
+    let mut s = format!("add table ip {t}\n{decls}");
+    for chain in FIXED_CHAINS.iter().filter(|(_, kind, hook, _)| guard || (*kind == "nat" && *hook != "postrouting")).map(|c| c.0).chain(["services"]) {
+        let _ = writeln!(s, "flush chain ip {t} {chain}");
+    }
+    s + &rules
+}
+
+/// The base chains of a table: name, type, hook, priority. Shard tables other than 0 have the first two only.
+const FIXED_CHAINS: [(&str, &str, &str, i32); 5] = [
+    ("nat-prerouting", "nat", "prerouting", -100),
+    ("nat-output", "nat", "output", -100),
+    ("nat-postrouting", "nat", "postrouting", 100),
+    ("filter-output", "filter", "output", 0),
+    ("filter-forward", "filter", "forward", 0),
+];
+
+/// A table's own objects as `nft -f` text: the declarations (maps, chains) and the rules of its own chains.
+fn fixed_objects(cfg: &ProxyConfig, t: &str, guard: bool) -> (String, String) {
     let mut s = String::new();
-    let _ = writeln!(s, "add table ip {t}\ndelete table ip {t}\nadd table ip {t}");
     let _ = writeln!(s, "add map ip {t} {SERVICE_IPS_MAP} {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}");
     let _ = writeln!(s, "add map ip {t} {NODEPORTS_MAP} {{ type inet_proto . inet_service : verdict ; }}");
-    for (name, kind, hook, prio) in [
-        ("nat-prerouting", "nat", "prerouting", -100),
-        ("nat-output", "nat", "output", -100),
-        ("nat-postrouting", "nat", "postrouting", 100),
-        ("filter-output", "filter", "output", 0),
-        ("filter-forward", "filter", "forward", 0),
-    ] {
+    for (name, kind, hook, prio) in FIXED_CHAINS {
         if guard || (kind == "nat" && hook != "postrouting") {
             let _ = writeln!(s, "add chain ip {t} {name} {{ type {kind} hook {hook} priority {prio} ; policy accept ; }}");
         }
     }
     let _ = writeln!(s, "add chain ip {t} services");
-    let _ = writeln!(s, "add rule ip {t} nat-prerouting jump services");
-    let _ = writeln!(s, "add rule ip {t} nat-output jump services");
-    let _ = writeln!(s, "add rule ip {t} services ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS_MAP}");
-    let _ = writeln!(s, "add rule ip {t} services fib daddr type local meta l4proto . th dport vmap @{NODEPORTS_MAP}");
+    let mut r = String::new();
+    let _ = writeln!(r, "add rule ip {t} nat-prerouting jump services");
+    let _ = writeln!(r, "add rule ip {t} nat-output jump services");
+    let _ = writeln!(r, "add rule ip {t} services ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS_MAP}");
+    let _ = writeln!(r, "add rule ip {t} services fib daddr type local meta l4proto . th dport vmap @{NODEPORTS_MAP}");
     if guard {
-        let _ = writeln!(s, "add rule ip {t} nat-postrouting meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} masquerade");
+        let _ = writeln!(r, "add rule ip {t} nat-postrouting meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} masquerade");
         // An address of this node inside the service CIDR (the node-local cluster DNS address) is a real local
         // destination, not an unserved ClusterIP: the node itself may query it.
-        let _ = writeln!(s, "add rule ip {t} filter-output fib daddr type local accept");
+        let _ = writeln!(r, "add rule ip {t} filter-output fib daddr type local accept");
         let (net, len) = cfg.service_cidr;
         for chain in ["filter-output", "filter-forward"] {
-            let _ = writeln!(s, "add rule ip {t} {chain} ip daddr {net}/{len} reject");
+            let _ = writeln!(r, "add rule ip {t} {chain} ip daddr {net}/{len} reject");
         }
     }
-    s
+    (s, r)
 }
 
 /// The transaction that takes the table from `old` to `new`, touching only the service ports whose objects
@@ -452,13 +534,13 @@ pub fn partial_ops<'a>(old: &'a BTreeMap<String, PortObjects>, new: &'a BTreeMap
     ops_of(&changed, false)
 }
 
-/// [`partial_ops`] over `shards` tables ([`super::shard`]): each table's ops, by shard; shards with nothing
-/// to change are left out.
-pub fn sharded_ops<'a>(old: &'a BTreeMap<String, PortObjects>, new: &'a BTreeMap<String, PortObjects>, shards: u32) -> BTreeMap<u32, Vec<Op<'a>>> {
+/// [`partial_ops`] over the tables of `shards` ([`super::shard`]): each table's ops, by shard; shards with
+/// nothing to change are left out.
+pub fn sharded_ops<'a>(old: &'a BTreeMap<String, PortObjects>, new: &'a BTreeMap<String, PortObjects>, shards: &Shards) -> BTreeMap<u32, Vec<Op<'a>>> {
     let mut by_shard: BTreeMap<u32, Vec<(&PortObjects, &PortObjects)>> = BTreeMap::new();
     for (key, o, n) in pairs(old, new) {
         if o != n {
-            by_shard.entry(shard_of_key(key, shards)).or_default().push((o, n));
+            by_shard.entry(shards.of_key(key)).or_default().push((o, n));
         }
     }
     by_shard.into_iter().map(|(shard, changed)| (shard, ops_of(&changed, false))).collect()
@@ -729,7 +811,7 @@ mod tests {
                 p
             })
             .collect();
-        let s = full_script_sharded(&cfg, 4, &render(&cfg, &ports));
+        let s = full_script_sharded(&cfg, &Shards::by_hash(4), &render(&cfg, &ports));
         for shard in 0..4 {
             let t = table_name("rkube-proxy", shard);
             assert!(s.contains(&format!("add table ip {t}\ndelete table ip {t}\nadd table ip {t}\n")), "{t} replaced:\n{s}");
@@ -775,7 +857,7 @@ mod tests {
         let (a, b) = (0..40).map(|i| (format!("a{i}"), format!("b{i}"))).find(|(a, b)| shard_of("default", a, 4) != shard_of("default", b, 4)).expect("two shards");
         let before = render(&cfg, &[named(&a, 1, &["10.244.0.4"]), named(&b, 2, &["10.244.0.5"])]);
         let after = render(&cfg, &[named(&a, 1, &["10.244.0.4", "10.244.0.6"]), named(&b, 2, &["10.244.0.5"])]);
-        let ops = sharded_ops(&before, &after, 4);
+        let ops = sharded_ops(&before, &after, &Shards::by_hash(4));
         assert_eq!(ops.keys().copied().collect::<Vec<_>>(), [shard_of("default", &a, 4)], "only a's shard: {ops:?}");
         assert!(ops.values().flatten().all(|op| !format!("{op:?}").contains(&format!("default/{b}/"))));
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::ServicePort;
 use super::nft::{partial_ops, port_key, port_objects, resync_ops, sharded_ops, Op, PortObjects, ProxyConfig};
-use super::shard::shard_of_key;
+use super::shard::Shards;
 use super::tracker::{PortTracker, ServiceKey};
 
 /// The service ports in the table (by [`port_key`]), each with the objects rendered for it.
@@ -50,7 +50,9 @@ impl Applied {
 /// `old` is a port that is gone; only in `new`, a port that is new.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// The rewritten ports' objects as the table has them.
     pub old: BTreeMap<String, PortObjects>,
+    /// Their objects after the plan is written.
     pub new: BTreeMap<String, PortObjects>,
     /// The service ports behind `new`.
     ports: BTreeMap<String, ServicePort>,
@@ -65,8 +67,8 @@ impl Plan {
         partial_ops(&self.old, &self.new)
     }
 
-    /// The transaction over `shards` tables: each shard's ops (only shards with something to write).
-    pub fn ops_by_shard(&self, shards: u32) -> BTreeMap<u32, Vec<Op<'_>>> {
+    /// The transaction over the tables of `shards`: each shard's ops (only shards with something to write).
+    pub fn ops_by_shard(&self, shards: &Shards) -> BTreeMap<u32, Vec<Op<'_>>> {
         match self.resync {
             Some(shard) => BTreeMap::from([(shard, resync_ops(&self.old, &self.new))]),
             None => sharded_ops(&self.old, &self.new, shards),
@@ -78,6 +80,7 @@ impl Plan {
         self.old.keys().chain(self.new.keys()).collect::<BTreeSet<_>>().len()
     }
 
+    /// Whether the plan writes nothing.
     pub fn is_empty(&self) -> bool {
         self.old.is_empty() && self.new.is_empty()
     }
@@ -94,18 +97,18 @@ pub fn full(cfg: &ProxyConfig, tracker: &PortTracker) -> Plan {
     plan
 }
 
-/// One step of the periodic resync: every service port of shard `shard` (of `shards`) as the table has it
+/// One step of the periodic resync: every service port of shard `shard` (placed by `shards`) as the table has it
 /// (`old`, from `applied`) and as `tracker` has it now (`new`, rendered again), changed or not.
-pub fn resync(cfg: &ProxyConfig, applied: &Applied, tracker: &PortTracker, shard: u32, shards: u32) -> Plan {
+pub fn resync(cfg: &ProxyConfig, applied: &Applied, tracker: &PortTracker, shard: u32, shards: &Shards) -> Plan {
     let mut plan = Plan { resync: Some(shard), ..Plan::default() };
     for (key, (_, objects)) in &applied.ports {
-        if shard_of_key(key, shards) == shard {
+        if shards.of_key(key) == shard {
             plan.old.insert(key.clone(), objects.clone());
         }
     }
     for p in tracker.ports() {
         let key = port_key(p);
-        if shard_of_key(&key, shards) == shard {
+        if shards.of_key(&key) == shard {
             plan.new.insert(key.clone(), port_objects(cfg, p));
             plan.ports.insert(key, p.clone());
         }
@@ -229,12 +232,12 @@ mod tests {
         t.update(&services, &slices);
         let shard = shard_of("default", "s7", 4);
         let in_shard: BTreeSet<String> = (0..30).map(|i| format!("s{i}")).filter(|n| shard_of("default", n, 4) == shard).collect();
-        let plan = resync(&cfg, &applied, &t, shard, 4);
+        let plan = resync(&cfg, &applied, &t, shard, &Shards::by_hash(4));
         let names = |m: &BTreeMap<String, PortObjects>| m.keys().map(|k| k.split('/').nth(1).unwrap_or_default().to_string()).collect::<BTreeSet<_>>();
         assert_eq!(names(&plan.old), in_shard, "every port of the shard as written");
         assert_eq!(names(&plan.new), in_shard, "every port of the shard as it is now");
         assert!(in_shard.len() < 30, "{in_shard:?}");
-        let ops = plan.ops_by_shard(4);
+        let ops = plan.ops_by_shard(&Shards::by_hash(4));
         assert_eq!(ops.keys().copied().collect::<Vec<_>>(), [shard]);
         assert!(matches!(ops[&shard][0], Op::FlushMap(_)), "{:?}", ops[&shard]);
         applied.commit(plan);
@@ -244,6 +247,6 @@ mod tests {
         slices[7] = slice("s7-1", "s7", 7, &[1, 2, 3], 3);
         let changed = t.update(&services, &slices);
         let plan = partial(&cfg, &applied, &t, &changed);
-        assert_eq!(plan.ops_by_shard(4).keys().copied().collect::<Vec<_>>(), [shard]);
+        assert_eq!(plan.ops_by_shard(&Shards::by_hash(4)).keys().copied().collect::<Vec<_>>(), [shard]);
     }
 }

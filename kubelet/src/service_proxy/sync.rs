@@ -5,10 +5,13 @@
 //! Service, not the 5,000 others (no recompute, no diff, no rendering of theirs, no dump of the table), and the
 //! kernel's commit checks only the one small table that changed.
 //!
-//! The first sync, the one after a sync the kernel refused, and one when the cluster outgrows its shard count
-//! replace every table (`nft -f`), computed from scratch. Every [`FULL_SYNC_PERIOD`] the Services are recomputed
-//! from scratch and the tables are rewritten in place one shard per sync ([`plan::resync`]), so no sync of the
-//! watch loop waits for more than one shard's rewrite and the affinity sets keep their clients.
+//! The first sync and the one after a sync the kernel refused replace every table (`nft -f`), computed and
+//! placed from scratch. A cluster that outgrows its tables gets one more, empty, next to them ([`Shards::place`]):
+//! no Service moves and no table is rewritten, so the affinity sets keep their clients. Every
+//! [`FULL_SYNC_PERIOD`] the Services are recomputed from scratch and the tables are rewritten in place one shard
+//! per sync ([`plan::resync`]), the table's own maps, base chains and their rules repaired first
+//! ([`fixed_repair_script`]), so no sync of the watch loop waits for more than one shard's rewrite and the
+//! affinity sets keep their clients.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -18,27 +21,29 @@ use crate::service_watch::{Consumer, ServiceState};
 use super::announce::{self, Announcer};
 use super::health::{wanted, HealthServers};
 use super::nfnl;
-use super::nft::{apply_script, full_script_sharded, script, Op, ProxyConfig, ProxyError};
+use super::nft::{apply_script, fixed_repair_script, full_script_sharded, script, skeleton, Op, ProxyConfig, ProxyError};
 use super::plan::{self, Applied, Plan};
-use super::shard::{shards_for, table_name, SERVICES_PER_SHARD};
+use super::shard::{table_name, Shards, SERVICES_PER_SHARD};
 use super::tracker::{PortTracker, ServiceKey};
 
 /// How often every Service is recomputed and every table rewritten even when nothing asks for it: upstream
 /// kube-proxy's `FullSyncPeriod` (its nftables proxier does partial syncs in between, as this one does). It
-/// repairs rules someone edited by hand and any drift between what the proxy believes is applied and what is.
+/// repairs rules someone edited by hand (the Services' and each table's own) and any drift between what the proxy
+/// believes is applied and what is.
 pub const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
 
-/// What is in the tables (`None`: nothing known, the next sync is a full one), over how many shards, when the
+/// What is in the tables (`None`: nothing known, the next sync is a full one), where each Service is, when the
 /// last resync ended and where the current one is.
 #[derive(Debug)]
 pub struct Proxier {
     cfg: ProxyConfig,
     applied: Option<Applied>,
-    shards: u32,
+    shards: Shards,
     last_full: Option<Instant>,
     /// The next shard the periodic resync rewrites (`None`: no resync under way).
     resync: Option<u32>,
     per_shard: usize,
+    full_sync_period: Duration,
 }
 
 /// What one sync did.
@@ -46,15 +51,26 @@ pub struct Proxier {
 pub enum SyncKind {
     /// Every table replaced, computed from scratch.
     Full,
+    /// Only the changed Services' ports written (a new shard table made first if the cluster outgrew its tables).
     Partial,
     /// One step of the periodic resync: this shard rewritten in place (after the sync's partial changes).
     Resync(u32),
+    /// Nothing to write.
     Unchanged,
 }
 
 impl Proxier {
+    /// A proxier for `cfg`'s tables, knowing nothing of them yet: its first sync is a full one.
     pub fn new(cfg: ProxyConfig) -> Proxier {
-        Proxier { cfg, applied: None, shards: 1, last_full: None, resync: None, per_shard: SERVICES_PER_SHARD }
+        Proxier {
+            cfg,
+            applied: None,
+            shards: Shards::default(),
+            last_full: None,
+            resync: None,
+            per_shard: SERVICES_PER_SHARD,
+            full_sync_period: FULL_SYNC_PERIOD,
+        }
     }
 
     /// Spreads the Services over more tables once there are more than `n` of them (instead of
@@ -64,13 +80,19 @@ impl Proxier {
         self
     }
 
+    /// Resyncs every `period` instead of [`FULL_SYNC_PERIOD`] (tests).
+    pub fn with_full_sync_period(mut self, period: Duration) -> Proxier {
+        self.full_sync_period = period;
+        self
+    }
+
     /// Whether the caller must recompute every Service ([`PortTracker::reset`]) before the next [`Proxier::sync`]:
     /// nothing is known of the tables, or the periodic resync is due (it starts here).
     pub fn recompute_due(&mut self, now: Instant) -> bool {
         if self.applied.is_none() {
             return true;
         }
-        if self.resync.is_none() && self.last_full.is_none_or(|t| now.saturating_duration_since(t) >= FULL_SYNC_PERIOD) {
+        if self.resync.is_none() && self.last_full.is_none_or(|t| now.saturating_duration_since(t) >= self.full_sync_period) {
             self.resync = Some(0);
             return true;
         }
@@ -84,35 +106,68 @@ impl Proxier {
 
     /// The tables the Services are spread over now.
     pub fn shards(&self) -> u32 {
-        self.shards
+        self.shards.count()
+    }
+
+    /// The shard Service `namespace/name` is in (None: not placed, no proxied port).
+    pub fn shard_of(&self, namespace: &str, name: &str) -> Option<u32> {
+        self.shards.get(namespace, name)
     }
 
     /// Brings the tables to `tracker`'s ports; `changed` are the Services its last update recomputed. Returns what
     /// was done and how many service ports were written.
     pub fn sync(&mut self, tracker: &PortTracker, changed: &BTreeSet<ServiceKey>, now: Instant) -> Result<(SyncKind, usize), ProxyError> {
-        let needed = shards_for(tracker.service_count(), self.per_shard);
-        let applied = match self.applied.take() {
-            Some(applied) if needed <= self.shards => applied,
-            _ => return self.full(tracker, needed, now),
-        };
-        let applied = self.applied.insert(applied);
+        if self.applied.is_none() {
+            return self.full(tracker, now);
+        }
         let mut kind = SyncKind::Unchanged;
         let mut written = 0;
+        // new Services placed (none moves); a table for them when every one is full
+        let mut new_tables = String::new();
+        for svc in changed {
+            if !tracker.ports_of(svc).is_empty() {
+                let placed = self.shards.place(&svc.namespace, &svc.name);
+                if placed.new_table {
+                    new_tables += &skeleton(&self.cfg, &table_name(&self.cfg.table, placed.shard), false);
+                }
+            }
+        }
+        if !new_tables.is_empty() {
+            if let Err(e) = apply_script(&self.cfg, &new_tables) {
+                self.applied = None;
+                super::metrics::record_failure();
+                return Err(e);
+            }
+            kind = SyncKind::Partial;
+        }
+        let Some(applied) = self.applied.as_ref() else { return self.full(tracker, now) };
         let partial = plan::partial(&self.cfg, applied, tracker, changed);
         if !partial.is_empty() {
-            let (result, len) = (write(&self.cfg, &partial, self.shards), partial.len());
+            let (result, len) = (write(&self.cfg, &partial, &self.shards), partial.len());
             if commit(&mut self.applied, partial, result)? {
                 kind = SyncKind::Partial;
                 written += len;
             }
         }
+        // Services gone free their places once their objects are deleted
+        for svc in changed {
+            if tracker.ports_of(svc).is_empty() {
+                self.shards.release(&svc.namespace, &svc.name);
+            }
+        }
         if let (Some(shard), Some(applied)) = (self.resync, self.applied.as_ref()) {
-            let step = plan::resync(&self.cfg, applied, tracker, shard, self.shards);
-            let result = write(&self.cfg, &step, self.shards);
+            let table = table_name(&self.cfg.table, shard);
+            if let Err(e) = apply_script(&self.cfg, &fixed_repair_script(&self.cfg, &table, shard == 0)) {
+                self.applied = None;
+                super::metrics::record_failure();
+                return Err(e);
+            }
+            let step = plan::resync(&self.cfg, applied, tracker, shard, &self.shards);
+            let result = write(&self.cfg, &step, &self.shards);
             written += step.len();
             commit(&mut self.applied, step, result)?;
             kind = SyncKind::Resync(shard);
-            self.resync = (shard + 1 < self.shards).then_some(shard + 1);
+            self.resync = (shard + 1 < self.shards.count()).then_some(shard + 1);
             if self.resync.is_none() {
                 self.last_full = Some(now);
             }
@@ -120,10 +175,11 @@ impl Proxier {
         Ok((kind, written))
     }
 
-    /// Every table replaced by one `nft -f` transaction, `shards` of them.
-    fn full(&mut self, tracker: &PortTracker, shards: u32, now: Instant) -> Result<(SyncKind, usize), ProxyError> {
+    /// Every table replaced by one `nft -f` transaction, the Services placed from scratch.
+    fn full(&mut self, tracker: &PortTracker, now: Instant) -> Result<(SyncKind, usize), ProxyError> {
         let plan = plan::full(&self.cfg, tracker);
-        if let Err(e) = apply_script(&self.cfg, &full_script_sharded(&self.cfg, shards, &plan.new)) {
+        let shards = Shards::fresh(tracker.services().map(|k| (k.namespace.as_str(), k.name.as_str())), self.per_shard);
+        if let Err(e) = apply_script(&self.cfg, &full_script_sharded(&self.cfg, &shards, &plan.new)) {
             super::metrics::record_failure();
             return Err(e);
         }
@@ -161,7 +217,7 @@ fn commit(applied: &mut Option<Applied>, plan: Plan, result: Result<bool, ProxyE
 
 /// A plan's ops over the shard tables: one netlink batch, or `nft -f` for a batch too large for one netlink
 /// message. Ok(false): nothing to write (ports that changed without changing their rules: a health check port).
-fn write(cfg: &ProxyConfig, plan: &Plan, shards: u32) -> Result<bool, ProxyError> {
+fn write(cfg: &ProxyConfig, plan: &Plan, shards: &Shards) -> Result<bool, ProxyError> {
     let by_shard = plan.ops_by_shard(shards);
     let tables: Vec<(String, &[Op<'_>])> = by_shard.iter().filter(|(_, ops)| !ops.is_empty()).map(|(s, ops)| (table_name(&cfg.table, *s), ops.as_slice())).collect();
     if tables.is_empty() {

@@ -18,11 +18,14 @@ use super::model::{ports_of, ServicePort, SERVICE_NAME_LABEL};
 /// A Service by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
+    /// The Service's namespace.
     pub namespace: String,
+    /// The Service's name.
     pub name: String,
 }
 
 impl ServiceKey {
+    /// The key of Service `namespace/name`.
     pub fn new(namespace: &str, name: &str) -> ServiceKey {
         ServiceKey { namespace: namespace.into(), name: name.into() }
     }
@@ -107,6 +110,11 @@ impl PortTracker {
     /// Services with proxied ports (what the shard count follows).
     pub fn service_count(&self) -> usize {
         self.ports.len()
+    }
+
+    /// The Services with proxied ports.
+    pub fn services(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.ports.keys()
     }
 
     /// One Service's ports (none: not proxied, or unknown).
