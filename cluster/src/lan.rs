@@ -14,6 +14,8 @@ pub fn ip(args: &[&str]) -> Result<String> {
     run("ip", args)
 }
 
+/// Runs `prog args...` and waits: its stdout, or [`ClusterError::Command`] with its stderr (or why it could not
+/// start).
 pub fn run(prog: &str, args: &[&str]) -> Result<String> {
     let cmd = format!("{prog} {}", args.join(" "));
     let out = Command::new(prog).args(args).output().map_err(|e| ClusterError::Command { cmd: cmd.clone(), message: format!("{e} (is {prog} installed?)") })?;
@@ -29,20 +31,24 @@ pub fn host_addrs() -> Result<Vec<String>> {
     Ok(out.lines().filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1)).map(str::to_string).collect())
 }
 
+/// Whether the named network namespace (`/run/netns/<name>`, as `ip netns add` makes it) exists.
 pub fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()
 }
 
+/// Whether a link of that name exists in this process's network namespace (the host's, for `rkube cluster`).
 pub fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
+/// Makes the named network namespace and brings its loopback up.
 pub fn add_netns(name: &str) -> Result<()> {
     ip(&["netns", "add", name])?;
     ip(&["-n", name, "link", "set", "lo", "up"])?;
     Ok(())
 }
 
+/// Deletes the named network namespace; one already gone is not an error (`down` may run twice).
 pub fn del_netns(name: &str) -> Result<()> {
     if !netns_exists(name) {
         return Ok(());
@@ -50,6 +56,7 @@ pub fn del_netns(name: &str) -> Result<()> {
     ip(&["netns", "del", name]).map(|_| ())
 }
 
+/// Deletes a link of this namespace (with its veth peer); one already gone is not an error.
 pub fn del_link(name: &str) -> Result<()> {
     if !link_exists(name) {
         return Ok(());

@@ -19,12 +19,16 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// How to make a cluster.
 pub struct UpOptions {
+    /// The names, addresses and directories to make.
     pub plan: Plan,
     /// The `rkube` binary whose `server`, `kubelet` and `down` the cluster runs.
     pub exe: PathBuf,
     /// How long to wait for every node to be Ready.
     pub ready_timeout: Duration,
+    /// Extra arguments for `rkube server`, after the ones the plan sets (data dir, listen address, TLS).
     pub server_args: Vec<String>,
+    /// Extra arguments for every node agent, after the ones its node plan sets; recorded in the state so a
+    /// restarted agent (`rkube cluster node start`) gets them again.
     pub kubelet_args: Vec<String>,
 }
 

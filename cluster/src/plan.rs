@@ -26,6 +26,7 @@ pub const DEFAULT_DATA_ROOT: &str = "/var/lib/rkube-cluster";
 pub const API_PORT: u16 = 6443;
 /// Node i's LAN address is `.<NODE_BASE + i>`; .2-.10 and .100-.254 stay free for clients a user attaches.
 pub const NODE_BASE: u8 = 10;
+/// The most nodes a bridge LAN holds: .11 to .60, below the .100-.254 left to clients.
 pub const MAX_NODES: usize = 50;
 /// A routed LAN has 16 /28 segments, the first the host's.
 pub const MAX_ROUTED_NODES: usize = 15;
@@ -63,20 +64,28 @@ impl std::str::FromStr for Lan {
 /// What `rkube cluster up` will make.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// The cluster's name (checked by [`check_name`]): the stem of every netns, link, node and cgroup name.
     pub name: String,
+    /// Where the cluster's data lives: the control plane's in `server/`, each node's in `<name>-n<i>/`.
     pub data_dir: PathBuf,
     /// The LAN's first three octets (a /24).
     pub subnet: [u8; 3],
+    /// How many nodes (1 to [`MAX_NODES`], or [`MAX_ROUTED_NODES`] on a routed LAN).
     pub nodes: usize,
+    /// How the nodes are connected.
     pub lan: Lan,
 }
 
 /// One node's share of the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodePlan {
+    /// The node's number, from 1.
     pub index: usize,
+    /// The Node's name: `<cluster>-n<index>`.
     pub name: String,
+    /// The network namespace the node agent runs in: `rkc-<node name>`.
     pub netns: String,
+    /// The node's LAN address, on its `eth0` ([`NODE_LINK`]); also its node IP.
     pub addr: Ipv4Addr,
     /// The prefix length of `addr`'s segment: 24 on a bridge LAN, [`SEGMENT_PREFIX`] on a routed one.
     pub prefix: u8,
@@ -85,8 +94,11 @@ pub struct NodePlan {
     pub gateway: Option<Ipv4Addr>,
     /// The node's port on the LAN bridge or router (in the LAN namespace).
     pub lan_port: String,
+    /// The node agent's data dir: `<cluster data>/<node name>`.
     pub data_dir: PathBuf,
+    /// The node's CNI bridge: `<cluster>-br<index>`, unique on the host (nodes share the host's kernel).
     pub bridge: String,
+    /// The node's pod cgroup subtree, `rkc-<cluster>/n<index>`, under [`Plan::cgroup_top`].
     pub cgroup_root: String,
 }
 
@@ -154,6 +166,8 @@ pub fn conflicts(subnet: [u8; 3], host_addrs: &[String]) -> Vec<String> {
 }
 
 impl Plan {
+    /// A bridge-LAN plan, checked: the name ([`check_name`]), the subnet ([`parse_subnet`]), 1 to [`MAX_NODES`]
+    /// nodes; the data dir defaults to `<`[`DEFAULT_DATA_ROOT`]`>/<name>`. An error is [`ClusterError::Invalid`].
     pub fn new(name: &str, subnet: &str, nodes: usize, data_dir: Option<&Path>) -> Result<Plan> {
         check_name(name)?;
         let subnet = parse_subnet(subnet)?;
@@ -186,6 +200,7 @@ impl Plan {
         (self.lan == Lan::Routed).then(|| Ipv4Addr::new(a, b, c, 2))
     }
 
+    /// The LAN's network namespace, holding the bridge or router: `rkc-<name>-lan`.
     pub fn lan_netns(&self) -> String {
         format!("rkc-{}-lan", self.name)
     }
@@ -195,24 +210,30 @@ impl Plan {
         format!("rkc-{}", self.name)
     }
 
+    /// The host's address on the LAN (.1), where the control plane listens.
     pub fn host_addr(&self) -> Ipv4Addr {
         let [a, b, c] = self.subnet;
         Ipv4Addr::new(a, b, c, 1)
     }
 
+    /// The LAN subnet as `a.b.c.0/24`.
     pub fn subnet_cidr(&self) -> String {
         let [a, b, c] = self.subnet;
         format!("{a}.{b}.{c}.0/24")
     }
 
+    /// The control plane's data dir.
     pub fn server_dir(&self) -> PathBuf {
         self.data_dir.join("server")
     }
 
+    /// The admin kubeconfig `rkube server` writes into its data dir: the user's credential, and what `up` uses to
+    /// make the nodes' join token and to wait for them to be Ready (never given to a node).
     pub fn kubeconfig(&self) -> PathBuf {
         self.server_dir().join("kubeconfig")
     }
 
+    /// The apiserver's listen address: the host's LAN address, port [`API_PORT`].
     pub fn api_listen(&self) -> String {
         format!("{}:{API_PORT}", self.host_addr())
     }
@@ -247,6 +268,7 @@ impl Plan {
         }
     }
 
+    /// Every node's plan, in index order.
     pub fn node_plans(&self) -> Vec<NodePlan> {
         (1..=self.nodes).map(|i| self.node(i)).collect()
     }

@@ -8,30 +8,43 @@ use serde::{Deserialize, Serialize};
 
 use crate::{io_err, ClusterError, Result};
 
+/// The state file's name in the cluster's data dir.
 pub const STATE_FILE: &str = "cluster.json";
 
-/// A process `up` started: its pid and its start time (field 22 of /proc/<pid>/stat), so a recycled pid is
+/// A process `up` started: its pid and its start time (field 22 of `/proc/<pid>/stat`), so a recycled pid is
 /// never taken for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proc {
+    /// Its process id.
     pub pid: i32,
+    /// Its start time, in clock ticks since boot: a pid with another start time is another process.
     pub start_time: u64,
+    /// The file its stdout and stderr go to.
     pub log: PathBuf,
 }
 
 /// One node as made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
+    /// The Node's name ([`NodePlan::name`](crate::plan::NodePlan::name)).
     pub name: String,
+    /// Its number, from 1.
     pub index: usize,
+    /// The network namespace its agent runs in.
     pub netns: String,
+    /// Its LAN address, also its node IP.
     pub addr: Ipv4Addr,
+    /// Its port on the LAN bridge or router, in the LAN namespace: what a partition takes down.
     pub lan_port: String,
+    /// Its agent's data dir.
     pub data_dir: PathBuf,
+    /// Its CNI bridge.
     pub bridge: String,
+    /// Its pod cgroup subtree.
     pub cgroup_root: String,
     /// The netns exists (made by `up`).
     pub netns_made: bool,
+    /// Its agent (`rkube join`, then `rkube kubelet`), while started; `None` after `cluster node stop`.
     pub kubelet: Option<Proc>,
     /// Its LAN port is down (`cluster node partition`).
     #[serde(default)]
@@ -42,8 +55,11 @@ pub struct NodeState {
 /// a credential; the state file is 0600 in the 0700 data dir.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinCreds {
+    /// The apiserver's URL.
     pub server: String,
+    /// The bootstrap token, `<id>.<secret>`.
     pub token: String,
+    /// The CA pin, `sha256:<hex>` of the cluster CA's public key.
     pub ca_cert_hash: String,
 }
 
@@ -59,21 +75,31 @@ impl JoinCreds {
 /// Everything `up` made, in the order it made it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
+    /// The cluster's name.
     pub name: String,
+    /// The LAN subnet, `a.b.c.0/24`.
     pub subnet: String,
     /// One bridge, or a router between a segment per node (`rkube cluster up --lan`).
     #[serde(default)]
     pub lan: crate::plan::Lan,
+    /// The cluster's data dir, which holds this file.
     pub data_dir: PathBuf,
+    /// The LAN namespace, once `up` set out to make it.
     pub lan_netns: Option<String>,
+    /// The host's veth to the LAN, once `up` set out to make it.
     pub host_link: Option<String>,
+    /// The host's LAN address, where the API listens.
     pub host_addr: Ipv4Addr,
     /// The data dir bind-mounted on itself and made shared, so the mounts node agents make in their own mount
     /// namespaces (pods' root filesystems) are the host's too.
     pub shared_mount: bool,
+    /// The cgroup every node's subtree goes under.
     pub cgroup_top: String,
+    /// The admin kubeconfig the control plane wrote.
     pub kubeconfig: PathBuf,
+    /// The API's URL, `https://<host addr>:6443`.
     pub api_url: String,
+    /// The control plane process (`rkube server`), once started.
     pub server: Option<Proc>,
     /// More `rkube kubelet` flags given to `up`, used again by `cluster node start`.
     #[serde(default)]
@@ -81,6 +107,7 @@ pub struct State {
     /// The bootstrap token and CA pin nodes join with (`rkube join`), made once the server is up.
     #[serde(default)]
     pub join: Option<JoinCreds>,
+    /// The nodes, each recorded before its namespace is made.
     pub nodes: Vec<NodeState>,
 }
 
@@ -88,13 +115,31 @@ pub struct State {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// SIGTERM (then SIGKILL) a recorded process.
-    Stop { what: String, proc_: Proc },
+    Stop {
+        /// What the process is, for the line `down` prints (`kubelet of dev-n1`, `rkube server`).
+        what: String,
+        /// The process as recorded.
+        proc_: Proc,
+    },
     /// `rkube down --netns <netns> --data-dir <dir> --cgroup-root <root>`: the node's pods, mounts, cgroups,
     /// CNI bridge, proxy table and DNS link.
-    NodeDown { node: String, netns: String, data_dir: PathBuf, cgroup_root: String },
+    NodeDown {
+        /// The node's name.
+        node: String,
+        /// Its network namespace (made again, empty, if gone).
+        netns: String,
+        /// Its agent's data dir.
+        data_dir: PathBuf,
+        /// Its pod cgroup subtree.
+        cgroup_root: String,
+    },
+    /// `ip netns del` the named namespace.
     DeleteNetns(String),
+    /// `ip link del` the named host link.
     DeleteLink(String),
+    /// Unmount everything at or under this directory (the shared data dir mount), deepest first.
     Unmount(PathBuf),
+    /// Remove the data dir with this state file, only when every step before succeeded.
     RemoveState(PathBuf),
 }
 
@@ -136,10 +181,13 @@ pub fn teardown_steps(s: &State) -> Vec<Step> {
 }
 
 impl State {
+    /// Where the state file of a cluster with this data dir is.
     pub fn path(data_dir: &Path) -> PathBuf {
         data_dir.join(STATE_FILE)
     }
 
+    /// Reads the state file: `None` when there is none (no cluster there); [`ClusterError::State`] when it is not
+    /// a cluster state.
     pub fn load(data_dir: &Path) -> Result<Option<State>> {
         let path = State::path(data_dir);
         let text = match std::fs::read_to_string(&path) {
@@ -165,6 +213,8 @@ impl State {
         std::fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))
     }
 
+    /// The index in [`State::nodes`] of the node named `name` (or by its LAN port, `n2`); [`ClusterError::NoSuchNode`]
+    /// lists the known names.
     pub fn node(&self, name: &str) -> Result<usize> {
         self.nodes.iter().position(|n| n.name == name || n.lan_port == name).ok_or_else(|| ClusterError::NoSuchNode {
             name: self.name.clone(),
