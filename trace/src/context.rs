@@ -16,16 +16,27 @@ pub const HEADER: &str = "traceparent";
 /// A parsed `traceparent`: whose trace, which span is the parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
+    /// The trace id, never 0.
     pub trace_id: u128,
+    /// The parent span's id, never 0.
     pub span_id: u64,
 }
 
+/// Why a `traceparent` value was refused; a refused value is treated as absent (a new trace starts).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TraceParentError {
+    /// Not `version-traceid-parentid-flags` with lowercase hex fields of the right lengths.
     #[error("traceparent {value:?} is not version-traceid-parentid-flags (00-<32 hex>-<16 hex>-<2 hex>)")]
-    Format { value: String },
+    Format {
+        /// The value as received.
+        value: String,
+    },
+    /// Well-formed but with an all-zero trace or parent id.
     #[error("traceparent {value:?} has an all-zero trace id or parent id, which W3C trace context forbids")]
-    Zero { value: String },
+    Zero {
+        /// The value as received.
+        value: String,
+    },
 }
 
 fn hex_field(s: &str, len: usize) -> Option<&str> {
@@ -66,8 +77,11 @@ impl TraceParent {
 /// The ids of one span: its trace, its own id, its parent's (0: none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
+    /// The trace this span belongs to, never 0.
     pub trace_id: u128,
+    /// This span's id, never 0.
     pub span_id: u64,
+    /// The parent span's id; 0 for a trace's root span.
     pub parent_id: u64,
 }
 
@@ -107,10 +121,13 @@ impl TraceContext {
         format!("00-{:032x}-{:016x}-01", self.trace_id, self.span_id)
     }
 
+    /// The trace id's upper 64 bits: `tracing` fields hold no `u128`, so [`crate::trace_span!`] records the id
+    /// as two `u64` fields, `trace_hi` and `trace_lo`, which the span layer joins again.
     pub fn trace_hi(&self) -> u64 {
         (self.trace_id >> 64) as u64
     }
 
+    /// The trace id's lower 64 bits (see [`TraceContext::trace_hi`]).
     pub fn trace_lo(&self) -> u64 {
         self.trace_id as u64
     }
@@ -125,7 +142,7 @@ impl fmt::Display for TraceId {
     }
 }
 
-/// Parses 32 hex digits (any case) as a trace id.
+/// Parses 32 hex digits (any case) as a trace id; `None` for anything else, or the all-zero id.
 pub fn parse_trace_id(s: &str) -> Option<u128> {
     (s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| u128::from_str_radix(s, 16).ok()).flatten().filter(|v| *v != 0)
 }

@@ -39,18 +39,36 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// only (see [`Config::sampled`]), so unset means none.
 pub const DEFAULT_SAMPLING_RATE_PER_MILLION: u32 = 0;
 
+/// Why export could not be configured or started; the component refuses to start with it (export never fails
+/// once running: a failed post only counts its spans as dropped).
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// The configuration file could not be read.
     #[error("read tracing configuration {path}: {source}")]
     Read {
+        /// The file, as given.
         path: String,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
     #[error("tracing configuration {path}: {message}")]
-    Invalid { path: String, message: String },
+    /// The configuration file is not a usable `TracingConfiguration` or `KubeletConfiguration`.
+    Invalid {
+        /// The file, as given.
+        path: String,
+        /// What is wrong, with the endpoint's error when that is it.
+        message: String,
+    },
+    /// The endpoint (or the sampling rate given with it) is not one this exporter can use.
     #[error("OTLP endpoint {endpoint:?}: {message}")]
-    Endpoint { endpoint: String, message: String },
+    Endpoint {
+        /// The endpoint as given (`localhost:4318` when unset).
+        endpoint: String,
+        /// Why not, and what is expected.
+        message: String,
+    },
+    /// The export thread could not be spawned.
     #[error("start the OTLP export thread: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -166,7 +184,9 @@ impl Config {
 /// What the exporter did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Spans the collector accepted.
     pub exported: AtomicU64,
+    /// Spans lost: offered to a full queue, or in a batch the collector did not take.
     pub dropped: AtomicU64,
 }
 

@@ -28,6 +28,7 @@ fn key(r: &Record) -> (String, String) {
 }
 
 impl Follower {
+    /// A follower that has printed nothing yet.
     pub fn new() -> Follower {
         Follower::default()
     }

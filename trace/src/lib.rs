@@ -7,11 +7,15 @@
 //!   keyed by trace id, which the apiserver and the kubelet serve read-only;
 //! - [`timeline`]: merging the records of several components into one pod's timeline, and printing it;
 //! - [`follow`]: which of a pod's steps `rkube trace pod --follow` prints next, each once, in order;
-//! - [`export`]: the finished spans sent to an OpenTelemetry collector over OTLP/HTTP (JSON), when configured.
+//! - [`export`]: the finished spans sent to an OpenTelemetry collector over OTLP/HTTP (JSON), when configured;
+//! - `fetch` (feature `client`): reading a pod's trace through the API, from the apiserver and its node's kubelet,
+//!   for `rkube trace pod` and the dashboard.
 //!
-//! Must not: do network I/O outside [`export`]'s own thread, know about HTTP beyond that exporter's one POST or the Kubernetes client (the apiserver, the kubelet and the `rkube`
-//! command serve and fetch records), or keep more than its limits allow.
+//! Must not: outside the modules of the `client` feature (for clients), do network I/O other than [`export`]'s
+//! one POST on its own thread, or know the Kubernetes client (the apiserver and the kubelet serve the records); or
+//! keep more than its limits allow.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod context;
 pub mod export;

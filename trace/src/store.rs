@@ -24,8 +24,11 @@ use crate::context::{TraceContext, TraceId};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
+    /// The trace id, 32 lowercase hex digits.
     pub trace_id: String,
+    /// The span's id (an event gets one of its own), 16 lowercase hex digits.
     pub span_id: String,
+    /// The enclosing span's id, 16 hex digits; empty for a trace's root span.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub parent_id: String,
     /// The span's name, or the event's message.
@@ -34,14 +37,18 @@ pub struct Record {
     pub component: String,
     /// `span` or `event`.
     pub kind: String,
+    /// When the span started or the event happened, in nanoseconds since the Unix epoch (wall clock).
     pub start_unix_nanos: u64,
+    /// How long the span was open, in nanoseconds (monotonic clock); `None` for an event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_nanos: Option<u64>,
+    /// The span's or event's fields but the trace ids, formatted as strings (`pod`, `node`, `error`...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
 }
 
 impl Record {
+    /// The attribute `key`, if recorded.
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
     }
@@ -50,7 +57,9 @@ impl Record {
 /// How much a store keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Traces kept; a new trace beyond it drops the oldest (by first record). Default 2048.
     pub max_traces: usize,
+    /// Records kept per trace; a new one beyond it drops the trace's oldest, counted as dropped. Default 512.
     pub max_records_per_trace: usize,
     /// A trace with no new record for this long is dropped.
     pub max_idle: Duration,
@@ -84,6 +93,7 @@ pub struct Store {
 }
 
 impl Store {
+    /// An empty store keeping at most what `limits` allow.
     pub fn new(limits: Limits) -> Store {
         Store { limits, inner: Mutex::new(Inner::default()) }
     }
@@ -140,10 +150,12 @@ impl Store {
         self.inner.lock().ok()?.pods.get(key).copied()
     }
 
+    /// How many traces the store holds.
     pub fn len(&self) -> usize {
         self.inner.lock().map(|i| i.traces.len()).unwrap_or(0)
     }
 
+    /// Whether the store holds no trace.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -239,6 +251,7 @@ pub struct SpanLayer {
 }
 
 impl SpanLayer {
+    /// A layer recording into `store` ([`crate::global`] in the components; a leaked one in tests).
     pub fn new(store: &'static Store) -> SpanLayer {
         SpanLayer { store }
     }

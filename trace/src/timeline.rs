@@ -14,18 +14,26 @@ use crate::store::Record;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodTrace {
+    /// [`API_VERSION`].
     pub api_version: String,
+    /// `PodTrace`.
     pub kind: String,
+    /// The pod's namespace.
     pub namespace: String,
+    /// The pod's name.
     pub name: String,
+    /// The pod's trace id, 32 hex digits.
     pub trace_id: String,
+    /// The node the pod ran on ([`node_of`]), if any step says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// Whether the pod still exists (else the trace is what was kept after it went).
     pub exists: bool,
+    /// The pod's records, merged and in start order ([`merge`]).
     pub steps: Vec<Record>,
 }
 
+/// The `apiVersion` of a [`PodTrace`] document.
 pub const API_VERSION: &str = "trace.rkube.io/v1alpha1";
 
 /// Merges record sets: one copy of each record, ordered by start time (a span by its start, an event by when it
