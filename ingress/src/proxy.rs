@@ -1,4 +1,5 @@
-//! The reverse proxy: HTTP and HTTPS listeners (HTTP/1.1 and HTTP/2 from clients), one routing decision per
+//! The reverse proxy: HTTP and HTTPS listeners (HTTP/1.x on both, HTTP/2 over TLS when the client's ALPN asks for
+//! `h2`, as ingress-nginx: no cleartext HTTP/2 on the plain port), one routing decision per
 //! request from what [`Live`] serves now, and the request forwarded to one endpoint of the chosen backend over
 //! pooled HTTP/1.1 keep-alive connections. Bodies stream both ways as they arrive (nothing is buffered); an
 //! `Upgrade` (WebSocket and the like) gets a connection of its own to the endpoint and, once the endpoint
@@ -22,6 +23,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::live::{Live, LiveView};
@@ -154,45 +156,63 @@ impl Drop for Workers {
 }
 
 /// The listener a request came in on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Listener {
     https: bool,
-    port: u16,
+    /// Its port as the X-Forwarded-Port value, made once per worker (a request clones it, no allocation).
+    port: HeaderValue,
+}
+
+impl Listener {
+    fn new(https: bool, port: u16) -> Listener {
+        Listener {
+            https,
+            port: HeaderValue::from(port),
+        }
+    }
 }
 
 /// The reverse proxy; one per worker thread, shared by both listeners.
 pub struct Proxy {
     live: LiveView,
     pool: Arc<Pool>,
-    server: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    /// HTTP/1.x, on both listeners. The protocol is known before the first read (the plain port speaks HTTP/1,
+    /// TLS says by ALPN), so no read is spent sniffing for the HTTP/2 preface, as hyper-util's `auto` does
+    /// (a 24-byte read of its own on every connection).
+    http1: hyper::server::conn::http1::Builder,
+    /// HTTP/2, for TLS clients that negotiated `h2`.
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 impl Proxy {
+    /// A proxy serving what `live` holds, with an empty pool; its connections and their tasks run on the
+    /// current (worker's) runtime.
     pub fn new(live: Arc<Live>) -> Arc<Proxy> {
-        let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        server
-            .http1()
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT);
-        server.http2().timer(TokioTimer::new());
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new());
         Arc::new(Proxy {
             live: live.view(),
             pool: Arc::new(Pool::default()),
-            server,
+            http1,
+            http2,
         })
     }
 
     /// Serves plain HTTP on `listener` until the task is dropped (open connections go on).
     pub async fn serve_http(self: Arc<Self>, listener: TcpListener) {
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(80);
+        let on = Listener::new(false, listener.local_addr().map(|a| a.port()).unwrap_or(80));
         loop {
             let Some((tcp, peer)) = accept(&listener).await else {
                 continue;
             };
-            let proxy = self.clone();
+            let (proxy, on) = (self.clone(), on.clone());
             tokio::spawn(async move {
                 proxy
-                    .serve_connection(TokioIo::new(tcp), peer, Listener { https: false, port })
+                    .serve_connection(TokioIo::new(tcp), peer, on, false)
                     .await
             });
         }
@@ -204,13 +224,13 @@ impl Proxy {
         listener: TcpListener,
         tls: Arc<rustls::ServerConfig>,
     ) {
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
+        let on = Listener::new(true, listener.local_addr().map(|a| a.port()).unwrap_or(443));
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         loop {
             let Some((tcp, peer)) = accept(&listener).await else {
                 continue;
             };
-            let proxy = self.clone();
+            let (proxy, on) = (self.clone(), on.clone());
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let stream =
@@ -225,49 +245,53 @@ impl Proxy {
                             return;
                         }
                     };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 proxy
-                    .serve_connection(TokioIo::new(stream), peer, Listener { https: true, port })
+                    .serve_connection(TokioIo::new(stream), peer, on, h2)
                     .await
             });
         }
     }
 
-    async fn serve_connection<I>(self: Arc<Self>, io: I, peer: SocketAddr, on: Listener)
+    /// Serves one client connection, HTTP/2 when `h2`, else HTTP/1.x with upgrades.
+    async fn serve_connection<I>(self: Arc<Self>, io: I, peer: SocketAddr, on: Listener, h2: bool)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        // the client's address as X-Forwarded-For and X-Real-IP carry it: made once per connection
+        let client = Arc::new(Client {
+            ip: HeaderValue::from_str(&peer.ip().to_canonical().to_string()).ok(),
+            on,
+        });
         let proxy = self.clone();
         let service = hyper::service::service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, peer, on).await) }
+            let (proxy, client) = (proxy.clone(), client.clone());
+            async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
         });
-        if let Err(e) = self
-            .server
-            .serve_connection_with_upgrades(io, service)
-            .await
-        {
+        let served = if h2 {
+            self.http2.serve_connection(io, service).await
+        } else {
+            self.http1.serve_connection(io, service).with_upgrades().await
+        };
+        if let Err(e) = served {
             tracing::debug!(%peer, error = %e, "ingress: connection ended with an error");
         }
     }
 
-    async fn handle(
-        &self,
-        mut req: Request<Incoming>,
-        peer: SocketAddr,
-        on: Listener,
-    ) -> Response<ProxyBody> {
-        // HTTP/2 carries the host in :authority, HTTP/1.1 in Host
-        let host = match req.uri().authority() {
-            Some(a) => a.as_str().to_string(),
-            None => req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
-        };
+    async fn handle(&self, mut req: Request<Incoming>, client: &Client) -> Response<ProxyBody> {
+        // HTTP/2 carries the host in :authority, HTTP/1.1 in Host (whose value is shared with the request's read
+        // buffer: taking it copies nothing)
+        let host_value = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers().get(header::HOST).cloned(),
+        }
+        .filter(|v| v.to_str().is_ok());
+        let host = host_value
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let live = self.live.get();
-        let backend = match live.routes.route(&host, req.uri().path()) {
+        let backend = match live.routes.route(host, req.uri().path()) {
             Route::Rule { backend, .. } | Route::Default(backend) => backend.clone(),
             Route::NotFound => {
                 return text(
@@ -297,11 +321,11 @@ impl Proxy {
             parts.headers.insert(header::UPGRADE, proto.clone());
         }
         if !parts.headers.contains_key(header::HOST) {
-            if let Ok(v) = HeaderValue::from_str(&host) {
-                parts.headers.insert(header::HOST, v);
+            if let Some(v) = &host_value {
+                parts.headers.insert(header::HOST, v.clone());
             }
         }
-        forwarded_headers(&mut parts.headers, peer, &host, on);
+        forwarded_headers(&mut parts.headers, client, host_value);
         // HTTP/1.1 to the endpoint takes the origin form (path and query); HTTP/2 and absolute-form requests
         // carry the scheme and authority too
         if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
@@ -339,6 +363,13 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Who a client connection is, for the headers of each of its requests.
+struct Client {
+    /// The peer's address as a header value (IPv4-mapped IPv6 as IPv4).
+    ip: Option<HeaderValue>,
+    on: Listener,
 }
 
 /// One worker's keep-alive connections to endpoints. A request takes an idle connection to its endpoint (the
@@ -482,7 +513,7 @@ async fn connect(
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(CloseOnly(tcp)))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
@@ -491,6 +522,59 @@ async fn connect(
         }
     });
     Ok(sender)
+}
+
+/// A pooled connection to an endpoint, whose end is the close when hyper drops it, without a shutdown(2) before:
+/// hyper shuts the write side down when the endpoint answers `Connection: close` (busybox httpd after every
+/// answer) or the pool lets the connection go, and drops it right after, so the shutdown was one syscall more
+/// per connection for a FIN the close sends anyway (as nginx closes its upstream connections). Never used for
+/// upgraded connections, where a half-close is passed on.
+struct CloseOnly(TcpStream);
+
+impl AsyncRead for CloseOnly {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CloseOnly {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// An endpoint's answer body as it streams to the client, carrying its connection back to the pool once the body
@@ -616,21 +700,22 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove(header::UPGRADE);
 }
 
-/// The headers ingress-nginx sets for the endpoint: who the client is and what it asked for. A client's own
-/// X-Forwarded-* are replaced, not trusted.
-fn forwarded_headers(h: &mut HeaderMap, peer: SocketAddr, host: &str, on: Listener) {
-    let ip = peer.ip().to_canonical().to_string();
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        h.insert(X_FORWARDED_FOR.clone(), v.clone());
-        h.insert(X_REAL_IP.clone(), v);
+/// The headers ingress-nginx sets for the endpoint: who the client is and what it asked for (`host`: the
+/// request's Host or :authority, empty when it has none). A client's own X-Forwarded-* are replaced, not
+/// trusted. The values are the connection's and the listener's, cloned (no allocation per request).
+fn forwarded_headers(h: &mut HeaderMap, client: &Client, host: Option<HeaderValue>) {
+    if let Some(ip) = &client.ip {
+        h.insert(X_FORWARDED_FOR.clone(), ip.clone());
+        h.insert(X_REAL_IP.clone(), ip.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(host) {
-        h.insert(X_FORWARDED_HOST.clone(), v);
-    }
-    h.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(on.port));
+    h.insert(
+        X_FORWARDED_HOST.clone(),
+        host.unwrap_or(HeaderValue::from_static("")),
+    );
+    h.insert(X_FORWARDED_PORT.clone(), client.on.port.clone());
     h.insert(
         X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if on.https { "https" } else { "http" }),
+        HeaderValue::from_static(if client.on.https { "https" } else { "http" }),
     );
 }
 
@@ -815,15 +900,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         let peer: SocketAddr = "[::ffff:10.1.2.3]:5555".parse().expect("addr");
-        forwarded_headers(
-            &mut h,
-            peer,
-            "a.example",
-            Listener {
-                https: true,
-                port: 443,
-            },
-        );
+        let client = Client {
+            ip: HeaderValue::from_str(&peer.ip().to_canonical().to_string()).ok(),
+            on: Listener::new(true, 443),
+        };
+        forwarded_headers(&mut h, &client, Some(HeaderValue::from_static("a.example")));
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-real-ip"], "10.1.2.3");
         assert_eq!(h["x-forwarded-host"], "a.example");

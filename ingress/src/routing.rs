@@ -54,8 +54,8 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// The request's host as rules compare it: without a port, lowercase, without a trailing dot. An IPv6 literal
-/// keeps its brackets.
-pub fn normalize_host(host: &str) -> String {
+/// keeps its brackets. Borrowed from `host` unless it has capitals (the usual request allocates nothing).
+pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
     let h = if host.starts_with('[') {
         // [::1]:8080 -> [::1]
         host.find(']').map(|i| &host[..=i]).unwrap_or(host)
@@ -65,7 +65,12 @@ pub fn normalize_host(host: &str) -> String {
             .map(|(h, _)| h)
             .unwrap_or(host)
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(h)
+    }
 }
 
 /// Values per host pattern: precise hosts, wildcards (`*.foo.com`, kept by their suffix `foo.com`), and what
