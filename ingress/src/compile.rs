@@ -69,7 +69,9 @@ impl Backend {
 /// An Ingress, by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IngressKey {
+    /// The Ingress's namespace.
     pub namespace: String,
+    /// The Ingress's name.
     pub name: String,
 }
 
@@ -77,29 +79,39 @@ pub struct IngressKey {
 /// ingress-nginx's), not a Kubernetes API contract.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Problem {
+    /// The Ingress the event goes to.
     pub ingress: IngressKey,
+    /// The event's reason (`ServiceNotFound`, `SecretNotFound`, ...; the table in docs/ingress.md).
     pub reason: &'static str,
+    /// The event's message: what is wrong and what is served instead.
     pub message: String,
 }
 
 /// What the proxy serves, built from one snapshot of the cluster.
 #[derive(Default)]
 pub struct Compiled {
+    /// Host and path to backend, for every rule and default backend of the Ingresses served.
     pub routes: RouteTable<Arc<Backend>>,
     /// TLS certificates by host (SNI); hosts without one get the default certificate.
     pub certs: HostMap<Arc<CertifiedKey>>,
     /// The Ingresses this controller serves (their status carries our addresses).
     pub ours: Vec<IngressKey>,
+    /// What is wrong with the Ingresses served, one entry per problem, for the controller's Warning events.
     pub problems: Vec<Problem>,
 }
 
 /// One snapshot of the objects the controller watches.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot<'a> {
+    /// Every Ingress (those of other classes are left out by the compile).
     pub ingresses: &'a [Ingress],
+    /// Every IngressClass: which are ours, and which is the default.
     pub classes: &'a [IngressClass],
+    /// The Services the backends name (their ports, by number or name).
     pub services: &'a [Service],
+    /// The EndpointSlices, matched to their Service by the `kubernetes.io/service-name` label.
     pub slices: &'a [EndpointSlice],
+    /// The Secrets the Ingresses' `tls` sections name.
     pub secrets: &'a [Secret],
 }
 

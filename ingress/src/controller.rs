@@ -40,6 +40,7 @@ const DEBOUNCE: Duration = Duration::from_millis(10);
 /// Who this controller is.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
+    /// This node's name: the Node whose address annotation the controller writes.
     pub node_name: String,
     /// The address the listeners are bound to (what goes into the Ingress status).
     pub address: IpAddr,
@@ -47,8 +48,10 @@ pub struct ControllerConfig {
     pub class_name: String,
 }
 
+/// Why the controller stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
+    /// Every watch task ended (the channel they wake the compile through closed); the kinds that were watched.
     #[error("ingress controller: the watch of {0} ended")]
     WatchEnded(&'static str),
 }

@@ -14,6 +14,7 @@
 //! ClusterIP path to work.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod compile;
 pub mod controller;
@@ -30,10 +31,13 @@ use tokio::net::{TcpListener, TcpSocket};
 /// The ingress of one node.
 #[derive(Debug, Clone)]
 pub struct IngressConfig {
+    /// This node's name (the Node the address annotation goes on).
     pub node_name: String,
     /// The node's address; both listeners bind to it.
     pub address: IpAddr,
+    /// The plain HTTP port (80).
     pub http_port: u16,
+    /// The HTTPS port (443).
     pub https_port: u16,
     /// The IngressClass made at start when missing (`rkube`).
     pub class_name: String,
@@ -43,6 +47,7 @@ pub struct IngressConfig {
 }
 
 impl IngressConfig {
+    /// The defaults for a node: ports 80 and 443 on `address`, class `rkube`, one worker per core.
     pub fn new(node_name: &str, address: IpAddr) -> IngressConfig {
         IngressConfig {
             node_name: node_name.to_string(),
@@ -55,22 +60,32 @@ impl IngressConfig {
     }
 }
 
+/// Why the ingress did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum IngressError {
+    /// A listener could not be made (most often: something listens on the port already).
     #[error("ingress: listen on {addr} ({what}): {source}; pass --ingress-{what}-port for another port, or --no-ingress")]
     Bind {
+        /// The address it was to listen on.
         addr: SocketAddr,
+        /// `http` or `https`.
         what: &'static str,
+        /// What the kernel (or the check for a listener already there) said.
         #[source]
         source: std::io::Error,
     },
+    /// The self-signed default certificate could not be made.
     #[error(transparent)]
     DefaultCert(#[from] tls::DefaultCertError),
+    /// rustls refused the server configuration.
     #[error("ingress: TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// A worker thread or its runtime could not be started.
     #[error("ingress: start {workers} worker threads: {source}")]
     Workers {
+        /// How many workers were asked for.
         workers: usize,
+        /// Why the thread, runtime or listener failed.
         #[source]
         source: std::io::Error,
     },
@@ -84,7 +99,9 @@ pub struct IngressHandle {
     workers: proxy::Workers,
     client: kube::Client,
     node_name: String,
+    /// Where plain HTTP is served (the port the kernel chose when 0 was asked for).
     pub http_addr: SocketAddr,
+    /// Where HTTPS is served.
     pub https_addr: SocketAddr,
 }
 

@@ -18,6 +18,8 @@ use rustls::sign::CertifiedKey;
 
 use crate::compile::Compiled;
 
+/// What the proxy serves now and the default certificate; shared by the controller (which swaps) and every
+/// worker (which reads through its [`LiveView`]).
 pub struct Live {
     current: RwLock<Arc<Compiled>>,
     /// Moves on every swap, after the new table is in place.
@@ -27,6 +29,7 @@ pub struct Live {
 }
 
 impl Live {
+    /// Serving nothing yet (every request 404) until the first [`Live::swap`].
     pub fn new(default_cert: Arc<CertifiedKey>) -> Live {
         Live {
             current: RwLock::new(Arc::new(Compiled::default())),
@@ -85,6 +88,7 @@ impl LiveView {
         last.1.clone()
     }
 
+    /// The [`Live`] this view reads.
     pub fn live(&self) -> &Arc<Live> {
         &self.live
     }

@@ -20,7 +20,9 @@ use std::collections::HashMap;
 /// How a rule's path is compared (ImplementationSpecific is mapped to `Prefix` before it gets here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PathKind {
+    /// The whole path, compared case-sensitively.
     Exact,
+    /// The path's `/`-separated elements, each compared whole ([`prefix_matches`]).
     Prefix,
 }
 
@@ -136,6 +138,7 @@ impl<V> HostMap<V> {
         }
     }
 
+    /// True when no host pattern and no any-host entry is set.
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_empty() && self.any.is_none()
     }
@@ -146,8 +149,11 @@ impl<V> HostMap<V> {
 pub enum Route<'a, B> {
     /// A rule's path (the path and kind as written, for logs).
     Rule {
+        /// The rule's path as written.
         path: &'a str,
+        /// How the path was compared.
         kind: PathKind,
+        /// Where the request goes.
         backend: &'a B,
     },
     /// No path matched (or no host group): the default backend.
@@ -197,6 +203,7 @@ impl<B> RouteTable<B> {
         }
     }
 
+    /// The default backend, for requests no rule matches.
     pub fn default_backend(&self) -> Option<&B> {
         self.default.as_ref()
     }
@@ -246,6 +253,7 @@ impl<B> RouteTableBuilder<B> {
         true
     }
 
+    /// The table, each host group's paths sorted by precedence (longest first, Exact before Prefix).
     pub fn build(mut self) -> RouteTable<B> {
         let order = |paths: &mut Vec<PathRoute<B>>| {
             // longest first; on equal length Exact before Prefix (stable: the earlier rule first otherwise)

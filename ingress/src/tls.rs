@@ -20,12 +20,16 @@ use crate::routing::normalize_host;
 /// Why a TLS Secret cannot be served (the message goes into the Ingress's event).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSecretError {
+    /// The Secret has no such key (`tls.crt` or `tls.key`).
     #[error("no {0} in the secret")]
     Missing(&'static str),
+    /// `tls.crt` is not PEM, or holds no certificate.
     #[error("tls.crt holds no PEM certificate")]
     BadCertificate,
+    /// `tls.key` holds no PEM private key.
     #[error("tls.key holds no PEM private key")]
     BadKey,
+    /// rustls refused the pair: the key is not the certificate's, or of a kind it does not take (its words).
     #[error("tls.key and tls.crt do not go together: {0}")]
     Mismatch(String),
 }
@@ -33,8 +37,10 @@ pub enum TlsSecretError {
 /// Why the default certificate could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum DefaultCertError {
+    /// rcgen could not generate the key or the certificate.
     #[error("ingress: make the default self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    /// What rcgen made did not load into rustls.
     #[error("ingress: load the default self-signed certificate: {0}")]
     Load(#[from] TlsSecretError),
 }
