@@ -43,21 +43,47 @@ use rustls::sign::CertifiedKey;
 
 pub mod serving;
 
+/// Why the node's client or serving certificate could not be loaded, requested or renewed. At start it stops the
+/// kubelet; during a rotation it is logged and the current certificate stays in use (retried later).
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
+    /// The kubeconfig cannot be read or parsed, or has no user to put the new certificate in.
     #[error("kubeconfig {path}: {problem}")]
-    Kubeconfig { path: PathBuf, problem: String },
+    Kubeconfig {
+        /// The kubeconfig file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A certificate or key is not valid PEM / X.509, or they do not match; or a DNS name cannot go in one.
     #[error("node client certificate: {0}")]
     Certificate(String),
+    /// The API client could not be built (bad cluster URL or CA).
     #[error("build the API client for {server}: {problem}")]
-    Client { server: String, problem: String },
+    Client {
+        /// The apiserver URL the kubeconfig names.
+        server: String,
+        /// Why not.
+        problem: String,
+    },
+    /// A CertificateSigningRequest could not be created or read, was denied or failed, was not signed in time,
+    /// or was signed for another name.
     #[error("certificate signing request {name}: {problem}")]
-    Request { name: String, problem: String },
+    Request {
+        /// The CSR's name (`<generateName>*` when creating it failed).
+        name: String,
+        /// What happened to it.
+        problem: String,
+    },
+    /// The new key pair or its request could not be made.
     #[error("make the node's new key and request: {0}")]
     Key(#[from] rcgen::Error),
+    /// The new certificate and key could not be written.
     #[error("write {path}: {source}")]
     Write {
+        /// The file (or its temp file before the rename).
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
@@ -66,16 +92,23 @@ pub enum CertError {
 /// What a certificate says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertInfo {
+    /// The subject's CN (`system:node:<name>` for a node's), empty if none.
     pub common_name: String,
+    /// The subject's O values (`system:nodes` for a node's).
     pub organizations: Vec<String>,
+    /// The start of its validity (the signer backdates it 5 minutes for clock skew).
     pub not_before: SystemTime,
+    /// The end of its validity.
     pub not_after: SystemTime,
+    /// The serial number as colon-separated hex bytes, which the kubelet logs on rotation.
     pub serial: String,
     /// The subjectAltName DNS names and IP addresses, in the certificate's order.
     pub dns_names: Vec<String>,
+    /// The subjectAltName IP addresses (IPv4 and IPv6).
     pub ip_addresses: Vec<std::net::IpAddr>,
     /// Issuer and subject as RFC 4514 strings: a self-signed certificate names itself as its issuer.
     pub issuer: String,
+    /// The subject, RFC 4514.
     pub subject: String,
 }
 

@@ -90,7 +90,10 @@ impl Thresholds {
 /// The resource a threshold guards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
+    /// `memory.available`: the node's available memory; pods are measured by their cgroups' working set.
     Memory,
+    /// `nodefs.available`: the data disk's free space; pods are measured by their directories, writable layers
+    /// and logs (upstream's ephemeral-storage).
     Disk,
 }
 
@@ -107,9 +110,13 @@ impl Signal {
 /// What one check saw: which thresholds are met now, which conditions the node reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Observation {
+    /// Available memory is under its threshold now.
     pub memory_met: bool,
+    /// The data disk's free share is under its threshold now.
     pub disk_met: bool,
+    /// The MemoryPressure condition: met now, or within the transition period.
     pub memory_pressure: bool,
+    /// The DiskPressure condition: met now, or within the transition period.
     pub disk_pressure: bool,
 }
 
@@ -129,17 +136,22 @@ impl Observation {
 /// Remembers when each threshold was last met, for the pressure transition period.
 #[derive(Clone, Debug)]
 pub struct PressureTracker {
+    /// The thresholds checked.
     pub thresholds: Thresholds,
+    /// How long a condition stays True after its threshold was last met (`--eviction-pressure-transition-period`).
     pub transition: Duration,
     memory_last: Option<Instant>,
     disk_last: Option<Instant>,
 }
 
 impl PressureTracker {
+    /// A tracker that has seen no threshold met yet.
     pub fn new(thresholds: Thresholds, transition: Duration) -> Self {
         PressureTracker { thresholds, transition, memory_last: None, disk_last: None }
     }
 
+    /// One check of the machine's figures at `now`: which thresholds are met, and which conditions hold given
+    /// when they were last met. A figure of 0 total (unreadable) never meets its threshold.
     pub fn observe(&mut self, m: &MachineFacts, now: Instant) -> Observation {
         let memory_met = m.memory_total_bytes > 0 && m.memory_available_bytes < self.thresholds.memory_available_bytes;
         let disk_met = m.disk_total_bytes > 0 && m.disk_free_bytes * 100 < self.thresholds.nodefs_available_percent * m.disk_total_bytes;
@@ -158,19 +170,26 @@ impl PressureTracker {
 /// wrote it (None: no request, which upstream prints as `0`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerUse {
+    /// The container's name.
     pub name: String,
+    /// Its use of the resource, in bytes.
     pub usage: u64,
+    /// Its request of the resource, as the spec wrote the quantity.
     pub request: Option<String>,
 }
 
 /// A pod that may be evicted, with its use and request of the resource under pressure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
+    /// The pod's UID, which the eviction is sent by.
     pub uid: String,
     /// `namespace/name`, for logs.
     pub name: String,
+    /// `spec.priority` (0 when unset); at or above [`CRITICAL_PRIORITY`] never evicted.
     pub priority: i32,
+    /// The pod's use of the resource under pressure, in bytes.
     pub usage: u64,
+    /// The sum of its containers' requests of that resource, in bytes (0: none).
     pub request: u64,
 }
 

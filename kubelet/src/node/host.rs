@@ -11,15 +11,21 @@ use std::time::{Duration, Instant};
 /// What went wrong with the host-wide ip_forward record, on which file.
 #[derive(Debug, thiserror::Error)]
 pub enum IpForwardError {
+    /// The record of the original value (or its lock file) could not be made, locked or written.
     #[error("ip_forward record {path}: {source}")]
     Record {
+        /// The record or its lock file.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// The sysctl could not be read.
     #[error("read {path}: {source}")]
     Sysctl {
+        /// The sysctl's file under /proc/sys.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },

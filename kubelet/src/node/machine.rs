@@ -5,17 +5,29 @@ use std::path::Path;
 /// What the Node's capacity, nodeInfo and pressure conditions are computed from.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MachineFacts {
+    /// Processors in /proc/cpuinfo (at least 1): the Node's `cpu` capacity.
     pub cpus: u32,
+    /// MemTotal, bytes: the Node's `memory` capacity.
     pub memory_total_bytes: u64,
+    /// MemAvailable, bytes: the `memory.available` eviction signal.
     pub memory_available_bytes: u64,
+    /// The data dir's filesystem size, bytes (0 when unreadable): the `ephemeral-storage` capacity.
     pub disk_total_bytes: u64,
+    /// Its space available to unprivileged users, bytes: the `nodefs.available` eviction signal.
     pub disk_free_bytes: u64,
+    /// Processes and threads that exist now (/proc/loadavg's fourth field, after the slash), for PIDPressure.
     pub pids_running: u64,
+    /// `kernel.pid_max` (32768 when unreadable).
     pub pid_max: u64,
+    /// /etc/machine-id: nodeInfo's machineID and systemUUID.
     pub machine_id: String,
+    /// The kernel's boot id: nodeInfo's bootID (it changes on reboot).
     pub boot_id: String,
+    /// `kernel.osrelease`: nodeInfo's kernelVersion.
     pub kernel_version: String,
+    /// /etc/os-release's PRETTY_NAME (`Linux` without one): nodeInfo's osImage.
     pub os_image: String,
+    /// `kernel.hostname`.
     pub hostname: String,
 }
 

@@ -15,11 +15,16 @@ use super::status::{node_status, NodeInputs};
 /// How often status and lease are refreshed.
 pub const STATUS_PERIOD: Duration = Duration::from_secs(10);
 
+/// Why the Node could not be created, read or have its status written: at start the kubelet stops; in the
+/// status loop it is logged and tried again next period.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
+    /// The API refused or did not answer.
     #[error("register node {node}: {source}")]
     Api {
+        /// The Node's name.
         node: String,
+        /// The client's error.
         #[source]
         source: kube::Error,
     },
@@ -28,10 +33,13 @@ pub enum RegisterError {
 /// What the node agent needs to know about this node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// The Node's name (`--node-name`).
     pub name: String,
+    /// The node's IP address (`--node-ip`).
     pub node_ip: String,
     /// Where pod data lives (disk capacity and pressure).
     pub data_dir: PathBuf,
+    /// Labels set when the Node is created, over [`default_labels`]; an existing Node's are left as they are.
     pub labels: BTreeMap<String, String>,
 }
 

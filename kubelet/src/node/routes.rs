@@ -49,20 +49,46 @@ pub fn desired(nodes: &[Node], me: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// One step from the routes in place to the wanted ones.
+/// One step from the routes in place to the wanted ones (and, keyed the same way, from [`super::vxlan`]'s
+/// device entries in place to the wanted ones).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// Add a route to `dst`, or move our own route to `dst` to another gateway; owned afterwards.
-    Set { dst: String, via: String },
+    Set {
+        /// The key: a peer's podCIDR (for [`super::vxlan`]'s neighbours and fdb, a VTEP address or MAC).
+        dst: String,
+        /// The value wanted: the peer's InternalIP (for vxlan, its VTEP address, VTEP MAC or node address).
+        via: String,
+    },
     /// A route to `dst` via `via` is already there as wanted (made before a restart, or by an earlier sync):
     /// owned from now on, nothing to do in the kernel.
-    Adopt { dst: String, via: String },
+    Adopt {
+        /// The key, as in [`Change::Set`].
+        dst: String,
+        /// Its value, as wanted.
+        via: String,
+    },
     /// Remove our route to `dst` via `via` (its Node is gone or has moved); not owned afterwards.
-    Delete { dst: String, via: String },
+    Delete {
+        /// The key, as in [`Change::Set`].
+        dst: String,
+        /// The value it had.
+        via: String,
+    },
     /// Our route to `dst` is gone or someone else's now (changed under us): forget it, touch nothing.
-    Forget { dst: String },
+    Forget {
+        /// The key, as in [`Change::Set`].
+        dst: String,
+    },
     /// A route to `dst` with protocol 82 that is not ours goes via `found`, not `via`: left alone.
-    Conflict { dst: String, via: String, found: String },
+    Conflict {
+        /// The key, as in [`Change::Set`].
+        dst: String,
+        /// The value wanted, as in [`Change::Set`].
+        via: String,
+        /// The value of the entry that is not ours.
+        found: String,
+    },
 }
 
 /// What to do so that the kernel's protocol-82 routes (`current`: dst -> gateway, main table) give every
@@ -96,14 +122,36 @@ pub fn plan(want: &BTreeMap<String, String>, current: &BTreeMap<String, String>,
 /// Why host-gw cannot route to a node's pods.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HostGwError {
+    /// The kernel reaches the peer through a router: a host-gw route via it would not work.
     #[error(
         "host-gw pod network: no route to node {node}'s pods {dst}: its InternalIP {via} is not on a link of this node \
          (the kernel reaches it through the router {router} on {dev}); host-gw needs every node on one L2 segment: \
          run the node agents with --pod-network vxlan"
     )]
-    NotOnLink { node: String, dst: String, via: String, router: String, dev: String },
+    NotOnLink {
+        /// The peer Node's name.
+        node: String,
+        /// Its podCIDR.
+        dst: String,
+        /// Its InternalIP.
+        via: String,
+        /// The router the kernel would send to instead.
+        router: String,
+        /// The link that router is on.
+        dev: String,
+    },
+    /// `ip route get` found no way to the peer at all.
     #[error("host-gw pod network: no route to node {node}'s pods {dst}: its InternalIP {via} is not reachable from this node ({reason})")]
-    Unreachable { node: String, dst: String, via: String, reason: String },
+    Unreachable {
+        /// The peer Node's name.
+        node: String,
+        /// Its podCIDR.
+        dst: String,
+        /// Its InternalIP.
+        via: String,
+        /// What `ip route get` said.
+        reason: String,
+    },
 }
 
 /// The Event reason of [`HostGwError`] on the kubelet's own Node.

@@ -24,12 +24,15 @@ pub const PID_MAX_PERCENT: u64 = 90;
 /// Inputs beyond the machine.
 #[derive(Clone, Debug, Default)]
 pub struct NodeInputs {
+    /// The InternalIP address; none is reported when empty.
     pub node_ip: String,
+    /// The Hostname address.
     pub hostname: String,
     /// (names, size) of images in the store.
     pub images: Vec<(Vec<String>, u64)>,
     /// False while the runtime or network is not usable; Ready carries `not_ready_message` then.
     pub ready: bool,
+    /// Why the node is not Ready, for the Ready condition's message.
     pub not_ready_message: String,
     /// MemoryPressure and DiskPressure as the eviction manager reports them (its thresholds and transition
     /// period); None: from the machine facts against the default thresholds.

@@ -36,11 +36,15 @@ pub struct TeardownOptions {
 /// What went wrong tearing a node down, and on what.
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
+    /// The node's pods (containers, sandboxes, volumes, network) could not all be removed.
     #[error("tear down pods: {0}")]
     Pods(#[source] KubeletError),
+    /// `--purge`: the node's data dir could not be removed.
     #[error("remove {path}: {source}")]
     Purge {
+        /// The directory.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },

@@ -52,17 +52,33 @@ const NS: &str = "the node's namespace";
 /// Something the vxlan pod network could not set up.
 #[derive(Debug, thiserror::Error)]
 pub enum VxlanError {
+    /// No link of the node's namespace holds `--node-ip`: there is no underlay to send VXLAN packets from.
     #[error("vxlan pod network: no link holds the node address {ip}; pass --node-ip with an address of this node")]
-    NoUnderlay { ip: String },
+    NoUnderlay {
+        /// The node address looked for.
+        ip: String,
+    },
+    /// `--node-ip` is not IPv4 (the VXLAN network is IPv4 only).
     #[error("vxlan pod network: the node address {ip:?} is not an IPv4 address")]
-    BadNodeIp { ip: String },
+    BadNodeIp {
+        /// The node address as given.
+        ip: String,
+    },
+    /// A link of the device's name exists and is something else: it is not taken over.
     #[error("vxlan pod network: link {name} exists and is not a VXLAN device; remove it or use --pod-network host-gw")]
-    NotVxlan { name: String },
+    NotVxlan {
+        /// The device's name.
+        name: String,
+    },
+    /// A netlink request (link, address, route, neighbour or fdb) failed.
     #[error("vxlan pod network: {0}")]
     Netlink(#[from] NetlinkError),
+    /// The VTEP MAC could not be written to the Node's annotation (logged; tried again on the next sync).
     #[error("vxlan pod network: publish the VTEP MAC on node {node}: {source}")]
     Publish {
+        /// This Node's name.
         node: String,
+        /// The client's error.
         #[source]
         source: kube::Error,
     },
@@ -82,8 +98,11 @@ pub fn vtep_address(pod_cidr: &ipnet::Ipv4Net) -> Ipv4Addr {
 /// MAC) and fdb entries (VTEP MAC -> node address), each as text keyed as [`super::routes::plan`] takes them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Entries {
+    /// A peer's podCIDR -> its VTEP address (the route's gateway, on the device).
     pub routes: BTreeMap<String, String>,
+    /// A peer's VTEP address -> its VTEP MAC (a permanent neighbour entry).
     pub neighbours: BTreeMap<String, String>,
+    /// A peer's VTEP MAC -> its node address (where the device sends that MAC's frames).
     pub fdb: BTreeMap<String, String>,
 }
 
@@ -120,8 +139,11 @@ pub fn desired(nodes: &[Node], me: &str) -> Entries {
 /// One change to the device's entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// A route on the device.
     Route(Change),
+    /// A neighbour entry on the device.
     Neighbour(Change),
+    /// An fdb entry on the device.
     Fdb(Change),
 }
 

@@ -90,9 +90,13 @@ impl rustls::server::ResolvesServerCert for ServingCert {
 /// What the node's serving certificate must say: upstream's template, from the Node's addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServingTemplate {
+    /// `system:node:<node>`.
     pub common_name: String,
+    /// `system:nodes`.
     pub organization: String,
+    /// The Node's Hostname, InternalDNS and ExternalDNS addresses.
     pub dns_names: BTreeSet<String>,
+    /// The Node's InternalIP and ExternalIP addresses.
     pub ips: BTreeSet<IpAddr>,
 }
 
