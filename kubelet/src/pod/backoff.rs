@@ -27,6 +27,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// No delays yet: every container's first restart waits [`INITIAL`].
     pub fn new() -> Self {
         Self::default()
     }

@@ -18,8 +18,11 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni/rkube-results";
 /// One pod sandbox's attachment to a network.
 #[derive(Debug, Clone)]
 pub struct Attachment {
+    /// CNI_CONTAINERID: the sandbox's id; with the network name and ifname it keys the cached result.
     pub container_id: String,
+    /// CNI_NETNS: the sandbox's network namespace.
     pub netns: PathBuf,
+    /// CNI_IFNAME: the interface inside it (`eth0`).
     pub ifname: String,
     /// CNI_ARGS, e.g. "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-1".
     pub args: String,
@@ -28,7 +31,9 @@ pub struct Attachment {
 /// Runs plugin chains.
 #[derive(Debug, Clone)]
 pub struct CniRuntime {
+    /// Where plugins are looked up, in order (CNI_PATH).
     pub plugin_dirs: Vec<PathBuf>,
+    /// Where each ADD's result is kept for DEL and CHECK (the kubelet's `<data dir>/cni-results`).
     pub cache_dir: PathBuf,
 }
 
@@ -56,6 +61,7 @@ pub fn load_network(conf_dir: &Path) -> Result<ConfList, CniError> {
 }
 
 impl CniRuntime {
+    /// A client running plugins from `plugin_dirs`, caching results in `cache_dir`.
     pub fn new(plugin_dirs: Vec<PathBuf>, cache_dir: PathBuf) -> CniRuntime {
         CniRuntime { plugin_dirs, cache_dir }
     }

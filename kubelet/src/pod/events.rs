@@ -9,11 +9,14 @@ use crate::container::env::EnvSources;
 /// Normal or Warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
+    /// Something expected happened (Pulled, Created, Started, Killing).
     Normal,
+    /// Something went wrong (Failed, BackOff, Unhealthy, FailedMount).
     Warning,
 }
 
 impl EventType {
+    /// The Event's `type` field.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Normal => "Normal",

@@ -18,13 +18,28 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug, PartialEq)]
 pub enum ContainerState {
     /// Created but not started (a kubelet stopped between create and start).
-    Created { id: String },
-    Running { id: String, started_at: DateTime<Utc> },
-    Exited {
+    Created {
+        /// The runtime's container id (`<short pod uid>-<name>-<restart count>`).
         id: String,
+    },
+    /// Its process runs.
+    Running {
+        /// The runtime's container id.
+        id: String,
+        /// When it started.
+        started_at: DateTime<Utc>,
+    },
+    /// Its process has exited.
+    Exited {
+        /// The runtime's container id.
+        id: String,
+        /// The exit code (128 + the signal's number when a signal killed it).
         exit_code: i32,
+        /// When it started, if it did.
         started_at: Option<DateTime<Utc>>,
+        /// When it exited.
         finished_at: DateTime<Utc>,
+        /// The kernel's OOM killer ended it (the status's reason `OOMKilled`).
         oom_killed: bool,
         /// Contents of terminationMessagePath, if any.
         message: Option<String>,
@@ -32,6 +47,7 @@ pub enum ContainerState {
 }
 
 impl ContainerState {
+    /// The instance's container id, whatever its state.
     pub fn id(&self) -> &str {
         match self {
             Self::Created { id } | Self::Running { id, .. } | Self::Exited { id, .. } => id,
@@ -42,7 +58,9 @@ impl ContainerState {
 /// One container as the kubelet sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservedContainer {
+    /// What the runtime reports of the latest instance.
     pub state: ContainerState,
+    /// How many times the container was restarted (the status's restartCount).
     pub restart_count: i32,
     /// Readiness probe verdict (true when there is no readiness probe and the container runs).
     pub ready: bool,
@@ -50,12 +68,14 @@ pub struct ObservedContainer {
     pub started: bool,
     /// The liveness or startup probe declared the container unhealthy: it must be killed and restarted.
     pub unhealthy: bool,
+    /// The image the instance runs, as `<image>@<digest>` (the status's imageID).
     pub image_id: String,
     /// How the instance before this one ended (an `Exited` state), kept across restarts: upstream's lastState.
     pub last_exit: Option<ContainerState>,
 }
 
 impl ObservedContainer {
+    /// A first instance in `state`: no restarts, not ready, not started, healthy.
     pub fn new(state: ContainerState) -> Self {
         Self { state, restart_count: 0, ready: false, started: false, unhealthy: false, image_id: String::new(), last_exit: None }
     }
@@ -83,6 +103,7 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The waiting reason reported right after the failure.
     pub fn reason(self) -> &'static str {
         match self {
             Self::ImagePull => "ErrImagePull",
@@ -108,14 +129,18 @@ impl FailureKind {
 /// The latest failure to start a container, until a start succeeds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Failure {
+    /// What failed, which sets the waiting reason.
     pub kind: FailureKind,
+    /// The error, for the waiting message and the event.
     pub message: String,
+    /// When the latest attempt failed.
     pub at: DateTime<Utc>,
     /// Consecutive failures (1 after the first).
     pub attempts: u32,
 }
 
 impl Failure {
+    /// When the next attempt may start: [`Failure::at`] plus the [`backoff::retry_delay`] of `attempts`.
     pub fn retry_at(&self) -> DateTime<Utc> {
         self.at + chrono::Duration::from_std(backoff::retry_delay(self.attempts)).unwrap_or_default()
     }
@@ -124,15 +149,26 @@ impl Failure {
 /// The pod sandbox as observed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SandboxState {
+    /// No sandbox: none made yet, or it was torn down.
     None,
-    Ready { id: String, ip: Option<String> },
+    /// The sandbox process runs.
+    Ready {
+        /// The sandbox's id in the runtime.
+        id: String,
+        /// The pod IP: CNI's, or the node IP with hostNetwork; None until the network is attached.
+        ip: Option<String>,
+    },
     /// The sandbox process died or its network is gone: everything in it must be restarted.
-    NotReady { id: String },
+    NotReady {
+        /// The sandbox's id in the runtime.
+        id: String,
+    },
 }
 
 /// Everything the kubelet knows about one pod's runtime state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
+    /// The pod's sandbox: none, running, or dead.
     pub sandbox: SandboxState,
     /// Latest instance of each container (init and regular share one namespace of names).
     pub containers: HashMap<String, ObservedContainer>,
@@ -171,13 +207,37 @@ pub enum Action {
     /// Create the sandbox (namespaces + network).
     CreateSandbox,
     /// Stop every container (SIGTERM, `grace`, SIGKILL, preStop hooks first), then the sandbox.
-    KillPod { grace: Duration, reason: KillReason },
+    KillPod {
+        /// How long each container gets between SIGTERM and SIGKILL.
+        grace: Duration,
+        /// Why.
+        reason: KillReason,
+    },
     /// Ensure the image, create and start this container in the sandbox (removing an older instance).
-    StartContainer { name: String, init: bool },
+    StartContainer {
+        /// The container's name.
+        name: String,
+        /// It is an init container (they run one at a time, in order, before the others).
+        init: bool,
+    },
     /// Stop one container (preStop, SIGTERM, `grace`, SIGKILL).
-    KillContainer { name: String, grace: Duration, reason: KillReason },
+    KillContainer {
+        /// The container's name.
+        name: String,
+        /// How long it gets between SIGTERM and SIGKILL.
+        grace: Duration,
+        /// Why.
+        reason: KillReason,
+    },
     /// Nothing to do for `name` before `until` (CrashLoopBackOff, ImagePullBackOff...).
-    BackOff { name: String, until: DateTime<Utc>, reason: &'static str },
+    BackOff {
+        /// The container's name.
+        name: String,
+        /// When it may be started again.
+        until: DateTime<Utc>,
+        /// The waiting reason shown meanwhile.
+        reason: &'static str,
+    },
     /// The pod is deleted and nothing of it runs any more: remove it from the apiserver and forget it.
     Finalize,
 }

@@ -6,16 +6,30 @@ use std::path::{Path, PathBuf};
 
 use super::cni_client::{load_network, Attachment, CniRuntime};
 
+/// Why a pod's network could not be attached, detached or brought up. On ADD the sandbox's creation fails and
+/// is retried; a failed DEL is logged and the teardown goes on.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
+    /// The network config could not be loaded, a plugin failed, or `lo` could not be brought up.
     #[error("pod {pod}: CNI {op} on {netns}: {message}")]
-    Cni { pod: String, op: &'static str, netns: PathBuf, message: String },
+    Cni {
+        /// The pod's name.
+        pod: String,
+        /// `ADD`, `DEL` or `loopback`.
+        op: &'static str,
+        /// The sandbox's network namespace.
+        netns: PathBuf,
+        /// The plugin's or the kernel's message (with the CNI error code).
+        message: String,
+    },
 }
 
 /// The node's CNI setup.
 #[derive(Clone, Debug)]
 pub struct PodNetwork {
+    /// The CNI config directory, read on every ADD and DEL (so a network written later is picked up).
     pub conf_dir: PathBuf,
+    /// The CNI client that runs the plugins.
     pub runtime: CniRuntime,
 }
 
@@ -25,6 +39,7 @@ pub fn cni_args(namespace: &str, name: &str, sandbox_id: &str) -> String {
 }
 
 impl PodNetwork {
+    /// The network of `conf_dir`, its plugins from `bin_dirs`, ADD results cached in `cache_dir`.
     pub fn new(conf_dir: PathBuf, bin_dirs: Vec<PathBuf>, cache_dir: PathBuf) -> Self {
         Self { conf_dir, runtime: CniRuntime::new(bin_dirs, cache_dir) }
     }
@@ -82,12 +97,13 @@ pub fn loopback_up(pod: &str, netns: &Path) -> Result<(), NetworkError> {
     }
 }
 
-/// A default network config for a node: network `name`, rkube-bridge on `bridge` with rkube-host-local over
-/// `subnet`, gateway and masquerade on. Written by `rkube up` under its data dir.
 /// The pod network of the whole cluster: the controllers hand each node a /24 of it (controllers'
 /// node_lifecycle `cluster_cidr`).
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 
+/// A default network config for a node: network `name`, rkube-bridge on `bridge` with rkube-host-local over
+/// `subnet`, gateway and masquerade on; `mtu` for the bridge and the pods' veths (the kernel's default when
+/// None). Written by `rkube up` under its data dir.
 pub fn default_conflist(name: &str, bridge: &str, subnet: &str, mtu: Option<u32>) -> String {
     let mut v = serde_json::json!({
         "cniVersion": "1.0.0",

@@ -13,10 +13,14 @@ use super::lifecycle::{
     init_progress, is_terminal, should_restart, ContainerState, InitProgress, Observed, SandboxState,
 };
 
-/// Pod phases as Kubernetes names them.
+/// Pod phase: not every container has started yet (sandbox, images, init containers).
 pub const PENDING: &str = "Pending";
+/// Pod phase: every container was started; at least one runs or will restart.
 pub const RUNNING: &str = "Running";
+/// Pod phase: every container exited 0 and none will restart. Terminal.
 pub const SUCCEEDED: &str = "Succeeded";
+/// Pod phase: every container has ended, at least one in failure and not to restart, or the pod was evicted.
+/// Terminal.
 pub const FAILED: &str = "Failed";
 
 fn policy(pod: &Pod) -> &str {
@@ -210,6 +214,7 @@ fn condition(previous: Option<&PodStatus>, type_: &str, ok: bool, reason: Option
 /// Inputs that come from the node rather than the pod.
 #[derive(Clone, Debug, Default)]
 pub struct NodeFacts {
+    /// The node's IP: the status's hostIP and hostIPs.
     pub host_ip: String,
 }
 

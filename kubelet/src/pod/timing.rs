@@ -24,6 +24,7 @@ impl Default for Steps {
 }
 
 impl Steps {
+    /// A stopwatch started now, no step ended yet.
     pub fn new() -> Self {
         let now = Instant::now();
         Self { start: now, last: now, steps: Vec::with_capacity(8) }
@@ -46,6 +47,7 @@ impl Steps {
         (self.total().as_micros() as f64 / 100.0).round() / 10.0
     }
 
+    /// Each ended step's name and how long it took, in order.
     pub fn steps(&self) -> &[(&'static str, Duration)] {
         &self.steps
     }

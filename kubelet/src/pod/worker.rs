@@ -33,25 +33,42 @@ use crate::volume;
 
 /// Shared by every pod worker.
 pub struct NodeContext {
+    /// The kubelet's configuration: its dirs, node name and IP, cgroup root.
     pub config: KubeletConfig,
+    /// The container runtime sandboxes and containers are made with.
     pub runtime: Arc<dyn RuntimeClient>,
+    /// The pod network (CNI) sandboxes are attached to.
     pub network: PodNetwork,
+    /// Image pulls and the image store containers' root filesystems come from.
     pub images: Arc<ImageService>,
+    /// The runtime the workers' async calls (API reads, pulls) run on; workers themselves are threads.
     pub tokio: tokio::runtime::Handle,
+    /// Where statuses, events and a finished pod's removal go, and where env sources (ConfigMaps, Secrets,
+    /// tokens, Services) are read.
     pub sink: Arc<dyn PodSink>,
+    /// The machine's memory, bytes: a container's `limits.memory` in the downward API when it sets none, and the
+    /// base of a Burstable container's oom_score_adj.
     pub node_memory_bytes: i64,
+    /// The machine's CPUs, millicores: a container's `limits.cpu` in the downward API when it sets none.
     pub node_cpu_millis: i64,
 }
 
 /// A sandbox as recorded in `<pod dir>/sandbox.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SandboxRecord {
+    /// The sandbox's id in the runtime.
     pub id: String,
+    /// The sandbox process, whose life is the sandbox's.
     pub pid: i32,
+    /// The network namespace's path, which CNI and the containers join; None with hostNetwork.
     pub netns: Option<String>,
+    /// The IPC namespace's path, which the containers join.
     pub ipc: Option<String>,
+    /// The UTS namespace's path (the pod's hostname); None with hostNetwork.
     pub uts: Option<String>,
+    /// The pod IP, once the network is attached (the node IP with hostNetwork).
     pub ip: Option<String>,
+    /// The pod uses the node's network namespace (no CNI).
     pub host_network: bool,
     /// The CNI config dir the sandbox was attached with (DEL must use the same network).
     #[serde(default)]
@@ -61,12 +78,19 @@ pub struct SandboxRecord {
 /// A container instance as recorded in `<pod dir>/containers/<name>/meta.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ContainerRecord {
+    /// The runtime's container id, `<short pod uid>-<name>-<restart count>`.
     pub id: String,
+    /// Restarts before this instance.
     pub restart_count: i32,
+    /// When it was started.
     pub started_at: DateTime<Utc>,
+    /// The image it runs, as `<image>@<digest>`.
     pub image_id: String,
+    /// Its overlay root filesystem's mount point, unmounted when the instance is removed.
     pub rootfs: PathBuf,
+    /// Its cgroup, as the OCI config's `cgroupsPath` (under the pod's QoS cgroup).
     pub cgroups_path: String,
+    /// Its CRI log file, `<log dir>/<ns>_<pod>_<uid>/<name>/<restart count>.log`.
     pub log_path: PathBuf,
     /// Set once the exit has been seen and the container removed from the runtime.
     #[serde(default)]
@@ -79,16 +103,24 @@ pub struct ContainerRecord {
 /// An earlier instance of a container and how it ended.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PreviousInstance {
+    /// Its container id.
     pub id: String,
+    /// When it was started.
     pub started_at: DateTime<Utc>,
+    /// How it ended.
     pub exit: RecordedExit,
 }
 
+/// How a container instance ended, kept after the runtime forgets it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RecordedExit {
+    /// The exit code (128 + the signal's number when a signal killed it).
     pub exit_code: i32,
+    /// When it exited.
     pub finished_at: DateTime<Utc>,
+    /// The kernel's OOM killer ended it.
     pub oom_killed: bool,
+    /// Its terminationMessagePath's contents, if any.
     pub message: Option<String>,
 }
 
@@ -1035,10 +1067,12 @@ impl PodWorker {
         }
     }
 
+    /// The pod was deleted and everything of it is gone ([`Action::Finalize`] done): the worker is finished.
     pub fn is_finalized(&self) -> bool {
         self.finalized
     }
 
+    /// The pod as the worker last saw it, with the status it last reported.
     pub fn pod(&self) -> &Pod {
         &self.pod
     }
