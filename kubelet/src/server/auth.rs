@@ -48,9 +48,14 @@ pub const AUTHENTICATED: &str = "system:authenticated";
 /// An authenticated identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct User {
+    /// The user name: a certificate's CN, or what the TokenReview says.
     pub name: String,
+    /// The user's UID, from a TokenReview (empty for a certificate).
     pub uid: String,
+    /// Its groups, [`AUTHENTICATED`] among them.
     pub groups: Vec<String>,
+    /// Extra attributes a TokenReview returned (a service account's pod name and uid...), passed on in the
+    /// SubjectAccessReview.
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
@@ -86,12 +91,15 @@ pub struct PeerUser(pub Option<Arc<User>>);
 /// group the core one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attributes {
+    /// The verb from the HTTP method (`get`, `create`...); empty for another method.
     pub verb: &'static str,
+    /// `stats`, `metrics`, `log`, `spec` or `proxy`.
     pub subresource: &'static str,
     /// The node's name.
     pub name: String,
 }
 
+/// The resource every kubelet API request is authorized as.
 pub const RESOURCE: &str = "nodes";
 
 impl Attributes {
@@ -130,14 +138,21 @@ fn is_subpath(subpath: &str, path: &str) -> bool {
 /// Why a review could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
+    /// The apiserver refused the review or could not be reached.
     #[error("{kind} to the apiserver: {source}")]
     Api {
+        /// `TokenReview` or `SubjectAccessReview`.
         kind: &'static str,
+        /// The client's error.
         #[source]
         source: kube::Error,
     },
+    /// The apiserver did not answer within 10 s.
     #[error("{kind} to the apiserver: no answer within {} s", REVIEW_TIMEOUT.as_secs())]
-    Timeout { kind: &'static str },
+    Timeout {
+        /// `TokenReview` or `SubjectAccessReview`.
+        kind: &'static str,
+    },
 }
 
 /// Answers that expire: one writer per miss, many readers, at most [`CACHE_ENTRIES`].
@@ -176,8 +191,11 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
 /// How long answers are reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ttls {
+    /// An allowed SubjectAccessReview decision ([`ALLOWED_TTL`] by default).
     pub allowed: Duration,
+    /// A denied one ([`DENIED_TTL`]).
     pub denied: Duration,
+    /// A TokenReview's answer, good or bad ([`TOKEN_TTL`]).
     pub token: Duration,
 }
 
@@ -204,6 +222,7 @@ impl Filter {
         Filter::with_ttls(client, node_name, Ttls::default())
     }
 
+    /// [`Filter::new`] with cache lifetimes other than upstream's defaults.
     pub fn with_ttls(client: kube::Client, node_name: impl Into<String>, ttls: Ttls) -> Arc<Filter> {
         Arc::new(Filter { client, node_name: node_name.into(), ttls, decisions: Cache::new(), tokens: Cache::new() })
     }

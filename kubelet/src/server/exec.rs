@@ -20,8 +20,9 @@ use crate::pod::worker::{ContainerRecord, SandboxRecord};
 pub struct ExecEnv {
     /// `<kubelet root>/pods`: one directory per pod uid with `pod.json`, `sandbox.json`, `containers/<n>/meta.json`.
     pub pods_dir: PathBuf,
-    /// The runtime binary and its `--root`.
+    /// The runtime binary (`rkube-runtime`).
     pub runtime_bin: PathBuf,
+    /// The runtime's `--root`, where it keeps container state.
     pub runtime_root: PathBuf,
     /// Console sockets for `exec -t` are made here.
     pub socket_dir: PathBuf,
@@ -30,6 +31,7 @@ pub struct ExecEnv {
 /// A running container of a pod on this node.
 #[derive(Clone, Debug)]
 pub struct Target {
+    /// The runtime's id of the container (or of the sandbox).
     pub container_id: String,
     /// The container's CRI log file (None for a pod's sandbox).
     pub log_path: Option<PathBuf>,
@@ -37,11 +39,13 @@ pub struct Target {
     pub bundle: Option<PathBuf>,
     /// The pod's network namespace (None for hostNetwork pods).
     pub netns: Option<PathBuf>,
+    /// The pod's UID.
     pub pod_uid: String,
     /// The monitor's attach socket (None for a pod's sandbox).
     pub attach_socket: Option<PathBuf>,
     /// The spec's `stdin` and `tty`: what attach may use.
     pub stdin: bool,
+    /// The spec's `tty`.
     pub tty: bool,
 }
 
@@ -49,7 +53,9 @@ pub struct Target {
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct LookupError {
+    /// 404 when the pod is not on this node, 400 when the container is unknown, not started or exited.
     pub code: u16,
+    /// What kubectl prints, upstream's wording.
     pub message: String,
 }
 
@@ -123,8 +129,10 @@ pub fn find_container(env: &ExecEnv, ns: &str, pod: &str, container: &str) -> Re
 /// Terminal size from a resize message (`{"Width":80,"Height":24}`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
 pub struct TermSize {
+    /// Columns.
     #[serde(rename = "Width")]
     pub width: u16,
+    /// Rows.
     #[serde(rename = "Height")]
     pub height: u16,
 }
@@ -133,9 +141,13 @@ pub struct TermSize {
 /// `resize`, and drains `stdout` / `stderr` (which end when the process's output does).
 #[derive(Default)]
 pub struct ExecIo {
+    /// The client's input; None: the process gets no stdin.
     pub stdin: Option<mpsc::Receiver<Bytes>>,
+    /// The process's stdout (with a tty, the terminal's whole output); None: dropped.
     pub stdout: Option<mpsc::Sender<Bytes>>,
+    /// The process's stderr (unused with a tty); None: [`run`] drops it, [`attach`] sends it to `stdout`.
     pub stderr: Option<mpsc::Sender<Bytes>>,
+    /// Terminal resizes, applied to the pty (tty only).
     pub resize: Option<mpsc::Receiver<TermSize>>,
     /// Fires when the client is gone: the runtime's exec is killed and the pipes closed, so the command gets
     /// EOF / SIGPIPE instead of blocking on output nobody reads.

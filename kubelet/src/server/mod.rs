@@ -33,13 +33,17 @@ use crate::logs::read::{read_all, render, render_line, LogOptions};
 /// Where logs live.
 #[derive(Clone)]
 pub struct LogRoot {
+    /// The kubelet's log dir: `<ns>_<pod>_<uid>/<container>/<restart count>.log` under it.
     pub log_dir: PathBuf,
 }
 
 /// Everything the kubelet API reads: the logs, what exec and port-forward need, and what inspect reads.
 pub struct ServerState {
+    /// Where containerLogs reads.
     pub logs: LogRoot,
+    /// What exec, attach, run and port-forward find containers and the runtime by.
     pub exec: exec::ExecEnv,
+    /// What the inspect endpoints read.
     pub inspect: crate::inspect::InspectEnv,
 }
 

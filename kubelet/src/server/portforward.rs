@@ -25,7 +25,9 @@ use super::remotecommand::{is_websocket, negotiate_spdy, plain, upgrade_spdy};
 use super::spdy::{Session, Stream};
 use super::ServerState;
 
+/// The stream protocol negotiated over SPDY (`X-Stream-Protocol-Version`).
 pub const PROTOCOL: &str = "portforward.k8s.io";
+/// The WebSocket subprotocol of SPDY tunnelled in WebSocket (kubectl 1.31+).
 pub const WS_TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 
 /// Connects to `127.0.0.1:port` inside network namespace `netns` (the host's when None). The connect runs on a

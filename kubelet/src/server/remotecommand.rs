@@ -38,14 +38,20 @@ const STREAM_WAIT: Duration = Duration::from_secs(30);
 /// The parsed exec/attach query.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Options {
+    /// The command and its arguments, one `command` parameter each (exec only; empty for attach).
     pub command: Vec<String>,
+    /// The client sends stdin (`stdin` or `input`).
     pub stdin: bool,
+    /// The client wants stdout (`stdout` or `output`; on unless given).
     pub stdout: bool,
+    /// The client wants stderr apart (`stderr` or `error`; on unless given; always off with a tty).
     pub stderr: bool,
+    /// Run in a terminal.
     pub tty: bool,
 }
 
 impl Options {
+    /// Parses the query string with upstream's names and defaults; unknown parameters are ignored.
     pub fn parse(query: Option<&str>) -> Options {
         let mut o = Options::default();
         let mut seen_stdout = false;

@@ -31,21 +31,33 @@ const MAX_CHUNK: usize = 32 * 1024;
 /// Largest frame we accept (the 24-bit length allows 16 MiB; nothing legitimate here comes close).
 const MAX_FRAME: usize = 1 << 24;
 
+/// Frame flag: the sender's last frame on this stream (it is half-closed from that side).
 pub const FLAG_FIN: u8 = 0x01;
+/// SYN_STREAM flag: the opener will not receive on this stream.
 pub const FLAG_UNIDIRECTIONAL: u8 = 0x02;
 
+/// Control frame type: open a stream.
 pub const TYPE_SYN_STREAM: u16 = 1;
+/// Control frame type: accept a stream.
 pub const TYPE_SYN_REPLY: u16 = 2;
+/// Control frame type: abort a stream.
 pub const TYPE_RST_STREAM: u16 = 3;
+/// Control frame type: connection settings (the initial window size is the one read).
 pub const TYPE_SETTINGS: u16 = 4;
+/// Control frame type: a ping, echoed back.
 pub const TYPE_PING: u16 = 6;
+/// Control frame type: no more streams on this connection.
 pub const TYPE_GOAWAY: u16 = 7;
+/// Control frame type: more headers for a stream.
 pub const TYPE_HEADERS: u16 = 8;
+/// Control frame type: more flow-control window for a stream or (stream 0) the session.
 pub const TYPE_WINDOW_UPDATE: u16 = 9;
 
-/// RST_STREAM status codes used here.
+/// RST_STREAM status: the peer broke the protocol (a bad stream id, a duplicate stream).
 pub const RST_PROTOCOL_ERROR: u32 = 1;
+/// RST_STREAM status: the stream is no longer wanted (nobody takes it, or its handler gave up).
 pub const RST_CANCEL: u32 = 5;
+/// RST_STREAM status: the peer sent more than the window allowed.
 pub const RST_FLOW_CONTROL_ERROR: u32 = 7;
 
 /// SETTINGS id of the initial window size.
@@ -95,30 +107,108 @@ pub fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
 /// One SPDY frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
-    SynStream { stream_id: u32, associated_to: u32, priority: u8, flags: u8, headers: Headers },
-    SynReply { stream_id: u32, flags: u8, headers: Headers },
-    RstStream { stream_id: u32, status: u32 },
-    /// (flags, id, value) entries.
-    Settings { flags: u8, entries: Vec<(u8, u32, u32)> },
-    Ping { id: u32 },
-    GoAway { last_good_stream_id: u32, status: u32 },
-    Headers { stream_id: u32, flags: u8, headers: Headers },
-    WindowUpdate { stream_id: u32, delta: u32 },
-    Data { stream_id: u32, flags: u8, data: Bytes },
+    /// SYN_STREAM: the peer opens a stream.
+    SynStream {
+        /// The stream, 31 bits (odd: opened by the client).
+        stream_id: u32,
+        /// The stream it belongs to (server push; 0 here).
+        associated_to: u32,
+        /// 0 (highest) to 7.
+        priority: u8,
+        /// [`FLAG_FIN`] (and on SYN_STREAM [`FLAG_UNIDIRECTIONAL`]).
+        flags: u8,
+        /// The decompressed header block.
+        headers: Headers,
+    },
+    /// SYN_REPLY: the stream is accepted.
+    SynReply {
+        /// The stream.
+        stream_id: u32,
+        /// [`FLAG_FIN`] (and on SYN_STREAM [`FLAG_UNIDIRECTIONAL`]).
+        flags: u8,
+        /// The decompressed header block.
+        headers: Headers,
+    },
+    /// RST_STREAM: the stream is aborted.
+    RstStream {
+        /// The stream.
+        stream_id: u32,
+        /// Why: `RST_*`.
+        status: u32,
+    },
+    /// SETTINGS: connection parameters.
+    Settings {
+        /// The frame's flags (CLEAR_SETTINGS).
+        flags: u8,
+        /// (flags, id, value) entries; id [`SETTINGS_INITIAL_WINDOW_SIZE`] is the one acted on.
+        entries: Vec<(u8, u32, u32)>,
+    },
+    /// PING, which the receiver echoes.
+    Ping {
+        /// The ping's id.
+        id: u32,
+    },
+    /// GOAWAY: no stream after `last_good_stream_id` will be handled.
+    GoAway {
+        /// The last stream the sender accepted.
+        last_good_stream_id: u32,
+        /// 0 OK, 1 protocol error, 2 internal error.
+        status: u32,
+    },
+    /// HEADERS: more headers for an open stream.
+    Headers {
+        /// The stream.
+        stream_id: u32,
+        /// [`FLAG_FIN`] (and on SYN_STREAM [`FLAG_UNIDIRECTIONAL`]).
+        flags: u8,
+        /// The decompressed header block.
+        headers: Headers,
+    },
+    /// WINDOW_UPDATE: the receiver took `delta` more bytes.
+    WindowUpdate {
+        /// The stream, or 0 for the whole session.
+        stream_id: u32,
+        /// Bytes added to the sender's window.
+        delta: u32,
+    },
+    /// A DATA frame.
+    Data {
+        /// The stream.
+        stream_id: u32,
+        /// [`FLAG_FIN`] on the last one.
+        flags: u8,
+        /// The payload (empty with FIN alone).
+        data: Bytes,
+    },
     /// A control frame of a type this codec does not know (ignored, as the spec asks).
-    Unknown { frame_type: u16 },
+    Unknown {
+        /// Its type field.
+        frame_type: u16,
+    },
 }
 
+/// Why a frame could not be encoded or decoded. A session that reads a bad frame sends GOAWAY (protocol error)
+/// and closes the connection.
 #[derive(Debug, thiserror::Error)]
 pub enum SpdyError {
+    /// A control frame of a version other than 3.
     #[error("spdy: unsupported protocol version {0} in a control frame (only 3 is spoken)")]
     Version(u16),
+    /// A control frame shorter than its type's fixed fields.
     #[error("spdy: {what} frame is {len} bytes, too short")]
-    Short { what: &'static str, len: usize },
+    Short {
+        /// The frame type.
+        what: &'static str,
+        /// Its length, bytes.
+        len: usize,
+    },
+    /// A frame read, or a DATA payload to send, of 16 MiB (the 24-bit length field's limit) or more.
     #[error("spdy: frame of {0} bytes is larger than allowed")]
     TooLarge(usize),
+    /// A header block that does not (de)compress or does not parse.
     #[error("spdy: header block: {0}")]
     HeaderBlock(String),
+    /// Reading or writing the connection failed.
     #[error("spdy: connection: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -137,6 +227,7 @@ impl Default for Codec {
 }
 
 impl Codec {
+    /// A codec for a new connection: both zlib contexts fresh, primed with [`dictionary`].
     pub fn new() -> Codec {
         let dict = dictionary();
         let mut compress = Compress::new(Compression::default(), true);
@@ -407,6 +498,7 @@ pub struct StreamWriter {
 }
 
 impl StreamWriter {
+    /// The stream's id.
     pub fn id(&self) -> u32 {
         self.id
     }
@@ -462,10 +554,13 @@ fn gone() -> std::io::Error {
 
 /// A stream the client opened: its headers, the data it sends (ends at FIN or RST), and a writer.
 pub struct Stream {
+    /// The stream's id (odd).
     pub id: u32,
+    /// Its SYN_STREAM headers (`streamtype`, `port`, `requestid`...).
     pub headers: Headers,
     data: mpsc::Receiver<Bytes>,
     out: mpsc::Sender<Frame>,
+    /// Writes to the peer on this stream.
     pub writer: StreamWriter,
 }
 
@@ -491,6 +586,7 @@ impl Stream {
 /// The server side of a SPDY connection: streams opened by the client arrive on `incoming`; dropping the
 /// session (and every stream writer) ends the connection with a GOAWAY.
 pub struct Session {
+    /// The streams the client opens, each already answered with SYN_REPLY.
     pub incoming: mpsc::Receiver<Stream>,
     out: mpsc::Sender<Frame>,
 }

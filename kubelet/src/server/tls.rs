@@ -24,7 +24,9 @@ pub use crate::node::certs::serving::ServingCert;
 /// chain to (PEM).
 #[derive(Clone, Debug)]
 pub struct ApiTls {
+    /// The serving certificate and key, read at each handshake (the serving certificate rotation replaces them).
     pub serving: Arc<ServingCert>,
+    /// The cluster CA, PEM: client certificates must chain to it.
     pub client_ca_pem: String,
 }
 
@@ -37,12 +39,19 @@ impl ApiTls {
     }
 }
 
+/// Why the kubelet API's TLS could not be set up; the kubelet fails to start with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiTlsError {
+    /// A PEM input does not parse.
     #[error("kubelet API TLS: {what} is not valid PEM")]
-    Pem { what: &'static str },
+    Pem {
+        /// Which input (`the client CA`).
+        what: &'static str,
+    },
+    /// The serving certificate or key is invalid, or they do not match.
     #[error("kubelet API TLS: the serving certificate: {0}")]
     Serving(#[source] crate::node::certs::CertError),
+    /// rustls refused the CA or the configuration.
     #[error("kubelet API TLS: {0}")]
     Config(String),
 }
