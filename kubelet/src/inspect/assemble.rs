@@ -37,13 +37,21 @@ pub fn label_namespaces(own: &BTreeMap<String, u64>, sandbox: Option<&BTreeMap<S
 /// One line of `/proc/<pid>/mountinfo`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MountInfo {
+    /// Field 1: the mount's id.
     pub mount_id: u64,
+    /// Field 3: `major:minor` of the filesystem's device.
     pub device: String,
+    /// Field 4: the path within the filesystem that is mounted here.
     pub root: String,
+    /// Field 5: where it is mounted, relative to the process's root.
     pub mount_point: String,
+    /// Field 6: the mount's options (`rw,nosuid,...`).
     pub options: String,
+    /// The filesystem type, after the `-` separator.
     pub fs_type: String,
+    /// The mount source, after the filesystem type.
     pub source: String,
+    /// The superblock's options, last.
     pub super_options: String,
 }
 
@@ -279,14 +287,14 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-/// The rules of the proxy table (`nft -j list table ip <table>`) that lead to `pod_ip`: each chain with a rule
+/// The rules of a proxy table (`nft -j list table ip <table>`, one shard) that lead to `pod_ip`: each chain with a rule
 /// that DNATs to the pod, the chains that reach it, and the map elements (service IPs, NodePorts) that start
 /// the way.
 pub fn service_rules(nft: &Value, pod_ip: &str) -> Vec<EndpointRules> {
     let items = nft["nftables"].as_array().cloned().unwrap_or_default();
     // chain → chains its rules lead to; and the chains that DNAT to the pod
     let mut edges: Vec<(String, String)> = Vec::new();
-    let mut endpoints: BTreeMap<String, String> = BTreeMap::new();
+    let mut endpoints: BTreeMap<String, (String, String)> = BTreeMap::new(); // chain → (endpoint, table)
     let mut elements: Vec<(String, String, String)> = Vec::new(); // (map, key, target chain)
     for it in &items {
         if let Some(rule) = it.get("rule") {
@@ -298,7 +306,8 @@ pub fn service_rules(nft: &Value, pod_ip: &str) -> Vec<EndpointRules> {
                 if let Some(d) = e.get("dnat") {
                     if d["addr"].as_str() == Some(pod_ip) {
                         let port = d.get("port").map(scalar).map(|p| format!(":{p}")).unwrap_or_default();
-                        endpoints.insert(chain.clone(), format!("{pod_ip}{port}"));
+                        let table = rule["table"].as_str().unwrap_or_default().to_string();
+                        endpoints.insert(chain.clone(), (format!("{pod_ip}{port}"), table));
                     }
                 }
             }
@@ -321,7 +330,7 @@ pub fn service_rules(nft: &Value, pod_ip: &str) -> Vec<EndpointRules> {
     }
     endpoints
         .into_iter()
-        .map(|(ep_chain, endpoint)| {
+        .map(|(ep_chain, (endpoint, table))| {
             // breadth-first back along the edges, nearest first
             let mut via: Vec<String> = Vec::new();
             let mut seen: BTreeSet<String> = BTreeSet::from([ep_chain.clone()]);
@@ -361,6 +370,7 @@ pub fn service_rules(nft: &Value, pod_ip: &str) -> Vec<EndpointRules> {
                 service: format!("{ns}/{name}"),
                 port: port.to_string(),
                 endpoint,
+                table,
                 endpoint_chain: ep_chain,
                 via_chains: via,
                 service_ips,
@@ -493,6 +503,7 @@ mod tests {
         assert_eq!(e.service, "default/web");
         assert_eq!(e.port, "tcp/80");
         assert_eq!(e.endpoint, "10.244.21.5:8080");
+        assert_eq!(e.table, "rkube-proxy");
         assert_eq!(e.endpoint_chain, "ep-default/web/tcp/80__10.244.21.5/8080");
         assert_eq!(e.via_chains, vec!["svc-default/web/tcp/80", "ext-default/web/tcp/80"]);
         assert_eq!(e.service_ips, vec!["10.96.0.20:80/tcp", "192.168.50.1:80/tcp"]);

@@ -15,42 +15,121 @@ use super::schema::{NodeInspection, PodInspection, ServiceInspection, API_VERSIO
 /// How long the kubelet (through the node proxy) may take before the node is called unreachable.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Why `rkube inspect` (or the dashboard) could not get an inspection: each says what failed, on what, and
+/// what to do. `pod`, `service`: `namespace/name`; `node`: the node's name; `message`: what the node proxy or the
+/// kubelet said.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectClientError {
+    /// The API has no such pod.
     #[error("pod {pod} not found (kubectl get pods -n {ns} lists the pods there)")]
-    PodNotFound { pod: String, ns: String },
+    PodNotFound {
+        /// The pod.
+        pod: String,
+        /// Its namespace.
+        ns: String,
+    },
+    /// The pod has no node yet.
     #[error("pod {pod} is {phase} and not scheduled to a node yet: there is nothing to inspect until it starts (kubectl describe pod shows why)")]
-    NotScheduled { pod: String, phase: String },
+    NotScheduled {
+        /// The pod.
+        pod: String,
+        /// Its `status.phase` (`Pending` when it has none).
+        phase: String,
+    },
+    /// The kubelet has the pod but no sandbox process for it (409).
     #[error("pod {pod} has not started on node {node} yet: {message}")]
-    NotStarted { pod: String, node: String, message: String },
+    NotStarted {
+        /// The pod.
+        pod: String,
+        /// Its node.
+        node: String,
+        /// The kubelet's words.
+        message: String,
+    },
+    /// The node proxy could not reach the kubelet, or it did not answer within [`FETCH_TIMEOUT`].
     #[error("node {node} of pod {pod} is unreachable: {message}")]
-    NodeUnreachable { pod: String, node: String, message: String },
+    NodeUnreachable {
+        /// The pod.
+        pod: String,
+        /// Its node.
+        node: String,
+        /// The node proxy's error, or the timeout.
+        message: String,
+    },
+    /// The kubelet answered the pod's inspection with an error.
     #[error("inspect pod {pod} on node {node}: {message}")]
-    Kubelet { pod: String, node: String, message: String },
+    Kubelet {
+        /// The pod.
+        pod: String,
+        /// Its node.
+        node: String,
+        /// The kubelet's answer.
+        message: String,
+    },
+    /// Reading the pod from the API failed.
     #[error("read pod {pod}: {source}")]
     Api {
+        /// The pod.
         pod: String,
+        /// The API client's error.
         #[source]
         source: kube::Error,
     },
+    /// The kubelet's answer is not a pod inspection of this version.
     #[error("inspect pod {pod} on node {node}: the kubelet answered something that is not a {POD_KIND} {API_VERSION}: {message}")]
-    BadAnswer { pod: String, node: String, message: String },
+    BadAnswer {
+        /// The pod.
+        pod: String,
+        /// Its node.
+        node: String,
+        /// Why it could not be read.
+        message: String,
+    },
+    /// The API has no such node.
     #[error("node {node} not found (kubectl get nodes lists the nodes)")]
-    NodeNotFound { node: String },
+    NodeNotFound {
+        /// The node named.
+        node: String,
+    },
+    /// No node was named and the cluster has more than one.
     #[error("{count} nodes in the cluster: name one (rkube inspect node NAME; kubectl get nodes lists them)")]
-    WhichNode { count: usize },
+    WhichNode {
+        /// How many nodes there are.
+        count: usize,
+    },
+    /// The API has no such Service.
     #[error("service {service} not found (kubectl get services -n {ns} lists the services there)")]
-    ServiceNotFound { service: String, ns: String },
+    ServiceNotFound {
+        /// The Service.
+        service: String,
+        /// Its namespace.
+        ns: String,
+    },
+    /// No node was named and none is Ready to read the Service's proxy rules on.
     #[error("no Ready node to read service {service}'s proxy rules on: name one with --node")]
-    NoReadyNode { service: String },
+    NoReadyNode {
+        /// The Service.
+        service: String,
+    },
+    /// Reading a node or a Service from the API failed.
     #[error("inspect {what}: {source}")]
     ApiOf {
+        /// `node <name>` or `service <ns/name>`.
         what: String,
+        /// The API client's error.
         #[source]
         source: kube::Error,
     },
+    /// The node's or the Service's inspection could not be fetched from the kubelet, or was not one.
     #[error("inspect {what} on node {node}: {message}")]
-    Fetch { what: String, node: String, message: String },
+    Fetch {
+        /// `node <name>` or `service <ns/name>`.
+        what: String,
+        /// The node asked.
+        node: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// The path of the kubelet endpoint through the apiserver's node proxy.
@@ -179,8 +258,11 @@ pub async fn fetch_service(client: &kube::Client, ns: &str, name: &str, node: Op
 /// Output formats of `rkube inspect`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// The tree for people ([`super::render`]).
     Tree,
+    /// The document as JSON.
     Json,
+    /// The document as YAML.
     Yaml,
 }
 

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use super::assemble;
-use super::schema::{self, Container, Network, PodInspection, PodRef, Sandbox, ServiceRules};
+use super::schema::{self, Container, Network, PodInspection, PodRef, Sandbox};
 use super::InspectError;
 use crate::pod::worker::{ContainerRecord, SandboxRecord};
 use crate::runtime_client::RuntimeClient;
@@ -18,11 +18,13 @@ use crate::runtime_client::RuntimeClient;
 /// What the inspection reads on this node.
 #[derive(Clone, Debug)]
 pub struct InspectEnv {
+    /// This node's name, as the errors say it.
     pub node_name: String,
     /// `<kubelet root>/pods`: `<uid>/{pod.json,sandbox.json,hosts,resolv.conf,containers/<name>/...}`.
     pub pods_dir: PathBuf,
     /// The runtime the kubelet runs containers with (for cgroup limits and usage).
     pub runtime_bin: PathBuf,
+    /// The runtime's state directory (its `--root`).
     pub runtime_root: PathBuf,
     /// The service proxy's nftables table, when this kubelet runs the proxy.
     pub proxy_table: Option<String>,
@@ -32,12 +34,14 @@ pub struct InspectEnv {
     pub cgroup_root: String,
     /// The default pod network's bridge, when the kubelet runs one.
     pub bridge: Option<String>,
-    /// The cluster DNS address pods are given, and the link the kubelet puts it on when it serves DNS itself.
+    /// The cluster DNS address pods are given.
     pub cluster_dns: Option<String>,
+    /// The link the kubelet puts `cluster_dns` on, when it serves DNS itself.
     pub dns_link: Option<String>,
 }
 
 impl InspectEnv {
+    /// What a kubelet started with `cfg` reads (its root, runtime, proxy table, cgroup root, bridge and DNS).
     pub fn from_config(cfg: &crate::config::KubeletConfig) -> InspectEnv {
         InspectEnv {
             node_name: cfg.node_name.clone(),
@@ -155,15 +159,8 @@ pub fn inspect_pod(env: &InspectEnv, ns: &str, name: &str) -> Result<PodInspecti
     let containers = names.iter().filter_map(|c| container(env, &runtime, &dir, &spec, c, &sandbox_ns, &host_ns)).collect();
     let pod_ip = sandbox_rec.ip.clone().or_else(|| pod.pointer("/status/podIP").and_then(Value::as_str).map(str::to_string));
     let network = network(&dir, &sandbox_rec, pod_ip.as_deref());
-    let service_rules = ServiceRules {
-        table: env.proxy_table.clone(),
-        endpoints: match (&env.proxy_table, &pod_ip) {
-            (Some(t), Some(ip)) if !sandbox_rec.host_network => {
-                json_of("nft", &["-j", "list", "table", "ip", t]).map(|v| assemble::service_rules(&v, ip)).unwrap_or_default()
-            }
-            _ => Vec::new(),
-        },
-    };
+    let own_ip = pod_ip.as_deref().filter(|_| !sandbox_rec.host_network);
+    let service_rules = super::node::pod_service_rules(env.proxy_table.as_deref(), own_ip, &super::node::nft_command);
     let qos_class = pod
         .pointer("/status/qosClass")
         .and_then(Value::as_str)

@@ -30,12 +30,28 @@ pub use schema::{NodeInspection, PodInspection, ServiceInspection};
 /// Why a pod cannot be inspected on this node.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
+    /// This kubelet has no record of the pod.
     #[error("pod {pod} is not running on node {node}")]
-    PodNotHere { pod: String, node: String },
+    PodNotHere {
+        /// `namespace/name`.
+        pod: String,
+        /// This node.
+        node: String,
+    },
+    /// The pod is here but its sandbox has not been made yet.
     #[error("pod {pod} has no sandbox yet: it has not started on this node")]
-    NoSandbox { pod: String },
+    NoSandbox {
+        /// `namespace/name`.
+        pod: String,
+    },
+    /// The sandbox record names a process that has exited.
     #[error("pod {pod}: its sandbox process {pid} is gone")]
-    SandboxGone { pod: String, pid: i32 },
+    SandboxGone {
+        /// `namespace/name`.
+        pod: String,
+        /// The sandbox's PID as recorded.
+        pid: i32,
+    },
 }
 
 impl InspectError {

@@ -1,5 +1,5 @@
 //! The acting half of the node and service views: `ip -j` for the bridge, the host-gw routes and the DNS link,
-//! `nft -j` for the proxy table, the pods' records for the pod list, and the runtime (through
+//! `nft -j` for the proxy's tables (all its shard tables: [`read_proxy_tables`]), the pods' records for the pod list, and the runtime (through
 //! [`RuntimeClient`]) for the QoS and pod cgroups' memory and CPU. The parsing is [`super::assemble`]'s and
 //! [`super::proxy_table`]'s; a fact that cannot be read is left empty.
 
@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::gather::{json_of, read_json, InspectEnv};
-use super::schema::{self, Dns, NodeInspection, NodePod, NodeRef, QosCgroup, QosTree, ServiceInspection, ServiceRef};
+use super::schema::{self, Dns, NodeInspection, NodePod, NodeRef, QosCgroup, QosTree, ServiceInspection, ServiceRef, ServiceRules};
 use super::{assemble, proxy_table};
 use crate::container::qos;
 use crate::node::routes::RT_PROTO;
@@ -36,10 +36,7 @@ pub fn inspect_node(env: &InspectEnv) -> NodeInspection {
         bridge: env.bridge.as_deref().and_then(link),
         pod_routes: json_of("ip", &["-j", "-4", "route", "show", "proto", RT_PROTO]).map(|v| assemble::routes_of(&v)).unwrap_or_default(),
         proxy: match &env.proxy_table {
-            Some(t) => json_of("nft", &["-j", "list", "table", "ip", t]).map(|v| proxy_table::summary(t, &v)).unwrap_or_else(|| schema::ProxySummary {
-                table: Some(t.clone()),
-                ..Default::default()
-            }),
+            Some(t) => proxy_table::summary_of(t, &read_proxy_tables(t, &nft_command)),
             None => Default::default(),
         },
         dns: Dns {
@@ -116,17 +113,193 @@ fn node_pod(env: &InspectEnv, runtime: &dyn RuntimeClient, root: &str, dir: &Pat
 
 /// Service `ns/name` as this node's proxy table has it (the API's fields are the client's to fill in).
 pub fn inspect_service(env: &InspectEnv, ns: &str, name: &str) -> ServiceInspection {
+    inspect_service_with(env, ns, name, &nft_command)
+}
+
+/// [`inspect_service`] reading nftables through `nft`: `table` is the proxy's table that holds the Service's
+/// chains, looked for in [`proxy_table::search_order`] (one table read for most Services); the proxy's own
+/// table, with no ports, when no table has them.
+pub fn inspect_service_with(env: &InspectEnv, ns: &str, name: &str, nft: Nft<'_>) -> ServiceInspection {
+    let (table, ports) = match &env.proxy_table {
+        Some(t) => {
+            let tables = nft(&["-j", "list", "tables"]).map(|l| proxy_table::shard_tables(t, &l)).unwrap_or_default();
+            proxy_table::search_order(&tables, ns, name)
+                .into_iter()
+                .find_map(|shard| {
+                    let ports = proxy_table::service_ports(&nft(&["-j", "list", "table", "ip", shard])?, ns, name);
+                    (!ports.is_empty()).then(|| (Some(shard.to_string()), ports))
+                })
+                .unwrap_or_else(|| (Some(t.clone()), Vec::new()))
+        }
+        None => (None, Vec::new()),
+    };
     ServiceInspection {
         api_version: schema::API_VERSION.into(),
         kind: schema::SERVICE_KIND.into(),
         metadata: ServiceRef { namespace: ns.into(), name: name.into(), node: env.node_name.clone() },
-        table: env.proxy_table.clone(),
-        ports: env
-            .proxy_table
-            .as_ref()
-            .and_then(|t| json_of("nft", &["-j", "list", "table", "ip", t]))
-            .map(|v| proxy_table::service_ports(&v, ns, name))
-            .unwrap_or_default(),
+        table,
+        ports,
         ..Default::default()
+    }
+}
+
+/// How the proxy's tables are read: `nft` run with these arguments (`-j list ...`), its output parsed as JSON;
+/// None when it fails. [`nft_command`] on a node, a fake listing in tests.
+pub type Nft<'a> = &'a dyn Fn(&[&str]) -> Option<Value>;
+
+/// The [`Nft`] of a node: the `nft` command.
+pub fn nft_command(args: &[&str]) -> Option<Value> {
+    json_of("nft", args)
+}
+
+/// The proxy's tables on this node with their listings (`nft -j list table ip <t>`), shard 0 (`table`) first:
+/// every shard table there is ([`proxy_table::shard_tables`]). Empty when `table` is not there.
+pub fn read_proxy_tables(table: &str, nft: Nft<'_>) -> Vec<(String, Value)> {
+    let names = nft(&["-j", "list", "tables"]).map(|l| proxy_table::shard_tables(table, &l)).unwrap_or_default();
+    names.into_iter().filter_map(|t| nft(&["-j", "list", "table", "ip", &t]).map(|v| (t, v))).collect()
+}
+
+/// The proxy rules that lead to a pod at `pod_ip` (None: no IP, or the host's network): those of every shard
+/// table of the proxy's `table` (None: this kubelet runs no proxy), since any Service may select the pod.
+pub fn pod_service_rules(table: Option<&str>, pod_ip: Option<&str>, nft: Nft<'_>) -> ServiceRules {
+    let endpoints = match (table, pod_ip) {
+        (Some(t), Some(ip)) => read_proxy_tables(t, nft).iter().flat_map(|(_, v)| assemble::service_rules(v, ip)).collect(),
+        _ => Vec::new(),
+    };
+    ServiceRules { table: table.map(str::to_string), endpoints }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::service_proxy::shard::{shard_of, table_name};
+
+    const TABLE: &str = "rkube-proxy";
+
+    /// The fixture table (`default/web` and `default/<other>`) spread over two shard tables as the proxy places
+    /// Services: `web` in its hash's table ([`shard_of`]), `<other>` (renamed from `other` so that its hash
+    /// picks the same table) in the other one, as when its hash's table was full when it came. Each table has
+    /// its Service's chains, rules and map elements, and the entry chains. Returns `<other>` and the tables.
+    fn two_shards() -> (String, BTreeMap<String, Value>) {
+        let web = shard_of("default", "web", 2);
+        let other = (0..).map(|i| format!("other-{i}")).find(|n| shard_of("default", n, 2) == web).expect("a name with web's hash shard");
+        let text = include_str!("fixtures/nft-table.json").replace("default/other/", &format!("default/{other}/"));
+        let fixture: Value = serde_json::from_str(&text).expect("fixture");
+        let shard_of_text = |t: &str| {
+            if t.contains("default/web/") {
+                Some(web)
+            } else if t.contains(&format!("default/{other}/")) {
+                Some(1 - web)
+            } else {
+                None
+            }
+        };
+        let mut tables = BTreeMap::new();
+        for shard in 0..2 {
+            let name = table_name(TABLE, shard);
+            let mut out = Vec::new();
+            for it in fixture["nftables"].as_array().expect("items") {
+                let mut it = it.clone();
+                if let Some(t) = it.get_mut("table").filter(|t| t.is_object()) {
+                    t["name"] = json!(name);
+                } else if let Some(m) = it.get_mut("map") {
+                    m["table"] = json!(name);
+                    if let Some(elems) = m.get_mut("elem").and_then(Value::as_array_mut) {
+                        elems.retain(|e| shard_of_text(&e.to_string()) == Some(shard));
+                    }
+                } else if let Some(kind) = ["chain", "rule"].into_iter().find(|k| it.get(*k).is_some()) {
+                    let o = &mut it[kind];
+                    o["table"] = json!(name);
+                    if shard_of_text(&o.to_string()).is_some_and(|s| s != shard) {
+                        continue;
+                    }
+                }
+                out.push(it);
+            }
+            tables.insert(name, json!({ "nftables": out }));
+        }
+        (other, tables)
+    }
+
+    /// `nft -j list tables` and `nft -j list table ip <t>` over `tables`, beside an `inet` table named as a shard
+    /// (not the proxy's: its tables are `ip`).
+    fn fake_nft(tables: &BTreeMap<String, Value>) -> impl Fn(&[&str]) -> Option<Value> + '_ {
+        move |args: &[&str]| match args {
+            ["-j", "list", "tables"] => {
+                let mut listed: Vec<Value> = tables.keys().map(|n| json!({"table": {"family": "ip", "name": n, "handle": 1}})).collect();
+                listed.push(json!({"table": {"family": "inet", "name": table_name(TABLE, 2), "handle": 2}}));
+                Some(json!({ "nftables": listed }))
+            }
+            ["-j", "list", "table", "ip", t] => tables.get(*t).cloned(),
+            _ => None,
+        }
+    }
+
+    fn env() -> InspectEnv {
+        InspectEnv {
+            node_name: "n1".into(),
+            pods_dir: "/nonexistent/pods".into(),
+            runtime_bin: "/bin/false".into(),
+            runtime_root: "/nonexistent/rt".into(),
+            proxy_table: Some(TABLE.into()),
+            proc_root: "/nonexistent/proc".into(),
+            cgroup_root: "kubepods".into(),
+            bridge: None,
+            cluster_dns: None,
+            dns_link: None,
+        }
+    }
+
+    #[test]
+    fn services_in_every_shard_table_are_found_and_counted() {
+        let (other, tables) = two_shards();
+        let nft = fake_nft(&tables);
+        let one_table: Value = serde_json::from_str(&include_str!("fixtures/nft-table.json").replace("default/other/", &format!("default/{other}/"))).expect("fixture");
+
+        // the node summary: both shards read, every Service counted
+        let read = read_proxy_tables(TABLE, &nft);
+        assert_eq!(read.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), ["rkube-proxy", "rkube-proxy-1"]);
+        let sum = proxy_table::summary_of(TABLE, &read);
+        let whole = proxy_table::summary(TABLE, &one_table);
+        assert_eq!(sum.table.as_deref(), Some(TABLE));
+        assert_eq!(sum.tables, ["rkube-proxy", "rkube-proxy-1"]);
+        assert_eq!(
+            (sum.service_ports, sum.endpoints, sum.service_ips, sum.node_ports),
+            (whole.service_ports, whole.endpoints, whole.service_ips, whole.node_ports),
+            "{sum:?}"
+        );
+
+        // each Service found in the shard table that holds it, with what one table would have shown of it
+        let web_shard = shard_of("default", "web", 2);
+        for (name, shard) in [("web", web_shard), (other.as_str(), 1 - web_shard)] {
+            let s = inspect_service_with(&env(), "default", name, &nft);
+            assert_eq!(s.table, Some(table_name(TABLE, shard)), "{name}");
+            assert!(!s.ports.is_empty(), "{name}: no ports found");
+            assert_eq!(s.ports, proxy_table::service_ports(&one_table, "default", name), "{name}");
+        }
+
+        // a pod's rules come from whichever shard holds the Service that selects it
+        for (ip, name, shard) in [("10.244.21.5", "web", web_shard), ("10.244.21.7", other.as_str(), 1 - web_shard)] {
+            let r = pod_service_rules(Some(TABLE), Some(ip), &nft);
+            assert_eq!(r.endpoints.len(), 1, "{ip}: {r:?}");
+            assert_eq!(r.endpoints[0].service, format!("default/{name}"));
+            assert_eq!(r.endpoints[0].table, table_name(TABLE, shard));
+        }
+        assert!(pod_service_rules(Some(TABLE), None, &nft).endpoints.is_empty(), "no IP of its own: no rules");
+    }
+
+    #[test]
+    fn without_the_proxy_table_nothing_is_read_or_counted() {
+        let none = |_: &[&str]| -> Option<Value> { None };
+        let sum = proxy_table::summary_of(TABLE, &read_proxy_tables(TABLE, &none));
+        assert_eq!((sum.table.as_deref(), sum.tables.len(), sum.chains), (Some(TABLE), 0, 0));
+        let s = inspect_service_with(&env(), "default", "web", &none);
+        assert_eq!((s.table.as_deref(), s.ports.len()), (Some(TABLE), 0));
+        let no_proxy = InspectEnv { proxy_table: None, ..env() };
+        assert_eq!(inspect_service_with(&no_proxy, "default", "web", &none).table, None);
     }
 }

@@ -2,12 +2,60 @@
 //! table in numbers, and one Service's chains per port with what leads to them and the endpoints they pick. Pure:
 //! the chain names are the proxy's (`kubelet/src/service_proxy/nft.rs`: `svc-`, `ext-`, `local-<ns>/<name>/<proto>/<port>`
 //! and `ep-<that>__<ip>/<port>`), the unit tests feed a captured table.
+//!
+//! With more than a table's worth of Services the proxy spreads them over shard tables (`<table>-1`, ...,
+//! [`crate::service_proxy::shard`]): [`shard_tables`] finds them, [`search_order`] says where to look for a
+//! Service first (its hash's table, by the proxy's own rule), and [`summary_of`] counts them all.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::schema::{EndpointPick, ProxySummary, ServicePortRules};
+use crate::service_proxy::shard::{shard_of, table_name, MAX_SHARDS};
+
+/// The proxy's tables on the node in shard order, from `nft -j list tables`: `table` (shard 0) and the shard
+/// tables the proxy names after it ([`table_name`]) that are there. Empty when none is (no proxy, or not synced
+/// yet).
+pub fn shard_tables(table: &str, listing: &Value) -> Vec<String> {
+    let present: Vec<&str> = items(listing)
+        .iter()
+        .filter_map(|it| it.get("table"))
+        .filter(|t| t["family"].as_str() == Some("ip"))
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    (0..MAX_SHARDS).map(|shard| table_name(table, shard)).filter(|t| present.contains(&t.as_str())).collect()
+}
+
+/// Where to look for Service `ns/name`'s chains among the proxy's `tables` ([`shard_tables`]): first the table
+/// its hash puts it in ([`shard_of`] over the tables there, the proxy's rule for most Services), then the others
+/// in shard order. The proxy places a Service that comes when its hash's table is full in another one and
+/// keeps it there (`service_proxy::shard`), which only the proxy's memory knows: so a Service
+/// not in its hash's table is looked for in every other.
+pub fn search_order<'t>(tables: &'t [String], ns: &str, name: &str) -> Vec<&'t str> {
+    let Ok(count) = u32::try_from(tables.len()) else { return Vec::new() };
+    let home = shard_of(ns, name, count) as usize;
+    let mut order: Vec<&str> = tables.get(home).map(String::as_str).into_iter().collect();
+    order.extend(tables.iter().enumerate().filter(|(i, _)| *i != home).map(|(_, t)| t.as_str()));
+    order
+}
+
+/// Every shard table counted and added up ([`summary`] of each): `table` is the proxy's table, `tables` the
+/// ones read (`shards`: name and `nft -j list table` listing, shard 0 first).
+pub fn summary_of(table: &str, shards: &[(String, Value)]) -> ProxySummary {
+    let mut all = ProxySummary { table: Some(table.to_string()), ..Default::default() };
+    for (name, listing) in shards {
+        let s = summary(name, listing);
+        all.tables.push(name.clone());
+        all.chains += s.chains;
+        all.rules += s.rules;
+        all.service_ports += s.service_ports;
+        all.endpoints += s.endpoints;
+        all.service_ips += s.service_ips;
+        all.node_ports += s.node_ports;
+    }
+    all
+}
 
 fn items(nft: &Value) -> &[Value] {
     nft["nftables"].as_array().map(Vec::as_slice).unwrap_or_default()
@@ -20,9 +68,9 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-/// The table counted: chains, rules, service port (`svc-`) and endpoint (`ep-`) chains, map elements.
+/// One table counted: chains, rules, service port (`svc-`) and endpoint (`ep-`) chains, map elements.
 pub fn summary(table: &str, nft: &Value) -> ProxySummary {
-    let mut s = ProxySummary { table: Some(table.to_string()), ..Default::default() };
+    let mut s = ProxySummary { table: Some(table.to_string()), tables: vec![table.to_string()], ..Default::default() };
     for it in items(nft) {
         if let Some(c) = it.get("chain") {
             s.chains += 1;
@@ -151,7 +199,16 @@ mod tests {
         let s = summary("rkube-proxy", &fixture());
         assert_eq!(
             s,
-            ProxySummary { table: Some("rkube-proxy".into()), chains: 8, rules: 11, service_ports: 2, endpoints: 3, service_ips: 3, node_ports: 1 }
+            ProxySummary {
+                table: Some("rkube-proxy".into()),
+                tables: vec!["rkube-proxy".into()],
+                chains: 8,
+                rules: 11,
+                service_ports: 2,
+                endpoints: 3,
+                service_ips: 3,
+                node_ports: 1
+            }
         );
         assert_eq!(summary("t", &serde_json::json!({})).chains, 0);
     }

@@ -184,7 +184,9 @@ pub fn tree(p: &PodInspection, color: bool) -> String {
         .endpoints
         .iter()
         .map(|e| {
-            let mut k = vec![leaf(format!("chain {}", e.endpoint_chain))];
+            // a shard table other than the proxy's own is named: `nft list chain ip <table> <chain>` needs it
+            let shard = Some(&e.table).filter(|t| !t.is_empty() && p.service_rules.table.as_ref() != Some(*t));
+            let mut k = vec![leaf(format!("chain {}{}", e.endpoint_chain, shard.map(|t| format!(" (table ip {t})")).unwrap_or_default()))];
             k.extend(e.via_chains.iter().map(|c| leaf(format!("from chain {c}"))));
             k.extend(e.service_ips.iter().map(|i| leaf(format!("from {i}"))));
             k.extend(e.node_ports.iter().map(|i| leaf(format!("from NodePort {i}"))));
@@ -228,9 +230,15 @@ pub fn node_tree(n: &NodeInspection, color: bool) -> String {
     ));
     top.push(node(st.head("network"), net));
     let p = &n.proxy;
+    // with several shard tables the counts are their sums
+    let shards = match p.tables.as_slice() {
+        [_, one] => format!(" and shard table {one}"),
+        [_, first, .., last] => format!(" and {} shard tables ({first} to {last})", p.tables.len() - 1),
+        _ => String::new(),
+    };
     top.push(leaf(match &p.table {
         Some(t) => format!(
-            "{} table ip {t}: {} chains, {} rules, {} service ports, {} endpoints, {} service IPs, {} NodePorts",
+            "{} table ip {t}{shards}: {} chains, {} rules, {} service ports, {} endpoints, {} service IPs, {} NodePorts",
             st.head("service proxy"),
             p.chains,
             p.rules,
@@ -383,6 +391,7 @@ mod tests {
                     service: "default/web".into(),
                     port: "tcp/80".into(),
                     endpoint: "10.244.21.5:8080".into(),
+                    table: "rkube-proxy".into(),
                     endpoint_chain: "ep-x".into(),
                     via_chains: vec!["svc-x".into()],
                     service_ips: vec!["10.96.0.20:80/tcp".into()],
@@ -442,7 +451,16 @@ mod tests {
             pod_cidr: Some("10.244.1.0/24".into()),
             bridge: Some(Link { name: "rkube0".into(), ifindex: 3, mac: "bb:bb".into(), addresses: vec!["10.244.1.1/24".into()], ..Default::default() }),
             pod_routes: vec![Route { dst: "10.244.2.0/24".into(), gateway: Some("192.168.1.12".into()), dev: Some("eth0".into()), prefsrc: None }],
-            proxy: ProxySummary { table: Some("rkube-proxy".into()), chains: 8, rules: 11, service_ports: 2, endpoints: 3, service_ips: 3, node_ports: 1 },
+            proxy: ProxySummary {
+                table: Some("rkube-proxy".into()),
+                tables: vec!["rkube-proxy".into()],
+                chains: 8,
+                rules: 11,
+                service_ports: 2,
+                endpoints: 3,
+                service_ips: 3,
+                node_ports: 1,
+            },
             dns: Dns { address: Some("10.96.0.10".into()), link: Some("rkube-dns".into()), link_addresses: vec!["10.96.0.10/32".into()] },
             cgroups: QosTree {
                 root: "kubepods".into(),
@@ -477,6 +495,13 @@ mod tests {
             assert!(t.contains(want), "missing {want:?} in\n{t}");
         }
         assert!(!t.contains('\x1b'));
+        // shard tables: named, the counts their sums
+        let mut sharded = n.clone();
+        sharded.proxy.tables = (0..4).map(|i| crate::service_proxy::shard::table_name("rkube-proxy", i)).collect();
+        let t = node_tree(&sharded, false);
+        assert!(t.contains("table ip rkube-proxy and 3 shard tables (rkube-proxy-1 to rkube-proxy-3): 8 chains"), "{t}");
+        sharded.proxy.tables.truncate(2);
+        assert!(node_tree(&sharded, false).contains("table ip rkube-proxy and shard table rkube-proxy-1: 8 chains"));
     }
 
     #[test]

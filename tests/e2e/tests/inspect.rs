@@ -269,6 +269,7 @@ fn inspect_pod_matches_the_kernels_own_view() {
     let ep = &doc["serviceRules"]["endpoints"][0];
     assert_eq!(ep["service"], "default/insp");
     assert_eq!(ep["endpoint"], format!("{pod_ip}:8080").as_str());
+    assert_eq!(ep["table"].as_str(), Some(up.net.proxy_table.as_str()), "one Service: the proxy's own table, no shard");
     let table = Command::new("nft").args(["-j", "list", "table", "ip", &up.net.proxy_table]).output().expect("nft");
     let table: Value = serde_json::from_slice(&table.stdout).expect("nft json");
     let chain = ep["endpointChain"].as_str().expect("chain");
@@ -505,6 +506,7 @@ fn inspect_node_and_service_match_the_kernels_own_view() {
         (routed && got == counts).then_some(d)
     });
     assert_eq!((doc["kind"].as_str(), doc["metadata"]["name"].as_str()), (Some("NodeInspection"), Some(node.as_str())));
+    assert_eq!(doc["proxy"]["tables"], serde_json::json!([up.net.proxy_table]), "a few Services: one table counted");
     let spec_cidr = up.kubectl(&["get", "node", &node, "-o", "jsonpath={.spec.podCIDR}"]).trim().to_string();
     assert_eq!(doc["podCidr"].as_str().unwrap_or_default(), spec_cidr);
     // routes: what `ip route show proto 82` holds for the other node
