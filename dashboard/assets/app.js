@@ -1,7 +1,8 @@
 // rkube dashboard: plain JS, no framework, no build step. The server streams every kind's rows over one
 // EventSource (/api/stream: init, apply, ready, delete, problem per kind); a pod's page fetches its inspection
 // (/api/inspect/pods/NS/NAME, the document of `rkube inspect pod -o json`) and its trace (/api/trace/pods/NS/NAME,
-// `rkube trace pod -o json`'s steps with their words) and draws them; a node's page `rkube inspect node`'s
+// `rkube trace pod -o json`'s steps with their words) and draws them, the trace kept live by a second
+// EventSource (/api/trace/pods/NS/NAME/follow: the steps `rkube trace pod --follow` prints); a node's page `rkube inspect node`'s
 // document (/api/inspect/nodes/NAME), a Service's page `rkube inspect service`'s (/api/inspect/services/NS/NAME).
 // Every value from the cluster goes into the page as text (textContent, SVG text nodes), never as markup.
 "use strict";
@@ -250,6 +251,7 @@ function render(navigated) {
   }
   const main = document.getElementById("main");
   const enc = encodeURIComponent;
+  if (r.view !== "pod") stopFollowing();
   if (!PARENT[r.view]) {
     detail = {};
     main.replaceChildren(...table(r.view).filter((x) => x));
@@ -261,6 +263,7 @@ function render(navigated) {
     const path = enc(r.namespace) + "/" + enc(r.name);
     want("inspect", key, "/api/inspect/pods/" + path, navigated);
     want("trace", key, "/api/trace/pods/" + path, navigated);
+    followTrace(key, path);
     page = podPage(r.namespace, r.name);
   } else if (r.view === "node") {
     want("inspect", key, "/api/inspect/nodes/" + enc(r.name), navigated);
@@ -306,7 +309,8 @@ function podPage(namespace, name) {
   } else {
     out.push(podInspection(v.doc));
   }
-  out.push(el("h3", { text: "Trace: the pod's path through the control plane and its node" }), traceSection(detail.trace));
+  out.push(el("h3", { text: "Trace: the pod's path through the control plane and its node" }), liveStatus(liveTrace),
+    traceSection(detail.trace, liveTrace));
   return out;
 }
 
@@ -326,14 +330,103 @@ function podInspection(d) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// a pod's live trace: the steps `rkube trace pod --follow` hands over, in order, each once (SSE events `trace`,
+// op waiting, started, steps, note, done, problem), kept beside the fetched trace and merged with it when drawn.
+// It ends when the pod is Ready, finished or failed (done), or the follow fails (problem): then the EventSource
+// is closed, or it would reconnect and follow again.
+
+// {key, es, state: connecting | waiting | following | reconnecting | done | ended, traceId, note, end, steps}
+let liveTrace = null;
+
+function followTrace(key, path) {
+  if (liveTrace && liveTrace.key === key) return;
+  stopFollowing();
+  const lt = { key, es: null, state: "connecting", traceId: null, note: null, end: null, steps: [] };
+  const url = "/api/trace/pods/" + path;
+  lt.es = new EventSource(url + "/follow");
+  lt.es.addEventListener("trace", (ev) => {
+    let u;
+    try {
+      u = JSON.parse(ev.data);
+    } catch (e) {
+      u = { op: "note", message: "unreadable trace update: " + e };
+    }
+    if (u.op === "waiting") lt.state = "waiting";
+    else if (u.op === "started") {
+      lt.state = "following";
+      lt.traceId = u.traceId;
+    } else if (u.op === "steps") u.steps.forEach((st, i) => lt.steps.push({ step: st, label: u.labels[i] }));
+    else if (u.op === "note") lt.note = u.message;
+    else if (u.op === "done" || u.op === "problem") {
+      lt.state = u.op === "done" ? "done" : "ended";
+      lt.end = u.op === "done" ? u.what : u.message;
+      lt.es.close();
+      // the whole trace once more, as `rkube trace pod` reads it now (the node it ran on, steps after the last),
+      // and the inspection: a pod followed from before it existed has started now
+      if (liveTrace === lt) {
+        want("trace", key, url, true);
+        if (u.op === "done") want("inspect", key, "/api/inspect/pods/" + path, true);
+      }
+    }
+    if (liveTrace === lt) scheduleRender();
+  });
+  lt.es.onerror = () => {
+    if (lt.state === "done" || lt.state === "ended") return;
+    lt.state = "reconnecting";
+    if (liveTrace === lt) scheduleRender();
+  };
+  liveTrace = lt;
+}
+
+function stopFollowing() {
+  if (liveTrace) liveTrace.es.close();
+  liveTrace = null;
+}
+
+function liveStatus(lt) {
+  if (!lt) return null;
+  const text = {
+    connecting: "Following the trace…",
+    waiting: "Waiting for the pod to be created; its steps will appear here as they are recorded.",
+    following: "Live: new steps appear as they are recorded.",
+    reconnecting: "Live: reconnecting…",
+    done: "Followed until the pod was " + lt.end + ".",
+    ended: "No longer following: " + lt.end,
+  }[lt.state];
+  return el("p", { class: lt.state === "ended" ? "small error" : "small muted", id: "trace-live", "data-state": lt.state, text });
+}
+
+// The fetched trace's steps and the live ones, each once (by span id and kind), in start order (a stable sort:
+// the fetched ones keep `rkube trace pod`'s order), with their words.
+function mergedSteps(doc, lt) {
+  const seen = new Set();
+  const items = [];
+  const add = (step, label) => {
+    const k = step.spanId + "/" + step.kind;
+    if (seen.has(k)) return;
+    seen.add(k);
+    items.push({ step, label: label || { title: step.name, details: "" } });
+  };
+  if (doc) (doc.trace.steps || []).forEach((st, i) => add(st, doc.labels[i]));
+  if (lt) lt.steps.forEach((x) => add(x.step, x.label));
+  items.sort((a, b) => a.step.startUnixNanos - b.step.startUnixNanos);
+  return items;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // a pod's trace as a timeline: one row per step (spans as bars, events as dots) on one time axis, from the first
 // step; the words are `rkube trace pod`'s
 
-function traceSection(t) {
-  if (!t || (!t.doc && !t.error)) return el("p", { class: "muted", id: "trace-loading", text: "Reading the trace…" });
-  if (t.error) return el("p", { class: "error", id: "trace-error", text: t.error });
-  const { trace, labels, warning } = t.doc;
-  const steps = trace.steps || [];
+function traceSection(t, lt) {
+  const live = lt ? lt.steps.length : 0;
+  if (live === 0 && (!t || (!t.doc && !t.error))) return el("p", { class: "muted", id: "trace-loading", text: "Reading the trace…" });
+  if (live === 0 && t.error) return el("p", { class: "error", id: "trace-error", text: t.error });
+  const doc = t && t.doc ? t.doc : null;
+  const trace = doc ? doc.trace : { traceId: lt.traceId || "", node: null, exists: true };
+  const warning = (doc && doc.warning) || (lt && lt.note);
+  const items = mergedSteps(doc, lt);
+  const steps = items.map((x) => x.step);
+  const labels = items.map((x) => x.label);
   const head = el("p", { class: "small" }, "trace ", el("code", { id: "trace-id", text: trace.traceId }),
     trace.node ? ", node " + trace.node : "", trace.exists ? "" : " (the pod is gone; its steps are kept)",
     ", " + steps.length + " steps");
@@ -445,7 +538,9 @@ function nodePage(name) {
     el("p", {}, "cluster DNS " + (d.dns.address || "none") + (d.dns.link ? " on " + d.dns.link + " (" + d.dns.linkAddresses.join(" ") + ")" : "")),
     el("h3", { text: "Service proxy" }),
     el("p", { id: "node-proxy" }, p.table
-      ? ["table ", el("code", { text: "ip " + p.table }), ": " + p.chains + " chains, " + p.rules + " rules, " + p.servicePorts + " service ports, " + p.endpoints + " endpoints, " + p.serviceIps + " service IPs, " + p.nodePorts + " NodePorts"]
+      ? ["table ", el("code", { text: "ip " + p.table }),
+        (p.tables || []).length > 1 ? " and " + (p.tables.length - 1) + " shard tables (" + p.tables.slice(1).join(", ") + ")" : "",
+        ": " + p.chains + " chains, " + p.rules + " rules, " + p.servicePorts + " service ports, " + p.endpoints + " endpoints, " + p.serviceIps + " service IPs, " + p.nodePorts + " NodePorts"]
       : "no service proxy on this node"),
     el("h3", { text: "cgroups: the QoS tree" + (d.cgroups.cpuSampleMillis ? " (CPU now: over " + d.cgroups.cpuSampleMillis + " ms)" : "") }),
     el("div", { id: "node-cgroups" }, d.cgroups.classes.map((c) => el("div", { class: "card qos", "data-qos": c.qosClass },

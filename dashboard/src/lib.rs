@@ -10,6 +10,7 @@
 //! acts with the caller's credentials. The page is plain HTML, JS and CSS embedded in the binary. This crate
 //! owns the server and the page; the CLI only parses flags and builds the client.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod assets;
 pub mod rows;

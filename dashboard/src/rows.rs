@@ -5,30 +5,43 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use kube::ResourceExt;
 use serde::Serialize;
 
+/// A row of the pods table: `kubectl get pods -A -o wide`'s columns.
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodRow {
+    /// The pod's namespace.
     pub namespace: String,
+    /// The pod's name.
     pub name: String,
     /// `kubectl get pods`' READY: ready containers / containers
     pub ready: String,
     /// the phase, or `Terminating` once deletion has begun
     pub status: String,
+    /// The sum of its containers' restart counts.
     pub restarts: i32,
+    /// `spec.nodeName`; null while unscheduled.
     pub node: Option<String>,
+    /// `status.podIP`.
     pub pod_ip: Option<String>,
+    /// `metadata.creationTimestamp`, for the AGE column.
     pub created: Option<String>,
 }
 
+/// A row of the nodes table, with the conditions and addresses the node's page shows.
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRow {
+    /// The node's name.
     pub name: String,
     /// the Ready condition's status (True, False, Unknown), and SchedulingDisabled when cordoned
     pub status: String,
+    /// `spec.podCIDR`.
     pub pod_cidr: Option<String>,
+    /// The `InternalIP` address.
     pub internal_ip: Option<String>,
+    /// `status.nodeInfo.kubeletVersion`.
     pub kubelet_version: Option<String>,
+    /// `metadata.creationTimestamp`, for the AGE column.
     pub created: Option<String>,
     /// Every condition, as `kubectl describe node` lists them (the node's page shows them)
     pub conditions: Vec<NodeCondition>,
@@ -36,50 +49,72 @@ pub struct NodeRow {
     pub addresses: Vec<NodeAddress>,
 }
 
+/// One of a node's `status.conditions`.
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeCondition {
+    /// `Ready`, `MemoryPressure`, `DiskPressure`, `PIDPressure`, ...
     #[serde(rename = "type")]
     pub type_: String,
+    /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// The condition's reason, a CamelCase word.
     pub reason: Option<String>,
+    /// The condition's message for people.
     pub message: Option<String>,
+    /// `lastHeartbeatTime`: when the kubelet last said so.
     pub last_heartbeat: Option<String>,
 }
 
+/// One of a node's `status.addresses`.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct NodeAddress {
+    /// `InternalIP`, `ExternalIP` or `Hostname`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// The address or host name.
     pub address: String,
 }
 
+/// A row of the services table: `kubectl get services -A -o wide`'s columns.
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceRow {
+    /// The Service's namespace.
     pub namespace: String,
+    /// The Service's name.
     pub name: String,
+    /// `spec.type`: `ClusterIP`, `NodePort`, `LoadBalancer` or `ExternalName`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// `spec.clusterIP` (`None` for a headless Service).
     pub cluster_ip: Option<String>,
     /// as `kubectl get services` prints them: `80/TCP`, `80:30080/TCP`
     pub ports: String,
     /// `app=web,tier=front`, empty without a selector
     pub selector: String,
+    /// `metadata.creationTimestamp`, for the AGE column.
     pub created: Option<String>,
 }
 
+/// A row of the events table: `kubectl get events -A`'s columns.
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EventRow {
+    /// The Event's namespace.
     pub namespace: String,
+    /// The Event's name.
     pub name: String,
+    /// `Normal` or `Warning`.
     #[serde(rename = "type")]
     pub type_: Option<String>,
+    /// The reason, a CamelCase word (`Scheduled`, `Pulled`, `Started`, ...).
     pub reason: Option<String>,
     /// `Pod/web`
     pub object: String,
+    /// The message for people.
     pub message: Option<String>,
+    /// How many times it happened (`count`).
     pub count: Option<i32>,
     /// lastTimestamp, else eventTime, else firstTimestamp, else creation
     pub last_seen: Option<String>,
@@ -89,6 +124,7 @@ fn created<K: kube::Resource>(o: &K) -> Option<String> {
     o.meta().creation_timestamp.as_ref().map(|t| t.0.to_string())
 }
 
+/// The pods table's row of `p`.
 pub fn pod_row(p: &Pod) -> PodRow {
     let statuses = p.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
     let containers = p.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
@@ -106,6 +142,7 @@ pub fn pod_row(p: &Pod) -> PodRow {
     }
 }
 
+/// The nodes table's row of `n`.
 pub fn node_row(n: &Node) -> NodeRow {
     let status = n.status.as_ref();
     let ready = status
@@ -145,6 +182,7 @@ pub fn node_row(n: &Node) -> NodeRow {
     }
 }
 
+/// The services table's row of `s`.
 pub fn service_row(s: &Service) -> ServiceRow {
     let spec = s.spec.as_ref();
     let ports = spec
@@ -177,6 +215,7 @@ pub fn service_row(s: &Service) -> ServiceRow {
     }
 }
 
+/// The events table's row of `e`.
 pub fn event_row(e: &Event) -> EventRow {
     let last_seen = e
         .last_timestamp

@@ -19,17 +19,24 @@ use tokio::net::TcpListener;
 use crate::token::Token;
 use crate::{assets, stream, trace};
 
+/// Why the dashboard could not listen or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The port could not be bound on 127.0.0.1.
     #[error("listen on 127.0.0.1:{port}: {source} (pick another with --port, or --port 0 for any free one)")]
     Bind {
+        /// The port asked for.
         port: u16,
+        /// The bind error.
         #[source]
         source: std::io::Error,
     },
+    /// Serving failed after the listener was bound.
     #[error("serve the dashboard on {addr}: {source}")]
     Serve {
+        /// The address listened on.
         addr: SocketAddr,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -82,6 +89,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/inspect/nodes/{name}", get(inspect_node))
         .route("/api/inspect/services/{namespace}/{name}", get(inspect_service))
         .route("/api/trace/pods/{namespace}/{name}", get(trace_pod))
+        .route("/api/trace/pods/{namespace}/{name}/follow", get(follow_pod))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
@@ -206,6 +214,11 @@ async fn trace_pod(State(shared): State<Arc<Shared>>, Path((namespace, name)): P
         Ok(t) => axum::Json(t).into_response(),
         Err(e) => error_response(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY), &e),
     }
+}
+
+/// The pod's new steps live, as server-sent events ([`trace::follow_stream`]).
+async fn follow_pod(State(shared): State<Arc<Shared>>, Path((namespace, name)): Path<(String, String)>) -> impl IntoResponse {
+    Sse::new(trace::follow_stream(shared.client.clone(), namespace, name)).keep_alive(KeepAlive::default())
 }
 
 #[cfg(test)]

@@ -24,11 +24,29 @@ use crate::rows;
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(tag = "op", rename_all = "camelCase")]
 pub enum Update<R> {
+    /// The kind is being (re)listed: the page clears its table.
     Init,
-    Apply { key: String, initial: bool, row: R },
+    /// An object listed, created or changed.
+    Apply {
+        /// `namespace/name`, or `name` for a cluster-scoped object.
+        key: String,
+        /// Whether it came with the list (else it is a live change since).
+        initial: bool,
+        /// Its table row.
+        row: R,
+    },
+    /// The list is complete.
     Ready,
-    Delete { key: String },
-    Problem { message: String },
+    /// An object is gone.
+    Delete {
+        /// `namespace/name`, or `name`.
+        key: String,
+    },
+    /// The watch failed and is retried with backoff.
+    Problem {
+        /// The watcher's error.
+        message: String,
+    },
 }
 
 /// The watcher's events for one kind as updates, the rows made by `row`. Pure: the tests feed it by hand.

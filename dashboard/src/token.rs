@@ -6,8 +6,10 @@ use rand::TryRngCore;
 /// Bytes of randomness in a token (hex-encoded in the URL: 64 characters).
 pub const TOKEN_BYTES: usize = 32;
 
+/// Why no token could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
+    /// The operating system's RNG failed (the message is its error).
     #[error("read {TOKEN_BYTES} random bytes from the operating system for the dashboard's token: {0}")]
     Rng(String),
 }

@@ -9,7 +9,9 @@
 //! - [`follow`]: which of a pod's steps `rkube trace pod --follow` prints next, each once, in order;
 //! - [`export`]: the finished spans sent to an OpenTelemetry collector over OTLP/HTTP (JSON), when configured;
 //! - `fetch` (feature `client`): reading a pod's trace through the API, from the apiserver and its node's kubelet,
-//!   for `rkube trace pod` and the dashboard.
+//!   for `rkube trace pod` and the dashboard;
+//! - `live` (feature `client`): the follow loop over [`follow`] that `rkube trace pod --follow` and the
+//!   dashboard's live timeline run.
 //!
 //! Must not: outside the modules of the `client` feature (for clients), do network I/O other than [`export`]'s
 //! one POST on its own thread, or know the Kubernetes client (the apiserver and the kubelet serve the records); or
@@ -22,6 +24,8 @@ pub mod export;
 #[cfg(feature = "client")]
 pub mod fetch;
 pub mod follow;
+#[cfg(feature = "client")]
+pub mod live;
 pub mod store;
 pub mod timeline;
 

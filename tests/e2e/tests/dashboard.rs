@@ -3,7 +3,8 @@
 //! (401, also in the browser); with it the pods page lists a pod kubectl made; a pod made after the page loaded
 //! appears without a reload (the watch); the nodes, services and events pages list the cluster's objects; a
 //! pod's page shows its network namespace inode and host veth as `rkube inspect pod -o json` reports them, and
-//! its trace as a timeline with `rkube trace pod -o json`'s steps in order; a node's page its conditions,
+//! its trace as a timeline with `rkube trace pod -o json`'s steps in order, kept live (the page of a pod made after
+//! it opened draws its steps as they come, without a reload, up to Ready); a node's page its conditions,
 //! addresses, bridge, proxy table and QoS cgroups with the pod's sandbox PID; a Service's page its VIP, chain and
 //! the endpoint it picks, as `rkube inspect node|service -o json` report them.
 //! Each page's screenshot is saved in the artifacts directory the test prints.
@@ -445,10 +446,48 @@ fn dashboard_pages_in_headless_chromium() {
     let steps_text = cdp.eval("document.querySelector('#trace-steps').innerText");
     assert!(steps_text.as_str().is_some_and(|t| t.contains("request accepted and stored")), "the steps' words are rkube trace's: {steps_text}");
     cdp.screenshot(&artifacts, "07-pod.png");
+    assert_eq!(cdp.eval("document.querySelector('#trace-live').dataset.state"), json!("done"), "dash-a is Ready: the live trace ended");
+
+    // the timeline is live: the page of a pod not made yet draws its steps as they are recorded, without a reload
+    // (the follow `rkube trace pod --follow` runs), and stops following when the pod is Ready
+    cdp.navigate(&format!("{base}#/pod/default/dash-c"));
+    cdp.wait_for("the live trace waiting for dash-c", "!!document.querySelector('#trace-live[data-state=\"waiting\"]')");
+    let drawn_steps = "[...document.querySelectorAll('#pod-trace [data-testid^=\"trace-step-\"]')].map(g => g.dataset.name + '@' + g.dataset.component)";
+    assert_eq!(cdp.eval(drawn_steps), json!([]), "no steps before the pod exists");
+    let loads = cdp.eval("performance.getEntriesByType('navigation').length + ':' + performance.timeOrigin");
+    up.kubectl_ok(&["apply", "-f", "-"], Some(&sleeping_pod("dash-c")));
+    let mut counts: Vec<usize> = vec![0]; // the steps drawn, each time their number changed
+    let live = poll_until("dash-c's steps drawn live up to Ready, as rkube trace has them", Duration::from_secs(120), || {
+        let drawn: Vec<String> = serde_json::from_value(cdp.eval(drawn_steps)).unwrap_or_default();
+        if counts.last() != Some(&drawn.len()) {
+            counts.push(drawn.len());
+        }
+        if cdp.eval("document.querySelector('#trace-live').dataset.state") != json!("done") {
+            return None;
+        }
+        let trace = rkube_json(&up, &["trace", "pod", "dash-c"]);
+        let want: Vec<String> = trace["steps"].as_array().expect("steps").iter().map(|s| format!("{}@{}", s["name"].as_str().unwrap_or(""), s["component"].as_str().unwrap_or(""))).collect();
+        if drawn != want {
+            // a step recorded after the page's last read of the trace: read it again
+            cdp.call("Runtime.evaluate", json!({"expression": "document.getElementById('pod-refresh').click()"}));
+            return None;
+        }
+        Some(drawn)
+    });
+    assert!(counts.len() >= 2, "the drawn steps grew from none, live: {counts:?}");
+    assert!(live.iter().any(|s| s.starts_with("apiserver.create@")) && live.iter().any(|s| s.ends_with("@kubelet")), "from the API request to the kubelet: {live:?}");
+    let state = cdp.eval("document.querySelector('#trace-live').textContent");
+    assert!(state.as_str().is_some_and(|t| t.contains("Ready")), "the follow ended at Ready: {state}");
+    // and the pod, started now, is inspected without a reload too
+    cdp.wait_for("dash-c's inspection once Ready", "!!document.querySelector('#pod-inspection')");
+    assert_eq!(cdp.eval("performance.getEntriesByType('navigation').length + ':' + performance.timeOrigin"), loads, "the page was not reloaded");
+    cdp.screenshot(&artifacts, "07b-pod-live-trace.png");
+    // dash-c is one of the Service's pods too: gone, so that the Service's page below has dash-a alone
+    up.kubectl_ok(&["delete", "pod", "dash-c", "--grace-period=0", "--force"], None);
 
     // a pod that does not exist: the page says so
     cdp.navigate(&format!("{base}#/pod/default/nope"));
-    cdp.wait_for("the error for a missing pod", "!!document.querySelector('#pod-error')");
+    cdp.wait_for("the error for a missing pod", "!!document.querySelector('#pod-error') && document.querySelector('#pod-error').textContent.includes('default/nope')");
     let err = cdp.eval("document.querySelector('#pod-error').textContent");
     assert!(err.as_str().is_some_and(|e| e.contains("pod default/nope not found")), "{err}");
     cdp.screenshot(&artifacts, "08-pod-missing.png");
@@ -480,7 +519,8 @@ fn dashboard_pages_in_headless_chromium() {
     let ip = ip.trim().to_string();
     let svc_doc = poll_until("the proxy has dash's endpoint", Duration::from_secs(60), || {
         let d = rkube_json(&up, &["inspect", "service", "dash"]);
-        (d["ports"][0]["endpoints"][0]["endpoint"] == json!(format!("{ip}:8080"))).then_some(d)
+        let picks = d["ports"][0]["endpoints"].as_array().map(|e| e.iter().map(|p| p["endpoint"].clone()).collect::<Vec<_>>());
+        (picks == Some(vec![json!(format!("{ip}:8080"))])).then_some(d)
     });
     cdp.navigate(&format!("{base}#/services"));
     cdp.wait_for("the service's link", "!!document.querySelector('#services-table tr[data-key=\"default/dash\"] a')");
@@ -499,5 +539,5 @@ fn dashboard_pages_in_headless_chromium() {
     assert!(err.as_str().is_some_and(|e| e.contains("service default/nope not found")), "{err}");
 
     let shots = std::fs::read_dir(&artifacts).expect("artifacts").filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png"))).count();
-    assert_eq!(shots, 10, "ten screenshots in {}", artifacts.display());
+    assert_eq!(shots, 11, "eleven screenshots in {}", artifacts.display());
 }
