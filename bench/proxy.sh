@@ -12,7 +12,9 @@
 #   2. one change: ROUNDS times, one EndpointSlice's first address is replaced (a merge patch straight to the
 #      API with curl); time from the patch to the new address's rule committed in the table (partial sync): new
 #      connections go to the new address from then on. The commit is seen by a listener on the kernel's nftables
-#      netlink group (NFNLGRP_NFTABLES), each event stamped as it arrives. p50/p99.
+#      netlink group (NFNLGRP_NFTABLES), each event stamped as it arrives. p50/p99. Then where a round's time
+#      goes: from the PATCH's start to the proxy's sync start (API write and watch delivery), the sync's compute
+#      and its write (from the proxy's log lines, stamped when each sync ends).
 #
 #   sudo bench/proxy.sh [services] [rounds]     (default 1000 services, 30 rounds)
 #   RKUBE=/path/to/rkube bench/proxy.sh ...     (that binary, e.g. an older build for a before/after; no cargo build)
@@ -130,11 +132,13 @@ until grep -q listening "$DATA/monitor"; do sleep 0.05; done
 chain="ep-default/b0/tcp/http__"
 times=()
 writes=()
+starts=()
 log0=$(wc -l < "$DATA/rkube.log")
 for r in $(seq "$ROUNDS"); do
     sleep "$GAP"
     addr="203.0.113.$((r % 250 + 1))"
     t0=$(now_ms)
+    starts+=("$t0")
     curl -sf --cacert "$DATA/pki/ca.crt" --cert "$DATA/pki/admin.crt" --key "$DATA/pki/admin.key" \
         -X PATCH -H 'Content-Type: application/merge-patch+json' \
         "$API/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/b0-1" \
@@ -158,5 +162,28 @@ awk -v a="$sum0" -v b="$sum1" -v c="$count0" -v d="$count1" 'BEGIN { if (d > c) 
 partial=$(tail -n +$((log0 + 1)) "$DATA/rkube.log" | sed 's/\x1b\[[0-9;]*m//g' | grep "service proxy rules applied" | grep "kind=Partial" || true)
 field_p50() { printf '%s\n' "$partial" | grep -o "$1=[0-9.]*" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR + 1) / 2)]; else print "-"}'; }
 echo "proxy partial syncs of the rounds ($(printf '%s\n' "$partial" | grep -c . || true), from its log): compute p50 $(field_p50 compute_ms) ms, write p50 $(field_p50 write_ms) ms"
+# where a round's time goes: the proxy's log line of the round's sync is stamped when the sync ends, so the sync
+# began (compute_ms + write_ms) before it; from the PATCH's start to then is the API write and the watch's delivery
+printf '%s\n' "$partial" | python3 -c '
+import sys, datetime, re
+starts = [int(x) for x in sys.argv[1].split()]
+syncs = []
+for line in sys.stdin:
+    m = re.search(r"(\d{4}-\d\d-\d\dT[\d:.]+)Z", line)
+    c, w = re.search(r"compute_ms=([\d.]+)", line), re.search(r"write_ms=([\d.]+)", line)
+    if m and c and w:
+        end = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc).timestamp() * 1000
+        syncs.append((end - float(c.group(1)) - float(w.group(1)), float(c.group(1)), float(w.group(1))))
+got = []
+for t0 in starts:
+    after = [s for s in syncs if s[0] >= t0 - 1]
+    if after:
+        got.append((min(after)[0] - t0,) + min(after)[1:])
+if got:
+    q = lambda xs, f: sorted(xs)[min(len(xs) - 1, max(0, int(f * len(xs) + 0.999) - 1))]
+    for i, name in enumerate(["API write + watch delivery (PATCH start -> sync start)", "compute", "write"]):
+        xs = [g[i] for g in got]
+        print("  %s: p50 %.1f ms, p99 %.1f ms" % (name, q(xs, 0.5), q(xs, 0.99)))
+' "${starts[*]}" || true
 echo "(rounds $GAP s apart)"
 grep -c "service proxy rules applied" "$DATA/rkube.log" | sed 's/^/proxy syncs logged: /'

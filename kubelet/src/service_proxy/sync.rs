@@ -247,34 +247,40 @@ pub fn consumer(cfg: ProxyConfig) -> Consumer {
         }
         let changed = tracker.update(&state.services, &state.slices);
         let computed = start.elapsed();
+        // the rules first: the announcer and the health checks look at every Service, and a change waits for
+        // nothing else
+        if !changed.is_empty() || proxier.work_pending() {
+            sync_rules(&mut proxier, &tracker, &changed, state, start, computed);
+        }
         for err in announcer.update(&announce::wanted(&state.services, &cfg.node_name)) {
             tracing::warn!(error = %err, "load balancer address not announced; retried on the next change");
         }
         for err in health.update(wanted(tracker.ports())) {
             tracing::warn!(error = %err, "health check node port not served; retried on the next change");
         }
-        if changed.is_empty() && !proxier.work_pending() {
-            return;
-        }
-        let write_start = Instant::now();
-        match proxier.sync(&tracker, &changed, start) {
-            Ok((SyncKind::Unchanged, _)) => {}
-            Ok((kind, ports)) => {
-                super::metrics::record_sync(start.elapsed(), &cfg.table, proxier.rule_count());
-                tracing::info!(
-                    table = %cfg.table,
-                    ?kind,
-                    shards = proxier.shards(),
-                    services = state.services.len(),
-                    services_changed = changed.len(),
-                    ports_written = ports,
-                    compute_ms = computed.as_secs_f64() * 1000.0,
-                    write_ms = write_start.elapsed().as_secs_f64() * 1000.0,
-                    "service proxy rules applied"
-                );
-            }
-            // Logged here, where it is handled: the next change retries with a full sync.
-            Err(err) => tracing::error!(table = %cfg.table, error = %err, "service proxy rules not applied"),
-        }
     })
+}
+
+/// One sync of the rules, logged with its kind and times (`computed`: the tracker's update, from `start`).
+fn sync_rules(proxier: &mut Proxier, tracker: &PortTracker, changed: &BTreeSet<ServiceKey>, state: &ServiceState, start: Instant, computed: Duration) {
+    let write_start = Instant::now();
+    match proxier.sync(tracker, changed, start) {
+        Ok((SyncKind::Unchanged, _)) => {}
+        Ok((kind, ports)) => {
+            super::metrics::record_sync(start.elapsed(), &proxier.cfg.table, proxier.rule_count());
+            tracing::info!(
+                table = %proxier.cfg.table,
+                ?kind,
+                shards = proxier.shards(),
+                services = state.services.len(),
+                services_changed = changed.len(),
+                ports_written = ports,
+                compute_ms = computed.as_secs_f64() * 1000.0,
+                write_ms = write_start.elapsed().as_secs_f64() * 1000.0,
+                "service proxy rules applied"
+            );
+        }
+        // Logged here, where it is handled: the next change retries with a full sync.
+        Err(err) => tracing::error!(table = %proxier.cfg.table, error = %err, "service proxy rules not applied"),
+    }
 }
