@@ -127,7 +127,7 @@ while True:
                 print(now, got.get(2, b"").decode(), flush=True)
         off += (ln + 3) & ~3
 ' "$TABLE" > "$DATA/monitor" & MON_PID=$!
-until grep -q listening "$DATA/monitor"; do sleep 0.05; done
+until grep -qs listening "$DATA/monitor"; do sleep 0.05; done
 # one change at a time: b0's slice gets a new first address; time until b0's chain has it
 chain="ep-default/b0/tcp/http__"
 times=()
