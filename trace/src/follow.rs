@@ -6,7 +6,9 @@
 //! whose parent span has not been recorded yet waits, and every later step with it, until the parent comes or
 //! [`HOLD`] has passed since the step was first seen (a parent that never comes: a span of a client outside
 //! rkube, or one recorded by a node that does not answer). The kubelet's `kubelet.pod` span lasts as long as the
-//! pod: its steps do not wait for it.
+//! pod: its steps do not wait for it. They wait instead, with the same [`HOLD`], for the scheduler's binding
+//! once the scheduler has chosen a node: the bind span ends after its API write returns, and the kubelet may see
+//! the bound pod (and record its first steps) before that.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -40,6 +42,9 @@ impl Follower {
         // the kubelet.pod span: the parent of the kubelet's first step; it ends only when the pod goes
         let lasting: HashSet<&str> =
             merged.iter().filter(|r| r.name == "kubelet saw the pod").map(|r| r.parent_id.as_str()).collect();
+        // the scheduler chose a node and its bind span has not ended yet: the kubelet's steps come after it
+        let bind_pending = merged.iter().any(|r| r.name == "scheduler.schedule" && r.attr("node").is_some())
+            && !merged.iter().any(|r| r.name == "scheduler.bind");
         let mut out = Vec::new();
         for r in merged {
             let k = key(r);
@@ -47,7 +52,8 @@ impl Follower {
                 continue;
             }
             let since = *self.waiting_since.entry(k.clone()).or_insert(now);
-            let parent_here = r.parent_id.is_empty() || spans.contains(r.parent_id.as_str()) || lasting.contains(r.parent_id.as_str());
+            let parent_here = (r.parent_id.is_empty() || spans.contains(r.parent_id.as_str()) || lasting.contains(r.parent_id.as_str()))
+                && !(bind_pending && lasting.contains(r.parent_id.as_str()));
             if !(flush || parent_here || now.duration_since(since) >= HOLD) {
                 // this step and the ones after it wait for the parent
                 for later in merged.iter().skip_while(|x| key(x) != k).skip(1) {
@@ -118,6 +124,31 @@ mod tests {
         // nothing twice
         assert_eq!(f.next(&all, t0 + Duration::from_secs(1), false), []);
         assert_eq!(f.printed(), 6);
+    }
+
+    #[test]
+    fn the_kubelets_steps_wait_for_the_binding_once_a_node_is_chosen() {
+        let t0 = Instant::now();
+        let mut f = Follower::new();
+        let mut schedule = rec("s", "", "span", "scheduler.schedule", 20);
+        schedule.attributes.insert("node".into(), "n1".into());
+        let bind = rec("b", "", "span", "scheduler.bind", 25);
+        let saw = rec("e3", "k", "event", "kubelet saw the pod", 30);
+        let sandbox = rec("e4", "k", "event", "sandbox ready", 31);
+        // the kubelet saw the bound pod before the bind span ended: its steps wait
+        let early = [schedule.clone(), saw.clone(), sandbox.clone()];
+        assert_eq!(names(&f.next(&early, t0, false)), ["scheduler.schedule"]);
+        assert!(f.holding());
+        // the binding comes: it is printed before the kubelet's steps
+        let all = [schedule.clone(), bind.clone(), saw.clone(), sandbox.clone()];
+        assert_eq!(
+            names(&f.next(&all, t0 + Duration::from_millis(100), false)),
+            ["scheduler.bind", "kubelet saw the pod", "sandbox ready"]
+        );
+        // a binding that never comes (a pod bound by someone else) holds them only for a while
+        let mut g = Follower::new();
+        assert_eq!(names(&g.next(&early, t0, false)), ["scheduler.schedule"]);
+        assert_eq!(names(&g.next(&early, t0 + HOLD, false)), ["kubelet saw the pod", "sandbox ready"]);
     }
 
     #[test]
