@@ -66,7 +66,10 @@ fn main() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
-    let log_filter = tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| "info".into());
+    // netlink-packet-route warns on every link dump when the kernel sends an attribute newer than the crate knows
+    // (IFLA_INET6_CONF grew on 6.x): nothing a user can act on, so only its errors are shown unless RKUBE_LOG says
+    let log_filter = tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
+        .unwrap_or_else(|_| "info,netlink_packet_route=error".into());
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(log_filter))
         .with(rkube_trace::layer())
