@@ -84,6 +84,16 @@ pub fn aggregators(store: Store<ClusterRole>) -> impl Fn(ClusterRole) -> Vec<Obj
     move |_changed| store.state().iter().filter(|r| r.aggregation_rule.is_some()).map(|r| ObjectRef::from(r.as_ref())).collect()
 }
 
+/// Fires once, when the fan-out's store has its first list. A role that existed before that list reaches
+/// [`aggregators`] while the store is still empty (a reflector shows its first list only once whole), so nothing
+/// is requeued for it; and the controller's own first reconcile of `view` may have listed the roles before that
+/// role was created. One reconcile of every aggregating role after the store is whole closes that gap.
+pub fn once_ready(store: Store<ClusterRole>) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::once(async move {
+        let _ = store.wait_until_ready().await;
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,6 +173,7 @@ async fn run_all_loops(client: Client, config: Config) -> Result<(), ManagerErro
             "clusterrole-aggregation",
             Controller::new(Api::<ClusterRole>::all(client.clone()), wc.clone())
                 .watches_stream(roles.subscribe(), clusterrole_aggregation::aggregators(roles.store.clone()))
+                .reconcile_all_on(clusterrole_aggregation::once_ready(roles.store.clone()))
                 .run(clusterrole_aggregation::reconcile, error_policy, actx),
         ));
     }
