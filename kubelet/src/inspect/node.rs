@@ -122,8 +122,7 @@ pub fn inspect_service(env: &InspectEnv, ns: &str, name: &str) -> ServiceInspect
 pub fn inspect_service_with(env: &InspectEnv, ns: &str, name: &str, nft: Nft<'_>) -> ServiceInspection {
     let (table, ports) = match &env.proxy_table {
         Some(t) => {
-            let tables = nft(&["-j", "list", "tables"]).map(|l| proxy_table::shard_tables(t, &l)).unwrap_or_default();
-            proxy_table::search_order(&tables, ns, name)
+            proxy_table::search_order(&proxy_table_names(t, nft), ns, name)
                 .into_iter()
                 .find_map(|shard| {
                     let ports = proxy_table::service_ports(&nft(&["-j", "list", "table", "ip", shard])?, ns, name);
@@ -155,8 +154,13 @@ pub fn nft_command(args: &[&str]) -> Option<Value> {
 /// The proxy's tables on this node with their listings (`nft -j list table ip <t>`), shard 0 (`table`) first:
 /// every shard table there is ([`proxy_table::shard_tables`]). Empty when `table` is not there.
 pub fn read_proxy_tables(table: &str, nft: Nft<'_>) -> Vec<(String, Value)> {
-    let names = nft(&["-j", "list", "tables"]).map(|l| proxy_table::shard_tables(table, &l)).unwrap_or_default();
-    names.into_iter().filter_map(|t| nft(&["-j", "list", "table", "ip", &t]).map(|v| (t, v))).collect()
+    proxy_table_names(table, nft).into_iter().filter_map(|t| nft(&["-j", "list", "table", "ip", &t]).map(|v| (t, v))).collect()
+}
+
+/// The names of the proxy's tables on this node (`nft -j list tables`), shard 0 (`table`) first; empty when
+/// `table` is not there.
+fn proxy_table_names(table: &str, nft: Nft<'_>) -> Vec<String> {
+    nft(&["-j", "list", "tables"]).map(|l| proxy_table::shard_tables(table, &l)).unwrap_or_default()
 }
 
 /// The proxy rules that lead to a pod at `pod_ip` (None: no IP, or the host's network): those of every shard
