@@ -23,10 +23,13 @@ fn loopback() -> Ipv4Addr {
 }
 
 fn state(namespaces: &[&str], services: Value, slices: Value) -> ServiceState {
+    fn shared<T>(v: Vec<T>) -> Vec<std::sync::Arc<T>> {
+        v.into_iter().map(std::sync::Arc::new).collect()
+    }
     ServiceState {
-        namespaces: namespaces.iter().map(|n| serde_json::from_value(json!({"metadata": {"name": n}})).expect("namespace")).collect(),
-        services: serde_json::from_value(services).expect("services"),
-        slices: serde_json::from_value(slices).expect("slices"),
+        namespaces: namespaces.iter().map(|n| serde_json::from_value(json!({"metadata": {"name": n}})).map(std::sync::Arc::new).expect("namespace")).collect(),
+        services: shared(serde_json::from_value(services).expect("services")),
+        slices: shared(serde_json::from_value(slices).expect("slices")),
     }
 }
 

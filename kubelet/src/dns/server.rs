@@ -438,7 +438,7 @@ mod tests {
         let mut ns = k8s_openapi::api::core::v1::Namespace::default();
         ns.metadata.uid = Some("u1".into());
         ns.metadata.resource_version = Some("1".into());
-        consume(&ServiceState { namespaces: vec![ns], ..Default::default() });
+        consume(&ServiceState { namespaces: vec![std::sync::Arc::new(ns)], ..Default::default() });
         assert!(!std::sync::Arc::ptr_eq(&built, &server.zone()), "a changed object rebuilds it");
     }
 

@@ -775,7 +775,12 @@ mod tests {
                  "addressType": "FQDN", "endpoints": [{"addresses": ["db.example.org"]}]},
             ],
         }))
-        .map(|v: Objects| ServiceState { namespaces: v.namespaces, services: v.services, slices: v.slices })
+        .map(|v: Objects| {
+            fn shared<T>(v: Vec<T>) -> Vec<std::sync::Arc<T>> {
+                v.into_iter().map(std::sync::Arc::new).collect()
+            }
+            ServiceState { namespaces: shared(v.namespaces), services: shared(v.services), slices: shared(v.slices) }
+        })
         .expect("fixture")
     }
 

@@ -10,6 +10,7 @@
 //! a crash, and `rkube down` ([`withdraw_marked`]) removes what a killed node left, without touching another
 //! node's addresses or any address not ours.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -81,9 +82,10 @@ pub fn withdraw_marked(table: &str) -> Result<Vec<(Ipv4Addr, String)>, AnnounceE
 }
 
 /// The pool addresses this node announces: the ingress IPs of LoadBalancer Services whose annotation names it.
-pub fn wanted(services: &[Service], node_name: &str) -> BTreeSet<Ipv4Addr> {
+pub fn wanted<S: Borrow<Service>>(services: &[S], node_name: &str) -> BTreeSet<Ipv4Addr> {
     services
         .iter()
+        .map(Borrow::borrow)
         .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
         .filter(|s| !node_name.is_empty() && s.metadata.annotations.as_ref().and_then(|a| a.get(LB_NODE_ANNOTATION)).map(String::as_str) == Some(node_name))
         .flat_map(|s| {

@@ -249,7 +249,7 @@ pub fn consumer(cfg: ProxyConfig) -> Consumer {
         if proxier.recompute_due(start) {
             tracker.reset();
         }
-        let changed = tracker.update(&state.services, &state.slices);
+        let changed = tracker.update_shared(&state.services, &state.slices);
         let computed = start.elapsed();
         // the rules first: the announcer and the health checks look at every Service, and a change waits for
         // nothing else

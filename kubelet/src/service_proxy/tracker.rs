@@ -4,14 +4,24 @@
 //! gives every write a new resourceVersion, so an object with the version the ports were computed from is that
 //! object. One without a resourceVersion (never one from the API) counts as changed on every sync.
 //!
+//! One change costs the objects that changed, not the whole cluster's ([`PortTracker::update_shared`]): the
+//! tracker holds the `Arc` of every object it last saw, and the watch's stores replace an object's `Arc` on every
+//! change, so an object at an address the tracker holds is one it has seen, at that version. A pass over the
+//! state hashes addresses only; only new, changed and gone objects are read (their uid, version and the Service
+//! they feed), and each Service's own objects are found through an index instead of a scan of every object.
+//! At 5,000 Services x 10 endpoints the objects are cold in the cache after a quiet second, and reading each
+//! one's uid and resourceVersion cost 5.6 ms a change in the kubelet.
+//!
 //! Pure: no I/O. [`super::model::service_ports`] over the whole state stays the reference; the tests below check
 //! that the tracked ports always equal it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 
 use super::model::{ports_of, ServicePort, SERVICE_NAME_LABEL};
 
@@ -41,23 +51,116 @@ impl std::fmt::Display for ServiceKey {
     }
 }
 
-/// What the tracker remembers of one object: its resourceVersion, the Service whose ports it feeds (a Service
-/// itself; a slice: the one its `kubernetes.io/service-name` label names) and the update that last saw it.
+/// What the tracker remembers of one object: the object as last seen (held, so that its address stays its own
+/// while the tracker compares addresses), its resourceVersion and the Service whose ports it feeds (a Service
+/// itself; a slice: the one its `kubernetes.io/service-name` label names).
 #[derive(Debug)]
-struct Known {
+struct Known<T> {
+    obj: Arc<T>,
     version: Option<String>,
     feeds: Option<ServiceKey>,
-    seen: u64,
 }
 
-/// The Services' ports as of the last [`PortTracker::update`], and what it needs to tell what changed since.
+/// The objects of one kind as of the last update.
+#[derive(Debug)]
+struct Objects<T> {
+    /// By uid (`namespace/name` for one without).
+    by_id: HashMap<String, Known<T>>,
+    /// The address of every object in `by_id`, and whether seeing it again means unchanged (it has a
+    /// resourceVersion: one without counts as changed on every update).
+    by_addr: HashMap<usize, bool>,
+    /// The ids of the objects that feed each Service.
+    feeding: HashMap<ServiceKey, BTreeSet<String>>,
+}
+
+impl<T> Default for Objects<T> {
+    fn default() -> Self {
+        Objects { by_id: HashMap::new(), by_addr: HashMap::new(), feeding: HashMap::new() }
+    }
+}
+
+fn addr<T>(o: &Arc<T>) -> usize {
+    Arc::as_ptr(o) as usize
+}
+
+fn id_of(meta: &ObjectMeta) -> String {
+    meta.uid.clone().unwrap_or_else(|| format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default()))
+}
+
+impl<T: Resource> Objects<T> {
+    /// Brings these objects to `objects` (each object once, as a store holds it); every Service fed by an object
+    /// that is new, changed or gone (before or after the change) goes into `dirty`.
+    fn update(&mut self, objects: &[Arc<T>], feeds: impl Fn(&T) -> Option<ServiceKey>, dirty: &mut BTreeSet<ServiceKey>) {
+        // the one pass over every object: its address only, the object itself is not read
+        let fresh: Vec<&Arc<T>> = objects.iter().filter(|o| self.by_addr.get(&addr(o)) != Some(&true)).collect();
+        for o in fresh {
+            let meta = o.meta();
+            let id = id_of(meta);
+            let (version, now) = (meta.resource_version.clone(), feeds(&**o));
+            if let Some(k) = self.by_id.get_mut(&id) {
+                self.by_addr.remove(&addr(&k.obj));
+                self.by_addr.insert(addr(o), version.is_some());
+                k.obj = Arc::clone(o);
+                if k.version.is_some() && k.version == version {
+                    continue; // a new Arc of the same version (a relist)
+                }
+                k.version = version;
+                if k.feeds != now {
+                    unindex(&mut self.feeding, k.feeds.as_ref(), &id);
+                    index(&mut self.feeding, now.as_ref(), &id);
+                }
+                dirty.extend(std::mem::replace(&mut k.feeds, now.clone()));
+                dirty.extend(now);
+                continue;
+            }
+            self.by_addr.insert(addr(o), version.is_some());
+            index(&mut self.feeding, now.as_ref(), &id);
+            dirty.extend(now.clone());
+            self.by_id.insert(id, Known { obj: Arc::clone(o), version, feeds: now });
+        }
+        // every object of `objects` has its address in `by_addr` now: more addresses than objects means some of
+        // the known ones are gone (deleted, or replaced by another uid under the same name)
+        if self.by_addr.len() != objects.len() {
+            let present: HashSet<usize> = objects.iter().map(addr).collect();
+            let gone: Vec<String> = self.by_id.iter().filter(|(_, k)| !present.contains(&addr(&k.obj))).map(|(id, _)| id.clone()).collect();
+            for id in gone {
+                if let Some(k) = self.by_id.remove(&id) {
+                    self.by_addr.remove(&addr(&k.obj));
+                    unindex(&mut self.feeding, k.feeds.as_ref(), &id);
+                    dirty.extend(k.feeds);
+                }
+            }
+        }
+    }
+
+    /// The objects that feed Service `key`.
+    fn feeding<'a>(&'a self, key: &ServiceKey) -> impl Iterator<Item = &'a T> + 'a {
+        self.feeding.get(key).into_iter().flatten().filter_map(|id| self.by_id.get(id)).map(|k| &*k.obj)
+    }
+}
+
+fn index(feeding: &mut HashMap<ServiceKey, BTreeSet<String>>, key: Option<&ServiceKey>, id: &str) {
+    if let Some(key) = key {
+        feeding.entry(key.clone()).or_default().insert(id.to_string());
+    }
+}
+
+fn unindex(feeding: &mut HashMap<ServiceKey, BTreeSet<String>>, key: Option<&ServiceKey>, id: &str) {
+    if let Some(ids) = key.and_then(|k| feeding.get_mut(k)) {
+        ids.remove(id);
+        if ids.is_empty() {
+            feeding.remove(key.expect("found under it"));
+        }
+    }
+}
+
+/// The Services' ports as of the last [`PortTracker::update_shared`], and what it needs to tell what changed since.
 #[derive(Debug, Default)]
 pub struct PortTracker {
     node_name: String,
-    services: HashMap<String, Known>,
-    slices: HashMap<String, Known>,
+    services: Objects<Service>,
+    slices: Objects<EndpointSlice>,
     ports: BTreeMap<ServiceKey, Vec<ServicePort>>,
-    generation: u64,
 }
 
 impl PortTracker {
@@ -72,28 +175,19 @@ impl PortTracker {
         *self = PortTracker::new(&node_name);
     }
 
-    /// Brings the ports to `services` and `slices` (the whole cluster's), recomputing only the Services that are
-    /// new, changed, gone, or fed by a slice that is. Returns those Services: the only ones whose ports may differ
-    /// from before.
-    pub fn update(&mut self, services: &[Service], slices: &[EndpointSlice]) -> BTreeSet<ServiceKey> {
-        self.generation += 1;
+    /// Brings the ports to `services` and `slices` (the whole cluster's, as the watch's stores hold them: each
+    /// object once, a new `Arc` for every change), recomputing only the Services that are new, changed, gone, or
+    /// fed by a slice that is. Returns those Services: the only ones whose ports may differ from before.
+    pub fn update_shared(&mut self, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> BTreeSet<ServiceKey> {
         let mut dirty = BTreeSet::new();
-        track(&mut self.slices, self.generation, slices.iter().map(|s| (&s.metadata, s)), slice_feeds, &mut dirty);
-        track(&mut self.services, self.generation, services.iter().map(|s| (&s.metadata, s)), |s: &Service| Some(ServiceKey::of(&s.metadata)), &mut dirty);
+        self.slices.update(slices, slice_feeds, &mut dirty);
+        self.services.update(services, |s: &Service| Some(ServiceKey::of(&s.metadata)), &mut dirty);
         if dirty.is_empty() {
             return dirty;
         }
-        // the dirty Services' objects and slices, found without allocating per object
-        let mut by_ns: HashMap<&str, HashSet<&str>> = HashMap::new();
-        for k in &dirty {
-            by_ns.entry(k.namespace.as_str()).or_default().insert(k.name.as_str());
-        }
-        let is_dirty = |ns: Option<&str>, name: Option<&str>| by_ns.get(ns.unwrap_or_default()).is_some_and(|n| n.contains(name.unwrap_or_default()));
-        let svcs = services.iter().filter(|s| is_dirty(s.metadata.namespace.as_deref(), s.metadata.name.as_deref()));
-        let slcs = slices.iter().filter(|s| {
-            let owner = s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).map(String::as_str);
-            owner.is_some() && is_dirty(s.metadata.namespace.as_deref(), owner)
-        });
+        // the dirty Services' own objects, from the index
+        let svcs = dirty.iter().flat_map(|k| self.services.feeding(k));
+        let slcs = dirty.iter().flat_map(|k| self.slices.feeding(k));
         let mut fresh: BTreeMap<ServiceKey, Vec<ServicePort>> = BTreeMap::new();
         for p in ports_of(svcs, slcs, &self.node_name) {
             fresh.entry(ServiceKey::new(&p.namespace, &p.service)).or_default().push(p);
@@ -105,6 +199,14 @@ impl PortTracker {
             };
         }
         dirty
+    }
+
+    /// [`PortTracker::update_shared`] for callers holding plain objects (tests): each is wrapped in a new `Arc`, so
+    /// every object is read and told unchanged by its uid and resourceVersion alone.
+    pub fn update(&mut self, services: &[Service], slices: &[EndpointSlice]) -> BTreeSet<ServiceKey> {
+        let services: Vec<Arc<Service>> = services.iter().cloned().map(Arc::new).collect();
+        let slices: Vec<Arc<EndpointSlice>> = slices.iter().cloned().map(Arc::new).collect();
+        self.update_shared(&services, &slices)
     }
 
     /// Services with proxied ports (what the shard count follows).
@@ -131,50 +233,6 @@ impl PortTracker {
 fn slice_feeds(s: &EndpointSlice) -> Option<ServiceKey> {
     let owner = s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL))?;
     Some(ServiceKey::new(s.metadata.namespace.as_deref().unwrap_or_default(), owner))
-}
-
-/// Records `objects` in `known` (marking them seen in `generation`); every Service fed by an object that is new,
-/// changed or gone (before or after the change) goes into `dirty`.
-fn track<'a, T: 'a>(
-    known: &mut HashMap<String, Known>,
-    generation: u64,
-    objects: impl Iterator<Item = (&'a ObjectMeta, &'a T)>,
-    feeds: impl Fn(&T) -> Option<ServiceKey>,
-    dirty: &mut BTreeSet<ServiceKey>,
-) {
-    let mut seen = 0usize;
-    for (meta, obj) in objects {
-        seen += 1;
-        let unchanged = |k: &Known| k.version.is_some() && k.version == meta.resource_version;
-        let entry = match &meta.uid {
-            Some(uid) => known.get_mut(uid.as_str()),
-            None => known.get_mut(&format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())),
-        };
-        if let Some(k) = entry {
-            k.seen = generation;
-            if unchanged(k) {
-                continue;
-            }
-            dirty.extend(k.feeds.take());
-            k.version = meta.resource_version.clone();
-            k.feeds = feeds(obj);
-            dirty.extend(k.feeds.clone());
-            continue;
-        }
-        let id = meta.uid.clone().unwrap_or_else(|| format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default()));
-        let k = Known { version: meta.resource_version.clone(), feeds: feeds(obj), seen: generation };
-        dirty.extend(k.feeds.clone());
-        known.insert(id, k);
-    }
-    // every object seen marked one entry (uids are unique): more entries than objects means some are gone
-    if known.len() > seen {
-        known.retain(|_, k| {
-            if k.seen != generation {
-                dirty.extend(k.feeds.take());
-            }
-            k.seen == generation
-        });
-    }
 }
 
 #[cfg(test)]
@@ -217,69 +275,156 @@ pub(crate) mod tests {
         names.iter().map(|n| ServiceKey::new("default", n)).collect()
     }
 
+    fn shared<T>(objects: Vec<T>) -> Vec<Arc<T>> {
+        objects.into_iter().map(Arc::new).collect()
+    }
+
+    /// [`assert_same_as_full`] of a shared state.
+    fn assert_same(t: &PortTracker, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) {
+        let services: Vec<Service> = services.iter().map(|s| (**s).clone()).collect();
+        let slices: Vec<EndpointSlice> = slices.iter().map(|s| (**s).clone()).collect();
+        assert_same_as_full(t, &services, &slices);
+    }
+
     #[test]
     fn first_update_computes_every_service_and_an_unchanged_state_nothing() {
-        let services = vec![svc("a", 1, 1), svc("b", 2, 2)];
-        let slices = vec![slice("a-1", "a", 1, &[5, 6], 3)];
+        let services = shared(vec![svc("a", 1, 1), svc("b", 2, 2)]);
+        let slices = shared(vec![slice("a-1", "a", 1, &[5, 6], 3)]);
         let mut t = PortTracker::new("n1");
-        assert_eq!(t.update(&services, &slices), keys(&["a", "b"]));
-        assert_same_as_full(&t, &services, &slices);
-        assert!(t.update(&services, &slices).is_empty(), "same uids and resourceVersions: nothing recomputed");
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a", "b"]));
+        assert_same(&t, &services, &slices);
+        assert!(t.update_shared(&services, &slices).is_empty(), "the same objects: nothing recomputed");
         assert_eq!(t.ports_of(&ServiceKey::new("default", "a"))[0].cluster_endpoints.len(), 2);
+        // new Arcs of the same uids and resourceVersions (a relist): nothing recomputed either
+        assert!(t.update_shared(&shared(vec![svc("a", 1, 1), svc("b", 2, 2)]), &shared(vec![slice("a-1", "a", 1, &[5, 6], 3)])).is_empty());
+        // nor through plain objects, which are all new Arcs
+        assert!(t.update(&[svc("a", 1, 1), svc("b", 2, 2)], &[slice("a-1", "a", 1, &[5, 6], 3)]).is_empty());
+        assert_same(&t, &services, &slices);
     }
 
     #[test]
     fn a_slice_change_recomputes_only_the_service_it_feeds() {
-        let services: Vec<Service> = (0..50).map(|i| svc(&format!("s{i}"), i + 1, 1)).collect();
-        let mut slices: Vec<EndpointSlice> = (0..50).map(|i| slice(&format!("s{i}-1"), &format!("s{i}"), i, &[1, 2, 3], 2)).collect();
+        let mut services = shared((0..50).map(|i| svc(&format!("s{i}"), i + 1, 1)).collect());
+        let mut slices = shared((0..50).map(|i| slice(&format!("s{i}-1"), &format!("s{i}"), i, &[1, 2, 3], 2)).collect());
         let mut t = PortTracker::new("n1");
-        t.update(&services, &slices);
-        slices[7] = slice("s7-1", "s7", 7, &[1, 2, 9], 3);
-        assert_eq!(t.update(&services, &slices), keys(&["s7"]));
-        assert_same_as_full(&t, &services, &slices);
+        t.update_shared(&services, &slices);
+        slices[7] = Arc::new(slice("s7-1", "s7", 7, &[1, 2, 9], 3));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["s7"]));
+        assert_same(&t, &services, &slices);
         // the Service object itself changing (a new resourceVersion): that Service alone
-        let mut services = services;
-        services[3] = svc("s3", 200, 4);
-        assert_eq!(t.update(&services, &slices), keys(&["s3"]));
-        assert_same_as_full(&t, &services, &slices);
+        services[3] = Arc::new(svc("s3", 200, 4));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["s3"]));
+        assert_same(&t, &services, &slices);
+        // the state in another order (a store's): nothing
+        services.reverse();
+        slices.rotate_left(17);
+        assert!(t.update_shared(&services, &slices).is_empty());
     }
 
     #[test]
     fn deletes_relabels_and_objects_without_a_version() {
-        let mut services = vec![svc("a", 1, 1), svc("b", 2, 1), svc("c", 3, 1)];
-        let mut slices = vec![slice("a-1", "a", 1, &[5], 1), slice("b-1", "b", 2, &[5], 1), slice("x-1", "a", 9, &[7], 1)];
+        let mut services = shared(vec![svc("a", 1, 1), svc("b", 2, 1), svc("c", 3, 1)]);
+        let mut slices = shared(vec![slice("a-1", "a", 1, &[5], 1), slice("b-1", "b", 2, &[5], 1), slice("x-1", "a", 9, &[7], 1)]);
         let mut t = PortTracker::new("n1");
-        t.update(&services, &slices);
+        t.update_shared(&services, &slices);
         // a slice moved from a to c: both recomputed
-        slices[2] = slice("x-1", "c", 9, &[7], 2);
-        assert_eq!(t.update(&services, &slices), keys(&["a", "c"]));
-        assert_same_as_full(&t, &services, &slices);
+        slices[2] = Arc::new(slice("x-1", "c", 9, &[7], 2));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a", "c"]));
+        assert_same(&t, &services, &slices);
         // a slice deleted: its Service recomputed (no endpoints left)
         slices.remove(1);
-        assert_eq!(t.update(&services, &slices), keys(&["b"]));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["b"]));
         assert!(!t.ports_of(&ServiceKey::new("default", "b"))[0].has_endpoints);
         // a Service deleted: gone from the ports
         services.remove(0);
-        assert_eq!(t.update(&services, &slices), keys(&["a"]));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a"]));
         assert!(t.ports_of(&ServiceKey::new("default", "a")).is_empty());
-        assert_same_as_full(&t, &services, &slices);
+        assert_same(&t, &services, &slices);
         // deleted and made again under the same name (a new uid): recomputed
         let mut again = svc("c", 4, 1);
         again.metadata.uid = Some("svc-c-2".into());
-        services[1] = again;
-        assert_eq!(t.update(&services, &slices), keys(&["c"]));
-        assert_same_as_full(&t, &services, &slices);
-        // hand-made objects without a resourceVersion are never taken as unchanged
-        services[0].metadata.resource_version = None;
-        assert_eq!(t.update(&services, &slices), keys(&["b"]));
-        assert_eq!(t.update(&services, &slices), keys(&["b"]));
+        services[1] = Arc::new(again);
+        assert_eq!(t.update_shared(&services, &slices), keys(&["c"]));
+        assert_same(&t, &services, &slices);
+        // hand-made objects without a resourceVersion are never taken as unchanged, even as the same Arc
+        Arc::make_mut(&mut services[0]).metadata.resource_version = None;
+        assert_eq!(t.update_shared(&services, &slices), keys(&["b"]));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["b"]));
         // reset: everything again, a too (a Service gone whose slice a-1 is still there)
         t.reset();
-        assert_eq!(t.update(&services, &slices), keys(&["a", "b", "c"]));
-        assert_same_as_full(&t, &services, &slices);
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a", "b", "c"]));
+        assert_same(&t, &services, &slices);
     }
 
-    /// Many random changes in a row (a fixed seed): after each, the tracked ports equal a full recompute.
+    /// One object through its life, each step a new Arc as the store makes it: modified, deleted, made again
+    /// under the same name (a new uid), and a slice relabelled to another Service and back.
+    #[test]
+    fn an_object_modified_deleted_recreated_and_relabelled() {
+        let mut services = shared(vec![svc("a", 1, 1), svc("b", 2, 1)]);
+        let mut slices = shared(vec![slice("a-1", "a", 1, &[5], 1), slice("b-1", "b", 2, &[6], 1)]);
+        let mut t = PortTracker::new("n1");
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a", "b"]));
+        let endpoints = |t: &PortTracker, name: &str| -> Vec<String> {
+            t.ports_of(&ServiceKey::new("default", name)).iter().flat_map(|p| p.cluster_endpoints.iter().map(|e| e.ip.to_string())).collect()
+        };
+        // modified
+        slices[0] = Arc::new(slice("a-1", "a", 1, &[7, 8], 2));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a"]));
+        assert_eq!(endpoints(&t, "a"), ["10.244.1.7", "10.244.1.8"]);
+        assert_same(&t, &services, &slices);
+        // deleted (the slice and the Service)
+        slices.remove(0);
+        services.remove(0);
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a"]));
+        assert!(t.ports_of(&ServiceKey::new("default", "a")).is_empty());
+        assert_same(&t, &services, &slices);
+        // made again under the same names: new uids, versions that happen to equal the old ones
+        let mut again = slice("a-1", "a", 3, &[9], 1);
+        again.metadata.uid = Some("slice-a-1-again".into());
+        slices.push(Arc::new(again));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a"]), "a slice of a Service not there (yet)");
+        assert!(t.ports_of(&ServiceKey::new("default", "a")).is_empty());
+        let mut again = svc("a", 1, 1);
+        again.metadata.uid = Some("svc-a-again".into());
+        services.insert(0, Arc::new(again));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a"]));
+        assert_eq!(endpoints(&t, "a"), ["10.244.3.9"], "the new slice's endpoints, found through the index");
+        assert_same(&t, &services, &slices);
+        // deleted and made again between two updates (the old uid gone, the new one there)
+        let mut again = slice("a-1", "a", 4, &[1], 5);
+        again.metadata.uid = Some("slice-a-1-third".into());
+        let last = slices.len() - 1;
+        slices[last] = Arc::new(again);
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a"]));
+        assert_eq!(endpoints(&t, "a"), ["10.244.4.1"]);
+        assert_same(&t, &services, &slices);
+        // the slice relabelled to b: both; b has both slices' endpoints, a none
+        let mut moved = slice("a-1", "b", 4, &[1], 6);
+        moved.metadata.uid = Some("slice-a-1-third".into());
+        slices[last] = Arc::new(moved);
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a", "b"]));
+        assert_eq!(endpoints(&t, "b"), ["10.244.2.6", "10.244.4.1"]);
+        assert!(endpoints(&t, "a").is_empty());
+        assert_same(&t, &services, &slices);
+        // and back, label removed, then a change to b's own slice: each time only what it feeds
+        let mut back = slice("a-1", "a", 4, &[1], 7);
+        back.metadata.uid = Some("slice-a-1-third".into());
+        slices[last] = Arc::new(back);
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a", "b"]));
+        assert_eq!(endpoints(&t, "b"), ["10.244.2.6"]);
+        let mut unlabelled = slice("a-1", "a", 4, &[1], 8);
+        unlabelled.metadata.uid = Some("slice-a-1-third".into());
+        unlabelled.metadata.labels = None;
+        slices[last] = Arc::new(unlabelled);
+        assert_eq!(t.update_shared(&services, &slices), keys(&["a"]));
+        assert!(endpoints(&t, "a").is_empty());
+        slices[0] = Arc::new(slice("b-1", "b", 2, &[6, 7], 2));
+        assert_eq!(t.update_shared(&services, &slices), keys(&["b"]));
+        assert_same(&t, &services, &slices);
+    }
+
+    /// Many random changes in a row (a fixed seed): after each, the tracked ports equal a full recompute, through
+    /// shared objects (what changed is a new Arc, the rest kept) and through plain ones (all new Arcs) alike.
     #[test]
     fn tracked_ports_equal_a_full_recompute_after_every_change() {
         let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -289,31 +434,49 @@ pub(crate) mod tests {
             rng ^= rng << 17;
             rng % n
         };
-        let mut services: Vec<Service> = (0..20).map(|i| svc(&format!("s{i}"), i + 1, 1)).collect();
-        let mut slices: Vec<EndpointSlice> = (0..20).map(|i| slice(&format!("s{i}-1"), &format!("s{i}"), i, &[1, 2], 1)).collect();
+        let mut services = shared((0..20).map(|i| svc(&format!("s{i}"), i + 1, 1)).collect());
+        let mut slices = shared((0..20).map(|i| slice(&format!("s{i}-1"), &format!("s{i}"), i, &[1, 2], 1)).collect());
         let mut t = PortTracker::new("n1");
-        t.update(&services, &slices);
+        let mut plain = PortTracker::new("n1");
+        let values = |services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]| -> (Vec<Service>, Vec<EndpointSlice>) {
+            (services.iter().map(|s| (**s).clone()).collect(), slices.iter().map(|s| (**s).clone()).collect())
+        };
+        t.update_shared(&services, &slices);
+        let (s, e) = values(&services, &slices);
+        plain.update(&s, &e);
         for rv in 2..300u64 {
             let i = next(20) as u8;
-            match next(6) {
+            match next(7) {
                 0 => {
                     let hosts: Vec<u8> = (0..next(4)).map(|_| next(5) as u8 + 1).collect();
                     let owner = format!("s{}", next(22)); // sometimes a Service that does not exist
                     let name = format!("s{i}-{}", next(2) + 1);
                     slices.retain(|s| s.metadata.name.as_deref() != Some(name.as_str()));
-                    slices.push(slice(&name, &owner, i, &hosts, rv));
+                    slices.push(Arc::new(slice(&name, &owner, i, &hosts, rv)));
                 }
                 1 => slices.retain(|s| s.metadata.name.as_deref() != Some(format!("s{i}-1").as_str())),
                 2 => {
                     services.retain(|s| s.metadata.name.as_deref() != Some(format!("s{i}").as_str()));
-                    services.push(svc(&format!("s{i}"), i + 100, rv));
+                    services.push(Arc::new(svc(&format!("s{i}"), i + 100, rv)));
                 }
                 3 => services.retain(|s| s.metadata.name.as_deref() != Some(format!("s{i}").as_str())),
+                4 => {
+                    // made again under the same name: a new uid
+                    services.retain(|s| s.metadata.name.as_deref() != Some(format!("s{i}").as_str()));
+                    let mut again = svc(&format!("s{i}"), i + 150, rv);
+                    again.metadata.uid = Some(format!("svc-s{i}-{rv}"));
+                    services.push(Arc::new(again));
+                }
                 _ => {} // nothing changed
             }
-            let changed = t.update(&services, &slices);
-            assert_same_as_full(&t, &services, &slices);
+            // the store's order is not kept from one state to the next
+            let by = next(services.len().max(1) as u64) as usize;
+            services.rotate_left(by);
+            let changed = t.update_shared(&services, &slices);
+            assert_same(&t, &services, &slices);
             assert!(changed.len() <= 2, "one change recomputes at most the two Services a relabeled slice feeds: {changed:?}");
+            let (s, e) = values(&services, &slices);
+            assert_eq!(plain.update(&s, &e), changed, "plain objects: the same Services recomputed");
         }
     }
 }
