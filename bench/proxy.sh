@@ -10,7 +10,8 @@
 #      at this size), and the from-scratch syncs the proxy made while the Services came in (one each time they
 #      outgrew the table count);
 #   2. one change: ROUNDS times, one EndpointSlice's first address is replaced (a merge patch straight to the
-#      API with curl); time from the patch to the new address's rule committed in the table (partial sync): new
+#      API from bench/patcher.py, one client on one open TLS connection, as a controller writes); time from the
+#      patch's send to the new address's rule committed in the table (partial sync): new
 #      connections go to the new address from then on. The commit is seen by a listener on the kernel's nftables
 #      netlink group (NFNLGRP_NFTABLES), each event stamped as it arrives. p50/p99. Then where a round's time
 #      goes: from the PATCH's start to the proxy's sync start (API write and watch delivery), the sync's compute
@@ -48,8 +49,10 @@ VETH="rkbv$TAG"; BR="rkbb$TAG"; DNSL="rkbd$TAG"; TABLE="rkbp$TAG"
 FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
 UP_PID=
 MON_PID=
+PATCHER_PID_=
 cleanup() {
     if [ -n "$MON_PID" ]; then kill -TERM "$MON_PID" 2>/dev/null || true; wait "$MON_PID" 2>/dev/null || true; fi
+    if [ -n "$PATCHER_PID_" ]; then kill -TERM "$PATCHER_PID_" 2>/dev/null || true; wait "$PATCHER_PID_" 2>/dev/null || true; fi
     bench_up_stop
 }
 trap cleanup EXIT
@@ -99,6 +102,13 @@ sync_stats() {
     kubectl get --raw "/api/v1/nodes/$NODE/proxy/metrics" | awk '/^kubeproxy_sync_proxy_rules_duration_seconds_sum/ {s=$2} /^kubeproxy_sync_proxy_rules_duration_seconds_count/ {c=$2} END {print s, c}'
 }
 read -r sum0 count0 < <(sync_stats)
+# the API server's own time for the rounds' PATCHes (its request histogram: count, sum, and how many took > 25 ms)
+patch_stats() {
+    kubectl get --raw /metrics | awk '/^apiserver_request_duration_seconds_(count|sum)\{verb="patch",resource="endpointslices"/ {v[$1 ~ /_count/ ? "c" : "s"]=$2}
+        /^apiserver_request_duration_seconds_bucket\{verb="patch",resource="endpointslices",le="0.025"\}/ {b=$2}
+        END {print v["c"] + 0, v["s"] + 0, b + 0}'
+}
+read -r pc0 ps0 pb0 < <(patch_stats)
 # every new rule of the table, stamped in ms when the kernel's event arrives: "<ms> <chain>"
 python3 -c '
 import socket, struct, sys, time
@@ -134,16 +144,20 @@ times=()
 writes=()
 starts=()
 log0=$(wc -l < "$DATA/rkube.log")
+# the writer: one client holding one TLS connection to the API, as a controller does (a curl per round cost a
+# process start and a TLS handshake, 5-10 ms, that no controller pays); it stamps each PATCH just before sending
+coproc PATCHER { exec python3 bench/patcher.py "$API" "$DATA/pki" /apis/discovery.k8s.io/v1/namespaces/default/endpointslices/b0-1; }
+PATCHER_PID_=$PATCHER_PID
+read -r ready <&"${PATCHER[0]}"
+[ "$ready" = ready ] || { echo "proxy.sh: the PATCH client did not start" >&2; exit 1; }
 for r in $(seq "$ROUNDS"); do
     sleep "$GAP"
     addr="203.0.113.$((r % 250 + 1))"
-    t0=$(now_ms)
+    echo "$addr" >&"${PATCHER[1]}"
+    read -r t0 t1 <&"${PATCHER[0]}" || { echo "proxy.sh: round $r: the PATCH failed" >&2; exit 1; }
+    t0=${t0%.*}
     starts+=("$t0")
-    curl -sf --cacert "$DATA/pki/ca.crt" --cert "$DATA/pki/admin.crt" --key "$DATA/pki/admin.key" \
-        -X PATCH -H 'Content-Type: application/merge-patch+json' \
-        "$API/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/b0-1" \
-        -d "{\"endpoints\":[{\"addresses\":[\"$addr\"]}]}" >/dev/null
-    writes+=($(( $(now_ms) - t0 )))
+    writes+=($(( ${t1%.*} - t0 )))
     until seen=$(grep -F -m1 " ${chain}$addr/8080" "$DATA/monitor"); do
         [ $(( $(now_ms) - t0 )) -lt 10000 ] || { echo "proxy.sh: round $r: $addr not in the table within 10 s" >&2; exit 1; }
         sleep 0.002
@@ -154,7 +168,10 @@ sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 p() { printf '%s\n' "$sorted" | awk -v q="$1" '{a[NR]=$1} END {i=int(q*NR+0.999); if (i<1) i=1; print a[i]}'; }
 echo "one endpoint change at $N Services: patch -> rule in place p50 $(p 0.5) ms, p99 $(p 0.99) ms, max $(p 1.0) ms ($ROUNDS rounds)"
 sorted=$(printf '%s\n' "${writes[@]}" | sort -n)
-echo "  of which the API write (curl's PATCH until its answer, the rule may land before): p50 $(p 0.5) ms"
+echo "  of which the API write (the PATCH until its answer, the rule may land before): p50 $(p 0.5) ms, p99 $(p 0.99) ms"
+read -r pc1 ps1 pb1 < <(patch_stats)
+awk -v c="$((pc1 - pc0))" -v s0="$ps0" -v s1="$ps1" -v slow="$(( (pc1 - pc0) - (pb1 - pb0) ))" 'BEGIN { if (c > 0) printf "  the API server'"'"'s own time for those PATCHes (its request histogram): mean %.1f ms, %d of %d over 25 ms\n", (s1 - s0) * 1000 / c, slow, c }'
+printf '  rounds (patch -> rule ms / API write ms):'; for i in "${!times[@]}"; do printf ' %s/%s' "${times[$i]}" "${writes[$i]}"; done; echo
 read -r sum1 count1 < <(sync_stats)
 awk -v a="$sum0" -v b="$sum1" -v c="$count0" -v d="$count1" 'BEGIN { if (d > c) printf "proxy sync itself (tracker update + plan + netlink batch), mean over the %d syncs of the rounds: %.1f ms\n", d - c, (b - a) * 1000 / (d - c) }'
 # the same syncs split as the proxy logs them (kubelet/src/service_proxy/sync.rs): compute_ms (which Services
@@ -186,4 +203,5 @@ if got:
         print("  %s: p50 %.1f ms, p99 %.1f ms" % (name, q(xs, 0.5), q(xs, 0.99)))
 ' "${starts[*]}" || true
 echo "(rounds $GAP s apart)"
+[ -z "${EXP_OUT:-}" ] || sed 's/\x1b\[[0-9;]*m//g' "$DATA/rkube.log" | grep "EXP" | tail -n $((ROUNDS + 2)) > "$EXP_OUT"
 grep -c "service proxy rules applied" "$DATA/rkube.log" | sed 's/^/proxy syncs logged: /'
