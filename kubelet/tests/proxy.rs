@@ -574,15 +574,12 @@ fn sharded_tables_serve_every_service_and_the_resync_keeps_affinity_and_repairs_
     // the periodic resync: the tracker recomputed from scratch, then one shard per sync, in order
     let later = t0 + FULL_SYNC_PERIOD;
     assert!(proxier.recompute_due(later), "the resync is due after FULL_SYNC_PERIOD");
-    tracker.reset();
-    let mut changed = tracker.update(&services, &slices);
-    for shard in 0..4 {
-        assert_eq!(proxier.sync(&tracker, &changed, later).expect("resync step").0, SyncKind::Resync(shard));
-        changed.clear();
-        // every Service answers between the steps
+    // every Service answers between the steps
+    resync_every_shard(&mut proxier, &mut tracker, (&services, &slices), 4, later, || {
         assert_eq!(wget(&client, &format!("{}:80", vips[1])).expect("only-a during the resync"), "from-b");
-    }
-    assert_eq!(proxier.sync(&tracker, &changed, later).expect("after the resync").0, SyncKind::Unchanged, "the resync is over");
+    });
+    let none = std::collections::BTreeSet::new();
+    assert_eq!(proxier.sync(&tracker, &none, later).expect("after the resync").0, SyncKind::Unchanged, "the resync is over");
     assert!(!proxier.recompute_due(later), "and the next one is FULL_SYNC_PERIOD away");
     assert_eq!(wget(&client, &format!("{}:80", vips[2])).expect("only-b after the resync"), "from-b", "the hand-made rule is gone");
     // the affinity set kept the client through the resync: the client still lands on its endpoint
@@ -698,12 +695,7 @@ fn the_resync_restores_a_deleted_base_chain_and_an_edited_one() {
 
     let later = t0 + period;
     assert!(proxier.recompute_due(later), "due after the configured period");
-    tracker.reset();
-    let mut changed = tracker.update(&services, &slices);
-    for shard in 0..2 {
-        assert_eq!(proxier.sync(&tracker, &changed, later).expect("resync step").0, SyncKind::Resync(shard));
-        changed.clear();
-    }
+    resync_every_shard(&mut proxier, &mut tracker, (&services, &slices), 2, later, || {});
     let chain = Command::new("nft").args(["list", "chain", "ip", &x_table, "nat-prerouting"]).output().expect("nft list chain");
     let text = String::from_utf8_lossy(&chain.stdout);
     assert!(chain.status.success() && text.contains("hook prerouting") && text.contains("jump services"), "nat-prerouting back in {x_table}:\n{text}");
@@ -711,6 +703,26 @@ fn the_resync_restores_a_deleted_base_chain_and_an_edited_one() {
     assert!(!String::from_utf8_lossy(&services_chain.stdout).contains("drop"), "the hand-made rule gone from {y_table}");
     assert_eq!(wget(&client, &format!("{}:80", vips[0])).expect("x after the resync"), "from-a");
     assert_eq!(wget(&client, &format!("{}:80", vips[1])).expect("y after the resync"), "from-b");
+}
+
+/// The periodic resync as the watch loop carries it out once it is due: the tracker recomputed from scratch, then
+/// one sync per shard, each rewriting shard 0, 1, ... `shards - 1` in turn; `between` runs after each step.
+fn resync_every_shard(
+    proxier: &mut rkube_kubelet::service_proxy::sync::Proxier,
+    tracker: &mut rkube_kubelet::service_proxy::tracker::PortTracker,
+    (services, slices): (&[k8s_openapi::api::core::v1::Service], &[k8s_openapi::api::discovery::v1::EndpointSlice]),
+    shards: u32,
+    at: std::time::Instant,
+    mut between: impl FnMut(),
+) {
+    use rkube_kubelet::service_proxy::sync::SyncKind;
+    tracker.reset();
+    let mut changed = tracker.update(services, slices);
+    for shard in 0..shards {
+        assert_eq!(proxier.sync(tracker, &changed, at).expect("resync step").0, SyncKind::Resync(shard));
+        changed.clear();
+        between();
+    }
 }
 
 /// A ClusterIP with no rule: refused by the service CIDR guard.
