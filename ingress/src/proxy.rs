@@ -349,7 +349,16 @@ impl Proxy {
                     strip_hop_by_hop(&mut parts.headers);
                     parts.headers.remove(header::UPGRADE);
                 }
-                Response::from_parts(parts, Either::Left(body))
+                if !buffered(&parts) {
+                    return Response::from_parts(parts, Either::Left(body));
+                }
+                match http_body_util::BodyExt::collect(body).await {
+                    Ok(whole) => Response::from_parts(parts, Either::Right(Full::new(whole.to_bytes()))),
+                    Err(e) => {
+                        tracing::debug!(backend = %backend.name, %endpoint, error = %e, "ingress: endpoint failed mid-answer");
+                        text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: service {} endpoint {endpoint}: {e}\n", backend.name))
+                    }
+                }
             }
             Err(e) => {
                 tracing::debug!(backend = %backend.name, %endpoint, error = %e, "ingress: endpoint failed");
@@ -477,6 +486,24 @@ impl Pool {
         let back = keeps_alive(&resp).then(|| (self.clone(), endpoint, sender));
         resp.map(|body| UpstreamBody { body, back })
     }
+}
+
+/// Answers of a known length up to this are read whole before they are passed on (nginx's `proxy_buffering`, on by
+/// default, does the same within its buffers' 32-64 KiB).
+const BUFFER_LIMIT: u64 = 64 * 1024;
+
+/// Whether an answer is read whole before it is passed on: a known, small length (not an upgrade, not a stream of
+/// unknown length such as server-sent events). An endpoint that writes its head and its body apart (busybox httpd:
+/// a write for the head, then the file) would otherwise reach the client as two writes, and the client's read of
+/// the head alone as one wake-up more; whole, the head and the body leave in one write.
+fn buffered(parts: &http::response::Parts) -> bool {
+    parts.status != StatusCode::SWITCHING_PROTOCOLS
+        && parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n <= BUFFER_LIMIT)
 }
 
 /// Whether the endpoint keeps the connection open after this answer: HTTP/1.1 unless `Connection: close`,
@@ -768,6 +795,24 @@ mod tests {
         );
         h.remove(header::UPGRADE);
         assert_eq!(upgrade_protocol(&h), None);
+    }
+
+    #[test]
+    fn small_answers_of_known_length_are_read_whole_and_the_rest_streams() {
+        let parts = |status: u16, length: Option<&str>| {
+            let mut b = Response::builder().status(status);
+            if let Some(l) = length {
+                b = b.header(header::CONTENT_LENGTH, l);
+            }
+            b.body(()).expect("response").into_parts().0
+        };
+        assert!(buffered(&parts(200, Some("6"))), "a small body");
+        assert!(buffered(&parts(404, Some("0"))), "an empty one");
+        assert!(buffered(&parts(200, Some("65536"))), "up to the limit");
+        assert!(!buffered(&parts(200, Some("65537"))), "over it: streamed");
+        assert!(!buffered(&parts(200, None)), "unknown length (chunked, server-sent events): streamed");
+        assert!(!buffered(&parts(200, Some("six"))), "a length that is not one: streamed");
+        assert!(!buffered(&parts(101, Some("0"))), "an upgrade: never");
     }
 
     #[test]
