@@ -1,7 +1,8 @@
 //! The reverse proxy: HTTP and HTTPS listeners (HTTP/1.x on both, HTTP/2 over TLS when the client's ALPN asks for
 //! `h2`, as ingress-nginx: no cleartext HTTP/2 on the plain port), one routing decision per
 //! request from what [`Live`] serves now, and the request forwarded to one endpoint of the chosen backend over
-//! pooled HTTP/1.1 keep-alive connections. Bodies stream both ways as they arrive (nothing is buffered); an
+//! pooled HTTP/1.1 keep-alive connections. Bodies stream both ways as they arrive, but for a small answer of known
+//! length ([`BUFFER_LIMIT`]), read whole and sent with its head in one write, as nginx's `proxy_buffering`; an
 //! `Upgrade` (WebSocket and the like) gets a connection of its own to the endpoint and, once the endpoint
 //! answers 101, the two sockets are spliced until either side closes.
 //!
