@@ -218,11 +218,13 @@ function route() {
 let detail = {};
 
 // The document of `url` in slot `slot` for `key`, fetched once per navigation (or when `force`d); null doc and
-// error while it loads.
+// error while it loads. A forced fetch of the page already shown keeps its document on screen until the new one
+// is in (a pod's live trace ending refetches its inspection: the page blinked to "Asking node's kubelet…").
 function want(slot, key, url, force) {
   const cur = detail[slot];
   if (!force && cur && cur.key === key) return cur;
-  const d = { key, doc: null, error: null };
+  const kept = cur && cur.key === key && cur.doc ? cur.doc : null;
+  const d = { key, doc: kept, error: null };
   detail[slot] = d;
   fetchJson(url).then(({ doc, error }) => {
     if (detail[slot] === d) {
