@@ -343,7 +343,8 @@ impl Proxy {
                 .await
                 .map(|resp| resp.map(|body| UpstreamBody { body, back: None })),
         };
-        match result {
+        // the answer as it streams, or read whole when small; an endpoint failing before or during it gives 502
+        let answered = match result {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 if parts.status != StatusCode::SWITCHING_PROTOCOLS {
@@ -353,25 +354,23 @@ impl Proxy {
                 if !buffered(&parts) {
                     return Response::from_parts(parts, Either::Left(body));
                 }
-                match http_body_util::BodyExt::collect(body).await {
-                    Ok(whole) => Response::from_parts(parts, Either::Right(Full::new(whole.to_bytes()))),
-                    Err(e) => {
-                        tracing::debug!(backend = %backend.name, %endpoint, error = %e, "ingress: endpoint failed mid-answer");
-                        text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: service {} endpoint {endpoint}: {e}\n", backend.name))
-                    }
-                }
+                http_body_util::BodyExt::collect(body)
+                    .await
+                    .map(|whole| Response::from_parts(parts, Either::Right(Full::new(whole.to_bytes()))))
+                    .map_err(|e| e.to_string())
             }
-            Err(e) => {
-                tracing::debug!(backend = %backend.name, %endpoint, error = %e, "ingress: endpoint failed");
-                text(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
-                        "502 Bad Gateway: service {} endpoint {endpoint}: {e}\n",
-                        backend.name
-                    ),
-                )
-            }
-        }
+            Err(e) => Err(e),
+        };
+        answered.unwrap_or_else(|e| {
+            tracing::debug!(backend = %backend.name, %endpoint, error = %e, "ingress: endpoint failed");
+            text(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "502 Bad Gateway: service {} endpoint {endpoint}: {e}\n",
+                    backend.name
+                ),
+            )
+        })
     }
 }
 
