@@ -206,7 +206,8 @@ async fn serve_streams(req: Request<Body>, opts: Options, runner: Runner) -> Res
             return plain(StatusCode::BAD_REQUEST, format!("no supported WebSocket subprotocol: use one of {WS_PROTOCOLS:?}"));
         };
         let v5 = proto.starts_with("v5.");
-        return ws.on_upgrade(move |socket| exec_websocket(socket, v5, opts, runner));
+        let grace = ws_first_frame_grace(parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()));
+        return ws.on_upgrade(move |socket| exec_websocket(socket, v5, grace, opts, runner));
     }
     let Some(proto) = negotiate_spdy(req.headers(), SPDY_PROTOCOLS) else {
         return plain(StatusCode::FORBIDDEN, format!("unable to upgrade: no common stream protocol: the server speaks {SPDY_PROTOCOLS:?}"));
@@ -344,10 +345,37 @@ async fn exec_spdy(mut session: Session, opts: Options, runner: Runner) {
 ///
 /// kubectl up to 1.33 starts reading frames before it has made its table of streams (kubernetes#131189, fixed
 /// in 1.34): a frame that arrives in between is dropped with "Unknown stream id", which cut the start off a
-/// `kubectl cp` archive. Behind the real apiserver the extra hop to the kubelet hides that window; here the
-/// first byte can be on loopback within microseconds. A client that sends anything (stdin, a resize) has its
-/// streams made already and opens the gate at once.
-const WS_FIRST_FRAME_GRACE: Duration = Duration::from_millis(30);
+/// `kubectl cp` archive and, once in ~5 suite runs on a loaded 2-core machine, lost the whole output of a quick
+/// `kubectl exec ... cat`. Behind the real apiserver the extra hop to the kubelet (WebSocket translated to SPDY)
+/// hides that window; here the first byte can be on loopback within microseconds. A client that sends anything
+/// (stdin, a resize) has its streams made already and opens the gate at once.
+///
+/// Clients built on client-go before 1.34 (kubectl among them) get [`WS_GRACE_OLD_CLIENT_GO`]: their window is
+/// a goroutine switch, and on a machine that is short of CPU that can take tens of milliseconds. Everyone else
+/// gets [`WS_GRACE`]. The cost is paid only by a command whose first output comes sooner than that.
+fn ws_first_frame_grace(user_agent: Option<&str>) -> Duration {
+    match user_agent.and_then(client_go_minor) {
+        Some(minor) if minor < 34 => WS_GRACE_OLD_CLIENT_GO,
+        _ => WS_GRACE,
+    }
+}
+
+const WS_GRACE: Duration = Duration::from_millis(30);
+const WS_GRACE_OLD_CLIENT_GO: Duration = Duration::from_millis(200);
+
+/// The minor version of a client-go User-Agent (`kubectl/v1.32.4 (linux/amd64) kubernetes/6b1d3a7`); 0 for a
+/// client-go program that does not stamp its version (`v0.0.0`); None for anything else.
+fn client_go_minor(ua: &str) -> Option<u32> {
+    let (product, rest) = ua.split_once(' ')?;
+    if !rest.split(' ').any(|t| t.starts_with("kubernetes/")) {
+        return None;
+    }
+    let version = product.split_once('/')?.1.strip_prefix('v')?;
+    let mut parts = version.split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    Some(if major == 0 { 0 } else { minor })
+}
 
 /// Waits until `grace` has passed since `start` or the client has sent a frame, whichever comes first.
 async fn first_frame_gate(start: tokio::time::Instant, grace: Duration, client_spoke: &tokio::sync::Notify) {
@@ -357,14 +385,14 @@ async fn first_frame_gate(start: tokio::time::Instant, grace: Duration, client_s
     }
 }
 
-async fn exec_websocket(socket: WebSocket, v5: bool, opts: Options, runner: Runner) {
+async fn exec_websocket(socket: WebSocket, v5: bool, grace: Duration, opts: Options, runner: Runner) {
     let upgraded = tokio::time::Instant::now();
     let (mut sink, mut source) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(32);
     let client_spoke = std::sync::Arc::new(tokio::sync::Notify::new());
     let spoke = client_spoke.clone();
     let writer = tokio::spawn(async move {
-        first_frame_gate(upgraded, WS_FIRST_FRAME_GRACE, &spoke).await;
+        first_frame_gate(upgraded, grace, &spoke).await;
         while let Some(m) = out_rx.recv().await {
             let close = matches!(m, Message::Close(_));
             if sink.send(m).await.is_err() || close {
@@ -472,6 +500,27 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), first_frame_gate(start, Duration::from_secs(600), &spoke))
             .await
             .expect("a client frame opens the gate");
+    }
+
+    #[test]
+    fn kubectl_before_1_34_waits_longer_before_its_first_frame() {
+        for ua in [
+            "kubectl/v1.32.4-dispatcher (linux/amd64) kubernetes/6b1d3a7",
+            "kubectl/v1.27.16 (linux/amd64) kubernetes/cbb86e0",
+            "my-operator/v0.0.0 (linux/amd64) kubernetes/$Format",
+        ] {
+            assert_eq!(ws_first_frame_grace(Some(ua)), WS_GRACE_OLD_CLIENT_GO, "{ua}");
+        }
+        for ua in [
+            Some("kubectl/v1.34.0 (linux/amd64) kubernetes/abcdef0"),
+            Some("kubectl/v1.40.1 (darwin/arm64) kubernetes/abcdef0"),
+            Some("OpenAPI-Generator/31.0.0/python"),
+            Some("kube-rs/0.99"),
+            Some("kubectl"),
+            None,
+        ] {
+            assert_eq!(ws_first_frame_grace(ua), WS_GRACE, "{ua:?}");
+        }
     }
 
     #[test]
