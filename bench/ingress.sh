@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The built-in ingress controller on `rkube up`: requests/s, p50 and p99 latency of one HTTP GET through the
-# ingress (node-ip:80, Host bench.example -> the pod, user-space proxy) next to the same GET through Debian's nginx
-# as a reverse proxy to the same pod (node-ip:8081, proxy_pass to the pod IP, as the ingress does: no ClusterIP
-# hop), straight to the Service's ClusterIP (nftables DNAT to the same pod) and to the pod IP: same backend, same
-# client, same run.
+# ingress (node-ip:80, a Host rule -> the pod, user-space proxy) next to the same GET through Debian's nginx
+# as a reverse proxy to the same pod (proxy_pass to the pod IP, as the ingress does: no ClusterIP hop), straight
+# to the Service's ClusterIP (nftables DNAT to the same pod) and to the pod IP: same backend, same client, same run.
+# Twice, behind two kinds of backend:
+# - busybox httpd (Host bench.example, nginx on :8081): a process forked per connection that closes after each
+#   answer, so both proxies open a connection to the pod for every request;
+# - nginx in the pod (Host ka.example, nginx on :8082; bench_import_nginx): keeps connections open, so both
+#   proxies reuse theirs to the pod (the ingress's pool, nginx's `keepalive 32`) and each request costs the proxy
+#   only its own work.
 #
 #   sudo bench/ingress.sh [rounds] [requests] [concurrency] [updates]
 #   (default 5 rounds, 3000 requests, 8 concurrent, 40 updates; RKUBE=/path/to/rkube runs that binary, no build)
@@ -12,13 +17,13 @@
 # time from the write's return (kubectl exits) to the first answer from the new backend is taken, polling with
 # curl about every 5 ms (so the figure carries ~5-10 ms of poll and curl start); p50 and p99 of `updates` switches.
 #
-# The client is ApacheBench (`ab`, Debian's apache2-utils) on the host, one connection per request (busybox
-# httpd closes after each answer, so keep-alive would not change the backend's side). The four targets are
-# taken in alternation, round by round (bench/lib.sh; the ingress and nginx swap places every round); each round
-# gives the ratios ingress/nginx, ingress/ClusterIP and ingress/pod. The ingress: 2 worker threads (one per
-# core, IngressConfig::workers' default), each its own event loop, no per-request log. nginx: 2 workers (one per
-# core, its `auto` here), access log off, HTTP/1.1 to the upstream with keep-alive allowed (as the ingress; busybox httpd closes
-# after each answer anyway).
+# The client is ApacheBench (`ab`, Debian's apache2-utils) on the host, one connection per request (HTTP/1.0, as
+# ab sends). The four targets are taken in alternation, round by round (bench/lib.sh; the ingress and nginx swap
+# places every round); each round gives the ratios ingress/nginx, ingress/ClusterIP and ingress/pod. The ingress:
+# 2 worker threads (one per core, IngressConfig::workers' default), each its own event loop, no per-request log.
+# nginx: 2 workers (one per core, its `auto` here), access log off, HTTP/1.1 to the upstream with keep-alive (as
+# the ingress). A p99 of 3,000 requests is the 30th slowest of about half a second: expect it to move 20-30% from
+# round to round, and read the median of the per-round ratios over many rounds (9 rounds: `ingress.sh 9`).
 # Uses only a veth pair and a bridge this script makes (10.244.248.0/24), all removed on exit; never the uplink.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,19 +51,23 @@ FORWARD=$(cat /proc/sys/net/ipv4/ip_forward)
 UP_PID=
 NGINX_PID=
 POD_IP=
+KA_POD_IP=
 cleanup() {
     if [ -n "$NGINX_PID" ]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; fi
     bench_up_stop
     # the run's ~45,000 connections stay in conntrack (TIME_WAIT, 120 s) after it; the next run gets the same pod
     # address and ClusterIP, and its new connections on reused ports met those entries: ClusterIP fell to 660-1,150
     # requests/s with a 15 ms p99 in back-to-back runs. Every connection of the run was to or from the pod.
-    if [ -n "$POD_IP" ] && command -v conntrack >/dev/null; then conntrack -D --reply-src "$POD_IP" >/dev/null 2>&1 || true; fi
+    if command -v conntrack >/dev/null; then
+        for ip in $POD_IP $KA_POD_IP; do conntrack -D --reply-src "$ip" >/dev/null 2>&1 || true; done
+    fi
 }
 trap cleanup EXIT
 bench_node_veth "$NODE/24"
 
 # a busybox image, offline
 bench_import_busybox
+bench_import_nginx benchka
 
 "$RKUBE" up --data-dir "$DATA" --listen 127.0.0.1:0 --node-ip "$NODE" --bridge "$BR" --pod-cidr 10.244.249.0/24 \
     --cluster-dns 10.96.0.248 --dns-link "$DNSL" --proxy-table "$TABLE" --dns-upstream none \
@@ -95,6 +104,32 @@ EOF
 }
 backend bench
 backend bench2
+# the same behind a server that keeps connections open (nginx in the pod, bench_import_nginx)
+kubectl apply -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: benchka}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: benchka}}
+  template:
+    metadata: {labels: {app: benchka}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: nginx
+        image: bench-nginx:latest
+        imagePullPolicy: Never
+        command: ["/usr/sbin/nginx", "-g", "daemon off;"]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: benchka}
+spec:
+  selector: {app: benchka}
+  ports: [{port: 80, targetPort: 8080}]
+EOF
 kubectl apply -f - >/dev/null <<'EOF'
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -105,14 +140,23 @@ spec:
     http:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: bench, port: {number: 80}}}}
+  - host: ka.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: benchka, port: {number: 80}}}}
 EOF
 kubectl rollout status deployment/bench --timeout=120s >/dev/null
 kubectl rollout status deployment/bench2 --timeout=120s >/dev/null
+kubectl rollout status deployment/benchka --timeout=120s >/dev/null
 CLUSTER_IP=$(kubectl get svc bench -o jsonpath='{.spec.clusterIP}')
 POD_IP=$(kubectl get pods -l app=bench -o jsonpath='{.items[0].status.podIP}')
+KA_CLUSTER_IP=$(kubectl get svc benchka -o jsonpath='{.spec.clusterIP}')
+KA_POD_IP=$(kubectl get pods -l app=benchka -o jsonpath='{.items[0].status.podIP}')
 for _ in $(seq 100); do curl -sf -H 'Host: bench.example' "http://$NODE/" >/dev/null && break; sleep 0.1; done
 curl -sf -H 'Host: bench.example' "http://$NODE/" | grep -q bench || { echo "ingress.sh: the ingress does not answer" >&2; exit 1; }
 curl -sf "http://$CLUSTER_IP/" | grep -q bench || { echo "ingress.sh: the ClusterIP does not answer from the host" >&2; exit 1; }
+for _ in $(seq 100); do curl -sf -H 'Host: ka.example' "http://$NODE/" >/dev/null && break; sleep 0.1; done
+curl -sf -H 'Host: ka.example' "http://$NODE/" | grep -q benchka || { echo "ingress.sh: the ingress does not answer for the nginx backend" >&2; exit 1; }
 
 # the peer: Debian's nginx as a reverse proxy to the same pod, on the node address, port 8081
 mkdir -p "$DATA/nginx-run"
@@ -126,6 +170,7 @@ http {
     client_body_temp_path $DATA/nginx-run/body;
     proxy_temp_path $DATA/nginx-run/proxy;
     upstream bench { server $POD_IP:8080; keepalive 32; }
+    upstream benchka { server $KA_POD_IP:8080; keepalive 32; }
     server {
         listen $NODE:8081;
         server_name bench.example;
@@ -136,11 +181,22 @@ http {
             proxy_set_header Host \$host;
         }
     }
+    server {
+        listen $NODE:8082;
+        server_name ka.example;
+        location / {
+            proxy_pass http://benchka;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+        }
+    }
 }
 NGINX
 nginx -c "$DATA/nginx.conf" -g 'daemon off;' & NGINX_PID=$!
 for _ in $(seq 100); do curl -sf -H 'Host: bench.example' "http://$NODE:8081/" >/dev/null && break; sleep 0.1; done
 curl -sf -H 'Host: bench.example' "http://$NODE:8081/" | grep -q bench || { echo "ingress.sh: nginx does not answer" >&2; exit 1; }
+curl -sf -H 'Host: ka.example' "http://$NODE:8082/" | grep -q benchka || { echo "ingress.sh: nginx does not answer for the nginx backend" >&2; exit 1; }
 
 # run NAME URL [ab args...] -> appends "rps p50 p99" to $DATA/NAME
 run() {
@@ -156,37 +212,47 @@ run() {
     echo "$rps $p50 $p99"
 }
 
-bench_load start
-echo "round  ingress rps p50ms p99ms | nginx rps p50ms p99ms | ClusterIP rps p50ms p99ms | pod rps p50ms p99ms"
-for r in $(seq "$ROUNDS"); do
-    # the two proxies swap places every round, so neither always runs right after the other
-    if [ $((r % 2)) = 1 ]; then
-        read -r irps ip50 ip99 < <(run ingress "http://$NODE/" -H 'Host: bench.example')
-        read -r nrps np50 np99 < <(run nginx "http://$NODE:8081/" -H 'Host: bench.example')
-    else
-        read -r nrps np50 np99 < <(run nginx "http://$NODE:8081/" -H 'Host: bench.example')
-        read -r irps ip50 ip99 < <(run ingress "http://$NODE/" -H 'Host: bench.example')
-    fi
-    read -r crps cp50 _ < <(run clusterip "http://$CLUSTER_IP/")
-    read -r prps pp50 _ < <(run pod "http://$POD_IP:8080/")
-    echo "$r      $irps $ip50 $ip99 | $nrps $np50 $np99 | $crps $cp50 | $prps $pp50"
-    keep() { [ -z "$1" ] || echo "$1" >> "$DATA/$2"; }
-    keep "$(bench_ratio "$irps" "$nrps")" rps_vs_nginx
-    keep "$(bench_ratio "$ip99" "$np99")" p99_vs_nginx
-    keep "$(bench_ratio "$irps" "$crps")" rps_vs_clusterip
-    keep "$(bench_ratio "$irps" "$prps")" rps_vs_pod
-    keep "$(bench_ratio "$ip50" "$cp50")" p50_vs_clusterip
-done
-bench_load end
-col() { cut -d' ' -f"$1" "$DATA/$2" > "$DATA/col"; bench_median "$DATA/col"; }
-echo "median requests/s: ingress $(col 1 ingress), nginx $(col 1 nginx), ClusterIP $(col 1 clusterip), pod $(col 1 pod)"
-echo "median p50 ms:     ingress $(col 2 ingress), nginx $(col 2 nginx), ClusterIP $(col 2 clusterip), pod $(col 2 pod)"
-echo "median p99 ms:     ingress $(col 3 ingress), nginx $(col 3 nginx), ClusterIP $(col 3 clusterip), pod $(col 3 pod)"
-bench_ratio_row "requests/s ingress / nginx" "$DATA/rps_vs_nginx"
-bench_ratio_row "p99 latency ingress / nginx (ms/ms)" "$DATA/p99_vs_nginx"
-bench_ratio_row "requests/s ingress / ClusterIP" "$DATA/rps_vs_clusterip"
-bench_ratio_row "requests/s ingress / pod IP" "$DATA/rps_vs_pod"
-bench_ratio_row "p50 latency ingress / ClusterIP (ms/ms)" "$DATA/p50_vs_clusterip"
+# measure TAG HOST NGINX_PORT CLUSTER_IP POD_IP: the rounds against one backend; TAG names its result files
+measure() {
+    local tag=$1 host=$2 nport=$3 cip=$4 pip=$5 r
+    local irps ip50 ip99 nrps np50 np99 crps cp50 prps pp50
+    bench_load start
+    echo "round  ingress rps p50ms p99ms | nginx rps p50ms p99ms | ClusterIP rps p50ms p99ms | pod rps p50ms p99ms"
+    for r in $(seq "$ROUNDS"); do
+        # the two proxies swap places every round, so neither always runs right after the other
+        if [ $((r % 2)) = 1 ]; then
+            read -r irps ip50 ip99 < <(run "$tag-ingress" "http://$NODE/" -H "Host: $host")
+            read -r nrps np50 np99 < <(run "$tag-nginx" "http://$NODE:$nport/" -H "Host: $host")
+        else
+            read -r nrps np50 np99 < <(run "$tag-nginx" "http://$NODE:$nport/" -H "Host: $host")
+            read -r irps ip50 ip99 < <(run "$tag-ingress" "http://$NODE/" -H "Host: $host")
+        fi
+        read -r crps cp50 _ < <(run "$tag-clusterip" "http://$cip/")
+        read -r prps pp50 _ < <(run "$tag-pod" "http://$pip:8080/")
+        echo "$r      $irps $ip50 $ip99 | $nrps $np50 $np99 | $crps $cp50 | $prps $pp50"
+        keep() { [ -z "$1" ] || echo "$1" >> "$DATA/$tag-$2"; }
+        keep "$(bench_ratio "$irps" "$nrps")" rps_vs_nginx
+        keep "$(bench_ratio "$ip99" "$np99")" p99_vs_nginx
+        keep "$(bench_ratio "$irps" "$crps")" rps_vs_clusterip
+        keep "$(bench_ratio "$irps" "$prps")" rps_vs_pod
+        keep "$(bench_ratio "$ip50" "$cp50")" p50_vs_clusterip
+    done
+    bench_load end
+    col() { cut -d' ' -f"$1" "$DATA/$tag-$2" > "$DATA/col"; bench_median "$DATA/col"; }
+    echo "median requests/s: ingress $(col 1 ingress), nginx $(col 1 nginx), ClusterIP $(col 1 clusterip), pod $(col 1 pod)"
+    echo "median p50 ms:     ingress $(col 2 ingress), nginx $(col 2 nginx), ClusterIP $(col 2 clusterip), pod $(col 2 pod)"
+    echo "median p99 ms:     ingress $(col 3 ingress), nginx $(col 3 nginx), ClusterIP $(col 3 clusterip), pod $(col 3 pod)"
+    bench_ratio_row "requests/s ingress / nginx" "$DATA/$tag-rps_vs_nginx"
+    bench_ratio_row "p99 latency ingress / nginx (ms/ms)" "$DATA/$tag-p99_vs_nginx"
+    bench_ratio_row "requests/s ingress / ClusterIP" "$DATA/$tag-rps_vs_clusterip"
+    bench_ratio_row "requests/s ingress / pod IP" "$DATA/$tag-rps_vs_pod"
+    bench_ratio_row "p50 latency ingress / ClusterIP (ms/ms)" "$DATA/$tag-p50_vs_clusterip"
+}
+
+echo "== backend busybox httpd (a process per connection, closes after each answer)"
+measure busybox bench.example 8081 "$CLUSTER_IP" "$POD_IP"
+echo "== backend nginx (keeps connections open: the proxies reuse theirs to it)"
+measure nginx ka.example 8082 "$KA_CLUSTER_IP" "$KA_POD_IP"
 
 # update latency: switch the path's backend, wait for the new backend's answer
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }

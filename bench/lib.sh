@@ -52,6 +52,41 @@ bench_import_busybox() {
   "$RKUBE" image import --root "$DATA/images" --name docker.io/library/busybox:latest "$DATA/oci" >/dev/null
 }
 
+# bench_import_nginx NAME: the host's nginx (Debian's, with the libraries it links) as
+# docker.io/library/bench-nginx:latest in $DATA/images, offline: a server that keeps connections open and does not
+# fork per connection, answering NAME (from /www/index.html) on port 8080 with 2 workers, no access log.
+bench_import_nginx() {
+  local root="$DATA/nginx-bundle/rootfs" lib
+  umoci init --layout "$DATA/oci-nginx" >/dev/null
+  umoci new --image "$DATA/oci-nginx:latest" >/dev/null
+  umoci unpack --image "$DATA/oci-nginx:latest" "$DATA/nginx-bundle" >/dev/null
+  mkdir -p "$root/usr/sbin" "$root/etc/nginx" "$root/tmp" "$root/www"
+  cp "$(command -v nginx)" "$root/usr/sbin/nginx"
+  for lib in $(ldd "$(command -v nginx)" | grep -o '/[^ ]*'); do mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; done
+  echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
+  echo 'root:x:0:' > "$root/etc/group"
+  echo "$1" > "$root/www/index.html"
+  cat > "$root/etc/nginx/nginx.conf" <<'NGINX'
+user root root;
+worker_processes 2;
+pid /tmp/nginx.pid;
+error_log stderr;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path /tmp/body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+    keepalive_requests 1000000;
+    server { listen 8080; root /www; }
+}
+NGINX
+  umoci repack --image "$DATA/oci-nginx:latest" "$DATA/nginx-bundle" >/dev/null
+  "$RKUBE" image import --root "$DATA/images" --name docker.io/library/bench-nginx:latest "$DATA/oci-nginx" >/dev/null
+}
+
 # bench_wait_node SECONDS: waits for rkube up's kubeconfig and its Node; exits with the log's tail if none comes.
 bench_wait_node() {
   export KUBECONFIG="$DATA/kubeconfig"
