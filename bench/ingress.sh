@@ -212,27 +212,52 @@ run() {
     echo "$rps $p50 $p99"
 }
 
+# The CPU the proxies spend: the ingress's worker threads (ingress-N of the rkube process) and nginx's worker
+# processes, their time on a CPU from /proc/.../schedstat (ns) around each ab run, per request in µs.
+INGRESS_TASKS=$(for t in /proc/"$UP_PID"/task/*; do case $(cat "$t/comm") in ingress-*) echo "$t";; esac; done)
+NGINX_TASKS=$(for p in $(pgrep -P "$NGINX_PID"); do echo "/proc/$p"; done)
+[ -n "$INGRESS_TASKS" ] && [ -n "$NGINX_TASKS" ] || { echo "ingress.sh: no ingress-N threads in $UP_PID or no nginx workers" >&2; exit 1; }
+cpu_ns() { local s=0 t; for t in "$@"; do s=$((s + $(cut -d' ' -f1 "$t/schedstat"))); done; echo "$s"; }
+per_request_us() { awk -v a="$1" -v b="$2" -v n="$N" 'BEGIN { printf "%.1f", (b - a) / n / 1000 }'; }
+# proxy_run WHO TAG HOST URL: one ab run through the ingress (WHO=ingress) or nginx, setting WHO's rps, p50,
+# p99 and cpu (µs per request)
+proxy_run() {
+    local who=$1 tag=$2 host=$3 url=$4 before after tasks rps p50 p99
+    if [ "$who" = ingress ]; then tasks=$INGRESS_TASKS; else tasks=$NGINX_TASKS; fi
+    # shellcheck disable=SC2086
+    before=$(cpu_ns $tasks)
+    read -r rps p50 p99 < <(run "$tag-$who" "$url" -H "Host: $host")
+    # shellcheck disable=SC2086
+    after=$(cpu_ns $tasks)
+    per_request_us "$before" "$after" > "$DATA/cpu"
+    echo >> "$DATA/cpu"
+    cat "$DATA/cpu" >> "$DATA/$tag-$who-cpu"
+    if [ "$who" = ingress ]; then irps=$rps ip50=$p50 ip99=$p99 icpu=$(cat "$DATA/cpu")
+    else nrps=$rps np50=$p50 np99=$p99 ncpu=$(cat "$DATA/cpu"); fi
+}
+
 # measure TAG HOST NGINX_PORT CLUSTER_IP POD_IP: the rounds against one backend; TAG names its result files
 measure() {
     local tag=$1 host=$2 nport=$3 cip=$4 pip=$5 r
-    local irps ip50 ip99 nrps np50 np99 crps cp50 prps pp50
+    local irps ip50 ip99 icpu nrps np50 np99 ncpu crps cp50 prps pp50
     bench_load start
-    echo "round  ingress rps p50ms p99ms | nginx rps p50ms p99ms | ClusterIP rps p50ms p99ms | pod rps p50ms p99ms"
+    echo "round  ingress rps p50ms p99ms cpu-us/req | nginx rps p50ms p99ms cpu-us/req | ClusterIP rps p50ms | pod rps p50ms"
     for r in $(seq "$ROUNDS"); do
         # the two proxies swap places every round, so neither always runs right after the other
         if [ $((r % 2)) = 1 ]; then
-            read -r irps ip50 ip99 < <(run "$tag-ingress" "http://$NODE/" -H "Host: $host")
-            read -r nrps np50 np99 < <(run "$tag-nginx" "http://$NODE:$nport/" -H "Host: $host")
+            proxy_run ingress "$tag" "$host" "http://$NODE/"
+            proxy_run nginx "$tag" "$host" "http://$NODE:$nport/"
         else
-            read -r nrps np50 np99 < <(run "$tag-nginx" "http://$NODE:$nport/" -H "Host: $host")
-            read -r irps ip50 ip99 < <(run "$tag-ingress" "http://$NODE/" -H "Host: $host")
+            proxy_run nginx "$tag" "$host" "http://$NODE:$nport/"
+            proxy_run ingress "$tag" "$host" "http://$NODE/"
         fi
         read -r crps cp50 _ < <(run "$tag-clusterip" "http://$cip/")
         read -r prps pp50 _ < <(run "$tag-pod" "http://$pip:8080/")
-        echo "$r      $irps $ip50 $ip99 | $nrps $np50 $np99 | $crps $cp50 | $prps $pp50"
+        echo "$r      $irps $ip50 $ip99 $icpu | $nrps $np50 $np99 $ncpu | $crps $cp50 | $prps $pp50"
         keep() { [ -z "$1" ] || echo "$1" >> "$DATA/$tag-$2"; }
         keep "$(bench_ratio "$irps" "$nrps")" rps_vs_nginx
         keep "$(bench_ratio "$ip99" "$np99")" p99_vs_nginx
+        keep "$(bench_ratio "$icpu" "$ncpu")" cpu_vs_nginx
         keep "$(bench_ratio "$irps" "$crps")" rps_vs_clusterip
         keep "$(bench_ratio "$irps" "$prps")" rps_vs_pod
         keep "$(bench_ratio "$ip50" "$cp50")" p50_vs_clusterip
@@ -242,8 +267,10 @@ measure() {
     echo "median requests/s: ingress $(col 1 ingress), nginx $(col 1 nginx), ClusterIP $(col 1 clusterip), pod $(col 1 pod)"
     echo "median p50 ms:     ingress $(col 2 ingress), nginx $(col 2 nginx), ClusterIP $(col 2 clusterip), pod $(col 2 pod)"
     echo "median p99 ms:     ingress $(col 3 ingress), nginx $(col 3 nginx), ClusterIP $(col 3 clusterip), pod $(col 3 pod)"
+    echo "median CPU µs/request (workers): ingress $(bench_median "$DATA/$tag-ingress-cpu"), nginx $(bench_median "$DATA/$tag-nginx-cpu")"
     bench_ratio_row "requests/s ingress / nginx" "$DATA/$tag-rps_vs_nginx"
     bench_ratio_row "p99 latency ingress / nginx (ms/ms)" "$DATA/$tag-p99_vs_nginx"
+    bench_ratio_row "CPU per request ingress / nginx (workers)" "$DATA/$tag-cpu_vs_nginx"
     bench_ratio_row "requests/s ingress / ClusterIP" "$DATA/$tag-rps_vs_clusterip"
     bench_ratio_row "requests/s ingress / pod IP" "$DATA/$tag-rps_vs_pod"
     bench_ratio_row "p50 latency ingress / ClusterIP (ms/ms)" "$DATA/$tag-p50_vs_clusterip"
