@@ -84,10 +84,23 @@ impl DnsServer {
     /// Replaces the zone every clone answers from (with this server's nameserver addresses added); queries
     /// already being answered finish with the old one.
     pub fn set_zone(&self, zone: Zone) {
-        // the addresses are read under the zone's lock, as `add_nameserver` does: whichever replaces the zone last
-        // has the newest list
+        self.replace_zone(|_| zone);
+    }
+
+    /// Puts in place the zone `make` gives from the current one, with this server's nameserver addresses read
+    /// under the zone's lock: whichever replaces the zone last (the builder thread, a new address) has the newest
+    /// list, and a zone set in between is never dropped for a copy of an older one.
+    fn replace_zone(&self, make: impl FnOnce(&Zone) -> Zone) {
         let mut slot = self.zone.write().unwrap_or_else(|e| e.into_inner());
+        let zone = make(&slot);
         *slot = Arc::new(zone.with_nameservers(self.nameservers()));
+    }
+
+    /// The zone rebuilt from `state` when `updater` finds it changed.
+    fn update_zone(&self, updater: &mut ZoneUpdater, state: &ServiceState) {
+        if let Some(zone) = updater.update(self.zone().domain(), state) {
+            self.set_zone(zone);
+        }
     }
 
     /// Records an address the server answers on (`ns.dns.<zone>` and NS records point there).
@@ -102,10 +115,7 @@ impl DnsServer {
             }
             ns.push(addr.ip());
         }
-        // the zone in place, under its lock: a copy taken before it and set after could drop a newer zone the
-        // builder thread set in between
-        let mut slot = self.zone.write().unwrap_or_else(|e| e.into_inner());
-        *slot = Arc::new((**slot).clone().with_nameservers(self.nameservers()));
+        self.replace_zone(Zone::clone);
     }
 
     /// A consumer for the shared service watch that rebuilds the zone on every change, on a thread of its own
@@ -124,9 +134,7 @@ impl DnsServer {
                 while let Ok(newer) = rx.try_recv() {
                     state = newer;
                 }
-                if let Some(zone) = updater.update(server.zone().domain(), &state) {
-                    server.set_zone(zone);
-                }
+                server.update_zone(&mut updater, &state);
             }
         });
         match spawned {
@@ -137,11 +145,7 @@ impl DnsServer {
                 tracing::warn!(error = %e, "cluster dns: no thread for zone builds; building on the service watch");
                 let server = self.clone();
                 let mut updater = ZoneUpdater::default();
-                Box::new(move |state: &ServiceState| {
-                    if let Some(zone) = updater.update(server.zone().domain(), state) {
-                        server.set_zone(zone);
-                    }
-                })
+                Box::new(move |state: &ServiceState| server.update_zone(&mut updater, state))
             }
         }
     }
