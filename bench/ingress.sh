@@ -74,7 +74,8 @@ bench_import_nginx benchka
     2> "$DATA/rkube.log" & UP_PID=$!
 bench_wait_node 120
 
-# A busybox httpd Deployment answering its own name on 8080, and a Service of the same name on port 80.
+# backend NAME IMAGE COMMAND: a Deployment of one pod running COMMAND (a JSON list) of IMAGE, answering on 8080,
+# and a Service of the same name on port 80.
 backend() {
   kubectl apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
@@ -88,10 +89,10 @@ spec:
     spec:
       terminationGracePeriodSeconds: 1
       containers:
-      - name: httpd
-        image: busybox:latest
+      - name: server
+        image: $2
         imagePullPolicy: Never
-        command: ["sh", "-c", "mkdir -p /www; echo $1 > /www/index.html; httpd -f -p 8080 -h /www"]
+        command: $3
         readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
 ---
 apiVersion: v1
@@ -102,34 +103,12 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 EOF
 }
-backend bench
-backend bench2
-# the same behind a server that keeps connections open (nginx in the pod, bench_import_nginx)
-kubectl apply -f - >/dev/null <<'EOF'
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: benchka}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: benchka}}
-  template:
-    metadata: {labels: {app: benchka}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: nginx
-        image: bench-nginx:latest
-        imagePullPolicy: Never
-        command: ["/usr/sbin/nginx", "-g", "daemon off;"]
-        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: benchka}
-spec:
-  selector: {app: benchka}
-  ports: [{port: 80, targetPort: 8080}]
-EOF
+# busybox httpd answering NAME
+httpd_answering() { echo "[\"sh\", \"-c\", \"mkdir -p /www; echo $1 > /www/index.html; httpd -f -p 8080 -h /www\"]"; }
+backend bench busybox:latest "$(httpd_answering bench)"
+backend bench2 busybox:latest "$(httpd_answering bench2)"
+# the same behind a server that keeps connections open (nginx in the pod, answering benchka: bench_import_nginx)
+backend benchka bench-nginx:latest '["/usr/sbin/nginx", "-g", "daemon off;"]'
 kubectl apply -f - >/dev/null <<'EOF'
 apiVersion: networking.k8s.io/v1
 kind: Ingress

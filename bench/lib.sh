@@ -39,33 +39,39 @@ bench_node_veth() {
   ip link set "$VETH" up
 }
 
-# bench_import_busybox: the host's static busybox as docker.io/library/busybox:latest in $DATA/images, offline (a
-# one-layer OCI image made with umoci).
-bench_import_busybox() {
-  umoci init --layout "$DATA/oci" >/dev/null
-  umoci new --image "$DATA/oci:latest" >/dev/null
-  umoci unpack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
-  mkdir -p "$DATA/bundle/rootfs/bin"
-  cp "$(command -v busybox)" "$DATA/bundle/rootfs/bin/busybox"
-  chroot "$DATA/bundle/rootfs" /bin/busybox --install -s /bin
-  umoci repack --image "$DATA/oci:latest" "$DATA/bundle" >/dev/null
-  "$RKUBE" image import --root "$DATA/images" --name docker.io/library/busybox:latest "$DATA/oci" >/dev/null
+# bench_image NAME FILL [ARGS...]: an offline OCI image docker.io/library/NAME:latest in $DATA/images (a one-layer
+# image made with umoci), its root filesystem filled by the function FILL, called with the rootfs path and ARGS.
+bench_image() {
+  local name=$1 fill=$2 layout="$DATA/oci-$1" bundle="$DATA/bundle-$1"
+  shift 2
+  umoci init --layout "$layout" >/dev/null
+  umoci new --image "$layout:latest" >/dev/null
+  umoci unpack --image "$layout:latest" "$bundle" >/dev/null
+  "$fill" "$bundle/rootfs" "$@"
+  umoci repack --image "$layout:latest" "$bundle" >/dev/null
+  "$RKUBE" image import --root "$DATA/images" --name "docker.io/library/$name:latest" "$layout" >/dev/null
+}
+
+# bench_import_busybox: the host's static busybox as docker.io/library/busybox:latest in $DATA/images, offline.
+bench_import_busybox() { bench_image busybox bench_fill_busybox; }
+bench_fill_busybox() {
+  mkdir -p "$1/bin"
+  cp "$(command -v busybox)" "$1/bin/busybox"
+  chroot "$1" /bin/busybox --install -s /bin
 }
 
 # bench_import_nginx NAME: the host's nginx (Debian's, with the libraries it links) as
 # docker.io/library/bench-nginx:latest in $DATA/images, offline: a server that keeps connections open and does not
 # fork per connection, answering NAME (from /www/index.html) on port 8080 with 2 workers, no access log.
-bench_import_nginx() {
-  local root="$DATA/nginx-bundle/rootfs" lib
-  umoci init --layout "$DATA/oci-nginx" >/dev/null
-  umoci new --image "$DATA/oci-nginx:latest" >/dev/null
-  umoci unpack --image "$DATA/oci-nginx:latest" "$DATA/nginx-bundle" >/dev/null
+bench_import_nginx() { bench_image bench-nginx bench_fill_nginx "$1"; }
+bench_fill_nginx() {
+  local root=$1 lib
   mkdir -p "$root/usr/sbin" "$root/etc/nginx" "$root/tmp" "$root/www"
   cp "$(command -v nginx)" "$root/usr/sbin/nginx"
   for lib in $(ldd "$(command -v nginx)" | grep -o '/[^ ]*'); do mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; done
   echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
   echo 'root:x:0:' > "$root/etc/group"
-  echo "$1" > "$root/www/index.html"
+  echo "$2" > "$root/www/index.html"
   cat > "$root/etc/nginx/nginx.conf" <<'NGINX'
 user root root;
 worker_processes 2;
@@ -83,8 +89,6 @@ http {
     server { listen 8080; root /www; }
 }
 NGINX
-  umoci repack --image "$DATA/oci-nginx:latest" "$DATA/nginx-bundle" >/dev/null
-  "$RKUBE" image import --root "$DATA/images" --name docker.io/library/bench-nginx:latest "$DATA/oci-nginx" >/dev/null
 }
 
 # bench_wait_node SECONDS: waits for rkube up's kubeconfig and its Node; exits with the log's tail if none comes.
