@@ -203,5 +203,4 @@ if got:
         print("  %s: p50 %.1f ms, p99 %.1f ms" % (name, q(xs, 0.5), q(xs, 0.99)))
 ' "${starts[*]}" || true
 echo "(rounds $GAP s apart)"
-[ -z "${EXP_OUT:-}" ] || sed 's/\x1b\[[0-9;]*m//g' "$DATA/rkube.log" | grep "EXP" | tail -n $((ROUNDS + 2)) > "$EXP_OUT"
 grep -c "service proxy rules applied" "$DATA/rkube.log" | sed 's/^/proxy syncs logged: /'
