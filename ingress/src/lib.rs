@@ -7,7 +7,8 @@
 //! - [`compile`]: cluster objects to a routing table, TLS certificates and problems, pure.
 //! - [`live`]: what is served now, swapped whole on every change.
 //! - [`tls`]: Secrets to rustls certificates, chosen by SNI; the default self-signed certificate.
-//! - [`proxy`]: the listeners and the forwarding (streaming, upgrades, keep-alive to endpoints).
+//! - [`proxy`]: the listeners and the forwarding (streaming, upgrades, keep-alive to endpoints); its own
+//!   HTTP/1.1 client for requests without a body (`upstream`), and the pools of idle connections (`pool`).
 //! - [`controller`]: the watches, and the status and events written back.
 //!
 //! Must not: run pods, touch nftables or the node's network (it only binds two sockets), or need the
@@ -19,9 +20,11 @@
 pub mod compile;
 pub mod controller;
 pub mod live;
+mod pool;
 pub mod proxy;
 pub mod routing;
 pub mod tls;
+mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

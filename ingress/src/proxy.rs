@@ -15,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,15 +29,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::live::{Live, LiveView};
+use crate::pool::Pool;
 use crate::routing::Route;
+use crate::upstream;
 
 /// What the proxy answers with: the endpoint's body as it streams, or a short one of ours.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
-
-/// Idle keep-alive connections kept per endpoint and worker (nginx's `keepalive 32` in the bench's peer).
-const IDLE_PER_ENDPOINT: usize = 32;
-/// How long an idle connection to an endpoint is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often a worker closes its pool's connections that have been idle too long. Short on purpose: this tick
 /// keeps the worker's timer driver from ever sleeping towards a deadline further than 1 s away, and tokio wakes
@@ -105,8 +103,11 @@ impl Workers {
                 ),
             };
             let (live, tls, mut stopped) = (live.clone(), tls.clone(), stopped.clone());
+            // sockets and timers only: with `enable_all`, each turn of the driver also looked for exited child
+            // processes (the process driver's orphan queue), for none
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
+                .enable_time()
                 .build()?;
             std::thread::Builder::new()
                 .name(format!("ingress-{i}"))
@@ -123,14 +124,12 @@ impl Workers {
                             }
                         };
                         let proxy = Proxy::new(live);
-                        let pool = proxy.pool.clone();
                         tokio::select! {
                             _ = proxy.clone().serve_http(http) => {}
                             _ = proxy.clone().serve_https(https, tls) => {}
-                            _ = pool.reap_every(REAP_PERIOD) => {}
+                            _ = proxy.clone().reap_every(REAP_PERIOD) => {}
                             _ = stopped.wait_for(|s| *s) => {}
                         }
-                        drop(pool);
                         // the listeners are closed; open connections (tasks of this runtime) run to their end,
                         // then the pool's idle connections go with the last reference to the proxy
                         drop(proxy);
@@ -176,7 +175,10 @@ impl Listener {
 /// The reverse proxy; one per worker thread, shared by both listeners.
 pub struct Proxy {
     live: LiveView,
-    pool: Arc<Pool>,
+    /// Keep-alive connections to endpoints for requests without a body, spoken by [`upstream`].
+    conns: Arc<Pool<upstream::Conn>>,
+    /// Hyper's, for requests with a body.
+    pool: Arc<Pool<HyperSender>>,
     /// HTTP/1.x, on both listeners. The protocol is known before the first read (the plain port speaks HTTP/1,
     /// TLS says by ALPN), so no read is spent sniffing for the HTTP/2 preface, as hyper-util's `auto` does
     /// (a 24-byte read of its own on every connection).
@@ -197,10 +199,20 @@ impl Proxy {
         http2.timer(TokioTimer::new());
         Arc::new(Proxy {
             live: live.view(),
+            conns: Arc::new(Pool::default()),
             pool: Arc::new(Pool::default()),
             http1,
             http2,
         })
+    }
+
+    /// Closes both pools' idle connections that are too old or were closed, every `period`, forever.
+    async fn reap_every(self: Arc<Self>, period: Duration) {
+        loop {
+            tokio::time::sleep(period).await;
+            self.conns.reap();
+            self.pool.reap();
+        }
     }
 
     /// Serves plain HTTP on `listener` until the task is dropped (open connections go on).
@@ -210,12 +222,13 @@ impl Proxy {
             let Some((tcp, peer)) = accept(&listener).await else {
                 continue;
             };
-            let (proxy, on) = (self.clone(), on.clone());
-            tokio::spawn(async move {
-                proxy
-                    .serve_connection(TokioIo::new(tcp), peer, on, false)
-                    .await
-            });
+            let client = Client::new(peer, on.clone());
+            // the connection's end is its close, without a shutdown(2) before (nginx's too), unless it was upgraded
+            let tcp = CloseOnly {
+                tcp,
+                upgrade_of: Some(client.clone()),
+            };
+            tokio::spawn(self.clone().serve_connection(TokioIo::new(tcp), client, false));
         }
     }
 
@@ -231,7 +244,7 @@ impl Proxy {
             let Some((tcp, peer)) = accept(&listener).await else {
                 continue;
             };
-            let (proxy, on) = (self.clone(), on.clone());
+            let (proxy, client) = (self.clone(), Client::new(peer, on.clone()));
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let stream =
@@ -248,22 +261,18 @@ impl Proxy {
                     };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 proxy
-                    .serve_connection(TokioIo::new(stream), peer, on, h2)
+                    .serve_connection(TokioIo::new(stream), client, h2)
                     .await
             });
         }
     }
 
     /// Serves one client connection, HTTP/2 when `h2`, else HTTP/1.x with upgrades.
-    async fn serve_connection<I>(self: Arc<Self>, io: I, peer: SocketAddr, on: Listener, h2: bool)
+    async fn serve_connection<I>(self: Arc<Self>, io: I, client: Arc<Client>, h2: bool)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        // the client's address as X-Forwarded-For and X-Real-IP carry it: made once per connection
-        let client = Arc::new(Client {
-            ip: HeaderValue::from_str(&peer.ip().to_canonical().to_string()).ok(),
-            on,
-        });
+        let peer = client.peer;
         let proxy = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let (proxy, client) = (proxy.clone(), client.clone());
@@ -272,7 +281,10 @@ impl Proxy {
         let served = if h2 {
             self.http2.serve_connection(io, service).await
         } else {
-            self.http1.serve_connection(io, service).with_upgrades().await
+            self.http1
+                .serve_connection(io, service)
+                .with_upgrades()
+                .await
         };
         if let Err(e) = served {
             tracing::debug!(%peer, error = %e, "ingress: connection ended with an error");
@@ -312,7 +324,10 @@ impl Proxy {
             );
         };
         let upgrade = upgrade_protocol(req.headers());
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = upgrade.is_some().then(|| {
+            client.upgraded.store(true, Ordering::Relaxed);
+            hyper::upgrade::on(&mut req)
+        });
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         if let Some(proto) = &upgrade {
@@ -336,31 +351,42 @@ impl Proxy {
             };
         }
         parts.version = Version::HTTP_11;
-        let out = Request::from_parts(parts, body);
-        let result = match client_upgrade {
-            None => self.pool.send(endpoint, out).await,
-            Some(client_upgrade) => forward_upgrade(out, endpoint, client_upgrade)
-                .await
-                .map(|resp| resp.map(|body| UpstreamBody { body, back: None })),
-        };
         // the answer as it streams, or read whole when small; an endpoint failing before or during it gives 502
-        let answered = match result {
-            Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                if parts.status != StatusCode::SWITCHING_PROTOCOLS {
-                    strip_hop_by_hop(&mut parts.headers);
-                    parts.headers.remove(header::UPGRADE);
-                }
-                if !buffered(&parts) {
-                    return Response::from_parts(parts, Either::Left(body));
-                }
-                http_body_util::BodyExt::collect(body)
+        let answered = match client_upgrade {
+            // nearly every request: no body (a GET, a HEAD...), over the proxy's own client
+            None if hyper::body::Body::is_end_stream(&body) => {
+                upstream::send(&self.conns, endpoint, &parts, CONNECT_TIMEOUT, BUFFER_LIMIT)
                     .await
-                    .map(|whole| Response::from_parts(parts, Either::Right(Full::new(whole.to_bytes()))))
-                    .map_err(|e| e.to_string())
+                    .map(|(parts, body)| {
+                        let body = match body {
+                            upstream::Body::Whole(whole) => Either::Right(Full::new(whole)),
+                            upstream::Body::Streamed(s) => {
+                                Either::Left(UpstreamBody(Stream::Own(s)))
+                            }
+                        };
+                        (parts, body)
+                    })
             }
-            Err(e) => Err(e),
-        };
+            None => {
+                self.forward_with_body(endpoint, Request::from_parts(parts, body))
+                    .await
+            }
+            Some(client_upgrade) => {
+                forward_upgrade(Request::from_parts(parts, body), endpoint, client_upgrade)
+                    .await
+                    .map(|resp| {
+                        let (parts, body) = resp.into_parts();
+                        let body = Stream::Hyper { body, back: None };
+                        (parts, Either::Left(UpstreamBody(body)))
+                    })
+            }
+        }
+        .map(|(mut parts, body)| {
+            if parts.status != StatusCode::SWITCHING_PROTOCOLS {
+                strip_hop_by_hop(&mut parts.headers);
+            }
+            Response::from_parts(parts, body)
+        });
         answered.unwrap_or_else(|e| {
             tracing::debug!(backend = %backend.name, %endpoint, error = %e, "ingress: endpoint failed");
             text(
@@ -376,115 +402,66 @@ impl Proxy {
 
 /// Who a client connection is, for the headers of each of its requests.
 struct Client {
+    peer: SocketAddr,
     /// The peer's address as a header value (IPv4-mapped IPv6 as IPv4).
     ip: Option<HeaderValue>,
     on: Listener,
+    /// Whether a request on it asked to upgrade (its connection's half-close is then passed on: [`CloseOnly`]).
+    upgraded: AtomicBool,
 }
 
-/// One worker's keep-alive connections to endpoints. A request takes an idle connection to its endpoint (the
-/// newest first) or opens one; the connection comes back when the answer's body has been read to its end and the
-/// endpoint did not ask to close (`Connection: close`, or HTTP/1.0 without keep-alive). Only this worker's
-/// tasks use it, so its lock is never contended; it is never held across an await.
-#[derive(Default)]
-struct Pool {
-    idle: std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<IdleConn>>>,
+impl Client {
+    /// Made once per connection: the client's address as X-Forwarded-For and X-Real-IP carry it.
+    fn new(peer: SocketAddr, on: Listener) -> Arc<Client> {
+        Arc::new(Client {
+            peer,
+            ip: HeaderValue::from_str(&peer.ip().to_canonical().to_string()).ok(),
+            on,
+            upgraded: AtomicBool::new(false),
+        })
+    }
 }
 
-struct IdleConn {
-    sender: hyper::client::conn::http1::SendRequest<Incoming>,
-    since: tokio::time::Instant,
-}
-
-impl Pool {
-    fn idle(
+impl Proxy {
+    /// Forwards a request with a body over hyper's client (its body streams to the endpoint as it arrives), on
+    /// an idle connection of the pool or a new one; a pooled connection that turns out to be closed before the
+    /// request went out is replaced by a new one. The answer's body streams back, or is read whole when small.
+    async fn forward_with_body(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<SocketAddr, Vec<IdleConn>>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The newest idle connection to `endpoint` that is still open.
-    fn take(
-        &self,
-        endpoint: SocketAddr,
-    ) -> Option<hyper::client::conn::http1::SendRequest<Incoming>> {
-        let mut idle = self.idle();
-        let conns = idle.get_mut(&endpoint)?;
-        while let Some(c) = conns.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < POOL_IDLE_TIMEOUT {
-                return Some(c.sender);
-            }
-        }
-        None
-    }
-
-    fn put_back(
-        &self,
-        endpoint: SocketAddr,
-        sender: hyper::client::conn::http1::SendRequest<Incoming>,
-    ) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle();
-        let conns = idle.entry(endpoint).or_default();
-        if conns.len() >= IDLE_PER_ENDPOINT {
-            conns.remove(0);
-        }
-        conns.push(IdleConn {
-            sender,
-            since: tokio::time::Instant::now(),
-        });
-    }
-
-    /// Closes idle connections older than the timeout, every `period`, forever.
-    async fn reap_every(&self, period: Duration) {
-        loop {
-            tokio::time::sleep(period).await;
-            self.idle().retain(|_, conns| {
-                conns.retain(|c| !c.sender.is_closed() && c.since.elapsed() < POOL_IDLE_TIMEOUT);
-                !conns.is_empty()
-            });
-        }
-    }
-
-    /// Sends `req` to `endpoint` over an idle connection, or a new one; a pooled connection that turns out to be
-    /// closed before the request went out is replaced by a new one.
-    async fn send(
-        self: &Arc<Self>,
         endpoint: SocketAddr,
         req: Request<Incoming>,
-    ) -> Result<Response<UpstreamBody>, String> {
+    ) -> Result<(http::response::Parts, ProxyBody), String> {
         let mut req = req;
-        while let Some(mut sender) = self.take(endpoint) {
-            // ready at once, unless its connection is still taking in the end of the previous answer
-            if sender.ready().await.is_err() {
-                continue;
+        let (sender, resp) = 'sent: {
+            while let Some(mut sender) = self.pool.take(endpoint) {
+                // ready at once, unless its connection is still taking in the end of the previous answer
+                if sender.ready().await.is_err() {
+                    continue;
+                }
+                match sender.try_send_request(req).await {
+                    Ok(resp) => break 'sent (sender, resp),
+                    Err(mut e) => match e.take_message() {
+                        Some(r) => req = r,
+                        None => return Err(e.into_error().to_string()),
+                    },
+                }
             }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.answer(endpoint, sender, resp)),
-                Err(mut e) => match e.take_message() {
-                    Some(r) => req = r,
-                    None => return Err(e.into_error().to_string()),
-                },
-            }
+            let mut sender = connect(endpoint).await?;
+            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            (sender, resp)
+        };
+        // the connection rides along in the body, back to the pool at the body's end when the endpoint keeps it
+        let back = upstream::keeps_alive(resp.version(), resp.headers())
+            .then(|| (self.pool.clone(), endpoint, sender));
+        let (parts, body) = resp.into_parts();
+        if !buffered(&parts) {
+            let body = Stream::Hyper { body, back };
+            return Ok((parts, Either::Left(UpstreamBody(body))));
         }
-        let mut sender = connect(endpoint).await?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        Ok(self.answer(endpoint, sender, resp))
-    }
-
-    /// The answer, with the connection riding along in its body to come back to the pool at the body's end when
-    /// the endpoint keeps it open.
-    fn answer(
-        self: &Arc<Self>,
-        endpoint: SocketAddr,
-        sender: hyper::client::conn::http1::SendRequest<Incoming>,
-        resp: Response<Incoming>,
-    ) -> Response<UpstreamBody> {
-        let back = keeps_alive(&resp).then(|| (self.clone(), endpoint, sender));
-        resp.map(|body| UpstreamBody { body, back })
+        let whole = http_body_util::BodyExt::collect(UpstreamBody(Stream::Hyper { body, back }))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((parts, Either::Right(Full::new(whole.to_bytes()))))
     }
 }
 
@@ -506,23 +483,6 @@ fn buffered(parts: &http::response::Parts) -> bool {
             .is_some_and(|n| n <= BUFFER_LIMIT)
 }
 
-/// Whether the endpoint keeps the connection open after this answer: HTTP/1.1 unless `Connection: close`,
-/// HTTP/1.0 only with `Connection: keep-alive`.
-fn keeps_alive<B>(resp: &Response<B>) -> bool {
-    let has = |token: &str| {
-        resp.headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
-    match resp.version() {
-        Version::HTTP_10 => has("keep-alive"),
-        _ => !has("close"),
-    }
-}
-
 /// A new HTTP/1.1 connection to `endpoint`, driven by a task of the current worker.
 async fn connect(
     endpoint: SocketAddr,
@@ -540,7 +500,10 @@ async fn connect(
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(CloseOnly(tcp)))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(CloseOnly {
+        tcp,
+        upgrade_of: None,
+    }))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
@@ -551,12 +514,17 @@ async fn connect(
     Ok(sender)
 }
 
-/// A pooled connection to an endpoint, whose end is the close when hyper drops it, without a shutdown(2) before:
-/// hyper shuts the write side down when the endpoint answers `Connection: close` (busybox httpd after every
-/// answer) or the pool lets the connection go, and drops it right after, so the shutdown was one syscall more
-/// per connection for a FIN the close sends anyway (as nginx closes its upstream connections). Never used for
-/// upgraded connections, where a half-close is passed on.
-struct CloseOnly(TcpStream);
+/// A connection whose end is the close when hyper drops it, without a shutdown(2) before: hyper shuts the write
+/// side down when it ends a connection (an HTTP/1.0 client's after each answer; an endpoint's when it answers
+/// `Connection: close`, as busybox httpd after every answer, or the pool lets it go) and drops it right after,
+/// so the shutdown was one syscall more per connection for a FIN the close sends anyway (nginx closes its
+/// connections so too). A client connection on which an upgrade was asked for (`upgrade_of`) passes shutdowns
+/// on: an upgraded connection's half-close reaches the other side. Endpoint connections for upgrades are never
+/// wrapped.
+struct CloseOnly {
+    tcp: TcpStream,
+    upgrade_of: Option<Arc<Client>>,
+}
 
 impl AsyncRead for CloseOnly {
     fn poll_read(
@@ -564,7 +532,7 @@ impl AsyncRead for CloseOnly {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+        std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
     }
 }
 
@@ -574,7 +542,7 @@ impl AsyncWrite for CloseOnly {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -582,68 +550,92 @@ impl AsyncWrite for CloseOnly {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        std::pin::Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.tcp.is_write_vectored()
     }
 
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
     }
 
     fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
+        match &self.upgrade_of {
+            Some(client) if client.upgraded.load(Ordering::Relaxed) => {
+                std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+            }
+            _ => std::task::Poll::Ready(Ok(())),
+        }
     }
 }
 
-/// An endpoint's answer body as it streams to the client, carrying its connection back to the pool once the body
-/// has been read to its end (a body dropped before its end takes its connection with it).
-pub struct UpstreamBody {
-    body: Incoming,
-    back: Option<(
-        Arc<Pool>,
-        SocketAddr,
-        hyper::client::conn::http1::SendRequest<Incoming>,
-    )>,
+/// An endpoint's answer body as it streams to the client.
+pub struct UpstreamBody(Stream);
+
+type HyperSender = hyper::client::conn::http1::SendRequest<Incoming>;
+
+enum Stream {
+    /// Read by the proxy's own client; its connection goes back to its pool at the body's end.
+    Own(upstream::StreamedBody),
+    /// Read by hyper's client, carrying its connection back to the pool once the body has been read to its end
+    /// (a body dropped before its end takes its connection with it); none for an upgrade.
+    Hyper {
+        body: Incoming,
+        back: Option<(Arc<Pool<HyperSender>>, SocketAddr, HyperSender)>,
+    },
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl hyper::body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let (body, back) = match &mut self.0 {
+            Stream::Own(body) => return std::pin::Pin::new(body).poll_frame(cx),
+            Stream::Hyper { body, back } => (body, back),
+        };
+        let polled = std::pin::Pin::new(&mut *body).poll_frame(cx);
         // the end: no more frames, or (a known length) the last one, after which hyper asks no more
         let ended = match &polled {
             std::task::Poll::Ready(None) => true,
-            std::task::Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
+            std::task::Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
             _ => false,
         };
         if ended {
-            if let Some((pool, endpoint, sender)) = self.back.take() {
-                pool.put_back(endpoint, sender);
+            if let Some((pool, endpoint, sender)) = back.take() {
+                if !sender.is_closed() {
+                    pool.put_back(endpoint, sender);
+                }
             }
         }
-        polled
+        polled.map_err(BoxError::from)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.0 {
+            Stream::Own(body) => body.is_end_stream(),
+            Stream::Hyper { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
+        match &self.0 {
+            Stream::Own(body) => body.size_hint(),
+            Stream::Hyper { body, .. } => body.size_hint(),
+        }
     }
 }
 
@@ -810,8 +802,14 @@ mod tests {
         assert!(buffered(&parts(404, Some("0"))), "an empty one");
         assert!(buffered(&parts(200, Some("65536"))), "up to the limit");
         assert!(!buffered(&parts(200, Some("65537"))), "over it: streamed");
-        assert!(!buffered(&parts(200, None)), "unknown length (chunked, server-sent events): streamed");
-        assert!(!buffered(&parts(200, Some("six"))), "a length that is not one: streamed");
+        assert!(
+            !buffered(&parts(200, None)),
+            "unknown length (chunked, server-sent events): streamed"
+        );
+        assert!(
+            !buffered(&parts(200, Some("six"))),
+            "a length that is not one: streamed"
+        );
         assert!(!buffered(&parts(101, Some("0"))), "an upgrade: never");
     }
 
@@ -826,6 +824,7 @@ mod tests {
             }
             r
         };
+        let keeps_alive = |r: &Response<()>| upstream::keeps_alive(r.version(), r.headers());
         assert!(keeps_alive(&resp(Version::HTTP_11, None)));
         assert!(keeps_alive(&resp(Version::HTTP_11, Some("keep-alive"))));
         assert!(!keeps_alive(&resp(Version::HTTP_11, Some("Close"))));
@@ -945,10 +944,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         let peer: SocketAddr = "[::ffff:10.1.2.3]:5555".parse().expect("addr");
-        let client = Client {
-            ip: HeaderValue::from_str(&peer.ip().to_canonical().to_string()).ok(),
-            on: Listener::new(true, 443),
-        };
+        let client = Client::new(peer, Listener::new(true, 443));
         forwarded_headers(&mut h, &client, Some(HeaderValue::from_static("a.example")));
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-real-ip"], "10.1.2.3");
