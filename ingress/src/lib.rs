@@ -8,7 +8,8 @@
 //! - [`live`]: what is served now, swapped whole on every change.
 //! - [`tls`]: Secrets to rustls certificates, chosen by SNI; the default self-signed certificate.
 //! - [`proxy`]: the listeners and the forwarding (streaming, upgrades, keep-alive to endpoints); its own
-//!   HTTP/1.1 client for requests without a body (`upstream`), and the pools of idle connections (`pool`).
+//!   HTTP/1.x server for simple requests on the plain port (`http1`), its own HTTP/1.1 client for requests
+//!   without a body (`upstream`), and the pools of idle connections (`pool`).
 //! - [`controller`]: the watches, and the status and events written back.
 //!
 //! Must not: run pods, touch nftables or the node's network (it only binds two sockets), or need the
@@ -19,6 +20,7 @@
 
 pub mod compile;
 pub mod controller;
+mod http1;
 pub mod live;
 mod pool;
 pub mod proxy;

@@ -1,7 +1,10 @@
 //! The reverse proxy: HTTP and HTTPS listeners (HTTP/1.x on both, HTTP/2 over TLS when the client's ALPN asks for
 //! `h2`, as ingress-nginx: no cleartext HTTP/2 on the plain port), one routing decision per
 //! request from what [`Live`] serves now, and the request forwarded to one endpoint of the chosen backend over
-//! pooled HTTP/1.1 keep-alive connections. Bodies stream both ways as they arrive, but for a small answer of known
+//! pooled HTTP/1.1 keep-alive connections. On the plain port, simple requests (no body, no upgrade: nearly all)
+//! are read and answered by `http1` and forwarded by `upstream`, without hyper; the rest of a connection
+//! from its first other request, HTTPS, and requests with a body go through hyper's server and client. Bodies
+//! stream both ways as they arrive, but for a small answer of known
 //! length ([`BUFFER_LIMIT`]), read whole and sent with its head in one write, as nginx's `proxy_buffering`; an
 //! `Upgrade` (WebSocket and the like) gets a connection of its own to the endpoint and, once the endpoint
 //! answers 101, the two sockets are spliced until either side closes.
@@ -28,6 +31,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::compile::Backend;
+use crate::http1;
 use crate::live::{Live, LiveView};
 use crate::pool::Pool;
 use crate::routing::Route;
@@ -223,12 +228,7 @@ impl Proxy {
                 continue;
             };
             let client = Client::new(peer, on.clone());
-            // the connection's end is its close, without a shutdown(2) before (nginx's too), unless it was upgraded
-            let tcp = CloseOnly {
-                tcp,
-                upgrade_of: Some(client.clone()),
-            };
-            tokio::spawn(self.clone().serve_connection(TokioIo::new(tcp), client, false));
+            tokio::spawn(self.clone().serve_plain(tcp, client));
         }
     }
 
@@ -267,6 +267,81 @@ impl Proxy {
         }
     }
 
+    /// Serves a plain-HTTP client connection: its simple requests by [`http1`], and from the first request that is
+    /// not, the rest of the connection by hyper.
+    async fn serve_plain(self: Arc<Self>, tcp: TcpStream, client: Arc<Client>) {
+        let mut conn = http1::ClientConn::new(tcp);
+        loop {
+            let next = conn.next_request(|req| (http1::Served::of(req), self.plan(req, &client)));
+            let (served, plan) = match tokio::time::timeout(HEADER_READ_TIMEOUT, next).await {
+                Ok(http1::Next::Request(request)) => request,
+                Ok(http1::Next::Other) => break,
+                Ok(http1::Next::Closed) | Err(_) => return,
+            };
+            let (parts, body) = match plan {
+                Plan::Answer(status, body) => text_parts(status, body),
+                Plan::Forward {
+                    backend,
+                    endpoint,
+                    method,
+                    head,
+                } => {
+                    let method = method.as_str();
+                    match upstream::send(
+                        &self.conns,
+                        endpoint,
+                        &head,
+                        method,
+                        CONNECT_TIMEOUT,
+                        BUFFER_LIMIT,
+                    )
+                    .await
+                    {
+                        Ok((mut parts, body)) => {
+                            strip_hop_by_hop(&mut parts.headers);
+                            (parts, body)
+                        }
+                        Err(e) => {
+                            let (status, body) = bad_gateway(&backend, endpoint, &e);
+                            text_parts(status, body)
+                        }
+                    }
+                }
+            };
+            if !conn.answer(parts, body, &served).await {
+                return;
+            }
+        }
+        // the connection's end is its close, without a shutdown(2) before (nginx's too), unless it was upgraded
+        let http1::ClientConn { tcp, buf } = conn;
+        let tcp = CloseOnly {
+            tcp,
+            upgrade_of: Some(client.clone()),
+        };
+        let io = http1::Rewind::new(buf.freeze(), tcp);
+        self.serve_connection(TokioIo::new(io), client, false).await
+    }
+
+    /// Where a simple request goes, and its head for the endpoint; or the answer when it goes nowhere.
+    fn plan(&self, req: &http1::Simple<'_>, client: &Client) -> Plan {
+        match self.choose(req.host, req.path) {
+            Err((status, body)) => Plan::Answer(status, body),
+            Ok((backend, endpoint)) => {
+                let from = http1::Forwarded {
+                    ip: client.ip.as_ref().map(HeaderValue::as_bytes),
+                    port: client.on.port.as_bytes(),
+                    proto: if client.on.https { "https" } else { "http" },
+                };
+                Plan::Forward {
+                    backend,
+                    endpoint,
+                    method: http::Method::from_bytes(req.method.as_bytes()).unwrap_or_default(),
+                    head: http1::endpoint_head(req, &from),
+                }
+            }
+        }
+    }
+
     /// Serves one client connection, HTTP/2 when `h2`, else HTTP/1.x with upgrades.
     async fn serve_connection<I>(self: Arc<Self>, io: I, client: Arc<Client>, h2: bool)
     where
@@ -291,6 +366,37 @@ impl Proxy {
         }
     }
 
+    /// The backend a request for `host` and `path` goes to, and the endpoint of it that takes this one; or the
+    /// answer when there is none: 404 when no rule matches and there is no default backend, 503 when the backend
+    /// has no ready endpoint.
+    fn choose(
+        &self,
+        host: &str,
+        path: &str,
+    ) -> Result<(Arc<Backend>, SocketAddr), (StatusCode, String)> {
+        let live = self.live.get();
+        let backend = match live.routes.route(host, path) {
+            Route::Rule { backend, .. } | Route::Default(backend) => backend.clone(),
+            Route::NotFound => {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    format!("404 Not Found: no ingress rule matches host {host:?} path {path:?}, and no default backend is set\n"),
+                ))
+            }
+        };
+        drop(live);
+        match backend.pick() {
+            Some(endpoint) => Ok((backend, endpoint)),
+            None => Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "503 Service Unavailable: {}\n",
+                    backend.unavailable_message()
+                ),
+            )),
+        }
+    }
+
     async fn handle(&self, mut req: Request<Incoming>, client: &Client) -> Response<ProxyBody> {
         // HTTP/2 carries the host in :authority, HTTP/1.1 in Host (whose value is shared with the request's read
         // buffer: taking it copies nothing)
@@ -303,25 +409,9 @@ impl Proxy {
             .as_ref()
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let live = self.live.get();
-        let backend = match live.routes.route(host, req.uri().path()) {
-            Route::Rule { backend, .. } | Route::Default(backend) => backend.clone(),
-            Route::NotFound => {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    format!("404 Not Found: no ingress rule matches host {:?} path {:?}, and no default backend is set\n", host, req.uri().path()),
-                )
-            }
-        };
-        drop(live);
-        let Some(endpoint) = backend.pick() else {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "503 Service Unavailable: {}\n",
-                    backend.unavailable_message()
-                ),
-            );
+        let (backend, endpoint) = match self.choose(host, req.uri().path()) {
+            Ok(chosen) => chosen,
+            Err((status, body)) => return text(status, body),
         };
         let upgrade = upgrade_protocol(req.headers());
         let client_upgrade = upgrade.is_some().then(|| {
@@ -355,17 +445,24 @@ impl Proxy {
         let answered = match client_upgrade {
             // nearly every request: no body (a GET, a HEAD...), over the proxy's own client
             None if hyper::body::Body::is_end_stream(&body) => {
-                upstream::send(&self.conns, endpoint, &parts, CONNECT_TIMEOUT, BUFFER_LIMIT)
-                    .await
-                    .map(|(parts, body)| {
-                        let body = match body {
-                            upstream::Body::Whole(whole) => Either::Right(Full::new(whole)),
-                            upstream::Body::Streamed(s) => {
-                                Either::Left(UpstreamBody(Stream::Own(s)))
-                            }
-                        };
-                        (parts, body)
-                    })
+                let head = upstream::encode_request(&parts);
+                let method = parts.method.as_str();
+                upstream::send(
+                    &self.conns,
+                    endpoint,
+                    &head,
+                    method,
+                    CONNECT_TIMEOUT,
+                    BUFFER_LIMIT,
+                )
+                .await
+                .map(|(parts, body)| {
+                    let body = match body {
+                        upstream::Body::Whole(whole) => Either::Right(Full::new(whole)),
+                        upstream::Body::Streamed(s) => Either::Left(UpstreamBody(Stream::Own(s))),
+                    };
+                    (parts, body)
+                })
             }
             None => {
                 self.forward_with_body(endpoint, Request::from_parts(parts, body))
@@ -388,14 +485,8 @@ impl Proxy {
             Response::from_parts(parts, body)
         });
         answered.unwrap_or_else(|e| {
-            tracing::debug!(backend = %backend.name, %endpoint, error = %e, "ingress: endpoint failed");
-            text(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "502 Bad Gateway: service {} endpoint {endpoint}: {e}\n",
-                    backend.name
-                ),
-            )
+            let (status, body) = bad_gateway(&backend, endpoint, &e);
+            text(status, body)
         })
     }
 }
@@ -504,8 +595,8 @@ async fn connect(
         tcp,
         upgrade_of: None,
     }))
-        .await
-        .map_err(|e| e.to_string())?;
+    .await
+    .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(%endpoint, error = %e, "ingress: connection to the endpoint failed");
@@ -738,6 +829,42 @@ fn forwarded_headers(h: &mut HeaderMap, client: &Client, host: Option<HeaderValu
     );
 }
 
+/// What a simple request comes to.
+enum Plan {
+    /// An answer of ours (404, 503).
+    Answer(StatusCode, String),
+    /// To `endpoint` of `backend`, with this head.
+    Forward {
+        backend: Arc<Backend>,
+        endpoint: SocketAddr,
+        method: http::Method,
+        head: Vec<u8>,
+    },
+}
+
+/// The answer when an endpoint fails, logged.
+fn bad_gateway(backend: &Backend, endpoint: SocketAddr, e: &str) -> (StatusCode, String) {
+    tracing::debug!(backend = %backend.name, %endpoint, error = %e, "ingress: endpoint failed");
+    (
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "502 Bad Gateway: service {} endpoint {endpoint}: {e}\n",
+            backend.name
+        ),
+    )
+}
+
+/// [`text`] for [`http1`].
+fn text_parts(status: StatusCode, body: String) -> (http::response::Parts, upstream::Body) {
+    let mut parts = Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    (parts, upstream::Body::Whole(Bytes::from(body)))
+}
+
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *resp.status_mut() = status;
@@ -872,6 +999,243 @@ mod tests {
         })
     }
 
+    /// One worker serving [`one_rule`] to `endpoint` on 127.0.0.1, and its plain port's address.
+    fn one_worker(endpoint: SocketAddr) -> (Workers, SocketAddr) {
+        let live = Arc::new(Live::new(crate::tls::default_certificate().expect("cert")));
+        live.swap(one_rule(endpoint));
+        let http = crate::listen("127.0.0.1:0".parse().expect("addr"), "http").expect("http");
+        let https = crate::listen("127.0.0.1:0".parse().expect("addr"), "https").expect("https");
+        let http_addr = http.local_addr().expect("http addr");
+        let tls = crate::tls::server_config(live.clone()).expect("tls");
+        let workers = Workers::start(1, live, http, https, tls).expect("workers");
+        (workers, http_addr)
+    }
+
+    /// An endpoint (hyper's server) that answers each request with what it got: the method and target, the
+    /// headers as `name: value` lines, a blank line and the body; `/chunked` in two chunks of unknown length.
+    async fn echo_endpoint() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind endpoint");
+        let addr = listener.local_addr().expect("endpoint addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let mut text = format!("{} {}\n", req.method(), req.uri());
+                        for (n, v) in req.headers() {
+                            text += &format!("{n}: {}\n", v.to_str().unwrap_or("?"));
+                        }
+                        text += "\n";
+                        let chunked = req.uri().path() == "/chunked";
+                        let body = http_body_util::BodyExt::collect(req.into_body())
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        text += &String::from_utf8_lossy(&body);
+                        let body: http_body_util::combinators::BoxBody<Bytes, Infallible> =
+                            if chunked {
+                                let frames = futures::stream::iter([
+                                    Ok(hyper::body::Frame::data(Bytes::from("part one, "))),
+                                    Ok(hyper::body::Frame::data(Bytes::from("part two"))),
+                                ]);
+                                http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(
+                                    frames,
+                                ))
+                            } else {
+                                http_body_util::BodyExt::boxed(Full::new(Bytes::from(text)))
+                            };
+                        Ok::<_, Infallible>(Response::new(body))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// Writes `request` on a new connection to `addr`, then reads until the connection closes or `until` is in
+    /// what was read (within 5 s).
+    async fn exchange_raw(addr: SocketAddr, request: &[u8], until: Option<&str>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(request).await.expect("write");
+        let mut got = Vec::new();
+        let read = async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = tcp.read(&mut chunk).await.expect("read");
+                got.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if n == 0 || until.is_some_and(|u| text.contains(u)) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("answered within 5 s");
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn pipelined_simple_requests_are_answered_in_order_with_the_headers_ingress_nginx_sets() {
+        let (_workers, addr) = one_worker(echo_endpoint().await);
+        let got = exchange_raw(
+            addr,
+            b"GET /one?x=1 HTTP/1.1\r\nHost: bench.example\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nTE: trailers\r\nAccept: */*\r\n\r\n\
+              HEAD /two HTTP/1.1\r\nHost: bench.example\r\n\r\n\
+              GET /three HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n",
+            None,
+        )
+        .await;
+        let answers: Vec<&str> = got.split("HTTP/1.1 200 OK\r\n").skip(1).collect();
+        assert_eq!(
+            answers.len(),
+            3,
+            "three answers, then the close the client asked for: {got}"
+        );
+        let first = answers[0];
+        assert!(first.contains("GET /one?x=1\n"), "{first}");
+        assert!(
+            first.contains("x-forwarded-for: 127.0.0.1\n"),
+            "the client's own is replaced: {first}"
+        );
+        for header in [
+            "x-real-ip: 127.0.0.1",
+            "x-forwarded-host: bench.example",
+            "x-forwarded-proto: http",
+            "accept: */*",
+        ] {
+            assert!(first.to_lowercase().contains(header), "{header} in {first}");
+        }
+        for dropped in ["x-secret", "connection", "\nte: ", "6.6.6.6"] {
+            assert!(
+                !first.to_lowercase().contains(dropped),
+                "{dropped} is not passed on: {first}"
+            );
+        }
+        assert!(first.contains("date: "), "{first}");
+        assert!(
+            answers[1].contains("content-length: "),
+            "HEAD keeps the length: {}",
+            answers[1]
+        );
+        assert!(
+            answers[1].ends_with("\r\n\r\n"),
+            "and has no body: {:?}",
+            answers[1]
+        );
+        assert!(
+            answers[2].contains("connection: close\r\n"),
+            "{}",
+            answers[2]
+        );
+        assert!(answers[2].contains("GET /three\n"), "{}", answers[2]);
+    }
+
+    #[tokio::test]
+    async fn http10_closes_unless_asked_and_gets_unknown_lengths_until_close() {
+        let (_workers, addr) = one_worker(echo_endpoint().await);
+        let got = exchange_raw(
+            addr,
+            b"GET /a HTTP/1.0\r\nHost: bench.example\r\n\r\n",
+            None,
+        )
+        .await;
+        assert!(
+            got.starts_with("HTTP/1.1 200 OK\r\n") && got.contains("GET /a\n"),
+            "{got}"
+        );
+        let got = exchange_raw(
+            addr,
+            b"GET /chunked HTTP/1.0\r\nHost: bench.example\r\n\r\n",
+            None,
+        )
+        .await;
+        assert!(!got.contains("transfer-encoding"), "{got}");
+        assert!(
+            got.ends_with("\r\n\r\npart one, part two"),
+            "until close: {got:?}"
+        );
+        let got = exchange_raw(
+            addr,
+            b"GET /a HTTP/1.0\r\nHost: bench.example\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\nHost: bench.example\r\n\r\n",
+            None,
+        )
+        .await;
+        assert!(got.contains("connection: keep-alive\r\n"), "{got}");
+        assert!(
+            got.contains("GET /a\n") && got.contains("GET /b\n"),
+            "{got}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_length_goes_chunked_to_http11() {
+        let (_workers, addr) = one_worker(echo_endpoint().await);
+        let got = exchange_raw(
+            addr,
+            b"GET /chunked HTTP/1.1\r\nHost: bench.example\r\n\r\n",
+            Some("0\r\n\r\n"),
+        )
+        .await;
+        assert!(got.contains("transfer-encoding: chunked\r\n"), "{got}");
+        assert!(
+            got.ends_with("\r\n\r\na\r\npart one, \r\n8\r\npart two\r\n0\r\n\r\n"),
+            "{got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_with_a_body_is_handed_to_hyper_with_what_was_read() {
+        let (_workers, addr) = one_worker(echo_endpoint().await);
+        // a simple request first, then one with a body: the second (and the rest) goes to hyper
+        let got = exchange_raw(
+            addr,
+            b"GET /first HTTP/1.1\r\nHost: bench.example\r\n\r\n\
+              POST /form HTTP/1.1\r\nHost: bench.example\r\nContent-Length: 5\r\n\r\nhello\
+              GET /last HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n",
+            None,
+        )
+        .await;
+        assert!(got.contains("GET /first\n"), "{got}");
+        assert!(
+            got.contains("POST /form\n") && got.contains("\n\nhello"),
+            "{got}"
+        );
+        assert!(got.contains("GET /last\n"), "{got}");
+        let got = exchange_raw(addr, b"NOT HTTP AT ALL\r\n\r\n", None).await;
+        assert!(got.starts_with("HTTP/1.1 400"), "hyper's 400: {got}");
+    }
+
+    #[tokio::test]
+    async fn no_rule_is_404_and_a_dead_endpoint_502_on_a_connection_kept_open() {
+        let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let dead_addr = dead.local_addr().expect("addr");
+        drop(dead);
+        let (_workers, addr) = one_worker(dead_addr);
+        let got = exchange_raw(
+            addr,
+            b"GET /x HTTP/1.1\r\nHost: other.example\r\n\r\nGET /y HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n",
+            None,
+        )
+        .await;
+        assert!(got.starts_with("HTTP/1.1 404 Not Found\r\n"), "{got}");
+        assert!(
+            got.contains("no ingress rule matches host \"other.example\" path \"/x\""),
+            "{got}"
+        );
+        assert!(
+            got.contains("content-type: text/plain; charset=utf-8\r\n"),
+            "{got}"
+        );
+        assert!(got.contains("HTTP/1.1 502 Bad Gateway\r\n"), "{got}");
+        assert!(got.contains("connect: "), "{got}");
+    }
+
     /// Requests through a worker to an endpoint that keeps connections alive, or closes each: how many
     /// connections the endpoint accepted for `requests` requests sent one after another on one client connection.
     async fn endpoint_connections(endpoint_keeps_alive: bool, requests: usize) -> usize {
@@ -896,13 +1260,7 @@ mod tests {
                 });
             }
         });
-        let live = Arc::new(Live::new(crate::tls::default_certificate().expect("cert")));
-        live.swap(one_rule(endpoint_addr));
-        let http = crate::listen("127.0.0.1:0".parse().expect("addr"), "http").expect("http");
-        let https = crate::listen("127.0.0.1:0".parse().expect("addr"), "https").expect("https");
-        let http_addr = http.local_addr().expect("http addr");
-        let tls = crate::tls::server_config(live.clone()).expect("tls");
-        let workers = Workers::start(1, live, http, https, tls).expect("workers");
+        let (workers, http_addr) = one_worker(endpoint_addr);
 
         let tcp = TcpStream::connect(http_addr).await.expect("connect");
         let (mut client, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))

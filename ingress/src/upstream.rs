@@ -21,7 +21,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode, Version};
+use http::{StatusCode, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -135,10 +135,10 @@ impl std::fmt::Display for Failure {
 }
 
 /// Whether a request may be sent again when its connection was lost before any answer (RFC 9110 section 9.2.2).
-pub(crate) fn idempotent(method: &Method) -> bool {
+pub(crate) fn idempotent(method: &str) -> bool {
     matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
     )
 }
 
@@ -544,26 +544,26 @@ pub(crate) enum Body {
     Streamed(StreamedBody),
 }
 
-/// Sends a request without a body (`parts`, its target in origin form) to `endpoint` over an idle connection of
-/// `pool`, or a new one (connected within `connect_timeout`), and reads the answer's head, and its body too when
-/// its length is known and at most `whole_limit`. An idempotent request that an idle connection lost before any
-/// answer goes again on the next idle connection, or a new one.
+/// Sends a request without a body (`request`: its head as it goes on the wire, [`encode_request`]; `method`: its
+/// method) to `endpoint` over an idle connection of `pool`, or a new one (connected within `connect_timeout`), and
+/// reads the answer's head, and its body too when its length is known and at most `whole_limit`. An idempotent
+/// request that an idle connection lost before any answer goes again on the next idle connection, or a new one.
 pub(crate) async fn send(
     pool: &Arc<Pool<Conn>>,
     endpoint: SocketAddr,
-    parts: &http::request::Parts,
+    request: &[u8],
+    method: &str,
     connect_timeout: std::time::Duration,
     whole_limit: u64,
 ) -> Result<(http::response::Parts, Body), String> {
-    let request = encode_request(parts);
-    let head_request = parts.method == Method::HEAD;
-    let again = idempotent(&parts.method);
+    let head_request = method == "HEAD";
+    let again = idempotent(method);
     loop {
         let (mut conn, reused) = match pool.take(endpoint) {
             Some(conn) => (conn, true),
             None => (Conn::connect(endpoint, connect_timeout).await?, false),
         };
-        let answer = match exchange(&mut conn, &request, head_request).await {
+        let answer = match exchange(&mut conn, request, head_request).await {
             Ok(answer) => answer,
             Err(Failure::Unanswered(e)) if reused && again => {
                 tracing::debug!(%endpoint, error = %e, "ingress: an idle connection to the endpoint was closed; sending again");
@@ -681,7 +681,8 @@ mod tests {
         ep: &Endpoint,
         method: &str,
     ) -> Result<(http::response::Parts, Bytes), String> {
-        let (parts, body) = send(pool, ep.addr, &request(method), TIMEOUT, 64).await?;
+        let head = encode_request(&request(method));
+        let (parts, body) = send(pool, ep.addr, &head, method, TIMEOUT, 64).await?;
         let bytes = match body {
             Body::Whole(b) => b,
             Body::Streamed(s) => http_body_util::BodyExt::collect(s)
@@ -841,7 +842,8 @@ mod tests {
         )])
         .await;
         let pool = Arc::new(Pool::default());
-        let (parts, body) = send(&pool, ep.addr, &request("GET"), TIMEOUT, 64)
+        let head = encode_request(&request("GET"));
+        let (parts, body) = send(&pool, ep.addr, &head, "GET", TIMEOUT, 64)
             .await
             .expect("answer");
         let Body::Streamed(body) = body else {
