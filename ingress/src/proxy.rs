@@ -108,11 +108,8 @@ impl Workers {
                 ),
             };
             let (live, tls, mut stopped) = (live.clone(), tls.clone(), stopped.clone());
-            // sockets and timers only: with `enable_all`, each turn of the driver also looked for exited child
-            // processes (the process driver's orphan queue), for none
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
+                .enable_all()
                 .build()?;
             std::thread::Builder::new()
                 .name(format!("ingress-{i}"))
