@@ -25,7 +25,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::upstream;
+use crate::{proxy, upstream};
 
 /// The largest request head taken here (larger ones go to hyper, which refuses them past its own limit).
 const MAX_HEAD: usize = 64 * 1024;
@@ -34,23 +34,15 @@ const MAX_HEADERS: usize = 64;
 /// Room made in the buffer before each read.
 const READ_SIZE: usize = 8 * 1024;
 
-/// Hop-by-hop request headers (RFC 9110 section 7.6.1) and those the proxy sets itself: never passed on.
-const DROPPED: [&str; 14] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-proto",
-    "x-real-ip",
-];
+/// Whether a client's header is never passed on: hop-by-hop ([`proxy::HOP_BY_HOP`], and Upgrade: a simple request
+/// asks for none) or one the proxy sets itself ([`proxy::SET_BY_PROXY`]); the same lists hyper's path strips.
+fn dropped(name: &str) -> bool {
+    name.eq_ignore_ascii_case("upgrade")
+        || proxy::HOP_BY_HOP
+            .iter()
+            .chain(proxy::SET_BY_PROXY.iter().copied())
+            .any(|n| name.eq_ignore_ascii_case(n.as_str()))
+}
 
 /// A request this server takes.
 #[derive(Debug)]
@@ -157,7 +149,7 @@ pub(crate) fn endpoint_head(req: &Simple<'_>, from: &Forwarded<'_>) -> Vec<u8> {
     out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers {
-        if DROPPED.iter().any(|d| h.name.eq_ignore_ascii_case(d)) || named(h.name) {
+        if dropped(h.name) || named(h.name) {
             continue;
         }
         put_header(&mut out, h.name.as_bytes(), h.value);

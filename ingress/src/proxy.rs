@@ -53,8 +53,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long connecting to an endpoint may take before the request fails with 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Hop-by-hop headers (RFC 9110 section 7.6.1): never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers (RFC 9110 section 7.6.1): never forwarded (nor Upgrade, but for an upgrade).
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -70,6 +70,14 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// The headers the proxy sets itself ([`forwarded_headers`]): a client's own are replaced, never passed on.
+pub(crate) static SET_BY_PROXY: [&HeaderName; 5] = [
+    &X_FORWARDED_FOR,
+    &X_FORWARDED_HOST,
+    &X_FORWARDED_PORT,
+    &X_FORWARDED_PROTO,
+    &X_REAL_IP,
+];
 
 /// The threads that serve requests, as nginx's worker processes do: each runs its own single-threaded event loop
 /// (a tokio current-thread runtime) that accepts from both listeners (its own copies of the same sockets), reads
@@ -276,7 +284,7 @@ impl Proxy {
                 Ok(http1::Next::Closed) | Err(_) => return,
             };
             let (parts, body) = match plan {
-                Plan::Answer(status, body) => text_parts(status, body),
+                Plan::Answer(status, body) => text_answer(status, body),
                 Plan::Forward {
                     backend,
                     endpoint,
@@ -300,7 +308,7 @@ impl Proxy {
                         }
                         Err(e) => {
                             let (status, body) = bad_gateway(&backend, endpoint, &e);
-                            text_parts(status, body)
+                            text_answer(status, body)
                         }
                     }
                 }
@@ -575,19 +583,7 @@ fn buffered(parts: &http::response::Parts) -> bool {
 async fn connect(
     endpoint: SocketAddr,
 ) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, String> {
-    let socket = if endpoint.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }
-    .map_err(|e| format!("socket: {e}"))?;
-    socket
-        .set_nodelay(true)
-        .map_err(|e| format!("socket: {e}"))?;
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(endpoint))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
+    let tcp = upstream::connect_tcp(endpoint, CONNECT_TIMEOUT).await?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(CloseOnly {
         tcp,
         upgrade_of: None,
@@ -851,25 +847,27 @@ fn bad_gateway(backend: &Backend, endpoint: SocketAddr, e: &str) -> (StatusCode,
     )
 }
 
-/// [`text`] for [`http1`].
-fn text_parts(status: StatusCode, body: String) -> (http::response::Parts, upstream::Body) {
+/// An answer of ours: `status`, and `body` as plain text.
+fn text_parts(status: StatusCode, body: String) -> (http::response::Parts, Bytes) {
     let mut parts = Response::new(()).into_parts().0;
     parts.status = status;
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    (parts, upstream::Body::Whole(Bytes::from(body)))
+    (parts, Bytes::from(body))
 }
 
+/// [`text_parts`] for hyper's server.
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    let (parts, body) = text_parts(status, body);
+    Response::from_parts(parts, Either::Right(Full::new(body)))
+}
+
+/// [`text_parts`] for [`http1`].
+fn text_answer(status: StatusCode, body: String) -> (http::response::Parts, upstream::Body) {
+    let (parts, body) = text_parts(status, body);
+    (parts, upstream::Body::Whole(body))
 }
 
 #[cfg(test)]

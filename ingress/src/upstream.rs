@@ -52,26 +52,33 @@ impl crate::pool::Idle for Conn {
     }
 }
 
+/// A new TCP connection to `endpoint` (TCP_NODELAY, within `timeout`), for this client and hyper's alike.
+pub(crate) async fn connect_tcp(
+    endpoint: SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<TcpStream, String> {
+    let socket = if endpoint.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {e}"))?;
+    socket
+        .set_nodelay(true)
+        .map_err(|e| format!("socket: {e}"))?;
+    tokio::time::timeout(timeout, socket.connect(endpoint))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))
+}
+
 impl Conn {
-    /// A new connection to `endpoint` (TCP_NODELAY, within `timeout`).
+    /// A new connection to `endpoint` ([`connect_tcp`]).
     pub(crate) async fn connect(
         endpoint: SocketAddr,
         timeout: std::time::Duration,
     ) -> Result<Conn, String> {
-        let socket = if endpoint.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }
-        .map_err(|e| format!("socket: {e}"))?;
-        socket
-            .set_nodelay(true)
-            .map_err(|e| format!("socket: {e}"))?;
-        let tcp = tokio::time::timeout(timeout, socket.connect(endpoint))
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| format!("connect: {e}"))?;
-        Ok(Conn::new(tcp))
+        Ok(Conn::new(connect_tcp(endpoint, timeout).await?))
     }
 
     fn new(tcp: TcpStream) -> Conn {
